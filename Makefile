@@ -1,0 +1,44 @@
+# Thin wrapper over CMake + CTest. The two commands the README promises:
+#   make demo   - build, then quantize stories260K with a handful of formats and print the table
+#   make test   - build, then run every test
+# Missing build tools are installed by scripts/install-deps.sh (apt-get, as root).
+BUILD ?= build
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+FUZZ_SECONDS ?= 30
+CMAKE_ARGS ?=
+ifeq ($(LB_WERROR),1)
+CMAKE_ARGS += -DLB_WERROR=ON
+endif
+
+.PHONY: all deps build test demo check-asan fuzz clean
+
+all: build
+
+deps:
+	@scripts/install-deps.sh build
+
+build: deps
+	@cmake -S . -B $(BUILD) $(CMAKE_ARGS) > $(BUILD).cmake.log 2>&1 || (cat $(BUILD).cmake.log; exit 1)
+	@cmake --build $(BUILD) -j $(JOBS)
+
+test: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+demo: build
+	$(BUILD)/lowbit demo
+
+# The same tests under AddressSanitizer + UndefinedBehaviorSanitizer.
+check-asan: deps
+	@cmake -S . -B build-asan -DLB_SANITIZE=ON $(CMAKE_ARGS) > build-asan.cmake.log 2>&1 || (cat build-asan.cmake.log; exit 1)
+	@cmake --build build-asan -j $(JOBS)
+	cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure -j $(JOBS)
+
+# libFuzzer targets (clang), each run for FUZZ_SECONDS on its seed corpus.
+fuzz:
+	@scripts/install-deps.sh fuzz
+	@CC=clang cmake -S . -B build-fuzz -DLB_FUZZ=ON $(CMAKE_ARGS) > build-fuzz.cmake.log 2>&1 || (cat build-fuzz.cmake.log; exit 1)
+	@cmake --build build-fuzz -j $(JOBS)
+	@scripts/run-fuzzers.sh build-fuzz $(FUZZ_SECONDS)
+
+clean:
+	rm -rf $(BUILD) build-asan build-fuzz *.cmake.log

@@ -1,0 +1,11 @@
+/* lowbit: extreme low-bit quantization of neural-network weights, and the
+ * runtime that runs the result on CPUs. One include for the whole public API. */
+#ifndef LOWBIT_H
+#define LOWBIT_H
+
+#include "lowbit/core.h"
+#include "lowbit/format.h"
+#include "lowbit/gguf.h"
+#include "lowbit/tokenizer.h"
+
+#endif

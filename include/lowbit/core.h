@@ -1,0 +1,171 @@
+/* lowbit core: status codes, error messages, memory, half floats, RNG, mapped
+ * files, CPU features, threads and progress reporting. Everything above this
+ * layer uses these; nothing here knows about formats or models. */
+#ifndef LOWBIT_CORE_H
+#define LOWBIT_CORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define LB_VERSION_STRING "0.1.0"
+
+/* ---- status and errors --------------------------------------------------
+ * Every public function that can fail returns lb_status. On failure a
+ * human-readable message naming the problem is kept per thread and returned
+ * by lb_last_error() until the next failure on that thread. */
+typedef enum {
+    LB_OK = 0,
+    LB_ERR_INVALID,     /* bad argument: unknown spec, absurd size, wrong shape */
+    LB_ERR_IO,          /* a file could not be opened, read, written or renamed */
+    LB_ERR_FORMAT,      /* a file is corrupt, truncated or not what it claims */
+    LB_ERR_UNSUPPORTED, /* valid but not implemented (e.g. unknown GGUF type) */
+    LB_ERR_NUMERIC,     /* NaN or Inf where finite numbers are required */
+    LB_ERR_NOMEM        /* allocation failed */
+} lb_status;
+
+const char *lb_status_name(lb_status s);
+const char *lb_last_error(void);
+/* Records a formatted message for this thread and returns s (so callers can
+ * write `return lb_fail(LB_ERR_FORMAT, "...", ...)`). */
+lb_status lb_fail(lb_status s, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+/* Prefixes the current message with context ("loading x.bin: ...") and
+ * returns s unchanged. */
+lb_status lb_fail_context(lb_status s, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+/* ---- memory ---------------------------------------------------------------
+ * 64-byte aligned (one cache line, one zmm register). lb_alloc returns NULL
+ * and records LB_ERR_NOMEM on failure or on size overflow. */
+void *lb_alloc(size_t size);
+void *lb_calloc(size_t count, size_t size);
+void lb_free(void *p);
+/* a*b and a*b*c without overflow; return 0 and set *out on success. */
+int lb_mul_overflows(size_t a, size_t b, size_t *out);
+
+/* ---- half precision -------------------------------------------------------
+ * IEEE binary16 and bfloat16, round-to-nearest-even, NaN preserved. */
+uint16_t lb_fp32_to_fp16(float f);
+float lb_fp16_to_fp32(uint16_t h);
+uint16_t lb_fp32_to_bf16(float f);
+float lb_bf16_to_fp32(uint16_t h);
+/* f rounded to the nearest fp16 value, returned as float */
+float lb_round_fp16(float f);
+
+/* ---- little-endian loads and stores (files are little-endian) ------------ */
+static inline uint16_t lb_rd16(const void *p) {
+    const uint8_t *b = (const uint8_t *)p;
+    return (uint16_t)(b[0] | (b[1] << 8));
+}
+static inline uint32_t lb_rd32(const void *p) {
+    const uint8_t *b = (const uint8_t *)p;
+    return (uint32_t)b[0] | ((uint32_t)b[1] << 8) | ((uint32_t)b[2] << 16) | ((uint32_t)b[3] << 24);
+}
+static inline uint64_t lb_rd64(const void *p) {
+    return (uint64_t)lb_rd32(p) | ((uint64_t)lb_rd32((const uint8_t *)p + 4) << 32);
+}
+static inline void lb_wr16(void *p, uint16_t v) {
+    uint8_t *b = (uint8_t *)p;
+    b[0] = (uint8_t)v;
+    b[1] = (uint8_t)(v >> 8);
+}
+static inline void lb_wr32(void *p, uint32_t v) {
+    uint8_t *b = (uint8_t *)p;
+    for (int i = 0; i < 4; i++) b[i] = (uint8_t)(v >> (8 * i));
+}
+static inline void lb_wr64(void *p, uint64_t v) {
+    lb_wr32(p, (uint32_t)v);
+    lb_wr32((uint8_t *)p + 4, (uint32_t)(v >> 32));
+}
+
+/* ---- random numbers -------------------------------------------------------
+ * xorshift64* as in llama2.c (so seeded sampling matches it), plus
+ * Gaussian draws for tests. Same seed, same sequence, on every machine. */
+typedef struct {
+    uint64_t state;
+} lb_rng;
+void lb_rng_seed(lb_rng *r, uint64_t seed);
+uint32_t lb_rng_u32(lb_rng *r);
+float lb_rng_f32(lb_rng *r);    /* uniform in [0, 1), 24 bits */
+double lb_rng_normal(lb_rng *r); /* N(0, 1), Box-Muller */
+
+/* ---- files ---------------------------------------------------------------- */
+typedef struct {
+    const uint8_t *data;
+    size_t size;
+    int is_mapped; /* 1: mmap'ed, 0: read into an lb_alloc buffer */
+} lb_mapped_file;
+/* Maps a whole file read-only (falls back to reading it into memory). */
+lb_status lb_map_file(const char *path, lb_mapped_file *out);
+void lb_unmap_file(lb_mapped_file *f);
+/* Reads a whole file into a NUL-terminated buffer (caller lb_free's). */
+lb_status lb_read_file(const char *path, char **out, size_t *size);
+
+/* Atomic output: write to "<path>.tmp.<pid>", then rename over path on commit.
+ * Abort (or a failed commit) removes the temporary, so a failed write never
+ * leaves a partial file behind under the final name. */
+typedef struct {
+    FILE *fp;
+    char *final_path;
+    char *tmp_path;
+    uint64_t written;
+    lb_status err; /* first write error, reported by commit */
+} lb_atomic_file;
+lb_status lb_atomic_open(lb_atomic_file *f, const char *path);
+void lb_atomic_write(lb_atomic_file *f, const void *data, size_t n);
+void lb_atomic_pad(lb_atomic_file *f, size_t alignment); /* zero bytes up to a multiple */
+lb_status lb_atomic_commit(lb_atomic_file *f);
+void lb_atomic_abort(lb_atomic_file *f);
+
+/* ---- CPU features and threads -------------------------------------------- */
+enum {
+    LB_CPU_AVX2 = 1 << 0,
+    LB_CPU_FMA = 1 << 1,
+    LB_CPU_F16C = 1 << 2,
+    LB_CPU_AVX512F = 1 << 3,
+    LB_CPU_AVX512BW = 1 << 4,
+    LB_CPU_AVX512VNNI = 1 << 5,
+    LB_CPU_AVX512VPOPCNTDQ = 1 << 6,
+    LB_CPU_AVX512VBMI = 1 << 7,
+    LB_CPU_NEON = 1 << 8
+};
+/* Detected once; LB_CPU environment variable "generic" masks everything off
+ * (to test the scalar paths on any machine). */
+unsigned lb_cpu_features(void);
+/* Writes a space-separated feature list, e.g. "avx2 fma f16c avx512f". */
+void lb_cpu_describe(char *buf, size_t n);
+
+void lb_set_threads(int n); /* <= 0: all cores */
+int lb_get_threads(void);
+
+/* ---- timing and progress ----------------------------------------------------
+ * A progress line on stderr, redrawn at most ~10 times a second, shown only
+ * when stderr is a terminal (LB_PROGRESS_AUTO) or when forced on. */
+double lb_now(void); /* monotonic seconds */
+typedef enum { LB_PROGRESS_AUTO, LB_PROGRESS_ON, LB_PROGRESS_OFF } lb_progress_mode;
+void lb_progress_set_mode(lb_progress_mode m);
+typedef struct {
+    const char *label;
+    uint64_t total, done;
+    double t_start, t_last;
+    int active;
+} lb_progress;
+void lb_progress_begin(lb_progress *p, const char *label, uint64_t total);
+void lb_progress_update(lb_progress *p, uint64_t done);
+void lb_progress_end(lb_progress *p);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

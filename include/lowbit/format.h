@@ -1,0 +1,169 @@
+/* lowbit formats: how a weight matrix is stored in bits.
+ *
+ * A format is data: an lb_qspec names a family (uniform integers, NF4,
+ * binary, ternary, float pass-through) and its parameters (bits, group size,
+ * zero-point kind, packing). The byte layout of every family is written down
+ * in docs/FORMATS.md; bits per weight count every stored byte (scales, zeros,
+ * second-level tables, row padding).
+ *
+ * Shapes: a matrix has `rows` output channels of `cols` inputs, row-major,
+ * like a linear layer's weight W (y = W x). Groups run along a row. */
+#ifndef LOWBIT_FORMAT_H
+#define LOWBIT_FORMAT_H
+
+#include "lowbit/core.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum {
+    LB_FAMILY_F32,
+    LB_FAMILY_F16,
+    LB_FAMILY_BF16,
+    LB_FAMILY_UNIFORM, /* b-bit integers with a scale (and zero) per group */
+    LB_FAMILY_NF4,     /* 4-bit NormalFloat codebook, absmax per group */
+    LB_FAMILY_BINARY,  /* sign(w) * alpha */
+    LB_FAMILY_TERNARY, /* {-1, 0, +1} * alpha */
+    LB_FAMILY_COUNT
+} lb_family;
+
+typedef enum {
+    LB_ZERO_SYM, /* w = d * (q - 2^(b-1)) */
+    LB_ZERO_F16, /* w = d * q + m, m (the group minimum) stored as fp16 */
+    LB_ZERO_INT  /* w = d * (q - z), z a b-bit integer */
+} lb_zero;
+
+typedef enum { LB_TERNARY_ABSMEAN, LB_TERNARY_TWN } lb_ternary_rule;
+
+/* group: weights sharing one scale along a row (16..256, a power of two), or: */
+#define LB_GROUP_ROW 0      /* one scale per row */
+#define LB_GROUP_TENSOR (-1) /* one scale for the whole tensor (binary, ternary) */
+
+typedef struct {
+    lb_family family;
+    int bits;            /* uniform: 1..8; fixed by the family otherwise */
+    int group;           /* see above */
+    lb_zero zero;        /* uniform */
+    int double_quant;    /* nf4: absmax values themselves stored at 8 bits */
+    int trits_per_byte;  /* ternary: 4 (2 bits per trit) or 5 (1.6 bits per trit) */
+    lb_ternary_rule rule; /* ternary: how scale and threshold are chosen */
+} lb_qspec;
+
+/* Parses "int4:g64:asym", "nf4:g64:dq", "binary:row", "ternary:absmean:g64:2bit",
+ * "f16", aliases "q4_0", "q4_1", "q8_0". Unknown or inconsistent specs fail
+ * with a message naming the offending part. */
+lb_status lb_qspec_parse(const char *text, lb_qspec *out);
+/* Canonical text of a spec (parses back to the same spec). */
+void lb_qspec_format(const lb_qspec *spec, char *buf, size_t n);
+lb_status lb_qspec_validate(const lb_qspec *spec);
+int lb_qspec_equal(const lb_qspec *a, const lb_qspec *b);
+int lb_qspec_is_float(const lb_qspec *spec);
+
+/* Storage size of a rows x cols matrix in this format (rows of fixed size,
+ * then a tensor-level tail for per-tensor data). Fails on absurd shapes. */
+lb_status lb_format_size(const lb_qspec *spec, int64_t rows, int64_t cols, size_t *row_bytes,
+                         size_t *tail_bytes, size_t *total_bytes);
+/* Bits per weight, counting every stored bit, for this shape. */
+double lb_format_bpw(const lb_qspec *spec, int64_t rows, int64_t cols);
+/* ggml type id when the bytes are exactly a ggml type's layout for this
+ * shape (so llama.cpp reads them as-is), else -1. */
+int lb_format_ggml_type(const lb_qspec *spec, int64_t cols);
+/* The spec whose layout is ggml type `type`, if lowbit has one. */
+lb_status lb_qspec_from_ggml_type(int type, lb_qspec *out);
+
+/* ggml's type table (ids as in ggml.h): name, weights per block, bytes per
+ * block. Returns 0 for ids lowbit does not know. */
+typedef struct {
+    const char *name;
+    int block_size;
+    int type_size;
+} lb_ggml_type_info;
+int lb_ggml_type_lookup(int type, lb_ggml_type_info *out);
+enum {
+    LB_GGML_F32 = 0,
+    LB_GGML_F16 = 1,
+    LB_GGML_Q4_0 = 2,
+    LB_GGML_Q4_1 = 3,
+    LB_GGML_Q8_0 = 8,
+    LB_GGML_I8 = 24,
+    LB_GGML_BF16 = 30
+};
+
+/* ---- tensors ------------------------------------------------------------ */
+typedef struct {
+    char name[96];
+    lb_qspec spec;
+    int64_t rows, cols;  /* 1-D tensors have rows = 1 */
+    const uint8_t *data; /* packed bytes, `nbytes` long */
+    size_t nbytes;
+    uint8_t *owned;      /* lb_alloc'd storage when the tensor owns its bytes */
+} lb_tensor;
+
+/* Reference dequantization (the specification of every format). */
+void lb_dequantize_row(const lb_tensor *t, int64_t row, float *out /* cols */);
+lb_status lb_dequantize(const lb_tensor *t, float *out /* rows x cols */);
+/* Wraps f32 data of the given shape (not owned; caller keeps it alive). */
+void lb_tensor_wrap_f32(lb_tensor *t, const char *name, const float *data, int64_t rows, int64_t cols);
+void lb_tensor_free(lb_tensor *t);
+
+/* ---- the unpacked form -----------------------------------------------------
+ * What a quantization method produces and a format packs: one code per
+ * weight plus per-group parameters. The value of code q in group k is
+ *   uniform sym:  scale[k] * (q - 2^(b-1))
+ *   uniform f16:  scale[k] * q + offset[k]
+ *   uniform int:  scale[k] * (q - zero[k])
+ *   nf4:          scale[k] * NF4[q]
+ *   binary:       q ? scale[k] : -scale[k]
+ *   ternary:      scale[k] * (q - 1)
+ * Rows are padded to cols_padded; padding codes are stored (and counted). */
+typedef struct {
+    lb_qspec spec;
+    int64_t rows, cols, cols_padded;
+    int64_t group_len;      /* weights per group within a row (cols_padded for row/tensor) */
+    int64_t groups_per_row; /* 0 when the tensor has a single group */
+    int64_t n_groups;       /* entries in scale/offset/zero */
+    uint8_t *codes;         /* rows x cols_padded */
+    float *scale;           /* n_groups, exactly as stored once lb_qtensor_store_scales ran */
+    float *offset;          /* n_groups (uniform LB_ZERO_F16) */
+    uint8_t *zero;          /* n_groups (uniform LB_ZERO_INT) */
+    /* nf4 double quantization: scale[k] = dq_code[k] * dq_block_scale[k/256] + dq_offset */
+    int8_t *dq_code;
+    float *dq_block_scale;
+    int64_t dq_blocks;
+    float dq_offset;
+} lb_qtensor;
+
+lb_status lb_qtensor_init(lb_qtensor *q, const lb_qspec *spec, int64_t rows, int64_t cols);
+void lb_qtensor_free(lb_qtensor *q);
+/* Index of the group that holds weight (row, col). */
+static inline int64_t lb_qtensor_group(const lb_qtensor *q, int64_t row, int64_t col) {
+    return q->groups_per_row ? row * q->groups_per_row + col / q->group_len : 0;
+}
+/* Replaces scale/offset by the values the format actually stores (fp16
+ * rounding, or nf4 double quantization). Methods call it before choosing
+ * codes, so codes are chosen against the real grid. */
+lb_status lb_qtensor_store_scales(lb_qtensor *q);
+/* Number of codes, and the value of a code with scale 1 and zero offset
+ * (uniform: q - 2^(b-1) for sym, q otherwise). */
+int lb_format_levels(const lb_qspec *spec);
+float lb_format_level(const lb_qspec *spec, int code);
+/* Value that (row, col)'s code decodes to, and the code nearest to w in
+ * that weight's group. */
+float lb_qtensor_value(const lb_qtensor *q, int64_t row, int64_t col);
+int lb_qtensor_nearest_code(const lb_qtensor *q, int64_t group, float w);
+/* Packs into out (lb_format_size bytes). Fails on out-of-range codes or
+ * non-finite scales. */
+lb_status lb_qtensor_encode(const lb_qtensor *q, uint8_t *out);
+/* Unpacks packed bytes (the inverse of encode; q must be lb_qtensor_init'ed
+ * with the same spec and shape). */
+lb_status lb_qtensor_decode(lb_qtensor *q, const uint8_t *data, size_t nbytes);
+
+/* Converts float data into a float family (f32/f16/bf16): no codes involved. */
+lb_status lb_format_from_float(const lb_qspec *spec, const float *w, int64_t rows, int64_t cols,
+                               uint8_t *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

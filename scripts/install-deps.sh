@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs what building lowbit needs, when it is missing, with apt-get.
+#   install-deps.sh build   compiler, make, cmake (OpenMP comes with gcc)
+#   install-deps.sh fuzz    also clang and its sanitizer/libFuzzer runtime
+# Says what it installs; without root it prints the command instead.
+set -euo pipefail
+what=${1:-build}
+
+missing=()
+need_cmd() { command -v "$1" >/dev/null 2>&1 || missing+=("$2"); }
+need_pkg() { dpkg -s "$1" >/dev/null 2>&1 || missing+=("$1"); }
+
+need_cmd cc gcc
+need_cmd make make
+need_cmd cmake cmake
+if [ "$what" = fuzz ]; then
+    need_cmd clang clang
+    need_pkg libclang-rt-14-dev
+    need_pkg libomp-14-dev
+fi
+
+[ ${#missing[@]} -eq 0 ] && exit 0
+if ! command -v apt-get >/dev/null 2>&1; then
+    echo "lowbit: missing build dependencies: ${missing[*]} (no apt-get here: install them by hand)" >&2
+    exit 1
+fi
+if [ "$(id -u)" -ne 0 ]; then
+    echo "lowbit: missing build dependencies: ${missing[*]}" >&2
+    echo "lowbit: run as root: apt-get install -y ${missing[*]}" >&2
+    exit 1
+fi
+echo "lowbit: installing missing build dependencies with apt-get: ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq >&2
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2

@@ -1,0 +1,56 @@
+/* Progress line for long work: on stderr, only on a terminal unless forced. */
+#define _POSIX_C_SOURCE 200809L
+#include "lowbit/core.h"
+
+#include <time.h>
+#include <unistd.h>
+
+static lb_progress_mode progress_mode = LB_PROGRESS_AUTO;
+
+double lb_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+void lb_progress_set_mode(lb_progress_mode m) { progress_mode = m; }
+
+static int progress_enabled(void) {
+    if (progress_mode == LB_PROGRESS_ON) return 1;
+    if (progress_mode == LB_PROGRESS_OFF) return 0;
+    return isatty(STDERR_FILENO);
+}
+
+static void draw(lb_progress *p) {
+    double el = lb_now() - p->t_start;
+    double frac = p->total ? (double)p->done / (double)p->total : 0.0;
+    double eta = (frac > 0 && frac < 1) ? el * (1 - frac) / frac : 0;
+    fprintf(stderr, "\r%s: %llu/%llu (%3.0f%%) %.1fs elapsed, ~%.1fs left   ", p->label,
+            (unsigned long long)p->done, (unsigned long long)p->total, 100 * frac, el, eta);
+    fflush(stderr);
+}
+
+void lb_progress_begin(lb_progress *p, const char *label, uint64_t total) {
+    p->label = label;
+    p->total = total;
+    p->done = 0;
+    p->t_start = p->t_last = lb_now();
+    p->active = progress_enabled();
+}
+
+void lb_progress_update(lb_progress *p, uint64_t done) {
+    p->done = done;
+    if (!p->active) return;
+    double t = lb_now();
+    if (t - p->t_last < 0.1 && done < p->total) return;
+    p->t_last = t;
+    draw(p);
+}
+
+void lb_progress_end(lb_progress *p) {
+    if (!p->active) return;
+    p->done = p->total;
+    draw(p);
+    fputc('\n', stderr);
+    p->active = 0;
+}

@@ -1,0 +1,57 @@
+/* Binary weights: w = alpha * sign(w), one alpha per group, row or tensor
+ * (BinaryConnect / XNOR-Net's BWN; alpha = mean|w| is chosen by the
+ * quantizer, see quant/rtn.c). Row layout: fp16 alphas, then one bit per
+ * weight, little-endian within bytes, 1 = +alpha, 0 = -alpha. */
+#include "format_internal.h"
+
+static size_t binary_row_bytes(const lb_qspec *s, const lb_layout *l) {
+    (void)s;
+    return lb_lead_scales_row_bytes(l) + (size_t)(l->cols_padded / 8);
+}
+
+static int binary_levels(const lb_qspec *s) {
+    (void)s;
+    return 2;
+}
+
+static float binary_level(const lb_qspec *s, int code) {
+    (void)s;
+    return code ? 1.0f : -1.0f;
+}
+
+static void binary_encode_row(const lb_qtensor *q, int64_t row, uint8_t *dst) {
+    lb_lead_scales_encode(q, row, dst);
+    uint8_t *bits = dst + 2 * q->groups_per_row;
+    const uint8_t *c = q->codes + row * q->cols_padded;
+    for (int64_t j = 0; j < q->cols_padded; j++) bits[j >> 3] |= (uint8_t)(c[j] << (j & 7));
+}
+
+static void binary_decode_row(lb_qtensor *q, int64_t row, const uint8_t *src) {
+    lb_lead_scales_decode(q, row, src);
+    const uint8_t *bits = src + 2 * q->groups_per_row;
+    uint8_t *c = q->codes + row * q->cols_padded;
+    for (int64_t j = 0; j < q->cols_padded; j++) c[j] = (bits[j >> 3] >> (j & 7)) & 1;
+}
+
+static void binary_dequantize_row(const lb_qspec *s, const lb_layout *l, const uint8_t *data, int64_t row,
+                                  float *out) {
+    (void)s;
+    const uint8_t *bits = data + (size_t)row * l->row_bytes + 2 * (size_t)l->groups_per_row;
+    for (int64_t j = 0; j < l->cols; j++) {
+        float a = lb_lead_scale(l, data, row, l->groups_per_row ? j / l->group_len : 0);
+        out[j] = (bits[j >> 3] >> (j & 7)) & 1 ? a : -a;
+    }
+}
+
+const lb_format_traits lb_binary_traits = {
+    .name = "binary",
+    .row_bytes = binary_row_bytes,
+    .tail_bytes = lb_lead_scales_tail_bytes,
+    .levels = binary_levels,
+    .level = binary_level,
+    .encode_row = binary_encode_row,
+    .decode_row = binary_decode_row,
+    .encode_tail = lb_lead_scales_encode_tail,
+    .decode_tail = lb_lead_scales_decode_tail,
+    .dequantize_row = binary_dequantize_row,
+};

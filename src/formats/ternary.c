@@ -1,0 +1,81 @@
+/* Ternary weights: w = alpha * t, t in {-1, 0, +1}, one alpha per group, row
+ * or tensor (BitNet b1.58 absmean, or TWN's threshold rule: the choice of
+ * alpha and t is the quantizer's, see quant/rtn.c). Codes are t + 1.
+ *
+ * Row layout: fp16 alphas, then the row's trits, either 2 bits each (4 per
+ * byte, little-endian) or 1.6 bits each: 5 trits per byte as base-3 digits,
+ * byte = c0 + 3 c1 + 9 c2 + 27 c3 + 81 c4 (at most 242), the row padded to
+ * whole bytes. */
+#include "format_internal.h"
+
+static size_t trit_bytes(const lb_qspec *s, int64_t n) {
+    return s->trits_per_byte == 4 ? (size_t)((n + 3) / 4) : (size_t)((n + 4) / 5);
+}
+
+static size_t ternary_row_bytes(const lb_qspec *s, const lb_layout *l) {
+    return lb_lead_scales_row_bytes(l) + trit_bytes(s, l->cols_padded);
+}
+
+static int ternary_levels(const lb_qspec *s) {
+    (void)s;
+    return 3;
+}
+
+static float ternary_level(const lb_qspec *s, int code) {
+    (void)s;
+    return (float)(code - 1);
+}
+
+static const uint8_t pow3[5] = {1, 3, 9, 27, 81};
+
+static inline unsigned trit_at(const lb_qspec *s, const uint8_t *src, int64_t j) {
+    if (s->trits_per_byte == 4) return (src[j >> 2] >> (2 * (j & 3))) & 3u;
+    return (unsigned)(src[j / 5] / pow3[j % 5]) % 3u;
+}
+
+static void ternary_encode_row(const lb_qtensor *q, int64_t row, uint8_t *dst) {
+    lb_lead_scales_encode(q, row, dst);
+    uint8_t *t = dst + 2 * q->groups_per_row;
+    const uint8_t *c = q->codes + row * q->cols_padded;
+    for (int64_t j = 0; j < q->cols_padded; j++) {
+        if (q->spec.trits_per_byte == 4)
+            t[j >> 2] |= (uint8_t)(c[j] << (2 * (j & 3)));
+        else
+            t[j / 5] = (uint8_t)(t[j / 5] + c[j] * pow3[j % 5]);
+    }
+}
+
+static void ternary_decode_row(lb_qtensor *q, int64_t row, const uint8_t *src) {
+    lb_lead_scales_decode(q, row, src);
+    const uint8_t *t = src + 2 * q->groups_per_row;
+    uint8_t *c = q->codes + row * q->cols_padded;
+    /* a corrupt byte can hold a 2-bit code 3 or a base-3 byte > 242: map
+     * such codes to 2 (+1) so they stay in range; a clean file never has them */
+    for (int64_t j = 0; j < q->cols_padded; j++) {
+        unsigned v = trit_at(&q->spec, t, j);
+        c[j] = (uint8_t)(v > 2 ? 2 : v);
+    }
+}
+
+static void ternary_dequantize_row(const lb_qspec *s, const lb_layout *l, const uint8_t *data, int64_t row,
+                                   float *out) {
+    const uint8_t *t = data + (size_t)row * l->row_bytes + 2 * (size_t)l->groups_per_row;
+    for (int64_t j = 0; j < l->cols; j++) {
+        float a = lb_lead_scale(l, data, row, l->groups_per_row ? j / l->group_len : 0);
+        unsigned v = trit_at(s, t, j);
+        out[j] = a * (float)((int)(v > 2 ? 2 : v) - 1);
+    }
+}
+
+const lb_format_traits lb_ternary_traits = {
+    .name = "ternary",
+    .row_bytes = ternary_row_bytes,
+    .tail_bytes = lb_lead_scales_tail_bytes,
+    .levels = ternary_levels,
+    .level = ternary_level,
+    .encode_row = ternary_encode_row,
+    .decode_row = ternary_decode_row,
+    .encode_tail = lb_lead_scales_encode_tail,
+    .decode_tail = lb_lead_scales_decode_tail,
+    .dequantize_row = ternary_dequantize_row,
+};
