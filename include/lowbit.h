@@ -6,6 +6,7 @@
 #include "lowbit/core.h"
 #include "lowbit/format.h"
 #include "lowbit/gguf.h"
+#include "lowbit/quant.h"
 #include "lowbit/tokenizer.h"
 
 #endif

@@ -4,6 +4,10 @@
 #ifndef LB_TEST_H
 #define LB_TEST_H
 
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L /* mkdtemp, fileno */
+#endif
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>

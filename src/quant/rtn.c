@@ -1,0 +1,330 @@
+/* Round-to-nearest: the data-free baseline (METHODS.md s1, s15-s19).
+ *
+ * Minimizes nothing globally: each group gets a grid from its own weights
+ * (its range, clipped by the rule in lb_rtn_opts), then every weight is
+ * rounded to the nearest grid point. Grids are chosen in the precision the
+ * format stores them (fp16 scale and offset), so the mse search scores the
+ * grid that is really written.
+ *
+ * Per family:
+ *   uniform asym (fp16 offset)  s = (hi - lo) / (2^b - 1), m = lo
+ *   uniform asym (int zero)     as GPTQ's quantizer: the range is widened to
+ *                               contain 0, z = round(-lo / s)
+ *   uniform sym                 s = max|w| / (2^(b-1) - 1)
+ *   nf4                         absmax = max|w| (clipped by the rule)
+ *   binary                      alpha = mean|w| (BWN), codes sign(w)
+ *   ternary absmean             gamma = mean|w|, t = clamp(round(w/gamma), -1, 1) (BitNet b1.58)
+ *   ternary twn                 delta = 0.7 mean|w|, t = sign(w) [|w| > delta],
+ *                               alpha = mean of |w| over |w| > delta (TWN)
+ * Deviation: the asymmetric fp16-offset grid does not force 0 into the
+ * range (as REFERENCE.md's textbook quantizer), so an all-positive group
+ * keeps its whole grid for its own values. */
+#include "lowbit/quant.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "formats/format_internal.h"
+
+typedef struct {
+    float s, m; /* value(q) = s * q + m for fp16 offsets ... */
+    int z;      /* ... s * (q - z) otherwise */
+} uniform_grid;
+
+static inline int uniform_code(const lb_qspec *spec, const uniform_grid *g, float x) {
+    int maxq = (1 << spec->bits) - 1;
+    float r;
+    if (g->s == 0.0f) r = spec->zero == LB_ZERO_F16 ? 0.0f : (float)g->z;
+    else if (spec->zero == LB_ZERO_F16) r = nearbyintf((x - g->m) / g->s);
+    else r = nearbyintf(x / g->s + (float)g->z);
+    if (!(r >= 0.0f)) return 0;
+    return r > (float)maxq ? maxq : (int)r;
+}
+
+static inline float uniform_value(const lb_qspec *spec, const uniform_grid *g, int q) {
+    return spec->zero == LB_ZERO_F16 ? g->s * (float)q + g->m : g->s * (float)(q - g->z);
+}
+
+/* The grid for the clipped range [lo, hi], as stored (fp16). */
+static uniform_grid uniform_grid_for(const lb_qspec *spec, float lo, float hi) {
+    uniform_grid g = {0, 0, 0};
+    int maxq = (1 << spec->bits) - 1;
+    if (spec->zero == LB_ZERO_F16) {
+        g.s = lb_round_fp16((hi - lo) / (float)maxq);
+        g.m = lb_round_fp16(lo);
+    } else if (spec->zero == LB_ZERO_INT) {
+        lo = fminf(lo, 0.0f);
+        hi = fmaxf(hi, 0.0f);
+        g.s = lb_round_fp16((hi - lo) / (float)maxq);
+        if (g.s > 0) {
+            float z = nearbyintf(-lo / g.s);
+            g.z = z < 0 ? 0 : z > (float)maxq ? maxq : (int)z;
+        }
+    } else {
+        float amax = fmaxf(fabsf(lo), fabsf(hi));
+        g.s = lb_round_fp16(amax / (float)((1 << (spec->bits - 1)) - 1));
+        g.z = 1 << (spec->bits - 1);
+    }
+    return g;
+}
+
+static double uniform_error(const lb_qspec *spec, const uniform_grid *g, const float *x, int64_t n) {
+    double err = 0;
+    for (int64_t i = 0; i < n; i++) {
+        float d = x[i] - uniform_value(spec, g, uniform_code(spec, g, x[i]));
+        err += (double)d * d;
+    }
+    return err;
+}
+
+static double nf4_error(const lb_qspec *spec, float s, const float *x, int64_t n) {
+    double err = 0;
+    for (int64_t i = 0; i < n; i++) {
+        float best = INFINITY;
+        for (int c = 0; c < 16; c++) best = fminf(best, fabsf(x[i] - s * lb_format_level(spec, c)));
+        err += (double)best * best;
+    }
+    return err;
+}
+
+typedef struct {
+    double mean, mean_abs, mean_abs_centered, rms, rms_centered;
+    float lo, hi, amax;
+} group_stats;
+
+static group_stats stats_of(const float *x, int64_t n) {
+    group_stats st;
+    memset(&st, 0, sizeof st);
+    st.lo = INFINITY;
+    st.hi = -INFINITY;
+    double sum = 0, sum_abs = 0, sum_sq = 0;
+    for (int64_t i = 0; i < n; i++) {
+        sum += x[i];
+        sum_abs += fabs(x[i]);
+        sum_sq += (double)x[i] * x[i];
+        st.lo = fminf(st.lo, x[i]);
+        st.hi = fmaxf(st.hi, x[i]);
+    }
+    st.mean = sum / (double)n;
+    st.mean_abs = sum_abs / (double)n;
+    st.rms = sqrt(sum_sq / (double)n);
+    double c_abs = 0, c_sq = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double d = x[i] - st.mean;
+        c_abs += fabs(d);
+        c_sq += d * d;
+    }
+    st.mean_abs_centered = c_abs / (double)n;
+    st.rms_centered = sqrt(c_sq / (double)n);
+    st.amax = fmaxf(fabsf(st.lo), fabsf(st.hi));
+    return st;
+}
+
+/* ACIQ clip of [lo, hi]: mean +- alpha for asymmetric grids, +-alpha around 0
+ * for symmetric ones, never wider than the data. */
+static void aciq_range(const group_stats *st, lb_clip clip, int bits, int symmetric, float *lo, float *hi) {
+    if (symmetric) {
+        double spread = clip == LB_CLIP_ACIQ ? st->mean_abs : st->rms;
+        double ratio = clip == LB_CLIP_ACIQ ? lb_aciq_laplace_ratio(bits) : lb_aciq_gauss_ratio(bits);
+        float c = fminf(st->amax, (float)(ratio * spread));
+        *lo = -c;
+        *hi = c;
+    } else {
+        double spread = clip == LB_CLIP_ACIQ ? st->mean_abs_centered : st->rms_centered;
+        double ratio = clip == LB_CLIP_ACIQ ? lb_aciq_laplace_ratio(bits) : lb_aciq_gauss_ratio(bits);
+        *lo = fmaxf(st->lo, (float)(st->mean - ratio * spread));
+        *hi = fminf(st->hi, (float)(st->mean + ratio * spread));
+    }
+}
+
+static float shrink_factor(const lb_rtn_opts *o, int i) {
+    if (o->mse_steps <= 1) return 1.0f;
+    return 1.0f - (1.0f - o->mse_min_shrink) * (float)i / (float)(o->mse_steps - 1);
+}
+
+/* Chooses group k's parameters from its real weights x[0..n). */
+static void fit_group(lb_qtensor *q, int64_t k, const float *x, int64_t n, const lb_rtn_opts *o,
+                      float *twn_threshold) {
+    const lb_qspec *spec = &q->spec;
+    group_stats st = stats_of(x, n);
+    switch (spec->family) {
+    case LB_FAMILY_UNIFORM: {
+        int symmetric = spec->zero == LB_ZERO_SYM;
+        float lo = st.lo, hi = st.hi;
+        uniform_grid best = uniform_grid_for(spec, lo, hi);
+        if (o->clip == LB_CLIP_ACIQ || o->clip == LB_CLIP_ACIQ_GAUSS) {
+            aciq_range(&st, o->clip, spec->bits, symmetric, &lo, &hi);
+            best = uniform_grid_for(spec, lo, hi);
+        } else if (o->clip == LB_CLIP_MSE) {
+            double best_err = uniform_error(spec, &best, x, n);
+            for (int i = 1; i < o->mse_steps; i++) {
+                float p = shrink_factor(o, i);
+                uniform_grid g = uniform_grid_for(spec, p * lo, p * hi);
+                double e = uniform_error(spec, &g, x, n);
+                if (e < best_err) {
+                    best_err = e;
+                    best = g;
+                }
+            }
+        }
+        q->scale[k] = best.s;
+        q->offset[k] = spec->zero == LB_ZERO_F16 ? best.m : 0.0f;
+        q->zero[k] = spec->zero == LB_ZERO_INT ? (uint8_t)best.z : 0;
+        break;
+    }
+    case LB_FAMILY_NF4: {
+        float s = lb_round_fp16(st.amax);
+        if (o->clip == LB_CLIP_ACIQ || o->clip == LB_CLIP_ACIQ_GAUSS) {
+            float lo, hi;
+            aciq_range(&st, o->clip, 4, 1, &lo, &hi);
+            s = lb_round_fp16(hi);
+        } else if (o->clip == LB_CLIP_MSE) {
+            double best_err = nf4_error(spec, s, x, n);
+            for (int i = 1; i < o->mse_steps; i++) {
+                float c = lb_round_fp16(shrink_factor(o, i) * st.amax);
+                double e = nf4_error(spec, c, x, n);
+                if (e < best_err) {
+                    best_err = e;
+                    s = c;
+                }
+            }
+        }
+        q->scale[k] = s;
+        break;
+    }
+    case LB_FAMILY_BINARY: q->scale[k] = lb_round_fp16((float)st.mean_abs); break;
+    case LB_FAMILY_TERNARY:
+        if (spec->rule == LB_TERNARY_ABSMEAN) {
+            q->scale[k] = lb_round_fp16((float)st.mean_abs);
+        } else {
+            float delta = (float)(0.7 * st.mean_abs);
+            double sum = 0;
+            int64_t cnt = 0;
+            for (int64_t i = 0; i < n; i++)
+                if (fabsf(x[i]) > delta) {
+                    sum += fabsf(x[i]);
+                    cnt++;
+                }
+            q->scale[k] = lb_round_fp16(cnt ? (float)(sum / (double)cnt) : 0.0f);
+            twn_threshold[k] = delta;
+        }
+        break;
+    default: break;
+    }
+}
+
+static int assign_code(const lb_qtensor *q, int64_t k, float x, const float *twn_threshold) {
+    const lb_qspec *spec = &q->spec;
+    switch (spec->family) {
+    case LB_FAMILY_BINARY: return x >= 0.0f;
+    case LB_FAMILY_TERNARY: {
+        if (spec->rule == LB_TERNARY_TWN) {
+            if (fabsf(x) <= twn_threshold[k]) return 1;
+            return x > 0 ? 2 : 0;
+        }
+        float g = q->scale[k];
+        if (g == 0.0f) return 1;
+        float t = nearbyintf(x / g);
+        return t > 0 ? 2 : t < 0 ? 0 : 1;
+    }
+    default: return lb_qtensor_nearest_code(q, k, x);
+    }
+}
+
+static lb_status check_finite(const float *w, int64_t rows, int64_t cols) {
+    for (int64_t i = 0; i < rows * cols; i++)
+        if (!isfinite(w[i]))
+            return lb_fail(LB_ERR_NUMERIC, "weight at row %lld, column %lld is %s", (long long)(i / cols),
+                           (long long)(i % cols), isnan(w[i]) ? "NaN" : "infinite");
+    return LB_OK;
+}
+
+lb_status lb_rtn_quantize(const float *w, int64_t rows, int64_t cols, const lb_qspec *spec,
+                          const lb_rtn_opts *opts, lb_qtensor *q) {
+    lb_rtn_opts defaults;
+    if (!opts) {
+        lb_rtn_opts_default(&defaults);
+        opts = &defaults;
+    }
+    if (lb_qspec_is_float(spec)) return lb_fail(LB_ERR_INVALID, "round-to-nearest needs a quantized format");
+    if ((spec->family == LB_FAMILY_BINARY || spec->family == LB_FAMILY_TERNARY) && opts->clip != LB_CLIP_MINMAX)
+        return lb_fail(LB_ERR_INVALID,
+                       "clipping rule '%s' applies to int and nf4 formats; binary and ternary formats "
+                       "choose their scale by their own rule",
+                       lb_clip_name(opts->clip));
+    if (opts->clip == LB_CLIP_MSE && (opts->mse_steps < 1 || opts->mse_steps > 10000 ||
+                                      !(opts->mse_min_shrink > 0.0f && opts->mse_min_shrink <= 1.0f)))
+        return lb_fail(LB_ERR_INVALID, "mse clipping needs 1..10000 steps and a shrink factor in (0, 1]");
+    lb_status st = check_finite(w, rows, cols);
+    if (st != LB_OK) return st;
+    st = lb_qtensor_init(q, spec, rows, cols);
+    if (st != LB_OK) return st;
+
+    float *twn = NULL;
+    if (spec->family == LB_FAMILY_TERNARY && spec->rule == LB_TERNARY_TWN) {
+        twn = lb_calloc((size_t)q->n_groups, sizeof(float));
+        if (!twn) {
+            lb_qtensor_free(q);
+            return LB_ERR_NOMEM;
+        }
+    }
+    if (q->groups_per_row == 0) {
+        fit_group(q, 0, w, rows * cols, opts, twn); /* one group: the whole tensor */
+    } else {
+#pragma omp parallel for schedule(dynamic, 4)
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t g = 0; g < q->groups_per_row; g++) {
+                int64_t c0 = g * q->group_len;
+                int64_t n = cols - c0 < q->group_len ? cols - c0 : q->group_len;
+                if (n > 0) fit_group(q, r * q->groups_per_row + g, w + r * cols + c0, n, opts, twn);
+            }
+    }
+    st = lb_qtensor_store_scales(q);
+    if (st == LB_OK) {
+#pragma omp parallel for schedule(static)
+        for (int64_t r = 0; r < rows; r++) {
+            uint8_t *codes = q->codes + r * q->cols_padded;
+            for (int64_t c = 0; c < q->cols_padded; c++) {
+                int64_t k = lb_qtensor_group(q, r, c);
+                /* padding decodes to (nearly) zero, so kernels may run over it */
+                float x = c < cols ? w[r * cols + c] : 0.0f;
+                codes[c] = (uint8_t)assign_code(q, k, x, twn);
+            }
+        }
+    }
+    lb_free(twn);
+    if (st != LB_OK) lb_qtensor_free(q);
+    return st;
+}
+
+lb_status lb_quantize_to_tensor(const float *w, int64_t rows, int64_t cols, const lb_qspec *spec,
+                                const lb_rtn_opts *opts, const char *name, lb_tensor *out) {
+    memset(out, 0, sizeof *out);
+    size_t total;
+    lb_status st = lb_format_size(spec, rows, cols, NULL, NULL, &total);
+    if (st != LB_OK) return st;
+    uint8_t *bytes = lb_alloc(total);
+    if (!bytes) return LB_ERR_NOMEM;
+    if (lb_qspec_is_float(spec)) {
+        st = lb_format_from_float(spec, w, rows, cols, bytes);
+    } else {
+        lb_qtensor q;
+        st = lb_rtn_quantize(w, rows, cols, spec, opts, &q);
+        if (st == LB_OK) {
+            st = lb_qtensor_encode(&q, bytes);
+            lb_qtensor_free(&q);
+        }
+    }
+    if (st != LB_OK) {
+        lb_free(bytes);
+        return name ? lb_fail_context(st, "quantizing '%s'", name) : st;
+    }
+    snprintf(out->name, sizeof out->name, "%s", name ? name : "");
+    out->spec = *spec;
+    out->rows = rows;
+    out->cols = cols;
+    out->data = bytes;
+    out->owned = bytes;
+    out->nbytes = total;
+    return LB_OK;
+}

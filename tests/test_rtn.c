@@ -1,0 +1,200 @@
+/* Round-to-nearest: known answers (weights already on a grid come back
+ * exactly; hand-computed binary/ternary cases), error bounds, clipping that
+ * can only help, bad input, and thread-count independence. */
+#include "test.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+static lb_qspec spec(const char *text) {
+    lb_qspec s;
+    if (lb_qspec_parse(text, &s) != LB_OK) {
+        fprintf(stderr, "%s\n", lb_last_error());
+        exit(1);
+    }
+    return s;
+}
+
+/* dequantized values of quantizing w with spec/clip */
+static lb_status rtn_values(const float *w, int64_t rows, int64_t cols, const char *text, lb_clip clip,
+                            float *out) {
+    lb_qspec s = spec(text);
+    lb_rtn_opts o;
+    lb_rtn_opts_default(&o);
+    o.clip = clip;
+    lb_tensor t;
+    lb_status st = lb_quantize_to_tensor(w, rows, cols, &s, &o, "w", &t);
+    if (st != LB_OK) return st;
+    st = lb_dequantize(&t, out);
+    lb_tensor_free(&t);
+    return st;
+}
+
+static double sq_err(const float *a, const float *b, int64_t n) {
+    double e = 0;
+    for (int64_t i = 0; i < n; i++) e += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+    return e;
+}
+
+static void test_exact_grids(void) {
+    float w[2 * 48], out[2 * 48];
+    /* asym fp16 offset: w = m + s q with q spanning 0..15 in every group of 16 */
+    for (int i = 0; i < 96; i++) {
+        int g = i / 16;
+        w[i] = -1.5f + 0.25f * (float)g + 0.125f * (float)((i * 7) % 16);
+    }
+    for (int g = 0; g < 6; g++) { /* make sure each group reaches 0 and 15 */
+        w[16 * g] = -1.5f + 0.25f * (float)g;
+        w[16 * g + 1] = -1.5f + 0.25f * (float)g + 0.125f * 15;
+    }
+    CHECK_OK(rtn_values(w, 2, 48, "int4:g16:asym", LB_CLIP_MINMAX, out));
+    CHECK(sq_err(w, out, 96) == 0.0);
+    /* symmetric int8: w = s (q - 128) with |q - 128| reaching 127 */
+    for (int i = 0; i < 64; i++) w[i] = 0.5f * (float)((i * 37) % 255 - 127);
+    w[0] = 0.5f * 127;
+    w[32] = -0.5f * 127;
+    CHECK_OK(rtn_values(w, 2, 32, "int8:g32:sym", LB_CLIP_MINMAX, out));
+    CHECK(sq_err(w, out, 64) == 0.0);
+    /* nf4: absmax times the codebook */
+    static const float nf4[16] = {-1.0f, -0.6961928009986877f, -0.5250730514526367f, -0.39491748809814453f,
+                                  -0.28444138169288635f, -0.18477343022823334f, -0.09105003625154495f, 0.0f,
+                                  0.07958029955625534f, 0.16093020141124725f, 0.24611230194568634f,
+                                  0.33791524171829224f, 0.44070982933044434f, 0.5626170039176941f,
+                                  0.7229568362236023f, 1.0f};
+    for (int i = 0; i < 32; i++) w[i] = 2.0f * nf4[(i * 5) % 16];
+    w[3] = 2.0f;
+    CHECK_OK(rtn_values(w, 1, 32, "nf4:g32", LB_CLIP_MINMAX, out));
+    CHECK(sq_err(w, out, 32) == 0.0);
+}
+
+static void test_binary_ternary(void) {
+    const float w[8] = {0.5f, -1.0f, 0.25f, -0.25f, 2.0f, 0.0f, -0.1f, 0.6f};
+    float out[8];
+    /* binary per row: alpha = mean|w| = 4.7 / 8 = 0.5875 (as fp16) */
+    CHECK_OK(rtn_values(w, 1, 8, "binary:row", LB_CLIP_MINMAX, out));
+    float a = lb_round_fp16(4.7f / 8);
+    for (int i = 0; i < 8; i++) CHECK(out[i] == (w[i] >= 0 ? a : -a));
+    /* ternary absmean: gamma = 0.5875; t = round(w / gamma) clamped */
+    CHECK_OK(rtn_values(w, 1, 8, "ternary:absmean:row:2bit", LB_CLIP_MINMAX, out));
+    const float t_abs[8] = {1, -1, 0, 0, 1, 0, 0, 1};
+    for (int i = 0; i < 8; i++) CHECK(out[i] == a * t_abs[i]);
+    /* TWN: delta = 0.7 * 0.5875 = 0.41125; kept |w| = 0.5, 1, 2, 0.6 -> alpha = 4.1 / 4 */
+    CHECK_OK(rtn_values(w, 1, 8, "ternary:twn:row:1.6bit", LB_CLIP_MINMAX, out));
+    const float t_twn[8] = {1, -1, 0, 0, 1, 0, 0, 1};
+    float alpha = lb_round_fp16(4.1f / 4);
+    for (int i = 0; i < 8; i++) CHECK(out[i] == alpha * t_twn[i]);
+    /* per tensor: one gamma over both rows */
+    float w2[16];
+    for (int i = 0; i < 16; i++) w2[i] = i < 8 ? w[i] : 2 * w[i - 8];
+    float out2[16];
+    CHECK_OK(rtn_values(w2, 2, 8, "ternary:absmean:tensor:2bit", LB_CLIP_MINMAX, out2));
+    float g = lb_round_fp16(3 * 4.7f / 16);
+    for (int i = 0; i < 16; i++) {
+        float t = nearbyintf(w2[i] / g);
+        t = t > 1 ? 1 : t < -1 ? -1 : t;
+        CHECK(out2[i] == g * t);
+    }
+    /* clipping rules other than minmax are refused for sign formats */
+    CHECK_FAILS(rtn_values(w, 1, 8, "binary:row", LB_CLIP_MSE, out), LB_ERR_INVALID, "own rule");
+}
+
+static void gaussian(float *w, int64_t n, uint64_t seed, int outliers) {
+    lb_rng r;
+    lb_rng_seed(&r, seed);
+    for (int64_t i = 0; i < n; i++) w[i] = (float)lb_rng_normal(&r) * 0.02f;
+    for (int i = 0; i < outliers; i++) w[lb_rng_u32(&r) % n] *= 12.0f;
+}
+
+static void test_error_bounds_and_clipping(void) {
+    enum { R = 64, C = 256 };
+    static float w[R * C], out[R * C], out2[R * C];
+    gaussian(w, R * C, 99, 40);
+    /* min-max asym: every weight within half a step (+ fp16 slop) of its value */
+    for (int bits = 2; bits <= 8; bits++) {
+        char text[32];
+        snprintf(text, sizeof text, "int%d:g32:asym", bits);
+        CHECK_OK(rtn_values(w, R, C, text, LB_CLIP_MINMAX, out));
+        int bad = 0;
+        for (int r = 0; r < R; r++)
+            for (int g = 0; g < C / 32; g++) {
+                float lo = INFINITY, hi = -INFINITY;
+                for (int j = 0; j < 32; j++) {
+                    lo = fminf(lo, w[r * C + g * 32 + j]);
+                    hi = fmaxf(hi, w[r * C + g * 32 + j]);
+                }
+                float step = (hi - lo) / (float)((1 << bits) - 1);
+                for (int j = 0; j < 32; j++) {
+                    float e = fabsf(w[r * C + g * 32 + j] - out[r * C + g * 32 + j]);
+                    if (e > 0.5f * step * 1.01f + 2e-3f * fabsf(hi - lo) + 1e-6f) bad++;
+                }
+            }
+        CHECK_MSG(bad == 0, "%s: %d weights beyond half a step", text, bad);
+    }
+    /* mse never loses to min-max (it includes p = 1); aciq helps at 2 bits on heavy tails */
+    static const char *specs[] = {"int2:g64:asym", "int3:g32:asym", "int3:row:sym", "int2:g128:asym:zint",
+                                  "nf4:g64"};
+    for (size_t i = 0; i < sizeof specs / sizeof specs[0]; i++) {
+        CHECK_OK(rtn_values(w, R, C, specs[i], LB_CLIP_MINMAX, out));
+        CHECK_OK(rtn_values(w, R, C, specs[i], LB_CLIP_MSE, out2));
+        double e_mm = sq_err(w, out, R * C), e_mse = sq_err(w, out2, R * C);
+        CHECK_MSG(e_mse <= e_mm, "%s: mse %g > minmax %g", specs[i], e_mse, e_mm);
+        CHECK_MSG(e_mse < 0.95 * e_mm, "%s: mse %g barely beats minmax %g", specs[i], e_mse, e_mm);
+    }
+    CHECK_OK(rtn_values(w, R, C, "int2:row:asym", LB_CLIP_MINMAX, out));
+    CHECK_OK(rtn_values(w, R, C, "int2:row:asym", LB_CLIP_ACIQ, out2));
+    CHECK(sq_err(w, out2, R * C) < 0.8 * sq_err(w, out, R * C));
+    CHECK_OK(rtn_values(w, R, C, "int2:row:sym", LB_CLIP_ACIQ_GAUSS, out2));
+    CHECK(sq_err(w, out2, R * C) < sq_err(w, out, R * C));
+    /* ACIQ tables as published */
+    CHECK(lb_aciq_laplace_ratio(2) == 2.83f && lb_aciq_laplace_ratio(8) == 9.89f);
+    CHECK(lb_aciq_gauss_ratio(1) == 1.24f && lb_aciq_gauss_ratio(4) == 2.55f);
+    lb_clip c;
+    CHECK_OK(lb_clip_parse("aciq-gauss", &c));
+    CHECK(c == LB_CLIP_ACIQ_GAUSS);
+    CHECK_FAILS(lb_clip_parse("percentile", &c), LB_ERR_INVALID, "unknown clipping rule 'percentile'");
+}
+
+static void test_bad_input(void) {
+    float w[12] = {0};
+    float out[12];
+    w[7] = NAN;
+    CHECK_FAILS(rtn_values(w, 3, 4, "int4:g16:asym", LB_CLIP_MINMAX, out), LB_ERR_NUMERIC, "row 1, column 3 is NaN");
+    w[7] = INFINITY;
+    CHECK_FAILS(rtn_values(w, 3, 4, "nf4:g16", LB_CLIP_MINMAX, out), LB_ERR_NUMERIC, "infinite");
+    w[7] = 1e30f; /* finite but beyond fp16 scales */
+    CHECK_FAILS(rtn_values(w, 3, 4, "int4:g16:asym", LB_CLIP_MINMAX, out), LB_ERR_NUMERIC, "fp16");
+    w[7] = 0;
+    CHECK_OK(rtn_values(w, 3, 4, "int4:g16:asym", LB_CLIP_MINMAX, out)); /* all zero is fine */
+    CHECK(sq_err(w, out, 12) == 0.0);
+}
+
+static void test_threads_and_determinism(void) {
+    enum { R = 96, C = 200 };
+    static float w[R * C];
+    gaussian(w, R * C, 3, 10);
+    static const char *specs[] = {"int3:g64:asym", "nf4:g32:dq", "ternary:twn:g64:1.6bit", "int2:row:asym:zint"};
+    for (size_t i = 0; i < sizeof specs / sizeof specs[0]; i++) {
+        lb_qspec s = spec(specs[i]);
+        lb_rtn_opts o;
+        lb_rtn_opts_default(&o);
+        if (s.family != LB_FAMILY_TERNARY) o.clip = LB_CLIP_MSE;
+        lb_tensor a, b;
+        lb_set_threads(1);
+        CHECK_OK(lb_quantize_to_tensor(w, R, C, &s, &o, "w", &a));
+        lb_set_threads(2);
+        CHECK_OK(lb_quantize_to_tensor(w, R, C, &s, &o, "w", &b));
+        CHECK(a.nbytes == b.nbytes && memcmp(a.data, b.data, a.nbytes) == 0);
+        lb_tensor_free(&a);
+        lb_tensor_free(&b);
+    }
+}
+
+int main(void) {
+    test_exact_grids();
+    test_binary_ternary();
+    test_error_bounds_and_clipping();
+    test_bad_input();
+    test_threads_and_determinism();
+    return lb_test_finish("test_rtn");
+}
