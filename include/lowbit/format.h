@@ -102,6 +102,8 @@ typedef struct {
 
 /* Reference dequantization (the specification of every format). */
 void lb_dequantize_row(const lb_tensor *t, int64_t row, float *out /* cols */);
+/* rows [r0, r1) into out ((r1 - r0) x cols) */
+void lb_dequantize_rows(const lb_tensor *t, int64_t r0, int64_t r1, float *out);
 lb_status lb_dequantize(const lb_tensor *t, float *out /* rows x cols */);
 /* Wraps f32 data of the given shape (not owned; caller keeps it alive). */
 void lb_tensor_wrap_f32(lb_tensor *t, const char *name, const float *data, int64_t rows, int64_t cols);

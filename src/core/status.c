@@ -36,6 +36,7 @@ lb_status lb_fail_context(lb_status s, const char *fmt, ...) {
     vsnprintf(prefix, sizeof prefix, fmt, ap);
     va_end(ap);
     memcpy(old, last_error, sizeof old);
-    snprintf(last_error, sizeof last_error, "%s: %s", prefix, old[0] ? old : lb_status_name(s));
+    /* the joined message may be cut to the buffer: the precision says so */
+    snprintf(last_error, sizeof last_error, "%.500s: %.500s", prefix, old[0] ? old : lb_status_name(s));
     return s;
 }

@@ -37,9 +37,11 @@ static void binary_dequantize_row(const lb_qspec *s, const lb_layout *l, const u
                                   float *out) {
     (void)s;
     const uint8_t *bits = data + (size_t)row * l->row_bytes + 2 * (size_t)l->groups_per_row;
-    for (int64_t j = 0; j < l->cols; j++) {
-        float a = lb_lead_scale(l, data, row, l->groups_per_row ? j / l->group_len : 0);
-        out[j] = (bits[j >> 3] >> (j & 7)) & 1 ? a : -a;
+    for (int64_t j = 0; j < l->cols;) {
+        int64_t g = l->groups_per_row ? j / l->group_len : 0;
+        int64_t stop = l->groups_per_row && (g + 1) * l->group_len < l->cols ? (g + 1) * l->group_len : l->cols;
+        float a = lb_lead_scale(l, data, row, g);
+        for (; j < stop; j++) out[j] = (bits[j >> 3] >> (j & 7)) & 1 ? a : -a;
     }
 }
 

@@ -1,6 +1,7 @@
 /* The format table: spec text <-> lb_qspec, layouts and sizes, the unpacked
  * lb_qtensor, and dispatch to the family files (uniform.c, nf4.c, binary.c,
  * ternary.c, float.c). Adding a family: one file plus one row below. */
+#define _POSIX_C_SOURCE 200809L /* strtok_r */
 #include "format_internal.h"
 
 #include <math.h>
@@ -334,16 +335,21 @@ void lb_tensor_free(lb_tensor *t) {
     t->data = NULL;
 }
 
-void lb_dequantize_row(const lb_tensor *t, int64_t row, float *out) {
+void lb_dequantize_rows(const lb_tensor *t, int64_t r0, int64_t r1, float *out) {
     if (lb_qspec_is_float(&t->spec)) {
         size_t es = t->spec.family == LB_FAMILY_F32 ? 4 : 2;
-        lb_float_dequantize_row(&t->spec, t->data + (size_t)row * (size_t)t->cols * es, t->cols, out);
+        for (int64_t r = r0; r < r1; r++)
+            lb_float_dequantize_row(&t->spec, t->data + (size_t)r * (size_t)t->cols * es, t->cols,
+                                    out + (r - r0) * t->cols);
         return;
     }
     lb_layout l;
     if (lb_layout_compute(&t->spec, t->rows, t->cols, &l) != LB_OK) return;
-    lb_format_traits_of(t->spec.family)->dequantize_row(&t->spec, &l, t->data, row, out);
+    const lb_format_traits *traits = lb_format_traits_of(t->spec.family);
+    for (int64_t r = r0; r < r1; r++) traits->dequantize_row(&t->spec, &l, t->data, r, out + (r - r0) * t->cols);
 }
+
+void lb_dequantize_row(const lb_tensor *t, int64_t row, float *out) { lb_dequantize_rows(t, row, row + 1, out); }
 
 lb_status lb_dequantize(const lb_tensor *t, float *out) {
     lb_layout l;
@@ -352,7 +358,7 @@ lb_status lb_dequantize(const lb_tensor *t, float *out) {
     if (t->nbytes != l.total_bytes)
         return lb_fail(LB_ERR_FORMAT, "tensor '%s' holds %zu bytes, its format needs %zu", t->name,
                        t->nbytes, l.total_bytes);
-    for (int64_t r = 0; r < t->rows; r++) lb_dequantize_row(t, r, out + r * t->cols);
+    lb_dequantize_rows(t, 0, t->rows, out);
     return LB_OK;
 }
 

@@ -28,9 +28,17 @@ static float ternary_level(const lb_qspec *s, int code) {
 
 static const uint8_t pow3[5] = {1, 3, 9, 27, 81};
 
-static inline unsigned trit_at(const lb_qspec *s, const uint8_t *src, int64_t j) {
-    if (s->trits_per_byte == 4) return (src[j >> 2] >> (2 * (j & 3))) & 3u;
-    return (unsigned)(src[j / 5] / pow3[j % 5]) % 3u;
+/* Decodes trits [0, n) of a row's payload into codes (0, 1, 2): byte by
+ * byte, so 1.6-bit needs only divisions by the constant 3. */
+static void decode_trits(const lb_qspec *s, const uint8_t *src, int64_t n, uint8_t *codes) {
+    if (s->trits_per_byte == 4) {
+        for (int64_t j = 0; j < n; j++) codes[j] = (src[j >> 2] >> (2 * (j & 3))) & 3;
+        return;
+    }
+    for (int64_t b = 0; b * 5 < n; b++) {
+        unsigned v = src[b];
+        for (int i = 0; i < 5 && b * 5 + i < n; i++, v /= 3) codes[b * 5 + i] = (uint8_t)(v % 3);
+    }
 }
 
 static void ternary_encode_row(const lb_qtensor *q, int64_t row, uint8_t *dst) {
@@ -49,21 +57,30 @@ static void ternary_decode_row(lb_qtensor *q, int64_t row, const uint8_t *src) {
     lb_lead_scales_decode(q, row, src);
     const uint8_t *t = src + 2 * q->groups_per_row;
     uint8_t *c = q->codes + row * q->cols_padded;
+    decode_trits(&q->spec, t, q->cols_padded, c);
     /* a corrupt byte can hold a 2-bit code 3 or a base-3 byte > 242: map
      * such codes to 2 (+1) so they stay in range; a clean file never has them */
-    for (int64_t j = 0; j < q->cols_padded; j++) {
-        unsigned v = trit_at(&q->spec, t, j);
-        c[j] = (uint8_t)(v > 2 ? 2 : v);
-    }
+    for (int64_t j = 0; j < q->cols_padded; j++)
+        if (c[j] > 2) c[j] = 2;
 }
 
 static void ternary_dequantize_row(const lb_qspec *s, const lb_layout *l, const uint8_t *data, int64_t row,
                                    float *out) {
     const uint8_t *t = data + (size_t)row * l->row_bytes + 2 * (size_t)l->groups_per_row;
-    for (int64_t j = 0; j < l->cols; j++) {
-        float a = lb_lead_scale(l, data, row, l->groups_per_row ? j / l->group_len : 0);
-        unsigned v = trit_at(s, t, j);
-        out[j] = a * (float)((int)(v > 2 ? 2 : v) - 1);
+    uint8_t codes[320];
+    for (int64_t c0 = 0; c0 < l->cols; c0 += 320) { /* chunks of whole bytes in both packings */
+        int64_t n = l->cols - c0 < 320 ? l->cols - c0 : 320;
+        decode_trits(s, t + (s->trits_per_byte == 4 ? c0 / 4 : c0 / 5), n, codes);
+        for (int64_t j = 0; j < n;) {
+            int64_t g = l->groups_per_row ? (c0 + j) / l->group_len : 0;
+            int64_t stop = l->groups_per_row ? (g + 1) * l->group_len - c0 : n;
+            float a = lb_lead_scale(l, data, row, g);
+            for (; j < n && j < stop; j++) {
+                /* a corrupt byte can decode past 2 (2-bit code 3, base-3 byte > 242): clamp */
+                int c = codes[j] > 2 ? 2 : codes[j];
+                out[c0 + j] = a * (float)(c - 1);
+            }
+        }
     }
 }
 

@@ -25,11 +25,23 @@ static float uniform_level(const lb_qspec *s, int code) {
     return s->zero == LB_ZERO_SYM ? (float)(code - (1 << (s->bits - 1))) : (float)code;
 }
 
-/* code j of a block's packed codes */
-static inline unsigned code_at(const lb_qspec *s, const uint8_t *src, int64_t n, int64_t j) {
-    if (s->bits == 4) return j < n / 2 ? src[j] & 15u : (unsigned)src[j - n / 2] >> 4;
-    if (s->bits == 8) return s->zero == LB_ZERO_SYM ? src[j] ^ 0x80u : src[j];
-    return lb_get_bits(src, (uint64_t)(j * s->bits), s->bits);
+/* Codes [j0, j0 + cnt) of a block of n packed codes, into dst. */
+static void unpack_codes(const lb_qspec *s, const uint8_t *src, int64_t n, int64_t j0, int64_t cnt, uint8_t *dst) {
+    int64_t j1 = j0 + cnt;
+    if (s->bits == 4) {
+        int64_t half = n / 2, j = j0;
+        for (; j < j1 && j < half; j++) dst[j - j0] = src[j] & 15;
+        for (; j < j1; j++) dst[j - j0] = src[j - half] >> 4;
+    } else if (s->bits == 8) {
+        uint8_t flip = s->zero == LB_ZERO_SYM ? 0x80 : 0; /* (q - 128) as int8 is q with its top bit flipped */
+        for (int64_t j = j0; j < j1; j++) dst[j - j0] = src[j] ^ flip;
+    } else if (s->bits == 2) {
+        for (int64_t j = j0; j < j1; j++) dst[j - j0] = (src[j >> 2] >> (2 * (j & 3))) & 3;
+    } else if (s->bits == 1) {
+        for (int64_t j = j0; j < j1; j++) dst[j - j0] = (src[j >> 3] >> (j & 7)) & 1;
+    } else {
+        for (int64_t j = j0; j < j1; j++) dst[j - j0] = (uint8_t)lb_get_bits(src, (uint64_t)(j * s->bits), s->bits);
+    }
 }
 
 static void pack_codes(const lb_qspec *s, const uint8_t *codes, int64_t n, uint8_t *dst) {
@@ -71,7 +83,7 @@ static void uniform_decode_row(lb_qtensor *q, int64_t row, const uint8_t *src) {
         q->scale[k] = lb_fp16_to_fp32(lb_rd16(blk));
         q->offset[k] = s->zero == LB_ZERO_F16 ? lb_fp16_to_fp32(lb_rd16(blk + 2)) : 0.0f;
         q->zero[k] = s->zero == LB_ZERO_INT ? (uint8_t)lb_get_bits(zs, (uint64_t)(g * s->bits), s->bits) : 0;
-        for (int64_t j = 0; j < q->group_len; j++) codes[j] = (uint8_t)code_at(s, blk + hb, q->group_len, j);
+        unpack_codes(s, blk + hb, q->group_len, 0, q->group_len, codes);
     }
 }
 
@@ -83,20 +95,22 @@ static void uniform_dequantize_row(const lb_qspec *s, const lb_layout *l, const 
     const uint8_t *src = data + (size_t)row * l->row_bytes;
     size_t hb = header_bytes(s), cb = (size_t)(l->group_len * s->bits / 8);
     const uint8_t *zs = src + (size_t)l->groups_per_row * (hb + cb);
+    uint8_t codes[256];
     for (int64_t g = 0; g < l->groups_per_row; g++) {
         const uint8_t *blk = src + (size_t)g * (hb + cb);
-        const uint8_t *codes = blk + hb;
         float d = lb_fp16_to_fp32(lb_rd16(blk));
+        float m = s->zero == LB_ZERO_F16 ? lb_fp16_to_fp32(lb_rd16(blk + 2)) : 0.0f;
+        int z = s->zero == LB_ZERO_INT ? (int)lb_get_bits(zs, (uint64_t)(g * s->bits), s->bits) : 1 << (s->bits - 1);
         int64_t c0 = g * l->group_len;
         int64_t n = l->cols - c0 < l->group_len ? l->cols - c0 : l->group_len;
-        if (s->zero == LB_ZERO_F16) {
-            float m = lb_fp16_to_fp32(lb_rd16(blk + 2));
-            for (int64_t j = 0; j < n; j++) out[c0 + j] = d * (float)code_at(s, codes, l->group_len, j) + m;
-        } else {
-            int z = s->zero == LB_ZERO_INT ? (int)lb_get_bits(zs, (uint64_t)(g * s->bits), s->bits)
-                                           : 1 << (s->bits - 1);
-            for (int64_t j = 0; j < n; j++)
-                out[c0 + j] = d * (float)((int)code_at(s, codes, l->group_len, j) - z);
+        for (int64_t j0 = 0; j0 < n; j0 += 256) { /* whole-row groups can be long */
+            int64_t cnt = n - j0 < 256 ? n - j0 : 256;
+            unpack_codes(s, blk + hb, l->group_len, j0, cnt, codes);
+            float *o = out + c0 + j0;
+            if (s->zero == LB_ZERO_F16)
+                for (int64_t j = 0; j < cnt; j++) o[j] = d * (float)codes[j] + m;
+            else
+                for (int64_t j = 0; j < cnt; j++) o[j] = d * (float)((int)codes[j] - z);
         }
     }
 }
