@@ -4,8 +4,10 @@
 #define LOWBIT_H
 
 #include "lowbit/core.h"
+#include "lowbit/eval.h"
 #include "lowbit/format.h"
 #include "lowbit/gguf.h"
+#include "lowbit/model.h"
 #include "lowbit/quant.h"
 #include "lowbit/tokenizer.h"
 

@@ -1,0 +1,146 @@
+/* lowbit model: a Llama-family transformer whose linears hold (quantized)
+ * tensors, its loaders and savers, the forward pass with a KV cache, and the
+ * sampler.
+ *
+ * Architecture: token embedding; per layer RMSNorm -> attention (RoPE on
+ * consecutive pairs, grouped-query) -> residual, RMSNorm -> SwiGLU MLP ->
+ * residual; final RMSNorm; classifier (tied to the embedding or not). */
+#ifndef LOWBIT_MODEL_H
+#define LOWBIT_MODEL_H
+
+#include "lowbit/format.h"
+#include "lowbit/tokenizer.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct {
+    int dim;        /* model width */
+    int hidden_dim; /* MLP width */
+    int n_layers;
+    int n_heads;
+    int n_kv_heads;
+    int vocab_size;
+    int seq_len;    /* longest context the model was trained for */
+    int head_dim;   /* dim / n_heads */
+    float norm_eps;
+    float rope_theta;
+} lb_config;
+
+/* The seven linears of a layer, in the order lowbit lists them. */
+enum { LB_WQ, LB_WK, LB_WV, LB_WO, LB_W1, LB_W2, LB_W3, LB_N_LINEARS };
+
+typedef struct {
+    lb_tensor attn_norm;              /* (dim) */
+    lb_tensor ffn_norm;               /* (dim) */
+    lb_tensor linear[LB_N_LINEARS];   /* wq (dim, dim), wk/wv (kv_dim, dim), wo (dim, dim),
+                                         w1/w3 (hidden, dim), w2 (dim, hidden): (out, in) */
+} lb_layer;
+
+typedef struct {
+    lb_config cfg;
+    lb_tensor tok_embd;   /* (vocab, dim) */
+    lb_tensor out_norm;   /* (dim) */
+    lb_tensor output;     /* (vocab, dim); unused when tied_output */
+    int tied_output;      /* classifier = token embedding */
+    lb_layer *layers;     /* n_layers */
+    lb_tokenizer *tokenizer; /* NULL when none was found */
+    lb_mapped_file file;  /* backing store of mapped tensors */
+    char source_format[16]; /* "llama2c", "llama2c-v1", "gguf" */
+    char quant_note[256];   /* how the file was quantized (GGUF lowbit.quant.*), or "" */
+    float *rope_cos, *rope_sin; /* (seq_len, head_dim/2) */
+} lb_model;
+
+/* Names follow GGUF's llama convention: token_embd.weight, output_norm.weight,
+ * output.weight, blk.N.{attn_norm,attn_q,attn_k,attn_v,attn_output,ffn_norm,
+ * ffn_gate (w1),ffn_down (w2),ffn_up (w3)}.weight. */
+const char *lb_linear_name(int which); /* "attn_q", ... */
+/* Every distinct tensor of the model (a tied classifier is not repeated):
+ * token_embd, per layer attn_norm q k v o ffn_norm gate down up,
+ * output_norm, then output unless tied. */
+int lb_model_n_tensors(const lb_model *m);
+lb_tensor *lb_model_tensor_at(lb_model *m, int i);
+lb_tensor *lb_model_find_tensor(lb_model *m, const char *name);
+const lb_tensor *lb_model_classifier(const lb_model *m);
+
+/* Loads llama2.c checkpoints (legacy header or v1 "ak42") and GGUF files,
+ * detected by content. tokenizer_path NULL: GGUF files carry their own;
+ * for llama2.c files tok<vocab_size>.bin, then tokenizer.bin, is looked for
+ * beside the model. Every size, count and offset is checked against the
+ * file before use. */
+lb_status lb_model_load(const char *path, const char *tokenizer_path, lb_model **out);
+/* Parses a llama2.c checkpoint from memory (tensors are views into data). */
+lb_status lb_model_from_llama2c(const uint8_t *data, size_t size, lb_model **out);
+lb_status lb_model_from_gguf(const uint8_t *data, size_t size, lb_model **out);
+void lb_model_free(lb_model *m);
+
+/* Writes the model (all tensors as they are now, plus the tokenizer) as one
+ * GGUF file, atomically. note: free text recorded as lowbit.quant.note. */
+lb_status lb_model_save_gguf(const lb_model *m, const char *path);
+
+/* Total stored bytes and weight count over all tensors, and over the
+ * quantized (non-float) ones. */
+typedef struct {
+    uint64_t bytes_all, weights_all;
+    uint64_t bytes_quant, weights_quant;
+} lb_model_size;
+void lb_model_sizes(lb_model *m, lb_model_size *out);
+
+/* ---- forward pass ----------------------------------------------------- */
+typedef struct lb_state lb_state;
+
+/* Scratch and KV cache for one sequence of up to cfg.seq_len positions,
+ * processed max_batch tokens at a time. */
+lb_status lb_state_create(const lb_model *m, int max_batch, lb_state **out);
+void lb_state_free(lb_state *s);
+
+/* Runs tokens[0..n) at positions pos..pos+n-1, appending to the KV cache
+ * (positions >= pos are overwritten). logits: n x vocab, or NULL to skip the
+ * classifier except for the last token, which goes to lb_state_logits(). */
+lb_status lb_forward(const lb_model *m, lb_state *s, const int *tokens, int n, int pos, float *logits);
+const float *lb_state_logits(const lb_state *s); /* last position's logits */
+
+/* y (n x out) = x (n x in) W^T for any format of W: the one entry point the
+ * forward pass uses for every linear. */
+lb_status lb_linear_forward(const lb_tensor *w, const float *x, int n, float *y);
+
+/* ---- sampling ------------------------------------------------------------
+ * llama2.c's sampler: greedy at temperature 0; otherwise softmax(logits / T)
+ * and, with 0 < top_p < 1, nucleus sampling; one xorshift draw per token. */
+typedef struct {
+    float temperature;
+    float top_p;
+    lb_rng rng;
+    int vocab_size;
+    float *probs;  /* vocab */
+    void *scratch; /* vocab (prob, index) pairs */
+} lb_sampler;
+lb_status lb_sampler_init(lb_sampler *s, int vocab_size, float temperature, float top_p, uint64_t seed);
+void lb_sampler_free(lb_sampler *s);
+int lb_sample(lb_sampler *s, const float *logits);
+
+/* ---- text generation ----------------------------------------------------
+ * As llama2.c's generate(): BOS + the prompt, then sampled tokens until
+ * max_new tokens, a BOS token, or the end of the context (like llama2.c, the
+ * token sampled after the last position is still printed); each new piece
+ * goes to emit() as soon as it is known. llama2.c's "-n steps" with a prompt
+ * of P tokens (BOS included) is max_new = steps - P + 1. */
+typedef struct {
+    int max_new;       /* tokens to generate, >= 1 */
+    float temperature; /* 0: greedy */
+    float top_p;       /* 0 or 1: off */
+    uint64_t seed;
+} lb_gen_opts;
+typedef struct {
+    int prompt_tokens, generated_tokens;
+    double prompt_seconds, generate_seconds; /* prompt: one batched forward */
+} lb_gen_stats;
+typedef void (*lb_emit_fn)(const char *piece, size_t len, void *user);
+lb_status lb_generate(const lb_model *m, const char *prompt, const lb_gen_opts *opts, lb_emit_fn emit, void *user,
+                      lb_gen_stats *stats);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

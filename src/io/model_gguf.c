@@ -1,0 +1,336 @@
+/* A model as one GGUF file, in llama.cpp's "llama" conventions so that
+ * llama.cpp can read what it knows:
+ *   keys     general.architecture = "llama", llama.* hyperparameters,
+ *            tokenizer.ggml.* (sentencepiece-style vocab: spaces as U+2581,
+ *            token types normal/unknown/control/byte), lowbit.* (ours)
+ *   tensors  token_embd, blk.N.*, output_norm, output (absent when tied).
+ * A tensor whose bytes are exactly a ggml type (f32, f16, bf16, Q4_0, Q4_1,
+ * Q8_0 layouts) is stored under that type with dims [cols, rows]. Every other
+ * lowbit format is stored as raw bytes, ggml I8 with dims [nbytes], plus
+ *   lowbit.format.<tensor> = canonical spec ("int2:g64:asym")
+ *   lowbit.shape.<tensor>  = [cols, rows] (uint64)
+ * so any GGUF reader can still parse the file. */
+#include <string.h>
+
+#include "lowbit/gguf.h"
+#include "model/model_internal.h"
+
+#define SPM_SPACE "\xe2\x96\x81" /* U+2581, sentencepiece's visible space */
+
+enum { TOKEN_NORMAL = 1, TOKEN_UNKNOWN = 2, TOKEN_CONTROL = 3, TOKEN_BYTE = 6 };
+
+#define TRY(expr)                     \
+    do {                              \
+        st = (expr);                  \
+        if (st != LB_OK) goto done;   \
+    } while (0)
+
+/* ---- writing ------------------------------------------------------------- */
+
+static lb_status write_tokenizer(lb_gguf_writer *w, const lb_tokenizer *tok) {
+    int n = lb_tokenizer_vocab_size(tok);
+    lb_status st = LB_OK;
+    char **pieces = lb_calloc((size_t)n, sizeof *pieces);
+    size_t *lens = lb_calloc((size_t)n, sizeof *lens);
+    float *scores = lb_calloc((size_t)n, sizeof *scores);
+    int32_t *types = lb_calloc((size_t)n, sizeof *types);
+    if (!pieces || !lens || !scores || !types) {
+        st = LB_ERR_NOMEM;
+        goto done;
+    }
+    for (int i = 0; i < n; i++) {
+        size_t len;
+        const char *p = lb_tokenizer_piece(tok, i, &len);
+        size_t spaces = 0;
+        for (size_t j = 0; j < len; j++) spaces += p[j] == ' ';
+        pieces[i] = lb_alloc(len + 2 * spaces + 1);
+        if (!pieces[i]) {
+            st = LB_ERR_NOMEM;
+            goto done;
+        }
+        size_t o = 0;
+        for (size_t j = 0; j < len; j++) {
+            if (p[j] == ' ') {
+                memcpy(pieces[i] + o, SPM_SPACE, 3);
+                o += 3;
+            } else {
+                pieces[i][o++] = p[j];
+            }
+        }
+        lens[i] = o;
+        scores[i] = lb_tokenizer_score(tok, i);
+        uint8_t byte;
+        if (i == 0) types[i] = TOKEN_UNKNOWN;
+        else if (i == lb_tokenizer_bos(tok) || i == lb_tokenizer_eos(tok)) types[i] = TOKEN_CONTROL;
+        else if (lb_tokenizer_byte_piece(tok, i, &byte)) types[i] = TOKEN_BYTE;
+        else types[i] = TOKEN_NORMAL;
+    }
+    TRY(lb_gguf_set_str(w, "tokenizer.ggml.model", "llama"));
+    TRY(lb_gguf_set_arr_str(w, "tokenizer.ggml.tokens", (const char *const *)pieces, lens, (uint64_t)n));
+    TRY(lb_gguf_set_arr(w, "tokenizer.ggml.scores", LB_GGUF_FLOAT32, scores, (uint64_t)n));
+    TRY(lb_gguf_set_arr(w, "tokenizer.ggml.token_type", LB_GGUF_INT32, types, (uint64_t)n));
+    TRY(lb_gguf_set_u32(w, "tokenizer.ggml.unknown_token_id", 0));
+    TRY(lb_gguf_set_u32(w, "tokenizer.ggml.bos_token_id", (uint32_t)lb_tokenizer_bos(tok)));
+    TRY(lb_gguf_set_u32(w, "tokenizer.ggml.eos_token_id", (uint32_t)lb_tokenizer_eos(tok)));
+done:
+    if (pieces)
+        for (int i = 0; i < n; i++) lb_free(pieces[i]);
+    lb_free(pieces);
+    lb_free(lens);
+    lb_free(scores);
+    lb_free(types);
+    return st;
+}
+
+lb_status lb_model_save_gguf(const lb_model *mc, const char *path) {
+    lb_model *m = (lb_model *)mc; /* tensor iteration only reads */
+    const lb_config *c = &m->cfg;
+    lb_gguf_writer *w = lb_gguf_writer_new();
+    if (!w) return LB_ERR_NOMEM;
+    lb_status st = LB_OK;
+    TRY(lb_gguf_set_str(w, "general.architecture", "llama"));
+    TRY(lb_gguf_set_str(w, "general.name", "lowbit model"));
+    TRY(lb_gguf_set_u32(w, "general.alignment", LB_GGUF_DEFAULT_ALIGNMENT));
+    TRY(lb_gguf_set_u32(w, "llama.context_length", (uint32_t)c->seq_len));
+    TRY(lb_gguf_set_u32(w, "llama.embedding_length", (uint32_t)c->dim));
+    TRY(lb_gguf_set_u32(w, "llama.block_count", (uint32_t)c->n_layers));
+    TRY(lb_gguf_set_u32(w, "llama.feed_forward_length", (uint32_t)c->hidden_dim));
+    TRY(lb_gguf_set_u32(w, "llama.attention.head_count", (uint32_t)c->n_heads));
+    TRY(lb_gguf_set_u32(w, "llama.attention.head_count_kv", (uint32_t)c->n_kv_heads));
+    TRY(lb_gguf_set_u32(w, "llama.rope.dimension_count", (uint32_t)c->head_dim));
+    TRY(lb_gguf_set_f32(w, "llama.attention.layer_norm_rms_epsilon", c->norm_eps));
+    TRY(lb_gguf_set_f32(w, "llama.rope.freq_base", c->rope_theta));
+    TRY(lb_gguf_set_u32(w, "llama.vocab_size", (uint32_t)c->vocab_size));
+    if (m->tokenizer) TRY(write_tokenizer(w, m->tokenizer));
+    TRY(lb_gguf_set_str(w, "lowbit.version", LB_VERSION_STRING));
+    if (m->quant_note[0]) TRY(lb_gguf_set_str(w, "lowbit.quant.note", m->quant_note));
+
+    for (int i = 0; i < lb_model_n_tensors(m); i++) {
+        const lb_tensor *t = lb_model_tensor_at(m, i);
+        int type = lb_format_ggml_type(&t->spec, t->cols);
+        if (type >= 0) {
+            uint64_t ne[2] = {(uint64_t)t->cols, (uint64_t)t->rows};
+            TRY(lb_gguf_add_tensor(w, t->name, type, t->rows == 1 ? 1 : 2, ne, t->data, t->nbytes));
+        } else {
+            char key[160], spec[64];
+            uint64_t ne[1] = {t->nbytes}, shape[2] = {(uint64_t)t->cols, (uint64_t)t->rows};
+            lb_qspec_format(&t->spec, spec, sizeof spec);
+            snprintf(key, sizeof key, "lowbit.format.%s", t->name);
+            TRY(lb_gguf_set_str(w, key, spec));
+            snprintf(key, sizeof key, "lowbit.shape.%s", t->name);
+            TRY(lb_gguf_set_arr(w, key, LB_GGUF_UINT64, shape, 2));
+            TRY(lb_gguf_add_tensor(w, t->name, LB_GGML_I8, 1, ne, t->data, t->nbytes));
+        }
+    }
+    TRY(lb_gguf_write(w, path));
+done:
+    lb_gguf_writer_free(w);
+    return st;
+}
+
+/* ---- reading ------------------------------------------------------------- */
+
+static lb_status get_u32_or(const lb_gguf *g, const char *key, uint32_t def, uint32_t *out) {
+    if (lb_gguf_find_key(g, key) < 0) {
+        *out = def;
+        return LB_OK;
+    }
+    return lb_gguf_get_u32(g, key, out);
+}
+
+static lb_status get_f32_or(const lb_gguf *g, const char *key, float def, float *out) {
+    if (lb_gguf_find_key(g, key) < 0) {
+        *out = def;
+        return LB_OK;
+    }
+    return lb_gguf_get_f32(g, key, out);
+}
+
+static lb_status read_config(const lb_gguf *g, lb_config *c) {
+    const char *arch;
+    size_t arch_len;
+    lb_status st = lb_gguf_get_str(g, "general.architecture", &arch, &arch_len);
+    if (st != LB_OK) return st;
+    if (arch_len != 5 || memcmp(arch, "llama", 5))
+        return lb_fail(LB_ERR_UNSUPPORTED, "architecture '%.*s' is not supported (only llama)", (int)arch_len, arch);
+    uint32_t v[7];
+    const char *keys[7] = {"llama.embedding_length", "llama.feed_forward_length", "llama.block_count",
+                           "llama.attention.head_count", "llama.attention.head_count_kv", "llama.context_length",
+                           "llama.rope.dimension_count"};
+    for (int i = 0; i < 7; i++) {
+        if (i == 4 || i == 6) continue; /* optional, defaulted below */
+        st = lb_gguf_get_u32(g, keys[i], &v[i]);
+        if (st != LB_OK) return st;
+        if (v[i] > (1u << 24)) return lb_fail(LB_ERR_FORMAT, "%s = %u is absurd", keys[i], v[i]);
+    }
+    if ((st = get_u32_or(g, keys[4], v[3], &v[4])) != LB_OK) return st;
+    memset(c, 0, sizeof *c);
+    c->dim = (int)v[0];
+    c->hidden_dim = (int)v[1];
+    c->n_layers = (int)v[2];
+    c->n_heads = (int)v[3];
+    c->n_kv_heads = v[4] > (1u << 24) ? 0 : (int)v[4];
+    c->seq_len = (int)v[5];
+    if ((st = get_f32_or(g, "llama.attention.layer_norm_rms_epsilon", 1e-5f, &c->norm_eps)) != LB_OK) return st;
+    if ((st = get_f32_or(g, "llama.rope.freq_base", 10000.0f, &c->rope_theta)) != LB_OK) return st;
+    const lb_gguf_tensor *emb = lb_gguf_find_tensor(g, "token_embd.weight");
+    if (!emb) return lb_fail(LB_ERR_FORMAT, "tensor 'token_embd.weight' is missing");
+    uint64_t vocab = 0;
+    if (lb_gguf_find_key(g, "lowbit.shape.token_embd.weight") >= 0) {
+        lb_gguf_type et;
+        uint64_t n;
+        const uint8_t *e;
+        st = lb_gguf_get_arr(g, "lowbit.shape.token_embd.weight", &et, &n, &e);
+        if (st != LB_OK) return st;
+        if (et != LB_GGUF_UINT64 || n != 2) return lb_fail(LB_ERR_FORMAT, "lowbit.shape.token_embd.weight is not 2 x uint64");
+        vocab = lb_rd64(e + 8);
+    } else {
+        vocab = emb->n_dims == 2 ? emb->ne[1] : 0;
+    }
+    if (vocab > (1u << 22)) return lb_fail(LB_ERR_FORMAT, "absurd vocabulary size %llu", (unsigned long long)vocab);
+    c->vocab_size = (int)vocab;
+    st = lb_config_validate(c);
+    if (st != LB_OK) return st;
+    uint32_t rope_dims;
+    if ((st = get_u32_or(g, keys[6], (uint32_t)(c->dim / c->n_heads), &rope_dims)) != LB_OK) return st;
+    if ((int)rope_dims != c->dim / c->n_heads)
+        return lb_fail(LB_ERR_UNSUPPORTED, "partial RoPE (%u of %d dimensions) is not supported", rope_dims,
+                       c->dim / c->n_heads);
+    return LB_OK;
+}
+
+/* Binds model tensor t to the GGUF tensor of the same name. */
+static lb_status bind_tensor(const lb_gguf *g, lb_tensor *t) {
+    const lb_gguf_tensor *gt = lb_gguf_find_tensor(g, t->name);
+    if (!gt) return lb_fail(LB_ERR_FORMAT, "tensor '%s' is missing", t->name);
+    char key[160];
+    snprintf(key, sizeof key, "lowbit.format.%s", t->name);
+    lb_status st;
+    uint64_t cols, rows;
+    if (lb_gguf_find_key(g, key) >= 0) {
+        const char *s;
+        size_t len;
+        char spec[64];
+        if ((st = lb_gguf_get_str(g, key, &s, &len)) != LB_OK) return st;
+        if (len >= sizeof spec) return lb_fail(LB_ERR_FORMAT, "%s is too long", key);
+        memcpy(spec, s, len);
+        spec[len] = 0;
+        if ((st = lb_qspec_parse(spec, &t->spec)) != LB_OK) return lb_fail_context(LB_ERR_FORMAT, "%s", key);
+        if (gt->type != LB_GGML_I8 || gt->n_dims != 1)
+            return lb_fail(LB_ERR_FORMAT, "tensor '%s' has a lowbit format but is not stored as 1-D I8", t->name);
+        snprintf(key, sizeof key, "lowbit.shape.%s", t->name);
+        lb_gguf_type et;
+        uint64_t n;
+        const uint8_t *e;
+        if ((st = lb_gguf_get_arr(g, key, &et, &n, &e)) != LB_OK) return st;
+        if (et != LB_GGUF_UINT64 || n != 2) return lb_fail(LB_ERR_FORMAT, "%s is not 2 x uint64", key);
+        cols = lb_rd64(e);
+        rows = lb_rd64(e + 8);
+    } else {
+        if ((st = lb_qspec_from_ggml_type(gt->type, &t->spec)) != LB_OK)
+            return lb_fail_context(st, "tensor '%s'", t->name);
+        if (gt->n_dims > 2) return lb_fail(LB_ERR_FORMAT, "tensor '%s' has %u dimensions", t->name, gt->n_dims);
+        cols = gt->ne[0];
+        rows = gt->n_dims == 2 ? gt->ne[1] : 1;
+    }
+    if (cols != (uint64_t)t->cols || rows != (uint64_t)t->rows)
+        return lb_fail(LB_ERR_FORMAT, "tensor '%s' is %llu x %llu, the model needs %lld x %lld", t->name,
+                       (unsigned long long)rows, (unsigned long long)cols, (long long)t->rows, (long long)t->cols);
+    t->data = gt->data;
+    t->nbytes = gt->nbytes;
+    return LB_OK; /* the byte count is checked against the format by lb_model_finish */
+}
+
+static lb_status read_tokenizer(const lb_gguf *g, lb_model *m) {
+    if (lb_gguf_find_key(g, "tokenizer.ggml.tokens") < 0) return LB_OK; /* none stored */
+    const char *model;
+    size_t model_len;
+    lb_status st = lb_gguf_get_str(g, "tokenizer.ggml.model", &model, &model_len);
+    if (st != LB_OK) return st;
+    if (model_len != 5 || memcmp(model, "llama", 5)) return LB_OK; /* not a sentencepiece vocab: leave it */
+    lb_gguf_type et;
+    uint64_t n, ns = 0;
+    const uint8_t *e, *scores = NULL;
+    if ((st = lb_gguf_get_arr(g, "tokenizer.ggml.tokens", &et, &n, &e)) != LB_OK) return st;
+    if (et != LB_GGUF_STRING || n != (uint64_t)m->cfg.vocab_size)
+        return lb_fail(LB_ERR_FORMAT, "tokenizer.ggml.tokens has %llu entries, the model's vocabulary %d",
+                       (unsigned long long)n, m->cfg.vocab_size);
+    if (lb_gguf_find_key(g, "tokenizer.ggml.scores") >= 0) {
+        if ((st = lb_gguf_get_arr(g, "tokenizer.ggml.scores", &et, &ns, &scores)) != LB_OK) return st;
+        if (et != LB_GGUF_FLOAT32 || ns != n) return lb_fail(LB_ERR_FORMAT, "tokenizer.ggml.scores does not match the tokens");
+    }
+    uint32_t bos, eos;
+    if ((st = get_u32_or(g, "tokenizer.ggml.bos_token_id", 1, &bos)) != LB_OK) return st;
+    if ((st = get_u32_or(g, "tokenizer.ggml.eos_token_id", 2, &eos)) != LB_OK) return st;
+    if (bos >= n || eos >= n) return lb_fail(LB_ERR_FORMAT, "BOS/EOS token id outside the vocabulary");
+
+    char **pieces = lb_calloc((size_t)n, sizeof *pieces);
+    size_t *lens = lb_calloc((size_t)n, sizeof *lens);
+    float *sc = lb_calloc((size_t)n, sizeof *sc);
+    if (!pieces || !lens || !sc) {
+        st = LB_ERR_NOMEM;
+        goto done;
+    }
+    for (uint64_t i = 0; i < n; i++) {
+        const char *s;
+        size_t len;
+        if ((st = lb_gguf_get_arr_str(g, "tokenizer.ggml.tokens", i, &s, &len)) != LB_OK) goto done;
+        pieces[i] = lb_alloc(len + 1);
+        if (!pieces[i]) {
+            st = LB_ERR_NOMEM;
+            goto done;
+        }
+        size_t o = 0;
+        for (size_t j = 0; j < len; j++) {
+            if (j + 3 <= len && !memcmp(s + j, SPM_SPACE, 3)) {
+                pieces[i][o++] = ' ';
+                j += 2;
+            } else {
+                pieces[i][o++] = s[j];
+            }
+        }
+        pieces[i][o] = 0;
+        lens[i] = o;
+        if (scores) {
+            uint32_t u = lb_rd32(scores + 4 * i);
+            memcpy(&sc[i], &u, 4);
+        }
+    }
+    st = lb_tokenizer_from_vocab((int)n, (const char *const *)pieces, lens, sc, (int)bos, (int)eos, &m->tokenizer);
+done:
+    if (pieces)
+        for (uint64_t i = 0; i < n; i++) lb_free(pieces[i]);
+    lb_free(pieces);
+    lb_free(lens);
+    lb_free(sc);
+    return st;
+}
+
+lb_status lb_model_from_gguf(const uint8_t *data, size_t size, lb_model **out) {
+    *out = NULL;
+    lb_gguf *g = NULL;
+    lb_model *m = NULL;
+    lb_config c;
+    lb_status st;
+    TRY(lb_gguf_parse(data, size, &g));
+    TRY(read_config(g, &c));
+    TRY(lb_model_alloc(&c, lb_gguf_find_tensor(g, "output.weight") == NULL, &m));
+    for (int i = 0; i < lb_model_n_tensors(m); i++) TRY(bind_tensor(g, lb_model_tensor_at(m, i)));
+    TRY(read_tokenizer(g, m));
+    if (lb_gguf_find_key(g, "lowbit.quant.note") >= 0) {
+        const char *s;
+        size_t len;
+        TRY(lb_gguf_get_str(g, "lowbit.quant.note", &s, &len));
+        snprintf(m->quant_note, sizeof m->quant_note, "%.*s", (int)len, s);
+    }
+    snprintf(m->source_format, sizeof m->source_format, "gguf");
+    TRY(lb_model_finish(m));
+done:
+    lb_gguf_free(g);
+    if (st != LB_OK) {
+        lb_model_free(m);
+        return st;
+    }
+    *out = m;
+    return LB_OK;
+}

@@ -1,0 +1,203 @@
+/* The Llama forward pass in fp32, a batch of consecutive positions at a
+ * time (prompt processing and perplexity run whole sequences as one batch;
+ * generation runs one token). Every linear goes through lb_linear_forward,
+ * which dispatches on the weight's format. Arithmetic follows llama2.c's
+ * run.c (float accumulation, RoPE on consecutive pairs). */
+#include <math.h>
+#include <string.h>
+
+#include "kernels/kernels.h"
+#include "model/model_internal.h"
+
+struct lb_state {
+    int max_batch;
+    float *x;      /* (batch, dim) residual stream */
+    float *xb;     /* (batch, dim) normalized input, then attention output */
+    float *xb2;    /* (batch, dim) */
+    float *q;      /* (batch, dim) */
+    float *k, *v;  /* (batch, kv_dim) */
+    float *hb;     /* (batch, hidden) */
+    float *hb2;    /* (batch, hidden) */
+    float *key_cache;   /* (layer, kv_head, head_dim, seq_len): transposed, see attention() */
+    float *value_cache; /* (layer, seq_len, kv_dim) */
+    float *logits; /* (vocab) of the last position */
+};
+
+lb_status lb_state_create(const lb_model *m, int max_batch, lb_state **out) {
+    *out = NULL;
+    const lb_config *c = &m->cfg;
+    if (max_batch < 1) max_batch = 1;
+    if (max_batch > c->seq_len) max_batch = c->seq_len;
+    size_t b = (size_t)max_batch, kv_dim = (size_t)(c->head_dim * c->n_kv_heads);
+    size_t cache = (size_t)c->n_layers * (size_t)c->seq_len * kv_dim;
+    lb_state *s = lb_calloc(1, sizeof *s);
+    if (!s) return LB_ERR_NOMEM;
+    s->max_batch = max_batch;
+    s->x = lb_calloc(b * (size_t)c->dim, sizeof(float));
+    s->xb = lb_calloc(b * (size_t)c->dim, sizeof(float));
+    s->xb2 = lb_calloc(b * (size_t)c->dim, sizeof(float));
+    s->q = lb_calloc(b * (size_t)c->dim, sizeof(float));
+    s->k = lb_calloc(b * kv_dim, sizeof(float));
+    s->v = lb_calloc(b * kv_dim, sizeof(float));
+    s->hb = lb_calloc(b * (size_t)c->hidden_dim, sizeof(float));
+    s->hb2 = lb_calloc(b * (size_t)c->hidden_dim, sizeof(float));
+    s->key_cache = lb_calloc(cache, sizeof(float));
+    s->value_cache = lb_calloc(cache, sizeof(float));
+    s->logits = lb_calloc((size_t)c->vocab_size, sizeof(float));
+    if (!s->x || !s->xb || !s->xb2 || !s->q || !s->k || !s->v || !s->hb || !s->hb2 || !s->key_cache ||
+        !s->value_cache || !s->logits) {
+        lb_state_free(s);
+        return lb_fail(LB_ERR_NOMEM, "out of memory for the forward state (batch %d, context %d)", max_batch,
+                       c->seq_len);
+    }
+    *out = s;
+    return LB_OK;
+}
+
+void lb_state_free(lb_state *s) {
+    if (!s) return;
+    lb_free(s->x);
+    lb_free(s->xb);
+    lb_free(s->xb2);
+    lb_free(s->q);
+    lb_free(s->k);
+    lb_free(s->v);
+    lb_free(s->hb);
+    lb_free(s->hb2);
+    lb_free(s->key_cache);
+    lb_free(s->value_cache);
+    lb_free(s->logits);
+    lb_free(s);
+}
+
+const float *lb_state_logits(const lb_state *s) { return s->logits; }
+
+static void rmsnorm(float *o, const float *x, const float *weight, int size, float eps) {
+    float ss = 0.0f;
+    for (int j = 0; j < size; j++) ss += x[j] * x[j];
+    ss = 1.0f / sqrtf(ss / (float)size + eps);
+    for (int j = 0; j < size; j++) o[j] = weight[j] * (ss * x[j]);
+}
+
+/* Rotates consecutive pairs of each head of q (dim) and k (kv_dim) by the
+ * position's angles. */
+static void rope(const lb_model *m, float *q, float *k, int p) {
+    int half = m->cfg.head_dim / 2, kv_dim = m->cfg.head_dim * m->cfg.n_kv_heads;
+    const float *cs = m->rope_cos + (size_t)p * half, *sn = m->rope_sin + (size_t)p * half;
+    for (int i = 0; i < m->cfg.dim; i += 2) {
+        int j = (i % m->cfg.head_dim) / 2;
+        float fcr = cs[j], fci = sn[j];
+        float q0 = q[i], q1 = q[i + 1];
+        q[i] = q0 * fcr - q1 * fci;
+        q[i + 1] = q0 * fci + q1 * fcr;
+        if (i < kv_dim) {
+            float k0 = k[i], k1 = k[i + 1];
+            k[i] = k0 * fcr - k1 * fci;
+            k[i + 1] = k0 * fci + k1 * fcr;
+        }
+    }
+}
+
+/* Causal grouped-query attention of the n new positions pos..pos+n-1 over
+ * the cache: xb[i] = sum_t softmax(q_i . k_t / sqrt(hd)) v_t, t <= pos + i.
+ * Keys are cached transposed (per head, one row per dimension over time) so
+ * the kernel's inner loops run over contiguous memory without a reduction:
+ * scores accumulate q[d] * K[d][0..p], outputs accumulate att[t] * V[t][0..hd]. */
+static lb_status attention(const lb_model *m, lb_state *s, int l, int n, int pos) {
+    const lb_config *c = &m->cfg;
+    int hd = c->head_dim, kv_dim = hd * c->n_kv_heads, group = c->n_heads / c->n_kv_heads, T = c->seq_len;
+    const float *kc = s->key_cache + (size_t)l * T * kv_dim;
+    const float *vc = s->value_cache + (size_t)l * T * kv_dim;
+    float scale = 1.0f / sqrtf((float)hd);
+    const lb_kernel_table *k = lb_kernels();
+    int failed = 0;
+#pragma omp parallel if ((long)n * (pos + n) * c->dim > 65536)
+    {
+        float *att = lb_alloc((size_t)(pos + n) * sizeof(float));
+#pragma omp for schedule(static)
+        for (int ih = 0; ih < n * c->n_heads; ih++) {
+            int i = ih / c->n_heads, h = ih % c->n_heads, p = pos + i;
+            const float *q = s->q + (size_t)i * c->dim + (size_t)h * hd;
+            const float *kh = kc + (size_t)(h / group) * hd * T;
+            float *o = s->xb + (size_t)i * c->dim + (size_t)h * hd;
+            if (!att) {
+#pragma omp atomic write
+                failed = 1;
+                continue;
+            }
+            k->attend(q, kh, (size_t)T, vc + (size_t)(h / group) * hd, (size_t)kv_dim, p + 1, hd, scale, att, o);
+        }
+        lb_free(att);
+    }
+    return failed ? lb_fail(LB_ERR_NOMEM, "out of memory for attention scores") : LB_OK;
+}
+
+#define TRY(expr)                          \
+    do {                                   \
+        lb_status st_ = (expr);            \
+        if (st_ != LB_OK) return st_;      \
+    } while (0)
+
+static lb_status forward_chunk(const lb_model *m, lb_state *s, const int *tokens, int n, int pos, float *logits) {
+    const lb_config *c = &m->cfg;
+    int dim = c->dim, kv_dim = c->head_dim * c->n_kv_heads, hidden = c->hidden_dim;
+    for (int i = 0; i < n; i++) lb_dequantize_row(&m->tok_embd, tokens[i], s->x + (size_t)i * dim);
+
+    for (int l = 0; l < c->n_layers; l++) {
+        const lb_layer *L = &m->layers[l];
+        const float *attn_norm = (const float *)L->attn_norm.data, *ffn_norm = (const float *)L->ffn_norm.data;
+        for (int i = 0; i < n; i++) rmsnorm(s->xb + (size_t)i * dim, s->x + (size_t)i * dim, attn_norm, dim, c->norm_eps);
+        TRY(lb_linear_forward(&L->linear[LB_WQ], s->xb, n, s->q));
+        TRY(lb_linear_forward(&L->linear[LB_WK], s->xb, n, s->k));
+        TRY(lb_linear_forward(&L->linear[LB_WV], s->xb, n, s->v));
+        float *kc = s->key_cache + (size_t)l * c->seq_len * kv_dim, *vc = s->value_cache + (size_t)l * c->seq_len * kv_dim;
+        for (int i = 0; i < n; i++) {
+            const float *k = s->k + (size_t)i * kv_dim;
+            rope(m, s->q + (size_t)i * dim, s->k + (size_t)i * kv_dim, pos + i);
+            /* element j of k is (head j / hd, dim j % hd): row j of the transposed cache */
+            for (int j = 0; j < kv_dim; j++) kc[(size_t)j * c->seq_len + pos + i] = k[j];
+            memcpy(vc + (size_t)(pos + i) * kv_dim, s->v + (size_t)i * kv_dim, (size_t)kv_dim * sizeof(float));
+        }
+        TRY(attention(m, s, l, n, pos));
+        TRY(lb_linear_forward(&L->linear[LB_WO], s->xb, n, s->xb2));
+        for (size_t j = 0; j < (size_t)n * dim; j++) s->x[j] += s->xb2[j];
+
+        for (int i = 0; i < n; i++) rmsnorm(s->xb + (size_t)i * dim, s->x + (size_t)i * dim, ffn_norm, dim, c->norm_eps);
+        TRY(lb_linear_forward(&L->linear[LB_W1], s->xb, n, s->hb));
+        TRY(lb_linear_forward(&L->linear[LB_W3], s->xb, n, s->hb2));
+        lb_kernels()->silu_mul(s->hb, s->hb2, (size_t)n * hidden); /* SwiGLU: silu(w1 x) * w3 x */
+        TRY(lb_linear_forward(&L->linear[LB_W2], s->hb, n, s->xb));
+        for (size_t j = 0; j < (size_t)n * dim; j++) s->x[j] += s->xb[j];
+    }
+
+    const float *out_norm = (const float *)m->out_norm.data;
+    const lb_tensor *cls = lb_model_classifier(m);
+    if (logits) {
+        for (int i = 0; i < n; i++) rmsnorm(s->xb + (size_t)i * dim, s->x + (size_t)i * dim, out_norm, dim, c->norm_eps);
+        TRY(lb_linear_forward(cls, s->xb, n, logits));
+        memcpy(s->logits, logits + (size_t)(n - 1) * c->vocab_size, (size_t)c->vocab_size * sizeof(float));
+    } else {
+        rmsnorm(s->xb, s->x + (size_t)(n - 1) * dim, out_norm, dim, c->norm_eps);
+        TRY(lb_linear_forward(cls, s->xb, 1, s->logits));
+    }
+    return LB_OK;
+}
+
+lb_status lb_forward(const lb_model *m, lb_state *s, const int *tokens, int n, int pos, float *logits) {
+    const lb_config *c = &m->cfg;
+    if (n < 1) return lb_fail(LB_ERR_INVALID, "nothing to run: %d tokens", n);
+    if (pos < 0 || pos > c->seq_len - n)
+        return lb_fail(LB_ERR_INVALID, "positions %d..%d exceed the model's context of %d tokens", pos, pos + n - 1,
+                       c->seq_len);
+    for (int i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= c->vocab_size)
+            return lb_fail(LB_ERR_INVALID, "token id %d at position %d is outside the vocabulary (0..%d)", tokens[i],
+                           pos + i, c->vocab_size - 1);
+    for (int done = 0; done < n;) {
+        int chunk = n - done < s->max_batch ? n - done : s->max_batch;
+        TRY(forward_chunk(m, s, tokens + done, chunk, pos + done,
+                          logits ? logits + (size_t)done * c->vocab_size : NULL));
+        done += chunk;
+    }
+    return LB_OK;
+}

@@ -1,0 +1,14 @@
+/* Shared by the loaders (io/) and the model code. */
+#ifndef LB_MODEL_INTERNAL_H
+#define LB_MODEL_INTERNAL_H
+
+#include "lowbit/model.h"
+
+lb_status lb_config_validate(const lb_config *c);
+/* A model with every tensor named and shaped from the config, no data yet. */
+lb_status lb_model_alloc(const lb_config *c, int tied_output, lb_model **out);
+/* Checks that every tensor has data of the size its format needs, and
+ * builds the RoPE tables. Loaders call it last. */
+lb_status lb_model_finish(lb_model *m);
+
+#endif
