@@ -1,0 +1,89 @@
+/* Shared pieces of the lowbit command line: option parsing, JSON output,
+ * and the common options every verb takes. */
+#ifndef LB_CLI_H
+#define LB_CLI_H
+
+#include <stdio.h>
+
+#include "lowbit.h"
+
+/* exit codes: 0 ok, 1 the work failed (bad file, bad data), 2 bad usage */
+enum { CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2 };
+
+typedef struct {
+    int argc;
+    char **argv;
+    int i;             /* next argument */
+    const char *verb;
+    const char *positional[4];
+    int n_positional;
+    int json;
+    int help;
+} cli_args;
+
+/* Every verb: --json, --threads N, --progress/--no-progress, --help. Returns
+ * 1 if argv[i] was one of them (consuming its value), -1 on a bad value. */
+int cli_common_option(cli_args *a);
+/* "--name value" or "--name=value"; returns 1 and sets *value when argv[i]
+ * is this option, -1 if its value is missing. */
+int cli_option(cli_args *a, const char *name, const char *alias, const char **value);
+int cli_flag(cli_args *a, const char *name);
+/* Standard loop body: handles common options, positionals and unknown
+ * options (reporting them). Returns 0 to continue, or an exit code. */
+int cli_unknown(cli_args *a);
+
+int cli_parse_int(const char *verb, const char *opt, const char *text, long lo, long hi, long *out);
+int cli_parse_float(const char *verb, const char *opt, const char *text, double lo, double hi, double *out);
+
+/* Prints "lowbit VERB: message" (the library's last error when msg is NULL)
+ * and returns CLI_FAIL. */
+int cli_error(const char *verb, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+int cli_usage_error(const char *verb, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+/* Loads a model, with the verb's error on failure. */
+int cli_load_model(const char *verb, const char *path, const char *tokenizer, lb_model **out);
+/* Default data paths (../shared/data/..., or the build's copy of that path). */
+const char *cli_data_path(const char *rel, char *buf, size_t n);
+
+/* Minimal JSON writer on stdout: objects, arrays, keys, values; commas are
+ * inserted automatically. */
+void json_begin_object(void);
+void json_end_object(void);
+void json_begin_array(void);
+void json_end_array(void);
+void json_key(const char *k);
+void json_string(const char *s);
+void json_stringn(const char *s, size_t n);
+void json_number(double v); /* NaN/Inf -> null */
+void json_int(long long v);
+void json_bool(int v);
+void json_null(void);
+void json_done(void); /* final newline */
+
+/* "1,234,567" */
+const char *fmt_thousands(long long v, char *buf, size_t n);
+
+/* the verbs */
+int cmd_info(int argc, char **argv);
+int cmd_quantize(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
+int cmd_demo(int argc, char **argv);
+
+/* shared by quantize and demo: quantize the selected tensors of m in place */
+typedef struct {
+    lb_qspec spec;
+    lb_rtn_opts rtn;
+    const char *tensors; /* selection list, see quantize --help */
+} quantize_job;
+int quantize_model(const char *verb, lb_model *m, const quantize_job *job, int *n_quantized);
+
+#endif

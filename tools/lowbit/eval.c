@@ -1,0 +1,128 @@
+/* lowbit eval: perplexity, and KL divergence / top-1 agreement against a
+ * reference model, always printed with text, protocol, context and tokens. */
+#include <math.h>
+
+#include "cli.h"
+
+static const char *eval_help =
+    "usage: lowbit eval MODEL --text FILE [--protocol docs|chunks] [--ctx N] [--ref MODEL]\n"
+    "                   [--split all|calib|eval] [--calib-blocks N]\n\n"
+    "  --text FILE        UTF-8 text, split into blocks at blank lines\n"
+    "  --protocol P       docs (default): each block scored alone from BOS, at most --ctx tokens\n"
+    "                     chunks: llama.cpp's llama-perplexity: the text tokenized once, cut into\n"
+    "                     chunks of --ctx tokens (first token BOS), the second half of each scored\n"
+    "  --ctx N            docs: default the model's context; chunks: default 256\n"
+    "  --split S          all (default), calib (the first --calib-blocks blocks), eval (the rest)\n"
+    "  --calib-blocks N   size of the calibration split (default 128)\n"
+    "  --ref MODEL        reference model: adds the mean KL(ref || model) per token and the\n"
+    "                     top-1 agreement of the two models' next-token predictions\n"
+    "  --tokenizer FILE   llama2.c tokenizer (default: tok<vocab>.bin beside MODEL)\n"
+    "  --json             one JSON object on stdout: ppl nll tokens sequences protocol ctx split\n"
+    "                     text bpw bpw_all [kld top1] seconds\n";
+
+int cmd_eval(int argc, char **argv) {
+    cli_args a = {.argc = argc, .argv = argv, .i = 1, .verb = "eval"};
+    const char *text_path = NULL, *protocol = "docs", *ctx = NULL, *ref_path = NULL, *split = "all", *calib = "128",
+               *tokenizer = NULL;
+    while (a.i < argc) {
+        int r;
+        if ((r = cli_option(&a, "--text", NULL, &text_path)) || (r = cli_option(&a, "--protocol", NULL, &protocol)) ||
+            (r = cli_option(&a, "--ctx", NULL, &ctx)) || (r = cli_option(&a, "--ref", NULL, &ref_path)) ||
+            (r = cli_option(&a, "--split", NULL, &split)) || (r = cli_option(&a, "--calib-blocks", NULL, &calib)) ||
+            (r = cli_option(&a, "--tokenizer", NULL, &tokenizer))) {
+            if (r < 0) return CLI_USAGE;
+            continue;
+        }
+        if ((r = cli_unknown(&a)) != 0) return r;
+    }
+    if (a.help) {
+        fputs(eval_help, stdout);
+        return CLI_OK;
+    }
+    if (a.n_positional != 1) return cli_usage_error("eval", "expected one MODEL");
+    if (!text_path) return cli_usage_error("eval", "missing --text FILE");
+    lb_eval_opts o = {0};
+    long v;
+    if (lb_protocol_parse(protocol, &o.protocol) != LB_OK || lb_split_parse(split, &o.split) != LB_OK)
+        return cli_usage_error("eval", "%s", lb_last_error());
+    if (ctx) {
+        if (cli_parse_int("eval", "--ctx", ctx, 2, 1 << 22, &v)) return CLI_USAGE;
+        o.ctx = (int)v;
+    }
+    if (cli_parse_int("eval", "--calib-blocks", calib, 1, 1 << 30, &v)) return CLI_USAGE;
+    o.calib_blocks = (int)v;
+
+    lb_text text;
+    if (lb_text_load(text_path, &text) != LB_OK) return cli_error("eval", NULL);
+    lb_model *m = NULL, *ref = NULL;
+    int rc = cli_load_model("eval", a.positional[0], tokenizer, &m);
+    if (rc == CLI_OK && ref_path) rc = cli_load_model("eval", ref_path, NULL, &ref);
+    lb_eval_result r;
+    o.ref = ref;
+    if (rc == CLI_OK && lb_evaluate(m, &text, &o, &r) != LB_OK) rc = cli_error("eval", NULL);
+    if (rc == CLI_OK) {
+        int first, end;
+        lb_text_split(&text, o.split, o.calib_blocks, &first, &end);
+        lb_model_size sz;
+        lb_model_sizes(m, &sz);
+        double bpw = sz.weights_quant ? 8.0 * (double)sz.bytes_quant / (double)sz.weights_quant : NAN;
+        double bpw_all = 8.0 * (double)sz.bytes_all / (double)sz.weights_all;
+        if (a.json) {
+            json_begin_object();
+            json_key("model");
+            json_string(a.positional[0]);
+            json_key("text");
+            json_string(text_path);
+            json_key("split");
+            json_string(lb_split_name(o.split));
+            json_key("blocks");
+            json_begin_array();
+            json_int(first + 1);
+            json_int(end);
+            json_end_array();
+            json_key("protocol");
+            json_string(lb_protocol_name(o.protocol));
+            json_key("ctx");
+            json_int(r.ctx);
+            json_key("ppl");
+            json_number(r.ppl);
+            json_key("nll");
+            json_number(r.nll);
+            json_key("tokens");
+            json_int(r.tokens);
+            json_key("sequences");
+            json_int(r.sequences);
+            json_key("bpw");
+            json_number(bpw);
+            json_key("bpw_all");
+            json_number(bpw_all);
+            if (ref) {
+                json_key("ref");
+                json_string(ref_path);
+                json_key("kld");
+                json_number(r.kld);
+                json_key("top1");
+                json_number(r.top1);
+            }
+            json_key("seconds");
+            json_number(r.seconds);
+            json_end_object();
+            json_done();
+        } else {
+            char tk[32];
+            printf("text %s, split %s (blocks %d..%d), protocol %s, ctx %d: %s predicted tokens in %lld sequences\n",
+                   text_path, lb_split_name(o.split), first + 1, end, lb_protocol_name(o.protocol), r.ctx,
+                   fmt_thousands(r.tokens, tk, sizeof tk), (long long)r.sequences);
+            printf("ppl %.4f (nll %.6f nats/token)", r.ppl, r.nll);
+            if (sz.weights_quant) printf(", %.4f bpw quantized", bpw);
+            printf(", %.4f bpw whole model\n", bpw_all);
+            if (ref) printf("vs %s: KLD %.6f nats/token, top-1 agreement %.4f\n", ref_path, r.kld, r.top1);
+            printf("%.2fs (%.0f tokens/s through the forward pass%s)\n", r.seconds,
+                   (double)r.tokens_processed * (ref ? 2 : 1) / r.seconds, ref ? ", both models" : "");
+        }
+    }
+    lb_model_free(m);
+    lb_model_free(ref);
+    lb_text_free(&text);
+    return rc;
+}

@@ -1,0 +1,131 @@
+/* lowbit info: what a model file holds. */
+#include <math.h>
+#include <sys/stat.h>
+
+#include "cli.h"
+
+static const char *info_help =
+    "usage: lowbit info MODEL [--tokenizer FILE] [--json]\n\n"
+    "Prints the architecture, every tensor with its shape, format, storage type and bits\n"
+    "per weight, and the totals: bpw over the quantized tensors and over the whole file.\n"
+    "MODEL is a llama2.c checkpoint (legacy or v1) or a GGUF file.\n\n"
+    "  --tokenizer FILE   llama2.c tokenizer (default: tok<vocab>.bin beside the model)\n"
+    "  --json             one JSON object on stdout\n";
+
+int cmd_info(int argc, char **argv) {
+    cli_args a = {.argc = argc, .argv = argv, .i = 1, .verb = "info"};
+    const char *tokenizer = NULL;
+    while (a.i < argc) {
+        int r = cli_option(&a, "--tokenizer", NULL, &tokenizer);
+        if (r < 0) return CLI_USAGE;
+        if (r == 0 && (r = cli_unknown(&a)) != 0) return r;
+    }
+    if (a.help) {
+        fputs(info_help, stdout);
+        return CLI_OK;
+    }
+    if (a.n_positional != 1) return cli_usage_error("info", "expected one MODEL");
+    lb_model *m;
+    if (cli_load_model("info", a.positional[0], tokenizer, &m)) return CLI_FAIL;
+    struct stat st;
+    long long file_size = stat(a.positional[0], &st) == 0 ? (long long)st.st_size : -1;
+    lb_model_size sz;
+    lb_model_sizes(m, &sz);
+    const lb_config *c = &m->cfg;
+    double bpw_q = sz.weights_quant ? 8.0 * (double)sz.bytes_quant / (double)sz.weights_quant : NAN;
+    double bpw_all = 8.0 * (double)sz.bytes_all / (double)sz.weights_all;
+    if (a.json) {
+        json_begin_object();
+        json_key("file");
+        json_string(a.positional[0]);
+        json_key("file_format");
+        json_string(m->source_format);
+        json_key("file_bytes");
+        json_int(file_size);
+        json_key("architecture");
+        json_string("llama");
+        json_key("config");
+        json_begin_object();
+        const struct {
+            const char *k;
+            int v;
+        } cfg[] = {{"dim", c->dim},       {"hidden_dim", c->hidden_dim}, {"n_layers", c->n_layers},
+                   {"n_heads", c->n_heads}, {"n_kv_heads", c->n_kv_heads}, {"vocab_size", c->vocab_size},
+                   {"seq_len", c->seq_len}, {"head_dim", c->head_dim}};
+        for (size_t i = 0; i < sizeof cfg / sizeof cfg[0]; i++) {
+            json_key(cfg[i].k);
+            json_int(cfg[i].v);
+        }
+        json_key("norm_eps");
+        json_number(c->norm_eps);
+        json_key("rope_theta");
+        json_number(c->rope_theta);
+        json_key("tied_output");
+        json_bool(m->tied_output);
+        json_end_object();
+        json_key("tokenizer");
+        json_bool(m->tokenizer != NULL);
+        json_key("quant_note");
+        json_string(m->quant_note);
+        json_key("tensors");
+        json_begin_array();
+    } else {
+        printf("%s: %s, llama: dim %d, hidden %d, %d layers, %d heads (%d kv), vocab %d, context %d%s\n",
+               a.positional[0], m->source_format, c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads,
+               c->vocab_size, c->seq_len, m->tied_output ? ", classifier tied to the embedding" : "");
+        printf("tokenizer: %s\n", m->tokenizer ? "yes" : "none found (pass --tokenizer)");
+        if (m->quant_note[0]) printf("quantized: %s\n", m->quant_note);
+        printf("\n%-28s %12s  %-28s %-7s %10s %8s\n", "tensor", "shape", "format", "stored", "bytes", "bpw");
+    }
+    for (int i = 0; i < lb_model_n_tensors(m); i++) {
+        const lb_tensor *t = lb_model_tensor_at(m, i);
+        char spec[64], shape[32];
+        lb_qspec_format(&t->spec, spec, sizeof spec);
+        int gt = lb_format_ggml_type(&t->spec, t->cols);
+        lb_ggml_type_info gi;
+        const char *stored = gt >= 0 && lb_ggml_type_lookup(gt, &gi) ? gi.name : "lowbit";
+        double bpw = 8.0 * (double)t->nbytes / (double)(t->rows * t->cols);
+        if (a.json) {
+            json_begin_object();
+            json_key("name");
+            json_string(t->name);
+            json_key("rows");
+            json_int(t->rows);
+            json_key("cols");
+            json_int(t->cols);
+            json_key("format");
+            json_string(spec);
+            json_key("stored_as");
+            json_string(stored);
+            json_key("bytes");
+            json_int((long long)t->nbytes);
+            json_key("bpw");
+            json_number(bpw);
+            json_end_object();
+        } else {
+            snprintf(shape, sizeof shape, "%lldx%lld", (long long)t->rows, (long long)t->cols);
+            printf("%-28s %12s  %-28s %-7s %10zu %8.4f\n", t->name, shape, spec, stored, t->nbytes, bpw);
+        }
+    }
+    if (a.json) {
+        json_end_array();
+        json_key("weights");
+        json_int((long long)sz.weights_all);
+        json_key("quantized_weights");
+        json_int((long long)sz.weights_quant);
+        json_key("bpw");
+        json_number(bpw_q);
+        json_key("bpw_all");
+        json_number(bpw_all);
+        json_end_object();
+        json_done();
+    } else {
+        char w1[32], w2[32];
+        printf("\n%s weights; %s quantized", fmt_thousands((long long)sz.weights_all, w1, sizeof w1),
+               fmt_thousands((long long)sz.weights_quant, w2, sizeof w2));
+        if (sz.weights_quant) printf(" at %.4f bpw", bpw_q);
+        printf("; whole model %.4f bpw (%s bytes of tensors)\n", bpw_all, fmt_thousands((long long)sz.bytes_all, w1, sizeof w1));
+    }
+    lb_model_free(m);
+    return CLI_OK;
+}

@@ -1,0 +1,40 @@
+/* lowbit: the command line. One file per verb; this one dispatches. */
+#include <string.h>
+
+#include "cli.h"
+
+static const struct {
+    const char *name;
+    int (*run)(int, char **);
+    const char *what;
+} verbs[] = {
+    {"info", cmd_info, "architecture, tensors, formats and bits per weight of a model file"},
+    {"quantize", cmd_quantize, "quantize a model's tensors to a low-bit format and save one GGUF file"},
+    {"eval", cmd_eval, "perplexity (docs or chunks protocol), KL divergence and top-1 against a reference"},
+    {"generate", cmd_generate, "generate text from a prompt, with tokens/s"},
+    {"demo", cmd_demo, "quantize stories260K from 8 bits down to 1 and print quality, size and speed"},
+};
+
+static void usage(FILE *f) {
+    fprintf(f, "lowbit %s: extreme low-bit quantization of LLM weights, and a CPU runtime for the result\n\n"
+               "usage: lowbit VERB [options]   (lowbit VERB --help for each verb)\n\n",
+            LB_VERSION_STRING);
+    for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++) fprintf(f, "  %-9s %s\n", verbs[i].name, verbs[i].what);
+    fprintf(f, "\nevery verb takes --json (one JSON object on stdout), --threads N, --progress/--no-progress\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? CLI_USAGE : CLI_OK;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("lowbit %s\n", LB_VERSION_STRING);
+        return CLI_OK;
+    }
+    for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++)
+        if (!strcmp(argv[1], verbs[i].name)) return verbs[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "lowbit: unknown verb '%s'\n\n", argv[1]);
+    usage(stderr);
+    return CLI_USAGE;
+}
