@@ -1,5 +1,5 @@
-/* GGUF container: a validating parser over a memory buffer and an atomic
- * writer. Spec: ggml's docs/gguf.md. All fields are little-endian:
+/* GGUF container: a validating parser over a memory buffer (the writer is
+ * gguf_write.c). Spec: ggml's docs/gguf.md. All fields are little-endian:
  *
  *   "GGUF" | u32 version | u64 n_tensors | u64 n_kv
  *   n_kv      x { string key | u32 value_type | value }
@@ -18,17 +18,12 @@
  * into the caller's buffer. Keys and tensor names are kept in sorted indexes
  * so lookups and the duplicate checks are O(log n) / O(n log n) even for
  * hostile files with millions of entries. */
-#include "lowbit/gguf.h"
-#include "lowbit/format.h"
-
-#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* names echoed into messages are cut here (a hostile name can be gigabytes) */
-#define SHOWN(s, n) (int)((n) > 64 ? 64 : (n)), (const char *)(s)
+#include "io/gguf_internal.h"
 
-static size_t scalar_size(uint32_t t) {
+size_t lb_gguf_scalar_size(uint32_t t) {
     switch (t) {
     case LB_GGUF_UINT8: case LB_GGUF_INT8: case LB_GGUF_BOOL: return 1;
     case LB_GGUF_UINT16: case LB_GGUF_INT16: return 2;
@@ -38,16 +33,14 @@ static size_t scalar_size(uint32_t t) {
     }
 }
 
-static const char *type_name(uint32_t t) {
+const char *lb_gguf_type_name(uint32_t t) {
     static const char *const names[] = {"uint8", "int8",  "uint16", "int16",  "uint32",
                                         "int32", "float32", "bool", "string", "array",
                                         "uint64", "int64", "float64"};
     return t < sizeof names / sizeof names[0] ? names[t] : "unknown";
 }
 
-static int is_pow2(uint64_t a) { return a != 0 && (a & (a - 1)) == 0; }
-
-static int name_cmp(const char *a, size_t alen, const char *b, size_t blen) {
+int lb_gguf_name_cmp(const char *a, size_t alen, const char *b, size_t blen) {
     int c = memcmp(a, b, alen < blen ? alen : blen);
     return c ? c : (alen > blen) - (alen < blen);
 }
@@ -57,9 +50,9 @@ static int name_cmp(const char *a, size_t alen, const char *b, size_t blen) {
  * writer (both LB_ERR_INVALID). ggml rows are whole blocks, so ne[0] must be
  * a multiple of the block size; the element count must fit int64 (ggml's
  * ne are int64). */
-static lb_status tensor_nbytes(const char *name, size_t name_len, int type, uint32_t n_dims,
-                               const uint64_t *ne, lb_status bad, lb_status unknown,
-                               size_t *nbytes) {
+lb_status lb_gguf_tensor_nbytes(const char *name, size_t name_len, int type, uint32_t n_dims,
+                                const uint64_t *ne, lb_status bad, lb_status unknown,
+                                size_t *nbytes) {
     lb_ggml_type_info ti;
     if (n_dims < 1 || n_dims > LB_GGUF_MAX_DIMS)
         return lb_fail(bad, "tensor '%.*s' has %" PRIu32 " dimensions (must be 1..%d)",
@@ -161,8 +154,8 @@ static lb_status read_str(reader *r, const char *what, const char **s, size_t *l
 
 /* A scalar of type t at r (bool must be 0 or 1, as the spec says). */
 static lb_status read_scalar(reader *r, uint32_t t, const uint8_t **val) {
-    size_t sz = scalar_size(t);
-    lb_status st = need(r, sz, type_name(t));
+    size_t sz = lb_gguf_scalar_size(t);
+    lb_status st = need(r, sz, lb_gguf_type_name(t));
     if (st) return st;
     *val = r->base + r->pos;
     if (t == LB_GGUF_BOOL && **val > 1)
@@ -180,13 +173,13 @@ static lb_status read_array(reader *r, gguf_kv *kv) {
     size_t left = r->size - r->pos;
     if (et == LB_GGUF_ARRAY)
         return lb_fail(LB_ERR_UNSUPPORTED, "nested arrays (arrays of arrays) are not supported");
-    if (et != LB_GGUF_STRING && scalar_size(et) == 0)
+    if (et != LB_GGUF_STRING && lb_gguf_scalar_size(et) == 0)
         return lb_fail(LB_ERR_FORMAT, "unknown array element type %" PRIu32, et);
-    size_t esize = et == LB_GGUF_STRING ? 8 : scalar_size(et); /* a string is >= its length */
+    size_t esize = et == LB_GGUF_STRING ? 8 : lb_gguf_scalar_size(et); /* a string is >= its length */
     if (kv->n > left / esize)
         return lb_fail(LB_ERR_FORMAT,
                        "array of %" PRIu64 " %s at byte %zu cannot fit in the %zu bytes left",
-                       kv->n, type_name(et), r->pos, left);
+                       kv->n, lb_gguf_type_name(et), r->pos, left);
     kv->val = r->base + r->pos;
     if (et != LB_GGUF_STRING) {
         if (et == LB_GGUF_BOOL)
@@ -226,7 +219,7 @@ static lb_status read_kv(reader *r, uint64_t i, gguf_kv *kv) {
         const char *s = NULL;
         st = read_str(r, "string", &s, &kv->val_len);
         kv->val = (const uint8_t *)s;
-    } else if (scalar_size(kv->type))
+    } else if (lb_gguf_scalar_size(kv->type))
         st = read_scalar(r, kv->type, &kv->val);
     else
         st = lb_fail(LB_ERR_FORMAT, "unknown value type %" PRIu32 " at byte %zu", kv->type,
@@ -257,7 +250,7 @@ static lb_status read_tensor_info(reader *r, uint64_t i, size_t alignment, lb_gg
         return lb_fail(LB_ERR_UNSUPPORTED, "tensor '%.*s' has unknown ggml type %" PRIu32,
                        SHOWN(t->name, t->name_len), type);
     t->type = (int)type;
-    if ((st = tensor_nbytes(t->name, t->name_len, t->type, t->n_dims, t->ne, LB_ERR_FORMAT,
+    if ((st = lb_gguf_tensor_nbytes(t->name, t->name_len, t->type, t->n_dims, t->ne, LB_ERR_FORMAT,
                             LB_ERR_UNSUPPORTED, &t->nbytes)))
         return st;
     if (t->offset % alignment != 0)
@@ -270,7 +263,7 @@ fail:
 
 static int cmp_name_ref(const void *a, const void *b) {
     const name_ref *x = a, *y = b;
-    return name_cmp(x->s, x->len, y->s, y->len);
+    return lb_gguf_name_cmp(x->s, x->len, y->s, y->len);
 }
 
 /* Sorts refs by name and rejects the first duplicate. */
@@ -290,7 +283,7 @@ static int64_t find_name(const name_ref *refs, int64_t n, const char *name) {
     int64_t lo = 0, hi = n;
     while (lo < hi) {
         int64_t mid = lo + (hi - lo) / 2;
-        int c = name_cmp(refs[mid].s, refs[mid].len, name, len);
+        int c = lb_gguf_name_cmp(refs[mid].s, refs[mid].len, name, len);
         if (c == 0) return refs[mid].idx;
         if (c < 0)
             lo = mid + 1;
@@ -395,9 +388,9 @@ static lb_status parse_into(lb_gguf *g, reader *r) {
         const gguf_kv *kv = &g->kvs[ai];
         if (kv->type != LB_GGUF_UINT32)
             return lb_fail(LB_ERR_FORMAT, "general.alignment has type %s (must be uint32)",
-                           type_name(kv->type));
+                           lb_gguf_type_name(kv->type));
         uint32_t a = lb_rd32(kv->val);
-        if (!is_pow2(a))
+        if (!lb_gguf_is_pow2(a))
             return lb_fail(LB_ERR_FORMAT, "general.alignment %" PRIu32 " is not a power of two", a);
         g->alignment = a;
     }
@@ -480,7 +473,7 @@ static const gguf_kv *kv_get(const lb_gguf *g, const char *key, uint32_t type) {
     }
     if (type != UINT32_MAX && g->kvs[i].type != type) {
         lb_fail(LB_ERR_FORMAT, "key '%s' has type %s, expected %s", key,
-                type_name(g->kvs[i].type), type_name(type));
+                lb_gguf_type_name(g->kvs[i].type), lb_gguf_type_name(type));
         return NULL;
     }
     return &g->kvs[i];
@@ -495,16 +488,16 @@ static lb_status get_int(const lb_gguf *g, const char *key, int signed_ok, uint6
     uint32_t t = kv->type;
     int is_signed = t == LB_GGUF_INT8 || t == LB_GGUF_INT16 || t == LB_GGUF_INT32 ||
                     t == LB_GGUF_INT64;
-    size_t sz = scalar_size(t);
+    size_t sz = lb_gguf_scalar_size(t);
     if (!sz || t == LB_GGUF_BOOL || t == LB_GGUF_FLOAT32 || t == LB_GGUF_FLOAT64)
         return lb_fail(LB_ERR_FORMAT, "key '%s' has type %s, expected an integer", key,
-                       type_name(t));
+                       lb_gguf_type_name(t));
     uint64_t v = 0;
     memcpy(&v, kv->val, sz); /* the host is little-endian (CMake checks) */
     int neg = is_signed && ((v >> (8 * sz - 1)) & 1);
     if (neg && sz < 8) v |= ~(uint64_t)0 << (8 * sz);
     if (neg ? !signed_ok : v > max)
-        return lb_fail(LB_ERR_FORMAT, "key '%s' (%s) value does not fit %s", key, type_name(t),
+        return lb_fail(LB_ERR_FORMAT, "key '%s' (%s) value does not fit %s", key, lb_gguf_type_name(t),
                        want);
     *bits = v;
     return LB_OK;
@@ -543,7 +536,7 @@ lb_status lb_gguf_get_f32(const lb_gguf *g, const char *key, float *out) {
         *out = (float)d;
     } else {
         return lb_fail(LB_ERR_FORMAT, "key '%s' has type %s, expected float32", key,
-                       type_name(kv->type));
+                       lb_gguf_type_name(kv->type));
     }
     return LB_OK;
 }
@@ -580,7 +573,7 @@ lb_status lb_gguf_get_arr_str(const lb_gguf *g, const char *key, uint64_t i, con
     if (!kv) return LB_ERR_FORMAT;
     if (kv->elem_type != LB_GGUF_STRING)
         return lb_fail(LB_ERR_FORMAT, "key '%s' is an array of %s, expected strings", key,
-                       type_name(kv->elem_type));
+                       lb_gguf_type_name(kv->elem_type));
     if (i >= kv->n)
         return lb_fail(LB_ERR_INVALID, "index %" PRIu64 " out of range for key '%s' (%" PRIu64
                        " strings)", i, key, kv->n);
@@ -595,261 +588,4 @@ const lb_gguf_tensor *lb_gguf_tensor_at(const lb_gguf *g, int64_t i) {
 
 const lb_gguf_tensor *lb_gguf_find_tensor(const lb_gguf *g, const char *name) {
     return lb_gguf_tensor_at(g, find_name(g->tensor_index, g->n_tensors, name));
-}
-
-/* ==== writer =============================================================== */
-
-typedef struct {
-    char *key;
-    uint32_t type;
-    uint8_t *val; /* the value exactly as written after the type field */
-    size_t val_len;
-} wkv;
-
-typedef struct {
-    char *name;
-    int type;
-    uint32_t n_dims;
-    uint64_t ne[LB_GGUF_MAX_DIMS];
-    const void *data; /* referenced, not copied */
-    size_t nbytes;
-} wtensor;
-
-struct lb_gguf_writer {
-    wkv *kvs;
-    size_t n_kv, cap_kv;
-    wtensor *tensors;
-    size_t n_tensors, cap_tensors;
-};
-
-/* ggml keeps names in char[64] (GGML_MAX_NAME) and refuses longer ones */
-#define GGUF_MAX_TENSOR_NAME 63
-/* gguf.md: keys are at most 65535 bytes */
-#define GGUF_MAX_KEY 65535
-
-static char *dup_str(const char *s) {
-    size_t n = strlen(s) + 1;
-    char *d = malloc(n);
-    if (d) memcpy(d, s, n);
-    return d;
-}
-
-static int grow(void **arr, size_t *cap, size_t n, size_t elem) {
-    if (n < *cap) return 1;
-    size_t nc = *cap ? *cap * 2 : 16;
-    void *p = nc <= SIZE_MAX / elem ? realloc(*arr, nc * elem) : NULL;
-    if (!p) return 0;
-    *arr = p;
-    *cap = nc;
-    return 1;
-}
-
-lb_gguf_writer *lb_gguf_writer_new(void) {
-    lb_gguf_writer *w = calloc(1, sizeof *w);
-    if (!w) lb_fail(LB_ERR_NOMEM, "out of memory");
-    return w;
-}
-
-void lb_gguf_writer_free(lb_gguf_writer *w) {
-    if (!w) return;
-    for (size_t i = 0; i < w->n_kv; i++) {
-        free(w->kvs[i].key);
-        free(w->kvs[i].val);
-    }
-    for (size_t i = 0; i < w->n_tensors; i++) free(w->tensors[i].name);
-    free(w->kvs);
-    free(w->tensors);
-    free(w);
-}
-
-/* Takes ownership of val (freed on failure too). */
-static lb_status set_value(lb_gguf_writer *w, const char *key, uint32_t type, uint8_t *val,
-                           size_t val_len) {
-    if (!val) return lb_fail(LB_ERR_NOMEM, "out of memory setting GGUF key");
-    size_t klen = key ? strlen(key) : 0;
-    if (klen == 0 || klen > GGUF_MAX_KEY) {
-        free(val);
-        return lb_fail(LB_ERR_INVALID, "GGUF key must be 1..%d bytes", GGUF_MAX_KEY);
-    }
-    for (size_t i = 0; i < w->n_kv; i++)
-        if (strcmp(w->kvs[i].key, key) == 0) { /* replace, keeping the first position */
-            free(w->kvs[i].val);
-            w->kvs[i].type = type;
-            w->kvs[i].val = val;
-            w->kvs[i].val_len = val_len;
-            return LB_OK;
-        }
-    char *k = dup_str(key);
-    if (!k || !grow((void **)&w->kvs, &w->cap_kv, w->n_kv, sizeof *w->kvs)) {
-        free(k);
-        free(val);
-        return lb_fail(LB_ERR_NOMEM, "out of memory setting GGUF key '%s'", key);
-    }
-    w->kvs[w->n_kv++] = (wkv){k, type, val, val_len};
-    return LB_OK;
-}
-
-static lb_status set_scalar(lb_gguf_writer *w, const char *key, uint32_t type, const void *v) {
-    size_t n = scalar_size(type);
-    uint8_t *val = malloc(n);
-    if (val) memcpy(val, v, n); /* host is little-endian (CMake checks) */
-    return set_value(w, key, type, val, n);
-}
-
-lb_status lb_gguf_set_u32(lb_gguf_writer *w, const char *key, uint32_t v) {
-    return set_scalar(w, key, LB_GGUF_UINT32, &v);
-}
-lb_status lb_gguf_set_i32(lb_gguf_writer *w, const char *key, int32_t v) {
-    return set_scalar(w, key, LB_GGUF_INT32, &v);
-}
-lb_status lb_gguf_set_u64(lb_gguf_writer *w, const char *key, uint64_t v) {
-    return set_scalar(w, key, LB_GGUF_UINT64, &v);
-}
-lb_status lb_gguf_set_f32(lb_gguf_writer *w, const char *key, float v) {
-    return set_scalar(w, key, LB_GGUF_FLOAT32, &v);
-}
-lb_status lb_gguf_set_bool(lb_gguf_writer *w, const char *key, int v) {
-    return set_scalar(w, key, LB_GGUF_BOOL, &(uint8_t){v ? 1 : 0});
-}
-
-lb_status lb_gguf_set_str(lb_gguf_writer *w, const char *key, const char *s) {
-    size_t n = strlen(s);
-    uint8_t *val = n <= SIZE_MAX - 8 ? malloc(8 + n) : NULL;
-    if (val) {
-        lb_wr64(val, n);
-        memcpy(val + 8, s, n);
-    }
-    return set_value(w, key, LB_GGUF_STRING, val, 8 + n);
-}
-
-lb_status lb_gguf_set_arr(lb_gguf_writer *w, const char *key, lb_gguf_type elem_type,
-                          const void *elems, uint64_t n) {
-    size_t esize = scalar_size(elem_type), bytes;
-    if (esize == 0) /* strings go through lb_gguf_set_arr_str */
-        return lb_fail(LB_ERR_INVALID, "GGUF array element type %d is not numeric", (int)elem_type);
-    if (n > SIZE_MAX || lb_mul_overflows((size_t)n, esize, &bytes) || bytes > SIZE_MAX - 12 ||
-        (n && !elems))
-        return lb_fail(LB_ERR_INVALID, "bad GGUF array of %" PRIu64 " elements", n);
-    uint8_t *val = malloc(12 + bytes);
-    if (val) {
-        lb_wr32(val, (uint32_t)elem_type);
-        lb_wr64(val + 4, n);
-        if (bytes) memcpy(val + 12, elems, bytes);
-    }
-    return set_value(w, key, LB_GGUF_ARRAY, val, 12 + bytes);
-}
-
-/* lens may be NULL (then each string is NUL-terminated) */
-lb_status lb_gguf_set_arr_str(lb_gguf_writer *w, const char *key, const char *const *strs,
-                              const size_t *lens, uint64_t n) {
-    size_t total = 12;
-    for (uint64_t i = 0; i < n; i++) {
-        size_t len = lens ? lens[i] : strlen(strs[i]);
-        if (total > SIZE_MAX - 8 || len > SIZE_MAX - 8 - total)
-            return lb_fail(LB_ERR_INVALID, "GGUF string array is too large");
-        total += 8 + len;
-    }
-    uint8_t *val = malloc(total);
-    if (val) {
-        size_t at = 12;
-        lb_wr32(val, LB_GGUF_STRING);
-        lb_wr64(val + 4, n);
-        for (uint64_t i = 0; i < n; i++) {
-            size_t len = lens ? lens[i] : strlen(strs[i]);
-            lb_wr64(val + at, len);
-            if (len) memcpy(val + at + 8, strs[i], len);
-            at += 8 + len;
-        }
-    }
-    return set_value(w, key, LB_GGUF_ARRAY, val, total);
-}
-
-lb_status lb_gguf_add_tensor(lb_gguf_writer *w, const char *name, int ggml_type, uint32_t n_dims,
-                             const uint64_t *ne, const void *data, size_t nbytes) {
-    size_t want, len = name ? strlen(name) : 0;
-    if (len == 0 || len > GGUF_MAX_TENSOR_NAME)
-        return lb_fail(LB_ERR_INVALID, "tensor name '%s' must be 1..%d bytes", name ? name : "",
-                       GGUF_MAX_TENSOR_NAME);
-    if (!ne && n_dims) return lb_fail(LB_ERR_INVALID, "tensor '%s': NULL dims", name);
-    lb_status st = tensor_nbytes(name, len, ggml_type, n_dims, ne, LB_ERR_INVALID,
-                                 LB_ERR_INVALID, &want);
-    if (st) return st;
-    if (nbytes != want)
-        return lb_fail(LB_ERR_INVALID, "tensor '%s': %zu bytes given, type and dims need %zu",
-                       name, nbytes, want);
-    if (!data) return lb_fail(LB_ERR_INVALID, "tensor '%s': NULL data", name);
-    for (size_t i = 0; i < w->n_tensors; i++)
-        if (strcmp(w->tensors[i].name, name) == 0)
-            return lb_fail(LB_ERR_INVALID, "tensor '%s' added twice", name);
-    char *nm = dup_str(name);
-    if (!nm || !grow((void **)&w->tensors, &w->cap_tensors, w->n_tensors, sizeof *w->tensors)) {
-        free(nm);
-        return lb_fail(LB_ERR_NOMEM, "out of memory adding tensor '%s'", name);
-    }
-    wtensor *t = &w->tensors[w->n_tensors++];
-    *t = (wtensor){nm, ggml_type, n_dims, {1, 1, 1, 1}, data, nbytes};
-    memcpy(t->ne, ne, n_dims * sizeof *ne);
-    return LB_OK;
-}
-
-/* the low n bytes of v, little-endian */
-static void put_le(lb_atomic_file *f, uint64_t v, size_t n) {
-    uint8_t b[8];
-    lb_wr64(b, v);
-    lb_atomic_write(f, b, n);
-}
-
-static void put_str(lb_atomic_file *f, const char *s) {
-    put_le(f, strlen(s), 8);
-    lb_atomic_write(f, s, strlen(s));
-}
-
-lb_status lb_gguf_write(lb_gguf_writer *w, const char *path) {
-    size_t align = LB_GGUF_DEFAULT_ALIGNMENT;
-    for (size_t i = 0; i < w->n_kv; i++) {
-        const wkv *kv = &w->kvs[i];
-        if (strcmp(kv->key, "general.alignment") != 0) continue;
-        /* readers (ours and ggml's) only take a uint32 power of two */
-        if (kv->type != LB_GGUF_UINT32 || !is_pow2(lb_rd32(kv->val)))
-            return lb_fail(LB_ERR_INVALID, "general.alignment must be a uint32 power of two");
-        align = lb_rd32(kv->val);
-    }
-    /* Tensors are packed in order, each padded to the alignment: ggml's reader
-     * requires exactly that. Check the total fits before creating anything. */
-    uint64_t end = 0;
-    for (size_t i = 0; i < w->n_tensors; i++) {
-        uint64_t padded = w->tensors[i].nbytes + (align - w->tensors[i].nbytes % align) % align;
-        if (padded < w->tensors[i].nbytes || end > UINT64_MAX - padded)
-            return lb_fail(LB_ERR_INVALID, "GGUF data section is too large");
-        end += padded;
-    }
-
-    lb_atomic_file f;
-    lb_status st = lb_atomic_open(&f, path);
-    if (st) return st;
-    lb_atomic_write(&f, "GGUF", 4);
-    put_le(&f, 3, 4);
-    put_le(&f, w->n_tensors, 8);
-    put_le(&f, w->n_kv, 8);
-    for (size_t i = 0; i < w->n_kv; i++) {
-        put_str(&f, w->kvs[i].key);
-        put_le(&f, w->kvs[i].type, 4);
-        lb_atomic_write(&f, w->kvs[i].val, w->kvs[i].val_len);
-    }
-    uint64_t offset = 0;
-    for (size_t i = 0; i < w->n_tensors; i++) {
-        const wtensor *t = &w->tensors[i];
-        put_str(&f, t->name);
-        put_le(&f, t->n_dims, 4);
-        for (uint32_t d = 0; d < t->n_dims; d++) put_le(&f, t->ne[d], 8);
-        put_le(&f, (uint32_t)t->type, 4);
-        put_le(&f, offset, 8);
-        offset += t->nbytes + (align - t->nbytes % align) % align;
-    }
-    lb_atomic_pad(&f, align);
-    for (size_t i = 0; i < w->n_tensors; i++) {
-        lb_atomic_write(&f, w->tensors[i].data, w->tensors[i].nbytes);
-        lb_atomic_pad(&f, align);
-    }
-    return lb_atomic_commit(&f); /* reports any write error and removes the temporary */
 }

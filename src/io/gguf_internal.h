@@ -1,0 +1,23 @@
+/* Shared by the GGUF reader (gguf.c) and writer (gguf_write.c). */
+#ifndef LB_GGUF_INTERNAL_H
+#define LB_GGUF_INTERNAL_H
+
+#include <inttypes.h>
+
+#include "lowbit/format.h"
+#include "lowbit/gguf.h"
+
+/* names echoed into messages are cut here (a hostile name can be gigabytes) */
+#define SHOWN(s, n) (int)((n) > 64 ? 64 : (n)), (const char *)(s)
+
+size_t lb_gguf_scalar_size(uint32_t t); /* 0 for string, array or unknown */
+const char *lb_gguf_type_name(uint32_t t);
+static inline int lb_gguf_is_pow2(uint64_t a) { return a != 0 && (a & (a - 1)) == 0; }
+int lb_gguf_name_cmp(const char *a, size_t alen, const char *b, size_t blen);
+/* Bytes of a tensor of ggml `type` with dims ne[0..n_dims): the parser
+ * passes bad = LB_ERR_FORMAT, unknown = LB_ERR_UNSUPPORTED, the writer
+ * LB_ERR_INVALID for both. */
+lb_status lb_gguf_tensor_nbytes(const char *name, size_t name_len, int type, uint32_t n_dims, const uint64_t *ne,
+                                lb_status bad, lb_status unknown, size_t *nbytes);
+
+#endif
