@@ -41,7 +41,8 @@ static void binary_dequantize_row(const lb_qspec *s, const lb_layout *l, const u
         int64_t g = l->groups_per_row ? j / l->group_len : 0;
         int64_t stop = l->groups_per_row && (g + 1) * l->group_len < l->cols ? (g + 1) * l->group_len : l->cols;
         float a = lb_lead_scale(l, data, row, g);
-        for (; j < stop; j++) out[j] = (bits[j >> 3] >> (j & 7)) & 1 ? a : -a;
+        const float value[2] = {-a, a}; /* indexed, not branched on: signs are random */
+        for (; j < stop; j++) out[j] = value[(bits[j >> 3] >> (j & 7)) & 1];
     }
 }
 

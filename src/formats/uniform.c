@@ -39,6 +39,15 @@ static void unpack_codes(const lb_qspec *s, const uint8_t *src, int64_t n, int64
         for (int64_t j = j0; j < j1; j++) dst[j - j0] = (src[j >> 2] >> (2 * (j & 3))) & 3;
     } else if (s->bits == 1) {
         for (int64_t j = j0; j < j1; j++) dst[j - j0] = (src[j >> 3] >> (j & 7)) & 1;
+    } else if (s->bits == 3 && j0 % 8 == 0) {
+        /* eight codes in every three bytes */
+        int64_t j = j0;
+        for (; j + 8 <= j1; j += 8) {
+            const uint8_t *p = src + j / 8 * 3;
+            uint32_t v = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16;
+            for (int i = 0; i < 8; i++) dst[j - j0 + i] = (uint8_t)((v >> (3 * i)) & 7);
+        }
+        for (; j < j1; j++) dst[j - j0] = (uint8_t)lb_get_bits(src, (uint64_t)(j * 3), 3);
     } else {
         for (int64_t j = j0; j < j1; j++) dst[j - j0] = (uint8_t)lb_get_bits(src, (uint64_t)(j * s->bits), s->bits);
     }

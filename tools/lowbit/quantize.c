@@ -37,31 +37,33 @@ static int is_linear(const char *name) {
     return 0;
 }
 
-/* Marks selected[i] for every tensor LIST names; fails on a token that
- * selects nothing or selects a norm. */
+/* Marks selected[i] for every tensor LIST names (norms never: they stay
+ * f32); fails on a token that selects nothing else. */
 static int select_tensors(const char *verb, lb_model *m, const char *list, char *selected) {
     char buf[1024];
     if (strlen(list) >= sizeof buf) return cli_usage_error(verb, "--tensors list is too long");
     strcpy(buf, list);
     char *save = NULL;
     for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        int hits = 0;
+        int hits = 0, norm_hits = 0;
         if (!strcmp(tok, "output") && m->tied_output)
             return cli_usage_error(verb, "this model's classifier is tied to the token embedding: select 'embeddings'");
         for (int i = 0; i < lb_model_n_tensors(m); i++) {
             const char *name = lb_model_tensor_at(m, i)->name;
-            int is_norm = strstr(name, "_norm.") != NULL, hit;
+            int hit;
             if (!strcmp(tok, "linears")) hit = is_linear(name);
             else if (!strcmp(tok, "embeddings")) hit = !strcmp(name, "token_embd.weight");
             else if (!strcmp(tok, "output")) hit = !strcmp(name, "output.weight");
-            else if (!strcmp(tok, "all")) hit = !is_norm;
+            else if (!strcmp(tok, "all")) hit = 1;
             else hit = fnmatch(tok, name, 0) == 0;
-            if (hit && is_norm) return cli_usage_error(verb, "'%s' selects norm weight %s; norms stay f32", tok, name);
-            if (hit) {
+            if (hit && strstr(name, "_norm.")) { /* norms are never candidates */
+                norm_hits++;
+            } else if (hit) {
                 selected[i] = 1;
                 hits++;
             }
         }
+        if (!hits && norm_hits) return cli_usage_error(verb, "--tensors: '%s' selects only norm weights; norms stay f32", tok);
         if (!hits) return cli_usage_error(verb, "--tensors: '%s' matches no tensor (see lowbit info MODEL)", tok);
     }
     return CLI_OK;

@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# The lowbit command line as a user meets it: --help on every verb, --json
+# that parses, a quantize -> info -> eval -> generate round trip on the real
+# model, and bad input that must fail with a clear message, a non-zero exit
+# and no output file left behind.
+set -u
+LOWBIT=${1:?path to the lowbit binary}
+DATA=../shared/data
+MODEL=$DATA/models/stories260K.bin
+TEXT=$DATA/text/tinystories-sample.txt
+if [ ! -f "$MODEL" ] || [ ! -f "$TEXT" ]; then
+    echo "SKIPPED: $DATA is missing (shared/ must sit beside the checkout)"
+    exit 77
+fi
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+fails=0
+checks=0
+
+ok() { checks=$((checks + 1)); }
+fail() { checks=$((checks + 1)); fails=$((fails + 1)); echo "FAIL: $*"; }
+
+# expect CODE NEEDLE -- command...: exit code and a substring of stderr+stdout
+expect() {
+    local code=$1 needle=$2
+    shift 3
+    local out rc
+    out=$("$@" 2>&1)
+    rc=$?
+    if [ "$rc" -ne "$code" ]; then fail "'$*' exited $rc, want $code: $out"; return; fi
+    case "$out" in *"$needle"*) ok ;; *) fail "'$*' output lacks '$needle': $out" ;; esac
+}
+
+# json FILE EXPR: a Python expression over the parsed object `j` must be true
+json() {
+    if python3 -c "import json,sys; j=json.load(open('$1')); sys.exit(0 if ($2) else 1)"; then ok; else
+        fail "json check '$2' on $(cat "$1")"
+    fi
+}
+
+no_leftovers() {
+    if ls "$TMP" | grep -q "$1"; then fail "left behind: $(ls "$TMP")"; else ok; fi
+}
+
+# --- help and usage --------------------------------------------------------
+expect 0 "usage: lowbit VERB" -- "$LOWBIT" --help
+expect 2 "usage: lowbit VERB" -- "$LOWBIT"
+expect 2 "unknown verb 'frobnicate'" -- "$LOWBIT" frobnicate
+for verb in info quantize eval generate demo; do
+    expect 0 "usage: lowbit $verb" -- "$LOWBIT" "$verb" --help
+done
+expect 2 "unknown option '--bogus'" -- "$LOWBIT" info "$MODEL" --bogus
+expect 2 "--threads expects an integer" -- "$LOWBIT" info "$MODEL" --threads 0
+
+# --- info ----------------------------------------------------------------------
+expect 0 "dim 64, hidden 172, 5 layers" -- "$LOWBIT" info "$MODEL"
+"$LOWBIT" info "$MODEL" --json > "$TMP/info.json"
+json "$TMP/info.json" "j['config']['dim'] == 64 and len(j['tensors']) == 47 and j['bpw_all'] == 32"
+
+# --- quantize -> info -> eval -> generate ---------------------------------------
+"$LOWBIT" quantize "$MODEL" -o "$TMP/q.gguf" --format int4:g64:asym --clip mse --json > "$TMP/q.json" || fail "quantize failed"
+json "$TMP/q.json" "j['tensors_quantized'] == 35 and abs(j['bpw'] - 4.6271) < 1e-3 and j['clip'] == 'mse'"
+"$LOWBIT" info "$TMP/q.gguf" --json > "$TMP/qi.json"
+json "$TMP/qi.json" "j['file_format'] == 'gguf' and abs(j['bpw'] - 4.6271) < 1e-3 and 'clip=mse' in j['quant_note']"
+"$LOWBIT" eval "$TMP/q.gguf" --text "$TEXT" --split calib --ctx 128 --ref "$MODEL" --json > "$TMP/e.json" || fail "eval failed"
+json "$TMP/e.json" "all(k in j for k in ('ppl','nll','tokens','protocol','ctx','bpw','bpw_all','kld','top1')) and j['ctx'] == 128 and j['protocol'] == 'docs' and j['kld'] > 0 and 0 < j['top1'] < 1"
+"$LOWBIT" eval "$MODEL" --text "$TEXT" --split eval --protocol chunks --ctx 128 --json > "$TMP/c.json" || fail "chunks eval failed"
+json "$TMP/c.json" "j['protocol'] == 'chunks' and j['tokens'] == j['sequences'] * 63 and j['blocks'] == [129, 1230]"
+expect 0 "Once upon a time, there was a little girl named Lily. She loved to play outside in the park." -- \
+    "$LOWBIT" generate "$MODEL" -p "Once upon a time" -n 30 --temp 0
+"$LOWBIT" generate "$TMP/q.gguf" -n 20 --seed 7 --json > "$TMP/g.json" || fail "generate failed"
+json "$TMP/g.json" "j['generated_tokens'] == 20 and j['tokens_per_second'] > 0 and len(j['text']) > 0"
+"$LOWBIT" generate "$TMP/q.gguf" -n 20 --seed 7 --json > "$TMP/g2.json"
+json "$TMP/g2.json" "j['text'] == json.load(open('$TMP/g.json'))['text']"
+
+# tensor selection
+"$LOWBIT" quantize "$MODEL" -o "$TMP/d.gguf" --format binary:row --tensors 'blk.*.ffn_down.weight,embeddings' --json > "$TMP/d.json"
+json "$TMP/d.json" "j['tensors_quantized'] == 6"
+expect 2 "matches no tensor" -- "$LOWBIT" quantize "$MODEL" -o "$TMP/x.gguf" --format q8_0 --tensors 'blk.9.*'
+expect 2 "selects only norm weights" -- "$LOWBIT" quantize "$MODEL" -o "$TMP/x.gguf" --format q8_0 --tensors 'blk.0.attn_norm.weight'
+"$LOWBIT" quantize "$MODEL" -o "$TMP/a.gguf" --format q8_0 --tensors 'blk.*.attn_*' --json > "$TMP/a.json"
+json "$TMP/a.json" "j['tensors_quantized'] == 20"
+expect 2 "tied to the token embedding" -- "$LOWBIT" quantize "$MODEL" -o "$TMP/x.gguf" --format q8_0 --tensors output
+no_leftovers x.gguf
+
+# --- bad input: clear message, non-zero exit, nothing written ------------------
+expect 2 "'int4x' in 'int4x': int formats take 1 to 8 bits" -- "$LOWBIT" quantize "$MODEL" -o "$TMP/bad.gguf" --format int4x
+expect 2 "unknown format 'fp4'" -- "$LOWBIT" quantize "$MODEL" -o "$TMP/bad.gguf" --format fp4
+expect 2 "not a power of two" -- "$LOWBIT" quantize "$MODEL" -o "$TMP/bad.gguf" --format int4:g0
+expect 2 "not a power of two" -- "$LOWBIT" quantize "$MODEL" -o "$TMP/bad.gguf" --format int4:g48
+expect 2 "unknown clipping rule" -- "$LOWBIT" quantize "$MODEL" -o "$TMP/bad.gguf" --format int4 --clip best
+expect 2 "unknown method 'gptq'" -- "$LOWBIT" quantize "$MODEL" -o "$TMP/bad.gguf" --format int4 --method gptq
+expect 2 "missing -o OUT" -- "$LOWBIT" quantize "$MODEL" --format int4
+expect 1 "own rule" -- "$LOWBIT" quantize "$MODEL" -o "$TMP/bad.gguf" --format binary --clip mse
+head -c 5000 "$MODEL" > "$TMP/cut.bin"
+expect 1 "truncated" -- "$LOWBIT" quantize "$TMP/cut.bin" -o "$TMP/bad.gguf" --format int4
+expect 1 "cannot open" -- "$LOWBIT" quantize "$TMP/none.bin" -o "$TMP/bad.gguf" --format int4
+printf 'GGUF\003\0\0\0' > "$TMP/cut.gguf"
+expect 1 "cut.gguf" -- "$LOWBIT" info "$TMP/cut.gguf"
+head -c 100000 "$TMP/q.gguf" > "$TMP/q-cut.gguf"
+expect 1 "past the end" -- "$LOWBIT" eval "$TMP/q-cut.gguf" --text "$TEXT"
+# a NaN weight in the middle of wq of layer 2
+cp "$MODEL" "$TMP/nan.bin"
+printf '\000\000\300\177' | dd of="$TMP/nan.bin" bs=1 seek=$((28 + 4 * (512 * 64 + 5 * 64 + 2 * 64 * 64 + 100))) conv=notrunc 2> /dev/null
+expect 1 "NaN" -- "$LOWBIT" quantize "$TMP/nan.bin" -o "$TMP/bad.gguf" --format int4
+expect 1 "non-finite" -- "$LOWBIT" eval "$TMP/nan.bin" --tokenizer "$DATA/models/tok512.bin" --text "$TEXT" --split calib
+expect 1 "cannot create" -- "$LOWBIT" quantize "$MODEL" -o "$TMP/no/such/dir/out.gguf" --format int4
+no_leftovers "bad.gguf"
+ls "$TMP"/*.tmp.* > /dev/null 2>&1 && fail "temporary files left: $(ls "$TMP")" || ok
+: > "$TMP/empty.txt"
+expect 1 "is empty" -- "$LOWBIT" eval "$MODEL" --text "$TMP/empty.txt"
+printf 'hello \377 world\n' > "$TMP/latin1.txt"
+expect 1 "not valid UTF-8 (byte offset 6)" -- "$LOWBIT" eval "$MODEL" --text "$TMP/latin1.txt"
+expect 2 "missing --text" -- "$LOWBIT" eval "$MODEL"
+expect 2 "unknown protocol 'windows'" -- "$LOWBIT" eval "$MODEL" --text "$TEXT" --protocol windows
+expect 1 "outside" -- "$LOWBIT" eval "$MODEL" --text "$TEXT" --ctx 4096
+expect 1 "split" -- "$LOWBIT" eval "$MODEL" --text "$TEXT" --split eval --calib-blocks 5000
+expect 2 "--temp expects a number" -- "$LOWBIT" generate "$MODEL" --temp -1
+expect 2 "-n expects an integer" -- "$LOWBIT" generate "$MODEL" -n 0
+expect 1 "tokenizer" -- "$LOWBIT" generate "$MODEL" --tokenizer "$TMP/empty.txt"
+
+echo "cli_lowbit: $checks checks, $fails failed"
+[ "$fails" -eq 0 ]
