@@ -95,6 +95,7 @@ int cmd_generate(int argc, char **argv) {
         json_done();
     } else if (rc == CLI_OK) {
         printf("\n");
+        fflush(stdout);
         fprintf(stderr, "%d tokens generated at %.1f tokens/s (%d threads; prompt of %d tokens in %.3fs)\n",
                 st.generated_tokens, tps, lb_get_threads(), st.prompt_tokens, st.prompt_seconds);
     }
