@@ -211,6 +211,22 @@ void json_null(void) {
     json_sep();
     fputs("null", stdout);
 }
+void json_kstr(const char *k, const char *v) {
+    json_key(k);
+    json_string(v);
+}
+void json_knum(const char *k, double v) {
+    json_key(k);
+    json_number(v);
+}
+void json_kint(const char *k, long long v) {
+    json_key(k);
+    json_int(v);
+}
+void json_kbool(const char *k, int v) {
+    json_key(k);
+    json_bool(v);
+}
 void json_done(void) {
     fputc('\n', stdout);
     fflush(stdout);

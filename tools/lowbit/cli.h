@@ -67,6 +67,11 @@ void json_int(long long v);
 void json_bool(int v);
 void json_null(void);
 void json_done(void); /* final newline */
+/* a key and its value */
+void json_kstr(const char *k, const char *v);
+void json_knum(const char *k, double v);
+void json_kint(const char *k, long long v);
+void json_kbool(const char *k, int v);
 
 /* "1,234,567" */
 const char *fmt_thousands(long long v, char *buf, size_t n);

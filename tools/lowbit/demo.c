@@ -180,47 +180,30 @@ int cmd_demo(int argc, char **argv) {
     }
     if (rc == CLI_OK && a.json) {
         json_begin_object();
-        json_key("model");
-        json_string(model_path);
-        json_key("text");
-        json_string(text_path);
-        json_key("split");
-        json_string("eval");
-        json_key("protocol");
-        json_string("docs");
-        json_key("ctx");
-        json_int(ref->cfg.seq_len);
-        json_key("threads");
-        json_int(lb_get_threads());
+        json_kstr("model", model_path);
+        json_kstr("text", text_path);
+        json_kstr("split", "eval");
+        json_kstr("protocol", "docs");
+        json_kint("ctx", ref->cfg.seq_len);
+        json_kint("threads", lb_get_threads());
         json_key("rows");
         json_begin_array();
         for (size_t i = 0; i < N_FORMATS; i++) {
             json_begin_object();
-            json_key("format");
-            json_string(rows[i].spec);
-            json_key("clip");
-            json_string(rows[i].clip);
-            json_key("bpw");
-            json_number(rows[i].bpw);
-            json_key("bpw_all");
-            json_number(rows[i].bpw_all);
-            json_key("file_bytes");
-            json_int(rows[i].file_bytes);
-            json_key("ppl");
-            json_number(rows[i].ppl);
-            json_key("ppl_ratio");
-            json_number(rows[i].ppl / rows[0].ppl);
-            json_key("kld");
-            json_number(rows[i].kld);
-            json_key("top1");
-            json_number(rows[i].top1);
-            json_key("tokens_per_second");
-            json_number(rows[i].tps);
+            json_kstr("format", rows[i].spec);
+            json_kstr("clip", rows[i].clip);
+            json_knum("bpw", rows[i].bpw);
+            json_knum("bpw_all", rows[i].bpw_all);
+            json_kint("file_bytes", rows[i].file_bytes);
+            json_knum("ppl", rows[i].ppl);
+            json_knum("ppl_ratio", rows[i].ppl / rows[0].ppl);
+            json_knum("kld", rows[i].kld);
+            json_knum("top1", rows[i].top1);
+            json_knum("tokens_per_second", rows[i].tps);
             json_end_object();
         }
         json_end_array();
-        json_key("seconds");
-        json_number(lb_now() - t0);
+        json_knum("seconds", lb_now() - t0);
         json_end_object();
         json_done();
     } else if (rc == CLI_OK) {

@@ -69,43 +69,28 @@ int cmd_eval(int argc, char **argv) {
         double bpw_all = 8.0 * (double)sz.bytes_all / (double)sz.weights_all;
         if (a.json) {
             json_begin_object();
-            json_key("model");
-            json_string(a.positional[0]);
-            json_key("text");
-            json_string(text_path);
-            json_key("split");
-            json_string(lb_split_name(o.split));
+            json_kstr("model", a.positional[0]);
+            json_kstr("text", text_path);
+            json_kstr("split", lb_split_name(o.split));
             json_key("blocks");
             json_begin_array();
             json_int(first + 1);
             json_int(end);
             json_end_array();
-            json_key("protocol");
-            json_string(lb_protocol_name(o.protocol));
-            json_key("ctx");
-            json_int(r.ctx);
-            json_key("ppl");
-            json_number(r.ppl);
-            json_key("nll");
-            json_number(r.nll);
-            json_key("tokens");
-            json_int(r.tokens);
-            json_key("sequences");
-            json_int(r.sequences);
-            json_key("bpw");
-            json_number(bpw);
-            json_key("bpw_all");
-            json_number(bpw_all);
+            json_kstr("protocol", lb_protocol_name(o.protocol));
+            json_kint("ctx", r.ctx);
+            json_knum("ppl", r.ppl);
+            json_knum("nll", r.nll);
+            json_kint("tokens", r.tokens);
+            json_kint("sequences", r.sequences);
+            json_knum("bpw", bpw);
+            json_knum("bpw_all", bpw_all);
             if (ref) {
-                json_key("ref");
-                json_string(ref_path);
-                json_key("kld");
-                json_number(r.kld);
-                json_key("top1");
-                json_number(r.top1);
+                json_kstr("ref", ref_path);
+                json_knum("kld", r.kld);
+                json_knum("top1", r.top1);
             }
-            json_key("seconds");
-            json_number(r.seconds);
+            json_knum("seconds", r.seconds);
             json_end_object();
             json_done();
         } else {

@@ -81,16 +81,11 @@ int cmd_generate(int argc, char **argv) {
         json_begin_object();
         json_key("text");
         json_stringn(out.text ? out.text : "", out.len);
-        json_key("prompt_tokens");
-        json_int(st.prompt_tokens);
-        json_key("generated_tokens");
-        json_int(st.generated_tokens);
-        json_key("tokens_per_second");
-        json_number(tps);
-        json_key("prompt_seconds");
-        json_number(st.prompt_seconds);
-        json_key("threads");
-        json_int(lb_get_threads());
+        json_kint("prompt_tokens", st.prompt_tokens);
+        json_kint("generated_tokens", st.generated_tokens);
+        json_knum("tokens_per_second", tps);
+        json_knum("prompt_seconds", st.prompt_seconds);
+        json_kint("threads", lb_get_threads());
         json_end_object();
         json_done();
     } else if (rc == CLI_OK) {

@@ -36,14 +36,10 @@ int cmd_info(int argc, char **argv) {
     double bpw_all = 8.0 * (double)sz.bytes_all / (double)sz.weights_all;
     if (a.json) {
         json_begin_object();
-        json_key("file");
-        json_string(a.positional[0]);
-        json_key("file_format");
-        json_string(m->source_format);
-        json_key("file_bytes");
-        json_int(file_size);
-        json_key("architecture");
-        json_string("llama");
+        json_kstr("file", a.positional[0]);
+        json_kstr("file_format", m->source_format);
+        json_kint("file_bytes", file_size);
+        json_kstr("architecture", "llama");
         json_key("config");
         json_begin_object();
         const struct {
@@ -53,20 +49,14 @@ int cmd_info(int argc, char **argv) {
                    {"n_heads", c->n_heads}, {"n_kv_heads", c->n_kv_heads}, {"vocab_size", c->vocab_size},
                    {"seq_len", c->seq_len}, {"head_dim", c->head_dim}};
         for (size_t i = 0; i < sizeof cfg / sizeof cfg[0]; i++) {
-            json_key(cfg[i].k);
-            json_int(cfg[i].v);
+            json_kint(cfg[i].k, cfg[i].v);
         }
-        json_key("norm_eps");
-        json_number(c->norm_eps);
-        json_key("rope_theta");
-        json_number(c->rope_theta);
-        json_key("tied_output");
-        json_bool(m->tied_output);
+        json_knum("norm_eps", c->norm_eps);
+        json_knum("rope_theta", c->rope_theta);
+        json_kbool("tied_output", m->tied_output);
         json_end_object();
-        json_key("tokenizer");
-        json_bool(m->tokenizer != NULL);
-        json_key("quant_note");
-        json_string(m->quant_note);
+        json_kbool("tokenizer", m->tokenizer != NULL);
+        json_kstr("quant_note", m->quant_note);
         json_key("tensors");
         json_begin_array();
     } else {
@@ -87,20 +77,13 @@ int cmd_info(int argc, char **argv) {
         double bpw = 8.0 * (double)t->nbytes / (double)(t->rows * t->cols);
         if (a.json) {
             json_begin_object();
-            json_key("name");
-            json_string(t->name);
-            json_key("rows");
-            json_int(t->rows);
-            json_key("cols");
-            json_int(t->cols);
-            json_key("format");
-            json_string(spec);
-            json_key("stored_as");
-            json_string(stored);
-            json_key("bytes");
-            json_int((long long)t->nbytes);
-            json_key("bpw");
-            json_number(bpw);
+            json_kstr("name", t->name);
+            json_kint("rows", t->rows);
+            json_kint("cols", t->cols);
+            json_kstr("format", spec);
+            json_kstr("stored_as", stored);
+            json_kint("bytes", (long long)t->nbytes);
+            json_knum("bpw", bpw);
             json_end_object();
         } else {
             snprintf(shape, sizeof shape, "%lldx%lld", (long long)t->rows, (long long)t->cols);
@@ -109,14 +92,10 @@ int cmd_info(int argc, char **argv) {
     }
     if (a.json) {
         json_end_array();
-        json_key("weights");
-        json_int((long long)sz.weights_all);
-        json_key("quantized_weights");
-        json_int((long long)sz.weights_quant);
-        json_key("bpw");
-        json_number(bpw_q);
-        json_key("bpw_all");
-        json_number(bpw_all);
+        json_kint("weights", (long long)sz.weights_all);
+        json_kint("quantized_weights", (long long)sz.weights_quant);
+        json_knum("bpw", bpw_q);
+        json_knum("bpw_all", bpw_all);
         json_end_object();
         json_done();
     } else {

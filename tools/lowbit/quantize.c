@@ -147,26 +147,16 @@ int cmd_quantize(int argc, char **argv) {
         double bpw_all = 8.0 * (double)sz.bytes_all / (double)sz.weights_all, secs = lb_now() - t0;
         if (a.json) {
             json_begin_object();
-            json_key("input");
-            json_string(a.positional[0]);
-            json_key("output");
-            json_string(out);
-            json_key("format");
-            json_string(spec);
-            json_key("method");
-            json_string("rtn");
-            json_key("clip");
-            json_string(lb_clip_name(job.rtn.clip));
-            json_key("tensors_quantized");
-            json_int(n_done);
-            json_key("bpw");
-            json_number(bpw);
-            json_key("bpw_all");
-            json_number(bpw_all);
-            json_key("file_bytes");
-            json_int(bytes);
-            json_key("seconds");
-            json_number(secs);
+            json_kstr("input", a.positional[0]);
+            json_kstr("output", out);
+            json_kstr("format", spec);
+            json_kstr("method", "rtn");
+            json_kstr("clip", lb_clip_name(job.rtn.clip));
+            json_kint("tensors_quantized", n_done);
+            json_knum("bpw", bpw);
+            json_knum("bpw_all", bpw_all);
+            json_kint("file_bytes", bytes);
+            json_knum("seconds", secs);
             json_end_object();
             json_done();
         } else {
