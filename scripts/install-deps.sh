@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building lowbit needs, when it is missing, with apt-get.
-#   install-deps.sh build   compiler, make, cmake (OpenMP comes with gcc)
+#   install-deps.sh build   compiler, make, cmake (OpenMP comes with gcc), python3 (the
+#                           CLI test checks --json output with it)
 #   install-deps.sh fuzz    also clang and its sanitizer/libFuzzer runtime
 # Says what it installs; without root it prints the command instead.
 set -euo pipefail
@@ -13,6 +14,7 @@ need_pkg() { dpkg -s "$1" >/dev/null 2>&1 || missing+=("$1"); }
 need_cmd cc gcc
 need_cmd make make
 need_cmd cmake cmake
+need_cmd python3 python3
 if [ "$what" = fuzz ]; then
     need_cmd clang clang
     need_pkg libclang-rt-14-dev

@@ -73,6 +73,12 @@ json "$TMP/g.json" "j['generated_tokens'] == 20 and j['tokens_per_second'] > 0 a
 "$LOWBIT" generate "$TMP/q.gguf" -n 20 --seed 7 --json > "$TMP/g2.json"
 json "$TMP/g2.json" "j['text'] == json.load(open('$TMP/g.json'))['text']"
 
+# the progress line: on stderr when asked for (by default only on a terminal)
+"$LOWBIT" eval "$MODEL" --text "$TEXT" --split calib --ctx 64 --progress > /dev/null 2> "$TMP/progress.txt"
+grep -q "evaluating: 128/128" "$TMP/progress.txt" && ok || fail "no progress line: $(cat "$TMP/progress.txt")"
+"$LOWBIT" eval "$MODEL" --text "$TEXT" --split calib --ctx 64 > /dev/null 2> "$TMP/progress.txt"
+[ ! -s "$TMP/progress.txt" ] && ok || fail "progress shown without a terminal: $(cat "$TMP/progress.txt")"
+
 # tensor selection
 "$LOWBIT" quantize "$MODEL" -o "$TMP/d.gguf" --format binary:row --tensors 'blk.*.ffn_down.weight,embeddings' --json > "$TMP/d.json"
 json "$TMP/d.json" "j['tensors_quantized'] == 6"
