@@ -150,6 +150,10 @@ lb_status lb_qtensor_store_scales(lb_qtensor *q);
  * (uniform: q - 2^(b-1) for sym, q otherwise). */
 int lb_format_levels(const lb_qspec *spec);
 float lb_format_level(const lb_qspec *spec, int code);
+/* A uniform grid: value(q) = d q + m for LB_ZERO_F16, d (q - z) otherwise
+ * (z = 2^(b-1) for LB_ZERO_SYM). The one definition of rounding to it. */
+float lb_uniform_value(const lb_qspec *spec, float d, float m, int z, int q);
+int lb_uniform_nearest_code(const lb_qspec *spec, float d, float m, int z, float w);
 /* Value that (row, col)'s code decodes to, and the code nearest to w in
  * that weight's group. */
 float lb_qtensor_value(const lb_qtensor *q, int64_t row, int64_t col);

@@ -433,31 +433,37 @@ float lb_format_level(const lb_qspec *spec, int code) {
     return lb_format_traits_of(spec->family)->level(spec, code);
 }
 
+float lb_uniform_value(const lb_qspec *spec, float d, float m, int z, int q) {
+    return spec->zero == LB_ZERO_F16 ? d * (float)q + m : d * (float)(q - z);
+}
+
+int lb_uniform_nearest_code(const lb_qspec *spec, float d, float m, int z, float w) {
+    int maxq = (1 << spec->bits) - 1;
+    float r;
+    if (d == 0.0f) r = spec->zero == LB_ZERO_F16 ? 0.0f : (float)z; /* every code decodes to m, or 0 */
+    else if (spec->zero == LB_ZERO_F16) r = nearbyintf((w - m) / d);
+    else r = nearbyintf(w / d + (float)z);
+    if (!(r >= 0.0f)) return 0; /* also catches NaN */
+    return r > (float)maxq ? maxq : (int)r;
+}
+
+/* the zero point of group k as lb_uniform_* take it */
+static int uniform_zero(const lb_qtensor *q, int64_t k) {
+    return q->spec.zero == LB_ZERO_INT ? q->zero[k] : 1 << (q->spec.bits - 1);
+}
+
 float lb_qtensor_value(const lb_qtensor *q, int64_t row, int64_t col) {
     int64_t k = lb_qtensor_group(q, row, col);
     int code = q->codes[row * q->cols_padded + col];
-    if (q->spec.family == LB_FAMILY_UNIFORM) {
-        if (q->spec.zero == LB_ZERO_F16) return q->scale[k] * (float)code + q->offset[k];
-        if (q->spec.zero == LB_ZERO_INT) return q->scale[k] * (float)(code - q->zero[k]);
-    }
+    if (q->spec.family == LB_FAMILY_UNIFORM)
+        return lb_uniform_value(&q->spec, q->scale[k], q->offset[k], uniform_zero(q, k), code);
     return q->scale[k] * lb_format_level(&q->spec, code);
 }
 
 int lb_qtensor_nearest_code(const lb_qtensor *q, int64_t group, float w) {
     const lb_qspec *s = &q->spec;
     float d = q->scale[group];
-    if (s->family == LB_FAMILY_UNIFORM) {
-        int maxq = (1 << s->bits) - 1;
-        float x;
-        if (d == 0.0f) x = 0.0f;
-        else if (s->zero == LB_ZERO_F16) x = (w - q->offset[group]) / d;
-        else if (s->zero == LB_ZERO_INT) x = w / d + (float)q->zero[group];
-        else x = w / d + (float)(1 << (s->bits - 1));
-        float r = nearbyintf(x);
-        if (!(r >= 0.0f)) r = 0.0f; /* also catches NaN */
-        if (r > (float)maxq) r = (float)maxq;
-        return (int)r;
-    }
+    if (s->family == LB_FAMILY_UNIFORM) return lb_uniform_nearest_code(s, d, q->offset[group], uniform_zero(q, group), w);
     /* codebook families: nearest level by scan (at most 16 levels) */
     int n = lb_format_levels(s), best = 0;
     float best_err = INFINITY;

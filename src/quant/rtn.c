@@ -28,22 +28,8 @@
 
 typedef struct {
     float s, m; /* value(q) = s * q + m for fp16 offsets ... */
-    int z;      /* ... s * (q - z) otherwise */
+    int z;      /* ... s * (q - z) otherwise (see lb_uniform_value) */
 } uniform_grid;
-
-static inline int uniform_code(const lb_qspec *spec, const uniform_grid *g, float x) {
-    int maxq = (1 << spec->bits) - 1;
-    float r;
-    if (g->s == 0.0f) r = spec->zero == LB_ZERO_F16 ? 0.0f : (float)g->z;
-    else if (spec->zero == LB_ZERO_F16) r = nearbyintf((x - g->m) / g->s);
-    else r = nearbyintf(x / g->s + (float)g->z);
-    if (!(r >= 0.0f)) return 0;
-    return r > (float)maxq ? maxq : (int)r;
-}
-
-static inline float uniform_value(const lb_qspec *spec, const uniform_grid *g, int q) {
-    return spec->zero == LB_ZERO_F16 ? g->s * (float)q + g->m : g->s * (float)(q - g->z);
-}
 
 /* The grid for the clipped range [lo, hi], as stored (fp16). */
 static uniform_grid uniform_grid_for(const lb_qspec *spec, float lo, float hi) {
@@ -71,7 +57,8 @@ static uniform_grid uniform_grid_for(const lb_qspec *spec, float lo, float hi) {
 static double uniform_error(const lb_qspec *spec, const uniform_grid *g, const float *x, int64_t n) {
     double err = 0;
     for (int64_t i = 0; i < n; i++) {
-        float d = x[i] - uniform_value(spec, g, uniform_code(spec, g, x[i]));
+        int q = lb_uniform_nearest_code(spec, g->s, g->m, g->z, x[i]);
+        float d = x[i] - lb_uniform_value(spec, g->s, g->m, g->z, q);
         err += (double)d * d;
     }
     return err;
