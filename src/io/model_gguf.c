@@ -60,6 +60,7 @@ static lb_status write_tokenizer(lb_gguf_writer *w, const lb_tokenizer *tok) {
         lens[i] = o;
         scores[i] = lb_tokenizer_score(tok, i);
         uint8_t byte;
+        /* llama2.c vocabularies put <unk> at id 0 (as sentencepiece does) */
         if (i == 0) types[i] = TOKEN_UNKNOWN;
         else if (i == lb_tokenizer_bos(tok) || i == lb_tokenizer_eos(tok)) types[i] = TOKEN_CONTROL;
         else if (lb_tokenizer_byte_piece(tok, i, &byte)) types[i] = TOKEN_BYTE;
