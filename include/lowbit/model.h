@@ -61,7 +61,6 @@ const char *lb_linear_name(int which); /* "attn_q", ... */
  * output_norm, then output unless tied. */
 int lb_model_n_tensors(const lb_model *m);
 lb_tensor *lb_model_tensor_at(lb_model *m, int i);
-lb_tensor *lb_model_find_tensor(lb_model *m, const char *name);
 const lb_tensor *lb_model_classifier(const lb_model *m);
 
 /* Loads llama2.c checkpoints (legacy header or v1 "ak42") and GGUF files,
@@ -80,10 +79,12 @@ void lb_model_free(lb_model *m);
 lb_status lb_model_save_gguf(const lb_model *m, const char *path);
 
 /* Total stored bytes and weight count over all tensors, and over the
- * quantized (non-float) ones. */
+ * quantized (non-float) ones, with their bits per weight (bpw is NAN when
+ * nothing is quantized). */
 typedef struct {
     uint64_t bytes_all, weights_all;
     uint64_t bytes_quant, weights_quant;
+    double bpw, bpw_all;
 } lb_model_size;
 void lb_model_sizes(lb_model *m, lb_model_size *out);
 

@@ -50,6 +50,11 @@ static void score_position(const float *lq, const float *lr, int vocab, int targ
     sc->top1 += argmax(lq, vocab) == argmax(lr, vocab);
 }
 
+static void free_sequences(sequence *seqs, int n) {
+    for (int i = 0; i < n; i++) lb_free(seqs[i].tok);
+    lb_free(seqs);
+}
+
 static lb_status build_docs(const lb_model *m, const lb_text *t, int first, int end, int ctx, sequence **out, int *n_out) {
     sequence *seqs = lb_calloc((size_t)(end - first), sizeof *seqs);
     if (!seqs) return LB_ERR_NOMEM;
@@ -59,8 +64,7 @@ static lb_status build_docs(const lb_model *m, const lb_text *t, int first, int 
         int *tok;
         lb_status st = lb_tokenize(m->tokenizer, t->blocks[b].text, t->blocks[b].len, 1, 0, &tok, &nt);
         if (st != LB_OK) {
-            for (int i = 0; i < n; i++) lb_free(seqs[i].tok);
-            lb_free(seqs);
+            free_sequences(seqs, n);
             return lb_fail_context(st, "block %d", b + 1);
         }
         if (nt < 2) { /* nothing to predict */
@@ -98,8 +102,7 @@ static lb_status build_chunks(const lb_model *m, const lb_text *t, int first, in
     for (int c = 0; c < n_chunks; c++) {
         seqs[c].tok = lb_alloc((size_t)ctx * sizeof(int));
         if (!seqs[c].tok) {
-            for (int i = 0; i < c; i++) lb_free(seqs[i].tok);
-            lb_free(seqs);
+            free_sequences(seqs, c);
             lb_free(all);
             return LB_ERR_NOMEM;
         }
@@ -221,8 +224,7 @@ lb_status lb_evaluate(const lb_model *m, const lb_text *t, const lb_eval_opts *o
     if (!isfinite(r->nll) || (o->ref && !isfinite(r->kld)))
         st = lb_fail(LB_ERR_NUMERIC, "the model produced non-finite log-probabilities (NaN or Inf in its weights?)");
 done:
-    for (int i = 0; i < n_seqs; i++) lb_free(seqs[i].tok);
-    lb_free(seqs);
+    free_sequences(seqs, n_seqs);
     lb_free(scores);
     return st;
 }

@@ -463,7 +463,8 @@ float lb_qtensor_value(const lb_qtensor *q, int64_t row, int64_t col) {
 int lb_qtensor_nearest_code(const lb_qtensor *q, int64_t group, float w) {
     const lb_qspec *s = &q->spec;
     float d = q->scale[group];
-    if (s->family == LB_FAMILY_UNIFORM) return lb_uniform_nearest_code(s, d, q->offset[group], uniform_zero(q, group), w);
+    if (s->family == LB_FAMILY_UNIFORM)
+        return lb_uniform_nearest_code(s, d, q->offset[group], uniform_zero(q, group), w);
     /* codebook families: nearest level by scan (at most 16 levels) */
     int n = lb_format_levels(s), best = 0;
     float best_err = INFINITY;

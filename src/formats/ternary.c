@@ -29,10 +29,15 @@ static float ternary_level(const lb_qspec *s, int code) {
 static const uint8_t pow3[5] = {1, 3, 9, 27, 81};
 
 /* Decodes trits [0, n) of a row's payload into codes (0, 1, 2): byte by
- * byte, so 1.6-bit needs only divisions by the constant 3. */
+ * byte, so 1.6-bit needs only divisions by the constant 3. Corrupt bytes
+ * still give codes in range (a clean file never has them): a 2-bit code 3
+ * becomes 2, and the fifth digit of a base-3 byte > 242 is taken mod 3. */
 static void decode_trits(const lb_qspec *s, const uint8_t *src, int64_t n, uint8_t *codes) {
     if (s->trits_per_byte == 4) {
-        for (int64_t j = 0; j < n; j++) codes[j] = (src[j >> 2] >> (2 * (j & 3))) & 3;
+        for (int64_t j = 0; j < n; j++) {
+            uint8_t c = (src[j >> 2] >> (2 * (j & 3))) & 3;
+            codes[j] = c > 2 ? 2 : c;
+        }
         return;
     }
     for (int64_t b = 0; b * 5 < n; b++) {
@@ -58,10 +63,6 @@ static void ternary_decode_row(lb_qtensor *q, int64_t row, const uint8_t *src) {
     const uint8_t *t = src + 2 * q->groups_per_row;
     uint8_t *c = q->codes + row * q->cols_padded;
     decode_trits(&q->spec, t, q->cols_padded, c);
-    /* a corrupt byte can hold a 2-bit code 3 or a base-3 byte > 242: map
-     * such codes to 2 (+1) so they stay in range; a clean file never has them */
-    for (int64_t j = 0; j < q->cols_padded; j++)
-        if (c[j] > 2) c[j] = 2;
 }
 
 static void ternary_dequantize_row(const lb_qspec *s, const lb_layout *l, const uint8_t *data, int64_t row,
@@ -75,11 +76,7 @@ static void ternary_dequantize_row(const lb_qspec *s, const lb_layout *l, const 
             int64_t g = l->groups_per_row ? (c0 + j) / l->group_len : 0;
             int64_t stop = l->groups_per_row ? (g + 1) * l->group_len - c0 : n;
             float a = lb_lead_scale(l, data, row, g);
-            for (; j < n && j < stop; j++) {
-                /* a corrupt byte can decode past 2 (2-bit code 3, base-3 byte > 242): clamp */
-                int c = codes[j] > 2 ? 2 : codes[j];
-                out[c0 + j] = a * (float)(c - 1);
-            }
+            for (; j < n && j < stop; j++) out[c0 + j] = a * (float)(codes[j] - 1);
         }
     }
 }

@@ -152,8 +152,8 @@ static lb_status forward_chunk(const lb_model *m, lb_state *s, const int *tokens
         TRY(lb_linear_forward(&L->linear[LB_WV], s->xb, n, s->v));
         float *kc = s->key_cache + (size_t)l * c->seq_len * kv_dim, *vc = s->value_cache + (size_t)l * c->seq_len * kv_dim;
         for (int i = 0; i < n; i++) {
-            const float *k = s->k + (size_t)i * kv_dim;
-            rope(m, s->q + (size_t)i * dim, s->k + (size_t)i * kv_dim, pos + i);
+            float *k = s->k + (size_t)i * kv_dim;
+            rope(m, s->q + (size_t)i * dim, k, pos + i);
             /* element j of k is (head j / hd, dim j % hd): row j of the transposed cache */
             for (int j = 0; j < kv_dim; j++) kc[(size_t)j * c->seq_len + pos + i] = k[j];
             memcpy(vc + (size_t)(pos + i) * kv_dim, s->v + (size_t)i * kv_dim, (size_t)kv_dim * sizeof(float));

@@ -99,12 +99,6 @@ lb_tensor *lb_model_tensor_at(lb_model *m, int i) {
     return i == 0 ? &m->out_norm : &m->output;
 }
 
-lb_tensor *lb_model_find_tensor(lb_model *m, const char *name) {
-    for (int i = 0; i < lb_model_n_tensors(m); i++)
-        if (!strcmp(lb_model_tensor_at(m, i)->name, name)) return lb_model_tensor_at(m, i);
-    return NULL;
-}
-
 const lb_tensor *lb_model_classifier(const lb_model *m) { return m->tied_output ? &m->tok_embd : &m->output; }
 
 lb_status lb_model_finish(lb_model *m) {
@@ -119,14 +113,9 @@ lb_status lb_model_finish(lb_model *m) {
                            t->nbytes, (long long)t->rows, (long long)t->cols, need);
         if (t->spec.family == LB_FAMILY_F32 && (uintptr_t)t->data % sizeof(float))
             return lb_fail(LB_ERR_FORMAT, "f32 tensor '%s' is not 4-byte aligned in the file", t->name);
-    }
-    /* the forward pass reads norm weights as plain floats */
-    for (int l = 0; l <= m->cfg.n_layers; l++) {
-        const lb_tensor *norms[2] = {l < m->cfg.n_layers ? &m->layers[l].attn_norm : &m->out_norm,
-                                     l < m->cfg.n_layers ? &m->layers[l].ffn_norm : &m->out_norm};
-        for (int j = 0; j < 2; j++)
-            if (norms[j]->spec.family != LB_FAMILY_F32)
-                return lb_fail(LB_ERR_UNSUPPORTED, "norm weight '%s' must be f32", norms[j]->name);
+        /* the 1-row tensors are the norms, which the forward pass reads as plain floats */
+        if (t->rows == 1 && t->spec.family != LB_FAMILY_F32)
+            return lb_fail(LB_ERR_UNSUPPORTED, "norm weight '%s' must be f32", t->name);
     }
     /* RoPE angles as llama2.c computes them: pos * theta^(-i/head_dim) for even i */
     int half = m->cfg.head_dim / 2;
@@ -167,4 +156,6 @@ void lb_model_sizes(lb_model *m, lb_model_size *out) {
             out->weights_quant += w;
         }
     }
+    out->bpw = out->weights_quant ? 8.0 * (double)out->bytes_quant / (double)out->weights_quant : NAN;
+    out->bpw_all = 8.0 * (double)out->bytes_all / (double)out->weights_all;
 }

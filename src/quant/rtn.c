@@ -24,8 +24,6 @@
 #include <math.h>
 #include <string.h>
 
-#include "formats/format_internal.h"
-
 typedef struct {
     float s, m; /* value(q) = s * q + m for fp16 offsets ... */
     int z;      /* ... s * (q - z) otherwise (see lb_uniform_value) */

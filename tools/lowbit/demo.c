@@ -101,14 +101,14 @@ static int run_format(const char *model_path, const char *dir, const demo_format
         struct stat st;
         /* bpw of the linears: the tensors the demo quantized (for f32, the same tensors as stored) */
         uint64_t bytes = 0, weights = 0;
-        for (int i = 0; i < lb_model_n_tensors(m); i++) {
-            const lb_tensor *t = lb_model_tensor_at(m, i);
-            if (strncmp(t->name, "blk.", 4) || strstr(t->name, "_norm.")) continue;
-            bytes += t->nbytes;
-            weights += (uint64_t)(t->rows * t->cols);
-        }
+        for (int l = 0; l < m->cfg.n_layers; l++)
+            for (int i = 0; i < LB_N_LINEARS; i++) {
+                const lb_tensor *t = &m->layers[l].linear[i];
+                bytes += t->nbytes;
+                weights += (uint64_t)(t->rows * t->cols);
+            }
         row->bpw = 8.0 * (double)bytes / (double)weights;
-        row->bpw_all = 8.0 * (double)sz.bytes_all / (double)sz.weights_all;
+        row->bpw_all = sz.bpw_all;
         row->file_bytes = stat(path, &st) == 0 ? (long long)st.st_size : -1;
         row->ppl = r.ppl;
         row->kld = r.kld;

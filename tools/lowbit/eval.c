@@ -65,8 +65,6 @@ int cmd_eval(int argc, char **argv) {
         lb_text_split(&text, o.split, o.calib_blocks, &first, &end);
         lb_model_size sz;
         lb_model_sizes(m, &sz);
-        double bpw = sz.weights_quant ? 8.0 * (double)sz.bytes_quant / (double)sz.weights_quant : NAN;
-        double bpw_all = 8.0 * (double)sz.bytes_all / (double)sz.weights_all;
         if (a.json) {
             json_begin_object();
             json_kstr("model", a.positional[0]);
@@ -83,8 +81,8 @@ int cmd_eval(int argc, char **argv) {
             json_knum("nll", r.nll);
             json_kint("tokens", r.tokens);
             json_kint("sequences", r.sequences);
-            json_knum("bpw", bpw);
-            json_knum("bpw_all", bpw_all);
+            json_knum("bpw", sz.bpw);
+            json_knum("bpw_all", sz.bpw_all);
             if (ref) {
                 json_kstr("ref", ref_path);
                 json_knum("kld", r.kld);
@@ -99,8 +97,8 @@ int cmd_eval(int argc, char **argv) {
                    text_path, lb_split_name(o.split), first + 1, end, lb_protocol_name(o.protocol), r.ctx,
                    fmt_thousands(r.tokens, tk, sizeof tk), (long long)r.sequences);
             printf("ppl %.4f (nll %.6f nats/token)", r.ppl, r.nll);
-            if (sz.weights_quant) printf(", %.4f bpw quantized", bpw);
-            printf(", %.4f bpw whole model\n", bpw_all);
+            if (sz.weights_quant) printf(", %.4f bpw quantized", sz.bpw);
+            printf(", %.4f bpw whole model\n", sz.bpw_all);
             if (ref) printf("vs %s: KLD %.6f nats/token, top-1 agreement %.4f\n", ref_path, r.kld, r.top1);
             printf("%.2fs (%.0f tokens/s through the forward pass%s)\n", r.seconds,
                    (double)r.tokens_processed * (ref ? 2 : 1) / r.seconds, ref ? ", both models" : "");

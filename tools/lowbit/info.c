@@ -32,8 +32,6 @@ int cmd_info(int argc, char **argv) {
     lb_model_size sz;
     lb_model_sizes(m, &sz);
     const lb_config *c = &m->cfg;
-    double bpw_q = sz.weights_quant ? 8.0 * (double)sz.bytes_quant / (double)sz.weights_quant : NAN;
-    double bpw_all = 8.0 * (double)sz.bytes_all / (double)sz.weights_all;
     if (a.json) {
         json_begin_object();
         json_kstr("file", a.positional[0]);
@@ -94,16 +92,16 @@ int cmd_info(int argc, char **argv) {
         json_end_array();
         json_kint("weights", (long long)sz.weights_all);
         json_kint("quantized_weights", (long long)sz.weights_quant);
-        json_knum("bpw", bpw_q);
-        json_knum("bpw_all", bpw_all);
+        json_knum("bpw", sz.bpw);
+        json_knum("bpw_all", sz.bpw_all);
         json_end_object();
         json_done();
     } else {
         char w1[32], w2[32];
         printf("\n%s weights; %s quantized", fmt_thousands((long long)sz.weights_all, w1, sizeof w1),
                fmt_thousands((long long)sz.weights_quant, w2, sizeof w2));
-        if (sz.weights_quant) printf(" at %.4f bpw", bpw_q);
-        printf("; whole model %.4f bpw (%s bytes of tensors)\n", bpw_all, fmt_thousands((long long)sz.bytes_all, w1, sizeof w1));
+        if (sz.weights_quant) printf(" at %.4f bpw", sz.bpw);
+        printf("; whole model %.4f bpw (%s bytes of tensors)\n", sz.bpw_all, fmt_thousands((long long)sz.bytes_all, w1, sizeof w1));
     }
     lb_model_free(m);
     return CLI_OK;

@@ -26,13 +26,14 @@ static const char *quantize_help =
     "  --tokenizer FILE   llama2.c tokenizer to embed (default: tok<vocab>.bin beside MODEL)\n"
     "  --json             one JSON object on stdout\n";
 
+/* blk.N.<linear>.weight for one of the seven linears */
 static int is_linear(const char *name) {
-    static const char *suffix[] = {".attn_q.weight",   ".attn_k.weight",   ".attn_v.weight", ".attn_output.weight",
-                                   ".ffn_gate.weight", ".ffn_down.weight", ".ffn_up.weight"};
     if (strncmp(name, "blk.", 4)) return 0;
-    for (size_t i = 0; i < sizeof suffix / sizeof suffix[0]; i++) {
-        size_t n = strlen(name), s = strlen(suffix[i]);
-        if (n > s && !strcmp(name + n - s, suffix[i])) return 1;
+    for (int i = 0; i < LB_N_LINEARS; i++) {
+        char suffix[32];
+        snprintf(suffix, sizeof suffix, ".%s.weight", lb_linear_name(i));
+        size_t n = strlen(name), s = strlen(suffix);
+        if (n > s && !strcmp(name + n - s, suffix)) return 1;
     }
     return 0;
 }
@@ -143,8 +144,7 @@ int cmd_quantize(int argc, char **argv) {
         lb_model_sizes(m, &sz);
         struct stat st;
         long long bytes = stat(out, &st) == 0 ? (long long)st.st_size : -1;
-        double bpw = sz.weights_quant ? 8.0 * (double)sz.bytes_quant / (double)sz.weights_quant : NAN;
-        double bpw_all = 8.0 * (double)sz.bytes_all / (double)sz.weights_all, secs = lb_now() - t0;
+        double secs = lb_now() - t0;
         if (a.json) {
             json_begin_object();
             json_kstr("input", a.positional[0]);
@@ -153,8 +153,8 @@ int cmd_quantize(int argc, char **argv) {
             json_kstr("method", "rtn");
             json_kstr("clip", lb_clip_name(job.rtn.clip));
             json_kint("tensors_quantized", n_done);
-            json_knum("bpw", bpw);
-            json_knum("bpw_all", bpw_all);
+            json_knum("bpw", sz.bpw);
+            json_knum("bpw_all", sz.bpw_all);
             json_kint("file_bytes", bytes);
             json_knum("seconds", secs);
             json_end_object();
@@ -162,7 +162,7 @@ int cmd_quantize(int argc, char **argv) {
         } else {
             char b[32];
             printf("%s: %d tensors as %s (rtn, clip %s): %.4f bpw quantized, %.4f bpw whole model, %s bytes, %.2fs\n", out,
-                   n_done, spec, lb_clip_name(job.rtn.clip), bpw, bpw_all, fmt_thousands(bytes, b, sizeof b), secs);
+                   n_done, spec, lb_clip_name(job.rtn.clip), sz.bpw, sz.bpw_all, fmt_thousands(bytes, b, sizeof b), secs);
         }
     }
     lb_model_free(m);
