@@ -7,6 +7,7 @@
 #include "lowbit/eval.h"
 #include "lowbit/format.h"
 #include "lowbit/gguf.h"
+#include "lowbit/linear.h"
 #include "lowbit/model.h"
 #include "lowbit/quant.h"
 #include "lowbit/tokenizer.h"

@@ -149,6 +149,7 @@ static int round_trip(const lb_qspec *s, int64_t rows, int64_t cols, lb_rng *r) 
     }
     if (lb_qtensor_encode(&back, bytes2) != LB_OK || memcmp(bytes, bytes2, total)) fails++;
     lb_tensor t = {.spec = *s, .rows = rows, .cols = cols, .data = bytes, .nbytes = total};
+    CHECK_OK(lb_tensor_resolve(&t));
     float *row = lb_alloc((size_t)cols * sizeof(float));
     for (int64_t i = 0; i < rows; i++) {
         lb_dequantize_row(&t, i, row);
@@ -220,6 +221,7 @@ static void test_ggml_layouts(void) {
     /* one row of two Q4_0 blocks */
     for (int k = 0; k < 2; k++) lb_wr16(blk + 18 * k, d0);
     lb_tensor t = {.spec = spec("q4_0"), .rows = 1, .cols = 64, .data = blk, .nbytes = 36};
+    CHECK_OK(lb_tensor_resolve(&t));
     for (int k = 0; k < 2; k++)
         for (int j = 0; j < 16; j++) {
             const uint8_t *qs = blk + 18 * k + 2;
@@ -234,6 +236,7 @@ static void test_ggml_layouts(void) {
         lb_wr16(blk + 20 * k + 2, m0);
     }
     t = (lb_tensor){.spec = spec("q4_1"), .rows = 1, .cols = 64, .data = blk, .nbytes = 40};
+    CHECK_OK(lb_tensor_resolve(&t));
     for (int k = 0; k < 2; k++)
         for (int j = 0; j < 16; j++) {
             const uint8_t *qs = blk + 20 * k + 4;
@@ -245,6 +248,7 @@ static void test_ggml_layouts(void) {
 
     for (int k = 0; k < 2; k++) lb_wr16(blk + 34 * k, d0);
     t = (lb_tensor){.spec = spec("q8_0"), .rows = 1, .cols = 64, .data = blk, .nbytes = 68};
+    CHECK_OK(lb_tensor_resolve(&t));
     for (int k = 0; k < 2; k++)
         for (int j = 0; j < 32; j++) want[32 * k + j] = (float)(int8_t)blk[34 * k + 2 + j] * lb_fp16_to_fp32(d0);
     CHECK_OK(lb_dequantize(&t, out));
@@ -286,6 +290,7 @@ static void test_pinned_bytes(void) {
     CHECK(tb[1] == 1 + 3 + 9); /* padding trits (0) in the second byte */
     CHECK(lb_rd16(tb + 2) == 0x3800);
     lb_tensor t = {.spec = s, .rows = 1, .cols = 5, .data = tb, .nbytes = 4};
+    CHECK_OK(lb_tensor_resolve(&t));
     float out[5];
     CHECK_OK(lb_dequantize(&t, out));
     CHECK(out[0] == -0.5f && out[1] == 0.0f && out[2] == 0.5f && out[3] == 0.5f && out[4] == 0.0f);
@@ -311,6 +316,7 @@ static void test_float_formats(void) {
     lb_qspec s = spec("f16");
     CHECK_OK(lb_format_from_float(&s, w, 2, 3, b));
     lb_tensor t = {.spec = s, .rows = 2, .cols = 3, .data = b, .nbytes = 12};
+    CHECK_OK(lb_tensor_resolve(&t));
     CHECK_OK(lb_dequantize(&t, out));
     for (int i = 0; i < 6; i++) CHECK(out[i] == lb_round_fp16(w[i]));
     float big[1] = {1e6f};

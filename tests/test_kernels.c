@@ -1,5 +1,5 @@
 /* Every SIMD kernel against its scalar reference, on random shapes with odd
- * sizes, and lb_linear_forward (the dispatch over formats) against
+ * sizes, and lb_matmul (the dispatch over formats) against
  * dequantize-then-reference-GEMM. */
 #include "test.h"
 
@@ -99,7 +99,7 @@ static void test_silu(const lb_kernel_table *k) {
     for (int i = 0; i < N; i++) CHECK(isfinite(r1[i]));
 }
 
-/* lb_linear_forward for every family equals dequantize + reference GEMM */
+/* lb_matmul for every family equals dequantize + reference GEMM */
 static void test_linear_forward(void) {
     static const char *specs[] = {"f32", "f16", "bf16", "q4_0", "int3:g64:asym:zint", "int5:row:sym", "nf4:g32:dq",
                                   "binary:g64", "ternary:twn:tensor:1.6bit", "int2:g16:asym"};
@@ -116,7 +116,7 @@ static void test_linear_forward(void) {
         CHECK_OK(lb_quantize_to_tensor(w, rows, cols, &spec, NULL, "w", &t));
         CHECK_OK(lb_dequantize(&t, wd));
         lb_gemm_nt_ref(n, rows, cols, x, cols, wd, cols, y0, rows);
-        CHECK_OK(lb_linear_forward(&t, x, n, y1));
+        CHECK_OK(lb_matmul(&t, x, n, y1, NULL));
         for (int i = 0; i < n; i++)
             for (int r = 0; r < rows; r++) {
                 mag[i * rows + r] = 0;

@@ -90,7 +90,17 @@ enum {
     LB_GGML_BF16 = 30
 };
 
-/* ---- tensors ------------------------------------------------------------ */
+/* ---- layouts and tensors ---------------------------------------------------
+ * Where everything sits for one (spec, rows, cols): resolved once, when a
+ * tensor is created or loaded, so hot paths never re-parse or re-validate. */
+typedef struct {
+    int64_t rows, cols, cols_padded;
+    int64_t group_len, groups_per_row, n_groups;
+    size_t row_bytes, tail_bytes, total_bytes;
+} lb_layout;
+
+lb_status lb_layout_compute(const lb_qspec *spec, int64_t rows, int64_t cols, lb_layout *out);
+
 typedef struct {
     char name[96];
     lb_qspec spec;
@@ -98,7 +108,13 @@ typedef struct {
     const uint8_t *data; /* packed bytes, `nbytes` long */
     size_t nbytes;
     uint8_t *owned;      /* lb_alloc'd storage when the tensor owns its bytes */
+    lb_layout layout;    /* resolved from spec, rows, cols by lb_tensor_resolve */
+    const void *kernel;  /* matmul kernel chosen for this tensor (kernels layer cache; NULL: not yet) */
 } lb_tensor;
+
+/* Computes t->layout from t->spec, rows and cols, checks nbytes against it,
+ * and clears the kernel cache. Called whenever a tensor gets its bytes. */
+lb_status lb_tensor_resolve(lb_tensor *t);
 
 /* Reference dequantization (the specification of every format). */
 void lb_dequantize_row(const lb_tensor *t, int64_t row, float *out /* cols */);

@@ -9,6 +9,7 @@
 #define LOWBIT_MODEL_H
 
 #include "lowbit/format.h"
+#include "lowbit/linear.h"
 #include "lowbit/tokenizer.h"
 
 #ifdef __cplusplus
@@ -101,10 +102,6 @@ void lb_state_free(lb_state *s);
  * classifier except for the last token, which goes to lb_state_logits(). */
 lb_status lb_forward(const lb_model *m, lb_state *s, const int *tokens, int n, int pos, float *logits);
 const float *lb_state_logits(const lb_state *s); /* last position's logits */
-
-/* y (n x out) = x (n x in) W^T for any format of W: the one entry point the
- * forward pass uses for every linear. */
-lb_status lb_linear_forward(const lb_tensor *w, const float *x, int n, float *y);
 
 /* ---- sampling ------------------------------------------------------------
  * llama2.c's sampler: greedy at temperature 0; otherwise softmax(logits / T)

@@ -327,6 +327,17 @@ void lb_tensor_wrap_f32(lb_tensor *t, const char *name, const float *data, int64
     t->cols = cols;
     t->data = (const uint8_t *)data;
     t->nbytes = (size_t)(rows * cols) * sizeof(float);
+    lb_tensor_resolve(t);
+}
+
+lb_status lb_tensor_resolve(lb_tensor *t) {
+    t->kernel = NULL;
+    lb_status st = lb_layout_compute(&t->spec, t->rows, t->cols, &t->layout);
+    if (st != LB_OK) return lb_fail_context(st, "tensor '%s'", t->name);
+    if (t->nbytes != t->layout.total_bytes)
+        return lb_fail(LB_ERR_FORMAT, "tensor '%s' has %zu bytes, its shape %lld x %lld needs %zu", t->name, t->nbytes,
+                       (long long)t->rows, (long long)t->cols, t->layout.total_bytes);
+    return LB_OK;
 }
 
 void lb_tensor_free(lb_tensor *t) {
@@ -335,7 +346,7 @@ void lb_tensor_free(lb_tensor *t) {
     t->data = NULL;
 }
 
-void lb_dequantize_rows(const lb_tensor *t, int64_t r0, int64_t r1, float *out) {
+static void dequantize_rows(const lb_tensor *t, const lb_layout *l, int64_t r0, int64_t r1, float *out) {
     if (lb_qspec_is_float(&t->spec)) {
         size_t es = t->spec.family == LB_FAMILY_F32 ? 4 : 2;
         for (int64_t r = r0; r < r1; r++)
@@ -343,14 +354,18 @@ void lb_dequantize_rows(const lb_tensor *t, int64_t r0, int64_t r1, float *out) 
                                     out + (r - r0) * t->cols);
         return;
     }
-    lb_layout l;
-    if (lb_layout_compute(&t->spec, t->rows, t->cols, &l) != LB_OK) return;
     const lb_format_traits *traits = lb_format_traits_of(t->spec.family);
-    for (int64_t r = r0; r < r1; r++) traits->dequantize_row(&t->spec, &l, t->data, r, out + (r - r0) * t->cols);
+    for (int64_t r = r0; r < r1; r++) traits->dequantize_row(&t->spec, l, t->data, r, out + (r - r0) * t->cols);
+}
+
+/* the hot path: the layout resolved when the tensor got its bytes */
+void lb_dequantize_rows(const lb_tensor *t, int64_t r0, int64_t r1, float *out) {
+    dequantize_rows(t, &t->layout, r0, r1, out);
 }
 
 void lb_dequantize_row(const lb_tensor *t, int64_t row, float *out) { lb_dequantize_rows(t, row, row + 1, out); }
 
+/* the checked path: whole tensors, layout recomputed and checked against the bytes */
 lb_status lb_dequantize(const lb_tensor *t, float *out) {
     lb_layout l;
     lb_status st = lb_layout_compute(&t->spec, t->rows, t->cols, &l);
@@ -358,7 +373,7 @@ lb_status lb_dequantize(const lb_tensor *t, float *out) {
     if (t->nbytes != l.total_bytes)
         return lb_fail(LB_ERR_FORMAT, "tensor '%s' holds %zu bytes, its format needs %zu", t->name,
                        t->nbytes, l.total_bytes);
-    lb_dequantize_rows(t, 0, t->rows, out);
+    dequantize_rows(t, &l, 0, t->rows, out);
     return LB_OK;
 }
 

@@ -4,15 +4,6 @@
 
 #include "lowbit/format.h"
 
-/* Where everything sits for one (spec, rows, cols). */
-typedef struct {
-    int64_t rows, cols, cols_padded;
-    int64_t group_len, groups_per_row, n_groups;
-    size_t row_bytes, tail_bytes, total_bytes;
-} lb_layout;
-
-lb_status lb_layout_compute(const lb_qspec *spec, int64_t rows, int64_t cols, lb_layout *out);
-
 /* One row per quantized family. Rows are fixed-size records; the tail holds
  * tensor-level data. encode/decode move between packed bytes and lb_qtensor;
  * dequantize_row is the reference meaning of the bytes. */

@@ -1,6 +1,6 @@
 /* The Llama forward pass in fp32, a batch of consecutive positions at a
  * time (prompt processing and perplexity run whole sequences as one batch;
- * generation runs one token). Every linear goes through lb_linear_forward,
+ * generation runs one token). Every linear goes through lb_matmul,
  * which dispatches on the weight's format. Arithmetic follows llama2.c's
  * run.c (float accumulation, RoPE on consecutive pairs). */
 #include <math.h>
@@ -147,9 +147,9 @@ static lb_status forward_chunk(const lb_model *m, lb_state *s, const int *tokens
         const lb_layer *L = &m->layers[l];
         const float *attn_norm = (const float *)L->attn_norm.data, *ffn_norm = (const float *)L->ffn_norm.data;
         for (int i = 0; i < n; i++) rmsnorm(s->xb + (size_t)i * dim, s->x + (size_t)i * dim, attn_norm, dim, c->norm_eps);
-        TRY(lb_linear_forward(&L->linear[LB_WQ], s->xb, n, s->q));
-        TRY(lb_linear_forward(&L->linear[LB_WK], s->xb, n, s->k));
-        TRY(lb_linear_forward(&L->linear[LB_WV], s->xb, n, s->v));
+        TRY(lb_matmul(&L->linear[LB_WQ], s->xb, n, s->q, NULL));
+        TRY(lb_matmul(&L->linear[LB_WK], s->xb, n, s->k, NULL));
+        TRY(lb_matmul(&L->linear[LB_WV], s->xb, n, s->v, NULL));
         float *kc = s->key_cache + (size_t)l * c->seq_len * kv_dim, *vc = s->value_cache + (size_t)l * c->seq_len * kv_dim;
         for (int i = 0; i < n; i++) {
             float *k = s->k + (size_t)i * kv_dim;
@@ -159,14 +159,14 @@ static lb_status forward_chunk(const lb_model *m, lb_state *s, const int *tokens
             memcpy(vc + (size_t)(pos + i) * kv_dim, s->v + (size_t)i * kv_dim, (size_t)kv_dim * sizeof(float));
         }
         TRY(attention(m, s, l, n, pos));
-        TRY(lb_linear_forward(&L->linear[LB_WO], s->xb, n, s->xb2));
+        TRY(lb_matmul(&L->linear[LB_WO], s->xb, n, s->xb2, NULL));
         for (size_t j = 0; j < (size_t)n * dim; j++) s->x[j] += s->xb2[j];
 
         for (int i = 0; i < n; i++) rmsnorm(s->xb + (size_t)i * dim, s->x + (size_t)i * dim, ffn_norm, dim, c->norm_eps);
-        TRY(lb_linear_forward(&L->linear[LB_W1], s->xb, n, s->hb));
-        TRY(lb_linear_forward(&L->linear[LB_W3], s->xb, n, s->hb2));
+        TRY(lb_matmul(&L->linear[LB_W1], s->xb, n, s->hb, NULL));
+        TRY(lb_matmul(&L->linear[LB_W3], s->xb, n, s->hb2, NULL));
         lb_kernels()->silu_mul(s->hb, s->hb2, (size_t)n * hidden); /* SwiGLU: silu(w1 x) * w3 x */
-        TRY(lb_linear_forward(&L->linear[LB_W2], s->hb, n, s->xb));
+        TRY(lb_matmul(&L->linear[LB_W2], s->hb, n, s->xb, NULL));
         for (size_t j = 0; j < (size_t)n * dim; j++) s->x[j] += s->xb[j];
     }
 
@@ -174,11 +174,11 @@ static lb_status forward_chunk(const lb_model *m, lb_state *s, const int *tokens
     const lb_tensor *cls = lb_model_classifier(m);
     if (logits) {
         for (int i = 0; i < n; i++) rmsnorm(s->xb + (size_t)i * dim, s->x + (size_t)i * dim, out_norm, dim, c->norm_eps);
-        TRY(lb_linear_forward(cls, s->xb, n, logits));
+        TRY(lb_matmul(cls, s->xb, n, logits, NULL));
         memcpy(s->logits, logits + (size_t)(n - 1) * c->vocab_size, (size_t)c->vocab_size * sizeof(float));
     } else {
         rmsnorm(s->xb, s->x + (size_t)(n - 1) * dim, out_norm, dim, c->norm_eps);
-        TRY(lb_linear_forward(cls, s->xb, 1, s->logits));
+        TRY(lb_matmul(cls, s->xb, 1, s->logits, NULL));
     }
     return LB_OK;
 }

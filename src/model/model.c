@@ -104,13 +104,9 @@ const lb_tensor *lb_model_classifier(const lb_model *m) { return m->tied_output 
 lb_status lb_model_finish(lb_model *m) {
     for (int i = 0; i < lb_model_n_tensors(m); i++) {
         lb_tensor *t = lb_model_tensor_at(m, i);
-        size_t need;
-        lb_status st = lb_format_size(&t->spec, t->rows, t->cols, NULL, NULL, &need);
-        if (st != LB_OK) return lb_fail_context(st, "tensor '%s'", t->name);
         if (!t->data) return lb_fail(LB_ERR_FORMAT, "tensor '%s' is missing", t->name);
-        if (t->nbytes != need)
-            return lb_fail(LB_ERR_FORMAT, "tensor '%s' has %zu bytes, its shape %lld x %lld needs %zu", t->name,
-                           t->nbytes, (long long)t->rows, (long long)t->cols, need);
+        lb_status st = lb_tensor_resolve(t);
+        if (st != LB_OK) return st;
         if (t->spec.family == LB_FAMILY_F32 && (uintptr_t)t->data % sizeof(float))
             return lb_fail(LB_ERR_FORMAT, "f32 tensor '%s' is not 4-byte aligned in the file", t->name);
         /* the 1-row tensors are the norms, which the forward pass reads as plain floats */

@@ -311,5 +311,5 @@ lb_status lb_quantize_to_tensor(const float *w, int64_t rows, int64_t cols, cons
     out->data = bytes;
     out->owned = bytes;
     out->nbytes = total;
-    return LB_OK;
+    return lb_tensor_resolve(out);
 }

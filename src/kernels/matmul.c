@@ -1,4 +1,4 @@
-/* lb_linear_forward: y = x W^T for a weight in any format. Float weights go
+/* lb_matmul: y = x W^T for a weight in any format. Float weights go
  * straight to the GEMM kernel; every other format is dequantized a tile of
  * rows at a time (with the format's reference decoder) into a small buffer
  * that stays in cache while all n activation rows use it. Format-specific
@@ -7,11 +7,29 @@
  * Each output element is computed by one thread in a fixed order, so the
  * result does not depend on the thread count. */
 #include "kernels/kernels.h"
-#include "lowbit/model.h"
+#include "lowbit/linear.h"
+
+/* Prepared activations shared by weights reading one input (none yet). */
+struct lb_act_cache {
+    int max_rows, max_cols;
+};
+
+lb_status lb_act_cache_create(int max_rows, int max_cols, lb_act_cache **out) {
+    *out = lb_calloc(1, sizeof **out);
+    if (!*out) return LB_ERR_NOMEM;
+    (*out)->max_rows = max_rows;
+    (*out)->max_cols = max_cols;
+    return LB_OK;
+}
+
+void lb_act_cache_free(lb_act_cache *c) { lb_free(c); }
+
+void lb_act_cache_reset(lb_act_cache *c) { (void)c; }
 
 #define ROW_TILE 16
 
-lb_status lb_linear_forward(const lb_tensor *w, const float *x, int n, float *y) {
+lb_status lb_matmul(const lb_tensor *w, const float *x, int n, float *y, lb_act_cache *cache) {
+    (void)cache;
     const lb_kernel_table *k = lb_kernels();
     int rows = (int)w->rows, cols = (int)w->cols;
     int n_tiles = (rows + ROW_TILE - 1) / ROW_TILE;
