@@ -86,6 +86,13 @@ done:
 lb_status lb_model_save_gguf(const lb_model *mc, const char *path) {
     lb_model *m = (lb_model *)mc; /* tensor iteration only reads */
     const lb_config *c = &m->cfg;
+    for (int l = 0; l < c->n_layers; l++)
+        for (int i = 0; i < LB_N_LINEARS; i++)
+            if (lb_linear_has_slots(&m->layers[l].linear[i]))
+                return lb_fail(LB_ERR_UNSUPPORTED,
+                               "linear '%s' carries a bias, input scale, rotation, outliers or adapter, which lowbit "
+                               "cannot store in GGUF yet (saving without them would change the model)",
+                               m->layers[l].linear[i].w.name);
     lb_gguf_writer *w = lb_gguf_writer_new();
     if (!w) return LB_ERR_NOMEM;
     lb_status st = LB_OK;
