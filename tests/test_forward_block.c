@@ -2,8 +2,8 @@
  * hand (also layer-major, as sequential calibration will) give logits
  * bit-identical to lb_forward; the linear-input observer sees what each
  * linear reads; a model whose linears carry an input scale and a Hadamard
- * rotation (weights stored transformed) computes the same function; saving
- * such a model is refused. */
+ * rotation (weights stored transformed) computes the same function; every
+ * slot kind survives a GGUF round trip; bad slots in a file are refused. */
 #include "test.h"
 
 #include <unistd.h>
@@ -154,13 +154,68 @@ static void test_slots_in_model(lb_model *m, const float *want) {
     }
     CHECK_MSG(worst < 1e-4 * scale, "transformed model: logits differ by %g (largest %g)", worst, scale);
     lb_free(got);
-    /* GGUF cannot hold the slots yet: refuse, write nothing */
+}
+
+/* Every slot kind survives a GGUF round trip bit for bit. */
+static void test_slots_round_trip(lb_model *m) {
+    const lb_config *c = &m->cfg;
+    /* add the slots transform_model did not: bias, outliers, adapter */
+    lb_linear *L = &m->layers[1].linear[LB_W2]; /* (64, 172) */
+    float bias[64], a[2 * 172], b[64 * 2], vals[3] = {0.5f, -0.25f, 2.0f};
+    int32_t rp[65] = {0}, ci[3] = {3, 171, 0};
+    for (int r = 0; r < 64; r++) {
+        bias[r] = 0.01f * (float)(r - 32);
+        b[2 * r] = 0.02f;
+        b[2 * r + 1] = -0.01f * (float)(r % 5);
+        rp[r + 1] = r < 10 ? (r < 9 ? 0 : 2) : 3; /* row 9: two outliers, row 10: one */
+    }
+    for (int j = 0; j < 2 * 172; j++) a[j] = 0.001f * (float)(j % 17);
+    CHECK_OK(lb_linear_set_bias(L, bias));
+    CHECK_OK(lb_linear_set_outliers(L, 3, rp, ci, vals));
+    CHECK_OK(lb_linear_set_adapter(L, 2, a, b, 0.5f));
+    float *want = forward_logits(m, CHUNK);
+
     char dir[] = "/tmp/lb_block_XXXXXX", path[256];
     CHECK(mkdtemp(dir) != NULL);
     snprintf(path, sizeof path, "%s/slots.gguf", dir);
-    CHECK_FAILS(lb_model_save_gguf(m, path), LB_ERR_UNSUPPORTED, "blk.0.attn_q.weight");
+    CHECK_OK(lb_model_save_gguf(m, path));
+    lb_model *back = NULL;
+    CHECK_OK(lb_model_load(path, NULL, &back));
+    if (back) {
+        for (int l = 0; l < c->n_layers; l++)
+            for (int i = 0; i < LB_N_LINEARS; i++) {
+                const lb_linear *x = &m->layers[l].linear[i], *y = &back->layers[l].linear[i];
+                CHECK(lb_linear_slot_bytes(x) == lb_linear_slot_bytes(y) && x->rot.kind == y->rot.kind);
+                CHECK(memcmp(x->in_scale, y->in_scale, (size_t)x->w.cols * 4) == 0);
+            }
+        const lb_linear *y = &back->layers[1].linear[LB_W2];
+        CHECK(y->bias && memcmp(y->bias, bias, sizeof bias) == 0);
+        CHECK(y->outliers.nnz == 3 && memcmp(y->outliers.row_ptr, rp, sizeof rp) == 0 &&
+              memcmp(y->outliers.col_idx, ci, sizeof ci) == 0 && memcmp(y->outliers.values, vals, sizeof vals) == 0);
+        CHECK(y->adapter.rank == 2 && y->adapter.alpha == 0.5f && memcmp(y->adapter.a, a, sizeof a) == 0 &&
+              memcmp(y->adapter.b, b, sizeof b) == 0);
+        float *got = forward_logits(back, CHUNK);
+        CHECK_MSG(memcmp(got, want, (size_t)N * c->vocab_size * 4) == 0, "logits change through a GGUF round trip");
+        lb_free(got);
+        lb_model_free(back);
+    }
+    remove(path);
+
+    /* bad slot data in a file is refused on load, naming the linear */
+    float keep = L->bias[7];
+    L->bias[7] = NAN; /* behind the setter's back, so the file carries it */
+    CHECK_OK(lb_model_save_gguf(m, path));
+    CHECK_FAILS(lb_model_load(path, NULL, &back), LB_ERR_NUMERIC, "blk.1.ffn_down.weight");
+    remove(path);
+    L->bias[7] = keep;
+
+    /* a slot GGUF cannot hold: refuse, write nothing */
+    L->rot.kind = (lb_rotation_kind)9;
+    CHECK_FAILS(lb_model_save_gguf(m, path), LB_ERR_UNSUPPORTED, "blk.1.ffn_down.weight");
     CHECK(access(path, F_OK) != 0);
+    L->rot.kind = LB_ROTATION_NONE;
     rmdir(dir);
+    lb_free(want);
 }
 
 int main(void) {
@@ -176,6 +231,7 @@ int main(void) {
     lb_free(b);
     test_observer(m);
     test_slots_in_model(m, a);
+    test_slots_round_trip(m);
     lb_free(a);
     lb_model_free(m);
     return lb_test_finish("test_forward_block");

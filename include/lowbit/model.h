@@ -80,9 +80,9 @@ void lb_model_free(lb_model *m);
 
 /* Writes the model (all tensors as they are now, plus the tokenizer) as one
  * GGUF file, atomically. note: free text recorded as lowbit.quant.note.
- * Fails (LB_ERR_UNSUPPORTED, nothing written) when a linear carries slots
- * (bias, input scale, rotation, outliers, adapter): the file format cannot
- * hold them yet, and dropping them would change the model. */
+ * Linear slots are stored as extra tensors (docs/FORMATS.md); a slot the
+ * file cannot hold (a rotation kind other than Hadamard) fails with
+ * LB_ERR_UNSUPPORTED and nothing written, rather than being dropped. */
 lb_status lb_model_save_gguf(const lb_model *m, const char *path);
 
 /* Total stored bytes and weight count over all tensors, and over the
