@@ -156,6 +156,45 @@ static void test_slots_in_model(lb_model *m, const float *want) {
     lb_free(got);
 }
 
+/* Position just past tensor name `name` in a GGUF's tensor infos. */
+static size_t after_name(const char *buf, size_t size, const char *name) {
+    size_t n = strlen(name);
+    for (size_t i = 8; i + n + 16 < size; i++)
+        if (!memcmp(buf + i, name, n) && lb_rd64(buf + i - 8) == n) return i + n;
+    return 0;
+}
+
+/* Slot tensors of the wrong shape, type or company are refused on load. */
+static void test_corrupt_slots(const char *path) {
+    char *buf, *bad;
+    size_t size;
+    lb_model *m;
+    CHECK_OK(lb_read_file(path, &buf, &size));
+    bad = lb_alloc(size);
+    size_t o = after_name(buf, size, "blk.1.ffn_down.bias");
+    CHECK(o > 0 && lb_rd32(buf + o) == 1 && lb_rd64(buf + o + 4) == 64);
+    memcpy(bad, buf, size);
+    lb_wr64(bad + o + 4, 32); /* 32 of the 64 outputs */
+    CHECK_FAILS(lb_model_from_gguf((const uint8_t *)bad, size, &m), LB_ERR_FORMAT, "blk.1.ffn_down.bias");
+    o = after_name(buf, size, "blk.1.ffn_down.outlier_cols");
+    CHECK(o > 0 && lb_rd32(buf + o + 12) == 26);
+    memcpy(bad, buf, size);
+    lb_wr32(bad + o + 12, 0); /* column indices as f32 */
+    CHECK_FAILS(lb_model_from_gguf((const uint8_t *)bad, size, &m), LB_ERR_FORMAT, "outlier_cols");
+    o = after_name(buf, size, "blk.1.ffn_down.outlier_values");
+    CHECK(o > 0);
+    memcpy(bad, buf, size);
+    bad[o - 1] = 'z'; /* outlier_valuez: values missing */
+    CHECK_FAILS(lb_model_from_gguf((const uint8_t *)bad, size, &m), LB_ERR_FORMAT, "do not match");
+    o = after_name(buf, size, "blk.1.ffn_down.lora_b");
+    CHECK(o > 0 && lb_rd32(buf + o) == 2 && lb_rd64(buf + o + 4) == 2);
+    memcpy(bad, buf, size);
+    lb_wr64(bad + o + 4, 1); /* rank 1 against lora_a's rank 2 */
+    CHECK_FAILS(lb_model_from_gguf((const uint8_t *)bad, size, &m), LB_ERR_FORMAT, "lora_a and lora_b");
+    lb_free(bad);
+    lb_free(buf);
+}
+
 /* Every slot kind survives a GGUF round trip bit for bit. */
 static void test_slots_round_trip(lb_model *m) {
     const lb_config *c = &m->cfg;
@@ -199,6 +238,7 @@ static void test_slots_round_trip(lb_model *m) {
         lb_free(got);
         lb_model_free(back);
     }
+    test_corrupt_slots(path);
     remove(path);
 
     /* bad slot data in a file is refused on load, naming the linear */
