@@ -320,6 +320,27 @@ static void test_bad_input(void) {
     free_problem(&p);
 }
 
+/* Same bits for any thread count (rows large enough for the parallel paths). */
+static void test_threads(void) {
+    const int rows = 300, cols = 256, n = 300;
+    problem p = make_problem(rows, cols, n);
+    lb_tensor t;
+    lb_tensor_wrap_f32(&t, "w", p.w, rows, cols);
+    lb_linear L;
+    lb_linear_init(&L, &t);
+    set_slots(&L, &p, SLOT_ALL);
+    float *y1 = lb_alloc((size_t)n * rows * 4), *y2 = lb_alloc((size_t)n * rows * 4);
+    lb_set_threads(1);
+    CHECK_OK(lb_linear_forward(&L, p.x, n, y1, NULL));
+    lb_set_threads(2);
+    CHECK_OK(lb_linear_forward(&L, p.x, n, y2, NULL));
+    CHECK(memcmp(y1, y2, (size_t)n * rows * 4) == 0);
+    lb_linear_free(&L);
+    lb_free(y1);
+    lb_free(y2);
+    free_problem(&p);
+}
+
 int main(void) {
     lb_rng_seed(&rng, 7);
     test_fwht();
@@ -332,5 +353,6 @@ int main(void) {
     test_against_dense("f32", 1, 1, 1);
     test_convention();
     test_bad_input();
+    test_threads();
     return lb_test_finish("test_linear");
 }
