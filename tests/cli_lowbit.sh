@@ -56,6 +56,10 @@ expect 2 "--threads expects an integer" -- "$LOWBIT" info "$MODEL" --threads 0
 expect 0 "dim 64, hidden 172, 5 layers" -- "$LOWBIT" info "$MODEL"
 "$LOWBIT" info "$MODEL" --json > "$TMP/info.json"
 json "$TMP/info.json" "j['config']['dim'] == 64 and len(j['tensors']) == 47 and j['bpw_all'] == 32"
+# a file whose linears carry slots lists them under their weights
+expect 0 "+ in_scale outliers(2) lora(r2)" -- "$LOWBIT" info fuzz/corpus/fuzz_model_gguf/slots.gguf
+"$LOWBIT" info fuzz/corpus/fuzz_model_gguf/slots.gguf --json > "$TMP/slots.json"
+json "$TMP/slots.json" "[t['slots'] for t in j['tensors'] if 'slots' in t] == ['in_scale hadamard bias', 'in_scale outliers(2) lora(r2)']"
 
 # --- quantize -> info -> eval -> generate ---------------------------------------
 "$LOWBIT" quantize "$MODEL" -o "$TMP/q.gguf" --format int4:g64:asym --clip mse --json > "$TMP/q.json" || fail "quantize failed"

@@ -103,7 +103,7 @@ static int run_format(const char *model_path, const char *dir, const demo_format
         uint64_t bytes = 0, weights = 0;
         for (int l = 0; l < m->cfg.n_layers; l++)
             for (int i = 0; i < LB_N_LINEARS; i++) {
-                const lb_tensor *t = &m->layers[l].linear[i];
+                const lb_tensor *t = &m->layers[l].linear[i].w;
                 bytes += t->nbytes;
                 weights += (uint64_t)(t->rows * t->cols);
             }
