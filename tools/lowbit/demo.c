@@ -66,21 +66,23 @@ static int run_format(const char *model_path, const char *dir, const demo_format
                       const lb_text *text, demo_row *row) {
     lb_model *m;
     if (cli_load_model("demo", model_path, NULL, &m)) return CLI_FAIL;
-    quantize_job job = {.tensors = "linears"};
-    lb_rtn_opts_default(&job.rtn);
-    int n_done, rc = CLI_OK;
-    if (lb_qspec_parse(f->spec, &job.spec) != LB_OK || lb_clip_parse(f->clip, &job.rtn.clip) != LB_OK)
+    /* the plan: f->spec by rtn with f->clip over the seven linears of every layer */
+    lb_plan plan;
+    lb_plan_init(&plan);
+    lb_qspec spec;
+    lb_method_opts opts;
+    int rc = CLI_OK;
+    lb_method_opts_default(lb_method_find("rtn"), &opts);
+    if (lb_qspec_parse(f->spec, &spec) != LB_OK || lb_method_opts_set(&opts, "clip", f->clip) != LB_OK ||
+        lb_plan_add_selection(&plan, "linears", &spec, &opts) != LB_OK)
         rc = cli_error("demo", NULL);
-    if (rc == CLI_OK && strcmp(f->spec, "f32")) rc = quantize_model("demo", m, &job, &n_done);
-    lb_qspec_format(&job.spec, row->spec, sizeof row->spec);
+    if (rc == CLI_OK && strcmp(f->spec, "f32") && lb_quantize_model(m, &plan, NULL) != LB_OK) rc = cli_error("demo", NULL);
+    lb_plan_free(&plan);
+    lb_qspec_format(&spec, row->spec, sizeof row->spec);
     row->clip = f->clip;
     char path[4200];
     demo_file_path(dir, f->spec, path, sizeof path);
-    if (rc == CLI_OK) {
-        snprintf(m->quant_note, sizeof m->quant_note, "method=rtn clip=%.16s format=%.63s tensors=linears", f->clip,
-                 row->spec);
-        if (lb_model_save_gguf(m, path) != LB_OK) rc = cli_error("demo", NULL);
-    }
+    if (rc == CLI_OK && lb_model_save_gguf(m, path) != LB_OK) rc = cli_error("demo", NULL);
     lb_model_free(m);
     m = NULL;
     if (rc == CLI_OK) rc = cli_load_model("demo", path, NULL, &m); /* evaluate the file, not the memory */
