@@ -109,6 +109,7 @@ static void put(text_buf *b, const char *a, const char *c, const char *d, const 
     const char *parts[4] = {a, c, d, e};
     for (int i = 0; i < 4 && b->err == LB_OK; i++) {
         size_t n = parts[i] ? strlen(parts[i]) : 0;
+        if (!n) continue;
         if (b->len + n + 1 > b->cap) {
             size_t cap = b->cap ? b->cap : 4096;
             while (cap < b->len + n + 1) cap *= 2;
