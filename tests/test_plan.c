@@ -171,6 +171,14 @@ static void test_recipe_round_trip(lb_model *m) {
         CHECK(back.n_rules == 36);
         CHECK_OK(lb_plan_resolve(&back, m));
         CHECK(same_entries(&p, &back));
+        /* its summary (the GGUF note) merges per-tensor lines and is cut to fit */
+        char note[256];
+        lb_plan_summary(&back, note, sizeof note);
+        CHECK_MSG(strstr(note, "method=rtn format=int8:g32:sym tensors=token_embd.weight; method=rtn clip=mse "
+                               "mse_min_shrink=0.75 format=nf4:g64 tensors=blk.0.attn_q.weight,blk.0.attn_k.weight,"
+                               "blk.0.attn_v.weight; ") == note &&
+                      strlen(note) < sizeof note && !strcmp(note + strlen(note) - 3, "..."),
+                  "%s", note);
     }
     lb_free(text);
     /* so do the rules themselves */

@@ -224,32 +224,44 @@ static int same_treatment(const lb_plan_rule *a, const lb_plan_rule *b) {
     return lb_qspec_equal(&a->spec, &b->spec) && lb_method_opts_equal(&a->opts, &b->opts);
 }
 
+static void append(char *buf, size_t n, size_t *used, const char *text) {
+    size_t len = strlen(text);
+    if (*used + len >= n) len = n - 1 - *used;
+    memcpy(buf + *used, text, len);
+    *used += len;
+    buf[*used] = '\0';
+}
+
 void lb_plan_summary(const lb_plan *p, char *buf, size_t n) {
-    if (!n) return;
+    const size_t reserve = 6; /* room for "; ..." and the NUL */
+    if (n < reserve) {
+        if (n) buf[0] = '\0';
+        return;
+    }
     buf[0] = '\0';
     size_t used = 0;
-    int cut = 0;
-    for (int k = 0; k < p->n_rules && !cut;) {
+    for (int k = 0; k < p->n_rules;) {
         const lb_plan_rule *r = &p->rules[k];
-        char opts[256], spec[64], piece[1024];
+        char opts[256], spec[64], head[512];
         lb_method_opts_format(&r->opts, 0, opts, sizeof opts);
         lb_qspec_format(&r->spec, spec, sizeof spec);
-        int w = snprintf(piece, sizeof piece, "%smethod=%s%s%s format=%s tensors=%s", k ? "; " : "",
-                         r->opts.method->name, opts[0] ? " " : "", opts, spec, r->pattern);
+        snprintf(head, sizeof head, "%smethod=%s%s%s format=%s tensors=", k ? "; " : "", r->opts.method->name,
+                 opts[0] ? " " : "", opts, spec);
+        if (used + strlen(head) + strlen(r->pattern) + reserve > n) {
+            append(buf, n, &used, used ? "; ..." : "...");
+            return;
+        }
+        append(buf, n, &used, head);
+        append(buf, n, &used, r->pattern);
         int j = k + 1;
-        for (; j < p->n_rules && same_treatment(r, &p->rules[j]) && w > 0 && (size_t)w < sizeof piece; j++)
-            w += snprintf(piece + w, sizeof piece - (size_t)w, ",%s", p->rules[j].pattern);
-        if (w < 0 || (size_t)w >= sizeof piece || used + (size_t)w >= n) {
-            cut = 1;
-        } else {
-            memcpy(buf + used, piece, (size_t)w + 1);
-            used += (size_t)w;
+        for (; j < p->n_rules && same_treatment(r, &p->rules[j]); j++) {
+            if (used + 1 + strlen(p->rules[j].pattern) + reserve > n) {
+                append(buf, n, &used, ",...");
+                return;
+            }
+            append(buf, n, &used, ",");
+            append(buf, n, &used, p->rules[j].pattern);
         }
         k = j;
-    }
-    if (cut) {
-        const char *more = used ? "; ..." : "...";
-        if (used + strlen(more) >= n) used = n > strlen(more) + 1 ? n - strlen(more) - 1 : 0;
-        snprintf(buf + used, n - used, "%s", more);
     }
 }

@@ -3,7 +3,6 @@
  * the whole-model driver are library code (lowbit/pipeline.h); this verb
  * turns flags into rules and reports. */
 #define _POSIX_C_SOURCE 200809L
-#include <math.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -140,6 +139,7 @@ int cmd_quantize(int argc, char **argv) {
     lb_plan_init(&plan);
     lb_method_opts base;
     lb_qspec spec;
+    memset(&spec, 0, sizeof spec);
     int rc = build_plan(&plan, format, method, clip, tensors, types, n_types, recipe, &base, &spec);
     if (rc != CLI_OK) {
         lb_plan_free(&plan);
@@ -169,8 +169,8 @@ int cmd_quantize(int argc, char **argv) {
     if (rc == CLI_OK && save_recipe && lb_plan_save_recipe(&plan, save_recipe, header) != LB_OK)
         rc = cli_error("quantize", NULL);
     if (rc == CLI_OK) {
-        char spec_text[64], clip_text[32], opts[512];
-        lb_qspec_format(&spec, spec_text, sizeof spec_text);
+        char spec_text[64] = "", clip_text[32], opts[512];
+        if (format) lb_qspec_format(&spec, spec_text, sizeof spec_text);
         const char *clip_used = lb_method_opts_text(&base, "clip", clip_text, sizeof clip_text);
         lb_method_opts_format(&base, 1, opts, sizeof opts);
         struct stat st;
@@ -204,9 +204,9 @@ int cmd_quantize(int argc, char **argv) {
             char b[32], how[160];
             if (format && clip_used) snprintf(how, sizeof how, "as %s (%s, clip %s)", spec_text, base.method->name, clip_used);
             else if (format) snprintf(how, sizeof how, "as %s (%s)", spec_text, base.method->name);
-            else snprintf(how, sizeof how, "by recipe");
+            else snprintf(how, sizeof how, "by recipe %.100s", recipe);
             printf("%s: %d tensors %s%s: %.4f bpw quantized, %.4f bpw whole model, %s bytes, %.2fs\n", out,
-                   rep.tensors_quantized, how, plan.n_rules > 1 && (recipe || n_types) ? " with overrides" : "", rep.bpw,
+                   rep.tensors_quantized, how, format && (recipe || n_types) ? " with overrides" : "", rep.bpw,
                    rep.bpw_all, fmt_thousands(bytes, b, sizeof b), secs);
         }
     }
