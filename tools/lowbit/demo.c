@@ -77,7 +77,6 @@ static int run_format(const char *model_path, const char *dir, const demo_format
         lb_plan_add_selection(&plan, "linears", &spec, &opts) != LB_OK)
         rc = cli_error("demo", NULL);
     if (rc == CLI_OK && strcmp(f->spec, "f32") && lb_quantize_model(m, &plan, NULL) != LB_OK) rc = cli_error("demo", NULL);
-    lb_plan_free(&plan);
     lb_qspec_format(&spec, row->spec, sizeof row->spec);
     row->clip = f->clip;
     char path[4200];
@@ -101,14 +100,14 @@ static int run_format(const char *model_path, const char *dir, const demo_format
         lb_model_size sz;
         lb_model_sizes(m, &sz);
         struct stat st;
-        /* bpw of the linears: the tensors the demo quantized (for f32, the same tensors as stored) */
+        /* bpw of the linears: the plan's tensors as read back from the file (for f32, as stored) */
         uint64_t bytes = 0, weights = 0;
-        for (int l = 0; l < m->cfg.n_layers; l++)
-            for (int i = 0; i < LB_N_LINEARS; i++) {
-                const lb_tensor *t = &m->layers[l].linear[i];
-                bytes += t->nbytes;
-                weights += (uint64_t)(t->rows * t->cols);
-            }
+        if (lb_plan_resolve(&plan, m) != LB_OK) rc = cli_error("demo", NULL);
+        for (int i = 0; i < plan.n_entries; i++) {
+            const lb_tensor *t = lb_model_tensor_at(m, plan.entries[i].tensor);
+            bytes += t->nbytes;
+            weights += (uint64_t)(t->rows * t->cols);
+        }
         row->bpw = 8.0 * (double)bytes / (double)weights;
         row->bpw_all = sz.bpw_all;
         row->file_bytes = stat(path, &st) == 0 ? (long long)st.st_size : -1;
@@ -117,6 +116,7 @@ static int run_format(const char *model_path, const char *dir, const demo_format
         row->top1 = r.top1;
         row->tps = median3(tps[0], tps[1], tps[2]);
     }
+    lb_plan_free(&plan);
     lb_model_free(m);
     return rc;
 }
