@@ -10,6 +10,23 @@
 
 static char tmpdir[] = "/tmp/lb_robust_XXXXXX";
 
+static const char *tmp_path(const char *name) {
+    static char paths[4][512];
+    static int next;
+    char *p = paths[next++ % 4];
+    snprintf(p, 512, "%s/%s", tmpdir, name);
+    return p;
+}
+
+static void write_file(const char *path, const void *data, size_t n) {
+    FILE *f = fopen(path, "wb");
+    if (!f || fwrite(data, 1, n, f) != n) {
+        fprintf(stderr, "cannot write %s\n", path);
+        exit(1);
+    }
+    fclose(f);
+}
+
 static void discard(const char *piece, size_t len, void *user) {
     (void)piece;
     (void)len;
@@ -57,6 +74,85 @@ static void test_generate_nan_logits(const char *model_bytes, size_t size) {
     lb_free(bad);
 }
 
+/* legacy llama2.c layout: 28-byte header, then token_embd (512 x 64), then
+ * the five attn_norm rows of 64 */
+static size_t legacy_offset(size_t float_index) { return 28 + 4 * float_index; }
+
+static void put_f32(char *buf, size_t off, float v) {
+    uint32_t u;
+    memcpy(&u, &v, 4);
+    lb_wr32(buf + off, u);
+}
+
+static void test_nonfinite_float_weights(const char *model_bytes, size_t size) {
+    char *bad = lb_alloc(size);
+    lb_model *m = NULL;
+    memcpy(bad, model_bytes, size);
+    put_f32(bad, legacy_offset(512 * 64 + 3), NAN);
+    CHECK_FAILS(lb_model_from_llama2c((const uint8_t *)bad, size, &m), LB_ERR_NUMERIC,
+                "tensor 'blk.0.attn_norm.weight' has a non-finite value: row 0, column 3 is NaN");
+    memcpy(bad, model_bytes, size);
+    put_f32(bad, legacy_offset(5 * 64 + 7), INFINITY);
+    CHECK_FAILS(lb_model_from_llama2c((const uint8_t *)bad, size, &m), LB_ERR_NUMERIC,
+                "tensor 'token_embd.weight' has a non-finite value: row 5, column 7 is +Inf");
+    /* the last tensor of the file: output_norm (freq_cis follows, unused) */
+    memcpy(bad, model_bytes, size);
+    put_f32(bad, legacy_offset(512 * 64 + 5 * 64 + 5 * (64 * 64 * 2 + 32 * 64 * 2) + 5 * 64 + 5 * 172 * 64 * 3 + 63),
+            -INFINITY);
+    CHECK_FAILS(lb_model_from_llama2c((const uint8_t *)bad, size, &m), LB_ERR_NUMERIC,
+                "tensor 'output_norm.weight' has a non-finite value: row 0, column 63 is -Inf");
+    /* through the file loader, as the CLI meets it */
+    const char *path = tmp_path("nan-norm.bin");
+    memcpy(bad, model_bytes, size);
+    put_f32(bad, legacy_offset(512 * 64 + 3), NAN);
+    write_file(path, bad, size);
+    CHECK_FAILS(lb_model_load(path, NULL, &m), LB_ERR_NUMERIC, "nan-norm.bin");
+    CHECK(strstr(lb_last_error(), "blk.0.attn_norm.weight") != NULL);
+    remove(path);
+    lb_free(bad);
+}
+
+/* f16 and q8_0 tensors written into a GGUF by hand: a NaN half and a NaN
+ * block scale are caught when the file is loaded. q8_0 is ggml's layout: per
+ * 32 weights an fp16 scale d, then 32 int8 codes (w = d * q). */
+static void test_nonfinite_gguf_weights(void) {
+    lb_model *m = NULL;
+    CHECK_OK(lb_model_load(lb_test_data("models/stories260K.bin"), NULL, &m));
+    if (!m) return;
+    lb_tensor *wq = &m->layers[0].linear[LB_WQ]; /* 64 x 64 */
+    const char *path = tmp_path("nan.gguf");
+    lb_model *back = NULL;
+
+    uint8_t *half = lb_alloc(64 * 64 * 2);
+    for (int i = 0; i < 64 * 64; i++) lb_wr16(half + 2 * i, lb_fp32_to_fp16(0.01f * (float)(i % 7)));
+    lb_wr16(half + 2 * (2 * 64 + 9), 0x7e00); /* NaN at row 2, column 9 */
+    CHECK_OK(lb_qspec_parse("f16", &wq->spec));
+    wq->data = wq->owned = half;
+    wq->nbytes = 64 * 64 * 2;
+    CHECK_OK(lb_model_save_gguf(m, path));
+    CHECK_FAILS(lb_model_load(path, NULL, &back), LB_ERR_NUMERIC,
+                "tensor 'blk.0.attn_q.weight' has a non-finite value: row 2, column 9 is NaN");
+    lb_tensor_free(wq);
+
+    uint8_t *q8 = lb_calloc(64 * 2, 34);
+    for (int b = 0; b < 64 * 2; b++) lb_wr16(q8 + 34 * b, lb_fp32_to_fp16(0.01f));
+    lb_wr16(q8 + 34 * (3 * 2 + 1), 0x7c00); /* +Inf scale: row 3, columns 32..63; code 0 * Inf is NaN */
+    CHECK_OK(lb_qspec_parse("q8_0", &wq->spec));
+    wq->data = wq->owned = q8;
+    wq->nbytes = 64 * 2 * 34;
+    CHECK_OK(lb_model_save_gguf(m, path));
+    CHECK_FAILS(lb_model_load(path, NULL, &back), LB_ERR_NUMERIC,
+                "tensor 'blk.0.attn_q.weight' has a non-finite value: row 3, column 32 is NaN");
+    CHECK(strstr(lb_last_error(), "scale") != NULL);
+    /* the same tensor with finite scales loads */
+    lb_wr16(q8 + 34 * (3 * 2 + 1), lb_fp32_to_fp16(0.01f));
+    CHECK_OK(lb_model_save_gguf(m, path));
+    CHECK_OK(lb_model_load(path, NULL, &back));
+    lb_model_free(back);
+    remove(path);
+    lb_model_free(m);
+}
+
 int main(void) {
     if (!mkdtemp(tmpdir)) {
         perror("mkdtemp");
@@ -67,6 +163,8 @@ int main(void) {
     CHECK_OK(lb_read_file(lb_test_data("models/stories260K.bin"), &model, &size));
     test_sampler_nan();
     test_generate_nan_logits(model, size);
+    test_nonfinite_float_weights(model, size);
+    test_nonfinite_gguf_weights();
     lb_free(model);
     rmdir(tmpdir);
     return lb_test_finish("test_robustness");

@@ -117,6 +117,8 @@ lb_status lb_model_finish(lb_model *m) {
         if (t->rows == 1 && t->spec.family != LB_FAMILY_F32)
             return lb_fail(LB_ERR_UNSUPPORTED, "norm weight '%s' must be f32", t->name);
     }
+    lb_status st = lb_model_check_finite(m);
+    if (st != LB_OK) return st;
     /* RoPE angles as llama2.c computes them: pos * theta^(-i/head_dim) for even i */
     int half = m->cfg.head_dim / 2;
     m->rope_cos = lb_alloc((size_t)m->cfg.seq_len * (size_t)half * sizeof(float));
