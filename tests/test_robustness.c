@@ -5,7 +5,9 @@
  * cleanly with a message naming the culprit. */
 #include "test.h"
 
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static char tmpdir[] = "/tmp/lb_robust_XXXXXX";
@@ -153,6 +155,133 @@ static void test_nonfinite_gguf_weights(void) {
     lb_model_free(m);
 }
 
+static int exists(const char *path) {
+    struct stat st;
+    return lstat(path, &st) == 0;
+}
+
+static int any_temporary(void) {
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "ls %s | grep -q '[.]tmp[.]'", tmpdir);
+    return system(cmd) == 0;
+}
+
+/* lb_output_check and lb_atomic_commit refuse to replace inputs and
+ * anything that is not a regular file; errors name the user's path. */
+static void test_output_paths(void) {
+    const char *in = tmp_path("in.bin"), *out = tmp_path("out.gguf");
+    write_file(in, "model", 5);
+    const char *inputs[3] = {in, NULL, "/no/such/input"};
+    CHECK_OK(lb_output_check(out, inputs, 3));
+    CHECK_FAILS(lb_output_check(in, inputs, 3), LB_ERR_INVALID, "is the same file as the input");
+    const char *hard = tmp_path("hard.bin");
+    CHECK(link(in, hard) == 0);
+    CHECK_FAILS(lb_output_check(hard, inputs, 1), LB_ERR_INVALID, "is the same file as the input");
+    remove(hard);
+    const char *sym = tmp_path("sym.gguf");
+    CHECK(symlink("in.bin", sym) == 0);
+    CHECK_FAILS(lb_output_check(sym, NULL, 0), LB_ERR_IO, "is a symbolic link");
+    CHECK_FAILS(lb_output_check("/dev/null", NULL, 0), LB_ERR_IO, "'/dev/null' is a character device");
+    const char *fifo = tmp_path("fifo");
+    CHECK(mkfifo(fifo, 0600) == 0);
+    CHECK_FAILS(lb_output_check(fifo, NULL, 0), LB_ERR_IO, "is a FIFO");
+    CHECK_FAILS(lb_output_check(tmpdir, NULL, 0), LB_ERR_IO, "is a directory");
+    CHECK_FAILS(lb_output_check("/no/such/dir/x.gguf", NULL, 0), LB_ERR_IO,
+                "cannot create '/no/such/dir/x.gguf': directory '/no/such/dir': No such file or directory");
+    CHECK_FAILS(lb_output_check("", NULL, 0), LB_ERR_INVALID, "empty output path");
+    if (geteuid() != 0) { /* root may write anywhere */
+        const char *ro = tmp_path("ro");
+        CHECK(mkdir(ro, 0500) == 0);
+        char p[600];
+        snprintf(p, sizeof p, "%s/x.gguf", ro);
+        CHECK_FAILS(lb_output_check(p, NULL, 0), LB_ERR_IO, "is not writable");
+        rmdir(ro);
+    }
+
+    /* the library's own writer: commit will not rename over a symlink or FIFO
+     * that appeared after the check, and removes its temporary */
+    lb_atomic_file f;
+    CHECK_OK(lb_atomic_open(&f, sym));
+    lb_atomic_write(&f, "x", 1);
+    CHECK_FAILS(lb_atomic_commit(&f), LB_ERR_IO, "is a symbolic link");
+    struct stat st;
+    CHECK(lstat(sym, &st) == 0 && S_ISLNK(st.st_mode));
+    CHECK_OK(lb_atomic_open(&f, fifo));
+    CHECK_FAILS(lb_atomic_commit(&f), LB_ERR_IO, "is a FIFO");
+    CHECK(lstat(fifo, &st) == 0 && S_ISFIFO(st.st_mode));
+    CHECK(!any_temporary());
+    /* a regular file is replaced */
+    CHECK_OK(lb_atomic_open(&f, out));
+    lb_atomic_write(&f, "new", 3);
+    CHECK_OK(lb_atomic_commit(&f));
+    CHECK(exists(out));
+    /* open errors name the user's path, then the temporary */
+    CHECK_FAILS(lb_atomic_open(&f, "/no/such/dir/x.gguf"), LB_ERR_IO, "cannot create '/no/such/dir/x.gguf' (temporary '/no/such/dir/x.gguf.tmp.");
+    CHECK(strstr(lb_last_error(), "No such file or directory") != NULL);
+    remove(out);
+    remove(sym);
+    remove(in);
+    remove(fifo);
+}
+
+/* Inputs that are not regular files fail at once (a FIFO used to block
+ * the open forever). */
+static void test_input_paths(void) {
+    const char *fifo = tmp_path("in.fifo");
+    CHECK(mkfifo(fifo, 0600) == 0);
+    lb_mapped_file f;
+    CHECK_FAILS(lb_map_file(fifo, &f), LB_ERR_IO, "is a FIFO, not a regular file");
+    char *buf;
+    size_t n;
+    CHECK_FAILS(lb_read_file(fifo, &buf, &n), LB_ERR_IO, "is a FIFO, not a regular file");
+    CHECK_FAILS(lb_read_file(tmpdir, &buf, &n), LB_ERR_IO, "is a directory, not a regular file");
+    lb_tokenizer *t;
+    CHECK_FAILS(lb_tokenizer_load(fifo, 512, &t), LB_ERR_IO, "is a FIFO, not a regular file");
+    lb_model *m;
+    CHECK_FAILS(lb_model_load(fifo, NULL, &m), LB_ERR_IO, "is a FIFO, not a regular file");
+    remove(fifo);
+}
+
+/* A process killed by SIGINT/SIGTERM/SIGHUP while writing removes its
+ * temporary and still dies of that signal. */
+static void test_signal_cleanup(void) {
+    const int sigs[] = {SIGINT, SIGTERM, SIGHUP};
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
+        int ready[2];
+        CHECK(pipe(ready) == 0);
+        const char *out = tmp_path("sig.gguf");
+        fflush(NULL);
+        pid_t pid = fork();
+        if (pid == 0) {
+            /* as a foreground program: the test runner may have started us
+             * with SIGINT ignored, which lowbit leaves alone. (The handlers
+             * are installed by the first lb_atomic_open of a process: this
+             * test runs before any other in main, so it is this child's.) */
+            signal(sigs[i], SIG_DFL);
+            lb_atomic_file f;
+            if (lb_atomic_open(&f, out) != LB_OK) _exit(3);
+            lb_atomic_write(&f, "partial", 7);
+            fflush(f.fp);
+            if (write(ready[1], "r", 1) != 1) _exit(4);
+            for (;;) pause();
+        }
+        char c;
+        CHECK(read(ready[0], &c, 1) == 1);
+        char tmp[600];
+        snprintf(tmp, sizeof tmp, "%s.tmp.%ld", out, (long)pid);
+        CHECK_MSG(exists(tmp), "the temporary %s should exist while writing", tmp);
+        kill(pid, sigs[i]);
+        int status = 0;
+        waitpid(pid, &status, 0);
+        CHECK_MSG(WIFSIGNALED(status) && WTERMSIG(status) == sigs[i], "signal %d: wait status 0x%x", sigs[i], status);
+        CHECK_MSG(!exists(tmp), "signal %d left %s behind", sigs[i], tmp);
+        CHECK(!exists(out));
+        remove(tmp);
+        close(ready[0]);
+        close(ready[1]);
+    }
+}
+
 int main(void) {
     if (!mkdtemp(tmpdir)) {
         perror("mkdtemp");
@@ -161,10 +290,13 @@ int main(void) {
     char *model;
     size_t size;
     CHECK_OK(lb_read_file(lb_test_data("models/stories260K.bin"), &model, &size));
+    test_signal_cleanup(); /* first: no atomic file opened yet in this process */
     test_sampler_nan();
     test_generate_nan_logits(model, size);
     test_nonfinite_float_weights(model, size);
     test_nonfinite_gguf_weights();
+    test_output_paths();
+    test_input_paths();
     lb_free(model);
     rmdir(tmpdir);
     return lb_test_finish("test_robustness");

@@ -106,15 +106,29 @@ typedef struct {
     size_t size;
     int is_mapped; /* 1: mmap'ed, 0: read into an lb_alloc buffer */
 } lb_mapped_file;
+/* Inputs must be regular files: a FIFO, device or directory fails at once
+ * (LB_ERR_IO naming what it is) instead of blocking or reading forever. */
 /* Maps a whole file read-only (falls back to reading it into memory). */
 lb_status lb_map_file(const char *path, lb_mapped_file *out);
 void lb_unmap_file(lb_mapped_file *f);
 /* Reads a whole file into a NUL-terminated buffer (caller lb_free's). */
 lb_status lb_read_file(const char *path, char **out, size_t *size);
 
+/* Checks an output path before any work is done: it fails (naming the path)
+ * when out_path is one of the inputs (same path, or the same file through a
+ * link), exists but is not a regular file (a symlink, device, FIFO or
+ * directory would be replaced by a plain file), or its directory is missing
+ * or not writable. inputs may contain NULL entries (skipped). */
+lb_status lb_output_check(const char *out_path, const char *const *inputs, int n_inputs);
+
 /* Atomic output: write to "<path>.tmp.<pid>", then rename over path on commit.
  * Abort (or a failed commit) removes the temporary, so a failed write never
- * leaves a partial file behind under the final name. */
+ * leaves a partial file behind under the final name. Commit refuses to
+ * rename over anything but a regular file. While a file is open, its
+ * temporary is also removed if the process dies of SIGINT, SIGTERM or SIGHUP:
+ * the first lb_atomic_open installs handlers for those of the three still at
+ * their default action (handlers the program set itself are left alone);
+ * they unlink open temporaries and re-raise the signal. */
 typedef struct {
     FILE *fp;
     char *final_path;

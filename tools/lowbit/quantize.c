@@ -126,6 +126,9 @@ int cmd_quantize(int argc, char **argv) {
     if (lb_qspec_parse(format, &job.spec) != LB_OK) return cli_usage_error("quantize", "%s", lb_last_error());
     lb_rtn_opts_default(&job.rtn);
     if (lb_clip_parse(clip, &job.rtn.clip) != LB_OK) return cli_usage_error("quantize", "%s", lb_last_error());
+    /* before the work: an unusable -o fails now, not after quantizing */
+    const char *inputs[2] = {a.positional[0], tokenizer};
+    if (lb_output_check(out, inputs, 2) != LB_OK) return cli_error("quantize", NULL);
 
     double t0 = lb_now();
     lb_model *m;
