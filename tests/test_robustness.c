@@ -282,6 +282,79 @@ static void test_signal_cleanup(void) {
     }
 }
 
+static size_t find_bytes(const char *hay, size_t n, const char *needle) {
+    size_t k = strlen(needle);
+    for (size_t i = 0; i + k <= n; i++)
+        if (!memcmp(hay + i, needle, k)) return i;
+    return (size_t)-1;
+}
+
+static int count_of(const char *hay, const char *needle) {
+    int c = 0;
+    for (const char *p = strstr(hay, needle); p; p = strstr(p + 1, needle)) c++;
+    return c;
+}
+
+/* Messages that repeated their context, hid the real value, or blamed the
+ * wrong format. */
+static void test_messages(const char *model_bytes, size_t size) {
+    lb_model *m = NULL;
+    /* the tokenizer's file is named once */
+    const char *tok = tmp_path("t.bin");
+    write_file(tok, "\x07\0\0\0", 4);
+    CHECK_FAILS(lb_model_load(lb_test_data("models/stories260K.bin"), tok, &m), LB_ERR_FORMAT, "loading tokenizer '");
+    CHECK_MSG(count_of(lb_last_error(), "loading tokenizer") == 1, "%s", lb_last_error());
+    remove(tok);
+
+    /* vocab INT32_MIN in a legacy header: the stored value, not 0 */
+    char *bad = lb_alloc(size);
+    memcpy(bad, model_bytes, size);
+    lb_wr32(bad + 20, 0x80000000u);
+    CHECK_FAILS(lb_model_from_llama2c((const uint8_t *)bad, size, &m), LB_ERR_FORMAT,
+                "absurd vocabulary size -2147483648");
+    lb_wr32(bad + 20, 1u << 30);
+    CHECK_FAILS(lb_model_from_llama2c((const uint8_t *)bad, size, &m), LB_ERR_FORMAT, "absurd vocabulary size 1073741824");
+
+    /* a wrong or damaged GGUF magic: the message says which formats were tried */
+    const char *path = tmp_path("x.gguf");
+    memcpy(bad, "GGUX", 4);
+    write_file(path, bad, 64);
+    CHECK_FAILS(lb_model_load(path, NULL, &m), LB_ERR_FORMAT, "not a GGUF file (magic \"GGUX\"");
+    CHECK(strstr(lb_last_error(), "not a llama2.c v1 checkpoint") && strstr(lb_last_error(), "as a legacy llama2.c checkpoint"));
+    /* starts with GGUF but is cut: the GGUF error, no word of llama2.c */
+    write_file(path, "GGUF\x03\0\0\0\0\0", 10);
+    CHECK_FAILS(lb_model_load(path, NULL, &m), LB_ERR_FORMAT, "as GGUF: truncated");
+    CHECK_MSG(!strstr(lb_last_error(), "llama2.c"), "%s", lb_last_error());
+    /* a v1 checkpoint is named as such */
+    lb_wr32(bad, 0x616b3432u);
+    lb_wr32(bad + 4, 1);
+    write_file(path, bad, 300);
+    CHECK_FAILS(lb_model_load(path, NULL, &m), LB_ERR_FORMAT, "as a llama2.c v1 checkpoint");
+    lb_free(bad);
+
+    /* llama.vocab_size disagreeing with token_embd's rows */
+    CHECK_OK(lb_model_load(lb_test_data("models/stories260K.bin"), NULL, &m));
+    if (m) {
+        CHECK_OK(lb_model_save_gguf(m, path));
+        lb_model_free(m);
+        m = NULL;
+        char *g;
+        size_t gsize;
+        CHECK_OK(lb_read_file(path, &g, &gsize));
+        size_t at = find_bytes(g, gsize, "llama.vocab_size");
+        CHECK(at != (size_t)-1);
+        if (at != (size_t)-1) {
+            CHECK(lb_rd32(g + at + 16) == 4 /* GGUF uint32 */ && lb_rd32(g + at + 20) == 512);
+            lb_wr32(g + at + 20, 500);
+            write_file(path, g, gsize);
+            CHECK_FAILS(lb_model_load(path, NULL, &m), LB_ERR_FORMAT,
+                        "llama.vocab_size = 500, but token_embd.weight has 512 rows");
+        }
+        lb_free(g);
+    }
+    remove(path);
+}
+
 int main(void) {
     if (!mkdtemp(tmpdir)) {
         perror("mkdtemp");
@@ -297,6 +370,7 @@ int main(void) {
     test_nonfinite_gguf_weights();
     test_output_paths();
     test_input_paths();
+    test_messages(model, size);
     lb_free(model);
     rmdir(tmpdir);
     return lb_test_finish("test_robustness");
