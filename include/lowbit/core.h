@@ -45,6 +45,22 @@ lb_status lb_fail_context(lb_status s, const char *fmt, ...)
 #endif
     ;
 
+/* Errors inside parallel workers. lb_last_error() is per thread, so a
+ * message recorded by an OpenMP worker is lost to the caller; a worker that
+ * fails calls lb_worker_error_set (which copies its thread's message; the
+ * first error wins), others may stop early when lb_worker_error_failed, and
+ * after the parallel region the calling thread calls lb_worker_error_raise,
+ * which records the message on its own thread and returns the status
+ * (LB_OK when no worker failed). Safe from any number of threads. */
+typedef struct {
+    lb_status status;
+    char message[1024]; /* as long as lb_last_error() can be */
+} lb_worker_error;
+void lb_worker_error_init(lb_worker_error *e);
+void lb_worker_error_set(lb_worker_error *e, lb_status s);
+int lb_worker_error_failed(const lb_worker_error *e);
+lb_status lb_worker_error_raise(const lb_worker_error *e);
+
 /* ---- memory ---------------------------------------------------------------
  * 64-byte aligned (one cache line, one zmm register). lb_alloc returns NULL
  * and records LB_ERR_NOMEM on failure or on size overflow. */
@@ -154,8 +170,8 @@ enum {
     LB_CPU_AVX512VBMI = 1 << 7,
     LB_CPU_NEON = 1 << 8
 };
-/* Detected once; LB_CPU environment variable "generic" masks everything off
- * (to test the scalar paths on any machine). */
+/* Detected once (thread-safe); LB_CPU environment variable "generic" masks
+ * everything off (to test the scalar paths on any machine). */
 unsigned lb_cpu_features(void);
 /* Writes a space-separated feature list, e.g. "avx2 fma f16c avx512f". */
 void lb_cpu_describe(char *buf, size_t n);
