@@ -75,6 +75,28 @@ expect 1 "'$TMP/fifo' is a FIFO, not a regular file" -- "$LOWBIT" info "$MODEL" 
 expect 1 "'$TMP/fifo' is a FIFO, not a regular file" -- "$LOWBIT" eval "$MODEL" --text "$TMP/fifo"
 expect 1 "'$TMP/dir' is a directory, not a regular file" -- "$LOWBIT" info "$TMP/dir"
 
+# --- weights that overflow: NaN logits stop generation, greedy or sampled -------
+# (one exponent bit flipped in blk.1.attn_q: a finite 1.6e38; top-p sampling
+# used to read before its buffer, greedy printed <unk> and exited 0)
+mkdir "$TMP/flip"
+cp "$MODEL" "$TMP/flip/model.bin"
+cp "$TOK" "$TMP/flip/tok512.bin"
+byte=$(od -An -tu1 -j 160187 -N 1 "$TMP/flip/model.bin" | tr -d ' ')
+printf "\\$(printf '%03o' $((byte ^ 0x40)))" | dd of="$TMP/flip/model.bin" bs=1 seek=160187 conv=notrunc 2> /dev/null
+expect 1 "logits at position 1 (after token 403) are not finite" -- "$LOWBIT" generate "$TMP/flip/model.bin" -n 5
+expect 1 "are not finite" -- "$LOWBIT" generate "$TMP/flip/model.bin" -n 5 --temp 0
+expect 1 "are not finite" -- "$LOWBIT" generate "$TMP/flip/model.bin" -n 5 --temp 1 --top-p 1
+# a NaN stored in a norm is named at load time, by every verb
+cp "$MODEL" "$TMP/nan-norm.bin"
+printf '\000\000\300\177' | dd of="$TMP/nan-norm.bin" bs=1 seek=$((28 + 4 * (512 * 64 + 3))) conv=notrunc 2> /dev/null
+for verb in info generate; do
+    expect 1 "tensor 'blk.0.attn_norm.weight' has a non-finite value: row 0, column 3 is NaN" -- \
+        "$LOWBIT" $verb "$TMP/nan-norm.bin" --tokenizer "$TOK"
+done
+expect 1 "tensor 'blk.0.attn_norm.weight' has a non-finite value" -- \
+    "$LOWBIT" quantize "$TMP/nan-norm.bin" -o "$TMP/nan.gguf" --format q8_0
+[ ! -e "$TMP/nan.gguf" ] && ok || fail "quantize wrote a model with a NaN norm"
+
 # --- SIGINT while the temporary exists ----------------------------------------------
 # Job control on: a non-interactive shell starts background jobs with SIGINT
 # ignored, and lowbit (rightly) leaves ignored signals alone. The temporary
