@@ -113,6 +113,10 @@ const lb_kernel *lb_kernel_select(const lb_qspec *s, const lb_layout *l, unsigne
  * chosen on first use and cached in t->kernel. */
 const lb_kernel *lb_kernel_for(const lb_tensor *t);
 
+/* Sets t's cached kernel to lb_kernel_select(..., lb_cpu_features(), force)
+ * (benchmarks compare kernels on one tensor in one run); returns it. */
+const lb_kernel *lb_kernel_pin(lb_tensor *t, const char *force);
+
 /* Rows per call of the generic dequantize-a-tile path. */
 #define LB_DEQUANT_TILE 16
 

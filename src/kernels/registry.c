@@ -117,4 +117,10 @@ const lb_kernel *lb_kernel_for(const lb_tensor *t) {
     return k;
 }
 
+const lb_kernel *lb_kernel_pin(lb_tensor *t, const char *force) {
+    const lb_kernel *k = lb_kernel_select(&t->spec, &t->layout, lb_cpu_features(), force);
+    __atomic_store_n(&t->kernel, (const void *)k, __ATOMIC_RELEASE);
+    return k;
+}
+
 const char *lb_matmul_kernel_name(const lb_tensor *w) { return lb_kernel_for(w)->name; }
