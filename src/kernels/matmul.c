@@ -43,8 +43,12 @@ void lb_act_prepare(lb_act_kind kind, const float *x, int n, int cols, void *buf
     unsigned f = lb_cpu_features();
     if ((f & LB_CPU_AVX2) && (f & LB_CPU_FMA) && (f & LB_CPU_F16C)) row = lb_act_q8_row_avx2;
 #endif
-#pragma omp parallel for schedule(static) if ((long)n * cols > 65536)
-    for (int i = 0; i < n; i++) row(x + (size_t)i * cols, cols, ld, q + (size_t)i * ld, d + (size_t)i * (ld / 32));
+    if ((long)n * cols <= 65536) { /* no OpenMP entry for small inputs: it costs more than the work */
+        for (int i = 0; i < n; i++) row(x + (size_t)i * cols, cols, ld, q + (size_t)i * ld, d + (size_t)i * (ld / 32));
+    } else {
+#pragma omp parallel for schedule(static)
+        for (int i = 0; i < n; i++) row(x + (size_t)i * cols, cols, ld, q + (size_t)i * ld, d + (size_t)i * (ld / 32));
+    }
     out->q = q;
     out->d = d;
     out->ld = ld;
@@ -88,14 +92,16 @@ void lb_act_cache_reset(lb_act_cache *c) {
 
 /* The prepared form of x in `kind`: from the cache when it holds this very
  * input, else prepared into the cache (grown when needed) or, without a
- * cache, into *priv (the caller frees it). */
+ * cache, into `local` when it fits (decode: one row) or else into *priv
+ * (the caller frees it). */
 static lb_status prepare(lb_act_cache *c, lb_act_kind kind, const float *x, int n, int cols, lb_act *out,
-                         void **priv) {
+                         void *local, size_t local_bytes, void **priv) {
     size_t bytes = lb_act_bytes(kind, n, cols);
     if (!c) {
-        if (bytes && !(*priv = lb_alloc(bytes)))
+        void *buf = local;
+        if (bytes > local_bytes && !(buf = *priv = lb_alloc(bytes)))
             return lb_fail(LB_ERR_NOMEM, "out of memory preparing %d x %d activations", n, cols);
-        lb_act_prepare(kind, x, n, cols, *priv, out);
+        lb_act_prepare(kind, x, n, cols, buf, out);
         return LB_OK;
     }
     act_slot *s = &c->slot[kind];
@@ -160,18 +166,30 @@ void lb_kernel_dequant_avx2(const lb_tensor *w, const lb_act *x, int r0, int r1,
 
 /* ---- lb_matmul ------------------------------------------------------------ */
 
-#define ROW_TILE 16 /* weight rows per task: a multiple of every kernel's row blocking */
+#define ROW_TILE 16 /* weight rows per task: a multiple of every routine's row grouping (4, 2) */
 
 lb_status lb_matmul(const lb_tensor *w, const float *x, int n, float *y, lb_act_cache *cache) {
     const lb_kernel *k = lb_kernel_for(w);
     int rows = (int)w->rows, cols = (int)w->cols;
     int n_tiles = (rows + ROW_TILE - 1) / ROW_TILE;
     lb_act act;
+    _Alignas(64) unsigned char local[4608]; /* one prepared row of up to 4096 columns */
     void *priv = NULL;
-    lb_status st = prepare(cache, k->act, x, n, cols, &act, &priv);
+    lb_status st = prepare(cache, k->act, x, n, cols, &act, local, sizeof local, &priv);
     if (st != LB_OK) return st;
     int failed = 0;
-#pragma omp parallel if (n_tiles > 1 && (long)n * rows * cols > 32768)
+    if (n_tiles == 1 || (long)n * rows * cols <= 32768) {
+        /* small products (decode of small models) skip the OpenMP machinery.
+         * Same values as the tiled loop: ranges start at multiples of ROW_TILE
+         * either way, and routines group rows by divisors of it */
+        float *scratch = k->scratch_rows ? lb_alloc((size_t)k->scratch_rows * (size_t)cols * sizeof(float)) : NULL;
+        if (k->scratch_rows && !scratch) failed = 1;
+        else k->run(w, &act, 0, rows, y, rows, scratch);
+        lb_free(scratch);
+        lb_free(priv);
+        return failed ? lb_fail(LB_ERR_NOMEM, "out of memory for a %d-column scratch tile", cols) : LB_OK;
+    }
+#pragma omp parallel
     {
         float *scratch = k->scratch_rows ? lb_alloc((size_t)k->scratch_rows * (size_t)cols * sizeof(float)) : NULL;
 #pragma omp for schedule(static)

@@ -10,6 +10,7 @@
  * blocks; padding meets zero activations. */
 #include <math.h>
 #include <stddef.h>
+#include <string.h>
 
 #include "formats/ggml_blocks.h"
 #include "kernels/kernels.h"
@@ -21,7 +22,12 @@
  * float-to-int conversion is ever undefined. */
 void lb_act_q8_row_ref(const float *x, int cols, int ld, int8_t *q, float *d) {
     for (int b = 0; b < ld / 32; b++) {
-        int c0 = b * 32, cnt = cols - c0 < 32 ? (cols - c0 > 0 ? cols - c0 : 0) : 32;
+        int c0 = b * 32, cnt = cols - c0 < 32 ? cols - c0 : 32;
+        if (cnt <= 0) { /* padding blocks */
+            memset(q + c0, 0, (size_t)(ld - c0));
+            for (; b < ld / 32; b++) d[b] = 0.0f;
+            return;
+        }
         float amax = 0.0f;
         for (int j = 0; j < cnt; j++) amax = fmaxf(amax, fabsf(x[c0 + j]));
         float db = amax / 127.0f, id = db != 0.0f ? 1.0f / db : 0.0f;

@@ -8,9 +8,10 @@
  * integer sums equal the reference's; only the float sum over blocks runs
  * in a different order (8 lanes, then a horizontal add).
  *
- * Tiles: one weight row against up to 4 activation rows (the weight block
- * is decoded once for all of them); a single activation row (decode) keeps
- * two accumulators so consecutive blocks do not wait on each other. */
+ * Tiles: one weight row against 4 activation rows (the weight block is
+ * decoded once for all of them); the activation rows left over (all of
+ * them in decode) go against 4 weight rows at a time (one activation load
+ * and one horizontal reduction for the four), then single rows. */
 #if defined(__x86_64__)
 #include <immintrin.h>
 #include <stddef.h>
@@ -36,12 +37,17 @@ LB_AVX2 void lb_act_q8_row_avx2(const float *x, int cols, int ld, int8_t *q, flo
     const __m256 sign = _mm256_set1_ps(-0.0f), lo = _mm256_set1_ps(-127.0f), hi = _mm256_set1_ps(127.0f);
     const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
     for (int b = 0; b < ld / 32; b++) {
-        int c0 = b * 32, cnt = cols - c0 < 32 ? (cols - c0 > 0 ? cols - c0 : 0) : 32;
+        int c0 = b * 32, cnt = cols - c0 < 32 ? cols - c0 : 32;
+        if (cnt <= 0) { /* padding blocks */
+            memset(q + c0, 0, (size_t)(ld - c0));
+            for (; b < ld / 32; b++) d[b] = 0.0f;
+            return;
+        }
         float pad[32];
         const float *src = x + c0;
-        if (cnt < 32) { /* the row's tail and the padding blocks: zeros past cols */
+        if (cnt < 32) { /* the row's tail: zeros past cols */
             memset(pad, 0, sizeof pad);
-            if (cnt > 0) memcpy(pad, x + c0, (size_t)cnt * sizeof(float));
+            memcpy(pad, x + c0, (size_t)cnt * sizeof(float));
             src = pad;
         }
         __m256 v[4], amax = _mm256_setzero_ps();
@@ -101,6 +107,27 @@ LB_AVX2 static LB_INLINE float row_x1(const uint8_t *row, int nb, size_t bb, int
     return hsum(_mm256_add_ps(acc0, acc1));
 }
 
+/* four weight rows (rb bytes apart) against one activation row: the
+ * activation block is loaded once, and one reduction serves all four */
+LB_AVX2 static LB_INLINE void rows4_x1(const uint8_t *row, size_t rb, int nb, size_t bb, int bits, const int8_t *xq,
+                                       const float *xd, float *y) {
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int b = 0; b < nb; b++) {
+        __m256i a = _mm256_loadu_si256((const __m256i *)(xq + b * 32));
+        float dx = xd[b];
+        for (int k = 0; k < 4; k++) {
+            const uint8_t *blk = row + k * rb + (size_t)b * bb;
+            __m256i w = block_codes(blk, bits);
+            __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(a, w)),
+                                          _mm256_set1_epi16(1));
+            acc[k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(_cvtsh_ss(lb_rd16(blk)) * dx), acc[k]);
+        }
+    }
+    /* lanes of hadd(hadd(a0, a1), hadd(a2, a3)): per 128-bit half, the four rows' partial sums */
+    __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(acc[0], acc[1]), _mm256_hadd_ps(acc[2], acc[3]));
+    _mm_storeu_ps(y, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
+}
+
 LB_AVX2 static LB_INLINE void row_x4(const uint8_t *row, int nb, size_t bb, int bits, const lb_act *x, int i,
                                      float *y, int ldy) {
     const int8_t *q0 = x->q + (size_t)i * x->ld;
@@ -121,14 +148,17 @@ LB_AVX2 static LB_INLINE void row_x4(const uint8_t *row, int nb, size_t bb, int 
 
 LB_AVX2 static LB_INLINE void matmul_blocks(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy,
                                             int bits, size_t bb) {
-    int nb = (int)(w->layout.cols_padded / LB_QK);
-    for (int r = r0; r < r1; r++) {
-        const uint8_t *row = w->data + (size_t)r * w->layout.row_bytes;
-        int i = 0;
-        for (; i + 4 <= x->n; i += 4) row_x4(row, nb, bb, bits, x, i, y + r, ldy);
-        for (; i < x->n; i++)
-            y[(size_t)i * ldy + r] =
-                row_x1(row, nb, bb, bits, x->q + (size_t)i * x->ld, x->d + (size_t)i * (x->ld / 32));
+    int nb = (int)(w->layout.cols_padded / LB_QK), n4 = x->n / 4 * 4;
+    size_t rb = w->layout.row_bytes;
+    for (int r = r0; r < r1; r++)
+        for (int i = 0; i < n4; i += 4) row_x4(w->data + (size_t)r * rb, nb, bb, bits, x, i, y + r, ldy);
+    for (int i = n4; i < x->n; i++) {
+        const int8_t *xq = x->q + (size_t)i * x->ld;
+        const float *xd = x->d + (size_t)i * (x->ld / 32);
+        float *yi = y + (size_t)i * ldy;
+        int r = r0;
+        for (; r + 4 <= r1; r += 4) rows4_x1(w->data + (size_t)r * rb, rb, nb, bb, bits, xq, xd, yi + r);
+        for (; r < r1; r++) yi[r] = row_x1(w->data + (size_t)r * rb, nb, bb, bits, xq, xd);
     }
 }
 
