@@ -40,9 +40,6 @@ void lb_act_cache_free(lb_act_cache *c); /* NULL is fine */
 /* Forgets every prepared form: call whenever the input x changes. */
 void lb_act_cache_reset(lb_act_cache *c);
 
-/* y (n x rows) = x (n x cols) W^T. cache may be NULL (nothing shared). */
-lb_status lb_matmul(const lb_tensor *w, const float *x, int n, float *y, lb_act_cache *cache);
-
 /* Name of the registry kernel lb_matmul uses for w on this CPU (chosen on
  * first use and cached on the tensor), e.g. "q8_0_avx2", "f32_avx2",
  * "dequant_ref". Environment: LB_CPU=generic allows only scalar kernels;
@@ -50,6 +47,9 @@ lb_status lb_matmul(const lb_tensor *w, const float *x, int n, float *y, lb_act_
  * tile then float GEMM: the path before format kernels, for measurement);
  * LB_KERNEL=<name> forces that kernel wherever it applies. */
 const char *lb_matmul_kernel_name(const lb_tensor *w);
+
+/* y (n x rows) = x (n x cols) W^T. cache may be NULL (nothing shared). */
+lb_status lb_matmul(const lb_tensor *w, const float *x, int n, float *y, lb_act_cache *cache);
 
 #ifdef __cplusplus
 }
