@@ -3,7 +3,8 @@
  * registry picks and with the dequantize-a-tile fallback pinned. Greedy
  * decoding from BOS for -n positions, one token per forward (as generation
  * does after the prompt); the configurations are interleaved run by run so
- * drift in machine load hits all of them alike; median of -r runs.
+ * drift in machine load hits all of them alike; one short warm-up pass
+ * each, then the median of -r runs.
  *
  *   build/bench_decode [MODEL] [-n 256] [-r 5] [-t THREADS] [-f q8_0,q4_0]
  *
@@ -24,7 +25,7 @@
 typedef struct {
     char label[48];
     lb_model *m;
-    const char *kernel; /* of blk.0.attn_q */
+    const char *kernel; /* of the first linear, blk.0.attn_q */
     double tps[MAX_RUNS];
     int *tokens;
 } config;
@@ -34,25 +35,43 @@ static int cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
+/* the seven linears of every layer: blk.N.<linear>.weight */
+static int is_linear(const char *name) {
+    if (strncmp(name, "blk.", 4)) return 0;
+    for (int j = 0; j < LB_N_LINEARS; j++) {
+        char suffix[32];
+        snprintf(suffix, sizeof suffix, ".%s.weight", lb_linear_name(j));
+        size_t n = strlen(name), k = strlen(suffix);
+        if (n > k && !strcmp(name + n - k, suffix)) return 1;
+    }
+    return 0;
+}
+
 static lb_status quantize_linears(lb_model *m, const lb_qspec *spec) {
-    for (int l = 0; l < m->cfg.n_layers; l++)
-        for (int j = 0; j < LB_N_LINEARS; j++) {
-            lb_tensor *t = &m->layers[l].linear[j], q;
-            float *w = lb_alloc((size_t)(t->rows * t->cols) * sizeof(float));
-            if (!w) return LB_ERR_NOMEM;
-            lb_status st = lb_dequantize(t, w);
-            if (st == LB_OK) st = lb_quantize_to_tensor(w, t->rows, t->cols, spec, NULL, t->name, &q);
-            lb_free(w);
-            if (st != LB_OK) return st;
-            lb_tensor_free(t);
-            *t = q;
-        }
+    for (int i = 0; i < lb_model_n_tensors(m); i++) {
+        lb_tensor *t = lb_model_tensor_at(m, i), q;
+        if (!is_linear(t->name)) continue;
+        float *w = lb_alloc((size_t)(t->rows * t->cols) * sizeof(float));
+        if (!w) return LB_ERR_NOMEM;
+        lb_status st = lb_dequantize(t, w);
+        if (st == LB_OK) st = lb_quantize_to_tensor(w, t->rows, t->cols, spec, NULL, t->name, &q);
+        lb_free(w);
+        if (st != LB_OK) return st;
+        lb_tensor_free(t);
+        *t = q;
+    }
     return LB_OK;
 }
 
 static void pin_linears(lb_model *m, const char *force) {
-    for (int l = 0; l < m->cfg.n_layers; l++)
-        for (int j = 0; j < LB_N_LINEARS; j++) lb_kernel_pin(&m->layers[l].linear[j], force);
+    for (int i = 0; i < lb_model_n_tensors(m); i++)
+        if (is_linear(lb_model_tensor_at(m, i)->name)) lb_kernel_pin(lb_model_tensor_at(m, i), force);
+}
+
+static const char *first_linear_kernel(lb_model *m) {
+    for (int i = 0; i < lb_model_n_tensors(m); i++)
+        if (is_linear(lb_model_tensor_at(m, i)->name)) return lb_matmul_kernel_name(lb_model_tensor_at(m, i));
+    return "-";
 }
 
 static int argmax(const float *v, int n) {
@@ -120,7 +139,7 @@ int main(int argc, char **argv) {
                 if (lb_qspec_parse(f, &spec) != LB_OK || quantize_linears(c->m, &spec) != LB_OK) return fail(f);
             }
             if (fb) pin_linears(c->m, "fallback");
-            c->kernel = lb_matmul_kernel_name(&c->m->layers[0].linear[LB_WQ]);
+            c->kernel = first_linear_kernel(c->m);
             snprintf(c->label, sizeof c->label, "%s%s", f, fb ? " (fallback)" : "");
             if (n > c->m->cfg.seq_len) n = c->m->cfg.seq_len;
             nc++;
@@ -134,6 +153,8 @@ int main(int argc, char **argv) {
     printf("bench_decode: %s, %d positions greedy from BOS, batch 1, %d threads, CPU %s, median of %d runs "
            "(configurations interleaved)\n",
            path, n, lb_get_threads(), cpu, runs);
+    for (int c = 0; c < nc; c++) /* warm-up: page faults, first-touch of the KV cache, kernel choice */
+        if (decode(cfg[c].m, n < 8 ? n : 8, cfg[c].tokens, &cfg[c].tps[0]) != LB_OK) return fail(cfg[c].label);
     for (int r = 0; r < runs; r++)
         for (int c = 0; c < nc; c++)
             if (decode(cfg[c].m, n, cfg[c].tokens, &cfg[c].tps[r]) != LB_OK) return fail(cfg[c].label);
