@@ -1,6 +1,9 @@
-/* Kernel table: every kernel has a scalar reference in ref/ (the
- * specification) and optional SIMD versions chosen once at start-up from
- * the CPU's features. Tests compare each SIMD kernel with its reference. */
+/* Kernels: every kernel has a scalar reference in ref/ (the specification)
+ * and optional SIMD versions chosen at run time from the CPU's features;
+ * tests compare each SIMD kernel with its reference. Two tables: the float
+ * operations (GEMM, attention head, SwiGLU) chosen once per process
+ * (dispatch.c), and the matmul registry keyed by weight format and CPU,
+ * chosen once per tensor (registry.c, below). */
 #ifndef LB_KERNELS_H
 #define LB_KERNELS_H
 
