@@ -30,6 +30,13 @@ LB_AVX2 static LB_INLINE float hsum(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
+/* the four sums of acc[0..3], in one register */
+LB_AVX2 static LB_INLINE __m128 hsum4(const __m256 acc[4]) {
+    /* lanes of hadd(hadd(a0, a1), hadd(a2, a3)): per 128-bit half, the four partial sums */
+    __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(acc[0], acc[1]), _mm256_hadd_ps(acc[2], acc[3]));
+    return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+}
+
 /* Same bytes as lb_act_q8_row_ref: amax over the block, d = amax / 127,
  * x * (1 / d) clamped (NaN to -127: maxps returns its second operand on
  * NaN, as fmaxf returns the number), rounded to nearest even. */
@@ -123,9 +130,7 @@ LB_AVX2 static LB_INLINE void rows4_x1(const uint8_t *row, size_t rb, int nb, si
             acc[k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(_cvtsh_ss(lb_rd16(blk)) * dx), acc[k]);
         }
     }
-    /* lanes of hadd(hadd(a0, a1), hadd(a2, a3)): per 128-bit half, the four rows' partial sums */
-    __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(acc[0], acc[1]), _mm256_hadd_ps(acc[2], acc[3]));
-    _mm_storeu_ps(y, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
+    _mm_storeu_ps(y, hsum4(acc));
 }
 
 LB_AVX2 static LB_INLINE void row_x4(const uint8_t *row, int nb, size_t bb, int bits, const lb_act *x, int i,
@@ -143,7 +148,9 @@ LB_AVX2 static LB_INLINE void row_x4(const uint8_t *row, int nb, size_t bb, int 
             acc[k] = _mm256_fmadd_ps(block_dot(aw, w, q0 + k * lq + b * 32), s, acc[k]);
         }
     }
-    for (int k = 0; k < 4; k++) y[(size_t)(i + k) * ldy] = hsum(acc[k]);
+    float s[4];
+    _mm_storeu_ps(s, hsum4(acc));
+    for (int k = 0; k < 4; k++) y[(size_t)(i + k) * ldy] = s[k];
 }
 
 LB_AVX2 static LB_INLINE void matmul_blocks(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy,
