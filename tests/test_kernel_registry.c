@@ -288,6 +288,15 @@ static void test_selection(void) {
     CHECK(t.kernel == lb_kernel_for(&t));
     CHECK(t.kernel == lb_kernel_select(&t.spec, &t.layout, lb_cpu_features(), getenv("LB_KERNEL")));
     printf("q8_0 tensor on this CPU: %s\n", lb_matmul_kernel_name(&t));
+    /* what lb_matmul really runs: the scalar int kernel under LB_CPU=generic
+     * (CTest runs this file that way too), the AVX2 one on a CPU that has it */
+    const char *env_cpu = getenv("LB_CPU"), *env_kernel = getenv("LB_KERNEL");
+    if (!env_kernel && env_cpu && !strcmp(env_cpu, "generic"))
+        CHECK(!strcmp(lb_matmul_kernel_name(&t), "q8_0_ref"));
+#if defined(__x86_64__)
+    unsigned need = LB_CPU_AVX2 | LB_CPU_FMA | LB_CPU_F16C;
+    if (!env_kernel && (lb_cpu_features() & need) == need) CHECK(!strcmp(lb_matmul_kernel_name(&t), "q8_0_avx2"));
+#endif
     CHECK_OK(lb_tensor_resolve(&t));
     CHECK(t.kernel == NULL);
     lb_tensor_free(&t);
