@@ -282,34 +282,52 @@ lb_status lb_rtn_quantize(const float *w, int64_t rows, int64_t cols, const lb_q
     return st;
 }
 
-lb_status lb_quantize_to_tensor(const float *w, int64_t rows, int64_t cols, const lb_qspec *spec,
-                                const lb_rtn_opts *opts, const char *name, lb_tensor *out) {
-    memset(out, 0, sizeof *out);
-    size_t total;
-    lb_status st = lb_format_size(spec, rows, cols, NULL, NULL, &total);
-    if (st != LB_OK) return st;
-    uint8_t *bytes = lb_alloc(total);
-    if (!bytes) return LB_ERR_NOMEM;
-    if (lb_qspec_is_float(spec)) {
-        st = lb_format_from_float(spec, w, rows, cols, bytes);
-    } else {
-        lb_qtensor q;
-        st = lb_rtn_quantize(w, rows, cols, spec, opts, &q);
-        if (st == LB_OK) {
-            st = lb_qtensor_encode(&q, bytes);
-            lb_qtensor_free(&q);
-        }
-    }
-    if (st != LB_OK) {
-        lb_free(bytes);
-        return name ? lb_fail_context(st, "quantizing '%s'", name) : st;
-    }
-    snprintf(out->name, sizeof out->name, "%s", name ? name : "");
-    out->spec = *spec;
-    out->rows = rows;
-    out->cols = cols;
-    out->data = bytes;
-    out->owned = bytes;
-    out->nbytes = total;
-    return lb_tensor_resolve(out);
+/* ---- the rtn row ------------------------------------------------------- */
+
+static const char *const clip_choices[] = {"minmax", "mse", "aciq", "aciq-gauss", "aciq-laplace", NULL};
+
+static const lb_method_option rtn_options[] = {
+    {"clip", LB_OPTION_CHOICE, "minmax",
+     "grid range: minmax | mse (best shrink of the range) | aciq (Laplace) | aciq-gauss", 0, 0, clip_choices,
+     "clipping rule"},
+    {"mse_steps", LB_OPTION_INT, "50", "shrink factors tried by clip=mse", 1, 10000, NULL, NULL},
+    {"mse_min_shrink", LB_OPTION_FLOAT, "0.5", "smallest shrink factor tried by clip=mse", 0.001, 1, NULL, NULL},
+};
+
+static void rtn_opts_from(const lb_method_opts *o, lb_rtn_opts *ro) {
+    lb_rtn_opts_default(ro);
+    lb_clip_parse(clip_choices[(int)o->value[0]], &ro->clip);
+    ro->mse_steps = (int)o->value[1];
+    ro->mse_min_shrink = (float)o->value[2];
 }
+
+/* The family check lb_rtn_quantize makes, here too so a plan fails before
+ * any tensor is quantized. */
+static lb_status rtn_check(const lb_qspec *spec, const lb_method_opts *o) {
+    lb_rtn_opts ro;
+    rtn_opts_from(o, &ro);
+    if ((spec->family == LB_FAMILY_BINARY || spec->family == LB_FAMILY_TERNARY) && ro.clip != LB_CLIP_MINMAX)
+        return lb_fail(LB_ERR_INVALID,
+                       "clipping rule '%s' applies to int and nf4 formats; binary and ternary formats "
+                       "choose their scale by their own rule",
+                       lb_clip_name(ro.clip));
+    return LB_OK;
+}
+
+static lb_status rtn_quantize_row(const float *w, int64_t rows, int64_t cols, const lb_layer_stats *stats,
+                                  const lb_qspec *spec, const lb_method_opts *o, lb_qtensor *q) {
+    (void)stats;
+    lb_rtn_opts ro;
+    rtn_opts_from(o, &ro);
+    return lb_rtn_quantize(w, rows, cols, spec, &ro, q);
+}
+
+const lb_method lb_method_rtn = {
+    .name = "rtn",
+    .summary = "round-to-nearest on a per-group grid chosen from the weights alone (data-free)",
+    .stats = LB_STATS_NONE,
+    .options = rtn_options,
+    .n_options = (int)(sizeof rtn_options / sizeof rtn_options[0]),
+    .check = rtn_check,
+    .quantize = rtn_quantize_row,
+};
