@@ -143,8 +143,8 @@ static void test_kv_roundtrip(void) {
     const char *nul_strs[] = {"x\0y", "zz"};
     const size_t nul_lens[] = {3, 2};
     char key[64];
-    lb_gguf_writer *w = lb_gguf_writer_new();
-    CHECK(w != NULL);
+    lb_gguf_writer *w = NULL;
+    CHECK_OK(lb_gguf_writer_create(&w));
     CHECK_OK(lb_gguf_set_str(w, "general.architecture", "llama"));
     CHECK_OK(lb_gguf_set_str(w, "t.replaced", "first"));
     CHECK_OK(lb_gguf_set_u32(w, "t.u32", 4000000000u));
@@ -318,7 +318,8 @@ static test_tensor tensors[] = {
 #define N_TENSORS (int)(sizeof tensors / sizeof tensors[0])
 
 static lb_status write_tensors(const char *path, uint32_t alignment) {
-    lb_gguf_writer *w = lb_gguf_writer_new();
+    lb_gguf_writer *w = NULL;
+    CHECK_OK(lb_gguf_writer_create(&w));
     lb_status st = lb_gguf_set_str(w, "general.architecture", "test");
     if (alignment) st = st ? st : lb_gguf_set_u32(w, "general.alignment", alignment);
     for (int i = 0; i < N_TENSORS && !st; i++)
@@ -387,7 +388,8 @@ static void test_tensor_roundtrip(void) {
     check_tensors(path_in("a4096.gguf"), 4096);
     CHECK_FAILS(write_tensors(path_in("a48.gguf"), 48), LB_ERR_INVALID, "power of two");
     CHECK(!file_exists(path_in("a48.gguf")));
-    lb_gguf_writer *w = lb_gguf_writer_new();
+    lb_gguf_writer *w = NULL;
+    CHECK_OK(lb_gguf_writer_create(&w));
     CHECK_OK(lb_gguf_set_u64(w, "general.alignment", 64));
     CHECK_FAILS(lb_gguf_write(w, path_in("a64u.gguf")), LB_ERR_INVALID, "uint32");
     CHECK(!file_exists(path_in("a64u.gguf")));
@@ -398,7 +400,8 @@ static void test_tensor_roundtrip(void) {
 static void test_exact_layout(void) {
     const uint8_t data[3] = {1, 2, 3};
     const uint64_t ne[1] = {3};
-    lb_gguf_writer *w = lb_gguf_writer_new();
+    lb_gguf_writer *w = NULL;
+    CHECK_OK(lb_gguf_writer_create(&w));
     CHECK_OK(lb_gguf_set_u32(w, "a", 7));
     CHECK_OK(lb_gguf_add_tensor(w, "t", LB_GGML_I8, 1, ne, data, 3));
     CHECK_OK(lb_gguf_write(w, path_in("exact.gguf")));
@@ -420,7 +423,8 @@ static void test_exact_layout(void) {
 
 static void test_writer_failures(void) {
     uint8_t buf[256] = {0};
-    lb_gguf_writer *w = lb_gguf_writer_new();
+    lb_gguf_writer *w = NULL;
+    CHECK_OK(lb_gguf_writer_create(&w));
     const uint64_t ne2[2] = {32, 2}, ne48[1] = {48}, ne0[2] = {4, 0};
     CHECK_FAILS(lb_gguf_add_tensor(w, "x", LB_GGML_F32, 2, ne2, buf, 255), LB_ERR_INVALID, "need 256");
     CHECK_FAILS(lb_gguf_add_tensor(w, "x", LB_GGML_F32, 0, ne2, buf, 0), LB_ERR_INVALID, "dimensions");

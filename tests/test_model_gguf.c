@@ -135,7 +135,8 @@ static void expect_bad(const char *what, const char *drop_key, const char *drop_
                        lb_status want, const char *needle) {
     lb_model *m = load_fp32();
     quantize_linears(m, "int3:g64:asym", 0);
-    lb_gguf_writer *w = lb_gguf_writer_new();
+    lb_gguf_writer *w = NULL;
+    CHECK_OK(lb_gguf_writer_create(&w));
     lb_mapped_file f;
     char path[256], path2[256];
     snprintf(path, sizeof path, "%s/good.gguf", dir);

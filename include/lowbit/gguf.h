@@ -89,7 +89,7 @@ const lb_gguf_tensor *lb_gguf_find_tensor(const lb_gguf *g, const char *name);
  * must stay valid until lb_gguf_write returns. Keys are written in the order
  * they were first set; setting a key again replaces its value. */
 typedef struct lb_gguf_writer lb_gguf_writer;
-lb_gguf_writer *lb_gguf_writer_new(void);
+lb_status lb_gguf_writer_create(lb_gguf_writer **out);
 void lb_gguf_writer_free(lb_gguf_writer *w);
 lb_status lb_gguf_set_u32(lb_gguf_writer *w, const char *key, uint32_t v);
 lb_status lb_gguf_set_i32(lb_gguf_writer *w, const char *key, int32_t v);

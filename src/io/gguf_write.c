@@ -53,10 +53,9 @@ static int grow(void **arr, size_t *cap, size_t n, size_t elem) {
     return 1;
 }
 
-lb_gguf_writer *lb_gguf_writer_new(void) {
-    lb_gguf_writer *w = calloc(1, sizeof *w);
-    if (!w) lb_fail(LB_ERR_NOMEM, "out of memory");
-    return w;
+lb_status lb_gguf_writer_create(lb_gguf_writer **out) {
+    *out = calloc(1, sizeof **out);
+    return *out ? LB_OK : lb_fail(LB_ERR_NOMEM, "out of memory for a GGUF writer");
 }
 
 void lb_gguf_writer_free(lb_gguf_writer *w) {

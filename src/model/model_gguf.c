@@ -149,9 +149,9 @@ lb_status lb_model_save_gguf(const lb_model *mc, const char *path) {
                                "without it would change the model)",
                                L->w.name, (int)L->rot.kind);
         }
-    lb_gguf_writer *w = lb_gguf_writer_new();
-    if (!w) return LB_ERR_NOMEM;
-    lb_status st = LB_OK;
+    lb_gguf_writer *w;
+    lb_status st = lb_gguf_writer_create(&w);
+    if (st != LB_OK) return st;
     TRY(lb_gguf_set_str(w, "general.architecture", "llama"));
     TRY(lb_gguf_set_str(w, "general.name", "lowbit model"));
     TRY(lb_gguf_set_u32(w, "general.alignment", LB_GGUF_DEFAULT_ALIGNMENT));
