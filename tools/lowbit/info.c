@@ -83,7 +83,7 @@ int cmd_info(int argc, char **argv) {
                c->vocab_size, c->seq_len, m->tied_output ? ", classifier tied to the embedding" : "");
         printf("tokenizer: %s\n", m->tokenizer ? "yes" : "none found (pass --tokenizer)");
         if (m->quant_note[0]) printf("quantized: %s\n", m->quant_note);
-        printf("\n%-28s %12s  %-28s %-7s %10s %8s\n", "tensor", "shape", "format", "stored", "bytes", "bpw");
+        printf("\n%-28s %12s  %-28s %-7s %10s %8s  %s\n", "tensor", "shape", "format", "stored", "bytes", "bpw", "kernel");
     }
     for (int i = 0; i < lb_model_n_tensors(m); i++) {
         const lb_tensor *t = lb_model_tensor_at(m, i);
@@ -105,6 +105,7 @@ int cmd_info(int argc, char **argv) {
             json_kstr("stored_as", stored);
             json_kint("bytes", (long long)t->nbytes);
             json_knum("bpw", bpw);
+            if (t->rows > 1) json_kstr("kernel", lb_matmul_kernel_name(t)); /* what lb_matmul runs on this CPU */
             if (slots[0]) {
                 json_kstr("slots", slots);
                 json_kint("slot_bytes", (long long)lb_linear_slot_bytes(L));
@@ -112,7 +113,8 @@ int cmd_info(int argc, char **argv) {
             json_end_object();
         } else {
             snprintf(shape, sizeof shape, "%lldx%lld", (long long)t->rows, (long long)t->cols);
-            printf("%-28s %12s  %-28s %-7s %10zu %8.4f\n", t->name, shape, spec, stored, t->nbytes, bpw);
+            printf("%-28s %12s  %-28s %-7s %10zu %8.4f  %s\n", t->name, shape, spec, stored, t->nbytes, bpw,
+                   t->rows > 1 ? lb_matmul_kernel_name(t) : "-");
             if (slots[0]) printf("  + %-54s %-7s %10zu\n", slots, "f32/i32", lb_linear_slot_bytes(L));
         }
     }
