@@ -60,6 +60,18 @@ static void test_spec_text(void) {
     CHECK_FAILS(lb_qspec_parse("int1:sym", &s), LB_ERR_INVALID, "binary");
     CHECK_FAILS(lb_qspec_parse("f16:g32", &s), LB_ERR_INVALID, "takes no options");
     CHECK_FAILS(lb_qspec_parse("ternary:3bit", &s), LB_ERR_INVALID, "does not apply");
+    /* empty, repeated and conflicting options */
+    CHECK_FAILS(lb_qspec_parse("int4:", &s), LB_ERR_INVALID, "empty option");
+    CHECK_FAILS(lb_qspec_parse("int4::g64", &s), LB_ERR_INVALID, "empty option");
+    CHECK_FAILS(lb_qspec_parse(":int4", &s), LB_ERR_INVALID, "no family name");
+    CHECK_FAILS(lb_qspec_parse("nf4:g64:", &s), LB_ERR_INVALID, "empty option");
+    CHECK_FAILS(lb_qspec_parse("int4:g64:sym:sym", &s), LB_ERR_INVALID, "'sym' in 'int4:g64:sym:sym' repeats");
+    CHECK_FAILS(lb_qspec_parse("int4:g32:g64", &s), LB_ERR_INVALID, "conflicts with the group size");
+    CHECK_FAILS(lb_qspec_parse("int4:row:g64", &s), LB_ERR_INVALID, "conflicts with the group size");
+    CHECK_FAILS(lb_qspec_parse("nf4:dq:dq", &s), LB_ERR_INVALID, "repeats");
+    CHECK_FAILS(lb_qspec_parse("int4:zint:zf16", &s), LB_ERR_INVALID, "conflicts with the zero point");
+    CHECK_FAILS(lb_qspec_parse("ternary:2bit:1.6bit", &s), LB_ERR_INVALID, "conflicts");
+    CHECK_FAILS(lb_qspec_parse("q4_0:", &s), LB_ERR_INVALID, "takes no options");
 }
 
 /* bytes and bpw counted by hand from the layouts in docs/FORMATS.md */

@@ -1,7 +1,6 @@
 /* The format table: spec text <-> lb_qspec, layouts and sizes, the unpacked
  * lb_qtensor, and dispatch to the family files (uniform.c, nf4.c, binary.c,
  * ternary.c, float.c). Adding a family: one file plus one row below. */
-#define _POSIX_C_SOURCE 200809L /* strtok_r */
 #include "format_internal.h"
 
 #include <math.h>
@@ -105,6 +104,27 @@ lb_status lb_qspec_validate(const lb_qspec *s) {
     return LB_OK;
 }
 
+/* Splits the next ':'-separated token off *cursor (empty tokens included).
+ * Returns 0 at the end of the text. */
+static int next_token(char **cursor, char **tok) {
+    if (!*cursor) return 0;
+    *tok = *cursor;
+    char *colon = strchr(*cursor, ':');
+    if (colon) {
+        *colon = '\0';
+        *cursor = colon + 1;
+    } else {
+        *cursor = NULL;
+    }
+    return 1;
+}
+
+/* Option slots: each option sets one; setting a slot twice is an error
+ * ("g32:g64" conflicts, "sym:sym" repeats). */
+enum { SLOT_GROUP, SLOT_SYMMETRY, SLOT_ZERO, SLOT_DQ, SLOT_RULE, SLOT_PACKING, SLOT_COUNT };
+static const char *slot_name[SLOT_COUNT] = {"group size", "symmetry", "zero point", "double quantization",
+                                            "ternary rule", "trit packing"};
+
 lb_status lb_qspec_parse(const char *text, lb_qspec *out) {
     static const char *known = "int1..int8, nf4, binary, ternary, f32, f16, bf16, q4_0, q4_1, q8_0";
     char buf[128];
@@ -112,11 +132,12 @@ lb_status lb_qspec_parse(const char *text, lb_qspec *out) {
     if (strlen(text) >= sizeof buf) return lb_fail(LB_ERR_INVALID, "format spec too long: '%.40s...'", text);
     strcpy(buf, text);
 
-    char *save = NULL;
-    char *tok = strtok_r(buf, ":", &save);
+    char *cursor = buf;
+    char *tok = NULL;
     lb_qspec s;
     int bits;
-    if (!tok) return lb_fail(LB_ERR_INVALID, "empty format spec '%s' (known: %s)", text, known);
+    next_token(&cursor, &tok);
+    if (!*tok) return lb_fail(LB_ERR_INVALID, "format spec '%s' has no family name (known: %s)", text, known);
     if (!strcmp(tok, "f32") || !strcmp(tok, "f16") || !strcmp(tok, "bf16") || !strcmp(tok, "q4_0") ||
         !strcmp(tok, "q4_1") || !strcmp(tok, "q8_0")) {
         if (!strcmp(tok, "f32")) spec_defaults(&s, LB_FAMILY_F32, 32);
@@ -127,8 +148,7 @@ lb_status lb_qspec_parse(const char *text, lb_qspec *out) {
             s.group = 32;
             s.zero = !strcmp(tok, "q4_1") ? LB_ZERO_F16 : LB_ZERO_SYM;
         }
-        char *extra = strtok_r(NULL, ":", &save);
-        if (extra) return lb_fail(LB_ERR_INVALID, "format '%s' takes no options, got '%s'", tok, extra);
+        if (cursor) return lb_fail(LB_ERR_INVALID, "format '%s' takes no options, got '%s'", tok, cursor);
         *out = s;
         return LB_OK;
     } else if (!strncmp(tok, "int", 3)) {
@@ -146,45 +166,59 @@ lb_status lb_qspec_parse(const char *text, lb_qspec *out) {
     }
     const char *family = tok;
 
-    int zero_explicit = 0;
-    while ((tok = strtok_r(NULL, ":", &save))) {
-        int g;
+    const char *seen[SLOT_COUNT] = {0};
+    while (next_token(&cursor, &tok)) {
+        int g, slot;
+        if (!*tok)
+            return lb_fail(LB_ERR_INVALID, "empty option in '%s' (options are separated by single ':')", text);
         if (tok[0] == 'g' && tok[1] >= '0' && tok[1] <= '9') {
             if (!parse_int(tok + 1, &g) || g < 16 || g > 256 || (g & (g - 1)))
                 return lb_fail(LB_ERR_INVALID, "group size '%s' in '%s' is not a power of two in 16..256",
                                tok + 1, text);
             s.group = g;
+            slot = SLOT_GROUP;
         } else if (!strcmp(tok, "row")) {
             s.group = LB_GROUP_ROW;
+            slot = SLOT_GROUP;
         } else if (!strcmp(tok, "tensor") &&
                    (s.family == LB_FAMILY_BINARY || s.family == LB_FAMILY_TERNARY)) {
             s.group = LB_GROUP_TENSOR;
-        } else if (s.family == LB_FAMILY_UNIFORM && !strcmp(tok, "sym")) {
-            s.zero = LB_ZERO_SYM;
-            zero_explicit = 1;
-        } else if (s.family == LB_FAMILY_UNIFORM && !strcmp(tok, "asym")) {
-            if (!zero_explicit) s.zero = LB_ZERO_F16;
-            else if (s.zero == LB_ZERO_SYM)
+            slot = SLOT_GROUP;
+        } else if (s.family == LB_FAMILY_UNIFORM && (!strcmp(tok, "sym") || !strcmp(tok, "asym"))) {
+            if (seen[SLOT_SYMMETRY] && strcmp(seen[SLOT_SYMMETRY], tok))
                 return lb_fail(LB_ERR_INVALID, "'%s' is both sym and asym", text);
-            zero_explicit = 1;
+            if (tok[0] == 's' && seen[SLOT_ZERO])
+                return lb_fail(LB_ERR_INVALID, "'%s': a symmetric format has no zero point", text);
+            if (tok[0] == 's') s.zero = LB_ZERO_SYM;
+            else if (!seen[SLOT_ZERO]) s.zero = LB_ZERO_F16;
+            slot = SLOT_SYMMETRY;
         } else if (s.family == LB_FAMILY_UNIFORM && (!strcmp(tok, "zint") || !strcmp(tok, "zf16"))) {
-            if (zero_explicit && s.zero == LB_ZERO_SYM)
+            if (seen[SLOT_SYMMETRY] && s.zero == LB_ZERO_SYM)
                 return lb_fail(LB_ERR_INVALID, "'%s': a symmetric format has no zero point", text);
             s.zero = !strcmp(tok, "zint") ? LB_ZERO_INT : LB_ZERO_F16;
-            zero_explicit = 1;
+            slot = SLOT_ZERO;
         } else if (s.family == LB_FAMILY_NF4 && !strcmp(tok, "dq")) {
             s.double_quant = 1;
+            slot = SLOT_DQ;
         } else if (s.family == LB_FAMILY_TERNARY && !strcmp(tok, "absmean")) {
             s.rule = LB_TERNARY_ABSMEAN;
+            slot = SLOT_RULE;
         } else if (s.family == LB_FAMILY_TERNARY && !strcmp(tok, "twn")) {
             s.rule = LB_TERNARY_TWN;
+            slot = SLOT_RULE;
         } else if (s.family == LB_FAMILY_TERNARY && !strcmp(tok, "2bit")) {
             s.trits_per_byte = 4;
+            slot = SLOT_PACKING;
         } else if (s.family == LB_FAMILY_TERNARY && !strcmp(tok, "1.6bit")) {
             s.trits_per_byte = 5;
+            slot = SLOT_PACKING;
         } else {
             return lb_fail(LB_ERR_INVALID, "option '%s' does not apply to %s (in '%s')", tok, family, text);
         }
+        if (seen[slot])
+            return lb_fail(LB_ERR_INVALID, "'%s' in '%s' %s the %s already given by '%s'", tok, text,
+                           strcmp(seen[slot], tok) ? "conflicts with" : "repeats", slot_name[slot], seen[slot]);
+        seen[slot] = tok;
     }
     lb_status st = lb_qspec_validate(&s);
     if (st != LB_OK) return lb_fail_context(st, "format '%s'", text);
