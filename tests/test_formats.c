@@ -121,7 +121,8 @@ static void test_sizes(void) {
     CHECK_FAILS(lb_format_size(&s, 0, 64, NULL, NULL, &total), LB_ERR_INVALID, "absurd");
     CHECK_FAILS(lb_format_size(&s, (int64_t)1 << 40, 1 << 20, NULL, NULL, &total), LB_ERR_INVALID, "absurd");
     /* ggml types: only whole 32-blocks map */
-    CHECK(lb_format_ggml_type(&(lb_qspec){0}, 64) == LB_GGML_F32);
+    CHECK(lb_format_ggml_type(&(lb_qspec){.family = LB_FAMILY_F32}, 64) == LB_GGML_F32);
+    CHECK(lb_format_ggml_type(&(lb_qspec){0}, 64) == -1); /* no family: nothing */
     s = spec("q4_0");
     CHECK(lb_format_ggml_type(&s, 64) == LB_GGML_Q4_0);
     CHECK(lb_format_ggml_type(&s, 172) == -1);

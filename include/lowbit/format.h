@@ -17,16 +17,33 @@
 extern "C" {
 #endif
 
+/* A family is a row of the format table (src/formats/format.c): one file per
+ * family answers everything about it (spec text, layout, codes, packing, the
+ * reference dequantization, ggml identity). A spec points at its row, so hot
+ * paths never look a family up. Adding a family touches no public header:
+ * the built-in rows below have handles for code that must recognize one (a
+ * kernel matching a layout); others are found by name (lb_format_family_find). */
+typedef struct lb_format_family lb_format_family;
+typedef const lb_format_family *lb_family;
+extern const lb_format_family lb_f32_family, lb_f16_family, lb_bf16_family, lb_uniform_family, lb_nf4_family,
+    lb_binary_family, lb_ternary_family;
+#define LB_FAMILY_F32 (&lb_f32_family)
+#define LB_FAMILY_F16 (&lb_f16_family)
+#define LB_FAMILY_BF16 (&lb_bf16_family)
+#define LB_FAMILY_UNIFORM (&lb_uniform_family) /* b-bit integers with a scale (and zero) per group */
+#define LB_FAMILY_NF4 (&lb_nf4_family)         /* 4-bit NormalFloat codebook, absmax per group */
+#define LB_FAMILY_BINARY (&lb_binary_family)   /* sign(w) * alpha */
+#define LB_FAMILY_TERNARY (&lb_ternary_family) /* {-1, 0, +1} * alpha */
+
+/* How a data-free method (round-to-nearest) picks a group's grid; a trait of
+ * the family, so methods need no per-family cases. */
 typedef enum {
-    LB_FAMILY_F32,
-    LB_FAMILY_F16,
-    LB_FAMILY_BF16,
-    LB_FAMILY_UNIFORM, /* b-bit integers with a scale (and zero) per group */
-    LB_FAMILY_NF4,     /* 4-bit NormalFloat codebook, absmax per group */
-    LB_FAMILY_BINARY,  /* sign(w) * alpha */
-    LB_FAMILY_TERNARY, /* {-1, 0, +1} * alpha */
-    LB_FAMILY_COUNT
-} lb_family;
+    LB_GRID_NONE,    /* float formats: nothing to pick */
+    LB_GRID_UNIFORM, /* evenly spaced levels: scale (and zero) from the clipped range */
+    LB_GRID_ABSMAX,  /* a codebook in [-1, 1] times the group's clipped absmax (nf4) */
+    LB_GRID_SIGN,    /* +-alpha, alpha = mean|w| (binary) */
+    LB_GRID_TERNARY  /* {-1, 0, +1} alpha by the method's ternary rule */
+} lb_grid_kind;
 
 typedef enum {
     LB_ZERO_SYM, /* w = d * (q - 2^(b-1)) */
@@ -41,7 +58,7 @@ typedef enum { LB_TERNARY_ABSMEAN, LB_TERNARY_TWN } lb_ternary_rule;
 #define LB_GROUP_TENSOR (-1) /* one scale for the whole tensor (binary, ternary) */
 
 typedef struct {
-    lb_family family;
+    lb_family family;    /* the family's row (never NULL in a valid spec) */
     int bits;            /* uniform: 1..8; fixed by the family otherwise */
     int group;           /* see above */
     lb_zero zero;        /* uniform */
@@ -58,7 +75,12 @@ lb_status lb_qspec_parse(const char *text, lb_qspec *out);
 void lb_qspec_format(const lb_qspec *spec, char *buf, size_t n);
 lb_status lb_qspec_validate(const lb_qspec *spec);
 int lb_qspec_equal(const lb_qspec *a, const lb_qspec *b);
+/* Traits answered by the spec's row. */
 int lb_qspec_is_float(const lb_qspec *spec);
+lb_grid_kind lb_format_grid(const lb_qspec *spec);
+const char *lb_format_family_name(const lb_qspec *spec); /* "int", "nf4", ...; "?" without a family */
+/* The family answering to a name ("nf4", "int4", "q4_0"), NULL if none. */
+lb_family lb_format_family_find(const char *name);
 
 /* Storage size of a rows x cols matrix in this format (rows of fixed size,
  * then a tensor-level tail for per-tensor data). Fails on absurd shapes. */

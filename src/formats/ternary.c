@@ -8,6 +8,50 @@
  * whole bytes. */
 #include "format_internal.h"
 
+#include <string.h>
+
+enum { SLOT_GROUP, SLOT_RULE, SLOT_PACKING };
+
+/* "ternary" (default one alpha per row, 1.6 bits per trit), options
+ * g<N> | row | tensor, 2bit | 1.6bit, absmean | twn */
+static int ternary_match(const char *head, lb_qspec *s) {
+    if (strcmp(head, "ternary")) return 0;
+    s->bits = 2;
+    s->group = LB_GROUP_ROW;
+    s->trits_per_byte = 5;
+    s->rule = LB_TERNARY_ABSMEAN;
+    return 1;
+}
+
+static int ternary_parse_option(lb_qspec *s, const char *tok, unsigned seen) {
+    (void)seen;
+    if (!strcmp(tok, "2bit") || !strcmp(tok, "1.6bit")) {
+        s->trits_per_byte = tok[0] == '2' ? 4 : 5;
+        return SLOT_PACKING;
+    }
+    if (!strcmp(tok, "absmean") || !strcmp(tok, "twn")) {
+        s->rule = tok[0] == 't' ? LB_TERNARY_TWN : LB_TERNARY_ABSMEAN;
+        return SLOT_RULE;
+    }
+    return lb_parse_group_option(s, tok, 1);
+}
+
+static void ternary_format(const lb_qspec *s, char *buf, size_t n) {
+    char g[16];
+    lb_group_text(s, g, sizeof g);
+    snprintf(buf, n, "ternary:%s:%s:%s", s->rule == LB_TERNARY_TWN ? "twn" : "absmean", g,
+             s->trits_per_byte == 4 ? "2bit" : "1.6bit");
+}
+
+static lb_status ternary_validate(const lb_qspec *s) {
+    if (s->bits != 2) return lb_fail(LB_ERR_INVALID, "ternary codes are 2 bits, not %d", s->bits);
+    if (s->trits_per_byte != 4 && s->trits_per_byte != 5)
+        return lb_fail(LB_ERR_INVALID, "ternary packs 4 or 5 trits per byte, not %d", s->trits_per_byte);
+    if (s->rule != LB_TERNARY_ABSMEAN && s->rule != LB_TERNARY_TWN)
+        return lb_fail(LB_ERR_INVALID, "unknown ternary rule %d", (int)s->rule);
+    return lb_validate_group(s, 1);
+}
+
 static size_t trit_bytes(const lb_qspec *s, int64_t n) {
     return s->trits_per_byte == 4 ? (size_t)((n + 3) / 4) : (size_t)((n + 4) / 5);
 }
@@ -81,8 +125,15 @@ static void ternary_dequantize_row(const lb_qspec *s, const lb_layout *l, const 
     }
 }
 
-const lb_format_traits lb_ternary_traits = {
+const lb_format_family lb_ternary_family = {
     .name = "ternary",
+    .names = "ternary",
+    .grid = LB_GRID_TERNARY,
+    .option_slots = {"group size", "ternary rule", "trit packing"},
+    .match = ternary_match,
+    .parse_option = ternary_parse_option,
+    .format = ternary_format,
+    .validate = ternary_validate,
     .row_bytes = ternary_row_bytes,
     .tail_bytes = lb_lead_scales_tail_bytes,
     .levels = ternary_levels,
