@@ -51,8 +51,6 @@ typedef enum {
     LB_ZERO_INT  /* w = d * (q - z), z a b-bit integer */
 } lb_zero;
 
-typedef enum { LB_TERNARY_ABSMEAN, LB_TERNARY_TWN } lb_ternary_rule;
-
 /* group: weights sharing one scale along a row (16..256, a power of two), or: */
 #define LB_GROUP_ROW 0      /* one scale per row */
 #define LB_GROUP_TENSOR (-1) /* one scale for the whole tensor (binary, ternary) */
@@ -64,10 +62,9 @@ typedef struct {
     lb_zero zero;        /* uniform */
     int double_quant;    /* nf4: absmax values themselves stored at 8 bits */
     int trits_per_byte;  /* ternary: 4 (2 bits per trit) or 5 (1.6 bits per trit) */
-    lb_ternary_rule rule; /* ternary: how scale and threshold are chosen */
 } lb_qspec;
 
-/* Parses "int4:g64:asym", "nf4:g64:dq", "binary:row", "ternary:absmean:g64:2bit",
+/* Parses "int4:g64:asym", "nf4:g64:dq", "binary:row", "ternary:g64:2bit",
  * "f16", aliases "q4_0", "q4_1", "q8_0". Unknown or inconsistent specs fail
  * with a message naming the offending part. */
 lb_status lb_qspec_parse(const char *text, lb_qspec *out);

@@ -14,7 +14,8 @@
  *   codebook (nf4)              absmax = max|w| (clipped by the rule), codes the
  *                               nearest level of absmax * codebook
  *   sign (binary)               alpha = mean|w| (BWN), codes sign(w)
- *   ternary: absmean            gamma = mean|w|, t = clamp(round(w/gamma), -1, 1) (BitNet b1.58)
+ *   ternary (opts->ternary_rule, a method choice: the bytes are the same)
+ *            absmean            gamma = mean|w|, t = clamp(round(w/gamma), -1, 1) (BitNet b1.58)
  *            twn                delta = 0.7 mean|w|, t = sign(w) [|w| > delta],
  *                               alpha = mean of |w| over |w| > delta (TWN)
  * Deviation: the asymmetric fp16-offset grid does not force 0 into the
@@ -182,7 +183,7 @@ static void fit_group(lb_qtensor *q, int64_t k, const float *x, int64_t n, const
     }
     case LB_GRID_SIGN: q->scale[k] = lb_round_fp16((float)st.mean_abs); break;
     case LB_GRID_TERNARY:
-        if (spec->rule == LB_TERNARY_ABSMEAN) {
+        if (o->ternary_rule == LB_TERNARY_ABSMEAN) {
             q->scale[k] = lb_round_fp16((float)st.mean_abs);
         } else {
             float delta = (float)(0.7 * st.mean_abs);
@@ -201,12 +202,12 @@ static void fit_group(lb_qtensor *q, int64_t k, const float *x, int64_t n, const
     }
 }
 
-static int assign_code(const lb_qtensor *q, int64_t k, float x, const float *twn_threshold) {
+static int assign_code(const lb_qtensor *q, int64_t k, float x, const lb_rtn_opts *o, const float *twn_threshold) {
     const lb_qspec *spec = &q->spec;
     switch (lb_format_grid(spec)) {
     case LB_GRID_SIGN: return x >= 0.0f;
     case LB_GRID_TERNARY: {
-        if (spec->rule == LB_TERNARY_TWN) {
+        if (o->ternary_rule == LB_TERNARY_TWN) {
             if (fabsf(x) <= twn_threshold[k]) return 1;
             return x > 0 ? 2 : 0;
         }
@@ -244,13 +245,15 @@ lb_status lb_rtn_quantize(const float *w, int64_t rows, int64_t cols, const lb_q
     if (opts->clip == LB_CLIP_MSE && (opts->mse_steps < 1 || opts->mse_steps > 10000 ||
                                       !(opts->mse_min_shrink > 0.0f && opts->mse_min_shrink <= 1.0f)))
         return lb_fail(LB_ERR_INVALID, "mse clipping needs 1..10000 steps and a shrink factor in (0, 1]");
+    if (opts->ternary_rule != LB_TERNARY_ABSMEAN && opts->ternary_rule != LB_TERNARY_TWN)
+        return lb_fail(LB_ERR_INVALID, "unknown ternary rule %d", (int)opts->ternary_rule);
     lb_status st = check_finite(w, rows, cols);
     if (st != LB_OK) return st;
     st = lb_qtensor_init(q, spec, rows, cols);
     if (st != LB_OK) return st;
 
     float *twn = NULL;
-    if (grid == LB_GRID_TERNARY && spec->rule == LB_TERNARY_TWN) {
+    if (grid == LB_GRID_TERNARY && opts->ternary_rule == LB_TERNARY_TWN) {
         twn = lb_calloc((size_t)q->n_groups, sizeof(float));
         if (!twn) {
             lb_qtensor_free(q);
@@ -277,7 +280,7 @@ lb_status lb_rtn_quantize(const float *w, int64_t rows, int64_t cols, const lb_q
                 int64_t k = lb_qtensor_group(q, r, c);
                 /* padding decodes to (nearly) zero, so kernels may run over it */
                 float x = c < cols ? w[r * cols + c] : 0.0f;
-                codes[c] = (uint8_t)assign_code(q, k, x, twn);
+                codes[c] = (uint8_t)assign_code(q, k, x, opts, twn);
             }
         }
     }

@@ -15,7 +15,7 @@ static const char *quantize_help =
     "  --format SPEC      int<b>[:g<G>|:row][:sym|:asym][:zint]   b = 1..8 bits, G = 16..256 (default g64:asym)\n"
     "                     nf4[:g<G>][:dq]                          NormalFloat4, dq = 8-bit absmax\n"
     "                     binary[:g<G>|:row|:tensor]               sign(w) x mean|w|\n"
-    "                     ternary[:absmean|:twn][:g<G>|:row|:tensor][:2bit|:1.6bit]\n"
+    "                     ternary[:g<G>|:row|:tensor][:2bit|:1.6bit]   {-1,0,1} x absmean\n"
     "                     f32, f16, bf16; ggml names q8_0, q4_0, q4_1\n"
     "                     (see docs/FORMATS.md for layouts and bits per weight)\n"
     "  --method rtn       round-to-nearest (the only method so far)\n"
