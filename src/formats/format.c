@@ -9,15 +9,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The table, in the order names are matched and listed. */
-#define LB_FORMAT_FAMILIES(X)                                                                                \
-    X(lb_f32_family)                                                                                         \
-    X(lb_f16_family)                                                                                         \
-    X(lb_bf16_family)                                                                                        \
-    X(lb_uniform_family)                                                                                     \
-    X(lb_nf4_family)                                                                                         \
-    X(lb_binary_family)                                                                                      \
-    X(lb_ternary_family)
+/* The table, in the order names are matched and listed: one line per row
+ * (each row is a `const lb_format_family` defined in its family's file). */
+#define LB_FORMAT_FAMILIES(X) \
+    X(lb_f32_family)          \
+    X(lb_f16_family)          \
+    X(lb_bf16_family)         \
+    X(lb_uniform_family)      \
+    X(lb_nf4_family)          \
+    X(lb_binary_family)       \
+    X(lb_ternary_family)      \
+    /* end of the table */
 
 #define LB_DECLARE_FAMILY(row) extern const lb_format_family row;
 LB_FORMAT_FAMILIES(LB_DECLARE_FAMILY)
