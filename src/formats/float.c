@@ -39,7 +39,8 @@ static size_t float_row_bytes(const lb_qspec *s, const lb_layout *l) {
 
 static void f32_dequantize_row(const lb_qspec *s, const lb_layout *l, const uint8_t *data, int64_t row, float *out) {
     (void)s;
-    memcpy(out, data + (size_t)row * l->row_bytes, (size_t)l->cols * 4); /* little-endian hosts only (checked at build) */
+    /* little-endian hosts only (checked at build) */
+    memcpy(out, data + (size_t)row * l->row_bytes, (size_t)l->cols * 4);
 }
 
 static void f16_dequantize_row(const lb_qspec *s, const lb_layout *l, const uint8_t *data, int64_t row, float *out) {

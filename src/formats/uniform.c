@@ -109,7 +109,10 @@ static int uniform_ggml_type(const lb_qspec *s, int64_t cols) {
 }
 
 static int uniform_from_ggml(int type, lb_qspec *s) {
-    const char *name = type == LB_GGML_Q4_0 ? "q4_0" : type == LB_GGML_Q4_1 ? "q4_1" : type == LB_GGML_Q8_0 ? "q8_0" : NULL;
+    const char *name = type == LB_GGML_Q4_0   ? "q4_0"
+                       : type == LB_GGML_Q4_1 ? "q4_1"
+                       : type == LB_GGML_Q8_0 ? "q8_0"
+                                              : NULL;
     return name && uniform_match(name, s) == 2;
 }
 
@@ -240,12 +243,50 @@ static void uniform_decode_row(lb_qtensor *q, int64_t row, const uint8_t *src) {
     }
 }
 
+/* The three g32 layouts ggml shares, read through its block structs
+ * (ggml_blocks.h, the layouts kernels use); the same values as the generic
+ * path below, bit for bit. Returns 0 for every other spec. */
+static int dequantize_ggml_blocks(const lb_qspec *s, const lb_layout *l, const uint8_t *src, float *out) {
+    int q8_0 = s->bits == 8 && s->zero == LB_ZERO_SYM;
+    int q4 = s->bits == 4 && (s->zero == LB_ZERO_SYM || s->zero == LB_ZERO_F16);
+    if (s->group != LB_QK || !(q8_0 || q4)) return 0;
+    for (int64_t g = 0; g < l->groups_per_row; g++) {
+        float v[LB_QK];
+        if (q8_0) {
+            lb_block_q8_0 b;
+            memcpy(&b, src + (size_t)g * sizeof b, sizeof b); /* rows need not be aligned */
+            float d = lb_fp16_to_fp32(b.d);
+            for (int j = 0; j < LB_QK; j++) v[j] = d * (float)b.qs[j];
+        } else if (s->zero == LB_ZERO_SYM) {
+            lb_block_q4_0 b;
+            memcpy(&b, src + (size_t)g * sizeof b, sizeof b);
+            float d = lb_fp16_to_fp32(b.d);
+            for (int j = 0; j < LB_QK / 2; j++) {
+                v[j] = d * (float)((b.qs[j] & 15) - 8);
+                v[j + LB_QK / 2] = d * (float)((b.qs[j] >> 4) - 8);
+            }
+        } else {
+            lb_block_q4_1 b;
+            memcpy(&b, src + (size_t)g * sizeof b, sizeof b);
+            float d = lb_fp16_to_fp32(b.d), m = lb_fp16_to_fp32(b.m);
+            for (int j = 0; j < LB_QK / 2; j++) {
+                v[j] = d * (float)(b.qs[j] & 15) + m;
+                v[j + LB_QK / 2] = d * (float)(b.qs[j] >> 4) + m;
+            }
+        }
+        int64_t c0 = g * LB_QK, n = l->cols - c0 < LB_QK ? l->cols - c0 : LB_QK;
+        memcpy(out + c0, v, (size_t)n * sizeof(float));
+    }
+    return 1;
+}
+
 /* The meaning of the bytes, computed as ggml does: d * (q - z) for the
  * symmetric (z = 2^(b-1)) and integer-zero variants, d * q + m for fp16
  * offsets. */
 static void uniform_dequantize_row(const lb_qspec *s, const lb_layout *l, const uint8_t *data, int64_t row,
                                    float *out) {
     const uint8_t *src = data + (size_t)row * l->row_bytes;
+    if (dequantize_ggml_blocks(s, l, src, out)) return;
     size_t hb = header_bytes(s), cb = (size_t)(l->group_len * s->bits / 8);
     const uint8_t *zs = src + (size_t)l->groups_per_row * (hb + cb);
     uint8_t codes[256];
