@@ -16,6 +16,7 @@ static const char *quantize_help =
     "                     nf4[:g<G>][:dq]                          NormalFloat4, dq = 8-bit absmax\n"
     "                     binary[:g<G>|:row|:tensor]               sign(w) x mean|w|\n"
     "                     ternary[:g<G>|:row|:tensor][:2bit|:1.6bit]   {-1,0,1} x absmean\n"
+    "                     pow2[:3|:4|:5][:g<G>|:row]               0 or +-2^-k x absmax (default 4 bits, g64)\n"
     "                     f32, f16, bf16; ggml names q8_0, q4_0, q4_1\n"
     "                     (see docs/FORMATS.md for layouts and bits per weight)\n"
     "  --method rtn       round-to-nearest (the only method so far)\n"
