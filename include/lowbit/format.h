@@ -1,8 +1,9 @@
 /* lowbit formats: how a weight matrix is stored in bits.
  *
- * A format is data: an lb_qspec names a family (uniform integers, NF4,
- * binary, ternary, float pass-through) and its parameters (bits, group size,
- * zero-point kind, packing). The byte layout of every family is written down
+ * A format is data: an lb_qspec names a family (a row of the format table:
+ * uniform integers, NF4, binary, ternary, ..., float pass-through; the list
+ * is docs/FORMATS.md's) and its parameters (bits, group size, zero-point
+ * kind, packing). The byte layout of every family is written down
  * in docs/FORMATS.md; bits per weight count every stored byte (scales, zeros,
  * second-level tables, row padding).
  *
@@ -40,7 +41,7 @@ extern const lb_format_family lb_f32_family, lb_f16_family, lb_bf16_family, lb_u
 typedef enum {
     LB_GRID_NONE,    /* float formats: nothing to pick */
     LB_GRID_UNIFORM, /* evenly spaced levels: scale (and zero) from the clipped range */
-    LB_GRID_ABSMAX,  /* a codebook in [-1, 1] times the group's clipped absmax (nf4) */
+    LB_GRID_ABSMAX,  /* a codebook in [-1, 1] times the group's clipped absmax (e.g. nf4) */
     LB_GRID_SIGN,    /* +-alpha, alpha = mean|w| (binary) */
     LB_GRID_TERNARY  /* {-1, 0, +1} alpha by the method's ternary rule */
 } lb_grid_kind;
@@ -57,7 +58,7 @@ typedef enum {
 
 typedef struct {
     lb_family family;    /* the family's row (never NULL in a valid spec) */
-    int bits;            /* uniform: 1..8; fixed by the family otherwise */
+    int bits;            /* bits per code (uniform: 1..8; each family says) */
     int group;           /* see above */
     lb_zero zero;        /* uniform */
     int double_quant;    /* nf4: absmax values themselves stored at 8 bits */
@@ -65,8 +66,8 @@ typedef struct {
 } lb_qspec;
 
 /* Parses "int4:g64:asym", "nf4:g64:dq", "binary:row", "ternary:g64:2bit",
- * "f16", aliases "q4_0", "q4_1", "q8_0". Unknown or inconsistent specs fail
- * with a message naming the offending part. */
+ * "f16", aliases "q4_0", "q4_1", "q8_0". Unknown, empty, repeated or
+ * conflicting options fail with a message naming the offending part. */
 lb_status lb_qspec_parse(const char *text, lb_qspec *out);
 /* Canonical text of a spec (parses back to the same spec). */
 void lb_qspec_format(const lb_qspec *spec, char *buf, size_t n);
