@@ -9,6 +9,7 @@
 #include "lowbit/gguf.h"
 #include "lowbit/linear.h"
 #include "lowbit/model.h"
+#include "lowbit/pipeline.h"
 #include "lowbit/quant.h"
 #include "lowbit/tokenizer.h"
 

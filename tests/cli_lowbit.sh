@@ -56,6 +56,10 @@ expect 2 "--threads expects an integer" -- "$LOWBIT" info "$MODEL" --threads 0
 expect 0 "dim 64, hidden 172, 5 layers" -- "$LOWBIT" info "$MODEL"
 "$LOWBIT" info "$MODEL" --json > "$TMP/info.json"
 json "$TMP/info.json" "j['config']['dim'] == 64 and len(j['tensors']) == 47 and j['bpw_all'] == 32"
+# a file whose linears carry slots lists them under their weights
+expect 0 "+ in_scale outliers(2) lora(r2)" -- "$LOWBIT" info fuzz/corpus/fuzz_model_gguf/slots.gguf
+"$LOWBIT" info fuzz/corpus/fuzz_model_gguf/slots.gguf --json > "$TMP/slots.json"
+json "$TMP/slots.json" "[t['slots'] for t in j['tensors'] if 'slots' in t] == ['in_scale hadamard bias', 'in_scale outliers(2) lora(r2)']"
 
 # --- quantize -> info -> eval -> generate ---------------------------------------
 "$LOWBIT" quantize "$MODEL" -o "$TMP/q.gguf" --format int4:g64:asym --clip mse --json > "$TMP/q.json" || fail "quantize failed"
@@ -88,6 +92,42 @@ expect 2 "selects only norm weights" -- "$LOWBIT" quantize "$MODEL" -o "$TMP/x.g
 json "$TMP/a.json" "j['tensors_quantized'] == 20"
 expect 2 "tied to the token embedding" -- "$LOWBIT" quantize "$MODEL" -o "$TMP/x.gguf" --format q8_0 --tensors output
 no_leftovers x.gguf
+
+# --- plans: overrides, recipes, dry runs ----------------------------------------
+# an override wins over --format for the tensors it matches, the last one over earlier ones
+"$LOWBIT" quantize "$MODEL" --format int4:g64:asym --tensor-type 'blk.0.*=q8_0' \
+    --tensor-type 'blk.0.ffn_down.weight=ternary:row,method=twn' --dry-run --json > "$TMP/plan.json"
+json "$TMP/plan.json" "len(j) == 35 and {e['tensor']: e['spec'] for e in j}['blk.0.attn_q.weight'] == 'int8:g32:sym' and {e['tensor']: e['method'] for e in j}['blk.0.ffn_down.weight'] == 'twn' and {e['tensor']: e['spec'] for e in j}['blk.1.attn_q.weight'] == 'int4:g64:asym' and all(set(e) == {'tensor','spec','method','options','bpw'} for e in j)"
+# --dry-run writes no model (a recipe only when asked for)
+"$LOWBIT" quantize "$MODEL" -o "$TMP/dry.gguf" --format int4 --dry-run > "$TMP/dry.txt" || fail "dry run failed"
+grep -q "blk.4.ffn_up.weight" "$TMP/dry.txt" && ok || fail "dry run lacks the plan: $(cat "$TMP/dry.txt")"
+no_leftovers dry.gguf
+# a saved recipe reads back to the same plan and the same quantized model
+"$LOWBIT" quantize "$MODEL" -o "$TMP/r1.gguf" --format int3:g32:asym --clip mse --tensors linears,embeddings \
+    --tensor-type 'blk.*.ffn_down.weight=int4:g64:asym,mse_steps=20' --save-recipe "$TMP/plan.recipe" --json > "$TMP/r1.json" || fail "save-recipe failed"
+grep -q "^blk.3.ffn_down.weight int4:g64:asym method=rtn clip=mse mse_steps=20" "$TMP/plan.recipe" && ok || fail "recipe: $(cat "$TMP/plan.recipe")"
+"$LOWBIT" quantize "$MODEL" -o "$TMP/r2.gguf" --recipe "$TMP/plan.recipe" --json > "$TMP/r2.json" || fail "--recipe failed"
+json "$TMP/r2.json" "j['tensors_quantized'] == 36 and j['bpw'] == json.load(open('$TMP/r1.json'))['bpw'] and j['format'] is None"
+"$LOWBIT" quantize "$MODEL" --recipe "$TMP/plan.recipe" --dry-run --json > "$TMP/p2.json"
+"$LOWBIT" quantize "$MODEL" --format int3:g32:asym --clip mse --tensors linears,embeddings \
+    --tensor-type 'blk.*.ffn_down.weight=int4:g64:asym,mse_steps=20' --dry-run --json > "$TMP/p1.json"
+json "$TMP/p2.json" "j == json.load(open('$TMP/p1.json'))"
+"$LOWBIT" info "$TMP/r1.gguf" --json > "$TMP/r1i.json"
+json "$TMP/r1i.json" "'method=rtn clip=mse format=int3:g32:asym tensors=linears,embeddings' in j['quant_note'] and 'mse_steps=20' in j['quant_note']"
+# a recipe with a bad line: its line number, and nothing written
+printf 'linears int4\n# fine\nembeddings int4 clip=best\n' > "$TMP/bad.recipe"
+expect 1 "bad.recipe:3: unknown clipping rule 'best'" -- "$LOWBIT" quantize "$MODEL" -o "$TMP/bad.gguf" --recipe "$TMP/bad.recipe"
+expect 2 "empty tensor selection" -- "$LOWBIT" quantize "$MODEL" -o "$TMP/bad.gguf" --format int4 --tensors ''
+expect 2 "empty entry" -- "$LOWBIT" quantize "$MODEL" -o "$TMP/bad.gguf" --format int4 --tensors 'linears,'
+expect 2 "unknown method 'gptq' (available: rtn, twn" -- "$LOWBIT" quantize "$MODEL" -o "$TMP/bad.gguf" --format int4 --method gptq
+expect 2 "method twn has no option 'clip'" -- "$LOWBIT" quantize "$MODEL" -o "$TMP/bad.gguf" --format ternary --method twn --clip mse
+expect 1 "ternary formats only" -- "$LOWBIT" quantize "$MODEL" -o "$TMP/bad.gguf" --format int4 --method twn
+expect 2 "expected PATTERN=SPEC" -- "$LOWBIT" quantize "$MODEL" -o "$TMP/bad.gguf" --format int4 --tensor-type 'blk.0.*'
+expect 2 "missing --format SPEC (or --recipe FILE)" -- "$LOWBIT" quantize "$MODEL" -o "$TMP/bad.gguf"
+expect 0 "twn" -- "$LOWBIT" quantize --help
+"$LOWBIT" quantize "$MODEL" -o "$TMP/t.gguf" --format ternary:row --method twn --json > "$TMP/t.json" || fail "twn failed"
+json "$TMP/t.json" "j['method'] == 'twn' and j['clip'] is None and j['tensors_quantized'] == 35"
+no_leftovers bad.gguf
 
 # --- bad input: clear message, non-zero exit, nothing written ------------------
 expect 2 "'int4x' in 'int4x': int formats take 1 to 8 bits" -- "$LOWBIT" quantize "$MODEL" -o "$TMP/bad.gguf" --format int4x

@@ -80,7 +80,7 @@ static void test_reference_metrics(void) {
     CHECK_OK(lb_qspec_parse("int3:g64:asym", &s));
     for (int l = 0; l < q->cfg.n_layers; l++)
         for (int i = 0; i < LB_N_LINEARS; i++) {
-            lb_tensor *w = &q->layers[l].linear[i], t;
+            lb_tensor *w = &q->layers[l].linear[i].w, t;
             CHECK_OK(lb_quantize_to_tensor((const float *)w->data, w->rows, w->cols, &s, NULL, w->name, &t));
             *w = t;
         }

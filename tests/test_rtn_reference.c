@@ -58,7 +58,7 @@ int main(void) {
         CHECK_OK(lb_model_load(model_path, NULL, &m));
         for (int l = 0; l < m->cfg.n_layers; l++)
             for (int k = 0; k < LB_N_LINEARS; k++) {
-                lb_tensor *w = &m->layers[l].linear[k], q;
+                lb_tensor *w = &m->layers[l].linear[k].w, q;
                 CHECK_OK(lb_quantize_to_tensor((const float *)w->data, w->rows, w->cols, &spec, &ro, w->name, &q));
                 *w = q; /* the mapped original needs no freeing */
             }

@@ -1,4 +1,5 @@
-/* lowbit linears: y = x W^T for a weight stored in any format.
+/* lowbit linears: y = x W^T for a weight stored in any format, and lb_linear
+ * (the weight plus optional bias, input scale, rotation, outliers, adapter).
  *
  * lb_matmul is the one entry point for a stored weight: it runs the kernel
  * chosen for the tensor's format and this CPU (cached on the tensor), or the
@@ -26,6 +27,110 @@ void lb_act_cache_reset(lb_act_cache *c);
 
 /* y (n x rows) = x (n x cols) W^T. cache may be NULL (nothing shared). */
 lb_status lb_matmul(const lb_tensor *w, const float *x, int n, float *y, lb_act_cache *cache);
+
+/* ---- lb_linear: a weight plus optional slots --------------------------------
+ * What a model's linear layer holds: the stored weight w (rows=out, cols=in)
+ * and, each absent when NULL / 0, slots that quantization methods fill:
+ *
+ *   in_scale  s (cols)     AWQ / SmoothQuant channel scale: the weight was
+ *                          stored as W diag(s), so the input is divided: x / s
+ *   rotation  R (cols x cols, orthonormal): the input is rotated, x R, and
+ *                          the weight was stored rotated the same way. Kind
+ *                          LB_ROTATION_HADAMARD: R = diag(d) H / sqrt(cols),
+ *                          d = signs (each +1 or -1), H the Sylvester
+ *                          Walsh-Hadamard matrix (H symmetric, H H = cols I),
+ *                          cols a power of two; as a column vector
+ *                          x' = H diag(d) x / sqrt(cols)
+ *   outliers  S (rows x cols) sparse, CSR: added to the dequantized weight
+ *   adapter   A (rank x cols), B (rows x rank), alpha: low-rank term added
+ *                          to the weight, alpha B A
+ *   bias      b (rows)     added to the output
+ *
+ * With x row vectors (x: (n, cols)), lb_linear_forward computes
+ *
+ *   x' = (x / s) R                                   input transforms, in this order
+ *   y  = x' W^T  +  x' S^T  +  alpha (x' A^T) B^T  +  b
+ *
+ * so outliers and adapter live in the same basis as the stored weight (the
+ * effective matrix is W + S + alpha B A), and a layer whose original weight
+ * is W0 computes y = x W0^T + b when it stores W = W0 diag(s) R (see
+ * lb_linear_transform_weight). Each stored row of W went through the
+ * input's transforms with s multiplied instead of divided.
+ *
+ * Ownership: a linear owns its slot arrays (the setters copy their
+ * arguments; lb_linear_free releases them) and its weight tensor (freed with
+ * lb_tensor_free, which leaves views into a mapped file alone). */
+typedef enum {
+    LB_ROTATION_NONE,
+    LB_ROTATION_HADAMARD, /* randomized Walsh-Hadamard: signs + FWHT */
+    /* LB_ROTATION_DENSE (a stored orthonormal matrix) can be added here */
+} lb_rotation_kind;
+
+typedef struct {
+    lb_rotation_kind kind;
+    float *signs; /* HADAMARD: (cols), each +1 or -1 */
+} lb_rotation;
+
+typedef struct {
+    int64_t nnz;       /* 0: no outliers */
+    int32_t *row_ptr;  /* (rows + 1), row_ptr[0] = 0, row_ptr[rows] = nnz, non-decreasing */
+    int32_t *col_idx;  /* (nnz), each in 0..cols-1 */
+    float *values;     /* (nnz), fp32 */
+} lb_outliers;
+
+typedef struct {
+    int rank;    /* 0: no adapter */
+    float *a;    /* (rank, cols) */
+    float *b;    /* (rows, rank) */
+    float alpha;
+} lb_adapter;
+
+typedef struct {
+    lb_tensor w;          /* (rows=out, cols=in), any format */
+    float *bias;          /* (rows) or NULL */
+    float *in_scale;      /* (cols) or NULL */
+    lb_rotation rot;
+    lb_outliers outliers;
+    lb_adapter adapter;
+} lb_linear;
+
+/* Takes over w (its bytes now belong to the linear: do not free w after)
+ * with every slot empty. */
+void lb_linear_init(lb_linear *L, const lb_tensor *w);
+/* Releases the slots and the weight; leaves an empty linear. */
+void lb_linear_free(lb_linear *L);
+/* Replaces the weight (freeing the old one) with w, which must have the same
+ * shape and be resolved (lb_quantize_to_tensor's output is); the slots stay.
+ * Takes over w on success; on failure L and w are unchanged. */
+lb_status lb_linear_set_weight(lb_linear *L, const lb_tensor *w);
+
+/* Setters copy their arguments after checking them (sizes, finite values);
+ * NULL (or rank / nnz 0) removes the slot. On failure L is unchanged. */
+lb_status lb_linear_set_bias(lb_linear *L, const float *bias /* rows */);
+lb_status lb_linear_set_in_scale(lb_linear *L, const float *scale /* cols, finite, nonzero */);
+lb_status lb_linear_set_hadamard(lb_linear *L, const float *signs /* cols, +1 or -1 */);
+lb_status lb_linear_set_outliers(lb_linear *L, int64_t nnz, const int32_t *row_ptr, const int32_t *col_idx,
+                                 const float *values);
+lb_status lb_linear_set_adapter(lb_linear *L, int rank, const float *a, const float *b, float alpha);
+/* Checks every present slot against the weight's shape and for NaN / Inf
+ * (for linears whose fields were filled directly). */
+lb_status lb_linear_validate(const lb_linear *L);
+/* 1 when any slot is present. */
+int lb_linear_has_slots(const lb_linear *L);
+/* Bytes the slots hold (f32 values, int32 indices). */
+size_t lb_linear_slot_bytes(const lb_linear *L);
+
+/* x' = (x / s) R: the input the stored weight reads (x, out: (n, cols); may
+ * alias). This is what a quantizer of L->w should collect statistics on. */
+lb_status lb_linear_transform_input(const lb_linear *L, const float *x, int n, float *out);
+/* W0 (rows x cols, in place) -> W0 diag(s) R: the weight to store so that
+ * the linear computes x W0^T. */
+lb_status lb_linear_transform_weight(const lb_linear *L, float *w, int64_t rows);
+
+/* y (n x rows) = the formula above. cache is used for the weight only when
+ * the linear has no input transform (the weight then reads x itself, the
+ * input the cache was prepared for); may be NULL. */
+lb_status lb_linear_forward(const lb_linear *L, const float *x, int n, float *y, lb_act_cache *cache);
 
 #ifdef __cplusplus
 }

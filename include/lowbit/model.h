@@ -35,7 +35,7 @@ enum { LB_WQ, LB_WK, LB_WV, LB_WO, LB_W1, LB_W2, LB_W3, LB_N_LINEARS };
 typedef struct {
     lb_tensor attn_norm;              /* (dim) */
     lb_tensor ffn_norm;               /* (dim) */
-    lb_tensor linear[LB_N_LINEARS];   /* wq (dim, dim), wk/wv (kv_dim, dim), wo (dim, dim),
+    lb_linear linear[LB_N_LINEARS];   /* weights .w: wq (dim, dim), wk/wv (kv_dim, dim), wo (dim, dim),
                                          w1/w3 (hidden, dim), w2 (dim, hidden): (out, in) */
 } lb_layer;
 
@@ -59,7 +59,10 @@ typedef struct {
 const char *lb_linear_name(int which); /* "attn_q", ... */
 /* Every distinct tensor of the model (a tied classifier is not repeated):
  * token_embd, per layer attn_norm q k v o ffn_norm gate down up,
- * output_norm, then output unless tied. */
+ * output_norm, then output unless tied. For a linear this is its weight
+ * (layers[l].linear[i].w); its slots are reached through the lb_linear.
+ * Replacing a weight: lb_linear_set_weight, or lb_tensor_free the tensor
+ * then assign a tensor of the same shape over it. */
 int lb_model_n_tensors(const lb_model *m);
 lb_tensor *lb_model_tensor_at(lb_model *m, int i);
 const lb_tensor *lb_model_classifier(const lb_model *m);
@@ -76,12 +79,15 @@ lb_status lb_model_from_gguf(const uint8_t *data, size_t size, lb_model **out);
 void lb_model_free(lb_model *m);
 
 /* Writes the model (all tensors as they are now, plus the tokenizer) as one
- * GGUF file, atomically. note: free text recorded as lowbit.quant.note. */
+ * GGUF file, atomically. note: free text recorded as lowbit.quant.note.
+ * Linear slots are stored as extra tensors (docs/FORMATS.md); a slot the
+ * file cannot hold (a rotation kind other than Hadamard) fails with
+ * LB_ERR_UNSUPPORTED and nothing written, rather than being dropped. */
 lb_status lb_model_save_gguf(const lb_model *m, const char *path);
 
 /* Total stored bytes and weight count over all tensors, and over the
  * quantized (non-float) ones, with their bits per weight (bpw is NAN when
- * nothing is quantized). */
+ * nothing is quantized). A linear's slots count as bytes of its weight. */
 typedef struct {
     uint64_t bytes_all, weights_all;
     uint64_t bytes_quant, weights_quant;
@@ -99,9 +105,36 @@ void lb_state_free(lb_state *s);
 
 /* Runs tokens[0..n) at positions pos..pos+n-1, appending to the KV cache
  * (positions >= pos are overwritten). logits: n x vocab, or NULL to skip the
- * classifier except for the last token, which goes to lb_state_logits(). */
+ * classifier except for the last token, which goes to lb_state_logits().
+ * It is lb_forward_embed, lb_forward_block for every layer, lb_forward_head,
+ * in chunks of max_batch positions. */
 lb_status lb_forward(const lb_model *m, lb_state *s, const int *tokens, int n, int pos, float *logits);
 const float *lb_state_logits(const lb_state *s); /* last position's logits */
+
+/* The steps of lb_forward, for running (and changing) a model one block at
+ * a time. x is the residual stream, (n, dim) row-major, n <= max_batch.
+ * lb_forward_embed: x = the embedding rows of tokens[0..n).
+ * lb_forward_block: one transformer block, layer `layer`, of positions
+ *   pos..pos+n-1, in place on x; writes that layer's KV cache.
+ * lb_forward_head: final RMSNorm and classifier of x; logits (n x vocab), or
+ *   NULL for the last row only; the last row's logits also go to
+ *   lb_state_logits(). */
+lb_status lb_forward_embed(const lb_model *m, const int *tokens, int n, float *x);
+lb_status lb_forward_block(const lb_model *m, lb_state *s, int layer, float *x, int n, int pos);
+lb_status lb_forward_head(const lb_model *m, lb_state *s, const float *x, int n, float *logits);
+
+/* Called by lb_forward_block with the exact input each linear of a block
+ * reads, before the linear's own input scale / rotation (use
+ * lb_linear_transform_input for the input its stored weight sees): x is
+ * (n, cols), cols the linear's input width. Called once per linear, in the
+ * order q k v o gate up down; q, k and v receive the same x pointer (one
+ * normalized input), as do gate (LB_W1) and up (LB_W3). x is only valid
+ * during the call. A status other than LB_OK stops the forward pass and is
+ * returned by it. The classifier is not observed. */
+typedef lb_status (*lb_linear_observer)(void *user, int layer, int which /* LB_WQ.. */, const float *x, int n,
+                                        int cols);
+/* fn NULL: no observer. */
+void lb_state_set_observer(lb_state *s, lb_linear_observer fn, void *user);
 
 /* ---- sampling ------------------------------------------------------------
  * llama2.c's sampler: greedy at temperature 0; otherwise softmax(logits / T)

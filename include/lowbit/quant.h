@@ -1,5 +1,7 @@
 /* lowbit quantization methods: functions from (weights, statistics, spec) to
- * a quantized tensor. They know nothing about files or models.
+ * a quantized tensor. They know nothing about files or models. Each method
+ * is a row of the method table (lb_method, below); lb_quantize_tensor runs
+ * any row. The rows: rtn (this paragraph) and twn (src/quant/twn.c).
  *
  * Round-to-nearest (RTN) is the data-free baseline every other method is
  * measured against: per group, pick the grid (scale, zero) from the weights
@@ -12,7 +14,7 @@
  *           to the group (Banner et al., ACIQ); aciq-gauss for a Gaussian
  * Binary uses alpha = mean|w| (the L2-optimal scale for signs); ternary uses
  * BitNet b1.58 absmean or TWN's 0.7 mean|w| threshold, as the options say
- * (a method choice: both write the same bytes). */
+ * (a method choice: both write the same bytes; the twn row sets it). */
 #ifndef LOWBIT_QUANT_H
 #define LOWBIT_QUANT_H
 
@@ -48,8 +50,8 @@ void lb_rtn_opts_default(lb_rtn_opts *o);
 lb_status lb_rtn_quantize(const float *w, int64_t rows, int64_t cols, const lb_qspec *spec,
                           const lb_rtn_opts *opts, lb_qtensor *q);
 
-/* Quantizes w into a packed tensor that owns its bytes (float families are
- * converted). */
+/* RTN shorthand for lb_quantize_tensor with the rtn row: quantizes w into a
+ * packed tensor that owns its bytes (float families are converted). */
 lb_status lb_quantize_to_tensor(const float *w, int64_t rows, int64_t cols, const lb_qspec *spec,
                                 const lb_rtn_opts *opts, const char *name, lb_tensor *out);
 
@@ -57,6 +59,101 @@ lb_status lb_quantize_to_tensor(const float *w, int64_t rows, int64_t cols, cons
  * alpha over b for Laplace(b), alpha over sigma for a Gaussian (METHODS.md s19). */
 float lb_aciq_laplace_ratio(int bits);
 float lb_aciq_gauss_ratio(int bits);
+
+/* ---- calibration statistics ------------------------------------------------
+ * What calibration collects for one linear (weight rows = out, cols = in) over
+ * n_samples activation rows x. A method says which parts it needs with a
+ * bitmask; parts not collected are NULL. Nothing fills these yet (src/calib/
+ * will); the struct is plain so it can be saved and reloaded. */
+enum {
+    LB_STATS_NONE = 0,
+    LB_STATS_XTX = 1 << 0,      /* sum over samples of x x^T: Hessian proxy (GPTQ, QuIP) */
+    LB_STATS_MEAN_ABS_X = 1 << 1, /* per input channel mean |x| (AWQ) */
+    LB_STATS_MAX_ABS_X = 1 << 2,  /* per input channel max |x| (SmoothQuant) */
+    LB_STATS_GRAD_SQ = 1 << 3     /* per weight sum of squared loss gradients (SqueezeLLM) */
+};
+
+typedef struct {
+    int64_t n_samples;  /* activation rows observed */
+    int64_t rows, cols; /* the linear's shape: (out, in) */
+    double *xtx;        /* (cols, cols) row-major, or NULL */
+    float *mean_abs_x;  /* (cols), or NULL */
+    float *max_abs_x;   /* (cols), or NULL */
+    float *grad_sq;     /* (rows, cols), or NULL */
+} lb_layer_stats;
+
+/* ---- methods: one row each ---------------------------------------------------
+ * A method is a row of the method table: a name, a one-line summary, the
+ * statistics it needs, its options (name, type, default, help) and its
+ * quantize function. Options are given as key=value text (the CLI's
+ * `--clip mse`, a recipe's `clip=mse`) and parsed against the row's option
+ * table into lb_method_opts, which holds one value per table entry. */
+typedef enum { LB_OPTION_INT, LB_OPTION_FLOAT, LB_OPTION_CHOICE } lb_option_type;
+
+typedef struct {
+    const char *name;            /* key in key=value */
+    lb_option_type type;
+    const char *def;             /* default, as text */
+    const char *help;            /* one line */
+    double min, max;             /* INT and FLOAT: allowed range (inclusive) */
+    const char *const *choices;  /* CHOICE: NULL-terminated names; the value is the index */
+    const char *noun;            /* CHOICE: what a value is, for errors ("clipping rule") */
+} lb_method_option;
+
+#define LB_METHOD_MAX_OPTIONS 8
+
+typedef struct lb_method lb_method;
+
+typedef struct {
+    const lb_method *method;
+    double value[LB_METHOD_MAX_OPTIONS]; /* per option of the row: number, or choice index */
+} lb_method_opts;
+
+struct lb_method {
+    const char *name;
+    const char *summary;
+    unsigned stats; /* LB_STATS_* the method needs; LB_STATS_NONE: data-free */
+    const lb_method_option *options;
+    int n_options;
+    /* Fails (LB_ERR_INVALID) when this spec/options pair cannot work, before
+     * any weight is touched; NULL: everything the format allows. */
+    lb_status (*check)(const lb_qspec *spec, const lb_method_opts *opts);
+    /* w (rows x cols, row-major f32) -> q (initialized here, lb_qtensor_free);
+     * spec is never a float family; stats is NULL when the row needs none. */
+    lb_status (*quantize)(const float *w, int64_t rows, int64_t cols, const lb_layer_stats *stats,
+                          const lb_qspec *spec, const lb_method_opts *opts, lb_qtensor *q);
+};
+
+int lb_method_count(void);
+const lb_method *lb_method_at(int i);
+/* NULL (and an error listing the known methods) when there is none. */
+const lb_method *lb_method_find(const char *name);
+/* "rtn, twn" into buf */
+void lb_method_list(char *buf, size_t n);
+
+/* Every option at its default. */
+void lb_method_opts_default(const lb_method *m, lb_method_opts *o);
+/* Sets one option from text; unknown keys and bad values fail naming the
+ * method's known options or the allowed values. */
+lb_status lb_method_opts_set(lb_method_opts *o, const char *key, const char *value);
+/* "key=value" (one token) */
+lb_status lb_method_opts_parse(lb_method_opts *o, const char *key_value);
+/* Value of option `key` (NAN if the row has none); choice options give the
+ * index, lb_method_opts_text gives the value as text. */
+double lb_method_opts_get(const lb_method_opts *o, const char *key);
+const char *lb_method_opts_text(const lb_method_opts *o, const char *key, char *buf, size_t n);
+/* "clip=mse mse_steps=50 mse_min_shrink=0.5": all options (all = 1) or only
+ * those not at their default; parses back to the same options. */
+void lb_method_opts_format(const lb_method_opts *o, int all, char *buf, size_t n);
+int lb_method_opts_equal(const lb_method_opts *a, const lb_method_opts *b);
+
+/* Quantizes w (rows x cols) by method m into a packed tensor that owns its
+ * bytes. Float specs are converted (no method involved). stats: NULL when
+ * none were collected; a method that needs some fails without them. The
+ * result is deterministic and independent of the thread count. */
+lb_status lb_quantize_tensor(const lb_method *m, const lb_method_opts *opts, const lb_layer_stats *stats,
+                             const float *w, int64_t rows, int64_t cols, const lb_qspec *spec, const char *name,
+                             lb_tensor *out);
 
 #ifdef __cplusplus
 }

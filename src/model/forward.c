@@ -1,12 +1,15 @@
 /* The Llama forward pass in fp32, a batch of consecutive positions at a
  * time (prompt processing and perplexity run whole sequences as one batch;
- * generation runs one token). Every linear goes through lb_matmul,
- * which dispatches on the weight's format. Arithmetic follows llama2.c's
- * run.c (float accumulation, RoPE on consecutive pairs). */
+ * generation runs one token), as three steps: embed, one block per layer,
+ * head. Every linear goes through lb_linear_forward, which applies the
+ * linear's slots and dispatches the weight on its format; linears reading
+ * the same input share an lb_act_cache. Arithmetic follows llama2.c's run.c
+ * (float accumulation, RoPE on consecutive pairs). */
 #include <math.h>
 #include <string.h>
 
 #include "kernels/kernels.h"
+#include "kernels/nn.h"
 #include "model/model_internal.h"
 
 struct lb_state {
@@ -21,6 +24,10 @@ struct lb_state {
     float *key_cache;   /* (layer, kv_head, head_dim, seq_len): transposed, see attention() */
     float *value_cache; /* (layer, seq_len, kv_dim) */
     float *logits; /* (vocab) of the last position */
+    lb_act_cache *cache_attn; /* prepared forms of xb for q, k, v; then of the attention output for wo */
+    lb_act_cache *cache_mlp;  /* of xb for gate, up; then of hb for down; of the final norm for the classifier */
+    lb_linear_observer observer;
+    void *observer_user;
 };
 
 lb_status lb_state_create(const lb_model *m, int max_batch, lb_state **out) {
@@ -44,8 +51,10 @@ lb_status lb_state_create(const lb_model *m, int max_batch, lb_state **out) {
     s->key_cache = lb_calloc(cache, sizeof(float));
     s->value_cache = lb_calloc(cache, sizeof(float));
     s->logits = lb_calloc((size_t)c->vocab_size, sizeof(float));
+    int widest = c->dim > c->hidden_dim ? c->dim : c->hidden_dim;
     if (!s->x || !s->xb || !s->xb2 || !s->q || !s->k || !s->v || !s->hb || !s->hb2 || !s->key_cache ||
-        !s->value_cache || !s->logits) {
+        !s->value_cache || !s->logits || lb_act_cache_create(max_batch, widest, &s->cache_attn) != LB_OK ||
+        lb_act_cache_create(max_batch, widest, &s->cache_mlp) != LB_OK) {
         lb_state_free(s);
         return lb_fail(LB_ERR_NOMEM, "out of memory for the forward state (batch %d, context %d)", max_batch,
                        c->seq_len);
@@ -67,35 +76,16 @@ void lb_state_free(lb_state *s) {
     lb_free(s->key_cache);
     lb_free(s->value_cache);
     lb_free(s->logits);
+    lb_act_cache_free(s->cache_attn);
+    lb_act_cache_free(s->cache_mlp);
     lb_free(s);
 }
 
 const float *lb_state_logits(const lb_state *s) { return s->logits; }
 
-static void rmsnorm(float *o, const float *x, const float *weight, int size, float eps) {
-    float ss = 0.0f;
-    for (int j = 0; j < size; j++) ss += x[j] * x[j];
-    ss = 1.0f / sqrtf(ss / (float)size + eps);
-    for (int j = 0; j < size; j++) o[j] = weight[j] * (ss * x[j]);
-}
-
-/* Rotates consecutive pairs of each head of q (dim) and k (kv_dim) by the
- * position's angles. */
-static void rope(const lb_model *m, float *q, float *k, int p) {
-    int half = m->cfg.head_dim / 2, kv_dim = m->cfg.head_dim * m->cfg.n_kv_heads;
-    const float *cs = m->rope_cos + (size_t)p * half, *sn = m->rope_sin + (size_t)p * half;
-    for (int i = 0; i < m->cfg.dim; i += 2) {
-        int j = (i % m->cfg.head_dim) / 2;
-        float fcr = cs[j], fci = sn[j];
-        float q0 = q[i], q1 = q[i + 1];
-        q[i] = q0 * fcr - q1 * fci;
-        q[i + 1] = q0 * fci + q1 * fcr;
-        if (i < kv_dim) {
-            float k0 = k[i], k1 = k[i + 1];
-            k[i] = k0 * fcr - k1 * fci;
-            k[i + 1] = k0 * fci + k1 * fcr;
-        }
-    }
+void lb_state_set_observer(lb_state *s, lb_linear_observer fn, void *user) {
+    s->observer = fn;
+    s->observer_user = fn ? user : NULL;
 }
 
 /* Causal grouped-query attention of the n new positions pos..pos+n-1 over
@@ -120,7 +110,7 @@ static lb_status attention(const lb_model *m, lb_state *s, int l, int n, int pos
             const float *q = s->q + (size_t)i * c->dim + (size_t)h * hd;
             const float *kh = kc + (size_t)(h / group) * hd * T;
             float *o = s->xb + (size_t)i * c->dim + (size_t)h * hd;
-            if (!att) {
+            if (!att) { /* lb_fail here would set a worker thread's message: report below */
 #pragma omp atomic write
                 failed = 1;
                 continue;
@@ -138,47 +128,80 @@ static lb_status attention(const lb_model *m, lb_state *s, int l, int n, int pos
         if (st_ != LB_OK) return st_;      \
     } while (0)
 
-static lb_status forward_chunk(const lb_model *m, lb_state *s, const int *tokens, int n, int pos, float *logits) {
+/* One linear of a block: shows its input to the observer, then runs it. */
+static lb_status block_linear(const lb_model *m, lb_state *s, int l, int which, const float *x, int n, float *y,
+                              lb_act_cache *cache) {
+    const lb_linear *L = &m->layers[l].linear[which];
+    if (s->observer) TRY(s->observer(s->observer_user, l, which, x, n, (int)L->w.cols));
+    return lb_linear_forward(L, x, n, y, cache);
+}
+
+lb_status lb_forward_embed(const lb_model *m, const int *tokens, int n, float *x) {
+    for (int i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= m->cfg.vocab_size)
+            return lb_fail(LB_ERR_INVALID, "token id %d (input %d) is outside the vocabulary (0..%d)", tokens[i], i,
+                           m->cfg.vocab_size - 1);
+    for (int i = 0; i < n; i++) lb_dequantize_row(&m->tok_embd, tokens[i], x + (size_t)i * m->cfg.dim);
+    return LB_OK;
+}
+
+lb_status lb_forward_block(const lb_model *m, lb_state *s, int l, float *x, int n, int pos) {
     const lb_config *c = &m->cfg;
+    if (l < 0 || l >= c->n_layers) return lb_fail(LB_ERR_INVALID, "layer %d of a %d-layer model", l, c->n_layers);
+    if (n < 1 || n > s->max_batch)
+        return lb_fail(LB_ERR_INVALID, "a block runs 1..%d positions at once (the state's batch), not %d", s->max_batch, n);
+    if (pos < 0 || pos > c->seq_len - n)
+        return lb_fail(LB_ERR_INVALID, "positions %d..%d exceed the model's context of %d tokens", pos, pos + n - 1,
+                       c->seq_len);
     int dim = c->dim, kv_dim = c->head_dim * c->n_kv_heads, hidden = c->hidden_dim;
-    for (int i = 0; i < n; i++) lb_dequantize_row(&m->tok_embd, tokens[i], s->x + (size_t)i * dim);
+    const lb_layer *L = &m->layers[l];
 
-    for (int l = 0; l < c->n_layers; l++) {
-        const lb_layer *L = &m->layers[l];
-        const float *attn_norm = (const float *)L->attn_norm.data, *ffn_norm = (const float *)L->ffn_norm.data;
-        for (int i = 0; i < n; i++) rmsnorm(s->xb + (size_t)i * dim, s->x + (size_t)i * dim, attn_norm, dim, c->norm_eps);
-        TRY(lb_matmul(&L->linear[LB_WQ], s->xb, n, s->q, NULL));
-        TRY(lb_matmul(&L->linear[LB_WK], s->xb, n, s->k, NULL));
-        TRY(lb_matmul(&L->linear[LB_WV], s->xb, n, s->v, NULL));
-        float *kc = s->key_cache + (size_t)l * c->seq_len * kv_dim, *vc = s->value_cache + (size_t)l * c->seq_len * kv_dim;
-        for (int i = 0; i < n; i++) {
-            float *k = s->k + (size_t)i * kv_dim;
-            rope(m, s->q + (size_t)i * dim, k, pos + i);
-            /* element j of k is (head j / hd, dim j % hd): row j of the transposed cache */
-            for (int j = 0; j < kv_dim; j++) kc[(size_t)j * c->seq_len + pos + i] = k[j];
-            memcpy(vc + (size_t)(pos + i) * kv_dim, s->v + (size_t)i * kv_dim, (size_t)kv_dim * sizeof(float));
-        }
-        TRY(attention(m, s, l, n, pos));
-        TRY(lb_matmul(&L->linear[LB_WO], s->xb, n, s->xb2, NULL));
-        for (size_t j = 0; j < (size_t)n * dim; j++) s->x[j] += s->xb2[j];
-
-        for (int i = 0; i < n; i++) rmsnorm(s->xb + (size_t)i * dim, s->x + (size_t)i * dim, ffn_norm, dim, c->norm_eps);
-        TRY(lb_matmul(&L->linear[LB_W1], s->xb, n, s->hb, NULL));
-        TRY(lb_matmul(&L->linear[LB_W3], s->xb, n, s->hb2, NULL));
-        lb_kernels()->silu_mul(s->hb, s->hb2, (size_t)n * hidden); /* SwiGLU: silu(w1 x) * w3 x */
-        TRY(lb_matmul(&L->linear[LB_W2], s->hb, n, s->xb, NULL));
-        for (size_t j = 0; j < (size_t)n * dim; j++) s->x[j] += s->xb[j];
+    /* attention: x += wo(attention(rope(wq xn), rope(wk xn), wv xn)), xn = rmsnorm(x) */
+    lb_rmsnorm_forward(s->xb, x, (const float *)L->attn_norm.data, n, dim, c->norm_eps);
+    lb_act_cache_reset(s->cache_attn);
+    TRY(block_linear(m, s, l, LB_WQ, s->xb, n, s->q, s->cache_attn));
+    TRY(block_linear(m, s, l, LB_WK, s->xb, n, s->k, s->cache_attn));
+    TRY(block_linear(m, s, l, LB_WV, s->xb, n, s->v, s->cache_attn));
+    lb_rope_forward(s->q, s->k, n, dim, kv_dim, c->head_dim, pos, m->rope_cos, m->rope_sin);
+    float *kc = s->key_cache + (size_t)l * c->seq_len * kv_dim, *vc = s->value_cache + (size_t)l * c->seq_len * kv_dim;
+    for (int i = 0; i < n; i++) {
+        const float *k = s->k + (size_t)i * kv_dim;
+        /* element j of k is (head j / hd, dim j % hd): row j of the transposed cache */
+        for (int j = 0; j < kv_dim; j++) kc[(size_t)j * c->seq_len + pos + i] = k[j];
+        memcpy(vc + (size_t)(pos + i) * kv_dim, s->v + (size_t)i * kv_dim, (size_t)kv_dim * sizeof(float));
     }
+    TRY(attention(m, s, l, n, pos)); /* -> xb */
+    lb_act_cache_reset(s->cache_attn);
+    TRY(block_linear(m, s, l, LB_WO, s->xb, n, s->xb2, s->cache_attn));
+    for (size_t j = 0; j < (size_t)n * dim; j++) x[j] += s->xb2[j];
 
+    /* MLP: x += w2(silu(w1 xn) * w3 xn), xn = rmsnorm(x) */
+    lb_rmsnorm_forward(s->xb, x, (const float *)L->ffn_norm.data, n, dim, c->norm_eps);
+    lb_act_cache_reset(s->cache_mlp);
+    TRY(block_linear(m, s, l, LB_W1, s->xb, n, s->hb, s->cache_mlp));
+    TRY(block_linear(m, s, l, LB_W3, s->xb, n, s->hb2, s->cache_mlp));
+    lb_kernels()->silu_mul(s->hb, s->hb2, (size_t)n * hidden);
+    lb_act_cache_reset(s->cache_mlp);
+    TRY(block_linear(m, s, l, LB_W2, s->hb, n, s->xb, s->cache_mlp));
+    for (size_t j = 0; j < (size_t)n * dim; j++) x[j] += s->xb[j];
+    return LB_OK;
+}
+
+lb_status lb_forward_head(const lb_model *m, lb_state *s, const float *x, int n, float *logits) {
+    const lb_config *c = &m->cfg;
+    if (n < 1 || n > s->max_batch)
+        return lb_fail(LB_ERR_INVALID, "the head runs 1..%d rows at once (the state's batch), not %d", s->max_batch, n);
+    int dim = c->dim;
     const float *out_norm = (const float *)m->out_norm.data;
     const lb_tensor *cls = lb_model_classifier(m);
+    lb_act_cache_reset(s->cache_mlp);
     if (logits) {
-        for (int i = 0; i < n; i++) rmsnorm(s->xb + (size_t)i * dim, s->x + (size_t)i * dim, out_norm, dim, c->norm_eps);
-        TRY(lb_matmul(cls, s->xb, n, logits, NULL));
+        lb_rmsnorm_forward(s->xb, x, out_norm, n, dim, c->norm_eps);
+        TRY(lb_matmul(cls, s->xb, n, logits, s->cache_mlp));
         memcpy(s->logits, logits + (size_t)(n - 1) * c->vocab_size, (size_t)c->vocab_size * sizeof(float));
     } else {
-        rmsnorm(s->xb, s->x + (size_t)(n - 1) * dim, out_norm, dim, c->norm_eps);
-        TRY(lb_matmul(cls, s->xb, 1, s->logits, NULL));
+        lb_rmsnorm_forward(s->xb, x + (size_t)(n - 1) * dim, out_norm, 1, dim, c->norm_eps);
+        TRY(lb_matmul(cls, s->xb, 1, s->logits, s->cache_mlp));
     }
     return LB_OK;
 }
@@ -194,9 +217,10 @@ lb_status lb_forward(const lb_model *m, lb_state *s, const int *tokens, int n, i
             return lb_fail(LB_ERR_INVALID, "token id %d at position %d is outside the vocabulary (0..%d)", tokens[i],
                            pos + i, c->vocab_size - 1);
     for (int done = 0; done < n;) {
-        int chunk = n - done < s->max_batch ? n - done : s->max_batch;
-        TRY(forward_chunk(m, s, tokens + done, chunk, pos + done,
-                          logits ? logits + (size_t)done * c->vocab_size : NULL));
+        int chunk = n - done < s->max_batch ? n - done : s->max_batch, p = pos + done;
+        TRY(lb_forward_embed(m, tokens + done, chunk, s->x));
+        for (int l = 0; l < c->n_layers; l++) TRY(lb_forward_block(m, s, l, s->x, chunk, p));
+        TRY(lb_forward_head(m, s, s->x, chunk, logits ? logits + (size_t)done * c->vocab_size : NULL));
         done += chunk;
     }
     return LB_OK;

@@ -95,15 +95,15 @@ lb_status lb_model_from_llama2c(const uint8_t *data, size_t size, lb_model **out
         take(&m->out_norm, data, &off);
         take(&m->tok_embd, data, &off);
         for (int i = 0; i < LB_N_LINEARS; i++)
-            for (int l = 0; l < nl; l++) take(&m->layers[l].linear[i], data, &off);
+            for (int l = 0; l < nl; l++) take(&m->layers[l].linear[i].w, data, &off);
     } else {
         take(&m->tok_embd, data, &off);
         for (int l = 0; l < nl; l++) take(&m->layers[l].attn_norm, data, &off);
         for (int i = LB_WQ; i <= LB_WO; i++)
-            for (int l = 0; l < nl; l++) take(&m->layers[l].linear[i], data, &off);
+            for (int l = 0; l < nl; l++) take(&m->layers[l].linear[i].w, data, &off);
         for (int l = 0; l < nl; l++) take(&m->layers[l].ffn_norm, data, &off);
         for (int i = LB_W1; i <= LB_W3; i++)
-            for (int l = 0; l < nl; l++) take(&m->layers[l].linear[i], data, &off);
+            for (int l = 0; l < nl; l++) take(&m->layers[l].linear[i].w, data, &off);
         take(&m->out_norm, data, &off);
         off += (size_t)((uint64_t)c.seq_len * hd * 4);
     }

@@ -72,7 +72,7 @@ lb_status lb_model_alloc(const lb_config *c, int tied_output, lb_model **out) {
         shape(&L->ffn_norm, name, 1, c->dim);
         for (int i = 0; i < LB_N_LINEARS; i++) {
             snprintf(name, sizeof name, "blk.%d.%s.weight", l, linear_names[i]);
-            shape(&L->linear[i], name, lin_shape[i][0], lin_shape[i][1]);
+            shape(&L->linear[i].w, name, lin_shape[i][0], lin_shape[i][1]);
         }
     }
     *out = m;
@@ -91,9 +91,9 @@ lb_tensor *lb_model_tensor_at(lb_model *m, int i) {
         lb_layer *L = &m->layers[i / 9];
         int slot = i % 9;
         if (slot == 0) return &L->attn_norm;
-        if (slot <= 4) return &L->linear[slot - 1];
+        if (slot <= 4) return &L->linear[slot - 1].w;
         if (slot == 5) return &L->ffn_norm;
-        return &L->linear[slot - 2];
+        return &L->linear[slot - 2].w;
     }
     i -= 9 * m->cfg.n_layers;
     return i == 0 ? &m->out_norm : &m->output;
@@ -113,6 +113,11 @@ lb_status lb_model_finish(lb_model *m) {
         if (t->rows == 1 && t->spec.family != LB_FAMILY_F32)
             return lb_fail(LB_ERR_UNSUPPORTED, "norm weight '%s' must be f32", t->name);
     }
+    for (int l = 0; l < m->cfg.n_layers; l++)
+        for (int i = 0; i < LB_N_LINEARS; i++) {
+            lb_status st = lb_linear_validate(&m->layers[l].linear[i]);
+            if (st != LB_OK) return st;
+        }
     /* RoPE angles as llama2.c computes them: pos * theta^(-i/head_dim) for even i */
     int half = m->cfg.head_dim / 2;
     m->rope_cos = lb_alloc((size_t)m->cfg.seq_len * (size_t)half * sizeof(float));
@@ -130,8 +135,11 @@ lb_status lb_model_finish(lb_model *m) {
 
 void lb_model_free(lb_model *m) {
     if (!m) return;
-    if (m->layers)
+    if (m->layers) {
+        for (int l = 0; l < m->cfg.n_layers; l++)
+            for (int i = 0; i < LB_N_LINEARS; i++) lb_linear_free(&m->layers[l].linear[i]);
         for (int i = 0; i < lb_model_n_tensors(m); i++) lb_tensor_free(lb_model_tensor_at(m, i));
+    }
     lb_free(m->layers);
     lb_free(m->rope_cos);
     lb_free(m->rope_sin);
@@ -152,6 +160,14 @@ void lb_model_sizes(lb_model *m, lb_model_size *out) {
             out->weights_quant += w;
         }
     }
+    /* a linear's slots are stored bits of that linear */
+    for (int l = 0; l < m->cfg.n_layers; l++)
+        for (int i = 0; i < LB_N_LINEARS; i++) {
+            const lb_linear *L = &m->layers[l].linear[i];
+            uint64_t b = lb_linear_slot_bytes(L);
+            out->bytes_all += b;
+            if (!lb_qspec_is_float(&L->w.spec)) out->bytes_quant += b;
+        }
     out->bpw = out->weights_quant ? 8.0 * (double)out->bytes_quant / (double)out->weights_quant : NAN;
     out->bpw_all = 8.0 * (double)out->bytes_all / (double)out->weights_all;
 }

@@ -83,9 +83,72 @@ done:
     return st;
 }
 
+/* ---- linear slots -----------------------------------------------------------
+ * A linear's slots are extra tensors next to its weight, named after it
+ * (blk.N.attn_q.weight -> blk.N.attn_q.<slot>), dims [cols, rows] as usual:
+ *   bias (rows) f32 (llama.cpp's name for a linear's bias), in_scale (cols)
+ *   f32, hadamard_signs (cols) f32, outlier_rows (rows + 1) / outlier_cols
+ *   (nnz) i32 and outlier_values (nnz) f32, lora_a [cols, rank] and lora_b
+ *   [rank, rows] f32 with lowbit.lora_alpha.<linear> (f32). */
+#define GGML_I32 26
+
+static void slot_name(char *buf, size_t n, const lb_linear *L, const char *slot) {
+    size_t len = strlen(L->w.name);
+    if (len > 7 && !strcmp(L->w.name + len - 7, ".weight")) len -= 7;
+    snprintf(buf, n, "%.*s.%s", (int)len, L->w.name, slot);
+}
+
+/* lowbit.lora_alpha.<linear> (the weight's name without ".weight") */
+static void alpha_key(char *buf, size_t n, const lb_linear *L) {
+    char lin[128];
+    slot_name(lin, sizeof lin, L, "");
+    lin[strlen(lin) - 1] = 0;
+    snprintf(buf, n, "lowbit.lora_alpha.%s", lin);
+}
+
+static lb_status add_slot(lb_gguf_writer *w, const lb_linear *L, const char *slot, int type, uint64_t ne0,
+                          uint64_t ne1, const void *data) {
+    char name[128];
+    slot_name(name, sizeof name, L, slot);
+    uint64_t ne[2] = {ne0, ne1};
+    return lb_gguf_add_tensor(w, name, type, ne1 ? 2 : 1, ne, data, (size_t)(ne0 * (ne1 ? ne1 : 1) * 4));
+}
+
+static lb_status write_linear_slots(lb_gguf_writer *w, const lb_linear *L) {
+    uint64_t rows = (uint64_t)L->w.rows, cols = (uint64_t)L->w.cols;
+    lb_status st = LB_OK;
+    if (L->bias) TRY(add_slot(w, L, "bias", LB_GGML_F32, rows, 0, L->bias));
+    if (L->in_scale) TRY(add_slot(w, L, "in_scale", LB_GGML_F32, cols, 0, L->in_scale));
+    if (L->rot.kind == LB_ROTATION_HADAMARD) TRY(add_slot(w, L, "hadamard_signs", LB_GGML_F32, cols, 0, L->rot.signs));
+    if (L->outliers.nnz) {
+        uint64_t nnz = (uint64_t)L->outliers.nnz;
+        TRY(add_slot(w, L, "outlier_rows", GGML_I32, rows + 1, 0, L->outliers.row_ptr));
+        TRY(add_slot(w, L, "outlier_cols", GGML_I32, nnz, 0, L->outliers.col_idx));
+        TRY(add_slot(w, L, "outlier_values", LB_GGML_F32, nnz, 0, L->outliers.values));
+    }
+    if (L->adapter.rank) {
+        char key[192];
+        alpha_key(key, sizeof key, L);
+        TRY(lb_gguf_set_f32(w, key, L->adapter.alpha));
+        TRY(add_slot(w, L, "lora_a", LB_GGML_F32, cols, (uint64_t)L->adapter.rank, L->adapter.a));
+        TRY(add_slot(w, L, "lora_b", LB_GGML_F32, (uint64_t)L->adapter.rank, rows, L->adapter.b));
+    }
+done:
+    return st;
+}
+
 lb_status lb_model_save_gguf(const lb_model *mc, const char *path) {
     lb_model *m = (lb_model *)mc; /* tensor iteration only reads */
     const lb_config *c = &m->cfg;
+    for (int l = 0; l < c->n_layers; l++)
+        for (int i = 0; i < LB_N_LINEARS; i++) {
+            const lb_linear *L = &m->layers[l].linear[i];
+            if (L->rot.kind != LB_ROTATION_NONE && L->rot.kind != LB_ROTATION_HADAMARD)
+                return lb_fail(LB_ERR_UNSUPPORTED,
+                               "linear '%s' has a rotation of kind %d, which lowbit cannot store in GGUF yet (saving "
+                               "without it would change the model)",
+                               L->w.name, (int)L->rot.kind);
+        }
     lb_gguf_writer *w = lb_gguf_writer_new();
     if (!w) return LB_ERR_NOMEM;
     lb_status st = LB_OK;
@@ -123,6 +186,8 @@ lb_status lb_model_save_gguf(const lb_model *mc, const char *path) {
             TRY(lb_gguf_add_tensor(w, t->name, LB_GGML_I8, 1, ne, t->data, t->nbytes));
         }
     }
+    for (int l = 0; l < c->n_layers; l++)
+        for (int i = 0; i < LB_N_LINEARS; i++) TRY(write_linear_slots(w, &m->layers[l].linear[i]));
     TRY(lb_gguf_write(w, path));
 done:
     lb_gguf_writer_free(w);
@@ -307,6 +372,75 @@ done:
     return st;
 }
 
+/* Slot tensor <linear>.<slot> of n_dims dims [ne0, ne1] (0: any size, the
+ * size found returned there), copied into an aligned buffer; *out NULL when
+ * the file has no such tensor. */
+static lb_status read_slot(const lb_gguf *g, const lb_linear *L, const char *slot, int type, uint32_t n_dims,
+                           uint64_t *ne0, uint64_t *ne1, void **out) {
+    char name[128];
+    slot_name(name, sizeof name, L, slot);
+    *out = NULL;
+    const lb_gguf_tensor *t = lb_gguf_find_tensor(g, name);
+    if (!t) return LB_OK;
+    if (t->type != type || t->n_dims != n_dims || (*ne0 && t->ne[0] != *ne0) || (n_dims == 2 && *ne1 && t->ne[1] != *ne1))
+        return lb_fail(LB_ERR_FORMAT, "tensor '%s' is not a %u-D %s tensor of the linear's shape", name, n_dims,
+                       type == GGML_I32 ? "i32" : "f32");
+    uint64_t n = t->ne[0] * (n_dims == 2 ? t->ne[1] : 1);
+    if (n == 0 || t->ne[0] > (1u << 30) || (n_dims == 2 && t->ne[1] > (1u << 30)) || t->nbytes != n * 4)
+        return lb_fail(LB_ERR_FORMAT, "tensor '%s' has %zu bytes for %llu values", name, t->nbytes,
+                       (unsigned long long)n);
+    if (!(*out = lb_alloc((size_t)n * 4))) return LB_ERR_NOMEM;
+    memcpy(*out, t->data, (size_t)n * 4);
+    *ne0 = t->ne[0];
+    if (n_dims == 2) *ne1 = t->ne[1];
+    return LB_OK;
+}
+
+/* Reads whichever slots the file has for L; the setters check them. */
+static lb_status read_linear_slots(const lb_gguf *g, lb_linear *L) {
+    uint64_t rows = (uint64_t)L->w.rows, cols = (uint64_t)L->w.cols;
+    uint64_t n_bias = rows, n_scale = cols, n_signs = cols, n_rp = rows + 1, nnz = 0, nnz2 = 0, none = 0;
+    uint64_t a0 = cols, rank = 0, b0 = 0, b1 = rows;
+    void *bias = NULL, *scale = NULL, *signs = NULL, *rp = NULL, *ci = NULL, *val = NULL, *a = NULL, *b = NULL;
+    lb_status st = LB_OK;
+    TRY(read_slot(g, L, "bias", LB_GGML_F32, 1, &n_bias, &none, &bias));
+    TRY(read_slot(g, L, "in_scale", LB_GGML_F32, 1, &n_scale, &none, &scale));
+    TRY(read_slot(g, L, "hadamard_signs", LB_GGML_F32, 1, &n_signs, &none, &signs));
+    TRY(read_slot(g, L, "outlier_rows", GGML_I32, 1, &n_rp, &none, &rp));
+    TRY(read_slot(g, L, "outlier_cols", GGML_I32, 1, &nnz, &none, &ci));
+    TRY(read_slot(g, L, "outlier_values", LB_GGML_F32, 1, &nnz2, &none, &val));
+    TRY(read_slot(g, L, "lora_a", LB_GGML_F32, 2, &a0, &rank, &a));
+    TRY(read_slot(g, L, "lora_b", LB_GGML_F32, 2, &b0, &b1, &b));
+    if (bias) TRY(lb_linear_set_bias(L, bias));
+    if (scale) TRY(lb_linear_set_in_scale(L, scale));
+    if (signs) TRY(lb_linear_set_hadamard(L, signs));
+    if ((rp || ci || val) && !(rp && ci && val && nnz == nnz2))
+        TRY(lb_fail(LB_ERR_FORMAT, "outliers of '%s': outlier_rows, outlier_cols and outlier_values do not match",
+                    L->w.name));
+    if (rp) TRY(lb_linear_set_outliers(L, (int64_t)nnz, rp, ci, val));
+    if ((a || b) && !(a && b && b0 == rank))
+        TRY(lb_fail(LB_ERR_FORMAT, "adapter of '%s': lora_a and lora_b are not rank x %llu and %llu x rank", L->w.name,
+                    (unsigned long long)cols, (unsigned long long)rows));
+    if (a) {
+        char key[192];
+        float alpha;
+        alpha_key(key, sizeof key, L);
+        TRY(lb_gguf_get_f32(g, key, &alpha));
+        if (rank > 65536) TRY(lb_fail(LB_ERR_FORMAT, "adapter of '%s' has rank %llu", L->w.name, (unsigned long long)rank));
+        TRY(lb_linear_set_adapter(L, (int)rank, a, b, alpha));
+    }
+done:
+    lb_free(bias);
+    lb_free(scale);
+    lb_free(signs);
+    lb_free(rp);
+    lb_free(ci);
+    lb_free(val);
+    lb_free(a);
+    lb_free(b);
+    return st;
+}
+
 lb_status lb_model_from_gguf(const uint8_t *data, size_t size, lb_model **out) {
     *out = NULL;
     lb_gguf *g = NULL;
@@ -317,6 +451,8 @@ lb_status lb_model_from_gguf(const uint8_t *data, size_t size, lb_model **out) {
     TRY(read_config(g, &c));
     TRY(lb_model_alloc(&c, lb_gguf_find_tensor(g, "output.weight") == NULL, &m));
     for (int i = 0; i < lb_model_n_tensors(m); i++) TRY(bind_tensor(g, lb_model_tensor_at(m, i)));
+    for (int l = 0; l < c.n_layers; l++)
+        for (int i = 0; i < LB_N_LINEARS; i++) TRY(read_linear_slots(g, &m->layers[l].linear[i]));
     TRY(read_tokenizer(g, m));
     if (lb_gguf_find_key(g, "lowbit.quant.note") >= 0) {
         const char *s;

@@ -228,6 +228,17 @@ static lb_status check_finite(const float *w, int64_t rows, int64_t cols) {
     return LB_OK;
 }
 
+/* Sign and ternary grids pick their scale by their own rule: no clipping. */
+static lb_status check_clip(const lb_qspec *spec, lb_clip clip) {
+    lb_grid_kind grid = lb_format_grid(spec);
+    if ((grid == LB_GRID_SIGN || grid == LB_GRID_TERNARY) && clip != LB_CLIP_MINMAX)
+        return lb_fail(LB_ERR_INVALID,
+                       "clipping rule '%s' applies to formats with a uniform or codebook grid (int, nf4, ...); "
+                       "%s formats choose their scale by their own rule",
+                       lb_clip_name(clip), lb_format_family_name(spec));
+    return LB_OK;
+}
+
 lb_status lb_rtn_quantize(const float *w, int64_t rows, int64_t cols, const lb_qspec *spec,
                           const lb_rtn_opts *opts, lb_qtensor *q) {
     lb_rtn_opts defaults;
@@ -237,17 +248,14 @@ lb_status lb_rtn_quantize(const float *w, int64_t rows, int64_t cols, const lb_q
     }
     if (lb_qspec_is_float(spec)) return lb_fail(LB_ERR_INVALID, "round-to-nearest needs a quantized format");
     lb_grid_kind grid = lb_format_grid(spec);
-    if ((grid == LB_GRID_SIGN || grid == LB_GRID_TERNARY) && opts->clip != LB_CLIP_MINMAX)
-        return lb_fail(LB_ERR_INVALID,
-                       "clipping rule '%s' applies to formats with a uniform or codebook grid (int, nf4); "
-                       "%s formats choose their scale by their own rule",
-                       lb_clip_name(opts->clip), lb_format_family_name(spec));
+    lb_status st = check_clip(spec, opts->clip);
+    if (st != LB_OK) return st;
     if (opts->clip == LB_CLIP_MSE && (opts->mse_steps < 1 || opts->mse_steps > 10000 ||
                                       !(opts->mse_min_shrink > 0.0f && opts->mse_min_shrink <= 1.0f)))
         return lb_fail(LB_ERR_INVALID, "mse clipping needs 1..10000 steps and a shrink factor in (0, 1]");
     if (opts->ternary_rule != LB_TERNARY_ABSMEAN && opts->ternary_rule != LB_TERNARY_TWN)
         return lb_fail(LB_ERR_INVALID, "unknown ternary rule %d", (int)opts->ternary_rule);
-    lb_status st = check_finite(w, rows, cols);
+    st = check_finite(w, rows, cols);
     if (st != LB_OK) return st;
     st = lb_qtensor_init(q, spec, rows, cols);
     if (st != LB_OK) return st;
@@ -289,34 +297,47 @@ lb_status lb_rtn_quantize(const float *w, int64_t rows, int64_t cols, const lb_q
     return st;
 }
 
-lb_status lb_quantize_to_tensor(const float *w, int64_t rows, int64_t cols, const lb_qspec *spec,
-                                const lb_rtn_opts *opts, const char *name, lb_tensor *out) {
-    memset(out, 0, sizeof *out);
-    size_t total;
-    lb_status st = lb_format_size(spec, rows, cols, NULL, NULL, &total);
-    if (st != LB_OK) return st;
-    uint8_t *bytes = lb_alloc(total);
-    if (!bytes) return LB_ERR_NOMEM;
-    if (lb_qspec_is_float(spec)) {
-        st = lb_format_from_float(spec, w, rows, cols, bytes);
-    } else {
-        lb_qtensor q;
-        st = lb_rtn_quantize(w, rows, cols, spec, opts, &q);
-        if (st == LB_OK) {
-            st = lb_qtensor_encode(&q, bytes);
-            lb_qtensor_free(&q);
-        }
-    }
-    if (st != LB_OK) {
-        lb_free(bytes);
-        return name ? lb_fail_context(st, "quantizing '%s'", name) : st;
-    }
-    snprintf(out->name, sizeof out->name, "%s", name ? name : "");
-    out->spec = *spec;
-    out->rows = rows;
-    out->cols = cols;
-    out->data = bytes;
-    out->owned = bytes;
-    out->nbytes = total;
-    return lb_tensor_resolve(out);
+/* ---- the rtn row ------------------------------------------------------- */
+
+static const char *const clip_choices[] = {"minmax", "mse", "aciq", "aciq-gauss", "aciq-laplace", NULL};
+
+static const lb_method_option rtn_options[] = {
+    {"clip", LB_OPTION_CHOICE, "minmax",
+     "grid range: minmax | mse (best shrink of the range) | aciq (Laplace) | aciq-gauss", 0, 0, clip_choices,
+     "clipping rule"},
+    {"mse_steps", LB_OPTION_INT, "50", "shrink factors tried by clip=mse", 1, 10000, NULL, NULL},
+    {"mse_min_shrink", LB_OPTION_FLOAT, "0.5", "smallest shrink factor tried by clip=mse", 0.001, 1, NULL, NULL},
+};
+
+static void rtn_opts_from(const lb_method_opts *o, lb_rtn_opts *ro) {
+    lb_rtn_opts_default(ro);
+    lb_clip_parse(clip_choices[(int)o->value[0]], &ro->clip);
+    ro->mse_steps = (int)o->value[1];
+    ro->mse_min_shrink = (float)o->value[2];
 }
+
+/* The clipping check lb_rtn_quantize makes, here too so a plan fails before
+ * any tensor is quantized. */
+static lb_status rtn_check(const lb_qspec *spec, const lb_method_opts *o) {
+    lb_rtn_opts ro;
+    rtn_opts_from(o, &ro);
+    return check_clip(spec, ro.clip);
+}
+
+static lb_status rtn_quantize_row(const float *w, int64_t rows, int64_t cols, const lb_layer_stats *stats,
+                                  const lb_qspec *spec, const lb_method_opts *o, lb_qtensor *q) {
+    (void)stats;
+    lb_rtn_opts ro;
+    rtn_opts_from(o, &ro);
+    return lb_rtn_quantize(w, rows, cols, spec, &ro, q);
+}
+
+const lb_method lb_method_rtn = {
+    .name = "rtn",
+    .summary = "round-to-nearest on a per-group grid chosen from the weights alone (data-free)",
+    .stats = LB_STATS_NONE,
+    .options = rtn_options,
+    .n_options = (int)(sizeof rtn_options / sizeof rtn_options[0]),
+    .check = rtn_check,
+    .quantize = rtn_quantize_row,
+};

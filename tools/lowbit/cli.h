@@ -83,12 +83,4 @@ int cmd_eval(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 
-/* shared by quantize and demo: quantize the selected tensors of m in place */
-typedef struct {
-    lb_qspec spec;
-    lb_rtn_opts rtn;
-    const char *tensors; /* selection list, see quantize --help */
-} quantize_job;
-int quantize_model(const char *verb, lb_model *m, const quantize_job *job, int *n_quantized);
-
 #endif

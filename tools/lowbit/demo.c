@@ -66,21 +66,22 @@ static int run_format(const char *model_path, const char *dir, const demo_format
                       const lb_text *text, demo_row *row) {
     lb_model *m;
     if (cli_load_model("demo", model_path, NULL, &m)) return CLI_FAIL;
-    quantize_job job = {.tensors = "linears"};
-    lb_rtn_opts_default(&job.rtn);
-    int n_done, rc = CLI_OK;
-    if (lb_qspec_parse(f->spec, &job.spec) != LB_OK || lb_clip_parse(f->clip, &job.rtn.clip) != LB_OK)
+    /* the plan: f->spec by rtn with f->clip over the seven linears of every layer */
+    lb_plan plan;
+    lb_plan_init(&plan);
+    lb_qspec spec;
+    lb_method_opts opts;
+    int rc = CLI_OK;
+    lb_method_opts_default(lb_method_find("rtn"), &opts);
+    if (lb_qspec_parse(f->spec, &spec) != LB_OK || lb_method_opts_set(&opts, "clip", f->clip) != LB_OK ||
+        lb_plan_add_selection(&plan, "linears", &spec, &opts) != LB_OK)
         rc = cli_error("demo", NULL);
-    if (rc == CLI_OK && strcmp(f->spec, "f32")) rc = quantize_model("demo", m, &job, &n_done);
-    lb_qspec_format(&job.spec, row->spec, sizeof row->spec);
+    if (rc == CLI_OK && strcmp(f->spec, "f32") && lb_quantize_model(m, &plan, NULL) != LB_OK) rc = cli_error("demo", NULL);
+    lb_qspec_format(&spec, row->spec, sizeof row->spec);
     row->clip = f->clip;
     char path[4200];
     demo_file_path(dir, f->spec, path, sizeof path);
-    if (rc == CLI_OK) {
-        snprintf(m->quant_note, sizeof m->quant_note, "method=rtn clip=%.16s format=%.63s tensors=linears", f->clip,
-                 row->spec);
-        if (lb_model_save_gguf(m, path) != LB_OK) rc = cli_error("demo", NULL);
-    }
+    if (rc == CLI_OK && lb_model_save_gguf(m, path) != LB_OK) rc = cli_error("demo", NULL);
     lb_model_free(m);
     m = NULL;
     if (rc == CLI_OK) rc = cli_load_model("demo", path, NULL, &m); /* evaluate the file, not the memory */
@@ -99,14 +100,14 @@ static int run_format(const char *model_path, const char *dir, const demo_format
         lb_model_size sz;
         lb_model_sizes(m, &sz);
         struct stat st;
-        /* bpw of the linears: the tensors the demo quantized (for f32, the same tensors as stored) */
+        /* bpw of the linears: the plan's tensors as read back from the file (for f32, as stored) */
         uint64_t bytes = 0, weights = 0;
-        for (int l = 0; l < m->cfg.n_layers; l++)
-            for (int i = 0; i < LB_N_LINEARS; i++) {
-                const lb_tensor *t = &m->layers[l].linear[i];
-                bytes += t->nbytes;
-                weights += (uint64_t)(t->rows * t->cols);
-            }
+        if (lb_plan_resolve(&plan, m) != LB_OK) rc = cli_error("demo", NULL);
+        for (int i = 0; i < plan.n_entries; i++) {
+            const lb_tensor *t = lb_model_tensor_at(m, plan.entries[i].tensor);
+            bytes += t->nbytes;
+            weights += (uint64_t)(t->rows * t->cols);
+        }
         row->bpw = 8.0 * (double)bytes / (double)weights;
         row->bpw_all = sz.bpw_all;
         row->file_bytes = stat(path, &st) == 0 ? (long long)st.st_size : -1;
@@ -115,6 +116,7 @@ static int run_format(const char *model_path, const char *dir, const demo_format
         row->top1 = r.top1;
         row->tps = median3(tps[0], tps[1], tps[2]);
     }
+    lb_plan_free(&plan);
     lb_model_free(m);
     return rc;
 }

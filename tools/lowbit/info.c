@@ -1,5 +1,6 @@
 /* lowbit info: what a model file holds. */
 #include <math.h>
+#include <string.h>
 #include <sys/stat.h>
 
 #include "cli.h"
@@ -11,6 +12,25 @@ static const char *info_help =
     "MODEL is a llama2.c checkpoint (legacy or v1) or a GGUF file.\n\n"
     "  --tokenizer FILE   llama2.c tokenizer (default: tok<vocab>.bin beside the model)\n"
     "  --json             one JSON object on stdout\n";
+
+
+/* The linear whose weight t is, or NULL (norms, embedding, classifier). */
+static const lb_linear *linear_of(const lb_model *m, const lb_tensor *t) {
+    for (int l = 0; l < m->cfg.n_layers; l++)
+        for (int i = 0; i < LB_N_LINEARS; i++)
+            if (&m->layers[l].linear[i].w == t) return &m->layers[l].linear[i];
+    return NULL;
+}
+
+/* "in_scale hadamard outliers(12) lora(r8) bias" */
+static void describe_slots(const lb_linear *L, char *buf, size_t n) {
+    snprintf(buf, n, "%s%s", L->in_scale ? "in_scale " : "", L->rot.kind == LB_ROTATION_HADAMARD ? "hadamard " : "");
+    size_t o = strlen(buf);
+    if (L->outliers.nnz) o += (size_t)snprintf(buf + o, n - o, "outliers(%lld) ", (long long)L->outliers.nnz);
+    if (L->adapter.rank && o < n) o += (size_t)snprintf(buf + o, n - o, "lora(r%d) ", L->adapter.rank);
+    if (L->bias && o < n) o += (size_t)snprintf(buf + o, n - o, "bias ");
+    if (o > 0 && o <= n) buf[o - 1] = 0;
+}
 
 int cmd_info(int argc, char **argv) {
     cli_args a = {.argc = argc, .argv = argv, .i = 1, .verb = "info"};
@@ -67,6 +87,9 @@ int cmd_info(int argc, char **argv) {
     }
     for (int i = 0; i < lb_model_n_tensors(m); i++) {
         const lb_tensor *t = lb_model_tensor_at(m, i);
+        const lb_linear *L = linear_of(m, t);
+        char slots[96] = "";
+        if (L && lb_linear_has_slots(L)) describe_slots(L, slots, sizeof slots);
         char spec[64], shape[32];
         lb_qspec_format(&t->spec, spec, sizeof spec);
         int gt = lb_format_ggml_type(&t->spec, t->cols);
@@ -82,10 +105,15 @@ int cmd_info(int argc, char **argv) {
             json_kstr("stored_as", stored);
             json_kint("bytes", (long long)t->nbytes);
             json_knum("bpw", bpw);
+            if (slots[0]) {
+                json_kstr("slots", slots);
+                json_kint("slot_bytes", (long long)lb_linear_slot_bytes(L));
+            }
             json_end_object();
         } else {
             snprintf(shape, sizeof shape, "%lldx%lld", (long long)t->rows, (long long)t->cols);
             printf("%-28s %12s  %-28s %-7s %10zu %8.4f\n", t->name, shape, spec, stored, t->nbytes, bpw);
+            if (slots[0]) printf("  + %-54s %-7s %10zu\n", slots, "f32/i32", lb_linear_slot_bytes(L));
         }
     }
     if (a.json) {

@@ -1,148 +1,179 @@
-/* lowbit quantize: quantize a model's tensors and save one GGUF file. */
+/* lowbit quantize: quantize a model's tensors by a plan and save one GGUF
+ * file. The plan (which tensor gets which format, method and options) and
+ * the whole-model driver are library code (lowbit/pipeline.h); this verb
+ * turns flags into rules and reports. */
 #define _POSIX_C_SOURCE 200809L
-#include <math.h>
-#include <fnmatch.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include "cli.h"
 
-static const char *quantize_help =
-    "usage: lowbit quantize MODEL -o OUT --format SPEC [--method rtn] [--clip RULE] [--tensors LIST]\n\n"
+static const char *quantize_help_head =
+    "usage: lowbit quantize MODEL -o OUT --format SPEC [--method NAME] [--clip RULE] [--tensors LIST]\n"
+    "                       [--tensor-type PATTERN=SPEC[,method=NAME][,key=value]...]... [--recipe FILE]\n"
+    "                       [--save-recipe FILE] [--dry-run]\n\n"
     "Quantizes the selected tensors of MODEL (llama2.c or GGUF) and writes OUT, one GGUF file,\n"
     "atomically (nothing is left behind on failure).\n\n"
     "  -o, --output OUT   the GGUF file to write\n"
     "  --format SPEC      int<b>[:g<G>|:row][:sym|:asym][:zint]   b = 1..8 bits, G = 16..256 (default g64:asym)\n"
     "                     nf4[:g<G>][:dq]                          NormalFloat4, dq = 8-bit absmax\n"
     "                     binary[:g<G>|:row|:tensor]               sign(w) x mean|w|\n"
-    "                     ternary[:g<G>|:row|:tensor][:2bit|:1.6bit]   {-1,0,1} x absmean\n"
+    "                     ternary[:g<G>|:row|:tensor][:2bit|:1.6bit]   {-1,0,1} x alpha (rtn: absmean; --method twn)\n"
     "                     pow2[:3|:4|:5][:g<G>|:row]               0 or +-2^-k x absmax (default 4 bits, g64)\n"
     "                     f32, f16, bf16; ggml names q8_0, q4_0, q4_1\n"
     "                     (see docs/FORMATS.md for layouts and bits per weight)\n"
-    "  --method rtn       round-to-nearest (the only method so far)\n"
-    "  --clip RULE        minmax (default) | mse (best of 50 shrink factors) | aciq | aciq-gauss\n"
-    "  --tensors LIST     comma-separated: linears (default: the seven linears of every layer),\n"
-    "                     embeddings, output, all, or glob patterns over tensor names\n"
-    "                     (e.g. 'blk.*.ffn_down.weight'); norms always stay f32\n"
-    "  --tokenizer FILE   llama2.c tokenizer to embed (default: tok<vocab>.bin beside MODEL)\n"
-    "  --json             one JSON object on stdout\n";
+    "  --method NAME      how weights become codes (default rtn); the methods and their options:\n";
 
-/* blk.N.<linear>.weight for one of the seven linears */
-static int is_linear(const char *name) {
-    if (strncmp(name, "blk.", 4)) return 0;
-    for (int i = 0; i < LB_N_LINEARS; i++) {
-        char suffix[32];
-        snprintf(suffix, sizeof suffix, ".%s.weight", lb_linear_name(i));
-        size_t n = strlen(name), s = strlen(suffix);
-        if (n > s && !strcmp(name + n - s, suffix)) return 1;
+static const char *quantize_help_tail =
+    "  --clip RULE        the method's clip option (rtn: minmax, mse, aciq, aciq-gauss)\n"
+    "  --tensors LIST     what --format applies to, comma-separated: linears (default: the seven\n"
+    "                     linears of every layer), embeddings, output, all, or glob patterns over\n"
+    "                     tensor names (e.g. 'blk.*.ffn_down.weight'); norms always stay f32\n"
+    "  --tensor-type PATTERN=SPEC[,method=NAME][,key=value]...\n"
+    "                     an override rule (repeatable): tensors matching PATTERN get SPEC, with\n"
+    "                     --method/--clip unless it names its own; e.g. 'blk.0.*=int8,clip=mse'\n"
+    "  --recipe FILE      rules from a recipe file (docs/RECIPES.md); --format is then optional\n"
+    "  --save-recipe FILE write the resolved plan (one line per tensor) as a recipe\n"
+    "  --dry-run          print the resolved plan (with --json: an array of {tensor, spec, method,\n"
+    "                     options, bpw}) and write no model\n"
+    "  --tokenizer FILE   llama2.c tokenizer to embed (default: tok<vocab>.bin beside MODEL)\n"
+    "  --json             one JSON object on stdout\n\n"
+    "Rules apply in order, the last match winning: --format over --tensors, then the recipe's\n"
+    "lines, then each --tensor-type.\n";
+
+static void print_help(void) {
+    fputs(quantize_help_head, stdout);
+    for (int i = 0; i < lb_method_count(); i++) {
+        const lb_method *m = lb_method_at(i);
+        printf("                       %-6s %s\n", m->name, m->summary);
+        for (int k = 0; k < m->n_options; k++)
+            printf("                         %s=%s  %s\n", m->options[k].name, m->options[k].def, m->options[k].help);
     }
-    return 0;
+    fputs(quantize_help_tail, stdout);
 }
 
-/* Marks selected[i] for every tensor LIST names (norms never: they stay
- * f32); fails on a token that selects nothing else. */
-static int select_tensors(const char *verb, lb_model *m, const char *list, char *selected) {
-    char buf[1024];
-    if (strlen(list) >= sizeof buf) return cli_usage_error(verb, "--tensors list is too long");
-    strcpy(buf, list);
-    char *save = NULL;
-    for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        int hits = 0, norm_hits = 0;
-        if (!strcmp(tok, "output") && m->tied_output)
-            return cli_usage_error(verb, "this model's classifier is tied to the token embedding: select 'embeddings'");
-        for (int i = 0; i < lb_model_n_tensors(m); i++) {
-            const char *name = lb_model_tensor_at(m, i)->name;
-            int hit;
-            if (!strcmp(tok, "linears")) hit = is_linear(name);
-            else if (!strcmp(tok, "embeddings")) hit = !strcmp(name, "token_embd.weight");
-            else if (!strcmp(tok, "output")) hit = !strcmp(name, "output.weight");
-            else if (!strcmp(tok, "all")) hit = 1;
-            else hit = fnmatch(tok, name, 0) == 0;
-            if (hit && strstr(name, "_norm.")) { /* norms are never candidates */
-                norm_hits++;
-            } else if (hit) {
-                selected[i] = 1;
-                hits++;
-            }
-        }
-        if (!hits && norm_hits) return cli_usage_error(verb, "--tensors: '%s' selects only norm weights; norms stay f32", tok);
-        if (!hits) return cli_usage_error(verb, "--tensors: '%s' matches no tensor (see lowbit info MODEL)", tok);
+#define MAX_TENSOR_TYPES 64
+
+/* The plan from the flags; usage errors print and return CLI_USAGE. */
+static int build_plan(lb_plan *plan, const char *format, const char *method, const char *clip, const char *tensors,
+                      const char **types, int n_types, const char *recipe, lb_method_opts *base, lb_qspec *spec) {
+    const lb_method *m = lb_method_find(method);
+    if (!m) return cli_usage_error("quantize", "%s", lb_last_error());
+    lb_method_opts_default(m, base);
+    if (clip && lb_method_opts_set(base, "clip", clip) != LB_OK) return cli_usage_error("quantize", "%s", lb_last_error());
+    if (format) {
+        if (lb_qspec_parse(format, spec) != LB_OK) return cli_usage_error("quantize", "%s", lb_last_error());
+        if (lb_plan_add_selection(plan, tensors ? tensors : "linears", spec, base) != LB_OK)
+            return cli_usage_error("quantize", "--tensors: %s", lb_last_error());
     }
+    if (recipe && lb_plan_load_recipe(plan, recipe) != LB_OK) return cli_error("quantize", NULL);
+    for (int i = 0; i < n_types; i++)
+        if (lb_plan_add_override(plan, types[i], base) != LB_OK) return cli_usage_error("quantize", "%s", lb_last_error());
     return CLI_OK;
 }
 
-int quantize_model(const char *verb, lb_model *m, const quantize_job *job, int *n_quantized) {
-    int n = lb_model_n_tensors(m);
-    char *selected = lb_calloc((size_t)n, 1);
-    if (!selected) return cli_error(verb, NULL);
-    int rc = select_tensors(verb, m, job->tensors, selected), total = 0;
-    for (int i = 0; i < n; i++) total += selected[i];
-    lb_progress prog;
-    lb_progress_begin(&prog, "quantizing", (uint64_t)total);
-    int done = 0;
-    for (int i = 0; i < n && rc == CLI_OK; i++) {
-        if (!selected[i]) continue;
-        lb_tensor *t = lb_model_tensor_at(m, i);
-        float *w = lb_alloc((size_t)(t->rows * t->cols) * sizeof(float));
-        lb_tensor q;
-        if (!w || lb_dequantize(t, w) != LB_OK ||
-            lb_quantize_to_tensor(w, t->rows, t->cols, &job->spec, &job->rtn, t->name, &q) != LB_OK) {
-            rc = cli_error(verb, NULL);
+static void print_plan(lb_model *m, const lb_plan *plan, int json) {
+    if (json) json_begin_array();
+    else printf("%-32s %-28s %-6s %-44s %8s\n", "tensor", "spec", "method", "options", "bpw");
+    for (int i = 0; i < plan->n_entries; i++) {
+        const lb_plan_entry *e = &plan->entries[i];
+        const lb_tensor *t = lb_model_tensor_at(m, e->tensor);
+        char spec[64], opts[512];
+        lb_qspec_format(&e->spec, spec, sizeof spec);
+        lb_method_opts_format(&e->opts, 1, opts, sizeof opts);
+        double bpw = lb_format_bpw(&e->spec, t->rows, t->cols);
+        if (json) {
+            json_begin_object();
+            json_kstr("tensor", e->name);
+            json_kstr("spec", spec);
+            json_kstr("method", e->opts.method->name);
+            json_kstr("options", opts);
+            json_knum("bpw", bpw);
+            json_end_object();
         } else {
-            lb_tensor_free(t);
-            *t = q;
-            lb_progress_update(&prog, (uint64_t)++done);
+            printf("%-32s %-28s %-6s %-44s %8.4f\n", e->name, spec, e->opts.method->name, opts, bpw);
         }
-        lb_free(w);
     }
-    lb_progress_end(&prog);
-    lb_free(selected);
-    *n_quantized = done;
-    return rc;
+    if (json) {
+        json_end_array();
+        json_done();
+    }
 }
 
 int cmd_quantize(int argc, char **argv) {
     cli_args a = {.argc = argc, .argv = argv, .i = 1, .verb = "quantize"};
-    const char *out = NULL, *format = NULL, *method = "rtn", *clip = "minmax", *tokenizer = NULL;
-    quantize_job job = {.tensors = "linears"};
+    const char *out = NULL, *format = NULL, *method = "rtn", *clip = NULL, *tokenizer = NULL, *tensors = NULL;
+    const char *recipe = NULL, *save_recipe = NULL, *types[MAX_TENSOR_TYPES];
+    int n_types = 0, dry_run = 0;
     while (a.i < argc) {
         int r;
+        const char *type = NULL;
         if ((r = cli_option(&a, "--output", "-o", &out)) || (r = cli_option(&a, "--format", "-f", &format)) ||
             (r = cli_option(&a, "--method", NULL, &method)) || (r = cli_option(&a, "--clip", NULL, &clip)) ||
-            (r = cli_option(&a, "--tensors", NULL, &job.tensors)) ||
+            (r = cli_option(&a, "--tensors", NULL, &tensors)) || (r = cli_option(&a, "--recipe", NULL, &recipe)) ||
+            (r = cli_option(&a, "--save-recipe", NULL, &save_recipe)) ||
             (r = cli_option(&a, "--tokenizer", NULL, &tokenizer))) {
             if (r < 0) return CLI_USAGE;
+            continue;
+        }
+        if ((r = cli_option(&a, "--tensor-type", NULL, &type))) {
+            if (r < 0) return CLI_USAGE;
+            if (n_types == MAX_TENSOR_TYPES) return cli_usage_error("quantize", "more than %d --tensor-type rules", MAX_TENSOR_TYPES);
+            types[n_types++] = type;
+            continue;
+        }
+        if (cli_flag(&a, "--dry-run")) {
+            dry_run = 1;
             continue;
         }
         if ((r = cli_unknown(&a)) != 0) return r;
     }
     if (a.help) {
-        fputs(quantize_help, stdout);
+        print_help();
         return CLI_OK;
     }
     if (a.n_positional != 1) return cli_usage_error("quantize", "expected one MODEL");
-    if (!out) return cli_usage_error("quantize", "missing -o OUT");
-    if (!format) return cli_usage_error("quantize", "missing --format SPEC");
-    if (strcmp(method, "rtn")) return cli_usage_error("quantize", "unknown method '%s' (available: rtn)", method);
-    if (lb_qspec_parse(format, &job.spec) != LB_OK) return cli_usage_error("quantize", "%s", lb_last_error());
-    lb_rtn_opts_default(&job.rtn);
-    if (lb_clip_parse(clip, &job.rtn.clip) != LB_OK) return cli_usage_error("quantize", "%s", lb_last_error());
+    if (!out && !dry_run) return cli_usage_error("quantize", "missing -o OUT");
+    if (!format && !recipe) return cli_usage_error("quantize", "missing --format SPEC (or --recipe FILE)");
+    if (tensors && !format) return cli_usage_error("quantize", "--tensors selects what --format applies to: give --format");
+    lb_plan plan;
+    lb_plan_init(&plan);
+    lb_method_opts base;
+    lb_qspec spec;
+    memset(&spec, 0, sizeof spec);
+    int rc = build_plan(&plan, format, method, clip, tensors, types, n_types, recipe, &base, &spec);
+    if (rc != CLI_OK) {
+        lb_plan_free(&plan);
+        return rc;
+    }
 
     double t0 = lb_now();
     lb_model *m;
-    if (cli_load_model("quantize", a.positional[0], tokenizer, &m)) return CLI_FAIL;
-    int n_done = 0;
-    int rc = quantize_model("quantize", m, &job, &n_done);
-    char spec[64];
-    lb_qspec_format(&job.spec, spec, sizeof spec);
-    if (rc == CLI_OK) {
-        snprintf(m->quant_note, sizeof m->quant_note, "method=rtn clip=%s format=%s tensors=%s", lb_clip_name(job.rtn.clip),
-                 spec, job.tensors);
-        if (lb_model_save_gguf(m, out) != LB_OK) rc = cli_error("quantize", NULL);
+    if (cli_load_model("quantize", a.positional[0], tokenizer, &m)) {
+        lb_plan_free(&plan);
+        return CLI_FAIL;
     }
+    if (lb_plan_resolve(&plan, m) != LB_OK) rc = cli_usage_error("quantize", "%s", lb_last_error());
+    if (rc == CLI_OK && lb_plan_check(&plan) != LB_OK) rc = cli_error("quantize", NULL);
+    char header[4200];
+    snprintf(header, sizeof header, "lowbit quantize plan for %.4000s: %d tensors", a.positional[0], plan.n_entries);
+    if (rc == CLI_OK && dry_run) {
+        print_plan(m, &plan, a.json);
+        if (save_recipe && lb_plan_save_recipe(&plan, save_recipe, header) != LB_OK) rc = cli_error("quantize", NULL);
+        lb_model_free(m);
+        lb_plan_free(&plan);
+        return rc;
+    }
+    lb_quantize_report rep;
+    if (rc == CLI_OK && lb_quantize_model(m, &plan, &rep) != LB_OK) rc = cli_error("quantize", NULL);
+    if (rc == CLI_OK && lb_model_save_gguf(m, out) != LB_OK) rc = cli_error("quantize", NULL);
+    if (rc == CLI_OK && save_recipe && lb_plan_save_recipe(&plan, save_recipe, header) != LB_OK)
+        rc = cli_error("quantize", NULL);
     if (rc == CLI_OK) {
-        lb_model_size sz;
-        lb_model_sizes(m, &sz);
+        char spec_text[64] = "", clip_text[32], opts[512];
+        if (format) lb_qspec_format(&spec, spec_text, sizeof spec_text);
+        const char *clip_used = lb_method_opts_text(&base, "clip", clip_text, sizeof clip_text);
+        lb_method_opts_format(&base, 1, opts, sizeof opts);
         struct stat st;
         long long bytes = stat(out, &st) == 0 ? (long long)st.st_size : -1;
         double secs = lb_now() - t0;
@@ -150,22 +181,37 @@ int cmd_quantize(int argc, char **argv) {
             json_begin_object();
             json_kstr("input", a.positional[0]);
             json_kstr("output", out);
-            json_kstr("format", spec);
-            json_kstr("method", "rtn");
-            json_kstr("clip", lb_clip_name(job.rtn.clip));
-            json_kint("tensors_quantized", n_done);
-            json_knum("bpw", sz.bpw);
-            json_knum("bpw_all", sz.bpw_all);
+            if (format) json_kstr("format", spec_text);
+            else {
+                json_key("format");
+                json_null();
+            }
+            json_kstr("method", base.method->name);
+            if (clip_used) json_kstr("clip", clip_used);
+            else {
+                json_key("clip");
+                json_null();
+            }
+            json_kstr("options", opts);
+            json_kint("rules", plan.n_rules);
+            json_kint("tensors_quantized", rep.tensors_quantized);
+            json_knum("bpw", rep.bpw);
+            json_knum("bpw_all", rep.bpw_all);
             json_kint("file_bytes", bytes);
             json_knum("seconds", secs);
             json_end_object();
             json_done();
         } else {
-            char b[32];
-            printf("%s: %d tensors as %s (rtn, clip %s): %.4f bpw quantized, %.4f bpw whole model, %s bytes, %.2fs\n", out,
-                   n_done, spec, lb_clip_name(job.rtn.clip), sz.bpw, sz.bpw_all, fmt_thousands(bytes, b, sizeof b), secs);
+            char b[32], how[160];
+            if (format && clip_used) snprintf(how, sizeof how, "as %s (%s, clip %s)", spec_text, base.method->name, clip_used);
+            else if (format) snprintf(how, sizeof how, "as %s (%s)", spec_text, base.method->name);
+            else snprintf(how, sizeof how, "by recipe %.100s", recipe);
+            printf("%s: %d tensors %s%s: %.4f bpw quantized, %.4f bpw whole model, %s bytes, %.2fs\n", out,
+                   rep.tensors_quantized, how, format && (recipe || n_types) ? " with overrides" : "", rep.bpw,
+                   rep.bpw_all, fmt_thousands(bytes, b, sizeof b), secs);
         }
     }
     lb_model_free(m);
+    lb_plan_free(&plan);
     return rc;
 }

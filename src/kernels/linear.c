@@ -1,0 +1,338 @@
+/* lb_linear: a stored weight plus optional slots (input scale, rotation,
+ * sparse outliers, low-rank adapter, bias), and its forward pass
+ *
+ *   x' = (x / s) R,   y = x' (W + S + alpha B A)^T + b
+ *
+ * (conventions in include/lowbit/linear.h). The weight goes through
+ * lb_matmul (the format's cached kernel); the slots here are plain scalar
+ * code, the reference tests/test_linear.c checks against dense matrices.
+ * Every output element is computed by one thread in a fixed order, so
+ * results do not depend on the thread count. */
+#include <math.h>
+#include <string.h>
+
+#include "kernels/kernels.h"
+#include "kernels/nn.h"
+#include "lowbit/linear.h"
+
+/* ---- checks -------------------------------------------------------------- */
+
+static lb_status check_finite(const lb_linear *L, const char *what, const float *v, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(v[i]))
+            return lb_fail(LB_ERR_NUMERIC, "linear '%s': %s[%zu] is %g", L->w.name, what, i, (double)v[i]);
+    return LB_OK;
+}
+
+static lb_status check_weight(const lb_linear *L) {
+    if (L->w.rows < 1 || L->w.cols < 1 || L->w.rows > INT32_MAX || L->w.cols > INT32_MAX)
+        return lb_fail(LB_ERR_INVALID, "linear '%s' has an absurd shape %lld x %lld", L->w.name, (long long)L->w.rows,
+                       (long long)L->w.cols);
+    return LB_OK;
+}
+
+static lb_status check_in_scale(const lb_linear *L, const float *s) {
+    size_t cols = (size_t)L->w.cols;
+    for (size_t j = 0; j < cols; j++)
+        if (!isfinite(s[j]) || s[j] == 0.0f)
+            return lb_fail(isfinite(s[j]) ? LB_ERR_INVALID : LB_ERR_NUMERIC,
+                           "linear '%s': input scale[%zu] is %g (must be finite and nonzero: the input is divided by it)",
+                           L->w.name, j, (double)s[j]);
+    return LB_OK;
+}
+
+static lb_status check_hadamard(const lb_linear *L, const float *signs) {
+    int64_t cols = L->w.cols;
+    if (cols & (cols - 1))
+        return lb_fail(LB_ERR_INVALID, "linear '%s': a Hadamard rotation needs a power-of-two width, not %lld", L->w.name,
+                       (long long)cols);
+    for (int64_t j = 0; j < cols; j++)
+        if (signs[j] != 1.0f && signs[j] != -1.0f)
+            return lb_fail(isfinite(signs[j]) ? LB_ERR_INVALID : LB_ERR_NUMERIC,
+                           "linear '%s': Hadamard sign[%lld] is %g, not +1 or -1", L->w.name, (long long)j,
+                           (double)signs[j]);
+    return LB_OK;
+}
+
+static lb_status check_outliers(const lb_linear *L, int64_t nnz, const int32_t *row_ptr, const int32_t *col_idx,
+                                const float *values) {
+    int64_t rows = L->w.rows, cols = L->w.cols;
+    if (nnz < 0 || nnz > rows * cols || nnz > INT32_MAX)
+        return lb_fail(LB_ERR_INVALID, "linear '%s': %lld outliers for a %lld x %lld weight", L->w.name, (long long)nnz,
+                       (long long)rows, (long long)cols);
+    if (!row_ptr || !col_idx || !values)
+        return lb_fail(LB_ERR_INVALID, "linear '%s': outliers without row_ptr, col_idx or values", L->w.name);
+    if (row_ptr[0] != 0 || row_ptr[rows] != nnz)
+        return lb_fail(LB_ERR_INVALID, "linear '%s': outlier row_ptr runs %d..%d, not 0..%lld", L->w.name, row_ptr[0],
+                       row_ptr[rows], (long long)nnz);
+    for (int64_t r = 0; r < rows; r++)
+        if (row_ptr[r + 1] < row_ptr[r])
+            return lb_fail(LB_ERR_INVALID, "linear '%s': outlier row_ptr decreases at row %lld", L->w.name, (long long)r);
+    for (int64_t k = 0; k < nnz; k++)
+        if (col_idx[k] < 0 || col_idx[k] >= cols)
+            return lb_fail(LB_ERR_INVALID, "linear '%s': outlier %lld has column %d (width %lld)", L->w.name, (long long)k,
+                           col_idx[k], (long long)cols);
+    return check_finite(L, "outlier value", values, (size_t)nnz);
+}
+
+static lb_status check_adapter(const lb_linear *L, int rank, const float *a, const float *b, float alpha) {
+    if (rank < 0 || rank > 65536) return lb_fail(LB_ERR_INVALID, "linear '%s': adapter rank %d", L->w.name, rank);
+    if (!a || !b) return lb_fail(LB_ERR_INVALID, "linear '%s': adapter without A or B", L->w.name);
+    if (!isfinite(alpha)) return lb_fail(LB_ERR_NUMERIC, "linear '%s': adapter alpha is %g", L->w.name, (double)alpha);
+    lb_status st = check_finite(L, "adapter A", a, (size_t)rank * (size_t)L->w.cols);
+    return st != LB_OK ? st : check_finite(L, "adapter B", b, (size_t)L->w.rows * (size_t)rank);
+}
+
+lb_status lb_linear_validate(const lb_linear *L) {
+    lb_status st = check_weight(L);
+    if (st != LB_OK) return st;
+    if (!L->w.data) return lb_fail(LB_ERR_INVALID, "linear '%s' has no weight data", L->w.name);
+    if (L->bias && (st = check_finite(L, "bias", L->bias, (size_t)L->w.rows)) != LB_OK) return st;
+    if (L->in_scale && (st = check_in_scale(L, L->in_scale)) != LB_OK) return st;
+    switch (L->rot.kind) {
+    case LB_ROTATION_NONE:
+        break;
+    case LB_ROTATION_HADAMARD:
+        if (!L->rot.signs) return lb_fail(LB_ERR_INVALID, "linear '%s': Hadamard rotation without signs", L->w.name);
+        if ((st = check_hadamard(L, L->rot.signs)) != LB_OK) return st;
+        break;
+    default:
+        return lb_fail(LB_ERR_INVALID, "linear '%s': unknown rotation kind %d", L->w.name, (int)L->rot.kind);
+    }
+    if (L->outliers.nnz &&
+        (st = check_outliers(L, L->outliers.nnz, L->outliers.row_ptr, L->outliers.col_idx, L->outliers.values)) != LB_OK)
+        return st;
+    if (L->adapter.rank &&
+        (st = check_adapter(L, L->adapter.rank, L->adapter.a, L->adapter.b, L->adapter.alpha)) != LB_OK)
+        return st;
+    return LB_OK;
+}
+
+int lb_linear_has_slots(const lb_linear *L) {
+    return L->bias || L->in_scale || L->rot.kind != LB_ROTATION_NONE || L->outliers.nnz || L->adapter.rank;
+}
+
+size_t lb_linear_slot_bytes(const lb_linear *L) {
+    size_t rows = (size_t)L->w.rows, cols = (size_t)L->w.cols, b = 0;
+    if (L->bias) b += rows * sizeof(float);
+    if (L->in_scale) b += cols * sizeof(float);
+    if (L->rot.kind == LB_ROTATION_HADAMARD) b += cols * sizeof(float);
+    if (L->outliers.nnz) b += (rows + 1) * sizeof(int32_t) + (size_t)L->outliers.nnz * (sizeof(int32_t) + sizeof(float));
+    if (L->adapter.rank) b += (size_t)L->adapter.rank * (rows + cols) * sizeof(float) + sizeof(float);
+    return b;
+}
+
+/* ---- life cycle and setters ---------------------------------------------- */
+
+void lb_linear_init(lb_linear *L, const lb_tensor *w) {
+    memset(L, 0, sizeof *L);
+    L->w = *w;
+}
+
+static void free_outliers(lb_outliers *o) {
+    lb_free(o->row_ptr);
+    lb_free(o->col_idx);
+    lb_free(o->values);
+    memset(o, 0, sizeof *o);
+}
+
+static void free_adapter(lb_adapter *a) {
+    lb_free(a->a);
+    lb_free(a->b);
+    memset(a, 0, sizeof *a);
+}
+
+void lb_linear_free(lb_linear *L) {
+    lb_free(L->bias);
+    lb_free(L->in_scale);
+    lb_free(L->rot.signs);
+    free_outliers(&L->outliers);
+    free_adapter(&L->adapter);
+    lb_tensor_free(&L->w);
+    lb_tensor w = L->w; /* keep name and shape: an empty linear of the same kind */
+    memset(L, 0, sizeof *L);
+    L->w = w;
+}
+
+lb_status lb_linear_set_weight(lb_linear *L, const lb_tensor *w) {
+    if (w->rows != L->w.rows || w->cols != L->w.cols)
+        return lb_fail(LB_ERR_INVALID, "linear '%s' is %lld x %lld, the new weight '%s' %lld x %lld", L->w.name,
+                       (long long)L->w.rows, (long long)L->w.cols, w->name, (long long)w->rows, (long long)w->cols);
+    lb_tensor t = *w;
+    lb_status st = lb_tensor_resolve(&t);
+    if (st != LB_OK) return st;
+    lb_tensor_free(&L->w);
+    L->w = t;
+    return LB_OK;
+}
+
+/* A copy of n elements of size es, or NULL (recorded as LB_ERR_NOMEM). */
+static void *copy_of(const void *src, size_t n, size_t es) {
+    void *p = lb_alloc(n * es);
+    if (p) memcpy(p, src, n * es);
+    return p;
+}
+
+static lb_status replace_floats(lb_linear *L, float **slot, const float *src, size_t n) {
+    float *c = NULL;
+    if (src && !(c = copy_of(src, n, sizeof(float))))
+        return lb_fail(LB_ERR_NOMEM, "out of memory for a slot of linear '%s'", L->w.name);
+    lb_free(*slot);
+    *slot = c;
+    return LB_OK;
+}
+
+lb_status lb_linear_set_bias(lb_linear *L, const float *bias) {
+    lb_status st = check_weight(L);
+    if (st == LB_OK && bias) st = check_finite(L, "bias", bias, (size_t)L->w.rows);
+    return st != LB_OK ? st : replace_floats(L, &L->bias, bias, (size_t)L->w.rows);
+}
+
+lb_status lb_linear_set_in_scale(lb_linear *L, const float *scale) {
+    lb_status st = check_weight(L);
+    if (st == LB_OK && scale) st = check_in_scale(L, scale);
+    return st != LB_OK ? st : replace_floats(L, &L->in_scale, scale, (size_t)L->w.cols);
+}
+
+lb_status lb_linear_set_hadamard(lb_linear *L, const float *signs) {
+    lb_status st = check_weight(L);
+    if (st == LB_OK && signs) st = check_hadamard(L, signs);
+    if (st == LB_OK) st = replace_floats(L, &L->rot.signs, signs, (size_t)L->w.cols);
+    if (st == LB_OK) L->rot.kind = signs ? LB_ROTATION_HADAMARD : LB_ROTATION_NONE;
+    return st;
+}
+
+lb_status lb_linear_set_outliers(lb_linear *L, int64_t nnz, const int32_t *row_ptr, const int32_t *col_idx,
+                                 const float *values) {
+    lb_status st = check_weight(L);
+    if (st != LB_OK) return st;
+    if (nnz == 0) {
+        free_outliers(&L->outliers);
+        return LB_OK;
+    }
+    if ((st = check_outliers(L, nnz, row_ptr, col_idx, values)) != LB_OK) return st;
+    lb_outliers o = {nnz, copy_of(row_ptr, (size_t)L->w.rows + 1, sizeof(int32_t)),
+                     copy_of(col_idx, (size_t)nnz, sizeof(int32_t)), copy_of(values, (size_t)nnz, sizeof(float))};
+    if (!o.row_ptr || !o.col_idx || !o.values) {
+        free_outliers(&o);
+        return lb_fail(LB_ERR_NOMEM, "out of memory for %lld outliers of linear '%s'", (long long)nnz, L->w.name);
+    }
+    free_outliers(&L->outliers);
+    L->outliers = o;
+    return LB_OK;
+}
+
+lb_status lb_linear_set_adapter(lb_linear *L, int rank, const float *a, const float *b, float alpha) {
+    lb_status st = check_weight(L);
+    if (st != LB_OK) return st;
+    if (rank == 0) {
+        free_adapter(&L->adapter);
+        return LB_OK;
+    }
+    if ((st = check_adapter(L, rank, a, b, alpha)) != LB_OK) return st;
+    lb_adapter ad = {rank, copy_of(a, (size_t)rank * (size_t)L->w.cols, sizeof(float)),
+                     copy_of(b, (size_t)L->w.rows * (size_t)rank, sizeof(float)), alpha};
+    if (!ad.a || !ad.b) {
+        free_adapter(&ad);
+        return lb_fail(LB_ERR_NOMEM, "out of memory for a rank-%d adapter of linear '%s'", rank, L->w.name);
+    }
+    free_adapter(&L->adapter);
+    L->adapter = ad;
+    return LB_OK;
+}
+
+/* ---- transforms ---------------------------------------------------------- */
+
+static int has_input_transform(const lb_linear *L) { return L->in_scale || L->rot.kind != LB_ROTATION_NONE; }
+
+/* row <- (row o s^(+1 or -1)) R, for one row of cols entries */
+static void transform_row(const lb_linear *L, float *row, int divide) {
+    int cols = (int)L->w.cols;
+    if (L->in_scale) {
+        if (divide)
+            for (int j = 0; j < cols; j++) row[j] /= L->in_scale[j];
+        else
+            for (int j = 0; j < cols; j++) row[j] *= L->in_scale[j];
+    }
+    if (L->rot.kind == LB_ROTATION_HADAMARD) {
+        for (int j = 0; j < cols; j++) row[j] *= L->rot.signs[j];
+        lb_fwht_ref(row, cols);
+        float norm = 1.0f / sqrtf((float)cols);
+        for (int j = 0; j < cols; j++) row[j] *= norm;
+    }
+}
+
+lb_status lb_linear_transform_input(const lb_linear *L, const float *x, int n, float *out) {
+    size_t cols = (size_t)L->w.cols;
+    if (n < 0) return lb_fail(LB_ERR_INVALID, "linear '%s': %d input rows", L->w.name, n);
+    if (out != x) memcpy(out, x, (size_t)n * cols * sizeof(float));
+#pragma omp parallel for schedule(static) if ((size_t)n * cols > 65536)
+    for (int i = 0; i < n; i++) transform_row(L, out + (size_t)i * cols, 1);
+    return LB_OK;
+}
+
+lb_status lb_linear_transform_weight(const lb_linear *L, float *w, int64_t rows) {
+    if (rows != L->w.rows)
+        return lb_fail(LB_ERR_INVALID, "linear '%s' has %lld rows, not %lld", L->w.name, (long long)L->w.rows,
+                       (long long)rows);
+    size_t cols = (size_t)L->w.cols;
+#pragma omp parallel for schedule(static) if ((size_t)rows * cols > 65536)
+    for (int64_t r = 0; r < rows; r++) transform_row(L, w + (size_t)r * cols, 0);
+    return LB_OK;
+}
+
+/* ---- forward ------------------------------------------------------------- */
+
+/* y += x S^T, S in CSR: y (n, rows), x (n, cols) */
+static void add_outliers(const lb_linear *L, const float *x, int n, float *y) {
+    int rows = (int)L->w.rows, cols = (int)L->w.cols;
+    const lb_outliers *o = &L->outliers;
+#pragma omp parallel for schedule(static) if ((long)n * o->nnz > 65536)
+    for (int i = 0; i < n; i++)
+        for (int r = 0; r < rows; r++) {
+            float s = 0.0f;
+            for (int32_t k = o->row_ptr[r]; k < o->row_ptr[r + 1]; k++) s += o->values[k] * x[(size_t)i * cols + o->col_idx[k]];
+            y[(size_t)i * rows + r] += s;
+        }
+}
+
+/* y += alpha (x A^T) B^T */
+static lb_status add_adapter(const lb_linear *L, const float *x, int n, float *y) {
+    int rows = (int)L->w.rows, cols = (int)L->w.cols, rank = L->adapter.rank;
+    const lb_kernel_table *k = lb_kernels();
+    float *t = lb_alloc((size_t)n * rank * sizeof(float)), *u = lb_alloc((size_t)n * rows * sizeof(float));
+    if (!t || !u) {
+        lb_free(t);
+        lb_free(u);
+        return lb_fail(LB_ERR_NOMEM, "out of memory for the adapter of linear '%s'", L->w.name);
+    }
+    k->gemm_nt(n, rank, cols, x, cols, L->adapter.a, cols, t, rank); /* (n, rank) */
+    k->gemm_nt(n, rows, rank, t, rank, L->adapter.b, rank, u, rows); /* (n, rows) */
+    float alpha = L->adapter.alpha;
+    for (size_t j = 0; j < (size_t)n * rows; j++) y[j] += alpha * u[j];
+    lb_free(t);
+    lb_free(u);
+    return LB_OK;
+}
+
+lb_status lb_linear_forward(const lb_linear *L, const float *x, int n, float *y, lb_act_cache *cache) {
+    if (n < 1) return lb_fail(LB_ERR_INVALID, "linear '%s': %d input rows", L->w.name, n);
+    int rows = (int)L->w.rows;
+    const float *xin = x;
+    float *xt = NULL;
+    if (has_input_transform(L)) {
+        xt = lb_alloc((size_t)n * (size_t)L->w.cols * sizeof(float));
+        if (!xt) return lb_fail(LB_ERR_NOMEM, "out of memory for the transformed input of linear '%s'", L->w.name);
+        lb_linear_transform_input(L, x, n, xt);
+        xin = xt;
+        cache = NULL; /* the cache holds forms of x, not of x' */
+    }
+    lb_status st = lb_matmul(&L->w, xin, n, y, cache);
+    if (st == LB_OK && L->outliers.nnz) add_outliers(L, xin, n, y);
+    if (st == LB_OK && L->adapter.rank) st = add_adapter(L, xin, n, y);
+    if (st == LB_OK && L->bias)
+        for (int i = 0; i < n; i++)
+            for (int r = 0; r < rows; r++) y[(size_t)i * rows + r] += L->bias[r];
+    lb_free(xt);
+    return st;
+}

@@ -1,0 +1,66 @@
+/* The whole-model driver: every tensor a plan selects, quantized by its
+ * method into a new tensor, and the model changed only when all of them
+ * succeeded (a failure names its tensor and leaves the model as it was). */
+#include "lowbit/pipeline.h"
+
+#include <string.h>
+
+lb_status lb_quantize_model(lb_model *m, const lb_plan *plan, lb_quantize_report *report) {
+    double t0 = lb_now();
+    if (report) memset(report, 0, sizeof *report);
+    lb_plan p = *plan; /* the caller's plan stays const: resolve a shallow copy */
+    p.entries = NULL;
+    p.n_entries = 0;
+    lb_status st = lb_plan_resolve(&p, m);
+    if (st == LB_OK) st = lb_plan_check(&p);
+    if (st != LB_OK) {
+        lb_free(p.entries);
+        return st;
+    }
+    lb_tensor *out = lb_calloc((size_t)(p.n_entries ? p.n_entries : 1), sizeof *out);
+    if (!out) {
+        lb_free(p.entries);
+        return LB_ERR_NOMEM;
+    }
+    lb_progress prog;
+    lb_progress_begin(&prog, "quantizing", (uint64_t)p.n_entries);
+    int done = 0;
+    for (; done < p.n_entries && st == LB_OK; done++) {
+        const lb_plan_entry *e = &p.entries[done];
+        const lb_tensor *t = lb_model_tensor_at(m, e->tensor);
+        size_t n;
+        float *w = NULL;
+        if (lb_mul_overflows((size_t)t->rows, (size_t)t->cols * sizeof(float), &n) || !(w = lb_alloc(n))) {
+            st = lb_fail(LB_ERR_NOMEM, "no memory to dequantize '%s'", t->name);
+            break;
+        }
+        st = lb_dequantize(t, w);
+        if (st == LB_OK)
+            st = lb_quantize_tensor(e->opts.method, &e->opts, NULL, w, t->rows, t->cols, &e->spec, t->name, &out[done]);
+        lb_free(w);
+        if (st != LB_OK) break;
+        lb_progress_update(&prog, (uint64_t)done + 1);
+    }
+    lb_progress_end(&prog);
+    if (st == LB_OK) {
+        for (int i = 0; i < p.n_entries; i++) {
+            lb_tensor *t = lb_model_tensor_at(m, p.entries[i].tensor);
+            lb_tensor_free(t);
+            *t = out[i];
+        }
+        lb_plan_summary(plan, m->quant_note, sizeof m->quant_note);
+    } else {
+        for (int i = 0; i < done; i++) lb_tensor_free(&out[i]);
+    }
+    if (st == LB_OK && report) {
+        lb_model_size sz;
+        lb_model_sizes(m, &sz);
+        report->tensors_quantized = p.n_entries;
+        report->bpw = sz.bpw;
+        report->bpw_all = sz.bpw_all;
+        report->seconds = lb_now() - t0;
+    }
+    lb_free(out);
+    lb_free(p.entries);
+    return st;
+}

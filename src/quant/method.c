@@ -1,0 +1,273 @@
+/* The method table, the option parser every method shares, and the one
+ * entry point that turns float weights into a packed tensor by any method.
+ *
+ * Options are data: a row lists {name, type, default, help} and the values
+ * live in lb_method_opts, one slot per listed option. The CLI's `--clip mse`,
+ * a recipe's `clip=mse` and `--tensor-type ...,clip=mse` all end in
+ * lb_method_opts_set, so they accept and refuse exactly the same things. */
+#include "quant/method_rows.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const lb_method *const method_table[] = {&lb_method_rtn, &lb_method_twn};
+#define N_METHODS ((int)(sizeof method_table / sizeof method_table[0]))
+
+int lb_method_count(void) { return N_METHODS; }
+
+const lb_method *lb_method_at(int i) { return i >= 0 && i < N_METHODS ? method_table[i] : NULL; }
+
+void lb_method_list(char *buf, size_t n) {
+    size_t used = 0;
+    if (n) buf[0] = '\0';
+    for (int i = 0; i < N_METHODS && used < n; i++) {
+        int k = snprintf(buf + used, n - used, "%s%s", i ? ", " : "", method_table[i]->name);
+        if (k < 0) break;
+        used += (size_t)k;
+    }
+}
+
+const lb_method *lb_method_find(const char *name) {
+    for (int i = 0; i < N_METHODS; i++)
+        if (name && !strcmp(name, method_table[i]->name)) return method_table[i];
+    char known[256];
+    lb_method_list(known, sizeof known);
+    lb_fail(LB_ERR_INVALID, "unknown method '%s' (available: %s)", name ? name : "", known);
+    return NULL;
+}
+
+static int option_index(const lb_method *m, const char *key) {
+    for (int i = 0; i < m->n_options; i++)
+        if (!strcmp(m->options[i].name, key)) return i;
+    return -1;
+}
+
+/* Parses text as option i's value; 0 on success. */
+static lb_status parse_value(const lb_method *m, int i, const char *text, double *out) {
+    const lb_method_option *opt = &m->options[i];
+    char *end = NULL;
+    switch (opt->type) {
+    case LB_OPTION_CHOICE: {
+        for (int c = 0; opt->choices[c]; c++)
+            if (!strcmp(text, opt->choices[c])) {
+                *out = c;
+                return LB_OK;
+            }
+        char known[256];
+        size_t used = 0;
+        known[0] = '\0';
+        for (int c = 0; opt->choices[c] && used < sizeof known; c++) {
+            int k = snprintf(known + used, sizeof known - used, "%s%s", c ? ", " : "", opt->choices[c]);
+            if (k < 0) break;
+            used += (size_t)k;
+        }
+        return lb_fail(LB_ERR_INVALID, "unknown %s '%s' for method %s (known: %s)",
+                       opt->noun ? opt->noun : "value", text, m->name, known);
+    }
+    case LB_OPTION_INT: {
+        long long v = strtoll(text, &end, 10);
+        if (end != text && *end == '\0' && v >= opt->min && v <= opt->max) {
+            *out = (double)v;
+            return LB_OK;
+        }
+        return lb_fail(LB_ERR_INVALID, "%s option '%s' expects an integer in %.0f..%.0f, got '%s'", m->name,
+                       opt->name, opt->min, opt->max, text);
+    }
+    case LB_OPTION_FLOAT: {
+        double v = strtod(text, &end);
+        if (end != text && *end == '\0' && isfinite(v) && v >= opt->min && v <= opt->max) {
+            *out = (double)(float)v; /* methods use floats: store what they will see */
+            return LB_OK;
+        }
+        return lb_fail(LB_ERR_INVALID, "%s option '%s' expects a number in [%g, %g], got '%s'", m->name, opt->name,
+                       opt->min, opt->max, text);
+    }
+    }
+    return lb_fail(LB_ERR_INVALID, "%s option '%s' has an unknown type", m->name, opt->name);
+}
+
+void lb_method_opts_default(const lb_method *m, lb_method_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->method = m;
+    for (int i = 0; m && i < m->n_options && i < LB_METHOD_MAX_OPTIONS; i++)
+        if (parse_value(m, i, m->options[i].def, &o->value[i]) != LB_OK) o->value[i] = NAN; /* a bad row: tested */
+}
+
+lb_status lb_method_opts_set(lb_method_opts *o, const char *key, const char *value) {
+    const lb_method *m = o->method;
+    if (!m) return lb_fail(LB_ERR_INVALID, "options without a method");
+    int i = option_index(m, key);
+    if (i < 0) {
+        char known[256];
+        size_t used = 0;
+        known[0] = '\0';
+        for (int k = 0; k < m->n_options && used < sizeof known; k++) {
+            int w = snprintf(known + used, sizeof known - used, "%s%s", k ? ", " : "", m->options[k].name);
+            if (w < 0) break;
+            used += (size_t)w;
+        }
+        if (!m->n_options) return lb_fail(LB_ERR_INVALID, "method %s has no option '%s' (it takes none)", m->name, key);
+        return lb_fail(LB_ERR_INVALID, "method %s has no option '%s' (known: %s)", m->name, key, known);
+    }
+    return parse_value(m, i, value, &o->value[i]);
+}
+
+lb_status lb_method_opts_parse(lb_method_opts *o, const char *key_value) {
+    const char *eq = strchr(key_value, '=');
+    if (!eq || eq == key_value || !eq[1])
+        return lb_fail(LB_ERR_INVALID, "expected key=value, got '%s'", key_value);
+    char key[64];
+    size_t klen = (size_t)(eq - key_value);
+    if (klen >= sizeof key) return lb_fail(LB_ERR_INVALID, "option name too long in '%.80s'", key_value);
+    memcpy(key, key_value, klen);
+    key[klen] = '\0';
+    return lb_method_opts_set(o, key, eq + 1);
+}
+
+double lb_method_opts_get(const lb_method_opts *o, const char *key) {
+    int i = o->method ? option_index(o->method, key) : -1;
+    return i < 0 ? NAN : o->value[i];
+}
+
+/* Shortest text that parses back to option i's value. */
+static void value_text(const lb_method *m, int i, double v, char *buf, size_t n) {
+    const lb_method_option *opt = &m->options[i];
+    if (opt->type == LB_OPTION_CHOICE) {
+        int c = (int)v;
+        snprintf(buf, n, "%s", c >= 0 && v == c ? opt->choices[c] : "?");
+    } else if (opt->type == LB_OPTION_INT) {
+        snprintf(buf, n, "%.0f", v);
+    } else {
+        for (int digits = 6; digits <= 9; digits++) {
+            snprintf(buf, n, "%.*g", digits, v);
+            if ((double)(float)strtod(buf, NULL) == v) break;
+        }
+    }
+}
+
+const char *lb_method_opts_text(const lb_method_opts *o, const char *key, char *buf, size_t n) {
+    int i = o->method ? option_index(o->method, key) : -1;
+    if (i < 0) return NULL;
+    value_text(o->method, i, o->value[i], buf, n);
+    return buf;
+}
+
+void lb_method_opts_format(const lb_method_opts *o, int all, char *buf, size_t n) {
+    size_t used = 0;
+    if (n) buf[0] = '\0';
+    lb_method_opts def;
+    lb_method_opts_default(o->method, &def);
+    for (int i = 0; o->method && i < o->method->n_options && used < n; i++) {
+        if (!all && o->value[i] == def.value[i]) continue;
+        char v[64];
+        value_text(o->method, i, o->value[i], v, sizeof v);
+        int k = snprintf(buf + used, n - used, "%s%s=%s", used ? " " : "", o->method->options[i].name, v);
+        if (k < 0) break;
+        used += (size_t)k;
+    }
+}
+
+int lb_method_opts_equal(const lb_method_opts *a, const lb_method_opts *b) {
+    if (a->method != b->method) return 0;
+    for (int i = 0; a->method && i < a->method->n_options; i++)
+        if (a->value[i] != b->value[i]) return 0;
+    return 1;
+}
+
+/* ---- packing a method's result ------------------------------------------ */
+
+/* Which method runs: a row with its options, or RTN's own opts (the
+ * lb_quantize_to_tensor shorthand, which passes them through untouched). */
+typedef struct {
+    const lb_method *method;
+    const lb_method_opts *opts;
+    const lb_layer_stats *stats;
+    const lb_rtn_opts *rtn;
+} quantizer;
+
+static unsigned stats_present(const lb_layer_stats *s) {
+    if (!s) return 0;
+    return (s->xtx ? LB_STATS_XTX : 0u) | (s->mean_abs_x ? LB_STATS_MEAN_ABS_X : 0u) |
+           (s->max_abs_x ? LB_STATS_MAX_ABS_X : 0u) | (s->grad_sq ? LB_STATS_GRAD_SQ : 0u);
+}
+
+static lb_status check_stats(const lb_method *m, const lb_layer_stats *s, int64_t rows, int64_t cols) {
+    static const char *names[] = {"X^T X", "mean|x|", "max|x|", "sum g^2"};
+    unsigned missing = m->stats & ~stats_present(s);
+    for (int b = 0; b < 4; b++)
+        if (missing & (1u << b))
+            return lb_fail(LB_ERR_INVALID, "method %s needs calibration statistics (%s), and none were collected",
+                           m->name, names[b]);
+    if (m->stats && (s->rows != rows || s->cols != cols))
+        return lb_fail(LB_ERR_INVALID, "statistics are for a %lld x %lld linear, the weight is %lld x %lld",
+                       (long long)s->rows, (long long)s->cols, (long long)rows, (long long)cols);
+    return LB_OK;
+}
+
+static lb_status quantize_packed(const quantizer *qz, const float *w, int64_t rows, int64_t cols,
+                                 const lb_qspec *spec, const char *name, lb_tensor *out) {
+    memset(out, 0, sizeof *out);
+    size_t total;
+    lb_status st = lb_format_size(spec, rows, cols, NULL, NULL, &total);
+    if (st != LB_OK) return st;
+    uint8_t *bytes = lb_alloc(total);
+    if (!bytes) return LB_ERR_NOMEM;
+    if (lb_qspec_is_float(spec)) {
+        st = lb_format_from_float(spec, w, rows, cols, bytes);
+    } else {
+        lb_qtensor q;
+        if (qz->rtn) {
+            st = lb_rtn_quantize(w, rows, cols, spec, qz->rtn, &q);
+        } else {
+            st = qz->method->check ? qz->method->check(spec, qz->opts) : LB_OK;
+            if (st == LB_OK) st = check_stats(qz->method, qz->stats, rows, cols);
+            if (st == LB_OK)
+                st = qz->method->quantize(w, rows, cols, qz->method->stats ? qz->stats : NULL, spec, qz->opts, &q);
+        }
+        if (st == LB_OK) {
+            st = lb_qtensor_encode(&q, bytes);
+            lb_qtensor_free(&q);
+        }
+    }
+    if (st != LB_OK) {
+        lb_free(bytes);
+        return name ? lb_fail_context(st, "quantizing '%s'", name) : st;
+    }
+    snprintf(out->name, sizeof out->name, "%s", name ? name : "");
+    out->spec = *spec;
+    out->rows = rows;
+    out->cols = cols;
+    out->data = bytes;
+    out->owned = bytes;
+    out->nbytes = total;
+    return lb_tensor_resolve(out);
+}
+
+lb_status lb_quantize_tensor(const lb_method *m, const lb_method_opts *opts, const lb_layer_stats *stats,
+                             const float *w, int64_t rows, int64_t cols, const lb_qspec *spec, const char *name,
+                             lb_tensor *out) {
+    memset(out, 0, sizeof *out);
+    if (!m) return lb_fail(LB_ERR_INVALID, "no method given");
+    lb_method_opts defaults;
+    if (!opts) {
+        lb_method_opts_default(m, &defaults);
+        opts = &defaults;
+    }
+    if (opts->method != m)
+        return lb_fail(LB_ERR_INVALID, "options of method %s given to method %s",
+                       opts->method ? opts->method->name : "(none)", m->name);
+    quantizer qz = {m, opts, stats, NULL};
+    return quantize_packed(&qz, w, rows, cols, spec, name, out);
+}
+
+lb_status lb_quantize_to_tensor(const float *w, int64_t rows, int64_t cols, const lb_qspec *spec,
+                                const lb_rtn_opts *opts, const char *name, lb_tensor *out) {
+    lb_rtn_opts defaults;
+    if (!opts) {
+        lb_rtn_opts_default(&defaults);
+        opts = &defaults;
+    }
+    quantizer qz = {&lb_method_rtn, NULL, NULL, opts};
+    return quantize_packed(&qz, w, rows, cols, spec, name, out);
+}

@@ -1,0 +1,11 @@
+/* The rows of the method table, one per src/quant/<method>.c (internal to
+ * src/quant: the public way in is lb_method_find / lb_method_at). */
+#ifndef LB_QUANT_METHOD_ROWS_H
+#define LB_QUANT_METHOD_ROWS_H
+
+#include "lowbit/quant.h"
+
+extern const lb_method lb_method_rtn;
+extern const lb_method lb_method_twn;
+
+#endif

@@ -1,0 +1,214 @@
+/* The method table: every row is complete and gives a known answer on a
+ * problem worked out by hand; options parse, format and refuse the same way
+ * for every row; the generic entry point is byte-identical to RTN's own. */
+#include "test.h"
+
+static lb_qspec spec(const char *text) {
+    lb_qspec s;
+    if (lb_qspec_parse(text, &s) != LB_OK) {
+        fprintf(stderr, "%s\n", lb_last_error());
+        exit(1);
+    }
+    return s;
+}
+
+/* dequantized values of w by method `name` with options `kv` ("" for none) */
+static lb_status method_values(const char *name, const char *kv, const float *w, int64_t rows, int64_t cols,
+                               const char *format, float *out) {
+    const lb_method *m = lb_method_find(name);
+    if (!m) return LB_ERR_INVALID;
+    lb_method_opts o;
+    lb_method_opts_default(m, &o);
+    if (kv[0]) {
+        lb_status st = lb_method_opts_parse(&o, kv);
+        if (st != LB_OK) return st;
+    }
+    lb_qspec s = spec(format);
+    lb_tensor t;
+    lb_status st = lb_quantize_tensor(m, &o, NULL, w, rows, cols, &s, "w", &t);
+    if (st != LB_OK) return st;
+    st = lb_dequantize(&t, out);
+    lb_tensor_free(&t);
+    return st;
+}
+
+/* RTN: weights already on an int4:g16:asym grid come back exactly. */
+static int known_answer_rtn(void) {
+    float w[32], out[32];
+    for (int i = 0; i < 32; i++) w[i] = -1.0f + 0.125f * (float)((i * 7) % 16);
+    int fails = lb_test_failures;
+    CHECK_OK(method_values("rtn", "", w, 2, 16, "int4:g16:asym", out));
+    for (int i = 0; i < 32; i++) CHECK(out[i] == w[i]);
+    CHECK_OK(method_values("rtn", "clip=mse", w, 2, 16, "int4:g16:asym", out));
+    for (int i = 0; i < 32; i++) CHECK(out[i] == w[i]);
+    return lb_test_failures == fails;
+}
+
+/* TWN by hand: mean|w| = 4.7 / 8 = 0.5875, delta = 0.7 * 0.5875 = 0.41125;
+ * above it |w| = 0.5, 1, 2, 0.6, so alpha = 4.1 / 4 and the codes are the
+ * signs of those four, 0 elsewhere. */
+static int known_answer_twn(void) {
+    const float w[8] = {0.5f, -1.0f, 0.25f, -0.25f, 2.0f, 0.0f, -0.1f, 0.6f};
+    const float t[8] = {1, -1, 0, 0, 1, 0, 0, 1};
+    float out[8];
+    int fails = lb_test_failures;
+    CHECK_OK(method_values("twn", "", w, 1, 8, "ternary:row:2bit", out));
+    float alpha = lb_round_fp16(4.1f / 4);
+    for (int i = 0; i < 8; i++) CHECK_MSG(out[i] == alpha * t[i], "twn weight %d: %g, want %g", i, out[i], alpha * t[i]);
+    /* the absmean rule on the same group would keep 0.25 -> 0 and give alpha 0.5875: TWN's differs */
+    CHECK(alpha != lb_round_fp16(0.5875f));
+    return lb_test_failures == fails;
+}
+
+static const struct {
+    const char *name;
+    int (*run)(void);
+} known_answers[] = {{"rtn", known_answer_rtn}, {"twn", known_answer_twn}};
+
+static void test_every_row(void) {
+    CHECK(lb_method_count() >= 2);
+    CHECK(lb_method_at(-1) == NULL && lb_method_at(lb_method_count()) == NULL);
+    for (int i = 0; i < lb_method_count(); i++) {
+        const lb_method *m = lb_method_at(i);
+        CHECK(m && m->name && m->name[0] && m->summary && m->summary[0] && m->quantize);
+        CHECK(lb_method_find(m->name) == m);
+        CHECK(m->n_options >= 0 && m->n_options <= LB_METHOD_MAX_OPTIONS);
+        lb_method_opts o, back;
+        lb_method_opts_default(m, &o);
+        for (int k = 0; k < m->n_options; k++) {
+            const lb_method_option *opt = &m->options[k];
+            CHECK_MSG(opt->name && opt->def && opt->help && !isnan(o.value[k]), "%s option %d", m->name, k);
+            CHECK(opt->type != LB_OPTION_CHOICE || (opt->choices && opt->noun));
+            CHECK(!strchr(opt->name, '=') && !strchr(opt->name, ' '));
+        }
+        /* the options' text parses back to the same options */
+        char text[512];
+        lb_method_opts_format(&o, 1, text, sizeof text);
+        lb_method_opts_default(m, &back);
+        char *save = NULL;
+        for (char *tok = strtok_r(text, " ", &save); tok; tok = strtok_r(NULL, " ", &save))
+            CHECK_OK(lb_method_opts_parse(&back, tok));
+        CHECK(lb_method_opts_equal(&o, &back));
+        /* a row without a known-answer case fails here rather than go untested */
+        int found = 0;
+        for (size_t k = 0; k < sizeof known_answers / sizeof known_answers[0]; k++)
+            if (!strcmp(known_answers[k].name, m->name)) {
+                found = 1;
+                CHECK_MSG(known_answers[k].run(), "method %s: known answer", m->name);
+            }
+        CHECK_MSG(found, "method %s has no known-answer test in test_method.c", m->name);
+    }
+}
+
+static void test_options(void) {
+    const lb_method *rtn = lb_method_find("rtn"), *twn = lb_method_find("twn");
+    CHECK(rtn && twn);
+    CHECK(lb_method_find("gptq") == NULL);
+    CHECK(strstr(lb_last_error(), "unknown method 'gptq' (available: rtn, twn") != NULL);
+    lb_method_opts o;
+    lb_method_opts_default(rtn, &o);
+    CHECK(lb_method_opts_get(&o, "clip") == 0 && lb_method_opts_get(&o, "mse_steps") == 50);
+    CHECK(isnan(lb_method_opts_get(&o, "nope")));
+    CHECK_OK(lb_method_opts_set(&o, "clip", "aciq-gauss"));
+    CHECK_OK(lb_method_opts_parse(&o, "mse_min_shrink=0.3"));
+    char buf[128];
+    CHECK(!strcmp(lb_method_opts_text(&o, "clip", buf, sizeof buf), "aciq-gauss"));
+    lb_method_opts_format(&o, 0, buf, sizeof buf);
+    CHECK_MSG(!strcmp(buf, "clip=aciq-gauss mse_min_shrink=0.3"), "%s", buf);
+    CHECK_FAILS(lb_method_opts_set(&o, "clip", "best"), LB_ERR_INVALID, "unknown clipping rule 'best'");
+    CHECK(strstr(lb_last_error(), "minmax, mse, aciq") != NULL);
+    CHECK_FAILS(lb_method_opts_set(&o, "clipp", "mse"), LB_ERR_INVALID,
+                "method rtn has no option 'clipp' (known: clip, mse_steps, mse_min_shrink)");
+    CHECK_FAILS(lb_method_opts_parse(&o, "mse_steps=0"), LB_ERR_INVALID, "integer in 1..10000");
+    CHECK_FAILS(lb_method_opts_parse(&o, "mse_steps=5x"), LB_ERR_INVALID, "got '5x'");
+    CHECK_FAILS(lb_method_opts_parse(&o, "mse_min_shrink=nan"), LB_ERR_INVALID, "expects a number");
+    CHECK_FAILS(lb_method_opts_parse(&o, "clip"), LB_ERR_INVALID, "expected key=value");
+    CHECK_FAILS(lb_method_opts_parse(&o, "=mse"), LB_ERR_INVALID, "expected key=value");
+    CHECK_FAILS(lb_method_opts_parse(&o, "clip="), LB_ERR_INVALID, "expected key=value");
+    lb_method_opts t;
+    lb_method_opts_default(twn, &t);
+    CHECK_FAILS(lb_method_opts_parse(&t, "clip=mse"), LB_ERR_INVALID, "method twn has no option 'clip' (it takes none)");
+    CHECK(!lb_method_opts_equal(&o, &t));
+}
+
+static void test_entry_point(void) {
+    enum { R = 8, C = 96 };
+    static float w[R * C];
+    lb_rng r;
+    lb_rng_seed(&r, 5);
+    for (int i = 0; i < R * C; i++) w[i] = (float)lb_rng_normal(&r);
+    const lb_method *rtn = lb_method_find("rtn"), *twn = lb_method_find("twn");
+    /* byte-identical to the RTN shorthand, for every clip rule */
+    static const char *clips[] = {"minmax", "mse", "aciq", "aciq-gauss"};
+    for (int c = 0; c < 4; c++) {
+        lb_method_opts o;
+        lb_method_opts_default(rtn, &o);
+        CHECK_OK(lb_method_opts_set(&o, "clip", clips[c]));
+        lb_rtn_opts ro;
+        lb_rtn_opts_default(&ro);
+        CHECK_OK(lb_clip_parse(clips[c], &ro.clip));
+        lb_qspec s = spec("int3:g32:asym");
+        lb_tensor a, b;
+        CHECK_OK(lb_quantize_tensor(rtn, &o, NULL, w, R, C, &s, "w", &a));
+        CHECK_OK(lb_quantize_to_tensor(w, R, C, &s, &ro, "w", &b));
+        CHECK(a.nbytes == b.nbytes && memcmp(a.data, b.data, a.nbytes) == 0);
+        lb_tensor_free(&a);
+        lb_tensor_free(&b);
+    }
+    /* float specs convert, whatever the method */
+    lb_qspec f16 = spec("f16");
+    lb_tensor t;
+    CHECK_OK(lb_quantize_tensor(twn, NULL, NULL, w, R, C, &f16, "w", &t));
+    CHECK(t.nbytes == (size_t)R * C * 2);
+    lb_tensor_free(&t);
+    /* refusals name the tensor */
+    lb_qspec i4 = spec("int4");
+    CHECK_FAILS(lb_quantize_tensor(twn, NULL, NULL, w, R, C, &i4, "blk.0.attn_q.weight", &t), LB_ERR_INVALID,
+                "quantizing 'blk.0.attn_q.weight': method twn quantizes to ternary formats only, not 'int4");
+    lb_method_opts o;
+    lb_method_opts_default(rtn, &o);
+    CHECK_FAILS(lb_quantize_tensor(twn, &o, NULL, w, R, C, &i4, "w", &t), LB_ERR_INVALID, "options of method rtn");
+    lb_qspec bin = spec("binary:row");
+    CHECK_OK(lb_method_opts_set(&o, "clip", "mse"));
+    CHECK_FAILS(lb_quantize_tensor(rtn, &o, NULL, w, R, C, &bin, "w", &t), LB_ERR_INVALID, "own rule");
+}
+
+/* A row that needs X^T X, to see the entry point guard statistics. */
+static int saw_stats;
+static lb_status needs_xtx_quantize(const float *w, int64_t rows, int64_t cols, const lb_layer_stats *stats,
+                                    const lb_qspec *s, const lb_method_opts *o, lb_qtensor *q) {
+    (void)o;
+    saw_stats = stats != NULL && stats->xtx != NULL;
+    return lb_rtn_quantize(w, rows, cols, s, NULL, q);
+}
+
+static void test_statistics(void) {
+    const lb_method needs_xtx = {"xtx-test", "test row", LB_STATS_XTX, NULL, 0, NULL, needs_xtx_quantize};
+    float w[4 * 16];
+    for (int i = 0; i < 64; i++) w[i] = (float)(i % 7) - 3.0f;
+    lb_qspec s = spec("int4:g16");
+    lb_tensor t;
+    CHECK_FAILS(lb_quantize_tensor(&needs_xtx, NULL, NULL, w, 4, 16, &s, "w", &t), LB_ERR_INVALID,
+                "method xtx-test needs calibration statistics (X^T X)");
+    double xtx[16 * 16] = {0};
+    float mean_abs[16] = {0};
+    lb_layer_stats st = {.n_samples = 1, .rows = 4, .cols = 16, .mean_abs_x = mean_abs};
+    CHECK_FAILS(lb_quantize_tensor(&needs_xtx, NULL, &st, w, 4, 16, &s, "w", &t), LB_ERR_INVALID, "X^T X");
+    st.xtx = xtx;
+    st.cols = 8;
+    CHECK_FAILS(lb_quantize_tensor(&needs_xtx, NULL, &st, w, 4, 16, &s, "w", &t), LB_ERR_INVALID,
+                "statistics are for a 4 x 8 linear");
+    st.cols = 16;
+    CHECK_OK(lb_quantize_tensor(&needs_xtx, NULL, &st, w, 4, 16, &s, "w", &t));
+    CHECK(saw_stats);
+    lb_tensor_free(&t);
+}
+
+int main(void) {
+    test_every_row();
+    test_options();
+    test_entry_point();
+    test_statistics();
+    printf("test_method: %d checks, %d failed\n", lb_test_checks, lb_test_failures);
+    return lb_test_failures != 0;
+}
