@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building lowbit needs, when it is missing, with apt-get.
 #   install-deps.sh build   compiler, make, cmake (OpenMP comes with gcc), python3 (the
-#                           CLI test checks --json output with it)
+#                           CLI test checks --json output with it), pkg-config (CI
+#                           builds the example against the installed lowbit.pc)
 #   install-deps.sh fuzz    also clang and its sanitizer/libFuzzer runtime
 # Says what it installs; without root it prints the command instead.
 set -euo pipefail
@@ -15,6 +16,7 @@ need_cmd cc gcc
 need_cmd make make
 need_cmd cmake cmake
 need_cmd python3 python3
+need_cmd pkg-config pkg-config
 if [ "$what" = fuzz ]; then
     need_cmd clang clang
     need_pkg libclang-rt-14-dev

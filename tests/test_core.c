@@ -1,6 +1,10 @@
 /* Core: half-float conversions, RNG, status messages, atomic files. */
 #include "test.h"
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #include <unistd.h>
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -122,12 +126,44 @@ static void test_atomic_file(void) {
     rmdir(dir);
 }
 
+/* A worker thread's message reaches the caller (lb_last_error is per thread). */
+static void test_worker_error(void) {
+    lb_worker_error e;
+    lb_worker_error_init(&e);
+    CHECK(!lb_worker_error_failed(&e));
+    CHECK(lb_worker_error_raise(&e) == LB_OK);
+    lb_fail(LB_ERR_IO, "the caller's own earlier message");
+    int on_worker = 0;
+#pragma omp parallel for num_threads(4) schedule(static)
+    for (int i = 0; i < 64; i++) {
+        if (i != 37) continue;
+        lb_worker_error_set(&e, lb_fail(LB_ERR_FORMAT, "item %d failed in a worker", i));
+#ifdef _OPENMP
+        on_worker = omp_get_thread_num() != 0;
+#endif
+    }
+    CHECK(lb_worker_error_failed(&e));
+    CHECK_FAILS(lb_worker_error_raise(&e), LB_ERR_FORMAT, "item 37 failed in a worker");
+    printf("worker error raised on the caller (set on %s thread)\n", on_worker ? "another" : "the same");
+    /* the first error wins; LB_OK is not an error */
+    lb_worker_error_set(&e, lb_fail(LB_ERR_NOMEM, "a later failure"));
+    lb_worker_error_set(&e, LB_OK);
+    CHECK_FAILS(lb_worker_error_raise(&e), LB_ERR_FORMAT, "item 37 failed in a worker");
+    /* many threads failing at once: exactly one message, whole */
+    lb_worker_error_init(&e);
+#pragma omp parallel for num_threads(4)
+    for (int i = 0; i < 1000; i++) lb_worker_error_set(&e, lb_fail(LB_ERR_IO, "failure number %d of many", i));
+    CHECK_FAILS(lb_worker_error_raise(&e), LB_ERR_IO, "failure number ");
+    CHECK(strstr(lb_last_error(), " of many") != NULL);
+}
+
 int main(void) {
     test_fp16();
     test_bf16();
     test_rng();
     test_errors();
     test_atomic_file();
+    test_worker_error();
     char buf[256];
     lb_cpu_describe(buf, sizeof buf);
     printf("cpu: %s, threads %d\n", buf, lb_get_threads());

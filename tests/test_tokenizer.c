@@ -9,18 +9,6 @@
 #include <stdint.h>
 #include <unistd.h>
 
-/* the whole 197 KB sample must tokenize well under a second (sanitizers: 5x) */
-#if defined(__SANITIZE_ADDRESS__)
-#define TOKENIZE_FILE_MAX_SECONDS 5.0
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define TOKENIZE_FILE_MAX_SECONDS 5.0
-#endif
-#endif
-#ifndef TOKENIZE_FILE_MAX_SECONDS
-#define TOKENIZE_FILE_MAX_SECONDS 1.0
-#endif
-
 static lb_tokenizer *load_tok512(void) {
     lb_tokenizer *t = NULL;
     CHECK_OK(lb_tokenizer_load(lb_test_data("models/tok512.bin"), 512, &t));
@@ -582,14 +570,14 @@ static void test_tinystories(void) {
     CHECK(n == 87811); /* also from the Python transcription */
     lb_free(tok);
 
-    /* whole file at once: fast, and it round-trips */
+    /* whole file at once: it round-trips. The time is printed, not asserted:
+     * a wall-clock limit fails on a loaded machine (speed belongs in bench/) */
     double t0 = lb_now();
     CHECK_OK(lb_tokenize(t, text, len, 1, 0, &tok, &n));
     double dt = lb_now() - t0;
     printf("whole file (%zu bytes): %zu tokens in %.1f ms (%.1f MB/s)\n", len, n, dt * 1e3,
            len / dt / 1e6);
     CHECK(n == 100708);
-    CHECK_MSG(dt < TOKENIZE_FILE_MAX_SECONDS, "%.3f s", dt);
     size_t dn;
     char *back = decode_all(t, tok, n, &dn);
     CHECK(dn == len && memcmp(back, text, len) == 0);

@@ -45,6 +45,22 @@ lb_status lb_fail_context(lb_status s, const char *fmt, ...)
 #endif
     ;
 
+/* Errors inside parallel workers. lb_last_error() is per thread, so a
+ * message recorded by an OpenMP worker is lost to the caller; a worker that
+ * fails calls lb_worker_error_set (which copies its thread's message; the
+ * first error wins), others may stop early when lb_worker_error_failed, and
+ * after the parallel region the calling thread calls lb_worker_error_raise,
+ * which records the message on its own thread and returns the status
+ * (LB_OK when no worker failed). Safe from any number of threads. */
+typedef struct {
+    lb_status status;
+    char message[1024]; /* as long as lb_last_error() can be */
+} lb_worker_error;
+void lb_worker_error_init(lb_worker_error *e);
+void lb_worker_error_set(lb_worker_error *e, lb_status s);
+int lb_worker_error_failed(const lb_worker_error *e);
+lb_status lb_worker_error_raise(const lb_worker_error *e);
+
 /* ---- memory ---------------------------------------------------------------
  * 64-byte aligned (one cache line, one zmm register). lb_alloc returns NULL
  * and records LB_ERR_NOMEM on failure or on size overflow. */
@@ -106,15 +122,29 @@ typedef struct {
     size_t size;
     int is_mapped; /* 1: mmap'ed, 0: read into an lb_alloc buffer */
 } lb_mapped_file;
+/* Inputs must be regular files: a FIFO, device or directory fails at once
+ * (LB_ERR_IO naming what it is) instead of blocking or reading forever. */
 /* Maps a whole file read-only (falls back to reading it into memory). */
 lb_status lb_map_file(const char *path, lb_mapped_file *out);
 void lb_unmap_file(lb_mapped_file *f);
 /* Reads a whole file into a NUL-terminated buffer (caller lb_free's). */
 lb_status lb_read_file(const char *path, char **out, size_t *size);
 
+/* Checks an output path before any work is done: it fails (naming the path)
+ * when out_path is one of the inputs (same path, or the same file through a
+ * link), exists but is not a regular file (a symlink, device, FIFO or
+ * directory would be replaced by a plain file), or its directory is missing
+ * or not writable. inputs may contain NULL entries (skipped). */
+lb_status lb_output_check(const char *out_path, const char *const *inputs, int n_inputs);
+
 /* Atomic output: write to "<path>.tmp.<pid>", then rename over path on commit.
  * Abort (or a failed commit) removes the temporary, so a failed write never
- * leaves a partial file behind under the final name. */
+ * leaves a partial file behind under the final name. Commit refuses to
+ * rename over anything but a regular file. While a file is open, its
+ * temporary is also removed if the process dies of SIGINT, SIGTERM or SIGHUP:
+ * the first lb_atomic_open installs handlers for those of the three still at
+ * their default action (handlers the program set itself are left alone);
+ * they unlink open temporaries and re-raise the signal. */
 typedef struct {
     FILE *fp;
     char *final_path;
@@ -140,8 +170,8 @@ enum {
     LB_CPU_AVX512VBMI = 1 << 7,
     LB_CPU_NEON = 1 << 8
 };
-/* Detected once; LB_CPU environment variable "generic" masks everything off
- * (to test the scalar paths on any machine). */
+/* Detected once (thread-safe); LB_CPU environment variable "generic" masks
+ * everything off (to test the scalar paths on any machine). */
 unsigned lb_cpu_features(void);
 /* Writes a space-separated feature list, e.g. "avx2 fma f16c avx512f". */
 void lb_cpu_describe(char *buf, size_t n);

@@ -1,6 +1,7 @@
 /* CPU feature detection (once) and thread count. */
 #include "lowbit/core.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #ifdef _OPENMP
@@ -42,14 +43,18 @@ static unsigned detect(void) {
     return f;
 }
 
+static unsigned features;
+static pthread_once_t features_once = PTHREAD_ONCE_INIT;
+
+static void detect_once(void) {
+    const char *env = getenv("LB_CPU");
+    features = (env && strcmp(env, "generic") == 0) ? 0 : detect();
+}
+
+/* pthread_once: the first caller detects, concurrent callers wait for it
+ * (kernels may ask from inside parallel regions) */
 unsigned lb_cpu_features(void) {
-    static int done;
-    static unsigned features;
-    if (!done) { /* benign race: every thread computes the same value */
-        const char *env = getenv("LB_CPU");
-        features = (env && strcmp(env, "generic") == 0) ? 0 : detect();
-        done = 1;
-    }
+    pthread_once(&features_once, detect_once);
     return features;
 }
 

@@ -153,7 +153,9 @@ lb_status lb_evaluate(const lb_model *m, const lb_text *t, const lb_eval_opts *o
         st = LB_ERR_NOMEM;
         goto done;
     }
-    int vocab = m->cfg.vocab_size, failed = 0;
+    int vocab = m->cfg.vocab_size;
+    lb_worker_error werr; /* a worker's message, carried to this thread */
+    lb_worker_error_init(&werr);
     lb_progress prog;
     lb_progress_begin(&prog, "evaluating", (uint64_t)n_seqs);
     int64_t done_count = 0;
@@ -162,16 +164,20 @@ lb_status lb_evaluate(const lb_model *m, const lb_text *t, const lb_eval_opts *o
         lb_state *sm = NULL, *sr = NULL;
         float *lq = lb_alloc((size_t)ctx * vocab * sizeof(float));
         float *lr = o->ref ? lb_alloc((size_t)ctx * vocab * sizeof(float)) : NULL;
-        int ok = lq && (!o->ref || lr) && lb_state_create(m, ctx, &sm) == LB_OK &&
-                 (!o->ref || lb_state_create(o->ref, ctx, &sr) == LB_OK);
+        lb_status ws = lq && (!o->ref || lr) ? LB_OK : LB_ERR_NOMEM;
+        if (ws == LB_OK) ws = lb_state_create(m, ctx, &sm);
+        if (ws == LB_OK && o->ref) ws = lb_state_create(o->ref, ctx, &sr);
+        lb_worker_error_set(&werr, ws);
 #pragma omp for schedule(dynamic, 1)
         for (int i = 0; i < n_seqs; i++) {
-            if (!ok || failed) continue;
+            if (lb_worker_error_failed(&werr)) continue;
             const sequence *s = &seqs[i];
-            if (lb_forward(m, sm, s->tok, s->n, 0, lq) != LB_OK ||
-                (o->ref && lb_forward(o->ref, sr, s->tok, s->n, 0, lr) != LB_OK)) {
-#pragma omp atomic write
-                failed = 1;
+            if ((ws = lb_forward(m, sm, s->tok, s->n, 0, lq)) != LB_OK) {
+                lb_worker_error_set(&werr, lb_fail_context(ws, "sequence %d", i));
+                continue;
+            }
+            if (o->ref && (ws = lb_forward(o->ref, sr, s->tok, s->n, 0, lr)) != LB_OK) {
+                lb_worker_error_set(&werr, lb_fail_context(ws, "sequence %d on the reference model", i));
                 continue;
             }
             for (int j = s->first; j < s->n - 1; j++)
@@ -185,20 +191,13 @@ lb_status lb_evaluate(const lb_model *m, const lb_text *t, const lb_eval_opts *o
                 lb_progress_update(&prog, (uint64_t)d);
             }
         }
-        if (!ok) {
-#pragma omp atomic write
-            failed = 1;
-        }
         lb_state_free(sm);
         lb_state_free(sr);
         lb_free(lq);
         lb_free(lr);
     }
     lb_progress_end(&prog);
-    if (failed) {
-        st = lb_fail(LB_ERR_NOMEM, "evaluation failed (out of memory or a forward error)");
-        goto done;
-    }
+    if ((st = lb_worker_error_raise(&werr)) != LB_OK) goto done;
     seq_score total = {0, 0, 0, 0};
     for (int i = 0; i < n_seqs; i++) {
         total.nll += scores[i].nll;

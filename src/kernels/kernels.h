@@ -1,10 +1,13 @@
-/* Kernel table: every kernel has a scalar reference in ref/ (the
- * specification) and optional SIMD versions chosen once at start-up from
- * the CPU's features. Tests compare each SIMD kernel with its reference. */
+/* Kernels: every kernel has a scalar reference in ref/ (the specification)
+ * and optional SIMD versions chosen at run time from the CPU's features;
+ * tests compare each SIMD kernel with its reference. Two tables: the float
+ * operations (GEMM, attention head, SwiGLU) chosen once per process
+ * (dispatch.c), and the matmul registry keyed by weight format and CPU,
+ * chosen once per tensor (registry.c, below). */
 #ifndef LB_KERNELS_H
 #define LB_KERNELS_H
 
-#include "lowbit/core.h"
+#include "lowbit/format.h"
 
 /* y[i*ldy + j] = sum_c x[i*ldx + c] * w[j*ldw + c], for i < n, j < m, c < k:
  * n activation rows times m weight rows (both row-major, "NT" GEMM). */
@@ -41,5 +44,96 @@ void lb_silu_mul_avx2(float *g, const float *u, size_t n);
 /* The best table for this CPU (LB_CPU=generic forces the reference). */
 const lb_kernel_table *lb_kernels(void);
 const lb_kernel_table *lb_kernels_reference(void);
+
+/* ---- matmul kernels keyed by format and CPU (registry.c) -------------------
+ * A registry entry multiplies a stored weight W (rows x cols, in some format)
+ * by n activation rows that were prepared once in the entry's activation
+ * kind. Entries are tried in priority order; the first whose predicate
+ * accepts the tensor's resolved layout and whose CPU features are present
+ * is chosen, once per tensor (cached in lb_tensor.kernel). The last entries
+ * (the dequantize-a-tile fallback) accept every format. */
+
+/* How an entry wants its activations. */
+typedef enum {
+    LB_ACT_F32,   /* x as is: n x cols floats */
+    LB_ACT_Q8_32, /* per 32 columns an fp32 scale d = absmax / 127 and 32 int8
+                     round-to-nearest-even(x / d), as ggml's Q8_0 (whose scale is fp16) */
+    LB_ACT_KINDS
+} lb_act_kind;
+
+/* Columns of an LB_ACT_Q8_32 row are stored up to a multiple of this (zeros
+ * past cols), so any weight padding (groups <= 256) finds zero activations. */
+#define LB_ACT_PAD 256
+
+/* Prepared activations: n rows of cols inputs. */
+typedef struct {
+    lb_act_kind kind;
+    int n, cols;
+    const float *f; /* LB_ACT_F32: n x cols, row-major */
+    const int8_t *q; /* LB_ACT_Q8_32: n x ld int8, ld = cols rounded up to LB_ACT_PAD */
+    const float *d;  /* LB_ACT_Q8_32: n x ld/32 block scales (0 for blocks past cols) */
+    int ld;
+} lb_act;
+
+/* Buffer bytes for preparing n x cols inputs in `kind` (0 for LB_ACT_F32). */
+size_t lb_act_bytes(lb_act_kind kind, int n, int cols);
+/* Prepares x (n x cols) into buf (lb_act_bytes long, 64-byte aligned) and
+ * describes it in *out. The SIMD and scalar preparations give identical
+ * bytes, so the choice never changes a result. */
+void lb_act_prepare(lb_act_kind kind, const float *x, int n, int cols, void *buf, lb_act *out);
+/* One row of LB_ACT_Q8_32: cols floats into ld/32 blocks (ld % 32 == 0, ld >= cols). */
+void lb_act_q8_row_ref(const float *x, int cols, int ld, int8_t *q, float *d);
+#if defined(__x86_64__)
+void lb_act_q8_row_avx2(const float *x, int cols, int ld, int8_t *q, float *d);
+#endif
+
+/* y[i*ldy + r] = sum_c x[i, c] W[r, c] for i < x->n and r0 <= r < r1.
+ * scratch: the entry's scratch_rows x cols floats (NULL when it needs none). */
+typedef void (*lb_kernel_fn)(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy,
+                             float *scratch);
+
+typedef struct {
+    const char *name;
+    /* a predicate over the resolved layout, e.g. "uniform 8-bit sym g32" */
+    int (*accepts)(const lb_qspec *s, const lb_layout *l);
+    unsigned cpu;     /* LB_CPU_* features the routine needs (0: plain C) */
+    lb_act_kind act;  /* how activations are prepared */
+    lb_kernel_fn run;
+    int scratch_rows; /* rows of cols floats of per-call scratch */
+    int generic;      /* part of the format-agnostic path (f32 GEMM, dequantize a tile) */
+    const char *twin; /* SIMD entries: the scalar entry computing the same integer sums */
+} lb_kernel;
+
+int lb_kernel_count(void);
+const lb_kernel *lb_kernel_at(int i); /* in priority order */
+const lb_kernel *lb_kernel_find(const char *name);
+/* The first entry accepting (spec, layout) whose features are all in cpu.
+ * force: NULL (normal choice), "fallback" (only generic entries: the path
+ * before format kernels existed), or an entry name (that entry when it
+ * accepts the layout and cpu has its features, else the normal choice). */
+const lb_kernel *lb_kernel_select(const lb_qspec *s, const lb_layout *l, unsigned cpu, const char *force);
+/* The kernel for t on this CPU (lb_cpu_features(), env LB_KERNEL as force),
+ * chosen on first use and cached in t->kernel. */
+const lb_kernel *lb_kernel_for(const lb_tensor *t);
+
+/* Sets t's cached kernel to lb_kernel_select(..., lb_cpu_features(), force)
+ * (benchmarks compare kernels on one tensor in one run); returns it. */
+const lb_kernel *lb_kernel_pin(lb_tensor *t, const char *force);
+
+/* Rows per call of the generic dequantize-a-tile path. */
+#define LB_DEQUANT_TILE 16
+
+/* The entries' routines: generic (matmul.c), integer ref/ and x86/. */
+void lb_kernel_f32_ref(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
+void lb_kernel_dequant_ref(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
+void lb_kernel_q8_0_ref(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
+void lb_kernel_q4_0_ref(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
+#if defined(__x86_64__)
+void lb_kernel_f32_avx2(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
+void lb_kernel_dequant_avx2(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy,
+                            float *scratch);
+void lb_kernel_q8_0_avx2(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
+void lb_kernel_q4_0_avx2(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
+#endif
 
 #endif

@@ -1,17 +1,74 @@
-/* lb_matmul: y = x W^T for a weight in any format. Float weights go
- * straight to the GEMM kernel; every other format is dequantized a tile of
- * rows at a time (with the format's reference decoder) into a small buffer
- * that stays in cache while all n activation rows use it. Format-specific
- * integer kernels plug in here as they arrive.
+/* lb_matmul: y = x W^T for a weight in any format, through the kernel the
+ * registry chose for the tensor (registry.c). This file holds the parts
+ * every kernel shares: activation preparation and the lb_act_cache that
+ * shares it between weights reading one input, the row-tile loop that
+ * spreads a product over threads, and the two generic routines (float
+ * GEMM, and dequantize a tile of rows with the format's reference decoder
+ * then float GEMM) that every format falls back to.
  *
  * Each output element is computed by one thread in a fixed order, so the
  * result does not depend on the thread count. */
+#include <string.h>
+
 #include "kernels/kernels.h"
 #include "lowbit/linear.h"
 
-/* Prepared activations shared by weights reading one input (none yet). */
+/* ---- activation preparation ----------------------------------------------- */
+
+static int act_ld(int cols) { return (cols + LB_ACT_PAD - 1) / LB_ACT_PAD * LB_ACT_PAD; }
+
+size_t lb_act_bytes(lb_act_kind kind, int n, int cols) {
+    if (kind != LB_ACT_Q8_32) return 0;
+    size_t ld = (size_t)act_ld(cols), q = (size_t)n * ld;
+    q = (q + 63) / 64 * 64; /* the scales start on a cache line */
+    return q + (size_t)n * (ld / 32) * sizeof(float);
+}
+
+void lb_act_prepare(lb_act_kind kind, const float *x, int n, int cols, void *buf, lb_act *out) {
+    memset(out, 0, sizeof *out);
+    out->kind = kind;
+    out->n = n;
+    out->cols = cols;
+    out->ld = cols;
+    if (kind == LB_ACT_F32) {
+        out->f = x;
+        return;
+    }
+    int ld = act_ld(cols);
+    size_t qbytes = ((size_t)n * (size_t)ld + 63) / 64 * 64;
+    int8_t *q = buf;
+    float *d = (float *)((uint8_t *)buf + qbytes);
+    void (*row)(const float *, int, int, int8_t *, float *) = lb_act_q8_row_ref;
+#if defined(__x86_64__)
+    unsigned f = lb_cpu_features();
+    if ((f & LB_CPU_AVX2) && (f & LB_CPU_FMA) && (f & LB_CPU_F16C)) row = lb_act_q8_row_avx2;
+#endif
+    if ((long)n * cols <= 65536) { /* no OpenMP entry for small inputs: it costs more than the work */
+        for (int i = 0; i < n; i++) row(x + (size_t)i * cols, cols, ld, q + (size_t)i * ld, d + (size_t)i * (ld / 32));
+    } else {
+#pragma omp parallel for schedule(static)
+        for (int i = 0; i < n; i++) row(x + (size_t)i * cols, cols, ld, q + (size_t)i * ld, d + (size_t)i * (ld / 32));
+    }
+    out->q = q;
+    out->d = d;
+    out->ld = ld;
+}
+
+/* ---- the activation cache ---------------------------------------------------
+ * Per kind: the prepared form of the input seen first since the last reset,
+ * remembered with the (pointer, n, cols) it came from. */
+typedef struct {
+    int valid;
+    const float *x;
+    int n, cols;
+    lb_act act;
+    void *buf;
+    size_t cap;
+} act_slot;
+
 struct lb_act_cache {
     int max_rows, max_cols;
+    act_slot slot[LB_ACT_KINDS];
 };
 
 lb_status lb_act_cache_create(int max_rows, int max_cols, lb_act_cache **out) {
@@ -22,42 +79,131 @@ lb_status lb_act_cache_create(int max_rows, int max_cols, lb_act_cache **out) {
     return LB_OK;
 }
 
-void lb_act_cache_free(lb_act_cache *c) { lb_free(c); }
+void lb_act_cache_free(lb_act_cache *c) {
+    if (!c) return;
+    for (int k = 0; k < LB_ACT_KINDS; k++) lb_free(c->slot[k].buf);
+    lb_free(c);
+}
 
-void lb_act_cache_reset(lb_act_cache *c) { (void)c; }
+void lb_act_cache_reset(lb_act_cache *c) {
+    if (!c) return;
+    for (int k = 0; k < LB_ACT_KINDS; k++) c->slot[k].valid = 0;
+}
 
-#define ROW_TILE 16
-
-lb_status lb_matmul(const lb_tensor *w, const float *x, int n, float *y, lb_act_cache *cache) {
-    (void)cache;
-    const lb_kernel_table *k = lb_kernels();
-    int rows = (int)w->rows, cols = (int)w->cols;
-    int n_tiles = (rows + ROW_TILE - 1) / ROW_TILE;
-    if (w->spec.family == LB_FAMILY_F32) {
-        const float *wf = (const float *)w->data;
-#pragma omp parallel for schedule(static) if (n_tiles > 1 && (long)n * rows * cols > 32768)
-        for (int t = 0; t < n_tiles; t++) {
-            int r0 = t * ROW_TILE, r1 = r0 + ROW_TILE < rows ? r0 + ROW_TILE : rows;
-            k->gemm_nt(n, r1 - r0, cols, x, cols, wf + (size_t)r0 * cols, cols, y + r0, rows);
-        }
+/* The prepared form of x in `kind`: from the cache when it holds this very
+ * input, else prepared into the cache (grown when needed) or, without a
+ * cache, into `local` when it fits (decode: one row) or else into *priv
+ * (the caller frees it). */
+static lb_status prepare(lb_act_cache *c, lb_act_kind kind, const float *x, int n, int cols, lb_act *out,
+                         void *local, size_t local_bytes, void **priv) {
+    size_t bytes = lb_act_bytes(kind, n, cols);
+    if (!c) {
+        void *buf = local;
+        if (bytes > local_bytes && !(buf = *priv = lb_alloc(bytes)))
+            return lb_fail(LB_ERR_NOMEM, "out of memory preparing %d x %d activations", n, cols);
+        lb_act_prepare(kind, x, n, cols, buf, out);
         return LB_OK;
     }
+    act_slot *s = &c->slot[kind];
+    if (s->valid && s->x == x && s->n == n && s->cols == cols) {
+        *out = s->act;
+        return LB_OK;
+    }
+    if (bytes > s->cap) {
+        size_t want = lb_act_bytes(kind, n > c->max_rows ? n : c->max_rows, cols > c->max_cols ? cols : c->max_cols);
+        void *b = lb_alloc(want > bytes ? want : bytes);
+        if (!b) return lb_fail(LB_ERR_NOMEM, "out of memory preparing %d x %d activations", n, cols);
+        lb_free(s->buf);
+        s->buf = b;
+        s->cap = want > bytes ? want : bytes;
+    }
+    lb_act_prepare(kind, x, n, cols, s->buf, &s->act);
+    s->valid = 1;
+    s->x = x;
+    s->n = n;
+    s->cols = cols;
+    *out = s->act;
+    return LB_OK;
+}
+
+/* ---- the generic routines ------------------------------------------------- */
+
+static void f32_rows(lb_gemm_nt_fn gemm, const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy) {
+    int cols = (int)w->cols;
+    gemm(x->n, r1 - r0, cols, x->f, cols, (const float *)w->data + (size_t)r0 * cols, cols, y + r0, ldy);
+}
+
+static void dequant_rows(lb_gemm_nt_fn gemm, const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy,
+                         float *tile) {
+    int cols = (int)w->cols;
+    for (int t0 = r0; t0 < r1; t0 += LB_DEQUANT_TILE) {
+        int t1 = t0 + LB_DEQUANT_TILE < r1 ? t0 + LB_DEQUANT_TILE : r1;
+        lb_dequantize_rows(w, t0, t1, tile);
+        gemm(x->n, t1 - t0, cols, x->f, cols, tile, cols, y + t0, ldy);
+    }
+}
+
+void lb_kernel_f32_ref(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch) {
+    (void)scratch;
+    f32_rows(lb_gemm_nt_ref, w, x, r0, r1, y, ldy);
+}
+
+void lb_kernel_dequant_ref(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch) {
+    dequant_rows(lb_gemm_nt_ref, w, x, r0, r1, y, ldy, scratch);
+}
+
+#if defined(__x86_64__)
+void lb_kernel_f32_avx2(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch) {
+    (void)scratch;
+    f32_rows(lb_gemm_nt_avx2, w, x, r0, r1, y, ldy);
+}
+
+void lb_kernel_dequant_avx2(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy,
+                            float *scratch) {
+    dequant_rows(lb_gemm_nt_avx2, w, x, r0, r1, y, ldy, scratch);
+}
+#endif
+
+/* ---- lb_matmul ------------------------------------------------------------ */
+
+#define ROW_TILE 16 /* weight rows per task: a multiple of every routine's row grouping (4, 2) */
+
+lb_status lb_matmul(const lb_tensor *w, const float *x, int n, float *y, lb_act_cache *cache) {
+    const lb_kernel *k = lb_kernel_for(w);
+    int rows = (int)w->rows, cols = (int)w->cols;
+    int n_tiles = (rows + ROW_TILE - 1) / ROW_TILE;
+    lb_act act;
+    _Alignas(64) unsigned char local[4608]; /* one prepared row of up to 4096 columns */
+    void *priv = NULL;
+    lb_status st = prepare(cache, k->act, x, n, cols, &act, local, sizeof local, &priv);
+    if (st != LB_OK) return st;
     int failed = 0;
-#pragma omp parallel if (n_tiles > 1 && (long)n * rows * cols > 32768)
+    if (n_tiles == 1 || (long)n * rows * cols <= 32768) {
+        /* small products (decode of small models) skip the OpenMP machinery.
+         * Same values as the tiled loop: ranges start at multiples of ROW_TILE
+         * either way, and routines group rows by divisors of it */
+        float *scratch = k->scratch_rows ? lb_alloc((size_t)k->scratch_rows * (size_t)cols * sizeof(float)) : NULL;
+        if (k->scratch_rows && !scratch) failed = 1;
+        else k->run(w, &act, 0, rows, y, rows, scratch);
+        lb_free(scratch);
+        lb_free(priv);
+        return failed ? lb_fail(LB_ERR_NOMEM, "out of memory for a %d-column scratch tile", cols) : LB_OK;
+    }
+#pragma omp parallel
     {
-        float *tile = lb_alloc((size_t)ROW_TILE * (size_t)cols * sizeof(float));
+        float *scratch = k->scratch_rows ? lb_alloc((size_t)k->scratch_rows * (size_t)cols * sizeof(float)) : NULL;
 #pragma omp for schedule(static)
         for (int t = 0; t < n_tiles; t++) {
             int r0 = t * ROW_TILE, r1 = r0 + ROW_TILE < rows ? r0 + ROW_TILE : rows;
-            if (!tile) {
+            if (k->scratch_rows && !scratch) {
 #pragma omp atomic write
                 failed = 1;
                 continue;
             }
-            lb_dequantize_rows(w, r0, r1, tile);
-            k->gemm_nt(n, r1 - r0, cols, x, cols, tile, cols, y + r0, rows);
+            k->run(w, &act, r0, r1, y, rows, scratch);
         }
-        lb_free(tile);
+        lb_free(scratch);
     }
-    return failed ? lb_fail(LB_ERR_NOMEM, "out of memory for a %d-column dequantization tile", cols) : LB_OK;
+    lb_free(priv);
+    return failed ? lb_fail(LB_ERR_NOMEM, "out of memory for a %d-column scratch tile", cols) : LB_OK;
 }

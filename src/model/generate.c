@@ -1,8 +1,21 @@
 /* Text generation: prompt in one batched forward, then one token at a time,
  * sampled as llama2.c samples, stopping at BOS like llama2.c's run.c. */
+#include <math.h>
 #include <string.h>
 
 #include "lowbit/model.h"
+
+/* A NaN or Inf logit means the forward pass broke down (e.g. an overflowing
+ * weight): no sampler setting gives a meaningful token from it. */
+static lb_status check_logits(const float *logits, int vocab, int pos, int prev) {
+    for (int i = 0; i < vocab; i++)
+        if (!isfinite(logits[i]))
+            return lb_fail(LB_ERR_NUMERIC,
+                           "the logits at position %d (after token %d) are not finite: token %d's is %s; "
+                           "the model's weights or activations overflow",
+                           pos - 1, prev, i, isnan(logits[i]) ? "NaN" : logits[i] > 0 ? "+Inf" : "-Inf");
+    return LB_OK;
+}
 
 lb_status lb_generate(const lb_model *m, const char *prompt, const lb_gen_opts *o, lb_emit_fn emit, void *user,
                       lb_gen_stats *stats) {
@@ -40,6 +53,7 @@ lb_status lb_generate(const lb_model *m, const char *prompt, const lb_gen_opts *
     int prev = tokens[n_prompt - 1];
     /* as llama2.c: the token sampled after position steps-1 is printed too */
     for (int pos = (int)n_prompt; pos <= steps; pos++) {
+        if ((st = check_logits(lb_state_logits(s), m->cfg.vocab_size, pos, prev)) != LB_OK) goto done;
         int next = lb_sample(&sampler, lb_state_logits(s));
         if (next == lb_tokenizer_bos(m->tokenizer)) break;
         size_t len;

@@ -29,10 +29,20 @@ static lb_status read_config(const uint8_t *p, lb_config *c, int *vocab_signed) 
     c->n_heads = v[3];
     c->n_kv_heads = v[4];
     *vocab_signed = v[5];
-    c->vocab_size = v[5] < 0 ? (v[5] == INT32_MIN ? 0 : -v[5]) : v[5];
     c->seq_len = v[6];
     c->norm_eps = 1e-5f;
     c->rope_theta = 10000.0f;
+    /* the other fields first (validate's order), with a placeholder vocab */
+    c->vocab_size = 3;
+    lb_status st = lb_config_validate(c);
+    if (st != LB_OK) return st;
+    /* the vocabulary on the stored value: negating INT32_MIN is undefined, and
+     * the message should show what the file says */
+    int64_t vocab_abs = v[5] < 0 ? -(int64_t)v[5] : v[5];
+    if (vocab_abs < 3 || vocab_abs > (1 << 22))
+        return lb_fail(LB_ERR_FORMAT, "absurd vocabulary size %d%s", v[5],
+                       v[5] < 0 ? " (negative marks an unshared classifier; the size is its magnitude)" : "");
+    c->vocab_size = (int)vocab_abs;
     return lb_config_validate(c);
 }
 

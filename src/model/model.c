@@ -118,6 +118,8 @@ lb_status lb_model_finish(lb_model *m) {
             lb_status st = lb_linear_validate(&m->layers[l].linear[i]);
             if (st != LB_OK) return st;
         }
+    lb_status st = lb_model_check_finite(m);
+    if (st != LB_OK) return st;
     /* RoPE angles as llama2.c computes them: pos * theta^(-i/head_dim) for even i */
     int half = m->cfg.head_dim / 2;
     m->rope_cos = lb_alloc((size_t)m->cfg.seq_len * (size_t)half * sizeof(float));

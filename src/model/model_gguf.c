@@ -254,6 +254,13 @@ static lb_status read_config(const lb_gguf *g, lb_config *c) {
         vocab = emb->n_dims == 2 ? emb->ne[1] : 0;
     }
     if (vocab > (1u << 22)) return lb_fail(LB_ERR_FORMAT, "absurd vocabulary size %llu", (unsigned long long)vocab);
+    if (lb_gguf_find_key(g, "llama.vocab_size") >= 0) { /* optional; must agree when present */
+        uint32_t declared;
+        if ((st = lb_gguf_get_u32(g, "llama.vocab_size", &declared)) != LB_OK) return st;
+        if (declared != vocab)
+            return lb_fail(LB_ERR_FORMAT, "llama.vocab_size = %u, but token_embd.weight has %llu rows", declared,
+                           (unsigned long long)vocab);
+    }
     c->vocab_size = (int)vocab;
     st = lb_config_validate(c);
     if (st != LB_OK) return st;

@@ -1,13 +1,30 @@
 /* Opening a model file: map it, recognize its kind by content (GGUF magic,
  * llama2.c v1 magic, else a legacy llama2.c header), and find the tokenizer. */
+#define _POSIX_C_SOURCE 200809L
 #include <string.h>
+#include <sys/stat.h>
 
 #include "model/model_internal.h"
 
+/* stat, not open: opening a FIFO that happens to carry the name would block
+ * (the loader then refuses anything but a regular file, with a message) */
 static int file_exists(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (f) fclose(f);
-    return f != NULL;
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+/* The first four bytes as text, non-printable ones as \xNN. */
+static void describe_magic(const uint8_t *data, size_t size, char *out, size_t n) {
+    size_t o = 0;
+    out[0] = 0;
+    for (size_t i = 0; i < 4 && i < size && o + 5 < n; i++) {
+        uint8_t c = data[i];
+        if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\')
+            out[o++] = (char)c;
+        else
+            o += (size_t)snprintf(out + o, n - o, "\\x%02X", c);
+        out[o] = 0;
+    }
 }
 
 /* tok<vocab>.bin, then tokenizer.bin, in the model's directory */
@@ -26,13 +43,25 @@ lb_status lb_model_load(const char *path, const char *tokenizer_path, lb_model *
     lb_status st = lb_map_file(path, &f);
     if (st != LB_OK) return st;
     lb_model *m = NULL;
-    if (f.size >= 4 && memcmp(f.data, "GGUF", 4) == 0)
-        st = lb_model_from_gguf(f.data, f.size, &m);
-    else
-        st = lb_model_from_llama2c(f.data, f.size, &m);
+    /* the kind is decided by the magic; on failure the message says which
+     * kinds were considered, so a damaged GGUF is not reported as a broken
+     * llama2.c header */
+    char magic[32];
+    describe_magic(f.data, f.size, magic, sizeof magic);
+    if (f.size >= 4 && memcmp(f.data, "GGUF", 4) == 0) {
+        if ((st = lb_model_from_gguf(f.data, f.size, &m)) != LB_OK) lb_fail_context(st, "loading '%s' as GGUF", path);
+    } else if (f.size >= 4 && lb_rd32(f.data) == 0x616b3432u) {
+        if ((st = lb_model_from_llama2c(f.data, f.size, &m)) != LB_OK)
+            lb_fail_context(st, "loading '%s' as a llama2.c v1 checkpoint (magic 0x616b3432)", path);
+    } else if ((st = lb_model_from_llama2c(f.data, f.size, &m)) != LB_OK) {
+        lb_fail_context(st,
+                        "loading '%s': not a GGUF file (magic \"%s\", not \"GGUF\"), not a llama2.c v1 checkpoint "
+                        "(magic 0x616b3432), and as a legacy llama2.c checkpoint (no magic)",
+                        path, magic);
+    }
     if (st != LB_OK) {
         lb_unmap_file(&f);
-        return lb_fail_context(st, "loading '%s'", path);
+        return st;
     }
     m->file = f; /* tensors point into the mapping: the model owns it now */
 
@@ -44,7 +73,7 @@ lb_status lb_model_load(const char *path, const char *tokenizer_path, lb_model *
         st = lb_tokenizer_load(tok, m->cfg.vocab_size, &t);
         if (st != LB_OK) {
             lb_model_free(m);
-            return lb_fail_context(st, "loading tokenizer '%s'", tok);
+            return st; /* lb_tokenizer_load's message already names the file */
         }
         lb_tokenizer_free(m->tokenizer);
         m->tokenizer = t;

@@ -63,6 +63,8 @@ static int by_prob_desc(const void *a, const void *b) {
  * (1 - top_p) / (n - 1) cannot be in it and are dropped before sorting. */
 static int sample_topp(const float *p, int n, float top_p, prob_index *pi, float coin) {
     int n0 = 0;
+    /* NaN probabilities pass no comparison: with none left there is nothing
+     * to sample (lb_generate rejects non-finite logits before this) */
     float cutoff = (1.0f - top_p) / (float)(n - 1);
     for (int i = 0; i < n; i++)
         if (p[i] >= cutoff) {
@@ -70,6 +72,7 @@ static int sample_topp(const float *p, int n, float top_p, prob_index *pi, float
             pi[n0].prob = p[i];
             n0++;
         }
+    if (n0 == 0) return 0;
     qsort(pi, (size_t)n0, sizeof *pi, by_prob_desc);
     float cum = 0.0f;
     int last = n0 - 1;

@@ -146,6 +146,12 @@ int cmd_quantize(int argc, char **argv) {
         lb_plan_free(&plan);
         return rc;
     }
+    /* before the work: an unusable -o fails now, not after quantizing */
+    const char *inputs[3] = {a.positional[0], tokenizer, recipe};
+    if (out && lb_output_check(out, inputs, 3) != LB_OK) {
+        lb_plan_free(&plan);
+        return cli_error("quantize", NULL);
+    }
 
     double t0 = lb_now();
     lb_model *m;

@@ -1,0 +1,126 @@
+/* The matmul kernel registry: one row per (format predicate, CPU features,
+ * activation preparation, routine), in priority order. The first row that
+ * accepts a tensor's resolved layout and whose features the CPU has wins;
+ * the choice is made once per tensor and cached on it. The generic rows at
+ * the end (float GEMM, dequantize a tile then float GEMM) accept everything,
+ * so every format always has a kernel.
+ *
+ * Adding a kernel: a routine in ref/ (scalar, the specification) and, if it
+ * is SIMD, its twin in x86/ naming the ref row; a predicate here; a row
+ * above the generic ones. tests/test_kernel_registry.c enumerates this
+ * table, so the new row is tested without being listed anywhere else. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/kernels.h"
+
+/* ---- predicates over resolved layouts ------------------------------------- */
+
+static int is_f32(const lb_qspec *s, const lb_layout *l) {
+    (void)l;
+    return s->family == LB_FAMILY_F32;
+}
+
+static int any_format(const lb_qspec *s, const lb_layout *l) {
+    (void)s;
+    (void)l;
+    return 1;
+}
+
+/* ggml's block layouts: fp16 scale + 32 codes per block, blocks back to back,
+ * rows padded to whole blocks (the padding codes decode to 0 and meet zero
+ * activations, so any cols works). */
+static int uniform_sym_g32(const lb_qspec *s, const lb_layout *l, int bits, size_t block_bytes) {
+    return s->family == LB_FAMILY_UNIFORM && s->bits == bits && s->zero == LB_ZERO_SYM && s->group == 32 &&
+           l->group_len == 32 && l->cols_padded % 32 == 0 && l->cols_padded <= l->cols + 31 &&
+           l->row_bytes == (size_t)(l->cols_padded / 32) * block_bytes && l->tail_bytes == 0;
+}
+
+static int is_q8_0(const lb_qspec *s, const lb_layout *l) { return uniform_sym_g32(s, l, 8, 34); }
+static int is_q4_0(const lb_qspec *s, const lb_layout *l) { return uniform_sym_g32(s, l, 4, 18); }
+
+/* ---- the table, in priority order ----------------------------------------- */
+
+#define AVX2_FMA (LB_CPU_AVX2 | LB_CPU_FMA)
+#define AVX2_FMA_F16C (LB_CPU_AVX2 | LB_CPU_FMA | LB_CPU_F16C)
+
+static const lb_kernel registry[] = {
+#if defined(__x86_64__)
+    {"q8_0_avx2", is_q8_0, AVX2_FMA_F16C, LB_ACT_Q8_32, lb_kernel_q8_0_avx2, 0, 0, "q8_0_ref"},
+    {"q4_0_avx2", is_q4_0, AVX2_FMA_F16C, LB_ACT_Q8_32, lb_kernel_q4_0_avx2, 0, 0, "q4_0_ref"},
+#endif
+    {"q8_0_ref", is_q8_0, 0, LB_ACT_Q8_32, lb_kernel_q8_0_ref, 0, 0, NULL},
+    {"q4_0_ref", is_q4_0, 0, LB_ACT_Q8_32, lb_kernel_q4_0_ref, 0, 0, NULL},
+#if defined(__x86_64__)
+    {"f32_avx2", is_f32, AVX2_FMA, LB_ACT_F32, lb_kernel_f32_avx2, 0, 1, "f32_ref"},
+#endif
+    {"f32_ref", is_f32, 0, LB_ACT_F32, lb_kernel_f32_ref, 0, 1, NULL},
+#if defined(__x86_64__)
+    {"dequant_avx2", any_format, AVX2_FMA, LB_ACT_F32, lb_kernel_dequant_avx2, LB_DEQUANT_TILE, 1, "dequant_ref"},
+#endif
+    {"dequant_ref", any_format, 0, LB_ACT_F32, lb_kernel_dequant_ref, LB_DEQUANT_TILE, 1, NULL},
+};
+
+#define N_ENTRIES ((int)(sizeof registry / sizeof registry[0]))
+
+int lb_kernel_count(void) { return N_ENTRIES; }
+
+const lb_kernel *lb_kernel_at(int i) { return i >= 0 && i < N_ENTRIES ? &registry[i] : NULL; }
+
+const lb_kernel *lb_kernel_find(const char *name) {
+    for (int i = 0; name && i < N_ENTRIES; i++)
+        if (!strcmp(registry[i].name, name)) return &registry[i];
+    return NULL;
+}
+
+static int usable(const lb_kernel *k, const lb_qspec *s, const lb_layout *l, unsigned cpu) {
+    return (k->cpu & cpu) == k->cpu && k->accepts(s, l);
+}
+
+const lb_kernel *lb_kernel_select(const lb_qspec *s, const lb_layout *l, unsigned cpu, const char *force) {
+    int only_generic = force && !strcmp(force, "fallback");
+    if (force && !only_generic) {
+        const lb_kernel *k = lb_kernel_find(force);
+        if (k && usable(k, s, l, cpu)) return k;
+    }
+    for (int i = 0; i < N_ENTRIES; i++)
+        if ((!only_generic || registry[i].generic) && usable(&registry[i], s, l, cpu)) return &registry[i];
+    return NULL; /* unreachable: dequant_ref accepts everything */
+}
+
+/* LB_KERNEL, read once (benign race: every thread reads the same value). */
+static const char *forced_kernel(void) {
+    static int done;
+    static const char *force;
+    if (!done) {
+        const char *env = getenv("LB_KERNEL");
+        if (env && *env && strcmp(env, "fallback") && !lb_kernel_find(env)) {
+            fprintf(stderr, "lowbit: LB_KERNEL=%s names no kernel (known: fallback", env);
+            for (int i = 0; i < N_ENTRIES; i++) fprintf(stderr, ", %s", registry[i].name);
+            fprintf(stderr, "); using the normal choice\n");
+        }
+        force = env && *env ? env : NULL;
+        done = 1;
+    }
+    return force;
+}
+
+const lb_kernel *lb_kernel_for(const lb_tensor *t) {
+    /* t is const to its users, but the kernel slot is a cache: threads may
+     * race to fill it, and every one of them stores the same pointer */
+    const void **slot = (const void **)&t->kernel;
+    const lb_kernel *k = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
+    if (k) return k;
+    k = lb_kernel_select(&t->spec, &t->layout, lb_cpu_features(), forced_kernel());
+    __atomic_store_n(slot, (const void *)k, __ATOMIC_RELEASE);
+    return k;
+}
+
+const lb_kernel *lb_kernel_pin(lb_tensor *t, const char *force) {
+    const lb_kernel *k = lb_kernel_select(&t->spec, &t->layout, lb_cpu_features(), force);
+    __atomic_store_n(&t->kernel, (const void *)k, __ATOMIC_RELEASE);
+    return k;
+}
+
+const char *lb_matmul_kernel_name(const lb_tensor *w) { return lb_kernel_for(w)->name; }

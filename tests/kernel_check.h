@@ -1,0 +1,42 @@
+/* How far a kernel's output may sit from the reference (dequantize W, then
+ * lb_gemm_nt_ref on the float activations), derived from what the kernel's
+ * activation preparation does rather than picked:
+ *
+ *   LB_ACT_F32:   float rounding only: rel * sum_c |w_rc x_ic|.
+ *   LB_ACT_Q8_32: each activation moves by at most half a step of its
+ *                 block's grid, d_b / 2 with d_b = absmax_b / 127 (round to
+ *                 nearest; the clamp to +-127 never moves a value further),
+ *                 so |y - y_ref| <= sum_c |w_rc| d_b(c) / 2, plus the same
+ *                 float rounding allowance.
+ *
+ * bound[i * rows + r] for x (n x cols), wd (rows x cols, dequantized). */
+#ifndef LB_KERNEL_CHECK_H
+#define LB_KERNEL_CHECK_H
+
+#include <math.h>
+
+#include "kernels/kernels.h"
+
+static inline void kernel_error_bound(lb_act_kind kind, const float *x, int n, const float *wd, int rows, int cols,
+                                      double rel, double *bound) {
+    for (int i = 0; i < n; i++) {
+        const float *xi = x + (size_t)i * cols;
+        for (int r = 0; r < rows; r++) {
+            const float *wr = wd + (size_t)r * cols;
+            double mag = 0, act = 0;
+            for (int c0 = 0; c0 < cols; c0 += 32) {
+                int c1 = c0 + 32 < cols ? c0 + 32 : cols;
+                double amax = 0, wsum = 0;
+                for (int c = c0; c < c1; c++) {
+                    amax = fmax(amax, fabs(xi[c]));
+                    wsum += fabs(wr[c]);
+                    mag += fabs((double)wr[c] * xi[c]);
+                }
+                act += wsum * (amax / 127.0) / 2.0;
+            }
+            bound[(size_t)i * rows + r] = rel * mag + (kind == LB_ACT_Q8_32 ? act * (1 + 1e-6) : 0.0);
+        }
+    }
+}
+
+#endif
