@@ -16,8 +16,8 @@ static lb_qspec spec(const char *text) {
 static void test_spec_text(void) {
     static const char *canon[] = {"f32", "f16", "bf16", "int4:g64:asym", "int3:g128:sym", "int2:row:asym:zint",
                                   "int8:g32:sym", "int1:g16:asym", "nf4:g64", "nf4:g128:dq", "binary:row",
-                                  "binary:g32", "binary:tensor", "ternary:absmean:row:1.6bit",
-                                  "ternary:twn:g64:2bit", "ternary:absmean:tensor:2bit", "int5:g256:asym:zint"};
+                                  "binary:g32", "binary:tensor", "ternary:row:1.6bit",
+                                  "ternary:g64:2bit", "ternary:tensor:2bit", "int5:g256:asym:zint"};
     for (size_t i = 0; i < sizeof canon / sizeof canon[0]; i++) {
         char buf[64];
         lb_qspec s = spec(canon[i]);
@@ -32,8 +32,8 @@ static void test_spec_text(void) {
                  {"q8_0", "int8:g32:sym"},
                  {"int2:g64:zint", "int2:g64:asym:zint"},
                  {"int3:sym:g16", "int3:g16:sym"},
-                 {"ternary", "ternary:absmean:row:1.6bit"},
-                 {"ternary:twn", "ternary:twn:row:1.6bit"},
+                 {"ternary", "ternary:row:1.6bit"},
+                 {"ternary:2bit:g32", "ternary:g32:2bit"},
                  {"binary", "binary:row"},
                  {"nf4", "nf4:g64"}};
     for (size_t i = 0; i < sizeof alias / sizeof alias[0]; i++) {
@@ -60,6 +60,21 @@ static void test_spec_text(void) {
     CHECK_FAILS(lb_qspec_parse("int1:sym", &s), LB_ERR_INVALID, "binary");
     CHECK_FAILS(lb_qspec_parse("f16:g32", &s), LB_ERR_INVALID, "takes no options");
     CHECK_FAILS(lb_qspec_parse("ternary:3bit", &s), LB_ERR_INVALID, "does not apply");
+    /* the ternary rounding rule is the method's now, not the format's */
+    CHECK_FAILS(lb_qspec_parse("ternary:twn:g64", &s), LB_ERR_INVALID, "use --method twn");
+    CHECK_FAILS(lb_qspec_parse("ternary:absmean:row:1.6bit", &s), LB_ERR_INVALID, "method choice");
+    /* empty, repeated and conflicting options */
+    CHECK_FAILS(lb_qspec_parse("int4:", &s), LB_ERR_INVALID, "empty option");
+    CHECK_FAILS(lb_qspec_parse("int4::g64", &s), LB_ERR_INVALID, "empty option");
+    CHECK_FAILS(lb_qspec_parse(":int4", &s), LB_ERR_INVALID, "no family name");
+    CHECK_FAILS(lb_qspec_parse("nf4:g64:", &s), LB_ERR_INVALID, "empty option");
+    CHECK_FAILS(lb_qspec_parse("int4:g64:sym:sym", &s), LB_ERR_INVALID, "'sym' in 'int4:g64:sym:sym' repeats");
+    CHECK_FAILS(lb_qspec_parse("int4:g32:g64", &s), LB_ERR_INVALID, "conflicts with the group size");
+    CHECK_FAILS(lb_qspec_parse("int4:row:g64", &s), LB_ERR_INVALID, "conflicts with the group size");
+    CHECK_FAILS(lb_qspec_parse("nf4:dq:dq", &s), LB_ERR_INVALID, "repeats");
+    CHECK_FAILS(lb_qspec_parse("int4:zint:zf16", &s), LB_ERR_INVALID, "conflicts with the zero point");
+    CHECK_FAILS(lb_qspec_parse("ternary:2bit:1.6bit", &s), LB_ERR_INVALID, "conflicts");
+    CHECK_FAILS(lb_qspec_parse("q4_0:", &s), LB_ERR_INVALID, "takes no options");
 }
 
 /* bytes and bpw counted by hand from the layouts in docs/FORMATS.md */
@@ -84,10 +99,10 @@ static void test_sizes(void) {
         {"binary:row", 64, 64, 64 * (2 + 8)},
         {"binary:g32", 64, 172, 64 * (6 * 2 + 24)},
         {"binary:tensor", 64, 64, 64 * 8 + 2},
-        {"ternary:absmean:row:1.6bit", 64, 64, 64 * (2 + 13)},
-        {"ternary:absmean:row:2bit", 64, 64, 64 * (2 + 16)},
-        {"ternary:absmean:g32:1.6bit", 64, 172, 64 * (6 * 2 + 39)},
-        {"ternary:absmean:tensor:1.6bit", 5, 10, 5 * 4 + 2},    /* 10 -> 16 padded: 4 bytes */
+        {"ternary:row:1.6bit", 64, 64, 64 * (2 + 13)},
+        {"ternary:row:2bit", 64, 64, 64 * (2 + 16)},
+        {"ternary:g32:1.6bit", 64, 172, 64 * (6 * 2 + 39)},
+        {"ternary:tensor:1.6bit", 5, 10, 5 * 4 + 2},    /* 10 -> 16 padded: 4 bytes */
         {"f32", 3, 5, 60},
         {"f16", 3, 5, 30},
         {"bf16", 1, 7, 14},
@@ -109,7 +124,8 @@ static void test_sizes(void) {
     CHECK_FAILS(lb_format_size(&s, 0, 64, NULL, NULL, &total), LB_ERR_INVALID, "absurd");
     CHECK_FAILS(lb_format_size(&s, (int64_t)1 << 40, 1 << 20, NULL, NULL, &total), LB_ERR_INVALID, "absurd");
     /* ggml types: only whole 32-blocks map */
-    CHECK(lb_format_ggml_type(&(lb_qspec){0}, 64) == LB_GGML_F32);
+    CHECK(lb_format_ggml_type(&(lb_qspec){.family = LB_FAMILY_F32}, 64) == LB_GGML_F32);
+    CHECK(lb_format_ggml_type(&(lb_qspec){0}, 64) == -1); /* no family: nothing */
     s = spec("q4_0");
     CHECK(lb_format_ggml_type(&s, 64) == LB_GGML_Q4_0);
     CHECK(lb_format_ggml_type(&s, 172) == -1);
@@ -189,9 +205,9 @@ static void test_round_trips(void) {
             }
     static const char *others[] = {"nf4:g16", "nf4:g64", "nf4:g256", "nf4:row", "nf4:g16:dq", "nf4:row:dq",
                                    "binary:g16", "binary:g128", "binary:row", "binary:tensor",
-                                   "ternary:absmean:g16:1.6bit", "ternary:absmean:g64:2bit",
-                                   "ternary:twn:row:1.6bit", "ternary:absmean:row:2bit",
-                                   "ternary:absmean:tensor:1.6bit", "ternary:twn:tensor:2bit"};
+                                   "ternary:g16:1.6bit", "ternary:g64:2bit",
+                                   "ternary:row:1.6bit", "ternary:row:2bit",
+                                   "ternary:tensor:1.6bit", "ternary:tensor:2bit"};
     for (size_t i = 0; i < sizeof others / sizeof others[0]; i++) {
         lb_qspec s = spec(others[i]);
         for (size_t c = 0; c < sizeof col_list / sizeof col_list[0]; c++) {
@@ -279,7 +295,7 @@ static void test_pinned_bytes(void) {
     lb_qtensor_free(&q);
 
     /* ternary 1.6 bit: trits (-1, 0, 1, 1, 0) -> codes (0, 1, 2, 2, 1) -> 0 + 3 + 18 + 54 + 81 = 156 */
-    s = spec("ternary:absmean:tensor:1.6bit");
+    s = spec("ternary:tensor:1.6bit");
     CHECK_OK(lb_qtensor_init(&q, &s, 1, 5));
     const uint8_t c[8] = {0, 1, 2, 2, 1, 1, 1, 1};
     memcpy(q.codes, c, 8);
@@ -297,7 +313,7 @@ static void test_pinned_bytes(void) {
     lb_qtensor_free(&q);
 
     /* out-of-range codes are refused */
-    s = spec("ternary:absmean:row:2bit");
+    s = spec("ternary:row:2bit");
     CHECK_OK(lb_qtensor_init(&q, &s, 1, 8));
     q.codes[3] = 3;
     uint8_t big[64];

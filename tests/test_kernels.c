@@ -104,7 +104,7 @@ static void test_silu(const lb_kernel_table *k) {
 /* lb_matmul for every family equals dequantize + reference GEMM */
 static void test_linear_forward(void) {
     static const char *specs[] = {"f32", "f16", "bf16", "q4_0", "int3:g64:asym:zint", "int5:row:sym", "nf4:g32:dq",
-                                  "binary:g64", "ternary:twn:tensor:1.6bit", "int2:g16:asym"};
+                                  "binary:g64", "ternary:tensor:1.6bit", "int2:g16:asym", "pow2:4:g64"};
     const int rows = 37, cols = 172, n = 6;
     float *w = lb_alloc((size_t)rows * cols * 4), *x = lb_alloc((size_t)n * cols * 4);
     float *wd = lb_alloc((size_t)rows * cols * 4), *y0 = lb_alloc((size_t)n * rows * 4), *y1 = lb_alloc((size_t)n * rows * 4);

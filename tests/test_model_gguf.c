@@ -47,8 +47,8 @@ static void test_round_trips(void) {
         {"f16", 0, LB_GGML_F16},         {"bf16", 1, LB_GGML_BF16},         {"q8_0", 0, LB_GGML_Q8_0},
         {"q4_0", 1, LB_GGML_Q4_0},       {"q4_1", 0, LB_GGML_Q4_1},         {"int3:g64:asym:zint", 0, -1},
         {"int2:row:sym", 0, -1},         {"nf4:g64:dq", 1, -1},             {"nf4:g32", 0, -1},
-        {"binary:row", 0, -1},           {"binary:tensor", 1, -1},          {"ternary:twn:g32:2bit", 0, -1},
-        {"ternary:absmean:row:1.6bit", 0, -1},
+        {"binary:row", 0, -1},           {"binary:tensor", 1, -1},          {"ternary:g32:2bit", 0, -1},
+        {"ternary:row:1.6bit", 0, -1},   {"pow2:4:g64", 0, -1},             {"pow2:3:row", 1, -1},
     };
     int tok[64];
     size_t n;

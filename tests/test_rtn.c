@@ -17,18 +17,23 @@ static lb_qspec spec(const char *text) {
 }
 
 /* dequantized values of quantizing w with spec/clip */
-static lb_status rtn_values(const float *w, int64_t rows, int64_t cols, const char *text, lb_clip clip,
-                            float *out) {
+static lb_status rtn_values_opts(const float *w, int64_t rows, int64_t cols, const char *text,
+                                 const lb_rtn_opts *o, float *out) {
     lb_qspec s = spec(text);
-    lb_rtn_opts o;
-    lb_rtn_opts_default(&o);
-    o.clip = clip;
     lb_tensor t;
-    lb_status st = lb_quantize_to_tensor(w, rows, cols, &s, &o, "w", &t);
+    lb_status st = lb_quantize_to_tensor(w, rows, cols, &s, o, "w", &t);
     if (st != LB_OK) return st;
     st = lb_dequantize(&t, out);
     lb_tensor_free(&t);
     return st;
+}
+
+static lb_status rtn_values(const float *w, int64_t rows, int64_t cols, const char *text, lb_clip clip,
+                            float *out) {
+    lb_rtn_opts o;
+    lb_rtn_opts_default(&o);
+    o.clip = clip;
+    return rtn_values_opts(w, rows, cols, text, &o, out);
 }
 
 static double sq_err(const float *a, const float *b, int64_t n) {
@@ -76,11 +81,15 @@ static void test_binary_ternary(void) {
     float a = lb_round_fp16(4.7f / 8);
     for (int i = 0; i < 8; i++) CHECK(out[i] == (w[i] >= 0 ? a : -a));
     /* ternary absmean: gamma = 0.5875; t = round(w / gamma) clamped */
-    CHECK_OK(rtn_values(w, 1, 8, "ternary:absmean:row:2bit", LB_CLIP_MINMAX, out));
+    CHECK_OK(rtn_values(w, 1, 8, "ternary:row:2bit", LB_CLIP_MINMAX, out));
     const float t_abs[8] = {1, -1, 0, 0, 1, 0, 0, 1};
     for (int i = 0; i < 8; i++) CHECK(out[i] == a * t_abs[i]);
     /* TWN: delta = 0.7 * 0.5875 = 0.41125; kept |w| = 0.5, 1, 2, 0.6 -> alpha = 4.1 / 4 */
-    CHECK_OK(rtn_values(w, 1, 8, "ternary:twn:row:1.6bit", LB_CLIP_MINMAX, out));
+    lb_rtn_opts twn;
+    lb_rtn_opts_default(&twn);
+    CHECK(twn.ternary_rule == LB_TERNARY_ABSMEAN);
+    twn.ternary_rule = LB_TERNARY_TWN;
+    CHECK_OK(rtn_values_opts(w, 1, 8, "ternary:row:1.6bit", &twn, out));
     const float t_twn[8] = {1, -1, 0, 0, 1, 0, 0, 1};
     float alpha = lb_round_fp16(4.1f / 4);
     for (int i = 0; i < 8; i++) CHECK(out[i] == alpha * t_twn[i]);
@@ -88,7 +97,7 @@ static void test_binary_ternary(void) {
     float w2[16];
     for (int i = 0; i < 16; i++) w2[i] = i < 8 ? w[i] : 2 * w[i - 8];
     float out2[16];
-    CHECK_OK(rtn_values(w2, 2, 8, "ternary:absmean:tensor:2bit", LB_CLIP_MINMAX, out2));
+    CHECK_OK(rtn_values(w2, 2, 8, "ternary:tensor:2bit", LB_CLIP_MINMAX, out2));
     float g = lb_round_fp16(3 * 4.7f / 16);
     for (int i = 0; i < 16; i++) {
         float t = nearbyintf(w2[i] / g);
@@ -173,12 +182,13 @@ static void test_threads_and_determinism(void) {
     enum { R = 96, C = 200 };
     static float w[R * C];
     gaussian(w, R * C, 3, 10);
-    static const char *specs[] = {"int3:g64:asym", "nf4:g32:dq", "ternary:twn:g64:1.6bit", "int2:row:asym:zint"};
+    static const char *specs[] = {"int3:g64:asym", "nf4:g32:dq", "ternary:g64:1.6bit", "int2:row:asym:zint"};
     for (size_t i = 0; i < sizeof specs / sizeof specs[0]; i++) {
         lb_qspec s = spec(specs[i]);
         lb_rtn_opts o;
         lb_rtn_opts_default(&o);
-        if (s.family != LB_FAMILY_TERNARY) o.clip = LB_CLIP_MSE;
+        if (lb_format_grid(&s) != LB_GRID_TERNARY) o.clip = LB_CLIP_MSE;
+        else o.ternary_rule = LB_TERNARY_TWN;
         lb_tensor a, b;
         lb_set_threads(1);
         CHECK_OK(lb_quantize_to_tensor(w, R, C, &s, &o, "w", &a));

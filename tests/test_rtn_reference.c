@@ -26,7 +26,7 @@ static const struct {
     {"int2:g64:asym", LB_CLIP_MINMAX, 134},    {"int2:row:asym", LB_CLIP_MINMAX, 154},
     {"int2:g16:asym", LB_CLIP_MSE, 5.08},      {"int2:g32:asym", LB_CLIP_MSE, 7.64},
     {"int2:g64:asym", LB_CLIP_MSE, 11.1},      {"int2:row:asym", LB_CLIP_MSE, 11.7},
-    {"ternary:absmean:g32", LB_CLIP_MINMAX, 71}, {"ternary:absmean:row", LB_CLIP_MINMAX, 85},
+    {"ternary:g32", LB_CLIP_MINMAX, 71}, {"ternary:row", LB_CLIP_MINMAX, 85},
     {"binary:g32", LB_CLIP_MINMAX, 247},       {"binary:row", LB_CLIP_MINMAX, 256},
 };
 

@@ -1,8 +1,9 @@
 /* lowbit formats: how a weight matrix is stored in bits.
  *
- * A format is data: an lb_qspec names a family (uniform integers, NF4,
- * binary, ternary, float pass-through) and its parameters (bits, group size,
- * zero-point kind, packing). The byte layout of every family is written down
+ * A format is data: an lb_qspec names a family (a row of the format table:
+ * uniform integers, NF4, binary, ternary, ..., float pass-through; the list
+ * is docs/FORMATS.md's) and its parameters (bits, group size, zero-point
+ * kind, packing). The byte layout of every family is written down
  * in docs/FORMATS.md; bits per weight count every stored byte (scales, zeros,
  * second-level tables, row padding).
  *
@@ -17,16 +18,33 @@
 extern "C" {
 #endif
 
+/* A family is a row of the format table (src/formats/format.c): one file per
+ * family answers everything about it (spec text, layout, codes, packing, the
+ * reference dequantization, ggml identity). A spec points at its row, so hot
+ * paths never look a family up. Adding a family touches no public header:
+ * the built-in rows below have handles for code that must recognize one (a
+ * kernel matching a layout); others are found by name (lb_format_family_find). */
+typedef struct lb_format_family lb_format_family;
+typedef const lb_format_family *lb_family;
+extern const lb_format_family lb_f32_family, lb_f16_family, lb_bf16_family, lb_uniform_family, lb_nf4_family,
+    lb_binary_family, lb_ternary_family;
+#define LB_FAMILY_F32 (&lb_f32_family)
+#define LB_FAMILY_F16 (&lb_f16_family)
+#define LB_FAMILY_BF16 (&lb_bf16_family)
+#define LB_FAMILY_UNIFORM (&lb_uniform_family) /* b-bit integers with a scale (and zero) per group */
+#define LB_FAMILY_NF4 (&lb_nf4_family)         /* 4-bit NormalFloat codebook, absmax per group */
+#define LB_FAMILY_BINARY (&lb_binary_family)   /* sign(w) * alpha */
+#define LB_FAMILY_TERNARY (&lb_ternary_family) /* {-1, 0, +1} * alpha */
+
+/* How a data-free method (round-to-nearest) picks a group's grid; a trait of
+ * the family, so methods need no per-family cases. */
 typedef enum {
-    LB_FAMILY_F32,
-    LB_FAMILY_F16,
-    LB_FAMILY_BF16,
-    LB_FAMILY_UNIFORM, /* b-bit integers with a scale (and zero) per group */
-    LB_FAMILY_NF4,     /* 4-bit NormalFloat codebook, absmax per group */
-    LB_FAMILY_BINARY,  /* sign(w) * alpha */
-    LB_FAMILY_TERNARY, /* {-1, 0, +1} * alpha */
-    LB_FAMILY_COUNT
-} lb_family;
+    LB_GRID_NONE,    /* float formats: nothing to pick */
+    LB_GRID_UNIFORM, /* evenly spaced levels: scale (and zero) from the clipped range */
+    LB_GRID_ABSMAX,  /* a codebook in [-1, 1] times the group's clipped absmax (e.g. nf4) */
+    LB_GRID_SIGN,    /* +-alpha, alpha = mean|w| (binary) */
+    LB_GRID_TERNARY  /* {-1, 0, +1} alpha by the method's ternary rule */
+} lb_grid_kind;
 
 typedef enum {
     LB_ZERO_SYM, /* w = d * (q - 2^(b-1)) */
@@ -34,31 +52,33 @@ typedef enum {
     LB_ZERO_INT  /* w = d * (q - z), z a b-bit integer */
 } lb_zero;
 
-typedef enum { LB_TERNARY_ABSMEAN, LB_TERNARY_TWN } lb_ternary_rule;
-
 /* group: weights sharing one scale along a row (16..256, a power of two), or: */
 #define LB_GROUP_ROW 0      /* one scale per row */
 #define LB_GROUP_TENSOR (-1) /* one scale for the whole tensor (binary, ternary) */
 
 typedef struct {
-    lb_family family;
-    int bits;            /* uniform: 1..8; fixed by the family otherwise */
+    lb_family family;    /* the family's row (never NULL in a valid spec) */
+    int bits;            /* bits per code (uniform: 1..8; each family says) */
     int group;           /* see above */
     lb_zero zero;        /* uniform */
     int double_quant;    /* nf4: absmax values themselves stored at 8 bits */
     int trits_per_byte;  /* ternary: 4 (2 bits per trit) or 5 (1.6 bits per trit) */
-    lb_ternary_rule rule; /* ternary: how scale and threshold are chosen */
 } lb_qspec;
 
-/* Parses "int4:g64:asym", "nf4:g64:dq", "binary:row", "ternary:absmean:g64:2bit",
- * "f16", aliases "q4_0", "q4_1", "q8_0". Unknown or inconsistent specs fail
- * with a message naming the offending part. */
+/* Parses "int4:g64:asym", "nf4:g64:dq", "binary:row", "ternary:g64:2bit",
+ * "f16", aliases "q4_0", "q4_1", "q8_0". Unknown, empty, repeated or
+ * conflicting options fail with a message naming the offending part. */
 lb_status lb_qspec_parse(const char *text, lb_qspec *out);
 /* Canonical text of a spec (parses back to the same spec). */
 void lb_qspec_format(const lb_qspec *spec, char *buf, size_t n);
 lb_status lb_qspec_validate(const lb_qspec *spec);
 int lb_qspec_equal(const lb_qspec *a, const lb_qspec *b);
+/* Traits answered by the spec's row. */
 int lb_qspec_is_float(const lb_qspec *spec);
+lb_grid_kind lb_format_grid(const lb_qspec *spec);
+const char *lb_format_family_name(const lb_qspec *spec); /* "int", "nf4", ...; "?" without a family */
+/* The family answering to a name ("nf4", "int4", "q4_0"), NULL if none. */
+lb_family lb_format_family_find(const char *name);
 
 /* Storage size of a rows x cols matrix in this format (rows of fixed size,
  * then a tensor-level tail for per-tensor data). Fails on absurd shapes. */

@@ -13,7 +13,8 @@
  *   aciq    the analytically optimal clip for a Laplace distribution fitted
  *           to the group (Banner et al., ACIQ); aciq-gauss for a Gaussian
  * Binary uses alpha = mean|w| (the L2-optimal scale for signs); ternary uses
- * BitNet b1.58 absmean or TWN's 0.7 mean|w| threshold, as its spec says. */
+ * BitNet b1.58 absmean or TWN's 0.7 mean|w| threshold, as the options say
+ * (a method choice: both write the same bytes; the twn row sets it). */
 #ifndef LOWBIT_QUANT_H
 #define LOWBIT_QUANT_H
 
@@ -28,11 +29,17 @@ typedef enum { LB_CLIP_MINMAX, LB_CLIP_MSE, LB_CLIP_ACIQ, LB_CLIP_ACIQ_GAUSS } l
 lb_status lb_clip_parse(const char *text, lb_clip *out);
 const char *lb_clip_name(lb_clip c);
 
+/* How round-to-nearest picks a ternary group's scale and threshold. */
+typedef enum {
+    LB_TERNARY_ABSMEAN, /* BitNet b1.58: gamma = mean|w|, t = clamp(round(w / gamma), -1, 1) */
+    LB_TERNARY_TWN      /* TWN: delta = 0.7 mean|w|, alpha = mean |w| over |w| > delta */
+} lb_ternary_rule;
+
 typedef struct {
     lb_clip clip;
     int mse_steps;        /* shrink factors tried by mse (default 50) */
     float mse_min_shrink; /* smallest factor (default 0.5) */
-    lb_ternary_rule ternary_rule;
+    lb_ternary_rule ternary_rule; /* ternary formats (default LB_TERNARY_ABSMEAN) */
 } lb_rtn_opts;
 
 void lb_rtn_opts_default(lb_rtn_opts *o);

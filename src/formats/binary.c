@@ -4,6 +4,32 @@
  * weight, little-endian within bytes, 1 = +alpha, 0 = -alpha. */
 #include "format_internal.h"
 
+#include <string.h>
+
+/* "binary" (default one alpha per row), options g<N> | row | tensor */
+static int binary_match(const char *head, lb_qspec *s) {
+    if (strcmp(head, "binary")) return 0;
+    s->bits = 1;
+    s->group = LB_GROUP_ROW;
+    return 1;
+}
+
+static int binary_parse_option(lb_qspec *s, const char *tok, unsigned seen) {
+    (void)seen;
+    return lb_parse_group_option(s, tok, 1);
+}
+
+static void binary_format(const lb_qspec *s, char *buf, size_t n) {
+    char g[16];
+    lb_group_text(s, g, sizeof g);
+    snprintf(buf, n, "binary:%s", g);
+}
+
+static lb_status binary_validate(const lb_qspec *s) {
+    if (s->bits != 1) return lb_fail(LB_ERR_INVALID, "binary has 1 bit, not %d", s->bits);
+    return lb_validate_group(s, 1);
+}
+
 static size_t binary_row_bytes(const lb_qspec *s, const lb_layout *l) {
     (void)s;
     return lb_lead_scales_row_bytes(l) + (size_t)(l->cols_padded / 8);
@@ -46,8 +72,15 @@ static void binary_dequantize_row(const lb_qspec *s, const lb_layout *l, const u
     }
 }
 
-const lb_format_traits lb_binary_traits = {
+const lb_format_family lb_binary_family = {
     .name = "binary",
+    .names = "binary",
+    .grid = LB_GRID_SIGN,
+    .option_slots = {"group size"},
+    .match = binary_match,
+    .parse_option = binary_parse_option,
+    .format = binary_format,
+    .validate = binary_validate,
     .row_bytes = binary_row_bytes,
     .tail_bytes = lb_lead_scales_tail_bytes,
     .levels = binary_levels,

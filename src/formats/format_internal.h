@@ -1,35 +1,92 @@
-/* Internals shared by the format families: the traits table and bit packing. */
+/* Internals shared by the format families: the row every family fills in
+ * (lb_format_family), and helpers the rows share (bit packing, lead scales,
+ * group option parsing). format.c only walks the table of rows. */
 #ifndef LB_FORMAT_INTERNAL_H
 #define LB_FORMAT_INTERNAL_H
 
 #include "lowbit/format.h"
 
-/* One row per quantized family. Rows are fixed-size records; the tail holds
- * tensor-level data. encode/decode move between packed bytes and lb_qtensor;
- * dequantize_row is the reference meaning of the bytes. */
-typedef struct {
-    const char *name;
+#include <stddef.h>
+
+/* parse_option results besides a slot index >= 0 */
+#define LB_OPTION_UNKNOWN (-1) /* not an option of this family */
+#define LB_OPTION_FAILED (-2)  /* the hook called lb_fail */
+#define LB_MAX_OPTION_SLOTS 8
+
+/* One row of the format table: everything about one family.
+ *
+ * Spec text: match() recognizes the first token (the family name, e.g.
+ * "int4", "nf4", or an alias like "q4_0") and writes the family's defaults;
+ * parse_option() takes one further token, sets it in the spec and returns the
+ * option slot it filled (format.c rejects a slot filled twice, naming it with
+ * option_slots[]); format() prints the canonical text; validate() checks a
+ * spec built by hand.
+ *
+ * Layout: shape() sets cols_padded and the group fields (NULL: groups of
+ * spec->group weights, rows padded to whole groups; row/tensor groups pad
+ * rows to 8 weights); row_bytes/tail_bytes size a row and the tensor tail.
+ *
+ * Codes (quantized families): levels/level are the codebook at scale 1;
+ * code_value/nearest_code (NULL: scale[k] * level(code) and a scan over the
+ * levels) give the value of a code in group k and the code nearest w;
+ * qtensor_init allocates family-specific parts of lb_qtensor;
+ * store_scales rounds scales to what is stored (NULL: fp16).
+ * encode_row/decode_row/encode_tail/decode_tail move between packed bytes and
+ * lb_qtensor; dequantize_row is the reference meaning of the bytes (every
+ * family, float ones included).
+ *
+ * ggml: ggml_type() is the ggml type id whose layout these bytes are (or -1);
+ * from_ggml() writes the spec for a ggml id and returns 1 if it has one.
+ * from_float (float families): converts f32 weights into the format. */
+struct lb_format_family {
+    const char *name;  /* as in error messages: "int", "nf4", "f16" */
+    const char *names; /* what match() answers to, for the list of known formats */
+    int is_float;      /* stores floats: no codes, no grid */
+    lb_grid_kind grid; /* how a data-free method picks a group's grid */
+    const char *option_slots[LB_MAX_OPTION_SLOTS];
+
+    int (*match)(const char *head, lb_qspec *s); /* 1: mine, options may follow; 2: mine, no
+                                                    options; 0: not mine; LB_OPTION_FAILED */
+    int (*parse_option)(lb_qspec *s, const char *tok, unsigned seen_slots);
+    void (*format)(const lb_qspec *s, char *buf, size_t n);
+    lb_status (*validate)(const lb_qspec *s);
+
+    void (*shape)(const lb_qspec *s, lb_layout *l);
     size_t (*row_bytes)(const lb_qspec *s, const lb_layout *l);
-    size_t (*tail_bytes)(const lb_qspec *s, const lb_layout *l);
+    size_t (*tail_bytes)(const lb_qspec *s, const lb_layout *l); /* NULL: none */
+
     int (*levels)(const lb_qspec *s);
     float (*level)(const lb_qspec *s, int code);
-    lb_status (*store_scales)(lb_qtensor *q); /* NULL: round scale/offset to fp16 */
+    float (*code_value)(const lb_qtensor *q, int64_t k, int code);
+    int (*nearest_code)(const lb_qtensor *q, int64_t k, float w);
+    lb_status (*qtensor_init)(lb_qtensor *q);
+    lb_status (*store_scales)(lb_qtensor *q);
     void (*encode_row)(const lb_qtensor *q, int64_t row, uint8_t *dst);
     void (*decode_row)(lb_qtensor *q, int64_t row, const uint8_t *src);
     void (*encode_tail)(const lb_qtensor *q, uint8_t *dst); /* NULL when no tail */
     void (*decode_tail)(lb_qtensor *q, const uint8_t *src);
     void (*dequantize_row)(const lb_qspec *s, const lb_layout *l, const uint8_t *data, int64_t row,
                            float *out);
-} lb_format_traits;
 
-extern const lb_format_traits lb_uniform_traits, lb_nf4_traits, lb_binary_traits,
-    lb_ternary_traits;
-const lb_format_traits *lb_format_traits_of(lb_family f); /* NULL for float families */
+    int (*ggml_type)(const lb_qspec *s, int64_t cols);
+    int (*from_ggml)(int type, lb_qspec *out);
+    lb_status (*from_float)(const lb_qspec *s, const float *w, int64_t rows, int64_t cols, uint8_t *out);
+};
 
-/* Float families (f32/f16/bf16): convert a row to float. */
-void lb_float_dequantize_row(const lb_qspec *s, const uint8_t *row_data, int64_t cols, float *out);
+/* ---- helpers for the rows ---------------------------------------------------- */
 
-/* Default store_scales: fp16 rounding of scale (and offset), finite check. */
+/* Group options shared by the quantized families: "g<N>" (16..256, a power
+ * of two), "row", and "tensor" when allow_tensor. Returns slot 0 (the
+ * group size), LB_OPTION_UNKNOWN, or LB_OPTION_FAILED. */
+int lb_parse_group_option(lb_qspec *s, const char *tok, int allow_tensor);
+/* "g64", "row" or "tensor" */
+void lb_group_text(const lb_qspec *s, char *buf, size_t n);
+/* group is a power of two in 16..256, LB_GROUP_ROW, or (allow_tensor) LB_GROUP_TENSOR */
+lb_status lb_validate_group(const lb_qspec *s, int allow_tensor);
+/* Decimal digits only, at most 100000. */
+int lb_parse_small_int(const char *s, int *out);
+
+/* Default store_scales: fp16 rounding of scale, offset cleared, finite check. */
 lb_status lb_store_scales_fp16(lb_qtensor *q);
 
 /* Binary and ternary keep their fp16 scales at the start of each row

@@ -24,6 +24,42 @@ static const float nf4_levels[16] = {
     0.07958029955625534f, 0.16093020141124725f, 0.24611230194568634f, 0.33791524171829224f,
     0.44070982933044434f, 0.5626170039176941f, 0.7229568362236023f, 1.0f};
 
+/* "nf4" (default g64), options g<N> | row, dq */
+static int nf4_match(const char *head, lb_qspec *s) {
+    if (strcmp(head, "nf4")) return 0;
+    s->bits = 4;
+    s->group = 64;
+    return 1;
+}
+
+static int nf4_parse_option(lb_qspec *s, const char *tok, unsigned seen) {
+    (void)seen;
+    if (!strcmp(tok, "dq")) {
+        s->double_quant = 1;
+        return 1;
+    }
+    return lb_parse_group_option(s, tok, 0);
+}
+
+static void nf4_format(const lb_qspec *s, char *buf, size_t n) {
+    char g[16];
+    lb_group_text(s, g, sizeof g);
+    snprintf(buf, n, "nf4:%s%s", g, s->double_quant ? ":dq" : "");
+}
+
+static lb_status nf4_validate(const lb_qspec *s) {
+    if (s->bits != 4) return lb_fail(LB_ERR_INVALID, "nf4 has 4 bits, not %d", s->bits);
+    return lb_validate_group(s, 0);
+}
+
+static lb_status nf4_qtensor_init(lb_qtensor *q) {
+    if (!q->spec.double_quant) return LB_OK;
+    q->dq_blocks = (q->n_groups + 255) / 256;
+    q->dq_code = lb_calloc((size_t)q->n_groups, 1);
+    q->dq_block_scale = lb_calloc((size_t)q->dq_blocks, sizeof(float));
+    return q->dq_code && q->dq_block_scale ? LB_OK : LB_ERR_NOMEM;
+}
+
 static size_t block_bytes(const lb_qspec *s, const lb_layout *l) {
     return (s->double_quant ? 0 : 2) + (size_t)(l->group_len / 2);
 }
@@ -157,8 +193,16 @@ static void nf4_dequantize_row(const lb_qspec *s, const lb_layout *l, const uint
     }
 }
 
-const lb_format_traits lb_nf4_traits = {
+const lb_format_family lb_nf4_family = {
     .name = "nf4",
+    .names = "nf4",
+    .grid = LB_GRID_ABSMAX,
+    .option_slots = {"group size", "double quantization"},
+    .match = nf4_match,
+    .parse_option = nf4_parse_option,
+    .format = nf4_format,
+    .validate = nf4_validate,
+    .qtensor_init = nf4_qtensor_init,
     .row_bytes = nf4_row_bytes,
     .tail_bytes = nf4_tail_bytes,
     .levels = nf4_levels_count,

@@ -1,12 +1,56 @@
 /* Ternary weights: w = alpha * t, t in {-1, 0, +1}, one alpha per group, row
- * or tensor (BitNet b1.58 absmean, or TWN's threshold rule: the choice of
- * alpha and t is the quantizer's, see quant/rtn.c). Codes are t + 1.
+ * or tensor. How alpha and t are chosen (BitNet b1.58 absmean, TWN's
+ * threshold) is the method's business, not the format's: both write the
+ * same bytes (see quant/rtn.c, lb_rtn_opts.ternary_rule). Codes are t + 1.
  *
  * Row layout: fp16 alphas, then the row's trits, either 2 bits each (4 per
  * byte, little-endian) or 1.6 bits each: 5 trits per byte as base-3 digits,
  * byte = c0 + 3 c1 + 9 c2 + 27 c3 + 81 c4 (at most 242), the row padded to
  * whole bytes. */
 #include "format_internal.h"
+
+#include <string.h>
+
+enum { SLOT_GROUP, SLOT_PACKING };
+
+/* "ternary" (default one alpha per row, 1.6 bits per trit), options
+ * g<N> | row | tensor, 2bit | 1.6bit */
+static int ternary_match(const char *head, lb_qspec *s) {
+    if (strcmp(head, "ternary")) return 0;
+    s->bits = 2;
+    s->group = LB_GROUP_ROW;
+    s->trits_per_byte = 5;
+    return 1;
+}
+
+static int ternary_parse_option(lb_qspec *s, const char *tok, unsigned seen) {
+    (void)seen;
+    if (!strcmp(tok, "2bit") || !strcmp(tok, "1.6bit")) {
+        s->trits_per_byte = tok[0] == '2' ? 4 : 5;
+        return SLOT_PACKING;
+    }
+    if (!strcmp(tok, "absmean") || !strcmp(tok, "twn")) { /* were format options until the rule moved */
+        lb_fail(LB_ERR_INVALID,
+                "'%s' is not a format option: the ternary rounding rule is a method choice now "
+                "(absmean is rtn's rule; use --method twn for TWN)",
+                tok);
+        return LB_OPTION_FAILED;
+    }
+    return lb_parse_group_option(s, tok, 1);
+}
+
+static void ternary_format(const lb_qspec *s, char *buf, size_t n) {
+    char g[16];
+    lb_group_text(s, g, sizeof g);
+    snprintf(buf, n, "ternary:%s:%s", g, s->trits_per_byte == 4 ? "2bit" : "1.6bit");
+}
+
+static lb_status ternary_validate(const lb_qspec *s) {
+    if (s->bits != 2) return lb_fail(LB_ERR_INVALID, "ternary codes are 2 bits, not %d", s->bits);
+    if (s->trits_per_byte != 4 && s->trits_per_byte != 5)
+        return lb_fail(LB_ERR_INVALID, "ternary packs 4 or 5 trits per byte, not %d", s->trits_per_byte);
+    return lb_validate_group(s, 1);
+}
 
 static size_t trit_bytes(const lb_qspec *s, int64_t n) {
     return s->trits_per_byte == 4 ? (size_t)((n + 3) / 4) : (size_t)((n + 4) / 5);
@@ -81,8 +125,15 @@ static void ternary_dequantize_row(const lb_qspec *s, const lb_layout *l, const 
     }
 }
 
-const lb_format_traits lb_ternary_traits = {
+const lb_format_family lb_ternary_family = {
     .name = "ternary",
+    .names = "ternary",
+    .grid = LB_GRID_TERNARY,
+    .option_slots = {"group size", "trit packing"},
+    .match = ternary_match,
+    .parse_option = ternary_parse_option,
+    .format = ternary_format,
+    .validate = ternary_validate,
     .row_bytes = ternary_row_bytes,
     .tail_bytes = lb_lead_scales_tail_bytes,
     .levels = ternary_levels,

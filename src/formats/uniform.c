@@ -10,6 +10,113 @@
  * With G = 32 this makes int4:g32:sym, int4:g32:asym and int8:g32:sym
  * byte-identical to ggml's Q4_0, Q4_1 and Q8_0. */
 #include "format_internal.h"
+#include "ggml_blocks.h"
+
+#include <math.h>
+#include <string.h>
+
+/* ---- spec text ---------------------------------------------------------------- */
+
+enum { SLOT_GROUP, SLOT_SYMMETRY, SLOT_ZERO };
+
+/* "int1".."int8" (default g64, fp16 offset), and ggml's names for the
+ * layouts we share: q4_0 = int4:g32:sym, q4_1 = int4:g32:asym, q8_0 = int8:g32:sym. */
+static int uniform_match(const char *head, lb_qspec *s) {
+    static const struct {
+        const char *name;
+        int bits;
+        lb_zero zero;
+    } ggml_names[] = {{"q4_0", 4, LB_ZERO_SYM}, {"q4_1", 4, LB_ZERO_F16}, {"q8_0", 8, LB_ZERO_SYM}};
+    for (size_t i = 0; i < sizeof ggml_names / sizeof ggml_names[0]; i++)
+        if (!strcmp(head, ggml_names[i].name)) {
+            s->bits = ggml_names[i].bits;
+            s->group = LB_QK;
+            s->zero = ggml_names[i].zero;
+            return 2;
+        }
+    if (strncmp(head, "int", 3)) return 0;
+    if (!lb_parse_small_int(head + 3, &s->bits) || s->bits < 1 || s->bits > 8) {
+        lb_fail(LB_ERR_INVALID, "int formats take 1 to 8 bits (int1..int8)");
+        return LB_OPTION_FAILED;
+    }
+    s->group = 64;
+    s->zero = LB_ZERO_F16;
+    return 1;
+}
+
+/* sym | asym (fp16 offset unless a zero kind is given), zint | zf16 */
+static int uniform_parse_option(lb_qspec *s, const char *tok, unsigned seen) {
+    int slot = lb_parse_group_option(s, tok, 0);
+    if (slot != LB_OPTION_UNKNOWN) return slot;
+    int sym = !strcmp(tok, "sym"), asym = !strcmp(tok, "asym");
+    if (sym || asym) {
+        if ((seen >> SLOT_SYMMETRY & 1) && (s->zero == LB_ZERO_SYM) != sym) {
+            lb_fail(LB_ERR_INVALID, "both sym and asym");
+            return LB_OPTION_FAILED;
+        }
+        if (sym && (seen >> SLOT_ZERO & 1)) {
+            lb_fail(LB_ERR_INVALID, "a symmetric format has no zero point");
+            return LB_OPTION_FAILED;
+        }
+        if (sym) s->zero = LB_ZERO_SYM;
+        else if (!(seen >> SLOT_ZERO & 1)) s->zero = LB_ZERO_F16;
+        return SLOT_SYMMETRY;
+    }
+    if (!strcmp(tok, "zint") || !strcmp(tok, "zf16")) {
+        if ((seen >> SLOT_SYMMETRY & 1) && s->zero == LB_ZERO_SYM) {
+            lb_fail(LB_ERR_INVALID, "a symmetric format has no zero point");
+            return LB_OPTION_FAILED;
+        }
+        s->zero = tok[1] == 'i' ? LB_ZERO_INT : LB_ZERO_F16;
+        return SLOT_ZERO;
+    }
+    return LB_OPTION_UNKNOWN;
+}
+
+static void uniform_format(const lb_qspec *s, char *buf, size_t n) {
+    char g[16];
+    lb_group_text(s, g, sizeof g);
+    snprintf(buf, n, "int%d:%s:%s", s->bits, g,
+             s->zero == LB_ZERO_SYM ? "sym" : s->zero == LB_ZERO_F16 ? "asym" : "asym:zint");
+}
+
+static lb_status uniform_validate(const lb_qspec *s) {
+    if (s->bits < 1 || s->bits > 8) return lb_fail(LB_ERR_INVALID, "int formats take 1 to 8 bits, not %d", s->bits);
+    lb_status st = lb_validate_group(s, 0);
+    if (st != LB_OK) return st;
+    if (s->zero == LB_ZERO_SYM && s->bits < 2)
+        return lb_fail(LB_ERR_INVALID,
+                       "int1 cannot be symmetric (its levels would be -1 and 0); use "
+                       "'binary' for sign x scale or int1:asym");
+    if (s->zero != LB_ZERO_SYM && s->zero != LB_ZERO_F16 && s->zero != LB_ZERO_INT)
+        return lb_fail(LB_ERR_INVALID, "unknown zero-point kind %d", (int)s->zero);
+    return LB_OK;
+}
+
+/* ---- ggml identity: whole g32 blocks of the three shared layouts ------------- */
+
+_Static_assert(sizeof(lb_block_q4_0) == 2 + LB_QK * 4 / 8, "int4:g32:sym block = Q4_0");
+_Static_assert(sizeof(lb_block_q4_1) == 4 + LB_QK * 4 / 8, "int4:g32:asym block = Q4_1");
+_Static_assert(sizeof(lb_block_q8_0) == 2 + LB_QK * 8 / 8, "int8:g32:sym block = Q8_0");
+
+static int uniform_ggml_type(const lb_qspec *s, int64_t cols) {
+    /* ggml blocks never pad, so the row must be whole blocks */
+    if (s->group != LB_QK || cols % LB_QK) return -1;
+    if (s->bits == 8 && s->zero == LB_ZERO_SYM) return LB_GGML_Q8_0;
+    if (s->bits == 4 && s->zero == LB_ZERO_SYM) return LB_GGML_Q4_0;
+    if (s->bits == 4 && s->zero == LB_ZERO_F16) return LB_GGML_Q4_1;
+    return -1;
+}
+
+static int uniform_from_ggml(int type, lb_qspec *s) {
+    const char *name = type == LB_GGML_Q4_0   ? "q4_0"
+                       : type == LB_GGML_Q4_1 ? "q4_1"
+                       : type == LB_GGML_Q8_0 ? "q8_0"
+                                              : NULL;
+    return name && uniform_match(name, s) == 2;
+}
+
+/* ---- layout and codes --------------------------------------------------------- */
 
 static size_t header_bytes(const lb_qspec *s) { return s->zero == LB_ZERO_F16 ? 4 : 2; }
 
@@ -23,6 +130,46 @@ static int uniform_levels(const lb_qspec *s) { return 1 << s->bits; }
 
 static float uniform_level(const lb_qspec *s, int code) {
     return s->zero == LB_ZERO_SYM ? (float)(code - (1 << (s->bits - 1))) : (float)code;
+}
+
+float lb_uniform_value(const lb_qspec *spec, float d, float m, int z, int q) {
+    return spec->zero == LB_ZERO_F16 ? d * (float)q + m : d * (float)(q - z);
+}
+
+int lb_uniform_nearest_code(const lb_qspec *spec, float d, float m, int z, float w) {
+    int maxq = (1 << spec->bits) - 1;
+    float r;
+    if (d == 0.0f) r = spec->zero == LB_ZERO_F16 ? 0.0f : (float)z; /* every code decodes to m, or 0 */
+    else if (spec->zero == LB_ZERO_F16) r = nearbyintf((w - m) / d);
+    else r = nearbyintf(w / d + (float)z);
+    if (!(r >= 0.0f)) return 0; /* also catches NaN */
+    return r > (float)maxq ? maxq : (int)r;
+}
+
+/* the zero point of group k as lb_uniform_* take it */
+static int uniform_zero(const lb_qtensor *q, int64_t k) {
+    return q->spec.zero == LB_ZERO_INT ? q->zero[k] : 1 << (q->spec.bits - 1);
+}
+
+static float uniform_code_value(const lb_qtensor *q, int64_t k, int code) {
+    return lb_uniform_value(&q->spec, q->scale[k], q->offset[k], uniform_zero(q, k), code);
+}
+
+static int uniform_nearest_code(const lb_qtensor *q, int64_t k, float w) {
+    return lb_uniform_nearest_code(&q->spec, q->scale[k], q->offset[k], uniform_zero(q, k), w);
+}
+
+/* scale, and the offset when stored, rounded to fp16 */
+static lb_status uniform_store_scales(lb_qtensor *q) {
+    for (int64_t k = 0; k < q->n_groups; k++) {
+        q->scale[k] = lb_round_fp16(q->scale[k]);
+        q->offset[k] = q->spec.zero == LB_ZERO_F16 ? lb_round_fp16(q->offset[k]) : 0.0f;
+        if (!isfinite(q->scale[k]) || !isfinite(q->offset[k]))
+            return lb_fail(LB_ERR_NUMERIC,
+                           "group %lld: scale or offset is not finite in fp16 (weights beyond +-65504?)",
+                           (long long)k);
+    }
+    return LB_OK;
 }
 
 /* Codes [j0, j0 + cnt) of a block of n packed codes, into dst. */
@@ -96,12 +243,50 @@ static void uniform_decode_row(lb_qtensor *q, int64_t row, const uint8_t *src) {
     }
 }
 
+/* The three g32 layouts ggml shares, read through its block structs
+ * (ggml_blocks.h, the layouts kernels use); the same values as the generic
+ * path below, bit for bit. Returns 0 for every other spec. */
+static int dequantize_ggml_blocks(const lb_qspec *s, const lb_layout *l, const uint8_t *src, float *out) {
+    int q8_0 = s->bits == 8 && s->zero == LB_ZERO_SYM;
+    int q4 = s->bits == 4 && (s->zero == LB_ZERO_SYM || s->zero == LB_ZERO_F16);
+    if (s->group != LB_QK || !(q8_0 || q4)) return 0;
+    for (int64_t g = 0; g < l->groups_per_row; g++) {
+        float v[LB_QK];
+        if (q8_0) {
+            lb_block_q8_0 b;
+            memcpy(&b, src + (size_t)g * sizeof b, sizeof b); /* rows need not be aligned */
+            float d = lb_fp16_to_fp32(b.d);
+            for (int j = 0; j < LB_QK; j++) v[j] = d * (float)b.qs[j];
+        } else if (s->zero == LB_ZERO_SYM) {
+            lb_block_q4_0 b;
+            memcpy(&b, src + (size_t)g * sizeof b, sizeof b);
+            float d = lb_fp16_to_fp32(b.d);
+            for (int j = 0; j < LB_QK / 2; j++) {
+                v[j] = d * (float)((b.qs[j] & 15) - 8);
+                v[j + LB_QK / 2] = d * (float)((b.qs[j] >> 4) - 8);
+            }
+        } else {
+            lb_block_q4_1 b;
+            memcpy(&b, src + (size_t)g * sizeof b, sizeof b);
+            float d = lb_fp16_to_fp32(b.d), m = lb_fp16_to_fp32(b.m);
+            for (int j = 0; j < LB_QK / 2; j++) {
+                v[j] = d * (float)(b.qs[j] & 15) + m;
+                v[j + LB_QK / 2] = d * (float)(b.qs[j] >> 4) + m;
+            }
+        }
+        int64_t c0 = g * LB_QK, n = l->cols - c0 < LB_QK ? l->cols - c0 : LB_QK;
+        memcpy(out + c0, v, (size_t)n * sizeof(float));
+    }
+    return 1;
+}
+
 /* The meaning of the bytes, computed as ggml does: d * (q - z) for the
  * symmetric (z = 2^(b-1)) and integer-zero variants, d * q + m for fp16
  * offsets. */
 static void uniform_dequantize_row(const lb_qspec *s, const lb_layout *l, const uint8_t *data, int64_t row,
                                    float *out) {
     const uint8_t *src = data + (size_t)row * l->row_bytes;
+    if (dequantize_ggml_blocks(s, l, src, out)) return;
     size_t hb = header_bytes(s), cb = (size_t)(l->group_len * s->bits / 8);
     const uint8_t *zs = src + (size_t)l->groups_per_row * (hb + cb);
     uint8_t codes[256];
@@ -124,12 +309,24 @@ static void uniform_dequantize_row(const lb_qspec *s, const lb_layout *l, const 
     }
 }
 
-const lb_format_traits lb_uniform_traits = {
+const lb_format_family lb_uniform_family = {
     .name = "int",
+    .names = "int1..int8, q4_0, q4_1, q8_0",
+    .grid = LB_GRID_UNIFORM,
+    .option_slots = {"group size", "symmetry", "zero point"},
+    .match = uniform_match,
+    .parse_option = uniform_parse_option,
+    .format = uniform_format,
+    .validate = uniform_validate,
     .row_bytes = uniform_row_bytes,
     .levels = uniform_levels,
     .level = uniform_level,
+    .code_value = uniform_code_value,
+    .nearest_code = uniform_nearest_code,
+    .store_scales = uniform_store_scales,
     .encode_row = uniform_encode_row,
     .decode_row = uniform_decode_row,
     .dequantize_row = uniform_dequantize_row,
+    .ggml_type = uniform_ggml_type,
+    .from_ggml = uniform_from_ggml,
 };

@@ -48,4 +48,5 @@ void lb_rtn_opts_default(lb_rtn_opts *o) {
     o->clip = LB_CLIP_MINMAX;
     o->mse_steps = 50;
     o->mse_min_shrink = 0.5f;
+    o->ternary_rule = LB_TERNARY_ABSMEAN;
 }

@@ -6,15 +6,17 @@
  * format stores them (fp16 scale and offset), so the mse search scores the
  * grid that is really written.
  *
- * Per family:
+ * Per grid kind (a trait of the format's family, lb_format_grid):
  *   uniform asym (fp16 offset)  s = (hi - lo) / (2^b - 1), m = lo
  *   uniform asym (int zero)     as GPTQ's quantizer: the range is widened to
  *                               contain 0, z = round(-lo / s)
  *   uniform sym                 s = max|w| / (2^(b-1) - 1)
- *   nf4                         absmax = max|w| (clipped by the rule)
- *   binary                      alpha = mean|w| (BWN), codes sign(w)
- *   ternary absmean             gamma = mean|w|, t = clamp(round(w/gamma), -1, 1) (BitNet b1.58)
- *   ternary twn                 delta = 0.7 mean|w|, t = sign(w) [|w| > delta],
+ *   codebook (nf4)              absmax = max|w| (clipped by the rule), codes the
+ *                               nearest level of absmax * codebook
+ *   sign (binary)               alpha = mean|w| (BWN), codes sign(w)
+ *   ternary (opts->ternary_rule, a method choice: the bytes are the same)
+ *            absmean            gamma = mean|w|, t = clamp(round(w/gamma), -1, 1) (BitNet b1.58)
+ *            twn                delta = 0.7 mean|w|, t = sign(w) [|w| > delta],
  *                               alpha = mean of |w| over |w| > delta (TWN)
  * Deviation: the asymmetric fp16-offset grid does not force 0 into the
  * range (as REFERENCE.md's textbook quantizer), so an all-positive group
@@ -62,11 +64,12 @@ static double uniform_error(const lb_qspec *spec, const uniform_grid *g, const f
     return err;
 }
 
-static double nf4_error(const lb_qspec *spec, float s, const float *x, int64_t n) {
+/* squared error of rounding x to the nearest of scale * level(c) (codebook grids) */
+static double codebook_error(const lb_qspec *spec, int levels, float s, const float *x, int64_t n) {
     double err = 0;
     for (int64_t i = 0; i < n; i++) {
         float best = INFINITY;
-        for (int c = 0; c < 16; c++) best = fminf(best, fabsf(x[i] - s * lb_format_level(spec, c)));
+        for (int c = 0; c < levels; c++) best = fminf(best, fabsf(x[i] - s * lb_format_level(spec, c)));
         err += (double)best * best;
     }
     return err;
@@ -132,8 +135,8 @@ static void fit_group(lb_qtensor *q, int64_t k, const float *x, int64_t n, const
                       float *twn_threshold) {
     const lb_qspec *spec = &q->spec;
     group_stats st = stats_of(x, n);
-    switch (spec->family) {
-    case LB_FAMILY_UNIFORM: {
+    switch (lb_format_grid(spec)) {
+    case LB_GRID_UNIFORM: {
         int symmetric = spec->zero == LB_ZERO_SYM;
         float lo = st.lo, hi = st.hi;
         uniform_grid best = uniform_grid_for(spec, lo, hi);
@@ -157,17 +160,18 @@ static void fit_group(lb_qtensor *q, int64_t k, const float *x, int64_t n, const
         q->zero[k] = spec->zero == LB_ZERO_INT ? (uint8_t)best.z : 0;
         break;
     }
-    case LB_FAMILY_NF4: {
+    case LB_GRID_ABSMAX: {
         float s = lb_round_fp16(st.amax);
+        int levels = lb_format_levels(spec);
         if (o->clip == LB_CLIP_ACIQ || o->clip == LB_CLIP_ACIQ_GAUSS) {
             float lo, hi;
-            aciq_range(&st, o->clip, 4, 1, &lo, &hi);
+            aciq_range(&st, o->clip, spec->bits, 1, &lo, &hi);
             s = lb_round_fp16(hi);
         } else if (o->clip == LB_CLIP_MSE) {
-            double best_err = nf4_error(spec, s, x, n);
+            double best_err = codebook_error(spec, levels, s, x, n);
             for (int i = 1; i < o->mse_steps; i++) {
                 float c = lb_round_fp16(shrink_factor(o, i) * st.amax);
-                double e = nf4_error(spec, c, x, n);
+                double e = codebook_error(spec, levels, c, x, n);
                 if (e < best_err) {
                     best_err = e;
                     s = c;
@@ -177,9 +181,9 @@ static void fit_group(lb_qtensor *q, int64_t k, const float *x, int64_t n, const
         q->scale[k] = s;
         break;
     }
-    case LB_FAMILY_BINARY: q->scale[k] = lb_round_fp16((float)st.mean_abs); break;
-    case LB_FAMILY_TERNARY:
-        if (spec->rule == LB_TERNARY_ABSMEAN) {
+    case LB_GRID_SIGN: q->scale[k] = lb_round_fp16((float)st.mean_abs); break;
+    case LB_GRID_TERNARY:
+        if (o->ternary_rule == LB_TERNARY_ABSMEAN) {
             q->scale[k] = lb_round_fp16((float)st.mean_abs);
         } else {
             float delta = (float)(0.7 * st.mean_abs);
@@ -198,12 +202,12 @@ static void fit_group(lb_qtensor *q, int64_t k, const float *x, int64_t n, const
     }
 }
 
-static int assign_code(const lb_qtensor *q, int64_t k, float x, const float *twn_threshold) {
+static int assign_code(const lb_qtensor *q, int64_t k, float x, const lb_rtn_opts *o, const float *twn_threshold) {
     const lb_qspec *spec = &q->spec;
-    switch (spec->family) {
-    case LB_FAMILY_BINARY: return x >= 0.0f;
-    case LB_FAMILY_TERNARY: {
-        if (spec->rule == LB_TERNARY_TWN) {
+    switch (lb_format_grid(spec)) {
+    case LB_GRID_SIGN: return x >= 0.0f;
+    case LB_GRID_TERNARY: {
+        if (o->ternary_rule == LB_TERNARY_TWN) {
             if (fabsf(x) <= twn_threshold[k]) return 1;
             return x > 0 ? 2 : 0;
         }
@@ -224,6 +228,17 @@ static lb_status check_finite(const float *w, int64_t rows, int64_t cols) {
     return LB_OK;
 }
 
+/* Sign and ternary grids pick their scale by their own rule: no clipping. */
+static lb_status check_clip(const lb_qspec *spec, lb_clip clip) {
+    lb_grid_kind grid = lb_format_grid(spec);
+    if ((grid == LB_GRID_SIGN || grid == LB_GRID_TERNARY) && clip != LB_CLIP_MINMAX)
+        return lb_fail(LB_ERR_INVALID,
+                       "clipping rule '%s' applies to formats with a uniform or codebook grid (int, nf4, ...); "
+                       "%s formats choose their scale by their own rule",
+                       lb_clip_name(clip), lb_format_family_name(spec));
+    return LB_OK;
+}
+
 lb_status lb_rtn_quantize(const float *w, int64_t rows, int64_t cols, const lb_qspec *spec,
                           const lb_rtn_opts *opts, lb_qtensor *q) {
     lb_rtn_opts defaults;
@@ -232,21 +247,21 @@ lb_status lb_rtn_quantize(const float *w, int64_t rows, int64_t cols, const lb_q
         opts = &defaults;
     }
     if (lb_qspec_is_float(spec)) return lb_fail(LB_ERR_INVALID, "round-to-nearest needs a quantized format");
-    if ((spec->family == LB_FAMILY_BINARY || spec->family == LB_FAMILY_TERNARY) && opts->clip != LB_CLIP_MINMAX)
-        return lb_fail(LB_ERR_INVALID,
-                       "clipping rule '%s' applies to int and nf4 formats; binary and ternary formats "
-                       "choose their scale by their own rule",
-                       lb_clip_name(opts->clip));
+    lb_grid_kind grid = lb_format_grid(spec);
+    lb_status st = check_clip(spec, opts->clip);
+    if (st != LB_OK) return st;
     if (opts->clip == LB_CLIP_MSE && (opts->mse_steps < 1 || opts->mse_steps > 10000 ||
                                       !(opts->mse_min_shrink > 0.0f && opts->mse_min_shrink <= 1.0f)))
         return lb_fail(LB_ERR_INVALID, "mse clipping needs 1..10000 steps and a shrink factor in (0, 1]");
-    lb_status st = check_finite(w, rows, cols);
+    if (opts->ternary_rule != LB_TERNARY_ABSMEAN && opts->ternary_rule != LB_TERNARY_TWN)
+        return lb_fail(LB_ERR_INVALID, "unknown ternary rule %d", (int)opts->ternary_rule);
+    st = check_finite(w, rows, cols);
     if (st != LB_OK) return st;
     st = lb_qtensor_init(q, spec, rows, cols);
     if (st != LB_OK) return st;
 
     float *twn = NULL;
-    if (spec->family == LB_FAMILY_TERNARY && spec->rule == LB_TERNARY_TWN) {
+    if (grid == LB_GRID_TERNARY && opts->ternary_rule == LB_TERNARY_TWN) {
         twn = lb_calloc((size_t)q->n_groups, sizeof(float));
         if (!twn) {
             lb_qtensor_free(q);
@@ -273,7 +288,7 @@ lb_status lb_rtn_quantize(const float *w, int64_t rows, int64_t cols, const lb_q
                 int64_t k = lb_qtensor_group(q, r, c);
                 /* padding decodes to (nearly) zero, so kernels may run over it */
                 float x = c < cols ? w[r * cols + c] : 0.0f;
-                codes[c] = (uint8_t)assign_code(q, k, x, twn);
+                codes[c] = (uint8_t)assign_code(q, k, x, opts, twn);
             }
         }
     }
@@ -301,17 +316,12 @@ static void rtn_opts_from(const lb_method_opts *o, lb_rtn_opts *ro) {
     ro->mse_min_shrink = (float)o->value[2];
 }
 
-/* The family check lb_rtn_quantize makes, here too so a plan fails before
+/* The clipping check lb_rtn_quantize makes, here too so a plan fails before
  * any tensor is quantized. */
 static lb_status rtn_check(const lb_qspec *spec, const lb_method_opts *o) {
     lb_rtn_opts ro;
     rtn_opts_from(o, &ro);
-    if ((spec->family == LB_FAMILY_BINARY || spec->family == LB_FAMILY_TERNARY) && ro.clip != LB_CLIP_MINMAX)
-        return lb_fail(LB_ERR_INVALID,
-                       "clipping rule '%s' applies to int and nf4 formats; binary and ternary formats "
-                       "choose their scale by their own rule",
-                       lb_clip_name(ro.clip));
-    return LB_OK;
+    return check_clip(spec, ro.clip);
 }
 
 static lb_status rtn_quantize_row(const float *w, int64_t rows, int64_t cols, const lb_layer_stats *stats,

@@ -17,7 +17,7 @@
 
 static lb_status twn_check(const lb_qspec *spec, const lb_method_opts *opts) {
     (void)opts;
-    if (spec->family != LB_FAMILY_TERNARY) {
+    if (lb_format_grid(spec) != LB_GRID_TERNARY) {
         char text[64];
         lb_qspec_format(spec, text, sizeof text);
         return lb_fail(LB_ERR_INVALID, "method twn quantizes to ternary formats only, not '%s'", text);
@@ -33,9 +33,7 @@ static lb_status twn_quantize(const float *w, int64_t rows, int64_t cols, const 
     lb_rtn_opts ro;
     lb_rtn_opts_default(&ro);
     ro.ternary_rule = LB_TERNARY_TWN;
-    lb_qspec s = *spec;
-    s.rule = LB_TERNARY_TWN; /* MERGE: drop this line once rtn.c reads ro.ternary_rule (spec.rule is removed) */
-    return lb_rtn_quantize(w, rows, cols, &s, &ro, q);
+    return lb_rtn_quantize(w, rows, cols, spec, &ro, q);
 }
 
 const lb_method lb_method_twn = {

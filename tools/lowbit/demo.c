@@ -33,7 +33,7 @@ typedef struct {
 
 static const demo_format formats[] = {
     {"f32", "minmax"},           {"q8_0", "minmax"},  {"int4:g64:asym", "mse"}, {"nf4:g64", "mse"},
-    {"int3:g32:asym", "mse"},    {"int2:g64:asym", "mse"}, {"ternary:absmean:g64:1.6bit", "minmax"},
+    {"int3:g32:asym", "mse"},    {"int2:g64:asym", "mse"}, {"ternary:g64:1.6bit", "minmax"},
     {"binary:row", "minmax"},
 };
 #define N_FORMATS (sizeof formats / sizeof formats[0])

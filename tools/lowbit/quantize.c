@@ -18,7 +18,8 @@ static const char *quantize_help_head =
     "  --format SPEC      int<b>[:g<G>|:row][:sym|:asym][:zint]   b = 1..8 bits, G = 16..256 (default g64:asym)\n"
     "                     nf4[:g<G>][:dq]                          NormalFloat4, dq = 8-bit absmax\n"
     "                     binary[:g<G>|:row|:tensor]               sign(w) x mean|w|\n"
-    "                     ternary[:absmean|:twn][:g<G>|:row|:tensor][:2bit|:1.6bit]\n"
+    "                     ternary[:g<G>|:row|:tensor][:2bit|:1.6bit]   {-1,0,1} x alpha (rtn: absmean; --method twn)\n"
+    "                     pow2[:3|:4|:5][:g<G>|:row]               0 or +-2^-k x absmax (default 4 bits, g64)\n"
     "                     f32, f16, bf16; ggml names q8_0, q4_0, q4_1\n"
     "                     (see docs/FORMATS.md for layouts and bits per weight)\n"
     "  --method NAME      how weights become codes (default rtn); the methods and their options:\n";
