@@ -1,6 +1,14 @@
 /* lowbit core: status codes, error messages, memory, half floats, RNG, mapped
  * files, CPU features, threads and progress reporting. Everything above this
- * layer uses these; nothing here knows about formats or models. */
+ * layer uses these; nothing here knows about formats or models.
+ *
+ * The public API is what the headers declare LB_API: the shared library
+ * exports exactly those symbols (it is built with -fvisibility=hidden, and CI
+ * checks `nm -D` against the headers). Pieces for extending lowbit rather than
+ * using it (error recording, byte readers, atomic files, progress lines, the
+ * unpacked lb_qtensor) are declared only when LB_ADVANCED_API is defined
+ * before including lowbit.h (zstd's static-linking-only idea): they are
+ * exported too, but may change between versions. */
 #ifndef LOWBIT_CORE_H
 #define LOWBIT_CORE_H
 
@@ -13,6 +21,12 @@ extern "C" {
 #endif
 
 #define LB_VERSION_STRING "0.1.0"
+
+#if defined(__GNUC__) || defined(__clang__)
+#define LB_API __attribute__((visibility("default")))
+#else
+#define LB_API
+#endif
 
 /* ---- status and errors --------------------------------------------------
  * Every public function that can fail returns lb_status. On failure a
@@ -28,18 +42,19 @@ typedef enum {
     LB_ERR_NOMEM        /* allocation failed */
 } lb_status;
 
-const char *lb_status_name(lb_status s);
-const char *lb_last_error(void);
+LB_API const char *lb_status_name(lb_status s);
+LB_API const char *lb_last_error(void);
+#ifdef LB_ADVANCED_API /* for extending lowbit (methods, formats, tools); not a stable API */
 /* Records a formatted message for this thread and returns s (so callers can
  * write `return lb_fail(LB_ERR_FORMAT, "...", ...)`). */
-lb_status lb_fail(lb_status s, const char *fmt, ...)
+LB_API lb_status lb_fail(lb_status s, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 2, 3)))
 #endif
     ;
 /* Prefixes the current message with context ("loading x.bin: ...") and
  * returns s unchanged. */
-lb_status lb_fail_context(lb_status s, const char *fmt, ...)
+LB_API lb_status lb_fail_context(lb_status s, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 2, 3)))
 #endif
@@ -56,30 +71,34 @@ typedef struct {
     lb_status status;
     char message[1024]; /* as long as lb_last_error() can be */
 } lb_worker_error;
-void lb_worker_error_init(lb_worker_error *e);
-void lb_worker_error_set(lb_worker_error *e, lb_status s);
-int lb_worker_error_failed(const lb_worker_error *e);
-lb_status lb_worker_error_raise(const lb_worker_error *e);
+LB_API void lb_worker_error_init(lb_worker_error *e);
+LB_API void lb_worker_error_set(lb_worker_error *e, lb_status s);
+LB_API int lb_worker_error_failed(const lb_worker_error *e);
+LB_API lb_status lb_worker_error_raise(const lb_worker_error *e);
+#endif /* LB_ADVANCED_API */
 
 /* ---- memory ---------------------------------------------------------------
  * 64-byte aligned (one cache line, one zmm register). lb_alloc returns NULL
  * and records LB_ERR_NOMEM on failure or on size overflow. */
-void *lb_alloc(size_t size);
-void *lb_calloc(size_t count, size_t size);
-void lb_free(void *p);
+LB_API void *lb_alloc(size_t size);
+LB_API void *lb_calloc(size_t count, size_t size);
+LB_API void lb_free(void *p);
+#ifdef LB_ADVANCED_API /* for extending lowbit (methods, formats, tools); not a stable API */
 /* a*b and a*b*c without overflow; return 0 and set *out on success. */
-int lb_mul_overflows(size_t a, size_t b, size_t *out);
+LB_API int lb_mul_overflows(size_t a, size_t b, size_t *out);
+#endif /* LB_ADVANCED_API */
 
 /* ---- half precision -------------------------------------------------------
  * IEEE binary16 and bfloat16, round-to-nearest-even, NaN preserved. */
-uint16_t lb_fp32_to_fp16(float f);
-float lb_fp16_to_fp32(uint16_t h);
-uint16_t lb_fp32_to_bf16(float f);
-float lb_bf16_to_fp32(uint16_t h);
+LB_API uint16_t lb_fp32_to_fp16(float f);
+LB_API float lb_fp16_to_fp32(uint16_t h);
+LB_API uint16_t lb_fp32_to_bf16(float f);
+LB_API float lb_bf16_to_fp32(uint16_t h);
 /* f rounded to the nearest fp16 value, returned as float */
-float lb_round_fp16(float f);
+LB_API float lb_round_fp16(float f);
 
 /* ---- little-endian loads and stores (files are little-endian) ------------ */
+#ifdef LB_ADVANCED_API /* for extending lowbit (methods, formats, tools); not a stable API */
 static inline uint16_t lb_rd16(const void *p) {
     const uint8_t *b = (const uint8_t *)p;
     return (uint16_t)(b[0] | (b[1] << 8));
@@ -104,6 +123,7 @@ static inline void lb_wr64(void *p, uint64_t v) {
     lb_wr32(p, (uint32_t)v);
     lb_wr32((uint8_t *)p + 4, (uint32_t)(v >> 32));
 }
+#endif /* LB_ADVANCED_API */
 
 /* ---- random numbers -------------------------------------------------------
  * xorshift64* as in llama2.c (so seeded sampling matches it), plus
@@ -111,10 +131,10 @@ static inline void lb_wr64(void *p, uint64_t v) {
 typedef struct {
     uint64_t state;
 } lb_rng;
-void lb_rng_seed(lb_rng *r, uint64_t seed);
-uint32_t lb_rng_u32(lb_rng *r);
-float lb_rng_f32(lb_rng *r);    /* uniform in [0, 1), 24 bits */
-double lb_rng_normal(lb_rng *r); /* N(0, 1), Box-Muller */
+LB_API void lb_rng_seed(lb_rng *r, uint64_t seed);
+LB_API uint32_t lb_rng_u32(lb_rng *r);
+LB_API float lb_rng_f32(lb_rng *r);    /* uniform in [0, 1), 24 bits */
+LB_API double lb_rng_normal(lb_rng *r); /* N(0, 1), Box-Muller */
 
 /* ---- files ---------------------------------------------------------------- */
 typedef struct {
@@ -125,18 +145,19 @@ typedef struct {
 /* Inputs must be regular files: a FIFO, device or directory fails at once
  * (LB_ERR_IO naming what it is) instead of blocking or reading forever. */
 /* Maps a whole file read-only (falls back to reading it into memory). */
-lb_status lb_map_file(const char *path, lb_mapped_file *out);
-void lb_unmap_file(lb_mapped_file *f);
+LB_API lb_status lb_map_file(const char *path, lb_mapped_file *out);
+LB_API void lb_unmap_file(lb_mapped_file *f);
 /* Reads a whole file into a NUL-terminated buffer (caller lb_free's). */
-lb_status lb_read_file(const char *path, char **out, size_t *size);
+LB_API lb_status lb_read_file(const char *path, char **out, size_t *size);
 
 /* Checks an output path before any work is done: it fails (naming the path)
  * when out_path is one of the inputs (same path, or the same file through a
  * link), exists but is not a regular file (a symlink, device, FIFO or
  * directory would be replaced by a plain file), or its directory is missing
  * or not writable. inputs may contain NULL entries (skipped). */
-lb_status lb_output_check(const char *out_path, const char *const *inputs, int n_inputs);
+LB_API lb_status lb_output_check(const char *out_path, const char *const *inputs, int n_inputs);
 
+#ifdef LB_ADVANCED_API /* for extending lowbit (methods, formats, tools); not a stable API */
 /* Atomic output: write to "<path>.tmp.<pid>", then rename over path on commit.
  * Abort (or a failed commit) removes the temporary, so a failed write never
  * leaves a partial file behind under the final name. Commit refuses to
@@ -152,11 +173,12 @@ typedef struct {
     uint64_t written;
     lb_status err; /* first write error, reported by commit */
 } lb_atomic_file;
-lb_status lb_atomic_open(lb_atomic_file *f, const char *path);
-void lb_atomic_write(lb_atomic_file *f, const void *data, size_t n);
-void lb_atomic_pad(lb_atomic_file *f, size_t alignment); /* zero bytes up to a multiple */
-lb_status lb_atomic_commit(lb_atomic_file *f);
-void lb_atomic_abort(lb_atomic_file *f);
+LB_API lb_status lb_atomic_open(lb_atomic_file *f, const char *path);
+LB_API void lb_atomic_write(lb_atomic_file *f, const void *data, size_t n);
+LB_API void lb_atomic_pad(lb_atomic_file *f, size_t alignment); /* zero bytes up to a multiple */
+LB_API lb_status lb_atomic_commit(lb_atomic_file *f);
+LB_API void lb_atomic_abort(lb_atomic_file *f);
+#endif /* LB_ADVANCED_API */
 
 /* ---- CPU features and threads -------------------------------------------- */
 enum {
@@ -172,28 +194,30 @@ enum {
 };
 /* Detected once (thread-safe); LB_CPU environment variable "generic" masks
  * everything off (to test the scalar paths on any machine). */
-unsigned lb_cpu_features(void);
+LB_API unsigned lb_cpu_features(void);
 /* Writes a space-separated feature list, e.g. "avx2 fma f16c avx512f". */
-void lb_cpu_describe(char *buf, size_t n);
+LB_API void lb_cpu_describe(char *buf, size_t n);
 
-void lb_set_threads(int n); /* <= 0: all cores */
-int lb_get_threads(void);
+LB_API void lb_set_threads(int n); /* <= 0: all cores */
+LB_API int lb_get_threads(void);
 
 /* ---- timing and progress ----------------------------------------------------
  * A progress line on stderr, redrawn at most ~10 times a second, shown only
  * when stderr is a terminal (LB_PROGRESS_AUTO) or when forced on. */
-double lb_now(void); /* monotonic seconds */
+LB_API double lb_now(void); /* monotonic seconds */
 typedef enum { LB_PROGRESS_AUTO, LB_PROGRESS_ON, LB_PROGRESS_OFF } lb_progress_mode;
-void lb_progress_set_mode(lb_progress_mode m);
+LB_API void lb_progress_set_mode(lb_progress_mode m);
+#ifdef LB_ADVANCED_API /* for extending lowbit (methods, formats, tools); not a stable API */
 typedef struct {
     const char *label;
     uint64_t total, done;
     double t_start, t_last;
     int active;
 } lb_progress;
-void lb_progress_begin(lb_progress *p, const char *label, uint64_t total);
-void lb_progress_update(lb_progress *p, uint64_t done);
-void lb_progress_end(lb_progress *p);
+LB_API void lb_progress_begin(lb_progress *p, const char *label, uint64_t total);
+LB_API void lb_progress_update(lb_progress *p, uint64_t done);
+LB_API void lb_progress_end(lb_progress *p);
+#endif /* LB_ADVANCED_API */
 
 #ifdef __cplusplus
 }

@@ -42,19 +42,19 @@ typedef struct {
  * in one newline keeps it, exactly as text.split("\n\n") would. Empty (or
  * whitespace-only) files, NUL bytes and invalid UTF-8 fail with a message
  * naming the file and byte offset. */
-lb_status lb_text_load(const char *path, lb_text *out);
-lb_status lb_text_from_memory(const char *data, size_t size, const char *name, lb_text *out);
-void lb_text_free(lb_text *t);
+LB_API lb_status lb_text_load(const char *path, lb_text *out);
+LB_API lb_status lb_text_from_memory(const char *data, size_t size, const char *name, lb_text *out);
+LB_API void lb_text_free(lb_text *t);
 
 typedef enum { LB_SPLIT_ALL, LB_SPLIT_CALIB, LB_SPLIT_EVAL } lb_split;
-lb_status lb_split_parse(const char *text, lb_split *out);
-const char *lb_split_name(lb_split s);
+LB_API lb_status lb_split_parse(const char *text, lb_split *out);
+LB_API const char *lb_split_name(lb_split s);
 /* Blocks [*first, *end) of the split; fails if the split is empty. */
-lb_status lb_text_split(const lb_text *t, lb_split split, int calib_blocks, int *first, int *end);
+LB_API lb_status lb_text_split(const lb_text *t, lb_split split, int calib_blocks, int *first, int *end);
 
 typedef enum { LB_PROTOCOL_DOCS, LB_PROTOCOL_CHUNKS } lb_protocol;
-lb_status lb_protocol_parse(const char *text, lb_protocol *out);
-const char *lb_protocol_name(lb_protocol p);
+LB_API lb_status lb_protocol_parse(const char *text, lb_protocol *out);
+LB_API const char *lb_protocol_name(lb_protocol p);
 
 typedef struct {
     lb_protocol protocol;
@@ -76,7 +76,7 @@ typedef struct {
     int64_t tokens_processed; /* tokens through the forward pass (per model) */
 } lb_eval_result;
 
-lb_status lb_evaluate(const lb_model *m, const lb_text *text, const lb_eval_opts *o, lb_eval_result *r);
+LB_API lb_status lb_evaluate(const lb_model *m, const lb_text *text, const lb_eval_opts *o, lb_eval_result *r);
 
 #ifdef __cplusplus
 }

@@ -68,29 +68,29 @@ typedef struct {
 /* Parses "int4:g64:asym", "nf4:g64:dq", "binary:row", "ternary:g64:2bit",
  * "f16", aliases "q4_0", "q4_1", "q8_0". Unknown, empty, repeated or
  * conflicting options fail with a message naming the offending part. */
-lb_status lb_qspec_parse(const char *text, lb_qspec *out);
+LB_API lb_status lb_qspec_parse(const char *text, lb_qspec *out);
 /* Canonical text of a spec (parses back to the same spec). */
-void lb_qspec_format(const lb_qspec *spec, char *buf, size_t n);
-lb_status lb_qspec_validate(const lb_qspec *spec);
-int lb_qspec_equal(const lb_qspec *a, const lb_qspec *b);
+LB_API void lb_qspec_format(const lb_qspec *spec, char *buf, size_t n);
+LB_API lb_status lb_qspec_validate(const lb_qspec *spec);
+LB_API int lb_qspec_equal(const lb_qspec *a, const lb_qspec *b);
 /* Traits answered by the spec's row. */
-int lb_qspec_is_float(const lb_qspec *spec);
-lb_grid_kind lb_format_grid(const lb_qspec *spec);
-const char *lb_format_family_name(const lb_qspec *spec); /* "int", "nf4", ...; "?" without a family */
+LB_API int lb_qspec_is_float(const lb_qspec *spec);
+LB_API lb_grid_kind lb_format_grid(const lb_qspec *spec);
+LB_API const char *lb_format_family_name(const lb_qspec *spec); /* "int", "nf4", ...; "?" without a family */
 /* The family answering to a name ("nf4", "int4", "q4_0"), NULL if none. */
-lb_family lb_format_family_find(const char *name);
+LB_API lb_family lb_format_family_find(const char *name);
 
 /* Storage size of a rows x cols matrix in this format (rows of fixed size,
  * then a tensor-level tail for per-tensor data). Fails on absurd shapes. */
-lb_status lb_format_size(const lb_qspec *spec, int64_t rows, int64_t cols, size_t *row_bytes,
+LB_API lb_status lb_format_size(const lb_qspec *spec, int64_t rows, int64_t cols, size_t *row_bytes,
                          size_t *tail_bytes, size_t *total_bytes);
 /* Bits per weight, counting every stored bit, for this shape. */
-double lb_format_bpw(const lb_qspec *spec, int64_t rows, int64_t cols);
+LB_API double lb_format_bpw(const lb_qspec *spec, int64_t rows, int64_t cols);
 /* ggml type id when the bytes are exactly a ggml type's layout for this
  * shape (so llama.cpp reads them as-is), else -1. */
-int lb_format_ggml_type(const lb_qspec *spec, int64_t cols);
+LB_API int lb_format_ggml_type(const lb_qspec *spec, int64_t cols);
 /* The spec whose layout is ggml type `type`, if lowbit has one. */
-lb_status lb_qspec_from_ggml_type(int type, lb_qspec *out);
+LB_API lb_status lb_qspec_from_ggml_type(int type, lb_qspec *out);
 
 /* ggml's type table (ids as in ggml.h): name, weights per block, bytes per
  * block. Returns 0 for ids lowbit does not know. */
@@ -99,7 +99,7 @@ typedef struct {
     int block_size;
     int type_size;
 } lb_ggml_type_info;
-int lb_ggml_type_lookup(int type, lb_ggml_type_info *out);
+LB_API int lb_ggml_type_lookup(int type, lb_ggml_type_info *out);
 enum {
     LB_GGML_F32 = 0,
     LB_GGML_F16 = 1,
@@ -119,7 +119,7 @@ typedef struct {
     size_t row_bytes, tail_bytes, total_bytes;
 } lb_layout;
 
-lb_status lb_layout_compute(const lb_qspec *spec, int64_t rows, int64_t cols, lb_layout *out);
+LB_API lb_status lb_layout_compute(const lb_qspec *spec, int64_t rows, int64_t cols, lb_layout *out);
 
 typedef struct {
     char name[96];
@@ -134,16 +134,16 @@ typedef struct {
 
 /* Computes t->layout from t->spec, rows and cols, checks nbytes against it,
  * and clears the kernel cache. Called whenever a tensor gets its bytes. */
-lb_status lb_tensor_resolve(lb_tensor *t);
+LB_API lb_status lb_tensor_resolve(lb_tensor *t);
 
 /* Reference dequantization (the specification of every format). */
-void lb_dequantize_row(const lb_tensor *t, int64_t row, float *out /* cols */);
+LB_API void lb_dequantize_row(const lb_tensor *t, int64_t row, float *out /* cols */);
 /* rows [r0, r1) into out ((r1 - r0) x cols) */
-void lb_dequantize_rows(const lb_tensor *t, int64_t r0, int64_t r1, float *out);
-lb_status lb_dequantize(const lb_tensor *t, float *out /* rows x cols */);
+LB_API void lb_dequantize_rows(const lb_tensor *t, int64_t r0, int64_t r1, float *out);
+LB_API lb_status lb_dequantize(const lb_tensor *t, float *out /* rows x cols */);
 /* Wraps f32 data of the given shape (not owned; caller keeps it alive). */
-void lb_tensor_wrap_f32(lb_tensor *t, const char *name, const float *data, int64_t rows, int64_t cols);
-void lb_tensor_free(lb_tensor *t);
+LB_API void lb_tensor_wrap_f32(lb_tensor *t, const char *name, const float *data, int64_t rows, int64_t cols);
+LB_API void lb_tensor_free(lb_tensor *t);
 
 /* ---- the unpacked form -----------------------------------------------------
  * What a quantization method produces and a format packs: one code per
@@ -172,8 +172,9 @@ typedef struct {
     float dq_offset;
 } lb_qtensor;
 
-lb_status lb_qtensor_init(lb_qtensor *q, const lb_qspec *spec, int64_t rows, int64_t cols);
-void lb_qtensor_free(lb_qtensor *q);
+LB_API void lb_qtensor_free(lb_qtensor *q);
+#ifdef LB_ADVANCED_API /* for extending lowbit (methods, formats, tools); not a stable API */
+LB_API lb_status lb_qtensor_init(lb_qtensor *q, const lb_qspec *spec, int64_t rows, int64_t cols);
 /* Index of the group that holds weight (row, col). */
 static inline int64_t lb_qtensor_group(const lb_qtensor *q, int64_t row, int64_t col) {
     return q->groups_per_row ? row * q->groups_per_row + col / q->group_len : 0;
@@ -181,28 +182,29 @@ static inline int64_t lb_qtensor_group(const lb_qtensor *q, int64_t row, int64_t
 /* Replaces scale/offset by the values the format actually stores (fp16
  * rounding, or nf4 double quantization). Methods call it before choosing
  * codes, so codes are chosen against the real grid. */
-lb_status lb_qtensor_store_scales(lb_qtensor *q);
+LB_API lb_status lb_qtensor_store_scales(lb_qtensor *q);
 /* Number of codes, and the value of a code with scale 1 and zero offset
  * (uniform: q - 2^(b-1) for sym, q otherwise). */
-int lb_format_levels(const lb_qspec *spec);
-float lb_format_level(const lb_qspec *spec, int code);
+LB_API int lb_format_levels(const lb_qspec *spec);
+LB_API float lb_format_level(const lb_qspec *spec, int code);
 /* A uniform grid: value(q) = d q + m for LB_ZERO_F16, d (q - z) otherwise
  * (z = 2^(b-1) for LB_ZERO_SYM). The one definition of rounding to it. */
-float lb_uniform_value(const lb_qspec *spec, float d, float m, int z, int q);
-int lb_uniform_nearest_code(const lb_qspec *spec, float d, float m, int z, float w);
+LB_API float lb_uniform_value(const lb_qspec *spec, float d, float m, int z, int q);
+LB_API int lb_uniform_nearest_code(const lb_qspec *spec, float d, float m, int z, float w);
 /* Value that (row, col)'s code decodes to, and the code nearest to w in
  * that weight's group. */
-float lb_qtensor_value(const lb_qtensor *q, int64_t row, int64_t col);
-int lb_qtensor_nearest_code(const lb_qtensor *q, int64_t group, float w);
+LB_API float lb_qtensor_value(const lb_qtensor *q, int64_t row, int64_t col);
+LB_API int lb_qtensor_nearest_code(const lb_qtensor *q, int64_t group, float w);
 /* Packs into out (lb_format_size bytes). Fails on out-of-range codes or
  * non-finite scales. */
-lb_status lb_qtensor_encode(const lb_qtensor *q, uint8_t *out);
+LB_API lb_status lb_qtensor_encode(const lb_qtensor *q, uint8_t *out);
 /* Unpacks packed bytes (the inverse of encode; q must be lb_qtensor_init'ed
  * with the same spec and shape). */
-lb_status lb_qtensor_decode(lb_qtensor *q, const uint8_t *data, size_t nbytes);
+LB_API lb_status lb_qtensor_decode(lb_qtensor *q, const uint8_t *data, size_t nbytes);
+#endif /* LB_ADVANCED_API */
 
 /* Converts float data into a float family (f32/f16/bf16): no codes involved. */
-lb_status lb_format_from_float(const lb_qspec *spec, const float *w, int64_t rows, int64_t cols,
+LB_API lb_status lb_format_from_float(const lb_qspec *spec, const float *w, int64_t rows, int64_t cols,
                                uint8_t *out);
 
 #ifdef __cplusplus

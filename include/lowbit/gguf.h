@@ -51,37 +51,37 @@ typedef struct lb_gguf lb_gguf;
  * general.alignment a power of two, known ggml tensor types with ne[0] a
  * multiple of their block size, offsets aligned, tensor data inside the
  * buffer and not overlapping. */
-lb_status lb_gguf_parse(const uint8_t *data, size_t size, lb_gguf **out);
-void lb_gguf_free(lb_gguf *g);
+LB_API lb_status lb_gguf_parse(const uint8_t *data, size_t size, lb_gguf **out);
+LB_API void lb_gguf_free(lb_gguf *g);
 
-uint32_t lb_gguf_version(const lb_gguf *g);
-size_t lb_gguf_alignment(const lb_gguf *g);
-size_t lb_gguf_data_offset(const lb_gguf *g); /* start of the data section in the buffer */
+LB_API uint32_t lb_gguf_version(const lb_gguf *g);
+LB_API size_t lb_gguf_alignment(const lb_gguf *g);
+LB_API size_t lb_gguf_data_offset(const lb_gguf *g); /* start of the data section in the buffer */
 
 /* key/value access; -1 when absent */
-int64_t lb_gguf_n_kv(const lb_gguf *g);
-int64_t lb_gguf_find_key(const lb_gguf *g, const char *key);
-const char *lb_gguf_key(const lb_gguf *g, int64_t i, size_t *len);
-lb_gguf_type lb_gguf_kv_type(const lb_gguf *g, int64_t i);
+LB_API int64_t lb_gguf_n_kv(const lb_gguf *g);
+LB_API int64_t lb_gguf_find_key(const lb_gguf *g, const char *key);
+LB_API const char *lb_gguf_key(const lb_gguf *g, int64_t i, size_t *len);
+LB_API lb_gguf_type lb_gguf_kv_type(const lb_gguf *g, int64_t i);
 /* Typed getters by key. Missing key or wrong type -> LB_ERR_FORMAT with the
  * key named. Integer getters accept any integer type whose value fits. */
-lb_status lb_gguf_get_u32(const lb_gguf *g, const char *key, uint32_t *out);
-lb_status lb_gguf_get_u64(const lb_gguf *g, const char *key, uint64_t *out);
-lb_status lb_gguf_get_i64(const lb_gguf *g, const char *key, int64_t *out);
-lb_status lb_gguf_get_f32(const lb_gguf *g, const char *key, float *out);
-lb_status lb_gguf_get_bool(const lb_gguf *g, const char *key, int *out);
+LB_API lb_status lb_gguf_get_u32(const lb_gguf *g, const char *key, uint32_t *out);
+LB_API lb_status lb_gguf_get_u64(const lb_gguf *g, const char *key, uint64_t *out);
+LB_API lb_status lb_gguf_get_i64(const lb_gguf *g, const char *key, int64_t *out);
+LB_API lb_status lb_gguf_get_f32(const lb_gguf *g, const char *key, float *out);
+LB_API lb_status lb_gguf_get_bool(const lb_gguf *g, const char *key, int *out);
 /* String views (not NUL-terminated). */
-lb_status lb_gguf_get_str(const lb_gguf *g, const char *key, const char **s, size_t *len);
+LB_API lb_status lb_gguf_get_str(const lb_gguf *g, const char *key, const char **s, size_t *len);
 /* Arrays: element type and count; numeric arrays give a pointer to the
  * packed little-endian elements; string arrays are read one at a time. */
-lb_status lb_gguf_get_arr(const lb_gguf *g, const char *key, lb_gguf_type *elem_type,
+LB_API lb_status lb_gguf_get_arr(const lb_gguf *g, const char *key, lb_gguf_type *elem_type,
                           uint64_t *n, const uint8_t **elems);
-lb_status lb_gguf_get_arr_str(const lb_gguf *g, const char *key, uint64_t i, const char **s,
+LB_API lb_status lb_gguf_get_arr_str(const lb_gguf *g, const char *key, uint64_t i, const char **s,
                               size_t *len);
 
-int64_t lb_gguf_n_tensors(const lb_gguf *g);
-const lb_gguf_tensor *lb_gguf_tensor_at(const lb_gguf *g, int64_t i);
-const lb_gguf_tensor *lb_gguf_find_tensor(const lb_gguf *g, const char *name);
+LB_API int64_t lb_gguf_n_tensors(const lb_gguf *g);
+LB_API const lb_gguf_tensor *lb_gguf_tensor_at(const lb_gguf *g, int64_t i);
+LB_API const lb_gguf_tensor *lb_gguf_find_tensor(const lb_gguf *g, const char *name);
 
 /* ---- writer ---------------------------------------------------------------
  * Collects keys and tensors, then writes the whole file atomically (temporary
@@ -89,23 +89,23 @@ const lb_gguf_tensor *lb_gguf_find_tensor(const lb_gguf *g, const char *name);
  * must stay valid until lb_gguf_write returns. Keys are written in the order
  * they were first set; setting a key again replaces its value. */
 typedef struct lb_gguf_writer lb_gguf_writer;
-lb_status lb_gguf_writer_create(lb_gguf_writer **out);
-void lb_gguf_writer_free(lb_gguf_writer *w);
-lb_status lb_gguf_set_u32(lb_gguf_writer *w, const char *key, uint32_t v);
-lb_status lb_gguf_set_i32(lb_gguf_writer *w, const char *key, int32_t v);
-lb_status lb_gguf_set_u64(lb_gguf_writer *w, const char *key, uint64_t v);
-lb_status lb_gguf_set_f32(lb_gguf_writer *w, const char *key, float v);
-lb_status lb_gguf_set_bool(lb_gguf_writer *w, const char *key, int v);
-lb_status lb_gguf_set_str(lb_gguf_writer *w, const char *key, const char *s);
+LB_API lb_status lb_gguf_writer_create(lb_gguf_writer **out);
+LB_API void lb_gguf_writer_free(lb_gguf_writer *w);
+LB_API lb_status lb_gguf_set_u32(lb_gguf_writer *w, const char *key, uint32_t v);
+LB_API lb_status lb_gguf_set_i32(lb_gguf_writer *w, const char *key, int32_t v);
+LB_API lb_status lb_gguf_set_u64(lb_gguf_writer *w, const char *key, uint64_t v);
+LB_API lb_status lb_gguf_set_f32(lb_gguf_writer *w, const char *key, float v);
+LB_API lb_status lb_gguf_set_bool(lb_gguf_writer *w, const char *key, int v);
+LB_API lb_status lb_gguf_set_str(lb_gguf_writer *w, const char *key, const char *s);
 /* numeric array: n elements of elem_type, packed little-endian in `elems` */
-lb_status lb_gguf_set_arr(lb_gguf_writer *w, const char *key, lb_gguf_type elem_type,
+LB_API lb_status lb_gguf_set_arr(lb_gguf_writer *w, const char *key, lb_gguf_type elem_type,
                           const void *elems, uint64_t n);
-lb_status lb_gguf_set_arr_str(lb_gguf_writer *w, const char *key, const char *const *strs,
+LB_API lb_status lb_gguf_set_arr_str(lb_gguf_writer *w, const char *key, const char *const *strs,
                               const size_t *lens, uint64_t n);
 /* ne[0] fastest; nbytes must equal what type and dims imply. */
-lb_status lb_gguf_add_tensor(lb_gguf_writer *w, const char *name, int ggml_type, uint32_t n_dims,
+LB_API lb_status lb_gguf_add_tensor(lb_gguf_writer *w, const char *name, int ggml_type, uint32_t n_dims,
                              const uint64_t *ne, const void *data, size_t nbytes);
-lb_status lb_gguf_write(lb_gguf_writer *w, const char *path);
+LB_API lb_status lb_gguf_write(lb_gguf_writer *w, const char *path);
 
 #ifdef __cplusplus
 }

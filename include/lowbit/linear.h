@@ -36,10 +36,10 @@ extern "C" {
  * max_rows x max_cols at first use and grow if an input is larger. A cache
  * serves one thread of callers at a time (lb_matmul parallelizes inside). */
 typedef struct lb_act_cache lb_act_cache;
-lb_status lb_act_cache_create(int max_rows, int max_cols, lb_act_cache **out);
-void lb_act_cache_free(lb_act_cache *c); /* NULL is fine */
+LB_API lb_status lb_act_cache_create(int max_rows, int max_cols, lb_act_cache **out);
+LB_API void lb_act_cache_free(lb_act_cache *c); /* NULL is fine */
 /* Forgets every prepared form: call whenever the input x changes. */
-void lb_act_cache_reset(lb_act_cache *c);
+LB_API void lb_act_cache_reset(lb_act_cache *c);
 
 /* Name of the registry kernel lb_matmul uses for w on this CPU (chosen on
  * first use and cached on the tensor), e.g. "q8_0_avx2", "f32_avx2",
@@ -47,10 +47,10 @@ void lb_act_cache_reset(lb_act_cache *c);
  * LB_KERNEL=fallback allows only the generic ones (float GEMM, dequantize a
  * tile then float GEMM: the path before format kernels, for measurement);
  * LB_KERNEL=<name> forces that kernel wherever it applies. */
-const char *lb_matmul_kernel_name(const lb_tensor *w);
+LB_API const char *lb_matmul_kernel_name(const lb_tensor *w);
 
 /* y (n x rows) = x (n x cols) W^T. cache may be NULL (nothing shared). */
-lb_status lb_matmul(const lb_tensor *w, const float *x, int n, float *y, lb_act_cache *cache);
+LB_API lb_status lb_matmul(const lb_tensor *w, const float *x, int n, float *y, lb_act_cache *cache);
 
 /* ---- lb_linear: a weight plus optional slots --------------------------------
  * What a model's linear layer holds: the stored weight w (rows=out, cols=in)
@@ -120,41 +120,41 @@ typedef struct {
 
 /* Takes over w (its bytes now belong to the linear: do not free w after)
  * with every slot empty. */
-void lb_linear_init(lb_linear *L, const lb_tensor *w);
+LB_API void lb_linear_init(lb_linear *L, const lb_tensor *w);
 /* Releases the slots and the weight; leaves an empty linear. */
-void lb_linear_free(lb_linear *L);
+LB_API void lb_linear_free(lb_linear *L);
 /* Replaces the weight (freeing the old one) with w, which must have the same
  * shape and be resolved (lb_quantize_to_tensor's output is); the slots stay.
  * Takes over w on success; on failure L and w are unchanged. */
-lb_status lb_linear_set_weight(lb_linear *L, const lb_tensor *w);
+LB_API lb_status lb_linear_set_weight(lb_linear *L, const lb_tensor *w);
 
 /* Setters copy their arguments after checking them (sizes, finite values);
  * NULL (or rank / nnz 0) removes the slot. On failure L is unchanged. */
-lb_status lb_linear_set_bias(lb_linear *L, const float *bias /* rows */);
-lb_status lb_linear_set_in_scale(lb_linear *L, const float *scale /* cols, finite, nonzero */);
-lb_status lb_linear_set_hadamard(lb_linear *L, const float *signs /* cols, +1 or -1 */);
-lb_status lb_linear_set_outliers(lb_linear *L, int64_t nnz, const int32_t *row_ptr, const int32_t *col_idx,
+LB_API lb_status lb_linear_set_bias(lb_linear *L, const float *bias /* rows */);
+LB_API lb_status lb_linear_set_in_scale(lb_linear *L, const float *scale /* cols, finite, nonzero */);
+LB_API lb_status lb_linear_set_hadamard(lb_linear *L, const float *signs /* cols, +1 or -1 */);
+LB_API lb_status lb_linear_set_outliers(lb_linear *L, int64_t nnz, const int32_t *row_ptr, const int32_t *col_idx,
                                  const float *values);
-lb_status lb_linear_set_adapter(lb_linear *L, int rank, const float *a, const float *b, float alpha);
+LB_API lb_status lb_linear_set_adapter(lb_linear *L, int rank, const float *a, const float *b, float alpha);
 /* Checks every present slot against the weight's shape and for NaN / Inf
  * (for linears whose fields were filled directly). */
-lb_status lb_linear_validate(const lb_linear *L);
+LB_API lb_status lb_linear_validate(const lb_linear *L);
 /* 1 when any slot is present. */
-int lb_linear_has_slots(const lb_linear *L);
+LB_API int lb_linear_has_slots(const lb_linear *L);
 /* Bytes the slots hold (f32 values, int32 indices). */
-size_t lb_linear_slot_bytes(const lb_linear *L);
+LB_API size_t lb_linear_slot_bytes(const lb_linear *L);
 
 /* x' = (x / s) R: the input the stored weight reads (x, out: (n, cols); may
  * alias). This is what a quantizer of L->w should collect statistics on. */
-lb_status lb_linear_transform_input(const lb_linear *L, const float *x, int n, float *out);
+LB_API lb_status lb_linear_transform_input(const lb_linear *L, const float *x, int n, float *out);
 /* W0 (rows x cols, in place) -> W0 diag(s) R: the weight to store so that
  * the linear computes x W0^T. */
-lb_status lb_linear_transform_weight(const lb_linear *L, float *w, int64_t rows);
+LB_API lb_status lb_linear_transform_weight(const lb_linear *L, float *w, int64_t rows);
 
 /* y (n x rows) = the formula above. cache is used for the weight only when
  * the linear has no input transform (the weight then reads x itself, the
  * input the cache was prepared for); may be NULL. */
-lb_status lb_linear_forward(const lb_linear *L, const float *x, int n, float *y, lb_act_cache *cache);
+LB_API lb_status lb_linear_forward(const lb_linear *L, const float *x, int n, float *y, lb_act_cache *cache);
 
 #ifdef __cplusplus
 }

@@ -56,34 +56,34 @@ typedef struct {
 /* Names follow GGUF's llama convention: token_embd.weight, output_norm.weight,
  * output.weight, blk.N.{attn_norm,attn_q,attn_k,attn_v,attn_output,ffn_norm,
  * ffn_gate (w1),ffn_down (w2),ffn_up (w3)}.weight. */
-const char *lb_linear_name(int which); /* "attn_q", ... */
+LB_API const char *lb_linear_name(int which); /* "attn_q", ... */
 /* Every distinct tensor of the model (a tied classifier is not repeated):
  * token_embd, per layer attn_norm q k v o ffn_norm gate down up,
  * output_norm, then output unless tied. For a linear this is its weight
  * (layers[l].linear[i].w); its slots are reached through the lb_linear.
  * Replacing a weight: lb_linear_set_weight, or lb_tensor_free the tensor
  * then assign a tensor of the same shape over it. */
-int lb_model_n_tensors(const lb_model *m);
-lb_tensor *lb_model_tensor_at(lb_model *m, int i);
-const lb_tensor *lb_model_classifier(const lb_model *m);
+LB_API int lb_model_n_tensors(const lb_model *m);
+LB_API lb_tensor *lb_model_tensor_at(lb_model *m, int i);
+LB_API const lb_tensor *lb_model_classifier(const lb_model *m);
 
 /* Loads llama2.c checkpoints (legacy header or v1 "ak42") and GGUF files,
  * detected by content. tokenizer_path NULL: GGUF files carry their own;
  * for llama2.c files tok<vocab_size>.bin, then tokenizer.bin, is looked for
  * beside the model. Every size, count and offset is checked against the
  * file before use. */
-lb_status lb_model_load(const char *path, const char *tokenizer_path, lb_model **out);
+LB_API lb_status lb_model_load(const char *path, const char *tokenizer_path, lb_model **out);
 /* Parses a llama2.c checkpoint from memory (tensors are views into data). */
-lb_status lb_model_from_llama2c(const uint8_t *data, size_t size, lb_model **out);
-lb_status lb_model_from_gguf(const uint8_t *data, size_t size, lb_model **out);
-void lb_model_free(lb_model *m);
+LB_API lb_status lb_model_from_llama2c(const uint8_t *data, size_t size, lb_model **out);
+LB_API lb_status lb_model_from_gguf(const uint8_t *data, size_t size, lb_model **out);
+LB_API void lb_model_free(lb_model *m);
 
 /* Writes the model (all tensors as they are now, plus the tokenizer) as one
  * GGUF file, atomically. note: free text recorded as lowbit.quant.note.
  * Linear slots are stored as extra tensors (docs/FORMATS.md); a slot the
  * file cannot hold (a rotation kind other than Hadamard) fails with
  * LB_ERR_UNSUPPORTED and nothing written, rather than being dropped. */
-lb_status lb_model_save_gguf(const lb_model *m, const char *path);
+LB_API lb_status lb_model_save_gguf(const lb_model *m, const char *path);
 
 /* Total stored bytes and weight count over all tensors, and over the
  * quantized (non-float) ones, with their bits per weight (bpw is NAN when
@@ -93,23 +93,23 @@ typedef struct {
     uint64_t bytes_quant, weights_quant;
     double bpw, bpw_all;
 } lb_model_size;
-void lb_model_sizes(lb_model *m, lb_model_size *out);
+LB_API void lb_model_sizes(lb_model *m, lb_model_size *out);
 
 /* ---- forward pass ----------------------------------------------------- */
 typedef struct lb_state lb_state;
 
 /* Scratch and KV cache for one sequence of up to cfg.seq_len positions,
  * processed max_batch tokens at a time. */
-lb_status lb_state_create(const lb_model *m, int max_batch, lb_state **out);
-void lb_state_free(lb_state *s);
+LB_API lb_status lb_state_create(const lb_model *m, int max_batch, lb_state **out);
+LB_API void lb_state_free(lb_state *s);
 
 /* Runs tokens[0..n) at positions pos..pos+n-1, appending to the KV cache
  * (positions >= pos are overwritten). logits: n x vocab, or NULL to skip the
  * classifier except for the last token, which goes to lb_state_logits().
  * It is lb_forward_embed, lb_forward_block for every layer, lb_forward_head,
  * in chunks of max_batch positions. */
-lb_status lb_forward(const lb_model *m, lb_state *s, const int *tokens, int n, int pos, float *logits);
-const float *lb_state_logits(const lb_state *s); /* last position's logits */
+LB_API lb_status lb_forward(const lb_model *m, lb_state *s, const int *tokens, int n, int pos, float *logits);
+LB_API const float *lb_state_logits(const lb_state *s); /* last position's logits */
 
 /* The steps of lb_forward, for running (and changing) a model one block at
  * a time. x is the residual stream, (n, dim) row-major, n <= max_batch.
@@ -119,9 +119,9 @@ const float *lb_state_logits(const lb_state *s); /* last position's logits */
  * lb_forward_head: final RMSNorm and classifier of x; logits (n x vocab), or
  *   NULL for the last row only; the last row's logits also go to
  *   lb_state_logits(). */
-lb_status lb_forward_embed(const lb_model *m, const int *tokens, int n, float *x);
-lb_status lb_forward_block(const lb_model *m, lb_state *s, int layer, float *x, int n, int pos);
-lb_status lb_forward_head(const lb_model *m, lb_state *s, const float *x, int n, float *logits);
+LB_API lb_status lb_forward_embed(const lb_model *m, const int *tokens, int n, float *x);
+LB_API lb_status lb_forward_block(const lb_model *m, lb_state *s, int layer, float *x, int n, int pos);
+LB_API lb_status lb_forward_head(const lb_model *m, lb_state *s, const float *x, int n, float *logits);
 
 /* Called by lb_forward_block with the exact input each linear of a block
  * reads, before the linear's own input scale / rotation (use
@@ -134,7 +134,7 @@ lb_status lb_forward_head(const lb_model *m, lb_state *s, const float *x, int n,
 typedef lb_status (*lb_linear_observer)(void *user, int layer, int which /* LB_WQ.. */, const float *x, int n,
                                         int cols);
 /* fn NULL: no observer. */
-void lb_state_set_observer(lb_state *s, lb_linear_observer fn, void *user);
+LB_API void lb_state_set_observer(lb_state *s, lb_linear_observer fn, void *user);
 
 /* ---- sampling ------------------------------------------------------------
  * llama2.c's sampler: greedy at temperature 0; otherwise softmax(logits / T)
@@ -147,9 +147,9 @@ typedef struct {
     float *probs;  /* vocab */
     void *scratch; /* vocab (prob, index) pairs */
 } lb_sampler;
-lb_status lb_sampler_init(lb_sampler *s, int vocab_size, float temperature, float top_p, uint64_t seed);
-void lb_sampler_free(lb_sampler *s);
-int lb_sample(lb_sampler *s, const float *logits);
+LB_API lb_status lb_sampler_init(lb_sampler *s, int vocab_size, float temperature, float top_p, uint64_t seed);
+LB_API void lb_sampler_free(lb_sampler *s);
+LB_API int lb_sample(lb_sampler *s, const float *logits);
 
 /* ---- text generation ----------------------------------------------------
  * As llama2.c's generate(): BOS + the prompt, then sampled tokens until
@@ -168,7 +168,7 @@ typedef struct {
     double prompt_seconds, generate_seconds; /* prompt: one batched forward */
 } lb_gen_stats;
 typedef void (*lb_emit_fn)(const char *piece, size_t len, void *user);
-lb_status lb_generate(const lb_model *m, const char *prompt, const lb_gen_opts *opts, lb_emit_fn emit, void *user,
+LB_API lb_status lb_generate(const lb_model *m, const char *prompt, const lb_gen_opts *opts, lb_emit_fn emit, void *user,
                       lb_gen_stats *stats);
 
 #ifdef __cplusplus

@@ -47,44 +47,44 @@ typedef struct {
     int n_entries;
 } lb_plan;
 
-void lb_plan_init(lb_plan *p);
-void lb_plan_free(lb_plan *p);
+LB_API void lb_plan_init(lb_plan *p);
+LB_API void lb_plan_free(lb_plan *p);
 
 /* One rule; the pattern must be non-empty, without whitespace, and shorter
  * than LB_PLAN_PATTERN_MAX. */
-lb_status lb_plan_add_rule(lb_plan *p, const char *pattern, const lb_qspec *spec, const lb_method_opts *opts);
+LB_API lb_status lb_plan_add_rule(lb_plan *p, const char *pattern, const lb_qspec *spec, const lb_method_opts *opts);
 /* A comma-separated selection (the CLI's --tensors): one rule per entry, all
  * with this spec and options. An empty list or an empty entry is an error. */
-lb_status lb_plan_add_selection(lb_plan *p, const char *list, const lb_qspec *spec, const lb_method_opts *opts);
+LB_API lb_status lb_plan_add_selection(lb_plan *p, const char *list, const lb_qspec *spec, const lb_method_opts *opts);
 /* "PATTERN=SPEC[,method=NAME][,key=value]..." (the CLI's --tensor-type). The
  * rule starts from `base` (method and options; NULL: rtn's defaults); a
  * method= that changes the method starts from that method's defaults. */
-lb_status lb_plan_add_override(lb_plan *p, const char *text, const lb_method_opts *base);
+LB_API lb_status lb_plan_add_override(lb_plan *p, const char *text, const lb_method_opts *base);
 
 /* Recipe text: one rule per line, "PATTERN SPEC [method=NAME] [key=value ...]",
  * '#' comments, blank lines. Errors say "<source>:<line>: ...". Rules are
  * appended to p; on failure p keeps the rules it had before. */
-lb_status lb_plan_parse_recipe(lb_plan *p, const char *text, size_t len, const char *source);
-lb_status lb_plan_load_recipe(lb_plan *p, const char *path);
+LB_API lb_status lb_plan_parse_recipe(lb_plan *p, const char *text, size_t len, const char *source);
+LB_API lb_status lb_plan_load_recipe(lb_plan *p, const char *path);
 /* The rules (resolved = 0) or the resolved entries, one line per tensor
  * (resolved = 1), as recipe text (lb_free the result). header: a comment
  * line to open with, or NULL. */
-lb_status lb_plan_format_recipe(const lb_plan *p, int resolved, const char *header, char **out);
+LB_API lb_status lb_plan_format_recipe(const lb_plan *p, int resolved, const char *header, char **out);
 /* The resolved plan as a recipe file, written atomically. */
-lb_status lb_plan_save_recipe(const lb_plan *p, const char *path, const char *header);
+LB_API lb_status lb_plan_save_recipe(const lb_plan *p, const char *path, const char *header);
 
 /* Applies the rules to m's tensors (last match wins) into p->entries. Fails
  * when the plan has no rules, when a rule matches no tensor or only norms,
  * or on `output` when the classifier is tied to the embedding. */
-lb_status lb_plan_resolve(lb_plan *p, lb_model *m);
+LB_API lb_status lb_plan_resolve(lb_plan *p, lb_model *m);
 /* Asks each resolved entry's method whether it can produce its spec (e.g.
  * twn only makes ternary formats): fails naming the first tensor that
  * cannot, before any work. */
-lb_status lb_plan_check(const lb_plan *p);
+LB_API lb_status lb_plan_check(const lb_plan *p);
 /* "method=rtn clip=mse format=int4:g64:asym tensors=linears; ..." : the rules,
  * options not at their defaults, rules that differ only in pattern merged;
  * cut with "..." to fit n. */
-void lb_plan_summary(const lb_plan *p, char *buf, size_t n);
+LB_API void lb_plan_summary(const lb_plan *p, char *buf, size_t n);
 
 typedef struct {
     int tensors_quantized;
@@ -97,7 +97,7 @@ typedef struct {
  * progress, and records the plan's summary as m->quant_note. All or
  * nothing: on failure m is unchanged and the error names the tensor. Float
  * specs convert; the methods see the tensor's current values dequantized. */
-lb_status lb_quantize_model(lb_model *m, const lb_plan *plan, lb_quantize_report *report);
+LB_API lb_status lb_quantize_model(lb_model *m, const lb_plan *plan, lb_quantize_report *report);
 
 #ifdef __cplusplus
 }

@@ -26,8 +26,8 @@ extern "C" {
 
 typedef enum { LB_CLIP_MINMAX, LB_CLIP_MSE, LB_CLIP_ACIQ, LB_CLIP_ACIQ_GAUSS } lb_clip;
 
-lb_status lb_clip_parse(const char *text, lb_clip *out);
-const char *lb_clip_name(lb_clip c);
+LB_API lb_status lb_clip_parse(const char *text, lb_clip *out);
+LB_API const char *lb_clip_name(lb_clip c);
 
 /* How round-to-nearest picks a ternary group's scale and threshold. */
 typedef enum {
@@ -42,23 +42,23 @@ typedef struct {
     lb_ternary_rule ternary_rule; /* ternary formats (default LB_TERNARY_ABSMEAN) */
 } lb_rtn_opts;
 
-void lb_rtn_opts_default(lb_rtn_opts *o);
+LB_API void lb_rtn_opts_default(lb_rtn_opts *o);
 
 /* Quantizes w (rows x cols, row-major f32) into q (initialized here; free
  * with lb_qtensor_free). NaN/Inf weights fail with LB_ERR_NUMERIC naming the
  * first one. Deterministic and independent of the thread count. */
-lb_status lb_rtn_quantize(const float *w, int64_t rows, int64_t cols, const lb_qspec *spec,
+LB_API lb_status lb_rtn_quantize(const float *w, int64_t rows, int64_t cols, const lb_qspec *spec,
                           const lb_rtn_opts *opts, lb_qtensor *q);
 
 /* RTN shorthand for lb_quantize_tensor with the rtn row: quantizes w into a
  * packed tensor that owns its bytes (float families are converted). */
-lb_status lb_quantize_to_tensor(const float *w, int64_t rows, int64_t cols, const lb_qspec *spec,
+LB_API lb_status lb_quantize_to_tensor(const float *w, int64_t rows, int64_t cols, const lb_qspec *spec,
                                 const lb_rtn_opts *opts, const char *name, lb_tensor *out);
 
 /* ACIQ optimal clip over the scale of the distribution, for `bits` bits:
  * alpha over b for Laplace(b), alpha over sigma for a Gaussian (METHODS.md s19). */
-float lb_aciq_laplace_ratio(int bits);
-float lb_aciq_gauss_ratio(int bits);
+LB_API float lb_aciq_laplace_ratio(int bits);
+LB_API float lb_aciq_gauss_ratio(int bits);
 
 /* ---- calibration statistics ------------------------------------------------
  * What calibration collects for one linear (weight rows = out, cols = in) over
@@ -124,34 +124,34 @@ struct lb_method {
                           const lb_qspec *spec, const lb_method_opts *opts, lb_qtensor *q);
 };
 
-int lb_method_count(void);
-const lb_method *lb_method_at(int i);
+LB_API int lb_method_count(void);
+LB_API const lb_method *lb_method_at(int i);
 /* NULL (and an error listing the known methods) when there is none. */
-const lb_method *lb_method_find(const char *name);
+LB_API const lb_method *lb_method_find(const char *name);
 /* "rtn, twn" into buf */
-void lb_method_list(char *buf, size_t n);
+LB_API void lb_method_list(char *buf, size_t n);
 
 /* Every option at its default. */
-void lb_method_opts_default(const lb_method *m, lb_method_opts *o);
+LB_API void lb_method_opts_default(const lb_method *m, lb_method_opts *o);
 /* Sets one option from text; unknown keys and bad values fail naming the
  * method's known options or the allowed values. */
-lb_status lb_method_opts_set(lb_method_opts *o, const char *key, const char *value);
+LB_API lb_status lb_method_opts_set(lb_method_opts *o, const char *key, const char *value);
 /* "key=value" (one token) */
-lb_status lb_method_opts_parse(lb_method_opts *o, const char *key_value);
+LB_API lb_status lb_method_opts_parse(lb_method_opts *o, const char *key_value);
 /* Value of option `key` (NAN if the row has none); choice options give the
  * index, lb_method_opts_text gives the value as text. */
-double lb_method_opts_get(const lb_method_opts *o, const char *key);
-const char *lb_method_opts_text(const lb_method_opts *o, const char *key, char *buf, size_t n);
+LB_API double lb_method_opts_get(const lb_method_opts *o, const char *key);
+LB_API const char *lb_method_opts_text(const lb_method_opts *o, const char *key, char *buf, size_t n);
 /* "clip=mse mse_steps=50 mse_min_shrink=0.5": all options (all = 1) or only
  * those not at their default; parses back to the same options. */
-void lb_method_opts_format(const lb_method_opts *o, int all, char *buf, size_t n);
-int lb_method_opts_equal(const lb_method_opts *a, const lb_method_opts *b);
+LB_API void lb_method_opts_format(const lb_method_opts *o, int all, char *buf, size_t n);
+LB_API int lb_method_opts_equal(const lb_method_opts *a, const lb_method_opts *b);
 
 /* Quantizes w (rows x cols) by method m into a packed tensor that owns its
  * bytes. Float specs are converted (no method involved). stats: NULL when
  * none were collected; a method that needs some fails without them. The
  * result is deterministic and independent of the thread count. */
-lb_status lb_quantize_tensor(const lb_method *m, const lb_method_opts *opts, const lb_layer_stats *stats,
+LB_API lb_status lb_quantize_tensor(const lb_method *m, const lb_method_opts *opts, const lb_layer_stats *stats,
                              const float *w, int64_t rows, int64_t cols, const lb_qspec *spec, const char *name,
                              lb_tensor *out);
 

@@ -187,7 +187,7 @@ lb_status lb_evaluate(const lb_model *m, const lb_text *t, const lb_eval_opts *o
 #pragma omp atomic capture
             d = ++done_count;
             if (d % 16 == 0) {
-#pragma omp critical(lb_eval_progress)
+#pragma omp critical /* unnamed: a named one is an exported symbol */
                 lb_progress_update(&prog, (uint64_t)d);
             }
         }

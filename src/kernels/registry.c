@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "kernels/kernels.h"
+#include "lowbit/linear.h" /* lb_matmul_kernel_name, public */
 
 /* ---- predicates over resolved layouts ------------------------------------- */
 

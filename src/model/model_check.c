@@ -78,7 +78,7 @@ static int64_t first_bad_row(const lb_tensor *t, int *nomem) {
             for (int64_t i = 0; i < (r1 - r0) * t->cols; i++)
                 if (!isfinite(buf[i])) {
                     int64_t r = r0 + i / t->cols;
-#pragma omp critical(lb_model_check)
+#pragma omp critical /* unnamed: a named one is an exported symbol */
                     if (r < first) first = r;
                     break;
                 }
