@@ -4,32 +4,8 @@
 # model, and bad input that must fail with a clear message, a non-zero exit
 # and no output file left behind.
 set -u
-LOWBIT=${1:?path to the lowbit binary}
-DATA=../shared/data
-MODEL=$DATA/models/stories260K.bin
-TEXT=$DATA/text/tinystories-sample.txt
-if [ ! -f "$MODEL" ] || [ ! -f "$TEXT" ]; then
-    echo "SKIPPED: $DATA is missing (shared/ must sit beside the checkout)"
-    exit 77
-fi
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-fails=0
-checks=0
-
-ok() { checks=$((checks + 1)); }
-fail() { checks=$((checks + 1)); fails=$((fails + 1)); echo "FAIL: $*"; }
-
-# expect CODE NEEDLE -- command...: exit code and a substring of stderr+stdout
-expect() {
-    local code=$1 needle=$2
-    shift 3
-    local out rc
-    out=$("$@" 2>&1)
-    rc=$?
-    if [ "$rc" -ne "$code" ]; then fail "'$*' exited $rc, want $code: $out"; return; fi
-    case "$out" in *"$needle"*) ok ;; *) fail "'$*' output lacks '$needle': $out" ;; esac
-}
+NEEDS="MODEL TEXT"
+. "$(dirname "$0")/common_cli.sh"
 
 # json FILE EXPR: a Python expression over the parsed object `j` must be true
 json() {
@@ -165,5 +141,4 @@ expect 2 "--temp expects a number" -- "$LOWBIT" generate "$MODEL" --temp -1
 expect 2 "-n expects an integer" -- "$LOWBIT" generate "$MODEL" -n 0
 expect 1 "tokenizer" -- "$LOWBIT" generate "$MODEL" --tokenizer "$TMP/empty.txt"
 
-echo "cli_lowbit: $checks checks, $fails failed"
-[ "$fails" -eq 0 ]
+finish cli_lowbit

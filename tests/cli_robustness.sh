@@ -4,33 +4,8 @@
 # before any work, naming the user's path); a FIFO as input (refused, never
 # blocking); SIGINT in the middle of writing (no temporary left behind).
 set -u
-LOWBIT=${1:?path to the lowbit binary}
-DATA=../shared/data
-MODEL=$DATA/models/stories260K.bin
-TOK=$DATA/models/tok512.bin
-if [ ! -f "$MODEL" ] || [ ! -f "$TOK" ]; then
-    echo "SKIPPED: $DATA is missing (shared/ must sit beside the checkout)"
-    exit 77
-fi
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-fails=0
-checks=0
-
-ok() { checks=$((checks + 1)); }
-fail() { checks=$((checks + 1)); fails=$((fails + 1)); echo "FAIL: $*"; }
-
-# expect CODE NEEDLE -- command...: exit code and a substring of stderr+stdout;
-# 20 s at most, so a command that blocks fails instead of hanging the suite
-expect() {
-    local code=$1 needle=$2
-    shift 3
-    local out rc
-    out=$(timeout 20 "$@" 2>&1)
-    rc=$?
-    if [ "$rc" -ne "$code" ]; then fail "'$*' exited $rc, want $code: $out"; return; fi
-    case "$out" in *"$needle"*) ok ;; *) fail "'$*' output lacks '$needle': $out" ;; esac
-}
+NEEDS="MODEL TOK"
+. "$(dirname "$0")/common_cli.sh"
 
 no_temporaries() {
     if ls "$1" | grep -q '\.tmp\.'; then fail "temporary left behind in $1: $(ls "$1")"; else ok; fi
@@ -132,5 +107,4 @@ else
     fail "could not interrupt quantize while its temporary existed in 20 attempts"
 fi
 
-echo "cli_robustness: $checks checks, $fails failed"
-[ "$fails" -eq 0 ]
+finish cli_robustness
