@@ -87,6 +87,16 @@ static inline const char *lb_test_data(const char *rel) {
     return p;
 }
 
+/* A format spec from its text; a spec the test itself got wrong ends the test. */
+static inline lb_qspec lb_test_spec(const char *text) {
+    lb_qspec s;
+    if (lb_qspec_parse(text, &s) != LB_OK) {
+        fprintf(stderr, "bad spec in the test: %s\n", lb_last_error());
+        exit(1);
+    }
+    return s;
+}
+
 static inline int lb_test_finish(const char *name) {
     if (lb_test_checks == 0) {
         fprintf(stderr, "%s: no checks ran\n", name);

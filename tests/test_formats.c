@@ -2,16 +2,7 @@
  * trips for every family, width, group size and odd row length, and ggml
  * layouts checked against ggml's block definitions written out by hand. */
 #include "test.h"
-
-static lb_qspec spec(const char *text) {
-    lb_qspec s;
-    lb_status st = lb_qspec_parse(text, &s);
-    if (st != LB_OK) {
-        fprintf(stderr, "parse '%s': %s\n", text, lb_last_error());
-        exit(1);
-    }
-    return s;
-}
+#include "format_check.h"
 
 static void test_spec_text(void) {
     static const char *canon[] = {"f32", "f16", "bf16", "int4:g64:asym", "int3:g128:sym", "int2:row:asym:zint",
@@ -20,7 +11,7 @@ static void test_spec_text(void) {
                                   "ternary:g64:2bit", "ternary:tensor:2bit", "int5:g256:asym:zint"};
     for (size_t i = 0; i < sizeof canon / sizeof canon[0]; i++) {
         char buf[64];
-        lb_qspec s = spec(canon[i]);
+        lb_qspec s = lb_test_spec(canon[i]);
         lb_qspec_format(&s, buf, sizeof buf);
         CHECK_MSG(strcmp(buf, canon[i]) == 0, "'%s' prints as '%s'", canon[i], buf);
     }
@@ -38,7 +29,7 @@ static void test_spec_text(void) {
                  {"nf4", "nf4:g64"}};
     for (size_t i = 0; i < sizeof alias / sizeof alias[0]; i++) {
         char buf[64];
-        lb_qspec s = spec(alias[i].in);
+        lb_qspec s = lb_test_spec(alias[i].in);
         lb_qspec_format(&s, buf, sizeof buf);
         CHECK_MSG(strcmp(buf, alias[i].out) == 0, "'%s' -> '%s', want '%s'", alias[i].in, buf, alias[i].out);
     }
@@ -108,7 +99,7 @@ static void test_sizes(void) {
         {"bf16", 1, 7, 14},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        lb_qspec s = spec(cases[i].spec);
+        lb_qspec s = lb_test_spec(cases[i].spec);
         size_t total = 0;
         CHECK_OK(lb_format_size(&s, cases[i].rows, cases[i].cols, NULL, NULL, &total));
         CHECK_MSG(total == cases[i].bytes, "%s %lldx%lld: %zu bytes, want %zu", cases[i].spec,
@@ -116,9 +107,9 @@ static void test_sizes(void) {
         double bpw = lb_format_bpw(&s, cases[i].rows, cases[i].cols);
         CHECK_NEAR(bpw, 8.0 * (double)cases[i].bytes / (double)(cases[i].rows * cases[i].cols), 1e-12);
     }
-    lb_qspec s = spec("int4:g32:sym");
+    lb_qspec s = lb_test_spec("int4:g32:sym");
     CHECK_NEAR(lb_format_bpw(&s, 4096, 4096), 4.5, 1e-12);
-    s = spec("nf4:g64:dq");
+    s = lb_test_spec("nf4:g64:dq");
     CHECK_NEAR(lb_format_bpw(&s, 4096, 4096), 4.0 + 8.0 / 64 + 32.0 / (64 * 256) + 32.0 / (4096.0 * 4096), 1e-12);
     size_t total;
     CHECK_FAILS(lb_format_size(&s, 0, 64, NULL, NULL, &total), LB_ERR_INVALID, "absurd");
@@ -126,61 +117,15 @@ static void test_sizes(void) {
     /* ggml types: only whole 32-blocks map */
     CHECK(lb_format_ggml_type(&(lb_qspec){.family = LB_FAMILY_F32}, 64) == LB_GGML_F32);
     CHECK(lb_format_ggml_type(&(lb_qspec){0}, 64) == -1); /* no family: nothing */
-    s = spec("q4_0");
+    s = lb_test_spec("q4_0");
     CHECK(lb_format_ggml_type(&s, 64) == LB_GGML_Q4_0);
     CHECK(lb_format_ggml_type(&s, 172) == -1);
-    s = spec("q4_1");
+    s = lb_test_spec("q4_1");
     CHECK(lb_format_ggml_type(&s, 64) == LB_GGML_Q4_1);
-    s = spec("q8_0");
+    s = lb_test_spec("q8_0");
     CHECK(lb_format_ggml_type(&s, 4096) == LB_GGML_Q8_0);
-    s = spec("int4:g64:sym");
+    s = lb_test_spec("int4:g64:sym");
     CHECK(lb_format_ggml_type(&s, 4096) == -1);
-}
-
-/* Random codes and fp16-exact parameters -> encode -> decode must give them
- * back, re-encoding must give the same bytes, and the reference
- * dequantization must agree with the value of every code. */
-static int round_trip(const lb_qspec *s, int64_t rows, int64_t cols, lb_rng *r) {
-    lb_qtensor q, back;
-    int fails = 0;
-    if (lb_qtensor_init(&q, s, rows, cols) != LB_OK) return 1;
-    int levels = lb_format_levels(s);
-    for (int64_t i = 0; i < rows * q.cols_padded; i++) q.codes[i] = (uint8_t)(lb_rng_u32(r) % (uint32_t)levels);
-    for (int64_t k = 0; k < q.n_groups; k++) {
-        q.scale[k] = (float)lb_rng_normal(r);
-        q.offset[k] = (float)lb_rng_normal(r);
-        q.zero[k] = (uint8_t)(lb_rng_u32(r) % (uint32_t)levels);
-    }
-    if (lb_qtensor_store_scales(&q) != LB_OK) fails++;
-    size_t total;
-    lb_format_size(s, rows, cols, NULL, NULL, &total);
-    uint8_t *bytes = lb_alloc(total), *bytes2 = lb_alloc(total);
-    if (lb_qtensor_encode(&q, bytes) != LB_OK) fails++;
-    if (lb_qtensor_init(&back, s, rows, cols) != LB_OK) fails++;
-    if (lb_qtensor_decode(&back, bytes, total) != LB_OK) fails++;
-    if (memcmp(q.codes, back.codes, (size_t)(rows * q.cols_padded))) fails++;
-    for (int64_t k = 0; k < q.n_groups; k++) {
-        if (q.scale[k] != back.scale[k] || q.offset[k] != back.offset[k]) fails++;
-        if (s->family == LB_FAMILY_UNIFORM && s->zero == LB_ZERO_INT && q.zero[k] != back.zero[k]) fails++;
-    }
-    if (lb_qtensor_encode(&back, bytes2) != LB_OK || memcmp(bytes, bytes2, total)) fails++;
-    lb_tensor t = {.spec = *s, .rows = rows, .cols = cols, .data = bytes, .nbytes = total};
-    CHECK_OK(lb_tensor_resolve(&t));
-    float *row = lb_alloc((size_t)cols * sizeof(float));
-    for (int64_t i = 0; i < rows; i++) {
-        lb_dequantize_row(&t, i, row);
-        for (int64_t c = 0; c < cols; c++)
-            if (row[c] != lb_qtensor_value(&q, i, c)) {
-                fails++;
-                break;
-            }
-    }
-    lb_free(row);
-    lb_free(bytes);
-    lb_free(bytes2);
-    lb_qtensor_free(&q);
-    lb_qtensor_free(&back);
-    return fails;
 }
 
 static void test_round_trips(void) {
@@ -196,9 +141,9 @@ static void test_round_trips(void) {
             for (int g = 0; g < 6; g++) {
                 if (bits == 1 && z == 0) continue; /* int1:sym is refused */
                 snprintf(text, sizeof text, "int%d:%s:%s", bits, groups[g], zeros[z]);
-                lb_qspec s = spec(text);
+                lb_qspec s = lb_test_spec(text);
                 for (size_t c = 0; c < sizeof col_list / sizeof col_list[0]; c++) {
-                    int f = round_trip(&s, 3, col_list[c], &r);
+                    int f = format_round_trip(&s, 3, col_list[c], &r);
                     CHECK_MSG(f == 0, "%s with %lld columns: %d mismatches", text, (long long)col_list[c], f);
                     cases++;
                 }
@@ -209,16 +154,16 @@ static void test_round_trips(void) {
                                    "ternary:row:1.6bit", "ternary:row:2bit",
                                    "ternary:tensor:1.6bit", "ternary:tensor:2bit"};
     for (size_t i = 0; i < sizeof others / sizeof others[0]; i++) {
-        lb_qspec s = spec(others[i]);
+        lb_qspec s = lb_test_spec(others[i]);
         for (size_t c = 0; c < sizeof col_list / sizeof col_list[0]; c++) {
-            int f = round_trip(&s, 5, col_list[c], &r);
+            int f = format_round_trip(&s, 5, col_list[c], &r);
             CHECK_MSG(f == 0, "%s with %lld columns: %d mismatches", others[i], (long long)col_list[c], f);
             cases++;
         }
     }
     /* nf4 double quantization across many second-level blocks */
-    lb_qspec s = spec("nf4:g16:dq");
-    CHECK(round_trip(&s, 300, 64, &r) == 0);
+    lb_qspec s = lb_test_spec("nf4:g16:dq");
+    CHECK(format_round_trip(&s, 300, 64, &r) == 0);
     printf("round trips: %d format/shape cases\n", cases);
 }
 
@@ -236,7 +181,7 @@ static void test_ggml_layouts(void) {
 
     /* one row of two Q4_0 blocks */
     for (int k = 0; k < 2; k++) lb_wr16(blk + 18 * k, d0);
-    lb_tensor t = {.spec = spec("q4_0"), .rows = 1, .cols = 64, .data = blk, .nbytes = 36};
+    lb_tensor t = {.spec = lb_test_spec("q4_0"), .rows = 1, .cols = 64, .data = blk, .nbytes = 36};
     CHECK_OK(lb_tensor_resolve(&t));
     for (int k = 0; k < 2; k++)
         for (int j = 0; j < 16; j++) {
@@ -251,7 +196,7 @@ static void test_ggml_layouts(void) {
         lb_wr16(blk + 20 * k, d0);
         lb_wr16(blk + 20 * k + 2, m0);
     }
-    t = (lb_tensor){.spec = spec("q4_1"), .rows = 1, .cols = 64, .data = blk, .nbytes = 40};
+    t = (lb_tensor){.spec = lb_test_spec("q4_1"), .rows = 1, .cols = 64, .data = blk, .nbytes = 40};
     CHECK_OK(lb_tensor_resolve(&t));
     for (int k = 0; k < 2; k++)
         for (int j = 0; j < 16; j++) {
@@ -263,7 +208,7 @@ static void test_ggml_layouts(void) {
     CHECK(memcmp(out, want, sizeof(float) * 64) == 0);
 
     for (int k = 0; k < 2; k++) lb_wr16(blk + 34 * k, d0);
-    t = (lb_tensor){.spec = spec("q8_0"), .rows = 1, .cols = 64, .data = blk, .nbytes = 68};
+    t = (lb_tensor){.spec = lb_test_spec("q8_0"), .rows = 1, .cols = 64, .data = blk, .nbytes = 68};
     CHECK_OK(lb_tensor_resolve(&t));
     for (int k = 0; k < 2; k++)
         for (int j = 0; j < 32; j++) want[32 * k + j] = (float)(int8_t)blk[34 * k + 2 + j] * lb_fp16_to_fp32(d0);
@@ -281,7 +226,7 @@ static void test_ggml_layouts(void) {
 /* the bytes of a small hand-made case, so the layout is pinned, not just self-consistent */
 static void test_pinned_bytes(void) {
     /* int2:g16:asym:zint, one row of 16: codes 0..3 repeated, scale 1.0, zero 2 */
-    lb_qspec s = spec("int2:g16:asym:zint");
+    lb_qspec s = lb_test_spec("int2:g16:asym:zint");
     lb_qtensor q;
     CHECK_OK(lb_qtensor_init(&q, &s, 1, 16));
     for (int j = 0; j < 16; j++) q.codes[j] = (uint8_t)(j & 3);
@@ -295,7 +240,7 @@ static void test_pinned_bytes(void) {
     lb_qtensor_free(&q);
 
     /* ternary 1.6 bit: trits (-1, 0, 1, 1, 0) -> codes (0, 1, 2, 2, 1) -> 0 + 3 + 18 + 54 + 81 = 156 */
-    s = spec("ternary:tensor:1.6bit");
+    s = lb_test_spec("ternary:tensor:1.6bit");
     CHECK_OK(lb_qtensor_init(&q, &s, 1, 5));
     const uint8_t c[8] = {0, 1, 2, 2, 1, 1, 1, 1};
     memcpy(q.codes, c, 8);
@@ -313,7 +258,7 @@ static void test_pinned_bytes(void) {
     lb_qtensor_free(&q);
 
     /* out-of-range codes are refused */
-    s = spec("ternary:row:2bit");
+    s = lb_test_spec("ternary:row:2bit");
     CHECK_OK(lb_qtensor_init(&q, &s, 1, 8));
     q.codes[3] = 3;
     uint8_t big[64];
@@ -329,7 +274,7 @@ static void test_float_formats(void) {
     float w[6] = {1.0f, -2.5f, 3.140625f, 0.0f, 65504.0f, -1e-8f};
     uint8_t b[24];
     float out[6];
-    lb_qspec s = spec("f16");
+    lb_qspec s = lb_test_spec("f16");
     CHECK_OK(lb_format_from_float(&s, w, 2, 3, b));
     lb_tensor t = {.spec = s, .rows = 2, .cols = 3, .data = b, .nbytes = 12};
     CHECK_OK(lb_tensor_resolve(&t));
@@ -339,12 +284,12 @@ static void test_float_formats(void) {
     CHECK_FAILS(lb_format_from_float(&s, big, 1, 1, b), LB_ERR_NUMERIC, "overflows f16");
     float nan[2] = {0.0f, NAN};
     CHECK_FAILS(lb_format_from_float(&s, nan, 1, 2, b), LB_ERR_NUMERIC, "NaN");
-    s = spec("bf16");
+    s = lb_test_spec("bf16");
     CHECK_OK(lb_format_from_float(&s, w, 2, 3, b));
     t.spec = s;
     CHECK_OK(lb_dequantize(&t, out));
     for (int i = 0; i < 6; i++) CHECK(out[i] == lb_bf16_to_fp32(lb_fp32_to_bf16(w[i])));
-    s = spec("f32");
+    s = lb_test_spec("f32");
     CHECK_OK(lb_format_from_float(&s, w, 2, 3, b));
     t.spec = s;
     t.nbytes = 24;

@@ -3,15 +3,6 @@
  * for every row; the generic entry point is byte-identical to RTN's own. */
 #include "test.h"
 
-static lb_qspec spec(const char *text) {
-    lb_qspec s;
-    if (lb_qspec_parse(text, &s) != LB_OK) {
-        fprintf(stderr, "%s\n", lb_last_error());
-        exit(1);
-    }
-    return s;
-}
-
 /* dequantized values of w by method `name` with options `kv` ("" for none) */
 static lb_status method_values(const char *name, const char *kv, const float *w, int64_t rows, int64_t cols,
                                const char *format, float *out) {
@@ -23,7 +14,7 @@ static lb_status method_values(const char *name, const char *kv, const float *w,
         lb_status st = lb_method_opts_parse(&o, kv);
         if (st != LB_OK) return st;
     }
-    lb_qspec s = spec(format);
+    lb_qspec s = lb_test_spec(format);
     lb_tensor t;
     lb_status st = lb_quantize_tensor(m, &o, NULL, w, rows, cols, &s, "w", &t);
     if (st != LB_OK) return st;
@@ -147,7 +138,7 @@ static void test_entry_point(void) {
         lb_rtn_opts ro;
         lb_rtn_opts_default(&ro);
         CHECK_OK(lb_clip_parse(clips[c], &ro.clip));
-        lb_qspec s = spec("int3:g32:asym");
+        lb_qspec s = lb_test_spec("int3:g32:asym");
         lb_tensor a, b;
         CHECK_OK(lb_quantize_tensor(rtn, &o, NULL, w, R, C, &s, "w", &a));
         CHECK_OK(lb_quantize_to_tensor(w, R, C, &s, &ro, "w", &b));
@@ -156,19 +147,19 @@ static void test_entry_point(void) {
         lb_tensor_free(&b);
     }
     /* float specs convert, whatever the method */
-    lb_qspec f16 = spec("f16");
+    lb_qspec f16 = lb_test_spec("f16");
     lb_tensor t;
     CHECK_OK(lb_quantize_tensor(twn, NULL, NULL, w, R, C, &f16, "w", &t));
     CHECK(t.nbytes == (size_t)R * C * 2);
     lb_tensor_free(&t);
     /* refusals name the tensor */
-    lb_qspec i4 = spec("int4");
+    lb_qspec i4 = lb_test_spec("int4");
     CHECK_FAILS(lb_quantize_tensor(twn, NULL, NULL, w, R, C, &i4, "blk.0.attn_q.weight", &t), LB_ERR_INVALID,
                 "quantizing 'blk.0.attn_q.weight': method twn quantizes to ternary formats only, not 'int4");
     lb_method_opts o;
     lb_method_opts_default(rtn, &o);
     CHECK_FAILS(lb_quantize_tensor(twn, &o, NULL, w, R, C, &i4, "w", &t), LB_ERR_INVALID, "options of method rtn");
-    lb_qspec bin = spec("binary:row");
+    lb_qspec bin = lb_test_spec("binary:row");
     CHECK_OK(lb_method_opts_set(&o, "clip", "mse"));
     CHECK_FAILS(lb_quantize_tensor(rtn, &o, NULL, w, R, C, &bin, "w", &t), LB_ERR_INVALID, "own rule");
 }
@@ -186,7 +177,7 @@ static void test_statistics(void) {
     const lb_method needs_xtx = {"xtx-test", "test row", LB_STATS_XTX, NULL, 0, NULL, needs_xtx_quantize};
     float w[4 * 16];
     for (int i = 0; i < 64; i++) w[i] = (float)(i % 7) - 3.0f;
-    lb_qspec s = spec("int4:g16");
+    lb_qspec s = lb_test_spec("int4:g16");
     lb_tensor t;
     CHECK_FAILS(lb_quantize_tensor(&needs_xtx, NULL, NULL, w, 4, 16, &s, "w", &t), LB_ERR_INVALID,
                 "method xtx-test needs calibration statistics (X^T X)");

@@ -7,15 +7,6 @@
 
 #include <unistd.h>
 
-static lb_qspec spec(const char *text) {
-    lb_qspec s;
-    if (lb_qspec_parse(text, &s) != LB_OK) {
-        fprintf(stderr, "%s\n", lb_last_error());
-        exit(1);
-    }
-    return s;
-}
-
 static lb_method_opts rtn_opts(const char *clip) {
     lb_method_opts o;
     lb_method_opts_default(lb_method_find("rtn"), &o);
@@ -31,14 +22,14 @@ static const lb_plan_entry *entry(const lb_plan *p, const char *name) {
 
 static int entry_is(const lb_plan *p, const char *name, const char *spec_text, const char *method) {
     const lb_plan_entry *e = entry(p, name);
-    lb_qspec s = spec(spec_text);
+    lb_qspec s = lb_test_spec(spec_text);
     return e && lb_qspec_equal(&e->spec, &s) && !strcmp(e->opts.method->name, method);
 }
 
 static void test_rule_order(lb_model *m) {
     lb_plan p;
     lb_plan_init(&p);
-    lb_qspec i4 = spec("int4:g64:asym"), i8 = spec("int8:g32:sym"), bin = spec("binary:row");
+    lb_qspec i4 = lb_test_spec("int4:g64:asym"), i8 = lb_test_spec("int8:g32:sym"), bin = lb_test_spec("binary:row");
     lb_method_opts mm = rtn_opts("minmax"), mse = rtn_opts("mse");
     CHECK_OK(lb_plan_add_selection(&p, "linears", &i4, &mm));
     CHECK_OK(lb_plan_add_rule(&p, "blk.0.*", &i8, &mse));
@@ -83,7 +74,7 @@ static void test_rule_order(lb_model *m) {
 static void test_selection_errors(lb_model *tied, lb_model *untied) {
     lb_plan p;
     lb_plan_init(&p);
-    lb_qspec q8 = spec("q8_0");
+    lb_qspec q8 = lb_test_spec("q8_0");
     lb_method_opts mm = rtn_opts("minmax");
     /* the outside finding: --tensors '' used to quantize nothing and report nan bpw */
     CHECK_FAILS(lb_plan_add_selection(&p, "", &q8, &mm), LB_ERR_INVALID, "empty tensor selection");
@@ -264,7 +255,7 @@ static void test_quantize_model(void) {
     if (!m || !ref) return;
     lb_plan p;
     lb_plan_init(&p);
-    lb_qspec i4 = spec("int4:g64:asym"), i8 = spec("int8:g32:sym");
+    lb_qspec i4 = lb_test_spec("int4:g64:asym"), i8 = lb_test_spec("int8:g32:sym");
     lb_method_opts mse = rtn_opts("mse");
     CHECK_OK(lb_plan_add_selection(&p, "linears", &i4, &mse));
     CHECK_OK(lb_plan_add_override(&p, "blk.4.ffn_up.weight=int8:g32:sym", &mse));

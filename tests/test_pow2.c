@@ -4,15 +4,7 @@
  * lengths, and round-to-nearest through the generic codebook grid (exact on
  * grid points, clipping rules never worse than their promise). */
 #include "test.h"
-
-static lb_qspec spec(const char *text) {
-    lb_qspec s;
-    if (lb_qspec_parse(text, &s) != LB_OK) {
-        fprintf(stderr, "parse '%s': %s\n", text, lb_last_error());
-        exit(1);
-    }
-    return s;
-}
+#include "format_check.h"
 
 static void test_spec_text(void) {
     static const struct {
@@ -21,7 +13,7 @@ static void test_spec_text(void) {
                  {"pow2:row:5", "pow2:5:row"}, {"pow2:g256", "pow2:4:g256"}, {"pow2:3", "pow2:3:g64"}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char buf[64];
-        lb_qspec s = spec(cases[i].in);
+        lb_qspec s = lb_test_spec(cases[i].in);
         lb_qspec_format(&s, buf, sizeof buf);
         CHECK_MSG(strcmp(buf, cases[i].out) == 0, "'%s' -> '%s', want '%s'", cases[i].in, buf, cases[i].out);
         CHECK(lb_format_grid(&s) == LB_GRID_ABSMAX && !lb_qspec_is_float(&s));
@@ -39,14 +31,14 @@ static void test_spec_text(void) {
 
 /* the codebook at scale 1: 0, +-2^-(m-1) */
 static void test_levels(void) {
-    lb_qspec s = spec("pow2:4:g64");
+    lb_qspec s = lb_test_spec("pow2:4:g64");
     CHECK(lb_format_levels(&s) == 16);
     const float want[16] = {0, 1, 0.5f, 0.25f, 0.125f, 0.0625f, 0.03125f, 0.015625f,
                             0, -1, -0.5f, -0.25f, -0.125f, -0.0625f, -0.03125f, -0.015625f};
     for (int c = 0; c < 16; c++) CHECK_MSG(lb_format_level(&s, c) == want[c], "level %d", c);
-    s = spec("pow2:3");
+    s = lb_test_spec("pow2:3");
     CHECK(lb_format_levels(&s) == 8 && lb_format_level(&s, 3) == 0.25f && lb_format_level(&s, 7) == -0.25f);
-    s = spec("pow2:5");
+    s = lb_test_spec("pow2:5");
     CHECK(lb_format_levels(&s) == 32 && lb_format_level(&s, 15) == ldexpf(1, -14) && lb_format_level(&s, 17) == -1);
 }
 
@@ -64,21 +56,21 @@ static void test_sizes(void) {
         {"pow2:5:g256", 4, 256, 4 * (2 + 160)},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        lb_qspec s = spec(cases[i].spec);
+        lb_qspec s = lb_test_spec(cases[i].spec);
         size_t total = 0;
         CHECK_OK(lb_format_size(&s, cases[i].rows, cases[i].cols, NULL, NULL, &total));
         CHECK_MSG(total == cases[i].bytes, "%s: %zu bytes, want %zu", cases[i].spec, total, cases[i].bytes);
     }
-    lb_qspec s = spec("pow2");
+    lb_qspec s = lb_test_spec("pow2");
     CHECK_NEAR(lb_format_bpw(&s, 4096, 4096), 4.0 + 16.0 / 64, 1e-12);
-    s = spec("pow2:3:g32");
+    s = lb_test_spec("pow2:3:g32");
     CHECK_NEAR(lb_format_bpw(&s, 4096, 4096), 3.0 + 16.0 / 32, 1e-12);
 }
 
 /* one pow2:3:g16 group, scale 0.5, codes j % 8: 3-bit little-endian stream,
  * eight codes 0..7 = 0x88 0xc6 0xfa */
 static void test_pinned_bytes(void) {
-    lb_qspec s = spec("pow2:3:g16");
+    lb_qspec s = lb_test_spec("pow2:3:g16");
     lb_qtensor q;
     CHECK_OK(lb_qtensor_init(&q, &s, 1, 16));
     for (int j = 0; j < 16; j++) q.codes[j] = (uint8_t)(j % 8);
@@ -97,40 +89,6 @@ static void test_pinned_bytes(void) {
     lb_qtensor_free(&q);
 }
 
-/* random codes and scales: encode -> decode -> encode, and the reference
- * dequantization equals the value of every code */
-static int round_trip(const lb_qspec *s, int64_t rows, int64_t cols, lb_rng *r) {
-    lb_qtensor q, back;
-    int fails = 0;
-    if (lb_qtensor_init(&q, s, rows, cols) != LB_OK) return 1;
-    int levels = lb_format_levels(s);
-    for (int64_t i = 0; i < rows * q.cols_padded; i++) q.codes[i] = (uint8_t)(lb_rng_u32(r) % (uint32_t)levels);
-    for (int64_t k = 0; k < q.n_groups; k++) q.scale[k] = (float)lb_rng_normal(r);
-    if (lb_qtensor_store_scales(&q) != LB_OK) fails++;
-    size_t total;
-    lb_format_size(s, rows, cols, NULL, NULL, &total);
-    uint8_t *bytes = lb_alloc(total), *bytes2 = lb_alloc(total);
-    float *row = lb_alloc((size_t)cols * sizeof(float));
-    if (lb_qtensor_encode(&q, bytes) != LB_OK) fails++;
-    if (lb_qtensor_init(&back, s, rows, cols) != LB_OK) fails++;
-    if (lb_qtensor_decode(&back, bytes, total) != LB_OK) fails++;
-    if (memcmp(q.codes, back.codes, (size_t)(rows * q.cols_padded))) fails++;
-    for (int64_t k = 0; k < q.n_groups; k++) fails += q.scale[k] != back.scale[k];
-    if (lb_qtensor_encode(&back, bytes2) != LB_OK || memcmp(bytes, bytes2, total)) fails++;
-    lb_tensor t = {.spec = *s, .rows = rows, .cols = cols, .data = bytes, .nbytes = total};
-    if (lb_tensor_resolve(&t) != LB_OK) fails++;
-    for (int64_t i = 0; i < rows && !fails; i++) {
-        lb_dequantize_row(&t, i, row);
-        for (int64_t c = 0; c < cols; c++) fails += row[c] != lb_qtensor_value(&q, i, c);
-    }
-    lb_free(row);
-    lb_free(bytes);
-    lb_free(bytes2);
-    lb_qtensor_free(&q);
-    lb_qtensor_free(&back);
-    return fails;
-}
-
 static void test_round_trips(void) {
     static const int64_t col_list[] = {1, 7, 16, 33, 64, 100, 172, 257, 300};
     static const char *groups[] = {"g16", "g32", "g64", "g128", "g256", "row"};
@@ -141,9 +99,9 @@ static void test_round_trips(void) {
     for (int bits = 3; bits <= 5; bits++)
         for (size_t g = 0; g < sizeof groups / sizeof groups[0]; g++) {
             snprintf(text, sizeof text, "pow2:%d:%s", bits, groups[g]);
-            lb_qspec s = spec(text);
+            lb_qspec s = lb_test_spec(text);
             for (size_t c = 0; c < sizeof col_list / sizeof col_list[0]; c++, cases++) {
-                int f = round_trip(&s, 3, col_list[c], &r);
+                int f = format_round_trip(&s, 3, col_list[c], &r);
                 CHECK_MSG(f == 0, "%s with %lld columns: %d mismatches", text, (long long)col_list[c], f);
             }
         }
@@ -151,7 +109,7 @@ static void test_round_trips(void) {
 }
 
 static lb_status rtn(const float *w, int64_t rows, int64_t cols, const char *text, lb_clip clip, float *out) {
-    lb_qspec s = spec(text);
+    lb_qspec s = lb_test_spec(text);
     lb_rtn_opts o;
     lb_rtn_opts_default(&o);
     o.clip = clip;
@@ -174,7 +132,7 @@ static double sq_err(const float *a, const float *b, int64_t n) {
 static void test_rtn(void) {
     /* weights on the grid (absmax 3 = fp16 exact) come back exactly */
     float w[2 * 32], out[2 * 32];
-    lb_qspec s = spec("pow2:4:g32");
+    lb_qspec s = lb_test_spec("pow2:4:g32");
     for (int i = 0; i < 64; i++) w[i] = 3.0f * lb_format_level(&s, (i * 7) % 16);
     w[5] = 3.0f;
     w[40] = -3.0f;

@@ -7,19 +7,10 @@
 #include <omp.h>
 #endif
 
-static lb_qspec spec(const char *text) {
-    lb_qspec s;
-    if (lb_qspec_parse(text, &s) != LB_OK) {
-        fprintf(stderr, "%s\n", lb_last_error());
-        exit(1);
-    }
-    return s;
-}
-
 /* dequantized values of quantizing w with spec/clip */
 static lb_status rtn_values_opts(const float *w, int64_t rows, int64_t cols, const char *text,
                                  const lb_rtn_opts *o, float *out) {
-    lb_qspec s = spec(text);
+    lb_qspec s = lb_test_spec(text);
     lb_tensor t;
     lb_status st = lb_quantize_to_tensor(w, rows, cols, &s, o, "w", &t);
     if (st != LB_OK) return st;
@@ -184,7 +175,7 @@ static void test_threads_and_determinism(void) {
     gaussian(w, R * C, 3, 10);
     static const char *specs[] = {"int3:g64:asym", "nf4:g32:dq", "ternary:g64:1.6bit", "int2:row:asym:zint"};
     for (size_t i = 0; i < sizeof specs / sizeof specs[0]; i++) {
-        lb_qspec s = spec(specs[i]);
+        lb_qspec s = lb_test_spec(specs[i]);
         lb_rtn_opts o;
         lb_rtn_opts_default(&o);
         if (lb_format_grid(&s) != LB_GRID_TERNARY) o.clip = LB_CLIP_MSE;
