@@ -2,7 +2,8 @@
 # Installs what building lowbit needs, when it is missing, with apt-get.
 #   install-deps.sh build   compiler, make, cmake (OpenMP comes with gcc), python3 (the
 #                           CLI test checks --json output with it), pkg-config (CI
-#                           builds the example against the installed lowbit.pc)
+#                           builds the example against the installed lowbit.pc),
+#                           OpenBLAS + LAPACKE (calibration and calibrated methods)
 #   install-deps.sh fuzz    also clang and its sanitizer/libFuzzer runtime
 # Says what it installs; without root it prints the command instead.
 set -euo pipefail
@@ -17,6 +18,8 @@ need_cmd make make
 need_cmd cmake cmake
 need_cmd python3 python3
 need_cmd pkg-config pkg-config
+need_pkg libopenblas-dev
+need_pkg liblapacke-dev
 if [ "$what" = fuzz ]; then
     need_cmd clang clang
     need_pkg libclang-rt-14-dev
