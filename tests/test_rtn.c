@@ -46,12 +46,36 @@ static void test_exact_grids(void) {
     }
     CHECK_OK(rtn_values(w, 2, 48, "int4:g16:asym", LB_CLIP_MINMAX, out));
     CHECK(sq_err(w, out, 96) == 0.0);
-    /* symmetric int8: w = s (q - 128) with |q - 128| reaching 127 */
+    /* symmetric int8 keeps ggml's Q8_0 rule, d = max|w| / 127: w = s (q - 128) with |q - 128| reaching 127 */
     for (int i = 0; i < 64; i++) w[i] = 0.5f * (float)((i * 37) % 255 - 127);
     w[0] = 0.5f * 127;
     w[32] = -0.5f * 127;
     CHECK_OK(rtn_values(w, 2, 32, "int8:g32:sym", LB_CLIP_MINMAX, out));
     CHECK(sq_err(w, out, 64) == 0.0);
+    /* symmetric below 8 bits: the signed extreme e lands on code 0, d = e / -2^(b-1),
+     * so all 2^b levels are used (ggml's Q4_0 rule). A positive extreme gives
+     * a negative scale: w = -0.25 (q - 8), q = 0..15, reaching 2.0 and -1.75 */
+    for (int i = 0; i < 32; i++) w[i] = -0.25f * (float)((i * 7) % 16 - 8);
+    CHECK_OK(rtn_values(w, 1, 32, "int4:g32:sym", LB_CLIP_MINMAX, out));
+    CHECK(sq_err(w, out, 32) == 0.0);
+    lb_qspec s4 = lb_test_spec("int4:g32:sym");
+    lb_qtensor qt;
+    CHECK_OK(lb_rtn_quantize(w, 1, 32, &s4, NULL, &qt));
+    CHECK(qt.scale[0] == -0.25f);
+    lb_qtensor_free(&qt);
+    /* a negative extreme: 3 bits, w = 0.5 (q - 4), q = 0..7, reaching -2.0 and 1.5 */
+    for (int i = 0; i < 16; i++) w[i] = 0.5f * (float)((i * 3) % 8 - 4);
+    CHECK_OK(rtn_values(w, 1, 16, "int3:g16:sym", LB_CLIP_MINMAX, out));
+    CHECK(sq_err(w, out, 16) == 0.0);
+    /* |min| = |max|: the first of them is the extreme (ggml's strict comparison),
+     * the other side clips one step short */
+    float tie[16] = {-1.0f, 1.0f, 0.5f};
+    CHECK_OK(rtn_values(tie, 1, 16, "int4:g16:sym", LB_CLIP_MINMAX, out));
+    CHECK(out[0] == -1.0f && out[1] == 0.875f && out[2] == 0.5f);
+    tie[0] = 1.0f;
+    tie[1] = -1.0f;
+    CHECK_OK(rtn_values(tie, 1, 16, "int4:g16:sym", LB_CLIP_MINMAX, out));
+    CHECK(out[0] == 1.0f && out[1] == -0.875f && out[2] == 0.5f);
     /* nf4: absmax times the codebook */
     static const float nf4[16] = {-1.0f, -0.6961928009986877f, -0.5250730514526367f, -0.39491748809814453f,
                                   -0.28444138169288635f, -0.18477343022823334f, -0.09105003625154495f, 0.0f,
