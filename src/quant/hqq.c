@@ -67,9 +67,15 @@ static inline float lp_weight(float ad, float pm1) { return pm1 == 0.0f ? 1.0f :
 static double pass(const lb_qspec *spec, const grid *g, const float *x, int64_t n, float pm1, float inv_beta,
                    double *sums) {
     double err = 0, st = 0, sq = 0, sqq = 0, sqt = 0;
+    /* the grid's rounding and values exactly as lb_uniform_nearest_code and
+     * lb_uniform_value compute them (g->s > 0 here), inlined: this loop is the
+     * method's cost. test_hqq checks the result against RTN on the real grid. */
+    int f16 = spec->zero == LB_ZERO_F16;
+    float zf = (float)g->z, maxq = (float)((1 << spec->bits) - 1);
     for (int64_t i = 0; i < n; i++) {
-        int q = lb_uniform_nearest_code(spec, g->s, g->m, g->z, x[i]);
-        float d = x[i] - lb_uniform_value(spec, g->s, g->m, g->z, q);
+        float r = f16 ? nearbyintf((x[i] - g->m) / g->s) : nearbyintf(x[i] / g->s + zf);
+        int q = !(r >= 0.0f) ? 0 : r > maxq ? (int)maxq : (int)r;
+        float d = x[i] - (f16 ? g->s * (float)q + g->m : g->s * (float)(q - g->z));
         float ad = fabsf(d), e = 0.0f;
         if (ad > 0.0f) {
             float a = lp_weight(ad, pm1);
