@@ -64,8 +64,8 @@ static inline float lp_weight(float ad, float pm1) { return pm1 == 0.0f ? 1.0f :
 /* One pass over the group at grid g: returns sum |w - value|^p, and (when
  * sums is not NULL) the sums the closed-form update needs, of t = w - W_e:
  * sums = {sum t, sum q, sum q^2, sum q t}. */
-static double pass(const lb_qspec *spec, const grid *g, const float *x, int64_t n, float pm1, float inv_beta,
-                   double *sums) {
+static double lp_error_and_sums(const lb_qspec *spec, const grid *g, const float *x, int64_t n, float pm1,
+                                float inv_beta, double *sums) {
     double err = 0, st = 0, sq = 0, sqq = 0, sqt = 0;
     /* the grid's rounding and values exactly as lb_uniform_nearest_code and
      * lb_uniform_value compute them (g->s > 0 here), inlined: this loop is the
@@ -102,7 +102,7 @@ static double pass(const lb_qspec *spec, const grid *g, const float *x, int64_t 
 
 /* The closed-form update of the grid from the pass sums, projected onto what
  * the format stores. */
-static grid update(const lb_qspec *spec, grid g, const double *sm, int64_t n, int update_scale) {
+static grid closed_form_grid(const lb_qspec *spec, grid g, const double *sm, int64_t n, int update_scale) {
     double st = sm[0], sq = sm[1], sqq = sm[2], sqt = sm[3], nn = (double)n;
     int maxq = (1 << spec->bits) - 1;
     if (spec->zero == LB_ZERO_SYM) {
@@ -143,7 +143,7 @@ static void fit_group(lb_qtensor *q, int64_t k, const float *x, int64_t n, const
     double best_err = INFINITY;
     for (int t = 0; t <= o->iters; t++) {
         double sm[4];
-        double err = pass(spec, &g, x, n, pm1, (float)(1.0 / beta), t < o->iters ? sm : NULL);
+        double err = lp_error_and_sums(spec, &g, x, n, pm1, (float)(1.0 / beta), t < o->iters ? sm : NULL);
         if (err < best_err) {
             best_err = err;
             best = g;
@@ -151,7 +151,7 @@ static void fit_group(lb_qtensor *q, int64_t k, const float *x, int64_t n, const
             break; /* early stop: no improvement */
         }
         if (t == o->iters) break;
-        g = update(spec, g, sm, n, update_scale);
+        g = closed_form_grid(spec, g, sm, n, update_scale);
         if (!(g.s > 0.0f) || !isfinite(g.m)) break;
         beta *= o->kappa;
     }
