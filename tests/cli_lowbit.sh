@@ -103,6 +103,15 @@ expect 2 "missing --format SPEC (or --recipe FILE)" -- "$LOWBIT" quantize "$MODE
 expect 0 "twn" -- "$LOWBIT" quantize --help
 "$LOWBIT" quantize "$MODEL" -o "$TMP/t.gguf" --format ternary:row --method twn --json > "$TMP/t.json" || fail "twn failed"
 json "$TMP/t.json" "j['method'] == 'twn' and j['clip'] is None and j['tensors_quantized'] == 35"
+# hqq: --method, a recipe line with its options, an override, a refusal
+expect 0 "hqq" -- "$LOWBIT" quantize --help
+printf 'linears int3:g64:asym method=hqq p=0.7 iters=10\nblk.0.ffn_down.weight int4:g64:asym:zint method=hqq scale=update\n' > "$TMP/hqq.recipe"
+"$LOWBIT" quantize "$MODEL" -o "$TMP/h.gguf" --recipe "$TMP/hqq.recipe" \
+    --tensor-type 'blk.1.attn_q.weight=int2:g32:asym,method=hqq,p=0.5' --json > "$TMP/h.json" || fail "hqq recipe failed"
+json "$TMP/h.json" "j['tensors_quantized'] == 35"
+"$LOWBIT" info "$TMP/h.gguf" | grep -q "method=hqq iters=10 format=int3:g64:asym" && ok || fail "hqq note: $("$LOWBIT" info "$TMP/h.gguf" | grep -i note)"
+expect 1 "uniform int formats" -- "$LOWBIT" quantize "$MODEL" -o "$TMP/bad.gguf" --format nf4 --method hqq
+expect 2 "method hqq has no option 'clip'" -- "$LOWBIT" quantize "$MODEL" -o "$TMP/bad.gguf" --format int4 --method hqq --clip mse
 no_leftovers bad.gguf
 
 # --- bad input: clear message, non-zero exit, nothing written ------------------

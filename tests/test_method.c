@@ -51,10 +51,28 @@ static int known_answer_twn(void) {
     return lb_test_failures == fails;
 }
 
+/* HQQ: weights already on the grid have l_p error 0 at the min-max start, so
+ * no iteration can improve on it and they come back exactly, for each zero
+ * kind (fp16 offset, int zero: -1 + 0.125 k = 0.125 (k - 8), sym: 0.125 (k - 8)
+ * with k >= 1 so that max|w| / 7 = 0.125). */
+static int known_answer_hqq(void) {
+    float w[32], out[32];
+    int fails = lb_test_failures;
+    for (int i = 0; i < 32; i++) w[i] = -1.0f + 0.125f * (float)((i * 7) % 16);
+    CHECK_OK(method_values("hqq", "", w, 2, 16, "int4:g16:asym", out));
+    for (int i = 0; i < 32; i++) CHECK_MSG(out[i] == w[i], "hqq asym weight %d: %g, want %g", i, out[i], w[i]);
+    CHECK_OK(method_values("hqq", "scale=update", w, 2, 16, "int4:g16:asym:zint", out));
+    for (int i = 0; i < 32; i++) CHECK_MSG(out[i] == w[i], "hqq zint weight %d: %g, want %g", i, out[i], w[i]);
+    for (int i = 0; i < 32; i++) w[i] = 0.125f * (float)(1 + (i * 7) % 15 - 8);
+    CHECK_OK(method_values("hqq", "p=0.5", w, 2, 16, "int4:g16:sym", out));
+    for (int i = 0; i < 32; i++) CHECK_MSG(out[i] == w[i], "hqq sym weight %d: %g, want %g", i, out[i], w[i]);
+    return lb_test_failures == fails;
+}
+
 static const struct {
     const char *name;
     int (*run)(void);
-} known_answers[] = {{"rtn", known_answer_rtn}, {"twn", known_answer_twn}};
+} known_answers[] = {{"rtn", known_answer_rtn}, {"twn", known_answer_twn}, {"hqq", known_answer_hqq}};
 
 static void test_every_row(void) {
     CHECK(lb_method_count() >= 2);

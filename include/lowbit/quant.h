@@ -1,7 +1,8 @@
 /* lowbit quantization methods: functions from (weights, statistics, spec) to
  * a quantized tensor. They know nothing about files or models. Each method
  * is a row of the method table (lb_method, below); lb_quantize_tensor runs
- * any row. The rows: rtn (this paragraph) and twn (src/quant/twn.c).
+ * any row. The rows: rtn (this paragraph), twn (src/quant/twn.c) and hqq
+ * (src/quant/hqq.c).
  *
  * Round-to-nearest (RTN) is the data-free baseline every other method is
  * measured against: per group, pick the grid (scale, zero) from the weights
