@@ -357,7 +357,10 @@ int cmd_sweep(int argc, char **argv) {
         if ((r = cli_unknown(&a)) != 0) return r;
     }
     if (a.help) {
+        char list[512];
+        lb_method_list(list, sizeof list);
         fputs(sweep_help, stdout);
+        printf("\nMethods in this build: %s.\n", list);
         return CLI_OK;
     }
     if (a.n_positional != 1) return cli_usage_error("sweep", "expected one MODEL");
