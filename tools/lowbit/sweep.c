@@ -33,7 +33,7 @@ static const char *sweep_help =
     "                   Default grid (no --grid, --methods, --formats): rtn and rtn:clip=mse over\n"
     "                   int8:g32:sym int4:g64:asym int4:g32:asym nf4:g64 int3:g64:asym int3:g32:asym\n"
     "                   int2:g64:asym int2:g32:asym; rtn and twn over ternary:g64:1.6bit; rtn over\n"
-    "                   binary:row (20 configurations). --methods alone crosses them with these ten\n"
+    "                   binary:row (19 configurations). --methods alone crosses them with these ten\n"
     "                   formats; --formats alone with rtn and rtn:clip=mse.\n"
     "  --split S        all, calib, eval (default: the evaluation split)\n"
     "  --protocol P     docs (default) or chunks, as lowbit eval\n"
