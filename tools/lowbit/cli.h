@@ -76,11 +76,36 @@ void json_kbool(const char *k, int v);
 /* "1,234,567" */
 const char *fmt_thousands(long long v, char *buf, size_t n);
 
+/* ---- quantize + evaluate one configuration (demo and sweep) ---------------- */
+enum { CLI_SKIP = 3 }; /* cli_quantize_eval: the method cannot make this format */
+typedef struct {
+    const char *model_path; /* loaded afresh for each configuration */
+    const char *tensors;    /* the selection quantized (NULL: linears) */
+    const lb_text *text;
+    lb_eval_opts eval;      /* .ref: the fp32 model, for KLD and top-1 */
+} cli_qeval;
+typedef struct {
+    double bpw;       /* the selected tensors as stored in the file, every bit counted */
+    double bpw_all;   /* the whole model */
+    double quant_seconds;
+    long long file_bytes;
+    lb_eval_result ev;
+} cli_qeval_row;
+/* Loads q->model_path, quantizes its selection to spec by opts (f32: left
+ * as is), saves it as GGUF at path, loads the file back and evaluates it.
+ * CLI_OK, CLI_SKIP (lb_plan_check refused: nothing done) or CLI_FAIL, with
+ * the message in err. keep (optional) receives the reloaded model. */
+int cli_quantize_eval(const cli_qeval *q, const lb_qspec *spec, const lb_method_opts *opts, const char *path,
+                      cli_qeval_row *row, lb_model **keep, char *err, size_t n);
+/* DIR/STEM-<label, with : / space = , as _>.gguf */
+void cli_gguf_path(const char *dir, const char *stem, const char *label, char *path, size_t n);
+
 /* the verbs */
 int cmd_info(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
+int cmd_sweep(int argc, char **argv);
 
 #endif

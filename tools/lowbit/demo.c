@@ -45,11 +45,8 @@ typedef struct {
     long long file_bytes;
 } demo_row;
 
-/* DIR/stories260K-<spec with ':' as '_'>.gguf */
 static void demo_file_path(const char *dir, const char *spec, char *path, size_t n) {
-    snprintf(path, n, "%.4000s/stories260K-%.63s.gguf", dir, spec);
-    for (char *p = path + strlen(dir) + 1; *p; p++)
-        if (*p == ':') *p = '_';
+    cli_gguf_path(dir, "stories260K", spec, path, n);
 }
 
 static double median3(double a, double b, double c) {
@@ -64,59 +61,37 @@ static void discard(const char *piece, size_t len, void *user) {
 
 static int run_format(const char *model_path, const char *dir, const demo_format *f, const lb_model *ref,
                       const lb_text *text, demo_row *row) {
-    lb_model *m;
-    if (cli_load_model("demo", model_path, NULL, &m)) return CLI_FAIL;
-    /* the plan: f->spec by rtn with f->clip over the seven linears of every layer */
-    lb_plan plan;
-    lb_plan_init(&plan);
+    /* f->spec by rtn with f->clip over the seven linears of every layer */
     lb_qspec spec;
     lb_method_opts opts;
-    int rc = CLI_OK;
     lb_method_opts_default(lb_method_find("rtn"), &opts);
-    if (lb_qspec_parse(f->spec, &spec) != LB_OK || lb_method_opts_set(&opts, "clip", f->clip) != LB_OK ||
-        lb_plan_add_selection(&plan, "linears", &spec, &opts) != LB_OK)
-        rc = cli_error("demo", NULL);
-    if (rc == CLI_OK && strcmp(f->spec, "f32") && lb_quantize_model(m, &plan, NULL) != LB_OK) rc = cli_error("demo", NULL);
+    if (lb_qspec_parse(f->spec, &spec) != LB_OK || lb_method_opts_set(&opts, "clip", f->clip) != LB_OK)
+        return cli_error("demo", NULL);
     lb_qspec_format(&spec, row->spec, sizeof row->spec);
     row->clip = f->clip;
-    char path[4200];
+    char path[4200], err[1200];
     demo_file_path(dir, f->spec, path, sizeof path);
-    if (rc == CLI_OK && lb_model_save_gguf(m, path) != LB_OK) rc = cli_error("demo", NULL);
-    lb_model_free(m);
-    m = NULL;
-    if (rc == CLI_OK) rc = cli_load_model("demo", path, NULL, &m); /* evaluate the file, not the memory */
-    lb_eval_result r;
-    lb_eval_opts o = {.protocol = LB_PROTOCOL_DOCS, .split = LB_SPLIT_EVAL, .ref = ref};
-    if (rc == CLI_OK && lb_evaluate(m, text, &o, &r) != LB_OK) rc = cli_error("demo", NULL);
+    cli_qeval q = {.model_path = model_path, .tensors = "linears", .text = text,
+                   .eval = {.protocol = LB_PROTOCOL_DOCS, .split = LB_SPLIT_EVAL, .ref = ref}};
+    cli_qeval_row r;
+    lb_model *m = NULL;
+    if (cli_quantize_eval(&q, &spec, &opts, path, &r, &m, err, sizeof err) != CLI_OK) return cli_error("demo", "%s", err);
     /* tokens/s: median of three greedy runs of 256 tokens from BOS */
     lb_gen_opts g = {.max_new = 256, .temperature = 0.0f, .top_p = 0.0f, .seed = 1};
     double tps[3] = {0, 0, 0};
+    int rc = CLI_OK;
     for (int k = 0; k < 3 && rc == CLI_OK; k++) {
         lb_gen_stats gs;
         if (lb_generate(m, "", &g, discard, NULL, &gs) != LB_OK) rc = cli_error("demo", NULL);
         else tps[k] = gs.generated_tokens / gs.generate_seconds;
     }
-    if (rc == CLI_OK) {
-        lb_model_size sz;
-        lb_model_sizes(m, &sz);
-        struct stat st;
-        /* bpw of the linears: the plan's tensors as read back from the file (for f32, as stored) */
-        uint64_t bytes = 0, weights = 0;
-        if (lb_plan_resolve(&plan, m) != LB_OK) rc = cli_error("demo", NULL);
-        for (int i = 0; i < plan.n_entries; i++) {
-            const lb_tensor *t = lb_model_tensor_at(m, plan.entries[i].tensor);
-            bytes += t->nbytes;
-            weights += (uint64_t)(t->rows * t->cols);
-        }
-        row->bpw = 8.0 * (double)bytes / (double)weights;
-        row->bpw_all = sz.bpw_all;
-        row->file_bytes = stat(path, &st) == 0 ? (long long)st.st_size : -1;
-        row->ppl = r.ppl;
-        row->kld = r.kld;
-        row->top1 = r.top1;
-        row->tps = median3(tps[0], tps[1], tps[2]);
-    }
-    lb_plan_free(&plan);
+    row->bpw = r.bpw;
+    row->bpw_all = r.bpw_all;
+    row->file_bytes = r.file_bytes;
+    row->ppl = r.ev.ppl;
+    row->kld = r.ev.kld;
+    row->top1 = r.ev.top1;
+    row->tps = median3(tps[0], tps[1], tps[2]);
     lb_model_free(m);
     return rc;
 }
