@@ -53,8 +53,8 @@ static int known_answer_twn(void) {
 
 /* HQQ: weights already on the grid have l_p error 0 at the min-max start, so
  * no iteration can improve on it and they come back exactly, for each zero
- * kind (fp16 offset, int zero: -1 + 0.125 k = 0.125 (k - 8), sym: 0.125 (k - 8)
- * with k >= 1 so that max|w| / 7 = 0.125). */
+ * kind (fp16 offset, int zero and sym: -1 + 0.125 k = 0.125 (k - 8), k = 0..15
+ * in every group of 16, so the min-max grids all have step 0.125). */
 static int known_answer_hqq(void) {
     float w[32], out[32];
     int fails = lb_test_failures;
@@ -63,7 +63,8 @@ static int known_answer_hqq(void) {
     for (int i = 0; i < 32; i++) CHECK_MSG(out[i] == w[i], "hqq asym weight %d: %g, want %g", i, out[i], w[i]);
     CHECK_OK(method_values("hqq", "scale=update", w, 2, 16, "int4:g16:asym:zint", out));
     for (int i = 0; i < 32; i++) CHECK_MSG(out[i] == w[i], "hqq zint weight %d: %g, want %g", i, out[i], w[i]);
-    for (int i = 0; i < 32; i++) w[i] = 0.125f * (float)(1 + (i * 7) % 15 - 8);
+    /* the same weights are on RTN's symmetric grid too: each group's extreme
+     * is -1, so d = -1 / -8 = 0.125 and w = 0.125 (k - 8) */
     CHECK_OK(method_values("hqq", "p=0.5", w, 2, 16, "int4:g16:sym", out));
     for (int i = 0; i < 32; i++) CHECK_MSG(out[i] == w[i], "hqq sym weight %d: %g, want %g", i, out[i], w[i]);
     return lb_test_failures == fails;
