@@ -95,7 +95,7 @@ printf 'linears int4\n# fine\nembeddings int4 clip=best\n' > "$TMP/bad.recipe"
 expect 1 "bad.recipe:3: unknown clipping rule 'best'" -- "$LOWBIT" quantize "$MODEL" -o "$TMP/bad.gguf" --recipe "$TMP/bad.recipe"
 expect 2 "empty tensor selection" -- "$LOWBIT" quantize "$MODEL" -o "$TMP/bad.gguf" --format int4 --tensors ''
 expect 2 "empty entry" -- "$LOWBIT" quantize "$MODEL" -o "$TMP/bad.gguf" --format int4 --tensors 'linears,'
-expect 2 "unknown method 'gptq' (available: rtn, twn" -- "$LOWBIT" quantize "$MODEL" -o "$TMP/bad.gguf" --format int4 --method gptq
+expect 2 "unknown method 'nosuch' (available: rtn, twn" -- "$LOWBIT" quantize "$MODEL" -o "$TMP/bad.gguf" --format int4 --method nosuch
 expect 2 "method twn has no option 'clip'" -- "$LOWBIT" quantize "$MODEL" -o "$TMP/bad.gguf" --format ternary --method twn --clip mse
 expect 1 "ternary formats only" -- "$LOWBIT" quantize "$MODEL" -o "$TMP/bad.gguf" --format int4 --method twn
 expect 2 "expected PATTERN=SPEC" -- "$LOWBIT" quantize "$MODEL" -o "$TMP/bad.gguf" --format int4 --tensor-type 'blk.0.*'

@@ -1,7 +1,8 @@
 /* lowbit quantization methods: functions from (weights, statistics, spec) to
  * a quantized tensor. They know nothing about files or models. Each method
  * is a row of the method table (lb_method, below); lb_quantize_tensor runs
- * any row. The rows: rtn (this paragraph) and twn (src/quant/twn.c).
+ * any row. The rows: rtn (this paragraph), twn (src/quant/twn.c) and gptq
+ * (src/quant/gptq.c, needs X^T X).
  *
  * Round-to-nearest (RTN) is the data-free baseline every other method is
  * measured against: per group, pick the grid (scale, zero) from the weights
@@ -104,9 +105,21 @@ typedef struct {
 
 typedef struct lb_method lb_method;
 
+/* What a method reports about one call, for methods that have something to
+ * say (gptq: the damping it needed); others leave it untouched. */
+typedef struct {
+    double damping;      /* lambda added to diag(H) */
+    double damping_rel;  /* lambda / mean(diag H) */
+    int damping_raises;  /* times the requested damping was raised x10 to factor H */
+    int64_t dead_inputs; /* input channels with H_ii = 0 (their weights zeroed) */
+    double proxy_loss;   /* the method's own tr(dW H dW^T), damped H */
+    double seconds;      /* wall time of the call */
+} lb_method_report;
+
 typedef struct {
     const lb_method *method;
     double value[LB_METHOD_MAX_OPTIONS]; /* per option of the row: number, or choice index */
+    lb_method_report *report; /* optional (NULL by default): filled by methods that report */
 } lb_method_opts;
 
 struct lb_method {

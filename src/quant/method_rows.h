@@ -7,5 +7,6 @@
 
 extern const lb_method lb_method_rtn;
 extern const lb_method lb_method_twn;
+extern const lb_method lb_method_gptq;
 
 #endif
