@@ -114,6 +114,7 @@ typedef struct {
     int64_t dead_inputs; /* input channels with H_ii = 0 (their weights zeroed) */
     double proxy_loss;   /* the method's own tr(dW H dW^T), damped H */
     double seconds;      /* wall time of the call */
+    double factor_seconds; /* of which factoring H (gptq: the Cholesky factor of H^-1) */
 } lb_method_report;
 
 typedef struct {
