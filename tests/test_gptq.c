@@ -111,7 +111,7 @@ static void test_diagonal_is_rtn(void) {
 /* (b) correlated inputs: GPTQ's proxy loss well below RTN's; the loss it
  * reports is the scalar reference's under the damped H */
 static void test_beats_rtn(void) {
-    enum { R = 48, C = 128 };
+    enum { R = 48, C = 300 }; /* several 128-column factorization blocks */
     double *h = structured_h(C, 512, 16, 3);
     float *w = random_w(R, C, 4);
     static const char *formats[] = {"int2:g16:asym", "int2:g64:sym", "int3:g32:asym", "int3:row:sym",
@@ -239,10 +239,11 @@ static void test_act_order(void) {
     free(w);
 }
 
-/* (e) same bytes for 1 and 2 threads (several 64-row tiles) */
+/* (e) same bytes for 1 and 2 threads (several 64-row tiles, several
+ * factorization chunks) */
 static void test_threads(void) {
-    enum { R = 150, C = 96 };
-    double *h = structured_h(C, 300, 8, 9);
+    enum { R = 150, C = 300 };
+    double *h = structured_h(C, 400, 8, 9);
     float *w = random_w(R, C, 10);
     static const char *opts[] = {"", "act_order=1 block=32"};
     int threads = lb_get_threads();
