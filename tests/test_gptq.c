@@ -190,6 +190,10 @@ static void test_damping_and_bad_h(void) {
     bad[3 * C + 3] = -1;
     CHECK_FAILS(run("gptq", "", w, R, C, bad, "int4:g32:asym", &t, NULL), LB_ERR_NUMERIC, "negative diagonal");
     bad[3 * C + 3] = 1;
+    bad[2 * C + 9] = 0.5; /* only one triangle */
+    CHECK_FAILS(run("gptq", "", w, R, C, bad, "int4:g32:asym", &t, NULL), LB_ERR_NUMERIC,
+                "X^T X is not symmetric: (2, 9) = 0.5 but (9, 2) = 0");
+    bad[2 * C + 9] = 0;
     /* dead inputs: H_ii = 0 (never active), weights zeroed; sym grids store 0 exactly */
     for (int c = 0; c < C; c++) bad[10 * C + c] = bad[c * C + 10] = 0;
     memset(&rep, 0, sizeof rep);
@@ -263,6 +267,10 @@ static void test_threads(void) {
 }
 
 int main(void) {
+#ifndef LB_HAVE_BLAS
+    fprintf(stderr, "SKIPPED: lowbit was built without OpenBLAS/LAPACKE, which gptq needs\n");
+    return 77;
+#endif
     test_diagonal_is_rtn();
     test_beats_rtn();
     test_damping_and_bad_h();

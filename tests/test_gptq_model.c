@@ -93,6 +93,10 @@ static void check_layer(lb_model *m, const collector *cp, const char *name) {
 }
 
 int main(void) {
+#ifndef LB_HAVE_BLAS
+    fprintf(stderr, "SKIPPED: lowbit was built without OpenBLAS/LAPACKE, which gptq needs\n");
+    return 77;
+#endif
     const char *model = lb_test_data("models/stories260K.bin"), *tok = lb_test_data("models/tok512.bin"),
                *txt = lb_test_data("text/tinystories-sample.txt");
     lb_model *m = NULL;

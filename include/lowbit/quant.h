@@ -77,7 +77,7 @@ enum {
 typedef struct {
     int64_t n_samples;  /* activation rows observed */
     int64_t rows, cols; /* the linear's shape: (out, in) */
-    double *xtx;        /* (cols, cols) row-major, or NULL */
+    double *xtx;        /* (cols, cols) row-major, both triangles (symmetric), or NULL */
     float *mean_abs_x;  /* (cols), or NULL */
     float *max_abs_x;   /* (cols), or NULL */
     float *grad_sq;     /* (rows, cols), or NULL */

@@ -329,6 +329,16 @@ static lb_status check_inputs(const float *w, int64_t rows, int64_t cols, const 
         if (!isfinite(xtx[i]))
             return lb_fail(LB_ERR_NUMERIC, "X^T X entry (%lld, %lld) is %s", (long long)(i / cols),
                            (long long)(i % cols), isnan(xtx[i]) ? "NaN" : "infinite");
+    /* both triangles, equal up to rounding (one filled triangle is a caller's bug) */
+    for (int64_t i = 0; i < cols; i++)
+        for (int64_t j = i + 1; j < cols; j++) {
+            double a = xtx[i * cols + j], b = xtx[j * cols + i];
+            if (fabs(a - b) > 1e-6 * (sqrt(fabs(xtx[i * cols + i] * xtx[j * cols + j])) + fabs(a) + fabs(b)))
+                return lb_fail(LB_ERR_NUMERIC,
+                               "X^T X is not symmetric: (%lld, %lld) = %g but (%lld, %lld) = %g "
+                               "(both triangles must be filled)",
+                               (long long)i, (long long)j, a, (long long)j, (long long)i, b);
+        }
     for (int64_t i = 0; i < cols; i++)
         if (xtx[i * cols + i] < 0)
             return lb_fail(LB_ERR_NUMERIC, "X^T X has a negative diagonal entry (%lld: %g): not a sum of x x^T",
