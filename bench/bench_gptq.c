@@ -47,6 +47,8 @@ int main(int argc, char **argv) {
 #ifndef LB_HAVE_BLAS
     (void)threads;
     (void)format;
+    (void)kv;
+    (void)cmp_double;
     fprintf(stderr, "bench_gptq: lowbit was built without OpenBLAS/LAPACKE; gptq needs them\n");
     return 1;
 #else
