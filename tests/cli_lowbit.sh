@@ -95,7 +95,7 @@ printf 'linears int4\n# fine\nembeddings int4 clip=best\n' > "$TMP/bad.recipe"
 expect 1 "bad.recipe:3: unknown clipping rule 'best'" -- "$LOWBIT" quantize "$MODEL" -o "$TMP/bad.gguf" --recipe "$TMP/bad.recipe"
 expect 2 "empty tensor selection" -- "$LOWBIT" quantize "$MODEL" -o "$TMP/bad.gguf" --format int4 --tensors ''
 expect 2 "empty entry" -- "$LOWBIT" quantize "$MODEL" -o "$TMP/bad.gguf" --format int4 --tensors 'linears,'
-expect 2 "unknown method 'gptq' (available: rtn, twn" -- "$LOWBIT" quantize "$MODEL" -o "$TMP/bad.gguf" --format int4 --method gptq
+expect 2 "unknown method 'nosuch' (available: rtn, twn" -- "$LOWBIT" quantize "$MODEL" -o "$TMP/bad.gguf" --format int4 --method nosuch
 expect 2 "method twn has no option 'clip'" -- "$LOWBIT" quantize "$MODEL" -o "$TMP/bad.gguf" --format ternary --method twn --clip mse
 expect 1 "ternary formats only" -- "$LOWBIT" quantize "$MODEL" -o "$TMP/bad.gguf" --format int4 --method twn
 expect 2 "expected PATTERN=SPEC" -- "$LOWBIT" quantize "$MODEL" -o "$TMP/bad.gguf" --format int4 --tensor-type 'blk.0.*'
@@ -120,7 +120,9 @@ expect 2 "unknown format 'fp4'" -- "$LOWBIT" quantize "$MODEL" -o "$TMP/bad.gguf
 expect 2 "not a power of two" -- "$LOWBIT" quantize "$MODEL" -o "$TMP/bad.gguf" --format int4:g0
 expect 2 "not a power of two" -- "$LOWBIT" quantize "$MODEL" -o "$TMP/bad.gguf" --format int4:g48
 expect 2 "unknown clipping rule" -- "$LOWBIT" quantize "$MODEL" -o "$TMP/bad.gguf" --format int4 --clip best
-expect 2 "unknown method 'gptq'" -- "$LOWBIT" quantize "$MODEL" -o "$TMP/bad.gguf" --format int4 --method gptq
+# gptq without calibration statistics: a clear refusal, nothing written
+expect 1 "method gptq needs calibration statistics (X^T X), and none were collected" -- "$LOWBIT" quantize "$MODEL" -o "$TMP/bad.gguf" --format int4 --method gptq
+if [ -e "$TMP/bad.gguf" ]; then fail "a refused gptq run left $TMP/bad.gguf"; else ok; fi
 expect 2 "missing -o OUT" -- "$LOWBIT" quantize "$MODEL" --format int4
 expect 1 "own rule" -- "$LOWBIT" quantize "$MODEL" -o "$TMP/bad.gguf" --format binary --clip mse
 head -c 5000 "$MODEL" > "$TMP/cut.bin"

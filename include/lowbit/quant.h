@@ -1,8 +1,8 @@
 /* lowbit quantization methods: functions from (weights, statistics, spec) to
  * a quantized tensor. They know nothing about files or models. Each method
  * is a row of the method table (lb_method, below); lb_quantize_tensor runs
- * any row. The rows: rtn (this paragraph), twn (src/quant/twn.c) and hqq
- * (src/quant/hqq.c).
+ * any row. The rows: rtn (this paragraph), twn (src/quant/twn.c), hqq
+ * (src/quant/hqq.c) and gptq (src/quant/gptq.c, needs X^T X).
  *
  * Round-to-nearest (RTN) is the data-free baseline every other method is
  * measured against: per group, pick the grid (scale, zero) from the weights
@@ -77,7 +77,7 @@ enum {
 typedef struct {
     int64_t n_samples;  /* activation rows observed */
     int64_t rows, cols; /* the linear's shape: (out, in) */
-    double *xtx;        /* (cols, cols) row-major, or NULL */
+    double *xtx;        /* (cols, cols) row-major, both triangles (symmetric), or NULL */
     float *mean_abs_x;  /* (cols), or NULL */
     float *max_abs_x;   /* (cols), or NULL */
     float *grad_sq;     /* (rows, cols), or NULL */
@@ -105,9 +105,22 @@ typedef struct {
 
 typedef struct lb_method lb_method;
 
+/* What a method reports about one call, for methods that have something to
+ * say (gptq: the damping it needed); others leave it untouched. */
+typedef struct {
+    double damping;      /* lambda added to diag(H) */
+    double damping_rel;  /* lambda / mean(diag H) */
+    int damping_raises;  /* times the requested damping was raised x10 to factor H */
+    int64_t dead_inputs; /* input channels with H_ii = 0 (their weights zeroed) */
+    double proxy_loss;   /* the method's own tr(dW H dW^T), damped H */
+    double seconds;      /* wall time of the call */
+    double factor_seconds; /* of which factoring H (gptq: the Cholesky factor of H^-1) */
+} lb_method_report;
+
 typedef struct {
     const lb_method *method;
     double value[LB_METHOD_MAX_OPTIONS]; /* per option of the row: number, or choice index */
+    lb_method_report *report; /* optional (NULL by default): filled by methods that report */
 } lb_method_opts;
 
 struct lb_method {

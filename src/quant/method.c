@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const lb_method *const method_table[] = {&lb_method_rtn, &lb_method_twn, &lb_method_hqq};
+static const lb_method *const method_table[] = {&lb_method_rtn, &lb_method_twn, &lb_method_hqq, &lb_method_gptq};
 #define N_METHODS ((int)(sizeof method_table / sizeof method_table[0]))
 
 int lb_method_count(void) { return N_METHODS; }

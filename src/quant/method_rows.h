@@ -8,5 +8,6 @@
 extern const lb_method lb_method_rtn;
 extern const lb_method lb_method_twn;
 extern const lb_method lb_method_hqq;
+extern const lb_method lb_method_gptq;
 
 #endif
