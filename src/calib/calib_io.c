@@ -89,7 +89,8 @@ static lb_status get_dim(const lb_gguf *g, const char *key, int lo, int hi, int 
     return LB_OK;
 }
 
-/* The tensor `part` of input k, checked for type and shape, copied into dst. */
+/* The tensor `part` of input k, checked for type and shape, copied into dst
+ * (dst NULL: only checked). */
 static lb_status read_tensor(const lb_gguf *g, int layer, int input, const char *part, int type, uint64_t ne0,
                              uint32_t dims, void *dst, size_t bytes) {
     char name[96];
@@ -101,7 +102,7 @@ static lb_status read_tensor(const lb_gguf *g, int layer, int input, const char 
         return lb_fail(LB_ERR_FORMAT, "tensor %s has the wrong type or shape (want %s, %llu%s)", name,
                        type == GGML_F64 ? "F64" : type == GGML_I64 ? "I64" : "F32", (unsigned long long)ne0,
                        dims == 2 ? " x the same" : "");
-    memcpy(dst, t->data, bytes);
+    if (dst) memcpy(dst, t->data, bytes);
     return LB_OK;
 }
 
@@ -186,6 +187,23 @@ static lb_status parse(const lb_gguf *g, lb_calib_stats **out) {
     if (lb_gguf_get_arr(g, "lowbit.calib.hist_range", &et, &cnt, &ranges) != LB_OK || et != LB_GGUF_FLOAT64 ||
         cnt != n_in)
         return lb_fail(LB_ERR_FORMAT, "lowbit.calib.hist_range: want %zu f64 values", n_in);
+    /* every tensor present with its shape before anything is allocated: the
+     * sizes the keys claim are then bounded by the file's own bytes */
+    for (size_t k = 0; k < n_in; k++) {
+        int layer = (int)(k / LB_CALIB_N_INPUTS), input = (int)(k % LB_CALIB_N_INPUTS);
+        size_t cols = (size_t)(input == LB_CALIB_FFN_HIDDEN ? info.hidden_dim : info.dim);
+        if (((parts & LB_STATS_XTX) &&
+             (st = read_tensor(g, layer, input, "xtx", GGML_F64, cols, 2, NULL, cols * cols * 8))) ||
+            ((parts & LB_STATS_MEAN_ABS_X) &&
+             (st = read_tensor(g, layer, input, "mean_abs", LB_GGML_F32, cols, 1, NULL, cols * 4))) ||
+            ((parts & LB_STATS_MAX_ABS_X) &&
+             (st = read_tensor(g, layer, input, "max_abs", LB_GGML_F32, cols, 1, NULL, cols * 4))) ||
+            ((parts & LB_STATS_MEAN_X) && (st = read_tensor(g, layer, input, "mean", LB_GGML_F32, cols, 1, NULL, cols * 4))) ||
+            ((parts & LB_STATS_HIST_X) && (st = read_tensor(g, layer, input, "hist", GGML_I64,
+                                                            (uint64_t)info.hist_bins, 1, NULL,
+                                                            (size_t)info.hist_bins * 8))))
+            return st;
+    }
     lb_calib_stats *s;
     if ((st = lb_calib_alloc(&info, kv_dim, &s))) return st;
     for (size_t k = 0; k < n_in && st == LB_OK; k++) {
