@@ -154,6 +154,17 @@ static void test_known_answer(void) {
         CHECK(g->rows == model->cfg.hidden_dim && dn->cols == model->cfg.hidden_dim && dn->rows == model->cfg.dim);
     }
     CHECK(lb_calib_stats_get(s, model->cfg.n_layers, 0) == NULL && lb_calib_stats_get(s, 0, 7) == NULL);
+    /* by tensor, as the quantization driver finds them */
+    int linears = 0, others = 0;
+    for (int i = 0; i < lb_model_n_tensors(model); i++) {
+        const lb_tensor *t = lb_model_tensor_at(model, i);
+        const lb_layer_stats *ls = lb_calib_stats_for_tensor(s, model, t);
+        if (ls) linears += ls->rows == t->rows && ls->cols == t->cols;
+        else others++;
+    }
+    CHECK(linears == LB_N_LINEARS * model->cfg.n_layers && others == 2 + 2 * model->cfg.n_layers + !model->tied_output);
+    CHECK(lb_calib_stats_for_tensor(s, model, &model->layers[1].linear[LB_W2].w) == lb_calib_stats_get(s, 1, LB_W2));
+    CHECK(lb_calib_stats_for_tensor(NULL, model, &model->layers[1].linear[LB_W2].w) == NULL);
     for (int l = 0; l < 64; l++)
         for (int i = 0; i < LB_CALIB_N_INPUTS; i++) {
             free(d.xtx[l][i]);

@@ -70,6 +70,14 @@ LB_API void lb_calib_stats_free(lb_calib_stats *s);
  * that linear's output width; NULL when out of range. Valid while s lives. */
 LB_API const lb_layer_stats *lb_calib_stats_get(const lb_calib_stats *s, int layer, int which);
 
+/* The statistics of the linear whose weight is t (a tensor of m, e.g. from
+ * lb_model_tensor_at), or NULL when t is no linear's weight (embedding,
+ * norms, classifier) or s is NULL. For lb_quantize_tensor's stats argument.
+ * The statistics describe the input before the linear's own input scale or
+ * rotation (what the observer sees). */
+LB_API const lb_layer_stats *lb_calib_stats_for_tensor(const lb_calib_stats *s, const lb_model *m,
+                                                       const lb_tensor *t);
+
 typedef struct {
     int dim, hidden_dim, n_layers, vocab_size; /* the model fingerprint */
     int64_t tokens;    /* calibration tokens (rows of every input) */

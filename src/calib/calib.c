@@ -107,6 +107,15 @@ const lb_layer_stats *lb_calib_stats_get(const lb_calib_stats *s, int layer, int
     return &s->ls[layer * LB_N_LINEARS + which];
 }
 
+const lb_layer_stats *lb_calib_stats_for_tensor(const lb_calib_stats *s, const lb_model *m, const lb_tensor *t) {
+    if (!s || !m || !t) return NULL;
+    int layers = m->cfg.n_layers < s->info.n_layers ? m->cfg.n_layers : s->info.n_layers;
+    for (int l = 0; l < layers; l++)
+        for (int w = 0; w < LB_N_LINEARS; w++)
+            if (&m->layers[l].linear[w].w == t) return lb_calib_stats_get(s, l, w);
+    return NULL;
+}
+
 void lb_calib_stats_info(const lb_calib_stats *s, lb_calib_info *out) { *out = s->info; }
 
 lb_status lb_calib_stats_check(const lb_calib_stats *s, const lb_model *m) {
