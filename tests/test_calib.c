@@ -157,9 +157,9 @@ static void test_known_answer(void) {
     /* by tensor, as the quantization driver finds them */
     int linears = 0, others = 0;
     for (int i = 0; i < lb_model_n_tensors(model); i++) {
-        const lb_tensor *t = lb_model_tensor_at(model, i);
-        const lb_layer_stats *ls = lb_calib_stats_for_tensor(s, model, t);
-        if (ls) linears += ls->rows == t->rows && ls->cols == t->cols;
+        const lb_tensor *tensor = lb_model_tensor_at(model, i);
+        const lb_layer_stats *ls = lb_calib_stats_for_tensor(s, model, tensor);
+        if (ls) linears += ls->rows == tensor->rows && ls->cols == tensor->cols;
         else others++;
     }
     CHECK(linears == LB_N_LINEARS * model->cfg.n_layers && others == 2 + 2 * model->cfg.n_layers + !model->tied_output);
