@@ -3,6 +3,7 @@
 #ifndef LOWBIT_H
 #define LOWBIT_H
 
+#include "lowbit/calib.h"
 #include "lowbit/core.h"
 #include "lowbit/eval.h"
 #include "lowbit/format.h"

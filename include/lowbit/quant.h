@@ -64,14 +64,18 @@ LB_API float lb_aciq_gauss_ratio(int bits);
 /* ---- calibration statistics ------------------------------------------------
  * What calibration collects for one linear (weight rows = out, cols = in) over
  * n_samples activation rows x. A method says which parts it needs with a
- * bitmask; parts not collected are NULL. Nothing fills these yet (src/calib/
- * will); the struct is plain so it can be saved and reloaded. */
+ * bitmask; parts not collected are NULL. lb_calibrate (lowbit/calib.h) fills
+ * them from the fp32 model's forward pass; the linears that read the same
+ * input (q/k/v, gate/up) point at the same arrays. The struct is plain so it
+ * can be saved and reloaded (lb_calib_stats_save). */
 enum {
     LB_STATS_NONE = 0,
     LB_STATS_XTX = 1 << 0,      /* sum over samples of x x^T: Hessian proxy (GPTQ, QuIP) */
     LB_STATS_MEAN_ABS_X = 1 << 1, /* per input channel mean |x| (AWQ) */
     LB_STATS_MAX_ABS_X = 1 << 2,  /* per input channel max |x| (SmoothQuant) */
-    LB_STATS_GRAD_SQ = 1 << 3     /* per weight sum of squared loss gradients (SqueezeLLM) */
+    LB_STATS_GRAD_SQ = 1 << 3,    /* per weight sum of squared loss gradients (SqueezeLLM) */
+    LB_STATS_MEAN_X = 1 << 4,     /* per input channel mean x (signed) */
+    LB_STATS_HIST_X = 1 << 5      /* histogram of every x of the input (activation ranges) */
 };
 
 typedef struct {
@@ -81,6 +85,13 @@ typedef struct {
     float *mean_abs_x;  /* (cols), or NULL */
     float *max_abs_x;   /* (cols), or NULL */
     float *grad_sq;     /* (rows, cols), or NULL */
+    float *mean_x;      /* (cols), or NULL */
+    /* hist_bins equal-width bins over [-hist_range, hist_range) of every x
+     * (all channels, all samples; they sum to n_samples * cols); hist_range
+     * is a power of two. NULL / 0 when not collected. */
+    int64_t *hist;
+    int hist_bins;
+    double hist_range;
 } lb_layer_stats;
 
 /* ---- methods: one row each ---------------------------------------------------

@@ -10,6 +10,7 @@ static const struct {
 } verbs[] = {
     {"info", cmd_info, "architecture, tensors, formats and bits per weight of a model file"},
     {"quantize", cmd_quantize, "quantize a model's tensors to a low-bit format and save one GGUF file"},
+    {"calibrate", cmd_calibrate, "collect activation statistics (X^T X, ranges) over calibration text"},
     {"eval", cmd_eval, "perplexity (docs or chunks protocol), KL divergence and top-1 against a reference"},
     {"generate", cmd_generate, "generate text from a prompt, with tokens/s"},
     {"sweep", cmd_sweep, "quantize with a grid of methods x formats, evaluate each: table, JSON lines, SVG plot"},

@@ -1,0 +1,107 @@
+/* lowbit calibration: statistics of every linear layer's input, collected by
+ * running the fp32 model over calibration text, for the calibrated methods
+ * (GPTQ's X^T X, AWQ's mean |x|, SmoothQuant's max |x|, activation ranges).
+ *
+ * The forward pass's observer (lb_state_set_observer) sees the exact input
+ * of each linear. A layer has four distinct inputs: the attention input
+ * (read by q, k and v), the attention output (read by o), the MLP input
+ * (gate and up) and the MLP hidden state (down). Statistics are kept once
+ * per distinct input; lb_calib_stats_get gives each of the seven linears an
+ * lb_layer_stats whose arrays point at its input's statistics (so q, k and v
+ * share arrays; only rows differs).
+ *
+ * Per input, over all n calibration tokens (rows x of width cols):
+ *   xtx         H = X^T X, (cols, cols), accumulated in double (cblas_dsyrk
+ *               on the rows converted to double; symmetric, both halves set)
+ *   mean_abs_x  mean |x| per channel; max_abs_x max |x|; mean_x mean x
+ *   hist        hist_bins (default 2048) bins over [-R, R) of every x; R is
+ *               the smallest power of two above every |x| seen, grown by
+ *               doubling (merging bin pairs, exact) as larger values arrive
+ *
+ * Text: the docs protocol of lowbit/eval.h: each block is one sequence, BOS
+ * + its tokens, cut at ctx tokens. Only the calibration split (the first
+ * calib_blocks blocks, default 128) is read, or the whole file when the
+ * caller says so (LB_SPLIT_ALL, for a file that is calibration data only);
+ * the evaluation split is refused. Sequences run one after another and the
+ * sums are taken in token order, so the result is the same for any thread
+ * count. */
+#ifndef LOWBIT_CALIB_H
+#define LOWBIT_CALIB_H
+
+#include "lowbit/eval.h"
+#include "lowbit/quant.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The distinct inputs of a layer. */
+enum { LB_CALIB_ATTN_IN, LB_CALIB_ATTN_OUT, LB_CALIB_FFN_IN, LB_CALIB_FFN_HIDDEN, LB_CALIB_N_INPUTS };
+
+/* LB_WQ.. -> LB_CALIB_*; -1 for an unknown linear. */
+LB_API int lb_calib_input_of(int which);
+/* "attn_in", "attn_out", "ffn_in", "ffn_hidden" */
+LB_API const char *lb_calib_input_name(int input);
+
+typedef struct {
+    const char *text_path; /* text file, or NULL when text is given */
+    const lb_text *text;   /* already-loaded text (wins over text_path) */
+    lb_split split;        /* LB_SPLIT_CALIB (default) or LB_SPLIT_ALL; LB_SPLIT_EVAL is refused */
+    int calib_blocks;      /* size of the calibration split; 0: 128 */
+    int blocks;            /* use only the split's first N blocks (fails if it has fewer); 0: all */
+    int64_t tokens;        /* token budget: stop after exactly this many (fails if fewer); 0: all */
+    int ctx;               /* tokens per sequence, BOS included; 0: the model's seq_len */
+    unsigned parts;        /* LB_STATS_XTX | MEAN_ABS_X | MAX_ABS_X | MEAN_X | HIST_X; 0: all of them */
+    int hist_bins;         /* a multiple of 4 in 4..65536; 0: 2048 */
+} lb_calib_opts;
+
+LB_API void lb_calib_opts_default(lb_calib_opts *o);
+
+typedef struct lb_calib_stats lb_calib_stats;
+
+/* Runs m (fp32 or whatever it holds now) over the text and collects the
+ * statistics. NaN/Inf activations fail with LB_ERR_NUMERIC naming the layer,
+ * the linear and the block; an empty split, or fewer blocks or tokens than
+ * asked, fail with LB_ERR_INVALID. Progress: blocks done. */
+LB_API lb_status lb_calibrate(const lb_model *m, const lb_calib_opts *o, lb_calib_stats **out);
+LB_API void lb_calib_stats_free(lb_calib_stats *s);
+
+/* The statistics of linear `which` (LB_WQ..) of layer `layer`, rows set to
+ * that linear's output width; NULL when out of range. Valid while s lives. */
+LB_API const lb_layer_stats *lb_calib_stats_get(const lb_calib_stats *s, int layer, int which);
+
+/* The statistics of the linear whose weight is t (a tensor of m, e.g. from
+ * lb_model_tensor_at), or NULL when t is no linear's weight (embedding,
+ * norms, classifier) or s is NULL. For lb_quantize_tensor's stats argument.
+ * The statistics describe the input before the linear's own input scale or
+ * rotation (what the observer sees). */
+LB_API const lb_layer_stats *lb_calib_stats_for_tensor(const lb_calib_stats *s, const lb_model *m,
+                                                       const lb_tensor *t);
+
+typedef struct {
+    int dim, hidden_dim, n_layers, vocab_size; /* the model fingerprint */
+    int64_t tokens;    /* calibration tokens (rows of every input) */
+    int64_t sequences; /* blocks run */
+    unsigned parts;    /* LB_STATS_* collected */
+    int hist_bins;
+    char source[512];  /* "FILE, calibration split blocks 1..128" */
+} lb_calib_info;
+LB_API void lb_calib_stats_info(const lb_calib_stats *s, lb_calib_info *out);
+
+/* Refuses (LB_ERR_INVALID) statistics collected on a model of another
+ * shape, naming both shapes. */
+LB_API lb_status lb_calib_stats_check(const lb_calib_stats *s, const lb_model *m);
+
+/* GGUF file (docs/CALIBRATION.md): keys lowbit.calib.*, one set of tensors
+ * per layer input. Written atomically. load/from_memory check every key,
+ * shape and type, and the values' consistency; m non-NULL also checks the
+ * fingerprint (lb_calib_stats_check). The result owns its arrays. */
+LB_API lb_status lb_calib_stats_save(const lb_calib_stats *s, const char *path);
+LB_API lb_status lb_calib_stats_load(const char *path, const lb_model *m, lb_calib_stats **out);
+LB_API lb_status lb_calib_stats_from_memory(const uint8_t *data, size_t size, const lb_model *m,
+                                            lb_calib_stats **out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,376 @@
+/* Calibration statistics: run the model over the calibration split and
+ * accumulate, per distinct linear input, X^T X (double), per-channel
+ * sums of x and |x|, max |x|, and a histogram (lowbit/calib.h).
+ *
+ * The observer is called once per linear with the input rows; q/k/v and
+ * gate/up receive one pointer, so only q (LB_WQ) and gate (LB_W1) are
+ * accumulated and k, v, up are checked to carry that same pointer. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "calib_internal.h"
+
+#ifdef LB_HAVE_BLAS
+#include <cblas.h>
+#endif
+
+int lb_calib_input_of(int which) {
+    switch (which) {
+    case LB_WQ: case LB_WK: case LB_WV: return LB_CALIB_ATTN_IN;
+    case LB_WO: return LB_CALIB_ATTN_OUT;
+    case LB_W1: case LB_W3: return LB_CALIB_FFN_IN;
+    case LB_W2: return LB_CALIB_FFN_HIDDEN;
+    default: return -1;
+    }
+}
+
+const char *lb_calib_input_name(int input) {
+    static const char *const names[] = {"attn_in", "attn_out", "ffn_in", "ffn_hidden"};
+    return input >= 0 && input < LB_CALIB_N_INPUTS ? names[input] : "?";
+}
+
+void lb_calib_opts_default(lb_calib_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->split = LB_SPLIT_CALIB;
+}
+
+static int input_cols(const lb_calib_info *info, int input) {
+    return input == LB_CALIB_FFN_HIDDEN ? info->hidden_dim : info->dim;
+}
+
+void lb_calib_stats_free(lb_calib_stats *s) {
+    if (!s) return;
+    if (s->in) {
+        for (int i = 0; i < s->info.n_layers * LB_CALIB_N_INPUTS; i++) {
+            calib_input *c = &s->in[i];
+            lb_free(c->xtx);
+            lb_free(c->mean_abs_x);
+            lb_free(c->max_abs_x);
+            lb_free(c->mean_x);
+            lb_free(c->hist);
+        }
+    }
+    lb_free(s->in);
+    lb_free(s->ls);
+    lb_free(s);
+}
+
+lb_status lb_calib_alloc(const lb_calib_info *info, int kv_dim, lb_calib_stats **out) {
+    *out = NULL;
+    if (info->n_layers <= 0 || info->dim <= 0 || info->hidden_dim <= 0 || kv_dim <= 0 || info->n_layers > 4096 ||
+        info->dim > (1 << 20) || info->hidden_dim > (1 << 20))
+        return lb_fail(LB_ERR_INVALID, "calibration: bad model shape");
+    lb_calib_stats *s = lb_calloc(1, sizeof *s);
+    if (!s) return LB_ERR_NOMEM;
+    s->info = *info;
+    s->kv_dim = kv_dim;
+    s->in = lb_calloc((size_t)info->n_layers * LB_CALIB_N_INPUTS, sizeof *s->in);
+    s->ls = lb_calloc((size_t)info->n_layers * LB_N_LINEARS, sizeof *s->ls);
+    if (!s->in || !s->ls) goto nomem;
+    for (int i = 0; i < info->n_layers * LB_CALIB_N_INPUTS; i++) {
+        calib_input *c = &s->in[i];
+        size_t cols = (size_t)input_cols(info, i % LB_CALIB_N_INPUTS);
+        c->cols = (int)cols;
+        if ((info->parts & LB_STATS_XTX) && !(c->xtx = lb_calloc(cols * cols, sizeof(double)))) goto nomem;
+        if ((info->parts & LB_STATS_MEAN_ABS_X) && !(c->mean_abs_x = lb_calloc(cols, sizeof(float)))) goto nomem;
+        if ((info->parts & LB_STATS_MAX_ABS_X) && !(c->max_abs_x = lb_calloc(cols, sizeof(float)))) goto nomem;
+        if ((info->parts & LB_STATS_MEAN_X) && !(c->mean_x = lb_calloc(cols, sizeof(float)))) goto nomem;
+        if ((info->parts & LB_STATS_HIST_X) && !(c->hist = lb_calloc((size_t)info->hist_bins, sizeof(int64_t))))
+            goto nomem;
+    }
+    *out = s;
+    return LB_OK;
+nomem:
+    lb_calib_stats_free(s);
+    return lb_fail(LB_ERR_NOMEM, "calibration statistics: out of memory (%d layers, dim %d, hidden %d)",
+                   info->n_layers, info->dim, info->hidden_dim);
+}
+
+void lb_calib_link(lb_calib_stats *s) {
+    for (int l = 0; l < s->info.n_layers; l++) {
+        for (int w = 0; w < LB_N_LINEARS; w++) {
+            const calib_input *c = &s->in[l * LB_CALIB_N_INPUTS + lb_calib_input_of(w)];
+            lb_layer_stats *t = &s->ls[l * LB_N_LINEARS + w];
+            int rows = w == LB_WK || w == LB_WV ? s->kv_dim
+                       : w == LB_W1 || w == LB_W3 ? s->info.hidden_dim : s->info.dim;
+            *t = (lb_layer_stats){.n_samples = c->n, .rows = rows, .cols = c->cols, .xtx = c->xtx,
+                                  .mean_abs_x = c->mean_abs_x, .max_abs_x = c->max_abs_x, .mean_x = c->mean_x,
+                                  .hist = c->hist, .hist_bins = c->hist ? s->info.hist_bins : 0,
+                                  .hist_range = c->hist ? c->hist_range : 0};
+        }
+    }
+}
+
+const lb_layer_stats *lb_calib_stats_get(const lb_calib_stats *s, int layer, int which) {
+    if (!s || layer < 0 || layer >= s->info.n_layers || which < 0 || which >= LB_N_LINEARS) return NULL;
+    return &s->ls[layer * LB_N_LINEARS + which];
+}
+
+const lb_layer_stats *lb_calib_stats_for_tensor(const lb_calib_stats *s, const lb_model *m, const lb_tensor *t) {
+    if (!s || !m || !t) return NULL;
+    int layers = m->cfg.n_layers < s->info.n_layers ? m->cfg.n_layers : s->info.n_layers;
+    for (int l = 0; l < layers; l++)
+        for (int w = 0; w < LB_N_LINEARS; w++)
+            if (&m->layers[l].linear[w].w == t) return lb_calib_stats_get(s, l, w);
+    return NULL;
+}
+
+void lb_calib_stats_info(const lb_calib_stats *s, lb_calib_info *out) { *out = s->info; }
+
+lb_status lb_calib_stats_check(const lb_calib_stats *s, const lb_model *m) {
+    const lb_calib_info *i = &s->info;
+    const lb_config *c = &m->cfg;
+    int kv_dim = c->n_kv_heads * c->head_dim;
+    if (i->dim != c->dim || i->hidden_dim != c->hidden_dim || i->n_layers != c->n_layers ||
+        i->vocab_size != c->vocab_size || s->kv_dim != kv_dim)
+        return lb_fail(LB_ERR_INVALID,
+                       "calibration statistics are for another model: they were collected on dim %d, hidden %d, "
+                       "%d layers, vocab %d, kv_dim %d; this model has dim %d, hidden %d, %d layers, vocab %d, "
+                       "kv_dim %d",
+                       i->dim, i->hidden_dim, i->n_layers, i->vocab_size, s->kv_dim, c->dim, c->hidden_dim,
+                       c->n_layers, c->vocab_size, kv_dim);
+    return LB_OK;
+}
+
+/* ---- collection ------------------------------------------------------------ */
+
+typedef struct {
+    calib_input *c; /* accumulators, parallel to the stats' inputs */
+    double *sum, *sum_abs; /* per input: cols each, at offsets[input] */
+    size_t *offset;
+    double *rows; /* scratch: max rows x max cols, in double */
+    int64_t *hist_tmp; /* scratch: hist_bins */
+    const float *shared[2]; /* last q and gate input pointers */
+    int n_layers, hist_bins, block;
+    unsigned parts;
+} collector;
+
+/* x's bin index over [-R, R) in hist_bins bins: both sides are exact
+ * power-of-two scalings, so doubling R and merging bin pairs gives the same
+ * bins as binning at the doubled range from the start. */
+static int hist_bin(float x, double range, int bins) {
+    double t = (double)x * ((double)(bins / 2) / range) + (double)(bins / 2);
+    int i = (int)floor(t);
+    return i < 0 ? 0 : i >= bins ? bins - 1 : i;
+}
+
+static void hist_add(calib_input *c, const float *x, size_t count, int bins, int64_t *scratch) {
+    float m = 0;
+    for (size_t i = 0; i < count; i++) m = fmaxf(m, fabsf(x[i]));
+    if (m > 0 && c->hist_range == 0) { /* first nonzero x: the power of two above it (zeros sit at bins/2) */
+        int e;
+        frexp((double)m, &e);
+        c->hist_range = ldexp(1.0, e);
+    }
+    while (m >= c->hist_range && m > 0) { /* double the range: bin i -> bins/4 + i/2 */
+        memset(scratch, 0, (size_t)bins * sizeof *scratch);
+        for (int i = 0; i < bins; i++) scratch[bins / 4 + i / 2] += c->hist[i];
+        memcpy(c->hist, scratch, (size_t)bins * sizeof *scratch);
+        c->hist_range *= 2;
+    }
+    if (c->hist_range == 0) { /* every x so far is zero */
+        c->hist[bins / 2] += (int64_t)count;
+        return;
+    }
+    for (size_t i = 0; i < count; i++) c->hist[hist_bin(x[i], c->hist_range, bins)]++;
+}
+
+static lb_status observe(void *user, int layer, int which, const float *x, int n, int cols) {
+    collector *k = user;
+    int input = lb_calib_input_of(which);
+    if (which == LB_WK || which == LB_WV || which == LB_W3) {
+        if (x != k->shared[which == LB_W3]) /* the forward pass promises one pointer */
+            return lb_fail(LB_ERR_INVALID, "calibration: layer %d %s does not share its input", layer,
+                           lb_linear_name(which));
+        return LB_OK;
+    }
+    if (which == LB_WQ || which == LB_W1) k->shared[which == LB_W1] = x;
+    size_t idx = (size_t)layer * LB_CALIB_N_INPUTS + (size_t)input;
+    calib_input *c = &k->c[idx];
+    if (cols != c->cols) return lb_fail(LB_ERR_INVALID, "calibration: layer %d %s has %d input columns, not %d",
+                                        layer, lb_linear_name(which), cols, c->cols);
+    size_t count = (size_t)n * (size_t)cols;
+    for (size_t i = 0; i < count; i++) {
+        if (!isfinite(x[i]))
+            return lb_fail(LB_ERR_NUMERIC, "calibration: non-finite activation %g at the input of layer %d %s "
+                           "(block %d, position %zu, channel %zu): the model overflows",
+                           (double)x[i], layer, lb_linear_name(which), k->block + 1, i / (size_t)cols,
+                           i % (size_t)cols);
+    }
+    double *sum = k->sum + k->offset[idx], *sum_abs = k->sum_abs + k->offset[idx];
+    for (int r = 0; r < n; r++) {
+        const float *row = x + (size_t)r * (size_t)cols;
+        for (int j = 0; j < cols; j++) {
+            sum[j] += row[j];
+            sum_abs[j] += fabs((double)row[j]);
+            if (c->max_abs_x && fabsf(row[j]) > c->max_abs_x[j]) c->max_abs_x[j] = fabsf(row[j]);
+        }
+    }
+    if (c->xtx) {
+        for (size_t i = 0; i < count; i++) k->rows[i] = x[i];
+#ifdef LB_HAVE_BLAS
+        /* one OpenBLAS thread (set by lb_calibrate): the sums' order is fixed */
+        cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, cols, n, 1.0, k->rows, cols, 1.0, c->xtx, cols);
+#else
+        for (int r = 0; r < n; r++) { /* scalar reference: upper triangle, row by row */
+            const double *row = k->rows + (size_t)r * (size_t)cols;
+            for (int i = 0; i < cols; i++)
+                for (int j = i; j < cols; j++) c->xtx[(size_t)i * cols + j] += row[i] * row[j];
+        }
+#endif
+    }
+    if (c->hist) hist_add(c, x, count, k->hist_bins, k->hist_tmp);
+    c->n += n;
+    return LB_OK;
+}
+
+static void finish(lb_calib_stats *s, const collector *k) {
+    for (int i = 0; i < s->info.n_layers * LB_CALIB_N_INPUTS; i++) {
+        calib_input *c = &s->in[i];
+        const double *sum = k->sum + k->offset[i], *sum_abs = k->sum_abs + k->offset[i];
+        size_t cols = (size_t)c->cols;
+        for (size_t j = 0; j < cols; j++) {
+            if (c->mean_x) c->mean_x[j] = c->n ? (float)(sum[j] / (double)c->n) : 0;
+            if (c->mean_abs_x) c->mean_abs_x[j] = c->n ? (float)(sum_abs[j] / (double)c->n) : 0;
+        }
+        if (c->xtx) /* mirror the upper triangle */
+            for (size_t a = 0; a < cols; a++)
+                for (size_t b = 0; b < a; b++) c->xtx[a * cols + b] = c->xtx[b * cols + a];
+    }
+    lb_calib_link(s);
+}
+
+typedef struct {
+    int *tok;
+    int n;
+} sequence;
+
+static lb_status run(const lb_model *m, const lb_calib_opts *o, const lb_text *t, int first, int end, int ctx,
+                     lb_calib_stats *s, collector *k) {
+    lb_state *state = NULL;
+    lb_status st = lb_state_create(m, ctx, &state);
+    if (st != LB_OK) return st;
+    lb_state_set_observer(state, observe, k);
+    lb_progress p;
+    lb_progress_begin(&p, "calibrate", (uint64_t)(end - first));
+    int64_t done = 0;
+    for (int b = first; b < end && st == LB_OK; b++) {
+        if (o->tokens && done >= o->tokens) break;
+        size_t nt;
+        int *tok = NULL;
+        st = lb_tokenize(m->tokenizer, t->blocks[b].text, t->blocks[b].len, 1, 0, &tok, &nt);
+        if (st != LB_OK) {
+            st = lb_fail_context(st, "calibration block %d", b + 1);
+            break;
+        }
+        int n = nt > (size_t)ctx ? ctx : (int)nt;
+        if (o->tokens && (int64_t)n > o->tokens - done) n = (int)(o->tokens - done);
+        k->block = b;
+        st = lb_forward(m, state, tok, n, 0, NULL);
+        lb_free(tok);
+        done += n;
+        s->info.sequences++;
+        lb_progress_update(&p, (uint64_t)(b + 1 - first));
+    }
+    lb_progress_end(&p);
+    lb_state_free(state);
+    if (st != LB_OK) return st;
+    s->info.tokens = done;
+    if (done == 0) return lb_fail(LB_ERR_INVALID, "calibration: the text gave no tokens");
+    if (o->tokens && done < o->tokens)
+        return lb_fail(LB_ERR_INVALID, "calibration: asked for %lld tokens, but %s has only %lld",
+                       (long long)o->tokens, s->info.source, (long long)done);
+    return LB_OK;
+}
+
+lb_status lb_calibrate(const lb_model *m, const lb_calib_opts *o, lb_calib_stats **out) {
+    *out = NULL;
+    lb_calib_opts def;
+    if (!o) {
+        lb_calib_opts_default(&def);
+        o = &def;
+    }
+    if (!m->tokenizer) return lb_fail(LB_ERR_INVALID, "calibration needs the model's tokenizer");
+    if (o->split == LB_SPLIT_EVAL)
+        return lb_fail(LB_ERR_INVALID, "calibration never reads the evaluation split (use calib or all)");
+    if (o->blocks < 0 || o->tokens < 0 || o->ctx < 0 || o->calib_blocks < 0)
+        return lb_fail(LB_ERR_INVALID, "calibration: blocks, tokens, ctx and calib_blocks must be >= 0");
+    int ctx = o->ctx ? o->ctx : m->cfg.seq_len;
+    if (ctx < 1 || ctx > m->cfg.seq_len)
+        return lb_fail(LB_ERR_INVALID, "calibration: ctx %d outside 1..%d (the model's context)", ctx, m->cfg.seq_len);
+    int bins = o->hist_bins ? o->hist_bins : 2048;
+    if (bins < 4 || bins > 65536 || bins % 4)
+        return lb_fail(LB_ERR_INVALID, "calibration: histogram bins must be a multiple of 4 in 4..65536, not %d",
+                       bins);
+    unsigned parts = o->parts ? o->parts : LB_CALIB_ALL_PARTS;
+    if (parts & ~(unsigned)LB_CALIB_ALL_PARTS)
+        return lb_fail(LB_ERR_UNSUPPORTED, "calibration collects x^T x, mean |x|, max |x|, mean x and the "
+                       "histogram; not gradients");
+
+    lb_text own;
+    const lb_text *t = o->text;
+    if (!t) {
+        if (!o->text_path) return lb_fail(LB_ERR_INVALID, "calibration: no text given");
+        lb_status st = lb_text_load(o->text_path, &own);
+        if (st != LB_OK) return st;
+        t = &own;
+    }
+    int calib_blocks = o->calib_blocks ? o->calib_blocks : 128;
+    int first, end;
+    lb_status st = lb_text_split(t, o->split, calib_blocks, &first, &end);
+    if (st == LB_OK && o->blocks) {
+        if (o->blocks > end - first)
+            st = lb_fail(LB_ERR_INVALID, "calibration: asked for %d blocks, but the %s split of '%s' has only %d",
+                         o->blocks, lb_split_name(o->split), t->path, end - first);
+        else
+            end = first + o->blocks;
+    }
+    lb_calib_info info = {.dim = m->cfg.dim, .hidden_dim = m->cfg.hidden_dim, .n_layers = m->cfg.n_layers,
+                          .vocab_size = m->cfg.vocab_size, .parts = parts, .hist_bins = bins};
+    snprintf(info.source, sizeof info.source, "%.400s, %s split blocks %d..%d, ctx %d", t->path,
+             lb_split_name(o->split), first + 1, end, ctx);
+    lb_calib_stats *s = NULL;
+    collector k = {.n_layers = m->cfg.n_layers, .hist_bins = bins, .parts = parts};
+    if (st == LB_OK) st = lb_calib_alloc(&info, m->cfg.n_kv_heads * m->cfg.head_dim, &s);
+    if (st == LB_OK) {
+        size_t n_in = (size_t)m->cfg.n_layers * LB_CALIB_N_INPUTS, total = 0;
+        k.c = s->in;
+        k.offset = lb_calloc(n_in, sizeof *k.offset);
+        for (size_t i = 0; k.offset && i < n_in; i++) {
+            k.offset[i] = total;
+            total += (size_t)s->in[i].cols;
+        }
+        int wide = m->cfg.hidden_dim > m->cfg.dim ? m->cfg.hidden_dim : m->cfg.dim;
+        k.sum = lb_calloc(total, sizeof(double));
+        k.sum_abs = lb_calloc(total, sizeof(double));
+        k.rows = (parts & LB_STATS_XTX) ? lb_alloc((size_t)ctx * (size_t)wide * sizeof(double)) : NULL;
+        k.hist_tmp = lb_alloc((size_t)bins * sizeof(int64_t));
+        if (!k.offset || !k.sum || !k.sum_abs || !k.hist_tmp || ((parts & LB_STATS_XTX) && !k.rows))
+            st = LB_ERR_NOMEM;
+    }
+#ifdef LB_HAVE_BLAS
+    /* OpenBLAS may thread internally; one thread keeps dsyrk's summation
+     * order, hence the bytes, independent of the thread count. Set once:
+     * changing it per call is slow (OpenBLAS resizes its pool). */
+    int blas_threads = openblas_get_num_threads();
+    if (blas_threads != 1) openblas_set_num_threads(1);
+#endif
+    if (st == LB_OK) st = run(m, o, t, first, end, ctx, s, &k);
+#ifdef LB_HAVE_BLAS
+    if (blas_threads != 1) openblas_set_num_threads(blas_threads);
+#endif
+    if (st == LB_OK) finish(s, &k);
+    lb_free(k.offset);
+    lb_free(k.sum);
+    lb_free(k.sum_abs);
+    lb_free(k.rows);
+    lb_free(k.hist_tmp);
+    if (t == &own) lb_text_free(&own);
+    if (st != LB_OK) {
+        lb_calib_stats_free(s);
+        return st;
+    }
+    *out = s;
+    return LB_OK;
+}

@@ -1,0 +1,150 @@
+/* lowbit calibrate: collect the statistics of every linear's input over
+ * calibration text and save them as a GGUF file (docs/CALIBRATION.md). */
+#include <string.h>
+
+#include "cli.h"
+
+static const char *calibrate_help =
+    "usage: lowbit calibrate MODEL -o STATS.gguf [--text FILE] [--calib-blocks N] [--tokens N]\n"
+    "                        [--ctx N] [--split calib|all] [--tokenizer FILE] [--json]\n\n"
+    "Runs the model over calibration text and saves, per linear input of every layer (q/k/v\n"
+    "share one, gate/up another): X^T X in double, mean |x|, max |x| and mean x per channel,\n"
+    "and a 2048-bin histogram of x. Only the calibration split is read: the evaluation\n"
+    "split (what `lowbit eval --split eval` scores) never is.\n\n"
+    "  -o, --output FILE  statistics file to write (GGUF)\n"
+    "  --text FILE        UTF-8 text split into blocks at blank lines\n"
+    "                     (default: ../shared/data/text/tinystories-sample.txt)\n"
+    "  --calib-blocks N   the calibration split is the first N blocks (default 128, as eval's)\n"
+    "  --tokens N         stop after exactly N tokens (fails if the split has fewer)\n"
+    "  --ctx N            tokens per block, BOS included (default: the model's context)\n"
+    "  --split S          calib (default) or all (the whole file: only for a file that holds\n"
+    "                     no evaluation text)\n"
+    "  --tokenizer FILE   llama2.c tokenizer (default: tok<vocab>.bin beside the model)\n"
+    "  --json             one JSON object on stdout\n";
+
+static double mean_of(const float *v, int64_t n) {
+    double s = 0;
+    for (int64_t i = 0; i < n; i++) s += v[i];
+    return n ? s / (double)n : 0;
+}
+
+static float max_of(const float *v, int64_t n) {
+    float m = 0;
+    for (int64_t i = 0; i < n; i++) m = v[i] > m ? v[i] : m;
+    return m;
+}
+
+int cmd_calibrate(int argc, char **argv) {
+    cli_args a = {.argc = argc, .argv = argv, .i = 1, .verb = "calibrate"};
+    const char *out = NULL, *text_path = NULL, *blocks = NULL, *tokens = NULL, *ctx = NULL, *split = NULL,
+               *tokenizer = NULL;
+    while (a.i < argc) {
+        int r;
+        if ((r = cli_option(&a, "--output", "-o", &out)) || (r = cli_option(&a, "--text", NULL, &text_path)) ||
+            (r = cli_option(&a, "--calib-blocks", NULL, &blocks)) || (r = cli_option(&a, "--tokens", NULL, &tokens)) ||
+            (r = cli_option(&a, "--ctx", NULL, &ctx)) || (r = cli_option(&a, "--split", NULL, &split)) ||
+            (r = cli_option(&a, "--tokenizer", NULL, &tokenizer))) {
+            if (r < 0) return CLI_USAGE;
+            continue;
+        }
+        if ((r = cli_unknown(&a)) != 0) return r;
+    }
+    if (a.help) {
+        fputs(calibrate_help, stdout);
+        return CLI_OK;
+    }
+    if (a.n_positional != 1) return cli_usage_error("calibrate", "expected one MODEL");
+    if (!out) return cli_usage_error("calibrate", "missing -o STATS.gguf");
+    lb_calib_opts o;
+    lb_calib_opts_default(&o);
+    long v;
+    if (blocks) {
+        if (cli_parse_int("calibrate", "--calib-blocks", blocks, 1, 1 << 30, &v)) return CLI_USAGE;
+        o.calib_blocks = (int)v;
+    }
+    if (tokens) {
+        if (cli_parse_int("calibrate", "--tokens", tokens, 1, 1L << 40, &v)) return CLI_USAGE;
+        o.tokens = v;
+    }
+    if (ctx) {
+        if (cli_parse_int("calibrate", "--ctx", ctx, 1, 1 << 20, &v)) return CLI_USAGE;
+        o.ctx = (int)v;
+    }
+    if (split) {
+        if (!strcmp(split, "calib")) o.split = LB_SPLIT_CALIB;
+        else if (!strcmp(split, "all")) o.split = LB_SPLIT_ALL;
+        else return cli_usage_error("calibrate", "--split is calib or all (calibration never reads the "
+                                    "evaluation split), not '%s'", split);
+    }
+    char text_buf[512];
+    if (!text_path) text_path = cli_data_path("text/tinystories-sample.txt", text_buf, sizeof text_buf);
+    o.text_path = text_path;
+    const char *inputs[3] = {a.positional[0], tokenizer, text_path};
+    if (lb_output_check(out, inputs, 3) != LB_OK) return cli_error("calibrate", NULL);
+
+    lb_model *m;
+    if (cli_load_model("calibrate", a.positional[0], tokenizer, &m)) return CLI_FAIL;
+    double t0 = lb_now();
+    lb_calib_stats *s = NULL;
+    if (lb_calibrate(m, &o, &s) != LB_OK || lb_calib_stats_save(s, out) != LB_OK) {
+        lb_calib_stats_free(s);
+        lb_model_free(m);
+        return cli_error("calibrate", NULL);
+    }
+    double seconds = lb_now() - t0;
+    lb_calib_info info;
+    lb_calib_stats_info(s, &info);
+    static const int first_linear[LB_CALIB_N_INPUTS] = {LB_WQ, LB_WO, LB_W1, LB_W2};
+    char b1[32];
+    if (a.json) {
+        json_begin_object();
+        json_kstr("model", a.positional[0]);
+        json_kstr("source", info.source);
+        json_kstr("output", out);
+        json_kint("tokens", info.tokens);
+        json_kint("sequences", info.sequences);
+        json_kint("hist_bins", info.hist_bins);
+        json_knum("seconds", seconds);
+        json_key("inputs");
+        json_begin_array();
+    } else {
+        printf("calibration: %s\n", info.source);
+        printf("%s tokens in %lld blocks, %.2f s; statistics of %d layer inputs -> %s\n",
+               fmt_thousands(info.tokens, b1, sizeof b1), (long long)info.sequences, seconds,
+               info.n_layers * LB_CALIB_N_INPUTS, out);
+        printf("%-6s %-11s %-22s %6s %8s %12s %12s %12s\n", "layer", "input", "read by", "cols", "tokens",
+               "mean |x|", "max |x|", "hist range");
+    }
+    static const char *const readers[LB_CALIB_N_INPUTS] = {"attn_q attn_k attn_v", "attn_output",
+                                                            "ffn_gate ffn_up", "ffn_down"};
+    for (int l = 0; l < info.n_layers; l++) {
+        for (int in = 0; in < LB_CALIB_N_INPUTS; in++) {
+            const lb_layer_stats *ls = lb_calib_stats_get(s, l, first_linear[in]);
+            double mean_abs = mean_of(ls->mean_abs_x, ls->cols);
+            float max_abs = max_of(ls->max_abs_x, ls->cols);
+            if (a.json) {
+                json_begin_object();
+                json_kint("layer", l);
+                json_kstr("input", lb_calib_input_name(in));
+                json_kstr("read_by", readers[in]);
+                json_kint("cols", ls->cols);
+                json_kint("tokens", ls->n_samples);
+                json_knum("mean_abs_x", mean_abs);
+                json_knum("max_abs_x", max_abs);
+                json_knum("hist_range", ls->hist_range);
+                json_end_object();
+            } else {
+                printf("%-6d %-11s %-22s %6lld %8lld %12.5g %12.5g %12.5g\n", l, lb_calib_input_name(in), readers[in],
+                       (long long)ls->cols, (long long)ls->n_samples, mean_abs, (double)max_abs, ls->hist_range);
+            }
+        }
+    }
+    if (a.json) {
+        json_end_array();
+        json_end_object();
+        json_done();
+    }
+    lb_calib_stats_free(s);
+    lb_model_free(m);
+    return CLI_OK;
+}
