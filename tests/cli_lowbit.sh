@@ -120,8 +120,20 @@ expect 2 "unknown format 'fp4'" -- "$LOWBIT" quantize "$MODEL" -o "$TMP/bad.gguf
 expect 2 "not a power of two" -- "$LOWBIT" quantize "$MODEL" -o "$TMP/bad.gguf" --format int4:g0
 expect 2 "not a power of two" -- "$LOWBIT" quantize "$MODEL" -o "$TMP/bad.gguf" --format int4:g48
 expect 2 "unknown clipping rule" -- "$LOWBIT" quantize "$MODEL" -o "$TMP/bad.gguf" --format int4 --clip best
-# gptq without calibration statistics: a clear refusal, nothing written
-expect 1 "method gptq needs calibration statistics (X^T X), and none were collected" -- "$LOWBIT" quantize "$MODEL" -o "$TMP/bad.gguf" --format int4 --method gptq
+# gptq calibrates on the calibration split when no statistics are given, or
+# uses saved ones (lowbit calibrate); both give the same bytes
+expect 0 "(gptq" -- "$LOWBIT" quantize "$MODEL" -o "$TMP/gptq.gguf" --format int3:g64 --method gptq --calib "$TEXT" --calib-blocks 16
+expect 0 "" -- "$LOWBIT" calibrate "$MODEL" -o "$TMP/stats.gguf" --text "$TEXT" --calib-blocks 16
+expect 0 "(gptq" -- "$LOWBIT" quantize "$MODEL" -o "$TMP/gptq2.gguf" --format int3:g64 --method gptq --stats "$TMP/stats.gguf"
+if cmp -s "$TMP/gptq.gguf" "$TMP/gptq2.gguf"; then ok; else fail "gptq with --stats differs from gptq calibrating itself"; fi
+# statistics of another model, or a corrupt file: refused, nothing written
+expect 1 "" -- "$LOWBIT" quantize fuzz/corpus/fuzz_model_gguf/untied.gguf -o "$TMP/bad.gguf" --format int4 --method gptq --stats "$TMP/stats.gguf"
+if [ -e "$TMP/bad.gguf" ]; then fail "a refused gptq run left $TMP/bad.gguf"; else ok; fi
+head -c 100 "$TMP/stats.gguf" > "$TMP/short.gguf"
+expect 1 "" -- "$LOWBIT" quantize "$MODEL" -o "$TMP/bad.gguf" --format int4 --method gptq --stats "$TMP/short.gguf"
+expect 2 "would not be used" -- "$LOWBIT" quantize "$MODEL" -o "$TMP/bad.gguf" --format int4 --method gptq --stats "$TMP/stats.gguf" --calib-blocks 4
+# calibration never reaches into the evaluation split: --calib-blocks 0 is refused
+expect 2 "--calib-blocks" -- "$LOWBIT" quantize "$MODEL" -o "$TMP/bad.gguf" --format int4 --method gptq --calib-blocks 0
 if [ -e "$TMP/bad.gguf" ]; then fail "a refused gptq run left $TMP/bad.gguf"; else ok; fi
 expect 2 "missing -o OUT" -- "$LOWBIT" quantize "$MODEL" --format int4
 expect 1 "own rule" -- "$LOWBIT" quantize "$MODEL" -o "$TMP/bad.gguf" --format binary --clip mse

@@ -14,6 +14,7 @@
 #ifndef LOWBIT_PIPELINE_H
 #define LOWBIT_PIPELINE_H
 
+#include "lowbit/calib.h"
 #include "lowbit/model.h"
 #include "lowbit/quant.h"
 
@@ -98,6 +99,17 @@ typedef struct {
  * nothing: on failure m is unchanged and the error names the tensor. Float
  * specs convert; the methods see the tensor's current values dequantized. */
 LB_API lb_status lb_quantize_model(lb_model *m, const lb_plan *plan, lb_quantize_report *report);
+
+/* The calibration statistics a resolved plan's methods need: the OR of
+ * their LB_STATS_* bits (0: every method is data-free). */
+LB_API unsigned lb_plan_stats_needed(const lb_plan *p);
+
+/* lb_quantize_model with calibration statistics (lb_calibrate, or
+ * lb_calib_stats_load): each linear's method gets the statistics of its
+ * input (lb_calib_stats_for_tensor). stats may be NULL when no method needs
+ * any; a method that needs them and gets none fails naming the tensor. */
+LB_API lb_status lb_quantize_model_calibrated(lb_model *m, const lb_plan *plan, const lb_calib_stats *stats,
+                                              lb_quantize_report *report);
 
 #ifdef __cplusplus
 }

@@ -5,13 +5,26 @@
 
 #include <string.h>
 
+unsigned lb_plan_stats_needed(const lb_plan *p) {
+    unsigned need = 0;
+    for (int i = 0; i < p->n_entries; i++)
+        if (p->entries[i].opts.method) need |= p->entries[i].opts.method->stats;
+    return need;
+}
+
 lb_status lb_quantize_model(lb_model *m, const lb_plan *plan, lb_quantize_report *report) {
+    return lb_quantize_model_calibrated(m, plan, NULL, report);
+}
+
+lb_status lb_quantize_model_calibrated(lb_model *m, const lb_plan *plan, const lb_calib_stats *stats,
+                                       lb_quantize_report *report) {
     double t0 = lb_now();
     if (report) memset(report, 0, sizeof *report);
     lb_plan p = *plan; /* the caller's plan stays const: resolve a shallow copy */
     p.entries = NULL;
     p.n_entries = 0;
-    lb_status st = lb_plan_resolve(&p, m);
+    lb_status st = stats ? lb_calib_stats_check(stats, m) : LB_OK;
+    if (st == LB_OK) st = lb_plan_resolve(&p, m);
     if (st == LB_OK) st = lb_plan_check(&p);
     if (st != LB_OK) {
         lb_free(p.entries);
@@ -35,8 +48,10 @@ lb_status lb_quantize_model(lb_model *m, const lb_plan *plan, lb_quantize_report
             break;
         }
         st = lb_dequantize(t, w);
+        /* a linear's input statistics (NULL for the embedding, the classifier, or without stats) */
+        const lb_layer_stats *ls = e->opts.method && e->opts.method->stats ? lb_calib_stats_for_tensor(stats, m, t) : NULL;
         if (st == LB_OK)
-            st = lb_quantize_tensor(e->opts.method, &e->opts, NULL, w, t->rows, t->cols, &e->spec, t->name, &out[done]);
+            st = lb_quantize_tensor(e->opts.method, &e->opts, ls, w, t->rows, t->cols, &e->spec, t->name, &out[done]);
         lb_free(w);
         if (st != LB_OK) break;
         lb_progress_update(&prog, (uint64_t)done + 1);

@@ -11,7 +11,7 @@
 static const char *quantize_help_head =
     "usage: lowbit quantize MODEL -o OUT --format SPEC [--method NAME] [--clip RULE] [--tensors LIST]\n"
     "                       [--tensor-type PATTERN=SPEC[,method=NAME][,key=value]...]... [--recipe FILE]\n"
-    "                       [--save-recipe FILE] [--dry-run]\n\n"
+    "                       [--save-recipe FILE] [--dry-run] [--calib TEXT] [--calib-blocks N] [--stats FILE]\n\n"
     "Quantizes the selected tensors of MODEL (llama2.c or GGUF) and writes OUT, one GGUF file,\n"
     "atomically (nothing is left behind on failure).\n\n"
     "  -o, --output OUT   the GGUF file to write\n"
@@ -36,6 +36,10 @@ static const char *quantize_help_tail =
     "  --save-recipe FILE write the resolved plan (one line per tensor) as a recipe\n"
     "  --dry-run          print the resolved plan (with --json: an array of {tensor, spec, method,\n"
     "                     options, bpw}) and write no model\n"
+    "  --calib TEXT       calibration text for methods that need statistics (gptq): its calibration\n"
+    "                     split, never the evaluation split (default ../shared/data/text/tinystories-sample.txt)\n"
+    "  --calib-blocks N   the calibration split is the first N blocks (default 128)\n"
+    "  --stats FILE       statistics saved by `lowbit calibrate` instead of calibrating here\n"
     "  --tokenizer FILE   llama2.c tokenizer to embed (default: tok<vocab>.bin beside MODEL)\n"
     "  --json             one JSON object on stdout\n\n"
     "Rules apply in order, the last match winning: --format over --tensors, then the recipe's\n"
@@ -104,6 +108,7 @@ int cmd_quantize(int argc, char **argv) {
     cli_args a = {.argc = argc, .argv = argv, .i = 1, .verb = "quantize"};
     const char *out = NULL, *format = NULL, *method = "rtn", *clip = NULL, *tokenizer = NULL, *tensors = NULL;
     const char *recipe = NULL, *save_recipe = NULL, *types[MAX_TENSOR_TYPES];
+    const char *calib_text = NULL, *calib_blocks = NULL, *stats_path = NULL;
     int n_types = 0, dry_run = 0;
     while (a.i < argc) {
         int r;
@@ -112,7 +117,8 @@ int cmd_quantize(int argc, char **argv) {
             (r = cli_option(&a, "--method", NULL, &method)) || (r = cli_option(&a, "--clip", NULL, &clip)) ||
             (r = cli_option(&a, "--tensors", NULL, &tensors)) || (r = cli_option(&a, "--recipe", NULL, &recipe)) ||
             (r = cli_option(&a, "--save-recipe", NULL, &save_recipe)) ||
-            (r = cli_option(&a, "--tokenizer", NULL, &tokenizer))) {
+            (r = cli_option(&a, "--tokenizer", NULL, &tokenizer)) || (r = cli_option(&a, "--calib", NULL, &calib_text)) ||
+            (r = cli_option(&a, "--calib-blocks", NULL, &calib_blocks)) || (r = cli_option(&a, "--stats", NULL, &stats_path))) {
             if (r < 0) return CLI_USAGE;
             continue;
         }
@@ -136,6 +142,17 @@ int cmd_quantize(int argc, char **argv) {
     if (!out && !dry_run) return cli_usage_error("quantize", "missing -o OUT");
     if (!format && !recipe) return cli_usage_error("quantize", "missing --format SPEC (or --recipe FILE)");
     if (tensors && !format) return cli_usage_error("quantize", "--tensors selects what --format applies to: give --format");
+    if (stats_path && (calib_text || calib_blocks))
+        return cli_usage_error("quantize", "--stats gives saved statistics: --calib/--calib-blocks would not be used");
+    lb_calib_opts copts;
+    lb_calib_opts_default(&copts);
+    if (calib_blocks) {
+        long v;
+        if (cli_parse_int("quantize", "--calib-blocks", calib_blocks, 1, 1 << 30, &v)) return CLI_USAGE;
+        copts.calib_blocks = (int)v;
+    }
+    char calib_buf[4096];
+    copts.text_path = calib_text ? calib_text : cli_data_path("text/tinystories-sample.txt", calib_buf, sizeof calib_buf);
     lb_plan plan;
     lb_plan_init(&plan);
     lb_method_opts base;
@@ -147,8 +164,8 @@ int cmd_quantize(int argc, char **argv) {
         return rc;
     }
     /* before the work: an unusable -o fails now, not after quantizing */
-    const char *inputs[3] = {a.positional[0], tokenizer, recipe};
-    if (out && lb_output_check(out, inputs, 3) != LB_OK) {
+    const char *inputs[5] = {a.positional[0], tokenizer, recipe, copts.text_path, stats_path};
+    if (out && lb_output_check(out, inputs, 5) != LB_OK) {
         lb_plan_free(&plan);
         return cli_error("quantize", NULL);
     }
@@ -170,8 +187,15 @@ int cmd_quantize(int argc, char **argv) {
         lb_plan_free(&plan);
         return rc;
     }
+    /* statistics only when a method needs them: saved ones, or the calibration split run now */
+    lb_calib_stats *stats = NULL;
+    if (rc == CLI_OK && lb_plan_stats_needed(&plan)) {
+        if (stats_path ? lb_calib_stats_load(stats_path, m, &stats) != LB_OK : lb_calibrate(m, &copts, &stats) != LB_OK)
+            rc = cli_error("quantize", NULL);
+    }
     lb_quantize_report rep;
-    if (rc == CLI_OK && lb_quantize_model(m, &plan, &rep) != LB_OK) rc = cli_error("quantize", NULL);
+    if (rc == CLI_OK && lb_quantize_model_calibrated(m, &plan, stats, &rep) != LB_OK) rc = cli_error("quantize", NULL);
+    lb_calib_stats_free(stats);
     if (rc == CLI_OK && lb_model_save_gguf(m, out) != LB_OK) rc = cli_error("quantize", NULL);
     if (rc == CLI_OK && save_recipe && lb_plan_save_recipe(&plan, save_recipe, header) != LB_OK)
         rc = cli_error("quantize", NULL);
