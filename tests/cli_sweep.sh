@@ -63,6 +63,17 @@ assert len([p for p in r.iter('{http://www.w3.org/2000/svg}polyline') if p.get('
 " && ok || fail "grid SVG has not two series"
 
 # bad grids: usage errors before any work, no output file
+# a calibrated method: statistics from the calibration split, once for the grid;
+# gptq's proxy-loss-optimal rounding beats rtn at 3 bits on the same blocks
+"$LOWBIT" sweep "$MODEL" --text "$TEXT" --methods rtn,gptq --formats int3:g64:asym --max-blocks 8 --json \
+    > "$TMP/g.jsonl" 2> "$TMP/g.err" && ok || fail "calibrated sweep failed: $(cat "$TMP/g.err")"
+python3 - "$TMP/g.jsonl" <<'PY' && ok || fail "calibrated sweep JSON: $(cat "$TMP/g.jsonl")"
+import json, sys
+rows = {r["method"]: r for r in map(json.loads, open(sys.argv[1]))}
+assert rows["gptq"]["status"] == "ok" and rows["rtn"]["status"] == "ok", rows
+assert rows["gptq"]["ppl"] < rows["rtn"]["ppl"], rows
+PY
+expect 2 "need --split eval" -- "$LOWBIT" sweep "$MODEL" --text "$TEXT" --methods gptq --formats int4 --split calib
 expect 2 "int5:g7" -- "$LOWBIT" sweep "$MODEL" --text "$TEXT" --formats int4:g64:asym,int5:g7 --svg "$TMP/bad.svg"
 expect 2 "unknown method" -- "$LOWBIT" sweep "$MODEL" --text "$TEXT" --methods rtn,nosuch
 expect 2 "clip" -- "$LOWBIT" sweep "$MODEL" --text "$TEXT" --methods rtn:clip=nosuch

@@ -437,6 +437,22 @@ int cmd_sweep(int argc, char **argv) {
     int n_ok = 0, n_failed = 0, n_skipped = 0;
     cli_qeval q = {.model_path = s.model_path, .tensors = "linears", .text = &view, .eval = s.eval};
     q.eval.ref = ref;
+    /* methods that need statistics (gptq) get them from the fp32 model over
+     * the same text's calibration split, collected once for the whole grid:
+     * never from the blocks being evaluated */
+    lb_calib_stats *stats = NULL;
+    unsigned need = 0;
+    for (int i = 0; i < g->n_series; i++) need |= g->s[i].opts.method->stats;
+    if (rc == CLI_OK && need) {
+        if (s.eval.split != LB_SPLIT_EVAL)
+            rc = cli_usage_error("sweep", "calibrated methods need --split eval (they calibrate on the calibration split)");
+        lb_calib_opts co;
+        lb_calib_opts_default(&co);
+        co.text = &text;
+        co.calib_blocks = s.eval.calib_blocks;
+        if (rc == CLI_OK && lb_calibrate(ref, &co, &stats) != LB_OK) rc = cli_error("sweep", NULL);
+        q.stats = stats;
+    }
     for (int i = 0; rc == CLI_OK && i < g->n; i++) {
         config *c = &g->c[i];
         const char *label = g->s[c->series].label;
@@ -469,6 +485,7 @@ int cmd_sweep(int argc, char **argv) {
         fprintf(stderr, "lowbit sweep: %d evaluated, %d skipped, %d failed, %.1fs\n", n_ok, n_skipped, n_failed, lb_now() - t0);
     if (rc == CLI_OK && n_failed) rc = CLI_FAIL;
     if (!keep) rmdir(dir);
+    lb_calib_stats_free(stats);
     lb_model_free(ref);
     if (text_loaded) lb_text_free(&text);
     free(g);
