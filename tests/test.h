@@ -87,6 +87,20 @@ static inline const char *lb_test_data(const char *rel) {
     return p;
 }
 
+/* Method m's default options with "key=value key=value" (or "") applied. */
+static inline lb_status lb_test_method_opts(const lb_method *m, const char *kv, lb_method_opts *o) {
+    if (!m) return lb_fail(LB_ERR_INVALID, "no such method");
+    lb_method_opts_default(m, o);
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", kv);
+    char *save = NULL;
+    for (char *tok = strtok_r(buf, " ", &save); tok; tok = strtok_r(NULL, " ", &save)) {
+        lb_status st = lb_method_opts_parse(o, tok);
+        if (st != LB_OK) return st;
+    }
+    return LB_OK;
+}
+
 /* A format spec from its text; a spec the test itself got wrong ends the test. */
 static inline lb_qspec lb_test_spec(const char *text) {
     lb_qspec s;

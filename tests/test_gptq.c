@@ -64,16 +64,9 @@ static double proxy_loss(const float *w, const lb_tensor *t, const double *h) {
 static lb_status run(const char *method, const char *kv, const float *w, int64_t rows, int64_t cols, double *h,
                      const char *format, lb_tensor *t, lb_method_report *rep) {
     const lb_method *m = lb_method_find(method);
-    if (!m) return LB_ERR_INVALID;
     lb_method_opts o;
-    lb_method_opts_default(m, &o);
-    char buf[256];
-    snprintf(buf, sizeof buf, "%s", kv);
-    char *save = NULL;
-    for (char *tok = strtok_r(buf, " ", &save); tok; tok = strtok_r(NULL, " ", &save)) {
-        lb_status st = lb_method_opts_parse(&o, tok);
-        if (st != LB_OK) return st;
-    }
+    lb_status st0 = lb_test_method_opts(m, kv, &o);
+    if (st0 != LB_OK) return st0;
     o.report = rep;
     lb_layer_stats stats = {.n_samples = 1, .rows = rows, .cols = cols, .xtx = h};
     lb_qspec s = lb_test_spec(format);

@@ -33,16 +33,9 @@ static void synth(float *w, int laplace, uint64_t seed) {
 static lb_status run(const char *name, const char *kv, const float *w, const char *format, float *out,
                      lb_tensor *keep) {
     const lb_method *m = lb_method_find(name);
-    if (!m) return LB_ERR_INVALID;
     lb_method_opts o;
-    lb_method_opts_default(m, &o);
-    char buf[256];
-    snprintf(buf, sizeof buf, "%s", kv);
-    char *save = NULL;
-    for (char *tok = strtok_r(buf, " ", &save); tok; tok = strtok_r(NULL, " ", &save)) {
-        lb_status st = lb_method_opts_parse(&o, tok);
-        if (st != LB_OK) return st;
-    }
+    lb_status st0 = lb_test_method_opts(m, kv, &o);
+    if (st0 != LB_OK) return st0;
     lb_qspec s = lb_test_spec(format);
     lb_tensor t;
     lb_status st = lb_quantize_tensor(m, &o, NULL, w, R, C, &s, "w", &t);
