@@ -442,25 +442,27 @@ done:
 
 static lb_status gptq_quantize(const float *w, int64_t rows, int64_t cols, const lb_layer_stats *stats,
                                const lb_qspec *spec, const lb_method_opts *opts, lb_qtensor *q) {
-    lb_status st = gptq_check(spec, opts);
-    if (st != LB_OK) return st;
-    if (!stats || !stats->xtx || stats->cols != cols)
-        return lb_fail(LB_ERR_INVALID, "method gptq needs X^T X of this linear's %lld inputs", (long long)cols);
+    /* gptq_check and the statistics (X^T X of this linear's shape) were
+     * checked by lb_quantize_tensor before this call */
 #ifdef LB_HAVE_BLAS
     gptq_opts o;
     opts_from(opts, &o);
     lb_method_report local;
     lb_method_report *rep = opts->report ? opts->report : &local;
     double t0 = lb_now();
-    st = gptq_run(w, rows, cols, stats->xtx, spec, &o, q, rep);
+    lb_status st = gptq_run(w, rows, cols, stats->xtx, spec, &o, q, rep);
     rep->seconds = lb_now() - t0;
     return st;
 #else
     (void)w;
     (void)rows;
+    (void)cols;
+    (void)stats;
+    (void)spec;
+    (void)opts;
     (void)q;
     (void)opts_from;
-    return LB_ERR_UNSUPPORTED;
+    return lb_fail(LB_ERR_UNSUPPORTED, "method gptq needs OpenBLAS and LAPACKE, and lowbit was built without them");
 #endif
 }
 

@@ -239,9 +239,7 @@ static lb_status hqq_check(const lb_qspec *spec, const lb_method_opts *mo) {
 
 static lb_status hqq_quantize(const float *w, int64_t rows, int64_t cols, const lb_layer_stats *stats,
                               const lb_qspec *spec, const lb_method_opts *mo, lb_qtensor *q) {
-    (void)stats;
-    lb_status st = hqq_check(spec, mo);
-    if (st != LB_OK) return st;
+    (void)stats; /* hqq_check already ran (lb_quantize_tensor) */
     hqq_opts o;
     hqq_opts_from(mo, &o);
     return hqq_run(w, rows, cols, spec, &o, q);

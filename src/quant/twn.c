@@ -27,9 +27,7 @@ static lb_status twn_check(const lb_qspec *spec, const lb_method_opts *opts) {
 
 static lb_status twn_quantize(const float *w, int64_t rows, int64_t cols, const lb_layer_stats *stats,
                               const lb_qspec *spec, const lb_method_opts *opts, lb_qtensor *q) {
-    (void)stats;
-    lb_status st = twn_check(spec, opts);
-    if (st != LB_OK) return st;
+    (void)stats; /* twn_check already ran (lb_quantize_tensor) */
     lb_rtn_opts ro;
     lb_rtn_opts_default(&ro);
     ro.ternary_rule = LB_TERNARY_TWN;
