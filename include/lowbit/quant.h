@@ -146,8 +146,9 @@ struct lb_method {
     /* w (rows x cols, row-major f32) -> q (initialized here, lb_qtensor_free);
      * spec is never a float family; stats is NULL when the row needs none.
      * Called only by lb_quantize_tensor, after check passed for this spec and
-     * these options and the statistics the row needs were found present, so
-     * rows do not repeat those checks. */
+     * these options and the statistics the row needs were found present,
+     * shaped like the weight and finite (non-finite values fail with
+     * LB_ERR_NUMERIC naming the entry), so rows do not repeat those checks. */
     lb_status (*quantize)(const float *w, int64_t rows, int64_t cols, const lb_layer_stats *stats,
                           const lb_qspec *spec, const lb_method_opts *opts, lb_qtensor *q);
 };

@@ -189,19 +189,51 @@ typedef struct {
 static unsigned stats_present(const lb_layer_stats *s) {
     if (!s) return 0;
     return (s->xtx ? LB_STATS_XTX : 0u) | (s->mean_abs_x ? LB_STATS_MEAN_ABS_X : 0u) |
-           (s->max_abs_x ? LB_STATS_MAX_ABS_X : 0u) | (s->grad_sq ? LB_STATS_GRAD_SQ : 0u);
+           (s->max_abs_x ? LB_STATS_MAX_ABS_X : 0u) | (s->grad_sq ? LB_STATS_GRAD_SQ : 0u) |
+           (s->mean_x ? LB_STATS_MEAN_X : 0u) | (s->hist && s->hist_bins > 0 ? LB_STATS_HIST_X : 0u);
 }
 
+/* Index of the first non-finite value, or -1. */
+static int64_t first_nonfinite_f(const float *v, int64_t n) {
+    for (int64_t i = 0; i < n; i++)
+        if (!isfinite(v[i])) return i;
+    return -1;
+}
+
+/* Every part the row needs is present, shaped like the weight and finite (a
+ * statistics file is checked when it is read, but statistics built in memory
+ * or from an activation that overflowed are not), so rows never test this. */
 static lb_status check_stats(const lb_method *m, const lb_layer_stats *s, int64_t rows, int64_t cols) {
-    static const char *names[] = {"X^T X", "mean|x|", "max|x|", "sum g^2"};
+    static const char *names[] = {"X^T X", "mean|x|", "max|x|", "sum g^2", "mean x", "histogram of x"};
     unsigned missing = m->stats & ~stats_present(s);
-    for (int b = 0; b < 4; b++)
+    for (int b = 0; b < 6; b++)
         if (missing & (1u << b))
             return lb_fail(LB_ERR_INVALID, "method %s needs calibration statistics (%s), and none were collected",
                            m->name, names[b]);
-    if (m->stats && (s->rows != rows || s->cols != cols))
+    if (!m->stats) return LB_OK;
+    if (s->rows != rows || s->cols != cols)
         return lb_fail(LB_ERR_INVALID, "statistics are for a %lld x %lld linear, the weight is %lld x %lld",
                        (long long)s->rows, (long long)s->cols, (long long)rows, (long long)cols);
+    if (m->stats & LB_STATS_XTX)
+        for (int64_t i = 0; i < cols * cols; i++)
+            if (!isfinite(s->xtx[i]))
+                return lb_fail(LB_ERR_NUMERIC, "calibration statistics: X^T X entry (%lld, %lld) is %s",
+                               (long long)(i / cols), (long long)(i % cols), isnan(s->xtx[i]) ? "NaN" : "infinite");
+    const struct {
+        unsigned bit;
+        const float *v;
+        int64_t n;
+        const char *name;
+    } parts[] = {{LB_STATS_MEAN_ABS_X, s->mean_abs_x, cols, names[1]},
+                 {LB_STATS_MAX_ABS_X, s->max_abs_x, cols, names[2]},
+                 {LB_STATS_GRAD_SQ, s->grad_sq, rows * cols, names[3]},
+                 {LB_STATS_MEAN_X, s->mean_x, cols, names[4]}};
+    for (size_t k = 0; k < sizeof parts / sizeof parts[0]; k++) {
+        int64_t i = m->stats & parts[k].bit ? first_nonfinite_f(parts[k].v, parts[k].n) : -1;
+        if (i >= 0)
+            return lb_fail(LB_ERR_NUMERIC, "calibration statistics: %s entry %lld is %s", parts[k].name,
+                           (long long)i, isnan(parts[k].v[i]) ? "NaN" : "infinite");
+    }
     return LB_OK;
 }
 
