@@ -442,7 +442,7 @@ int cmd_sweep(int argc, char **argv) {
      * never from the blocks being evaluated */
     lb_calib_stats *stats = NULL;
     unsigned need = 0;
-    for (int i = 0; i < g->n_series; i++) need |= g->s[i].opts.method->stats;
+    for (int i = 0; i < g->n_series; i++) need |= lb_method_opts_stats(&g->s[i].opts);
     if (rc == CLI_OK && need) {
         if (s.eval.split != LB_SPLIT_EVAL)
             rc = cli_usage_error("sweep", "calibrated methods need --split eval (they calibrate on the calibration split)");
