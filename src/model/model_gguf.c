@@ -613,7 +613,7 @@ static lb_status read_linear_slots(const lb_gguf *g, lb_linear *L) {
     if (signs) TRY(lb_linear_set_hadamard(L, signs));
     if (rp || cnt || pos || ci || val) {
         if (!val)
-            TRY(lb_fail(LB_ERR_FORMAT, "outliers of '%s': indices without outlier_values", L->w.name));
+            TRY(lb_fail(LB_ERR_FORMAT, "outliers of '%s': indices without outlier_values (the slot tensors do not match)", L->w.name));
         TRY(outlier_csr(L, nnz, pos, n_pos, cnt, t_cnt, rp, ci, t_ci, n_ci, &row_ptr, &col_idx));
         TRY(lb_linear_set_outliers(L, (int64_t)nnz, row_ptr, col_idx, val));
     }
