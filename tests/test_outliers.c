@@ -278,6 +278,27 @@ static void test_bias_and_gptq(void) {
     CHECK(loss[1] < 0.5 * loss[0]);
     CHECK(loss[1] < rtn_loss && loss[2] < rtn_loss);
 
+    /* the same bytes and slots for any thread count (a smoke check: 48 rows are one gptq tile;
+     * test_gptq covers its tiling) */
+    {
+        lb_tensor t1, t3;
+        lb_quant_extras x1, x3;
+        CHECK_OK(lb_test_method_opts(gptq, "outliers=0.01 bias_correct=1 act_order=1", &o));
+        int threads = lb_get_threads();
+        lb_set_threads(1);
+        CHECK_OK(lb_quantize_tensor_ex(gptq, &o, &s, w, ROWS, COLS, &spec3, "w", &t1, &x1));
+        lb_set_threads(3);
+        CHECK_OK(lb_quantize_tensor_ex(gptq, &o, &s, w, ROWS, COLS, &spec3, "w", &t3, &x3));
+        lb_set_threads(threads);
+        CHECK(t1.nbytes == t3.nbytes && !memcmp(t1.data, t3.data, t1.nbytes));
+        CHECK(x1.nnz == x3.nnz && x1.nnz > 0 && !memcmp(x1.col_idx, x3.col_idx, (size_t)x1.nnz * 4) &&
+              !memcmp(x1.values, x3.values, (size_t)x1.nnz * 4) && !memcmp(x1.bias, x3.bias, ROWS * 4));
+        lb_tensor_free(&t1);
+        lb_tensor_free(&t3);
+        lb_quant_extras_free(&x1);
+        lb_quant_extras_free(&x3);
+    }
+
     /* Known answer for GPTQ's handling of kept weights: keep every column
      * but the first. Column 0's rounding error e is then fully compensated
      * by the exact later columns, and OBS says the loss left is exactly
