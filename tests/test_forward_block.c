@@ -176,11 +176,29 @@ static void test_corrupt_slots(const char *path) {
     memcpy(bad, buf, size);
     lb_wr64(bad + o + 4, 32); /* 32 of the 64 outputs */
     CHECK_FAILS(lb_model_from_gguf((const uint8_t *)bad, size, &m), LB_ERR_FORMAT, "blk.1.ffn_down.bias");
-    o = after_name(buf, size, "blk.1.ffn_down.outlier_cols");
-    CHECK(o > 0 && lb_rd32(buf + o + 12) == 26);
+    /* the 64 x 172 linear's outliers are stored as u16 flat positions (i16) */
+    o = after_name(buf, size, "blk.1.ffn_down.outlier_pos");
+    CHECK(o > 0 && lb_rd32(buf + o) == 1 && lb_rd64(buf + o + 4) == 3 && lb_rd32(buf + o + 12) == 25);
     memcpy(bad, buf, size);
-    lb_wr32(bad + o + 12, 0); /* column indices as f32 */
-    CHECK_FAILS(lb_model_from_gguf((const uint8_t *)bad, size, &m), LB_ERR_FORMAT, "outlier_cols");
+    lb_wr32(bad + o + 12, 0); /* positions as f32 */
+    CHECK_FAILS(lb_model_from_gguf((const uint8_t *)bad, size, &m), LB_ERR_FORMAT, "outlier_pos");
+    /* a position past the weight, and positions out of row order */
+    uint64_t data_at = 0;
+    {
+        lb_gguf *g = NULL;
+        CHECK_OK(lb_gguf_parse((const uint8_t *)buf, size, &g));
+        const lb_gguf_tensor *t = g ? lb_gguf_find_tensor(g, "blk.1.ffn_down.outlier_pos") : NULL;
+        CHECK(t != NULL);
+        if (t) data_at = (uint64_t)((const char *)t->data - buf);
+        lb_gguf_free(g);
+    }
+    CHECK(data_at > 0 && lb_rd16(buf + data_at) == 9 * 172 + 3); /* row 9, column 3 */
+    memcpy(bad, buf, size);
+    lb_wr16(bad + data_at + 4, (uint16_t)(64 * 172)); /* one past the last weight */
+    CHECK_FAILS(lb_model_from_gguf((const uint8_t *)bad, size, &m), LB_ERR_FORMAT, "outside the weight");
+    memcpy(bad, buf, size);
+    lb_wr16(bad + data_at + 4, 0); /* row 0 after row 9 */
+    CHECK_FAILS(lb_model_from_gguf((const uint8_t *)bad, size, &m), LB_ERR_FORMAT, "earlier row");
     o = after_name(buf, size, "blk.1.ffn_down.outlier_values");
     CHECK(o > 0);
     memcpy(bad, buf, size);

@@ -120,7 +120,7 @@ static void test_every_row(void) {
         const lb_method *m = lb_method_at(i);
         CHECK(m && m->name && m->name[0] && m->summary && m->summary[0] && m->quantize);
         CHECK(lb_method_find(m->name) == m);
-        CHECK(m->n_options >= 0 && m->n_options <= LB_METHOD_MAX_OPTIONS);
+        CHECK(m->n_options >= 0 && m->n_options <= LB_METHOD_MAX_OPTIONS - LB_METHOD_COMMON_OPTIONS);
         lb_method_opts o, back;
         lb_method_opts_default(m, &o);
         for (int k = 0; k < m->n_options; k++) {
@@ -166,7 +166,8 @@ static void test_options(void) {
     CHECK_FAILS(lb_method_opts_set(&o, "clip", "best"), LB_ERR_INVALID, "unknown clipping rule 'best'");
     CHECK(strstr(lb_last_error(), "minmax, mse, aciq") != NULL);
     CHECK_FAILS(lb_method_opts_set(&o, "clipp", "mse"), LB_ERR_INVALID,
-                "method rtn has no option 'clipp' (known: clip, mse_steps, mse_min_shrink)");
+                "method rtn has no option 'clipp' (known: clip, mse_steps, mse_min_shrink, outliers, outlier_rule, "
+                "bias_correct)");
     CHECK_FAILS(lb_method_opts_parse(&o, "mse_steps=0"), LB_ERR_INVALID, "integer in 1..10000");
     CHECK_FAILS(lb_method_opts_parse(&o, "mse_steps=5x"), LB_ERR_INVALID, "got '5x'");
     CHECK_FAILS(lb_method_opts_parse(&o, "mse_min_shrink=nan"), LB_ERR_INVALID, "expects a number");

@@ -141,8 +141,24 @@ LB_API lb_status lb_linear_set_adapter(lb_linear *L, int rank, const float *a, c
 LB_API lb_status lb_linear_validate(const lb_linear *L);
 /* 1 when any slot is present. */
 LB_API int lb_linear_has_slots(const lb_linear *L);
-/* Bytes the slots hold (f32 values, int32 indices). */
+/* Bytes the slots take as a GGUF file stores them (lb_linear_slot_layout:
+ * fp16 where every value fits, compact outlier indices), which is what bpw
+ * counts. */
 LB_API size_t lb_linear_slot_bytes(const lb_linear *L);
+
+#ifdef LB_ADVANCED_API /* for extending lowbit (methods, formats, tools); not a stable API */
+/* How a linear's bias and outliers are stored (src/model/model_gguf.c):
+ * the smallest form that holds them exactly. */
+typedef struct {
+    int bias_bytes;  /* per bias value: 2 (fp16: every value exact in fp16) or 4 (f32) */
+    int value_bytes; /* per outlier value: 2 or 4, the same rule */
+    int pos16;       /* 1: one u16 flat position r * cols + c per outlier (rows x cols <= 65536) */
+    int count_bytes; /* pos16 = 0: per-row counts of 1 (u8, every row <= 255) or 2 (u16) bytes, or 4: an
+                      * i32 row_ptr of rows + 1 entries */
+    int col_bytes;   /* pos16 = 0: per outlier column 2 (u16, cols <= 65536) or 4 (i32) bytes */
+} lb_slot_layout;
+LB_API void lb_linear_slot_layout(const lb_linear *L, lb_slot_layout *out);
+#endif
 
 /* x' = (x / s) R: the input the stored weight reads (x, out: (n, cols); may
  * alias). This is what a quantizer of L->w should collect statistics on. */

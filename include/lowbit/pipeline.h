@@ -100,14 +100,19 @@ typedef struct {
  * specs convert; the methods see the tensor's current values dequantized. */
 LB_API lb_status lb_quantize_model(lb_model *m, const lb_plan *plan, lb_quantize_report *report);
 
-/* The calibration statistics a resolved plan's methods need: the OR of
- * their LB_STATS_* bits (0: every method is data-free). */
+/* The calibration statistics a resolved plan's entries need: the OR of
+ * lb_method_opts_stats over them (0: all data-free). */
 LB_API unsigned lb_plan_stats_needed(const lb_plan *p);
 
 /* lb_quantize_model with calibration statistics (lb_calibrate, or
  * lb_calib_stats_load): each linear's method gets the statistics of its
  * input (lb_calib_stats_for_tensor). stats may be NULL when no method needs
- * any; a method that needs them and gets none fails naming the tensor. */
+ * any; a method that needs them and gets none fails naming the tensor.
+ * The options every method takes (outliers=, bias_correct=1: see
+ * lb_quantize_tensor_ex) put a sparse part and a bias change into the
+ * linear's slots; they fail on a tensor that is not a linear's weight, and
+ * on a linear that already has outliers (the method sees only its dense
+ * weight, so they would be lost). */
 LB_API lb_status lb_quantize_model_calibrated(lb_model *m, const lb_plan *plan, const lb_calib_stats *stats,
                                               lb_quantize_report *report);
 

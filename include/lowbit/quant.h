@@ -112,7 +112,10 @@ typedef struct {
     const char *noun;            /* CHOICE: what a value is, for errors ("clipping rule") */
 } lb_method_option;
 
-#define LB_METHOD_MAX_OPTIONS 8
+#define LB_METHOD_MAX_OPTIONS 12
+/* Options every row takes after its own (outliers, outlier_rule,
+ * bias_correct: see lb_quantize_tensor_ex); listed by lb_method_common_at. */
+#define LB_METHOD_COMMON_OPTIONS 3
 
 typedef struct lb_method lb_method;
 
@@ -132,6 +135,14 @@ typedef struct {
     const lb_method *method;
     double value[LB_METHOD_MAX_OPTIONS]; /* per option of the row: number, or choice index */
     lb_method_report *report; /* optional (NULL by default): filled by methods that report */
+    /* Dense-and-sparse (set by lb_quantize_tensor_ex for the call, NULL
+     * otherwise): weights with keep[r * cols + c] != 0 will be stored exactly
+     * in the sparse part, whatever the dense code holds there. A row that
+     * spreads rounding errors to other weights (gptq) spreads none from
+     * them and writes into kept[r * cols + c] the value it wants them to
+     * have (its updated weight); other rows ignore both. */
+    const uint8_t *keep;
+    float *kept;
 } lb_method_opts;
 
 struct lb_method {
@@ -175,6 +186,13 @@ LB_API const char *lb_method_opts_text(const lb_method_opts *o, const char *key,
  * those not at their default; parses back to the same options. */
 LB_API void lb_method_opts_format(const lb_method_opts *o, int all, char *buf, size_t n);
 LB_API int lb_method_opts_equal(const lb_method_opts *a, const lb_method_opts *b);
+/* The options every row takes (i < LB_METHOD_COMMON_OPTIONS), for help text. */
+LB_API int lb_method_common_count(void);
+LB_API const lb_method_option *lb_method_common_at(int i);
+/* The statistics a call with these options needs: the row's, plus what the
+ * common options ask for (sensitivity outliers X^T X, channel outliers
+ * max|x|, bias correction mean x). */
+LB_API unsigned lb_method_opts_stats(const lb_method_opts *o);
 
 /* Quantizes w (rows x cols) by method m into a packed tensor that owns its
  * bytes. Float specs are converted (no method involved). stats: NULL when
@@ -183,6 +201,47 @@ LB_API int lb_method_opts_equal(const lb_method_opts *a, const lb_method_opts *b
 LB_API lb_status lb_quantize_tensor(const lb_method *m, const lb_method_opts *opts, const lb_layer_stats *stats,
                              const float *w, int64_t rows, int64_t cols, const lb_qspec *spec, const char *name,
                              lb_tensor *out);
+
+/* ---- dense-and-sparse and bias correction -----------------------------------
+ * What a call produces besides the packed tensor, for the linear's slots
+ * (lowbit/linear.h): a sparse part S in CSR, added to the dequantized
+ * weight, and a bias change, added to the output. src/quant/outliers.c and
+ * src/quant/bias_correct.c say how they are chosen. */
+typedef struct {
+    int64_t rows, cols;
+    int64_t nnz;       /* 0: no sparse part */
+    int32_t *row_ptr;  /* (rows + 1) */
+    int32_t *col_idx;  /* (nnz), ascending within a row */
+    float *values;     /* (nnz): w - dequantized dense, rounded to fp16 when it fits */
+    float *bias;       /* (rows) to add to the linear's bias, or NULL; fp16-rounded */
+} lb_quant_extras;
+
+LB_API void lb_quant_extras_free(lb_quant_extras *x); /* leaves it zeroed; NULL is fine */
+
+/* Outlier rules (the outlier_rule option). */
+typedef enum { LB_OUTLIER_MAGNITUDE, LB_OUTLIER_SENSITIVITY, LB_OUTLIER_CHANNEL } lb_outlier_rule;
+
+/* Marks in keep (rows x cols, zeroed here) the weights the rule keeps out of
+ * the dense part: magnitude, the round(fraction rows cols) largest
+ * |w - median of its row|; sensitivity, the same count by
+ * (w - median)^2 H_jj (stats->xtx); channel, whole input columns, the
+ * round(fraction cols) (at least 1 when fraction > 0) with the largest
+ * calibration max|x| (stats->max_abs_x). Ties go to the lower index. The
+ * number kept goes to *n_kept. */
+LB_API lb_status lb_outliers_select(const float *w, int64_t rows, int64_t cols, const lb_layer_stats *stats,
+                                    double fraction, lb_outlier_rule rule, uint8_t *keep, int64_t *n_kept);
+
+/* lb_quantize_tensor, plus what the options' common part asks for in
+ * extras (zeroed when nothing is): outliers > 0 splits w into a dense part
+ * (the kept weights replaced by the mean of the rest of their group, so
+ * that they neither widen a grid nor, under gptq, spread error) quantized
+ * by m, and a sparse part holding the difference, so that dense + sparse
+ * reproduces each kept weight up to fp16 rounding of the difference;
+ * bias_correct = 1 adds (W - (deq + S)) E[x] (stats->mean_x) to the bias.
+ * extras may be NULL only when neither is asked for. */
+LB_API lb_status lb_quantize_tensor_ex(const lb_method *m, const lb_method_opts *opts, const lb_layer_stats *stats,
+                                       const float *w, int64_t rows, int64_t cols, const lb_qspec *spec,
+                                       const char *name, lb_tensor *out, lb_quant_extras *extras);
 
 #ifdef __cplusplus
 }

@@ -112,12 +112,39 @@ int lb_linear_has_slots(const lb_linear *L) {
     return L->bias || L->in_scale || L->rot.kind != LB_ROTATION_NONE || L->outliers.nnz || L->adapter.rank;
 }
 
+static int all_fp16(const float *v, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (lb_round_fp16(v[i]) != v[i]) return 0; /* out of fp16 range rounds to inf: also refused */
+    return 1;
+}
+
+void lb_linear_slot_layout(const lb_linear *L, lb_slot_layout *out) {
+    int64_t rows = L->w.rows, cols = L->w.cols;
+    memset(out, 0, sizeof *out);
+    out->bias_bytes = L->bias && all_fp16(L->bias, (size_t)rows) ? 2 : 4;
+    const lb_outliers *o = &L->outliers;
+    out->value_bytes = o->nnz && all_fp16(o->values, (size_t)o->nnz) ? 2 : 4;
+    out->pos16 = rows * cols <= 65536;
+    int32_t most = 0;
+    for (int64_t r = 0; o->nnz && r < rows; r++)
+        if (o->row_ptr[r + 1] - o->row_ptr[r] > most) most = o->row_ptr[r + 1] - o->row_ptr[r];
+    out->count_bytes = most <= 255 ? 1 : most <= 65535 ? 2 : 4;
+    out->col_bytes = cols <= 65536 ? 2 : 4;
+}
+
 size_t lb_linear_slot_bytes(const lb_linear *L) {
     size_t rows = (size_t)L->w.rows, cols = (size_t)L->w.cols, b = 0;
-    if (L->bias) b += rows * sizeof(float);
+    lb_slot_layout lay;
+    lb_linear_slot_layout(L, &lay);
+    if (L->bias) b += rows * (size_t)lay.bias_bytes;
     if (L->in_scale) b += cols * sizeof(float);
     if (L->rot.kind == LB_ROTATION_HADAMARD) b += cols * sizeof(float);
-    if (L->outliers.nnz) b += (rows + 1) * sizeof(int32_t) + (size_t)L->outliers.nnz * (sizeof(int32_t) + sizeof(float));
+    if (L->outliers.nnz) {
+        size_t nnz = (size_t)L->outliers.nnz;
+        b += nnz * (size_t)lay.value_bytes;
+        if (lay.pos16) b += nnz * 2;
+        else b += (lay.count_bytes == 4 ? (rows + 1) * 4 : rows * (size_t)lay.count_bytes) + nnz * (size_t)lay.col_bytes;
+    }
     if (L->adapter.rank) b += (size_t)L->adapter.rank * (rows + cols) * sizeof(float) + sizeof(float);
     return b;
 }

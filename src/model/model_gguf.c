@@ -86,11 +86,27 @@ done:
 /* ---- linear slots -----------------------------------------------------------
  * A linear's slots are extra tensors next to its weight, named after it
  * (blk.N.attn_q.weight -> blk.N.attn_q.<slot>), dims [cols, rows] as usual:
- *   bias (rows) f32 (llama.cpp's name for a linear's bias), in_scale (cols)
- *   f32, hadamard_signs (cols) f32, outlier_rows (rows + 1) / outlier_cols
- *   (nnz) i32 and outlier_values (nnz) f32, lora_a [cols, rank] and lora_b
- *   [rank, rows] f32 with lowbit.lora_alpha.<linear> (f32). */
+ *   bias (rows) f16 when every value is exact in fp16, else f32 (llama.cpp's
+ *   name for a linear's bias); in_scale (cols) f32; hadamard_signs (cols)
+ *   f32; lora_a [cols, rank] and lora_b [rank, rows] f32 with
+ *   lowbit.lora_alpha.<linear> (f32);
+ *   outliers (CSR, lb_linear_slot_layout picks the smallest exact form):
+ *     outlier_values (nnz) f16 when every value is exact in fp16, else f32;
+ *     indices, one of
+ *       outlier_pos (nnz) i16 read as u16: r * cols + c, when rows x cols
+ *         <= 65536 (rows non-decreasing, i.e. CSR order)
+ *       outlier_counts (rows) i8 / i16 read as u8 / u16: outliers per row,
+ *         with outlier_cols (nnz) i16 read as u16 (cols <= 65536) or i32
+ *       outlier_rows (rows + 1) i32 row_ptr with outlier_cols (nnz) i32
+ *         (the first form lowbit wrote; still read, and written when a row
+ *         holds more than 65535 outliers).
+ * The reader bounds-checks every form and rebuilds the i32 / f32 CSR. */
+#define GGML_I16 25
 #define GGML_I32 26
+
+static int type_bytes(int type) {
+    return type == LB_GGML_I8 ? 1 : (type == GGML_I16 || type == LB_GGML_F16) ? 2 : 4;
+}
 
 static void slot_name(char *buf, size_t n, const lb_linear *L, const char *slot) {
     size_t len = strlen(L->w.name);
@@ -111,21 +127,96 @@ static lb_status add_slot(lb_gguf_writer *w, const lb_linear *L, const char *slo
     char name[128];
     slot_name(name, sizeof name, L, slot);
     uint64_t ne[2] = {ne0, ne1};
-    return lb_gguf_add_tensor(w, name, type, ne1 ? 2 : 1, ne, data, (size_t)(ne0 * (ne1 ? ne1 : 1) * 4));
+    return lb_gguf_add_tensor(w, name, type, ne1 ? 2 : 1, ne, data,
+                              (size_t)(ne0 * (ne1 ? ne1 : 1)) * (size_t)type_bytes(type));
 }
 
-static lb_status write_linear_slots(lb_gguf_writer *w, const lb_linear *L) {
+/* Buffers the writer points at until the file is written. */
+typedef struct {
+    void **p;
+    int n, cap;
+} buffers;
+
+static void *buffer(buffers *b, size_t bytes) {
+    if (b->n == b->cap) {
+        int cap = b->cap ? 2 * b->cap : 16;
+        void **p = lb_alloc((size_t)cap * sizeof *p);
+        if (!p) return NULL;
+        if (b->n) memcpy(p, b->p, (size_t)b->n * sizeof *p);
+        lb_free(b->p);
+        b->p = p;
+        b->cap = cap;
+    }
+    void *x = lb_alloc(bytes ? bytes : 1);
+    if (x) b->p[b->n++] = x;
+    return x;
+}
+
+static void buffers_free(buffers *b) {
+    for (int i = 0; i < b->n; i++) lb_free(b->p[i]);
+    lb_free(b->p);
+}
+
+static const uint16_t *as_fp16(buffers *b, const float *v, size_t n) {
+    uint16_t *h = buffer(b, n * 2);
+    for (size_t i = 0; h && i < n; i++) h[i] = lb_fp32_to_fp16(v[i]);
+    return h;
+}
+
+static lb_status write_outliers(lb_gguf_writer *w, const lb_linear *L, const lb_slot_layout *lay, buffers *bufs) {
+    const lb_outliers *o = &L->outliers;
+    uint64_t rows = (uint64_t)L->w.rows, cols = (uint64_t)L->w.cols, nnz = (uint64_t)o->nnz;
+    lb_status st = LB_OK;
+    if (lay->value_bytes == 2) {
+        const uint16_t *h = as_fp16(bufs, o->values, nnz);
+        if (!h) return LB_ERR_NOMEM;
+        TRY(add_slot(w, L, "outlier_values", LB_GGML_F16, nnz, 0, h));
+    } else {
+        TRY(add_slot(w, L, "outlier_values", LB_GGML_F32, nnz, 0, o->values));
+    }
+    if (lay->pos16) {
+        uint16_t *pos = buffer(bufs, nnz * 2);
+        if (!pos) return LB_ERR_NOMEM;
+        for (uint64_t r = 0; r < rows; r++)
+            for (int32_t k = o->row_ptr[r]; k < o->row_ptr[r + 1]; k++) pos[k] = (uint16_t)(r * cols + (uint64_t)o->col_idx[k]);
+        return add_slot(w, L, "outlier_pos", GGML_I16, nnz, 0, pos);
+    }
+    if (lay->count_bytes == 4) {
+        TRY(add_slot(w, L, "outlier_rows", GGML_I32, rows + 1, 0, o->row_ptr));
+    } else {
+        uint8_t *cnt = buffer(bufs, rows * (uint64_t)lay->count_bytes);
+        if (!cnt) return LB_ERR_NOMEM;
+        for (uint64_t r = 0; r < rows; r++) {
+            uint32_t c = (uint32_t)(o->row_ptr[r + 1] - o->row_ptr[r]);
+            if (lay->count_bytes == 1) cnt[r] = (uint8_t)c;
+            else lb_wr16(cnt + 2 * r, (uint16_t)c);
+        }
+        TRY(add_slot(w, L, "outlier_counts", lay->count_bytes == 1 ? LB_GGML_I8 : GGML_I16, rows, 0, cnt));
+    }
+    if (lay->col_bytes == 4) return add_slot(w, L, "outlier_cols", GGML_I32, nnz, 0, o->col_idx);
+    uint8_t *c16 = buffer(bufs, nnz * 2);
+    if (!c16) return LB_ERR_NOMEM;
+    for (uint64_t k = 0; k < nnz; k++) lb_wr16(c16 + 2 * k, (uint16_t)o->col_idx[k]);
+    TRY(add_slot(w, L, "outlier_cols", GGML_I16, nnz, 0, c16));
+done:
+    return st;
+}
+
+static lb_status write_linear_slots(lb_gguf_writer *w, const lb_linear *L, buffers *bufs) {
     uint64_t rows = (uint64_t)L->w.rows, cols = (uint64_t)L->w.cols;
     lb_status st = LB_OK;
-    if (L->bias) TRY(add_slot(w, L, "bias", LB_GGML_F32, rows, 0, L->bias));
+    lb_slot_layout lay;
+    lb_linear_slot_layout(L, &lay);
+    if (L->bias && lay.bias_bytes == 2) {
+        const uint16_t *h = as_fp16(bufs, L->bias, rows);
+        if (!h) return LB_ERR_NOMEM;
+        TRY(add_slot(w, L, "bias", LB_GGML_F16, rows, 0, h));
+    } else if (L->bias) {
+        TRY(add_slot(w, L, "bias", LB_GGML_F32, rows, 0, L->bias));
+    }
     if (L->in_scale) TRY(add_slot(w, L, "in_scale", LB_GGML_F32, cols, 0, L->in_scale));
     if (L->rot.kind == LB_ROTATION_HADAMARD) TRY(add_slot(w, L, "hadamard_signs", LB_GGML_F32, cols, 0, L->rot.signs));
-    if (L->outliers.nnz) {
-        uint64_t nnz = (uint64_t)L->outliers.nnz;
-        TRY(add_slot(w, L, "outlier_rows", GGML_I32, rows + 1, 0, L->outliers.row_ptr));
-        TRY(add_slot(w, L, "outlier_cols", GGML_I32, nnz, 0, L->outliers.col_idx));
-        TRY(add_slot(w, L, "outlier_values", LB_GGML_F32, nnz, 0, L->outliers.values));
-    }
+    if (L->outliers.nnz) TRY(write_outliers(w, L, &lay, bufs));
     if (L->adapter.rank) {
         char key[192];
         alpha_key(key, sizeof key, L);
@@ -150,6 +241,7 @@ lb_status lb_model_save_gguf(const lb_model *mc, const char *path) {
                                L->w.name, (int)L->rot.kind);
         }
     lb_gguf_writer *w;
+    buffers bufs = {0};
     lb_status st = lb_gguf_writer_create(&w);
     if (st != LB_OK) return st;
     TRY(lb_gguf_set_str(w, "general.architecture", "llama"));
@@ -187,10 +279,11 @@ lb_status lb_model_save_gguf(const lb_model *mc, const char *path) {
         }
     }
     for (int l = 0; l < c->n_layers; l++)
-        for (int i = 0; i < LB_N_LINEARS; i++) TRY(write_linear_slots(w, &m->layers[l].linear[i]));
+        for (int i = 0; i < LB_N_LINEARS; i++) TRY(write_linear_slots(w, &m->layers[l].linear[i], &bufs));
     TRY(lb_gguf_write(w, path));
 done:
     lb_gguf_writer_free(w);
+    buffers_free(&bufs);
     return st;
 }
 
@@ -379,52 +472,151 @@ done:
     return st;
 }
 
+static const char *type_name(int type) {
+    switch (type) {
+    case LB_GGML_F32: return "f32";
+    case LB_GGML_F16: return "f16";
+    case LB_GGML_I8: return "i8";
+    case GGML_I16: return "i16";
+    default: return "i32";
+    }
+}
+
 /* Slot tensor <linear>.<slot> of n_dims dims [ne0, ne1] (0: any size, the
- * size found returned there), copied into an aligned buffer; *out NULL when
- * the file has no such tensor. */
-static lb_status read_slot(const lb_gguf *g, const lb_linear *L, const char *slot, int type, uint32_t n_dims,
-                           uint64_t *ne0, uint64_t *ne1, void **out) {
+ * size found returned there) and one of the types `types` (ended by -1; the
+ * one found in *type), its bytes copied into an aligned buffer; *out NULL
+ * when the file has no such tensor. */
+static lb_status read_slot(const lb_gguf *g, const lb_linear *L, const char *slot, const int *types, uint32_t n_dims,
+                           uint64_t *ne0, uint64_t *ne1, void **out, int *type) {
     char name[128];
     slot_name(name, sizeof name, L, slot);
     *out = NULL;
     const lb_gguf_tensor *t = lb_gguf_find_tensor(g, name);
     if (!t) return LB_OK;
-    if (t->type != type || t->n_dims != n_dims || (*ne0 && t->ne[0] != *ne0) || (n_dims == 2 && *ne1 && t->ne[1] != *ne1))
+    int ok = 0;
+    for (int i = 0; types[i] >= 0; i++) ok |= (int)t->type == types[i];
+    if (!ok || t->n_dims != n_dims || (*ne0 && t->ne[0] != *ne0) || (n_dims == 2 && *ne1 && t->ne[1] != *ne1))
         return lb_fail(LB_ERR_FORMAT, "tensor '%s' is not a %u-D %s tensor of the linear's shape", name, n_dims,
-                       type == GGML_I32 ? "i32" : "f32");
+                       type_name(types[0]));
     uint64_t n = t->ne[0] * (n_dims == 2 ? t->ne[1] : 1);
-    if (n == 0 || t->ne[0] > (1u << 30) || (n_dims == 2 && t->ne[1] > (1u << 30)) || t->nbytes != n * 4)
+    size_t eb = (size_t)type_bytes((int)t->type);
+    if (n == 0 || t->ne[0] > (1u << 30) || (n_dims == 2 && t->ne[1] > (1u << 30)) || t->nbytes != n * eb)
         return lb_fail(LB_ERR_FORMAT, "tensor '%s' has %zu bytes for %llu values", name, t->nbytes,
                        (unsigned long long)n);
-    if (!(*out = lb_alloc((size_t)n * 4))) return LB_ERR_NOMEM;
-    memcpy(*out, t->data, (size_t)n * 4);
+    if (!(*out = lb_alloc((size_t)n * eb))) return LB_ERR_NOMEM;
+    memcpy(*out, t->data, (size_t)n * eb);
     *ne0 = t->ne[0];
     if (n_dims == 2) *ne1 = t->ne[1];
+    *type = (int)t->type;
+    return LB_OK;
+}
+
+static const int F32_ONLY[] = {LB_GGML_F32, -1}, F32_F16[] = {LB_GGML_F32, LB_GGML_F16, -1};
+static const int I16_ONLY[] = {GGML_I16, -1}, I32_ONLY[] = {GGML_I32, -1}, I8_I16[] = {LB_GGML_I8, GGML_I16, -1};
+static const int I16_I32[] = {GGML_I16, GGML_I32, -1};
+
+/* f16 bytes widened to f32 in place of *buf (f32: unchanged) */
+static lb_status widen_f16(void **buf, int type, uint64_t n) {
+    if (!*buf || type != LB_GGML_F16) return LB_OK;
+    float *f = lb_alloc((size_t)n * sizeof(float));
+    if (!f) return LB_ERR_NOMEM;
+    for (uint64_t i = 0; i < n; i++) f[i] = lb_fp16_to_fp32(lb_rd16((const uint8_t *)*buf + 2 * i));
+    lb_free(*buf);
+    *buf = f;
+    return LB_OK;
+}
+
+/* Any stored outlier index form (above) as an i32 CSR (row_ptr rows + 1,
+ * col_idx nnz), every count and index checked against the shape; the
+ * setter checks the rest (columns in range, values finite). */
+static lb_status outlier_csr(const lb_linear *L, uint64_t nnz, const void *pos, uint64_t n_pos, const void *counts,
+                             int counts_type, const void *rp, const void *cols_raw, int cols_type, uint64_t n_cols,
+                             int32_t **row_ptr, int32_t **col_idx) {
+    uint64_t rows = (uint64_t)L->w.rows, cols = (uint64_t)L->w.cols;
+    int forms = (pos != NULL) + (counts != NULL) + (rp != NULL);
+    if (forms != 1 || (pos && (cols_raw || n_pos != nnz)) || (!pos && (!cols_raw || n_cols != nnz)))
+        return lb_fail(LB_ERR_FORMAT,
+                       "outliers of '%s': expected outlier_values with exactly one of outlier_pos, outlier_counts + "
+                       "outlier_cols, outlier_rows + outlier_cols, of matching lengths",
+                       L->w.name);
+    if (nnz > rows * cols || nnz > INT32_MAX)
+        return lb_fail(LB_ERR_FORMAT, "outliers of '%s': %llu for a %llu x %llu weight", L->w.name,
+                       (unsigned long long)nnz, (unsigned long long)rows, (unsigned long long)cols);
+    *row_ptr = lb_alloc((size_t)(rows + 1) * sizeof(int32_t));
+    *col_idx = lb_alloc((size_t)nnz * sizeof(int32_t));
+    if (!*row_ptr || !*col_idx) return LB_ERR_NOMEM;
+    int32_t *r_p = *row_ptr, *c_i = *col_idx;
+    if (pos) {
+        if (rows * cols > 65536)
+            return lb_fail(LB_ERR_FORMAT, "outliers of '%s': 16-bit positions for a %llu x %llu weight", L->w.name,
+                           (unsigned long long)rows, (unsigned long long)cols);
+        memset(r_p, 0, (size_t)(rows + 1) * sizeof(int32_t));
+        uint64_t prev_row = 0;
+        for (uint64_t k = 0; k < nnz; k++) {
+            uint64_t p = lb_rd16((const uint8_t *)pos + 2 * k), r = p / cols;
+            if (p >= rows * cols || r < prev_row)
+                return lb_fail(LB_ERR_FORMAT, "outliers of '%s': position %llu (outlier %llu) is %s", L->w.name,
+                               (unsigned long long)p, (unsigned long long)k,
+                               p >= rows * cols ? "outside the weight" : "in an earlier row than the one before");
+            prev_row = r;
+            r_p[r + 1]++;
+            c_i[k] = (int32_t)(p % cols);
+        }
+        for (uint64_t r = 0; r < rows; r++) r_p[r + 1] += r_p[r];
+        return LB_OK;
+    }
+    if (counts) {
+        uint64_t sum = 0;
+        r_p[0] = 0;
+        for (uint64_t r = 0; r < rows; r++) {
+            sum += counts_type == LB_GGML_I8 ? ((const uint8_t *)counts)[r] : lb_rd16((const uint8_t *)counts + 2 * r);
+            if (sum > nnz) break;
+            r_p[r + 1] = (int32_t)sum;
+        }
+        if (sum != nnz)
+            return lb_fail(LB_ERR_FORMAT, "outliers of '%s': outlier_counts add up to %s%llu, not the %llu values",
+                           L->w.name, sum > nnz ? "more than " : "", (unsigned long long)sum, (unsigned long long)nnz);
+    } else {
+        memcpy(r_p, rp, (size_t)(rows + 1) * sizeof(int32_t)); /* the setter checks it runs 0..nnz, non-decreasing */
+    }
+    for (uint64_t k = 0; k < nnz; k++)
+        c_i[k] = cols_type == GGML_I16 ? (int32_t)lb_rd16((const uint8_t *)cols_raw + 2 * k)
+                                       : ((const int32_t *)cols_raw)[k];
     return LB_OK;
 }
 
 /* Reads whichever slots the file has for L; the setters check them. */
 static lb_status read_linear_slots(const lb_gguf *g, lb_linear *L) {
     uint64_t rows = (uint64_t)L->w.rows, cols = (uint64_t)L->w.cols;
-    uint64_t n_bias = rows, n_scale = cols, n_signs = cols, n_rp = rows + 1, nnz = 0, nnz2 = 0, none = 0;
+    uint64_t n_bias = rows, n_scale = cols, n_signs = cols, n_rp = rows + 1, n_cnt = rows, n_pos = 0, n_ci = 0, nnz = 0,
+             none = 0;
     uint64_t a0 = cols, rank = 0, b0 = 0, b1 = rows;
-    void *bias = NULL, *scale = NULL, *signs = NULL, *rp = NULL, *ci = NULL, *val = NULL, *a = NULL, *b = NULL;
+    void *bias = NULL, *scale = NULL, *signs = NULL, *rp = NULL, *cnt = NULL, *pos = NULL, *ci = NULL, *val = NULL,
+         *a = NULL, *b = NULL;
+    int32_t *row_ptr = NULL, *col_idx = NULL;
+    int t_bias = 0, t_val = 0, t_cnt = 0, t_ci = 0, t;
     lb_status st = LB_OK;
-    TRY(read_slot(g, L, "bias", LB_GGML_F32, 1, &n_bias, &none, &bias));
-    TRY(read_slot(g, L, "in_scale", LB_GGML_F32, 1, &n_scale, &none, &scale));
-    TRY(read_slot(g, L, "hadamard_signs", LB_GGML_F32, 1, &n_signs, &none, &signs));
-    TRY(read_slot(g, L, "outlier_rows", GGML_I32, 1, &n_rp, &none, &rp));
-    TRY(read_slot(g, L, "outlier_cols", GGML_I32, 1, &nnz, &none, &ci));
-    TRY(read_slot(g, L, "outlier_values", LB_GGML_F32, 1, &nnz2, &none, &val));
-    TRY(read_slot(g, L, "lora_a", LB_GGML_F32, 2, &a0, &rank, &a));
-    TRY(read_slot(g, L, "lora_b", LB_GGML_F32, 2, &b0, &b1, &b));
+    TRY(read_slot(g, L, "bias", F32_F16, 1, &n_bias, &none, &bias, &t_bias));
+    TRY(widen_f16(&bias, t_bias, rows));
+    TRY(read_slot(g, L, "in_scale", F32_ONLY, 1, &n_scale, &none, &scale, &t));
+    TRY(read_slot(g, L, "hadamard_signs", F32_ONLY, 1, &n_signs, &none, &signs, &t));
+    TRY(read_slot(g, L, "outlier_rows", I32_ONLY, 1, &n_rp, &none, &rp, &t));
+    TRY(read_slot(g, L, "outlier_counts", I8_I16, 1, &n_cnt, &none, &cnt, &t_cnt));
+    TRY(read_slot(g, L, "outlier_pos", I16_ONLY, 1, &n_pos, &none, &pos, &t));
+    TRY(read_slot(g, L, "outlier_cols", I16_I32, 1, &n_ci, &none, &ci, &t_ci));
+    TRY(read_slot(g, L, "outlier_values", F32_F16, 1, &nnz, &none, &val, &t_val));
+    TRY(widen_f16(&val, t_val, nnz));
+    TRY(read_slot(g, L, "lora_a", F32_ONLY, 2, &a0, &rank, &a, &t));
+    TRY(read_slot(g, L, "lora_b", F32_ONLY, 2, &b0, &b1, &b, &t));
     if (bias) TRY(lb_linear_set_bias(L, bias));
     if (scale) TRY(lb_linear_set_in_scale(L, scale));
     if (signs) TRY(lb_linear_set_hadamard(L, signs));
-    if ((rp || ci || val) && !(rp && ci && val && nnz == nnz2))
-        TRY(lb_fail(LB_ERR_FORMAT, "outliers of '%s': outlier_rows, outlier_cols and outlier_values do not match",
-                    L->w.name));
-    if (rp) TRY(lb_linear_set_outliers(L, (int64_t)nnz, rp, ci, val));
+    if (rp || cnt || pos || ci || val) {
+        if (!val)
+            TRY(lb_fail(LB_ERR_FORMAT, "outliers of '%s': indices without outlier_values (the slot tensors do not match)", L->w.name));
+        TRY(outlier_csr(L, nnz, pos, n_pos, cnt, t_cnt, rp, ci, t_ci, n_ci, &row_ptr, &col_idx));
+        TRY(lb_linear_set_outliers(L, (int64_t)nnz, row_ptr, col_idx, val));
+    }
     if ((a || b) && !(a && b && b0 == rank))
         TRY(lb_fail(LB_ERR_FORMAT, "adapter of '%s': lora_a and lora_b are not rank x %llu and %llu x rank", L->w.name,
                     (unsigned long long)cols, (unsigned long long)rows));
@@ -441,8 +633,12 @@ done:
     lb_free(scale);
     lb_free(signs);
     lb_free(rp);
+    lb_free(cnt);
+    lb_free(pos);
     lb_free(ci);
     lb_free(val);
+    lb_free(row_ptr);
+    lb_free(col_idx);
     lb_free(a);
     lb_free(b);
     return st;

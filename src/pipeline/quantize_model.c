@@ -2,13 +2,14 @@
  * method into a new tensor, and the model changed only when all of them
  * succeeded (a failure names its tensor and leaves the model as it was). */
 #include "lowbit/pipeline.h"
+#include "pipeline/slots.h"
 
 #include <string.h>
 
 unsigned lb_plan_stats_needed(const lb_plan *p) {
     unsigned need = 0;
     for (int i = 0; i < p->n_entries; i++)
-        if (p->entries[i].opts.method) need |= p->entries[i].opts.method->stats;
+        if (p->entries[i].opts.method) need |= lb_method_opts_stats(&p->entries[i].opts);
     return need;
 }
 
@@ -31,7 +32,10 @@ lb_status lb_quantize_model_calibrated(lb_model *m, const lb_plan *plan, const l
         return st;
     }
     lb_tensor *out = lb_calloc((size_t)(p.n_entries ? p.n_entries : 1), sizeof *out);
-    if (!out) {
+    lb_quant_extras *extras = lb_calloc((size_t)(p.n_entries ? p.n_entries : 1), sizeof *extras);
+    if (!out || !extras) {
+        lb_free(out);
+        lb_free(extras);
         lb_free(p.entries);
         return LB_ERR_NOMEM;
     }
@@ -49,9 +53,11 @@ lb_status lb_quantize_model_calibrated(lb_model *m, const lb_plan *plan, const l
         }
         st = lb_dequantize(t, w);
         /* a linear's input statistics (NULL for the embedding, the classifier, or without stats) */
-        const lb_layer_stats *ls = e->opts.method && e->opts.method->stats ? lb_calib_stats_for_tensor(stats, m, t) : NULL;
+        const lb_layer_stats *ls = lb_method_opts_stats(&e->opts) ? lb_calib_stats_for_tensor(stats, m, t) : NULL;
         if (st == LB_OK)
-            st = lb_quantize_tensor(e->opts.method, &e->opts, ls, w, t->rows, t->cols, &e->spec, t->name, &out[done]);
+            st = lb_quantize_tensor_ex(e->opts.method, &e->opts, ls, w, t->rows, t->cols, &e->spec, t->name,
+                                       &out[done], &extras[done]);
+        if (st == LB_OK) st = lb_pipeline_slots_check(m, t, &extras[done]); /* outliers, bias: pipeline/slots.c */
         lb_free(w);
         if (st != LB_OK) break;
         lb_progress_update(&prog, (uint64_t)done + 1);
@@ -62,11 +68,14 @@ lb_status lb_quantize_model_calibrated(lb_model *m, const lb_plan *plan, const l
             lb_tensor *t = lb_model_tensor_at(m, p.entries[i].tensor);
             lb_tensor_free(t);
             *t = out[i];
+            if (st == LB_OK) st = lb_pipeline_slots_apply(m, t, &extras[i]); /* only allocation can fail */
         }
         lb_plan_summary(plan, m->quant_note, sizeof m->quant_note);
     } else {
-        for (int i = 0; i < done; i++) lb_tensor_free(&out[i]);
+        for (int i = 0; i <= done && i < p.n_entries; i++) lb_tensor_free(&out[i]);
     }
+    for (int i = 0; i < p.n_entries; i++) lb_quant_extras_free(&extras[i]);
+    lb_free(extras);
     if (st == LB_OK && report) {
         lb_model_size sz;
         lb_model_sizes(m, &sz);

@@ -49,6 +49,11 @@
  * - GPTAQ's asymmetric calibration is not implemented (it needs the
  *   cross-statistics of quantized and fp32 inputs, which lowbit does not
  *   collect yet).
+ * - Dense-and-sparse (lb_method_opts.keep, src/quant/outliers.c): a kept
+ *   weight spreads no error (its error is zero: the sparse part makes it
+ *   exact) and its final updated value goes to kept[]; it still receives
+ *   updates from earlier columns, and a dynamic group grid sees its
+ *   replacement value plus those updates.
  * Determinism: rows are processed in fixed tiles of 64, each tile by one
  * thread with single-threaded BLAS, so the bytes do not depend on the
  * thread count; the factorization, once before, splits its work into fixed
@@ -272,6 +277,9 @@ typedef struct {
     const int *perm; /* position -> original column */
     const float *U;  /* cols x cols */
     int dynamic;     /* fit each group when its first column is reached */
+    const char *dead;      /* original column -> H_jj == 0 */
+    const uint8_t *keep;   /* dense-and-sparse: weights stored exactly elsewhere (NULL: none) */
+    float *kept;           /* their final updated values (rows x cols, original order) */
 } gptq_job;
 
 /* Quantizes rows [r0, r0 + tr) of the (already permuted, dead-zeroed) tile
@@ -301,6 +309,13 @@ static lb_status gptq_tile(const gptq_job *job, lb_qtensor *q, int64_t r0, int64
                 int code = lb_qtensor_nearest_code(q, k, row[i]);
                 q->codes[(r0 + r) * q->cols_padded + j] = (uint8_t)code;
                 float e = (row[i] - lb_qtensor_value(q, r0 + r, j)) / d;
+                if (job->keep && job->keep[(r0 + r) * n + j]) {
+                    /* stored exactly in the sparse part: no error to spread;
+                     * it takes the value the updates led it to (a dead
+                     * input's weight was zeroed, not updated: left alone) */
+                    if (!job->dead[j]) job->kept[(r0 + r) * n + j] = row[i];
+                    e = 0;
+                }
                 E[r * bl + (i - c0)] = e;
                 sum += (double)e * e;
                 const float *u = U + i * n;
@@ -344,7 +359,7 @@ static lb_status check_inputs(const float *w, int64_t rows, int64_t cols, const 
 }
 
 static lb_status gptq_run(const float *w, int64_t rows, int64_t cols, const double *xtx, const lb_qspec *spec,
-                          const gptq_opts *o, lb_qtensor *q, lb_method_report *rep) {
+                          const gptq_opts *o, const lb_method_opts *mo, lb_qtensor *q, lb_method_report *rep) {
     lb_status st = check_inputs(w, rows, cols, xtx);
     if (st != LB_OK) return st;
     memset(rep, 0, sizeof *rep);
@@ -390,7 +405,7 @@ static lb_status gptq_run(const float *w, int64_t rows, int64_t cols, const doub
     if (st != LB_OK) goto restore;
     int dynamic = q->groups_per_row > 0 && q->group_len < cols && !o->act_order && !o->static_groups &&
                   !(lb_format_grid(spec) == LB_GRID_ABSMAX && spec->double_quant);
-    gptq_job job = {o, cols, perm, U, dynamic};
+    gptq_job job = {o, cols, perm, U, dynamic, dead, mo->keep, mo->kept};
     int64_t n_tiles = (rows + TILE_ROWS - 1) / TILE_ROWS;
     double *tile_loss = calloc((size_t)n_tiles, sizeof(double));
     if (!tile_loss) {
@@ -447,7 +462,7 @@ static lb_status gptq_quantize(const float *w, int64_t rows, int64_t cols, const
     lb_method_report local;
     lb_method_report *rep = opts->report ? opts->report : &local;
     double t0 = lb_now();
-    lb_status st = gptq_run(w, rows, cols, stats->xtx, spec, &o, q, rep);
+    lb_status st = gptq_run(w, rows, cols, stats->xtx, spec, &o, opts, q, rep);
     rep->seconds = lb_now() - t0;
     return st;
 #else

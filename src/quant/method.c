@@ -6,6 +6,7 @@
  * a recipe's `clip=mse` and `--tensor-type ...,clip=mse` all end in
  * lb_method_opts_set, so they accept and refuse exactly the same things. */
 #include "quant/method_rows.h"
+#include "quant/outliers.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -37,15 +38,44 @@ const lb_method *lb_method_find(const char *name) {
     return NULL;
 }
 
+/* Options every method takes, after the row's own (value[n_options + k]):
+ * the dense-and-sparse split and bias correction wrap any row
+ * (src/quant/outliers.c, src/quant/bias_correct.c), so they are the
+ * table's, not each row's. A row may list at most
+ * LB_METHOD_MAX_OPTIONS - LB_METHOD_COMMON_OPTIONS options. */
+static const char *const outlier_rules[] = {"magnitude", "sensitivity", "channel", NULL};
+static const lb_method_option common_options[LB_METHOD_COMMON_OPTIONS] = {
+    {"outliers", LB_OPTION_FLOAT, "0",
+     "fraction of the weights kept exactly in a sparse fp16 CSR beside the dense code (0: none)", 0, 0.5, NULL,
+     NULL},
+    {"outlier_rule", LB_OPTION_CHOICE, "magnitude",
+     "which: magnitude (|w - row median|) | sensitivity (that^2 H_jj, needs X^T X) | channel (whole input "
+     "columns by calibration max|x|)",
+     0, 0, outlier_rules, "outlier rule"},
+    {"bias_correct", LB_OPTION_INT, "0", "1: add (W - Q(W)) E[x] to the bias (needs calibration mean x)", 0, 1, NULL,
+     NULL},
+};
+
+int lb_method_common_count(void) { return LB_METHOD_COMMON_OPTIONS; }
+const lb_method_option *lb_method_common_at(int i) {
+    return i >= 0 && i < LB_METHOD_COMMON_OPTIONS ? &common_options[i] : NULL;
+}
+
+static int n_all(const lb_method *m) { return m->n_options + LB_METHOD_COMMON_OPTIONS; }
+
+static const lb_method_option *opt_at(const lb_method *m, int i) {
+    return i < m->n_options ? &m->options[i] : &common_options[i - m->n_options];
+}
+
 static int option_index(const lb_method *m, const char *key) {
-    for (int i = 0; i < m->n_options; i++)
-        if (!strcmp(m->options[i].name, key)) return i;
+    for (int i = 0; i < n_all(m); i++)
+        if (!strcmp(opt_at(m, i)->name, key)) return i;
     return -1;
 }
 
 /* Parses text as option i's value; 0 on success. */
 static lb_status parse_value(const lb_method *m, int i, const char *text, double *out) {
-    const lb_method_option *opt = &m->options[i];
+    const lb_method_option *opt = opt_at(m, i);
     char *end = NULL;
     switch (opt->type) {
     case LB_OPTION_CHOICE: {
@@ -90,8 +120,12 @@ static lb_status parse_value(const lb_method *m, int i, const char *text, double
 void lb_method_opts_default(const lb_method *m, lb_method_opts *o) {
     memset(o, 0, sizeof *o);
     o->method = m;
-    for (int i = 0; m && i < m->n_options && i < LB_METHOD_MAX_OPTIONS; i++)
-        if (parse_value(m, i, m->options[i].def, &o->value[i]) != LB_OK) o->value[i] = NAN; /* a bad row: tested */
+    if (m && n_all(m) > LB_METHOD_MAX_OPTIONS) { /* a bad row (tested): no slot for every option */
+        for (int i = 0; i < LB_METHOD_MAX_OPTIONS; i++) o->value[i] = NAN;
+        return;
+    }
+    for (int i = 0; m && i < n_all(m); i++)
+        if (parse_value(m, i, opt_at(m, i)->def, &o->value[i]) != LB_OK) o->value[i] = NAN; /* a bad row: tested */
 }
 
 lb_status lb_method_opts_set(lb_method_opts *o, const char *key, const char *value) {
@@ -102,12 +136,15 @@ lb_status lb_method_opts_set(lb_method_opts *o, const char *key, const char *val
         char known[256];
         size_t used = 0;
         known[0] = '\0';
-        for (int k = 0; k < m->n_options && used < sizeof known; k++) {
-            int w = snprintf(known + used, sizeof known - used, "%s%s", k ? ", " : "", m->options[k].name);
+        for (int k = 0; k < n_all(m) && used < sizeof known; k++) {
+            int w = snprintf(known + used, sizeof known - used, "%s%s", k ? ", " : "", opt_at(m, k)->name);
             if (w < 0) break;
             used += (size_t)w;
         }
-        if (!m->n_options) return lb_fail(LB_ERR_INVALID, "method %s has no option '%s' (it takes none)", m->name, key);
+        if (!m->n_options)
+            return lb_fail(LB_ERR_INVALID,
+                           "method %s has no option '%s' (it takes none); every method takes %s", m->name, key,
+                           known);
         return lb_fail(LB_ERR_INVALID, "method %s has no option '%s' (known: %s)", m->name, key, known);
     }
     return parse_value(m, i, value, &o->value[i]);
@@ -132,7 +169,7 @@ double lb_method_opts_get(const lb_method_opts *o, const char *key) {
 
 /* Shortest text that parses back to option i's value. */
 static void value_text(const lb_method *m, int i, double v, char *buf, size_t n) {
-    const lb_method_option *opt = &m->options[i];
+    const lb_method_option *opt = opt_at(m, i);
     if (opt->type == LB_OPTION_CHOICE) {
         int c = (int)v;
         snprintf(buf, n, "%s", c >= 0 && v == c ? opt->choices[c] : "?");
@@ -158,11 +195,13 @@ void lb_method_opts_format(const lb_method_opts *o, int all, char *buf, size_t n
     if (n) buf[0] = '\0';
     lb_method_opts def;
     lb_method_opts_default(o->method, &def);
-    for (int i = 0; o->method && i < o->method->n_options && used < n; i++) {
-        if (!all && o->value[i] == def.value[i]) continue;
+    /* the common options appear only when set, even with all = 1: a row's
+     * full option text stays what it was before they existed */
+    for (int i = 0; o->method && i < n_all(o->method) && used < n; i++) {
+        if ((!all || i >= o->method->n_options) && o->value[i] == def.value[i]) continue;
         char v[64];
         value_text(o->method, i, o->value[i], v, sizeof v);
-        int k = snprintf(buf + used, n - used, "%s%s=%s", used ? " " : "", o->method->options[i].name, v);
+        int k = snprintf(buf + used, n - used, "%s%s=%s", used ? " " : "", opt_at(o->method, i)->name, v);
         if (k < 0) break;
         used += (size_t)k;
     }
@@ -170,7 +209,7 @@ void lb_method_opts_format(const lb_method_opts *o, int all, char *buf, size_t n
 
 int lb_method_opts_equal(const lb_method_opts *a, const lb_method_opts *b) {
     if (a->method != b->method) return 0;
-    for (int i = 0; a->method && i < a->method->n_options; i++)
+    for (int i = 0; a->method && i < n_all(a->method); i++)
         if (a->value[i] != b->value[i]) return 0;
     return 1;
 }
@@ -193,6 +232,21 @@ static unsigned stats_present(const lb_layer_stats *s) {
            (s->mean_x ? LB_STATS_MEAN_X : 0u) | (s->hist && s->hist_bins > 0 ? LB_STATS_HIST_X : 0u);
 }
 
+/* the common options' values: value[n_options + k] */
+#define COMMON(o, k) ((o)->value[(o)->method->n_options + (k)])
+enum { OPT_OUTLIERS, OPT_OUTLIER_RULE, OPT_BIAS_CORRECT };
+
+unsigned lb_method_opts_stats(const lb_method_opts *o) {
+    if (!o || !o->method) return 0;
+    unsigned need = o->method->stats;
+    if (COMMON(o, OPT_OUTLIERS) > 0) {
+        if ((int)COMMON(o, OPT_OUTLIER_RULE) == LB_OUTLIER_SENSITIVITY) need |= LB_STATS_XTX;
+        if ((int)COMMON(o, OPT_OUTLIER_RULE) == LB_OUTLIER_CHANNEL) need |= LB_STATS_MAX_ABS_X;
+    }
+    if (COMMON(o, OPT_BIAS_CORRECT) != 0) need |= LB_STATS_MEAN_X;
+    return need;
+}
+
 /* Index of the first non-finite value, or -1. */
 static int64_t first_nonfinite_f(const float *v, int64_t n) {
     for (int64_t i = 0; i < n; i++)
@@ -200,21 +254,22 @@ static int64_t first_nonfinite_f(const float *v, int64_t n) {
     return -1;
 }
 
-/* Every part the row needs is present, shaped like the weight and finite (a
+/* Every part `need` names is present, shaped like the weight and finite (a
  * statistics file is checked when it is read, but statistics built in memory
  * or from an activation that overflowed are not), so rows never test this. */
-static lb_status check_stats(const lb_method *m, const lb_layer_stats *s, int64_t rows, int64_t cols) {
+static lb_status check_stats_for(const char *who, unsigned need, const lb_layer_stats *s, int64_t rows,
+                                 int64_t cols) {
     static const char *names[] = {"X^T X", "mean|x|", "max|x|", "sum g^2", "mean x", "histogram of x"};
-    unsigned missing = m->stats & ~stats_present(s);
+    unsigned missing = need & ~stats_present(s);
     for (int b = 0; b < 6; b++)
         if (missing & (1u << b))
-            return lb_fail(LB_ERR_INVALID, "method %s needs calibration statistics (%s), and none were collected",
-                           m->name, names[b]);
-    if (!m->stats) return LB_OK;
+            return lb_fail(LB_ERR_INVALID, "%s needs calibration statistics (%s), and none were collected", who,
+                           names[b]);
+    if (!need) return LB_OK;
     if (s->rows != rows || s->cols != cols)
         return lb_fail(LB_ERR_INVALID, "statistics are for a %lld x %lld linear, the weight is %lld x %lld",
                        (long long)s->rows, (long long)s->cols, (long long)rows, (long long)cols);
-    if (m->stats & LB_STATS_XTX)
+    if (need & LB_STATS_XTX)
         for (int64_t i = 0; i < cols * cols; i++)
             if (!isfinite(s->xtx[i]))
                 return lb_fail(LB_ERR_NUMERIC, "calibration statistics: X^T X entry (%lld, %lld) is %s",
@@ -229,12 +284,18 @@ static lb_status check_stats(const lb_method *m, const lb_layer_stats *s, int64_
                  {LB_STATS_GRAD_SQ, s->grad_sq, rows * cols, names[3]},
                  {LB_STATS_MEAN_X, s->mean_x, cols, names[4]}};
     for (size_t k = 0; k < sizeof parts / sizeof parts[0]; k++) {
-        int64_t i = m->stats & parts[k].bit ? first_nonfinite_f(parts[k].v, parts[k].n) : -1;
+        int64_t i = need & parts[k].bit ? first_nonfinite_f(parts[k].v, parts[k].n) : -1;
         if (i >= 0)
             return lb_fail(LB_ERR_NUMERIC, "calibration statistics: %s entry %lld is %s", parts[k].name,
                            (long long)i, isnan(parts[k].v[i]) ? "NaN" : "infinite");
     }
     return LB_OK;
+}
+
+static lb_status check_stats(const lb_method *m, const lb_layer_stats *s, int64_t rows, int64_t cols) {
+    char who[64];
+    snprintf(who, sizeof who, "method %s", m->name);
+    return check_stats_for(who, m->stats, s, rows, cols);
 }
 
 static lb_status quantize_packed(const quantizer *qz, const float *w, int64_t rows, int64_t cols,
@@ -289,8 +350,89 @@ lb_status lb_quantize_tensor(const lb_method *m, const lb_method_opts *opts, con
     if (opts->method != m)
         return lb_fail(LB_ERR_INVALID, "options of method %s given to method %s",
                        opts->method ? opts->method->name : "(none)", m->name);
+    if (COMMON(opts, OPT_OUTLIERS) != 0 || COMMON(opts, OPT_BIAS_CORRECT) != 0)
+        return lb_fail(LB_ERR_INVALID, "outliers and bias correction fill a linear's slots: use lb_quantize_tensor_ex");
     quantizer qz = {m, opts, stats, NULL};
     return quantize_packed(&qz, w, rows, cols, spec, name, out);
+}
+
+/* ---- dense-and-sparse and bias correction around any row ------------------ */
+
+lb_status lb_quantize_tensor_ex(const lb_method *m, const lb_method_opts *opts, const lb_layer_stats *stats,
+                                const float *w, int64_t rows, int64_t cols, const lb_qspec *spec, const char *name,
+                                lb_tensor *out, lb_quant_extras *extras) {
+    memset(out, 0, sizeof *out);
+    if (extras) memset(extras, 0, sizeof *extras);
+    if (!m) return lb_fail(LB_ERR_INVALID, "no method given");
+    lb_method_opts defaults;
+    if (!opts) {
+        lb_method_opts_default(m, &defaults);
+        opts = &defaults;
+    }
+    if (opts->method != m)
+        return lb_fail(LB_ERR_INVALID, "options of method %s given to method %s",
+                       opts->method ? opts->method->name : "(none)", m->name);
+    double fraction = COMMON(opts, OPT_OUTLIERS);
+    int bias_correct = COMMON(opts, OPT_BIAS_CORRECT) != 0;
+    quantizer qz = {m, opts, stats, NULL};
+    if (fraction == 0 && !bias_correct) return quantize_packed(&qz, w, rows, cols, spec, name, out);
+
+    const char *who = name ? name : "the weight";
+    if (!extras)
+        return lb_fail(LB_ERR_INVALID, "'%s': outliers and bias correction need somewhere to put their slots", who);
+    if (lb_qspec_is_float(spec))
+        return lb_fail(LB_ERR_INVALID, "'%s': outliers and bias correction apply to quantized formats, not float ones",
+                       who);
+    lb_status st = check_stats_for("outliers / bias correction", lb_method_opts_stats(opts) & ~m->stats, stats, rows,
+                                   cols);
+    if (st != LB_OK) return name ? lb_fail_context(st, "quantizing '%s'", name) : st;
+    size_t n = (size_t)(rows * cols);
+    uint8_t *keep = lb_alloc(n);
+    float *dense = lb_alloc(n * sizeof(float)), *kept = lb_alloc(n * sizeof(float));
+    float *deq = lb_alloc(n * sizeof(float)), *eff = lb_alloc(n * sizeof(float));
+    if (!keep || !dense || !kept || !deq || !eff) {
+        st = LB_ERR_NOMEM;
+        goto done;
+    }
+    int64_t n_kept = 0;
+    st = lb_outliers_select(w, rows, cols, stats, fraction, (lb_outlier_rule)(int)COMMON(opts, OPT_OUTLIER_RULE),
+                            keep, &n_kept);
+    if (st != LB_OK) goto done;
+    lb_outliers_dense_input(w, rows, cols, spec->group, keep, dense);
+    memcpy(kept, dense, n * sizeof(float));
+    lb_method_opts run = *opts;
+    run.keep = n_kept ? keep : NULL;
+    run.kept = n_kept ? kept : NULL;
+    qz.opts = &run;
+    if ((st = quantize_packed(&qz, dense, rows, cols, spec, name, out)) != LB_OK) {
+        name = NULL; /* it named the tensor already */
+        goto done;
+    }
+    if ((st = lb_dequantize(out, deq)) != LB_OK) goto done;
+    extras->rows = rows;
+    extras->cols = cols;
+    if (n_kept) {
+        st = lb_outliers_build(w, dense, kept, deq, rows, cols, keep, n_kept, extras, eff);
+    } else {
+        memcpy(eff, deq, n * sizeof(float));
+    }
+    if (st == LB_OK && bias_correct) {
+        if (!(extras->bias = lb_alloc((size_t)rows * sizeof(float)))) st = LB_ERR_NOMEM;
+        else st = lb_bias_correction(w, eff, rows, cols, stats->mean_x, extras->bias);
+    }
+done:
+    if (st != LB_OK) {
+        lb_tensor_free(out);
+        memset(out, 0, sizeof *out);
+        lb_quant_extras_free(extras);
+        if (name && st != LB_ERR_NOMEM) st = lb_fail_context(st, "quantizing '%s'", name);
+    }
+    lb_free(keep);
+    lb_free(dense);
+    lb_free(kept);
+    lb_free(deq);
+    lb_free(eff);
+    return st;
 }
 
 lb_status lb_quantize_to_tensor(const float *w, int64_t rows, int64_t cols, const lb_qspec *spec,

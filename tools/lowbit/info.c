@@ -115,7 +115,7 @@ int cmd_info(int argc, char **argv) {
             snprintf(shape, sizeof shape, "%lldx%lld", (long long)t->rows, (long long)t->cols);
             printf("%-28s %12s  %-28s %-7s %10zu %8.4f  %s\n", t->name, shape, spec, stored, t->nbytes, bpw,
                    t->rows > 1 ? lb_matmul_kernel_name(t) : "-");
-            if (slots[0]) printf("  + %-54s %-7s %10zu\n", slots, "f32/i32", lb_linear_slot_bytes(L));
+            if (slots[0]) printf("  + %-54s %-7s %10zu\n", slots, "slots", lb_linear_slot_bytes(L));
         }
     }
     if (a.json) {

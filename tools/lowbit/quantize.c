@@ -11,7 +11,8 @@
 static const char *quantize_help_head =
     "usage: lowbit quantize MODEL -o OUT --format SPEC [--method NAME] [--clip RULE] [--tensors LIST]\n"
     "                       [--tensor-type PATTERN=SPEC[,method=NAME][,key=value]...]... [--recipe FILE]\n"
-    "                       [--save-recipe FILE] [--dry-run] [--calib TEXT] [--calib-blocks N] [--stats FILE]\n\n"
+    "                       [--save-recipe FILE] [--dry-run] [--calib TEXT] [--calib-blocks N] [--stats FILE]\n"
+    "                       [--outliers FRACTION] [--outlier-rule RULE] [--bias-correct]\n\n"
     "Quantizes the selected tensors of MODEL (llama2.c or GGUF) and writes OUT, one GGUF file,\n"
     "atomically (nothing is left behind on failure).\n\n"
     "  -o, --output OUT   the GGUF file to write\n"
@@ -26,6 +27,11 @@ static const char *quantize_help_head =
 
 static const char *quantize_help_tail =
     "  --clip RULE        the method's clip option (rtn: minmax, mse, aciq, aciq-gauss)\n"
+    "  --outliers FRACTION  keep this fraction of each linear's weights (e.g. 0.005) exactly, in a\n"
+    "                     sparse fp16 part beside the dense code (the option outliers=, any method)\n"
+    "  --outlier-rule RULE  which weights: magnitude (default), sensitivity (needs X^T X: calibrates),\n"
+    "                     channel (whole input columns by calibration max|x|)\n"
+    "  --bias-correct     add (W - Q(W)) E[x] to each linear's bias (calibration mean; bias_correct=1)\n"
     "  --tensors LIST     what --format applies to, comma-separated: linears (default: the seven\n"
     "                     linears of every layer), embeddings, output, all, or glob patterns over\n"
     "                     tensor names (e.g. 'blk.*.ffn_down.weight'); norms always stay f32\n"
@@ -53,6 +59,11 @@ static void print_help(void) {
         for (int k = 0; k < m->n_options; k++)
             printf("                         %s=%s  %s\n", m->options[k].name, m->options[k].def, m->options[k].help);
     }
+    printf("                       every method also takes:\n");
+    for (int k = 0; k < lb_method_common_count(); k++) {
+        const lb_method_option *o = lb_method_common_at(k);
+        printf("                         %s=%s  %s\n", o->name, o->def, o->help);
+    }
     fputs(quantize_help_tail, stdout);
 }
 
@@ -60,11 +71,17 @@ static void print_help(void) {
 
 /* The plan from the flags; usage errors print and return CLI_USAGE. */
 static int build_plan(lb_plan *plan, const char *format, const char *method, const char *clip, const char *tensors,
-                      const char **types, int n_types, const char *recipe, lb_method_opts *base, lb_qspec *spec) {
+                      const char **types, int n_types, const char *recipe, const char *const *common,
+                      lb_method_opts *base, lb_qspec *spec) {
     const lb_method *m = lb_method_find(method);
     if (!m) return cli_usage_error("quantize", "%s", lb_last_error());
     lb_method_opts_default(m, base);
     if (clip && lb_method_opts_set(base, "clip", clip) != LB_OK) return cli_usage_error("quantize", "%s", lb_last_error());
+    /* --outliers, --outlier-rule, --bias-correct: the common options, by name */
+    static const char *const common_keys[3] = {"outliers", "outlier_rule", "bias_correct"};
+    for (int k = 0; k < 3; k++)
+        if (common[k] && lb_method_opts_set(base, common_keys[k], common[k]) != LB_OK)
+            return cli_usage_error("quantize", "%s", lb_last_error());
     if (format) {
         if (lb_qspec_parse(format, spec) != LB_OK) return cli_usage_error("quantize", "%s", lb_last_error());
         if (lb_plan_add_selection(plan, tensors ? tensors : "linears", spec, base) != LB_OK)
@@ -109,6 +126,7 @@ int cmd_quantize(int argc, char **argv) {
     const char *out = NULL, *format = NULL, *method = "rtn", *clip = NULL, *tokenizer = NULL, *tensors = NULL;
     const char *recipe = NULL, *save_recipe = NULL, *types[MAX_TENSOR_TYPES];
     const char *calib_text = NULL, *calib_blocks = NULL, *stats_path = NULL;
+    const char *common[3] = {NULL, NULL, NULL}; /* outliers, outlier_rule, bias_correct */
     int n_types = 0, dry_run = 0;
     while (a.i < argc) {
         int r;
@@ -118,7 +136,9 @@ int cmd_quantize(int argc, char **argv) {
             (r = cli_option(&a, "--tensors", NULL, &tensors)) || (r = cli_option(&a, "--recipe", NULL, &recipe)) ||
             (r = cli_option(&a, "--save-recipe", NULL, &save_recipe)) ||
             (r = cli_option(&a, "--tokenizer", NULL, &tokenizer)) || (r = cli_option(&a, "--calib", NULL, &calib_text)) ||
-            (r = cli_option(&a, "--calib-blocks", NULL, &calib_blocks)) || (r = cli_option(&a, "--stats", NULL, &stats_path))) {
+            (r = cli_option(&a, "--calib-blocks", NULL, &calib_blocks)) || (r = cli_option(&a, "--stats", NULL, &stats_path)) ||
+            (r = cli_option(&a, "--outliers", NULL, &common[0])) ||
+            (r = cli_option(&a, "--outlier-rule", NULL, &common[1]))) {
             if (r < 0) return CLI_USAGE;
             continue;
         }
@@ -130,6 +150,10 @@ int cmd_quantize(int argc, char **argv) {
         }
         if (cli_flag(&a, "--dry-run")) {
             dry_run = 1;
+            continue;
+        }
+        if (cli_flag(&a, "--bias-correct")) {
+            common[2] = "1";
             continue;
         }
         if ((r = cli_unknown(&a)) != 0) return r;
@@ -158,7 +182,7 @@ int cmd_quantize(int argc, char **argv) {
     lb_method_opts base;
     lb_qspec spec;
     memset(&spec, 0, sizeof spec);
-    int rc = build_plan(&plan, format, method, clip, tensors, types, n_types, recipe, &base, &spec);
+    int rc = build_plan(&plan, format, method, clip, tensors, types, n_types, recipe, common, &base, &spec);
     if (rc != CLI_OK) {
         lb_plan_free(&plan);
         return rc;

@@ -250,7 +250,7 @@ static void markdown(plot_buf *b, const sweep_ctx *s, const grid *g) {
         plot_buf_printf(b, "- %s: %s %s: %s\n", c->status == CLI_SKIP ? "skipped" : "failed", g->s[c->series].label,
                         c->spec_text, c->reason);
     }
-    plot_buf_printf(b, "\nbpw: the quantized linears as stored, every bit counted (codes, scales, zeros, padding); "
+    plot_buf_printf(b, "\nbpw: the quantized linears as stored, every bit counted (codes, scales, zeros, padding, and slots: outlier indices and values, biases); "
                        "file size: the whole GGUF file; KLD: mean KL(fp32 || quantized) per token, nats; top-1: "
                        "agreement of the two models' next-token argmax; seconds: time to quantize.\n");
 }
@@ -442,7 +442,7 @@ int cmd_sweep(int argc, char **argv) {
      * never from the blocks being evaluated */
     lb_calib_stats *stats = NULL;
     unsigned need = 0;
-    for (int i = 0; i < g->n_series; i++) need |= g->s[i].opts.method->stats;
+    for (int i = 0; i < g->n_series; i++) need |= lb_method_opts_stats(&g->s[i].opts);
     if (rc == CLI_OK && need) {
         if (s.eval.split != LB_SPLIT_EVAL)
             rc = cli_usage_error("sweep", "calibrated methods need --split eval (they calibrate on the calibration split)");
