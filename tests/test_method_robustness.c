@@ -5,8 +5,9 @@
  * refuses the pair up front (LB_ERR_INVALID with a message) or returns a
  * tensor whose values are finite, reproduce constant rows (they are exactly
  * representable on every grid, up to the fp16 scale) and keep zeros zero;
- * non-finite inputs always fail with LB_ERR_NUMERIC. Rows added later are
- * covered without touching this file. */
+ * non-finite inputs always fail with LB_ERR_NUMERIC. Each row runs twice:
+ * alone, and with the options every row takes (outliers, bias correction).
+ * Rows added later are covered without touching this file. */
 #include "test.h"
 
 static const char *const formats[] = {"int4:g32:asym", "int3:g64:sym", "int2:g16:asym", "int4:g32:asym:zint",
@@ -66,18 +67,30 @@ static void make_stats(stats_buf *b, uint64_t dead, int rank) {
                             .hist_range = 16.0};
 }
 
-/* Quantizes and dequantizes; LB_OK with out filled, or the failure. */
+/* The common options every row takes, tried on top of each row's defaults. */
+static const char *common = "";
+
+/* Quantizes and dequantizes (dense plus the sparse outliers); LB_OK with
+ * out filled, or the failure. */
 static lb_status roundtrip(const lb_method *m, const stats_buf *b, const float *w, int rows, const char *format,
                            float *out) {
     lb_method_opts o;
-    lb_method_opts_default(m, &o);
+    lb_status st = lb_test_method_opts(m, common, &o);
+    if (st != LB_OK) return st;
     lb_qspec spec = lb_test_spec(format);
     lb_layer_stats s = b->s;
     s.rows = rows;
     lb_tensor t;
-    lb_status st = lb_quantize_tensor(m, &o, &s, w, rows, C, &spec, "w", &t);
+    lb_quant_extras x;
+    st = lb_quantize_tensor_ex(m, &o, &s, w, rows, C, &spec, "w", &t, &x);
     if (st != LB_OK) return st;
     st = lb_dequantize(&t, out);
+    for (int r = 0; r < rows && x.nnz; r++)
+        for (int32_t k = x.row_ptr[r]; k < x.row_ptr[r + 1]; k++) out[r * C + x.col_idx[k]] += x.values[k];
+    if (x.bias && !*common) st = lb_fail(LB_ERR_INVALID, "a bias correction nobody asked for");
+    for (int r = 0; r < rows && x.bias && st == LB_OK; r++)
+        if (!isfinite(x.bias[r])) st = lb_fail(LB_ERR_NUMERIC, "bias correction %d is %g", r, x.bias[r]);
+    lb_quant_extras_free(&x);
     lb_tensor_free(&t);
     return st;
 }
@@ -155,7 +168,8 @@ static void test_method(const lb_method *m) {
         CHECK_FAILS(roundtrip(m, b, w, R, fmt, q), LB_ERR_NUMERIC, "");
         w[3 * C + 17] = 0.5f;
         /* non-finite statistics the row reads */
-        if (m->stats) {
+        lb_method_opts o;
+        if (lb_test_method_opts(m, common, &o) == LB_OK && lb_method_opts_stats(&o)) {
             stats_buf *bad = malloc(sizeof *bad);
             *bad = *b;
             make_stats(bad, 0, 4);
@@ -173,11 +187,14 @@ static void test_method(const lb_method *m) {
 
 int main(void) {
     lb_set_threads(2);
-    for (int i = 0; i < lb_method_count(); i++) {
-        const lb_method *m = lb_method_at(i);
-        int before = lb_test_failures;
-        test_method(m);
-        printf("%-10s %s\n", m->name, lb_test_failures == before ? "ok" : "FAILED");
-    }
+    const char *commons[] = {"", "outliers=0.02 outlier_rule=sensitivity bias_correct=1"};
+    for (int c = 0; c < 2; c++)
+        for (int i = 0; i < lb_method_count(); i++) {
+            const lb_method *m = lb_method_at(i);
+            int before = lb_test_failures;
+            common = commons[c];
+            test_method(m);
+            printf("%-10s %-55s %s\n", m->name, common, lb_test_failures == before ? "ok" : "FAILED");
+        }
     return lb_test_finish("test_method_robustness");
 }
