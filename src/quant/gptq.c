@@ -46,6 +46,13 @@
  *   (1-8 bits, any group, sym/asym, fp16 offset or int zero) and nf4 are
  *   supported exactly as RTN stores them; codes are the nearest on the
  *   stored grid. Binary and ternary formats are refused (not implemented).
+ * - Hierarchical scales (uniform s<k>): the initial RTN fit on the whole
+ *   matrix picks every super-group's super-scales (and, static groups,
+ *   every group's integers: the stored ones). Dynamic groups keep those
+ *   super-scales fixed and refit the group's integers when its first column
+ *   is reached, from the updated weights, by RTN's lattice rule
+ *   (lb_rtn_hscale_fit_group): a super-scale depends on all groups of its
+ *   rows, which are not known before the columns are quantized.
  * - GPTAQ's asymmetric calibration is not implemented (it needs the
  *   cross-statistics of quantized and fp32 inputs, which lowbit does not
  *   collect yet).
@@ -285,7 +292,12 @@ static lb_status gptq_tile(const gptq_job *job, lb_qtensor *q, int64_t r0, int64
         int64_t c1 = c0 + B < n ? c0 + B : n, bl = c1 - c0;
         for (int64_t i = c0; i < c1; i++) {
             int64_t j = job->perm[i];
-            if (job->dynamic && j % G == 0) { /* no act-order here: j == i */
+            if (job->dynamic && j % G == 0 && q->spec.scale_bits) { /* no act-order here: j == i */
+                int64_t len = n - j < G ? n - j : G;
+                for (int64_t r = 0; r < tr; r++)
+                    lb_rtn_hscale_fit_group(q, (r0 + r) * q->groups_per_row + j / G, W + r * n + j, len,
+                                            &job->o->rtn);
+            } else if (job->dynamic && j % G == 0) { /* no act-order here: j == i */
                 int64_t len = n - j < G ? n - j : G;
                 for (int64_t r = 0; r < tr; r++) memcpy(gbuf + r * len, W + r * n + j, (size_t)len * sizeof(float));
                 lb_qtensor sub;

@@ -10,4 +10,9 @@ extern const lb_method lb_method_twn;
 extern const lb_method lb_method_hqq;
 extern const lb_method lb_method_gptq;
 
+/* Hierarchical scales (uniform s<k>): refits group k (weights x[0..n)) on
+ * its super-group's integer lattice by the clip rule, sets its integers and
+ * returns its squared error (rtn.c). */
+double lb_rtn_hscale_fit_group(lb_qtensor *q, int64_t k, const float *x, int64_t n, const lb_rtn_opts *o);
+
 #endif
