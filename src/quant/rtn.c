@@ -98,23 +98,27 @@ static uniform_grid uniform_grid_for(const lb_qspec *spec, float lo, float hi, f
     return g;
 }
 
-static double uniform_error(const lb_qspec *spec, const uniform_grid *g, const float *x, int64_t n) {
+/* squared error of rounding x to the grid, each weight's term times cw[i]
+ * (the importance of its input; NULL: 1) */
+static double uniform_error(const lb_qspec *spec, const uniform_grid *g, const float *x, int64_t n,
+                            const float *cw) {
     double err = 0;
     for (int64_t i = 0; i < n; i++) {
         int q = lb_uniform_nearest_code(spec, g->s, g->m, g->z, x[i]);
         float d = x[i] - lb_uniform_value(spec, g->s, g->m, g->z, q);
-        err += (double)d * d;
+        err += (cw ? (double)cw[i] : 1.0) * d * d;
     }
     return err;
 }
 
 /* squared error of rounding x to the nearest of scale * level(c) (codebook grids) */
-static double codebook_error(const lb_qspec *spec, int levels, float s, const float *x, int64_t n) {
+static double codebook_error(const lb_qspec *spec, int levels, float s, const float *x, int64_t n,
+                             const float *cw) {
     double err = 0;
     for (int64_t i = 0; i < n; i++) {
         float best = INFINITY;
         for (int c = 0; c < levels; c++) best = fminf(best, fabsf(x[i] - s * lb_format_level(spec, c)));
-        err += (double)best * best;
+        err += (cw ? (double)cw[i] : 1.0) * best * best;
     }
     return err;
 }
@@ -181,7 +185,7 @@ static float shrink_factor(const lb_rtn_opts *o, int i) {
 }
 
 /* Chooses group k's parameters from its real weights x[0..n). */
-static void fit_group(lb_qtensor *q, int64_t k, const float *x, int64_t n, const lb_rtn_opts *o,
+static void fit_group(lb_qtensor *q, int64_t k, const float *x, int64_t n, const float *cw, const lb_rtn_opts *o,
                       float *twn_threshold) {
     const lb_qspec *spec = &q->spec;
     group_stats st = stats_of(x, n);
@@ -194,11 +198,11 @@ static void fit_group(lb_qtensor *q, int64_t k, const float *x, int64_t n, const
             aciq_range(&st, o->clip, spec->bits, symmetric, &lo, &hi, &e);
             best = uniform_grid_for(spec, lo, hi, e);
         } else if (o->clip == LB_CLIP_MSE) {
-            double best_err = uniform_error(spec, &best, x, n);
+            double best_err = uniform_error(spec, &best, x, n, cw);
             for (int i = 1; i < o->mse_steps; i++) {
                 float p = shrink_factor(o, i);
                 uniform_grid g = uniform_grid_for(spec, p * lo, p * hi, p * e);
-                double err = uniform_error(spec, &g, x, n);
+                double err = uniform_error(spec, &g, x, n, cw);
                 if (err < best_err) {
                     best_err = err;
                     best = g;
@@ -218,10 +222,10 @@ static void fit_group(lb_qtensor *q, int64_t k, const float *x, int64_t n, const
             aciq_range(&st, o->clip, spec->bits, 1, &lo, &hi, &e);
             s = lb_round_fp16(hi);
         } else if (o->clip == LB_CLIP_MSE) {
-            double best_err = codebook_error(spec, levels, s, x, n);
+            double best_err = codebook_error(spec, levels, s, x, n, cw);
             for (int i = 1; i < o->mse_steps; i++) {
                 float c = lb_round_fp16(shrink_factor(o, i) * st.amax);
-                double e = codebook_error(spec, levels, c, x, n);
+                double e = codebook_error(spec, levels, c, x, n, cw);
                 if (e < best_err) {
                     best_err = e;
                     s = c;
@@ -257,12 +261,13 @@ static void fit_group(lb_qtensor *q, int64_t k, const float *x, int64_t n, const
 #define HS_SUPER_STEPS 6   /* D factors tried by clip=mse: 1, 0.95, ..., 0.75 */
 #define HS_SLACK 1e-4f     /* ceil/floor slack: a range that is exactly on the lattice stays on it */
 
-static double lattice_error(const lb_qtensor *q, int64_t k, int sc, int mn, const float *x, int64_t n) {
+static double lattice_error(const lb_qtensor *q, int64_t k, int sc, int mn, const float *x, int64_t n,
+                            const float *cw) {
     const lb_qspec *spec = &q->spec;
     int64_t b = lb_qtensor_super(q, k);
     float s = q->super_scale[b] * (float)sc, m = spec->zero == LB_ZERO_SYM ? 0.0f : q->super_min[b] * (float)mn;
     uniform_grid g = {s, m, 1 << (spec->bits - 1)};
-    return uniform_error(spec, &g, x, n);
+    return uniform_error(spec, &g, x, n, cw);
 }
 
 /* the target scale of a symmetric grid for the signed extreme e (unrounded:
@@ -293,7 +298,8 @@ static void covering(const lb_qtensor *q, int64_t b, float lo, float hi, float e
     *sc = D > 0.0f ? clamp_int(ceilf((hi - m) / (maxq * D) - HS_SLACK), 0, smax) : 0;
 }
 
-double lb_rtn_hscale_fit_group(lb_qtensor *q, int64_t k, const float *x, int64_t n, const lb_rtn_opts *o) {
+double lb_rtn_hscale_fit_group(lb_qtensor *q, int64_t k, const float *x, int64_t n, const float *cw,
+                               const lb_rtn_opts *o) {
     const lb_qspec *spec = &q->spec;
     int64_t b = lb_qtensor_super(q, k);
     group_stats st = stats_of(x, n);
@@ -304,12 +310,12 @@ double lb_rtn_hscale_fit_group(lb_qtensor *q, int64_t k, const float *x, int64_t
             aciq_range(&st, o->clip, spec->bits, spec->zero == LB_ZERO_SYM, &lo, &hi, &e);
         covering(q, b, lo, hi, e, &sc, &mn);
         lb_hscale_set_group(q, k, sc, mn);
-        return lattice_error(q, k, sc, mn, x, n);
+        return lattice_error(q, k, sc, mn, x, n, cw);
     }
     float D = q->super_scale[b], M = q->super_min[b], maxq = (float)((1 << spec->bits) - 1);
     int smin = lb_hscale_scale_min(spec), smax = lb_hscale_scale_max(spec), mmax = (1 << spec->scale_bits) - 1;
     covering(q, b, lo, hi, e, &sc, &mn);
-    double best = lattice_error(q, k, sc, mn, x, n);
+    double best = lattice_error(q, k, sc, mn, x, n, cw);
     /* neighbouring shrink factors mostly land on the same lattice points:
      * score each (sc, mn) once (a bitmap over the k-bit integer pairs) */
     uint64_t seen[1024];
@@ -332,7 +338,7 @@ double lb_rtn_hscale_fit_group(lb_qtensor *q, int64_t k, const float *x, int64_t
                 int bit = tm * span + (ts - smin);
                 if (seen[bit >> 6] >> (bit & 63) & 1) continue;
                 seen[bit >> 6] |= (uint64_t)1 << (bit & 63);
-                double err = lattice_error(q, k, ts, tm, x, n);
+                double err = lattice_error(q, k, ts, tm, x, n, cw);
                 if (err < best) {
                     best = err;
                     sc = ts;
@@ -346,7 +352,8 @@ double lb_rtn_hscale_fit_group(lb_qtensor *q, int64_t k, const float *x, int64_t
 
 /* Refits every group of super-group b (rows r0..r1) on its lattice; mse also
  * searches D. Returns the super-group's squared error. */
-static double hscale_fit_super(lb_qtensor *q, int64_t b, const float *w, int64_t cols, const lb_rtn_opts *o) {
+static double hscale_fit_super(lb_qtensor *q, int64_t b, const float *w, int64_t cols, const float *colw,
+                               const lb_rtn_opts *o) {
     int64_t r0 = b * q->spec.super_rows, r1 = r0 + q->spec.super_rows < q->rows ? r0 + q->spec.super_rows : q->rows;
     float D0 = q->super_scale[b], best_D = D0;
     double best_err = INFINITY;
@@ -360,7 +367,9 @@ static double hscale_fit_super(lb_qtensor *q, int64_t b, const float *w, int64_t
         for (int64_t r = r0; r < r1; r++)
             for (int64_t g = 0; g < q->groups_per_row; g++) {
                 int64_t c0 = g * q->group_len, n = cols - c0 < q->group_len ? cols - c0 : q->group_len;
-                if (n > 0) err += lb_rtn_hscale_fit_group(q, r * q->groups_per_row + g, w + r * cols + c0, n, o);
+                if (n > 0)
+                    err += lb_rtn_hscale_fit_group(q, r * q->groups_per_row + g, w + r * cols + c0, n,
+                                                   colw ? colw + c0 : NULL, o);
             }
         if (i < steps && err < best_err) {
             best_err = err;
@@ -409,6 +418,11 @@ static lb_status check_clip(const lb_qspec *spec, lb_clip clip) {
 
 lb_status lb_rtn_quantize(const float *w, int64_t rows, int64_t cols, const lb_qspec *spec,
                           const lb_rtn_opts *opts, lb_qtensor *q) {
+    return lb_rtn_quantize_weighted(w, rows, cols, NULL, spec, opts, q);
+}
+
+lb_status lb_rtn_quantize_weighted(const float *w, int64_t rows, int64_t cols, const float *colw, const lb_qspec *spec,
+                                   const lb_rtn_opts *opts, lb_qtensor *q) {
     lb_rtn_opts defaults;
     if (!opts) {
         lb_rtn_opts_default(&defaults);
@@ -437,20 +451,21 @@ lb_status lb_rtn_quantize(const float *w, int64_t rows, int64_t cols, const lb_q
         }
     }
     if (q->groups_per_row == 0) {
-        fit_group(q, 0, w, rows * cols, opts, twn); /* one group: the whole tensor */
+        fit_group(q, 0, w, rows * cols, NULL, opts, twn); /* one group: the whole tensor (no mse rule) */
     } else {
 #pragma omp parallel for schedule(dynamic, 4)
         for (int64_t r = 0; r < rows; r++)
             for (int64_t g = 0; g < q->groups_per_row; g++) {
                 int64_t c0 = g * q->group_len;
                 int64_t n = cols - c0 < q->group_len ? cols - c0 : q->group_len;
-                if (n > 0) fit_group(q, r * q->groups_per_row + g, w + r * cols + c0, n, opts, twn);
+                if (n > 0)
+                    fit_group(q, r * q->groups_per_row + g, w + r * cols + c0, n, colw ? colw + c0 : NULL, opts, twn);
             }
     }
     st = lb_qtensor_store_scales(q);
     if (st == LB_OK && spec->scale_bits) {
 #pragma omp parallel for schedule(dynamic, 1)
-        for (int64_t b = 0; b < q->n_super; b++) hscale_fit_super(q, b, w, cols, opts);
+        for (int64_t b = 0; b < q->n_super; b++) hscale_fit_super(q, b, w, cols, colw, opts);
     }
     if (st == LB_OK) {
 #pragma omp parallel for schedule(static)
