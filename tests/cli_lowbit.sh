@@ -113,6 +113,15 @@ json "$TMP/h.json" "j['tensors_quantized'] == 35"
 expect 1 "uniform int formats" -- "$LOWBIT" quantize "$MODEL" -o "$TMP/bad.gguf" --format nf4 --method hqq
 expect 2 "method hqq has no option 'clip'" -- "$LOWBIT" quantize "$MODEL" -o "$TMP/bad.gguf" --format int4 --method hqq --clip mse
 no_leftovers bad.gguf
+# hierarchical scales: every bit counted (3.8037 bpw, docs/FORMATS.md), the spec back from the file,
+# hqq refuses them, r<N> alone is nonsense
+expect 0 "s<k>" -- "$LOWBIT" quantize --help
+"$LOWBIT" quantize "$MODEL" -o "$TMP/hs.gguf" --format int3:g16:asym:s6:r16 --json > "$TMP/hs.json" || fail "hscale quantize failed"
+json "$TMP/hs.json" "j['tensors_quantized'] == 35 and abs(j['bpw'] - 3.8037) < 1e-3"
+"$LOWBIT" info "$TMP/hs.gguf" | grep -q "format=int3:g16:asym:s6:r16" && ok || fail "hscale spec not in the file"
+expect 1 "does not support hierarchical scales" -- "$LOWBIT" quantize "$MODEL" -o "$TMP/bad.gguf" --format int3:g16:s6 --method hqq
+expect 2 "need hierarchical scales (s<k>)" -- "$LOWBIT" quantize "$MODEL" -o "$TMP/bad.gguf" --format int3:g16:r4
+no_leftovers bad.gguf
 
 # --- bad input: clear message, non-zero exit, nothing written ------------------
 expect 2 "'int4x' in 'int4x': int formats take 1 to 8 bits" -- "$LOWBIT" quantize "$MODEL" -o "$TMP/bad.gguf" --format int4x

@@ -86,7 +86,8 @@ static void test_diagonal_is_rtn(void) {
     lb_rng_seed(&r, 2);
     for (int c = 0; c < C; c++) h[c * C + c] = 0.1 + lb_rng_f32(&r);
     static const char *formats[] = {"int4:g32:asym", "int3:g64:sym", "int2:g16:asym:zint", "int4:row:asym",
-                                    "int8:g128:sym", "int1:g32:asym", "nf4:g64", "nf4:g64:dq"};
+                                    "int8:g128:sym", "int1:g32:asym", "nf4:g64", "nf4:g64:dq",
+                                    "int3:g16:asym:s6", "int2:g32:sym:s4:r8"};
     static const char *opts[] = {"", "clip=mse", "act_order=1", "static_groups=1 block=7"};
     for (size_t f = 0; f < sizeof formats / sizeof formats[0]; f++)
         for (size_t k = 0; k < sizeof opts / sizeof opts[0]; k++) {
@@ -101,6 +102,37 @@ static void test_diagonal_is_rtn(void) {
     free(h);
 }
 
+/* (a') weighted_grid=1 with a diagonal H: GPTQ is RTN whose mse search
+ * minimizes sum H_ii (w_i - q_i)^2, the proxy loss itself; so per group the
+ * weighted choice is never worse in proxy loss than the plain one (same
+ * candidates), and strictly better overall when some inputs hardly matter
+ * (here every 8th input carries a large weight but H_ii = 1e-4). Hierarchical
+ * formats: the super-scale comes from other grids, so no per-group
+ * guarantee; the total must still be lower. */
+static void test_weighted_grid(void) {
+    enum { R = 24, C = 160 };
+    float *w = random_w(R, C, 11);
+    double *h = calloc(C * C, sizeof(double));
+    lb_rng r;
+    lb_rng_seed(&r, 12);
+    for (int c = 0; c < C; c++) h[c * C + c] = c % 8 == 3 ? 1e-4 : 0.5 + lb_rng_f32(&r);
+    for (int i = 0; i < R * C; i++)
+        if (i % C % 8 == 3) w[i] *= 6.0f;
+    static const char *formats[] = {"int3:g16:asym", "int2:g32:sym", "int3:g16:asym:s4:r4", "int2:g32:sym:s6"};
+    for (size_t f = 0; f < sizeof formats / sizeof formats[0]; f++) {
+        lb_tensor a, b;
+        CHECK_OK(run("gptq", "clip=mse", w, R, C, h, formats[f], &a, NULL));
+        CHECK_OK(run("gptq", "clip=mse weighted_grid=1", w, R, C, h, formats[f], &b, NULL));
+        double la = proxy_loss(w, &a, h), lb = proxy_loss(w, &b, h);
+        printf("  %-20s diagonal H, proxy loss weighted / plain grid = %.3f\n", formats[f], lb / la);
+        CHECK_MSG(lb < 0.9 * la, "%s: weighted grid %g vs plain %g", formats[f], lb, la);
+        lb_tensor_free(&a);
+        lb_tensor_free(&b);
+    }
+    free(w);
+    free(h);
+}
+
 /* (b) correlated inputs: GPTQ's proxy loss well below RTN's; the loss it
  * reports is the scalar reference's under the damped H */
 static void test_beats_rtn(void) {
@@ -108,7 +140,8 @@ static void test_beats_rtn(void) {
     double *h = structured_h(C, 512, 16, 3);
     float *w = random_w(R, C, 4);
     static const char *formats[] = {"int2:g16:asym", "int2:g64:sym", "int3:g32:asym", "int3:row:sym",
-                                    "int3:g64:asym:zint", "int4:g16:sym", "int4:g64:asym", "int4:row:asym", "nf4:g32"};
+                                    "int3:g64:asym:zint", "int4:g16:sym", "int4:g64:asym", "int4:row:asym", "nf4:g32",
+                                    "int2:g16:asym:s4", "int3:g32:sym:s6:r8", "int4:g16:asym:s4:r16"};
     for (size_t f = 0; f < sizeof formats / sizeof formats[0]; f++) {
         lb_tensor g, q;
         lb_method_report rep;
@@ -214,7 +247,8 @@ static void test_act_order(void) {
     enum { R = 32, C = 192 };
     double *h = structured_h(C, 600, 12, 7);
     float *w = random_w(R, C, 8);
-    static const char *formats[] = {"int2:g32:asym", "int3:g64:asym", "int4:g32:sym", "int3:row:asym"};
+    static const char *formats[] = {"int2:g32:asym", "int3:g64:asym", "int4:g32:sym", "int3:row:asym",
+                                    "int2:g16:asym:s4:r4"};
     for (size_t f = 0; f < sizeof formats / sizeof formats[0]; f++) {
         lb_tensor ao, st, dyn, q;
         CHECK_OK(run("gptq", "act_order=1", w, R, C, h, formats[f], &ao, NULL));
@@ -244,13 +278,14 @@ static void test_threads(void) {
     float *w = random_w(R, C, 10);
     static const char *opts[] = {"", "act_order=1 block=32"};
     int threads = lb_get_threads();
-    for (int k = 0; k < 2; k++) {
+    static const char *formats[] = {"int3:g32:asym", "int3:g16:asym:s6:r8"};
+    for (int k = 0; k < 4; k++) {
         lb_tensor a, b;
         lb_set_threads(1);
-        CHECK_OK(run("gptq", opts[k], w, R, C, h, "int3:g32:asym", &a, NULL));
+        CHECK_OK(run("gptq", opts[k % 2], w, R, C, h, formats[k / 2], &a, NULL));
         lb_set_threads(2);
-        CHECK_OK(run("gptq", opts[k], w, R, C, h, "int3:g32:asym", &b, NULL));
-        CHECK_MSG(same_bytes(&a, &b), "gptq '%s': 1 and 2 threads differ", opts[k]);
+        CHECK_OK(run("gptq", opts[k % 2], w, R, C, h, formats[k / 2], &b, NULL));
+        CHECK_MSG(same_bytes(&a, &b), "gptq '%s' %s: 1 and 2 threads differ", opts[k % 2], formats[k / 2]);
         lb_tensor_free(&a);
         lb_tensor_free(&b);
     }
@@ -265,6 +300,7 @@ int main(void) {
     return 77;
 #endif
     test_diagonal_is_rtn();
+    test_weighted_grid();
     test_beats_rtn();
     test_damping_and_bad_h();
     test_act_order();

@@ -63,9 +63,13 @@ typedef struct {
     lb_zero zero;        /* uniform */
     int double_quant;    /* nf4: absmax values themselves stored at 8 bits */
     int trits_per_byte;  /* ternary: 4 (2 bits per trit) or 5 (1.6 bits per trit) */
+    int scale_bits;      /* uniform: 0 = fp16 scale (and offset) per group; 2..8 = hierarchical
+                            ("s<k>"): group scale (and min) as k-bit integers times fp16 super-scales */
+    int super_rows;      /* uniform hierarchical: rows sharing one super-scale ("r<N>", default 1);
+                            0 when scale_bits is 0 */
 } lb_qspec;
 
-/* Parses "int4:g64:asym", "nf4:g64:dq", "binary:row", "ternary:g64:2bit",
+/* Parses "int4:g64:asym", "int3:g16:asym:s6:r4", "nf4:g64:dq", "binary:row", "ternary:g64:2bit",
  * "f16", aliases "q4_0", "q4_1", "q8_0". Unknown, empty, repeated or
  * conflicting options fail with a message naming the offending part. */
 LB_API lb_status lb_qspec_parse(const char *text, lb_qspec *out);
@@ -151,6 +155,10 @@ LB_API void lb_tensor_free(lb_tensor *t);
  *   uniform sym:  scale[k] * (q - 2^(b-1))
  *   uniform f16:  scale[k] * q + offset[k]
  *   uniform int:  scale[k] * (q - zero[k])
+ *   (uniform with hierarchical scales, spec.scale_bits = k > 0: the same
+ *   values, where scale[k] = super_scale[b] * int(scale_code[k]) and
+ *   offset[k] = super_min[b] * min_code[k], b the super-group of the row;
+ *   int() reads a k-bit two's complement for sym, unsigned for asym)
  *   nf4:          scale[k] * NF4[q]
  *   binary:       q ? scale[k] : -scale[k]
  *   ternary:      scale[k] * (q - 1)
@@ -170,6 +178,12 @@ typedef struct {
     float *dq_block_scale;
     int64_t dq_blocks;
     float dq_offset;
+    /* uniform hierarchical scales (spec.scale_bits > 0), else NULL / 0 */
+    float *super_scale;  /* n_super: fp16 values */
+    float *super_min;    /* n_super (asym): fp16 values */
+    int64_t n_super;     /* super-groups: ceil(rows / spec.super_rows) */
+    uint8_t *scale_code; /* n_groups, k-bit (sym: two's complement bits) */
+    uint8_t *min_code;   /* n_groups (asym) */
 } lb_qtensor;
 
 LB_API void lb_qtensor_free(lb_qtensor *q);
@@ -201,6 +215,40 @@ LB_API lb_status lb_qtensor_encode(const lb_qtensor *q, uint8_t *out);
 /* Unpacks packed bytes (the inverse of encode; q must be lb_qtensor_init'ed
  * with the same spec and shape). */
 LB_API lb_status lb_qtensor_decode(lb_qtensor *q, const uint8_t *data, size_t nbytes);
+
+/* Hierarchical scales (uniform, spec.scale_bits = k > 0). Integer range of a
+ * group scale: sym -2^(k-1)..2^(k-1)-1, asym 0..2^k-1; of a group min:
+ * 0..2^k-1. The super-group of group k is row / super_rows. */
+static inline int64_t lb_qtensor_super(const lb_qtensor *q, int64_t k) {
+    return k / q->groups_per_row / q->spec.super_rows;
+}
+static inline int lb_hscale_scale_min(const lb_qspec *s) { return s->zero == LB_ZERO_SYM ? -(1 << (s->scale_bits - 1)) : 0; }
+static inline int lb_hscale_scale_max(const lb_qspec *s) {
+    return s->zero == LB_ZERO_SYM ? (1 << (s->scale_bits - 1)) - 1 : (1 << s->scale_bits) - 1;
+}
+/* the integer a stored scale code means (sign-extended for sym) */
+static inline int lb_hscale_int(const lb_qspec *s, unsigned code) {
+    int k = s->scale_bits;
+    return s->zero == LB_ZERO_SYM && (code >> (k - 1) & 1) ? (int)code - (1 << k) : (int)code;
+}
+/* Sets group k to scale integer sc and min integer mn (asym; ignored for sym)
+ * under its super-group's super-scales, clamping both into range: scale[k]
+ * and offset[k] become exactly the values dequantization computes. */
+static inline void lb_hscale_set_group(lb_qtensor *q, int64_t k, int sc, int mn) {
+    const lb_qspec *s = &q->spec;
+    int64_t b = lb_qtensor_super(q, k);
+    int lo = lb_hscale_scale_min(s), hi = lb_hscale_scale_max(s), mmax = (1 << s->scale_bits) - 1;
+    sc = sc < lo ? lo : sc > hi ? hi : sc;
+    mn = mn < 0 ? 0 : mn > mmax ? mmax : mn;
+    q->scale_code[k] = (uint8_t)((unsigned)sc & ((1u << s->scale_bits) - 1u));
+    q->scale[k] = q->super_scale[b] * (float)sc;
+    if (s->zero == LB_ZERO_SYM) {
+        q->offset[k] = 0.0f;
+    } else {
+        q->min_code[k] = (uint8_t)mn;
+        q->offset[k] = q->super_min[b] * (float)mn;
+    }
+}
 #endif /* LB_ADVANCED_API */
 
 /* Converts float data into a float family (f32/f16/bf16): no codes involved. */

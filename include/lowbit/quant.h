@@ -13,6 +13,8 @@
  *           least squared weight error, grid rounded as stored
  *   aciq    the analytically optimal clip for a Laplace distribution fitted
  *           to the group (Banner et al., ACIQ); aciq-gauss for a Gaussian
+ * With hierarchical scales (uniform s<k>) every group is then refitted on
+ * its integer lattice under the super-scales by the same rule (rtn.c).
  * Binary uses alpha = mean|w| (the L2-optimal scale for signs); ternary uses
  * BitNet b1.58 absmean or TWN's 0.7 mean|w| threshold, as the options say
  * (a method choice: both write the same bytes; the twn row sets it). */

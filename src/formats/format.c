@@ -355,6 +355,10 @@ void lb_qtensor_free(lb_qtensor *q) {
     lb_free(q->zero);
     lb_free(q->dq_code);
     lb_free(q->dq_block_scale);
+    lb_free(q->super_scale);
+    lb_free(q->super_min);
+    lb_free(q->scale_code);
+    lb_free(q->min_code);
     memset(q, 0, sizeof *q);
 }
 

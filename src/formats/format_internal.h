@@ -115,6 +115,26 @@ static inline unsigned lb_get_bits(const uint8_t *src, uint64_t bitpos, int nbit
     return v & ((1u << nbits) - 1u);
 }
 
+/* Uniform codes of one group block (n codes): uniform.c's packing (4-bit
+ * halves, int8 for 8-bit sym, else a bit stream); unpack reads codes
+ * [j0, j0 + cnt). Shared with the hierarchical-scale rows (uniform_hscale.c). */
+void lb_uniform_pack_codes(const lb_qspec *s, const uint8_t *codes, int64_t n, uint8_t *dst);
+void lb_uniform_unpack_codes(const lb_qspec *s, const uint8_t *src, int64_t n, int64_t j0, int64_t cnt, uint8_t *dst);
+
+/* Uniform integers with hierarchical scales (spec->scale_bits > 0), the
+ * hooks uniform.c's row calls for such specs (uniform_hscale.c). */
+int lb_hscale_parse_option(lb_qspec *s, const char *tok, int slot_scales, int slot_super);
+lb_status lb_hscale_validate(const lb_qspec *s);
+size_t lb_hscale_row_bytes(const lb_qspec *s, const lb_layout *l);
+size_t lb_hscale_tail_bytes(const lb_qspec *s, const lb_layout *l);
+lb_status lb_hscale_qtensor_init(lb_qtensor *q);
+lb_status lb_hscale_store_scales(lb_qtensor *q);
+void lb_hscale_encode_row(const lb_qtensor *q, int64_t row, uint8_t *dst);
+void lb_hscale_decode_row(lb_qtensor *q, int64_t row, const uint8_t *src);
+void lb_hscale_encode_tail(const lb_qtensor *q, uint8_t *dst);
+void lb_hscale_decode_tail(lb_qtensor *q, const uint8_t *src);
+void lb_hscale_dequantize_row(const lb_qspec *s, const lb_layout *l, const uint8_t *data, int64_t row, float *out);
+
 static inline int64_t lb_round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
 #endif

@@ -8,7 +8,11 @@
  * low nibble and code j+G/2 in its high nibble), 8-bit symmetric codes are
  * stored as int8 (q - 128), every other width as a little-endian bit stream.
  * With G = 32 this makes int4:g32:sym, int4:g32:asym and int8:g32:sym
- * byte-identical to ggml's Q4_0, Q4_1 and Q8_0. */
+ * byte-identical to ggml's Q4_0, Q4_1 and Q8_0.
+ *
+ * Option s<k> (and r<N>) stores the group scales and mins as k-bit integers
+ * under fp16 super-scales instead: another layout, in uniform_hscale.c; the
+ * hooks below hand such specs over to it. */
 #include "format_internal.h"
 #include "ggml_blocks.h"
 
@@ -17,7 +21,7 @@
 
 /* ---- spec text ---------------------------------------------------------------- */
 
-enum { SLOT_GROUP, SLOT_SYMMETRY, SLOT_ZERO };
+enum { SLOT_GROUP, SLOT_SYMMETRY, SLOT_ZERO, SLOT_SCALES, SLOT_SUPER };
 
 /* "int1".."int8" (default g64, fp16 offset), and ggml's names for the
  * layouts we share: q4_0 = int4:g32:sym, q4_1 = int4:g32:asym, q8_0 = int8:g32:sym. */
@@ -70,14 +74,18 @@ static int uniform_parse_option(lb_qspec *s, const char *tok, unsigned seen) {
         s->zero = tok[1] == 'i' ? LB_ZERO_INT : LB_ZERO_F16;
         return SLOT_ZERO;
     }
-    return LB_OPTION_UNKNOWN;
+    return lb_hscale_parse_option(s, tok, SLOT_SCALES, SLOT_SUPER);
 }
 
 static void uniform_format(const lb_qspec *s, char *buf, size_t n) {
     char g[16];
     lb_group_text(s, g, sizeof g);
-    snprintf(buf, n, "int%d:%s:%s", s->bits, g,
-             s->zero == LB_ZERO_SYM ? "sym" : s->zero == LB_ZERO_F16 ? "asym" : "asym:zint");
+    int used = snprintf(buf, n, "int%d:%s:%s", s->bits, g,
+                        s->zero == LB_ZERO_SYM ? "sym" : s->zero == LB_ZERO_F16 ? "asym" : "asym:zint");
+    if (s->scale_bits && used > 0 && (size_t)used < n) {
+        used += snprintf(buf + used, n - (size_t)used, ":s%d", s->scale_bits);
+        if (s->super_rows != 1 && (size_t)used < n) snprintf(buf + used, n - (size_t)used, ":r%d", s->super_rows);
+    }
 }
 
 static lb_status uniform_validate(const lb_qspec *s) {
@@ -90,7 +98,7 @@ static lb_status uniform_validate(const lb_qspec *s) {
                        "'binary' for sign x scale or int1:asym");
     if (s->zero != LB_ZERO_SYM && s->zero != LB_ZERO_F16 && s->zero != LB_ZERO_INT)
         return lb_fail(LB_ERR_INVALID, "unknown zero-point kind %d", (int)s->zero);
-    return LB_OK;
+    return lb_hscale_validate(s);
 }
 
 /* ---- ggml identity: whole g32 blocks of the three shared layouts ------------- */
@@ -101,7 +109,7 @@ _Static_assert(sizeof(lb_block_q8_0) == 2 + LB_QK * 8 / 8, "int8:g32:sym block =
 
 static int uniform_ggml_type(const lb_qspec *s, int64_t cols) {
     /* ggml blocks never pad, so the row must be whole blocks */
-    if (s->group != LB_QK || cols % LB_QK) return -1;
+    if (s->group != LB_QK || cols % LB_QK || s->scale_bits) return -1;
     if (s->bits == 8 && s->zero == LB_ZERO_SYM) return LB_GGML_Q8_0;
     if (s->bits == 4 && s->zero == LB_ZERO_SYM) return LB_GGML_Q4_0;
     if (s->bits == 4 && s->zero == LB_ZERO_F16) return LB_GGML_Q4_1;
@@ -121,6 +129,7 @@ static int uniform_from_ggml(int type, lb_qspec *s) {
 static size_t header_bytes(const lb_qspec *s) { return s->zero == LB_ZERO_F16 ? 4 : 2; }
 
 static size_t uniform_row_bytes(const lb_qspec *s, const lb_layout *l) {
+    if (s->scale_bits) return lb_hscale_row_bytes(s, l);
     size_t block = header_bytes(s) + (size_t)(l->group_len * s->bits / 8);
     size_t zeros = s->zero == LB_ZERO_INT ? (size_t)((l->groups_per_row * s->bits + 7) / 8) : 0;
     return (size_t)l->groups_per_row * block + zeros;
@@ -159,8 +168,15 @@ static int uniform_nearest_code(const lb_qtensor *q, int64_t k, float w) {
     return lb_uniform_nearest_code(&q->spec, q->scale[k], q->offset[k], uniform_zero(q, k), w);
 }
 
-/* scale, and the offset when stored, rounded to fp16 */
+static size_t uniform_tail_bytes(const lb_qspec *s, const lb_layout *l) {
+    return s->scale_bits ? lb_hscale_tail_bytes(s, l) : 0;
+}
+
+static lb_status uniform_qtensor_init(lb_qtensor *q) { return q->spec.scale_bits ? lb_hscale_qtensor_init(q) : LB_OK; }
+
+/* scale, and the offset when stored, rounded to fp16 (or to the hierarchy) */
 static lb_status uniform_store_scales(lb_qtensor *q) {
+    if (q->spec.scale_bits) return lb_hscale_store_scales(q);
     for (int64_t k = 0; k < q->n_groups; k++) {
         q->scale[k] = lb_round_fp16(q->scale[k]);
         q->offset[k] = q->spec.zero == LB_ZERO_F16 ? lb_round_fp16(q->offset[k]) : 0.0f;
@@ -173,7 +189,7 @@ static lb_status uniform_store_scales(lb_qtensor *q) {
 }
 
 /* Codes [j0, j0 + cnt) of a block of n packed codes, into dst. */
-static void unpack_codes(const lb_qspec *s, const uint8_t *src, int64_t n, int64_t j0, int64_t cnt, uint8_t *dst) {
+void lb_uniform_unpack_codes(const lb_qspec *s, const uint8_t *src, int64_t n, int64_t j0, int64_t cnt, uint8_t *dst) {
     int64_t j1 = j0 + cnt;
     if (s->bits == 4) {
         int64_t half = n / 2, j = j0;
@@ -200,7 +216,7 @@ static void unpack_codes(const lb_qspec *s, const uint8_t *src, int64_t n, int64
     }
 }
 
-static void pack_codes(const lb_qspec *s, const uint8_t *codes, int64_t n, uint8_t *dst) {
+void lb_uniform_pack_codes(const lb_qspec *s, const uint8_t *codes, int64_t n, uint8_t *dst) {
     if (s->bits == 4) {
         for (int64_t j = 0; j < n / 2; j++) dst[j] = (uint8_t)(codes[j] | (codes[j + n / 2] << 4));
     } else if (s->bits == 8) {
@@ -213,13 +229,17 @@ static void pack_codes(const lb_qspec *s, const uint8_t *codes, int64_t n, uint8
 
 static void uniform_encode_row(const lb_qtensor *q, int64_t row, uint8_t *dst) {
     const lb_qspec *s = &q->spec;
+    if (s->scale_bits) {
+        lb_hscale_encode_row(q, row, dst);
+        return;
+    }
     size_t hb = header_bytes(s), cb = (size_t)(q->group_len * s->bits / 8);
     for (int64_t g = 0; g < q->groups_per_row; g++) {
         int64_t k = row * q->groups_per_row + g;
         uint8_t *blk = dst + (size_t)g * (hb + cb);
         lb_wr16(blk, lb_fp32_to_fp16(q->scale[k]));
         if (s->zero == LB_ZERO_F16) lb_wr16(blk + 2, lb_fp32_to_fp16(q->offset[k]));
-        pack_codes(s, q->codes + row * q->cols_padded + g * q->group_len, q->group_len, blk + hb);
+        lb_uniform_pack_codes(s, q->codes + row * q->cols_padded + g * q->group_len, q->group_len, blk + hb);
     }
     if (s->zero == LB_ZERO_INT) {
         uint8_t *zs = dst + (size_t)q->groups_per_row * (hb + cb);
@@ -228,8 +248,20 @@ static void uniform_encode_row(const lb_qtensor *q, int64_t row, uint8_t *dst) {
     }
 }
 
+/* the tensor tail: super-scales of hierarchical specs, nothing otherwise */
+static void uniform_encode_tail(const lb_qtensor *q, uint8_t *dst) {
+    if (q->spec.scale_bits) lb_hscale_encode_tail(q, dst);
+}
+static void uniform_decode_tail(lb_qtensor *q, const uint8_t *src) {
+    if (q->spec.scale_bits) lb_hscale_decode_tail(q, src);
+}
+
 static void uniform_decode_row(lb_qtensor *q, int64_t row, const uint8_t *src) {
     const lb_qspec *s = &q->spec;
+    if (s->scale_bits) {
+        lb_hscale_decode_row(q, row, src);
+        return;
+    }
     size_t hb = header_bytes(s), cb = (size_t)(q->group_len * s->bits / 8);
     const uint8_t *zs = src + (size_t)q->groups_per_row * (hb + cb);
     for (int64_t g = 0; g < q->groups_per_row; g++) {
@@ -239,7 +271,7 @@ static void uniform_decode_row(lb_qtensor *q, int64_t row, const uint8_t *src) {
         q->scale[k] = lb_fp16_to_fp32(lb_rd16(blk));
         q->offset[k] = s->zero == LB_ZERO_F16 ? lb_fp16_to_fp32(lb_rd16(blk + 2)) : 0.0f;
         q->zero[k] = s->zero == LB_ZERO_INT ? (uint8_t)lb_get_bits(zs, (uint64_t)(g * s->bits), s->bits) : 0;
-        unpack_codes(s, blk + hb, q->group_len, 0, q->group_len, codes);
+        lb_uniform_unpack_codes(s, blk + hb, q->group_len, 0, q->group_len, codes);
     }
 }
 
@@ -285,6 +317,10 @@ static int dequantize_ggml_blocks(const lb_qspec *s, const lb_layout *l, const u
  * offsets. */
 static void uniform_dequantize_row(const lb_qspec *s, const lb_layout *l, const uint8_t *data, int64_t row,
                                    float *out) {
+    if (s->scale_bits) {
+        lb_hscale_dequantize_row(s, l, data, row, out);
+        return;
+    }
     const uint8_t *src = data + (size_t)row * l->row_bytes;
     if (dequantize_ggml_blocks(s, l, src, out)) return;
     size_t hb = header_bytes(s), cb = (size_t)(l->group_len * s->bits / 8);
@@ -299,7 +335,7 @@ static void uniform_dequantize_row(const lb_qspec *s, const lb_layout *l, const 
         int64_t n = l->cols - c0 < l->group_len ? l->cols - c0 : l->group_len;
         for (int64_t j0 = 0; j0 < n; j0 += 256) { /* whole-row groups can be long */
             int64_t cnt = n - j0 < 256 ? n - j0 : 256;
-            unpack_codes(s, blk + hb, l->group_len, j0, cnt, codes);
+            lb_uniform_unpack_codes(s, blk + hb, l->group_len, j0, cnt, codes);
             float *o = out + c0 + j0;
             if (s->zero == LB_ZERO_F16)
                 for (int64_t j = 0; j < cnt; j++) o[j] = d * (float)codes[j] + m;
@@ -313,19 +349,23 @@ const lb_format_family lb_uniform_family = {
     .name = "int",
     .names = "int1..int8, q4_0, q4_1, q8_0",
     .grid = LB_GRID_UNIFORM,
-    .option_slots = {"group size", "symmetry", "zero point"},
+    .option_slots = {"group size", "symmetry", "zero point", "group scale bits", "rows per super-scale"},
     .match = uniform_match,
     .parse_option = uniform_parse_option,
     .format = uniform_format,
     .validate = uniform_validate,
     .row_bytes = uniform_row_bytes,
+    .tail_bytes = uniform_tail_bytes,
     .levels = uniform_levels,
     .level = uniform_level,
     .code_value = uniform_code_value,
     .nearest_code = uniform_nearest_code,
+    .qtensor_init = uniform_qtensor_init,
     .store_scales = uniform_store_scales,
     .encode_row = uniform_encode_row,
     .decode_row = uniform_decode_row,
+    .encode_tail = uniform_encode_tail,
+    .decode_tail = uniform_decode_tail,
     .dequantize_row = uniform_dequantize_row,
     .ggml_type = uniform_ggml_type,
     .from_ggml = uniform_from_ggml,

@@ -46,6 +46,17 @@
  *   (1-8 bits, any group, sym/asym, fp16 offset or int zero) and nf4 are
  *   supported exactly as RTN stores them; codes are the nearest on the
  *   stored grid. Binary and ternary formats are refused (not implemented).
+ * - Hierarchical scales (uniform s<k>): the initial RTN fit on the whole
+ *   matrix picks every super-group's super-scales (and, static groups,
+ *   every group's integers: the stored ones). Dynamic groups keep those
+ *   super-scales fixed and refit the group's integers when its first column
+ *   is reached, from the updated weights, by RTN's lattice rule
+ *   (lb_rtn_hscale_fit_group): a super-scale depends on all groups of its
+ *   rows, which are not known before the columns are quantized.
+ * - weighted_grid=1 (not in the reference; llama.cpp's importance-weighted
+ *   k-quant fits are the model): clip=mse scores each candidate grid by
+ *   sum_i H_ii (w_i - q_i)^2 instead of the plain squared error, the diagonal
+ *   of the loss GPTQ minimizes. Min-max and aciq grids ignore it.
  * - GPTAQ's asymmetric calibration is not implemented (it needs the
  *   cross-statistics of quantized and fp32 inputs, which lowbit does not
  *   collect yet).
@@ -78,6 +89,7 @@ typedef struct {
     int block;
     int act_order;
     int static_groups;
+    int weighted_grid;
     lb_rtn_opts rtn; /* grid rule for each group */
 } gptq_opts;
 
@@ -92,6 +104,8 @@ static const lb_method_option gptq_options[] = {
      NULL, NULL},
     {"clip", LB_OPTION_CHOICE, "minmax", "each group's grid range: minmax | mse | aciq | aciq-gauss", 0, 0,
      clip_choices, "clipping rule"},
+    {"weighted_grid", LB_OPTION_INT, "0", "1: clip=mse scores a grid by its error weighted by diag(H) per input", 0, 1,
+     NULL, NULL},
 };
 
 static void opts_from(const lb_method_opts *o, gptq_opts *g) {
@@ -101,6 +115,7 @@ static void opts_from(const lb_method_opts *o, gptq_opts *g) {
     g->static_groups = (int)o->value[3];
     lb_rtn_opts_default(&g->rtn);
     lb_clip_parse(clip_choices[(int)o->value[4]], &g->rtn.clip);
+    g->weighted_grid = (int)o->value[5];
 }
 
 static lb_status gptq_check(const lb_qspec *spec, const lb_method_opts *o) {
@@ -280,6 +295,7 @@ typedef struct {
     const char *dead;      /* original column -> H_jj == 0 */
     const uint8_t *keep;   /* dense-and-sparse: weights stored exactly elsewhere (NULL: none) */
     float *kept;           /* their final updated values (rows x cols, original order) */
+    const float *colw;     /* weighted_grid: diag(H) / mean, per original column; else NULL */
 } gptq_job;
 
 /* Quantizes rows [r0, r0 + tr) of the (already permuted, dead-zeroed) tile
@@ -293,11 +309,17 @@ static lb_status gptq_tile(const gptq_job *job, lb_qtensor *q, int64_t r0, int64
         int64_t c1 = c0 + B < n ? c0 + B : n, bl = c1 - c0;
         for (int64_t i = c0; i < c1; i++) {
             int64_t j = job->perm[i];
-            if (job->dynamic && j % G == 0) { /* no act-order here: j == i */
+            if (job->dynamic && j % G == 0 && q->spec.scale_bits) { /* no act-order here: j == i */
+                int64_t len = n - j < G ? n - j : G;
+                for (int64_t r = 0; r < tr; r++)
+                    lb_rtn_hscale_fit_group(q, (r0 + r) * q->groups_per_row + j / G, W + r * n + j, len,
+                                            job->colw ? job->colw + j : NULL, &job->o->rtn);
+            } else if (job->dynamic && j % G == 0) { /* no act-order here: j == i */
                 int64_t len = n - j < G ? n - j : G;
                 for (int64_t r = 0; r < tr; r++) memcpy(gbuf + r * len, W + r * n + j, (size_t)len * sizeof(float));
                 lb_qtensor sub;
-                lb_status st = lb_rtn_quantize(gbuf, tr, len, &q->spec, &job->o->rtn, &sub);
+                lb_status st = lb_rtn_quantize_weighted(gbuf, tr, len, job->colw ? job->colw + j : NULL, &q->spec,
+                                                        &job->o->rtn, &sub);
                 if (st != LB_OK) return st;
                 take_group(q, &sub, r0, tr, j / G);
                 lb_qtensor_free(&sub);
@@ -367,7 +389,7 @@ static lb_status gptq_run(const float *w, int64_t rows, int64_t cols, const doub
     char *dead = calloc((size_t)cols, 1);
     double *diag = malloc((size_t)cols * sizeof(double));
     float *U = lb_alloc((size_t)(cols * cols) * sizeof(float));
-    float *w0 = NULL;
+    float *w0 = NULL, *colw = NULL;
     if (!perm || !dead || !diag || !U) {
         st = LB_ERR_NOMEM;
         goto done;
@@ -400,12 +422,26 @@ static lb_status gptq_run(const float *w, int64_t rows, int64_t cols, const doub
         for (int64_t r = 0; r < rows; r++)
             for (int64_t c = 0; c < cols; c++)
                 if (dead[c]) w0[r * cols + c] = 0.0f;
+    /* weighted_grid: an input's importance is its diag(H) (the loss a unit
+     * error on it costs, ignoring correlations), over the mean so the
+     * weighted errors stay in range; dead inputs weigh 0 */
+    if (o->weighted_grid) {
+        colw = lb_alloc((size_t)cols * sizeof(float));
+        if (!colw) {
+            st = LB_ERR_NOMEM;
+            goto restore;
+        }
+        double mean = 0;
+        for (int64_t c = 0; c < cols; c++) mean += dead[c] ? 0.0 : diag[c];
+        mean = mean > 0 ? mean / (double)cols : 1.0;
+        for (int64_t c = 0; c < cols; c++) colw[c] = dead[c] ? 0.0f : (float)(diag[c] / mean);
+    }
     /* every grid from the initial weights; dynamic mode refits groups later */
-    st = lb_rtn_quantize(w0, rows, cols, spec, &o->rtn, q);
+    st = lb_rtn_quantize_weighted(w0, rows, cols, colw, spec, &o->rtn, q);
     if (st != LB_OK) goto restore;
     int dynamic = q->groups_per_row > 0 && q->group_len < cols && !o->act_order && !o->static_groups &&
                   !(lb_format_grid(spec) == LB_GRID_ABSMAX && spec->double_quant);
-    gptq_job job = {o, cols, perm, U, dynamic, dead, mo->keep, mo->kept};
+    gptq_job job = {o, cols, perm, U, dynamic, dead, mo->keep, mo->kept, colw};
     int64_t n_tiles = (rows + TILE_ROWS - 1) / TILE_ROWS;
     double *tile_loss = calloc((size_t)n_tiles, sizeof(double));
     if (!tile_loss) {
@@ -448,6 +484,7 @@ done:
     free(diag);
     lb_free(U);
     lb_free(w0);
+    lb_free(colw);
     return st;
 }
 #endif /* LB_HAVE_BLAS */

@@ -234,6 +234,15 @@ static lb_status hqq_check(const lb_qspec *spec, const lb_method_opts *mo) {
         return lb_fail(LB_ERR_INVALID, "method hqq quantizes to uniform int formats (int1..int8) only, not '%s'",
                        text);
     }
+    if (spec->scale_bits) {
+        /* HQQ's closed-form zero/scale steps move fp16 values; on the integer
+         * lattice of hierarchical scales they would need a rounding step
+         * of their own (not implemented) */
+        char text[64];
+        lb_qspec_format(spec, text, sizeof text);
+        return lb_fail(LB_ERR_UNSUPPORTED,
+                       "method hqq does not support hierarchical scales (s<k>) yet, in '%s'; use rtn or gptq", text);
+    }
     return LB_OK;
 }
 

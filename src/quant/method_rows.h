@@ -10,4 +10,15 @@ extern const lb_method lb_method_twn;
 extern const lb_method lb_method_hqq;
 extern const lb_method lb_method_gptq;
 
+/* lb_rtn_quantize whose mse searches (clip=mse) score each weight's squared
+ * error times colw[column] (an input's importance, e.g. diag X^T X; NULL: 1).
+ * Min-max and aciq grids do not depend on it (rtn.c). */
+lb_status lb_rtn_quantize_weighted(const float *w, int64_t rows, int64_t cols, const float *colw, const lb_qspec *spec,
+                                   const lb_rtn_opts *opts, lb_qtensor *q);
+/* Hierarchical scales (uniform s<k>): refits group k (weights x[0..n),
+ * importances cw or NULL) on its super-group's integer lattice by the clip
+ * rule, sets its integers and returns its (weighted) squared error (rtn.c). */
+double lb_rtn_hscale_fit_group(lb_qtensor *q, int64_t k, const float *x, int64_t n, const float *cw,
+                               const lb_rtn_opts *o);
+
 #endif

@@ -43,8 +43,26 @@
  * Codes are the nearest level to w under the stored fp16 scale (and offset),
  * where ggml rounds w * (1/d) with its fp32 d, half up (Q4_0/Q4_1) or half
  * away from zero (Q8_0): the scales written are ggml's bit for bit, a code
- * differs only where ggml's is not the nearest level of the stored grid. */
-#include "lowbit/quant.h"
+ * differs only where ggml's is not the nearest level of the stored grid.
+ *
+ * Hierarchical scales (uniform s<k>, src/formats/uniform_hscale.c: group
+ * scale and min are k-bit integers times per-super-group fp16 super-scales).
+ * Three steps: every group's fp16 grid by its clip rule (above); the format's
+ * store_scales picks each super-group's D and M from those grids (largest
+ * scale, signed extreme of the offsets) and rounds; then every group is
+ * refitted on the integer lattice, against its weights (hscale_fit_group):
+ *   minmax, aciq  the smallest lattice grid covering the (clipped) range:
+ *                 m = M mn <= lo, then D sc (2^b - 1) >= hi - m (sym: |D sc|
+ *                 >= |e| / 2^(b-1), sign of the target scale)
+ *   mse           for each shrink factor p the nearest lattice grid and its
+ *                 +-1 neighbours in sc (and mn), 3 (sym) or 9 (asym) grids,
+ *                 scored by squared weight error with the integer scales;
+ *                 then D itself is searched: 1, 0.95, .., 0.75 times the
+ *                 covering D (fp16), the super-group keeps the D whose
+ *                 refitted groups have the least total error.
+ * GPTQ refits groups the same way (lb_rtn_hscale_fit_group) under the
+ * super-scales of its initial RTN fit. */
+#include "quant/method_rows.h"
 
 #include <math.h>
 #include <string.h>
@@ -80,23 +98,27 @@ static uniform_grid uniform_grid_for(const lb_qspec *spec, float lo, float hi, f
     return g;
 }
 
-static double uniform_error(const lb_qspec *spec, const uniform_grid *g, const float *x, int64_t n) {
+/* squared error of rounding x to the grid, each weight's term times cw[i]
+ * (the importance of its input; NULL: 1) */
+static double uniform_error(const lb_qspec *spec, const uniform_grid *g, const float *x, int64_t n,
+                            const float *cw) {
     double err = 0;
     for (int64_t i = 0; i < n; i++) {
         int q = lb_uniform_nearest_code(spec, g->s, g->m, g->z, x[i]);
         float d = x[i] - lb_uniform_value(spec, g->s, g->m, g->z, q);
-        err += (double)d * d;
+        err += (cw ? (double)cw[i] : 1.0) * d * d;
     }
     return err;
 }
 
 /* squared error of rounding x to the nearest of scale * level(c) (codebook grids) */
-static double codebook_error(const lb_qspec *spec, int levels, float s, const float *x, int64_t n) {
+static double codebook_error(const lb_qspec *spec, int levels, float s, const float *x, int64_t n,
+                             const float *cw) {
     double err = 0;
     for (int64_t i = 0; i < n; i++) {
         float best = INFINITY;
         for (int c = 0; c < levels; c++) best = fminf(best, fabsf(x[i] - s * lb_format_level(spec, c)));
-        err += (double)best * best;
+        err += (cw ? (double)cw[i] : 1.0) * best * best;
     }
     return err;
 }
@@ -163,7 +185,7 @@ static float shrink_factor(const lb_rtn_opts *o, int i) {
 }
 
 /* Chooses group k's parameters from its real weights x[0..n). */
-static void fit_group(lb_qtensor *q, int64_t k, const float *x, int64_t n, const lb_rtn_opts *o,
+static void fit_group(lb_qtensor *q, int64_t k, const float *x, int64_t n, const float *cw, const lb_rtn_opts *o,
                       float *twn_threshold) {
     const lb_qspec *spec = &q->spec;
     group_stats st = stats_of(x, n);
@@ -176,11 +198,11 @@ static void fit_group(lb_qtensor *q, int64_t k, const float *x, int64_t n, const
             aciq_range(&st, o->clip, spec->bits, symmetric, &lo, &hi, &e);
             best = uniform_grid_for(spec, lo, hi, e);
         } else if (o->clip == LB_CLIP_MSE) {
-            double best_err = uniform_error(spec, &best, x, n);
+            double best_err = uniform_error(spec, &best, x, n, cw);
             for (int i = 1; i < o->mse_steps; i++) {
                 float p = shrink_factor(o, i);
                 uniform_grid g = uniform_grid_for(spec, p * lo, p * hi, p * e);
-                double err = uniform_error(spec, &g, x, n);
+                double err = uniform_error(spec, &g, x, n, cw);
                 if (err < best_err) {
                     best_err = err;
                     best = g;
@@ -200,10 +222,10 @@ static void fit_group(lb_qtensor *q, int64_t k, const float *x, int64_t n, const
             aciq_range(&st, o->clip, spec->bits, 1, &lo, &hi, &e);
             s = lb_round_fp16(hi);
         } else if (o->clip == LB_CLIP_MSE) {
-            double best_err = codebook_error(spec, levels, s, x, n);
+            double best_err = codebook_error(spec, levels, s, x, n, cw);
             for (int i = 1; i < o->mse_steps; i++) {
                 float c = lb_round_fp16(shrink_factor(o, i) * st.amax);
-                double e = codebook_error(spec, levels, c, x, n);
+                double e = codebook_error(spec, levels, c, x, n, cw);
                 if (e < best_err) {
                     best_err = e;
                     s = c;
@@ -232,6 +254,129 @@ static void fit_group(lb_qtensor *q, int64_t k, const float *x, int64_t n, const
         break;
     default: break;
     }
+}
+
+/* ---- hierarchical scales ----------------------------------------------------- */
+
+#define HS_SUPER_STEPS 6   /* D factors tried by clip=mse: 1, 0.95, ..., 0.75 */
+#define HS_SLACK 1e-4f     /* ceil/floor slack: a range that is exactly on the lattice stays on it */
+
+static double lattice_error(const lb_qtensor *q, int64_t k, int sc, int mn, const float *x, int64_t n,
+                            const float *cw) {
+    const lb_qspec *spec = &q->spec;
+    int64_t b = lb_qtensor_super(q, k);
+    float s = q->super_scale[b] * (float)sc, m = spec->zero == LB_ZERO_SYM ? 0.0f : q->super_min[b] * (float)mn;
+    uniform_grid g = {s, m, 1 << (spec->bits - 1)};
+    return uniform_error(spec, &g, x, n, cw);
+}
+
+/* the target scale of a symmetric grid for the signed extreme e (unrounded:
+ * fp16 rounding would move a target that is exactly on the lattice off it) */
+static float sym_target(const lb_qspec *spec, float e) {
+    int half = 1 << (spec->bits - 1);
+    return spec->bits == 8 ? fabsf(e) / (float)(half - 1) : e / (float)-half;
+}
+
+static int clamp_int(float v, int lo, int hi) { return v < (float)lo ? lo : v > (float)hi ? hi : (int)v; }
+
+/* The covering lattice grid for [lo, hi] (asym) or extreme e (sym). */
+static void covering(const lb_qtensor *q, int64_t b, float lo, float hi, float e, int *sc, int *mn) {
+    const lb_qspec *spec = &q->spec;
+    float D = q->super_scale[b], M = q->super_min[b];
+    int smin = lb_hscale_scale_min(spec), smax = lb_hscale_scale_max(spec), mmax = (1 << spec->scale_bits) - 1;
+    *mn = 0;
+    if (spec->zero == LB_ZERO_SYM) {
+        float x = D != 0.0f ? sym_target(spec, e) / D : 0.0f;
+        *sc = clamp_int(x >= 0 ? ceilf(x - HS_SLACK) : floorf(x + HS_SLACK), smin, smax);
+        return;
+    }
+    if (M != 0.0f) {
+        float x = lo / M; /* m = M mn <= lo: mn rounds down for M > 0, up for M < 0 */
+        *mn = clamp_int(M > 0 ? floorf(x + HS_SLACK) : ceilf(x - HS_SLACK), 0, mmax);
+    }
+    float m = M * (float)*mn, maxq = (float)((1 << spec->bits) - 1);
+    *sc = D > 0.0f ? clamp_int(ceilf((hi - m) / (maxq * D) - HS_SLACK), 0, smax) : 0;
+}
+
+double lb_rtn_hscale_fit_group(lb_qtensor *q, int64_t k, const float *x, int64_t n, const float *cw,
+                               const lb_rtn_opts *o) {
+    const lb_qspec *spec = &q->spec;
+    int64_t b = lb_qtensor_super(q, k);
+    group_stats st = stats_of(x, n);
+    float lo = st.lo, hi = st.hi, e = st.ext;
+    int sc, mn;
+    if (o->clip != LB_CLIP_MSE) {
+        if (o->clip == LB_CLIP_ACIQ || o->clip == LB_CLIP_ACIQ_GAUSS)
+            aciq_range(&st, o->clip, spec->bits, spec->zero == LB_ZERO_SYM, &lo, &hi, &e);
+        covering(q, b, lo, hi, e, &sc, &mn);
+        lb_hscale_set_group(q, k, sc, mn);
+        return lattice_error(q, k, sc, mn, x, n, cw);
+    }
+    float D = q->super_scale[b], M = q->super_min[b], maxq = (float)((1 << spec->bits) - 1);
+    int smin = lb_hscale_scale_min(spec), smax = lb_hscale_scale_max(spec), mmax = (1 << spec->scale_bits) - 1;
+    covering(q, b, lo, hi, e, &sc, &mn);
+    double best = lattice_error(q, k, sc, mn, x, n, cw);
+    /* neighbouring shrink factors mostly land on the same lattice points:
+     * score each (sc, mn) once (a bitmap over the k-bit integer pairs) */
+    uint64_t seen[1024];
+    int span = smax - smin + 1;
+    memset(seen, 0, (size_t)((span * (mmax + 1) + 63) / 64) * sizeof(uint64_t));
+    for (int i = 0; i < o->mse_steps; i++) {
+        float p = shrink_factor(o, i);
+        int mn0 = 0, sc0;
+        if (spec->zero == LB_ZERO_SYM) {
+            sc0 = D != 0.0f ? clamp_int(nearbyintf(sym_target(spec, p * e) / D), smin, smax) : 0;
+        } else {
+            mn0 = M != 0.0f ? clamp_int(nearbyintf(p * lo / M), 0, mmax) : 0;
+            sc0 = D > 0.0f ? clamp_int(nearbyintf((p * hi - M * (float)mn0) / (maxq * D)), 0, smax) : 0;
+        }
+        int dm = spec->zero == LB_ZERO_SYM ? 0 : 1;
+        for (int a = -dm; a <= dm; a++)
+            for (int c = -1; c <= 1; c++) {
+                int tm = mn0 + a, ts = sc0 + c;
+                if (tm < 0 || tm > mmax || ts < smin || ts > smax) continue;
+                int bit = tm * span + (ts - smin);
+                if (seen[bit >> 6] >> (bit & 63) & 1) continue;
+                seen[bit >> 6] |= (uint64_t)1 << (bit & 63);
+                double err = lattice_error(q, k, ts, tm, x, n, cw);
+                if (err < best) {
+                    best = err;
+                    sc = ts;
+                    mn = tm;
+                }
+            }
+    }
+    lb_hscale_set_group(q, k, sc, mn);
+    return best;
+}
+
+/* Refits every group of super-group b (rows r0..r1) on its lattice; mse also
+ * searches D. Returns the super-group's squared error. */
+static double hscale_fit_super(lb_qtensor *q, int64_t b, const float *w, int64_t cols, const float *colw,
+                               const lb_rtn_opts *o) {
+    int64_t r0 = b * q->spec.super_rows, r1 = r0 + q->spec.super_rows < q->rows ? r0 + q->spec.super_rows : q->rows;
+    float D0 = q->super_scale[b], best_D = D0;
+    double best_err = INFINITY;
+    int steps = o->clip == LB_CLIP_MSE ? HS_SUPER_STEPS : 1;
+    for (int i = 0; i <= steps; i++) {
+        /* the last pass refits with the winner, so the groups hold its integers */
+        float D = i == steps ? best_D : i == 0 ? D0 : lb_round_fp16(D0 * (1.0f - 0.05f * (float)i));
+        if (i == steps && steps == 1) break; /* one candidate: already fitted */
+        q->super_scale[b] = D;
+        double err = 0;
+        for (int64_t r = r0; r < r1; r++)
+            for (int64_t g = 0; g < q->groups_per_row; g++) {
+                int64_t c0 = g * q->group_len, n = cols - c0 < q->group_len ? cols - c0 : q->group_len;
+                if (n > 0)
+                    err += lb_rtn_hscale_fit_group(q, r * q->groups_per_row + g, w + r * cols + c0, n,
+                                                   colw ? colw + c0 : NULL, o);
+            }
+        if (i < steps && err < best_err) {
+            best_err = err;
+            best_D = D;
+        }
+    }
+    return best_err;
 }
 
 static int assign_code(const lb_qtensor *q, int64_t k, float x, const lb_rtn_opts *o, const float *twn_threshold) {
@@ -273,6 +418,11 @@ static lb_status check_clip(const lb_qspec *spec, lb_clip clip) {
 
 lb_status lb_rtn_quantize(const float *w, int64_t rows, int64_t cols, const lb_qspec *spec,
                           const lb_rtn_opts *opts, lb_qtensor *q) {
+    return lb_rtn_quantize_weighted(w, rows, cols, NULL, spec, opts, q);
+}
+
+lb_status lb_rtn_quantize_weighted(const float *w, int64_t rows, int64_t cols, const float *colw, const lb_qspec *spec,
+                                   const lb_rtn_opts *opts, lb_qtensor *q) {
     lb_rtn_opts defaults;
     if (!opts) {
         lb_rtn_opts_default(&defaults);
@@ -301,17 +451,22 @@ lb_status lb_rtn_quantize(const float *w, int64_t rows, int64_t cols, const lb_q
         }
     }
     if (q->groups_per_row == 0) {
-        fit_group(q, 0, w, rows * cols, opts, twn); /* one group: the whole tensor */
+        fit_group(q, 0, w, rows * cols, NULL, opts, twn); /* one group: the whole tensor (no mse rule) */
     } else {
 #pragma omp parallel for schedule(dynamic, 4)
         for (int64_t r = 0; r < rows; r++)
             for (int64_t g = 0; g < q->groups_per_row; g++) {
                 int64_t c0 = g * q->group_len;
                 int64_t n = cols - c0 < q->group_len ? cols - c0 : q->group_len;
-                if (n > 0) fit_group(q, r * q->groups_per_row + g, w + r * cols + c0, n, opts, twn);
+                if (n > 0)
+                    fit_group(q, r * q->groups_per_row + g, w + r * cols + c0, n, colw ? colw + c0 : NULL, opts, twn);
             }
     }
     st = lb_qtensor_store_scales(q);
+    if (st == LB_OK && spec->scale_bits) {
+#pragma omp parallel for schedule(dynamic, 1)
+        for (int64_t b = 0; b < q->n_super; b++) hscale_fit_super(q, b, w, cols, colw, opts);
+    }
     if (st == LB_OK) {
 #pragma omp parallel for schedule(static)
         for (int64_t r = 0; r < rows; r++) {

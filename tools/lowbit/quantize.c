@@ -17,6 +17,8 @@ static const char *quantize_help_head =
     "atomically (nothing is left behind on failure).\n\n"
     "  -o, --output OUT   the GGUF file to write\n"
     "  --format SPEC      int<b>[:g<G>|:row][:sym|:asym][:zint]   b = 1..8 bits, G = 16..256 (default g64:asym)\n"
+    "                     int<b>:g<G>[:sym|:asym]:s<k>[:r<N>]     hierarchical: group scale (and min) as k-bit\n"
+    "                                                              integers (k = 2..8) x fp16 super-scales per N rows\n"
     "                     nf4[:g<G>][:dq]                          NormalFloat4, dq = 8-bit absmax\n"
     "                     binary[:g<G>|:row|:tensor]               sign(w) x mean|w|\n"
     "                     ternary[:g<G>|:row|:tensor][:2bit|:1.6bit]   {-1,0,1} x alpha (rtn: absmean; --method twn)\n"
