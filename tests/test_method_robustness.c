@@ -12,7 +12,7 @@
 
 static const char *const formats[] = {"int4:g32:asym", "int3:g64:sym", "int2:g16:asym", "int4:g32:asym:zint",
                                       "int8:g32:sym",  "nf4:g64",      "pow2:4:g64",    "ternary:g64",
-                                      "binary:row"};
+                                      "binary:row",    "int3:g16:asym:s4", "int2:g32:sym:s6"};
 #define N_FORMATS ((int)(sizeof formats / sizeof formats[0]))
 
 enum { R = 8, C = 64 };
@@ -102,7 +102,7 @@ static int accepts(const lb_method *m, const stats_buf *b, const char *format) {
     lb_rng_seed(&r, 3);
     for (int i = 0; i < R * C; i++) w[i] = (float)lb_rng_normal(&r);
     lb_status st = roundtrip(m, b, w, R, format, out);
-    if (st == LB_ERR_INVALID) {
+    if (st == LB_ERR_INVALID || st == LB_ERR_UNSUPPORTED) {
         CHECK_MSG(strlen(lb_last_error()) > 10, "%s on %s refused without a message", m->name, format);
         return 0;
     }
@@ -140,7 +140,13 @@ static void test_method(const lb_method *m) {
         const stats_buf *sets[] = {b, dead, low};
         const char *names[] = {"constant rows", "constant rows, dead inputs", "constant rows, rank-2 H"};
         const uint64_t masks[] = {0, m->stats ? dead_mask : 0, 0};
+        /* GPTQ zeroes dead columns, so with dead inputs a row is {0, c}: exact
+         * on fp16 group grids, but on hierarchical ones a group's min is an
+         * integer multiple of a super-min shared with the row's other groups,
+         * and c lands within a grid step, not on it */
+        int inexact_dead = m->stats && lb_test_spec(fmt).scale_bits;
         for (int k = 0; k < 3; k++) {
+            if (k == 1 && inexact_dead) continue;
             lb_status st = roundtrip(m, sets[k], w, R, fmt, q);
             CHECK_MSG(st == LB_OK, "%s on %s, %s: %s", m->name, fmt, names[k], lb_last_error());
             if (st == LB_OK) check_values(m, fmt, names[k], w, q, R * C, masks[k]);

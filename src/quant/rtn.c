@@ -292,7 +292,9 @@ static void covering(const lb_qtensor *q, int64_t b, float lo, float hi, float e
     }
     if (M != 0.0f) {
         float x = lo / M; /* m = M mn <= lo: mn rounds down for M > 0, up for M < 0 */
-        *mn = clamp_int(M > 0 ? floorf(x + HS_SLACK) : ceilf(x - HS_SLACK), 0, mmax);
+        /* with no scale to climb from a lower min (D = 0: every group of the
+         * super-group is constant), the nearest min is the best grid */
+        *mn = clamp_int(D <= 0.0f ? nearbyintf(x) : M > 0 ? floorf(x + HS_SLACK) : ceilf(x - HS_SLACK), 0, mmax);
     }
     float m = M * (float)*mn, maxq = (float)((1 << spec->bits) - 1);
     *sc = D > 0.0f ? clamp_int(ceilf((hi - m) / (maxq * D) - HS_SLACK), 0, smax) : 0;
