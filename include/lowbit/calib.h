@@ -92,6 +92,20 @@ LB_API void lb_calib_stats_info(const lb_calib_stats *s, lb_calib_info *out);
  * shape, naming both shapes. */
 LB_API lb_status lb_calib_stats_check(const lb_calib_stats *s, const lb_model *m);
 
+/* ---- static activation ranges (src/calib/act_range.c) ----------------------
+ * The clip threshold of a static per-tensor activation quantizer a
+ * (a->kind LB_AQ_TENSOR; lowbit/linear.h) by a->rule, for a->bits bits:
+ * minmax (max |x|), percentile a->percentile of |x|, kl (TensorRT entropy
+ * calibration: 2^(b-1) quantized bins, least KL(clipped reference ||
+ * expanded quantized distribution)) or mse (least expected squared
+ * rounding + clipping error). From a histogram of x (bins equal bins over
+ * [-range, range)) and max_abs (exact max |x|; 0: the last nonzero bin's
+ * upper edge). The threshold is at most max |x|. */
+LB_API lb_status lb_act_range_from_hist(const int64_t *hist, int bins, double range, double max_abs,
+                                        const lb_act_quant *a, float *clip);
+/* The same from a linear's statistics (hist, and max_abs_x when present). */
+LB_API lb_status lb_act_range(const lb_layer_stats *s, const lb_act_quant *a, float *clip);
+
 /* GGUF file (docs/CALIBRATION.md): keys lowbit.calib.*, one set of tensors
  * per layer input. Written atomically. load/from_memory check every key,
  * shape and type, and the values' consistency; m non-NULL also checks the
