@@ -34,7 +34,12 @@ static lb_status plan_acts(const lb_model *m, const lb_act_quant *act, const lb_
                                L->w.name);
             const lb_layer_stats *ls = stats ? lb_calib_stats_get(stats, l, i) : NULL;
             if (!ls) return lb_fail(LB_ERR_INVALID, "linear '%s': a static activation range needs calibration statistics", L->w.name);
-            if ((st = lb_act_range(ls, act, &a->clip)) != LB_OK) return lb_fail_context(st, "linear '%s'", L->w.name);
+            /* linears reading one input (q, k, v; gate, up) share its histogram: one search */
+            int same = -1;
+            for (int k = 0; k < i && same < 0; k++)
+                if (lb_calib_stats_get(stats, l, k)->hist == ls->hist) same = k;
+            if (same >= 0) a->clip = acts[l * LB_N_LINEARS + same].clip;
+            else if ((st = lb_act_range(ls, act, &a->clip)) != LB_OK) return lb_fail_context(st, "linear '%s'", L->w.name);
         }
     return LB_OK;
 }
