@@ -17,6 +17,10 @@ done
 if [ -e "$TMP/bad.gguf" ]; then fail "a refused --act left $TMP/bad.gguf"; else ok; fi
 expect 2 "--act: activation spec" -- "$LOWBIT" sweep "$MODEL" --text "$TEXT" --formats q8_0 --act int8:token,int2:token
 
+# the seed file of fuzz_model_gguf with every kind of quantizer loads and shows them
+expect 0 "act(int6:tensor:p99.99 clip=0.5)" -- "$LOWBIT" info fuzz/corpus/fuzz_model_gguf/act.gguf
+expect 0 "act(int4:token)" -- "$LOWBIT" info fuzz/corpus/fuzz_model_gguf/act.gguf
+
 # W8A8, dynamic per-token: the file says so
 expect 0 "activations int8:token" -- "$LOWBIT" quantize "$MODEL" -o "$TMP/tok.gguf" --format q8_0 --act int8:token
 expect 0 "act(int8:token)" -- "$LOWBIT" info "$TMP/tok.gguf"
@@ -35,6 +39,9 @@ j = json.load(open(sys.argv[1]))
 slots = [t.get("slots", "") for t in j["tensors"] if t["name"].startswith("blk.")and t["name"].endswith(".weight") and "norm" not in t["name"]]
 assert len(slots) == 35 and all(s.startswith("act(int8:tensor:kl clip=") for s in slots), slots
 PY
+# same bytes for any thread count (calibration, range search, file)
+"$LOWBIT" quantize "$MODEL" -o "$TMP/kl1.gguf" --format q8_0 --act int8:tensor:kl --calib-blocks 16 --threads 1 > /dev/null 2>&1 && ok || fail "kl, 1 thread"
+if cmp -s "$TMP/kl.gguf" "$TMP/kl1.gguf"; then ok; else fail "1 and 2 threads wrote different files"; fi
 expect 0 "ppl" -- "$LOWBIT" eval "$TMP/kl.gguf" --text "$TEXT" --split calib  # a smoke test: the file runs
 
 # a sweep: one format x (none, per-token, static) on a few blocks
