@@ -27,6 +27,9 @@ expect 0 "act(int8:token)" -- "$LOWBIT" info "$TMP/tok.gguf"
 expect 0 "act=int8:token" -- "$LOWBIT" info "$TMP/tok.gguf"
 # static from saved statistics (a quick calibration) and from the default split
 "$LOWBIT" calibrate "$MODEL" --calib-blocks 8 -o "$TMP/stats.gguf" > /dev/null 2>&1 && ok || fail "calibrate"
+expect 0 "" -- "$LOWBIT" calibrate "$MODEL" --calib-blocks 4 --hist-bins 2048 -o "$TMP/s2048.gguf"
+expect 1 "multiple of 4" -- "$LOWBIT" calibrate "$MODEL" --calib-blocks 4 --hist-bins 2050 -o "$TMP/s2050.gguf"
+if [ -e "$TMP/s2050.gguf" ]; then fail "a refused --hist-bins left a file"; else ok; fi
 expect 0 "activations int8:tensor:p99.99" -- "$LOWBIT" quantize "$MODEL" -o "$TMP/p.gguf" --format q8_0 \
     --act int8:tensor:p99.99 --stats "$TMP/stats.gguf"
 expect 0 "act(int8:tensor:p99.99 clip=" -- "$LOWBIT" info "$TMP/p.gguf"

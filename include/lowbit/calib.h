@@ -14,7 +14,7 @@
  *   xtx         H = X^T X, (cols, cols), accumulated in double (cblas_dsyrk
  *               on the rows converted to double; symmetric, both halves set)
  *   mean_abs_x  mean |x| per channel; max_abs_x max |x|; mean_x mean x
- *   hist        hist_bins (default 2048) bins over [-R, R) of every x; R is
+ *   hist        hist_bins (default 8192) bins over [-R, R) of every x; R is
  *               the smallest power of two above every |x| seen, grown by
  *               doubling (merging bin pairs, exact) as larger values arrive
  *
@@ -52,7 +52,7 @@ typedef struct {
     int64_t tokens;        /* token budget: stop after exactly this many (fails if fewer); 0: all */
     int ctx;               /* tokens per sequence, BOS included; 0: the model's seq_len */
     unsigned parts;        /* LB_STATS_XTX | MEAN_ABS_X | MAX_ABS_X | MEAN_X | HIST_X; 0: all of them */
-    int hist_bins;         /* a multiple of 4 in 4..65536; 0: 2048 */
+    int hist_bins;         /* a multiple of 4 in 4..65536; 0: 8192 (act_range.c says why) */
 } lb_calib_opts;
 
 LB_API void lb_calib_opts_default(lb_calib_opts *o);
