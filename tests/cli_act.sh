@@ -57,6 +57,8 @@ assert [r["act"] for r in rows] == ["none", "int8:token", "int8:tensor:mse"], ro
 assert all(r["status"] == "ok" for r in rows)
 assert rows[1]["label"] == "rtn act=int8:token"
 assert rows[0]["ppl"] != rows[1]["ppl"]  # the quantizer reached the evaluated file
+# a static clip is one stored f32 per linear: 35 x 32 bits over 226,560 weights, counted in bpw
+assert rows[0]["bpw"] == rows[1]["bpw"] and abs(rows[2]["bpw"] - rows[1]["bpw"] - 35 * 32 / 226560) < 1e-9, rows
 PY
 
 finish cli_act

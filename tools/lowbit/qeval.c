@@ -46,13 +46,19 @@ int cli_quantize_eval(const cli_qeval *q, const lb_qspec *spec, const lb_method_
     if (rc == CLI_OK && lb_evaluate(m, q->text, &q->eval, &row->ev) != LB_OK) rc = qeval_fail(err, n, CLI_FAIL, "evaluating");
     if (rc == CLI_OK) {
         /* bpw of the selected tensors as read back from the file: every stored
-         * byte of them (codes, scales, zeros, padding) over their weights */
+         * byte of them (codes, scales, zeros, padding, their linears' slots)
+         * over their weights */
         uint64_t bytes = 0, weights = 0;
         if (lb_plan_resolve(&plan, m) != LB_OK) rc = qeval_fail(err, n, CLI_FAIL, "plan");
         for (int i = 0; rc == CLI_OK && i < plan.n_entries; i++) {
             const lb_tensor *t = lb_model_tensor_at(m, plan.entries[i].tensor);
             bytes += t->nbytes;
             weights += (uint64_t)(t->rows * t->cols);
+            /* and the slots of the linear it is the weight of (e.g. a static
+             * activation clip), as lb_model_sizes counts them */
+            for (int l = 0; l < m->cfg.n_layers; l++)
+                for (int k = 0; k < LB_N_LINEARS; k++)
+                    if (&m->layers[l].linear[k].w == t) bytes += lb_linear_slot_bytes(&m->layers[l].linear[k]);
         }
         lb_model_size sz;
         lb_model_sizes(m, &sz);
