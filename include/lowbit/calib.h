@@ -14,7 +14,7 @@
  *   xtx         H = X^T X, (cols, cols), accumulated in double (cblas_dsyrk
  *               on the rows converted to double; symmetric, both halves set)
  *   mean_abs_x  mean |x| per channel; max_abs_x max |x|; mean_x mean x
- *   hist        hist_bins (default 2048) bins over [-R, R) of every x; R is
+ *   hist        hist_bins (default 8192) bins over [-R, R) of every x; R is
  *               the smallest power of two above every |x| seen, grown by
  *               doubling (merging bin pairs, exact) as larger values arrive
  *
@@ -52,7 +52,7 @@ typedef struct {
     int64_t tokens;        /* token budget: stop after exactly this many (fails if fewer); 0: all */
     int ctx;               /* tokens per sequence, BOS included; 0: the model's seq_len */
     unsigned parts;        /* LB_STATS_XTX | MEAN_ABS_X | MAX_ABS_X | MEAN_X | HIST_X; 0: all of them */
-    int hist_bins;         /* a multiple of 4 in 4..65536; 0: 2048 */
+    int hist_bins;         /* a multiple of 4 in 4..65536; 0: 8192 (act_range.c says why) */
 } lb_calib_opts;
 
 LB_API void lb_calib_opts_default(lb_calib_opts *o);
@@ -91,6 +91,20 @@ LB_API void lb_calib_stats_info(const lb_calib_stats *s, lb_calib_info *out);
 /* Refuses (LB_ERR_INVALID) statistics collected on a model of another
  * shape, naming both shapes. */
 LB_API lb_status lb_calib_stats_check(const lb_calib_stats *s, const lb_model *m);
+
+/* ---- static activation ranges (src/calib/act_range.c) ----------------------
+ * The clip threshold of a static per-tensor activation quantizer a
+ * (a->kind LB_AQ_TENSOR; lowbit/linear.h) by a->rule, for a->bits bits:
+ * minmax (max |x|), percentile a->percentile of |x|, kl (TensorRT entropy
+ * calibration: 2^(b-1) quantized bins, least KL(clipped reference ||
+ * expanded quantized distribution)) or mse (least expected squared
+ * rounding + clipping error). From a histogram of x (bins equal bins over
+ * [-range, range)) and max_abs (exact max |x|; 0: the last nonzero bin's
+ * upper edge). The threshold is at most max |x|. */
+LB_API lb_status lb_act_range_from_hist(const int64_t *hist, int bins, double range, double max_abs,
+                                        const lb_act_quant *a, float *clip);
+/* The same from a linear's statistics (hist, and max_abs_x when present). */
+LB_API lb_status lb_act_range(const lb_layer_stats *s, const lb_act_quant *a, float *clip);
 
 /* GGUF file (docs/CALIBRATION.md): keys lowbit.calib.*, one set of tensors
  * per layer input. Written atomically. load/from_memory check every key,

@@ -73,6 +73,7 @@ LB_API lb_status lb_matmul(const lb_tensor *w, const float *x, int n, float *y, 
  * With x row vectors (x: (n, cols)), lb_linear_forward computes
  *
  *   x' = (x / s) R                                   input transforms, in this order
+ *   x' = Q(x')                                       activation quantizer, when set (act)
  *   y  = x' W^T  +  x' S^T  +  alpha (x' A^T) B^T  +  b
  *
  * so outliers and adapter live in the same basis as the stored weight (the
@@ -109,6 +110,48 @@ typedef struct {
     float alpha;
 } lb_adapter;
 
+/* Activation quantization: the transformed input x' is quantized to
+ * symmetric b-bit integers (levels -qmax..qmax, qmax = 2^(b-1) - 1, step
+ * delta) and dequantized before the matmul:
+ *
+ *   LB_AQ_TOKEN   dynamic, per row of x': delta = max_j |x'_j| / qmax
+ *   LB_AQ_TENSOR  static, one threshold for the layer (from calibration):
+ *                  delta = clip / qmax, x' clipped to [-clip, clip]
+ *
+ *   x'_hat = delta * clamp(round(x' / delta), -qmax, qmax)   (round half away from 0)
+ *
+ * This is SIMULATED quantization (quantize-dequantize, then the weight's
+ * usual kernel): the reference path the tests check integer kernels
+ * against once they exist. `rule` and `percentile` record how a static
+ * clip was chosen (src/calib/act_range.c); they do not change the forward.
+ * Spec text (lb_act_spec_parse): "none", "int<b>:token", or
+ * "int<b>:tensor[:minmax|:p<P>|:kl|:mse]" (b = 4..8; P in [50, 100]). */
+typedef enum { LB_AQ_NONE, LB_AQ_TOKEN, LB_AQ_TENSOR } lb_act_quant_kind;
+typedef enum {
+    LB_ACT_RANGE_MINMAX,     /* max |x| seen */
+    LB_ACT_RANGE_PERCENTILE, /* the P-th percentile of |x| */
+    LB_ACT_RANGE_KL,         /* TensorRT entropy calibration */
+    LB_ACT_RANGE_MSE         /* least expected squared error (rounding + clipping) */
+} lb_act_range_rule;
+
+typedef struct {
+    lb_act_quant_kind kind;
+    int bits;               /* 4..8 (TOKEN and TENSOR) */
+    lb_act_range_rule rule; /* TENSOR: how clip was chosen */
+    double percentile;      /* LB_ACT_RANGE_PERCENTILE: P */
+    float clip;             /* TENSOR: the threshold (> 0 once calibrated; 0 in a parsed spec) */
+} lb_act_quant;
+
+/* Text -> spec (clip = 0); bad text fails with LB_ERR_INVALID saying what
+ * is allowed. */
+LB_API lb_status lb_act_spec_parse(const char *text, lb_act_quant *out);
+/* The canonical text ("int8:token", "int8:tensor:p99.99"), clip not included. */
+LB_API void lb_act_spec_format(const lb_act_quant *a, char *buf, size_t n);
+/* Checks kind, bits, rule and (TENSOR, need_clip) a finite clip > 0. */
+LB_API lb_status lb_act_check(const lb_act_quant *a, int need_clip);
+/* out (n x cols) = x quantized and dequantized as above (may alias). */
+LB_API lb_status lb_act_quantize_rows(const lb_act_quant *a, const float *x, int n, int cols, float *out);
+
 typedef struct {
     lb_tensor w;          /* (rows=out, cols=in), any format */
     float *bias;          /* (rows) or NULL */
@@ -116,6 +159,7 @@ typedef struct {
     lb_rotation rot;
     lb_outliers outliers;
     lb_adapter adapter;
+    lb_act_quant act;     /* kind LB_AQ_NONE: x' stays float */
 } lb_linear;
 
 /* Takes over w (its bytes now belong to the linear: do not free w after)
@@ -136,14 +180,17 @@ LB_API lb_status lb_linear_set_hadamard(lb_linear *L, const float *signs /* cols
 LB_API lb_status lb_linear_set_outliers(lb_linear *L, int64_t nnz, const int32_t *row_ptr, const int32_t *col_idx,
                                  const float *values);
 LB_API lb_status lb_linear_set_adapter(lb_linear *L, int rank, const float *a, const float *b, float alpha);
+/* The activation quantizer (NULL or kind LB_AQ_NONE removes it); a
+ * TENSOR one needs its calibrated clip. */
+LB_API lb_status lb_linear_set_act(lb_linear *L, const lb_act_quant *a);
 /* Checks every present slot against the weight's shape and for NaN / Inf
  * (for linears whose fields were filled directly). */
 LB_API lb_status lb_linear_validate(const lb_linear *L);
 /* 1 when any slot is present. */
 LB_API int lb_linear_has_slots(const lb_linear *L);
 /* Bytes the slots take as a GGUF file stores them (lb_linear_slot_layout:
- * fp16 where every value fits, compact outlier indices), which is what bpw
- * counts. */
+ * fp16 where every value fits, compact outlier indices; a static activation
+ * quantizer's clip counts as one f32), which is what bpw counts. */
 LB_API size_t lb_linear_slot_bytes(const lb_linear *L);
 
 #ifdef LB_ADVANCED_API /* for extending lowbit (methods, formats, tools); not a stable API */

@@ -46,6 +46,14 @@ typedef struct {
     int n_rules, cap_rules;
     lb_plan_entry *entries; /* filled by lb_plan_resolve, in model tensor order */
     int n_entries;
+    /* Activation quantizer for the input of every linear of every layer
+     * (lowbit/linear.h; kind LB_AQ_NONE by lb_plan_init: none), set by
+     * lb_quantize_model_calibrated after the weights, whatever their method.
+     * A static one (LB_AQ_TENSOR) gets each linear's clip from the
+     * statistics' histogram of its input (lb_act_range; clip here is
+     * ignored); a linear with an input scale or rotation is refused there,
+     * since the statistics describe x, not the x' it would quantize. */
+    lb_act_quant act;
 } lb_plan;
 
 LB_API void lb_plan_init(lb_plan *p);
@@ -101,7 +109,8 @@ typedef struct {
 LB_API lb_status lb_quantize_model(lb_model *m, const lb_plan *plan, lb_quantize_report *report);
 
 /* The calibration statistics a resolved plan's entries need: the OR of
- * lb_method_opts_stats over them (0: all data-free). */
+ * lb_method_opts_stats over them, and LB_STATS_HIST_X | LB_STATS_MAX_ABS_X
+ * for a static activation quantizer (0: everything is data-free). */
 LB_API unsigned lb_plan_stats_needed(const lb_plan *p);
 
 /* lb_quantize_model with calibration statistics (lb_calibrate, or

@@ -299,7 +299,10 @@ lb_status lb_calibrate(const lb_model *m, const lb_calib_opts *o, lb_calib_stats
     int ctx = o->ctx ? o->ctx : m->cfg.seq_len;
     if (ctx < 1 || ctx > m->cfg.seq_len)
         return lb_fail(LB_ERR_INVALID, "calibration: ctx %d outside 1..%d (the model's context)", ctx, m->cfg.seq_len);
-    int bins = o->hist_bins ? o->hist_bins : 2048;
+    /* 8192: the static activation ranges (act_range.c) want TensorRT's 2048
+     * bins over [0, max |x|]; R is the power of two above max |x|, so
+     * [0, max |x|] gets between a quarter and a half of the bins */
+    int bins = o->hist_bins ? o->hist_bins : 8192;
     if (bins < 4 || bins > 65536 || bins % 4)
         return lb_fail(LB_ERR_INVALID, "calibration: histogram bins must be a multiple of 4 in 4..65536, not %d",
                        bins);

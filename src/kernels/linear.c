@@ -1,7 +1,8 @@
 /* lb_linear: a stored weight plus optional slots (input scale, rotation,
- * sparse outliers, low-rank adapter, bias), and its forward pass
+ * sparse outliers, low-rank adapter, bias, activation quantizer), and its
+ * forward pass
  *
- *   x' = (x / s) R,   y = x' (W + S + alpha B A)^T + b
+ *   x' = Q((x / s) R),   y = x' (W + S + alpha B A)^T + b
  *
  * (conventions in include/lowbit/linear.h). The weight goes through
  * lb_matmul (the format's cached kernel); the slots here are plain scalar
@@ -105,11 +106,13 @@ lb_status lb_linear_validate(const lb_linear *L) {
     if (L->adapter.rank &&
         (st = check_adapter(L, L->adapter.rank, L->adapter.a, L->adapter.b, L->adapter.alpha)) != LB_OK)
         return st;
+    if ((st = lb_act_check(&L->act, 1)) != LB_OK) return lb_fail_context(st, "linear '%s'", L->w.name);
     return LB_OK;
 }
 
 int lb_linear_has_slots(const lb_linear *L) {
-    return L->bias || L->in_scale || L->rot.kind != LB_ROTATION_NONE || L->outliers.nnz || L->adapter.rank;
+    return L->bias || L->in_scale || L->rot.kind != LB_ROTATION_NONE || L->outliers.nnz || L->adapter.rank ||
+           L->act.kind != LB_AQ_NONE;
 }
 
 static int all_fp16(const float *v, size_t n) {
@@ -146,6 +149,7 @@ size_t lb_linear_slot_bytes(const lb_linear *L) {
         else b += (lay.count_bytes == 4 ? (rows + 1) * 4 : rows * (size_t)lay.count_bytes) + nnz * (size_t)lay.col_bytes;
     }
     if (L->adapter.rank) b += (size_t)L->adapter.rank * (rows + cols) * sizeof(float) + sizeof(float);
+    if (L->act.kind == LB_AQ_TENSOR) b += sizeof(float); /* the clip; per-token scales are computed, not stored */
     return b;
 }
 
@@ -268,6 +272,18 @@ lb_status lb_linear_set_adapter(lb_linear *L, int rank, const float *a, const fl
     return LB_OK;
 }
 
+lb_status lb_linear_set_act(lb_linear *L, const lb_act_quant *a) {
+    lb_status st = check_weight(L);
+    if (st != LB_OK) return st;
+    if (!a || a->kind == LB_AQ_NONE) {
+        memset(&L->act, 0, sizeof L->act);
+        return LB_OK;
+    }
+    if ((st = lb_act_check(a, 1)) != LB_OK) return lb_fail_context(st, "linear '%s'", L->w.name);
+    L->act = *a;
+    return LB_OK;
+}
+
 /* ---- transforms ---------------------------------------------------------- */
 
 static int has_input_transform(const lb_linear *L) { return L->in_scale || L->rot.kind != LB_ROTATION_NONE; }
@@ -347,14 +363,20 @@ lb_status lb_linear_forward(const lb_linear *L, const float *x, int n, float *y,
     int rows = (int)L->w.rows;
     const float *xin = x;
     float *xt = NULL;
-    if (has_input_transform(L)) {
+    lb_status st = LB_OK;
+    if (has_input_transform(L) || L->act.kind != LB_AQ_NONE) {
         xt = lb_alloc((size_t)n * (size_t)L->w.cols * sizeof(float));
         if (!xt) return lb_fail(LB_ERR_NOMEM, "out of memory for the transformed input of linear '%s'", L->w.name);
-        lb_linear_transform_input(L, x, n, xt);
+        if (has_input_transform(L)) lb_linear_transform_input(L, x, n, xt);
+        else memcpy(xt, x, (size_t)n * (size_t)L->w.cols * sizeof(float));
+        /* simulated activation quantization: x' rounded to the integer grid
+         * and back (src/kernels/act_quant.c); outliers and adapter read the
+         * same quantized x' as the weight */
+        if (L->act.kind != LB_AQ_NONE) st = lb_act_quantize_rows(&L->act, xt, n, (int)L->w.cols, xt);
         xin = xt;
         cache = NULL; /* the cache holds forms of x, not of x' */
     }
-    lb_status st = lb_matmul(&L->w, xin, n, y, cache);
+    if (st == LB_OK) st = lb_matmul(&L->w, xin, n, y, cache);
     if (st == LB_OK && L->outliers.nnz) add_outliers(L, xin, n, y);
     if (st == LB_OK && L->adapter.rank) st = add_adapter(L, xin, n, y);
     if (st == LB_OK && L->bias)

@@ -100,7 +100,11 @@ done:
  *       outlier_rows (rows + 1) i32 row_ptr with outlier_cols (nnz) i32
  *         (the first form lowbit wrote; still read, and written when a row
  *         holds more than 65535 outliers).
- * The reader bounds-checks every form and rebuilds the i32 / f32 CSR. */
+ * The reader bounds-checks every form and rebuilds the i32 / f32 CSR.
+ * The activation quantizer is two keys, not a tensor (it is a spec and at
+ * most one number): lowbit.act.<linear> = its spec text ("int8:token",
+ * "int8:tensor:kl") and, for a static one, lowbit.act_clip.<linear> (f32).
+ * Files without these keys load with no activation quantizer. */
 #define GGML_I16 25
 #define GGML_I32 26
 
@@ -114,13 +118,15 @@ static void slot_name(char *buf, size_t n, const lb_linear *L, const char *slot)
     snprintf(buf, n, "%.*s.%s", (int)len, L->w.name, slot);
 }
 
-/* lowbit.lora_alpha.<linear> (the weight's name without ".weight") */
-static void alpha_key(char *buf, size_t n, const lb_linear *L) {
+/* <prefix>.<linear> (the weight's name without ".weight"), e.g. lowbit.lora_alpha.blk.0.attn_q */
+static void linear_key(char *buf, size_t n, const char *prefix, const lb_linear *L) {
     char lin[128];
     slot_name(lin, sizeof lin, L, "");
     lin[strlen(lin) - 1] = 0;
-    snprintf(buf, n, "lowbit.lora_alpha.%s", lin);
+    snprintf(buf, n, "%s.%s", prefix, lin);
 }
+
+static void alpha_key(char *buf, size_t n, const lb_linear *L) { linear_key(buf, n, "lowbit.lora_alpha", L); }
 
 static lb_status add_slot(lb_gguf_writer *w, const lb_linear *L, const char *slot, int type, uint64_t ne0,
                           uint64_t ne1, const void *data) {
@@ -223,6 +229,16 @@ static lb_status write_linear_slots(lb_gguf_writer *w, const lb_linear *L, buffe
         TRY(lb_gguf_set_f32(w, key, L->adapter.alpha));
         TRY(add_slot(w, L, "lora_a", LB_GGML_F32, cols, (uint64_t)L->adapter.rank, L->adapter.a));
         TRY(add_slot(w, L, "lora_b", LB_GGML_F32, (uint64_t)L->adapter.rank, rows, L->adapter.b));
+    }
+    if (L->act.kind != LB_AQ_NONE) {
+        char key[192], spec[64];
+        lb_act_spec_format(&L->act, spec, sizeof spec);
+        linear_key(key, sizeof key, "lowbit.act", L);
+        TRY(lb_gguf_set_str(w, key, spec));
+        if (L->act.kind == LB_AQ_TENSOR) {
+            linear_key(key, sizeof key, "lowbit.act_clip", L);
+            TRY(lb_gguf_set_f32(w, key, L->act.clip));
+        }
     }
 done:
     return st;
@@ -585,6 +601,31 @@ static lb_status outlier_csr(const lb_linear *L, uint64_t nnz, const void *pos, 
     return LB_OK;
 }
 
+/* lowbit.act.<linear> (+ lowbit.act_clip.<linear>), when present */
+static lb_status read_linear_act(const lb_gguf *g, lb_linear *L) {
+    char key[192], spec[64];
+    linear_key(key, sizeof key, "lowbit.act", L);
+    if (lb_gguf_find_key(g, key) < 0) return LB_OK;
+    const char *s;
+    size_t len;
+    lb_status st = lb_gguf_get_str(g, key, &s, &len);
+    if (st != LB_OK) return st;
+    if (len >= sizeof spec) return lb_fail(LB_ERR_FORMAT, "%s is too long", key);
+    memcpy(spec, s, len);
+    spec[len] = 0;
+    lb_act_quant a;
+    if (lb_act_spec_parse(spec, &a) != LB_OK) return lb_fail_context(LB_ERR_FORMAT, "%s", key);
+    linear_key(key, sizeof key, "lowbit.act_clip", L);
+    int has_clip = lb_gguf_find_key(g, key) >= 0;
+    if (has_clip != (a.kind == LB_AQ_TENSOR))
+        return lb_fail(LB_ERR_FORMAT, "%s: %s", key,
+                       has_clip ? "a clip for an activation quantizer that is not static"
+                                : "missing: a static activation quantizer needs its clip");
+    if (has_clip && (st = lb_gguf_get_f32(g, key, &a.clip)) != LB_OK) return st;
+    if ((st = lb_linear_set_act(L, &a)) != LB_OK) return lb_fail_context(LB_ERR_FORMAT, "%s", key);
+    return LB_OK;
+}
+
 /* Reads whichever slots the file has for L; the setters check them. */
 static lb_status read_linear_slots(const lb_gguf *g, lb_linear *L) {
     uint64_t rows = (uint64_t)L->w.rows, cols = (uint64_t)L->w.cols;
@@ -628,6 +669,7 @@ static lb_status read_linear_slots(const lb_gguf *g, lb_linear *L) {
         if (rank > 65536) TRY(lb_fail(LB_ERR_FORMAT, "adapter of '%s' has rank %llu", L->w.name, (unsigned long long)rank));
         TRY(lb_linear_set_adapter(L, (int)rank, a, b, alpha));
     }
+    TRY(read_linear_act(g, L));
 done:
     lb_free(bias);
     lb_free(scale);

@@ -10,7 +10,39 @@ unsigned lb_plan_stats_needed(const lb_plan *p) {
     unsigned need = 0;
     for (int i = 0; i < p->n_entries; i++)
         if (p->entries[i].opts.method) need |= lb_method_opts_stats(&p->entries[i].opts);
+    if (p->act.kind == LB_AQ_TENSOR) need |= LB_STATS_HIST_X | LB_STATS_MAX_ABS_X;
     return need;
+}
+
+/* The activation quantizer of every linear (acts[l * LB_N_LINEARS + i]),
+ * static clips from the statistics of each linear's input. Computed before
+ * any weight changes (the statistics are the fp32 model's), so a failure
+ * here leaves the model as it was. */
+static lb_status plan_acts(const lb_model *m, const lb_act_quant *act, const lb_calib_stats *stats, lb_act_quant *acts) {
+    lb_status st = lb_act_check(act, 0);
+    if (st != LB_OK) return lb_fail_context(st, "activation quantizer");
+    for (int l = 0; l < m->cfg.n_layers; l++)
+        for (int i = 0; i < LB_N_LINEARS; i++) {
+            const lb_linear *L = &m->layers[l].linear[i];
+            lb_act_quant *a = &acts[l * LB_N_LINEARS + i];
+            *a = *act;
+            if (act->kind != LB_AQ_TENSOR) continue;
+            if (L->in_scale || L->rot.kind != LB_ROTATION_NONE)
+                return lb_fail(LB_ERR_UNSUPPORTED,
+                               "linear '%s' has an input scale or rotation: a static activation range would need "
+                               "statistics of the transformed input, which calibration does not collect yet (use a "
+                               "dynamic per-token quantizer, int8:token)",
+                               L->w.name);
+            const lb_layer_stats *ls = stats ? lb_calib_stats_get(stats, l, i) : NULL;
+            if (!ls) return lb_fail(LB_ERR_INVALID, "linear '%s': a static activation range needs calibration statistics", L->w.name);
+            /* linears reading one input (q, k, v; gate, up) share its histogram: one search */
+            int same = -1;
+            for (int k = 0; k < i && same < 0; k++)
+                if (lb_calib_stats_get(stats, l, k)->hist == ls->hist) same = k;
+            if (same >= 0) a->clip = acts[l * LB_N_LINEARS + same].clip;
+            else if ((st = lb_act_range(ls, act, &a->clip)) != LB_OK) return lb_fail_context(st, "linear '%s'", L->w.name);
+        }
+    return LB_OK;
 }
 
 lb_status lb_quantize_model(lb_model *m, const lb_plan *plan, lb_quantize_report *report) {
@@ -31,13 +63,19 @@ lb_status lb_quantize_model_calibrated(lb_model *m, const lb_plan *plan, const l
         lb_free(p.entries);
         return st;
     }
-    lb_tensor *out = lb_calloc((size_t)(p.n_entries ? p.n_entries : 1), sizeof *out);
-    lb_quant_extras *extras = lb_calloc((size_t)(p.n_entries ? p.n_entries : 1), sizeof *extras);
+    lb_act_quant *acts = NULL;
+    if (plan->act.kind != LB_AQ_NONE) {
+        if (!(acts = lb_calloc((size_t)m->cfg.n_layers * LB_N_LINEARS, sizeof *acts))) st = LB_ERR_NOMEM;
+        if (st == LB_OK) st = plan_acts(m, &plan->act, stats, acts);
+    }
+    lb_tensor *out = st == LB_OK ? lb_calloc((size_t)(p.n_entries ? p.n_entries : 1), sizeof *out) : NULL;
+    lb_quant_extras *extras = st == LB_OK ? lb_calloc((size_t)(p.n_entries ? p.n_entries : 1), sizeof *extras) : NULL;
     if (!out || !extras) {
         lb_free(out);
         lb_free(extras);
+        lb_free(acts);
         lb_free(p.entries);
-        return LB_ERR_NOMEM;
+        return st != LB_OK ? st : LB_ERR_NOMEM;
     }
     lb_progress prog;
     lb_progress_begin(&prog, "quantizing", (uint64_t)p.n_entries);
@@ -71,6 +109,16 @@ lb_status lb_quantize_model_calibrated(lb_model *m, const lb_plan *plan, const l
             if (st == LB_OK) st = lb_pipeline_slots_apply(m, t, &extras[i]); /* only allocation can fail */
         }
         lb_plan_summary(plan, m->quant_note, sizeof m->quant_note);
+        if (acts) { /* checked above: setting cannot fail */
+            for (int l = 0; l < m->cfg.n_layers; l++)
+                for (int i = 0; i < LB_N_LINEARS; i++)
+                    st = lb_linear_set_act(&m->layers[l].linear[i], &acts[l * LB_N_LINEARS + i]);
+            char spec[64];
+            size_t used = strlen(m->quant_note);
+            lb_act_spec_format(&plan->act, spec, sizeof spec);
+            if (used + strlen(spec) + 6 < sizeof m->quant_note)
+                snprintf(m->quant_note + used, sizeof m->quant_note - used, "; act=%s", spec);
+        }
     } else {
         for (int i = 0; i <= done && i < p.n_entries; i++) lb_tensor_free(&out[i]);
     }
@@ -85,6 +133,7 @@ lb_status lb_quantize_model_calibrated(lb_model *m, const lb_plan *plan, const l
         report->seconds = lb_now() - t0;
     }
     lb_free(out);
+    lb_free(acts);
     lb_free(p.entries);
     return st;
 }

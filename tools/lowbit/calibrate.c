@@ -6,10 +6,10 @@
 
 static const char *calibrate_help =
     "usage: lowbit calibrate MODEL -o STATS.gguf [--text FILE] [--calib-blocks N] [--tokens N]\n"
-    "                        [--ctx N] [--split calib|all] [--tokenizer FILE] [--json]\n\n"
+    "                        [--ctx N] [--split calib|all] [--hist-bins N] [--tokenizer FILE] [--json]\n\n"
     "Runs the model over calibration text and saves, per linear input of every layer (q/k/v\n"
     "share one, gate/up another): X^T X in double, mean |x|, max |x| and mean x per channel,\n"
-    "and a 2048-bin histogram of x. Only the calibration split is read: the evaluation\n"
+    "and a 8192-bin histogram of x. Only the calibration split is read: the evaluation\n"
     "split (what `lowbit eval --split eval` scores) never is.\n\n"
     "  -o, --output FILE  statistics file to write (GGUF)\n"
     "  --text FILE        UTF-8 text split into blocks at blank lines\n"
@@ -19,6 +19,8 @@ static const char *calibrate_help =
     "  --ctx N            tokens per block, BOS included (default: the model's context)\n"
     "  --split S          calib (default) or all (the whole file: only for a file that holds\n"
     "                     no evaluation text)\n"
+    "  --hist-bins N      histogram bins over [-R, R), a multiple of 4 in 4..65536 (default 8192:\n"
+    "                     static activation ranges want at least 2048 over [0, max |x|])\n"
     "  --tokenizer FILE   llama2.c tokenizer (default: tok<vocab>.bin beside the model)\n"
     "  --json             one JSON object on stdout\n";
 
@@ -37,13 +39,13 @@ static float max_of(const float *v, int64_t n) {
 int cmd_calibrate(int argc, char **argv) {
     cli_args a = {.argc = argc, .argv = argv, .i = 1, .verb = "calibrate"};
     const char *out = NULL, *text_path = NULL, *blocks = NULL, *tokens = NULL, *ctx = NULL, *split = NULL,
-               *tokenizer = NULL;
+               *tokenizer = NULL, *bins = NULL;
     while (a.i < argc) {
         int r;
         if ((r = cli_option(&a, "--output", "-o", &out)) || (r = cli_option(&a, "--text", NULL, &text_path)) ||
             (r = cli_option(&a, "--calib-blocks", NULL, &blocks)) || (r = cli_option(&a, "--tokens", NULL, &tokens)) ||
             (r = cli_option(&a, "--ctx", NULL, &ctx)) || (r = cli_option(&a, "--split", NULL, &split)) ||
-            (r = cli_option(&a, "--tokenizer", NULL, &tokenizer))) {
+            (r = cli_option(&a, "--tokenizer", NULL, &tokenizer)) || (r = cli_option(&a, "--hist-bins", NULL, &bins))) {
             if (r < 0) return CLI_USAGE;
             continue;
         }
@@ -65,6 +67,10 @@ int cmd_calibrate(int argc, char **argv) {
     if (tokens) {
         if (cli_parse_int("calibrate", "--tokens", tokens, 1, 1L << 40, &v)) return CLI_USAGE;
         o.tokens = v;
+    }
+    if (bins) { /* the multiple-of-4 rule is lb_calibrate's, reported as its error */
+        if (cli_parse_int("calibrate", "--hist-bins", bins, 4, 65536, &v)) return CLI_USAGE;
+        o.hist_bins = (int)v;
     }
     if (ctx) {
         if (cli_parse_int("calibrate", "--ctx", ctx, 1, 1 << 20, &v)) return CLI_USAGE;

@@ -22,13 +22,19 @@ static const lb_linear *linear_of(const lb_model *m, const lb_tensor *t) {
     return NULL;
 }
 
-/* "in_scale hadamard outliers(12) lora(r8) bias" */
+/* "in_scale hadamard outliers(12) lora(r8) bias act(int8:tensor:kl clip=3.2)" */
 static void describe_slots(const lb_linear *L, char *buf, size_t n) {
     snprintf(buf, n, "%s%s", L->in_scale ? "in_scale " : "", L->rot.kind == LB_ROTATION_HADAMARD ? "hadamard " : "");
     size_t o = strlen(buf);
     if (L->outliers.nnz) o += (size_t)snprintf(buf + o, n - o, "outliers(%lld) ", (long long)L->outliers.nnz);
     if (L->adapter.rank && o < n) o += (size_t)snprintf(buf + o, n - o, "lora(r%d) ", L->adapter.rank);
     if (L->bias && o < n) o += (size_t)snprintf(buf + o, n - o, "bias ");
+    if (L->act.kind != LB_AQ_NONE && o < n) {
+        char spec[64];
+        lb_act_spec_format(&L->act, spec, sizeof spec);
+        if (L->act.kind == LB_AQ_TENSOR) o += (size_t)snprintf(buf + o, n - o, "act(%s clip=%.6g) ", spec, (double)L->act.clip);
+        else o += (size_t)snprintf(buf + o, n - o, "act(%s) ", spec);
+    }
     if (o > 0 && o <= n) buf[o - 1] = 0;
 }
 
@@ -88,7 +94,7 @@ int cmd_info(int argc, char **argv) {
     for (int i = 0; i < lb_model_n_tensors(m); i++) {
         const lb_tensor *t = lb_model_tensor_at(m, i);
         const lb_linear *L = linear_of(m, t);
-        char slots[96] = "";
+        char slots[160] = "";
         if (L && lb_linear_has_slots(L)) describe_slots(L, slots, sizeof slots);
         char spec[64], shape[32];
         lb_qspec_format(&t->spec, spec, sizeof spec);

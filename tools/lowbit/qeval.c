@@ -30,10 +30,12 @@ int cli_quantize_eval(const cli_qeval *q, const lb_qspec *spec, const lb_method_
     if (lb_plan_add_selection(&plan, q->tensors ? q->tensors : "linears", spec, opts) != LB_OK ||
         lb_plan_resolve(&plan, m) != LB_OK)
         rc = qeval_fail(err, n, CLI_FAIL, "plan");
+    plan.act = q->act;
     /* a method that cannot make this format says so before any work */
     if (rc == CLI_OK && lb_plan_check(&plan) != LB_OK) rc = qeval_fail(err, n, CLI_SKIP, "");
     double t0 = lb_now();
-    if (rc == CLI_OK && spec->family != LB_FAMILY_F32 && lb_quantize_model_calibrated(m, &plan, q->stats, NULL) != LB_OK)
+    if (rc == CLI_OK && (spec->family != LB_FAMILY_F32 || q->act.kind != LB_AQ_NONE) &&
+        lb_quantize_model_calibrated(m, &plan, q->stats, NULL) != LB_OK)
         rc = qeval_fail(err, n, CLI_FAIL, "quantizing");
     row->quant_seconds = lb_now() - t0;
     if (rc == CLI_OK && lb_model_save_gguf(m, path) != LB_OK) rc = qeval_fail(err, n, CLI_FAIL, "saving");
@@ -45,7 +47,8 @@ int cli_quantize_eval(const cli_qeval *q, const lb_qspec *spec, const lb_method_
     if (rc == CLI_OK) {
         /* bpw of the selected tensors as read back from the file: every stored
          * byte of them (codes, scales, zeros, padding) and of their linears'
-         * slots (outliers, bias: lb_linear_slot_bytes) over their weights */
+         * slots (outliers, bias, a static activation clip:
+         * lb_linear_slot_bytes, as lb_model_sizes counts them) over their weights */
         uint64_t bytes = 0, weights = 0;
         if (lb_plan_resolve(&plan, m) != LB_OK) rc = qeval_fail(err, n, CLI_FAIL, "plan");
         for (int i = 0; rc == CLI_OK && i < plan.n_entries; i++) {

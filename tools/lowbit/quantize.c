@@ -12,7 +12,7 @@ static const char *quantize_help_head =
     "usage: lowbit quantize MODEL -o OUT --format SPEC [--method NAME] [--clip RULE] [--tensors LIST]\n"
     "                       [--tensor-type PATTERN=SPEC[,method=NAME][,key=value]...]... [--recipe FILE]\n"
     "                       [--save-recipe FILE] [--dry-run] [--calib TEXT] [--calib-blocks N] [--stats FILE]\n"
-    "                       [--outliers FRACTION] [--outlier-rule RULE] [--bias-correct]\n\n"
+    "                       [--outliers FRACTION] [--outlier-rule RULE] [--bias-correct] [--act SPEC]\n\n"
     "Quantizes the selected tensors of MODEL (llama2.c or GGUF) and writes OUT, one GGUF file,\n"
     "atomically (nothing is left behind on failure).\n\n"
     "  -o, --output OUT   the GGUF file to write\n"
@@ -48,6 +48,13 @@ static const char *quantize_help_tail =
     "                     split, never the evaluation split (default ../shared/data/text/tinystories-sample.txt)\n"
     "  --calib-blocks N   the calibration split is the first N blocks (default 128)\n"
     "  --stats FILE       statistics saved by `lowbit calibrate` instead of calibrating here\n"
+    "  --act SPEC         also quantize the input of every linear (simulated: quantize-dequantize, then\n"
+    "                     the weight's kernel), symmetric int, b = 4..8 (docs/methods/act.md):\n"
+    "                       int<b>:token         dynamic, one scale per token (row): absmax / (2^(b-1)-1)\n"
+    "                       int<b>:tensor:RULE   static, one clip per linear from calibration statistics\n"
+    "                                            (--calib/--stats as gptq); RULE minmax, p<P> (percentile\n"
+    "                                            of |x|, e.g. p99.9, p99.99), kl (TensorRT entropy), mse\n"
+    "                     e.g. W8A8: --format q8_0 --act int8:token\n"
     "  --tokenizer FILE   llama2.c tokenizer to embed (default: tok<vocab>.bin beside MODEL)\n"
     "  --json             one JSON object on stdout\n\n"
     "Rules apply in order, the last match winning: --format over --tensors, then the recipe's\n"
@@ -127,7 +134,7 @@ int cmd_quantize(int argc, char **argv) {
     cli_args a = {.argc = argc, .argv = argv, .i = 1, .verb = "quantize"};
     const char *out = NULL, *format = NULL, *method = "rtn", *clip = NULL, *tokenizer = NULL, *tensors = NULL;
     const char *recipe = NULL, *save_recipe = NULL, *types[MAX_TENSOR_TYPES];
-    const char *calib_text = NULL, *calib_blocks = NULL, *stats_path = NULL;
+    const char *calib_text = NULL, *calib_blocks = NULL, *stats_path = NULL, *act = NULL;
     const char *common[3] = {NULL, NULL, NULL}; /* outliers, outlier_rule, bias_correct */
     int n_types = 0, dry_run = 0;
     while (a.i < argc) {
@@ -140,7 +147,7 @@ int cmd_quantize(int argc, char **argv) {
             (r = cli_option(&a, "--tokenizer", NULL, &tokenizer)) || (r = cli_option(&a, "--calib", NULL, &calib_text)) ||
             (r = cli_option(&a, "--calib-blocks", NULL, &calib_blocks)) || (r = cli_option(&a, "--stats", NULL, &stats_path)) ||
             (r = cli_option(&a, "--outliers", NULL, &common[0])) ||
-            (r = cli_option(&a, "--outlier-rule", NULL, &common[1]))) {
+            (r = cli_option(&a, "--outlier-rule", NULL, &common[1])) || (r = cli_option(&a, "--act", NULL, &act))) {
             if (r < 0) return CLI_USAGE;
             continue;
         }
@@ -185,6 +192,8 @@ int cmd_quantize(int argc, char **argv) {
     lb_qspec spec;
     memset(&spec, 0, sizeof spec);
     int rc = build_plan(&plan, format, method, clip, tensors, types, n_types, recipe, common, &base, &spec);
+    if (rc == CLI_OK && act && lb_act_spec_parse(act, &plan.act) != LB_OK)
+        rc = cli_usage_error("quantize", "--act: %s", lb_last_error());
     if (rc != CLI_OK) {
         lb_plan_free(&plan);
         return rc;
@@ -249,6 +258,9 @@ int cmd_quantize(int argc, char **argv) {
                 json_null();
             }
             json_kstr("options", opts);
+            char act_text[64];
+            lb_act_spec_format(&plan.act, act_text, sizeof act_text);
+            json_kstr("act", act_text);
             json_kint("rules", plan.n_rules);
             json_kint("tensors_quantized", rep.tensors_quantized);
             json_knum("bpw", rep.bpw);
@@ -262,8 +274,11 @@ int cmd_quantize(int argc, char **argv) {
             if (format && clip_used) snprintf(how, sizeof how, "as %s (%s, clip %s)", spec_text, base.method->name, clip_used);
             else if (format) snprintf(how, sizeof how, "as %s (%s)", spec_text, base.method->name);
             else snprintf(how, sizeof how, "by recipe %.100s", recipe);
-            printf("%s: %d tensors %s%s: %.4f bpw quantized, %.4f bpw whole model, %s bytes, %.2fs\n", out,
-                   rep.tensors_quantized, how, format && (recipe || n_types) ? " with overrides" : "", rep.bpw,
+            char act_text[64], act_note[96] = "";
+            lb_act_spec_format(&plan.act, act_text, sizeof act_text);
+            if (plan.act.kind != LB_AQ_NONE) snprintf(act_note, sizeof act_note, ", activations %s", act_text);
+            printf("%s: %d tensors %s%s%s: %.4f bpw quantized, %.4f bpw whole model, %s bytes, %.2fs\n", out,
+                   rep.tensors_quantized, how, format && (recipe || n_types) ? " with overrides" : "", act_note, rep.bpw,
                    rep.bpw_all, fmt_thousands(bytes, b, sizeof b), secs);
         }
     }

@@ -19,7 +19,7 @@
 static const char *sweep_help =
     "usage: lowbit sweep MODEL --text FILE [--methods LIST] [--formats LIST] [--grid FILE]\n"
     "                    [--split S] [--protocol P] [--ctx N] [--calib-blocks N] [--max-blocks N]\n"
-    "                    [--md FILE] [--svg FILE] [--json] [--keep DIR]\n\n"
+    "                    [--act LIST] [--md FILE] [--svg FILE] [--json] [--keep DIR]\n\n"
     "Quantizes the seven linears of every layer of MODEL with every configuration of a grid\n"
     "(methods x formats), saves and reloads each as GGUF, evaluates it against the fp32 model and\n"
     "prints a markdown table: method | format | bpw | file size | ppl | ppl/fp32 | KLD | top-1 |\n"
@@ -35,6 +35,10 @@ static const char *sweep_help =
     "                   int2:g64:asym int2:g32:asym; rtn and twn over ternary:g64:1.6bit; rtn over\n"
     "                   binary:row (19 configurations). --methods alone crosses them with these ten\n"
     "                   formats; --formats alone with rtn and rtn:clip=mse.\n"
+    "  --act LIST       comma-separated activation quantizers, each configuration run with each:\n"
+    "                   none, int<b>:token, int<b>:tensor:minmax|p<P>|kl|mse (lowbit quantize --help);\n"
+    "                   e.g. --formats q8_0 --act none,int8:token,int8:tensor:kl (W8A8). Static ones\n"
+    "                   calibrate on the calibration split, as gptq\n"
     "  --split S        all, calib, eval (default: the evaluation split)\n"
     "  --protocol P     docs (default) or chunks, as lowbit eval\n"
     "  --ctx N          context (docs: default the model's; chunks: default 256)\n"
@@ -44,7 +48,7 @@ static const char *sweep_help =
     "  --svg FILE       plot: ppl / fp32 ppl (log scale) against bpw, one line per method, the\n"
     "                   Pareto front (no other point with <= bpw and <= ppl, one of them lower)\n"
     "                   dashed and ringed\n"
-    "  --json           JSON lines on stdout, one object per configuration: method options label\n"
+    "  --json           JSON lines on stdout, one object per configuration: method options label act\n"
     "                   format status bpw bpw_all file_bytes ppl ppl_ratio fp32_ppl kld top1 tokens\n"
     "                   split protocol ctx seconds (to quantize) eval_seconds [reason]\n"
     "  --keep DIR       keep the GGUF files in DIR (default: a temporary folder, removed)\n\n"
@@ -58,7 +62,8 @@ static const char *sweep_help =
 
 typedef struct {
     lb_method_opts opts;
-    char label[160]; /* "rtn" or "rtn clip=mse" */
+    lb_act_quant act;
+    char label[160]; /* "rtn" or "rtn clip=mse", " act=int8:token" when activations are quantized */
 } series;
 
 typedef struct {
@@ -70,34 +75,62 @@ typedef struct {
     cli_qeval_row r;
 } config;
 
+#define MAX_ACTS 8
+
 typedef struct {
     series s[MAX_SERIES];
     int n_series;
     config c[MAX_CONFIGS];
     int n;
+    lb_act_quant acts[MAX_ACTS]; /* --act: every configuration with each (none: just kind LB_AQ_NONE) */
+    int n_acts;
 } grid;
 
-/* the series for these options (added if new) */
-static int grid_series(grid *g, const lb_method_opts *o) {
+static int same_act(const lb_act_quant *a, const lb_act_quant *b) {
+    char x[64], y[64];
+    lb_act_spec_format(a, x, sizeof x);
+    lb_act_spec_format(b, y, sizeof y);
+    return !strcmp(x, y);
+}
+
+/* the series for these options and activation quantizer (added if new) */
+static int grid_series(grid *g, const lb_method_opts *o, const lb_act_quant *act) {
     for (int i = 0; i < g->n_series; i++)
-        if (lb_method_opts_equal(&g->s[i].opts, o)) return i;
+        if (lb_method_opts_equal(&g->s[i].opts, o) && same_act(&g->s[i].act, act)) return i;
     if (g->n_series == MAX_SERIES) return cli_usage_error("sweep", "more than %d methods in the grid", MAX_SERIES), -1;
     series *s = &g->s[g->n_series];
     s->opts = *o;
-    char text[140];
+    s->act = *act;
+    char text[100], act_text[64] = "";
     lb_method_opts_format(o, 0, text, sizeof text);
-    snprintf(s->label, sizeof s->label, "%s%s%s", o->method->name, text[0] ? " " : "", text);
+    if (act->kind != LB_AQ_NONE) {
+        char spec[48];
+        lb_act_spec_format(act, spec, sizeof spec);
+        snprintf(act_text, sizeof act_text, " act=%s", spec);
+    }
+    snprintf(s->label, sizeof s->label, "%s%s%s%s", o->method->name, text[0] ? " " : "", text, act_text);
     return g->n_series++;
 }
 
 static int grid_add(grid *g, const char *spec_text, const lb_method_opts *o, const char *where) {
-    if (g->n == MAX_CONFIGS) return cli_usage_error("sweep", "more than %d configurations", MAX_CONFIGS);
-    config *c = &g->c[g->n];
-    memset(c, 0, sizeof *c);
-    if (lb_qspec_parse(spec_text, &c->spec) != LB_OK) return cli_usage_error("sweep", "%s%s", where, lb_last_error());
-    lb_qspec_format(&c->spec, c->spec_text, sizeof c->spec_text);
-    if ((c->series = grid_series(g, o)) < 0) return CLI_USAGE;
-    g->n++;
+    lb_act_quant none = {0};
+    for (int k = 0; k < (g->n_acts ? g->n_acts : 1); k++) {
+        if (g->n == MAX_CONFIGS) return cli_usage_error("sweep", "more than %d configurations", MAX_CONFIGS);
+        config *c = &g->c[g->n];
+        memset(c, 0, sizeof *c);
+        if (lb_qspec_parse(spec_text, &c->spec) != LB_OK) return cli_usage_error("sweep", "%s%s", where, lb_last_error());
+        lb_qspec_format(&c->spec, c->spec_text, sizeof c->spec_text);
+        if ((c->series = grid_series(g, o, g->n_acts ? &g->acts[k] : &none)) < 0) return CLI_USAGE;
+        g->n++;
+    }
+    return CLI_OK;
+}
+
+static int add_act_item(const char *item, void *user) {
+    grid *g = user;
+    if (g->n_acts == MAX_ACTS) return cli_usage_error("sweep", "--act: more than %d activation quantizers", MAX_ACTS);
+    if (lb_act_spec_parse(item, &g->acts[g->n_acts]) != LB_OK) return cli_usage_error("sweep", "--act: %s", lb_last_error());
+    g->n_acts++;
     return CLI_OK;
 }
 
@@ -264,6 +297,9 @@ static void json_line(const sweep_ctx *s, const grid *g, const config *c) {
     json_kstr("method", se->opts.method->name);
     json_kstr("options", opts);
     json_kstr("label", se->label);
+    char act_text[64];
+    lb_act_spec_format(&se->act, act_text, sizeof act_text);
+    json_kstr("act", act_text);
     json_kstr("format", c->spec_text);
     json_kstr("status", ok ? "ok" : c->status == CLI_SKIP ? "skipped" : "failed");
     json_knum("bpw", ok ? c->r.bpw : NAN);
@@ -342,7 +378,8 @@ static int default_grid(grid *g, const char *methods, const char *formats) {
 int cmd_sweep(int argc, char **argv) {
     cli_args a = {.argc = argc, .argv = argv, .i = 1, .verb = "sweep"};
     const char *text_path = NULL, *methods = NULL, *formats = NULL, *grid_path = NULL, *split = "eval", *protocol = "docs",
-               *ctx = NULL, *calib = "128", *max_blocks = NULL, *md_path = NULL, *svg_path = NULL, *keep = NULL;
+               *ctx = NULL, *calib = "128", *max_blocks = NULL, *md_path = NULL, *svg_path = NULL, *keep = NULL,
+               *acts = NULL;
     while (a.i < argc) {
         int r;
         if ((r = cli_option(&a, "--text", NULL, &text_path)) || (r = cli_option(&a, "--methods", NULL, &methods)) ||
@@ -350,7 +387,8 @@ int cmd_sweep(int argc, char **argv) {
             (r = cli_option(&a, "--split", NULL, &split)) || (r = cli_option(&a, "--protocol", NULL, &protocol)) ||
             (r = cli_option(&a, "--ctx", NULL, &ctx)) || (r = cli_option(&a, "--calib-blocks", NULL, &calib)) ||
             (r = cli_option(&a, "--max-blocks", NULL, &max_blocks)) || (r = cli_option(&a, "--md", NULL, &md_path)) ||
-            (r = cli_option(&a, "--svg", NULL, &svg_path)) || (r = cli_option(&a, "--keep", NULL, &keep))) {
+            (r = cli_option(&a, "--svg", NULL, &svg_path)) || (r = cli_option(&a, "--keep", NULL, &keep)) ||
+            (r = cli_option(&a, "--act", NULL, &acts))) {
             if (r < 0) return CLI_USAGE;
             continue;
         }
@@ -380,7 +418,8 @@ int cmd_sweep(int argc, char **argv) {
     if (max_blocks && cli_parse_int("sweep", "--max-blocks", max_blocks, 1, 1 << 30, &max_b)) return CLI_USAGE;
     grid *g = calloc(1, sizeof *g);
     if (!g) return cli_error("sweep", "out of memory");
-    int rc = grid_path ? grid_load(g, grid_path) : default_grid(g, methods, formats);
+    int rc = acts ? for_each_item(acts, "--act", add_act_item, g) : CLI_OK;
+    if (rc == CLI_OK) rc = grid_path ? grid_load(g, grid_path) : default_grid(g, methods, formats);
     const char *inputs[3] = {a.positional[0], text_path, grid_path};
     if (rc == CLI_OK && md_path && lb_output_check(md_path, inputs, 3) != LB_OK) rc = cli_error("sweep", NULL);
     if (rc == CLI_OK && svg_path && lb_output_check(svg_path, inputs, 3) != LB_OK) rc = cli_error("sweep", NULL);
@@ -442,7 +481,10 @@ int cmd_sweep(int argc, char **argv) {
      * never from the blocks being evaluated */
     lb_calib_stats *stats = NULL;
     unsigned need = 0;
-    for (int i = 0; i < g->n_series; i++) need |= lb_method_opts_stats(&g->s[i].opts);
+    for (int i = 0; i < g->n_series; i++) {
+        need |= lb_method_opts_stats(&g->s[i].opts);
+        if (g->s[i].act.kind == LB_AQ_TENSOR) need |= LB_STATS_HIST_X | LB_STATS_MAX_ABS_X;
+    }
     if (rc == CLI_OK && need) {
         if (s.eval.split != LB_SPLIT_EVAL)
             rc = cli_usage_error("sweep", "calibrated methods need --split eval (they calibrate on the calibration split)");
@@ -459,6 +501,7 @@ int cmd_sweep(int argc, char **argv) {
         char path[4400], stem[200];
         snprintf(stem, sizeof stem, "sweep-%03d-%.150s", i + 1, label);
         cli_gguf_path(dir, stem, c->spec_text, path, sizeof path);
+        q.act = g->s[c->series].act;
         c->status = cli_quantize_eval(&q, &c->spec, &g->s[c->series].opts, path, &c->r, NULL, c->reason, sizeof c->reason);
         if (!keep) remove(path);
         if (c->status == CLI_OK) {
