@@ -21,6 +21,9 @@ expect 0 "--report FILE" -- "$LOWBIT" quantize --help
 expect 0 "--sequential" -- "$LOWBIT" sweep --help
 Q=(quantize "$MODEL" --format int3:g64:asym --method gptq --calib-blocks 16)
 expect 2 "cannot be used" -- "$LOWBIT" quantize "$MODEL" --format int3:g64:asym --method gptq --sequential --stats "$TMP/none.gguf" -o "$TMP/x.gguf"
+expect 2 "it needs --sequential" -- "$LOWBIT" quantize "$MODEL" --format int3:g64:asym --method gptaq -o "$TMP/x.gguf"
+expect 2 "it needs --sequential" -- "$LOWBIT" sweep "$MODEL" --text "$TEXT" --methods gptaq --formats int4:g64:asym
+expect 0 "gptaq" -- "$LOWBIT" quantize --help
 expect 2 "no --report" -- "$LOWBIT" "${Q[@]}" --dry-run --report "$TMP/r.json"
 expect 1 "$TMP/nodir/r.json" -- "$LOWBIT" "${Q[@]}" --sequential --report "$TMP/nodir/r.json" -o "$TMP/x.gguf"
 if [ -e "$TMP/x.gguf" ]; then fail "a refused quantize left $TMP/x.gguf"; else ok; fi

@@ -8,6 +8,9 @@
  *   rtn tensors are byte-identical to the parallel ones, the gptq tensors of
  *   layer 0's q/k (fp32 inputs in both modes) too, and later gptq tensors
  *   differ (their inputs come from the quantized layers).
+ * - GPTAQ's (x_fp - x) x^T is exactly 0 on an unquantized model (the fp32
+ *   cache is aligned with the working one); sequential gptaq equals gptq on
+ *   layer 0's q/k/v (no mismatch yet) and differs after; parallel refuses it.
  * - Same bytes with 1 and 2 threads; all or nothing on a failure midway.
  * - The report: records in plan order whose rel_error and proxy losses
  *   recompute from the tensors and statistics; GPTQ's proxy loss is below
@@ -74,6 +77,30 @@ static void test_calib_seq(const char *model, const lb_calib_opts *o) {
         for (int w = 0; w < LB_N_LINEARS; w++)
             CHECK_MSG(same_stats(lb_calib_stats_get(par, l, w), lb_calib_stats_get(lb_calib_seq_stats(seq), l, w)),
                       "layer %d %s: the cached residual stream does not reproduce lb_calibrate", l, lb_linear_name(w));
+    /* GPTAQ's cross statistics: on an unquantized model the fp32 cache and
+     * the working cache hold the same stream, so (x_fp - x) x^T is exactly 0
+     * for every input of every layer (a misaligned fp32 row would not be);
+     * lb_calibrate, with no fp32 inputs of its own, refuses the part */
+    lb_calib_opts od = *o;
+    od.parts = LB_STATS_XTX | LB_STATS_DXTX;
+    lb_calib_seq *sd = NULL;
+    lb_calib_stats *refused = NULL;
+    CHECK_FAILS(lb_calibrate(m, &od, &refused), LB_ERR_UNSUPPORTED, "only sequential calibration");
+    CHECK_OK(lb_calib_seq_begin(m, &od, &sd));
+    for (int l = 0; sd && l < m->cfg.n_layers; l++) {
+        for (int in = 0; in < LB_CALIB_N_INPUTS; in++) CHECK_OK(lb_calib_seq_observe(sd, m, l, in));
+        for (int in = 0; in < LB_CALIB_N_INPUTS; in++) {
+            static const int reader[LB_CALIB_N_INPUTS] = {LB_WQ, LB_WO, LB_W1, LB_W2};
+            const lb_layer_stats *ls = lb_calib_stats_get(lb_calib_seq_stats(sd), l, reader[in]);
+            int zero = ls->dxtx != NULL;
+            for (int64_t i = 0; zero && i < ls->cols * ls->cols; i++) zero = ls->dxtx[i] == 0.0;
+            CHECK_MSG(zero, "layer %d %s: (x_fp - x) x^T is not 0 on an unquantized model", l, lb_calib_input_name(in));
+            CHECK(!memcmp(ls->xtx, lb_calib_stats_get(par, l, reader[in])->xtx, (size_t)(ls->cols * ls->cols) * sizeof(double)));
+        }
+        if (l + 1 < m->cfg.n_layers) CHECK_OK(lb_calib_seq_advance(sd, m, l));
+    }
+    lb_calib_seq_free(sd);
+
     /* the evaluation split is refused as by lb_calibrate */
     lb_calib_opts bad = *o;
     bad.split = LB_SPLIT_EVAL;
@@ -248,6 +275,39 @@ done:
     lb_model_free(seq2);
 }
 
+/* gptaq end to end: layer 0's q/k/v inputs are the same in the fp32 and the
+ * quantized model, so (x_fp - x) x^T = 0 there and gptaq writes gptq's
+ * bytes; from attn_output on, the inputs differ and so do the tensors. */
+static void test_gptaq_sequential(const char *model, const lb_calib_opts *o, const lb_plan *gptq_plan) {
+    lb_model *g = load(model), *a = load(model);
+    if (!g || !a) goto done;
+    lb_qspec spec = gptq_plan->rules[0].spec;
+    lb_method_opts gptaq;
+    lb_method_opts_default(lb_method_find("gptaq"), &gptaq);
+    lb_plan plan;
+    lb_plan_init(&plan);
+    CHECK_OK(lb_plan_add_selection(&plan, "linears", &spec, &gptaq));
+    CHECK_OK(lb_quantize_model_sequential(g, gptq_plan, o, NULL));
+    lb_quantize_report rep;
+    CHECK_OK(lb_quantize_model_sequential(a, &plan, o, &rep));
+    CHECK(rep.tensors_quantized == 35 && !strcmp(rep.tensors[0].opts.method->name, "gptaq"));
+    lb_quantize_report_free(&rep);
+    CHECK_MSG(same_tensor(g, a, "blk.0.attn_q.weight") && same_tensor(g, a, "blk.0.attn_v.weight"),
+              "layer 0's q/v: no input mismatch yet, gptaq must equal gptq");
+    CHECK(!same_tensor(g, a, "blk.0.attn_output.weight") && !same_tensor(g, a, "blk.3.ffn_down.weight"));
+    /* parallel calibration has no fp32 / quantized pair: refused, pointing at sequential mode */
+    lb_calib_stats *stats = NULL;
+    CHECK_OK(lb_calibrate(g, o, &stats));
+    lb_model *p = load(model);
+    if (p) CHECK_FAILS(lb_quantize_model_calibrated(p, &plan, stats, NULL), LB_ERR_INVALID, "use --sequential");
+    lb_model_free(p);
+    lb_calib_stats_free(stats);
+    lb_plan_free(&plan);
+done:
+    lb_model_free(g);
+    lb_model_free(a);
+}
+
 int main(void) {
     const char *model = lb_test_data("models/stories260K.bin"), *text = lb_test_data("text/tinystories-sample.txt");
     FILE *f = fopen(model, "rb");
@@ -270,6 +330,7 @@ int main(void) {
     CHECK_OK(lb_plan_add_selection(&plan, "linears", &spec, &gptq));
     test_report(model, &o, &plan);
     test_sequential(model, &o, &plan);
+    test_gptaq_sequential(model, &o, &plan);
     lb_plan_free(&plan);
     return lb_test_finish("test_sequential");
 }

@@ -116,7 +116,12 @@ LB_API lb_status lb_calib_stats_from_memory(const uint8_t *data, size_t size, co
  *   scratch, accumulating input `input` (LB_CALIB_*) only; once per input.
  * advance: runs block `layer` of m over the cache in place; the cache then
  *   holds layer + 1's input.
- * stats: the statistics so far (inputs never observed have n = 0). */
+ * stats: the statistics so far (inputs never observed have n = 0).
+ * With LB_STATS_DXTX in o->parts (GPTAQ), the fp32 model's inputs are kept
+ * too: begin runs layer 0 and advance(l) runs layer l + 1 over a second,
+ * fp32 cache, so layer l + 1 must still be fp32 when advance(l) is called;
+ * observe then also sums (x_fp - x) x^T. Extra memory: 4 x tokens x
+ * (4 dim + hidden_dim) bytes. */
 typedef struct lb_calib_seq lb_calib_seq;
 LB_API lb_status lb_calib_seq_begin(const lb_model *m, const lb_calib_opts *o, lb_calib_seq **out);
 LB_API lb_status lb_calib_seq_observe(lb_calib_seq *r, const lb_model *m, int layer, int input);

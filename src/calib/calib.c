@@ -49,6 +49,7 @@ void lb_calib_stats_free(lb_calib_stats *s) {
             lb_free(c->max_abs_x);
             lb_free(c->mean_x);
             lb_free(c->hist);
+            lb_free(c->dxtx);
         }
     }
     lb_free(s->in);
@@ -73,6 +74,7 @@ lb_status lb_calib_alloc(const lb_calib_info *info, int kv_dim, lb_calib_stats *
         size_t cols = (size_t)input_cols(info, i % LB_CALIB_N_INPUTS);
         c->cols = (int)cols;
         if ((info->parts & LB_STATS_XTX) && !(c->xtx = lb_calloc(cols * cols, sizeof(double)))) goto nomem;
+        if ((info->parts & LB_STATS_DXTX) && !(c->dxtx = lb_calloc(cols * cols, sizeof(double)))) goto nomem;
         if ((info->parts & LB_STATS_MEAN_ABS_X) && !(c->mean_abs_x = lb_calloc(cols, sizeof(float)))) goto nomem;
         if ((info->parts & LB_STATS_MAX_ABS_X) && !(c->max_abs_x = lb_calloc(cols, sizeof(float)))) goto nomem;
         if ((info->parts & LB_STATS_MEAN_X) && !(c->mean_x = lb_calloc(cols, sizeof(float)))) goto nomem;
@@ -97,7 +99,7 @@ void lb_calib_link(lb_calib_stats *s) {
             *t = (lb_layer_stats){.n_samples = c->n, .rows = rows, .cols = c->cols, .xtx = c->xtx,
                                   .mean_abs_x = c->mean_abs_x, .max_abs_x = c->max_abs_x, .mean_x = c->mean_x,
                                   .hist = c->hist, .hist_bins = c->hist ? s->info.hist_bins : 0,
-                                  .hist_range = c->hist ? c->hist_range : 0};
+                                  .hist_range = c->hist ? c->hist_range : 0, .dxtx = c->dxtx};
         }
     }
 }
@@ -198,8 +200,24 @@ lb_status lb_calib_observe(void *user, int layer, int which, const float *x, int
             if (c->max_abs_x && fabsf(row[j]) > c->max_abs_x[j]) c->max_abs_x[j] = fabsf(row[j]);
         }
     }
-    if (c->xtx) {
+    if (c->xtx || c->dxtx)
         for (size_t i = 0; i < count; i++) k->rows[i] = x[i];
+    if (c->dxtx) { /* GPTAQ's cross term: (x_fp - x)^T x, the same single-threaded BLAS order */
+        if (!k->fp_rows)
+            return lb_fail(LB_ERR_INVALID, "calibration: (x_fp - x) x^T needs the fp32 model's inputs (sequential only)");
+        for (size_t i = 0; i < count; i++) k->drows[i] = (double)k->fp_rows[i] - (double)x[i];
+#ifdef LB_HAVE_BLAS
+        cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, cols, cols, n, 1.0, k->drows, cols, k->rows, cols, 1.0,
+                    c->dxtx, cols);
+#else
+        for (int r = 0; r < n; r++) {
+            const double *d = k->drows + (size_t)r * (size_t)cols, *row = k->rows + (size_t)r * (size_t)cols;
+            for (int i = 0; i < cols; i++)
+                for (int j = 0; j < cols; j++) c->dxtx[(size_t)i * cols + j] += d[i] * row[j];
+        }
+#endif
+    }
+    if (c->xtx) {
 #ifdef LB_HAVE_BLAS
         /* one OpenBLAS thread (set by lb_calibrate): the sums' order is fixed */
         cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, cols, n, 1.0, k->rows, cols, 1.0, c->xtx, cols);
@@ -277,7 +295,7 @@ static lb_status run(const lb_model *m, const lb_calib_opts *o, const lb_text *t
     return LB_OK;
 }
 
-lb_status lb_calib_prepare(const lb_model *m, const lb_calib_opts *o, lb_calib_prep *p) {
+lb_status lb_calib_prepare(const lb_model *m, const lb_calib_opts *o, unsigned allowed, lb_calib_prep *p) {
     memset(p, 0, sizeof *p);
     if (!m->tokenizer) return lb_fail(LB_ERR_INVALID, "calibration needs the model's tokenizer");
     if (o->split == LB_SPLIT_EVAL)
@@ -292,7 +310,10 @@ lb_status lb_calib_prepare(const lb_model *m, const lb_calib_opts *o, lb_calib_p
         return lb_fail(LB_ERR_INVALID, "calibration: histogram bins must be a multiple of 4 in 4..65536, not %d",
                        bins);
     unsigned parts = o->parts ? o->parts : LB_CALIB_ALL_PARTS;
-    if (parts & ~(unsigned)LB_CALIB_ALL_PARTS)
+    if (parts & LB_STATS_DXTX & ~allowed)
+        return lb_fail(LB_ERR_UNSUPPORTED, "(x_fp - x) x^T needs the fp32 and the partly quantized model's inputs: "
+                       "only sequential calibration collects it");
+    if (parts & ~allowed)
         return lb_fail(LB_ERR_UNSUPPORTED, "calibration collects x^T x, mean |x|, max |x|, mean x and the "
                        "histogram; not gradients");
     p->text = o->text;
@@ -346,9 +367,12 @@ lb_status lb_calib_collector_init(lb_calib_collector *k, const lb_model *m, lb_c
     int wide = m->cfg.hidden_dim > m->cfg.dim ? m->cfg.hidden_dim : m->cfg.dim;
     k->sum = lb_calloc(total, sizeof(double));
     k->sum_abs = lb_calloc(total, sizeof(double));
-    k->rows = (k->parts & LB_STATS_XTX) ? lb_alloc((size_t)ctx * (size_t)wide * sizeof(double)) : NULL;
+    int need_rows = (k->parts & (LB_STATS_XTX | LB_STATS_DXTX)) != 0;
+    k->rows = need_rows ? lb_alloc((size_t)ctx * (size_t)wide * sizeof(double)) : NULL;
+    k->drows = (k->parts & LB_STATS_DXTX) ? lb_alloc((size_t)ctx * (size_t)wide * sizeof(double)) : NULL;
     k->hist_tmp = lb_alloc((size_t)k->hist_bins * sizeof(int64_t));
-    if (!k->offset || !k->sum || !k->sum_abs || !k->hist_tmp || ((k->parts & LB_STATS_XTX) && !k->rows)) {
+    if (!k->offset || !k->sum || !k->sum_abs || !k->hist_tmp || (need_rows && !k->rows) ||
+        ((k->parts & LB_STATS_DXTX) && !k->drows)) {
         lb_calib_collector_free(k);
         return lb_fail(LB_ERR_NOMEM, "calibration: out of memory for the accumulators");
     }
@@ -360,6 +384,7 @@ void lb_calib_collector_free(lb_calib_collector *k) {
     lb_free(k->sum);
     lb_free(k->sum_abs);
     lb_free(k->rows);
+    lb_free(k->drows);
     lb_free(k->hist_tmp);
     memset(k, 0, sizeof *k);
 }
@@ -372,7 +397,7 @@ lb_status lb_calibrate(const lb_model *m, const lb_calib_opts *o, lb_calib_stats
         o = &def;
     }
     lb_calib_prep p;
-    lb_status st = lb_calib_prepare(m, o, &p);
+    lb_status st = lb_calib_prepare(m, o, LB_CALIB_ALL_PARTS, &p);
     if (st != LB_OK) return st;
     lb_calib_stats *s = NULL;
     lb_calib_collector k;

@@ -16,6 +16,7 @@ typedef struct {
     double *xtx;       /* (cols, cols) */
     float *mean_abs_x, *max_abs_x, *mean_x; /* (cols) */
     int64_t *hist;     /* (hist_bins) */
+    double *dxtx;      /* (cols, cols): sum (x_fp - x) x^T, sequential calibration only */
     double hist_range; /* power of two; 0 until a nonzero x was seen */
 } calib_input;
 
@@ -45,6 +46,8 @@ typedef struct {
     int n_layers, hist_bins, block;
     unsigned parts;
     int sel_layer, sel_input;
+    const float *fp_rows; /* LB_STATS_DXTX: the fp32 model's rows of the observed input (same tokens) */
+    double *drows;        /* scratch for x_fp - x: ctx rows x max cols, in double */
 } lb_calib_collector;
 
 lb_status lb_calib_collector_init(lb_calib_collector *k, const lb_model *m, lb_calib_stats *s, int ctx);
@@ -64,7 +67,8 @@ typedef struct {
     int first, end, ctx;
     lb_calib_info info;
 } lb_calib_prep;
-lb_status lb_calib_prepare(const lb_model *m, const lb_calib_opts *o, lb_calib_prep *p);
+/* allowed: the LB_STATS_* parts this collection can give (o->parts beyond them fail) */
+lb_status lb_calib_prepare(const lb_model *m, const lb_calib_opts *o, unsigned allowed, lb_calib_prep *p);
 void lb_calib_prep_free(lb_calib_prep *p);
 
 #endif

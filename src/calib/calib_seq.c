@@ -12,6 +12,14 @@
  * tokens x 64 = 3.2 MB; a 7B model, dim 4096, over the same tokens: 207 MB),
  * and per layer one block pass per observed stage plus one to advance.
  *
+ * GPTAQ's cross statistics (LB_STATS_DXTX: sum (x_fp - x) x^T) also need
+ * the fp32 model's input of the same linear for the same tokens: a second
+ * cache holds the fp32 residual stream, and when the cache reaches layer l
+ * (begin for layer 0, advance for the next) block l, still fp32 then, runs
+ * over it in place while its four inputs are kept (fp_in). Extra memory:
+ * 4 bytes x tokens x (4 dim + hidden_dim) (stories260K: 22 MB; a 7B model,
+ * dim 4096 and hidden 11008, over 12,648 tokens: 1.4 GB).
+ *
  * Sequences, budget and summation order are lb_calibrate's (the same
  * tokenization, one forward batch per sequence from position 0, sums in
  * token order through the same observer), so the first stage of layer 0 sees
@@ -35,6 +43,10 @@ struct lb_calib_seq {
     float *x;       /* the cache: (tokens, dim) residual stream at the current layer's input */
     float *scratch; /* (ctx, dim) */
     int layer;      /* the layer whose input the cache holds */
+    /* LB_STATS_DXTX only: */
+    float *x_fp;    /* (tokens, dim) the fp32 model's residual stream, at layer + 1's input */
+    float *fp_in[LB_CALIB_N_INPUTS]; /* (tokens, cols) the fp32 model's inputs of layer `layer` */
+    size_t fp_row;  /* capture: first row of the sequence being run */
 };
 
 void lb_calib_seq_free(lb_calib_seq *r) {
@@ -47,6 +59,8 @@ void lb_calib_seq_free(lb_calib_seq *r) {
     lb_free(r->offset);
     lb_free(r->x);
     lb_free(r->scratch);
+    lb_free(r->x_fp);
+    for (int i = 0; i < LB_CALIB_N_INPUTS; i++) lb_free(r->fp_in[i]);
     lb_free(r);
 }
 
@@ -103,6 +117,43 @@ static lb_status load_sequences(lb_calib_seq *r, const lb_model *m, const lb_cal
     return st;
 }
 
+/* Keeps the fp32 model's input of each distinct linear input of the layer
+ * being run (q, o, gate and down: the first reader of each). */
+static lb_status capture(void *user, int layer, int which, const float *x, int n, int cols) {
+    (void)layer;
+    lb_calib_seq *r = user;
+    if (which != LB_WQ && which != LB_WO && which != LB_W1 && which != LB_W2) return LB_OK;
+    memcpy(r->fp_in[lb_calib_input_of(which)] + r->fp_row * (size_t)cols, x, (size_t)n * (size_t)cols * sizeof(float));
+    return LB_OK;
+}
+
+/* Runs block `layer` of m (still fp32) over the fp32 cache in place,
+ * keeping its inputs: fp_in then holds layer `layer`'s fp32 inputs, x_fp
+ * layer + 1's input. */
+static lb_status fp_layer(lb_calib_seq *r, const lb_model *m, int layer) {
+    lb_state_set_observer(r->state, capture, r);
+    lb_status st = LB_OK;
+    for (int i = 0; i < r->n_seq && st == LB_OK; i++) {
+        r->fp_row = r->offset[i];
+        st = lb_forward_block(m, r->state, layer, r->x_fp + r->offset[i] * (size_t)r->dim, r->len[i], 0);
+    }
+    lb_state_set_observer(r->state, NULL, NULL);
+    return st;
+}
+
+static lb_status fp_begin(lb_calib_seq *r, const lb_model *m) {
+    size_t tokens = (size_t)r->s->info.tokens, dim = (size_t)r->dim;
+    int ok = (r->x_fp = lb_alloc(tokens * dim * sizeof(float))) != NULL;
+    for (int i = 0; i < LB_CALIB_N_INPUTS; i++) {
+        size_t cols = (size_t)r->s->in[i].cols; /* layer 0's inputs: the same widths in every layer */
+        ok &= (r->fp_in[i] = lb_alloc(tokens * cols * sizeof(float))) != NULL;
+    }
+    if (!ok)
+        return lb_fail(LB_ERR_NOMEM, "sequential calibration: no memory for the fp32 inputs of %zu tokens", tokens);
+    memcpy(r->x_fp, r->x, tokens * dim * sizeof(float));
+    return fp_layer(r, m, 0);
+}
+
 lb_status lb_calib_seq_begin(const lb_model *m, const lb_calib_opts *o, lb_calib_seq **out) {
     *out = NULL;
     lb_calib_opts def;
@@ -111,7 +162,7 @@ lb_status lb_calib_seq_begin(const lb_model *m, const lb_calib_opts *o, lb_calib
         o = &def;
     }
     lb_calib_prep p;
-    lb_status st = lb_calib_prepare(m, o, &p);
+    lb_status st = lb_calib_prepare(m, o, LB_CALIB_ALL_PARTS | LB_STATS_DXTX, &p);
     if (st != LB_OK) return st;
     lb_calib_seq *r = lb_calloc(1, sizeof *r);
     if (!r) {
@@ -126,6 +177,7 @@ lb_status lb_calib_seq_begin(const lb_model *m, const lb_calib_opts *o, lb_calib
     if (st == LB_OK && !(r->scratch = lb_alloc((size_t)p.ctx * (size_t)r->dim * sizeof(float))))
         st = lb_fail(LB_ERR_NOMEM, "sequential calibration: out of memory");
     if (st == LB_OK) st = load_sequences(r, m, o, &p);
+    if (st == LB_OK && (p.info.parts & LB_STATS_DXTX)) st = fp_begin(r, m);
     lb_calib_prep_free(&p);
     if (st != LB_OK) {
         lb_calib_seq_free(r);
@@ -138,7 +190,7 @@ lb_status lb_calib_seq_begin(const lb_model *m, const lb_calib_opts *o, lb_calib
 
 /* Runs block `layer` of m over every cached sequence: into scratch when
  * observing (the cache stays), in place when advancing. */
-static lb_status pass(lb_calib_seq *r, const lb_model *m, int layer, int in_place) {
+static lb_status pass(lb_calib_seq *r, const lb_model *m, int layer, int in_place, const float *fp_in) {
     lb_state_set_observer(r->state, in_place ? NULL : lb_calib_observe, &r->k);
 #ifdef LB_HAVE_BLAS
     /* as lb_calibrate: one OpenBLAS thread, so dsyrk's sums do not depend on the thread count */
@@ -153,6 +205,8 @@ static lb_status pass(lb_calib_seq *r, const lb_model *m, int layer, int in_plac
             x = r->scratch;
         }
         r->k.block = r->block[i];
+        /* the fp32 rows of the same tokens, for (x_fp - x) x^T */
+        r->k.fp_rows = fp_in ? fp_in + r->offset[i] * (size_t)r->s->in[r->k.sel_input].cols : NULL;
         st = lb_forward_block(m, r->state, layer, x, r->len[i], 0);
     }
 #ifdef LB_HAVE_BLAS
@@ -182,7 +236,7 @@ lb_status lb_calib_seq_observe(lb_calib_seq *r, const lb_model *m, int layer, in
                        lb_calib_input_name(input));
     r->k.sel_layer = layer;
     r->k.sel_input = input;
-    st = pass(r, m, layer, 0);
+    st = pass(r, m, layer, 0, r->x_fp ? r->fp_in[input] : NULL);
     r->k.sel_layer = r->k.sel_input = -1;
     if (st != LB_OK) return st;
     lb_calib_finish_input(r->s, &r->k, idx);
@@ -192,8 +246,10 @@ lb_status lb_calib_seq_observe(lb_calib_seq *r, const lb_model *m, int layer, in
 
 lb_status lb_calib_seq_advance(lb_calib_seq *r, const lb_model *m, int layer) {
     lb_status st = check_model(r, m, layer);
-    if (st == LB_OK) st = pass(r, m, layer, 1);
+    if (st == LB_OK) st = pass(r, m, layer, 1, NULL);
     if (st == LB_OK) r->layer++;
+    /* the next layer is still fp32: its fp32 inputs now (DXTX) */
+    if (st == LB_OK && r->x_fp && r->layer < m->cfg.n_layers) st = fp_layer(r, m, r->layer);
     return st;
 }
 

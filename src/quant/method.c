@@ -11,7 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const lb_method *const method_table[] = {&lb_method_rtn, &lb_method_twn, &lb_method_hqq, &lb_method_gptq};
+static const lb_method *const method_table[] = {&lb_method_rtn, &lb_method_twn, &lb_method_hqq, &lb_method_gptq,
+                                                 &lb_method_gptaq};
 #define N_METHODS ((int)(sizeof method_table / sizeof method_table[0]))
 
 int lb_method_count(void) { return N_METHODS; }
@@ -189,13 +190,15 @@ typedef struct {
 static unsigned stats_present(const lb_layer_stats *s) {
     if (!s) return 0;
     return (s->xtx ? LB_STATS_XTX : 0u) | (s->mean_abs_x ? LB_STATS_MEAN_ABS_X : 0u) |
-           (s->max_abs_x ? LB_STATS_MAX_ABS_X : 0u) | (s->grad_sq ? LB_STATS_GRAD_SQ : 0u);
+           (s->max_abs_x ? LB_STATS_MAX_ABS_X : 0u) | (s->grad_sq ? LB_STATS_GRAD_SQ : 0u) |
+           (s->mean_x ? LB_STATS_MEAN_X : 0u) | (s->hist ? LB_STATS_HIST_X : 0u) | (s->dxtx ? LB_STATS_DXTX : 0u);
 }
 
 static lb_status check_stats(const lb_method *m, const lb_layer_stats *s, int64_t rows, int64_t cols) {
-    static const char *names[] = {"X^T X", "mean|x|", "max|x|", "sum g^2"};
+    static const char *names[] = {"X^T X", "mean|x|", "max|x|", "sum g^2", "mean x", "histogram of x",
+                                  "(x_fp - x) x^T, which only sequential calibration collects: use --sequential"};
     unsigned missing = m->stats & ~stats_present(s);
-    for (int b = 0; b < 4; b++)
+    for (int b = 0; b < 7; b++)
         if (missing & (1u << b))
             return lb_fail(LB_ERR_INVALID, "method %s needs calibration statistics (%s), and none were collected",
                            m->name, names[b]);

@@ -9,5 +9,6 @@ extern const lb_method lb_method_rtn;
 extern const lb_method lb_method_twn;
 extern const lb_method lb_method_hqq;
 extern const lb_method lb_method_gptq;
+extern const lb_method lb_method_gptaq;
 
 #endif

@@ -211,6 +211,9 @@ int cmd_quantize(int argc, char **argv) {
     }
     /* statistics only when a method needs them: saved ones, or the calibration split run now */
     lb_calib_stats *stats = NULL;
+    if (rc == CLI_OK && (lb_plan_stats_needed(&plan) & LB_STATS_DXTX) && !sequential)
+        rc = cli_usage_error("quantize", "method gptaq compares the fp32 and the partly quantized model's inputs: "
+                             "it needs --sequential");
     if (rc == CLI_OK && lb_plan_stats_needed(&plan) && !sequential) {
         if (stats_path ? lb_calib_stats_load(stats_path, m, &stats) != LB_OK : lb_calibrate(m, &copts, &stats) != LB_OK)
             rc = cli_error("quantize", NULL);

@@ -457,6 +457,9 @@ int cmd_sweep(int argc, char **argv) {
     if (rc == CLI_OK && need) {
         if (s.eval.split != LB_SPLIT_EVAL)
             rc = cli_usage_error("sweep", "calibrated methods need --split eval (they calibrate on the calibration split)");
+        if (rc == CLI_OK && (need & LB_STATS_DXTX) && !sequential)
+            rc = cli_usage_error("sweep", "method gptaq compares the fp32 and the partly quantized model's inputs: "
+                                 "it needs --sequential");
         lb_calib_opts_default(&seq_calib);
         seq_calib.text = &text;
         seq_calib.calib_blocks = s.eval.calib_blocks;
