@@ -19,7 +19,7 @@ json() {
 expect 0 "--sequential" -- "$LOWBIT" quantize --help
 expect 0 "--report FILE" -- "$LOWBIT" quantize --help
 expect 0 "--sequential" -- "$LOWBIT" sweep --help
-Q=(quantize "$MODEL" --format int3:g64:asym --method gptq --calib-blocks 16)
+Q=(quantize "$MODEL" --format int3:g64:asym --method gptq --calib-blocks 4)  # small: expect allows 60 s
 expect 2 "cannot be used" -- "$LOWBIT" quantize "$MODEL" --format int3:g64:asym --method gptq --sequential --stats "$TMP/none.gguf" -o "$TMP/x.gguf"
 expect 2 "it needs --sequential" -- "$LOWBIT" quantize "$MODEL" --format int3:g64:asym --method gptaq -o "$TMP/x.gguf"
 expect 2 "it needs --sequential" -- "$LOWBIT" sweep "$MODEL" --text "$TEXT" --methods gptaq --formats int4:g64:asym
@@ -49,7 +49,7 @@ if cmp -s "$TMP/rs.gguf" "$TMP/rp.gguf"; then ok; else fail "a data-free plan di
 json "$TMP/rr.json" "j['tensors'][0]['proxy_loss'] is None and j['totals']['proxy_loss'] is None and j['tensors'][0]['options'] == 'clip=mse mse_steps=50 mse_min_shrink=0.5'"
 
 # sweep --sequential: one small configuration evaluated
-"$LOWBIT" sweep "$MODEL" --text "$TEXT" --methods gptq --formats int4:g64:asym --calib-blocks 8 --max-blocks 4 \
+"$LOWBIT" sweep "$MODEL" --text "$TEXT" --methods gptq --formats int4:g64:asym --calib-blocks 4 --max-blocks 4 \
     --sequential --json > "$TMP/sw.json" 2> "$TMP/sw.err"
 json "$TMP/sw.json" "j['sequential'] and j['status'] == 'ok' and j['ppl_ratio'] < 1.5"
 

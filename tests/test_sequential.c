@@ -72,7 +72,7 @@ static void test_calib_seq(const char *model, const lb_calib_opts *o) {
     lb_calib_info a, b;
     lb_calib_stats_info(par, &a);
     lb_calib_stats_info(lb_calib_seq_stats(seq), &b);
-    CHECK(a.tokens == b.tokens && a.sequences == b.sequences && a.tokens > 1000);
+    CHECK(a.tokens == b.tokens && a.sequences == b.sequences && a.tokens > 500);
     for (int l = 0; l < m->cfg.n_layers; l++)
         for (int w = 0; w < LB_N_LINEARS; w++)
             CHECK_MSG(same_stats(lb_calib_stats_get(par, l, w), lb_calib_stats_get(lb_calib_seq_stats(seq), l, w)),
@@ -319,7 +319,7 @@ int main(void) {
     lb_calib_opts o;
     lb_calib_opts_default(&o);
     o.text_path = text;
-    o.blocks = 16; /* the first 16 blocks of the calibration split */
+    o.blocks = 8; /* the first 8 blocks of the calibration split (~800 tokens: the test stays quick on a busy machine) */
     test_calib_seq(model, &o);
 
     lb_qspec spec = lb_test_spec("int3:g64:asym");
@@ -328,7 +328,9 @@ int main(void) {
     lb_plan plan;
     lb_plan_init(&plan);
     CHECK_OK(lb_plan_add_selection(&plan, "linears", &spec, &gptq));
-    test_report(model, &o, &plan);
+    lb_calib_opts o16 = o; /* the report check: a single parallel run, 16 blocks as test_quantize_calibrated */
+    o16.blocks = 16;
+    test_report(model, &o16, &plan);
     test_sequential(model, &o, &plan);
     test_gptaq_sequential(model, &o, &plan);
     lb_plan_free(&plan);
