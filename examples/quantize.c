@@ -34,7 +34,7 @@ int main(int argc, char **argv) {
     if (lb_model_load(model_path, NULL, &m) != LB_OK) return failed("loading the model");
     lb_plan plan; /* which tensor gets which format and method: here, every linear the same */
     lb_plan_init(&plan);
-    lb_quantize_report report;
+    lb_quantize_report report = {0}; /* per-tensor records too: lb_quantize_report_free */
     int rc = 0;
     if (lb_plan_add_selection(&plan, "linears", &spec, &opts) != LB_OK) {
         rc = failed("plan");
@@ -46,6 +46,7 @@ int main(int argc, char **argv) {
         printf("%s: %d tensors as int4:g64:asym, %.4f bpw quantized, %.4f bpw whole model\n", out_path,
                report.tensors_quantized, report.bpw, report.bpw_all);
     }
+    lb_quantize_report_free(&report);
     lb_plan_free(&plan);
     lb_model_free(m);
     return rc;

@@ -107,11 +107,50 @@ static int known_answer_gptq(void) {
     return lb_test_failures == fails;
 }
 
+/* gptaq: with diagonal H and diagonal (x_fp - x) x^T, a column's mismatch
+ * could only be carried by itself, which the strictly upper P never does:
+ * round-to-nearest exactly, as gptq; without the cross statistics it fails
+ * pointing at sequential mode. (The real cases: tests/test_gptaq.c.) */
+static int known_answer_gptaq(void) {
+    enum { R = 4, C = 32 };
+    float w[R * C];
+    lb_rng r;
+    lb_rng_seed(&r, 5);
+    for (int i = 0; i < R * C; i++) w[i] = (float)lb_rng_normal(&r);
+    double xtx[C * C] = {0}, dxtx[C * C] = {0};
+    for (int c = 0; c < C; c++) {
+        xtx[c * C + c] = 1.0 + c % 5;
+        dxtx[c * C + c] = 0.5 - 0.1 * (c % 7);
+    }
+    lb_layer_stats st = {.n_samples = 8, .rows = R, .cols = C, .xtx = xtx, .dxtx = dxtx};
+    const lb_method *gptaq = lb_method_find("gptaq"), *rtn = lb_method_find("rtn");
+    int fails = lb_test_failures;
+    lb_qspec s = lb_test_spec("int3:g16:asym");
+    lb_tensor g, q;
+#ifndef LB_HAVE_BLAS
+    CHECK_FAILS(lb_quantize_tensor(gptaq, NULL, &st, w, R, C, &s, "w", &g), LB_ERR_UNSUPPORTED, "OpenBLAS");
+    (void)rtn;
+    (void)q;
+    return lb_test_failures == fails;
+#endif
+    lb_method_opts o;
+    CHECK_OK(lb_test_method_opts(gptaq, "alpha=1", &o));
+    CHECK_OK(lb_quantize_tensor(gptaq, &o, &st, w, R, C, &s, "w", &g));
+    CHECK_OK(lb_quantize_tensor(rtn, NULL, NULL, w, R, C, &s, "w", &q));
+    CHECK(g.nbytes == q.nbytes && !memcmp(g.data, q.data, g.nbytes));
+    lb_tensor_free(&g);
+    lb_tensor_free(&q);
+    st.dxtx = NULL;
+    CHECK_FAILS(lb_quantize_tensor(gptaq, &o, &st, w, R, C, &s, "w", &g), LB_ERR_INVALID, "use --sequential");
+    return lb_test_failures == fails;
+}
+
 static const struct {
     const char *name;
     int (*run)(void);
 } known_answers[] = {
-    {"rtn", known_answer_rtn}, {"twn", known_answer_twn}, {"hqq", known_answer_hqq}, {"gptq", known_answer_gptq}};
+    {"rtn", known_answer_rtn}, {"twn", known_answer_twn}, {"hqq", known_answer_hqq}, {"gptq", known_answer_gptq},
+    {"gptaq", known_answer_gptaq}};
 
 static void test_every_row(void) {
     CHECK(lb_method_count() >= 2);

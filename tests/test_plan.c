@@ -277,6 +277,8 @@ static void test_quantize_model(void) {
     CHECK(rep.tensors_quantized == 35);
     CHECK_MSG(rep.bpw > 4.627 && rep.bpw < 4.9 && rep.bpw_all > rep.bpw, "bpw %g, all %g", rep.bpw, rep.bpw_all);
     CHECK(strstr(m->quant_note, "method=rtn clip=mse format=int4:g64:asym tensors=linears") == m->quant_note);
+    CHECK(rep.tensors != NULL && !strcmp(rep.tensors[0].name, "blk.0.attn_q.weight") && isnan(rep.tensors[0].proxy_loss));
+    lb_quantize_report_free(&rep);
     /* byte-identical to quantizing each tensor with its entry by hand */
     CHECK_OK(lb_plan_resolve(&p, ref));
     int same = 1;

@@ -56,6 +56,7 @@ int main(void) {
     if (!stats) return lb_test_finish("test_quantize_calibrated");
     CHECK_OK(lb_quantize_model_calibrated(m, &plan, stats, &rep));
     CHECK(rep.tensors_quantized == 35);
+    lb_quantize_report_free(&rep);
 
     /* by hand: each linear with its own input's statistics */
     for (int i = 0; i < plan.n_entries; i++) {

@@ -115,6 +115,35 @@ LB_API lb_status lb_calib_stats_load(const char *path, const lb_model *m, lb_cal
 LB_API lb_status lb_calib_stats_from_memory(const uint8_t *data, size_t size, const lb_model *m,
                                             lb_calib_stats **out);
 
+#ifdef LB_ADVANCED_API /* for extending lowbit (methods, formats, tools); not a stable API */
+/* Sequential calibration, for true-sequential quantization
+ * (lb_quantize_model_sequential): statistics of one layer input at a time,
+ * from the model as it is when asked (its earlier linears already
+ * quantized). The calibration sequences' residual stream is cached at the
+ * current layer's input (4 x tokens x dim bytes), so a stage costs one
+ * block pass, not a whole forward. Same text, split, budget and summation
+ * order as lb_calibrate: layer 0's attn_in statistics equal lb_calibrate's
+ * on the same model, bit for bit.
+ * begin: tokenizes the split (o as lb_calibrate) and embeds it with m's
+ *   current embedding; the cache holds layer 0's input.
+ * observe: runs block `layer` (the cache's layer) of m over the cache into
+ *   scratch, accumulating input `input` (LB_CALIB_*) only; once per input.
+ * advance: runs block `layer` of m over the cache in place; the cache then
+ *   holds layer + 1's input.
+ * stats: the statistics so far (inputs never observed have n = 0).
+ * With LB_STATS_DXTX in o->parts (GPTAQ), the fp32 model's inputs are kept
+ * too: begin runs layer 0 and advance(l) runs layer l + 1 over a second,
+ * fp32 cache, so layer l + 1 must still be fp32 when advance(l) is called;
+ * observe then also sums (x_fp - x) x^T. Extra memory: 4 x tokens x
+ * (4 dim + hidden_dim) bytes. */
+typedef struct lb_calib_seq lb_calib_seq;
+LB_API lb_status lb_calib_seq_begin(const lb_model *m, const lb_calib_opts *o, lb_calib_seq **out);
+LB_API lb_status lb_calib_seq_observe(lb_calib_seq *r, const lb_model *m, int layer, int input);
+LB_API lb_status lb_calib_seq_advance(lb_calib_seq *r, const lb_model *m, int layer);
+LB_API const lb_calib_stats *lb_calib_seq_stats(const lb_calib_seq *r);
+LB_API void lb_calib_seq_free(lb_calib_seq *r);
+#endif /* LB_ADVANCED_API */
+
 #ifdef __cplusplus
 }
 #endif

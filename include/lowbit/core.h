@@ -213,9 +213,12 @@ typedef struct {
     uint64_t total, done;
     double t_start, t_last;
     int active;
+    char item[96]; /* what is being worked on, shown after the counts ("" : nothing) */
 } lb_progress;
 LB_API void lb_progress_begin(lb_progress *p, const char *label, uint64_t total);
 LB_API void lb_progress_update(lb_progress *p, uint64_t done);
+/* Names the item now in work (a tensor); NULL or "" clears it. */
+LB_API void lb_progress_item(lb_progress *p, const char *item);
 LB_API void lb_progress_end(lb_progress *p);
 #endif /* LB_ADVANCED_API */
 

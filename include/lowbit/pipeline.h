@@ -95,17 +95,50 @@ LB_API lb_status lb_plan_check(const lb_plan *p);
  * cut with "..." to fit n. */
 LB_API void lb_plan_summary(const lb_plan *p, char *buf, size_t n);
 
+/* What quantizing one tensor gave (lb_quantize_report.tensors). */
+typedef struct {
+    char name[96];
+    lb_qspec spec;
+    lb_method_opts opts;      /* the method and its options (opts.report is NULL) */
+    int64_t rows, cols;
+    double bpw;               /* this tensor as stored: bytes x 8 / weights */
+    double rel_error;         /* ||W - Q||_F / ||W||_F, Q dequantized (0 when W is all zero) */
+    /* tr(dW H dW^T) / n with H = X^T X of the tensor's input over the n
+     * calibration tokens, undamped: the mean over tokens of the squared
+     * output error ||dW x||^2. The statistics are those the tensor was
+     * quantized with (sequential: of the partly quantized model). NAN when
+     * no X^T X is at hand (a data-free plan, or not a linear). */
+    double proxy_loss;
+    double proxy_loss_rtn;    /* the same for round-to-nearest: same spec, rtn's default options */
+    lb_method_report method;  /* what the method reported (gptq: damping used, dead inputs, its own damped loss) */
+    double seconds;           /* wall time of this tensor's method call */
+} lb_tensor_report;
+
 typedef struct {
     int tensors_quantized;
     double bpw;     /* over every non-float tensor of the model afterwards (lb_model_sizes) */
     double bpw_all; /* over the whole model */
     double seconds;
+    int sequential; /* 1: lb_quantize_model_sequential made it */
+    /* tensors_quantized records, in plan order (owned: lb_quantize_report_free) */
+    lb_tensor_report *tensors;
 } lb_quantize_report;
+
+/* Frees report->tensors (safe on a zeroed or failed report). */
+LB_API void lb_quantize_report_free(lb_quantize_report *r);
+/* The report as one JSON object ({"sequential", "tensors_quantized", "bpw",
+ * "bpw_all", "seconds", "totals": {...}, "tensors": [{name, format, method,
+ * options, rows, cols, bpw, rel_error, proxy_loss, proxy_loss_rtn, damping,
+ * damping_rel, damping_raises, dead_inputs, seconds}, ...]}; NaN as null),
+ * written atomically. docs/CALIBRATION.md describes the fields. */
+LB_API lb_status lb_quantize_report_save_json(const lb_quantize_report *r, const char *path);
 
 /* Quantizes m's tensors by the plan (resolved here against m), showing
  * progress, and records the plan's summary as m->quant_note. All or
  * nothing: on failure m is unchanged and the error names the tensor. Float
- * specs convert; the methods see the tensor's current values dequantized. */
+ * specs convert; the methods see the tensor's current values dequantized.
+ * report (optional) is filled on success; free it with
+ * lb_quantize_report_free. */
 LB_API lb_status lb_quantize_model(lb_model *m, const lb_plan *plan, lb_quantize_report *report);
 
 /* The calibration statistics a resolved plan's entries need: the OR of
@@ -123,6 +156,19 @@ LB_API unsigned lb_plan_stats_needed(const lb_plan *p);
  * on a linear that already has outliers (the method sees only its dense
  * weight, so they would be lost). */
 LB_API lb_status lb_quantize_model_calibrated(lb_model *m, const lb_plan *plan, const lb_calib_stats *stats,
+                                              lb_quantize_report *report);
+
+/* True-sequential quantization (GPTQ's "true-sequential"; docs/CALIBRATION.md,
+ * "Sequential mode"): layer by layer, and within a layer in the stages
+ * {q, k, v}, o, {gate, up}, down, the statistics of a stage's input are
+ * collected from the model as it is then (earlier layers and stages
+ * already quantized) over the calibration text `calib` (as lb_calibrate;
+ * its parts are ignored: the plan's methods decide), and that stage is
+ * quantized at once. A token embedding in the plan is quantized first (the
+ * calibration then runs on it), the classifier last. A plan whose methods
+ * need no statistics calibrates nothing and equals lb_quantize_model. All or
+ * nothing as lb_quantize_model; same bytes for any thread count. */
+LB_API lb_status lb_quantize_model_sequential(lb_model *m, const lb_plan *plan, const lb_calib_opts *calib,
                                               lb_quantize_report *report);
 
 #ifdef __cplusplus

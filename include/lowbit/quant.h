@@ -77,7 +77,11 @@ enum {
     LB_STATS_MAX_ABS_X = 1 << 2,  /* per input channel max |x| (SmoothQuant) */
     LB_STATS_GRAD_SQ = 1 << 3,    /* per weight sum of squared loss gradients (SqueezeLLM) */
     LB_STATS_MEAN_X = 1 << 4,     /* per input channel mean x (signed) */
-    LB_STATS_HIST_X = 1 << 5      /* histogram of every x of the input (activation ranges) */
+    LB_STATS_HIST_X = 1 << 5,     /* histogram of every x of the input (activation ranges) */
+    /* sum over samples of (x_fp - x) x^T: the fp32 model's input minus the
+     * partly quantized model's, against the latter (GPTAQ). Only sequential
+     * calibration (lb_calib_seq) has both inputs; not saved in stats files. */
+    LB_STATS_DXTX = 1 << 6
 };
 
 typedef struct {
@@ -94,6 +98,7 @@ typedef struct {
     int64_t *hist;
     int hist_bins;
     double hist_range;
+    double *dxtx;       /* (cols, cols) row-major: sum over samples of (x_fp - x)_i x_j, or NULL */
 } lb_layer_stats;
 
 /* ---- methods: one row each ---------------------------------------------------

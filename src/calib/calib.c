@@ -49,6 +49,7 @@ void lb_calib_stats_free(lb_calib_stats *s) {
             lb_free(c->max_abs_x);
             lb_free(c->mean_x);
             lb_free(c->hist);
+            lb_free(c->dxtx);
         }
     }
     lb_free(s->in);
@@ -73,6 +74,7 @@ lb_status lb_calib_alloc(const lb_calib_info *info, int kv_dim, lb_calib_stats *
         size_t cols = (size_t)input_cols(info, i % LB_CALIB_N_INPUTS);
         c->cols = (int)cols;
         if ((info->parts & LB_STATS_XTX) && !(c->xtx = lb_calloc(cols * cols, sizeof(double)))) goto nomem;
+        if ((info->parts & LB_STATS_DXTX) && !(c->dxtx = lb_calloc(cols * cols, sizeof(double)))) goto nomem;
         if ((info->parts & LB_STATS_MEAN_ABS_X) && !(c->mean_abs_x = lb_calloc(cols, sizeof(float)))) goto nomem;
         if ((info->parts & LB_STATS_MAX_ABS_X) && !(c->max_abs_x = lb_calloc(cols, sizeof(float)))) goto nomem;
         if ((info->parts & LB_STATS_MEAN_X) && !(c->mean_x = lb_calloc(cols, sizeof(float)))) goto nomem;
@@ -97,7 +99,7 @@ void lb_calib_link(lb_calib_stats *s) {
             *t = (lb_layer_stats){.n_samples = c->n, .rows = rows, .cols = c->cols, .xtx = c->xtx,
                                   .mean_abs_x = c->mean_abs_x, .max_abs_x = c->max_abs_x, .mean_x = c->mean_x,
                                   .hist = c->hist, .hist_bins = c->hist ? s->info.hist_bins : 0,
-                                  .hist_range = c->hist ? c->hist_range : 0};
+                                  .hist_range = c->hist ? c->hist_range : 0, .dxtx = c->dxtx};
         }
     }
 }
@@ -135,17 +137,6 @@ lb_status lb_calib_stats_check(const lb_calib_stats *s, const lb_model *m) {
 
 /* ---- collection ------------------------------------------------------------ */
 
-typedef struct {
-    calib_input *c; /* accumulators, parallel to the stats' inputs */
-    double *sum, *sum_abs; /* per input: cols each, at offsets[input] */
-    size_t *offset;
-    double *rows; /* scratch: max rows x max cols, in double */
-    int64_t *hist_tmp; /* scratch: hist_bins */
-    const float *shared[2]; /* last q and gate input pointers */
-    int n_layers, hist_bins, block;
-    unsigned parts;
-} collector;
-
 /* x's bin index over [-R, R) in hist_bins bins: both sides are exact
  * power-of-two scalings, so doubling R and merging bin pairs gives the same
  * bins as binning at the doubled range from the start. */
@@ -176,9 +167,11 @@ static void hist_add(calib_input *c, const float *x, size_t count, int bins, int
     for (size_t i = 0; i < count; i++) c->hist[hist_bin(x[i], c->hist_range, bins)]++;
 }
 
-static lb_status observe(void *user, int layer, int which, const float *x, int n, int cols) {
-    collector *k = user;
+lb_status lb_calib_observe(void *user, int layer, int which, const float *x, int n, int cols) {
+    lb_calib_collector *k = user;
     int input = lb_calib_input_of(which);
+    /* sequential calibration observes one input at a time: the rest pass by */
+    if ((k->sel_layer >= 0 && layer != k->sel_layer) || (k->sel_input >= 0 && input != k->sel_input)) return LB_OK;
     if (which == LB_WK || which == LB_WV || which == LB_W3) {
         if (x != k->shared[which == LB_W3]) /* the forward pass promises one pointer */
             return lb_fail(LB_ERR_INVALID, "calibration: layer %d %s does not share its input", layer,
@@ -207,8 +200,24 @@ static lb_status observe(void *user, int layer, int which, const float *x, int n
             if (c->max_abs_x && fabsf(row[j]) > c->max_abs_x[j]) c->max_abs_x[j] = fabsf(row[j]);
         }
     }
-    if (c->xtx) {
+    if (c->xtx || c->dxtx)
         for (size_t i = 0; i < count; i++) k->rows[i] = x[i];
+    if (c->dxtx) { /* GPTAQ's cross term: (x_fp - x)^T x, the same single-threaded BLAS order */
+        if (!k->fp_rows)
+            return lb_fail(LB_ERR_INVALID, "calibration: (x_fp - x) x^T needs the fp32 model's inputs (sequential only)");
+        for (size_t i = 0; i < count; i++) k->drows[i] = (double)k->fp_rows[i] - (double)x[i];
+#ifdef LB_HAVE_BLAS
+        cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, cols, cols, n, 1.0, k->drows, cols, k->rows, cols, 1.0,
+                    c->dxtx, cols);
+#else
+        for (int r = 0; r < n; r++) {
+            const double *d = k->drows + (size_t)r * (size_t)cols, *row = k->rows + (size_t)r * (size_t)cols;
+            for (int i = 0; i < cols; i++)
+                for (int j = 0; j < cols; j++) c->dxtx[(size_t)i * cols + j] += d[i] * row[j];
+        }
+#endif
+    }
+    if (c->xtx) {
 #ifdef LB_HAVE_BLAS
         /* one OpenBLAS thread (set by lb_calibrate): the sums' order is fixed */
         cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, cols, n, 1.0, k->rows, cols, 1.0, c->xtx, cols);
@@ -225,19 +234,21 @@ static lb_status observe(void *user, int layer, int which, const float *x, int n
     return LB_OK;
 }
 
-static void finish(lb_calib_stats *s, const collector *k) {
-    for (int i = 0; i < s->info.n_layers * LB_CALIB_N_INPUTS; i++) {
-        calib_input *c = &s->in[i];
-        const double *sum = k->sum + k->offset[i], *sum_abs = k->sum_abs + k->offset[i];
-        size_t cols = (size_t)c->cols;
-        for (size_t j = 0; j < cols; j++) {
-            if (c->mean_x) c->mean_x[j] = c->n ? (float)(sum[j] / (double)c->n) : 0;
-            if (c->mean_abs_x) c->mean_abs_x[j] = c->n ? (float)(sum_abs[j] / (double)c->n) : 0;
-        }
-        if (c->xtx) /* mirror the upper triangle */
-            for (size_t a = 0; a < cols; a++)
-                for (size_t b = 0; b < a; b++) c->xtx[a * cols + b] = c->xtx[b * cols + a];
+void lb_calib_finish_input(lb_calib_stats *s, const lb_calib_collector *k, int i) {
+    calib_input *c = &s->in[i];
+    const double *sum = k->sum + k->offset[i], *sum_abs = k->sum_abs + k->offset[i];
+    size_t cols = (size_t)c->cols;
+    for (size_t j = 0; j < cols; j++) {
+        if (c->mean_x) c->mean_x[j] = c->n ? (float)(sum[j] / (double)c->n) : 0;
+        if (c->mean_abs_x) c->mean_abs_x[j] = c->n ? (float)(sum_abs[j] / (double)c->n) : 0;
     }
+    if (c->xtx) /* mirror the upper triangle */
+        for (size_t a = 0; a < cols; a++)
+            for (size_t b = 0; b < a; b++) c->xtx[a * cols + b] = c->xtx[b * cols + a];
+}
+
+static void finish(lb_calib_stats *s, const lb_calib_collector *k) {
+    for (int i = 0; i < s->info.n_layers * LB_CALIB_N_INPUTS; i++) lb_calib_finish_input(s, k, i);
     lb_calib_link(s);
 }
 
@@ -247,11 +258,11 @@ typedef struct {
 } sequence;
 
 static lb_status run(const lb_model *m, const lb_calib_opts *o, const lb_text *t, int first, int end, int ctx,
-                     lb_calib_stats *s, collector *k) {
+                     lb_calib_stats *s, lb_calib_collector *k) {
     lb_state *state = NULL;
     lb_status st = lb_state_create(m, ctx, &state);
     if (st != LB_OK) return st;
-    lb_state_set_observer(state, observe, k);
+    lb_state_set_observer(state, lb_calib_observe, k);
     lb_progress p;
     lb_progress_begin(&p, "calibrate", (uint64_t)(end - first));
     int64_t done = 0;
@@ -284,13 +295,8 @@ static lb_status run(const lb_model *m, const lb_calib_opts *o, const lb_text *t
     return LB_OK;
 }
 
-lb_status lb_calibrate(const lb_model *m, const lb_calib_opts *o, lb_calib_stats **out) {
-    *out = NULL;
-    lb_calib_opts def;
-    if (!o) {
-        lb_calib_opts_default(&def);
-        o = &def;
-    }
+lb_status lb_calib_prepare(const lb_model *m, const lb_calib_opts *o, unsigned allowed, lb_calib_prep *p) {
+    memset(p, 0, sizeof *p);
     if (!m->tokenizer) return lb_fail(LB_ERR_INVALID, "calibration needs the model's tokenizer");
     if (o->split == LB_SPLIT_EVAL)
         return lb_fail(LB_ERR_INVALID, "calibration never reads the evaluation split (use calib or all)");
@@ -307,51 +313,100 @@ lb_status lb_calibrate(const lb_model *m, const lb_calib_opts *o, lb_calib_stats
         return lb_fail(LB_ERR_INVALID, "calibration: histogram bins must be a multiple of 4 in 4..65536, not %d",
                        bins);
     unsigned parts = o->parts ? o->parts : LB_CALIB_ALL_PARTS;
-    if (parts & ~(unsigned)LB_CALIB_ALL_PARTS)
+    if (parts & LB_STATS_DXTX & ~allowed)
+        return lb_fail(LB_ERR_UNSUPPORTED, "(x_fp - x) x^T needs the fp32 and the partly quantized model's inputs: "
+                       "only sequential calibration collects it");
+    if (parts & ~allowed)
         return lb_fail(LB_ERR_UNSUPPORTED, "calibration collects x^T x, mean |x|, max |x|, mean x and the "
                        "histogram; not gradients");
-
-    lb_text own;
-    const lb_text *t = o->text;
-    if (!t) {
+    p->text = o->text;
+    if (!p->text) {
         if (!o->text_path) return lb_fail(LB_ERR_INVALID, "calibration: no text given");
-        lb_status st = lb_text_load(o->text_path, &own);
+        lb_status st = lb_text_load(o->text_path, &p->own);
         if (st != LB_OK) return st;
-        t = &own;
+        p->text = &p->own;
+        p->owns_text = 1;
     }
     int calib_blocks = o->calib_blocks ? o->calib_blocks : 128;
-    int first, end;
-    lb_status st = lb_text_split(t, o->split, calib_blocks, &first, &end);
+    lb_status st = lb_text_split(p->text, o->split, calib_blocks, &p->first, &p->end);
     if (st == LB_OK && o->blocks) {
-        if (o->blocks > end - first)
+        if (o->blocks > p->end - p->first)
             st = lb_fail(LB_ERR_INVALID, "calibration: asked for %d blocks, but the %s split of '%s' has only %d",
-                         o->blocks, lb_split_name(o->split), t->path, end - first);
+                         o->blocks, lb_split_name(o->split), p->text->path, p->end - p->first);
         else
-            end = first + o->blocks;
+            p->end = p->first + o->blocks;
     }
-    lb_calib_info info = {.dim = m->cfg.dim, .hidden_dim = m->cfg.hidden_dim, .n_layers = m->cfg.n_layers,
-                          .vocab_size = m->cfg.vocab_size, .parts = parts, .hist_bins = bins};
-    snprintf(info.source, sizeof info.source, "%.400s, %s split blocks %d..%d, ctx %d", t->path,
-             lb_split_name(o->split), first + 1, end, ctx);
+    if (st != LB_OK) {
+        lb_calib_prep_free(p);
+        return st;
+    }
+    p->ctx = ctx;
+    p->info = (lb_calib_info){.dim = m->cfg.dim, .hidden_dim = m->cfg.hidden_dim, .n_layers = m->cfg.n_layers,
+                              .vocab_size = m->cfg.vocab_size, .parts = parts, .hist_bins = bins};
+    snprintf(p->info.source, sizeof p->info.source, "%.400s, %s split blocks %d..%d, ctx %d", p->text->path,
+             lb_split_name(o->split), p->first + 1, p->end, ctx);
+    return LB_OK;
+}
+
+void lb_calib_prep_free(lb_calib_prep *p) {
+    if (p->owns_text) lb_text_free(&p->own);
+    p->owns_text = 0;
+    p->text = NULL;
+}
+
+lb_status lb_calib_collector_init(lb_calib_collector *k, const lb_model *m, lb_calib_stats *s, int ctx) {
+    memset(k, 0, sizeof *k);
+    k->n_layers = m->cfg.n_layers;
+    k->hist_bins = s->info.hist_bins;
+    k->parts = s->info.parts;
+    k->sel_layer = k->sel_input = -1;
+    size_t n_in = (size_t)m->cfg.n_layers * LB_CALIB_N_INPUTS, total = 0;
+    k->c = s->in;
+    k->offset = lb_calloc(n_in, sizeof *k->offset);
+    for (size_t i = 0; k->offset && i < n_in; i++) {
+        k->offset[i] = total;
+        total += (size_t)s->in[i].cols;
+    }
+    int wide = m->cfg.hidden_dim > m->cfg.dim ? m->cfg.hidden_dim : m->cfg.dim;
+    k->sum = lb_calloc(total, sizeof(double));
+    k->sum_abs = lb_calloc(total, sizeof(double));
+    int need_rows = (k->parts & (LB_STATS_XTX | LB_STATS_DXTX)) != 0;
+    k->rows = need_rows ? lb_alloc((size_t)ctx * (size_t)wide * sizeof(double)) : NULL;
+    k->drows = (k->parts & LB_STATS_DXTX) ? lb_alloc((size_t)ctx * (size_t)wide * sizeof(double)) : NULL;
+    k->hist_tmp = lb_alloc((size_t)k->hist_bins * sizeof(int64_t));
+    if (!k->offset || !k->sum || !k->sum_abs || !k->hist_tmp || (need_rows && !k->rows) ||
+        ((k->parts & LB_STATS_DXTX) && !k->drows)) {
+        lb_calib_collector_free(k);
+        return lb_fail(LB_ERR_NOMEM, "calibration: out of memory for the accumulators");
+    }
+    return LB_OK;
+}
+
+void lb_calib_collector_free(lb_calib_collector *k) {
+    lb_free(k->offset);
+    lb_free(k->sum);
+    lb_free(k->sum_abs);
+    lb_free(k->rows);
+    lb_free(k->drows);
+    lb_free(k->hist_tmp);
+    memset(k, 0, sizeof *k);
+}
+
+lb_status lb_calibrate(const lb_model *m, const lb_calib_opts *o, lb_calib_stats **out) {
+    *out = NULL;
+    lb_calib_opts def;
+    if (!o) {
+        lb_calib_opts_default(&def);
+        o = &def;
+    }
+    lb_calib_prep p;
+    lb_status st = lb_calib_prepare(m, o, LB_CALIB_ALL_PARTS, &p);
+    if (st != LB_OK) return st;
     lb_calib_stats *s = NULL;
-    collector k = {.n_layers = m->cfg.n_layers, .hist_bins = bins, .parts = parts};
-    if (st == LB_OK) st = lb_calib_alloc(&info, m->cfg.n_kv_heads * m->cfg.head_dim, &s);
-    if (st == LB_OK) {
-        size_t n_in = (size_t)m->cfg.n_layers * LB_CALIB_N_INPUTS, total = 0;
-        k.c = s->in;
-        k.offset = lb_calloc(n_in, sizeof *k.offset);
-        for (size_t i = 0; k.offset && i < n_in; i++) {
-            k.offset[i] = total;
-            total += (size_t)s->in[i].cols;
-        }
-        int wide = m->cfg.hidden_dim > m->cfg.dim ? m->cfg.hidden_dim : m->cfg.dim;
-        k.sum = lb_calloc(total, sizeof(double));
-        k.sum_abs = lb_calloc(total, sizeof(double));
-        k.rows = (parts & LB_STATS_XTX) ? lb_alloc((size_t)ctx * (size_t)wide * sizeof(double)) : NULL;
-        k.hist_tmp = lb_alloc((size_t)bins * sizeof(int64_t));
-        if (!k.offset || !k.sum || !k.sum_abs || !k.hist_tmp || ((parts & LB_STATS_XTX) && !k.rows))
-            st = LB_ERR_NOMEM;
-    }
+    lb_calib_collector k;
+    memset(&k, 0, sizeof k);
+    st = lb_calib_alloc(&p.info, m->cfg.n_kv_heads * m->cfg.head_dim, &s);
+    if (st == LB_OK) st = lb_calib_collector_init(&k, m, s, p.ctx);
 #ifdef LB_HAVE_BLAS
     /* OpenBLAS may thread internally; one thread keeps dsyrk's summation
      * order, hence the bytes, independent of the thread count. Set once:
@@ -359,17 +414,13 @@ lb_status lb_calibrate(const lb_model *m, const lb_calib_opts *o, lb_calib_stats
     int blas_threads = openblas_get_num_threads();
     if (blas_threads != 1) openblas_set_num_threads(1);
 #endif
-    if (st == LB_OK) st = run(m, o, t, first, end, ctx, s, &k);
+    if (st == LB_OK) st = run(m, o, p.text, p.first, p.end, p.ctx, s, &k);
 #ifdef LB_HAVE_BLAS
     if (blas_threads != 1) openblas_set_num_threads(blas_threads);
 #endif
     if (st == LB_OK) finish(s, &k);
-    lb_free(k.offset);
-    lb_free(k.sum);
-    lb_free(k.sum_abs);
-    lb_free(k.rows);
-    lb_free(k.hist_tmp);
-    if (t == &own) lb_text_free(&own);
+    lb_calib_collector_free(&k);
+    lb_calib_prep_free(&p);
     if (st != LB_OK) {
         lb_calib_stats_free(s);
         return st;

@@ -16,6 +16,7 @@ typedef struct {
     double *xtx;       /* (cols, cols) */
     float *mean_abs_x, *max_abs_x, *mean_x; /* (cols) */
     int64_t *hist;     /* (hist_bins) */
+    double *dxtx;      /* (cols, cols): sum (x_fp - x) x^T, sequential calibration only */
     double hist_range; /* power of two; 0 until a nonzero x was seen */
 } calib_input;
 
@@ -30,5 +31,44 @@ struct lb_calib_stats {
 lb_status lb_calib_alloc(const lb_calib_info *info, int kv_dim, lb_calib_stats **out);
 /* Points every linear's lb_layer_stats at its input's arrays. */
 void lb_calib_link(lb_calib_stats *s);
+
+/* The accumulators of one collection: double sums per input (the float
+ * means are computed from them at the end), scratch rows for dsyrk.
+ * sel_layer / sel_input >= 0 restrict what is accumulated to that layer or
+ * input (sequential calibration); -1: everything. */
+typedef struct {
+    calib_input *c; /* the stats' inputs */
+    double *sum, *sum_abs; /* per input: cols each, at offset[input] */
+    size_t *offset;
+    double *rows; /* scratch: ctx rows x max cols, in double */
+    int64_t *hist_tmp; /* scratch: hist_bins */
+    const float *shared[2]; /* last q and gate input pointers */
+    int n_layers, hist_bins, block;
+    unsigned parts;
+    int sel_layer, sel_input;
+    const float *fp_rows; /* LB_STATS_DXTX: the fp32 model's rows of the observed input (same tokens) */
+    double *drows;        /* scratch for x_fp - x: ctx rows x max cols, in double */
+} lb_calib_collector;
+
+lb_status lb_calib_collector_init(lb_calib_collector *k, const lb_model *m, lb_calib_stats *s, int ctx);
+void lb_calib_collector_free(lb_calib_collector *k);
+/* The observer (user = the collector): checks and accumulates one linear's input. */
+lb_status lb_calib_observe(void *user, int layer, int which, const float *x, int n, int cols);
+/* Input i (layer * LB_CALIB_N_INPUTS + input) complete: its means from the
+ * sums, X^T X's lower triangle mirrored. */
+void lb_calib_finish_input(lb_calib_stats *s, const lb_calib_collector *k, int i);
+
+/* The validated options of a collection: text (loaded when given by path),
+ * the split's blocks [first, end), ctx, and the statistics' info. */
+typedef struct {
+    const lb_text *text;
+    lb_text own;
+    int owns_text;
+    int first, end, ctx;
+    lb_calib_info info;
+} lb_calib_prep;
+/* allowed: the LB_STATS_* parts this collection can give (o->parts beyond them fail) */
+lb_status lb_calib_prepare(const lb_model *m, const lb_calib_opts *o, unsigned allowed, lb_calib_prep *p);
+void lb_calib_prep_free(lb_calib_prep *p);
 
 #endif

@@ -50,7 +50,8 @@ lb_status lb_calib_stats_save(const lb_calib_stats *s, const char *path) {
     if (st == LB_OK) st = lb_gguf_set_u32(w, "lowbit.calib.model.kv_dim", (uint32_t)s->kv_dim);
     if (st == LB_OK) st = lb_gguf_set_u64(w, "lowbit.calib.tokens", (uint64_t)i->tokens);
     if (st == LB_OK) st = lb_gguf_set_u64(w, "lowbit.calib.sequences", (uint64_t)i->sequences);
-    if (st == LB_OK) st = lb_gguf_set_u32(w, "lowbit.calib.parts", i->parts);
+    /* the file has no place for (x_fp - x) x^T (sequential calibration's, never saved) */
+    if (st == LB_OK) st = lb_gguf_set_u32(w, "lowbit.calib.parts", i->parts & LB_CALIB_ALL_PARTS);
     if (st == LB_OK) st = lb_gguf_set_u32(w, "lowbit.calib.hist_bins", (uint32_t)i->hist_bins);
     if (st == LB_OK) st = lb_gguf_set_str(w, "lowbit.calib.source", i->source);
     if (st == LB_OK) st = lb_gguf_set_arr(w, "lowbit.calib.n", LB_GGUF_UINT64, ns, n_in);

@@ -25,8 +25,10 @@ static void draw(lb_progress *p) {
     double el = lb_now() - p->t_start;
     double frac = p->total ? (double)p->done / (double)p->total : 0.0;
     double eta = (frac > 0 && frac < 1) ? el * (1 - frac) / frac : 0;
-    fprintf(stderr, "\r%s: %llu/%llu (%3.0f%%) %.1fs elapsed, ~%.1fs left   ", p->label,
-            (unsigned long long)p->done, (unsigned long long)p->total, 100 * frac, el, eta);
+    /* \033[K clears what a longer item left on the line */
+    fprintf(stderr, "\r%s: %llu/%llu (%3.0f%%) %.1fs elapsed, ~%.1fs left%s%s\033[K", p->label,
+            (unsigned long long)p->done, (unsigned long long)p->total, 100 * frac, el, eta, p->item[0] ? "  " : "",
+            p->item);
     fflush(stderr);
 }
 
@@ -34,6 +36,7 @@ void lb_progress_begin(lb_progress *p, const char *label, uint64_t total) {
     p->label = label;
     p->total = total;
     p->done = 0;
+    p->item[0] = 0;
     p->t_start = p->t_last = lb_now();
     p->active = progress_enabled();
 }
@@ -47,9 +50,20 @@ void lb_progress_update(lb_progress *p, uint64_t done) {
     draw(p);
 }
 
+void lb_progress_item(lb_progress *p, const char *item) {
+    snprintf(p->item, sizeof p->item, "%s", item ? item : "");
+    if (!p->active) return;
+    /* a new item is worth showing at once, but not more than ~10 times a second */
+    double t = lb_now();
+    if (t - p->t_last < 0.1) return;
+    p->t_last = t;
+    draw(p);
+}
+
 void lb_progress_end(lb_progress *p) {
     if (!p->active) return;
     p->done = p->total;
+    p->item[0] = 0;
     draw(p);
     fputc('\n', stderr);
     p->active = 0;

@@ -44,3 +44,8 @@ lb_status lb_pipeline_slots_apply(lb_model *m, const lb_tensor *t, const lb_quan
     }
     return st;
 }
+
+size_t lb_pipeline_slot_bytes(const lb_model *m, const lb_tensor *t) {
+    const lb_linear *L = linear_of(m, t);
+    return L ? lb_linear_slot_bytes(L) : 0;
+}

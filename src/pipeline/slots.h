@@ -13,5 +13,8 @@ lb_status lb_pipeline_slots_check(const lb_model *m, const lb_tensor *t, const l
 /* Sets the linear's outliers and adds the bias change to its bias. Only
  * allocation can fail here, once every check passed. */
 lb_status lb_pipeline_slots_apply(lb_model *m, const lb_tensor *t, const lb_quant_extras *x);
+/* Bytes of the slots of the linear t is the weight of (0 for other tensors),
+ * as stored: what a tensor's record adds to its bpw. */
+size_t lb_pipeline_slot_bytes(const lb_model *m, const lb_tensor *t);
 
 #endif

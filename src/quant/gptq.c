@@ -57,14 +57,26 @@
  *   k-quant fits are the model): clip=mse scores each candidate grid by
  *   sum_i H_ii (w_i - q_i)^2 instead of the plain squared error, the diagonal
  *   of the loss GPTQ minimizes. Min-max and aciq grids ignore it.
- * - GPTAQ's asymmetric calibration is not implemented (it needs the
- *   cross-statistics of quantized and fp32 inputs, which lowbit does not
- *   collect yet).
  * - Dense-and-sparse (lb_method_opts.keep, src/quant/outliers.c): a kept
  *   weight spreads no error (its error is zero: the sparse part makes it
  *   exact) and its final updated value goes to kept[]; it still receives
  *   updates from earlier columns, and a dynamic group grid sees its
  *   replacement value plus those updates.
+ * - GPTAQ (Li et al. 2025, "GPTAQ: Efficient Finetuning-Free Quantization
+ *   for Asymmetric Calibration", arXiv:2504.02692; reference code
+ *   Intelligent-Computing-Lab-Yale/GPTAQ gptaq_utils.py; METHODS.md s26) is
+ *   the row "gptaq": the objective becomes ||Q X~^T - W X^T||^2, the
+ *   quantized layer on the partly quantized model's inputs X~ matching the
+ *   fp32 layer on the fp32 inputs X, with H = X~^T X~ and the cross
+ *   statistics D = (X - X~)^T X~ (LB_STATS_DXTX, sequential calibration
+ *   only). As the reference, P = alpha triu_1(D U^T) U (in act-order
+ *   coordinates, D's dead columns zeroed) and every column update gains
+ *   + w_i P_i,j (j > i), w_i the column's weight just before rounding;
+ *   alpha defaults to the reference's 0.25. Deviation: the reference's lazy
+ *   block update uses the rounded block (W1 after its columns became q)
+ *   while its in-block update uses w_i; here both use w_i, so the result
+ *   does not depend on the block size. The reported loss is still
+ *   sum e_i^2 (the symmetric part).
  * Determinism: rows are processed in fixed tiles of 64, each tile by one
  * thread with single-threaded BLAS, so the bytes do not depend on the
  * thread count; the factorization, once before, splits its work into fixed
@@ -91,6 +103,7 @@ typedef struct {
     int static_groups;
     int weighted_grid;
     lb_rtn_opts rtn; /* grid rule for each group */
+    double alpha;    /* gptaq: strength of the asymmetric term (0: plain GPTQ) */
 } gptq_opts;
 
 static const char *const clip_choices[] = {"minmax", "mse", "aciq", "aciq-gauss", NULL};
@@ -108,6 +121,21 @@ static const lb_method_option gptq_options[] = {
      NULL, NULL},
 };
 
+/* gptaq: gptq's options and alpha */
+static const lb_method_option gptaq_options[] = {
+    {"percdamp", LB_OPTION_FLOAT, "0.01", "damping added to diag(H), relative to its mean (raised if needed)", 0,
+     10, NULL, NULL},
+    {"block", LB_OPTION_INT, "128", "columns per lazy-batch block", 1, 65536, NULL, NULL},
+    {"act_order", LB_OPTION_INT, "0", "1: quantize columns by descending diag(H) (static groups)", 0, 1, NULL, NULL},
+    {"static_groups", LB_OPTION_INT, "0", "1: group grids from the initial weights, not the updated ones", 0, 1,
+     NULL, NULL},
+    {"clip", LB_OPTION_CHOICE, "minmax", "each group's grid range: minmax | mse | aciq | aciq-gauss", 0, 0,
+     clip_choices, "clipping rule"},
+    {"weighted_grid", LB_OPTION_INT, "0", "1: clip=mse scores a grid by its error weighted by diag(H) per input", 0, 1,
+     NULL, NULL},
+    {"alpha", LB_OPTION_FLOAT, "0.25", "weight of the fp32-input term (GPTAQ's reference: 0.25)", 0, 1, NULL, NULL},
+};
+
 static void opts_from(const lb_method_opts *o, gptq_opts *g) {
     g->percdamp = o->value[0];
     g->block = (int)o->value[1];
@@ -116,15 +144,17 @@ static void opts_from(const lb_method_opts *o, gptq_opts *g) {
     lb_rtn_opts_default(&g->rtn);
     lb_clip_parse(clip_choices[(int)o->value[4]], &g->rtn.clip);
     g->weighted_grid = (int)o->value[5];
+    double alpha = lb_method_opts_get(o, "alpha"); /* gptaq's row only */
+    g->alpha = isnan(alpha) ? 0.0 : alpha;
 }
 
 static lb_status gptq_check(const lb_qspec *spec, const lb_method_opts *o) {
-    (void)o;
     lb_grid_kind grid = lb_format_grid(spec);
     if (grid != LB_GRID_UNIFORM && grid != LB_GRID_ABSMAX) {
         char text[64];
         lb_qspec_format(spec, text, sizeof text);
-        return lb_fail(LB_ERR_INVALID, "method gptq quantizes to uniform (int) and nf4 formats, not '%s'", text);
+        return lb_fail(LB_ERR_INVALID, "method %s quantizes to uniform (int) and nf4 formats, not '%s'",
+                       o && o->method ? o->method->name : "gptq", text);
     }
 #ifndef LB_HAVE_BLAS
     return lb_fail(LB_ERR_UNSUPPORTED, "method gptq needs OpenBLAS and LAPACKE, and lowbit was built without them");
@@ -291,6 +321,7 @@ typedef struct {
     int64_t cols;
     const int *perm; /* position -> original column */
     const float *U;  /* cols x cols */
+    const float *P;  /* gptaq: cols x cols strictly upper (NULL: plain GPTQ) */
     int dynamic;     /* fit each group when its first column is reached */
     const char *dead;      /* original column -> H_jj == 0 */
     const uint8_t *keep;   /* dense-and-sparse: weights stored exactly elsewhere (NULL: none) */
@@ -301,9 +332,9 @@ typedef struct {
 /* Quantizes rows [r0, r0 + tr) of the (already permuted, dead-zeroed) tile
  * W (tr x cols, updated in place); writes codes (and, dynamic, grids) into q. */
 static lb_status gptq_tile(const gptq_job *job, lb_qtensor *q, int64_t r0, int64_t tr, float *W, float *E,
-                           float *gbuf, double *loss) {
+                           float *Wpre, float *gbuf, double *loss) {
     const int64_t n = job->cols, B = job->o->block, G = q->group_len;
-    const float *U = job->U;
+    const float *U = job->U, *P = job->P;
     double sum = 0;
     for (int64_t c0 = 0; c0 < n; c0 += B) {
         int64_t c1 = c0 + B < n ? c0 + B : n, bl = c1 - c0;
@@ -341,12 +372,23 @@ static lb_status gptq_tile(const gptq_job *job, lb_qtensor *q, int64_t r0, int64
                 E[r * bl + (i - c0)] = e;
                 sum += (double)e * e;
                 const float *u = U + i * n;
-                for (int64_t m = i + 1; m < c1; m++) row[m] -= e * u[m];
+                if (P) { /* gptaq: the fp32-input term of this column, carried by the later ones */
+                    float wi = row[i];
+                    const float *p = P + i * n;
+                    Wpre[r * bl + (i - c0)] = wi;
+                    for (int64_t m = i + 1; m < c1; m++) row[m] -= e * u[m] - wi * p[m];
+                } else {
+                    for (int64_t m = i + 1; m < c1; m++) row[m] -= e * u[m];
+                }
             }
         }
-        if (c1 < n)
+        if (c1 < n) {
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)tr, (int)(n - c1), (int)bl, -1.0f, E,
                         (int)bl, U + c0 * n + c1, (int)n, 1.0f, W + c1, (int)n);
+            if (P)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)tr, (int)(n - c1), (int)bl, 1.0f, Wpre,
+                            (int)bl, P + c0 * n + c1, (int)n, 1.0f, W + c1, (int)n);
+        }
     }
     /* padding decodes to (nearly) zero, as RTN stores it */
     for (int64_t r = 0; r < tr; r++)
@@ -354,6 +396,36 @@ static lb_status gptq_tile(const gptq_job *job, lb_qtensor *q, int64_t r0, int64
             q->codes[(r0 + r) * q->cols_padded + c] =
                 (uint8_t)lb_qtensor_nearest_code(q, lb_qtensor_group(q, r0 + r, c), 0.0f);
     *loss = sum;
+    return LB_OK;
+}
+
+/* gptaq: P = alpha triu_1(D U^T) U in the act-order coordinates (perm), D's
+ * dead columns zeroed; double products, single-threaded BLAS (the caller
+ * holds OpenBLAS at one thread), stored as float for the updates. */
+static lb_status gptaq_factor(const double *dxtx, int64_t n, const int *perm, const char *dead, double alpha,
+                              const float *U, float *P) {
+    size_t nn = (size_t)(n * n);
+    double *D = lb_alloc(nn * sizeof(double)), *Ud = lb_alloc(nn * sizeof(double)),
+           *A = lb_alloc(nn * sizeof(double));
+    if (!D || !Ud || !A) {
+        lb_free(D);
+        lb_free(Ud);
+        lb_free(A);
+        return lb_fail(LB_ERR_NOMEM, "out of memory in gptaq (%lld columns)", (long long)n);
+    }
+    for (int64_t a = 0; a < n; a++)
+        for (int64_t b = 0; b < n; b++) D[a * n + b] = dead[perm[b]] ? 0.0 : dxtx[(int64_t)perm[a] * n + perm[b]];
+    for (size_t i = 0; i < nn; i++) Ud[i] = U[i];
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)n, (int)n, 1.0, D, (int)n, Ud, (int)n, 0.0, A,
+                (int)n);
+    for (int64_t a = 0; a < n; a++) /* strictly upper: column a's term goes to later columns only */
+        for (int64_t b = 0; b <= a; b++) A[a * n + b] = 0.0;
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)n, (int)n, alpha, A, (int)n, Ud, (int)n, 0.0,
+                D, (int)n);
+    for (size_t i = 0; i < nn; i++) P[i] = (float)D[i];
+    lb_free(D);
+    lb_free(Ud);
+    lb_free(A);
     return LB_OK;
 }
 
@@ -380,8 +452,9 @@ static lb_status check_inputs(const float *w, int64_t rows, int64_t cols, const 
     return LB_OK;
 }
 
-static lb_status gptq_run(const float *w, int64_t rows, int64_t cols, const double *xtx, const lb_qspec *spec,
-                          const gptq_opts *o, const lb_method_opts *mo, lb_qtensor *q, lb_method_report *rep) {
+static lb_status gptq_run(const float *w, int64_t rows, int64_t cols, const double *xtx, const double *dxtx,
+                          const lb_qspec *spec, const gptq_opts *o, const lb_method_opts *mo, lb_qtensor *q,
+                          lb_method_report *rep) {
     lb_status st = check_inputs(w, rows, cols, xtx);
     if (st != LB_OK) return st;
     memset(rep, 0, sizeof *rep);
@@ -389,7 +462,7 @@ static lb_status gptq_run(const float *w, int64_t rows, int64_t cols, const doub
     char *dead = calloc((size_t)cols, 1);
     double *diag = malloc((size_t)cols * sizeof(double));
     float *U = lb_alloc((size_t)(cols * cols) * sizeof(float));
-    float *w0 = NULL, *colw = NULL;
+    float *w0 = NULL, *colw = NULL, *P = NULL;
     if (!perm || !dead || !diag || !U) {
         st = LB_ERR_NOMEM;
         goto done;
@@ -408,6 +481,10 @@ static lb_status gptq_run(const float *w, int64_t rows, int64_t cols, const doub
     openblas_set_num_threads(1);
     double t0 = lb_now();
     st = inverse_factor(xtx, cols, perm, dead, o->percdamp, U, rep);
+    if (st == LB_OK && dxtx && o->alpha > 0) {
+        if (!(P = lb_alloc((size_t)(cols * cols) * sizeof(float)))) st = LB_ERR_NOMEM;
+        else st = gptaq_factor(dxtx, cols, perm, dead, o->alpha, U, P);
+    }
     rep->factor_seconds = lb_now() - t0;
     if (st != LB_OK) goto restore;
 
@@ -441,7 +518,7 @@ static lb_status gptq_run(const float *w, int64_t rows, int64_t cols, const doub
     if (st != LB_OK) goto restore;
     int dynamic = q->groups_per_row > 0 && q->group_len < cols && !o->act_order && !o->static_groups &&
                   !(lb_format_grid(spec) == LB_GRID_ABSMAX && spec->double_quant);
-    gptq_job job = {o, cols, perm, U, dynamic, dead, mo->keep, mo->kept, colw};
+    gptq_job job = {o, cols, perm, U, P, dynamic, dead, mo->keep, mo->kept, colw};
     int64_t n_tiles = (rows + TILE_ROWS - 1) / TILE_ROWS;
     double *tile_loss = calloc((size_t)n_tiles, sizeof(double));
     if (!tile_loss) {
@@ -455,19 +532,21 @@ static lb_status gptq_run(const float *w, int64_t rows, int64_t cols, const doub
         int64_t B = o->block < cols ? o->block : cols;
         float *W = lb_alloc((size_t)(TILE_ROWS * cols) * sizeof(float));
         float *E = lb_alloc((size_t)(TILE_ROWS * B) * sizeof(float));
+        float *Wpre = P ? lb_alloc((size_t)(TILE_ROWS * B) * sizeof(float)) : NULL;
         float *gbuf = lb_alloc((size_t)(TILE_ROWS * q->group_len) * sizeof(float));
-        if (!W || !E || !gbuf) lb_worker_error_set(&err, lb_fail(LB_ERR_NOMEM, "out of memory in gptq"));
+        if (!W || !E || !gbuf || (P && !Wpre)) lb_worker_error_set(&err, lb_fail(LB_ERR_NOMEM, "out of memory in gptq"));
 #pragma omp for schedule(dynamic, 1)
         for (int64_t t = 0; t < n_tiles; t++) {
             if (lb_worker_error_failed(&err)) continue;
             int64_t r0 = t * TILE_ROWS, tr = rows - r0 < TILE_ROWS ? rows - r0 : TILE_ROWS;
             for (int64_t r = 0; r < tr; r++)
                 for (int64_t i = 0; i < cols; i++) W[r * cols + i] = w0[(r0 + r) * cols + perm[i]];
-            lb_status s = gptq_tile(&job, q, r0, tr, W, E, gbuf, &tile_loss[t]);
+            lb_status s = gptq_tile(&job, q, r0, tr, W, E, Wpre, gbuf, &tile_loss[t]);
             if (s != LB_OK) lb_worker_error_set(&err, s);
         }
         lb_free(W);
         lb_free(E);
+        lb_free(Wpre);
         lb_free(gbuf);
     }
     st = lb_worker_error_raise(&err);
@@ -483,6 +562,7 @@ done:
     free(dead);
     free(diag);
     lb_free(U);
+    lb_free(P);
     lb_free(w0);
     lb_free(colw);
     return st;
@@ -499,7 +579,9 @@ static lb_status gptq_quantize(const float *w, int64_t rows, int64_t cols, const
     lb_method_report local;
     lb_method_report *rep = opts->report ? opts->report : &local;
     double t0 = lb_now();
-    lb_status st = gptq_run(w, rows, cols, stats->xtx, spec, &o, opts, q, rep);
+    /* gptaq's row needs dxtx (checked by lb_quantize_tensor); gptq ignores it */
+    const double *dxtx = opts->method && opts->method->stats & LB_STATS_DXTX ? stats->dxtx : NULL;
+    lb_status st = gptq_run(w, rows, cols, stats->xtx, dxtx, spec, &o, opts, q, rep);
     rep->seconds = lb_now() - t0;
     return st;
 #else
@@ -521,6 +603,16 @@ const lb_method lb_method_gptq = {
     .stats = LB_STATS_XTX,
     .options = gptq_options,
     .n_options = (int)(sizeof gptq_options / sizeof gptq_options[0]),
+    .check = gptq_check,
+    .quantize = gptq_quantize,
+};
+
+const lb_method lb_method_gptaq = {
+    .name = "gptaq",
+    .summary = "GPTAQ: GPTQ matching the fp32 layer on fp32 inputs (needs --sequential calibration)",
+    .stats = LB_STATS_XTX | LB_STATS_DXTX,
+    .options = gptaq_options,
+    .n_options = (int)(sizeof gptaq_options / sizeof gptaq_options[0]),
     .check = gptq_check,
     .quantize = gptq_quantize,
 };

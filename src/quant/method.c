@@ -12,7 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const lb_method *const method_table[] = {&lb_method_rtn, &lb_method_twn, &lb_method_hqq, &lb_method_gptq};
+static const lb_method *const method_table[] = {&lb_method_rtn, &lb_method_twn, &lb_method_hqq, &lb_method_gptq,
+                                                 &lb_method_gptaq};
 #define N_METHODS ((int)(sizeof method_table / sizeof method_table[0]))
 
 int lb_method_count(void) { return N_METHODS; }
@@ -229,7 +230,8 @@ static unsigned stats_present(const lb_layer_stats *s) {
     if (!s) return 0;
     return (s->xtx ? LB_STATS_XTX : 0u) | (s->mean_abs_x ? LB_STATS_MEAN_ABS_X : 0u) |
            (s->max_abs_x ? LB_STATS_MAX_ABS_X : 0u) | (s->grad_sq ? LB_STATS_GRAD_SQ : 0u) |
-           (s->mean_x ? LB_STATS_MEAN_X : 0u) | (s->hist && s->hist_bins > 0 ? LB_STATS_HIST_X : 0u);
+           (s->mean_x ? LB_STATS_MEAN_X : 0u) | (s->hist && s->hist_bins > 0 ? LB_STATS_HIST_X : 0u) |
+           (s->dxtx ? LB_STATS_DXTX : 0u);
 }
 
 /* the common options' values: value[n_options + k] */
@@ -259,9 +261,10 @@ static int64_t first_nonfinite_f(const float *v, int64_t n) {
  * or from an activation that overflowed are not), so rows never test this. */
 static lb_status check_stats_for(const char *who, unsigned need, const lb_layer_stats *s, int64_t rows,
                                  int64_t cols) {
-    static const char *names[] = {"X^T X", "mean|x|", "max|x|", "sum g^2", "mean x", "histogram of x"};
+    static const char *names[] = {"X^T X", "mean|x|", "max|x|", "sum g^2", "mean x", "histogram of x",
+                                  "(x_fp - x) x^T, which only sequential calibration collects: use --sequential"};
     unsigned missing = need & ~stats_present(s);
-    for (int b = 0; b < 6; b++)
+    for (int b = 0; b < 7; b++)
         if (missing & (1u << b))
             return lb_fail(LB_ERR_INVALID, "%s needs calibration statistics (%s), and none were collected", who,
                            names[b]);
@@ -274,6 +277,11 @@ static lb_status check_stats_for(const char *who, unsigned need, const lb_layer_
             if (!isfinite(s->xtx[i]))
                 return lb_fail(LB_ERR_NUMERIC, "calibration statistics: X^T X entry (%lld, %lld) is %s",
                                (long long)(i / cols), (long long)(i % cols), isnan(s->xtx[i]) ? "NaN" : "infinite");
+    if (need & LB_STATS_DXTX)
+        for (int64_t i = 0; i < cols * cols; i++)
+            if (!isfinite(s->dxtx[i]))
+                return lb_fail(LB_ERR_NUMERIC, "calibration statistics: (x_fp - x) x^T entry (%lld, %lld) is %s",
+                               (long long)(i / cols), (long long)(i % cols), isnan(s->dxtx[i]) ? "NaN" : "infinite");
     const struct {
         unsigned bit;
         const float *v;

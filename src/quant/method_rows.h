@@ -9,6 +9,7 @@ extern const lb_method lb_method_rtn;
 extern const lb_method lb_method_twn;
 extern const lb_method lb_method_hqq;
 extern const lb_method lb_method_gptq;
+extern const lb_method lb_method_gptaq;
 
 /* lb_rtn_quantize whose mse searches (clip=mse) score each weight's squared
  * error times colw[column] (an input's importance, e.g. diag X^T X; NULL: 1).

@@ -85,6 +85,8 @@ typedef struct {
     lb_eval_opts eval;      /* .ref: the fp32 model, for KLD and top-1 */
     const lb_calib_stats *stats; /* for methods that need calibration statistics (NULL: none) */
     lb_act_quant act;       /* activation quantizer of every linear (kind LB_AQ_NONE: none) */
+    const lb_calib_opts *sequential; /* non-NULL: true-sequential quantization over this calibration text
+                                        (lb_quantize_model_sequential; stats is then unused) */
 } cli_qeval;
 typedef struct {
     double bpw;       /* the selected tensors as stored in the file, every bit counted */

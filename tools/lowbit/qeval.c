@@ -35,7 +35,8 @@ int cli_quantize_eval(const cli_qeval *q, const lb_qspec *spec, const lb_method_
     if (rc == CLI_OK && lb_plan_check(&plan) != LB_OK) rc = qeval_fail(err, n, CLI_SKIP, "");
     double t0 = lb_now();
     if (rc == CLI_OK && (spec->family != LB_FAMILY_F32 || q->act.kind != LB_AQ_NONE) &&
-        lb_quantize_model_calibrated(m, &plan, q->stats, NULL) != LB_OK)
+        (q->sequential ? lb_quantize_model_sequential(m, &plan, q->sequential, NULL)
+                       : lb_quantize_model_calibrated(m, &plan, q->stats, NULL)) != LB_OK)
         rc = qeval_fail(err, n, CLI_FAIL, "quantizing");
     row->quant_seconds = lb_now() - t0;
     if (rc == CLI_OK && lb_model_save_gguf(m, path) != LB_OK) rc = qeval_fail(err, n, CLI_FAIL, "saving");

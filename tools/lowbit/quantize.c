@@ -12,7 +12,8 @@ static const char *quantize_help_head =
     "usage: lowbit quantize MODEL -o OUT --format SPEC [--method NAME] [--clip RULE] [--tensors LIST]\n"
     "                       [--tensor-type PATTERN=SPEC[,method=NAME][,key=value]...]... [--recipe FILE]\n"
     "                       [--save-recipe FILE] [--dry-run] [--calib TEXT] [--calib-blocks N] [--stats FILE]\n"
-    "                       [--outliers FRACTION] [--outlier-rule RULE] [--bias-correct] [--act SPEC]\n\n"
+    "                       [--outliers FRACTION] [--outlier-rule RULE] [--bias-correct] [--act SPEC]\n"
+    "                       [--sequential] [--report FILE.json]\n\n"
     "Quantizes the selected tensors of MODEL (llama2.c or GGUF) and writes OUT, one GGUF file,\n"
     "atomically (nothing is left behind on failure).\n\n"
     "  -o, --output OUT   the GGUF file to write\n"
@@ -55,6 +56,13 @@ static const char *quantize_help_tail =
     "                                            (--calib/--stats as gptq); RULE minmax, p<P> (percentile\n"
     "                                            of |x|, e.g. p99.9, p99.99), kl (TensorRT entropy), mse\n"
     "                     e.g. W8A8: --format q8_0 --act int8:token\n"
+    "  --sequential       true-sequential calibration: layer by layer, in the stages {q,k,v}, o,\n"
+    "                     {gate,up}, down, each stage's statistics come from the model with the\n"
+    "                     earlier stages already quantized (GPTQ's true-sequential; see\n"
+    "                     docs/CALIBRATION.md). Not with --stats (saved statistics are the fp32 model's)\n"
+    "  --report FILE      per-tensor report as JSON, written atomically: format, method, options,\n"
+    "                     bpw, relative weight error, proxy loss tr(dW H dW^T)/n of the method and of\n"
+    "                     rtn on the same H (when statistics exist), damping, dead inputs, seconds\n"
     "  --tokenizer FILE   llama2.c tokenizer to embed (default: tok<vocab>.bin beside MODEL)\n"
     "  --json             one JSON object on stdout\n\n"
     "Rules apply in order, the last match winning: --format over --tensors, then the recipe's\n"
@@ -134,9 +142,9 @@ int cmd_quantize(int argc, char **argv) {
     cli_args a = {.argc = argc, .argv = argv, .i = 1, .verb = "quantize"};
     const char *out = NULL, *format = NULL, *method = "rtn", *clip = NULL, *tokenizer = NULL, *tensors = NULL;
     const char *recipe = NULL, *save_recipe = NULL, *types[MAX_TENSOR_TYPES];
-    const char *calib_text = NULL, *calib_blocks = NULL, *stats_path = NULL, *act = NULL;
+    const char *calib_text = NULL, *calib_blocks = NULL, *stats_path = NULL, *act = NULL, *report_path = NULL;
     const char *common[3] = {NULL, NULL, NULL}; /* outliers, outlier_rule, bias_correct */
-    int n_types = 0, dry_run = 0;
+    int n_types = 0, dry_run = 0, sequential = 0;
     while (a.i < argc) {
         int r;
         const char *type = NULL;
@@ -147,7 +155,8 @@ int cmd_quantize(int argc, char **argv) {
             (r = cli_option(&a, "--tokenizer", NULL, &tokenizer)) || (r = cli_option(&a, "--calib", NULL, &calib_text)) ||
             (r = cli_option(&a, "--calib-blocks", NULL, &calib_blocks)) || (r = cli_option(&a, "--stats", NULL, &stats_path)) ||
             (r = cli_option(&a, "--outliers", NULL, &common[0])) ||
-            (r = cli_option(&a, "--outlier-rule", NULL, &common[1])) || (r = cli_option(&a, "--act", NULL, &act))) {
+            (r = cli_option(&a, "--outlier-rule", NULL, &common[1])) || (r = cli_option(&a, "--act", NULL, &act)) ||
+            (r = cli_option(&a, "--report", NULL, &report_path))) {
             if (r < 0) return CLI_USAGE;
             continue;
         }
@@ -165,6 +174,10 @@ int cmd_quantize(int argc, char **argv) {
             common[2] = "1";
             continue;
         }
+        if (cli_flag(&a, "--sequential")) {
+            sequential = 1;
+            continue;
+        }
         if ((r = cli_unknown(&a)) != 0) return r;
     }
     if (a.help) {
@@ -177,6 +190,10 @@ int cmd_quantize(int argc, char **argv) {
     if (tensors && !format) return cli_usage_error("quantize", "--tensors selects what --format applies to: give --format");
     if (stats_path && (calib_text || calib_blocks))
         return cli_usage_error("quantize", "--stats gives saved statistics: --calib/--calib-blocks would not be used");
+    if (stats_path && sequential)
+        return cli_usage_error("quantize", "--sequential calibrates the partly quantized model as it goes: saved "
+                               "--stats (the fp32 model's) cannot be used");
+    if (report_path && dry_run) return cli_usage_error("quantize", "--dry-run quantizes nothing: no --report");
     lb_calib_opts copts;
     lb_calib_opts_default(&copts);
     if (calib_blocks) {
@@ -204,6 +221,11 @@ int cmd_quantize(int argc, char **argv) {
         lb_plan_free(&plan);
         return cli_error("quantize", NULL);
     }
+    const char *inputs_r[6] = {a.positional[0], tokenizer, recipe, copts.text_path, stats_path, out};
+    if (report_path && lb_output_check(report_path, inputs_r, 6) != LB_OK) {
+        lb_plan_free(&plan);
+        return cli_error("quantize", NULL);
+    }
 
     double t0 = lb_now();
     lb_model *m;
@@ -224,15 +246,23 @@ int cmd_quantize(int argc, char **argv) {
     }
     /* statistics only when a method needs them: saved ones, or the calibration split run now */
     lb_calib_stats *stats = NULL;
-    if (rc == CLI_OK && lb_plan_stats_needed(&plan)) {
+    if (rc == CLI_OK && (lb_plan_stats_needed(&plan) & LB_STATS_DXTX) && !sequential)
+        rc = cli_usage_error("quantize", "method gptaq compares the fp32 and the partly quantized model's inputs: "
+                             "it needs --sequential");
+    if (rc == CLI_OK && lb_plan_stats_needed(&plan) && !sequential) {
         if (stats_path ? lb_calib_stats_load(stats_path, m, &stats) != LB_OK : lb_calibrate(m, &copts, &stats) != LB_OK)
             rc = cli_error("quantize", NULL);
     }
     lb_quantize_report rep;
-    if (rc == CLI_OK && lb_quantize_model_calibrated(m, &plan, stats, &rep) != LB_OK) rc = cli_error("quantize", NULL);
+    memset(&rep, 0, sizeof rep);
+    if (rc == CLI_OK && (sequential ? lb_quantize_model_sequential(m, &plan, &copts, &rep)
+                                    : lb_quantize_model_calibrated(m, &plan, stats, &rep)) != LB_OK)
+        rc = cli_error("quantize", NULL);
     lb_calib_stats_free(stats);
     if (rc == CLI_OK && lb_model_save_gguf(m, out) != LB_OK) rc = cli_error("quantize", NULL);
     if (rc == CLI_OK && save_recipe && lb_plan_save_recipe(&plan, save_recipe, header) != LB_OK)
+        rc = cli_error("quantize", NULL);
+    if (rc == CLI_OK && report_path && lb_quantize_report_save_json(&rep, report_path) != LB_OK)
         rc = cli_error("quantize", NULL);
     if (rc == CLI_OK) {
         char spec_text[64] = "", clip_text[32], opts[512];
@@ -262,6 +292,12 @@ int cmd_quantize(int argc, char **argv) {
             lb_act_spec_format(&plan.act, act_text, sizeof act_text);
             json_kstr("act", act_text);
             json_kint("rules", plan.n_rules);
+            json_kbool("sequential", sequential);
+            if (report_path) json_kstr("report", report_path);
+            else {
+                json_key("report");
+                json_null();
+            }
             json_kint("tensors_quantized", rep.tensors_quantized);
             json_knum("bpw", rep.bpw);
             json_knum("bpw_all", rep.bpw_all);
@@ -277,11 +313,13 @@ int cmd_quantize(int argc, char **argv) {
             char act_text[64], act_note[96] = "";
             lb_act_spec_format(&plan.act, act_text, sizeof act_text);
             if (plan.act.kind != LB_AQ_NONE) snprintf(act_note, sizeof act_note, ", activations %s", act_text);
-            printf("%s: %d tensors %s%s%s: %.4f bpw quantized, %.4f bpw whole model, %s bytes, %.2fs\n", out,
-                   rep.tensors_quantized, how, format && (recipe || n_types) ? " with overrides" : "", act_note, rep.bpw,
+            printf("%s: %d tensors %s%s%s%s: %.4f bpw quantized, %.4f bpw whole model, %s bytes, %.2fs\n", out,
+                   rep.tensors_quantized, how, format && (recipe || n_types) ? " with overrides" : "",
+                   sequential ? ", sequential" : "", act_note, rep.bpw,
                    rep.bpw_all, fmt_thousands(bytes, b, sizeof b), secs);
         }
     }
+    lb_quantize_report_free(&rep);
     lb_model_free(m);
     lb_plan_free(&plan);
     return rc;

@@ -19,7 +19,7 @@
 static const char *sweep_help =
     "usage: lowbit sweep MODEL --text FILE [--methods LIST] [--formats LIST] [--grid FILE]\n"
     "                    [--split S] [--protocol P] [--ctx N] [--calib-blocks N] [--max-blocks N]\n"
-    "                    [--act LIST] [--md FILE] [--svg FILE] [--json] [--keep DIR]\n\n"
+    "                    [--act LIST] [--sequential] [--md FILE] [--svg FILE] [--json] [--keep DIR]\n\n"
     "Quantizes the seven linears of every layer of MODEL with every configuration of a grid\n"
     "(methods x formats), saves and reloads each as GGUF, evaluates it against the fp32 model and\n"
     "prints a markdown table: method | format | bpw | file size | ppl | ppl/fp32 | KLD | top-1 |\n"
@@ -44,6 +44,9 @@ static const char *sweep_help =
     "  --ctx N          context (docs: default the model's; chunks: default 256)\n"
     "  --calib-blocks N size of the calibration split (default 128)\n"
     "  --max-blocks N   evaluate only the first N blocks of the split (quick looks, tests)\n"
+    "  --sequential     calibrated methods (gptq) quantize true-sequentially: each stage's statistics\n"
+    "                   from the partly quantized model (docs/CALIBRATION.md, \"Sequential mode\");\n"
+    "                   default: from the fp32 model, collected once for the whole grid\n"
     "  --md FILE        the markdown table to FILE instead of stdout\n"
     "  --svg FILE       plot: ppl / fp32 ppl (log scale) against bpw, one line per method, the\n"
     "                   Pareto front (no other point with <= bpw and <= ppl, one of them lower)\n"
@@ -258,6 +261,7 @@ typedef struct {
     int ctx;
     double fp32_ppl;
     const char *command;
+    int sequential;
 } sweep_ctx;
 
 static void markdown(plot_buf *b, const sweep_ctx *s, const grid *g) {
@@ -300,6 +304,7 @@ static void json_line(const sweep_ctx *s, const grid *g, const config *c) {
     char act_text[64];
     lb_act_spec_format(&se->act, act_text, sizeof act_text);
     json_kstr("act", act_text);
+    json_kbool("sequential", s->sequential);
     json_kstr("format", c->spec_text);
     json_kstr("status", ok ? "ok" : c->status == CLI_SKIP ? "skipped" : "failed");
     json_knum("bpw", ok ? c->r.bpw : NAN);
@@ -380,6 +385,7 @@ int cmd_sweep(int argc, char **argv) {
     const char *text_path = NULL, *methods = NULL, *formats = NULL, *grid_path = NULL, *split = "eval", *protocol = "docs",
                *ctx = NULL, *calib = "128", *max_blocks = NULL, *md_path = NULL, *svg_path = NULL, *keep = NULL,
                *acts = NULL;
+    int sequential = 0;
     while (a.i < argc) {
         int r;
         if ((r = cli_option(&a, "--text", NULL, &text_path)) || (r = cli_option(&a, "--methods", NULL, &methods)) ||
@@ -390,6 +396,10 @@ int cmd_sweep(int argc, char **argv) {
             (r = cli_option(&a, "--svg", NULL, &svg_path)) || (r = cli_option(&a, "--keep", NULL, &keep)) ||
             (r = cli_option(&a, "--act", NULL, &acts))) {
             if (r < 0) return CLI_USAGE;
+            continue;
+        }
+        if (cli_flag(&a, "--sequential")) {
+            sequential = 1;
             continue;
         }
         if ((r = cli_unknown(&a)) != 0) return r;
@@ -404,7 +414,7 @@ int cmd_sweep(int argc, char **argv) {
     if (a.n_positional != 1) return cli_usage_error("sweep", "expected one MODEL");
     if (!text_path) return cli_usage_error("sweep", "missing --text FILE");
     if (grid_path && (methods || formats)) return cli_usage_error("sweep", "--grid replaces --methods and --formats: give one or the other");
-    sweep_ctx s = {.model_path = a.positional[0], .text_path = text_path};
+    sweep_ctx s = {.model_path = a.positional[0], .text_path = text_path, .sequential = sequential};
     long v;
     if (lb_protocol_parse(protocol, &s.eval.protocol) != LB_OK || lb_split_parse(split, &s.eval.split) != LB_OK)
         return cli_usage_error("sweep", "%s", lb_last_error());
@@ -480,6 +490,7 @@ int cmd_sweep(int argc, char **argv) {
      * the same text's calibration split, collected once for the whole grid:
      * never from the blocks being evaluated */
     lb_calib_stats *stats = NULL;
+    lb_calib_opts seq_calib;
     unsigned need = 0;
     for (int i = 0; i < g->n_series; i++) {
         need |= lb_method_opts_stats(&g->s[i].opts);
@@ -488,11 +499,15 @@ int cmd_sweep(int argc, char **argv) {
     if (rc == CLI_OK && need) {
         if (s.eval.split != LB_SPLIT_EVAL)
             rc = cli_usage_error("sweep", "calibrated methods need --split eval (they calibrate on the calibration split)");
-        lb_calib_opts co;
-        lb_calib_opts_default(&co);
-        co.text = &text;
-        co.calib_blocks = s.eval.calib_blocks;
-        if (rc == CLI_OK && lb_calibrate(ref, &co, &stats) != LB_OK) rc = cli_error("sweep", NULL);
+        if (rc == CLI_OK && (need & LB_STATS_DXTX) && !sequential)
+            rc = cli_usage_error("sweep", "method gptaq compares the fp32 and the partly quantized model's inputs: "
+                                 "it needs --sequential");
+        lb_calib_opts_default(&seq_calib);
+        seq_calib.text = &text;
+        seq_calib.calib_blocks = s.eval.calib_blocks;
+        /* sequential: each configuration calibrates its own partly quantized model */
+        if (sequential) q.sequential = &seq_calib;
+        else if (rc == CLI_OK && lb_calibrate(ref, &seq_calib, &stats) != LB_OK) rc = cli_error("sweep", NULL);
         q.stats = stats;
     }
     for (int i = 0; rc == CLI_OK && i < g->n; i++) {

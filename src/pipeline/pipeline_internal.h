@@ -1,0 +1,34 @@
+/* Inside src/pipeline: what the parallel (quantize_model.c) and the
+ * sequential (quantize_sequential.c) drivers share. */
+#ifndef LB_PIPELINE_INTERNAL_H
+#define LB_PIPELINE_INTERNAL_H
+
+#include "lowbit/pipeline.h"
+
+/* Resolves and checks a shallow copy of plan against m (the caller's plan
+ * stays const); p->entries is the copy's own (lb_free). */
+lb_status lb_pipeline_resolve(const lb_plan *plan, lb_model *m, lb_plan *p);
+
+/* Quantizes entry e of m into *out (a new tensor, m unchanged) and fills
+ * rec: stats is the tensor's input statistics or NULL; the method sees them
+ * only if it needs statistics, while the report's proxy losses use any
+ * X^T X given. */
+lb_status lb_pipeline_quantize_entry(lb_model *m, const lb_plan_entry *e, const lb_layer_stats *stats,
+                                     lb_tensor *out, lb_tensor_report *rec, lb_quant_extras *extras);
+/* extras: what the entry's common options (outliers, bias correction)
+ * produced for the linear's slots (zeroed when none), checked against the
+ * model (pipeline/slots.h); the caller applies or frees them. rec->bpw is
+ * the packed tensor's; the driver adds the slots once they are set. */
+
+/* The plan's activation quantizer for every linear (*acts NULL when the
+ * plan has none), static clips from stats; computed before any weight
+ * changes, so a failure leaves the model as it was. */
+lb_status lb_pipeline_plan_acts(const lb_model *m, const lb_act_quant *act, const lb_calib_stats *stats,
+                                lb_act_quant **acts);
+/* Sets them (NULL: nothing) and notes the spec in the model's quant note. */
+void lb_pipeline_set_acts(lb_model *m, const lb_act_quant *act, const lb_act_quant *acts);
+
+/* Fills the report's totals after m took the new tensors. */
+void lb_pipeline_report_totals(lb_model *m, int n, double t0, lb_quantize_report *report);
+
+#endif

@@ -1,0 +1,198 @@
+/* True-sequential quantization (GPTQ, Frantar et al. 2022, arXiv:2210.17323,
+ * the reference code's --true-sequential; METHODS.md s2, REFERENCE.md "seq").
+ *
+ * Objective: each linear's method minimizes its own error on the inputs it
+ * will really see, i.e. those of the model whose earlier linears are already
+ * quantized, instead of the fp32 model's. Layer by layer, and within a layer
+ * in four stages by input,
+ *     {q, k, v} (attn_in), o (attn_out), {gate, up} (ffn_in), down (ffn_hidden),
+ * the statistics of the stage's input are collected from the current model
+ * over the calibration text (lb_calib_seq: the residual stream is cached at
+ * the layer's input, so a stage costs one block pass), then the stage's
+ * tensors are quantized and put into the model before the next stage runs.
+ *
+ * Choices and deviations:
+ * - The token embedding, when the plan has it, is quantized first, so the
+ *   calibration runs on the embedding the quantized model will use; the
+ *   classifier (untied output) is quantized last. Neither is a linear with
+ *   input statistics (a method that needs them fails, as in the parallel
+ *   driver).
+ * - A stage with no tensor of the plan, or whose tensors' methods need no
+ *   statistics, is not observed; a plan that needs no statistics at all runs
+ *   no calibration and gives exactly lb_quantize_model's bytes.
+ * - All or nothing, as the parallel driver: the model holds each stage's
+ *   new tensors while later stages calibrate, and gets its original tensors
+ *   back if anything fails.
+ * - Only the statistic parts the plan's methods need are collected. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "pipeline_internal.h"
+
+/* entry i of p -> (layer, linear) of m, or layer -1 for a non-linear tensor */
+static void locate(lb_model *m, const lb_plan *p, int *layer, int *which) {
+    for (int i = 0; i < p->n_entries; i++) {
+        const lb_tensor *t = lb_model_tensor_at(m, p->entries[i].tensor);
+        layer[i] = which[i] = -1;
+        for (int l = 0; l < m->cfg.n_layers && layer[i] < 0; l++)
+            for (int w = 0; w < LB_N_LINEARS; w++)
+                if (&m->layers[l].linear[w].w == t) {
+                    layer[i] = l;
+                    which[i] = w;
+                    break;
+                }
+    }
+}
+
+typedef struct {
+    lb_model *m;
+    const lb_plan *p;
+    lb_tensor *held;      /* per entry: the new tensor, or (once swapped in) the original */
+    lb_tensor_report *rec;
+    char *done;           /* 1: held[i] is the new tensor; 2: swapped (held[i] is the original) */
+    lb_progress *prog;
+    int n_done;
+} seq_run;
+
+/* Quantizes entry i (the model as it is now) and puts it into the model. */
+static lb_status quantize_into(seq_run *r, int i, const lb_calib_stats *stats) {
+    const lb_plan_entry *e = &r->p->entries[i];
+    lb_tensor *t = lb_model_tensor_at(r->m, e->tensor);
+    lb_progress_item(r->prog, t->name);
+    lb_quant_extras x;
+    lb_status st = lb_pipeline_quantize_entry(r->m, e, lb_calib_stats_for_tensor(stats, r->m, t), &r->held[i],
+                                              &r->rec[i], &x);
+    if (st != LB_OK) return st;
+    lb_quant_extras_free(&x); /* empty: slot-producing options were refused up front */
+    lb_tensor orig = *t;
+    *t = r->held[i];
+    r->held[i] = orig;
+    r->done[i] = 2;
+    lb_progress_update(r->prog, (uint64_t)++r->n_done);
+    return LB_OK;
+}
+
+lb_status lb_quantize_model_sequential(lb_model *m, const lb_plan *plan, const lb_calib_opts *calib,
+                                       lb_quantize_report *report) {
+    double t0 = lb_now();
+    if (report) memset(report, 0, sizeof *report);
+    lb_plan p;
+    lb_status st = lb_pipeline_resolve(plan, m, &p);
+    if (st != LB_OK) return st;
+    /* Outliers and bias corrections change a linear's slots, which later
+     * stages would have to calibrate through and a failure would have to
+     * undo; a static activation range needs the fp32 model's statistics.
+     * Neither is built for this driver yet. */
+    for (int i = 0; i < p.n_entries && st == LB_OK; i++)
+        if (lb_method_opts_get(&p.entries[i].opts, "outliers") > 0 ||
+            lb_method_opts_get(&p.entries[i].opts, "bias_correct") != 0)
+            st = lb_fail(LB_ERR_UNSUPPORTED,
+                         "sequential quantization does not take outliers or bias correction yet ('%s'); quantize "
+                         "without --sequential",
+                         lb_model_tensor_at(m, p.entries[i].tensor)->name);
+    if (st == LB_OK && plan->act.kind == LB_AQ_TENSOR)
+        st = lb_fail(LB_ERR_UNSUPPORTED, "sequential quantization takes a dynamic activation quantizer "
+                                         "(int8:token), not a static one (its ranges come from the fp32 model's "
+                                         "statistics): quantize without --sequential");
+    lb_act_quant *acts = NULL;
+    if (st == LB_OK) st = lb_pipeline_plan_acts(m, &plan->act, NULL, &acts);
+    if (st != LB_OK) {
+        lb_free(p.entries);
+        return st;
+    }
+    unsigned need = lb_plan_stats_needed(&p);
+    if (!need) { /* nothing to calibrate: the parallel driver gives the same bytes */
+        lb_free(p.entries);
+        lb_free(acts);
+        st = lb_quantize_model_calibrated(m, plan, NULL, report);
+        if (st == LB_OK && report) report->sequential = 1;
+        return st;
+    }
+    int cap = p.n_entries ? p.n_entries : 1;
+    seq_run r = {.m = m, .p = &p};
+    int *layer = lb_calloc((size_t)cap, sizeof *layer), *which = lb_calloc((size_t)cap, sizeof *which);
+    r.held = lb_calloc((size_t)cap, sizeof *r.held);
+    r.rec = lb_calloc((size_t)cap, sizeof *r.rec);
+    r.done = lb_calloc((size_t)cap, 1);
+    if (!layer || !which || !r.held || !r.rec || !r.done) st = LB_ERR_NOMEM;
+    lb_progress prog;
+    lb_progress_begin(&prog, "quantizing (sequential)", (uint64_t)p.n_entries);
+    r.prog = &prog;
+    if (st == LB_OK) locate(m, &p, layer, which);
+
+    /* the embedding first: the calibration below runs on it */
+    for (int i = 0; st == LB_OK && i < p.n_entries; i++)
+        if (layer[i] < 0 && lb_model_tensor_at(m, p.entries[i].tensor) == &m->tok_embd) st = quantize_into(&r, i, NULL);
+
+    lb_calib_opts co;
+    if (calib) co = *calib;
+    else lb_calib_opts_default(&co);
+    co.parts = need;
+    lb_calib_seq *cs = NULL;
+    if (st == LB_OK) {
+        lb_progress_item(&prog, "embedding the calibration text");
+        st = lb_calib_seq_begin(m, &co, &cs);
+    }
+    for (int l = 0; st == LB_OK && l < m->cfg.n_layers; l++) {
+        for (int input = 0; st == LB_OK && input < LB_CALIB_N_INPUTS; input++) {
+            int any = 0, needs = 0;
+            for (int i = 0; i < p.n_entries; i++)
+                if (layer[i] == l && lb_calib_input_of(which[i]) == input) {
+                    any = 1;
+                    needs |= p.entries[i].opts.method && p.entries[i].opts.method->stats;
+                }
+            if (!any) continue;
+            if (needs) {
+                char what[96];
+                snprintf(what, sizeof what, "blk.%d %s statistics", l, lb_calib_input_name(input));
+                lb_progress_item(&prog, what);
+                st = lb_calib_seq_observe(cs, m, l, input);
+                if (st != LB_OK) st = lb_fail_context(st, "sequential calibration of blk.%d %s", l, lb_calib_input_name(input));
+            }
+            /* a data-free stage gets no statistics (its records have no proxy loss) */
+            const lb_calib_stats *stats = needs ? lb_calib_seq_stats(cs) : NULL;
+            for (int i = 0; st == LB_OK && i < p.n_entries; i++)
+                if (layer[i] == l && lb_calib_input_of(which[i]) == input) st = quantize_into(&r, i, stats);
+        }
+        if (st == LB_OK && l + 1 < m->cfg.n_layers) {
+            char what[96];
+            snprintf(what, sizeof what, "blk.%d output", l);
+            lb_progress_item(&prog, what);
+            st = lb_calib_seq_advance(cs, m, l);
+        }
+    }
+    lb_calib_seq_free(cs);
+    /* the rest (the classifier) last */
+    for (int i = 0; st == LB_OK && i < p.n_entries; i++)
+        if (!r.done[i]) st = quantize_into(&r, i, NULL);
+    lb_progress_end(&prog);
+
+    for (int i = 0; i < p.n_entries && r.done; i++) {
+        if (r.done[i] == 2 && st != LB_OK) { /* put the original back */
+            lb_tensor *t = lb_model_tensor_at(m, p.entries[i].tensor);
+            lb_tensor q = *t;
+            *t = r.held[i];
+            r.held[i] = q;
+        }
+        if (r.done[i]) lb_tensor_free(&r.held[i]); /* the original on success, the new tensor on failure */
+    }
+    if (st == LB_OK) {
+        lb_plan_summary(plan, m->quant_note, sizeof m->quant_note);
+        lb_pipeline_set_acts(m, &plan->act, acts);
+        if (report) {
+            lb_pipeline_report_totals(m, p.n_entries, t0, report);
+            report->sequential = 1;
+            report->tensors = r.rec;
+            r.rec = NULL;
+        }
+    }
+    lb_free(acts);
+    lb_free(layer);
+    lb_free(which);
+    lb_free(r.held);
+    lb_free(r.rec);
+    lb_free(r.done);
+    lb_free(p.entries);
+    return st;
+}
