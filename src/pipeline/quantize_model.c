@@ -1,7 +1,11 @@
 /* The whole-model driver: every tensor a plan selects, quantized by its
  * method into a new tensor, and the model changed only when all of them
- * succeeded (a failure names its tensor and leaves the model as it was). */
+ * succeeded (a failure names its tensor and leaves the model as it was).
+ * Methods with an input-scaling hook (awq, smoothquant) first get their
+ * scales searched and folded into copies of the weights, norms and
+ * statistics (fold.c); the methods then quantize the folded copies. */
 #include "lowbit/pipeline.h"
+#include "pipeline/fold.h"
 
 #include <string.h>
 
@@ -30,8 +34,15 @@ lb_status lb_quantize_model_calibrated(lb_model *m, const lb_plan *plan, const l
         lb_free(p.entries);
         return st;
     }
+    lb_fold fold;
+    st = lb_fold_prepare(m, &p, stats, &fold);
+    if (st != LB_OK) {
+        lb_free(p.entries);
+        return st;
+    }
     lb_tensor *out = lb_calloc((size_t)(p.n_entries ? p.n_entries : 1), sizeof *out);
     if (!out) {
+        lb_fold_free(&fold);
         lb_free(p.entries);
         return LB_ERR_NOMEM;
     }
@@ -47,9 +58,19 @@ lb_status lb_quantize_model_calibrated(lb_model *m, const lb_plan *plan, const l
             st = lb_fail(LB_ERR_NOMEM, "no memory to dequantize '%s'", t->name);
             break;
         }
-        st = lb_dequantize(t, w);
-        /* a linear's input statistics (NULL for the embedding, the classifier, or without stats) */
-        const lb_layer_stats *ls = e->opts.method && e->opts.method->stats ? lb_calib_stats_for_tensor(stats, m, t) : NULL;
+        const float *folded = lb_fold_weight(&fold, m, t);
+        if (folded) {
+            memcpy(w, folded, n);
+        } else {
+            st = lb_dequantize(t, w);
+        }
+        /* a linear's input statistics (NULL for the embedding, the classifier, or without stats), those of
+         * the scaled input when its scale was folded */
+        const lb_layer_stats *ls = NULL;
+        if (e->opts.method && e->opts.method->stats) {
+            ls = lb_fold_stats(&fold, m, t);
+            if (!ls) ls = lb_calib_stats_for_tensor(stats, m, t);
+        }
         if (st == LB_OK)
             st = lb_quantize_tensor(e->opts.method, &e->opts, ls, w, t->rows, t->cols, &e->spec, t->name, &out[done]);
         lb_free(w);
@@ -57,7 +78,10 @@ lb_status lb_quantize_model_calibrated(lb_model *m, const lb_plan *plan, const l
         lb_progress_update(&prog, (uint64_t)done + 1);
     }
     lb_progress_end(&prog);
+    lb_tensor *staged = NULL;
+    if (st == LB_OK) st = lb_fold_stage(&fold, m, &p, &staged);
     if (st == LB_OK) {
+        lb_fold_commit(&fold, m, staged);
         for (int i = 0; i < p.n_entries; i++) {
             lb_tensor *t = lb_model_tensor_at(m, p.entries[i].tensor);
             lb_tensor_free(t);
@@ -75,6 +99,7 @@ lb_status lb_quantize_model_calibrated(lb_model *m, const lb_plan *plan, const l
         report->bpw_all = sz.bpw_all;
         report->seconds = lb_now() - t0;
     }
+    lb_fold_free(&fold);
     lb_free(out);
     lb_free(p.entries);
     return st;

@@ -9,5 +9,12 @@ extern const lb_method lb_method_rtn;
 extern const lb_method lb_method_twn;
 extern const lb_method lb_method_hqq;
 extern const lb_method lb_method_gptq;
+extern const lb_method lb_method_awq;
+extern const lb_method lb_method_awq_gptq;
+extern const lb_method lb_method_smoothquant;
+
+/* gptq's option table, which awq+gptq shares (its options are gptq's). */
+#define LB_GPTQ_N_OPTIONS 5
+extern const lb_method_option lb_gptq_options[LB_GPTQ_N_OPTIONS];
 
 #endif
