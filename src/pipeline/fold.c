@@ -282,7 +282,7 @@ const lb_layer_stats *lb_fold_stats(const lb_fold *f, const lb_model *m, const l
 
 /* staged[l * 9 + w] for linears, [l * 9 + 7 + k] for the norms; empty
  * (data NULL) where nothing changes. */
-lb_status lb_fold_stage(lb_fold *f, lb_model *m, const lb_plan *p, lb_tensor **staged) {
+lb_status lb_fold_stage(lb_fold *f, lb_model *m, const lb_plan *p, int all_linears, lb_tensor **staged) {
     *staged = NULL;
     if (!f->any) return LB_OK;
     int nl = f->n_layers;
@@ -295,7 +295,12 @@ lb_status lb_fold_stage(lb_fold *f, lb_model *m, const lb_plan *p, lb_tensor **s
         lb_layer *L = &m->layers[l];
         for (int w = 0; w < LB_N_LINEARS && st == LB_OK; w++) {
             const float *v = f->w[l * LB_N_LINEARS + w];
-            if (!v || entry[l * LB_N_LINEARS + w] >= 0) continue; /* the plan's own output replaces it */
+            if (!v || (!all_linears && entry[l * LB_N_LINEARS + w] >= 0)) continue; /* the plan's output replaces it */
+            if (L->linear[w].w.spec.family != LB_FAMILY_F32) {
+                st = lb_fail(LB_ERR_INVALID, "folding input scales without quantizing needs f32 linears; '%s' is not",
+                             L->linear[w].w.name);
+                break;
+            }
             st = lb_quantize_to_tensor(v, L->linear[w].w.rows, L->linear[w].w.cols, &f32, NULL, L->linear[w].w.name,
                                        &t[l * 9 + w]);
         }
@@ -338,4 +343,22 @@ void lb_fold_commit(lb_fold *f, lb_model *m, lb_tensor *staged) {
             for (int64_t r = 0; r < L->linear[LB_W3].w.rows; r++) L->linear[LB_W3].bias[r] /= sh[r];
     }
     lb_free(staged);
+}
+
+lb_status lb_fold_input_scales(lb_model *m, const lb_plan *plan, const lb_calib_stats *stats) {
+    lb_plan p = *plan; /* resolve a shallow copy: the caller's plan stays const */
+    p.entries = NULL;
+    p.n_entries = 0;
+    lb_status st = stats ? lb_calib_stats_check(stats, m) : LB_OK;
+    if (st == LB_OK) st = lb_plan_resolve(&p, m);
+    if (st == LB_OK) st = lb_plan_check(&p);
+    lb_fold f;
+    memset(&f, 0, sizeof f);
+    if (st == LB_OK) st = lb_fold_prepare(m, &p, stats, &f);
+    lb_tensor *staged = NULL;
+    if (st == LB_OK) st = lb_fold_stage(&f, m, &p, 1, &staged);
+    if (st == LB_OK) lb_fold_commit(&f, m, staged);
+    lb_fold_free(&f);
+    lb_free(p.entries);
+    return st;
 }

@@ -28,8 +28,9 @@ lb_status lb_fold_prepare(lb_model *m, const lb_plan *p, const lb_calib_stats *s
 const float *lb_fold_weight(const lb_fold *f, const lb_model *m, const lb_tensor *t);
 const lb_layer_stats *lb_fold_stats(const lb_fold *f, const lb_model *m, const lb_tensor *t);
 /* Allocates what committing needs: f32 tensors for the folded norms and for
- * folded linears the plan does not quantize (all f32, checked by prepare). */
-lb_status lb_fold_stage(lb_fold *f, lb_model *m, const lb_plan *p, lb_tensor **staged);
+ * folded linears the plan does not quantize (all f32, checked by prepare),
+ * or (all_linears) for every folded linear, which must then be f32. */
+lb_status lb_fold_stage(lb_fold *f, lb_model *m, const lb_plan *p, int all_linears, lb_tensor **staged);
 /* Replaces m's tensors by the staged ones (and divides producers' biases);
  * cannot fail. */
 void lb_fold_commit(lb_fold *f, lb_model *m, lb_tensor *staged);

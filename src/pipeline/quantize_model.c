@@ -79,7 +79,7 @@ lb_status lb_quantize_model_calibrated(lb_model *m, const lb_plan *plan, const l
     }
     lb_progress_end(&prog);
     lb_tensor *staged = NULL;
-    if (st == LB_OK) st = lb_fold_stage(&fold, m, &p, &staged);
+    if (st == LB_OK) st = lb_fold_stage(&fold, m, &p, 0, &staged);
     if (st == LB_OK) {
         lb_fold_commit(&fold, m, staged);
         for (int i = 0; i < p.n_entries; i++) {
