@@ -42,6 +42,11 @@
  *   then o on the new v, then gate/up, then down on the new up); statistics
  *   come from the fp32 model (the reference also runs calibration on the
  *   unquantized, scaled block).
+ * Cost: the scale search rounds every linear of the group once per r and
+ * scores it in O(rows cols^2); the clip search rounds each linear once per
+ * clip factor, whole (group grids are independent, so one rounding of the
+ * matrix clamped by p gives every group's error at p), then runs the
+ * coordinate descent per row in O(cols^2 + factors cols G).
  * Determinism: every loop over rows writes per-row results summed serially. */
 #include "quant/method_rows.h"
 #include "quant/scale_internal.h"
@@ -120,157 +125,148 @@ static lb_status awq_input_scales(const lb_scale_group *g, const lb_method_opts 
 
 /* ---- clip search ---------------------------------------------------------- */
 
-typedef struct {
-    int64_t rows, cols, c0, len;
-    const float *w;   /* rows x cols */
-    const double *h;  /* cols x cols */
-    float *e;         /* rows x cols: current error Q(W) - W */
-    float *clip;      /* rows: chosen factor of this group */
-} clip_job;
-
-/* The part of row r's objective e H e^T that depends on the group's errors
- * eg: eg H_gg eg^T + 2 eg (H e_rest), with e_rest the row's other errors. */
-static double group_loss(const clip_job *J, const double *cross, const float *eg) {
-    const int64_t n = J->cols;
-    double quad = 0, lin = 0;
-    for (int64_t j = 0; j < J->len; j++) {
-        if (eg[j] == 0.0f) continue;
-        const double *hj = J->h + (J->c0 + j) * n + J->c0;
-        double t = 0;
-        for (int64_t k = 0; k < J->len; k++) t += hj[k] * eg[k];
-        quad += eg[j] * t;
-        lin += eg[j] * cross[j];
-    }
-    return quad + 2 * lin;
+/* w clamped per group to +-p max|w| of the group (p = 1: unchanged) */
+static void clamp_groups(const float *w, int64_t rows, int64_t cols, int64_t G, const float *p, float *out) {
+    const int64_t ngroups = (cols + G - 1) / G;
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t g = 0; g < ngroups; g++) {
+            int64_t c0 = g * G, c1 = c0 + G < cols ? c0 + G : cols;
+            float m = 0, f = p[r * ngroups + g];
+            for (int64_t c = c0; c < c1; c++) m = fmaxf(m, fabsf(w[r * cols + c]));
+            float lim = f * m;
+            for (int64_t c = c0; c < c1; c++) {
+                float v = w[r * cols + c];
+                out[r * cols + c] = f < 1.0f ? (v > lim ? lim : v < -lim ? -lim : v) : v;
+            }
+        }
 }
 
-/* One group (columns c0 .. c0+len) of every row: tries each clip factor,
- * keeps per row the one of least output error given the other groups'. */
-static lb_status clip_group(clip_job *J, const lb_qspec *spec, int steps, int clip_grid, float *blk, float *eblk,
-                            float *amax, double *cross, double *best) {
-    const int64_t rows = J->rows, n = J->cols, len = J->len, c0 = J->c0;
+/* min-max rounding of w; out = the dequantized result minus w */
+static lb_status rounding_error(const float *w, int64_t rows, int64_t cols, const lb_qspec *spec, const float *wc,
+                                float *out, lb_qtensor *keep) {
+    lb_qtensor q;
     lb_rtn_opts ro;
     lb_rtn_opts_default(&ro);
-#pragma omp parallel for schedule(static)
-    for (int64_t r = 0; r < rows; r++) {
-        const float *e = J->e + r * n;
-        float m = 0;
-        for (int64_t j = 0; j < len; j++) m = fmaxf(m, fabsf(J->w[r * n + c0 + j]));
-        amax[r] = m;
-        for (int64_t j = 0; j < len; j++) { /* (H e)_j over the columns outside the group */
-            const double *hj = J->h + (c0 + j) * n;
-            double t = 0;
-            for (int64_t k = 0; k < n; k++)
-                if (k < c0 || k >= c0 + len) t += hj[k] * e[k];
-            cross[r * len + j] = t;
-        }
-        best[r] = group_loss(J, cross + r * len, e + c0);
-        J->clip[r] = 1.0f;
-    }
-    for (int i = 1; i <= steps; i++) {
-        float p = 1.0f - (float)i / (float)clip_grid;
-        for (int64_t r = 0; r < rows; r++)
-            for (int64_t j = 0; j < len; j++) {
-                float v = J->w[r * n + c0 + j], c = p * amax[r];
-                blk[r * len + j] = v > c ? c : v < -c ? -c : v;
-            }
-        lb_qtensor q;
-        lb_status st = lb_rtn_quantize(blk, rows, len, spec, &ro, &q);
-        if (st != LB_OK) return st;
-#pragma omp parallel for schedule(static)
-        for (int64_t r = 0; r < rows; r++) {
-            float *egp = eblk + r * len;
-            for (int64_t j = 0; j < len; j++) egp[j] = lb_qtensor_value(&q, r, j) - J->w[r * n + c0 + j];
-            double f = group_loss(J, cross + r * len, egp);
-            if (f < best[r]) {
-                best[r] = f;
-                J->clip[r] = p;
-                memcpy(J->e + r * n + c0, egp, (size_t)len * sizeof(float));
-            }
-        }
+    lb_status st = lb_rtn_quantize(wc, rows, cols, spec, &ro, &q);
+    if (st != LB_OK) return st;
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t c = 0; c < cols; c++) out[r * cols + c] = lb_qtensor_value(&q, r, c) - w[r * cols + c];
+    if (keep) {
+        *keep = q;
+    } else {
         lb_qtensor_free(&q);
     }
     return LB_OK;
 }
 
-/* Quantizes w after AWQ's clip search (see the file comment). */
+/* Row r's coordinate descent over its groups: e (cols) starts as the
+ * unclipped error; cand[i] (cols) is the error with every group clamped by
+ * factor i + 1 (group errors do not depend on other groups' clamps). Each
+ * group in turn takes the factor minimizing the row's whole e H e^T given
+ * the others, i.e. eg H_gg eg^T + 2 eg (H e)_g over the other columns. */
+static void clip_row(const double *h, int64_t cols, int64_t G, int steps, float *const *cand, int64_t off, float *e,
+                     float *chosen, const float *factors, double *cross) {
+    const int64_t ngroups = (cols + G - 1) / G;
+    for (int64_t g = 0; g < ngroups; g++) {
+        int64_t c0 = g * G, len = cols - c0 < G ? cols - c0 : G;
+        for (int64_t j = 0; j < len; j++) { /* (H e)_j over the columns outside the group */
+            const double *hj = h + (c0 + j) * cols;
+            double t = 0;
+            for (int64_t k = 0; k < cols; k++)
+                if (k < c0 || k >= c0 + len) t += hj[k] * e[k];
+            cross[j] = t;
+        }
+        double best = 0;
+        int best_i = -1;
+        for (int i = -1; i < steps; i++) {
+            const float *eg = (i < 0 ? e : cand[i] + off) + c0;
+            double quad = 0, lin = 0;
+            for (int64_t j = 0; j < len; j++) {
+                if (eg[j] == 0.0f) continue;
+                const double *hj = h + (c0 + j) * cols + c0;
+                double t = 0;
+                for (int64_t k = 0; k < len; k++) t += hj[k] * eg[k];
+                quad += eg[j] * t;
+                lin += eg[j] * cross[j];
+            }
+            double f = quad + 2 * lin;
+            if (i < 0 || f < best) {
+                best = f;
+                best_i = i;
+            }
+        }
+        chosen[g] = best_i < 0 ? 1.0f : factors[best_i];
+        if (best_i >= 0) memcpy(e + c0, cand[best_i] + off + c0, (size_t)len * sizeof(float));
+    }
+}
+
+/* Quantizes w after AWQ's clip search (see the file comment); loss: the
+ * output error tr(E H E^T) of the result. */
 static lb_status awq_clip_quantize(const float *w, int64_t rows, int64_t cols, const double *h, const lb_qspec *spec,
                                    float max_shrink, int clip_grid, lb_qtensor *q, double *loss) {
-    lb_rtn_opts ro;
-    lb_rtn_opts_default(&ro);
-    lb_status st = lb_rtn_quantize(w, rows, cols, spec, &ro, q); /* no clipping: the starting point */
-    if (st != LB_OK) return st;
+    const size_t nw = (size_t)rows * (size_t)cols;
+    float *e = lb_alloc(nw * sizeof(float)), *wc = lb_alloc(nw * sizeof(float));
+    if (!e || !wc) {
+        lb_free(e);
+        lb_free(wc);
+        return LB_ERR_NOMEM;
+    }
+    lb_status st = rounding_error(w, rows, cols, spec, w, e, q); /* no clipping: the starting point */
+    if (st != LB_OK) {
+        lb_free(e);
+        lb_free(wc);
+        return st;
+    }
     const int64_t G = q->groups_per_row > 0 ? q->group_len : cols;
     const int64_t ngroups = (cols + G - 1) / G;
-    const int steps = (int)floorf(max_shrink * (float)clip_grid + 1e-4f);
-    if (steps < 1 || q->groups_per_row == 0) { /* nothing to try, or a layout without per-row groups */
-        float *wq = lb_alloc((size_t)rows * (size_t)cols * sizeof(float));
-        if (!wq) return LB_ERR_NOMEM;
-        for (int64_t r = 0; r < rows; r++)
-            for (int64_t c = 0; c < cols; c++) wq[r * cols + c] = lb_qtensor_value(q, r, c);
-        *loss = lb_output_error(w, wq, rows, cols, h);
-        lb_free(wq);
-        return LB_OK;
+    int steps = (int)floorf(max_shrink * (float)clip_grid + 1e-4f);
+    if (q->groups_per_row == 0) steps = 0; /* one grid for the whole tensor: nothing per row to clip */
+    float **cand = lb_calloc((size_t)(steps ? steps : 1), sizeof(float *));
+    float *factors = lb_alloc((size_t)(steps ? steps : 1) * sizeof(float));
+    float *clip = lb_alloc((size_t)rows * (size_t)ngroups * sizeof(float));
+    double *cross = lb_alloc((size_t)rows * (size_t)G * sizeof(double));
+    if (!cand || !factors || !clip || !cross) st = LB_ERR_NOMEM;
+    for (int i = 0; st == LB_OK && i < steps; i++) {
+        factors[i] = 1.0f - (float)(i + 1) / (float)clip_grid;
+        for (int64_t k = 0; k < rows * ngroups; k++) clip[k] = factors[i];
+        clamp_groups(w, rows, cols, G, clip, wc);
+        cand[i] = lb_alloc(nw * sizeof(float));
+        st = cand[i] ? rounding_error(w, rows, cols, spec, wc, cand[i], NULL) : LB_ERR_NOMEM;
     }
-    size_t nw = (size_t)rows * (size_t)cols;
-    float *e = lb_alloc(nw * sizeof(float)), *wc = lb_alloc(nw * sizeof(float));
-    float *clip = lb_alloc((size_t)rows * (size_t)ngroups * sizeof(float)), *col = lb_alloc((size_t)rows * sizeof(float));
-    float *blk = lb_alloc((size_t)rows * (size_t)G * sizeof(float)), *amax = lb_alloc((size_t)rows * sizeof(float));
-    float *eblk = lb_alloc((size_t)rows * (size_t)G * sizeof(float));
-    double *cross = lb_alloc((size_t)rows * (size_t)G * sizeof(double)), *best = lb_alloc((size_t)rows * sizeof(double));
-    if (!e || !wc || !clip || !col || !blk || !eblk || !amax || !cross || !best) st = LB_ERR_NOMEM;
+    float *wq = wc; /* reused below for dequantized weights */
+    double before = NAN;
     if (st == LB_OK) {
-        for (int64_t r = 0; r < rows; r++)
-            for (int64_t c = 0; c < cols; c++) e[r * cols + c] = lb_qtensor_value(q, r, c) - w[r * cols + c];
-        for (int64_t g = 0; g < ngroups && st == LB_OK; g++) {
-            clip_job J = {rows, cols, g * G, cols - g * G < G ? cols - g * G : G, w, h, e, col};
-            st = clip_group(&J, spec, steps, clip_grid, blk, eblk, amax, cross, best);
-            for (int64_t r = 0; st == LB_OK && r < rows; r++) clip[r * ngroups + g] = col[r];
-        }
+        for (size_t k = 0; k < nw; k++) wq[k] = w[k] + e[k];
+        before = lb_output_error(w, wq, rows, cols, h);
     }
-    if (st == LB_OK) {
-        /* the chosen clamps, then min-max rounding: the same grids and codes
-         * the search scored */
+    if (st == LB_OK && steps > 0) {
+#pragma omp parallel for schedule(static) if (rows * cols * cols > (1 << 22))
         for (int64_t r = 0; r < rows; r++)
-            for (int64_t g = 0; g < ngroups; g++) {
-                int64_t c0 = g * G, c1 = c0 + G < cols ? c0 + G : cols;
-                float m = 0;
-                for (int64_t c = c0; c < c1; c++) m = fmaxf(m, fabsf(w[r * cols + c]));
-                float lim = clip[r * ngroups + g] * m;
-                for (int64_t c = c0; c < c1; c++) {
-                    float v = w[r * cols + c];
-                    wc[r * cols + c] = clip[r * ngroups + g] < 1.0f ? (v > lim ? lim : v < -lim ? -lim : v) : v;
-                }
-            }
-        float *wq = e; /* reuse: dequantized result */
-        for (int64_t r = 0; r < rows; r++)
-            for (int64_t c = 0; c < cols; c++) wq[r * cols + c] = lb_qtensor_value(q, r, c);
-        double unclipped = lb_output_error(w, wq, rows, cols, h);
+            clip_row(h, cols, G, steps, cand, r * cols, e + r * cols, clip + r * ngroups, factors, cross + r * G);
+        /* the chosen clamps, then min-max rounding: the grids and codes the search scored */
+        clamp_groups(w, rows, cols, G, clip, wc);
         lb_qtensor qc;
-        st = lb_rtn_quantize(wc, rows, cols, spec, &ro, &qc);
+        st = rounding_error(w, rows, cols, spec, wc, e, &qc);
         if (st == LB_OK) {
-            for (int64_t r = 0; r < rows; r++)
-                for (int64_t c = 0; c < cols; c++) wq[r * cols + c] = lb_qtensor_value(&qc, r, c);
-            double clipped = lb_output_error(w, wq, rows, cols, h);
-            if (clipped < unclipped) { /* never worse than no clipping */
+            for (size_t k = 0; k < nw; k++) wq[k] = w[k] + e[k];
+            double after = lb_output_error(w, wq, rows, cols, h);
+            if (after < before) { /* never worse than no clipping */
                 lb_qtensor_free(q);
                 *q = qc;
-                *loss = clipped;
+                before = after;
             } else {
                 lb_qtensor_free(&qc);
-                *loss = unclipped;
             }
         }
     }
+    *loss = before;
+    for (int i = 0; cand && i < steps; i++) lb_free(cand[i]);
+    lb_free(cand);
+    lb_free(factors);
+    lb_free(clip);
+    lb_free(cross);
     lb_free(e);
     lb_free(wc);
-    lb_free(clip);
-    lb_free(col);
-    lb_free(blk);
-    lb_free(eblk);
-    lb_free(amax);
-    lb_free(cross);
-    lb_free(best);
     if (st != LB_OK) lb_qtensor_free(q);
     return st;
 }

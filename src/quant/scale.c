@@ -25,7 +25,7 @@ double lb_output_error(const float *w, const float *wq, int64_t rows, int64_t co
     }
     /* each row's e^T H e in a fixed order; rows summed serially afterwards,
      * so the value does not depend on the thread count */
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows * cols * cols > (1 << 22))
     for (int64_t r = 0; r < rows; r++) {
         double *e = scratch + r * cols;
         for (int64_t j = 0; j < cols; j++) e[j] = (double)wq[r * cols + j] - (double)w[r * cols + j];
