@@ -9,6 +9,7 @@
  *   bits;
  * - bad options, formats, statistics (NaN, negative, all-zero channels) and
  *   tie maps are refused or stay finite;
+ * - scales and bytes do not depend on the thread count;
  * - folding into stories260K (grouped-query attention) leaves the fp32
  *   logits unchanged, and a scaled quantized model is all-or-nothing
  *   (skipped without the data). */
@@ -297,6 +298,55 @@ static void test_bad_input(void) {
     CHECK_FAILS(awq->input_scales(&g, &o, s), LB_ERR_INVALID, "tied to class 8 of 8");
 }
 
+/* the same bytes and scales for 1, 2 and 3 threads, on a layer big enough
+ * for the parallel branches (rows cols^2 > 2^22) */
+static void test_threads(void) {
+    enum { R = 288, C = 128, N = 512 };
+    float *x = lb_alloc((size_t)N * C * sizeof(float)), *w = lb_alloc((size_t)R * C * sizeof(float));
+    double *h = lb_calloc((size_t)C * C, sizeof(double));
+    float *mean_abs = lb_calloc(C, sizeof(float));
+    if (!x || !w || !h || !mean_abs) {
+        CHECK(0);
+        return;
+    }
+    lb_rng r;
+    lb_rng_seed(&r, 21);
+    for (int i = 0; i < N * C; i++) x[i] = (float)lb_rng_normal(&r) * (i % C < 4 ? 12.0f : 1.0f);
+    for (int i = 0; i < N; i++)
+        for (int j = 0; j < C; j++) {
+            mean_abs[j] += fabsf(x[i * C + j]) / N;
+            for (int k = 0; k < C; k++) h[j * C + k] += (double)x[i * C + j] * x[i * C + k];
+        }
+    for (int i = 0; i < R * C; i++) w[i] = (float)lb_rng_normal(&r);
+    lb_layer_stats st = {.n_samples = N, .rows = R, .cols = C, .xtx = h, .mean_abs_x = mean_abs};
+    const lb_method *awq = lb_method_find("awq");
+    lb_qspec spec = lb_test_spec("int3:g32:asym");
+    const float *ws[1] = {w};
+    int64_t rows[1] = {R};
+    lb_scale_group g = {1, ws, rows, &spec, C, &st, NULL, 0};
+    int threads = lb_get_threads();
+    lb_tensor t[3];
+    float s[3][C];
+    for (int k = 0; k < 3; k++) {
+        lb_set_threads(k + 1);
+        lb_method_opts o;
+        lb_method_opts_default(awq, &o);
+        CHECK_OK(awq->input_scales(&g, &o, s[k]));
+        CHECK_OK(lb_quantize_tensor(awq, &o, &st, w, R, C, &spec, "w", &t[k]));
+    }
+    lb_set_threads(threads);
+    for (int k = 1; k < 3; k++) {
+        CHECK_MSG(!memcmp(s[0], s[k], sizeof s[0]), "awq scales: 1 and %d threads differ", k + 1);
+        CHECK_MSG(t[0].nbytes == t[k].nbytes && !memcmp(t[0].data, t[k].data, t[0].nbytes),
+                  "awq bytes: 1 and %d threads differ", k + 1);
+    }
+    for (int k = 0; k < 3; k++) lb_tensor_free(&t[k]);
+    lb_free(x);
+    lb_free(w);
+    lb_free(h);
+    lb_free(mean_abs);
+}
+
 /* ---- stories260K --------------------------------------------------------- */
 
 static double max_logit_diff(lb_model *a, lb_model *b) {
@@ -406,6 +456,7 @@ int main(void) {
     test_outlier_channels();
     test_clip_search();
     test_bad_input();
+    test_threads();
     FILE *f = fopen(LB_DATA_DIR "/models/stories260K.bin", "rb");
     if (f) {
         fclose(f);

@@ -212,7 +212,12 @@ static lb_status fold_group(lb_fold *f, lb_model *m, const lb_plan *p, const lb_
         if (!(isfinite(s[j]) && s[j] > 0.0f))
             st = lb_fail(LB_ERR_NUMERIC, "method %s gave input channel %lld the scale %g", row->method->name,
                          (long long)j, (double)s[j]);
-    if (st == LB_OK) st = lb_layer_stats_scaled(ls, s, &f->stats[l * LB_CALIB_N_INPUTS + gd->input]);
+    /* grad_sq is per weight, not per input: one scaled copy cannot serve
+     * every reader, so the scaled statistics go without it (a method that
+     * needs it is refused as for statistics not collected) */
+    lb_layer_stats in = *ls;
+    in.grad_sq = NULL;
+    if (st == LB_OK) st = lb_layer_stats_scaled(&in, s, &f->stats[l * LB_CALIB_N_INPUTS + gd->input]);
     lb_free(tie);
     if (st != LB_OK) {
         lb_free(s);
