@@ -93,7 +93,7 @@ static lb_status awq_input_scales(const lb_scale_group *g, const lb_method_opts 
         return LB_ERR_NOMEM;
     }
     memcpy(a, g->stats->mean_abs_x, (size_t)n * sizeof(float));
-    lb_scale_tie(g, a, 0); /* tied channels: the mean of their mean|x| */
+    st = lb_scale_tie(g, a, 0); /* tied channels: the mean of their mean|x| */
     double best = INFINITY, loss0 = NAN;
     int best_i = 0;
     for (int i = 0; i < grid && st == LB_OK; i++) {

@@ -147,11 +147,12 @@ lb_status lb_scale_check_group(const lb_scale_group *g, unsigned need, const cha
     return LB_OK;
 }
 
-void lb_scale_tie(const lb_scale_group *g, float *v, int use_max) {
-    if (!g->tie) return;
+lb_status lb_scale_tie(const lb_scale_group *g, float *v, int use_max) {
+    if (!g->tie) return LB_OK;
     double *acc = lb_calloc((size_t)g->n_classes, sizeof(double));
     int64_t *cnt = lb_calloc((size_t)g->n_classes, sizeof(int64_t));
-    if (acc && cnt) {
+    lb_status st = acc && cnt ? LB_OK : LB_ERR_NOMEM;
+    if (st == LB_OK) {
         for (int64_t j = 0; j < g->cols; j++) {
             int c = g->tie[j];
             acc[c] = use_max ? (cnt[c] && acc[c] > v[j] ? acc[c] : v[j]) : acc[c] + v[j];
@@ -164,6 +165,7 @@ void lb_scale_tie(const lb_scale_group *g, float *v, int use_max) {
     }
     lb_free(acc);
     lb_free(cnt);
+    return st;
 }
 
 void lb_scale_normalize(float *s, int64_t n) {

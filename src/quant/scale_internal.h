@@ -14,8 +14,8 @@ lb_status lb_scale_check_group(const lb_scale_group *g, unsigned need, const cha
 
 /* v (cols) reduced over each class of tied channels, written back to every
  * channel of the class: the mean (use_max = 0) or the max. No-op without
- * ties. */
-void lb_scale_tie(const lb_scale_group *g, float *v, int use_max);
+ * ties. Fails only without memory (untied scales would break the fold). */
+lb_status lb_scale_tie(const lb_scale_group *g, float *v, int use_max);
 
 /* sum_i tr(E_i H E_i^T), E_i = Q(W_i diag(s)) diag(s)^-1 - W_i, Q the
  * round-to-nearest min-max grid of linear i's format: the output error of

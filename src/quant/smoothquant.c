@@ -82,8 +82,10 @@ static lb_status sq_input_scales(const lb_scale_group *g, const lb_method_opts *
         for (int i = 0; i < g->n; i++)
             for (int64_t r = 0; r < g->rows[i]; r++)
                 for (int64_t j = 0; j < n; j++) aw[j] = fmaxf(aw[j], fabsf(g->w[i][r * n + j]));
-        lb_scale_tie(g, ax, 1);
-        lb_scale_tie(g, aw, 1);
+        st = lb_scale_tie(g, ax, 1);
+        if (st == LB_OK) st = lb_scale_tie(g, aw, 1);
+    }
+    if (st == LB_OK) {
         double alpha = lb_method_opts_get(opts, "alpha");
         formula(ax, aw, n, alpha, s);
         if (!search && opts->report) opts->report->scale_param = alpha;
