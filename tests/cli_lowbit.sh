@@ -135,6 +135,18 @@ expect 0 "(gptq" -- "$LOWBIT" quantize "$MODEL" -o "$TMP/gptq.gguf" --format int
 expect 0 "" -- "$LOWBIT" calibrate "$MODEL" -o "$TMP/stats.gguf" --text "$TEXT" --calib-blocks 16
 expect 0 "(gptq" -- "$LOWBIT" quantize "$MODEL" -o "$TMP/gptq2.gguf" --format int3:g64 --method gptq --stats "$TMP/stats.gguf"
 if cmp -s "$TMP/gptq.gguf" "$TMP/gptq2.gguf"; then ok; else fail "gptq with --stats differs from gptq calibrating itself"; fi
+# awq, awq+gptq and smoothquant fold input scales into the model (norms and
+# all) before quantizing; statistics as for gptq; bad formats and options refused
+expect 0 "(awq)" -- "$LOWBIT" quantize "$MODEL" -o "$TMP/awq.gguf" --format int4:g64:asym --method awq --stats "$TMP/stats.gguf"
+expect 0 "method=awq format=int4:g64:asym" -- "$LOWBIT" info "$TMP/awq.gguf"
+expect 0 "(awq+gptq" -- "$LOWBIT" quantize "$MODEL" -o "$TMP/awqg.gguf" --format int4:g64:asym --method awq+gptq --stats "$TMP/stats.gguf"
+expect 0 "(smoothquant" -- "$LOWBIT" quantize "$MODEL" -o "$TMP/sq.gguf" --format int8:g32:sym --method smoothquant \
+    --tensor-type 'linears=int8:g32:sym,method=smoothquant,alpha=0.85' --stats "$TMP/stats.gguf"
+expect 0 "ppl " -- "$LOWBIT" eval "$TMP/awq.gguf" --text "$TEXT" --split calib --calib-blocks 4
+expect 1 "method awq quantizes to uniform (int) formats" -- "$LOWBIT" quantize "$MODEL" -o "$TMP/bad.gguf" --format nf4 --method awq --stats "$TMP/stats.gguf"
+expect 2 "awq option 'max_shrink' expects a number in [0, 0.99]" -- "$LOWBIT" quantize "$MODEL" -o "$TMP/bad.gguf" --format int4 \
+    --method awq --tensor-type 'linears=int4,method=awq,max_shrink=2' --stats "$TMP/stats.gguf"
+no_leftovers bad.gguf
 # statistics of another model, or a corrupt file: refused, nothing written
 expect 1 "" -- "$LOWBIT" quantize fuzz/corpus/fuzz_model_gguf/untied.gguf -o "$TMP/bad.gguf" --format int4 --method gptq --stats "$TMP/stats.gguf"
 if [ -e "$TMP/bad.gguf" ]; then fail "a refused gptq run left $TMP/bad.gguf"; else ok; fi

@@ -73,6 +73,15 @@ rows = {r["method"]: r for r in map(json.loads, open(sys.argv[1]))}
 assert rows["gptq"]["status"] == "ok" and rows["rtn"]["status"] == "ok", rows
 assert rows["gptq"]["ppl"] < rows["rtn"]["ppl"], rows
 PY
+# awq's folded scales and clip search beat rtn at 3 bits on the same blocks
+"$LOWBIT" sweep "$MODEL" --text "$TEXT" --methods rtn,awq --formats int3:g32:asym --max-blocks 8 --json \
+    > "$TMP/a.jsonl" 2> "$TMP/a.err" && ok || fail "awq sweep failed: $(cat "$TMP/a.err")"
+python3 - "$TMP/a.jsonl" <<'PY' && ok || fail "awq sweep JSON: $(cat "$TMP/a.jsonl")"
+import json, sys
+rows = {r["method"]: r for r in map(json.loads, open(sys.argv[1]))}
+assert rows["awq"]["status"] == "ok" and rows["rtn"]["status"] == "ok", rows
+assert rows["awq"]["ppl"] < rows["rtn"]["ppl"], rows
+PY
 expect 2 "need --split eval" -- "$LOWBIT" sweep "$MODEL" --text "$TEXT" --methods gptq --formats int4 --split calib
 expect 2 "int5:g7" -- "$LOWBIT" sweep "$MODEL" --text "$TEXT" --formats int4:g64:asym,int5:g7 --svg "$TMP/bad.svg"
 expect 2 "unknown method" -- "$LOWBIT" sweep "$MODEL" --text "$TEXT" --methods rtn,nosuch

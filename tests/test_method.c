@@ -145,12 +145,71 @@ static int known_answer_gptaq(void) {
     return lb_test_failures == fails;
 }
 
+/* The input-scaling rows' quantize step on weights already on the
+ * int4:g16:asym grid, with a diagonal H: awq's clip search starts from zero
+ * error and keeps it (exact), awq+gptq is gptq with a diagonal H (exact),
+ * smoothquant rounds to nearest (exact). Their scale hooks by hand:
+ * smoothquant's s = sqrt(max|x|) / sqrt(max|w|); awq with equal mean|x| on
+ * every channel gives a^r / sqrt(a^r a^r) = 1 for every r. */
+static int known_answer_scaling(const char *name) {
+    enum { R = 2, C = 32 };
+    float w[R * C], out[R * C];
+    for (int i = 0; i < R * C; i++) w[i] = -1.0f + 0.125f * (float)((i * 7) % 16);
+    double xtx[C * C] = {0};
+    float mean_abs[C], max_abs[C];
+    for (int c = 0; c < C; c++) {
+        xtx[c * C + c] = 1.0 + c % 5;
+        mean_abs[c] = 0.75f;
+        max_abs[c] = c == 0 ? 4.0f : 1.0f;
+    }
+    lb_layer_stats st = {.n_samples = 8, .rows = R, .cols = C, .xtx = xtx, .mean_abs_x = mean_abs, .max_abs_x = max_abs};
+    const lb_method *m = lb_method_find(name);
+    int fails = lb_test_failures;
+    lb_qspec s = lb_test_spec("int4:g16:asym");
+    lb_tensor t;
+    CHECK(m && m->input_scales);
+    if (!m || !m->input_scales) return 0;
+#ifndef LB_HAVE_BLAS
+    if (!strcmp(name, "awq+gptq")) {
+        CHECK_FAILS(lb_quantize_tensor(m, NULL, &st, w, R, C, &s, "w", &t), LB_ERR_UNSUPPORTED, "OpenBLAS");
+        return lb_test_failures == fails;
+    }
+#endif
+    CHECK_OK(lb_quantize_tensor(m, NULL, &st, w, R, C, &s, "w", &t));
+    CHECK_OK(lb_dequantize(&t, out));
+    for (int i = 0; i < R * C; i++) CHECK_MSG(out[i] == w[i], "%s weight %d: %g, want %g", name, i, out[i], w[i]);
+    lb_tensor_free(&t);
+    /* the scale hook on the same linear */
+    const float *ws[1] = {w};
+    int64_t rows[1] = {R};
+    lb_scale_group g = {1, ws, rows, &s, C, &st, NULL, 0};
+    lb_method_opts o;
+    lb_method_opts_default(m, &o);
+    float sc[C];
+    CHECK_OK(m->input_scales(&g, &o, sc));
+    for (int c = 0; c < C; c++) {
+        float mw = 0; /* max |w| of column c */
+        for (int r = 0; r < R; r++) mw = fmaxf(mw, fabsf(w[r * C + c]));
+        float want = !strcmp(name, "smoothquant") ? sqrtf(max_abs[c]) / sqrtf(mw) : 1.0f;
+        CHECK_MSG(fabsf(sc[c] - want) <= 1e-6f * want, "%s scale %d: %g, want %g", name, c, sc[c], want);
+    }
+    return lb_test_failures == fails;
+}
+static int known_answer_awq(void) { return known_answer_scaling("awq"); }
+static int known_answer_awq_gptq(void) { return known_answer_scaling("awq+gptq"); }
+static int known_answer_smoothquant(void) { return known_answer_scaling("smoothquant"); }
+
 static const struct {
     const char *name;
     int (*run)(void);
-} known_answers[] = {
-    {"rtn", known_answer_rtn}, {"twn", known_answer_twn}, {"hqq", known_answer_hqq}, {"gptq", known_answer_gptq},
-    {"gptaq", known_answer_gptaq}};
+} known_answers[] = {{"rtn", known_answer_rtn},
+                     {"twn", known_answer_twn},
+                     {"hqq", known_answer_hqq},
+                     {"gptq", known_answer_gptq},
+                     {"gptaq", known_answer_gptaq},
+                     {"awq", known_answer_awq},
+                     {"awq+gptq", known_answer_awq_gptq},
+                     {"smoothquant", known_answer_smoothquant}};
 
 static void test_every_row(void) {
     CHECK(lb_method_count() >= 2);
@@ -271,7 +330,7 @@ static lb_status needs_xtx_quantize(const float *w, int64_t rows, int64_t cols, 
 }
 
 static void test_statistics(void) {
-    const lb_method needs_xtx = {"xtx-test", "test row", LB_STATS_XTX, NULL, 0, NULL, needs_xtx_quantize};
+    const lb_method needs_xtx = {"xtx-test", "test row", LB_STATS_XTX, NULL, 0, NULL, needs_xtx_quantize, NULL};
     float w[4 * 16];
     for (int i = 0; i < 64; i++) w[i] = (float)(i % 7) - 3.0f;
     lb_qspec s = lb_test_spec("int4:g16");

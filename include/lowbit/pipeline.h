@@ -171,6 +171,16 @@ LB_API lb_status lb_quantize_model_calibrated(lb_model *m, const lb_plan *plan, 
 LB_API lb_status lb_quantize_model_sequential(lb_model *m, const lb_plan *plan, const lb_calib_opts *calib,
                                               lb_quantize_report *report);
 
+/* The input-scaling pass alone (awq, awq+gptq, smoothquant: the rows with
+ * an input_scales hook; src/pipeline/fold.c): searches each scaled input's
+ * s as lb_quantize_model_calibrated would and folds it into m (linears store
+ * W diag(s), the input's producer is divided by s), without quantizing.
+ * The folded model computes the same function as before. Every tensor it
+ * changes must be f32 (fails otherwise, m unchanged); plan rules with other
+ * methods are ignored. For checking the folding, and for W8A8 setups that
+ * quantize the smoothed model's activations themselves. */
+LB_API lb_status lb_fold_input_scales(lb_model *m, const lb_plan *plan, const lb_calib_stats *stats);
+
 #ifdef __cplusplus
 }
 #endif

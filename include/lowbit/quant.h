@@ -2,7 +2,10 @@
  * a quantized tensor. They know nothing about files or models. Each method
  * is a row of the method table (lb_method, below); lb_quantize_tensor runs
  * any row. The rows: rtn (this paragraph), twn (src/quant/twn.c), hqq
- * (src/quant/hqq.c) and gptq (src/quant/gptq.c, needs X^T X).
+ * (src/quant/hqq.c), gptq (src/quant/gptq.c, needs X^T X), and the
+ * input-scaling rows awq, awq+gptq (src/quant/awq.c) and smoothquant
+ * (src/quant/smoothquant.c), which rescale input channels before quantizing
+ * (lb_scale_group, below).
  *
  * Round-to-nearest (RTN) is the data-free baseline every other method is
  * measured against: per group, pick the grid (scale, zero) from the weights
@@ -136,6 +139,12 @@ typedef struct {
     double proxy_loss;   /* the method's own tr(dW H dW^T), damped H */
     double seconds;      /* wall time of the call */
     double factor_seconds; /* of which factoring H (gptq: the Cholesky factor of H^-1) */
+    /* input-scaling rows (awq's exponent r, smoothquant's alpha; NAN when
+     * s = 1 was kept), and their objective sum_i tr(dW_i H dW_i^T) with the
+     * chosen scales and with none (s = 1), both under the search's quantizer */
+    double scale_param;
+    double scale_loss;
+    double scale_loss_unscaled;
 } lb_method_report;
 
 typedef struct {
@@ -151,6 +160,44 @@ typedef struct {
     const uint8_t *keep;
     float *kept;
 } lb_method_opts;
+
+/* ---- input scaling (AWQ, SmoothQuant) -------------------------------------
+ * A method may rescale the input channels of the linears that read one
+ * input before quantizing them: y = W x = (W diag(s)) (x / s). The pipeline
+ * (src/pipeline/fold.c) gives the row's input_scales hook a scale group:
+ * every linear reading that input (q/k/v; o; gate/up; down) and their shared
+ * statistics; the hook returns s; the pipeline then stores W diag(s), divides
+ * the input's producer by s (the RMSNorm weight, or v's / up's output rows),
+ * transforms the statistics to those of x / s (lb_layer_stats_scaled) and
+ * calls the row's quantize on the scaled weight as for any method. */
+typedef struct {
+    int n;                       /* linears in the group */
+    const float *const *w;       /* n weights, each rows[i] x cols, row-major */
+    const int64_t *rows;
+    const lb_qspec *specs;       /* n formats (never float) */
+    int64_t cols;
+    const lb_layer_stats *stats; /* the shared input's statistics (its rows field is ignored) */
+    /* Channels that must share one scale (NULL: none tied): tie[c] is the
+     * class of channel c, in 0..n_classes-1. The attention output under
+     * grouped-query attention: its channels come from v's output rows, which
+     * the q-heads of one kv head share. */
+    const int *tie;
+    int64_t n_classes;
+} lb_scale_group;
+
+/* The objective every scaling row minimizes: sum over rows of
+ * (wq - w) H (wq - w)^T, i.e. tr(dW H dW^T), the summed squared output error
+ * over the calibration inputs whose X^T X is h (cols x cols). Deterministic
+ * for any thread count. */
+LB_API double lb_output_error(const float *w, const float *wq, int64_t rows, int64_t cols, const double *h);
+
+/* out = the statistics of x / s given those of x (s: cols, finite, > 0):
+ * xtx_jk / (s_j s_k), mean|x| / s, max|x| / s, mean x / s, grad_sq / s^2 (the
+ * gradient of W diag(s)'s entries is the old one / s). The histogram of all
+ * x cannot be rescaled per channel: out has none. out owns its arrays
+ * (lb_layer_stats_free). */
+LB_API lb_status lb_layer_stats_scaled(const lb_layer_stats *in, const float *s, lb_layer_stats *out);
+LB_API void lb_layer_stats_free(lb_layer_stats *s);
 
 struct lb_method {
     const char *name;
@@ -169,6 +216,12 @@ struct lb_method {
      * LB_ERR_NUMERIC naming the entry), so rows do not repeat those checks. */
     lb_status (*quantize)(const float *w, int64_t rows, int64_t cols, const lb_layer_stats *stats,
                           const lb_qspec *spec, const lb_method_opts *opts, lb_qtensor *q);
+    /* NULL for methods that quantize each linear alone. Otherwise the
+     * model-level input-scaling pass this row needs (see lb_scale_group):
+     * fills s (g->cols, finite, > 0) for the group. The pipeline runs it
+     * once per group whose linears use this row, before quantize, which
+     * then sees the scaled weights and statistics. */
+    lb_status (*input_scales)(const lb_scale_group *g, const lb_method_opts *opts, float *s);
 };
 
 LB_API int lb_method_count(void);

@@ -13,8 +13,11 @@ lb_status lb_pipeline_resolve(const lb_plan *plan, lb_model *m, lb_plan *p);
  * rec: stats is the tensor's input statistics or NULL; the method sees them
  * only if it needs statistics, while the report's proxy losses use any
  * X^T X given. */
-lb_status lb_pipeline_quantize_entry(lb_model *m, const lb_plan_entry *e, const lb_layer_stats *stats,
-                                     lb_tensor *out, lb_tensor_report *rec, lb_quant_extras *extras);
+lb_status lb_pipeline_quantize_entry(lb_model *m, const lb_plan_entry *e, const float *w_in,
+                                     const lb_layer_stats *stats, lb_tensor *out, lb_tensor_report *rec,
+                                     lb_quant_extras *extras);
+/* w_in: the f32 weight to quantize instead of the tensor's own (a folded
+ * copy, fold.c), or NULL. */
 /* extras: what the entry's common options (outliers, bias correction)
  * produced for the linear's slots (zeroed when none), checked against the
  * model (pipeline/slots.h); the caller applies or frees them. rec->bpw is

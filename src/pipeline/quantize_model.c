@@ -3,11 +3,15 @@
  * succeeded (a failure names its tensor and leaves the model as it was).
  * Each tensor's record (lb_tensor_report) measures the result: relative
  * weight error and, when its input's X^T X is at hand, the proxy loss
- * tr(dW H dW^T) / n of the method and of round-to-nearest on the same H. */
+ * tr(dW H dW^T) / n of the method and of round-to-nearest on the same H.
+ * Methods with an input-scaling hook (awq, smoothquant) first get their
+ * scales searched and folded into copies of the weights, norms and
+ * statistics (fold.c); the methods then quantize the folded copies. */
 #include <math.h>
 #include <string.h>
 
 #include "pipeline_internal.h"
+#include "pipeline/fold.h"
 #include "pipeline/slots.h"
 
 unsigned lb_plan_stats_needed(const lb_plan *p) {
@@ -136,8 +140,9 @@ static lb_status measure(const float *w, const lb_tensor *q, const lb_quant_extr
     return LB_OK;
 }
 
-lb_status lb_pipeline_quantize_entry(lb_model *m, const lb_plan_entry *e, const lb_layer_stats *stats,
-                                     lb_tensor *out, lb_tensor_report *rec, lb_quant_extras *extras) {
+lb_status lb_pipeline_quantize_entry(lb_model *m, const lb_plan_entry *e, const float *w_in,
+                                     const lb_layer_stats *stats, lb_tensor *out, lb_tensor_report *rec,
+                                     lb_quant_extras *extras) {
     const lb_tensor *t = lb_model_tensor_at(m, e->tensor);
     memset(rec, 0, sizeof *rec);
     snprintf(rec->name, sizeof rec->name, "%s", t->name);
@@ -156,7 +161,9 @@ lb_status lb_pipeline_quantize_entry(lb_model *m, const lb_plan_entry *e, const 
         lb_free(scratch);
         return lb_fail(LB_ERR_NOMEM, "no memory to dequantize '%s'", t->name);
     }
-    lb_status st = lb_dequantize(t, w);
+    lb_status st = LB_OK;
+    if (w_in) memcpy(w, w_in, n);
+    else st = lb_dequantize(t, w);
     /* the method sees statistics only if it (or its common options: outliers,
      * bias correction) asks for them */
     const lb_layer_stats *ls = lb_method_opts_stats(&e->opts) ? stats : NULL;
@@ -237,6 +244,22 @@ lb_status lb_quantize_model_calibrated(lb_model *m, const lb_plan *plan, const l
         lb_free(p.entries);
         return st != LB_OK ? st : LB_ERR_NOMEM;
     }
+    lb_fold fold;
+    st = lb_fold_prepare(m, &p, stats, &fold); /* cleans up after itself on failure */
+    int have_fold = st == LB_OK;
+    if (st == LB_OK && fold.any && plan->act.kind == LB_AQ_TENSOR)
+        st = lb_fail(LB_ERR_UNSUPPORTED, "a static activation range is calibrated on the unscaled inputs, and this "
+                                         "plan folds input scales (awq / smoothquant): use a dynamic activation "
+                                         "quantizer (int8:token)");
+    if (st != LB_OK) {
+        if (have_fold) lb_fold_free(&fold);
+        lb_free(out);
+        lb_free(rec);
+        lb_free(extras);
+        lb_free(acts);
+        lb_free(p.entries);
+        return st;
+    }
     lb_progress prog;
     lb_progress_begin(&prog, "quantizing", (uint64_t)p.n_entries);
     int done = 0;
@@ -244,14 +267,19 @@ lb_status lb_quantize_model_calibrated(lb_model *m, const lb_plan *plan, const l
         const lb_plan_entry *e = &p.entries[done];
         const lb_tensor *t = lb_model_tensor_at(m, e->tensor);
         lb_progress_item(&prog, t->name);
-        /* a linear's input statistics (NULL for the embedding, the classifier, or without stats) */
-        st = lb_pipeline_quantize_entry(m, e, lb_calib_stats_for_tensor(stats, m, t), &out[done], &rec[done],
-                                        &extras[done]);
+        /* a linear's input statistics (NULL for the embedding, the classifier, or without stats), those of
+         * the scaled input, and its scaled weight, when its scale was folded */
+        const lb_layer_stats *ls = lb_fold_stats(&fold, m, t);
+        if (!ls) ls = lb_calib_stats_for_tensor(stats, m, t);
+        st = lb_pipeline_quantize_entry(m, e, lb_fold_weight(&fold, m, t), ls, &out[done], &rec[done], &extras[done]);
         if (st != LB_OK) break;
         lb_progress_update(&prog, (uint64_t)done + 1);
     }
     lb_progress_end(&prog);
+    lb_tensor *staged = NULL;
+    if (st == LB_OK) st = lb_fold_stage(&fold, m, &p, 0, &staged);
     if (st == LB_OK) {
+        lb_fold_commit(&fold, m, staged);
         for (int i = 0; i < p.n_entries; i++) {
             lb_tensor *t = lb_model_tensor_at(m, p.entries[i].tensor);
             lb_tensor_free(t);
@@ -272,6 +300,7 @@ lb_status lb_quantize_model_calibrated(lb_model *m, const lb_plan *plan, const l
         rec = NULL;
     }
     lb_free(rec);
+    lb_fold_free(&fold);
     lb_free(out);
     lb_free(acts);
     lb_free(p.entries);

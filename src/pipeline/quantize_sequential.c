@@ -61,7 +61,7 @@ static lb_status quantize_into(seq_run *r, int i, const lb_calib_stats *stats) {
     lb_tensor *t = lb_model_tensor_at(r->m, e->tensor);
     lb_progress_item(r->prog, t->name);
     lb_quant_extras x;
-    lb_status st = lb_pipeline_quantize_entry(r->m, e, lb_calib_stats_for_tensor(stats, r->m, t), &r->held[i],
+    lb_status st = lb_pipeline_quantize_entry(r->m, e, NULL, lb_calib_stats_for_tensor(stats, r->m, t), &r->held[i],
                                               &r->rec[i], &x);
     if (st != LB_OK) return st;
     lb_quant_extras_free(&x); /* empty: slot-producing options were refused up front */
@@ -82,10 +82,16 @@ lb_status lb_quantize_model_sequential(lb_model *m, const lb_plan *plan, const l
     if (st != LB_OK) return st;
     /* Outliers and bias corrections change a linear's slots, which later
      * stages would have to calibrate through and a failure would have to
-     * undo; a static activation range needs the fp32 model's statistics.
-     * Neither is built for this driver yet. */
+     * undo; a static activation range needs the fp32 model's statistics;
+     * input scales (awq, smoothquant) would have to be searched per stage.
+     * None of these is built for this driver yet. */
     for (int i = 0; i < p.n_entries && st == LB_OK; i++)
-        if (lb_method_opts_get(&p.entries[i].opts, "outliers") > 0 ||
+        if (p.entries[i].opts.method && p.entries[i].opts.method->input_scales)
+            st = lb_fail(LB_ERR_UNSUPPORTED,
+                         "sequential quantization does not fold input scales (method %s) yet; quantize without "
+                         "--sequential",
+                         p.entries[i].opts.method->name);
+        else if (lb_method_opts_get(&p.entries[i].opts, "outliers") > 0 ||
             lb_method_opts_get(&p.entries[i].opts, "bias_correct") != 0)
             st = lb_fail(LB_ERR_UNSUPPORTED,
                          "sequential quantization does not take outliers or bias correction yet ('%s'); quantize "

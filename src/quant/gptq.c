@@ -108,7 +108,8 @@ typedef struct {
 
 static const char *const clip_choices[] = {"minmax", "mse", "aciq", "aciq-gauss", NULL};
 
-static const lb_method_option gptq_options[] = {
+/* shared with awq+gptq (awq.c), whose options are these */
+const lb_method_option lb_gptq_options[LB_GPTQ_N_OPTIONS] = {
     {"percdamp", LB_OPTION_FLOAT, "0.01", "damping added to diag(H), relative to its mean (raised if needed)", 0,
      10, NULL, NULL},
     {"block", LB_OPTION_INT, "128", "columns per lazy-batch block", 1, 65536, NULL, NULL},
@@ -601,8 +602,8 @@ const lb_method lb_method_gptq = {
     .name = "gptq",
     .summary = "GPTQ: column-by-column rounding with OBS error feedback under H = X^T X (needs calibration)",
     .stats = LB_STATS_XTX,
-    .options = gptq_options,
-    .n_options = (int)(sizeof gptq_options / sizeof gptq_options[0]),
+    .options = lb_gptq_options,
+    .n_options = LB_GPTQ_N_OPTIONS,
     .check = gptq_check,
     .quantize = gptq_quantize,
 };

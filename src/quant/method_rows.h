@@ -10,6 +10,13 @@ extern const lb_method lb_method_twn;
 extern const lb_method lb_method_hqq;
 extern const lb_method lb_method_gptq;
 extern const lb_method lb_method_gptaq;
+extern const lb_method lb_method_awq;
+extern const lb_method lb_method_awq_gptq;
+extern const lb_method lb_method_smoothquant;
+
+/* gptq's option table, which awq+gptq shares (its options are gptq's). */
+#define LB_GPTQ_N_OPTIONS 6
+extern const lb_method_option lb_gptq_options[LB_GPTQ_N_OPTIONS];
 
 /* lb_rtn_quantize whose mse searches (clip=mse) score each weight's squared
  * error times colw[column] (an input's importance, e.g. diag X^T X; NULL: 1).
