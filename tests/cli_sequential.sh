@@ -22,7 +22,7 @@ expect 0 "--sequential" -- "$LOWBIT" sweep --help
 Q=(quantize "$MODEL" --format int3:g64:asym --method gptq --calib-blocks 4)  # small: expect allows 60 s
 expect 2 "cannot be used" -- "$LOWBIT" quantize "$MODEL" --format int3:g64:asym --method gptq --sequential --stats "$TMP/none.gguf" -o "$TMP/x.gguf"
 expect 2 "it needs --sequential" -- "$LOWBIT" quantize "$MODEL" --format int3:g64:asym --method gptaq -o "$TMP/x.gguf"
-expect 2 "it needs --sequential" -- "$LOWBIT" sweep "$MODEL" --text "$TEXT" --methods gptaq --formats int4:g64:asym
+expect 2 "needs true-sequential calibration" -- "$LOWBIT" sweep "$MODEL" --text "$TEXT" --methods gptaq --formats int4:g64:asym
 expect 0 "gptaq" -- "$LOWBIT" quantize --help
 expect 2 "no --report" -- "$LOWBIT" "${Q[@]}" --dry-run --report "$TMP/r.json"
 expect 1 "$TMP/nodir/r.json" -- "$LOWBIT" "${Q[@]}" --sequential --report "$TMP/nodir/r.json" -o "$TMP/x.gguf"
@@ -52,5 +52,17 @@ json "$TMP/rr.json" "j['tensors'][0]['proxy_loss'] is None and j['totals']['prox
 "$LOWBIT" sweep "$MODEL" --text "$TEXT" --methods gptq --formats int4:g64:asym --calib-blocks 4 --max-blocks 4 \
     --sequential --json > "$TMP/sw.json" 2> "$TMP/sw.err"
 json "$TMP/sw.json" "j['sequential'] and j['status'] == 'ok' and j['ppl_ratio'] < 1.5"
+
+# one grid, two calibration modes: ':seq' makes that method's series sequential
+"$LOWBIT" sweep "$MODEL" --text "$TEXT" --methods gptq,gptq:seq --formats int4:g64:asym --calib-blocks 4 --max-blocks 4 \
+    --json > "$TMP/mix.jsonl" 2> "$TMP/mix.err"
+python3 - "$TMP/mix.jsonl" <<'PY' && ok || fail "mixed sweep: $(cat "$TMP/mix.jsonl" "$TMP/mix.err")"
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+assert [r['sequential'] for r in rows] == [False, True], rows
+assert [r['label'] for r in rows] == ['gptq', 'gptq seq'], rows
+assert all(r['status'] == 'ok' for r in rows) and rows[0]['ppl'] != rows[1]['ppl'], rows
+PY
+expect 2 "expected key=value, got 'seq'" -- "$LOWBIT" quantize "$MODEL" --format int4:g64:asym --tensor-type "linears=int4:g64:asym,method=gptq,seq" -o "$TMP/x.gguf"
 
 finish cli_sequential

@@ -24,11 +24,12 @@ static const char *sweep_help =
     "(methods x formats), saves and reloads each as GGUF, evaluates it against the fp32 model and\n"
     "prints a markdown table: method | format | bpw | file size | ppl | ppl/fp32 | KLD | top-1 |\n"
     "seconds to quantize. One progress line per configuration on stderr.\n\n"
-    "  --methods LIST   comma-separated methods, each NAME[:key=value]...: 'rtn,rtn:clip=mse,twn'\n"
-    "                   (the methods and their options: lowbit quantize --help)\n"
+    "  --methods LIST   comma-separated methods, each NAME[:key=value]...[:seq]: 'rtn,rtn:clip=mse,twn'\n"
+    "                   (the methods and their options: lowbit quantize --help); ':seq' quantizes\n"
+    "                   that method true-sequentially (as --sequential does for all)\n"
     "  --formats LIST   comma-separated format specs: 'int4:g64:asym,nf4:g64,ternary:g64:1.6bit'\n"
     "  --grid FILE      the grid as text, one line per group of configurations, recipe-like:\n"
-    "                     FORMAT[,FORMAT...] [method=NAME] [key=value ...]   # comment\n"
+    "                     FORMAT[,FORMAT...] [method=NAME] [key=value ...] [seq]   # comment\n"
     "                   every format of the line with that method (default rtn) and options\n"
     "                   Default grid (no --grid, --methods, --formats): rtn and rtn:clip=mse over\n"
     "                   int8:g32:sym int4:g64:asym int4:g32:asym nf4:g64 int3:g64:asym int3:g32:asym\n"
@@ -44,7 +45,7 @@ static const char *sweep_help =
     "  --ctx N          context (docs: default the model's; chunks: default 256)\n"
     "  --calib-blocks N size of the calibration split (default 128)\n"
     "  --max-blocks N   evaluate only the first N blocks of the split (quick looks, tests)\n"
-    "  --sequential     calibrated methods (gptq) quantize true-sequentially: each stage's statistics\n"
+    "  --sequential     every method quantizes true-sequentially: each stage's statistics\n"
     "                   from the partly quantized model (docs/CALIBRATION.md, \"Sequential mode\");\n"
     "                   default: from the fp32 model, collected once for the whole grid\n"
     "  --md FILE        the markdown table to FILE instead of stdout\n"
@@ -63,9 +64,16 @@ static const char *sweep_help =
 #define MAX_CONFIGS 512
 #define MAX_SERIES 32
 
+/* A method with its options as the grid gives it ("NAME[:key=value][:seq]"). */
+typedef struct {
+    lb_method_opts opts;
+    int sequential; /* ":seq" (or --sequential): true-sequential calibration */
+} grid_method;
+
 typedef struct {
     lb_method_opts opts;
     lb_act_quant act;
+    int sequential;
     char label[160]; /* "rtn" or "rtn clip=mse", " act=int8:token" when activations are quantized */
 } series;
 
@@ -96,14 +104,18 @@ static int same_act(const lb_act_quant *a, const lb_act_quant *b) {
     return !strcmp(x, y);
 }
 
-/* the series for these options and activation quantizer (added if new) */
-static int grid_series(grid *g, const lb_method_opts *o, const lb_act_quant *act) {
+/* the series for these options, calibration mode and activation quantizer (added if new) */
+static int grid_series(grid *g, const grid_method *gm, const lb_act_quant *act) {
+    const lb_method_opts *o = &gm->opts;
     for (int i = 0; i < g->n_series; i++)
-        if (lb_method_opts_equal(&g->s[i].opts, o) && same_act(&g->s[i].act, act)) return i;
+        if (lb_method_opts_equal(&g->s[i].opts, o) && g->s[i].sequential == gm->sequential &&
+            same_act(&g->s[i].act, act))
+            return i;
     if (g->n_series == MAX_SERIES) return cli_usage_error("sweep", "more than %d methods in the grid", MAX_SERIES), -1;
     series *s = &g->s[g->n_series];
     s->opts = *o;
     s->act = *act;
+    s->sequential = gm->sequential;
     char text[100], act_text[64] = "";
     lb_method_opts_format(o, 0, text, sizeof text);
     if (act->kind != LB_AQ_NONE) {
@@ -111,11 +123,12 @@ static int grid_series(grid *g, const lb_method_opts *o, const lb_act_quant *act
         lb_act_spec_format(act, spec, sizeof spec);
         snprintf(act_text, sizeof act_text, " act=%s", spec);
     }
-    snprintf(s->label, sizeof s->label, "%s%s%s%s", o->method->name, text[0] ? " " : "", text, act_text);
+    snprintf(s->label, sizeof s->label, "%s%s%s%s%s", o->method->name, text[0] ? " " : "", text,
+             gm->sequential ? " seq" : "", act_text);
     return g->n_series++;
 }
 
-static int grid_add(grid *g, const char *spec_text, const lb_method_opts *o, const char *where) {
+static int grid_add(grid *g, const char *spec_text, const grid_method *o, const char *where) {
     lb_act_quant none = {0};
     for (int k = 0; k < (g->n_acts ? g->n_acts : 1); k++) {
         if (g->n == MAX_CONFIGS) return cli_usage_error("sweep", "more than %d configurations", MAX_CONFIGS);
@@ -137,16 +150,23 @@ static int add_act_item(const char *item, void *user) {
     return CLI_OK;
 }
 
-/* "NAME[:key=value]..." */
-static int parse_method(const char *text, lb_method_opts *o, const char *where) {
+/* set by --sequential: every method of the grid quantizes true-sequentially */
+static int all_sequential;
+
+/* "NAME[:key=value]...[:seq]" */
+static int parse_method(const char *text, grid_method *gm, const char *where) {
     char buf[512];
     snprintf(buf, sizeof buf, "%s", text);
     char *save = NULL, *tok = strtok_r(buf, ":", &save);
     const lb_method *m = tok ? lb_method_find(tok) : NULL;
     if (!m) return cli_usage_error("sweep", "%s%s", where, tok ? lb_last_error() : "empty method");
-    lb_method_opts_default(m, o);
-    while ((tok = strtok_r(NULL, ":", &save)))
-        if (lb_method_opts_parse(o, tok) != LB_OK) return cli_usage_error("sweep", "%s%s", where, lb_last_error());
+    lb_method_opts_default(m, &gm->opts);
+    gm->sequential = all_sequential;
+    while ((tok = strtok_r(NULL, ":", &save))) {
+        if (!strcmp(tok, "seq")) gm->sequential = 1;
+        else if (lb_method_opts_parse(&gm->opts, tok) != LB_OK)
+            return cli_usage_error("sweep", "%s%s", where, lb_last_error());
+    }
     return CLI_OK;
 }
 
@@ -169,7 +189,7 @@ static int for_each_item(const char *list, const char *opt, int (*fn)(const char
 
 typedef struct {
     grid *g;
-    lb_method_opts *methods;
+    grid_method *methods;
     int n_methods;
     const char *where;
 } cross;
@@ -195,7 +215,7 @@ static const char *default_formats = "int8:g32:sym,int4:g64:asym,int4:g32:asym,n
                                      "int2:g64:asym,int2:g32:asym,ternary:g64:1.6bit,binary:row";
 
 static int grid_cross(grid *g, const char *methods, const char *formats) {
-    lb_method_opts ms[MAX_SERIES];
+    grid_method ms[MAX_SERIES];
     cross x = {g, ms, 0, "--formats: "};
     int rc = for_each_item(methods, "--methods", add_method_item, &x);
     if (!rc) rc = for_each_item(formats, "--formats", add_format_item, &x);
@@ -221,15 +241,19 @@ static int grid_load(grid *g, const char *path) {
             char *toks[LB_METHOD_MAX_OPTIONS + 2];
             int n_toks = 0;
             const char *method = "rtn";
+            int seq = 0;
             for (char *t; (t = strtok_r(NULL, " \t\r", &save));) {
                 if (!strncmp(t, "method=", 7)) method = t + 7;
+                else if (!strcmp(t, "seq")) seq = 1;
                 else if (n_toks < LB_METHOD_MAX_OPTIONS + 2) toks[n_toks++] = t;
                 else rc = cli_usage_error("sweep", "%stoo many options", where);
             }
-            lb_method_opts o;
+            grid_method o;
             if (rc == CLI_OK) rc = parse_method(method, &o, where);
+            o.sequential |= seq;
             for (int i = 0; rc == CLI_OK && i < n_toks; i++)
-                if (lb_method_opts_parse(&o, toks[i]) != LB_OK) rc = cli_usage_error("sweep", "%s%s", where, lb_last_error());
+                if (lb_method_opts_parse(&o.opts, toks[i]) != LB_OK)
+                    rc = cli_usage_error("sweep", "%s%s", where, lb_last_error());
             cross x = {g, &o, 1, where};
             if (rc == CLI_OK) rc = for_each_item(formats, where, add_format_item, &x);
         }
@@ -261,7 +285,6 @@ typedef struct {
     int ctx;
     double fp32_ppl;
     const char *command;
-    int sequential;
 } sweep_ctx;
 
 static void markdown(plot_buf *b, const sweep_ctx *s, const grid *g) {
@@ -304,7 +327,7 @@ static void json_line(const sweep_ctx *s, const grid *g, const config *c) {
     char act_text[64];
     lb_act_spec_format(&se->act, act_text, sizeof act_text);
     json_kstr("act", act_text);
-    json_kbool("sequential", s->sequential);
+    json_kbool("sequential", se->sequential);
     json_kstr("format", c->spec_text);
     json_kstr("status", ok ? "ok" : c->status == CLI_SKIP ? "skipped" : "failed");
     json_knum("bpw", ok ? c->r.bpw : NAN);
@@ -414,7 +437,7 @@ int cmd_sweep(int argc, char **argv) {
     if (a.n_positional != 1) return cli_usage_error("sweep", "expected one MODEL");
     if (!text_path) return cli_usage_error("sweep", "missing --text FILE");
     if (grid_path && (methods || formats)) return cli_usage_error("sweep", "--grid replaces --methods and --formats: give one or the other");
-    sweep_ctx s = {.model_path = a.positional[0], .text_path = text_path, .sequential = sequential};
+    sweep_ctx s = {.model_path = a.positional[0], .text_path = text_path};
     long v;
     if (lb_protocol_parse(protocol, &s.eval.protocol) != LB_OK || lb_split_parse(split, &s.eval.split) != LB_OK)
         return cli_usage_error("sweep", "%s", lb_last_error());
@@ -428,6 +451,7 @@ int cmd_sweep(int argc, char **argv) {
     if (max_blocks && cli_parse_int("sweep", "--max-blocks", max_blocks, 1, 1 << 30, &max_b)) return CLI_USAGE;
     grid *g = calloc(1, sizeof *g);
     if (!g) return cli_error("sweep", "out of memory");
+    all_sequential = sequential;
     int rc = acts ? for_each_item(acts, "--act", add_act_item, g) : CLI_OK;
     if (rc == CLI_OK) rc = grid_path ? grid_load(g, grid_path) : default_grid(g, methods, formats);
     const char *inputs[3] = {a.positional[0], text_path, grid_path};
@@ -491,25 +515,25 @@ int cmd_sweep(int argc, char **argv) {
      * never from the blocks being evaluated */
     lb_calib_stats *stats = NULL;
     lb_calib_opts seq_calib;
-    unsigned need = 0;
+    unsigned need = 0, need_seq = 0; /* of the parallel series; of the sequential ones */
     for (int i = 0; i < g->n_series; i++) {
-        need |= lb_method_opts_stats(&g->s[i].opts);
-        if (g->s[i].act.kind == LB_AQ_TENSOR) need |= LB_STATS_HIST_X | LB_STATS_MAX_ABS_X;
+        unsigned n = lb_method_opts_stats(&g->s[i].opts);
+        if (g->s[i].act.kind == LB_AQ_TENSOR) n |= LB_STATS_HIST_X | LB_STATS_MAX_ABS_X;
+        if (rc == CLI_OK && (n & LB_STATS_DXTX) && !g->s[i].sequential)
+            rc = cli_usage_error("sweep", "method %s compares the fp32 and the partly quantized model's inputs: it "
+                                 "needs true-sequential calibration (':seq' after its options, or --sequential)",
+                                 g->s[i].opts.method->name);
+        *(g->s[i].sequential ? &need_seq : &need) |= n;
     }
-    if (rc == CLI_OK && need) {
-        if (s.eval.split != LB_SPLIT_EVAL)
-            rc = cli_usage_error("sweep", "calibrated methods need --split eval (they calibrate on the calibration split)");
-        if (rc == CLI_OK && (need & LB_STATS_DXTX) && !sequential)
-            rc = cli_usage_error("sweep", "method gptaq compares the fp32 and the partly quantized model's inputs: "
-                                 "it needs --sequential");
-        lb_calib_opts_default(&seq_calib);
-        seq_calib.text = &text;
-        seq_calib.calib_blocks = s.eval.calib_blocks;
-        /* sequential: each configuration calibrates its own partly quantized model */
-        if (sequential) q.sequential = &seq_calib;
-        else if (rc == CLI_OK && lb_calibrate(ref, &seq_calib, &stats) != LB_OK) rc = cli_error("sweep", NULL);
-        q.stats = stats;
-    }
+    if (rc == CLI_OK && (need | need_seq) && s.eval.split != LB_SPLIT_EVAL)
+        rc = cli_usage_error("sweep", "calibrated methods need --split eval (they calibrate on the calibration split)");
+    lb_calib_opts_default(&seq_calib);
+    seq_calib.text = &text;
+    seq_calib.calib_blocks = s.eval.calib_blocks;
+    /* parallel series share statistics of the fp32 model, collected once;
+     * each sequential configuration calibrates its own partly quantized model */
+    if (rc == CLI_OK && need && lb_calibrate(ref, &seq_calib, &stats) != LB_OK) rc = cli_error("sweep", NULL);
+    q.stats = stats;
     for (int i = 0; rc == CLI_OK && i < g->n; i++) {
         config *c = &g->c[i];
         const char *label = g->s[c->series].label;
@@ -517,6 +541,7 @@ int cmd_sweep(int argc, char **argv) {
         snprintf(stem, sizeof stem, "sweep-%03d-%.150s", i + 1, label);
         cli_gguf_path(dir, stem, c->spec_text, path, sizeof path);
         q.act = g->s[c->series].act;
+        q.sequential = g->s[c->series].sequential ? &seq_calib : NULL;
         c->status = cli_quantize_eval(&q, &c->spec, &g->s[c->series].opts, path, &c->r, NULL, c->reason, sizeof c->reason);
         if (!keep) remove(path);
         if (c->status == CLI_OK) {
