@@ -87,11 +87,14 @@ static void test_diagonal_is_rtn(void) {
     for (int c = 0; c < C; c++) h[c * C + c] = 0.1 + lb_rng_f32(&r);
     static const char *formats[] = {"int4:g32:asym", "int3:g64:sym", "int2:g16:asym:zint", "int4:row:asym",
                                     "int8:g128:sym", "int1:g32:asym", "nf4:g64", "nf4:g64:dq",
-                                    "int3:g16:asym:s6", "int2:g32:sym:s4:r8"};
+                                    "int3:g16:asym:s6", "int2:g32:sym:s4:r8", "ternary:g64:2bit",
+                                    "ternary:row:1.6bit", "binary:row", "binary:g32"};
     static const char *opts[] = {"", "clip=mse", "act_order=1", "static_groups=1 block=7"};
     for (size_t f = 0; f < sizeof formats / sizeof formats[0]; f++)
         for (size_t k = 0; k < sizeof opts / sizeof opts[0]; k++) {
             lb_tensor g, q;
+            /* binary and ternary take their scale by their own rule: no clip rules */
+            if (k == 1 && (formats[f][0] == 't' || formats[f][0] == 'b')) continue;
             CHECK_OK(run("gptq", opts[k], w, R, C, h, formats[f], &g, NULL));
             CHECK_OK(run("rtn", k == 1 ? "clip=mse" : "", w, R, C, NULL, formats[f], &q, NULL));
             CHECK_MSG(same_bytes(&g, &q), "%s %s: gptq with a diagonal H differs from rtn", formats[f], opts[k]);
@@ -141,7 +144,8 @@ static void test_beats_rtn(void) {
     float *w = random_w(R, C, 4);
     static const char *formats[] = {"int2:g16:asym", "int2:g64:sym", "int3:g32:asym", "int3:row:sym",
                                     "int3:g64:asym:zint", "int4:g16:sym", "int4:g64:asym", "int4:row:asym", "nf4:g32",
-                                    "int2:g16:asym:s4", "int3:g32:sym:s6:r8", "int4:g16:asym:s4:r16"};
+                                    "int2:g16:asym:s4", "int3:g32:sym:s6:r8", "int4:g16:asym:s4:r16",
+                                    "ternary:g64:1.6bit", "binary:row"};
     for (size_t f = 0; f < sizeof formats / sizeof formats[0]; f++) {
         lb_tensor g, q;
         lb_method_report rep;
@@ -149,7 +153,9 @@ static void test_beats_rtn(void) {
         CHECK_OK(run("gptq", "", w, R, C, h, formats[f], &g, &rep));
         CHECK_OK(run("rtn", "", w, R, C, NULL, formats[f], &q, NULL));
         double lg = proxy_loss(w, &g, h), lr = proxy_loss(w, &q, h);
-        CHECK_MSG(lg < 0.5 * lr, "%s: gptq proxy loss %g vs rtn %g", formats[f], lg, lr);
+        /* two or three levels leave less to compensate with: a weaker, still clear bound */
+        double bound = strncmp(formats[f], "int", 3) && strncmp(formats[f], "nf4", 3) ? 0.8 : 0.5;
+        CHECK_MSG(lg < bound * lr, "%s: gptq proxy loss %g vs rtn %g", formats[f], lg, lr);
         /* reported: the loss under H + lambda I */
         double damp_extra = 0;
         {
@@ -235,7 +241,6 @@ static void test_damping_and_bad_h(void) {
     CHECK_FAILS(run("gptq", "", wn, R, C, h, "int4:g32:asym", &t, NULL), LB_ERR_NUMERIC, "NaN");
     CHECK_FAILS(run("gptq", "", w, R, C, NULL, "int4:g32:asym", &t, NULL), LB_ERR_INVALID,
                 "needs calibration statistics (X^T X)");
-    CHECK_FAILS(run("gptq", "", w, R, C, h, "ternary:g64:2bit", &t, NULL), LB_ERR_INVALID, "uniform (int) and nf4");
     free(bad);
     free(h);
     free(w);

@@ -72,6 +72,15 @@ static void binary_dequantize_row(const lb_qspec *s, const lb_layout *l, const u
     }
 }
 
+/* The sign, whatever alpha is (also 0): w = 0 and padding take +alpha, as
+ * round-to-nearest stores them, where a scan over {-alpha, +alpha} would
+ * tie. */
+static int binary_nearest_code(const lb_qtensor *q, int64_t k, float w) {
+    (void)q;
+    (void)k;
+    return w >= 0.0f;
+}
+
 const lb_format_family lb_binary_family = {
     .name = "binary",
     .names = "binary",
@@ -85,6 +94,7 @@ const lb_format_family lb_binary_family = {
     .tail_bytes = lb_lead_scales_tail_bytes,
     .levels = binary_levels,
     .level = binary_level,
+    .nearest_code = binary_nearest_code,
     .encode_row = binary_encode_row,
     .decode_row = binary_decode_row,
     .encode_tail = lb_lead_scales_encode_tail,

@@ -45,7 +45,11 @@
  *   current columns, with the row's clip rule), so every uniform format
  *   (1-8 bits, any group, sym/asym, fp16 offset or int zero) and nf4 are
  *   supported exactly as RTN stores them; codes are the nearest on the
- *   stored grid. Binary and ternary formats are refused (not implemented).
+ *   stored grid. Binary (sign x alpha) and ternary formats always use
+ *   static groups: alpha (mean|w|) or the ternary scale (absmean, or TWN's
+ *   rule) comes from RTN on the initial weights, and each column takes the
+ *   nearest of its 2 or 3 levels with error feedback, as REFERENCE.md's
+ *   GPTQ on binary and ternary does.
  * - Hierarchical scales (uniform s<k>): the initial RTN fit on the whole
  *   matrix picks every super-group's super-scales (and, static groups,
  *   every group's integers: the stored ones). Dynamic groups keep those
@@ -151,10 +155,11 @@ static void opts_from(const lb_method_opts *o, gptq_opts *g) {
 
 static lb_status gptq_check(const lb_qspec *spec, const lb_method_opts *o) {
     lb_grid_kind grid = lb_format_grid(spec);
-    if (grid != LB_GRID_UNIFORM && grid != LB_GRID_ABSMAX) {
+    if (grid != LB_GRID_UNIFORM && grid != LB_GRID_ABSMAX && grid != LB_GRID_SIGN && grid != LB_GRID_TERNARY) {
         char text[64];
         lb_qspec_format(spec, text, sizeof text);
-        return lb_fail(LB_ERR_INVALID, "method %s quantizes to uniform (int) and nf4 formats, not '%s'",
+        return lb_fail(LB_ERR_INVALID,
+                       "method %s quantizes to uniform (int), nf4, ternary and binary formats, not '%s'",
                        o && o->method ? o->method->name : "gptq", text);
     }
 #ifndef LB_HAVE_BLAS
@@ -517,8 +522,9 @@ static lb_status gptq_run(const float *w, int64_t rows, int64_t cols, const doub
     /* every grid from the initial weights; dynamic mode refits groups later */
     st = lb_rtn_quantize_weighted(w0, rows, cols, colw, spec, &o->rtn, q);
     if (st != LB_OK) goto restore;
+    lb_grid_kind grid = lb_format_grid(spec);
     int dynamic = q->groups_per_row > 0 && q->group_len < cols && !o->act_order && !o->static_groups &&
-                  !(lb_format_grid(spec) == LB_GRID_ABSMAX && spec->double_quant);
+                  !(grid == LB_GRID_ABSMAX && spec->double_quant) && grid != LB_GRID_SIGN && grid != LB_GRID_TERNARY;
     gptq_job job = {o, cols, perm, U, P, dynamic, dead, mo->keep, mo->kept, colw};
     int64_t n_tiles = (rows + TILE_ROWS - 1) / TILE_ROWS;
     double *tile_loss = calloc((size_t)n_tiles, sizeof(double));
