@@ -2,7 +2,7 @@
  * with correlated inputs its proxy loss tr(dW H dW^T) is well below RTN's;
  * non-positive-definite H is damped (and the damping reported), NaN refused;
  * act-order with static groups keeps the format's layout; same bytes for any
- * thread count. */
+ * thread count; grid_fit=hqq is hqq's grid with GPTQ's rounding. */
 #include "test.h"
 
 /* The structured problem: X = Z A + 0.05 noise (n x cols, rank-k signal, so
@@ -299,6 +299,45 @@ static void test_threads(void) {
     free(w);
 }
 
+/* (f) grid_fit=hqq (HQQ's zero-points, then GPTQ): with a diagonal H there is
+ * no feedback, so the bytes are the hqq row's; with correlated inputs its
+ * proxy loss is well below hqq's and rtn's; formats and clip rules HQQ
+ * cannot fit are refused up front */
+static void test_hqq_grid(void) {
+    enum { R = 32, C = 256 };
+    float *w = random_w(R, C, 21);
+    double *diag = calloc(C * C, sizeof(double));
+    for (int c = 0; c < C; c++) diag[c * C + c] = 0.5 + (c % 7) * 0.25;
+    double *h = structured_h(C, 512, 16, 22);
+    static const char *formats[] = {"int4:g64:asym", "int3:g32:asym", "int2:g16:asym", "int3:g64:asym:zint",
+                                    "int4:g32:sym"};
+    for (size_t f = 0; f < sizeof formats / sizeof formats[0]; f++) {
+        lb_tensor g, q;
+        CHECK_OK(run("gptq", "grid_fit=hqq", w, R, C, diag, formats[f], &g, NULL));
+        CHECK_OK(run("hqq", "", w, R, C, NULL, formats[f], &q, NULL));
+        CHECK_MSG(same_bytes(&g, &q), "%s: gptq grid_fit=hqq with a diagonal H differs from hqq", formats[f]);
+        lb_tensor_free(&g);
+        lb_tensor_free(&q);
+        CHECK_OK(run("gptq", "grid_fit=hqq", w, R, C, h, formats[f], &g, NULL));
+        CHECK_OK(run("hqq", "", w, R, C, NULL, formats[f], &q, NULL));
+        double lg = proxy_loss(w, &g, h), lh = proxy_loss(w, &q, h);
+        printf("  %-20s proxy loss gptq grid_fit=hqq / hqq = %.3f\n", formats[f], lg / lh);
+        CHECK_MSG(lg < 0.5 * lh, "%s: gptq grid_fit=hqq %g vs hqq %g", formats[f], lg, lh);
+        lb_tensor_free(&g);
+        lb_tensor_free(&q);
+    }
+    lb_tensor t;
+    CHECK_FAILS(run("gptq", "grid_fit=hqq clip=mse", w, R, C, h, "int4:g64:asym", &t, NULL), LB_ERR_INVALID,
+                "leave clip at minmax");
+    CHECK_FAILS(run("gptq", "grid_fit=hqq", w, R, C, h, "int3:g16:asym:s4", &t, NULL), LB_ERR_UNSUPPORTED,
+                "hierarchical scales");
+    CHECK_FAILS(run("gptq", "grid_fit=hqq", w, R, C, h, "nf4:g64", &t, NULL), LB_ERR_INVALID, "uniform int formats");
+    CHECK_FAILS(run("gptq", "grid_fit=foo", w, R, C, h, "int4:g64:asym", &t, NULL), LB_ERR_INVALID, "grid source");
+    free(w);
+    free(diag);
+    free(h);
+}
+
 int main(void) {
 #ifndef LB_HAVE_BLAS
     fprintf(stderr, "SKIPPED: lowbit was built without OpenBLAS/LAPACKE, which gptq needs\n");
@@ -310,5 +349,6 @@ int main(void) {
     test_damping_and_bad_h();
     test_act_order();
     test_threads();
+    test_hqq_grid();
     return lb_test_finish("test_gptq");
 }

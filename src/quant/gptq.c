@@ -50,6 +50,11 @@
  *   rule) comes from RTN on the initial weights, and each column takes the
  *   nearest of its 2 or 3 levels with error feedback, as REFERENCE.md's
  *   GPTQ on binary and ternary does.
+ * - grid_fit=hqq (HQQ's zero-points, then GPTQ, as the issue and HQQ's authors
+ *   combine them): every group's grid is HQQ's (src/quant/hqq.c, its
+ *   defaults) on the initial weights, and groups are static (HQQ's fit is
+ *   per group of the original weights; refitting it on updated columns is
+ *   not done). Uniform formats without hierarchical scales, clip minmax.
  * - Hierarchical scales (uniform s<k>): the initial RTN fit on the whole
  *   matrix picks every super-group's super-scales (and, static groups,
  *   every group's integers: the stored ones). Dynamic groups keep those
@@ -106,11 +111,13 @@ typedef struct {
     int act_order;
     int static_groups;
     int weighted_grid;
+    int hqq_grid;    /* grid_fit=hqq: HQQ grids on the initial weights, static */
     lb_rtn_opts rtn; /* grid rule for each group */
     double alpha;    /* gptaq: strength of the asymmetric term (0: plain GPTQ) */
 } gptq_opts;
 
 static const char *const clip_choices[] = {"minmax", "mse", "aciq", "aciq-gauss", NULL};
+static const char *const grid_choices[] = {"rtn", "hqq", NULL};
 
 /* shared with awq+gptq (awq.c), whose options are these */
 const lb_method_option lb_gptq_options[LB_GPTQ_N_OPTIONS] = {
@@ -124,6 +131,8 @@ const lb_method_option lb_gptq_options[LB_GPTQ_N_OPTIONS] = {
      clip_choices, "clipping rule"},
     {"weighted_grid", LB_OPTION_INT, "0", "1: clip=mse scores a grid by its error weighted by diag(H) per input", 0, 1,
      NULL, NULL},
+    {"grid_fit", LB_OPTION_CHOICE, "rtn", "group grids fitted by rtn (the clip rule) or hqq (HQQ zero-points, static groups)",
+     0, 0, grid_choices, "grid source"},
 };
 
 /* gptaq: gptq's options and alpha */
@@ -149,6 +158,8 @@ static void opts_from(const lb_method_opts *o, gptq_opts *g) {
     lb_rtn_opts_default(&g->rtn);
     lb_clip_parse(clip_choices[(int)o->value[4]], &g->rtn.clip);
     g->weighted_grid = (int)o->value[5];
+    double grid = lb_method_opts_get(o, "grid_fit"); /* gptq and awq+gptq */
+    g->hqq_grid = !isnan(grid) && grid == 1;
     double alpha = lb_method_opts_get(o, "alpha"); /* gptaq's row only */
     g->alpha = isnan(alpha) ? 0.0 : alpha;
 }
@@ -161,6 +172,17 @@ static lb_status gptq_check(const lb_qspec *spec, const lb_method_opts *o) {
         return lb_fail(LB_ERR_INVALID,
                        "method %s quantizes to uniform (int), nf4, ternary and binary formats, not '%s'",
                        o && o->method ? o->method->name : "gptq", text);
+    }
+    double gs = o ? lb_method_opts_get(o, "grid_fit") : NAN;
+    if (!isnan(gs) && gs == 1) { /* grid_fit=hqq: what HQQ itself can fit */
+        lb_method_opts ho;
+        lb_method_opts_default(&lb_method_hqq, &ho);
+        lb_status st = lb_method_hqq.check(spec, &ho);
+        if (st != LB_OK) return lb_fail_context(st, "grid_fit=hqq");
+        lb_clip clip;
+        lb_clip_parse(clip_choices[(int)o->value[4]], &clip);
+        if (clip != LB_CLIP_MINMAX)
+            return lb_fail(LB_ERR_INVALID, "grid_fit=hqq fits its own grids (from min-max): leave clip at minmax");
     }
 #ifndef LB_HAVE_BLAS
     return lb_fail(LB_ERR_UNSUPPORTED, "method gptq needs OpenBLAS and LAPACKE, and lowbit was built without them");
@@ -520,11 +542,13 @@ static lb_status gptq_run(const float *w, int64_t rows, int64_t cols, const doub
         for (int64_t c = 0; c < cols; c++) colw[c] = dead[c] ? 0.0f : (float)(diag[c] / mean);
     }
     /* every grid from the initial weights; dynamic mode refits groups later */
-    st = lb_rtn_quantize_weighted(w0, rows, cols, colw, spec, &o->rtn, q);
+    st = o->hqq_grid ? lb_hqq_default_fit(w0, rows, cols, spec, q)
+                     : lb_rtn_quantize_weighted(w0, rows, cols, colw, spec, &o->rtn, q);
     if (st != LB_OK) goto restore;
     lb_grid_kind grid = lb_format_grid(spec);
     int dynamic = q->groups_per_row > 0 && q->group_len < cols && !o->act_order && !o->static_groups &&
-                  !(grid == LB_GRID_ABSMAX && spec->double_quant) && grid != LB_GRID_SIGN && grid != LB_GRID_TERNARY;
+                  !(grid == LB_GRID_ABSMAX && spec->double_quant) && grid != LB_GRID_SIGN && grid != LB_GRID_TERNARY &&
+                  !o->hqq_grid;
     gptq_job job = {o, cols, perm, U, P, dynamic, dead, mo->keep, mo->kept, colw};
     int64_t n_tiles = (rows + TILE_ROWS - 1) / TILE_ROWS;
     double *tile_loss = calloc((size_t)n_tiles, sizeof(double));

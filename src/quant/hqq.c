@@ -202,6 +202,16 @@ static lb_status hqq_run(const float *w, int64_t rows, int64_t cols, const lb_qs
     return LB_OK;
 }
 
+static void hqq_opts_from(const lb_method_opts *mo, hqq_opts *o);
+
+lb_status lb_hqq_default_fit(const float *w, int64_t rows, int64_t cols, const lb_qspec *spec, lb_qtensor *q) {
+    lb_method_opts mo;
+    lb_method_opts_default(&lb_method_hqq, &mo);
+    hqq_opts o;
+    hqq_opts_from(&mo, &o);
+    return hqq_run(w, rows, cols, spec, &o, q);
+}
+
 /* ---- the hqq row --------------------------------------------------------- */
 
 static const char *const scale_choices[] = {"auto", "fixed", "update", NULL};

@@ -15,8 +15,14 @@ extern const lb_method lb_method_awq_gptq;
 extern const lb_method lb_method_smoothquant;
 
 /* gptq's option table, which awq+gptq shares (its options are gptq's). */
-#define LB_GPTQ_N_OPTIONS 6
+#define LB_GPTQ_N_OPTIONS 7
 extern const lb_method_option lb_gptq_options[LB_GPTQ_N_OPTIONS];
+
+/* HQQ at its defaults (p 0.7, beta 10, kappa 1.01, 20 iterations,
+ * scale=auto) on w: the grids and codes of the hqq row (hqq.c), for gptq's
+ * grid_fit=hqq (HQQ's zero-points, then GPTQ's rounding). Uniform formats
+ * without hierarchical scales only (hqq's check). */
+lb_status lb_hqq_default_fit(const float *w, int64_t rows, int64_t cols, const lb_qspec *spec, lb_qtensor *q);
 
 /* lb_rtn_quantize whose mse searches (clip=mse) score each weight's squared
  * error times colw[column] (an input's importance, e.g. diag X^T X; NULL: 1).
