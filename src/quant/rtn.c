@@ -65,6 +65,9 @@
 #include "quant/method_rows.h"
 
 #include <math.h>
+
+/* weights below which RTN runs on one thread */
+#define RTN_PARALLEL_MIN 16384
 #include <string.h>
 
 typedef struct {
@@ -455,7 +458,10 @@ lb_status lb_rtn_quantize_weighted(const float *w, int64_t rows, int64_t cols, c
     if (q->groups_per_row == 0) {
         fit_group(q, 0, w, rows * cols, NULL, opts, twn); /* one group: the whole tensor (no mse rule) */
     } else {
-#pragma omp parallel for schedule(dynamic, 4)
+/* small tensors (and AWQ's many trial roundings of them) stay on one
+ * thread: a parallel region costs more than their work, and far more when
+ * the cores are oversubscribed */
+#pragma omp parallel for schedule(dynamic, 4) if (rows * cols >= RTN_PARALLEL_MIN)
         for (int64_t r = 0; r < rows; r++)
             for (int64_t g = 0; g < q->groups_per_row; g++) {
                 int64_t c0 = g * q->group_len;
@@ -466,11 +472,11 @@ lb_status lb_rtn_quantize_weighted(const float *w, int64_t rows, int64_t cols, c
     }
     st = lb_qtensor_store_scales(q);
     if (st == LB_OK && spec->scale_bits) {
-#pragma omp parallel for schedule(dynamic, 1)
+#pragma omp parallel for schedule(dynamic, 1) if (rows * cols >= RTN_PARALLEL_MIN)
         for (int64_t b = 0; b < q->n_super; b++) hscale_fit_super(q, b, w, cols, colw, opts);
     }
     if (st == LB_OK) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows * cols >= RTN_PARALLEL_MIN)
         for (int64_t r = 0; r < rows; r++) {
             uint8_t *codes = q->codes + r * q->cols_padded;
             for (int64_t c = 0; c < q->cols_padded; c++) {
