@@ -171,14 +171,22 @@ int plot_svg(plot_buf *b, const plot_point *p, int n, const plot_opts *o) {
         f.ly1 = log10(ymax) + 0.06;
         if (f.ly1 - f.ly0 < 0.2) f.ly1 = f.ly0 + 0.2;
     }
+    /* the picture widens so the longest legend label fits (12px Helvetica:
+     * about 7 px per character, generously) */
+    int width = W, height = H;
+    for (int s = 0; s < o->n_series; s++) {
+        int need = LEGEND_X + 36 + (int)(7.0 * (double)strlen(o->series[s])) + 16;
+        if (need > width) width = need;
+    }
+    if (PT + 8 + 22 * (o->n_series + 2) + 40 > height) height = PT + 8 + 22 * (o->n_series + 2) + 40;
     plot_buf_printf(b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
                        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" "
                        "font-family=\"Helvetica, Arial, sans-serif\">\n",
-                    W, H, W, H);
+                    width, height, width, height);
     plot_buf_printf(b, "<style>.grid{stroke:#e4e4e4;stroke-width:1}.axis{stroke:#333;stroke-width:1}"
                        ".tick{font-size:12px;fill:#333}.label{font-size:13px;fill:#111}.pt{font-size:10px;fill:#333}"
                        ".legend{font-size:12px;fill:#111}</style>\n");
-    plot_buf_printf(b, "<rect width=\"%d\" height=\"%d\" fill=\"white\"/>\n", W, H);
+    plot_buf_printf(b, "<rect width=\"%d\" height=\"%d\" fill=\"white\"/>\n", width, height);
     plot_buf_printf(b, "<text x=\"%d\" y=\"26\" text-anchor=\"middle\" font-size=\"16\" font-weight=\"bold\">", W / 2);
     plot_buf_xml(b, o->title);
     plot_buf_printf(b, "</text>\n");
