@@ -436,6 +436,7 @@ static void test_model(void) {
         lb_plan_free(&mixed);
         CHECK_OK(lb_quantize_model_calibrated(m, &plan, stats, &rep));
         CHECK(rep.tensors_quantized == 35);
+        lb_quantize_report_free(&rep); /* its per-tensor records */
         CHECK(!same_bytes(&m->layers[0].attn_norm, &ref->layers[0].attn_norm));
         CHECK(m->layers[0].attn_norm.spec.family == LB_FAMILY_F32);
         /* a quantized producer outside the plan cannot take the fold */

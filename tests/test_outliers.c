@@ -493,6 +493,7 @@ static void test_pipeline_real_model(void) {
         }
     CHECK_NEAR(rep.bpw, 8.0 * (double)want_bytes / (double)weights, 1e-9);
     printf("  stories260K int3:g64:asym + 1%% outliers + bias: %lld outliers, %.4f bpw\n", (long long)nnz_all, rep.bpw);
+    lb_quantize_report_free(&rep); /* its per-tensor records */
     int tok[6] = {1, 403, 407, 261, 378, 1};
     float *want = lb_alloc(6 * 512 * sizeof(float)), *got = lb_alloc(6 * 512 * sizeof(float));
     CHECK_OK(forward_logits(m, tok, 6, want));
