@@ -6,7 +6,6 @@
  * zero-padded to the layout's size) must dequantize without a crash, and a
  * quantized tensor must decode into the unpacked form, re-encode, and decode
  * again to the same values. */
-#define LB_ADVANCED_API
 #include "lowbit.h"
 
 #include <stdlib.h>
