@@ -22,7 +22,7 @@ bw = [l for l in lines if l.get("measure") == "read_bandwidth"]
 rows = [l for l in lines if "format" in l]
 assert len(bw) + len(rows) == len(lines), lines
 assert [b["threads"] for b in bw] == [1, 2], bw
-assert all(isinstance(b["bandwidth_gbps"], float) and math.isfinite(b["bandwidth_gbps"]) and b["bandwidth_gbps"] > 0 for b in bw), bw
+assert all(isinstance(b["bandwidth_gbps"], (int, float)) and math.isfinite(b["bandwidth_gbps"]) and b["bandwidth_gbps"] > 0 for b in bw), bw
 assert lines[:2] == bw, "the bandwidth lines come first"
 want = ["q8_0", "q4_0", "int4:g64:asym", "int3:g64:asym", "int2:g64:asym", "nf4:g64", "ternary:g64:2bit",
         "ternary:g64:1.6bit", "binary:row", "pow2:4:g64", "int3:g16:sym:s4:r16"]
