@@ -119,34 +119,31 @@ typedef struct {
 static const char *const clip_choices[] = {"minmax", "mse", "aciq", "aciq-gauss", NULL};
 static const char *const grid_choices[] = {"rtn", "hqq", NULL};
 
+/* The options gptq and gptaq share, in this order (opts_from reads them by
+ * position: value[0..5]). */
+#define GPTQ_SHARED_OPTIONS                                                                                          \
+    {"percdamp", LB_OPTION_FLOAT, "0.01", "damping added to diag(H), relative to its mean (raised if needed)", 0,    \
+     10, NULL, NULL},                                                                                                \
+        {"block", LB_OPTION_INT, "128", "columns per lazy-batch block", 1, 65536, NULL, NULL},                       \
+        {"act_order", LB_OPTION_INT, "0", "1: quantize columns by descending diag(H) (static groups)", 0, 1, NULL,   \
+         NULL},                                                                                                      \
+        {"static_groups", LB_OPTION_INT, "0", "1: group grids from the initial weights, not the updated ones", 0, 1, \
+         NULL, NULL},                                                                                                \
+        {"clip", LB_OPTION_CHOICE, "minmax", "each group's grid range: minmax | mse | aciq | aciq-gauss", 0, 0,      \
+         clip_choices, "clipping rule"},                                                                             \
+        {"weighted_grid", LB_OPTION_INT, "0", "1: clip=mse scores a grid by its error weighted by diag(H) per input", \
+         0, 1, NULL, NULL}
+
 /* shared with awq+gptq (awq.c), whose options are these */
 const lb_method_option lb_gptq_options[LB_GPTQ_N_OPTIONS] = {
-    {"percdamp", LB_OPTION_FLOAT, "0.01", "damping added to diag(H), relative to its mean (raised if needed)", 0,
-     10, NULL, NULL},
-    {"block", LB_OPTION_INT, "128", "columns per lazy-batch block", 1, 65536, NULL, NULL},
-    {"act_order", LB_OPTION_INT, "0", "1: quantize columns by descending diag(H) (static groups)", 0, 1, NULL, NULL},
-    {"static_groups", LB_OPTION_INT, "0", "1: group grids from the initial weights, not the updated ones", 0, 1,
-     NULL, NULL},
-    {"clip", LB_OPTION_CHOICE, "minmax", "each group's grid range: minmax | mse | aciq | aciq-gauss", 0, 0,
-     clip_choices, "clipping rule"},
-    {"weighted_grid", LB_OPTION_INT, "0", "1: clip=mse scores a grid by its error weighted by diag(H) per input", 0, 1,
-     NULL, NULL},
+    GPTQ_SHARED_OPTIONS,
     {"grid_fit", LB_OPTION_CHOICE, "rtn", "group grids fitted by rtn (the clip rule) or hqq (HQQ zero-points, static groups)",
      0, 0, grid_choices, "grid source"},
 };
 
-/* gptaq: gptq's options and alpha */
+/* gptaq: gptq's options but grid_fit, and alpha */
 static const lb_method_option gptaq_options[] = {
-    {"percdamp", LB_OPTION_FLOAT, "0.01", "damping added to diag(H), relative to its mean (raised if needed)", 0,
-     10, NULL, NULL},
-    {"block", LB_OPTION_INT, "128", "columns per lazy-batch block", 1, 65536, NULL, NULL},
-    {"act_order", LB_OPTION_INT, "0", "1: quantize columns by descending diag(H) (static groups)", 0, 1, NULL, NULL},
-    {"static_groups", LB_OPTION_INT, "0", "1: group grids from the initial weights, not the updated ones", 0, 1,
-     NULL, NULL},
-    {"clip", LB_OPTION_CHOICE, "minmax", "each group's grid range: minmax | mse | aciq | aciq-gauss", 0, 0,
-     clip_choices, "clipping rule"},
-    {"weighted_grid", LB_OPTION_INT, "0", "1: clip=mse scores a grid by its error weighted by diag(H) per input", 0, 1,
-     NULL, NULL},
+    GPTQ_SHARED_OPTIONS,
     {"alpha", LB_OPTION_FLOAT, "0.25", "weight of the fp32-input term (GPTAQ's reference: 0.25)", 0, 1, NULL, NULL},
 };
 

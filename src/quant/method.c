@@ -346,19 +346,27 @@ static lb_status quantize_packed(const quantizer *qz, const float *w, int64_t ro
     return lb_tensor_resolve(out);
 }
 
+/* Both entry points: m must be given; NULL options become m's defaults (in
+ * *defaults), and options must be m's own. */
+static lb_status resolve_opts(const lb_method *m, const lb_method_opts **opts, lb_method_opts *defaults) {
+    if (!m) return lb_fail(LB_ERR_INVALID, "no method given");
+    if (!*opts) {
+        lb_method_opts_default(m, defaults);
+        *opts = defaults;
+    }
+    if ((*opts)->method != m)
+        return lb_fail(LB_ERR_INVALID, "options of method %s given to method %s",
+                       (*opts)->method ? (*opts)->method->name : "(none)", m->name);
+    return LB_OK;
+}
+
 lb_status lb_quantize_tensor(const lb_method *m, const lb_method_opts *opts, const lb_layer_stats *stats,
                              const float *w, int64_t rows, int64_t cols, const lb_qspec *spec, const char *name,
                              lb_tensor *out) {
     memset(out, 0, sizeof *out);
-    if (!m) return lb_fail(LB_ERR_INVALID, "no method given");
     lb_method_opts defaults;
-    if (!opts) {
-        lb_method_opts_default(m, &defaults);
-        opts = &defaults;
-    }
-    if (opts->method != m)
-        return lb_fail(LB_ERR_INVALID, "options of method %s given to method %s",
-                       opts->method ? opts->method->name : "(none)", m->name);
+    lb_status st = resolve_opts(m, &opts, &defaults);
+    if (st != LB_OK) return st;
     if (COMMON(opts, OPT_OUTLIERS) != 0 || COMMON(opts, OPT_BIAS_CORRECT) != 0)
         return lb_fail(LB_ERR_INVALID, "outliers and bias correction fill a linear's slots: use lb_quantize_tensor_ex");
     quantizer qz = {m, opts, stats, NULL};
@@ -372,15 +380,9 @@ lb_status lb_quantize_tensor_ex(const lb_method *m, const lb_method_opts *opts, 
                                 lb_tensor *out, lb_quant_extras *extras) {
     memset(out, 0, sizeof *out);
     if (extras) memset(extras, 0, sizeof *extras);
-    if (!m) return lb_fail(LB_ERR_INVALID, "no method given");
     lb_method_opts defaults;
-    if (!opts) {
-        lb_method_opts_default(m, &defaults);
-        opts = &defaults;
-    }
-    if (opts->method != m)
-        return lb_fail(LB_ERR_INVALID, "options of method %s given to method %s",
-                       opts->method ? opts->method->name : "(none)", m->name);
+    lb_status st0 = resolve_opts(m, &opts, &defaults);
+    if (st0 != LB_OK) return st0;
     double fraction = COMMON(opts, OPT_OUTLIERS);
     int bias_correct = COMMON(opts, OPT_BIAS_CORRECT) != 0;
     quantizer qz = {m, opts, stats, NULL};
