@@ -40,8 +40,10 @@ static void describe(unsigned f, char *buf, size_t n) {
     if (!used) snprintf(buf, n, "none");
 }
 
-/* y (n x ldy) = the entry's routine over all rows, called on two row ranges */
-static void run_entry(const lb_kernel *k, const lb_tensor *t, const float *x, int n, float *y, int ldy) {
+/* y (n x ldy) = the entry's routine over all rows, called on two row ranges
+ * (after its load-time repacking, when it has one) */
+static void run_entry(const lb_kernel *k, lb_tensor *t, const float *x, int n, float *y, int ldy) {
+    CHECK_OK(lb_kernel_use(t, k));
     int rows = (int)t->rows, cols = (int)t->cols, mid = rows / 2;
     void *buf = lb_alloc(lb_act_bytes(k->act, n, cols) + 64);
     float *scratch = k->scratch_rows ? lb_alloc((size_t)k->scratch_rows * cols * sizeof(float)) : NULL;

@@ -134,10 +134,12 @@ typedef struct {
     uint8_t *owned;      /* lb_alloc'd storage when the tensor owns its bytes */
     lb_layout layout;    /* resolved from spec, rows, cols by lb_tensor_resolve */
     const void *kernel;  /* matmul kernel chosen for this tensor (kernels layer cache; NULL: not yet) */
+    void *packed;        /* that kernel's load-time repacking of data (lb_alloc'd, owned; NULL: the kernel
+                            reads data as stored). A struct copy that is not the owner (a view) sets it NULL */
 } lb_tensor;
 
 /* Computes t->layout from t->spec, rows and cols, checks nbytes against it,
- * and clears the kernel cache. Called whenever a tensor gets its bytes. */
+ * and clears the kernel cache (freeing any repacked copy). Called whenever a tensor gets its bytes. */
 LB_API lb_status lb_tensor_resolve(lb_tensor *t);
 
 /* Reference dequantization (the specification of every format). */

@@ -277,6 +277,8 @@ void lb_tensor_wrap_f32(lb_tensor *t, const char *name, const float *data, int64
 
 lb_status lb_tensor_resolve(lb_tensor *t) {
     t->kernel = NULL;
+    lb_free(t->packed);
+    t->packed = NULL;
     lb_status st = lb_layout_compute(&t->spec, t->rows, t->cols, &t->layout);
     if (st != LB_OK) return lb_fail_context(st, "tensor '%s'", t->name);
     if (t->nbytes != t->layout.total_bytes)
@@ -287,7 +289,10 @@ lb_status lb_tensor_resolve(lb_tensor *t) {
 
 void lb_tensor_free(lb_tensor *t) {
     lb_free(t->owned);
+    lb_free(t->packed);
     t->owned = NULL;
+    t->packed = NULL;
+    t->kernel = NULL;
     t->data = NULL;
 }
 

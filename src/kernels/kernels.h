@@ -102,6 +102,11 @@ typedef struct {
     int scratch_rows; /* rows of cols floats of per-call scratch */
     int generic;      /* part of the format-agnostic path (f32 GEMM, dequantize a tile) */
     const char *twin; /* SIMD entries: the scalar entry computing the same integer sums */
+    /* Load-time repacking (NULL: the routine reads w->data as stored): a new
+     * lb_alloc'd buffer in the routine's own layout, built from the canonical
+     * bytes once per tensor and kept in w->packed; *bytes its size. A scalar
+     * twin shares its SIMD entry's repack (so the two read the same layout). */
+    lb_status (*repack)(const lb_tensor *w, void **out, size_t *bytes);
 } lb_kernel;
 
 int lb_kernel_count(void);
@@ -117,8 +122,12 @@ const lb_kernel *lb_kernel_select(const lb_qspec *s, const lb_layout *l, unsigne
 const lb_kernel *lb_kernel_for(const lb_tensor *t);
 
 /* Sets t's cached kernel to lb_kernel_select(..., lb_cpu_features(), force)
- * (benchmarks compare kernels on one tensor in one run); returns it. */
+ * (benchmarks compare kernels on one tensor in one run), repacking for it;
+ * returns it (a generic one when repacking failed for want of memory). */
 const lb_kernel *lb_kernel_pin(lb_tensor *t, const char *force);
+/* Makes k (which must accept t's layout) t's kernel, with its repacking:
+ * what tests use to run one entry's routine directly. */
+lb_status lb_kernel_use(lb_tensor *t, const lb_kernel *k);
 
 /* Rows per call of the generic dequantize-a-tile path. */
 #define LB_DEQUANT_TILE 16

@@ -7,7 +7,9 @@
  *
  * Adding a kernel: a routine in ref/ (scalar, the specification) and, if it
  * is SIMD, its twin in x86/ naming the ref row; a predicate here; a row
- * above the generic ones. tests/test_kernel_registry.c enumerates this
+ * above the generic ones. A kernel that wants its own weight layout names a
+ * repack function (built once per tensor on first use, kept in w->packed;
+ * the scalar twin names the same one). tests/test_kernel_registry.c enumerates this
  * table, so the new row is tested without being listed anywhere else. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,19 +50,19 @@ static int is_q4_0(const lb_qspec *s, const lb_layout *l) { return uniform_sym_g
 
 static const lb_kernel registry[] = {
 #if defined(__x86_64__)
-    {"q8_0_avx2", is_q8_0, AVX2_FMA_F16C, LB_ACT_Q8_32, lb_kernel_q8_0_avx2, 0, 0, "q8_0_ref"},
-    {"q4_0_avx2", is_q4_0, AVX2_FMA_F16C, LB_ACT_Q8_32, lb_kernel_q4_0_avx2, 0, 0, "q4_0_ref"},
+    {"q8_0_avx2", is_q8_0, AVX2_FMA_F16C, LB_ACT_Q8_32, lb_kernel_q8_0_avx2, 0, 0, "q8_0_ref", NULL},
+    {"q4_0_avx2", is_q4_0, AVX2_FMA_F16C, LB_ACT_Q8_32, lb_kernel_q4_0_avx2, 0, 0, "q4_0_ref", NULL},
 #endif
-    {"q8_0_ref", is_q8_0, 0, LB_ACT_Q8_32, lb_kernel_q8_0_ref, 0, 0, NULL},
-    {"q4_0_ref", is_q4_0, 0, LB_ACT_Q8_32, lb_kernel_q4_0_ref, 0, 0, NULL},
+    {"q8_0_ref", is_q8_0, 0, LB_ACT_Q8_32, lb_kernel_q8_0_ref, 0, 0, NULL, NULL},
+    {"q4_0_ref", is_q4_0, 0, LB_ACT_Q8_32, lb_kernel_q4_0_ref, 0, 0, NULL, NULL},
 #if defined(__x86_64__)
-    {"f32_avx2", is_f32, AVX2_FMA, LB_ACT_F32, lb_kernel_f32_avx2, 0, 1, "f32_ref"},
+    {"f32_avx2", is_f32, AVX2_FMA, LB_ACT_F32, lb_kernel_f32_avx2, 0, 1, "f32_ref", NULL},
 #endif
-    {"f32_ref", is_f32, 0, LB_ACT_F32, lb_kernel_f32_ref, 0, 1, NULL},
+    {"f32_ref", is_f32, 0, LB_ACT_F32, lb_kernel_f32_ref, 0, 1, NULL, NULL},
 #if defined(__x86_64__)
-    {"dequant_avx2", any_format, AVX2_FMA, LB_ACT_F32, lb_kernel_dequant_avx2, LB_DEQUANT_TILE, 1, "dequant_ref"},
+    {"dequant_avx2", any_format, AVX2_FMA, LB_ACT_F32, lb_kernel_dequant_avx2, LB_DEQUANT_TILE, 1, "dequant_ref", NULL},
 #endif
-    {"dequant_ref", any_format, 0, LB_ACT_F32, lb_kernel_dequant_ref, LB_DEQUANT_TILE, 1, NULL},
+    {"dequant_ref", any_format, 0, LB_ACT_F32, lb_kernel_dequant_ref, LB_DEQUANT_TILE, 1, NULL, NULL},
 };
 
 #define N_ENTRIES ((int)(sizeof registry / sizeof registry[0]))
@@ -107,21 +109,64 @@ static const char *forced_kernel(void) {
     return force;
 }
 
+/* k's repacking of t, published in t->packed (NULL when k reads the stored
+ * bytes). Racing threads build the same bytes; the first to publish wins. */
+static lb_status attach_packed(const lb_tensor *t, const lb_kernel *k) {
+    void **slot = (void **)&((lb_tensor *)t)->packed;
+    if (!k->repack) return LB_OK;
+    if (__atomic_load_n(slot, __ATOMIC_ACQUIRE)) return LB_OK;
+    void *p = NULL;
+    size_t bytes = 0;
+    lb_status st = k->repack(t, &p, &bytes);
+    if (st != LB_OK) return st;
+    void *expected = NULL;
+    if (!__atomic_compare_exchange_n(slot, &expected, p, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) lb_free(p);
+    return LB_OK;
+}
+
+/* The selection for t, repacked for; a kernel whose repacking fails (out of
+ * memory) gives way to the generic path, which needs none. */
+static const lb_kernel *choose(const lb_tensor *t, const char *force) {
+    const lb_kernel *k = lb_kernel_select(&t->spec, &t->layout, lb_cpu_features(), force);
+    if (attach_packed(t, k) == LB_OK) return k;
+    return lb_kernel_select(&t->spec, &t->layout, lb_cpu_features(), "fallback");
+}
+
 const lb_kernel *lb_kernel_for(const lb_tensor *t) {
-    /* t is const to its users, but the kernel slot is a cache: threads may
-     * race to fill it, and every one of them stores the same pointer */
+    /* t is const to its users, but the kernel and packed slots are caches:
+     * threads may race to fill them, and every one of them stores the same
+     * choice (packed is published before kernel, so a kernel seen set has
+     * its layout ready) */
     const void **slot = (const void **)&t->kernel;
     const lb_kernel *k = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
     if (k) return k;
-    k = lb_kernel_select(&t->spec, &t->layout, lb_cpu_features(), forced_kernel());
+    k = choose(t, forced_kernel());
     __atomic_store_n(slot, (const void *)k, __ATOMIC_RELEASE);
     return k;
 }
 
+static void forget(lb_tensor *t) {
+    lb_free(t->packed);
+    t->packed = NULL;
+    t->kernel = NULL;
+}
+
 const lb_kernel *lb_kernel_pin(lb_tensor *t, const char *force) {
-    const lb_kernel *k = lb_kernel_select(&t->spec, &t->layout, lb_cpu_features(), force);
+    forget(t);
+    const lb_kernel *k = choose(t, force);
     __atomic_store_n(&t->kernel, (const void *)k, __ATOMIC_RELEASE);
     return k;
+}
+
+lb_status lb_kernel_use(lb_tensor *t, const lb_kernel *k) {
+    if (!k->accepts(&t->spec, &t->layout))
+        return lb_fail(LB_ERR_INVALID, "kernel %s does not take tensor '%s' (%lld x %lld)", k->name, t->name,
+                       (long long)t->rows, (long long)t->cols);
+    forget(t);
+    lb_status st = attach_packed(t, k);
+    if (st != LB_OK) return st;
+    t->kernel = k;
+    return LB_OK;
 }
 
 const char *lb_matmul_kernel_name(const lb_tensor *w) { return lb_kernel_for(w)->name; }

@@ -222,6 +222,7 @@ static int bench_one(const bench_run *b, const fmt_item *f, long rows, long cols
     lb_tensor view = q; /* same format, shape and layout; only the bytes move */
     view.owned = NULL;
     view.kernel = NULL;
+    view.packed = NULL;
     double bpw = 8.0 * (double)q.nbytes / ((double)rows * (double)cols);
 
     for (int bi = 0; bi < n_batch; bi++)
