@@ -7,12 +7,6 @@ set -u
 NEEDS="MODEL TEXT"
 . "$(dirname "$0")/common_cli.sh"
 
-json() {
-    if python3 -c "import json,sys; j=json.load(open('$1')); sys.exit(0 if ($2) else 1)"; then ok; else
-        fail "json check '$2' on $(cat "$1")"
-    fi
-}
-
 expect 0 "usage: lowbit calibrate" -- "$LOWBIT" calibrate --help
 expect 0 "calibrate" -- "$LOWBIT" --help
 expect 2 "missing -o" -- "$LOWBIT" calibrate "$MODEL"

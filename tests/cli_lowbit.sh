@@ -8,12 +8,6 @@ NEEDS="MODEL TEXT"
 . "$(dirname "$0")/common_cli.sh"
 
 # json FILE EXPR: a Python expression over the parsed object `j` must be true
-json() {
-    if python3 -c "import json,sys; j=json.load(open('$1')); sys.exit(0 if ($2) else 1)"; then ok; else
-        fail "json check '$2' on $(cat "$1")"
-    fi
-}
-
 no_leftovers() {
     if ls "$TMP" | grep -q "$1"; then fail "left behind: $(ls "$TMP")"; else ok; fi
 }

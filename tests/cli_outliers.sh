@@ -6,8 +6,6 @@ set -u
 NEEDS="MODEL TEXT"
 . "$(dirname "$0")/common_cli.sh"
 
-json() { python3 -c "import json,sys; j=json.load(open('$1')); sys.exit(0 if ($2) else 1)" && ok || fail "$1: $2: $(cat "$1")"; }
-
 expect 0 "--outliers FRACTION" -- "$LOWBIT" quantize --help
 expect 0 "bias_correct=0" -- "$LOWBIT" quantize --help
 expect 2 "'outliers' expects a number in [0, 0.5]" -- "$LOWBIT" quantize "$MODEL" -o "$TMP/x.gguf" --format int4 --outliers 0.6

@@ -10,12 +10,6 @@ set -u
 NEEDS="MODEL TEXT"
 . "$(dirname "$0")/common_cli.sh"
 
-json() {
-    if python3 -c "import json,sys; j=json.load(open('$1')); sys.exit(0 if ($2) else 1)"; then ok; else
-        fail "json check '$2' on $(head -c 2000 "$1")"
-    fi
-}
-
 expect 0 "--sequential" -- "$LOWBIT" quantize --help
 expect 0 "--report FILE" -- "$LOWBIT" quantize --help
 expect 0 "--sequential" -- "$LOWBIT" sweep --help

@@ -34,6 +34,13 @@ expect() {
     case "$out" in *"$needle"*) ok ;; *) fail "'$*' output lacks '$needle': $out" ;; esac
 }
 
+# json FILE EXPR: a Python expression over j = the JSON in FILE must hold
+json() {
+    if python3 -c "import json,sys; j=json.load(open('$1')); sys.exit(0 if ($2) else 1)"; then ok; else
+        fail "json check '$2' on $(head -c 2000 "$1")"
+    fi
+}
+
 # the closing line CTest shows, and the exit status
 finish() {
     echo "$1: $checks checks, $fails failed"
