@@ -15,7 +15,10 @@ lb_status lb_pipeline_resolve(const lb_plan *plan, lb_model *m, lb_plan *p);
  * X^T X given. */
 lb_status lb_pipeline_quantize_entry(lb_model *m, const lb_plan_entry *e, const float *w_in,
                                      const lb_layer_stats *stats, lb_tensor *out, lb_tensor_report *rec,
-                                     lb_quant_extras *extras);
+                                     lb_quant_extras *extras, int measured);
+/* measured: 0 when no report was asked for: rec then gets name, shape, bpw
+ * and seconds only (the error measures and the RTN baseline cost another
+ * quantization and O(rows cols^2) per tensor). */
 /* w_in: the f32 weight to quantize instead of the tensor's own (a folded
  * copy, fold.c), or NULL. */
 /* extras: what the entry's common options (outliers, bias correction)

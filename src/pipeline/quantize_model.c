@@ -142,7 +142,7 @@ static lb_status measure(const float *w, const lb_tensor *q, const lb_quant_extr
 
 lb_status lb_pipeline_quantize_entry(lb_model *m, const lb_plan_entry *e, const float *w_in,
                                      const lb_layer_stats *stats, lb_tensor *out, lb_tensor_report *rec,
-                                     lb_quant_extras *extras) {
+                                     lb_quant_extras *extras, int measured) {
     const lb_tensor *t = lb_model_tensor_at(m, e->tensor);
     memset(rec, 0, sizeof *rec);
     snprintf(rec->name, sizeof rec->name, "%s", t->name);
@@ -183,13 +183,13 @@ lb_status lb_pipeline_quantize_entry(lb_model *m, const lb_plan_entry *e, const 
     if (st == LB_OK) {
         /* the packed weight; the drivers add the linear's slots once they are set */
         rec->bpw = (double)out->nbytes * 8.0 / ((double)t->rows * (double)t->cols);
-        st = measure(w, out, extras, stats, scratch, row_loss, &rec->rel_error, &rec->proxy_loss);
+        if (measured) st = measure(w, out, extras, stats, scratch, row_loss, &rec->rel_error, &rec->proxy_loss);
         if (st != LB_OK) {
             lb_tensor_free(out);
             lb_quant_extras_free(extras);
         }
     }
-    if (st == LB_OK && stats && stats->xtx) {
+    if (st == LB_OK && measured && stats && stats->xtx) {
         /* the data-free baseline on the same H: rtn at its defaults, same spec */
         const lb_method *rtn = lb_method_find("rtn");
         lb_method_opts ro;
@@ -271,7 +271,8 @@ lb_status lb_quantize_model_calibrated(lb_model *m, const lb_plan *plan, const l
          * the scaled input, and its scaled weight, when its scale was folded */
         const lb_layer_stats *ls = lb_fold_stats(&fold, m, t);
         if (!ls) ls = lb_calib_stats_for_tensor(stats, m, t);
-        st = lb_pipeline_quantize_entry(m, e, lb_fold_weight(&fold, m, t), ls, &out[done], &rec[done], &extras[done]);
+        st = lb_pipeline_quantize_entry(m, e, lb_fold_weight(&fold, m, t), ls, &out[done], &rec[done], &extras[done],
+                                        report != NULL);
         if (st != LB_OK) break;
         lb_progress_update(&prog, (uint64_t)done + 1);
     }

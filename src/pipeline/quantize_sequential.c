@@ -53,6 +53,7 @@ typedef struct {
     char *done;           /* 1: held[i] is the new tensor; 2: swapped (held[i] is the original) */
     lb_progress *prog;
     int n_done;
+    int measured; /* a report was asked for: measure each tensor */
 } seq_run;
 
 /* Quantizes entry i (the model as it is now) and puts it into the model. */
@@ -62,7 +63,7 @@ static lb_status quantize_into(seq_run *r, int i, const lb_calib_stats *stats) {
     lb_progress_item(r->prog, t->name);
     lb_quant_extras x;
     lb_status st = lb_pipeline_quantize_entry(r->m, e, NULL, lb_calib_stats_for_tensor(stats, r->m, t), &r->held[i],
-                                              &r->rec[i], &x);
+                                              &r->rec[i], &x, r->measured);
     if (st != LB_OK) return st;
     lb_quant_extras_free(&x); /* empty: slot-producing options were refused up front */
     lb_tensor orig = *t;
@@ -116,7 +117,7 @@ lb_status lb_quantize_model_sequential(lb_model *m, const lb_plan *plan, const l
         return st;
     }
     int cap = p.n_entries ? p.n_entries : 1;
-    seq_run r = {.m = m, .p = &p};
+    seq_run r = {.m = m, .p = &p, .measured = report != NULL};
     int *layer = lb_calloc((size_t)cap, sizeof *layer), *which = lb_calloc((size_t)cap, sizeof *which);
     r.held = lb_calloc((size_t)cap, sizeof *r.held);
     r.rec = lb_calloc((size_t)cap, sizeof *r.rec);
