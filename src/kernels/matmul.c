@@ -186,7 +186,8 @@ void lb_kernel_dequant_avx2(const lb_tensor *w, const lb_act *x, int r0, int r1,
  * path: 16 rows of up to 1024 columns), so decode allocates nothing. */
 #define STACK_SCRATCH 16384
 
-/* Rows i0..i1-1 of a prepared input, as a prepared input of its own. */
+/* Rows i0..i1-1 of a prepared input, as a prepared input of its own (a
+ * per-row field added to lb_act must be offset here too). */
 static lb_act act_rows(const lb_act *a, int i0, int i1) {
     lb_act s = *a;
     s.n = i1 - i0;
