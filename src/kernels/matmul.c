@@ -183,8 +183,9 @@ void lb_kernel_dequant_avx2(const lb_tensor *w, const lb_act *x, int r0, int r1,
  * OpenMP fork/join (a few microseconds) costs more than the work. */
 #define SERIAL_MACS 131072L
 /* Scratch up to this many floats lives on the stack (the dequantize-a-tile
- * path: 16 rows of up to 1024 columns), so decode allocates nothing. */
-#define STACK_SCRATCH 16384
+ * path: 16 rows of up to 256 columns), so decoding a small model allocates
+ * nothing; larger models amortize the allocation over bigger products. */
+#define STACK_SCRATCH 4096
 
 /* Rows i0..i1-1 of a prepared input, as a prepared input of its own (a
  * per-row field added to lb_act must be offset here too). */
