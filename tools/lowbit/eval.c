@@ -106,8 +106,10 @@ int cmd_eval(int argc, char **argv) {
             if (sz.weights_quant) printf(", %.4f bpw quantized", sz.bpw);
             printf(", %.4f bpw whole model\n", sz.bpw_all);
             if (ref) printf("vs %s: KLD %.6f nats/token, top-1 agreement %.4f\n", ref_path, r.kld, r.top1);
-            printf("%.2fs (%.0f tokens/s through the forward pass%s)\n", r.seconds,
-                   (double)r.tokens_processed * (ref ? 2 : 1) / r.seconds, ref ? ", both models" : "");
+            char kernels[256];
+            printf("%.2fs (%.0f tokens/s through the forward pass%s; kernels %s)\n", r.seconds,
+                   (double)r.tokens_processed * (ref ? 2 : 1) / r.seconds, ref ? ", both models" : "",
+                   cli_model_kernels(m, kernels, sizeof kernels));
         }
     }
     lb_model_free(m);
