@@ -37,13 +37,19 @@ json "$TMP/q.json" "j['tensors_quantized'] == 35 and abs(j['bpw'] - 4.6271) < 1e
 "$LOWBIT" info "$TMP/q.gguf" --json > "$TMP/qi.json"
 json "$TMP/qi.json" "j['file_format'] == 'gguf' and abs(j['bpw'] - 4.6271) < 1e-3 and 'clip=mse' in j['quant_note']"
 "$LOWBIT" eval "$TMP/q.gguf" --text "$TEXT" --split calib --ctx 128 --ref "$MODEL" --json > "$TMP/e.json" || fail "eval failed"
-json "$TMP/e.json" "all(k in j for k in ('ppl','nll','tokens','protocol','ctx','bpw','bpw_all','kld','top1')) and j['ctx'] == 128 and j['protocol'] == 'docs' and j['kld'] > 0 and 0 < j['top1'] < 1"
+json "$TMP/e.json" "all(k in j for k in ('ppl','nll','tokens','protocol','ctx','bpw','bpw_all','kld','top1','tokens_per_second','kernels')) and j['ctx'] == 128 and j['protocol'] == 'docs' and j['kld'] > 0 and 0 < j['top1'] < 1"
 "$LOWBIT" eval "$MODEL" --text "$TEXT" --split eval --protocol chunks --ctx 128 --json > "$TMP/c.json" || fail "chunks eval failed"
 json "$TMP/c.json" "j['protocol'] == 'chunks' and j['tokens'] == j['sequences'] * 63 and j['blocks'] == [129, 1230]"
 expect 0 "Once upon a time, there was a little girl named Lily. She loved to play outside in the park." -- \
     "$LOWBIT" generate "$MODEL" -p "Once upon a time" -n 30 --temp 0
 "$LOWBIT" generate "$TMP/q.gguf" -n 20 --seed 7 --json > "$TMP/g.json" || fail "generate failed"
 json "$TMP/g.json" "j['generated_tokens'] == 20 and j['tokens_per_second'] > 0 and len(j['text']) > 0"
+# the rates' keys (values depend on the machine): generation and prompt apart, and the kernels used
+json "$TMP/g.json" "all(k in j for k in ('generate_seconds','prompt_tokens_per_second','prompt_seconds','threads','kernels')) and j['prompt_tokens'] == 1 and 'f32' in j['kernels']"
+"$LOWBIT" quantize "$MODEL" -o "$TMP/q8.gguf" --format q8_0 > /dev/null || fail "quantize q8_0 failed"
+"$LOWBIT" generate "$TMP/q8.gguf" -p "Once upon a time" -n 5 --json > "$TMP/g8.json" || fail "generate q8_0 failed"
+json "$TMP/g8.json" "j['prompt_tokens'] == 5 and j['prompt_tokens_per_second'] > 0 and 'q8_0_' in j['kernels']"
+expect 0 "prompt of 5 tokens at" -- "$LOWBIT" generate "$TMP/q8.gguf" -p "Once upon a time" -n 5
 "$LOWBIT" generate "$TMP/q.gguf" -n 20 --seed 7 --json > "$TMP/g2.json"
 json "$TMP/g2.json" "j['text'] == json.load(open('$TMP/g.json'))['text']"
 

@@ -144,7 +144,14 @@ static void check_type(const char *type, const char *model_path, const lb_text *
     CHECK(err_ours <= err_theirs);
     double p_ours = eval_ppl(ours, text), p_theirs = eval_ppl(theirs, text);
     printf("%s: chunks ppl, ctx 256, eval split: lowbit %.4f, ggml reference %.4f\n", type, p_ours, p_theirs);
-    CHECK_MSG(p_ours <= p_theirs, "%s: lowbit ppl %.5f above ggml's reference %.5f", type, p_ours, p_theirs);
+    /* not worse beyond the kernels' float noise: the codes differ only on ties
+     * (above), and q8_0's gap (6.1452 vs 6.1455 with the 4-row AVX2 tile, equal
+     * to 5 digits with the 8-row one) is of the size of the summation-order
+     * noise the registry allows (agreement to rounding): on the calib split,
+     * chunks, ctx 256, q8_0_avx2 and q8_0_ref differ by 5e-5 (8-row tile) and
+     * 2e-4 (4-row tile) in relative ppl. A strict <= tested the order. */
+    CHECK_MSG(p_ours <= p_theirs * (1 + 1e-4), "%s: lowbit ppl %.7f above ggml's reference %.7f", type, p_ours,
+              p_theirs);
     lb_model_free(ours);
     lb_model_free(theirs);
 }

@@ -55,13 +55,20 @@ static void run_entry(const lb_kernel *k, lb_tensor *t, const float *x, int n, f
     lb_free(buf);
 }
 
-static int check_entry_on(const lb_kernel *k, const lb_kernel *twin, const lb_qspec *spec, const char *spec_text) {
-    static const int ns[] = {1, 3, 7}, rowss[] = {1, 5, 37}, colss[] = {32, 64, 96, 172};
+typedef struct {
+    const int *v;
+    size_t len;
+} int_list;
+#define LIST(a) ((int_list){(a), sizeof(a) / sizeof((a)[0])})
+
+/* The entry on every (n, rows, cols) of the three lists. */
+static int check_entry_shapes(const lb_kernel *k, const lb_kernel *twin, const lb_qspec *spec, const char *spec_text,
+                              int_list ns, int_list rowss, int_list colss) {
     int bad = 0;
-    for (size_t a = 0; a < 3; a++)
-        for (size_t b = 0; b < 3; b++)
-            for (size_t c = 0; c < 4; c++) {
-                int n = ns[a], rows = rowss[b], cols = colss[c], ldy = rows + 3;
+    for (size_t a = 0; a < ns.len; a++)
+        for (size_t b = 0; b < rowss.len; b++)
+            for (size_t c = 0; c < colss.len; c++) {
+                int n = ns.v[a], rows = rowss.v[b], cols = colss.v[c], ldy = rows + 3;
                 float *w = lb_alloc((size_t)rows * cols * 4), *wd = lb_alloc((size_t)rows * cols * 4);
                 float *x = lb_alloc((size_t)n * cols * 4), *y0 = lb_alloc((size_t)n * rows * 4);
                 float *y1 = lb_calloc((size_t)n * ldy, 4), *y2 = lb_calloc((size_t)n * ldy, 4);
@@ -150,6 +157,17 @@ static int check_entry_on(const lb_kernel *k, const lb_kernel *twin, const lb_qs
                 lb_free(mag);
             }
     return !bad;
+}
+
+/* Odd shapes at small batches, then every batch edge of the routines' register
+ * tiles (8, 4 and single activation rows; 4 and single weight rows) and the
+ * driver's blocks of 64 activation rows, up to a 512-row prefill. */
+static int check_entry_on(const lb_kernel *k, const lb_kernel *twin, const lb_qspec *spec, const char *spec_text) {
+    static const int ns[] = {1, 3, 7}, rowss[] = {1, 5, 37}, colss[] = {32, 64, 96, 172};
+    static const int batches[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 33, 64, 200, 512};
+    static const int brows[] = {21}, bcols[] = {96};
+    int ok = check_entry_shapes(k, twin, spec, spec_text, LIST(ns), LIST(rowss), LIST(colss));
+    return ok && check_entry_shapes(k, twin, spec, spec_text, LIST(batches), LIST(brows), LIST(bcols));
 }
 
 static void test_every_entry(void) {
@@ -348,6 +366,53 @@ static void test_act_cache(void) {
     lb_free(yb);
 }
 
+/* lb_matmul at every batch edge: the same bytes with 1 and 2 threads, and
+ * the same bytes as one call of the routine over all rows (the driver's
+ * row tiles and activation blocks do not change a value) */
+static void test_matmul_batches(void) {
+    enum { ROWS = 83, COLS = 160 };
+    static const int batches[] = {1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 33, 63, 64, 65, 200, 512};
+    static const char *specs[] = {"q8_0", "q4_0", "f32", "int4:g32:asym"};
+    int nmax = 512, threads = lb_get_threads();
+    float *w = lb_alloc((size_t)ROWS * COLS * 4), *x = lb_alloc((size_t)nmax * COLS * 4);
+    float *y1 = lb_alloc((size_t)nmax * ROWS * 4), *y2 = lb_alloc((size_t)nmax * ROWS * 4);
+    float *y3 = lb_alloc((size_t)nmax * ROWS * 4);
+    fill(w, (size_t)ROWS * COLS, 0.05f);
+    fill(x, (size_t)nmax * COLS, 1.0f);
+    for (size_t s = 0; s < sizeof specs / sizeof specs[0]; s++) {
+        lb_qspec spec;
+        lb_tensor t;
+        CHECK_OK(lb_qspec_parse(specs[s], &spec));
+        CHECK_OK(lb_quantize_to_tensor(w, ROWS, COLS, &spec, NULL, "w", &t));
+        const lb_kernel *k = lb_kernel_for(&t);
+        for (size_t b = 0; b < sizeof batches / sizeof batches[0]; b++) {
+            int n = batches[b];
+            lb_set_threads(1);
+            CHECK_OK(lb_matmul(&t, x, n, y1, NULL));
+            lb_set_threads(2);
+            CHECK_OK(lb_matmul(&t, x, n, y2, NULL));
+            CHECK_MSG(!memcmp(y1, y2, sizeof(float) * (size_t)n * ROWS), "%s (%s), batch %d: 1 vs 2 threads",
+                      specs[s], k->name, n);
+            void *buf = lb_alloc(lb_act_bytes(k->act, n, COLS) + 64);
+            float *scratch = k->scratch_rows ? lb_alloc((size_t)k->scratch_rows * COLS * sizeof(float)) : NULL;
+            lb_act act;
+            lb_act_prepare(k->act, x, n, COLS, buf, &act);
+            k->run(&t, &act, 0, ROWS, y3, ROWS, scratch);
+            CHECK_MSG(!memcmp(y1, y3, sizeof(float) * (size_t)n * ROWS), "%s (%s), batch %d: lb_matmul vs one call",
+                      specs[s], k->name, n);
+            lb_free(scratch);
+            lb_free(buf);
+        }
+        lb_tensor_free(&t);
+    }
+    lb_set_threads(threads);
+    lb_free(w);
+    lb_free(x);
+    lb_free(y1);
+    lb_free(y2);
+    lb_free(y3);
+}
+
 /* the same bytes for any thread count, on a shape big enough to split */
 static void test_threads(void) {
     enum { N = 5, ROWS = 300, COLS = 256 };
@@ -473,6 +538,7 @@ int main(void) {
     test_selection();
     test_act_cache();
     test_threads();
+    test_matmul_batches();
     test_model_int_vs_fallback();
     return lb_test_finish("test_kernel_registry");
 }

@@ -343,18 +343,16 @@ static void add_outliers(const lb_linear *L, const float *x, int n, float *y) {
 static lb_status add_adapter(const lb_linear *L, const float *x, int n, float *y) {
     int rows = (int)L->w.rows, cols = (int)L->w.cols, rank = L->adapter.rank;
     const lb_kernel_table *k = lb_kernels();
-    float *t = lb_alloc((size_t)n * rank * sizeof(float)), *u = lb_alloc((size_t)n * rows * sizeof(float));
-    if (!t || !u) {
-        lb_free(t);
-        lb_free(u);
-        return lb_fail(LB_ERR_NOMEM, "out of memory for the adapter of linear '%s'", L->w.name);
-    }
+    _Alignas(64) float local[4096]; /* decode of a small model: no allocation */
+    size_t nt = (size_t)n * (size_t)rank, nu = (size_t)n * (size_t)rows;
+    float *t = nt + nu <= sizeof local / sizeof local[0] ? local : lb_alloc((nt + nu) * sizeof(float));
+    if (!t) return lb_fail(LB_ERR_NOMEM, "out of memory for the adapter of linear '%s'", L->w.name);
+    float *u = t + nt;
     k->gemm_nt(n, rank, cols, x, cols, L->adapter.a, cols, t, rank); /* (n, rank) */
     k->gemm_nt(n, rows, rank, t, rank, L->adapter.b, rank, u, rows); /* (n, rows) */
     float alpha = L->adapter.alpha;
     for (size_t j = 0; j < (size_t)n * rows; j++) y[j] += alpha * u[j];
-    lb_free(t);
-    lb_free(u);
+    if (t != local) lb_free(t);
     return LB_OK;
 }
 
@@ -364,8 +362,11 @@ lb_status lb_linear_forward(const lb_linear *L, const float *x, int n, float *y,
     const float *xin = x;
     float *xt = NULL;
     lb_status st = LB_OK;
+    /* decode's transformed input (one row of a small model) fits on the stack */
+    _Alignas(64) float local[4096];
     if (has_input_transform(L) || L->act.kind != LB_AQ_NONE) {
-        xt = lb_alloc((size_t)n * (size_t)L->w.cols * sizeof(float));
+        size_t len = (size_t)n * (size_t)L->w.cols;
+        xt = len <= sizeof local / sizeof local[0] ? local : lb_alloc(len * sizeof(float));
         if (!xt) return lb_fail(LB_ERR_NOMEM, "out of memory for the transformed input of linear '%s'", L->w.name);
         if (has_input_transform(L)) lb_linear_transform_input(L, x, n, xt);
         else memcpy(xt, x, (size_t)n * (size_t)L->w.cols * sizeof(float));
@@ -382,6 +383,6 @@ lb_status lb_linear_forward(const lb_linear *L, const float *x, int n, float *y,
     if (st == LB_OK && L->bias)
         for (int i = 0; i < n; i++)
             for (int r = 0; r < rows; r++) y[(size_t)i * rows + r] += L->bias[r];
-    lb_free(xt);
+    if (xt != local) lb_free(xt);
     return st;
 }

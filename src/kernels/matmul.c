@@ -164,9 +164,53 @@ void lb_kernel_dequant_avx2(const lb_tensor *w, const lb_act *x, int r0, int r1,
 }
 #endif
 
-/* ---- lb_matmul ------------------------------------------------------------ */
+/* ---- lb_matmul ------------------------------------------------------------
+ * Weight rows are cut into tiles of ROW_TILE (the parallel tasks, each row's
+ * outputs computed by one thread, so results do not depend on the thread
+ * count). A routine reading prepared int8 activations is called on blocks of
+ * ACT_TILE activation rows, so that during one call the weight tile
+ * (16 rows) and the activation block (64 rows, 64 x 4 KiB at 4096 columns)
+ * stay in L2 while the routine's register tiles reuse them; a prefill of 512
+ * rows would otherwise stream every activation from L3 for every weight row.
+ * The float routines (f32 GEMM, dequantize a tile) get all rows at once: the
+ * GEMM blocks on its own, and the dequantized tile must be made only once.
+ * Which activation block a row falls in never changes its value: routines
+ * compute each (row, weight row) independently of the others in the call. */
 
 #define ROW_TILE 16 /* weight rows per task: a multiple of every routine's row grouping (4, 2) */
+#define ACT_TILE 64 /* activation rows per call of an int8 routine */
+/* Below this many multiply-adds a product runs on the calling thread: an
+ * OpenMP fork/join (a few microseconds) costs more than the work. */
+#define SERIAL_MACS 131072L
+/* Scratch up to this many floats lives on the stack (the dequantize-a-tile
+ * path: 16 rows of up to 256 columns), so decoding a small model allocates
+ * nothing; larger models amortize the allocation over bigger products. */
+#define STACK_SCRATCH 4096
+
+/* Rows i0..i1-1 of a prepared input, as a prepared input of its own (a
+ * per-row field added to lb_act must be offset here too). */
+static lb_act act_rows(const lb_act *a, int i0, int i1) {
+    lb_act s = *a;
+    s.n = i1 - i0;
+    if (a->f) s.f = a->f + (size_t)i0 * (size_t)a->ld;
+    if (a->q) s.q = a->q + (size_t)i0 * (size_t)a->ld;
+    if (a->d) s.d = a->d + (size_t)i0 * (size_t)(a->ld / 32);
+    return s;
+}
+
+/* Weight rows r0..r1-1 against every activation row. */
+static void run_rows(const lb_kernel *k, const lb_tensor *w, const lb_act *act, int r0, int r1, float *y, int ldy,
+                     float *scratch) {
+    if (k->act == LB_ACT_F32 || act->n <= ACT_TILE) {
+        k->run(w, act, r0, r1, y, ldy, scratch);
+        return;
+    }
+    for (int i0 = 0; i0 < act->n; i0 += ACT_TILE) {
+        int i1 = i0 + ACT_TILE < act->n ? i0 + ACT_TILE : act->n;
+        lb_act sub = act_rows(act, i0, i1);
+        k->run(w, &sub, r0, r1, y + (size_t)i0 * (size_t)ldy, ldy, scratch);
+    }
+}
 
 lb_status lb_matmul(const lb_tensor *w, const float *x, int n, float *y, lb_act_cache *cache) {
     const lb_kernel *k = lb_kernel_for(w);
@@ -177,21 +221,23 @@ lb_status lb_matmul(const lb_tensor *w, const float *x, int n, float *y, lb_act_
     void *priv = NULL;
     lb_status st = prepare(cache, k->act, x, n, cols, &act, local, sizeof local, &priv);
     if (st != LB_OK) return st;
+    size_t scratch_floats = (size_t)k->scratch_rows * (size_t)cols;
     int failed = 0;
-    if (n_tiles == 1 || (long)n * rows * cols <= 32768) {
-        /* small products (decode of small models) skip the OpenMP machinery.
-         * Same values as the tiled loop: ranges start at multiples of ROW_TILE
+    if (n_tiles == 1 || (long)n * rows * cols <= SERIAL_MACS || lb_get_threads() == 1) {
+        /* Same values as the tiled loop: ranges start at multiples of ROW_TILE
          * either way, and routines group rows by divisors of it */
-        float *scratch = k->scratch_rows ? lb_alloc((size_t)k->scratch_rows * (size_t)cols * sizeof(float)) : NULL;
+        _Alignas(64) float stack[STACK_SCRATCH];
+        float *scratch = scratch_floats <= STACK_SCRATCH ? stack : lb_alloc(scratch_floats * sizeof(float));
         if (k->scratch_rows && !scratch) failed = 1;
-        else k->run(w, &act, 0, rows, y, rows, scratch);
-        lb_free(scratch);
+        else run_rows(k, w, &act, 0, rows, y, rows, scratch);
+        if (scratch != stack) lb_free(scratch);
         lb_free(priv);
         return failed ? lb_fail(LB_ERR_NOMEM, "out of memory for a %d-column scratch tile", cols) : LB_OK;
     }
 #pragma omp parallel
     {
-        float *scratch = k->scratch_rows ? lb_alloc((size_t)k->scratch_rows * (size_t)cols * sizeof(float)) : NULL;
+        _Alignas(64) float stack[STACK_SCRATCH];
+        float *scratch = scratch_floats <= STACK_SCRATCH ? stack : lb_alloc(scratch_floats * sizeof(float));
 #pragma omp for schedule(static)
         for (int t = 0; t < n_tiles; t++) {
             int r0 = t * ROW_TILE, r1 = r0 + ROW_TILE < rows ? r0 + ROW_TILE : rows;
@@ -200,9 +246,9 @@ lb_status lb_matmul(const lb_tensor *w, const float *x, int n, float *y, lb_act_
                 failed = 1;
                 continue;
             }
-            k->run(w, &act, r0, r1, y, rows, scratch);
+            run_rows(k, w, &act, r0, r1, y, rows, scratch);
         }
-        lb_free(scratch);
+        if (scratch != stack) lb_free(scratch);
     }
     lb_free(priv);
     return failed ? lb_fail(LB_ERR_NOMEM, "out of memory for a %d-column scratch tile", cols) : LB_OK;

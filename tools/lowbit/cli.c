@@ -115,6 +115,24 @@ int cli_load_model(const char *verb, const char *path, const char *tokenizer, lb
     return CLI_OK;
 }
 
+static void add_name(char *buf, size_t n, const char *name) {
+    size_t len = strlen(name);
+    for (const char *p = buf; (p = strstr(p, name)) != NULL; p += len)
+        if ((p == buf || p[-1] == ',') && (p[len] == ',' || !p[len])) return; /* listed already */
+    size_t used = strlen(buf);
+    snprintf(buf + used, n - used, "%s%s", used ? "," : "", name);
+}
+
+const char *cli_model_kernels(lb_model *m, char *buf, size_t n) {
+    buf[0] = 0;
+    for (int i = 0; i < lb_model_n_tensors(m); i++) {
+        const lb_tensor *t = lb_model_tensor_at(m, i);
+        if (!strncmp(t->name, "blk.", 4) && t->rows > 1) add_name(buf, n, lb_matmul_kernel_name(t)); /* linears */
+    }
+    add_name(buf, n, lb_matmul_kernel_name(lb_model_classifier(m)));
+    return buf;
+}
+
 const char *cli_data_path(const char *rel, char *buf, size_t n) {
     snprintf(buf, n, "../shared/data/%s", rel);
     FILE *f = fopen(buf, "rb");

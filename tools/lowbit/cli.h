@@ -50,6 +50,9 @@ int cli_usage_error(const char *verb, const char *fmt, ...)
 
 /* Loads a model, with the verb's error on failure. */
 int cli_load_model(const char *verb, const char *path, const char *tokenizer, lb_model **out);
+/* The matmul kernels the model's linears and classifier run on (lb_matmul's
+ * choice, distinct names comma-separated in first-use order) into buf. */
+const char *cli_model_kernels(lb_model *m, char *buf, size_t n);
 /* Default data paths (../shared/data/..., or the build's copy of that path). */
 const char *cli_data_path(const char *rel, char *buf, size_t n);
 

@@ -18,7 +18,9 @@ static const char *eval_help =
     "                     top-1 agreement of the two models' next-token predictions\n"
     "  --tokenizer FILE   llama2.c tokenizer (default: tok<vocab>.bin beside MODEL)\n"
     "  --json             one JSON object on stdout: ppl nll tokens sequences protocol ctx split\n"
-    "                     text bpw bpw_all [kld top1] seconds\n";
+    "                     text bpw bpw_all [kld top1] seconds\n"
+    "                     tokens_per_second (through the forward pass, both models with --ref)\n"
+    "                     kernels (the matmul kernels of MODEL's linears)\n";
 
 int cmd_eval(int argc, char **argv) {
     cli_args a = {.argc = argc, .argv = argv, .i = 1, .verb = "eval"};
@@ -89,6 +91,10 @@ int cmd_eval(int argc, char **argv) {
                 json_knum("top1", r.top1);
             }
             json_knum("seconds", r.seconds);
+            /* every token through the forward pass (scored or context), per model */
+            json_knum("tokens_per_second", r.seconds > 0 ? (double)r.tokens_processed * (ref ? 2 : 1) / r.seconds : NAN);
+            char kernels[256];
+            json_kstr("kernels", cli_model_kernels(m, kernels, sizeof kernels));
             json_end_object();
             json_done();
         } else {
@@ -100,8 +106,10 @@ int cmd_eval(int argc, char **argv) {
             if (sz.weights_quant) printf(", %.4f bpw quantized", sz.bpw);
             printf(", %.4f bpw whole model\n", sz.bpw_all);
             if (ref) printf("vs %s: KLD %.6f nats/token, top-1 agreement %.4f\n", ref_path, r.kld, r.top1);
-            printf("%.2fs (%.0f tokens/s through the forward pass%s)\n", r.seconds,
-                   (double)r.tokens_processed * (ref ? 2 : 1) / r.seconds, ref ? ", both models" : "");
+            char kernels[256];
+            printf("%.2fs (%.0f tokens/s through the forward pass%s; kernels %s)\n", r.seconds,
+                   (double)r.tokens_processed * (ref ? 2 : 1) / r.seconds, ref ? ", both models" : "",
+                   cli_model_kernels(m, kernels, sizeof kernels));
         }
     }
     lb_model_free(m);

@@ -7,15 +7,20 @@
 static const char *generate_help =
     "usage: lowbit generate MODEL [-p PROMPT] [-n N] [--temp T] [--top-p P] [--seed S]\n\n"
     "Generates up to N tokens after PROMPT (stops early at a BOS token or the end of the\n"
-    "model's context) and reports tokens/s on stderr. Sampling follows llama2.c: greedy at\n"
-    "temperature 0, else softmax(logits/T) with nucleus (top-p) sampling; same seed, same text.\n\n"
+    "model's context) and reports on stderr the generation rate (one token per forward),\n"
+    "the prompt rate (the prompt in one batched forward) and the matmul kernels used.\n"
+    "Sampling follows llama2.c: greedy at temperature 0, else softmax(logits/T) with nucleus\n"
+    "(top-p) sampling; same seed, same text.\n\n"
     "  -p, --prompt TEXT  prompt (default: empty, start from BOS)\n"
     "  -n N               tokens to generate (default 256)\n"
     "  --temp T           temperature, 0..100 (default 1.0; 0 = greedy)\n"
     "  --top-p P          nucleus mass, 0..1 (default 0.9; 0 or 1 = off)\n"
     "  --seed S           sampling seed (default 42)\n"
     "  --tokenizer FILE   llama2.c tokenizer (default: tok<vocab>.bin beside MODEL)\n"
-    "  --json             one JSON object on stdout instead of streaming text\n";
+    "  --json             one JSON object on stdout instead of streaming text: text,\n"
+    "                     prompt_tokens, generated_tokens, tokens_per_second (generation),\n"
+    "                     generate_seconds, prompt_tokens_per_second, prompt_seconds, threads,\n"
+    "                     kernels (the matmul kernels of the linears and classifier)\n";
 
 typedef struct {
     int json;
@@ -76,7 +81,12 @@ int cmd_generate(int argc, char **argv) {
     gen_out out = {.json = a.json};
     int rc = CLI_OK;
     if (lb_generate(m, prompt, &o, emit, &out, &st) != LB_OK) rc = cli_error("generate", NULL);
+    /* decode (one token per forward) and prompt (one batched forward) rates apart:
+     * they are bound by different things (weight streaming vs arithmetic) */
     double tps = st.generate_seconds > 0 ? st.generated_tokens / st.generate_seconds : NAN;
+    double pps = st.prompt_seconds > 0 ? st.prompt_tokens / st.prompt_seconds : NAN;
+    char kernels[256];
+    if (rc == CLI_OK) cli_model_kernels(m, kernels, sizeof kernels);
     if (rc == CLI_OK && a.json) {
         json_begin_object();
         json_key("text");
@@ -84,15 +94,20 @@ int cmd_generate(int argc, char **argv) {
         json_kint("prompt_tokens", st.prompt_tokens);
         json_kint("generated_tokens", st.generated_tokens);
         json_knum("tokens_per_second", tps);
+        json_knum("generate_seconds", st.generate_seconds);
+        json_knum("prompt_tokens_per_second", pps);
         json_knum("prompt_seconds", st.prompt_seconds);
         json_kint("threads", lb_get_threads());
+        json_kstr("kernels", kernels);
         json_end_object();
         json_done();
     } else if (rc == CLI_OK) {
         printf("\n");
         fflush(stdout);
-        fprintf(stderr, "%d tokens generated at %.1f tokens/s (%d threads; prompt of %d tokens in %.3fs)\n",
-                st.generated_tokens, tps, lb_get_threads(), st.prompt_tokens, st.prompt_seconds);
+        fprintf(stderr,
+                "%d tokens generated at %.1f tokens/s; prompt of %d tokens at %.1f tokens/s (%.3fs); "
+                "%d threads, kernels %s\n",
+                st.generated_tokens, tps, st.prompt_tokens, pps, st.prompt_seconds, lb_get_threads(), kernels);
     }
     lb_free(out.text);
     lb_model_free(m);
