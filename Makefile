@@ -10,7 +10,7 @@ ifeq ($(LB_WERROR),1)
 CMAKE_ARGS += -DLB_WERROR=ON
 endif
 
-.PHONY: all deps build test demo check-asan fuzz clean
+.PHONY: all deps build test test-arm demo check-asan fuzz clean
 
 all: build
 
@@ -34,6 +34,12 @@ check-asan: deps
 	@cmake --build build-asan -j $(JOBS)
 	cd build-asan && LB_TEST_QUICK=1 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure -j $(JOBS)
 
+# The AArch64 cross build and its kernel tests under qemu-user, with and
+# without the dot-product extension (scripts/test-arm.sh). Skipped, saying
+# so, without the cross tools; LB_ARM_REQUIRED=1 (CI) installs them or fails.
+test-arm:
+	@LB_ARM_REQUIRED=$(LB_ARM_REQUIRED) LB_WERROR=$(LB_WERROR) scripts/test-arm.sh build-arm
+
 # libFuzzer targets (clang), each run for FUZZ_SECONDS on its seed corpus.
 fuzz:
 	@scripts/install-deps.sh fuzz
@@ -42,4 +48,4 @@ fuzz:
 	@scripts/run-fuzzers.sh build-fuzz $(FUZZ_SECONDS)
 
 clean:
-	rm -rf $(BUILD) build-asan build-fuzz *.cmake.log *.build.log
+	rm -rf $(BUILD) build-asan build-fuzz build-arm *.cmake.log *.build.log

@@ -5,6 +5,8 @@
 #                           builds the example against the installed lowbit.pc),
 #                           OpenBLAS + LAPACKE (calibration and calibrated methods)
 #   install-deps.sh fuzz    also clang and its sanitizer/libFuzzer runtime
+#   install-deps.sh arm     also the AArch64 cross compiler and C library, and
+#                           qemu-user to run what it builds (make test-arm)
 # Says what it installs; without root it prints the command instead.
 set -euo pipefail
 what=${1:-build}
@@ -24,6 +26,11 @@ if [ "$what" = fuzz ]; then
     need_cmd clang clang
     need_pkg libclang-rt-14-dev
     need_pkg libomp-14-dev
+fi
+if [ "$what" = arm ]; then
+    need_cmd aarch64-linux-gnu-gcc gcc-aarch64-linux-gnu # brings libgomp1-arm64-cross
+    need_pkg libc6-dev-arm64-cross
+    need_cmd qemu-aarch64 qemu-user
 fi
 
 [ ${#missing[@]} -eq 0 ] && exit 0

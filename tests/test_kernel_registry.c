@@ -32,7 +32,8 @@ static void describe(unsigned f, char *buf, size_t n) {
         unsigned bit;
         const char *name;
     } names[] = {{LB_CPU_AVX2, "avx2"}, {LB_CPU_FMA, "fma"}, {LB_CPU_F16C, "f16c"}, {LB_CPU_AVX512F, "avx512f"},
-                 {LB_CPU_AVX512BW, "avx512bw"}, {LB_CPU_AVX512VNNI, "avx512vnni"}, {LB_CPU_NEON, "neon"}};
+                 {LB_CPU_AVX512BW, "avx512bw"}, {LB_CPU_AVX512VNNI, "avx512vnni"}, {LB_CPU_NEON, "neon"},
+                 {LB_CPU_DOTPROD, "dotprod"}};
     size_t used = 0;
     buf[0] = 0;
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
@@ -223,10 +224,18 @@ static void test_act_prepare(void) {
     CHECK(d[0] == 1.0f && d[1] == 0.0f);
     CHECK(q[0] == 127 && q[1] == 0 && q[2] == 2 && q[3] == -2 && q[4] == -127 && q[5] == 64 && q[6] == 0 && q[7] == 126);
     for (int j = 32; j < 64; j++) CHECK(q[j] == 0);
+#if defined(__x86_64__) || defined(__aarch64__)
 #if defined(__x86_64__)
     unsigned f = lb_cpu_features(), need = LB_CPU_AVX2 | LB_CPU_FMA | LB_CPU_F16C;
+    void (*simd)(const float *, int, int, int8_t *, float *) = lb_act_q8_row_avx2;
+    const char *simd_name = "lb_act_q8_row_avx2", *need_name = "avx2/fma/f16c";
+#else
+    unsigned f = lb_cpu_features(), need = LB_CPU_NEON;
+    void (*simd)(const float *, int, int, int8_t *, float *) = lb_act_q8_row_neon;
+    const char *simd_name = "lb_act_q8_row_neon", *need_name = "neon";
+#endif
     if ((f & need) != need) {
-        printf("SKIPPED lb_act_q8_row_avx2 against the reference: this CPU (or LB_CPU) lacks avx2/fma/f16c\n");
+        printf("SKIPPED %s against the reference: this CPU (or LB_CPU) lacks %s\n", simd_name, need_name);
         return;
     }
     static const int colss[] = {1, 31, 32, 33, 64, 172, 300};
@@ -239,9 +248,18 @@ static void test_act_prepare(void) {
             for (int j = 32; j < 40; j++) xs[j] = 0.0f; /* part of a block zero */
         if (cols >= 64)
             for (int j = 32; j < 64; j++) xs[j] = (float)(j - 48) + 0.5f; /* ties */
+        if (cols == 300) { /* edge values: NaN, infinities, zeros of both signs, a huge one */
+            xs[64] = NAN;
+            xs[65] = -0.0f;
+            xs[96] = INFINITY;
+            xs[128] = -INFINITY;
+            xs[160] = 3e38f;
+            xs[161] = 1e-40f;
+        }
         lb_act_q8_row_ref(xs, cols, ld, q0, d0);
-        lb_act_q8_row_avx2(xs, cols, ld, q1, d1);
-        CHECK_MSG(!memcmp(q0, q1, (size_t)ld) && !memcmp(d0, d1, (size_t)ld / 8), "act q8 avx2 vs ref, cols %d", cols);
+        simd(xs, cols, ld, q1, d1);
+        CHECK_MSG(!memcmp(q0, q1, (size_t)ld) && !memcmp(d0, d1, (size_t)ld / 8), "act q8 %s vs ref, cols %d", simd_name,
+                  cols);
         lb_free(xs);
         lb_free(d0);
         lb_free(d1);
@@ -295,6 +313,18 @@ static void test_selection(void) {
     CHECK_PICK("q8_0", 0u, "q8_0_avx2", "q8_0_ref"); /* forced, but the CPU lacks its features */
     CHECK_PICK("q8_0", LB_CPU_AVX2 | LB_CPU_FMA, NULL, "q8_0_ref"); /* no F16C */
 #endif
+#if defined(__aarch64__)
+    unsigned neon = LB_CPU_NEON, dot = LB_CPU_NEON | LB_CPU_DOTPROD;
+    CHECK_PICK("q8_0", dot, NULL, "q8_0_dotprod");
+    CHECK_PICK("q4_0", dot, NULL, "q4_0_dotprod");
+    CHECK_PICK("q8_0", neon, NULL, "q8_0_neon"); /* no dot product: the widening-multiply path */
+    CHECK_PICK("q4_0", neon, NULL, "q4_0_neon");
+    CHECK_PICK("q8_0", neon, "q8_0_dotprod", "q8_0_neon"); /* forced, but the CPU lacks dotprod */
+    CHECK_PICK("f32", dot, NULL, "f32_neon");
+    CHECK_PICK("nf4:g32:dq", neon, NULL, "dequant_neon");
+    CHECK_PICK("q4_0", dot, "fallback", "dequant_neon");
+    CHECK_PICK("q4_0", dot, "q4_0_ref", "q4_0_ref");
+#endif
     /* the choice is cached on the tensor and forgotten by lb_tensor_resolve */
     float w[5 * 64], x[64], y[5];
     fill(w, 5 * 64, 0.1f);
@@ -316,6 +346,10 @@ static void test_selection(void) {
 #if defined(__x86_64__)
     unsigned need = LB_CPU_AVX2 | LB_CPU_FMA | LB_CPU_F16C;
     if (!env_kernel && (lb_cpu_features() & need) == need) CHECK(!strcmp(lb_matmul_kernel_name(&t), "q8_0_avx2"));
+#endif
+#if defined(__aarch64__)
+    if (!env_kernel && (lb_cpu_features() & LB_CPU_NEON))
+        CHECK(!strcmp(lb_matmul_kernel_name(&t), lb_cpu_features() & LB_CPU_DOTPROD ? "q8_0_dotprod" : "q8_0_neon"));
 #endif
     CHECK_OK(lb_tensor_resolve(&t));
     CHECK(t.kernel == NULL);

@@ -155,6 +155,16 @@ int main(void) {
         printf("note: AVX2+FMA unavailable (or masked by LB_CPU=generic): AVX2 kernels not tested in this run\n");
     }
 #endif
+#if defined(__aarch64__)
+    if (lb_cpu_features() & LB_CPU_NEON) {
+        lb_kernel_table neon = {"neon", lb_gemm_nt_neon, lb_attend_neon, lb_silu_mul_neon};
+        test_gemm(&neon);
+        test_attend(&neon);
+        test_silu(&neon);
+    } else {
+        printf("SKIPPED the NEON kernels: masked by LB_CPU=generic\n");
+    }
+#endif
     test_linear_forward();
     return lb_test_finish("test_kernels");
 }

@@ -190,7 +190,9 @@ enum {
     LB_CPU_AVX512VNNI = 1 << 5,
     LB_CPU_AVX512VPOPCNTDQ = 1 << 6,
     LB_CPU_AVX512VBMI = 1 << 7,
-    LB_CPU_NEON = 1 << 8
+    LB_CPU_NEON = 1 << 8,
+    /* ARM features from bit 16 up (x86 ones grow from bit 9) */
+    LB_CPU_DOTPROD = 1 << 16 /* ARMv8.2 SDOT/UDOT (FEAT_DotProd) */
 };
 /* Detected once (thread-safe); LB_CPU environment variable "generic" masks
  * everything off (to test the scalar paths on any machine). */

@@ -10,6 +10,13 @@
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
 #endif
+#if defined(__aarch64__) && defined(__linux__)
+#include <sys/auxv.h>
+/* the kernel's AT_HWCAP bit (asm/hwcap.h), spelled out for older headers */
+#ifndef HWCAP_ASIMDDP
+#define HWCAP_ASIMDDP (1 << 20)
+#endif
+#endif
 
 static unsigned detect(void) {
     unsigned f = 0;
@@ -38,7 +45,11 @@ static unsigned detect(void) {
         }
     }
 #elif defined(__aarch64__)
-    f |= LB_CPU_NEON;
+    f |= LB_CPU_NEON; /* Advanced SIMD is part of the AArch64 base architecture */
+#if defined(__linux__)
+    unsigned long hw = getauxval(AT_HWCAP);
+    if (hw & HWCAP_ASIMDDP) f |= LB_CPU_DOTPROD;
+#endif
 #endif
     return f;
 }
@@ -70,7 +81,8 @@ void lb_cpu_describe(char *buf, size_t n) {
                  {LB_CPU_AVX512VNNI, "avx512vnni"},
                  {LB_CPU_AVX512VPOPCNTDQ, "avx512vpopcntdq"},
                  {LB_CPU_AVX512VBMI, "avx512vbmi"},
-                 {LB_CPU_NEON, "neon"}};
+                 {LB_CPU_NEON, "neon"},
+                 {LB_CPU_DOTPROD, "dotprod"}};
     unsigned f = lb_cpu_features();
     size_t used = 0;
     if (n) buf[0] = 0;

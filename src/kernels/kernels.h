@@ -40,6 +40,12 @@ void lb_attend_avx2(const float *q, const float *kt, size_t kt_stride, const flo
                     int hd, float scale, float *att, float *out);
 void lb_silu_mul_avx2(float *g, const float *u, size_t n);
 #endif
+#if defined(__aarch64__)
+void lb_gemm_nt_neon(int n, int m, int k, const float *x, int ldx, const float *w, int ldw, float *y, int ldy);
+void lb_attend_neon(const float *q, const float *kt, size_t kt_stride, const float *v, size_t v_stride, int n_ctx,
+                    int hd, float scale, float *att, float *out);
+void lb_silu_mul_neon(float *g, const float *u, size_t n);
+#endif
 
 /* The best table for this CPU (LB_CPU=generic forces the reference). */
 const lb_kernel_table *lb_kernels(void);
@@ -85,6 +91,9 @@ void lb_act_prepare(lb_act_kind kind, const float *x, int n, int cols, void *buf
 void lb_act_q8_row_ref(const float *x, int cols, int ld, int8_t *q, float *d);
 #if defined(__x86_64__)
 void lb_act_q8_row_avx2(const float *x, int cols, int ld, int8_t *q, float *d);
+#endif
+#if defined(__aarch64__)
+void lb_act_q8_row_neon(const float *x, int cols, int ld, int8_t *q, float *d);
 #endif
 
 /* y[i*ldy + r] = sum_c x[i, c] W[r, c] for i < x->n and r0 <= r < r1.
@@ -143,6 +152,17 @@ void lb_kernel_dequant_avx2(const lb_tensor *w, const lb_act *x, int r0, int r1,
                             float *scratch);
 void lb_kernel_q8_0_avx2(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
 void lb_kernel_q4_0_avx2(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
+#endif
+#if defined(__aarch64__) /* arm/: _neon on every AArch64 CPU, _dotprod with FEAT_DotProd */
+void lb_kernel_f32_neon(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
+void lb_kernel_dequant_neon(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy,
+                            float *scratch);
+void lb_kernel_q8_0_neon(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
+void lb_kernel_q4_0_neon(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
+void lb_kernel_q8_0_dotprod(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy,
+                            float *scratch);
+void lb_kernel_q4_0_dotprod(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy,
+                            float *scratch);
 #endif
 
 #endif

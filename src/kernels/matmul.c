@@ -43,6 +43,9 @@ void lb_act_prepare(lb_act_kind kind, const float *x, int n, int cols, void *buf
     unsigned f = lb_cpu_features();
     if ((f & LB_CPU_AVX2) && (f & LB_CPU_FMA) && (f & LB_CPU_F16C)) row = lb_act_q8_row_avx2;
 #endif
+#if defined(__aarch64__)
+    if (lb_cpu_features() & LB_CPU_NEON) row = lb_act_q8_row_neon;
+#endif
     if ((long)n * cols <= 65536) { /* no OpenMP entry for small inputs: it costs more than the work */
         for (int i = 0; i < n; i++) row(x + (size_t)i * cols, cols, ld, q + (size_t)i * ld, d + (size_t)i * (ld / 32));
     } else {
@@ -161,6 +164,17 @@ void lb_kernel_f32_avx2(const lb_tensor *w, const lb_act *x, int r0, int r1, flo
 void lb_kernel_dequant_avx2(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy,
                             float *scratch) {
     dequant_rows(lb_gemm_nt_avx2, w, x, r0, r1, y, ldy, scratch);
+}
+#endif
+#if defined(__aarch64__)
+void lb_kernel_f32_neon(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch) {
+    (void)scratch;
+    f32_rows(lb_gemm_nt_neon, w, x, r0, r1, y, ldy);
+}
+
+void lb_kernel_dequant_neon(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy,
+                            float *scratch) {
+    dequant_rows(lb_gemm_nt_neon, w, x, r0, r1, y, ldy, scratch);
 }
 #endif
 

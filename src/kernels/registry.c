@@ -6,7 +6,7 @@
  * so every format always has a kernel.
  *
  * Adding a kernel: a routine in ref/ (scalar, the specification) and, if it
- * is SIMD, its twin in x86/ naming the ref row; a predicate here; a row
+ * is SIMD, its twin in x86/ or arm/ naming the ref row; a predicate here; a row
  * above the generic ones. A kernel that wants its own weight layout names a
  * repack function (built once per tensor on first use, kept in w->packed;
  * the scalar twin names the same one). tests/test_kernel_registry.c enumerates this
@@ -47,20 +47,33 @@ static int is_q4_0(const lb_qspec *s, const lb_layout *l) { return uniform_sym_g
 
 #define AVX2_FMA (LB_CPU_AVX2 | LB_CPU_FMA)
 #define AVX2_FMA_F16C (LB_CPU_AVX2 | LB_CPU_FMA | LB_CPU_F16C)
+#define NEON_DOTPROD (LB_CPU_NEON | LB_CPU_DOTPROD)
 
 static const lb_kernel registry[] = {
 #if defined(__x86_64__)
     {"q8_0_avx2", is_q8_0, AVX2_FMA_F16C, LB_ACT_Q8_32, lb_kernel_q8_0_avx2, 0, 0, "q8_0_ref", NULL},
     {"q4_0_avx2", is_q4_0, AVX2_FMA_F16C, LB_ACT_Q8_32, lb_kernel_q4_0_avx2, 0, 0, "q4_0_ref", NULL},
 #endif
+#if defined(__aarch64__)
+    {"q8_0_dotprod", is_q8_0, NEON_DOTPROD, LB_ACT_Q8_32, lb_kernel_q8_0_dotprod, 0, 0, "q8_0_ref", NULL},
+    {"q4_0_dotprod", is_q4_0, NEON_DOTPROD, LB_ACT_Q8_32, lb_kernel_q4_0_dotprod, 0, 0, "q4_0_ref", NULL},
+    {"q8_0_neon", is_q8_0, LB_CPU_NEON, LB_ACT_Q8_32, lb_kernel_q8_0_neon, 0, 0, "q8_0_ref", NULL},
+    {"q4_0_neon", is_q4_0, LB_CPU_NEON, LB_ACT_Q8_32, lb_kernel_q4_0_neon, 0, 0, "q4_0_ref", NULL},
+#endif
     {"q8_0_ref", is_q8_0, 0, LB_ACT_Q8_32, lb_kernel_q8_0_ref, 0, 0, NULL, NULL},
     {"q4_0_ref", is_q4_0, 0, LB_ACT_Q8_32, lb_kernel_q4_0_ref, 0, 0, NULL, NULL},
 #if defined(__x86_64__)
     {"f32_avx2", is_f32, AVX2_FMA, LB_ACT_F32, lb_kernel_f32_avx2, 0, 1, "f32_ref", NULL},
 #endif
+#if defined(__aarch64__)
+    {"f32_neon", is_f32, LB_CPU_NEON, LB_ACT_F32, lb_kernel_f32_neon, 0, 1, "f32_ref", NULL},
+#endif
     {"f32_ref", is_f32, 0, LB_ACT_F32, lb_kernel_f32_ref, 0, 1, NULL, NULL},
 #if defined(__x86_64__)
     {"dequant_avx2", any_format, AVX2_FMA, LB_ACT_F32, lb_kernel_dequant_avx2, LB_DEQUANT_TILE, 1, "dequant_ref", NULL},
+#endif
+#if defined(__aarch64__)
+    {"dequant_neon", any_format, LB_CPU_NEON, LB_ACT_F32, lb_kernel_dequant_neon, LB_DEQUANT_TILE, 1, "dequant_ref", NULL},
 #endif
     {"dequant_ref", any_format, 0, LB_ACT_F32, lb_kernel_dequant_ref, LB_DEQUANT_TILE, 1, NULL, NULL},
 };
