@@ -204,7 +204,7 @@ typedef struct {
 
 /* The registry entries to time for one tensor, as force strings for
  * lb_kernel_pin; NULL means the normal choice. */
-static int kernels_to_time(const bench_run *b, const lb_tensor *q, const char *force[MAX_LIST]) {
+static int kernels_to_time(const bench_run *b, const char *label, const lb_tensor *q, const char *force[MAX_LIST]) {
     unsigned cpu = lb_cpu_features();
     int n = 0;
     if (b->all) {
@@ -216,7 +216,7 @@ static int kernels_to_time(const bench_run *b, const lb_tensor *q, const char *f
         for (int i = 0; i < b->n_kernels; i++) {
             const lb_kernel *k = lb_kernel_find(b->kernels[i]);
             if (k && !((k->cpu & cpu) == k->cpu && k->accepts(&q->spec, &q->layout))) {
-                fprintf(stderr, "bench: %s: kernel %s does not take this format on this CPU; skipped\n", q->name,
+                fprintf(stderr, "bench: %s: kernel %s does not take this format on this CPU; skipped\n", label,
                         k->name);
                 continue;
             }
@@ -288,7 +288,7 @@ static int bench_one(const bench_run *b, const fmt_item *f, long rows, long cols
     double bpw = 8.0 * (double)q.nbytes / ((double)rows * (double)cols);
     const lb_kernel *chosen = lb_kernel_select(&q.spec, &q.layout, lb_cpu_features(), NULL);
     const char *force[MAX_LIST];
-    int n_force = kernels_to_time(b, &q, force);
+    int n_force = kernels_to_time(b, f->text, &q, force);
 
     for (int ki = 0; ki < n_force; ki++) {
         /* the packed size, from one extra repacking of copy 0 (the registry
