@@ -428,7 +428,8 @@ int cmd_bench(int argc, char **argv) {
         if ((b.n_kernels = bench_split_list("bench", "--kernels", kernels, b.kernels)) < 0) return CLI_USAGE;
         for (int i = 0; i < b.n_kernels; i++)
             if (strcmp(b.kernels[i], "fallback") && !lb_kernel_find(b.kernels[i]))
-                return cli_usage_error("bench", "--kernels: no registry entry '%s' (lowbit bench --help)", b.kernels[i]);
+                return cli_usage_error("bench", "--kernels: no registry entry '%s' (lowbit bench --help)",
+                                       b.kernels[i]);
     }
 
     fmt_item fmts[MAX_LIST];

@@ -247,10 +247,13 @@ static int bench_format_block(const block_run *b, const bench_format *f) {
     double repack_ms = (lb_now() - t0) * 1e3 / blocks;
     const char *kernel = lb_matmul_kernel_name(&m->layers[0].linear[LB_WQ].w);
 
-    size_t xn = (size_t)max_batch * (size_t)b->dim;
+    /* the KV fill runs up to 128 positions per call even when only decode is timed */
+    long state_batch = max_batch;
+    if (b->decode && b->ctx > state_batch) state_batch = b->ctx < 128 ? b->ctx : 128;
+    size_t xn = (size_t)state_batch * (size_t)b->dim;
     x = lb_alloc(xn * sizeof(float));
     x0 = lb_alloc(xn * sizeof(float));
-    if (!x || !x0 || lb_state_create(m, (int)max_batch, &s) != LB_OK) {
+    if (!x || !x0 || lb_state_create(m, (int)state_batch, &s) != LB_OK) {
         cli_error(VERB, "%s: out of memory for the forward state", f->text);
         goto done;
     }
@@ -261,8 +264,8 @@ static int bench_format_block(const block_run *b, const bench_format *f) {
     if (b->decode && b->ctx > 0) { /* the KV cache of every block, positions 0..ctx-1, untimed */
         fprintf(stderr, "bench block: %s: filling the KV cache (%ld positions)\n", f->text, b->ctx);
         lb_set_threads((int)b->threads[b->n_threads - 1]);
-        for (long p = 0; p < b->ctx; p += max_batch) {
-            int n = (int)(b->ctx - p < max_batch ? b->ctx - p : max_batch);
+        for (long p = 0; p < b->ctx; p += state_batch) {
+            int n = (int)(b->ctx - p < state_batch ? b->ctx - p : state_batch);
             memcpy(x, x0, (size_t)n * (size_t)b->dim * sizeof(float));
             for (int l = 0; l < blocks; l++)
                 if (lb_forward_block(m, s, l, x, n, (int)p) != LB_OK) {
@@ -330,7 +333,8 @@ int cmd_bench_block(int argc, char **argv) {
         (b.n_threads = bench_parse_int_list(VERB, "--threads", threads, 1, 1024, b.threads)) < 0 ||
         cli_parse_int(VERB, "--reps", reps, 1, BENCH_MAX_REPS, &b.reps) ||
         cli_parse_int(VERB, "--min-mib", min_mib, 1, 1L << 20, &mib) ||
-        cli_parse_int(VERB, "--dim", dim, 2, 65536, &b.dim) || cli_parse_int(VERB, "--hidden", hidden, 1, 1L << 18, &b.hidden) ||
+        cli_parse_int(VERB, "--dim", dim, 2, 65536, &b.dim) ||
+        cli_parse_int(VERB, "--hidden", hidden, 1, 1L << 18, &b.hidden) ||
         cli_parse_int(VERB, "--heads", heads, 1, 4096, &b.heads))
         return CLI_USAGE;
     if (b.dim % b.heads || (b.dim / b.heads) % 2)
@@ -361,8 +365,9 @@ int cmd_bench_block(int argc, char **argv) {
             return cli_usage_error(VERB, "--formats: '%s' cannot hold a %ldx%ld matrix: %s", fmts[i].text, b.hidden,
                                    b.dim, lb_last_error());
         uint64_t blocks = (b.min_bytes + bb - 1) / bb;
+        uint64_t rows = (uint64_t)(max_batch > 128 ? max_batch : 128); /* the state's batch, at most */
         uint64_t need = 2 * blocks * bb + (uint64_t)b.dim * (uint64_t)b.hidden * 4 +
-                        blocks * seq * (uint64_t)b.dim * 8 + (uint64_t)max_batch * (uint64_t)(6 * b.dim + 2 * b.hidden) * 4;
+                        blocks * seq * (uint64_t)b.dim * 8 + rows * (uint64_t)(6 * b.dim + 2 * b.hidden) * 4;
         if (blocks > 4096)
             return cli_usage_error(VERB, "--min-mib %ld needs %llu blocks of %s at this shape (at most 4096)", mib,
                                    (unsigned long long)blocks, fmts[i].text);
