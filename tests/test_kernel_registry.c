@@ -24,7 +24,9 @@ static void fill(float *x, size_t n, float scale) {
 /* Specs the entries are tried on: one per family and then some. */
 static const char *candidates[] = {"q8_0", "q4_0", "f32", "f16", "bf16", "q4_1", "int8:g64:sym", "int4:g32:asym:zint",
                                    "int3:g64:asym", "int5:row:sym", "nf4:g32:dq", "binary:g64", "ternary:tensor:1.6bit",
-                                   "int2:g16:asym", "pow2:3:g32", "int3:g16:asym:s6:r4", "int2:g32:sym:s4"};
+                                   "int2:g16:asym", "pow2:3:g32", "int3:g16:asym:s6:r4", "int2:g32:sym:s4",
+                                   "ternary:g64:2bit", "ternary:g64:1.6bit", "ternary:row:2bit", "ternary:g32:1.6bit",
+                                   "binary:row", "binary:g32", "binary:tensor", "ternary:g16:2bit"};
 #define N_CANDIDATES (sizeof candidates / sizeof candidates[0])
 
 static void describe(unsigned f, char *buf, size_t n) {

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "kernels/kernels.h"
+#include "kernels/lowbin.h" /* ternary / binary predicates and repacking */
 #include "lowbit/linear.h" /* lb_matmul_kernel_name, public */
 
 /* ---- predicates over resolved layouts ------------------------------------- */
@@ -47,12 +48,23 @@ static int is_q4_0(const lb_qspec *s, const lb_layout *l) { return uniform_sym_g
 
 #define AVX2_FMA (LB_CPU_AVX2 | LB_CPU_FMA)
 #define AVX2_FMA_F16C (LB_CPU_AVX2 | LB_CPU_FMA | LB_CPU_F16C)
+#define AVX512_LOWBIN (LB_CPU_AVX512F | LB_CPU_AVX512BW | LB_CPU_AVX512VNNI | LB_CPU_F16C)
 
 static const lb_kernel registry[] = {
 #if defined(__x86_64__)
     {"q8_0_avx2", is_q8_0, AVX2_FMA_F16C, LB_ACT_Q8_32, lb_kernel_q8_0_avx2, 0, 0, "q8_0_ref", NULL},
     {"q4_0_avx2", is_q4_0, AVX2_FMA_F16C, LB_ACT_Q8_32, lb_kernel_q4_0_avx2, 0, 0, "q4_0_ref", NULL},
+    {"ternary_avx512", lb_lowbin_is_ternary, AVX512_LOWBIN, LB_ACT_Q8_32, lb_kernel_ternary_avx512, 0, 0, "ternary_ref",
+     lb_lowbin_repack},
+    {"binary_avx512", lb_lowbin_is_binary, AVX512_LOWBIN, LB_ACT_Q8_32, lb_kernel_binary_avx512, 0, 0, "binary_ref",
+     lb_lowbin_repack},
+    {"ternary_avx2", lb_lowbin_is_ternary, AVX2_FMA_F16C, LB_ACT_Q8_32, lb_kernel_ternary_avx2, 0, 0, "ternary_ref",
+     lb_lowbin_repack},
+    {"binary_avx2", lb_lowbin_is_binary, AVX2_FMA_F16C, LB_ACT_Q8_32, lb_kernel_binary_avx2, 0, 0, "binary_ref",
+     lb_lowbin_repack},
 #endif
+    {"ternary_ref", lb_lowbin_is_ternary, 0, LB_ACT_Q8_32, lb_kernel_ternary_ref, 0, 0, NULL, lb_lowbin_repack},
+    {"binary_ref", lb_lowbin_is_binary, 0, LB_ACT_Q8_32, lb_kernel_binary_ref, 0, 0, NULL, lb_lowbin_repack},
     {"q8_0_ref", is_q8_0, 0, LB_ACT_Q8_32, lb_kernel_q8_0_ref, 0, 0, NULL, NULL},
     {"q4_0_ref", is_q4_0, 0, LB_ACT_Q8_32, lb_kernel_q4_0_ref, 0, 0, NULL, NULL},
 #if defined(__x86_64__)
