@@ -14,6 +14,7 @@
 
 #include "kernel_check.h"
 #include "kernels/kernels.h"
+#include "kernels/lowbin.h"
 
 static lb_rng rng;
 
@@ -57,13 +58,20 @@ static void run_entry(const lb_kernel *k, lb_tensor *t, const float *x, int n, f
     lb_free(buf);
 }
 
-static int check_entry_on(const lb_kernel *k, const lb_kernel *twin, const lb_qspec *spec, const char *spec_text) {
-    static const int ns[] = {1, 3, 7}, rowss[] = {1, 5, 37}, colss[] = {32, 64, 96, 172};
+/* the shapes an entry is checked on (0-terminated lists) */
+typedef struct {
+    int ns[24], rowss[4], colss[8];
+} shape_set;
+
+static const shape_set default_shapes = {{1, 3, 7}, {1, 5, 37}, {32, 64, 96, 172}};
+
+static int check_entry_on(const lb_kernel *k, const lb_kernel *twin, const lb_qspec *spec, const char *spec_text,
+                          const shape_set *sh) {
     int bad = 0;
-    for (size_t a = 0; a < 3; a++)
-        for (size_t b = 0; b < 3; b++)
-            for (size_t c = 0; c < 4; c++) {
-                int n = ns[a], rows = rowss[b], cols = colss[c], ldy = rows + 3;
+    for (size_t a = 0; sh->ns[a]; a++)
+        for (size_t b = 0; sh->rowss[b]; b++)
+            for (size_t c = 0; sh->colss[c]; c++) {
+                int n = sh->ns[a], rows = sh->rowss[b], cols = sh->colss[c], ldy = rows + 3;
                 float *w = lb_alloc((size_t)rows * cols * 4), *wd = lb_alloc((size_t)rows * cols * 4);
                 float *x = lb_alloc((size_t)n * cols * 4), *y0 = lb_alloc((size_t)n * rows * 4);
                 float *y1 = lb_calloc((size_t)n * ldy, 4), *y2 = lb_calloc((size_t)n * ldy, 4);
@@ -183,7 +191,7 @@ static void test_every_entry(void) {
             if (!k->accepts(&spec, &l)) continue;
             accepted++;
             used += (size_t)snprintf(tested + used, sizeof tested - used, " %s", candidates[s]);
-            if (can_run && !check_entry_on(k, twin, &spec, candidates[s])) ok = 0;
+            if (can_run && !check_entry_on(k, twin, &spec, candidates[s], &default_shapes)) ok = 0;
         }
         CHECK_MSG(accepted > 0, "registry entry '%s' accepts none of the candidate specs: add one it accepts to "
                                 "tests/test_kernel_registry.c", k->name);
@@ -196,6 +204,37 @@ static void test_every_entry(void) {
         printf("  %-14s (needs %s, twin %s) checked on%s\n", k->name, need, k->twin ? k->twin : "-", tested);
     }
     if (skipped) printf("SKIPPED %d of %d registry entries on this CPU\n", skipped, lb_kernel_count());
+}
+
+/* The ternary / binary entries (repacked into 64-byte chunks of 256, 320 or
+ * 512 columns) on batch edges and on column counts that end mid-chunk, with
+ * an odd number of 32-column blocks (200: the last block pair is half
+ * padding) and past one 1.6-bit chunk (520). */
+static void test_lowbin_edges(void) {
+    static const shape_set sh = {{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 33}, {5, 19}, {96, 172, 200, 520}};
+    static const char *specs[] = {"ternary:g64:2bit", "ternary:g64:1.6bit", "ternary:row:2bit", "ternary:tensor:1.6bit",
+                                  "ternary:g32:2bit", "binary:row", "binary:g64", "binary:g32"};
+    unsigned cpu = lb_cpu_features();
+    int ran = 0;
+    for (int e = 0; e < lb_kernel_count(); e++) {
+        const lb_kernel *k = lb_kernel_at(e);
+        if (k->repack != lb_lowbin_repack) continue;
+        if ((k->cpu & cpu) != k->cpu) {
+            printf("SKIPPED %s on the ternary/binary edge shapes: this CPU lacks its features\n", k->name);
+            continue;
+        }
+        const lb_kernel *twin = k->twin ? lb_kernel_find(k->twin) : NULL;
+        for (size_t s = 0; s < sizeof specs / sizeof specs[0]; s++) {
+            lb_qspec spec;
+            lb_layout l;
+            CHECK_OK(lb_qspec_parse(specs[s], &spec));
+            CHECK_OK(lb_layout_compute(&spec, 5, 64, &l));
+            if (!k->accepts(&spec, &l)) continue;
+            CHECK_MSG(check_entry_on(k, twin, &spec, specs[s], &sh), "%s on %s (edge shapes)", k->name, specs[s]);
+            ran++;
+        }
+    }
+    CHECK_MSG(ran >= 8, "only %d ternary/binary entry x spec runs on the edge shapes", ran);
 }
 
 /* The preparation's bytes: pinned values, and the SIMD version identical */
@@ -471,6 +510,7 @@ static void test_model_int_vs_fallback(void) {
 int main(void) {
     lb_rng_seed(&rng, 77);
     test_every_entry();
+    test_lowbin_edges();
     test_act_prepare();
     test_selection();
     test_act_cache();
