@@ -17,7 +17,10 @@
 
 static int act_ld(int cols) { return (cols + LB_ACT_PAD - 1) / LB_ACT_PAD * LB_ACT_PAD; }
 
+static int sign_ld(int cols) { return (cols + LB_ACT_SIGN_PAD - 1) / LB_ACT_SIGN_PAD * LB_ACT_SIGN_PAD; }
+
 size_t lb_act_bytes(lb_act_kind kind, int n, int cols) {
+    if (kind == LB_ACT_SIGN) return ((size_t)n * (size_t)(sign_ld(cols) / 8) + 63) / 64 * 64 + (size_t)n * sizeof(float);
     if (kind != LB_ACT_Q8_32) return 0;
     size_t ld = (size_t)act_ld(cols), q = (size_t)n * ld;
     q = (q + 63) / 64 * 64; /* the scales start on a cache line */
@@ -32,6 +35,17 @@ void lb_act_prepare(lb_act_kind kind, const float *x, int n, int cols, void *buf
     out->ld = cols;
     if (kind == LB_ACT_F32) {
         out->f = x;
+        return;
+    }
+    if (kind == LB_ACT_SIGN) { /* binarized: one cheap pass, no SIMD twin needed */
+        int sld = sign_ld(cols);
+        size_t bbytes = ((size_t)n * (size_t)(sld / 8) + 63) / 64 * 64;
+        uint8_t *bits = buf;
+        float *beta = (float *)((uint8_t *)buf + bbytes);
+        for (int i = 0; i < n; i++) lb_act_sign_row_ref(x + (size_t)i * cols, cols, sld, bits + (size_t)i * (sld / 8), beta + i);
+        out->bits = bits;
+        out->beta = beta;
+        out->ld = sld;
         return;
     }
     int ld = act_ld(cols);
@@ -168,8 +182,8 @@ void lb_kernel_dequant_avx2(const lb_tensor *w, const lb_act *x, int r0, int r1,
 
 #define ROW_TILE 16 /* weight rows per task: a multiple of every routine's row grouping (4, 2) */
 
-lb_status lb_matmul(const lb_tensor *w, const float *x, int n, float *y, lb_act_cache *cache) {
-    const lb_kernel *k = lb_kernel_for(w);
+static lb_status run_kernel(const lb_kernel *k, const lb_tensor *w, const float *x, int n, float *y,
+                            lb_act_cache *cache) {
     int rows = (int)w->rows, cols = (int)w->cols;
     int n_tiles = (rows + ROW_TILE - 1) / ROW_TILE;
     lb_act act;
@@ -206,4 +220,14 @@ lb_status lb_matmul(const lb_tensor *w, const float *x, int n, float *y, lb_act_
     }
     lb_free(priv);
     return failed ? lb_fail(LB_ERR_NOMEM, "out of memory for a %d-column scratch tile", cols) : LB_OK;
+}
+
+lb_status lb_matmul(const lb_tensor *w, const float *x, int n, float *y, lb_act_cache *cache) {
+    return run_kernel(lb_kernel_for(w), w, x, n, y, cache);
+}
+
+lb_status lb_matmul_binarized(const lb_tensor *w, const float *x, int n, float *y, lb_act_cache *cache) {
+    const lb_kernel *k = lb_kernel_for_binarized(w);
+    if (!k) return LB_ERR_UNSUPPORTED; /* lb_kernel_for_binarized said why */
+    return run_kernel(k, w, x, n, y, cache);
 }
