@@ -58,6 +58,10 @@ typedef enum {
     LB_ACT_F32,   /* x as is: n x cols floats */
     LB_ACT_Q8_32, /* per 32 columns an fp32 scale d = absmax / 127 and 32 int8
                      round-to-nearest-even(x / d), as ggml's Q8_0 (whose scale is fp16) */
+    LB_ACT_LUT,   /* T-MAC style tables: LB_ACT_Q8_32 (q, d as there) plus, per 4 columns
+                     (a0..a3), the 16 sums t[i] = sum_j (bit j of i ? a_j : -a_j) as int16,
+                     stored per 8 columns as 64 bytes: low bytes of group 2p's 16 entries,
+                     low bytes of group 2p+1's, then the two groups' high bytes */
     LB_ACT_SIGN,  /* binarized (XNOR-Net): per row beta = mean |x| over cols and one bit per
                      column, 1 for x >= 0 (+beta), 0 for x < 0 or NaN (-beta); bits past cols 0.
                      Opt-in only (lb_matmul_binarized, or LB_KERNEL naming an entry): it
@@ -77,6 +81,7 @@ typedef struct {
     const int8_t *q; /* LB_ACT_Q8_32: n x ld int8, ld = cols rounded up to LB_ACT_PAD */
     const float *d;  /* LB_ACT_Q8_32: n x ld/32 block scales (0 for blocks past cols) */
     int ld;          /* LB_ACT_SIGN: columns per row rounded up to LB_ACT_SIGN_PAD */
+    const uint8_t *lut;  /* LB_ACT_LUT: n x (ld / 8) x 64 bytes */
     const uint8_t *bits; /* LB_ACT_SIGN: n x ld / 8 bytes, bit j of a row = column j */
     const float *beta;   /* LB_ACT_SIGN: n row scales */
 } lb_act;
@@ -91,6 +96,8 @@ size_t lb_act_bytes(lb_act_kind kind, int n, int cols);
 void lb_act_prepare(lb_act_kind kind, const float *x, int n, int cols, void *buf, lb_act *out);
 /* One row of LB_ACT_Q8_32: cols floats into ld/32 blocks (ld % 32 == 0, ld >= cols). */
 void lb_act_q8_row_ref(const float *x, int cols, int ld, int8_t *q, float *d);
+/* The tables of one row of LB_ACT_LUT from its int8 codes (ld % 32 == 0). */
+void lb_act_lut_row_ref(const int8_t *q, int ld, uint8_t *tab);
 /* One row of LB_ACT_SIGN: beta and ld / 8 bytes of bits (ld % 512 == 0, ld >= cols). */
 void lb_act_sign_row_ref(const float *x, int cols, int ld, uint8_t *bits, float *beta);
 #if defined(__x86_64__)
@@ -155,6 +162,9 @@ void lb_kernel_q4_0_ref(const lb_tensor *w, const lb_act *x, int r0, int r1, flo
 /* ternary and binary weights, repacked by lb_lowbin_repack (kernels/lowbin.h) */
 void lb_kernel_ternary_ref(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
 void lb_kernel_binary_ref(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
+/* binary weights by table lookup (LB_ACT_LUT), repacked by lb_lut_repack */
+void lb_kernel_binary_lut_ref(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy,
+                              float *scratch);
 /* binary weights x binarized activations (LB_ACT_SIGN): XNOR + popcount */
 void lb_kernel_xnor_ref(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
 #if defined(__x86_64__)
@@ -169,6 +179,8 @@ void lb_kernel_ternary_avx512(const lb_tensor *w, const lb_act *x, int r0, int r
                               float *scratch);
 void lb_kernel_binary_avx512(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy,
                              float *scratch);
+void lb_kernel_binary_lut_avx2(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy,
+                               float *scratch);
 void lb_kernel_xnor_avx2(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
 void lb_kernel_xnor_avx512(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
 #endif

@@ -37,7 +37,16 @@ typedef struct {
     size_t code_off;   /* rows x row_bytes, 64-byte aligned */
 } lb_lowbin_pack;
 
-enum { LB_LOWBIN_T2, LB_LOWBIN_T5, LB_LOWBIN_B1 };
+enum { LB_LOWBIN_T2, LB_LOWBIN_T5, LB_LOWBIN_B1, LB_LOWBIN_B1_LUT };
+
+/* The table-lookup layout of binary weights (LB_LOWBIN_B1_LUT, built by
+ * lb_lut_repack; ref/lut_ref.c): rows in tiles of 16 (the last one padded
+ * with zero bits); per tile and per 8 columns (two groups of 4, 2p and
+ * 2p + 1) 16 bytes, byte i = the 4 bits of row i in group 2p (low nibble)
+ * and in group 2p + 1 (high nibble), so one vpshufb per 16-byte lane looks
+ * up 16 rows at once; row_bytes is the bytes per tile (nb * 64), and the
+ * scales are per tile, per group, 16 rows: scale[(t * spr + g) * 16 + i]. */
+lb_status lb_lut_repack(const lb_tensor *w, void **out, size_t *bytes);
 
 #define LB_LOWBIN_CHUNK 64 /* bytes */
 

@@ -21,10 +21,12 @@ static int sign_ld(int cols) { return (cols + LB_ACT_SIGN_PAD - 1) / LB_ACT_SIGN
 
 size_t lb_act_bytes(lb_act_kind kind, int n, int cols) {
     if (kind == LB_ACT_SIGN) return ((size_t)n * (size_t)(sign_ld(cols) / 8) + 63) / 64 * 64 + (size_t)n * sizeof(float);
-    if (kind != LB_ACT_Q8_32) return 0;
+    if (kind != LB_ACT_Q8_32 && kind != LB_ACT_LUT) return 0;
     size_t ld = (size_t)act_ld(cols), q = (size_t)n * ld;
     q = (q + 63) / 64 * 64; /* the scales start on a cache line */
-    return q + (size_t)n * (ld / 32) * sizeof(float);
+    size_t bytes = q + (size_t)n * (ld / 32) * sizeof(float);
+    if (kind == LB_ACT_LUT) bytes = (bytes + 63) / 64 * 64 + (size_t)n * (ld / 8) * 64; /* the tables */
+    return bytes;
 }
 
 void lb_act_prepare(lb_act_kind kind, const float *x, int n, int cols, void *buf, lb_act *out) {
@@ -66,6 +68,12 @@ void lb_act_prepare(lb_act_kind kind, const float *x, int n, int cols, void *buf
     out->q = q;
     out->d = d;
     out->ld = ld;
+    if (kind == LB_ACT_LUT) { /* tables from the int8 codes just made */
+        size_t dbytes = (size_t)n * (size_t)(ld / 32) * sizeof(float);
+        uint8_t *tab = (uint8_t *)buf + (qbytes + dbytes + 63) / 64 * 64;
+        for (int i = 0; i < n; i++) lb_act_lut_row_ref(q + (size_t)i * ld, ld, tab + (size_t)i * (size_t)(ld / 8) * 64);
+        out->lut = tab;
+    }
 }
 
 /* ---- the activation cache ---------------------------------------------------

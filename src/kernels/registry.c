@@ -55,6 +55,10 @@ static const lb_kernel registry[] = {
 #if defined(__x86_64__)
     {"q8_0_avx2", is_q8_0, AVX2_FMA_F16C, LB_ACT_Q8_32, lb_kernel_q8_0_avx2, 0, 0, "q8_0_ref", NULL},
     {"q4_0_avx2", is_q4_0, AVX2_FMA_F16C, LB_ACT_Q8_32, lb_kernel_q4_0_avx2, 0, 0, "q4_0_ref", NULL},
+    /* binary: the table lookup beats the int8 path (AVX-512 included) in a
+     * same-run comparison, so it comes first */
+    {"binary_lut_avx2", lb_lowbin_is_binary, AVX2_FMA_F16C, LB_ACT_LUT, lb_kernel_binary_lut_avx2, 0, 0,
+     "binary_lut_ref", lb_lut_repack},
     {"ternary_avx512", lb_lowbin_is_ternary, AVX512_LOWBIN, LB_ACT_Q8_32, lb_kernel_ternary_avx512, 0, 0, "ternary_ref",
      lb_lowbin_repack},
     {"binary_avx512", lb_lowbin_is_binary, AVX512_LOWBIN, LB_ACT_Q8_32, lb_kernel_binary_avx512, 0, 0, "binary_ref",
@@ -66,6 +70,7 @@ static const lb_kernel registry[] = {
 #endif
     {"ternary_ref", lb_lowbin_is_ternary, 0, LB_ACT_Q8_32, lb_kernel_ternary_ref, 0, 0, NULL, lb_lowbin_repack},
     {"binary_ref", lb_lowbin_is_binary, 0, LB_ACT_Q8_32, lb_kernel_binary_ref, 0, 0, NULL, lb_lowbin_repack},
+    {"binary_lut_ref", lb_lowbin_is_binary, 0, LB_ACT_LUT, lb_kernel_binary_lut_ref, 0, 0, NULL, lb_lut_repack},
     /* opt-in (LB_ACT_SIGN: lb_matmul_binarized, or LB_KERNEL naming one) */
 #if defined(__x86_64__)
     {"xnor_avx512", lb_lowbin_is_binary, AVX512_POPCNT, LB_ACT_SIGN, lb_kernel_xnor_avx512, 0, 0, "xnor_ref",
