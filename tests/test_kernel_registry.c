@@ -338,6 +338,41 @@ static void test_xnor(void) {
     lb_tensor_free(&t);
 }
 
+/* LB_ACT_LUT: the int8 part is LB_ACT_Q8_32's bytes, and every table entry
+ * is the signed sum it names (checked against the codes directly, with
+ * pinned extremes: all +127 gives t[15] = 508, t[0] = -508). */
+static void test_lut_prepare(void) {
+    enum { N = 3, COLS = 100 };
+    float x[N * COLS];
+    fill(x, N * COLS, 1.0f);
+    for (int j = 0; j < 4; j++) x[COLS + 8 + j] = 5.0f; /* row 1, group 2: the block's max, all +127 */
+    void *bq = lb_alloc(lb_act_bytes(LB_ACT_Q8_32, N, COLS)), *bl = lb_alloc(lb_act_bytes(LB_ACT_LUT, N, COLS));
+    lb_act aq, al;
+    lb_act_prepare(LB_ACT_Q8_32, x, N, COLS, bq, &aq);
+    lb_act_prepare(LB_ACT_LUT, x, N, COLS, bl, &al);
+    CHECK(al.ld == aq.ld && al.lut);
+    CHECK(!memcmp(al.q, aq.q, (size_t)N * aq.ld) && !memcmp(al.d, aq.d, (size_t)N * (aq.ld / 32) * sizeof(float)));
+    int bad = 0;
+    for (int i = 0; i < N; i++)
+        for (int g = 0; g < al.ld / 4; g++)
+            for (int idx = 0; idx < 16; idx++) {
+                const int8_t *a = al.q + (size_t)i * al.ld + 4 * g;
+                int want = 0;
+                for (int j = 0; j < 4; j++) want += (idx >> j & 1) ? a[j] : -a[j];
+                const uint8_t *e = al.lut + ((size_t)i * (al.ld / 8) + g / 2) * 64 + 16 * (g % 2) + idx;
+                int got = (int16_t)(uint16_t)(e[0] | e[32] << 8);
+                if (got != want && !bad++) fprintf(stderr, "  LUT row %d group %d entry %d: %d, want %d\n", i, g, idx, got, want);
+            }
+    CHECK_MSG(!bad, "%d LUT entries wrong", bad);
+    const uint8_t *e = al.lut + ((size_t)1 * (al.ld / 8) + 1) * 64; /* row 1, groups 2 and 3 */
+    CHECK((int16_t)(uint16_t)(e[15] | e[32 + 15] << 8) == 508 && (int16_t)(uint16_t)(e[0] | e[32] << 8) == -508);
+    /* padding columns (past cols, zero codes) give all-zero tables */
+    const uint8_t *pad = al.lut + (size_t)(al.ld / 8 - 1) * 64;
+    for (int k = 0; k < 64; k++) CHECK(pad[k] == 0);
+    lb_free(bq);
+    lb_free(bl);
+}
+
 /* The preparation's bytes: pinned values, and the SIMD version identical */
 static void test_act_prepare(void) {
     float x[40] = {127.0f, 0.5f, 1.5f, -2.5f, -127.0f, 63.5f, 0.0f, 126.49f};
@@ -613,6 +648,7 @@ int main(void) {
     test_every_entry();
     test_lowbin_edges();
     test_xnor();
+    test_lut_prepare();
     test_act_prepare();
     test_selection();
     test_act_cache();
