@@ -359,16 +359,16 @@ static void test_lut_prepare(void) {
                 const int8_t *a = al.q + (size_t)i * al.ld + 4 * g;
                 int want = 0;
                 for (int j = 0; j < 4; j++) want += (idx >> j & 1) ? a[j] : -a[j];
-                const uint8_t *e = al.lut + ((size_t)i * (al.ld / 8) + g / 2) * 64 + 16 * (g % 2) + idx;
-                int got = (int16_t)(uint16_t)(e[0] | e[32] << 8);
+                const uint8_t *e = al.lut + (size_t)i * (al.ld / 16) * 128 + (size_t)(g / 4) * 128 + 16 * (g % 4) + idx;
+                int got = (int16_t)(uint16_t)(e[0] | e[64] << 8);
                 if (got != want && !bad++) fprintf(stderr, "  LUT row %d group %d entry %d: %d, want %d\n", i, g, idx, got, want);
             }
     CHECK_MSG(!bad, "%d LUT entries wrong", bad);
-    const uint8_t *e = al.lut + ((size_t)1 * (al.ld / 8) + 1) * 64; /* row 1, groups 2 and 3 */
-    CHECK((int16_t)(uint16_t)(e[15] | e[32 + 15] << 8) == 508 && (int16_t)(uint16_t)(e[0] | e[32] << 8) == -508);
+    const uint8_t *e = al.lut + (size_t)1 * (al.ld / 16) * 128 + 2 * 16; /* row 1, group 2 */
+    CHECK((int16_t)(uint16_t)(e[15] | e[64 + 15] << 8) == 508 && (int16_t)(uint16_t)(e[0] | e[64] << 8) == -508);
     /* padding columns (past cols, zero codes) give all-zero tables */
-    const uint8_t *pad = al.lut + (size_t)(al.ld / 8 - 1) * 64;
-    for (int k = 0; k < 64; k++) CHECK(pad[k] == 0);
+    const uint8_t *pad = al.lut + (size_t)(al.ld / 16 - 1) * 128;
+    for (int k = 0; k < 128; k++) CHECK(pad[k] == 0);
     lb_free(bq);
     lb_free(bl);
 }

@@ -60,8 +60,8 @@ typedef enum {
                      round-to-nearest-even(x / d), as ggml's Q8_0 (whose scale is fp16) */
     LB_ACT_LUT,   /* T-MAC style tables: LB_ACT_Q8_32 (q, d as there) plus, per 4 columns
                      (a0..a3), the 16 sums t[i] = sum_j (bit j of i ? a_j : -a_j) as int16,
-                     stored per 8 columns as 64 bytes: low bytes of group 2p's 16 entries,
-                     low bytes of group 2p+1's, then the two groups' high bytes */
+                     stored per 16 columns (groups 4u..4u+3) as 128 bytes: the four
+                     groups' low bytes (16 each), then their high bytes */
     LB_ACT_SIGN,  /* binarized (XNOR-Net): per row beta = mean |x| over cols and one bit per
                      column, 1 for x >= 0 (+beta), 0 for x < 0 or NaN (-beta); bits past cols 0.
                      Opt-in only (lb_matmul_binarized, or LB_KERNEL naming an entry): it
@@ -81,7 +81,7 @@ typedef struct {
     const int8_t *q; /* LB_ACT_Q8_32: n x ld int8, ld = cols rounded up to LB_ACT_PAD */
     const float *d;  /* LB_ACT_Q8_32: n x ld/32 block scales (0 for blocks past cols) */
     int ld;          /* LB_ACT_SIGN: columns per row rounded up to LB_ACT_SIGN_PAD */
-    const uint8_t *lut;  /* LB_ACT_LUT: n x (ld / 8) x 64 bytes */
+    const uint8_t *lut;  /* LB_ACT_LUT: n x (ld / 16) x 128 bytes */
     const uint8_t *bits; /* LB_ACT_SIGN: n x ld / 8 bytes, bit j of a row = column j */
     const float *beta;   /* LB_ACT_SIGN: n row scales */
 } lb_act;
@@ -179,6 +179,8 @@ void lb_kernel_ternary_avx512(const lb_tensor *w, const lb_act *x, int r0, int r
                               float *scratch);
 void lb_kernel_binary_avx512(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy,
                              float *scratch);
+void lb_kernel_binary_lut_avx512(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy,
+                                 float *scratch);
 void lb_kernel_binary_lut_avx2(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy,
                                float *scratch);
 void lb_kernel_xnor_avx2(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);

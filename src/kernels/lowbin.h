@@ -42,11 +42,15 @@ enum { LB_LOWBIN_T2, LB_LOWBIN_T5, LB_LOWBIN_B1, LB_LOWBIN_B1_LUT };
 /* The table-lookup layout of binary weights (LB_LOWBIN_B1_LUT, built by
  * lb_lut_repack; ref/lut_ref.c): rows in tiles of 16 (the last one padded
  * with zero bits); per tile and per 8 columns (two groups of 4, 2p and
- * 2p + 1) 16 bytes, byte i = the 4 bits of row i in group 2p (low nibble)
+ * 2p + 1) 16 bytes (the slices of pairs 2u, 2u + 1 adjacent: 32 bytes per
+ * 16 columns, as the activation tables group 4 groups per 128 bytes), byte i = the 4 bits of row i in group 2p (low nibble)
  * and in group 2p + 1 (high nibble), so one vpshufb per 16-byte lane looks
  * up 16 rows at once; row_bytes is the bytes per tile (nb * 64), and the
  * scales are per tile, per group, 16 rows: scale[(t * spr + g) * 16 + i]. */
 lb_status lb_lut_repack(const lb_tensor *w, void **out, size_t *bytes);
+/* Byte offset of group k's low-byte table in an LB_ACT_LUT row (its high
+ * bytes are 64 further). */
+static inline size_t lb_lut_offset(int k) { return (size_t)(k / 4) * 128 + 16 * (size_t)(k % 4); }
 
 #define LB_LOWBIN_CHUNK 64 /* bytes */
 

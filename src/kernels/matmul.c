@@ -25,7 +25,7 @@ size_t lb_act_bytes(lb_act_kind kind, int n, int cols) {
     size_t ld = (size_t)act_ld(cols), q = (size_t)n * ld;
     q = (q + 63) / 64 * 64; /* the scales start on a cache line */
     size_t bytes = q + (size_t)n * (ld / 32) * sizeof(float);
-    if (kind == LB_ACT_LUT) bytes = (bytes + 63) / 64 * 64 + (size_t)n * (ld / 8) * 64; /* the tables */
+    if (kind == LB_ACT_LUT) bytes = (bytes + 63) / 64 * 64 + (size_t)n * (ld / 16) * 128; /* the tables */
     return bytes;
 }
 
@@ -71,7 +71,7 @@ void lb_act_prepare(lb_act_kind kind, const float *x, int n, int cols, void *buf
     if (kind == LB_ACT_LUT) { /* tables from the int8 codes just made */
         size_t dbytes = (size_t)n * (size_t)(ld / 32) * sizeof(float);
         uint8_t *tab = (uint8_t *)buf + (qbytes + dbytes + 63) / 64 * 64;
-        for (int i = 0; i < n; i++) lb_act_lut_row_ref(q + (size_t)i * ld, ld, tab + (size_t)i * (size_t)(ld / 8) * 64);
+        for (int i = 0; i < n; i++) lb_act_lut_row_ref(q + (size_t)i * ld, ld, tab + (size_t)i * (size_t)(ld / 16) * 128);
         out->lut = tab;
     }
 }

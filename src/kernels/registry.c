@@ -49,6 +49,7 @@ static int is_q4_0(const lb_qspec *s, const lb_layout *l) { return uniform_sym_g
 #define AVX2_FMA (LB_CPU_AVX2 | LB_CPU_FMA)
 #define AVX2_FMA_F16C (LB_CPU_AVX2 | LB_CPU_FMA | LB_CPU_F16C)
 #define AVX512_POPCNT (LB_CPU_AVX512F | LB_CPU_AVX512BW | LB_CPU_AVX512VPOPCNTDQ | LB_CPU_F16C)
+#define AVX512_LUT (LB_CPU_AVX512F | LB_CPU_AVX512BW | LB_CPU_F16C)
 #define AVX512_LOWBIN (LB_CPU_AVX512F | LB_CPU_AVX512BW | LB_CPU_AVX512VNNI | LB_CPU_F16C)
 
 static const lb_kernel registry[] = {
@@ -57,6 +58,8 @@ static const lb_kernel registry[] = {
     {"q4_0_avx2", is_q4_0, AVX2_FMA_F16C, LB_ACT_Q8_32, lb_kernel_q4_0_avx2, 0, 0, "q4_0_ref", NULL},
     /* binary: the table lookup beats the int8 path (AVX-512 included) in a
      * same-run comparison, so it comes first */
+    {"binary_lut_avx512", lb_lowbin_is_binary, AVX512_LUT, LB_ACT_LUT, lb_kernel_binary_lut_avx512, 0, 0,
+     "binary_lut_ref", lb_lut_repack},
     {"binary_lut_avx2", lb_lowbin_is_binary, AVX2_FMA_F16C, LB_ACT_LUT, lb_kernel_binary_lut_avx2, 0, 0,
      "binary_lut_ref", lb_lut_repack},
     {"ternary_avx512", lb_lowbin_is_ternary, AVX512_LOWBIN, LB_ACT_Q8_32, lb_kernel_ternary_avx512, 0, 0, "ternary_ref",

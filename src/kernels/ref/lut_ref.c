@@ -15,16 +15,16 @@
 #include "kernels/lowbin.h"
 
 void lb_act_lut_row_ref(const int8_t *q, int ld, uint8_t *tab) {
-    for (int p = 0; p < ld / 8; p++)
-        for (int h = 0; h < 2; h++) {
-            const int8_t *a = q + 8 * p + 4 * h;
-            for (int i = 0; i < 16; i++) {
-                int t = 0;
-                for (int j = 0; j < 4; j++) t += (i >> j & 1) ? a[j] : -a[j];
-                tab[(size_t)p * 64 + 16 * h + i] = (uint8_t)(t & 0xFF);
-                tab[(size_t)p * 64 + 32 + 16 * h + i] = (uint8_t)((t >> 8) & 0xFF);
-            }
+    for (int k = 0; k < ld / 4; k++) {
+        const int8_t *a = q + 4 * k;
+        uint8_t *e = tab + lb_lut_offset(k);
+        for (int i = 0; i < 16; i++) {
+            int t = 0;
+            for (int j = 0; j < 4; j++) t += (i >> j & 1) ? a[j] : -a[j];
+            e[i] = (uint8_t)(t & 0xFF);
+            e[64 + i] = (uint8_t)((t >> 8) & 0xFF);
         }
+    }
 }
 
 lb_status lb_lut_repack(const lb_tensor *w, void **out, size_t *bytes) {
@@ -75,7 +75,7 @@ void lb_kernel_binary_lut_ref(const lb_tensor *w, const lb_act *x, int r0, int r
         const uint16_t *st = sc + (size_t)(r / 16) * p->spr * 16;
         int i16 = r % 16;
         for (int i = 0; i < x->n; i++) {
-            const uint8_t *tab = x->lut + (size_t)i * (size_t)(x->ld / 8) * 64;
+            const uint8_t *tab = x->lut + (size_t)i * (size_t)(x->ld / 16) * 128;
             const float *xd = x->d + (size_t)i * (x->ld / 32);
             float s = 0.0f;
             for (int b = 0; b < p->nb; b++) {
@@ -84,8 +84,8 @@ void lb_kernel_binary_lut_ref(const lb_tensor *w, const lb_act *x, int r0, int r
                     uint8_t v = tile[(size_t)pr * 16 + i16];
                     for (int h = 0; h < 2; h++) {
                         int idx = h ? v >> 4 : v & 15;
-                        const uint8_t *e = tab + (size_t)pr * 64 + 16 * h + idx;
-                        isum += (int16_t)(uint16_t)(e[0] | e[32] << 8);
+                        const uint8_t *e = tab + lb_lut_offset(2 * pr + h) + idx;
+                        isum += (int16_t)(uint16_t)(e[0] | e[64] << 8);
                     }
                 }
                 s += (float)isum * (lb_fp16_to_fp32(st[(size_t)(b >> p->gshift) * 16 + i16]) * xd[b]);

@@ -25,7 +25,7 @@ LB_AVX2 void lb_kernel_binary_lut_avx2(const lb_tensor *w, const lb_act *x, int 
         const uint8_t *tile = (const uint8_t *)w->packed + p->code_off + (size_t)t * p->row_bytes;
         const uint16_t *st = sc + (size_t)t * p->spr * 16;
         for (int i = 0; i < x->n; i++) {
-            const uint8_t *tab = x->lut + (size_t)i * (ld / 8) * 64;
+            const uint8_t *tab = x->lut + (size_t)i * (ld / 16) * 128;
             const float *xd = x->d + (size_t)i * (ld / 32);
             __m256 f0 = _mm256_setzero_ps(), f1 = _mm256_setzero_ps();
             for (int b = 0; b < nb; b++) {
@@ -33,9 +33,9 @@ LB_AVX2 void lb_kernel_binary_lut_avx2(const lb_tensor *w, const lb_act *x, int 
                 for (int pr = 4 * b; pr < 4 * b + 4; pr++) {
                     __m256i v = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(tile + (size_t)pr * 16)));
                     __m256i idx = _mm256_and_si256(_mm256_srlv_epi32(v, shift), low);
-                    const uint8_t *e = tab + (size_t)pr * 64;
+                    const uint8_t *e = tab + lb_lut_offset(2 * pr);
                     __m256i lo = _mm256_shuffle_epi8(_mm256_loadu_si256((const __m256i *)e), idx);
-                    __m256i hi = _mm256_shuffle_epi8(_mm256_loadu_si256((const __m256i *)(e + 32)), idx);
+                    __m256i hi = _mm256_shuffle_epi8(_mm256_loadu_si256((const __m256i *)(e + 64)), idx);
                     a0 = _mm256_add_epi16(a0, _mm256_unpacklo_epi8(lo, hi)); /* rows 0-7, per lane one group */
                     a1 = _mm256_add_epi16(a1, _mm256_unpackhi_epi8(lo, hi)); /* rows 8-15 */
                 }
