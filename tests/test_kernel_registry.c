@@ -102,7 +102,7 @@ static int check_entry_on(const lb_kernel *k, const lb_kernel *twin, const lb_qs
                             bad = 1;
                         }
                     }
-                if ((k->act == LB_ACT_Q8_32 || k->act == LB_ACT_LUT) && !bad) {
+                if ((k->act == LB_ACT_Q8_32 || k->act == LB_ACT_LUT || k->act == LB_ACT_LUT3) && !bad) {
                     /* tighter: against the reference on the activations as quantized, which
                      * leaves only float rounding (catches an integer sum off by one) */
                     float *xq = lb_alloc((size_t)n * cols * 4), *y3 = lb_alloc((size_t)n * rows * 4);
@@ -221,7 +221,9 @@ static void test_lowbin_edges(void) {
     int ran = 0;
     for (int e = 0; e < lb_kernel_count(); e++) {
         const lb_kernel *k = lb_kernel_at(e);
-        if ((k->repack != lb_lowbin_repack && k->repack != lb_lut_repack) || k->act == LB_ACT_SIGN) continue; /* XNOR: test_xnor */
+        if ((k->repack != lb_lowbin_repack && k->repack != lb_lut_repack && k->repack != lb_lut3_repack) ||
+            k->act == LB_ACT_SIGN)
+            continue; /* XNOR: test_xnor */
         if ((k->cpu & cpu) != k->cpu) {
             printf("SKIPPED %s on the ternary/binary edge shapes: this CPU lacks its features\n", k->name);
             continue;

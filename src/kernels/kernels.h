@@ -62,6 +62,9 @@ typedef enum {
                      (a0..a3), the 16 sums t[i] = sum_j (bit j of i ? a_j : -a_j) as int16,
                      stored per 16 columns (groups 4u..4u+3) as 128 bytes: the four
                      groups' low bytes (16 each), then their high bytes */
+    LB_ACT_LUT3,  /* the same for ternary weights (bitnet.cpp's TL1 idea): per 2 columns
+                     (a0, a1) t[3 c0 + c1] = (c0 - 1) a0 + (c1 - 1) a1 for codes c in 0..2,
+                     entries 9..15 zero; same byte layout (16 columns -> 8 per 128 bytes) */
     LB_ACT_SIGN,  /* binarized (XNOR-Net): per row beta = mean |x| over cols and one bit per
                      column, 1 for x >= 0 (+beta), 0 for x < 0 or NaN (-beta); bits past cols 0.
                      Opt-in only (lb_matmul_binarized, or LB_KERNEL naming an entry): it
@@ -81,7 +84,7 @@ typedef struct {
     const int8_t *q; /* LB_ACT_Q8_32: n x ld int8, ld = cols rounded up to LB_ACT_PAD */
     const float *d;  /* LB_ACT_Q8_32: n x ld/32 block scales (0 for blocks past cols) */
     int ld;          /* LB_ACT_SIGN: columns per row rounded up to LB_ACT_SIGN_PAD */
-    const uint8_t *lut;  /* LB_ACT_LUT: n x (ld / 16) x 128 bytes */
+    const uint8_t *lut;  /* LB_ACT_LUT: n x (ld / 16) x 128 bytes; LB_ACT_LUT3: n x (ld / 8) x 128 */
     const uint8_t *bits; /* LB_ACT_SIGN: n x ld / 8 bytes, bit j of a row = column j */
     const float *beta;   /* LB_ACT_SIGN: n row scales */
 } lb_act;
@@ -98,6 +101,7 @@ void lb_act_prepare(lb_act_kind kind, const float *x, int n, int cols, void *buf
 void lb_act_q8_row_ref(const float *x, int cols, int ld, int8_t *q, float *d);
 /* The tables of one row of LB_ACT_LUT from its int8 codes (ld % 32 == 0). */
 void lb_act_lut_row_ref(const int8_t *q, int ld, uint8_t *tab);
+void lb_act_lut3_row_ref(const int8_t *q, int ld, uint8_t *tab);
 /* One row of LB_ACT_SIGN: beta and ld / 8 bytes of bits (ld % 512 == 0, ld >= cols). */
 void lb_act_sign_row_ref(const float *x, int cols, int ld, uint8_t *bits, float *beta);
 #if defined(__x86_64__)
@@ -165,6 +169,8 @@ void lb_kernel_binary_ref(const lb_tensor *w, const lb_act *x, int r0, int r1, f
 /* binary weights by table lookup (LB_ACT_LUT), repacked by lb_lut_repack */
 void lb_kernel_binary_lut_ref(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy,
                               float *scratch);
+void lb_kernel_ternary_lut_ref(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy,
+                               float *scratch);
 /* binary weights x binarized activations (LB_ACT_SIGN): XNOR + popcount */
 void lb_kernel_xnor_ref(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
 #if defined(__x86_64__)
@@ -181,6 +187,10 @@ void lb_kernel_binary_avx512(const lb_tensor *w, const lb_act *x, int r0, int r1
                              float *scratch);
 void lb_kernel_binary_lut_avx512(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy,
                                  float *scratch);
+void lb_kernel_ternary_lut_avx512(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy,
+                                  float *scratch);
+void lb_kernel_ternary_lut_avx2(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy,
+                                float *scratch);
 void lb_kernel_binary_lut_avx2(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy,
                                float *scratch);
 void lb_kernel_xnor_avx2(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);

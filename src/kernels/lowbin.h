@@ -37,7 +37,7 @@ typedef struct {
     size_t code_off;   /* rows x row_bytes, 64-byte aligned */
 } lb_lowbin_pack;
 
-enum { LB_LOWBIN_T2, LB_LOWBIN_T5, LB_LOWBIN_B1, LB_LOWBIN_B1_LUT };
+enum { LB_LOWBIN_T2, LB_LOWBIN_T5, LB_LOWBIN_B1, LB_LOWBIN_B1_LUT, LB_LOWBIN_T_LUT };
 
 /* The table-lookup layout of binary weights (LB_LOWBIN_B1_LUT, built by
  * lb_lut_repack; ref/lut_ref.c): rows in tiles of 16 (the last one padded
@@ -48,6 +48,10 @@ enum { LB_LOWBIN_T2, LB_LOWBIN_T5, LB_LOWBIN_B1, LB_LOWBIN_B1_LUT };
  * up 16 rows at once; row_bytes is the bytes per tile (nb * 64), and the
  * scales are per tile, per group, 16 rows: scale[(t * spr + g) * 16 + i]. */
 lb_status lb_lut_repack(const lb_tensor *w, void **out, size_t *bytes);
+/* The same for ternary (LB_LOWBIN_T_LUT): groups of 2 columns, the 4-bit
+ * index 3 c0 + c1 (codes 0..2; columns past cols code 1), so 4 columns per
+ * byte pair-slot and nb * 128 bytes per tile. */
+lb_status lb_lut3_repack(const lb_tensor *w, void **out, size_t *bytes);
 /* Byte offset of group k's low-byte table in an LB_ACT_LUT row (its high
  * bytes are 64 further). */
 static inline size_t lb_lut_offset(int k) { return (size_t)(k / 4) * 128 + 16 * (size_t)(k % 4); }

@@ -86,3 +86,45 @@ lb_status lb_lowbin_repack(const lb_tensor *w, void **out, size_t *bytes) {
     *out = buf;
     return LB_OK;
 }
+
+lb_status lb_lut3_repack(const lb_tensor *w, void **out, size_t *bytes) {
+    const lb_layout *l = &w->layout;
+    const lb_qspec *s = &w->spec;
+    if (!lb_lowbin_is_ternary(s, l))
+        return lb_fail(LB_ERR_INVALID, "tensor '%s' is not ternary with block groups", w->name);
+    lb_lowbin_pack p;
+    memset(&p, 0, sizeof p);
+    p.kind = LB_LOWBIN_T_LUT;
+    p.nb = (int)((l->cols + 31) / 32);
+    p.chunk_cols = 32;
+    p.row_bytes = (size_t)p.nb * 128; /* per tile of 16 rows: 8 pair slots of 16 bytes per block */
+    p.spr = s->group > 0 ? (int)l->groups_per_row : 1;
+    p.gshift = 30;
+    if (s->group > 0)
+        for (p.gshift = 0; (32 << p.gshift) < s->group; p.gshift++) {
+        }
+    size_t tiles = (size_t)(l->rows + 15) / 16;
+    p.scale_off = 64;
+    p.code_off = (p.scale_off + tiles * (size_t)p.spr * 16 * 2 + 63) / 64 * 64;
+    *bytes = p.code_off + tiles * p.row_bytes;
+    uint8_t *buf = lb_calloc(1, *bytes);
+    if (!buf) return lb_fail(LB_ERR_NOMEM, "out of memory repacking '%s'", w->name);
+    memcpy(buf, &p, sizeof p);
+    uint16_t *sc = (uint16_t *)(buf + p.scale_off);
+    size_t rows = (size_t)l->rows, lead = 2 * (size_t)l->groups_per_row;
+    for (size_t r = 0; r < rows; r++) {
+        const uint8_t *src = w->data + r * l->row_bytes;
+        size_t t = r / 16, i = r % 16;
+        for (int g = 0; g < p.spr; g++)
+            sc[(t * (size_t)p.spr + (size_t)g) * 16 + i] =
+                l->groups_per_row ? lb_rd16(src + 2 * g) : lb_rd16(w->data + rows * l->row_bytes);
+        uint8_t *tile = buf + p.code_off + t * p.row_bytes;
+        for (int64_t k = 0; k < (int64_t)p.nb * 16; k++) { /* group k: columns 2k, 2k + 1 */
+            int c0 = 2 * k < l->cols ? stored_trit(src + lead, s->trits_per_byte, 2 * k) : 1;
+            int c1 = 2 * k + 1 < l->cols ? stored_trit(src + lead, s->trits_per_byte, 2 * k + 1) : 1;
+            tile[(size_t)(k / 2) * 16 + i] |= (uint8_t)((3 * c0 + c1) << (4 * (k & 1)));
+        }
+    }
+    *out = buf;
+    return LB_OK;
+}

@@ -21,11 +21,12 @@ static int sign_ld(int cols) { return (cols + LB_ACT_SIGN_PAD - 1) / LB_ACT_SIGN
 
 size_t lb_act_bytes(lb_act_kind kind, int n, int cols) {
     if (kind == LB_ACT_SIGN) return ((size_t)n * (size_t)(sign_ld(cols) / 8) + 63) / 64 * 64 + (size_t)n * sizeof(float);
-    if (kind != LB_ACT_Q8_32 && kind != LB_ACT_LUT) return 0;
+    if (kind != LB_ACT_Q8_32 && kind != LB_ACT_LUT && kind != LB_ACT_LUT3) return 0;
     size_t ld = (size_t)act_ld(cols), q = (size_t)n * ld;
     q = (q + 63) / 64 * 64; /* the scales start on a cache line */
     size_t bytes = q + (size_t)n * (ld / 32) * sizeof(float);
     if (kind == LB_ACT_LUT) bytes = (bytes + 63) / 64 * 64 + (size_t)n * (ld / 16) * 128; /* the tables */
+    if (kind == LB_ACT_LUT3) bytes = (bytes + 63) / 64 * 64 + (size_t)n * (ld / 8) * 128;
     return bytes;
 }
 
@@ -68,10 +69,14 @@ void lb_act_prepare(lb_act_kind kind, const float *x, int n, int cols, void *buf
     out->q = q;
     out->d = d;
     out->ld = ld;
-    if (kind == LB_ACT_LUT) { /* tables from the int8 codes just made */
+    if (kind == LB_ACT_LUT || kind == LB_ACT_LUT3) { /* tables from the int8 codes just made */
         size_t dbytes = (size_t)n * (size_t)(ld / 32) * sizeof(float);
         uint8_t *tab = (uint8_t *)buf + (qbytes + dbytes + 63) / 64 * 64;
-        for (int i = 0; i < n; i++) lb_act_lut_row_ref(q + (size_t)i * ld, ld, tab + (size_t)i * (size_t)(ld / 16) * 128);
+        size_t tab_row = (size_t)(kind == LB_ACT_LUT ? ld / 16 : ld / 8) * 128;
+        for (int i = 0; i < n; i++) {
+            if (kind == LB_ACT_LUT) lb_act_lut_row_ref(q + (size_t)i * ld, ld, tab + (size_t)i * tab_row);
+            else lb_act_lut3_row_ref(q + (size_t)i * ld, ld, tab + (size_t)i * tab_row);
+        }
         out->lut = tab;
     }
 }

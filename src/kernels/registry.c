@@ -62,10 +62,14 @@ static const lb_kernel registry[] = {
      "binary_lut_ref", lb_lut_repack},
     {"binary_lut_avx2", lb_lowbin_is_binary, AVX2_FMA_F16C, LB_ACT_LUT, lb_kernel_binary_lut_avx2, 0, 0,
      "binary_lut_ref", lb_lut_repack},
+    {"ternary_lut_avx512", lb_lowbin_is_ternary, AVX512_LUT, LB_ACT_LUT3, lb_kernel_ternary_lut_avx512, 0, 0,
+     "ternary_lut_ref", lb_lut3_repack},
     {"ternary_avx512", lb_lowbin_is_ternary, AVX512_LOWBIN, LB_ACT_Q8_32, lb_kernel_ternary_avx512, 0, 0, "ternary_ref",
      lb_lowbin_repack},
     {"binary_avx512", lb_lowbin_is_binary, AVX512_LOWBIN, LB_ACT_Q8_32, lb_kernel_binary_avx512, 0, 0, "binary_ref",
      lb_lowbin_repack},
+    {"ternary_lut_avx2", lb_lowbin_is_ternary, AVX2_FMA_F16C, LB_ACT_LUT3, lb_kernel_ternary_lut_avx2, 0, 0,
+     "ternary_lut_ref", lb_lut3_repack},
     {"ternary_avx2", lb_lowbin_is_ternary, AVX2_FMA_F16C, LB_ACT_Q8_32, lb_kernel_ternary_avx2, 0, 0, "ternary_ref",
      lb_lowbin_repack},
     {"binary_avx2", lb_lowbin_is_binary, AVX2_FMA_F16C, LB_ACT_Q8_32, lb_kernel_binary_avx2, 0, 0, "binary_ref",
@@ -73,6 +77,7 @@ static const lb_kernel registry[] = {
 #endif
     {"ternary_ref", lb_lowbin_is_ternary, 0, LB_ACT_Q8_32, lb_kernel_ternary_ref, 0, 0, NULL, lb_lowbin_repack},
     {"binary_ref", lb_lowbin_is_binary, 0, LB_ACT_Q8_32, lb_kernel_binary_ref, 0, 0, NULL, lb_lowbin_repack},
+    {"ternary_lut_ref", lb_lowbin_is_ternary, 0, LB_ACT_LUT3, lb_kernel_ternary_lut_ref, 0, 0, NULL, lb_lut3_repack},
     {"binary_lut_ref", lb_lowbin_is_binary, 0, LB_ACT_LUT, lb_kernel_binary_lut_ref, 0, 0, NULL, lb_lut_repack},
     /* opt-in (LB_ACT_SIGN: lb_matmul_binarized, or LB_KERNEL naming one) */
 #if defined(__x86_64__)

@@ -27,6 +27,19 @@ void lb_act_lut_row_ref(const int8_t *q, int ld, uint8_t *tab) {
     }
 }
 
+void lb_act_lut3_row_ref(const int8_t *q, int ld, uint8_t *tab) {
+    for (int k = 0; k < ld / 2; k++) {
+        const int8_t *a = q + 2 * k;
+        uint8_t *e = tab + lb_lut_offset(k);
+        for (int i = 0; i < 9; i++) {
+            int t = (i / 3 - 1) * a[0] + (i % 3 - 1) * a[1];
+            e[i] = (uint8_t)(t & 0xFF);
+            e[64 + i] = (uint8_t)((t >> 8) & 0xFF);
+        }
+        for (int i = 9; i < 16; i++) e[i] = e[64 + i] = 0;
+    }
+}
+
 lb_status lb_lut_repack(const lb_tensor *w, void **out, size_t *bytes) {
     const lb_layout *l = &w->layout;
     if (!lb_lowbin_is_binary(&w->spec, l))
@@ -65,22 +78,22 @@ lb_status lb_lut_repack(const lb_tensor *w, void **out, size_t *bytes) {
     return LB_OK;
 }
 
-void lb_kernel_binary_lut_ref(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy,
-                              float *scratch) {
-    (void)scratch;
+/* gcols: columns per table (4 binary, 2 ternary) */
+static void lut_ref(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, int gcols) {
     const lb_lowbin_pack *p = lb_lowbin(w);
+    const int slots = 32 / (2 * gcols); /* 16-byte pair slots per block */
     const uint16_t *sc = lb_lowbin_scales(w);
     for (int r = r0; r < r1; r++) {
         const uint8_t *tile = (const uint8_t *)w->packed + p->code_off + (size_t)(r / 16) * p->row_bytes;
         const uint16_t *st = sc + (size_t)(r / 16) * p->spr * 16;
         int i16 = r % 16;
         for (int i = 0; i < x->n; i++) {
-            const uint8_t *tab = x->lut + (size_t)i * (size_t)(x->ld / 16) * 128;
+            const uint8_t *tab = x->lut + (size_t)i * (size_t)(x->ld / (4 * gcols)) * 128;
             const float *xd = x->d + (size_t)i * (x->ld / 32);
             float s = 0.0f;
             for (int b = 0; b < p->nb; b++) {
                 int isum = 0;
-                for (int pr = 4 * b; pr < 4 * b + 4; pr++) {
+                for (int pr = slots * b; pr < slots * (b + 1); pr++) {
                     uint8_t v = tile[(size_t)pr * 16 + i16];
                     for (int h = 0; h < 2; h++) {
                         int idx = h ? v >> 4 : v & 15;
@@ -93,4 +106,16 @@ void lb_kernel_binary_lut_ref(const lb_tensor *w, const lb_act *x, int r0, int r
             y[(size_t)i * ldy + r] = s;
         }
     }
+}
+
+void lb_kernel_binary_lut_ref(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy,
+                              float *scratch) {
+    (void)scratch;
+    lut_ref(w, x, r0, r1, y, ldy, 4);
+}
+
+void lb_kernel_ternary_lut_ref(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy,
+                               float *scratch) {
+    (void)scratch;
+    lut_ref(w, x, r0, r1, y, ldy, 2);
 }

@@ -13,10 +13,9 @@
 
 #define LB_AVX2 __attribute__((target("avx2,fma,f16c")))
 
-LB_AVX2 void lb_kernel_binary_lut_avx2(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy,
-                                       float *scratch) {
-    (void)scratch;
+LB_AVX2 static inline __attribute__((always_inline)) void lut(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, int gcols) {
     const lb_lowbin_pack *p = lb_lowbin(w);
+    const int slots = 32 / (2 * gcols); /* 16-byte pair slots per block */
     const uint16_t *sc = lb_lowbin_scales(w);
     const int nb = p->nb, gs = p->gshift, one_scale = gs >= 30;
     const size_t ld = (size_t)x->ld;
@@ -25,12 +24,12 @@ LB_AVX2 void lb_kernel_binary_lut_avx2(const lb_tensor *w, const lb_act *x, int 
         const uint8_t *tile = (const uint8_t *)w->packed + p->code_off + (size_t)t * p->row_bytes;
         const uint16_t *st = sc + (size_t)t * p->spr * 16;
         for (int i = 0; i < x->n; i++) {
-            const uint8_t *tab = x->lut + (size_t)i * (ld / 16) * 128;
+            const uint8_t *tab = x->lut + (size_t)i * (ld / (4 * (size_t)gcols)) * 128;
             const float *xd = x->d + (size_t)i * (ld / 32);
             __m256 f0 = _mm256_setzero_ps(), f1 = _mm256_setzero_ps();
             for (int b = 0; b < nb; b++) {
                 __m256i a0 = _mm256_setzero_si256(), a1 = _mm256_setzero_si256();
-                for (int pr = 4 * b; pr < 4 * b + 4; pr++) {
+                for (int pr = slots * b; pr < slots * (b + 1); pr++) {
                     __m256i v = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(tile + (size_t)pr * 16)));
                     __m256i idx = _mm256_and_si256(_mm256_srlv_epi32(v, shift), low);
                     const uint8_t *e = tab + lb_lut_offset(2 * pr);
@@ -67,5 +66,19 @@ LB_AVX2 void lb_kernel_binary_lut_avx2(const lb_tensor *w, const lb_act *x, int 
             }
         }
     }
+}
+
+LB_AVX2 void lb_kernel_binary_lut_avx2(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy,
+                                 float *scratch) {
+    (void)scratch;
+    lut(w, x, r0, r1, y, ldy, 4);
+}
+
+/* ternary: tables of 2 columns (index 3 c0 + c1), twice the slots per block;
+ * the int16 sums stay exact (|sum| <= 16 * 254) */
+LB_AVX2 void lb_kernel_ternary_lut_avx2(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy,
+                                  float *scratch) {
+    (void)scratch;
+    lut(w, x, r0, r1, y, ldy, 2);
 }
 #endif

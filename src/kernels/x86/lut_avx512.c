@@ -13,10 +13,9 @@
 
 #define LB_AVX512 __attribute__((target("avx512f,avx512bw,avx2,fma,f16c")))
 
-LB_AVX512 void lb_kernel_binary_lut_avx512(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy,
-                                           float *scratch) {
-    (void)scratch;
+LB_AVX512 static inline __attribute__((always_inline)) void lut(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, int gcols) {
     const lb_lowbin_pack *p = lb_lowbin(w);
+    const int slots = 32 / (2 * gcols); /* 16-byte pair slots per block */
     const uint16_t *sc = lb_lowbin_scales(w);
     const int nb = p->nb, gs = p->gshift, one_scale = gs >= 30;
     const size_t ld = (size_t)x->ld;
@@ -26,12 +25,12 @@ LB_AVX512 void lb_kernel_binary_lut_avx512(const lb_tensor *w, const lb_act *x, 
         const uint8_t *tile = (const uint8_t *)w->packed + p->code_off + (size_t)t * p->row_bytes;
         const uint16_t *st = sc + (size_t)t * p->spr * 16;
         for (int i = 0; i < x->n; i++) {
-            const uint8_t *tab = x->lut + (size_t)i * (ld / 16) * 128;
+            const uint8_t *tab = x->lut + (size_t)i * (ld / (4 * (size_t)gcols)) * 128;
             const float *xd = x->d + (size_t)i * (ld / 32);
             __m256 f0 = _mm256_setzero_ps(), f1 = _mm256_setzero_ps();
             for (int b = 0; b < nb; b++) {
                 __m512i a0 = _mm512_setzero_si512(), a1 = _mm512_setzero_si512();
-                for (int u = 2 * b; u < 2 * b + 2; u++) { /* 16 columns: pairs 2u, 2u + 1 */
+                for (int u = slots / 2 * b; u < slots / 2 * (b + 1); u++) { /* pair slots 2u, 2u + 1 */
                     __m512i v = _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(tile + (size_t)u * 32)));
                     v = _mm512_shuffle_i64x2(v, v, 0x50); /* slices A A B B */
                     __m512i idx = _mm512_and_si512(_mm512_srlv_epi32(v, shift), low);
@@ -71,5 +70,19 @@ LB_AVX512 void lb_kernel_binary_lut_avx512(const lb_tensor *w, const lb_act *x, 
             }
         }
     }
+}
+
+LB_AVX512 void lb_kernel_binary_lut_avx512(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy,
+                                 float *scratch) {
+    (void)scratch;
+    lut(w, x, r0, r1, y, ldy, 4);
+}
+
+/* ternary: tables of 2 columns (index 3 c0 + c1), twice the slots per block;
+ * the int16 sums stay exact (|sum| <= 16 * 254) */
+LB_AVX512 void lb_kernel_ternary_lut_avx512(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy,
+                                  float *scratch) {
+    (void)scratch;
+    lut(w, x, r0, r1, y, ldy, 2);
 }
 #endif
