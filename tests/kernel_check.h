@@ -34,7 +34,7 @@ static inline void kernel_error_bound(lb_act_kind kind, const float *x, int n, c
                 }
                 act += wsum * (amax / 127.0) / 2.0;
             }
-            bound[(size_t)i * rows + r] = rel * mag + (kind == LB_ACT_Q8_32 ? act * (1 + 1e-6) : 0.0);
+            bound[(size_t)i * rows + r] = rel * mag + (kind == LB_ACT_Q8_32 || kind == LB_ACT_LUT || kind == LB_ACT_LUT3 ? act * (1 + 1e-6) : 0.0);
         }
     }
 }

@@ -14,6 +14,7 @@
 
 #include "kernel_check.h"
 #include "kernels/kernels.h"
+#include "kernels/lowbin.h"
 
 static lb_rng rng;
 
@@ -24,7 +25,9 @@ static void fill(float *x, size_t n, float scale) {
 /* Specs the entries are tried on: one per family and then some. */
 static const char *candidates[] = {"q8_0", "q4_0", "f32", "f16", "bf16", "q4_1", "int8:g64:sym", "int4:g32:asym:zint",
                                    "int3:g64:asym", "int5:row:sym", "nf4:g32:dq", "binary:g64", "ternary:tensor:1.6bit",
-                                   "int2:g16:asym", "pow2:3:g32", "int3:g16:asym:s6:r4", "int2:g32:sym:s4"};
+                                   "int2:g16:asym", "pow2:3:g32", "int3:g16:asym:s6:r4", "int2:g32:sym:s4",
+                                   "ternary:g64:2bit", "ternary:g64:1.6bit", "ternary:row:2bit", "ternary:g32:1.6bit",
+                                   "binary:row", "binary:g32", "binary:tensor", "ternary:g16:2bit"};
 #define N_CANDIDATES (sizeof candidates / sizeof candidates[0])
 
 static void describe(unsigned f, char *buf, size_t n) {
@@ -32,8 +35,8 @@ static void describe(unsigned f, char *buf, size_t n) {
         unsigned bit;
         const char *name;
     } names[] = {{LB_CPU_AVX2, "avx2"}, {LB_CPU_FMA, "fma"}, {LB_CPU_F16C, "f16c"}, {LB_CPU_AVX512F, "avx512f"},
-                 {LB_CPU_AVX512BW, "avx512bw"}, {LB_CPU_AVX512VNNI, "avx512vnni"}, {LB_CPU_NEON, "neon"},
-                 {LB_CPU_DOTPROD, "dotprod"}};
+                 {LB_CPU_AVX512BW, "avx512bw"}, {LB_CPU_AVX512VNNI, "avx512vnni"},
+                 {LB_CPU_AVX512VPOPCNTDQ, "avx512vpopcntdq"}, {LB_CPU_NEON, "neon"}, {LB_CPU_DOTPROD, "dotprod"}};
     size_t used = 0;
     buf[0] = 0;
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
@@ -99,7 +102,7 @@ static int check_entry_shapes(const lb_kernel *k, const lb_kernel *twin, const l
                             bad = 1;
                         }
                     }
-                if (k->act == LB_ACT_Q8_32 && !bad) {
+                if ((k->act == LB_ACT_Q8_32 || k->act == LB_ACT_LUT || k->act == LB_ACT_LUT3) && !bad) {
                     /* tighter: against the reference on the activations as quantized, which
                      * leaves only float rounding (catches an integer sum off by one) */
                     float *xq = lb_alloc((size_t)n * cols * 4), *y3 = lb_alloc((size_t)n * rows * 4);
@@ -200,7 +203,8 @@ static void test_every_entry(void) {
             if (!k->accepts(&spec, &l)) continue;
             accepted++;
             used += (size_t)snprintf(tested + used, sizeof tested - used, " %s", candidates[s]);
-            if (can_run && !check_entry_on(k, twin, &spec, candidates[s])) ok = 0;
+            /* binarized-activation entries change the product: test_xnor checks them */
+            if (can_run && k->act != LB_ACT_SIGN && !check_entry_on(k, twin, &spec, candidates[s])) ok = 0;
         }
         CHECK_MSG(accepted > 0, "registry entry '%s' accepts none of the candidate specs: add one it accepts to "
                                 "tests/test_kernel_registry.c", k->name);
@@ -210,9 +214,177 @@ static void test_every_entry(void) {
             continue;
         }
         CHECK_MSG(ok, "registry entry %s", k->name);
-        printf("  %-14s (needs %s, twin %s) checked on%s\n", k->name, need, k->twin ? k->twin : "-", tested);
+        printf("  %-14s (needs %s, twin %s) %s%s\n", k->name, need, k->twin ? k->twin : "-",
+               k->act == LB_ACT_SIGN ? "takes (checked by test_xnor)" : "checked on", tested);
     }
     if (skipped) printf("SKIPPED %d of %d registry entries on this CPU\n", skipped, lb_kernel_count());
+}
+
+/* The ternary / binary entries (repacked into 64-byte chunks of 256, 320 or
+ * 512 columns) on batch edges and on column counts that end mid-chunk, with
+ * an odd number of 32-column blocks (200: the last block pair is half
+ * padding) and past one 1.6-bit chunk (520). */
+static void test_lowbin_edges(void) {
+    static const int ns[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 33}, rowss[] = {5, 19},
+                     colss[] = {96, 172, 200, 520};
+    static const char *specs[] = {"ternary:g64:2bit", "ternary:g64:1.6bit", "ternary:row:2bit", "ternary:tensor:1.6bit",
+                                  "ternary:g32:2bit", "binary:row", "binary:g64", "binary:g32"};
+    unsigned cpu = lb_cpu_features();
+    int ran = 0;
+    for (int e = 0; e < lb_kernel_count(); e++) {
+        const lb_kernel *k = lb_kernel_at(e);
+        if ((k->repack != lb_lowbin_repack && k->repack != lb_lut_repack && k->repack != lb_lut3_repack) ||
+            k->act == LB_ACT_SIGN)
+            continue; /* XNOR: test_xnor */
+        if ((k->cpu & cpu) != k->cpu) {
+            printf("SKIPPED %s on the ternary/binary edge shapes: this CPU lacks its features\n", k->name);
+            continue;
+        }
+        const lb_kernel *twin = k->twin ? lb_kernel_find(k->twin) : NULL;
+        for (size_t s = 0; s < sizeof specs / sizeof specs[0]; s++) {
+            lb_qspec spec;
+            lb_layout l;
+            CHECK_OK(lb_qspec_parse(specs[s], &spec));
+            CHECK_OK(lb_layout_compute(&spec, 5, 64, &l));
+            if (!k->accepts(&spec, &l)) continue;
+            CHECK_MSG(check_entry_shapes(k, twin, &spec, specs[s], LIST(ns), LIST(rowss), LIST(colss)), "%s on %s (edge shapes)", k->name, specs[s]);
+            ran++;
+        }
+    }
+    CHECK_MSG(ran >= 8, "only %d ternary/binary entry x spec runs on the edge shapes", ran);
+}
+
+/* The opt-in XNOR entries (binary weights x binarized activations) against
+ * dequantize + float GEMM on the input binarized here independently
+ * (beta_i = mean |x_i|, +-beta by sign, 0 counting as +), and against their
+ * scalar twin; lb_matmul_binarized runs one, refuses other formats, and the
+ * normal selection never picks one. */
+static void test_xnor(void) {
+    static const char *specs[] = {"binary:row", "binary:g64", "binary:g32", "binary:tensor", "binary:g256"};
+    static const int ns[] = {1, 2, 3, 5, 8, 17, 33}, rowss[] = {5, 19}, colss[] = {32, 96, 172, 200, 520, 1100};
+    unsigned cpu = lb_cpu_features();
+    int ran = 0;
+    for (int e = 0; e < lb_kernel_count(); e++) {
+        const lb_kernel *k = lb_kernel_at(e);
+        if (k->act != LB_ACT_SIGN) continue;
+        if ((k->cpu & cpu) != k->cpu) {
+            printf("SKIPPED %s (XNOR): this CPU lacks its features\n", k->name);
+            continue;
+        }
+        const lb_kernel *twin = k->twin ? lb_kernel_find(k->twin) : NULL;
+        int bad = 0;
+        for (size_t sp = 0; sp < sizeof specs / sizeof specs[0]; sp++)
+            for (size_t a = 0; a < sizeof ns / sizeof ns[0]; a++)
+                for (size_t b = 0; b < 2; b++)
+                    for (size_t c = 0; c < sizeof colss / sizeof colss[0] && !bad; c++) {
+                        int n = ns[a], rows = rowss[b], cols = colss[c];
+                        lb_qspec spec;
+                        CHECK_OK(lb_qspec_parse(specs[sp], &spec));
+                        float *w = lb_alloc((size_t)rows * cols * 4), *wd = lb_alloc((size_t)rows * cols * 4);
+                        float *x = lb_alloc((size_t)n * cols * 4), *xb = lb_alloc((size_t)n * cols * 4);
+                        float *y0 = lb_alloc((size_t)n * rows * 4), *y1 = lb_alloc((size_t)n * rows * 4);
+                        float *y2 = lb_alloc((size_t)n * rows * 4);
+                        fill(w, (size_t)rows * cols, 0.05f);
+                        fill(x, (size_t)n * cols, 1.0f);
+                        x[0] = 0.0f; /* sign(0) = + */
+                        for (int i = 0; i < n; i++) {
+                            double m = 0;
+                            for (int j = 0; j < cols; j++) m += fabs(x[(size_t)i * cols + j]);
+                            float beta = (float)(m / cols);
+                            for (int j = 0; j < cols; j++) xb[(size_t)i * cols + j] = x[(size_t)i * cols + j] >= 0 ? beta : -beta;
+                        }
+                        lb_tensor t;
+                        CHECK_OK(lb_quantize_to_tensor(w, rows, cols, &spec, NULL, "w", &t));
+                        CHECK_OK(lb_dequantize(&t, wd));
+                        CHECK(k->accepts(&t.spec, &t.layout));
+                        lb_gemm_nt_ref(n, rows, cols, xb, cols, wd, cols, y0, rows);
+                        run_entry(k, &t, x, n, y1, rows);
+                        if (twin) run_entry(twin, &t, x, n, y2, rows);
+                        for (int i = 0; i < n && !bad; i++)
+                            for (int r = 0; r < rows && !bad; r++) {
+                                double mag = 0;
+                                for (int j = 0; j < cols; j++) mag += fabs((double)wd[(size_t)r * cols + j] * xb[(size_t)i * cols + j]);
+                                size_t o = (size_t)i * rows + r;
+                                double tol = 1e-5 * mag + 1e-30;
+                                if (!(fabs((double)y1[o] - y0[o]) <= tol) || (twin && !(fabs((double)y1[o] - y2[o]) <= tol))) {
+                                    fprintf(stderr, "  %s on %s n %d rows %d cols %d: y[%d,%d] %.9g vs binarized reference %.9g, twin %.9g (tol %.3g)\n",
+                                            k->name, specs[sp], n, rows, cols, i, r, y1[o], y0[o], twin ? y2[o] : 0.0, tol);
+                                    bad = 1;
+                                }
+                            }
+                        if (!bad && sp == 0 && a == 2 && c == 2 && e == 0) {
+                            /* the public entry point gives the chosen entry's values */
+                            float *y3 = lb_alloc((size_t)n * rows * 4);
+                            lb_tensor_resolve(&t);
+                            CHECK_OK(lb_matmul_binarized(&t, x, n, y3, NULL));
+                            CHECK(!memcmp(y3, y1, (size_t)n * rows * 4));
+                            lb_free(y3);
+                        }
+                        lb_tensor_free(&t);
+                        lb_free(w);
+                        lb_free(wd);
+                        lb_free(x);
+                        lb_free(xb);
+                        lb_free(y0);
+                        lb_free(y1);
+                        lb_free(y2);
+                        ran++;
+                    }
+        CHECK_MSG(!bad, "XNOR entry %s", k->name);
+        printf("  %-14s (XNOR, binarized activations) checked\n", k->name);
+    }
+    CHECK_MSG(ran > 0, "no XNOR entry ran");
+    /* opt-in only: never the normal choice, refused for other formats */
+    lb_qspec spec;
+    lb_layout l;
+    CHECK_OK(lb_qspec_parse("binary:row", &spec));
+    CHECK_OK(lb_layout_compute(&spec, 7, 100, &l));
+    CHECK(lb_kernel_select(&spec, &l, cpu, NULL)->act != LB_ACT_SIGN);
+    CHECK(lb_kernel_select(&spec, &l, cpu, "fallback")->act != LB_ACT_SIGN);
+    CHECK(lb_kernel_select(&spec, &l, 0, "xnor_ref") == lb_kernel_find("xnor_ref"));
+    float w[4 * 64], x[64], y[4];
+    fill(w, 4 * 64, 1.0f);
+    fill(x, 64, 1.0f);
+    lb_tensor t;
+    CHECK_OK(lb_qspec_parse("q4_0", &spec));
+    CHECK_OK(lb_quantize_to_tensor(w, 4, 64, &spec, NULL, "w", &t));
+    CHECK(lb_matmul_binarized(&t, x, 1, y, NULL) == LB_ERR_UNSUPPORTED);
+    lb_tensor_free(&t);
+}
+
+/* LB_ACT_LUT: the int8 part is LB_ACT_Q8_32's bytes, and every table entry
+ * is the signed sum it names (checked against the codes directly, with
+ * pinned extremes: all +127 gives t[15] = 508, t[0] = -508). */
+static void test_lut_prepare(void) {
+    enum { N = 3, COLS = 100 };
+    float x[N * COLS];
+    fill(x, N * COLS, 1.0f);
+    for (int j = 0; j < 4; j++) x[COLS + 8 + j] = 5.0f; /* row 1, group 2: the block's max, all +127 */
+    void *bq = lb_alloc(lb_act_bytes(LB_ACT_Q8_32, N, COLS)), *bl = lb_alloc(lb_act_bytes(LB_ACT_LUT, N, COLS));
+    lb_act aq, al;
+    lb_act_prepare(LB_ACT_Q8_32, x, N, COLS, bq, &aq);
+    lb_act_prepare(LB_ACT_LUT, x, N, COLS, bl, &al);
+    CHECK(al.ld == aq.ld && al.lut);
+    CHECK(!memcmp(al.q, aq.q, (size_t)N * aq.ld) && !memcmp(al.d, aq.d, (size_t)N * (aq.ld / 32) * sizeof(float)));
+    int bad = 0;
+    for (int i = 0; i < N; i++)
+        for (int g = 0; g < al.ld / 4; g++)
+            for (int idx = 0; idx < 16; idx++) {
+                const int8_t *a = al.q + (size_t)i * al.ld + 4 * g;
+                int want = 0;
+                for (int j = 0; j < 4; j++) want += (idx >> j & 1) ? a[j] : -a[j];
+                const uint8_t *e = al.lut + (size_t)i * (al.ld / 16) * 128 + (size_t)(g / 4) * 128 + 16 * (g % 4) + idx;
+                int got = (int16_t)(uint16_t)(e[0] | e[64] << 8);
+                if (got != want && !bad++) fprintf(stderr, "  LUT row %d group %d entry %d: %d, want %d\n", i, g, idx, got, want);
+            }
+    CHECK_MSG(!bad, "%d LUT entries wrong", bad);
+    const uint8_t *e = al.lut + (size_t)1 * (al.ld / 16) * 128 + 2 * 16; /* row 1, group 2 */
+    CHECK((int16_t)(uint16_t)(e[15] | e[64 + 15] << 8) == 508 && (int16_t)(uint16_t)(e[0] | e[64] << 8) == -508);
+    /* padding columns (past cols, zero codes) give all-zero tables */
+    const uint8_t *pad = al.lut + (size_t)(al.ld / 16 - 1) * 128;
+    for (int k = 0; k < 128; k++) CHECK(pad[k] == 0);
+    lb_free(bq);
+    lb_free(bl);
 }
 
 /* The preparation's bytes: pinned values, and the SIMD version identical */
@@ -568,6 +740,9 @@ static void test_model_int_vs_fallback(void) {
 int main(void) {
     lb_rng_seed(&rng, 77);
     test_every_entry();
+    test_lowbin_edges();
+    test_xnor();
+    test_lut_prepare();
     test_act_prepare();
     test_selection();
     test_act_cache();

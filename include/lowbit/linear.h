@@ -52,6 +52,14 @@ LB_API const char *lb_matmul_kernel_name(const lb_tensor *w);
 /* y (n x rows) = x (n x cols) W^T. cache may be NULL (nothing shared). */
 LB_API lb_status lb_matmul(const lb_tensor *w, const float *x, int n, float *y, lb_act_cache *cache);
 
+/* y = sign(x) W^T scaled: the input binarized as XNOR-Net does, each row i
+ * to beta_i * s_ic with beta_i = mean_c |x_ic| and s_ic = +1 for x_ic >= 0,
+ * -1 otherwise, then multiplied by the binary weight w with XNOR and
+ * popcount. An explicit opt-in (it changes the result; lb_matmul never
+ * binarizes): for layers trained with binarized inputs. w must be binary
+ * with groups of >= 32 weights, a row or the tensor; else LB_ERR_UNSUPPORTED. */
+LB_API lb_status lb_matmul_binarized(const lb_tensor *w, const float *x, int n, float *y, lb_act_cache *cache);
+
 /* ---- lb_linear: a weight plus optional slots --------------------------------
  * What a model's linear layer holds: the stored weight w (rows=out, cols=in)
  * and, each absent when NULL / 0, slots that quantization methods fill:

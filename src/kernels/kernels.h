@@ -64,6 +64,17 @@ typedef enum {
     LB_ACT_F32,   /* x as is: n x cols floats */
     LB_ACT_Q8_32, /* per 32 columns an fp32 scale d = absmax / 127 and 32 int8
                      round-to-nearest-even(x / d), as ggml's Q8_0 (whose scale is fp16) */
+    LB_ACT_LUT,   /* T-MAC style tables: LB_ACT_Q8_32 (q, d as there) plus, per 4 columns
+                     (a0..a3), the 16 sums t[i] = sum_j (bit j of i ? a_j : -a_j) as int16,
+                     stored per 16 columns (groups 4u..4u+3) as 128 bytes: the four
+                     groups' low bytes (16 each), then their high bytes */
+    LB_ACT_LUT3,  /* the same for ternary weights (bitnet.cpp's TL1 idea): per 2 columns
+                     (a0, a1) t[3 c0 + c1] = (c0 - 1) a0 + (c1 - 1) a1 for codes c in 0..2,
+                     entries 9..15 zero; same byte layout (16 columns -> 8 per 128 bytes) */
+    LB_ACT_SIGN,  /* binarized (XNOR-Net): per row beta = mean |x| over cols and one bit per
+                     column, 1 for x >= 0 (+beta), 0 for x < 0 or NaN (-beta); bits past cols 0.
+                     Opt-in only (lb_matmul_binarized, or LB_KERNEL naming an entry): it
+                     changes the product, so the normal selection never picks such entries */
     LB_ACT_KINDS
 } lb_act_kind;
 
@@ -78,8 +89,13 @@ typedef struct {
     const float *f; /* LB_ACT_F32: n x cols, row-major */
     const int8_t *q; /* LB_ACT_Q8_32: n x ld int8, ld = cols rounded up to LB_ACT_PAD */
     const float *d;  /* LB_ACT_Q8_32: n x ld/32 block scales (0 for blocks past cols) */
-    int ld;
+    int ld;          /* LB_ACT_SIGN: columns per row rounded up to LB_ACT_SIGN_PAD */
+    const uint8_t *lut;  /* LB_ACT_LUT: n x (ld / 16) x 128 bytes; LB_ACT_LUT3: n x (ld / 8) x 128 */
+    const uint8_t *bits; /* LB_ACT_SIGN: n x ld / 8 bytes, bit j of a row = column j */
+    const float *beta;   /* LB_ACT_SIGN: n row scales */
 } lb_act;
+
+#define LB_ACT_SIGN_PAD 512 /* one zmm of bits */
 
 /* Buffer bytes for preparing n x cols inputs in `kind` (0 for LB_ACT_F32). */
 size_t lb_act_bytes(lb_act_kind kind, int n, int cols);
@@ -89,6 +105,11 @@ size_t lb_act_bytes(lb_act_kind kind, int n, int cols);
 void lb_act_prepare(lb_act_kind kind, const float *x, int n, int cols, void *buf, lb_act *out);
 /* One row of LB_ACT_Q8_32: cols floats into ld/32 blocks (ld % 32 == 0, ld >= cols). */
 void lb_act_q8_row_ref(const float *x, int cols, int ld, int8_t *q, float *d);
+/* The tables of one row of LB_ACT_LUT from its int8 codes (ld % 32 == 0). */
+void lb_act_lut_row_ref(const int8_t *q, int ld, uint8_t *tab);
+void lb_act_lut3_row_ref(const int8_t *q, int ld, uint8_t *tab);
+/* One row of LB_ACT_SIGN: beta and ld / 8 bytes of bits (ld % 512 == 0, ld >= cols). */
+void lb_act_sign_row_ref(const float *x, int cols, int ld, uint8_t *bits, float *beta);
 #if defined(__x86_64__)
 void lb_act_q8_row_avx2(const float *x, int cols, int ld, int8_t *q, float *d);
 #endif
@@ -138,6 +159,11 @@ const lb_kernel *lb_kernel_pin(lb_tensor *t, const char *force);
  * what tests use to run one entry's routine directly. */
 lb_status lb_kernel_use(lb_tensor *t, const lb_kernel *k);
 
+/* The best opt-in binarized-activation (LB_ACT_SIGN) entry for t on this
+ * CPU, with t's repacking in place (NULL with an error set when none takes
+ * t's format, or repacking failed). lb_matmul_binarized runs it. */
+const lb_kernel *lb_kernel_for_binarized(const lb_tensor *t);
+
 /* Rows per call of the generic dequantize-a-tile path. */
 #define LB_DEQUANT_TILE 16
 
@@ -146,12 +172,38 @@ void lb_kernel_f32_ref(const lb_tensor *w, const lb_act *x, int r0, int r1, floa
 void lb_kernel_dequant_ref(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
 void lb_kernel_q8_0_ref(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
 void lb_kernel_q4_0_ref(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
+/* ternary and binary weights, repacked by lb_lowbin_repack (kernels/lowbin.h) */
+void lb_kernel_ternary_ref(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
+void lb_kernel_binary_ref(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
+/* binary weights by table lookup (LB_ACT_LUT), repacked by lb_lut_repack */
+void lb_kernel_binary_lut_ref(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy,
+                              float *scratch);
+void lb_kernel_ternary_lut_ref(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy,
+                               float *scratch);
+/* binary weights x binarized activations (LB_ACT_SIGN): XNOR + popcount */
+void lb_kernel_xnor_ref(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
 #if defined(__x86_64__)
 void lb_kernel_f32_avx2(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
 void lb_kernel_dequant_avx2(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy,
                             float *scratch);
 void lb_kernel_q8_0_avx2(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
 void lb_kernel_q4_0_avx2(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
+void lb_kernel_ternary_avx2(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
+void lb_kernel_binary_avx2(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
+void lb_kernel_ternary_avx512(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy,
+                              float *scratch);
+void lb_kernel_binary_avx512(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy,
+                             float *scratch);
+void lb_kernel_binary_lut_avx512(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy,
+                                 float *scratch);
+void lb_kernel_ternary_lut_avx512(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy,
+                                  float *scratch);
+void lb_kernel_ternary_lut_avx2(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy,
+                                float *scratch);
+void lb_kernel_binary_lut_avx2(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy,
+                               float *scratch);
+void lb_kernel_xnor_avx2(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
+void lb_kernel_xnor_avx512(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
 #endif
 #if defined(__aarch64__) /* arm/: _neon on every AArch64 CPU, _dotprod with FEAT_DotProd */
 void lb_kernel_f32_neon(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);

@@ -17,11 +17,17 @@
 
 static int act_ld(int cols) { return (cols + LB_ACT_PAD - 1) / LB_ACT_PAD * LB_ACT_PAD; }
 
+static int sign_ld(int cols) { return (cols + LB_ACT_SIGN_PAD - 1) / LB_ACT_SIGN_PAD * LB_ACT_SIGN_PAD; }
+
 size_t lb_act_bytes(lb_act_kind kind, int n, int cols) {
-    if (kind != LB_ACT_Q8_32) return 0;
+    if (kind == LB_ACT_SIGN) return ((size_t)n * (size_t)(sign_ld(cols) / 8) + 63) / 64 * 64 + (size_t)n * sizeof(float);
+    if (kind != LB_ACT_Q8_32 && kind != LB_ACT_LUT && kind != LB_ACT_LUT3) return 0;
     size_t ld = (size_t)act_ld(cols), q = (size_t)n * ld;
     q = (q + 63) / 64 * 64; /* the scales start on a cache line */
-    return q + (size_t)n * (ld / 32) * sizeof(float);
+    size_t bytes = q + (size_t)n * (ld / 32) * sizeof(float);
+    if (kind == LB_ACT_LUT) bytes = (bytes + 63) / 64 * 64 + (size_t)n * (ld / 16) * 128; /* the tables */
+    if (kind == LB_ACT_LUT3) bytes = (bytes + 63) / 64 * 64 + (size_t)n * (ld / 8) * 128;
+    return bytes;
 }
 
 void lb_act_prepare(lb_act_kind kind, const float *x, int n, int cols, void *buf, lb_act *out) {
@@ -32,6 +38,17 @@ void lb_act_prepare(lb_act_kind kind, const float *x, int n, int cols, void *buf
     out->ld = cols;
     if (kind == LB_ACT_F32) {
         out->f = x;
+        return;
+    }
+    if (kind == LB_ACT_SIGN) { /* binarized: one cheap pass, no SIMD twin needed */
+        int sld = sign_ld(cols);
+        size_t bbytes = ((size_t)n * (size_t)(sld / 8) + 63) / 64 * 64;
+        uint8_t *bits = buf;
+        float *beta = (float *)((uint8_t *)buf + bbytes);
+        for (int i = 0; i < n; i++) lb_act_sign_row_ref(x + (size_t)i * cols, cols, sld, bits + (size_t)i * (sld / 8), beta + i);
+        out->bits = bits;
+        out->beta = beta;
+        out->ld = sld;
         return;
     }
     int ld = act_ld(cols);
@@ -55,6 +72,16 @@ void lb_act_prepare(lb_act_kind kind, const float *x, int n, int cols, void *buf
     out->q = q;
     out->d = d;
     out->ld = ld;
+    if (kind == LB_ACT_LUT || kind == LB_ACT_LUT3) { /* tables from the int8 codes just made */
+        size_t dbytes = (size_t)n * (size_t)(ld / 32) * sizeof(float);
+        uint8_t *tab = (uint8_t *)buf + (qbytes + dbytes + 63) / 64 * 64;
+        size_t tab_row = (size_t)(kind == LB_ACT_LUT ? ld / 16 : ld / 8) * 128;
+        for (int i = 0; i < n; i++) {
+            if (kind == LB_ACT_LUT) lb_act_lut_row_ref(q + (size_t)i * ld, ld, tab + (size_t)i * tab_row);
+            else lb_act_lut3_row_ref(q + (size_t)i * ld, ld, tab + (size_t)i * tab_row);
+        }
+        out->lut = tab;
+    }
 }
 
 /* ---- the activation cache ---------------------------------------------------
@@ -209,6 +236,9 @@ static lb_act act_rows(const lb_act *a, int i0, int i1) {
     if (a->f) s.f = a->f + (size_t)i0 * (size_t)a->ld;
     if (a->q) s.q = a->q + (size_t)i0 * (size_t)a->ld;
     if (a->d) s.d = a->d + (size_t)i0 * (size_t)(a->ld / 32);
+    if (a->lut) s.lut = a->lut + (size_t)i0 * (size_t)(a->kind == LB_ACT_LUT ? a->ld / 16 : a->ld / 8) * 128;
+    if (a->bits) s.bits = a->bits + (size_t)i0 * (size_t)(a->ld / 8);
+    if (a->beta) s.beta = a->beta + i0;
     return s;
 }
 
@@ -226,8 +256,8 @@ static void run_rows(const lb_kernel *k, const lb_tensor *w, const lb_act *act, 
     }
 }
 
-lb_status lb_matmul(const lb_tensor *w, const float *x, int n, float *y, lb_act_cache *cache) {
-    const lb_kernel *k = lb_kernel_for(w);
+static lb_status run_kernel(const lb_kernel *k, const lb_tensor *w, const float *x, int n, float *y,
+                            lb_act_cache *cache) {
     int rows = (int)w->rows, cols = (int)w->cols;
     int n_tiles = (rows + ROW_TILE - 1) / ROW_TILE;
     lb_act act;
@@ -266,4 +296,14 @@ lb_status lb_matmul(const lb_tensor *w, const float *x, int n, float *y, lb_act_
     }
     lb_free(priv);
     return failed ? lb_fail(LB_ERR_NOMEM, "out of memory for a %d-column scratch tile", cols) : LB_OK;
+}
+
+lb_status lb_matmul(const lb_tensor *w, const float *x, int n, float *y, lb_act_cache *cache) {
+    return run_kernel(lb_kernel_for(w), w, x, n, y, cache);
+}
+
+lb_status lb_matmul_binarized(const lb_tensor *w, const float *x, int n, float *y, lb_act_cache *cache) {
+    const lb_kernel *k = lb_kernel_for_binarized(w);
+    if (!k) return LB_ERR_UNSUPPORTED; /* lb_kernel_for_binarized said why */
+    return run_kernel(k, w, x, n, y, cache);
 }

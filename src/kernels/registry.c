@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "kernels/kernels.h"
+#include "kernels/lowbin.h" /* ternary / binary predicates and repacking */
 #include "lowbit/linear.h" /* lb_matmul_kernel_name, public */
 
 /* ---- predicates over resolved layouts ------------------------------------- */
@@ -48,11 +49,32 @@ static int is_q4_0(const lb_qspec *s, const lb_layout *l) { return uniform_sym_g
 #define AVX2_FMA (LB_CPU_AVX2 | LB_CPU_FMA)
 #define AVX2_FMA_F16C (LB_CPU_AVX2 | LB_CPU_FMA | LB_CPU_F16C)
 #define NEON_DOTPROD (LB_CPU_NEON | LB_CPU_DOTPROD)
+#define AVX512_POPCNT (LB_CPU_AVX512F | LB_CPU_AVX512BW | LB_CPU_AVX512VPOPCNTDQ | LB_CPU_F16C)
+#define AVX512_LUT (LB_CPU_AVX512F | LB_CPU_AVX512BW | LB_CPU_F16C)
+#define AVX512_LOWBIN (LB_CPU_AVX512F | LB_CPU_AVX512BW | LB_CPU_AVX512VNNI | LB_CPU_F16C)
 
 static const lb_kernel registry[] = {
 #if defined(__x86_64__)
     {"q8_0_avx2", is_q8_0, AVX2_FMA_F16C, LB_ACT_Q8_32, lb_kernel_q8_0_avx2, 0, 0, "q8_0_ref", NULL},
     {"q4_0_avx2", is_q4_0, AVX2_FMA_F16C, LB_ACT_Q8_32, lb_kernel_q4_0_avx2, 0, 0, "q4_0_ref", NULL},
+    /* binary: the table lookup beats the int8 path (AVX-512 included) in a
+     * same-run comparison, so it comes first */
+    {"binary_lut_avx512", lb_lowbin_is_binary, AVX512_LUT, LB_ACT_LUT, lb_kernel_binary_lut_avx512, 0, 0,
+     "binary_lut_ref", lb_lut_repack},
+    {"binary_lut_avx2", lb_lowbin_is_binary, AVX2_FMA_F16C, LB_ACT_LUT, lb_kernel_binary_lut_avx2, 0, 0,
+     "binary_lut_ref", lb_lut_repack},
+    {"ternary_lut_avx512", lb_lowbin_is_ternary, AVX512_LUT, LB_ACT_LUT3, lb_kernel_ternary_lut_avx512, 0, 0,
+     "ternary_lut_ref", lb_lut3_repack},
+    {"ternary_avx512", lb_lowbin_is_ternary, AVX512_LOWBIN, LB_ACT_Q8_32, lb_kernel_ternary_avx512, 0, 0, "ternary_ref",
+     lb_lowbin_repack},
+    {"binary_avx512", lb_lowbin_is_binary, AVX512_LOWBIN, LB_ACT_Q8_32, lb_kernel_binary_avx512, 0, 0, "binary_ref",
+     lb_lowbin_repack},
+    {"ternary_lut_avx2", lb_lowbin_is_ternary, AVX2_FMA_F16C, LB_ACT_LUT3, lb_kernel_ternary_lut_avx2, 0, 0,
+     "ternary_lut_ref", lb_lut3_repack},
+    {"ternary_avx2", lb_lowbin_is_ternary, AVX2_FMA_F16C, LB_ACT_Q8_32, lb_kernel_ternary_avx2, 0, 0, "ternary_ref",
+     lb_lowbin_repack},
+    {"binary_avx2", lb_lowbin_is_binary, AVX2_FMA_F16C, LB_ACT_Q8_32, lb_kernel_binary_avx2, 0, 0, "binary_ref",
+     lb_lowbin_repack},
 #endif
 #if defined(__aarch64__)
     {"q8_0_dotprod", is_q8_0, NEON_DOTPROD, LB_ACT_Q8_32, lb_kernel_q8_0_dotprod, 0, 0, "q8_0_ref", NULL},
@@ -60,6 +82,18 @@ static const lb_kernel registry[] = {
     {"q8_0_neon", is_q8_0, LB_CPU_NEON, LB_ACT_Q8_32, lb_kernel_q8_0_neon, 0, 0, "q8_0_ref", NULL},
     {"q4_0_neon", is_q4_0, LB_CPU_NEON, LB_ACT_Q8_32, lb_kernel_q4_0_neon, 0, 0, "q4_0_ref", NULL},
 #endif
+    {"ternary_ref", lb_lowbin_is_ternary, 0, LB_ACT_Q8_32, lb_kernel_ternary_ref, 0, 0, NULL, lb_lowbin_repack},
+    {"binary_ref", lb_lowbin_is_binary, 0, LB_ACT_Q8_32, lb_kernel_binary_ref, 0, 0, NULL, lb_lowbin_repack},
+    {"ternary_lut_ref", lb_lowbin_is_ternary, 0, LB_ACT_LUT3, lb_kernel_ternary_lut_ref, 0, 0, NULL, lb_lut3_repack},
+    {"binary_lut_ref", lb_lowbin_is_binary, 0, LB_ACT_LUT, lb_kernel_binary_lut_ref, 0, 0, NULL, lb_lut_repack},
+    /* opt-in (LB_ACT_SIGN: lb_matmul_binarized, or LB_KERNEL naming one) */
+#if defined(__x86_64__)
+    {"xnor_avx512", lb_lowbin_is_binary, AVX512_POPCNT, LB_ACT_SIGN, lb_kernel_xnor_avx512, 0, 0, "xnor_ref",
+     lb_lowbin_repack},
+    {"xnor_avx2", lb_lowbin_is_binary, AVX2_FMA_F16C, LB_ACT_SIGN, lb_kernel_xnor_avx2, 0, 0, "xnor_ref",
+     lb_lowbin_repack},
+#endif
+    {"xnor_ref", lb_lowbin_is_binary, 0, LB_ACT_SIGN, lb_kernel_xnor_ref, 0, 0, NULL, lb_lowbin_repack},
     {"q8_0_ref", is_q8_0, 0, LB_ACT_Q8_32, lb_kernel_q8_0_ref, 0, 0, NULL, NULL},
     {"q4_0_ref", is_q4_0, 0, LB_ACT_Q8_32, lb_kernel_q4_0_ref, 0, 0, NULL, NULL},
 #if defined(__x86_64__)
@@ -101,7 +135,8 @@ const lb_kernel *lb_kernel_select(const lb_qspec *s, const lb_layout *l, unsigne
         if (k && usable(k, s, l, cpu)) return k;
     }
     for (int i = 0; i < N_ENTRIES; i++)
-        if ((!only_generic || registry[i].generic) && usable(&registry[i], s, l, cpu)) return &registry[i];
+        if ((!only_generic || registry[i].generic) && registry[i].act != LB_ACT_SIGN && usable(&registry[i], s, l, cpu))
+            return &registry[i];
     return NULL; /* unreachable: dequant_ref accepts everything */
 }
 
@@ -180,6 +215,27 @@ lb_status lb_kernel_use(lb_tensor *t, const lb_kernel *k) {
     if (st != LB_OK) return st;
     t->kernel = k;
     return LB_OK;
+}
+
+const lb_kernel *lb_kernel_for_binarized(const lb_tensor *t) {
+    const lb_kernel *k = NULL;
+    unsigned cpu = lb_cpu_features();
+    for (int i = 0; i < N_ENTRIES && !k; i++)
+        if (registry[i].act == LB_ACT_SIGN && usable(&registry[i], &t->spec, &t->layout, cpu)) k = &registry[i];
+    if (!k) {
+        lb_fail(LB_ERR_UNSUPPORTED, "binarized matmul: tensor '%s' is not binary with groups of >= 32 weights, a row or the tensor",
+                t->name);
+        return NULL;
+    }
+    /* t->packed is the layout of t's own kernel: usable when that kernel
+     * repacks the same way (or has not built one yet) */
+    const lb_kernel *own = lb_kernel_for(t);
+    if (own->repack != k->repack && __atomic_load_n(&t->packed, __ATOMIC_ACQUIRE)) {
+        lb_fail(LB_ERR_UNSUPPORTED, "binarized matmul: tensor '%s' holds another kernel's layout (%s)", t->name, own->name);
+        return NULL;
+    }
+    if (attach_packed(t, k) != LB_OK) return NULL;
+    return k;
 }
 
 const char *lb_matmul_kernel_name(const lb_tensor *w) { return lb_kernel_for(w)->name; }
