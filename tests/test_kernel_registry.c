@@ -578,8 +578,12 @@ static void test_act_cache(void) {
 static void test_matmul_batches(void) {
     enum { ROWS = 83, COLS = 160 };
     static const int batches[] = {1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 33, 63, 64, 65, 200, 512};
-    static const char *specs[] = {"q8_0", "q4_0", "f32", "int4:g32:asym"};
+    /* one spec per kernel family; every entry this CPU runs that takes one is checked */
+    static const char *specs[] = {"q8_0",          "q4_0",          "f32",           "int4:g32:asym",
+                                  "int3:g64:asym", "int2:g16:asym", "int3:g16:sym:s4:r16", "nf4:g64",
+                                  "pow2:4:g64",    "ternary:g64:2bit", "ternary:g64:1.6bit", "binary:row"};
     int nmax = 512, threads = lb_get_threads();
+    unsigned cpu = lb_cpu_features();
     float *w = lb_alloc((size_t)ROWS * COLS * 4), *x = lb_alloc((size_t)nmax * COLS * 4);
     float *y1 = lb_alloc((size_t)nmax * ROWS * 4), *y2 = lb_alloc((size_t)nmax * ROWS * 4);
     float *y3 = lb_alloc((size_t)nmax * ROWS * 4);
@@ -590,24 +594,28 @@ static void test_matmul_batches(void) {
         lb_tensor t;
         CHECK_OK(lb_qspec_parse(specs[s], &spec));
         CHECK_OK(lb_quantize_to_tensor(w, ROWS, COLS, &spec, NULL, "w", &t));
-        const lb_kernel *k = lb_kernel_for(&t);
-        for (size_t b = 0; b < sizeof batches / sizeof batches[0]; b++) {
-            int n = batches[b];
-            lb_set_threads(1);
-            CHECK_OK(lb_matmul(&t, x, n, y1, NULL));
-            lb_set_threads(2);
-            CHECK_OK(lb_matmul(&t, x, n, y2, NULL));
-            CHECK_MSG(!memcmp(y1, y2, sizeof(float) * (size_t)n * ROWS), "%s (%s), batch %d: 1 vs 2 threads",
-                      specs[s], k->name, n);
-            void *buf = lb_alloc(lb_act_bytes(k->act, n, COLS) + 64);
-            float *scratch = k->scratch_rows ? lb_alloc((size_t)k->scratch_rows * COLS * sizeof(float)) : NULL;
-            lb_act act;
-            lb_act_prepare(k->act, x, n, COLS, buf, &act);
-            k->run(&t, &act, 0, ROWS, y3, ROWS, scratch);
-            CHECK_MSG(!memcmp(y1, y3, sizeof(float) * (size_t)n * ROWS), "%s (%s), batch %d: lb_matmul vs one call",
-                      specs[s], k->name, n);
-            lb_free(scratch);
-            lb_free(buf);
+        for (int ki = 0; ki < lb_kernel_count(); ki++) {
+            const lb_kernel *k = lb_kernel_at(ki);
+            if ((k->cpu & cpu) != k->cpu || !k->accepts(&t.spec, &t.layout)) continue;
+            CHECK_OK(lb_kernel_use(&t, k)); /* lb_matmul now runs k, repacked */
+            for (size_t b = 0; b < sizeof batches / sizeof batches[0]; b++) {
+                int n = batches[b];
+                lb_set_threads(1);
+                CHECK_OK(lb_matmul(&t, x, n, y1, NULL));
+                lb_set_threads(2);
+                CHECK_OK(lb_matmul(&t, x, n, y2, NULL));
+                CHECK_MSG(!memcmp(y1, y2, sizeof(float) * (size_t)n * ROWS), "%s (%s), batch %d: 1 vs 2 threads",
+                          specs[s], k->name, n);
+                void *buf = lb_alloc(lb_act_bytes(k->act, n, COLS) + 64);
+                float *scratch = k->scratch_rows ? lb_alloc((size_t)k->scratch_rows * COLS * sizeof(float)) : NULL;
+                lb_act act;
+                lb_act_prepare(k->act, x, n, COLS, buf, &act);
+                k->run(&t, &act, 0, ROWS, y3, ROWS, scratch);
+                CHECK_MSG(!memcmp(y1, y3, sizeof(float) * (size_t)n * ROWS),
+                          "%s (%s), batch %d: lb_matmul vs one call", specs[s], k->name, n);
+                lb_free(scratch);
+                lb_free(buf);
+            }
         }
         lb_tensor_free(&t);
     }
