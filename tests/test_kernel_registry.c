@@ -25,7 +25,8 @@ static void fill(float *x, size_t n, float scale) {
 static const char *candidates[] = {"q8_0", "q4_0", "f32", "f16", "bf16", "q4_1", "int8:g64:sym", "int4:g32:asym:zint",
                                    "int3:g64:asym", "int5:row:sym", "nf4:g32:dq", "binary:g64", "ternary:tensor:1.6bit",
                                    "int2:g16:asym", "pow2:3:g32", "int3:g16:asym:s6:r4", "int2:g32:sym:s4",
-                                   "nf4:g64", "nf4:row", "nf4:g128:dq", "pow2:4:g64", "pow2:4:row", "pow2:5:g32"};
+                                   "nf4:g64", "nf4:row", "nf4:g128:dq", "nf4:g32", "pow2:4:g64", "pow2:4:row", "pow2:4:g32",
+                                   "pow2:5:g32"};
 #define N_CANDIDATES (sizeof candidates / sizeof candidates[0])
 
 static void describe(unsigned f, char *buf, size_t n) {
@@ -58,8 +59,9 @@ static void run_entry(const lb_kernel *k, lb_tensor *t, const float *x, int n, f
 
 static int check_entry_on(const lb_kernel *k, const lb_kernel *twin, const lb_qspec *spec, const char *spec_text) {
     /* batch edges of the tiles (1-row x 4 and x 8 activations, 4 rows x 1);
-     * columns: whole blocks, a partial one, odd block counts (pairs) */
-    static const int ns[] = {1, 3, 4, 5, 7, 8, 9, 16, 17, 33}, rowss[] = {1, 5, 37}, colss[] = {32, 64, 96, 172, 200};
+     * columns: whole blocks, a partial one, odd block counts (pairs), row
+     * groups of 6 and 8 blocks (nf4:row's halves odd and even) */
+    static const int ns[] = {1, 3, 4, 5, 7, 8, 9, 16, 17, 33}, rowss[] = {1, 5, 37}, colss[] = {32, 64, 96, 172, 192, 200, 256};
     int bad = 0;
     double werr = kernel_weight_error(k->act, spec);
     for (size_t a = 0; a < sizeof ns / sizeof ns[0]; a++)

@@ -3,8 +3,8 @@
  * block of 32 becomes 32 integers v and a float scale s; its dot product
  * with the int8 activation block is exact, and the float sum over blocks
  * runs in block order: y = sum_b (s_b d_x[b]) sum_j v_b[j] q_x[b, j].
- * nf4's integers approximate its levels (error bound in codebook.h, carried
- * in kernels/codebook.h, allowed by tests/kernel_check.h); pow2's are exact. */
+ * nf4's integers approximate its levels (the error bound is in
+ * kernels/codebook.h, allowed by tests/kernel_check.h); pow2's are exact. */
 #include "kernels/codebook.h"
 
 static void codebook_ref(const lb_tensor *w, lb_cb_kind kind, const lb_act *x, int r0, int r1, float *y, int ldy) {

@@ -44,6 +44,7 @@ AVX2 static INLINE void row_x4(const lb_cb *c, lb_cb_kind kind, __m256i tab, int
     for (int b = 0; b < c->nb; b++) {
         __m256i v = lb_cb_values_avx2(c, kind, row, b, tab), aw = _mm256_sign_epi8(v, v);
         float s = lb_cb_scale_f16c(c, row, r, b);
+#pragma GCC unroll 8 /* acc[] in registers, not on the stack */
         for (int k = 0; k < 4; k++) {
             __m256i a = _mm256_loadu_si256((const __m256i *)(q0 + k * lq + (size_t)b * 32));
             acc[k] = _mm256_fmadd_ps(dot(aw, v, a), _mm256_set1_ps(s * d0[k * ld + b]), acc[k]);
@@ -62,6 +63,7 @@ AVX2 static INLINE void rows4_x1(const lb_cb *c, lb_cb_kind kind, __m256i tab, i
     for (int b = 0; b < c->nb; b++) {
         __m256i a = _mm256_loadu_si256((const __m256i *)(xq + (size_t)b * 32));
         float dx = xd[b];
+#pragma GCC unroll 8 /* acc[] in registers, not on the stack */
         for (int k = 0; k < 4; k++) {
             const uint8_t *rk = row + k * c->rb;
             __m256i v = lb_cb_values_avx2(c, kind, rk, b, tab);
