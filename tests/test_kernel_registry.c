@@ -428,7 +428,7 @@ static void test_threads(void) {
     lb_free(y2);
 }
 
-/* The real model, linears in q8_0 / q4_0: the integer kernels against the
+/* The real model, linears in q8_0 / q4_0 / nf4 / pow2: the integer kernels against the
  * dequantize-a-tile fallback (pinned on a second copy) over 256 positions of
  * TinyStories. They differ only by the int8 rounding of activations, an
  * error of the order of q8_0's own weight rounding, so next-token NLL must
@@ -470,8 +470,8 @@ static void test_model_int_vs_fallback(void) {
     char *text = NULL;
     size_t len = 0;
     CHECK_OK(lb_read_file(tpath, &text, &len));
-    static const char *specs[] = {"q8_0", "q4_0"};
-    for (int s = 0; s < 2; s++) {
+    static const char *specs[] = {"q8_0", "q4_0", "nf4:g64", "pow2:4:g64"};
+    for (int s = 0; s < 4; s++) {
         lb_model *m[2] = {NULL, NULL};
         lb_qspec spec;
         CHECK_OK(lb_qspec_parse(specs[s], &spec));
@@ -507,7 +507,13 @@ static void test_model_int_vs_fallback(void) {
         double ratio = exp(nll_int - nll_fb);
         printf("model %s, %d positions: ppl %.4f (%s) vs %.4f (fallback), ratio %.5f, top-1 agreement %.3f\n", specs[s], n,
                exp(nll_int), lb_matmul_kernel_name(lb_model_tensor_at(m[0], 2)), exp(nll_fb), ratio, (double)same / n);
-        CHECK_MSG(fabs(ratio - 1) < 0.005, "%s: int kernels vs fallback perplexity ratio %.5f", specs[s], ratio);
+        /* nf4's kernels also swap its levels for round(127 NF4) / 127 (up to
+         * 0.37% of the absmax per weight, kernels/codebook.h): a fixed
+         * distortion of the codebook that measures ~0.6% in perplexity on
+         * this small model, so 1% for it. A wrong level or nibble order costs
+         * tens of percent, and the per-element checks above bound it tightly */
+        double max_ratio = !strncmp(specs[s], "nf4", 3) ? 0.01 : 0.005;
+        CHECK_MSG(fabs(ratio - 1) < max_ratio, "%s: int kernels vs fallback perplexity ratio %.5f", specs[s], ratio);
         CHECK_MSG(same >= 0.95 * n, "%s: top-1 agreement %d of %d", specs[s], same, n);
         lb_free(lg[0]);
         lb_free(lg[1]);
