@@ -15,6 +15,7 @@
 
 #include <math.h>
 
+#include "kernels/codebook.h"
 #include "kernels/kernels.h"
 
 static inline void kernel_error_bound(lb_act_kind kind, const float *x, int n, const float *wd, int rows, int cols,
@@ -35,6 +36,39 @@ static inline void kernel_error_bound(lb_act_kind kind, const float *x, int n, c
                 act += wsum * (amax / 127.0) / 2.0;
             }
             bound[(size_t)i * rows + r] = rel * mag + (kind == LB_ACT_Q8_32 || kind == LB_ACT_LUT || kind == LB_ACT_LUT3 ? act * (1 + 1e-6) : 0.0);
+        }
+    }
+}
+
+/* The weights an entry multiplies may differ from the stored ones: nf4's
+ * integer kernels use round(127 NF4[q]) / 127 (kernels/codebook.h), off by
+ * at most LB_NF4_I8_ERR times the group's absmax. 0 for every other entry
+ * (exact). This widens the bound of those entries only. */
+static inline double kernel_weight_error(lb_act_kind kind, const lb_qspec *s) {
+    return kind == LB_ACT_Q8_32 && s->family == LB_FAMILY_NF4 ? (double)LB_NF4_I8_ERR : 0.0;
+}
+
+/* bound[i * rows + r] += werr * A_r * sum_c |xq_ic|: the weight error's
+ * effect. A_r, the largest group absmax of row r, is the row's largest
+ * |wd|: an absmax grid puts each group's largest weight on level +-1, so
+ * the group decodes it to +-absmax. The kernel multiplies the activations
+ * as quantized, |xq| <= |x| + d_b / 2. */
+static inline void kernel_weight_error_bound(double werr, const float *x, int n, const float *wd, int rows, int cols,
+                                             double *bound) {
+    if (werr == 0) return;
+    for (int r = 0; r < rows; r++) {
+        double amax_w = 0;
+        for (int c = 0; c < cols; c++) amax_w = fmax(amax_w, fabs(wd[(size_t)r * cols + c]));
+        for (int i = 0; i < n; i++) {
+            const float *xi = x + (size_t)i * cols;
+            double sx = 0;
+            for (int c0 = 0; c0 < cols; c0 += 32) {
+                int c1 = c0 + 32 < cols ? c0 + 32 : cols;
+                double amax = 0;
+                for (int c = c0; c < c1; c++) amax = fmax(amax, fabs(xi[c]));
+                for (int c = c0; c < c1; c++) sx += fabs(xi[c]) + amax / 127.0 / 2.0;
+            }
+            bound[(size_t)i * rows + r] += werr * amax_w * sx * (1 + 1e-6);
         }
     }
 }

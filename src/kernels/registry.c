@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/codebook.h"
 #include "kernels/kernels.h"
 #include "kernels/lowbin.h" /* ternary / binary predicates and repacking */
 #include "lowbit/linear.h" /* lb_matmul_kernel_name, public */
@@ -44,6 +45,12 @@ static int uniform_sym_g32(const lb_qspec *s, const lb_layout *l, int bits, size
 static int is_q8_0(const lb_qspec *s, const lb_layout *l) { return uniform_sym_g32(s, l, 8, 34); }
 static int is_q4_0(const lb_qspec *s, const lb_layout *l) { return uniform_sym_g32(s, l, 4, 18); }
 
+/* nf4 with groups of 32 or a multiple of 64 (row groups when cols_padded %
+ * 64 == 0), fp16 or dq scales; pow2 at 3 or 4 bits, groups a multiple of 32
+ * (kernels/codebook.h has the layouts) */
+static int is_nf4_blocks(const lb_qspec *s, const lb_layout *l) { return lb_cb_nf4_kind(s, l) >= 0; }
+static int is_pow2_blocks(const lb_qspec *s, const lb_layout *l) { return lb_cb_pow2_kind(s, l) >= 0; }
+
 /* ---- the table, in priority order ----------------------------------------- */
 
 #define AVX2_FMA (LB_CPU_AVX2 | LB_CPU_FMA)
@@ -52,9 +59,15 @@ static int is_q4_0(const lb_qspec *s, const lb_layout *l) { return uniform_sym_g
 #define AVX512_POPCNT (LB_CPU_AVX512F | LB_CPU_AVX512BW | LB_CPU_AVX512VPOPCNTDQ | LB_CPU_F16C)
 #define AVX512_LUT (LB_CPU_AVX512F | LB_CPU_AVX512BW | LB_CPU_F16C)
 #define AVX512_LOWBIN (LB_CPU_AVX512F | LB_CPU_AVX512BW | LB_CPU_AVX512VNNI | LB_CPU_F16C)
+/* 512-bit vpdpbusd; the decoders are AVX2 code inlined (codebook_x86.h) */
+#define AVX512_VNNI (AVX2_FMA_F16C | LB_CPU_AVX512F | LB_CPU_AVX512BW | LB_CPU_AVX512VNNI)
 
 static const lb_kernel registry[] = {
 #if defined(__x86_64__)
+    {"q8_0_avx512", is_q8_0, AVX512_VNNI, LB_ACT_Q8_32, lb_kernel_q8_0_avx512, 0, 0, "q8_0_ref", NULL},
+    {"q4_0_avx512", is_q4_0, AVX512_VNNI, LB_ACT_Q8_32, lb_kernel_q4_0_avx512, 0, 0, "q4_0_ref", NULL},
+    {"nf4_avx512", is_nf4_blocks, AVX512_VNNI, LB_ACT_Q8_32, lb_kernel_nf4_avx512, 0, 0, "nf4_ref", NULL},
+    {"pow2_avx512", is_pow2_blocks, AVX512_VNNI, LB_ACT_Q8_32, lb_kernel_pow2_avx512, 0, 0, "pow2_ref", NULL},
     {"q8_0_avx2", is_q8_0, AVX2_FMA_F16C, LB_ACT_Q8_32, lb_kernel_q8_0_avx2, 0, 0, "q8_0_ref", NULL},
     {"q4_0_avx2", is_q4_0, AVX2_FMA_F16C, LB_ACT_Q8_32, lb_kernel_q4_0_avx2, 0, 0, "q4_0_ref", NULL},
     /* binary: the table lookup beats the int8 path (AVX-512 included) in a
@@ -96,6 +109,12 @@ static const lb_kernel registry[] = {
     {"xnor_ref", lb_lowbin_is_binary, 0, LB_ACT_SIGN, lb_kernel_xnor_ref, 0, 0, NULL, lb_lowbin_repack},
     {"q8_0_ref", is_q8_0, 0, LB_ACT_Q8_32, lb_kernel_q8_0_ref, 0, 0, NULL, NULL},
     {"q4_0_ref", is_q4_0, 0, LB_ACT_Q8_32, lb_kernel_q4_0_ref, 0, 0, NULL, NULL},
+#if defined(__x86_64__)
+    {"nf4_avx2", is_nf4_blocks, AVX2_FMA_F16C, LB_ACT_Q8_32, lb_kernel_nf4_avx2, 0, 0, "nf4_ref", NULL},
+    {"pow2_avx2", is_pow2_blocks, AVX2_FMA_F16C, LB_ACT_Q8_32, lb_kernel_pow2_avx2, 0, 0, "pow2_ref", NULL},
+#endif
+    {"nf4_ref", is_nf4_blocks, 0, LB_ACT_Q8_32, lb_kernel_nf4_ref, 0, 0, NULL, NULL},
+    {"pow2_ref", is_pow2_blocks, 0, LB_ACT_Q8_32, lb_kernel_pow2_ref, 0, 0, NULL, NULL},
 #if defined(__x86_64__)
     {"f32_avx2", is_f32, AVX2_FMA, LB_ACT_F32, lb_kernel_f32_avx2, 0, 1, "f32_ref", NULL},
 #endif
