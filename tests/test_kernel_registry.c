@@ -24,7 +24,11 @@ static void fill(float *x, size_t n, float scale) {
 /* Specs the entries are tried on: one per family and then some. */
 static const char *candidates[] = {"q8_0", "q4_0", "f32", "f16", "bf16", "q4_1", "int8:g64:sym", "int4:g32:asym:zint",
                                    "int3:g64:asym", "int5:row:sym", "nf4:g32:dq", "binary:g64", "ternary:tensor:1.6bit",
-                                   "int2:g16:asym", "pow2:3:g32", "int3:g16:asym:s6:r4", "int2:g32:sym:s4"};
+                                   "int2:g16:asym", "pow2:3:g32", "int3:g16:asym:s6:r4", "int2:g32:sym:s4",
+                                   /* every bit width, group kind and zero kind of the uniform kernels */
+                                   "int1:g32:asym", "int4:g64:asym", "int4:g128:sym", "int6:g32:asym:zint",
+                                   "int7:g16:asym", "int8:g64:asym", "int8:g256:asym:zint", "int3:g16:sym:s4:r16",
+                                   "int2:g32:asym:s4", "int4:g16:asym:s6:r4", "int5:g256:sym:s8:r3", "int6:row:asym"};
 #define N_CANDIDATES (sizeof candidates / sizeof candidates[0])
 
 static void describe(unsigned f, char *buf, size_t n) {
@@ -55,13 +59,21 @@ static void run_entry(const lb_kernel *k, lb_tensor *t, const float *x, int n, f
     lb_free(buf);
 }
 
-static int check_entry_on(const lb_kernel *k, const lb_kernel *twin, const lb_qspec *spec, const char *spec_text) {
-    static const int ns[] = {1, 3, 7}, rowss[] = {1, 5, 37}, colss[] = {32, 64, 96, 172};
+typedef struct {
+    const int *ns, *rowss, *colss;
+    int n_ns, n_rowss, n_colss;
+} shapes;
+
+static const int ns_default[] = {1, 3, 7}, rows_default[] = {1, 5, 37}, cols_default[] = {32, 64, 96, 172};
+static const shapes default_shapes = {ns_default, rows_default, cols_default, 3, 3, 4};
+
+static int check_entry_on(const lb_kernel *k, const lb_kernel *twin, const lb_qspec *spec, const char *spec_text,
+                          const shapes *sh) {
     int bad = 0;
-    for (size_t a = 0; a < 3; a++)
-        for (size_t b = 0; b < 3; b++)
-            for (size_t c = 0; c < 4; c++) {
-                int n = ns[a], rows = rowss[b], cols = colss[c], ldy = rows + 3;
+    for (int a = 0; a < sh->n_ns; a++)
+        for (int b = 0; b < sh->n_rowss; b++)
+            for (int c = 0; c < sh->n_colss; c++) {
+                int n = sh->ns[a], rows = sh->rowss[b], cols = sh->colss[c], ldy = rows + 3;
                 float *w = lb_alloc((size_t)rows * cols * 4), *wd = lb_alloc((size_t)rows * cols * 4);
                 float *x = lb_alloc((size_t)n * cols * 4), *y0 = lb_alloc((size_t)n * rows * 4);
                 float *y1 = lb_calloc((size_t)n * ldy, 4), *y2 = lb_calloc((size_t)n * ldy, 4);
@@ -181,7 +193,7 @@ static void test_every_entry(void) {
             if (!k->accepts(&spec, &l)) continue;
             accepted++;
             used += (size_t)snprintf(tested + used, sizeof tested - used, " %s", candidates[s]);
-            if (can_run && !check_entry_on(k, twin, &spec, candidates[s])) ok = 0;
+            if (can_run && !check_entry_on(k, twin, &spec, candidates[s], &default_shapes)) ok = 0;
         }
         CHECK_MSG(accepted > 0, "registry entry '%s' accepts none of the candidate specs: add one it accepts to "
                                 "tests/test_kernel_registry.c", k->name);
@@ -196,6 +208,35 @@ static void test_every_entry(void) {
     if (skipped) printf("SKIPPED %d of %d registry entries on this CPU\n", skipped, lb_kernel_count());
 }
 
+/* The uniform kernels' tiles and segments: batch sizes around their groups
+ * of 4 activation rows (1..17, 33), rows around groups of 4, and rows long
+ * enough for several 2048-column segments (2600) or ending inside a chunk
+ * (200, 4 chunks + 8 columns; g16: a padding half). */
+static void test_uniform_shapes(void) {
+    static const char *specs[] = {"int2:g16:asym", "int3:g64:asym", "int4:g128:sym", "int8:g64:asym",
+                                  "int3:g16:sym:s4:r16", "int4:g16:asym:s6:r4", "int5:row:sym", "int6:g32:asym:zint"};
+    static const int ns[] = {1, 2, 3, 4, 5, 7, 8, 9, 16, 17, 33}, rowss[] = {1, 6}, colss[] = {200};
+    static const int ns_long[] = {1, 5}, rows_long[] = {5}, cols_long[] = {2600};
+    const shapes batch = {ns, rowss, colss, 11, 2, 1}, longrows = {ns_long, rows_long, cols_long, 2, 1, 1};
+    unsigned cpu = lb_cpu_features();
+    for (int e = 0; e < lb_kernel_count(); e++) {
+        const lb_kernel *k = lb_kernel_at(e);
+        if (strncmp(k->name, "uniform_", 8)) continue;
+        if ((k->cpu & cpu) != k->cpu) {
+            printf("SKIPPED %s on the uniform shapes: this CPU (or LB_CPU) lacks its features\n", k->name);
+            continue;
+        }
+        const lb_kernel *twin = k->twin ? lb_kernel_find(k->twin) : NULL;
+        for (size_t s = 0; s < sizeof specs / sizeof specs[0]; s++) {
+            lb_qspec spec;
+            CHECK_OK(lb_qspec_parse(specs[s], &spec));
+            CHECK_MSG(check_entry_on(k, twin, &spec, specs[s], &batch), "%s on %s, batch shapes", k->name, specs[s]);
+            CHECK_MSG(check_entry_on(k, twin, &spec, specs[s], &longrows), "%s on %s, long rows", k->name, specs[s]);
+        }
+        printf("  %-14s checked on the uniform batch and long-row shapes\n", k->name);
+    }
+}
+
 /* The preparation's bytes: pinned values, and the SIMD version identical */
 static void test_act_prepare(void) {
     float x[40] = {127.0f, 0.5f, 1.5f, -2.5f, -127.0f, 63.5f, 0.0f, 126.49f};
@@ -205,6 +246,20 @@ static void test_act_prepare(void) {
     CHECK(d[0] == 1.0f && d[1] == 0.0f);
     CHECK(q[0] == 127 && q[1] == 0 && q[2] == 2 && q[3] == -2 && q[4] == -127 && q[5] == 64 && q[6] == 0 && q[7] == 126);
     for (int j = 32; j < 64; j++) CHECK(q[j] == 0);
+    {
+        /* the sums per 16 columns that offsets use */
+        int8_t buf[4096] __attribute__((aligned(64)));
+        lb_act act;
+        CHECK(lb_act_bytes(LB_ACT_Q8_32, 1, 40) <= sizeof buf);
+        lb_act_prepare(LB_ACT_Q8_32, x, 1, 40, buf, &act);
+        CHECK(act.s16 && act.ld == 256);
+        for (int h = 0; h < act.ld / 16; h++) {
+            int sum = 0;
+            for (int j = 0; j < 16; j++) sum += act.q[16 * h + j];
+            CHECK_MSG(act.s16[h] == sum, "s16[%d] %d, want %d", h, act.s16[h], sum);
+        }
+        CHECK(act.s16[0] == 127 + 0 + 2 - 2 - 127 + 64 + 0 + 126);
+    }
 #if defined(__x86_64__)
     unsigned f = lb_cpu_features(), need = LB_CPU_AVX2 | LB_CPU_FMA | LB_CPU_F16C;
     if ((f & need) != need) {
@@ -259,9 +314,12 @@ static void test_selection(void) {
     CHECK_PICK("q8_0", 0u, NULL, "q8_0_ref");
     CHECK_PICK("q4_0", 0u, NULL, "q4_0_ref");
     CHECK_PICK("f32", 0u, NULL, "f32_ref");
-    CHECK_PICK("int4:g64:asym", 0u, NULL, "dequant_ref");
-    CHECK_PICK("q4_1", 0u, NULL, "dequant_ref");
-    CHECK_PICK("int8:g64:sym", 0u, NULL, "dequant_ref");
+    CHECK_PICK("int4:g64:asym", 0u, NULL, "uniform_ref");
+    CHECK_PICK("q4_1", 0u, NULL, "uniform_ref");
+    CHECK_PICK("int8:g64:sym", 0u, NULL, "uniform_ref");
+    CHECK_PICK("int3:g16:sym:s4:r16", 0u, NULL, "uniform_ref");
+    CHECK_PICK("int4:g64:asym", 0u, "fallback", "dequant_ref");
+    CHECK_PICK("nf4:g32:dq", 0u, NULL, "dequant_ref");
     CHECK_PICK("q8_0", 0u, "fallback", "dequant_ref");
     CHECK_PICK("f32", 0u, "fallback", "f32_ref");
     CHECK_PICK("q8_0", 0u, "q4_0_ref", "q8_0_ref"); /* forcing an entry that does not apply: normal choice */
@@ -276,6 +334,14 @@ static void test_selection(void) {
     CHECK_PICK("q8_0", avx2, "q8_0_ref", "q8_0_ref");
     CHECK_PICK("q8_0", 0u, "q8_0_avx2", "q8_0_ref"); /* forced, but the CPU lacks its features */
     CHECK_PICK("q8_0", LB_CPU_AVX2 | LB_CPU_FMA, NULL, "q8_0_ref"); /* no F16C */
+    unsigned avx512 = avx2 | LB_CPU_AVX512F | LB_CPU_AVX512BW | LB_CPU_AVX512VNNI;
+    CHECK_PICK("int3:g64:asym", avx2, NULL, "uniform_avx2");
+    CHECK_PICK("int2:g32:asym:s4", avx2, NULL, "uniform_avx2");
+    CHECK_PICK("int3:g64:asym", avx512, NULL, "uniform_avx512");
+    CHECK_PICK("int3:g64:asym", avx512 & ~LB_CPU_AVX512VNNI, NULL, "uniform_avx2");
+    /* the exact layouts keep their own rows (whichever ISA) */
+    CHECK(!strncmp(pick("q4_0", avx512, NULL), "q4_0_", 5) && !strncmp(pick("q8_0", avx512, NULL), "q8_0_", 5));
+    CHECK_PICK("int3:g64:asym", avx512, "fallback", "dequant_avx2");
 #endif
     /* the choice is cached on the tensor and forgotten by lb_tensor_resolve */
     float w[5 * 64], x[64], y[5];
@@ -355,9 +421,9 @@ static void test_threads(void) {
     float *y1 = lb_alloc((size_t)N * ROWS * 4), *y2 = lb_alloc((size_t)N * ROWS * 4);
     fill(w, (size_t)ROWS * COLS, 0.05f);
     fill(x, (size_t)N * COLS, 1.0f);
-    static const char *specs[] = {"q8_0", "q4_0"};
+    static const char *specs[] = {"q8_0", "q4_0", "int3:g64:asym", "int2:g16:asym", "int8:g64:asym", "int4:g16:asym:s6:r4"};
     int threads = lb_get_threads();
-    for (int s = 0; s < 2; s++) {
+    for (int s = 0; s < (int)(sizeof specs / sizeof specs[0]); s++) {
         lb_qspec spec;
         lb_tensor t;
         CHECK_OK(lb_qspec_parse(specs[s], &spec));
@@ -418,8 +484,8 @@ static void test_model_int_vs_fallback(void) {
     char *text = NULL;
     size_t len = 0;
     CHECK_OK(lb_read_file(tpath, &text, &len));
-    static const char *specs[] = {"q8_0", "q4_0"};
-    for (int s = 0; s < 2; s++) {
+    static const char *specs[] = {"q8_0", "q4_0", "int4:g64:asym", "int4:g16:asym:s6:r4"};
+    for (int s = 0; s < (int)(sizeof specs / sizeof specs[0]); s++) {
         lb_model *m[2] = {NULL, NULL};
         lb_qspec spec;
         CHECK_OK(lb_qspec_parse(specs[s], &spec));
@@ -469,6 +535,7 @@ static void test_model_int_vs_fallback(void) {
 int main(void) {
     lb_rng_seed(&rng, 77);
     test_every_entry();
+    test_uniform_shapes();
     test_act_prepare();
     test_selection();
     test_act_cache();

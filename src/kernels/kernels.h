@@ -73,6 +73,9 @@ typedef struct {
     const int8_t *q; /* LB_ACT_Q8_32: n x ld int8, ld = cols rounded up to LB_ACT_PAD */
     const float *d;  /* LB_ACT_Q8_32: n x ld/32 block scales (0 for blocks past cols) */
     int ld;
+    /* LB_ACT_Q8_32: n x ld/16 sums of q over 16 columns, for weights with an
+     * offset per group (w = a q + b: the b part is b * sum(q) * d) */
+    const int16_t *s16;
 } lb_act;
 
 /* Buffer bytes for preparing n x cols inputs in `kind` (0 for LB_ACT_F32). */
@@ -137,6 +140,14 @@ void lb_kernel_f32_ref(const lb_tensor *w, const lb_act *x, int r0, int r1, floa
 void lb_kernel_dequant_ref(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
 void lb_kernel_q8_0_ref(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
 void lb_kernel_q4_0_ref(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
+/* every uniform int layout, on uniform_pack.h's repacking */
+void lb_kernel_uniform_ref(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
+#if defined(__x86_64__)
+void lb_kernel_uniform_avx2(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy,
+                            float *scratch);
+void lb_kernel_uniform_avx512(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy,
+                              float *scratch);
+#endif
 #if defined(__x86_64__)
 void lb_kernel_f32_avx2(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
 void lb_kernel_dequant_avx2(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy,

@@ -21,7 +21,7 @@ size_t lb_act_bytes(lb_act_kind kind, int n, int cols) {
     if (kind != LB_ACT_Q8_32) return 0;
     size_t ld = (size_t)act_ld(cols), q = (size_t)n * ld;
     q = (q + 63) / 64 * 64; /* the scales start on a cache line */
-    return q + (size_t)n * (ld / 32) * sizeof(float);
+    return q + (size_t)n * (ld / 32) * sizeof(float) + (size_t)n * (ld / 16) * sizeof(int16_t);
 }
 
 void lb_act_prepare(lb_act_kind kind, const float *x, int n, int cols, void *buf, lb_act *out) {
@@ -49,9 +49,17 @@ void lb_act_prepare(lb_act_kind kind, const float *x, int n, int cols, void *buf
 #pragma omp parallel for schedule(static)
         for (int i = 0; i < n; i++) row(x + (size_t)i * cols, cols, ld, q + (size_t)i * ld, d + (size_t)i * (ld / 32));
     }
+    /* the sums per 16 columns: scalar, the same for every CPU */
+    int16_t *s16 = (int16_t *)(d + (size_t)n * (ld / 32));
+    for (size_t h = 0; h < (size_t)n * (ld / 16); h++) {
+        int s = 0;
+        for (int j = 0; j < 16; j++) s += q[h * 16 + j];
+        s16[h] = (int16_t)s;
+    }
     out->q = q;
     out->d = d;
     out->ld = ld;
+    out->s16 = s16;
 }
 
 /* ---- the activation cache ---------------------------------------------------
@@ -173,7 +181,7 @@ lb_status lb_matmul(const lb_tensor *w, const float *x, int n, float *y, lb_act_
     int rows = (int)w->rows, cols = (int)w->cols;
     int n_tiles = (rows + ROW_TILE - 1) / ROW_TILE;
     lb_act act;
-    _Alignas(64) unsigned char local[4608]; /* one prepared row of up to 4096 columns */
+    _Alignas(64) unsigned char local[5120]; /* one prepared row of up to 4096 columns (q, d, s16) */
     void *priv = NULL;
     lb_status st = prepare(cache, k->act, x, n, cols, &act, local, sizeof local, &priv);
     if (st != LB_OK) return st;

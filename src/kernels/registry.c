@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "kernels/kernels.h"
+#include "kernels/uniform_pack.h"
 #include "lowbit/linear.h" /* lb_matmul_kernel_name, public */
 
 /* ---- predicates over resolved layouts ------------------------------------- */
@@ -47,6 +48,7 @@ static int is_q4_0(const lb_qspec *s, const lb_layout *l) { return uniform_sym_g
 
 #define AVX2_FMA (LB_CPU_AVX2 | LB_CPU_FMA)
 #define AVX2_FMA_F16C (LB_CPU_AVX2 | LB_CPU_FMA | LB_CPU_F16C)
+#define AVX512_VNNI (AVX2_FMA_F16C | LB_CPU_AVX512F | LB_CPU_AVX512BW | LB_CPU_AVX512VNNI)
 
 static const lb_kernel registry[] = {
 #if defined(__x86_64__)
@@ -55,6 +57,14 @@ static const lb_kernel registry[] = {
 #endif
     {"q8_0_ref", is_q8_0, 0, LB_ACT_Q8_32, lb_kernel_q8_0_ref, 0, 0, NULL, NULL},
     {"q4_0_ref", is_q4_0, 0, LB_ACT_Q8_32, lb_kernel_q4_0_ref, 0, 0, NULL, NULL},
+    /* every other uniform int layout (below q8_0 / q4_0, which keep their exact layouts) */
+#if defined(__x86_64__)
+    {"uniform_avx512", lb_uniform_kernel_accepts, AVX512_VNNI, LB_ACT_Q8_32, lb_kernel_uniform_avx512, 0, 0,
+     "uniform_ref", lb_uniform_repack},
+    {"uniform_avx2", lb_uniform_kernel_accepts, AVX2_FMA_F16C, LB_ACT_Q8_32, lb_kernel_uniform_avx2, 0, 0,
+     "uniform_ref", lb_uniform_repack},
+#endif
+    {"uniform_ref", lb_uniform_kernel_accepts, 0, LB_ACT_Q8_32, lb_kernel_uniform_ref, 0, 0, NULL, lb_uniform_repack},
 #if defined(__x86_64__)
     {"f32_avx2", is_f32, AVX2_FMA, LB_ACT_F32, lb_kernel_f32_avx2, 0, 1, "f32_ref", NULL},
 #endif
