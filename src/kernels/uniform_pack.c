@@ -9,7 +9,7 @@
 
 int lb_uniform_kernel_accepts(const lb_qspec *s, const lb_layout *l) {
     if (s->family != LB_FAMILY_UNIFORM || s->bits < 1 || s->bits > 8 || l->groups_per_row < 1) return 0;
-    if (l->cols_padded > (1 << 28)) return 0; /* int indices in the kernels */
+    if (l->cols_padded > (1 << 28) || l->groups_per_row > LB_UPACK_MAX_GROUPS) return 0;
     if (s->group == LB_GROUP_ROW) return l->groups_per_row == 1 && l->group_len == l->cols_padded;
     /* powers of two 16..256: whole 16-column halves per group */
     return s->group >= 16 && s->group <= 256 && l->group_len == s->group && l->cols_padded % s->group == 0;

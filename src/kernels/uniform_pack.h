@@ -127,6 +127,26 @@ static inline void lb_upack_expand(const lb_upack *p, const uint8_t *row, int g0
 /* the group of 16-column half h (row groups: 0) */
 static inline int lb_upack_group_of(const lb_upack *p, int h) { return h >> p->hshift; }
 
+/* cs[g] = sum over the halves h of group g of d_x(h) sum(xq over h), for
+ * every group of one activation row, and cs[groups] = 0 (the sentinel; a
+ * padding half's sum is 0 anyway): the activation side of the offsets,
+ * formed once per activation row and call, not per weight row. */
+static inline void lb_upack_act_sums(const lb_upack *p, const float *xd, const int16_t *s16, float *cs) {
+    int halves = 2 * p->chunks, per = p->hshift >= 30 ? halves : 1 << p->hshift;
+    for (int g = 0; g < p->groups; g++) {
+        int h0 = g * per, h1 = h0 + per < halves ? h0 + per : halves;
+        float t = 0.0f;
+        for (int h = h0; h < h1; h++) t += xd[h >> 1] * (float)s16[h];
+        cs[g] = t;
+    }
+    cs[p->groups] = 0.0f;
+}
+
+/* Groups per row the kernels take: the activation sums of 4 rows
+ * (lb_upack_act_sums) live on the stack, 4 * (LB_UPACK_MAX_GROUPS + 1)
+ * floats (g16: 32767 columns; larger groups proportionally more). */
+#define LB_UPACK_MAX_GROUPS 2047
+
 /* registry predicate: every uniform layout these kernels take */
 int lb_uniform_kernel_accepts(const lb_qspec *s, const lb_layout *l);
 lb_status lb_uniform_repack(const lb_tensor *w, void **out, size_t *bytes);

@@ -11,12 +11,13 @@
  * from columns 0-15 and 4-7 from 16-31, so a g16 chunk takes its two groups'
  * scales as one vector (a_lo x4, a_hi x4) * d_x.
  *
- * The offsets never enter the inner loop: sum_g b_g sum_{halves of g} d_x
- * sum(xq) is a short dot product over the groups of a segment, formed once
- * per row from the prepared half-sums (lb_act.s16).
+ * The offsets never enter the inner loop: sum_g b_g cs_g, with cs_g the
+ * sum over g's halves of d_x sum(xq) (from the prepared half-sums
+ * lb_act.s16), is a short dot product over groups per weight row; cs is
+ * formed once per call for each activation row, not per weight row.
  *
- * Tiles as int8_avx2.c: one weight row against 4 activation rows (the chunk
- * is decoded once for the four); the rows left over (all of decode) go 4
+ * Tiles: activation rows in fours, each weight row against the four (the
+ * chunk is decoded once for them); the rows left over (all of decode) go 4
  * weight rows at a time against one activation row (one activation load
  * serves four rows), then single rows. */
 #if defined(__x86_64__)
@@ -94,42 +95,36 @@ LB_AVX2 static LB_INLINE __m256 chunk_scales(const lb_upack *p, const float *a, 
 
 typedef struct {
     int c0, c1, g0, g1; /* chunks [c0, c1), groups [g0, g1) */
+    int gnew;           /* the first group no earlier segment had (row groups span them all) */
 } segment;
 
 static LB_INLINE segment seg_at(const lb_upack *p, int c0) {
-    segment s = {c0, c0 + LB_UPACK_SEG < p->chunks ? c0 + LB_UPACK_SEG : p->chunks, 0, 0};
+    segment s = {c0, c0 + LB_UPACK_SEG < p->chunks ? c0 + LB_UPACK_SEG : p->chunks, 0, 0, 0};
     s.g0 = lb_upack_group_of(p, 2 * s.c0);
     s.g1 = lb_upack_group_of(p, 2 * s.c1 - 1) + 1;
     if (s.g1 > p->groups) s.g1 = p->groups; /* g16: a padding half past the last group */
+    s.gnew = c0 ? lb_upack_group_of(p, 2 * c0 - 1) + 1 : 0;
     return s;
-}
-
-/* cs[g] = sum over the halves of the segment's group g0 + g of d_x sum(xq)
- * (the padding half past the last group lands on the sentinel, with sum 0) */
-static LB_INLINE void seg_sums(const lb_upack *p, segment s, const float *xd, const int16_t *s16, float *cs) {
-    for (int g = 0; g <= s.g1 - s.g0; g++) cs[g] = 0.0f;
-    for (int h = 2 * s.c0; h < 2 * s.c1; h++) cs[lb_upack_group_of(p, h) - s.g0] += xd[h >> 1] * (float)s16[h];
 }
 
 /* sum_g b_g cs_g over the segment's groups */
 static LB_INLINE float seg_offsets(segment s, const float *b, const float *cs) {
     float t = 0.0f;
-    for (int g = 0; g < s.g1 - s.g0; g++) t += b[g] * cs[g];
+    for (int g = (s.gnew > s.g0 ? s.gnew : s.g0) - s.g0; g < s.g1 - s.g0; g++) t += b[g] * cs[g];
     return t;
 }
 
 /* nr (1 or 4) weight rows against one activation row */
 LB_AVX2 static LB_INLINE void rows_x1(const lb_upack *p, const uint8_t *const *rows, int nr, const int8_t *xq,
-                                      const float *xd, const int16_t *s16, float *out, int bits, int g16) {
+                                      const float *xd, const float *cs, float *out, int bits, int g16) {
     __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-    float corr[4] = {0}, a[4][2 * LB_UPACK_SEG + 1], b[2 * LB_UPACK_SEG + 1], cs[2 * LB_UPACK_SEG + 1];
+    float corr[4] = {0}, a[4][2 * LB_UPACK_SEG + 1], b[2 * LB_UPACK_SEG + 1];
     size_t cb = (size_t)p->chunk_bytes;
     for (int c0 = 0; c0 < p->chunks; c0 += LB_UPACK_SEG) {
         segment s = seg_at(p, c0);
-        seg_sums(p, s, xd, s16, cs);
         for (int k = 0; k < nr; k++) {
             lb_upack_expand(p, rows[k], s.g0, s.g1, h2f, a[k], b);
-            corr[k] += seg_offsets(s, b, cs);
+            corr[k] += seg_offsets(s, b, cs + s.g0);
         }
         for (int c = s.c0; c < s.c1; c++) {
             __m256i av = _mm256_loadu_si256((const __m256i *)(xq + 32 * c));
@@ -145,19 +140,16 @@ LB_AVX2 static LB_INLINE void rows_x1(const lb_upack *p, const uint8_t *const *r
 
 /* one weight row against 4 activation rows (i .. i+3): each chunk decoded once */
 LB_AVX2 static LB_INLINE void row_x4(const lb_upack *p, const uint8_t *row, const lb_act *x, int i, float *y,
-                                     int ldy, int bits, int g16) {
+                                     int ldy, const float *cs, int bits, int g16) {
     __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-    float corr[4] = {0}, a[2 * LB_UPACK_SEG + 1], b[2 * LB_UPACK_SEG + 1], cs[2 * LB_UPACK_SEG + 1];
-    size_t cb = (size_t)p->chunk_bytes, lq = (size_t)x->ld, ld32 = (size_t)x->ld / 32, ld16 = (size_t)x->ld / 16;
+    float corr[4] = {0}, a[2 * LB_UPACK_SEG + 1], b[2 * LB_UPACK_SEG + 1];
+    size_t cb = (size_t)p->chunk_bytes, lq = (size_t)x->ld, ld32 = (size_t)x->ld / 32;
     const int8_t *q0 = x->q + (size_t)i * lq;
     const float *d0 = x->d + (size_t)i * ld32;
     for (int c0 = 0; c0 < p->chunks; c0 += LB_UPACK_SEG) {
         segment s = seg_at(p, c0);
         lb_upack_expand(p, row, s.g0, s.g1, h2f, a, b);
-        for (int k = 0; k < 4; k++) {
-            seg_sums(p, s, d0 + k * ld32, x->s16 + (size_t)(i + k) * ld16, cs);
-            corr[k] += seg_offsets(s, b, cs);
-        }
+        for (int k = 0; k < 4; k++) corr[k] += seg_offsets(s, b, cs + k * ((size_t)p->groups + 1) + s.g0);
         for (int c = s.c0; c < s.c1; c++) {
             __m256i wv = decode(row + c * cb, bits);
             __m256 sa = chunk_scales(p, a, c, s.g0, g16);
@@ -173,24 +165,32 @@ LB_AVX2 static LB_INLINE void row_x4(const lb_upack *p, const uint8_t *row, cons
 
 LB_AVX2 static LB_INLINE void matmul(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy,
                                      int bits, int g16) {
+    /* activation rows in fours, their offset sums formed once for all the weight rows */
     const lb_upack *p = lb_upack_of(w);
-    int n4 = x->n / 4 * 4;
-    for (int r = r0; r < r1; r++)
-        for (int i = 0; i < n4; i += 4) row_x4(p, lb_upack_row(w, r), x, i, y + r, ldy, bits, g16);
-    for (int i = n4; i < x->n; i++) {
-        const int8_t *xq = x->q + (size_t)i * x->ld;
-        const float *xd = x->d + (size_t)i * (x->ld / 32);
-        const int16_t *s16 = x->s16 + (size_t)i * (x->ld / 16);
-        float *yi = y + (size_t)i * ldy;
-        int r = r0;
-        for (; r + 4 <= r1; r += 4) {
-            const uint8_t *rows[4] = {lb_upack_row(w, r), lb_upack_row(w, r + 1), lb_upack_row(w, r + 2),
-                                      lb_upack_row(w, r + 3)};
-            rows_x1(p, rows, 4, xq, xd, s16, yi + r, bits, g16);
+    size_t ng = (size_t)p->groups + 1, ld32 = (size_t)x->ld / 32, ld16 = (size_t)x->ld / 16;
+    float cs[4 * (LB_UPACK_MAX_GROUPS + 1)];
+    for (int i0 = 0; i0 < x->n; i0 += 4) {
+        int na = x->n - i0 < 4 ? x->n - i0 : 4;
+        for (int k = 0; k < na; k++)
+            lb_upack_act_sums(p, x->d + (size_t)(i0 + k) * ld32, x->s16 + (size_t)(i0 + k) * ld16, cs + k * ng);
+        if (na == 4) {
+            for (int r = r0; r < r1; r++) row_x4(p, lb_upack_row(w, r), x, i0, y + r, ldy, cs, bits, g16);
+            continue;
         }
-        for (; r < r1; r++) {
-            const uint8_t *rows[1] = {lb_upack_row(w, r)};
-            rows_x1(p, rows, 1, xq, xd, s16, yi + r, bits, g16);
+        for (int i = i0; i < i0 + na; i++) {
+            const int8_t *xq = x->q + (size_t)i * x->ld;
+            const float *xd = x->d + (size_t)i * ld32, *csi = cs + (size_t)(i - i0) * ng;
+            float *yi = y + (size_t)i * ldy;
+            int r = r0;
+            for (; r + 4 <= r1; r += 4) {
+                const uint8_t *rows[4] = {lb_upack_row(w, r), lb_upack_row(w, r + 1), lb_upack_row(w, r + 2),
+                                          lb_upack_row(w, r + 3)};
+                rows_x1(p, rows, 4, xq, xd, csi, yi + r, bits, g16);
+            }
+            for (; r < r1; r++) {
+                const uint8_t *rows[1] = {lb_upack_row(w, r)};
+                rows_x1(p, rows, 1, xq, xd, csi, yi + r, bits, g16);
+            }
         }
     }
 }
