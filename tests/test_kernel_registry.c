@@ -29,7 +29,11 @@ static const char *candidates[] = {"q8_0", "q4_0", "f32", "f16", "bf16", "q4_1",
                                    "ternary:g64:2bit", "ternary:g64:1.6bit", "ternary:row:2bit", "ternary:g32:1.6bit",
                                    "binary:row", "binary:g32", "binary:tensor", "ternary:g16:2bit",
                                    "nf4:g64", "nf4:row", "nf4:g128:dq", "nf4:g32", "pow2:4:g64", "pow2:4:row", "pow2:4:g32",
-                                   "pow2:5:g32"};
+                                   "pow2:5:g32",
+                                   /* every bit width, group kind and zero kind of the uniform kernels */
+                                   "int1:g32:asym", "int4:g64:asym", "int4:g128:sym", "int6:g32:asym:zint",
+                                   "int7:g16:asym", "int8:g64:asym", "int8:g256:asym:zint", "int3:g16:sym:s4:r16",
+                                   "int2:g32:asym:s4", "int4:g16:asym:s6:r4", "int5:g256:sym:s8:r3", "int6:row:asym"};
 #define N_CANDIDATES (sizeof candidates / sizeof candidates[0])
 
 static void describe(unsigned f, char *buf, size_t n) {
@@ -200,7 +204,7 @@ static void test_every_entry(void) {
         }
         int accepted = 0, ok = 1;
         int can_run = (k->cpu & cpu) == k->cpu;
-        char tested[512] = "";
+        char tested[2048] = "";
         size_t used = 0;
         for (size_t s = 0; s < N_CANDIDATES; s++) {
             lb_qspec spec;
@@ -209,7 +213,7 @@ static void test_every_entry(void) {
             CHECK_OK(lb_layout_compute(&spec, 5, 64, &l));
             if (!k->accepts(&spec, &l)) continue;
             accepted++;
-            used += (size_t)snprintf(tested + used, sizeof tested - used, " %s", candidates[s]);
+            if (used < sizeof tested) used += (size_t)snprintf(tested + used, sizeof tested - used, " %s", candidates[s]);
             /* binarized-activation entries change the product: test_xnor checks them */
             if (can_run && k->act != LB_ACT_SIGN && !check_entry_on(k, twin, &spec, candidates[s])) ok = 0;
         }
@@ -419,6 +423,34 @@ static void test_codebook_tables(void) {
     }
 }
 
+/* The uniform kernels' tiles and segments: batch sizes around their groups
+ * of 4 activation rows (1..17, 33), rows around groups of 4, and rows long
+ * enough for several 2048-column segments (2600) or ending inside a chunk
+ * (200, 4 chunks + 8 columns; g16: a padding half). */
+static void test_uniform_shapes(void) {
+    static const char *specs[] = {"int2:g16:asym", "int3:g64:asym", "int4:g128:sym", "int8:g64:asym",
+                                  "int3:g16:sym:s4:r16", "int4:g16:asym:s6:r4", "int5:row:sym", "int6:g32:asym:zint"};
+    static const int ns[] = {1, 2, 3, 4, 5, 7, 8, 9, 16, 17, 33}, rowss[] = {1, 6}, colss[] = {200};
+    static const int ns_long[] = {1, 5}, rows_long[] = {5}, cols_long[] = {2600};
+    unsigned cpu = lb_cpu_features();
+    for (int e = 0; e < lb_kernel_count(); e++) {
+        const lb_kernel *k = lb_kernel_at(e);
+        if (strncmp(k->name, "uniform_", 8)) continue;
+        if ((k->cpu & cpu) != k->cpu) {
+            printf("SKIPPED %s on the uniform shapes: this CPU (or LB_CPU) lacks its features\n", k->name);
+            continue;
+        }
+        const lb_kernel *twin = k->twin ? lb_kernel_find(k->twin) : NULL;
+        for (size_t s = 0; s < sizeof specs / sizeof specs[0]; s++) {
+            lb_qspec spec;
+            CHECK_OK(lb_qspec_parse(specs[s], &spec));
+            CHECK_MSG(check_entry_shapes(k, twin, &spec, specs[s], LIST(ns), LIST(rowss), LIST(colss)), "%s on %s, batch shapes", k->name, specs[s]);
+            CHECK_MSG(check_entry_shapes(k, twin, &spec, specs[s], LIST(ns_long), LIST(rows_long), LIST(cols_long)), "%s on %s, long rows", k->name, specs[s]);
+        }
+        printf("  %-14s checked on the uniform batch and long-row shapes\n", k->name);
+    }
+}
+
 /* The preparation's bytes: pinned values, and the SIMD version identical */
 static void test_act_prepare(void) {
     float x[40] = {127.0f, 0.5f, 1.5f, -2.5f, -127.0f, 63.5f, 0.0f, 126.49f};
@@ -428,6 +460,20 @@ static void test_act_prepare(void) {
     CHECK(d[0] == 1.0f && d[1] == 0.0f);
     CHECK(q[0] == 127 && q[1] == 0 && q[2] == 2 && q[3] == -2 && q[4] == -127 && q[5] == 64 && q[6] == 0 && q[7] == 126);
     for (int j = 32; j < 64; j++) CHECK(q[j] == 0);
+    {
+        /* the sums per 16 columns that offsets use */
+        int8_t buf[4096] __attribute__((aligned(64)));
+        lb_act act;
+        CHECK(lb_act_bytes(LB_ACT_Q8_32, 1, 40) <= sizeof buf);
+        lb_act_prepare(LB_ACT_Q8_32, x, 1, 40, buf, &act);
+        CHECK(act.s16 && act.ld == 256);
+        for (int h = 0; h < act.ld / 16; h++) {
+            int sum = 0;
+            for (int j = 0; j < 16; j++) sum += act.q[16 * h + j];
+            CHECK_MSG(act.s16[h] == sum, "s16[%d] %d, want %d", h, act.s16[h], sum);
+        }
+        CHECK(act.s16[0] == 127 + 0 + 2 - 2 - 127 + 64 + 0 + 126);
+    }
 #if defined(__x86_64__) || defined(__aarch64__)
 #if defined(__x86_64__)
     unsigned f = lb_cpu_features(), need = LB_CPU_AVX2 | LB_CPU_FMA | LB_CPU_F16C;
@@ -499,9 +545,11 @@ static void test_selection(void) {
     CHECK_PICK("q8_0", 0u, NULL, "q8_0_ref");
     CHECK_PICK("q4_0", 0u, NULL, "q4_0_ref");
     CHECK_PICK("f32", 0u, NULL, "f32_ref");
-    CHECK_PICK("int4:g64:asym", 0u, NULL, "dequant_ref");
-    CHECK_PICK("q4_1", 0u, NULL, "dequant_ref");
-    CHECK_PICK("int8:g64:sym", 0u, NULL, "dequant_ref");
+    CHECK_PICK("int4:g64:asym", 0u, NULL, "uniform_ref");
+    CHECK_PICK("q4_1", 0u, NULL, "uniform_ref");
+    CHECK_PICK("int8:g64:sym", 0u, NULL, "uniform_ref");
+    CHECK_PICK("int3:g16:sym:s4:r16", 0u, NULL, "uniform_ref");
+    CHECK_PICK("int4:g64:asym", 0u, "fallback", "dequant_ref");
     CHECK_PICK("q8_0", 0u, "fallback", "dequant_ref");
     CHECK_PICK("f32", 0u, "fallback", "f32_ref");
     CHECK_PICK("q8_0", 0u, "q4_0_ref", "q8_0_ref"); /* forcing an entry that does not apply: normal choice */
@@ -526,6 +574,10 @@ static void test_selection(void) {
     CHECK_PICK("nf4:g32:dq", avx512, NULL, "nf4_avx512");
     CHECK_PICK("pow2:3:g32", avx512, NULL, "pow2_avx512");
     CHECK_PICK("q8_0", avx512 & ~LB_CPU_AVX512VNNI, NULL, "q8_0_avx2"); /* no VNNI */
+    CHECK_PICK("int3:g64:asym", avx2, NULL, "uniform_avx2");
+    CHECK_PICK("int2:g32:asym:s4", avx2, NULL, "uniform_avx2");
+    CHECK_PICK("int3:g64:asym", avx512, NULL, "uniform_avx512");
+    CHECK_PICK("int3:g64:asym", avx512 & ~LB_CPU_AVX512VNNI, NULL, "uniform_avx2");
     CHECK_PICK("q8_0", avx512, "q8_0_avx2", "q8_0_avx2");
     CHECK_PICK("q8_0", avx2, "fallback", "dequant_avx2");
     CHECK_PICK("q8_0", avx2, "q8_0_ref", "q8_0_ref");
@@ -683,9 +735,11 @@ static void test_threads(void) {
     float *y1 = lb_alloc((size_t)N * ROWS * 4), *y2 = lb_alloc((size_t)N * ROWS * 4);
     fill(w, (size_t)ROWS * COLS, 0.05f);
     fill(x, (size_t)N * COLS, 1.0f);
-    static const char *specs[] = {"q8_0", "q4_0", "nf4:g64", "nf4:g32:dq", "pow2:4:g64", "pow2:3:g32"};
+    static const char *specs[] = {"q8_0",          "q4_0",          "nf4:g64",       "nf4:g32:dq",
+                                  "pow2:4:g64",    "pow2:3:g32",    "int3:g64:asym", "int2:g16:asym",
+                                  "int8:g64:asym", "int4:g16:asym:s6:r4"};
     int threads = lb_get_threads();
-    for (int s = 0; s < 6; s++) {
+    for (int s = 0; s < (int)(sizeof specs / sizeof specs[0]); s++) {
         lb_qspec spec;
         lb_tensor t;
         CHECK_OK(lb_qspec_parse(specs[s], &spec));
@@ -746,8 +800,8 @@ static void test_model_int_vs_fallback(void) {
     char *text = NULL;
     size_t len = 0;
     CHECK_OK(lb_read_file(tpath, &text, &len));
-    static const char *specs[] = {"q8_0", "q4_0", "nf4:g64", "pow2:4:g64"};
-    for (int s = 0; s < 4; s++) {
+    static const char *specs[] = {"q8_0", "q4_0", "nf4:g64", "pow2:4:g64", "int4:g64:asym", "int4:g16:asym:s6:r4"};
+    for (int s = 0; s < (int)(sizeof specs / sizeof specs[0]); s++) {
         lb_model *m[2] = {NULL, NULL};
         lb_qspec spec;
         CHECK_OK(lb_qspec_parse(specs[s], &spec));
@@ -807,6 +861,7 @@ int main(void) {
     test_xnor();
     test_lut_prepare();
     test_codebook_tables();
+    test_uniform_shapes();
     test_act_prepare();
     test_selection();
     test_act_cache();

@@ -151,9 +151,9 @@ static void test_against_dense(const char *spec_text, int rows, int cols, int n)
     CHECK_OK(lb_dequantize(&t, wd));
     lb_linear L;
     lb_linear_init(&L, &t);
-    /* the slots' composition is checked here to 1e-5, so the weight stays on
-     * the float path: int8-activation kernels (ternary's, ...) round the input,
-     * and their bounds are test_kernel_registry's business */
+    /* the slots are under test here, against float math (1e-5): keep the weight
+     * on the float path; the int8-activation kernels and their own bound are
+     * tested in test_kernel_registry */
     lb_kernel_pin(&L.w, "fallback");
     lb_act_cache *cache;
     CHECK_OK(lb_act_cache_create(n, cols, &cache));

@@ -93,6 +93,9 @@ typedef struct {
     const uint8_t *lut;  /* LB_ACT_LUT: n x (ld / 16) x 128 bytes; LB_ACT_LUT3: n x (ld / 8) x 128 */
     const uint8_t *bits; /* LB_ACT_SIGN: n x ld / 8 bytes, bit j of a row = column j */
     const float *beta;   /* LB_ACT_SIGN: n row scales */
+    /* LB_ACT_Q8_32: n x ld/16 sums of q over 16 columns, for weights with an
+     * offset per group (w = a q + b: the b part is b * sum(q) * d) */
+    const int16_t *s16;
 } lb_act;
 
 #define LB_ACT_SIGN_PAD 512 /* one zmm of bits */
@@ -184,6 +187,14 @@ void lb_kernel_ternary_lut_ref(const lb_tensor *w, const lb_act *x, int r0, int 
 void lb_kernel_xnor_ref(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
 void lb_kernel_nf4_ref(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
 void lb_kernel_pow2_ref(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
+/* every uniform int layout, on uniform_pack.h's repacking */
+void lb_kernel_uniform_ref(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
+#if defined(__x86_64__)
+void lb_kernel_uniform_avx2(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy,
+                            float *scratch);
+void lb_kernel_uniform_avx512(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy,
+                              float *scratch);
+#endif
 #if defined(__x86_64__)
 void lb_kernel_f32_avx2(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
 void lb_kernel_dequant_avx2(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy,

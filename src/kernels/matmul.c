@@ -24,8 +24,9 @@ size_t lb_act_bytes(lb_act_kind kind, int n, int cols) {
     if (kind != LB_ACT_Q8_32 && kind != LB_ACT_LUT && kind != LB_ACT_LUT3) return 0;
     size_t ld = (size_t)act_ld(cols), q = (size_t)n * ld;
     q = (q + 63) / 64 * 64; /* the scales start on a cache line */
-    size_t bytes = q + (size_t)n * (ld / 32) * sizeof(float);
-    if (kind == LB_ACT_LUT) bytes = (bytes + 63) / 64 * 64 + (size_t)n * (ld / 16) * 128; /* the tables */
+    /* the scales, then the sums per 16 columns, then (LUT kinds) the tables on a cache line */
+    size_t bytes = q + (size_t)n * (ld / 32) * sizeof(float) + (size_t)n * (ld / 16) * sizeof(int16_t);
+    if (kind == LB_ACT_LUT) bytes = (bytes + 63) / 64 * 64 + (size_t)n * (ld / 16) * 128;
     if (kind == LB_ACT_LUT3) bytes = (bytes + 63) / 64 * 64 + (size_t)n * (ld / 8) * 128;
     return bytes;
 }
@@ -69,12 +70,21 @@ void lb_act_prepare(lb_act_kind kind, const float *x, int n, int cols, void *buf
 #pragma omp parallel for schedule(static)
         for (int i = 0; i < n; i++) row(x + (size_t)i * cols, cols, ld, q + (size_t)i * ld, d + (size_t)i * (ld / 32));
     }
+    /* the sums per 16 columns: scalar, the same for every CPU */
+    int16_t *s16 = (int16_t *)(d + (size_t)n * (ld / 32));
+    for (size_t h = 0; h < (size_t)n * (ld / 16); h++) {
+        int s = 0;
+        for (int j = 0; j < 16; j++) s += q[h * 16 + j];
+        s16[h] = (int16_t)s;
+    }
     out->q = q;
     out->d = d;
     out->ld = ld;
+    out->s16 = s16;
     if (kind == LB_ACT_LUT || kind == LB_ACT_LUT3) { /* tables from the int8 codes just made */
         size_t dbytes = (size_t)n * (size_t)(ld / 32) * sizeof(float);
-        uint8_t *tab = (uint8_t *)buf + (qbytes + dbytes + 63) / 64 * 64;
+        size_t sbytes = (size_t)n * (size_t)(ld / 16) * sizeof(int16_t);
+        uint8_t *tab = (uint8_t *)buf + (qbytes + dbytes + sbytes + 63) / 64 * 64;
         size_t tab_row = (size_t)(kind == LB_ACT_LUT ? ld / 16 : ld / 8) * 128;
         for (int i = 0; i < n; i++) {
             if (kind == LB_ACT_LUT) lb_act_lut_row_ref(q + (size_t)i * ld, ld, tab + (size_t)i * tab_row);
@@ -239,6 +249,7 @@ static lb_act act_rows(const lb_act *a, int i0, int i1) {
     if (a->lut) s.lut = a->lut + (size_t)i0 * (size_t)(a->kind == LB_ACT_LUT ? a->ld / 16 : a->ld / 8) * 128;
     if (a->bits) s.bits = a->bits + (size_t)i0 * (size_t)(a->ld / 8);
     if (a->beta) s.beta = a->beta + i0;
+    if (a->s16) s.s16 = a->s16 + (size_t)i0 * (size_t)(a->ld / 16);
     return s;
 }
 
@@ -261,7 +272,7 @@ static lb_status run_kernel(const lb_kernel *k, const lb_tensor *w, const float 
     int rows = (int)w->rows, cols = (int)w->cols;
     int n_tiles = (rows + ROW_TILE - 1) / ROW_TILE;
     lb_act act;
-    _Alignas(64) unsigned char local[4608]; /* one prepared row of up to 4096 columns */
+    _Alignas(64) unsigned char local[5120]; /* one prepared row of up to 4096 columns (q, d, s16) */
     void *priv = NULL;
     lb_status st = prepare(cache, k->act, x, n, cols, &act, local, sizeof local, &priv);
     if (st != LB_OK) return st;
