@@ -592,7 +592,8 @@ static void test_selection(void) {
     CHECK_PICK("q4_0", neon, NULL, "q4_0_neon");
     CHECK_PICK("q8_0", neon, "q8_0_dotprod", "q8_0_neon"); /* forced, but the CPU lacks dotprod */
     CHECK_PICK("f32", dot, NULL, "f32_neon");
-    CHECK_PICK("nf4:g32:dq", neon, NULL, "dequant_neon");
+    CHECK_PICK("nf4:g32:dq", neon, NULL, "nf4_ref"); /* a format's scalar integer row comes before the generic path */
+    CHECK_PICK("pow2:5:g32", neon, NULL, "dequant_neon"); /* no integer row takes pow2:5 */
     CHECK_PICK("q4_0", dot, "fallback", "dequant_neon");
     CHECK_PICK("q4_0", dot, "q4_0_ref", "q4_0_ref");
 #endif
