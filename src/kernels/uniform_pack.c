@@ -1,7 +1,8 @@
 /* Load-time repacking of uniform integer formats into the kernel layout
  * described in uniform_pack.h: codes unpacked from the canonical bytes
- * (src/formats/uniform.c, uniform_hscale.c) and re-packed per 32 columns
- * into bit planes, group parameters copied compactly after each row. */
+ * (src/formats/uniform.c, uniform_hscale.c) and re-packed into 16-row
+ * panels of bit planes, the rows' group parameters side by side after each
+ * panel's codes. */
 #include <stdlib.h>
 
 #include "formats/format_internal.h"
@@ -21,44 +22,74 @@ static int log2i(int64_t v) {
     return k;
 }
 
-/* one chunk of 32 codes (column order) into its planes */
-static void pack_chunk(int bits, const uint8_t *v, uint8_t *dst) {
+/* code v of row r (0..15) at column j (0..31) of a panel's chunk, into the
+ * planes: the inverse of lb_upack_code (8 bits: q ^ 0x80) */
+static void put_code(int bits, uint8_t *chunk, int r, int j, unsigned v) {
+    int k = j >> 2, i = 4 * r + (j & 3), shift = 0;
     if (bits == 8) {
-        for (int j = 0; j < 32; j++) dst[j] = v[j] ^ 0x80;
+        chunk[64 * k + i] = (uint8_t)(v ^ 0x80);
         return;
     }
-    int shift = 0;
     if (bits >= 4) {
-        for (int j = 0; j < 16; j++) dst[j] = (uint8_t)((v[j] & 15) | (v[j + 16] & 15) << 4);
-        dst += 16;
+        chunk[64 * (k & 3) + i] |= (uint8_t)((v & 15) << (4 * (k >> 2)));
+        chunk += 256;
         shift = 4;
     }
-    int rest = bits - shift;
-    if (rest & 2) {
-        for (int j = 0; j < 8; j++) {
-            unsigned b = 0;
-            for (int k = 0; k < 4; k++) b |= (unsigned)(v[j + 8 * k] >> shift & 3) << (2 * k);
-            dst[j] = (uint8_t)b;
-        }
-        dst += 8;
+    if ((bits - shift) & 2) {
+        chunk[64 * (k & 1) + i] |= (uint8_t)((v >> shift & 3) << (2 * (k >> 1)));
+        chunk += 128;
         shift += 2;
     }
-    if (rest & 1) {
-        for (int j = 0; j < 4; j++) {
-            unsigned b = 0;
-            for (int k = 0; k < 8; k++) b |= (unsigned)(v[8 * j + k] >> shift & 1) << k;
-            dst[j] = (uint8_t)b;
-        }
-    }
+    if ((bits - shift) & 1) chunk[8 * k + (i >> 3)] |= (uint8_t)((v >> shift & 1) << (i & 7));
 }
 
-static size_t param_bytes(int kind, int groups) {
-    switch (kind) {
-    case LB_UP_SYM: return 2 * (size_t)groups;
-    case LB_UP_F16: return 4 * (size_t)groups;
-    case LB_UP_ZINT: return 3 * (size_t)groups;
-    case LB_UP_HSYM: return 4 + (size_t)groups;
-    default: return 8 + 2 * (size_t)groups;
+/* parameter sizes and the blocks (uniform_pack.h) */
+static void block_layout(lb_upack *p) {
+    static const int bytes[] = {32, 64, 48, 16, 32}, shift[] = {1, 0, 2, 2, 1}, head[] = {0, 0, 0, 64, 128};
+    p->group_bytes = bytes[p->kind];
+    p->head_bytes = head[p->kind];
+    p->block_shift = shift[p->kind];
+    if (p->hshift == 0 && p->block_shift == 0) p->block_shift = 1; /* g16: two groups per chunk */
+    if (p->hshift >= 30) {                                          /* one group: its own line */
+        p->block_shift = 0;
+        p->group_bytes = 64;
+    }
+    int chunks = p->hshift >= 30 ? p->chunks : p->hshift == 0 ? 1 << (p->block_shift - 1)
+                                                                : (1 << p->block_shift) << (p->hshift - 1);
+    p->block_bytes = ((size_t)p->group_bytes << p->block_shift) + (size_t)chunks * (size_t)p->chunk_bytes;
+    size_t blocks = ((size_t)p->groups + ((size_t)1 << p->block_shift) - 1) >> p->block_shift;
+    p->panel_bytes = ((size_t)p->head_bytes + blocks * p->block_bytes + 63) / 64 * 64;
+}
+
+/* row r's parameters into lane `lane` of its panel */
+static void put_params(const lb_tensor *w, const lb_upack *p, int64_t r, int lane, uint8_t *panel) {
+    const lb_qspec *s = &w->spec;
+    const lb_layout *l = &w->layout;
+    const uint8_t *src = w->data + (size_t)r * l->row_bytes;
+    int G = p->groups, kb = s->scale_bits, np = s->zero == LB_ZERO_SYM ? 1 : 2;
+    size_t cb = (size_t)(l->group_len * s->bits / 8), hb = s->zero == LB_ZERO_F16 ? 4 : 2;
+    if (!kb) {
+        const uint8_t *zs = src + (size_t)G * (hb + cb);
+        for (int g = 0; g < G; g++) {
+            const uint8_t *blk = src + (size_t)g * (hb + cb);
+            uint8_t *gp = (uint8_t *)lb_upack_group(p, panel, g);
+            memcpy(gp + 2 * lane, blk, 2); /* the fp16 scale, bit for bit */
+            if (p->kind == LB_UP_F16) memcpy(gp + 32 + 2 * lane, blk + 2, 2);
+            if (p->kind == LB_UP_ZINT)
+                gp[32 + lane] = (uint8_t)lb_get_bits(zs, (uint64_t)g * (uint64_t)s->bits, s->bits);
+        }
+        return;
+    }
+    const uint8_t *tail = w->data + (size_t)l->rows * l->row_bytes; /* super-scales */
+    const uint8_t *sup = tail + (size_t)(r / s->super_rows) * (np == 2 ? 4 : 2);
+    float D = lb_fp16_to_fp32(lb_rd16(sup)), M = np == 2 ? lb_fp16_to_fp32(lb_rd16(sup + 2)) : 0.0f;
+    memcpy(panel + 4 * lane, &D, 4);
+    if (np == 2) memcpy(panel + 64 + 4 * lane, &M, 4);
+    for (int g = 0; g < G; g++) {
+        uint8_t *gp = (uint8_t *)lb_upack_group(p, panel, g);
+        unsigned code = lb_get_bits(src, (uint64_t)g * (uint64_t)(np * kb), kb);
+        gp[lane] = (uint8_t)lb_hscale_int(s, code); /* two's complement for sym */
+        if (np == 2) gp[16 + lane] = (uint8_t)lb_get_bits(src, (uint64_t)(g * 2 + 1) * (uint64_t)kb, kb);
     }
 }
 
@@ -71,11 +102,12 @@ lb_status lb_uniform_repack(const lb_tensor *w, void **out, size_t *bytes) {
                            : (s->zero == LB_ZERO_SYM ? LB_UP_SYM : s->zero == LB_ZERO_F16 ? LB_UP_F16 : LB_UP_ZINT);
     p.hshift = s->group == LB_GROUP_ROW ? 30 : log2i(l->group_len) - 4;
     p.chunks = (int)((l->cols_padded + 31) / 32);
-    p.chunk_bytes = 4 * s->bits;
-    p.codes_bytes = (size_t)p.chunks * (size_t)p.chunk_bytes;
-    p.row_bytes = p.codes_bytes + param_bytes(p.kind, p.groups);
-    size_t total = LB_UPACK_ROWS + (size_t)l->rows * p.row_bytes;
-    /* codes past cols_padded (the last chunk's tail) stay 0: they meet zero activations */
+    p.chunk_bytes = 64 * s->bits;
+    block_layout(&p);
+    int64_t panels = (l->rows + LB_UPACK_PANEL - 1) / LB_UPACK_PANEL;
+    size_t total = LB_UPACK_HEAD + (size_t)panels * p.panel_bytes;
+    /* padding rows and columns past cols_padded keep code 0 (8 bits: written
+     * as 0 ^ 0x80 below) and parameters 0: they contribute nothing */
     uint8_t *buf = lb_calloc(1, total), *codes = lb_calloc((size_t)p.chunks, 32);
     if (!buf || !codes) {
         lb_free(buf);
@@ -84,40 +116,23 @@ lb_status lb_uniform_repack(const lb_tensor *w, void **out, size_t *bytes) {
     }
     memcpy(buf, &p, sizeof p);
     int G = p.groups, kb = s->scale_bits, np = s->zero == LB_ZERO_SYM ? 1 : 2;
-    size_t cb = (size_t)(l->group_len * s->bits / 8);
-    size_t hb = s->zero == LB_ZERO_F16 ? 4 : 2;                      /* fp16 header per block */
-    size_t pb = kb ? (size_t)((G * kb * np + 7) / 8) : 0;            /* hierarchical: parameter bits */
-    const uint8_t *tail = w->data + (size_t)l->rows * l->row_bytes; /* hierarchical: super-scales */
-    for (int64_t r = 0; r < l->rows; r++) {
-        const uint8_t *src = w->data + (size_t)r * l->row_bytes;
-        uint8_t *dst = buf + LB_UPACK_ROWS + (size_t)r * p.row_bytes, *par = dst + p.codes_bytes;
-        for (int g = 0; g < G; g++) {
-            const uint8_t *blk = kb ? src + pb + (size_t)g * cb : src + (size_t)g * (hb + cb) + hb;
-            lb_uniform_unpack_codes(s, blk, l->group_len, 0, l->group_len, codes + (size_t)g * l->group_len);
-        }
-        for (int c = 0; c < p.chunks; c++) pack_chunk(s->bits, codes + (size_t)c * 32, dst + (size_t)c * p.chunk_bytes);
-        if (!kb) {
-            const uint8_t *zs = src + (size_t)G * (hb + cb);
+    size_t cb = (size_t)(l->group_len * s->bits / 8), hb = s->zero == LB_ZERO_F16 ? 4 : 2;
+    size_t pb = kb ? (size_t)((G * kb * np + 7) / 8) : 0; /* hierarchical: parameter bits */
+    for (int64_t r = 0; r < panels * LB_UPACK_PANEL; r++) {
+        uint8_t *panel = buf + LB_UPACK_HEAD + (size_t)(r / LB_UPACK_PANEL) * p.panel_bytes;
+        int lane = (int)(r % LB_UPACK_PANEL);
+        memset(codes, 0, (size_t)p.chunks * 32);
+        if (r < l->rows) {
+            const uint8_t *src = w->data + (size_t)r * l->row_bytes;
             for (int g = 0; g < G; g++) {
-                const uint8_t *blk = src + (size_t)g * (hb + cb);
-                memcpy(par + 2 * (size_t)g, blk, 2); /* the fp16 scale, bit for bit */
-                if (p.kind == LB_UP_F16) memcpy(par + 2 * (size_t)G + 2 * (size_t)g, blk + 2, 2);
-                if (p.kind == LB_UP_ZINT)
-                    par[2 * (size_t)G + (size_t)g] = (uint8_t)lb_get_bits(zs, (uint64_t)g * (uint64_t)s->bits, s->bits);
+                const uint8_t *blk = kb ? src + pb + (size_t)g * cb : src + (size_t)g * (hb + cb) + hb;
+                lb_uniform_unpack_codes(s, blk, l->group_len, 0, l->group_len, codes + (size_t)g * l->group_len);
             }
-        } else {
-            int64_t b = r / s->super_rows;
-            const uint8_t *sup = tail + (size_t)b * (np == 2 ? 4 : 2);
-            float D = lb_fp16_to_fp32(lb_rd16(sup)), M = np == 2 ? lb_fp16_to_fp32(lb_rd16(sup + 2)) : 0.0f;
-            memcpy(par, &D, 4);
-            if (np == 2) memcpy(par + 4, &M, 4);
-            uint8_t *sc = par + 4 * (size_t)np, *mn = sc + G;
-            for (int g = 0; g < G; g++) {
-                unsigned code = lb_get_bits(src, (uint64_t)g * (uint64_t)(np * kb), kb);
-                sc[g] = (uint8_t)lb_hscale_int(s, code); /* two's complement for sym */
-                if (np == 2) mn[g] = (uint8_t)lb_get_bits(src, (uint64_t)(g * 2 + 1) * (uint64_t)kb, kb);
-            }
+            put_params(w, &p, r, lane, panel);
         }
+        for (int c = 0; c < p.chunks; c++)
+            for (int j = 0; j < 32; j++)
+                put_code(s->bits, (uint8_t *)lb_upack_chunk(&p, panel, c), lane, j, codes[(size_t)c * 32 + j]);
     }
     lb_free(codes);
     *out = buf;
