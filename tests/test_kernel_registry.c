@@ -556,8 +556,8 @@ static void test_selection(void) {
     CHECK_PICK("q8_0", 0u, "no_such_kernel", "q8_0_ref");
 #if defined(__x86_64__)
     unsigned avx2 = LB_CPU_AVX2 | LB_CPU_FMA | LB_CPU_F16C;
-    CHECK_PICK("q8_0", avx2, NULL, "q8_0_avx2");
-    CHECK_PICK("q4_0", avx2, NULL, "q4_0_avx2");
+    CHECK_PICK("q8_0", avx2, NULL, "uniform_avx2");
+    CHECK_PICK("q4_0", avx2, NULL, "uniform_avx2");
     CHECK_PICK("f32", avx2, NULL, "f32_avx2");
     CHECK_PICK("nf4:g32:dq", avx2, NULL, "nf4_avx2");
     CHECK_PICK("nf4:g64", avx2, NULL, "nf4_avx2");
@@ -569,15 +569,23 @@ static void test_selection(void) {
     CHECK_PICK("nf4:g64", 0u, NULL, "nf4_ref");
     CHECK_PICK("pow2:4:g64", 0u, NULL, "pow2_ref");
     unsigned avx512 = avx2 | LB_CPU_AVX512F | LB_CPU_AVX512BW | LB_CPU_AVX512VNNI;
-    CHECK_PICK("q8_0", avx512, NULL, "q8_0_avx512");
-    CHECK_PICK("q4_0", avx512, NULL, "q4_0_avx512");
+    CHECK_PICK("q8_0", avx512, NULL, "uniform_avx512");
+    CHECK_PICK("q4_0", avx512, NULL, "uniform_avx512");
     CHECK_PICK("nf4:g32:dq", avx512, NULL, "nf4_avx512");
     CHECK_PICK("pow2:3:g32", avx512, NULL, "pow2_avx512");
-    CHECK_PICK("q8_0", avx512 & ~LB_CPU_AVX512VNNI, NULL, "q8_0_avx2"); /* no VNNI */
+    CHECK_PICK("q8_0", avx512 & ~LB_CPU_AVX512VNNI, NULL, "uniform_avx2"); /* no VNNI */
     CHECK_PICK("int3:g64:asym", avx2, NULL, "uniform_avx2");
     CHECK_PICK("int2:g32:asym:s4", avx2, NULL, "uniform_avx2");
     CHECK_PICK("int3:g64:asym", avx512, NULL, "uniform_avx512");
     CHECK_PICK("int3:g64:asym", avx512 & ~LB_CPU_AVX512VNNI, NULL, "uniform_avx2");
+    { /* rows longer than the panels' stack tables take (1023 groups) keep ggml's block rows */
+        lb_qspec q;
+        lb_layout l;
+        CHECK_OK(lb_qspec_parse("q8_0", &q));
+        CHECK_OK(lb_layout_compute(&q, 16, 32 * 1024, &l));
+        const lb_kernel *k = lb_kernel_select(&q, &l, avx512, NULL);
+        CHECK_MSG(k && !strcmp(k->name, "q8_0_avx512"), "q8_0 with 32768 columns: %s", k ? k->name : "(none)");
+    }
     CHECK_PICK("q8_0", avx512, "q8_0_avx2", "q8_0_avx2");
     CHECK_PICK("q8_0", avx2, "fallback", "dequant_avx2");
     CHECK_PICK("q8_0", avx2, "q8_0_ref", "q8_0_ref");
@@ -619,7 +627,7 @@ static void test_selection(void) {
     unsigned need = LB_CPU_AVX2 | LB_CPU_FMA | LB_CPU_F16C;
     unsigned need512 = need | LB_CPU_AVX512F | LB_CPU_AVX512BW | LB_CPU_AVX512VNNI;
     if (!env_kernel && (lb_cpu_features() & need) == need)
-        CHECK(!strcmp(lb_matmul_kernel_name(&t), (lb_cpu_features() & need512) == need512 ? "q8_0_avx512" : "q8_0_avx2"));
+        CHECK(!strcmp(lb_matmul_kernel_name(&t), (lb_cpu_features() & need512) == need512 ? "uniform_avx512" : "uniform_avx2"));
 #endif
 #if defined(__aarch64__)
     if (!env_kernel && (lb_cpu_features() & LB_CPU_NEON))

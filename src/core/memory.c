@@ -1,10 +1,21 @@
 /* Aligned allocation with overflow-checked sizes. */
+#define _GNU_SOURCE /* madvise */
 #include "lowbit/core.h"
 
 #include <stdlib.h>
 #include <string.h>
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 #define LB_ALIGN 64
+/* Large buffers (weights, their repacked layouts, activations of a long
+ * prompt) are aligned to 2 MiB and offered to transparent huge pages: a
+ * 4 KiB page fault is expensive (on this project's VMs it dominated
+ * repacking a 4096x4096 tensor: ~2300 faults), and streamed weights then
+ * miss the TLB 512x less often. Where THP is off the advice is ignored. */
+#define LB_HUGE_MIN ((size_t)4 << 20)
+#define LB_HUGE_ALIGN ((size_t)2 << 20)
 
 int lb_mul_overflows(size_t a, size_t b, size_t *out) {
     if (a != 0 && b > SIZE_MAX / a) return 1;
@@ -19,7 +30,14 @@ void *lb_alloc(size_t size) {
         return NULL;
     }
     size_t rounded = (size + LB_ALIGN - 1) / LB_ALIGN * LB_ALIGN;
-    void *p = aligned_alloc(LB_ALIGN, rounded);
+    void *p = NULL;
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    if (rounded >= LB_HUGE_MIN) {
+        if (posix_memalign(&p, LB_HUGE_ALIGN, rounded) != 0) p = NULL;
+        if (p) (void)madvise(p, rounded / LB_HUGE_ALIGN * LB_HUGE_ALIGN, MADV_HUGEPAGE);
+    } else
+#endif
+        p = aligned_alloc(LB_ALIGN, rounded);
     if (!p) lb_fail(LB_ERR_NOMEM, "out of memory allocating %zu bytes", size);
     return p;
 }

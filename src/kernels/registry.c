@@ -65,6 +65,15 @@ static int is_pow2_blocks(const lb_qspec *s, const lb_layout *l) { return lb_cb_
 
 static const lb_kernel registry[] = {
 #if defined(__x86_64__)
+    /* every uniform int layout, q8_0 and q4_0 included: the 16-row panels
+     * (load-time repack) beat the rows reading ggml's blocks as stored by
+     * 1.3-2.3x at 4096x4096 (batch 1 and 8) and on stories260K in a
+     * same-run comparison (docs/BENCHMARKS.md); those stay for rows too
+     * long for the panels' stack tables and for LB_KERNEL */
+    {"uniform_avx512", lb_uniform_kernel_accepts, AVX512_VNNI, LB_ACT_Q8_32, lb_kernel_uniform_avx512, 0, 0,
+     "uniform_ref", lb_uniform_repack},
+    {"uniform_avx2", lb_uniform_kernel_accepts, AVX2_FMA_F16C, LB_ACT_Q8_32, lb_kernel_uniform_avx2, 0, 0,
+     "uniform_ref", lb_uniform_repack},
     {"q8_0_avx512", is_q8_0, AVX512_VNNI, LB_ACT_Q8_32, lb_kernel_q8_0_avx512, 0, 0, "q8_0_ref", NULL},
     {"q4_0_avx512", is_q4_0, AVX512_VNNI, LB_ACT_Q8_32, lb_kernel_q4_0_avx512, 0, 0, "q4_0_ref", NULL},
     {"nf4_avx512", is_nf4_blocks, AVX512_VNNI, LB_ACT_Q8_32, lb_kernel_nf4_avx512, 0, 0, "nf4_ref", NULL},
@@ -111,12 +120,6 @@ static const lb_kernel registry[] = {
     {"q8_0_ref", is_q8_0, 0, LB_ACT_Q8_32, lb_kernel_q8_0_ref, 0, 0, NULL, NULL},
     {"q4_0_ref", is_q4_0, 0, LB_ACT_Q8_32, lb_kernel_q4_0_ref, 0, 0, NULL, NULL},
     /* every other uniform int layout (below q8_0 / q4_0, which keep their exact layouts) */
-#if defined(__x86_64__)
-    {"uniform_avx512", lb_uniform_kernel_accepts, AVX512_VNNI, LB_ACT_Q8_32, lb_kernel_uniform_avx512, 0, 0,
-     "uniform_ref", lb_uniform_repack},
-    {"uniform_avx2", lb_uniform_kernel_accepts, AVX2_FMA_F16C, LB_ACT_Q8_32, lb_kernel_uniform_avx2, 0, 0,
-     "uniform_ref", lb_uniform_repack},
-#endif
     {"uniform_ref", lb_uniform_kernel_accepts, 0, LB_ACT_Q8_32, lb_kernel_uniform_ref, 0, 0, NULL, lb_uniform_repack},
 #if defined(__x86_64__)
     {"nf4_avx2", is_nf4_blocks, AVX2_FMA_F16C, LB_ACT_Q8_32, lb_kernel_nf4_avx2, 0, 0, "nf4_ref", NULL},

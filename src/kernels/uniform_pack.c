@@ -22,25 +22,41 @@ static int log2i(int64_t v) {
     return k;
 }
 
-/* code v of row r (0..15) at column j (0..31) of a panel's chunk, into the
- * planes: the inverse of lb_upack_code (8 bits: q ^ 0x80) */
-static void put_code(int bits, uint8_t *chunk, int r, int j, unsigned v) {
-    int k = j >> 2, i = 4 * r + (j & 3), shift = 0;
+/* One chunk of a panel from its codes v[r][32 * c + j] (row r, column j),
+ * into the planes: the inverse of lb_upack_code (8 bits: q ^ 0x80). Byte
+ * i = 4 r + j of unit k is (row r, column 4k + j). */
+static void pack_chunk(int bits, const uint8_t *v, size_t ld, uint8_t *dst) {
+#define CODE(k, i) v[(size_t)((i) >> 2) * ld + 4 * (k) + ((i) & 3)]
     if (bits == 8) {
-        chunk[64 * k + i] = (uint8_t)(v ^ 0x80);
+        for (int k = 0; k < 8; k++)
+            for (int i = 0; i < 64; i++) dst[64 * k + i] = (uint8_t)(CODE(k, i) ^ 0x80);
         return;
     }
+    int shift = 0;
     if (bits >= 4) {
-        chunk[64 * (k & 3) + i] |= (uint8_t)((v & 15) << (4 * (k >> 2)));
-        chunk += 256;
+        for (int m = 0; m < 4; m++)
+            for (int i = 0; i < 64; i++) dst[64 * m + i] = (uint8_t)((CODE(m, i) & 15) | (CODE(m + 4, i) & 15) << 4);
+        dst += 256;
         shift = 4;
     }
     if ((bits - shift) & 2) {
-        chunk[64 * (k & 1) + i] |= (uint8_t)((v >> shift & 3) << (2 * (k >> 1)));
-        chunk += 128;
+        for (int m = 0; m < 2; m++)
+            for (int i = 0; i < 64; i++) {
+                unsigned b = 0;
+                for (int t = 0; t < 4; t++) b |= (unsigned)(CODE(2 * t + m, i) >> shift & 3) << (2 * t);
+                dst[64 * m + i] = (uint8_t)b;
+            }
+        dst += 128;
         shift += 2;
     }
-    if ((bits - shift) & 1) chunk[8 * k + (i >> 3)] |= (uint8_t)((v >> shift & 1) << (i & 7));
+    if ((bits - shift) & 1)
+        for (int k = 0; k < 8; k++)
+            for (int i = 0; i < 64; i += 8) {
+                unsigned b = 0;
+                for (int t = 0; t < 8; t++) b |= (unsigned)(CODE(k, i + t) >> shift & 1) << t;
+                dst[8 * k + (i >> 3)] = (uint8_t)b;
+            }
+#undef CODE
 }
 
 /* parameter sizes and the blocks (uniform_pack.h) */
@@ -106,35 +122,47 @@ lb_status lb_uniform_repack(const lb_tensor *w, void **out, size_t *bytes) {
     block_layout(&p);
     int64_t panels = (l->rows + LB_UPACK_PANEL - 1) / LB_UPACK_PANEL;
     size_t total = LB_UPACK_HEAD + (size_t)panels * p.panel_bytes;
-    /* padding rows and columns past cols_padded keep code 0 (8 bits: written
-     * as 0 ^ 0x80 below) and parameters 0: they contribute nothing */
-    uint8_t *buf = lb_calloc(1, total), *codes = lb_calloc((size_t)p.chunks, 32);
-    if (!buf || !codes) {
-        lb_free(buf);
-        lb_free(codes);
-        return lb_fail(LB_ERR_NOMEM, "out of memory repacking '%s' for the uniform kernels", w->name);
-    }
+    /* padding rows and columns past cols_padded: code 0 and parameters 0,
+     * contributing nothing. Panels are independent: they are packed in
+     * parallel, each thread unpacking a panel's 16 rows side by side. */
+    size_t ld = (size_t)p.chunks * 32;
+    uint8_t *buf = lb_calloc(1, total);
+    if (!buf) return lb_fail(LB_ERR_NOMEM, "out of memory repacking '%s' for the uniform kernels", w->name);
     memcpy(buf, &p, sizeof p);
-    int G = p.groups, kb = s->scale_bits, np = s->zero == LB_ZERO_SYM ? 1 : 2;
+    int G = p.groups, kb = s->scale_bits, np = s->zero == LB_ZERO_SYM ? 1 : 2, failed = 0;
     size_t cb = (size_t)(l->group_len * s->bits / 8), hb = s->zero == LB_ZERO_F16 ? 4 : 2;
     size_t pb = kb ? (size_t)((G * kb * np + 7) / 8) : 0; /* hierarchical: parameter bits */
-    for (int64_t r = 0; r < panels * LB_UPACK_PANEL; r++) {
-        uint8_t *panel = buf + LB_UPACK_HEAD + (size_t)(r / LB_UPACK_PANEL) * p.panel_bytes;
-        int lane = (int)(r % LB_UPACK_PANEL);
-        memset(codes, 0, (size_t)p.chunks * 32);
-        if (r < l->rows) {
-            const uint8_t *src = w->data + (size_t)r * l->row_bytes;
-            for (int g = 0; g < G; g++) {
-                const uint8_t *blk = kb ? src + pb + (size_t)g * cb : src + (size_t)g * (hb + cb) + hb;
-                lb_uniform_unpack_codes(s, blk, l->group_len, 0, l->group_len, codes + (size_t)g * l->group_len);
-            }
-            put_params(w, &p, r, lane, panel);
+#pragma omp parallel if (panels > 1 && (size_t)l->rows * ld >= ((size_t)1 << 20))
+    {
+        uint8_t *codes = lb_alloc(LB_UPACK_PANEL * ld);
+        if (!codes) {
+#pragma omp atomic write
+            failed = 1;
         }
-        for (int c = 0; c < p.chunks; c++)
-            for (int j = 0; j < 32; j++)
-                put_code(s->bits, (uint8_t *)lb_upack_chunk(&p, panel, c), lane, j, codes[(size_t)c * 32 + j]);
+#pragma omp for schedule(static)
+        for (int64_t pn = 0; pn < panels; pn++) {
+            if (!codes) continue;
+            uint8_t *panel = buf + LB_UPACK_HEAD + (size_t)pn * p.panel_bytes;
+            memset(codes, 0, LB_UPACK_PANEL * ld);
+            for (int lane = 0; lane < LB_UPACK_PANEL && pn * LB_UPACK_PANEL + lane < l->rows; lane++) {
+                int64_t r = pn * LB_UPACK_PANEL + lane;
+                const uint8_t *src = w->data + (size_t)r * l->row_bytes;
+                for (int g = 0; g < G; g++) {
+                    const uint8_t *blk = kb ? src + pb + (size_t)g * cb : src + (size_t)g * (hb + cb) + hb;
+                    lb_uniform_unpack_codes(s, blk, l->group_len, 0, l->group_len,
+                                            codes + (size_t)lane * ld + (size_t)g * l->group_len);
+                }
+                put_params(w, &p, r, lane, panel);
+            }
+            for (int c = 0; c < p.chunks; c++)
+                pack_chunk(s->bits, codes + 32 * (size_t)c, ld, (uint8_t *)lb_upack_chunk(&p, panel, c));
+        }
+        lb_free(codes);
     }
-    lb_free(codes);
+    if (failed) {
+        lb_free(buf);
+        return lb_fail(LB_ERR_NOMEM, "out of memory repacking '%s' for the uniform kernels", w->name);
+    }
     *out = buf;
     *bytes = total;
     return LB_OK;
