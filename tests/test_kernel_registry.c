@@ -451,6 +451,50 @@ static void test_uniform_shapes(void) {
     }
 }
 
+/* The largest integer sums the uniform kernels can meet: every code at its
+ * maximum (each group holds one weight at -1 and the rest at +1, so
+ * asymmetric rounding puts them at 2^b - 1) against activations all at
+ * +127 or all at -127. A SIMD entry keeping partial sums in narrow lanes
+ * (uniform_avx2: int16 for up to 4 bits) would wrap there; the scalar twin
+ * sums in int. */
+static void test_uniform_extremes(void) {
+    static const char *specs[] = {"int1:g64:asym", "int2:g64:asym", "int3:g64:asym", "int4:g64:asym", "int4:g16:asym",
+                                  "int5:g64:asym", "int6:g32:asym", "int7:g64:asym", "int8:g64:asym", "int4:row:asym"};
+    enum { ROWS = 37, COLS = 256, NMAX = 9 };
+    unsigned cpu = lb_cpu_features();
+    float *w = lb_alloc(sizeof(float) * ROWS * COLS), x[NMAX * COLS], y1[NMAX * ROWS], y2[NMAX * ROWS];
+    for (int r = 0; r < ROWS; r++)
+        for (int c = 0; c < COLS; c++) w[r * COLS + c] = c % 16 == 0 ? -1.0f : 1.0f;
+    for (int i = 0; i < NMAX; i++)
+        for (int c = 0; c < COLS; c++) x[i * COLS + c] = i % 2 ? -3.0f : 2.0f;
+    for (int e = 0; e < lb_kernel_count(); e++) {
+        const lb_kernel *k = lb_kernel_at(e), *twin = k->twin ? lb_kernel_find(k->twin) : NULL;
+        if (strncmp(k->name, "uniform_", 8) || !twin) continue;
+        if ((k->cpu & cpu) != k->cpu) {
+            printf("SKIPPED %s on the extreme sums: this CPU (or LB_CPU) lacks its features\n", k->name);
+            continue;
+        }
+        for (size_t s = 0; s < sizeof specs / sizeof specs[0]; s++) {
+            lb_qspec spec;
+            lb_tensor t;
+            CHECK_OK(lb_qspec_parse(specs[s], &spec));
+            CHECK_OK(lb_quantize_to_tensor(w, ROWS, COLS, &spec, NULL, "w", &t));
+            for (int n = 1; n <= NMAX; n += 4) {
+                run_entry(k, &t, x, n, y1, ROWS);
+                run_entry(twin, &t, x, n, y2, ROWS);
+                for (int o = 0; o < n * ROWS; o++) {
+                    double mag = 3.0 * COLS * 1.01; /* |w| <= 1 (+ rounding), |x| <= 3 */
+                    CHECK_MSG(fabs((double)y1[o] - y2[o]) <= 1e-5 * mag, "%s on %s, n %d: y[%d] %.9g vs twin %.9g",
+                              k->name, specs[s], n, o, y1[o], y2[o]);
+                }
+            }
+            lb_tensor_free(&t);
+        }
+        printf("  %-14s checked on the extreme sums\n", k->name);
+    }
+    lb_free(w);
+}
+
 /* The preparation's bytes: pinned values, and the SIMD version identical */
 static void test_act_prepare(void) {
     float x[40] = {127.0f, 0.5f, 1.5f, -2.5f, -127.0f, 63.5f, 0.0f, 126.49f};
@@ -871,6 +915,7 @@ int main(void) {
     test_lut_prepare();
     test_codebook_tables();
     test_uniform_shapes();
+    test_uniform_extremes();
     test_act_prepare();
     test_selection();
     test_act_cache();

@@ -47,17 +47,26 @@ LB_TGT static LB_INLINE __m256i bits32(const uint8_t *p, int s) {
 }
 LB_TGT static LB_INLINE VB vb_plane1(const uint8_t *p, int s) { return (VB){bits32(p, s), bits32(p + 4, s)}; }
 
-LB_TGT static LB_INLINE VI vi_add(VI x, VI y) { return (VI){_mm256_add_epi32(x.lo, y.lo), _mm256_add_epi32(x.hi, y.hi)}; }
 LB_TGT static LB_INLINE VI vi_zero(void) { return (VI){_mm256_setzero_si256(), _mm256_setzero_si256()}; }
 LB_TGT static LB_INLINE __m256i bcast4(const int8_t *a4) {
     int32_t u;
     memcpy(&u, a4, 4);
     return _mm256_set1_epi32(u);
 }
-LB_TGT static LB_INLINE VI vi_dot(VI acc, VB w, const int8_t *a4) {
+/* Up to 4 bits the vpmaddubsw pair sums stay in int16 for a whole chunk
+ * (8 units x 2 x 15 x 127 = 30480 < 2^15) and vpmaddwd widens them once
+ * (vf_from_vi); wider codes widen per unit. */
+#define I16(bits) ((bits) <= 4)
+LB_TGT static LB_INLINE VI vi_add(VI x, VI y, int bits) {
+    if (I16(bits)) return (VI){_mm256_add_epi16(x.lo, y.lo), _mm256_add_epi16(x.hi, y.hi)};
+    return (VI){_mm256_add_epi32(x.lo, y.lo), _mm256_add_epi32(x.hi, y.hi)};
+}
+LB_TGT static LB_INLINE VI vi_dot(VI acc, VB w, const int8_t *a4, int bits) {
     __m256i a = bcast4(a4), one = _mm256_set1_epi16(1);
-    acc.lo = _mm256_add_epi32(acc.lo, _mm256_madd_epi16(_mm256_maddubs_epi16(w.lo, a), one));
-    acc.hi = _mm256_add_epi32(acc.hi, _mm256_madd_epi16(_mm256_maddubs_epi16(w.hi, a), one));
+    __m256i plo = _mm256_maddubs_epi16(w.lo, a), phi = _mm256_maddubs_epi16(w.hi, a);
+    if (I16(bits)) return (VI){_mm256_add_epi16(acc.lo, plo), _mm256_add_epi16(acc.hi, phi)};
+    acc.lo = _mm256_add_epi32(acc.lo, _mm256_madd_epi16(plo, one));
+    acc.hi = _mm256_add_epi32(acc.hi, _mm256_madd_epi16(phi, one));
     return acc;
 }
 LB_TGT static LB_INLINE VI vi_dot8(VI acc, VB w, const int8_t *a4) {
@@ -70,7 +79,14 @@ LB_TGT static LB_INLINE VI vi_dot8(VI acc, VB w, const int8_t *a4) {
 }
 
 LB_TGT static LB_INLINE VF vf_zero(void) { return (VF){_mm256_setzero_ps(), _mm256_setzero_ps()}; }
-LB_TGT static LB_INLINE VF vf_from_vi(VI v) { return (VF){_mm256_cvtepi32_ps(v.lo), _mm256_cvtepi32_ps(v.hi)}; }
+LB_TGT static LB_INLINE VF vf_from_vi(VI v, int bits) {
+    if (I16(bits)) {
+        __m256i one = _mm256_set1_epi16(1);
+        v.lo = _mm256_madd_epi16(v.lo, one);
+        v.hi = _mm256_madd_epi16(v.hi, one);
+    }
+    return (VF){_mm256_cvtepi32_ps(v.lo), _mm256_cvtepi32_ps(v.hi)};
+}
 LB_TGT static LB_INLINE VF vf_fma(VF a, VF b, VF c) {
     return (VF){_mm256_fmadd_ps(a.lo, b.lo, c.lo), _mm256_fmadd_ps(a.hi, b.hi, c.hi)};
 }

@@ -34,14 +34,20 @@ LB_TGT static LB_INLINE VB vb_plane1(const uint8_t *p, int s) {
     return _mm512_maskz_mov_epi8(_cvtu64_mask64(u), _mm512_set1_epi8((char)(1 << s)));
 }
 
-LB_TGT static LB_INLINE VI vi_add(VI x, VI y) { return _mm512_add_epi32(x, y); }
+LB_TGT static LB_INLINE VI vi_add(VI x, VI y, int bits) {
+    (void)bits;
+    return _mm512_add_epi32(x, y);
+}
 LB_TGT static LB_INLINE VI vi_zero(void) { return _mm512_setzero_si512(); }
 LB_TGT static LB_INLINE __m512i bcast4(const int8_t *a4) {
     int32_t u;
     memcpy(&u, a4, 4);
     return _mm512_set1_epi32(u);
 }
-LB_TGT static LB_INLINE VI vi_dot(VI acc, VB w, const int8_t *a4) { return _mm512_dpbusd_epi32(acc, w, bcast4(a4)); }
+LB_TGT static LB_INLINE VI vi_dot(VI acc, VB w, const int8_t *a4, int bits) {
+    (void)bits;
+    return _mm512_dpbusd_epi32(acc, w, bcast4(a4));
+}
 LB_TGT static LB_INLINE VI vi_dot8(VI acc, VB w, const int8_t *a4) {
     __m512i a = bcast4(a4), flip = _mm512_set1_epi8((char)0x80);
     acc = _mm512_dpbusd_epi32(acc, _mm512_xor_si512(w, flip), a);
@@ -49,7 +55,10 @@ LB_TGT static LB_INLINE VI vi_dot8(VI acc, VB w, const int8_t *a4) {
 }
 
 LB_TGT static LB_INLINE VF vf_zero(void) { return _mm512_setzero_ps(); }
-LB_TGT static LB_INLINE VF vf_from_vi(VI v) { return _mm512_cvtepi32_ps(v); }
+LB_TGT static LB_INLINE VF vf_from_vi(VI v, int bits) {
+    (void)bits;
+    return _mm512_cvtepi32_ps(v);
+}
 LB_TGT static LB_INLINE VF vf_fma(VF a, VF b, VF c) { return _mm512_fmadd_ps(a, b, c); }
 LB_TGT static LB_INLINE VF vf_fma_s(VF a, float s, VF c) { return _mm512_fmadd_ps(a, _mm512_set1_ps(s), c); }
 LB_TGT static LB_INLINE VF vf_scale(VF a, float s) { return _mm512_mul_ps(a, _mm512_set1_ps(s)); }

@@ -9,11 +9,14 @@
  *   vb_field(x, s, m)     each byte (x >> s) & m (s + width <= 8)
  *   vb_or(x, y), vb_shl(x, n)   bytes (small values: no carries)
  *   vb_plane1(p, s)       the 64 bits at p as bytes (bit i) << s
- *   vi_zero(), vi_add(x, y), vi_dot(acc, w, a4), vi_dot8(acc, w, a4)
+ *   vi_zero(), vi_add(x, y, bits), vi_dot(acc, w, a4, bits), vi_dot8(acc, w, a4)
  *                         acc + per lane the dot product of its 4 code
  *                         bytes (unsigned; dot8: q - 128, signed) with the 4
- *                         activation bytes at a4
- *   vf_zero(), vf_from_vi(v), vf_fma(a, b, c) = a b + c,
+ *                         activation bytes at a4; the sums of at most one
+ *                         chunk (8 units) of b-bit codes, in whatever form
+ *                         the ISA likes (AVX2: int16 pairs up to 4 bits)
+ *   vf_zero(), vf_from_vi(v, bits): the sums as 16 floats,
+ *   vf_fma(a, b, c) = a b + c,
  *   vf_fma_s(a, s, c) = a s + c, vf_scale(a, s) = a s, vf_mul(a, b),
  *   vf_h16(p), vf_u8(p), vf_i8(p), vf_f32(p): 16 fp16 / u8 / int8 / fp32,
  *   vf_store(p, v)
@@ -73,19 +76,19 @@ LB_TGT static LB_INLINE void group_params(const lb_upack *p, const uint8_t *pane
         _Pragma("GCC unroll 8") for (int i = 0; i < NA; i++) {                                                   \
             VI *si = &s[i * NACC(NA) + k % NACC(NA)];                                                            \
             *si = bits == 8 ? vi_dot8(*si, wv, xq[i] + 32 * (size_t)(c) + 4 * k)                                 \
-                            : vi_dot(*si, wv, xq[i] + 32 * (size_t)(c) + 4 * k);                                 \
+                            : vi_dot(*si, wv, xq[i] + 32 * (size_t)(c) + 4 * k, bits);                           \
         }                                                                                                        \
     }
 
 /* s[] zeroed, and summed into one int32 vector per activation row */
 #define SUMS_ZERO(NA)                                                                                            \
     for (int j = 0; j < NA * NACC(NA); j++) s[j] = vi_zero();
-#define SUMS_FOLD(NA, i) vi_fold(s + (i) * NACC(NA), NACC(NA))
+#define SUMS_FOLD(NA, i) vi_fold(s + (i) * NACC(NA), NACC(NA), bits)
 
-LB_TGT static LB_INLINE VI vi_fold(const VI *s, int n) {
+LB_TGT static LB_INLINE VF vi_fold(const VI *s, int n, int bits) {
     VI t = s[0];
-    for (int j = 1; j < n; j++) t = vi_add(t, s[j]);
-    return t;
+    for (int j = 1; j < n; j++) t = vi_add(t, s[j], bits);
+    return vf_from_vi(t, bits);
 }
 
 /* one panel against activation rows i0 .. i0 + NA - 1: out[i][lane] */
@@ -111,7 +114,7 @@ LB_TGT static LB_INLINE void panel_tile(const lb_upack *p, const uint8_t *panel,
             const uint8_t *chunk = lb_upack_chunk(p, panel, c);
             SUMS_ZERO(NA)
             UNITS(NA, chunk, u0, u0 + 4, c)
-            for (int i = 0; i < NA; i++) acc[i] = vf_fma(vf_from_vi(SUMS_FOLD(NA, i)), vf_scale(a, xd[i][c]), acc[i]);
+            for (int i = 0; i < NA; i++) acc[i] = vf_fma(SUMS_FOLD(NA, i), vf_scale(a, xd[i][c]), acc[i]);
             continue;
         }
         int c0, c1;
@@ -120,7 +123,7 @@ LB_TGT static LB_INLINE void panel_tile(const lb_upack *p, const uint8_t *panel,
         for (int c = c0; c < c1; c++, chunk += p->chunk_bytes) {
             SUMS_ZERO(NA)
             UNITS(NA, chunk, 0, 8, c)
-            for (int i = 0; i < NA; i++) acc[i] = vf_fma(vf_from_vi(SUMS_FOLD(NA, i)), vf_scale(a, xd[i][c]), acc[i]);
+            for (int i = 0; i < NA; i++) acc[i] = vf_fma(SUMS_FOLD(NA, i), vf_scale(a, xd[i][c]), acc[i]);
         }
     }
     for (int i = 0; i < NA; i++) vf_store(out[i], acc[i]);
