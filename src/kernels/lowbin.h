@@ -73,6 +73,18 @@ static inline int lb_lowbin_trit(uint8_t q, int s) {
     return (((uint8_t)(q * pow3[s])) * 3) >> 8;
 }
 
+/* code (0..2) of column j from a stored ternary row's trits (clamped as
+ * ternary.c does) */
+static inline int lb_lowbin_stored_trit(const uint8_t *t, int per_byte, int64_t j) {
+    if (per_byte == 4) {
+        int c = (t[j >> 2] >> (2 * (j & 3))) & 3;
+        return c > 2 ? 2 : c;
+    }
+    unsigned v = t[j / 5];
+    for (int64_t i = j % 5; i > 0; i--) v /= 3;
+    return (int)(v % 3);
+}
+
 /* Predicates: the layouts the repacking takes. */
 int lb_lowbin_is_ternary(const lb_qspec *s, const lb_layout *l);
 int lb_lowbin_is_binary(const lb_qspec *s, const lb_layout *l);

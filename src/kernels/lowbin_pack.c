@@ -21,17 +21,6 @@ int lb_lowbin_is_binary(const lb_qspec *s, const lb_layout *l) {
     return s->family == LB_FAMILY_BINARY && s->bits == 1 && block_groups(s, l);
 }
 
-/* code of column j from a stored ternary row's trits (clamped as ternary.c does) */
-static int stored_trit(const uint8_t *t, int per_byte, int64_t j) {
-    if (per_byte == 4) {
-        int c = (t[j >> 2] >> (2 * (j & 3))) & 3;
-        return c > 2 ? 2 : c;
-    }
-    unsigned v = t[j / 5];
-    for (int64_t i = j % 5; i > 0; i--) v /= 3;
-    return (int)(v % 3);
-}
-
 lb_status lb_lowbin_repack(const lb_tensor *w, void **out, size_t *bytes) {
     const lb_layout *l = &w->layout;
     const lb_qspec *s = &w->spec;
@@ -76,7 +65,7 @@ lb_status lb_lowbin_repack(const lb_tensor *w, void **out, size_t *bytes) {
                 unsigned v = 0;
                 for (int d = 0; d < digits; d++) {
                     int64_t j = (int64_t)c * p.chunk_cols + d * 64 + i;
-                    int code = j < l->cols ? stored_trit(codes, s->trits_per_byte, j) : 1;
+                    int code = j < l->cols ? lb_lowbin_stored_trit(codes, s->trits_per_byte, j) : 1;
                     v = digits == 4 ? v | (unsigned)code << (2 * d) : v * 3 + (unsigned)code;
                 }
                 /* 1.6-bit: v / 243 as a fraction of 256, rounded up (see lowbin.h) */
@@ -120,8 +109,8 @@ lb_status lb_lut3_repack(const lb_tensor *w, void **out, size_t *bytes) {
                 l->groups_per_row ? lb_rd16(src + 2 * g) : lb_rd16(w->data + rows * l->row_bytes);
         uint8_t *tile = buf + p.code_off + t * p.row_bytes;
         for (int64_t k = 0; k < (int64_t)p.nb * 16; k++) { /* group k: columns 2k, 2k + 1 */
-            int c0 = 2 * k < l->cols ? stored_trit(src + lead, s->trits_per_byte, 2 * k) : 1;
-            int c1 = 2 * k + 1 < l->cols ? stored_trit(src + lead, s->trits_per_byte, 2 * k + 1) : 1;
+            int c0 = 2 * k < l->cols ? lb_lowbin_stored_trit(src + lead, s->trits_per_byte, 2 * k) : 1;
+            int c1 = 2 * k + 1 < l->cols ? lb_lowbin_stored_trit(src + lead, s->trits_per_byte, 2 * k + 1) : 1;
             tile[(size_t)(k / 2) * 16 + i] |= (uint8_t)((3 * c0 + c1) << (4 * (k & 1)));
         }
     }

@@ -6,9 +6,13 @@
 #include <stdlib.h>
 
 #include "formats/format_internal.h"
+#include "kernels/lowbin.h"
 #include "kernels/uniform_pack.h"
 
 int lb_uniform_kernel_accepts(const lb_qspec *s, const lb_layout *l) {
+    if (s->family == LB_FAMILY_TERNARY || s->family == LB_FAMILY_BINARY) /* groups >= 32, a row or the tensor */
+        return (lb_lowbin_is_ternary(s, l) || lb_lowbin_is_binary(s, l)) && l->cols_padded <= (1 << 28) &&
+               (s->group == LB_GROUP_ROW || s->group == LB_GROUP_TENSOR || l->groups_per_row <= LB_UPACK_MAX_GROUPS);
     if (s->family != LB_FAMILY_UNIFORM || s->bits < 1 || s->bits > 8 || l->groups_per_row < 1) return 0;
     if (l->cols_padded > (1 << 28) || l->groups_per_row > LB_UPACK_MAX_GROUPS) return 0;
     if (s->group == LB_GROUP_ROW) return l->groups_per_row == 1 && l->group_len == l->cols_padded;
@@ -61,7 +65,8 @@ static void pack_chunk(int bits, const uint8_t *v, size_t ld, uint8_t *dst) {
 
 /* parameter sizes and the blocks (uniform_pack.h) */
 static void block_layout(lb_upack *p) {
-    static const int bytes[] = {32, 64, 48, 16, 32}, shift[] = {1, 0, 2, 2, 1}, head[] = {0, 0, 0, 64, 128};
+    static const int bytes[] = {32, 64, 48, 16, 32, 32, 32}, shift[] = {1, 0, 2, 2, 1, 1, 1},
+                     head[] = {0, 0, 0, 64, 128, 0, 0};
     p->group_bytes = bytes[p->kind];
     p->head_bytes = head[p->kind];
     p->block_shift = shift[p->kind];
@@ -109,14 +114,32 @@ static void put_params(const lb_tensor *w, const lb_upack *p, int64_t r, int lan
     }
 }
 
+/* Ternary and binary rows (ternary.c, binary.c): fp16 lead scales per
+ * group (or one per tensor in the tail), then trits or sign bits. */
+static void lowbin_row(const lb_tensor *w, const lb_upack *p, int64_t r, int lane, uint8_t *panel, uint8_t *codes) {
+    const lb_qspec *s = &w->spec;
+    const lb_layout *l = &w->layout;
+    const uint8_t *src = w->data + (size_t)r * l->row_bytes, *t = src + 2 * (size_t)l->groups_per_row;
+    for (int g = 0; g < p->groups; g++) {
+        const uint8_t *sc = l->groups_per_row ? src + 2 * g : w->data + (size_t)l->rows * l->row_bytes;
+        memcpy((uint8_t *)lb_upack_group(p, panel, g) + 2 * lane, sc, 2);
+    }
+    for (int64_t j = 0; j < l->cols; j++)
+        codes[j] = (uint8_t)(p->kind == LB_UP_TERN ? lb_lowbin_stored_trit(t, s->trits_per_byte, j) : t[j >> 3] >> (j & 7) & 1);
+}
+
 lb_status lb_uniform_repack(const lb_tensor *w, void **out, size_t *bytes) {
     const lb_qspec *s = &w->spec;
     const lb_layout *l = &w->layout;
     if (!lb_uniform_kernel_accepts(s, l)) return lb_fail(LB_ERR_INVALID, "uniform repack: layout not taken");
+    int lowbin = s->family == LB_FAMILY_TERNARY || s->family == LB_FAMILY_BINARY;
     lb_upack p = {.bits = s->bits, .groups = (int)l->groups_per_row};
     p.kind = s->scale_bits ? (s->zero == LB_ZERO_SYM ? LB_UP_HSYM : LB_UP_HASYM)
                            : (s->zero == LB_ZERO_SYM ? LB_UP_SYM : s->zero == LB_ZERO_F16 ? LB_UP_F16 : LB_UP_ZINT);
-    p.hshift = s->group == LB_GROUP_ROW ? 30 : log2i(l->group_len) - 4;
+    if (lowbin) p.kind = s->family == LB_FAMILY_TERNARY ? LB_UP_TERN : LB_UP_BIN;
+    int row_group = s->group == LB_GROUP_ROW || s->group == LB_GROUP_TENSOR;
+    if (row_group) p.groups = 1;
+    p.hshift = row_group ? 30 : log2i(l->group_len) - 4;
     p.chunks = (int)((l->cols_padded + 31) / 32);
     p.chunk_bytes = 64 * s->bits;
     block_layout(&p);
@@ -146,6 +169,10 @@ lb_status lb_uniform_repack(const lb_tensor *w, void **out, size_t *bytes) {
             memset(codes, 0, LB_UPACK_PANEL * ld);
             for (int lane = 0; lane < LB_UPACK_PANEL && pn * LB_UPACK_PANEL + lane < l->rows; lane++) {
                 int64_t r = pn * LB_UPACK_PANEL + lane;
+                if (lowbin) {
+                    lowbin_row(w, &p, r, lane, panel, codes + (size_t)lane * ld);
+                    continue;
+                }
                 const uint8_t *src = w->data + (size_t)r * l->row_bytes;
                 for (int g = 0; g < G; g++) {
                     const uint8_t *blk = kb ? src + pb + (size_t)g * cb : src + (size_t)g * (hb + cb) + hb;

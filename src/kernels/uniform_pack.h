@@ -43,6 +43,8 @@
  *   ZINT  fp16 a[16], u8 z[16]         b = -a z                      k = 4
  *   HSYM  int8 sc[16]                  a = D sc, b = -a 2^(bits-1)   k = 4
  *   HASYM u8 sc[16], u8 mn[16]         a = D sc, b = M mn            k = 2
+ *   TERN  fp16 alpha[16]                a = alpha, b = -alpha         k = 2
+ *   BIN   fp16 alpha[16]                a = 2 alpha, b = -alpha       k = 2
  * with the super-scales fp32 D[16] (HSYM), D[16] and M[16] (HASYM) first.
  * (D, M: each row's super-scales, copied per row so a panel is
  * self-contained). Every a and b is exact in fp32 (an fp16 times an integer
@@ -58,7 +60,7 @@
 
 #include "kernels/kernels.h"
 
-enum { LB_UP_SYM, LB_UP_F16, LB_UP_ZINT, LB_UP_HSYM, LB_UP_HASYM };
+enum { LB_UP_SYM, LB_UP_F16, LB_UP_ZINT, LB_UP_HSYM, LB_UP_HASYM, LB_UP_TERN, LB_UP_BIN };
 
 #define LB_UPACK_PANEL 16 /* rows per panel: a divisor of matmul.c's ROW_TILE */
 
@@ -95,6 +97,7 @@ static inline void lb_upack_group_chunks(const lb_upack *p, int g, int *c0, int 
     int h0 = g << p->hshift, h1 = h0 + (1 << p->hshift);
     *c0 = h0 >> 1;
     *c1 = (h1 + 1) >> 1;
+    if (*c1 > p->chunks) *c1 = p->chunks; /* a last group cut short by the row (ternary, binary) */
 }
 
 /* group g's parameters in a panel, and chunk c's codes */
@@ -158,9 +161,17 @@ static inline void lb_upack_param(const lb_upack *p, const uint8_t *panel, int r
         *a = lb_upack_f32(panel + 4 * r) * (float)(int8_t)gp[r];
         *b = -*a * z;
         break;
-    default: /* LB_UP_HASYM */
+    case LB_UP_HASYM:
         *a = lb_upack_f32(panel + 4 * r) * (float)gp[r];
         *b = lb_upack_f32(panel + 64 + 4 * r) * (float)gp[16 + r];
+        break;
+    case LB_UP_TERN:
+        *a = lb_fp16_to_fp32(lb_rd16(gp + 2 * r));
+        *b = -*a;
+        break;
+    default: /* LB_UP_BIN */
+        *b = -lb_fp16_to_fp32(lb_rd16(gp + 2 * r));
+        *a = -2.0f * *b;
         break;
     }
     if (p->bits == 8) *b += 128.0f * *a; /* codes are stored as q - 128 */

@@ -59,7 +59,9 @@ LB_TGT static LB_INLINE void group_params(const lb_upack *p, const uint8_t *pane
     case LB_UP_F16: *a = vf_h16(gp), *b = vf_h16(gp + 32); break;
     case LB_UP_ZINT: *a = vf_h16(gp), *b = vf_scale(vf_mul(*a, vf_u8(gp + 32)), -1.0f); break;
     case LB_UP_HSYM: *a = vf_mul(D, vf_i8(gp)), *b = vf_scale(*a, z); break;
-    default: *a = vf_mul(D, vf_u8(gp)), *b = vf_mul(M, vf_u8(gp + 16)); break;
+    case LB_UP_HASYM: *a = vf_mul(D, vf_u8(gp)), *b = vf_mul(M, vf_u8(gp + 16)); break;
+    case LB_UP_TERN: *a = vf_h16(gp), *b = vf_scale(*a, -1.0f); break;
+    default: *b = vf_scale(vf_h16(gp), -1.0f), *a = vf_scale(*b, -2.0f); break; /* LB_UP_BIN */
     }
     if (bits == 8) *b = vf_fma_s(*a, 128.0f, *b); /* codes stored as q - 128 */
 }
