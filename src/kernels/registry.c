@@ -65,11 +65,13 @@ static int is_pow2_blocks(const lb_qspec *s, const lb_layout *l) { return lb_cb_
 
 static const lb_kernel registry[] = {
 #if defined(__x86_64__)
-    /* every uniform int layout, q8_0 and q4_0 included: the 16-row panels
-     * (load-time repack) beat the rows reading ggml's blocks as stored by
-     * 1.3-2.3x at 4096x4096 (batch 1 and 8) and on stories260K in a
-     * same-run comparison (docs/BENCHMARKS.md); those stay for rows too
-     * long for the panels' stack tables and for LB_KERNEL */
+    /* every uniform int layout (q8_0 and q4_0 included), ternary and
+     * binary: the 16-row panels (load-time repack) beat the rows reading
+     * ggml's blocks as stored by 1.3-2.3x and the ternary/binary LUT and
+     * int8 rows by 2.3-2.8x at 4096x4096 (batch 1 and 8), and the q8_0/q4_0
+     * rows on stories260K, in same-run comparisons (docs/BENCHMARKS.md);
+     * those stay for rows too long for the panels' stack tables, for
+     * LB_KERNEL, and (XNOR) for binarized activations */
     {"uniform_avx512", lb_uniform_kernel_accepts, AVX512_VNNI, LB_ACT_Q8_32, lb_kernel_uniform_avx512, 0, 0,
      "uniform_ref", lb_uniform_repack},
     {"uniform_avx2", lb_uniform_kernel_accepts, AVX2_FMA_F16C, LB_ACT_Q8_32, lb_kernel_uniform_avx2, 0, 0,
