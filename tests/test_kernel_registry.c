@@ -603,20 +603,21 @@ static void test_selection(void) {
     CHECK_PICK("q8_0", avx2, NULL, "uniform_avx2");
     CHECK_PICK("q4_0", avx2, NULL, "uniform_avx2");
     CHECK_PICK("f32", avx2, NULL, "f32_avx2");
-    CHECK_PICK("nf4:g32:dq", avx2, NULL, "nf4_avx2");
-    CHECK_PICK("nf4:g64", avx2, NULL, "nf4_avx2");
+    CHECK_PICK("nf4:g32:dq", avx2, NULL, "uniform_avx2"); /* the panels take nf4 and pow2 too */
+    CHECK_PICK("nf4:g64", avx2, NULL, "uniform_avx2");
     CHECK_PICK("nf4:g16", avx2, NULL, "dequant_avx2"); /* groups of 16: not whole blocks */
     CHECK_PICK("nf4:row", avx2, NULL, "dequant_avx2"); /* 172 columns pad to 176: not whole pairs of half-rows */
-    CHECK_PICK("pow2:4:g64", avx2, NULL, "pow2_avx2");
-    CHECK_PICK("pow2:3:g32", avx2, NULL, "pow2_avx2");
+    CHECK_PICK("pow2:4:g64", avx2, NULL, "uniform_avx2");
+    CHECK_PICK("pow2:3:g32", avx2, NULL, "uniform_avx2");
     CHECK_PICK("pow2:5:g32", avx2, NULL, "dequant_avx2"); /* 2^-14 is no int8 */
     CHECK_PICK("nf4:g64", 0u, NULL, "nf4_ref");
     CHECK_PICK("pow2:4:g64", 0u, NULL, "pow2_ref");
     unsigned avx512 = avx2 | LB_CPU_AVX512F | LB_CPU_AVX512BW | LB_CPU_AVX512VNNI;
     CHECK_PICK("q8_0", avx512, NULL, "uniform_avx512");
     CHECK_PICK("q4_0", avx512, NULL, "uniform_avx512");
-    CHECK_PICK("nf4:g32:dq", avx512, NULL, "nf4_avx512");
-    CHECK_PICK("pow2:3:g32", avx512, NULL, "pow2_avx512");
+    CHECK_PICK("nf4:g32:dq", avx512, NULL, "uniform_avx512");
+    CHECK_PICK("nf4:g32:dq", avx512, "nf4_avx512", "nf4_avx512"); /* its own row, when named */
+    CHECK_PICK("pow2:3:g32", avx512, NULL, "uniform_avx512");
     CHECK_PICK("q8_0", avx512 & ~LB_CPU_AVX512VNNI, NULL, "uniform_avx2"); /* no VNNI */
     CHECK_PICK("int3:g64:asym", avx2, NULL, "uniform_avx2");
     CHECK_PICK("int2:g32:asym:s4", avx2, NULL, "uniform_avx2");

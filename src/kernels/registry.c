@@ -65,8 +65,8 @@ static int is_pow2_blocks(const lb_qspec *s, const lb_layout *l) { return lb_cb_
 
 static const lb_kernel registry[] = {
 #if defined(__x86_64__)
-    /* every uniform int layout (q8_0 and q4_0 included), ternary and
-     * binary: the 16-row panels (load-time repack) beat the rows reading
+    /* every uniform int layout (q8_0 and q4_0 included), ternary, binary,
+     * nf4 and pow2:3/4: the 16-row panels (load-time repack) beat the rows reading
      * ggml's blocks as stored by 1.3-2.3x and the ternary/binary LUT and
      * int8 rows by 2.3-2.8x at 4096x4096 (batch 1 and 8), and the q8_0/q4_0
      * rows on stories260K, in same-run comparisons (docs/BENCHMARKS.md);
@@ -122,13 +122,15 @@ static const lb_kernel registry[] = {
     {"q8_0_ref", is_q8_0, 0, LB_ACT_Q8_32, lb_kernel_q8_0_ref, 0, 0, NULL, NULL},
     {"q4_0_ref", is_q4_0, 0, LB_ACT_Q8_32, lb_kernel_q4_0_ref, 0, 0, NULL, NULL},
     /* every other uniform int layout (below q8_0 / q4_0, which keep their exact layouts) */
-    {"uniform_ref", lb_uniform_kernel_accepts, 0, LB_ACT_Q8_32, lb_kernel_uniform_ref, 0, 0, NULL, lb_uniform_repack},
 #if defined(__x86_64__)
     {"nf4_avx2", is_nf4_blocks, AVX2_FMA_F16C, LB_ACT_Q8_32, lb_kernel_nf4_avx2, 0, 0, "nf4_ref", NULL},
     {"pow2_avx2", is_pow2_blocks, AVX2_FMA_F16C, LB_ACT_Q8_32, lb_kernel_pow2_avx2, 0, 0, "pow2_ref", NULL},
 #endif
     {"nf4_ref", is_nf4_blocks, 0, LB_ACT_Q8_32, lb_kernel_nf4_ref, 0, 0, NULL, NULL},
     {"pow2_ref", is_pow2_blocks, 0, LB_ACT_Q8_32, lb_kernel_pow2_ref, 0, 0, NULL, NULL},
+    /* the panels' scalar twin: after the scalar rows reading formats as
+     * stored (no repacking for a scalar loop), first for every other layout */
+    {"uniform_ref", lb_uniform_kernel_accepts, 0, LB_ACT_Q8_32, lb_kernel_uniform_ref, 0, 0, NULL, lb_uniform_repack},
 #if defined(__x86_64__)
     {"f32_avx2", is_f32, AVX2_FMA, LB_ACT_F32, lb_kernel_f32_avx2, 0, 1, "f32_ref", NULL},
 #endif

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 
 #include "formats/format_internal.h"
+#include "kernels/codebook.h"
 #include "kernels/lowbin.h"
 #include "kernels/uniform_pack.h"
 
@@ -13,6 +14,9 @@ int lb_uniform_kernel_accepts(const lb_qspec *s, const lb_layout *l) {
     if (s->family == LB_FAMILY_TERNARY || s->family == LB_FAMILY_BINARY) /* groups >= 32, a row or the tensor */
         return (lb_lowbin_is_ternary(s, l) || lb_lowbin_is_binary(s, l)) && l->cols_padded <= (1 << 28) &&
                (s->group == LB_GROUP_ROW || s->group == LB_GROUP_TENSOR || l->groups_per_row <= LB_UPACK_MAX_GROUPS);
+    if (lb_cb_nf4_kind(s, l) >= 0 || lb_cb_pow2_kind(s, l) >= 0) /* whole 32-blocks; groups a power of two or a row */
+        return l->cols_padded <= (1 << 28) && l->groups_per_row >= 1 && l->groups_per_row <= LB_UPACK_MAX_GROUPS &&
+               (l->groups_per_row == 1 || (l->group_len & (l->group_len - 1)) == 0);
     if (s->family != LB_FAMILY_UNIFORM || s->bits < 1 || s->bits > 8 || l->groups_per_row < 1) return 0;
     if (l->cols_padded > (1 << 28) || l->groups_per_row > LB_UPACK_MAX_GROUPS) return 0;
     if (s->group == LB_GROUP_ROW) return l->groups_per_row == 1 && l->group_len == l->cols_padded;
@@ -65,8 +69,8 @@ static void pack_chunk(int bits, const uint8_t *v, size_t ld, uint8_t *dst) {
 
 /* parameter sizes and the blocks (uniform_pack.h) */
 static void block_layout(lb_upack *p) {
-    static const int bytes[] = {32, 64, 48, 16, 32, 32, 32}, shift[] = {1, 0, 2, 2, 1, 1, 1},
-                     head[] = {0, 0, 0, 64, 128, 0, 0};
+    static const int bytes[] = {32, 64, 48, 16, 32, 32, 32, 64}, shift[] = {1, 0, 2, 2, 1, 1, 1, 0},
+                     head[] = {0, 0, 0, 64, 128, 0, 0, 0};
     p->group_bytes = bytes[p->kind];
     p->head_bytes = head[p->kind];
     p->block_shift = shift[p->kind];
@@ -128,6 +132,25 @@ static void lowbin_row(const lb_tensor *w, const lb_upack *p, int64_t r, int lan
         codes[j] = (uint8_t)(p->kind == LB_UP_TERN ? lb_lowbin_stored_trit(t, s->trits_per_byte, j) : t[j >> 3] >> (j & 7) & 1);
 }
 
+/* nf4 and pow2 rows through codebook.h's blocks: each block's int8 values
+ * back to their index in the table, each group's float scale as is */
+static void table_row(const lb_tensor *w, const lb_upack *p, const lb_cb *cb, int64_t r, int lane, uint8_t *panel,
+                      uint8_t *codes) {
+    const uint8_t *row = cb->data + (size_t)r * cb->rb;
+    uint8_t code_of[256] = {0}; /* value + 128 -> its first code */
+    for (int q = (1 << p->bits) - 1; q >= 0; q--) code_of[p->table[q] + 128] = (uint8_t)q;
+    for (int b = 0; b < cb->nb; b++) {
+        int8_t v[32];
+        lb_cb_values(cb, row, b, v);
+        for (int j = 0; j < 32; j++) codes[32 * b + j] = code_of[v[j] + 128];
+        if (lb_cb_in_group(cb, b) == 0) {
+            float sc = lb_cb_scale(cb, row, (int)r, b);
+            memcpy((uint8_t *)lb_upack_group(p, panel, lb_cb_group(cb, b)) + 4 * lane, &sc, 4);
+        }
+    }
+    (void)w;
+}
+
 lb_status lb_uniform_repack(const lb_tensor *w, void **out, size_t *bytes) {
     const lb_qspec *s = &w->spec;
     const lb_layout *l = &w->layout;
@@ -137,11 +160,22 @@ lb_status lb_uniform_repack(const lb_tensor *w, void **out, size_t *bytes) {
     p.kind = s->scale_bits ? (s->zero == LB_ZERO_SYM ? LB_UP_HSYM : LB_UP_HASYM)
                            : (s->zero == LB_ZERO_SYM ? LB_UP_SYM : s->zero == LB_ZERO_F16 ? LB_UP_F16 : LB_UP_ZINT);
     if (lowbin) p.kind = s->family == LB_FAMILY_TERNARY ? LB_UP_TERN : LB_UP_BIN;
-    int row_group = s->group == LB_GROUP_ROW || s->group == LB_GROUP_TENSOR;
+    int nf4 = lb_cb_nf4_kind(s, l), pow2 = lb_cb_pow2_kind(s, l);
+    lb_cb book;
+    memset(&book, 0, sizeof book);
+    if (nf4 >= 0 || pow2 >= 0) {
+        book = lb_cb_of(w, (lb_cb_kind)(nf4 >= 0 ? nf4 : pow2));
+        p.kind = LB_UP_TABLE;
+        p.bits = pow2 == LB_CB_POW2_3 ? 3 : 4;
+        for (int q = 0; q < (1 << p.bits); q++) /* pow2:3: sign bit 2 moves to the 4-bit table's bit 3 */
+            p.table[q] = nf4 >= 0 ? lb_nf4_i8[q] : lb_pow2_i8[p.bits == 3 ? (q & 3) | (q & 4) << 1 : q];
+    }
+    int row_group = s->group == LB_GROUP_ROW || s->group == LB_GROUP_TENSOR ||
+                    (p.kind == LB_UP_TABLE && l->groups_per_row == 1);
     if (row_group) p.groups = 1;
     p.hshift = row_group ? 30 : log2i(l->group_len) - 4;
     p.chunks = (int)((l->cols_padded + 31) / 32);
-    p.chunk_bytes = 64 * s->bits;
+    p.chunk_bytes = 64 * p.bits;
     block_layout(&p);
     int64_t panels = (l->rows + LB_UPACK_PANEL - 1) / LB_UPACK_PANEL;
     size_t total = LB_UPACK_HEAD + (size_t)panels * p.panel_bytes;
@@ -169,8 +203,9 @@ lb_status lb_uniform_repack(const lb_tensor *w, void **out, size_t *bytes) {
             memset(codes, 0, LB_UPACK_PANEL * ld);
             for (int lane = 0; lane < LB_UPACK_PANEL && pn * LB_UPACK_PANEL + lane < l->rows; lane++) {
                 int64_t r = pn * LB_UPACK_PANEL + lane;
-                if (lowbin) {
-                    lowbin_row(w, &p, r, lane, panel, codes + (size_t)lane * ld);
+                if (lowbin || p.kind == LB_UP_TABLE) {
+                    if (lowbin) lowbin_row(w, &p, r, lane, panel, codes + (size_t)lane * ld);
+                    else table_row(w, &p, &book, r, lane, panel, codes + (size_t)lane * ld);
                     continue;
                 }
                 const uint8_t *src = w->data + (size_t)r * l->row_bytes;
@@ -182,7 +217,7 @@ lb_status lb_uniform_repack(const lb_tensor *w, void **out, size_t *bytes) {
                 put_params(w, &p, r, lane, panel);
             }
             for (int c = 0; c < p.chunks; c++)
-                pack_chunk(s->bits, codes + 32 * (size_t)c, ld, (uint8_t *)lb_upack_chunk(&p, panel, c));
+                pack_chunk(p.bits, codes + 32 * (size_t)c, ld, (uint8_t *)lb_upack_chunk(&p, panel, c));
         }
         lb_free(codes);
     }

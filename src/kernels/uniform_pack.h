@@ -45,6 +45,11 @@
  *   HASYM u8 sc[16], u8 mn[16]         a = D sc, b = M mn            k = 2
  *   TERN  fp16 alpha[16]                a = alpha, b = -alpha         k = 2
  *   BIN   fp16 alpha[16]                a = 2 alpha, b = -alpha       k = 2
+ *   TABLE fp32 s[16]                    a = s, b = 0                  k = 1
+ * TABLE is the 16-entry codebooks (nf4, pow2:3/4; kernels/codebook.h): the
+ * codes index lb_upack.table, int8 values v with w ~= s v (the same v and s
+ * as codebook.h's blocks, so the same bound), and the dot products are of
+ * signed values (as for 8-bit codes).
  * with the super-scales fp32 D[16] (HSYM), D[16] and M[16] (HASYM) first.
  * (D, M: each row's super-scales, copied per row so a panel is
  * self-contained). Every a and b is exact in fp32 (an fp16 times an integer
@@ -60,7 +65,7 @@
 
 #include "kernels/kernels.h"
 
-enum { LB_UP_SYM, LB_UP_F16, LB_UP_ZINT, LB_UP_HSYM, LB_UP_HASYM, LB_UP_TERN, LB_UP_BIN };
+enum { LB_UP_SYM, LB_UP_F16, LB_UP_ZINT, LB_UP_HSYM, LB_UP_HASYM, LB_UP_TERN, LB_UP_BIN, LB_UP_TABLE };
 
 #define LB_UPACK_PANEL 16 /* rows per panel: a divisor of matmul.c's ROW_TILE */
 
@@ -75,10 +80,12 @@ typedef struct {
     int block_shift;    /* k = 1 << block_shift groups per block */
     size_t block_bytes; /* parameters of k groups + their chunks */
     size_t panel_bytes; /* head + blocks, rounded up to 64 */
+    int8_t table[16];   /* TABLE: the value of each code */
 } lb_upack;
 
 /* the packed buffer: this header, then panels at LB_UPACK_HEAD */
-#define LB_UPACK_HEAD 64
+#define LB_UPACK_HEAD 128
+_Static_assert(sizeof(lb_upack) <= LB_UPACK_HEAD, "lb_upack must fit the packed buffer's header");
 
 static inline const lb_upack *lb_upack_of(const lb_tensor *w) { return (const lb_upack *)w->packed; }
 static inline const uint8_t *lb_upack_panel(const lb_tensor *w, int64_t panel) {
@@ -169,9 +176,13 @@ static inline void lb_upack_param(const lb_upack *p, const uint8_t *panel, int r
         *a = lb_fp16_to_fp32(lb_rd16(gp + 2 * r));
         *b = -*a;
         break;
-    default: /* LB_UP_BIN */
+    case LB_UP_BIN:
         *b = -lb_fp16_to_fp32(lb_rd16(gp + 2 * r));
         *a = -2.0f * *b;
+        break;
+    default: /* LB_UP_TABLE */
+        *a = lb_upack_f32(gp + 4 * r);
+        *b = 0.0f;
         break;
     }
     if (p->bits == 8) *b += 128.0f * *a; /* codes are stored as q - 128 */

@@ -23,8 +23,10 @@ void lb_kernel_uniform_ref(const lb_tensor *w, const lb_act *x, int r0, int r1, 
                 if (g >= p->groups) break; /* g16: the padding half of the last chunk */
                 const uint8_t *chunk = lb_upack_chunk(p, panel, c);
                 int isum = 0;
-                for (int j = 16 * (h & 1); j < 16 * (h & 1) + 16; j++)
-                    isum += lb_upack_code(p->bits, chunk, lane, j) * xq[32 * c + j];
+                for (int j = 16 * (h & 1); j < 16 * (h & 1) + 16; j++) {
+                    int q = lb_upack_code(p->bits, chunk, lane, j);
+                    isum += (p->kind == LB_UP_TABLE ? p->table[q] : q) * xq[32 * c + j];
+                }
                 float a, b;
                 lb_upack_param(p, panel, lane, g, &a, &b);
                 s += xd[c] * (a * (float)isum + b * (float)s16[h]);

@@ -46,6 +46,13 @@ LB_TGT static LB_INLINE __m256i bits32(const uint8_t *p, int s) {
     return _mm256_and_si256(_mm256_cmpeq_epi8(v, bit), _mm256_set1_epi8((char)(1 << s)));
 }
 LB_TGT static LB_INLINE VB vb_plane1(const uint8_t *p, int s) { return (VB){bits32(p, s), bits32(p + 4, s)}; }
+LB_TGT static LB_INLINE VB vb_table(const int8_t *t) {
+    __m256i v = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)t));
+    return (VB){v, v};
+}
+LB_TGT static LB_INLINE VB vb_lookup(VB x, VB tab) {
+    return (VB){_mm256_shuffle_epi8(tab.lo, x.lo), _mm256_shuffle_epi8(tab.hi, x.hi)};
+}
 
 LB_TGT static LB_INLINE VI vi_zero(void) { return (VI){_mm256_setzero_si256(), _mm256_setzero_si256()}; }
 LB_TGT static LB_INLINE __m256i bcast4(const int8_t *a4) {

@@ -38,6 +38,10 @@ LB_TGT static LB_INLINE VI vi_add(VI x, VI y, int bits) {
     (void)bits;
     return _mm512_add_epi32(x, y);
 }
+LB_TGT static LB_INLINE VB vb_table(const int8_t *t) {
+    return _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)t));
+}
+LB_TGT static LB_INLINE VB vb_lookup(VB x, VB tab) { return _mm512_shuffle_epi8(tab, x); }
 LB_TGT static LB_INLINE VI vi_zero(void) { return _mm512_setzero_si512(); }
 LB_TGT static LB_INLINE __m512i bcast4(const int8_t *a4) {
     int32_t u;

@@ -9,6 +9,8 @@
  *   vb_field(x, s, m)     each byte (x >> s) & m (s + width <= 8)
  *   vb_or(x, y), vb_shl(x, n)   bytes (small values: no carries)
  *   vb_plane1(p, s)       the 64 bits at p as bytes (bit i) << s
+ *   vb_table(t), vb_lookup(x, tab)   a 16-byte table in every 128-bit lane;
+ *                         each byte x (0..15) replaced by tab[x] (vpshufb)
  *   vi_zero(), vi_add(x, y, bits), vi_dot(acc, w, a4, bits), vi_dot8(acc, w, a4)
  *                         acc + per lane the dot product of its 4 code
  *                         bytes (unsigned; dot8: q - 128, signed) with the 4
@@ -61,7 +63,8 @@ LB_TGT static LB_INLINE void group_params(const lb_upack *p, const uint8_t *pane
     case LB_UP_HSYM: *a = vf_mul(D, vf_i8(gp)), *b = vf_scale(*a, z); break;
     case LB_UP_HASYM: *a = vf_mul(D, vf_u8(gp)), *b = vf_mul(M, vf_u8(gp + 16)); break;
     case LB_UP_TERN: *a = vf_h16(gp), *b = vf_scale(*a, -1.0f); break;
-    default: *b = vf_scale(vf_h16(gp), -1.0f), *a = vf_scale(*b, -2.0f); break; /* LB_UP_BIN */
+    case LB_UP_BIN: *b = vf_scale(vf_h16(gp), -1.0f), *a = vf_scale(*b, -2.0f); break;
+    default: *a = vf_f32(gp), *b = vf_zero(); break; /* LB_UP_TABLE */
     }
     if (bits == 8) *b = vf_fma_s(*a, 128.0f, *b); /* codes stored as q - 128 */
 }
@@ -75,17 +78,18 @@ LB_TGT static LB_INLINE void group_params(const lb_upack *p, const uint8_t *pane
 #define UNITS(NA, chunk, u0, u1, c)                                                                              \
     _Pragma("GCC unroll 8") for (int k = (u0); k < (u1); k++) {                                                  \
         VB wv = unit((chunk), bits, k);                                                                          \
+        if (lut) wv = vb_lookup(wv, tab);                                                                        \
         _Pragma("GCC unroll 8") for (int i = 0; i < NA; i++) {                                                   \
             VI *si = &s[i * NACC(NA) + k % NACC(NA)];                                                            \
-            *si = bits == 8 ? vi_dot8(*si, wv, xq[i] + 32 * (size_t)(c) + 4 * k)                                 \
-                            : vi_dot(*si, wv, xq[i] + 32 * (size_t)(c) + 4 * k, bits);                           \
+            *si = dbits == 8 ? vi_dot8(*si, wv, xq[i] + 32 * (size_t)(c) + 4 * k)                                \
+                             : vi_dot(*si, wv, xq[i] + 32 * (size_t)(c) + 4 * k, dbits);                         \
         }                                                                                                        \
     }
 
 /* s[] zeroed, and summed into one int32 vector per activation row */
 #define SUMS_ZERO(NA)                                                                                            \
     for (int j = 0; j < NA * NACC(NA); j++) s[j] = vi_zero();
-#define SUMS_FOLD(NA, i) vi_fold(s + (i) * NACC(NA), NACC(NA), bits)
+#define SUMS_FOLD(NA, i) vi_fold(s + (i) * NACC(NA), NACC(NA), dbits)
 
 LB_TGT static LB_INLINE VF vi_fold(const VI *s, int n, int bits) {
     VI t = s[0];
@@ -105,7 +109,10 @@ LB_TGT static LB_INLINE void prefetch_chunk(const uint8_t *chunk, int bytes) {
 
 /* one panel against activation rows i0 .. i0 + NA - 1: out[i][lane] */
 LB_TGT static LB_INLINE void panel_tile(const lb_upack *p, const uint8_t *panel, const lb_act *x, int i0,
-                                        const float *cs, int NA, int bits, int g16, float (*out)[16]) {
+                                        const float *cs, int NA, int bits, int g16, int lut, float (*out)[16]) {
+    /* lut: codes index p->table, signed values, dotted like 8-bit codes */
+    const int dbits = lut ? 8 : bits;
+    VB tab = vb_table(p->table);
     const int8_t *xq[NA_MAX];
     const float *xd[NA_MAX];
     for (int i = 0; i < NA; i++) {
@@ -146,7 +153,7 @@ LB_TGT static LB_INLINE void panel_tile(const lb_upack *p, const uint8_t *panel,
 /* Weight rows r0..r1-1 (whole panels but at the end of the matrix) against
  * every activation row, NA_MAX activation rows at a time. */
 LB_TGT static LB_INLINE void uniform_matmul(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy,
-                                            int bits, int g16) {
+                                            int bits, int g16, int lut) {
     const lb_upack *p = lb_upack_of(w);
     size_t G = (size_t)p->groups, ld32 = (size_t)x->ld / 32, ld16 = (size_t)x->ld / 16;
     float cs[LB_UPACK_MAX_ACT * LB_UPACK_MAX_GROUPS];
@@ -157,9 +164,9 @@ LB_TGT static LB_INLINE void uniform_matmul(const lb_tensor *w, const lb_act *x,
             lb_upack_act_sums(p, x->d + (size_t)(i0 + i) * ld32, x->s16 + (size_t)(i0 + i) * ld16, cs + (size_t)i * G);
         for (int pn = r0 / LB_UPACK_PANEL; pn * LB_UPACK_PANEL < r1; pn++) {
             const uint8_t *panel = lb_upack_panel(w, pn);
-            if (na == NA_MAX) panel_tile(p, panel, x, i0, cs, NA_MAX, bits, g16, out);
-            else if (na == NA_MID) panel_tile(p, panel, x, i0, cs, NA_MID, bits, g16, out);
-            else panel_tile(p, panel, x, i0, cs, 1, bits, g16, out);
+            if (na == NA_MAX) panel_tile(p, panel, x, i0, cs, NA_MAX, bits, g16, lut, out);
+            else if (na == NA_MID) panel_tile(p, panel, x, i0, cs, NA_MID, bits, g16, lut, out);
+            else panel_tile(p, panel, x, i0, cs, 1, bits, g16, lut, out);
             int lo = pn * LB_UPACK_PANEL > r0 ? pn * LB_UPACK_PANEL : r0;
             int hi = pn * LB_UPACK_PANEL + LB_UPACK_PANEL < r1 ? pn * LB_UPACK_PANEL + LB_UPACK_PANEL : r1;
             for (int i = 0; i < na; i++)
@@ -173,14 +180,19 @@ LB_TGT static LB_INLINE void uniform_matmul(const lb_tensor *w, const lb_act *x,
  * then straight-line code */
 #define UNIFORM_CASE(B)                                                                                          \
     case B:                                                                                                      \
-        if (g16) uniform_matmul(w, x, r0, r1, y, ldy, B, 1);                                                     \
-        else uniform_matmul(w, x, r0, r1, y, ldy, B, 0);                                                         \
+        if (g16) uniform_matmul(w, x, r0, r1, y, ldy, B, 1, 0);                                                  \
+        else uniform_matmul(w, x, r0, r1, y, ldy, B, 0, 0);                                                      \
         break;
 
 #define UNIFORM_ENTRY(NAME)                                                                                      \
     LB_TGT void NAME(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch) {   \
         (void)scratch;                                                                                           \
         int g16 = lb_upack_of(w)->hshift == 0;                                                                   \
+        if (lb_upack_of(w)->kind == LB_UP_TABLE) { /* nf4, pow2: groups >= 32 */                                 \
+            if (lb_upack_of(w)->bits == 3) uniform_matmul(w, x, r0, r1, y, ldy, 3, 0, 1);                        \
+            else uniform_matmul(w, x, r0, r1, y, ldy, 4, 0, 1);                                                  \
+            return;                                                                                              \
+        }                                                                                                        \
         switch (lb_upack_of(w)->bits) {                                                                          \
             UNIFORM_CASE(1)                                                                                      \
             UNIFORM_CASE(2)                                                                                      \
