@@ -121,7 +121,6 @@ static const lb_kernel registry[] = {
     {"xnor_ref", lb_lowbin_is_binary, 0, LB_ACT_SIGN, lb_kernel_xnor_ref, 0, 0, NULL, lb_lowbin_repack},
     {"q8_0_ref", is_q8_0, 0, LB_ACT_Q8_32, lb_kernel_q8_0_ref, 0, 0, NULL, NULL},
     {"q4_0_ref", is_q4_0, 0, LB_ACT_Q8_32, lb_kernel_q4_0_ref, 0, 0, NULL, NULL},
-    /* every other uniform int layout (below q8_0 / q4_0, which keep their exact layouts) */
 #if defined(__x86_64__)
     {"nf4_avx2", is_nf4_blocks, AVX2_FMA_F16C, LB_ACT_Q8_32, lb_kernel_nf4_avx2, 0, 0, "nf4_ref", NULL},
     {"pow2_avx2", is_pow2_blocks, AVX2_FMA_F16C, LB_ACT_Q8_32, lb_kernel_pow2_avx2, 0, 0, "pow2_ref", NULL},

@@ -1,8 +1,9 @@
-/* Load-time repacking of uniform integer formats into the kernel layout
- * described in uniform_pack.h: codes unpacked from the canonical bytes
- * (src/formats/uniform.c, uniform_hscale.c) and re-packed into 16-row
- * panels of bit planes, the rows' group parameters side by side after each
- * panel's codes. */
+/* Load-time repacking into the panel layout described in uniform_pack.h:
+ * each row's codes and group parameters read from the canonical bytes (one
+ * reader per family: uniform ints, src/formats/uniform.c and
+ * uniform_hscale.c; ternary and binary; nf4 and pow2 through codebook.h),
+ * then a panel's 16 rows re-packed into bit planes, the parameters side by
+ * side before their groups' chunks. */
 #include <stdlib.h>
 
 #include "formats/format_internal.h"
@@ -69,8 +70,11 @@ static void pack_chunk(int bits, const uint8_t *v, size_t ld, uint8_t *dst) {
 
 /* parameter sizes and the blocks (uniform_pack.h) */
 static void block_layout(lb_upack *p) {
-    static const int bytes[] = {32, 64, 48, 16, 32, 32, 32, 64}, shift[] = {1, 0, 2, 2, 1, 1, 1, 0},
-                     head[] = {0, 0, 0, 64, 128, 0, 0, 0};
+    static const int bytes[] = {[LB_UP_SYM] = 32, [LB_UP_F16] = 64, [LB_UP_ZINT] = 48, [LB_UP_HSYM] = 16,
+                                [LB_UP_HASYM] = 32, [LB_UP_TERN] = 32, [LB_UP_BIN] = 32, [LB_UP_TABLE] = 64};
+    static const int shift[] = {[LB_UP_SYM] = 1, [LB_UP_F16] = 0, [LB_UP_ZINT] = 2, [LB_UP_HSYM] = 2,
+                                [LB_UP_HASYM] = 1, [LB_UP_TERN] = 1, [LB_UP_BIN] = 1, [LB_UP_TABLE] = 0};
+    static const int head[] = {[LB_UP_HSYM] = 64, [LB_UP_HASYM] = 128}; /* the others: 0 */
     p->group_bytes = bytes[p->kind];
     p->head_bytes = head[p->kind];
     p->block_shift = shift[p->kind];
@@ -86,13 +90,19 @@ static void block_layout(lb_upack *p) {
     p->panel_bytes = ((size_t)p->head_bytes + blocks * p->block_bytes + 63) / 64 * 64;
 }
 
-/* row r's parameters into lane `lane` of its panel */
-static void put_params(const lb_tensor *w, const lb_upack *p, int64_t r, int lane, uint8_t *panel) {
+/* Uniform int rows: row r's codes into codes[], its parameters into lane
+ * `lane` of its panel */
+static void uniform_row(const lb_tensor *w, const lb_upack *p, int64_t r, int lane, uint8_t *panel, uint8_t *codes) {
     const lb_qspec *s = &w->spec;
     const lb_layout *l = &w->layout;
     const uint8_t *src = w->data + (size_t)r * l->row_bytes;
     int G = p->groups, kb = s->scale_bits, np = s->zero == LB_ZERO_SYM ? 1 : 2;
     size_t cb = (size_t)(l->group_len * s->bits / 8), hb = s->zero == LB_ZERO_F16 ? 4 : 2;
+    size_t pb = kb ? (size_t)((G * kb * np + 7) / 8) : 0; /* hierarchical: parameter bits */
+    for (int g = 0; g < G; g++) {
+        const uint8_t *blk = kb ? src + pb + (size_t)g * cb : src + (size_t)g * (hb + cb) + hb;
+        lb_uniform_unpack_codes(s, blk, l->group_len, 0, l->group_len, codes + (size_t)g * l->group_len);
+    }
     if (!kb) {
         const uint8_t *zs = src + (size_t)G * (hb + cb);
         for (int g = 0; g < G; g++) {
@@ -134,8 +144,7 @@ static void lowbin_row(const lb_tensor *w, const lb_upack *p, int64_t r, int lan
 
 /* nf4 and pow2 rows through codebook.h's blocks: each block's int8 values
  * back to their index in the table, each group's float scale as is */
-static void table_row(const lb_tensor *w, const lb_upack *p, const lb_cb *cb, int64_t r, int lane, uint8_t *panel,
-                      uint8_t *codes) {
+static void table_row(const lb_upack *p, const lb_cb *cb, int64_t r, int lane, uint8_t *panel, uint8_t *codes) {
     const uint8_t *row = cb->data + (size_t)r * cb->rb;
     uint8_t code_of[256] = {0}; /* value + 128 -> its first code */
     for (int q = (1 << p->bits) - 1; q >= 0; q--) code_of[p->table[q] + 128] = (uint8_t)q;
@@ -148,7 +157,6 @@ static void table_row(const lb_tensor *w, const lb_upack *p, const lb_cb *cb, in
             memcpy((uint8_t *)lb_upack_group(p, panel, lb_cb_group(cb, b)) + 4 * lane, &sc, 4);
         }
     }
-    (void)w;
 }
 
 lb_status lb_uniform_repack(const lb_tensor *w, void **out, size_t *bytes) {
@@ -186,9 +194,7 @@ lb_status lb_uniform_repack(const lb_tensor *w, void **out, size_t *bytes) {
     uint8_t *buf = lb_calloc(1, total);
     if (!buf) return lb_fail(LB_ERR_NOMEM, "out of memory repacking '%s' for the uniform kernels", w->name);
     memcpy(buf, &p, sizeof p);
-    int G = p.groups, kb = s->scale_bits, np = s->zero == LB_ZERO_SYM ? 1 : 2, failed = 0;
-    size_t cb = (size_t)(l->group_len * s->bits / 8), hb = s->zero == LB_ZERO_F16 ? 4 : 2;
-    size_t pb = kb ? (size_t)((G * kb * np + 7) / 8) : 0; /* hierarchical: parameter bits */
+    int failed = 0;
 #pragma omp parallel if (panels > 1 && (size_t)l->rows * ld >= ((size_t)1 << 20))
     {
         uint8_t *codes = lb_alloc(LB_UPACK_PANEL * ld);
@@ -203,18 +209,10 @@ lb_status lb_uniform_repack(const lb_tensor *w, void **out, size_t *bytes) {
             memset(codes, 0, LB_UPACK_PANEL * ld);
             for (int lane = 0; lane < LB_UPACK_PANEL && pn * LB_UPACK_PANEL + lane < l->rows; lane++) {
                 int64_t r = pn * LB_UPACK_PANEL + lane;
-                if (lowbin || p.kind == LB_UP_TABLE) {
-                    if (lowbin) lowbin_row(w, &p, r, lane, panel, codes + (size_t)lane * ld);
-                    else table_row(w, &p, &book, r, lane, panel, codes + (size_t)lane * ld);
-                    continue;
-                }
-                const uint8_t *src = w->data + (size_t)r * l->row_bytes;
-                for (int g = 0; g < G; g++) {
-                    const uint8_t *blk = kb ? src + pb + (size_t)g * cb : src + (size_t)g * (hb + cb) + hb;
-                    lb_uniform_unpack_codes(s, blk, l->group_len, 0, l->group_len,
-                                            codes + (size_t)lane * ld + (size_t)g * l->group_len);
-                }
-                put_params(w, &p, r, lane, panel);
+                uint8_t *row_codes = codes + (size_t)lane * ld;
+                if (p.kind == LB_UP_TABLE) table_row(&p, &book, r, lane, panel, row_codes);
+                else if (lowbin) lowbin_row(w, &p, r, lane, panel, row_codes);
+                else uniform_row(w, &p, r, lane, panel, row_codes);
             }
             for (int c = 0; c < p.chunks; c++)
                 pack_chunk(p.bits, codes + 32 * (size_t)c, ld, (uint8_t *)lb_upack_chunk(&p, panel, c));

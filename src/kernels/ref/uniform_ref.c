@@ -1,10 +1,11 @@
-/* Uniform integer formats (every int<b> layout but q8_0 / q4_0, which have
- * their own rows), scalar: the specification of the SIMD twins. Reads the
- * load-time layout of kernels/uniform_pack.h one row at a time. Per 16
- * columns (half a chunk of 32, the smallest group) with activation block
- * scale d and half-sum s = sum(xq), group g contributes
- * d (a_g sum(q xq) + b_g s); the integer sums are exact, the float sum runs
- * in column order. */
+/* The panel kernels, scalar: the specification of the SIMD twins
+ * (x86/uniform_tile.h) for every layout lb_uniform_repack takes (uniform
+ * ints, ternary, binary, nf4, pow2). Reads the load-time layout of
+ * kernels/uniform_pack.h one row at a time; a TABLE code stands for its
+ * int8 table value. Per 16 columns (half a chunk of 32, the smallest group)
+ * with activation block scale d and half-sum s = sum(xq), group g
+ * contributes d (a_g sum(q xq) + b_g s); the integer sums are exact, the
+ * float sum runs in column order. */
 #include "kernels/uniform_pack.h"
 
 void lb_kernel_uniform_ref(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch) {
