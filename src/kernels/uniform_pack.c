@@ -70,11 +70,11 @@ static void pack_chunk(int bits, const uint8_t *v, size_t ld, uint8_t *dst) {
 
 /* parameter sizes and the blocks (uniform_pack.h) */
 static void block_layout(lb_upack *p) {
-    static const int bytes[] = {[LB_UP_SYM] = 32, [LB_UP_F16] = 64, [LB_UP_ZINT] = 48, [LB_UP_HSYM] = 16,
+    static const int bytes[LB_UP_KINDS] = {[LB_UP_SYM] = 32, [LB_UP_F16] = 64, [LB_UP_ZINT] = 48, [LB_UP_HSYM] = 16,
                                 [LB_UP_HASYM] = 32, [LB_UP_TERN] = 32, [LB_UP_BIN] = 32, [LB_UP_TABLE] = 64};
-    static const int shift[] = {[LB_UP_SYM] = 1, [LB_UP_F16] = 0, [LB_UP_ZINT] = 2, [LB_UP_HSYM] = 2,
+    static const int shift[LB_UP_KINDS] = {[LB_UP_SYM] = 1, [LB_UP_F16] = 0, [LB_UP_ZINT] = 2, [LB_UP_HSYM] = 2,
                                 [LB_UP_HASYM] = 1, [LB_UP_TERN] = 1, [LB_UP_BIN] = 1, [LB_UP_TABLE] = 0};
-    static const int head[] = {[LB_UP_HSYM] = 64, [LB_UP_HASYM] = 128}; /* the others: 0 */
+    static const int head[LB_UP_KINDS] = {[LB_UP_HSYM] = 64, [LB_UP_HASYM] = 128}; /* the others: 0 */
     p->group_bytes = bytes[p->kind];
     p->head_bytes = head[p->kind];
     p->block_shift = shift[p->kind];

@@ -65,7 +65,7 @@
 
 #include "kernels/kernels.h"
 
-enum { LB_UP_SYM, LB_UP_F16, LB_UP_ZINT, LB_UP_HSYM, LB_UP_HASYM, LB_UP_TERN, LB_UP_BIN, LB_UP_TABLE };
+enum { LB_UP_SYM, LB_UP_F16, LB_UP_ZINT, LB_UP_HSYM, LB_UP_HASYM, LB_UP_TERN, LB_UP_BIN, LB_UP_TABLE, LB_UP_KINDS };
 
 #define LB_UPACK_PANEL 16 /* rows per panel: a divisor of matmul.c's ROW_TILE */
 
