@@ -46,7 +46,7 @@ run() { # cpu, the tests (a|b|c), then the patterns its log must hold
     local cpu=$1 regex="^($2)\$" log=$build/test-arm-$1.log
     shift 2
     echo "== test-arm: qemu-aarch64 -cpu $cpu"
-    if ! (cd "$build" && QEMU_CPU=$cpu ctest -V --no-tests=error -j "${JOBS:-$(nproc)}" -R "$regex") > "$log" 2>&1; then
+    if ! (cd "$build" && QEMU_CPU=$cpu LB_TEST_SIMD_ONLY=${simd_only:-0} ctest -V --no-tests=error -j "${JOBS:-$(nproc)}" -R "$regex") > "$log" 2>&1; then
         cat "$log"
         echo "lowbit: test-arm FAILED on -cpu $cpu (log: $log)" >&2
         exit 1
@@ -57,6 +57,9 @@ run() { # cpu, the tests (a|b|c), then the patterns its log must hold
     done
 }
 run max "$(IFS='|'; echo "${tests[*]}")" "q8_0_dotprod +\(needs neon dotprod.*checked on" "q4_0_dotprod +\(needs neon dotprod.*checked on" \
-    "q8_0_neon +\(needs neon,.*checked on"
-run cortex-a53 "$(IFS='|'; echo "${tests_nodot[*]}")" "SKIPPED q8_0_dotprod" "q8_0_neon +\(needs neon,.*checked on" "q4_0_neon +\(needs neon,.*checked on"
+    "q8_0_neon +\(needs neon,.*checked on" "uniform_dotprod +\(needs neon dotprod.*checked on" \
+    "uniform_neon +\(needs neon,.*checked on"
+# the second CPU runs only the SIMD entries: the scalar ones behave the same
+simd_only=1 run cortex-a53 "$(IFS='|'; echo "${tests_nodot[*]}")" "SKIPPED q8_0_dotprod" "q8_0_neon +\(needs neon,.*checked on" "q4_0_neon +\(needs neon,.*checked on" \
+    "SKIPPED uniform_dotprod" "uniform_neon +\(needs neon,.*checked on"
 echo "test-arm: passed on -cpu max (dotprod) and -cpu cortex-a53 (plain NEON)"

@@ -36,6 +36,14 @@ static const char *candidates[] = {"q8_0", "q4_0", "f32", "f16", "bf16", "q4_1",
                                    "int2:g32:asym:s4", "int4:g16:asym:s6:r4", "int5:g256:sym:s8:r3", "int6:row:asym"};
 #define N_CANDIDATES (sizeof candidates / sizeof candidates[0])
 
+/* LB_TEST_SIMD_ONLY=1 (scripts/test-arm.sh's second CPU): the scalar
+ * entries were checked in the first run and behave the same on any CPU,
+ * so only the SIMD entries run (each still against its scalar twin) */
+static int skip_scalar(const lb_kernel *k) {
+    const char *e = getenv("LB_TEST_SIMD_ONLY");
+    return e && !strcmp(e, "1") && k->cpu == 0;
+}
+
 static void describe(unsigned f, char *buf, size_t n) {
     static const struct {
         unsigned bit;
@@ -203,7 +211,7 @@ static void test_every_entry(void) {
             CHECK_MSG(k->cpu == 0, "%s needs CPU features (%s) but names no scalar twin", k->name, need);
         }
         int accepted = 0, ok = 1;
-        int can_run = (k->cpu & cpu) == k->cpu;
+        int can_run = (k->cpu & cpu) == k->cpu && !skip_scalar(k);
         char tested[2048] = "";
         size_t used = 0;
         for (size_t s = 0; s < N_CANDIDATES; s++) {
@@ -219,6 +227,11 @@ static void test_every_entry(void) {
         }
         CHECK_MSG(accepted > 0, "registry entry '%s' accepts none of the candidate specs: add one it accepts to "
                                 "tests/test_kernel_registry.c", k->name);
+        if (skip_scalar(k)) {
+            printf("SKIPPED %-14s scalar: LB_TEST_SIMD_ONLY=1\n", k->name);
+            skipped++;
+            continue;
+        }
         if (!can_run) {
             printf("SKIPPED %-14s needs %s, this CPU (or LB_CPU) has %s: not run here\n", k->name, need, have);
             skipped++;
@@ -241,12 +254,17 @@ static void test_lowbin_edges(void) {
     static const char *specs[] = {"ternary:g64:2bit", "ternary:g64:1.6bit", "ternary:row:2bit", "ternary:tensor:1.6bit",
                                   "ternary:g32:2bit", "binary:row", "binary:g64", "binary:g32"};
     unsigned cpu = lb_cpu_features();
-    int ran = 0;
+    int ran = 0, scalar_skipped = 0;
     for (int e = 0; e < lb_kernel_count(); e++) {
         const lb_kernel *k = lb_kernel_at(e);
         if ((k->repack != lb_lowbin_repack && k->repack != lb_lut_repack && k->repack != lb_lut3_repack) ||
             k->act == LB_ACT_SIGN)
             continue; /* XNOR: test_xnor */
+        if (skip_scalar(k)) {
+            printf("SKIPPED %s on the ternary/binary edge shapes: scalar, LB_TEST_SIMD_ONLY=1\n", k->name);
+            scalar_skipped++;
+            continue;
+        }
         if ((k->cpu & cpu) != k->cpu) {
             printf("SKIPPED %s on the ternary/binary edge shapes: this CPU lacks its features\n", k->name);
             continue;
@@ -262,7 +280,7 @@ static void test_lowbin_edges(void) {
             ran++;
         }
     }
-    CHECK_MSG(ran >= 8, "only %d ternary/binary entry x spec runs on the edge shapes", ran);
+    CHECK_MSG(ran >= 8 || scalar_skipped, "only %d ternary/binary entry x spec runs on the edge shapes", ran);
 }
 
 /* The opt-in XNOR entries (binary weights x binarized activations) against
@@ -435,7 +453,7 @@ static void test_uniform_shapes(void) {
     unsigned cpu = lb_cpu_features();
     for (int e = 0; e < lb_kernel_count(); e++) {
         const lb_kernel *k = lb_kernel_at(e);
-        if (strncmp(k->name, "uniform_", 8)) continue;
+        if (strncmp(k->name, "uniform_", 8) || skip_scalar(k)) continue;
         if ((k->cpu & cpu) != k->cpu) {
             printf("SKIPPED %s on the uniform shapes: this CPU (or LB_CPU) lacks its features\n", k->name);
             continue;
@@ -645,7 +663,13 @@ static void test_selection(void) {
     CHECK_PICK("q4_0", neon, NULL, "q4_0_neon");
     CHECK_PICK("q8_0", neon, "q8_0_dotprod", "q8_0_neon"); /* forced, but the CPU lacks dotprod */
     CHECK_PICK("f32", dot, NULL, "f32_neon");
-    CHECK_PICK("nf4:g32:dq", neon, NULL, "nf4_ref"); /* a format's scalar integer row comes before the generic path */
+    CHECK_PICK("nf4:g32:dq", neon, NULL, "uniform_neon"); /* the panels: every layout but q8_0/q4_0 */
+    CHECK_PICK("nf4:g32:dq", dot, NULL, "uniform_dotprod");
+    CHECK_PICK("int3:g64:asym", dot, NULL, "uniform_dotprod");
+    CHECK_PICK("ternary:g64:2bit", dot, NULL, "uniform_dotprod");
+    CHECK_PICK("int3:g64:asym", neon, NULL, "uniform_neon");
+    CHECK_PICK("int3:g64:asym", 0u, NULL, "uniform_ref");
+    CHECK_PICK("nf4:g32:dq", 0u, NULL, "nf4_ref"); /* a format's scalar integer row comes before the generic path */
     CHECK_PICK("pow2:5:g32", neon, NULL, "dequant_neon"); /* no integer row takes pow2:5 */
     CHECK_PICK("q4_0", dot, "fallback", "dequant_neon");
     CHECK_PICK("q4_0", dot, "q4_0_ref", "q4_0_ref");
@@ -751,7 +775,7 @@ static void test_matmul_batches(void) {
         CHECK_OK(lb_quantize_to_tensor(w, ROWS, COLS, &spec, NULL, "w", &t));
         for (int ki = 0; ki < lb_kernel_count(); ki++) {
             const lb_kernel *k = lb_kernel_at(ki);
-            if ((k->cpu & cpu) != k->cpu || !k->accepts(&t.spec, &t.layout)) continue;
+            if ((k->cpu & cpu) != k->cpu || skip_scalar(k) || !k->accepts(&t.spec, &t.layout)) continue;
             CHECK_OK(lb_kernel_use(&t, k)); /* lb_matmul now runs k, repacked */
             for (size_t b = 0; b < sizeof batches / sizeof batches[0]; b++) {
                 int n = batches[b];

@@ -195,6 +195,12 @@ void lb_kernel_uniform_avx2(const lb_tensor *w, const lb_act *x, int r0, int r1,
 void lb_kernel_uniform_avx512(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy,
                               float *scratch);
 #endif
+#if defined(__aarch64__)
+void lb_kernel_uniform_neon(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy,
+                            float *scratch);
+void lb_kernel_uniform_dotprod(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy,
+                               float *scratch);
+#endif
 #if defined(__x86_64__)
 void lb_kernel_f32_avx2(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
 void lb_kernel_dequant_avx2(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy,

@@ -106,6 +106,14 @@ static const lb_kernel registry[] = {
     {"q4_0_dotprod", is_q4_0, NEON_DOTPROD, LB_ACT_Q8_32, lb_kernel_q4_0_dotprod, 0, 0, "q4_0_ref", NULL},
     {"q8_0_neon", is_q8_0, LB_CPU_NEON, LB_ACT_Q8_32, lb_kernel_q8_0_neon, 0, 0, "q8_0_ref", NULL},
     {"q4_0_neon", is_q4_0, LB_CPU_NEON, LB_ACT_Q8_32, lb_kernel_q4_0_neon, 0, 0, "q4_0_ref", NULL},
+    /* the 16-row panels for every other layout they take (uniform ints,
+     * ternary, binary, nf4, pow2:3/4); after the q8_0/q4_0 rows, which read
+     * the blocks as stored, because no ARM CPU was at hand to time the two
+     * against each other (qemu-user's timings say nothing) */
+    {"uniform_dotprod", lb_uniform_kernel_accepts, NEON_DOTPROD, LB_ACT_Q8_32, lb_kernel_uniform_dotprod, 0, 0,
+     "uniform_ref", lb_uniform_repack},
+    {"uniform_neon", lb_uniform_kernel_accepts, LB_CPU_NEON, LB_ACT_Q8_32, lb_kernel_uniform_neon, 0, 0, "uniform_ref",
+     lb_uniform_repack},
 #endif
     {"ternary_ref", lb_lowbin_is_ternary, 0, LB_ACT_Q8_32, lb_kernel_ternary_ref, 0, 0, NULL, lb_lowbin_repack},
     {"binary_ref", lb_lowbin_is_binary, 0, LB_ACT_Q8_32, lb_kernel_binary_ref, 0, 0, NULL, lb_lowbin_repack},

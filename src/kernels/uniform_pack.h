@@ -1,7 +1,7 @@
 /* The kernel layout of every uniform integer format (int1..int8, any group,
  * sym / asym fp16 offset / asym integer zero, hierarchical scales), built
  * once per tensor by lb_uniform_repack (uniform_pack.c) and read by
- * ref/uniform_ref.c and its SIMD twins (x86/uniform_tile.h).
+ * ref/uniform_ref.c and its SIMD twins (uniform_tile.h).
  *
  * Every uniform layout is affine per group: w = a_g q + b_g with q the
  * unsigned code (sym: b = -a 2^(bits-1); fp16 offset: b = m; integer zero:

@@ -1,5 +1,5 @@
 /* The panel kernels, scalar: the specification of the SIMD twins
- * (x86/uniform_tile.h) for every layout lb_uniform_repack takes (uniform
+ * (uniform_tile.h) for every layout lb_uniform_repack takes (uniform
  * ints, ternary, binary, nf4, pow2). Reads the load-time layout of
  * kernels/uniform_pack.h one row at a time; a TABLE code stands for its
  * int8 table value. Per 16 columns (half a chunk of 32, the smallest group)

@@ -126,7 +126,7 @@ LB_TGT static LB_INLINE void vf_store(float *p, VF v) {
     _mm256_storeu_ps(p + 8, v.hi);
 }
 
-#include "kernels/x86/uniform_tile.h"
+#include "kernels/uniform_tile.h"
 
 UNIFORM_ENTRY(lb_kernel_uniform_avx2)
 #endif

@@ -79,7 +79,7 @@ LB_TGT static LB_INLINE VF vf_i8(const uint8_t *p) {
 LB_TGT static LB_INLINE VF vf_f32(const uint8_t *p) { return _mm512_loadu_ps(p); }
 LB_TGT static LB_INLINE void vf_store(float *p, VF v) { _mm512_storeu_ps(p, v); }
 
-#include "kernels/x86/uniform_tile.h"
+#include "kernels/uniform_tile.h"
 
 UNIFORM_ENTRY(lb_kernel_uniform_avx512)
 #endif

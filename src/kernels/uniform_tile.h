@@ -1,9 +1,11 @@
 /* The uniform integer kernels' loops, written once for any vector width:
- * included by uniform_avx2.c and uniform_avx512.c after they define, for 16
- * lanes (one lane per row of a panel, kernels/uniform_pack.h):
+ * included by x86/uniform_avx2.c, x86/uniform_avx512.c, arm/uniform_neon.c
+ * and arm/uniform_dotprod.c after they define, for 16 lanes (one lane per
+ * row of a panel, kernels/uniform_pack.h):
  *   LB_TGT          the function attribute enabling the ISA
  *   NA_MAX, NA_MID  activation rows per register tile (NA_MID: the
  *                   remainder tile; 1 when there is none)
+ *   NACC(NA)        (optional) independent sums per activation row
  *   VB, VI, VF      64 code bytes (one unit), 16 int32, 16 floats
  *   vb_load(p)            64 bytes
  *   vb_field(x, s, m)     each byte (x >> s) & m (s + width <= 8)
@@ -72,7 +74,9 @@ LB_TGT static LB_INLINE void group_params(const lb_upack *p, const uint8_t *pane
 /* Independent int32 sums per activation row, so that few activation rows
  * still keep several vpdpbusd in flight (one chain would wait on each
  * one's latency): units k go to sum k % NACC, added up after the chunk. */
+#ifndef NACC
 #define NACC(NA) ((NA) >= 4 ? 1 : 4 / (NA))
+#endif
 
 /* the units [u0, u1) of chunk c against NA activation rows, into s[] */
 #define UNITS(NA, chunk, u0, u1, c)                                                                              \
@@ -104,7 +108,7 @@ LB_TGT static LB_INLINE VF vi_fold(const VI *s, int n, int bits) {
  * 0.5-4 KiB (docs/BENCHMARKS.md). */
 #define PREFETCH 2048
 LB_TGT static LB_INLINE void prefetch_chunk(const uint8_t *chunk, int bytes) {
-    for (int o = 0; o < bytes; o += 64) _mm_prefetch((const char *)chunk + PREFETCH + o, _MM_HINT_T0);
+    for (int o = 0; o < bytes; o += 64) __builtin_prefetch(chunk + PREFETCH + o, 0, 3);
 }
 
 /* one panel against activation rows i0 .. i0 + NA - 1: out[i][lane] */
