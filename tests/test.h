@@ -111,6 +111,16 @@ static inline lb_qspec lb_test_spec(const char *text) {
     return s;
 }
 
+/* The logits (n x vocab) of the model over tokens tok[0..n), from position 0. */
+static inline lb_status lb_test_logits(const lb_model *m, const int *tok, int n, float *logits) {
+    lb_state *s;
+    lb_status st = lb_state_create(m, n, &s);
+    if (st != LB_OK) return st;
+    st = lb_forward(m, s, tok, n, 0, logits);
+    lb_state_free(s);
+    return st;
+}
+
 static inline int lb_test_finish(const char *name) {
     if (lb_test_checks == 0) {
         fprintf(stderr, "%s: no checks ran\n", name);

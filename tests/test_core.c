@@ -84,6 +84,79 @@ static void test_rng(void) {
     CHECK(f >= 0.0f && f < 1.0f);
 }
 
+/* The randomized Hadamard transform against its definition built here as a
+ * dense matrix, T = (H / sqrt(2^k)) (x) C (Sylvester H, orthonormal DCT-II
+ * C), R = T diag(d): forward and transpose, both element types; R^T R = I;
+ * no entry of T above sqrt(2 / n); sizes with no such form refused. */
+static double rht_entry(int64_t n, int i, int j) {
+    int m = lb_rht_odd(n), a = i / m, b = i % m, c = j / m, e = j % m, p = 0;
+    for (int t = a & c; t; t &= t - 1) p ^= 1;
+    double h = (p ? -1.0 : 1.0) / sqrt((double)(n / m));
+    double cc = (b ? sqrt(2.0 / m) : sqrt(1.0 / m)) * cos(3.14159265358979323846 * (2 * e + 1) * b / (2.0 * m));
+    return h * cc;
+}
+
+static void test_rht(void) {
+    static const int sizes[] = {1, 2, 3, 8, 12, 43, 64, 96, 172, 255, 510};
+    CHECK(lb_rht_odd(172) == 43 && lb_rht_odd(4096) == 1 && lb_rht_odd(11008) == 43 && lb_rht_odd(257) == 0 &&
+          lb_rht_odd(0) == 0 && lb_rht_odd(-4) == 0);
+    CHECK_FAILS(lb_rht_check(257), LB_ERR_INVALID, "2^k m");
+    float x1[4] = {1, 2, 3, 4};
+    CHECK_FAILS(lb_rht_apply(x1, 514, NULL, 0), LB_ERR_INVALID, "514");
+    lb_rng r;
+    lb_rng_seed(&r, 11);
+    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+        int n = sizes[s];
+        float *d = malloc(sizeof(float) * (size_t)n), *x = malloc(sizeof(float) * (size_t)n);
+        float *y = malloc(sizeof(float) * (size_t)n);
+        double *xd = malloc(sizeof(double) * (size_t)n);
+        lb_rht_signs(1234 + (uint64_t)s, n, d);
+        int neg = 0;
+        for (int j = 0; j < n; j++) neg += d[j] < 0;
+        CHECK_MSG(n < 64 || (neg > n / 4 && neg < 3 * n / 4), "n=%d: %d negative signs", n, neg);
+        double emax = 0, worst = 0, worst_t = 0, worst_d = 0, worst_inv = 0;
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < n; j++) emax = fmax(emax, fabs(rht_entry(n, i, j)));
+        CHECK_MSG(emax <= sqrt(2.0 / n) * (1 + 1e-12), "n=%d: an entry of T is %g > sqrt(2/n)", n, emax);
+        for (int j = 0; j < n; j++) x[j] = (float)lb_rng_normal(&r);
+        for (int j = 0; j < n; j++) xd[j] = x[j];
+        memcpy(y, x, sizeof(float) * (size_t)n);
+        CHECK_OK(lb_rht_apply(y, n, d, 0));
+        CHECK_OK(lb_rht_apply_f64(xd, n, d, 0));
+        for (int i = 0; i < n; i++) {
+            double want = 0;
+            for (int j = 0; j < n; j++) want += rht_entry(n, i, j) * d[j] * x[j];
+            worst = fmax(worst, fabs(y[i] - want));
+            worst_d = fmax(worst_d, fabs(xd[i] - want));
+        }
+        /* transpose: R^T y = diag(d) T^T y */
+        float *z = malloc(sizeof(float) * (size_t)n);
+        memcpy(z, y, sizeof(float) * (size_t)n);
+        CHECK_OK(lb_rht_apply(z, n, d, 1));
+        for (int j = 0; j < n; j++) {
+            double want = 0;
+            for (int i = 0; i < n; i++) want += d[j] * rht_entry(n, i, j) * y[i];
+            worst_t = fmax(worst_t, fabs(z[j] - want));
+            worst_inv = fmax(worst_inv, fabs(z[j] - x[j])); /* R^T R = I */
+        }
+        CHECK_MSG(worst < 1e-5 && worst_t < 1e-5, "n=%d: forward off by %g, transpose by %g", n, worst, worst_t);
+        CHECK_MSG(worst_d < 1e-12, "n=%d: the double transform off by %g", n, worst_d);
+        CHECK_MSG(worst_inv < 1e-5, "n=%d: R^T R x differs from x by %g", n, worst_inv);
+        free(z);
+        free(d);
+        free(x);
+        free(y);
+        free(xd);
+    }
+    /* the same seed gives the same signs; another seed others */
+    float a[64], b[64];
+    lb_rht_signs(7, 64, a);
+    lb_rht_signs(7, 64, b);
+    CHECK(memcmp(a, b, sizeof a) == 0);
+    lb_rht_signs(8, 64, b);
+    CHECK(memcmp(a, b, sizeof a) != 0);
+}
+
 static void test_errors(void) {
     CHECK(lb_fail(LB_ERR_FORMAT, "bad thing %d", 7) == LB_ERR_FORMAT);
     CHECK(strcmp(lb_last_error(), "bad thing 7") == 0);
@@ -161,6 +234,7 @@ int main(void) {
     test_fp16();
     test_bf16();
     test_rng();
+    test_rht();
     test_errors();
     test_atomic_file();
     test_worker_error();

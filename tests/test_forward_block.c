@@ -109,8 +109,9 @@ static void test_observer(lb_model *m) {
     lb_state_free(s);
 }
 
-/* Every linear gets an input scale, and a Hadamard rotation when its width
- * is a power of two, with the weight stored as W diag(s) R: same function. */
+/* Every linear gets an input scale and rotations of its input and output
+ * (172 = 4 x 43: Hadamard x DCT), with the weight stored as R_o W diag(s) R:
+ * same function. */
 static void transform_model(lb_model *m) {
     lb_rng r;
     lb_rng_seed(&r, 5);
@@ -119,12 +120,15 @@ static void transform_model(lb_model *m) {
             lb_linear *L = &m->layers[l].linear[i];
             int64_t rows = L->w.rows, cols = L->w.cols;
             float *w = lb_alloc((size_t)(rows * cols) * 4), *s = lb_alloc((size_t)cols * 4), *d = lb_alloc((size_t)cols * 4);
+            float *e = lb_alloc((size_t)rows * 4);
+            lb_rht_signs((uint64_t)(l * LB_N_LINEARS + i), rows, e);
             for (int64_t j = 0; j < cols; j++) {
                 s[j] = 0.5f + lb_rng_f32(&r);
                 d[j] = lb_rng_u32(&r) & 1 ? 1.0f : -1.0f;
             }
             CHECK_OK(lb_linear_set_in_scale(L, s));
-            if (!(cols & (cols - 1))) CHECK_OK(lb_linear_set_hadamard(L, d));
+            CHECK_OK(lb_linear_set_hadamard(L, d));
+            CHECK_OK(lb_linear_set_out_hadamard(L, e));
             CHECK_OK(lb_dequantize(&L->w, w));
             CHECK_OK(lb_linear_transform_weight(L, w, rows));
             lb_qspec f32;
@@ -135,6 +139,7 @@ static void transform_model(lb_model *m) {
             lb_free(w);
             lb_free(s);
             lb_free(d);
+            lb_free(e);
         }
 }
 
@@ -143,8 +148,13 @@ static void test_slots_in_model(lb_model *m, const float *want) {
     lb_model_sizes(m, &before);
     transform_model(m);
     lb_model_sizes(m, &after);
-    /* input scales (six linears read 64 inputs, down reads 172) and signs on the six, per layer */
-    uint64_t slot_bytes = (uint64_t)m->cfg.n_layers * 4 * (6 * 64 + 172 + 6 * 64);
+    /* input scales (f32) and the two rotations' signs (bits) of every linear */
+    uint64_t slot_bytes = 0;
+    for (int l = 0; l < m->cfg.n_layers; l++)
+        for (int i = 0; i < LB_N_LINEARS; i++) {
+            const lb_tensor *w = &m->layers[l].linear[i].w;
+            slot_bytes += (uint64_t)(4 * w->cols + (w->cols + 7) / 8 + (w->rows + 7) / 8);
+        }
     CHECK(after.bytes_all == before.bytes_all + slot_bytes);
     float *got = forward_logits(m, CHUNK);
     double worst = 0, scale = 0;
@@ -209,6 +219,24 @@ static void test_corrupt_slots(const char *path) {
     memcpy(bad, buf, size);
     lb_wr64(bad + o + 4, 1); /* rank 1 against lora_a's rank 2 */
     CHECK_FAILS(lb_model_from_gguf((const uint8_t *)bad, size, &m), LB_ERR_FORMAT, "lora_a and lora_b");
+    /* the input rotation's 172 signs as 22 bytes of bits (i8): the wrong
+     * count, and a bit set past the 172nd sign */
+    o = after_name(buf, size, "blk.1.ffn_down.hadamard_bits");
+    CHECK(o > 0 && lb_rd32(buf + o) == 1 && lb_rd64(buf + o + 4) == 22 && lb_rd32(buf + o + 12) == 24);
+    memcpy(bad, buf, size);
+    lb_wr64(bad + o + 4, 21);
+    CHECK_FAILS(lb_model_from_gguf((const uint8_t *)bad, size, &m), LB_ERR_FORMAT, "hadamard_bits");
+    {
+        lb_gguf *g = NULL;
+        CHECK_OK(lb_gguf_parse((const uint8_t *)buf, size, &g));
+        const lb_gguf_tensor *t = g ? lb_gguf_find_tensor(g, "blk.1.ffn_down.hadamard_bits") : NULL;
+        CHECK(t != NULL);
+        if (t) data_at = (uint64_t)((const char *)t->data - buf);
+        lb_gguf_free(g);
+    }
+    memcpy(bad, buf, size);
+    bad[data_at + 21] |= (char)0x80; /* sign 175 of 172 */
+    CHECK_FAILS(lb_model_from_gguf((const uint8_t *)bad, size, &m), LB_ERR_FORMAT, "past its 172 signs");
     lb_free(bad);
     lb_free(buf);
 }
@@ -242,8 +270,12 @@ static void test_slots_round_trip(lb_model *m) {
         for (int l = 0; l < c->n_layers; l++)
             for (int i = 0; i < LB_N_LINEARS; i++) {
                 const lb_linear *x = &m->layers[l].linear[i], *y = &back->layers[l].linear[i];
-                CHECK(lb_linear_slot_bytes(x) == lb_linear_slot_bytes(y) && x->rot.kind == y->rot.kind);
+                CHECK(lb_linear_slot_bytes(x) == lb_linear_slot_bytes(y) && x->rot.kind == y->rot.kind &&
+                      x->out_rot.kind == y->out_rot.kind && x->rot.kind == LB_ROTATION_HADAMARD &&
+                      x->out_rot.kind == LB_ROTATION_HADAMARD);
                 CHECK(memcmp(x->in_scale, y->in_scale, (size_t)x->w.cols * 4) == 0);
+                CHECK(memcmp(x->rot.signs, y->rot.signs, (size_t)x->w.cols * 4) == 0 &&
+                      memcmp(x->out_rot.signs, y->out_rot.signs, (size_t)x->w.rows * 4) == 0);
             }
         const lb_linear *y = &back->layers[1].linear[LB_W2];
         CHECK(y->bias && memcmp(y->bias, bias, sizeof bias) == 0);

@@ -1,6 +1,7 @@
 /* lb_linear against a dense double-precision computation of the same math:
- * x' = (x / s) R with R = diag(d) H / sqrt(cols) built as a full matrix,
- * y = x' (W + S + alpha B A)^T + b with S expanded from CSR; each slot alone
+ * x' = (x / s) R with R the randomized Hadamard transform (lowbit/core.h)
+ * built as a full matrix, y = x' (W + S + alpha B A)^T R_o + b with S
+ * expanded from CSR and R_o the output's transform; each slot alone
  * and all together, on f32 and quantized weights, with and without an
  * activation cache. Also: the FWHT against the Hadamard matrix, the
  * documented storage convention (W = W0 diag(s) R computes x W0^T), and bad
@@ -21,6 +22,14 @@ static double hadamard_entry(int i, int j) {
     int p = 0;
     for (int b = i & j; b; b &= b - 1) p ^= 1;
     return p ? -1.0 : 1.0;
+}
+
+/* T[i][j] of lowbit/core.h's transform of size n = 2^k m: H / sqrt(2^k)
+ * Kronecker the orthonormal DCT-II of order m, from its definition */
+static double rht_entry(int n, int i, int j) {
+    int m = lb_rht_odd(n), b = i % m, e = j % m;
+    double c = (b ? sqrt(2.0 / m) : sqrt(1.0 / m)) * cos(3.14159265358979323846 * (2 * e + 1) * b / (2.0 * m));
+    return hadamard_entry(i / m, j / m) / sqrt((double)(n / m)) * c;
 }
 
 static void test_fwht(void) {
@@ -47,7 +56,7 @@ static void test_fwht(void) {
 typedef struct {
     int rows, cols, n, rank;
     int64_t nnz;
-    float *w, *x, *bias, *scale, *signs, *a, *b, *values;
+    float *w, *x, *bias, *scale, *signs, *out_signs, *a, *b, *values;
     int32_t *row_ptr, *col_idx;
     float alpha;
 } problem;
@@ -59,6 +68,8 @@ static problem make_problem(int rows, int cols, int n) {
     p.bias = lb_alloc((size_t)rows * 4);
     p.scale = lb_alloc((size_t)cols * 4);
     p.signs = lb_alloc((size_t)cols * 4);
+    p.out_signs = lb_alloc((size_t)rows * 4);
+    lb_rht_signs(99, rows, p.out_signs);
     p.a = lb_alloc((size_t)p.rank * cols * 4);
     p.b = lb_alloc((size_t)rows * p.rank * 4);
     fill(p.w, (size_t)rows * cols, 0.1f);
@@ -88,11 +99,11 @@ static problem make_problem(int rows, int cols, int n) {
 }
 
 static void free_problem(problem *p) {
-    void *ptrs[] = {p->w, p->x, p->bias, p->scale, p->signs, p->a, p->b, p->values, p->row_ptr, p->col_idx};
+    void *ptrs[] = {p->w, p->x, p->bias, p->scale, p->signs, p->out_signs, p->a, p->b, p->values, p->row_ptr, p->col_idx};
     for (size_t i = 0; i < sizeof ptrs / sizeof ptrs[0]; i++) lb_free(ptrs[i]);
 }
 
-enum { SLOT_BIAS = 1, SLOT_SCALE = 2, SLOT_ROT = 4, SLOT_OUTLIERS = 8, SLOT_ADAPTER = 16, SLOT_ALL = 31 };
+enum { SLOT_BIAS = 1, SLOT_SCALE = 2, SLOT_ROT = 4, SLOT_OUTLIERS = 8, SLOT_ADAPTER = 16, SLOT_OROT = 32, SLOT_ALL = 63 };
 
 /* The dense reference in double: wd is the dequantized stored weight. */
 static void dense_reference(const problem *p, int slots, const float *wd, double *y, double *mag) {
@@ -101,10 +112,10 @@ static void dense_reference(const problem *p, int slots, const float *wd, double
     for (int i = 0; i < n; i++) {
         double *row = xt + (size_t)i * cols;
         for (int j = 0; j < cols; j++) row[j] = p->x[(size_t)i * cols + j] / (slots & SLOT_SCALE ? p->scale[j] : 1.0f);
-        if (slots & SLOT_ROT) { /* row <- row diag(d) H / sqrt(cols), as a full matrix product */
+        if (slots & SLOT_ROT) { /* column vector x' = T diag(d) x, as a full matrix product */
             double *t = calloc((size_t)cols, sizeof(double));
             for (int j = 0; j < cols; j++)
-                for (int k = 0; k < cols; k++) t[j] += row[k] * p->signs[k] * hadamard_entry(k, j) / sqrt((double)cols);
+                for (int k = 0; k < cols; k++) t[j] += rht_entry(cols, j, k) * p->signs[k] * row[k];
             memcpy(row, t, sizeof(double) * (size_t)cols);
             free(t);
         }
@@ -118,16 +129,29 @@ static void dense_reference(const problem *p, int slots, const float *wd, double
             for (int c = 0; c < cols; c++)
                 for (int k = 0; k < p->rank; k++)
                     weff[(size_t)r * cols + c] += (double)p->alpha * p->b[r * p->rank + k] * p->a[(size_t)k * cols + c];
-    for (int i = 0; i < n; i++)
+    double *u = calloc((size_t)rows, sizeof(double)), *um = calloc((size_t)rows, sizeof(double));
+    for (int i = 0; i < n; i++) {
         for (int r = 0; r < rows; r++) {
-            double s = slots & SLOT_BIAS ? p->bias[r] : 0.0, m = fabs(s);
+            u[r] = um[r] = 0;
             for (int c = 0; c < cols; c++) {
-                s += xt[(size_t)i * cols + c] * weff[(size_t)r * cols + c];
-                m += fabs(xt[(size_t)i * cols + c] * weff[(size_t)r * cols + c]);
+                u[r] += xt[(size_t)i * cols + c] * weff[(size_t)r * cols + c];
+                um[r] += fabs(xt[(size_t)i * cols + c] * weff[(size_t)r * cols + c]);
             }
+        }
+        for (int r = 0; r < rows; r++) { /* column vector y = R_o^T u = diag(d_o) T^T u */
+            double s = 0, m = 0;
+            if (!(slots & SLOT_OROT)) s = u[r], m = um[r];
+            for (int k = 0; (slots & SLOT_OROT) && k < rows; k++) {
+                s += p->out_signs[r] * rht_entry(rows, k, r) * u[k];
+                m += fabs(rht_entry(rows, k, r)) * um[k];
+            }
+            if (slots & SLOT_BIAS) s += p->bias[r], m += fabs(p->bias[r]);
             y[(size_t)i * rows + r] = s;
             mag[(size_t)i * rows + r] = m;
         }
+    }
+    free(u);
+    free(um);
     free(xt);
     free(weff);
 }
@@ -136,6 +160,7 @@ static void set_slots(lb_linear *L, const problem *p, int slots) {
     if (slots & SLOT_BIAS) CHECK_OK(lb_linear_set_bias(L, p->bias));
     if (slots & SLOT_SCALE) CHECK_OK(lb_linear_set_in_scale(L, p->scale));
     if (slots & SLOT_ROT) CHECK_OK(lb_linear_set_hadamard(L, p->signs));
+    if (slots & SLOT_OROT) CHECK_OK(lb_linear_set_out_hadamard(L, p->out_signs));
     if (slots & SLOT_OUTLIERS) CHECK_OK(lb_linear_set_outliers(L, p->nnz, p->row_ptr, p->col_idx, p->values));
     if (slots & SLOT_ADAPTER) CHECK_OK(lb_linear_set_adapter(L, p->rank, p->a, p->b, p->alpha));
 }
@@ -157,15 +182,15 @@ static void test_against_dense(const char *spec_text, int rows, int cols, int n)
     lb_kernel_pin(&L.w, "fallback");
     lb_act_cache *cache;
     CHECK_OK(lb_act_cache_create(n, cols, &cache));
-    const int cases[] = {0, SLOT_BIAS, SLOT_SCALE, SLOT_ROT, SLOT_OUTLIERS, SLOT_ADAPTER, SLOT_SCALE | SLOT_ROT, SLOT_ALL};
+    const int cases[] = {0,           SLOT_BIAS,   SLOT_SCALE,           SLOT_ROT,           SLOT_OUTLIERS,
+                         SLOT_ADAPTER, SLOT_OROT, SLOT_SCALE | SLOT_ROT, SLOT_ROT | SLOT_OROT, SLOT_ALL};
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         int slots = cases[c];
-        int pow2 = (cols & (cols - 1)) == 0;
-        if ((slots & SLOT_ROT) && !pow2) slots &= ~SLOT_ROT;
         /* start from an empty linear over the same weight */
         CHECK_OK(lb_linear_set_bias(&L, NULL));
         CHECK_OK(lb_linear_set_in_scale(&L, NULL));
         CHECK_OK(lb_linear_set_hadamard(&L, NULL));
+        CHECK_OK(lb_linear_set_out_hadamard(&L, NULL));
         CHECK_OK(lb_linear_set_outliers(&L, 0, NULL, NULL, NULL));
         CHECK_OK(lb_linear_set_adapter(&L, 0, NULL, NULL, 0));
         CHECK(!lb_linear_has_slots(&L) && lb_linear_slot_bytes(&L) == 0);
@@ -192,7 +217,7 @@ static void test_against_dense(const char *spec_text, int rows, int cols, int n)
     free_problem(&p);
 }
 
-/* The storage convention: a layer W0 stored as W0 diag(s) R computes x W0^T. */
+/* The storage convention: a layer W0 stored as R_o W0 diag(s) R computes x W0^T. */
 static void test_convention(void) {
     const int rows = 24, cols = 64, n = 5;
     problem p = make_problem(rows, cols, n);
@@ -205,6 +230,7 @@ static void test_convention(void) {
     lb_linear_init(&L, &t);
     CHECK_OK(lb_linear_set_in_scale(&L, p.scale));
     CHECK_OK(lb_linear_set_hadamard(&L, p.signs));
+    CHECK_OK(lb_linear_set_out_hadamard(&L, p.out_signs)); /* 24 = 8 x 3 */
     CHECK_OK(lb_linear_transform_weight(&L, stored, rows));
     CHECK_OK(lb_linear_forward(&L, p.x, n, y, NULL));
     for (int i = 0; i < n; i++)
@@ -257,8 +283,25 @@ static void test_bad_input(void) {
     CHECK_FAILS(lb_linear_set_in_scale(&L, bad), LB_ERR_NUMERIC, "input scale[0]");
     bad[0] = 0.0f;
     CHECK_FAILS(lb_linear_set_in_scale(&L, bad), LB_ERR_INVALID, "nonzero");
-    /* Hadamard needs a power-of-two width and +-1 signs */
-    CHECK_FAILS(lb_linear_set_hadamard(&L, p.signs), LB_ERR_INVALID, "power-of-two");
+    /* a rotation needs a width 2^k m (m odd, <= 255) and +-1 signs */
+    {
+        float zeros[257] = {0}, ones[257];
+        for (int j = 0; j < 257; j++) ones[j] = 1.0f;
+        lb_tensor t257;
+        lb_tensor_wrap_f32(&t257, "wide", zeros, 1, 257);
+        lb_linear W;
+        lb_linear_init(&W, &t257);
+        CHECK_FAILS(lb_linear_set_hadamard(&W, ones), LB_ERR_INVALID, "2^k m");
+        CHECK(W.rot.kind == LB_ROTATION_NONE && W.rot.signs == NULL);
+        CHECK_OK(lb_linear_set_out_hadamard(&W, ones)); /* its one row: 1 = 2^0 x 1 */
+        W.out_rot.signs[0] = 0.5f; /* behind the setter's back */
+        CHECK_FAILS(lb_linear_validate(&W), LB_ERR_INVALID, "output Hadamard sign[0]");
+        W.out_rot.signs[0] = 1.0f;
+        CHECK_OK(lb_linear_validate(&W));
+        lb_linear_free(&W);
+    }
+    CHECK_OK(lb_linear_set_hadamard(&L, p.signs)); /* 12 = 4 x 3 */
+    CHECK_OK(lb_linear_set_hadamard(&L, NULL));
     CHECK(L.rot.kind == LB_ROTATION_NONE);
     /* outliers: columns in range, row_ptr consistent, values finite */
     int32_t rp[7] = {0, 1, 1, 2, 2, 2, 2}, ci[2] = {0, 12};
@@ -294,7 +337,7 @@ static void test_bad_input(void) {
     L.rot.kind = LB_ROTATION_HADAMARD;
     CHECK_FAILS(lb_linear_validate(&L), LB_ERR_INVALID, "without signs");
     L.rot.kind = (lb_rotation_kind)7;
-    CHECK_FAILS(lb_linear_validate(&L), LB_ERR_INVALID, "unknown rotation");
+    CHECK_FAILS(lb_linear_validate(&L), LB_ERR_INVALID, "unknown input rotation");
     L.rot.kind = LB_ROTATION_NONE;
     float nanbias[6] = {0, 0, 0, 0, 0, NAN};
     L.bias = nanbias;
@@ -320,7 +363,9 @@ static void test_bad_input(void) {
     CHECK_FAILS(lb_linear_set_hadamard(&L, signs), LB_ERR_NUMERIC, "sign[2]");
     signs[2] = -1;
     CHECK_OK(lb_linear_set_hadamard(&L, signs));
-    CHECK(lb_linear_slot_bytes(&L) == 16);
+    CHECK(lb_linear_slot_bytes(&L) == 1); /* signs are stored as bits */
+    CHECK_OK(lb_linear_set_out_hadamard(&L, signs)); /* 3 rows: the first 3 */
+    CHECK(lb_linear_slot_bytes(&L) == 2);
     lb_linear_free(&L);
     free_problem(&p);
 }

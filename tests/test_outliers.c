@@ -27,15 +27,6 @@ static void effective(const lb_tensor *t, const lb_quant_extras *x, float *eff) 
         for (int32_t k = x->row_ptr[r]; k < x->row_ptr[r + 1]; k++) eff[r * x->cols + x->col_idx[k]] += x->values[k];
 }
 
-static lb_status forward_logits(const lb_model *m, const int *tok, int n, float *logits) {
-    lb_state *s;
-    lb_status st = lb_state_create(m, n, &s);
-    if (st != LB_OK) return st;
-    st = lb_forward(m, s, tok, n, 0, logits);
-    lb_state_free(s);
-    return st;
-}
-
 static double sq_err(const float *a, const float *b, int64_t n) {
     double s = 0;
     for (int64_t i = 0; i < n; i++) s += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
@@ -496,7 +487,7 @@ static void test_pipeline_real_model(void) {
     lb_quantize_report_free(&rep); /* its per-tensor records */
     int tok[6] = {1, 403, 407, 261, 378, 1};
     float *want = lb_alloc(6 * 512 * sizeof(float)), *got = lb_alloc(6 * 512 * sizeof(float));
-    CHECK_OK(forward_logits(m, tok, 6, want));
+    CHECK_OK(lb_test_logits(m, tok, 6, want));
     char dir[] = "/tmp/lb_outliers_XXXXXX", path[256];
     CHECK(mkdtemp(dir) != NULL);
     snprintf(path, sizeof path, "%s/q.gguf", dir);
@@ -508,7 +499,7 @@ static void test_pipeline_real_model(void) {
         lb_model_sizes(m, &a);
         lb_model_sizes(back, &b);
         CHECK(a.bytes_quant == b.bytes_quant && a.bytes_quant == want_bytes);
-        CHECK_OK(forward_logits(back, tok, 6, got));
+        CHECK_OK(lb_test_logits(back, tok, 6, got));
         CHECK_MSG(!memcmp(got, want, 6 * 512 * sizeof(float)), "logits change through save and load");
         lb_model_free(back);
     }

@@ -136,6 +136,25 @@ LB_API uint32_t lb_rng_u32(lb_rng *r);
 LB_API float lb_rng_f32(lb_rng *r);    /* uniform in [0, 1), 24 bits */
 LB_API double lb_rng_normal(lb_rng *r); /* N(0, 1), Box-Muller */
 
+/* ---- randomized Hadamard transforms (src/core/rht.c) -----------------------
+ * Incoherence processing: R = T diag(d), d a vector of signs (+1 / -1),
+ * T = (H / sqrt(2^k)) (x) C for n = 2^k m, m odd and at most
+ * LB_RHT_MAX_ODD: H the Sylvester Walsh-Hadamard matrix of order 2^k, C
+ * the orthonormal DCT-II of order m (C = [1] when n is a power of two).
+ * T is orthonormal and no entry exceeds sqrt(2 / n). */
+#define LB_RHT_MAX_ODD 255
+/* m for n = 2^k m, or 0 when n has no such form */
+LB_API int lb_rht_odd(int64_t n);
+/* LB_OK when n has that form (and the DCT of its m is built: after that
+ * lb_rht_apply on n cannot fail); else LB_ERR_INVALID saying why */
+LB_API lb_status lb_rht_check(int64_t n);
+/* x (n) <- R x = T diag(d) x (transpose 0) or R^T x = diag(d) T^T x (1);
+ * signs NULL: d = 1. Fails (LB_ERR_INVALID) for an n of no such form. */
+LB_API lb_status lb_rht_apply(float *x, int64_t n, const float *signs, int transpose);
+LB_API lb_status lb_rht_apply_f64(double *x, int64_t n, const float *signs, int transpose);
+/* n signs (+1.0f or -1.0f) from a seed, the same on every machine */
+LB_API void lb_rht_signs(uint64_t seed, int64_t n, float *signs);
+
 /* ---- files ---------------------------------------------------------------- */
 typedef struct {
     const uint8_t *data;

@@ -68,11 +68,19 @@ LB_API lb_status lb_matmul_binarized(const lb_tensor *w, const float *x, int n, 
  *                          stored as W diag(s), so the input is divided: x / s
  *   rotation  R (cols x cols, orthonormal): the input is rotated, x R, and
  *                          the weight was stored rotated the same way. Kind
- *                          LB_ROTATION_HADAMARD: R = diag(d) H / sqrt(cols),
- *                          d = signs (each +1 or -1), H the Sylvester
- *                          Walsh-Hadamard matrix (H symmetric, H H = cols I),
- *                          cols a power of two; as a column vector
- *                          x' = H diag(d) x / sqrt(cols)
+ *                          LB_ROTATION_HADAMARD: the randomized Hadamard
+ *                          transform of lowbit/core.h (lb_rht_apply) with
+ *                          signs d (each +1 or -1): as a column vector
+ *                          x' = T diag(d) x, T = H / sqrt(cols) (H the
+ *                          Sylvester Walsh-Hadamard matrix) when cols is a
+ *                          power of two, (H / sqrt(2^k)) (x) DCT-II for
+ *                          cols = 2^k m (m odd, <= LB_RHT_MAX_ODD)
+ *   out_rot   R_o (rows x rows, the same kind over the output): the weight
+ *                          was stored as R_o W (R_o = T diag(d_o) as a
+ *                          column-vector map), and the output is rotated
+ *                          back, y <- R_o^T y as a column vector, before
+ *                          the bias is added (incoherence processing on
+ *                          both sides, QuIP#)
  *   outliers  S (rows x cols) sparse, CSR: added to the dequantized weight
  *   adapter   A (rank x cols), B (rows x rank), alpha: low-rank term added
  *                          to the weight, alpha B A
@@ -82,12 +90,12 @@ LB_API lb_status lb_matmul_binarized(const lb_tensor *w, const float *x, int n, 
  *
  *   x' = (x / s) R                                   input transforms, in this order
  *   x' = Q(x')                                       activation quantizer, when set (act)
- *   y  = x' W^T  +  x' S^T  +  alpha (x' A^T) B^T  +  b
+ *   y  = (x' W^T  +  x' S^T  +  alpha (x' A^T) B^T) R_o  +  b
  *
  * so outliers and adapter live in the same basis as the stored weight (the
  * effective matrix is W + S + alpha B A), and a layer whose original weight
- * is W0 computes y = x W0^T + b when it stores W = W0 diag(s) R (see
- * lb_linear_transform_weight). Each stored row of W went through the
+ * is W0 computes y = x W0^T + b when it stores W = R_o W0 diag(s) R (see
+ * lb_linear_transform_weight), R_o = T diag(d_o) as for the input. Each stored row of W went through the
  * input's transforms with s multiplied instead of divided.
  *
  * Ownership: a linear owns its slot arrays (the setters copy their
@@ -101,7 +109,7 @@ typedef enum {
 
 typedef struct {
     lb_rotation_kind kind;
-    float *signs; /* HADAMARD: (cols), each +1 or -1 */
+    float *signs; /* HADAMARD: (cols; out_rot: rows), each +1 or -1 */
 } lb_rotation;
 
 typedef struct {
@@ -165,6 +173,7 @@ typedef struct {
     float *bias;          /* (rows) or NULL */
     float *in_scale;      /* (cols) or NULL */
     lb_rotation rot;
+    lb_rotation out_rot;  /* over the output (rows) */
     lb_outliers outliers;
     lb_adapter adapter;
     lb_act_quant act;     /* kind LB_AQ_NONE: x' stays float */
@@ -185,6 +194,7 @@ LB_API lb_status lb_linear_set_weight(lb_linear *L, const lb_tensor *w);
 LB_API lb_status lb_linear_set_bias(lb_linear *L, const float *bias /* rows */);
 LB_API lb_status lb_linear_set_in_scale(lb_linear *L, const float *scale /* cols, finite, nonzero */);
 LB_API lb_status lb_linear_set_hadamard(lb_linear *L, const float *signs /* cols, +1 or -1 */);
+LB_API lb_status lb_linear_set_out_hadamard(lb_linear *L, const float *signs /* rows, +1 or -1 */);
 LB_API lb_status lb_linear_set_outliers(lb_linear *L, int64_t nnz, const int32_t *row_ptr, const int32_t *col_idx,
                                  const float *values);
 LB_API lb_status lb_linear_set_adapter(lb_linear *L, int rank, const float *a, const float *b, float alpha);
@@ -218,8 +228,8 @@ LB_API void lb_linear_slot_layout(const lb_linear *L, lb_slot_layout *out);
 /* x' = (x / s) R: the input the stored weight reads (x, out: (n, cols); may
  * alias). This is what a quantizer of L->w should collect statistics on. */
 LB_API lb_status lb_linear_transform_input(const lb_linear *L, const float *x, int n, float *out);
-/* W0 (rows x cols, in place) -> W0 diag(s) R: the weight to store so that
- * the linear computes x W0^T. */
+/* W0 (rows x cols, in place) -> R_o W0 diag(s) R: the weight to store so
+ * that the linear computes x W0^T. */
 LB_API lb_status lb_linear_transform_weight(const lb_linear *L, float *w, int64_t rows);
 
 /* y (n x rows) = the formula above. cache is used for the weight only when

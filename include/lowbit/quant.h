@@ -122,10 +122,11 @@ typedef struct {
     const char *noun;            /* CHOICE: what a value is, for errors ("clipping rule") */
 } lb_method_option;
 
-#define LB_METHOD_MAX_OPTIONS 12
+#define LB_METHOD_MAX_OPTIONS 16
 /* Options every row takes after its own (outliers, outlier_rule,
- * bias_correct: see lb_quantize_tensor_ex); listed by lb_method_common_at. */
-#define LB_METHOD_COMMON_OPTIONS 3
+ * bias_correct, rotate, rotate_seed: see lb_quantize_tensor_ex); listed by
+ * lb_method_common_at. */
+#define LB_METHOD_COMMON_OPTIONS 5
 
 typedef struct lb_method lb_method;
 
@@ -274,6 +275,11 @@ typedef struct {
     int32_t *col_idx;  /* (nnz), ascending within a row */
     float *values;     /* (nnz): w - dequantized dense, rounded to fp16 when it fits */
     float *bias;       /* (rows) to add to the linear's bias, or NULL; fp16-rounded */
+    /* rotate=hadamard: the signs of the input (cols) and output (rows)
+     * rotations the weight was quantized under (lowbit/linear.h's rotation
+     * slots), or NULL; the sparse part lives in the rotated basis, the bias
+     * in the original one */
+    float *in_signs, *out_signs;
 } lb_quant_extras;
 
 LB_API void lb_quant_extras_free(lb_quant_extras *x); /* leaves it zeroed; NULL is fine */
@@ -297,8 +303,12 @@ LB_API lb_status lb_outliers_select(const float *w, int64_t rows, int64_t cols, 
  * that they neither widen a grid nor, under gptq, spread error) quantized
  * by m, and a sparse part holding the difference, so that dense + sparse
  * reproduces each kept weight up to fp16 rounding of the difference;
- * bias_correct = 1 adds (W - (deq + S)) E[x] (stats->mean_x) to the bias.
- * extras may be NULL only when neither is asked for. */
+ * bias_correct = 1 adds (W - (deq + S)) E[x] (stats->mean_x) to the bias;
+ * rotate = hadamard quantizes R_o W R_i^T instead (src/quant/rotate.c;
+ * statistics rotated to match, everything above then in that basis, the
+ * bias rotated back) and returns the signs of R_i and R_o for the linear's
+ * rotation slots; rotate_seed picks them (with the tensor's name).
+ * extras may be NULL only when none of these is asked for. */
 LB_API lb_status lb_quantize_tensor_ex(const lb_method *m, const lb_method_opts *opts, const lb_layer_stats *stats,
                                        const float *w, int64_t rows, int64_t cols, const lb_qspec *spec,
                                        const char *name, lb_tensor *out, lb_quant_extras *extras);

@@ -1,8 +1,8 @@
-/* lb_linear: a stored weight plus optional slots (input scale, rotation,
- * sparse outliers, low-rank adapter, bias, activation quantizer), and its
- * forward pass
+/* lb_linear: a stored weight plus optional slots (input scale, rotations
+ * of the input and the output, sparse outliers, low-rank adapter, bias,
+ * activation quantizer), and its forward pass
  *
- *   x' = Q((x / s) R),   y = x' (W + S + alpha B A)^T + b
+ *   x' = Q((x / s) R),   y = x' (W + S + alpha B A)^T R_o + b
  *
  * (conventions in include/lowbit/linear.h). The weight goes through
  * lb_matmul (the format's cached kernel); the slots here are plain scalar
@@ -42,16 +42,19 @@ static lb_status check_in_scale(const lb_linear *L, const float *s) {
     return LB_OK;
 }
 
-static lb_status check_hadamard(const lb_linear *L, const float *signs) {
-    int64_t cols = L->w.cols;
-    if (cols & (cols - 1))
-        return lb_fail(LB_ERR_INVALID, "linear '%s': a Hadamard rotation needs a power-of-two width, not %lld", L->w.name,
-                       (long long)cols);
-    for (int64_t j = 0; j < cols; j++)
-        if (signs[j] != 1.0f && signs[j] != -1.0f)
-            return lb_fail(isfinite(signs[j]) ? LB_ERR_INVALID : LB_ERR_NUMERIC,
-                           "linear '%s': Hadamard sign[%lld] is %g, not +1 or -1", L->w.name, (long long)j,
-                           (double)signs[j]);
+/* a rotation over n entries (the input: cols; the output: rows) */
+static lb_status check_hadamard(const lb_linear *L, const lb_rotation *rot, int64_t n, const char *side) {
+    if (rot->kind == LB_ROTATION_NONE) return LB_OK;
+    if (rot->kind != LB_ROTATION_HADAMARD)
+        return lb_fail(LB_ERR_INVALID, "linear '%s': unknown %s rotation kind %d", L->w.name, side, (int)rot->kind);
+    if (!rot->signs) return lb_fail(LB_ERR_INVALID, "linear '%s': %s Hadamard rotation without signs", L->w.name, side);
+    lb_status st = lb_rht_check(n);
+    if (st != LB_OK) return lb_fail_context(st, "linear '%s', %s rotation", L->w.name, side);
+    for (int64_t j = 0; j < n; j++)
+        if (rot->signs[j] != 1.0f && rot->signs[j] != -1.0f)
+            return lb_fail(isfinite(rot->signs[j]) ? LB_ERR_INVALID : LB_ERR_NUMERIC,
+                           "linear '%s': %s Hadamard sign[%lld] is %g, not +1 or -1", L->w.name, side, (long long)j,
+                           (double)rot->signs[j]);
     return LB_OK;
 }
 
@@ -90,16 +93,8 @@ lb_status lb_linear_validate(const lb_linear *L) {
     if (!L->w.data) return lb_fail(LB_ERR_INVALID, "linear '%s' has no weight data", L->w.name);
     if (L->bias && (st = check_finite(L, "bias", L->bias, (size_t)L->w.rows)) != LB_OK) return st;
     if (L->in_scale && (st = check_in_scale(L, L->in_scale)) != LB_OK) return st;
-    switch (L->rot.kind) {
-    case LB_ROTATION_NONE:
-        break;
-    case LB_ROTATION_HADAMARD:
-        if (!L->rot.signs) return lb_fail(LB_ERR_INVALID, "linear '%s': Hadamard rotation without signs", L->w.name);
-        if ((st = check_hadamard(L, L->rot.signs)) != LB_OK) return st;
-        break;
-    default:
-        return lb_fail(LB_ERR_INVALID, "linear '%s': unknown rotation kind %d", L->w.name, (int)L->rot.kind);
-    }
+    if ((st = check_hadamard(L, &L->rot, L->w.cols, "input")) != LB_OK) return st;
+    if ((st = check_hadamard(L, &L->out_rot, L->w.rows, "output")) != LB_OK) return st;
     if (L->outliers.nnz &&
         (st = check_outliers(L, L->outliers.nnz, L->outliers.row_ptr, L->outliers.col_idx, L->outliers.values)) != LB_OK)
         return st;
@@ -111,8 +106,8 @@ lb_status lb_linear_validate(const lb_linear *L) {
 }
 
 int lb_linear_has_slots(const lb_linear *L) {
-    return L->bias || L->in_scale || L->rot.kind != LB_ROTATION_NONE || L->outliers.nnz || L->adapter.rank ||
-           L->act.kind != LB_AQ_NONE;
+    return L->bias || L->in_scale || L->rot.kind != LB_ROTATION_NONE || L->out_rot.kind != LB_ROTATION_NONE ||
+           L->outliers.nnz || L->adapter.rank || L->act.kind != LB_AQ_NONE;
 }
 
 static int all_fp16(const float *v, size_t n) {
@@ -141,7 +136,9 @@ size_t lb_linear_slot_bytes(const lb_linear *L) {
     lb_linear_slot_layout(L, &lay);
     if (L->bias) b += rows * (size_t)lay.bias_bytes;
     if (L->in_scale) b += cols * sizeof(float);
-    if (L->rot.kind == LB_ROTATION_HADAMARD) b += cols * sizeof(float);
+    /* Hadamard signs: one bit each */
+    if (L->rot.kind == LB_ROTATION_HADAMARD) b += (cols + 7) / 8;
+    if (L->out_rot.kind == LB_ROTATION_HADAMARD) b += (rows + 7) / 8;
     if (L->outliers.nnz) {
         size_t nnz = (size_t)L->outliers.nnz;
         b += nnz * (size_t)lay.value_bytes;
@@ -177,6 +174,7 @@ void lb_linear_free(lb_linear *L) {
     lb_free(L->bias);
     lb_free(L->in_scale);
     lb_free(L->rot.signs);
+    lb_free(L->out_rot.signs);
     free_outliers(&L->outliers);
     free_adapter(&L->adapter);
     lb_tensor_free(&L->w);
@@ -225,12 +223,21 @@ lb_status lb_linear_set_in_scale(lb_linear *L, const float *scale) {
     return st != LB_OK ? st : replace_floats(L, &L->in_scale, scale, (size_t)L->w.cols);
 }
 
-lb_status lb_linear_set_hadamard(lb_linear *L, const float *signs) {
+static lb_status set_rotation(lb_linear *L, lb_rotation *rot, const float *signs, int64_t n, const char *side) {
     lb_status st = check_weight(L);
-    if (st == LB_OK && signs) st = check_hadamard(L, signs);
-    if (st == LB_OK) st = replace_floats(L, &L->rot.signs, signs, (size_t)L->w.cols);
-    if (st == LB_OK) L->rot.kind = signs ? LB_ROTATION_HADAMARD : LB_ROTATION_NONE;
+    lb_rotation want = {LB_ROTATION_HADAMARD, (float *)signs};
+    if (st == LB_OK && signs) st = check_hadamard(L, &want, n, side);
+    if (st == LB_OK) st = replace_floats(L, &rot->signs, signs, (size_t)n);
+    if (st == LB_OK) rot->kind = signs ? LB_ROTATION_HADAMARD : LB_ROTATION_NONE;
     return st;
+}
+
+lb_status lb_linear_set_hadamard(lb_linear *L, const float *signs) {
+    return set_rotation(L, &L->rot, signs, L->w.cols, "input");
+}
+
+lb_status lb_linear_set_out_hadamard(lb_linear *L, const float *signs) {
+    return set_rotation(L, &L->out_rot, signs, L->w.rows, "output");
 }
 
 lb_status lb_linear_set_outliers(lb_linear *L, int64_t nnz, const int32_t *row_ptr, const int32_t *col_idx,
@@ -297,17 +304,21 @@ static void transform_row(const lb_linear *L, float *row, int divide) {
         else
             for (int j = 0; j < cols; j++) row[j] *= L->in_scale[j];
     }
-    if (L->rot.kind == LB_ROTATION_HADAMARD) {
-        for (int j = 0; j < cols; j++) row[j] *= L->rot.signs[j];
-        lb_fwht_ref(row, cols);
-        float norm = 1.0f / sqrtf((float)cols);
-        for (int j = 0; j < cols; j++) row[j] *= norm;
-    }
+    if (L->rot.kind == LB_ROTATION_HADAMARD) lb_rht_apply(row, cols, L->rot.signs, 0); /* checked by the setter */
+}
+
+/* the transforms' DCT tables are built before any parallel loop uses them */
+static lb_status prepare_rotations(const lb_linear *L) {
+    lb_status st = L->rot.kind == LB_ROTATION_HADAMARD ? lb_rht_check(L->w.cols) : LB_OK;
+    if (st == LB_OK && L->out_rot.kind == LB_ROTATION_HADAMARD) st = lb_rht_check(L->w.rows);
+    return st;
 }
 
 lb_status lb_linear_transform_input(const lb_linear *L, const float *x, int n, float *out) {
     size_t cols = (size_t)L->w.cols;
     if (n < 0) return lb_fail(LB_ERR_INVALID, "linear '%s': %d input rows", L->w.name, n);
+    lb_status st = prepare_rotations(L);
+    if (st != LB_OK) return st;
     if (out != x) memcpy(out, x, (size_t)n * cols * sizeof(float));
 #pragma omp parallel for schedule(static) if ((size_t)n * cols > 65536)
     for (int i = 0; i < n; i++) transform_row(L, out + (size_t)i * cols, 1);
@@ -319,8 +330,20 @@ lb_status lb_linear_transform_weight(const lb_linear *L, float *w, int64_t rows)
         return lb_fail(LB_ERR_INVALID, "linear '%s' has %lld rows, not %lld", L->w.name, (long long)L->w.rows,
                        (long long)rows);
     size_t cols = (size_t)L->w.cols;
+    lb_status st = prepare_rotations(L);
+    if (st != LB_OK) return st;
 #pragma omp parallel for schedule(static) if ((size_t)rows * cols > 65536)
     for (int64_t r = 0; r < rows; r++) transform_row(L, w + (size_t)r * cols, 0);
+    if (L->out_rot.kind != LB_ROTATION_HADAMARD) return LB_OK;
+    /* W <- R_o W: each column, through a contiguous copy */
+    float *col = lb_alloc((size_t)rows * sizeof(float));
+    if (!col) return lb_fail(LB_ERR_NOMEM, "out of memory rotating linear '%s'", L->w.name);
+    for (size_t j = 0; j < cols; j++) {
+        for (int64_t r = 0; r < rows; r++) col[r] = w[(size_t)r * cols + j];
+        lb_rht_apply(col, rows, L->out_rot.signs, 0);
+        for (int64_t r = 0; r < rows; r++) w[(size_t)r * cols + j] = col[r];
+    }
+    lb_free(col);
     return LB_OK;
 }
 
@@ -368,18 +391,22 @@ lb_status lb_linear_forward(const lb_linear *L, const float *x, int n, float *y,
         size_t len = (size_t)n * (size_t)L->w.cols;
         xt = len <= sizeof local / sizeof local[0] ? local : lb_alloc(len * sizeof(float));
         if (!xt) return lb_fail(LB_ERR_NOMEM, "out of memory for the transformed input of linear '%s'", L->w.name);
-        if (has_input_transform(L)) lb_linear_transform_input(L, x, n, xt);
+        if (has_input_transform(L)) st = lb_linear_transform_input(L, x, n, xt);
         else memcpy(xt, x, (size_t)n * (size_t)L->w.cols * sizeof(float));
         /* simulated activation quantization: x' rounded to the integer grid
          * and back (src/kernels/act_quant.c); outliers and adapter read the
          * same quantized x' as the weight */
-        if (L->act.kind != LB_AQ_NONE) st = lb_act_quantize_rows(&L->act, xt, n, (int)L->w.cols, xt);
+        if (st == LB_OK && L->act.kind != LB_AQ_NONE) st = lb_act_quantize_rows(&L->act, xt, n, (int)L->w.cols, xt);
         xin = xt;
         cache = NULL; /* the cache holds forms of x, not of x' */
     }
     if (st == LB_OK) st = lb_matmul(&L->w, xin, n, y, cache);
     if (st == LB_OK && L->outliers.nnz) add_outliers(L, xin, n, y);
     if (st == LB_OK && L->adapter.rank) st = add_adapter(L, xin, n, y);
+    if (st == LB_OK && L->out_rot.kind == LB_ROTATION_HADAMARD && (st = lb_rht_check(rows)) == LB_OK) {
+#pragma omp parallel for schedule(static) if ((size_t)n * (size_t)rows > 65536)
+        for (int i = 0; i < n; i++) lb_rht_apply(y + (size_t)i * rows, rows, L->out_rot.signs, 1);
+    }
     if (st == LB_OK && L->bias)
         for (int i = 0; i < n; i++)
             for (int r = 0; r < rows; r++) y[(size_t)i * rows + r] += L->bias[r];

@@ -87,8 +87,10 @@ done:
  * A linear's slots are extra tensors next to its weight, named after it
  * (blk.N.attn_q.weight -> blk.N.attn_q.<slot>), dims [cols, rows] as usual:
  *   bias (rows) f16 when every value is exact in fp16, else f32 (llama.cpp's
- *   name for a linear's bias); in_scale (cols) f32; hadamard_signs (cols)
- *   f32; lora_a [cols, rank] and lora_b [rank, rows] f32 with
+ *   name for a linear's bias); in_scale (cols) f32; hadamard_bits
+ *   (ceil(cols / 8)) and out_hadamard_bits (ceil(rows / 8)) i8: the
+ *   rotations' signs, bit j % 8 of byte j / 8 set for -1 (the first files
+ *   held hadamard_signs (cols) f32, still read); lora_a [cols, rank] and lora_b [rank, rows] f32 with
  *   lowbit.lora_alpha.<linear> (f32);
  *   outliers (CSR, lb_linear_slot_layout picks the smallest exact form):
  *     outlier_values (nnz) f16 when every value is exact in fp16, else f32;
@@ -133,6 +135,7 @@ static lb_status add_slot(lb_gguf_writer *w, const lb_linear *L, const char *slo
     char name[128];
     slot_name(name, sizeof name, L, slot);
     uint64_t ne[2] = {ne0, ne1};
+    if (!data) return lb_fail(LB_ERR_NOMEM, "out of memory for slot '%s'", name); /* a failed buffer() */
     return lb_gguf_add_tensor(w, name, type, ne1 ? 2 : 1, ne, data,
                               (size_t)(ne0 * (ne1 ? ne1 : 1)) * (size_t)type_bytes(type));
 }
@@ -208,6 +211,17 @@ done:
     return st;
 }
 
+/* n signs as bits (bit set: -1), in a buffer of bufs; NULL when out of
+ * memory (add_slot then fails) */
+static const uint8_t *sign_bits(buffers *bufs, const float *signs, uint64_t n) {
+    uint8_t *b = buffer(bufs, (size_t)(n + 7) / 8);
+    if (!b) return NULL;
+    memset(b, 0, (size_t)(n + 7) / 8);
+    for (uint64_t j = 0; j < n; j++)
+        if (signs[j] < 0) b[j / 8] |= (uint8_t)(1u << (j % 8));
+    return b;
+}
+
 static lb_status write_linear_slots(lb_gguf_writer *w, const lb_linear *L, buffers *bufs) {
     uint64_t rows = (uint64_t)L->w.rows, cols = (uint64_t)L->w.cols;
     lb_status st = LB_OK;
@@ -221,7 +235,10 @@ static lb_status write_linear_slots(lb_gguf_writer *w, const lb_linear *L, buffe
         TRY(add_slot(w, L, "bias", LB_GGML_F32, rows, 0, L->bias));
     }
     if (L->in_scale) TRY(add_slot(w, L, "in_scale", LB_GGML_F32, cols, 0, L->in_scale));
-    if (L->rot.kind == LB_ROTATION_HADAMARD) TRY(add_slot(w, L, "hadamard_signs", LB_GGML_F32, cols, 0, L->rot.signs));
+    if (L->rot.kind == LB_ROTATION_HADAMARD) TRY(add_slot(w, L, "hadamard_bits", LB_GGML_I8, (cols + 7) / 8, 0,
+                                                          sign_bits(bufs, L->rot.signs, cols)));
+    if (L->out_rot.kind == LB_ROTATION_HADAMARD)
+        TRY(add_slot(w, L, "out_hadamard_bits", LB_GGML_I8, (rows + 7) / 8, 0, sign_bits(bufs, L->out_rot.signs, rows)));
     if (L->outliers.nnz) TRY(write_outliers(w, L, &lay, bufs));
     if (L->adapter.rank) {
         char key[192];
@@ -529,7 +546,29 @@ static lb_status read_slot(const lb_gguf *g, const lb_linear *L, const char *slo
 
 static const int F32_ONLY[] = {LB_GGML_F32, -1}, F32_F16[] = {LB_GGML_F32, LB_GGML_F16, -1};
 static const int I16_ONLY[] = {GGML_I16, -1}, I32_ONLY[] = {GGML_I32, -1}, I8_I16[] = {LB_GGML_I8, GGML_I16, -1};
-static const int I16_I32[] = {GGML_I16, GGML_I32, -1};
+static const int I16_I32[] = {GGML_I16, GGML_I32, -1}, I8_ONLY[] = {LB_GGML_I8, -1};
+
+/* a rotation's n signs stored as bits (write_linear_slots), as floats in
+ * *out (NULL when the file has none); bits past n must be clear */
+static lb_status read_sign_bits(const lb_gguf *g, const lb_linear *L, const char *slot, uint64_t n, float **out) {
+    uint64_t nb = (n + 7) / 8, none = 0;
+    void *raw = NULL;
+    int t;
+    *out = NULL;
+    lb_status st = read_slot(g, L, slot, I8_ONLY, 1, &nb, &none, &raw, &t);
+    if (st != LB_OK || !raw) return st;
+    const uint8_t *b = raw;
+    if (n % 8 && b[nb - 1] >> (n % 8)) {
+        lb_free(raw);
+        return lb_fail(LB_ERR_FORMAT, "%s of '%s': bits set past its %llu signs", slot, L->w.name, (unsigned long long)n);
+    }
+    float *s = lb_alloc((size_t)n * sizeof(float));
+    if (s)
+        for (uint64_t j = 0; j < n; j++) s[j] = b[j / 8] >> (j % 8) & 1 ? -1.0f : 1.0f;
+    lb_free(raw);
+    *out = s;
+    return s ? LB_OK : LB_ERR_NOMEM;
+}
 
 /* f16 bytes widened to f32 in place of *buf (f32: unchanged) */
 static lb_status widen_f16(void **buf, int type, uint64_t n) {
@@ -635,12 +674,17 @@ static lb_status read_linear_slots(const lb_gguf *g, lb_linear *L) {
     void *bias = NULL, *scale = NULL, *signs = NULL, *rp = NULL, *cnt = NULL, *pos = NULL, *ci = NULL, *val = NULL,
          *a = NULL, *b = NULL;
     int32_t *row_ptr = NULL, *col_idx = NULL;
+    float *in_bits = NULL, *out_bits = NULL;
     int t_bias = 0, t_val = 0, t_cnt = 0, t_ci = 0, t;
     lb_status st = LB_OK;
     TRY(read_slot(g, L, "bias", F32_F16, 1, &n_bias, &none, &bias, &t_bias));
     TRY(widen_f16(&bias, t_bias, rows));
     TRY(read_slot(g, L, "in_scale", F32_ONLY, 1, &n_scale, &none, &scale, &t));
     TRY(read_slot(g, L, "hadamard_signs", F32_ONLY, 1, &n_signs, &none, &signs, &t));
+    TRY(read_sign_bits(g, L, "hadamard_bits", cols, &in_bits));
+    TRY(read_sign_bits(g, L, "out_hadamard_bits", rows, &out_bits));
+    if (signs && in_bits)
+        TRY(lb_fail(LB_ERR_FORMAT, "'%s' has both hadamard_signs and hadamard_bits", L->w.name));
     TRY(read_slot(g, L, "outlier_rows", I32_ONLY, 1, &n_rp, &none, &rp, &t));
     TRY(read_slot(g, L, "outlier_counts", I8_I16, 1, &n_cnt, &none, &cnt, &t_cnt));
     TRY(read_slot(g, L, "outlier_pos", I16_ONLY, 1, &n_pos, &none, &pos, &t));
@@ -652,6 +696,8 @@ static lb_status read_linear_slots(const lb_gguf *g, lb_linear *L) {
     if (bias) TRY(lb_linear_set_bias(L, bias));
     if (scale) TRY(lb_linear_set_in_scale(L, scale));
     if (signs) TRY(lb_linear_set_hadamard(L, signs));
+    if (in_bits) TRY(lb_linear_set_hadamard(L, in_bits));
+    if (out_bits) TRY(lb_linear_set_out_hadamard(L, out_bits));
     if (rp || cnt || pos || ci || val) {
         if (!val)
             TRY(lb_fail(LB_ERR_FORMAT, "outliers of '%s': indices without outlier_values (the slot tensors do not match)", L->w.name));
@@ -674,6 +720,8 @@ done:
     lb_free(bias);
     lb_free(scale);
     lb_free(signs);
+    lb_free(in_bits);
+    lb_free(out_bits);
     lb_free(rp);
     lb_free(cnt);
     lb_free(pos);

@@ -94,7 +94,8 @@ static lb_status weight_copy(lb_fold *f, lb_model *m, const int *entry, int l, i
     float **slot = &f->w[l * LB_N_LINEARS + w];
     const lb_linear *L = &m->layers[l].linear[w];
     if (!*slot) {
-        if (L->in_scale || L->rot.kind != LB_ROTATION_NONE || L->outliers.nnz || L->adapter.rank)
+        if (L->in_scale || L->rot.kind != LB_ROTATION_NONE || L->out_rot.kind != LB_ROTATION_NONE ||
+            L->outliers.nnz || L->adapter.rank)
             return lb_fail(LB_ERR_UNSUPPORTED,
                            "cannot fold input scales into '%s': it has an input scale, rotation, outliers or "
                            "adapter",

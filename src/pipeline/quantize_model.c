@@ -128,6 +128,7 @@ static lb_status measure(const float *w, const lb_tensor *q, const lb_quant_extr
     if (st != LB_OK) return st;
     for (int64_t r = 0; x && x->nnz && r < q->rows; r++) /* the sparse part is part of the weight */
         for (int32_t k = x->row_ptr[r]; k < x->row_ptr[r + 1]; k++) scratch[r * q->cols + x->col_idx[k]] += x->values[k];
+    if ((st = lb_pipeline_unrotate_weight(x, scratch, q->rows, q->cols)) != LB_OK) return st; /* w's basis */
     size_t n = (size_t)q->rows * (size_t)q->cols;
     double num = 0, den = 0;
     for (size_t i = 0; i < n; i++) {
@@ -232,7 +233,8 @@ lb_status lb_quantize_model_calibrated(lb_model *m, const lb_plan *plan, const l
     if (st != LB_OK) return st;
     int cap = p.n_entries ? p.n_entries : 1;
     lb_act_quant *acts = NULL;
-    st = lb_pipeline_plan_acts(m, &plan->act, stats, &acts);
+    st = lb_pipeline_check_rotations(&p, &plan->act);
+    if (st == LB_OK) st = lb_pipeline_plan_acts(m, &plan->act, stats, &acts);
     lb_tensor *out = lb_calloc((size_t)cap, sizeof *out);
     lb_tensor_report *rec = lb_calloc((size_t)cap, sizeof *rec);
     lb_quant_extras *extras = lb_calloc((size_t)cap, sizeof *extras);

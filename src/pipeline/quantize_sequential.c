@@ -29,6 +29,7 @@
 #include <string.h>
 
 #include "pipeline_internal.h"
+#include "pipeline/slots.h"
 
 /* entry i of p -> (layer, linear) of m, or layer -1 for a non-linear tensor */
 static void locate(lb_model *m, const lb_plan *p, int *layer, int *which) {
@@ -65,11 +66,16 @@ static lb_status quantize_into(seq_run *r, int i, const lb_calib_stats *stats) {
     lb_status st = lb_pipeline_quantize_entry(r->m, e, NULL, lb_calib_stats_for_tensor(stats, r->m, t), &r->held[i],
                                               &r->rec[i], &x, r->measured);
     if (st != LB_OK) return st;
-    lb_quant_extras_free(&x); /* empty: slot-producing options were refused up front */
+    /* x holds rotations only (the other slot-producing options were refused
+     * up front; quantize_entry checked they fit): they go in with the
+     * tensor, since the next stages calibrate through this linear */
     lb_tensor orig = *t;
     *t = r->held[i];
     r->held[i] = orig;
     r->done[i] = 2;
+    st = lb_pipeline_slots_apply(r->m, t, &x);
+    lb_quant_extras_free(&x);
+    if (st != LB_OK) return st;
     lb_progress_update(r->prog, (uint64_t)++r->n_done);
     return LB_OK;
 }
@@ -98,6 +104,7 @@ lb_status lb_quantize_model_sequential(lb_model *m, const lb_plan *plan, const l
                          "sequential quantization does not take outliers or bias correction yet ('%s'); quantize "
                          "without --sequential",
                          lb_model_tensor_at(m, p.entries[i].tensor)->name);
+    if (st == LB_OK) st = lb_pipeline_check_rotations(&p, &plan->act);
     if (st == LB_OK && plan->act.kind == LB_AQ_TENSOR)
         st = lb_fail(LB_ERR_UNSUPPORTED, "sequential quantization takes a dynamic activation quantizer "
                                          "(int8:token), not a static one (its ranges come from the fp32 model's "
@@ -176,8 +183,9 @@ lb_status lb_quantize_model_sequential(lb_model *m, const lb_plan *plan, const l
     lb_progress_end(&prog);
 
     for (int i = 0; i < p.n_entries && r.done; i++) {
-        if (r.done[i] == 2 && st != LB_OK) { /* put the original back */
+        if (r.done[i] == 2 && st != LB_OK) { /* put the original back, without the rotations it came with */
             lb_tensor *t = lb_model_tensor_at(m, p.entries[i].tensor);
+            if (lb_method_opts_get(&p.entries[i].opts, "rotate") != 0) lb_pipeline_slots_unrotate(m, t);
             lb_tensor q = *t;
             *t = r.held[i];
             r.held[i] = q;

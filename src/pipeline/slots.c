@@ -12,17 +12,22 @@ static lb_linear *linear_of(const lb_model *m, const lb_tensor *t) {
     return NULL;
 }
 
-static int has_extras(const lb_quant_extras *x) { return x && (x->nnz || x->bias); }
+static int has_extras(const lb_quant_extras *x) { return x && (x->nnz || x->bias || x->in_signs || x->out_signs); }
 
 lb_status lb_pipeline_slots_check(const lb_model *m, const lb_tensor *t, const lb_quant_extras *x) {
     if (!has_extras(x)) return LB_OK;
     const lb_linear *L = linear_of(m, t);
     if (!L)
         return lb_fail(LB_ERR_INVALID,
-                       "'%s' is not a linear's weight: outliers and bias correction need a linear's slots", t->name);
+                       "'%s' is not a linear's weight: outliers, bias correction and rotations need a linear's slots", t->name);
     if (x->rows != t->rows || x->cols != t->cols)
         return lb_fail(LB_ERR_INVALID, "'%s': slots for a %lld x %lld weight", t->name, (long long)x->rows,
                        (long long)x->cols);
+    if ((x->in_signs || x->out_signs) &&
+        (L->in_scale || L->rot.kind != LB_ROTATION_NONE || L->out_rot.kind != LB_ROTATION_NONE))
+        return lb_fail(LB_ERR_UNSUPPORTED,
+                       "'%s' already has an input scale or a rotation; rotate=hadamard on top of it is not built yet",
+                       t->name);
     if (x->nnz && L->outliers.nnz)
         return lb_fail(LB_ERR_UNSUPPORTED,
                        "'%s' already has %lld outliers; quantizing it again with outliers would drop them", t->name,
@@ -35,6 +40,8 @@ lb_status lb_pipeline_slots_apply(lb_model *m, const lb_tensor *t, const lb_quan
     lb_linear *L = linear_of(m, t);
     lb_status st = LB_OK;
     if (x->nnz) st = lb_linear_set_outliers(L, x->nnz, x->row_ptr, x->col_idx, x->values);
+    if (st == LB_OK && x->in_signs) st = lb_linear_set_hadamard(L, x->in_signs);
+    if (st == LB_OK && x->out_signs) st = lb_linear_set_out_hadamard(L, x->out_signs);
     if (st == LB_OK && x->bias) {
         float *b = lb_alloc((size_t)t->rows * sizeof(float));
         if (!b) return LB_ERR_NOMEM;
@@ -48,4 +55,38 @@ lb_status lb_pipeline_slots_apply(lb_model *m, const lb_tensor *t, const lb_quan
 size_t lb_pipeline_slot_bytes(const lb_model *m, const lb_tensor *t) {
     const lb_linear *L = linear_of(m, t);
     return L ? lb_linear_slot_bytes(L) : 0;
+}
+
+void lb_pipeline_slots_unrotate(lb_model *m, const lb_tensor *t) {
+    lb_linear *L = linear_of(m, t);
+    if (!L) return;
+    lb_linear_set_hadamard(L, NULL); /* removing a slot cannot fail */
+    lb_linear_set_out_hadamard(L, NULL);
+}
+
+lb_status lb_pipeline_unrotate_weight(const lb_quant_extras *x, float *w, int64_t rows, int64_t cols) {
+    if (!x || (!x->in_signs && !x->out_signs)) return LB_OK;
+    /* W = R_o^T W~ R_i: each row through R_i^T, each column through R_o^T
+     * (the sizes passed lb_rotate_begin's checks, so these cannot fail) */
+    for (int64_t r = 0; x->in_signs && r < rows; r++) lb_rht_apply(w + (size_t)(r * cols), cols, x->in_signs, 1);
+    if (!x->out_signs) return LB_OK;
+    float *col = lb_alloc((size_t)rows * sizeof(float));
+    if (!col) return LB_ERR_NOMEM;
+    for (int64_t j = 0; j < cols; j++) {
+        for (int64_t r = 0; r < rows; r++) col[r] = w[r * cols + j];
+        lb_rht_apply(col, rows, x->out_signs, 1);
+        for (int64_t r = 0; r < rows; r++) w[r * cols + j] = col[r];
+    }
+    lb_free(col);
+    return LB_OK;
+}
+
+lb_status lb_pipeline_check_rotations(const lb_plan *p, const lb_act_quant *act) {
+    if (act->kind != LB_AQ_TENSOR) return LB_OK;
+    for (int i = 0; i < p->n_entries; i++)
+        if (p->entries[i].opts.method && lb_method_opts_get(&p->entries[i].opts, "rotate") != 0)
+            return lb_fail(LB_ERR_UNSUPPORTED,
+                           "rotate=hadamard with a static activation range: the range would come from the unrotated "
+                           "input's statistics; use a dynamic activation quantizer (int8:token)");
+    return LB_OK;
 }

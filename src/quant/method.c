@@ -7,6 +7,7 @@
  * lb_method_opts_set, so they accept and refuse exactly the same things. */
 #include "quant/method_rows.h"
 #include "quant/outliers.h"
+#include "quant/rotate.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -46,6 +47,7 @@ const lb_method *lb_method_find(const char *name) {
  * table's, not each row's. A row may list at most
  * LB_METHOD_MAX_OPTIONS - LB_METHOD_COMMON_OPTIONS options. */
 static const char *const outlier_rules[] = {"magnitude", "sensitivity", "channel", NULL};
+static const char *const rotations[] = {"none", "hadamard", "input", NULL}; /* 1: both sides, 2: input only */
 static const lb_method_option common_options[LB_METHOD_COMMON_OPTIONS] = {
     {"outliers", LB_OPTION_FLOAT, "0",
      "fraction of the weights kept exactly in a sparse fp16 CSR beside the dense code (0: none)", 0, 0.5, NULL,
@@ -56,6 +58,13 @@ static const lb_method_option common_options[LB_METHOD_COMMON_OPTIONS] = {
      0, 0, outlier_rules, "outlier rule"},
     {"bias_correct", LB_OPTION_INT, "0", "1: add (W - Q(W)) E[x] to the bias (needs calibration mean x)", 0, 1, NULL,
      NULL},
+    {"rotate", LB_OPTION_CHOICE, "none",
+     "incoherence processing: none | hadamard (quantize R_o W R_i^T, random-sign Hadamard transforms on both sides, "
+     "as QuIP#; the linear rotates its input and output back at inference, 1 bit per row and column) | input "
+     "(W R_i^T only)",
+     0, 0, rotations, "rotation"},
+    {"rotate_seed", LB_OPTION_INT, "1", "seed of the rotations' signs (mixed with the tensor's name)", 0, 2147483647.0,
+     NULL, NULL},
 };
 
 int lb_method_common_count(void) { return LB_METHOD_COMMON_OPTIONS; }
@@ -237,7 +246,7 @@ static unsigned stats_present(const lb_layer_stats *s) {
 
 /* the common options' values: value[n_options + k] */
 #define COMMON(o, k) ((o)->value[(o)->method->n_options + (k)])
-enum { OPT_OUTLIERS, OPT_OUTLIER_RULE, OPT_BIAS_CORRECT };
+enum { OPT_OUTLIERS, OPT_OUTLIER_RULE, OPT_BIAS_CORRECT, OPT_ROTATE, OPT_ROTATE_SEED };
 
 unsigned lb_method_opts_stats(const lb_method_opts *o) {
     if (!o || !o->method) return 0;
@@ -367,22 +376,20 @@ lb_status lb_quantize_tensor(const lb_method *m, const lb_method_opts *opts, con
     lb_method_opts defaults;
     lb_status st = resolve_opts(m, &opts, &defaults);
     if (st != LB_OK) return st;
-    if (COMMON(opts, OPT_OUTLIERS) != 0 || COMMON(opts, OPT_BIAS_CORRECT) != 0)
-        return lb_fail(LB_ERR_INVALID, "outliers and bias correction fill a linear's slots: use lb_quantize_tensor_ex");
+    if (COMMON(opts, OPT_OUTLIERS) != 0 || COMMON(opts, OPT_BIAS_CORRECT) != 0 || COMMON(opts, OPT_ROTATE) != 0)
+        return lb_fail(LB_ERR_INVALID,
+                       "outliers, bias correction and rotations fill a linear's slots: use lb_quantize_tensor_ex");
     quantizer qz = {m, opts, stats, NULL};
     return quantize_packed(&qz, w, rows, cols, spec, name, out);
 }
 
 /* ---- dense-and-sparse and bias correction around any row ------------------ */
 
-lb_status lb_quantize_tensor_ex(const lb_method *m, const lb_method_opts *opts, const lb_layer_stats *stats,
-                                const float *w, int64_t rows, int64_t cols, const lb_qspec *spec, const char *name,
-                                lb_tensor *out, lb_quant_extras *extras) {
-    memset(out, 0, sizeof *out);
-    if (extras) memset(extras, 0, sizeof *extras);
-    lb_method_opts defaults;
-    lb_status st0 = resolve_opts(m, &opts, &defaults);
-    if (st0 != LB_OK) return st0;
+/* lb_quantize_tensor_ex in the basis the weight is quantized in (after any
+ * rotation): opts resolved, out and extras zeroed by the caller */
+static lb_status quantize_ex(const lb_method *m, const lb_method_opts *opts, const lb_layer_stats *stats,
+                             const float *w, int64_t rows, int64_t cols, const lb_qspec *spec, const char *name,
+                             lb_tensor *out, lb_quant_extras *extras) {
     double fraction = COMMON(opts, OPT_OUTLIERS);
     int bias_correct = COMMON(opts, OPT_BIAS_CORRECT) != 0;
     quantizer qz = {m, opts, stats, NULL};
@@ -443,6 +450,39 @@ done:
     lb_free(kept);
     lb_free(deq);
     lb_free(eff);
+    return st;
+}
+
+lb_status lb_quantize_tensor_ex(const lb_method *m, const lb_method_opts *opts, const lb_layer_stats *stats,
+                                const float *w, int64_t rows, int64_t cols, const lb_qspec *spec, const char *name,
+                                lb_tensor *out, lb_quant_extras *extras) {
+    memset(out, 0, sizeof *out);
+    if (extras) memset(extras, 0, sizeof *extras);
+    lb_method_opts defaults;
+    lb_status st = resolve_opts(m, &opts, &defaults);
+    if (st != LB_OK) return st;
+    if (COMMON(opts, OPT_ROTATE) == 0) return quantize_ex(m, opts, stats, w, rows, cols, spec, name, out, extras);
+    const char *who = name ? name : "the weight";
+    if (!extras) return lb_fail(LB_ERR_INVALID, "'%s': a rotation needs somewhere to put its slots", who);
+    if (lb_qspec_is_float(spec))
+        return lb_fail(LB_ERR_INVALID, "'%s': rotate=hadamard applies to quantized formats, not float ones", who);
+    lb_rotated rot;
+    st = lb_rotate_begin(w, rows, cols, stats, lb_method_opts_stats(opts), COMMON(opts, OPT_ROTATE) == 1,
+                         (uint64_t)COMMON(opts, OPT_ROTATE_SEED), name, &rot);
+    if (st != LB_OK) return st;
+    st = quantize_ex(m, opts, stats ? &rot.stats : NULL, rot.w, rows, cols, spec, name, out, extras);
+    if (st == LB_OK && extras->bias && rot.out_signs) { /* (W~ - Q~) R_i E[x] = R_o (...): back to the output's basis */
+        lb_rht_apply(extras->bias, rows, rot.out_signs, 1);
+        for (int64_t r = 0; r < rows; r++) extras->bias[r] = lb_round_fp16(extras->bias[r]);
+    }
+    if (st == LB_OK) {
+        extras->rows = rows;
+        extras->cols = cols;
+        extras->in_signs = rot.in_signs;
+        extras->out_signs = rot.out_signs;
+        rot.in_signs = rot.out_signs = NULL;
+    }
+    lb_rotated_free(&rot);
     return st;
 }
 

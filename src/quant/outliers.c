@@ -62,6 +62,8 @@ void lb_quant_extras_free(lb_quant_extras *x) {
     lb_free(x->col_idx);
     lb_free(x->values);
     lb_free(x->bias);
+    lb_free(x->in_signs);
+    lb_free(x->out_signs);
     memset(x, 0, sizeof *x);
 }
 

@@ -22,9 +22,10 @@ static const lb_linear *linear_of(const lb_model *m, const lb_tensor *t) {
     return NULL;
 }
 
-/* "in_scale hadamard outliers(12) lora(r8) bias act(int8:tensor:kl clip=3.2)" */
+/* "in_scale hadamard out_hadamard outliers(12) lora(r8) bias act(int8:tensor:kl clip=3.2)" */
 static void describe_slots(const lb_linear *L, char *buf, size_t n) {
-    snprintf(buf, n, "%s%s", L->in_scale ? "in_scale " : "", L->rot.kind == LB_ROTATION_HADAMARD ? "hadamard " : "");
+    snprintf(buf, n, "%s%s%s", L->in_scale ? "in_scale " : "", L->rot.kind == LB_ROTATION_HADAMARD ? "hadamard " : "",
+             L->out_rot.kind == LB_ROTATION_HADAMARD ? "out_hadamard " : "");
     size_t o = strlen(buf);
     if (L->outliers.nnz) o += (size_t)snprintf(buf + o, n - o, "outliers(%lld) ", (long long)L->outliers.nnz);
     if (L->adapter.rank && o < n) o += (size_t)snprintf(buf + o, n - o, "lora(r%d) ", L->adapter.rank);

@@ -12,7 +12,8 @@ static const char *quantize_help_head =
     "usage: lowbit quantize MODEL -o OUT --format SPEC [--method NAME] [--clip RULE] [--tensors LIST]\n"
     "                       [--tensor-type PATTERN=SPEC[,method=NAME][,key=value]...]... [--recipe FILE]\n"
     "                       [--save-recipe FILE] [--dry-run] [--calib TEXT] [--calib-blocks N] [--stats FILE]\n"
-    "                       [--outliers FRACTION] [--outlier-rule RULE] [--bias-correct] [--act SPEC]\n"
+    "                       [--outliers FRACTION] [--outlier-rule RULE] [--bias-correct] [--rotate]\n"
+    "                       [--rotate-seed N] [--act SPEC]\n"
     "                       [--sequential] [--report FILE.json]\n\n"
     "Quantizes the selected tensors of MODEL (llama2.c or GGUF) and writes OUT, one GGUF file,\n"
     "atomically (nothing is left behind on failure).\n\n"
@@ -35,6 +36,10 @@ static const char *quantize_help_tail =
     "  --outlier-rule RULE  which weights: magnitude (default), sensitivity (needs X^T X: calibrates),\n"
     "                     channel (whole input columns by calibration max|x|)\n"
     "  --bias-correct     add (W - Q(W)) E[x] to each linear's bias (calibration mean; bias_correct=1)\n"
+    "  --rotate           incoherence processing (rotate=hadamard, any method): quantize R_o W R_i^T,\n"
+    "                     R = random-sign Hadamard transforms (x DCT for widths 2^k m, m odd <= 255);\n"
+    "                     the linear rotates its input and output back at inference (docs/methods/rotate.md)\n"
+    "  --rotate-seed N    seed of the rotations' signs (rotate_seed=, default 1)\n"
     "  --tensors LIST     what --format applies to, comma-separated: linears (default: the seven\n"
     "                     linears of every layer), embeddings, output, all, or glob patterns over\n"
     "                     tensor names (e.g. 'blk.*.ffn_down.weight'); norms always stay f32\n"
@@ -87,6 +92,7 @@ static void print_help(void) {
 #define MAX_TENSOR_TYPES 64
 
 /* The plan from the flags; usage errors print and return CLI_USAGE. */
+#define N_COMMON 5
 static int build_plan(lb_plan *plan, const char *format, const char *method, const char *clip, const char *tensors,
                       const char **types, int n_types, const char *recipe, const char *const *common,
                       lb_method_opts *base, lb_qspec *spec) {
@@ -94,9 +100,10 @@ static int build_plan(lb_plan *plan, const char *format, const char *method, con
     if (!m) return cli_usage_error("quantize", "%s", lb_last_error());
     lb_method_opts_default(m, base);
     if (clip && lb_method_opts_set(base, "clip", clip) != LB_OK) return cli_usage_error("quantize", "%s", lb_last_error());
-    /* --outliers, --outlier-rule, --bias-correct: the common options, by name */
-    static const char *const common_keys[3] = {"outliers", "outlier_rule", "bias_correct"};
-    for (int k = 0; k < 3; k++)
+    /* --outliers, --outlier-rule, --bias-correct, --rotate, --rotate-seed: the common options, by name */
+    static const char *const common_keys[N_COMMON] = {"outliers", "outlier_rule", "bias_correct", "rotate",
+                                                      "rotate_seed"};
+    for (int k = 0; k < N_COMMON; k++)
         if (common[k] && lb_method_opts_set(base, common_keys[k], common[k]) != LB_OK)
             return cli_usage_error("quantize", "%s", lb_last_error());
     if (format) {
@@ -143,7 +150,7 @@ int cmd_quantize(int argc, char **argv) {
     const char *out = NULL, *format = NULL, *method = "rtn", *clip = NULL, *tokenizer = NULL, *tensors = NULL;
     const char *recipe = NULL, *save_recipe = NULL, *types[MAX_TENSOR_TYPES];
     const char *calib_text = NULL, *calib_blocks = NULL, *stats_path = NULL, *act = NULL, *report_path = NULL;
-    const char *common[3] = {NULL, NULL, NULL}; /* outliers, outlier_rule, bias_correct */
+    const char *common[N_COMMON] = {NULL}; /* outliers, outlier_rule, bias_correct, rotate, rotate_seed */
     int n_types = 0, dry_run = 0, sequential = 0;
     while (a.i < argc) {
         int r;
@@ -156,6 +163,7 @@ int cmd_quantize(int argc, char **argv) {
             (r = cli_option(&a, "--calib-blocks", NULL, &calib_blocks)) || (r = cli_option(&a, "--stats", NULL, &stats_path)) ||
             (r = cli_option(&a, "--outliers", NULL, &common[0])) ||
             (r = cli_option(&a, "--outlier-rule", NULL, &common[1])) || (r = cli_option(&a, "--act", NULL, &act)) ||
+            (r = cli_option(&a, "--rotate-seed", NULL, &common[4])) ||
             (r = cli_option(&a, "--report", NULL, &report_path))) {
             if (r < 0) return CLI_USAGE;
             continue;
@@ -172,6 +180,10 @@ int cmd_quantize(int argc, char **argv) {
         }
         if (cli_flag(&a, "--bias-correct")) {
             common[2] = "1";
+            continue;
+        }
+        if (cli_flag(&a, "--rotate")) {
+            common[3] = "hadamard";
             continue;
         }
         if (cli_flag(&a, "--sequential")) {
