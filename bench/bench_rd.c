@@ -1,0 +1,148 @@
+/* How close each quantizer gets to the rate-distortion bound on an iid
+ * N(0, 1) source (issue 8's weight-level targets): relative RMSE against
+ * 2^-bpw, the smallest relative RMSE any quantizer at bpw bits per weight
+ * can reach on a Gaussian (REFERENCE.md's last table; MACHINE.md has
+ * llama.cpp's types on the same source).
+ *
+ *   build/bench_rd [-n WEIGHTS] [-t THREADS] [--trellis-only] [--json]
+ *
+ * Rows: lowbit's formats through rtn (clip=mse; ternary and binary by their
+ * own scale rule) on a 256 x (n / 256)
+ * matrix, every stored bit counted; then bitshift trellises (src/quant/
+ * trellis.c: QTIP's 1MAD codebook, tail-biting, sequences of 256, one scale
+ * per tensor chosen on the first 16 sequences) at k = 1..4 bits per weight
+ * and state sizes L. Deterministic (fixed seed); times are printed for the
+ * trellis encoder (weights per second), not asserted. */
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lowbit.h"
+#include "quant/trellis.h"
+
+#define SEQ 256
+
+static int json;
+
+static void report(const char *name, double bpw, double rel, double seconds, long n) {
+    double bound = pow(2.0, -bpw);
+    if (json)
+        printf("{\"quantizer\": \"%s\", \"bpw\": %.4f, \"rel_rmse\": %.5f, \"bound\": %.5f, \"x_bound\": %.4f, "
+               "\"seconds\": %.3f, \"weights\": %ld}\n",
+               name, bpw, rel, bound, rel / bound, seconds, n);
+    else
+        printf("| %-28s | %6.4f | %.4f | %.4f | %5.3f | %8.2f |\n", name, bpw, rel, bound, rel / bound, seconds);
+}
+
+/* the squared error of sequences [s0, s1) of x (n_seq x SEQ) at scale a */
+static double trellis_error(const lb_trellis *t, const float *x, int s0, int s1, float a, uint8_t *codes) {
+    double err = 0;
+    int failed = 0;
+#pragma omp parallel reduction(+ : err) reduction(| : failed)
+    {
+        lb_trellis_work w;
+        float xs[SEQ], y[SEQ];
+        if (lb_trellis_work_init(&w, t, SEQ) != LB_OK) failed = 1;
+#pragma omp for schedule(dynamic, 1)
+        for (int s = s0; s < s1; s++) {
+            if (failed) continue;
+            for (int i = 0; i < SEQ; i++) xs[i] = x[(size_t)s * SEQ + i] / a;
+            uint8_t *c = codes + (size_t)s * SEQ;
+            lb_trellis_encode(t, &w, xs, SEQ, c);
+            lb_trellis_decode(t, c, SEQ, y);
+            for (int i = 0; i < SEQ; i++) {
+                double d = (double)x[(size_t)s * SEQ + i] - (double)a * y[i];
+                err += d * d;
+            }
+        }
+        lb_trellis_work_free(&w);
+    }
+    if (failed) {
+        fprintf(stderr, "bench_rd: out of memory\n");
+        exit(1);
+    }
+    return err;
+}
+
+int main(int argc, char **argv) {
+    long n = 1L << 20;
+    int trellis_only = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-n") && i + 1 < argc) n = atol(argv[++i]);
+        else if (!strcmp(argv[i], "-t") && i + 1 < argc) lb_set_threads(atoi(argv[++i]));
+        else if (!strcmp(argv[i], "--json")) json = 1;
+        else if (!strcmp(argv[i], "--trellis-only")) trellis_only = 1;
+        else {
+            fprintf(stderr, "usage: bench_rd [-n WEIGHTS] [-t THREADS] [--trellis-only] [--json]\n");
+            return 2;
+        }
+    }
+    n = n / (256L * SEQ) * (256L * SEQ);
+    if (n < 256L * SEQ) n = 256L * SEQ;
+    float *x = malloc(sizeof(float) * (size_t)n), *y = malloc(sizeof(float) * (size_t)n);
+    uint8_t *codes = malloc((size_t)n);
+    if (!x || !y || !codes) return 1;
+    lb_rng r;
+    lb_rng_seed(&r, 2026);
+    double energy = 0;
+    for (long i = 0; i < n; i++) x[i] = (float)lb_rng_normal(&r), energy += (double)x[i] * x[i];
+    if (!json) {
+        printf("iid N(0,1), %ld weights, %d threads; bound = 2^-bpw (relative RMSE)\n\n", n, lb_get_threads());
+        printf("| %-28s | %6s | %6s | %6s | %5s | %8s |\n", "quantizer", "bpw", "rel. RMSE", "bound", "x bound",
+               "seconds");
+        printf("|---|---:|---:|---:|---:|---:|\n");
+    }
+    static const char *specs[] = {"int4:g64:asym", "nf4:g64",       "int3:g64:asym", "int3:g128:sym:s4:r16",
+                                  "int2:g64:asym", "int2:g32:asym:s4:r16", "ternary:g64:1.6bit", "binary:g64"};
+    const lb_method *rtn = lb_method_find("rtn");
+    for (size_t s = 0; !trellis_only && s < sizeof specs / sizeof specs[0]; s++) {
+        lb_qspec spec;
+        lb_method_opts o;
+        lb_tensor t;
+        if (lb_qspec_parse(specs[s], &spec) != LB_OK) return 1;
+        lb_method_opts_default(rtn, &o);
+        int mse = strncmp(specs[s], "ternary", 7) && strncmp(specs[s], "binary", 6); /* they have their own rule */
+        if (mse) lb_method_opts_set(&o, "clip", "mse");
+        double t0 = lb_now();
+        if (lb_quantize_tensor(rtn, &o, NULL, x, 256, n / 256, &spec, "x", &t) != LB_OK || lb_dequantize(&t, y) != LB_OK) {
+            fprintf(stderr, "bench_rd: %s: %s\n", specs[s], lb_last_error());
+            return 1;
+        }
+        double secs = lb_now() - t0, err = 0;
+        for (long i = 0; i < n; i++) err += ((double)x[i] - y[i]) * ((double)x[i] - y[i]);
+        char name[64];
+        snprintf(name, sizeof name, "%s rtn%s", specs[s], mse ? " mse" : "");
+        report(name, 8.0 * (double)t.nbytes / (double)n, sqrt(err / energy), secs, n);
+        lb_tensor_free(&t);
+    }
+    /* trellises: (L, k) with the weights they get (2^L work per weight) */
+    static const int configs[][2] = {{8, 2}, {12, 2}, {16, 2}, {12, 1}, {16, 1}, {12, 3}, {15, 3}, {12, 4}, {16, 4}};
+    for (size_t c = 0; c < sizeof configs / sizeof configs[0]; c++) {
+        int L = configs[c][0], k = configs[c][1];
+        long m = L >= 15 ? n / 16 : n; /* L = 15, 16 cost 8-16x L = 12: fewer weights */
+        int n_seq = (int)(m / SEQ);
+        lb_trellis t;
+        if (lb_trellis_init(&t, L, k) != LB_OK) return 1;
+        /* the scale: a grid over [0.6, 1.2] on the first 16 sequences */
+        float best_a = 1.0f;
+        double best_e = INFINITY;
+        for (float a = 0.6f; a < 1.21f; a += 0.025f) {
+            double e = trellis_error(&t, x, 0, 16, a, codes);
+            if (e < best_e) best_e = e, best_a = a;
+        }
+        double t0 = lb_now(), e = trellis_error(&t, x, 0, n_seq, best_a, codes), secs = lb_now() - t0, en = 0;
+        for (long i = 0; i < (long)n_seq * SEQ; i++) en += (double)x[i] * x[i];
+        char name[64];
+        snprintf(name, sizeof name, "trellis L=%d k=%d 1mad a=%.3f", L, k, best_a);
+        /* k bits per weight (tail-biting) and one fp16 scale per 4096 x 4096 tensor */
+        report(name, k + 16.0 / (4096.0 * 4096.0), sqrt(e / en), secs, (long)n_seq * SEQ);
+        if (!json) fprintf(stderr, "  %s: %.0f weights/s\n", name, (double)n_seq * SEQ / secs);
+        lb_trellis_free(&t);
+    }
+    free(x);
+    free(y);
+    free(codes);
+    return 0;
+}

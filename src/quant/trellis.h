@@ -1,0 +1,53 @@
+/* Trellis-coded quantization in the QTIP style (src/quant/trellis.c):
+ * internal to src/quant until the trellis format family stores it. */
+#ifndef LB_QUANT_TRELLIS_H
+#define LB_QUANT_TRELLIS_H
+
+#include "lowbit/core.h"
+
+/* A bitshift trellis: the codes b_t (k bits each, one per weight) form a
+ * circular stream, and weight t's value is table[s_t] with the L-bit state
+ * s_t = b_{t-L/k+1} .. b_t (newest code in the low bits, indices mod T):
+ * s_t = (s_{t-1} << k | b_t) mod 2^L. Exactly k bits per weight are
+ * stored (tail-biting: the first state's high bits are the last codes). */
+typedef struct {
+    int L, k;     /* state bits (k divides L, L <= LB_TRELLIS_MAX_L), bits per weight (1..4) */
+    float *table; /* 2^L values: the codebook, unit variance */
+} lb_trellis;
+
+#define LB_TRELLIS_MAX_L 16
+
+/* QTIP's "1MAD" computed codebook: a linear congruential step on the
+ * state, then the sum of its four bytes (an Irwin-Hall variable: close to
+ * Gaussian), centred and scaled to unit variance. Nothing is stored. */
+float lb_trellis_1mad(uint32_t state);
+lb_status lb_trellis_init(lb_trellis *t, int L, int k);
+void lb_trellis_free(lb_trellis *t);
+
+/* Scratch for one sequence of up to T weights (lb_trellis_encode). */
+typedef struct {
+    int T;
+    float *cost, *next;   /* 2^L each */
+    float *pm;            /* 2^(L-k): the best cost per state prefix */
+    uint16_t *from;       /* T x 2^(L-k): the best predecessor's dropped high code */
+    float *rolled;        /* T: the sequence rotated by T / 2 */
+    uint8_t *rcodes;      /* T: its codes */
+} lb_trellis_work;
+lb_status lb_trellis_work_init(lb_trellis_work *w, const lb_trellis *t, int T);
+void lb_trellis_work_free(lb_trellis_work *w);
+
+/* The codes (codes[0..T), each < 2^k) whose decoded sequence is closest to
+ * x[0..T) in squared error, for the circular stream: exact (Viterbi) for a
+ * given overlap, which is chosen from a first pass over x rotated by T/2
+ * (QTIP's tail-biting). T >= 2 L / k (and at most the work's T). Returns
+ * the squared error. */
+double lb_trellis_encode(const lb_trellis *t, lb_trellis_work *w, const float *x, int T, uint8_t *codes);
+/* Exact optimum among the streams whose first state's high L-k bits are
+ * `overlap` (-1: any start, no tail-biting: then the stream is not
+ * circular and decode_open applies). Returns the squared error. */
+double lb_trellis_viterbi(const lb_trellis *t, lb_trellis_work *w, const float *x, int T, int overlap,
+                          uint8_t *codes, uint32_t *first_state);
+/* The values of a circular stream (out[0..T)). */
+void lb_trellis_decode(const lb_trellis *t, const uint8_t *codes, int T, float *out);
+
+#endif
