@@ -8,7 +8,8 @@ static void test_spec_text(void) {
     static const char *canon[] = {"f32", "f16", "bf16", "int4:g64:asym", "int3:g128:sym", "int2:row:asym:zint",
                                   "int8:g32:sym", "int1:g16:asym", "nf4:g64", "nf4:g128:dq", "binary:row",
                                   "binary:g32", "binary:tensor", "ternary:row:1.6bit",
-                                  "ternary:g64:2bit", "ternary:tensor:2bit", "int5:g256:asym:zint"};
+                                  "ternary:g64:2bit", "ternary:tensor:2bit", "int5:g256:asym:zint",
+                                  "trellis2:L12:row", "trellis3:L15:g64", "trellis1:L16:tensor"};
     for (size_t i = 0; i < sizeof canon / sizeof canon[0]; i++) {
         char buf[64];
         lb_qspec s = lb_test_spec(canon[i]);
@@ -26,7 +27,9 @@ static void test_spec_text(void) {
                  {"ternary", "ternary:row:1.6bit"},
                  {"ternary:2bit:g32", "ternary:g32:2bit"},
                  {"binary", "binary:row"},
-                 {"nf4", "nf4:g64"}};
+                 {"nf4", "nf4:g64"},
+                 {"trellis4", "trellis4:L12:row"},
+                 {"trellis2:g32:L16", "trellis2:L16:g32"}};
     for (size_t i = 0; i < sizeof alias / sizeof alias[0]; i++) {
         char buf[64];
         lb_qspec s = lb_test_spec(alias[i].in);
@@ -66,6 +69,11 @@ static void test_spec_text(void) {
     CHECK_FAILS(lb_qspec_parse("int4:zint:zf16", &s), LB_ERR_INVALID, "conflicts with the zero point");
     CHECK_FAILS(lb_qspec_parse("ternary:2bit:1.6bit", &s), LB_ERR_INVALID, "conflicts");
     CHECK_FAILS(lb_qspec_parse("q4_0:", &s), LB_ERR_INVALID, "takes no options");
+    CHECK_FAILS(lb_qspec_parse("trellis5", &s), LB_ERR_INVALID, "k = 1..4");
+    CHECK_FAILS(lb_qspec_parse("trellis", &s), LB_ERR_INVALID, "k = 1..4");
+    CHECK_FAILS(lb_qspec_parse("trellis3:L16", &s), LB_ERR_INVALID, "a multiple of 3");
+    CHECK_FAILS(lb_qspec_parse("trellis2:L18", &s), LB_ERR_INVALID, "a multiple of 2 in 4..16");
+    CHECK_FAILS(lb_qspec_parse("trellis2:L12:L16", &s), LB_ERR_INVALID, "conflicts with the state bits");
 }
 
 /* bytes and bpw counted by hand from the layouts in docs/FORMATS.md */
@@ -94,6 +102,9 @@ static void test_sizes(void) {
         {"ternary:row:2bit", 64, 64, 64 * (2 + 16)},
         {"ternary:g32:1.6bit", 64, 172, 64 * (6 * 2 + 39)},
         {"ternary:tensor:1.6bit", 5, 10, 5 * 4 + 2},    /* 10 -> 16 padded: 4 bytes */
+        {"trellis2:L12:row", 64, 172, 64 * (2 + 176 / 4)}, /* 172 -> 176 padded, 2 bits each */
+        {"trellis3:L12:g64", 3, 128, 3 * (2 * 2 + 48)},
+        {"trellis1:L12:tensor", 5, 10, 5 * 2 + 2},      /* 16 bits per row, one fp16 scale */
         {"f32", 3, 5, 60},
         {"f16", 3, 5, 30},
         {"bf16", 1, 7, 14},

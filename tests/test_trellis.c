@@ -2,7 +2,10 @@
  * answers: the Viterbi search against brute force over every code stream of
  * small trellises (open and circular, every overlap), decode reproducing the
  * cost the search reports, tail-biting storing exactly k bits per weight,
- * the 1MAD codebook's moments, and bad parameters refused. */
+ * the 1MAD codebook's moments, and bad parameters refused. Then the format
+ * family (src/formats/trellis.c): packed bytes against the definition
+ * written out here, round-to-nearest on Gaussian rows, rows shorter than a
+ * tail-biting sequence, and the methods that do not take it. */
 #include "test.h"
 
 #include <math.h>
@@ -127,10 +130,121 @@ static void test_bad(void) {
     CHECK(t.table == NULL);
 }
 
+
+/* the definition, independently: the span of n weights cut into
+ * ceil(n / 256) pieces [i n / p, (i + 1) n / p); state = the L/k codes
+ * ending at a weight, circular within its piece; value = 1MAD(state) */
+static float def_value(const uint8_t *codes, int64_t n, int64_t j, int L, int k) {
+    int64_t p = (n + 255) / 256, i = 0;
+    while ((i + 1) * n / p <= j) i++;
+    int64_t s0 = i * n / p, len = (i + 1) * n / p - s0;
+    uint32_t state = 0;
+    for (int b = L / k - 1; b >= 0; b--) {
+        int64_t idx = s0 + (((j - s0 - b) % len) + len) % len;
+        state = state << k | codes[idx];
+    }
+    uint32_t x = state * 34038481u + 76625530u;
+    return (float)((int)(x & 255) + (int)(x >> 8 & 255) + (int)(x >> 16 & 255) + (int)(x >> 24) - 510) / 147.800537f;
+}
+
+static void test_format(void) {
+    static const char *specs[] = {"trellis2:L12:row", "trellis3:L12:g64", "trellis1:L8:tensor", "trellis4:L16:g32"};
+    static const int64_t widths[] = {8, 40, 172, 300, 600};
+    for (size_t si = 0; si < sizeof specs / sizeof specs[0]; si++)
+        for (size_t wi = 0; wi < sizeof widths / sizeof widths[0]; wi++) {
+            lb_qspec s = lb_test_spec(specs[si]);
+            int64_t rows = 3, cols = widths[wi];
+            lb_qtensor q;
+            CHECK_OK(lb_qtensor_init(&q, &s, rows, cols));
+            for (int64_t i = 0; i < rows * q.cols_padded; i++) q.codes[i] = (uint8_t)(lb_rng_u32(&g) % (1u << s.bits));
+            for (int64_t kk = 0; kk < q.n_groups; kk++) q.scale[kk] = 0.5f + lb_rng_f32(&g);
+            CHECK_OK(lb_qtensor_store_scales(&q));
+            size_t total;
+            CHECK_OK(lb_format_size(&s, rows, cols, NULL, NULL, &total));
+            CHECK(total * 8 == (size_t)(rows * q.cols_padded * s.bits) + 16 * (size_t)(q.groups_per_row ? q.n_groups : 1));
+            uint8_t *bytes = lb_alloc(total);
+            CHECK_OK(lb_qtensor_encode(&q, bytes));
+            lb_tensor t = {.spec = s, .rows = rows, .cols = cols, .data = bytes, .nbytes = total};
+            CHECK_OK(lb_tensor_resolve(&t));
+            float row[600];
+            int bad = 0;
+            int64_t span = q.groups_per_row ? q.group_len : q.cols_padded;
+            for (int64_t r = 0; r < rows; r++) {
+                lb_dequantize_row(&t, r, row);
+                for (int64_t c = 0; c < cols; c++) {
+                    int64_t g0 = c / span * span;
+                    float want = q.scale[q.groups_per_row ? r * q.groups_per_row + c / span : 0] *
+                                 def_value(q.codes + r * q.cols_padded + g0, span, c - g0, s.state_bits, s.bits);
+                    bad += row[c] != want;
+                }
+            }
+            CHECK_MSG(!bad, "%s, %lld columns: %d values differ from the definition", specs[si], (long long)cols, bad);
+            lb_qtensor back;
+            CHECK_OK(lb_qtensor_init(&back, &s, rows, cols));
+            CHECK_OK(lb_qtensor_decode(&back, bytes, total));
+            CHECK(!memcmp(back.codes, q.codes, (size_t)(rows * q.cols_padded)));
+            lb_qtensor_free(&back);
+            lb_qtensor_free(&q);
+            lb_free(bytes);
+        }
+}
+
+/* round-to-nearest: Gaussian rows of 512 (two sequences each) land near the
+ * iid bench's error; an 8-wide row (shorter than 2L/k) gets the exhaustive
+ * optimum over every circular stream */
+static void test_rtn(void) {
+    enum { R = 16, C = 512 };
+    float *w = lb_alloc(sizeof(float) * R * C), *y = lb_alloc(sizeof(float) * R * C);
+    for (int i = 0; i < R * C; i++) w[i] = (float)lb_rng_normal(&g);
+    lb_qspec s = lb_test_spec("trellis2");
+    lb_tensor t;
+    CHECK_OK(lb_quantize_to_tensor(w, R, C, &s, NULL, "w", &t));
+    CHECK_OK(lb_dequantize(&t, y));
+    double e = 0, d = 0;
+    for (int i = 0; i < R * C; i++) e += ((double)w[i] - y[i]) * ((double)w[i] - y[i]), d += (double)w[i] * w[i];
+    printf("  trellis2 (L=12, row scales) on Gaussian rows of 512: relative error %.4f (bound 0.25)\n", sqrt(e / d));
+    CHECK(sqrt(e / d) > 0.25 && sqrt(e / d) < 0.30);
+    lb_tensor_free(&t);
+    /* 8 weights, L = 4, k = 1: all 2^8 circular streams */
+    lb_qspec s8 = lb_test_spec("trellis1:L4:row");
+    float x8[8], y8[8];
+    for (int i = 0; i < 8; i++) x8[i] = (float)lb_rng_normal(&g);
+    CHECK_OK(lb_quantize_to_tensor(x8, 1, 8, &s8, NULL, "x", &t));
+    CHECK_OK(lb_dequantize(&t, y8));
+    const uint8_t *sc = t.data;
+    float a = lb_fp16_to_fp32((uint16_t)(sc[0] | sc[1] << 8));
+    double got = 0, best = INFINITY;
+    for (int i = 0; i < 8; i++) got += ((double)x8[i] - y8[i]) * ((double)x8[i] - y8[i]);
+    for (int v = 0; v < 256; v++) {
+        uint8_t c[8];
+        double err = 0;
+        for (int i = 0; i < 8; i++) c[i] = (uint8_t)(v >> i & 1);
+        for (int i = 0; i < 8; i++) {
+            double dd = (double)x8[i] - (double)a * def_value(c, 8, i, 4, 1);
+            err += dd * dd;
+        }
+        best = fmin(best, err);
+    }
+    CHECK_MSG(fabs(got - best) < 1e-4 * best + 1e-9, "8-wide row: %g, the best stream %g", got, best);
+    lb_tensor_free(&t);
+    /* what does not take a trellis */
+    lb_method_opts o;
+    const lb_method *gptq = lb_method_find("gptq"), *rtn = lb_method_find("rtn");
+    lb_method_opts_default(rtn, &o);
+    CHECK_OK(lb_method_opts_set(&o, "clip", "mse"));
+    CHECK_FAILS(lb_quantize_tensor(rtn, &o, NULL, w, R, C, &s, "w", &t), LB_ERR_INVALID, "own rule");
+    lb_method_opts_default(gptq, &o);
+    CHECK_FAILS(lb_quantize_tensor(gptq, &o, NULL, w, R, C, &s, "w", &t), LB_ERR_INVALID, "not 'trellis2");
+    lb_free(w);
+    lb_free(y);
+}
+
 int main(void) {
     lb_rng_seed(&g, 7);
     test_1mad();
     test_against_brute_force();
     test_bad();
+    test_format();
+    test_rtn();
     return lb_test_finish("test_trellis");
 }

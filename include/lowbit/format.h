@@ -43,7 +43,8 @@ typedef enum {
     LB_GRID_UNIFORM, /* evenly spaced levels: scale (and zero) from the clipped range */
     LB_GRID_ABSMAX,  /* a codebook in [-1, 1] times the group's clipped absmax (e.g. nf4) */
     LB_GRID_SIGN,    /* +-alpha, alpha = mean|w| (binary) */
-    LB_GRID_TERNARY  /* {-1, 0, +1} alpha by the method's ternary rule */
+    LB_GRID_TERNARY, /* {-1, 0, +1} alpha by the method's ternary rule */
+    LB_GRID_TRELLIS  /* a trellis code: no per-weight grid; the encoder searches whole sequences */
 } lb_grid_kind;
 
 typedef enum {
@@ -67,6 +68,7 @@ typedef struct {
                             ("s<k>"): group scale (and min) as k-bit integers times fp16 super-scales */
     int super_rows;      /* uniform hierarchical: rows sharing one super-scale ("r<N>", default 1);
                             0 when scale_bits is 0 */
+    int state_bits;      /* trellis: L, the bitshift trellis' state ("L<n>", default 12) */
 } lb_qspec;
 
 /* Parses "int4:g64:asym", "int3:g16:asym:s6:r4", "nf4:g64:dq", "binary:row", "ternary:g64:2bit",
@@ -164,6 +166,8 @@ LB_API void lb_tensor_free(lb_tensor *t);
  *   nf4:          scale[k] * NF4[q]
  *   binary:       q ? scale[k] : -scale[k]
  *   ternary:      scale[k] * (q - 1)
+ *   trellis:      scale[k] * table[state], the state made of q and the
+ *                 codes before it in its sequence (src/formats/trellis.c)
  * Rows are padded to cols_padded; padding codes are stored (and counted). */
 typedef struct {
     lb_qspec spec;
@@ -251,6 +255,19 @@ static inline void lb_hscale_set_group(lb_qtensor *q, int64_t k, int sc, int mn)
         q->offset[k] = q->super_min[b] * (float)mn;
     }
 }
+
+/* Trellis codes (src/formats/trellis.c). A sequence of T codes is a
+ * circular stream; code i's value (before the scale) is
+ * lb_trellis_1mad(state_i), state_i = the L/k codes ending at i (newest in
+ * the low bits, indices mod T). A span of n weights (a group, or a padded
+ * row) is cut into lb_trellis_segments(n) near-equal sequences of at most
+ * LB_TRELLIS_MAX_SEQ; sequence i starts at *start and has *len weights. */
+#define LB_TRELLIS_MAX_STATE 16
+#define LB_TRELLIS_MAX_SEQ 256
+LB_API float lb_trellis_1mad(uint32_t state);
+LB_API int64_t lb_trellis_segments(int64_t n);
+LB_API void lb_trellis_segment(int64_t n, int64_t i, int64_t *start, int64_t *len);
+LB_API void lb_trellis_decode_seq(int L, int k, const uint8_t *codes, int64_t T, float *out);
 #endif /* LB_ADVANCED_API */
 
 /* Converts float data into a float family (f32/f16/bf16): no codes involved. */

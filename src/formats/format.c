@@ -20,6 +20,7 @@
     X(lb_binary_family)       \
     X(lb_ternary_family)      \
     X(lb_pow2_family)         \
+    X(lb_trellis_family)      \
     /* end of the table */
 
 #define LB_DECLARE_FAMILY(row) extern const lb_format_family row;

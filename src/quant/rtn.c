@@ -63,6 +63,7 @@
  * GPTQ refits groups the same way (lb_rtn_hscale_fit_group) under the
  * super-scales of its initial RTN fit. */
 #include "quant/method_rows.h"
+#include "quant/trellis.h"
 
 #include <math.h>
 
@@ -413,7 +414,7 @@ static lb_status check_finite(const float *w, int64_t rows, int64_t cols) {
 /* Sign and ternary grids pick their scale by their own rule: no clipping. */
 static lb_status check_clip(const lb_qspec *spec, lb_clip clip) {
     lb_grid_kind grid = lb_format_grid(spec);
-    if ((grid == LB_GRID_SIGN || grid == LB_GRID_TERNARY) && clip != LB_CLIP_MINMAX)
+    if ((grid == LB_GRID_SIGN || grid == LB_GRID_TERNARY || grid == LB_GRID_TRELLIS) && clip != LB_CLIP_MINMAX)
         return lb_fail(LB_ERR_INVALID,
                        "clipping rule '%s' applies to formats with a uniform or codebook grid (int, nf4, ...); "
                        "%s formats choose their scale by their own rule",
@@ -446,6 +447,10 @@ lb_status lb_rtn_quantize_weighted(const float *w, int64_t rows, int64_t cols, c
     if (st != LB_OK) return st;
     st = lb_qtensor_init(q, spec, rows, cols);
     if (st != LB_OK) return st;
+    if (grid == LB_GRID_TRELLIS) { /* nearest for a trellis: the Viterbi search over whole sequences */
+        if ((st = lb_trellis_quantize(w, rows, cols, q)) != LB_OK) lb_qtensor_free(q);
+        return st;
+    }
 
     float *twn = NULL;
     if (grid == LB_GRID_TERNARY && opts->ternary_rule == LB_TERNARY_TWN) {

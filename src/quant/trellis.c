@@ -13,18 +13,11 @@
 #include <math.h>
 #include <string.h>
 
-float lb_trellis_1mad(uint32_t state) {
-    uint32_t x = state * 34038481u + 76625530u;
-    int y = (int)(x & 255) + (int)(x >> 8 & 255) + (int)(x >> 16 & 255) + (int)(x >> 24);
-    /* four iid uniform bytes: mean 510, variance 4 (256^2 - 1) / 12 = 21845 */
-    return (float)(y - 510) / 147.800537f;
-}
-
 lb_status lb_trellis_init(lb_trellis *t, int L, int k) {
     memset(t, 0, sizeof *t);
-    if (k < 1 || k > 4 || L < k || L > LB_TRELLIS_MAX_L || L % k)
+    if (k < 1 || k > 4 || L < k || L > LB_TRELLIS_MAX_STATE || L % k)
         return lb_fail(LB_ERR_INVALID, "trellis: L = %d, k = %d (k in 1..4 dividing L, L <= %d)", L, k,
-                       LB_TRELLIS_MAX_L);
+                       LB_TRELLIS_MAX_STATE);
     t->L = L;
     t->k = k;
     if (!(t->table = lb_alloc(sizeof(float) << L))) return LB_ERR_NOMEM;
@@ -143,11 +136,81 @@ double lb_trellis_encode(const lb_trellis *t, lb_trellis_work *w, const float *x
 }
 
 void lb_trellis_decode(const lb_trellis *t, const uint8_t *codes, int T, float *out) {
-    const int k = t->k, n = t->L / k;
-    uint32_t s = 0;
-    for (int j = n - 1; j >= 1; j--) s = s << k | codes[(T - j) % T]; /* the wrapped-in codes */
-    for (int i = 0; i < T; i++) {
-        s = (s << k | codes[i]) & ((1u << t->L) - 1);
-        out[i] = t->table[s];
+    lb_trellis_decode_seq(t->L, t->k, codes, T, out);
+}
+
+/* The scale per unit-variance codebook value that the bench_rd search
+ * picked on N(0, 1) at L = 12 (docs/methods/trellis.md), per k */
+static float default_alpha(int k) {
+    static const float a[5] = {0, 0.875f, 1.075f, 1.025f, 1.125f};
+    return a[k];
+}
+
+/* every overlap tried: exact, for sequences too short for the rotated first pass */
+static double encode_short(const lb_trellis *t, lb_trellis_work *w, const float *x, int T, uint8_t *codes,
+                           uint8_t *tmp) {
+    double best = INFINITY;
+    for (int o = 0; o < 1 << (t->L - t->k); o++) {
+        double e = lb_trellis_viterbi(t, w, x, T, o, tmp, NULL);
+        if (e < best) best = e, memcpy(codes, tmp, (size_t)T);
     }
+    return best;
+}
+
+lb_status lb_trellis_quantize(const float *w, int64_t rows, int64_t cols, lb_qtensor *q) {
+    const int k = q->spec.bits, L = q->spec.state_bits;
+    lb_trellis t;
+    lb_status st = lb_trellis_init(&t, L, k);
+    if (st != LB_OK) return st;
+    /* scales: the RMS of each group's real weights (padding excluded) times alpha */
+    const int64_t span = q->groups_per_row ? q->group_len : q->cols_padded;
+    const float alpha = default_alpha(k);
+    if (q->groups_per_row == 0) {
+        double ss = 0;
+        for (int64_t i = 0; i < rows * cols; i++) ss += (double)w[i] * w[i];
+        q->scale[0] = (float)(sqrt(ss / (double)(rows * cols)) * alpha);
+    } else {
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t g = 0; g < q->groups_per_row; g++) {
+                int64_t c0 = g * span, c1 = c0 + span < cols ? c0 + span : cols;
+                double ss = 0;
+                for (int64_t c = c0; c < c1; c++) ss += (double)w[r * cols + c] * w[r * cols + c];
+                q->scale[r * q->groups_per_row + g] = c1 > c0 ? (float)(sqrt(ss / (double)(c1 - c0)) * alpha) : 0.0f;
+            }
+    }
+    if ((st = lb_qtensor_store_scales(q)) != LB_OK) { /* fp16, as stored */
+        lb_trellis_free(&t);
+        return st;
+    }
+    int failed = 0;
+#pragma omp parallel if (rows * cols >= 4096)
+    {
+        lb_trellis_work wk;
+        float x[LB_TRELLIS_MAX_SEQ];
+        uint8_t tmp[LB_TRELLIS_MAX_SEQ];
+        if (lb_trellis_work_init(&wk, &t, LB_TRELLIS_MAX_SEQ) != LB_OK) {
+#pragma omp atomic write
+            failed = 1;
+        }
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t r = 0; r < rows; r++) {
+            if (failed) continue;
+            for (int64_t g = 0; g < q->cols_padded / span; g++) {
+                float a = q->scale[q->groups_per_row ? r * q->groups_per_row + g : 0];
+                for (int64_t p = 0; p < lb_trellis_segments(span); p++) {
+                    int64_t start, len;
+                    lb_trellis_segment(span, p, &start, &len);
+                    int64_t c0 = g * span + start;
+                    for (int64_t j = 0; j < len; j++)
+                        x[j] = c0 + j < cols && a != 0.0f ? w[r * cols + c0 + j] / a : 0.0f;
+                    uint8_t *codes = q->codes + r * q->cols_padded + c0;
+                    if (len >= 2 * L / k) lb_trellis_encode(&t, &wk, x, (int)len, codes);
+                    else encode_short(&t, &wk, x, (int)len, codes, tmp);
+                }
+            }
+        }
+        lb_trellis_work_free(&wk);
+    }
+    lb_trellis_free(&t);
+    return failed ? LB_ERR_NOMEM : LB_OK;
 }

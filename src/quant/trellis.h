@@ -3,7 +3,7 @@
 #ifndef LB_QUANT_TRELLIS_H
 #define LB_QUANT_TRELLIS_H
 
-#include "lowbit/core.h"
+#include "lowbit/format.h"
 
 /* A bitshift trellis: the codes b_t (k bits each, one per weight) form a
  * circular stream, and weight t's value is table[s_t] with the L-bit state
@@ -11,16 +11,14 @@
  * s_t = (s_{t-1} << k | b_t) mod 2^L. Exactly k bits per weight are
  * stored (tail-biting: the first state's high bits are the last codes). */
 typedef struct {
-    int L, k;     /* state bits (k divides L, L <= LB_TRELLIS_MAX_L), bits per weight (1..4) */
+    int L, k;     /* state bits (k divides L, L <= LB_TRELLIS_MAX_STATE), bits per weight (1..4) */
     float *table; /* 2^L values: the codebook, unit variance */
 } lb_trellis;
 
-#define LB_TRELLIS_MAX_L 16
-
-/* QTIP's "1MAD" computed codebook: a linear congruential step on the
- * state, then the sum of its four bytes (an Irwin-Hall variable: close to
- * Gaussian), centred and scaled to unit variance. Nothing is stored. */
-float lb_trellis_1mad(uint32_t state);
+/* table = QTIP's "1MAD" computed codebook (lb_trellis_1mad, lowbit/format.h):
+ * a linear congruential step on the state, then the sum of its four bytes
+ * (an Irwin-Hall variable: close to Gaussian), centred and scaled to unit
+ * variance. Nothing is stored. */
 lb_status lb_trellis_init(lb_trellis *t, int L, int k);
 void lb_trellis_free(lb_trellis *t);
 
@@ -47,7 +45,12 @@ double lb_trellis_encode(const lb_trellis *t, lb_trellis_work *w, const float *x
  * circular and decode_open applies). Returns the squared error. */
 double lb_trellis_viterbi(const lb_trellis *t, lb_trellis_work *w, const float *x, int T, int overlap,
                           uint8_t *codes, uint32_t *first_state);
-/* The values of a circular stream (out[0..T)). */
+/* The values of a circular stream (out[0..T)): lb_trellis_decode_seq. */
 void lb_trellis_decode(const lb_trellis *t, const uint8_t *codes, int T, float *out);
+
+/* Round-to-nearest for the trellis family: per group (row, g<N> or tensor)
+ * a scale from the weights' RMS, then each sequence of the group
+ * (lb_trellis_segment) encoded by lb_trellis_encode. q is initialized. */
+lb_status lb_trellis_quantize(const float *w, int64_t rows, int64_t cols, lb_qtensor *q);
 
 #endif

@@ -1,0 +1,141 @@
+/* Trellis codes (QTIP's bitshift trellis; docs/methods/trellis.md): k bits
+ * per weight, and a weight's value is scale * table[state], the L-bit
+ * state being its own code and the L/k - 1 codes before it in its
+ * sequence, read circularly (tail-biting: exactly k bits per weight are
+ * stored). table is QTIP's "1MAD" codebook, computed from the state, so
+ * nothing but codes and scales is stored. Sequences: a group's weights
+ * (g<N>), or for one scale per row or tensor the padded row cut into
+ * near-equal pieces of at most 256. Finding the codes is the quantizer's
+ * job (src/quant/trellis.c: Viterbi); this file says what bytes mean.
+ *
+ * Row layout: fp16 scales (none for a tensor scale, which sits in the
+ * tail), then the row's codes, k bits each, little-endian bit stream. */
+#include "format_internal.h"
+
+#include <string.h>
+
+enum { SLOT_GROUP, SLOT_STATE };
+
+/* "trellis<k>" (k = 1..4; default one scale per row, L = 12) */
+static int trellis_match(const char *head, lb_qspec *s) {
+    if (strncmp(head, "trellis", 7)) return 0;
+    int k;
+    if (!lb_parse_small_int(head + 7, &k) || k < 1 || k > 4) {
+        lb_fail(LB_ERR_INVALID, "'%s': trellis<k> takes k = 1..4 bits per weight", head);
+        return LB_OPTION_FAILED;
+    }
+    s->bits = k;
+    s->group = LB_GROUP_ROW;
+    s->state_bits = 12;
+    return 1;
+}
+
+static int trellis_parse_option(lb_qspec *s, const char *tok, unsigned seen) {
+    (void)seen;
+    if (tok[0] == 'L') {
+        int L;
+        if (!lb_parse_small_int(tok + 1, &L)) return LB_OPTION_UNKNOWN;
+        s->state_bits = L;
+        return SLOT_STATE;
+    }
+    return lb_parse_group_option(s, tok, 1);
+}
+
+static void trellis_format(const lb_qspec *s, char *buf, size_t n) {
+    char g[16];
+    lb_group_text(s, g, sizeof g);
+    snprintf(buf, n, "trellis%d:L%d:%s", s->bits, s->state_bits, g);
+}
+
+static lb_status trellis_validate(const lb_qspec *s) {
+    int k = s->bits, L = s->state_bits;
+    if (k < 1 || k > 4) return lb_fail(LB_ERR_INVALID, "trellis codes are 1..4 bits, not %d", k);
+    if (L < 2 * k || L > LB_TRELLIS_MAX_STATE || L % k)
+        return lb_fail(LB_ERR_INVALID, "trellis%d: state of %d bits (a multiple of %d in %d..%d)", k, L, k, 2 * k,
+                       LB_TRELLIS_MAX_STATE);
+    return lb_validate_group(s, 1);
+}
+
+static size_t trellis_row_bytes(const lb_qspec *s, const lb_layout *l) {
+    return lb_lead_scales_row_bytes(l) + (size_t)((l->cols_padded * s->bits + 7) / 8);
+}
+
+static int trellis_levels(const lb_qspec *s) { return 1 << s->bits; } /* the codes; no level has a value alone */
+
+static void trellis_encode_row(const lb_qtensor *q, int64_t row, uint8_t *dst) {
+    lb_lead_scales_encode(q, row, dst);
+    uint8_t *bits = dst + 2 * q->groups_per_row;
+    const uint8_t *c = q->codes + row * q->cols_padded;
+    for (int64_t j = 0; j < q->cols_padded; j++) lb_put_bits(bits, (uint64_t)(j * q->spec.bits), c[j], q->spec.bits);
+}
+
+static void trellis_decode_row(lb_qtensor *q, int64_t row, const uint8_t *src) {
+    lb_lead_scales_decode(q, row, src);
+    const uint8_t *bits = src + 2 * q->groups_per_row;
+    uint8_t *c = q->codes + row * q->cols_padded;
+    for (int64_t j = 0; j < q->cols_padded; j++) c[j] = (uint8_t)lb_get_bits(bits, (uint64_t)(j * q->spec.bits), q->spec.bits);
+}
+
+float lb_trellis_1mad(uint32_t state) {
+    uint32_t x = state * 34038481u + 76625530u;
+    int y = (int)(x & 255) + (int)(x >> 8 & 255) + (int)(x >> 16 & 255) + (int)(x >> 24);
+    /* four iid uniform bytes: mean 510, variance 4 (256^2 - 1) / 12 = 21845 */
+    return (float)(y - 510) / 147.800537f;
+}
+
+void lb_trellis_segment(int64_t n, int64_t i, int64_t *start, int64_t *len) {
+    int64_t pieces = (n + LB_TRELLIS_MAX_SEQ - 1) / LB_TRELLIS_MAX_SEQ;
+    *start = i * n / pieces;
+    *len = (i + 1) * n / pieces - *start;
+}
+
+int64_t lb_trellis_segments(int64_t n) { return (n + LB_TRELLIS_MAX_SEQ - 1) / LB_TRELLIS_MAX_SEQ; }
+
+void lb_trellis_decode_seq(int L, int k, const uint8_t *codes, int64_t T, float *out) {
+    const int n = L / k;
+    uint32_t s = 0;
+    for (int j = n - 1; j >= 1; j--) s = s << k | codes[((T - j) % T + T) % T]; /* the wrapped-in codes */
+    for (int64_t i = 0; i < T; i++) {
+        s = (s << k | codes[i]) & ((1u << L) - 1);
+        out[i] = lb_trellis_1mad(s);
+    }
+}
+
+/* the sequences of a row: per group for g<N>, else pieces of the padded row */
+static void trellis_dequantize_row(const lb_qspec *s, const lb_layout *l, const uint8_t *data, int64_t row,
+                                   float *out) {
+    const uint8_t *bits = data + (size_t)row * l->row_bytes + 2 * (size_t)l->groups_per_row;
+    int64_t span = l->groups_per_row ? l->group_len : l->cols_padded, n_spans = l->cols_padded / span;
+    uint8_t codes[LB_TRELLIS_MAX_SEQ];
+    float v[LB_TRELLIS_MAX_SEQ];
+    for (int64_t g = 0; g < n_spans; g++) {
+        float a = lb_lead_scale(l, data, row, l->groups_per_row ? g : 0);
+        for (int64_t p = 0; p < lb_trellis_segments(span); p++) {
+            int64_t start, len;
+            lb_trellis_segment(span, p, &start, &len);
+            int64_t c0 = g * span + start;
+            for (int64_t j = 0; j < len; j++) codes[j] = (uint8_t)lb_get_bits(bits, (uint64_t)((c0 + j) * s->bits), s->bits);
+            lb_trellis_decode_seq(s->state_bits, s->bits, codes, len, v);
+            for (int64_t j = 0; j < len && c0 + j < l->cols; j++) out[c0 + j] = a * v[j];
+        }
+    }
+}
+
+const lb_format_family lb_trellis_family = {
+    .name = "trellis",
+    .names = "trellis1..trellis4",
+    .grid = LB_GRID_TRELLIS,
+    .option_slots = {"group size", "state bits"},
+    .match = trellis_match,
+    .parse_option = trellis_parse_option,
+    .format = trellis_format,
+    .validate = trellis_validate,
+    .row_bytes = trellis_row_bytes,
+    .tail_bytes = lb_lead_scales_tail_bytes,
+    .levels = trellis_levels,
+    .encode_row = trellis_encode_row,
+    .decode_row = trellis_decode_row,
+    .encode_tail = lb_lead_scales_encode_tail,
+    .decode_tail = lb_lead_scales_decode_tail,
+    .dequantize_row = trellis_dequantize_row,
+};
