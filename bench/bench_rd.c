@@ -50,7 +50,7 @@ static double trellis_error(const lb_trellis *t, const float *x, int s0, int s1,
             if (failed) continue;
             for (int i = 0; i < SEQ; i++) xs[i] = x[(size_t)s * SEQ + i] / a;
             uint8_t *c = codes + (size_t)s * SEQ;
-            lb_trellis_encode(t, &w, xs, SEQ, c);
+            lb_trellis_encode(t, &w, xs, NULL, SEQ, c);
             lb_trellis_decode(t, c, SEQ, y);
             for (int i = 0; i < SEQ; i++) {
                 double d = (double)x[(size_t)s * SEQ + i] - (double)a * y[i];

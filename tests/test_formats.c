@@ -9,7 +9,8 @@ static void test_spec_text(void) {
                                   "int8:g32:sym", "int1:g16:asym", "nf4:g64", "nf4:g128:dq", "binary:row",
                                   "binary:g32", "binary:tensor", "ternary:row:1.6bit",
                                   "ternary:g64:2bit", "ternary:tensor:2bit", "int5:g256:asym:zint",
-                                  "trellis2:L12:row", "trellis3:L15:g64", "trellis1:L16:tensor"};
+                                  "trellis2:L12:row", "trellis3:L15:g64", "trellis1:L16:tensor",
+                                  "trellis2:L12:row:down"};
     for (size_t i = 0; i < sizeof canon / sizeof canon[0]; i++) {
         char buf[64];
         lb_qspec s = lb_test_spec(canon[i]);

@@ -69,6 +69,7 @@ typedef struct {
     int super_rows;      /* uniform hierarchical: rows sharing one super-scale ("r<N>", default 1);
                             0 when scale_bits is 0 */
     int state_bits;      /* trellis: L, the bitshift trellis' state ("L<n>", default 12) */
+    int seq_down;        /* trellis: 1 = sequences run down each column ("down"), 0 = along rows */
 } lb_qspec;
 
 /* Parses "int4:g64:asym", "int3:g16:asym:s6:r4", "nf4:g64:dq", "binary:row", "ternary:g64:2bit",
@@ -167,7 +168,8 @@ LB_API void lb_tensor_free(lb_tensor *t);
  *   binary:       q ? scale[k] : -scale[k]
  *   ternary:      scale[k] * (q - 1)
  *   trellis:      scale[k] * table[state], the state made of q and the
- *                 codes before it in its sequence (src/formats/trellis.c)
+ *                 codes before it in its sequence, along the row or (down)
+ *                 the column (src/formats/trellis.c)
  * Rows are padded to cols_padded; padding codes are stored (and counted). */
 typedef struct {
     lb_qspec spec;

@@ -8,13 +8,17 @@
  * near-equal pieces of at most 256. Finding the codes is the quantizer's
  * job (src/quant/trellis.c: Viterbi); this file says what bytes mean.
  *
+ * With "down", the sequences run down each column instead (the column's
+ * rows cut into pieces of at most 256), so that a method can quantize a
+ * whole column at a time with error feedback between columns (gptq).
+ *
  * Row layout: fp16 scales (none for a tensor scale, which sits in the
  * tail), then the row's codes, k bits each, little-endian bit stream. */
 #include "format_internal.h"
 
 #include <string.h>
 
-enum { SLOT_GROUP, SLOT_STATE };
+enum { SLOT_GROUP, SLOT_STATE, SLOT_DIRECTION };
 
 /* "trellis<k>" (k = 1..4; default one scale per row, L = 12) */
 static int trellis_match(const char *head, lb_qspec *s) {
@@ -32,6 +36,10 @@ static int trellis_match(const char *head, lb_qspec *s) {
 
 static int trellis_parse_option(lb_qspec *s, const char *tok, unsigned seen) {
     (void)seen;
+    if (!strcmp(tok, "down")) {
+        s->seq_down = 1;
+        return SLOT_DIRECTION;
+    }
     if (tok[0] == 'L') {
         int L;
         if (!lb_parse_small_int(tok + 1, &L)) return LB_OPTION_UNKNOWN;
@@ -44,7 +52,7 @@ static int trellis_parse_option(lb_qspec *s, const char *tok, unsigned seen) {
 static void trellis_format(const lb_qspec *s, char *buf, size_t n) {
     char g[16];
     lb_group_text(s, g, sizeof g);
-    snprintf(buf, n, "trellis%d:L%d:%s", s->bits, s->state_bits, g);
+    snprintf(buf, n, "trellis%d:L%d:%s%s", s->bits, s->state_bits, g, s->seq_down ? ":down" : "");
 }
 
 static lb_status trellis_validate(const lb_qspec *s) {
@@ -53,6 +61,7 @@ static lb_status trellis_validate(const lb_qspec *s) {
     if (L < 2 * k || L > LB_TRELLIS_MAX_STATE || L % k)
         return lb_fail(LB_ERR_INVALID, "trellis%d: state of %d bits (a multiple of %d in %d..%d)", k, L, k, 2 * k,
                        LB_TRELLIS_MAX_STATE);
+    if (s->seq_down != 0 && s->seq_down != 1) return lb_fail(LB_ERR_INVALID, "trellis: direction %d", s->seq_down);
     return lb_validate_group(s, 1);
 }
 
@@ -101,9 +110,32 @@ void lb_trellis_decode_seq(int L, int k, const uint8_t *codes, int64_t T, float 
     }
 }
 
+/* down: weight (row, c)'s sequence is column c's piece of rows holding
+ * row; its state, the codes of the n rows ending at row, circularly */
+static void dequantize_down(const lb_qspec *s, const lb_layout *l, const uint8_t *data, int64_t row, float *out) {
+    const int k = s->bits, n = s->state_bits / k;
+    const size_t lead = 2 * (size_t)l->groups_per_row;
+    int64_t p = 0, start, len;
+    do lb_trellis_segment(l->rows, p++, &start, &len);
+    while (start + len <= row);
+    int64_t src[LB_TRELLIS_MAX_STATE]; /* the rows of the state, oldest first */
+    for (int b = n - 1; b >= 0; b--) src[n - 1 - b] = start + (((row - start - b) % len) + len) % len;
+    for (int64_t c = 0; c < l->cols; c++) {
+        uint32_t state = 0;
+        for (int i = 0; i < n; i++)
+            state = state << k | lb_get_bits(data + (size_t)src[i] * l->row_bytes + lead, (uint64_t)(c * k), k);
+        float a = lb_lead_scale(l, data, row, l->groups_per_row ? c / l->group_len : 0);
+        out[c] = a * lb_trellis_1mad(state);
+    }
+}
+
 /* the sequences of a row: per group for g<N>, else pieces of the padded row */
 static void trellis_dequantize_row(const lb_qspec *s, const lb_layout *l, const uint8_t *data, int64_t row,
                                    float *out) {
+    if (s->seq_down) {
+        dequantize_down(s, l, data, row, out);
+        return;
+    }
     const uint8_t *bits = data + (size_t)row * l->row_bytes + 2 * (size_t)l->groups_per_row;
     int64_t span = l->groups_per_row ? l->group_len : l->cols_padded, n_spans = l->cols_padded / span;
     uint8_t codes[LB_TRELLIS_MAX_SEQ];
@@ -125,7 +157,7 @@ const lb_format_family lb_trellis_family = {
     .name = "trellis",
     .names = "trellis1..trellis4",
     .grid = LB_GRID_TRELLIS,
-    .option_slots = {"group size", "state bits"},
+    .option_slots = {"group size", "state bits", "direction"},
     .match = trellis_match,
     .parse_option = trellis_parse_option,
     .format = trellis_format,

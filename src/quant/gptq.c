@@ -91,6 +91,7 @@
  * thread count; the factorization, once before, splits its work into fixed
  * column chunks for the same reason. */
 #include "quant/method_rows.h"
+#include "quant/trellis.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -163,11 +164,21 @@ static void opts_from(const lb_method_opts *o, gptq_opts *g) {
 
 static lb_status gptq_check(const lb_qspec *spec, const lb_method_opts *o) {
     lb_grid_kind grid = lb_format_grid(spec);
-    if (grid != LB_GRID_UNIFORM && grid != LB_GRID_ABSMAX && grid != LB_GRID_SIGN && grid != LB_GRID_TERNARY) {
+    if (grid == LB_GRID_TRELLIS && !spec->seq_down) {
         char text[64];
         lb_qspec_format(spec, text, sizeof text);
         return lb_fail(LB_ERR_INVALID,
-                       "method %s quantizes to uniform (int), nf4, ternary and binary formats, not '%s'",
+                       "method %s quantizes a trellis format one column at a time: its sequences must run down the "
+                       "columns (add ':down' to '%s')",
+                       o && o->method ? o->method->name : "gptq", text);
+    }
+    if (grid != LB_GRID_UNIFORM && grid != LB_GRID_ABSMAX && grid != LB_GRID_SIGN && grid != LB_GRID_TERNARY &&
+        grid != LB_GRID_TRELLIS) {
+        char text[64];
+        lb_qspec_format(spec, text, sizeof text);
+        return lb_fail(LB_ERR_INVALID,
+                       "method %s quantizes to uniform (int), nf4, ternary, binary and trellis (:down) formats, not "
+                       "'%s'",
                        o && o->method ? o->method->name : "gptq", text);
     }
     double gs = o ? lb_method_opts_get(o, "grid_fit") : NAN;
@@ -352,12 +363,36 @@ typedef struct {
     const uint8_t *keep;   /* dense-and-sparse: weights stored exactly elsewhere (NULL: none) */
     float *kept;           /* their final updated values (rows x cols, original order) */
     const float *colw;     /* weighted_grid: diag(H) / mean, per original column; else NULL */
+    const lb_trellis *trellis; /* trellis formats (sequences down the columns): the code; else NULL */
 } gptq_job;
+
+/* Trellis formats: column j of rows [r0, r0 + tr) (one sequence piece) at
+ * once, the Viterbi search on the updated weights W[:, i] over the row
+ * scales (error weighted by scale^2, i.e. in w's units); vals gets what
+ * each weight now decodes to. */
+static void trellis_column(const gptq_job *job, lb_qtensor *q, lb_trellis_work *wk, const float *W, int64_t r0,
+                           int64_t tr, int64_t i, int64_t j, float *vals) {
+    const lb_trellis *t = job->trellis;
+    const int64_t n = job->cols;
+    float x[LB_TRELLIS_MAX_SEQ] = {0}, wt[LB_TRELLIS_MAX_SEQ] = {0}, v[LB_TRELLIS_MAX_SEQ], a[LB_TRELLIS_MAX_SEQ];
+    uint8_t codes[LB_TRELLIS_MAX_SEQ];
+    for (int64_t r = 0; r < tr; r++) {
+        a[r] = q->scale[lb_qtensor_group(q, r0 + r, j)];
+        x[r] = a[r] != 0.0f ? W[r * n + i] / a[r] : 0.0f;
+        wt[r] = a[r] != 0.0f ? a[r] * a[r] : 1.0f;
+    }
+    lb_trellis_encode_any(t, wk, x, wt, (int)tr, codes);
+    lb_trellis_decode(t, codes, (int)tr, v);
+    for (int64_t r = 0; r < tr; r++) {
+        q->codes[(r0 + r) * q->cols_padded + j] = codes[r];
+        vals[r] = a[r] * v[r];
+    }
+}
 
 /* Quantizes rows [r0, r0 + tr) of the (already permuted, dead-zeroed) tile
  * W (tr x cols, updated in place); writes codes (and, dynamic, grids) into q. */
 static lb_status gptq_tile(const gptq_job *job, lb_qtensor *q, int64_t r0, int64_t tr, float *W, float *E,
-                           float *Wpre, float *gbuf, double *loss) {
+                           float *Wpre, float *gbuf, lb_trellis_work *wk, double *loss) {
     const int64_t n = job->cols, B = job->o->block, G = q->group_len;
     const float *U = job->U, *P = job->P;
     double sum = 0;
@@ -381,12 +416,18 @@ static lb_status gptq_tile(const gptq_job *job, lb_qtensor *q, int64_t r0, int64
                 lb_qtensor_free(&sub);
             }
             float d = U[i * n + i];
+            if (job->trellis) trellis_column(job, q, wk, W, r0, tr, i, j, gbuf);
             for (int64_t r = 0; r < tr; r++) {
-                float *row = W + r * n;
-                int64_t k = lb_qtensor_group(q, r0 + r, j);
-                int code = lb_qtensor_nearest_code(q, k, row[i]);
-                q->codes[(r0 + r) * q->cols_padded + j] = (uint8_t)code;
-                float e = (row[i] - lb_qtensor_value(q, r0 + r, j)) / d;
+                float *row = W + r * n, value;
+                if (job->trellis) {
+                    value = gbuf[r];
+                } else {
+                    int64_t k = lb_qtensor_group(q, r0 + r, j);
+                    int code = lb_qtensor_nearest_code(q, k, row[i]);
+                    q->codes[(r0 + r) * q->cols_padded + j] = (uint8_t)code;
+                    value = lb_qtensor_value(q, r0 + r, j);
+                }
+                float e = (row[i] - value) / d;
                 if (job->keep && job->keep[(r0 + r) * n + j]) {
                     /* stored exactly in the sparse part: no error to spread;
                      * it takes the value the updates led it to (a dead
@@ -415,8 +456,8 @@ static lb_status gptq_tile(const gptq_job *job, lb_qtensor *q, int64_t r0, int64
                             (int)bl, P + c0 * n + c1, (int)n, 1.0f, W + c1, (int)n);
         }
     }
-    /* padding decodes to (nearly) zero, as RTN stores it */
-    for (int64_t r = 0; r < tr; r++)
+    /* padding decodes to (nearly) zero, as RTN stores it (trellis: RTN's codes stay) */
+    for (int64_t r = 0; r < tr && !job->trellis; r++)
         for (int64_t c = n; c < q->cols_padded; c++)
             q->codes[(r0 + r) * q->cols_padded + c] =
                 (uint8_t)lb_qtensor_nearest_code(q, lb_qtensor_group(q, r0 + r, c), 0.0f);
@@ -545,12 +586,21 @@ static lb_status gptq_run(const float *w, int64_t rows, int64_t cols, const doub
     lb_grid_kind grid = lb_format_grid(spec);
     int dynamic = q->groups_per_row > 0 && q->group_len < cols && !o->act_order && !o->static_groups &&
                   !(grid == LB_GRID_ABSMAX && spec->double_quant) && grid != LB_GRID_SIGN && grid != LB_GRID_TERNARY &&
-                  !o->hqq_grid;
-    gptq_job job = {o, cols, perm, U, P, dynamic, dead, mo->keep, mo->kept, colw};
-    int64_t n_tiles = (rows + TILE_ROWS - 1) / TILE_ROWS;
+                  grid != LB_GRID_TRELLIS && !o->hqq_grid;
+    /* trellis: the scales are RTN's (static); a tile is one piece of the
+     * columns' sequences, so each column of a tile is whole sequences */
+    lb_trellis trellis = {0};
+    if (grid == LB_GRID_TRELLIS && (st = lb_trellis_init(&trellis, spec->state_bits, spec->bits)) != LB_OK) {
+        lb_qtensor_free(q);
+        goto restore;
+    }
+    gptq_job job = {o, cols, perm, U, P, dynamic, dead, mo->keep, mo->kept, colw, trellis.table ? &trellis : NULL};
+    const int64_t tile_max = job.trellis ? LB_TRELLIS_MAX_SEQ : TILE_ROWS;
+    int64_t n_tiles = job.trellis ? lb_trellis_segments(rows) : (rows + TILE_ROWS - 1) / TILE_ROWS;
     double *tile_loss = calloc((size_t)n_tiles, sizeof(double));
     if (!tile_loss) {
         st = LB_ERR_NOMEM;
+        lb_trellis_free(&trellis);
         goto restore;
     }
     lb_worker_error err;
@@ -558,25 +608,31 @@ static lb_status gptq_run(const float *w, int64_t rows, int64_t cols, const doub
 #pragma omp parallel
     {
         int64_t B = o->block < cols ? o->block : cols;
-        float *W = lb_alloc((size_t)(TILE_ROWS * cols) * sizeof(float));
-        float *E = lb_alloc((size_t)(TILE_ROWS * B) * sizeof(float));
-        float *Wpre = P ? lb_alloc((size_t)(TILE_ROWS * B) * sizeof(float)) : NULL;
-        float *gbuf = lb_alloc((size_t)(TILE_ROWS * q->group_len) * sizeof(float));
-        if (!W || !E || !gbuf || (P && !Wpre)) lb_worker_error_set(&err, lb_fail(LB_ERR_NOMEM, "out of memory in gptq"));
+        float *W = lb_alloc((size_t)(tile_max * cols) * sizeof(float));
+        float *E = lb_alloc((size_t)(tile_max * B) * sizeof(float));
+        float *Wpre = P ? lb_alloc((size_t)(tile_max * B) * sizeof(float)) : NULL;
+        float *gbuf = lb_alloc((size_t)(tile_max * q->group_len) * sizeof(float));
+        lb_trellis_work wk = {0};
+        if (!W || !E || !gbuf || (P && !Wpre) ||
+            (job.trellis && lb_trellis_work_init(&wk, job.trellis, LB_TRELLIS_MAX_SEQ) != LB_OK))
+            lb_worker_error_set(&err, lb_fail(LB_ERR_NOMEM, "out of memory in gptq"));
 #pragma omp for schedule(dynamic, 1)
         for (int64_t t = 0; t < n_tiles; t++) {
             if (lb_worker_error_failed(&err)) continue;
             int64_t r0 = t * TILE_ROWS, tr = rows - r0 < TILE_ROWS ? rows - r0 : TILE_ROWS;
+            if (job.trellis) lb_trellis_segment(rows, t, &r0, &tr);
             for (int64_t r = 0; r < tr; r++)
                 for (int64_t i = 0; i < cols; i++) W[r * cols + i] = w0[(r0 + r) * cols + perm[i]];
-            lb_status s = gptq_tile(&job, q, r0, tr, W, E, Wpre, gbuf, &tile_loss[t]);
+            lb_status s = gptq_tile(&job, q, r0, tr, W, E, Wpre, gbuf, &wk, &tile_loss[t]);
             if (s != LB_OK) lb_worker_error_set(&err, s);
         }
         lb_free(W);
         lb_free(E);
         lb_free(Wpre);
         lb_free(gbuf);
+        lb_trellis_work_free(&wk);
     }
+    lb_trellis_free(&trellis);
     st = lb_worker_error_raise(&err);
     for (int64_t t = 0; t < n_tiles; t++) rep->proxy_loss += tile_loss[t];
     free(tile_loss);

@@ -37,9 +37,10 @@ lb_status lb_trellis_work_init(lb_trellis_work *w, const lb_trellis *t, int T) {
     w->next = lb_alloc(sizeof(float) << t->L);
     w->from = lb_alloc((size_t)T * (sizeof(uint16_t) << (t->L - t->k)));
     w->rolled = lb_alloc((size_t)T * sizeof(float));
+    w->rolled_wt = lb_alloc((size_t)T * sizeof(float));
     w->rcodes = lb_alloc((size_t)T);
     w->pm = lb_alloc(sizeof(float) << (t->L - t->k));
-    if (!w->cost || !w->next || !w->from || !w->rolled || !w->rcodes || !w->pm) {
+    if (!w->cost || !w->next || !w->from || !w->rolled || !w->rolled_wt || !w->rcodes || !w->pm) {
         lb_trellis_work_free(w);
         return LB_ERR_NOMEM;
     }
@@ -51,6 +52,7 @@ void lb_trellis_work_free(lb_trellis_work *w) {
     lb_free(w->next);
     lb_free(w->from);
     lb_free(w->rolled);
+    lb_free(w->rolled_wt);
     lb_free(w->rcodes);
     lb_free(w->pm);
     memset(w, 0, sizeof *w);
@@ -61,7 +63,7 @@ void lb_trellis_work_free(lb_trellis_work *w) {
  * Branch-free selects and H a constant (H = 2^k) let both loops vectorize. */
 static inline __attribute__((always_inline)) void step(const float *restrict cost, float *restrict next,
                                                        float *restrict pm, uint16_t *restrict from,
-                                                       const float *restrict tab, float xi, int P, int H) {
+                                                       const float *restrict tab, float xi, float wi, int P, int H) {
     for (int u = 0; u < P; u++) pm[u] = cost[u], from[u] = 0;
     for (int h = 1; h < H; h++) {
         const float *c = cost + (size_t)h * (size_t)P;
@@ -76,29 +78,29 @@ static inline __attribute__((always_inline)) void step(const float *restrict cos
         float *nu = next + (size_t)u * (size_t)H;
         for (int j = 0; j < H; j++) {
             float d = xi - tu[j];
-            nu[j] = pm[u] + d * d;
+            nu[j] = pm[u] + wi * d * d;
         }
     }
 }
 
-double lb_trellis_viterbi(const lb_trellis *t, lb_trellis_work *w, const float *x, int T, int overlap,
-                          uint8_t *codes, uint32_t *first_state) {
+double lb_trellis_viterbi(const lb_trellis *t, lb_trellis_work *w, const float *x, const float *wt, int T,
+                          int overlap, uint8_t *codes, uint32_t *first_state) {
     const int L = t->L, k = t->k, S = 1 << L, P = 1 << (L - k), H = 1 << k;
     const uint32_t low = (uint32_t)P - 1;
     float *cost = w->cost, *next = w->next;
     const float *tab = t->table;
     for (int s = 0; s < S; s++) {
         float d = x[0] - tab[s];
-        cost[s] = overlap < 0 || (s >> k) == overlap ? d * d : INFINITY;
+        cost[s] = overlap < 0 || (s >> k) == overlap ? (wt ? wt[0] : 1.0f) * d * d : INFINITY;
     }
     float *pm = w->pm;
     for (int i = 1; i < T; i++) {
         uint16_t *from = w->from + (size_t)i * (size_t)P;
         switch (k) { /* H a constant in each: the loops vectorize */
-        case 1: step(cost, next, pm, from, tab, x[i], P, 2); break;
-        case 2: step(cost, next, pm, from, tab, x[i], P, 4); break;
-        case 3: step(cost, next, pm, from, tab, x[i], P, 8); break;
-        default: step(cost, next, pm, from, tab, x[i], P, 16); break;
+        case 1: step(cost, next, pm, from, tab, x[i], wt ? wt[i] : 1.0f, P, 2); break;
+        case 2: step(cost, next, pm, from, tab, x[i], wt ? wt[i] : 1.0f, P, 4); break;
+        case 3: step(cost, next, pm, from, tab, x[i], wt ? wt[i] : 1.0f, P, 8); break;
+        default: step(cost, next, pm, from, tab, x[i], wt ? wt[i] : 1.0f, P, 16); break;
         }
         float *tmp = cost;
         cost = next;
@@ -121,18 +123,23 @@ double lb_trellis_viterbi(const lb_trellis *t, lb_trellis_work *w, const float *
     return (double)best;
 }
 
-double lb_trellis_encode(const lb_trellis *t, lb_trellis_work *w, const float *x, int T, uint8_t *codes) {
+double lb_trellis_encode(const lb_trellis *t, lb_trellis_work *w, const float *x, const float *wt, int T,
+                         uint8_t *codes) {
     /* first pass: x rotated by half, so that the original wrap-around sits
      * mid-sequence; the state reached at the original first weight gives
      * the overlap (its high L-k bits are the codes of the last weights) */
     float *rolled = w->rolled;
     uint8_t *rc = w->rcodes;
     int half = T / 2;
-    for (int i = 0; i < T; i++) rolled[i] = x[(i + T - half) % T];
-    lb_trellis_viterbi(t, w, rolled, T, -1, rc, NULL);
+    float *rwt = wt ? w->rolled_wt : NULL;
+    for (int i = 0; i < T; i++) {
+        rolled[i] = x[(i + T - half) % T];
+        if (wt) rwt[i] = wt[(i + T - half) % T];
+    }
+    lb_trellis_viterbi(t, w, rolled, rwt, T, -1, rc, NULL);
     uint32_t s0 = 0;
     for (int j = 0; j < t->L / t->k; j++) s0 |= (uint32_t)rc[half - j] << (j * t->k); /* state at w_0 */
-    return lb_trellis_viterbi(t, w, x, T, (int)(s0 >> t->k), codes, NULL);
+    return lb_trellis_viterbi(t, w, x, wt, T, (int)(s0 >> t->k), codes, NULL);
 }
 
 void lb_trellis_decode(const lb_trellis *t, const uint8_t *codes, int T, float *out) {
@@ -147,14 +154,21 @@ static float default_alpha(int k) {
 }
 
 /* every overlap tried: exact, for sequences too short for the rotated first pass */
-static double encode_short(const lb_trellis *t, lb_trellis_work *w, const float *x, int T, uint8_t *codes,
-                           uint8_t *tmp) {
+static double encode_short(const lb_trellis *t, lb_trellis_work *w, const float *x, const float *wt, int T,
+                           uint8_t *codes, uint8_t *tmp) {
     double best = INFINITY;
     for (int o = 0; o < 1 << (t->L - t->k); o++) {
-        double e = lb_trellis_viterbi(t, w, x, T, o, tmp, NULL);
+        double e = lb_trellis_viterbi(t, w, x, wt, T, o, tmp, NULL);
         if (e < best) best = e, memcpy(codes, tmp, (size_t)T);
     }
     return best;
+}
+
+double lb_trellis_encode_any(const lb_trellis *t, lb_trellis_work *w, const float *x, const float *wt, int T,
+                             uint8_t *codes) {
+    if (T >= 2 * t->L / t->k) return lb_trellis_encode(t, w, x, wt, T, codes);
+    uint8_t tmp[LB_TRELLIS_MAX_SEQ];
+    return encode_short(t, w, x, wt, T, codes, tmp);
 }
 
 lb_status lb_trellis_quantize(const float *w, int64_t rows, int64_t cols, lb_qtensor *q) {
@@ -186,26 +200,44 @@ lb_status lb_trellis_quantize(const float *w, int64_t rows, int64_t cols, lb_qte
 #pragma omp parallel if (rows * cols >= 4096)
     {
         lb_trellis_work wk;
-        float x[LB_TRELLIS_MAX_SEQ];
-        uint8_t tmp[LB_TRELLIS_MAX_SEQ];
+        float x[LB_TRELLIS_MAX_SEQ], wt[LB_TRELLIS_MAX_SEQ];
+        uint8_t cd[LB_TRELLIS_MAX_SEQ];
         if (lb_trellis_work_init(&wk, &t, LB_TRELLIS_MAX_SEQ) != LB_OK) {
 #pragma omp atomic write
             failed = 1;
         }
+        if (q->spec.seq_down) {
+            /* each column's pieces of rows, weights scale^2 (the error in w's units) */
+#pragma omp for schedule(dynamic, 4)
+            for (int64_t c = 0; c < q->cols_padded; c++) {
+                if (failed) continue;
+                for (int64_t p = 0; p < lb_trellis_segments(rows); p++) {
+                    int64_t r0, len;
+                    lb_trellis_segment(rows, p, &r0, &len);
+                    for (int64_t j = 0; j < len; j++) {
+                        float a = q->scale[lb_qtensor_group(q, r0 + j, c)];
+                        x[j] = c < cols && a != 0.0f ? w[(r0 + j) * cols + c] / a : 0.0f;
+                        wt[j] = a != 0.0f ? a * a : 1.0f;
+                    }
+                    lb_trellis_encode_any(&t, &wk, x, wt, (int)len, cd);
+                    for (int64_t j = 0; j < len; j++) q->codes[(r0 + j) * q->cols_padded + c] = cd[j];
+                }
+            }
+        } else {
 #pragma omp for schedule(dynamic, 1)
-        for (int64_t r = 0; r < rows; r++) {
-            if (failed) continue;
-            for (int64_t g = 0; g < q->cols_padded / span; g++) {
-                float a = q->scale[q->groups_per_row ? r * q->groups_per_row + g : 0];
-                for (int64_t p = 0; p < lb_trellis_segments(span); p++) {
-                    int64_t start, len;
-                    lb_trellis_segment(span, p, &start, &len);
-                    int64_t c0 = g * span + start;
-                    for (int64_t j = 0; j < len; j++)
-                        x[j] = c0 + j < cols && a != 0.0f ? w[r * cols + c0 + j] / a : 0.0f;
-                    uint8_t *codes = q->codes + r * q->cols_padded + c0;
-                    if (len >= 2 * L / k) lb_trellis_encode(&t, &wk, x, (int)len, codes);
-                    else encode_short(&t, &wk, x, (int)len, codes, tmp);
+            for (int64_t r = 0; r < rows; r++) {
+                if (failed) continue;
+                for (int64_t g = 0; g < q->cols_padded / span; g++) {
+                    float a = q->scale[q->groups_per_row ? r * q->groups_per_row + g : 0];
+                    for (int64_t p = 0; p < lb_trellis_segments(span); p++) {
+                        int64_t start, len;
+                        lb_trellis_segment(span, p, &start, &len);
+                        int64_t c0 = g * span + start;
+                        for (int64_t j = 0; j < len; j++)
+                            x[j] = c0 + j < cols && a != 0.0f ? w[r * cols + c0 + j] / a : 0.0f;
+                        uint8_t *codes = q->codes + r * q->cols_padded + c0;
+                        lb_trellis_encode_any(&t, &wk, x, NULL, (int)len, codes);
+                    }
                 }
             }
         }

@@ -29,22 +29,27 @@ typedef struct {
     float *pm;            /* 2^(L-k): the best cost per state prefix */
     uint16_t *from;       /* T x 2^(L-k): the best predecessor's dropped high code */
     float *rolled;        /* T: the sequence rotated by T / 2 */
+    float *rolled_wt;     /* T: its weights */
     uint8_t *rcodes;      /* T: its codes */
 } lb_trellis_work;
 lb_status lb_trellis_work_init(lb_trellis_work *w, const lb_trellis *t, int T);
 void lb_trellis_work_free(lb_trellis_work *w);
 
 /* The codes (codes[0..T), each < 2^k) whose decoded sequence is closest to
- * x[0..T) in squared error, for the circular stream: exact (Viterbi) for a
+ * x[0..T) in squared error (weighted by wt[0..T) when not NULL), for the circular stream: exact (Viterbi) for a
  * given overlap, which is chosen from a first pass over x rotated by T/2
  * (QTIP's tail-biting). T >= 2 L / k (and at most the work's T). Returns
  * the squared error. */
-double lb_trellis_encode(const lb_trellis *t, lb_trellis_work *w, const float *x, int T, uint8_t *codes);
+double lb_trellis_encode(const lb_trellis *t, lb_trellis_work *w, const float *x, const float *wt, int T,
+                         uint8_t *codes);
+/* lb_trellis_encode, or for T < 2 L / k every overlap tried (exact). */
+double lb_trellis_encode_any(const lb_trellis *t, lb_trellis_work *w, const float *x, const float *wt, int T,
+                             uint8_t *codes);
 /* Exact optimum among the streams whose first state's high L-k bits are
  * `overlap` (-1: any start, no tail-biting: then the stream is not
  * circular and decode_open applies). Returns the squared error. */
-double lb_trellis_viterbi(const lb_trellis *t, lb_trellis_work *w, const float *x, int T, int overlap,
-                          uint8_t *codes, uint32_t *first_state);
+double lb_trellis_viterbi(const lb_trellis *t, lb_trellis_work *w, const float *x, const float *wt, int T,
+                          int overlap, uint8_t *codes, uint32_t *first_state);
 /* The values of a circular stream (out[0..T)): lb_trellis_decode_seq. */
 void lb_trellis_decode(const lb_trellis *t, const uint8_t *codes, int T, float *out);
 

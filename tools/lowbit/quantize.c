@@ -25,8 +25,9 @@ static const char *quantize_help_head =
     "                     binary[:g<G>|:row|:tensor]               sign(w) x mean|w|\n"
     "                     ternary[:g<G>|:row|:tensor][:2bit|:1.6bit]   {-1,0,1} x alpha (rtn: absmean; --method twn)\n"
     "                     pow2[:3|:4|:5][:g<G>|:row]               0 or +-2^-k x absmax (default 4 bits, g64)\n"
-    "                     trellis<k>[:L<L>][:g<G>|:row|:tensor]    QTIP bitshift trellis, k = 1..4 bits per weight,\n"
-    "                                                              L-bit state (default 12), Viterbi-encoded\n"
+    "                     trellis<k>[:L<L>][:g<G>|:row|:tensor][:down]  QTIP bitshift trellis, k = 1..4 bits per\n"
+    "                                                              weight, L-bit state (default 12), Viterbi-encoded;\n"
+    "                                                              down: sequences run down the columns (for gptq)\n"
     "                     f32, f16, bf16; ggml names q8_0, q4_0, q4_1\n"
     "                     (see docs/FORMATS.md for layouts and bits per weight)\n"
     "  --method NAME      how weights become codes (default rtn); the methods and their options:\n";
