@@ -148,6 +148,32 @@ static void test_rht(void) {
         free(y);
         free(xd);
     }
+    /* rows and columns of a matrix: each vector through the transform */
+    {
+        enum { R = 12, C = 20 };
+        float a[R * C], b[R * C], dr[C], dc[R], v[R];
+        double ad[R * C];
+        lb_rht_signs(3, C, dr);
+        lb_rht_signs(4, R, dc);
+        for (int i = 0; i < R * C; i++) a[i] = b[i] = (float)lb_rng_normal(&r), ad[i] = a[i];
+        for (int t = 0; t < 2; t++) {
+            CHECK_OK(lb_rht_apply_rows(a, R, C, dr, t));
+            CHECK_OK(lb_rht_apply_cols(a, R, C, dc, t));
+            CHECK_OK(lb_rht_apply_rows_f64(ad, R, C, dr, t));
+            CHECK_OK(lb_rht_apply_cols_f64(ad, R, C, dc, t));
+            for (int i = 0; i < R; i++) CHECK_OK(lb_rht_apply(b + i * C, C, dr, t));
+            for (int c = 0; c < C; c++) {
+                for (int i = 0; i < R; i++) v[i] = b[i * C + c];
+                CHECK_OK(lb_rht_apply(v, R, dc, t));
+                for (int i = 0; i < R; i++) b[i * C + c] = v[i];
+            }
+            for (int i = 0; i < R * C; i++) {
+                CHECK_NEAR(a[i], b[i], 1e-5);
+                CHECK_NEAR(ad[i], b[i], 1e-5);
+            }
+        }
+        CHECK_FAILS(lb_rht_apply_cols(a, 257, 1, NULL, 0), LB_ERR_INVALID, "2^k m");
+    }
     /* the same seed gives the same signs; another seed others */
     float a[64], b[64];
     lb_rht_signs(7, 64, a);

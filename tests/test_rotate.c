@@ -46,13 +46,8 @@ static double trace_whw(const float *w, const double *h) {
 
 /* R_o^T w R_i: a weight quantized under extras' rotations, in the original basis */
 static void unrotate(const lb_quant_extras *x, float *w) {
-    float col[ROWS];
-    for (int r = 0; r < ROWS; r++) CHECK_OK(lb_rht_apply(w + r * COLS, COLS, x->in_signs, 1));
-    for (int j = 0; x->out_signs && j < COLS; j++) {
-        for (int r = 0; r < ROWS; r++) col[r] = w[r * COLS + j];
-        CHECK_OK(lb_rht_apply(col, ROWS, x->out_signs, 1));
-        for (int r = 0; r < ROWS; r++) w[r * COLS + j] = col[r];
-    }
+    CHECK_OK(lb_rht_apply_rows(w, ROWS, COLS, x->in_signs, 1));
+    if (x->out_signs) CHECK_OK(lb_rht_apply_cols(w, ROWS, COLS, x->out_signs, 1));
 }
 
 static void test_invariance(void) {

@@ -152,6 +152,13 @@ LB_API lb_status lb_rht_check(int64_t n);
  * signs NULL: d = 1. Fails (LB_ERR_INVALID) for an n of no such form. */
 LB_API lb_status lb_rht_apply(float *x, int64_t n, const float *signs, int transpose);
 LB_API lb_status lb_rht_apply_f64(double *x, int64_t n, const float *signs, int transpose);
+/* The same on every row (length cols) of a (rows x cols, row-major):
+ * a <- a R^T (transpose: a R); or on every column (length rows): a <- R a
+ * (transpose: R^T a). */
+LB_API lb_status lb_rht_apply_rows(float *a, int64_t rows, int64_t cols, const float *signs, int transpose);
+LB_API lb_status lb_rht_apply_cols(float *a, int64_t rows, int64_t cols, const float *signs, int transpose);
+LB_API lb_status lb_rht_apply_rows_f64(double *a, int64_t rows, int64_t cols, const float *signs, int transpose);
+LB_API lb_status lb_rht_apply_cols_f64(double *a, int64_t rows, int64_t cols, const float *signs, int transpose);
 /* n signs (+1.0f or -1.0f) from a seed, the same on every machine */
 LB_API void lb_rht_signs(uint64_t seed, int64_t n, float *signs);
 

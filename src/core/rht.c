@@ -129,8 +129,33 @@ lb_status lb_rht_check(int64_t n) {
         return LB_OK;                                                                                            \
     }
 
+/* A matrix's rows or columns, each through the transform: the rows of
+ * A (rows x cols) give A R^T (transpose: A R), its columns R A (R^T A);
+ * columns go through a contiguous copy. */
+#define RHT_MATRIX_DEFINE(T, NAME, ROWS, COLS)                                                                  \
+    lb_status ROWS(T *a, int64_t rows, int64_t cols, const float *signs, int transpose) {                       \
+        lb_status st = lb_rht_check(cols);                                                                       \
+        for (int64_t r = 0; st == LB_OK && r < rows; r++) st = NAME(a + r * cols, cols, signs, transpose);       \
+        return st;                                                                                               \
+    }                                                                                                            \
+    lb_status COLS(T *a, int64_t rows, int64_t cols, const float *signs, int transpose) {                       \
+        lb_status st = lb_rht_check(rows);                                                                       \
+        if (st != LB_OK) return st;                                                                              \
+        T *col = lb_alloc((size_t)rows * sizeof(T));                                                             \
+        if (!col) return lb_fail(LB_ERR_NOMEM, "out of memory for a column of %lld", (long long)rows);          \
+        for (int64_t c = 0; c < cols; c++) {                                                                     \
+            for (int64_t r = 0; r < rows; r++) col[r] = a[r * cols + c];                                         \
+            NAME(col, rows, signs, transpose);                                                                   \
+            for (int64_t r = 0; r < rows; r++) a[r * cols + c] = col[r];                                         \
+        }                                                                                                        \
+        lb_free(col);                                                                                            \
+        return LB_OK;                                                                                            \
+    }
+
 RHT_DEFINE(float, lb_rht_apply, c, ct)
 RHT_DEFINE(double, lb_rht_apply_f64, c64, ct64)
+RHT_MATRIX_DEFINE(float, lb_rht_apply, lb_rht_apply_rows, lb_rht_apply_cols)
+RHT_MATRIX_DEFINE(double, lb_rht_apply_f64, lb_rht_apply_rows_f64, lb_rht_apply_cols_f64)
 
 void lb_rht_signs(uint64_t seed, int64_t n, float *signs) {
     lb_rng r;

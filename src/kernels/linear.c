@@ -13,7 +13,6 @@
 #include <string.h>
 
 #include "kernels/kernels.h"
-#include "kernels/nn.h"
 #include "lowbit/linear.h"
 
 /* ---- checks -------------------------------------------------------------- */
@@ -335,16 +334,7 @@ lb_status lb_linear_transform_weight(const lb_linear *L, float *w, int64_t rows)
 #pragma omp parallel for schedule(static) if ((size_t)rows * cols > 65536)
     for (int64_t r = 0; r < rows; r++) transform_row(L, w + (size_t)r * cols, 0);
     if (L->out_rot.kind != LB_ROTATION_HADAMARD) return LB_OK;
-    /* W <- R_o W: each column, through a contiguous copy */
-    float *col = lb_alloc((size_t)rows * sizeof(float));
-    if (!col) return lb_fail(LB_ERR_NOMEM, "out of memory rotating linear '%s'", L->w.name);
-    for (size_t j = 0; j < cols; j++) {
-        for (int64_t r = 0; r < rows; r++) col[r] = w[(size_t)r * cols + j];
-        lb_rht_apply(col, rows, L->out_rot.signs, 0);
-        for (int64_t r = 0; r < rows; r++) w[(size_t)r * cols + j] = col[r];
-    }
-    lb_free(col);
-    return LB_OK;
+    return lb_rht_apply_cols(w, rows, (int64_t)cols, L->out_rot.signs, 0); /* W <- R_o W */
 }
 
 /* ---- forward ------------------------------------------------------------- */

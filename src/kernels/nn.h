@@ -18,9 +18,4 @@ void lb_rmsnorm_forward(float *out, const float *x, const float *weight, int n_r
 void lb_rope_forward(float *q, float *k, int n_rows, int dim, int kv_dim, int head_dim, int pos, const float *cos_t,
                      const float *sin_t);
 
-/* Unnormalized fast Walsh-Hadamard transform in place: x <- x H, H the
- * Sylvester Hadamard matrix of order n (a power of two; symmetric, entries
- * +-1, H H = n I). */
-void lb_fwht_ref(float *x, int n);
-
 #endif

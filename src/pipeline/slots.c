@@ -65,20 +65,10 @@ void lb_pipeline_slots_unrotate(lb_model *m, const lb_tensor *t) {
 }
 
 lb_status lb_pipeline_unrotate_weight(const lb_quant_extras *x, float *w, int64_t rows, int64_t cols) {
-    if (!x || (!x->in_signs && !x->out_signs)) return LB_OK;
-    /* W = R_o^T W~ R_i: each row through R_i^T, each column through R_o^T
-     * (the sizes passed lb_rotate_begin's checks, so these cannot fail) */
-    for (int64_t r = 0; x->in_signs && r < rows; r++) lb_rht_apply(w + (size_t)(r * cols), cols, x->in_signs, 1);
-    if (!x->out_signs) return LB_OK;
-    float *col = lb_alloc((size_t)rows * sizeof(float));
-    if (!col) return LB_ERR_NOMEM;
-    for (int64_t j = 0; j < cols; j++) {
-        for (int64_t r = 0; r < rows; r++) col[r] = w[r * cols + j];
-        lb_rht_apply(col, rows, x->out_signs, 1);
-        for (int64_t r = 0; r < rows; r++) w[r * cols + j] = col[r];
-    }
-    lb_free(col);
-    return LB_OK;
+    /* W = R_o^T W~ R_i: the rows through R_i^T, the columns through R_o^T */
+    lb_status st = x && x->in_signs ? lb_rht_apply_rows(w, rows, cols, x->in_signs, 1) : LB_OK;
+    if (st == LB_OK && x && x->out_signs) st = lb_rht_apply_cols(w, rows, cols, x->out_signs, 1);
+    return st;
 }
 
 lb_status lb_pipeline_check_rotations(const lb_plan *p, const lb_act_quant *act) {

@@ -37,21 +37,18 @@ static uint64_t name_hash(const char *s) { /* FNV-1a */
     return h;
 }
 
-/* H~ = R_i H R_i^T: R_i on every row, then on every column; symmetric
- * again to the last bit when H is (X^T X; GPTAQ's cross term is not) */
-static lb_status rotate_xtx(double *h, int64_t n, const float *signs, int symmetric) {
-    double *col = lb_alloc((size_t)n * sizeof(double));
-    if (!col) return LB_ERR_NOMEM;
-    for (int64_t r = 0; r < n; r++) lb_rht_apply_f64(h + r * n, n, signs, 0);
-    for (int64_t c = 0; c < n; c++) {
-        for (int64_t r = 0; r < n; r++) col[r] = h[r * n + c];
-        lb_rht_apply_f64(col, n, signs, 0);
-        for (int64_t r = 0; r < n; r++) h[r * n + c] = col[r];
-    }
+/* *out = R_i H R_i^T for H (n x n): R_i on every row, then on every
+ * column; symmetric again to the last bit when H is (X^T X; GPTAQ's cross
+ * term is not) */
+static lb_status rotated_copy(const double *h, int64_t n, const float *signs, int symmetric, double **out) {
+    double *a = *out = lb_alloc((size_t)n * (size_t)n * sizeof(double));
+    if (!a) return LB_ERR_NOMEM;
+    memcpy(a, h, (size_t)n * (size_t)n * sizeof(double));
+    lb_status st = lb_rht_apply_rows_f64(a, n, n, signs, 0);
+    if (st == LB_OK) st = lb_rht_apply_cols_f64(a, n, n, signs, 0);
     for (int64_t r = 0; symmetric && r < n; r++)
-        for (int64_t c = r + 1; c < n; c++) h[r * n + c] = h[c * n + r] = 0.5 * (h[r * n + c] + h[c * n + r]);
-    lb_free(col);
-    return LB_OK;
+        for (int64_t c = r + 1; c < n; c++) a[r * n + c] = a[c * n + r] = 0.5 * (a[r * n + c] + a[c * n + r]);
+    return st;
 }
 
 lb_status lb_rotate_begin(const float *w, int64_t rows, int64_t cols, const lb_layer_stats *stats, unsigned need,
@@ -75,9 +72,7 @@ lb_status lb_rotate_begin(const float *w, int64_t rows, int64_t cols, const lb_l
     r->w = lb_alloc(n * sizeof(float));
     r->in_signs = lb_alloc((size_t)cols * sizeof(float));
     r->out_signs = output ? lb_alloc((size_t)rows * sizeof(float)) : NULL;
-    float *col = lb_alloc((size_t)rows * sizeof(float));
-    if (!r->w || !r->in_signs || (output && !r->out_signs) || !col) {
-        lb_free(col);
+    if (!r->w || !r->in_signs || (output && !r->out_signs)) {
         lb_rotated_free(r);
         return LB_ERR_NOMEM;
     }
@@ -85,31 +80,18 @@ lb_status lb_rotate_begin(const float *w, int64_t rows, int64_t cols, const lb_l
     lb_rht_signs(mix(seed ^ mix(h)), cols, r->in_signs);
     if (output) lb_rht_signs(mix(seed ^ mix(h + 1)), rows, r->out_signs);
     memcpy(r->w, w, n * sizeof(float));
-    for (int64_t i = 0; i < rows; i++) lb_rht_apply(r->w + (size_t)i * (size_t)cols, cols, r->in_signs, 0);
-    for (int64_t j = 0; output && j < cols; j++) {
-        for (int64_t i = 0; i < rows; i++) col[i] = r->w[(size_t)i * (size_t)cols + (size_t)j];
-        lb_rht_apply(col, rows, r->out_signs, 0);
-        for (int64_t i = 0; i < rows; i++) r->w[(size_t)i * (size_t)cols + (size_t)j] = col[i];
+    st = lb_rht_apply_rows(r->w, rows, cols, r->in_signs, 0); /* W R_i^T */
+    if (st == LB_OK && output) st = lb_rht_apply_cols(r->w, rows, cols, r->out_signs, 0); /* R_o (...) */
+    if (st != LB_OK || !stats) {
+        if (st != LB_OK) lb_rotated_free(r);
+        return st;
     }
-    lb_free(col);
-    if (!stats) return LB_OK;
     r->stats.n_samples = stats->n_samples;
     r->stats.rows = stats->rows;
     r->stats.cols = stats->cols;
-    if (stats->xtx && (need & LB_STATS_XTX)) {
-        if (!(r->stats.xtx = lb_alloc((size_t)cols * (size_t)cols * sizeof(double)))) st = LB_ERR_NOMEM;
-        else {
-            memcpy(r->stats.xtx, stats->xtx, (size_t)cols * (size_t)cols * sizeof(double));
-            st = rotate_xtx(r->stats.xtx, cols, r->in_signs, 1);
-        }
-    }
-    if (st == LB_OK && stats->dxtx && (need & LB_STATS_DXTX)) { /* sum (x_fp - x) x^T: both inputs rotate */
-        if (!(r->stats.dxtx = lb_alloc((size_t)cols * (size_t)cols * sizeof(double)))) st = LB_ERR_NOMEM;
-        else {
-            memcpy(r->stats.dxtx, stats->dxtx, (size_t)cols * (size_t)cols * sizeof(double));
-            st = rotate_xtx(r->stats.dxtx, cols, r->in_signs, 0);
-        }
-    }
+    if (stats->xtx && (need & LB_STATS_XTX)) st = rotated_copy(stats->xtx, cols, r->in_signs, 1, &r->stats.xtx);
+    if (st == LB_OK && stats->dxtx && (need & LB_STATS_DXTX)) /* sum (x_fp - x) x^T: both inputs rotate */
+        st = rotated_copy(stats->dxtx, cols, r->in_signs, 0, &r->stats.dxtx);
     if (st == LB_OK && stats->mean_x && (need & LB_STATS_MEAN_X)) {
         if (!(r->stats.mean_x = lb_alloc((size_t)cols * sizeof(float)))) st = LB_ERR_NOMEM;
         else {
