@@ -456,7 +456,8 @@ static lb_status gptq_tile(const gptq_job *job, lb_qtensor *q, int64_t r0, int64
                             (int)bl, P + c0 * n + c1, (int)n, 1.0f, W + c1, (int)n);
         }
     }
-    /* padding decodes to (nearly) zero, as RTN stores it (trellis: RTN's codes stay) */
+    /* padding decodes to (nearly) zero, as RTN stores it (trellis: padding
+     * columns are sequences of their own, never read; their codes stay 0) */
     for (int64_t r = 0; r < tr && !job->trellis; r++)
         for (int64_t c = n; c < q->cols_padded; c++)
             q->codes[(r0 + r) * q->cols_padded + c] =
@@ -579,11 +580,18 @@ static lb_status gptq_run(const float *w, int64_t rows, int64_t cols, const doub
         mean = mean > 0 ? mean / (double)cols : 1.0;
         for (int64_t c = 0; c < cols; c++) colw[c] = dead[c] ? 0.0f : (float)(diag[c] / mean);
     }
-    /* every grid from the initial weights; dynamic mode refits groups later */
-    st = o->hqq_grid ? lb_hqq_default_fit(w0, rows, cols, spec, q)
-                     : lb_rtn_quantize_weighted(w0, rows, cols, colw, spec, &o->rtn, q);
-    if (st != LB_OK) goto restore;
+    /* every grid from the initial weights; dynamic mode refits groups later.
+     * A trellis needs only RTN's scales: its codes come from the column
+     * searches below (a full RTN pass would run every search twice) */
     lb_grid_kind grid = lb_format_grid(spec);
+    if (grid == LB_GRID_TRELLIS) {
+        st = lb_qtensor_init(q, spec, rows, cols);
+        if (st == LB_OK && (st = lb_trellis_fit_scales(w0, rows, cols, q)) != LB_OK) lb_qtensor_free(q);
+    } else {
+        st = o->hqq_grid ? lb_hqq_default_fit(w0, rows, cols, spec, q)
+                         : lb_rtn_quantize_weighted(w0, rows, cols, colw, spec, &o->rtn, q);
+    }
+    if (st != LB_OK) goto restore;
     int dynamic = q->groups_per_row > 0 && q->group_len < cols && !o->act_order && !o->static_groups &&
                   !(grid == LB_GRID_ABSMAX && spec->double_quant) && grid != LB_GRID_SIGN && grid != LB_GRID_TERNARY &&
                   grid != LB_GRID_TRELLIS && !o->hqq_grid;

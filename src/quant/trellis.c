@@ -171,14 +171,10 @@ double lb_trellis_encode_any(const lb_trellis *t, lb_trellis_work *w, const floa
     return encode_short(t, w, x, wt, T, codes, tmp);
 }
 
-lb_status lb_trellis_quantize(const float *w, int64_t rows, int64_t cols, lb_qtensor *q) {
-    const int k = q->spec.bits, L = q->spec.state_bits;
-    lb_trellis t;
-    lb_status st = lb_trellis_init(&t, L, k);
-    if (st != LB_OK) return st;
-    /* scales: the RMS of each group's real weights (padding excluded) times alpha */
+lb_status lb_trellis_fit_scales(const float *w, int64_t rows, int64_t cols, lb_qtensor *q) {
+    /* the RMS of each group's real weights (padding excluded) times alpha */
     const int64_t span = q->groups_per_row ? q->group_len : q->cols_padded;
-    const float alpha = default_alpha(k);
+    const float alpha = default_alpha(q->spec.bits);
     if (q->groups_per_row == 0) {
         double ss = 0;
         for (int64_t i = 0; i < rows * cols; i++) ss += (double)w[i] * w[i];
@@ -192,25 +188,30 @@ lb_status lb_trellis_quantize(const float *w, int64_t rows, int64_t cols, lb_qte
                 q->scale[r * q->groups_per_row + g] = c1 > c0 ? (float)(sqrt(ss / (double)(c1 - c0)) * alpha) : 0.0f;
             }
     }
-    if ((st = lb_qtensor_store_scales(q)) != LB_OK) { /* fp16, as stored */
-        lb_trellis_free(&t);
-        return st;
-    }
-    int failed = 0;
+    return lb_qtensor_store_scales(q); /* fp16, as stored */
+}
+
+lb_status lb_trellis_quantize(const float *w, int64_t rows, int64_t cols, lb_qtensor *q) {
+    const int k = q->spec.bits, L = q->spec.state_bits;
+    const int64_t span = q->groups_per_row ? q->group_len : q->cols_padded;
+    lb_status st = lb_trellis_fit_scales(w, rows, cols, q);
+    if (st != LB_OK) return st;
+    lb_trellis t;
+    if ((st = lb_trellis_init(&t, L, k)) != LB_OK) return st;
+    lb_worker_error err;
+    lb_worker_error_init(&err);
 #pragma omp parallel if (rows * cols >= 4096)
     {
         lb_trellis_work wk;
         float x[LB_TRELLIS_MAX_SEQ], wt[LB_TRELLIS_MAX_SEQ];
         uint8_t cd[LB_TRELLIS_MAX_SEQ];
-        if (lb_trellis_work_init(&wk, &t, LB_TRELLIS_MAX_SEQ) != LB_OK) {
-#pragma omp atomic write
-            failed = 1;
-        }
+        if (lb_trellis_work_init(&wk, &t, LB_TRELLIS_MAX_SEQ) != LB_OK)
+            lb_worker_error_set(&err, lb_fail(LB_ERR_NOMEM, "out of memory for the trellis search"));
         if (q->spec.seq_down) {
             /* each column's pieces of rows, weights scale^2 (the error in w's units) */
 #pragma omp for schedule(dynamic, 4)
             for (int64_t c = 0; c < q->cols_padded; c++) {
-                if (failed) continue;
+                if (lb_worker_error_failed(&err)) continue;
                 for (int64_t p = 0; p < lb_trellis_segments(rows); p++) {
                     int64_t r0, len;
                     lb_trellis_segment(rows, p, &r0, &len);
@@ -226,7 +227,7 @@ lb_status lb_trellis_quantize(const float *w, int64_t rows, int64_t cols, lb_qte
         } else {
 #pragma omp for schedule(dynamic, 1)
             for (int64_t r = 0; r < rows; r++) {
-                if (failed) continue;
+                if (lb_worker_error_failed(&err)) continue;
                 for (int64_t g = 0; g < q->cols_padded / span; g++) {
                     float a = q->scale[q->groups_per_row ? r * q->groups_per_row + g : 0];
                     for (int64_t p = 0; p < lb_trellis_segments(span); p++) {
@@ -244,5 +245,5 @@ lb_status lb_trellis_quantize(const float *w, int64_t rows, int64_t cols, lb_qte
         lb_trellis_work_free(&wk);
     }
     lb_trellis_free(&t);
-    return failed ? LB_ERR_NOMEM : LB_OK;
+    return lb_worker_error_raise(&err);
 }

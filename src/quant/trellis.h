@@ -57,5 +57,7 @@ void lb_trellis_decode(const lb_trellis *t, const uint8_t *codes, int T, float *
  * a scale from the weights' RMS, then each sequence of the group
  * (lb_trellis_segment) encoded by lb_trellis_encode. q is initialized. */
 lb_status lb_trellis_quantize(const float *w, int64_t rows, int64_t cols, lb_qtensor *q);
+/* Only its scales (the codes stay as they are): what gptq starts from. */
+lb_status lb_trellis_fit_scales(const float *w, int64_t rows, int64_t cols, lb_qtensor *q);
 
 #endif
