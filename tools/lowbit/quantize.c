@@ -95,7 +95,6 @@ static void print_help(void) {
 #define MAX_TENSOR_TYPES 64
 
 /* The plan from the flags; usage errors print and return CLI_USAGE. */
-#define N_COMMON 5
 static int build_plan(lb_plan *plan, const char *format, const char *method, const char *clip, const char *tensors,
                       const char **types, int n_types, const char *recipe, const char *const *common,
                       lb_method_opts *base, lb_qspec *spec) {
@@ -103,11 +102,10 @@ static int build_plan(lb_plan *plan, const char *format, const char *method, con
     if (!m) return cli_usage_error("quantize", "%s", lb_last_error());
     lb_method_opts_default(m, base);
     if (clip && lb_method_opts_set(base, "clip", clip) != LB_OK) return cli_usage_error("quantize", "%s", lb_last_error());
-    /* --outliers, --outlier-rule, --bias-correct, --rotate, --rotate-seed: the common options, by name */
-    static const char *const common_keys[N_COMMON] = {"outliers", "outlier_rule", "bias_correct", "rotate",
-                                                      "rotate_seed"};
-    for (int k = 0; k < N_COMMON; k++)
-        if (common[k] && lb_method_opts_set(base, common_keys[k], common[k]) != LB_OK)
+    /* --outliers, --outlier-rule, --bias-correct, --rotate, --rotate-seed: the
+     * common options, common[k] the value of the table's option k */
+    for (int k = 0; k < LB_METHOD_COMMON_OPTIONS; k++)
+        if (common[k] && lb_method_opts_set(base, lb_method_common_at(k)->name, common[k]) != LB_OK)
             return cli_usage_error("quantize", "%s", lb_last_error());
     if (format) {
         if (lb_qspec_parse(format, spec) != LB_OK) return cli_usage_error("quantize", "%s", lb_last_error());
@@ -153,7 +151,9 @@ int cmd_quantize(int argc, char **argv) {
     const char *out = NULL, *format = NULL, *method = "rtn", *clip = NULL, *tokenizer = NULL, *tensors = NULL;
     const char *recipe = NULL, *save_recipe = NULL, *types[MAX_TENSOR_TYPES];
     const char *calib_text = NULL, *calib_blocks = NULL, *stats_path = NULL, *act = NULL, *report_path = NULL;
-    const char *common[N_COMMON] = {NULL}; /* outliers, outlier_rule, bias_correct, rotate, rotate_seed */
+    /* the common options in the table's order (lb_method_common_at) */
+    const char *common[LB_METHOD_COMMON_OPTIONS] = {NULL};
+    enum { C_OUTLIERS, C_OUTLIER_RULE, C_BIAS_CORRECT, C_ROTATE, C_ROTATE_SEED };
     int n_types = 0, dry_run = 0, sequential = 0;
     while (a.i < argc) {
         int r;
@@ -164,9 +164,9 @@ int cmd_quantize(int argc, char **argv) {
             (r = cli_option(&a, "--save-recipe", NULL, &save_recipe)) ||
             (r = cli_option(&a, "--tokenizer", NULL, &tokenizer)) || (r = cli_option(&a, "--calib", NULL, &calib_text)) ||
             (r = cli_option(&a, "--calib-blocks", NULL, &calib_blocks)) || (r = cli_option(&a, "--stats", NULL, &stats_path)) ||
-            (r = cli_option(&a, "--outliers", NULL, &common[0])) ||
-            (r = cli_option(&a, "--outlier-rule", NULL, &common[1])) || (r = cli_option(&a, "--act", NULL, &act)) ||
-            (r = cli_option(&a, "--rotate-seed", NULL, &common[4])) ||
+            (r = cli_option(&a, "--outliers", NULL, &common[C_OUTLIERS])) ||
+            (r = cli_option(&a, "--outlier-rule", NULL, &common[C_OUTLIER_RULE])) || (r = cli_option(&a, "--act", NULL, &act)) ||
+            (r = cli_option(&a, "--rotate-seed", NULL, &common[C_ROTATE_SEED])) ||
             (r = cli_option(&a, "--report", NULL, &report_path))) {
             if (r < 0) return CLI_USAGE;
             continue;
@@ -182,11 +182,11 @@ int cmd_quantize(int argc, char **argv) {
             continue;
         }
         if (cli_flag(&a, "--bias-correct")) {
-            common[2] = "1";
+            common[C_BIAS_CORRECT] = "1";
             continue;
         }
         if (cli_flag(&a, "--rotate")) {
-            common[3] = "hadamard";
+            common[C_ROTATE] = "hadamard";
             continue;
         }
         if (cli_flag(&a, "--sequential")) {
