@@ -18,6 +18,7 @@
 #include "kernels/codebook.h"
 #include "kernels/kernels.h"
 #include "kernels/lowbin.h" /* ternary / binary predicates and repacking */
+#include "kernels/trellis_pack.h"
 #include "kernels/uniform_pack.h"
 #include "lowbit/linear.h" /* lb_matmul_kernel_name, public */
 
@@ -138,6 +139,14 @@ static const lb_kernel registry[] = {
     /* the panels' scalar twin: after the scalar rows reading formats as
      * stored (no repacking for a scalar loop), first for every other layout */
     {"uniform_ref", lb_uniform_kernel_accepts, 0, LB_ACT_Q8_32, lb_kernel_uniform_ref, 0, 0, NULL, lb_uniform_repack},
+    /* trellis codes along rows: 1MAD decoded from a reversed stream
+     * (kernels/trellis_pack.h); ":down" stays on the generic path */
+#if defined(__x86_64__)
+    {"trellis_avx2", lb_trellis_kernel_accepts, AVX2_FMA, LB_ACT_F32, lb_kernel_trellis_avx2, LB_DEQUANT_TILE, 0,
+     "trellis_ref", lb_trellis_repack},
+#endif
+    {"trellis_ref", lb_trellis_kernel_accepts, 0, LB_ACT_F32, lb_kernel_trellis_ref, LB_DEQUANT_TILE, 0, NULL,
+     lb_trellis_repack},
 #if defined(__x86_64__)
     {"f32_avx2", is_f32, AVX2_FMA, LB_ACT_F32, lb_kernel_f32_avx2, 0, 1, "f32_ref", NULL},
 #endif

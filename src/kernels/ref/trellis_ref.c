@@ -1,0 +1,31 @@
+/* Trellis codes x float activations, scalar: the specification of the SIMD
+ * twin. Weights in the repacked layout of kernels/trellis_pack.h; each row
+ * is decoded into a tile (value = scale * v, v the state's centred 1MAD
+ * byte sum), 16 rows at a time, and multiplied by the float GEMM. */
+#include "kernels/trellis_pack.h"
+
+/* the state of weight j of a sequence: L bits at bit k (P - 1 - j) */
+static uint32_t state_at(const uint8_t *stream, int k, int L, int P, int j) {
+    uint64_t bit = (uint64_t)(P - 1 - j) * (uint64_t)k, v = 0;
+    for (int b = 0; b < 8; b++) v |= (uint64_t)stream[bit / 8 + (uint64_t)b] << (8 * b);
+    return (uint32_t)(v >> (bit % 8)) & ((1u << L) - 1);
+}
+
+static void decode_row(const lb_tensor *w, int r, float *out) {
+    const lb_trellis_pack *p = lb_trellis_packed(w);
+    const lb_trellis_seq *seq = lb_trellis_seqs(w);
+    const float *scale = lb_trellis_scales(w) + (size_t)r * p->nseq;
+    const uint8_t *row = lb_trellis_row(w, r);
+    for (int s = 0; s < p->nseq; s++)
+        for (int j = 0; j < seq[s].len; j++)
+            out[seq[s].start + j] = scale[s] * (float)lb_trellis_v(state_at(row + seq[s].off, p->k, p->L, seq[s].padded, j));
+}
+
+void lb_kernel_trellis_ref(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *tile) {
+    int cols = (int)w->cols;
+    for (int t0 = r0; t0 < r1; t0 += LB_DEQUANT_TILE) {
+        int t1 = t0 + LB_DEQUANT_TILE < r1 ? t0 + LB_DEQUANT_TILE : r1;
+        for (int r = t0; r < t1; r++) decode_row(w, r, tile + (size_t)(r - t0) * cols);
+        lb_gemm_nt_ref(x->n, t1 - t0, cols, x->f, cols, tile, cols, y + t0, ldy);
+    }
+}

@@ -1,0 +1,74 @@
+/* Load-time repacking of trellis codes into the kernel layout of
+ * trellis_pack.h, from the stored bytes (src/formats/trellis.c: fp16 lead
+ * scales per group / row, or one per tensor in the tail, then the codes as
+ * a little-endian k-bit stream). */
+#include <string.h>
+
+#include "formats/format_internal.h"
+#include "kernels/trellis_pack.h"
+
+int lb_trellis_kernel_accepts(const lb_qspec *s, const lb_layout *l) {
+    return !strcmp(s->family->name, "trellis") && !s->seq_down && s->bits >= 1 && s->bits <= 4 &&
+           s->state_bits <= LB_TRELLIS_MAX_STATE && l->cols_padded < (1 << 30);
+}
+
+/* the sequences of a row, in trellis.c's order; returns their count and,
+ * with seq non-NULL, fills them (offsets in a row's packed bytes) */
+static int enumerate(const lb_qspec *s, const lb_layout *l, lb_trellis_seq *seq, size_t *row_bytes) {
+    int64_t span = l->groups_per_row ? l->group_len : l->cols_padded, n_spans = l->cols_padded / span;
+    int n = 0, codes_per_state = s->state_bits / s->bits;
+    size_t off = 0;
+    for (int64_t g = 0; g < n_spans; g++)
+        for (int64_t p = 0; p < lb_trellis_segments(span); p++) {
+            int64_t start, len;
+            lb_trellis_segment(span, p, &start, &len);
+            start += g * span;
+            int64_t padded = (len + 7) / 8 * 8, visit = l->cols - start;
+            if (visit > len) visit = len;
+            if (visit < 0) visit = 0;
+            if (seq) seq[n] = (lb_trellis_seq){(int32_t)start, (int32_t)visit, (int32_t)len, (int32_t)padded, (uint32_t)off};
+            off += (size_t)(((padded + codes_per_state - 1) * s->bits + 7) / 8);
+            n++;
+        }
+    *row_bytes = off;
+    return n;
+}
+
+lb_status lb_trellis_repack(const lb_tensor *w, void **out, size_t *bytes) {
+    const lb_layout *l = &w->layout;
+    const lb_qspec *s = &w->spec;
+    if (!lb_trellis_kernel_accepts(s, l))
+        return lb_fail(LB_ERR_INVALID, "tensor '%s' is not a trellis code with sequences along rows", w->name);
+    lb_trellis_pack p = {.k = s->bits, .L = s->state_bits};
+    p.nseq = enumerate(s, l, NULL, &p.row_bytes);
+    p.seq_off = (sizeof p + 63) / 64 * 64;
+    p.scale_off = p.seq_off + ((size_t)p.nseq * sizeof(lb_trellis_seq) + 63) / 64 * 64;
+    p.code_off = p.scale_off + ((size_t)l->rows * (size_t)p.nseq * sizeof(float) + 63) / 64 * 64;
+    size_t total = p.code_off + (size_t)l->rows * p.row_bytes + 16; /* the kernels read 16 bytes per 8 weights */
+    uint8_t *buf = lb_alloc(total);
+    if (!buf) return lb_fail(LB_ERR_NOMEM, "repacking '%s' for the trellis kernels (%zu bytes)", w->name, total);
+    memset(buf, 0, total);
+    memcpy(buf, &p, sizeof p);
+    lb_trellis_seq *seq = (lb_trellis_seq *)(buf + p.seq_off);
+    enumerate(s, l, seq, &p.row_bytes);
+    float *scale = (float *)(buf + p.scale_off);
+    const int k = s->bits, n = s->state_bits / s->bits;
+    for (int64_t r = 0; r < l->rows; r++) {
+        const uint8_t *bits = w->data + (size_t)r * l->row_bytes + 2 * (size_t)l->groups_per_row;
+        uint8_t *dst = buf + p.code_off + (size_t)r * p.row_bytes;
+        for (int i = 0; i < p.nseq; i++) {
+            int64_t g = l->groups_per_row ? seq[i].start / l->group_len : 0, T = seq[i].stored;
+            scale[r * p.nseq + i] = lb_lead_scale(l, w->data, r, g) / LB_TRELLIS_1MAD_DIV;
+            int64_t front = seq[i].padded - T;
+            uint8_t *stream = dst + seq[i].off;
+            for (int64_t q = front; q < seq[i].padded + n - 1; q++) {
+                int64_t pos = q - front, j = ((T - 1 - pos) % T + T) % T;
+                unsigned c = lb_get_bits(bits, (uint64_t)((seq[i].start + j) * k), k);
+                lb_put_bits(stream, (uint64_t)(q * k), c, k);
+            }
+        }
+    }
+    *out = buf;
+    *bytes = total;
+    return LB_OK;
+}

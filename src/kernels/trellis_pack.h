@@ -1,0 +1,71 @@
+/* The kernel layout of trellis codes (src/formats/trellis.c, sequences
+ * along rows), built once per tensor by the registry's repack hook and read
+ * by the scalar reference (ref/trellis_ref.c) and its SIMD twin alike.
+ *
+ * Why a repacking: a weight's value is lb_trellis_1mad of its state, the L/k
+ * codes ending at it with the newest in the low bits. In the stored stream
+ * the newest code has the highest bit position, so a state is its codes
+ * reversed and no load gives it. Here each sequence's codes are written
+ * backwards, followed by the L/k - 1 codes that wrap around (tail-biting), so
+ * the state of weight j is simply the L bits at bit k (P - 1 - j) of the
+ * sequence's stream, P = the sequence's length rounded up to 8 (the stream
+ * starts with P - T zero codes), and the eight states of weights 8i..8i+7 all
+ * lie in the 16 bytes starting at byte k (P - 8 - 8i) / 8: one load, one byte
+ * shuffle, one shift per lane. Codes keep their k bits (no bigger file in
+ * memory than on disk, plus < 8 codes per sequence).
+ *
+ * The value of weight (r, start + j) is scale[r][s] * v, with
+ *   v = bytesum(state * 34038481 + 76625530 mod 2^32) - 510  (an integer)
+ *   scale = a / 147.800537 (a the stored fp16 scale of its group / row / tensor)
+ * which is lb_trellis_1mad(state) * a up to float rounding. Sequences are
+ * enumerated as trellis.c does: per group (g<N>) or over the padded row, cut
+ * by lb_trellis_segment. Columns past cols are not visited. */
+#ifndef LB_KERNELS_TRELLIS_PACK_H
+#define LB_KERNELS_TRELLIS_PACK_H
+
+#include "kernels/kernels.h"
+
+typedef struct {
+    int32_t start;  /* first column */
+    int32_t len;    /* weights a kernel visits: the stored ones clipped to cols */
+    int32_t stored; /* T, the sequence's stored length */
+    int32_t padded; /* T rounded up to 8 (P) */
+    uint32_t off;   /* byte offset of the stream within a row's bytes */
+} lb_trellis_seq;
+
+typedef struct {
+    int k, L;          /* bits per code, state bits */
+    int nseq;          /* sequences per row */
+    size_t row_bytes;  /* packed stream bytes per row */
+    size_t seq_off;    /* lb_trellis_seq[nseq] */
+    size_t scale_off;  /* float scales, rows x nseq */
+    size_t code_off;   /* rows x row_bytes, then 16 readable bytes */
+} lb_trellis_pack;
+
+#define LB_TRELLIS_1MAD_MUL 34038481u
+#define LB_TRELLIS_1MAD_ADD 76625530u
+#define LB_TRELLIS_1MAD_DIV 147.800537f
+
+/* trellis codes with sequences along rows (any group kind) */
+int lb_trellis_kernel_accepts(const lb_qspec *s, const lb_layout *l);
+lb_status lb_trellis_repack(const lb_tensor *w, void **out, size_t *bytes);
+
+static inline const lb_trellis_pack *lb_trellis_packed(const lb_tensor *w) { return (const lb_trellis_pack *)w->packed; }
+static inline const lb_trellis_seq *lb_trellis_seqs(const lb_tensor *w) {
+    return (const lb_trellis_seq *)((const uint8_t *)w->packed + lb_trellis_packed(w)->seq_off);
+}
+static inline const float *lb_trellis_scales(const lb_tensor *w) {
+    return (const float *)((const uint8_t *)w->packed + lb_trellis_packed(w)->scale_off);
+}
+static inline const uint8_t *lb_trellis_row(const lb_tensor *w, int r) {
+    const lb_trellis_pack *p = lb_trellis_packed(w);
+    return (const uint8_t *)w->packed + p->code_off + (size_t)r * p->row_bytes;
+}
+
+/* v of a state (see above): 1MAD's byte sum, centred */
+static inline int lb_trellis_v(uint32_t state) {
+    uint32_t x = state * LB_TRELLIS_1MAD_MUL + LB_TRELLIS_1MAD_ADD;
+    return (int)(x & 255) + (int)(x >> 8 & 255) + (int)(x >> 16 & 255) + (int)(x >> 24) - 510;
+}
+
+#endif

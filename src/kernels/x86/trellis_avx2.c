@@ -1,0 +1,129 @@
+/* Trellis codes x float activations, AVX2 (+FMA): the twin of
+ * ref/trellis_ref.c on the repacked layout of kernels/trellis_pack.h.
+ *
+ * Eight weights at a time: their states lie in the 16 bytes at byte
+ * k (P - 8 - j0) / 8 of the sequence's stream (weights j0..j0+7, lane l the
+ * window at bit k (7 - l) of that load); vbroadcasti128 + vpshufb put each
+ * lane's 4 bytes in place, vpsrlvd and an and cut its L bits, and 1MAD is
+ * vpmulld + vpaddd, then the byte sum by vpmaddubsw and vpmaddwd against
+ * ones: ten instructions per 8 weights and no table. Batch 1 multiplies
+ * the integer values v by x directly (one scale per sequence, applied to
+ * the sequence's sum); larger batches decode 16 rows into a float tile and
+ * run the float GEMM on it, as the generic path does. */
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+#include "kernels/trellis_pack.h"
+
+#define LB_AVX2 __attribute__((target("avx2,fma")))
+#define LB_INLINE __attribute__((always_inline)) inline
+
+typedef struct {
+    __m256i idx, shift, lmask, mul, add, ones8, ones16, c510;
+} decoder;
+
+LB_AVX2 static decoder decoder_for(int k, int L) {
+    decoder d;
+    int8_t idx[32];
+    int32_t sh[8];
+    for (int l = 0; l < 8; l++) {
+        int bit = (7 - l) * k;
+        for (int b = 0; b < 4; b++) idx[(l / 4) * 16 + (l % 4) * 4 + b] = (int8_t)(bit / 8 + b);
+        sh[l] = bit % 8;
+    }
+    d.idx = _mm256_loadu_si256((const __m256i *)idx);
+    d.shift = _mm256_loadu_si256((const __m256i *)sh);
+    d.lmask = _mm256_set1_epi32((int)((1u << L) - 1));
+    d.mul = _mm256_set1_epi32((int)LB_TRELLIS_1MAD_MUL);
+    d.add = _mm256_set1_epi32((int)LB_TRELLIS_1MAD_ADD);
+    d.ones8 = _mm256_set1_epi8(1);
+    d.ones16 = _mm256_set1_epi16(1);
+    d.c510 = _mm256_set1_epi32(510);
+    return d;
+}
+
+/* v of the 8 weights whose 16 bytes start at p */
+LB_AVX2 static LB_INLINE __m256 decode8(const decoder *d, const uint8_t *p) {
+    __m256i b = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)p));
+    __m256i s = _mm256_and_si256(_mm256_srlv_epi32(_mm256_shuffle_epi8(b, d->idx), d->shift), d->lmask);
+    __m256i x = _mm256_add_epi32(_mm256_mullo_epi32(s, d->mul), d->add);
+    __m256i y = _mm256_madd_epi16(_mm256_maddubs_epi16(x, d->ones8), d->ones16);
+    return _mm256_cvtepi32_ps(_mm256_sub_epi32(y, d->c510));
+}
+
+LB_AVX2 static LB_INLINE __m256i lanes_below(int m) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(m), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+LB_AVX2 static LB_INLINE float hsum(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* y[r] = x . W[r] for one activation row */
+LB_AVX2 static void gemv(const lb_tensor *w, const decoder *d, const float *x, int r0, int r1, float *y) {
+    const lb_trellis_pack *p = lb_trellis_packed(w);
+    const lb_trellis_seq *seq = lb_trellis_seqs(w);
+    const int k = p->k;
+    for (int r = r0; r < r1; r++) {
+        const float *scale = lb_trellis_scales(w) + (size_t)r * p->nseq;
+        const uint8_t *row = lb_trellis_row(w, r);
+        __m256 tot = _mm256_setzero_ps();
+        for (int s = 0; s < p->nseq; s++) {
+            const uint8_t *stream = row + seq[s].off;
+            const float *xs = x + seq[s].start;
+            const int P = seq[s].padded, len = seq[s].len;
+            __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+            int j = 0;
+            for (; j + 16 <= len; j += 16) {
+                a0 = _mm256_fmadd_ps(decode8(d, stream + (size_t)((P - 8 - j) * k / 8)), _mm256_loadu_ps(xs + j), a0);
+                a1 = _mm256_fmadd_ps(decode8(d, stream + (size_t)((P - 16 - j) * k / 8)), _mm256_loadu_ps(xs + j + 8), a1);
+            }
+            for (; j < len; j += 8) {
+                __m256 xv = len - j >= 8 ? _mm256_loadu_ps(xs + j) : _mm256_maskload_ps(xs + j, lanes_below(len - j));
+                a0 = _mm256_fmadd_ps(decode8(d, stream + (size_t)((P - 8 - j) * k / 8)), xv, a0);
+            }
+            tot = _mm256_fmadd_ps(_mm256_add_ps(a0, a1), _mm256_set1_ps(scale[s]), tot);
+        }
+        y[r] = hsum(tot);
+    }
+}
+
+LB_AVX2 static void decode_row(const lb_tensor *w, const decoder *d, int r, float *out) {
+    const lb_trellis_pack *p = lb_trellis_packed(w);
+    const lb_trellis_seq *seq = lb_trellis_seqs(w);
+    const float *scale = lb_trellis_scales(w) + (size_t)r * p->nseq;
+    const uint8_t *row = lb_trellis_row(w, r);
+    for (int s = 0; s < p->nseq; s++) {
+        const uint8_t *stream = row + seq[s].off;
+        float *o = out + seq[s].start;
+        const int P = seq[s].padded, len = seq[s].len;
+        const __m256 c = _mm256_set1_ps(scale[s]);
+        for (int j = 0; j < len; j += 8) {
+            __m256 v = _mm256_mul_ps(decode8(d, stream + (size_t)((P - 8 - j) * p->k / 8)), c);
+            if (len - j >= 8)
+                _mm256_storeu_ps(o + j, v);
+            else
+                _mm256_maskstore_ps(o + j, lanes_below(len - j), v);
+        }
+    }
+}
+
+LB_AVX2 void lb_kernel_trellis_avx2(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy,
+                                    float *tile) {
+    const lb_trellis_pack *p = lb_trellis_packed(w);
+    const decoder d = decoder_for(p->k, p->L);
+    if (x->n == 1) {
+        gemv(w, &d, x->f, r0, r1, y);
+        return;
+    }
+    int cols = (int)w->cols;
+    for (int t0 = r0; t0 < r1; t0 += LB_DEQUANT_TILE) {
+        int t1 = t0 + LB_DEQUANT_TILE < r1 ? t0 + LB_DEQUANT_TILE : r1;
+        for (int r = t0; r < t1; r++) decode_row(w, &d, r, tile + (size_t)(r - t0) * cols);
+        lb_gemm_nt_avx2(x->n, t1 - t0, cols, x->f, cols, tile, cols, y + t0, ldy);
+    }
+}
+#endif
