@@ -35,10 +35,9 @@ static const char *candidates[] = {"q8_0", "q4_0", "f32", "f16", "bf16", "q4_1",
                                    "int7:g16:asym", "int8:g64:asym", "int8:g256:asym:zint", "int3:g16:sym:s4:r16",
                                    "int2:g32:asym:s4", "int4:g16:asym:s6:r4", "int5:g256:sym:s8:r3", "int6:row:asym",
                                    /* trellis codes: every k and group kind, short states (the Viterbi search
-                                    * that makes them is exponential in L; test_trellis_kernels has L = 12, 16);
-                                    * :down takes the generic path */
+                                    * that makes them is exponential in L; test_trellis_kernels has L = 12, 16) */
                                    "trellis2:L4", "trellis1:L4:g32", "trellis3:L6:tensor", "trellis4:L8:g64",
-                                   "trellis2:L6:g16", "trellis2:L4:down"};
+                                   "trellis2:L6:g16", "trellis2:L4:down", "trellis3:L6:g32:down"};
 #define N_CANDIDATES (sizeof candidates / sizeof candidates[0])
 
 /* LB_TEST_SIMD_ONLY=1 (scripts/test-arm.sh's second CPU): the scalar
@@ -944,7 +943,9 @@ static void test_model_int_vs_fallback(void) {
  * the dequantized reference and the entry's twin. */
 static void test_trellis_kernels(void) {
     static const char *specs[] = {"trellis2:L12", "trellis2:L16:g64", "trellis1:L16:tensor", "trellis3:L12:g32",
-                                  "trellis4:L16", "trellis4:L12:g16", "trellis1:L12:g128", "trellis3:L15:tensor"};
+                                  "trellis4:L16", "trellis4:L12:g16", "trellis1:L12:g128", "trellis3:L15:tensor",
+                                  "trellis2:L12:down", "trellis3:L12:g32:down", "trellis1:L16:tensor:down",
+                                  "trellis4:L16:g64:down"};
     static const int colss[] = {8, 13, 100, 172, 256, 600}, ns[] = {1, 2, 9};
     unsigned cpu = lb_cpu_features();
     for (int e = 0; e < lb_kernel_count(); e++) {
@@ -960,7 +961,8 @@ static void test_trellis_kernels(void) {
             for (size_t ci = 0; ci < sizeof colss / sizeof colss[0]; ci++) {
                 lb_qspec s;
                 CHECK_OK(lb_qspec_parse(specs[si], &s));
-                const int rows = 19, cols = colss[ci];
+                /* down: 300 rows are two pieces of 150, cut in matmul's 16-row tiles and run_entry's halves */
+                const int rows = s.seq_down ? (ci % 2 ? 300 : 37) : 19, cols = colss[ci];
                 lb_qtensor q;
                 CHECK_OK(lb_qtensor_init(&q, &s, rows, cols));
                 for (int64_t i = 0; i < rows * q.cols_padded; i++) q.codes[i] = (uint8_t)(lb_rng_u32(&rng) % (1u << s.bits));

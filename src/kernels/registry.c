@@ -139,8 +139,8 @@ static const lb_kernel registry[] = {
     /* the panels' scalar twin: after the scalar rows reading formats as
      * stored (no repacking for a scalar loop), first for every other layout */
     {"uniform_ref", lb_uniform_kernel_accepts, 0, LB_ACT_Q8_32, lb_kernel_uniform_ref, 0, 0, NULL, lb_uniform_repack},
-    /* trellis codes along rows: 1MAD decoded from a reversed stream
-     * (kernels/trellis_pack.h); ":down" stays on the generic path */
+    /* trellis codes, either direction: 1MAD decoded from backwards streams
+     * (kernels/trellis_pack.h) */
 #if defined(__x86_64__)
     {"trellis_avx2", lb_trellis_kernel_accepts, AVX2_FMA, LB_ACT_F32, lb_kernel_trellis_avx2, LB_DEQUANT_TILE, 0,
      "trellis_ref", lb_trellis_repack},

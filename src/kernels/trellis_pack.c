@@ -1,15 +1,16 @@
 /* Load-time repacking of trellis codes into the kernel layout of
  * trellis_pack.h, from the stored bytes (src/formats/trellis.c: fp16 lead
  * scales per group / row, or one per tensor in the tail, then the codes as
- * a little-endian k-bit stream). */
+ * a little-endian k-bit stream), for sequences along the rows or (down)
+ * down the columns. */
 #include <string.h>
 
 #include "formats/format_internal.h"
 #include "kernels/trellis_pack.h"
 
 int lb_trellis_kernel_accepts(const lb_qspec *s, const lb_layout *l) {
-    return !strcmp(s->family->name, "trellis") && !s->seq_down && s->bits >= 1 && s->bits <= 4 &&
-           s->state_bits <= LB_TRELLIS_MAX_STATE && l->cols_padded < (1 << 30);
+    return !strcmp(s->family->name, "trellis") && s->bits >= 1 && s->bits <= 4 &&
+           s->state_bits <= LB_TRELLIS_MAX_STATE && l->cols_padded < (1 << 30) && l->rows < (1 << 30);
 }
 
 /* the sequences of a row, in trellis.c's order; returns their count and,
@@ -34,11 +35,83 @@ static int enumerate(const lb_qspec *s, const lb_layout *l, lb_trellis_seq *seq,
     return n;
 }
 
+/* down: the pieces of rows, each column's streams laid out the same way */
+static int enumerate_down(const lb_qspec *s, const lb_layout *l, lb_trellis_seq *seq, size_t *col_bytes) {
+    int n = 0, codes_per_state = s->state_bits / s->bits;
+    size_t off = 0;
+    for (int64_t p = 0; p < lb_trellis_segments(l->rows); p++) {
+        int64_t start, len;
+        lb_trellis_segment(l->rows, p, &start, &len);
+        int64_t padded = (len + 7 + 7) / 8 * 8;
+        if (seq) seq[n] = (lb_trellis_seq){(int32_t)start, (int32_t)len, (int32_t)len, (int32_t)padded, (uint32_t)off};
+        off += (size_t)(((padded + codes_per_state - 1) * s->bits + 7) / 8);
+        n++;
+    }
+    *col_bytes = off;
+    return n;
+}
+
+/* writes the backwards stream of one sequence: code(j) for j < T */
+typedef struct {
+    const uint8_t *data;
+    size_t stride; /* bytes between consecutive codes' rows (down) or 0 */
+    uint64_t bit0; /* bit of code 0 within its row */
+    int k;
+} code_source;
+
+static unsigned code_at(const code_source *src, int64_t j) {
+    return src->stride ? lb_get_bits(src->data + (size_t)j * src->stride, src->bit0, src->k)
+                       : lb_get_bits(src->data, src->bit0 + (uint64_t)(j * src->k), src->k);
+}
+
+static void write_stream(const code_source *src, int64_t T, int64_t P, int n, uint8_t *stream) {
+    for (int64_t q = P - T; q < P + n - 1; q++) {
+        int64_t pos = q - (P - T), j = ((T - 1 - pos) % T + T) % T;
+        lb_put_bits(stream, (uint64_t)(q * src->k), code_at(src, j), src->k);
+    }
+}
+
+static lb_status repack_down(const lb_tensor *w, void **out, size_t *bytes) {
+    const lb_layout *l = &w->layout;
+    const lb_qspec *s = &w->spec;
+    lb_trellis_pack p = {.k = s->bits, .L = s->state_bits, .down = 1};
+    p.nseq = enumerate_down(s, l, NULL, &p.row_bytes);
+    p.groups = l->groups_per_row ? (int)l->groups_per_row : 1;
+    p.group_len = l->groups_per_row ? l->group_len : l->cols_padded;
+    p.seq_off = (sizeof p + 63) / 64 * 64;
+    p.scale_off = p.seq_off + ((size_t)p.nseq * sizeof(lb_trellis_seq) + 63) / 64 * 64;
+    p.code_off = p.scale_off + ((size_t)p.groups * (size_t)(l->rows + 8) * sizeof(float) + 63) / 64 * 64;
+    size_t total = p.code_off + (size_t)l->cols * p.row_bytes + 16;
+    uint8_t *buf = lb_alloc(total);
+    if (!buf) return lb_fail(LB_ERR_NOMEM, "repacking '%s' for the trellis kernels (%zu bytes)", w->name, total);
+    memset(buf, 0, total);
+    memcpy(buf, &p, sizeof p);
+    lb_trellis_seq *seq = (lb_trellis_seq *)(buf + p.seq_off);
+    enumerate_down(s, l, seq, &p.row_bytes);
+    float *scale = (float *)(buf + p.scale_off);
+    for (int g = 0; g < p.groups; g++)
+        for (int64_t r = 0; r < l->rows; r++)
+            scale[(size_t)g * (size_t)(l->rows + 8) + (size_t)r] =
+                lb_lead_scale(l, w->data, r, l->groups_per_row ? g : 0) / LB_TRELLIS_1MAD_DIV;
+    const int n = s->state_bits / s->bits;
+    const size_t lead = 2 * (size_t)l->groups_per_row;
+    for (int64_t c = 0; c < l->cols; c++)
+        for (int i = 0; i < p.nseq; i++) {
+            code_source src = {w->data + (size_t)seq[i].start * l->row_bytes + lead, l->row_bytes, (uint64_t)(c * s->bits),
+                               s->bits};
+            write_stream(&src, seq[i].stored, seq[i].padded, n, buf + p.code_off + (size_t)c * p.row_bytes + seq[i].off);
+        }
+    *out = buf;
+    *bytes = total;
+    return LB_OK;
+}
+
 lb_status lb_trellis_repack(const lb_tensor *w, void **out, size_t *bytes) {
     const lb_layout *l = &w->layout;
     const lb_qspec *s = &w->spec;
     if (!lb_trellis_kernel_accepts(s, l))
-        return lb_fail(LB_ERR_INVALID, "tensor '%s' is not a trellis code with sequences along rows", w->name);
+        return lb_fail(LB_ERR_INVALID, "tensor '%s' is not a trellis code", w->name);
+    if (s->seq_down) return repack_down(w, out, bytes);
     lb_trellis_pack p = {.k = s->bits, .L = s->state_bits};
     p.nseq = enumerate(s, l, NULL, &p.row_bytes);
     p.seq_off = (sizeof p + 63) / 64 * 64;
@@ -59,13 +132,8 @@ lb_status lb_trellis_repack(const lb_tensor *w, void **out, size_t *bytes) {
         for (int i = 0; i < p.nseq; i++) {
             int64_t g = l->groups_per_row ? seq[i].start / l->group_len : 0, T = seq[i].stored;
             scale[r * p.nseq + i] = lb_lead_scale(l, w->data, r, g) / LB_TRELLIS_1MAD_DIV;
-            int64_t front = seq[i].padded - T;
-            uint8_t *stream = dst + seq[i].off;
-            for (int64_t q = front; q < seq[i].padded + n - 1; q++) {
-                int64_t pos = q - front, j = ((T - 1 - pos) % T + T) % T;
-                unsigned c = lb_get_bits(bits, (uint64_t)((seq[i].start + j) * k), k);
-                lb_put_bits(stream, (uint64_t)(q * k), c, k);
-            }
+            code_source src = {bits, 0, (uint64_t)(seq[i].start * k), k};
+            write_stream(&src, T, seq[i].padded, n, dst + seq[i].off);
         }
     }
     *out = buf;

@@ -19,7 +19,16 @@
  *   scale = a / 147.800537 (a the stored fp16 scale of its group / row / tensor)
  * which is lb_trellis_1mad(state) * a up to float rounding. Sequences are
  * enumerated as trellis.c does: per group (g<N>) or over the padded row, cut
- * by lb_trellis_segment. Columns past cols are not visited. */
+ * by lb_trellis_segment. Columns past cols are not visited.
+ *
+ * ":down" (sequences down the columns): the same backwards streams, one per
+ * column piece of rows (lb_trellis_segment over the rows), column by column:
+ * column c's streams start at byte c * col_stride, and the states of rows
+ * j0..j0+7 of a piece (j0 any row of it) lie in the 16 bytes at byte
+ * k (P - 8 - j0) / 8, shifted by k (P - 8 - j0) mod 8 bits; P = T + 7
+ * rounded up to 8, so that window exists for every j0 < T. A kernel walks
+ * the columns for 8 rows at a time; scales are stored per column group as
+ * rows + 8 floats (the last 8 zero, so 8 lanes can always be loaded). */
 #ifndef LB_KERNELS_TRELLIS_PACK_H
 #define LB_KERNELS_TRELLIS_PACK_H
 
@@ -35,18 +44,21 @@ typedef struct {
 
 typedef struct {
     int k, L;          /* bits per code, state bits */
-    int nseq;          /* sequences per row */
-    size_t row_bytes;  /* packed stream bytes per row */
-    size_t seq_off;    /* lb_trellis_seq[nseq] */
-    size_t scale_off;  /* float scales, rows x nseq */
-    size_t code_off;   /* rows x row_bytes, then 16 readable bytes */
+    int down;          /* sequences down the columns */
+    int nseq;          /* sequences per row (down: pieces of rows per column) */
+    size_t row_bytes;  /* packed stream bytes per row (down: per column, col_stride) */
+    size_t seq_off;    /* lb_trellis_seq[nseq] (down: start, len are rows) */
+    size_t scale_off;  /* float scales, rows x nseq (down: groups x (rows + 8)) */
+    size_t code_off;   /* rows x row_bytes (down: cols x row_bytes), then 16 readable bytes */
+    int64_t group_len; /* down: columns per scale group (cols_padded for row and tensor) */
+    int groups;        /* down: scale groups per row */
 } lb_trellis_pack;
 
 #define LB_TRELLIS_1MAD_MUL 34038481u
 #define LB_TRELLIS_1MAD_ADD 76625530u
 #define LB_TRELLIS_1MAD_DIV 147.800537f
 
-/* trellis codes with sequences along rows (any group kind) */
+/* trellis codes (any group kind, either direction) */
 int lb_trellis_kernel_accepts(const lb_qspec *s, const lb_layout *l);
 lb_status lb_trellis_repack(const lb_tensor *w, void **out, size_t *bytes);
 
@@ -57,9 +69,22 @@ static inline const lb_trellis_seq *lb_trellis_seqs(const lb_tensor *w) {
 static inline const float *lb_trellis_scales(const lb_tensor *w) {
     return (const float *)((const uint8_t *)w->packed + lb_trellis_packed(w)->scale_off);
 }
+/* down: scale of group g for rows r..r+7 at lb_trellis_down_scales(w, g) + r */
+static inline const float *lb_trellis_down_scales(const lb_tensor *w, int g) {
+    return lb_trellis_scales(w) + (size_t)g * (size_t)(w->rows + 8);
+}
+/* a row's streams (down: a column's) */
 static inline const uint8_t *lb_trellis_row(const lb_tensor *w, int r) {
     const lb_trellis_pack *p = lb_trellis_packed(w);
     return (const uint8_t *)w->packed + p->code_off + (size_t)r * p->row_bytes;
+}
+
+/* down: the piece holding row r (pieces are consecutive; there are few) */
+static inline int lb_trellis_piece(const lb_tensor *w, int r) {
+    const lb_trellis_seq *seq = lb_trellis_seqs(w);
+    int s = 0;
+    while (r >= seq[s].start + seq[s].len) s++;
+    return s;
 }
 
 /* v of a state (see above): 1MAD's byte sum, centred */

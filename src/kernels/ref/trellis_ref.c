@@ -21,11 +21,27 @@ static void decode_row(const lb_tensor *w, int r, float *out) {
             out[seq[s].start + j] = scale[s] * (float)lb_trellis_v(state_at(row + seq[s].off, p->k, p->L, seq[s].padded, j));
 }
 
+/* down: row r of the tile from each column's stream */
+static void decode_row_down(const lb_tensor *w, int r, float *out) {
+    const lb_trellis_pack *p = lb_trellis_packed(w);
+    const lb_trellis_seq *seq = lb_trellis_seqs(w) + lb_trellis_piece(w, r);
+    for (int64_t c = 0; c < w->cols; c++) {
+        const uint8_t *stream = lb_trellis_row(w, (int)c) + seq->off;
+        float a = lb_trellis_down_scales(w, (int)(c / p->group_len))[r];
+        out[c] = a * (float)lb_trellis_v(state_at(stream, p->k, p->L, seq->padded, r - seq->start));
+    }
+}
+
 void lb_kernel_trellis_ref(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *tile) {
     int cols = (int)w->cols;
     for (int t0 = r0; t0 < r1; t0 += LB_DEQUANT_TILE) {
         int t1 = t0 + LB_DEQUANT_TILE < r1 ? t0 + LB_DEQUANT_TILE : r1;
-        for (int r = t0; r < t1; r++) decode_row(w, r, tile + (size_t)(r - t0) * cols);
+        for (int r = t0; r < t1; r++) {
+            if (lb_trellis_packed(w)->down)
+                decode_row_down(w, r, tile + (size_t)(r - t0) * cols);
+            else
+                decode_row(w, r, tile + (size_t)(r - t0) * cols);
+        }
         lb_gemm_nt_ref(x->n, t1 - t0, cols, x->f, cols, tile, cols, y + t0, ldy);
     }
 }

@@ -22,12 +22,13 @@ typedef struct {
     __m256i idx, shift, lmask, mul, add, ones8, ones16, c510;
 } decoder;
 
-LB_AVX2 static decoder decoder_for(int k, int L) {
+/* lane l reads the window at bit (7 - l) k + res of a 16-byte load */
+LB_AVX2 static decoder decoder_for(int k, int L, int res) {
     decoder d;
     int8_t idx[32];
     int32_t sh[8];
     for (int l = 0; l < 8; l++) {
-        int bit = (7 - l) * k;
+        int bit = (7 - l) * k + res;
         for (int b = 0; b < 4; b++) idx[(l / 4) * 16 + (l % 4) * 4 + b] = (int8_t)(bit / 8 + b);
         sh[l] = bit % 8;
     }
@@ -111,18 +112,79 @@ LB_AVX2 static void decode_row(const lb_tensor *w, const decoder *d, int r, floa
     }
 }
 
+/* down: y[r] for r0 <= r < r1, 8 rows of one piece at a time, walking the
+ * columns (one 16-byte load per column gives the 8 rows' states) */
+LB_AVX2 static void gemv_down(const lb_tensor *w, const decoder *dec, const float *x, int r0, int r1, float *y) {
+    const lb_trellis_pack *p = lb_trellis_packed(w);
+    const uint8_t *codes = lb_trellis_row(w, 0);
+    const int cols = (int)w->cols;
+    for (int row = r0; row < r1;) {
+        const lb_trellis_seq *seq = lb_trellis_seqs(w) + lb_trellis_piece(w, row);
+        int j0 = row - seq->start, m = r1 - row;
+        if (m > seq->start + seq->len - row) m = seq->start + seq->len - row;
+        if (m > 8) m = 8;
+        size_t bit = (size_t)(seq->padded - 8 - j0) * (size_t)p->k;
+        const decoder *d = &dec[bit % 8];
+        const uint8_t *base = codes + seq->off + bit / 8;
+        __m256 tot = _mm256_setzero_ps();
+        for (int g = 0; g < p->groups; g++) {
+            int c = (int)(g * p->group_len), c1 = (int)((g + 1) * p->group_len) < cols ? (int)((g + 1) * p->group_len) : cols;
+            __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+            for (; c + 2 <= c1; c += 2) {
+                a0 = _mm256_fmadd_ps(decode8(d, base + (size_t)c * p->row_bytes), _mm256_broadcast_ss(x + c), a0);
+                a1 = _mm256_fmadd_ps(decode8(d, base + (size_t)(c + 1) * p->row_bytes), _mm256_broadcast_ss(x + c + 1), a1);
+            }
+            if (c < c1) a0 = _mm256_fmadd_ps(decode8(d, base + (size_t)c * p->row_bytes), _mm256_broadcast_ss(x + c), a0);
+            tot = _mm256_fmadd_ps(_mm256_add_ps(a0, a1), _mm256_loadu_ps(lb_trellis_down_scales(w, g) + row), tot);
+        }
+        _mm256_maskstore_ps(y + row, lanes_below(m), tot);
+        row += m;
+    }
+}
+
+/* down: rows t0..t1 into a row-major tile */
+LB_AVX2 static void decode_tile_down(const lb_tensor *w, const decoder *dec, int t0, int t1, float *tile) {
+    const lb_trellis_pack *p = lb_trellis_packed(w);
+    const uint8_t *codes = lb_trellis_row(w, 0);
+    const int cols = (int)w->cols;
+    float v[8];
+    for (int row = t0; row < t1;) {
+        const lb_trellis_seq *seq = lb_trellis_seqs(w) + lb_trellis_piece(w, row);
+        int j0 = row - seq->start, m = t1 - row;
+        if (m > seq->start + seq->len - row) m = seq->start + seq->len - row;
+        if (m > 8) m = 8;
+        size_t bit = (size_t)(seq->padded - 8 - j0) * (size_t)p->k;
+        const decoder *d = &dec[bit % 8];
+        const uint8_t *base = codes + seq->off + bit / 8;
+        float *out = tile + (size_t)(row - t0) * cols;
+        for (int c = 0; c < cols; c++) {
+            __m256 a = _mm256_loadu_ps(lb_trellis_down_scales(w, (int)(c / p->group_len)) + row);
+            _mm256_storeu_ps(v, _mm256_mul_ps(decode8(d, base + (size_t)c * p->row_bytes), a));
+            for (int l = 0; l < m; l++) out[(size_t)l * cols + c] = v[l];
+        }
+        row += m;
+    }
+}
+
 LB_AVX2 void lb_kernel_trellis_avx2(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy,
                                     float *tile) {
     const lb_trellis_pack *p = lb_trellis_packed(w);
-    const decoder d = decoder_for(p->k, p->L);
+    decoder d[8];
+    for (int res = 0; res < (p->down ? 8 : 1); res++) d[res] = decoder_for(p->k, p->L, res);
     if (x->n == 1) {
-        gemv(w, &d, x->f, r0, r1, y);
+        if (p->down)
+            gemv_down(w, d, x->f, r0, r1, y);
+        else
+            gemv(w, d, x->f, r0, r1, y);
         return;
     }
     int cols = (int)w->cols;
     for (int t0 = r0; t0 < r1; t0 += LB_DEQUANT_TILE) {
         int t1 = t0 + LB_DEQUANT_TILE < r1 ? t0 + LB_DEQUANT_TILE : r1;
-        for (int r = t0; r < t1; r++) decode_row(w, &d, r, tile + (size_t)(r - t0) * cols);
+        if (p->down)
+            decode_tile_down(w, d, t0, t1, tile);
+        else
+            for (int r = t0; r < t1; r++) decode_row(w, d, r, tile + (size_t)(r - t0) * cols);
         lb_gemm_nt_avx2(x->n, t1 - t0, cols, x->f, cols, tile, cols, y + t0, ldy);
     }
 }
