@@ -10,7 +10,7 @@ static void test_spec_text(void) {
                                   "binary:g32", "binary:tensor", "ternary:row:1.6bit",
                                   "ternary:g64:2bit", "ternary:tensor:2bit", "int5:g256:asym:zint",
                                   "trellis2:L12:row", "trellis3:L15:g64", "trellis1:L16:tensor",
-                                  "trellis2:L12:row:down"};
+                                  "trellis2:L12:row:down", "trellis2:L12:row:s6"};
     for (size_t i = 0; i < sizeof canon / sizeof canon[0]; i++) {
         char buf[64];
         lb_qspec s = lb_test_spec(canon[i]);
@@ -30,7 +30,8 @@ static void test_spec_text(void) {
                  {"binary", "binary:row"},
                  {"nf4", "nf4:g64"},
                  {"trellis4", "trellis4:L12:row"},
-                 {"trellis2:g32:L16", "trellis2:L16:g32"}};
+                 {"trellis2:g32:L16", "trellis2:L16:g32"},
+                 {"trellis2:s6:down", "trellis2:L12:row:down:s6"}};
     for (size_t i = 0; i < sizeof alias / sizeof alias[0]; i++) {
         char buf[64];
         lb_qspec s = lb_test_spec(alias[i].in);
@@ -75,6 +76,9 @@ static void test_spec_text(void) {
     CHECK_FAILS(lb_qspec_parse("trellis3:L16", &s), LB_ERR_INVALID, "a multiple of 3");
     CHECK_FAILS(lb_qspec_parse("trellis2:L18", &s), LB_ERR_INVALID, "a multiple of 2 in 4..16");
     CHECK_FAILS(lb_qspec_parse("trellis2:L12:L16", &s), LB_ERR_INVALID, "conflicts with the state bits");
+    CHECK_FAILS(lb_qspec_parse("trellis2:s3", &s), LB_ERR_INVALID, "s4..s8");
+    CHECK_FAILS(lb_qspec_parse("trellis2:tensor:s6", &s), LB_ERR_INVALID, "nothing to code");
+    CHECK_FAILS(lb_qspec_parse("trellis2:s6:s8", &s), LB_ERR_INVALID, "conflicts with the scale bits");
 }
 
 /* bytes and bpw counted by hand from the layouts in docs/FORMATS.md */
@@ -106,6 +110,8 @@ static void test_sizes(void) {
         {"trellis2:L12:row", 64, 172, 64 * (2 + 176 / 4)}, /* 172 -> 176 padded, 2 bits each */
         {"trellis3:L12:g64", 3, 128, 3 * (2 * 2 + 48)},
         {"trellis1:L12:tensor", 5, 10, 5 * 2 + 2},      /* 16 bits per row, one fp16 scale */
+        {"trellis2:L12:row:s6", 64, 64, 64 * 16 + 2 + 48}, /* codes only; S, then 64 6-bit scale codes */
+        {"trellis3:L12:g64:s4", 3, 128, 3 * 48 + 2 + 3},  /* 6 groups of 4 bits */
         {"f32", 3, 5, 60},
         {"f16", 3, 5, 30},
         {"bf16", 1, 7, 14},

@@ -945,7 +945,7 @@ static void test_trellis_kernels(void) {
     static const char *specs[] = {"trellis2:L12", "trellis2:L16:g64", "trellis1:L16:tensor", "trellis3:L12:g32",
                                   "trellis4:L16", "trellis4:L12:g16", "trellis1:L12:g128", "trellis3:L15:tensor",
                                   "trellis2:L12:down", "trellis3:L12:g32:down", "trellis1:L16:tensor:down",
-                                  "trellis4:L16:g64:down"};
+                                  "trellis4:L16:g64:down", "trellis2:L12:s6", "trellis3:L12:g64:down:s4"};
     static const int colss[] = {8, 13, 100, 172, 256, 600}, ns[] = {1, 2, 9};
     unsigned cpu = lb_cpu_features();
     for (int e = 0; e < lb_kernel_count(); e++) {

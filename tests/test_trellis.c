@@ -150,7 +150,8 @@ static float def_value(const uint8_t *codes, int64_t n, int64_t j, int L, int k)
 static void test_format(void) {
     static const char *specs[] = {"trellis2:L12:row",      "trellis3:L12:g64",      "trellis1:L8:tensor",
                                   "trellis4:L16:g32",      "trellis2:L12:row:down", "trellis3:L6:g32:down",
-                                  "trellis1:L4:tensor:down"};
+                                  "trellis1:L4:tensor:down", "trellis2:L12:row:s6",   "trellis3:L12:g32:s4",
+                                  "trellis2:L8:row:down:s8"};
     static const int64_t widths[] = {8, 40, 172, 300, 600};
     for (size_t si = 0; si < sizeof specs / sizeof specs[0]; si++)
         for (size_t wi = 0; wi < sizeof widths / sizeof widths[0]; wi++) {
@@ -163,7 +164,9 @@ static void test_format(void) {
             CHECK_OK(lb_qtensor_store_scales(&q));
             size_t total;
             CHECK_OK(lb_format_size(&s, rows, cols, NULL, NULL, &total));
-            CHECK(total * 8 == (size_t)(rows * q.cols_padded * s.bits) + 16 * (size_t)(q.groups_per_row ? q.n_groups : 1));
+            size_t scale_bits = s.scale_bits ? 16 + ((size_t)q.n_groups * (size_t)s.scale_bits + 7) / 8 * 8
+                                             : 16 * (size_t)(q.groups_per_row ? q.n_groups : 1);
+            CHECK(total * 8 == (size_t)(rows * q.cols_padded * s.bits) + scale_bits);
             uint8_t *bytes = lb_alloc(total);
             CHECK_OK(lb_qtensor_encode(&q, bytes));
             lb_tensor t = {.spec = s, .rows = rows, .cols = cols, .data = bytes, .nbytes = total};

@@ -100,6 +100,9 @@ void lb_lead_scales_encode_tail(const lb_qtensor *q, uint8_t *dst);
 void lb_lead_scales_decode_tail(lb_qtensor *q, const uint8_t *src);
 /* scale of group g of `row` straight from packed bytes */
 float lb_lead_scale(const lb_layout *l, const uint8_t *data, int64_t row, int64_t g);
+/* The trellis family's scale of group g of a row (g 0 for row and tensor
+ * groups) from the stored bytes: lead fp16 scales, or coded ones (s<b>). */
+float lb_trellis_stored_scale(const lb_qspec *s, const lb_layout *l, const uint8_t *data, int64_t row, int64_t g);
 
 /* Little-endian bit streams: value i of width b (1..8) sits at bits
  * [i*b, i*b+b). lb_put_bits ORs into dst, which must start zeroed. */

@@ -13,12 +13,21 @@
  * whole column at a time with error feedback between columns (gptq).
  *
  * Row layout: fp16 scales (none for a tensor scale, which sits in the
- * tail), then the row's codes, k bits each, little-endian bit stream. */
+ * tail), then the row's codes, k bits each, little-endian bit stream.
+ *
+ * "s<b>" (b = 4..8, groups of a row or g<N>): the scales are b-bit codes
+ * instead, all in the tail after one fp16 S (the largest scale): code c
+ * means S 2^(-c 7 / (2^b - 2)) (down to S / 128 in equal ratios; at b = 6
+ * steps of 8%), and the all-ones code means 0. Rows then hold codes only:
+ * 2 + 6/64 = 2.094 bpw for trellis2:s6 at 64 columns instead of 2.25. */
 #include "format_internal.h"
 
+#include <math.h>
 #include <string.h>
 
-enum { SLOT_GROUP, SLOT_STATE, SLOT_DIRECTION };
+enum { SLOT_GROUP, SLOT_STATE, SLOT_DIRECTION, SLOT_SCALES };
+
+enum { SCALE_OCTAVES = 7 }; /* the range of the coded scales: S / 2^7 .. S */
 
 /* "trellis<k>" (k = 1..4; default one scale per row, L = 12) */
 static int trellis_match(const char *head, lb_qspec *s) {
@@ -40,6 +49,12 @@ static int trellis_parse_option(lb_qspec *s, const char *tok, unsigned seen) {
         s->seq_down = 1;
         return SLOT_DIRECTION;
     }
+    if (tok[0] == 's') {
+        int b;
+        if (!lb_parse_small_int(tok + 1, &b)) return LB_OPTION_UNKNOWN;
+        s->scale_bits = b;
+        return SLOT_SCALES;
+    }
     if (tok[0] == 'L') {
         int L;
         if (!lb_parse_small_int(tok + 1, &L)) return LB_OPTION_UNKNOWN;
@@ -52,7 +67,9 @@ static int trellis_parse_option(lb_qspec *s, const char *tok, unsigned seen) {
 static void trellis_format(const lb_qspec *s, char *buf, size_t n) {
     char g[16];
     lb_group_text(s, g, sizeof g);
-    snprintf(buf, n, "trellis%d:L%d:%s%s", s->bits, s->state_bits, g, s->seq_down ? ":down" : "");
+    char sb[8] = "";
+    if (s->scale_bits) snprintf(sb, sizeof sb, ":s%d", s->scale_bits);
+    snprintf(buf, n, "trellis%d:L%d:%s%s%s", s->bits, s->state_bits, g, s->seq_down ? ":down" : "", sb);
 }
 
 static lb_status trellis_validate(const lb_qspec *s) {
@@ -62,25 +79,107 @@ static lb_status trellis_validate(const lb_qspec *s) {
         return lb_fail(LB_ERR_INVALID, "trellis%d: state of %d bits (a multiple of %d in %d..%d)", k, L, k, 2 * k,
                        LB_TRELLIS_MAX_STATE);
     if (s->seq_down != 0 && s->seq_down != 1) return lb_fail(LB_ERR_INVALID, "trellis: direction %d", s->seq_down);
+    if (s->scale_bits && (s->scale_bits < 4 || s->scale_bits > 8))
+        return lb_fail(LB_ERR_INVALID, "trellis%d: scale codes of %d bits (s4..s8)", k, s->scale_bits);
+    if (s->scale_bits && s->group == LB_GROUP_TENSOR)
+        return lb_fail(LB_ERR_INVALID, "trellis%d:tensor:s%d: one scale per tensor has nothing to code", k, s->scale_bits);
     return lb_validate_group(s, 1);
 }
 
+/* bytes of fp16 scales at the start of a row (none with coded scales) */
+static size_t lead_bytes(const lb_qspec *s, const lb_layout *l) { return s->scale_bits ? 0 : lb_lead_scales_row_bytes(l); }
+
 static size_t trellis_row_bytes(const lb_qspec *s, const lb_layout *l) {
-    return lb_lead_scales_row_bytes(l) + (size_t)((l->cols_padded * s->bits + 7) / 8);
+    return lead_bytes(s, l) + (size_t)((l->cols_padded * s->bits + 7) / 8);
+}
+
+static size_t trellis_tail_bytes(const lb_qspec *s, const lb_layout *l) {
+    if (!s->scale_bits) return lb_lead_scales_tail_bytes(s, l);
+    return 2 + (size_t)((l->n_groups * s->scale_bits + 7) / 8);
+}
+
+/* the value of scale code c under S */
+static float coded_scale(int b, float S, unsigned c) {
+    unsigned zero = (1u << b) - 1;
+    return c == zero ? 0.0f : S * exp2f(-(float)c * (float)SCALE_OCTAVES / (float)(zero - 1));
+}
+
+/* the code of a scale a > 0 under S >= a (nearest in log, clamped to S / 2^7) */
+static unsigned scale_code(int b, float S, float a) {
+    unsigned zero = (1u << b) - 1;
+    if (!(a > 0.0f)) return zero;
+    float c = -log2f(a / S) * (float)(zero - 1) / (float)SCALE_OCTAVES;
+    long r = lrintf(c);
+    return r < 0 ? 0u : r > (long)zero - 1 ? zero - 1 : (unsigned)r;
+}
+
+/* S: the largest scale, rounded to fp16 (up, so every scale stays below it) */
+static float coded_top(const lb_qtensor *q) {
+    float S = 0.0f;
+    for (int64_t g = 0; g < q->n_groups; g++) S = q->scale[g] > S ? q->scale[g] : S;
+    float h = lb_round_fp16(S);
+    return h < S ? lb_round_fp16(S * (1.0f + 1.0f / 1024.0f)) : h;
+}
+
+static lb_status trellis_store_scales(lb_qtensor *q) {
+    if (!q->spec.scale_bits) return lb_store_scales_fp16(q);
+    const int b = q->spec.scale_bits;
+    for (int64_t g = 0; g < q->n_groups; g++)
+        if (!isfinite(q->scale[g]) || q->scale[g] < 0.0f)
+            return lb_fail(LB_ERR_NUMERIC, "group %lld: scale %g cannot be coded", (long long)g, (double)q->scale[g]);
+    float S = coded_top(q);
+    if (!isfinite(S)) return lb_fail(LB_ERR_NUMERIC, "trellis scales beyond fp16 (weights beyond +-65504?)");
+    for (int64_t g = 0; g < q->n_groups; g++) {
+        q->scale[g] = coded_scale(b, S, scale_code(b, S, q->scale[g]));
+        q->offset[g] = 0.0f;
+    }
+    return LB_OK;
+}
+
+static void trellis_encode_tail(const lb_qtensor *q, uint8_t *dst) {
+    if (!q->spec.scale_bits) {
+        lb_lead_scales_encode_tail(q, dst);
+        return;
+    }
+    const int b = q->spec.scale_bits;
+    float S = 0.0f; /* the largest stored scale is S itself (code 0), unless every scale is 0 */
+    for (int64_t g = 0; g < q->n_groups; g++) S = q->scale[g] > S ? q->scale[g] : S;
+    lb_wr16(dst, lb_fp32_to_fp16(S));
+    for (int64_t g = 0; g < q->n_groups; g++) lb_put_bits(dst + 2, (uint64_t)(g * b), scale_code(b, S, q->scale[g]), b);
+}
+
+static void trellis_decode_tail(lb_qtensor *q, const uint8_t *src) {
+    if (!q->spec.scale_bits) {
+        lb_lead_scales_decode_tail(q, src);
+        return;
+    }
+    const int b = q->spec.scale_bits;
+    float S = lb_fp16_to_fp32(lb_rd16(src));
+    for (int64_t g = 0; g < q->n_groups; g++) {
+        q->scale[g] = coded_scale(b, S, lb_get_bits(src + 2, (uint64_t)(g * b), b));
+        q->offset[g] = 0.0f;
+    }
+}
+
+float lb_trellis_stored_scale(const lb_qspec *s, const lb_layout *l, const uint8_t *data, int64_t row, int64_t g) {
+    if (!s->scale_bits) return lb_lead_scale(l, data, row, g);
+    const uint8_t *tail = data + (size_t)l->rows * l->row_bytes;
+    unsigned c = lb_get_bits(tail + 2, (uint64_t)((row * l->groups_per_row + g) * s->scale_bits), s->scale_bits);
+    return coded_scale(s->scale_bits, lb_fp16_to_fp32(lb_rd16(tail)), c);
 }
 
 static int trellis_levels(const lb_qspec *s) { return 1 << s->bits; } /* the codes; no level has a value alone */
 
 static void trellis_encode_row(const lb_qtensor *q, int64_t row, uint8_t *dst) {
-    lb_lead_scales_encode(q, row, dst);
-    uint8_t *bits = dst + 2 * q->groups_per_row;
+    if (!q->spec.scale_bits) lb_lead_scales_encode(q, row, dst);
+    uint8_t *bits = dst + (q->spec.scale_bits ? 0 : 2 * q->groups_per_row);
     const uint8_t *c = q->codes + row * q->cols_padded;
     for (int64_t j = 0; j < q->cols_padded; j++) lb_put_bits(bits, (uint64_t)(j * q->spec.bits), c[j], q->spec.bits);
 }
 
 static void trellis_decode_row(lb_qtensor *q, int64_t row, const uint8_t *src) {
-    lb_lead_scales_decode(q, row, src);
-    const uint8_t *bits = src + 2 * q->groups_per_row;
+    if (!q->spec.scale_bits) lb_lead_scales_decode(q, row, src); /* else the tail has them */
+    const uint8_t *bits = src + (q->spec.scale_bits ? 0 : 2 * q->groups_per_row);
     uint8_t *c = q->codes + row * q->cols_padded;
     for (int64_t j = 0; j < q->cols_padded; j++) c[j] = (uint8_t)lb_get_bits(bits, (uint64_t)(j * q->spec.bits), q->spec.bits);
 }
@@ -114,7 +213,7 @@ void lb_trellis_decode_seq(int L, int k, const uint8_t *codes, int64_t T, float 
  * row; its state, the codes of the n rows ending at row, circularly */
 static void dequantize_down(const lb_qspec *s, const lb_layout *l, const uint8_t *data, int64_t row, float *out) {
     const int k = s->bits, n = s->state_bits / k;
-    const size_t lead = 2 * (size_t)l->groups_per_row;
+    const size_t lead = lead_bytes(s, l);
     int64_t p = 0, start, len;
     do lb_trellis_segment(l->rows, p++, &start, &len);
     while (start + len <= row);
@@ -124,7 +223,7 @@ static void dequantize_down(const lb_qspec *s, const lb_layout *l, const uint8_t
         uint32_t state = 0;
         for (int i = 0; i < n; i++)
             state = state << k | lb_get_bits(data + (size_t)src[i] * l->row_bytes + lead, (uint64_t)(c * k), k);
-        float a = lb_lead_scale(l, data, row, l->groups_per_row ? c / l->group_len : 0);
+        float a = lb_trellis_stored_scale(s, l, data, row, l->groups_per_row ? c / l->group_len : 0);
         out[c] = a * lb_trellis_1mad(state);
     }
 }
@@ -136,12 +235,12 @@ static void trellis_dequantize_row(const lb_qspec *s, const lb_layout *l, const 
         dequantize_down(s, l, data, row, out);
         return;
     }
-    const uint8_t *bits = data + (size_t)row * l->row_bytes + 2 * (size_t)l->groups_per_row;
+    const uint8_t *bits = data + (size_t)row * l->row_bytes + lead_bytes(s, l);
     int64_t span = l->groups_per_row ? l->group_len : l->cols_padded, n_spans = l->cols_padded / span;
     uint8_t codes[LB_TRELLIS_MAX_SEQ];
     float v[LB_TRELLIS_MAX_SEQ];
     for (int64_t g = 0; g < n_spans; g++) {
-        float a = lb_lead_scale(l, data, row, l->groups_per_row ? g : 0);
+        float a = lb_trellis_stored_scale(s, l, data, row, l->groups_per_row ? g : 0);
         for (int64_t p = 0; p < lb_trellis_segments(span); p++) {
             int64_t start, len;
             lb_trellis_segment(span, p, &start, &len);
@@ -157,17 +256,18 @@ const lb_format_family lb_trellis_family = {
     .name = "trellis",
     .names = "trellis1..trellis4",
     .grid = LB_GRID_TRELLIS,
-    .option_slots = {"group size", "state bits", "direction"},
+    .option_slots = {"group size", "state bits", "direction", "scale bits"},
     .match = trellis_match,
     .parse_option = trellis_parse_option,
     .format = trellis_format,
     .validate = trellis_validate,
     .row_bytes = trellis_row_bytes,
-    .tail_bytes = lb_lead_scales_tail_bytes,
+    .tail_bytes = trellis_tail_bytes,
+    .store_scales = trellis_store_scales,
     .levels = trellis_levels,
     .encode_row = trellis_encode_row,
     .decode_row = trellis_decode_row,
-    .encode_tail = lb_lead_scales_encode_tail,
-    .decode_tail = lb_lead_scales_decode_tail,
+    .encode_tail = trellis_encode_tail,
+    .decode_tail = trellis_decode_tail,
     .dequantize_row = trellis_dequantize_row,
 };

@@ -92,9 +92,9 @@ static lb_status repack_down(const lb_tensor *w, void **out, size_t *bytes) {
     for (int g = 0; g < p.groups; g++)
         for (int64_t r = 0; r < l->rows; r++)
             scale[(size_t)g * (size_t)(l->rows + 8) + (size_t)r] =
-                lb_lead_scale(l, w->data, r, l->groups_per_row ? g : 0) / LB_TRELLIS_1MAD_DIV;
+                lb_trellis_stored_scale(s, l, w->data, r, l->groups_per_row ? g : 0) / LB_TRELLIS_1MAD_DIV;
     const int n = s->state_bits / s->bits;
-    const size_t lead = 2 * (size_t)l->groups_per_row;
+    const size_t lead = s->scale_bits ? 0 : 2 * (size_t)l->groups_per_row;
     for (int64_t c = 0; c < l->cols; c++)
         for (int i = 0; i < p.nseq; i++) {
             code_source src = {w->data + (size_t)seq[i].start * l->row_bytes + lead, l->row_bytes, (uint64_t)(c * s->bits),
@@ -127,11 +127,11 @@ lb_status lb_trellis_repack(const lb_tensor *w, void **out, size_t *bytes) {
     float *scale = (float *)(buf + p.scale_off);
     const int k = s->bits, n = s->state_bits / s->bits;
     for (int64_t r = 0; r < l->rows; r++) {
-        const uint8_t *bits = w->data + (size_t)r * l->row_bytes + 2 * (size_t)l->groups_per_row;
+        const uint8_t *bits = w->data + (size_t)r * l->row_bytes + (s->scale_bits ? 0 : 2 * (size_t)l->groups_per_row);
         uint8_t *dst = buf + p.code_off + (size_t)r * p.row_bytes;
         for (int i = 0; i < p.nseq; i++) {
             int64_t g = l->groups_per_row ? seq[i].start / l->group_len : 0, T = seq[i].stored;
-            scale[r * p.nseq + i] = lb_lead_scale(l, w->data, r, g) / LB_TRELLIS_1MAD_DIV;
+            scale[r * p.nseq + i] = lb_trellis_stored_scale(s, l, w->data, r, g) / LB_TRELLIS_1MAD_DIV;
             code_source src = {bits, 0, (uint64_t)(seq[i].start * k), k};
             write_stream(&src, T, seq[i].padded, n, dst + seq[i].off);
         }
