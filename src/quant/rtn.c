@@ -458,7 +458,8 @@ lb_status lb_rtn_quantize_weighted(const float *w, int64_t rows, int64_t cols, c
         return st;
     }
     if (grid == LB_GRID_LUT) { /* a free codebook per group: unweighted k-means places its levels */
-        if ((st = lb_lut_quantize(w, rows, cols, NULL, NULL, NULL, LB_KMEANS_ITERS, q)) != LB_OK) lb_qtensor_free(q);
+        st = lb_lut_quantize(w, rows, cols, NULL, NULL, NULL, LB_KMEANS_ITERS, LB_KMEANS_INIT_OPTIMAL, q);
+        if (st != LB_OK) lb_qtensor_free(q);
         return st;
     }
 
