@@ -81,36 +81,40 @@ static void test_monotone(void) {
     lb_rng_seed(&r, 41);
     static const int ns[] = {20, 300, 1000}, Ks[] = {2, 4, 8, 16};
     int cases = 0, long_runs = 0, steps = 0;
-    for (int init = 0; init < 2; init++)
-    for (int shape = 0; shape < 3; shape++)
-        for (int weighting = 0; weighting < 3; weighting++)
-            for (size_t a = 0; a < 3; a++)
-                for (size_t b = 0; b < 4; b++, cases++) {
-                    int n = ns[a], K = Ks[b];
-                    for (int i = 0; i < n; i++) {
-                        double z = lb_rng_normal(&r);
-                        x[i] = (float)(shape == 0 ? z : shape == 1 ? z * z * z : z + (i % 3 == 0 ? 6.0 : 0.0));
-                        /* unit, log-normal, and log-normal with a third at 0 */
-                        h[i] = weighting == 0 ? 1.0 : exp(lb_rng_normal(&r)) * (weighting == 2 && i % 3 == 1 ? 0 : 1);
+    for (int init = 0; init < 2; init++) {
+        for (int shape = 0; shape < 3; shape++)
+            for (int weighting = 0; weighting < 3; weighting++)
+                for (size_t a = 0; a < 3; a++)
+                    for (size_t b = 0; b < 4; b++, cases++) {
+                        int n = ns[a], K = Ks[b];
+                        for (int i = 0; i < n; i++) {
+                            double z = lb_rng_normal(&r);
+                            x[i] = (float)(shape == 0 ? z : shape == 1 ? z * z * z : z + (i % 3 == 0 ? 6.0 : 0.0));
+                            /* unit, log-normal, and log-normal with a third at 0 */
+                            double lognormal = exp(lb_rng_normal(&r));
+                            h[i] = weighting == 0 ? 1.0 : lognormal * (weighting == 2 && i % 3 == 1 ? 0 : 1);
+                        }
+                        double c[16];
+                        int start = init ? LB_KMEANS_INIT_OPTIMAL : LB_KMEANS_INIT_QUANTILE;
+                        double J = lb_kmeans_1d(x, h, n, K, 200, start, &wk, c, &tr);
+                        CHECK(tr.n >= 1 && tr.n <= 201);
+                        double lowest = tr.objective[0];
+                        for (int t = 1; t < tr.n; t++) {
+                            CHECK_MSG(tr.objective[t] <= tr.objective[t - 1],
+                                      "n %d K %d: step %d raised %.17g -> %.17g", n, K, t, tr.objective[t - 1],
+                                      tr.objective[t]);
+                            lowest = fmin(lowest, tr.objective[t]);
+                        }
+                        CHECK(J == lowest);
+                        for (int j = 1; j < K; j++) CHECK(c[j - 1] <= c[j]);
+                        CHECK_NEAR(objective_at(x, h, n, c, K), J, 1e-9 * (J + 1e-300));
+                        if (!init) long_runs += tr.n >= 5;
+                        /* Lloyd cannot improve an optimum: the first update changes nothing */
+                        if (init)
+                            CHECK_MSG(tr.n <= 2, "n %d K %d: Lloyd moved the optimum (%d steps)", n, K, tr.n);
+                        steps += tr.n - 1;
                     }
-                    double c[16];
-                    int start = init ? LB_KMEANS_INIT_OPTIMAL : LB_KMEANS_INIT_QUANTILE;
-                    double J = lb_kmeans_1d(x, h, n, K, 200, start, &wk, c, &tr);
-                    CHECK(tr.n >= 1 && tr.n <= 201);
-                    double lowest = tr.objective[0];
-                    for (int t = 1; t < tr.n; t++) {
-                        CHECK_MSG(tr.objective[t] <= tr.objective[t - 1], "n %d K %d: step %d raised %.17g -> %.17g",
-                                  n, K, t, tr.objective[t - 1], tr.objective[t]);
-                        lowest = fmin(lowest, tr.objective[t]);
-                    }
-                    CHECK(J == lowest);
-                    for (int j = 1; j < K; j++) CHECK(c[j - 1] <= c[j]);
-                    CHECK_NEAR(objective_at(x, h, n, c, K), J, 1e-9 * (J + 1e-300));
-                    if (!init) long_runs += tr.n >= 5;
-                    /* Lloyd cannot improve an optimum: the first update changes nothing */
-                    if (init) CHECK_MSG(tr.n <= 2, "n %d K %d: Lloyd moved the optimum (%d steps)", n, K, tr.n);
-                    steps += tr.n - 1;
-                }
+    }
     /* the check above must have seen real descents, not one-step runs */
     CHECK_MSG(long_runs > cases / 4, "only %d of %d runs took 4+ steps", long_runs, cases / 2);
     printf("k-means: %d runs, %d Lloyd steps, objective never rose\n", cases, steps);
@@ -192,8 +196,8 @@ static void test_brute_force(void) {
             }
             for (int j = 0; j < K; j++)
                 if (sh[j] > 0)
-                    CHECK_MSG(fabs(c[j] - shx[j] / sh[j]) <= 1e-12 * (fabs(c[j]) + 1e-6), "trial %d: center %d %g, mean %g",
-                              trial, j, c[j], shx[j] / sh[j]);
+                    CHECK_MSG(fabs(c[j] - shx[j] / sh[j]) <= 1e-12 * (fabs(c[j]) + 1e-6),
+                              "trial %d: center %d %g, mean %g", trial, j, c[j], shx[j] / sh[j]);
         }
     printf("k-means on %d tiny cases: optimal start always optimal; plain Lloyd optimal on %d\n", total, optimal);
 
@@ -267,7 +271,8 @@ static void test_fisher(void) {
     for (int row = 0; row < R; row++) { /* each row's worst-served weight under xtx */
         heavy[row] = 0;
         for (int c = 1; c < C; c++)
-            if (fabsf(w[row * C + c] - out_x[row * C + c]) > fabsf(w[row * C + heavy[row]] - out_x[row * C + heavy[row]]))
+            if (fabsf(w[row * C + c] - out_x[row * C + c]) >
+                fabsf(w[row * C + heavy[row]] - out_x[row * C + heavy[row]]))
                 heavy[row] = c;
         g[row * C + heavy[row]] = 1000.0f;
     }
