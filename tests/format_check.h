@@ -19,6 +19,13 @@ static int format_round_trip(const lb_qspec *s, int64_t rows, int64_t cols, lb_r
         q.scale[k] = (float)lb_rng_normal(r);
         q.offset[k] = (float)lb_rng_normal(r);
         q.zero[k] = (uint8_t)(lb_rng_u32(r) % (uint32_t)levels);
+        /* a per-group codebook (lut): random levels, ascending as the format demands */
+        for (int c = 0; q.lut && c < levels; c++) {
+            float v = (float)lb_rng_normal(r), *lv = q.lut + k * levels;
+            int j = c;
+            for (; j > 0 && lv[j - 1] > v; j--) lv[j] = lv[j - 1];
+            lv[j] = v;
+        }
     }
     if (lb_qtensor_store_scales(&q) != LB_OK) fails++;
     size_t total;
@@ -31,6 +38,7 @@ static int format_round_trip(const lb_qspec *s, int64_t rows, int64_t cols, lb_r
     for (int64_t k = 0; k < q.n_groups; k++) {
         if (q.scale[k] != back.scale[k] || q.offset[k] != back.offset[k]) fails++;
         if (s->family == LB_FAMILY_UNIFORM && s->zero == LB_ZERO_INT && q.zero[k] != back.zero[k]) fails++;
+        if (q.lut && memcmp(q.lut + k * levels, back.lut + k * levels, (size_t)levels * sizeof(float))) fails++;
     }
     if (lb_qtensor_encode(&back, bytes2) != LB_OK || memcmp(bytes, bytes2, total)) fails++;
     lb_tensor t = {.spec = *s, .rows = rows, .cols = cols, .data = bytes, .nbytes = total};

@@ -199,6 +199,47 @@ static int known_answer_awq(void) { return known_answer_scaling("awq"); }
 static int known_answer_awq_gptq(void) { return known_answer_scaling("awq+gptq"); }
 static int known_answer_smoothquant(void) { return known_answer_scaling("smoothquant"); }
 
+/* squeezellm: weights taking exactly 8 distinct values per row come back
+ * exactly in lut3:row (the levels are those values); with equal diag(H)
+ * every sensitivity is equal, which is rtn's unweighted k-means, byte for
+ * byte; and 4, 6, 8, 9, 13 in lut1 get the optimal two levels by hand:
+ * {4, 6, 8, 9} | {13}, means 6.75 and 13 (objective 14.75; every other
+ * split of the sorted values costs more, e.g. {4, 6} | {8, 9, 13}: 16). */
+static int known_answer_squeezellm(void) {
+    enum { R = 2, C = 32 };
+    float w[R * C], out[R * C];
+    double xtx[C * C] = {0};
+    for (int c = 0; c < C; c++) xtx[c * C + c] = 1.0 + c % 5;
+    for (int i = 0; i < R * C; i++) w[i] = -1.0f + 0.25f * (float)((i * 7) % 8) + (i >= C ? 0.125f : 0.0f);
+    lb_layer_stats st = {.n_samples = 8, .rows = R, .cols = C, .xtx = xtx};
+    const lb_method *sq = lb_method_find("squeezellm"), *rtn = lb_method_find("rtn");
+    int fails = lb_test_failures;
+    lb_qspec s = lb_test_spec("lut3:row");
+    lb_tensor a, b;
+    CHECK_OK(lb_quantize_tensor(sq, NULL, &st, w, R, C, &s, "w", &a));
+    CHECK_OK(lb_dequantize(&a, out));
+    for (int i = 0; i < R * C; i++) CHECK_MSG(out[i] == w[i], "squeezellm weight %d: %g, want %g", i, out[i], w[i]);
+    lb_tensor_free(&a);
+    lb_rng r;
+    lb_rng_seed(&r, 13);
+    for (int i = 0; i < R * C; i++) w[i] = (float)lb_rng_normal(&r);
+    for (int c = 0; c < C; c++) xtx[c * C + c] = 2.5;
+    CHECK_OK(lb_quantize_tensor(sq, NULL, &st, w, R, C, &s, "w", &a));
+    CHECK_OK(lb_quantize_tensor(rtn, NULL, NULL, w, R, C, &s, "w", &b));
+    CHECK(a.nbytes == b.nbytes && !memcmp(a.data, b.data, a.nbytes));
+    lb_tensor_free(&a);
+    lb_tensor_free(&b);
+    const float v[5] = {4, 6, 8, 9, 13}, want[5] = {6.75f, 6.75f, 6.75f, 6.75f, 13};
+    lb_layer_stats st5 = {.n_samples = 8, .rows = 1, .cols = 5, .xtx = xtx}; /* diag 2.5: xtx[c * 5 + c] */
+    for (int c = 0; c < 5; c++) xtx[c * 5 + c] = 2.5;
+    s = lb_test_spec("lut1:row");
+    CHECK_OK(lb_quantize_tensor(sq, NULL, &st5, v, 1, 5, &s, "w", &a));
+    CHECK_OK(lb_dequantize(&a, out));
+    for (int i = 0; i < 5; i++) CHECK_MSG(out[i] == want[i], "squeezellm lut1 weight %d: %g, want %g", i, out[i], want[i]);
+    lb_tensor_free(&a);
+    return lb_test_failures == fails;
+}
+
 static const struct {
     const char *name;
     int (*run)(void);
@@ -209,7 +250,8 @@ static const struct {
                      {"gptaq", known_answer_gptaq},
                      {"awq", known_answer_awq},
                      {"awq+gptq", known_answer_awq_gptq},
-                     {"smoothquant", known_answer_smoothquant}};
+                     {"smoothquant", known_answer_smoothquant},
+                     {"squeezellm", known_answer_squeezellm}};
 
 static void test_every_row(void) {
     CHECK(lb_method_count() >= 2);

@@ -50,6 +50,7 @@ static void test_round_trips(void) {
         {"binary:row", 0, -1},           {"binary:tensor", 1, -1},          {"ternary:g32:2bit", 0, -1},
         {"ternary:row:1.6bit", 0, -1},   {"pow2:4:g64", 0, -1},             {"pow2:3:row", 1, -1},
         {"trellis2:L6:row:s6", 0, -1},   {"trellis3:L6:g32:down", 0, -1},
+        {"lut3:row", 0, -1},             {"lut2:g32", 1, -1},               {"lut4:tensor", 0, -1},
     };
     int tok[64];
     size_t n;
@@ -199,6 +200,50 @@ static void expect_bad(const char *what, const char *drop_key, const char *drop_
     remove(path2);
 }
 
+/* A lut file whose codebook was damaged on disk (a NaN level, levels out of
+ * order): loading refuses it, naming the tensor. */
+static void test_bad_lut_levels(void) {
+    lb_model *m = load_fp32();
+    quantize_linears(m, "lut2:g32", 0);
+    char path[256];
+    snprintf(path, sizeof path, "%s/lut.gguf", dir);
+    CHECK_OK(lb_model_save_gguf(m, path));
+    char *buf;
+    size_t size;
+    CHECK_OK(lb_read_file(path, &buf, &size));
+    lb_gguf *g;
+    CHECK_OK(lb_gguf_parse((const uint8_t *)buf, size, &g));
+    const lb_gguf_tensor *t = lb_gguf_find_tensor(g, "blk.1.ffn_up.weight");
+    CHECK(t != NULL);
+    if (t) {
+        /* ffn_up is 172 x 64: two groups of 32 per row, each 8 bytes of levels + 8 of codes;
+         * level 0 of row 3, group 1 */
+        size_t row_bytes = 2 * 16, at = (size_t)((const char *)t->data - buf) + 3 * row_bytes + 16;
+        const uint16_t bad[2] = {0x7e00, 0x7bff}; /* NaN; 65504, above level 1 */
+        const char *needle[2] = {"row 3, group 1, level 0 is nan", "row 3, group 1, level 1"};
+        for (int k = 0; k < 2; k++) {
+            char save[2] = {buf[at], buf[at + 1]};
+            buf[at] = (char)(bad[k] & 0xff);
+            buf[at + 1] = (char)(bad[k] >> 8);
+            lb_model *back = NULL;
+            lb_status st = lb_model_from_gguf((const uint8_t *)buf, size, &back);
+            CHECK_MSG(st == LB_ERR_FORMAT && strstr(lb_last_error(), needle[k]) &&
+                          strstr(lb_last_error(), "blk.1.ffn_up.weight"),
+                      "damaged level %d: status %d, '%s'", k, (int)st, lb_last_error());
+            lb_model_free(back);
+            buf[at] = save[0];
+            buf[at + 1] = save[1];
+        }
+        lb_model *back = NULL;
+        CHECK_OK(lb_model_from_gguf((const uint8_t *)buf, size, &back)); /* restored: loads */
+        lb_model_free(back);
+    }
+    lb_gguf_free(g);
+    lb_free(buf);
+    lb_model_free(m);
+    remove(path);
+}
+
 static void test_bad_files(void) {
     expect_bad("missing tensor", NULL, "blk.2.ffn_up.weight", NULL, NULL, LB_ERR_FORMAT, "'blk.2.ffn_up.weight' is missing");
     expect_bad("architecture", NULL, NULL, "general.architecture", "gpt2", LB_ERR_UNSUPPORTED, "'gpt2' is not supported");
@@ -228,6 +273,7 @@ static void test_bad_files(void) {
     lb_free(buf);
     lb_model_free(m);
     remove(path);
+    test_bad_lut_levels();
 }
 
 int main(void) {

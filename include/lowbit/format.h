@@ -44,7 +44,8 @@ typedef enum {
     LB_GRID_ABSMAX,  /* a codebook in [-1, 1] times the group's clipped absmax (e.g. nf4) */
     LB_GRID_SIGN,    /* +-alpha, alpha = mean|w| (binary) */
     LB_GRID_TERNARY, /* {-1, 0, +1} alpha by the method's ternary rule */
-    LB_GRID_TRELLIS  /* a trellis code: no per-weight grid; the encoder searches whole sequences */
+    LB_GRID_TRELLIS, /* a trellis code: no per-weight grid; the encoder searches whole sequences */
+    LB_GRID_LUT      /* a free codebook per group (lut<b>): its levels placed by 1-D k-means */
 } lb_grid_kind;
 
 typedef enum {
@@ -170,6 +171,8 @@ LB_API void lb_tensor_free(lb_tensor *t);
  *   trellis:      scale[k] * table[state], the state made of q and the
  *                 codes before it in its sequence, along the row or (down)
  *                 the column (src/formats/trellis.c)
+ *   lut:          lut[k * 2^b + q], group k's own codebook (scale and
+ *                 offset unused, 0; src/formats/lut.c)
  * Rows are padded to cols_padded; padding codes are stored (and counted). */
 typedef struct {
     lb_qspec spec;
@@ -192,6 +195,10 @@ typedef struct {
     int64_t n_super;     /* super-groups: ceil(rows / spec.super_rows) */
     uint8_t *scale_code; /* n_groups, k-bit (sym: two's complement bits) */
     uint8_t *min_code;   /* n_groups (asym) */
+    /* lut formats: each group's codebook, n_groups x 2^bits fp16 values,
+     * finite and non-decreasing within a group once
+     * lb_qtensor_store_scales ran; else NULL */
+    float *lut;
 } lb_qtensor;
 
 LB_API void lb_qtensor_free(lb_qtensor *q);
@@ -201,8 +208,8 @@ LB_API lb_status lb_qtensor_init(lb_qtensor *q, const lb_qspec *spec, int64_t ro
 static inline int64_t lb_qtensor_group(const lb_qtensor *q, int64_t row, int64_t col) {
     return q->groups_per_row ? row * q->groups_per_row + col / q->group_len : 0;
 }
-/* Replaces scale/offset by the values the format actually stores (fp16
- * rounding, or nf4 double quantization). Methods call it before choosing
+/* Replaces scale/offset (lut: the levels) by the values the format actually
+ * stores (fp16 rounding, or nf4 double quantization). Methods call it before choosing
  * codes, so codes are chosen against the real grid. */
 LB_API lb_status lb_qtensor_store_scales(lb_qtensor *q);
 /* Number of codes, and the value of a code with scale 1 and zero offset
@@ -217,11 +224,12 @@ LB_API int lb_uniform_nearest_code(const lb_qspec *spec, float d, float m, int z
  * that weight's group. */
 LB_API float lb_qtensor_value(const lb_qtensor *q, int64_t row, int64_t col);
 LB_API int lb_qtensor_nearest_code(const lb_qtensor *q, int64_t group, float w);
-/* Packs into out (lb_format_size bytes). Fails on out-of-range codes or
- * non-finite scales. */
+/* Packs into out (lb_format_size bytes). Fails on out-of-range codes,
+ * non-finite scales or lut levels that are not finite and ascending. */
 LB_API lb_status lb_qtensor_encode(const lb_qtensor *q, uint8_t *out);
 /* Unpacks packed bytes (the inverse of encode; q must be lb_qtensor_init'ed
- * with the same spec and shape). */
+ * with the same spec and shape). Bytes the family defines as corrupt (lut
+ * levels not finite and ascending) fail with LB_ERR_FORMAT. */
 LB_API lb_status lb_qtensor_decode(lb_qtensor *q, const uint8_t *data, size_t nbytes);
 
 /* Hierarchical scales (uniform, spec.scale_bits = k > 0). Integer range of a

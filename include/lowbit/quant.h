@@ -2,10 +2,11 @@
  * a quantized tensor. They know nothing about files or models. Each method
  * is a row of the method table (lb_method, below); lb_quantize_tensor runs
  * any row. The rows: rtn (this paragraph), twn (src/quant/twn.c), hqq
- * (src/quant/hqq.c), gptq (src/quant/gptq.c, needs X^T X), and the
+ * (src/quant/hqq.c), gptq (src/quant/gptq.c, needs X^T X), the
  * input-scaling rows awq, awq+gptq (src/quant/awq.c) and smoothquant
  * (src/quant/smoothquant.c), which rescale input channels before quantizing
- * (lb_scale_group, below).
+ * (lb_scale_group, below), and squeezellm (src/quant/squeezellm.c:
+ * sensitivity-weighted k-means into lut<b> codebooks).
  *
  * Round-to-nearest (RTN) is the data-free baseline every other method is
  * measured against: per group, pick the grid (scale, zero) from the weights

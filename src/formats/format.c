@@ -21,6 +21,7 @@
     X(lb_ternary_family)      \
     X(lb_pow2_family)         \
     X(lb_trellis_family)      \
+    X(lb_lut_family)          \
     /* end of the table */
 
 #define LB_DECLARE_FAMILY(row) extern const lb_format_family row;
@@ -285,6 +286,9 @@ lb_status lb_tensor_resolve(lb_tensor *t) {
     if (t->nbytes != t->layout.total_bytes)
         return lb_fail(LB_ERR_FORMAT, "tensor '%s' has %zu bytes, its shape %lld x %lld needs %zu", t->name, t->nbytes,
                        (long long)t->rows, (long long)t->cols, t->layout.total_bytes);
+    const lb_format_family *f = t->spec.family;
+    if (f->check_bytes && t->data && (st = f->check_bytes(&t->spec, &t->layout, t->data)) != LB_OK)
+        return lb_fail_context(st, "tensor '%s'", t->name);
     return LB_OK;
 }
 
@@ -365,6 +369,7 @@ void lb_qtensor_free(lb_qtensor *q) {
     lb_free(q->super_min);
     lb_free(q->scale_code);
     lb_free(q->min_code);
+    lb_free(q->lut);
     memset(q, 0, sizeof *q);
 }
 
@@ -434,6 +439,13 @@ lb_status lb_qtensor_encode(const lb_qtensor *q, uint8_t *out) {
         if (q->zero[k] >= levels)
             return lb_fail(LB_ERR_INVALID, "zero point %d of group %lld is out of range", q->zero[k],
                            (long long)k);
+        /* per-group codebooks (lut): what check_bytes will demand of the bytes */
+        for (int c = 0; q->lut && c < levels; c++) {
+            float v = q->lut[k * levels + c];
+            if (!isfinite(v) || (c && v < q->lut[k * levels + c - 1]))
+                return lb_fail(LB_ERR_INVALID, "group %lld: level %d (%g) is %s", (long long)k, c, (double)v,
+                               isfinite(v) ? "below the level before it (levels ascend)" : "not finite");
+        }
     }
     memset(out, 0, l.total_bytes);
     for (int64_t r = 0; r < q->rows; r++) f->encode_row(q, r, out + (size_t)r * l.row_bytes);
@@ -448,6 +460,7 @@ lb_status lb_qtensor_decode(lb_qtensor *q, const uint8_t *data, size_t nbytes) {
     if (nbytes != l.total_bytes)
         return lb_fail(LB_ERR_FORMAT, "packed tensor has %zu bytes, the format needs %zu", nbytes, l.total_bytes);
     const lb_format_family *f = q->spec.family;
+    if (f->check_bytes && (st = f->check_bytes(&q->spec, &l, data)) != LB_OK) return st;
     if (f->decode_tail) f->decode_tail(q, data + (size_t)q->rows * l.row_bytes);
     for (int64_t r = 0; r < q->rows; r++) f->decode_row(q, r, data + (size_t)r * l.row_bytes);
     return LB_OK;

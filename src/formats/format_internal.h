@@ -33,7 +33,11 @@
  * store_scales rounds scales to what is stored (NULL: fp16).
  * encode_row/decode_row/encode_tail/decode_tail move between packed bytes and
  * lb_qtensor; dequantize_row is the reference meaning of the bytes (every
- * family, float ones included).
+ * family, float ones included). check_bytes (NULL: any bytes of the right
+ * size are valid) rejects stored data the family defines as corrupt (lut:
+ * levels that are not finite and ascending) with LB_ERR_FORMAT; it runs
+ * whenever a tensor gets its bytes (lb_tensor_resolve, so at every load)
+ * and before lb_qtensor_decode.
  *
  * ggml: ggml_type() is the ggml type id whose layout these bytes are (or -1);
  * from_ggml() writes the spec for a ggml id and returns 1 if it has one.
@@ -65,6 +69,7 @@ struct lb_format_family {
     void (*decode_row)(lb_qtensor *q, int64_t row, const uint8_t *src);
     void (*encode_tail)(const lb_qtensor *q, uint8_t *dst); /* NULL when no tail */
     void (*decode_tail)(lb_qtensor *q, const uint8_t *src);
+    lb_status (*check_bytes)(const lb_qspec *s, const lb_layout *l, const uint8_t *data);
     void (*dequantize_row)(const lb_qspec *s, const lb_layout *l, const uint8_t *data, int64_t row,
                            float *out);
 

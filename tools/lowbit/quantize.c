@@ -28,6 +28,9 @@ static const char *quantize_help_head =
     "                     trellis<k>[:L<L>][:g<G>|:row|:tensor][:down]  QTIP bitshift trellis, k = 1..4 bits per\n"
     "                                                              weight, L-bit state (default 12), Viterbi-encoded;\n"
     "                                                              down: sequences run down the columns (for gptq)\n"
+    "                     lut<b>[:row|:g<G>|:tensor]               b = 1..4 bits: a free codebook of 2^b fp16 levels\n"
+    "                                                              per group (default row), placed by k-means (rtn) or\n"
+    "                                                              sensitivity-weighted k-means (--method squeezellm)\n"
     "                     f32, f16, bf16; ggml names q8_0, q4_0, q4_1\n"
     "                     (see docs/FORMATS.md for layouts and bits per weight)\n"
     "  --method NAME      how weights become codes (default rtn); the methods and their options:\n";
