@@ -44,7 +44,8 @@ typedef enum {
     LB_GRID_ABSMAX,  /* a codebook in [-1, 1] times the group's clipped absmax (e.g. nf4) */
     LB_GRID_SIGN,    /* +-alpha, alpha = mean|w| (binary) */
     LB_GRID_TERNARY, /* {-1, 0, +1} alpha by the method's ternary rule */
-    LB_GRID_TRELLIS  /* a trellis code: no per-weight grid; the encoder searches whole sequences */
+    LB_GRID_TRELLIS, /* a trellis code: no per-weight grid; the encoder searches whole sequences */
+    LB_GRID_ONEBIT   /* h_row sign(w) g_col: signs and two value vectors, fitted together (onebit: SVID) */
 } lb_grid_kind;
 
 typedef enum {
@@ -170,6 +171,8 @@ LB_API void lb_tensor_free(lb_tensor *t);
  *   trellis:      scale[k] * table[state], the state made of q and the
  *                 codes before it in its sequence, along the row or (down)
  *                 the column (src/formats/trellis.c)
+ *   onebit:       (q ? scale[row] : -scale[row]) * col_scale[col]
+ *                 (OneBit's diag(h) sign(W) diag(g); src/formats/onebit.c)
  * Rows are padded to cols_padded; padding codes are stored (and counted). */
 typedef struct {
     lb_qspec spec;
@@ -192,6 +195,10 @@ typedef struct {
     int64_t n_super;     /* super-groups: ceil(rows / spec.super_rows) */
     uint8_t *scale_code; /* n_groups, k-bit (sym: two's complement bits) */
     uint8_t *min_code;   /* n_groups (asym) */
+    /* a value per input column multiplying every weight of that column
+     * (onebit's g), else NULL: cols entries, fp16 values once stored;
+     * lb_qtensor_value reads padding columns (col >= cols) as 0 */
+    float *col_scale;
 } lb_qtensor;
 
 LB_API void lb_qtensor_free(lb_qtensor *q);
