@@ -20,6 +20,7 @@ static int format_round_trip(const lb_qspec *s, int64_t rows, int64_t cols, lb_r
         q.offset[k] = (float)lb_rng_normal(r);
         q.zero[k] = (uint8_t)(lb_rng_u32(r) % (uint32_t)levels);
     }
+    for (int64_t c = 0; q.col_scale && c < cols; c++) q.col_scale[c] = (float)lb_rng_normal(r); /* onebit's g */
     if (lb_qtensor_store_scales(&q) != LB_OK) fails++;
     size_t total;
     lb_format_size(s, rows, cols, NULL, NULL, &total);
@@ -32,6 +33,8 @@ static int format_round_trip(const lb_qspec *s, int64_t rows, int64_t cols, lb_r
         if (q.scale[k] != back.scale[k] || q.offset[k] != back.offset[k]) fails++;
         if (s->family == LB_FAMILY_UNIFORM && s->zero == LB_ZERO_INT && q.zero[k] != back.zero[k]) fails++;
     }
+    for (int64_t c = 0; q.col_scale && c < cols; c++)
+        if (!back.col_scale || q.col_scale[c] != back.col_scale[c]) fails++;
     if (lb_qtensor_encode(&back, bytes2) != LB_OK || memcmp(bytes, bytes2, total)) fails++;
     lb_tensor t = {.spec = *s, .rows = rows, .cols = cols, .data = bytes, .nbytes = total};
     if (lb_tensor_resolve(&t) != LB_OK) fails++;
