@@ -28,6 +28,8 @@ static const char *quantize_help_head =
     "                     trellis<k>[:L<L>][:g<G>|:row|:tensor][:down]  QTIP bitshift trellis, k = 1..4 bits per\n"
     "                                                              weight, L-bit state (default 12), Viterbi-encoded;\n"
     "                                                              down: sequences run down the columns (for gptq)\n"
+    "                     onebit                                   OneBit: h_row x sign(w) x g_col, fp16 h and g (rtn: SVID;\n"
+    "                                                              --method onebit: least squares on calibration data)\n"
     "                     f32, f16, bf16; ggml names q8_0, q4_0, q4_1\n"
     "                     (see docs/FORMATS.md for layouts and bits per weight)\n"
     "  --method NAME      how weights become codes (default rtn); the methods and their options:\n";
