@@ -27,6 +27,7 @@ static int format_round_trip(const lb_qspec *s, int64_t rows, int64_t cols, lb_r
             lv[j] = v;
         }
     }
+    for (int64_t c = 0; q.col_scale && c < cols; c++) q.col_scale[c] = (float)lb_rng_normal(r); /* onebit's g */
     if (lb_qtensor_store_scales(&q) != LB_OK) fails++;
     size_t total;
     lb_format_size(s, rows, cols, NULL, NULL, &total);
@@ -40,6 +41,8 @@ static int format_round_trip(const lb_qspec *s, int64_t rows, int64_t cols, lb_r
         if (s->family == LB_FAMILY_UNIFORM && s->zero == LB_ZERO_INT && q.zero[k] != back.zero[k]) fails++;
         if (q.lut && memcmp(q.lut + k * levels, back.lut + k * levels, (size_t)levels * sizeof(float))) fails++;
     }
+    for (int64_t c = 0; q.col_scale && c < cols; c++)
+        if (!back.col_scale || q.col_scale[c] != back.col_scale[c]) fails++;
     if (lb_qtensor_encode(&back, bytes2) != LB_OK || memcmp(bytes, bytes2, total)) fails++;
     lb_tensor t = {.spec = *s, .rows = rows, .cols = cols, .data = bytes, .nbytes = total};
     if (lb_tensor_resolve(&t) != LB_OK) fails++;

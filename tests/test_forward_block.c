@@ -258,6 +258,15 @@ static void test_slots_round_trip(lb_model *m) {
     CHECK_OK(lb_linear_set_bias(L, bias));
     CHECK_OK(lb_linear_set_outliers(L, 3, rp, ci, vals));
     CHECK_OK(lb_linear_set_adapter(L, 2, a, b, 0.5f));
+    /* an adapter whose values are all exact in fp16 (onebit lowrank=r's) is
+     * stored as f16: 2 bytes a value, plus the f32 alpha */
+    lb_linear *L16 = &m->layers[0].linear[LB_W1]; /* (172, 64) */
+    float a16[3 * 64], b16[172 * 3];
+    for (int j = 0; j < 3 * 64; j++) a16[j] = 0.125f * (float)(j % 7 - 3);
+    for (int j = 0; j < 172 * 3; j++) b16[j] = 0.25f * (float)(j % 3) - 0.0625f;
+    size_t before16 = lb_linear_slot_bytes(L16);
+    CHECK_OK(lb_linear_set_adapter(L16, 3, a16, b16, 1.0f));
+    CHECK(lb_linear_slot_bytes(L16) == before16 + 3 * (172 + 64) * 2 + 4);
     float *want = forward_logits(m, CHUNK);
 
     char dir[] = "/tmp/lb_block_XXXXXX", path[256];
@@ -283,6 +292,9 @@ static void test_slots_round_trip(lb_model *m) {
               memcmp(y->outliers.col_idx, ci, sizeof ci) == 0 && memcmp(y->outliers.values, vals, sizeof vals) == 0);
         CHECK(y->adapter.rank == 2 && y->adapter.alpha == 0.5f && memcmp(y->adapter.a, a, sizeof a) == 0 &&
               memcmp(y->adapter.b, b, sizeof b) == 0);
+        const lb_linear *y16 = &back->layers[0].linear[LB_W1];
+        CHECK(y16->adapter.rank == 3 && y16->adapter.alpha == 1.0f && memcmp(y16->adapter.a, a16, sizeof a16) == 0 &&
+              memcmp(y16->adapter.b, b16, sizeof b16) == 0);
         float *got = forward_logits(back, CHUNK);
         CHECK_MSG(memcmp(got, want, (size_t)N * c->vocab_size * 4) == 0, "logits change through a GGUF round trip");
         lb_free(got);

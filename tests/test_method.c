@@ -240,10 +240,40 @@ static int known_answer_squeezellm(void) {
     return lb_test_failures == fails;
 }
 
+/* onebit: W = diag(h) S diag(g) with fp16 h, g > 0 comes back exactly
+ * (SVID finds it, least squares cannot improve on zero error), under a
+ * non-diagonal H; without BLAS the row says so. (The descent and low-rank
+ * cases: tests/test_onebit.c.) */
+static int known_answer_onebit(void) {
+    enum { R = 4, C = 24 };
+    float w[R * C], out[R * C], h[R] = {0.5f, 1.25f, 0.09375f, 2.0f};
+    double xtx[C * C];
+    for (int i = 0; i < C; i++)
+        for (int j = 0; j < C; j++) xtx[i * C + j] = i == j ? 2.0 + i % 3 : 0.5 / (1 + abs(i - j));
+    for (int i = 0; i < R; i++)
+        for (int j = 0; j < C; j++) w[i * C + j] = ((i * 7 + j * 3) % 5 < 2 ? -h[i] : h[i]) * (0.25f + 0.125f * (float)(j % 6));
+    lb_layer_stats st = {.n_samples = 8, .rows = R, .cols = C, .xtx = xtx};
+    const lb_method *m = lb_method_find("onebit");
+    lb_qspec s = lb_test_spec("onebit");
+    lb_tensor t;
+    int fails = lb_test_failures;
+#ifndef LB_HAVE_BLAS
+    CHECK_FAILS(lb_quantize_tensor(m, NULL, &st, w, R, C, &s, "w", &t), LB_ERR_UNSUPPORTED, "OpenBLAS");
+    (void)out;
+    return lb_test_failures == fails;
+#endif
+    CHECK_OK(lb_quantize_tensor(m, NULL, &st, w, R, C, &s, "w", &t));
+    CHECK_OK(lb_dequantize(&t, out));
+    for (int i = 0; i < R * C; i++) CHECK_MSG(out[i] == w[i], "onebit weight %d: %g, want %g", i, out[i], w[i]);
+    lb_tensor_free(&t);
+    return lb_test_failures == fails;
+}
+
 static const struct {
     const char *name;
     int (*run)(void);
-} known_answers[] = {{"rtn", known_answer_rtn},
+} known_answers[] = {{"onebit", known_answer_onebit},
+                     {"rtn", known_answer_rtn},
                      {"twn", known_answer_twn},
                      {"hqq", known_answer_hqq},
                      {"gptq", known_answer_gptq},

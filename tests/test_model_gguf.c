@@ -51,6 +51,7 @@ static void test_round_trips(void) {
         {"ternary:row:1.6bit", 0, -1},   {"pow2:4:g64", 0, -1},             {"pow2:3:row", 1, -1},
         {"trellis2:L6:row:s6", 0, -1},   {"trellis3:L6:g32:down", 0, -1},
         {"lut3:row", 0, -1},             {"lut2:g32", 1, -1},               {"lut4:tensor", 0, -1},
+        {"onebit", 0, -1},
     };
     int tok[64];
     size_t n;

@@ -45,7 +45,8 @@ typedef enum {
     LB_GRID_SIGN,    /* +-alpha, alpha = mean|w| (binary) */
     LB_GRID_TERNARY, /* {-1, 0, +1} alpha by the method's ternary rule */
     LB_GRID_TRELLIS, /* a trellis code: no per-weight grid; the encoder searches whole sequences */
-    LB_GRID_LUT      /* a free codebook per group (lut<b>): its levels placed by 1-D k-means */
+    LB_GRID_LUT,     /* a free codebook per group (lut<b>): its levels placed by 1-D k-means */
+    LB_GRID_ONEBIT   /* h_row sign(w) g_col: signs and two value vectors, fitted together (onebit: SVID) */
 } lb_grid_kind;
 
 typedef enum {
@@ -173,6 +174,8 @@ LB_API void lb_tensor_free(lb_tensor *t);
  *                 the column (src/formats/trellis.c)
  *   lut:          lut[k * 2^b + q], group k's own codebook (scale and
  *                 offset unused, 0; src/formats/lut.c)
+ *   onebit:       (q ? scale[row] : -scale[row]) * col_scale[col]
+ *                 (OneBit's diag(h) sign(W) diag(g); src/formats/onebit.c)
  * Rows are padded to cols_padded; padding codes are stored (and counted). */
 typedef struct {
     lb_qspec spec;
@@ -199,6 +202,10 @@ typedef struct {
      * finite and non-decreasing within a group once
      * lb_qtensor_store_scales ran; else NULL */
     float *lut;
+    /* a value per input column multiplying every weight of that column
+     * (onebit's g), else NULL: cols entries, fp16 values once stored;
+     * lb_qtensor_value reads padding columns (col >= cols) as 0 */
+    float *col_scale;
 } lb_qtensor;
 
 LB_API void lb_qtensor_free(lb_qtensor *q);

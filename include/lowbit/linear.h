@@ -212,7 +212,7 @@ LB_API int lb_linear_has_slots(const lb_linear *L);
 LB_API size_t lb_linear_slot_bytes(const lb_linear *L);
 
 #ifdef LB_ADVANCED_API /* for extending lowbit (methods, formats, tools); not a stable API */
-/* How a linear's bias and outliers are stored (src/model/model_gguf.c):
+/* How a linear's bias, outliers and adapter are stored (src/model/model_gguf.c):
  * the smallest form that holds them exactly. */
 typedef struct {
     int bias_bytes;  /* per bias value: 2 (fp16: every value exact in fp16) or 4 (f32) */
@@ -221,6 +221,7 @@ typedef struct {
     int count_bytes; /* pos16 = 0: per-row counts of 1 (u8, every row <= 255) or 2 (u16) bytes, or 4: an
                       * i32 row_ptr of rows + 1 entries */
     int col_bytes;   /* pos16 = 0: per outlier column 2 (u16, cols <= 65536) or 4 (i32) bytes */
+    int adapter_bytes; /* per adapter value (A and B): 2 (f16: every value exact) or 4 (f32) */
 } lb_slot_layout;
 LB_API void lb_linear_slot_layout(const lb_linear *L, lb_slot_layout *out);
 #endif

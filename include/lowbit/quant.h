@@ -161,6 +161,11 @@ typedef struct {
      * have (its updated weight); other rows ignore both. */
     const uint8_t *keep;
     float *kept;
+    /* Set by lb_quantize_tensor_ex for a call without outliers or bias
+     * correction (NULL otherwise): a row that produces a part for a linear
+     * slot besides the weight writes it here (onebit lowrank=r: the
+     * adapter); such a row fails when it is NULL. */
+    struct lb_quant_extras *extras;
 } lb_method_opts;
 
 /* ---- input scaling (AWQ, SmoothQuant) -------------------------------------
@@ -267,9 +272,10 @@ LB_API lb_status lb_quantize_tensor(const lb_method *m, const lb_method_opts *op
 /* ---- dense-and-sparse and bias correction -----------------------------------
  * What a call produces besides the packed tensor, for the linear's slots
  * (lowbit/linear.h): a sparse part S in CSR, added to the dequantized
- * weight, and a bias change, added to the output. src/quant/outliers.c and
+ * weight, a bias change, added to the output, rotation signs, and a
+ * low-rank adapter (a method's own part: onebit lowrank=r). src/quant/outliers.c and
  * src/quant/bias_correct.c say how they are chosen. */
-typedef struct {
+typedef struct lb_quant_extras {
     int64_t rows, cols;
     int64_t nnz;       /* 0: no sparse part */
     int32_t *row_ptr;  /* (rows + 1) */
@@ -281,6 +287,13 @@ typedef struct {
      * slots), or NULL; the sparse part lives in the rotated basis, the bias
      * in the original one */
     float *in_signs, *out_signs;
+    /* a low-rank term for the linear's adapter slot (onebit lowrank=r), in
+     * the basis of the stored weight like the sparse part: the effective
+     * weight is dequantized + alpha B A; A (adapter_rank x cols), B (rows x
+     * adapter_rank), fp16 values; 0 / NULL when none */
+    int adapter_rank;
+    float *adapter_a, *adapter_b;
+    float adapter_alpha;
 } lb_quant_extras;
 
 LB_API void lb_quant_extras_free(lb_quant_extras *x); /* leaves it zeroed; NULL is fine */

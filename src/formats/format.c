@@ -22,6 +22,7 @@
     X(lb_pow2_family)         \
     X(lb_trellis_family)      \
     X(lb_lut_family)          \
+    X(lb_onebit_family)       \
     /* end of the table */
 
 #define LB_DECLARE_FAMILY(row) extern const lb_format_family row;
@@ -370,6 +371,7 @@ void lb_qtensor_free(lb_qtensor *q) {
     lb_free(q->scale_code);
     lb_free(q->min_code);
     lb_free(q->lut);
+    lb_free(q->col_scale);
     memset(q, 0, sizeof *q);
 }
 
@@ -401,8 +403,18 @@ float lb_qtensor_value(const lb_qtensor *q, int64_t row, int64_t col) {
     int64_t k = lb_qtensor_group(q, row, col);
     int code = q->codes[row * q->cols_padded + col];
     const lb_format_family *f = q->spec.family;
-    if (f->code_value) return f->code_value(q, k, code);
-    return q->scale[k] * f->level(&q->spec, code);
+    float v = f->code_value ? f->code_value(q, k, code) : q->scale[k] * f->level(&q->spec, code);
+    if (q->col_scale) v *= col < q->cols ? q->col_scale[col] : 0.0f;
+    return v;
+}
+
+/* the per-column values, stored or decoded, must be numbers */
+static lb_status check_col_scale(const lb_qtensor *q, const char *what) {
+    for (int64_t c = 0; q->col_scale && c < q->cols; c++)
+        if (!isfinite(q->col_scale[c]))
+            return lb_fail(LB_ERR_NUMERIC, "%s: the value of column %lld is %s", what, (long long)c,
+                           isnan(q->col_scale[c]) ? "NaN" : "infinite");
+    return LB_OK;
 }
 
 int lb_qtensor_nearest_code(const lb_qtensor *q, int64_t group, float w) {
@@ -447,6 +459,7 @@ lb_status lb_qtensor_encode(const lb_qtensor *q, uint8_t *out) {
                                isfinite(v) ? "below the level before it (levels ascend)" : "not finite");
         }
     }
+    if ((st = check_col_scale(q, "encoding")) != LB_OK) return st;
     memset(out, 0, l.total_bytes);
     for (int64_t r = 0; r < q->rows; r++) f->encode_row(q, r, out + (size_t)r * l.row_bytes);
     if (f->encode_tail) f->encode_tail(q, out + (size_t)q->rows * l.row_bytes);
@@ -463,5 +476,5 @@ lb_status lb_qtensor_decode(lb_qtensor *q, const uint8_t *data, size_t nbytes) {
     if (f->check_bytes && (st = f->check_bytes(&q->spec, &l, data)) != LB_OK) return st;
     if (f->decode_tail) f->decode_tail(q, data + (size_t)q->rows * l.row_bytes);
     for (int64_t r = 0; r < q->rows; r++) f->decode_row(q, r, data + (size_t)r * l.row_bytes);
-    return LB_OK;
+    return check_col_scale(q, "decoding");
 }

@@ -127,6 +127,8 @@ void lb_linear_slot_layout(const lb_linear *L, lb_slot_layout *out) {
         if (o->row_ptr[r + 1] - o->row_ptr[r] > most) most = o->row_ptr[r + 1] - o->row_ptr[r];
     out->count_bytes = most <= 255 ? 1 : most <= 65535 ? 2 : 4;
     out->col_bytes = cols <= 65536 ? 2 : 4;
+    const lb_adapter *a = &L->adapter;
+    out->adapter_bytes = a->rank && all_fp16(a->a, (size_t)a->rank * cols) && all_fp16(a->b, rows * (size_t)a->rank) ? 2 : 4;
 }
 
 size_t lb_linear_slot_bytes(const lb_linear *L) {
@@ -144,7 +146,7 @@ size_t lb_linear_slot_bytes(const lb_linear *L) {
         if (lay.pos16) b += nnz * 2;
         else b += (lay.count_bytes == 4 ? (rows + 1) * 4 : rows * (size_t)lay.count_bytes) + nnz * (size_t)lay.col_bytes;
     }
-    if (L->adapter.rank) b += (size_t)L->adapter.rank * (rows + cols) * sizeof(float) + sizeof(float);
+    if (L->adapter.rank) b += (size_t)L->adapter.rank * (rows + cols) * (size_t)lay.adapter_bytes + sizeof(float); /* + alpha */
     if (L->act.kind == LB_AQ_TENSOR) b += sizeof(float); /* the clip; per-token scales are computed, not stored */
     return b;
 }

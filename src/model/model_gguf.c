@@ -244,8 +244,16 @@ static lb_status write_linear_slots(lb_gguf_writer *w, const lb_linear *L, buffe
         char key[192];
         alpha_key(key, sizeof key, L);
         TRY(lb_gguf_set_f32(w, key, L->adapter.alpha));
-        TRY(add_slot(w, L, "lora_a", LB_GGML_F32, cols, (uint64_t)L->adapter.rank, L->adapter.a));
-        TRY(add_slot(w, L, "lora_b", LB_GGML_F32, (uint64_t)L->adapter.rank, rows, L->adapter.b));
+        uint64_t rank = (uint64_t)L->adapter.rank;
+        if (lay.adapter_bytes == 2) { /* every value exact in fp16 (onebit's low-rank term) */
+            const uint16_t *a16 = as_fp16(bufs, L->adapter.a, rank * cols), *b16 = as_fp16(bufs, L->adapter.b, rows * rank);
+            if (!a16 || !b16) return LB_ERR_NOMEM;
+            TRY(add_slot(w, L, "lora_a", LB_GGML_F16, cols, rank, a16));
+            TRY(add_slot(w, L, "lora_b", LB_GGML_F16, rank, rows, b16));
+        } else {
+            TRY(add_slot(w, L, "lora_a", LB_GGML_F32, cols, rank, L->adapter.a));
+            TRY(add_slot(w, L, "lora_b", LB_GGML_F32, rank, rows, L->adapter.b));
+        }
     }
     if (L->act.kind != LB_AQ_NONE) {
         char key[192], spec[64];
@@ -691,8 +699,10 @@ static lb_status read_linear_slots(const lb_gguf *g, lb_linear *L) {
     TRY(read_slot(g, L, "outlier_cols", I16_I32, 1, &n_ci, &none, &ci, &t_ci));
     TRY(read_slot(g, L, "outlier_values", F32_F16, 1, &nnz, &none, &val, &t_val));
     TRY(widen_f16(&val, t_val, nnz));
-    TRY(read_slot(g, L, "lora_a", F32_ONLY, 2, &a0, &rank, &a, &t));
-    TRY(read_slot(g, L, "lora_b", F32_ONLY, 2, &b0, &b1, &b, &t));
+    TRY(read_slot(g, L, "lora_a", F32_F16, 2, &a0, &rank, &a, &t));
+    TRY(widen_f16(&a, t, a0 * rank));
+    TRY(read_slot(g, L, "lora_b", F32_F16, 2, &b0, &b1, &b, &t));
+    TRY(widen_f16(&b, t, b0 * b1));
     if (bias) TRY(lb_linear_set_bias(L, bias));
     if (scale) TRY(lb_linear_set_in_scale(L, scale));
     if (signs) TRY(lb_linear_set_hadamard(L, signs));

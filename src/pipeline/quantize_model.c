@@ -128,6 +128,13 @@ static lb_status measure(const float *w, const lb_tensor *q, const lb_quant_extr
     if (st != LB_OK) return st;
     for (int64_t r = 0; x && x->nnz && r < q->rows; r++) /* the sparse part is part of the weight */
         for (int32_t k = x->row_ptr[r]; k < x->row_ptr[r + 1]; k++) scratch[r * q->cols + x->col_idx[k]] += x->values[k];
+    for (int64_t r = 0; x && x->adapter_rank && r < q->rows; r++) /* so is the adapter, alpha B A */
+        for (int64_t c = 0; c < q->cols; c++) {
+            double s = 0;
+            for (int k = 0; k < x->adapter_rank; k++)
+                s += (double)x->adapter_b[r * x->adapter_rank + k] * x->adapter_a[(int64_t)k * q->cols + c];
+            scratch[r * q->cols + c] += x->adapter_alpha * (float)s;
+        }
     if ((st = lb_pipeline_unrotate_weight(x, scratch, q->rows, q->cols)) != LB_OK) return st; /* w's basis */
     size_t n = (size_t)q->rows * (size_t)q->cols;
     double num = 0, den = 0;

@@ -66,9 +66,10 @@ static lb_status quantize_into(seq_run *r, int i, const lb_calib_stats *stats) {
     lb_status st = lb_pipeline_quantize_entry(r->m, e, NULL, lb_calib_stats_for_tensor(stats, r->m, t), &r->held[i],
                                               &r->rec[i], &x, r->measured);
     if (st != LB_OK) return st;
-    /* x holds rotations only (the other slot-producing options were refused
-     * up front; quantize_entry checked they fit): they go in with the
-     * tensor, since the next stages calibrate through this linear */
+    /* x holds rotations and a row's adapter only (the other slot-producing
+     * options were refused up front; quantize_entry checked they fit): they
+     * go in with the tensor, since the next stages calibrate through this
+     * linear */
     lb_tensor orig = *t;
     *t = r->held[i];
     r->held[i] = orig;
@@ -183,9 +184,10 @@ lb_status lb_quantize_model_sequential(lb_model *m, const lb_plan *plan, const l
     lb_progress_end(&prog);
 
     for (int i = 0; i < p.n_entries && r.done; i++) {
-        if (r.done[i] == 2 && st != LB_OK) { /* put the original back, without the rotations it came with */
+        if (r.done[i] == 2 && st != LB_OK) { /* put the original back, without the rotations (adapter) it came with */
             lb_tensor *t = lb_model_tensor_at(m, p.entries[i].tensor);
-            if (lb_method_opts_get(&p.entries[i].opts, "rotate") != 0) lb_pipeline_slots_unrotate(m, t);
+            if (lb_method_opts_get(&p.entries[i].opts, "rotate") != 0 || lb_method_opts_get(&p.entries[i].opts, "lowrank") > 0)
+                lb_pipeline_slots_unrotate(m, t);
             lb_tensor q = *t;
             *t = r.held[i];
             r.held[i] = q;

@@ -1,4 +1,5 @@
-/* The slots a method call fills (src/quant/outliers.c, bias_correct.c),
+/* The slots a method call fills (src/quant/outliers.c, bias_correct.c,
+ * rotate.c; a row's own adapter: onebit lowrank=r),
  * moved into the model's linears by the whole-model driver. Kept apart from
  * quantize_model.c so that the driver's loop only calls check, then apply. */
 #include "pipeline/slots.h"
@@ -12,7 +13,9 @@ static lb_linear *linear_of(const lb_model *m, const lb_tensor *t) {
     return NULL;
 }
 
-static int has_extras(const lb_quant_extras *x) { return x && (x->nnz || x->bias || x->in_signs || x->out_signs); }
+static int has_extras(const lb_quant_extras *x) {
+    return x && (x->nnz || x->bias || x->in_signs || x->out_signs || x->adapter_rank);
+}
 
 lb_status lb_pipeline_slots_check(const lb_model *m, const lb_tensor *t, const lb_quant_extras *x) {
     if (!has_extras(x)) return LB_OK;
@@ -32,6 +35,10 @@ lb_status lb_pipeline_slots_check(const lb_model *m, const lb_tensor *t, const l
         return lb_fail(LB_ERR_UNSUPPORTED,
                        "'%s' already has %lld outliers; quantizing it again with outliers would drop them", t->name,
                        (long long)L->outliers.nnz);
+    if (x->adapter_rank && L->adapter.rank)
+        return lb_fail(LB_ERR_UNSUPPORTED,
+                       "'%s' already has a rank-%d adapter; quantizing it again with a low-rank term would replace it",
+                       t->name, L->adapter.rank);
     return LB_OK;
 }
 
@@ -42,6 +49,8 @@ lb_status lb_pipeline_slots_apply(lb_model *m, const lb_tensor *t, const lb_quan
     if (x->nnz) st = lb_linear_set_outliers(L, x->nnz, x->row_ptr, x->col_idx, x->values);
     if (st == LB_OK && x->in_signs) st = lb_linear_set_hadamard(L, x->in_signs);
     if (st == LB_OK && x->out_signs) st = lb_linear_set_out_hadamard(L, x->out_signs);
+    if (st == LB_OK && x->adapter_rank)
+        st = lb_linear_set_adapter(L, x->adapter_rank, x->adapter_a, x->adapter_b, x->adapter_alpha);
     if (st == LB_OK && x->bias) {
         float *b = lb_alloc((size_t)t->rows * sizeof(float));
         if (!b) return LB_ERR_NOMEM;
@@ -62,6 +71,7 @@ void lb_pipeline_slots_unrotate(lb_model *m, const lb_tensor *t) {
     if (!L) return;
     lb_linear_set_hadamard(L, NULL); /* removing a slot cannot fail */
     lb_linear_set_out_hadamard(L, NULL);
+    lb_linear_set_adapter(L, 0, NULL, NULL, 0.0f);
 }
 
 lb_status lb_pipeline_unrotate_weight(const lb_quant_extras *x, float *w, int64_t rows, int64_t cols) {

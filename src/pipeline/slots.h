@@ -1,5 +1,6 @@
 /* Internal to src/pipeline: putting what a method call produced besides
- * the packed tensor (lb_quant_extras: outliers, a bias change, rotations)
+ * the packed tensor (lb_quant_extras: outliers, a bias change, rotations,
+ * an adapter)
  * into the slots of the linear the tensor belongs to. */
 #ifndef LB_PIPELINE_SLOTS_H
 #define LB_PIPELINE_SLOTS_H
@@ -10,16 +11,17 @@
  * the tensor is not a linear's weight, its linear already has outliers
  * (the method saw only the dense weight, so merging would change it), or
  * rotations are to go into a linear that already transforms its input or
- * output. */
+ * output, or an adapter into one that has one. */
 lb_status lb_pipeline_slots_check(const lb_model *m, const lb_tensor *t, const lb_quant_extras *x);
-/* Sets the linear's outliers and rotations and adds the bias change to its
+/* Sets the linear's outliers, rotations and adapter and adds the bias change to its
  * bias. Only allocation can fail here, once every check passed. */
 lb_status lb_pipeline_slots_apply(lb_model *m, const lb_tensor *t, const lb_quant_extras *x);
 /* Refuses a plan rotating some linear (rotate=hadamard) with a static
  * activation quantizer: its ranges come from statistics of the unrotated
  * input. */
 lb_status lb_pipeline_check_rotations(const lb_plan *p, const lb_act_quant *act);
-/* Removes the rotations slots_apply set (undoing a swapped-in tensor). */
+/* Removes the rotations and the adapter slots_apply set (undoing a
+ * swapped-in tensor in sequential mode, which takes no other slots). */
 void lb_pipeline_slots_unrotate(lb_model *m, const lb_tensor *t);
 /* w (rows x cols, the dequantized weight as quantized under x's rotations)
  * <- the same weight in the original basis, R_o^T w R_i; nothing without

@@ -15,7 +15,8 @@
 
 static const lb_method *const method_table[] = {&lb_method_rtn,         &lb_method_twn,  &lb_method_hqq,
                                                 &lb_method_gptq,        &lb_method_gptaq, &lb_method_awq,
-                                                &lb_method_awq_gptq,    &lb_method_smoothquant, &lb_method_squeezellm};
+                                                &lb_method_awq_gptq,    &lb_method_smoothquant, &lb_method_squeezellm,
+                                                &lb_method_onebit};
 #define N_METHODS ((int)(sizeof method_table / sizeof method_table[0]))
 
 int lb_method_count(void) { return N_METHODS; }
@@ -393,7 +394,22 @@ static lb_status quantize_ex(const lb_method *m, const lb_method_opts *opts, con
     double fraction = COMMON(opts, OPT_OUTLIERS);
     int bias_correct = COMMON(opts, OPT_BIAS_CORRECT) != 0;
     quantizer qz = {m, opts, stats, NULL};
-    if (fraction == 0 && !bias_correct) return quantize_packed(&qz, w, rows, cols, spec, name, out);
+    if (fraction == 0 && !bias_correct) {
+        /* a row's own slot parts (onebit's adapter) go straight to extras;
+         * with outliers or bias correction they would have to enter the
+         * sparse part and the bias change, which is not built: the row
+         * sees no extras and refuses */
+        lb_method_opts run = *opts;
+        run.extras = extras;
+        qz.opts = &run;
+        lb_status st = quantize_packed(&qz, w, rows, cols, spec, name, out);
+        if (st == LB_OK && extras && extras->adapter_rank) {
+            extras->rows = rows;
+            extras->cols = cols;
+        }
+        if (st != LB_OK) lb_quant_extras_free(extras);
+        return st;
+    }
 
     const char *who = name ? name : "the weight";
     if (!extras)
@@ -419,6 +435,7 @@ static lb_status quantize_ex(const lb_method *m, const lb_method_opts *opts, con
     lb_outliers_dense_input(w, rows, cols, spec->group, keep, dense);
     memcpy(kept, dense, n * sizeof(float));
     lb_method_opts run = *opts;
+    run.extras = NULL;
     run.keep = n_kept ? keep : NULL;
     run.kept = n_kept ? kept : NULL;
     qz.opts = &run;

@@ -14,6 +14,7 @@ extern const lb_method lb_method_awq;
 extern const lb_method lb_method_awq_gptq;
 extern const lb_method lb_method_smoothquant;
 extern const lb_method lb_method_squeezellm;
+extern const lb_method lb_method_onebit;
 
 /* gptq's option table, which awq+gptq shares (its options are gptq's). */
 #define LB_GPTQ_N_OPTIONS 7

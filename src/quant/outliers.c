@@ -64,6 +64,8 @@ void lb_quant_extras_free(lb_quant_extras *x) {
     lb_free(x->bias);
     lb_free(x->in_signs);
     lb_free(x->out_signs);
+    lb_free(x->adapter_a);
+    lb_free(x->adapter_b);
     memset(x, 0, sizeof *x);
 }
 

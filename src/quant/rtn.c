@@ -25,6 +25,8 @@
  *                               (Lloyd, src/quant/kmeans.c: squeezellm's
  *                               code with every weight counting 1), codes
  *                               the nearest fp16 level
+ *   onebit (h sign(w) g)        SVID: signs sign(w), h g^T the rank-1 fit of
+ *                               |W| (src/quant/onebit.c, lb_onebit_svid)
  *   ternary (opts->ternary_rule, a method choice: the bytes are the same)
  *            absmean            gamma = mean|w|, t = clamp(round(w/gamma), -1, 1) (BitNet b1.58)
  *            twn                delta = 0.7 mean|w|, t = sign(w) [|w| > delta],
@@ -68,6 +70,7 @@
  * super-scales of its initial RTN fit. */
 #include "quant/kmeans.h"
 #include "quant/method_rows.h"
+#include "quant/onebit.h"
 #include "quant/trellis.h"
 
 #include <math.h>
@@ -419,7 +422,8 @@ static lb_status check_finite(const float *w, int64_t rows, int64_t cols) {
 /* Sign and ternary grids pick their scale by their own rule: no clipping. */
 static lb_status check_clip(const lb_qspec *spec, lb_clip clip) {
     lb_grid_kind grid = lb_format_grid(spec);
-    if ((grid == LB_GRID_SIGN || grid == LB_GRID_TERNARY || grid == LB_GRID_TRELLIS || grid == LB_GRID_LUT) &&
+    if ((grid == LB_GRID_SIGN || grid == LB_GRID_TERNARY || grid == LB_GRID_TRELLIS || grid == LB_GRID_LUT ||
+         grid == LB_GRID_ONEBIT) &&
         clip != LB_CLIP_MINMAX)
         return lb_fail(LB_ERR_INVALID,
                        "clipping rule '%s' applies to formats with a uniform or codebook grid (int, nf4, ...); "
@@ -460,6 +464,10 @@ lb_status lb_rtn_quantize_weighted(const float *w, int64_t rows, int64_t cols, c
     if (grid == LB_GRID_LUT) { /* a free codebook per group: unweighted k-means places its levels */
         st = lb_lut_quantize(w, rows, cols, NULL, NULL, NULL, LB_KMEANS_ITERS, LB_KMEANS_INIT_OPTIMAL, q);
         if (st != LB_OK) lb_qtensor_free(q);
+        return st;
+    }
+    if (grid == LB_GRID_ONEBIT) { /* signs and two value vectors: SVID, the rank-1 fit of |W| */
+        if ((st = lb_onebit_svid(w, rows, cols, q)) != LB_OK) lb_qtensor_free(q);
         return st;
     }
 

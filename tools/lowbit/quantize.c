@@ -31,6 +31,8 @@ static const char *quantize_help_head =
     "                     lut<b>[:row|:g<G>|:tensor]               b = 1..4 bits: a free codebook of 2^b fp16 levels\n"
     "                                                              per group (default row), placed by k-means (rtn) or\n"
     "                                                              sensitivity-weighted k-means (--method squeezellm)\n"
+    "                     onebit                                   OneBit: h_row x sign(w) x g_col, fp16 h and g (rtn: SVID;\n"
+    "                                                              --method onebit: least squares on calibration data)\n"
     "                     f32, f16, bf16; ggml names q8_0, q4_0, q4_1\n"
     "                     (see docs/FORMATS.md for layouts and bits per weight)\n"
     "  --method NAME      how weights become codes (default rtn); the methods and their options:\n";

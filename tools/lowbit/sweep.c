@@ -310,7 +310,7 @@ static void markdown(plot_buf *b, const sweep_ctx *s, const grid *g) {
         plot_buf_printf(b, "- %s: %s %s: %s\n", c->status == CLI_SKIP ? "skipped" : "failed", g->s[c->series].label,
                         c->spec_text, c->reason);
     }
-    plot_buf_printf(b, "\nbpw: the quantized linears as stored, every bit counted (codes, scales, zeros, padding, and slots: outlier indices and values, biases); "
+    plot_buf_printf(b, "\nbpw: the quantized linears as stored, every bit counted (codes, scales, zeros, padding, and slots: outlier indices and values, biases, rotation signs, adapters); "
                        "file size: the whole GGUF file; KLD: mean KL(fp32 || quantized) per token, nats; top-1: "
                        "agreement of the two models' next-token argmax; seconds: time to quantize.\n");
 }
