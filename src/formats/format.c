@@ -21,6 +21,8 @@
     X(lb_ternary_family)      \
     X(lb_pow2_family)         \
     X(lb_trellis_family)      \
+    X(lb_ptq161_family)       \
+    X(lb_billm_family)        \
     /* end of the table */
 
 #define LB_DECLARE_FAMILY(row) extern const lb_format_family row;
@@ -285,6 +287,8 @@ lb_status lb_tensor_resolve(lb_tensor *t) {
     if (t->nbytes != t->layout.total_bytes)
         return lb_fail(LB_ERR_FORMAT, "tensor '%s' has %zu bytes, its shape %lld x %lld needs %zu", t->name, t->nbytes,
                        (long long)t->rows, (long long)t->cols, t->layout.total_bytes);
+    if (t->spec.family->check_data && t->data && (st = t->spec.family->check_data(&t->spec, &t->layout, t->data)) != LB_OK)
+        return lb_fail_context(st, "tensor '%s'", t->name);
     return LB_OK;
 }
 
@@ -365,6 +369,8 @@ void lb_qtensor_free(lb_qtensor *q) {
     lb_free(q->super_min);
     lb_free(q->scale_code);
     lb_free(q->min_code);
+    lb_free(q->col_mask);
+    lb_free(q->extra);
     memset(q, 0, sizeof *q);
 }
 
@@ -393,9 +399,10 @@ int lb_format_levels(const lb_qspec *spec) {
 float lb_format_level(const lb_qspec *spec, int code) { return spec->family->level(spec, code); }
 
 float lb_qtensor_value(const lb_qtensor *q, int64_t row, int64_t col) {
+    const lb_format_family *f = q->spec.family;
+    if (f->value_at) return f->value_at(q, row, col);
     int64_t k = lb_qtensor_group(q, row, col);
     int code = q->codes[row * q->cols_padded + col];
-    const lb_format_family *f = q->spec.family;
     if (f->code_value) return f->code_value(q, k, code);
     return q->scale[k] * f->level(&q->spec, code);
 }
@@ -435,10 +442,15 @@ lb_status lb_qtensor_encode(const lb_qtensor *q, uint8_t *out) {
             return lb_fail(LB_ERR_INVALID, "zero point %d of group %lld is out of range", q->zero[k],
                            (long long)k);
     }
+    for (int64_t i = 0; i < q->n_groups * q->n_extra; i++)
+        if (!isfinite(q->extra[i]))
+            return lb_fail(LB_ERR_NUMERIC, "group %lld has a non-finite value (%d of %d)", (long long)(i / q->n_extra),
+                           (int)(i % q->n_extra), q->n_extra);
     memset(out, 0, l.total_bytes);
     for (int64_t r = 0; r < q->rows; r++) f->encode_row(q, r, out + (size_t)r * l.row_bytes);
     if (f->encode_tail) f->encode_tail(q, out + (size_t)q->rows * l.row_bytes);
-    return LB_OK;
+    /* what a loader would refuse (a mask with the wrong count) is refused here */
+    return f->check_data ? f->check_data(&q->spec, &l, out) : LB_OK;
 }
 
 lb_status lb_qtensor_decode(lb_qtensor *q, const uint8_t *data, size_t nbytes) {
@@ -448,6 +460,7 @@ lb_status lb_qtensor_decode(lb_qtensor *q, const uint8_t *data, size_t nbytes) {
     if (nbytes != l.total_bytes)
         return lb_fail(LB_ERR_FORMAT, "packed tensor has %zu bytes, the format needs %zu", nbytes, l.total_bytes);
     const lb_format_family *f = q->spec.family;
+    if (f->check_data && (st = f->check_data(&q->spec, &l, data)) != LB_OK) return st;
     if (f->decode_tail) f->decode_tail(q, data + (size_t)q->rows * l.row_bytes);
     for (int64_t r = 0; r < q->rows; r++) f->decode_row(q, r, data + (size_t)r * l.row_bytes);
     return LB_OK;

@@ -21,6 +21,12 @@
  *   codebook (nf4)              absmax = max|w| (clipped by the rule), codes the
  *                               nearest level of absmax * codebook
  *   sign (binary)               alpha = mean|w| (BWN), codes sign(w)
+ *   salient (ptq161)            the round(p cols) columns of largest norm at
+ *                               int4 min-max, the rest mu + alpha sign(w - mu)
+ *                               per row (src/quant/ptq161.c, lb_ptq161_rtn)
+ *   salient split (billm)       BiLLM's steps without data: columns by
+ *                               sum w^2, residual and split binarizations
+ *                               per row and group (src/quant/billm.c)
  *   ternary (opts->ternary_rule, a method choice: the bytes are the same)
  *            absmean            gamma = mean|w|, t = clamp(round(w/gamma), -1, 1) (BitNet b1.58)
  *            twn                delta = 0.7 mean|w|, t = sign(w) [|w| > delta],
@@ -63,6 +69,7 @@
  * GPTQ refits groups the same way (lb_rtn_hscale_fit_group) under the
  * super-scales of its initial RTN fit. */
 #include "quant/method_rows.h"
+#include "quant/salient.h"
 #include "quant/trellis.h"
 
 #include <math.h>
@@ -414,7 +421,9 @@ static lb_status check_finite(const float *w, int64_t rows, int64_t cols) {
 /* Sign and ternary grids pick their scale by their own rule: no clipping. */
 static lb_status check_clip(const lb_qspec *spec, lb_clip clip) {
     lb_grid_kind grid = lb_format_grid(spec);
-    if ((grid == LB_GRID_SIGN || grid == LB_GRID_TERNARY || grid == LB_GRID_TRELLIS) && clip != LB_CLIP_MINMAX)
+    if ((grid == LB_GRID_SIGN || grid == LB_GRID_TERNARY || grid == LB_GRID_TRELLIS || grid == LB_GRID_SALIENT ||
+         grid == LB_GRID_SALIENT_SPLIT) &&
+        clip != LB_CLIP_MINMAX)
         return lb_fail(LB_ERR_INVALID,
                        "clipping rule '%s' applies to formats with a uniform or codebook grid (int, nf4, ...); "
                        "%s formats choose their scale by their own rule",
@@ -449,6 +458,11 @@ lb_status lb_rtn_quantize_weighted(const float *w, int64_t rows, int64_t cols, c
     if (st != LB_OK) return st;
     if (grid == LB_GRID_TRELLIS) { /* nearest for a trellis: the Viterbi search over whole sequences */
         if ((st = lb_trellis_quantize(w, rows, cols, q)) != LB_OK) lb_qtensor_free(q);
+        return st;
+    }
+    if (grid == LB_GRID_SALIENT || grid == LB_GRID_SALIENT_SPLIT) { /* a column mask, then each row's grids */
+        st = grid == LB_GRID_SALIENT ? lb_ptq161_rtn(w, rows, cols, q) : lb_billm_rtn(w, rows, cols, q);
+        if (st != LB_OK) lb_qtensor_free(q);
         return st;
     }
 
