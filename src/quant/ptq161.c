@@ -156,18 +156,22 @@ static double quadratic(double A[4][4], const double b[4], double c, const doubl
     return v;
 }
 
-double lb_ptq161_row_loss(const double *H, int64_t n, const float *w, const uint8_t *mask, const uint8_t *codes,
-                          const float p[4]) {
-    double A[4][4], b[4], c, pd[4] = {p[0], p[1], p[2], p[3]};
-    normal_equations(H, n, w, mask, codes, A, b, &c);
+static double quadratic_f(double A[4][4], const double b[4], double c, const float p[4]) {
+    double pd[4] = {p[0], p[1], p[2], p[3]};
     return quadratic(A, b, c, pd);
 }
 
-double lb_ptq161_fit_row(const double *H, int64_t n, const float *w, const uint8_t *mask, const uint8_t *codes,
-                         float p[4]) {
-    double A[4][4], b[4], c, x[4], M[4][5];
+double lb_ptq161_row_loss(const double *H, int64_t n, const float *w, const uint8_t *mask, const uint8_t *codes,
+                          const float p[4]) {
+    double A[4][4], b[4], c;
     normal_equations(H, n, w, mask, codes, A, b, &c);
-    double trace = A[0][0] + A[1][1] + A[2][2] + A[3][3], ridge = 1e-9 * trace / 4;
+    return quadratic_f(A, b, c, p);
+}
+
+/* the minimum of the quadratic (A, b, c) near p (ridge towards p), into p;
+ * returns its value. p is left alone when A is zero or the solve fails. */
+static double solve_row(double A[4][4], const double b[4], double c, float p[4]) {
+    double trace = A[0][0] + A[1][1] + A[2][2] + A[3][3], ridge = 1e-9 * trace / 4, x[4], M[4][5];
     for (int i = 0; i < 4; i++) x[i] = p[i];
     if (!(trace > 0)) return quadratic(A, b, c, x);
     /* (A + ridge I) x = b + ridge p: Gaussian elimination, partial pivoting */
@@ -202,23 +206,35 @@ double lb_ptq161_fit_row(const double *H, int64_t n, const float *w, const uint8
     return quadratic(A, b, c, sol);
 }
 
-/* step 4: each row's values refitted, kept when no worse as stored (fp16) */
-static void refit_rows(lb_qtensor *q, const double *H, const float *w0) {
+double lb_ptq161_fit_row(const double *H, int64_t n, const float *w, const uint8_t *mask, const uint8_t *codes,
+                         float p[4]) {
+    double A[4][4], b[4], c;
+    normal_equations(H, n, w, mask, codes, A, b, &c);
+    return solve_row(A, b, c, p);
+}
+
+/* step 4 (refit): each row's values refitted, kept when no worse as stored
+ * (fp16); loss[r] = the row's objective with what is kept (one set of
+ * normal equations per row serves both) */
+static void refit_rows(lb_qtensor *q, const double *H, const float *w0, int refit, double *loss) {
 #pragma omp parallel for schedule(dynamic, 4)
     for (int64_t r = 0; r < q->rows; r++) {
         const uint8_t *codes = q->codes + r * q->cols_padded;
-        const float *w = w0 + r * q->cols;
+        double A[4][4], b[4], c;
+        normal_equations(H, q->cols, w0 + r * q->cols, q->col_mask, codes, A, b, &c);
         float old[4] = {q->scale[r], q->offset[r], q->extra[2 * r], q->extra[2 * r + 1]}, p[4];
         memcpy(p, old, sizeof p);
-        lb_ptq161_fit_row(H, q->cols, w, q->col_mask, codes, p);
+        loss[r] = quadratic_f(A, b, c, old);
+        if (!refit) continue;
+        solve_row(A, b, c, p);
         for (int i = 0; i < 4; i++) p[i] = lb_round_fp16(p[i]);
-        int finite = isfinite(p[0]) && isfinite(p[1]) && isfinite(p[2]) && isfinite(p[3]);
-        if (finite && lb_ptq161_row_loss(H, q->cols, w, q->col_mask, codes, p) <
-                          lb_ptq161_row_loss(H, q->cols, w, q->col_mask, codes, old)) {
+        double l = quadratic_f(A, b, c, p);
+        if (isfinite(p[0]) && isfinite(p[1]) && isfinite(p[2]) && isfinite(p[3]) && l < loss[r]) {
             q->scale[r] = p[P_D];
             q->offset[r] = p[P_M];
             q->extra[2 * r] = p[P_ALPHA];
             q->extra[2 * r + 1] = p[P_MU];
+            loss[r] = l;
         }
     }
 }
@@ -308,11 +324,14 @@ static lb_status ptq161_quantize(const float *w, int64_t rows, int64_t cols, con
     } else {
         nearest_codes(q, w0);
     }
-    if (refit) refit_rows(q, H, w0);
-    for (int64_t r = 0; r < rows; r++)
-        rep->proxy_loss += lb_ptq161_row_loss(H, cols, w0 + r * cols, q->col_mask, q->codes + r * q->cols_padded,
-                                              (const float[4]){q->scale[r], q->offset[r], q->extra[2 * r],
-                                                               q->extra[2 * r + 1]});
+    double *row_loss = lb_alloc((size_t)rows * sizeof(double));
+    if (!row_loss) {
+        st = LB_ERR_NOMEM;
+        goto done;
+    }
+    refit_rows(q, H, w0, refit, row_loss);
+    for (int64_t r = 0; r < rows; r++) rep->proxy_loss += row_loss[r]; /* undamped H, in row order */
+    lb_free(row_loss);
 done:
     rep->seconds = lb_now() - t0;
     lb_free(score);
