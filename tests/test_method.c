@@ -269,6 +269,69 @@ static int known_answer_onebit(void) {
     return lb_test_failures == fails;
 }
 
+/* ptq161 on a row exactly on its grids: salient columns 3 and 7 (k = 2 of
+ * 10 at s20; their max|x| is the largest) hold d q + m at q = 0 and 15, so
+ * min-max finds d = 0.125, m = -1; the others mu +- alpha, four of each
+ * sign (mean mu = 0.0625, mean deviation alpha = 0.25). Feedback spreads
+ * zero errors and the refit cannot improve a zero objective: exact.
+ * (Planted channels, the closed form against brute force, the objective:
+ * tests/test_ptq161.c.) */
+static int known_answer_ptq161(void) {
+    enum { C = 10 };
+    const float w[C] = {0.3125f, -0.1875f, 0.3125f, -1.0f, -0.1875f, 0.3125f, -0.1875f, 0.875f, 0.3125f, -0.1875f};
+    double xtx[C * C] = {0};
+    float mean_abs[C], max_abs[C], out[C];
+    for (int c = 0; c < C; c++) {
+        xtx[c * C + c] = 1.0 + c % 3;
+        mean_abs[c] = max_abs[c] = c == 3 || c == 7 ? 9.0f : 1.0f;
+    }
+    lb_layer_stats st = {.n_samples = 8, .rows = 1, .cols = C, .xtx = xtx, .mean_abs_x = mean_abs, .max_abs_x = max_abs};
+    int fails = lb_test_failures;
+    lb_qspec s = lb_test_spec("ptq161");
+    lb_tensor t;
+    const lb_method *m = lb_method_find("ptq161");
+#ifndef LB_HAVE_BLAS
+    CHECK_FAILS(lb_quantize_tensor(m, NULL, &st, w, 1, C, &s, "w", &t), LB_ERR_UNSUPPORTED, "OpenBLAS");
+    return lb_test_failures == fails;
+#endif
+    CHECK_OK(lb_quantize_tensor(m, NULL, &st, w, 1, C, &s, "w", &t));
+    CHECK_OK(lb_dequantize(&t, out));
+    for (int i = 0; i < C; i++) CHECK_MSG(out[i] == w[i], "ptq161 weight %d: %g, want %g", i, out[i], w[i]);
+    CHECK(t.data[t.nbytes - 2] == 0x88 && t.data[t.nbytes - 1] == 0); /* the mask: columns 3 and 7 */
+    lb_tensor_free(&t);
+    return lb_test_failures == fails;
+}
+
+/* billm on rows whose weights are +-0.125 and +-1, each sign and magnitude
+ * equally often: the break-point search splits them exactly into the two
+ * groups (means 0, deviations 0.125 and 1), and with no salient columns
+ * to try (max_salient=0) every weight lands on its value. (Planted salient
+ * columns and the objective: tests/test_billm.c.) */
+static int known_answer_billm(void) {
+    enum { R = 2, C = 16 };
+    float w[R * C], out[R * C];
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < C; c++) w[r * C + c] = ((c + r) % 4 < 2 ? 0.125f : 1.0f) * (c & 1 ? 1.0f : -1.0f);
+    double xtx[C * C] = {0};
+    for (int c = 0; c < C; c++) xtx[c * C + c] = 1.0 + c % 5;
+    lb_layer_stats st = {.n_samples = 8, .rows = R, .cols = C, .xtx = xtx};
+    int fails = lb_test_failures;
+    lb_qspec s = lb_test_spec("billm");
+    lb_tensor t;
+    lb_method_opts o;
+    const lb_method *m = lb_method_find("billm");
+    CHECK_OK(lb_test_method_opts(m, "max_salient=0", &o));
+#ifndef LB_HAVE_BLAS
+    CHECK_FAILS(lb_quantize_tensor(m, &o, &st, w, R, C, &s, "w", &t), LB_ERR_UNSUPPORTED, "OpenBLAS");
+    return lb_test_failures == fails;
+#endif
+    CHECK_OK(lb_quantize_tensor(m, &o, &st, w, R, C, &s, "w", &t));
+    CHECK_OK(lb_dequantize(&t, out));
+    for (int i = 0; i < R * C; i++) CHECK_MSG(out[i] == w[i], "billm weight %d: %g, want %g", i, out[i], w[i]);
+    lb_tensor_free(&t);
+    return lb_test_failures == fails;
+}
+
 static const struct {
     const char *name;
     int (*run)(void);
@@ -281,7 +344,9 @@ static const struct {
                      {"awq", known_answer_awq},
                      {"awq+gptq", known_answer_awq_gptq},
                      {"smoothquant", known_answer_smoothquant},
-                     {"squeezellm", known_answer_squeezellm}};
+                     {"squeezellm", known_answer_squeezellm},
+                     {"ptq161", known_answer_ptq161},
+                     {"billm", known_answer_billm}};
 
 static void test_every_row(void) {
     CHECK(lb_method_count() >= 2);

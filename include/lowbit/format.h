@@ -46,7 +46,9 @@ typedef enum {
     LB_GRID_TERNARY, /* {-1, 0, +1} alpha by the method's ternary rule */
     LB_GRID_TRELLIS, /* a trellis code: no per-weight grid; the encoder searches whole sequences */
     LB_GRID_LUT,     /* a free codebook per group (lut<b>): its levels placed by 1-D k-means */
-    LB_GRID_ONEBIT   /* h_row sign(w) g_col: signs and two value vectors, fitted together (onebit: SVID) */
+    LB_GRID_ONEBIT,  /* h_row sign(w) g_col: signs and two value vectors, fitted together (onebit: SVID) */
+    LB_GRID_SALIENT, /* salient columns at 4 bits, the rest binary (ptq161): columns picked, then two grids */
+    LB_GRID_SALIENT_SPLIT /* salient columns residual-binary, the rest binary in two magnitude groups (billm) */
 } lb_grid_kind;
 
 typedef enum {
@@ -72,6 +74,8 @@ typedef struct {
                             0 when scale_bits is 0 */
     int state_bits;      /* trellis: L, the bitshift trellis' state ("L<n>", default 12) */
     int seq_down;        /* trellis: 1 = sequences run down each column ("down"), 0 = along rows */
+    int salient_pct;     /* ptq161: salient input channels in percent of the columns ("s<p>", default 20):
+                            the tensor stores round(cols * p / 100) of them at 4 bits */
 } lb_qspec;
 
 /* Parses "int4:g64:asym", "int3:g16:asym:s6:r4", "nf4:g64:dq", "binary:row", "ternary:g64:2bit",
@@ -176,6 +180,12 @@ LB_API void lb_tensor_free(lb_tensor *t);
  *                 offset unused, 0; src/formats/lut.c)
  *   onebit:       (q ? scale[row] : -scale[row]) * col_scale[col]
  *                 (OneBit's diag(h) sign(W) diag(g); src/formats/onebit.c)
+ *   ptq161:       salient column (col_mask): scale[k] * q + offset[k] (4-bit q);
+ *                 other columns: extra[2k+1] + (q ? extra[2k] : -extra[2k])
+ *   billm:        2-bit q, b0 = q & 1, b1 = q >> 1, e = extra + 7k:
+ *                 salient column: e[0] + (b0 ? e[1] : -e[1]) + (b1 ? e[2] : -e[2]);
+ *                 others: group g = b1 (0 concentrated, 1 sparse),
+ *                 e[3 + 2g] + (b0 ? e[4 + 2g] : -e[4 + 2g]) (src/formats/billm.c)
  * Rows are padded to cols_padded; padding codes are stored (and counted). */
 typedef struct {
     lb_qspec spec;
@@ -206,6 +216,11 @@ typedef struct {
      * (onebit's g), else NULL: cols entries, fp16 values once stored;
      * lb_qtensor_value reads padding columns (col >= cols) as 0 */
     float *col_scale;
+    /* salient-column families (ptq161, billm), else NULL / 0 */
+    uint8_t *col_mask;   /* cols_padded: 1 = a salient input channel (stored once, in the tensor tail) */
+    int64_t n_salient;   /* ptq161: salient columns the layout holds (fixed by spec and cols); billm: -1 (any) */
+    float *extra;        /* n_groups x n_extra: per-group values beyond scale/offset, as stored (fp16) */
+    int n_extra;
 } lb_qtensor;
 
 LB_API void lb_qtensor_free(lb_qtensor *q);

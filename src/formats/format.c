@@ -23,6 +23,8 @@
     X(lb_trellis_family)      \
     X(lb_lut_family)          \
     X(lb_onebit_family)       \
+    X(lb_ptq161_family)       \
+    X(lb_billm_family)        \
     /* end of the table */
 
 #define LB_DECLARE_FAMILY(row) extern const lb_format_family row;
@@ -372,6 +374,8 @@ void lb_qtensor_free(lb_qtensor *q) {
     lb_free(q->min_code);
     lb_free(q->lut);
     lb_free(q->col_scale);
+    lb_free(q->col_mask);
+    lb_free(q->extra);
     memset(q, 0, sizeof *q);
 }
 
@@ -400,9 +404,10 @@ int lb_format_levels(const lb_qspec *spec) {
 float lb_format_level(const lb_qspec *spec, int code) { return spec->family->level(spec, code); }
 
 float lb_qtensor_value(const lb_qtensor *q, int64_t row, int64_t col) {
+    const lb_format_family *f = q->spec.family;
+    if (f->value_at) return f->value_at(q, row, col);
     int64_t k = lb_qtensor_group(q, row, col);
     int code = q->codes[row * q->cols_padded + col];
-    const lb_format_family *f = q->spec.family;
     float v = f->code_value ? f->code_value(q, k, code) : q->scale[k] * f->level(&q->spec, code);
     if (q->col_scale) v *= col < q->cols ? q->col_scale[col] : 0.0f;
     return v;
@@ -460,10 +465,15 @@ lb_status lb_qtensor_encode(const lb_qtensor *q, uint8_t *out) {
         }
     }
     if ((st = check_col_scale(q, "encoding")) != LB_OK) return st;
+    for (int64_t i = 0; i < q->n_groups * q->n_extra; i++)
+        if (!isfinite(q->extra[i]))
+            return lb_fail(LB_ERR_NUMERIC, "group %lld has a non-finite value (%d of %d)", (long long)(i / q->n_extra),
+                           (int)(i % q->n_extra), q->n_extra);
     memset(out, 0, l.total_bytes);
     for (int64_t r = 0; r < q->rows; r++) f->encode_row(q, r, out + (size_t)r * l.row_bytes);
     if (f->encode_tail) f->encode_tail(q, out + (size_t)q->rows * l.row_bytes);
-    return LB_OK;
+    /* what a loader would refuse (a mask with the wrong count) is refused here */
+    return f->check_bytes ? f->check_bytes(&q->spec, &l, out) : LB_OK;
 }
 
 lb_status lb_qtensor_decode(lb_qtensor *q, const uint8_t *data, size_t nbytes) {

@@ -35,9 +35,11 @@
  * lb_qtensor; dequantize_row is the reference meaning of the bytes (every
  * family, float ones included). check_bytes (NULL: any bytes of the right
  * size are valid) rejects stored data the family defines as corrupt (lut:
- * levels that are not finite and ascending) with LB_ERR_FORMAT; it runs
- * whenever a tensor gets its bytes (lb_tensor_resolve, so at every load)
- * and before lb_qtensor_decode.
+ * levels that are not finite and ascending; ptq161 / billm: a tail mask
+ * with the wrong count) with LB_ERR_FORMAT; it runs whenever a tensor gets
+ * its bytes (lb_tensor_resolve, so at every load), before
+ * lb_qtensor_decode, and on what lb_qtensor_encode writes. dequantize_row
+ * must still stay in bounds on bytes that fail it.
  *
  * ggml: ggml_type() is the ggml type id whose layout these bytes are (or -1);
  * from_ggml() writes the spec for a ggml id and returns 1 if it has one.
@@ -62,6 +64,9 @@ struct lb_format_family {
     int (*levels)(const lb_qspec *s);
     float (*level)(const lb_qspec *s, int code);
     float (*code_value)(const lb_qtensor *q, int64_t k, int code);
+    /* value of weight (row, col) when it depends on more than its group and
+     * code (a per-column mask); NULL: code_value / level */
+    float (*value_at)(const lb_qtensor *q, int64_t row, int64_t col);
     int (*nearest_code)(const lb_qtensor *q, int64_t k, float w);
     lb_status (*qtensor_init)(lb_qtensor *q);
     lb_status (*store_scales)(lb_qtensor *q);
@@ -142,6 +147,15 @@ void lb_hscale_decode_row(lb_qtensor *q, int64_t row, const uint8_t *src);
 void lb_hscale_encode_tail(const lb_qtensor *q, uint8_t *dst);
 void lb_hscale_decode_tail(lb_qtensor *q, const uint8_t *src);
 void lb_hscale_dequantize_row(const lb_qspec *s, const lb_layout *l, const uint8_t *data, int64_t row, float *out);
+
+/* Salient-column families (ptq161, billm): one bit per column in the
+ * tensor tail, 1 = salient (salient_mask.c). */
+size_t lb_col_mask_bytes(const lb_layout *l);
+void lb_col_mask_encode(const lb_qtensor *q, uint8_t *dst);
+void lb_col_mask_decode(lb_qtensor *q, const uint8_t *src);
+static inline int lb_col_mask_bit(const uint8_t *mask, int64_t c) { return mask[c >> 3] >> (c & 7) & 1; }
+/* The mask's set bits among the first cols (padding bits must be 0: fails otherwise) */
+lb_status lb_col_mask_count(const lb_layout *l, const uint8_t *mask, int64_t *count);
 
 static inline int64_t lb_round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 

@@ -341,6 +341,27 @@ static lb_status inverse_factor(const double *xtx, int64_t n, const int *perm, c
     return st;
 }
 
+/* The factor for methods built on GPTQ's column loop (ptq161, billm: see
+ * method_rows.h): columns in their order, dead inputs marked. */
+lb_status lb_gptq_inverse_factor(const double *xtx, int64_t n, double percdamp, char *dead, float *U,
+                                 lb_method_report *rep) {
+    int *perm = malloc((size_t)n * sizeof(int));
+    if (!perm) return LB_ERR_NOMEM;
+    for (int64_t i = 0; i < n; i++) {
+        perm[i] = (int)i;
+        dead[i] = xtx[i * n + i] == 0.0;
+        rep->dead_inputs += dead[i];
+    }
+    int openblas_threads = openblas_get_num_threads();
+    openblas_set_num_threads(1);
+    double t0 = lb_now();
+    lb_status st = inverse_factor(xtx, n, perm, dead, percdamp, U, rep);
+    rep->factor_seconds = lb_now() - t0;
+    openblas_set_num_threads(openblas_threads);
+    free(perm);
+    return st;
+}
+
 /* Copies group parameters of one group per row from a (tr x len) RTN result
  * into q at groups (r0 + r) * gpr + g. */
 static void take_group(lb_qtensor *q, const lb_qtensor *sub, int64_t r0, int64_t tr, int64_t g) {
@@ -658,6 +679,12 @@ done:
     lb_free(w0);
     lb_free(colw);
     return st;
+}
+#else
+lb_status lb_gptq_inverse_factor(const double *xtx, int64_t n, double percdamp, char *dead, float *U,
+                                 lb_method_report *rep) {
+    (void)xtx, (void)n, (void)percdamp, (void)dead, (void)U, (void)rep;
+    return lb_fail(LB_ERR_UNSUPPORTED, "factoring X^T X needs OpenBLAS and LAPACKE, and lowbit was built without them");
 }
 #endif /* LB_HAVE_BLAS */
 

@@ -15,6 +15,8 @@ extern const lb_method lb_method_awq_gptq;
 extern const lb_method lb_method_smoothquant;
 extern const lb_method lb_method_squeezellm;
 extern const lb_method lb_method_onebit;
+extern const lb_method lb_method_ptq161;
+extern const lb_method lb_method_billm;
 
 /* gptq's option table, which awq+gptq shares (its options are gptq's). */
 #define LB_GPTQ_N_OPTIONS 7
@@ -36,5 +38,14 @@ lb_status lb_rtn_quantize_weighted(const float *w, int64_t rows, int64_t cols, c
  * rule, sets its integers and returns its (weighted) squared error (rtn.c). */
 double lb_rtn_hscale_fit_group(lb_qtensor *q, int64_t k, const float *x, int64_t n, const float *cw,
                                const lb_rtn_opts *o);
+
+/* GPTQ's factor for rows that run its column loop themselves (ptq161,
+ * billm; gptq.c, built with BLAS only): U (n x n, upper, row-major) with
+ * (H + lambda I)^-1 = U^T U, H = xtx with each dead input (H_jj == 0,
+ * marked in dead[0..n)) replaced by a unit diagonal, lambda raised from
+ * percdamp mean(diag H) until the factorization succeeds; the damping and
+ * the dead count go to rep. */
+lb_status lb_gptq_inverse_factor(const double *xtx, int64_t n, double percdamp, char *dead, float *U,
+                                 lb_method_report *rep);
 
 #endif

@@ -27,6 +27,12 @@
  *                               the nearest fp16 level
  *   onebit (h sign(w) g)        SVID: signs sign(w), h g^T the rank-1 fit of
  *                               |W| (src/quant/onebit.c, lb_onebit_svid)
+ *   salient (ptq161)            the round(p cols) columns of largest norm at
+ *                               int4 min-max, the rest mu + alpha sign(w - mu)
+ *                               per row (src/quant/ptq161.c, lb_ptq161_rtn)
+ *   salient split (billm)       BiLLM's steps without data: columns by
+ *                               sum w^2, residual and split binarizations
+ *                               per row and group (src/quant/billm.c)
  *   ternary (opts->ternary_rule, a method choice: the bytes are the same)
  *            absmean            gamma = mean|w|, t = clamp(round(w/gamma), -1, 1) (BitNet b1.58)
  *            twn                delta = 0.7 mean|w|, t = sign(w) [|w| > delta],
@@ -71,6 +77,7 @@
 #include "quant/kmeans.h"
 #include "quant/method_rows.h"
 #include "quant/onebit.h"
+#include "quant/salient.h"
 #include "quant/trellis.h"
 
 #include <math.h>
@@ -423,7 +430,7 @@ static lb_status check_finite(const float *w, int64_t rows, int64_t cols) {
 static lb_status check_clip(const lb_qspec *spec, lb_clip clip) {
     lb_grid_kind grid = lb_format_grid(spec);
     if ((grid == LB_GRID_SIGN || grid == LB_GRID_TERNARY || grid == LB_GRID_TRELLIS || grid == LB_GRID_LUT ||
-         grid == LB_GRID_ONEBIT) &&
+         grid == LB_GRID_ONEBIT || grid == LB_GRID_SALIENT || grid == LB_GRID_SALIENT_SPLIT) &&
         clip != LB_CLIP_MINMAX)
         return lb_fail(LB_ERR_INVALID,
                        "clipping rule '%s' applies to formats with a uniform or codebook grid (int, nf4, ...); "
@@ -468,6 +475,11 @@ lb_status lb_rtn_quantize_weighted(const float *w, int64_t rows, int64_t cols, c
     }
     if (grid == LB_GRID_ONEBIT) { /* signs and two value vectors: SVID, the rank-1 fit of |W| */
         if ((st = lb_onebit_svid(w, rows, cols, q)) != LB_OK) lb_qtensor_free(q);
+        return st;
+    }
+    if (grid == LB_GRID_SALIENT || grid == LB_GRID_SALIENT_SPLIT) { /* a column mask, then each row's grids */
+        st = grid == LB_GRID_SALIENT ? lb_ptq161_rtn(w, rows, cols, q) : lb_billm_rtn(w, rows, cols, q);
+        if (st != LB_OK) lb_qtensor_free(q);
         return st;
     }
 

@@ -33,6 +33,10 @@ static const char *quantize_help_head =
     "                                                              sensitivity-weighted k-means (--method squeezellm)\n"
     "                     onebit                                   OneBit: h_row x sign(w) x g_col, fp16 h and g (rtn: SVID;\n"
     "                                                              --method onebit: least squares on calibration data)\n"
+    "                     ptq161[:s<p>]                            PTQ1.61: p% of the input channels (default 20) at\n"
+    "                                                              int4, the rest binary; a column mask per tensor\n"
+    "                     billm[:g<G>|:row]                        BiLLM: salient columns residual-binary, the rest\n"
+    "                                                              binary in two groups; 2 bits per weight (g128)\n"
     "                     f32, f16, bf16; ggml names q8_0, q4_0, q4_1\n"
     "                     (see docs/FORMATS.md for layouts and bits per weight)\n"
     "  --method NAME      how weights become codes (default rtn); the methods and their options:\n";
