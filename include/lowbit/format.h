@@ -44,7 +44,8 @@ typedef enum {
     LB_GRID_ABSMAX,  /* a codebook in [-1, 1] times the group's clipped absmax (e.g. nf4) */
     LB_GRID_SIGN,    /* +-alpha, alpha = mean|w| (binary) */
     LB_GRID_TERNARY, /* {-1, 0, +1} alpha by the method's ternary rule */
-    LB_GRID_TRELLIS  /* a trellis code: no per-weight grid; the encoder searches whole sequences */
+    LB_GRID_TRELLIS, /* a trellis code: no per-weight grid; the encoder searches whole sequences */
+    LB_GRID_LOWRANK_BINARY /* low-rank binary factors (littlebit): no codes; the whole matrix is fitted */
 } lb_grid_kind;
 
 typedef enum {
@@ -70,6 +71,7 @@ typedef struct {
                             0 when scale_bits is 0 */
     int state_bits;      /* trellis: L, the bitshift trellis' state ("L<n>", default 12) */
     int seq_down;        /* trellis: 1 = sequences run down each column ("down"), 0 = along rows */
+    int rank;            /* littlebit: rank of the binary factors ("r<R>", 1..1024) */
 } lb_qspec;
 
 /* Parses "int4:g64:asym", "int3:g16:asym:s6:r4", "nf4:g64:dq", "binary:row", "ternary:g64:2bit",
@@ -192,6 +194,17 @@ typedef struct {
     int64_t n_super;     /* super-groups: ceil(rows / spec.super_rows) */
     uint8_t *scale_code; /* n_groups, k-bit (sym: two's complement bits) */
     uint8_t *min_code;   /* n_groups (asym) */
+    /* Low-rank binary factors (littlebit, src/formats/littlebit.c), else 0 / NULL. Not one code
+     * per weight: codes stay allocated but unused (all 0), and the value of (row, col) is
+     *   h[row] * (sum_j u(row, j) l[j] v(col, j)) * g[col],  u, v = +1 where the sign byte is 1, else -1 */
+    struct {
+        int rank;        /* spec.rank */
+        uint8_t *u_sign; /* rows x rank: 1 = +1, 0 = -1 */
+        uint8_t *v_sign; /* cols x rank */
+        float *h;        /* rows: fp16 values once lb_qtensor_store_scales ran */
+        float *g;        /* cols: likewise */
+        float *l;        /* rank: likewise */
+    } lowrank;
 } lb_qtensor;
 
 LB_API void lb_qtensor_free(lb_qtensor *q);

@@ -21,6 +21,7 @@
     X(lb_ternary_family)      \
     X(lb_pow2_family)         \
     X(lb_trellis_family)      \
+    X(lb_littlebit_family)    \
     /* end of the table */
 
 #define LB_DECLARE_FAMILY(row) extern const lb_format_family row;
@@ -365,6 +366,11 @@ void lb_qtensor_free(lb_qtensor *q) {
     lb_free(q->super_min);
     lb_free(q->scale_code);
     lb_free(q->min_code);
+    lb_free(q->lowrank.u_sign);
+    lb_free(q->lowrank.v_sign);
+    lb_free(q->lowrank.h);
+    lb_free(q->lowrank.g);
+    lb_free(q->lowrank.l);
     memset(q, 0, sizeof *q);
 }
 
@@ -396,6 +402,7 @@ float lb_qtensor_value(const lb_qtensor *q, int64_t row, int64_t col) {
     int64_t k = lb_qtensor_group(q, row, col);
     int code = q->codes[row * q->cols_padded + col];
     const lb_format_family *f = q->spec.family;
+    if (f->weight_value) return f->weight_value(q, row, col);
     if (f->code_value) return f->code_value(q, k, code);
     return q->scale[k] * f->level(&q->spec, code);
 }
@@ -435,6 +442,7 @@ lb_status lb_qtensor_encode(const lb_qtensor *q, uint8_t *out) {
             return lb_fail(LB_ERR_INVALID, "zero point %d of group %lld is out of range", q->zero[k],
                            (long long)k);
     }
+    if (f->check_qtensor && (st = f->check_qtensor(q)) != LB_OK) return st;
     memset(out, 0, l.total_bytes);
     for (int64_t r = 0; r < q->rows; r++) f->encode_row(q, r, out + (size_t)r * l.row_bytes);
     if (f->encode_tail) f->encode_tail(q, out + (size_t)q->rows * l.row_bytes);
