@@ -12,7 +12,8 @@
 
 static const char *const formats[] = {"int4:g32:asym", "int3:g64:sym", "int2:g16:asym", "int4:g32:asym:zint",
                                       "int8:g32:sym",  "nf4:g64",      "pow2:4:g64",    "ternary:g64",
-                                      "binary:row",    "int3:g16:asym:s4", "int2:g32:sym:s6"};
+                                      "binary:row",    "int3:g16:asym:s4", "int2:g32:sym:s6",
+                                      "littlebit:r4"};
 #define N_FORMATS ((int)(sizeof formats / sizeof formats[0]))
 
 enum { R = 8, C = 64 };

@@ -20,12 +20,15 @@
  *   5. h, g, l balanced (mean |h| = mean |g| = 1, the scale in l: Q unchanged)
  *      and stored against the fp16 grid: l rounded, then g refitted with l
  *      rounded and rounded, then h refitted and rounded.
- * Defaults: 10 rounds. Deviations: no QAT, no residual compensation (the
+ * Defaults: 10 rounds; the method row damps H by percdamp (0.01) times its
+ * mean diagonal, as gptq, so dead inputs (H_jj = 0) leave g determined.
+ * Deviations: no QAT, no residual compensation (the
  * paper's second low-rank binary branch on the residual); ranks beyond
  * min(rows, cols) start with l = 0 (the SVD has nothing there) and are then
  * used by the least squares like the others. Singular systems (repeated sign
  * columns) get a ridge of 1e-12 of their largest diagonal. */
 #include "quant/littlebit.h"
+#include "quant/method_rows.h"
 
 #include <math.h>
 #include <string.h>
@@ -379,3 +382,52 @@ lb_status lb_littlebit_quantize(const float *w, int64_t rows, int64_t cols, cons
 }
 
 #endif /* LB_HAVE_BLAS */
+
+/* ---- the littlebit row: the same fit on the output error tr((W - Q) H (W - Q)^T) ---- */
+
+static const lb_method_option littlebit_options[] = {
+    {"rounds", LB_OPTION_INT, "10", "alternating least-squares rounds over (h, g, l) after Dual-SVID", 0, 1000, NULL,
+     NULL},
+    {"percdamp", LB_OPTION_FLOAT, "0.01", "damping added to diag(H), relative to its mean", 0, 10, NULL, NULL},
+};
+
+static lb_status littlebit_check(const lb_qspec *spec, const lb_method_opts *o) {
+    (void)o;
+    if (lb_format_grid(spec) != LB_GRID_LOWRANK_BINARY) {
+        char text[64];
+        lb_qspec_format(spec, text, sizeof text);
+        return lb_fail(LB_ERR_INVALID, "method littlebit fits low-rank binary factors (littlebit:r<R>), not '%s'", text);
+    }
+    return LB_OK;
+}
+
+static lb_status littlebit_quantize_row(const float *w, int64_t rows, int64_t cols, const lb_layer_stats *stats,
+                                        const lb_qspec *spec, const lb_method_opts *o, lb_qtensor *q) {
+    for (int64_t i = 0; i < rows * cols; i++)
+        if (!isfinite(w[i]))
+            return lb_fail(LB_ERR_NUMERIC, "weight at row %lld, column %lld is %s", (long long)(i / cols),
+                           (long long)(i % cols), isnan(w[i]) ? "NaN" : "infinite");
+    double *H = lb_alloc((size_t)(cols * cols) * sizeof(double));
+    if (!H) return LB_ERR_NOMEM;
+    memcpy(H, stats->xtx, (size_t)(cols * cols) * sizeof(double));
+    double mean_diag = 0.0;
+    for (int64_t c = 0; c < cols; c++) mean_diag += H[c * cols + c] / (double)cols;
+    /* an all-zero H (no signal at all): the plain Frobenius fit */
+    double damp = mean_diag > 0.0 ? o->value[1] * mean_diag : 1.0;
+    for (int64_t c = 0; c < cols; c++) H[c * cols + c] += damp;
+    lb_littlebit_opts lo = {.rounds = (int)o->value[0], .xtx = H};
+    lb_status st = lb_qtensor_init(q, spec, rows, cols);
+    if (st == LB_OK && (st = lb_littlebit_quantize(w, rows, cols, &lo, q)) != LB_OK) lb_qtensor_free(q);
+    lb_free(H);
+    return st;
+}
+
+const lb_method lb_method_littlebit = {
+    .name = "littlebit",
+    .summary = "low-rank binary factors (littlebit:r<R>): Dual-SVID, then least squares on the output error tr(E H E^T)",
+    .stats = LB_STATS_XTX,
+    .options = littlebit_options,
+    .n_options = (int)(sizeof littlebit_options / sizeof littlebit_options[0]),
+    .check = littlebit_check,
+    .quantize = littlebit_quantize_row,
+};
