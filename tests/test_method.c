@@ -332,6 +332,51 @@ static int known_answer_billm(void) {
     return lb_test_failures == fails;
 }
 
+/* littlebit: W = h l (u v^T) g^T, rank 1 with positive h, g, l and any signs,
+ * is exactly representable; its SVD's leading pair is h . u and g . v, so
+ * Dual-SVID starts at it and the H-weighted least squares stay there: it
+ * comes back to fp16 precision under a correlated H (tests/test_littlebit.c
+ * has the rest: descent of the objective, higher ranks). */
+static int known_answer_littlebit(void) {
+    enum { R = 6, C = 16, S = 64 };
+    float w[R * C], out[R * C];
+    double xtx[C * C] = {0}, x[C];
+    lb_rng r;
+    lb_rng_seed(&r, 17);
+    for (int t = 0; t < S; t++) {
+        double z = lb_rng_normal(&r);
+        for (int c = 0; c < C; c++) x[c] = z + 0.5 * lb_rng_normal(&r);
+        for (int a = 0; a < C; a++)
+            for (int b = 0; b < C; b++) xtx[a * C + b] += x[a] * x[b];
+    }
+    for (int i = 0; i < R; i++)
+        for (int c = 0; c < C; c++) {
+            float hu = (0.5f + 0.1f * (float)i) * (i % 3 ? 1.0f : -1.0f);
+            float gv = (1.0f + 0.05f * (float)c) * ((c * 5) % 7 < 3 ? -1.0f : 1.0f);
+            w[i * C + c] = 0.75f * hu * gv;
+        }
+    lb_layer_stats st = {.n_samples = S, .rows = R, .cols = C, .xtx = xtx};
+    const lb_method *m = lb_method_find("littlebit");
+    lb_qspec s = lb_test_spec("littlebit:r1");
+    lb_tensor t;
+    int fails = lb_test_failures;
+#ifndef LB_HAVE_BLAS
+    CHECK_FAILS(lb_quantize_tensor(m, NULL, &st, w, R, C, &s, "w", &t), LB_ERR_UNSUPPORTED, "OpenBLAS");
+    (void)out;
+    return lb_test_failures == fails;
+#endif
+    CHECK_OK(lb_quantize_tensor(m, NULL, &st, w, R, C, &s, "w", &t));
+    CHECK_OK(lb_dequantize(&t, out));
+    for (int i = 0; i < R * C; i++)
+        CHECK_MSG(fabsf(out[i] - w[i]) <= 2e-3f * fabsf(w[i]), "littlebit weight %d: %g, want %g", i, out[i], w[i]);
+    lb_tensor_free(&t);
+    /* it needs X^T X, and refuses other formats */
+    CHECK_FAILS(lb_quantize_tensor(m, NULL, NULL, w, R, C, &s, "w", &t), LB_ERR_INVALID, "X^T X");
+    s = lb_test_spec("binary:row");
+    CHECK_FAILS(lb_quantize_tensor(m, NULL, &st, w, R, C, &s, "w", &t), LB_ERR_INVALID, "littlebit:r<R>");
+    return lb_test_failures == fails;
+}
+
 static const struct {
     const char *name;
     int (*run)(void);
@@ -346,7 +391,8 @@ static const struct {
                      {"smoothquant", known_answer_smoothquant},
                      {"squeezellm", known_answer_squeezellm},
                      {"ptq161", known_answer_ptq161},
-                     {"billm", known_answer_billm}};
+                     {"billm", known_answer_billm},
+                     {"littlebit", known_answer_littlebit}};
 
 static void test_every_row(void) {
     CHECK(lb_method_count() >= 2);

@@ -16,7 +16,7 @@ static const char *const formats[] = {"int4:g32:asym", "int3:g64:sym", "int2:g16
                                       "int8:g32:sym",  "nf4:g64",      "pow2:4:g64",    "ternary:g64",
                                       "binary:row",    "int3:g16:asym:s4", "int2:g32:sym:s6", "lut2:g32",
                                       "lut3:row",      "lut1:g16",      "onebit",
-                                      "ptq161",        "billm:g16"};
+                                      "ptq161",        "billm:g16",     "littlebit:r4"};
 #define N_FORMATS ((int)(sizeof formats / sizeof formats[0]))
 
 enum { R = 8, C = 64 };

@@ -53,6 +53,7 @@ static void test_round_trips(void) {
         {"lut3:row", 0, -1},             {"lut2:g32", 1, -1},               {"lut4:tensor", 0, -1},
         {"onebit", 0, -1},
         {"ptq161", 0, -1},               {"billm", 0, -1},                  {"billm:row", 1, -1},
+        {"littlebit:r8", 0, -1},         {"littlebit:r5", 1, -1},
     };
     int tok[64];
     size_t n;

@@ -48,7 +48,8 @@ typedef enum {
     LB_GRID_LUT,     /* a free codebook per group (lut<b>): its levels placed by 1-D k-means */
     LB_GRID_ONEBIT,  /* h_row sign(w) g_col: signs and two value vectors, fitted together (onebit: SVID) */
     LB_GRID_SALIENT, /* salient columns at 4 bits, the rest binary (ptq161): columns picked, then two grids */
-    LB_GRID_SALIENT_SPLIT /* salient columns residual-binary, the rest binary in two magnitude groups (billm) */
+    LB_GRID_SALIENT_SPLIT, /* salient columns residual-binary, the rest binary in two magnitude groups (billm) */
+    LB_GRID_LOWRANK_BINARY /* low-rank binary factors (littlebit): no codes; the whole matrix is fitted */
 } lb_grid_kind;
 
 typedef enum {
@@ -76,6 +77,7 @@ typedef struct {
     int seq_down;        /* trellis: 1 = sequences run down each column ("down"), 0 = along rows */
     int salient_pct;     /* ptq161: salient input channels in percent of the columns ("s<p>", default 20):
                             the tensor stores round(cols * p / 100) of them at 4 bits */
+    int rank;            /* littlebit: rank of the binary factors ("r<R>", 1..1024) */
 } lb_qspec;
 
 /* Parses "int4:g64:asym", "int3:g16:asym:s6:r4", "nf4:g64:dq", "binary:row", "ternary:g64:2bit",
@@ -221,6 +223,17 @@ typedef struct {
     int64_t n_salient;   /* ptq161: salient columns the layout holds (fixed by spec and cols); billm: -1 (any) */
     float *extra;        /* n_groups x n_extra: per-group values beyond scale/offset, as stored (fp16) */
     int n_extra;
+    /* Low-rank binary factors (littlebit, src/formats/littlebit.c), else 0 / NULL. Not one code
+     * per weight: codes stay allocated but unused (all 0), and the value of (row, col) is
+     *   h[row] * (sum_j u(row, j) l[j] v(col, j)) * g[col],  u, v = +1 where the sign byte is 1, else -1 */
+    struct {
+        int rank;        /* spec.rank */
+        uint8_t *u_sign; /* rows x rank: 1 = +1, 0 = -1 */
+        uint8_t *v_sign; /* cols x rank */
+        float *h;        /* rows: fp16 values once lb_qtensor_store_scales ran */
+        float *g;        /* cols: likewise */
+        float *l;        /* rank: likewise */
+    } lowrank;
 } lb_qtensor;
 
 LB_API void lb_qtensor_free(lb_qtensor *q);

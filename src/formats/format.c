@@ -25,6 +25,7 @@
     X(lb_onebit_family)       \
     X(lb_ptq161_family)       \
     X(lb_billm_family)        \
+    X(lb_littlebit_family)    \
     /* end of the table */
 
 #define LB_DECLARE_FAMILY(row) extern const lb_format_family row;
@@ -376,6 +377,11 @@ void lb_qtensor_free(lb_qtensor *q) {
     lb_free(q->col_scale);
     lb_free(q->col_mask);
     lb_free(q->extra);
+    lb_free(q->lowrank.u_sign);
+    lb_free(q->lowrank.v_sign);
+    lb_free(q->lowrank.h);
+    lb_free(q->lowrank.g);
+    lb_free(q->lowrank.l);
     memset(q, 0, sizeof *q);
 }
 
@@ -469,6 +475,7 @@ lb_status lb_qtensor_encode(const lb_qtensor *q, uint8_t *out) {
         if (!isfinite(q->extra[i]))
             return lb_fail(LB_ERR_NUMERIC, "group %lld has a non-finite value (%d of %d)", (long long)(i / q->n_extra),
                            (int)(i % q->n_extra), q->n_extra);
+    if (f->check_qtensor && (st = f->check_qtensor(q)) != LB_OK) return st;
     memset(out, 0, l.total_bytes);
     for (int64_t r = 0; r < q->rows; r++) f->encode_row(q, r, out + (size_t)r * l.row_bytes);
     if (f->encode_tail) f->encode_tail(q, out + (size_t)q->rows * l.row_bytes);

@@ -65,11 +65,13 @@ struct lb_format_family {
     float (*level)(const lb_qspec *s, int code);
     float (*code_value)(const lb_qtensor *q, int64_t k, int code);
     /* value of weight (row, col) when it depends on more than its group and
-     * code (a per-column mask); NULL: code_value / level */
+     * code (a per-column mask, littlebit's low-rank factors); NULL: code_value / level */
     float (*value_at)(const lb_qtensor *q, int64_t row, int64_t col);
     int (*nearest_code)(const lb_qtensor *q, int64_t k, float w);
     lb_status (*qtensor_init)(lb_qtensor *q);
     lb_status (*store_scales)(lb_qtensor *q);
+    /* checks a family's own parts of lb_qtensor before encoding (NULL: none) */
+    lb_status (*check_qtensor)(const lb_qtensor *q);
     void (*encode_row)(const lb_qtensor *q, int64_t row, uint8_t *dst);
     void (*decode_row)(lb_qtensor *q, int64_t row, const uint8_t *src);
     void (*encode_tail)(const lb_qtensor *q, uint8_t *dst); /* NULL when no tail */

@@ -37,6 +37,9 @@
  *            absmean            gamma = mean|w|, t = clamp(round(w/gamma), -1, 1) (BitNet b1.58)
  *            twn                delta = 0.7 mean|w|, t = sign(w) [|w| > delta],
  *                               alpha = mean of |w| over |w| > delta (TWN)
+ *   trellis                     the Viterbi search of src/quant/trellis.c
+ *   low-rank binary (littlebit) no per-weight grid: Dual-SVID and least
+ *                               squares on ||W - Q||_F (src/quant/littlebit.c)
  * Deviation: the asymmetric fp16-offset grid does not force 0 into the
  * range (as REFERENCE.md's textbook quantizer), so an all-positive group
  * keeps its whole grid for its own values.
@@ -78,6 +81,7 @@
 #include "quant/method_rows.h"
 #include "quant/onebit.h"
 #include "quant/salient.h"
+#include "quant/littlebit.h"
 #include "quant/trellis.h"
 
 #include <math.h>
@@ -430,7 +434,8 @@ static lb_status check_finite(const float *w, int64_t rows, int64_t cols) {
 static lb_status check_clip(const lb_qspec *spec, lb_clip clip) {
     lb_grid_kind grid = lb_format_grid(spec);
     if ((grid == LB_GRID_SIGN || grid == LB_GRID_TERNARY || grid == LB_GRID_TRELLIS || grid == LB_GRID_LUT ||
-         grid == LB_GRID_ONEBIT || grid == LB_GRID_SALIENT || grid == LB_GRID_SALIENT_SPLIT) &&
+         grid == LB_GRID_ONEBIT || grid == LB_GRID_SALIENT || grid == LB_GRID_SALIENT_SPLIT ||
+         grid == LB_GRID_LOWRANK_BINARY) &&
         clip != LB_CLIP_MINMAX)
         return lb_fail(LB_ERR_INVALID,
                        "clipping rule '%s' applies to formats with a uniform or codebook grid (int, nf4, ...); "
@@ -480,6 +485,10 @@ lb_status lb_rtn_quantize_weighted(const float *w, int64_t rows, int64_t cols, c
     if (grid == LB_GRID_SALIENT || grid == LB_GRID_SALIENT_SPLIT) { /* a column mask, then each row's grids */
         st = grid == LB_GRID_SALIENT ? lb_ptq161_rtn(w, rows, cols, q) : lb_billm_rtn(w, rows, cols, q);
         if (st != LB_OK) lb_qtensor_free(q);
+        return st;
+    }
+    if (grid == LB_GRID_LOWRANK_BINARY) { /* no grid per weight: the whole matrix fitted (Dual-SVID + least squares) */
+        if ((st = lb_littlebit_quantize(w, rows, cols, NULL, q)) != LB_OK) lb_qtensor_free(q);
         return st;
     }
 

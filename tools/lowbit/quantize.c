@@ -37,6 +37,9 @@ static const char *quantize_help_head =
     "                                                              int4, the rest binary; a column mask per tensor\n"
     "                     billm[:g<G>|:row]                        BiLLM: salient columns residual-binary, the rest\n"
     "                                                              binary in two groups; 2 bits per weight (g128)\n"
+    "                     littlebit:r<R>                            W ~ diag(h) U diag(l) V^T diag(g): rank-R sign\n"
+    "                                                              factors, fp16 h, g, l (R = 1..1024; sub-1-bit\n"
+    "                                                              when R < rows cols / (rows + cols))\n"
     "                     f32, f16, bf16; ggml names q8_0, q4_0, q4_1\n"
     "                     (see docs/FORMATS.md for layouts and bits per weight)\n"
     "  --method NAME      how weights become codes (default rtn); the methods and their options:\n";
