@@ -49,6 +49,7 @@ static void test_round_trips(void) {
         {"int2:row:sym", 0, -1},         {"nf4:g64:dq", 1, -1},             {"nf4:g32", 0, -1},
         {"binary:row", 0, -1},           {"binary:tensor", 1, -1},          {"ternary:g32:2bit", 0, -1},
         {"ternary:row:1.6bit", 0, -1},   {"pow2:4:g64", 0, -1},             {"pow2:3:row", 1, -1},
+        {"e8p2:row", 1, -1},             {"e8p3:tensor", 0, -1},            {"e8p4:row", 0, -1},
     };
     int tok[64];
     size_t n;

@@ -21,6 +21,9 @@
  *   codebook (nf4)              absmax = max|w| (clipped by the rule), codes the
  *                               nearest level of absmax * codebook
  *   sign (binary)               alpha = mean|w| (BWN), codes sign(w)
+ *   vector (e8p)                per row (or tensor) and stage a scale searched
+ *                               around the codebook's RMS-matched one, codes the
+ *                               nearest codeword per 8 weights (src/quant/vector.c)
  *   ternary (opts->ternary_rule, a method choice: the bytes are the same)
  *            absmean            gamma = mean|w|, t = clamp(round(w/gamma), -1, 1) (BitNet b1.58)
  *            twn                delta = 0.7 mean|w|, t = sign(w) [|w| > delta],
@@ -64,6 +67,7 @@
  * super-scales of its initial RTN fit. */
 #include "quant/method_rows.h"
 #include "quant/trellis.h"
+#include "quant/vector.h"
 
 #include <math.h>
 
@@ -414,7 +418,8 @@ static lb_status check_finite(const float *w, int64_t rows, int64_t cols) {
 /* Sign and ternary grids pick their scale by their own rule: no clipping. */
 static lb_status check_clip(const lb_qspec *spec, lb_clip clip) {
     lb_grid_kind grid = lb_format_grid(spec);
-    if ((grid == LB_GRID_SIGN || grid == LB_GRID_TERNARY || grid == LB_GRID_TRELLIS) && clip != LB_CLIP_MINMAX)
+    if ((grid == LB_GRID_SIGN || grid == LB_GRID_TERNARY || grid == LB_GRID_TRELLIS || grid == LB_GRID_VECTOR) &&
+        clip != LB_CLIP_MINMAX)
         return lb_fail(LB_ERR_INVALID,
                        "clipping rule '%s' applies to formats with a uniform or codebook grid (int, nf4, ...); "
                        "%s formats choose their scale by their own rule",
@@ -449,6 +454,10 @@ lb_status lb_rtn_quantize_weighted(const float *w, int64_t rows, int64_t cols, c
     if (st != LB_OK) return st;
     if (grid == LB_GRID_TRELLIS) { /* nearest for a trellis: the Viterbi search over whole sequences */
         if ((st = lb_trellis_quantize(w, rows, cols, q)) != LB_OK) lb_qtensor_free(q);
+        return st;
+    }
+    if (grid == LB_GRID_VECTOR) { /* vector codebooks: a scale search, then the exact nearest codeword */
+        if ((st = lb_vector_rtn(w, rows, cols, q)) != LB_OK) lb_qtensor_free(q);
         return st;
     }
 
