@@ -13,6 +13,7 @@ extern const lb_method lb_method_gptaq;
 extern const lb_method lb_method_awq;
 extern const lb_method lb_method_awq_gptq;
 extern const lb_method lb_method_smoothquant;
+extern const lb_method lb_method_ldlq;
 
 /* gptq's option table, which awq+gptq shares (its options are gptq's). */
 #define LB_GPTQ_N_OPTIONS 7
