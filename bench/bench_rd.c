@@ -4,10 +4,10 @@
  * can reach on a Gaussian (REFERENCE.md's last table; MACHINE.md has
  * llama.cpp's types on the same source).
  *
- *   build/bench_rd [-n WEIGHTS] [-t THREADS] [--trellis-only] [--json]
+ *   build/bench_rd [-n WEIGHTS] [-t THREADS] [--trellis-only | --formats-only] [--json]
  *
- * Rows: lowbit's formats through rtn (clip=mse; ternary and binary by their
- * own scale rule) on a 256 x (n / 256)
+ * Rows: lowbit's formats through rtn (clip=mse; ternary, binary and e8p by
+ * their own scale rule) on a 256 x (n / 256)
  * matrix, every stored bit counted; then bitshift trellises (src/quant/
  * trellis.c: QTIP's 1MAD codebook, tail-biting, sequences of 256, one scale
  * per tensor chosen on the first 16 sequences) at k = 1..4 bits per weight
@@ -68,14 +68,15 @@ static double trellis_error(const lb_trellis *t, const float *x, int s0, int s1,
 
 int main(int argc, char **argv) {
     long n = 1L << 20;
-    int trellis_only = 0;
+    int trellis_only = 0, formats_only = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-n") && i + 1 < argc) n = atol(argv[++i]);
         else if (!strcmp(argv[i], "-t") && i + 1 < argc) lb_set_threads(atoi(argv[++i]));
         else if (!strcmp(argv[i], "--json")) json = 1;
         else if (!strcmp(argv[i], "--trellis-only")) trellis_only = 1;
+        else if (!strcmp(argv[i], "--formats-only")) formats_only = 1;
         else {
-            fprintf(stderr, "usage: bench_rd [-n WEIGHTS] [-t THREADS] [--trellis-only] [--json]\n");
+            fprintf(stderr, "usage: bench_rd [-n WEIGHTS] [-t THREADS] [--trellis-only | --formats-only] [--json]\n");
             return 2;
         }
     }
@@ -95,7 +96,8 @@ int main(int argc, char **argv) {
         printf("|---|---:|---:|---:|---:|---:|\n");
     }
     static const char *specs[] = {"int4:g64:asym", "nf4:g64",       "int3:g64:asym", "int3:g128:sym:s4:r16",
-                                  "int2:g64:asym", "int2:g32:asym:s4:r16", "ternary:g64:1.6bit", "binary:g64"};
+                                  "int2:g64:asym", "int2:g32:asym:s4:r16", "ternary:g64:1.6bit", "binary:g64",
+                                  "e8p2:row",      "e8p2:tensor",   "e8p3:row",      "e8p4:row"};
     const lb_method *rtn = lb_method_find("rtn");
     for (size_t s = 0; !trellis_only && s < sizeof specs / sizeof specs[0]; s++) {
         lb_qspec spec;
@@ -103,7 +105,8 @@ int main(int argc, char **argv) {
         lb_tensor t;
         if (lb_qspec_parse(specs[s], &spec) != LB_OK) return 1;
         lb_method_opts_default(rtn, &o);
-        int mse = strncmp(specs[s], "ternary", 7) && strncmp(specs[s], "binary", 6); /* they have their own rule */
+        /* ternary, binary and e8p choose their scales by their own rule */
+        int mse = strncmp(specs[s], "ternary", 7) && strncmp(specs[s], "binary", 6) && strncmp(specs[s], "e8p", 3);
         if (mse) lb_method_opts_set(&o, "clip", "mse");
         double t0 = lb_now();
         if (lb_quantize_tensor(rtn, &o, NULL, x, 256, n / 256, &spec, "x", &t) != LB_OK || lb_dequantize(&t, y) != LB_OK) {
@@ -119,7 +122,7 @@ int main(int argc, char **argv) {
     }
     /* trellises: (L, k) with the weights they get (2^L work per weight) */
     static const int configs[][2] = {{8, 2}, {12, 2}, {16, 2}, {12, 1}, {16, 1}, {12, 3}, {15, 3}, {12, 4}, {16, 4}};
-    for (size_t c = 0; c < sizeof configs / sizeof configs[0]; c++) {
+    for (size_t c = 0; !formats_only && c < sizeof configs / sizeof configs[0]; c++) {
         int L = configs[c][0], k = configs[c][1];
         long m = L >= 15 ? n / 16 : n; /* L = 15, 16 cost 8-16x L = 12: fewer weights */
         int n_seq = (int)(m / SEQ);

@@ -195,6 +195,56 @@ static int known_answer_scaling(const char *name) {
     }
     return lb_test_failures == fails;
 }
+/* ldlq: a matrix that is exactly row scale x E8P codewords comes back
+ * exactly under a correlated H (every block rounds without error, so nothing
+ * feeds forward); with a diagonal H no error feeds forward either: rtn's
+ * bytes. (The real cases: tests/test_ldlq.c.) */
+static int known_answer_ldlq(void) {
+    enum { R = 3, C = 32 };
+    float w[R * C], out[R * C];
+    lb_rng r;
+    lb_rng_seed(&r, 12);
+    for (int i = 0; i < R; i++) {
+        float a = lb_round_fp16(0.05f + 0.1f * (float)i), cw[8];
+        for (int v = 0; v < C / 8; v++) {
+            lb_e8p_codeword(lb_rng_u32(&r) & 0xffff, cw);
+            for (int k = 0; k < 8; k++) w[i * C + v * 8 + k] = a * cw[k];
+        }
+    }
+    double xtx[C * C], diag[C * C] = {0};
+    for (int a = 0; a < C; a++) {
+        diag[a * C + a] = 1.0 + a % 5;
+        for (int b = 0; b < C; b++) xtx[a * C + b] = (a == b ? 2.0 : 0.0) + 1.0 / (1.0 + abs(a - b));
+    }
+    lb_layer_stats st = {.n_samples = 8, .rows = R, .cols = C, .xtx = xtx};
+    const lb_method *ldlq = lb_method_find("ldlq"), *rtn = lb_method_find("rtn");
+    int fails = lb_test_failures;
+    lb_qspec s = lb_test_spec("e8p2:row");
+    lb_tensor g, q;
+#ifndef LB_HAVE_BLAS
+    CHECK_FAILS(lb_quantize_tensor(ldlq, NULL, &st, w, R, C, &s, "w", &g), LB_ERR_UNSUPPORTED, "OpenBLAS");
+    (void)rtn;
+    (void)out;
+    (void)diag;
+    return lb_test_failures == fails;
+#endif
+    CHECK_OK(lb_quantize_tensor(ldlq, NULL, &st, w, R, C, &s, "w", &g));
+    CHECK_OK(lb_dequantize(&g, out));
+    for (int i = 0; i < R * C; i++) CHECK_MSG(out[i] == w[i], "ldlq weight %d: %g, want %g", i, out[i], w[i]);
+    lb_tensor_free(&g);
+    for (int i = 0; i < R * C; i++) w[i] = (float)lb_rng_normal(&r);
+    st.xtx = diag;
+    CHECK_OK(lb_quantize_tensor(ldlq, NULL, &st, w, R, C, &s, "w", &g));
+    CHECK_OK(lb_quantize_tensor(rtn, NULL, NULL, w, R, C, &s, "w", &q));
+    CHECK(g.nbytes == q.nbytes && !memcmp(g.data, q.data, g.nbytes));
+    lb_tensor_free(&g);
+    lb_tensor_free(&q);
+    /* scalar formats are gptq's */
+    s = lb_test_spec("int4:g32:asym");
+    CHECK_FAILS(lb_quantize_tensor(ldlq, NULL, &st, w, R, C, &s, "w", &g), LB_ERR_INVALID, "vector codebook");
+    return lb_test_failures == fails;
+}
+
 static int known_answer_awq(void) { return known_answer_scaling("awq"); }
 static int known_answer_awq_gptq(void) { return known_answer_scaling("awq+gptq"); }
 static int known_answer_smoothquant(void) { return known_answer_scaling("smoothquant"); }
@@ -392,7 +442,9 @@ static const struct {
                      {"squeezellm", known_answer_squeezellm},
                      {"ptq161", known_answer_ptq161},
                      {"billm", known_answer_billm},
-                     {"littlebit", known_answer_littlebit}};
+                     {"littlebit", known_answer_littlebit},
+
+                     {"ldlq", known_answer_ldlq}};
 
 static void test_every_row(void) {
     CHECK(lb_method_count() >= 2);

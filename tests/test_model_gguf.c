@@ -54,6 +54,7 @@ static void test_round_trips(void) {
         {"onebit", 0, -1},
         {"ptq161", 0, -1},               {"billm", 0, -1},                  {"billm:row", 1, -1},
         {"littlebit:r8", 0, -1},         {"littlebit:r5", 1, -1},
+        {"e8p2:row", 1, -1},             {"e8p3:tensor", 0, -1},            {"e8p4:row", 0, -1},
     };
     int tok[64];
     size_t n;

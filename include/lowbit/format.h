@@ -49,7 +49,9 @@ typedef enum {
     LB_GRID_ONEBIT,  /* h_row sign(w) g_col: signs and two value vectors, fitted together (onebit: SVID) */
     LB_GRID_SALIENT, /* salient columns at 4 bits, the rest binary (ptq161): columns picked, then two grids */
     LB_GRID_SALIENT_SPLIT, /* salient columns residual-binary, the rest binary in two magnitude groups (billm) */
-    LB_GRID_LOWRANK_BINARY /* low-rank binary factors (littlebit): no codes; the whole matrix is fitted */
+    LB_GRID_LOWRANK_BINARY, /* low-rank binary factors (littlebit): no codes; the whole matrix is fitted */
+    LB_GRID_VECTOR   /* a vector codebook (e8p): one code per vec_dim weights and stage, scales per group
+                        and stage, searched around the codebook's RMS-matched scale */
 } lb_grid_kind;
 
 typedef enum {
@@ -188,6 +190,9 @@ LB_API void lb_tensor_free(lb_tensor *t);
  *                 salient column: e[0] + (b0 ? e[1] : -e[1]) + (b1 ? e[2] : -e[2]);
  *                 others: group g = b1 (0 concentrated, 1 sparse),
  *                 e[3 + 2g] + (b0 ? e[4 + 2g] : -e[4 + 2g]) (src/formats/billm.c)
+ *   vector (e8p): sum over stages s of scale[s * n_groups + k] *
+ *                 codeword_s(vcode)[col % vec_dim], vcode the stage's code
+ *                 of the vector holding (row, col) (codes is unused: NULL)
  * Rows are padded to cols_padded; padding codes are stored (and counted). */
 typedef struct {
     lb_qspec spec;
@@ -234,7 +239,20 @@ typedef struct {
         float *g;        /* cols: likewise */
         float *l;        /* rank: likewise */
     } lowrank;
+    /* vector families (grid LB_GRID_VECTOR), else 0 / NULL: one code per
+     * vec_dim consecutive weights of a row and per stage (residual VQ: stage
+     * s codes what stages < s left), and scale holds n_groups x vec_stages
+     * values, stage-major (scale[s * n_groups + k]; stage 0 first, so
+     * scale[k] is the first stage's). The codebooks belong to the family
+     * (e8p: computed lattice points); a learned codebook would be one more
+     * array here, filled by the method and stored by the family. */
+    int vec_dim;          /* weights per vector code (e8p: 8) */
+    int vec_stages;       /* additive stages (1..LB_VEC_MAX_STAGES) */
+    int64_t vecs_per_row; /* cols_padded / vec_dim */
+    uint16_t *vcodes;     /* rows x vecs_per_row x vec_stages: lb_qtensor_vcode() */
 } lb_qtensor;
+#define LB_VEC_MAX_STAGES 4
+#define LB_VEC_MAX_DIM 8
 
 LB_API void lb_qtensor_free(lb_qtensor *q);
 #ifdef LB_ADVANCED_API /* for extending lowbit (methods, formats, tools); not a stable API */
@@ -243,8 +261,21 @@ LB_API lb_status lb_qtensor_init(lb_qtensor *q, const lb_qspec *spec, int64_t ro
 static inline int64_t lb_qtensor_group(const lb_qtensor *q, int64_t row, int64_t col) {
     return q->groups_per_row ? row * q->groups_per_row + col / q->group_len : 0;
 }
-/* Replaces scale/offset (lut: the levels) by the values the format actually
- * stores (fp16 rounding, or nf4 double quantization). Methods call it before choosing
+/* Vector families: the code of stage s for the vector holding (row, vector v) */
+static inline uint16_t *lb_qtensor_vcode(const lb_qtensor *q, int64_t row, int64_t v, int stage) {
+    return q->vcodes + (row * q->vecs_per_row + v) * q->vec_stages + stage;
+}
+/* Vector families: stage s's codeword of `code` at scale 1 (vec_dim values),
+ * and the code whose codeword is nearest to x (vec_dim values, in codeword
+ * units) in squared error weighted by wt (vec_dim weights >= 0; NULL: 1).
+ * The search is exact (e8p: no approximation). */
+LB_API void lb_qtensor_vec_codeword(const lb_qtensor *q, int stage, unsigned code, float *out);
+LB_API unsigned lb_qtensor_vec_nearest(const lb_qtensor *q, int stage, const float *x, const float *wt);
+/* The scale (over the RMS of what a stage quantizes) at which stage s's
+ * codebook best quantizes iid Gaussian data: where rtn starts its search. */
+LB_API float lb_qtensor_vec_unit_scale(const lb_qtensor *q, int stage);
+/* Replaces scale/offset (lut: the levels) by the values the format actually stores (fp16
+ * rounding, or nf4 double quantization). Methods call it before choosing
  * codes, so codes are chosen against the real grid. */
 LB_API lb_status lb_qtensor_store_scales(lb_qtensor *q);
 /* Number of codes, and the value of a code with scale 1 and zero offset
@@ -313,6 +344,22 @@ LB_API float lb_trellis_1mad(uint32_t state);
 LB_API int64_t lb_trellis_segments(int64_t n);
 LB_API void lb_trellis_segment(int64_t n, int64_t i, int64_t *start, int64_t *len);
 LB_API void lb_trellis_decode_seq(int L, int k, const uint8_t *codes, int64_t T, float *out);
+
+/* The E8P codebook (QuIP#; src/formats/e8p_lattice.c): 2^16 points of
+ * E8 + 1/4 in 8 dimensions. code = source << 8 | signs << 1 | shift: source
+ * indexes 256 vectors of positive half-integers (the 227 of D8 + 1/2 with
+ * norm^2 <= 10, then 29 of norm^2 12), signs negate coordinates 1..7
+ * (coordinate 0's sign is implied: the point before the shift lies in
+ * D8 + 1/2, whose coordinates sum to an even number), shift adds +1/4 (1)
+ * or -1/4 (0). lb_e8p_nearest is exact: the nearest of all 2^16 points to
+ * x in squared error weighted by wt (NULL: 1). */
+LB_API void lb_e8p_codeword(unsigned code, float out[8]);
+LB_API unsigned lb_e8p_nearest(const float x[8], const float *wt);
+/* A 1-bit-per-weight E8 codebook (the residual stage of QuIP#'s 3-bit
+ * form): 256 points of E8 around 0: 0, the 240 roots (norm^2 2) and 15 of
+ * the 16 points +-2 e_i (all but -2 e_7). Order in e8p_lattice.c; exact search. */
+LB_API void lb_e8_ball_codeword(unsigned code, float out[8]);
+LB_API unsigned lb_e8_ball_nearest(const float x[8], const float *wt);
 #endif /* LB_ADVANCED_API */
 
 /* Converts float data into a float family (f32/f16/bf16): no codes involved. */

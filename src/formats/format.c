@@ -26,6 +26,7 @@
     X(lb_ptq161_family)       \
     X(lb_billm_family)        \
     X(lb_littlebit_family)    \
+    X(lb_e8p_family)          \
     /* end of the table */
 
 #define LB_DECLARE_FAMILY(row) extern const lb_format_family row;
@@ -382,6 +383,7 @@ void lb_qtensor_free(lb_qtensor *q) {
     lb_free(q->lowrank.h);
     lb_free(q->lowrank.g);
     lb_free(q->lowrank.l);
+    lb_free(q->vcodes);
     memset(q, 0, sizeof *q);
 }
 
@@ -409,9 +411,31 @@ int lb_format_levels(const lb_qspec *spec) {
 
 float lb_format_level(const lb_qspec *spec, int code) { return spec->family->level(spec, code); }
 
+void lb_qtensor_vec_codeword(const lb_qtensor *q, int stage, unsigned code, float *out) {
+    q->spec.family->vec_codeword(q, stage, code, out);
+}
+
+unsigned lb_qtensor_vec_nearest(const lb_qtensor *q, int stage, const float *x, const float *wt) {
+    return q->spec.family->vec_nearest(q, stage, x, wt);
+}
+
+float lb_qtensor_vec_unit_scale(const lb_qtensor *q, int stage) { return q->spec.family->vec_unit_scale(q, stage); }
+
+/* the stages summed in order, as the families' dequantize_row does */
+static float vec_value(const lb_qtensor *q, int64_t row, int64_t col) {
+    int64_t k = lb_qtensor_group(q, row, col), v = col / q->vec_dim;
+    float sum = 0.0f, cw[LB_VEC_MAX_DIM];
+    for (int s = 0; s < q->vec_stages; s++) {
+        q->spec.family->vec_codeword(q, s, *lb_qtensor_vcode(q, row, v, s), cw);
+        sum += q->scale[s * q->n_groups + k] * cw[col % q->vec_dim];
+    }
+    return sum;
+}
+
 float lb_qtensor_value(const lb_qtensor *q, int64_t row, int64_t col) {
     const lb_format_family *f = q->spec.family;
     if (f->value_at) return f->value_at(q, row, col);
+    if (q->vec_dim) return vec_value(q, row, col);
     int64_t k = lb_qtensor_group(q, row, col);
     int code = q->codes[row * q->cols_padded + col];
     float v = f->code_value ? f->code_value(q, k, code) : q->scale[k] * f->level(&q->spec, code);
@@ -450,8 +474,19 @@ lb_status lb_qtensor_encode(const lb_qtensor *q, uint8_t *out) {
     lb_status st = lb_layout_compute(&q->spec, q->rows, q->cols, &l);
     if (st != LB_OK) return st;
     const lb_format_family *f = q->spec.family;
-    int levels = f->levels(&q->spec);
-    for (int64_t i = 0; i < q->rows * q->cols_padded; i++)
+    if (q->vec_dim) { /* vector codes and every stage's scales */
+        for (int s = 0; s < q->vec_stages; s++) {
+            int count = f->vec_code_count(&q->spec, s);
+            for (int64_t i = 0; i < q->rows * q->vecs_per_row; i++)
+                if (q->vcodes[i * q->vec_stages + s] >= count)
+                    return lb_fail(LB_ERR_INVALID, "stage %d code %u of vector %lld is out of range for %d codes", s,
+                                   (unsigned)q->vcodes[i * q->vec_stages + s], (long long)i, count);
+        }
+        for (int64_t k = 0; k < q->n_groups * q->vec_stages; k++)
+            if (!isfinite(q->scale[k])) return lb_fail(LB_ERR_NUMERIC, "scale %lld is not finite", (long long)k);
+    }
+    int levels = q->vec_dim ? 0 : f->levels(&q->spec);
+    for (int64_t i = 0; !q->vec_dim && i < q->rows * q->cols_padded; i++)
         if (q->codes[i] >= levels)
             return lb_fail(LB_ERR_INVALID, "code %d at weight %lld is out of range for %d levels",
                            q->codes[i], (long long)i, levels);
@@ -459,7 +494,7 @@ lb_status lb_qtensor_encode(const lb_qtensor *q, uint8_t *out) {
         if (!isfinite(q->scale[k]) || !isfinite(q->offset[k]))
             return lb_fail(LB_ERR_NUMERIC, "group %lld has a non-finite scale or offset", (long long)k);
         /* integer zero points (zero[] stays 0 in families without them) */
-        if (q->zero[k] >= levels)
+        if (!q->vec_dim && q->zero[k] >= levels)
             return lb_fail(LB_ERR_INVALID, "zero point %d of group %lld is out of range", q->zero[k],
                            (long long)k);
         /* per-group codebooks (lut): what check_bytes will demand of the bytes */

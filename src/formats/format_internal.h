@@ -30,7 +30,8 @@
  * code_value/nearest_code (NULL: scale[k] * level(code) and a scan over the
  * levels) give the value of a code in group k and the code nearest w;
  * qtensor_init allocates family-specific parts of lb_qtensor;
- * store_scales rounds scales to what is stored (NULL: fp16).
+ * store_scales rounds scales to what is stored (NULL: fp16). Vector
+ * families (LB_GRID_VECTOR) fill the vec_* hooks instead of levels/level.
  * encode_row/decode_row/encode_tail/decode_tail move between packed bytes and
  * lb_qtensor; dequantize_row is the reference meaning of the bytes (every
  * family, float ones included). check_bytes (NULL: any bytes of the right
@@ -79,6 +80,15 @@ struct lb_format_family {
     lb_status (*check_bytes)(const lb_qspec *s, const lb_layout *l, const uint8_t *data);
     void (*dequantize_row)(const lb_qspec *s, const lb_layout *l, const uint8_t *data, int64_t row,
                            float *out);
+
+    /* vector families (grid LB_GRID_VECTOR; lb_qtensor's vector fields):
+     * codes per stage, a code's codeword at scale 1, the exact nearest code
+     * (x in codeword units, wt per-coordinate weights or NULL), the scale
+     * over the RMS where rtn starts searching */
+    int (*vec_code_count)(const lb_qspec *s, int stage);
+    void (*vec_codeword)(const lb_qtensor *q, int stage, unsigned code, float *out);
+    unsigned (*vec_nearest)(const lb_qtensor *q, int stage, const float *x, const float *wt);
+    float (*vec_unit_scale)(const lb_qtensor *q, int stage);
 
     int (*ggml_type)(const lb_qspec *s, int64_t cols);
     int (*from_ggml)(int type, lb_qspec *out);

@@ -17,7 +17,8 @@ static const lb_method *const method_table[] = {&lb_method_rtn,         &lb_meth
                                                 &lb_method_gptq,        &lb_method_gptaq, &lb_method_awq,
                                                 &lb_method_awq_gptq,    &lb_method_smoothquant, &lb_method_squeezellm,
                                                 &lb_method_onebit,       &lb_method_ptq161,
-                                                &lb_method_billm,        &lb_method_littlebit};
+                                                &lb_method_billm,        &lb_method_littlebit,
+                                                &lb_method_ldlq};
 #define N_METHODS ((int)(sizeof method_table / sizeof method_table[0]))
 
 int lb_method_count(void) { return N_METHODS; }

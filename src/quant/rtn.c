@@ -33,6 +33,9 @@
  *   salient split (billm)       BiLLM's steps without data: columns by
  *                               sum w^2, residual and split binarizations
  *                               per row and group (src/quant/billm.c)
+ *   vector (e8p)                per row (or tensor) and stage a scale searched
+ *                               around the codebook's RMS-matched one, codes the
+ *                               nearest codeword per 8 weights (src/quant/vector.c)
  *   ternary (opts->ternary_rule, a method choice: the bytes are the same)
  *            absmean            gamma = mean|w|, t = clamp(round(w/gamma), -1, 1) (BitNet b1.58)
  *            twn                delta = 0.7 mean|w|, t = sign(w) [|w| > delta],
@@ -83,6 +86,7 @@
 #include "quant/salient.h"
 #include "quant/littlebit.h"
 #include "quant/trellis.h"
+#include "quant/vector.h"
 
 #include <math.h>
 
@@ -435,7 +439,7 @@ static lb_status check_clip(const lb_qspec *spec, lb_clip clip) {
     lb_grid_kind grid = lb_format_grid(spec);
     if ((grid == LB_GRID_SIGN || grid == LB_GRID_TERNARY || grid == LB_GRID_TRELLIS || grid == LB_GRID_LUT ||
          grid == LB_GRID_ONEBIT || grid == LB_GRID_SALIENT || grid == LB_GRID_SALIENT_SPLIT ||
-         grid == LB_GRID_LOWRANK_BINARY) &&
+         grid == LB_GRID_LOWRANK_BINARY || grid == LB_GRID_VECTOR) &&
         clip != LB_CLIP_MINMAX)
         return lb_fail(LB_ERR_INVALID,
                        "clipping rule '%s' applies to formats with a uniform or codebook grid (int, nf4, ...); "
@@ -489,6 +493,10 @@ lb_status lb_rtn_quantize_weighted(const float *w, int64_t rows, int64_t cols, c
     }
     if (grid == LB_GRID_LOWRANK_BINARY) { /* no grid per weight: the whole matrix fitted (Dual-SVID + least squares) */
         if ((st = lb_littlebit_quantize(w, rows, cols, NULL, q)) != LB_OK) lb_qtensor_free(q);
+        return st;
+    }
+    if (grid == LB_GRID_VECTOR) { /* vector codebooks: a scale search, then the exact nearest codeword */
+        if ((st = lb_vector_rtn(w, rows, cols, q)) != LB_OK) lb_qtensor_free(q);
         return st;
     }
 

@@ -1,0 +1,24 @@
+/* Rounding to vector codebooks (families with grid LB_GRID_VECTOR: e8p),
+ * shared by rtn and ldlq (src/quant/vector.c). */
+#ifndef LB_QUANT_VECTOR_H
+#define LB_QUANT_VECTOR_H
+
+#include "lowbit/format.h"
+
+/* Round-to-nearest for a vector family: per group (row or tensor) and
+ * stage, greedily (stage s codes what stages < s left), a scale searched
+ * around the codebook's RMS-matched scale (lb_qtensor_vec_unit_scale
+ * times the RMS of what the stage codes; 0.7..1.3 of it in steps of 0.1,
+ * then +-0.05 around the best, then two least-squares refits of the scale
+ * to the chosen codes), each candidate scored by the squared error of the
+ * nearest codes (exact search). Padding weights have weight 0. q is
+ * lb_qtensor_init'ed; scales are fp16-rounded as searched. */
+lb_status lb_vector_rtn(const float *w, int64_t rows, int64_t cols, lb_qtensor *q);
+
+/* Codes of vector v of `row` for the real-valued x (vec_dim values, the
+ * padding's weight wt = 0; wt NULL: 1) at the row's stored scales, stage
+ * by stage on the residual; val gets the decoded values. Returns the
+ * weighted squared error. */
+double lb_vector_round(lb_qtensor *q, int64_t row, int64_t v, const float *x, const float *wt, float *val);
+
+#endif
