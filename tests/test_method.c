@@ -443,7 +443,6 @@ static const struct {
                      {"ptq161", known_answer_ptq161},
                      {"billm", known_answer_billm},
                      {"littlebit", known_answer_littlebit},
-
                      {"ldlq", known_answer_ldlq}};
 
 static void test_every_row(void) {
