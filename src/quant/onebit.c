@@ -513,7 +513,7 @@ static lb_status onebit_check(const lb_qspec *spec, const lb_method_opts *o) {
 static lb_status onebit_quantize(const float *w, int64_t rows, int64_t cols, const lb_layer_stats *stats,
                                  const lb_qspec *spec, const lb_method_opts *m, lb_qtensor *q) {
 #ifndef LB_HAVE_BLAS
-    (void)w, (void)rows, (void)cols, (void)stats, (void)spec, (void)m, (void)q;
+    (void)w, (void)rows, (void)cols, (void)stats, (void)spec, (void)m, (void)q, (void)onebit_opts_from;
     return lb_fail(LB_ERR_UNSUPPORTED, "method onebit needs OpenBLAS and LAPACKE, and lowbit was built without them");
 #else
     lb_onebit_opts o;
