@@ -87,9 +87,11 @@ static void test_pinned_bytes(void) {
     uint8_t bad[12];
     memcpy(bad, bytes, 12);
     lb_wr16(bad + 8, 0x7e00); /* g[1] = NaN */
-    CHECK_FAILS(lb_qtensor_decode(&back, bad, 12), LB_ERR_NUMERIC, "column 1 is NaN");
+    CHECK_FAILS(lb_qtensor_decode(&back, bad, 12), LB_ERR_FORMAT, "column 1 is NaN");
+    lb_tensor corrupt = {.spec = s, .rows = 2, .cols = 3, .data = bad, .nbytes = 12};
+    CHECK_FAILS(lb_tensor_resolve(&corrupt), LB_ERR_FORMAT, "column 1 is NaN"); /* refused at load */
     lb_wr16(bad + 8, 0x7c00); /* +Inf */
-    CHECK_FAILS(lb_qtensor_decode(&back, bad, 12), LB_ERR_NUMERIC, "column 1 is infinite");
+    CHECK_FAILS(lb_qtensor_decode(&back, bad, 12), LB_ERR_FORMAT, "column 1 is infinite");
     CHECK_OK(lb_qtensor_decode(&back, bytes, 12));
     q.col_scale[2] = NAN;
     CHECK_FAILS(lb_qtensor_encode(&q, bytes), LB_ERR_NUMERIC, "column 2 is NaN");

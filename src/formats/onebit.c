@@ -116,6 +116,20 @@ static void onebit_dequantize_row(const lb_qspec *s, const lb_layout *l, const u
     for (int64_t j = 0; j < l->cols; j++) out[j] = value[(src[2 + (j >> 3)] >> (j & 7)) & 1] * lb_fp16_to_fp32(lb_rd16(g + 2 * j));
 }
 
+/* a non-finite g (the tail) is corrupt: refused at load, not only when a
+ * weight is read (a non-finite h shows in the decoded weights, which the
+ * model's load check refuses) */
+static lb_status onebit_check_bytes(const lb_qspec *s, const lb_layout *l, const uint8_t *data) {
+    (void)s;
+    const uint8_t *g = data + (size_t)l->rows * l->row_bytes;
+    for (int64_t c = 0; c < l->cols; c++) {
+        float v = lb_fp16_to_fp32(lb_rd16(g + 2 * c));
+        if (!isfinite(v))
+            return lb_fail(LB_ERR_FORMAT, "the value of column %lld is %s", (long long)c, isnan(v) ? "NaN" : "infinite");
+    }
+    return LB_OK;
+}
+
 const lb_format_family lb_onebit_family = {
     .name = "onebit",
     .names = "onebit",
@@ -134,5 +148,6 @@ const lb_format_family lb_onebit_family = {
     .decode_row = onebit_decode_row,
     .encode_tail = onebit_encode_tail,
     .decode_tail = onebit_decode_tail,
+    .check_bytes = onebit_check_bytes,
     .dequantize_row = onebit_dequantize_row,
 };
