@@ -243,16 +243,22 @@ typedef struct {
      * vec_dim consecutive weights of a row and per stage (residual VQ: stage
      * s codes what stages < s left), and scale holds n_groups x vec_stages
      * values, stage-major (scale[s * n_groups + k]; stage 0 first, so
-     * scale[k] is the first stage's). The codebooks belong to the family
-     * (e8p: computed lattice points); a learned codebook would be one more
-     * array here, filled by the method and stored by the family. */
+     * scale[k] is the first stage's). The codebooks belong to the family:
+     * computed (e8p: lattice points) or learned (vbook: filled by the
+     * method, stored by the family in the tensor tail). */
     int vec_dim;          /* weights per vector code (e8p: 8) */
     int vec_stages;       /* additive stages (1..LB_VEC_MAX_STAGES) */
     int64_t vecs_per_row; /* cols_padded / vec_dim */
     uint16_t *vcodes;     /* rows x vecs_per_row x vec_stages: lb_qtensor_vcode() */
+    /* learned codebooks, else NULL / 0: vec_stages x vbook_size x vec_dim
+     * values (stage s's entry c at vbook + (s * vbook_size + c) * vec_dim),
+     * as the family stores them once lb_qtensor_store_scales ran; allocated
+     * by the family's qtensor_init hook */
+    float *vbook;
+    int64_t vbook_size; /* entries per stage */
 } lb_qtensor;
 #define LB_VEC_MAX_STAGES 4
-#define LB_VEC_MAX_DIM 8
+#define LB_VEC_MAX_DIM 16
 
 LB_API void lb_qtensor_free(lb_qtensor *q);
 #ifdef LB_ADVANCED_API /* for extending lowbit (methods, formats, tools); not a stable API */

@@ -384,6 +384,7 @@ void lb_qtensor_free(lb_qtensor *q) {
     lb_free(q->lowrank.g);
     lb_free(q->lowrank.l);
     lb_free(q->vcodes);
+    lb_free(q->vbook);
     memset(q, 0, sizeof *q);
 }
 
