@@ -1,0 +1,215 @@
+/* e8p and lut weights x float activations, AVX2 (+FMA, F16C): the twin of
+ * ref/lookup_ref.c on the stored bytes (kernels/lookup.h).
+ *
+ * e8p, per 8 weights (one 16-bit code): the magnitudes by the code's high
+ * byte (one 32-byte load), XOR with the sign masks and an add of the shift
+ * by its low byte (two loads folded into vxorps and vaddps), one FMA with
+ * the activations; e8p3's ball stage is one load by its byte. lut, per 8
+ * weights: their b bytes broadcast, vpsrlvd to put code l at lane l's low
+ * bits, vpermps on the group's levels (held in a register for the group;
+ * 4 bits: a second vpermps and vblendvps on bit 3, moved to the sign bit
+ * by vpsllvd), one FMA.
+ *
+ * Batch 1 multiplies the decoded weights by x directly (e8p: one
+ * accumulator per stage, scaled once per row); larger batches decode 16
+ * rows into a float tile and run the float GEMM on it, as the generic path
+ * does with a slower decode. */
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+#include "kernels/lookup.h"
+
+#define LB_AVX2 __attribute__((target("avx2,fma,f16c")))
+#define LB_INLINE __attribute__((always_inline)) inline
+
+LB_AVX2 static LB_INLINE __m256i lanes_below(int m) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(m), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+LB_AVX2 static LB_INLINE float hsum(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* x[0..m) and zeros (m < 8) */
+LB_AVX2 static LB_INLINE __m256 load_x(const float *x, int m) {
+    return m >= 8 ? _mm256_loadu_ps(x) : _mm256_maskload_ps(x, lanes_below(m));
+}
+
+/* ---- e8p ------------------------------------------------------------------ */
+
+/* the codeword of a 16-bit E8P code, or (wide 0) of a ball code */
+LB_AVX2 static LB_INLINE __m256 e8p_word(const lb_e8p_tables *tab, const uint8_t *codes, int wide, int64_t v) {
+    if (!wide) return _mm256_load_ps(tab->ball[codes[v]]);
+    unsigned code = lb_rd16(codes + 2 * v), lo = code & 255;
+    __m256 m = _mm256_load_ps((const float *)tab->low[lo].sign);
+    return _mm256_add_ps(_mm256_xor_ps(_mm256_load_ps(tab->src[code >> 8]), m), _mm256_load_ps(tab->low[lo].shift));
+}
+
+/* sum_c codeword(c) x[c] over one stage of a row */
+LB_AVX2 static LB_INLINE __m256 e8p_stage_dot(const lb_e8p_tables *tab, const uint8_t *codes, int wide, const float *x,
+                                              int cols) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+    const int64_t full = cols / 8;
+    int64_t v = 0;
+    for (; v + 4 <= full; v += 4) {
+        a0 = _mm256_fmadd_ps(e8p_word(tab, codes, wide, v), _mm256_loadu_ps(x + 8 * v), a0);
+        a1 = _mm256_fmadd_ps(e8p_word(tab, codes, wide, v + 1), _mm256_loadu_ps(x + 8 * v + 8), a1);
+        a2 = _mm256_fmadd_ps(e8p_word(tab, codes, wide, v + 2), _mm256_loadu_ps(x + 8 * v + 16), a2);
+        a3 = _mm256_fmadd_ps(e8p_word(tab, codes, wide, v + 3), _mm256_loadu_ps(x + 8 * v + 24), a3);
+    }
+    for (; v < full; v++) a0 = _mm256_fmadd_ps(e8p_word(tab, codes, wide, v), _mm256_loadu_ps(x + 8 * v), a0);
+    if (cols % 8) a1 = _mm256_fmadd_ps(e8p_word(tab, codes, wide, v), load_x(x + 8 * v, cols % 8), a1);
+    return _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3));
+}
+
+LB_AVX2 static void e8p_gemv(const lb_tensor *w, const lb_e8p_tables *tab, const float *x, int r0, int r1, float *y) {
+    const int cols = (int)w->cols, stages = lb_e8p_stages(&w->spec);
+    for (int r = r0; r < r1; r++) {
+        __m256 tot = _mm256_mul_ps(e8p_stage_dot(tab, lb_e8p_codes(w, r, 0), 1, x, cols), _mm256_set1_ps(lb_e8p_scale(w, r, 0)));
+        if (stages > 1) {
+            int wide = lb_e8p_wide(&w->spec, 1);
+            __m256 s1 = wide ? e8p_stage_dot(tab, lb_e8p_codes(w, r, 1), 1, x, cols)
+                             : e8p_stage_dot(tab, lb_e8p_codes(w, r, 1), 0, x, cols);
+            tot = _mm256_fmadd_ps(s1, _mm256_set1_ps(lb_e8p_scale(w, r, 1)), tot);
+        }
+        y[r] = hsum(tot);
+    }
+}
+
+/* row r as floats: scale_0 codeword_0 (+ scale_1 codeword_1), as the ref */
+LB_AVX2 static void e8p_decode_row(const lb_tensor *w, const lb_e8p_tables *tab, int r, float *out) {
+    const int cols = (int)w->cols, two = lb_e8p_stages(&w->spec) > 1, wide1 = lb_e8p_wide(&w->spec, 1);
+    const int64_t nvec = w->layout.cols_padded / 8;
+    const __m256 a0 = _mm256_set1_ps(lb_e8p_scale(w, r, 0)), a1 = _mm256_set1_ps(two ? lb_e8p_scale(w, r, 1) : 0.0f);
+    const uint8_t *c0 = lb_e8p_codes(w, r, 0), *c1 = two ? lb_e8p_codes(w, r, 1) : NULL;
+    for (int64_t v = 0; v < nvec; v++) {
+        __m256 val = _mm256_mul_ps(a0, e8p_word(tab, c0, 1, v));
+        if (two) val = _mm256_add_ps(val, _mm256_mul_ps(a1, e8p_word(tab, c1, wide1, v)));
+        if (8 * v + 8 <= cols) _mm256_storeu_ps(out + 8 * v, val);
+        else _mm256_maskstore_ps(out + 8 * v, lanes_below(cols - (int)(8 * v)), val);
+    }
+}
+
+LB_AVX2 void lb_kernel_e8p_avx2(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *tile) {
+    const lb_e8p_tables *tab = lb_e8p_kernel_tables();
+    if (x->n == 1) {
+        e8p_gemv(w, tab, x->f, r0, r1, y);
+        return;
+    }
+    int cols = (int)w->cols;
+    for (int t0 = r0; t0 < r1; t0 += LB_DEQUANT_TILE) {
+        int t1 = t0 + LB_DEQUANT_TILE < r1 ? t0 + LB_DEQUANT_TILE : r1;
+        for (int r = t0; r < t1; r++) e8p_decode_row(w, tab, r, tile + (size_t)(r - t0) * cols);
+        lb_gemm_nt_avx2(x->n, t1 - t0, cols, x->f, cols, tile, cols, y + t0, ldy);
+    }
+}
+
+/* ---- lut ------------------------------------------------------------------ */
+
+typedef struct {
+    __m256 lo, hi; /* levels 0..7 and 8..15 (fewer than 3 bits: repeated to 8 lanes) */
+} lut_levels;
+
+LB_AVX2 static LB_INLINE lut_levels lut_load(const uint8_t *p, int b) {
+    lut_levels L;
+    if (b >= 3) {
+        L.lo = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+        L.hi = b == 4 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p + 16))) : L.lo;
+        return L;
+    }
+    __m128i h;
+    if (b == 2) {
+        h = _mm_loadl_epi64((const __m128i *)p); /* 4 levels */
+    } else {
+        uint32_t u;
+        memcpy(&u, p, sizeof u); /* 2 levels, repeated */
+        h = _mm_set1_epi32((int)u);
+    }
+    __m128 f = _mm_cvtph_ps(h);
+    L.lo = L.hi = _mm256_set_m128(f, f);
+    return L;
+}
+
+/* the 8 codes whose b bytes start at p */
+static LB_INLINE uint32_t lut_bits(const uint8_t *p, int b) {
+    uint32_t u = 0;
+    memcpy(&u, p, (size_t)b);
+    return u;
+}
+
+/* lane l: the level of code l of u (bits b l..b l + b - 1); vpermps reads an
+ * index's low 3 bits, which below 3 bits hold the next codes too: the
+ * repeated levels make those bits irrelevant */
+LB_AVX2 static LB_INLINE __m256 lut_word(lut_levels L, uint32_t u, int b, __m256i sh, __m256i sh3) {
+    __m256i v = _mm256_set1_epi32((int)u), idx = _mm256_srlv_epi32(v, sh);
+    __m256 lo = _mm256_permutevar8x32_ps(L.lo, idx);
+    if (b < 4) return lo;
+    __m256 hi = _mm256_permutevar8x32_ps(L.hi, idx);
+    return _mm256_blendv_ps(lo, hi, _mm256_castsi256_ps(_mm256_sllv_epi32(v, sh3)));
+}
+
+LB_AVX2 static LB_INLINE float lut_row_dot(const lb_tensor *w, int64_t r, const float *x, int b, __m256i sh, __m256i sh3) {
+    const int64_t G = w->layout.group_len, cols = w->cols;
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    for (int64_t g = 0; g < lb_lut_groups(w); g++) {
+        const uint8_t *lv, *codes;
+        lb_lut_group(w, r, g, &lv, &codes);
+        const lut_levels L = lut_load(lv, b);
+        const float *xg = x + g * G;
+        const int cnt = (int)(cols - g * G < G ? cols - g * G : G);
+        int j = 0;
+        for (; j + 16 <= cnt; j += 16) {
+            a0 = _mm256_fmadd_ps(lut_word(L, lut_bits(codes + j / 8 * b, b), b, sh, sh3), _mm256_loadu_ps(xg + j), a0);
+            a1 = _mm256_fmadd_ps(lut_word(L, lut_bits(codes + (j / 8 + 1) * b, b), b, sh, sh3), _mm256_loadu_ps(xg + j + 8), a1);
+        }
+        for (; j < cnt; j += 8)
+            a0 = _mm256_fmadd_ps(lut_word(L, lut_bits(codes + j / 8 * b, b), b, sh, sh3), load_x(xg + j, cnt - j), a0);
+    }
+    return hsum(_mm256_add_ps(a0, a1));
+}
+
+LB_AVX2 static LB_INLINE void lut_decode_row(const lb_tensor *w, int64_t r, float *out, int b, __m256i sh, __m256i sh3) {
+    const int64_t G = w->layout.group_len, cols = w->cols;
+    for (int64_t g = 0; g < lb_lut_groups(w); g++) {
+        const uint8_t *lv, *codes;
+        lb_lut_group(w, r, g, &lv, &codes);
+        const lut_levels L = lut_load(lv, b);
+        float *o = out + g * G;
+        const int cnt = (int)(cols - g * G < G ? cols - g * G : G);
+        for (int j = 0; j < cnt; j += 8) {
+            __m256 v = lut_word(L, lut_bits(codes + j / 8 * b, b), b, sh, sh3);
+            if (cnt - j >= 8) _mm256_storeu_ps(o + j, v);
+            else _mm256_maskstore_ps(o + j, lanes_below(cnt - j), v);
+        }
+    }
+}
+
+/* one body per bit width (b a constant after inlining) */
+LB_AVX2 static LB_INLINE void lut_run(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *tile,
+                                      int b) {
+    const __m256i sh = _mm256_setr_epi32(0, b, 2 * b, 3 * b, 4 * b, 5 * b, 6 * b, 7 * b);
+    const __m256i sh3 = _mm256_setr_epi32(28, 24, 20, 16, 12, 8, 4, 0);
+    if (x->n == 1) {
+        for (int r = r0; r < r1; r++) y[r] = lut_row_dot(w, r, x->f, b, sh, sh3);
+        return;
+    }
+    int cols = (int)w->cols;
+    for (int t0 = r0; t0 < r1; t0 += LB_DEQUANT_TILE) {
+        int t1 = t0 + LB_DEQUANT_TILE < r1 ? t0 + LB_DEQUANT_TILE : r1;
+        for (int r = t0; r < t1; r++) lut_decode_row(w, r, tile + (size_t)(r - t0) * cols, b, sh, sh3);
+        lb_gemm_nt_avx2(x->n, t1 - t0, cols, x->f, cols, tile, cols, y + t0, ldy);
+    }
+}
+
+LB_AVX2 void lb_kernel_lut_avx2(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *tile) {
+    switch (w->spec.bits) {
+    case 1: lut_run(w, x, r0, r1, y, ldy, tile, 1); break;
+    case 2: lut_run(w, x, r0, r1, y, ldy, tile, 2); break;
+    case 3: lut_run(w, x, r0, r1, y, ldy, tile, 3); break;
+    default: lut_run(w, x, r0, r1, y, ldy, tile, 4); break;
+    }
+}
+#endif
