@@ -26,9 +26,9 @@ static void test_e8p_tables(void) {
             uint32_t u;
             float got;
             memcpy(&u, &tab->src[code >> 8][i], sizeof u);
-            u ^= tab->low[code & 255].sign[i];
+            u ^= tab->sign[code & 255][i];
             memcpy(&got, &u, sizeof got);
-            got += tab->low[code & 255].shift[i];
+            got += tab->shift[code & 255][i];
             if (got != want[i]) {
                 CHECK_MSG(0, "e8p code %#x coordinate %d: tables give %g, lb_e8p_codeword %g", code, i, (double)got,
                           (double)want[i]);

@@ -32,9 +32,9 @@ static void build(void) {
     }
     for (unsigned b = 0; b < 256; b++) {
         unsigned signs = b >> 1;
-        tables.low[b].sign[0] = (unsigned)__builtin_popcount(signs) & 1 ? float_bits(-0.0f) : 0;
-        for (int i = 1; i < 8; i++) tables.low[b].sign[i] = signs >> (i - 1) & 1 ? float_bits(-0.0f) : 0;
-        for (int i = 0; i < 8; i++) tables.low[b].shift[i] = b & 1 ? 0.25f : -0.25f;
+        tables.sign[b][0] = (unsigned)__builtin_popcount(signs) & 1 ? float_bits(-0.0f) : 0;
+        for (int i = 1; i < 8; i++) tables.sign[b][i] = signs >> (i - 1) & 1 ? float_bits(-0.0f) : 0;
+        for (int i = 0; i < 8; i++) tables.shift[b][i] = b & 1 ? 0.25f : -0.25f;
     }
     for (unsigned c = 0; c < 256; c++) lb_e8_ball_codeword(c, tables.ball[c]);
 }

@@ -15,10 +15,10 @@
  *   src[s]       the 8 magnitudes, coordinate 0 already negated when s's
  *                parity asks for an odd number of negations (so that sign
  *                then only depends on the low byte's signs);
- *   low[b].sign  per coordinate the float sign bit to XOR in: bit i of b
+ *   sign[b]      per coordinate the float sign bit to XOR in: bit i of b
  *                for i = 1..7, and for coordinate 0 the parity of bits 1..7;
- *   low[b].shift +0.25 or -0.25 (bit 0 of b) in all 8 lanes.
- * So codeword = (src[code >> 8] XOR low[code & 255].sign) + low[...].shift,
+ *   shift[b]     +0.25 or -0.25 (bit 0 of b) in all 8 lanes.
+ * So codeword = (src[code >> 8] XOR sign[code & 255]) + shift[code & 255],
  * exactly (a sign flip and one addition of a power of two to a half-integer).
  * e8p3's second stage (an 8-bit code of the 256-point E8 ball) is ball[c].
  * The tables are built once per process from lb_e8p_codeword itself
@@ -39,10 +39,8 @@
 
 typedef struct {
     _Alignas(64) float src[256][8];
-    struct {
-        uint32_t sign[8];
-        float shift[8];
-    } low[256];
+    uint32_t sign[256][8]; /* by the low byte */
+    float shift[256][8];   /* by the low byte */
     float ball[256][8];
 } lb_e8p_tables;
 

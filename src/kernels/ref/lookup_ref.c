@@ -19,9 +19,9 @@ static void e8p_decode_row(const lb_tensor *w, const lb_e8p_tables *tab, int64_t
                 if (wide) {
                     uint32_t u;
                     memcpy(&u, &tab->src[code >> 8][i], sizeof u);
-                    u ^= tab->low[code & 255].sign[i];
+                    u ^= tab->sign[code & 255][i];
                     memcpy(&x, &u, sizeof x);
-                    x += tab->low[code & 255].shift[i];
+                    x += tab->shift[code & 255][i];
                 } else {
                     x = tab->ball[code][i];
                 }

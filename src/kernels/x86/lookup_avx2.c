@@ -40,16 +40,32 @@ LB_AVX2 static LB_INLINE __m256 load_x(const float *x, int m) {
 
 /* ---- e8p ------------------------------------------------------------------ */
 
+/* The tables as separate base registers: given one struct pointer, GCC
+ * turns each index into (index + table offset) << shift, one more add per
+ * code in the hot loop; the empty asm hides how the pointers relate. */
+typedef struct {
+    const float (*src)[8];
+    const uint32_t (*sign)[8];
+    const float (*shift)[8];
+    const float (*ball)[8];
+} e8p_bases;
+
+static LB_INLINE e8p_bases e8p_bases_of(const lb_e8p_tables *tab) {
+    e8p_bases b = {tab->src, tab->sign, tab->shift, tab->ball};
+    __asm__("" : "+r"(b.src), "+r"(b.sign), "+r"(b.shift), "+r"(b.ball));
+    return b;
+}
+
 /* the codeword of a 16-bit E8P code, or (wide 0) of a ball code */
-LB_AVX2 static LB_INLINE __m256 e8p_word(const lb_e8p_tables *tab, const uint8_t *codes, int wide, int64_t v) {
+LB_AVX2 static LB_INLINE __m256 e8p_word(const e8p_bases *tab, const uint8_t *codes, int wide, int64_t v) {
     if (!wide) return _mm256_load_ps(tab->ball[codes[v]]);
     unsigned code = lb_rd16(codes + 2 * v), lo = code & 255;
-    __m256 m = _mm256_load_ps((const float *)tab->low[lo].sign);
-    return _mm256_add_ps(_mm256_xor_ps(_mm256_load_ps(tab->src[code >> 8]), m), _mm256_load_ps(tab->low[lo].shift));
+    __m256 m = _mm256_load_ps((const float *)tab->sign[lo]);
+    return _mm256_add_ps(_mm256_xor_ps(_mm256_load_ps(tab->src[code >> 8]), m), _mm256_load_ps(tab->shift[lo]));
 }
 
 /* sum_c codeword(c) x[c] over one stage of a row */
-LB_AVX2 static LB_INLINE __m256 e8p_stage_dot(const lb_e8p_tables *tab, const uint8_t *codes, int wide, const float *x,
+LB_AVX2 static LB_INLINE __m256 e8p_stage_dot(const e8p_bases *tab, const uint8_t *codes, int wide, const float *x,
                                               int cols) {
     __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
     const int64_t full = cols / 8;
@@ -65,7 +81,7 @@ LB_AVX2 static LB_INLINE __m256 e8p_stage_dot(const lb_e8p_tables *tab, const ui
     return _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3));
 }
 
-LB_AVX2 static void e8p_gemv(const lb_tensor *w, const lb_e8p_tables *tab, const float *x, int r0, int r1, float *y) {
+LB_AVX2 static void e8p_gemv(const lb_tensor *w, const e8p_bases *tab, const float *x, int r0, int r1, float *y) {
     const int cols = (int)w->cols, stages = lb_e8p_stages(&w->spec);
     for (int r = r0; r < r1; r++) {
         __m256 tot = _mm256_mul_ps(e8p_stage_dot(tab, lb_e8p_codes(w, r, 0), 1, x, cols), _mm256_set1_ps(lb_e8p_scale(w, r, 0)));
@@ -80,7 +96,7 @@ LB_AVX2 static void e8p_gemv(const lb_tensor *w, const lb_e8p_tables *tab, const
 }
 
 /* row r as floats: scale_0 codeword_0 (+ scale_1 codeword_1), as the ref */
-LB_AVX2 static void e8p_decode_row(const lb_tensor *w, const lb_e8p_tables *tab, int r, float *out) {
+LB_AVX2 static void e8p_decode_row(const lb_tensor *w, const e8p_bases *tab, int r, float *out) {
     const int cols = (int)w->cols, two = lb_e8p_stages(&w->spec) > 1, wide1 = lb_e8p_wide(&w->spec, 1);
     const int64_t nvec = w->layout.cols_padded / 8;
     const __m256 a0 = _mm256_set1_ps(lb_e8p_scale(w, r, 0)), a1 = _mm256_set1_ps(two ? lb_e8p_scale(w, r, 1) : 0.0f);
@@ -94,7 +110,7 @@ LB_AVX2 static void e8p_decode_row(const lb_tensor *w, const lb_e8p_tables *tab,
 }
 
 LB_AVX2 void lb_kernel_e8p_avx2(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *tile) {
-    const lb_e8p_tables *tab = lb_e8p_kernel_tables();
+    const e8p_bases b = e8p_bases_of(lb_e8p_kernel_tables()), *tab = &b;
     if (x->n == 1) {
         e8p_gemv(w, tab, x->f, r0, r1, y);
         return;
