@@ -149,11 +149,17 @@ LB_AVX2 static LB_INLINE lut_levels lut_load(const uint8_t *p, int b) {
     return L;
 }
 
-/* the 8 codes whose b bytes start at p */
+/* the 8 codes whose b bytes start at p (built in a register: a memcpy of
+ * 3 bytes into a 4-byte variable compiles to narrow stores and a wide
+ * reload, which stalls store forwarding) */
 static LB_INLINE uint32_t lut_bits(const uint8_t *p, int b) {
-    uint32_t u = 0;
-    memcpy(&u, p, (size_t)b);
-    return u;
+    if (b == 4) {
+        uint32_t u;
+        memcpy(&u, p, sizeof u);
+        return u;
+    }
+    if (b == 3) return (uint32_t)lb_rd16(p) | (uint32_t)p[2] << 16;
+    return b == 2 ? lb_rd16(p) : p[0];
 }
 
 /* lane l: the level of code l of u (bits b l..b l + b - 1); vpermps reads an
