@@ -2,9 +2,10 @@
  * ref/lookup_ref.c on the stored bytes (kernels/lookup.h).
  *
  * e8p, per 8 weights (one 16-bit code): the magnitudes by the code's high
- * byte (one 32-byte load), XOR with the sign masks and an add of the shift
- * by its low byte (two loads folded into vxorps and vaddps), one FMA with
- * the activations; e8p3's ball stage is one load by its byte. lut, per 8
+ * byte (one 32-byte load), XOR with the sign mask by its low byte (a load
+ * folded into vxorps), one FMA with the activations; the +-1/4 shifts of 8
+ * codes at once against the activations' sums over each code's 8 columns;
+ * e8p3's ball stage is one load by its byte. lut, per 8
  * weights: their b bytes broadcast, vpsrlvd to put code l at lane l's low
  * bits, vpermps on the group's levels (held in a register for the group;
  * 4 bits: a second vpermps and vblendvps on bit 3, moved to the sign bit
@@ -64,31 +65,84 @@ LB_AVX2 static LB_INLINE __m256 e8p_word(const e8p_bases *tab, const uint8_t *co
     return _mm256_add_ps(_mm256_xor_ps(_mm256_load_ps(tab->src[code >> 8]), m), _mm256_load_ps(tab->shift[lo]));
 }
 
-/* sum_c codeword(c) x[c] over one stage of a row */
-LB_AVX2 static LB_INLINE __m256 e8p_stage_dot(const e8p_bases *tab, const uint8_t *codes, int wide, const float *x,
-                                              int cols) {
+/* (src XOR sign) of a 16-bit code: its codeword without the shift */
+LB_AVX2 static LB_INLINE __m256 e8p_signed(const e8p_bases *tab, const uint8_t *codes, int64_t v) {
+    unsigned code = lb_rd16(codes + 2 * v);
+    return _mm256_xor_ps(_mm256_load_ps(tab->src[code >> 8]), _mm256_load_ps((const float *)tab->sign[code & 255]));
+}
+
+/* x8[v] = x[8 v] + ... + x[8 v + 7] for v < n8 (a multiple of 8): per 64
+ * columns a transposing tree of horizontal adds */
+LB_AVX2 static void block_sums(const float *x, int64_t n8, float *x8) {
+    for (int64_t v = 0; v < n8; v += 8) {
+        const float *p = x + 8 * v;
+        __m256 h01 = _mm256_hadd_ps(_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8));
+        __m256 h23 = _mm256_hadd_ps(_mm256_loadu_ps(p + 16), _mm256_loadu_ps(p + 24));
+        __m256 h45 = _mm256_hadd_ps(_mm256_loadu_ps(p + 32), _mm256_loadu_ps(p + 40));
+        __m256 h67 = _mm256_hadd_ps(_mm256_loadu_ps(p + 48), _mm256_loadu_ps(p + 56));
+        __m256 q0 = _mm256_hadd_ps(h01, h23), q1 = _mm256_hadd_ps(h45, h67);
+        _mm256_storeu_ps(x8 + v, _mm256_add_ps(_mm256_permute2f128_ps(q0, q1, 0x20), _mm256_permute2f128_ps(q0, q1, 0x31)));
+    }
+}
+
+/* sum_c codeword(c) x[c] over one 16-bit stage of a row. The shift is
+ * +-1/4 for all 8 weights of a code, so its share is +-x8[v] / 4: per 8
+ * codes one conversion of their low bits to +-1/4 and one FMA with the
+ * block sums, instead of a table load and an add per code (4 loads per
+ * code instead of 5, the bound at one thread). The last codes (fewer than
+ * 8, or a partial vector) take the whole codeword. */
+LB_AVX2 static LB_INLINE __m256 e8p_wide_dot(const e8p_bases *tab, const uint8_t *codes, const float *x, const float *x8,
+                                             int64_t n8, int cols) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+    __m256 sh = _mm256_setzero_ps();
+    const __m256 quarter = _mm256_set1_ps(-0.25f);
+    int64_t v = 0;
+    for (; v < n8; v += 8) {
+        for (int k = 0; k < 8; k += 4) {
+            a0 = _mm256_fmadd_ps(e8p_signed(tab, codes, v + k), _mm256_loadu_ps(x + 8 * (v + k)), a0);
+            a1 = _mm256_fmadd_ps(e8p_signed(tab, codes, v + k + 1), _mm256_loadu_ps(x + 8 * (v + k) + 8), a1);
+            a2 = _mm256_fmadd_ps(e8p_signed(tab, codes, v + k + 2), _mm256_loadu_ps(x + 8 * (v + k) + 16), a2);
+            a3 = _mm256_fmadd_ps(e8p_signed(tab, codes, v + k + 3), _mm256_loadu_ps(x + 8 * (v + k) + 24), a3);
+        }
+        /* bit 0 of each code to the sign bit: set -> +1/4 after the XOR with -1/4 */
+        __m256i c = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(codes + 2 * v)));
+        __m256 t = _mm256_xor_ps(_mm256_castsi256_ps(_mm256_slli_epi32(c, 31)), quarter);
+        sh = _mm256_fmadd_ps(t, _mm256_loadu_ps(x8 + v), sh);
+    }
+    const int64_t full = cols / 8;
+    for (; v < full; v++) a0 = _mm256_fmadd_ps(e8p_word(tab, codes, 1, v), _mm256_loadu_ps(x + 8 * v), a0);
+    if (cols % 8) a1 = _mm256_fmadd_ps(e8p_word(tab, codes, 1, v), load_x(x + 8 * v, cols % 8), a1);
+    return _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)), sh);
+}
+
+/* sum_c codeword(c) x[c] over e8p3's ball stage (8-bit codes, no shift) */
+LB_AVX2 static LB_INLINE __m256 e8p_ball_dot(const e8p_bases *tab, const uint8_t *codes, const float *x, int cols) {
     __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
     const int64_t full = cols / 8;
     int64_t v = 0;
     for (; v + 4 <= full; v += 4) {
-        a0 = _mm256_fmadd_ps(e8p_word(tab, codes, wide, v), _mm256_loadu_ps(x + 8 * v), a0);
-        a1 = _mm256_fmadd_ps(e8p_word(tab, codes, wide, v + 1), _mm256_loadu_ps(x + 8 * v + 8), a1);
-        a2 = _mm256_fmadd_ps(e8p_word(tab, codes, wide, v + 2), _mm256_loadu_ps(x + 8 * v + 16), a2);
-        a3 = _mm256_fmadd_ps(e8p_word(tab, codes, wide, v + 3), _mm256_loadu_ps(x + 8 * v + 24), a3);
+        a0 = _mm256_fmadd_ps(e8p_word(tab, codes, 0, v), _mm256_loadu_ps(x + 8 * v), a0);
+        a1 = _mm256_fmadd_ps(e8p_word(tab, codes, 0, v + 1), _mm256_loadu_ps(x + 8 * v + 8), a1);
+        a2 = _mm256_fmadd_ps(e8p_word(tab, codes, 0, v + 2), _mm256_loadu_ps(x + 8 * v + 16), a2);
+        a3 = _mm256_fmadd_ps(e8p_word(tab, codes, 0, v + 3), _mm256_loadu_ps(x + 8 * v + 24), a3);
     }
-    for (; v < full; v++) a0 = _mm256_fmadd_ps(e8p_word(tab, codes, wide, v), _mm256_loadu_ps(x + 8 * v), a0);
-    if (cols % 8) a1 = _mm256_fmadd_ps(e8p_word(tab, codes, wide, v), load_x(x + 8 * v, cols % 8), a1);
+    for (; v < full; v++) a0 = _mm256_fmadd_ps(e8p_word(tab, codes, 0, v), _mm256_loadu_ps(x + 8 * v), a0);
+    if (cols % 8) a1 = _mm256_fmadd_ps(e8p_word(tab, codes, 0, v), load_x(x + 8 * v, cols % 8), a1);
     return _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3));
 }
 
-LB_AVX2 static void e8p_gemv(const lb_tensor *w, const e8p_bases *tab, const float *x, int r0, int r1, float *y) {
-    const int cols = (int)w->cols, stages = lb_e8p_stages(&w->spec);
+/* x8: scratch of cols / 8 floats for the block sums */
+LB_AVX2 static void e8p_gemv(const lb_tensor *w, const e8p_bases *tab, const float *x, int r0, int r1, float *y,
+                             float *x8) {
+    const int cols = (int)w->cols, stages = lb_e8p_stages(&w->spec), wide1 = lb_e8p_wide(&w->spec, 1);
+    const int64_t n8 = cols / 64 * 8;
+    block_sums(x, n8, x8);
     for (int r = r0; r < r1; r++) {
-        __m256 tot = _mm256_mul_ps(e8p_stage_dot(tab, lb_e8p_codes(w, r, 0), 1, x, cols), _mm256_set1_ps(lb_e8p_scale(w, r, 0)));
+        __m256 tot = _mm256_mul_ps(e8p_wide_dot(tab, lb_e8p_codes(w, r, 0), x, x8, n8, cols),
+                                   _mm256_set1_ps(lb_e8p_scale(w, r, 0)));
         if (stages > 1) {
-            int wide = lb_e8p_wide(&w->spec, 1);
-            __m256 s1 = wide ? e8p_stage_dot(tab, lb_e8p_codes(w, r, 1), 1, x, cols)
-                             : e8p_stage_dot(tab, lb_e8p_codes(w, r, 1), 0, x, cols);
+            const uint8_t *c1 = lb_e8p_codes(w, r, 1);
+            __m256 s1 = wide1 ? e8p_wide_dot(tab, c1, x, x8, n8, cols) : e8p_ball_dot(tab, c1, x, cols);
             tot = _mm256_fmadd_ps(s1, _mm256_set1_ps(lb_e8p_scale(w, r, 1)), tot);
         }
         y[r] = hsum(tot);
@@ -112,7 +166,7 @@ LB_AVX2 static void e8p_decode_row(const lb_tensor *w, const e8p_bases *tab, int
 LB_AVX2 void lb_kernel_e8p_avx2(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *tile) {
     const e8p_bases b = e8p_bases_of(lb_e8p_kernel_tables()), *tab = &b;
     if (x->n == 1) {
-        e8p_gemv(w, tab, x->f, r0, r1, y);
+        e8p_gemv(w, tab, x->f, r0, r1, y, tile); /* the tile's first cols / 8 floats: the block sums */
         return;
     }
     int cols = (int)w->cols;
