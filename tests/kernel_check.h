@@ -17,6 +17,7 @@
 
 #include "kernels/codebook.h"
 #include "kernels/kernels.h"
+#include "test.h"
 
 static inline void kernel_error_bound(lb_act_kind kind, const float *x, int n, const float *wd, int rows, int cols,
                                       double rel, double *bound) {
@@ -71,6 +72,34 @@ static inline void kernel_weight_error_bound(double werr, const float *x, int n,
             bound[(size_t)i * rows + r] += werr * amax_w * sx * (1 + 1e-6);
         }
     }
+}
+
+/* ---- helpers shared by the kernel tests ---------------------------------- */
+
+static inline void kernel_fill(lb_rng *rng, float *x, size_t n, float scale) {
+    for (size_t i = 0; i < n; i++) x[i] = scale * (float)lb_rng_normal(rng);
+}
+
+/* LB_TEST_SIMD_ONLY=1 (scripts/test-arm.sh's second CPU): the scalar
+ * entries were checked in the first run, so only the SIMD entries run */
+static inline int kernel_skip_scalar(const lb_kernel *k) {
+    const char *e = getenv("LB_TEST_SIMD_ONLY");
+    return e && !strcmp(e, "1") && k->cpu == 0;
+}
+
+/* y (n x ldy) = the entry's routine over all of t's rows, called on two row
+ * ranges (after its load-time repacking, when it has one) */
+static inline void kernel_run_entry(const lb_kernel *k, lb_tensor *t, const float *x, int n, float *y, int ldy) {
+    CHECK_OK(lb_kernel_use(t, k));
+    int rows = (int)t->rows, cols = (int)t->cols, mid = rows / 2;
+    void *buf = lb_alloc(lb_act_bytes(k->act, n, cols) + 64);
+    float *scratch = k->scratch_rows ? lb_alloc((size_t)k->scratch_rows * cols * sizeof(float)) : NULL;
+    lb_act act;
+    lb_act_prepare(k->act, x, n, cols, buf, &act);
+    if (mid > 0) k->run(t, &act, 0, mid, y, ldy, scratch);
+    k->run(t, &act, mid, rows, y, ldy, scratch);
+    lb_free(scratch);
+    lb_free(buf);
 }
 
 #endif

@@ -10,30 +10,6 @@
 
 static lb_rng rng;
 
-static void fill(float *x, size_t n, float scale) {
-    for (size_t i = 0; i < n; i++) x[i] = scale * (float)lb_rng_normal(&rng);
-}
-
-/* LB_TEST_SIMD_ONLY=1 (scripts/test-arm.sh's second CPU): SIMD entries only */
-static int skip_scalar(const lb_kernel *k) {
-    const char *e = getenv("LB_TEST_SIMD_ONLY");
-    return e && !strcmp(e, "1") && k->cpu == 0;
-}
-
-/* y (n x ldy) = the entry's routine over all rows, on two row ranges */
-static void run_entry(const lb_kernel *k, lb_tensor *t, const float *x, int n, float *y, int ldy) {
-    CHECK_OK(lb_kernel_use(t, k));
-    int rows = (int)t->rows, cols = (int)t->cols, mid = rows / 2;
-    void *buf = lb_alloc(lb_act_bytes(k->act, n, cols) + 64);
-    float *scratch = k->scratch_rows ? lb_alloc((size_t)k->scratch_rows * cols * sizeof(float)) : NULL;
-    lb_act act;
-    lb_act_prepare(k->act, x, n, cols, buf, &act);
-    if (mid > 0) k->run(t, &act, 0, mid, y, ldy, scratch);
-    k->run(t, &act, mid, rows, y, ldy, scratch);
-    lb_free(scratch);
-    lb_free(buf);
-}
-
 /* The trellis entries at the states the format is used with (L = 12, 16),
  * on random codes (no Viterbi search), every k and group kind, rows that
  * end inside a sequence, a 256-piece cut (600 = 3 x 200) and g16's short
@@ -48,7 +24,7 @@ static void test_trellis_kernels(void) {
     unsigned cpu = lb_cpu_features();
     for (int e = 0; e < lb_kernel_count(); e++) {
         const lb_kernel *k = lb_kernel_at(e);
-        if (strncmp(k->name, "trellis_", 8) || skip_scalar(k)) continue;
+        if (strncmp(k->name, "trellis_", 8) || kernel_skip_scalar(k)) continue;
         if ((k->cpu & cpu) != k->cpu) {
             printf("SKIPPED %s on random trellis codes: this CPU (or LB_CPU) lacks its features\n", k->name);
             continue;
@@ -81,11 +57,11 @@ static void test_trellis_kernels(void) {
                     float *x = lb_alloc((size_t)n * cols * 4), *y0 = lb_alloc((size_t)n * rows * 4);
                     float *y1 = lb_calloc((size_t)n * ldy, 4), *y2 = lb_calloc((size_t)n * ldy, 4);
                     double *mag = lb_alloc((size_t)n * rows * sizeof(double));
-                    fill(x, (size_t)n * cols, 1.0f);
+                    kernel_fill(&rng, x, (size_t)n * cols, 1.0f);
                     lb_gemm_nt_ref(n, rows, cols, x, cols, wd, cols, y0, rows);
                     kernel_error_bound(LB_ACT_F32, x, n, wd, rows, cols, 1.0, mag);
-                    run_entry(k, &t, x, n, y1, ldy);
-                    if (twin) run_entry(twin, &t, x, n, y2, ldy);
+                    kernel_run_entry(k, &t, x, n, y1, ldy);
+                    if (twin) kernel_run_entry(twin, &t, x, n, y2, ldy);
                     for (int i = 0; i < n; i++)
                         for (int r = 0; r < rows; r++) {
                             double tol = 1e-5 * mag[(size_t)i * rows + r] + 1e-30, a = y1[(size_t)i * ldy + r];

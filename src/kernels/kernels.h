@@ -189,6 +189,9 @@ void lb_kernel_nf4_ref(const lb_tensor *w, const lb_act *x, int r0, int r1, floa
 void lb_kernel_pow2_ref(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
 /* trellis codes along rows, on trellis_pack.h's repacking (float activations) */
 void lb_kernel_trellis_ref(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
+/* e8p and lut weights as stored, float activations (kernels/lookup.h) */
+void lb_kernel_e8p_ref(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
+void lb_kernel_lut_ref(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
 /* every uniform int layout, on uniform_pack.h's repacking */
 void lb_kernel_uniform_ref(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
 #if defined(__x86_64__)
@@ -229,6 +232,8 @@ void lb_kernel_nf4_avx2(const lb_tensor *w, const lb_act *x, int r0, int r1, flo
 void lb_kernel_pow2_avx2(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
 void lb_kernel_trellis_avx2(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy,
                             float *scratch);
+void lb_kernel_e8p_avx2(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
+void lb_kernel_lut_avx2(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
 /* AVX-512 F+BW+VNNI (512-bit vpdpbusd) */
 void lb_kernel_q8_0_avx512(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
 void lb_kernel_q4_0_avx512(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);

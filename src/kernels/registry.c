@@ -17,6 +17,7 @@
 
 #include "kernels/codebook.h"
 #include "kernels/kernels.h"
+#include "kernels/lookup.h" /* e8p and lut predicates */
 #include "kernels/lowbin.h" /* ternary / binary predicates and repacking */
 #include "kernels/trellis_pack.h"
 #include "kernels/uniform_pack.h"
@@ -147,6 +148,16 @@ static const lb_kernel registry[] = {
 #endif
     {"trellis_ref", lb_trellis_kernel_accepts, 0, LB_ACT_F32, lb_kernel_trellis_ref, LB_DEQUANT_TILE, 0, NULL,
      lb_trellis_repack},
+    /* e8p (E8P lattice codes, every stage count) and lut (per-group levels):
+     * table lookups on the stored bytes, float activations (kernels/lookup.h) */
+#if defined(__x86_64__)
+    {"e8p_avx2", lb_e8p_kernel_accepts, AVX2_FMA_F16C, LB_ACT_F32, lb_kernel_e8p_avx2, LB_DEQUANT_TILE, 0, "e8p_ref",
+     NULL},
+    {"lut_avx2", lb_lut_kernel_accepts, AVX2_FMA_F16C, LB_ACT_F32, lb_kernel_lut_avx2, LB_DEQUANT_TILE, 0, "lut_ref",
+     NULL},
+#endif
+    {"e8p_ref", lb_e8p_kernel_accepts, 0, LB_ACT_F32, lb_kernel_e8p_ref, LB_DEQUANT_TILE, 0, NULL, NULL},
+    {"lut_ref", lb_lut_kernel_accepts, 0, LB_ACT_F32, lb_kernel_lut_ref, LB_DEQUANT_TILE, 0, NULL, NULL},
 #if defined(__x86_64__)
     {"f32_avx2", is_f32, AVX2_FMA, LB_ACT_F32, lb_kernel_f32_avx2, 0, 1, "f32_ref", NULL},
 #endif

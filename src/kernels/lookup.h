@@ -1,0 +1,102 @@
+/* Kernels for the formats whose weights are looked up in a table: e8p
+ * (QuIP#'s E8P lattice codes, src/formats/e8p.c) and lut (SqueezeLLM's
+ * per-group levels, src/formats/lut.c). Both read the stored bytes as they
+ * are (no repacking) and multiply float activations: their weights are not
+ * integers at any useful scale (lut's levels are free fp16 values), and a
+ * float decode is a few instructions per 8 weights with no activation
+ * rounding (ref/lookup_ref.c is the specification, x86/lookup_avx2.c its
+ * twin).
+ *
+ * e8p: a 16-bit code is [source index s (8 bits)][signs of coordinates 1..7
+ * (7 bits)][shift (1 bit)]; its codeword is sigma_i src[s][i] + shift, the
+ * sign of coordinate 0 implied by the parity rule (e8p_lattice.c). The
+ * kernel tables split that along the code's two bytes so one load per byte
+ * does the work:
+ *   src[s]       the 8 magnitudes, coordinate 0 already negated when s's
+ *                parity asks for an odd number of negations (so that sign
+ *                then only depends on the low byte's signs);
+ *   sign[b]      per coordinate the float sign bit to XOR in: bit i of b
+ *                for i = 1..7, and for coordinate 0 the parity of bits 1..7;
+ *   shift[b]     +0.25 or -0.25 (bit 0 of b) in all 8 lanes.
+ * So codeword = (src[code >> 8] XOR sign[code & 255]) + shift[code & 255],
+ * exactly (a sign flip and one addition of a power of two to a half-integer).
+ * e8p3's second stage (an 8-bit code of the 256-point E8 ball) is ball[c].
+ * The tables are built once per process from lb_e8p_codeword itself
+ * (test_lookup_kernels checks all 2^16 codes against it).
+ *
+ * lut: per group of G weights 2^b fp16 levels, then G b-bit codes; the
+ * kernels convert a group's levels to floats once and look codes up in a
+ * register (AVX2: vpermps on 8 levels; 4 bits: two of them and a blend on
+ * bit 3; fewer than 3 bits: the levels repeated to fill 8 lanes, so the
+ * next codes' bits above a code do not matter). */
+#ifndef LB_KERNELS_LOOKUP_H
+#define LB_KERNELS_LOOKUP_H
+
+#include <string.h>
+
+#include "formats/format_internal.h"
+#include "kernels/kernels.h"
+
+typedef struct {
+    _Alignas(64) float src[256][8];
+    uint32_t sign[256][8]; /* by the low byte */
+    float shift[256][8];   /* by the low byte */
+    float ball[256][8];
+} lb_e8p_tables;
+
+/* built on first use (thread-safe), then read-only */
+const lb_e8p_tables *lb_e8p_kernel_tables(void);
+
+/* e8p2..e8p4, row or tensor scales; lut1..lut4, any group kind */
+int lb_e8p_kernel_accepts(const lb_qspec *s, const lb_layout *l);
+int lb_lut_kernel_accepts(const lb_qspec *s, const lb_layout *l);
+
+/* ---- e8p's stored layout (src/formats/e8p.c) ---------------------------- */
+
+static inline int lb_e8p_stages(const lb_qspec *s) { return s->bits == 2 ? 1 : 2; }
+/* stage t's codes are 16-bit E8P codes (else 8-bit ball codes: e8p3's second stage) */
+static inline int lb_e8p_wide(const lb_qspec *s, int t) { return t == 0 || s->bits == 4; }
+
+/* stage t's scale for row r: fp16 at the row's start, or per tensor in the tail */
+static inline float lb_e8p_scale(const lb_tensor *w, int64_t r, int t) {
+    const lb_layout *l = &w->layout;
+    const uint8_t *p = l->groups_per_row ? w->data + (size_t)r * l->row_bytes : w->data + (size_t)l->rows * l->row_bytes;
+    return lb_fp16_to_fp32(lb_rd16(p + 2 * t));
+}
+
+/* stage t's codes of row r */
+static inline const uint8_t *lb_e8p_codes(const lb_tensor *w, int64_t r, int t) {
+    const lb_layout *l = &w->layout;
+    size_t off = l->groups_per_row ? 2 * (size_t)lb_e8p_stages(&w->spec) : 0, nvec = (size_t)(l->cols_padded / 8);
+    if (t == 1) off += 2 * nvec;
+    return w->data + (size_t)r * l->row_bytes + off;
+}
+
+static inline unsigned lb_e8p_code(const uint8_t *codes, int wide, int64_t v) {
+    return wide ? lb_rd16(codes + 2 * v) : codes[v];
+}
+
+/* ---- lut's stored layout (src/formats/lut.c) ------------------------------ */
+
+/* groups per row as the kernels walk them (tensor: one, whose levels are the tail) */
+static inline int64_t lb_lut_groups(const lb_tensor *w) {
+    return w->layout.groups_per_row ? w->layout.groups_per_row : 1;
+}
+
+/* group g of row r: its fp16 levels and its code stream */
+static inline void lb_lut_group(const lb_tensor *w, int64_t r, int64_t g, const uint8_t **levels,
+                                const uint8_t **codes) {
+    const lb_layout *l = &w->layout;
+    const int b = w->spec.bits;
+    const uint8_t *row = w->data + (size_t)r * l->row_bytes;
+    if (!l->groups_per_row) {
+        *levels = w->data + (size_t)l->rows * l->row_bytes;
+        *codes = row;
+        return;
+    }
+    size_t table = 2 * ((size_t)1 << b), block = table + (size_t)(l->group_len * b / 8);
+    *levels = row + (size_t)g * block;
+    *codes = *levels + table;
+}
+
+#endif
