@@ -37,7 +37,9 @@ static const char *candidates[] = {"q8_0", "q4_0", "f32", "f16", "bf16", "q4_1",
                                    /* trellis codes: every k and group kind, short states (the Viterbi search
                                     * that makes them is exponential in L; test_trellis_kernels has L = 12, 16) */
                                    "trellis2:L4", "trellis1:L4:g32", "trellis3:L6:tensor", "trellis4:L8:g64",
-                                   "trellis2:L6:g16", "trellis2:L4:down", "trellis3:L6:g32:down"};
+                                   "trellis2:L6:g16", "trellis2:L4:down", "trellis3:L6:g32:down",
+                                   /* input-transform entries (kernels/binfam.h); more shapes in test_binfam_kernels */
+                                   "onebit", "ptq161", "ptq161:s50", "littlebit:r8", "littlebit:r3"};
 #define N_CANDIDATES (sizeof candidates / sizeof candidates[0])
 
 /* LB_TEST_SIMD_ONLY=1 (scripts/test-arm.sh's second CPU): the scalar
@@ -66,15 +68,17 @@ static void describe(unsigned f, char *buf, size_t n) {
  * (after its load-time repacking, when it has one) */
 static void run_entry(const lb_kernel *k, lb_tensor *t, const float *x, int n, float *y, int ldy) {
     CHECK_OK(lb_kernel_use(t, k));
-    int rows = (int)t->rows, cols = (int)t->cols, mid = rows / 2;
-    void *buf = lb_alloc(lb_act_bytes(k->act, n, cols) + 64);
+    int rows = (int)t->rows, cols = (int)t->cols, mid = rows / 2, xcols;
+    const float *xp = kernel_pre_input(k, t, x, n, &xcols); /* as run_kernel does */
+    void *buf = lb_alloc(lb_act_bytes(k->act, n, xcols) + 64);
     float *scratch = k->scratch_rows ? lb_alloc((size_t)k->scratch_rows * cols * sizeof(float)) : NULL;
     lb_act act;
-    lb_act_prepare(k->act, x, n, cols, buf, &act);
+    lb_act_prepare(k->act, xp, n, xcols, buf, &act);
     if (mid > 0) k->run(t, &act, 0, mid, y, ldy, scratch);
     k->run(t, &act, mid, rows, y, ldy, scratch);
     lb_free(scratch);
     lb_free(buf);
+    if (xp != x) lb_free((void *)xp);
 }
 
 typedef struct {
@@ -114,6 +118,8 @@ static int check_entry_shapes(const lb_kernel *k, const lb_kernel *twin, const l
                 kernel_error_bound(LB_ACT_F32, x, n, wd, rows, cols, 1.0, mag);
                 kernel_weight_error_bound(werr, x, n, wd, rows, cols, wbound);
                 for (size_t e = 0; e < (size_t)n * rows; e++) bound[e] += wbound[e];
+                if (k->pre) /* the input the routine sees is transformed: its own bound (kernel_check.h) */
+                    CHECK_MSG(kernel_binfam_bound(&t, x, n, wd, 1e-5, bound, mag), "%s: no bound for %s", k->name, spec_text);
                 for (int i = 0; i < n && !bad; i++)
                     for (int r = 0; r < rows && !bad; r++) {
                         double e = fabs((double)y1[(size_t)i * ldy + r] - y0[(size_t)i * rows + r]);
@@ -124,7 +130,7 @@ static int check_entry_shapes(const lb_kernel *k, const lb_kernel *twin, const l
                             bad = 1;
                         }
                     }
-                if ((k->act == LB_ACT_Q8_32 || k->act == LB_ACT_LUT || k->act == LB_ACT_LUT3) && !bad) {
+                if ((k->act == LB_ACT_Q8_32 || k->act == LB_ACT_LUT || k->act == LB_ACT_LUT3) && !k->pre && !bad) {
                     /* tighter: against the reference on the activations as quantized, which
                      * leaves only float rounding (catches an integer sum off by one) */
                     float *xq = lb_alloc((size_t)n * cols * 4), *y3 = lb_alloc((size_t)n * rows * 4);
