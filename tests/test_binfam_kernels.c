@@ -109,7 +109,7 @@ static void test_exact(void) {
                 make_tensor(specs[s], rows, cols, 1, &t);
                 float *wd = lb_alloc((size_t)rows * cols * 4);
                 CHECK_OK(lb_dequantize(&t, wd));
-                const lb_kernel *ks[8];
+                const lb_kernel *ks[12];
                 int nk = entries_for(&t, ks);
                 CHECK_MSG(nk >= 1 || simd_only(), "no entry takes %s %dx%d", specs[s], rows, cols);
                 for (size_t c = 0; c < 3; c++) {
@@ -148,12 +148,12 @@ static void test_random(void) {
                 make_tensor(specs[s], rows, cols, 0, &t);
                 float *wd = lb_alloc((size_t)rows * cols * 4);
                 CHECK_OK(lb_dequantize(&t, wd));
-                const lb_kernel *ks[8];
+                const lb_kernel *ks[12];
                 int nk = entries_for(&t, ks);
                 for (size_t c = 0; c < 4; c++) {
                     int n = ns[c];
                     float *x = lb_alloc((size_t)n * cols * 4), *y0 = lb_alloc((size_t)n * rows * 4);
-                    float *y[8];
+                    float *y[12];
                     double *bound = lb_alloc((size_t)n * rows * sizeof(double)), *mag = lb_alloc((size_t)n * rows * sizeof(double));
                     for (int i = 0; i < n * cols; i++) x[i] = (float)lb_rng_normal(&rng);
                     x[0] = 4.0f; /* an outlier: a block its neighbours do not fill */
@@ -208,7 +208,7 @@ static void test_threads_and_cache(void) {
     for (size_t s = 0; s < sizeof specs / sizeof specs[0]; s++) {
         lb_tensor t;
         make_tensor(specs[s], rows, cols, 0, &t);
-        const lb_kernel *ks[8];
+        const lb_kernel *ks[12];
         int nk = entries_for(&t, ks);
         for (int e = 0; e < nk; e++) {
             CHECK_OK(lb_kernel_use(&t, ks[e]));

@@ -108,8 +108,45 @@ static lb_status done(lb_status st, const lb_tensor *w) {
     return st == LB_OK ? LB_OK : lb_fail(st, "repacking '%s' for its kernel failed", w->name);
 }
 
+/* onebit's rows are binary:row's byte for byte (fp16 h as alpha, then the
+ * sign bits, cols padded to 8): the part is a view of the stored rows, and g
+ * is read from the tail; no decoding. */
+static lb_status onebit_view(const lb_tensor *w, void **out, size_t *bytes) {
+    lb_binfam_pack hdr;
+    memset(&hdr, 0, sizeof hdr);
+    lb_tensor *t = &hdr.part[0];
+    snprintf(t->name, sizeof t->name, "part");
+    t->spec = part_spec("binary:row");
+    t->rows = w->rows;
+    t->cols = w->cols;
+    lb_status st = lb_layout_compute(&t->spec, t->rows, t->cols, &t->layout);
+    if (st != LB_OK) return st;
+    if (t->layout.row_bytes != w->layout.row_bytes || t->layout.tail_bytes != 0) return LB_ERR_UNSUPPORTED;
+    t->data = w->data;
+    t->nbytes = t->layout.total_bytes;
+    void *pp = NULL;
+    size_t pb = 0;
+    st = lb_uniform_repack(t, &pp, &pb);
+    t->data = NULL;
+    t->nbytes = 0;
+    hdr.cols = w->cols;
+    hdr.g_off = align64(sizeof hdr);
+    uint8_t *block = NULL;
+    if (st == LB_OK) st = assemble(&hdr, 1, &pp, &pb, (size_t)w->cols * sizeof(float), &block, bytes);
+    lb_free(pp);
+    if (st != LB_OK) return st;
+    const uint8_t *tail = w->data + (size_t)w->rows * w->layout.row_bytes;
+    float *g = (float *)(block + hdr.g_off);
+    for (int64_t c = 0; c < w->cols; c++) g[c] = lb_fp16_to_fp32(lb_rd16(tail + 2 * c));
+    *out = block;
+    return LB_OK;
+}
+
 lb_status lb_onebit_repack(const lb_tensor *w, void **out, size_t *bytes) {
     if (!lb_onebit_kernel_accepts(&w->spec, &w->layout)) return lb_fail(LB_ERR_INVALID, "tensor '%s' is not onebit", w->name);
+    lb_status view = onebit_view(w, out, bytes);
+    if (view != LB_ERR_UNSUPPORTED) return done(view, w);
+    /* (not reached while the two layouts agree: the general way, through the unpacked form) */
     lb_qtensor q, b;
     memset(&b, 0, sizeof b);
     void *pp = NULL;

@@ -217,6 +217,12 @@ void lb_kernel_uniform_neon(const lb_tensor *w, const lb_act *x, int r0, int r1,
                             float *scratch);
 void lb_kernel_uniform_dotprod(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy,
                                float *scratch);
+void lb_kernel_onebit_neon(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
+void lb_kernel_ptq161_neon(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
+void lb_kernel_onebit_dotprod(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy,
+                              float *scratch);
+void lb_kernel_ptq161_dotprod(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy,
+                              float *scratch);
 #endif
 #if defined(__x86_64__)
 void lb_kernel_f32_avx2(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
@@ -249,6 +255,8 @@ void lb_kernel_ptq161_avx2(const lb_tensor *w, const lb_act *x, int r0, int r1, 
 void lb_kernel_littlebit_avx2(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy,
                               float *scratch);
 void lb_littlebit_pre_avx2(const lb_tensor *w, const float *x, int n, float *out, float *work);
+void lb_kernel_onebit_avx512(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
+void lb_kernel_ptq161_avx512(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
 /* AVX-512 F+BW+VNNI (512-bit vpdpbusd) */
 void lb_kernel_q8_0_avx512(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
 void lb_kernel_q4_0_avx512(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);

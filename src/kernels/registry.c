@@ -156,12 +156,26 @@ static const lb_kernel registry[] = {
      * uniform panels on their parts, or littlebit's two factors
      * (kernels/binfam.h) */
 #if defined(__x86_64__)
+    {"onebit_avx512", lb_onebit_kernel_accepts, AVX512_VNNI, LB_ACT_Q8_32, lb_kernel_onebit_avx512, 0, 0, "onebit_ref",
+     lb_onebit_repack, lb_onebit_pre, lb_onebit_pre_cols},
+    {"ptq161_avx512", lb_ptq161_kernel_accepts, AVX512_VNNI, LB_ACT_Q8_32, lb_kernel_ptq161_avx512, 0, 0, "ptq161_ref",
+     lb_ptq161_repack, lb_ptq161_pre, lb_ptq161_pre_cols},
     {"onebit_avx2", lb_onebit_kernel_accepts, AVX2_FMA_F16C, LB_ACT_Q8_32, lb_kernel_onebit_avx2, 0, 0, "onebit_ref",
      lb_onebit_repack, lb_onebit_pre, lb_onebit_pre_cols},
     {"ptq161_avx2", lb_ptq161_kernel_accepts, AVX2_FMA_F16C, LB_ACT_Q8_32, lb_kernel_ptq161_avx2, 0, 0, "ptq161_ref",
      lb_ptq161_repack, lb_ptq161_pre, lb_ptq161_pre_cols},
     {"littlebit_avx2", lb_littlebit_kernel_accepts, AVX2_FMA, LB_ACT_F32, lb_kernel_littlebit_avx2, 0, 0,
      "littlebit_ref", lb_littlebit_repack, lb_littlebit_pre_avx2, lb_littlebit_pre_cols},
+#endif
+#if defined(__aarch64__)
+    {"onebit_dotprod", lb_onebit_kernel_accepts, NEON_DOTPROD, LB_ACT_Q8_32, lb_kernel_onebit_dotprod, 0, 0, "onebit_ref",
+     lb_onebit_repack, lb_onebit_pre, lb_onebit_pre_cols},
+    {"ptq161_dotprod", lb_ptq161_kernel_accepts, NEON_DOTPROD, LB_ACT_Q8_32, lb_kernel_ptq161_dotprod, 0, 0,
+     "ptq161_ref", lb_ptq161_repack, lb_ptq161_pre, lb_ptq161_pre_cols},
+    {"onebit_neon", lb_onebit_kernel_accepts, LB_CPU_NEON, LB_ACT_Q8_32, lb_kernel_onebit_neon, 0, 0, "onebit_ref",
+     lb_onebit_repack, lb_onebit_pre, lb_onebit_pre_cols},
+    {"ptq161_neon", lb_ptq161_kernel_accepts, LB_CPU_NEON, LB_ACT_Q8_32, lb_kernel_ptq161_neon, 0, 0, "ptq161_ref",
+     lb_ptq161_repack, lb_ptq161_pre, lb_ptq161_pre_cols},
 #endif
     {"onebit_ref", lb_onebit_kernel_accepts, 0, LB_ACT_Q8_32, lb_kernel_onebit_ref, 0, 0, NULL, lb_onebit_repack,
      lb_onebit_pre, lb_onebit_pre_cols},
