@@ -84,8 +84,8 @@ static inline const float *kernel_pre_input(const lb_kernel *k, const lb_tensor 
     *xcols = (int)t->cols;
     if (!k->pre) return x;
     *xcols = k->pre_cols(t);
-    float *out = lb_alloc((size_t)n * ((size_t)*xcols + (size_t)(t->cols + 7) / 8 * 8) * sizeof(float));
-    k->pre(t, x, n, out, out + (size_t)n * (size_t)*xcols);
+    float *out = lb_alloc((size_t)n * (size_t)*xcols * sizeof(float));
+    k->pre(t, x, n, out);
     return out;
 }
 

@@ -75,15 +75,18 @@ static inline const uint8_t *lb_lbit_bytes(const lb_tensor *w, size_t off) { ret
 /* The pre hooks (kernels.h: lb_kernel.pre / pre_cols). onebit and ptq161's
  * are exact float copies / products, shared by the scalar and SIMD rows. */
 int lb_onebit_pre_cols(const lb_tensor *w);
-void lb_onebit_pre(const lb_tensor *w, const float *x, int n, float *out, float *work);
+void lb_onebit_pre(const lb_tensor *w, const float *x, int n, float *out);
 int lb_ptq161_pre_cols(const lb_tensor *w);
-void lb_ptq161_pre(const lb_tensor *w, const float *x, int n, float *out, float *work);
+void lb_ptq161_pre(const lb_tensor *w, const float *x, int n, float *out);
 int lb_littlebit_pre_cols(const lb_tensor *w);
-/* littlebit's first factor with a given sign-dot: t[i, j] = l_j dot(V^T_j, g * x_i) */
-typedef float (*lb_sign_dot_fn)(const uint8_t *bits, const float *x, int64_t n8);
-void lb_littlebit_first_factor(const lb_tensor *w, const float *x, int n, float *out, float *work, lb_sign_dot_fn dot);
-/* sum_j (bit j ? x[j] : -x[j]) over j < n8 (a multiple of 8), in j order */
+/* littlebit's first factor with a given scaled sign dot:
+ * t[i, j] = l_j sdot(V^T_j, g, x_i, cols), zeros for R <= j < R8 */
+typedef float (*lb_sign_dot_scaled_fn)(const uint8_t *bits, const float *g, const float *x, int64_t n);
+void lb_littlebit_first_factor(const lb_tensor *w, const float *x, int n, float *out, lb_sign_dot_scaled_fn sdot);
+/* sum_j (bit j ? v_j : -v_j) over j < n, in j order: v = x (n a multiple of 8)
+ * and v = fl(g x) (any n) */
 float lb_sign_dot_ref(const uint8_t *bits, const float *x, int64_t n8);
+float lb_sign_dot_scaled_ref(const uint8_t *bits, const float *g, const float *x, int64_t n);
 
 /* The composed routines over an inner Q8_32 kernel (uniform_ref, uniform_avx2, ...). */
 void lb_binfam_onebit_run(lb_kernel_fn inner, const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy,

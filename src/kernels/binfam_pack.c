@@ -144,36 +144,9 @@ static lb_status onebit_view(const lb_tensor *w, void **out, size_t *bytes) {
 
 lb_status lb_onebit_repack(const lb_tensor *w, void **out, size_t *bytes) {
     if (!lb_onebit_kernel_accepts(&w->spec, &w->layout)) return lb_fail(LB_ERR_INVALID, "tensor '%s' is not onebit", w->name);
-    lb_status view = onebit_view(w, out, bytes);
-    if (view != LB_ERR_UNSUPPORTED) return done(view, w);
-    /* (not reached while the two layouts agree: the general way, through the unpacked form) */
-    lb_qtensor q, b;
-    memset(&b, 0, sizeof b);
-    void *pp = NULL;
-    size_t pb = 0;
-    lb_status st = decode(w, &q);
-    lb_qspec bs = part_spec("binary:row");
-    if (st == LB_OK) st = lb_qtensor_init(&b, &bs, w->rows, w->cols);
-    if (st == LB_OK) {
-        for (int64_t r = 0; r < w->rows; r++) {
-            b.scale[r] = q.scale[r];
-            memcpy(b.codes + r * b.cols_padded, q.codes + r * q.cols_padded, (size_t)w->cols);
-        }
-        lb_binfam_pack hdr;
-        memset(&hdr, 0, sizeof hdr);
-        hdr.cols = w->cols;
-        st = make_part(&b, &hdr.part[0], &pp, &pb);
-        hdr.g_off = align64(sizeof hdr);
-        uint8_t *block = NULL;
-        if (st == LB_OK) st = assemble(&hdr, 1, &pp, &pb, (size_t)w->cols * sizeof(float), &block, bytes);
-        if (st == LB_OK) {
-            memcpy(block + hdr.g_off, q.col_scale, (size_t)w->cols * sizeof(float));
-            *out = block;
-        }
-    }
-    lb_free(pp);
-    lb_qtensor_free(&q);
-    lb_qtensor_free(&b);
+    lb_status st = onebit_view(w, out, bytes);
+    if (st == LB_ERR_UNSUPPORTED) /* the two row layouts parted: the generic path takes over */
+        return lb_fail(st, "onebit rows of '%s' are not binary:row's bytes", w->name);
     return done(st, w);
 }
 
@@ -283,8 +256,7 @@ lb_status lb_littlebit_repack(const lb_tensor *w, void **out, size_t *bytes) {
 
 int lb_onebit_pre_cols(const lb_tensor *w) { return (int)lb_binfam(w)->cols; }
 
-void lb_onebit_pre(const lb_tensor *w, const float *x, int n, float *out, float *work) {
-    (void)work;
+void lb_onebit_pre(const lb_tensor *w, const float *x, int n, float *out) {
     const int64_t cols = lb_binfam(w)->cols;
     const float *g = lb_binfam_floats(w, lb_binfam(w)->g_off);
     for (int i = 0; i < n; i++)
@@ -293,8 +265,7 @@ void lb_onebit_pre(const lb_tensor *w, const float *x, int n, float *out, float 
 
 int lb_ptq161_pre_cols(const lb_tensor *w) { return (int)lb_binfam(w)->width; }
 
-void lb_ptq161_pre(const lb_tensor *w, const float *x, int n, float *out, float *work) {
-    (void)work;
+void lb_ptq161_pre(const lb_tensor *w, const float *x, int n, float *out) {
     const lb_binfam_pack *p = lb_binfam(w);
     const int32_t *perm = (const int32_t *)((const uint8_t *)w->packed + p->perm_off);
     for (int i = 0; i < n; i++) {
@@ -314,23 +285,27 @@ float lb_sign_dot_ref(const uint8_t *bits, const float *x, int64_t n8) {
     return s;
 }
 
-/* work: n x cols8 floats (g * x, zeros past cols). Every output is one sign
- * dot, computed by one thread: the same values at any thread count. */
-void lb_littlebit_first_factor(const lb_tensor *w, const float *x, int n, float *out, float *work, lb_sign_dot_fn dot) {
+float lb_sign_dot_scaled_ref(const uint8_t *bits, const float *g, const float *x, int64_t n) {
+    float s = 0.0f;
+    for (int64_t j = 0; j < n; j++) {
+        float v = g[j] * x[j];
+        s += (bits[j >> 3] >> (j & 7) & 1) ? v : -v;
+    }
+    return s;
+}
+
+/* Every output is one scaled sign dot, computed by one thread: the same
+ * values at any thread count. */
+void lb_littlebit_first_factor(const lb_tensor *w, const float *x, int n, float *out, lb_sign_dot_scaled_fn sdot) {
     const lb_littlebit_pack *p = lb_lbit(w);
     const float *g = (const float *)lb_lbit_bytes(w, p->g_off), *l = (const float *)lb_lbit_bytes(w, p->l_off);
     const uint8_t *vt = lb_lbit_bytes(w, p->vt_off);
-    for (int i = 0; i < n; i++) {
-        float *xs = work + (size_t)i * p->cols8;
-        for (int64_t c = 0; c < p->cols; c++) xs[c] = g[c] * x[(size_t)i * p->cols + c];
-        for (int64_t c = p->cols; c < p->cols8; c++) xs[c] = 0.0f;
-    }
     const long total = (long)n * p->r8;
     const size_t vrow = (size_t)(p->cols8 / 8);
 #pragma omp parallel for schedule(static) if ((double)total * (double)p->cols > 1048576.0)
     for (long e = 0; e < total; e++) {
         int i = (int)(e / p->r8), j = (int)(e % p->r8);
-        out[e] = j < p->rank ? l[j] * dot(vt + (size_t)j * vrow, work + (size_t)i * p->cols8, p->cols8) : 0.0f;
+        out[e] = j < p->rank ? l[j] * sdot(vt + (size_t)j * vrow, g, x + (size_t)i * p->cols, p->cols) : 0.0f;
     }
 }
 

@@ -141,13 +141,13 @@ typedef struct {
      * twin shares its SIMD entry's repack (so the two read the same layout). */
     lb_status (*repack)(const lb_tensor *w, void **out, size_t *bytes);
     /* Optional input transform by the tensor, once per lb_matmul before the
-     * activations are prepared (NULL: none): pre(w, x, n, out, work) writes
-     * n rows of pre_cols(w) floats to out, which the routine then receives
-     * (prepared in `act`) in place of x; work holds n x cols rounded up to 8
-     * floats of scratch. Reads w->packed. onebit: g * x; ptq161: the columns
-     * reordered salient first; littlebit: the first factor (kernels/binfam.h).
-     * Such inputs depend on the tensor, so they bypass the lb_act_cache. */
-    void (*pre)(const lb_tensor *w, const float *x, int n, float *out, float *work);
+     * activations are prepared (NULL: none): pre(w, x, n, out) writes n rows
+     * of pre_cols(w) floats to out, which the routine then receives
+     * (prepared in `act`) in place of x. Reads w->packed. onebit: g * x;
+     * ptq161: the columns reordered salient first; littlebit: the first
+     * factor (kernels/binfam.h). Such inputs depend on the tensor, so they
+     * bypass the lb_act_cache. */
+    void (*pre)(const lb_tensor *w, const float *x, int n, float *out);
     int (*pre_cols)(const lb_tensor *w);
 } lb_kernel;
 
@@ -203,7 +203,7 @@ void lb_kernel_onebit_ref(const lb_tensor *w, const lb_act *x, int r0, int r1, f
 void lb_kernel_ptq161_ref(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
 void lb_kernel_littlebit_ref(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy,
                              float *scratch);
-void lb_littlebit_pre_ref(const lb_tensor *w, const float *x, int n, float *out, float *work);
+void lb_littlebit_pre_ref(const lb_tensor *w, const float *x, int n, float *out);
 /* every uniform int layout, on uniform_pack.h's repacking */
 void lb_kernel_uniform_ref(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
 #if defined(__x86_64__)
@@ -254,7 +254,7 @@ void lb_kernel_onebit_avx2(const lb_tensor *w, const lb_act *x, int r0, int r1, 
 void lb_kernel_ptq161_avx2(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
 void lb_kernel_littlebit_avx2(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy,
                               float *scratch);
-void lb_littlebit_pre_avx2(const lb_tensor *w, const float *x, int n, float *out, float *work);
+void lb_littlebit_pre_avx2(const lb_tensor *w, const float *x, int n, float *out);
 void lb_kernel_onebit_avx512(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
 void lb_kernel_ptq161_avx512(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
 /* AVX-512 F+BW+VNNI (512-bit vpdpbusd) */

@@ -237,9 +237,9 @@ void lb_kernel_dequant_neon(const lb_tensor *w, const lb_act *x, int r0, int r1,
  * path: 16 rows of up to 256 columns), so decoding a small model allocates
  * nothing; larger models amortize the allocation over bigger products. */
 #define STACK_SCRATCH 4096
-/* Transformed inputs (kernels.h: pre) up to this many floats, with their
- * scratch, live on the stack too (a 2048-column decode row). */
-#define PRE_LOCAL 4096
+/* Transformed inputs (kernels.h: pre) up to this many floats live on the
+ * stack too (a decode row of up to 4096 columns, ptq161's padding included). */
+#define PRE_LOCAL 4608
 
 /* Rows i0..i1-1 of a prepared input, as a prepared input of its own (a
  * per-row field added to lb_act must be offset here too). */
@@ -285,10 +285,10 @@ static lb_status run_kernel(const lb_kernel *k, const lb_tensor *w, const float 
     int xcols = cols;
     if (k->pre) {
         xcols = k->pre_cols(w);
-        size_t need = (size_t)n * ((size_t)xcols + (size_t)(cols + 7) / 8 * 8);
+        size_t need = (size_t)n * (size_t)xcols;
         float *buf = need <= PRE_LOCAL ? pre_local : (pre_buf = lb_alloc(need * sizeof(float)));
         if (!buf) return lb_fail(LB_ERR_NOMEM, "out of memory transforming %d x %d activations", n, cols);
-        k->pre(w, x, n, buf, buf + (size_t)n * (size_t)xcols);
+        k->pre(w, x, n, buf);
         xin = buf;
         cache = NULL;
     }

@@ -13,8 +13,8 @@ void lb_kernel_ptq161_ref(const lb_tensor *w, const lb_act *x, int r0, int r1, f
     lb_binfam_ptq161_run(lb_kernel_uniform_ref, w, x, r0, r1, y, ldy, scratch);
 }
 
-void lb_littlebit_pre_ref(const lb_tensor *w, const float *x, int n, float *out, float *work) {
-    lb_littlebit_first_factor(w, x, n, out, work, lb_sign_dot_ref);
+void lb_littlebit_pre_ref(const lb_tensor *w, const float *x, int n, float *out) {
+    lb_littlebit_first_factor(w, x, n, out, lb_sign_dot_scaled_ref);
 }
 
 void lb_kernel_littlebit_ref(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy,

@@ -50,8 +50,26 @@ LB_AVX2 static float sign_dot_avx2(const uint8_t *bits, const float *x, int64_t 
     return -hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
 }
 
-LB_AVX2 void lb_littlebit_pre_avx2(const lb_tensor *w, const float *x, int n, float *out, float *work) {
-    lb_littlebit_first_factor(w, x, n, out, work, sign_dot_avx2);
+/* sum_j (bit j ? g_j x_j : -g_j x_j), j < n (any n: the last n % 8 in scalar) */
+LB_AVX2 static float sign_dot_scaled_avx2(const uint8_t *bits, const float *g, const float *x, int64_t n) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    int64_t j = 0;
+    for (; j + 16 <= n; j += 16) {
+        a0 = _mm256_add_ps(a0, flip(bits[j / 8], _mm256_mul_ps(_mm256_loadu_ps(g + j), _mm256_loadu_ps(x + j))));
+        a1 = _mm256_add_ps(a1, flip(bits[j / 8 + 1], _mm256_mul_ps(_mm256_loadu_ps(g + j + 8), _mm256_loadu_ps(x + j + 8))));
+    }
+    for (; j + 8 <= n; j += 8)
+        a0 = _mm256_add_ps(a0, flip(bits[j / 8], _mm256_mul_ps(_mm256_loadu_ps(g + j), _mm256_loadu_ps(x + j))));
+    float s = -hsum(_mm256_add_ps(a0, a1));
+    for (; j < n; j++) {
+        float v = g[j] * x[j];
+        s += (bits[j >> 3] >> (j & 7) & 1) ? v : -v;
+    }
+    return s;
+}
+
+LB_AVX2 void lb_littlebit_pre_avx2(const lb_tensor *w, const float *x, int n, float *out) {
+    lb_littlebit_first_factor(w, x, n, out, sign_dot_scaled_avx2);
 }
 
 LB_AVX2 void lb_kernel_littlebit_avx2(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy,
