@@ -14,6 +14,7 @@
 #define LB_KERNEL_CHECK_H
 
 #include <math.h>
+#include <string.h>
 
 #include "kernels/codebook.h"
 #include "kernels/kernels.h"
@@ -87,19 +88,117 @@ static inline int kernel_skip_scalar(const lb_kernel *k) {
     return e && !strcmp(e, "1") && k->cpu == 0;
 }
 
+
+/* ---- entries with an input transform (kernels.h: lb_kernel.pre; onebit,
+ * ptq161, littlebit: kernels/binfam.h) ------------------------------------- */
+
+/* What run_kernel hands such an entry: x transformed by the tensor t (whose
+ * packed layout must be the entry's: lb_kernel_use first), lb_alloc'd,
+ * n x *xcols; x itself (not a copy) for an entry without one. */
+static inline const float *kernel_pre_input(const lb_kernel *k, const lb_tensor *t, const float *x, int n, int *xcols) {
+    *xcols = (int)t->cols;
+    if (!k->pre) return x;
+    *xcols = k->pre_cols(t);
+    float *out = lb_alloc((size_t)n * (size_t)*xcols * sizeof(float));
+    k->pre(t, x, n, out);
+    return out;
+}
+
 /* y (n x ldy) = the entry's routine over all of t's rows, called on two row
- * ranges (after its load-time repacking, when it has one) */
+ * ranges (after its load-time repacking, when it has one, and its input
+ * transform, as lb_matmul's run_kernel applies it) */
 static inline void kernel_run_entry(const lb_kernel *k, lb_tensor *t, const float *x, int n, float *y, int ldy) {
     CHECK_OK(lb_kernel_use(t, k));
-    int rows = (int)t->rows, cols = (int)t->cols, mid = rows / 2;
-    void *buf = lb_alloc(lb_act_bytes(k->act, n, cols) + 64);
+    int rows = (int)t->rows, cols = (int)t->cols, mid = rows / 2, xcols;
+    const float *xp = kernel_pre_input(k, t, x, n, &xcols);
+    void *buf = lb_alloc(lb_act_bytes(k->act, n, xcols) + 64);
     float *scratch = k->scratch_rows ? lb_alloc((size_t)k->scratch_rows * cols * sizeof(float)) : NULL;
     lb_act act;
-    lb_act_prepare(k->act, x, n, cols, buf, &act);
+    lb_act_prepare(k->act, xp, n, xcols, buf, &act);
     if (mid > 0) k->run(t, &act, 0, mid, y, ldy, scratch);
     k->run(t, &act, mid, rows, y, ldy, scratch);
     lb_free(scratch);
     lb_free(buf);
+    if (xp != x) lb_free((void *)xp);
+}
+
+/* bound and mag (n x rows, [i * rows + r]) of an entry with an input
+ * transform on tensor t (onebit, ptq161, littlebit), against dequantizing t
+ * and multiplying by x in floats:
+ *   onebit (int8 activations of x' = g x, W' = h S): each x'_c moves by at
+ *     most half its block's step d'_b / 2 and meets |W'_rc| = |h_r|, so
+ *     |y - y_ref| <= |h_r| sum_c d'_b(c) / 2 + rel sum_c |w_rc x_c|;
+ *   ptq161 (int8 activations of the reordered x', salient columns first, the
+ *     binary block from the next multiple of LB_ACT_PAD): the same sum over
+ *     x' blocks with the reordered weights, + rel sum |w x|;
+ *   littlebit (floats): rel * M, M_ir = |h_r| sum_j |l_j| sum_c |g_c x_ic|,
+ *     the magnitude of the factored sums (which cancel: it can exceed
+ *     sum |w x| a lot).
+ * mag is what the SIMD-vs-scalar comparison scales its tolerance by: sum |w x|,
+ * littlebit M. Returns 0 when t is none of these. */
+static inline int kernel_binfam_bound(const lb_tensor *t, const float *x, int n, const float *wd, double rel,
+                                      double *bound, double *mag) {
+    const int rows = (int)t->rows, cols = (int)t->cols;
+    const char *fam = t->spec.family->name;
+    lb_qtensor q;
+    memset(&q, 0, sizeof q);
+    if (lb_qtensor_init(&q, &t->spec, t->rows, t->cols) != LB_OK || lb_qtensor_decode(&q, t->data, t->nbytes) != LB_OK) {
+        lb_qtensor_free(&q);
+        return 0;
+    }
+    kernel_error_bound(LB_ACT_F32, x, n, wd, rows, cols, 1.0, mag);
+    int known = 1;
+    if (!strcmp(fam, "littlebit")) {
+        double sl = 0;
+        for (int j = 0; j < q.lowrank.rank; j++) sl += fabs(q.lowrank.l[j]);
+        for (int i = 0; i < n; i++) {
+            double sx = 0;
+            for (int c = 0; c < cols; c++) sx += fabs((double)q.lowrank.g[c] * x[(size_t)i * cols + c]);
+            for (int r = 0; r < rows; r++) {
+                mag[(size_t)i * rows + r] = fabs(q.lowrank.h[r]) * sl * sx;
+                bound[(size_t)i * rows + r] = rel * mag[(size_t)i * rows + r];
+            }
+        }
+    } else if (!strcmp(fam, "onebit") || !strcmp(fam, "ptq161")) {
+        int onebit = !strcmp(fam, "onebit");
+        /* x' and |W'| column by column: src[p] the original column of x' column p (-1: padding) */
+        int k = 0, width = cols;
+        int *src = lb_alloc((size_t)(cols + LB_ACT_PAD) * sizeof(int));
+        if (onebit) {
+            for (int c = 0; c < cols; c++) src[c] = c;
+        } else {
+            for (int c = 0; c < cols; c++) k += q.col_mask[c] != 0;
+            int ks = (k + LB_ACT_PAD - 1) / LB_ACT_PAD * LB_ACT_PAD, p = 0;
+            width = ks + cols - k;
+            for (int c = 0; c < cols; c++)
+                if (q.col_mask[c]) src[p++] = c;
+            for (; p < ks; p++) src[p] = -1;
+            for (int c = 0; c < cols; c++)
+                if (!q.col_mask[c]) src[p++] = c;
+        }
+        for (int i = 0; i < n; i++)
+            for (int r = 0; r < rows; r++) {
+                double act = 0;
+                for (int p0 = 0; p0 < width; p0 += 32) {
+                    int p1 = p0 + 32 < width ? p0 + 32 : width;
+                    double amax = 0, wsum = 0;
+                    for (int p = p0; p < p1; p++) {
+                        if (src[p] < 0) continue;
+                        double xv = x[(size_t)i * cols + src[p]];
+                        if (onebit) xv *= q.col_scale[src[p]];
+                        amax = fmax(amax, fabs(xv));
+                        wsum += onebit ? fabs(q.scale[r]) : fabs(wd[(size_t)r * cols + src[p]]);
+                    }
+                    act += wsum * (amax / 127.0) / 2.0;
+                }
+                bound[(size_t)i * rows + r] = rel * mag[(size_t)i * rows + r] + act * (1 + 1e-6);
+            }
+        lb_free(src);
+    } else {
+        known = 0;
+    }
+    lb_qtensor_free(&q);
+    return known;
 }
 
 #endif

@@ -18,10 +18,6 @@
 
 static lb_rng rng;
 
-static void fill(float *x, size_t n, float scale) {
-    for (size_t i = 0; i < n; i++) x[i] = scale * (float)lb_rng_normal(&rng);
-}
-
 /* Specs the entries are tried on: one per family and then some. */
 static const char *candidates[] = {"q8_0", "q4_0", "f32", "f16", "bf16", "q4_1", "int8:g64:sym", "int4:g32:asym:zint",
                                    "int3:g64:asym", "int5:row:sym", "nf4:g32:dq", "binary:g64", "ternary:tensor:1.6bit",
@@ -40,16 +36,10 @@ static const char *candidates[] = {"q8_0", "q4_0", "f32", "f16", "bf16", "q4_1",
                                    "trellis2:L6:g16", "trellis2:L4:down", "trellis3:L6:g32:down",
                                    /* e8p and lut: every stage count and bit width once (test_lookup_kernels
                                     * has the rest, on random codes) */
-                                   "e8p2", "e8p3:tensor", "e8p4", "lut1:g16", "lut2:tensor", "lut3:row", "lut4:g64"};
+                                   "e8p2", "e8p3:tensor", "e8p4", "lut1:g16", "lut2:tensor", "lut3:row", "lut4:g64",
+                                   /* input-transform entries (kernels/binfam.h); more shapes in test_binfam_kernels */
+                                   "onebit", "ptq161", "ptq161:s50", "littlebit:r8", "littlebit:r3"};
 #define N_CANDIDATES (sizeof candidates / sizeof candidates[0])
-
-/* LB_TEST_SIMD_ONLY=1 (scripts/test-arm.sh's second CPU): the scalar
- * entries were checked in the first run and behave the same on any CPU,
- * so only the SIMD entries run (each still against its scalar twin) */
-static int skip_scalar(const lb_kernel *k) {
-    const char *e = getenv("LB_TEST_SIMD_ONLY");
-    return e && !strcmp(e, "1") && k->cpu == 0;
-}
 
 static void describe(unsigned f, char *buf, size_t n) {
     static const struct {
@@ -63,21 +53,6 @@ static void describe(unsigned f, char *buf, size_t n) {
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (f & names[i].bit) used += (size_t)snprintf(buf + used, n - used, "%s%s", used ? " " : "", names[i].name);
     if (!used) snprintf(buf, n, "none");
-}
-
-/* y (n x ldy) = the entry's routine over all rows, called on two row ranges
- * (after its load-time repacking, when it has one) */
-static void run_entry(const lb_kernel *k, lb_tensor *t, const float *x, int n, float *y, int ldy) {
-    CHECK_OK(lb_kernel_use(t, k));
-    int rows = (int)t->rows, cols = (int)t->cols, mid = rows / 2;
-    void *buf = lb_alloc(lb_act_bytes(k->act, n, cols) + 64);
-    float *scratch = k->scratch_rows ? lb_alloc((size_t)k->scratch_rows * cols * sizeof(float)) : NULL;
-    lb_act act;
-    lb_act_prepare(k->act, x, n, cols, buf, &act);
-    if (mid > 0) k->run(t, &act, 0, mid, y, ldy, scratch);
-    k->run(t, &act, mid, rows, y, ldy, scratch);
-    lb_free(scratch);
-    lb_free(buf);
 }
 
 typedef struct {
@@ -101,8 +76,8 @@ static int check_entry_shapes(const lb_kernel *k, const lb_kernel *twin, const l
                 double *bound = lb_alloc((size_t)n * rows * sizeof(double));
                 double *mag = lb_alloc((size_t)n * rows * sizeof(double));
                 double *wbound = lb_calloc((size_t)n * rows, sizeof(double));
-                fill(w, (size_t)rows * cols, 0.05f);
-                fill(x, (size_t)n * cols, 1.0f);
+                kernel_fill(&rng, w, (size_t)rows * cols, 0.05f);
+                kernel_fill(&rng, x, (size_t)n * cols, 1.0f);
                 x[0] = 3.0f; /* one outlier: a block whose scale the others do not fill */
                 lb_tensor t;
                 CHECK_OK(lb_quantize_to_tensor(w, rows, cols, spec, NULL, "w", &t));
@@ -112,11 +87,13 @@ static int check_entry_shapes(const lb_kernel *k, const lb_kernel *twin, const l
                     goto next;
                 }
                 lb_gemm_nt_ref(n, rows, cols, x, cols, wd, cols, y0, rows);
-                run_entry(k, &t, x, n, y1, ldy);
+                kernel_run_entry(k, &t, x, n, y1, ldy);
                 kernel_error_bound(k->act, x, n, wd, rows, cols, 1e-5, bound);
                 kernel_error_bound(LB_ACT_F32, x, n, wd, rows, cols, 1.0, mag);
                 kernel_weight_error_bound(werr, x, n, wd, rows, cols, wbound);
                 for (size_t e = 0; e < (size_t)n * rows; e++) bound[e] += wbound[e];
+                if (k->pre) /* the input the routine sees is transformed: its own bound (kernel_check.h) */
+                    CHECK_MSG(kernel_binfam_bound(&t, x, n, wd, 1e-5, bound, mag), "%s: no bound for %s", k->name, spec_text);
                 for (int i = 0; i < n && !bad; i++)
                     for (int r = 0; r < rows && !bad; r++) {
                         double e = fabs((double)y1[(size_t)i * ldy + r] - y0[(size_t)i * rows + r]);
@@ -127,7 +104,7 @@ static int check_entry_shapes(const lb_kernel *k, const lb_kernel *twin, const l
                             bad = 1;
                         }
                     }
-                if ((k->act == LB_ACT_Q8_32 || k->act == LB_ACT_LUT || k->act == LB_ACT_LUT3) && !bad) {
+                if ((k->act == LB_ACT_Q8_32 || k->act == LB_ACT_LUT || k->act == LB_ACT_LUT3) && !k->pre && !bad) {
                     /* tighter: against the reference on the activations as quantized, which
                      * leaves only float rounding (catches an integer sum off by one) */
                     float *xq = lb_alloc((size_t)n * cols * 4), *y3 = lb_alloc((size_t)n * rows * 4);
@@ -161,7 +138,7 @@ static int check_entry_shapes(const lb_kernel *k, const lb_kernel *twin, const l
                         }
                 if (twin) {
                     /* same integer sums, only the float summation order differs */
-                    run_entry(twin, &t, x, n, y2, ldy);
+                    kernel_run_entry(twin, &t, x, n, y2, ldy);
                     for (int i = 0; i < n && !bad; i++)
                         for (int r = 0; r < rows && !bad; r++) {
                             double e = fabs((double)y1[(size_t)i * ldy + r] - y2[(size_t)i * ldy + r]);
@@ -218,7 +195,7 @@ static void test_every_entry(void) {
             CHECK_MSG(k->cpu == 0, "%s needs CPU features (%s) but names no scalar twin", k->name, need);
         }
         int accepted = 0, ok = 1;
-        int can_run = (k->cpu & cpu) == k->cpu && !skip_scalar(k);
+        int can_run = (k->cpu & cpu) == k->cpu && !kernel_skip_scalar(k);
         char tested[2048] = "";
         size_t used = 0;
         for (size_t s = 0; s < N_CANDIDATES; s++) {
@@ -234,7 +211,7 @@ static void test_every_entry(void) {
         }
         CHECK_MSG(accepted > 0, "registry entry '%s' accepts none of the candidate specs: add one it accepts to "
                                 "tests/test_kernel_registry.c", k->name);
-        if (skip_scalar(k)) {
+        if (kernel_skip_scalar(k)) {
             printf("SKIPPED %-14s scalar: LB_TEST_SIMD_ONLY=1\n", k->name);
             skipped++;
             continue;
@@ -267,7 +244,7 @@ static void test_lowbin_edges(void) {
         if ((k->repack != lb_lowbin_repack && k->repack != lb_lut_repack && k->repack != lb_lut3_repack) ||
             k->act == LB_ACT_SIGN)
             continue; /* XNOR: test_xnor */
-        if (skip_scalar(k)) {
+        if (kernel_skip_scalar(k)) {
             printf("SKIPPED %s on the ternary/binary edge shapes: scalar, LB_TEST_SIMD_ONLY=1\n", k->name);
             scalar_skipped++;
             continue;
@@ -320,8 +297,8 @@ static void test_xnor(void) {
                         float *x = lb_alloc((size_t)n * cols * 4), *xb = lb_alloc((size_t)n * cols * 4);
                         float *y0 = lb_alloc((size_t)n * rows * 4), *y1 = lb_alloc((size_t)n * rows * 4);
                         float *y2 = lb_alloc((size_t)n * rows * 4);
-                        fill(w, (size_t)rows * cols, 0.05f);
-                        fill(x, (size_t)n * cols, 1.0f);
+                        kernel_fill(&rng, w, (size_t)rows * cols, 0.05f);
+                        kernel_fill(&rng, x, (size_t)n * cols, 1.0f);
                         x[0] = 0.0f; /* sign(0) = + */
                         for (int i = 0; i < n; i++) {
                             double m = 0;
@@ -334,8 +311,8 @@ static void test_xnor(void) {
                         CHECK_OK(lb_dequantize(&t, wd));
                         CHECK(k->accepts(&t.spec, &t.layout));
                         lb_gemm_nt_ref(n, rows, cols, xb, cols, wd, cols, y0, rows);
-                        run_entry(k, &t, x, n, y1, rows);
-                        if (twin) run_entry(twin, &t, x, n, y2, rows);
+                        kernel_run_entry(k, &t, x, n, y1, rows);
+                        if (twin) kernel_run_entry(twin, &t, x, n, y2, rows);
                         for (int i = 0; i < n && !bad; i++)
                             for (int r = 0; r < rows && !bad; r++) {
                                 double mag = 0;
@@ -379,8 +356,8 @@ static void test_xnor(void) {
     CHECK(lb_kernel_select(&spec, &l, cpu, "fallback")->act != LB_ACT_SIGN);
     CHECK(lb_kernel_select(&spec, &l, 0, "xnor_ref") == lb_kernel_find("xnor_ref"));
     float w[4 * 64], x[64], y[4];
-    fill(w, 4 * 64, 1.0f);
-    fill(x, 64, 1.0f);
+    kernel_fill(&rng, w, 4 * 64, 1.0f);
+    kernel_fill(&rng, x, 64, 1.0f);
     lb_tensor t;
     CHECK_OK(lb_qspec_parse("q4_0", &spec));
     CHECK_OK(lb_quantize_to_tensor(w, 4, 64, &spec, NULL, "w", &t));
@@ -394,7 +371,7 @@ static void test_xnor(void) {
 static void test_lut_prepare(void) {
     enum { N = 3, COLS = 100 };
     float x[N * COLS];
-    fill(x, N * COLS, 1.0f);
+    kernel_fill(&rng, x, N * COLS, 1.0f);
     for (int j = 0; j < 4; j++) x[COLS + 8 + j] = 5.0f; /* row 1, group 2: the block's max, all +127 */
     void *bq = lb_alloc(lb_act_bytes(LB_ACT_Q8_32, N, COLS)), *bl = lb_alloc(lb_act_bytes(LB_ACT_LUT, N, COLS));
     lb_act aq, al;
@@ -460,7 +437,7 @@ static void test_uniform_shapes(void) {
     unsigned cpu = lb_cpu_features();
     for (int e = 0; e < lb_kernel_count(); e++) {
         const lb_kernel *k = lb_kernel_at(e);
-        if (strncmp(k->name, "uniform_", 8) || skip_scalar(k)) continue;
+        if (strncmp(k->name, "uniform_", 8) || kernel_skip_scalar(k)) continue;
         if ((k->cpu & cpu) != k->cpu) {
             printf("SKIPPED %s on the uniform shapes: this CPU (or LB_CPU) lacks its features\n", k->name);
             continue;
@@ -505,8 +482,8 @@ static void test_uniform_extremes(void) {
             CHECK_OK(lb_qspec_parse(specs[s], &spec));
             CHECK_OK(lb_quantize_to_tensor(w, ROWS, COLS, &spec, NULL, "w", &t));
             for (int n = 1; n <= NMAX; n += 4) {
-                run_entry(k, &t, x, n, y1, ROWS);
-                run_entry(twin, &t, x, n, y2, ROWS);
+                kernel_run_entry(k, &t, x, n, y1, ROWS);
+                kernel_run_entry(twin, &t, x, n, y2, ROWS);
                 for (int o = 0; o < n * ROWS; o++) {
                     double mag = 3.0 * COLS * 1.01; /* |w| <= 1 (+ rounding), |x| <= 3 */
                     CHECK_MSG(fabs((double)y1[o] - y2[o]) <= 1e-5 * mag, "%s on %s, n %d: y[%d] %.9g vs twin %.9g",
@@ -562,7 +539,7 @@ static void test_act_prepare(void) {
         int cols = colss[c], ld = (cols + 255) / 256 * 256;
         float *xs = lb_alloc((size_t)cols * 4), *d0 = lb_alloc((size_t)ld / 8), *d1 = lb_alloc((size_t)ld / 8);
         int8_t *q0 = lb_alloc((size_t)ld), *q1 = lb_alloc((size_t)ld);
-        fill(xs, (size_t)cols, 2.0f);
+        kernel_fill(&rng, xs, (size_t)cols, 2.0f);
         if (cols > 40)
             for (int j = 32; j < 40; j++) xs[j] = 0.0f; /* part of a block zero */
         if (cols >= 64)
@@ -683,8 +660,8 @@ static void test_selection(void) {
 #endif
     /* the choice is cached on the tensor and forgotten by lb_tensor_resolve */
     float w[5 * 64], x[64], y[5];
-    fill(w, 5 * 64, 0.1f);
-    fill(x, 64, 1.0f);
+    kernel_fill(&rng, w, 5 * 64, 0.1f);
+    kernel_fill(&rng, x, 64, 1.0f);
     lb_qspec spec;
     lb_tensor t;
     CHECK_OK(lb_qspec_parse("q8_0", &spec));
@@ -722,7 +699,7 @@ static void test_act_cache(void) {
     lb_tensor t[4];
     float *w = lb_alloc((size_t)37 * COLS * 4), *x = lb_alloc((size_t)N * COLS * 4), *x2 = lb_alloc((size_t)N * COLS * 4);
     float *ya = lb_alloc((size_t)N * 37 * 4), *yb = lb_alloc((size_t)N * 37 * 4);
-    fill(w, (size_t)37 * COLS, 0.05f);
+    kernel_fill(&rng, w, (size_t)37 * COLS, 0.05f);
     for (int s = 0; s < 4; s++) {
         lb_qspec spec;
         CHECK_OK(lb_qspec_parse(specs[s], &spec));
@@ -731,7 +708,7 @@ static void test_act_cache(void) {
     lb_act_cache *c = NULL;
     CHECK_OK(lb_act_cache_create(1, 32, &c)); /* smaller than used: it must grow */
     for (int round = 0; round < 3; round++) {
-        fill(x, (size_t)N * COLS, 1.0f);
+        kernel_fill(&rng, x, (size_t)N * COLS, 1.0f);
         lb_act_cache_reset(c); /* x changed */
         for (int pass = 0; pass < 2; pass++)
             for (int s = 0; s < 4; s++) {
@@ -773,8 +750,8 @@ static void test_matmul_batches(void) {
     float *w = lb_alloc((size_t)ROWS * COLS * 4), *x = lb_alloc((size_t)nmax * COLS * 4);
     float *y1 = lb_alloc((size_t)nmax * ROWS * 4), *y2 = lb_alloc((size_t)nmax * ROWS * 4);
     float *y3 = lb_alloc((size_t)nmax * ROWS * 4);
-    fill(w, (size_t)ROWS * COLS, 0.05f);
-    fill(x, (size_t)nmax * COLS, 1.0f);
+    kernel_fill(&rng, w, (size_t)ROWS * COLS, 0.05f);
+    kernel_fill(&rng, x, (size_t)nmax * COLS, 1.0f);
     for (size_t s = 0; s < sizeof specs / sizeof specs[0]; s++) {
         lb_qspec spec;
         lb_tensor t;
@@ -782,7 +759,7 @@ static void test_matmul_batches(void) {
         CHECK_OK(lb_quantize_to_tensor(w, ROWS, COLS, &spec, NULL, "w", &t));
         for (int ki = 0; ki < lb_kernel_count(); ki++) {
             const lb_kernel *k = lb_kernel_at(ki);
-            if ((k->cpu & cpu) != k->cpu || skip_scalar(k) || !k->accepts(&t.spec, &t.layout)) continue;
+            if ((k->cpu & cpu) != k->cpu || kernel_skip_scalar(k) || !k->accepts(&t.spec, &t.layout)) continue;
             CHECK_OK(lb_kernel_use(&t, k)); /* lb_matmul now runs k, repacked */
             for (size_t b = 0; b < sizeof batches / sizeof batches[0]; b++) {
                 int n = batches[b];
@@ -818,8 +795,8 @@ static void test_threads(void) {
     enum { N = 5, ROWS = 300, COLS = 256 };
     float *w = lb_alloc((size_t)ROWS * COLS * 4), *x = lb_alloc((size_t)N * COLS * 4);
     float *y1 = lb_alloc((size_t)N * ROWS * 4), *y2 = lb_alloc((size_t)N * ROWS * 4);
-    fill(w, (size_t)ROWS * COLS, 0.05f);
-    fill(x, (size_t)N * COLS, 1.0f);
+    kernel_fill(&rng, w, (size_t)ROWS * COLS, 0.05f);
+    kernel_fill(&rng, x, (size_t)N * COLS, 1.0f);
     static const char *specs[] = {"q8_0",          "q4_0",          "nf4:g64",       "nf4:g32:dq",
                                   "pow2:4:g64",    "pow2:3:g32",    "int3:g64:asym", "int2:g16:asym",
                                   "int8:g64:asym", "int4:g16:asym:s6:r4"};

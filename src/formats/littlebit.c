@@ -17,9 +17,9 @@
  *
  * dequantize_row is the specification and is slow: R operations per weight
  * (rows cols R per matrix, not rows cols), fine as a reference and for small
- * models through the generic dequantize-a-tile matmul. The natural kernel,
- * y = h * (U (l * (V^T (g * x)))), costs R (rows + cols) per input row and is
- * not built yet. */
+ * models. The matmul kernels (src/kernels/binfam.h: littlebit_avx2,
+ * littlebit_ref) compute y = h * (U (l * (V^T (g * x)))) instead, R (rows +
+ * cols) per input row. */
 #include "format_internal.h"
 
 #include <math.h>

@@ -140,6 +140,15 @@ typedef struct {
      * bytes once per tensor and kept in w->packed; *bytes its size. A scalar
      * twin shares its SIMD entry's repack (so the two read the same layout). */
     lb_status (*repack)(const lb_tensor *w, void **out, size_t *bytes);
+    /* Optional input transform by the tensor, once per lb_matmul before the
+     * activations are prepared (NULL: none): pre(w, x, n, out) writes n rows
+     * of pre_cols(w) floats to out, which the routine then receives
+     * (prepared in `act`) in place of x. Reads w->packed. onebit: g * x;
+     * ptq161: the columns reordered salient first; littlebit: the first
+     * factor (kernels/binfam.h). Such inputs depend on the tensor, so they
+     * bypass the lb_act_cache. */
+    void (*pre)(const lb_tensor *w, const float *x, int n, float *out);
+    int (*pre_cols)(const lb_tensor *w);
 } lb_kernel;
 
 int lb_kernel_count(void);
@@ -192,6 +201,12 @@ void lb_kernel_trellis_ref(const lb_tensor *w, const lb_act *x, int r0, int r1, 
 /* e8p and lut weights as stored, float activations (kernels/lookup.h) */
 void lb_kernel_e8p_ref(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
 void lb_kernel_lut_ref(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
+/* onebit, ptq161, littlebit (kernels/binfam.h), after their pre transforms */
+void lb_kernel_onebit_ref(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
+void lb_kernel_ptq161_ref(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
+void lb_kernel_littlebit_ref(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy,
+                             float *scratch);
+void lb_littlebit_pre_ref(const lb_tensor *w, const float *x, int n, float *out);
 /* every uniform int layout, on uniform_pack.h's repacking */
 void lb_kernel_uniform_ref(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
 #if defined(__x86_64__)
@@ -205,6 +220,12 @@ void lb_kernel_uniform_neon(const lb_tensor *w, const lb_act *x, int r0, int r1,
                             float *scratch);
 void lb_kernel_uniform_dotprod(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy,
                                float *scratch);
+void lb_kernel_onebit_neon(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
+void lb_kernel_ptq161_neon(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
+void lb_kernel_onebit_dotprod(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy,
+                              float *scratch);
+void lb_kernel_ptq161_dotprod(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy,
+                              float *scratch);
 #endif
 #if defined(__x86_64__)
 void lb_kernel_f32_avx2(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
@@ -234,6 +255,13 @@ void lb_kernel_trellis_avx2(const lb_tensor *w, const lb_act *x, int r0, int r1,
                             float *scratch);
 void lb_kernel_e8p_avx2(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
 void lb_kernel_lut_avx2(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
+void lb_kernel_onebit_avx2(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
+void lb_kernel_ptq161_avx2(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
+void lb_kernel_littlebit_avx2(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy,
+                              float *scratch);
+void lb_littlebit_pre_avx2(const lb_tensor *w, const float *x, int n, float *out);
+void lb_kernel_onebit_avx512(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
+void lb_kernel_ptq161_avx512(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
 /* AVX-512 F+BW+VNNI (512-bit vpdpbusd) */
 void lb_kernel_q8_0_avx512(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
 void lb_kernel_q4_0_avx512(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);

@@ -237,6 +237,9 @@ void lb_kernel_dequant_neon(const lb_tensor *w, const lb_act *x, int r0, int r1,
  * path: 16 rows of up to 256 columns), so decoding a small model allocates
  * nothing; larger models amortize the allocation over bigger products. */
 #define STACK_SCRATCH 4096
+/* Transformed inputs (kernels.h: pre) up to this many floats live on the
+ * stack too (a decode row of up to 4096 columns, ptq161's padding included). */
+#define PRE_LOCAL 4608
 
 /* Rows i0..i1-1 of a prepared input, as a prepared input of its own (a
  * per-row field added to lb_act must be offset here too). */
@@ -274,8 +277,26 @@ static lb_status run_kernel(const lb_kernel *k, const lb_tensor *w, const float 
     lb_act act;
     _Alignas(64) unsigned char local[5120]; /* one prepared row of up to 4096 columns (q, d, s16) */
     void *priv = NULL;
-    lb_status st = prepare(cache, k->act, x, n, cols, &act, local, sizeof local, &priv);
-    if (st != LB_OK) return st;
+    /* an entry transforming its input first (kernels.h: pre) prepares the
+     * transformed rows, which belong to this tensor: no cache */
+    _Alignas(64) float pre_local[PRE_LOCAL];
+    float *pre_buf = NULL;
+    const float *xin = x;
+    int xcols = cols;
+    if (k->pre) {
+        xcols = k->pre_cols(w);
+        size_t need = (size_t)n * (size_t)xcols;
+        float *buf = need <= PRE_LOCAL ? pre_local : (pre_buf = lb_alloc(need * sizeof(float)));
+        if (!buf) return lb_fail(LB_ERR_NOMEM, "out of memory transforming %d x %d activations", n, cols);
+        k->pre(w, x, n, buf);
+        xin = buf;
+        cache = NULL;
+    }
+    lb_status st = prepare(cache, k->act, xin, n, xcols, &act, local, sizeof local, &priv);
+    if (st != LB_OK) {
+        lb_free(pre_buf);
+        return st;
+    }
     size_t scratch_floats = (size_t)k->scratch_rows * (size_t)cols;
     int failed = 0;
     if (n_tiles == 1 || (long)n * rows * cols <= SERIAL_MACS || lb_get_threads() == 1) {
@@ -287,6 +308,7 @@ static lb_status run_kernel(const lb_kernel *k, const lb_tensor *w, const float 
         else run_rows(k, w, &act, 0, rows, y, rows, scratch);
         if (scratch != stack) lb_free(scratch);
         lb_free(priv);
+        lb_free(pre_buf);
         return failed ? lb_fail(LB_ERR_NOMEM, "out of memory for a %d-column scratch tile", cols) : LB_OK;
     }
 #pragma omp parallel
@@ -306,6 +328,7 @@ static lb_status run_kernel(const lb_kernel *k, const lb_tensor *w, const float 
         if (scratch != stack) lb_free(scratch);
     }
     lb_free(priv);
+    lb_free(pre_buf);
     return failed ? lb_fail(LB_ERR_NOMEM, "out of memory for a %d-column scratch tile", cols) : LB_OK;
 }
 

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/binfam.h" /* onebit, ptq161, littlebit */
 #include "kernels/codebook.h"
 #include "kernels/kernels.h"
 #include "kernels/lookup.h" /* e8p and lut predicates */
@@ -65,6 +66,10 @@ static int is_pow2_blocks(const lb_qspec *s, const lb_layout *l) { return lb_cb_
 /* 512-bit vpdpbusd; the decoders are AVX2 code inlined (codebook_x86.h) */
 #define AVX512_VNNI (AVX2_FMA_F16C | LB_CPU_AVX512F | LB_CPU_AVX512BW | LB_CPU_AVX512VNNI)
 
+/* Rows leave the trailing hooks they do not use (repack, pre, pre_cols)
+ * out: zero, i.e. none. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
 static const lb_kernel registry[] = {
 #if defined(__x86_64__)
     /* every uniform int layout (q8_0 and q4_0 included), ternary, binary,
@@ -158,6 +163,37 @@ static const lb_kernel registry[] = {
 #endif
     {"e8p_ref", lb_e8p_kernel_accepts, 0, LB_ACT_F32, lb_kernel_e8p_ref, LB_DEQUANT_TILE, 0, NULL, NULL},
     {"lut_ref", lb_lut_kernel_accepts, 0, LB_ACT_F32, lb_kernel_lut_ref, LB_DEQUANT_TILE, 0, NULL, NULL},
+    /* onebit, ptq161, littlebit: an input transform per product, then the
+     * uniform panels on their parts, or littlebit's two factors
+     * (kernels/binfam.h) */
+#if defined(__x86_64__)
+    {"onebit_avx512", lb_onebit_kernel_accepts, AVX512_VNNI, LB_ACT_Q8_32, lb_kernel_onebit_avx512, 0, 0, "onebit_ref",
+     lb_onebit_repack, lb_onebit_pre, lb_onebit_pre_cols},
+    {"ptq161_avx512", lb_ptq161_kernel_accepts, AVX512_VNNI, LB_ACT_Q8_32, lb_kernel_ptq161_avx512, 0, 0, "ptq161_ref",
+     lb_ptq161_repack, lb_ptq161_pre, lb_ptq161_pre_cols},
+    {"onebit_avx2", lb_onebit_kernel_accepts, AVX2_FMA_F16C, LB_ACT_Q8_32, lb_kernel_onebit_avx2, 0, 0, "onebit_ref",
+     lb_onebit_repack, lb_onebit_pre, lb_onebit_pre_cols},
+    {"ptq161_avx2", lb_ptq161_kernel_accepts, AVX2_FMA_F16C, LB_ACT_Q8_32, lb_kernel_ptq161_avx2, 0, 0, "ptq161_ref",
+     lb_ptq161_repack, lb_ptq161_pre, lb_ptq161_pre_cols},
+    {"littlebit_avx2", lb_littlebit_kernel_accepts, AVX2_FMA, LB_ACT_F32, lb_kernel_littlebit_avx2, 0, 0,
+     "littlebit_ref", lb_littlebit_repack, lb_littlebit_pre_avx2, lb_littlebit_pre_cols},
+#endif
+#if defined(__aarch64__)
+    {"onebit_dotprod", lb_onebit_kernel_accepts, NEON_DOTPROD, LB_ACT_Q8_32, lb_kernel_onebit_dotprod, 0, 0, "onebit_ref",
+     lb_onebit_repack, lb_onebit_pre, lb_onebit_pre_cols},
+    {"ptq161_dotprod", lb_ptq161_kernel_accepts, NEON_DOTPROD, LB_ACT_Q8_32, lb_kernel_ptq161_dotprod, 0, 0,
+     "ptq161_ref", lb_ptq161_repack, lb_ptq161_pre, lb_ptq161_pre_cols},
+    {"onebit_neon", lb_onebit_kernel_accepts, LB_CPU_NEON, LB_ACT_Q8_32, lb_kernel_onebit_neon, 0, 0, "onebit_ref",
+     lb_onebit_repack, lb_onebit_pre, lb_onebit_pre_cols},
+    {"ptq161_neon", lb_ptq161_kernel_accepts, LB_CPU_NEON, LB_ACT_Q8_32, lb_kernel_ptq161_neon, 0, 0, "ptq161_ref",
+     lb_ptq161_repack, lb_ptq161_pre, lb_ptq161_pre_cols},
+#endif
+    {"onebit_ref", lb_onebit_kernel_accepts, 0, LB_ACT_Q8_32, lb_kernel_onebit_ref, 0, 0, NULL, lb_onebit_repack,
+     lb_onebit_pre, lb_onebit_pre_cols},
+    {"ptq161_ref", lb_ptq161_kernel_accepts, 0, LB_ACT_Q8_32, lb_kernel_ptq161_ref, 0, 0, NULL, lb_ptq161_repack,
+     lb_ptq161_pre, lb_ptq161_pre_cols},
+    {"littlebit_ref", lb_littlebit_kernel_accepts, 0, LB_ACT_F32, lb_kernel_littlebit_ref, 0, 0, NULL,
+     lb_littlebit_repack, lb_littlebit_pre_ref, lb_littlebit_pre_cols},
 #if defined(__x86_64__)
     {"f32_avx2", is_f32, AVX2_FMA, LB_ACT_F32, lb_kernel_f32_avx2, 0, 1, "f32_ref", NULL},
 #endif
@@ -173,6 +209,7 @@ static const lb_kernel registry[] = {
 #endif
     {"dequant_ref", any_format, 0, LB_ACT_F32, lb_kernel_dequant_ref, LB_DEQUANT_TILE, 1, NULL, NULL},
 };
+#pragma GCC diagnostic pop
 
 #define N_ENTRIES ((int)(sizeof registry / sizeof registry[0]))
 
