@@ -158,8 +158,15 @@ static lb_status ldlq_run(const float *w, int64_t rows, int64_t cols, const doub
     double t0 = lb_now();
     st = lb_hinv_factor(xtx, cols, perm, dead, percdamp, U, rep);
     rep->factor_seconds = lb_now() - t0;
-    /* the scales (and a first set of codes, all overwritten) from rtn */
-    if (st == LB_OK) st = lb_rtn_quantize(w0, rows, cols, spec, NULL, q);
+    /* the scales, a learned codebook (weighted by diag(H): VPTQ's Hessian-weighted k-means) and a first set
+     * of codes, all overwritten, from rtn */
+    if (st == LB_OK) {
+        float *hdiag = lb_alloc((size_t)cols * sizeof(float));
+        if (!hdiag) st = LB_ERR_NOMEM;
+        for (int64_t i = 0; hdiag && i < cols; i++) hdiag[i] = (float)xtx[i * cols + i];
+        if (st == LB_OK) st = lb_rtn_quantize_weighted(w0, rows, cols, hdiag, spec, NULL, q);
+        lb_free(hdiag);
+    }
     if (st == LB_OK) {
         ldlq_job job = {cols, U, dead, mo->keep, mo->kept};
         lb_worker_error err;

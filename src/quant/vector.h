@@ -5,7 +5,13 @@
 
 #include "lowbit/format.h"
 
-/* Round-to-nearest for a vector family: per group (row or tensor) and
+/* Round-to-nearest for a vector family. A family with a learned codebook
+ * (q->vbook set: vq) learns it first, stage by stage: the group scales are
+ * the RMS of what the stage codes, the codebook weighted k-means of the
+ * scaled vectors (src/quant/vq_kmeans.c), each coordinate weighted by
+ * colw[col] (NULL: 1; ldlq passes diag(H), VPTQ's "Hessian-weighted"
+ * k-means), and the codes the exact nearest codewords. Computed codebooks
+ * (e8p) ignore colw: per group (row or tensor) and
  * stage, greedily (stage s codes what stages < s left), a scale searched
  * around the codebook's RMS-matched scale (lb_qtensor_vec_unit_scale
  * times the RMS of what the stage codes; 0.7..1.3 of it in steps of 0.1,
@@ -13,7 +19,7 @@
  * to the chosen codes), each candidate scored by the squared error of the
  * nearest codes (exact search). Padding weights have weight 0. q is
  * lb_qtensor_init'ed; scales are fp16-rounded as searched. */
-lb_status lb_vector_rtn(const float *w, int64_t rows, int64_t cols, lb_qtensor *q);
+lb_status lb_vector_rtn(const float *w, int64_t rows, int64_t cols, const float *colw, lb_qtensor *q);
 
 /* Codes of vector v of `row` for the real-valued x (vec_dim values, the
  * padding's weight wt = 0; wt NULL: 1) at the row's stored scales, stage
