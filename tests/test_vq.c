@@ -401,6 +401,40 @@ static void test_rtn_gaussian(void) {
     free(w);
 }
 
+/* Every vector one of 12 patterns of +-0.5 (so every row's RMS, hence its
+ * scale, is 0.5 exactly and the scaled vectors are +-1, exact in fp16):
+ * rtn and ldlq (under a correlated H: nothing is left to feed forward)
+ * give the matrix back bit for bit. */
+static void test_exact_bit_for_bit(void) {
+    enum { R = 5, C = 48, D = 4 };
+    float w[R * C], out[R * C];
+    for (int r = 0; r < R; r++)
+        for (int v = 0; v < C / D; v++) {
+            unsigned pat = (unsigned)((v + 3 * r) % 12) + 2; /* 12 of the 16 sign patterns */
+            for (int i = 0; i < D; i++) w[r * C + v * D + i] = pat >> i & 1 ? 0.5f : -0.5f;
+        }
+    double xtx[C * C];
+    for (int a = 0; a < C; a++)
+        for (int b = 0; b < C; b++) xtx[a * C + b] = (a == b ? 2.0 + a % 3 : 0.0) + 1.0 / (1.0 + abs(a - b));
+    lb_layer_stats st = {.n_samples = 8, .rows = R, .cols = C, .xtx = xtx};
+    static const char *specs[] = {"vq4x4:row", "vq4x4:tensor", "vq4x8:r2:row"};
+    static const char *methods[] = {"rtn", "ldlq"};
+    for (size_t si = 0; si < sizeof specs / sizeof specs[0]; si++)
+        for (int mi = 0; mi < 2; mi++) {
+#ifndef LB_HAVE_BLAS
+            if (mi == 1) continue;
+#endif
+            lb_qspec s = lb_test_spec(specs[si]);
+            lb_tensor t;
+            CHECK_OK(lb_quantize_tensor(lb_method_find(methods[mi]), NULL, mi ? &st : NULL, w, R, C, &s, "w", &t));
+            CHECK_OK(lb_dequantize(&t, out));
+            int off = 0;
+            for (int i = 0; i < R * C; i++) off += out[i] != w[i];
+            CHECK_MSG(off == 0, "%s %s: %d weights differ", methods[mi], specs[si], off);
+            lb_tensor_free(&t);
+        }
+}
+
 int main(void) {
     lb_rng_seed(&g, 4242);
     test_spec_and_sizes();
@@ -411,6 +445,7 @@ int main(void) {
     test_kmeans_exact();
     test_rtn_exact();
     test_weighted();
+    test_exact_bit_for_bit();
     test_rtn_gaussian();
     return lb_test_finish("test_vq");
 }

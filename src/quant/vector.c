@@ -219,3 +219,44 @@ double lb_vector_round(lb_qtensor *q, int64_t row, int64_t v, const float *x, co
     for (int i = 0; i < d; i++) err += (wt ? (double)wt[i] : 1.0) * (double)(x[i] - val[i]) * (x[i] - val[i]);
     return err;
 }
+
+size_t lb_vector_round_scratch(const lb_qtensor *q, int64_t n) {
+    return q->vbook ? lb_vq_scratch_floats(n, q->vbook_size, q->vec_dim) + (size_t)(n * (2 * q->vec_dim + 1)) : 0;
+}
+
+/* A learned codebook is searched for all n vectors at once (one GEMM per
+ * block where BLAS is built in); the result is lb_vector_round's for each. */
+double lb_vector_round_rows(lb_qtensor *q, int64_t r0, int64_t n, int64_t v, const float *x, const float *wt,
+                            float *val, float *scratch) {
+    const int d = q->vec_dim;
+    double err = 0;
+    if (!q->vbook) {
+        for (int64_t j = 0; j < n; j++) err += lb_vector_round(q, r0 + j, v, x + j * d, wt + j * d, val + j * d);
+        return err;
+    }
+    float *res = scratch, *y = res + n * d;
+    uint32_t *codes = (uint32_t *)(y + n * d);
+    float *search = (float *)(codes + n);
+    _Static_assert(sizeof(uint32_t) == sizeof(float), "codes share the float scratch");
+    memcpy(res, x, (size_t)(n * d) * sizeof(float));
+    memset(val, 0, (size_t)(n * d) * sizeof(float));
+    for (int s = 0; s < q->vec_stages; s++) {
+        for (int64_t j = 0; j < n; j++) {
+            float a = q->scale[s * q->n_groups + (q->groups_per_row ? r0 + j : 0)];
+            for (int i = 0; i < d; i++) y[j * d + i] = a != 0.0f ? res[j * d + i] / a : 0.0f;
+        }
+        const float *book = q->vbook + (int64_t)s * q->vbook_size * d;
+        lb_vq_nearest(book, q->vbook_size, d, y, wt, n, codes, search);
+        for (int64_t j = 0; j < n; j++) {
+            float a = q->scale[s * q->n_groups + (q->groups_per_row ? r0 + j : 0)];
+            const float *cw = book + (int64_t)codes[j] * d;
+            *lb_qtensor_vcode(q, r0 + j, v, s) = (uint16_t)codes[j];
+            for (int i = 0; i < d; i++) {
+                val[j * d + i] += a * cw[i];
+                res[j * d + i] -= a * cw[i];
+            }
+        }
+    }
+    for (int64_t j = 0; j < n * d; j++) err += (double)wt[j] * (double)(x[j] - val[j]) * (x[j] - val[j]);
+    return err;
+}

@@ -27,4 +27,12 @@ lb_status lb_vector_rtn(const float *w, int64_t rows, int64_t cols, const float 
  * weighted squared error. */
 double lb_vector_round(lb_qtensor *q, int64_t row, int64_t v, const float *x, const float *wt, float *val);
 
+/* lb_vector_round for vectors v of rows r0 .. r0 + n - 1 (x, wt, val: n x
+ * vec_dim, wt not NULL), searching a learned codebook for all n at once;
+ * scratch holds lb_vector_round_scratch(q, n) floats (0 for computed
+ * codebooks: NULL will do). Returns the total weighted squared error. */
+size_t lb_vector_round_scratch(const lb_qtensor *q, int64_t n);
+double lb_vector_round_rows(lb_qtensor *q, int64_t r0, int64_t n, int64_t v, const float *x, const float *wt,
+                            float *val, float *scratch);
+
 #endif

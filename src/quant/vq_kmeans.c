@@ -41,9 +41,8 @@
 #define KB 4096  /* codewords per GEMM block */
 
 size_t lb_vq_scratch_floats(int64_t n, int64_t K, int d) {
-    (void)n;
-    int64_t kb = K < KB ? K : KB;
-    return (size_t)(NB * 2 * d + kb * 2 * d + NB * kb + NB);
+    int64_t kb = K < KB ? K : KB, nb = n < NB ? n : NB;
+    return (size_t)(nb * 2 * d + kb * 2 * d + nb * kb + nb);
 }
 
 /* weighted squared distance in double: the objective's own measure */
@@ -59,8 +58,8 @@ static double dist(const float *x, const float *w, const float *c, int d) {
 void lb_vq_nearest(const float *book, int64_t K, int d, const float *x, const float *w, int64_t n, uint32_t *codes,
                    float *scratch) {
 #ifdef LB_HAVE_BLAS
-    int64_t kb_max = K < KB ? K : KB;
-    float *A = scratch, *B = A + NB * 2 * d, *D = B + kb_max * 2 * d, *best = D + NB * kb_max;
+    int64_t kb_max = K < KB ? K : KB, nb_max = n < NB ? n : NB;
+    float *A = scratch, *B = A + nb_max * 2 * d, *D = B + kb_max * 2 * d, *best = D + nb_max * kb_max;
     for (int64_t j0 = 0; j0 < n; j0 += NB) {
         int64_t nb = n - j0 < NB ? n - j0 : NB;
         for (int64_t j = 0; j < nb; j++)
