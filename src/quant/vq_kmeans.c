@@ -9,8 +9,9 @@
  * the nearest center is found from
  *   sum_i w_i (x_i - c_i)^2 = sum_i w_i x_i^2 + sum_i w_i c_i^2 - 2 sum_i w_i x_i c_i
  * whose last two terms, over a block of vectors and a block of codewords,
- * are one matrix product [w, w x] [c^2, -2 c]^T (inner dimension 2d): the
- * search is a full scan, at GEMM speed. Where lowbit is built without BLAS
+ * are one matrix product [w, w x] [c^2, -2 c]^T (inner dimension 2d; d + 1
+ * where each vector's weights are equal across its coordinates, as in rtn
+ * without importance weights): the search is a full scan, at GEMM speed. Where lowbit is built without BLAS
  * (the ARM cross build) the same scan runs as scalar loops.
  *
  * Cost and defaults, chosen for issue 8's budget (minutes per 4096 x 4096
@@ -62,23 +63,37 @@ void lb_vq_nearest(const float *book, int64_t K, int d, const float *x, const fl
     float *A = scratch, *B = A + nb_max * 2 * d, *D = B + kb_max * 2 * d, *best = D + nb_max * kb_max;
     for (int64_t j0 = 0; j0 < n; j0 += NB) {
         int64_t nb = n - j0 < NB ? n - j0 : NB;
-        for (int64_t j = 0; j < nb; j++)
-            for (int i = 0; i < d; i++) {
-                float wi = w ? w[(j0 + j) * d + i] : 1.0f;
-                A[j * 2 * d + i] = wi;
-                A[j * 2 * d + d + i] = wi * x[(j0 + j) * d + i];
+        /* every vector's weights equal across its coordinates (rtn: no importance weights): the
+         * product [w, w x] [|c|^2, -2 c]^T has inner dimension d + 1 instead of 2d */
+        int uniform = 1;
+        for (int64_t j = 0; w && uniform && j < nb; j++)
+            for (int i = 1; i < d; i++) uniform &= w[(j0 + j) * d + i] == w[(j0 + j) * d];
+        const int m = uniform ? d + 1 : 2 * d;
+        for (int64_t j = 0; j < nb; j++) {
+            const float *xj = x + (j0 + j) * d, *wj = w ? w + (j0 + j) * d : NULL;
+            if (uniform) {
+                float wv = wj ? wj[0] : 1.0f;
+                A[j * m] = wv;
+                for (int i = 0; i < d; i++) A[j * m + 1 + i] = wv * xj[i];
+            } else {
+                for (int i = 0; i < d; i++) A[j * m + i] = wj[i], A[j * m + d + i] = wj[i] * xj[i];
             }
+        }
         for (int64_t j = 0; j < nb; j++) best[j] = INFINITY, codes[j0 + j] = 0;
         for (int64_t k0 = 0; k0 < K; k0 += KB) {
             int64_t kb = K - k0 < KB ? K - k0 : KB;
-            for (int64_t k = 0; k < kb; k++)
-                for (int i = 0; i < d; i++) {
-                    float c = book[(k0 + k) * d + i];
-                    B[k * 2 * d + i] = c * c;
-                    B[k * 2 * d + d + i] = -2.0f * c;
+            for (int64_t k = 0; k < kb; k++) {
+                const float *c = book + (k0 + k) * d;
+                if (uniform) {
+                    float c2 = 0.0f;
+                    for (int i = 0; i < d; i++) c2 += c[i] * c[i], B[k * m + 1 + i] = -2.0f * c[i];
+                    B[k * m] = c2;
+                } else {
+                    for (int i = 0; i < d; i++) B[k * m + i] = c[i] * c[i], B[k * m + d + i] = -2.0f * c[i];
                 }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nb, (int)kb, 2 * d, 1.0f, A, 2 * d, B, 2 * d,
-                        0.0f, D, (int)kb);
+            }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nb, (int)kb, m, 1.0f, A, m, B, m, 0.0f, D,
+                        (int)kb);
             for (int64_t j = 0; j < nb; j++) {
                 const float *row = D + j * kb;
                 float b = best[j];
