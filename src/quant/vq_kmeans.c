@@ -38,8 +38,8 @@
 #include <cblas.h>
 #endif
 
-#define NB 256   /* vectors per GEMM block */
-#define KB 4096  /* codewords per GEMM block */
+#define NB 128   /* vectors per GEMM block (NB x KB distances: 512 KiB, to stay in L2 for the argmin) */
+#define KB 1024  /* codewords per GEMM block */
 
 size_t lb_vq_scratch_floats(int64_t n, int64_t K, int d) {
     int64_t kb = K < KB ? K : KB, nb = n < NB ? n : NB;
