@@ -175,7 +175,11 @@ static lb_status ldlq_run(const float *w, int64_t rows, int64_t cols, const doub
     if (st == LB_OK) {
         float *hdiag = lb_alloc((size_t)cols * sizeof(float));
         if (!hdiag) st = LB_ERR_NOMEM;
-        for (int64_t i = 0; hdiag && i < cols; i++) hdiag[i] = (float)xtx[i * cols + i];
+        /* relative to the largest (k-means does not care about a common factor), so huge statistics stay
+         * finite in float */
+        double hmax = 0;
+        for (int64_t i = 0; i < cols; i++) hmax = fmax(hmax, xtx[i * cols + i]);
+        for (int64_t i = 0; hdiag && i < cols; i++) hdiag[i] = hmax > 0 ? (float)(xtx[i * cols + i] / hmax) : 1.0f;
         if (st == LB_OK) st = lb_rtn_quantize_weighted(w0, rows, cols, hdiag, spec, NULL, q);
         lb_free(hdiag);
     }

@@ -1,4 +1,8 @@
-/* Round-to-nearest on vector codebooks (e8p; src/quant/vector.h).
+/* Round-to-nearest on vector codebooks (e8p, vq; src/quant/vector.h).
+ *
+ * Learned codebooks (vq: the family allocates lb_qtensor.vbook) are learned
+ * first, stage by stage, and the codes are then the nearest codewords
+ * (learned_rtn below, src/quant/vq_kmeans.c). For computed codebooks (e8p):
  *
  * A vector family stores, per group (a row or the tensor) and stage, one
  * scale; a vector's value is the sum over stages of scale x codeword. For a
