@@ -4,10 +4,11 @@
  * can reach on a Gaussian (REFERENCE.md's last table; MACHINE.md has
  * llama.cpp's types on the same source).
  *
- *   build/bench_rd [-n WEIGHTS] [-t THREADS] [--trellis-only | --formats-only] [--json]
+ *   build/bench_rd [-n WEIGHTS] [-t THREADS] [-f SPEC[,SPEC...]] [--trellis-only | --formats-only] [--json]
  *
- * Rows: lowbit's formats through rtn (clip=mse; ternary, binary and e8p by
- * their own scale rule) on a 256 x (n / 256)
+ * Rows: lowbit's formats (-f: these instead of the built-in list) through
+ * rtn (clip=mse; ternary, binary, e8p and vq by their own scale rule) on a
+ * 256 x (n / 256)
  * matrix, every stored bit counted; then bitshift trellises (src/quant/
  * trellis.c: QTIP's 1MAD codebook, tail-biting, sequences of 256, one scale
  * per tensor chosen on the first 16 sequences) at k = 1..4 bits per weight
@@ -69,14 +70,17 @@ static double trellis_error(const lb_trellis *t, const float *x, int s0, int s1,
 int main(int argc, char **argv) {
     long n = 1L << 20;
     int trellis_only = 0, formats_only = 0;
+    const char *only = NULL; /* -f: comma-separated specs */
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-n") && i + 1 < argc) n = atol(argv[++i]);
         else if (!strcmp(argv[i], "-t") && i + 1 < argc) lb_set_threads(atoi(argv[++i]));
+        else if (!strcmp(argv[i], "-f") && i + 1 < argc) only = argv[++i];
         else if (!strcmp(argv[i], "--json")) json = 1;
         else if (!strcmp(argv[i], "--trellis-only")) trellis_only = 1;
         else if (!strcmp(argv[i], "--formats-only")) formats_only = 1;
         else {
-            fprintf(stderr, "usage: bench_rd [-n WEIGHTS] [-t THREADS] [--trellis-only | --formats-only] [--json]\n");
+            fprintf(stderr, "usage: bench_rd [-n WEIGHTS] [-t THREADS] [-f SPEC[,SPEC...]] [--trellis-only | --formats-only] "
+                            "[--json]\n");
             return 2;
         }
     }
@@ -97,26 +101,43 @@ int main(int argc, char **argv) {
     }
     static const char *specs[] = {"int4:g64:asym", "nf4:g64",       "int3:g64:asym", "int3:g128:sym:s4:r16",
                                   "int2:g64:asym", "int2:g32:asym:s4:r16", "ternary:g64:1.6bit", "binary:g64",
-                                  "e8p2:row",      "e8p2:tensor",   "e8p3:row",      "e8p4:row"};
+                                  "e8p2:row",      "e8p2:tensor",   "e8p3:row",      "e8p4:row",
+                                  "vq4x8:row",     "vq8x8:r2:row",  "vq6x12:row"};
+    /* -f: the caller's list (at most 64 specs) */
+    const char *list[64];
+    size_t n_specs = sizeof specs / sizeof specs[0];
+    char buf[1024];
+    if (only) {
+        snprintf(buf, sizeof buf, "%s", only);
+        n_specs = 0;
+        for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok && n_specs < 64; tok = strtok_r(NULL, ",", &save))
+            list[n_specs++] = tok;
+    } else {
+        for (size_t s = 0; s < n_specs; s++) list[s] = specs[s];
+    }
     const lb_method *rtn = lb_method_find("rtn");
-    for (size_t s = 0; !trellis_only && s < sizeof specs / sizeof specs[0]; s++) {
+    for (size_t s = 0; !trellis_only && s < n_specs; s++) {
         lb_qspec spec;
         lb_method_opts o;
         lb_tensor t;
-        if (lb_qspec_parse(specs[s], &spec) != LB_OK) return 1;
+        if (lb_qspec_parse(list[s], &spec) != LB_OK) {
+            fprintf(stderr, "bench_rd: %s\n", lb_last_error());
+            return 1;
+        }
         lb_method_opts_default(rtn, &o);
-        /* ternary, binary and e8p choose their scales by their own rule */
-        int mse = strncmp(specs[s], "ternary", 7) && strncmp(specs[s], "binary", 6) && strncmp(specs[s], "e8p", 3);
+        /* ternary, binary, e8p and vq choose their scales by their own rule */
+        lb_grid_kind grid = lb_format_grid(&spec);
+        int mse = grid != LB_GRID_TERNARY && grid != LB_GRID_SIGN && grid != LB_GRID_VECTOR;
         if (mse) lb_method_opts_set(&o, "clip", "mse");
         double t0 = lb_now();
         if (lb_quantize_tensor(rtn, &o, NULL, x, 256, n / 256, &spec, "x", &t) != LB_OK || lb_dequantize(&t, y) != LB_OK) {
-            fprintf(stderr, "bench_rd: %s: %s\n", specs[s], lb_last_error());
+            fprintf(stderr, "bench_rd: %s: %s\n", list[s], lb_last_error());
             return 1;
         }
         double secs = lb_now() - t0, err = 0;
         for (long i = 0; i < n; i++) err += ((double)x[i] - y[i]) * ((double)x[i] - y[i]);
         char name[64];
-        snprintf(name, sizeof name, "%s rtn%s", specs[s], mse ? " mse" : "");
+        snprintf(name, sizeof name, "%s rtn%s", list[s], mse ? " mse" : "");
         report(name, 8.0 * (double)t.nbytes / (double)n, sqrt(err / energy), secs, n);
         lb_tensor_free(&t);
     }

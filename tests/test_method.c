@@ -198,7 +198,8 @@ static int known_answer_scaling(const char *name) {
 /* ldlq: a matrix that is exactly row scale x E8P codewords comes back
  * exactly under a correlated H (every block rounds without error, so nothing
  * feeds forward); with a diagonal H no error feeds forward either: rtn's
- * bytes. (The real cases: tests/test_ldlq.c.) */
+ * bytes; the same exactness with a learned codebook (vq). (The real cases:
+ * tests/test_ldlq.c, tests/test_vq.c.) */
 static int known_answer_ldlq(void) {
     enum { R = 3, C = 32 };
     float w[R * C], out[R * C];
@@ -239,6 +240,15 @@ static int known_answer_ldlq(void) {
     CHECK(g.nbytes == q.nbytes && !memcmp(g.data, q.data, g.nbytes));
     lb_tensor_free(&g);
     lb_tensor_free(&q);
+    /* a learned codebook (vq): vectors of +-0.5 patterns (row RMS 0.5, exact in fp16) come back exactly
+     * under the correlated H: the diag(H)-weighted k-means learns the patterns, nothing feeds forward */
+    for (int i = 0; i < R * C; i++) w[i] = (unsigned)(i / 4 % 7 + 1) >> (i % 4) & 1 ? 0.5f : -0.5f;
+    st.xtx = xtx;
+    s = lb_test_spec("vq4x4:row");
+    CHECK_OK(lb_quantize_tensor(ldlq, NULL, &st, w, R, C, &s, "w", &g));
+    CHECK_OK(lb_dequantize(&g, out));
+    for (int i = 0; i < R * C; i++) CHECK_MSG(out[i] == w[i], "ldlq vq weight %d: %g, want %g", i, out[i], w[i]);
+    lb_tensor_free(&g);
     /* scalar formats are gptq's */
     s = lb_test_spec("int4:g32:asym");
     CHECK_FAILS(lb_quantize_tensor(ldlq, NULL, &st, w, R, C, &s, "w", &g), LB_ERR_INVALID, "vector codebook");

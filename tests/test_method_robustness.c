@@ -17,7 +17,7 @@ static const char *const formats[] = {"int4:g32:asym", "int3:g64:sym", "int2:g16
                                       "binary:row",    "int3:g16:asym:s4", "int2:g32:sym:s6", "lut2:g32",
                                       "lut3:row",      "lut1:g16",      "onebit",
                                       "ptq161",        "billm:g16",     "littlebit:r4",
-                                      "e8p2:row",      "e8p3:row"};
+                                      "e8p2:row",      "e8p3:row",      "vq4x4:row",     "vq2x3:r2:row"};
 #define N_FORMATS ((int)(sizeof formats / sizeof formats[0]))
 
 enum { R = 8, C = 64 };

@@ -55,6 +55,7 @@ static void test_round_trips(void) {
         {"ptq161", 0, -1},               {"billm", 0, -1},                  {"billm:row", 1, -1},
         {"littlebit:r8", 0, -1},         {"littlebit:r5", 1, -1},
         {"e8p2:row", 1, -1},             {"e8p3:tensor", 0, -1},            {"e8p4:row", 0, -1},
+        {"vq2x4:row", 0, -1},            {"vq4x6:r2:tensor", 1, -1},        {"vq3x5:row", 0, -1},
     };
     int tok[64];
     size_t n;

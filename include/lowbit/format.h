@@ -80,6 +80,8 @@ typedef struct {
     int salient_pct;     /* ptq161: salient input channels in percent of the columns ("s<p>", default 20):
                             the tensor stores round(cols * p / 100) of them at 4 bits */
     int rank;            /* littlebit: rank of the binary factors ("r<R>", 1..1024) */
+    int vec_dim;         /* vq: weights per vector code ("vq<d>x<c>", d = 2..16; bits holds c) */
+    int vec_stages;      /* vq: codebooks whose codewords are summed (residual stages, ":r<S>", 1..4) */
 } lb_qspec;
 
 /* Parses "int4:g64:asym", "int3:g16:asym:s6:r4", "nf4:g64:dq", "binary:row", "ternary:g64:2bit",
@@ -190,7 +192,7 @@ LB_API void lb_tensor_free(lb_tensor *t);
  *                 salient column: e[0] + (b0 ? e[1] : -e[1]) + (b1 ? e[2] : -e[2]);
  *                 others: group g = b1 (0 concentrated, 1 sparse),
  *                 e[3 + 2g] + (b0 ? e[4 + 2g] : -e[4 + 2g]) (src/formats/billm.c)
- *   vector (e8p): sum over stages s of scale[s * n_groups + k] *
+ *   vector (e8p, vq): sum over stages s of scale[s * n_groups + k] *
  *                 codeword_s(vcode)[col % vec_dim], vcode the stage's code
  *                 of the vector holding (row, col) (codes is unused: NULL)
  * Rows are padded to cols_padded; padding codes are stored (and counted). */

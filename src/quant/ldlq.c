@@ -82,22 +82,34 @@ typedef struct {
     float *kept;         /* their final updated values (rows x cols) */
 } ldlq_job;
 
-/* Rows [r0, r0 + tr) of W (tr x cols, updated in place); E: tr x 8 scratch. */
-static void ldlq_tile(const ldlq_job *job, lb_qtensor *q, int64_t r0, int64_t tr, float *W, float *E, double *loss) {
+/* What one thread rounds with: E (tile x 8: the errors in U's rows), the
+ * block's vectors X, their weights WT and values VAL (tile x vec_dim each),
+ * and the codebook search's scratch. */
+typedef struct {
+    float *E, *X, *WT, *VAL, *search;
+} ldlq_scratch;
+
+/* Rows [r0, r0 + tr) of W (tr x cols, updated in place). Every row's
+ * vector of a block is rounded first (one batched search for learned
+ * codebooks), then the errors spread. */
+static void ldlq_tile(const ldlq_job *job, lb_qtensor *q, int64_t r0, int64_t tr, float *W, const ldlq_scratch *sc,
+                      double *loss) {
     const int64_t n = job->cols;
     const int d = q->vec_dim;
     const float *U = job->U;
+    float *E = sc->E;
     double sum = 0;
     for (int64_t v = 0; v < q->vecs_per_row; v++) {
         int64_t c0 = v * d, bl = n - c0 < d ? n - c0 : d, c1 = c0 + bl;
-        for (int64_t r = 0; r < tr; r++) {
-            float *row = W + r * n, x[LB_VEC_MAX_DIM] = {0}, wt[LB_VEC_MAX_DIM] = {0}, val[LB_VEC_MAX_DIM],
-                  delta[LB_VEC_MAX_DIM] = {0};
-            for (int64_t i = 0; i < bl; i++) {
-                x[i] = row[c0 + i];
-                wt[i] = job->keep && job->keep[(r0 + r) * n + c0 + i] ? 0.0f : 1.0f;
+        for (int64_t r = 0; r < tr; r++)
+            for (int64_t i = 0; i < d; i++) {
+                sc->X[r * d + i] = i < bl ? W[r * n + c0 + i] : 0.0f;
+                sc->WT[r * d + i] = i < bl && !(job->keep && job->keep[(r0 + r) * n + c0 + i]) ? 1.0f : 0.0f;
             }
-            lb_vector_round(q, r0 + r, v, x, wt, val);
+        lb_vector_round_rows(q, r0, tr, v, sc->X, sc->WT, sc->VAL, sc->search);
+        for (int64_t r = 0; r < tr; r++) {
+            const float *x = sc->X + r * d, *wt = sc->WT + r * d, *val = sc->VAL + r * d;
+            float delta[LB_VEC_MAX_DIM] = {0};
             for (int64_t i = 0; i < bl; i++) {
                 if (wt[i] == 0.0f) { /* kept exactly in the sparse part: no error to spread */
                     if (!job->dead[c0 + i]) job->kept[(r0 + r) * n + c0 + i] = x[i];
@@ -158,8 +170,19 @@ static lb_status ldlq_run(const float *w, int64_t rows, int64_t cols, const doub
     double t0 = lb_now();
     st = lb_hinv_factor(xtx, cols, perm, dead, percdamp, U, rep);
     rep->factor_seconds = lb_now() - t0;
-    /* the scales (and a first set of codes, all overwritten) from rtn */
-    if (st == LB_OK) st = lb_rtn_quantize(w0, rows, cols, spec, NULL, q);
+    /* the scales, a learned codebook (weighted by diag(H): VPTQ's Hessian-weighted k-means) and a first set
+     * of codes, all overwritten, from rtn */
+    if (st == LB_OK) {
+        float *hdiag = lb_alloc((size_t)cols * sizeof(float));
+        if (!hdiag) st = LB_ERR_NOMEM;
+        /* relative to the largest (k-means does not care about a common factor), so huge statistics stay
+         * finite in float */
+        double hmax = 0;
+        for (int64_t i = 0; i < cols; i++) hmax = fmax(hmax, xtx[i * cols + i]);
+        for (int64_t i = 0; hdiag && i < cols; i++) hdiag[i] = hmax > 0 ? (float)(xtx[i * cols + i] / hmax) : 1.0f;
+        if (st == LB_OK) st = lb_rtn_quantize_weighted(w0, rows, cols, hdiag, spec, NULL, q);
+        lb_free(hdiag);
+    }
     if (st == LB_OK) {
         ldlq_job job = {cols, U, dead, mo->keep, mo->kept};
         lb_worker_error err;
@@ -167,17 +190,24 @@ static lb_status ldlq_run(const float *w, int64_t rows, int64_t cols, const doub
 #pragma omp parallel
         {
             float *W = lb_alloc((size_t)(TILE_ROWS * cols) * sizeof(float));
-            float *E = lb_alloc((size_t)TILE_ROWS * LB_VEC_MAX_DIM * sizeof(float));
-            if (!W || !E) lb_worker_error_set(&err, lb_fail(LB_ERR_NOMEM, "out of memory in ldlq"));
+            float *E = lb_alloc(4 * (size_t)TILE_ROWS * LB_VEC_MAX_DIM * sizeof(float));
+            size_t nsearch = lb_vector_round_scratch(q, TILE_ROWS);
+            float *search = nsearch ? lb_alloc(nsearch * sizeof(float)) : NULL;
+            ldlq_scratch sc = {E, E ? E + TILE_ROWS * LB_VEC_MAX_DIM : NULL,
+                               E ? E + 2 * TILE_ROWS * LB_VEC_MAX_DIM : NULL,
+                               E ? E + 3 * TILE_ROWS * LB_VEC_MAX_DIM : NULL, search};
+            if (!W || !E || (nsearch && !search))
+                lb_worker_error_set(&err, lb_fail(LB_ERR_NOMEM, "out of memory in ldlq"));
 #pragma omp for schedule(dynamic, 1)
             for (int64_t t = 0; t < n_tiles; t++) {
                 if (lb_worker_error_failed(&err)) continue;
                 int64_t r0 = t * TILE_ROWS, tr = rows - r0 < TILE_ROWS ? rows - r0 : TILE_ROWS;
                 memcpy(W, w0 + r0 * cols, (size_t)(tr * cols) * sizeof(float));
-                ldlq_tile(&job, q, r0, tr, W, E, &tile_loss[t]);
+                ldlq_tile(&job, q, r0, tr, W, &sc, &tile_loss[t]);
             }
             lb_free(W);
             lb_free(E);
+            lb_free(search);
         }
         st = lb_worker_error_raise(&err);
         for (int64_t t = 0; t < n_tiles; t++) rep->proxy_loss += tile_loss[t];

@@ -496,7 +496,7 @@ lb_status lb_rtn_quantize_weighted(const float *w, int64_t rows, int64_t cols, c
         return st;
     }
     if (grid == LB_GRID_VECTOR) { /* vector codebooks: a scale search, then the exact nearest codeword */
-        if ((st = lb_vector_rtn(w, rows, cols, q)) != LB_OK) lb_qtensor_free(q);
+        if ((st = lb_vector_rtn(w, rows, cols, colw, q)) != LB_OK) lb_qtensor_free(q);
         return st;
     }
 

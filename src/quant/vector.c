@@ -1,4 +1,8 @@
-/* Round-to-nearest on vector codebooks (e8p; src/quant/vector.h).
+/* Round-to-nearest on vector codebooks (e8p, vq; src/quant/vector.h).
+ *
+ * Learned codebooks (vq: the family allocates lb_qtensor.vbook) are learned
+ * first, stage by stage, and the codes are then the nearest codewords
+ * (learned_rtn below, src/quant/vq_kmeans.c). For computed codebooks (e8p):
  *
  * A vector family stores, per group (a row or the tensor) and stage, one
  * scale; a vector's value is the sum over stages of scale x codeword. For a
@@ -20,6 +24,8 @@
  * tensor scales sum per-row errors in row order: deterministic for any
  * thread count. */
 #include "quant/vector.h"
+
+#include "quant/vq_kmeans.h"
 
 #include <math.h>
 #include <string.h>
@@ -119,7 +125,51 @@ static void fit_stage(const scale_group *g, int s, int64_t k) {
     for (int64_t r = g->r0; r < g->r1; r++) stage_error(q, s, r, best, g->res + r * n, g->wt, 1);
 }
 
-lb_status lb_vector_rtn(const float *w, int64_t rows, int64_t cols, lb_qtensor *q) {
+/* A learned codebook (vbook): per stage, the group scales are the RMS of
+ * what the stage codes (the family's unit scale is 1), the codebook is
+ * weighted k-means of the scaled vectors (coordinate weights colw, times
+ * scale^2 so the objective is the error in the weights' own units), then
+ * every vector's code is the exact nearest codeword of the fp16 codebook. */
+static lb_status learned_rtn(lb_qtensor *q, float *res, const float *wt) {
+    const int64_t n = q->cols_padded, rows = q->rows, nv = q->rows * q->vecs_per_row;
+    const int d = q->vec_dim;
+    float *y = lb_alloc((size_t)(rows * n) * sizeof(float)), *roww = lb_alloc((size_t)rows * sizeof(float));
+    uint32_t *codes = lb_alloc((size_t)nv * sizeof(uint32_t));
+    lb_status st = y && roww && codes ? LB_OK : LB_ERR_NOMEM;
+    for (int s = 0; st == LB_OK && s < q->vec_stages; s++) {
+        float *book = q->vbook + (int64_t)s * q->vbook_size * d;
+        double ss = 0, cnt = 0;
+        for (int64_t r = 0; r < rows; r++) {
+            double rs = 0, rc = 0;
+            for (int64_t c = 0; c < n; c++)
+                if (c < q->cols) rs += (double)res[r * n + c] * res[r * n + c], rc += 1;
+            if (q->groups_per_row) q->scale[s * q->n_groups + r] = lb_round_fp16((float)sqrt(rs / rc));
+            ss += rs, cnt += rc;
+        }
+        if (!q->groups_per_row) q->scale[s * q->n_groups] = lb_round_fp16((float)sqrt(ss / cnt));
+        for (int64_t r = 0; r < rows; r++) {
+            float a = q->scale[s * q->n_groups + (q->groups_per_row ? r : 0)];
+            roww[r] = a * a;
+            for (int64_t c = 0; c < n; c++) y[r * n + c] = a > 0.0f ? res[r * n + c] / a : 0.0f;
+        }
+        lb_vq_points pts = {y, rows, q->vecs_per_row, n, d, roww, wt};
+        st = lb_vq_kmeans(&pts, q->vbook_size, LB_VQ_ITERS, LB_VQ_MAX_TRAIN, book, NULL, NULL);
+        for (int64_t i = 0; st == LB_OK && i < q->vbook_size * d; i++) book[i] = lb_round_fp16(book[i]);
+        if (st == LB_OK) st = lb_vq_assign(&pts, book, q->vbook_size, codes, NULL);
+        for (int64_t j = 0; st == LB_OK && j < nv; j++) {
+            int64_t r = j / q->vecs_per_row, v = j % q->vecs_per_row;
+            float a = q->scale[s * q->n_groups + (q->groups_per_row ? r : 0)];
+            *lb_qtensor_vcode(q, r, v, s) = (uint16_t)codes[j];
+            for (int i = 0; i < d; i++) res[r * n + v * d + i] -= a * book[(int64_t)codes[j] * d + i];
+        }
+    }
+    lb_free(y);
+    lb_free(roww);
+    lb_free(codes);
+    return st;
+}
+
+lb_status lb_vector_rtn(const float *w, int64_t rows, int64_t cols, const float *colw, lb_qtensor *q) {
     const int64_t n = q->cols_padded;
     float *res = lb_alloc((size_t)(rows * n) * sizeof(float)), *wt = lb_alloc((size_t)n * sizeof(float));
     if (!res || !wt) {
@@ -130,6 +180,13 @@ lb_status lb_vector_rtn(const float *w, int64_t rows, int64_t cols, lb_qtensor *
     for (int64_t c = 0; c < n; c++) wt[c] = c < cols ? 1.0f : 0.0f;
     for (int64_t r = 0; r < rows; r++)
         for (int64_t c = 0; c < n; c++) res[r * n + c] = c < cols ? w[r * cols + c] : 0.0f;
+    if (q->vbook) {
+        for (int64_t c = 0; colw && c < cols; c++) wt[c] = colw[c];
+        lb_status st = learned_rtn(q, res, wt);
+        lb_free(res);
+        lb_free(wt);
+        return st != LB_OK ? st : lb_qtensor_store_scales(q);
+    }
     if (q->groups_per_row == 0) {
         scale_group g = {q, 0, rows, res, wt};
         for (int s = 0; s < q->vec_stages; s++) fit_stage(&g, s, 0);
@@ -164,5 +221,46 @@ double lb_vector_round(lb_qtensor *q, int64_t row, int64_t v, const float *x, co
     }
     double err = 0;
     for (int i = 0; i < d; i++) err += (wt ? (double)wt[i] : 1.0) * (double)(x[i] - val[i]) * (x[i] - val[i]);
+    return err;
+}
+
+size_t lb_vector_round_scratch(const lb_qtensor *q, int64_t n) {
+    return q->vbook ? lb_vq_scratch_floats(n, q->vbook_size, q->vec_dim) + (size_t)(n * (2 * q->vec_dim + 1)) : 0;
+}
+
+/* A learned codebook is searched for all n vectors at once (one GEMM per
+ * block where BLAS is built in); the result is lb_vector_round's for each. */
+double lb_vector_round_rows(lb_qtensor *q, int64_t r0, int64_t n, int64_t v, const float *x, const float *wt,
+                            float *val, float *scratch) {
+    const int d = q->vec_dim;
+    double err = 0;
+    if (!q->vbook) {
+        for (int64_t j = 0; j < n; j++) err += lb_vector_round(q, r0 + j, v, x + j * d, wt + j * d, val + j * d);
+        return err;
+    }
+    float *res = scratch, *y = res + n * d;
+    uint32_t *codes = (uint32_t *)(y + n * d);
+    float *search = (float *)(codes + n);
+    _Static_assert(sizeof(uint32_t) == sizeof(float), "codes share the float scratch");
+    memcpy(res, x, (size_t)(n * d) * sizeof(float));
+    memset(val, 0, (size_t)(n * d) * sizeof(float));
+    for (int s = 0; s < q->vec_stages; s++) {
+        for (int64_t j = 0; j < n; j++) {
+            float a = q->scale[s * q->n_groups + (q->groups_per_row ? r0 + j : 0)];
+            for (int i = 0; i < d; i++) y[j * d + i] = a != 0.0f ? res[j * d + i] / a : 0.0f;
+        }
+        const float *book = q->vbook + (int64_t)s * q->vbook_size * d;
+        lb_vq_nearest(book, q->vbook_size, d, y, wt, n, codes, search);
+        for (int64_t j = 0; j < n; j++) {
+            float a = q->scale[s * q->n_groups + (q->groups_per_row ? r0 + j : 0)];
+            const float *cw = book + (int64_t)codes[j] * d;
+            *lb_qtensor_vcode(q, r0 + j, v, s) = (uint16_t)codes[j];
+            for (int i = 0; i < d; i++) {
+                val[j * d + i] += a * cw[i];
+                res[j * d + i] -= a * cw[i];
+            }
+        }
+    }
+    for (int64_t j = 0; j < n * d; j++) err += (double)wt[j] * (double)(x[j] - val[j]) * (x[j] - val[j]);
     return err;
 }
