@@ -193,7 +193,7 @@ void lb_trellis_decode(const lb_trellis *t, const uint8_t *codes, int T, float *
  * per k at L = 12 (k = 5: L = 15) */
 static float default_alpha(int k, int V) {
     static const float a[5] = {0, 0.875f, 1.075f, 1.025f, 1.125f};
-    static const float a2[7] = {0, 0.70f, 0.85f, 0.95f, 1.0f, 1.05f, 1.1f};
+    static const float a2[7] = {0, 0.70f, 0.85f, 0.95f, 1.05f, 1.05f, 1.125f};
     return V == 2 ? a2[k] : a[k];
 }
 
