@@ -353,11 +353,14 @@ static double stream_error2(const lb_trellis *t, const uint8_t *codes, int T, co
 }
 
 /* V = 2: the Viterbi search against every stream (weighted errors; every
- * overlap, open streams), and tail-biting's cost is its overlap's optimum */
+ * overlap, open streams), and tail-biting's cost is its overlap's optimum
+ * (L = 12, k = 2, T = 7: a sequence under 2 L / k with 1024 overlaps, the
+ * rotated pass instead of every overlap) */
 static void test_v2_brute_force(void) {
-    static const int cases[][3] = {{4, 1, 7}, {4, 2, 5}, {6, 2, 6}, {6, 3, 4}, {10, 5, 3}, {12, 6, 2}, {8, 4, 4}};
+    static const int cases[][3] = {{4, 1, 7}, {4, 2, 5}, {6, 2, 6}, {6, 3, 4}, {10, 5, 3}, {12, 6, 2}, {8, 4, 4}, {12, 2, 7}};
     for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
         int L = cases[ci][0], k = cases[ci][1], T = cases[ci][2], P = 1 << (L - k);
+        int small = L + k * (T - 1) <= 20; /* the open streams enumerated too */
         lb_trellis t;
         lb_trellis_work w;
         CHECK_OK(lb_trellis_init_v(&t, L, k, 2));
@@ -377,7 +380,7 @@ static void test_v2_brute_force(void) {
                 per[o] = fmin(per[o], e);
                 all = fmin(all, e);
             }
-            for (uint32_t s0 = 0; s0 < 1u << L; s0++) /* open: any first state, then T - 1 codes */
+            for (uint32_t s0 = 0; small && s0 < 1u << L; s0++) /* open: any first state, then T - 1 codes */
                 for (uint64_t v = 0; v < 1ull << (k * (T - 1)); v++) {
                     uint32_t s = s0;
                     double e = 0;
@@ -397,8 +400,8 @@ static void test_v2_brute_force(void) {
                 CHECK_NEAR(stream_error2(&t, codes, T, x, wp), v, 1e-4 * (v + 1e-6));
             }
             CHECK_MSG(worst < 1e-5, "v2 L=%d k=%d T=%d: Viterbi off brute force by %g (relative)", L, k, T, worst);
-            double vo = lb_trellis_viterbi(&t, &w, x, wp, T, -1, codes, NULL);
-            CHECK_MSG(fabs(vo - open) < 1e-5 * (open + 1e-9), "v2 L=%d k=%d T=%d open: %g vs brute %g", L, k, T, vo,
+            double vo = small ? lb_trellis_viterbi(&t, &w, x, wp, T, -1, codes, NULL) : 0, open_ok = small ? open : 0;
+            CHECK_MSG(fabs(vo - open_ok) < 1e-5 * (open_ok + 1e-9), "v2 L=%d k=%d T=%d open: %g vs brute %g", L, k, T, vo,
                       open);
             double e = lb_trellis_encode_any(&t, &w, x, wp, T, codes);
             CHECK_NEAR(stream_error2(&t, codes, T, x, wp), e, 1e-4 * (e + 1e-6));
@@ -406,7 +409,7 @@ static void test_v2_brute_force(void) {
             for (int j = 1; j < L / k; j++) o |= (uint32_t)codes[T - j] << ((j - 1) * k);
             CHECK_MSG(fabs(e - per[o]) < 1e-5 * (per[o] + 1e-9), "v2 L=%d k=%d T=%d: %g, its overlap's optimum %g", L,
                       k, T, e, per[o]);
-            if (T < 2 * L / k) CHECK_NEAR(e, all, 1e-5 * all); /* every overlap tried: the optimum */
+            if (T < 2 * L / k && L - k <= 8) CHECK_NEAR(e, all, 1e-5 * all); /* every overlap tried: the optimum */
             lb_free(per);
         }
         lb_trellis_work_free(&w);

@@ -314,17 +314,14 @@ void lb_trellis_decode_seq(int L, int k, const uint8_t *codes, int64_t T, float 
     lb_trellis_decode_steps(L, k, 1, codes, T, out);
 }
 
-/* the stored code of column c for the step holding row (down): V = 1, row's
- * own; V = 2, the step's rows 2p, 2p + 1 split the columns by parity, and
- * row `rows` (odd rows) is the tail's */
-static unsigned down_code(const lb_qspec *s, const lb_layout *l, const uint8_t *data, int64_t row, int64_t c) {
-    const int k = s->bits;
-    if (step_weights(s) == 1)
-        return lb_get_bits(data + (size_t)row * l->row_bytes + lead_bytes(s, l), (uint64_t)(c * k), k);
-    int64_t r = row - row % 2 + c % 2;
-    const uint8_t *bits = r < l->rows ? data + (size_t)r * l->row_bytes + lead_bytes(s, l)
-                                      : data + (size_t)l->rows * l->row_bytes + scale_tail_bytes(s, l);
-    return lb_get_bits(bits, (uint64_t)(c / 2 * k), k);
+/* the stored codes of the step holding row (down), for the columns of
+ * parity j: V = 1, the row's own (both parities); V = 2, the step's rows
+ * 2p, 2p + 1 split the columns by parity (column c at index c / 2), and row
+ * `rows` (odd rows) is the tail's */
+static const uint8_t *down_codes(const lb_qspec *s, const lb_layout *l, const uint8_t *data, int64_t row, int j) {
+    int64_t r = step_weights(s) == 1 ? row : row - row % 2 + j;
+    return r < l->rows ? data + (size_t)r * l->row_bytes + lead_bytes(s, l)
+                       : data + (size_t)l->rows * l->row_bytes + scale_tail_bytes(s, l);
 }
 
 /* down: weight (row, c)'s sequence is column c's piece of steps holding
@@ -335,12 +332,19 @@ static void dequantize_down(const lb_qspec *s, const lb_layout *l, const uint8_t
     do lb_trellis_step_segment(l->rows, V, p++, &start, &len);
     while (start + len <= row);
     const int64_t steps = (len + V - 1) / V, t = (row - start) / V;
-    int64_t src[LB_TRELLIS_MAX_STATE]; /* a row of each step of the state, oldest first */
-    for (int b = n - 1; b >= 0; b--) src[n - 1 - b] = start + V * ((((t - b) % steps) + steps) % steps);
+    const uint8_t *src[2][LB_TRELLIS_MAX_STATE]; /* each step of the state, oldest first, per column parity */
+    for (int b = n - 1; b >= 0; b--)
+        for (int j = 0; j < 2; j++)
+            src[j][n - 1 - b] = down_codes(s, l, data, start + V * ((((t - b) % steps) + steps) % steps), j);
+    int64_t group = -1;
+    float a = 0.0f;
     for (int64_t c = 0; c < l->cols; c++) {
+        int64_t g = l->groups_per_row ? c / l->group_len : 0;
+        if (g != group) a = lb_trellis_stored_scale(s, l, data, row, group = g); /* once per group */
+        const uint64_t at = (uint64_t)(V == 2 ? c / 2 : c) * (uint64_t)k;
         uint32_t state = 0;
-        for (int i = 0; i < n; i++) state = state << k | down_code(s, l, data, src[i], c);
-        float a = lb_trellis_stored_scale(s, l, data, row, l->groups_per_row ? c / l->group_len : 0), pair[2];
+        for (int i = 0; i < n; i++) state = state << k | lb_get_bits(src[c % 2][i], at, k);
+        float pair[2];
         if (V == 2) lb_trellis_1mad2(state, pair);
         out[c] = a * (V == 2 ? pair[(row - start) % 2] : lb_trellis_1mad(state));
     }

@@ -180,7 +180,8 @@ double lb_trellis_encode(const lb_trellis *t, lb_trellis_work *w, const float *x
         }
     lb_trellis_viterbi(t, w, rolled, rwt, T, -1, rc, NULL);
     uint32_t s0 = 0;
-    for (int j = 0; j < t->L / t->k; j++) s0 |= (uint32_t)rc[half - j] << (j * t->k); /* state at w_0 */
+    for (int j = 0; j < t->L / t->k; j++) /* state at w_0 (circularly: T may be under 2 L / k) */
+        s0 |= (uint32_t)rc[((half - j) % T + T) % T] << (j * t->k);
     return lb_trellis_viterbi(t, w, x, wt, T, (int)(s0 >> t->k), codes, NULL);
 }
 
@@ -210,7 +211,11 @@ static double encode_short(const lb_trellis *t, lb_trellis_work *w, const float 
 
 double lb_trellis_encode_any(const lb_trellis *t, lb_trellis_work *w, const float *x, const float *wt, int T,
                              uint8_t *codes) {
-    if (T >= 2 * t->L / t->k) return lb_trellis_encode(t, w, x, wt, T, codes);
+    /* short sequences: every overlap when there are at most 256 of them (or
+     * the state is longer than the sequence); else the rotated pass, whose
+     * cost does not grow 2^(L-k)-fold (v2's 16-step columns of 32 rows) */
+    const int n = t->L / t->k;
+    if (T >= 2 * n || (T >= n && t->L - t->k > 8)) return lb_trellis_encode(t, w, x, wt, T, codes);
     uint8_t tmp[LB_TRELLIS_MAX_SEQ];
     return encode_short(t, w, x, wt, T, codes, tmp);
 }

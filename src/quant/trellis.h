@@ -42,11 +42,12 @@ void lb_trellis_work_free(lb_trellis_work *w);
 /* The codes (codes[0..T), each < 2^k) whose decoded sequence is closest to
  * x[0..T) in squared error (weighted by wt[0..T) when not NULL), for the circular stream: exact (Viterbi) for a
  * given overlap, which is chosen from a first pass over x rotated by T/2
- * (QTIP's tail-biting). T >= 2 L / k (and at most the work's T). Returns
+ * (QTIP's tail-biting). T >= L / k (and at most the work's T). Returns
  * the squared error. */
 double lb_trellis_encode(const lb_trellis *t, lb_trellis_work *w, const float *x, const float *wt, int T,
                          uint8_t *codes);
-/* lb_trellis_encode, or for T < 2 L / k every overlap tried (exact). */
+/* lb_trellis_encode, or for T < 2 L / k every overlap tried (exact) when
+ * there are at most 256 overlaps (L - k <= 8) or T < L / k. */
 double lb_trellis_encode_any(const lb_trellis *t, lb_trellis_work *w, const float *x, const float *wt, int T,
                              uint8_t *codes);
 /* Exact optimum among the streams whose first state's high L-k bits are
