@@ -5,11 +5,12 @@
 
 #include "lowbit/format.h"
 
-/* A bitshift trellis: the codes b_t (k bits each, one per weight) form a
- * circular stream, and weight t's value is table[s_t] with the L-bit state
- * s_t = b_{t-L/k+1} .. b_t (newest code in the low bits, indices mod T):
- * s_t = (s_{t-1} << k | b_t) mod 2^L. Exactly k bits per weight are
- * stored (tail-biting: the first state's high bits are the last codes). */
+/* A bitshift trellis: the codes b_t (k bits each, one per step of V
+ * weights) form a circular stream, and step t's V values are table[V s_t
+ * ..] with the L-bit state s_t = b_{t-L/k+1} .. b_t (newest code in the low
+ * bits, indices mod T): s_t = (s_{t-1} << k | b_t) mod 2^L. Exactly k bits
+ * per step are stored (tail-biting: the first state's high bits are the
+ * last codes): k / V bits per weight. */
 typedef struct {
     int L, k;     /* state bits (k divides L, L <= LB_TRELLIS_MAX_STATE), bits per step (1..4; 1..6 for V = 2) */
     int V;        /* weights per step (1 or 2): state s_t gives weights V t .. V t + V - 1 */
