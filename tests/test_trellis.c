@@ -151,6 +151,19 @@ static float def_value(const uint8_t *codes, int64_t n, int64_t j, int L, int k)
     return (float)((int)(x & 255) + (int)(x >> 8 & 255) + (int)(x >> 16 & 255) + (int)(x >> 24) - 510) / 147.800537f;
 }
 
+/* little-endian bit fields of the coded-scale tail, written out here */
+static unsigned lb_get_bits_test(const uint8_t *p, int64_t at, int n) {
+    unsigned v = 0;
+    for (int i = 0; i < n; i++) v |= (unsigned)(p[(at + i) / 8] >> ((at + i) % 8) & 1) << i;
+    return v;
+}
+static void lb_set_bits_test(uint8_t *p, int64_t at, int n, unsigned v) {
+    for (int i = 0; i < n; i++) {
+        p[(at + i) / 8] = (uint8_t)(p[(at + i) / 8] & ~(1u << ((at + i) % 8)));
+        p[(at + i) / 8] = (uint8_t)(p[(at + i) / 8] | (v >> i & 1) << ((at + i) % 8));
+    }
+}
+
 static void test_format(void) {
     static const char *specs[] = {"trellis2:L12:row",      "trellis3:L12:g64",      "trellis1:L8:tensor",
                                   "trellis4:L16:g32",      "trellis2:L12:row:down", "trellis3:L6:g32:down",
@@ -198,6 +211,14 @@ static void test_format(void) {
             CHECK_OK(lb_qtensor_init(&back, &s, rows, cols));
             CHECK_OK(lb_qtensor_decode(&back, bytes, total));
             CHECK(!memcmp(back.codes, q.codes, (size_t)(rows * q.cols_padded)));
+            if (s.scale_bits) { /* coded scales with no group at the top code 0: not what the encoder writes */
+                uint8_t *tail = bytes + total - t.layout.tail_bytes + 2;
+                for (int64_t kk = 0; kk < q.n_groups; kk++)
+                    if (lb_get_bits_test(tail, kk * s.scale_bits, s.scale_bits) == 0) lb_set_bits_test(tail, kk * s.scale_bits, s.scale_bits, 1);
+                lb_tensor bad_t = {.spec = s, .rows = rows, .cols = cols, .data = bytes, .nbytes = total};
+                CHECK_FAILS(lb_tensor_resolve(&bad_t), LB_ERR_FORMAT, "code 0");
+                CHECK_FAILS(lb_qtensor_decode(&back, bytes, total), LB_ERR_FORMAT, "code 0");
+            }
             lb_qtensor_free(&back);
             lb_qtensor_free(&q);
             lb_free(bytes);

@@ -253,6 +253,25 @@ float lb_trellis_stored_scale(const lb_qspec *s, const lb_layout *l, const uint8
     return coded_scale(s->scale_bits, lb_fp16_to_fp32(lb_rd16(tail)), c);
 }
 
+/* Coded scales are stored as the encoder writes them: S is the largest
+ * scale, so some group has code 0, unless every group is 0; and S is not
+ * negative. Other tails decode to values that no encoding reproduces. */
+static lb_status trellis_check_bytes(const lb_qspec *s, const lb_layout *l, const uint8_t *data) {
+    if (!s->scale_bits) return LB_OK;
+    const uint8_t *tail = data + (size_t)l->rows * l->row_bytes;
+    const unsigned zero = (1u << s->scale_bits) - 1;
+    int nonzero = 0, top = 0;
+    for (int64_t g = 0; g < l->n_groups; g++) {
+        unsigned c = lb_get_bits(tail + 2, (uint64_t)(g * s->scale_bits), s->scale_bits);
+        nonzero |= c != zero;
+        top |= c == 0;
+    }
+    if (nonzero && !top) return lb_fail(LB_ERR_FORMAT, "trellis coded scales: no group has code 0 (the top scale)");
+    if (nonzero && lb_fp16_to_fp32(lb_rd16(tail)) < 0.0f)
+        return lb_fail(LB_ERR_FORMAT, "trellis coded scales: the top scale is negative");
+    return LB_OK;
+}
+
 static int trellis_levels(const lb_qspec *s) { return 1 << s->bits; } /* the codes; no level has a value alone */
 
 static void trellis_encode_row(const lb_qtensor *q, int64_t row, uint8_t *dst) {
@@ -393,5 +412,6 @@ const lb_format_family lb_trellis_family = {
     .decode_row = trellis_decode_row,
     .encode_tail = trellis_encode_tail,
     .decode_tail = trellis_decode_tail,
+    .check_bytes = trellis_check_bytes,
     .dequantize_row = trellis_dequantize_row,
 };
