@@ -4,7 +4,7 @@
  * can reach on a Gaussian (REFERENCE.md's last table; MACHINE.md has
  * llama.cpp's types on the same source).
  *
- *   build/bench_rd [-n WEIGHTS] [-t THREADS] [-f SPEC[,SPEC...]] [--trellis-only | --formats-only] [--json]
+ *   build/bench_rd [-n WEIGHTS] [-t THREADS] [-f SPEC[,SPEC...]] [--trellis-only | --formats-only | --v2-only] [--json]
  *
  * Rows: lowbit's formats (-f: these instead of the built-in list) through
  * rtn (clip=mse; ternary, binary, e8p and vq by their own scale rule) on a
@@ -12,7 +12,8 @@
  * matrix, every stored bit counted; then bitshift trellises (src/quant/
  * trellis.c: QTIP's 1MAD codebook, tail-biting, sequences of 256, one scale
  * per tensor chosen on the first 16 sequences) at k = 1..4 bits per weight
- * and state sizes L. Deterministic (fixed seed); times are printed for the
+ * and state sizes L, and with two weights per step (V = 2, "v2": k / 2 bits
+ * per weight, the pair codebook lb_trellis_1mad2). Deterministic (fixed seed); times are printed for the
  * trellis encoder (weights per second), not asserted. */
 #include <math.h>
 #include <omp.h>
@@ -45,14 +46,15 @@ static double trellis_error(const lb_trellis *t, const float *x, int s0, int s1,
     {
         lb_trellis_work w;
         float xs[SEQ], y[SEQ];
-        if (lb_trellis_work_init(&w, t, SEQ) != LB_OK) failed = 1;
+        const int steps = SEQ / t->V;
+        if (lb_trellis_work_init(&w, t, steps) != LB_OK) failed = 1;
 #pragma omp for schedule(dynamic, 1)
         for (int s = s0; s < s1; s++) {
             if (failed) continue;
             for (int i = 0; i < SEQ; i++) xs[i] = x[(size_t)s * SEQ + i] / a;
             uint8_t *c = codes + (size_t)s * SEQ;
-            lb_trellis_encode(t, &w, xs, NULL, SEQ, c);
-            lb_trellis_decode(t, c, SEQ, y);
+            lb_trellis_encode(t, &w, xs, NULL, steps, c);
+            lb_trellis_decode(t, c, steps, y);
             for (int i = 0; i < SEQ; i++) {
                 double d = (double)x[(size_t)s * SEQ + i] - (double)a * y[i];
                 err += d * d;
@@ -69,7 +71,7 @@ static double trellis_error(const lb_trellis *t, const float *x, int s0, int s1,
 
 int main(int argc, char **argv) {
     long n = 1L << 20;
-    int trellis_only = 0, formats_only = 0;
+    int trellis_only = 0, formats_only = 0, v2_only = 0;
     const char *only = NULL; /* -f: comma-separated specs */
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-n") && i + 1 < argc) n = atol(argv[++i]);
@@ -78,9 +80,10 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--json")) json = 1;
         else if (!strcmp(argv[i], "--trellis-only")) trellis_only = 1;
         else if (!strcmp(argv[i], "--formats-only")) formats_only = 1;
+        else if (!strcmp(argv[i], "--v2-only")) v2_only = trellis_only = 1; /* the V = 2 trellises alone */
         else {
-            fprintf(stderr, "usage: bench_rd [-n WEIGHTS] [-t THREADS] [-f SPEC[,SPEC...]] [--trellis-only | --formats-only] "
-                            "[--json]\n");
+            fprintf(stderr, "usage: bench_rd [-n WEIGHTS] [-t THREADS] [-f SPEC[,SPEC...]] "
+                            "[--trellis-only | --formats-only | --v2-only] [--json]\n");
             return 2;
         }
     }
@@ -142,26 +145,31 @@ int main(int argc, char **argv) {
         lb_tensor_free(&t);
     }
     /* trellises: (L, k) with the weights they get (2^L work per weight) */
-    static const int configs[][2] = {{8, 2}, {12, 2}, {16, 2}, {12, 1}, {16, 1}, {12, 3}, {15, 3}, {12, 4}, {16, 4}};
+    /* {L, k, V}: V = 2 is k / 2 bits per weight */
+    static const int configs[][3] = {{8, 2, 1},  {12, 2, 1}, {16, 2, 1}, {12, 1, 1}, {16, 1, 1}, {12, 3, 1},
+                                     {15, 3, 1}, {12, 4, 1}, {16, 4, 1}, {12, 1, 2}, {16, 1, 2}, {12, 2, 2},
+                                     {12, 3, 2}, {15, 3, 2}, {12, 4, 2}, {15, 5, 2}, {12, 6, 2}};
     for (size_t c = 0; !formats_only && c < sizeof configs / sizeof configs[0]; c++) {
-        int L = configs[c][0], k = configs[c][1];
+        int L = configs[c][0], k = configs[c][1], V = configs[c][2];
+        if (v2_only && V != 2) continue;
         long m = L >= 15 ? n / 16 : n; /* L = 15, 16 cost 8-16x L = 12: fewer weights */
         int n_seq = (int)(m / SEQ);
         lb_trellis t;
-        if (lb_trellis_init(&t, L, k) != LB_OK) return 1;
-        /* the scale: a grid over [0.6, 1.2] on the first 16 sequences */
+        if (lb_trellis_init_v(&t, L, k, V) != LB_OK) return 1;
+        /* the scale: a grid over [0.4, 1.2] on the first 16 sequences */
         float best_a = 1.0f;
         double best_e = INFINITY;
-        for (float a = 0.6f; a < 1.21f; a += 0.025f) {
+        for (float a = 0.4f; a < 1.21f; a += 0.025f) {
             double e = trellis_error(&t, x, 0, 16, a, codes);
             if (e < best_e) best_e = e, best_a = a;
         }
         double t0 = lb_now(), e = trellis_error(&t, x, 0, n_seq, best_a, codes), secs = lb_now() - t0, en = 0;
         for (long i = 0; i < (long)n_seq * SEQ; i++) en += (double)x[i] * x[i];
         char name[64];
-        snprintf(name, sizeof name, "trellis L=%d k=%d 1mad a=%.3f", L, k, best_a);
-        /* k bits per weight (tail-biting) and one fp16 scale per 4096 x 4096 tensor */
-        report(name, k + 16.0 / (4096.0 * 4096.0), sqrt(e / en), secs, (long)n_seq * SEQ);
+        if (V == 2) snprintf(name, sizeof name, "trellis L=%d k=%d v2 1mad2 a=%.3f", L, k, best_a);
+        else snprintf(name, sizeof name, "trellis L=%d k=%d 1mad a=%.3f", L, k, best_a);
+        /* k bits per step of V weights (tail-biting) and one fp16 scale per 4096 x 4096 tensor */
+        report(name, (double)k / V + 16.0 / (4096.0 * 4096.0), sqrt(e / en), secs, (long)n_seq * SEQ);
         if (!json) fprintf(stderr, "  %s: %.0f weights/s\n", name, (double)n_seq * SEQ / secs);
         lb_trellis_free(&t);
     }

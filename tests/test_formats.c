@@ -10,7 +10,8 @@ static void test_spec_text(void) {
                                   "binary:g32", "binary:tensor", "ternary:row:1.6bit",
                                   "ternary:g64:2bit", "ternary:tensor:2bit", "int5:g256:asym:zint",
                                   "trellis2:L12:row", "trellis3:L15:g64", "trellis1:L16:tensor",
-                                  "trellis2:L12:row:down", "trellis2:L12:row:s6"};
+                                  "trellis2:L12:row:down", "trellis2:L12:row:s6",
+                                  "trellis1:L12:row:v2", "trellis5:L15:g64:down:s6:v2"};
     for (size_t i = 0; i < sizeof canon / sizeof canon[0]; i++) {
         char buf[64];
         lb_qspec s = lb_test_spec(canon[i]);
@@ -31,7 +32,9 @@ static void test_spec_text(void) {
                  {"nf4", "nf4:g64"},
                  {"trellis4", "trellis4:L12:row"},
                  {"trellis2:g32:L16", "trellis2:L16:g32"},
-                 {"trellis2:s6:down", "trellis2:L12:row:down:s6"}};
+                 {"trellis2:s6:down", "trellis2:L12:row:down:s6"},
+                 {"trellis5:v2", "trellis5:L15:row:v2"}, /* L defaults to 15 where 5 does not divide 12 */
+                 {"trellis3:v2:down:L6", "trellis3:L6:row:down:v2"}};
     for (size_t i = 0; i < sizeof alias / sizeof alias[0]; i++) {
         char buf[64];
         lb_qspec s = lb_test_spec(alias[i].in);
@@ -72,6 +75,10 @@ static void test_spec_text(void) {
     CHECK_FAILS(lb_qspec_parse("ternary:2bit:1.6bit", &s), LB_ERR_INVALID, "conflicts");
     CHECK_FAILS(lb_qspec_parse("q4_0:", &s), LB_ERR_INVALID, "takes no options");
     CHECK_FAILS(lb_qspec_parse("trellis5", &s), LB_ERR_INVALID, "k = 1..4");
+    CHECK_FAILS(lb_qspec_parse("trellis7:v2", &s), LB_ERR_INVALID, "1..6 per step");
+    CHECK_FAILS(lb_qspec_parse("trellis5:L12:v2", &s), LB_ERR_INVALID, "a multiple of 5");
+    CHECK_FAILS(lb_qspec_parse("trellis1:v2:v2", &s), LB_ERR_INVALID, "repeats the weights per step");
+    CHECK_FAILS(lb_qspec_parse("trellis2:v3", &s), LB_ERR_INVALID, "v3");
     CHECK_FAILS(lb_qspec_parse("trellis", &s), LB_ERR_INVALID, "k = 1..4");
     CHECK_FAILS(lb_qspec_parse("trellis3:L16", &s), LB_ERR_INVALID, "a multiple of 3");
     CHECK_FAILS(lb_qspec_parse("trellis2:L18", &s), LB_ERR_INVALID, "a multiple of 2 in 4..16");
@@ -112,6 +119,11 @@ static void test_sizes(void) {
         {"trellis1:L12:tensor", 5, 10, 5 * 2 + 2},      /* 16 bits per row, one fp16 scale */
         {"trellis2:L12:row:s6", 64, 64, 64 * 16 + 2 + 48}, /* codes only; S, then 64 6-bit scale codes */
         {"trellis3:L12:g64:s4", 3, 128, 3 * 48 + 2 + 3},  /* 6 groups of 4 bits */
+        {"trellis1:L12:row:v2", 64, 64, 64 * (2 + 4)},    /* 32 steps of 1 bit: 0.75 bpw with the fp16 scale */
+        {"trellis3:L12:g64:v2", 3, 128, 3 * (2 * 2 + 24)}, /* 64 steps of 3 bits */
+        {"trellis1:L12:row:v2", 2, 8, 2 * (2 + 1)},        /* 4 bits of codes round up to a byte */
+        {"trellis5:L15:row:down:s6:v2", 3, 64, 3 * 20 + 2 + 3 + 20}, /* the missing 4th row's codes in the tail */
+        {"trellis5:L15:row:down:s6:v2", 4, 64, 4 * 20 + 2 + 3},
         {"f32", 3, 5, 60},
         {"f16", 3, 5, 30},
         {"bf16", 1, 7, 14},

@@ -92,9 +92,26 @@ static void test_selected(void) {
     CHECK_MSG(k && !strncmp(k->name, "trellis_", 8), "chose %s", k ? k->name : "none");
 }
 
+/* two weights per step (v2) is not in the kernel layout: every trellis
+ * entry refuses it, so its tensors run the generic dequantize path */
+static void test_v2_refused(void) {
+    static const char *specs[] = {"trellis2:L12:v2", "trellis1:L12:down:s6:v2", "trellis4:L12:g64:v2"};
+    for (size_t si = 0; si < sizeof specs / sizeof specs[0]; si++) {
+        lb_qspec s;
+        lb_layout l;
+        CHECK_OK(lb_qspec_parse(specs[si], &s));
+        CHECK_OK(lb_layout_compute(&s, 64, 64, &l));
+        for (int e = 0; e < lb_kernel_count(); e++) {
+            const lb_kernel *k = lb_kernel_at(e);
+            if (!strncmp(k->name, "trellis_", 8)) CHECK_MSG(!k->accepts(&s, &l), "%s takes %s", k->name, specs[si]);
+        }
+    }
+}
+
 int main(void) {
     lb_rng_seed(&rng, 78);
     test_trellis_kernels();
     test_selected();
+    test_v2_refused();
     return lb_test_finish("test_trellis_kernels");
 }

@@ -77,6 +77,8 @@ typedef struct {
                             0 when scale_bits is 0 */
     int state_bits;      /* trellis: L, the bitshift trellis' state ("L<n>", default 12) */
     int seq_down;        /* trellis: 1 = sequences run down each column ("down"), 0 = along rows */
+    int step_weights;    /* trellis: V, weights per trellis step: 1, or 2 ("v2": K bits per step of two
+                            weights, K/2 bits per weight); 0 reads as 1 */
     int salient_pct;     /* ptq161: salient input channels in percent of the columns ("s<p>", default 20):
                             the tensor stores round(cols * p / 100) of them at 4 bits */
     int rank;            /* littlebit: rank of the binary factors ("r<R>", 1..1024) */
@@ -352,6 +354,19 @@ LB_API float lb_trellis_1mad(uint32_t state);
 LB_API int64_t lb_trellis_segments(int64_t n);
 LB_API void lb_trellis_segment(int64_t n, int64_t i, int64_t *start, int64_t *len);
 LB_API void lb_trellis_decode_seq(int L, int k, const uint8_t *codes, int64_t T, float *out);
+/* Two values per step ("v2", V = 2): step t's code (K bits) shifts into
+ * the state, and the state gives the pair lb_trellis_1mad2(state): the
+ * 1MAD value of the state, and 1MAD's byte sum of the next step of the same
+ * linear congruential generator (close to two iid N(0, 1): tests/
+ * test_trellis.c). A span of n weights is cut into sequences of whole steps:
+ * lb_trellis_step_segments(n, V) pieces of at most LB_TRELLIS_MAX_SEQ / V
+ * steps over ceil(n / V) steps; *start and *len count weights (the last
+ * step of an odd n has one real weight). V = 1 is lb_trellis_segment. */
+LB_API void lb_trellis_1mad2(uint32_t state, float out[2]);
+LB_API int64_t lb_trellis_step_segments(int64_t n, int V);
+LB_API void lb_trellis_step_segment(int64_t n, int V, int64_t i, int64_t *start, int64_t *len);
+/* The values of a circular stream of `steps` codes, V per step: out[0..V steps). */
+LB_API void lb_trellis_decode_steps(int L, int k, int V, const uint8_t *codes, int64_t steps, float *out);
 
 /* The E8P codebook (QuIP#; src/formats/e8p_lattice.c): 2^16 points of
  * E8 + 1/4 in 8 dimensions. code = source << 8 | signs << 1 | shift: source

@@ -262,6 +262,8 @@ static void trellis_column(const gptq_job *job, lb_qtensor *q, lb_trellis_work *
                            int64_t tr, int64_t i, int64_t j, float *vals) {
     const lb_trellis *t = job->trellis;
     const int64_t n = job->cols;
+    const int V = t->V;
+    const int steps = (int)((tr + V - 1) / V); /* v2 with an odd piece: the last step's second weight is missing */
     float x[LB_TRELLIS_MAX_SEQ] = {0}, wt[LB_TRELLIS_MAX_SEQ] = {0}, v[LB_TRELLIS_MAX_SEQ], a[LB_TRELLIS_MAX_SEQ];
     uint8_t codes[LB_TRELLIS_MAX_SEQ];
     for (int64_t r = 0; r < tr; r++) {
@@ -269,10 +271,10 @@ static void trellis_column(const gptq_job *job, lb_qtensor *q, lb_trellis_work *
         x[r] = a[r] != 0.0f ? W[r * n + i] / a[r] : 0.0f;
         wt[r] = a[r] != 0.0f ? a[r] * a[r] : 1.0f;
     }
-    lb_trellis_encode_any(t, wk, x, wt, (int)tr, codes);
-    lb_trellis_decode(t, codes, (int)tr, v);
-    for (int64_t r = 0; r < tr; r++) {
-        q->codes[(r0 + r) * q->cols_padded + j] = codes[r];
+    lb_trellis_encode_any(t, wk, x, wt, steps, codes);
+    lb_trellis_decode(t, codes, steps, v);
+    for (int64_t r = 0; r < tr; r++) { /* a step's code at its first weight (src/formats/trellis.c) */
+        q->codes[(r0 + r) * q->cols_padded + j] = r % V ? 0 : codes[r / V];
         vals[r] = a[r] * v[r];
     }
 }
@@ -486,13 +488,14 @@ static lb_status gptq_run(const float *w, int64_t rows, int64_t cols, const doub
     /* trellis: the scales are RTN's (static); a tile is one piece of the
      * columns' sequences, so each column of a tile is whole sequences */
     lb_trellis trellis = {0};
-    if (grid == LB_GRID_TRELLIS && (st = lb_trellis_init(&trellis, spec->state_bits, spec->bits)) != LB_OK) {
+    if (grid == LB_GRID_TRELLIS && (st = lb_trellis_for_spec(&trellis, spec)) != LB_OK) {
         lb_qtensor_free(q);
         goto restore;
     }
     gptq_job job = {o, cols, perm, U, P, dynamic, dead, mo->keep, mo->kept, colw, trellis.table ? &trellis : NULL};
     const int64_t tile_max = job.trellis ? LB_TRELLIS_MAX_SEQ : TILE_ROWS;
-    int64_t n_tiles = job.trellis ? lb_trellis_segments(rows) : (rows + TILE_ROWS - 1) / TILE_ROWS;
+    const int trellis_v = job.trellis ? job.trellis->V : 1;
+    int64_t n_tiles = job.trellis ? lb_trellis_step_segments(rows, trellis_v) : (rows + TILE_ROWS - 1) / TILE_ROWS;
     double *tile_loss = calloc((size_t)n_tiles, sizeof(double));
     if (!tile_loss) {
         st = LB_ERR_NOMEM;
@@ -516,7 +519,7 @@ static lb_status gptq_run(const float *w, int64_t rows, int64_t cols, const doub
         for (int64_t t = 0; t < n_tiles; t++) {
             if (lb_worker_error_failed(&err)) continue;
             int64_t r0 = t * TILE_ROWS, tr = rows - r0 < TILE_ROWS ? rows - r0 : TILE_ROWS;
-            if (job.trellis) lb_trellis_segment(rows, t, &r0, &tr);
+            if (job.trellis) lb_trellis_step_segment(rows, trellis_v, t, &r0, &tr);
             for (int64_t r = 0; r < tr; r++)
                 for (int64_t i = 0; i < cols; i++) W[r * cols + i] = w0[(r0 + r) * cols + perm[i]];
             lb_status s = gptq_tile(&job, q, r0, tr, W, E, Wpre, gbuf, &wk, &tile_loss[t]);

@@ -5,14 +5,16 @@
 
 #include "lowbit/format.h"
 
-/* A bitshift trellis: the codes b_t (k bits each, one per weight) form a
- * circular stream, and weight t's value is table[s_t] with the L-bit state
- * s_t = b_{t-L/k+1} .. b_t (newest code in the low bits, indices mod T):
- * s_t = (s_{t-1} << k | b_t) mod 2^L. Exactly k bits per weight are
- * stored (tail-biting: the first state's high bits are the last codes). */
+/* A bitshift trellis: the codes b_t (k bits each, one per step of V
+ * weights) form a circular stream, and step t's V values are table[V s_t
+ * ..] with the L-bit state s_t = b_{t-L/k+1} .. b_t (newest code in the low
+ * bits, indices mod T): s_t = (s_{t-1} << k | b_t) mod 2^L. Exactly k bits
+ * per step are stored (tail-biting: the first state's high bits are the
+ * last codes): k / V bits per weight. */
 typedef struct {
-    int L, k;     /* state bits (k divides L, L <= LB_TRELLIS_MAX_STATE), bits per weight (1..4) */
-    float *table; /* 2^L values: the codebook, unit variance */
+    int L, k;     /* state bits (k divides L, L <= LB_TRELLIS_MAX_STATE), bits per step (1..4; 1..6 for V = 2) */
+    int V;        /* weights per step (1 or 2): state s_t gives weights V t .. V t + V - 1 */
+    float *table; /* V 2^L values, state s's at V s: the codebook, unit variance */
 } lb_trellis;
 
 /* table = QTIP's "1MAD" computed codebook (lb_trellis_1mad, lowbit/format.h):
@@ -20,16 +22,19 @@ typedef struct {
  * (an Irwin-Hall variable: close to Gaussian), centred and scaled to unit
  * variance. Nothing is stored. */
 lb_status lb_trellis_init(lb_trellis *t, int L, int k);
+/* V = 2: table = lb_trellis_1mad2, two values per state (k up to 6) */
+lb_status lb_trellis_init_v(lb_trellis *t, int L, int k, int V);
 void lb_trellis_free(lb_trellis *t);
 
-/* Scratch for one sequence of up to T weights (lb_trellis_encode). */
+/* Scratch for one sequence of up to T steps (lb_trellis_encode). Below, a
+ * sequence has T steps; x, wt and decoded values have V T entries, codes T. */
 typedef struct {
     int T;
     float *cost, *next;   /* 2^L each */
     float *pm;            /* 2^(L-k): the best cost per state prefix */
     uint16_t *from;       /* T x 2^(L-k): the best predecessor's dropped high code */
-    float *rolled;        /* T: the sequence rotated by T / 2 */
-    float *rolled_wt;     /* T: its weights */
+    float *rolled;        /* V T: the sequence rotated by T / 2 steps */
+    float *rolled_wt;     /* V T: its weights */
     uint8_t *rcodes;      /* T: its codes */
 } lb_trellis_work;
 lb_status lb_trellis_work_init(lb_trellis_work *w, const lb_trellis *t, int T);
@@ -38,11 +43,12 @@ void lb_trellis_work_free(lb_trellis_work *w);
 /* The codes (codes[0..T), each < 2^k) whose decoded sequence is closest to
  * x[0..T) in squared error (weighted by wt[0..T) when not NULL), for the circular stream: exact (Viterbi) for a
  * given overlap, which is chosen from a first pass over x rotated by T/2
- * (QTIP's tail-biting). T >= 2 L / k (and at most the work's T). Returns
+ * (QTIP's tail-biting). T >= L / k (and at most the work's T). Returns
  * the squared error. */
 double lb_trellis_encode(const lb_trellis *t, lb_trellis_work *w, const float *x, const float *wt, int T,
                          uint8_t *codes);
-/* lb_trellis_encode, or for T < 2 L / k every overlap tried (exact). */
+/* lb_trellis_encode, or for T < 2 L / k every overlap tried (exact) when
+ * there are at most 256 overlaps (L - k <= 8) or T < L / k. */
 double lb_trellis_encode_any(const lb_trellis *t, lb_trellis_work *w, const float *x, const float *wt, int T,
                              uint8_t *codes);
 /* Exact optimum among the streams whose first state's high L-k bits are
@@ -50,7 +56,7 @@ double lb_trellis_encode_any(const lb_trellis *t, lb_trellis_work *w, const floa
  * circular and decode_open applies). Returns the squared error. */
 double lb_trellis_viterbi(const lb_trellis *t, lb_trellis_work *w, const float *x, const float *wt, int T,
                           int overlap, uint8_t *codes, uint32_t *first_state);
-/* The values of a circular stream (out[0..T)): lb_trellis_decode_seq. */
+/* The values of a circular stream (out[0..V T)): lb_trellis_decode_steps. */
 void lb_trellis_decode(const lb_trellis *t, const uint8_t *codes, int T, float *out);
 
 /* Round-to-nearest for the trellis family: per group (row, g<N> or tensor)
@@ -59,5 +65,9 @@ void lb_trellis_decode(const lb_trellis *t, const uint8_t *codes, int T, float *
 lb_status lb_trellis_quantize(const float *w, int64_t rows, int64_t cols, lb_qtensor *q);
 /* Only its scales (the codes stay as they are): what gptq starts from. */
 lb_status lb_trellis_fit_scales(const float *w, int64_t rows, int64_t cols, lb_qtensor *q);
+/* A trellis for q's spec (L, k, V); lb_trellis_free it. */
+lb_status lb_trellis_for_spec(lb_trellis *t, const lb_qspec *spec);
+/* V of a spec (step_weights, 0 read as 1) */
+int lb_trellis_spec_v(const lb_qspec *spec);
 
 #endif
