@@ -8,6 +8,7 @@
 #include <immintrin.h>
 
 #include "kernels/binfam.h"
+#include "kernels/x86/avx2_sums.h"
 
 #define LB_AVX2 __attribute__((target("avx2,fma,f16c")))
 
@@ -26,13 +27,6 @@ LB_AVX2 static inline __attribute__((always_inline)) __m256 flip(uint8_t byte, _
     const __m256i sign = _mm256_set1_epi32((int)0x80000000u);
     __m256i m = _mm256_and_si256(_mm256_sllv_epi32(_mm256_set1_epi32(byte), shift), sign);
     return _mm256_xor_ps(x, _mm256_castsi256_ps(m));
-}
-
-LB_AVX2 static inline float hsum(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
 }
 
 /* sum_j (bit j ? x_j : -x_j), j < n8; four accumulators over 32 columns */

@@ -12,21 +12,10 @@
  * at a time (one activation load serves four rows), then single rows. */
 #if defined(__x86_64__)
 #include "kernels/x86/codebook_x86.h"
+#include "kernels/x86/avx2_sums.h"
 
 #define AVX2 LB_CB_AVX2
 #define INLINE LB_CB_INLINE
-
-AVX2 static INLINE float hsum(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
-AVX2 static INLINE __m128 hsum4(const __m256 acc[4]) {
-    __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(acc[0], acc[1]), _mm256_hadd_ps(acc[2], acc[3]));
-    return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
-}
 
 /* 8 int32 partial sums of v . a as floats, aw = |v| */
 AVX2 static INLINE __m256 dot(__m256i aw, __m256i v, __m256i a) {

@@ -6,15 +6,9 @@
 #include <immintrin.h>
 
 #include "kernels/kernels.h"
+#include "kernels/x86/avx2_sums.h"
 
 #define LB_AVX2 __attribute__((target("avx2,fma")))
-
-LB_AVX2 static inline float hsum(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
 
 LB_AVX2 static float dot(const float *a, const float *b, int k) {
     __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();

@@ -27,23 +27,10 @@
 
 #include "formats/ggml_blocks.h"
 #include "kernels/kernels.h"
+#include "kernels/x86/avx2_sums.h"
 
 #define LB_AVX2 __attribute__((target("avx2,fma,f16c")))
 #define LB_INLINE __attribute__((always_inline)) inline
-
-LB_AVX2 static LB_INLINE float hsum(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
-/* the four sums of acc[0..3], in one register */
-LB_AVX2 static LB_INLINE __m128 hsum4(const __m256 acc[4]) {
-    /* lanes of hadd(hadd(a0, a1), hadd(a2, a3)): per 128-bit half, the four partial sums */
-    __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(acc[0], acc[1]), _mm256_hadd_ps(acc[2], acc[3]));
-    return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
-}
 
 /* Same bytes as lb_act_q8_row_ref: amax over the block, d = amax / 127,
  * x * (1 / d) clamped (NaN to -127: maxps returns its second operand on

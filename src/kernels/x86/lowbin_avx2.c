@@ -20,16 +20,10 @@
 #include <immintrin.h>
 
 #include "kernels/lowbin.h"
+#include "kernels/x86/avx2_sums.h"
 
 #define LB_AVX2 __attribute__((target("avx2,fma,f16c")))
 #define LB_INLINE __attribute__((always_inline)) inline
-
-LB_AVX2 static LB_INLINE float hsum(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
 
 /* w (signed bytes) of digit d from 32 repacked bytes v */
 LB_AVX2 static LB_INLINE __m256i t2_w(__m256i v, int d) {

@@ -14,6 +14,7 @@
 #include <immintrin.h>
 
 #include "kernels/trellis_pack.h"
+#include "kernels/x86/avx2_sums.h"
 
 #define LB_AVX2 __attribute__((target("avx2,fma")))
 #define LB_INLINE __attribute__((always_inline)) inline
@@ -50,17 +51,6 @@ LB_AVX2 static LB_INLINE __m256 decode8(const decoder *d, const uint8_t *p) {
     __m256i x = _mm256_add_epi32(_mm256_mullo_epi32(s, d->mul), d->add);
     __m256i y = _mm256_madd_epi16(_mm256_maddubs_epi16(x, d->ones8), d->ones16);
     return _mm256_cvtepi32_ps(_mm256_sub_epi32(y, d->c510));
-}
-
-LB_AVX2 static LB_INLINE __m256i lanes_below(int m) {
-    return _mm256_cmpgt_epi32(_mm256_set1_epi32(m), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
-
-LB_AVX2 static LB_INLINE float hsum(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
 }
 
 /* y[r] = x . W[r] for one activation row */

@@ -9,6 +9,7 @@
 #include <immintrin.h>
 
 #include "kernels/lowbin.h"
+#include "kernels/x86/avx2_sums.h"
 
 #define LB_AVX2 __attribute__((target("avx2,fma,f16c")))
 #define LB_INLINE __attribute__((always_inline)) inline
@@ -18,13 +19,6 @@ LB_AVX2 static LB_INLINE int hsum_i32(__m256i v) {
     s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
     s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
     return _mm_cvtsi128_si32(s);
-}
-
-LB_AVX2 static LB_INLINE float hsum(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
 }
 
 /* per 32-column block: popcount of (w xor x) */
