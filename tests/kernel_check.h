@@ -122,6 +122,46 @@ static inline void kernel_run_entry(const lb_kernel *k, lb_tensor *t, const floa
     if (xp != x) lb_free((void *)xp);
 }
 
+/* A float-activation entry k (and its twin, when not NULL) on tensor t at
+ * each batch of ns[0..n_ns) with random activations: against dequantize +
+ * the reference GEMM and against the twin, within 1e-5 of sum |w x| (float
+ * rounding only), and nothing written past the last row. what names the
+ * case (the spec) in messages. Returns the number of batches checked. */
+static inline int kernel_check_f32_entry(const lb_kernel *k, const lb_kernel *twin, lb_tensor *t, const int *ns,
+                                         size_t n_ns, lb_rng *rng, const char *what) {
+    const int rows = (int)t->rows, cols = (int)t->cols;
+    int checked = 0;
+    float *wd = lb_alloc((size_t)rows * cols * 4);
+    CHECK_OK(lb_dequantize(t, wd));
+    for (size_t ni = 0; ni < n_ns; ni++) {
+        int n = ns[ni], ldy = rows + 1;
+        float *x = lb_alloc((size_t)n * cols * 4), *y0 = lb_alloc((size_t)n * rows * 4);
+        float *y1 = lb_calloc((size_t)n * ldy, 4), *y2 = lb_calloc((size_t)n * ldy, 4);
+        double *mag = lb_alloc((size_t)n * rows * sizeof(double));
+        kernel_fill(rng, x, (size_t)n * cols, 1.0f);
+        lb_gemm_nt_ref(n, rows, cols, x, cols, wd, cols, y0, rows);
+        kernel_error_bound(LB_ACT_F32, x, n, wd, rows, cols, 1.0, mag);
+        kernel_run_entry(k, t, x, n, y1, ldy);
+        if (twin) kernel_run_entry(twin, t, x, n, y2, ldy);
+        for (int i = 0; i < n; i++) {
+            for (int r = 0; r < rows; r++) {
+                double tol = 1e-5 * mag[(size_t)i * rows + r] + 1e-30, a = y1[(size_t)i * ldy + r];
+                CHECK_MSG(fabs(a - y0[(size_t)i * rows + r]) <= tol,
+                          "%s on %s n %d cols %d: y[%d,%d] %.9g vs reference %.9g", k->name, what, n, cols, i, r, a,
+                          y0[(size_t)i * rows + r]);
+                if (twin)
+                    CHECK_MSG(fabs(a - y2[(size_t)i * ldy + r]) <= tol, "%s on %s n %d cols %d: y[%d,%d] %.9g vs twin %.9g",
+                              k->name, what, n, cols, i, r, a, y2[(size_t)i * ldy + r]);
+            }
+            CHECK_MSG(y1[(size_t)i * ldy + rows] == 0.0f, "%s wrote past row %d", k->name, rows);
+        }
+        checked++;
+        lb_free(x), lb_free(y0), lb_free(y1), lb_free(y2), lb_free(mag);
+    }
+    lb_free(wd);
+    return checked;
+}
+
 /* bound and mag (n x rows, [i * rows + r]) of an entry with an input
  * transform on tensor t (onebit, ptq161, littlebit), against dequantizing t
  * and multiplying by x in floats:

@@ -100,35 +100,7 @@ static void test_entries(void) {
                 uint8_t *bytes;
                 random_tensor(&s, rows, cols, &t, &bytes);
                 CHECK_MSG(k->accepts(&t.spec, &t.layout), "%s refuses %s", k->name, specs[si]);
-                float *wd = lb_alloc((size_t)rows * cols * 4);
-                CHECK_OK(lb_dequantize(&t, wd));
-                for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++) {
-                    int n = ns[ni], ldy = rows + 1;
-                    float *x = lb_alloc((size_t)n * cols * 4), *y0 = lb_alloc((size_t)n * rows * 4);
-                    float *y1 = lb_calloc((size_t)n * ldy, 4), *y2 = lb_calloc((size_t)n * ldy, 4);
-                    double *mag = lb_alloc((size_t)n * rows * sizeof(double));
-                    kernel_fill(&rng, x, (size_t)n * cols, 1.0f);
-                    lb_gemm_nt_ref(n, rows, cols, x, cols, wd, cols, y0, rows);
-                    kernel_error_bound(LB_ACT_F32, x, n, wd, rows, cols, 1.0, mag);
-                    kernel_run_entry(k, &t, x, n, y1, ldy);
-                    if (twin) kernel_run_entry(twin, &t, x, n, y2, ldy);
-                    for (int i = 0; i < n; i++) {
-                        for (int r = 0; r < rows; r++) {
-                            double tol = 1e-5 * mag[(size_t)i * rows + r] + 1e-30, a = y1[(size_t)i * ldy + r];
-                            CHECK_MSG(fabs(a - y0[(size_t)i * rows + r]) <= tol,
-                                      "%s on %s n %d cols %d: y[%d,%d] %.9g vs reference %.9g", k->name, specs[si], n,
-                                      cols, i, r, a, y0[(size_t)i * rows + r]);
-                            if (twin)
-                                CHECK_MSG(fabs(a - y2[(size_t)i * ldy + r]) <= tol,
-                                          "%s on %s n %d cols %d: y[%d,%d] %.9g vs twin %.9g", k->name, specs[si], n,
-                                          cols, i, r, a, y2[(size_t)i * ldy + r]);
-                        }
-                        CHECK_MSG(y1[(size_t)i * ldy + rows] == 0.0f, "%s wrote past row %d", k->name, rows);
-                    }
-                    checked++;
-                    lb_free(x), lb_free(y0), lb_free(y1), lb_free(y2), lb_free(mag);
-                }
-                lb_free(wd);
+                checked += kernel_check_f32_entry(k, twin, &t, ns, sizeof ns / sizeof ns[0], &rng, specs[si]);
                 lb_tensor_free(&t);
                 lb_free(bytes);
             }

@@ -275,6 +275,25 @@ static void test_rtn(void) {
     lb_free(y);
 }
 
+#ifdef LB_HAVE_BLAS
+/* h (C x C, zeroed) += X^T X over N random inputs x_j = z_j + 0.8 z_(j-1):
+ * neighbouring columns correlated, as in real activations */
+static void neighbour_xtx(double *h, int C, int N) {
+    float *x = lb_alloc(sizeof(float) * (size_t)C);
+    for (int n = 0; n < N; n++) {
+        float z = (float)lb_rng_normal(&g);
+        for (int j = 0; j < C; j++) {
+            float zn = (float)lb_rng_normal(&g);
+            x[j] = zn + 0.8f * z;
+            z = zn;
+        }
+        for (int i = 0; i < C; i++)
+            for (int j = 0; j < C; j++) h[i * C + j] += (double)x[i] * x[j];
+    }
+    lb_free(x);
+}
+#endif
+
 /* gptq on a trellis with sequences down the columns: each column a Viterbi
  * search on the updated weights, error fed forward; on a correlated H its
  * proxy loss tr(dW H dW^T) is below rtn's on the same format (REFERENCE.md:
@@ -285,17 +304,7 @@ static void test_gptq_down(void) {
     float *w = lb_alloc(sizeof(float) * R * C), *y = lb_alloc(sizeof(float) * R * C);
     double *h = calloc((size_t)C * C, sizeof(double));
     for (int i = 0; i < R * C; i++) w[i] = (float)lb_rng_normal(&g);
-    float x[C];
-    for (int n = 0; n < N; n++) { /* x_j = z_j + 0.8 z_(j-1): neighbours correlated */
-        float z = (float)lb_rng_normal(&g);
-        for (int j = 0; j < C; j++) {
-            float zn = (float)lb_rng_normal(&g);
-            x[j] = zn + 0.8f * z;
-            z = zn;
-        }
-        for (int i = 0; i < C; i++)
-            for (int j = 0; j < C; j++) h[i * C + j] += (double)x[i] * x[j];
-    }
+    neighbour_xtx(h, C, N);
     lb_layer_stats st = {.n_samples = N, .rows = R, .cols = C, .xtx = h};
     lb_qspec s = lb_test_spec("trellis2:down");
     double loss[2];
@@ -599,17 +608,7 @@ static void test_v2_gptq_down(void) {
     float *w = lb_alloc(sizeof(float) * R * C), *y = lb_alloc(sizeof(float) * R * C);
     double *h = calloc((size_t)C * C, sizeof(double));
     for (int i = 0; i < R * C; i++) w[i] = (float)lb_rng_normal(&g);
-    float x[C];
-    for (int n = 0; n < N; n++) {
-        float z = (float)lb_rng_normal(&g);
-        for (int j = 0; j < C; j++) {
-            float zn = (float)lb_rng_normal(&g);
-            x[j] = zn + 0.8f * z;
-            z = zn;
-        }
-        for (int i = 0; i < C; i++)
-            for (int j = 0; j < C; j++) h[i * C + j] += (double)x[i] * x[j];
-    }
+    neighbour_xtx(h, C, N);
     lb_layer_stats st = {.n_samples = N, .rows = R, .cols = C, .xtx = h};
     lb_qspec s = lb_test_spec("trellis3:down:s6:v2");
     double loss[2];
