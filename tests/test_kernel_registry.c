@@ -61,109 +61,116 @@ typedef struct {
 } int_list;
 #define LIST(a) ((int_list){(a), sizeof(a) / sizeof((a)[0])})
 
-/* The entry on every (n, rows, cols) of the three lists. */
+/* One batch of n activation rows on the tensor t (wd: its dequantized
+ * weights): against the reference, the reference on the quantized
+ * activations, the stride, and the twin. Returns 0 on a mismatch. */
+static int check_entry_batch(const lb_kernel *k, const lb_kernel *twin, lb_tensor *t, const float *wd, double werr,
+                             const char *spec_text, int n) {
+    const int rows = (int)t->rows, cols = (int)t->cols, ldy = rows + 3;
+    int bad = 0;
+    float *x = lb_alloc((size_t)n * cols * 4), *y0 = lb_alloc((size_t)n * rows * 4);
+    float *y1 = lb_calloc((size_t)n * ldy, 4), *y2 = lb_calloc((size_t)n * ldy, 4);
+    double *bound = lb_alloc((size_t)n * rows * sizeof(double));
+    double *mag = lb_alloc((size_t)n * rows * sizeof(double));
+    double *wbound = lb_calloc((size_t)n * rows, sizeof(double));
+    kernel_fill(&rng, x, (size_t)n * cols, 1.0f);
+    x[0] = 3.0f; /* one outlier: a block whose scale the others do not fill */
+    lb_gemm_nt_ref(n, rows, cols, x, cols, wd, cols, y0, rows);
+    kernel_run_entry(k, t, x, n, y1, ldy);
+    kernel_error_bound(k->act, x, n, wd, rows, cols, 1e-5, bound);
+    kernel_error_bound(LB_ACT_F32, x, n, wd, rows, cols, 1.0, mag);
+    kernel_weight_error_bound(werr, x, n, wd, rows, cols, wbound);
+    for (size_t e = 0; e < (size_t)n * rows; e++) bound[e] += wbound[e];
+    if (k->pre) /* the input the routine sees is transformed: its own bound (kernel_check.h) */
+        CHECK_MSG(kernel_binfam_bound(t, x, n, wd, 1e-5, bound, mag), "%s: no bound for %s", k->name, spec_text);
+    for (int i = 0; i < n && !bad; i++)
+        for (int r = 0; r < rows && !bad; r++) {
+            double e = fabs((double)y1[(size_t)i * ldy + r] - y0[(size_t)i * rows + r]);
+            if (!(e <= bound[(size_t)i * rows + r])) {
+                fprintf(stderr, "  %s on %s, n %d rows %d cols %d: y[%d,%d] %.9g vs reference %.9g, bound %.3g\n",
+                        k->name, spec_text, n, rows, cols, i, r, y1[(size_t)i * ldy + r],
+                        y0[(size_t)i * rows + r], bound[(size_t)i * rows + r]);
+                bad = 1;
+            }
+        }
+    if ((k->act == LB_ACT_Q8_32 || k->act == LB_ACT_LUT || k->act == LB_ACT_LUT3) && !k->pre && !bad) {
+        /* tighter: against the reference on the activations as quantized, which
+         * leaves only float rounding (catches an integer sum off by one) */
+        float *xq = lb_alloc((size_t)n * cols * 4), *y3 = lb_alloc((size_t)n * rows * 4);
+        void *buf = lb_alloc(lb_act_bytes(k->act, n, cols));
+        lb_act act;
+        lb_act_prepare(k->act, x, n, cols, buf, &act);
+        for (int i = 0; i < n; i++)
+            for (int cc = 0; cc < cols; cc++)
+                xq[(size_t)i * cols + cc] = act.d[(size_t)i * (act.ld / 32) + cc / 32] * act.q[(size_t)i * act.ld + cc];
+        lb_gemm_nt_ref(n, rows, cols, xq, cols, wd, cols, y3, rows);
+        for (int i = 0; i < n && !bad; i++)
+            for (int r = 0; r < rows && !bad; r++) {
+                double e = fabs((double)y1[(size_t)i * ldy + r] - y3[(size_t)i * rows + r]);
+                double tol = 1e-5 * mag[(size_t)i * rows + r] + wbound[(size_t)i * rows + r] + 1e-30;
+                if (!(e <= tol)) {
+                    fprintf(stderr, "  %s on %s, n %d rows %d cols %d: y[%d,%d] %.9g vs reference on the quantized activations %.9g (tol %.3g)\n",
+                            k->name, spec_text, n, rows, cols, i, r, y1[(size_t)i * ldy + r], y3[(size_t)i * rows + r], tol);
+                    bad = 1;
+                }
+            }
+        lb_free(xq);
+        lb_free(y3);
+        lb_free(buf);
+    }
+    /* the stride: columns past rows stay untouched */
+    for (int i = 0; i < n && !bad; i++)
+        for (int r = rows; r < ldy; r++)
+            if (y1[(size_t)i * ldy + r] != 0.0f) {
+                fprintf(stderr, "  %s wrote past row %d\n", k->name, rows);
+                bad = 1;
+            }
+    if (twin) {
+        /* same integer sums, only the float summation order differs */
+        kernel_run_entry(twin, t, x, n, y2, ldy);
+        for (int i = 0; i < n && !bad; i++)
+            for (int r = 0; r < rows && !bad; r++) {
+                double e = fabs((double)y1[(size_t)i * ldy + r] - y2[(size_t)i * ldy + r]);
+                double tol = 1e-5 * mag[(size_t)i * rows + r] + 1e-30;
+                if (!(e <= tol)) {
+                    fprintf(stderr, "  %s vs twin %s on %s, n %d rows %d cols %d: y[%d,%d] %.9g vs %.9g (tol %.3g)\n",
+                            k->name, twin->name, spec_text, n, rows, cols, i, r, y1[(size_t)i * ldy + r],
+                            y2[(size_t)i * ldy + r], tol);
+                    bad = 1;
+                }
+            }
+    }
+    lb_free(x);
+    lb_free(y0);
+    lb_free(y1);
+    lb_free(y2);
+    lb_free(bound);
+    lb_free(mag);
+    lb_free(wbound);
+    return !bad;
+}
+
+/* The entry on every (n, rows, cols) of the three lists: one quantized tensor
+ * per shape, every batch on it (quantizing is most of the cost under qemu). */
 static int check_entry_shapes(const lb_kernel *k, const lb_kernel *twin, const lb_qspec *spec, const char *spec_text,
                               int_list ns, int_list rowss, int_list colss) {
-    int bad = 0;
-    for (size_t a = 0; a < ns.len; a++)
-        for (size_t b = 0; b < rowss.len; b++)
-            for (size_t c = 0; c < colss.len; c++) {
-                int n = ns.v[a], rows = rowss.v[b], cols = colss.v[c], ldy = rows + 3;
+    int ok = 1;
     double werr = kernel_weight_error(k->act, spec);
-                float *w = lb_alloc((size_t)rows * cols * 4), *wd = lb_alloc((size_t)rows * cols * 4);
-                float *x = lb_alloc((size_t)n * cols * 4), *y0 = lb_alloc((size_t)n * rows * 4);
-                float *y1 = lb_calloc((size_t)n * ldy, 4), *y2 = lb_calloc((size_t)n * ldy, 4);
-                double *bound = lb_alloc((size_t)n * rows * sizeof(double));
-                double *mag = lb_alloc((size_t)n * rows * sizeof(double));
-                double *wbound = lb_calloc((size_t)n * rows, sizeof(double));
-                kernel_fill(&rng, w, (size_t)rows * cols, 0.05f);
-                kernel_fill(&rng, x, (size_t)n * cols, 1.0f);
-                x[0] = 3.0f; /* one outlier: a block whose scale the others do not fill */
-                lb_tensor t;
-                CHECK_OK(lb_quantize_to_tensor(w, rows, cols, spec, NULL, "w", &t));
-                CHECK_OK(lb_dequantize(&t, wd));
-                if (!k->accepts(&t.spec, &t.layout)) { /* the predicate may look at the shape */
-                    lb_tensor_free(&t);
-                    goto next;
-                }
-                lb_gemm_nt_ref(n, rows, cols, x, cols, wd, cols, y0, rows);
-                kernel_run_entry(k, &t, x, n, y1, ldy);
-                kernel_error_bound(k->act, x, n, wd, rows, cols, 1e-5, bound);
-                kernel_error_bound(LB_ACT_F32, x, n, wd, rows, cols, 1.0, mag);
-                kernel_weight_error_bound(werr, x, n, wd, rows, cols, wbound);
-                for (size_t e = 0; e < (size_t)n * rows; e++) bound[e] += wbound[e];
-                if (k->pre) /* the input the routine sees is transformed: its own bound (kernel_check.h) */
-                    CHECK_MSG(kernel_binfam_bound(&t, x, n, wd, 1e-5, bound, mag), "%s: no bound for %s", k->name, spec_text);
-                for (int i = 0; i < n && !bad; i++)
-                    for (int r = 0; r < rows && !bad; r++) {
-                        double e = fabs((double)y1[(size_t)i * ldy + r] - y0[(size_t)i * rows + r]);
-                        if (!(e <= bound[(size_t)i * rows + r])) {
-                            fprintf(stderr, "  %s on %s, n %d rows %d cols %d: y[%d,%d] %.9g vs reference %.9g, bound %.3g\n",
-                                    k->name, spec_text, n, rows, cols, i, r, y1[(size_t)i * ldy + r],
-                                    y0[(size_t)i * rows + r], bound[(size_t)i * rows + r]);
-                            bad = 1;
-                        }
-                    }
-                if ((k->act == LB_ACT_Q8_32 || k->act == LB_ACT_LUT || k->act == LB_ACT_LUT3) && !k->pre && !bad) {
-                    /* tighter: against the reference on the activations as quantized, which
-                     * leaves only float rounding (catches an integer sum off by one) */
-                    float *xq = lb_alloc((size_t)n * cols * 4), *y3 = lb_alloc((size_t)n * rows * 4);
-                    void *buf = lb_alloc(lb_act_bytes(k->act, n, cols));
-                    lb_act act;
-                    lb_act_prepare(k->act, x, n, cols, buf, &act);
-                    for (int i = 0; i < n; i++)
-                        for (int cc = 0; cc < cols; cc++)
-                            xq[(size_t)i * cols + cc] = act.d[(size_t)i * (act.ld / 32) + cc / 32] * act.q[(size_t)i * act.ld + cc];
-                    lb_gemm_nt_ref(n, rows, cols, xq, cols, wd, cols, y3, rows);
-                    for (int i = 0; i < n && !bad; i++)
-                        for (int r = 0; r < rows && !bad; r++) {
-                            double e = fabs((double)y1[(size_t)i * ldy + r] - y3[(size_t)i * rows + r]);
-                            double tol = 1e-5 * mag[(size_t)i * rows + r] + wbound[(size_t)i * rows + r] + 1e-30;
-                            if (!(e <= tol)) {
-                                fprintf(stderr, "  %s on %s, n %d rows %d cols %d: y[%d,%d] %.9g vs reference on the quantized activations %.9g (tol %.3g)\n",
-                                        k->name, spec_text, n, rows, cols, i, r, y1[(size_t)i * ldy + r], y3[(size_t)i * rows + r], tol);
-                                bad = 1;
-                            }
-                        }
-                    lb_free(xq);
-                    lb_free(y3);
-                    lb_free(buf);
-                }
-                /* the stride: columns past rows stay untouched */
-                for (int i = 0; i < n && !bad; i++)
-                    for (int r = rows; r < ldy; r++)
-                        if (y1[(size_t)i * ldy + r] != 0.0f) {
-                            fprintf(stderr, "  %s wrote past row %d\n", k->name, rows);
-                            bad = 1;
-                        }
-                if (twin) {
-                    /* same integer sums, only the float summation order differs */
-                    kernel_run_entry(twin, &t, x, n, y2, ldy);
-                    for (int i = 0; i < n && !bad; i++)
-                        for (int r = 0; r < rows && !bad; r++) {
-                            double e = fabs((double)y1[(size_t)i * ldy + r] - y2[(size_t)i * ldy + r]);
-                            double tol = 1e-5 * mag[(size_t)i * rows + r] + 1e-30;
-                            if (!(e <= tol)) {
-                                fprintf(stderr, "  %s vs twin %s on %s, n %d rows %d cols %d: y[%d,%d] %.9g vs %.9g (tol %.3g)\n",
-                                        k->name, twin->name, spec_text, n, rows, cols, i, r, y1[(size_t)i * ldy + r],
-                                        y2[(size_t)i * ldy + r], tol);
-                                bad = 1;
-                            }
-                        }
-                }
-                lb_tensor_free(&t);
-            next:
-                lb_free(w);
-                lb_free(wd);
-                lb_free(x);
-                lb_free(y0);
-                lb_free(y1);
-                lb_free(y2);
-                lb_free(bound);
-                lb_free(mag);
-                lb_free(wbound);
-            }
-    return !bad;
+    for (size_t b = 0; b < rowss.len && ok; b++)
+        for (size_t c = 0; c < colss.len && ok; c++) {
+            int rows = rowss.v[b], cols = colss.v[c];
+            float *w = lb_alloc((size_t)rows * cols * 4), *wd = lb_alloc((size_t)rows * cols * 4);
+            kernel_fill(&rng, w, (size_t)rows * cols, 0.05f);
+            lb_tensor t;
+            CHECK_OK(lb_quantize_to_tensor(w, rows, cols, spec, NULL, "w", &t));
+            CHECK_OK(lb_dequantize(&t, wd));
+            if (k->accepts(&t.spec, &t.layout)) /* the predicate may look at the shape */
+                for (size_t a = 0; a < ns.len && ok; a++) ok = check_entry_batch(k, twin, &t, wd, werr, spec_text, ns.v[a]);
+            lb_tensor_free(&t);
+            lb_free(w);
+            lb_free(wd);
+        }
+    return ok;
 }
 
 /* Odd shapes at small batches, then every batch edge of the routines' register
