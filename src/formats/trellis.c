@@ -153,10 +153,16 @@ static unsigned scale_code(int b, float S, float a) {
     return r < 0 ? 0u : r > (long)zero - 1 ? zero - 1 : (unsigned)r;
 }
 
-/* S: the largest scale, rounded to fp16 (up, so every scale stays below it) */
-static float coded_top(const lb_qtensor *q) {
+/* the largest scale (0 when none is positive) */
+static float largest_scale(const lb_qtensor *q) {
     float S = 0.0f;
     for (int64_t g = 0; g < q->n_groups; g++) S = q->scale[g] > S ? q->scale[g] : S;
+    return S;
+}
+
+/* S: the largest scale, rounded to fp16 (up, so every scale stays below it) */
+static float coded_top(const lb_qtensor *q) {
+    float S = largest_scale(q);
     float h = lb_round_fp16(S);
     return h < S ? lb_round_fp16(S * (1.0f + 1.0f / 1024.0f)) : h;
 }
@@ -206,29 +212,13 @@ static lb_layout layout_of(const lb_qtensor *q) {
                        .groups_per_row = q->groups_per_row, .n_groups = q->n_groups};
 }
 
-static void encode_scale_tail(const lb_qtensor *q, uint8_t *dst);
-static void decode_scale_tail(lb_qtensor *q, const uint8_t *src);
-
-static void trellis_encode_tail(const lb_qtensor *q, uint8_t *dst) {
-    encode_scale_tail(q, dst);
-    lb_layout l = layout_of(q);
-    if (has_phantom_row(&q->spec, q->rows)) encode_codes(q, q->rows, dst + scale_tail_bytes(&q->spec, &l));
-}
-
-static void trellis_decode_tail(lb_qtensor *q, const uint8_t *src) {
-    decode_scale_tail(q, src);
-    lb_layout l = layout_of(q);
-    if (has_phantom_row(&q->spec, q->rows)) decode_codes(q, q->rows, src + scale_tail_bytes(&q->spec, &l));
-}
-
 static void encode_scale_tail(const lb_qtensor *q, uint8_t *dst) {
     if (!q->spec.scale_bits) {
         lb_lead_scales_encode_tail(q, dst);
         return;
     }
     const int b = q->spec.scale_bits;
-    float S = 0.0f; /* the largest stored scale is S itself (code 0), unless every scale is 0 */
-    for (int64_t g = 0; g < q->n_groups; g++) S = q->scale[g] > S ? q->scale[g] : S;
+    float S = largest_scale(q); /* the largest stored scale is S itself (code 0), unless every scale is 0 */
     lb_wr16(dst, lb_fp32_to_fp16(S));
     for (int64_t g = 0; g < q->n_groups; g++) lb_put_bits(dst + 2, (uint64_t)(g * b), scale_code(b, S, q->scale[g]), b);
 }
@@ -244,6 +234,18 @@ static void decode_scale_tail(lb_qtensor *q, const uint8_t *src) {
         q->scale[g] = coded_scale(b, S, lb_get_bits(src + 2, (uint64_t)(g * b), b));
         q->offset[g] = 0.0f;
     }
+}
+
+static void trellis_encode_tail(const lb_qtensor *q, uint8_t *dst) {
+    encode_scale_tail(q, dst);
+    lb_layout l = layout_of(q);
+    if (has_phantom_row(&q->spec, q->rows)) encode_codes(q, q->rows, dst + scale_tail_bytes(&q->spec, &l));
+}
+
+static void trellis_decode_tail(lb_qtensor *q, const uint8_t *src) {
+    decode_scale_tail(q, src);
+    lb_layout l = layout_of(q);
+    if (has_phantom_row(&q->spec, q->rows)) decode_codes(q, q->rows, src + scale_tail_bytes(&q->spec, &l));
 }
 
 float lb_trellis_stored_scale(const lb_qspec *s, const lb_layout *l, const uint8_t *data, int64_t row, int64_t g) {
