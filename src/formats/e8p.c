@@ -80,27 +80,7 @@ static size_t e8p_tail_bytes(const lb_qspec *s, const lb_layout *l) {
 }
 
 /* scale: n_groups x stages; vcodes: rows x vectors x stages; no scalar codes */
-static lb_status e8p_qtensor_init(lb_qtensor *q) {
-    q->vec_dim = 8;
-    q->vec_stages = stages_of(&q->spec);
-    q->vecs_per_row = q->cols_padded / 8;
-    lb_free(q->codes);
-    q->codes = NULL;
-    lb_free(q->scale);
-    q->scale = lb_calloc((size_t)(q->n_groups * q->vec_stages), sizeof(float));
-    q->vcodes = lb_calloc((size_t)(q->rows * q->vecs_per_row * q->vec_stages), sizeof(uint16_t));
-    return q->scale && q->vcodes ? LB_OK : LB_ERR_NOMEM;
-}
-
-static lb_status e8p_store_scales(lb_qtensor *q) {
-    for (int64_t i = 0; i < q->n_groups * q->vec_stages; i++) {
-        q->scale[i] = lb_round_fp16(q->scale[i]);
-        if (!isfinite(q->scale[i]))
-            return lb_fail(LB_ERR_NUMERIC, "e8p: scale %lld is not finite in fp16 (weights beyond +-65504?)",
-                           (long long)i);
-    }
-    return LB_OK;
-}
+static lb_status e8p_qtensor_init(lb_qtensor *q) { return lb_vec_qtensor_init(q, 8, stages_of(&q->spec)); }
 
 static int e8p_vec_code_count(const lb_qspec *s, int stage) { return 1 << code_bits(s, stage); }
 
@@ -121,12 +101,6 @@ static float e8p_vec_unit_scale(const lb_qtensor *q, int stage) {
     return stage > 0 && code_bits(&q->spec, stage) == 8 ? 1.6f : 0.97f;
 }
 
-static void put_u16(uint8_t *p, unsigned v) {
-    p[0] = (uint8_t)(v & 255);
-    p[1] = (uint8_t)(v >> 8);
-}
-static unsigned get_u16(const uint8_t *p) { return (unsigned)p[0] | (unsigned)p[1] << 8; }
-
 /* offset of stage t's codes in a row */
 static size_t stage_offset(const lb_qspec *s, const lb_layout *l, int t) {
     size_t off = lead_bytes(s, l), nvec = (size_t)(l->cols_padded / 8);
@@ -136,15 +110,13 @@ static size_t stage_offset(const lb_qspec *s, const lb_layout *l, int t) {
 
 static void e8p_encode_row(const lb_qtensor *q, int64_t row, uint8_t *dst) {
     lb_layout l = {.cols_padded = q->cols_padded, .groups_per_row = q->groups_per_row};
-    if (q->groups_per_row)
-        for (int t = 0; t < q->vec_stages; t++)
-            put_u16(dst + 2 * t, lb_fp32_to_fp16(q->scale[t * q->n_groups + row]));
+    if (q->groups_per_row) lb_vec_scales_encode(q, row, dst);
     for (int t = 0; t < q->vec_stages; t++) {
         uint8_t *p = dst + stage_offset(&q->spec, &l, t);
         int wide = code_bits(&q->spec, t) == 16;
         for (int64_t v = 0; v < q->vecs_per_row; v++) {
             unsigned c = *lb_qtensor_vcode(q, row, v, t);
-            if (wide) put_u16(p + 2 * v, c);
+            if (wide) lb_wr16(p + 2 * v, (uint16_t)c);
             else p[v] = (uint8_t)c;
         }
     }
@@ -152,24 +124,21 @@ static void e8p_encode_row(const lb_qtensor *q, int64_t row, uint8_t *dst) {
 
 static void e8p_decode_row(lb_qtensor *q, int64_t row, const uint8_t *src) {
     lb_layout l = {.cols_padded = q->cols_padded, .groups_per_row = q->groups_per_row};
-    if (q->groups_per_row)
-        for (int t = 0; t < q->vec_stages; t++) q->scale[t * q->n_groups + row] = lb_fp16_to_fp32((uint16_t)get_u16(src + 2 * t));
+    if (q->groups_per_row) lb_vec_scales_decode(q, row, src);
     for (int t = 0; t < q->vec_stages; t++) {
         const uint8_t *p = src + stage_offset(&q->spec, &l, t);
         int wide = code_bits(&q->spec, t) == 16;
         for (int64_t v = 0; v < q->vecs_per_row; v++)
-            *lb_qtensor_vcode(q, row, v, t) = (uint16_t)(wide ? get_u16(p + 2 * v) : p[v]);
+            *lb_qtensor_vcode(q, row, v, t) = (uint16_t)(wide ? lb_rd16(p + 2 * v) : p[v]);
     }
 }
 
 static void e8p_encode_tail(const lb_qtensor *q, uint8_t *dst) {
-    if (!q->groups_per_row)
-        for (int t = 0; t < q->vec_stages; t++) put_u16(dst + 2 * t, lb_fp32_to_fp16(q->scale[t]));
+    if (!q->groups_per_row) lb_vec_scales_encode(q, 0, dst);
 }
 
 static void e8p_decode_tail(lb_qtensor *q, const uint8_t *src) {
-    if (!q->groups_per_row)
-        for (int t = 0; t < q->vec_stages; t++) q->scale[t] = lb_fp16_to_fp32((uint16_t)get_u16(src + 2 * t));
+    if (!q->groups_per_row) lb_vec_scales_decode(q, 0, src);
 }
 
 static void e8p_dequantize_row(const lb_qspec *s, const lb_layout *l, const uint8_t *data, int64_t row, float *out) {
@@ -178,11 +147,11 @@ static void e8p_dequantize_row(const lb_qspec *s, const lb_layout *l, const uint
     int64_t nvec = l->cols_padded / 8;
     memset(out, 0, (size_t)l->cols * sizeof(float));
     for (int t = 0; t < stages_of(s); t++) {
-        float a = lb_fp16_to_fp32((uint16_t)get_u16(scales + 2 * t)), v[8];
+        float a = lb_fp16_to_fp32(lb_rd16(scales + 2 * t)), v[8];
         const uint8_t *p = r + stage_offset(s, l, t);
         int wide = code_bits(s, t) == 16;
         for (int64_t k = 0; k < nvec; k++) {
-            if (wide) lb_e8p_codeword(get_u16(p + 2 * k), v);
+            if (wide) lb_e8p_codeword(lb_rd16(p + 2 * k), v);
             else lb_e8_ball_codeword(p[k], v);
             for (int i = 0; i < 8 && 8 * k + i < l->cols; i++) out[8 * k + i] += a * v[i];
         }
@@ -201,7 +170,7 @@ const lb_format_family lb_e8p_family = {
     .row_bytes = e8p_row_bytes,
     .tail_bytes = e8p_tail_bytes,
     .qtensor_init = e8p_qtensor_init,
-    .store_scales = e8p_store_scales,
+    .store_scales = lb_vec_store_scales,
     .encode_row = e8p_encode_row,
     .decode_row = e8p_decode_row,
     .encode_tail = e8p_encode_tail,

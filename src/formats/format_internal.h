@@ -122,6 +122,15 @@ void lb_lead_scales_encode_tail(const lb_qtensor *q, uint8_t *dst);
 void lb_lead_scales_decode_tail(lb_qtensor *q, const uint8_t *src);
 /* scale of group g of `row` straight from packed bytes */
 float lb_lead_scale(const lb_layout *l, const uint8_t *data, int64_t row, int64_t g);
+/* Vector families (e8p, vq; vector_scales.c): lb_qtensor_init's codes
+ * replaced by vector codes (vec_dim weights, `stages` stages) and scale
+ * made n_groups x stages; the scales rounded to fp16 (failing on what fp16
+ * cannot hold); group g's stage scales as fp16, stage 0 first, at dst / src
+ * (the row's start, or the tail for one group per tensor). */
+lb_status lb_vec_qtensor_init(lb_qtensor *q, int vec_dim, int stages);
+lb_status lb_vec_store_scales(lb_qtensor *q);
+void lb_vec_scales_encode(const lb_qtensor *q, int64_t g, uint8_t *dst);
+void lb_vec_scales_decode(lb_qtensor *q, int64_t g, const uint8_t *src);
 /* The trellis family's scale of group g of a row (g 0 for row and tensor
  * groups) from the stored bytes: lead fp16 scales, or coded ones (s<b>). */
 float lb_trellis_stored_scale(const lb_qspec *s, const lb_layout *l, const uint8_t *data, int64_t row, int64_t g);

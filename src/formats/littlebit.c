@@ -139,13 +139,9 @@ static lb_status littlebit_check_qtensor(const lb_qtensor *q) {
     return st;
 }
 
-static void put_fp16(uint8_t *dst, float v) {
-    uint16_t h = lb_fp32_to_fp16(v);
-    dst[0] = (uint8_t)(h & 0xff);
-    dst[1] = (uint8_t)(h >> 8);
-}
+static void put_fp16(uint8_t *dst, float v) { lb_wr16(dst, lb_fp32_to_fp16(v)); }
 
-static float get_fp16(const uint8_t *src) { return lb_fp16_to_fp32((uint16_t)(src[0] | src[1] << 8)); }
+static float get_fp16(const uint8_t *src) { return lb_fp16_to_fp32(lb_rd16(src)); }
 
 static void pack_signs(const uint8_t *sign, int R, uint8_t *dst) {
     for (int j = 0; j < R; j++) lb_put_bits(dst, (uint64_t)j, sign[j], 1);

@@ -123,28 +123,17 @@ static size_t vq_tail_bytes(const lb_qspec *s, const lb_layout *l) {
 }
 
 static lb_status vq_qtensor_init(lb_qtensor *q) {
-    const lb_qspec *s = &q->spec;
-    q->vec_dim = s->vec_dim;
-    q->vec_stages = s->vec_stages;
-    q->vecs_per_row = q->cols_padded / s->vec_dim;
-    q->vbook_size = book_size(s);
-    lb_free(q->codes);
-    q->codes = NULL;
-    lb_free(q->scale);
-    q->scale = lb_calloc((size_t)(q->n_groups * q->vec_stages), sizeof(float));
-    q->vcodes = lb_calloc((size_t)(q->rows * q->vecs_per_row * q->vec_stages), sizeof(uint16_t));
+    lb_status st = lb_vec_qtensor_init(q, q->spec.vec_dim, q->spec.vec_stages);
+    if (st != LB_OK) return st;
+    q->vbook_size = book_size(&q->spec);
     q->vbook = lb_calloc((size_t)(q->vec_stages * q->vbook_size * q->vec_dim), sizeof(float));
-    return q->scale && q->vcodes && q->vbook ? LB_OK : LB_ERR_NOMEM;
+    return q->vbook ? LB_OK : LB_ERR_NOMEM;
 }
 
 /* scales and codebooks as stored: fp16 */
 static lb_status vq_store_scales(lb_qtensor *q) {
-    for (int64_t i = 0; i < q->n_groups * q->vec_stages; i++) {
-        q->scale[i] = lb_round_fp16(q->scale[i]);
-        if (!isfinite(q->scale[i]))
-            return lb_fail(LB_ERR_NUMERIC, "vq: scale %lld is not finite in fp16 (weights beyond +-65504?)",
-                           (long long)i);
-    }
+    lb_status st = lb_vec_store_scales(q);
+    if (st != LB_OK) return st;
     for (int64_t i = 0; i < q->vec_stages * q->vbook_size * q->vec_dim; i++) {
         q->vbook[i] = lb_round_fp16(q->vbook[i]);
         if (!isfinite(q->vbook[i]))
@@ -195,12 +184,6 @@ static float vq_vec_unit_scale(const lb_qtensor *q, int stage) {
     return 1.0f;
 }
 
-static void put_u16(uint8_t *p, unsigned v) {
-    p[0] = (uint8_t)(v & 255);
-    p[1] = (uint8_t)(v >> 8);
-}
-static unsigned get_u16(const uint8_t *p) { return (unsigned)p[0] | (unsigned)p[1] << 8; }
-
 /* c-bit codes (c <= 16) as a little-endian bit stream */
 static void put_code(uint8_t *dst, uint64_t bitpos, unsigned v, int c) {
     if (c <= 8) {
@@ -217,8 +200,7 @@ static unsigned get_code(const uint8_t *src, uint64_t bitpos, int c) {
 
 static void vq_encode_row(const lb_qtensor *q, int64_t row, uint8_t *dst) {
     const int c = q->spec.bits;
-    if (q->groups_per_row)
-        for (int t = 0; t < q->vec_stages; t++) put_u16(dst + 2 * t, lb_fp32_to_fp16(q->scale[t * q->n_groups + row]));
+    if (q->groups_per_row) lb_vec_scales_encode(q, row, dst);
     uint8_t *p = dst + (q->groups_per_row ? 2 * (size_t)q->vec_stages : 0);
     for (int t = 0; t < q->vec_stages; t++)
         for (int64_t v = 0; v < q->vecs_per_row; v++)
@@ -227,9 +209,7 @@ static void vq_encode_row(const lb_qtensor *q, int64_t row, uint8_t *dst) {
 
 static void vq_decode_row(lb_qtensor *q, int64_t row, const uint8_t *src) {
     const int c = q->spec.bits;
-    if (q->groups_per_row)
-        for (int t = 0; t < q->vec_stages; t++)
-            q->scale[t * q->n_groups + row] = lb_fp16_to_fp32((uint16_t)get_u16(src + 2 * t));
+    if (q->groups_per_row) lb_vec_scales_decode(q, row, src);
     const uint8_t *p = src + (q->groups_per_row ? 2 * (size_t)q->vec_stages : 0);
     for (int t = 0; t < q->vec_stages; t++)
         for (int64_t v = 0; v < q->vecs_per_row; v++)
@@ -238,23 +218,21 @@ static void vq_decode_row(lb_qtensor *q, int64_t row, const uint8_t *src) {
 
 static void vq_encode_tail(const lb_qtensor *q, uint8_t *dst) {
     int64_t nb = q->vec_stages * q->vbook_size * q->vec_dim;
-    for (int64_t i = 0; i < nb; i++) put_u16(dst + 2 * i, lb_fp32_to_fp16(q->vbook[i]));
-    if (!q->groups_per_row)
-        for (int t = 0; t < q->vec_stages; t++) put_u16(dst + 2 * nb + 2 * t, lb_fp32_to_fp16(q->scale[t]));
+    for (int64_t i = 0; i < nb; i++) lb_wr16(dst + 2 * i, lb_fp32_to_fp16(q->vbook[i]));
+    if (!q->groups_per_row) lb_vec_scales_encode(q, 0, dst + 2 * nb);
 }
 
 static void vq_decode_tail(lb_qtensor *q, const uint8_t *src) {
     int64_t nb = q->vec_stages * q->vbook_size * q->vec_dim;
-    for (int64_t i = 0; i < nb; i++) q->vbook[i] = lb_fp16_to_fp32((uint16_t)get_u16(src + 2 * i));
-    if (!q->groups_per_row)
-        for (int t = 0; t < q->vec_stages; t++) q->scale[t] = lb_fp16_to_fp32((uint16_t)get_u16(src + 2 * nb + 2 * t));
+    for (int64_t i = 0; i < nb; i++) q->vbook[i] = lb_fp16_to_fp32(lb_rd16(src + 2 * i));
+    if (!q->groups_per_row) lb_vec_scales_decode(q, 0, src + 2 * nb);
 }
 
 /* a codebook value that is not a number is corrupt data */
 static lb_status vq_check_bytes(const lb_qspec *s, const lb_layout *l, const uint8_t *data) {
     const uint8_t *book = data + (size_t)l->rows * l->row_bytes;
     for (size_t i = 0; i < book_bytes(s) / 2; i++)
-        if (!isfinite(lb_fp16_to_fp32((uint16_t)get_u16(book + 2 * i))))
+        if (!isfinite(lb_fp16_to_fp32(lb_rd16(book + 2 * i))))
             return lb_fail(LB_ERR_FORMAT, "vq: codebook value %zu (stage %zu, codeword %zu) is not finite", i,
                            i / ((size_t)book_size(s) * (size_t)s->vec_dim),
                            i / (size_t)s->vec_dim % (size_t)book_size(s));
@@ -269,13 +247,13 @@ static void vq_dequantize_row(const lb_qspec *s, const lb_layout *l, const uint8
     int64_t nvec = vecs_of(s, l), K = book_size(s);
     memset(out, 0, (size_t)l->cols * sizeof(float));
     for (int t = 0; t < s->vec_stages; t++) {
-        float a = lb_fp16_to_fp32((uint16_t)get_u16(scales + 2 * t));
+        float a = lb_fp16_to_fp32(lb_rd16(scales + 2 * t));
         const uint8_t *book = tail + 2 * (size_t)(t * K * d);
         for (int64_t k = 0; k < nvec; k++) {
             unsigned code = get_code(codes, (uint64_t)((t * nvec + k) * c), c);
             const uint8_t *cw = book + 2 * (size_t)code * (size_t)d;
             for (int i = 0; i < d && d * k + i < l->cols; i++)
-                out[d * k + i] += a * lb_fp16_to_fp32((uint16_t)get_u16(cw + 2 * i));
+                out[d * k + i] += a * lb_fp16_to_fp32(lb_rd16(cw + 2 * i));
         }
     }
 }
