@@ -27,10 +27,6 @@
 
 enum { SLOT_GROUP };
 
-static int stages_of(const lb_qspec *s) { return s->bits == 2 ? 1 : 2; }
-/* bits of stage t's code */
-static int code_bits(const lb_qspec *s, int t) { return t == 0 || s->bits == 4 ? 16 : 8; }
-
 /* "e8p" (= e8p2), "e8p2", "e8p3", "e8p4" */
 static int e8p_match(const char *head, lb_qspec *s) {
     if (strncmp(head, "e8p", 3)) return 0;
@@ -65,32 +61,25 @@ static lb_status e8p_validate(const lb_qspec *s) {
     return LB_OK;
 }
 
-static size_t lead_bytes(const lb_qspec *s, const lb_layout *l) {
-    return l->groups_per_row ? 2 * (size_t)stages_of(s) : 0;
-}
-
-static size_t e8p_row_bytes(const lb_qspec *s, const lb_layout *l) {
-    size_t nvec = (size_t)(l->cols_padded / 8), code = 0;
-    for (int t = 0; t < stages_of(s); t++) code += nvec * (size_t)code_bits(s, t) / 8;
-    return lead_bytes(s, l) + code;
-}
+/* a row: its lead scales and every stage's codes (format_internal.h: lb_e8p_stage_offset) */
+static size_t e8p_row_bytes(const lb_qspec *s, const lb_layout *l) { return lb_e8p_stage_offset(s, l, lb_e8p_stages(s)); }
 
 static size_t e8p_tail_bytes(const lb_qspec *s, const lb_layout *l) {
-    return l->groups_per_row ? 0 : 2 * (size_t)stages_of(s);
+    return l->groups_per_row ? 0 : 2 * (size_t)lb_e8p_stages(s);
 }
 
 /* scale: n_groups x stages; vcodes: rows x vectors x stages; no scalar codes */
-static lb_status e8p_qtensor_init(lb_qtensor *q) { return lb_vec_qtensor_init(q, 8, stages_of(&q->spec)); }
+static lb_status e8p_qtensor_init(lb_qtensor *q) { return lb_vec_qtensor_init(q, 8, lb_e8p_stages(&q->spec)); }
 
-static int e8p_vec_code_count(const lb_qspec *s, int stage) { return 1 << code_bits(s, stage); }
+static int e8p_vec_code_count(const lb_qspec *s, int stage) { return 1 << lb_e8p_code_bits(s, stage); }
 
 static void e8p_vec_codeword(const lb_qtensor *q, int stage, unsigned code, float *out) {
-    if (code_bits(&q->spec, stage) == 16) lb_e8p_codeword(code, out);
+    if (lb_e8p_code_bits(&q->spec, stage) == 16) lb_e8p_codeword(code, out);
     else lb_e8_ball_codeword(code, out);
 }
 
 static unsigned e8p_vec_nearest(const lb_qtensor *q, int stage, const float *x, const float *wt) {
-    return code_bits(&q->spec, stage) == 16 ? lb_e8p_nearest(x, wt) : lb_e8_ball_nearest(x, wt);
+    return lb_e8p_code_bits(&q->spec, stage) == 16 ? lb_e8p_nearest(x, wt) : lb_e8_ball_nearest(x, wt);
 }
 
 /* Measured on iid N(0, 1) (20000 vectors; docs/methods/e8p.md): E8P's
@@ -98,22 +87,15 @@ static unsigned e8p_vec_nearest(const lb_qtensor *q, int stage, const float *x, 
  * E8P leaves (a near-uniform error in its Voronoi cell), a second E8P stage
  * is best at 0.97 x that residual's RMS and the ball at 1.6 x. */
 static float e8p_vec_unit_scale(const lb_qtensor *q, int stage) {
-    return stage > 0 && code_bits(&q->spec, stage) == 8 ? 1.6f : 0.97f;
-}
-
-/* offset of stage t's codes in a row */
-static size_t stage_offset(const lb_qspec *s, const lb_layout *l, int t) {
-    size_t off = lead_bytes(s, l), nvec = (size_t)(l->cols_padded / 8);
-    for (int u = 0; u < t; u++) off += nvec * (size_t)code_bits(s, u) / 8;
-    return off;
+    return stage > 0 && lb_e8p_code_bits(&q->spec, stage) == 8 ? 1.6f : 0.97f;
 }
 
 static void e8p_encode_row(const lb_qtensor *q, int64_t row, uint8_t *dst) {
     lb_layout l = {.cols_padded = q->cols_padded, .groups_per_row = q->groups_per_row};
     if (q->groups_per_row) lb_vec_scales_encode(q, row, dst);
     for (int t = 0; t < q->vec_stages; t++) {
-        uint8_t *p = dst + stage_offset(&q->spec, &l, t);
-        int wide = code_bits(&q->spec, t) == 16;
+        uint8_t *p = dst + lb_e8p_stage_offset(&q->spec, &l, t);
+        int wide = lb_e8p_code_bits(&q->spec, t) == 16;
         for (int64_t v = 0; v < q->vecs_per_row; v++) {
             unsigned c = *lb_qtensor_vcode(q, row, v, t);
             if (wide) lb_wr16(p + 2 * v, (uint16_t)c);
@@ -126,8 +108,8 @@ static void e8p_decode_row(lb_qtensor *q, int64_t row, const uint8_t *src) {
     lb_layout l = {.cols_padded = q->cols_padded, .groups_per_row = q->groups_per_row};
     if (q->groups_per_row) lb_vec_scales_decode(q, row, src);
     for (int t = 0; t < q->vec_stages; t++) {
-        const uint8_t *p = src + stage_offset(&q->spec, &l, t);
-        int wide = code_bits(&q->spec, t) == 16;
+        const uint8_t *p = src + lb_e8p_stage_offset(&q->spec, &l, t);
+        int wide = lb_e8p_code_bits(&q->spec, t) == 16;
         for (int64_t v = 0; v < q->vecs_per_row; v++)
             *lb_qtensor_vcode(q, row, v, t) = (uint16_t)(wide ? lb_rd16(p + 2 * v) : p[v]);
     }
@@ -146,10 +128,10 @@ static void e8p_dequantize_row(const lb_qspec *s, const lb_layout *l, const uint
     const uint8_t *scales = l->groups_per_row ? r : data + (size_t)l->rows * l->row_bytes;
     int64_t nvec = l->cols_padded / 8;
     memset(out, 0, (size_t)l->cols * sizeof(float));
-    for (int t = 0; t < stages_of(s); t++) {
+    for (int t = 0; t < lb_e8p_stages(s); t++) {
         float a = lb_fp16_to_fp32(lb_rd16(scales + 2 * t)), v[8];
-        const uint8_t *p = r + stage_offset(s, l, t);
-        int wide = code_bits(s, t) == 16;
+        const uint8_t *p = r + lb_e8p_stage_offset(s, l, t);
+        int wide = lb_e8p_code_bits(s, t) == 16;
         for (int64_t k = 0; k < nvec; k++) {
             if (wide) lb_e8p_codeword(lb_rd16(p + 2 * k), v);
             else lb_e8_ball_codeword(p[k], v);

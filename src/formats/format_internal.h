@@ -122,6 +122,26 @@ void lb_lead_scales_encode_tail(const lb_qtensor *q, uint8_t *dst);
 void lb_lead_scales_decode_tail(lb_qtensor *q, const uint8_t *src);
 /* scale of group g of `row` straight from packed bytes */
 float lb_lead_scale(const lb_layout *l, const uint8_t *data, int64_t row, int64_t g);
+/* e8p's row layout (e8p.c; its kernels read the bytes too, kernels/lookup.h):
+ * [stage scales, fp16, row groups only][stage 0 codes][stage 1 codes]; one
+ * stage for e8p2, two otherwise; stage t's codes are 16-bit E8P codes, or
+ * 8-bit E8 ball codes for e8p3's second stage, one per 8 columns. */
+static inline int lb_e8p_stages(const lb_qspec *s) { return s->bits == 2 ? 1 : 2; }
+static inline int lb_e8p_code_bits(const lb_qspec *s, int t) { return t == 0 || s->bits == 4 ? 16 : 8; }
+static inline size_t lb_e8p_stage_offset(const lb_qspec *s, const lb_layout *l, int t) {
+    size_t off = l->groups_per_row ? 2 * (size_t)lb_e8p_stages(s) : 0, nvec = (size_t)(l->cols_padded / 8);
+    for (int u = 0; u < t; u++) off += nvec * (size_t)lb_e8p_code_bits(s, u) / 8;
+    return off;
+}
+
+/* lut's row layout (lut.c; its kernels read the bytes too, kernels/lookup.h):
+ * per group a block of 2^b fp16 levels then group_len b-bit codes; with one
+ * group per tensor, rows are codes only and the levels sit in the tail. */
+static inline size_t lb_lut_table_bytes(const lb_qspec *s) { return 2 * ((size_t)1 << s->bits); }
+static inline size_t lb_lut_block_bytes(const lb_qspec *s, const lb_layout *l) {
+    return lb_lut_table_bytes(s) + (size_t)(l->group_len * s->bits / 8);
+}
+
 /* Vector families (e8p, vq; vector_scales.c): lb_qtensor_init's codes
  * replaced by vector codes (vec_dim weights, `stages` stages) and scale
  * made n_groups x stages; the scales rounded to fp16 (failing on what fp16

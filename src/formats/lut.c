@@ -61,13 +61,10 @@ static lb_status lut_validate(const lb_qspec *s) {
 }
 
 static int n_levels(const lb_qspec *s) { return 1 << s->bits; }
-static size_t table_bytes(const lb_qspec *s) { return 2 * (size_t)n_levels(s); }
+static size_t table_bytes(const lb_qspec *s) { return lb_lut_table_bytes(s); }
 static size_t codes_bytes(const lb_qspec *s, int64_t n) { return (size_t)(n * s->bits / 8); }
-
 /* bytes of one group's block (row and g<G>; tensor rows are codes only) */
-static size_t block_bytes(const lb_qspec *s, const lb_layout *l) {
-    return table_bytes(s) + codes_bytes(s, l->group_len);
-}
+static size_t block_bytes(const lb_qspec *s, const lb_layout *l) { return lb_lut_block_bytes(s, l); }
 
 static size_t lut_row_bytes(const lb_qspec *s, const lb_layout *l) {
     if (!l->groups_per_row) return codes_bytes(s, l->cols_padded);

@@ -51,11 +51,10 @@ const lb_e8p_tables *lb_e8p_kernel_tables(void);
 int lb_e8p_kernel_accepts(const lb_qspec *s, const lb_layout *l);
 int lb_lut_kernel_accepts(const lb_qspec *s, const lb_layout *l);
 
-/* ---- e8p's stored layout (src/formats/e8p.c) ---------------------------- */
+/* ---- e8p's stored layout (format_internal.h: lb_e8p_stages, lb_e8p_stage_offset) ---- */
 
-static inline int lb_e8p_stages(const lb_qspec *s) { return s->bits == 2 ? 1 : 2; }
 /* stage t's codes are 16-bit E8P codes (else 8-bit ball codes: e8p3's second stage) */
-static inline int lb_e8p_wide(const lb_qspec *s, int t) { return t == 0 || s->bits == 4; }
+static inline int lb_e8p_wide(const lb_qspec *s, int t) { return lb_e8p_code_bits(s, t) == 16; }
 
 /* stage t's scale for row r: fp16 at the row's start, or per tensor in the tail */
 static inline float lb_e8p_scale(const lb_tensor *w, int64_t r, int t) {
@@ -66,17 +65,14 @@ static inline float lb_e8p_scale(const lb_tensor *w, int64_t r, int t) {
 
 /* stage t's codes of row r */
 static inline const uint8_t *lb_e8p_codes(const lb_tensor *w, int64_t r, int t) {
-    const lb_layout *l = &w->layout;
-    size_t off = l->groups_per_row ? 2 * (size_t)lb_e8p_stages(&w->spec) : 0, nvec = (size_t)(l->cols_padded / 8);
-    if (t == 1) off += 2 * nvec;
-    return w->data + (size_t)r * l->row_bytes + off;
+    return w->data + (size_t)r * w->layout.row_bytes + lb_e8p_stage_offset(&w->spec, &w->layout, t);
 }
 
 static inline unsigned lb_e8p_code(const uint8_t *codes, int wide, int64_t v) {
     return wide ? lb_rd16(codes + 2 * v) : codes[v];
 }
 
-/* ---- lut's stored layout (src/formats/lut.c) ------------------------------ */
+/* ---- lut's stored layout (format_internal.h: lb_lut_block_bytes) ------------- */
 
 /* groups per row as the kernels walk them (tensor: one, whose levels are the tail) */
 static inline int64_t lb_lut_groups(const lb_tensor *w) {
@@ -87,16 +83,14 @@ static inline int64_t lb_lut_groups(const lb_tensor *w) {
 static inline void lb_lut_group(const lb_tensor *w, int64_t r, int64_t g, const uint8_t **levels,
                                 const uint8_t **codes) {
     const lb_layout *l = &w->layout;
-    const int b = w->spec.bits;
     const uint8_t *row = w->data + (size_t)r * l->row_bytes;
     if (!l->groups_per_row) {
         *levels = w->data + (size_t)l->rows * l->row_bytes;
         *codes = row;
         return;
     }
-    size_t table = 2 * ((size_t)1 << b), block = table + (size_t)(l->group_len * b / 8);
-    *levels = row + (size_t)g * block;
-    *codes = *levels + table;
+    *levels = row + (size_t)g * lb_lut_block_bytes(&w->spec, l);
+    *codes = *levels + lb_lut_table_bytes(&w->spec);
 }
 
 #endif
