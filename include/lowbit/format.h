@@ -363,6 +363,8 @@ LB_API void lb_trellis_decode_seq(int L, int k, const uint8_t *codes, int64_t T,
  * steps over ceil(n / V) steps; *start and *len count weights (the last
  * step of an odd n has one real weight). V = 1 is lb_trellis_segment. */
 LB_API void lb_trellis_1mad2(uint32_t state, float out[2]);
+/* V of a trellis spec: its step_weights, 0 read as 1 */
+static inline int lb_trellis_step_weights(const lb_qspec *s) { return s->step_weights == 2 ? 2 : 1; }
 LB_API int64_t lb_trellis_step_segments(int64_t n, int V);
 LB_API void lb_trellis_step_segment(int64_t n, int V, int64_t i, int64_t *start, int64_t *len);
 /* The values of a circular stream of `steps` codes, V per step: out[0..V steps). */

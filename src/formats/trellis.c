@@ -41,8 +41,6 @@
 
 enum { SLOT_GROUP, SLOT_STATE, SLOT_DIRECTION, SLOT_SCALES, SLOT_STEP };
 
-static int step_weights(const lb_qspec *s) { return s->step_weights == 2 ? 2 : 1; }
-
 enum { SCALE_OCTAVES = 7 }; /* the range of the coded scales: S / 2^7 .. S */
 
 /* "trellis<k>" (k = 1..4, or up to 6 bits per step with v2; default one
@@ -93,16 +91,16 @@ static void trellis_format(const lb_qspec *s, char *buf, size_t n) {
     char sb[8] = "";
     if (s->scale_bits) snprintf(sb, sizeof sb, ":s%d", s->scale_bits);
     snprintf(buf, n, "trellis%d:L%d:%s%s%s%s", s->bits, s->state_bits, g, s->seq_down ? ":down" : "", sb,
-             step_weights(s) == 2 ? ":v2" : "");
+             lb_trellis_step_weights(s) == 2 ? ":v2" : "");
 }
 
 static lb_status trellis_validate(const lb_qspec *s) {
     int k = s->bits, L = s->state_bits;
     if (s->step_weights < 0 || s->step_weights > 2)
         return lb_fail(LB_ERR_INVALID, "trellis: %d weights per step (1, or 2 with v2)", s->step_weights);
-    if (step_weights(s) == 2 && (k < 1 || k > 6))
+    if (lb_trellis_step_weights(s) == 2 && (k < 1 || k > 6))
         return lb_fail(LB_ERR_INVALID, "trellis%d:v2: 1..6 bits per step of two weights", k);
-    if (step_weights(s) == 1 && (k < 1 || k > 4))
+    if (lb_trellis_step_weights(s) == 1 && (k < 1 || k > 4))
         return lb_fail(LB_ERR_INVALID, "trellis%d: k = 1..4 bits per weight (5 and 6 bits per step need v2)", k);
     if (L < 2 * k || L > LB_TRELLIS_MAX_STATE || L % k)
         return lb_fail(LB_ERR_INVALID, "trellis%d: state of %d bits (a multiple of %d in %d..%d)", k, L, k, 2 * k,
@@ -121,7 +119,7 @@ static size_t lead_bytes(const lb_qspec *s, const lb_layout *l) { return s->scal
 /* bytes of a row's codes: cols_padded / V steps of k bits (down with v2:
  * half the columns of a two-row step, the same count) */
 static size_t code_bytes(const lb_qspec *s, const lb_layout *l) {
-    return (size_t)((l->cols_padded / step_weights(s) * s->bits + 7) / 8);
+    return (size_t)((l->cols_padded / lb_trellis_step_weights(s) * s->bits + 7) / 8);
 }
 
 static size_t trellis_row_bytes(const lb_qspec *s, const lb_layout *l) { return lead_bytes(s, l) + code_bytes(s, l); }
@@ -132,7 +130,7 @@ static size_t scale_tail_bytes(const lb_qspec *s, const lb_layout *l) {
 }
 
 /* down with v2 and an odd number of rows: the missing row's codes */
-static int has_phantom_row(const lb_qspec *s, int64_t rows) { return s->seq_down && step_weights(s) == 2 && rows % 2; }
+static int has_phantom_row(const lb_qspec *s, int64_t rows) { return s->seq_down && lb_trellis_step_weights(s) == 2 && rows % 2; }
 
 static size_t trellis_tail_bytes(const lb_qspec *s, const lb_layout *l) {
     return scale_tail_bytes(s, l) + (has_phantom_row(s, l->rows) ? code_bytes(s, l) : 0);
@@ -187,19 +185,19 @@ static lb_status trellis_store_scales(lb_qtensor *q) {
  * code j is the step at column V j of the row; down with v2, the step of
  * rows (2p, 2p + 1) at the columns of row's parity. */
 static uint8_t *stored_code(const lb_qtensor *q, int64_t row, int64_t j) {
-    const int V = step_weights(&q->spec);
+    const int V = lb_trellis_step_weights(&q->spec);
     if (q->spec.seq_down && V == 2) return q->codes + (row - row % 2) * q->cols_padded + 2 * j + row % 2;
     return q->codes + row * q->cols_padded + V * j;
 }
 
 static void encode_codes(const lb_qtensor *q, int64_t row, uint8_t *bits) {
     const int k = q->spec.bits;
-    for (int64_t j = 0; j < q->cols_padded / step_weights(&q->spec); j++)
+    for (int64_t j = 0; j < q->cols_padded / lb_trellis_step_weights(&q->spec); j++)
         lb_put_bits(bits, (uint64_t)(j * k), *stored_code(q, row, j), k);
 }
 
 static void decode_codes(lb_qtensor *q, int64_t row, const uint8_t *bits) {
-    const int k = q->spec.bits, V = step_weights(&q->spec);
+    const int k = q->spec.bits, V = lb_trellis_step_weights(&q->spec);
     /* the second weights of the steps this row's bytes cover: code 0 (the
      * missing row of the tail has none in lb_qtensor) */
     if (V == 2 && row < q->rows && (!q->spec.seq_down || row % 2))
@@ -340,7 +338,7 @@ void lb_trellis_decode_seq(int L, int k, const uint8_t *codes, int64_t T, float 
  * 2p, 2p + 1 split the columns by parity (column c at index c / 2), and row
  * `rows` (odd rows) is the tail's */
 static const uint8_t *down_codes(const lb_qspec *s, const lb_layout *l, const uint8_t *data, int64_t row, int j) {
-    int64_t r = step_weights(s) == 1 ? row : row - row % 2 + j;
+    int64_t r = lb_trellis_step_weights(s) == 1 ? row : row - row % 2 + j;
     return r < l->rows ? data + (size_t)r * l->row_bytes + lead_bytes(s, l)
                        : data + (size_t)l->rows * l->row_bytes + scale_tail_bytes(s, l);
 }
@@ -348,7 +346,7 @@ static const uint8_t *down_codes(const lb_qspec *s, const lb_layout *l, const ui
 /* down: weight (row, c)'s sequence is column c's piece of steps holding
  * row; its state, the codes of the n steps ending at row's, circularly */
 static void dequantize_down(const lb_qspec *s, const lb_layout *l, const uint8_t *data, int64_t row, float *out) {
-    const int k = s->bits, n = s->state_bits / k, V = step_weights(s);
+    const int k = s->bits, n = s->state_bits / k, V = lb_trellis_step_weights(s);
     int64_t p = 0, start, len;
     do lb_trellis_step_segment(l->rows, V, p++, &start, &len);
     while (start + len <= row);
@@ -378,7 +376,7 @@ static void trellis_dequantize_row(const lb_qspec *s, const lb_layout *l, const 
         dequantize_down(s, l, data, row, out);
         return;
     }
-    const int V = step_weights(s);
+    const int V = lb_trellis_step_weights(s);
     const uint8_t *bits = data + (size_t)row * l->row_bytes + lead_bytes(s, l);
     int64_t span = l->groups_per_row ? l->group_len : l->cols_padded, n_spans = l->cols_padded / span;
     uint8_t codes[LB_TRELLIS_MAX_SEQ];

@@ -10,7 +10,7 @@
 
 int lb_trellis_kernel_accepts(const lb_qspec *s, const lb_layout *l) {
     /* v2 (two weights per step) is not repacked yet: the generic dequantize runs it */
-    return !strcmp(s->family->name, "trellis") && s->step_weights != 2 && s->bits >= 1 && s->bits <= 4 &&
+    return !strcmp(s->family->name, "trellis") && lb_trellis_step_weights(s) == 1 && s->bits >= 1 && s->bits <= 4 &&
            s->state_bits <= LB_TRELLIS_MAX_STATE && l->cols_padded < (1 << 30) && l->rows < (1 << 30);
 }
 

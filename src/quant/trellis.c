@@ -36,10 +36,8 @@ lb_status lb_trellis_init_v(lb_trellis *t, int L, int k, int V) {
     return LB_OK;
 }
 
-int lb_trellis_spec_v(const lb_qspec *spec) { return spec->step_weights == 2 ? 2 : 1; }
-
 lb_status lb_trellis_for_spec(lb_trellis *t, const lb_qspec *spec) {
-    return lb_trellis_init_v(t, spec->state_bits, spec->bits, lb_trellis_spec_v(spec));
+    return lb_trellis_init_v(t, spec->state_bits, spec->bits, lb_trellis_step_weights(spec));
 }
 
 void lb_trellis_free(lb_trellis *t) {
@@ -223,7 +221,7 @@ double lb_trellis_encode_any(const lb_trellis *t, lb_trellis_work *w, const floa
 lb_status lb_trellis_fit_scales(const float *w, int64_t rows, int64_t cols, lb_qtensor *q) {
     /* the RMS of each group's real weights (padding excluded) times alpha */
     const int64_t span = q->groups_per_row ? q->group_len : q->cols_padded;
-    const float alpha = default_alpha(q->spec.bits, lb_trellis_spec_v(&q->spec));
+    const float alpha = default_alpha(q->spec.bits, lb_trellis_step_weights(&q->spec));
     if (q->groups_per_row == 0) {
         double ss = 0;
         for (int64_t i = 0; i < rows * cols; i++) ss += (double)w[i] * w[i];
@@ -251,7 +249,7 @@ static void put_codes(lb_qtensor *q, int64_t row, int64_t col, int down, int V, 
 }
 
 lb_status lb_trellis_quantize(const float *w, int64_t rows, int64_t cols, lb_qtensor *q) {
-    const int V = lb_trellis_spec_v(&q->spec);
+    const int V = lb_trellis_step_weights(&q->spec);
     const int64_t span = q->groups_per_row ? q->group_len : q->cols_padded;
     lb_status st = lb_trellis_fit_scales(w, rows, cols, q);
     if (st != LB_OK) return st;

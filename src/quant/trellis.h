@@ -67,7 +67,5 @@ lb_status lb_trellis_quantize(const float *w, int64_t rows, int64_t cols, lb_qte
 lb_status lb_trellis_fit_scales(const float *w, int64_t rows, int64_t cols, lb_qtensor *q);
 /* A trellis for q's spec (L, k, V); lb_trellis_free it. */
 lb_status lb_trellis_for_spec(lb_trellis *t, const lb_qspec *spec);
-/* V of a spec (step_weights, 0 read as 1) */
-int lb_trellis_spec_v(const lb_qspec *spec);
 
 #endif
