@@ -9,7 +9,7 @@
 /* Random codes and fp16-exact parameters -> encode -> decode must give them
  * back, re-encoding must give the same bytes, and the reference
  * dequantization must agree with the value of every code. */
-static int format_round_trip(const lb_qspec *s, int64_t rows, int64_t cols, lb_rng *r) {
+static inline int format_round_trip(const lb_qspec *s, int64_t rows, int64_t cols, lb_rng *r) {
     lb_qtensor q, back;
     int fails = 0;
     if (lb_qtensor_init(&q, s, rows, cols) != LB_OK) return 1;
@@ -61,6 +61,44 @@ static int format_round_trip(const lb_qspec *s, int64_t rows, int64_t cols, lb_r
     lb_qtensor_free(&q);
     lb_qtensor_free(&back);
     return fails;
+}
+
+/* A vector family's (e8p, vq) round trip of a filled q (codes, scales and,
+ * for learned codebooks, vbook): encode -> decode gives them back,
+ * re-encoding gives the same bytes, the reference dequantization agrees with
+ * every value, and a byte short is refused. what names the case. */
+static inline void format_vec_round_trip(const lb_qtensor *q, const char *what) {
+    const int64_t rows = q->rows, cols = q->cols;
+    lb_qtensor back;
+    CHECK_OK(lb_qtensor_init(&back, &q->spec, rows, cols));
+    size_t nb;
+    CHECK_OK(lb_format_size(&q->spec, rows, cols, NULL, NULL, &nb));
+    uint8_t *a = malloc(nb), *b = malloc(nb);
+    float *deq = malloc(sizeof(float) * (size_t)(rows * cols));
+    CHECK_OK(lb_qtensor_encode(q, a));
+    CHECK_OK(lb_qtensor_decode(&back, a, nb));
+    CHECK(!memcmp(q->vcodes, back.vcodes, (size_t)(rows * q->vecs_per_row * q->vec_stages) * 2));
+    CHECK(!memcmp(q->scale, back.scale, (size_t)(q->n_groups * q->vec_stages) * sizeof(float)));
+    if (q->vbook)
+        CHECK(!memcmp(q->vbook, back.vbook, (size_t)(q->vec_stages * q->vbook_size * q->vec_dim) * sizeof(float)));
+    CHECK_OK(lb_qtensor_encode(&back, b));
+    CHECK(!memcmp(a, b, nb));
+    lb_tensor t = {.spec = q->spec, .rows = rows, .cols = cols, .data = a, .nbytes = nb};
+    CHECK_OK(lb_tensor_resolve(&t));
+    CHECK_OK(lb_dequantize(&t, deq));
+    int same = 1;
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t c = 0; c < cols; c++) same &= deq[r * cols + c] == lb_qtensor_value(q, r, c);
+    CHECK_MSG(same, "%s x %lld: dequantize == lb_qtensor_value", what, (long long)cols);
+    /* a byte short is refused */
+    CHECK_FAILS(lb_qtensor_decode(&back, a, nb - 1), LB_ERR_FORMAT, "bytes");
+    t.nbytes = nb - 1;
+    CHECK_FAILS(lb_tensor_resolve(&t), LB_ERR_FORMAT, "bytes");
+    lb_tensor_free(&t);
+    free(a);
+    free(b);
+    free(deq);
+    lb_qtensor_free(&back);
 }
 
 #endif
