@@ -294,19 +294,18 @@ static void neighbour_xtx(double *h, int C, int N) {
 }
 #endif
 
-/* gptq on a trellis with sequences down the columns: each column a Viterbi
- * search on the updated weights, error fed forward; on a correlated H its
- * proxy loss tr(dW H dW^T) is below rtn's on the same format (REFERENCE.md:
- * gptq below rtn in every layer), and rtn down lands near the iid error */
-static void test_gptq_down(void) {
 #ifdef LB_HAVE_BLAS
-    enum { R = 150, C = 96, N = 400 };
+/* rtn and gptq on spec (sequences down the columns) for an R x C Gaussian w
+ * and a correlated H of N samples: rtn's relative error below rtn_max (near
+ * the iid error), gptq's proxy loss tr(dW H dW^T) below 0.9 x rtn's
+ * (REFERENCE.md: gptq below rtn in every layer) */
+static void gptq_beats_rtn_down(const char *spec, int R, int C, int N, double rtn_max) {
     float *w = lb_alloc(sizeof(float) * R * C), *y = lb_alloc(sizeof(float) * R * C);
     double *h = calloc((size_t)C * C, sizeof(double));
     for (int i = 0; i < R * C; i++) w[i] = (float)lb_rng_normal(&g);
     neighbour_xtx(h, C, N);
     lb_layer_stats st = {.n_samples = N, .rows = R, .cols = C, .xtx = h};
-    lb_qspec s = lb_test_spec("trellis2:down");
+    lb_qspec s = lb_test_spec(spec);
     double loss[2];
     const char *names[2] = {"rtn", "gptq"};
     for (int m = 0; m < 2; m++) {
@@ -317,20 +316,27 @@ static void test_gptq_down(void) {
         CHECK_OK(lb_quantize_tensor(me, &o, m ? &st : NULL, w, R, C, &s, "w", &t));
         CHECK_OK(lb_dequantize(&t, y));
         loss[m] = lb_output_error(w, y, R, C, h);
-        for (int i = 0; i < R * C; i++) y[i] -= w[i];
         if (m == 0) {
             double e = 0, d = 0;
-            for (int i = 0; i < R * C; i++) e += (double)y[i] * y[i], d += (double)w[i] * w[i];
-            CHECK_MSG(sqrt(e / d) < 0.30, "rtn trellis2:down: relative error %.4f", sqrt(e / d));
+            for (int i = 0; i < R * C; i++) e += ((double)y[i] - w[i]) * ((double)y[i] - w[i]), d += (double)w[i] * w[i];
+            CHECK_MSG(sqrt(e / d) < rtn_max, "rtn %s: relative error %.4f", spec, sqrt(e / d));
         }
         lb_tensor_free(&t);
     }
-    printf("  trellis2:down, correlated H: proxy loss gptq %.4g, rtn %.4g (ratio %.3f)\n", loss[1], loss[0],
+    printf("  %s, %d rows, correlated H: proxy loss gptq %.4g, rtn %.4g (ratio %.3f)\n", spec, R, loss[1], loss[0],
            loss[1] / loss[0]);
     CHECK_MSG(loss[1] < 0.9 * loss[0], "gptq's proxy loss %.4g is not below rtn's %.4g", loss[1], loss[0]);
     free(h);
     lb_free(w);
     lb_free(y);
+}
+#endif
+
+/* gptq on a trellis with sequences down the columns: each column a Viterbi
+ * search on the updated weights, error fed forward */
+static void test_gptq_down(void) {
+#ifdef LB_HAVE_BLAS
+    gptq_beats_rtn_down("trellis2:down", 150, 96, 400, 0.30);
 #else
     printf("SKIPPED test_gptq_down: built without OpenBLAS/LAPACKE (gptq needs them)\n");
 #endif
@@ -604,36 +610,7 @@ static void test_v2_rtn(void) {
  * column search; it needs sequential statistics, measured on the model) */
 static void test_v2_gptq_down(void) {
 #ifdef LB_HAVE_BLAS
-    enum { R = 151, C = 64, N = 300 };
-    float *w = lb_alloc(sizeof(float) * R * C), *y = lb_alloc(sizeof(float) * R * C);
-    double *h = calloc((size_t)C * C, sizeof(double));
-    for (int i = 0; i < R * C; i++) w[i] = (float)lb_rng_normal(&g);
-    neighbour_xtx(h, C, N);
-    lb_layer_stats st = {.n_samples = N, .rows = R, .cols = C, .xtx = h};
-    lb_qspec s = lb_test_spec("trellis3:down:s6:v2");
-    double loss[2];
-    const char *names[2] = {"rtn", "gptq"};
-    for (int m = 0; m < 2; m++) {
-        const lb_method *me = lb_method_find(names[m]);
-        lb_method_opts o;
-        lb_method_opts_default(me, &o);
-        lb_tensor t;
-        CHECK_OK(lb_quantize_tensor(me, &o, m ? &st : NULL, w, R, C, &s, "w", &t));
-        CHECK_OK(lb_dequantize(&t, y));
-        loss[m] = lb_output_error(w, y, R, C, h);
-        if (m == 0) {
-            double e = 0, d = 0;
-            for (int i = 0; i < R * C; i++) e += ((double)y[i] - w[i]) * ((double)y[i] - w[i]), d += (double)w[i] * w[i];
-            CHECK_MSG(sqrt(e / d) < 0.42, "rtn trellis3:down:s6:v2: relative error %.4f", sqrt(e / d));
-        }
-        lb_tensor_free(&t);
-    }
-    printf("  trellis3:down:s6:v2, 151 rows, correlated H: proxy loss gptq %.4g, rtn %.4g (ratio %.3f)\n", loss[1],
-           loss[0], loss[1] / loss[0]);
-    CHECK_MSG(loss[1] < 0.9 * loss[0], "gptq's proxy loss %.4g is not below rtn's %.4g", loss[1], loss[0]);
-    free(h);
-    lb_free(w);
-    lb_free(y);
+    gptq_beats_rtn_down("trellis3:down:s6:v2", 151, 64, 300, 0.42);
 #else
     printf("SKIPPED test_v2_gptq_down: built without OpenBLAS/LAPACKE (gptq needs them)\n");
 #endif

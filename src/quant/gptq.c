@@ -91,6 +91,7 @@
  * thread count; the factorization, once before, splits its work into fixed
  * column chunks for the same reason. */
 #include "quant/method_rows.h"
+#include "quant/blas_threads.h"
 #include "quant/hinv.h"
 #include "quant/trellis.h"
 
@@ -219,12 +220,11 @@ lb_status lb_gptq_inverse_factor(const double *xtx, int64_t n, double percdamp, 
         dead[i] = xtx[i * n + i] == 0.0;
         rep->dead_inputs += dead[i];
     }
-    int openblas_threads = openblas_get_num_threads();
-    openblas_set_num_threads(1);
+    int openblas_threads = lb_blas_threads_single();
     double t0 = lb_now();
     lb_status st = lb_hinv_factor(xtx, n, perm, dead, percdamp, U, rep);
     rep->factor_seconds = lb_now() - t0;
-    openblas_set_num_threads(openblas_threads);
+    lb_blas_threads_restore(openblas_threads);
     free(perm);
     return st;
 }
@@ -273,10 +273,8 @@ static void trellis_column(const gptq_job *job, lb_qtensor *q, lb_trellis_work *
     }
     lb_trellis_encode_any(t, wk, x, wt, steps, codes);
     lb_trellis_decode(t, codes, steps, v);
-    for (int64_t r = 0; r < tr; r++) { /* a step's code at its first weight (src/formats/trellis.c) */
-        q->codes[(r0 + r) * q->cols_padded + j] = r % V ? 0 : codes[r / V];
-        vals[r] = a[r] * v[r];
-    }
+    lb_trellis_put_codes(q, r0, j, 1, codes, tr);
+    for (int64_t r = 0; r < tr; r++) vals[r] = a[r] * v[r];
 }
 
 /* Quantizes rows [r0, r0 + tr) of the (already permuted, dead-zeroed) tile
@@ -434,8 +432,7 @@ static lb_status gptq_run(const float *w, int64_t rows, int64_t cols, const doub
         sort_diag = diag; /* qsort has no context argument; only read during the call */
         qsort(perm, (size_t)cols, sizeof(int), by_diag_desc);
     }
-    int openblas_threads = openblas_get_num_threads();
-    openblas_set_num_threads(1);
+    int openblas_threads = lb_blas_threads_single();
     double t0 = lb_now();
     st = lb_hinv_factor(xtx, cols, perm, dead, o->percdamp, U, rep);
     if (st == LB_OK && dxtx && o->alpha > 0) {
@@ -539,7 +536,7 @@ static lb_status gptq_run(const float *w, int64_t rows, int64_t cols, const doub
      * quantization: once, over all groups, static) */
     if (st != LB_OK) lb_qtensor_free(q);
 restore:
-    openblas_set_num_threads(openblas_threads);
+    lb_blas_threads_restore(openblas_threads);
 done:
     free(perm);
     free(dead);

@@ -37,6 +37,7 @@
  * value goes to kept[], as in gptq.
  * Determinism: rows in fixed tiles of 64, each tile on one thread with
  * single-threaded BLAS; the factor is thread-count independent. */
+#include "quant/blas_threads.h"
 #include "quant/hinv.h"
 #include "quant/method_rows.h"
 #include "quant/vector.h"
@@ -165,8 +166,7 @@ static lb_status ldlq_run(const float *w, int64_t rows, int64_t cols, const doub
         rep->dead_inputs += dead[i];
     }
     for (int64_t i = 0; i < rows * cols; i++) w0[i] = dead[i % cols] ? 0.0f : w[i];
-    int openblas_threads = openblas_get_num_threads();
-    openblas_set_num_threads(1);
+    int openblas_threads = lb_blas_threads_single();
     double t0 = lb_now();
     st = lb_hinv_factor(xtx, cols, perm, dead, percdamp, U, rep);
     rep->factor_seconds = lb_now() - t0;
@@ -213,7 +213,7 @@ static lb_status ldlq_run(const float *w, int64_t rows, int64_t cols, const doub
         for (int64_t t = 0; t < n_tiles; t++) rep->proxy_loss += tile_loss[t];
         if (st != LB_OK) lb_qtensor_free(q);
     }
-    openblas_set_num_threads(openblas_threads);
+    lb_blas_threads_restore(openblas_threads);
 done:
     lb_free(perm);
     lb_free(dead);

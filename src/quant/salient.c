@@ -5,6 +5,7 @@
  * what differs is that every group of columns starts with a callback that
  * sees all rows, so rows are processed in tiles block by block, not tile
  * by tile over all columns. */
+#include "quant/blas_threads.h"
 #include "quant/salient.h"
 
 #include <string.h>
@@ -26,8 +27,7 @@ lb_status lb_feedback_run(const lb_feedback_job *job, float *W, double *loss) {
         lb_free(E);
         return lb_fail(LB_ERR_NOMEM, "out of memory in the column loop (%lld x %lld)", (long long)rows, (long long)n);
     }
-    int openblas_threads = openblas_get_num_threads();
-    openblas_set_num_threads(1);
+    int openblas_threads = lb_blas_threads_single();
     lb_status st = LB_OK;
     for (int64_t c0 = 0; c0 < n && st == LB_OK;) {
         int64_t c1 = c0 + B < n ? c0 + B : n;
@@ -60,7 +60,7 @@ lb_status lb_feedback_run(const lb_feedback_job *job, float *W, double *loss) {
         }
         c0 = c1;
     }
-    openblas_set_num_threads(openblas_threads);
+    lb_blas_threads_restore(openblas_threads);
     double sum = 0;
     for (int64_t t = 0; t < n_tiles; t++) sum += tile_loss[t];
     *loss = sum;

@@ -238,10 +238,8 @@ lb_status lb_trellis_fit_scales(const float *w, int64_t rows, int64_t cols, lb_q
     return lb_qtensor_store_scales(q); /* fp16, as stored */
 }
 
-/* codes[0..steps) of a sequence starting at weight (row, col) of q: each
- * at its step's first weight, the second weight's code 0 (src/formats/
- * trellis.c); down, the step's weights are rows, else columns */
-static void put_codes(lb_qtensor *q, int64_t row, int64_t col, int down, int V, const uint8_t *codes, int64_t len) {
+void lb_trellis_put_codes(lb_qtensor *q, int64_t row, int64_t col, int down, const uint8_t *codes, int64_t len) {
+    const int V = lb_trellis_step_weights(&q->spec);
     for (int64_t j = 0; j < len; j++) {
         int64_t r = down ? row + j : row, c = down ? col : col + j;
         q->codes[r * q->cols_padded + c] = j % V ? 0 : codes[j / V];
@@ -280,7 +278,7 @@ lb_status lb_trellis_quantize(const float *w, int64_t rows, int64_t cols, lb_qte
                         wt[j] = j >= len ? 0.0f : a != 0.0f ? a * a : 1.0f;
                     }
                     lb_trellis_encode_any(&t, &wk, x, wt, (int)steps, cd);
-                    put_codes(q, r0, c, 1, V, cd, len);
+                    lb_trellis_put_codes(q, r0, c, 1, cd, len);
                 }
             }
         } else {
@@ -296,7 +294,7 @@ lb_status lb_trellis_quantize(const float *w, int64_t rows, int64_t cols, lb_qte
                         for (int64_t j = 0; j < len; j++)
                             x[j] = c0 + j < cols && a != 0.0f ? w[r * cols + c0 + j] / a : 0.0f;
                         lb_trellis_encode_any(&t, &wk, x, NULL, (int)(len / V), cd);
-                        put_codes(q, r, c0, 0, V, cd, len);
+                        lb_trellis_put_codes(q, r, c0, 0, cd, len);
                     }
                 }
             }

@@ -65,6 +65,11 @@ void lb_trellis_decode(const lb_trellis *t, const uint8_t *codes, int T, float *
 lb_status lb_trellis_quantize(const float *w, int64_t rows, int64_t cols, lb_qtensor *q);
 /* Only its scales (the codes stay as they are): what gptq starts from. */
 lb_status lb_trellis_fit_scales(const float *w, int64_t rows, int64_t cols, lb_qtensor *q);
+/* Stores codes[0..steps) of a sequence of len weights starting at weight
+ * (row, col) of q: each code at its step's first weight, a v2 step's second
+ * weight code 0 (src/formats/trellis.c); down, the sequence runs down a
+ * column, else along a row. */
+void lb_trellis_put_codes(lb_qtensor *q, int64_t row, int64_t col, int down, const uint8_t *codes, int64_t len);
 /* A trellis for q's spec (L, k, V); lb_trellis_free it. */
 lb_status lb_trellis_for_spec(lb_trellis *t, const lb_qspec *spec);
 

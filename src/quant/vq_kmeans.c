@@ -28,6 +28,7 @@
  * with a fixed seed; blocks of vectors are fixed (independent of the thread
  * count), each searched by one thread with single-threaded BLAS; sums run
  * in index order. */
+#include "quant/blas_threads.h"
 #include "quant/vq_kmeans.h"
 
 #include <math.h>
@@ -129,23 +130,6 @@ static void gather(const lb_vq_points *p, int64_t j, float *xv, float *wv) {
     }
 }
 
-static int blas_threads_single(void) {
-#ifdef LB_HAVE_BLAS
-    int t = openblas_get_num_threads();
-    openblas_set_num_threads(1);
-    return t;
-#else
-    return 0;
-#endif
-}
-static void blas_threads_restore(int t) {
-#ifdef LB_HAVE_BLAS
-    openblas_set_num_threads(t);
-#else
-    (void)t;
-#endif
-}
-
 /* nearest codes for n vectors (x, w: n x d) in parallel over fixed blocks */
 static lb_status nearest_all(const float *book, int64_t K, int d, const float *x, const float *w, int64_t n,
                              uint32_t *codes) {
@@ -173,7 +157,7 @@ lb_status lb_vq_assign(const lb_vq_points *p, const float *book, int64_t K, uint
     int64_t n = p->rows * p->vpr, chunk = (int64_t)1 << 16;
     float *x = lb_alloc((size_t)(chunk * d) * sizeof(float)), *w = lb_alloc((size_t)(chunk * d) * sizeof(float));
     lb_status st = x && w ? LB_OK : LB_ERR_NOMEM;
-    int bt = blas_threads_single();
+    int bt = lb_blas_threads_single();
     double total = 0;
     for (int64_t j0 = 0; st == LB_OK && j0 < n; j0 += chunk) {
         int64_t m = n - j0 < chunk ? n - j0 : chunk;
@@ -182,7 +166,7 @@ lb_status lb_vq_assign(const lb_vq_points *p, const float *book, int64_t K, uint
         for (int64_t j = 0; st == LB_OK && sse && j < m; j++)
             total += dist(x + j * d, w + j * d, book + (int64_t)codes[j0 + j] * d, d);
     }
-    blas_threads_restore(bt);
+    lb_blas_threads_restore(bt);
     lb_free(x);
     lb_free(w);
     if (sse) *sse = total;
@@ -403,7 +387,7 @@ lb_status lb_vq_kmeans(const lb_vq_points *p, int64_t K, int max_iter, int64_t m
             memcpy(book + k * d, x + ord[k] * d, (size_t)d * sizeof(float));
         }
     }
-    int bt = blas_threads_single();
+    int bt = lb_blas_threads_single();
     double obj;
     st = assign_step(book, K, d, x, w, n, NULL, codes, err, &obj);
     if (trace && st == LB_OK) trace->objective[trace->n++] = obj;
@@ -422,7 +406,7 @@ lb_status lb_vq_kmeans(const lb_vq_points *p, int64_t K, int max_iter, int64_t m
         obj = next;
         if (small) break;
     }
-    blas_threads_restore(bt);
+    lb_blas_threads_restore(bt);
     if (objective) *objective = obj;
 done:
     lb_free(x);
