@@ -3,7 +3,8 @@
 # in --help, a sequential gptq run whose JSON report parses and says what it
 # should (35 tensors, gptq's proxy loss below rtn's on every layer, totals
 # that add up), the same file for 1 and 2 threads, a data-free plan that
-# gives the parallel bytes, sweep --sequential, and misuse (--stats with
+# gives the parallel bytes, the same bytes under LB_KERNEL=fallback (float
+# activations in the pass), sweep --sequential, and misuse (--stats with
 # --sequential, --report with --dry-run, an unwritable report) refused
 # before any work with nothing left behind.
 set -u
@@ -31,6 +32,11 @@ json "$TMP/r1.json" "all(t['method'] == 'gptq' and t['format'] == 'int3:g64:asym
 json "$TMP/r1.json" "all(0 < t['proxy_loss'] < t['proxy_loss_rtn'] and t['damping'] > 0 and t['dead_inputs'] == 0 for t in j['tensors'])"
 json "$TMP/r1.json" "abs(sum(t['proxy_loss'] for t in j['tensors']) - j['totals']['proxy_loss']) < 1e-9 * j['totals']['proxy_loss'] and j['totals']['tensors_with_proxy'] == 35"
 json "$TMP/r1.json" "abs(j['totals']['bpw'] - j['bpw']) < 1e-12 and j['totals']['weights'] == 226560"
+# the sequential pass computes the quantized layers in float, whatever kernels
+# this CPU has: forcing the generic kernels gives the same bytes (int3:g64's
+# kernel rounds activations to int8; that rounding used to reach the statistics)
+LB_KERNEL=fallback "$LOWBIT" "${Q[@]}" --sequential --threads 1 -o "$TMP/sf.gguf" > /dev/null 2>&1
+if cmp -s "$TMP/s1.gguf" "$TMP/sf.gguf"; then ok; else fail "sequential output depends on the kernels (LB_KERNEL=fallback differs)"; fi
 # the parallel file is another one (the statistics differ from layer 0's attn_output on)
 expect 0 "" -- "$LOWBIT" "${Q[@]}" --json --report "$TMP/rp.json" -o "$TMP/p.gguf"
 if cmp -s "$TMP/s1.gguf" "$TMP/p.gguf"; then fail "sequential and parallel gptq gave the same file"; else ok; fi

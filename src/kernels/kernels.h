@@ -167,6 +167,9 @@ const lb_kernel *lb_kernel_for(const lb_tensor *t);
  * (benchmarks compare kernels on one tensor in one run), repacking for it;
  * returns it (a generic one when repacking failed for want of memory). */
 const lb_kernel *lb_kernel_pin(lb_tensor *t, const char *force);
+/* Drops t's cached kernel and repacking: the next use chooses again, as
+ * lb_kernel_for does (after a lb_kernel_pin that was meant for a while). */
+void lb_kernel_unpin(lb_tensor *t);
 /* Makes k (which must accept t's layout) t's kernel, with its repacking:
  * what tests use to run one entry's routine directly. */
 lb_status lb_kernel_use(lb_tensor *t, const lb_kernel *k);

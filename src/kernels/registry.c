@@ -298,6 +298,8 @@ static void forget(lb_tensor *t) {
     t->kernel = NULL;
 }
 
+void lb_kernel_unpin(lb_tensor *t) { forget(t); }
+
 const lb_kernel *lb_kernel_pin(lb_tensor *t, const char *force) {
     forget(t);
     const lb_kernel *k = choose(t, force);

@@ -23,11 +23,19 @@
  * - All or nothing, as the parallel driver: the model holds each stage's
  *   new tensors while later stages calibrate, and gets its original tensors
  *   back if anything fails.
- * - Only the statistic parts the plan's methods need are collected. */
+ * - Only the statistic parts the plan's methods need are collected.
+ * - The quantized linears compute in float while later stages calibrate
+ *   (the dequantize-a-tile path, as GPTQ's reference runs its fake-quantized
+ *   layers), not through their kernels, some of which round activations to
+ *   int8: the statistics then depend on the weights alone, not on which
+ *   kernels this CPU has (that rounding moved onebit's seq result from
+ *   19.0x to 23.3x; docs/RESULTS.md). Afterwards each tensor chooses its
+ *   kernel as usual. */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "kernels/kernels.h" /* lb_kernel_pin, lb_kernel_unpin */
 #include "pipeline_internal.h"
 #include "pipeline/slots.h"
 
@@ -74,6 +82,7 @@ static lb_status quantize_into(seq_run *r, int i, const lb_calib_stats *stats) {
     *t = r->held[i];
     r->held[i] = orig;
     r->done[i] = 2;
+    lb_kernel_pin(t, "fallback"); /* float activations while later stages calibrate */
     st = lb_pipeline_slots_apply(r->m, t, &x);
     lb_quant_extras_free(&x);
     if (st != LB_OK) return st;
@@ -192,6 +201,7 @@ lb_status lb_quantize_model_sequential(lb_model *m, const lb_plan *plan, const l
             *t = r.held[i];
             r.held[i] = q;
         }
+        if (r.done[i] == 2 && st == LB_OK) lb_kernel_unpin(lb_model_tensor_at(m, p.entries[i].tensor));
         if (r.done[i]) lb_tensor_free(&r.held[i]); /* the original on success, the new tensor on failure */
     }
     if (st == LB_OK) {
