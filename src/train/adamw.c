@@ -12,6 +12,8 @@
 
 #include "train/train_internal.h"
 
+#define PAR_MIN (1L << 20) /* parameters below which a parallel region costs more than it saves */
+
 lb_status lb_adamw_init(lb_adamw *a, size_t n) {
     memset(a, 0, sizeof *a);
     a->m = lb_calloc(n, sizeof(float));
@@ -39,7 +41,7 @@ void lb_adamw_step(lb_adamw *a, float *params, const float *grads, const lb_trai
         const lb_train_tensor *t = &tensors[i];
         size_t off = t->offset, n = (size_t)(t->rows * t->cols);
         float wd = t->decay ? o->weight_decay : 0.0f;
-#pragma omp parallel for schedule(static) if (n > 65536)
+#pragma omp parallel for schedule(static) if (n > PAR_MIN)
         for (size_t j = off; j < off + n; j++) {
             float g = grads[j];
             float m = a->m[j] = o->beta1 * a->m[j] + (1.0f - o->beta1) * g;

@@ -12,6 +12,11 @@
 #include <cblas.h>
 #endif
 
+/* Work (multiply-adds, or elements) below which a parallel region costs
+ * more than it saves: the barrier at its end is microseconds on an idle
+ * machine and a scheduler time slice on a loaded one. */
+#define PAR_MIN (1L << 20)
+
 /* ---- embedding ------------------------------------------------------------ */
 
 void lb_train_embedding_forward(float *x, const int *tokens, int N, const float *embd, int dim) {
@@ -33,7 +38,7 @@ void lb_train_embedding_backward(float *dembd, const float *dx, const int *token
 /* The same float arithmetic as kernels/ref/norm_ref.c (sum of squares in
  * column order, then w * (r * x)), keeping r for the backward. */
 void lb_train_rmsnorm_forward(float *out, float *rstd, const float *x, const float *w, int N, int dim, float eps) {
-#pragma omp parallel for schedule(static) if ((long)N * dim > 65536)
+#pragma omp parallel for schedule(static) if ((long)N * dim > PAR_MIN)
     for (int i = 0; i < N; i++) {
         const float *xi = x + (size_t)i * dim;
         float *o = out + (size_t)i * dim;
@@ -49,7 +54,7 @@ void lb_train_rmsnorm_forward(float *out, float *rstd, const float *x, const flo
  * dx_k = r w_k dy_k - (r^3 / dim) x_k sum_j dy_j w_j x_j. */
 void lb_train_rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x, const float *w,
                                const float *rstd, int N, int dim) {
-#pragma omp parallel for schedule(static) if ((long)N * dim > 65536)
+#pragma omp parallel for schedule(static) if ((long)N * dim > PAR_MIN)
     for (int i = 0; i < N; i++) {
         const float *xi = x + (size_t)i * dim, *dy = dout + (size_t)i * dim;
         float *dxi = dx + (size_t)i * dim;
@@ -78,7 +83,7 @@ static void gemm_blocks(int trans_a, int trans_b, int M, int N, int K, const flo
     int blocks = (M + GEMM_ROWS - 1) / GEMM_ROWS;
     int blas_threads = openblas_get_num_threads();
     openblas_set_num_threads(1);
-#pragma omp parallel for schedule(static) if (blocks > 1 && (long)M * N * K > 65536)
+#pragma omp parallel for schedule(static) if (blocks > 1 && (long)M * N * K > PAR_MIN)
     for (int blk = 0; blk < blocks; blk++) {
         int r0 = blk * GEMM_ROWS, m = M - r0 < GEMM_ROWS ? M - r0 : GEMM_ROWS;
         /* rows r0.. of op(A): rows of A, or columns of A when transposed */
@@ -94,7 +99,7 @@ void lb_train_matmul_forward(float *y, const float *x, const float *w, int N, in
 #ifdef LB_HAVE_BLAS
     gemm_blocks(0, 1, N, out, in, x, in, w, in, 0.0f, y, out);
 #else
-#pragma omp parallel for schedule(static) if ((long)N * in * out > 65536)
+#pragma omp parallel for schedule(static) if ((long)N * in * out > PAR_MIN)
     for (int i = 0; i < N; i++)
         for (int o = 0; o < out; o++) {
             const float *xi = x + (size_t)i * in, *wo = w + (size_t)o * in;
@@ -112,7 +117,7 @@ void lb_train_matmul_backward(float *dx, float *dw, const float *dy, const float
     gemm_blocks(1, 0, out, in, N, dy, out, x, in, 1.0f, dw, in);         /* dw (out, in) += dy^T x */
 #else
     if (dx) {
-#pragma omp parallel for schedule(static) if ((long)N * in * out > 65536)
+#pragma omp parallel for schedule(static) if ((long)N * in * out > PAR_MIN)
         for (int i = 0; i < N; i++) {
             float *dxi = dx + (size_t)i * in;
             const float *dyi = dy + (size_t)i * out;
@@ -122,7 +127,7 @@ void lb_train_matmul_backward(float *dx, float *dw, const float *dy, const float
             }
         }
     }
-#pragma omp parallel for schedule(static) if ((long)N * in * out > 65536)
+#pragma omp parallel for schedule(static) if ((long)N * in * out > PAR_MIN)
     for (int o = 0; o < out; o++) {
         float *dwo = dw + (size_t)o * in;
         for (int i = 0; i < N; i++) {
@@ -177,7 +182,7 @@ void lb_train_attention_forward(float *out, float *att, const float *q, const fl
                                 int n_heads, int n_kv, int hd) {
     int q_dim = n_heads * hd, kv_dim = n_kv * hd, group = n_heads / n_kv;
     float scale = 1.0f / sqrtf((float)hd);
-#pragma omp parallel for collapse(2) schedule(static) if ((long)B * T * T * q_dim > 65536)
+#pragma omp parallel for collapse(2) schedule(static) if ((long)B * T * T * q_dim > PAR_MIN)
     for (int b = 0; b < B; b++)
         for (int h = 0; h < n_heads; h++) {
             const float *kb = k + (size_t)b * T * kv_dim + (size_t)(h / group) * hd;
@@ -222,7 +227,7 @@ lb_status lb_train_attention_backward(float *dq, float *dk, float *dv, const flo
     int q_dim = n_heads * hd, kv_dim = n_kv * hd, group = n_heads / n_kv;
     float scale = 1.0f / sqrtf((float)hd);
     int failed = 0;
-#pragma omp parallel if ((long)B * T * T * q_dim > 65536)
+#pragma omp parallel if ((long)B * T * T * q_dim > PAR_MIN)
     {
         float *ds = lb_alloc((size_t)T * sizeof(float));
 #pragma omp for collapse(2) schedule(static)
@@ -272,12 +277,12 @@ lb_status lb_train_attention_backward(float *dq, float *dk, float *dv, const flo
 
 /* as kernels/ref's silu_mul: g * (1 / (1 + exp(-g))) * u */
 void lb_train_swiglu_forward(float *h, const float *g, const float *u, size_t n) {
-#pragma omp parallel for schedule(static) if (n > 65536)
+#pragma omp parallel for schedule(static) if (n > PAR_MIN)
     for (size_t i = 0; i < n; i++) h[i] = g[i] * (1.0f / (1.0f + expf(-g[i]))) * u[i];
 }
 
 void lb_train_swiglu_backward(float *dg, float *du, const float *dh, const float *g, const float *u, size_t n) {
-#pragma omp parallel for schedule(static) if (n > 65536)
+#pragma omp parallel for schedule(static) if (n > PAR_MIN)
     for (size_t i = 0; i < n; i++) {
         float sig = 1.0f / (1.0f + expf(-g[i]));
         float silu = g[i] * sig;
@@ -293,7 +298,7 @@ void lb_train_swiglu_backward(float *dg, float *du, const float *dh, const float
  * parallel reduction's order would depend on the thread count). */
 double lb_train_cross_entropy_forward(float *logits_to_probs, double *row_nll, const int *targets, int N, int V,
                                       int *scored) {
-#pragma omp parallel for schedule(static) if ((long)N * V > 65536)
+#pragma omp parallel for schedule(static) if ((long)N * V > PAR_MIN)
     for (int i = 0; i < N; i++) {
         float *z = logits_to_probs + (size_t)i * V;
         float max = z[0];
@@ -315,7 +320,7 @@ double lb_train_cross_entropy_forward(float *logits_to_probs, double *row_nll, c
 }
 
 void lb_train_cross_entropy_backward(float *dlogits, const float *probs, const int *targets, int N, int V, float scale) {
-#pragma omp parallel for schedule(static) if ((long)N * V > 65536)
+#pragma omp parallel for schedule(static) if ((long)N * V > PAR_MIN)
     for (int i = 0; i < N; i++) {
         const float *p = probs + (size_t)i * V;
         float *d = dlogits + (size_t)i * V;
