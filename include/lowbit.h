@@ -13,5 +13,6 @@
 #include "lowbit/pipeline.h"
 #include "lowbit/quant.h"
 #include "lowbit/tokenizer.h"
+#include "lowbit/train.h"
 
 #endif

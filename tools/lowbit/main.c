@@ -14,6 +14,7 @@ static const struct {
     {"eval", cmd_eval, "perplexity (docs or chunks protocol), KL divergence and top-1 against a reference"},
     {"generate", cmd_generate, "generate text from a prompt, with tokens/s"},
     {"sweep", cmd_sweep, "quantize with a grid of methods x formats, evaluate each: table, JSON lines, SVG plot"},
+    {"train", cmd_train, "fine-tune an fp32 model on the training split (backpropagation, AdamW); save one GGUF file"},
     {"bench", cmd_bench, "matmul speed per format, shape, batch and threads against the measured memory bandwidth"},
     {"demo", cmd_demo, "quantize stories260K from 8 bits down to 1 and print quality, size and speed"},
 };

@@ -1,0 +1,79 @@
+/* lowbit training: fine-tuning a model's fp32 weights by backpropagation
+ * and AdamW (docs/TRAINING.md). Every tensor of the model is a parameter.
+ *
+ * Data: the training text is the calibration split of lowbit's
+ * calibration/evaluation split (lowbit/eval.h); the evaluation split, and
+ * "all" (which contains it), are refused, so nothing trains on the text the
+ * evaluation scores. Its blocks are tokenized as the docs protocol reads
+ * them (BOS + block) and concatenated into one stream; a batch is B windows
+ * of ctx + 1 tokens drawn from it at seeded random offsets. */
+#ifndef LOWBIT_TRAIN_H
+#define LOWBIT_TRAIN_H
+
+#include "lowbit/eval.h"
+#include "lowbit/model.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct {
+    int batch;          /* sequences per step (default 8) */
+    int ctx;            /* tokens per sequence (default 128; at most the model's context) */
+    int steps;          /* optimizer steps the schedule spans (default 100) */
+    int warmup;         /* linear warm-up steps (default steps / 10) */
+    float lr;           /* peak learning rate (default 3e-4) */
+    float min_lr;       /* learning rate at the last step, cosine from lr (default lr / 10) */
+    float weight_decay; /* decoupled, matrices only (default 0.1) */
+    float beta1, beta2, eps; /* default 0.9, 0.95, 1e-8 */
+    float grad_clip;    /* global gradient norm limit, 0: none (default 1) */
+    uint64_t seed;      /* batch sampling (default 1) */
+} lb_train_opts;
+/* Fills the defaults above (warmup and min_lr as -1: derived from steps and
+ * lr when the trainer is created). */
+LB_API void lb_train_opts_default(lb_train_opts *o);
+
+typedef struct lb_trainer lb_trainer;
+/* A trainer holding a copy of m's weights (m is not changed). The model
+ * must be fp32 with no linear slots (LB_ERR_UNSUPPORTED otherwise). */
+LB_API lb_status lb_trainer_create(const lb_model *m, const lb_train_opts *o, lb_trainer **out);
+LB_API void lb_trainer_free(lb_trainer *t);
+
+typedef struct {
+    int step;         /* 0-based index of the step just taken */
+    double loss;      /* mean cross-entropy of the batch before the update, nats/token */
+    float lr;         /* learning rate used */
+    double grad_norm; /* global gradient norm before clipping */
+    double seconds;   /* wall time of the step */
+} lb_train_step_info;
+/* One optimizer step on a batch: tokens (batch, ctx + 1), each row's first
+ * ctx tokens the inputs and its last ctx the targets. */
+LB_API lb_status lb_trainer_step(lb_trainer *t, const int *tokens, lb_train_step_info *info);
+/* Mean cross-entropy of a batch (same layout) without changing anything. */
+LB_API lb_status lb_trainer_loss(lb_trainer *t, const int *tokens, double *loss);
+/* Replaces every tensor of m (the model the trainer was made from, or one
+ * of its shape) by the trained fp32 values. */
+LB_API lb_status lb_trainer_store(const lb_trainer *t, lb_model *m);
+/* Bytes the trainer holds: parameters, gradients, AdamW moments, activations. */
+LB_API size_t lb_trainer_bytes(const lb_trainer *t);
+
+/* ---- data ------------------------------------------------------------------ */
+typedef struct {
+    int *tokens; /* BOS + block, for every block of the split, concatenated */
+    size_t n;
+    int first_block, end_block; /* the blocks used: [first, end) */
+} lb_train_data;
+/* Tokenizes the split's blocks with m's tokenizer. split must be
+ * LB_SPLIT_CALIB (the training split): LB_SPLIT_EVAL and LB_SPLIT_ALL fail
+ * with LB_ERR_INVALID. calib_blocks 0: 128. */
+LB_API lb_status lb_train_data_load(const lb_model *m, const lb_text *text, lb_split split, int calib_blocks,
+                                    lb_train_data *out);
+LB_API void lb_train_data_free(lb_train_data *d);
+/* batch windows of ctx + 1 consecutive tokens at offsets drawn from rng
+ * into out (batch, ctx + 1); fails when the data has fewer than ctx + 1 tokens. */
+LB_API lb_status lb_train_data_batch(const lb_train_data *d, int batch, int ctx, lb_rng *rng, int *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

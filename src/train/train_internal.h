@@ -1,0 +1,141 @@
+/* What the files of src/train share: the trainable model (one flat buffer
+ * of parameters and one of gradients, llm.c style, with typed views into
+ * both), its linears, the activations a backward needs, and the optimizer.
+ *
+ * A linear is a weight plus the ops that run it (lb_train_linear_ops): the
+ * float linear today; a fake-quantized linear (issue 9 item 2) supplies its
+ * own forward (quantize-dequantize the latent weight, then the GEMM) and
+ * backward (the straight-through estimator into the latent weight's
+ * gradient, plus gradients of its own learned scales kept in `state`)
+ * without the model code changing. */
+#ifndef LB_TRAIN_INTERNAL_H
+#define LB_TRAIN_INTERNAL_H
+
+#include "lowbit/model.h"
+
+typedef struct lb_train_linear lb_train_linear;
+typedef struct {
+    const char *name; /* "float" */
+    /* y (N, rows) = x (N, cols) through the linear */
+    lb_status (*forward)(lb_train_linear *L, const float *x, int N, float *y);
+    /* dx (N, cols) += dy W_eff (dx may be NULL); the linear's parameter
+     * gradients (L->dw, its state's) += their share of dy (N, rows) */
+    lb_status (*backward)(lb_train_linear *L, const float *x, const float *dy, int N, float *dx);
+} lb_train_linear_ops;
+
+struct lb_train_linear {
+    const lb_train_linear_ops *ops;
+    float *w, *dw; /* (rows = out, cols = in): views into the model's parameter and gradient buffers */
+    int rows, cols;
+    void *state;   /* the ops' own data; NULL for the float linear */
+};
+extern const lb_train_linear_ops lb_train_linear_float;
+
+/* One tensor of the flat buffers, in lb_model_tensor_at's order (so tensor
+ * i is the model's tensor i): token_embd, per layer attn_norm q k v o
+ * ffn_norm gate down up, output_norm, then output unless tied. */
+typedef struct {
+    char name[96];
+    size_t offset; /* floats from the buffer's start */
+    int64_t rows, cols;
+    int decay;     /* weight decay applies: matrices yes, norm weights no */
+} lb_train_tensor;
+
+typedef struct {
+    float *attn_norm, *ffn_norm; /* (dim) */
+    float *w[LB_N_LINEARS];      /* as lb_layer's linears */
+} lb_train_layer_view;
+
+/* Named pointers into one flat buffer (parameters or gradients). */
+typedef struct {
+    float *tok_embd;  /* (vocab, dim) */
+    float *out_norm;  /* (dim) */
+    float *output;    /* (vocab, dim): == tok_embd when tied */
+    lb_train_layer_view *layers;
+} lb_train_view;
+
+/* Activations of a forward over B x T positions, kept for the backward;
+ * N = B * T rows. */
+typedef struct {
+    int B, T;
+    int *inputs, *targets; /* (N) */
+    float *x;        /* (n_layers + 1, N, dim): the residual entering each layer, then the final one */
+    float *x_mid;    /* (n_layers, N, dim): the residual after attention */
+    float *xn1, *xn2; /* (n_layers, N, dim): normalized attention / MLP inputs */
+    float *rstd1, *rstd2; /* (n_layers, N) */
+    float *q;        /* (n_layers, N, dim) after RoPE */
+    float *k, *v;    /* (n_layers, N, kv_dim), k after RoPE */
+    float *att;      /* (n_layers, B, n_heads, T, T) softmax probabilities */
+    float *ao;       /* (n_layers, N, dim) attention output (wo's input) */
+    float *g, *u, *h; /* (n_layers, N, hidden): gate, up, silu(gate) * up (down's input) */
+    float *xnf, *rstdf; /* (N, dim), (N): final norm */
+    float *logits;   /* (N, vocab): logits, then probabilities, then their gradient */
+    double *row_nll; /* (N) */
+    /* backward scratch */
+    float *dx, *dxn, *dq, *dk, *dv, *dao, *dg, *du, *dh; /* (N, dim) x3, (N, kv_dim) x2, (N, dim), (N, hidden) x3 */
+    size_t bytes;
+} lb_train_acts;
+
+typedef struct {
+    lb_config cfg;
+    int tied;
+    int n_tensors;
+    lb_train_tensor *tensors;
+    size_t n_params;
+    float *params, *grads; /* (n_params) each */
+    lb_train_view p, g;
+    lb_train_linear *linears; /* (n_layers, LB_N_LINEARS) */
+    float *rope_cos, *rope_sin; /* (seq_len, head_dim / 2), as lb_model's */
+    lb_train_acts acts;
+    int have_loss; /* the last forward had targets: backward may run */
+    int scored;    /* targets scored by it */
+} lb_train_model;
+
+/* ---- model_grad.c ---- */
+/* A model of this shape with zeroed parameters (the RoPE table computed as model.c does). */
+lb_status lb_train_model_create(const lb_config *cfg, int tied, lb_train_model **out);
+/* Copies every tensor of an fp32 model; a quantized tensor or a linear with
+ * slots is refused (LB_ERR_UNSUPPORTED): this is the fp32 trainer. */
+lb_status lb_train_model_from_model(const lb_model *m, lb_train_model **out);
+/* Matrices N(0, std^2), norm weights 1: a seeded random model (tests, from scratch). */
+void lb_train_model_init_random(lb_train_model *tm, uint64_t seed, float std);
+/* Replaces m's tensors by owned f32 copies of the trained values (same
+ * shapes and names); m must have the shape tm was made from. */
+lb_status lb_train_model_store(const lb_train_model *tm, lb_model *m);
+void lb_train_model_free(lb_train_model *tm);
+
+/* Forward over B sequences of T tokens (inputs (B, T), B * T rows). With
+ * targets (B, T; negative = not scored) the mean cross-entropy goes to
+ * *loss and the backward may follow; without, the logits stay readable
+ * through acts.logits. */
+lb_status lb_train_model_forward(lb_train_model *tm, const int *inputs, const int *targets, int B, int T,
+                                 double *loss);
+/* Adds d(mean loss)/d(param) of the last forward into tm->grads. */
+lb_status lb_train_model_backward(lb_train_model *tm);
+void lb_train_model_zero_grad(lb_train_model *tm);
+/* bytes of parameters, gradients and activations now allocated */
+size_t lb_train_model_bytes(const lb_train_model *tm);
+
+/* ---- adamw.c ---- */
+typedef struct {
+    float beta1, beta2, eps, weight_decay;
+} lb_adamw_opts;
+typedef struct {
+    size_t n;
+    float *m, *v; /* (n) first and second moments */
+    int64_t t;    /* steps taken */
+} lb_adamw;
+lb_status lb_adamw_init(lb_adamw *a, size_t n);
+void lb_adamw_free(lb_adamw *a);
+/* One step at learning rate lr over every tensor of the flat buffers
+ * (decay only where tensors[i].decay). */
+void lb_adamw_step(lb_adamw *a, float *params, const float *grads, const lb_train_tensor *tensors, int n_tensors,
+                   float lr, const lb_adamw_opts *o);
+/* Global L2 norm of grads (summed in double, in order); when above max_norm
+ * > 0, grads are scaled by max_norm / norm. Returns the norm before clipping. */
+double lb_grad_clip(float *grads, size_t n, double max_norm);
+/* Linear warm-up from lr_max / warmup over steps 0..warmup-1, then a cosine
+ * from lr_max down to lr_min at the last step (step counts from 0). */
+float lb_lr_schedule(int step, int total, int warmup, float lr_max, float lr_min);
+
+#endif

@@ -1,0 +1,195 @@
+/* The training loop's pieces behind lowbit/train.h: a trainer (model
+ * copy, AdamW state, schedule) taking one step per batch, and the data: the
+ * training split tokenized as one stream, batches drawn from it. */
+#include <math.h>
+#include <string.h>
+
+#include "lowbit/train.h"
+#include "train/train_internal.h"
+
+struct lb_trainer {
+    lb_train_opts o;
+    lb_train_model *tm;
+    lb_adamw adam;
+    int step;
+    int *inputs, *targets; /* (batch, ctx) */
+};
+
+void lb_train_opts_default(lb_train_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->batch = 8;
+    o->ctx = 128;
+    o->steps = 100;
+    o->warmup = -1;
+    o->lr = 3e-4f;
+    o->min_lr = -1.0f;
+    o->weight_decay = 0.1f;
+    o->beta1 = 0.9f;
+    o->beta2 = 0.95f;
+    o->eps = 1e-8f;
+    o->grad_clip = 1.0f;
+    o->seed = 1;
+}
+
+static lb_status opts_check(const lb_model *m, lb_train_opts *o) {
+    if (o->warmup < 0) o->warmup = o->steps / 10;
+    if (o->min_lr < 0) o->min_lr = o->lr / 10;
+    if (o->batch < 1 || o->batch > 65536) return lb_fail(LB_ERR_INVALID, "batch must be 1..65536, not %d", o->batch);
+    if (o->ctx < 1 || o->ctx > m->cfg.seq_len)
+        return lb_fail(LB_ERR_INVALID, "ctx must be 1..%d (the model's context), not %d", m->cfg.seq_len, o->ctx);
+    if (o->steps < 1) return lb_fail(LB_ERR_INVALID, "steps must be >= 1, not %d", o->steps);
+    if (o->warmup > o->steps) return lb_fail(LB_ERR_INVALID, "warm-up (%d) exceeds the steps (%d)", o->warmup, o->steps);
+    if (!(o->lr > 0 && o->lr < 10)) return lb_fail(LB_ERR_INVALID, "learning rate must be in (0, 10), not %g", o->lr);
+    if (!(o->min_lr >= 0 && o->min_lr <= o->lr))
+        return lb_fail(LB_ERR_INVALID, "final learning rate must be in [0, lr = %g], not %g", o->lr, o->min_lr);
+    if (!(o->weight_decay >= 0 && o->weight_decay < 10))
+        return lb_fail(LB_ERR_INVALID, "weight decay must be in [0, 10), not %g", o->weight_decay);
+    if (!(o->beta1 >= 0 && o->beta1 < 1) || !(o->beta2 >= 0 && o->beta2 < 1))
+        return lb_fail(LB_ERR_INVALID, "AdamW's betas must be in [0, 1), not %g and %g", o->beta1, o->beta2);
+    if (!(o->eps > 0 && o->eps < 1)) return lb_fail(LB_ERR_INVALID, "AdamW's eps must be in (0, 1), not %g", o->eps);
+    if (!(o->grad_clip >= 0 && isfinite(o->grad_clip)))
+        return lb_fail(LB_ERR_INVALID, "gradient clipping norm must be >= 0 (0: off), not %g", o->grad_clip);
+    return LB_OK;
+}
+
+lb_status lb_trainer_create(const lb_model *m, const lb_train_opts *opts, lb_trainer **out) {
+    *out = NULL;
+    lb_train_opts o;
+    if (opts) o = *opts;
+    else lb_train_opts_default(&o);
+    lb_status st = opts_check(m, &o);
+    if (st != LB_OK) return st;
+    lb_trainer *t = lb_calloc(1, sizeof *t);
+    if (!t) return LB_ERR_NOMEM;
+    t->o = o;
+    size_t n = (size_t)o.batch * o.ctx;
+    t->inputs = lb_alloc(n * sizeof(int));
+    t->targets = lb_alloc(n * sizeof(int));
+    if (!t->inputs || !t->targets) st = lb_fail(LB_ERR_NOMEM, "out of memory for a %d x %d batch", o.batch, o.ctx);
+    if (st == LB_OK) st = lb_train_model_from_model(m, &t->tm);
+    if (st == LB_OK) st = lb_adamw_init(&t->adam, t->tm->n_params);
+    if (st != LB_OK) {
+        lb_trainer_free(t);
+        return st;
+    }
+    *out = t;
+    return LB_OK;
+}
+
+void lb_trainer_free(lb_trainer *t) {
+    if (!t) return;
+    lb_train_model_free(t->tm);
+    lb_adamw_free(&t->adam);
+    lb_free(t->inputs);
+    lb_free(t->targets);
+    lb_free(t);
+}
+
+/* rows of ctx + 1 tokens -> inputs (first ctx), targets (last ctx) */
+static void split_rows(lb_trainer *t, const int *tokens) {
+    int B = t->o.batch, T = t->o.ctx;
+    for (int b = 0; b < B; b++) {
+        memcpy(t->inputs + (size_t)b * T, tokens + (size_t)b * (T + 1), (size_t)T * sizeof(int));
+        memcpy(t->targets + (size_t)b * T, tokens + (size_t)b * (T + 1) + 1, (size_t)T * sizeof(int));
+    }
+}
+
+lb_status lb_trainer_loss(lb_trainer *t, const int *tokens, double *loss) {
+    split_rows(t, tokens);
+    return lb_train_model_forward(t->tm, t->inputs, t->targets, t->o.batch, t->o.ctx, loss);
+}
+
+lb_status lb_trainer_step(lb_trainer *t, const int *tokens, lb_train_step_info *info) {
+    double t0 = lb_now(), loss;
+    lb_status st = lb_trainer_loss(t, tokens, &loss);
+    if (st != LB_OK) return st;
+    lb_train_model_zero_grad(t->tm);
+    st = lb_train_model_backward(t->tm);
+    if (st != LB_OK) return st;
+    double norm = lb_grad_clip(t->tm->grads, t->tm->n_params, t->o.grad_clip);
+    if (!isfinite(norm)) return lb_fail(LB_ERR_NUMERIC, "step %d: the gradient is not finite", t->step);
+    float lr = lb_lr_schedule(t->step, t->o.steps, t->o.warmup, t->o.lr, t->o.min_lr);
+    lb_adamw_opts ao = {t->o.beta1, t->o.beta2, t->o.eps, t->o.weight_decay};
+    lb_adamw_step(&t->adam, t->tm->params, t->tm->grads, t->tm->tensors, t->tm->n_tensors, lr, &ao);
+    if (info) {
+        info->step = t->step;
+        info->loss = loss;
+        info->lr = lr;
+        info->grad_norm = norm;
+        info->seconds = lb_now() - t0;
+    }
+    t->step++;
+    return LB_OK;
+}
+
+lb_status lb_trainer_store(const lb_trainer *t, lb_model *m) { return lb_train_model_store(t->tm, m); }
+
+size_t lb_trainer_bytes(const lb_trainer *t) {
+    return lb_train_model_bytes(t->tm) + 2 * t->adam.n * sizeof(float) + 2 * (size_t)t->o.batch * t->o.ctx * sizeof(int);
+}
+
+/* ---- data ------------------------------------------------------------------ */
+
+lb_status lb_train_data_load(const lb_model *m, const lb_text *text, lb_split split, int calib_blocks,
+                             lb_train_data *out) {
+    memset(out, 0, sizeof *out);
+    if (split != LB_SPLIT_CALIB)
+        return lb_fail(LB_ERR_INVALID,
+                       "training reads only the training (calib) split, not '%s': the evaluation split is kept for "
+                       "measuring, and 'all' contains it",
+                       lb_split_name(split));
+    if (!m->tokenizer) return lb_fail(LB_ERR_INVALID, "the model has no tokenizer to read training text with");
+    if (calib_blocks == 0) calib_blocks = 128;
+    int first, end;
+    lb_status st = lb_text_split(text, split, calib_blocks, &first, &end);
+    if (st != LB_OK) return st;
+    size_t cap = 0;
+    for (int b = first; b < end; b++) {
+        int *tok;
+        size_t n;
+        st = lb_tokenize(m->tokenizer, text->blocks[b].text, text->blocks[b].len, 1, 0, &tok, &n);
+        if (st != LB_OK) {
+            lb_train_data_free(out);
+            return lb_fail_context(st, "block %d of '%s'", b + 1, text->path);
+        }
+        if (out->n + n > cap) {
+            size_t nc = cap ? cap * 2 : 4096;
+            while (nc < out->n + n) nc *= 2;
+            int *grown = lb_alloc(nc * sizeof(int));
+            if (!grown) {
+                lb_free(tok);
+                lb_train_data_free(out);
+                return lb_fail(LB_ERR_NOMEM, "out of memory for the training tokens");
+            }
+            if (out->n) memcpy(grown, out->tokens, out->n * sizeof(int));
+            lb_free(out->tokens);
+            out->tokens = grown;
+            cap = nc;
+        }
+        memcpy(out->tokens + out->n, tok, n * sizeof(int));
+        out->n += n;
+        lb_free(tok);
+    }
+    out->first_block = first;
+    out->end_block = end;
+    return LB_OK;
+}
+
+void lb_train_data_free(lb_train_data *d) {
+    lb_free(d->tokens);
+    memset(d, 0, sizeof *d);
+}
+
+lb_status lb_train_data_batch(const lb_train_data *d, int batch, int ctx, lb_rng *rng, int *out) {
+    size_t w = (size_t)ctx + 1;
+    if (ctx < 1 || d->n < w)
+        return lb_fail(LB_ERR_INVALID, "the training text has %zu tokens, fewer than one window of ctx + 1 = %zu",
+                       d->n, w);
+    size_t starts = d->n - w + 1;
+    for (int b = 0; b < batch; b++) {
+        /* two draws: the stream may hold more than 2^32 tokens */
+        uint64_t r = ((uint64_t)lb_rng_u32(rng) << 32) | lb_rng_u32(rng);
+        memcpy(out + (size_t)b * w, d->tokens + r % starts, w * sizeof(int));
+    }
+    return LB_OK;
+}
