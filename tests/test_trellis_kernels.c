@@ -42,37 +42,6 @@ static int runnable(const lb_kernel *k) {
     return 1;
 }
 
-/* The trellis entries at the states the format is used with (L = 12, 16),
- * on random codes (no Viterbi search), every k and group kind, rows that
- * end inside a sequence, a 256-piece cut (600 = 3 x 200) and g16's short
- * sequences; batch 1 (the fused loop) and 2, 9 (the tile path). Each against
- * the dequantized reference and the entry's twin. */
-static void test_trellis_kernels(void) {
-    static const char *specs[] = {"trellis2:L12", "trellis2:L16:g64", "trellis1:L16:tensor", "trellis3:L12:g32",
-                                  "trellis4:L16", "trellis4:L12:g16", "trellis1:L12:g128", "trellis3:L15:tensor",
-                                  "trellis2:L12:down", "trellis3:L12:g32:down", "trellis1:L16:tensor:down",
-                                  "trellis4:L16:g64:down", "trellis2:L12:s6", "trellis3:L12:g64:down:s4"};
-    static const int colss[] = {8, 13, 100, 172, 256, 600}, ns[] = {1, 2, 9};
-    for (int e = 0; e < lb_kernel_count(); e++) {
-        const lb_kernel *k = lb_kernel_at(e);
-        if (!runnable(k)) continue;
-        const lb_kernel *twin = k->twin ? lb_kernel_find(k->twin) : NULL;
-        int checked = 0;
-        for (size_t si = 0; si < sizeof specs / sizeof specs[0]; si++)
-            for (size_t ci = 0; ci < sizeof colss / sizeof colss[0]; ci++) {
-                /* down: 300 rows are two pieces of 150, cut in matmul's 16-row tiles and run_entry's halves */
-                const int down = strstr(specs[si], "down") != NULL, rows = down ? (ci % 2 ? 300 : 37) : 19;
-                uint8_t *bytes;
-                lb_tensor t = random_trellis(specs[si], rows, colss[ci], &bytes);
-                CHECK_MSG(k->accepts(&t.spec, &t.layout), "%s refuses %s", k->name, specs[si]);
-                checked += kernel_check_f32_entry(k, twin, &t, ns, sizeof ns / sizeof ns[0], &rng, specs[si]);
-                lb_tensor_free(&t);
-                lb_free(bytes);
-            }
-        printf("  %s on random trellis codes: %d (spec, cols, batch) cases\n", k->name, checked);
-    }
-}
-
 /* y (n x rows) of entry k on t over the row ranges [0, a), [a, rows) */
 static void run_split(const lb_kernel *k, lb_tensor *t, const float *x, int n, int a, float *y) {
     const int rows = (int)t->rows, cols = (int)t->cols;
@@ -87,15 +56,84 @@ static void run_split(const lb_kernel *k, lb_tensor *t, const float *x, int n, i
     lb_free(buf);
 }
 
+/* lb_matmul cuts rows at multiples of 16 whatever the thread count (the
+ * float GEMM of the tile path groups rows by 4 and 2): such cuts give the
+ * same bits as one call; at batch 1 (the fused loops) any cut does */
+static void check_splits(const lb_kernel *k, lb_tensor *t, const char *what) {
+    const int rows = (int)t->rows, cols = (int)t->cols;
+    for (int n = 1; n <= 9; n += 8) {
+        float *x = lb_alloc((size_t)n * cols * 4), *y0 = lb_alloc((size_t)n * rows * 4), *y1 = lb_alloc((size_t)n * rows * 4);
+        kernel_fill(&rng, x, (size_t)n * cols, 1.0f);
+        run_split(k, t, x, n, rows, y0);
+        for (int a = 1; a < rows && a < 48; a++) {
+            if (n > 1 && a % 16) continue;
+            run_split(k, t, x, n, a, y1);
+            CHECK_MSG(!memcmp(y0, y1, (size_t)n * rows * 4), "%s on %s %dx%d n %d: rows split at %d differ", k->name,
+                      what, rows, cols, n, a);
+        }
+        lb_free(x), lb_free(y0), lb_free(y1);
+    }
+}
+
+/* specs x cols (rows 19 along rows, down_rows[ci] down) x batches, on
+ * random codes: each entry against the dequantized reference and its
+ * twin, and check_splits */
+typedef struct {
+    const char *const *specs;
+    size_t n_specs;
+    const int *colss, *down_rows;
+    size_t n_cols;
+    const int *ns;
+    size_t n_ns;
+    const char *what;
+} case_set;
+
+static void check_set(const case_set *cs) {
+    for (int e = 0; e < lb_kernel_count(); e++) {
+        const lb_kernel *k = lb_kernel_at(e);
+        if (!runnable(k)) continue;
+        const lb_kernel *twin = k->twin ? lb_kernel_find(k->twin) : NULL;
+        int checked = 0;
+        for (size_t si = 0; si < cs->n_specs; si++)
+            for (size_t ci = 0; ci < cs->n_cols; ci++) {
+                const char *spec = cs->specs[si];
+                const int rows = strstr(spec, "down") ? cs->down_rows[ci] : 19;
+                uint8_t *bytes;
+                lb_tensor t = random_trellis(spec, rows, cs->colss[ci], &bytes);
+                CHECK_MSG(k->accepts(&t.spec, &t.layout), "%s refuses %s", k->name, spec);
+                checked += kernel_check_f32_entry(k, twin, &t, cs->ns, cs->n_ns, &rng, spec);
+                check_splits(k, &t, spec);
+                lb_tensor_free(&t);
+                lb_free(bytes);
+            }
+        printf("  %s on random %s: %d (spec, cols, batch) cases\n", k->name, cs->what, checked);
+    }
+}
+
+#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
+
+/* The trellis entries at the states the format is used with (L = 12, 16),
+ * on random codes (no Viterbi search), every k and group kind, rows that
+ * end inside a sequence, a 256-piece cut (600 = 3 x 200) and g16's short
+ * sequences; down, 300 rows are two pieces of 150, cut in matmul's 16-row
+ * tiles and run_entry's halves; batch 1 (the fused loop) and 2, 9 (the
+ * tile path). */
+static void test_trellis_kernels(void) {
+    static const char *specs[] = {"trellis2:L12", "trellis2:L16:g64", "trellis1:L16:tensor", "trellis3:L12:g32",
+                                  "trellis4:L16", "trellis4:L12:g16", "trellis1:L12:g128", "trellis3:L15:tensor",
+                                  "trellis2:L12:down", "trellis3:L12:g32:down", "trellis1:L16:tensor:down",
+                                  "trellis4:L16:g64:down", "trellis2:L12:s6", "trellis3:L12:g64:down:s4"};
+    static const int colss[] = {8, 13, 100, 172, 256, 600}, down_rows[] = {37, 300, 37, 300, 37, 300}, ns[] = {1, 2, 9};
+    check_set(&(case_set){specs, COUNT(specs), colss, down_rows, COUNT(colss), ns, COUNT(ns), "trellis codes"});
+}
+
 /* v2 (two weights per step): every K = 1..6 at both ends of its state
  * range (L = 2K and the largest multiple of K up to 16), every group kind,
  * along rows and down, fp16 and s6 / s4 coded scales; odd cols (a
  * sequence ending inside a step), odd rows (down: the last step's missing
  * second row, and run_entry's halves starting inside a step), a 128-step
  * cut (down 300 and 301 rows: pieces of 150 and 150 / 151), one row; batch
- * 1..9 (1: the fused loops, more: the tiles). Each entry against
- * dequantize + the float GEMM and against its twin; and the rows cut where
- * lb_matmul's threads cut them (batch 1: anywhere) give the same bits. */
+ * 1..9 (1: the fused loops, more: the tiles). */
 static void test_v2_kernels(void) {
     static const char *specs[] = {
         "trellis1:L2:row:v2",          "trellis1:L16:g64:v2",           "trellis1:L12:row:down:s6:v2",
@@ -105,38 +143,7 @@ static void test_v2_kernels(void) {
         "trellis6:L12:row:v2",         "trellis6:L12:g64:down:s4:v2",   "trellis1:L2:g16:down:v2"};
     static const int colss[] = {2, 13, 64, 171, 600}, down_rows[] = {23, 300, 1, 301, 40};
     static const int ns[] = {1, 2, 3, 4, 5, 6, 7, 8, 9};
-    for (int e = 0; e < lb_kernel_count(); e++) {
-        const lb_kernel *k = lb_kernel_at(e);
-        if (!runnable(k)) continue;
-        const lb_kernel *twin = k->twin ? lb_kernel_find(k->twin) : NULL;
-        int checked = 0;
-        for (size_t si = 0; si < sizeof specs / sizeof specs[0]; si++)
-            for (size_t ci = 0; ci < sizeof colss / sizeof colss[0]; ci++) {
-                const int down = strstr(specs[si], "down") != NULL, rows = down ? down_rows[ci] : 19, cols = colss[ci];
-                uint8_t *bytes;
-                lb_tensor t = random_trellis(specs[si], rows, cols, &bytes);
-                CHECK_MSG(k->accepts(&t.spec, &t.layout), "%s refuses %s", k->name, specs[si]);
-                checked += kernel_check_f32_entry(k, twin, &t, ns, sizeof ns / sizeof ns[0], &rng, specs[si]);
-                for (int n = 1; n <= 9; n += 8) {
-                    float *x = lb_alloc((size_t)n * cols * 4), *y0 = lb_alloc((size_t)n * rows * 4),
-                          *y1 = lb_alloc((size_t)n * rows * 4);
-                    kernel_fill(&rng, x, (size_t)n * cols, 1.0f);
-                    run_split(k, &t, x, n, rows, y0);
-                    /* lb_matmul cuts rows at multiples of 16 whatever the thread count (the float
-                     * GEMM of the tile path groups rows by 4 and 2); batch 1 is exact at any cut */
-                    for (int a = 1; a < rows && a < 48; a++) {
-                        if (n > 1 && a % 16) continue;
-                        run_split(k, &t, x, n, a, y1);
-                        CHECK_MSG(!memcmp(y0, y1, (size_t)n * rows * 4), "%s on %s %dx%d n %d: rows split at %d differ",
-                                  k->name, specs[si], rows, cols, n, a);
-                    }
-                    lb_free(x), lb_free(y0), lb_free(y1);
-                }
-                lb_tensor_free(&t);
-                lb_free(bytes);
-            }
-        printf("  %s on random v2 trellis codes: %d (spec, cols, batch) cases\n", k->name, checked);
-    }
+    check_set(&(case_set){specs, COUNT(specs), colss, down_rows, COUNT(colss), ns, COUNT(ns), "v2 trellis codes"});
 }
 
 /* lb_matmul on a trellis tensor picks a trellis entry (never the generic path), v2 too */

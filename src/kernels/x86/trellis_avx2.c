@@ -83,11 +83,41 @@ LB_AVX2 static LB_INLINE __m256 load_below(const float *x, int j, int len) {
     return len - j >= 8 ? _mm256_loadu_ps(x + j) : _mm256_maskload_ps(x + j, lanes_below(len - j));
 }
 
+/* x . v over one sequence of len weights (stream, P as trellis_pack.h says) */
+LB_AVX2 static LB_INLINE __m256 seq_dot(const decoder *d, const uint8_t *stream, const float *xs, int P, int len, int k) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    int j = 0;
+    for (; j + 16 <= len; j += 16) {
+        a0 = _mm256_fmadd_ps(decode8(d, stream + (size_t)((P - 8 - j) * k / 8)), _mm256_loadu_ps(xs + j), a0);
+        a1 = _mm256_fmadd_ps(decode8(d, stream + (size_t)((P - 16 - j) * k / 8)), _mm256_loadu_ps(xs + j + 8), a1);
+    }
+    for (; j < len; j += 8)
+        a0 = _mm256_fmadd_ps(decode8(d, stream + (size_t)((P - 8 - j) * k / 8)), load_below(xs, j, len), a0);
+    return _mm256_add_ps(a0, a1);
+}
+
+/* v2: the same, 16 weights (8 steps, P counting steps) per load */
+LB_AVX2 static LB_INLINE __m256 seq_dot_v2(const decoder *d, const uint8_t *stream, const float *xs, int P, int len,
+                                           int k) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), lo, hi;
+    int j = 0;
+    for (; j + 16 <= len; j += 16) {
+        decode16(d, stream + (size_t)((P - 8 - j / 2) * k / 8), &lo, &hi);
+        a0 = _mm256_fmadd_ps(lo, _mm256_loadu_ps(xs + j), a0);
+        a1 = _mm256_fmadd_ps(hi, _mm256_loadu_ps(xs + j + 8), a1);
+    }
+    if (j < len) {
+        decode16(d, stream + (size_t)((P - 8 - j / 2) * k / 8), &lo, &hi);
+        a0 = _mm256_fmadd_ps(lo, load_below(xs, j, len), a0);
+        if (j + 8 < len) a1 = _mm256_fmadd_ps(hi, load_below(xs, j + 8, len), a1);
+    }
+    return _mm256_add_ps(a0, a1);
+}
+
 /* y[r] = x . W[r] for one activation row */
 LB_AVX2 static void gemv(const lb_tensor *w, const decoder *d, const float *x, int r0, int r1, float *y) {
     const lb_trellis_pack *p = lb_trellis_packed(w);
     const lb_trellis_seq *seq = lb_trellis_seqs(w);
-    const int k = p->k;
     for (int r = r0; r < r1; r++) {
         const float *scale = lb_trellis_scales(w) + (size_t)r * p->nseq;
         const uint8_t *row = lb_trellis_row(w, r);
@@ -95,18 +125,41 @@ LB_AVX2 static void gemv(const lb_tensor *w, const decoder *d, const float *x, i
         for (int s = 0; s < p->nseq; s++) {
             const uint8_t *stream = row + seq[s].off;
             const float *xs = x + seq[s].start;
-            const int P = seq[s].padded, len = seq[s].len;
-            __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
-            int j = 0;
-            for (; j + 16 <= len; j += 16) {
-                a0 = _mm256_fmadd_ps(decode8(d, stream + (size_t)((P - 8 - j) * k / 8)), _mm256_loadu_ps(xs + j), a0);
-                a1 = _mm256_fmadd_ps(decode8(d, stream + (size_t)((P - 16 - j) * k / 8)), _mm256_loadu_ps(xs + j + 8), a1);
-            }
-            for (; j < len; j += 8)
-                a0 = _mm256_fmadd_ps(decode8(d, stream + (size_t)((P - 8 - j) * k / 8)), load_below(xs, j, len), a0);
-            tot = _mm256_fmadd_ps(_mm256_add_ps(a0, a1), _mm256_set1_ps(scale[s]), tot);
+            __m256 dot = p->V == 2 ? seq_dot_v2(d, stream, xs, seq[s].padded, seq[s].len, p->k)
+                                   : seq_dot(d, stream, xs, seq[s].padded, seq[s].len, p->k);
+            tot = _mm256_fmadd_ps(dot, _mm256_set1_ps(scale[s]), tot);
         }
         y[r] = hsum(tot);
+    }
+}
+
+/* o[j] = v of a sequence's weight j times c, j < len */
+LB_AVX2 static LB_INLINE void seq_decode(const decoder *d, const uint8_t *stream, int P, int len, int k, __m256 c,
+                                         float *o) {
+    for (int j = 0; j < len; j += 8) {
+        __m256 v = _mm256_mul_ps(decode8(d, stream + (size_t)((P - 8 - j) * k / 8)), c);
+        if (len - j >= 8)
+            _mm256_storeu_ps(o + j, v);
+        else
+            _mm256_maskstore_ps(o + j, lanes_below(len - j), v);
+    }
+}
+
+/* v2: the same, 16 weights per load */
+LB_AVX2 static LB_INLINE void seq_decode_v2(const decoder *d, const uint8_t *stream, int P, int len, int k, __m256 c,
+                                            float *o) {
+    for (int j = 0; j < len; j += 16) {
+        __m256 lo, hi;
+        decode16(d, stream + (size_t)((P - 8 - j / 2) * k / 8), &lo, &hi);
+        lo = _mm256_mul_ps(lo, c);
+        hi = _mm256_mul_ps(hi, c);
+        if (len - j >= 16) {
+            _mm256_storeu_ps(o + j, lo);
+            _mm256_storeu_ps(o + j + 8, hi);
+            continue;
+        }
+        _mm256_maskstore_ps(o + j, lanes_below(len - j), lo);
+        if (len - j > 8) _mm256_maskstore_ps(o + j + 8, lanes_below(len - j - 8), hi);
     }
 }
 
@@ -116,20 +169,13 @@ LB_AVX2 static void decode_row(const lb_tensor *w, const decoder *d, int r, floa
     const float *scale = lb_trellis_scales(w) + (size_t)r * p->nseq;
     const uint8_t *row = lb_trellis_row(w, r);
     for (int s = 0; s < p->nseq; s++) {
-        const uint8_t *stream = row + seq[s].off;
-        float *o = out + seq[s].start;
-        const int P = seq[s].padded, len = seq[s].len;
         const __m256 c = _mm256_set1_ps(scale[s]);
-        for (int j = 0; j < len; j += 8) {
-            __m256 v = _mm256_mul_ps(decode8(d, stream + (size_t)((P - 8 - j) * p->k / 8)), c);
-            if (len - j >= 8)
-                _mm256_storeu_ps(o + j, v);
-            else
-                _mm256_maskstore_ps(o + j, lanes_below(len - j), v);
-        }
+        if (p->V == 2)
+            seq_decode_v2(d, row + seq[s].off, seq[s].padded, seq[s].len, p->k, c, out + seq[s].start);
+        else
+            seq_decode(d, row + seq[s].off, seq[s].padded, seq[s].len, p->k, c, out + seq[s].start);
     }
 }
-
 /* down: y[r] for r0 <= r < r1, 8 rows of one piece at a time, walking the
  * columns (one 16-byte load per column gives the 8 rows' states) */
 LB_AVX2 static void gemv_down(const lb_tensor *w, const decoder *dec, const float *x, int r0, int r1, float *y) {
@@ -181,65 +227,6 @@ LB_AVX2 static void decode_tile_down(const lb_tensor *w, const decoder *dec, int
             for (int l = 0; l < m; l++) out[(size_t)l * cols + c] = v[l];
         }
         row += m;
-    }
-}
-
-/* v2 along rows: y[r] = x . W[r] for one activation row, 16 weights (8
- * steps) per load */
-LB_AVX2 static void gemv_v2(const lb_tensor *w, const decoder *d, const float *x, int r0, int r1, float *y) {
-    const lb_trellis_pack *p = lb_trellis_packed(w);
-    const lb_trellis_seq *seq = lb_trellis_seqs(w);
-    const int k = p->k;
-    for (int r = r0; r < r1; r++) {
-        const float *scale = lb_trellis_scales(w) + (size_t)r * p->nseq;
-        const uint8_t *row = lb_trellis_row(w, r);
-        __m256 tot = _mm256_setzero_ps();
-        for (int s = 0; s < p->nseq; s++) {
-            const uint8_t *stream = row + seq[s].off;
-            const float *xs = x + seq[s].start;
-            const int P = seq[s].padded, len = seq[s].len;
-            __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), lo, hi;
-            int j = 0;
-            for (; j + 16 <= len; j += 16) {
-                decode16(d, stream + (size_t)((P - 8 - j / 2) * k / 8), &lo, &hi);
-                a0 = _mm256_fmadd_ps(lo, _mm256_loadu_ps(xs + j), a0);
-                a1 = _mm256_fmadd_ps(hi, _mm256_loadu_ps(xs + j + 8), a1);
-            }
-            if (j < len) {
-                decode16(d, stream + (size_t)((P - 8 - j / 2) * k / 8), &lo, &hi);
-                a0 = _mm256_fmadd_ps(lo, load_below(xs, j, len), a0);
-                if (j + 8 < len) a1 = _mm256_fmadd_ps(hi, load_below(xs, j + 8, len), a1);
-            }
-            tot = _mm256_fmadd_ps(_mm256_add_ps(a0, a1), _mm256_set1_ps(scale[s]), tot);
-        }
-        y[r] = hsum(tot);
-    }
-}
-
-/* v2 along rows: row r into out */
-LB_AVX2 static void decode_row_v2(const lb_tensor *w, const decoder *d, int r, float *out) {
-    const lb_trellis_pack *p = lb_trellis_packed(w);
-    const lb_trellis_seq *seq = lb_trellis_seqs(w);
-    const float *scale = lb_trellis_scales(w) + (size_t)r * p->nseq;
-    const uint8_t *row = lb_trellis_row(w, r);
-    for (int s = 0; s < p->nseq; s++) {
-        const uint8_t *stream = row + seq[s].off;
-        float *o = out + seq[s].start;
-        const int P = seq[s].padded, len = seq[s].len;
-        const __m256 c = _mm256_set1_ps(scale[s]);
-        for (int j = 0; j < len; j += 16) {
-            __m256 lo, hi;
-            decode16(d, stream + (size_t)((P - 8 - j / 2) * p->k / 8), &lo, &hi);
-            lo = _mm256_mul_ps(lo, c);
-            hi = _mm256_mul_ps(hi, c);
-            if (len - j >= 16) {
-                _mm256_storeu_ps(o + j, lo);
-                _mm256_storeu_ps(o + j + 8, hi);
-                continue;
-            }
-            _mm256_maskstore_ps(o + j, lanes_below(len - j), lo);
-            if (len - j > 8) _mm256_maskstore_ps(o + j + 8, lanes_below(len - j - 8), hi);
-        }
     }
 }
 
@@ -322,7 +309,7 @@ LB_AVX2 void lb_kernel_trellis_avx2(const lb_tensor *w, const lb_act *x, int r0,
         if (p->down)
             (v2 ? gemv_down_v2 : gemv_down)(w, d, x->f, r0, r1, y);
         else
-            (v2 ? gemv_v2 : gemv)(w, d, x->f, r0, r1, y);
+            gemv(w, d, x->f, r0, r1, y);
         return;
     }
     int cols = (int)w->cols;
@@ -331,7 +318,7 @@ LB_AVX2 void lb_kernel_trellis_avx2(const lb_tensor *w, const lb_act *x, int r0,
         if (p->down)
             (v2 ? decode_tile_down_v2 : decode_tile_down)(w, d, t0, t1, tile);
         else
-            for (int r = t0; r < t1; r++) (v2 ? decode_row_v2 : decode_row)(w, d, r, tile + (size_t)(r - t0) * cols);
+            for (int r = t0; r < t1; r++) decode_row(w, d, r, tile + (size_t)(r - t0) * cols);
         lb_gemm_nt_avx2(x->n, t1 - t0, cols, x->f, cols, tile, cols, y + t0, ldy);
     }
 }
