@@ -34,6 +34,7 @@ static const char *candidates[] = {"q8_0", "q4_0", "f32", "f16", "bf16", "q4_1",
                                     * that makes them is exponential in L; test_trellis_kernels has L = 12, 16) */
                                    "trellis2:L4", "trellis1:L4:g32", "trellis3:L6:tensor", "trellis4:L8:g64",
                                    "trellis2:L6:g16", "trellis2:L4:down", "trellis3:L6:g32:down",
+                                   "trellis2:L4:v2", "trellis3:L6:g32:down:v2", "trellis5:L10:tensor:v2",
                                    /* e8p and lut: every stage count and bit width once (test_lookup_kernels
                                     * has the rest, on random codes) */
                                    "e8p2", "e8p3:tensor", "e8p4", "lut1:g16", "lut2:tensor", "lut3:row", "lut4:g64",

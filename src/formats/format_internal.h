@@ -154,6 +154,15 @@ void lb_vec_scales_decode(lb_qtensor *q, int64_t g, const uint8_t *src);
 /* The trellis family's scale of group g of a row (g 0 for row and tensor
  * groups) from the stored bytes: lead fp16 scales, or coded ones (s<b>). */
 float lb_trellis_stored_scale(const lb_qspec *s, const lb_layout *l, const uint8_t *data, int64_t row, int64_t g);
+/* The k-bit code stream of a stored row (after its lead scales); row ==
+ * rows is the tail's missing row (down with v2 and odd rows). Along rows,
+ * step j's code is at bit j k. */
+const uint8_t *lb_trellis_row_codes(const lb_qspec *s, const lb_layout *l, const uint8_t *data, int64_t row);
+/* down: the stream holding the codes of the step that holds `row`, for the
+ * columns of parity j: with V = 1 the row's own (either j), with v2 row
+ * 2p + j of the step's rows 2p, 2p + 1. Column c's code sits at bit
+ * (V == 2 ? c / 2 : c) k. */
+const uint8_t *lb_trellis_down_codes(const lb_qspec *s, const lb_layout *l, const uint8_t *data, int64_t row, int j);
 
 /* Little-endian bit streams: value i of width b (1..8) sits at bits
  * [i*b, i*b+b). lb_put_bits ORs into dst, which must start zeroed. */

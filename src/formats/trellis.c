@@ -333,14 +333,16 @@ void lb_trellis_decode_seq(int L, int k, const uint8_t *codes, int64_t T, float 
     lb_trellis_decode_steps(L, k, 1, codes, T, out);
 }
 
-/* the stored codes of the step holding row (down), for the columns of
- * parity j: V = 1, the row's own (both parities); V = 2, the step's rows
- * 2p, 2p + 1 split the columns by parity (column c at index c / 2), and row
- * `rows` (odd rows) is the tail's */
-static const uint8_t *down_codes(const lb_qspec *s, const lb_layout *l, const uint8_t *data, int64_t row, int j) {
-    int64_t r = lb_trellis_step_weights(s) == 1 ? row : row - row % 2 + j;
-    return r < l->rows ? data + (size_t)r * l->row_bytes + lead_bytes(s, l)
-                       : data + (size_t)l->rows * l->row_bytes + scale_tail_bytes(s, l);
+const uint8_t *lb_trellis_row_codes(const lb_qspec *s, const lb_layout *l, const uint8_t *data, int64_t row) {
+    return row < l->rows ? data + (size_t)row * l->row_bytes + lead_bytes(s, l)
+                         : data + (size_t)l->rows * l->row_bytes + scale_tail_bytes(s, l);
+}
+
+/* V = 1: the row's own codes (both parities); V = 2: the step's rows
+ * 2p, 2p + 1 split the columns by parity (column c at index c / 2), and
+ * row `rows` (odd rows) is the tail's */
+const uint8_t *lb_trellis_down_codes(const lb_qspec *s, const lb_layout *l, const uint8_t *data, int64_t row, int j) {
+    return lb_trellis_row_codes(s, l, data, lb_trellis_step_weights(s) == 1 ? row : row - row % 2 + j);
 }
 
 /* down: weight (row, c)'s sequence is column c's piece of steps holding
@@ -354,7 +356,7 @@ static void dequantize_down(const lb_qspec *s, const lb_layout *l, const uint8_t
     const uint8_t *src[2][LB_TRELLIS_MAX_STATE]; /* each step of the state, oldest first, per column parity */
     for (int b = n - 1; b >= 0; b--)
         for (int j = 0; j < 2; j++)
-            src[j][n - 1 - b] = down_codes(s, l, data, start + V * ((((t - b) % steps) + steps) % steps), j);
+            src[j][n - 1 - b] = lb_trellis_down_codes(s, l, data, start + V * ((((t - b) % steps) + steps) % steps), j);
     int64_t group = -1;
     float a = 0.0f;
     for (int64_t c = 0; c < l->cols; c++) {
@@ -377,7 +379,7 @@ static void trellis_dequantize_row(const lb_qspec *s, const lb_layout *l, const 
         return;
     }
     const int V = lb_trellis_step_weights(s);
-    const uint8_t *bits = data + (size_t)row * l->row_bytes + lead_bytes(s, l);
+    const uint8_t *bits = lb_trellis_row_codes(s, l, data, row);
     int64_t span = l->groups_per_row ? l->group_len : l->cols_padded, n_spans = l->cols_padded / span;
     uint8_t codes[LB_TRELLIS_MAX_SEQ];
     float v[LB_TRELLIS_MAX_SEQ];

@@ -28,7 +28,17 @@
  * k (P - 8 - j0) / 8, shifted by k (P - 8 - j0) mod 8 bits; P = T + 7
  * rounded up to 8, so that window exists for every j0 < T. A kernel walks
  * the columns for 8 rows at a time; scales are stored per column group as
- * rows + 8 floats (the last 8 zero, so 8 lanes can always be loaded). */
+ * rows + 16 floats (the last 16 zero, so 16 lanes can always be loaded).
+ *
+ * "v2" (two weights per step): the same streams with steps in place of
+ * weights: T and P count steps, the state of step t is the L bits at bit
+ * k (P - 1 - t), and it decodes to the pair (v0, v1) of weights 2t and
+ * 2t + 1 of the sequence, v1 being the byte sum of the generator's next
+ * output (lb_trellis_1mad2). Along rows a sequence's start and len are
+ * still columns (len clipped to cols, possibly odd); down the columns a
+ * piece's start and len are rows (start even; an odd last piece's final
+ * step has its second row missing), column c's code of step t read from
+ * lb_trellis_down_codes (format_internal.h). Eight states give 16 weights. */
 #ifndef LB_KERNELS_TRELLIS_PACK_H
 #define LB_KERNELS_TRELLIS_PACK_H
 
@@ -37,13 +47,14 @@
 typedef struct {
     int32_t start;  /* first column */
     int32_t len;    /* weights a kernel visits: the stored ones clipped to cols */
-    int32_t stored; /* T, the sequence's stored length */
-    int32_t padded; /* T rounded up to 8 (P) */
+    int32_t stored; /* T, the sequence's stored length in steps */
+    int32_t padded; /* P, in steps: T rounded up to 8 (down: T + 7) */
     uint32_t off;   /* byte offset of the stream within a row's bytes */
 } lb_trellis_seq;
 
 typedef struct {
-    int k, L;          /* bits per code, state bits */
+    int k, L;          /* bits per code (per step with v2), state bits */
+    int V;             /* weights per step: 1, or 2 (v2) */
     int down;          /* sequences down the columns */
     int nseq;          /* sequences per row (down: pieces of rows per column) */
     size_t row_bytes;  /* packed stream bytes per row (down: per column, col_stride) */
@@ -58,7 +69,7 @@ typedef struct {
 #define LB_TRELLIS_1MAD_ADD 76625530u
 #define LB_TRELLIS_1MAD_DIV 147.800537f
 
-/* trellis codes (any group kind, either direction) */
+/* trellis codes (any group kind, either direction, V = 1 or 2) */
 int lb_trellis_kernel_accepts(const lb_qspec *s, const lb_layout *l);
 lb_status lb_trellis_repack(const lb_tensor *w, void **out, size_t *bytes);
 
@@ -69,9 +80,10 @@ static inline const lb_trellis_seq *lb_trellis_seqs(const lb_tensor *w) {
 static inline const float *lb_trellis_scales(const lb_tensor *w) {
     return (const float *)((const uint8_t *)w->packed + lb_trellis_packed(w)->scale_off);
 }
-/* down: scale of group g for rows r..r+7 at lb_trellis_down_scales(w, g) + r */
+/* down: scale of group g for rows r..r+15 at lb_trellis_down_scales(w, g) + r */
+#define LB_TRELLIS_DOWN_SCALE_PAD 16
 static inline const float *lb_trellis_down_scales(const lb_tensor *w, int g) {
-    return lb_trellis_scales(w) + (size_t)g * (size_t)(w->rows + 8);
+    return lb_trellis_scales(w) + (size_t)g * (size_t)(w->rows + LB_TRELLIS_DOWN_SCALE_PAD);
 }
 /* a row's streams (down: a column's) */
 static inline const uint8_t *lb_trellis_row(const lb_tensor *w, int r) {
@@ -87,10 +99,21 @@ static inline int lb_trellis_piece(const lb_tensor *w, int r) {
     return s;
 }
 
+/* the centred byte sum of a generator output */
+static inline int lb_trellis_byte_sum(uint32_t x) {
+    return (int)(x & 255) + (int)(x >> 8 & 255) + (int)(x >> 16 & 255) + (int)(x >> 24) - 510;
+}
+
 /* v of a state (see above): 1MAD's byte sum, centred */
 static inline int lb_trellis_v(uint32_t state) {
+    return lb_trellis_byte_sum(state * LB_TRELLIS_1MAD_MUL + LB_TRELLIS_1MAD_ADD);
+}
+
+/* v2: the pair of a state, the first output's byte sum and the next's */
+static inline void lb_trellis_v2(uint32_t state, int v[2]) {
     uint32_t x = state * LB_TRELLIS_1MAD_MUL + LB_TRELLIS_1MAD_ADD;
-    return (int)(x & 255) + (int)(x >> 8 & 255) + (int)(x >> 16 & 255) + (int)(x >> 24) - 510;
+    v[0] = lb_trellis_byte_sum(x);
+    v[1] = lb_trellis_byte_sum(x * LB_TRELLIS_1MAD_MUL + LB_TRELLIS_1MAD_ADD);
 }
 
 #endif
