@@ -163,7 +163,7 @@ static inline int kernel_check_f32_entry(const lb_kernel *k, const lb_kernel *tw
 }
 
 /* bound and mag (n x rows, [i * rows + r]) of an entry with an input
- * transform on tensor t (onebit, ptq161, littlebit), against dequantizing t
+ * transform on tensor t (onebit, ptq161, littlebit, billm), against dequantizing t
  * and multiplying by x in floats:
  *   onebit (int8 activations of x' = g x, W' = h S): each x'_c moves by at
  *     most half its block's step d'_b / 2 and meets |W'_rc| = |h_r|, so
@@ -173,7 +173,8 @@ static inline int kernel_check_f32_entry(const lb_kernel *k, const lb_kernel *tw
  *     x' blocks with the reordered weights, + rel sum |w x|;
  *   littlebit (floats): rel * M, M_ir = |h_r| sum_j |l_j| sum_c |g_c x_ic|,
  *     the magnitude of the factored sums (which cancel: it can exceed
- *     sum |w x| a lot).
+ *     sum |w x| a lot);
+ *   billm (floats, the columns permuted): rel * sum |w x|.
  * mag is what the SIMD-vs-scalar comparison scales its tolerance by: sum |w x|,
  * littlebit M. Returns 0 when t is none of these. */
 static inline int kernel_binfam_bound(const lb_tensor *t, const float *x, int n, const float *wd, double rel,
@@ -234,6 +235,8 @@ static inline int kernel_binfam_bound(const lb_tensor *t, const float *x, int n,
                 bound[(size_t)i * rows + r] = rel * mag[(size_t)i * rows + r] + act * (1 + 1e-6);
             }
         lb_free(src);
+    } else if (!strcmp(fam, "billm")) { /* a permutation of float inputs: float rounding only */
+        for (size_t e = 0; e < (size_t)n * rows; e++) bound[e] = rel * mag[e];
     } else {
         known = 0;
     }
