@@ -41,20 +41,7 @@ static void make_tensor(const char *text, int rows, int cols, int mask, int exac
     for (int64_t i = 0; i < rows * q.cols_padded; i++) q.codes[i] = (uint8_t)(lb_rng_u32(&rng) & 3);
     for (int64_t i = 0; i < q.n_groups * q.n_extra; i++)
         q.extra[i] = exact ? pick(pow2, (int)(sizeof pow2 / sizeof pow2[0])) : -1.0f + 2.0f * lb_rng_f32(&rng);
-    CHECK_OK(lb_qtensor_store_scales(&q));
-    size_t total;
-    CHECK_OK(lb_format_size(&s, rows, cols, NULL, NULL, &total));
-    uint8_t *bytes = lb_calloc(1, total);
-    CHECK_OK(lb_qtensor_encode(&q, bytes));
-    lb_qtensor_free(&q);
-    memset(t, 0, sizeof *t);
-    snprintf(t->name, sizeof t->name, "w");
-    t->spec = s;
-    t->rows = rows;
-    t->cols = cols;
-    t->data = t->owned = bytes;
-    t->nbytes = total;
-    CHECK_OK(lb_tensor_resolve(t));
+    kernel_tensor_from(&q, t);
 }
 
 /* the billm entries that take t on this CPU (SIMD ones only under LB_TEST_SIMD_ONLY) */
@@ -67,11 +54,6 @@ static int entries_for(const lb_tensor *t, const lb_kernel **out) {
             out[n++] = k;
     }
     return n;
-}
-
-static int simd_only(void) {
-    const char *e = getenv("LB_TEST_SIMD_ONLY");
-    return e && !strcmp(e, "1");
 }
 
 static const char *specs[] = {"billm:g16", "billm:g32", "billm:g64", "billm", "billm:g256", "billm:row"};
@@ -91,25 +73,15 @@ static void test_exact(void) {
                     CHECK_OK(lb_dequantize(&t, wd));
                     const lb_kernel *ks[4];
                     int nk = entries_for(&t, ks);
-                    CHECK_MSG(nk >= 1 || simd_only(), "no billm entry takes %s %dx%d", specs[s], rows, cols);
+                    CHECK_MSG(nk >= 1 || kernel_simd_only(), "no billm entry takes %s %dx%d", specs[s], rows, cols);
+                    char what[64];
+                    snprintf(what, sizeof what, "%s (%s)", specs[s], mask_names[m]);
                     for (size_t c = 0; c < 4; c++) {
                         int n = ns[c];
-                        float *x = lb_alloc((size_t)n * cols * 4), *y = lb_alloc((size_t)n * rows * 4);
+                        float *x = lb_alloc((size_t)n * cols * 4);
                         for (int i = 0; i < n * cols; i++) x[i] = (float)((int)(lb_rng_u32(&rng) % 5) - 2);
-                        for (int e = 0; e < nk; e++) {
-                            CHECK_OK(lb_kernel_use(&t, ks[e]));
-                            CHECK_OK(lb_matmul(&t, x, n, y, NULL));
-                            for (int i = 0; i < n; i++)
-                                for (int r = 0; r < rows; r++) {
-                                    double want = 0;
-                                    for (int cc = 0; cc < cols; cc++) want += (double)wd[(size_t)r * cols + cc] * x[(size_t)i * cols + cc];
-                                    CHECK_MSG(y[(size_t)i * rows + r] == want, "%s on %s (%s) %dx%d n %d: y[%d,%d] = %.9g, exactly %.9g",
-                                              ks[e]->name, specs[s], mask_names[m], rows, cols, n, i, r, y[(size_t)i * rows + r], want);
-                                }
-                            cases++;
-                        }
+                        cases += kernel_check_exact(ks, nk, &t, wd, x, n, what);
                         lb_free(x);
-                        lb_free(y);
                     }
                     lb_free(wd);
                     lb_tensor_free(&t);
