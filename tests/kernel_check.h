@@ -83,11 +83,57 @@ static inline void kernel_fill(lb_rng *rng, float *x, size_t n, float scale) {
 
 /* LB_TEST_SIMD_ONLY=1 (scripts/test-arm.sh's second CPU): the scalar
  * entries were checked in the first run, so only the SIMD entries run */
-static inline int kernel_skip_scalar(const lb_kernel *k) {
+static inline int kernel_simd_only(void) {
     const char *e = getenv("LB_TEST_SIMD_ONLY");
-    return e && !strcmp(e, "1") && k->cpu == 0;
+    return e && !strcmp(e, "1");
+}
+static inline int kernel_skip_scalar(const lb_kernel *k) { return kernel_simd_only() && k->cpu == 0; }
+
+/* A tensor named "w" holding q (filled in by the caller: codes, scales,
+ * extra values), its scales stored as the format stores them; frees q. */
+static inline void kernel_tensor_from(lb_qtensor *q, lb_tensor *t) {
+    const lb_qspec s = q->spec;
+    const int64_t rows = q->rows, cols = q->cols;
+    CHECK_OK(lb_qtensor_store_scales(q));
+    size_t total;
+    CHECK_OK(lb_format_size(&s, rows, cols, NULL, NULL, &total));
+    uint8_t *bytes = lb_calloc(1, total);
+    CHECK_OK(lb_qtensor_encode(q, bytes));
+    lb_qtensor_free(q);
+    memset(t, 0, sizeof *t);
+    snprintf(t->name, sizeof t->name, "w");
+    t->spec = s;
+    t->rows = rows;
+    t->cols = cols;
+    t->data = t->owned = bytes;
+    t->nbytes = total;
+    CHECK_OK(lb_tensor_resolve(t));
 }
 
+
+/* Each of the entries ks[0..nk) through lb_matmul (its input transform
+ * included) on t against the exact sum in doubles of wd (t dequantized) times
+ * x (n x cols), bit for bit: for inputs chosen so that every product and
+ * partial sum is exact in floats (and, for int8 activations, on the grid).
+ * what names the case in messages. Returns the number of entries run. */
+static inline int kernel_check_exact(const lb_kernel *const *ks, int nk, lb_tensor *t, const float *wd, const float *x,
+                                     int n, const char *what) {
+    const int rows = (int)t->rows, cols = (int)t->cols;
+    float *y = lb_alloc((size_t)n * rows * 4);
+    for (int e = 0; e < nk; e++) {
+        CHECK_OK(lb_kernel_use(t, ks[e]));
+        CHECK_OK(lb_matmul(t, x, n, y, NULL));
+        for (int i = 0; i < n; i++)
+            for (int r = 0; r < rows; r++) {
+                double want = 0;
+                for (int c = 0; c < cols; c++) want += (double)wd[(size_t)r * cols + c] * x[(size_t)i * cols + c];
+                CHECK_MSG(y[(size_t)i * rows + r] == want, "%s on %s %dx%d n %d: y[%d,%d] = %.9g, exactly %.9g", ks[e]->name,
+                          what, rows, cols, n, i, r, y[(size_t)i * rows + r], want);
+            }
+    }
+    lb_free(y);
+    return nk;
+}
 
 /* ---- entries with an input transform (kernels.h: lb_kernel.pre; onebit,
  * ptq161, littlebit: kernels/binfam.h) ------------------------------------- */
@@ -163,7 +209,7 @@ static inline int kernel_check_f32_entry(const lb_kernel *k, const lb_kernel *tw
 }
 
 /* bound and mag (n x rows, [i * rows + r]) of an entry with an input
- * transform on tensor t (onebit, ptq161, littlebit), against dequantizing t
+ * transform on tensor t (onebit, ptq161, littlebit, billm), against dequantizing t
  * and multiplying by x in floats:
  *   onebit (int8 activations of x' = g x, W' = h S): each x'_c moves by at
  *     most half its block's step d'_b / 2 and meets |W'_rc| = |h_r|, so
@@ -173,7 +219,8 @@ static inline int kernel_check_f32_entry(const lb_kernel *k, const lb_kernel *tw
  *     x' blocks with the reordered weights, + rel sum |w x|;
  *   littlebit (floats): rel * M, M_ir = |h_r| sum_j |l_j| sum_c |g_c x_ic|,
  *     the magnitude of the factored sums (which cancel: it can exceed
- *     sum |w x| a lot).
+ *     sum |w x| a lot);
+ *   billm (floats, the columns permuted): rel * sum |w x|.
  * mag is what the SIMD-vs-scalar comparison scales its tolerance by: sum |w x|,
  * littlebit M. Returns 0 when t is none of these. */
 static inline int kernel_binfam_bound(const lb_tensor *t, const float *x, int n, const float *wd, double rel,
@@ -234,6 +281,8 @@ static inline int kernel_binfam_bound(const lb_tensor *t, const float *x, int n,
                 bound[(size_t)i * rows + r] = rel * mag[(size_t)i * rows + r] + act * (1 + 1e-6);
             }
         lb_free(src);
+    } else if (!strcmp(fam, "billm")) { /* a permutation of float inputs: float rounding only */
+        for (size_t e = 0; e < (size_t)n * rows; e++) bound[e] = rel * mag[e];
     } else {
         known = 0;
     }

@@ -59,35 +59,16 @@ static void make_tensor(const char *text, int rows, int cols, int exact, lb_tens
         for (int j = 0; j < R; j++) q.lowrank.l[j] = VAL(pow2, 0.1f, 1.0f);
     }
 #undef VAL
-    CHECK_OK(lb_qtensor_store_scales(&q));
-    size_t total;
-    CHECK_OK(lb_format_size(&s, rows, cols, NULL, NULL, &total));
-    uint8_t *bytes = lb_calloc(1, total);
-    CHECK_OK(lb_qtensor_encode(&q, bytes));
-    lb_qtensor_free(&q);
-    memset(t, 0, sizeof *t);
-    snprintf(t->name, sizeof t->name, "w");
-    t->spec = s;
-    t->rows = rows;
-    t->cols = cols;
-    t->data = t->owned = bytes;
-    t->nbytes = total;
-    CHECK_OK(lb_tensor_resolve(t));
+    kernel_tensor_from(&q, t);
 }
 
-/* LB_TEST_SIMD_ONLY=1 (scripts/test-arm.sh's second CPU): SIMD entries only */
-static int simd_only(void) {
-    const char *e = getenv("LB_TEST_SIMD_ONLY");
-    return e && !strcmp(e, "1");
-}
-static int skip_scalar(const lb_kernel *k) { return simd_only() && k->cpu == 0; }
 
 /* registry entries with an input transform that take t on this CPU */
 static int entries_for(const lb_tensor *t, const lb_kernel **out) {
     int n = 0;
     for (int e = 0; e < lb_kernel_count(); e++) {
         const lb_kernel *k = lb_kernel_at(e);
-        if (k->pre && (k->cpu & lb_cpu_features()) == k->cpu && k->accepts(&t->spec, &t->layout) && !skip_scalar(k))
+        if (k->pre && (k->cpu & lb_cpu_features()) == k->cpu && k->accepts(&t->spec, &t->layout) && !kernel_skip_scalar(k))
             out[n++] = k;
     }
     return n;
@@ -111,25 +92,13 @@ static void test_exact(void) {
                 CHECK_OK(lb_dequantize(&t, wd));
                 const lb_kernel *ks[12];
                 int nk = entries_for(&t, ks);
-                CHECK_MSG(nk >= 1 || simd_only(), "no entry takes %s %dx%d", specs[s], rows, cols);
+                CHECK_MSG(nk >= 1 || kernel_simd_only(), "no entry takes %s %dx%d", specs[s], rows, cols);
                 for (size_t c = 0; c < 3; c++) {
                     int n = ns[c];
-                    float *x = lb_alloc((size_t)n * cols * 4), *y = lb_alloc((size_t)n * rows * 4);
+                    float *x = lb_alloc((size_t)n * cols * 4);
                     for (int i = 0; i < n * cols; i++) x[i] = (float)((int)(lb_rng_u32(&rng) % 3) - 1) * 127.0f;
-                    for (int e = 0; e < nk; e++) {
-                        CHECK_OK(lb_kernel_use(&t, ks[e]));
-                        CHECK_OK(lb_matmul(&t, x, n, y, NULL));
-                        for (int i = 0; i < n; i++)
-                            for (int r = 0; r < rows; r++) {
-                                double want = 0;
-                                for (int cc = 0; cc < cols; cc++) want += (double)wd[(size_t)r * cols + cc] * x[(size_t)i * cols + cc];
-                                CHECK_MSG(y[(size_t)i * rows + r] == want, "%s on %s %dx%d n %d: y[%d,%d] = %.9g, exactly %.9g",
-                                          ks[e]->name, specs[s], rows, cols, n, i, r, y[(size_t)i * rows + r], want);
-                            }
-                        cases++;
-                    }
+                    cases += kernel_check_exact(ks, nk, &t, wd, x, n, specs[s]);
                     lb_free(x);
-                    lb_free(y);
                 }
                 lb_free(wd);
                 lb_tensor_free(&t);

@@ -39,7 +39,9 @@ static const char *candidates[] = {"q8_0", "q4_0", "f32", "f16", "bf16", "q4_1",
                                     * has the rest, on random codes) */
                                    "e8p2", "e8p3:tensor", "e8p4", "lut1:g16", "lut2:tensor", "lut3:row", "lut4:g64",
                                    /* input-transform entries (kernels/binfam.h); more shapes in test_binfam_kernels */
-                                   "onebit", "ptq161", "ptq161:s50", "littlebit:r8", "littlebit:r3"};
+                                   "onebit", "ptq161", "ptq161:s50", "littlebit:r8", "littlebit:r3",
+                                   /* more in test_billm_kernels */
+                                   "billm", "billm:g16", "billm:row"};
 #define N_CANDIDATES (sizeof candidates / sizeof candidates[0])
 
 static void describe(unsigned f, char *buf, size_t n) {

@@ -29,7 +29,7 @@
 #include <math.h>
 #include <string.h>
 
-enum { E_MU_S, E_A1, E_A2, E_MU_C, E_A_C, E_MU_P, E_A_P, N_EXTRA };
+enum { N_EXTRA = LB_BILLM_VALUES }; /* e = (mu_s, a1, a2, mu_c, a_c, mu_p, a_p): format_internal.h */
 
 /* "billm" (blocks of 128 columns), options g<N> | row */
 static int billm_match(const char *head, lb_qspec *s) {
@@ -105,15 +105,8 @@ static lb_status billm_store_scales(lb_qtensor *q) {
     return LB_OK;
 }
 
-/* the definition: one weight from its group's seven values */
-static inline float billm_value(const float *e, int salient, unsigned code) {
-    float s0 = code & 1 ? 1.0f : -1.0f, s1 = code & 2 ? 1.0f : -1.0f;
-    if (salient) return e[E_MU_S] + s0 * e[E_A1] + s1 * e[E_A2];
-    return code & 2 ? e[E_MU_P] + s0 * e[E_A_P] : e[E_MU_C] + s0 * e[E_A_C];
-}
-
 static float billm_value_at(const lb_qtensor *q, int64_t row, int64_t col) {
-    return billm_value(q->extra + lb_qtensor_group(q, row, col) * N_EXTRA, q->col_mask[col],
+    return lb_billm_value(q->extra + lb_qtensor_group(q, row, col) * N_EXTRA, q->col_mask[col],
                        q->codes[row * q->cols_padded + col]);
 }
 
@@ -154,7 +147,7 @@ static void billm_dequantize_row(const lb_qspec *s, const lb_layout *l, const ui
         for (int i = 0; i < N_EXTRA; i++) e[i] = lb_fp16_to_fp32(lb_rd16(src + 2 * (g * N_EXTRA + i)));
         int64_t end = (g + 1) * l->group_len < l->cols ? (g + 1) * l->group_len : l->cols;
         for (int64_t j = g * l->group_len; j < end; j++)
-            out[j] = billm_value(e, lb_col_mask_bit(mask, j), lb_get_bits(bits, (uint64_t)(2 * j), 2));
+            out[j] = lb_billm_value(e, lb_col_mask_bit(mask, j), lb_get_bits(bits, (uint64_t)(2 * j), 2));
     }
 }
 

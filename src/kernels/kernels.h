@@ -210,6 +210,8 @@ void lb_kernel_ptq161_ref(const lb_tensor *w, const lb_act *x, int r0, int r1, f
 void lb_kernel_littlebit_ref(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy,
                              float *scratch);
 void lb_littlebit_pre_ref(const lb_tensor *w, const float *x, int n, float *out);
+/* billm on kernels/billm_pack.h's layout, after its column permutation (float activations) */
+void lb_kernel_billm_ref(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
 /* every uniform int layout, on uniform_pack.h's repacking */
 void lb_kernel_uniform_ref(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
 #if defined(__x86_64__)
@@ -263,6 +265,7 @@ void lb_kernel_ptq161_avx2(const lb_tensor *w, const lb_act *x, int r0, int r1, 
 void lb_kernel_littlebit_avx2(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy,
                               float *scratch);
 void lb_littlebit_pre_avx2(const lb_tensor *w, const float *x, int n, float *out);
+void lb_kernel_billm_avx2(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
 void lb_kernel_onebit_avx512(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
 void lb_kernel_ptq161_avx512(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
 /* AVX-512 F+BW+VNNI (512-bit vpdpbusd) */

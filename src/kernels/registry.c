@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/billm_pack.h"
 #include "kernels/binfam.h" /* onebit, ptq161, littlebit */
 #include "kernels/codebook.h"
 #include "kernels/kernels.h"
@@ -194,6 +195,15 @@ static const lb_kernel registry[] = {
      lb_ptq161_pre, lb_ptq161_pre_cols},
     {"littlebit_ref", lb_littlebit_kernel_accepts, 0, LB_ACT_F32, lb_kernel_littlebit_ref, 0, 0, NULL,
      lb_littlebit_repack, lb_littlebit_pre_ref, lb_littlebit_pre_cols},
+    /* billm: the columns permuted salient first within each group (pre), then
+     * a float lookup per weight from each group's 8 values
+     * (kernels/billm_pack.h says why not int8 planes) */
+#if defined(__x86_64__)
+    {"billm_avx2", lb_billm_kernel_accepts, AVX2_FMA_F16C, LB_ACT_F32, lb_kernel_billm_avx2, 0, 0, "billm_ref",
+     lb_billm_repack, lb_billm_pre, lb_billm_pre_cols},
+#endif
+    {"billm_ref", lb_billm_kernel_accepts, 0, LB_ACT_F32, lb_kernel_billm_ref, 0, 0, NULL, lb_billm_repack,
+     lb_billm_pre, lb_billm_pre_cols},
 #if defined(__x86_64__)
     {"f32_avx2", is_f32, AVX2_FMA, LB_ACT_F32, lb_kernel_f32_avx2, 0, 1, "f32_ref", NULL},
 #endif
