@@ -162,7 +162,8 @@ static const lb_kernel registry[] = {
      NULL},
     {"lut_avx2", lb_lut_kernel_accepts, AVX2_FMA_F16C, LB_ACT_F32, lb_kernel_lut_avx2, LB_DEQUANT_TILE, 0, "lut_ref",
      NULL},
-    {"vq_avx2", lb_vq_kernel_accepts, AVX2_FMA_F16C, LB_ACT_F32, lb_kernel_vq_avx2, 0, 0, "vq_ref", lb_vq_repack},
+    {"vq_avx2", lb_vq_kernel_accepts, AVX2_FMA_F16C, LB_ACT_F32, lb_kernel_vq_avx2, LB_DEQUANT_TILE, 0, "vq_ref",
+     lb_vq_repack},
 #endif
     {"e8p_ref", lb_e8p_kernel_accepts, 0, LB_ACT_F32, lb_kernel_e8p_ref, LB_DEQUANT_TILE, 0, NULL, NULL},
     {"lut_ref", lb_lut_kernel_accepts, 0, LB_ACT_F32, lb_kernel_lut_ref, LB_DEQUANT_TILE, 0, NULL, NULL},

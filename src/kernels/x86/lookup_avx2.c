@@ -23,7 +23,9 @@
  * then meets up to 4 activation rows (one FMA each), into two accumulators
  * per row (even and odd 8 columns: two chains even at batch 1). The last
  * columns (fewer than 16), and every column for other d, take a codeword
- * in masked pieces of up to 8. Each stage's sums are scaled once per row. */
+ * in masked pieces of up to 8. Each stage's sums are scaled once per row.
+ * Batches of 8 and more decode 16 rows into a float tile (the same words,
+ * scaled and summed) for the GEMM instead. */
 #if defined(__x86_64__)
 #include <immintrin.h>
 
@@ -385,22 +387,83 @@ LB_AVX2 static LB_INLINE void vq_rows(const lb_tensor *w, const float *x, int i0
     }
 }
 
-/* the batch in chunks of 4, 2, 1 activation rows (a codeword decoded once per chunk) */
-LB_AVX2 static LB_INLINE void vq_run(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, const int D) {
+/* row r as floats: stage 0's scaled codewords, then + each further stage's,
+ * rounded as the format's dequantize_row rounds them (a multiply, an add) */
+LB_AVX2 static LB_INLINE void vq_decode_row(const lb_tensor *w, int r, float *out, const int D) {
+    const int d = w->spec.vec_dim, c = w->spec.bits, stages = w->spec.vec_stages, cols = (int)w->cols;
+    const uint64_t stage_bits = (uint64_t)(w->layout.cols_padded / d) * (uint64_t)c;
+    const unsigned mask = (1u << c) - 1u;
+    const uint8_t *codes = lb_vq_codes(w, r);
+    for (int t = 0; t < stages; t++) {
+        const float *book = lb_vq_book(w, t);
+        const uint64_t bit = (uint64_t)t * stage_bits;
+        const __m256 a = _mm256_set1_ps(lb_vq_scale(w, r, t));
+        int64_t v = 0;
+        if (D) {
+            const int64_t spans = cols / 16;
+            for (int64_t p = 0; p < spans; p++) {
+                __m256 w0, w1;
+                vq_words(book, codes, bit + (uint64_t)(p * (16 / D) * c), c, mask, D, &w0, &w1);
+                w0 = _mm256_mul_ps(a, w0);
+                w1 = _mm256_mul_ps(a, w1);
+                if (t) {
+                    w0 = _mm256_add_ps(_mm256_loadu_ps(out + 16 * p), w0);
+                    w1 = _mm256_add_ps(_mm256_loadu_ps(out + 16 * p + 8), w1);
+                }
+                _mm256_storeu_ps(out + 16 * p, w0);
+                _mm256_storeu_ps(out + 16 * p + 8, w1);
+            }
+            v = spans * (16 / D);
+        }
+        for (; v * d < cols; v++) {
+            const float *cw = book + (size_t)vq_code(codes, bit + (uint64_t)(v * c), mask) * (size_t)d;
+            for (int i0 = 0; i0 < d && v * d + i0 < cols; i0 += 8) {
+                int m = d - i0 < 8 ? d - i0 : 8;
+                if (cols - v * d - i0 < m) m = (int)(cols - v * d - i0);
+                const __m256i lanes = lanes_below(m);
+                float *o = out + v * d + i0;
+                __m256 val = _mm256_mul_ps(a, _mm256_maskload_ps(cw + i0, lanes));
+                if (t) val = _mm256_add_ps(_mm256_maskload_ps(o, lanes), val);
+                _mm256_maskstore_ps(o, lanes, val);
+            }
+        }
+    }
+}
+
+/* Batches below this multiply codewords into the activations directly;
+ * from it on, 16 decoded rows go through the float GEMM, whose register
+ * tiles (4 activation rows x 2 weight rows) load less per FMA than a
+ * codeword looked up per 4 activation rows, once the decoding is shared by
+ * this many rows. A guess from counting loads, not a measurement (the
+ * machine this was written on was shared): docs/BENCHMARKS.md. */
+#define VQ_TILE_BATCH 8
+
+/* the batch in chunks of 4, 2, 1 activation rows (a codeword decoded once
+ * per chunk); large batches by the tile */
+LB_AVX2 static LB_INLINE void vq_run(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *tile,
+                                     const int D) {
+    if (x->n >= VQ_TILE_BATCH) {
+        const int cols = (int)w->cols;
+        for (int t0 = r0; t0 < r1; t0 += LB_DEQUANT_TILE) {
+            int t1 = t0 + LB_DEQUANT_TILE < r1 ? t0 + LB_DEQUANT_TILE : r1;
+            for (int r = t0; r < t1; r++) vq_decode_row(w, r, tile + (size_t)(r - t0) * (size_t)cols, D);
+            lb_gemm_nt_avx2(x->n, t1 - t0, cols, x->f, cols, tile, cols, y + t0, ldy);
+        }
+        return;
+    }
     int i0 = 0;
     for (; i0 + 4 <= x->n; i0 += 4) vq_rows(w, x->f, i0, r0, r1, y, ldy, D, 4);
     if (i0 + 2 <= x->n) vq_rows(w, x->f, i0, r0, r1, y, ldy, D, 2), i0 += 2;
     if (i0 < x->n) vq_rows(w, x->f, i0, r0, r1, y, ldy, D, 1);
 }
 
-LB_AVX2 void lb_kernel_vq_avx2(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch) {
-    (void)scratch;
+LB_AVX2 void lb_kernel_vq_avx2(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *tile) {
     switch (w->spec.vec_dim) {
-    case 2: vq_run(w, x, r0, r1, y, ldy, 2); break;
-    case 4: vq_run(w, x, r0, r1, y, ldy, 4); break;
-    case 8: vq_run(w, x, r0, r1, y, ldy, 8); break;
-    case 16: vq_run(w, x, r0, r1, y, ldy, 16); break;
-    default: vq_run(w, x, r0, r1, y, ldy, 0); break;
+    case 2: vq_run(w, x, r0, r1, y, ldy, tile, 2); break;
+    case 4: vq_run(w, x, r0, r1, y, ldy, tile, 4); break;
+    case 8: vq_run(w, x, r0, r1, y, ldy, tile, 8); break;
+    case 16: vq_run(w, x, r0, r1, y, ldy, tile, 16); break;
+    default: vq_run(w, x, r0, r1, y, ldy, tile, 0); break;
     }
 }
 #endif
