@@ -5,11 +5,12 @@
  * and word-aligned ones; 12 and 16 on fewer column counts: their books are
  * large), 1 and 2 stages, row and tensor scales, column counts that pad the
  * last vector and end inside and past the 16-column spans, batches 1..9
- * (every chunking of the AVX2 batch loop: 4, 2, 1), each against
+ * (every chunking of the AVX2 batch loop: 4, 2, 1; from 8 its tile path),
+ * each against
  * dequantize + the reference GEMM (the format's dequantize_row is the
  * meaning of the bytes) and the SIMD entry against its scalar twin, within
- * float rounding. Then the choice: vq tensors get the vq entries, no other
- * family does. The registry test adds vq tensors made by rtn's k-means. */
+ * float rounding. test_lookup_kernels checks that vq tensors get these
+ * entries; the registry test adds vq tensors made by rtn's k-means. */
 #include <math.h>
 #include <string.h>
 
@@ -33,14 +34,7 @@ static void random_tensor(const lb_qspec *s, int rows, int cols, lb_tensor *t, u
         for (int64_t g = 0; g < q.n_groups; g++)
             q.scale[st * q.n_groups + g] =
                 (lb_rng_u32(&rng) & 1 ? -1.0f : 1.0f) * (0.5f + lb_rng_f32(&rng)) * powf(0.125f, (float)st);
-    CHECK_OK(lb_qtensor_store_scales(&q));
-    size_t total;
-    CHECK_OK(lb_format_size(s, rows, cols, NULL, NULL, &total));
-    *bytes = lb_alloc(total);
-    CHECK_OK(lb_qtensor_encode(&q, *bytes));
-    lb_qtensor_free(&q);
-    *t = (lb_tensor){.spec = *s, .rows = rows, .cols = cols, .data = *bytes, .nbytes = total};
-    CHECK_OK(lb_tensor_resolve(t));
+    kernel_tensor_of(&q, t, bytes);
 }
 
 static void test_entries(void) {
@@ -109,32 +103,9 @@ static void test_repack(void) {
     lb_free(bytes);
 }
 
-/* lb_matmul on vq tensors picks a vq entry (never the generic path) */
-static void test_selected(void) {
-    static const char *specs[] = {"vq8x16", "vq4x8:r2", "vq2x3:tensor", "vq3x5:r4:row", "vq16x1:tensor"};
-    for (size_t i = 0; i < sizeof specs / sizeof specs[0]; i++) {
-        lb_qspec s;
-        CHECK_OK(lb_qspec_parse(specs[i], &s));
-        lb_layout l;
-        CHECK_OK(lb_layout_compute(&s, 64, 100, &l));
-        const lb_kernel *k = lb_kernel_select(&s, &l, lb_cpu_features(), NULL);
-        CHECK_MSG(k && !strncmp(k->name, "vq_", 3), "%s: chose %s", specs[i], k ? k->name : "none");
-        CHECK_MSG(lb_kernel_select(&s, &l, lb_cpu_features(), "fallback")->generic, "%s: fallback", specs[i]);
-    }
-    static const char *others[] = {"int4:g64:asym", "e8p2", "lut4:g64", "trellis2:L4", "nf4:g64"};
-    for (size_t i = 0; i < sizeof others / sizeof others[0]; i++) {
-        lb_qspec s;
-        lb_layout l;
-        CHECK_OK(lb_qspec_parse(others[i], &s));
-        CHECK_OK(lb_layout_compute(&s, 16, 64, &l));
-        CHECK_MSG(!lb_vq_kernel_accepts(&s, &l), "%s reaches the vq kernels", others[i]);
-    }
-}
-
 int main(void) {
     lb_rng_seed(&rng, 89);
     test_repack();
     test_entries();
-    test_selected();
     return lb_test_finish("test_vq_kernels");
 }

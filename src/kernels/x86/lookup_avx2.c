@@ -302,10 +302,11 @@ static LB_INLINE unsigned vq_code(const uint8_t *codes, uint64_t bit, unsigned m
     return u >> (bit & 7) & mask;
 }
 
-/* the weights of 16 consecutive columns of a stage, D = 2, 4, 8 or 16, as
- * two 8-lane words: 16 / D codes from bit `bit` */
-LB_AVX2 static LB_INLINE void vq_words(const float *book, const uint8_t *codes, uint64_t bit, int c, unsigned mask,
-                                       const int D, __m256 *w0, __m256 *w1) {
+/* the weights of columns 16 p .. 16 p + 15 of the stage whose codes start
+ * at bit `bit`, D = 2, 4, 8 or 16, as two 8-lane words (16 / D codes) */
+LB_AVX2 static LB_INLINE void vq_words(const float *book, const uint8_t *codes, uint64_t bit, int64_t span, int c,
+                                       unsigned mask, const int D, __m256 *w0, __m256 *w1) {
+    bit += (uint64_t)(span * (16 / D) * c);
     if (D == 16) {
         const float *cw = book + (size_t)vq_code(codes, bit, mask) * 16;
         *w0 = _mm256_loadu_ps(cw);
@@ -319,15 +320,22 @@ LB_AVX2 static LB_INLINE void vq_words(const float *book, const uint8_t *codes, 
         *w0 = _mm256_loadu2_m128(k[1], k[0]);
         *w1 = _mm256_loadu2_m128(k[3], k[2]);
     } else { /* D == 2: a codeword is 8 bytes */
-        __m128i p[4];
+        __m128i two[4];
         for (int i = 0; i < 4; i++) {
             const float *k0 = book + (size_t)vq_code(codes, bit + (uint64_t)(2 * i * c), mask) * 2;
             const float *k1 = book + (size_t)vq_code(codes, bit + (uint64_t)((2 * i + 1) * c), mask) * 2;
-            p[i] = _mm_unpacklo_epi64(_mm_loadu_si64(k0), _mm_loadu_si64(k1));
+            two[i] = _mm_unpacklo_epi64(_mm_loadu_si64(k0), _mm_loadu_si64(k1));
         }
-        *w0 = _mm256_castsi256_ps(_mm256_set_m128i(p[1], p[0]));
-        *w1 = _mm256_castsi256_ps(_mm256_set_m128i(p[3], p[2]));
+        *w0 = _mm256_castsi256_ps(_mm256_set_m128i(two[1], two[0]));
+        *w1 = _mm256_castsi256_ps(_mm256_set_m128i(two[3], two[2]));
     }
+}
+
+/* the lanes of a codeword's piece from coordinate i0 (of d): up to 8, and
+ * only the `left` ones whose columns are below cols */
+LB_AVX2 static LB_INLINE __m256i vq_piece(int d, int i0, int64_t left) {
+    int m = d - i0 < 8 ? d - i0 : 8;
+    return lanes_below(left < m ? (int)left : m);
 }
 
 /* One stage of one weight row against NB activation rows xs[j]: acc[j] (even
@@ -341,7 +349,7 @@ LB_AVX2 static LB_INLINE void vq_stage(const float *book, const uint8_t *codes, 
         const int64_t spans = cols / 16;
         for (int64_t p = 0; p < spans; p++) {
             __m256 w0, w1;
-            vq_words(book, codes, bit + (uint64_t)(p * (16 / D) * c), c, mask, D, &w0, &w1);
+            vq_words(book, codes, bit, p, c, mask, D, &w0, &w1);
 #pragma GCC unroll 4
             for (int j = 0; j < NB; j++) {
                 acc[j] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(xs[j] + 16 * p), acc[j]);
@@ -353,9 +361,7 @@ LB_AVX2 static LB_INLINE void vq_stage(const float *book, const uint8_t *codes, 
     for (; v * d < cols; v++) {
         const float *cw = book + (size_t)vq_code(codes, bit + (uint64_t)(v * c), mask) * (size_t)d;
         for (int i0 = 0; i0 < d && v * d + i0 < cols; i0 += 8) {
-            int m = d - i0 < 8 ? d - i0 : 8;
-            if (cols - v * d - i0 < m) m = (int)(cols - v * d - i0);
-            const __m256i lanes = lanes_below(m);
+            const __m256i lanes = vq_piece(d, i0, cols - v * d - i0);
             const __m256 wv = _mm256_maskload_ps(cw + i0, lanes);
 #pragma GCC unroll 4
             for (int j = 0; j < NB; j++)
@@ -403,7 +409,7 @@ LB_AVX2 static LB_INLINE void vq_decode_row(const lb_tensor *w, int r, float *ou
             const int64_t spans = cols / 16;
             for (int64_t p = 0; p < spans; p++) {
                 __m256 w0, w1;
-                vq_words(book, codes, bit + (uint64_t)(p * (16 / D) * c), c, mask, D, &w0, &w1);
+                vq_words(book, codes, bit, p, c, mask, D, &w0, &w1);
                 w0 = _mm256_mul_ps(a, w0);
                 w1 = _mm256_mul_ps(a, w1);
                 if (t) {
@@ -418,9 +424,7 @@ LB_AVX2 static LB_INLINE void vq_decode_row(const lb_tensor *w, int r, float *ou
         for (; v * d < cols; v++) {
             const float *cw = book + (size_t)vq_code(codes, bit + (uint64_t)(v * c), mask) * (size_t)d;
             for (int i0 = 0; i0 < d && v * d + i0 < cols; i0 += 8) {
-                int m = d - i0 < 8 ? d - i0 : 8;
-                if (cols - v * d - i0 < m) m = (int)(cols - v * d - i0);
-                const __m256i lanes = lanes_below(m);
+                const __m256i lanes = vq_piece(d, i0, cols - v * d - i0);
                 float *o = out + v * d + i0;
                 __m256 val = _mm256_mul_ps(a, _mm256_maskload_ps(cw + i0, lanes));
                 if (t) val = _mm256_add_ps(_mm256_maskload_ps(o, lanes), val);
