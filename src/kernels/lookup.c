@@ -31,9 +31,9 @@ lb_status lb_vq_repack(const lb_tensor *w, void **out, size_t *bytes) {
     uint8_t *buf = lb_alloc(total);
     if (!buf) return lb_fail(LB_ERR_NOMEM, "converting the codebooks of '%s' to floats (%zu bytes)", w->name, total);
     memcpy(buf, &p, sizeof p);
-    const uint8_t *half = w->data + (size_t)l->rows * l->row_bytes; /* the tail starts with the books */
+    const uint8_t *stored = w->data + (size_t)l->rows * l->row_bytes; /* the tail starts with the books */
     float *book = (float *)(buf + p.book_off);
-    for (size_t i = 0; i < n; i++) book[i] = lb_fp16_to_fp32(lb_rd16(half + 2 * i));
+    for (size_t i = 0; i < n; i++) book[i] = lb_fp16_to_fp32(lb_rd16(stored + 2 * i));
     *out = buf;
     *bytes = total;
     return LB_OK;

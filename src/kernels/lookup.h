@@ -37,8 +37,8 @@
  * for vq8x16); codes and scales are read as stored. The AVX2 twin loads a
  * codeword of d = 8 as one vector, of d = 16 as two, two of d = 4 / four of
  * d = 2 into one (consecutive codes: consecutive columns); any other d in
- * masked pieces of up to 8. It decodes a codeword once for up to 8 batch
- * columns. */
+ * masked pieces of up to 8. It decodes a codeword once for up to 4 batch
+ * columns; from 8 columns on, once per 16-row tile for the float GEMM. */
 #ifndef LB_KERNELS_LOOKUP_H
 #define LB_KERNELS_LOOKUP_H
 
