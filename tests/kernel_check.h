@@ -81,6 +81,20 @@ static inline void kernel_fill(lb_rng *rng, float *x, size_t n, float scale) {
     for (size_t i = 0; i < n; i++) x[i] = scale * (float)lb_rng_normal(rng);
 }
 
+/* The tensor of a hand-filled q, its scales rounded as stored: encoded into
+ * *bytes (lb_alloc'd: the caller frees them after lb_tensor_free) and
+ * resolved; frees q. */
+static inline void kernel_tensor_of(lb_qtensor *q, lb_tensor *t, uint8_t **bytes) {
+    CHECK_OK(lb_qtensor_store_scales(q));
+    size_t total;
+    CHECK_OK(lb_format_size(&q->spec, q->rows, q->cols, NULL, NULL, &total));
+    *bytes = lb_alloc(total);
+    CHECK_OK(lb_qtensor_encode(q, *bytes));
+    *t = (lb_tensor){.spec = q->spec, .rows = q->rows, .cols = q->cols, .data = *bytes, .nbytes = total};
+    lb_qtensor_free(q);
+    CHECK_OK(lb_tensor_resolve(t));
+}
+
 /* LB_TEST_SIMD_ONLY=1 (scripts/test-arm.sh's second CPU): the scalar
  * entries were checked in the first run, so only the SIMD entries run */
 static inline int kernel_simd_only(void) {

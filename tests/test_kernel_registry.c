@@ -38,6 +38,9 @@ static const char *candidates[] = {"q8_0", "q4_0", "f32", "f16", "bf16", "q4_1",
                                    /* e8p and lut: every stage count and bit width once (test_lookup_kernels
                                     * has the rest, on random codes) */
                                    "e8p2", "e8p3:tensor", "e8p4", "lut1:g16", "lut2:tensor", "lut3:row", "lut4:g64",
+                                   /* vq: each AVX2 path once, codebooks learned by rtn's k-means
+                                    * (test_vq_kernels has every d, c, stage count on random codes) */
+                                   "vq8x6", "vq4x4:r2", "vq2x3:tensor", "vq16x2:r2:tensor", "vq3x5",
                                    /* input-transform entries (kernels/binfam.h); more shapes in test_binfam_kernels */
                                    "onebit", "ptq161", "ptq161:s50", "littlebit:r8", "littlebit:r3",
                                    /* more in test_billm_kernels */

@@ -5,7 +5,8 @@
  * lengths, batch 1 (the fused loop) and 2, 9 (the tile path)) against
  * dequantize + the reference GEMM and against the entry's twin. The
  * registry test quantizes by rtn on small shapes; random codes reach every
- * code and level here. */
+ * code and level here. Then which entries e8p, lut and vq tensors get
+ * (tests/test_vq_kernels.c checks the vq entries themselves). */
 #include <math.h>
 #include <string.h>
 
@@ -63,14 +64,7 @@ static void random_tensor(const lb_qspec *s, int rows, int cols, lb_tensor *t, u
             for (int c = 0; c < n; c++) lo = v[c] = lo + 0.05f * lb_rng_f32(&rng); /* ascending */
         }
     }
-    CHECK_OK(lb_qtensor_store_scales(&q));
-    size_t total;
-    CHECK_OK(lb_format_size(s, rows, cols, NULL, NULL, &total));
-    *bytes = lb_alloc(total);
-    CHECK_OK(lb_qtensor_encode(&q, *bytes));
-    lb_qtensor_free(&q);
-    *t = (lb_tensor){.spec = *s, .rows = rows, .cols = cols, .data = *bytes, .nbytes = total};
-    CHECK_OK(lb_tensor_resolve(t));
+    kernel_tensor_of(&q, t, bytes);
 }
 
 static void test_entries(void) {
@@ -110,16 +104,19 @@ static void test_entries(void) {
     }
 }
 
-/* lb_matmul on e8p / lut tensors picks their entries (never the generic path) */
+/* lb_matmul on e8p / lut / vq tensors picks their entries (never the
+ * generic path; test_vq_kernels checks the vq entries) */
 static void test_selected(void) {
-    static const char *specs[] = {"e8p2", "e8p3:tensor", "e8p4", "lut1:g16", "lut3:row", "lut4:g64", "lut2:tensor"};
+    static const char *specs[] = {"e8p2",        "e8p3:tensor", "e8p4",     "lut1:g16",     "lut3:row",     "lut4:g64",
+                                  "lut2:tensor", "vq8x16",      "vq4x8:r2", "vq2x3:tensor", "vq3x5:r4:row", "vq16x1:tensor"};
     for (size_t i = 0; i < sizeof specs / sizeof specs[0]; i++) {
         lb_qspec s;
         CHECK_OK(lb_qspec_parse(specs[i], &s));
         lb_layout l;
         CHECK_OK(lb_layout_compute(&s, 64, 100, &l));
         const lb_kernel *k = lb_kernel_select(&s, &l, lb_cpu_features(), NULL);
-        CHECK_MSG(k && !strncmp(k->name, specs[i], 3) && k->name[3] == '_', "%s: chose %s", specs[i],
+        const size_t fam = strlen(s.family->name);
+        CHECK_MSG(k && !strncmp(k->name, s.family->name, fam) && k->name[fam] == '_', "%s: chose %s", specs[i],
                   k ? k->name : "none");
         CHECK_MSG(lb_kernel_select(&s, &l, lb_cpu_features(), "fallback")->generic, "%s: fallback", specs[i]);
     }
@@ -130,8 +127,8 @@ static void test_selected(void) {
         lb_layout l;
         CHECK_OK(lb_qspec_parse(others[i], &s));
         CHECK_OK(lb_layout_compute(&s, 16, 64, &l));
-        CHECK_MSG(!lb_e8p_kernel_accepts(&s, &l) && !lb_lut_kernel_accepts(&s, &l), "%s reaches a lookup kernel",
-                  others[i]);
+        CHECK_MSG(!lb_e8p_kernel_accepts(&s, &l) && !lb_lut_kernel_accepts(&s, &l) && !lb_vq_kernel_accepts(&s, &l),
+                  "%s reaches a lookup kernel", others[i]);
     }
 }
 

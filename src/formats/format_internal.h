@@ -142,6 +142,24 @@ static inline size_t lb_lut_block_bytes(const lb_qspec *s, const lb_layout *l) {
     return lb_lut_table_bytes(s) + (size_t)(l->group_len * s->bits / 8);
 }
 
+/* vq's layout (vq.c; its kernels read the bytes too, kernels/lookup.h):
+ * rows [stage scales, fp16, row scales only][codes: stage 0's code of each
+ * of the cols_padded / d vectors, then stage 1's, ...: c bits each (c <=
+ * 16), one little-endian stream, code i of the row at bits [i c, i c + c)];
+ * tail [codebooks: S x 2^c x d fp16][stage scales, fp16, tensor scales only]. */
+static inline int64_t lb_vq_book_size(const lb_qspec *s) { return (int64_t)1 << s->bits; }
+static inline size_t lb_vq_lead_bytes(const lb_qspec *s, const lb_layout *l) {
+    return l->groups_per_row ? 2 * (size_t)s->vec_stages : 0;
+}
+static inline size_t lb_vq_book_bytes(const lb_qspec *s) {
+    return 2 * (size_t)s->vec_stages * (size_t)lb_vq_book_size(s) * (size_t)s->vec_dim;
+}
+/* the fp16 stage scales of row `row` (or of the tensor) in data */
+static inline const uint8_t *lb_vq_scales_at(const lb_qspec *s, const lb_layout *l, const uint8_t *data, int64_t row) {
+    return l->groups_per_row ? data + (size_t)row * l->row_bytes
+                             : data + (size_t)l->rows * l->row_bytes + lb_vq_book_bytes(s);
+}
+
 /* Vector families (e8p, vq; vector_scales.c): lb_qtensor_init's codes
  * replaced by vector codes (vec_dim weights, `stages` stages) and scale
  * made n_groups x stages; the scales rounded to fp16 (failing on what fp16
@@ -176,6 +194,21 @@ static inline unsigned lb_get_bits(const uint8_t *src, uint64_t bitpos, int nbit
     unsigned v = (unsigned)src[bitpos >> 3] >> shift;
     if (shift + (unsigned)nbits > 8) v |= (unsigned)src[(bitpos >> 3) + 1] << (8 - shift);
     return v & ((1u << nbits) - 1u);
+}
+
+/* c-bit codes (c = 1..16) in a little-endian stream, as two 8-bit halves
+ * for c > 8 (vq's codes) */
+static inline void lb_put_code16(uint8_t *dst, uint64_t bitpos, unsigned v, int c) {
+    if (c <= 8) {
+        lb_put_bits(dst, bitpos, v, c);
+    } else {
+        lb_put_bits(dst, bitpos, v & 255u, 8);
+        lb_put_bits(dst, bitpos + 8, v >> 8, c - 8);
+    }
+}
+static inline unsigned lb_get_code16(const uint8_t *src, uint64_t bitpos, int c) {
+    if (c <= 8) return lb_get_bits(src, bitpos, c);
+    return lb_get_bits(src, bitpos, 8) | lb_get_bits(src, bitpos + 8, c - 8) << 8;
 }
 
 /* Uniform codes of one group block (n codes): uniform.c's packing (4-bit

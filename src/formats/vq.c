@@ -33,7 +33,6 @@
 
 enum { SLOT_STAGES, SLOT_GROUP };
 
-static int64_t book_size(const lb_qspec *s) { return (int64_t)1 << s->bits; }
 
 /* "vq<d>x<c>" */
 static int vq_match(const char *head, lb_qspec *s) {
@@ -105,27 +104,23 @@ static void vq_shape(const lb_qspec *s, lb_layout *l) {
     l->n_groups = s->group == LB_GROUP_ROW ? l->rows : 1;
 }
 
-static size_t lead_bytes(const lb_qspec *s, const lb_layout *l) {
-    return l->groups_per_row ? 2 * (size_t)s->vec_stages : 0;
-}
 
 static int64_t vecs_of(const lb_qspec *s, const lb_layout *l) { return l->cols_padded / s->vec_dim; }
 
 static size_t vq_row_bytes(const lb_qspec *s, const lb_layout *l) {
     uint64_t bits = (uint64_t)vecs_of(s, l) * (uint64_t)s->vec_stages * (uint64_t)s->bits;
-    return lead_bytes(s, l) + (size_t)((bits + 7) / 8);
+    return lb_vq_lead_bytes(s, l) + (size_t)((bits + 7) / 8);
 }
 
-static size_t book_bytes(const lb_qspec *s) { return 2 * (size_t)s->vec_stages * (size_t)book_size(s) * (size_t)s->vec_dim; }
 
 static size_t vq_tail_bytes(const lb_qspec *s, const lb_layout *l) {
-    return book_bytes(s) + (l->groups_per_row ? 0 : 2 * (size_t)s->vec_stages);
+    return lb_vq_book_bytes(s) + (l->groups_per_row ? 0 : 2 * (size_t)s->vec_stages);
 }
 
 static lb_status vq_qtensor_init(lb_qtensor *q) {
     lb_status st = lb_vec_qtensor_init(q, q->spec.vec_dim, q->spec.vec_stages);
     if (st != LB_OK) return st;
-    q->vbook_size = book_size(&q->spec);
+    q->vbook_size = lb_vq_book_size(&q->spec);
     q->vbook = lb_calloc((size_t)(q->vec_stages * q->vbook_size * q->vec_dim), sizeof(float));
     return q->vbook ? LB_OK : LB_ERR_NOMEM;
 }
@@ -151,7 +146,7 @@ static lb_status vq_check_qtensor(const lb_qtensor *q) {
 
 static int vq_vec_code_count(const lb_qspec *s, int stage) {
     (void)stage;
-    return (int)book_size(s);
+    return (int)lb_vq_book_size(s);
 }
 
 static void vq_vec_codeword(const lb_qtensor *q, int stage, unsigned code, float *out) {
@@ -184,27 +179,13 @@ static float vq_vec_unit_scale(const lb_qtensor *q, int stage) {
     return 1.0f;
 }
 
-/* c-bit codes (c <= 16) as a little-endian bit stream */
-static void put_code(uint8_t *dst, uint64_t bitpos, unsigned v, int c) {
-    if (c <= 8) {
-        lb_put_bits(dst, bitpos, v, c);
-    } else {
-        lb_put_bits(dst, bitpos, v & 255u, 8);
-        lb_put_bits(dst, bitpos + 8, v >> 8, c - 8);
-    }
-}
-static unsigned get_code(const uint8_t *src, uint64_t bitpos, int c) {
-    if (c <= 8) return lb_get_bits(src, bitpos, c);
-    return lb_get_bits(src, bitpos, 8) | lb_get_bits(src, bitpos + 8, c - 8) << 8;
-}
-
 static void vq_encode_row(const lb_qtensor *q, int64_t row, uint8_t *dst) {
     const int c = q->spec.bits;
     if (q->groups_per_row) lb_vec_scales_encode(q, row, dst);
     uint8_t *p = dst + (q->groups_per_row ? 2 * (size_t)q->vec_stages : 0);
     for (int t = 0; t < q->vec_stages; t++)
         for (int64_t v = 0; v < q->vecs_per_row; v++)
-            put_code(p, (uint64_t)((t * q->vecs_per_row + v) * c), *lb_qtensor_vcode(q, row, v, t), c);
+            lb_put_code16(p, (uint64_t)((t * q->vecs_per_row + v) * c), *lb_qtensor_vcode(q, row, v, t), c);
 }
 
 static void vq_decode_row(lb_qtensor *q, int64_t row, const uint8_t *src) {
@@ -213,7 +194,7 @@ static void vq_decode_row(lb_qtensor *q, int64_t row, const uint8_t *src) {
     const uint8_t *p = src + (q->groups_per_row ? 2 * (size_t)q->vec_stages : 0);
     for (int t = 0; t < q->vec_stages; t++)
         for (int64_t v = 0; v < q->vecs_per_row; v++)
-            *lb_qtensor_vcode(q, row, v, t) = (uint16_t)get_code(p, (uint64_t)((t * q->vecs_per_row + v) * c), c);
+            *lb_qtensor_vcode(q, row, v, t) = (uint16_t)lb_get_code16(p, (uint64_t)((t * q->vecs_per_row + v) * c), c);
 }
 
 static void vq_encode_tail(const lb_qtensor *q, uint8_t *dst) {
@@ -231,26 +212,25 @@ static void vq_decode_tail(lb_qtensor *q, const uint8_t *src) {
 /* a codebook value that is not a number is corrupt data */
 static lb_status vq_check_bytes(const lb_qspec *s, const lb_layout *l, const uint8_t *data) {
     const uint8_t *book = data + (size_t)l->rows * l->row_bytes;
-    for (size_t i = 0; i < book_bytes(s) / 2; i++)
+    for (size_t i = 0; i < lb_vq_book_bytes(s) / 2; i++)
         if (!isfinite(lb_fp16_to_fp32(lb_rd16(book + 2 * i))))
             return lb_fail(LB_ERR_FORMAT, "vq: codebook value %zu (stage %zu, codeword %zu) is not finite", i,
-                           i / ((size_t)book_size(s) * (size_t)s->vec_dim),
-                           i / (size_t)s->vec_dim % (size_t)book_size(s));
+                           i / ((size_t)lb_vq_book_size(s) * (size_t)s->vec_dim),
+                           i / (size_t)s->vec_dim % (size_t)lb_vq_book_size(s));
     return LB_OK;
 }
 
 static void vq_dequantize_row(const lb_qspec *s, const lb_layout *l, const uint8_t *data, int64_t row, float *out) {
     const int d = s->vec_dim, c = s->bits;
-    const uint8_t *r = data + (size_t)row * l->row_bytes, *tail = data + (size_t)l->rows * l->row_bytes;
-    const uint8_t *scales = l->groups_per_row ? r : tail + book_bytes(s);
-    const uint8_t *codes = r + lead_bytes(s, l);
-    int64_t nvec = vecs_of(s, l), K = book_size(s);
+    const uint8_t *tail = data + (size_t)l->rows * l->row_bytes, *scales = lb_vq_scales_at(s, l, data, row);
+    const uint8_t *codes = data + (size_t)row * l->row_bytes + lb_vq_lead_bytes(s, l);
+    int64_t nvec = vecs_of(s, l), K = lb_vq_book_size(s);
     memset(out, 0, (size_t)l->cols * sizeof(float));
     for (int t = 0; t < s->vec_stages; t++) {
         float a = lb_fp16_to_fp32(lb_rd16(scales + 2 * t));
         const uint8_t *book = tail + 2 * (size_t)(t * K * d);
         for (int64_t k = 0; k < nvec; k++) {
-            unsigned code = get_code(codes, (uint64_t)((t * nvec + k) * c), c);
+            unsigned code = lb_get_code16(codes, (uint64_t)((t * nvec + k) * c), c);
             const uint8_t *cw = book + 2 * (size_t)code * (size_t)d;
             for (int i = 0; i < d && d * k + i < l->cols; i++)
                 out[d * k + i] += a * lb_fp16_to_fp32(lb_rd16(cw + 2 * i));

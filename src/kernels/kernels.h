@@ -204,6 +204,8 @@ void lb_kernel_trellis_ref(const lb_tensor *w, const lb_act *x, int r0, int r1, 
 /* e8p and lut weights as stored, float activations (kernels/lookup.h) */
 void lb_kernel_e8p_ref(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
 void lb_kernel_lut_ref(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
+/* vq codes on lb_vq_repack's float codebooks (kernels/lookup.h) */
+void lb_kernel_vq_ref(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
 /* onebit, ptq161, littlebit (kernels/binfam.h), after their pre transforms */
 void lb_kernel_onebit_ref(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
 void lb_kernel_ptq161_ref(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
@@ -260,6 +262,7 @@ void lb_kernel_trellis_avx2(const lb_tensor *w, const lb_act *x, int r0, int r1,
                             float *scratch);
 void lb_kernel_e8p_avx2(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
 void lb_kernel_lut_avx2(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
+void lb_kernel_vq_avx2(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
 void lb_kernel_onebit_avx2(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
 void lb_kernel_ptq161_avx2(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
 void lb_kernel_littlebit_avx2(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy,

@@ -1,5 +1,6 @@
-/* The predicates of the lookup kernels and e8p's kernel tables
- * (kernels/lookup.h has the layouts and why the tables are split this way). */
+/* The predicates of the lookup kernels, e8p's kernel tables and vq's
+ * float codebooks (kernels/lookup.h has the layouts and why the tables are
+ * split this way). */
 #include <pthread.h>
 
 #include "kernels/lookup.h"
@@ -12,6 +13,30 @@ int lb_e8p_kernel_accepts(const lb_qspec *s, const lb_layout *l) {
 int lb_lut_kernel_accepts(const lb_qspec *s, const lb_layout *l) {
     return !strcmp(s->family->name, "lut") && s->bits >= 1 && s->bits <= 4 && l->group_len % 8 == 0 &&
            l->cols_padded % l->group_len == 0 && l->cols_padded < (1 << 30) && l->rows < (1 << 30);
+}
+
+int lb_vq_kernel_accepts(const lb_qspec *s, const lb_layout *l) {
+    return !strcmp(s->family->name, "vq") && s->vec_dim >= 2 && s->vec_dim <= LB_VEC_MAX_DIM && s->bits >= 1 &&
+           s->bits <= 16 && s->vec_stages >= 1 && s->vec_stages <= LB_VEC_MAX_STAGES && l->cols_padded < (1 << 30) &&
+           l->rows < (1 << 30);
+}
+
+lb_status lb_vq_repack(const lb_tensor *w, void **out, size_t *bytes) {
+    const lb_qspec *s = &w->spec;
+    const lb_layout *l = &w->layout;
+    if (!lb_vq_kernel_accepts(s, l)) return lb_fail(LB_ERR_INVALID, "tensor '%s' is not a vq code", w->name);
+    lb_vq_pack p = {.d = s->vec_dim, .c = s->bits, .stages = s->vec_stages, .book_size = lb_vq_book_size(s)};
+    p.book_off = (sizeof p + 63) / 64 * 64;
+    const size_t n = (size_t)p.stages * (size_t)p.book_size * (size_t)p.d, total = p.book_off + n * sizeof(float);
+    uint8_t *buf = lb_alloc(total);
+    if (!buf) return lb_fail(LB_ERR_NOMEM, "converting the codebooks of '%s' to floats (%zu bytes)", w->name, total);
+    memcpy(buf, &p, sizeof p);
+    const uint8_t *stored = w->data + (size_t)l->rows * l->row_bytes; /* the tail starts with the books */
+    float *book = (float *)(buf + p.book_off);
+    for (size_t i = 0; i < n; i++) book[i] = lb_fp16_to_fp32(lb_rd16(stored + 2 * i));
+    *out = buf;
+    *bytes = total;
+    return LB_OK;
 }
 
 static lb_e8p_tables tables;

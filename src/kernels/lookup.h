@@ -28,7 +28,17 @@
  * kernels convert a group's levels to floats once and look codes up in a
  * register (AVX2: vpermps on 8 levels; 4 bits: two of them and a blend on
  * bit 3; fewer than 3 bits: the levels repeated to fill 8 lanes, so the
- * next codes' bits above a code do not matter). */
+ * next codes' bits above a code do not matter).
+ *
+ * vq (learned codebooks, src/formats/vq.c): y_r = sum over stages s of
+ * scale_s(r) * sum over vectors v of book_s[code_s(r, v)] . x[v d .. v d + d),
+ * the columns past cols left out. The fp16 codebooks become floats once per
+ * tensor (lb_vq_repack, into w->packed: S x 2^c x d floats, 2 MiB per stage
+ * for vq8x16); codes and scales are read as stored. The AVX2 twin loads a
+ * codeword of d = 8 as one vector, of d = 16 as two, two of d = 4 / four of
+ * d = 2 into one (consecutive codes: consecutive columns); any other d in
+ * masked pieces of up to 8. It decodes a codeword once for up to 4 batch
+ * columns; from 8 columns on, once per 16-row tile for the float GEMM. */
 #ifndef LB_KERNELS_LOOKUP_H
 #define LB_KERNELS_LOOKUP_H
 
@@ -91,6 +101,34 @@ static inline void lb_lut_group(const lb_tensor *w, int64_t r, int64_t g, const 
     }
     *levels = row + (size_t)g * lb_lut_block_bytes(&w->spec, l);
     *codes = *levels + lb_lut_table_bytes(&w->spec);
+}
+
+/* ---- vq's codebooks as floats (format_internal.h: lb_vq_*) ----------------- */
+
+typedef struct {
+    int d, c, stages;
+    int64_t book_size; /* 2^c */
+    size_t book_off;   /* floats [stages][2^c][d] from here */
+} lb_vq_pack;
+
+/* vq<d>x<c>, any stage count, row or tensor scales */
+int lb_vq_kernel_accepts(const lb_qspec *s, const lb_layout *l);
+lb_status lb_vq_repack(const lb_tensor *w, void **out, size_t *bytes);
+
+/* stage t's codebook: codeword k at + k d */
+static inline const float *lb_vq_book(const lb_tensor *w, int t) {
+    const lb_vq_pack *p = (const lb_vq_pack *)w->packed;
+    return (const float *)((const uint8_t *)w->packed + p->book_off) + (size_t)t * (size_t)p->book_size * (size_t)p->d;
+}
+
+/* stage t's scale for row r (fp16, at the row's start or in the tail) */
+static inline float lb_vq_scale(const lb_tensor *w, int64_t r, int t) {
+    return lb_fp16_to_fp32(lb_rd16(lb_vq_scales_at(&w->spec, &w->layout, w->data, r) + 2 * t));
+}
+
+/* row r's codes: stage t's code of vector v at bit (t nvec + v) c */
+static inline const uint8_t *lb_vq_codes(const lb_tensor *w, int64_t r) {
+    return w->data + (size_t)r * w->layout.row_bytes + lb_vq_lead_bytes(&w->spec, &w->layout);
 }
 
 #endif

@@ -19,7 +19,7 @@
 #include "kernels/binfam.h" /* onebit, ptq161, littlebit */
 #include "kernels/codebook.h"
 #include "kernels/kernels.h"
-#include "kernels/lookup.h" /* e8p and lut predicates */
+#include "kernels/lookup.h" /* e8p, lut and vq predicates, vq's repacking */
 #include "kernels/lowbin.h" /* ternary / binary predicates and repacking */
 #include "kernels/trellis_pack.h"
 #include "kernels/uniform_pack.h"
@@ -155,15 +155,20 @@ static const lb_kernel registry[] = {
     {"trellis_ref", lb_trellis_kernel_accepts, 0, LB_ACT_F32, lb_kernel_trellis_ref, LB_DEQUANT_TILE, 0, NULL,
      lb_trellis_repack},
     /* e8p (E8P lattice codes, every stage count) and lut (per-group levels):
-     * table lookups on the stored bytes, float activations (kernels/lookup.h) */
+     * table lookups on the stored bytes; vq (learned codebooks): lookups in
+     * its codebooks made floats once per tensor; float activations
+     * (kernels/lookup.h) */
 #if defined(__x86_64__)
     {"e8p_avx2", lb_e8p_kernel_accepts, AVX2_FMA_F16C, LB_ACT_F32, lb_kernel_e8p_avx2, LB_DEQUANT_TILE, 0, "e8p_ref",
      NULL},
     {"lut_avx2", lb_lut_kernel_accepts, AVX2_FMA_F16C, LB_ACT_F32, lb_kernel_lut_avx2, LB_DEQUANT_TILE, 0, "lut_ref",
      NULL},
+    {"vq_avx2", lb_vq_kernel_accepts, AVX2_FMA_F16C, LB_ACT_F32, lb_kernel_vq_avx2, LB_DEQUANT_TILE, 0, "vq_ref",
+     lb_vq_repack},
 #endif
     {"e8p_ref", lb_e8p_kernel_accepts, 0, LB_ACT_F32, lb_kernel_e8p_ref, LB_DEQUANT_TILE, 0, NULL, NULL},
     {"lut_ref", lb_lut_kernel_accepts, 0, LB_ACT_F32, lb_kernel_lut_ref, LB_DEQUANT_TILE, 0, NULL, NULL},
+    {"vq_ref", lb_vq_kernel_accepts, 0, LB_ACT_F32, lb_kernel_vq_ref, 0, 0, NULL, lb_vq_repack},
     /* onebit, ptq161, littlebit: an input transform per product, then the
      * uniform panels on their parts, or littlebit's two factors
      * (kernels/binfam.h) */

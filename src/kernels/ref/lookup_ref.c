@@ -1,7 +1,10 @@
-/* e8p and lut weights x float activations, scalar: the specification of
- * x86/lookup_avx2.c. Weights as stored (kernels/lookup.h); each row is
- * decoded into a tile, 16 rows at a time, by the kernel tables (e8p) or the
- * group's levels (lut), and multiplied by the float GEMM. */
+/* e8p, lut and vq weights x float activations, scalar: the specification
+ * of x86/lookup_avx2.c. e8p and lut weights as stored (kernels/lookup.h);
+ * each row is decoded into a tile, 16 rows at a time, by the kernel tables
+ * (e8p) or the group's levels (lut), and multiplied by the float GEMM. vq:
+ * per row and activation row, per stage, the codewords' dot products with
+ * the activations, scaled once per stage (the float codebooks of
+ * lb_vq_repack, the codes and scales as stored). */
 #include "kernels/lookup.h"
 
 /* e8p: out[c] = sum over stages t of scale_t * codeword_t(c / 8)[c % 8], the
@@ -60,5 +63,28 @@ void lb_kernel_lut_ref(const lb_tensor *w, const lb_act *x, int r0, int r1, floa
         int t1 = t0 + LB_DEQUANT_TILE < r1 ? t0 + LB_DEQUANT_TILE : r1;
         for (int r = t0; r < t1; r++) lut_decode_row(w, r, tile + (size_t)(r - t0) * cols);
         lb_gemm_nt_ref(x->n, t1 - t0, cols, x->f, cols, tile, cols, y + t0, ldy);
+    }
+}
+
+void lb_kernel_vq_ref(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch) {
+    (void)scratch;
+    const int d = w->spec.vec_dim, c = w->spec.bits, stages = w->spec.vec_stages;
+    const int64_t cols = w->cols, nvec = w->layout.cols_padded / d;
+    for (int r = r0; r < r1; r++) {
+        const uint8_t *codes = lb_vq_codes(w, r);
+        for (int i = 0; i < x->n; i++) {
+            const float *xi = x->f + (size_t)i * (size_t)cols;
+            float sum = 0;
+            for (int t = 0; t < stages; t++) {
+                const float *book = lb_vq_book(w, t);
+                float dot = 0;
+                for (int64_t v = 0; v < nvec; v++) {
+                    const float *cw = book + (size_t)lb_get_code16(codes, (uint64_t)((t * nvec + v) * c), c) * (size_t)d;
+                    for (int k = 0; k < d && v * d + k < cols; k++) dot += cw[k] * xi[v * d + k];
+                }
+                sum += lb_vq_scale(w, r, t) * dot;
+            }
+            y[(size_t)i * (size_t)ldy + (size_t)r] = sum;
+        }
     }
 }

@@ -1,5 +1,6 @@
-/* e8p and lut weights x float activations, AVX2 (+FMA, F16C): the twin of
- * ref/lookup_ref.c on the stored bytes (kernels/lookup.h).
+/* e8p, lut and vq weights x float activations, AVX2 (+FMA, F16C): the twin
+ * of ref/lookup_ref.c on the stored bytes (kernels/lookup.h; vq on its
+ * codebooks made floats at load).
  *
  * e8p, per 8 weights (one 16-bit code): the magnitudes by the code's high
  * byte (one 32-byte load), XOR with the sign mask by its low byte (a load
@@ -14,7 +15,17 @@
  * Batch 1 multiplies the decoded weights by x directly (e8p: one
  * accumulator per stage, scaled once per row); larger batches decode 16
  * rows into a float tile and run the float GEMM on it, as the generic path
- * does with a slower decode. */
+ * does with a slower decode.
+ *
+ * vq, per 16 columns of a stage: for d = 8 two codewords (one load each),
+ * d = 16 one (two loads), d = 4 four (two 16-byte loads per 8 columns,
+ * vinsertf128), d = 2 eight (four 8-byte loads per 8 columns); each word
+ * then meets up to 4 activation rows (one FMA each), into two accumulators
+ * per row (even and odd 8 columns: two chains even at batch 1). The last
+ * columns (fewer than 16), and every column for other d, take a codeword
+ * in masked pieces of up to 8. Each stage's sums are scaled once per row.
+ * Batches of 8 and more decode 16 rows into a float tile (the same words,
+ * scaled and summed) for the GEMM instead. */
 #if defined(__x86_64__)
 #include <immintrin.h>
 
@@ -276,6 +287,187 @@ LB_AVX2 void lb_kernel_lut_avx2(const lb_tensor *w, const lb_act *x, int r0, int
     case 2: lut_run(w, x, r0, r1, y, ldy, tile, 2); break;
     case 3: lut_run(w, x, r0, r1, y, ldy, tile, 3); break;
     default: lut_run(w, x, r0, r1, y, ldy, tile, 4); break;
+    }
+}
+
+/* ---- vq ------------------------------------------------------------------- */
+
+/* The code at bit `bit` of a stream: a 4-byte window at its first byte holds
+ * all its c + 7 <= 23 bits. The window reaches at most 3 bytes past a row's
+ * codes: the next row's bytes or, after the last row, the tail, which starts
+ * with the codebooks (>= 2 x 2 x 2 bytes), so it stays inside the tensor. */
+static LB_INLINE unsigned vq_code(const uint8_t *codes, uint64_t bit, unsigned mask) {
+    uint32_t u;
+    memcpy(&u, codes + (bit >> 3), sizeof u);
+    return u >> (bit & 7) & mask;
+}
+
+/* the weights of columns 16 p .. 16 p + 15 of the stage whose codes start
+ * at bit `bit`, D = 2, 4, 8 or 16, as two 8-lane words (16 / D codes) */
+LB_AVX2 static LB_INLINE void vq_words(const float *book, const uint8_t *codes, uint64_t bit, int64_t span, int c,
+                                       unsigned mask, const int D, __m256 *w0, __m256 *w1) {
+    bit += (uint64_t)(span * (16 / D) * c);
+    if (D == 16) {
+        const float *cw = book + (size_t)vq_code(codes, bit, mask) * 16;
+        *w0 = _mm256_loadu_ps(cw);
+        *w1 = _mm256_loadu_ps(cw + 8);
+    } else if (D == 8) {
+        *w0 = _mm256_loadu_ps(book + (size_t)vq_code(codes, bit, mask) * 8);
+        *w1 = _mm256_loadu_ps(book + (size_t)vq_code(codes, bit + (unsigned)c, mask) * 8);
+    } else if (D == 4) {
+        const float *k[4];
+        for (int i = 0; i < 4; i++) k[i] = book + (size_t)vq_code(codes, bit + (uint64_t)(i * c), mask) * 4;
+        *w0 = _mm256_loadu2_m128(k[1], k[0]);
+        *w1 = _mm256_loadu2_m128(k[3], k[2]);
+    } else { /* D == 2: a codeword is 8 bytes */
+        __m128i two[4];
+        for (int i = 0; i < 4; i++) {
+            const float *k0 = book + (size_t)vq_code(codes, bit + (uint64_t)(2 * i * c), mask) * 2;
+            const float *k1 = book + (size_t)vq_code(codes, bit + (uint64_t)((2 * i + 1) * c), mask) * 2;
+            two[i] = _mm_unpacklo_epi64(_mm_loadu_si64(k0), _mm_loadu_si64(k1));
+        }
+        *w0 = _mm256_castsi256_ps(_mm256_set_m128i(two[1], two[0]));
+        *w1 = _mm256_castsi256_ps(_mm256_set_m128i(two[3], two[2]));
+    }
+}
+
+/* the lanes of a codeword's piece from coordinate i0 (of d): up to 8, and
+ * only the `left` ones whose columns are below cols */
+LB_AVX2 static LB_INLINE __m256i vq_piece(int d, int i0, int64_t left) {
+    int m = d - i0 < 8 ? d - i0 : 8;
+    return lanes_below(left < m ? (int)left : m);
+}
+
+/* One stage of one weight row against NB activation rows xs[j]: acc[j] (even
+ * 8 columns) and acc[NB + j] (odd) += codeword . x over the columns below
+ * cols. D: d when it is 2, 4, 8 or 16, else 0 (masked pieces only). */
+LB_AVX2 static LB_INLINE void vq_stage(const float *book, const uint8_t *codes, uint64_t bit, int c, int d, const int D,
+                                       const int NB, const float *const *xs, int cols, __m256 *acc) {
+    const unsigned mask = (1u << c) - 1u;
+    int64_t v = 0;
+    if (D) {
+        const int64_t spans = cols / 16;
+        for (int64_t p = 0; p < spans; p++) {
+            __m256 w0, w1;
+            vq_words(book, codes, bit, p, c, mask, D, &w0, &w1);
+#pragma GCC unroll 4
+            for (int j = 0; j < NB; j++) {
+                acc[j] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(xs[j] + 16 * p), acc[j]);
+                acc[NB + j] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(xs[j] + 16 * p + 8), acc[NB + j]);
+            }
+        }
+        v = spans * (16 / D);
+    }
+    for (; v * d < cols; v++) {
+        const float *cw = book + (size_t)vq_code(codes, bit + (uint64_t)(v * c), mask) * (size_t)d;
+        for (int i0 = 0; i0 < d && v * d + i0 < cols; i0 += 8) {
+            const __m256i lanes = vq_piece(d, i0, cols - v * d - i0);
+            const __m256 wv = _mm256_maskload_ps(cw + i0, lanes);
+#pragma GCC unroll 4
+            for (int j = 0; j < NB; j++)
+                acc[j] = _mm256_fmadd_ps(wv, _mm256_maskload_ps(xs[j] + v * d + i0, lanes), acc[j]);
+        }
+    }
+}
+
+/* rows r0..r1 against NB activation rows from i0: y = sum_t scale_t * (stage t's dot) */
+LB_AVX2 static LB_INLINE void vq_rows(const lb_tensor *w, const float *x, int i0, int r0, int r1, float *y, int ldy,
+                                      const int D, const int NB) {
+    const int d = w->spec.vec_dim, c = w->spec.bits, stages = w->spec.vec_stages, cols = (int)w->cols;
+    const uint64_t stage_bits = (uint64_t)(w->layout.cols_padded / d) * (uint64_t)c;
+    const float *xs[4];
+    for (int j = 0; j < NB; j++) xs[j] = x + (size_t)(i0 + j) * (size_t)cols;
+    for (int r = r0; r < r1; r++) {
+        const uint8_t *codes = lb_vq_codes(w, r);
+        float out[4] = {0, 0, 0, 0};
+        for (int t = 0; t < stages; t++) {
+            __m256 acc[8];
+#pragma GCC unroll 8
+            for (int j = 0; j < 2 * NB; j++) acc[j] = _mm256_setzero_ps();
+            vq_stage(lb_vq_book(w, t), codes, (uint64_t)t * stage_bits, c, d, D, NB, xs, cols, acc);
+            const float a = lb_vq_scale(w, r, t);
+#pragma GCC unroll 4
+            for (int j = 0; j < NB; j++) out[j] += a * hsum(_mm256_add_ps(acc[j], acc[NB + j]));
+        }
+        for (int j = 0; j < NB; j++) y[(size_t)(i0 + j) * (size_t)ldy + (size_t)r] = out[j];
+    }
+}
+
+/* row r as floats: stage 0's scaled codewords, then + each further stage's,
+ * rounded as the format's dequantize_row rounds them (a multiply, an add) */
+LB_AVX2 static LB_INLINE void vq_decode_row(const lb_tensor *w, int r, float *out, const int D) {
+    const int d = w->spec.vec_dim, c = w->spec.bits, stages = w->spec.vec_stages, cols = (int)w->cols;
+    const uint64_t stage_bits = (uint64_t)(w->layout.cols_padded / d) * (uint64_t)c;
+    const unsigned mask = (1u << c) - 1u;
+    const uint8_t *codes = lb_vq_codes(w, r);
+    for (int t = 0; t < stages; t++) {
+        const float *book = lb_vq_book(w, t);
+        const uint64_t bit = (uint64_t)t * stage_bits;
+        const __m256 a = _mm256_set1_ps(lb_vq_scale(w, r, t));
+        int64_t v = 0;
+        if (D) {
+            const int64_t spans = cols / 16;
+            for (int64_t p = 0; p < spans; p++) {
+                __m256 w0, w1;
+                vq_words(book, codes, bit, p, c, mask, D, &w0, &w1);
+                w0 = _mm256_mul_ps(a, w0);
+                w1 = _mm256_mul_ps(a, w1);
+                if (t) {
+                    w0 = _mm256_add_ps(_mm256_loadu_ps(out + 16 * p), w0);
+                    w1 = _mm256_add_ps(_mm256_loadu_ps(out + 16 * p + 8), w1);
+                }
+                _mm256_storeu_ps(out + 16 * p, w0);
+                _mm256_storeu_ps(out + 16 * p + 8, w1);
+            }
+            v = spans * (16 / D);
+        }
+        for (; v * d < cols; v++) {
+            const float *cw = book + (size_t)vq_code(codes, bit + (uint64_t)(v * c), mask) * (size_t)d;
+            for (int i0 = 0; i0 < d && v * d + i0 < cols; i0 += 8) {
+                const __m256i lanes = vq_piece(d, i0, cols - v * d - i0);
+                float *o = out + v * d + i0;
+                __m256 val = _mm256_mul_ps(a, _mm256_maskload_ps(cw + i0, lanes));
+                if (t) val = _mm256_add_ps(_mm256_maskload_ps(o, lanes), val);
+                _mm256_maskstore_ps(o, lanes, val);
+            }
+        }
+    }
+}
+
+/* Batches below this multiply codewords into the activations directly;
+ * from it on, 16 decoded rows go through the float GEMM, whose register
+ * tiles (4 activation rows x 2 weight rows) load less per FMA than a
+ * codeword looked up per 4 activation rows, once the decoding is shared by
+ * this many rows. A guess from counting loads, not a measurement (the
+ * machine this was written on was shared): docs/BENCHMARKS.md. */
+#define VQ_TILE_BATCH 8
+
+/* the batch in chunks of 4, 2, 1 activation rows (a codeword decoded once
+ * per chunk); large batches by the tile */
+LB_AVX2 static LB_INLINE void vq_run(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *tile,
+                                     const int D) {
+    if (x->n >= VQ_TILE_BATCH) {
+        const int cols = (int)w->cols;
+        for (int t0 = r0; t0 < r1; t0 += LB_DEQUANT_TILE) {
+            int t1 = t0 + LB_DEQUANT_TILE < r1 ? t0 + LB_DEQUANT_TILE : r1;
+            for (int r = t0; r < t1; r++) vq_decode_row(w, r, tile + (size_t)(r - t0) * (size_t)cols, D);
+            lb_gemm_nt_avx2(x->n, t1 - t0, cols, x->f, cols, tile, cols, y + t0, ldy);
+        }
+        return;
+    }
+    int i0 = 0;
+    for (; i0 + 4 <= x->n; i0 += 4) vq_rows(w, x->f, i0, r0, r1, y, ldy, D, 4);
+    if (i0 + 2 <= x->n) vq_rows(w, x->f, i0, r0, r1, y, ldy, D, 2), i0 += 2;
+    if (i0 < x->n) vq_rows(w, x->f, i0, r0, r1, y, ldy, D, 1);
+}
+
+LB_AVX2 void lb_kernel_vq_avx2(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *tile) {
+    switch (w->spec.vec_dim) {
+    case 2: vq_run(w, x, r0, r1, y, ldy, tile, 2); break;
+    case 4: vq_run(w, x, r0, r1, y, ldy, tile, 4); break;
+    case 8: vq_run(w, x, r0, r1, y, ldy, tile, 8); break;
+    case 16: vq_run(w, x, r0, r1, y, ldy, tile, 16); break;
+    default: vq_run(w, x, r0, r1, y, ldy, tile, 0); break;
     }
 }
 #endif
