@@ -13,13 +13,14 @@
  * (hweight=diag, the default: VPTQ's diagonal weighting, as ldlq's k-means
  * uses) or h_c = 1 (hweight=none: plain squared error, no calibration).
  * Starting from the residual-VQ solution (rtn's, weighted by h), each round
- *   1. refits the codebooks and scales with the codes fixed: least squares,
- *      by block coordinate descent over (codebook m, scales m), m = 0..M-1,
- *      each block solved exactly (a codeword is the h a-weighted mean of
- *      what it must explain, a scale <t, c>_h / <c, c>_h), up to 16 sweeps
- *      until one lowers the objective by less than 1e-7 relatively; then
- *      everything is rounded to fp16 (the grid stored), and the step is
- *      undone if that left the objective higher than before it;
+ *   1. refits the codebooks and scales with the codes fixed, by least
+ *      squares: all M codebooks at once (per coordinate, normal equations of
+ *      size M K, Cholesky; where M K > 1024, one codebook at a time, each
+ *      exact: a codeword is the h a-weighted mean of what it must explain),
+ *      then each stage's scales (<t, c>_h / <c, c>_h), alternating for up to
+ *      16 sweeps until one lowers the objective by less than 1e-7
+ *      relatively; then everything is rounded to fp16 (the grid stored), and
+ *      the step is undone if that left the objective higher than before it;
  *   2. re-chooses every vector's M codes by beam search (beam=B, default 8
  *      as AQLM's): the beam starts at the vector's current codes; for
  *      m = 0..M-1 each kept tuple is extended by all K values of code m and
@@ -34,8 +35,8 @@
  * dW^T) (cross terms between the vectors of a row, beam search per vector
  * given the others); ours keeps only diag(H), so vectors are independent
  * (the weighting VPTQ's k-means uses). Its codebook update is Adam on that
- * objective; ours is the closed-form least squares above (exact per block,
- * the joint least squares in the limit of the sweeps). Its codebooks start
+ * objective; ours is the closed-form least squares above (the codebooks'
+ * exact given the scales; the scales' alternated with it). Its codebooks start
  * from residual k-means too, but it has no per-stage scales (one scale per
  * output channel); ours are the format's and are refit with the codebooks.
  * No block or end-to-end fine-tuning, no PV-tuning.
