@@ -210,6 +210,7 @@ static void test_method_row(void) {
     CHECK_OK(lb_test_method_opts(aqlm, "hweight=none", &o));
     CHECK_OK(lb_quantize_tensor(aqlm, &o, NULL, w, R, C, &s, "w", &a));
     CHECK_OK(lb_dequantize(&a, out));
+    lb_tensor_free(&a);
     double ea = 0, er = 0;
     for (int i = 0; i < R * C; i++) ea += (out[i] - w[i]) * (out[i] - w[i]), er += (ref[i] - w[i]) * (ref[i] - w[i]);
     printf("vq2x4:r2:row gaussian %dx%d: rtn squared error %.4g, aqlm %.4g (%.3f)\n", R, C, er, ea, ea / er);
