@@ -4,7 +4,11 @@
  * can reach on a Gaussian (REFERENCE.md's last table; MACHINE.md has
  * llama.cpp's types on the same source).
  *
- *   build/bench_rd [-n WEIGHTS] [-t THREADS] [-f SPEC[,SPEC...]] [--trellis-only | --formats-only | --v2-only] [--json]
+ *   build/bench_rd [-n WEIGHTS] [-t THREADS] [-f SPEC[,SPEC...]] [-m METHOD [-o "KEY=VALUE ..."]]
+ *                  [--trellis-only | --formats-only | --v2-only] [--json]
+ *
+ * -m: the formats through this method row (with -o's options) instead of
+ * rtn; it gets no statistics (aqlm: hweight=none, plain squared error).
  *
  * Rows: lowbit's formats (-f: these instead of the built-in list) through
  * rtn (clip=mse; ternary, binary, e8p and vq by their own scale rule) on a
@@ -73,17 +77,20 @@ int main(int argc, char **argv) {
     long n = 1L << 20;
     int trellis_only = 0, formats_only = 0, v2_only = 0;
     const char *only = NULL; /* -f: comma-separated specs */
+    const char *method = "rtn", *method_opts = ""; /* -m, -o */
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-n") && i + 1 < argc) n = atol(argv[++i]);
         else if (!strcmp(argv[i], "-t") && i + 1 < argc) lb_set_threads(atoi(argv[++i]));
         else if (!strcmp(argv[i], "-f") && i + 1 < argc) only = argv[++i];
+        else if (!strcmp(argv[i], "-m") && i + 1 < argc) method = argv[++i];
+        else if (!strcmp(argv[i], "-o") && i + 1 < argc) method_opts = argv[++i];
         else if (!strcmp(argv[i], "--json")) json = 1;
         else if (!strcmp(argv[i], "--trellis-only")) trellis_only = 1;
         else if (!strcmp(argv[i], "--formats-only")) formats_only = 1;
         else if (!strcmp(argv[i], "--v2-only")) v2_only = trellis_only = 1; /* the V = 2 trellises alone */
         else {
-            fprintf(stderr, "usage: bench_rd [-n WEIGHTS] [-t THREADS] [-f SPEC[,SPEC...]] "
-                            "[--trellis-only | --formats-only | --v2-only] [--json]\n");
+            fprintf(stderr, "usage: bench_rd [-n WEIGHTS] [-t THREADS] [-f SPEC[,SPEC...]] [-m METHOD [-o \"KEY=VALUE "
+                            "...\"]] [--trellis-only | --formats-only | --v2-only] [--json]\n");
             return 2;
         }
     }
@@ -118,7 +125,12 @@ int main(int argc, char **argv) {
     } else {
         for (size_t s = 0; s < n_specs; s++) list[s] = specs[s];
     }
-    const lb_method *rtn = lb_method_find("rtn");
+    const lb_method *rtn = lb_method_find(method);
+    if (!rtn) {
+        fprintf(stderr, "bench_rd: %s\n", lb_last_error());
+        return 2;
+    }
+    int is_rtn = !strcmp(method, "rtn");
     for (size_t s = 0; !trellis_only && s < n_specs; s++) {
         lb_qspec spec;
         lb_method_opts o;
@@ -130,8 +142,15 @@ int main(int argc, char **argv) {
         lb_method_opts_default(rtn, &o);
         /* ternary, binary, e8p and vq choose their scales by their own rule */
         lb_grid_kind grid = lb_format_grid(&spec);
-        int mse = grid != LB_GRID_TERNARY && grid != LB_GRID_SIGN && grid != LB_GRID_VECTOR;
+        int mse = is_rtn && grid != LB_GRID_TERNARY && grid != LB_GRID_SIGN && grid != LB_GRID_VECTOR;
         if (mse) lb_method_opts_set(&o, "clip", "mse");
+        char obuf[256];
+        snprintf(obuf, sizeof obuf, "%s", method_opts);
+        for (char *save = NULL, *tok = strtok_r(obuf, " ", &save); tok; tok = strtok_r(NULL, " ", &save))
+            if (lb_method_opts_parse(&o, tok) != LB_OK) {
+                fprintf(stderr, "bench_rd: %s\n", lb_last_error());
+                return 2;
+            }
         double t0 = lb_now();
         if (lb_quantize_tensor(rtn, &o, NULL, x, 256, n / 256, &spec, "x", &t) != LB_OK || lb_dequantize(&t, y) != LB_OK) {
             fprintf(stderr, "bench_rd: %s: %s\n", list[s], lb_last_error());
@@ -140,7 +159,8 @@ int main(int argc, char **argv) {
         double secs = lb_now() - t0, err = 0;
         for (long i = 0; i < n; i++) err += ((double)x[i] - y[i]) * ((double)x[i] - y[i]);
         char name[64];
-        snprintf(name, sizeof name, "%s rtn%s", list[s], mse ? " mse" : "");
+        snprintf(name, sizeof name, "%s %s%s%s%s", list[s], method, mse ? " mse" : "", method_opts[0] ? " " : "",
+                 method_opts);
         report(name, 8.0 * (double)t.nbytes / (double)n, sqrt(err / energy), secs, n);
         lb_tensor_free(&t);
     }

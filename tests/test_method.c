@@ -255,6 +255,42 @@ static int known_answer_ldlq(void) {
     return lb_test_failures == fails;
 }
 
+/* aqlm: four +-0.5 patterns (rows of RMS 0.5: scale and codebook exact in
+ * fp16) come back exactly, weighted by diag(H) or not (the residual-VQ
+ * start is exact and no step may leave it); with rounds=0 and no weighting
+ * it is rtn's residual VQ byte for byte. (The real cases, the joint search
+ * and the descent: tests/test_aqlm.c.) */
+static int known_answer_aqlm(void) {
+    enum { R = 4, C = 32 };
+    float w[R * C], out[R * C];
+    for (int i = 0; i < R * C; i++) w[i] = (unsigned)(i / 4 % 4 + 3) >> (i % 4) & 1 ? 0.5f : -0.5f;
+    double xtx[C * C];
+    for (int a = 0; a < C; a++)
+        for (int b = 0; b < C; b++) xtx[a * C + b] = (a == b ? 2.0 + a % 3 : 0.0) + 1.0 / (1.0 + abs(a - b));
+    lb_layer_stats st = {.n_samples = 8, .rows = R, .cols = C, .xtx = xtx};
+    const lb_method *aqlm = lb_method_find("aqlm"), *rtn = lb_method_find("rtn");
+    lb_qspec s = lb_test_spec("vq4x2:r2:tensor");
+    int fails = lb_test_failures;
+    for (int weighted = 0; weighted < 2; weighted++) {
+        lb_method_opts o;
+        CHECK_OK(lb_test_method_opts(aqlm, weighted ? "" : "hweight=none", &o));
+        lb_tensor t;
+        CHECK_OK(lb_quantize_tensor(aqlm, &o, weighted ? &st : NULL, w, R, C, &s, "w", &t));
+        CHECK_OK(lb_dequantize(&t, out));
+        for (int i = 0; i < R * C; i++) CHECK_MSG(out[i] == w[i], "aqlm weight %d: %g, want %g", i, out[i], w[i]);
+        lb_tensor_free(&t);
+    }
+    lb_method_opts o;
+    CHECK_OK(lb_test_method_opts(aqlm, "rounds=0 hweight=none", &o));
+    lb_tensor a, b;
+    CHECK_OK(lb_quantize_tensor(aqlm, &o, NULL, w, R, C, &s, "w", &a));
+    CHECK_OK(lb_quantize_tensor(rtn, NULL, NULL, w, R, C, &s, "w", &b));
+    CHECK(a.nbytes == b.nbytes && !memcmp(a.data, b.data, a.nbytes));
+    lb_tensor_free(&a);
+    lb_tensor_free(&b);
+    return lb_test_failures == fails;
+}
+
 static int known_answer_awq(void) { return known_answer_scaling("awq"); }
 static int known_answer_awq_gptq(void) { return known_answer_scaling("awq+gptq"); }
 static int known_answer_smoothquant(void) { return known_answer_scaling("smoothquant"); }
@@ -453,7 +489,8 @@ static const struct {
                      {"ptq161", known_answer_ptq161},
                      {"billm", known_answer_billm},
                      {"littlebit", known_answer_littlebit},
-                     {"ldlq", known_answer_ldlq}};
+                     {"ldlq", known_answer_ldlq},
+                     {"aqlm", known_answer_aqlm}};
 
 static void test_every_row(void) {
     CHECK(lb_method_count() >= 2);
@@ -574,7 +611,7 @@ static lb_status needs_xtx_quantize(const float *w, int64_t rows, int64_t cols, 
 }
 
 static void test_statistics(void) {
-    const lb_method needs_xtx = {"xtx-test", "test row", LB_STATS_XTX, NULL, 0, NULL, needs_xtx_quantize, NULL};
+    const lb_method needs_xtx = {"xtx-test", "test row", LB_STATS_XTX, NULL, 0, NULL, needs_xtx_quantize, NULL, NULL};
     float w[4 * 16];
     for (int i = 0; i < 64; i++) w[i] = (float)(i % 7) - 3.0f;
     lb_qspec s = lb_test_spec("int4:g16");

@@ -136,6 +136,10 @@ static void test_method(const lb_method *m) {
     make_stats(dead, dead_mask, 4);
     make_stats(low, 0, 2);                        /* rank 2: H singular before damping */
     float w[R * C], q[R * C];
+    /* the row reads statistics at its defaults (aqlm's depend on its options) */
+    lb_method_opts defaults;
+    lb_method_opts_default(m, &defaults);
+    const int uses_stats = (m->stats | (m->stats_for ? m->stats_for(&defaults) : 0u)) != 0;
     for (int f = 0; f < N_FORMATS; f++) {
         const char *fmt = formats[f];
         if (!accepts(m, b, fmt)) continue;
@@ -144,7 +148,7 @@ static void test_method(const lb_method *m) {
             for (int c = 0; c < C; c++) w[r * C + c] = r == 0 ? 0.0f : (r & 1 ? 0.25f : -1.5f) * (float)r;
         const stats_buf *sets[] = {b, dead, low};
         const char *names[] = {"constant rows", "constant rows, dead inputs", "constant rows, rank-2 H"};
-        const uint64_t masks[] = {0, m->stats ? dead_mask : 0, 0};
+        const uint64_t masks[] = {0, uses_stats ? dead_mask : 0, 0};
         /* GPTQ zeroes dead columns, so with dead inputs a row is {0, c}: exact
          * on fp16 group grids, but on hierarchical ones a group's min is an
          * integer multiple of a super-min shared with the row's other groups,
@@ -152,7 +156,7 @@ static void test_method(const lb_method *m) {
          * hold two values, and ternary's alpha is the mean |w| of the row,
          * zeros included; an E8P point has no zero coordinate (E8 + 1/4), so
          * a vector of 0s and cs is not one (only a zero row is: scale 0) */
-        int inexact_dead = m->stats && (lb_test_spec(fmt).scale_bits || !strncmp(fmt, "binary", 6) ||
+        int inexact_dead = uses_stats && (lb_test_spec(fmt).scale_bits || !strncmp(fmt, "binary", 6) ||
                                         !strncmp(fmt, "ternary", 7) || !strncmp(fmt, "e8p", 3));
         for (int k = 0; k < 3; k++) {
             if (k == 1 && inexact_dead) continue;

@@ -229,6 +229,12 @@ struct lb_method {
      * once per group whose linears use this row, before quantize, which
      * then sees the scaled weights and statistics. */
     lb_status (*input_scales)(const lb_scale_group *g, const lb_method_opts *opts, float *s);
+    /* NULL for rows whose statistics do not depend on their options.
+     * Otherwise the statistics the row needs with options o beyond `stats`
+     * (aqlm: X^T X with hweight=diag, nothing with hweight=none);
+     * lb_method_opts_stats includes them, and quantize gets the statistics
+     * whenever `stats` or this is not 0. */
+    unsigned (*stats_for)(const lb_method_opts *o);
 };
 
 LB_API int lb_method_count(void);

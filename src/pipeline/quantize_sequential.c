@@ -164,7 +164,7 @@ lb_status lb_quantize_model_sequential(lb_model *m, const lb_plan *plan, const l
             for (int i = 0; i < p.n_entries; i++)
                 if (layer[i] == l && lb_calib_input_of(which[i]) == input) {
                     any = 1;
-                    needs |= p.entries[i].opts.method && p.entries[i].opts.method->stats;
+                    needs |= p.entries[i].opts.method && lb_method_opts_stats(&p.entries[i].opts);
                 }
             if (!any) continue;
             if (needs) {

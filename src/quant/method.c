@@ -18,7 +18,7 @@ static const lb_method *const method_table[] = {&lb_method_rtn,         &lb_meth
                                                 &lb_method_awq_gptq,    &lb_method_smoothquant, &lb_method_squeezellm,
                                                 &lb_method_onebit,       &lb_method_ptq161,
                                                 &lb_method_billm,        &lb_method_littlebit,
-                                                &lb_method_ldlq};
+                                                &lb_method_ldlq,         &lb_method_aqlm};
 #define N_METHODS ((int)(sizeof method_table / sizeof method_table[0]))
 
 int lb_method_count(void) { return N_METHODS; }
@@ -251,9 +251,14 @@ static unsigned stats_present(const lb_layer_stats *s) {
 #define COMMON(o, k) ((o)->value[(o)->method->n_options + (k)])
 enum { OPT_OUTLIERS, OPT_OUTLIER_RULE, OPT_BIAS_CORRECT, OPT_ROTATE, OPT_ROTATE_SEED };
 
+/* what the row itself needs with these options (not the common options) */
+static unsigned row_stats(const lb_method *m, const lb_method_opts *o) {
+    return m->stats | (m->stats_for ? m->stats_for(o) : 0u);
+}
+
 unsigned lb_method_opts_stats(const lb_method_opts *o) {
     if (!o || !o->method) return 0;
-    unsigned need = o->method->stats;
+    unsigned need = row_stats(o->method, o);
     if (COMMON(o, OPT_OUTLIERS) > 0) {
         if ((int)COMMON(o, OPT_OUTLIER_RULE) == LB_OUTLIER_SENSITIVITY) need |= LB_STATS_XTX;
         if ((int)COMMON(o, OPT_OUTLIER_RULE) == LB_OUTLIER_CHANNEL) need |= LB_STATS_MAX_ABS_X;
@@ -313,10 +318,11 @@ static lb_status check_stats_for(const char *who, unsigned need, const lb_layer_
     return LB_OK;
 }
 
-static lb_status check_stats(const lb_method *m, const lb_layer_stats *s, int64_t rows, int64_t cols) {
+static lb_status check_stats(const lb_method *m, const lb_method_opts *o, const lb_layer_stats *s, int64_t rows,
+                             int64_t cols) {
     char who[64];
     snprintf(who, sizeof who, "method %s", m->name);
-    return check_stats_for(who, m->stats, s, rows, cols);
+    return check_stats_for(who, row_stats(m, o), s, rows, cols);
 }
 
 static lb_status quantize_packed(const quantizer *qz, const float *w, int64_t rows, int64_t cols,
@@ -335,9 +341,9 @@ static lb_status quantize_packed(const quantizer *qz, const float *w, int64_t ro
             st = lb_rtn_quantize(w, rows, cols, spec, qz->rtn, &q);
         } else {
             st = qz->method->check ? qz->method->check(spec, qz->opts) : LB_OK;
-            if (st == LB_OK) st = check_stats(qz->method, qz->stats, rows, cols);
-            if (st == LB_OK)
-                st = qz->method->quantize(w, rows, cols, qz->method->stats ? qz->stats : NULL, spec, qz->opts, &q);
+            unsigned need = row_stats(qz->method, qz->opts);
+            if (st == LB_OK) st = check_stats(qz->method, qz->opts, qz->stats, rows, cols);
+            if (st == LB_OK) st = qz->method->quantize(w, rows, cols, need ? qz->stats : NULL, spec, qz->opts, &q);
         }
         if (st == LB_OK) {
             st = lb_qtensor_encode(&q, bytes);
@@ -419,7 +425,7 @@ static lb_status quantize_ex(const lb_method *m, const lb_method_opts *opts, con
     if (lb_qspec_is_float(spec))
         return lb_fail(LB_ERR_INVALID, "'%s': outliers and bias correction apply to quantized formats, not float ones",
                        who);
-    lb_status st = check_stats_for("outliers / bias correction", lb_method_opts_stats(opts) & ~m->stats, stats, rows,
+    lb_status st = check_stats_for("outliers / bias correction", lb_method_opts_stats(opts) & ~row_stats(m, opts), stats, rows,
                                    cols);
     if (st != LB_OK) return name ? lb_fail_context(st, "quantizing '%s'", name) : st;
     size_t n = (size_t)(rows * cols);

@@ -19,6 +19,7 @@ extern const lb_method lb_method_ptq161;
 extern const lb_method lb_method_billm;
 extern const lb_method lb_method_littlebit;
 extern const lb_method lb_method_ldlq;
+extern const lb_method lb_method_aqlm;
 
 /* gptq's option table, which awq+gptq shares (its options are gptq's). */
 #define LB_GPTQ_N_OPTIONS 7
