@@ -270,5 +270,12 @@ int main(void) {
     test_spm();
     test_bpe_round_trip();
     test_malformed();
+    const char *made[] = {"bpe", "spm", "spm_back", "spm_noprefix", "bpe_back", "small", "bad", "cut"};
+    for (size_t i = 0; i < sizeof made / sizeof made[0]; i++) {
+        char path[256];
+        snprintf(path, sizeof path, "%s/%s.gguf", dir, made[i]);
+        remove(path);
+    }
+    CHECK(rmdir(dir) == 0);
     return lb_test_finish("test_tokenizer_gguf");
 }
