@@ -77,19 +77,20 @@ size_t lb_utf8_encode(uint32_t c, char *out) {
 /* printable Latin-1 bytes stand for themselves in GPT-2's vocabulary */
 static int gpt2_keeps(unsigned b) { return (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || b >= 0xAE; }
 
+/* The remapped bytes are 0x00..0x20 (33), 0x7F..0xA0 (34) and 0xAD, taking
+ * U+0100.. in that order. */
 uint32_t lb_gpt2_byte_to_cpt(uint8_t byte) {
     if (gpt2_keeps(byte)) return byte;
-    uint32_t k = 0; /* rank of byte among the remapped ones */
-    for (unsigned b = 0; b < byte; b++) k += !gpt2_keeps(b);
-    return 256 + k;
+    if (byte <= 0x20) return 0x100 + byte;
+    if (byte <= 0xA0) return 0x100 + 33 + (byte - 0x7Fu);
+    return 0x100 + 33 + 34; /* 0xAD */
 }
 
 int lb_gpt2_cpt_to_byte(uint32_t cpt) {
-    if (cpt < 256) return gpt2_keeps(cpt) ? (int)cpt : -1;
-    uint32_t k = 0;
-    for (unsigned b = 0; b < 256; b++)
-        if (!gpt2_keeps(b) && k++ == cpt - 256) return (int)b;
-    return -1;
+    if (cpt < 0x100) return gpt2_keeps(cpt) ? (int)cpt : -1;
+    if (cpt < 0x100 + 33) return (int)(cpt - 0x100);
+    if (cpt < 0x100 + 33 + 34) return (int)(cpt - 0x100 - 33 + 0x7F);
+    return cpt == 0x100 + 33 + 34 ? 0xAD : -1;
 }
 
 /* ---- matchers ------------------------------------------------------------ */
