@@ -271,7 +271,8 @@ lb_status lb_tokenize_gguf(const lb_tokenizer *t, const char *text, size_t len, 
     /* Bound: SPM turns each byte into at most 3 (a space into U+2581) plus
      * the prefix, each of those into at most one token; BPE turns each byte
      * into one stand-in character of at most 2 bytes, each at most one token. */
-    if (len > (SIZE_MAX / sizeof(int) - 8) / 3) return lb_fail(LB_ERR_INVALID, "tokenize: text of %zu bytes is too long", len);
+    if (len > INT32_MAX / 4) /* symbols are indexed by int */
+        return lb_fail(LB_ERR_INVALID, "tokenize: text of %zu bytes is too long (at most %d)", len, INT32_MAX / 4);
     id_list out = {lb_alloc((3 * len + 8) * sizeof(int)), 0, 3 * len + 8};
     if (!out.ids) return LB_ERR_NOMEM;
     fragment *f = NULL;
