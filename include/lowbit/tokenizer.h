@@ -87,7 +87,9 @@ LB_API lb_status lb_tokenize_reference(const lb_tokenizer *t, const char *text, 
                                 int add_eos, int **tokens, size_t *n_tokens);
 
 /* Bytes to print for `token` following `prev`: byte tokens become their
- * byte, the leading space of a piece right after BOS is dropped. The result
+ * byte, the leading space of a piece right after BOS is dropped (for a
+ * GGUF "llama" vocabulary with add_space_prefix also at the start, prev -1,
+ * as llama.cpp's detokenize drops the space its encode added). The result
  * points into the tokenizer (valid until it is freed); an id outside the
  * vocabulary gives "" with length 0; len may be NULL. */
 LB_API const char *lb_detokenize(const lb_tokenizer *t, int prev, int token, size_t *len);
