@@ -99,6 +99,17 @@ static void test_bpe_merges(void) {
     t = bpe_vocab(extra2, 3, other_order, 3, "gpt-2");
     ENCODES(t, "abc", 0, "258");        /* (ab) c -> abc */
     ENCODES(t, "bcab", 0, "257 256");
+    /* llama3's ignore_merges: a word that is a token is taken whole, even
+     * where no merge sequence builds it; other pre-tokenizers merge */
+    const char *extra3[] = {"ab", "abc"}, *merges3[] = {"a b"};
+    lb_tokenizer *l3 = bpe_vocab(extra3, 2, merges3, 1, "llama3");
+    ENCODES(l3, "abc", 0, "257");
+    CHECK(lb_tokenizer_add_bos(l3) == 1 && !strcmp(lb_tokenizer_pre(l3), "llama3"));
+    lb_tokenizer_free(l3);
+    l3 = bpe_vocab(extra3, 2, merges3, 1, "gpt-2");
+    ENCODES(l3, "abc", 0, "256 99");
+    CHECK(lb_tokenizer_add_bos(l3) == 0);
+    lb_tokenizer_free(l3);
     char *text;
     size_t len;
     int in[] = {256, 32, 257, 10}; /* "ab", "Ġ" (byte ' '), "bc", "Ċ" (byte '\n') */
