@@ -498,10 +498,15 @@ static void test_bad_headers(void) {
     CHECK_FAILS(parse_bytes(&b), LB_ERR_FORMAT, "header claims 1152921504606846976 keys");
     put_header(&b, 3, UINT64_MAX, UINT64_MAX), put_zeros(&b, 100);
     CHECK_FAILS(parse_bytes(&b), LB_ERR_FORMAT, "more than the");
-    /* an empty, valid file parses; without its padding it does not */
+    /* an empty, valid file parses, also without the padding before its
+     * (empty) data section: gguf-py ends tensor-less files right after the
+     * keys, as in llama.cpp's vocab-only test files. With a tensor the
+     * padding must be there. */
     put_header(&b, 3, 0, 0), pad_to(&b, 32);
     CHECK_OK(parse_bytes(&b));
     put_header(&b, 3, 0, 0);
+    CHECK_OK(parse_bytes(&b));
+    put_header(&b, 3, 1, 0), put_tinfo(&b, &(tdesc){"t", 1, {1}, LB_GGML_I8, 0});
     CHECK_FAILS(parse_bytes(&b), LB_ERR_FORMAT, "data section");
 }
 
@@ -545,7 +550,8 @@ static void test_bad_kvs(void) {
     put64(&b, 64), pad_to(&b, 64);
     CHECK_FAILS(parse_bytes(&b), LB_ERR_FORMAT, "general.alignment has type uint64 (must be uint32)");
     /* a valid custom alignment moves the data section */
-    put_header(&b, 3, 0, 1), put_kv_u32(&b, "general.alignment", 256), pad_to(&b, 64);
+    put_header(&b, 3, 1, 1), put_kv_u32(&b, "general.alignment", 256);
+    put_tinfo(&b, &(tdesc){"t", 1, {1}, LB_GGML_I8, 0}), pad_to(&b, 64);
     CHECK_FAILS(parse_bytes(&b), LB_ERR_FORMAT, "next multiple of 256");
 }
 

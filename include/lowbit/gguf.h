@@ -50,7 +50,10 @@ typedef struct lb_gguf lb_gguf;
  * buffer, every string and array inside the buffer, known value types,
  * general.alignment a power of two, known ggml tensor types with ne[0] a
  * multiple of their block size, offsets aligned, tensor data inside the
- * buffer and not overlapping. */
+ * buffer and not overlapping. The data section starts at the next multiple
+ * of the alignment after the tensor infos; only a file without tensors may
+ * end before it (gguf-py writes vocab-only files so), its data offset is
+ * then the end of the buffer. */
 LB_API lb_status lb_gguf_parse(const uint8_t *data, size_t size, lb_gguf **out);
 LB_API void lb_gguf_free(lb_gguf *g);
 

@@ -1,4 +1,9 @@
-/* lowbit tokenizer: llama2.c / sentencepiece-style BPE over a scored vocab.
+/* lowbit tokenizer: llama2.c / sentencepiece-style BPE over a scored vocab,
+ * and the two kinds llama.cpp embeds in GGUF files (lb_tokenizer_from_gguf):
+ * SentencePiece-style ("llama") and byte-level BPE ("gpt2" with the
+ * pre-tokenizer tokenizer.ggml.pre names). docs/TOKENIZERS.md says what is
+ * supported. What follows describes the llama2.c kind; GGUF vocabularies
+ * tokenize exactly as llama.cpp's llama_tokenize does.
  *
  * Encoding follows llama2.c's run.c: an optional BOS, a dummy-prefix space
  * before non-empty text, one token per UTF-8 character found in the vocab
@@ -11,6 +16,7 @@
 #define LOWBIT_TOKENIZER_H
 
 #include "lowbit/core.h"
+#include "lowbit/gguf.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -32,9 +38,29 @@ LB_API lb_status lb_tokenizer_from_vocab(int vocab_size, const char *const *piec
                                   const float *scores, int bos_id, int eos_id, lb_tokenizer **out);
 LB_API void lb_tokenizer_free(lb_tokenizer *t);
 
+/* From the tokenizer.ggml.* keys of a parsed GGUF file (a model or a
+ * vocab-only file): model "llama" (SPM) or "gpt2" (byte-level BPE with
+ * merges and pre). Everything is copied: g may be freed afterwards.
+ * LB_ERR_UNSUPPORTED names an unknown model or pre-tokenizer and lists the
+ * supported ones; malformed keys (missing tokens, merges naming unknown
+ * tokens, ids outside the vocab, arrays of the wrong type or length) fail
+ * with LB_ERR_FORMAT naming the key. */
+LB_API lb_status lb_tokenizer_from_gguf(const lb_gguf *g, lb_tokenizer **out);
+/* Maps, parses and reads a GGUF file's tokenizer. */
+LB_API lb_status lb_tokenizer_load_gguf(const char *path, lb_tokenizer **out);
+/* Adds the tokenizer.ggml.* keys that lb_tokenizer_from_gguf reads back to
+ * the same tokenizer (llama2.c vocabularies are written as "llama"). */
+LB_API lb_status lb_tokenizer_write_gguf(const lb_tokenizer *t, lb_gguf_writer *w);
+
 LB_API int lb_tokenizer_vocab_size(const lb_tokenizer *t);
 LB_API int lb_tokenizer_bos(const lb_tokenizer *t);
 LB_API int lb_tokenizer_eos(const lb_tokenizer *t);
+/* 1 if the vocabulary asks for a BOS before text (tokenizer.ggml.add_bos_token) */
+LB_API int lb_tokenizer_add_bos(const lb_tokenizer *t);
+/* "llama2c", "llama" (SPM from GGUF) or "gpt2" */
+LB_API const char *lb_tokenizer_kind(const lb_tokenizer *t);
+/* the pre-tokenizer of a "gpt2" vocabulary ("gpt-2", "falcon", ...), else "" */
+LB_API const char *lb_tokenizer_pre(const lb_tokenizer *t);
 /* NULL (length 0) and NaN for ids outside the vocabulary */
 LB_API const char *lb_tokenizer_piece(const lb_tokenizer *t, int id, size_t *len);
 LB_API float lb_tokenizer_score(const lb_tokenizer *t, int id);
@@ -47,16 +73,30 @@ LB_API int lb_tokenizer_byte_piece(const lb_tokenizer *t, int id, uint8_t *byte)
  * vocab has none. Runs in O(n log n) with a heap of candidate merges. */
 LB_API lb_status lb_tokenize(const lb_tokenizer *t, const char *text, size_t len, int add_bos, int add_eos,
                       int **tokens, size_t *n_tokens);
+#define LB_TOKENIZE_BOS 1u     /* a BOS first */
+#define LB_TOKENIZE_EOS 2u     /* an EOS last */
+#define LB_TOKENIZE_SPECIAL 4u /* control tokens spelled in the text ("<s>") become those tokens */
+/* lb_tokenize with flags. User-defined tokens of a GGUF vocabulary are
+ * always matched in the text, control ones only with LB_TOKENIZE_SPECIAL
+ * (llama.cpp's parse_special); llama2.c vocabularies have neither. */
+LB_API lb_status lb_tokenize_ex(const lb_tokenizer *t, const char *text, size_t len, unsigned flags, int **tokens,
+                                size_t *n_tokens);
 /* The same result by llama2.c's direct O(n^2) rescan: the reference the
  * fast path is tested against. */
 LB_API lb_status lb_tokenize_reference(const lb_tokenizer *t, const char *text, size_t len, int add_bos,
                                 int add_eos, int **tokens, size_t *n_tokens);
 
 /* Bytes to print for `token` following `prev`: byte tokens become their
- * byte, the leading space of a piece right after BOS is dropped. The result
+ * byte, the leading space of a piece right after BOS is dropped (for a
+ * GGUF "llama" vocabulary with add_space_prefix also at the start, prev -1,
+ * as llama.cpp's detokenize drops the space its encode added). The result
  * points into the tokenizer (valid until it is freed); an id outside the
  * vocabulary gives "" with length 0; len may be NULL. */
 LB_API const char *lb_detokenize(const lb_tokenizer *t, int prev, int token, size_t *len);
+/* All of ids as text (lb_detokenize of each, prev -1 first); *text is
+ * lb_alloc'd and NUL-terminated. GGUF vocabularies print control and unknown
+ * tokens as nothing, byte-level BPE pieces as the bytes they stand for. */
+LB_API lb_status lb_detokenize_all(const lb_tokenizer *t, const int *ids, size_t n, char **text, size_t *len);
 
 /* 1 if text is valid UTF-8 (no overlongs, surrogates or code points past
  * U+10FFFF); otherwise 0 and *bad_offset is the first byte of the bad

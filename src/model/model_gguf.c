@@ -15,9 +15,7 @@
 #include "lowbit/gguf.h"
 #include "model/model_internal.h"
 
-#define SPM_SPACE "\xe2\x96\x81" /* U+2581, sentencepiece's visible space */
 
-enum { TOKEN_NORMAL = 1, TOKEN_UNKNOWN = 2, TOKEN_CONTROL = 3, TOKEN_BYTE = 6 };
 
 #define TRY(expr)                     \
     do {                              \
@@ -27,61 +25,6 @@ enum { TOKEN_NORMAL = 1, TOKEN_UNKNOWN = 2, TOKEN_CONTROL = 3, TOKEN_BYTE = 6 };
 
 /* ---- writing ------------------------------------------------------------- */
 
-static lb_status write_tokenizer(lb_gguf_writer *w, const lb_tokenizer *tok) {
-    int n = lb_tokenizer_vocab_size(tok);
-    lb_status st = LB_OK;
-    char **pieces = lb_calloc((size_t)n, sizeof *pieces);
-    size_t *lens = lb_calloc((size_t)n, sizeof *lens);
-    float *scores = lb_calloc((size_t)n, sizeof *scores);
-    int32_t *types = lb_calloc((size_t)n, sizeof *types);
-    if (!pieces || !lens || !scores || !types) {
-        st = LB_ERR_NOMEM;
-        goto done;
-    }
-    for (int i = 0; i < n; i++) {
-        size_t len;
-        const char *p = lb_tokenizer_piece(tok, i, &len);
-        size_t spaces = 0;
-        for (size_t j = 0; j < len; j++) spaces += p[j] == ' ';
-        pieces[i] = lb_alloc(len + 2 * spaces + 1);
-        if (!pieces[i]) {
-            st = LB_ERR_NOMEM;
-            goto done;
-        }
-        size_t o = 0;
-        for (size_t j = 0; j < len; j++) {
-            if (p[j] == ' ') {
-                memcpy(pieces[i] + o, SPM_SPACE, 3);
-                o += 3;
-            } else {
-                pieces[i][o++] = p[j];
-            }
-        }
-        lens[i] = o;
-        scores[i] = lb_tokenizer_score(tok, i);
-        uint8_t byte;
-        /* llama2.c vocabularies put <unk> at id 0 (as sentencepiece does) */
-        if (i == 0) types[i] = TOKEN_UNKNOWN;
-        else if (i == lb_tokenizer_bos(tok) || i == lb_tokenizer_eos(tok)) types[i] = TOKEN_CONTROL;
-        else if (lb_tokenizer_byte_piece(tok, i, &byte)) types[i] = TOKEN_BYTE;
-        else types[i] = TOKEN_NORMAL;
-    }
-    TRY(lb_gguf_set_str(w, "tokenizer.ggml.model", "llama"));
-    TRY(lb_gguf_set_arr_str(w, "tokenizer.ggml.tokens", (const char *const *)pieces, lens, (uint64_t)n));
-    TRY(lb_gguf_set_arr(w, "tokenizer.ggml.scores", LB_GGUF_FLOAT32, scores, (uint64_t)n));
-    TRY(lb_gguf_set_arr(w, "tokenizer.ggml.token_type", LB_GGUF_INT32, types, (uint64_t)n));
-    TRY(lb_gguf_set_u32(w, "tokenizer.ggml.unknown_token_id", 0));
-    TRY(lb_gguf_set_u32(w, "tokenizer.ggml.bos_token_id", (uint32_t)lb_tokenizer_bos(tok)));
-    TRY(lb_gguf_set_u32(w, "tokenizer.ggml.eos_token_id", (uint32_t)lb_tokenizer_eos(tok)));
-done:
-    if (pieces)
-        for (int i = 0; i < n; i++) lb_free(pieces[i]);
-    lb_free(pieces);
-    lb_free(lens);
-    lb_free(scores);
-    lb_free(types);
-    return st;
-}
 
 /* ---- linear slots -----------------------------------------------------------
  * A linear's slots are extra tensors next to its weight, named after it
@@ -298,7 +241,7 @@ lb_status lb_model_save_gguf(const lb_model *mc, const char *path) {
     TRY(lb_gguf_set_f32(w, "llama.attention.layer_norm_rms_epsilon", c->norm_eps));
     TRY(lb_gguf_set_f32(w, "llama.rope.freq_base", c->rope_theta));
     TRY(lb_gguf_set_u32(w, "llama.vocab_size", (uint32_t)c->vocab_size));
-    if (m->tokenizer) TRY(write_tokenizer(w, m->tokenizer));
+    if (m->tokenizer) TRY(lb_tokenizer_write_gguf(m->tokenizer, w));
     TRY(lb_gguf_set_str(w, "lowbit.version", LB_VERSION_STRING));
     if (m->quant_note[0]) TRY(lb_gguf_set_str(w, "lowbit.quant.note", m->quant_note));
 
@@ -450,67 +393,12 @@ static lb_status bind_tensor(const lb_gguf *g, lb_tensor *t) {
 
 static lb_status read_tokenizer(const lb_gguf *g, lb_model *m) {
     if (lb_gguf_find_key(g, "tokenizer.ggml.tokens") < 0) return LB_OK; /* none stored */
-    const char *model;
-    size_t model_len;
-    lb_status st = lb_gguf_get_str(g, "tokenizer.ggml.model", &model, &model_len);
-    if (st != LB_OK) return st;
-    if (model_len != 5 || memcmp(model, "llama", 5)) return LB_OK; /* not a sentencepiece vocab: leave it */
-    lb_gguf_type et;
-    uint64_t n, ns = 0;
-    const uint8_t *e, *scores = NULL;
-    if ((st = lb_gguf_get_arr(g, "tokenizer.ggml.tokens", &et, &n, &e)) != LB_OK) return st;
-    if (et != LB_GGUF_STRING || n != (uint64_t)m->cfg.vocab_size)
-        return lb_fail(LB_ERR_FORMAT, "tokenizer.ggml.tokens has %llu entries, the model's vocabulary %d",
-                       (unsigned long long)n, m->cfg.vocab_size);
-    if (lb_gguf_find_key(g, "tokenizer.ggml.scores") >= 0) {
-        if ((st = lb_gguf_get_arr(g, "tokenizer.ggml.scores", &et, &ns, &scores)) != LB_OK) return st;
-        if (et != LB_GGUF_FLOAT32 || ns != n) return lb_fail(LB_ERR_FORMAT, "tokenizer.ggml.scores does not match the tokens");
-    }
-    uint32_t bos, eos;
-    if ((st = get_u32_or(g, "tokenizer.ggml.bos_token_id", 1, &bos)) != LB_OK) return st;
-    if ((st = get_u32_or(g, "tokenizer.ggml.eos_token_id", 2, &eos)) != LB_OK) return st;
-    if (bos >= n || eos >= n) return lb_fail(LB_ERR_FORMAT, "BOS/EOS token id outside the vocabulary");
-
-    char **pieces = lb_calloc((size_t)n, sizeof *pieces);
-    size_t *lens = lb_calloc((size_t)n, sizeof *lens);
-    float *sc = lb_calloc((size_t)n, sizeof *sc);
-    if (!pieces || !lens || !sc) {
-        st = LB_ERR_NOMEM;
-        goto done;
-    }
-    for (uint64_t i = 0; i < n; i++) {
-        const char *s;
-        size_t len;
-        if ((st = lb_gguf_get_arr_str(g, "tokenizer.ggml.tokens", i, &s, &len)) != LB_OK) goto done;
-        pieces[i] = lb_alloc(len + 1);
-        if (!pieces[i]) {
-            st = LB_ERR_NOMEM;
-            goto done;
-        }
-        size_t o = 0;
-        for (size_t j = 0; j < len; j++) {
-            if (j + 3 <= len && !memcmp(s + j, SPM_SPACE, 3)) {
-                pieces[i][o++] = ' ';
-                j += 2;
-            } else {
-                pieces[i][o++] = s[j];
-            }
-        }
-        pieces[i][o] = 0;
-        lens[i] = o;
-        if (scores) {
-            uint32_t u = lb_rd32(scores + 4 * i);
-            memcpy(&sc[i], &u, 4);
-        }
-    }
-    st = lb_tokenizer_from_vocab((int)n, (const char *const *)pieces, lens, sc, (int)bos, (int)eos, &m->tokenizer);
-done:
-    if (pieces)
-        for (uint64_t i = 0; i < n; i++) lb_free(pieces[i]);
-    lb_free(pieces);
-    lb_free(lens);
-    lb_free(sc);
-    return st;
+    lb_status st = lb_tokenizer_from_gguf(g, &m->tokenizer);
+    if (st) return st;
+    if (lb_tokenizer_vocab_size(m->tokenizer) != m->cfg.vocab_size)
+        return lb_fail(LB_ERR_FORMAT, "tokenizer.ggml.tokens has %d entries, the model's vocabulary %d",
+                       lb_tokenizer_vocab_size(m->tokenizer), m->cfg.vocab_size);
+    return LB_OK;
 }
 
 static const char *type_name(int type) {

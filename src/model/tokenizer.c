@@ -21,7 +21,7 @@
  * - BOS is not a merge candidate (run.c tries "<s>"+piece, never a piece);
  * - invalid UTF-8 is rejected instead of tokenized byte by byte.
  * Kept from run.c: pairs scoring <= -1e10 never merge (its initial best). */
-#include "lowbit/tokenizer.h"
+#include "model/tokenizer_internal.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -31,27 +31,6 @@
 #define MAX_PIECE_BYTES (1 << 20)
 #define MERGE_MIN_SCORE (-1e10f) /* run.c's initial best_score */
 #define FNV_SEED 2166136261u
-
-typedef struct {
-    const char *text;
-    size_t len;
-    int id;
-} sorted_piece;
-
-struct lb_tokenizer {
-    int vocab_size;
-    int bos_id, eos_id;      /* -1: the vocab has none */
-    size_t max_piece_len;    /* bytes of the longest piece */
-    float *scores;           /* (vocab_size) */
-    size_t *offsets;         /* (vocab_size + 1): piece i is text[offsets[i]..offsets[i+1]-1) */
-    char *text;              /* every piece followed by a NUL, so pieces print as C strings */
-    uint32_t *hashes;        /* (vocab_size) FNV-1a of each piece */
-    int32_t *slots;          /* (slot_mask + 1) open-addressing table of ids, -1 empty */
-    uint32_t slot_mask;
-    sorted_piece *sorted;    /* (vocab_size) by bytes then id: the reference's bsearch */
-    int byte_id[256];        /* id of the "<0xXX>" piece for each byte, -1 if none */
-    char byte_text[512];     /* byte b as a one-byte C string at 2*b, for decode */
-};
 
 typedef int (*pair_lookup)(const lb_tokenizer *t, const char *a, size_t na, const char *b,
                            size_t nb);
@@ -96,6 +75,13 @@ void lb_tokenizer_free(lb_tokenizer *t) {
     lb_free(t->hashes);
     lb_free(t->slots);
     lb_free(t->sorted);
+    lb_free(t->types);
+    lb_free(t->merge_left);
+    lb_free(t->merge_right);
+    lb_free(t->merge_slots);
+    lb_free(t->dec_offsets);
+    lb_free(t->dec_text);
+    lb_free(t->specials);
     lb_free(t);
 }
 
@@ -111,6 +97,7 @@ static lb_status tokenizer_new(int vocab_size, lb_tokenizer **out) {
     lb_tokenizer *t = lb_calloc(1, sizeof *t);
     if (!t) return LB_ERR_NOMEM;
     t->vocab_size = vocab_size;
+    t->unk_id = -1;
     t->scores = lb_calloc((size_t)vocab_size, sizeof *t->scores);
     t->offsets = lb_calloc((size_t)vocab_size + 1, sizeof *t->offsets);
     if (!t->scores || !t->offsets) {
@@ -122,7 +109,7 @@ static lb_status tokenizer_new(int vocab_size, lb_tokenizer **out) {
 }
 
 static int compare_sorted(const void *pa, const void *pb) {
-    const sorted_piece *a = pa, *b = pb;
+    const lb_sorted_piece *a = pa, *b = pb;
     size_t n = a->len < b->len ? a->len : b->len;
     int c = memcmp(a->text, b->text, n);
     if (c) return c;
@@ -154,8 +141,9 @@ static lb_status tokenizer_index(lb_tokenizer *t) {
         if (n > t->max_piece_len) t->max_piece_len = n;
         uint32_t h = fnv1a(FNV_SEED, p, n);
         t->hashes[id] = h;
-        t->sorted[id] = (sorted_piece){p, n, id};
-        /* ids arrive in increasing order: the first copy of a piece wins */
+        t->sorted[id] = (lb_sorted_piece){p, n, id};
+        /* ids arrive in increasing order: the first copy of a piece wins,
+         * or the last one for GGUF vocabularies (llama.cpp's text->id map) */
         uint32_t s = h & t->slot_mask;
         for (;; s = (s + 1) & t->slot_mask) {
             int32_t o = t->slots[s];
@@ -163,8 +151,10 @@ static lb_status tokenizer_index(lb_tokenizer *t) {
                 t->slots[s] = id;
                 break;
             }
-            if (t->hashes[o] == h && piece_len(t, o) == n && memcmp(piece_text(t, o), p, n) == 0)
+            if (t->hashes[o] == h && piece_len(t, o) == n && memcmp(piece_text(t, o), p, n) == 0) {
+                if (t->last_wins) t->slots[s] = id;
                 break;
+            }
         }
         uint8_t byte;
         if (parse_byte_piece(p, n, &byte) && t->byte_id[byte] < 0) t->byte_id[byte] = id;
@@ -265,6 +255,11 @@ lb_status lb_tokenizer_load(const char *path, int vocab_size, lb_tokenizer **out
 
 lb_status lb_tokenizer_from_vocab(int vocab_size, const char *const *pieces, const size_t *lens,
                                   const float *scores, int bos_id, int eos_id, lb_tokenizer **out) {
+    return lb_tokenizer_build(vocab_size, pieces, lens, scores, bos_id, eos_id, 0, out);
+}
+
+lb_status lb_tokenizer_build(int vocab_size, const char *const *pieces, const size_t *lens, const float *scores,
+                             int bos_id, int eos_id, int last_wins, lb_tokenizer **out) {
     if (!out) return lb_fail(LB_ERR_INVALID, "tokenizer: NULL output pointer");
     *out = NULL;
     lb_status st = check_vocab_size(vocab_size);
@@ -305,6 +300,7 @@ lb_status lb_tokenizer_from_vocab(int vocab_size, const char *const *pieces, con
     t->offsets[vocab_size] = off;
     t->bos_id = bos_id;
     t->eos_id = eos_id;
+    t->last_wins = last_wins;
     if ((st = tokenizer_index(t))) {
         lb_tokenizer_free(t);
         return st;
@@ -318,6 +314,39 @@ lb_status lb_tokenizer_from_vocab(int vocab_size, const char *const *pieces, con
 int lb_tokenizer_vocab_size(const lb_tokenizer *t) { return t ? t->vocab_size : 0; }
 int lb_tokenizer_bos(const lb_tokenizer *t) { return t ? t->bos_id : -1; }
 int lb_tokenizer_eos(const lb_tokenizer *t) { return t ? t->eos_id : -1; }
+int lb_tokenizer_add_bos(const lb_tokenizer *t) { return t ? t->add_bos : 0; }
+
+const char *lb_tokenizer_kind(const lb_tokenizer *t) {
+    if (!t) return "";
+    return t->kind == LB_TOK_SPM ? "llama" : t->kind == LB_TOK_BPE ? "gpt2" : "llama2c";
+}
+
+const char *lb_tokenizer_pre(const lb_tokenizer *t) {
+    return t && t->kind == LB_TOK_BPE ? lb_pretok_name(t->pre) : "";
+}
+
+lb_status lb_detokenize_all(const lb_tokenizer *t, const int *ids, size_t n, char **text, size_t *len) {
+    if (!text || !len || !t || (!ids && n)) return lb_fail(LB_ERR_INVALID, "detokenize: NULL argument");
+    *text = NULL;
+    *len = 0;
+    size_t total = 0, pn;
+    for (size_t i = 0; i < n; i++) {
+        lb_detokenize(t, i ? ids[i - 1] : -1, ids[i], &pn);
+        total += pn;
+    }
+    char *out = lb_alloc(total + 1);
+    if (!out) return LB_ERR_NOMEM;
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *p = lb_detokenize(t, i ? ids[i - 1] : -1, ids[i], &pn);
+        memcpy(out + o, p, pn);
+        o += pn;
+    }
+    out[o] = 0;
+    *text = out;
+    *len = o;
+    return LB_OK;
+}
 
 const char *lb_tokenizer_piece(const lb_tokenizer *t, int id, size_t *len) {
     if (!t || id < 0 || id >= t->vocab_size) {
@@ -346,6 +375,18 @@ const char *lb_detokenize(const lb_tokenizer *t, int prev, int token, size_t *le
     if (!t || token < 0 || token >= t->vocab_size) {
         *len = 0;
         return "";
+    }
+    if (t->dec_text) { /* GGUF vocabularies: decoded once at load */
+        const char *p = t->dec_text + t->dec_offsets[token];
+        size_t n = t->dec_offsets[token + 1] - t->dec_offsets[token] - 1;
+        /* llama.cpp drops the space SPM put before the text (prev -1: the start) */
+        if (t->kind == LB_TOK_SPM && t->add_space_prefix && (prev < 0 || prev == t->bos_id) && n > 0 &&
+            p[0] == ' ') {
+            p++;
+            n--;
+        }
+        *len = n;
+        return p;
     }
     const char *p = piece_text(t, token);
     size_t n = piece_len(t, token);
@@ -420,8 +461,12 @@ static int lookup_hashed(const lb_tokenizer *t, const char *a, size_t na, const 
     }
 }
 
+int lb_tokenizer_find(const lb_tokenizer *t, const char *a, size_t na, const char *b, size_t nb) {
+    return lookup_hashed(t, a, na, b, nb);
+}
+
 /* Orders piece e against the key a+b the way compare_sorted orders pieces. */
-static int compare_concat(const sorted_piece *e, const char *a, size_t na, const char *b,
+static int compare_concat(const lb_sorted_piece *e, const char *a, size_t na, const char *b,
                           size_t nb) {
     size_t m = e->len < na ? e->len : na;
     int c = memcmp(e->text, a, m);
@@ -516,8 +561,14 @@ static lb_status encode_finish(const lb_tokenizer *t, int add_eos, int *out, siz
     return LB_OK;
 }
 
+static unsigned bos_eos_flags(int add_bos, int add_eos) {
+    return (add_bos ? LB_TOKENIZE_BOS : 0u) | (add_eos ? LB_TOKENIZE_EOS : 0u);
+}
+
 lb_status lb_tokenize_reference(const lb_tokenizer *t, const char *text, size_t len, int add_bos,
                                 int add_eos, int **tokens, size_t *n_tokens) {
+    if (t && t->kind != LB_TOK_LLAMA2C) /* the O(n^2) reference is llama2.c's loop only */
+        return lb_tokenize_gguf(t, text, len, bos_eos_flags(add_bos, add_eos), tokens, n_tokens);
     int *out = NULL;
     size_t n = 0;
     lb_status st =
@@ -597,8 +648,18 @@ static void push_pair(const lb_tokenizer *t, const symbol *sym, int left, merge_
               (merge_cand){t->scores[id], left, sym[left].id, sym[right].id, id});
 }
 
+lb_status lb_tokenize_ex(const lb_tokenizer *t, const char *text, size_t len, unsigned flags, int **tokens,
+                         size_t *n_tokens) {
+    if (t && t->kind != LB_TOK_LLAMA2C) return lb_tokenize_gguf(t, text, len, flags, tokens, n_tokens);
+    /* llama2.c vocabularies know no special tokens inside text */
+    return lb_tokenize(t, text, len, (flags & LB_TOKENIZE_BOS) != 0, (flags & LB_TOKENIZE_EOS) != 0, tokens,
+                       n_tokens);
+}
+
 lb_status lb_tokenize(const lb_tokenizer *t, const char *text, size_t len, int add_bos,
                       int add_eos, int **tokens, size_t *n_tokens) {
+    if (t && t->kind != LB_TOK_LLAMA2C)
+        return lb_tokenize_gguf(t, text, len, bos_eos_flags(add_bos, add_eos), tokens, n_tokens);
     int *out = NULL;
     size_t n = 0;
     lb_status st =
