@@ -144,6 +144,21 @@ static vocab spm_vocab(void) {
     return (vocab){"llama", NULL, spm_tokens, 265, spm_types, spm_scores, NULL, -1, -1, 0};
 }
 
+
+/* t written to DIR/NAME.gguf by lb_tokenizer_write_gguf and read back (NULL,
+ * with a failed check, when either step fails) */
+static lb_tokenizer *write_read(const lb_tokenizer *t, const char *name) {
+    lb_gguf_writer *w;
+    char path[256];
+    snprintf(path, sizeof path, "%s/%s.gguf", dir, name);
+    CHECK_OK(lb_gguf_writer_create(&w));
+    CHECK_OK(lb_tokenizer_write_gguf(t, w));
+    CHECK_OK(lb_gguf_write(w, path));
+    lb_gguf_writer_free(w);
+    lb_tokenizer *back = NULL;
+    CHECK_OK(lb_tokenizer_load_gguf(path, &back));
+    return back;
+}
 static void test_spm(void) {
     vocab v = spm_vocab();
     lb_tokenizer *t = NULL;
@@ -166,15 +181,7 @@ static void test_spm(void) {
     CHECK_MSG(len == 6 && !memcmp(text, "ab<x>c", 6), "decoded \"%s\"", text); /* BOS's space dropped, </s> silent */
     lb_free(text);
     /* write and read back: the same vocabulary */
-    lb_gguf_writer *w;
-    char path[256];
-    snprintf(path, sizeof path, "%s/spm_back.gguf", dir);
-    CHECK_OK(lb_gguf_writer_create(&w));
-    CHECK_OK(lb_tokenizer_write_gguf(t, w));
-    CHECK_OK(lb_gguf_write(w, path));
-    lb_gguf_writer_free(w);
-    lb_tokenizer *back = NULL;
-    CHECK_OK(lb_tokenizer_load_gguf(path, &back));
+    lb_tokenizer *back = write_read(t, "spm_back");
     if (back) {
         ENCODES(back, "a<x>b", 0, "262 264 259 261");
         ENCODES(back, "a<s>", LB_TOKENIZE_SPECIAL, "262 1");
@@ -192,15 +199,7 @@ static void test_bpe_round_trip(void) {
     const char *extra[] = {"ab", "bc", "abc", "<|end|>"};
     const char *merges[] = {"b c", "a b", "a bc"};
     lb_tokenizer *t = bpe_vocab(extra, 4, merges, 3, "falcon");
-    lb_gguf_writer *w;
-    char path[256];
-    snprintf(path, sizeof path, "%s/bpe_back.gguf", dir);
-    CHECK_OK(lb_gguf_writer_create(&w));
-    CHECK_OK(lb_tokenizer_write_gguf(t, w));
-    CHECK_OK(lb_gguf_write(w, path));
-    lb_gguf_writer_free(w);
-    lb_tokenizer *back = NULL;
-    CHECK_OK(lb_tokenizer_load_gguf(path, &back));
+    lb_tokenizer *back = write_read(t, "bpe_back");
     if (back) {
         CHECK(!strcmp(lb_tokenizer_pre(back), "falcon"));
         const char *texts[] = {"abc abcabc 12345", "x+=abc\n\n", "<|end|>"};
