@@ -342,8 +342,8 @@ static size_t decoded(const lb_tokenizer *t, int id, char *out) {
             }
             o += sp ? 1 : k;
         } else {
-            uint32_t c;
-            int byte = lb_utf8_decode(p + i, k, &c) == 1 ? lb_gpt2_cpt_to_byte(c) : -1;
+            uint32_t c[4]; /* k <= 4 bytes; a piece cut short decodes to up to k code points */
+            int byte = lb_utf8_decode(p + i, k, c) == 1 ? lb_gpt2_cpt_to_byte(c[0]) : -1;
             if (byte >= 0) {
                 if (out) out[o] = (char)byte;
                 o++;
