@@ -275,6 +275,11 @@ static inline int64_t lb_qtensor_group(const lb_qtensor *q, int64_t row, int64_t
 static inline uint16_t *lb_qtensor_vcode(const lb_qtensor *q, int64_t row, int64_t v, int stage) {
     return q->vcodes + (row * q->vecs_per_row + v) * q->vec_stages + stage;
 }
+/* Vector families: stage s's scale for `row` (scale is stage-major, one
+ * group per row or one per tensor) */
+static inline float lb_qtensor_vec_scale(const lb_qtensor *q, int stage, int64_t row) {
+    return q->scale[stage * q->n_groups + (q->groups_per_row ? row : 0)];
+}
 /* Vector families: stage s's codeword of `code` at scale 1 (vec_dim values),
  * and the code whose codeword is nearest to x (vec_dim values, in codeword
  * units) in squared error weighted by wt (vec_dim weights >= 0; NULL: 1).

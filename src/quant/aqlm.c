@@ -164,10 +164,6 @@ double lb_aqlm_beam_search(const float *x, const float *wt, int d, int M, int64_
 
 /* ---- the objective ------------------------------------------------------------ */
 
-static float stage_scale(const lb_qtensor *q, int m, int64_t r) {
-    return q->scale[m * q->n_groups + (q->groups_per_row ? r : 0)];
-}
-
 /* vector v of row r: its weights x (0 past cols) and their weights h (0 past cols and where kept) */
 static void gather(const float *w, int64_t cols, const float *colw, const uint8_t *keep, int64_t r, int64_t v, int d,
                    float *x, float *h) {
@@ -185,7 +181,7 @@ double lb_aqlm_objective(const lb_qtensor *q, const float *w, int64_t cols, cons
     for (int64_t r = 0; r < q->rows; r++) {
         float a[LB_VEC_MAX_STAGES], x[LB_VEC_MAX_DIM], h[LB_VEC_MAX_DIM];
         double hd[LB_VEC_MAX_DIM];
-        for (int m = 0; m < M; m++) a[m] = stage_scale(q, m, r);
+        for (int m = 0; m < M; m++) a[m] = lb_qtensor_vec_scale(q, m, r);
         for (int64_t v = 0; v < q->vecs_per_row; v++) {
             gather(w, cols, colw, keep, r, v, d, x, h);
             for (int i = 0; i < d; i++) hd[i] = h[i];
@@ -212,7 +208,7 @@ static lb_status code_step(lb_qtensor *q, const float *w, int64_t cols, const fl
         for (int64_t r = 0; r < q->rows; r++) {
             if (lb_worker_error_failed(&err)) continue;
             float a[LB_VEC_MAX_STAGES], x[LB_VEC_MAX_DIM], h[LB_VEC_MAX_DIM];
-            for (int m = 0; m < M; m++) a[m] = stage_scale(q, m, r);
+            for (int m = 0; m < M; m++) a[m] = lb_qtensor_vec_scale(q, m, r);
             for (int64_t v = 0; v < q->vecs_per_row; v++) {
                 gather(w, cols, colw, keep, r, v, d, x, h);
                 lb_aqlm_beam_search(x, h, d, M, K, q->vbook, a, beam, q->vcodes + (r * q->vecs_per_row + v) * M,
@@ -248,7 +244,7 @@ static void residual_init(const fit *f) {
             for (int i = 0; i < d; i++) res[i] = v * d + i < f->cols ? f->w[r * f->cols + v * d + i] : 0.0;
             for (int m = 0; m < M; m++) {
                 const float *c = q->vbook + ((int64_t)m * q->vbook_size + b[m]) * d;
-                for (int i = 0; i < d; i++) res[i] -= (double)stage_scale(q, m, r) * c[i];
+                for (int i = 0; i < d; i++) res[i] -= (double)lb_qtensor_vec_scale(q, m, r) * c[i];
             }
         }
 }
@@ -279,7 +275,7 @@ static void refit_book(const fit *f, int m) {
     memset(f->num, 0, (size_t)(K * d) * sizeof(double));
     memset(f->den, 0, (size_t)(K * d) * sizeof(double));
     for (int64_t r = 0; r < q->rows; r++) {
-        double a = stage_scale(q, m, r);
+        double a = lb_qtensor_vec_scale(q, m, r);
         for (int64_t v = 0; v < q->vecs_per_row; v++) {
             const double *res = f->res + r * q->cols_padded + v * d;
             int64_t k = q->vcodes[(r * q->vecs_per_row + v) * M + m];
@@ -297,7 +293,7 @@ static void refit_book(const fit *f, int m) {
     for (int64_t j = 0; j < K * d; j++)
         if (f->den[j] > 0) C[j] = (float)(f->num[j] / f->den[j]);
     for (int64_t r = 0; r < q->rows; r++) {
-        double a = stage_scale(q, m, r);
+        double a = lb_qtensor_vec_scale(q, m, r);
         for (int64_t v = 0; v < q->vecs_per_row; v++) {
             double *res = f->res + r * q->cols_padded + v * d;
             int64_t k = q->vcodes[(r * q->vecs_per_row + v) * M + m];
@@ -319,7 +315,7 @@ static void refit_scales(const fit *f, int m) {
     memset(f->den, 0, (size_t)q->n_groups * sizeof(double));
     for (int64_t r = 0; r < q->rows; r++) {
         int64_t g = q->groups_per_row ? r : 0;
-        double a = stage_scale(q, m, r);
+        double a = lb_qtensor_vec_scale(q, m, r);
         for (int64_t v = 0; v < q->vecs_per_row; v++) {
             const double *res = f->res + r * q->cols_padded + v * d;
             const float *c = C + (int64_t)q->vcodes[(r * q->vecs_per_row + v) * M + m] * d;
@@ -333,7 +329,7 @@ static void refit_scales(const fit *f, int m) {
     for (int64_t r = 0; r < q->rows; r++) {
         int64_t g = q->groups_per_row ? r : 0;
         if (!(f->den[g] > 0)) continue;
-        double a = stage_scale(q, m, r), an = (float)(f->num[g] / f->den[g]);
+        double a = lb_qtensor_vec_scale(q, m, r), an = (float)(f->num[g] / f->den[g]);
         for (int64_t v = 0; v < q->vecs_per_row; v++) {
             double *res = f->res + r * q->cols_padded + v * d;
             const float *c = C + (int64_t)q->vcodes[(r * q->vecs_per_row + v) * M + m] * d;
@@ -361,7 +357,7 @@ static void refit_books_joint(const fit *f, double *A, double *rhs) {
         memset(rhs, 0, (size_t)n * sizeof(double));
         for (int64_t r = 0; r < q->rows; r++) {
             double a[LB_VEC_MAX_STAGES];
-            for (int m = 0; m < M; m++) a[m] = stage_scale(q, m, r);
+            for (int m = 0; m < M; m++) a[m] = lb_qtensor_vec_scale(q, m, r);
             for (int64_t v = 0; v < q->vecs_per_row; v++) {
                 gather(f->w, f->cols, f->colw, f->keep, r, v, d, x, h);
                 if (h[i] == 0.0f) continue;

@@ -32,11 +32,6 @@
 
 #define VEC_PARALLEL_MIN 16384
 
-/* stage s's scale for `row` (vector families: one group per row or per tensor) */
-static float stage_scale(const lb_qtensor *q, int s, int64_t row) {
-    return q->scale[s * q->n_groups + (q->groups_per_row ? row : 0)];
-}
-
 /* squared error of rows [r0, r1) of the residual res (rows x cols_padded,
  * padding weighted 0 by wt) coded at scale a by stage s; codes written when
  * `commit` (then res becomes the new residual) */
@@ -153,7 +148,7 @@ static lb_status learned_rtn(lb_qtensor *q, float *res, const float *wt) {
         }
         if (!q->groups_per_row) q->scale[s * q->n_groups] = lb_round_fp16((float)sqrt(ss / cnt));
         for (int64_t r = 0; r < rows; r++) {
-            float a = stage_scale(q, s, r);
+            float a = lb_qtensor_vec_scale(q, s, r);
             roww[r] = a * a;
             for (int64_t c = 0; c < n; c++) y[r * n + c] = a > 0.0f ? res[r * n + c] / a : 0.0f;
         }
@@ -163,7 +158,7 @@ static lb_status learned_rtn(lb_qtensor *q, float *res, const float *wt) {
         if (st == LB_OK) st = lb_vq_assign(&pts, book, q->vbook_size, codes, NULL);
         for (int64_t j = 0; st == LB_OK && j < nv; j++) {
             int64_t r = j / q->vecs_per_row, v = j % q->vecs_per_row;
-            float a = stage_scale(q, s, r);
+            float a = lb_qtensor_vec_scale(q, s, r);
             *lb_qtensor_vcode(q, r, v, s) = (uint16_t)codes[j];
             for (int i = 0; i < d; i++) res[r * n + v * d + i] -= a * book[(int64_t)codes[j] * d + i];
         }
@@ -213,7 +208,7 @@ double lb_vector_round(lb_qtensor *q, int64_t row, int64_t v, const float *x, co
     memcpy(res, x, (size_t)d * sizeof(float));
     for (int i = 0; i < d; i++) val[i] = 0.0f;
     for (int s = 0; s < q->vec_stages; s++) {
-        float a = stage_scale(q, s, row);
+        float a = lb_qtensor_vec_scale(q, s, row);
         for (int i = 0; i < d; i++) y[i] = a != 0.0f ? res[i] / a : 0.0f;
         unsigned code = lb_qtensor_vec_nearest(q, s, y, wt);
         lb_qtensor_vec_codeword(q, s, code, cw);
@@ -250,13 +245,13 @@ double lb_vector_round_rows(lb_qtensor *q, int64_t r0, int64_t n, int64_t v, con
     memset(val, 0, (size_t)(n * d) * sizeof(float));
     for (int s = 0; s < q->vec_stages; s++) {
         for (int64_t j = 0; j < n; j++) {
-            float a = stage_scale(q, s, r0 + j);
+            float a = lb_qtensor_vec_scale(q, s, r0 + j);
             for (int i = 0; i < d; i++) y[j * d + i] = a != 0.0f ? res[j * d + i] / a : 0.0f;
         }
         const float *book = q->vbook + (int64_t)s * q->vbook_size * d;
         lb_vq_nearest(book, q->vbook_size, d, y, wt, n, codes, search);
         for (int64_t j = 0; j < n; j++) {
-            float a = stage_scale(q, s, r0 + j);
+            float a = lb_qtensor_vec_scale(q, s, r0 + j);
             const float *cw = book + (int64_t)codes[j] * d;
             *lb_qtensor_vcode(q, r0 + j, v, s) = (uint16_t)codes[j];
             for (int i = 0; i < d; i++) {
