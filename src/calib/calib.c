@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "calib_internal.h"
+#include "core/blas_threads.h"
 
 #ifdef LB_HAVE_BLAS
 #include <cblas.h>
@@ -407,17 +408,12 @@ lb_status lb_calibrate(const lb_model *m, const lb_calib_opts *o, lb_calib_stats
     memset(&k, 0, sizeof k);
     st = lb_calib_alloc(&p.info, m->cfg.n_kv_heads * m->cfg.head_dim, &s);
     if (st == LB_OK) st = lb_calib_collector_init(&k, m, s, p.ctx);
-#ifdef LB_HAVE_BLAS
     /* OpenBLAS may thread internally; one thread keeps dsyrk's summation
      * order, hence the bytes, independent of the thread count. Set once:
      * changing it per call is slow (OpenBLAS resizes its pool). */
-    int blas_threads = openblas_get_num_threads();
-    if (blas_threads != 1) openblas_set_num_threads(1);
-#endif
+    int blas_threads = lb_blas_threads_single();
     if (st == LB_OK) st = run(m, o, p.text, p.first, p.end, p.ctx, s, &k);
-#ifdef LB_HAVE_BLAS
-    if (blas_threads != 1) openblas_set_num_threads(blas_threads);
-#endif
+    lb_blas_threads_restore(blas_threads);
     if (st == LB_OK) finish(s, &k);
     lb_calib_collector_free(&k);
     lb_calib_prep_free(&p);

@@ -27,6 +27,7 @@
 #include <string.h>
 
 #include "calib_internal.h"
+#include "core/blas_threads.h"
 
 #ifdef LB_HAVE_BLAS
 #include <cblas.h>
@@ -192,11 +193,8 @@ lb_status lb_calib_seq_begin(const lb_model *m, const lb_calib_opts *o, lb_calib
  * observing (the cache stays), in place when advancing. */
 static lb_status pass(lb_calib_seq *r, const lb_model *m, int layer, int in_place, const float *fp_in) {
     lb_state_set_observer(r->state, in_place ? NULL : lb_calib_observe, &r->k);
-#ifdef LB_HAVE_BLAS
     /* as lb_calibrate: one OpenBLAS thread, so dsyrk's sums do not depend on the thread count */
-    int blas_threads = openblas_get_num_threads();
-    if (blas_threads != 1) openblas_set_num_threads(1);
-#endif
+    int blas_threads = lb_blas_threads_single();
     lb_status st = LB_OK;
     for (int i = 0; i < r->n_seq && st == LB_OK; i++) {
         float *x = r->x + r->offset[i] * (size_t)r->dim;
@@ -209,9 +207,7 @@ static lb_status pass(lb_calib_seq *r, const lb_model *m, int layer, int in_plac
         r->k.fp_rows = fp_in ? fp_in + r->offset[i] * (size_t)r->s->in[r->k.sel_input].cols : NULL;
         st = lb_forward_block(m, r->state, layer, x, r->len[i], 0);
     }
-#ifdef LB_HAVE_BLAS
-    if (blas_threads != 1) openblas_set_num_threads(blas_threads);
-#endif
+    lb_blas_threads_restore(blas_threads);
     lb_state_set_observer(r->state, NULL, NULL);
     return st;
 }

@@ -91,7 +91,7 @@
  * thread count; the factorization, once before, splits its work into fixed
  * column chunks for the same reason. */
 #include "quant/method_rows.h"
-#include "quant/blas_threads.h"
+#include "core/blas_threads.h"
 #include "quant/hinv.h"
 #include "quant/trellis.h"
 

@@ -37,7 +37,7 @@
  * value goes to kept[], as in gptq.
  * Determinism: rows in fixed tiles of 64, each tile on one thread with
  * single-threaded BLAS; the factor is thread-count independent. */
-#include "quant/blas_threads.h"
+#include "core/blas_threads.h"
 #include "quant/hinv.h"
 #include "quant/method_rows.h"
 #include "quant/vector.h"

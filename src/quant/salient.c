@@ -5,7 +5,7 @@
  * what differs is that every group of columns starts with a callback that
  * sees all rows, so rows are processed in tiles block by block, not tile
  * by tile over all columns. */
-#include "quant/blas_threads.h"
+#include "core/blas_threads.h"
 #include "quant/salient.h"
 
 #include <string.h>

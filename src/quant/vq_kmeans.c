@@ -28,7 +28,7 @@
  * with a fixed seed; blocks of vectors are fixed (independent of the thread
  * count), each searched by one thread with single-threaded BLAS; sums run
  * in index order. */
-#include "quant/blas_threads.h"
+#include "core/blas_threads.h"
 #include "quant/vq_kmeans.h"
 
 #include <math.h>

@@ -6,6 +6,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "core/blas_threads.h"
 #include "kernels/nn.h"
 
 #ifdef LB_HAVE_BLAS
@@ -81,8 +82,7 @@ void lb_train_rmsnorm_backward(float *dx, float *dw, const float *dout, const fl
 static void gemm_blocks(int trans_a, int trans_b, int M, int N, int K, const float *A, int lda, const float *B,
                         int ldb, float beta, float *C, int ldc) {
     int blocks = (M + GEMM_ROWS - 1) / GEMM_ROWS;
-    int blas_threads = openblas_get_num_threads();
-    openblas_set_num_threads(1);
+    int blas_threads = lb_blas_threads_single();
 #pragma omp parallel for schedule(static) if (blocks > 1 && (long)M * N * K > PAR_MIN)
     for (int blk = 0; blk < blocks; blk++) {
         int r0 = blk * GEMM_ROWS, m = M - r0 < GEMM_ROWS ? M - r0 : GEMM_ROWS;
@@ -91,7 +91,7 @@ static void gemm_blocks(int trans_a, int trans_b, int M, int N, int K, const flo
         cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, m, N, K,
                     1.0f, Ab, lda, B, ldb, beta, C + (size_t)r0 * ldc, ldc);
     }
-    openblas_set_num_threads(blas_threads);
+    lb_blas_threads_restore(blas_threads);
 }
 #endif
 
