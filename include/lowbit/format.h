@@ -193,11 +193,17 @@ LB_API void lb_tensor_free(lb_tensor *t);
  *   billm:        2-bit q, b0 = q & 1, b1 = q >> 1, e = extra + 7k:
  *                 salient column: e[0] + (b0 ? e[1] : -e[1]) + (b1 ? e[2] : -e[2]);
  *                 others: group g = b1 (0 concentrated, 1 sparse),
- *                 e[3 + 2g] + (b0 ? e[4 + 2g] : -e[4 + 2g]) (src/formats/billm.c)
+ *                 e[3 + 2g] + (b0 ? e[4 + 2g] : -e[4 + 2g]) (src/formats/billm.c;
+ *                 the indices are named by LB_BILLM_* below)
  *   vector (e8p, vq): sum over stages s of scale[s * n_groups + k] *
  *                 codeword_s(vcode)[col % vec_dim], vcode the stage's code
  *                 of the vector holding (row, col) (codes is unused: NULL)
  * Rows are padded to cols_padded; padding codes are stored (and counted). */
+/* billm's seven per-group values in stored order (extra + 7k above): the
+ * salient columns' mean and two scales, then mean and scale of the
+ * concentrated and of the sparse group. */
+enum { LB_BILLM_MU_S, LB_BILLM_A1, LB_BILLM_A2, LB_BILLM_MU_C, LB_BILLM_A_C, LB_BILLM_MU_P, LB_BILLM_A_P, LB_BILLM_VALUES };
+
 typedef struct {
     lb_qspec spec;
     int64_t rows, cols, cols_padded;

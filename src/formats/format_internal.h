@@ -242,11 +242,10 @@ lb_status lb_col_mask_count(const lb_layout *l, const uint8_t *mask, int64_t *co
 
 static inline int64_t lb_round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
-/* billm (billm.c): a group's seven fp16 values in stored order, and one
- * weight from them: its column's salient bit and its 2-bit code (b0 + 2 b1).
- * The format and its kernels (kernels/billm_pack.h) decode through this one
- * definition. */
-enum { LB_BILLM_MU_S, LB_BILLM_A1, LB_BILLM_A2, LB_BILLM_MU_C, LB_BILLM_A_C, LB_BILLM_MU_P, LB_BILLM_A_P, LB_BILLM_VALUES };
+/* billm (billm.c): one weight from its group's seven fp16 values (stored
+ * order: LB_BILLM_* in lowbit/format.h), its column's salient bit and its
+ * 2-bit code (b0 + 2 b1). The format and its kernels (kernels/billm_pack.h)
+ * decode through this one definition. */
 static inline float lb_billm_value(const float *e, int salient, unsigned code) {
     float s0 = code & 1 ? 1.0f : -1.0f, s1 = code & 2 ? 1.0f : -1.0f;
     if (salient) return e[LB_BILLM_MU_S] + s0 * e[LB_BILLM_A1] + s1 * e[LB_BILLM_A2];

@@ -66,7 +66,7 @@ typedef struct {
     size_t ns_off, src_off, rows_off;
 } lb_billm_pack;
 
-#define LB_BILLM_PARAM_BYTES 14 /* seven fp16 (format_internal.h: LB_BILLM_*) */
+#define LB_BILLM_PARAM_BYTES 14 /* seven fp16 (lowbit/format.h: LB_BILLM_*) */
 
 static inline const lb_billm_pack *lb_billm(const lb_tensor *w) { return (const lb_billm_pack *)w->packed; }
 static inline const int32_t *lb_billm_ns(const lb_tensor *w) {

@@ -40,7 +40,6 @@
 #include <math.h>
 #include <string.h>
 
-enum { E_MU_S, E_A1, E_A2, E_MU_C, E_A_C, E_MU_P, E_A_P, N_EXTRA }; /* the format's order */
 enum { SALIENCY_HESSIAN, SALIENCY_MAGNITUDE };
 
 typedef struct {
@@ -82,9 +81,9 @@ static double residual_binarize(const float *x, const int64_t *idx, int64_t n, f
         scratch[i] = v - (mu1 + (v >= mu1 ? a1 : -a1));
     }
     double err = binarize(scratch, NULL, n, &mu2, &a2);
-    e[E_MU_S] = mu1 + mu2;
-    e[E_A1] = a1;
-    e[E_A2] = a2;
+    e[LB_BILLM_MU_S] = mu1 + mu2;
+    e[LB_BILLM_A1] = a1;
+    e[LB_BILLM_A2] = a2;
     return err;
 }
 
@@ -104,10 +103,10 @@ static void split_binarize(const float *x, const int64_t *idx, int64_t n, int br
         double err = binarize(x, lo_idx, nl, &v[0], &v[1]) + binarize(x, hi_idx, nh, &v[2], &v[3]);
         if (err < best) { /* ties: the smaller break-point */
             best = err;
-            e[E_MU_C] = v[0];
-            e[E_A_C] = v[1];
-            e[E_MU_P] = v[2];
-            e[E_A_P] = v[3];
+            e[LB_BILLM_MU_C] = v[0];
+            e[LB_BILLM_A_C] = v[1];
+            e[LB_BILLM_MU_P] = v[2];
+            e[LB_BILLM_A_P] = v[3];
         }
     }
 }
@@ -139,7 +138,7 @@ static lb_status billm_group_start(void *vctx, const float *W, int64_t c0, int64
     for (int64_t ns = 0; ns <= ns_max; ns++) {
         double err = 0;
         for (int64_t r = 0; r < rows; r++) {
-            float e[N_EXTRA], mu, a;
+            float e[LB_BILLM_VALUES], mu, a;
             const float *w = W + r * n;
             err += ns ? residual_binarize(w, order, ns, e, rowbuf) : 0.0;
             err += binarize(w, order + ns, len - ns, &mu, &a);
@@ -161,12 +160,12 @@ static lb_status billm_group_start(void *vctx, const float *W, int64_t c0, int64
 #pragma omp for schedule(dynamic, 16)
         for (int64_t r = 0; r < rows; r++) {
             if (!scratch || !lo || !hi) continue;
-            float *e = q->extra + (r * q->groups_per_row + g) * N_EXTRA;
+            float *e = q->extra + (r * q->groups_per_row + g) * LB_BILLM_VALUES;
             const float *w = W + r * n;
             if (best_ns) residual_binarize(w, order, best_ns, e, scratch);
-            else e[E_MU_S] = e[E_A1] = e[E_A2] = 0.0f;
+            else e[LB_BILLM_MU_S] = e[LB_BILLM_A1] = e[LB_BILLM_A2] = 0.0f;
             split_binarize(w, order + best_ns, len - best_ns, x->breakpoints, e, lo, hi);
-            for (int i = 0; i < N_EXTRA; i++) e[i] = lb_round_fp16(e[i]);
+            for (int i = 0; i < LB_BILLM_VALUES; i++) e[i] = lb_round_fp16(e[i]);
         }
         lb_free(scratch);
         lb_free(lo);
@@ -175,8 +174,8 @@ static lb_status billm_group_start(void *vctx, const float *W, int64_t c0, int64
     st = lb_worker_error_raise(&werr);
     /* a value beyond fp16 (weights near 65504) fails like any scale */
     for (int64_t r = 0; r < rows && st == LB_OK; r++)
-        for (int i = 0; i < N_EXTRA; i++)
-            if (!isfinite(q->extra[(r * q->groups_per_row + g) * N_EXTRA + i]))
+        for (int i = 0; i < LB_BILLM_VALUES; i++)
+            if (!isfinite(q->extra[(r * q->groups_per_row + g) * LB_BILLM_VALUES + i]))
                 st = lb_fail(LB_ERR_NUMERIC, "row %lld, group %lld: a value is not finite in fp16", (long long)r,
                              (long long)g);
     return st;
