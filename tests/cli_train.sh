@@ -51,6 +51,7 @@ expect 2 "--config trains from scratch" -- "$LOWBIT" train "$MODEL" --config dim
 expect 2 "there is no teacher" -- "$LOWBIT" train --config dim=32,hidden=64,layers=1,heads=4 --tokenizer "$TOK" --text "$TEXT" --distill kl -o "$TMP/x.gguf"
 expect 2 "unknown key" -- "$LOWBIT" train --config dims=32 --tokenizer "$TOK" --text "$TEXT" -o "$TMP/x.gguf"
 expect 2 "--save-every needs --checkpoint" -- "$LOWBIT" train "$MODEL" --text "$TEXT" --save-every 2 -o "$TMP/x.gguf"
+expect 2 "--stop-after needs --checkpoint" -- "$LOWBIT" train "$MODEL" --text "$TEXT" --stop-after 2
 expect 2 "--eval-every evaluates on --text" -- "$LOWBIT" train "$MODEL" --teacher-text 100 --eval-every 2 -o "$TMP/x.gguf"
 # the evaluation split is refused with a teacher and distillation too
 expect 2 "the evaluation split is kept for measuring" -- "$LOWBIT" train --from "$MODEL" --text "$TEXT" --split eval --distill kl --teacher-text 100 --mix -o "$TMP/x.gguf"

@@ -255,6 +255,7 @@ int cmd_train(int argc, char **argv) {
     if (eval_every && !text_path) return cli_usage_error("train", "--eval-every evaluates on --text's evaluation split");
     if (save_every && !ckpt_path && !resume) return cli_usage_error("train", "--save-every needs --checkpoint FILE");
     if (!ckpt_path) ckpt_path = resume;
+    if (stop_after && !ckpt_path) return cli_usage_error("train", "--stop-after needs --checkpoint FILE (or --resume FILE)");
     if (!out && !stop_after) return cli_usage_error("train", "missing -o OUT");
     lb_split split;
     if (!strcmp(split_text, "train")) split = LB_SPLIT_CALIB;
