@@ -103,6 +103,11 @@ json "$TMP/s.json" "j['config'].startswith('dim=32') and j['last_loss'] < j['fir
 expect 0 "dim 32, hidden 64, 2 layers, 4 heads (2 kv)" -- "$LOWBIT" info "$TMP/s.gguf"
 expect 0 "tokens generated" -- "$LOWBIT" generate "$TMP/s.gguf" -n 8
 
+# another teacher: refused without a distillation loss or teacher text, and of another shape
+expect 2 "--teacher is for" -- "$LOWBIT" train "$MODEL" --text "$TEXT" --teacher "$MODEL" -o "$TMP/x.gguf"
+expect 1 "is not the student's" -- "$LOWBIT" train "$MODEL" --text "$TEXT" --distill kl --teacher "$TMP/s.gguf" -o "$TMP/x.gguf"
+if [ -e "$TMP/x.gguf" ]; then fail "a refused train left $TMP/x.gguf"; else ok; fi
+
 # lowbit sweep takes trained files as rows of their own, marked trained (the grid's rows are not)
 "$LOWBIT" sweep "$MODEL" --text "$TEXT" --max-blocks 10 --methods rtn --formats int8:g32:sym --trained "$TMP/d.gguf,$TMP/s.gguf" --json > "$TMP/sw.json" 2> "$TMP/sw.err"
 python3 -c "

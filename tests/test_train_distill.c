@@ -295,6 +295,30 @@ static void test_refusals(lb_model *m) {
     CHECK_FAILS(lb_trainer_create(m, &o, &t), LB_ERR_INVALID, "MSE weight");
     o.mse_weight = 1;
     CHECK_FAILS(lb_trainer_create_random(&m->cfg, 1, 1, 0.02f, &o, &t), LB_ERR_INVALID, "needs a teacher");
+    /* another teacher: the model itself again gives KL 0 at step 0; none without a distillation loss */
+    CHECK_OK(lb_trainer_create(m, &o, &t));
+    if (t) {
+        CHECK_OK(lb_trainer_set_teacher(t, m));
+        lb_rng r;
+        lb_rng_seed(&r, 3);
+        int tokens[8 * 129];
+        lb_train_data d;
+        lb_text text;
+        CHECK_OK(lb_text_load(lb_test_data("text/tinystories-sample.txt"), &text));
+        CHECK_OK(lb_train_data_load(m, &text, LB_SPLIT_CALIB, 128, &d));
+        CHECK_OK(lb_train_data_batch(&d, 8, 128, &r, tokens));
+        lb_train_step_info info;
+        CHECK_OK(lb_trainer_step(t, tokens, &info));
+        CHECK(info.kl == 0.0);
+        lb_train_data_free(&d);
+        lb_text_free(&text);
+        lb_trainer_free(t);
+    }
+    o.distill = LB_DISTILL_NONE;
+    CHECK_OK(lb_trainer_create(m, &o, &t));
+    if (t) CHECK_FAILS(lb_trainer_set_teacher(t, m), LB_ERR_INVALID, "needs a distillation loss");
+    lb_trainer_free(t);
+    o.distill = LB_DISTILL_KL;
     int k;
     CHECK_OK(lb_distill_parse("kl+mse", &k));
     CHECK(k == LB_DISTILL_KL_MSE);

@@ -76,6 +76,10 @@ LB_API lb_status lb_trainer_store(const lb_trainer *t, lb_model *m);
 /* Bytes the trainer holds: parameters, gradients, AdamW moments, activations
  * (and the teacher's parameters and activations when distilling). */
 LB_API size_t lb_trainer_bytes(const lb_trainer *t);
+/* Distill from another fp32 model of the same shape instead of the one the
+ * trainer was made from (o.distill must not be LB_DISTILL_NONE): e.g. a
+ * student that has drifted, taught by the original. */
+LB_API lb_status lb_trainer_set_teacher(lb_trainer *t, const lb_model *teacher);
 /* Steps taken so far (a resumed trainer counts the checkpoint's). */
 LB_API int lb_trainer_steps_done(const lb_trainer *t);
 /* A trainer for a model of this shape trained from scratch: matrices

@@ -106,6 +106,23 @@ void lb_trainer_free(lb_trainer *t) {
     lb_free(t);
 }
 
+lb_status lb_trainer_set_teacher(lb_trainer *t, const lb_model *teacher) {
+    if (t->o.distill == LB_DISTILL_NONE) return lb_fail(LB_ERR_INVALID, "a teacher needs a distillation loss (kl, kl+mse)");
+    const lb_config *a = &t->tm->cfg, *b = &teacher->cfg;
+    if (a->dim != b->dim || a->hidden_dim != b->hidden_dim || a->n_layers != b->n_layers || a->n_heads != b->n_heads ||
+        a->n_kv_heads != b->n_kv_heads || a->vocab_size != b->vocab_size)
+        return lb_fail(LB_ERR_INVALID, "the teacher's shape (dim %d, hidden %d, %d layers, %d/%d heads, vocab %d) is not "
+                                       "the student's (dim %d, hidden %d, %d layers, %d/%d heads, vocab %d)",
+                       b->dim, b->hidden_dim, b->n_layers, b->n_heads, b->n_kv_heads, b->vocab_size, a->dim,
+                       a->hidden_dim, a->n_layers, a->n_heads, a->n_kv_heads, a->vocab_size);
+    lb_distill d;
+    lb_status st = lb_distill_init(&d, teacher);
+    if (st != LB_OK) return st;
+    lb_distill_free(&t->distill);
+    t->distill = d;
+    return LB_OK;
+}
+
 lb_status lb_trainer_create_random(const lb_config *cfg, int tied, uint64_t init_seed, float init_std,
                                    const lb_train_opts *opts, lb_trainer **out) {
     *out = NULL;

@@ -53,7 +53,9 @@ static const char *train_help =
     "                      the MSE of the normalized final hidden states\n"
     "  --temperature T     softmax temperature of both distributions in the KL (default 1; no T^2)\n"
     "  --mse-weight W      weight of the hidden-state MSE in kl+mse (default 1)\n"
-    "  --teacher-text N    train on N tokens MODEL generates (sequences from BOS, sampled as lowbit\n"
+    "  --teacher T         the fp32 teacher (of MODEL's shape) for --distill and --teacher-text,\n"
+    "                      when not MODEL itself: e.g. the original for a student that has drifted\n"
+    "  --teacher-text N    train on N tokens the teacher generates (sequences from BOS, sampled as lowbit\n"
     "                      generate: temperature 1, top-p 0.9, seeded) instead of the text's split\n"
     "  --mix               train on the split and the generated tokens, concatenated\n"
     "  --teacher-seed S    sampling seed of the generated text (default 1)\n";
@@ -206,7 +208,7 @@ int cmd_train(int argc, char **argv) {
                *clip = NULL, *seed = NULL, *log_every = NULL, *from = NULL, *config = NULL, *distill = NULL,
                *temperature = NULL, *mse_weight = NULL, *teacher_text = NULL, *teacher_seed = "1",
                *teacher_top_p = "0.9", *eval_every = NULL, *eval_blocks = NULL, *ckpt_path = NULL, *save_every = NULL,
-               *resume = NULL, *stop_after = NULL;
+               *resume = NULL, *stop_after = NULL, *teacher_path = NULL;
     int mix = 0;
     while (a.i < argc) {
         int r;
@@ -228,7 +230,8 @@ int cmd_train(int argc, char **argv) {
             (r = cli_option(&a, "--eval-blocks", NULL, &eval_blocks)) ||
             (r = cli_option(&a, "--checkpoint", NULL, &ckpt_path)) ||
             (r = cli_option(&a, "--save-every", NULL, &save_every)) || (r = cli_option(&a, "--resume", NULL, &resume)) ||
-            (r = cli_option(&a, "--stop-after", NULL, &stop_after))) {
+            (r = cli_option(&a, "--stop-after", NULL, &stop_after)) ||
+            (r = cli_option(&a, "--teacher", NULL, &teacher_path))) {
             if (r < 0) return CLI_USAGE;
             continue;
         }
@@ -304,13 +307,15 @@ int cmd_train(int argc, char **argv) {
     if (eval_blocks && cli_parse_int("train", "--eval-blocks", eval_blocks, 1, 1 << 30, &e_blocks)) return CLI_USAGE;
     if (save_every && cli_parse_int("train", "--save-every", save_every, 1, 100000000, &s_every)) return CLI_USAGE;
     if (stop_after && cli_parse_int("train", "--stop-after", stop_after, 1, 100000000, &stop)) return CLI_USAGE;
+    if (teacher_path && o.distill == LB_DISTILL_NONE && !teacher_text)
+        return cli_usage_error("train", "--teacher is for --distill kl|kl+mse or --teacher-text");
     if (config && (o.distill != LB_DISTILL_NONE || teacher_text))
         return cli_usage_error("train", "--config trains from scratch: there is no teacher for --distill or --teacher-text");
     if (!every) every = o.steps / 20 > 0 ? o.steps / 20 : 1;
 
     /* before the work: an unusable -o or checkpoint fails now, not after training */
-    const char *inputs[4] = {model_path, tokenizer, text_path, resume};
-    if (out && lb_output_check(out, inputs, 4) != LB_OK) return cli_error("train", NULL);
+    const char *inputs[5] = {model_path, tokenizer, text_path, resume, teacher_path};
+    if (out && lb_output_check(out, inputs, 5) != LB_OK) return cli_error("train", NULL);
     if (ckpt_path && (s_every || stop) && lb_output_check(ckpt_path, inputs, 3) != LB_OK) return cli_error("train", NULL);
     lb_text text = {0};
     int have_text = 0;
@@ -318,7 +323,7 @@ int cmd_train(int argc, char **argv) {
         if (lb_text_load(text_path, &text) != LB_OK) return cli_error("train", NULL);
         have_text = 1;
     }
-    lb_model *m = NULL;
+    lb_model *m = NULL, *teacher = NULL;
     lb_trainer *t = NULL;
     lb_train_data data = {0};
     int *tokens = NULL, finished = config == NULL;
@@ -328,6 +333,7 @@ int cmd_train(int argc, char **argv) {
     lb_text eval_view;
     if (config) rc = scratch_model(&sc, tokenizer, &m);
     else rc = cli_load_model("train", model_path, tokenizer, &m);
+    if (rc == CLI_OK && teacher_path) rc = cli_load_model("train", teacher_path, tokenizer, &teacher);
     /* the training stream: the split, the teacher's text, or both (split first) */
     if (rc == CLI_OK && have_text && (!teacher_text || mix) &&
         lb_train_data_load(m, &text, split, (int)calib_blocks, &data) != LB_OK)
@@ -335,10 +341,10 @@ int cmd_train(int argc, char **argv) {
     if (rc == CLI_OK && teacher_text) {
         if (!a.json) {
             fprintf(stderr, "lowbit train: generating %ld tokens with %s (temperature 1, top-p %g, seed %ld)\n",
-                    n_teacher, model_path, t_top_p, t_seed);
+                    n_teacher, teacher_path ? teacher_path : model_path, t_top_p, t_seed);
         }
         double tg = lb_now();
-        if (lb_train_data_generate(m, (size_t)n_teacher, 1.0f, (float)t_top_p, (uint64_t)t_seed, &data) != LB_OK)
+        if (lb_train_data_generate(teacher ? teacher : m, (size_t)n_teacher, 1.0f, (float)t_top_p, (uint64_t)t_seed, &data) != LB_OK)
             rc = cli_error("train", NULL);
         else if (!a.json)
             fprintf(stderr, "lowbit train: %zu tokens generated in %.1fs\n", data.generated, lb_now() - tg);
@@ -354,6 +360,7 @@ int cmd_train(int argc, char **argv) {
         lb_status st = config ? lb_trainer_create_random(&sc.cfg, sc.tied, (uint64_t)sc.init_seed, (float)sc.init_std,
                                                          &o, &t)
                               : lb_trainer_create(m, &o, &t);
+        if (st == LB_OK && teacher && o.distill != LB_DISTILL_NONE) st = lb_trainer_set_teacher(t, teacher);
         if (st != LB_OK) rc = cli_error("train", NULL);
     }
     if (rc == CLI_OK) {
@@ -388,9 +395,12 @@ int cmd_train(int argc, char **argv) {
                stream, o.steps, o.batch, o.ctx, (double)o.lr, (double)(o.min_lr >= 0 ? o.min_lr : o.lr / 10),
                o.warmup >= 0 ? o.warmup : o.steps / 10, (double)o.weight_decay, (double)o.grad_clip,
                (unsigned long long)o.seed, o.distill == LB_DISTILL_NONE ? "cross-entropy" : lb_distill_name(o.distill));
-        if (o.distill == LB_DISTILL_KL) printf(" to the fp32 teacher (temperature %g)", (double)o.temperature);
+        if (o.distill == LB_DISTILL_KL)
+            printf(" to the fp32 teacher %s (temperature %g)", teacher_path ? teacher_path : "(MODEL)",
+                   (double)o.temperature);
         if (o.distill == LB_DISTILL_KL_MSE)
-            printf(" to the fp32 teacher (temperature %g, MSE weight %g)", (double)o.temperature, (double)o.mse_weight);
+            printf(" to the fp32 teacher %s (temperature %g, MSE weight %g)", teacher_path ? teacher_path : "(MODEL)",
+                   (double)o.temperature, (double)o.mse_weight);
         printf(", %d threads\n", lb_get_threads());
         if (start) printf("resumed from %s at step %d\n", resume, start);
         if (e_every)
@@ -510,6 +520,7 @@ int cmd_train(int argc, char **argv) {
             json_kint("seed", (long long)o.seed);
             json_kint("threads", lb_get_threads());
             json_kstr("distill", lb_distill_name(o.distill));
+            json_kstr("teacher", o.distill == LB_DISTILL_NONE && !teacher_text ? "" : teacher_path ? teacher_path : model_path);
             json_knum("temperature", o.temperature);
             json_knum("mse_weight", o.mse_weight);
             json_kint("resumed_from", start);
@@ -570,6 +581,7 @@ int cmd_train(int argc, char **argv) {
     lb_train_data_free(&data);
     lb_trainer_free(t);
     lb_model_free(m);
+    lb_model_free(teacher);
     if (have_text) lb_text_free(&text);
     return rc;
 }
