@@ -48,12 +48,11 @@ lb_status lb_distill_parse(const char *text, int *out) {
 }
 
 /* log-sum-exp of z / temp over V values, in double */
-static double row_lse(const float *z, int V, double inv_t, double *zmax) {
+static double row_lse(const float *z, int V, double inv_t) {
     double mx = -INFINITY, s = 0;
     for (int v = 0; v < V; v++)
         if (z[v] * inv_t > mx) mx = z[v] * inv_t;
     for (int v = 0; v < V; v++) s += exp(z[v] * inv_t - mx);
-    *zmax = mx;
     return mx + log(s);
 }
 
@@ -69,9 +68,7 @@ double lb_distill_kl(float *dzs, const float *zs, const float *zt, const int *ta
             if (d) memset(d, 0, (size_t)V * sizeof(float));
             continue;
         }
-        double ms, mt, lse_s = row_lse(s, V, inv_t, &ms), lse_t = row_lse(t, V, inv_t, &mt), kl = 0;
-        (void)ms;
-        (void)mt;
+        double lse_s = row_lse(s, V, inv_t), lse_t = row_lse(t, V, inv_t), kl = 0;
         for (int v = 0; v < V; v++) {
             double ls = s[v] * inv_t - lse_s, lt = t[v] * inv_t - lse_t, pt = exp(lt);
             kl += pt * (lt - ls);
@@ -147,10 +144,8 @@ lb_status lb_distill_forward(lb_distill *d, lb_train_model *student, const int *
     /* the cross-entropy of the text's targets, reported beside the loss
      * (the student's raw logits are overwritten by their gradient below) */
     double ce = 0;
-    for (int i = 0; i < N; i++) {
-        double mx;
-        d->row[i] = targets[i] < 0 ? 0 : row_lse(zs + (size_t)i * V, V, 1.0, &mx) - zs[(size_t)i * V + targets[i]];
-    }
+    for (int i = 0; i < N; i++)
+        d->row[i] = targets[i] < 0 ? 0 : row_lse(zs + (size_t)i * V, V, 1.0) - zs[(size_t)i * V + targets[i]];
     for (int i = 0; i < N; i++) ce += d->row[i];
     out->ce = ce / scored;
     out->kl = lb_distill_kl(zs, zs, zt, targets, N, V, temp, 1.0f / (float)scored, d->row) / scored;

@@ -76,7 +76,7 @@ static const char *train_help2 =
     "  --stop-after N      stop after step N as an interruption would (after its checkpoint), writing\n"
     "                      no OUT: to test resuming, or to train in slices\n"
     "  --json              one JSON object on stdout: model output text split blocks tokens steps batch\n"
-    "                      ctx lr seed threads distill temperature mse_weight teacher_tokens resumed_from\n"
+    "                      ctx lr seed threads distill temperature mse_weight teacher teacher_tokens resumed_from\n"
     "                      log (step loss ce kl mse lr grad_norm tokens_per_second [eval_ppl]) first_loss\n"
     "                      last_loss eval (ppl tokens blocks, per evaluation) seconds tokens_per_second\n"
     "                      trainer_bytes peak_rss_bytes trained\n\n"
