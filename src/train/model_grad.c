@@ -354,14 +354,23 @@ lb_status lb_train_model_forward(lb_train_model *tm, const int *inputs, const in
 
 lb_status lb_train_model_backward(lb_train_model *tm) {
     if (!tm->have_loss) return lb_fail(LB_ERR_INVALID, "backward needs a forward with targets first");
+    lb_train_acts *a = &tm->acts;
+    tm->have_loss = 0; /* the probabilities become their gradient */
+    lb_train_cross_entropy_backward(a->logits, a->logits, a->targets, a->B * a->T, tm->cfg.vocab_size,
+                                    1.0f / (float)tm->scored);
+    return lb_train_model_backward_from(tm, NULL);
+}
+
+lb_status lb_train_model_backward_from(lb_train_model *tm, const float *dxnf) {
     const lb_config *c = &tm->cfg;
     lb_train_acts *a = &tm->acts;
+    if (a->B < 1) return lb_fail(LB_ERR_INVALID, "backward needs a forward first");
     int B = a->B, T = a->T, n = B * T;
     size_t N = (size_t)n, dim = (size_t)c->dim, kv = (size_t)c->head_dim * c->n_kv_heads, hid = (size_t)c->hidden_dim;
-    tm->have_loss = 0; /* the probabilities become their gradient */
-    lb_train_cross_entropy_backward(a->logits, a->logits, a->targets, n, c->vocab_size, 1.0f / (float)tm->scored);
-    /* classifier and final norm: dx = d(final residual) */
-    memset(a->dxn, 0, N * dim * sizeof(float));
+    /* classifier and final norm: dx = d(final residual); a loss on the
+     * normalized final hidden state (distillation's MSE) starts in dxn */
+    if (dxnf) memcpy(a->dxn, dxnf, N * dim * sizeof(float));
+    else memset(a->dxn, 0, N * dim * sizeof(float));
     lb_train_matmul_backward(a->dxn, tm->g.output, a->logits, a->xnf, tm->p.output, n, c->dim, c->vocab_size);
     memset(a->dx, 0, N * dim * sizeof(float));
     lb_train_rmsnorm_backward(a->dx, tm->g.out_norm, a->dxn, a->x + (size_t)c->n_layers * N * dim, tm->p.out_norm,

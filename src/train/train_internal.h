@@ -12,6 +12,7 @@
 #define LB_TRAIN_INTERNAL_H
 
 #include "lowbit/model.h"
+#include "lowbit/train.h"
 
 typedef struct lb_train_linear lb_train_linear;
 typedef struct {
@@ -112,9 +113,43 @@ lb_status lb_train_model_forward(lb_train_model *tm, const int *inputs, const in
                                  double *loss);
 /* Adds d(mean loss)/d(param) of the last forward into tm->grads. */
 lb_status lb_train_model_backward(lb_train_model *tm);
+/* The backward from another loss (distillation): after a forward (with or
+ * without targets), acts.logits holds d(loss)/d(logits) (N, vocab), and
+ * dxnf, when not NULL, d(loss)/d(acts.xnf) (N, dim), the normalized final
+ * hidden state; adds d(loss)/d(param) into tm->grads. */
+lb_status lb_train_model_backward_from(lb_train_model *tm, const float *dxnf);
 void lb_train_model_zero_grad(lb_train_model *tm);
 /* bytes of parameters, gradients and activations now allocated */
 size_t lb_train_model_bytes(const lb_train_model *tm);
+
+/* ---- distill.c ---- */
+/* Sum over scored rows (targets[i] >= 0; all when targets is NULL) of
+ * KL(softmax(zt / temp) || softmax(zs / temp)), each row's in row_kl (N);
+ * when dzs is not NULL it receives scale (p_s - p_t) / temp (0 on unscored
+ * rows). dzs may be zs (each value is read before it is overwritten). */
+double lb_distill_kl(float *dzs, const float *zs, const float *zt, const int *targets, int N, int V, float temp,
+                     float scale, double *row_kl);
+/* Sum over scored rows of mean_j (hs - ht)^2; dhs (not NULL) = scale 2 (hs - ht) / dim. */
+double lb_distill_mse(float *dhs, const float *hs, const float *ht, const int *targets, int N, int dim, float scale);
+
+typedef struct {
+    lb_train_model *teacher; /* frozen: forward only */
+    double *row;             /* (rows) per-row losses */
+    float *dxnf;             /* (rows, dim) the MSE's gradient */
+    size_t rows;
+} lb_distill;
+typedef struct {
+    double loss, ce, kl, mse; /* loss = kl (+ mse_weight mse); ce of the targets, reported; mse NAN without it */
+} lb_distill_loss;
+lb_status lb_distill_init(lb_distill *d, const lb_model *teacher);
+void lb_distill_free(lb_distill *d);
+size_t lb_distill_bytes(const lb_distill *d);
+/* Teacher and student forward on inputs (B, T); the loss's parts into *out;
+ * the gradient's start left for lb_train_model_backward_from(student,
+ * kind == LB_DISTILL_KL_MSE ? d->dxnf : NULL): d(loss)/d(logits) in the
+ * student's acts.logits, d(loss)/d(xnf) in d->dxnf. */
+lb_status lb_distill_forward(lb_distill *d, lb_train_model *student, const int *inputs, const int *targets, int B,
+                             int T, int kind, float temp, float mse_weight, lb_distill_loss *out);
 
 /* ---- adamw.c ---- */
 typedef struct {
@@ -137,5 +172,14 @@ double lb_grad_clip(float *grads, size_t n, double max_norm);
 /* Linear warm-up from lr_max / warmup over steps 0..warmup-1, then a cosine
  * from lr_max down to lr_min at the last step (step counts from 0). */
 float lb_lr_schedule(int step, int total, int warmup, float lr_max, float lr_min);
+
+/* ---- trainer.c: its parts, for the checkpoint ---- */
+typedef struct {
+    lb_train_opts *o;
+    lb_train_model *tm;
+    lb_adamw *adam;
+    int *step;
+} lb_trainer_parts;
+void lb_trainer_parts_get(lb_trainer *t, lb_trainer_parts *p);
 
 #endif

@@ -13,7 +13,17 @@ struct lb_trainer {
     lb_adamw adam;
     int step;
     int *inputs, *targets; /* (batch, ctx) */
+    lb_distill distill;    /* teacher and scratch when o.distill != LB_DISTILL_NONE */
 };
+
+void lb_trainer_parts_get(lb_trainer *t, lb_trainer_parts *p) {
+    p->o = &t->o;
+    p->tm = t->tm;
+    p->adam = &t->adam;
+    p->step = &t->step;
+}
+
+int lb_trainer_steps_done(const lb_trainer *t) { return t->step; }
 
 void lb_train_opts_default(lb_train_opts *o) {
     memset(o, 0, sizeof *o);
@@ -29,6 +39,9 @@ void lb_train_opts_default(lb_train_opts *o) {
     o->eps = 1e-8f;
     o->grad_clip = 1.0f;
     o->seed = 1;
+    o->distill = LB_DISTILL_NONE;
+    o->temperature = 1.0f;
+    o->mse_weight = 1.0f;
 }
 
 static lb_status opts_check(const lb_model *m, lb_train_opts *o) {
@@ -49,6 +62,12 @@ static lb_status opts_check(const lb_model *m, lb_train_opts *o) {
     if (!(o->eps > 0 && o->eps < 1)) return lb_fail(LB_ERR_INVALID, "AdamW's eps must be in (0, 1), not %g", o->eps);
     if (!(o->grad_clip >= 0 && isfinite(o->grad_clip)))
         return lb_fail(LB_ERR_INVALID, "gradient clipping norm must be >= 0 (0: off), not %g", o->grad_clip);
+    if (o->distill < LB_DISTILL_NONE || o->distill > LB_DISTILL_KL_MSE)
+        return lb_fail(LB_ERR_INVALID, "unknown distillation loss %d", o->distill);
+    if (!(o->temperature > 0 && o->temperature <= 100))
+        return lb_fail(LB_ERR_INVALID, "distillation temperature must be in (0, 100], not %g", o->temperature);
+    if (!(o->mse_weight >= 0 && o->mse_weight < 1e6))
+        return lb_fail(LB_ERR_INVALID, "the hidden-state MSE weight must be in [0, 1e6), not %g", o->mse_weight);
     return LB_OK;
 }
 
@@ -68,6 +87,7 @@ lb_status lb_trainer_create(const lb_model *m, const lb_train_opts *opts, lb_tra
     if (!t->inputs || !t->targets) st = lb_fail(LB_ERR_NOMEM, "out of memory for a %d x %d batch", o.batch, o.ctx);
     if (st == LB_OK) st = lb_train_model_from_model(m, &t->tm);
     if (st == LB_OK) st = lb_adamw_init(&t->adam, t->tm->n_params);
+    if (st == LB_OK && o.distill != LB_DISTILL_NONE) st = lb_distill_init(&t->distill, m);
     if (st != LB_OK) {
         lb_trainer_free(t);
         return st;
@@ -82,7 +102,55 @@ void lb_trainer_free(lb_trainer *t) {
     lb_adamw_free(&t->adam);
     lb_free(t->inputs);
     lb_free(t->targets);
+    lb_distill_free(&t->distill);
     lb_free(t);
+}
+
+lb_status lb_trainer_set_teacher(lb_trainer *t, const lb_model *teacher) {
+    if (t->o.distill == LB_DISTILL_NONE) return lb_fail(LB_ERR_INVALID, "a teacher needs a distillation loss (kl, kl+mse)");
+    const lb_config *a = &t->tm->cfg, *b = &teacher->cfg;
+    if (a->dim != b->dim || a->hidden_dim != b->hidden_dim || a->n_layers != b->n_layers || a->n_heads != b->n_heads ||
+        a->n_kv_heads != b->n_kv_heads || a->vocab_size != b->vocab_size)
+        return lb_fail(LB_ERR_INVALID, "the teacher's shape (dim %d, hidden %d, %d layers, %d/%d heads, vocab %d) is not "
+                                       "the student's (dim %d, hidden %d, %d layers, %d/%d heads, vocab %d)",
+                       b->dim, b->hidden_dim, b->n_layers, b->n_heads, b->n_kv_heads, b->vocab_size, a->dim,
+                       a->hidden_dim, a->n_layers, a->n_heads, a->n_kv_heads, a->vocab_size);
+    lb_distill d;
+    lb_status st = lb_distill_init(&d, teacher);
+    if (st != LB_OK) return st;
+    lb_distill_free(&t->distill);
+    t->distill = d;
+    return LB_OK;
+}
+
+lb_status lb_trainer_create_random(const lb_config *cfg, int tied, uint64_t init_seed, float init_std,
+                                   const lb_train_opts *opts, lb_trainer **out) {
+    *out = NULL;
+    lb_train_opts o;
+    if (opts) o = *opts;
+    else lb_train_opts_default(&o);
+    if (o.distill != LB_DISTILL_NONE)
+        return lb_fail(LB_ERR_INVALID, "distillation needs a teacher: train from a model (--from), not a config");
+    if (!(init_std > 0 && init_std < 10)) return lb_fail(LB_ERR_INVALID, "init std must be in (0, 10), not %g", init_std);
+    lb_model shape = {.cfg = *cfg}; /* opts_check reads the context length only */
+    lb_status st = opts_check(&shape, &o);
+    if (st != LB_OK) return st;
+    lb_trainer *t = lb_calloc(1, sizeof *t);
+    if (!t) return LB_ERR_NOMEM;
+    t->o = o;
+    size_t n = (size_t)o.batch * o.ctx;
+    t->inputs = lb_alloc(n * sizeof(int));
+    t->targets = lb_alloc(n * sizeof(int));
+    if (!t->inputs || !t->targets) st = lb_fail(LB_ERR_NOMEM, "out of memory for a %d x %d batch", o.batch, o.ctx);
+    if (st == LB_OK) st = lb_train_model_create(cfg, tied, &t->tm);
+    if (st == LB_OK) st = lb_adamw_init(&t->adam, t->tm->n_params);
+    if (st != LB_OK) {
+        lb_trainer_free(t);
+        return st;
+    }
+    lb_train_model_init_random(t->tm, init_seed, init_std);
+    *out = t;
+    return LB_OK;
 }
 
 /* rows of ctx + 1 tokens -> inputs (first ctx), targets (last ctx) */
@@ -101,10 +169,23 @@ lb_status lb_trainer_loss(lb_trainer *t, const int *tokens, double *loss) {
 
 lb_status lb_trainer_step(lb_trainer *t, const int *tokens, lb_train_step_info *info) {
     double t0 = lb_now(), loss;
-    lb_status st = lb_trainer_loss(t, tokens, &loss);
-    if (st != LB_OK) return st;
-    lb_train_model_zero_grad(t->tm);
-    st = lb_train_model_backward(t->tm);
+    lb_distill_loss parts = {NAN, NAN, NAN, NAN};
+    lb_status st;
+    if (t->o.distill != LB_DISTILL_NONE) {
+        split_rows(t, tokens);
+        st = lb_distill_forward(&t->distill, t->tm, t->inputs, t->targets, t->o.batch, t->o.ctx, t->o.distill,
+                                t->o.temperature, t->o.mse_weight, &parts);
+        if (st != LB_OK) return st;
+        loss = parts.loss;
+        lb_train_model_zero_grad(t->tm);
+        st = lb_train_model_backward_from(t->tm, t->o.distill == LB_DISTILL_KL_MSE ? t->distill.dxnf : NULL);
+    } else {
+        st = lb_trainer_loss(t, tokens, &loss);
+        if (st != LB_OK) return st;
+        parts.ce = loss;
+        lb_train_model_zero_grad(t->tm);
+        st = lb_train_model_backward(t->tm);
+    }
     if (st != LB_OK) return st;
     double norm = lb_grad_clip(t->tm->grads, t->tm->n_params, t->o.grad_clip);
     if (!isfinite(norm)) return lb_fail(LB_ERR_NUMERIC, "step %d: the gradient is not finite", t->step);
@@ -117,6 +198,9 @@ lb_status lb_trainer_step(lb_trainer *t, const int *tokens, lb_train_step_info *
         info->lr = lr;
         info->grad_norm = norm;
         info->seconds = lb_now() - t0;
+        info->ce = parts.ce;
+        info->kl = parts.kl;
+        info->mse = parts.mse;
     }
     t->step++;
     return LB_OK;
@@ -125,7 +209,8 @@ lb_status lb_trainer_step(lb_trainer *t, const int *tokens, lb_train_step_info *
 lb_status lb_trainer_store(const lb_trainer *t, lb_model *m) { return lb_train_model_store(t->tm, m); }
 
 size_t lb_trainer_bytes(const lb_trainer *t) {
-    return lb_train_model_bytes(t->tm) + 2 * t->adam.n * sizeof(float) + 2 * (size_t)t->o.batch * t->o.ctx * sizeof(int);
+    return lb_train_model_bytes(t->tm) + 2 * t->adam.n * sizeof(float) + 2 * (size_t)t->o.batch * t->o.ctx * sizeof(int) +
+           lb_distill_bytes(&t->distill);
 }
 
 /* ---- data ------------------------------------------------------------------ */

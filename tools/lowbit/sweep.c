@@ -19,7 +19,8 @@
 static const char *sweep_help =
     "usage: lowbit sweep MODEL --text FILE [--methods LIST] [--formats LIST] [--grid FILE]\n"
     "                    [--split S] [--protocol P] [--ctx N] [--calib-blocks N] [--max-blocks N]\n"
-    "                    [--act LIST] [--sequential] [--md FILE] [--svg FILE] [--json] [--keep DIR]\n\n"
+    "                    [--act LIST] [--sequential] [--trained LIST] [--md FILE] [--svg FILE] [--json]\n"
+    "                    [--keep DIR]\n\n"
     "Quantizes the seven linears of every layer of MODEL with every configuration of a grid\n"
     "(methods x formats), saves and reloads each as GGUF, evaluates it against the fp32 model and\n"
     "prints a markdown table: method | format | bpw | file size | ppl | ppl/fp32 | KLD | top-1 |\n"
@@ -48,13 +49,17 @@ static const char *sweep_help =
     "  --sequential     every method quantizes true-sequentially: each stage's statistics\n"
     "                   from the partly quantized model (docs/CALIBRATION.md, \"Sequential mode\");\n"
     "                   default: from the fp32 model, collected once for the whole grid\n"
+    "  --trained LIST   comma-separated GGUF files written by lowbit train (fine-tuned, distilled or\n"
+    "                   quantization-aware trained models of MODEL's shape): each a row of its own,\n"
+    "                   evaluated as stored (no quantization) against MODEL, method 'trained', format\n"
+    "                   its linears', \"trained\": true in its JSON line\n"
     "  --md FILE        the markdown table to FILE instead of stdout\n"
     "  --svg FILE       plot: ppl / fp32 ppl (log scale) against bpw, one line per method, the\n"
     "                   Pareto front (no other point with <= bpw and <= ppl, one of them lower)\n"
     "                   dashed and ringed\n"
     "  --json           JSON lines on stdout, one object per configuration: method options label act\n"
     "                   format status bpw bpw_all file_bytes ppl ppl_ratio fp32_ppl kld top1 tokens\n"
-    "                   split protocol ctx seconds (to quantize) eval_seconds [reason]\n"
+    "                   split protocol ctx seconds (to quantize) eval_seconds trained [reason]\n"
     "  --keep DIR       keep the GGUF files in DIR (default: a temporary folder, removed)\n\n"
     "A method that cannot make a format (e.g. twn and int4) is skipped with a note; a configuration\n"
     "that fails is reported and the sweep goes on (exit status 1 at the end). Bad specs, methods or\n"
@@ -82,6 +87,7 @@ typedef struct {
     char spec_text[64];
     int series;
     int status; /* CLI_OK, CLI_SKIP, CLI_FAIL */
+    const char *trained; /* a model file from lowbit train, evaluated as stored; NULL: MODEL quantized */
     char reason[1200];
     cli_qeval_row r;
 } config;
@@ -139,6 +145,28 @@ static int grid_add(grid *g, const char *spec_text, const grid_method *o, const 
         if ((c->series = grid_series(g, o, g->n_acts ? &g->acts[k] : &none)) < 0) return CLI_USAGE;
         g->n++;
     }
+    return CLI_OK;
+}
+
+/* --trained FILE: a series of its own ("trained NAME"), one configuration
+ * left as stored (format f32: the plan quantizes nothing; the row's format
+ * is the file's, read after loading) */
+static int add_trained_item(const char *item, void *user) {
+    grid *g = user;
+    if (g->n == MAX_CONFIGS || g->n_series == MAX_SERIES)
+        return cli_usage_error("sweep", "--trained: more than %d models", MAX_SERIES);
+    series *se = &g->s[g->n_series];
+    memset(se, 0, sizeof *se);
+    lb_method_opts_default(lb_method_find("rtn"), &se->opts);
+    const char *slash = strrchr(item, '/');
+    snprintf(se->label, sizeof se->label, "trained %.140s", slash ? slash + 1 : item);
+    config *c = &g->c[g->n];
+    memset(c, 0, sizeof *c);
+    lb_qspec_parse("f32", &c->spec);
+    snprintf(c->spec_text, sizeof c->spec_text, "(as trained)");
+    c->series = g->n_series++;
+    c->trained = item;
+    g->n++;
     return CLI_OK;
 }
 
@@ -321,8 +349,8 @@ static void json_line(const sweep_ctx *s, const grid *g, const config *c) {
     lb_method_opts_format(&se->opts, 1, opts, sizeof opts);
     int ok = c->status == CLI_OK;
     json_begin_object();
-    json_kstr("method", se->opts.method->name);
-    json_kstr("options", opts);
+    json_kstr("method", c->trained ? "trained" : se->opts.method->name);
+    json_kstr("options", c->trained ? "" : opts);
     json_kstr("label", se->label);
     char act_text[64];
     lb_act_spec_format(&se->act, act_text, sizeof act_text);
@@ -348,6 +376,8 @@ static void json_line(const sweep_ctx *s, const grid *g, const config *c) {
     json_kint("ctx", s->ctx);
     json_knum("seconds", ok ? c->r.quant_seconds : NAN);
     json_knum("eval_seconds", ok ? c->r.ev.seconds : NAN);
+    json_kbool("trained", c->trained != NULL);
+    if (c->trained) json_kstr("file", c->trained);
     if (!ok) json_kstr("reason", c->reason);
     json_end_object();
     json_done();
@@ -407,7 +437,7 @@ int cmd_sweep(int argc, char **argv) {
     cli_args a = {.argc = argc, .argv = argv, .i = 1, .verb = "sweep"};
     const char *text_path = NULL, *methods = NULL, *formats = NULL, *grid_path = NULL, *split = "eval", *protocol = "docs",
                *ctx = NULL, *calib = "128", *max_blocks = NULL, *md_path = NULL, *svg_path = NULL, *keep = NULL,
-               *acts = NULL;
+               *acts = NULL, *trained = NULL;
     int sequential = 0;
     while (a.i < argc) {
         int r;
@@ -417,7 +447,7 @@ int cmd_sweep(int argc, char **argv) {
             (r = cli_option(&a, "--ctx", NULL, &ctx)) || (r = cli_option(&a, "--calib-blocks", NULL, &calib)) ||
             (r = cli_option(&a, "--max-blocks", NULL, &max_blocks)) || (r = cli_option(&a, "--md", NULL, &md_path)) ||
             (r = cli_option(&a, "--svg", NULL, &svg_path)) || (r = cli_option(&a, "--keep", NULL, &keep)) ||
-            (r = cli_option(&a, "--act", NULL, &acts))) {
+            (r = cli_option(&a, "--act", NULL, &acts)) || (r = cli_option(&a, "--trained", NULL, &trained))) {
             if (r < 0) return CLI_USAGE;
             continue;
         }
@@ -453,12 +483,24 @@ int cmd_sweep(int argc, char **argv) {
     if (!g) return cli_error("sweep", "out of memory");
     all_sequential = sequential;
     int rc = acts ? for_each_item(acts, "--act", add_act_item, g) : CLI_OK;
-    if (rc == CLI_OK) rc = grid_path ? grid_load(g, grid_path) : default_grid(g, methods, formats);
+    /* --trained alone: just those rows; with --methods/--formats/--grid: both */
+    if (rc == CLI_OK && (!trained || grid_path || methods || formats))
+        rc = grid_path ? grid_load(g, grid_path) : default_grid(g, methods, formats);
+    char *trained_list = NULL; /* the rows point at their file names in it: it lives as long as the grid */
+    if (rc == CLI_OK && trained) {
+        trained_list = strdup(trained);
+        if (!trained_list) rc = cli_error("sweep", "out of memory");
+    }
+    if (rc == CLI_OK && trained) {
+        for (char *p = trained_list, *save = NULL, *item; rc == CLI_OK && (item = strtok_r(p, ",", &save)); p = NULL)
+            rc = add_trained_item(item, g);
+    }
     const char *inputs[3] = {a.positional[0], text_path, grid_path};
     if (rc == CLI_OK && md_path && lb_output_check(md_path, inputs, 3) != LB_OK) rc = cli_error("sweep", NULL);
     if (rc == CLI_OK && svg_path && lb_output_check(svg_path, inputs, 3) != LB_OK) rc = cli_error("sweep", NULL);
     if (rc != CLI_OK) {
         free(g);
+        free(trained_list);
         return rc;
     }
     /* the command, for the table's header */
@@ -472,6 +514,7 @@ int cmd_sweep(int argc, char **argv) {
     if (keep) {
         if (mkdir(keep, 0755) != 0 && access(keep, W_OK) != 0) {
             free(g);
+            free(trained_list);
             return cli_error("sweep", "cannot create directory '%s'", keep);
         }
         snprintf(dir, sizeof dir, "%s", keep);
@@ -480,6 +523,7 @@ int cmd_sweep(int argc, char **argv) {
         snprintf(dir, sizeof dir, "%s/lowbit-sweep-XXXXXX", tmp && *tmp ? tmp : "/tmp");
         if (!mkdtemp(dir)) {
             free(g);
+            free(trained_list);
             return cli_error("sweep", "cannot create a temporary directory in %s", tmp && *tmp ? tmp : "/tmp");
         }
     }
@@ -542,7 +586,19 @@ int cmd_sweep(int argc, char **argv) {
         cli_gguf_path(dir, stem, c->spec_text, path, sizeof path);
         q.act = g->s[c->series].act;
         q.sequential = g->s[c->series].sequential ? &seq_calib : NULL;
-        c->status = cli_quantize_eval(&q, &c->spec, &g->s[c->series].opts, path, &c->r, NULL, c->reason, sizeof c->reason);
+        q.model_path = c->trained ? c->trained : s.model_path;
+        lb_model *kept = NULL;
+        c->status = cli_quantize_eval(&q, &c->spec, &g->s[c->series].opts, path, &c->r, c->trained ? &kept : NULL,
+                                      c->reason, sizeof c->reason);
+        if (kept) { /* the trained file's format: its first linear's (the plan left it as stored) */
+            if (kept->cfg.dim != ref->cfg.dim || kept->cfg.n_layers != ref->cfg.n_layers ||
+                kept->cfg.vocab_size != ref->cfg.vocab_size) {
+                c->status = CLI_FAIL;
+                snprintf(c->reason, sizeof c->reason, "%s is not a model of %s's shape", c->trained, s.model_path);
+            }
+            lb_qspec_format(&kept->layers[0].linear[0].w.spec, c->spec_text, sizeof c->spec_text);
+            lb_model_free(kept);
+        }
         if (!keep) remove(path);
         if (c->status == CLI_OK) {
             n_ok++;
@@ -568,6 +624,7 @@ int cmd_sweep(int argc, char **argv) {
         fprintf(stderr, "lowbit sweep: %d evaluated, %d skipped, %d failed, %.1fs\n", n_ok, n_skipped, n_failed, lb_now() - t0);
     if (rc == CLI_OK && n_failed) rc = CLI_FAIL;
     if (!keep) rmdir(dir);
+    free(trained_list);
     lb_calib_stats_free(stats);
     lb_model_free(ref);
     if (text_loaded) lb_text_free(&text);
