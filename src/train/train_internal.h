@@ -87,6 +87,7 @@ typedef struct {
     lb_train_linear *linears; /* (n_layers, LB_N_LINEARS) */
     float *rope_cos, *rope_sin; /* (seq_len, head_dim / 2), as lb_model's */
     lb_train_acts acts;
+    struct lb_qat *qat; /* fake-quantized linears and their learned scales (fakequant.c), or NULL */
     int have_loss; /* the last forward had targets: backward may run */
     int scored;    /* targets scored by it */
 } lb_train_model;
@@ -137,5 +138,28 @@ double lb_grad_clip(float *grads, size_t n, double max_norm);
 /* Linear warm-up from lr_max / warmup over steps 0..warmup-1, then a cosine
  * from lr_max down to lr_min at the last step (step counts from 0). */
 float lb_lr_schedule(int step, int total, int warmup, float lr_max, float lr_min);
+
+/* ---- fakequant.c: quantization-aware training (src/train/qat.h) ---- */
+typedef struct {
+    const char *scheme; /* NULL: no weight quantization */
+    const char *format; /* target format spec; NULL: the scheme's default */
+    int act_bits;       /* 0, or 4..8: per-token absmax fake-quantized linear inputs (STE) */
+    int grad_bits;      /* 0, or 2..16: quantized dy in every linear's backward */
+    int grad_per_tensor, grad_stochastic; /* gradient scale per tensor (else per token); stochastic rounding */
+    int stochastic;     /* binaryconnect: stochastic binarization */
+    uint64_t seed;
+} lb_qat_opts;
+extern const lb_train_linear_ops lb_train_linear_qat;
+/* Replaces every linear of tm by the fake-quantized one (nothing when o
+ * asks for nothing); bad scheme / format fail with a message, tm unchanged. */
+lb_status lb_qat_attach(lb_train_model *tm, const lb_qat_opts *o);
+void lb_qat_free(struct lb_qat *q);
+void lb_qat_after_step(lb_train_model *tm);
+/* m's linears (m already holding the trained tensors) become the stored
+ * format the training forward decoded, with the activation quantizer */
+lb_status lb_qat_store(lb_train_model *tm, lb_model *m);
+const char *lb_qat_default_format(const char *scheme);
+void lb_qat_quantize_grad(const float *dy, int N, int rows, int bits, int per_tensor, int stochastic, lb_rng *rng,
+                          float *out);
 
 #endif

@@ -11,7 +11,8 @@
 static const char *train_help =
     "usage: lowbit train MODEL --text FILE -o OUT [--split train] [--calib-blocks N] [--steps N] [--batch B]\n"
     "                    [--ctx T] [--lr X] [--min-lr X] [--warmup N] [--weight-decay X] [--grad-clip X]\n"
-    "                    [--seed N] [--log-every N]\n\n"
+    "                    [--seed N] [--log-every N] [--qat SCHEME [--format SPEC] [--stochastic]]\n"
+    "                    [--act-bits 8] [--grad-bits 8 [--grad-scale token|tensor] [--grad-round nearest|stochastic]]\n\n"
     "Fine-tunes every tensor of an fp32 MODEL (llama2.c or GGUF, no quantized tensors or linear slots)\n"
     "by backpropagation and AdamW on the training split of FILE, and writes OUT, one GGUF file,\n"
     "atomically (nothing is left behind on failure). The blocks of the split are tokenized as\n"
@@ -33,6 +34,21 @@ static const char *train_help =
     "  --seed N            batch sampling seed (default 1)\n"
     "  --log-every N       a progress line every N steps (default steps/20, at least 1)\n"
     "  --tokenizer FILE    llama2.c tokenizer (default: tok<vocab>.bin beside MODEL)\n"
+    "  --qat SCHEME        quantization-aware training of every linear (embedding, norms and classifier\n"
+    "                      stay fp32): the forward uses the weights quantized to --format, the backward a\n"
+    "                      straight-through estimator, learned scales train with AdamW (no decay). OUT is\n"
+    "                      a normal quantized model in that format, decoding to the trained forward's weights.\n"
+    "                      ste (any format, round-to-nearest), binaryconnect, bwn, xnor (binary:row),\n"
+    "                      twn (ternary:row), bitnet (ternary:tensor, int8 activations), ttq (lut2:tensor),\n"
+    "                      paretoq (int2:row:asym; also binary, ternary, int<b> sym), onebit (onebit);\n"
+    "                      the format in parentheses is the default\n"
+    "  --format SPEC       the stored format the scheme writes (docs/FORMATS.md)\n"
+    "  --stochastic        binaryconnect: stochastic binarization (P(+1) = hard sigmoid)\n"
+    "  --act-bits B        fake-quantize every linear's input to B bits (4..8), per-token absmax, STE;\n"
+    "                      OUT gets the matching activation quantizer (bitnet: 8 always)\n"
+    "  --grad-bits B       quantize every linear's output gradient to B bits (2..16) in the backward\n"
+    "  --grad-scale S      token (default: absmax per row of the gradient) or tensor\n"
+    "  --grad-round R      nearest (default) or stochastic (unbiased) rounding of gradients\n"
     "  --json              one JSON object on stdout: model output text split blocks tokens steps batch\n"
     "                      ctx lr ... log (step loss lr grad_norm tokens_per_second) first_loss last_loss\n"
     "                      seconds tokens_per_second trainer_bytes peak_rss_bytes\n";
@@ -53,7 +69,9 @@ int cmd_train(int argc, char **argv) {
     cli_args a = {.argc = argc, .argv = argv, .i = 1, .verb = "train"};
     const char *text_path = NULL, *out = NULL, *split_text = "train", *calib = "128", *tokenizer = NULL;
     const char *steps = NULL, *batch = NULL, *ctx = NULL, *lr = NULL, *min_lr = NULL, *warmup = NULL, *wd = NULL,
-               *clip = NULL, *seed = NULL, *log_every = NULL;
+               *clip = NULL, *seed = NULL, *log_every = NULL, *qat = NULL, *format = NULL, *act_bits = NULL,
+               *grad_bits = NULL, *grad_scale = "token", *grad_round = "nearest";
+    int stochastic = 0;
     while (a.i < argc) {
         int r;
         if ((r = cli_option(&a, "--text", NULL, &text_path)) || (r = cli_option(&a, "--output", "-o", &out)) ||
@@ -63,8 +81,17 @@ int cmd_train(int argc, char **argv) {
             (r = cli_option(&a, "--lr", NULL, &lr)) || (r = cli_option(&a, "--min-lr", NULL, &min_lr)) ||
             (r = cli_option(&a, "--warmup", NULL, &warmup)) || (r = cli_option(&a, "--weight-decay", NULL, &wd)) ||
             (r = cli_option(&a, "--grad-clip", NULL, &clip)) || (r = cli_option(&a, "--seed", NULL, &seed)) ||
-            (r = cli_option(&a, "--log-every", NULL, &log_every))) {
+            (r = cli_option(&a, "--log-every", NULL, &log_every)) || (r = cli_option(&a, "--qat", NULL, &qat)) ||
+            (r = cli_option(&a, "--format", NULL, &format)) || (r = cli_option(&a, "--act-bits", NULL, &act_bits)) ||
+            (r = cli_option(&a, "--grad-bits", NULL, &grad_bits)) ||
+            (r = cli_option(&a, "--grad-scale", NULL, &grad_scale)) ||
+            (r = cli_option(&a, "--grad-round", NULL, &grad_round))) {
             if (r < 0) return CLI_USAGE;
+            continue;
+        }
+        if (!strcmp(argv[a.i], "--stochastic")) {
+            stochastic = 1;
+            a.i++;
             continue;
         }
         if ((r = cli_unknown(&a)) != 0) return r;
@@ -110,6 +137,22 @@ int cmd_train(int argc, char **argv) {
     if (clip && cli_parse_float("train", "--grad-clip", clip, 0, 1e9, &d)) return CLI_USAGE;
     if (clip) o.grad_clip = (float)d;
     if (!every) every = o.steps / 20 > 0 ? o.steps / 20 : 1;
+    o.qat = qat;
+    o.format = format;
+    o.stochastic = stochastic;
+    if (act_bits && cli_parse_int("train", "--act-bits", act_bits, 4, 8, &v)) return CLI_USAGE;
+    if (act_bits) o.act_bits = (int)v;
+    if (grad_bits && cli_parse_int("train", "--grad-bits", grad_bits, 2, 16, &v)) return CLI_USAGE;
+    if (grad_bits) o.grad_bits = (int)v;
+    if (strcmp(grad_scale, "token") && strcmp(grad_scale, "tensor"))
+        return cli_usage_error("train", "--grad-scale must be token or tensor, not '%s'", grad_scale);
+    o.grad_per_tensor = !strcmp(grad_scale, "tensor");
+    if (strcmp(grad_round, "nearest") && strcmp(grad_round, "stochastic"))
+        return cli_usage_error("train", "--grad-round must be nearest or stochastic, not '%s'", grad_round);
+    o.grad_stochastic = !strcmp(grad_round, "stochastic");
+    if (format && !qat) return cli_usage_error("train", "--format needs --qat SCHEME (which scheme writes it)");
+    if (stochastic && (!qat || strcmp(qat, "binaryconnect")))
+        return cli_usage_error("train", "--stochastic is binaryconnect's option (--qat binaryconnect)");
 
     /* before the work: an unusable -o fails now, not after training */
     const char *inputs[3] = {a.positional[0], tokenizer, text_path};
@@ -136,6 +179,10 @@ int cmd_train(int argc, char **argv) {
                a.positional[0], text_path, data.end_block, data.n, o.steps, o.batch, o.ctx, (double)o.lr,
                (double)(o.min_lr >= 0 ? o.min_lr : o.lr / 10), o.warmup >= 0 ? o.warmup : o.steps / 10,
                (double)o.weight_decay, (double)o.grad_clip, (unsigned long long)o.seed, lb_get_threads());
+    if (rc == CLI_OK && !a.json && (qat || o.act_bits || o.grad_bits))
+        printf("quantization-aware: scheme %s, format %s, activations %s, gradients %s\n", qat ? qat : "none (fp32 weights)",
+               qat ? (format ? format : lb_qat_default_format_name(qat)) : "f32", o.act_bits ? "int8/token" : "fp32",
+               o.grad_bits ? (o.grad_per_tensor ? "quantized, per tensor" : "quantized, per token") : "fp32");
     lb_rng rng;
     lb_rng_seed(&rng, o.seed);
     double t0 = lb_now(), t_log = t0, first_loss = NAN, last_loss = NAN;
@@ -170,8 +217,8 @@ int cmd_train(int argc, char **argv) {
     double seconds = lb_now() - t0;
     if (rc == CLI_OK) {
         snprintf(m->quant_note, sizeof m->quant_note,
-                 "lowbit train: %d steps of %d x %d tokens on the training split (blocks 1..%d) of %.120s, lr %g",
-                 o.steps, o.batch, o.ctx, data.end_block, text_path, (double)o.lr);
+                 "lowbit train: %d steps of %d x %d tokens on the training split (blocks 1..%d) of %.120s, lr %g%s%.20s",
+                 o.steps, o.batch, o.ctx, data.end_block, text_path, (double)o.lr, qat ? ", qat " : "", qat ? qat : "");
         if (lb_trainer_store(t, m) != LB_OK || lb_model_save_gguf(m, out) != LB_OK) rc = cli_error("train", NULL);
     }
     if (rc == CLI_OK) {
@@ -195,6 +242,10 @@ int cmd_train(int argc, char **argv) {
             json_kint("ctx", o.ctx);
             json_knum("lr", o.lr);
             json_kint("seed", (long long)o.seed);
+            json_kstr("qat", qat ? qat : "none");
+            json_kstr("format", qat ? (format ? format : lb_qat_default_format_name(qat)) : "f32");
+            json_kint("act_bits", o.act_bits);
+            json_kint("grad_bits", o.grad_bits);
             json_kint("threads", lb_get_threads());
             json_key("log");
             json_begin_array();
