@@ -159,6 +159,9 @@ void lb_qat_after_step(lb_train_model *tm);
  * format the training forward decoded, with the activation quantizer */
 lb_status lb_qat_store(lb_train_model *tm, lb_model *m);
 const char *lb_qat_default_format(const char *scheme);
+/* trainer.c: the trainer's QAT state (NULL without one), for tests */
+struct lb_trainer;
+struct lb_qat *lb_trainer_qat(struct lb_trainer *t);
 void lb_qat_quantize_grad(const float *dy, int N, int rows, int bits, int per_tensor, int stochastic, lb_rng *rng,
                           float *out);
 

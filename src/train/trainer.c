@@ -150,6 +150,8 @@ lb_status lb_trainer_store(const lb_trainer *t, lb_model *m) {
     return st == LB_OK ? lb_qat_store(t->tm, m) : st;
 }
 
+struct lb_qat *lb_trainer_qat(lb_trainer *t) { return t->tm->qat; }
+
 size_t lb_trainer_bytes(const lb_trainer *t) {
     size_t q = t->tm->qat ? 2 * t->tm->qat->n * sizeof(float) + 2 * t->qadam.n * sizeof(float) : 0;
     return lb_train_model_bytes(t->tm) + 2 * t->adam.n * sizeof(float) + 2 * (size_t)t->o.batch * t->o.ctx * sizeof(int) +
