@@ -181,7 +181,8 @@ int cmd_train(int argc, char **argv) {
                (double)o.weight_decay, (double)o.grad_clip, (unsigned long long)o.seed, lb_get_threads());
     if (rc == CLI_OK && !a.json && (qat || o.act_bits || o.grad_bits))
         printf("quantization-aware: scheme %s, format %s, activations %s, gradients %s\n", qat ? qat : "none (fp32 weights)",
-               qat ? (format ? format : lb_qat_default_format_name(qat)) : "f32", o.act_bits ? "int8/token" : "fp32",
+               qat ? (format ? format : lb_qat_default_format_name(qat)) : "f32",
+               o.act_bits || (qat && !strcmp(qat, "bitnet")) ? "quantized per token" : "fp32",
                o.grad_bits ? (o.grad_per_tensor ? "quantized, per tensor" : "quantized, per token") : "fp32");
     lb_rng rng;
     lb_rng_seed(&rng, o.seed);
