@@ -198,7 +198,7 @@ static void check_learned_grad(const char *what, rig *r, const float *Rm, const 
     size_t n = r->S.n_learned;
     memset(r->dlearned, 0, n * sizeof(float));
     proj_loss(r, Rm);
-    r->S.scheme->backward(&r->S, Rm);
+    CHECK_OK(r->S.scheme->backward(&r->S, Rm));
     double worst = 0, big = 0;
     for (size_t k = 0; k < n; k++) {
         float keep = r->learned[k], h = 1e-3f * fmaxf(fabsf(keep), 1e-3f);
@@ -225,7 +225,7 @@ static void test_learned_grads(void) {
         check_learned_grad("ttq Wp, Wn (lut2:row)", &r, Rm, NULL);
         /* latent gradient: dW_eff scaled by Wp, 1, Wn on the three sets */
         memset(r.dw, 0, sizeof(float) * R * C);
-        r.S.scheme->backward(&r.S, Rm);
+        CHECK_OK(r.S.scheme->backward(&r.S, Rm));
         int ok = 1;
         for (int i = 0; i < R * C; i++) {
             int code = r.S.q.codes[(i / C) * r.S.q.cols_padded + i % C];
@@ -258,7 +258,7 @@ static void test_learned_grads(void) {
         check_learned_grad(what, &r, Rm, g);
         /* the latent STE is cut outside the clip range (not for 1 bit) */
         memset(r.dw, 0, sizeof(float) * R * C);
-        r.S.scheme->backward(&r.S, Rm);
+        CHECK_OK(r.S.scheme->backward(&r.S, Rm));
         double dwmax = 0;
         for (int i = 0; i < R * C; i++) dwmax = fmax(dwmax, fabs(r.dw[i]));
         if (m == 0) CHECK_MSG(max_diff(r.dw, Rm, R * C) == 0, "paretoq 1-bit STE is not the identity");
@@ -269,7 +269,7 @@ static void test_learned_grads(void) {
         memset(r.dw, 0, sizeof(float) * R * C);
         memset(r.dlearned, 0, sizeof(float) * R);
         proj_loss(&r, Rm);
-        r.S.scheme->backward(&r.S, Rm);
+        CHECK_OK(r.S.scheme->backward(&r.S, Rm));
         if (m > 0) {
             double e = 0;
             for (int i = 0; i < R; i++) {
@@ -289,7 +289,7 @@ static void test_learned_grads(void) {
     const char *ste[][2] = {{"ste", "int3:g32"}, {"twn", "ternary:row"}, {"bitnet", "ternary:tensor"}};
     for (int s = 0; s < 3; s++)
         if (rig_make(&r, ste[s][0], ste[s][1], R, C, W, 0)) {
-            r.S.scheme->backward(&r.S, Rm);
+            CHECK_OK(r.S.scheme->backward(&r.S, Rm));
             CHECK_MSG(max_diff(r.dw, Rm, R * C) == 0, "%s: the STE does not pass the gradient", ste[s][0]);
             rig_free(&r);
         }
@@ -297,7 +297,7 @@ static void test_learned_grads(void) {
     if (rig_make(&r, "binaryconnect", "binary:row", R, C, W, 0)) {
         float H = r.S.aux[R + 0];
         r.w[0] = 2 * H;
-        r.S.scheme->backward(&r.S, Rm);
+        CHECK_OK(r.S.scheme->backward(&r.S, Rm));
         CHECK(r.dw[0] == 0 && r.dw[1] == Rm[1]);
         r.S.scheme->after_step(&r.S);
         CHECK(r.w[0] == H);
@@ -305,7 +305,7 @@ static void test_learned_grads(void) {
     }
     /* BWN: XNOR-Net's gradient sign(w_i) mean_j(dW_eff_j sign(w_j)) + alpha dW_eff_i */
     if (rig_make(&r, "bwn", "binary:row", R, C, W, 1)) {
-        r.S.scheme->backward(&r.S, Rm);
+        CHECK_OK(r.S.scheme->backward(&r.S, Rm));
         double e = 0;
         for (int i = 0; i < R; i++) {
             double gs = 0, a = 0;

@@ -87,9 +87,10 @@ static size_t no_learned(const lb_qspec *spec, int rows, int cols) {
 
 static lb_status no_init(lb_qat_state *S) { return lb_qat_q_init(S); }
 
-static void ste_backward(lb_qat_state *S, const float *dweff) {
+static lb_status ste_backward(lb_qat_state *S, const float *dweff) {
     size_t n = (size_t)S->rows * S->cols;
     for (size_t i = 0; i < n; i++) S->L->dw[i] += dweff[i];
+    return LB_OK;
 }
 
 /* ---- ste: round-to-nearest in any format ------------------------------------- */
@@ -134,10 +135,11 @@ static lb_status bwn_quantize(lb_qat_state *S) {
 /* W_eff_i = alpha sign(w_i), alpha = (1/n) sum_j |w_j| over the group:
  * dL/dw_i = sign(w_i) (1/n) sum_j dW_eff_j sign(w_j) + alpha dW_eff_i 1{|w_i| <= 1}
  * (XNOR-Net eq. for the weights; sign's STE cancelled beyond 1) */
-static void bwn_backward(lb_qat_state *S, const float *dweff) {
+static lb_status bwn_backward(lb_qat_state *S, const float *dweff) {
     size_t ng = (size_t)S->q.n_groups;
-    double *gs = lb_calloc(2 * ng, sizeof(double)), *cnt = gs + ng;
-    if (!gs) return; /* cannot happen for the shapes trained; the step then uses the STE only */
+    double *gs = lb_calloc(2 * ng, sizeof(double));
+    if (!gs) return lb_fail(LB_ERR_NOMEM, "out of memory for the binary scales' gradient");
+    double *cnt = gs + ng;
     const float *w = S->L->w;
     for (int r = 0; r < S->rows; r++)
         for (int c = 0; c < S->cols; c++) {
@@ -154,6 +156,7 @@ static void bwn_backward(lb_qat_state *S, const float *dweff) {
             S->L->dw[i] += (float)(s * gs[k] / cnt[k] + (fabsf(w[i]) <= 1.0f ? S->q.scale[k] * dweff[i] : 0.0));
         }
     lb_free(gs);
+    return LB_OK;
 }
 
 static const lb_qat_scheme qat_bwn = {"bwn", "binary: alpha = mean|w| per group, XNOR-Net's gradient",
@@ -196,13 +199,14 @@ static lb_status bc_quantize(lb_qat_state *S) {
     return LB_OK;
 }
 
-static void bc_backward(lb_qat_state *S, const float *dweff) {
+static lb_status bc_backward(lb_qat_state *S, const float *dweff) {
     const float *H = S->aux + S->q.n_groups;
     for (int r = 0; r < S->rows; r++)
         for (int c = 0; c < S->cols; c++) {
             size_t i = (size_t)r * S->cols + c;
             if (fabsf(S->L->w[i]) <= H[group_of(S, r, c)]) S->L->dw[i] += dweff[i];
         }
+    return LB_OK;
 }
 
 static void bc_after_step(lb_qat_state *S) {
@@ -351,8 +355,7 @@ static lb_status qat_linear_backward(lb_train_linear *L, const float *x, const f
     }
     memset(S->dweff, 0, (size_t)L->rows * L->cols * sizeof(float));
     lb_train_matmul_backward(dx, S->dweff, dyin, xin, S->weff, N, L->cols, L->rows);
-    S->scheme->backward(S, S->dweff);
-    return LB_OK;
+    return S->scheme->backward(S, S->dweff);
 }
 
 const lb_train_linear_ops lb_train_linear_qat = {"qat", qat_linear_forward, qat_linear_backward};

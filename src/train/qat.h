@@ -33,7 +33,7 @@ typedef struct {
     /* fills S->q from the latent weight and the learned parameters */
     lb_status (*quantize)(lb_qat_state *S);
     /* d(latent weight) += and d(learned) += their share of dW_eff (rows x cols) */
-    void (*backward)(lb_qat_state *S, const float *dweff);
+    lb_status (*backward)(lb_qat_state *S, const float *dweff);
     /* after each optimizer step (BinaryConnect's clip of the latent weights); may be NULL */
     void (*after_step)(lb_qat_state *S);
 } lb_qat_scheme;

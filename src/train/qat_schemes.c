@@ -114,7 +114,7 @@ static lb_status ttq_quantize(lb_qat_state *S) {
     return LB_OK;
 }
 
-static void ttq_backward(lb_qat_state *S, const float *dweff) {
+static lb_status ttq_backward(lb_qat_state *S, const float *dweff) {
     for (int r = 0; r < S->rows; r++)
         for (int c = 0; c < S->cols; c++) {
             size_t i = (size_t)r * S->cols + c;
@@ -131,6 +131,7 @@ static void ttq_backward(lb_qat_state *S, const float *dweff) {
                 S->L->dw[i] += dweff[i];
             }
         }
+    return LB_OK;
 }
 
 const lb_qat_scheme lb_qat_ttq = {"ttq", "lut2: TTQ's learned asymmetric scales {-Wn, 0, Wp}, threshold 0.05 max|w|",
@@ -229,11 +230,12 @@ static lb_status paretoq_quantize(lb_qat_state *S) {
     return LB_OK;
 }
 
-static void paretoq_backward(lb_qat_state *S, const float *dweff) {
+static lb_status paretoq_backward(lb_qat_state *S, const float *dweff) {
     pq_mode m = PQ_SIGN;
     pq_mode_of(&S->spec, &m);
     double *cnt = lb_calloc((size_t)S->q.n_groups, sizeof(double));
-    for (int r = 0; r < S->rows && cnt; r++)
+    if (!cnt) return lb_fail(LB_ERR_NOMEM, "out of memory for the step sizes' gradient");
+    for (int r = 0; r < S->rows; r++)
         for (int c = 0; c < S->cols; c++) cnt[lb_qtensor_group(&S->q, r, c)] += 1;
     float qp = pq_qp(&S->spec, m);
     for (int r = 0; r < S->rows; r++)
@@ -243,12 +245,13 @@ static void paretoq_backward(lb_qat_state *S, const float *dweff) {
             float a = pq_alpha(S, k), v = S->L->w[i] / a;
             int inside;
             float lv = pq_level(m, S->spec.bits, v, &inside);
-            float g = cnt ? (float)(1.0 / sqrt(cnt[k] * qp)) : 1.0f;
+            float g = (float)(1.0 / sqrt(cnt[k] * qp));
             float dlevel = m == PQ_SIGN ? lv : lv - (inside ? v : 0.0f);
             S->dlearned[k] += g * dlevel * dweff[i];
             if (inside) S->L->dw[i] += dweff[i];
         }
     lb_free(cnt);
+    return LB_OK;
 }
 
 const lb_qat_scheme lb_qat_paretoq = {"paretoq",
@@ -295,7 +298,7 @@ static lb_status onebit_quantize(lb_qat_state *S) {
     return LB_OK;
 }
 
-static void onebit_backward(lb_qat_state *S, const float *dweff) {
+static lb_status onebit_backward(lb_qat_state *S, const float *dweff) {
     float *dh = S->dlearned, *dg = S->dlearned + S->rows;
     for (int r = 0; r < S->rows; r++) {
         float h = S->q.scale[lb_qtensor_group(&S->q, r, 0)];
@@ -308,6 +311,7 @@ static void onebit_backward(lb_qat_state *S, const float *dweff) {
             S->L->dw[i] += d * h * g * (1.001f - t * t);
         }
     }
+    return LB_OK;
 }
 
 const lb_qat_scheme lb_qat_onebit = {"onebit", "onebit: diag(h) sign(W) diag(g), h and g learned from SVID",
