@@ -1,8 +1,9 @@
 /* Checkpoints and resume (docs/TRAINING.md, "Checkpoints and resume"):
  *  - N steps in one go, and k steps + checkpoint + a new trainer resuming
  *    from it + N - k steps, give bit-identical per-step losses and final
- *    weights (cross-entropy and kl distillation; 1 thread, and 2 threads
- *    against 1);
+ *    weights (cross-entropy and kl distillation; quantization-aware runs
+ *    with learned scales, stochastic binarization and stochastic gradient
+ *    rounding; 1 thread, and 2 threads against 1);
  *  - a truncated, corrupted, foreign (other options, other model) or
  *    non-checkpoint file is refused with a clear error, the trainer
  *    unchanged; a missing file too. */
@@ -10,6 +11,7 @@
 
 #include <unistd.h>
 
+#include "train/qat.h"
 #include "train/train_internal.h"
 
 enum { STEPS = 10, K = 4, BATCH = 2, CTX = 32 };
@@ -44,8 +46,18 @@ static void run_steps(lb_trainer *t, const lb_train_data *d, lb_rng *rng, int fr
     }
 }
 
-static void test_resume_exact(lb_model *m, const lb_train_data *d, int distill, const char *path) {
-    lb_train_opts o = run_opts(distill);
+/* the parameters, and the learned quantization scales when there are any, equal */
+static int same_state(lb_trainer *a, lb_trainer *b) {
+    size_t na, nb;
+    float *pa = params_of(a, &na), *pb = params_of(b, &nb);
+    if (na != nb || memcmp(pa, pb, na * sizeof(float))) return 0;
+    struct lb_qat *qa = lb_trainer_qat(a), *qb = lb_trainer_qat(b);
+    if (!qa || !qb) return !qa && !qb;
+    return qa->n == qb->n && !memcmp(qa->params, qb->params, qa->n * sizeof(float)) && qa->rng.state == qb->rng.state;
+}
+
+static void test_resume_exact(lb_model *m, const lb_train_data *d, lb_train_opts o, const char *label,
+                              const char *path) {
     lb_trainer *a, *b, *c;
     double la[STEPS], lb_[STEPS], l2[STEPS];
     lb_rng ra, rb;
@@ -66,11 +78,9 @@ static void test_resume_exact(lb_model *m, const lb_train_data *d, int distill, 
     CHECK_OK(lb_trainer_load_checkpoint(b, &rb, path));
     CHECK(lb_trainer_steps_done(b) == K);
     run_steps(b, d, &rb, K, STEPS, lb_);
-    size_t na, nb;
-    float *pa = params_of(a, &na), *pb = params_of(b, &nb);
-    int same_loss = !memcmp(la, lb_, sizeof la), same_w = na == nb && !memcmp(pa, pb, na * sizeof(float));
+    int same_loss = !memcmp(la, lb_, sizeof la), same_w = same_state(a, b);
     printf("%s: %d steps vs %d + checkpoint + resume + %d: losses %s, weights %s (1 thread); loss %.5f -> %.5f\n",
-           lb_distill_name(distill), STEPS, K, STEPS - K, same_loss ? "bit-identical" : "DIFFER",
+           label, STEPS, K, STEPS - K, same_loss ? "bit-identical" : "DIFFER",
            same_w ? "bit-identical" : "DIFFER", la[0], la[STEPS - 1]);
     CHECK(same_loss && same_w);
     /* 2 threads: the same numbers as 1 */
@@ -84,10 +94,8 @@ static void test_resume_exact(lb_model *m, const lb_train_data *d, int distill, 
     CHECK_OK(lb_trainer_create(m, &o, &c));
     CHECK_OK(lb_trainer_load_checkpoint(c, &rc, path));
     run_steps(c, d, &rc, K, STEPS, l2);
-    size_t nc;
-    float *pc = params_of(c, &nc);
-    int same2 = !memcmp(la, l2, sizeof la) && nc == na && !memcmp(pa, pc, na * sizeof(float));
-    printf("%s: the same with 2 threads (resumed too): %s\n", lb_distill_name(distill), same2 ? "bit-identical" : "DIFFER");
+    int same2 = !memcmp(la, l2, sizeof la) && same_state(a, c);
+    printf("%s: the same with 2 threads (resumed too): %s\n", label, same2 ? "bit-identical" : "DIFFER");
     CHECK(same2);
     lb_set_threads(1);
     lb_trainer_free(a);
@@ -157,6 +165,16 @@ static void test_refusals(lb_model *m, const lb_train_data *d, const char *path,
     CHECK_OK(lb_trainer_create(m, &o2, &u));
     CHECK_FAILS(lb_trainer_load_checkpoint(u, &r2, path), LB_ERR_INVALID, "--distill none");
     lb_trainer_free(u);
+    o2 = o; /* a QAT run cannot resume a float run's checkpoint, nor one of another scheme */
+    o2.qat = "bwn";
+    CHECK_OK(lb_trainer_create(m, &o2, &u));
+    CHECK_FAILS(lb_trainer_load_checkpoint(u, &r2, path), LB_ERR_INVALID, "quantization-aware options");
+    lb_trainer_free(u);
+    o2.qat = "paretoq";
+    o2.format = "int2:row:asym";
+    CHECK_OK(lb_trainer_create(m, &o2, &u));
+    CHECK_FAILS(lb_trainer_load_checkpoint(u, &r2, path), LB_ERR_INVALID, "learned quantization scales");
+    lb_trainer_free(u);
     lb_config small = m->cfg;
     small.n_layers = 2;
     CHECK_OK(lb_trainer_create_random(&small, 1, 1, 0.02f, &o, &u));
@@ -188,8 +206,20 @@ int main(void) {
     char path[256], bad[256];
     snprintf(path, sizeof path, "%s/run.ckpt", dir);
     snprintf(bad, sizeof bad, "%s/bad.ckpt", dir);
-    test_resume_exact(m, &d, LB_DISTILL_NONE, path);
-    test_resume_exact(m, &d, LB_DISTILL_KL, path);
+    test_resume_exact(m, &d, run_opts(LB_DISTILL_NONE), "none", path);
+    test_resume_exact(m, &d, run_opts(LB_DISTILL_KL), "kl", path);
+    /* QAT: learned per-row steps (paretoq) with distillation; the rng of
+     * stochastic binarization and of stochastic gradient rounding */
+    lb_train_opts q = run_opts(LB_DISTILL_KL);
+    q.qat = "paretoq";
+    q.format = "int2:row:asym";
+    test_resume_exact(m, &d, q, "kl, qat paretoq int2:row:asym", path);
+    q = run_opts(LB_DISTILL_NONE);
+    q.qat = "binaryconnect";
+    q.stochastic = 1;
+    q.grad_bits = 8;
+    q.grad_stochastic = 1;
+    test_resume_exact(m, &d, q, "qat binaryconnect stochastic, 8-bit stochastic gradients", path);
     test_refusals(m, &d, path, bad);
     remove(path);
     remove(bad);

@@ -38,11 +38,22 @@ typedef struct {
     int distill;        /* LB_DISTILL_NONE (default: cross-entropy on the text), _KL, _KL_MSE */
     float temperature;  /* of both softmaxes in the KL (default 1) */
     float mse_weight;   /* weight of the hidden-state MSE (default 1) */
+    /* quantization-aware training (docs/TRAINING.md; all off by default) */
+    const char *qat;    /* scheme: ste, binaryconnect, bwn, xnor, twn, ttq, bitnet, paretoq, onebit; NULL: fp32 */
+    const char *format; /* the stored format the scheme writes; NULL: the scheme's default */
+    int act_bits;       /* 0, or 4..8: per-token absmax fake-quantized linear inputs (bitnet: 8) */
+    int grad_bits;      /* 0, or 2..16: each linear's output gradient quantized in the backward */
+    int grad_per_tensor;  /* gradient absmax per tensor (default 0: per token) */
+    int grad_stochastic;  /* stochastic rounding of gradients (default 0: nearest) */
+    int stochastic;       /* binaryconnect: stochastic binarization */
 } lb_train_opts;
 enum { LB_DISTILL_NONE, LB_DISTILL_KL, LB_DISTILL_KL_MSE };
 /* "none", "kl", "kl+mse" */
 LB_API const char *lb_distill_name(int distill);
 LB_API lb_status lb_distill_parse(const char *text, int *out);
+/* The format a QAT scheme writes when lb_train_opts.format is NULL ("binary:row" for bwn, ...);
+ * "?" for an unknown scheme or one without a default (ste). */
+LB_API const char *lb_qat_default_format_name(const char *scheme);
 /* Fills the defaults above (warmup and min_lr as -1: derived from steps and
  * lr when the trainer is created). */
 LB_API void lb_train_opts_default(lb_train_opts *o);
@@ -71,7 +82,10 @@ LB_API lb_status lb_trainer_step(lb_trainer *t, const int *tokens, lb_train_step
 /* Mean cross-entropy of a batch (same layout) without changing anything. */
 LB_API lb_status lb_trainer_loss(lb_trainer *t, const int *tokens, double *loss);
 /* Replaces every tensor of m (the model the trainer was made from, or one
- * of its shape) by the trained fp32 values. */
+ * of its shape) by the trained fp32 values; with a QAT scheme the linears
+ * are written in the scheme's stored format, decoding to exactly the
+ * weights the training forward used (and with the activation quantizer
+ * when activations were quantized); embedding, norms and classifier stay fp32. */
 LB_API lb_status lb_trainer_store(const lb_trainer *t, lb_model *m);
 /* Bytes the trainer holds: parameters, gradients, AdamW moments, activations
  * (and the teacher's parameters and activations when distilling). */

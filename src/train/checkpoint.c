@@ -6,30 +6,41 @@
  * trainer's step index (the schedule's position), the batch sampler's rng
  * state, and the options and model shape, kept to refuse a checkpoint of
  * another run (a resumed run with other options would not continue this
- * one). Activations and gradients are recomputed from these every step;
- * the distillation teacher is the unchanged model the run started from.
+ * one). With quantization-aware training also the learned scales, their
+ * AdamW moments and step count, and the stochastic-rounding rng; the
+ * schemes' fixed data (BinaryConnect's alpha, TTQ's threshold) comes from
+ * the starting weights, which a resumed run starts from too. Activations
+ * and gradients are recomputed from these every step; the distillation
+ * teacher is the unchanged model the run started from.
  *
  * File layout, little-endian:
- *   magic "LBTRCKPT", u32 version (1), u32 header bytes (from the magic),
+ *   magic "LBTRCKPT", u32 version (2), u32 header bytes (from the magic),
  *   shape: u32 dim hidden layers heads kv_heads vocab seq_len head_dim,
  *          f32 norm_eps rope_theta, u32 tied, u32 n_tensors, u64 n_params
  *   state: u32 step, u64 adam_t, u64 rng_state
  *   opts:  u32 batch ctx steps warmup, f32 lr min_lr weight_decay beta1 beta2
  *          eps grad_clip, u64 seed, u32 distill, f32 temperature mse_weight
+ *   qat:   u64 FNV-1a of the QAT options' text (scheme|format|act_bits|...),
+ *          u64 n_qat (learned scales), u64 their adam_t, u64 their rng state
  *   then n_params f32 parameters, n_params f32 first moments, n_params f32
- *   second moments, then u64 FNV-1a of every byte before it.
+ *   second moments, then n_qat f32 learned scales, first and second
+ *   moments, then u64 FNV-1a of every byte before it. Version 1 (no qat
+ *   part) was never released: it is refused like any other.
  * Parsing checks the magic, the version, the exact size the header implies
  * (before reading any array), the checksum, then the shape and the options
  * against the trainer's; only then is anything copied into the trainer. */
 #include <math.h>
 #include <string.h>
 
+#include <stdio.h>
+
 #include "lowbit/train.h"
+#include "train/qat.h"
 #include "train/train_internal.h"
 
 #define CKPT_MAGIC "LBTRCKPT"
-#define CKPT_VERSION 1u
-#define CKPT_HEADER_BYTES 156u /* magic 8 + version 4 + header size 4 + shape 56 + state 20 + opts 64 */
+#define CKPT_VERSION 2u
+#define CKPT_HEADER_BYTES 188u /* magic 8 + version 4 + header size 4 + shape 56 + state 20 + opts 64 + qat 32 */
 
 static uint64_t fnv1a(uint64_t h, const uint8_t *p, size_t n) {
     for (size_t i = 0; i < n; i++) {
@@ -66,6 +77,14 @@ static void put64(header_buf *h, uint64_t v) {
 }
 static void putf(header_buf *h, float f) { put32(h, f32_bits(f)); }
 
+/* the QAT options as one number: a run resumes with the scheme it started with */
+static uint64_t qat_opts_hash(const lb_train_opts *o) {
+    char text[512];
+    snprintf(text, sizeof text, "%s|%s|%d|%d|%d|%d|%d", o->qat ? o->qat : "", o->format ? o->format : "", o->act_bits,
+             o->grad_bits, o->grad_per_tensor, o->grad_stochastic, o->stochastic);
+    return fnv1a(FNV_START, (const uint8_t *)text, strlen(text));
+}
+
 static void header_write(header_buf *h, const lb_trainer_parts *p, const lb_rng *rng) {
     const lb_config *c = &p->tm->cfg;
     const lb_train_opts *o = p->o;
@@ -95,6 +114,11 @@ static void header_write(header_buf *h, const lb_trainer_parts *p, const lb_rng 
     put32(h, (uint32_t)o->distill);
     putf(h, o->temperature);
     putf(h, o->mse_weight);
+    const struct lb_qat *Q = p->tm->qat;
+    put64(h, qat_opts_hash(o));
+    put64(h, Q ? (uint64_t)Q->n : 0);
+    put64(h, (uint64_t)p->qadam->t);
+    put64(h, Q ? Q->rng.state : 0);
 }
 
 /* n floats little-endian, through a small buffer; the checksum follows the bytes */
@@ -121,6 +145,11 @@ lb_status lb_trainer_save_checkpoint(const lb_trainer *t, const lb_rng *rng, con
     write_floats(&f, p.tm->params, p.tm->n_params, &hash);
     write_floats(&f, p.adam->m, p.adam->n, &hash);
     write_floats(&f, p.adam->v, p.adam->n, &hash);
+    if (p.tm->qat && p.tm->qat->n) {
+        write_floats(&f, p.tm->qat->params, p.tm->qat->n, &hash);
+        write_floats(&f, p.qadam->m, p.qadam->n, &hash);
+        write_floats(&f, p.qadam->v, p.qadam->n, &hash);
+    }
     uint8_t tail[8];
     lb_wr64(tail, hash);
     lb_atomic_write(&f, tail, 8);
@@ -150,9 +179,9 @@ lb_status lb_trainer_load_checkpoint_memory(lb_trainer *t, lb_rng *rng, const ui
     if (version != CKPT_VERSION)
         return lb_fail(LB_ERR_FORMAT, "checkpoint version %u; this lowbit reads version %u", version, CKPT_VERSION);
     if (hbytes != CKPT_HEADER_BYTES || size < CKPT_HEADER_BYTES)
-        return lb_fail(LB_ERR_FORMAT, "checkpoint header of %u bytes in a file of %zu (version 1 has %u): truncated or "
+        return lb_fail(LB_ERR_FORMAT, "checkpoint header of %u bytes in a file of %zu (version %u has %u): truncated or "
                                       "corrupt",
-                       hbytes, size, CKPT_HEADER_BYTES);
+                       hbytes, size, CKPT_VERSION, CKPT_HEADER_BYTES);
     /* the size the shape implies, before reading any array: the trainer's own parameter count */
     size_t at = 16;
     uint32_t shape[8];
@@ -165,7 +194,13 @@ lb_status lb_trainer_load_checkpoint_memory(lb_trainer *t, lb_rng *rng, const ui
     if (n_params != (uint64_t)p.tm->n_params)
         return lb_fail(LB_ERR_INVALID, "the checkpoint holds %llu parameters, this model has %zu: another model's",
                        (unsigned long long)n_params, p.tm->n_params);
-    uint64_t want = (uint64_t)CKPT_HEADER_BYTES + 3 * 4 * n_params + 8;
+    size_t n_qat_have = p.tm->qat ? p.tm->qat->n : 0;
+    uint64_t n_qat = lb_rd64(d + CKPT_HEADER_BYTES - 24);
+    if (n_qat != (uint64_t)n_qat_have)
+        return lb_fail(LB_ERR_INVALID, "the checkpoint holds %llu learned quantization scales, this run has %zu: "
+                                       "another run's (resume with the --qat options the run started with)",
+                       (unsigned long long)n_qat, n_qat_have);
+    uint64_t want = (uint64_t)CKPT_HEADER_BYTES + 3 * 4 * n_params + 3 * 4 * n_qat + 8;
     if ((uint64_t)size != want)
         return lb_fail(LB_ERR_FORMAT, "checkpoint of %zu bytes; its header implies %llu: truncated or corrupt", size,
                        (unsigned long long)want);
@@ -216,6 +251,16 @@ lb_status lb_trainer_load_checkpoint_memory(lb_trainer *t, lb_rng *rng, const ui
                                        "this run has %s (%g, %g)",
                        distill <= LB_DISTILL_KL_MSE ? lb_distill_name((int)distill) : "?", (double)temp, (double)mse_w,
                        lb_distill_name(o->distill), (double)o->temperature, (double)o->mse_weight);
+    uint64_t qhash = get64(d, &at);
+    at += 8; /* n_qat, checked above */
+    uint64_t qadam_t = get64(d, &at), qrng = get64(d, &at);
+    if (qhash != qat_opts_hash(o))
+        return lb_fail(LB_ERR_INVALID, "the checkpoint was made with other quantization-aware options (--qat, --format, "
+                                       "--act-bits, --grad-bits, ...): resume with the options the run started with");
+    if (qadam_t != (n_qat ? step : 0))
+        return lb_fail(LB_ERR_FORMAT, "checkpoint at step %u with %llu optimizer steps of its learned scales: "
+                                      "inconsistent",
+                       step, (unsigned long long)qadam_t);
     if (step > (uint32_t)o->steps || adam_t != step)
         return lb_fail(LB_ERR_FORMAT, "checkpoint at step %u with %llu optimizer steps of %d: inconsistent", step,
                        (unsigned long long)adam_t, o->steps);
@@ -224,6 +269,14 @@ lb_status lb_trainer_load_checkpoint_memory(lb_trainer *t, lb_rng *rng, const ui
     float *dst[3] = {p.tm->params, p.adam->m, p.adam->v};
     for (int k = 0; k < 3; k++)
         for (size_t i = 0; i < p.tm->n_params; i++) dst[k][i] = bits_f32(lb_rd32(arr + 4 * ((size_t)k * n_params + i)));
+    if (n_qat) {
+        const uint8_t *qarr = arr + 3 * 4 * (size_t)n_params;
+        float *qdst[3] = {p.tm->qat->params, p.qadam->m, p.qadam->v};
+        for (int k = 0; k < 3; k++)
+            for (size_t i = 0; i < n_qat_have; i++) qdst[k][i] = bits_f32(lb_rd32(qarr + 4 * ((size_t)k * n_qat + i)));
+        p.qadam->t = (int64_t)qadam_t;
+    }
+    if (p.tm->qat) p.tm->qat->rng.state = qrng; /* stochastic rounding's, learned scales or not */
     *p.step = (int)step;
     p.adam->t = (int64_t)adam_t;
     rng->state = rng_state;

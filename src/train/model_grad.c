@@ -10,6 +10,7 @@
 
 #include "lowbit/format.h"
 #include "train/ops.h"
+#include "train/qat.h"
 #include "train/train_internal.h"
 
 #define TRY(expr)                     \
@@ -234,6 +235,7 @@ static void acts_free(lb_train_acts *a) {
 
 void lb_train_model_free(lb_train_model *tm) {
     if (!tm) return;
+    lb_qat_free(tm->qat);
     acts_free(&tm->acts);
     lb_free(tm->tensors);
     lb_free(tm->p.layers);
@@ -286,7 +288,10 @@ nomem:
 
 size_t lb_train_model_bytes(const lb_train_model *tm) { return 2 * tm->n_params * sizeof(float) + tm->acts.bytes; }
 
-void lb_train_model_zero_grad(lb_train_model *tm) { memset(tm->grads, 0, tm->n_params * sizeof(float)); }
+void lb_train_model_zero_grad(lb_train_model *tm) {
+    memset(tm->grads, 0, tm->n_params * sizeof(float));
+    if (tm->qat && tm->qat->n) memset(tm->qat->grads, 0, tm->qat->n * sizeof(float));
+}
 
 /* ---- forward ---------------------------------------------------------------- */
 

@@ -88,6 +88,7 @@ typedef struct {
     lb_train_linear *linears; /* (n_layers, LB_N_LINEARS) */
     float *rope_cos, *rope_sin; /* (seq_len, head_dim / 2), as lb_model's */
     lb_train_acts acts;
+    struct lb_qat *qat; /* fake-quantized linears and their learned scales (fakequant.c), or NULL */
     int have_loss; /* the last forward had targets: backward may run */
     int scored;    /* targets scored by it */
 } lb_train_model;
@@ -179,7 +180,34 @@ typedef struct {
     lb_train_model *tm;
     lb_adamw *adam;
     int *step;
+    lb_adamw *qadam; /* the learned quantization scales' optimizer (QAT; n 0 without) */
 } lb_trainer_parts;
 void lb_trainer_parts_get(lb_trainer *t, lb_trainer_parts *p);
+
+/* ---- fakequant.c: quantization-aware training (src/train/qat.h) ---- */
+typedef struct {
+    const char *scheme; /* NULL: no weight quantization */
+    const char *format; /* target format spec; NULL: the scheme's default */
+    int act_bits;       /* 0, or 4..8: per-token absmax fake-quantized linear inputs (STE) */
+    int grad_bits;      /* 0, or 2..16: quantized dy in every linear's backward */
+    int grad_per_tensor, grad_stochastic; /* gradient scale per tensor (else per token); stochastic rounding */
+    int stochastic;     /* binaryconnect: stochastic binarization */
+    uint64_t seed;
+} lb_qat_opts;
+extern const lb_train_linear_ops lb_train_linear_qat;
+/* Replaces every linear of tm by the fake-quantized one (nothing when o
+ * asks for nothing); bad scheme / format fail with a message, tm unchanged. */
+lb_status lb_qat_attach(lb_train_model *tm, const lb_qat_opts *o);
+void lb_qat_free(struct lb_qat *q);
+void lb_qat_after_step(lb_train_model *tm);
+/* m's linears (m already holding the trained tensors) become the stored
+ * format the training forward decoded, with the activation quantizer */
+lb_status lb_qat_store(lb_train_model *tm, lb_model *m);
+const char *lb_qat_default_format(const char *scheme);
+/* trainer.c: the trainer's QAT state (NULL without one), for tests */
+struct lb_trainer;
+struct lb_qat *lb_trainer_qat(struct lb_trainer *t);
+void lb_qat_quantize_grad(const float *dy, int N, int rows, int bits, int per_tensor, int stochastic, lb_rng *rng,
+                          float *out);
 
 #endif

@@ -5,12 +5,14 @@
 #include <string.h>
 
 #include "lowbit/train.h"
+#include "train/qat.h"
 #include "train/train_internal.h"
 
 struct lb_trainer {
     lb_train_opts o;
     lb_train_model *tm;
     lb_adamw adam;
+    lb_adamw qadam; /* the learned quantization scales (QAT) */
     int step;
     int *inputs, *targets; /* (batch, ctx) */
     lb_distill distill;    /* teacher and scratch when o.distill != LB_DISTILL_NONE */
@@ -21,6 +23,7 @@ void lb_trainer_parts_get(lb_trainer *t, lb_trainer_parts *p) {
     p->tm = t->tm;
     p->adam = &t->adam;
     p->step = &t->step;
+    p->qadam = &t->qadam;
 }
 
 int lb_trainer_steps_done(const lb_trainer *t) { return t->step; }
@@ -71,6 +74,17 @@ static lb_status opts_check(const lb_model *m, lb_train_opts *o) {
     return LB_OK;
 }
 
+/* The fake-quantized linears and their scales' optimizer, once the weights
+ * hold their starting values (learned scales start from them). */
+static lb_status attach_qat(lb_trainer *t) {
+    const lb_train_opts *o = &t->o;
+    lb_qat_opts qo = {o->qat, o->format, o->act_bits, o->grad_bits, o->grad_per_tensor, o->grad_stochastic,
+                      o->stochastic, o->seed};
+    lb_status st = lb_qat_attach(t->tm, &qo);
+    if (st == LB_OK && t->tm->qat && t->tm->qat->n) st = lb_adamw_init(&t->qadam, t->tm->qat->n);
+    return st;
+}
+
 lb_status lb_trainer_create(const lb_model *m, const lb_train_opts *opts, lb_trainer **out) {
     *out = NULL;
     lb_train_opts o;
@@ -88,6 +102,7 @@ lb_status lb_trainer_create(const lb_model *m, const lb_train_opts *opts, lb_tra
     if (st == LB_OK) st = lb_train_model_from_model(m, &t->tm);
     if (st == LB_OK) st = lb_adamw_init(&t->adam, t->tm->n_params);
     if (st == LB_OK && o.distill != LB_DISTILL_NONE) st = lb_distill_init(&t->distill, m);
+    if (st == LB_OK) st = attach_qat(t);
     if (st != LB_OK) {
         lb_trainer_free(t);
         return st;
@@ -100,6 +115,7 @@ void lb_trainer_free(lb_trainer *t) {
     if (!t) return;
     lb_train_model_free(t->tm);
     lb_adamw_free(&t->adam);
+    lb_adamw_free(&t->qadam);
     lb_free(t->inputs);
     lb_free(t->targets);
     lb_distill_free(&t->distill);
@@ -144,11 +160,14 @@ lb_status lb_trainer_create_random(const lb_config *cfg, int tied, uint64_t init
     if (!t->inputs || !t->targets) st = lb_fail(LB_ERR_NOMEM, "out of memory for a %d x %d batch", o.batch, o.ctx);
     if (st == LB_OK) st = lb_train_model_create(cfg, tied, &t->tm);
     if (st == LB_OK) st = lb_adamw_init(&t->adam, t->tm->n_params);
+    if (st == LB_OK) {
+        lb_train_model_init_random(t->tm, init_seed, init_std);
+        st = attach_qat(t);
+    }
     if (st != LB_OK) {
         lb_trainer_free(t);
         return st;
     }
-    lb_train_model_init_random(t->tm, init_seed, init_std);
     *out = t;
     return LB_OK;
 }
@@ -187,11 +206,25 @@ lb_status lb_trainer_step(lb_trainer *t, const int *tokens, lb_train_step_info *
         st = lb_train_model_backward(t->tm);
     }
     if (st != LB_OK) return st;
-    double norm = lb_grad_clip(t->tm->grads, t->tm->n_params, t->o.grad_clip);
+    double norm;
+    struct lb_qat *Q = t->tm->qat;
+    if (Q && Q->n) { /* one global norm over the model's and the learned scales' gradients */
+        double n1 = lb_grad_clip(t->tm->grads, t->tm->n_params, 0), n2 = lb_grad_clip(Q->grads, Q->n, 0);
+        norm = sqrt(n1 * n1 + n2 * n2);
+        if (t->o.grad_clip > 0 && norm > t->o.grad_clip) {
+            float s = (float)(t->o.grad_clip / norm);
+            for (size_t i = 0; i < t->tm->n_params; i++) t->tm->grads[i] *= s;
+            for (size_t i = 0; i < Q->n; i++) Q->grads[i] *= s;
+        }
+    } else {
+        norm = lb_grad_clip(t->tm->grads, t->tm->n_params, t->o.grad_clip);
+    }
     if (!isfinite(norm)) return lb_fail(LB_ERR_NUMERIC, "step %d: the gradient is not finite", t->step);
     float lr = lb_lr_schedule(t->step, t->o.steps, t->o.warmup, t->o.lr, t->o.min_lr);
     lb_adamw_opts ao = {t->o.beta1, t->o.beta2, t->o.eps, t->o.weight_decay};
     lb_adamw_step(&t->adam, t->tm->params, t->tm->grads, t->tm->tensors, t->tm->n_tensors, lr, &ao);
+    if (Q && Q->n) lb_adamw_step(&t->qadam, Q->params, Q->grads, &Q->tensor, 1, lr, &ao); /* decay 0 */
+    lb_qat_after_step(t->tm);
     if (info) {
         info->step = t->step;
         info->loss = loss;
@@ -206,11 +239,17 @@ lb_status lb_trainer_step(lb_trainer *t, const int *tokens, lb_train_step_info *
     return LB_OK;
 }
 
-lb_status lb_trainer_store(const lb_trainer *t, lb_model *m) { return lb_train_model_store(t->tm, m); }
+lb_status lb_trainer_store(const lb_trainer *t, lb_model *m) {
+    lb_status st = lb_train_model_store(t->tm, m);
+    return st == LB_OK ? lb_qat_store(t->tm, m) : st;
+}
+
+struct lb_qat *lb_trainer_qat(lb_trainer *t) { return t->tm->qat; }
 
 size_t lb_trainer_bytes(const lb_trainer *t) {
+    size_t q = t->tm->qat ? 2 * t->tm->qat->n * sizeof(float) + 2 * t->qadam.n * sizeof(float) : 0;
     return lb_train_model_bytes(t->tm) + 2 * t->adam.n * sizeof(float) + 2 * (size_t)t->o.batch * t->o.ctx * sizeof(int) +
-           lb_distill_bytes(&t->distill);
+           q + lb_distill_bytes(&t->distill);
 }
 
 /* ---- data ------------------------------------------------------------------ */

@@ -19,6 +19,8 @@ static const char *train_help =
     "                    [--seed N] [--log-every N] [--distill kl|kl+mse|none] [--temperature T]\n"
     "                    [--mse-weight W] [--teacher-text N [--mix] [--teacher-seed S] [--teacher-top-p P]]\n"
     "                    [--eval-every N [--eval-blocks N]] [--checkpoint FILE --save-every N] [--resume FILE]\n"
+    "                    [--qat SCHEME [--format SPEC] [--stochastic]]\n"
+    "                    [--act-bits 8] [--grad-bits 8 [--grad-scale token|tensor] [--grad-round nearest|stochastic]]\n"
     "       lowbit train --from MODEL ...            (the same: MODEL as an option)\n"
     "       lowbit train --config SPEC --tokenizer FILE --text FILE -o OUT ...   (from scratch)\n\n"
     "Trains every tensor of an fp32 MODEL (llama2.c or GGUF, no quantized tensors or linear slots)\n"
@@ -62,6 +64,22 @@ static const char *train_help =
 /* (two strings: one would exceed the 4095 characters C11 promises) */
 static const char *train_help2 =
     "  --teacher-top-p P   nucleus mass of the generated text (default 0.9; 1: plain sampling)\n"
+    "Quantization-aware training:\n"
+    "  --qat SCHEME        quantization-aware training of every linear (embedding, norms and classifier\n"
+    "                      stay fp32): the forward uses the weights quantized to --format, the backward a\n"
+    "                      straight-through estimator, learned scales train with AdamW (no decay). OUT is\n"
+    "                      a normal quantized model in that format, decoding to the trained forward's weights.\n"
+    "                      ste (any format, round-to-nearest), binaryconnect, bwn, xnor (binary:row),\n"
+    "                      twn (ternary:row), bitnet (ternary:tensor, int8 activations), ttq (lut2:tensor),\n"
+    "                      paretoq (int2:row:asym; also binary, ternary, int<b> sym), onebit (onebit);\n"
+    "                      the format in parentheses is the default\n"
+    "  --format SPEC       the stored format the scheme writes (docs/FORMATS.md)\n"
+    "  --stochastic        binaryconnect: stochastic binarization (P(+1) = hard sigmoid)\n"
+    "  --act-bits B        fake-quantize every linear's input to B bits (4..8), per-token absmax, STE;\n"
+    "                      OUT gets the matching activation quantizer (bitnet: 8 always)\n"
+    "  --grad-bits B       quantize every linear's output gradient to B bits (2..16) in the backward\n"
+    "  --grad-scale S      token (default: absmax per row of the gradient) or tensor\n"
+    "  --grad-round R      nearest (default) or stochastic (unbiased) rounding of gradients\n"
     "Evaluation and checkpoints:\n"
     "  --eval-every N      every N steps (and before the first, and after the last) the perplexity of\n"
     "                      the evaluation split of --text (docs protocol, model context), on the\n"
@@ -208,8 +226,9 @@ int cmd_train(int argc, char **argv) {
                *clip = NULL, *seed = NULL, *log_every = NULL, *from = NULL, *config = NULL, *distill = NULL,
                *temperature = NULL, *mse_weight = NULL, *teacher_text = NULL, *teacher_seed = "1",
                *teacher_top_p = "0.9", *eval_every = NULL, *eval_blocks = NULL, *ckpt_path = NULL, *save_every = NULL,
-               *resume = NULL, *stop_after = NULL, *teacher_path = NULL;
-    int mix = 0;
+               *resume = NULL, *stop_after = NULL, *teacher_path = NULL, *qat = NULL, *format = NULL,
+               *act_bits = NULL, *grad_bits = NULL, *grad_scale = "token", *grad_round = "nearest";
+    int mix = 0, stochastic = 0;
     while (a.i < argc) {
         int r;
         if ((r = cli_option(&a, "--text", NULL, &text_path)) || (r = cli_option(&a, "--output", "-o", &out)) ||
@@ -231,12 +250,20 @@ int cmd_train(int argc, char **argv) {
             (r = cli_option(&a, "--checkpoint", NULL, &ckpt_path)) ||
             (r = cli_option(&a, "--save-every", NULL, &save_every)) || (r = cli_option(&a, "--resume", NULL, &resume)) ||
             (r = cli_option(&a, "--stop-after", NULL, &stop_after)) ||
-            (r = cli_option(&a, "--teacher", NULL, &teacher_path))) {
+            (r = cli_option(&a, "--teacher", NULL, &teacher_path)) || (r = cli_option(&a, "--qat", NULL, &qat)) ||
+            (r = cli_option(&a, "--format", NULL, &format)) || (r = cli_option(&a, "--act-bits", NULL, &act_bits)) ||
+            (r = cli_option(&a, "--grad-bits", NULL, &grad_bits)) ||
+            (r = cli_option(&a, "--grad-scale", NULL, &grad_scale)) ||
+            (r = cli_option(&a, "--grad-round", NULL, &grad_round))) {
             if (r < 0) return CLI_USAGE;
             continue;
         }
         if (cli_flag(&a, "--mix")) {
             mix = 1;
+            continue;
+        }
+        if (cli_flag(&a, "--stochastic")) {
+            stochastic = 1;
             continue;
         }
         if ((r = cli_unknown(&a)) != 0) return r;
@@ -312,6 +339,22 @@ int cmd_train(int argc, char **argv) {
     if (config && (o.distill != LB_DISTILL_NONE || teacher_text))
         return cli_usage_error("train", "--config trains from scratch: there is no teacher for --distill or --teacher-text");
     if (!every) every = o.steps / 20 > 0 ? o.steps / 20 : 1;
+    o.qat = qat;
+    o.format = format;
+    o.stochastic = stochastic;
+    if (act_bits && cli_parse_int("train", "--act-bits", act_bits, 4, 8, &v)) return CLI_USAGE;
+    if (act_bits) o.act_bits = (int)v;
+    if (grad_bits && cli_parse_int("train", "--grad-bits", grad_bits, 2, 16, &v)) return CLI_USAGE;
+    if (grad_bits) o.grad_bits = (int)v;
+    if (strcmp(grad_scale, "token") && strcmp(grad_scale, "tensor"))
+        return cli_usage_error("train", "--grad-scale must be token or tensor, not '%s'", grad_scale);
+    o.grad_per_tensor = !strcmp(grad_scale, "tensor");
+    if (strcmp(grad_round, "nearest") && strcmp(grad_round, "stochastic"))
+        return cli_usage_error("train", "--grad-round must be nearest or stochastic, not '%s'", grad_round);
+    o.grad_stochastic = !strcmp(grad_round, "stochastic");
+    if (format && !qat) return cli_usage_error("train", "--format needs --qat SCHEME (which scheme writes it)");
+    if (stochastic && (!qat || strcmp(qat, "binaryconnect")))
+        return cli_usage_error("train", "--stochastic is binaryconnect's option (--qat binaryconnect)");
 
     /* before the work: an unusable -o or checkpoint fails now, not after training */
     const char *inputs[5] = {model_path, tokenizer, text_path, resume, teacher_path};
@@ -402,6 +445,11 @@ int cmd_train(int argc, char **argv) {
             printf(" to the fp32 teacher %s (temperature %g, MSE weight %g)", teacher_path ? teacher_path : "(MODEL)",
                    (double)o.temperature, (double)o.mse_weight);
         printf(", %d threads\n", lb_get_threads());
+        if (qat || o.act_bits || o.grad_bits)
+            printf("quantization-aware: scheme %s, format %s, activations %s, gradients %s\n", qat ? qat : "none (fp32 weights)",
+                   qat ? (format ? format : lb_qat_default_format_name(qat)) : "f32",
+                   o.act_bits || (qat && !strcmp(qat, "bitnet")) ? "quantized per token" : "fp32",
+                   o.grad_bits ? (o.grad_per_tensor ? "quantized, per tensor" : "quantized, per token") : "fp32");
         if (start) printf("resumed from %s at step %d\n", resume, start);
         if (e_every)
             printf("eval: %s, evaluation split (blocks %d..%d), docs protocol, model context, every %ld steps\n",
@@ -484,10 +532,10 @@ int cmd_train(int argc, char **argv) {
         else
             snprintf(data_text, sizeof data_text, "the training split (blocks 1..%d) of %.120s", data.end_block, text_path);
         snprintf(m->quant_note, sizeof m->quant_note, "lowbit train: %d steps of %d x %d tokens on %.130s, lr %g, loss %s%s, "
-                 "last %.4f",
+                 "last %.4f%s%.20s",
                  o.steps, o.batch, o.ctx, data_text, (double)o.lr,
                  o.distill == LB_DISTILL_NONE ? "cross-entropy" : lb_distill_name(o.distill), config ? " from scratch" : "",
-                 last_loss);
+                 last_loss, qat ? ", qat " : "", qat ? qat : "");
         if (lb_trainer_store(t, m) != LB_OK || (!finished && lb_model_finish(m) != LB_OK) ||
             lb_model_save_gguf(m, out) != LB_OK)
             rc = cli_error("train", NULL);
@@ -518,6 +566,10 @@ int cmd_train(int argc, char **argv) {
             json_kint("ctx", o.ctx);
             json_knum("lr", o.lr);
             json_kint("seed", (long long)o.seed);
+            json_kstr("qat", qat ? qat : "none");
+            json_kstr("format", qat ? (format ? format : lb_qat_default_format_name(qat)) : "f32");
+            json_kint("act_bits", o.act_bits);
+            json_kint("grad_bits", o.grad_bits);
             json_kint("threads", lb_get_threads());
             json_kstr("distill", lb_distill_name(o.distill));
             json_kstr("teacher", o.distill == LB_DISTILL_NONE && !teacher_text ? "" : teacher_path ? teacher_path : model_path);
