@@ -63,8 +63,9 @@ static int load_split(const char *verb, const char *dir, const char *split, int 
     lb_mnist_set all;
     if (lb_mnist_load(dir, split, &all) != LB_OK) return cli_error(verb, NULL);
     if (val_n >= all.n) {
+        int have = all.n;
         lb_mnist_free(&all);
-        return cli_error(verb, "--val %d: the training file has only %d images", val_n, all.n);
+        return cli_error(verb, "--val %d: the training file has only %d images", val_n, have);
     }
     lb_status st = lb_mnist_slice(&all, 0, all.n - val_n, train);
     if (st == LB_OK) st = lb_mnist_slice(&all, all.n - val_n, val_n, val);
