@@ -145,7 +145,7 @@ static int cmd_mnist_train(int argc, char **argv) {
         printf("mnist train: %s %s (hidden %d, first/last layer %s%s), %zu parameters; %d training images, %d "
                "validation (the last of %s/train-*); %d epochs of batch %d, lr %g -> %g, seed %llu, %d threads\n",
                lb_mnist_arch_name(n->arch), lb_mnist_mode_name(n->mode), n->hidden,
-               n->fp_ends ? "full precision" : "quantized", n->stochastic ? ", stochastic" : "", n->n_params, train.n,
+               n->mode == LB_MNIST_FP32 ? "fp32 like the rest" : n->fp_ends ? "full precision" : "quantized", n->stochastic ? ", stochastic" : "", n->n_params, train.n,
                vset.n, data, o.epochs, o.batch, (double)o.lr, (double)o.min_lr, (unsigned long long)o.seed,
                lb_get_threads());
     fflush(stdout);
