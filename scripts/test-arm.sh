@@ -36,8 +36,10 @@ cmake -S . -B "$build" "${cmake_args[@]}" > "$build.cmake.log" 2>&1 || { cat "$b
 # the tests that need no BLAS and exercise the kernels: each SIMD routine
 # against its scalar twin, the float tables, lb_matmul, and the model forward;
 # without dotprod only the ones whose kernels change (the float table does not)
-tests=(test_core test_formats test_kernel_registry test_kernels test_linear test_forward_block test_model)
+tests=(test_core test_formats test_kernel_registry test_kernels test_linear test_forward_block test_model test_mnist)
 tests_nodot=(test_kernel_registry test_kernels test_linear)
+# test_mnist builds the binary; its CTest entry test_mnist_kernels runs only the IDX and XNOR-kernel checks
+ctest_names=("${tests[@]/test_mnist/test_mnist_kernels}")
 cmake --build "$build" -j "${JOBS:-$(nproc)}" --target "${tests[@]}" > "$build.build.log" 2>&1 ||
     { cat "$build.build.log"; exit 1; }
 # each CPU must really run its kernels (not skip them): the registry test's
@@ -56,7 +58,7 @@ run() { # cpu, the tests (a|b|c), then the patterns its log must hold
         grep -qE "$pat" "$log" || { echo "lowbit: test-arm on -cpu $cpu: no line matching '$pat' in $log" >&2; exit 1; }
     done
 }
-run max "$(IFS='|'; echo "${tests[*]}")" "q8_0_dotprod +\(needs neon dotprod.*checked on" "q4_0_dotprod +\(needs neon dotprod.*checked on" \
+run max "$(IFS='|'; echo "${ctest_names[*]}")" "XNOR kernel 'neon' checked" "q8_0_dotprod +\(needs neon dotprod.*checked on" "q4_0_dotprod +\(needs neon dotprod.*checked on" \
     "q8_0_neon +\(needs neon,.*checked on" "uniform_dotprod +\(needs neon dotprod.*checked on" \
     "uniform_neon +\(needs neon,.*checked on"
 # the second CPU runs only the SIMD entries: the scalar ones behave the same

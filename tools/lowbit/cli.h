@@ -118,5 +118,6 @@ int cmd_calibrate(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
+int cmd_mnist(int argc, char **argv);
 
 #endif

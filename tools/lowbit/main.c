@@ -15,6 +15,7 @@ static const struct {
     {"generate", cmd_generate, "generate text from a prompt, with tokens/s"},
     {"sweep", cmd_sweep, "quantize with a grid of methods x formats, evaluate each: table, JSON lines, SVG plot"},
     {"train", cmd_train, "fine-tune an fp32 model on the training split (backpropagation, AdamW); save one GGUF file"},
+    {"mnist", cmd_mnist, "train and evaluate binary / XNOR / int8 / int4 MNIST classifiers (XNOR-popcount inference)"},
     {"bench", cmd_bench, "matmul speed per format, shape, batch and threads against the measured memory bandwidth"},
     {"tokenize", cmd_tokenize, "token ids of a text under a model's or a GGUF vocab file's tokenizer"},
     {"demo", cmd_demo, "quantize stories260K from 8 bits down to 1 and print quality, size and speed"},
