@@ -142,6 +142,11 @@ LB_API lb_status lb_calib_seq_observe(lb_calib_seq *r, const lb_model *m, int la
 LB_API lb_status lb_calib_seq_advance(lb_calib_seq *r, const lb_model *m, int layer);
 LB_API const lb_calib_stats *lb_calib_seq_stats(const lb_calib_seq *r);
 LB_API void lb_calib_seq_free(lb_calib_seq *r);
+/* The cache: the residual stream at the current layer's input, n_seq
+ * sequences, sequence i being len[i] rows (dim wide) of x from row
+ * offset[i] (block reconstruction reads it; valid until the next advance). */
+LB_API void lb_calib_seq_inputs(const lb_calib_seq *r, const float **x, int *n_seq, const int **len,
+                                const size_t **offset);
 #endif /* LB_ADVANCED_API */
 
 #ifdef __cplusplus
