@@ -66,6 +66,13 @@ typedef struct lb_calib_stats lb_calib_stats;
 LB_API lb_status lb_calibrate(const lb_model *m, const lb_calib_opts *o, lb_calib_stats **out);
 LB_API void lb_calib_stats_free(lb_calib_stats *s);
 
+/* Adds LB_STATS_GRAD_SQ to s (collected on m over o's calibration text, as
+ * lb_calibrate chooses sequences): per weight of every linear, the mean over
+ * sequences of the squared gradient of the sequence's mean next-token
+ * cross-entropy (the empirical Fisher diagonal; src/calib/fisher.c). m must
+ * be fp32. The statistics' lb_layer_stats then carry grad_sq. */
+LB_API lb_status lb_calib_fisher(const lb_model *m, const lb_calib_opts *o, lb_calib_stats *s);
+
 /* The statistics of linear `which` (LB_WQ..) of layer `layer`, rows set to
  * that linear's output width; NULL when out of range. Valid while s lives. */
 LB_API const lb_layer_stats *lb_calib_stats_get(const lb_calib_stats *s, int layer, int which);
