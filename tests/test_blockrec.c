@@ -83,7 +83,7 @@ static void make_inputs(inputs *in, int dim) {
     }
     in->x = malloc(total * dim * sizeof(float));
     for (size_t i = 0; i < total * dim; i++) in->x[i] = (float)lb_rng_normal(&rng);
-    in->d = (lb_blockrec_data){in->x, 3, in->len, in->offset};
+    in->d = (lb_blockrec_data){in->x, 3, in->len, in->offset, NULL};
 }
 
 static double soft_loss(lb_blockrec *b) {
@@ -227,6 +227,33 @@ static void check_autoround(lb_model *m, const char *spec) {
     free(in.x);
 }
 
+/* target=fp: the targets are the teacher on data.x_teacher, i.e. what a
+ * blockrec whose own inputs are x_teacher computes as targets */
+static void check_teacher_inputs(lb_model *m) {
+    lb_tensor orig[LB_N_LINEARS];
+    quantize_layer(m, 1, "int2:g32:asym", orig);
+    inputs a, t;
+    make_inputs(&a, m->cfg.dim);
+    make_inputs(&t, m->cfg.dim);
+    const lb_tensor *teacher[LB_N_LINEARS];
+    int learn[LB_N_LINEARS];
+    for (int w = 0; w < LB_N_LINEARS; w++) teacher[w] = &orig[w], learn[w] = 1;
+    lb_blockrec_opts o;
+    CHECK_OK(lb_blockrec_opts_parse("autoround", &o));
+    lb_blockrec *b1 = NULL, *b2 = NULL;
+    lb_blockrec_data d = a.d;
+    d.x_teacher = t.x;
+    CHECK_OK(lb_blockrec_create(m, 1, teacher, learn, &o, &d, &b1));
+    CHECK_OK(lb_blockrec_create(m, 1, teacher, learn, &o, &t.d, &b2));
+    if (b1 && b2)
+        CHECK(!memcmp(lb_blockrec_targets(b1), lb_blockrec_targets(b2), (12 + 7 + 16) * (size_t)m->cfg.dim * sizeof(float)));
+    lb_blockrec_free(b1);
+    lb_blockrec_free(b2);
+    restore_layer(m, 1, orig);
+    free(a.x);
+    free(t.x);
+}
+
 static double nll(const lb_model *m, const int *tok, int n) {
     float *logits = malloc((size_t)n * m->cfg.vocab_size * sizeof(float));
     CHECK_OK(lb_test_logits(m, tok, n, logits));
@@ -298,6 +325,10 @@ int main(void) {
     CHECK_OK(lb_blockrec_opts_parse("2dquant:steps=10,lr=0.01", &o));
     CHECK(o.kind == LB_BLOCKREC_2DQUANT && o.steps == 10 && fabsf(o.lr - 0.01f) < 1e-9f);
     CHECK_FAILS(lb_blockrec_opts_parse("lwc:lr=abc", &o), LB_ERR_INVALID, "not a number");
+    CHECK_OK(lb_blockrec_opts_parse("autoround:target=fp", &o));
+    CHECK(o.target_fp == 1);
+    CHECK_FAILS(lb_blockrec_opts_parse("autoround:target=x", &o), LB_ERR_INVALID, "local or fp");
+    check_teacher_inputs(m);
 
     const char *specs[] = {"int3:g16:asym", "int3:g16:asym:zint", "int3:g16:sym"};
     for (int i = 0; i < 3; i++) check_gradients(m, specs[i], LB_BLOCKREC_AUTOROUND, 1);

@@ -65,6 +65,7 @@ typedef struct {
     lb_progress *prog;
     int n_done;
     int measured; /* a report was asked for: measure each tensor */
+    float *x_fp;  /* refine target=fp: the fp32 model's residual stream at the current layer's input */
 } seq_run;
 
 /* Quantizes entry i (the model as it is now) and puts it into the model. */
@@ -108,9 +109,20 @@ static lb_status refine_layer(seq_run *r, const int *layer, const int *which, in
         learn[which[i]] = s->family == LB_FAMILY_UNIFORM && !s->scale_bits;
         any |= learn[which[i]];
     }
+    if (!any && ro->target_fp && r->x_fp)
+        return lb_fail(LB_ERR_UNSUPPORTED, "refine target=fp follows the fp32 stream through refined layers: blk.%d "
+                       "has no uniform-format linear to refine", l);
     if (!any) return LB_OK;
-    lb_blockrec_data d;
+    lb_blockrec_data d = {0};
     lb_calib_seq_inputs(cs, &d.x, &d.n_seq, &d.len, &d.offset);
+    size_t rows = d.offset[d.n_seq - 1] + (size_t)d.len[d.n_seq - 1], bytes = rows * (size_t)r->m->cfg.dim * sizeof(float);
+    if (ro->target_fp) { /* the fp32 stream starts as the cache at the first refined layer, then follows the teachers */
+        if (!r->x_fp) {
+            if (!(r->x_fp = lb_alloc(bytes))) return lb_fail(LB_ERR_NOMEM, "refine: no memory for the fp32 stream");
+            memcpy(r->x_fp, d.x, bytes);
+        }
+        d.x_teacher = r->x_fp;
+    }
     char what[128];
     snprintf(what, sizeof what, "blk.%d %s", l, lb_blockrec_kind_name(ro->kind));
     lb_progress_item(r->prog, what);
@@ -119,6 +131,7 @@ static lb_status refine_layer(seq_run *r, const int *layer, const int *which, in
     if (st != LB_OK) return lb_fail_context(st, "block reconstruction of blk.%d", l);
     lb_blockrec_report rep;
     st = lb_blockrec_optimize(b, &rep);
+    if (st == LB_OK && ro->target_fp) memcpy(r->x_fp, lb_blockrec_targets(b), bytes); /* the next layer's fp32 input */
     for (int w = 0; w < LB_N_LINEARS && st == LB_OK; w++) {
         if (!learn[w]) continue;
         lb_tensor t;
@@ -274,8 +287,9 @@ static lb_status run_sequential(lb_model *m, const lb_plan *plan, const lb_calib
         lb_plan_summary(plan, m->quant_note, sizeof m->quant_note);
         if (ro) {
             size_t used = strlen(m->quant_note);
-            snprintf(m->quant_note + used, sizeof m->quant_note - used, "; refine %s steps=%d lr=%g batch=%d",
-                     lb_blockrec_kind_name(ro->kind), ro->steps, (double)ro->lr, ro->batch);
+            snprintf(m->quant_note + used, sizeof m->quant_note - used, "; refine %s steps=%d lr=%g batch=%d target=%s",
+                     lb_blockrec_kind_name(ro->kind), ro->steps, (double)ro->lr, ro->batch,
+                     ro->target_fp ? "fp" : "local");
         }
         lb_pipeline_set_acts(m, &plan->act, acts);
         if (report) {
@@ -291,6 +305,7 @@ static lb_status run_sequential(lb_model *m, const lb_plan *plan, const lb_calib
     lb_free(r.held);
     lb_free(r.rec);
     lb_free(r.done);
+    lb_free(r.x_fp);
     lb_free(p.entries);
     return st;
 }

@@ -56,6 +56,12 @@ lb_status lb_blockrec_opts_parse(const char *text, lb_blockrec_opts *o) {
         if (!eq) return lb_fail(LB_ERR_INVALID, "refinement option '%s' is not key=value", tok);
         *eq = 0;
         const char *val = eq + 1;
+        if (!strcmp(tok, "target")) {
+            if (!strcmp(val, "fp")) o->target_fp = 1;
+            else if (!strcmp(val, "local")) o->target_fp = 0;
+            else return lb_fail(LB_ERR_INVALID, "refinement option target=%s: local or fp", val);
+            continue;
+        }
         char *end;
         double v = strtod(val, &end);
         if (end == val || *end) return lb_fail(LB_ERR_INVALID, "refinement option %s: '%s' is not a number", tok, val);
@@ -548,7 +554,7 @@ lb_status lb_blockrec_create(const lb_model *m, int layer, const lb_tensor *cons
         float *W[LB_N_LINEARS];
         for (int w = 0; w < LB_N_LINEARS; w++) W[w] = b->lin[w].w_teacher;
         for (int s = 0; s < data->n_seq; s++) {
-            block_forward(b, W, data->x + data->offset[s] * dim, data->len[s]);
+            block_forward(b, W, (data->x_teacher ? data->x_teacher : data->x) + data->offset[s] * dim, data->len[s]);
             memcpy(b->y + data->offset[s] * dim, b->out, (size_t)data->len[s] * dim * sizeof(float));
         }
     }
@@ -559,6 +565,8 @@ lb_status lb_blockrec_create(const lb_model *m, int layer, const lb_tensor *cons
     *out = b;
     return LB_OK;
 }
+
+const float *lb_blockrec_targets(const lb_blockrec *b) { return b->y; }
 
 void lb_blockrec_free(lb_blockrec *b) {
     if (!b) return;

@@ -28,10 +28,13 @@ typedef struct {
     float lr;       /* autoround: 1 / steps; lwc: 1e-2; 2dquant: 2e-3 */
     int batch;      /* calibration sequences per step (default 8) */
     uint64_t seed;  /* minibatch order (default 1) */
+    int target_fp;  /* 1 (target=fp): the targets are the fp32 model's block outputs (the teacher on
+                       data.x_teacher, AutoRound's choice); 0 (target=local, default): the teacher on
+                       the student's inputs */
 } lb_blockrec_opts;
 
 /* "autoround", "lwc" or "2dquant", then ":key=value" options separated by
- * ',' or ':' (steps, lr, batch, seed). Unset values take the kind's defaults. */
+ * ',' or ':' (steps, lr, batch, seed, target=local|fp). Unset values take the kind's defaults. */
 lb_status lb_blockrec_opts_parse(const char *text, lb_blockrec_opts *o);
 const char *lb_blockrec_kind_name(lb_blockrec_kind k);
 
@@ -42,6 +45,7 @@ typedef struct {
     int n_seq;
     const int *len;
     const size_t *offset;
+    const float *x_teacher; /* the teacher's inputs in the same layout (the fp32 model's), or NULL: x */
 } lb_blockrec_data;
 
 typedef struct {
@@ -61,6 +65,8 @@ lb_status lb_blockrec_create(const lb_model *m, int layer, const lb_tensor *cons
                              const int learn[LB_N_LINEARS], const lb_blockrec_opts *o, const lb_blockrec_data *data,
                              lb_blockrec **out);
 void lb_blockrec_free(lb_blockrec *b);
+/* The targets (the teacher block's outputs), laid out as data.x. */
+const float *lb_blockrec_targets(const lb_blockrec *b);
 
 /* The block output's MSE over sequences [s0, s1) against the targets. soft:
  * rounding replaced by the identity and scales not rounded to fp16 (the
