@@ -85,12 +85,14 @@ static const char *quantize_help_tail =
     ;
 
 static const char *quantize_help_refine =
-    "  --refine KIND[:steps=N,lr=X,batch=N,seed=N]\n"
+    "  --refine KIND[:steps=N,lr=X,batch=N,seed=N,target=local|fp]\n"
     "                     block-wise reconstruction after each layer's stages (implies --sequential):\n"
     "                     the layer's uniform-format linears are learned together against the fp32\n"
     "                     layer's output on the same inputs. KIND: autoround (rounding offsets + min/max\n"
     "                     factors, signed SGD, starts from --method's codes), lwc (OmniQuant clipping),\n"
-    "                     2dquant (DOBI bounds, then distillation); docs/methods/autoround.md\n"
+    "                     2dquant (DOBI bounds, then distillation). target: the fp32 block on the\n"
+    "                     quantized inputs (local, default) or the fp32 model's block outputs (fp);\n"
+    "                     docs/methods/autoround.md\n"
     "  --report FILE      per-tensor report as JSON, written atomically: format, method, options,\n"
     "                     bpw, relative weight error, proxy loss tr(dW H dW^T)/n of the method and of\n"
     "                     rtn on the same H (when statistics exist), damping, dead inputs, seconds\n"
