@@ -66,6 +66,13 @@ typedef struct lb_calib_stats lb_calib_stats;
 LB_API lb_status lb_calibrate(const lb_model *m, const lb_calib_opts *o, lb_calib_stats **out);
 LB_API void lb_calib_stats_free(lb_calib_stats *s);
 
+/* Adds LB_STATS_GRAD_SQ to s (collected on m over o's calibration text, as
+ * lb_calibrate chooses sequences): per weight of every linear, the mean over
+ * sequences of the squared gradient of the sequence's mean next-token
+ * cross-entropy (the empirical Fisher diagonal; src/calib/fisher.c). m must
+ * be fp32. The statistics' lb_layer_stats then carry grad_sq. */
+LB_API lb_status lb_calib_fisher(const lb_model *m, const lb_calib_opts *o, lb_calib_stats *s);
+
 /* The statistics of linear `which` (LB_WQ..) of layer `layer`, rows set to
  * that linear's output width; NULL when out of range. Valid while s lives. */
 LB_API const lb_layer_stats *lb_calib_stats_get(const lb_calib_stats *s, int layer, int which);
@@ -142,6 +149,11 @@ LB_API lb_status lb_calib_seq_observe(lb_calib_seq *r, const lb_model *m, int la
 LB_API lb_status lb_calib_seq_advance(lb_calib_seq *r, const lb_model *m, int layer);
 LB_API const lb_calib_stats *lb_calib_seq_stats(const lb_calib_seq *r);
 LB_API void lb_calib_seq_free(lb_calib_seq *r);
+/* The cache: the residual stream at the current layer's input, n_seq
+ * sequences, sequence i being len[i] rows (dim wide) of x from row
+ * offset[i] (block reconstruction reads it; valid until the next advance). */
+LB_API void lb_calib_seq_inputs(const lb_calib_seq *r, const float **x, int *n_seq, const int **len,
+                                const size_t **offset);
 #endif /* LB_ADVANCED_API */
 
 #ifdef __cplusplus

@@ -170,6 +170,14 @@ LB_API lb_status lb_quantize_model_calibrated(lb_model *m, const lb_plan *plan, 
  * nothing as lb_quantize_model; same bytes for any thread count. */
 LB_API lb_status lb_quantize_model_sequential(lb_model *m, const lb_plan *plan, const lb_calib_opts *calib,
                                               lb_quantize_report *report);
+/* The same, and after each layer's stages the layer's uniform-format
+ * linears are refined together by block-wise reconstruction against the
+ * fp32 layer on the same (partly quantized model's) inputs: refine is
+ * "autoround", "lwc" or "2dquant" with options (":steps=200,lr=..,batch=8,seed=1";
+ * src/train/blockrec.h, docs/methods/autoround.md). Calibrates even for a
+ * plan whose methods need no statistics (rtn): the inputs are needed. */
+LB_API lb_status lb_quantize_model_refined(lb_model *m, const lb_plan *plan, const lb_calib_opts *calib,
+                                           const char *refine, lb_quantize_report *report);
 
 /* The input-scaling pass alone (awq, awq+gptq, smoothquant: the rows with
  * an input_scales hook; src/pipeline/fold.c): searches each scaled input's

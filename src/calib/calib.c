@@ -53,9 +53,32 @@ void lb_calib_stats_free(lb_calib_stats *s) {
             lb_free(c->dxtx);
         }
     }
+    if (s->grad_sq)
+        for (int i = 0; i < s->info.n_layers * LB_N_LINEARS; i++) lb_free(s->grad_sq[i]);
+    lb_free(s->grad_sq);
     lb_free(s->in);
     lb_free(s->ls);
     lb_free(s);
+}
+
+void lb_calib_linear_shape(const lb_calib_stats *s, int which, int *rows, int *cols) {
+    *rows = which == LB_WK || which == LB_WV ? s->kv_dim : which == LB_W1 || which == LB_W3 ? s->info.hidden_dim
+                                                                                          : s->info.dim;
+    *cols = which == LB_W2 ? s->info.hidden_dim : s->info.dim;
+}
+
+lb_status lb_calib_alloc_grad_sq(lb_calib_stats *s) {
+    if (s->grad_sq) return LB_OK;
+    int n = s->info.n_layers * LB_N_LINEARS;
+    if (!(s->grad_sq = lb_calloc((size_t)n, sizeof *s->grad_sq))) return LB_ERR_NOMEM;
+    for (int i = 0; i < n; i++) {
+        int rows, cols;
+        lb_calib_linear_shape(s, i % LB_N_LINEARS, &rows, &cols);
+        if (!(s->grad_sq[i] = lb_calloc((size_t)rows * cols, sizeof(float))))
+            return lb_fail(LB_ERR_NOMEM, "calibration: out of memory for the squared gradients");
+    }
+    s->info.parts |= LB_STATS_GRAD_SQ;
+    return LB_OK;
 }
 
 lb_status lb_calib_alloc(const lb_calib_info *info, int kv_dim, lb_calib_stats **out) {
@@ -100,7 +123,8 @@ void lb_calib_link(lb_calib_stats *s) {
             *t = (lb_layer_stats){.n_samples = c->n, .rows = rows, .cols = c->cols, .xtx = c->xtx,
                                   .mean_abs_x = c->mean_abs_x, .max_abs_x = c->max_abs_x, .mean_x = c->mean_x,
                                   .hist = c->hist, .hist_bins = c->hist ? s->info.hist_bins : 0,
-                                  .hist_range = c->hist ? c->hist_range : 0, .dxtx = c->dxtx};
+                                  .hist_range = c->hist ? c->hist_range : 0, .dxtx = c->dxtx,
+                                  .grad_sq = s->grad_sq ? s->grad_sq[l * LB_N_LINEARS + w] : NULL};
         }
     }
 }

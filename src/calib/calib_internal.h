@@ -25,7 +25,14 @@ struct lb_calib_stats {
     calib_input *in;    /* n_layers * LB_CALIB_N_INPUTS */
     lb_layer_stats *ls; /* n_layers * LB_N_LINEARS */
     int kv_dim;         /* rows of k and v */
+    float **grad_sq;    /* LB_STATS_GRAD_SQ (fisher.c): per linear (n_layers * LB_N_LINEARS) the mean over
+                           sequences of the squared gradient of each weight, (rows, cols); else NULL */
 };
+
+/* Rows (outputs) and cols (inputs) of linear `which` for these statistics. */
+void lb_calib_linear_shape(const lb_calib_stats *s, int which, int *rows, int *cols);
+/* Allocates s->grad_sq (zeroed) and sets the part. */
+lb_status lb_calib_alloc_grad_sq(lb_calib_stats *s);
 
 /* Allocates s with its inputs (arrays of the info's parts, zeroed). */
 lb_status lb_calib_alloc(const lb_calib_info *info, int kv_dim, lb_calib_stats **out);

@@ -12,7 +12,10 @@
  *   calib.blk.L.NAME.xtx      F64 (cols, cols)
  *   calib.blk.L.NAME.mean_abs F32 (cols)     .max_abs F32 (cols)
  *   calib.blk.L.NAME.mean     F32 (cols)     .hist    I64 (hist_bins)
- * (only the parts present). Loading checks every key, type and shape, and
+ * (only the parts present), and with LB_STATS_GRAD_SQ (version 2; fisher.c)
+ * per layer L and linear NAME (attn_q, ..., ffn_up):
+ *   calib.blk.L.NAME.grad_sq  F32 (cols, rows): mean squared gradient per weight, finite, >= 0
+ * Loading checks every key, type and shape, and
  * that values are finite, n >= 0, |mean| <= mean_abs <= max_abs (within
  * rounding), hist counts n * cols, and the xtx diagonal is >= 0. */
 #include <math.h>
@@ -22,12 +25,36 @@
 #include "calib_internal.h"
 #include "lowbit/gguf.h"
 
-#define CALIB_VERSION 1
+#define CALIB_VERSION 2 /* 2: squared gradients (files without them are still written as 1) */
 #define GGML_I64 27
 #define GGML_F64 28
 
 static void tensor_name(char *buf, size_t n, int layer, int input, const char *part) {
     snprintf(buf, n, "calib.blk.%d.%s.%s", layer, lb_calib_input_name(input), part);
+}
+
+static void grad_name(char *buf, size_t n, int k) {
+    snprintf(buf, n, "calib.blk.%d.%s.grad_sq", k / LB_N_LINEARS, lb_linear_name(k % LB_N_LINEARS));
+}
+
+/* linear k's squared gradients: present with its shape (dst NULL) or copied and checked */
+static lb_status read_grad(const lb_gguf *g, const lb_calib_stats *s, int k, float *dst) {
+    int rows, cols;
+    lb_calib_linear_shape(s, k % LB_N_LINEARS, &rows, &cols);
+    char name[96];
+    grad_name(name, sizeof name, k);
+    const lb_gguf_tensor *t = lb_gguf_find_tensor(g, name);
+    if (!t) return lb_fail(LB_ERR_FORMAT, "tensor %s is missing", name);
+    if (t->type != LB_GGML_F32 || t->n_dims != 2 || t->ne[0] != (uint64_t)cols || t->ne[1] != (uint64_t)rows ||
+        t->nbytes != (size_t)rows * cols * 4)
+        return lb_fail(LB_ERR_FORMAT, "tensor %s has the wrong type or shape (want F32 %d x %d)", name, cols, rows);
+    if (!dst) return LB_OK;
+    memcpy(dst, t->data, t->nbytes);
+    for (size_t j = 0; j < (size_t)rows * cols; j++)
+        if (!(dst[j] >= 0.0f) || !isfinite(dst[j]))
+            return lb_fail(LB_ERR_FORMAT, "tensor %s entry %zu is %g (squared gradients are finite and >= 0)", name, j,
+                           (double)dst[j]);
+    return LB_OK;
 }
 
 lb_status lb_calib_stats_save(const lb_calib_stats *s, const char *path) {
@@ -42,7 +69,8 @@ lb_status lb_calib_stats_save(const lb_calib_stats *s, const char *path) {
         ranges[k] = s->in[k].hist_range;
     }
     if (st == LB_OK) st = lb_gguf_set_str(w, "general.architecture", "lowbit-calib");
-    if (st == LB_OK) st = lb_gguf_set_u32(w, "lowbit.calib.version", CALIB_VERSION);
+    int has_g = s->grad_sq && (i->parts & LB_STATS_GRAD_SQ);
+    if (st == LB_OK) st = lb_gguf_set_u32(w, "lowbit.calib.version", has_g ? 2 : 1);
     if (st == LB_OK) st = lb_gguf_set_u32(w, "lowbit.calib.model.dim", (uint32_t)i->dim);
     if (st == LB_OK) st = lb_gguf_set_u32(w, "lowbit.calib.model.hidden_dim", (uint32_t)i->hidden_dim);
     if (st == LB_OK) st = lb_gguf_set_u32(w, "lowbit.calib.model.n_layers", (uint32_t)i->n_layers);
@@ -51,7 +79,8 @@ lb_status lb_calib_stats_save(const lb_calib_stats *s, const char *path) {
     if (st == LB_OK) st = lb_gguf_set_u64(w, "lowbit.calib.tokens", (uint64_t)i->tokens);
     if (st == LB_OK) st = lb_gguf_set_u64(w, "lowbit.calib.sequences", (uint64_t)i->sequences);
     /* the file has no place for (x_fp - x) x^T (sequential calibration's, never saved) */
-    if (st == LB_OK) st = lb_gguf_set_u32(w, "lowbit.calib.parts", i->parts & LB_CALIB_ALL_PARTS);
+    if (st == LB_OK)
+        st = lb_gguf_set_u32(w, "lowbit.calib.parts", (i->parts & LB_CALIB_ALL_PARTS) | (has_g ? LB_STATS_GRAD_SQ : 0));
     if (st == LB_OK) st = lb_gguf_set_u32(w, "lowbit.calib.hist_bins", (uint32_t)i->hist_bins);
     if (st == LB_OK) st = lb_gguf_set_str(w, "lowbit.calib.source", i->source);
     if (st == LB_OK) st = lb_gguf_set_arr(w, "lowbit.calib.n", LB_GGUF_UINT64, ns, n_in);
@@ -73,6 +102,14 @@ lb_status lb_calib_stats_save(const lb_calib_stats *s, const char *path) {
             tensor_name(name, sizeof name, layer, input, t[j].part);
             st = lb_gguf_add_tensor(w, name, t[j].type, t[j].dims, t[j].ne, t[j].data, t[j].bytes);
         }
+    }
+    for (int k = 0; has_g && k < i->n_layers * LB_N_LINEARS && st == LB_OK; k++) {
+        int rows, cols;
+        lb_calib_linear_shape(s, k % LB_N_LINEARS, &rows, &cols);
+        uint64_t ne[2] = {(uint64_t)cols, (uint64_t)rows};
+        char name[96];
+        grad_name(name, sizeof name, k);
+        st = lb_gguf_add_tensor(w, name, LB_GGML_F32, 2, ne, s->grad_sq[k], (size_t)rows * cols * 4);
     }
     if (st == LB_OK) st = lb_gguf_write(w, path);
     lb_gguf_writer_free(w);
@@ -152,7 +189,7 @@ static lb_status parse(const lb_gguf *g, lb_calib_stats **out) {
     int kv_dim = 0;
     if (lb_gguf_get_u32(g, "lowbit.calib.version", &version) != LB_OK)
         return lb_fail(LB_ERR_FORMAT, "not a calibration statistics file (no lowbit.calib.version)");
-    if (version != CALIB_VERSION)
+    if (version < 1 || version > CALIB_VERSION)
         return lb_fail(LB_ERR_UNSUPPORTED, "calibration statistics version %u (this lowbit reads %d)", version,
                        CALIB_VERSION);
     lb_status st;
@@ -164,7 +201,8 @@ static lb_status parse(const lb_gguf *g, lb_calib_stats **out) {
         (st = get_dim(g, "lowbit.calib.hist_bins", 4, 65536, &info.hist_bins)))
         return st;
     if (info.hist_bins % 4) return lb_fail(LB_ERR_FORMAT, "lowbit.calib.hist_bins %d is not a multiple of 4", info.hist_bins);
-    if (lb_gguf_get_u32(g, "lowbit.calib.parts", &parts) != LB_OK || !parts || (parts & ~(uint32_t)LB_CALIB_ALL_PARTS))
+    uint32_t known = LB_CALIB_ALL_PARTS | (version >= 2 ? LB_STATS_GRAD_SQ : 0);
+    if (lb_gguf_get_u32(g, "lowbit.calib.parts", &parts) != LB_OK || !parts || (parts & ~known))
         return lb_fail(LB_ERR_FORMAT, "missing or bad lowbit.calib.parts");
     if (lb_gguf_get_u64(g, "lowbit.calib.tokens", &tokens) != LB_OK ||
         lb_gguf_get_u64(g, "lowbit.calib.sequences", &sequences) != LB_OK || tokens > INT64_MAX / 2 ||
@@ -206,7 +244,13 @@ static lb_status parse(const lb_gguf *g, lb_calib_stats **out) {
             return st;
     }
     lb_calib_stats *s;
+    info.parts = parts & ~(uint32_t)LB_STATS_GRAD_SQ; /* allocated below, once checked */
     if ((st = lb_calib_alloc(&info, kv_dim, &s))) return st;
+    for (int k = 0; (parts & LB_STATS_GRAD_SQ) && k < info.n_layers * LB_N_LINEARS && st == LB_OK; k++)
+        st = read_grad(g, s, k, NULL);
+    if (st == LB_OK && (parts & LB_STATS_GRAD_SQ)) st = lb_calib_alloc_grad_sq(s);
+    for (int k = 0; (parts & LB_STATS_GRAD_SQ) && k < info.n_layers * LB_N_LINEARS && st == LB_OK; k++)
+        st = read_grad(g, s, k, s->grad_sq[k]);
     for (size_t k = 0; k < n_in && st == LB_OK; k++) {
         calib_input *c = &s->in[k];
         int layer = (int)(k / LB_CALIB_N_INPUTS), input = (int)(k % LB_CALIB_N_INPUTS);

@@ -250,3 +250,10 @@ lb_status lb_calib_seq_advance(lb_calib_seq *r, const lb_model *m, int layer) {
 }
 
 const lb_calib_stats *lb_calib_seq_stats(const lb_calib_seq *r) { return r ? r->s : NULL; }
+
+void lb_calib_seq_inputs(const lb_calib_seq *r, const float **x, int *n_seq, const int **len, const size_t **offset) {
+    *x = r->x;
+    *n_seq = r->n_seq;
+    *len = r->len;
+    *offset = r->offset;
+}

@@ -33,11 +33,13 @@
  *   kernel as usual. */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "kernels/kernels.h" /* lb_kernel_pin, lb_kernel_unpin */
 #include "pipeline_internal.h"
 #include "pipeline/slots.h"
+#include "train/blockrec.h"
 
 /* entry i of p -> (layer, linear) of m, or layer -1 for a non-linear tensor */
 static void locate(lb_model *m, const lb_plan *p, int *layer, int *which) {
@@ -63,6 +65,7 @@ typedef struct {
     lb_progress *prog;
     int n_done;
     int measured; /* a report was asked for: measure each tensor */
+    float *x_fp;  /* refine target=fp: the fp32 model's residual stream at the current layer's input */
 } seq_run;
 
 /* Quantizes entry i (the model as it is now) and puts it into the model. */
@@ -90,8 +93,83 @@ static lb_status quantize_into(seq_run *r, int i, const lb_calib_stats *stats) {
     return LB_OK;
 }
 
+/* Block reconstruction of layer l (refine set): the layer's entries in a
+ * uniform format are learned together against the fp32 layer (their
+ * originals, held since quantize_into swapped them), on the cache's inputs;
+ * each refined tensor replaces the method's in the model. */
+static lb_status refine_layer(seq_run *r, const int *layer, const int *which, int l, lb_calib_seq *cs,
+                              const lb_blockrec_opts *ro) {
+    const lb_tensor *teacher[LB_N_LINEARS] = {0};
+    int learn[LB_N_LINEARS] = {0}, entry[LB_N_LINEARS], any = 0;
+    for (int i = 0; i < r->p->n_entries; i++) {
+        if (layer[i] != l || r->done[i] != 2) continue;
+        const lb_qspec *s = &r->p->entries[i].spec;
+        teacher[which[i]] = &r->held[i];
+        entry[which[i]] = i;
+        learn[which[i]] = s->family == LB_FAMILY_UNIFORM && !s->scale_bits;
+        any |= learn[which[i]];
+    }
+    if (!any && ro->target_fp && r->x_fp)
+        return lb_fail(LB_ERR_UNSUPPORTED, "refine target=fp follows the fp32 stream through refined layers: blk.%d "
+                       "has no uniform-format linear to refine", l);
+    if (!any) return LB_OK;
+    lb_blockrec_data d = {0};
+    lb_calib_seq_inputs(cs, &d.x, &d.n_seq, &d.len, &d.offset);
+    size_t rows = d.offset[d.n_seq - 1] + (size_t)d.len[d.n_seq - 1], bytes = rows * (size_t)r->m->cfg.dim * sizeof(float);
+    if (ro->target_fp) { /* the fp32 stream starts as the cache at the first refined layer, then follows the teachers */
+        if (!r->x_fp) {
+            if (!(r->x_fp = lb_alloc(bytes))) return lb_fail(LB_ERR_NOMEM, "refine: no memory for the fp32 stream");
+            memcpy(r->x_fp, d.x, bytes);
+        }
+        d.x_teacher = r->x_fp;
+    }
+    char what[128];
+    snprintf(what, sizeof what, "blk.%d %s", l, lb_blockrec_kind_name(ro->kind));
+    lb_progress_item(r->prog, what);
+    lb_blockrec *b;
+    lb_status st = lb_blockrec_create(r->m, l, teacher, learn, ro, &d, &b);
+    if (st != LB_OK) return lb_fail_context(st, "block reconstruction of blk.%d", l);
+    lb_blockrec_report rep;
+    st = lb_blockrec_optimize(b, &rep);
+    if (st == LB_OK && ro->target_fp) memcpy(r->x_fp, lb_blockrec_targets(b), bytes); /* the next layer's fp32 input */
+    for (int w = 0; w < LB_N_LINEARS && st == LB_OK; w++) {
+        if (!learn[w]) continue;
+        lb_tensor t;
+        st = lb_blockrec_export(b, w, &t);
+        if (st != LB_OK) break;
+        lb_tensor *cur = lb_model_tensor_at(r->m, r->p->entries[entry[w]].tensor);
+        lb_tensor_free(cur);
+        *cur = t;
+        lb_kernel_pin(cur, "fallback");
+    }
+    lb_blockrec_free(b);
+    if (st == LB_OK) {
+        snprintf(what, sizeof what, "blk.%d %s: block mse %.4g -> %.4g (%s)", l, lb_blockrec_kind_name(ro->kind),
+                 rep.mse_init, rep.mse_final, rep.kept == 0 ? "start kept" : rep.kept == 1 ? "best step" : "last step");
+        lb_progress_item(r->prog, what);
+        if (getenv("LB_BLOCKREC_LOG")) fprintf(stderr, "%s\n", what);
+    }
+    return st;
+}
+
+static lb_status run_sequential(lb_model *m, const lb_plan *plan, const lb_calib_opts *calib,
+                                const lb_blockrec_opts *ro, lb_quantize_report *report);
+
 lb_status lb_quantize_model_sequential(lb_model *m, const lb_plan *plan, const lb_calib_opts *calib,
                                        lb_quantize_report *report) {
+    return run_sequential(m, plan, calib, NULL, report);
+}
+
+lb_status lb_quantize_model_refined(lb_model *m, const lb_plan *plan, const lb_calib_opts *calib, const char *refine,
+                                    lb_quantize_report *report) {
+    lb_blockrec_opts ro;
+    lb_status st = lb_blockrec_opts_parse(refine, &ro);
+    if (st != LB_OK) return st;
+    return run_sequential(m, plan, calib, &ro, report);
+}
+
+static lb_status run_sequential(lb_model *m, const lb_plan *plan, const lb_calib_opts *calib,
+                                const lb_blockrec_opts *ro, lb_quantize_report *report) {
     double t0 = lb_now();
     if (report) memset(report, 0, sizeof *report);
     lb_plan p;
@@ -126,7 +204,7 @@ lb_status lb_quantize_model_sequential(lb_model *m, const lb_plan *plan, const l
         return st;
     }
     unsigned need = lb_plan_stats_needed(&p);
-    if (!need) { /* nothing to calibrate: the parallel driver gives the same bytes */
+    if (!need && !ro) { /* nothing to calibrate: the parallel driver gives the same bytes */
         lb_free(p.entries);
         lb_free(acts);
         st = lb_quantize_model_calibrated(m, plan, NULL, report);
@@ -152,7 +230,7 @@ lb_status lb_quantize_model_sequential(lb_model *m, const lb_plan *plan, const l
     lb_calib_opts co;
     if (calib) co = *calib;
     else lb_calib_opts_default(&co);
-    co.parts = need;
+    co.parts = need ? need : LB_STATS_XTX; /* refine with a data-free method: the cache alone is used */
     lb_calib_seq *cs = NULL;
     if (st == LB_OK) {
         lb_progress_item(&prog, "embedding the calibration text");
@@ -179,6 +257,7 @@ lb_status lb_quantize_model_sequential(lb_model *m, const lb_plan *plan, const l
             for (int i = 0; st == LB_OK && i < p.n_entries; i++)
                 if (layer[i] == l && lb_calib_input_of(which[i]) == input) st = quantize_into(&r, i, stats);
         }
+        if (st == LB_OK && ro) st = refine_layer(&r, layer, which, l, cs, ro);
         if (st == LB_OK && l + 1 < m->cfg.n_layers) {
             char what[96];
             snprintf(what, sizeof what, "blk.%d output", l);
@@ -206,6 +285,12 @@ lb_status lb_quantize_model_sequential(lb_model *m, const lb_plan *plan, const l
     }
     if (st == LB_OK) {
         lb_plan_summary(plan, m->quant_note, sizeof m->quant_note);
+        if (ro) {
+            size_t used = strlen(m->quant_note);
+            snprintf(m->quant_note + used, sizeof m->quant_note - used, "; refine %s steps=%d lr=%g batch=%d target=%s",
+                     lb_blockrec_kind_name(ro->kind), ro->steps, (double)ro->lr, ro->batch,
+                     ro->target_fp ? "fp" : "local");
+        }
         lb_pipeline_set_acts(m, &plan->act, acts);
         if (report) {
             lb_pipeline_report_totals(m, p.n_entries, t0, report);
@@ -220,6 +305,7 @@ lb_status lb_quantize_model_sequential(lb_model *m, const lb_plan *plan, const l
     lb_free(r.held);
     lb_free(r.rec);
     lb_free(r.done);
+    lb_free(r.x_fp);
     lb_free(p.entries);
     return st;
 }

@@ -20,9 +20,10 @@
  *           collects (every row of a column shares it)
  *   fisher  h = the per-weight Fisher diagonal sum g^2 (stats->grad_sq),
  *           the paper's choice, which needs a backward pass over the
- *           calibration set; lowbit's calibration does not collect it, so
- *           this option works only with statistics that carry it (built
- *           through the API) and fails clearly otherwise
+ *           calibration set: `lowbit calibrate --fisher` collects it
+ *           (src/calib/fisher.c; the mean over sequences, a constant factor
+ *           from the sum), passed with `lowbit quantize --stats`; fails
+ *           clearly with statistics that do not carry it
  * Dense-and-sparse is the common `outliers` option (src/quant/outliers.c):
  * the weights it keeps exactly get sensitivity 0 here, so they do not pull
  * any level (the paper removes them before clustering).
@@ -78,7 +79,7 @@ static lb_status squeezellm_quantize(const float *w, int64_t rows, int64_t cols,
         if (!stats->grad_sq)
             return lb_fail(LB_ERR_INVALID,
                            "squeezellm weights=fisher needs per-weight squared gradients (sum g^2) in the "
-                           "statistics; lowbit's calibration does not collect them: use weights=xtx");
+                           "statistics: collect them with `lowbit calibrate --fisher` and pass --stats, or use weights=xtx");
         for (int64_t i = 0; i < rows * cols; i++)
             if (!(stats->grad_sq[i] >= 0.0f) || !isfinite(stats->grad_sq[i]))
                 return lb_fail(LB_ERR_NUMERIC, "calibration statistics: sum g^2 entry %lld is %g (finite, >= 0)",

@@ -6,7 +6,7 @@
 
 static const char *calibrate_help =
     "usage: lowbit calibrate MODEL -o STATS.gguf [--text FILE] [--calib-blocks N] [--tokens N]\n"
-    "                        [--ctx N] [--split calib|all] [--hist-bins N] [--tokenizer FILE] [--json]\n\n"
+    "                        [--ctx N] [--split calib|all] [--hist-bins N] [--fisher] [--tokenizer FILE] [--json]\n\n"
     "Runs the model over calibration text and saves, per linear input of every layer (q/k/v\n"
     "share one, gate/up another): X^T X in double, mean |x|, max |x| and mean x per channel,\n"
     "and a 8192-bin histogram of x. Only the calibration split is read: the evaluation\n"
@@ -21,6 +21,9 @@ static const char *calibrate_help =
     "                     no evaluation text)\n"
     "  --hist-bins N      histogram bins over [-R, R), a multiple of 4 in 4..65536 (default 8192:\n"
     "                     static activation ranges want at least 2048 over [0, max |x|])\n"
+    "  --fisher           also the squared gradients per weight of every linear (the mean over\n"
+    "                     calibration sequences of (d loss / d w)^2, one fp32 backward per sequence:\n"
+    "                     the Fisher diagonal of `--method squeezellm` weights=fisher; fp32 models)\n"
     "  --tokenizer FILE   llama2.c tokenizer (default: tok<vocab>.bin beside the model)\n"
     "  --json             one JSON object on stdout\n";
 
@@ -40,8 +43,13 @@ int cmd_calibrate(int argc, char **argv) {
     cli_args a = {.argc = argc, .argv = argv, .i = 1, .verb = "calibrate"};
     const char *out = NULL, *text_path = NULL, *blocks = NULL, *tokens = NULL, *ctx = NULL, *split = NULL,
                *tokenizer = NULL, *bins = NULL;
+    int fisher = 0;
     while (a.i < argc) {
         int r;
+        if (cli_flag(&a, "--fisher")) {
+            fisher = 1;
+            continue;
+        }
         if ((r = cli_option(&a, "--output", "-o", &out)) || (r = cli_option(&a, "--text", NULL, &text_path)) ||
             (r = cli_option(&a, "--calib-blocks", NULL, &blocks)) || (r = cli_option(&a, "--tokens", NULL, &tokens)) ||
             (r = cli_option(&a, "--ctx", NULL, &ctx)) || (r = cli_option(&a, "--split", NULL, &split)) ||
@@ -92,7 +100,8 @@ int cmd_calibrate(int argc, char **argv) {
     if (cli_load_model("calibrate", a.positional[0], tokenizer, &m)) return CLI_FAIL;
     double t0 = lb_now();
     lb_calib_stats *s = NULL;
-    if (lb_calibrate(m, &o, &s) != LB_OK || lb_calib_stats_save(s, out) != LB_OK) {
+    if (lb_calibrate(m, &o, &s) != LB_OK || (fisher && lb_calib_fisher(m, &o, s) != LB_OK) ||
+        lb_calib_stats_save(s, out) != LB_OK) {
         lb_calib_stats_free(s);
         lb_model_free(m);
         return cli_error("calibrate", NULL);
@@ -110,6 +119,7 @@ int cmd_calibrate(int argc, char **argv) {
         json_kint("tokens", info.tokens);
         json_kint("sequences", info.sequences);
         json_kint("hist_bins", info.hist_bins);
+        json_kbool("fisher", fisher);
         json_knum("seconds", seconds);
         json_key("inputs");
         json_begin_array();

@@ -14,7 +14,7 @@ static const char *quantize_help_head =
     "                       [--save-recipe FILE] [--dry-run] [--calib TEXT] [--calib-blocks N] [--stats FILE]\n"
     "                       [--outliers FRACTION] [--outlier-rule RULE] [--bias-correct] [--rotate]\n"
     "                       [--rotate-seed N] [--act SPEC]\n"
-    "                       [--sequential] [--report FILE.json]\n\n"
+    "                       [--sequential] [--refine autoround|lwc|2dquant[:OPTS]] [--report FILE.json]\n\n"
     "Quantizes the selected tensors of MODEL (llama2.c or GGUF) and writes OUT, one GGUF file,\n"
     "atomically (nothing is left behind on failure).\n\n"
     "  -o, --output OUT   the GGUF file to write\n"
@@ -82,6 +82,17 @@ static const char *quantize_help_tail =
     "                     {gate,up}, down, each stage's statistics come from the model with the\n"
     "                     earlier stages already quantized (GPTQ's true-sequential; see\n"
     "                     docs/CALIBRATION.md). Not with --stats (saved statistics are the fp32 model's)\n"
+    ;
+
+static const char *quantize_help_refine =
+    "  --refine KIND[:steps=N,lr=X,batch=N,seed=N,target=local|fp]\n"
+    "                     block-wise reconstruction after each layer's stages (implies --sequential):\n"
+    "                     the layer's uniform-format linears are learned together against the fp32\n"
+    "                     layer's output on the same inputs. KIND: autoround (rounding offsets + min/max\n"
+    "                     factors, signed SGD, starts from --method's codes), lwc (OmniQuant clipping),\n"
+    "                     2dquant (DOBI bounds, then distillation). target: the fp32 block on the\n"
+    "                     quantized inputs (local, default) or the fp32 model's block outputs (fp);\n"
+    "                     docs/methods/autoround.md\n"
     "  --report FILE      per-tensor report as JSON, written atomically: format, method, options,\n"
     "                     bpw, relative weight error, proxy loss tr(dW H dW^T)/n of the method and of\n"
     "                     rtn on the same H (when statistics exist), damping, dead inputs, seconds\n"
@@ -104,6 +115,7 @@ static void print_help(void) {
         printf("                         %s=%s  %s\n", o->name, o->def, o->help);
     }
     fputs(quantize_help_tail, stdout);
+    fputs(quantize_help_refine, stdout);
 }
 
 #define MAX_TENSOR_TYPES 64
@@ -165,6 +177,7 @@ int cmd_quantize(int argc, char **argv) {
     const char *out = NULL, *format = NULL, *method = "rtn", *clip = NULL, *tokenizer = NULL, *tensors = NULL;
     const char *recipe = NULL, *save_recipe = NULL, *types[MAX_TENSOR_TYPES];
     const char *calib_text = NULL, *calib_blocks = NULL, *stats_path = NULL, *act = NULL, *report_path = NULL;
+    const char *refine = NULL;
     /* the common options in the table's order (lb_method_common_at) */
     const char *common[LB_METHOD_COMMON_OPTIONS] = {NULL};
     enum { C_OUTLIERS, C_OUTLIER_RULE, C_BIAS_CORRECT, C_ROTATE, C_ROTATE_SEED };
@@ -181,7 +194,7 @@ int cmd_quantize(int argc, char **argv) {
             (r = cli_option(&a, "--outliers", NULL, &common[C_OUTLIERS])) ||
             (r = cli_option(&a, "--outlier-rule", NULL, &common[C_OUTLIER_RULE])) || (r = cli_option(&a, "--act", NULL, &act)) ||
             (r = cli_option(&a, "--rotate-seed", NULL, &common[C_ROTATE_SEED])) ||
-            (r = cli_option(&a, "--report", NULL, &report_path))) {
+            (r = cli_option(&a, "--report", NULL, &report_path)) || (r = cli_option(&a, "--refine", NULL, &refine))) {
             if (r < 0) return CLI_USAGE;
             continue;
         }
@@ -219,6 +232,7 @@ int cmd_quantize(int argc, char **argv) {
     if (tensors && !format) return cli_usage_error("quantize", "--tensors selects what --format applies to: give --format");
     if (stats_path && (calib_text || calib_blocks))
         return cli_usage_error("quantize", "--stats gives saved statistics: --calib/--calib-blocks would not be used");
+    if (refine) sequential = 1; /* block reconstruction runs in the sequential driver */
     if (stats_path && sequential)
         return cli_usage_error("quantize", "--sequential calibrates the partly quantized model as it goes: saved "
                                "--stats (the fp32 model's) cannot be used");
@@ -284,7 +298,8 @@ int cmd_quantize(int argc, char **argv) {
     }
     lb_quantize_report rep;
     memset(&rep, 0, sizeof rep);
-    if (rc == CLI_OK && (sequential ? lb_quantize_model_sequential(m, &plan, &copts, &rep)
+    if (rc == CLI_OK && (refine       ? lb_quantize_model_refined(m, &plan, &copts, refine, &rep)
+                       : sequential ? lb_quantize_model_sequential(m, &plan, &copts, &rep)
                                     : lb_quantize_model_calibrated(m, &plan, stats, &rep)) != LB_OK)
         rc = cli_error("quantize", NULL);
     lb_calib_stats_free(stats);
