@@ -43,4 +43,14 @@ expect 0 "onebit" -- "$LOWBIT" info "$TMP/o.gguf"
 expect 0 "activations quantized per token, gradients quantized, per tensor" -- "$LOWBIT" train "$MODEL" --text "$TEXT" --act-bits 8 --grad-bits 8 --grad-scale tensor --grad-round stochastic --steps 2 --batch 1 --ctx 16 -o "$TMP/g.gguf"
 expect 0 "int8:token" -- "$LOWBIT" info "$TMP/g.gguf"
 
+# from scratch (item 9's BitNet run): a seeded config trained ternary, with a
+# checkpoint and a resume that reproduce the uninterrupted file byte for byte
+TOK="$(dirname "$MODEL")/tok512.bin"
+SCRATCH=(train --config dim=32,hidden=64,layers=1,heads=2,seq_len=32 --tokenizer "$TOK" --text "$TEXT" --qat bitnet --steps 4 --batch 2 --ctx 16 --threads 1)
+expect 0 "wrote" -- "$LOWBIT" "${SCRATCH[@]}" -o "$TMP/s1.gguf"
+expect 0 "ternary:tensor" -- "$LOWBIT" info "$TMP/s1.gguf"
+expect 0 "stopped after step 2" -- "$LOWBIT" "${SCRATCH[@]}" --checkpoint "$TMP/s.ckpt" --save-every 1 --stop-after 2 -o "$TMP/s2.gguf"
+expect 0 "wrote" -- "$LOWBIT" "${SCRATCH[@]}" --resume "$TMP/s.ckpt" -o "$TMP/s2.gguf"
+if cmp -s "$TMP/s1.gguf" "$TMP/s2.gguf"; then ok; else fail "from-scratch bitnet: the resumed run's file differs from the uninterrupted one"; fi
+
 finish cli_train_qat
