@@ -286,6 +286,8 @@ static void check_pipeline(const char *model, const char *text) {
     CHECK_OK(lb_quantize_model_sequential(plain, &plan, &co, &rp));
     CHECK_OK(lb_quantize_model_refined(ref, &plan, &co, "autoround:steps=20,batch=4", &rr));
     CHECK_NEAR(rr.bpw, rp.bpw, 0);
+    lb_quantize_report_free(&rp);
+    lb_quantize_report_free(&rr);
     int changed = 0;
     for (int l = 0; l < ref->cfg.n_layers; l++)
         for (int w = 0; w < LB_N_LINEARS; w++) {

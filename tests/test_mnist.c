@@ -108,8 +108,9 @@ static void test_idx(void) {
     lb_mnist_set sl;
     CHECK_OK(lb_mnist_slice(&s, 1, 2, &sl));
     CHECK(sl.n == 2 && sl.labels[0] == 1 && sl.pixels[0] == 1);
-    CHECK_FAILS(lb_mnist_slice(&s, 2, 2, &sl), LB_ERR_INVALID, "slice");
     lb_mnist_free(&sl);
+    CHECK_FAILS(lb_mnist_slice(&s, 2, 2, &sl), LB_ERR_INVALID, "slice");
+    CHECK(sl.pixels == NULL && sl.labels == NULL); /* a refused slice holds nothing */
     lb_mnist_free(&s);
     write_file(p1, img, is - 100); /* truncated on disk: the error names the file */
     CHECK_FAILS(lb_mnist_load(dir, "train", &s), LB_ERR_FORMAT, "train-images-idx3-ubyte");

@@ -53,7 +53,8 @@ static int same_state(lb_trainer *a, lb_trainer *b) {
     if (na != nb || memcmp(pa, pb, na * sizeof(float))) return 0;
     struct lb_qat *qa = lb_trainer_qat(a), *qb = lb_trainer_qat(b);
     if (!qa || !qb) return !qa && !qb;
-    return qa->n == qb->n && !memcmp(qa->params, qb->params, qa->n * sizeof(float)) && qa->rng.state == qb->rng.state;
+    return qa->n == qb->n && (!qa->n || !memcmp(qa->params, qb->params, qa->n * sizeof(float))) &&
+           qa->rng.state == qb->rng.state;
 }
 
 static void test_resume_exact(lb_model *m, const lb_train_data *d, lb_train_opts o, const char *label,
