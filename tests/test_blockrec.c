@@ -32,6 +32,7 @@
  *   bytes and bpw as plain sequential rtn, a lower NLL on a calibration
  *   sequence (expected, not a theorem); bad refinement text fails cleanly. */
 #include "test.h"
+#include "grad_check.h"
 
 #include "train/blockrec.h"
 
@@ -66,6 +67,29 @@ static void restore_layer(lb_model *m, int l, lb_tensor orig[LB_N_LINEARS]) {
     }
 }
 
+/* A layer quantized for a test: its fp32 originals are every linear's
+ * teacher, and every linear learns. */
+typedef struct {
+    lb_tensor orig[LB_N_LINEARS];
+    const lb_tensor *teacher[LB_N_LINEARS];
+    int learn[LB_N_LINEARS];
+} layer_fixture;
+
+static void fixture_begin(layer_fixture *fx, lb_model *m, int l, const char *spec) {
+    quantize_layer(m, l, spec, fx->orig);
+    for (int w = 0; w < LB_N_LINEARS; w++) fx->teacher[w] = &fx->orig[w], fx->learn[w] = 1;
+}
+
+/* the block of layer l with the options opts_text on data d (NULL when creating failed: checked) */
+static lb_blockrec *fixture_block(layer_fixture *fx, lb_model *m, int l, const char *opts_text,
+                                  const lb_blockrec_data *d) {
+    lb_blockrec_opts o;
+    CHECK_OK(lb_blockrec_opts_parse(opts_text, &o));
+    lb_blockrec *b = NULL;
+    CHECK_OK(lb_blockrec_create(m, l, fx->teacher, fx->learn, &o, d, &b));
+    return b;
+}
+
 typedef struct {
     float *x;
     int len[3];
@@ -86,7 +110,8 @@ static void make_inputs(inputs *in, int dim) {
     in->d = (lb_blockrec_data){in->x, 3, in->len, in->offset, NULL};
 }
 
-static double soft_loss(lb_blockrec *b) {
+static double soft_loss(void *ctx) {
+    lb_blockrec *b = ctx;
     double l = 0;
     CHECK_OK(lb_blockrec_loss(b, 0, 3, 1, 0, &l));
     return l;
@@ -95,17 +120,11 @@ static double soft_loss(lb_blockrec *b) {
 /* sampled entries of every learned quantity against the stencil */
 static void check_gradients(lb_model *m, const char *spec, lb_blockrec_kind kind, int interior) {
     const int L = 1;
-    lb_tensor orig[LB_N_LINEARS];
-    quantize_layer(m, L, spec, orig);
+    layer_fixture fx;
+    fixture_begin(&fx, m, L, spec);
     inputs in;
     make_inputs(&in, m->cfg.dim);
-    const lb_tensor *teacher[LB_N_LINEARS];
-    int learn[LB_N_LINEARS];
-    for (int w = 0; w < LB_N_LINEARS; w++) teacher[w] = &orig[w], learn[w] = 1;
-    lb_blockrec_opts o;
-    CHECK_OK(lb_blockrec_opts_parse(kind == LB_BLOCKREC_LWC ? "lwc" : "autoround", &o));
-    lb_blockrec *b = NULL;
-    CHECK_OK(lb_blockrec_create(m, L, teacher, learn, &o, &in.d, &b));
+    lb_blockrec *b = fixture_block(&fx, m, L, kind == LB_BLOCKREC_LWC ? "lwc" : "autoround", &in.d);
     if (!b) return;
     /* away from the start. interior: bounds widened by 30-50% and offsets
      * moved by up to 0.1, so every code stays strictly inside the grid and
@@ -139,15 +158,7 @@ static void check_gradients(lb_model *m, const char *spec, lb_blockrec_kind kind
             float h = what == 0 ? 2e-2f : kind == LB_BLOCKREC_LWC ? 1e-1f : interior ? 3e-2f : 1e-2f;
             for (int s = 0; s < SAMPLES; s++) {
                 size_t i = (size_t)(lb_rng_u32(&rng) % (uint32_t)n);
-                float keep = p[i];
-                double f[4];
-                const float off[4] = {h, -h, 2 * h, -2 * h};
-                for (int j = 0; j < 4; j++) {
-                    p[i] = keep + off[j];
-                    f[j] = soft_loss(b);
-                }
-                p[i] = keep;
-                num[cnt] = (8 * (f[0] - f[1]) - (f[2] - f[3])) / (12.0 * h);
+                num[cnt] = numeric_grad_at(soft_loss, b, p, i, h);
                 ana[cnt] = gcopy[i];
                 cnt++;
             }
@@ -171,24 +182,18 @@ static void check_gradients(lb_model *m, const char *spec, lb_blockrec_kind kind
     }
     (void)base;
     lb_blockrec_free(b);
-    restore_layer(m, L, orig);
+    restore_layer(m, L, fx.orig);
     free(in.x);
 }
 
 /* start = the method's weights; MSE never worse; export == forward */
 static void check_autoround(lb_model *m, const char *spec) {
     const int L = 1;
-    lb_tensor orig[LB_N_LINEARS];
-    quantize_layer(m, L, spec, orig);
+    layer_fixture fx;
+    fixture_begin(&fx, m, L, spec);
     inputs in;
     make_inputs(&in, m->cfg.dim);
-    const lb_tensor *teacher[LB_N_LINEARS];
-    int learn[LB_N_LINEARS];
-    for (int w = 0; w < LB_N_LINEARS; w++) teacher[w] = &orig[w], learn[w] = 1;
-    lb_blockrec_opts o;
-    CHECK_OK(lb_blockrec_opts_parse("autoround:steps=40,batch=2", &o));
-    lb_blockrec *b = NULL;
-    CHECK_OK(lb_blockrec_create(m, L, teacher, learn, &o, &in.d, &b));
+    lb_blockrec *b = fixture_block(&fx, m, L, "autoround:steps=40,batch=2", &in.d);
     if (!b) return;
     double start;
     CHECK_OK(lb_blockrec_loss(b, 0, 3, 0, 0, &start));
@@ -223,33 +228,26 @@ static void check_autoround(lb_model *m, const char *spec) {
         lb_tensor_free(&t);
     }
     lb_blockrec_free(b);
-    restore_layer(m, L, orig);
+    restore_layer(m, L, fx.orig);
     free(in.x);
 }
 
 /* target=fp: the targets are the teacher on data.x_teacher, i.e. what a
  * blockrec whose own inputs are x_teacher computes as targets */
 static void check_teacher_inputs(lb_model *m) {
-    lb_tensor orig[LB_N_LINEARS];
-    quantize_layer(m, 1, "int2:g32:asym", orig);
+    layer_fixture fx;
+    fixture_begin(&fx, m, 1, "int2:g32:asym");
     inputs a, t;
     make_inputs(&a, m->cfg.dim);
     make_inputs(&t, m->cfg.dim);
-    const lb_tensor *teacher[LB_N_LINEARS];
-    int learn[LB_N_LINEARS];
-    for (int w = 0; w < LB_N_LINEARS; w++) teacher[w] = &orig[w], learn[w] = 1;
-    lb_blockrec_opts o;
-    CHECK_OK(lb_blockrec_opts_parse("autoround", &o));
-    lb_blockrec *b1 = NULL, *b2 = NULL;
     lb_blockrec_data d = a.d;
     d.x_teacher = t.x;
-    CHECK_OK(lb_blockrec_create(m, 1, teacher, learn, &o, &d, &b1));
-    CHECK_OK(lb_blockrec_create(m, 1, teacher, learn, &o, &t.d, &b2));
+    lb_blockrec *b1 = fixture_block(&fx, m, 1, "autoround", &d), *b2 = fixture_block(&fx, m, 1, "autoround", &t.d);
     if (b1 && b2)
         CHECK(!memcmp(lb_blockrec_targets(b1), lb_blockrec_targets(b2), (12 + 7 + 16) * (size_t)m->cfg.dim * sizeof(float)));
     lb_blockrec_free(b1);
     lb_blockrec_free(b2);
-    restore_layer(m, 1, orig);
+    restore_layer(m, 1, fx.orig);
     free(a.x);
     free(t.x);
 }
