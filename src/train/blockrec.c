@@ -20,6 +20,7 @@
  * (the partly quantized model's, from the sequential driver); the targets
  * are the teacher block (fp32 weights) on the same inputs; the loss is the
  * mean squared error of the block output. Norms and attention stay fp32. */
+#define _POSIX_C_SOURCE 200809L /* strtok_r */
 #include "train/blockrec.h"
 
 #include <math.h>
