@@ -1,0 +1,51 @@
+/* What the training tests check of a stored model (test_train_qat.c,
+ * test_train_lora.c): every linear of the file, run by the inference path
+ * (lb_linear_forward: the format's kernel, int8 activations, adapters),
+ * computes what the trainer's linear computed on the same input.
+ *
+ * Layer by layer, not only end to end, because a model with quantized
+ * activations is discontinuous: a last-bit difference in a float sum (the
+ * trainer's BLAS GEMM against the kernel's own order) can move a value
+ * across an int8 rounding boundary, and in a model overfitted by a test's
+ * few large steps such flips cascade through the layers (seen: 2e-3 of
+ * the loss with OpenBLAS's SkylakeX GEMM, 0 with its Haswell one). One
+ * linear on one input has no cascade, so it is held to float accuracy. */
+#ifndef LB_TESTS_TRAIN_CHECK_H
+#define LB_TESTS_TRAIN_CHECK_H
+
+#include <math.h>
+#include <stdlib.h>
+
+#include "test.h"
+#include "train/train_internal.h"
+
+/* max over the linears of max |y_file - y_trainer| / max |y_trainer|, on N
+ * random input rows (N(0,1)); -1 when something could not run */
+static inline double train_linear_gap(lb_trainer *t, const lb_model *m, int N, uint64_t seed) {
+    lb_trainer_parts p;
+    lb_trainer_parts_get(t, &p);
+    lb_rng rng;
+    lb_rng_seed(&rng, seed);
+    double worst = 0;
+    for (int i = 0; i < m->cfg.n_layers * LB_N_LINEARS; i++) {
+        lb_train_linear *L = &p.tm->linears[i];
+        const lb_linear *lin = &m->layers[i / LB_N_LINEARS].linear[i % LB_N_LINEARS];
+        float *x = malloc(sizeof(float) * N * L->cols);
+        float *yt = malloc(sizeof(float) * N * L->rows), *yf = malloc(sizeof(float) * N * L->rows);
+        for (int k = 0; k < N * L->cols; k++) x[k] = (float)lb_rng_normal(&rng);
+        int ok = L->ops->forward(L, x, N, yt) == LB_OK && lb_linear_forward(lin, x, N, yf, NULL) == LB_OK;
+        double d = 0, ymax = 0;
+        for (int k = 0; ok && k < N * L->rows; k++) {
+            d = fmax(d, fabs((double)yf[k] - yt[k]));
+            ymax = fmax(ymax, fabs((double)yt[k]));
+        }
+        free(x);
+        free(yt);
+        free(yf);
+        if (!ok) return -1;
+        worst = fmax(worst, ymax > 0 ? d / ymax : d);
+    }
+    return worst;
+}
+
+#endif
