@@ -38,7 +38,7 @@ int main(void) {
     int first, end;
     CHECK_OK(lb_text_split(&t, LB_SPLIT_CALIB, 128, &first, &end));
     lb_train_model *tm = NULL;
-    CHECK_OK(lb_train_model_from_model(m, &tm));
+    CHECK_OK(lb_train_model_from_model(m, 0, &tm));
     int nl = m->cfg.n_layers * LB_N_LINEARS;
     double **acc = calloc((size_t)nl, sizeof *acc);
     for (int i = 0; i < nl; i++) acc[i] = calloc((size_t)tm->linears[i].rows * tm->linears[i].cols, sizeof(double));

@@ -315,7 +315,7 @@ static void test_adamw(void) {
 static void test_forward_matches_inference(lb_model *m, const lb_train_data *d) {
     enum { SB = 2, ST = 96 };
     lb_train_model *tm;
-    CHECK_OK(lb_train_model_from_model(m, &tm));
+    CHECK_OK(lb_train_model_from_model(m, 0, &tm));
     if (!tm) return;
     int in[SB * ST];
     for (int i = 0; i < SB * ST; i++) in[i] = d->tokens[(i / ST) * 500 + i % ST]; /* two different windows */
@@ -421,7 +421,7 @@ static void test_thread_independence(lb_model *m, const lb_train_data *d) {
         openblas_set_num_threads(k + 1);
 #endif
         lb_train_model *tm;
-        CHECK_OK(lb_train_model_from_model(m, &tm));
+        CHECK_OK(lb_train_model_from_model(m, 0, &tm));
         if (!tm) return;
         enum { SB = 4, ST = 64 };
         int rows[SB * (ST + 1)], in[SB * ST], tg[SB * ST];

@@ -3,7 +3,8 @@
  *    from it + N - k steps, give bit-identical per-step losses and final
  *    weights (cross-entropy and kl distillation; quantization-aware runs
  *    with learned scales, stochastic binarization and stochastic gradient
- *    rounding; 1 thread, and 2 threads against 1);
+ *    rounding; LoRA adapters over a frozen int2 base; 1 thread, and 2
+ *    threads against 1);
  *  - a truncated, corrupted, foreign (other options, other model) or
  *    non-checkpoint file is refused with a clear error, the trainer
  *    unchanged; a missing file too. */
@@ -13,6 +14,7 @@
 
 #include "train/qat.h"
 #include "train/train_internal.h"
+#include "train_check.h"
 
 enum { STEPS = 10, K = 4, BATCH = 2, CTX = 32 };
 
@@ -46,35 +48,47 @@ static void run_steps(lb_trainer *t, const lb_train_data *d, lb_rng *rng, int fr
     }
 }
 
-/* the parameters, and the learned quantization scales when there are any, equal */
+/* the parameters, the extra block (learned quantization scales, LoRA
+ * adapters) when there is one, and the QAT random state equal */
 static int same_state(lb_trainer *a, lb_trainer *b) {
     size_t na, nb;
     float *pa = params_of(a, &na), *pb = params_of(b, &nb);
     if (na != nb || memcmp(pa, pb, na * sizeof(float))) return 0;
+    lb_trainer_parts ta, tb;
+    lb_trainer_parts_get(a, &ta);
+    lb_trainer_parts_get(b, &tb);
+    const lb_train_extra *ea = &ta.tm->extra, *eb = &tb.tm->extra;
+    if (ea->n != eb->n || (ea->n && memcmp(ea->params, eb->params, ea->n * sizeof(float)))) return 0;
     struct lb_qat *qa = lb_trainer_qat(a), *qb = lb_trainer_qat(b);
     if (!qa || !qb) return !qa && !qb;
-    return qa->n == qb->n && (!qa->n || !memcmp(qa->params, qb->params, qa->n * sizeof(float))) &&
-           qa->rng.state == qb->rng.state;
+    return qa->rng.state == qb->rng.state;
 }
 
-static void test_resume_exact(lb_model *m, const lb_train_data *d, lb_train_opts o, const char *label,
-                              const char *path) {
+/* a trainer of m, taught by teacher when not NULL (LoRA's fp32 model) */
+static lb_status create(const lb_model *m, const lb_train_opts *o, const lb_model *teacher, lb_trainer **t) {
+    lb_status st = lb_trainer_create(m, o, t);
+    if (st == LB_OK && teacher) st = lb_trainer_set_teacher(*t, teacher);
+    return st;
+}
+
+static void test_resume_exact(lb_model *m, const lb_model *teacher, const lb_train_data *d, lb_train_opts o,
+                              const char *label, const char *path) {
     lb_trainer *a, *b, *c;
     double la[STEPS], lb_[STEPS], l2[STEPS];
     lb_rng ra, rb;
     /* uninterrupted */
     lb_set_threads(1);
-    CHECK_OK(lb_trainer_create(m, &o, &a));
+    CHECK_OK(create(m, &o, teacher, &a));
     lb_rng_seed(&ra, o.seed);
     run_steps(a, d, &ra, 0, STEPS, la);
     /* interrupted after K steps: checkpoint, a fresh trainer (another
      * process would start from the model file again), resume */
-    CHECK_OK(lb_trainer_create(m, &o, &b));
+    CHECK_OK(create(m, &o, teacher, &b));
     lb_rng_seed(&rb, o.seed);
     run_steps(b, d, &rb, 0, K, lb_);
     CHECK_OK(lb_trainer_save_checkpoint(b, &rb, path));
     lb_trainer_free(b);
-    CHECK_OK(lb_trainer_create(m, &o, &b));
+    CHECK_OK(create(m, &o, teacher, &b));
     lb_rng_seed(&rb, 12345); /* whatever: the checkpoint's state replaces it */
     CHECK_OK(lb_trainer_load_checkpoint(b, &rb, path));
     CHECK(lb_trainer_steps_done(b) == K);
@@ -87,12 +101,12 @@ static void test_resume_exact(lb_model *m, const lb_train_data *d, lb_train_opts
     /* 2 threads: the same numbers as 1 */
     lb_set_threads(2);
     lb_rng rc;
-    CHECK_OK(lb_trainer_create(m, &o, &c));
+    CHECK_OK(create(m, &o, teacher, &c));
     lb_rng_seed(&rc, o.seed);
     run_steps(c, d, &rc, 0, K, l2);
     CHECK_OK(lb_trainer_save_checkpoint(c, &rc, path));
     lb_trainer_free(c);
-    CHECK_OK(lb_trainer_create(m, &o, &c));
+    CHECK_OK(create(m, &o, teacher, &c));
     CHECK_OK(lb_trainer_load_checkpoint(c, &rc, path));
     run_steps(c, d, &rc, K, STEPS, l2);
     int same2 = !memcmp(la, l2, sizeof la) && same_state(a, c);
@@ -169,12 +183,12 @@ static void test_refusals(lb_model *m, const lb_train_data *d, const char *path,
     o2 = o; /* a QAT run cannot resume a float run's checkpoint, nor one of another scheme */
     o2.qat = "bwn";
     CHECK_OK(lb_trainer_create(m, &o2, &u));
-    CHECK_FAILS(lb_trainer_load_checkpoint(u, &r2, path), LB_ERR_INVALID, "quantization-aware options");
+    CHECK_FAILS(lb_trainer_load_checkpoint(u, &r2, path), LB_ERR_INVALID, "quantization-aware or LoRA options");
     lb_trainer_free(u);
     o2.qat = "paretoq";
     o2.format = "int2:row:asym";
     CHECK_OK(lb_trainer_create(m, &o2, &u));
-    CHECK_FAILS(lb_trainer_load_checkpoint(u, &r2, path), LB_ERR_INVALID, "learned quantization scales");
+    CHECK_FAILS(lb_trainer_load_checkpoint(u, &r2, path), LB_ERR_INVALID, "learned scales or adapter values");
     lb_trainer_free(u);
     lb_config small = m->cfg;
     small.n_layers = 2;
@@ -207,20 +221,41 @@ int main(void) {
     char path[256], bad[256];
     snprintf(path, sizeof path, "%s/run.ckpt", dir);
     snprintf(bad, sizeof bad, "%s/bad.ckpt", dir);
-    test_resume_exact(m, &d, run_opts(LB_DISTILL_NONE), "none", path);
-    test_resume_exact(m, &d, run_opts(LB_DISTILL_KL), "kl", path);
+    test_resume_exact(m, NULL, &d, run_opts(LB_DISTILL_NONE), "none", path);
+    test_resume_exact(m, NULL, &d, run_opts(LB_DISTILL_KL), "kl", path);
     /* QAT: learned per-row steps (paretoq) with distillation; the rng of
      * stochastic binarization and of stochastic gradient rounding */
     lb_train_opts q = run_opts(LB_DISTILL_KL);
     q.qat = "paretoq";
     q.format = "int2:row:asym";
-    test_resume_exact(m, &d, q, "kl, qat paretoq int2:row:asym", path);
+    test_resume_exact(m, NULL, &d, q, "kl, qat paretoq int2:row:asym", path);
     q = run_opts(LB_DISTILL_NONE);
     q.qat = "binaryconnect";
     q.stochastic = 1;
     q.grad_bits = 8;
     q.grad_stochastic = 1;
-    test_resume_exact(m, &d, q, "qat binaryconnect stochastic, 8-bit stochastic gradients", path);
+    test_resume_exact(m, NULL, &d, q, "qat binaryconnect stochastic, 8-bit stochastic gradients", path);
+    /* LoRA: adapters in the extra block, the base frozen (no AdamW steps of
+     * its own), the teacher the fp32 model */
+    lb_model *base = train_quantized_base("int2:g32:asym");
+    if (base) {
+        q = run_opts(LB_DISTILL_KL);
+        q.lora_rank = 2;
+        q.lr = 1e-2f;
+        test_resume_exact(base, m, &d, q, "kl, lora rank 2 over int2:g32:asym", path);
+        /* another rank's checkpoint is refused */
+        lb_trainer *u;
+        lb_rng r2;
+        CHECK_OK(create(base, &q, m, &u));
+        lb_rng_seed(&r2, 1);
+        CHECK_OK(lb_trainer_save_checkpoint(u, &r2, path));
+        lb_trainer_free(u);
+        q.lora_rank = 3;
+        CHECK_OK(create(base, &q, m, &u));
+        CHECK_FAILS(lb_trainer_load_checkpoint(u, &r2, path), LB_ERR_INVALID, "adapter values");
+        lb_trainer_free(u);
+        lb_model_free(base);
+    }
     test_refusals(m, &d, path, bad);
     remove(path);
     remove(bad);

@@ -9,13 +9,16 @@
  * across an int8 rounding boundary, and in a model overfitted by a test's
  * few large steps such flips cascade through the layers (seen: 2e-3 of
  * the loss with OpenBLAS's SkylakeX GEMM, 0 with its Haswell one). One
- * linear on one input has no cascade, so it is held to float accuracy. */
+ * linear on one input has no cascade, so it is held to float accuracy.
+ * The includer runs with LB_KERNEL=fallback (decode, then a float GEMM):
+ * the integer kernels' int8 activations are their own approximation. */
 #ifndef LB_TESTS_TRAIN_CHECK_H
 #define LB_TESTS_TRAIN_CHECK_H
 
 #include <math.h>
 #include <stdlib.h>
 
+#include "lowbit/quant.h"
 #include "test.h"
 #include "train/train_internal.h"
 
@@ -46,6 +49,30 @@ static inline double train_linear_gap(lb_trainer *t, const lb_model *m, int N, u
         worst = fmax(worst, ymax > 0 ? d / ymax : d);
     }
     return worst;
+}
+
+/* stories260K with every linear round-to-nearest quantized to spec (a
+ * LoRA base); NULL after a failed check */
+static inline lb_model *train_quantized_base(const char *spec_text) {
+    lb_model *m = NULL;
+    CHECK_OK(lb_model_load(lb_test_data("models/stories260K.bin"), NULL, &m));
+    lb_qspec spec = lb_test_spec(spec_text);
+    for (int i = 0; m && i < m->cfg.n_layers * LB_N_LINEARS; i++) {
+        lb_linear *lin = &m->layers[i / LB_N_LINEARS].linear[i % LB_N_LINEARS];
+        int64_t rows = lin->w.rows, cols = lin->w.cols;
+        float *w = malloc(sizeof(float) * rows * cols);
+        lb_tensor q;
+        int ok = lb_dequantize(&lin->w, w) == LB_OK &&
+                 lb_quantize_to_tensor(w, rows, cols, &spec, NULL, lin->w.name, &q) == LB_OK &&
+                 lb_linear_set_weight(lin, &q) == LB_OK;
+        free(w);
+        CHECK_MSG(ok, "quantizing %s to %s: %s", lin->w.name, spec_text, lb_last_error());
+        if (!ok) {
+            lb_model_free(m);
+            m = NULL;
+        }
+    }
+    return m;
 }
 
 #endif

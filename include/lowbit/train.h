@@ -46,6 +46,13 @@ typedef struct {
     int grad_per_tensor;  /* gradient absmax per tensor (default 0: per token) */
     int grad_stochastic;  /* stochastic rounding of gradients (default 0: nearest) */
     int stochastic;       /* binaryconnect: stochastic binarization */
+    /* LoRA recovery (docs/TRAINING.md "LoRA recovery"; not with qat): the
+     * model's linears stay frozen as stored (any format, decoded once) and
+     * each gets an adapter alpha B A of this rank, the only thing trained
+     * (embedding, norms, classifier frozen too); lb_trainer_store writes the
+     * adapters into the linears' adapter slots, fp16. 0: off */
+    int lora_rank;
+    float lora_alpha;     /* default 1 */
 } lb_train_opts;
 enum { LB_DISTILL_NONE, LB_DISTILL_KL, LB_DISTILL_KL_MSE };
 /* "none", "kl", "kl+mse" */
@@ -60,7 +67,10 @@ LB_API void lb_train_opts_default(lb_train_opts *o);
 
 typedef struct lb_trainer lb_trainer;
 /* A trainer holding a copy of m's weights (m is not changed). The model
- * must be fp32 with no linear slots (LB_ERR_UNSUPPORTED otherwise). */
+ * must be fp32 with no linear slots (LB_ERR_UNSUPPORTED otherwise); with
+ * lora_rank its tensors may be of any format (the frozen base), still
+ * without slots, and a distillation teacher must be set
+ * (lb_trainer_set_teacher) before the first step. */
 LB_API lb_status lb_trainer_create(const lb_model *m, const lb_train_opts *o, lb_trainer **out);
 LB_API void lb_trainer_free(lb_trainer *t);
 
@@ -85,8 +95,16 @@ LB_API lb_status lb_trainer_loss(lb_trainer *t, const int *tokens, double *loss)
  * of its shape) by the trained fp32 values; with a QAT scheme the linears
  * are written in the scheme's stored format, decoding to exactly the
  * weights the training forward used (and with the activation quantizer
- * when activations were quantized); embedding, norms and classifier stay fp32. */
+ * when activations were quantized); embedding, norms and classifier stay fp32.
+ * With lora_rank only the adapters are written (into each linear's adapter
+ * slot, fp16, as the forward used them): m must be the base the trainer
+ * was made from, whose tensors stay as they are. */
 LB_API lb_status lb_trainer_store(const lb_trainer *t, lb_model *m);
+/* Every linear of m that has an adapter gets weight + alpha B A,
+ * requantized into its weight's format by the named method (NULL: hqq) with
+ * its default options and no statistics, and loses the adapter: the LoRA
+ * recovery's merged form, without the adapter's bits. */
+LB_API lb_status lb_lora_merge(lb_model *m, const char *method);
 /* Bytes the trainer holds: parameters, gradients, AdamW moments, activations
  * (and the teacher's parameters and activations when distilling). */
 LB_API size_t lb_trainer_bytes(const lb_trainer *t);

@@ -43,7 +43,7 @@ lb_status lb_calib_fisher(const lb_model *m, const lb_calib_opts *o, lb_calib_st
     st = lb_calib_prepare(m, &oo, LB_CALIB_ALL_PARTS, &p);
     if (st != LB_OK) return st;
     lb_train_model *tm = NULL;
-    st = lb_train_model_from_model(m, &tm);
+    st = lb_train_model_from_model(m, 0, &tm);
     if (st != LB_OK) st = lb_fail_context(st, "squared gradients need the fp32 model");
     int n_lin = m->cfg.n_layers * LB_N_LINEARS;
     double **acc = st == LB_OK ? lb_calloc((size_t)n_lin, sizeof *acc) : NULL;

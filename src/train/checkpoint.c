@@ -20,11 +20,13 @@
  *   state: u32 step, u64 adam_t, u64 rng_state
  *   opts:  u32 batch ctx steps warmup, f32 lr min_lr weight_decay beta1 beta2
  *          eps grad_clip, u64 seed, u32 distill, f32 temperature mse_weight
- *   qat:   u64 FNV-1a of the QAT options' text (scheme|format|act_bits|...),
- *          u64 n_qat (learned scales), u64 their adam_t, u64 their rng state
+ *   qat:   u64 FNV-1a of the QAT and LoRA options' text (scheme|format|act_bits|...),
+ *          u64 n_qat (the extra block: learned scales or LoRA adapters), u64 their
+ *          adam_t, u64 the QAT rng state
  *   then n_params f32 parameters, n_params f32 first moments, n_params f32
- *   second moments, then n_qat f32 learned scales, first and second
- *   moments, then u64 FNV-1a of every byte before it. Version 1 (no qat
+ *   second moments, then n_qat f32 extra parameters, first and second
+ *   moments, then u64 FNV-1a of every byte before it. With LoRA the model's
+ *   own parameters are the frozen base (adam_t 0, moments 0). Version 1 (no qat
  *   part) was never released: it is refused like any other.
  * Parsing checks the magic, the version, the exact size the header implies
  * (before reading any array), the checksum, then the shape and the options
@@ -80,8 +82,10 @@ static void putf(header_buf *h, float f) { put32(h, f32_bits(f)); }
 /* the QAT options as one number: a run resumes with the scheme it started with */
 static uint64_t qat_opts_hash(const lb_train_opts *o) {
     char text[512];
-    snprintf(text, sizeof text, "%s|%s|%d|%d|%d|%d|%d", o->qat ? o->qat : "", o->format ? o->format : "", o->act_bits,
-             o->grad_bits, o->grad_per_tensor, o->grad_stochastic, o->stochastic);
+    int n = snprintf(text, sizeof text, "%s|%s|%d|%d|%d|%d|%d", o->qat ? o->qat : "", o->format ? o->format : "",
+                     o->act_bits, o->grad_bits, o->grad_per_tensor, o->grad_stochastic, o->stochastic);
+    if (o->lora_rank) /* appended only with LoRA: QAT checkpoints keep their hash */
+        snprintf(text + n, sizeof text - (size_t)n, "|lora %d %a", o->lora_rank, (double)o->lora_alpha);
     return fnv1a(FNV_START, (const uint8_t *)text, strlen(text));
 }
 
@@ -114,11 +118,10 @@ static void header_write(header_buf *h, const lb_trainer_parts *p, const lb_rng 
     put32(h, (uint32_t)o->distill);
     putf(h, o->temperature);
     putf(h, o->mse_weight);
-    const struct lb_qat *Q = p->tm->qat;
     put64(h, qat_opts_hash(o));
-    put64(h, Q ? (uint64_t)Q->n : 0);
-    put64(h, (uint64_t)p->qadam->t);
-    put64(h, Q ? Q->rng.state : 0);
+    put64(h, (uint64_t)p->tm->extra.n);
+    put64(h, (uint64_t)p->extra_adam->t);
+    put64(h, p->tm->qat ? p->tm->qat->rng.state : 0);
 }
 
 /* n floats little-endian, through a small buffer; the checksum follows the bytes */
@@ -145,10 +148,10 @@ lb_status lb_trainer_save_checkpoint(const lb_trainer *t, const lb_rng *rng, con
     write_floats(&f, p.tm->params, p.tm->n_params, &hash);
     write_floats(&f, p.adam->m, p.adam->n, &hash);
     write_floats(&f, p.adam->v, p.adam->n, &hash);
-    if (p.tm->qat && p.tm->qat->n) {
-        write_floats(&f, p.tm->qat->params, p.tm->qat->n, &hash);
-        write_floats(&f, p.qadam->m, p.qadam->n, &hash);
-        write_floats(&f, p.qadam->v, p.qadam->n, &hash);
+    if (p.tm->extra.n) {
+        write_floats(&f, p.tm->extra.params, p.tm->extra.n, &hash);
+        write_floats(&f, p.extra_adam->m, p.extra_adam->n, &hash);
+        write_floats(&f, p.extra_adam->v, p.extra_adam->n, &hash);
     }
     uint8_t tail[8];
     lb_wr64(tail, hash);
@@ -194,11 +197,11 @@ lb_status lb_trainer_load_checkpoint_memory(lb_trainer *t, lb_rng *rng, const ui
     if (n_params != (uint64_t)p.tm->n_params)
         return lb_fail(LB_ERR_INVALID, "the checkpoint holds %llu parameters, this model has %zu: another model's",
                        (unsigned long long)n_params, p.tm->n_params);
-    size_t n_qat_have = p.tm->qat ? p.tm->qat->n : 0;
+    size_t n_qat_have = p.tm->extra.n;
     uint64_t n_qat = lb_rd64(d + CKPT_HEADER_BYTES - 24);
     if (n_qat != (uint64_t)n_qat_have)
-        return lb_fail(LB_ERR_INVALID, "the checkpoint holds %llu learned quantization scales, this run has %zu: "
-                                       "another run's (resume with the --qat options the run started with)",
+        return lb_fail(LB_ERR_INVALID, "the checkpoint holds %llu learned scales or adapter values, this run has %zu: "
+                                       "another run's (resume with the --qat / --lora options the run started with)",
                        (unsigned long long)n_qat, n_qat_have);
     uint64_t want = (uint64_t)CKPT_HEADER_BYTES + 3 * 4 * n_params + 3 * 4 * n_qat + 8;
     if ((uint64_t)size != want)
@@ -255,13 +258,14 @@ lb_status lb_trainer_load_checkpoint_memory(lb_trainer *t, lb_rng *rng, const ui
     at += 8; /* n_qat, checked above */
     uint64_t qadam_t = get64(d, &at), qrng = get64(d, &at);
     if (qhash != qat_opts_hash(o))
-        return lb_fail(LB_ERR_INVALID, "the checkpoint was made with other quantization-aware options (--qat, --format, "
-                                       "--act-bits, --grad-bits, ...): resume with the options the run started with");
+        return lb_fail(LB_ERR_INVALID, "the checkpoint was made with other quantization-aware or LoRA options (--qat, "
+                                       "--format, --act-bits, --grad-bits, --lora, ...): resume with the options the "
+                                       "run started with");
     if (qadam_t != (n_qat ? step : 0))
         return lb_fail(LB_ERR_FORMAT, "checkpoint at step %u with %llu optimizer steps of its learned scales: "
                                       "inconsistent",
                        step, (unsigned long long)qadam_t);
-    if (step > (uint32_t)o->steps || adam_t != step)
+    if (step > (uint32_t)o->steps || adam_t != (p.tm->frozen ? 0 : step)) /* LoRA trains only the extra block */
         return lb_fail(LB_ERR_FORMAT, "checkpoint at step %u with %llu optimizer steps of %d: inconsistent", step,
                        (unsigned long long)adam_t, o->steps);
     /* checked: now the state */
@@ -271,10 +275,10 @@ lb_status lb_trainer_load_checkpoint_memory(lb_trainer *t, lb_rng *rng, const ui
         for (size_t i = 0; i < p.tm->n_params; i++) dst[k][i] = bits_f32(lb_rd32(arr + 4 * ((size_t)k * n_params + i)));
     if (n_qat) {
         const uint8_t *qarr = arr + 3 * 4 * (size_t)n_params;
-        float *qdst[3] = {p.tm->qat->params, p.qadam->m, p.qadam->v};
+        float *qdst[3] = {p.tm->extra.params, p.extra_adam->m, p.extra_adam->v};
         for (int k = 0; k < 3; k++)
             for (size_t i = 0; i < n_qat_have; i++) qdst[k][i] = bits_f32(lb_rd32(qarr + 4 * ((size_t)k * n_qat + i)));
-        p.qadam->t = (int64_t)qadam_t;
+        p.extra_adam->t = (int64_t)qadam_t;
     }
     if (p.tm->qat) p.tm->qat->rng.state = qrng; /* stochastic rounding's, learned scales or not */
     *p.step = (int)step;

@@ -103,7 +103,7 @@ double lb_distill_mse(float *dhs, const float *hs, const float *ht, const int *t
 
 lb_status lb_distill_init(lb_distill *d, const lb_model *teacher) {
     memset(d, 0, sizeof *d);
-    lb_status st = lb_train_model_from_model(teacher, &d->teacher);
+    lb_status st = lb_train_model_from_model(teacher, 0, &d->teacher);
     if (st != LB_OK) return lb_fail_context(st, "the distillation teacher");
     return LB_OK;
 }

@@ -374,8 +374,6 @@ void lb_qat_free(struct lb_qat *Q) {
         lb_free(S->dyq);
     }
     lb_free(Q->states);
-    lb_free(Q->params);
-    lb_free(Q->grads);
     lb_free(Q);
 }
 
@@ -414,6 +412,7 @@ lb_status lb_qat_attach(lb_train_model *tm, const lb_qat_opts *o) {
     Q->n_states = n;
     lb_rng_seed(&Q->rng, o->seed ^ 0x9a7ull);
     lb_status st = LB_OK;
+    size_t n_learned = 0;
     for (int i = 0; i < n && st == LB_OK; i++) {
         lb_qat_state *S = &Q->states[i];
         lb_train_linear *L = &tm->linears[i];
@@ -435,24 +434,16 @@ lb_status lb_qat_attach(lb_train_model *tm, const lb_qat_opts *o) {
             S->dweff = lb_alloc(nw * sizeof(float));
             if (!S->weff || !S->dweff) st = lb_fail(LB_ERR_NOMEM, "out of memory for fake-quantized weights");
             S->n_learned = scheme->n_learned(&spec, L->rows, L->cols);
-            Q->n += S->n_learned;
+            n_learned += S->n_learned;
         }
     }
-    if (st == LB_OK && Q->n) {
-        Q->params = lb_calloc(Q->n, sizeof(float));
-        Q->grads = lb_calloc(Q->n, sizeof(float));
-        if (!Q->params || !Q->grads) st = lb_fail(LB_ERR_NOMEM, "out of memory for %zu learned scales", Q->n);
-    }
-    snprintf(Q->tensor.name, sizeof Q->tensor.name, "qat.learned");
-    Q->tensor.rows = 1;
-    Q->tensor.cols = (int64_t)Q->n;
-    Q->tensor.decay = 0; /* no weight decay on scales */
+    if (st == LB_OK) st = lb_train_extra_alloc(tm, n_learned, "qat.learned");
     size_t off = 0;
     for (int i = 0; i < n && st == LB_OK; i++) {
         lb_qat_state *S = &Q->states[i];
         if (S->n_learned) {
-            S->learned = Q->params + off;
-            S->dlearned = Q->grads + off;
+            S->learned = tm->extra.params + off;
+            S->dlearned = tm->extra.grads + off;
             off += S->n_learned;
         }
         if (scheme) {
@@ -470,6 +461,7 @@ lb_status lb_qat_attach(lb_train_model *tm, const lb_qat_opts *o) {
             tm->linears[i].state = NULL;
         }
         lb_qat_free(Q);
+        lb_train_extra_alloc(tm, 0, ""); /* releases the block */
         return st;
     }
     tm->qat = Q;

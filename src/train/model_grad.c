@@ -141,7 +141,7 @@ nomem:
     return lb_fail(LB_ERR_NOMEM, "out of memory for the trainable model");
 }
 
-lb_status lb_train_model_from_model(const lb_model *m, lb_train_model **out) {
+lb_status lb_train_model_from_model(const lb_model *m, int dequantize, lb_train_model **out) {
     *out = NULL;
     for (int l = 0; l < m->cfg.n_layers; l++)
         for (int j = 0; j < LB_N_LINEARS; j++)
@@ -161,11 +161,13 @@ lb_status lb_train_model_from_model(const lb_model *m, lb_train_model **out) {
     for (int i = 0; i < tm->n_tensors; i++) {
         const lb_tensor *t = lb_model_tensor_at(mm, i);
         const lb_train_tensor *tt = &tm->tensors[i];
-        if (t->spec.family != LB_FAMILY_F32) {
+        if (t->spec.family != LB_FAMILY_F32 && !dequantize) {
             char spec[64];
             lb_qspec_format(&t->spec, spec, sizeof spec);
             lb_train_model_free(tm);
-            return lb_fail(LB_ERR_UNSUPPORTED, "tensor %s is stored as %s, not f32: the fp32 trainer takes an fp32 model",
+            return lb_fail(LB_ERR_UNSUPPORTED,
+                           "tensor %s is stored as %s, not f32: the fp32 trainer takes an fp32 model (a quantized "
+                           "base: --lora)",
                            t->name, spec);
         }
         if (t->rows * t->cols != tt->rows * tt->cols) {
@@ -174,7 +176,15 @@ lb_status lb_train_model_from_model(const lb_model *m, lb_train_model **out) {
                            t->name, (long long)t->rows, (long long)t->cols, tt->name, (long long)tt->rows,
                            (long long)tt->cols);
         }
-        memcpy(tm->params + tt->offset, t->data, (size_t)(tt->rows * tt->cols) * sizeof(float));
+        if (t->spec.family == LB_FAMILY_F32) {
+            memcpy(tm->params + tt->offset, t->data, (size_t)(tt->rows * tt->cols) * sizeof(float));
+        } else {
+            lb_status st = lb_dequantize(t, tm->params + tt->offset);
+            if (st != LB_OK) {
+                lb_train_model_free(tm);
+                return lb_fail_context(st, "dequantizing %s", t->name);
+            }
+        }
     }
     /* the model's own table, so the training forward rotates bit for bit as inference does */
     size_t rope = (size_t)m->cfg.seq_len * (size_t)(m->cfg.head_dim / 2) * sizeof(float);
@@ -236,6 +246,8 @@ static void acts_free(lb_train_acts *a) {
 void lb_train_model_free(lb_train_model *tm) {
     if (!tm) return;
     lb_qat_free(tm->qat);
+    lb_lora_free(tm->lora);
+    lb_train_extra_alloc(tm, 0, "");
     acts_free(&tm->acts);
     lb_free(tm->tensors);
     lb_free(tm->p.layers);
@@ -290,7 +302,29 @@ size_t lb_train_model_bytes(const lb_train_model *tm) { return 2 * tm->n_params 
 
 void lb_train_model_zero_grad(lb_train_model *tm) {
     memset(tm->grads, 0, tm->n_params * sizeof(float));
-    if (tm->qat && tm->qat->n) memset(tm->qat->grads, 0, tm->qat->n * sizeof(float));
+    if (tm->extra.n) memset(tm->extra.grads, 0, tm->extra.n * sizeof(float));
+}
+
+lb_status lb_train_extra_alloc(lb_train_model *tm, size_t n, const char *name) {
+    lb_train_extra *e = &tm->extra;
+    lb_free(e->params);
+    lb_free(e->grads);
+    memset(e, 0, sizeof *e);
+    if (!n) return LB_OK;
+    e->params = lb_calloc(n, sizeof(float));
+    e->grads = lb_calloc(n, sizeof(float));
+    if (!e->params || !e->grads) {
+        lb_free(e->params);
+        lb_free(e->grads);
+        memset(e, 0, sizeof *e);
+        return lb_fail(LB_ERR_NOMEM, "out of memory for %zu parameters (%s)", n, name);
+    }
+    e->n = n;
+    snprintf(e->tensor.name, sizeof e->tensor.name, "%s", name);
+    e->tensor.rows = 1;
+    e->tensor.cols = (int64_t)n;
+    e->tensor.decay = 0;
+    return LB_OK;
 }
 
 /* ---- forward ---------------------------------------------------------------- */

@@ -114,7 +114,7 @@ void lb_train_matmul_backward(float *dx, float *dw, const float *dy, const float
                               int out) {
 #ifdef LB_HAVE_BLAS
     if (dx) gemm_blocks(0, 0, N, in, out, dy, out, w, in, 1.0f, dx, in); /* dx (N, in) += dy (N, out) w (out, in) */
-    gemm_blocks(1, 0, out, in, N, dy, out, x, in, 1.0f, dw, in);         /* dw (out, in) += dy^T x */
+    if (dw) gemm_blocks(1, 0, out, in, N, dy, out, x, in, 1.0f, dw, in); /* dw (out, in) += dy^T x */
 #else
     if (dx) {
 #pragma omp parallel for schedule(static) if ((long)N * in * out > PAR_MIN)
@@ -127,8 +127,8 @@ void lb_train_matmul_backward(float *dx, float *dw, const float *dy, const float
             }
         }
     }
-#pragma omp parallel for schedule(static) if ((long)N * in * out > PAR_MIN)
-    for (int o = 0; o < out; o++) {
+#pragma omp parallel for schedule(static) if ((long)N * in * out > PAR_MIN && dw)
+    for (int o = 0; o < (dw ? out : 0); o++) {
         float *dwo = dw + (size_t)o * in;
         for (int i = 0; i < N; i++) {
             float g = dy[(size_t)i * out + o];

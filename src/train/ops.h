@@ -32,7 +32,7 @@ void lb_train_rmsnorm_backward(float *dx, float *dw, const float *dout, const fl
 
 /* y = x w^T: x (N, in), w (out, in), y (N, out) (overwritten). */
 void lb_train_matmul_forward(float *y, const float *x, const float *w, int N, int in, int out);
-/* dx += dy w (skipped when dx is NULL), dw += dy^T x. */
+/* dx += dy w, dw += dy^T x (each skipped when NULL). */
 void lb_train_matmul_backward(float *dx, float *dw, const float *dy, const float *x, const float *w, int N, int in,
                               int out);
 

@@ -58,13 +58,11 @@ struct lb_qat_state {
     int exact_scales;    /* tests: skip the fp16 rounding of learned scales (finite differences) */
 };
 
-/* The extra parameter block every learned scale lives in (no weight decay). */
+/* The schemes' states; every learned scale lives in the model's extra
+ * parameter block (lb_train_extra, no weight decay). */
 struct lb_qat {
     lb_qat_state *states; /* (n_layers * LB_N_LINEARS) */
     int n_states;
-    float *params, *grads;
-    size_t n;
-    lb_train_tensor tensor; /* one tensor spanning the block, decay 0, for lb_adamw_step */
     lb_rng rng;
 };
 

@@ -77,6 +77,15 @@ typedef struct {
     size_t bytes;
 } lb_train_acts;
 
+/* Parameters the attached linears add beside the model's tensors (QAT's
+ * learned scales, LoRA's adapters): one flat block trained by its own
+ * AdamW without weight decay and saved in checkpoints; n 0: none. */
+typedef struct {
+    float *params, *grads; /* (n) each */
+    size_t n;
+    lb_train_tensor tensor; /* one tensor spanning the block, decay 0, for lb_adamw_step */
+} lb_train_extra;
+
 typedef struct {
     lb_config cfg;
     int tied;
@@ -88,7 +97,10 @@ typedef struct {
     lb_train_linear *linears; /* (n_layers, LB_N_LINEARS) */
     float *rope_cos, *rope_sin; /* (seq_len, head_dim / 2), as lb_model's */
     lb_train_acts acts;
-    struct lb_qat *qat; /* fake-quantized linears and their learned scales (fakequant.c), or NULL */
+    struct lb_qat *qat;   /* fake-quantized linears (fakequant.c), or NULL */
+    struct lb_lora *lora; /* adapters over frozen linears (lora.c), or NULL */
+    lb_train_extra extra; /* the learned scales or the adapters */
+    int frozen;           /* the model's own tensors are not trained (LoRA): only extra is */
     int have_loss; /* the last forward had targets: backward may run */
     int scored;    /* targets scored by it */
 } lb_train_model;
@@ -97,8 +109,10 @@ typedef struct {
 /* A model of this shape with zeroed parameters (the RoPE table computed as model.c does). */
 lb_status lb_train_model_create(const lb_config *cfg, int tied, lb_train_model **out);
 /* Copies every tensor of an fp32 model; a quantized tensor or a linear with
- * slots is refused (LB_ERR_UNSUPPORTED): this is the fp32 trainer. */
-lb_status lb_train_model_from_model(const lb_model *m, lb_train_model **out);
+ * slots is refused (LB_ERR_UNSUPPORTED): this is the fp32 trainer. With
+ * dequantize, tensors of any format are read as their decoded values (the
+ * frozen base of LoRA); linears with slots are still refused. */
+lb_status lb_train_model_from_model(const lb_model *m, int dequantize, lb_train_model **out);
 /* Matrices N(0, std^2), norm weights 1: a seeded random model (tests, from scratch). */
 void lb_train_model_init_random(lb_train_model *tm, uint64_t seed, float std);
 /* Replaces m's tensors by owned f32 copies of the trained values (same
@@ -120,6 +134,9 @@ lb_status lb_train_model_backward(lb_train_model *tm);
  * hidden state; adds d(loss)/d(param) into tm->grads. */
 lb_status lb_train_model_backward_from(lb_train_model *tm, const float *dxnf);
 void lb_train_model_zero_grad(lb_train_model *tm);
+/* tm->extra: n zeroed parameters and gradients under the name given
+ * (nothing allocated when n is 0); freed with the model. */
+lb_status lb_train_extra_alloc(lb_train_model *tm, size_t n, const char *name);
 /* bytes of parameters, gradients and activations now allocated */
 size_t lb_train_model_bytes(const lb_train_model *tm);
 
@@ -180,9 +197,20 @@ typedef struct {
     lb_train_model *tm;
     lb_adamw *adam;
     int *step;
-    lb_adamw *qadam; /* the learned quantization scales' optimizer (QAT; n 0 without) */
+    lb_adamw *extra_adam; /* tm->extra's optimizer (n 0 without) */
 } lb_trainer_parts;
 void lb_trainer_parts_get(lb_trainer *t, lb_trainer_parts *p);
+
+/* ---- lora.c: adapters over frozen linears (LoRA recovery) ---- */
+extern const lb_train_linear_ops lb_train_linear_lora;
+/* Every linear of tm (holding the decoded base) gets a rank-`rank` adapter
+ * in tm->extra (A random from seed, B 0) and the model is frozen. */
+lb_status lb_lora_attach(lb_train_model *tm, int rank, float alpha, uint64_t seed);
+void lb_lora_free(struct lb_lora *q);
+/* tests: the forward uses A and B unrounded (finite differences) */
+void lb_lora_set_exact(struct lb_lora *q, int on);
+/* m's linears get the adapters in fp16, as the training forward used them */
+lb_status lb_lora_store(const lb_train_model *tm, lb_model *m);
 
 /* ---- fakequant.c: quantization-aware training (src/train/qat.h) ---- */
 typedef struct {

@@ -12,7 +12,7 @@ struct lb_trainer {
     lb_train_opts o;
     lb_train_model *tm;
     lb_adamw adam;
-    lb_adamw qadam; /* the learned quantization scales (QAT) */
+    lb_adamw extra_adam; /* tm->extra: learned quantization scales (QAT) or adapters (LoRA) */
     int step;
     int *inputs, *targets; /* (batch, ctx) */
     lb_distill distill;    /* teacher and scratch when o.distill != LB_DISTILL_NONE */
@@ -23,7 +23,7 @@ void lb_trainer_parts_get(lb_trainer *t, lb_trainer_parts *p) {
     p->tm = t->tm;
     p->adam = &t->adam;
     p->step = &t->step;
-    p->qadam = &t->qadam;
+    p->extra_adam = &t->extra_adam;
 }
 
 int lb_trainer_steps_done(const lb_trainer *t) { return t->step; }
@@ -45,6 +45,7 @@ void lb_train_opts_default(lb_train_opts *o) {
     o->distill = LB_DISTILL_NONE;
     o->temperature = 1.0f;
     o->mse_weight = 1.0f;
+    o->lora_alpha = 1.0f;
 }
 
 static lb_status opts_check(const lb_model *m, lb_train_opts *o) {
@@ -71,17 +72,28 @@ static lb_status opts_check(const lb_model *m, lb_train_opts *o) {
         return lb_fail(LB_ERR_INVALID, "distillation temperature must be in (0, 100], not %g", o->temperature);
     if (!(o->mse_weight >= 0 && o->mse_weight < 1e6))
         return lb_fail(LB_ERR_INVALID, "the hidden-state MSE weight must be in [0, 1e6), not %g", o->mse_weight);
+    if (o->lora_rank < 0 || o->lora_rank > 65536)
+        return lb_fail(LB_ERR_INVALID, "LoRA rank must be 1..65536 (0: off), not %d", o->lora_rank);
+    if (o->lora_rank && (o->qat || o->act_bits || o->grad_bits))
+        return lb_fail(LB_ERR_INVALID, "LoRA trains adapters over the stored weights: it does not combine with "
+                                       "quantization-aware training (--qat, --act-bits, --grad-bits)");
     return LB_OK;
 }
 
-/* The fake-quantized linears and their scales' optimizer, once the weights
- * hold their starting values (learned scales start from them). */
-static lb_status attach_qat(lb_trainer *t) {
+/* The fake-quantized linears or the adapters, and the optimizer of their
+ * parameters, once the weights hold their starting values (learned scales
+ * start from them). */
+static lb_status attach_linears(lb_trainer *t) {
     const lb_train_opts *o = &t->o;
-    lb_qat_opts qo = {o->qat, o->format, o->act_bits, o->grad_bits, o->grad_per_tensor, o->grad_stochastic,
-                      o->stochastic, o->seed};
-    lb_status st = lb_qat_attach(t->tm, &qo);
-    if (st == LB_OK && t->tm->qat && t->tm->qat->n) st = lb_adamw_init(&t->qadam, t->tm->qat->n);
+    lb_status st;
+    if (o->lora_rank) {
+        st = lb_lora_attach(t->tm, o->lora_rank, o->lora_alpha, o->seed);
+    } else {
+        lb_qat_opts qo = {o->qat, o->format, o->act_bits, o->grad_bits, o->grad_per_tensor, o->grad_stochastic,
+                          o->stochastic, o->seed};
+        st = lb_qat_attach(t->tm, &qo);
+    }
+    if (st == LB_OK && t->tm->extra.n) st = lb_adamw_init(&t->extra_adam, t->tm->extra.n);
     return st;
 }
 
@@ -99,10 +111,11 @@ lb_status lb_trainer_create(const lb_model *m, const lb_train_opts *opts, lb_tra
     t->inputs = lb_alloc(n * sizeof(int));
     t->targets = lb_alloc(n * sizeof(int));
     if (!t->inputs || !t->targets) st = lb_fail(LB_ERR_NOMEM, "out of memory for a %d x %d batch", o.batch, o.ctx);
-    if (st == LB_OK) st = lb_train_model_from_model(m, &t->tm);
+    if (st == LB_OK) st = lb_train_model_from_model(m, o.lora_rank > 0, &t->tm);
     if (st == LB_OK) st = lb_adamw_init(&t->adam, t->tm->n_params);
-    if (st == LB_OK && o.distill != LB_DISTILL_NONE) st = lb_distill_init(&t->distill, m);
-    if (st == LB_OK) st = attach_qat(t);
+    /* LoRA's model is the quantized base: its teacher is set apart (lb_trainer_set_teacher) */
+    if (st == LB_OK && o.distill != LB_DISTILL_NONE && !o.lora_rank) st = lb_distill_init(&t->distill, m);
+    if (st == LB_OK) st = attach_linears(t);
     if (st != LB_OK) {
         lb_trainer_free(t);
         return st;
@@ -115,7 +128,7 @@ void lb_trainer_free(lb_trainer *t) {
     if (!t) return;
     lb_train_model_free(t->tm);
     lb_adamw_free(&t->adam);
-    lb_adamw_free(&t->qadam);
+    lb_adamw_free(&t->extra_adam);
     lb_free(t->inputs);
     lb_free(t->targets);
     lb_distill_free(&t->distill);
@@ -147,6 +160,7 @@ lb_status lb_trainer_create_random(const lb_config *cfg, int tied, uint64_t init
     else lb_train_opts_default(&o);
     if (o.distill != LB_DISTILL_NONE)
         return lb_fail(LB_ERR_INVALID, "distillation needs a teacher: train from a model (--from), not a config");
+    if (o.lora_rank) return lb_fail(LB_ERR_INVALID, "LoRA adapts a trained model (--from), not a random one");
     if (!(init_std > 0 && init_std < 10)) return lb_fail(LB_ERR_INVALID, "init std must be in (0, 10), not %g", init_std);
     lb_model shape = {.cfg = *cfg}; /* opts_check reads the context length only */
     lb_status st = opts_check(&shape, &o);
@@ -162,7 +176,7 @@ lb_status lb_trainer_create_random(const lb_config *cfg, int tied, uint64_t init
     if (st == LB_OK) st = lb_adamw_init(&t->adam, t->tm->n_params);
     if (st == LB_OK) {
         lb_train_model_init_random(t->tm, init_seed, init_std);
-        st = attach_qat(t);
+        st = attach_linears(t);
     }
     if (st != LB_OK) {
         lb_trainer_free(t);
@@ -191,6 +205,8 @@ lb_status lb_trainer_step(lb_trainer *t, const int *tokens, lb_train_step_info *
     lb_distill_loss parts = {NAN, NAN, NAN, NAN};
     lb_status st;
     if (t->o.distill != LB_DISTILL_NONE) {
+        if (!t->distill.teacher)
+            return lb_fail(LB_ERR_INVALID, "LoRA distills from the fp32 model: set a teacher (--teacher FP32)");
         split_rows(t, tokens);
         st = lb_distill_forward(&t->distill, t->tm, t->inputs, t->targets, t->o.batch, t->o.ctx, t->o.distill,
                                 t->o.temperature, t->o.mse_weight, &parts);
@@ -207,14 +223,15 @@ lb_status lb_trainer_step(lb_trainer *t, const int *tokens, lb_train_step_info *
     }
     if (st != LB_OK) return st;
     double norm;
-    struct lb_qat *Q = t->tm->qat;
-    if (Q && Q->n) { /* one global norm over the model's and the learned scales' gradients */
-        double n1 = lb_grad_clip(t->tm->grads, t->tm->n_params, 0), n2 = lb_grad_clip(Q->grads, Q->n, 0);
+    lb_train_extra *X = &t->tm->extra;
+    int frozen = t->tm->frozen;
+    if (X->n) { /* one global norm over the trained gradients: the model's (unless frozen) and the extra block's */
+        double n1 = frozen ? 0 : lb_grad_clip(t->tm->grads, t->tm->n_params, 0), n2 = lb_grad_clip(X->grads, X->n, 0);
         norm = sqrt(n1 * n1 + n2 * n2);
         if (t->o.grad_clip > 0 && norm > t->o.grad_clip) {
             float s = (float)(t->o.grad_clip / norm);
-            for (size_t i = 0; i < t->tm->n_params; i++) t->tm->grads[i] *= s;
-            for (size_t i = 0; i < Q->n; i++) Q->grads[i] *= s;
+            for (size_t i = 0; i < t->tm->n_params && !frozen; i++) t->tm->grads[i] *= s;
+            for (size_t i = 0; i < X->n; i++) X->grads[i] *= s;
         }
     } else {
         norm = lb_grad_clip(t->tm->grads, t->tm->n_params, t->o.grad_clip);
@@ -222,8 +239,8 @@ lb_status lb_trainer_step(lb_trainer *t, const int *tokens, lb_train_step_info *
     if (!isfinite(norm)) return lb_fail(LB_ERR_NUMERIC, "step %d: the gradient is not finite", t->step);
     float lr = lb_lr_schedule(t->step, t->o.steps, t->o.warmup, t->o.lr, t->o.min_lr);
     lb_adamw_opts ao = {t->o.beta1, t->o.beta2, t->o.eps, t->o.weight_decay};
-    lb_adamw_step(&t->adam, t->tm->params, t->tm->grads, t->tm->tensors, t->tm->n_tensors, lr, &ao);
-    if (Q && Q->n) lb_adamw_step(&t->qadam, Q->params, Q->grads, &Q->tensor, 1, lr, &ao); /* decay 0 */
+    if (!frozen) lb_adamw_step(&t->adam, t->tm->params, t->tm->grads, t->tm->tensors, t->tm->n_tensors, lr, &ao);
+    if (X->n) lb_adamw_step(&t->extra_adam, X->params, X->grads, &X->tensor, 1, lr, &ao); /* decay 0 */
     lb_qat_after_step(t->tm);
     if (info) {
         info->step = t->step;
@@ -240,6 +257,7 @@ lb_status lb_trainer_step(lb_trainer *t, const int *tokens, lb_train_step_info *
 }
 
 lb_status lb_trainer_store(const lb_trainer *t, lb_model *m) {
+    if (t->tm->lora) return lb_lora_store(t->tm, m); /* the base stays as stored */
     lb_status st = lb_train_model_store(t->tm, m);
     return st == LB_OK ? lb_qat_store(t->tm, m) : st;
 }
@@ -247,7 +265,7 @@ lb_status lb_trainer_store(const lb_trainer *t, lb_model *m) {
 struct lb_qat *lb_trainer_qat(lb_trainer *t) { return t->tm->qat; }
 
 size_t lb_trainer_bytes(const lb_trainer *t) {
-    size_t q = t->tm->qat ? 2 * t->tm->qat->n * sizeof(float) + 2 * t->qadam.n * sizeof(float) : 0;
+    size_t q = 2 * t->tm->extra.n * sizeof(float) + 2 * t->extra_adam.n * sizeof(float);
     return lb_train_model_bytes(t->tm) + 2 * t->adam.n * sizeof(float) + 2 * (size_t)t->o.batch * t->o.ctx * sizeof(int) +
            q + lb_distill_bytes(&t->distill);
 }

@@ -21,6 +21,7 @@ static const char *train_help =
     "                    [--eval-every N [--eval-blocks N]] [--checkpoint FILE --save-every N] [--resume FILE]\n"
     "                    [--qat SCHEME [--format SPEC] [--stochastic]]\n"
     "                    [--act-bits 8] [--grad-bits 8 [--grad-scale token|tensor] [--grad-round nearest|stochastic]]\n"
+    "                    [--lora RANK [--lora-alpha A] [--merge METHOD]]\n"
     "       lowbit train --from MODEL ...            (the same: MODEL as an option)\n"
     "       lowbit train --config SPEC --tokenizer FILE --text FILE -o OUT ...   (from scratch)\n\n"
     "Trains every tensor of an fp32 MODEL (llama2.c or GGUF, no quantized tensors or linear slots)\n"
@@ -80,6 +81,15 @@ static const char *train_help2 =
     "  --grad-bits B       quantize every linear's output gradient to B bits (2..16) in the backward\n"
     "  --grad-scale S      token (default: absmax per row of the gradient) or tensor\n"
     "  --grad-round R      nearest (default) or stochastic (unbiased) rounding of gradients\n"
+    "LoRA recovery (HQQ+): MODEL is a quantized model (any format, linears without slots):\n"
+    "  --lora RANK         freeze MODEL as stored and train a rank-RANK adapter alpha B A on each of its\n"
+    "                      linears (A random, B 0), the only thing trained, by distillation from the fp32\n"
+    "                      --teacher (needs --distill kl or kl+mse, or cross-entropy with --distill none).\n"
+    "                      OUT is MODEL with the adapters in its linears' adapter slots (fp16; counted in\n"
+    "                      bpw by lowbit eval / info); the forward used those fp16 values\n"
+    "  --lora-alpha A      the adapter's scale alpha (default 1)\n"
+    "  --merge METHOD      instead, write W + alpha B A requantized into each weight's format by METHOD\n"
+    "                      (hqq, rtn, ...; default options, no statistics): no adapter bits in OUT\n"
     "Evaluation and checkpoints:\n"
     "  --eval-every N      every N steps (and before the first, and after the last) the perplexity of\n"
     "                      the evaluation split of --text (docs protocol, model context), on the\n"
@@ -227,7 +237,8 @@ int cmd_train(int argc, char **argv) {
                *temperature = NULL, *mse_weight = NULL, *teacher_text = NULL, *teacher_seed = "1",
                *teacher_top_p = "0.9", *eval_every = NULL, *eval_blocks = NULL, *ckpt_path = NULL, *save_every = NULL,
                *resume = NULL, *stop_after = NULL, *teacher_path = NULL, *qat = NULL, *format = NULL,
-               *act_bits = NULL, *grad_bits = NULL, *grad_scale = "token", *grad_round = "nearest";
+               *act_bits = NULL, *grad_bits = NULL, *grad_scale = "token", *grad_round = "nearest", *lora = NULL,
+               *lora_alpha = NULL, *merge = NULL;
     int mix = 0, stochastic = 0;
     while (a.i < argc) {
         int r;
@@ -254,7 +265,8 @@ int cmd_train(int argc, char **argv) {
             (r = cli_option(&a, "--format", NULL, &format)) || (r = cli_option(&a, "--act-bits", NULL, &act_bits)) ||
             (r = cli_option(&a, "--grad-bits", NULL, &grad_bits)) ||
             (r = cli_option(&a, "--grad-scale", NULL, &grad_scale)) ||
-            (r = cli_option(&a, "--grad-round", NULL, &grad_round))) {
+            (r = cli_option(&a, "--grad-round", NULL, &grad_round)) || (r = cli_option(&a, "--lora", NULL, &lora)) ||
+            (r = cli_option(&a, "--lora-alpha", NULL, &lora_alpha)) || (r = cli_option(&a, "--merge", NULL, &merge))) {
             if (r < 0) return CLI_USAGE;
             continue;
         }
@@ -355,6 +367,22 @@ int cmd_train(int argc, char **argv) {
     if (format && !qat) return cli_usage_error("train", "--format needs --qat SCHEME (which scheme writes it)");
     if (stochastic && (!qat || strcmp(qat, "binaryconnect")))
         return cli_usage_error("train", "--stochastic is binaryconnect's option (--qat binaryconnect)");
+    if (lora && cli_parse_int("train", "--lora", lora, 1, 65536, &v)) return CLI_USAGE;
+    if (lora) o.lora_rank = (int)v;
+    if (lora_alpha && cli_parse_float("train", "--lora-alpha", lora_alpha, 1e-6, 1e5, &d)) return CLI_USAGE;
+    if (lora_alpha) o.lora_alpha = (float)d;
+    if ((lora_alpha || merge) && !lora) return cli_usage_error("train", "--lora-alpha and --merge go with --lora RANK");
+    if (lora && (qat || o.act_bits || o.grad_bits))
+        return cli_usage_error("train", "--lora trains adapters over the stored weights: not with --qat, --act-bits or "
+                                        "--grad-bits");
+    if (lora && config) return cli_usage_error("train", "--lora adapts a MODEL, not a --config trained from scratch");
+    if (lora && o.distill != LB_DISTILL_NONE && !teacher_path)
+        return cli_usage_error("train", "--lora with --distill needs the fp32 --teacher (MODEL is the quantized base)");
+    if (merge && !lb_method_find(merge)) {
+        char names[512];
+        lb_method_list(names, sizeof names);
+        return cli_usage_error("train", "--merge: unknown method '%s' (known: %s)", merge, names);
+    }
 
     /* before the work: an unusable -o or checkpoint fails now, not after training */
     const char *inputs[5] = {model_path, tokenizer, text_path, resume, teacher_path};
@@ -450,6 +478,19 @@ int cmd_train(int argc, char **argv) {
                    qat ? (format ? format : lb_qat_default_format_name(qat)) : "f32",
                    o.act_bits || (qat && !strcmp(qat, "bitnet")) ? "quantized per token" : "fp32",
                    o.grad_bits ? (o.grad_per_tensor ? "quantized, per tensor" : "quantized, per token") : "fp32");
+        if (o.lora_rank) {
+            double values = 0, weights = 0;
+            for (int l = 0; l < m->cfg.n_layers; l++)
+                for (int j = 0; j < LB_N_LINEARS; j++) {
+                    const lb_tensor *w = &m->layers[l].linear[j].w;
+                    values += (double)o.lora_rank * (double)(w->rows + w->cols);
+                    weights += (double)w->rows * (double)w->cols;
+                }
+            printf("LoRA: rank %d, alpha %g, over the frozen linears of %s: %.0f adapter values, +%.3f bpw of the "
+                   "linears in fp16%s\n",
+                   o.lora_rank, (double)o.lora_alpha, model_path, values, 16 * values / weights,
+                   merge ? " (merged at the end: 0 in OUT)" : "");
+        }
         if (start) printf("resumed from %s at step %d\n", resume, start);
         if (e_every)
             printf("eval: %s, evaluation split (blocks %d..%d), docs protocol, model context, every %ld steps\n",
@@ -535,9 +576,13 @@ int cmd_train(int argc, char **argv) {
                  "last %.4f%s%.20s",
                  o.steps, o.batch, o.ctx, data_text, (double)o.lr,
                  o.distill == LB_DISTILL_NONE ? "cross-entropy" : lb_distill_name(o.distill), config ? " from scratch" : "",
-                 last_loss, qat ? ", qat " : "", qat ? qat : "");
-        if (lb_trainer_store(t, m) != LB_OK || (!finished && lb_model_finish(m) != LB_OK) ||
-            lb_model_save_gguf(m, out) != LB_OK)
+                 last_loss, qat ? ", qat " : lora ? ", lora rank " : "", qat ? qat : lora ? lora : "");
+        if (lora && merge) {
+            size_t k = strlen(m->quant_note);
+            snprintf(m->quant_note + k, sizeof m->quant_note - k, ", merged by %s", merge);
+        }
+        if (lb_trainer_store(t, m) != LB_OK || (merge && lb_lora_merge(m, merge) != LB_OK) ||
+            (!finished && lb_model_finish(m) != LB_OK) || lb_model_save_gguf(m, out) != LB_OK)
             rc = cli_error("train", NULL);
     }
     if (rc == CLI_OK) {
@@ -570,6 +615,11 @@ int cmd_train(int argc, char **argv) {
             json_kstr("format", qat ? (format ? format : lb_qat_default_format_name(qat)) : "f32");
             json_kint("act_bits", o.act_bits);
             json_kint("grad_bits", o.grad_bits);
+            json_kint("lora_rank", o.lora_rank);
+            if (o.lora_rank) {
+                json_knum("lora_alpha", o.lora_alpha);
+                json_kstr("merge", merge ? merge : "");
+            }
             json_kint("threads", lb_get_threads());
             json_kstr("distill", lb_distill_name(o.distill));
             json_kstr("teacher", o.distill == LB_DISTILL_NONE && !teacher_text ? "" : teacher_path ? teacher_path : model_path);
