@@ -37,6 +37,7 @@
 #define FD_REL 1e-3
 #define FD_ELEM 3e-3
 #include "grad_check.h"
+#include "train_check.h"
 
 static lb_rng rng;
 static void fill(float *x, size_t n, float scale) {
@@ -211,20 +212,8 @@ static void test_ops(void) {
 
 /* ---- the whole model --------------------------------------------------------- */
 
-typedef struct {
-    lb_train_model *tm;
-    int *in, *tg, b, t;
-} model_ctx;
-static double model_loss(void *p) {
-    model_ctx *c = p;
-    double loss = NAN;
-    lb_train_model_forward(c->tm, c->in, c->tg, c->b, c->t, &loss);
-    return loss;
-}
-
 static void test_model_grad(int tied) {
-    lb_config cfg = {.dim = 8, .hidden_dim = 12, .n_layers = 2, .n_heads = 2, .n_kv_heads = 1, .vocab_size = 13,
-                     .seq_len = 8, .head_dim = 4, .norm_eps = 1e-5f, .rope_theta = 10000.0f};
+    lb_config cfg = train_tiny_config();
     lb_train_model *tm;
     CHECK_OK(lb_train_model_create(&cfg, tied, &tm));
     if (!tm) return;
@@ -234,19 +223,15 @@ static void test_model_grad(int tied) {
             tm->p.layers[l].attn_norm[j] = 1.0f + 0.3f * (float)lb_rng_normal(&rng);
             tm->p.layers[l].ffn_norm[j] = 1.0f + 0.3f * (float)lb_rng_normal(&rng);
         }
-    enum { MB = 2, MT = 6 };
-    int in[MB * MT], tg[MB * MT];
-    for (int i = 0; i < MB * MT; i++) {
-        in[i] = (int)(lb_rng_u32(&rng) % 13);
-        tg[i] = i == 4 ? -1 : (int)(lb_rng_u32(&rng) % 13);
-    }
-    model_ctx c = {tm, in, tg, MB, MT};
+    int in[TINY_B * TINY_T], tg[TINY_B * TINY_T];
+    train_tiny_batch(&rng, in, tg);
+    train_loss_ctx c = {tm, in, tg, TINY_B, TINY_T};
     double loss;
-    CHECK_OK(lb_train_model_forward(tm, in, tg, MB, MT, &loss));
+    CHECK_OK(lb_train_model_forward(tm, in, tg, TINY_B, TINY_T, &loss));
     lb_train_model_zero_grad(tm);
     CHECK_OK(lb_train_model_backward(tm));
     double *num = malloc(tm->n_params * sizeof(double));
-    numeric_grad(model_loss, &c, tm->params, tm->n_params, FD_H_MODEL, num);
+    numeric_grad(train_loss, &c, tm->params, tm->n_params, FD_H_MODEL, num);
     printf("whole model (%s classifier, %zu parameters, loss %.4f):\n", tied ? "tied" : "untied", tm->n_params, loss);
     check_grad("every parameter", num, tm->grads, tm->n_params);
     for (int i = 0; i < tm->n_tensors; i++) { /* each tensor on its own, so none hides behind the others */
@@ -257,12 +242,12 @@ static void test_model_grad(int tied) {
     }
     /* gradients add up: a second backward of the same forward doubles them */
     float g0 = tm->grads[tm->tensors[1].offset];
-    CHECK_OK(lb_train_model_forward(tm, in, tg, MB, MT, &loss));
+    CHECK_OK(lb_train_model_forward(tm, in, tg, TINY_B, TINY_T, &loss));
     CHECK_OK(lb_train_model_backward(tm));
     CHECK_NEAR(tm->grads[tm->tensors[1].offset], 2 * g0, 1e-6 * fabs(g0) + 1e-9);
     CHECK_FAILS(lb_train_model_backward(tm), LB_ERR_INVALID, "forward with targets");
     in[0] = 13;
-    CHECK_FAILS(lb_train_model_forward(tm, in, tg, MB, MT, &loss), LB_ERR_INVALID, "outside the vocabulary");
+    CHECK_FAILS(lb_train_model_forward(tm, in, tg, TINY_B, TINY_T, &loss), LB_ERR_INVALID, "outside the vocabulary");
     free(num);
     lb_train_model_free(tm);
 }

@@ -28,20 +28,8 @@ static lb_rng rng;
 
 /* ---- gradients on a tiny random model ------------------------------------ */
 
-typedef struct {
-    lb_train_model *tm;
-    int *in, *tg, b, t;
-} model_ctx;
-static double model_loss(void *p) {
-    model_ctx *c = p;
-    double loss = NAN;
-    lb_train_model_forward(c->tm, c->in, c->tg, c->b, c->t, &loss);
-    return loss;
-}
-
 static void test_grad(void) {
-    lb_config cfg = {.dim = 8, .hidden_dim = 12, .n_layers = 2, .n_heads = 2, .n_kv_heads = 1, .vocab_size = 13,
-                     .seq_len = 8, .head_dim = 4, .norm_eps = 1e-5f, .rope_theta = 10000.0f};
+    lb_config cfg = train_tiny_config();
     lb_train_model *tm;
     CHECK_OK(lb_train_model_create(&cfg, 1, &tm));
     if (!tm) return;
@@ -56,20 +44,16 @@ static void test_grad(void) {
     /* B != 0, so that A has a gradient too */
     for (size_t i = 0; i < tm->extra.n; i++) tm->extra.params[i] = (float)(0.4 * lb_rng_normal(&rng));
     lb_lora_set_exact(tm->lora, 1);
-    enum { MB = 2, MT = 6 };
-    int in[MB * MT], tg[MB * MT];
-    for (int i = 0; i < MB * MT; i++) {
-        in[i] = (int)(lb_rng_u32(&rng) % 13);
-        tg[i] = i == 4 ? -1 : (int)(lb_rng_u32(&rng) % 13);
-    }
-    model_ctx c = {tm, in, tg, MB, MT};
+    int in[TINY_B * TINY_T], tg[TINY_B * TINY_T];
+    train_tiny_batch(&rng, in, tg);
+    train_loss_ctx c = {tm, in, tg, TINY_B, TINY_T};
     double loss;
-    CHECK_OK(lb_train_model_forward(tm, in, tg, MB, MT, &loss));
+    CHECK_OK(lb_train_model_forward(tm, in, tg, TINY_B, TINY_T, &loss));
     lb_train_model_zero_grad(tm);
     CHECK(tm->extra.grads[0] == 0.0f);
     CHECK_OK(lb_train_model_backward(tm));
     double *num = malloc(tm->extra.n * sizeof(double));
-    numeric_grad(model_loss, &c, tm->extra.params, tm->extra.n, 5e-3f, num);
+    numeric_grad(train_loss, &c, tm->extra.params, tm->extra.n, 5e-3f, num);
     printf("adapters of a tiny model (rank 2, alpha 1.5, %zu values, loss %.4f):\n", tm->extra.n, loss);
     check_grad("every adapter value", num, tm->extra.grads, tm->extra.n);
     /* the frozen linears get no gradient of their own */
@@ -82,33 +66,17 @@ static void test_grad(void) {
     /* the STE: with rounding on, the forward reads A and B rounded to fp16 */
     lb_lora_set_exact(tm->lora, 0);
     double rounded;
-    CHECK_OK(lb_train_model_forward(tm, in, tg, MB, MT, &rounded));
+    CHECK_OK(lb_train_model_forward(tm, in, tg, TINY_B, TINY_T, &rounded));
     for (size_t i = 0; i < tm->extra.n; i++) tm->extra.params[i] = lb_round_fp16(tm->extra.params[i]);
     lb_lora_set_exact(tm->lora, 1);
     double exact;
-    CHECK_OK(lb_train_model_forward(tm, in, tg, MB, MT, &exact));
+    CHECK_OK(lb_train_model_forward(tm, in, tg, TINY_B, TINY_T, &exact));
     CHECK(rounded == exact);
     free(num);
     lb_train_model_free(tm);
 }
 
 /* ---- stories260K ------------------------------------------------------------ */
-
-static double model_nll(const lb_model *m, const int *tok, int T) {
-    int V = m->cfg.vocab_size;
-    float *logits = malloc(sizeof(float) * T * V);
-    CHECK_OK(lb_test_logits(m, tok, T, logits));
-    double nll = 0;
-    for (int t = 0; t < T; t++) {
-        const float *l = logits + (size_t)t * V;
-        double mx = l[0], s = 0;
-        for (int v = 1; v < V; v++) mx = fmax(mx, l[v]);
-        for (int v = 0; v < V; v++) s += exp(l[v] - mx);
-        nll += log(s) + mx - l[tok[t + 1]];
-    }
-    free(logits);
-    return nll / T;
-}
 
 enum { T = 64, RANK = 4, STEPS = 20 };
 
@@ -145,7 +113,7 @@ static void test_recovery(const lb_model *fp32, const lb_train_data *d, const ch
     CHECK_OK(lb_train_data_batch(d, 1, T, &r, fixed));
     CHECK_OK(lb_train_data_batch(d, 1, T, &r, other));
     /* B = 0: the base exactly (the trainer's decoded weights against the kernels) */
-    double start, base_nll = model_nll(base, fixed, T), base_other = model_nll(base, other, T);
+    double start, base_nll = train_model_nll(base, fixed, T), base_other = train_model_nll(base, other, T);
     CHECK_OK(lb_trainer_loss(t, fixed, &start));
     CHECK_NEAR(start, base_nll, 1e-5 * base_nll);
     /* no teacher yet: refused */
@@ -174,7 +142,7 @@ static void test_recovery(const lb_model *fp32, const lb_train_data *d, const ch
     printf("  adapters: %zu bytes stored, %zu expected (fp16 A and B)\n", slot, want);
     CHECK(slot >= want && slot <= want + (size_t)base->cfg.n_layers * LB_N_LINEARS * 8);
     double gap = train_linear_gap(t, base, 4, 78);
-    double trained, exported = model_nll(base, other, T);
+    double trained, exported = train_model_nll(base, other, T);
     CHECK_OK(lb_trainer_loss(t, other, &trained));
     printf("  per linear: max |y_file - y_trainer| / max |y| = %.3g; another window: file %.6f, trainer %.6f\n", gap,
            exported, trained);
@@ -187,7 +155,7 @@ static void test_recovery(const lb_model *fp32, const lb_train_data *d, const ch
     lb_model *back;
     CHECK_OK(lb_model_load(path, NULL, &back));
     if (back) {
-        CHECK(model_nll(back, other, T) == exported);
+        CHECK(train_model_nll(back, other, T) == exported);
         lb_model_free(back);
     }
     remove(path);
@@ -200,7 +168,7 @@ static void test_recovery(const lb_model *fp32, const lb_train_data *d, const ch
         left += lin->adapter.rank != 0;
         same_spec &= lb_qspec_equal(&lin->w.spec, &spec);
     }
-    double merged = model_nll(base, other, T);
+    double merged = train_model_nll(base, other, T);
     printf("  merged by hqq into int2:g32:asym: %.6f on the other window (base %.6f, adapted %.6f)\n", merged,
            base_other, exported);
     CHECK(!left && same_spec && isfinite(merged));

@@ -352,22 +352,6 @@ static void test_grad_quant(void) {
 
 /* ---- stories260K: training, export, errors ---------------------------------------------- */
 
-static double model_loss(lb_model *m, const int *tok, int T) {
-    int V = m->cfg.vocab_size;
-    float *logits = malloc(sizeof(float) * T * V);
-    CHECK_OK(lb_test_logits(m, tok, T, logits));
-    double nll = 0;
-    for (int t = 0; t < T; t++) {
-        const float *l = logits + (size_t)t * V;
-        double mx = l[0], s = 0;
-        for (int v = 1; v < V; v++) mx = fmax(mx, l[v]);
-        for (int v = 0; v < V; v++) s += exp(l[v] - mx);
-        nll += log(s) + mx - l[tok[t + 1]];
-    }
-    free(logits);
-    return nll / T;
-}
-
 static void test_export(const lb_model *m0, const lb_train_data *d, const char *scheme, const char *format, int steps) {
     enum { T = 64 };
     lb_train_opts o;
@@ -412,7 +396,7 @@ static void test_export(const lb_model *m0, const lb_train_data *d, const char *
     CHECK_OK(lb_train_data_batch(d, 1, T, &r, other));
     double trained;
     CHECK_OK(lb_trainer_loss(t, other, &trained));
-    double exported = model_loss(m, other, T);
+    double exported = train_model_nll(m, other, T);
     printf("  %-8s %-22s %d steps on one window: loss %.4f -> %.4f; another window: exported model %.6f, "
            "trainer %.6f; max |W_file - W_forward| %g\n",
            scheme, format ? format : lb_qat_default_format_name(scheme), steps, before, after, exported, trained, wdiff);

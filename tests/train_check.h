@@ -51,6 +51,50 @@ static inline double train_linear_gap(lb_trainer *t, const lb_model *m, int N, u
     return worst;
 }
 
+/* The tiny model of the whole-model gradient checks (test_train_grad.c,
+ * test_train_lora.c): 2 layers, dim 8, GQA 2/1 heads, vocabulary 13. */
+static inline lb_config train_tiny_config(void) {
+    lb_config cfg = {.dim = 8, .hidden_dim = 12, .n_layers = 2, .n_heads = 2, .n_kv_heads = 1, .vocab_size = 13,
+                     .seq_len = 8, .head_dim = 4, .norm_eps = 1e-5f, .rope_theta = 10000.0f};
+    return cfg;
+}
+enum { TINY_B = 2, TINY_T = 6 };
+/* A batch of TINY_B x TINY_T random inputs and targets, target 4 unscored. */
+static inline void train_tiny_batch(lb_rng *rng, int *in, int *tg) {
+    for (int i = 0; i < TINY_B * TINY_T; i++) {
+        in[i] = (int)(lb_rng_u32(rng) % 13);
+        tg[i] = i == 4 ? -1 : (int)(lb_rng_u32(rng) % 13);
+    }
+}
+/* The training loss of a fixed batch, as numeric_grad's callback. */
+typedef struct {
+    lb_train_model *tm;
+    int *in, *tg, b, t;
+} train_loss_ctx;
+static inline double train_loss(void *p) {
+    train_loss_ctx *c = p;
+    double loss = NAN;
+    lb_train_model_forward(c->tm, c->in, c->tg, c->b, c->t, &loss);
+    return loss;
+}
+
+/* Mean next-token NLL of tok[0..T] under m through the inference path. */
+static inline double train_model_nll(const lb_model *m, const int *tok, int T) {
+    int V = m->cfg.vocab_size;
+    float *logits = malloc(sizeof(float) * T * V);
+    CHECK_OK(lb_test_logits(m, tok, T, logits));
+    double nll = 0;
+    for (int t = 0; t < T; t++) {
+        const float *l = logits + (size_t)t * V;
+        double mx = l[0], s = 0;
+        for (int v = 1; v < V; v++) mx = fmax(mx, l[v]);
+        for (int v = 0; v < V; v++) s += exp(l[v] - mx);
+        nll += log(s) + mx - l[tok[t + 1]];
+    }
+    free(logits);
+    return nll / T;
+}
+
 /* stories260K with every linear round-to-nearest quantized to spec (a
  * LoRA base); NULL after a failed check */
 static inline lb_model *train_quantized_base(const char *spec_text) {
