@@ -48,7 +48,9 @@ json "$TMP/e.json" "j['ppl'] < 4.0"
 expect 2 "MODEL given twice" -- "$LOWBIT" train "$MODEL" --from "$MODEL" --text "$TEXT" -o "$TMP/x.gguf"
 expect 2 "--distill" -- "$LOWBIT" train --from "$MODEL" --text "$TEXT" --distill ce -o "$TMP/x.gguf"
 expect 2 "--config trains from scratch" -- "$LOWBIT" train "$MODEL" --config dim=8 --text "$TEXT" -o "$TMP/x.gguf"
-expect 2 "there is no teacher" -- "$LOWBIT" train --config dim=32,hidden=64,layers=1,heads=4 --tokenizer "$TOK" --text "$TEXT" --distill kl -o "$TMP/x.gguf"
+expect 2 "--distill is for --from MODEL" -- "$LOWBIT" train --config dim=32,hidden=64,layers=1,heads=4 --tokenizer "$TOK" --text "$TEXT" --distill kl -o "$TMP/x.gguf"
+expect 2 "needs the --teacher MODEL that writes the text" -- "$LOWBIT" train --config dim=32,hidden=64,layers=1,heads=4 --tokenizer "$TOK" --text "$TEXT" --teacher-text 100 -o "$TMP/x.gguf"
+expect 1 "vocabulary" -- "$LOWBIT" train --config dim=32,hidden=64,layers=1,heads=4,vocab=300 --tokenizer "$TOK" --teacher "$MODEL" --text "$TEXT" --teacher-text 100 -o "$TMP/x.gguf"
 expect 2 "unknown key" -- "$LOWBIT" train --config dims=32 --tokenizer "$TOK" --text "$TEXT" -o "$TMP/x.gguf"
 expect 2 "--save-every needs --checkpoint" -- "$LOWBIT" train "$MODEL" --text "$TEXT" --save-every 2 -o "$TMP/x.gguf"
 expect 2 "--stop-after needs --checkpoint" -- "$LOWBIT" train "$MODEL" --text "$TEXT" --stop-after 2
@@ -70,6 +72,10 @@ expect 0 "lowbit train: 4 steps of 2 x 32 tokens on the training split (blocks 1
 "$LOWBIT" train "$MODEL" --text "$TEXT" --steps 2 --batch 2 --ctx 32 --threads 1 --eval-every 2 --json -o "$TMP/e2.gguf" > "$TMP/e2.json" 2>/dev/null
 "$LOWBIT" eval "$TMP/e2.gguf" --text "$TEXT" --split eval --json > "$TMP/e2e.json" 2>/dev/null
 json "$TMP/e2.json" "abs(j['eval'][0]['ppl'] - 7.1305) < 1e-4 and abs(j['eval'][-1]['ppl'] - json.load(open('$TMP/e2e.json'))['ppl']) < 1e-9 and j['eval'][-1]['tokens'] == 85132"
+# from scratch on the split plus text another model writes (issue 9 item 9's recipe)
+"$LOWBIT" train --config dim=32,hidden=64,layers=1,heads=4,seq_len=32 --tokenizer "$TOK" --teacher "$MODEL" --teacher-text 2000 --mix \
+    --text "$TEXT" --steps 2 --batch 2 --ctx 16 --threads 1 --json -o "$TMP/c.gguf" > "$TMP/c.json" 2>/dev/null
+json "$TMP/c.json" "j['teacher_tokens'] == 2000 and j['tokens'] == 12648 + 2000 and j['distill'] == 'none'"
 # teacher text is seeded: the same command, the same file; another seed, another file
 "$LOWBIT" train "$MODEL" --teacher-text 3000 --steps 3 --batch 2 --ctx 32 --threads 1 --distill kl -o "$TMP/g1.gguf" > /dev/null 2>&1
 "$LOWBIT" train "$MODEL" --teacher-text 3000 --steps 3 --batch 2 --ctx 32 --threads 1 --distill kl -o "$TMP/g2.gguf" > /dev/null 2>&1

@@ -49,7 +49,9 @@ static const char *train_help =
     "  --grad-clip X       clip the global gradient norm to X, 0: off (default 1)\n"
     "  --seed N            batch sampling seed (default 1)\n"
     "  --log-every N       a progress line every N steps (default steps/20, at least 1)\n"
-    "  --tokenizer FILE    llama2.c tokenizer (default: tok<vocab>.bin beside MODEL)\n"
+    "  --tokenizer FILE    llama2.c tokenizer (default: tok<vocab>.bin beside MODEL)\n";
+/* (three strings: one would exceed the 4095 characters C11 promises) */
+static const char *train_help2 =
     "Distillation (the teacher: a frozen fp32 copy of MODEL, its logits computed per batch):\n"
     "  --distill L         none (default: cross-entropy on the text's next tokens), kl: KL(teacher ||\n"
     "                      student) of the next-token distributions, mean over tokens, kl+mse: plus\n"
@@ -57,14 +59,14 @@ static const char *train_help =
     "  --temperature T     softmax temperature of both distributions in the KL (default 1; no T^2)\n"
     "  --mse-weight W      weight of the hidden-state MSE in kl+mse (default 1)\n"
     "  --teacher T         the fp32 teacher (of MODEL's shape) for --distill and --teacher-text,\n"
-    "                      when not MODEL itself: e.g. the original for a student that has drifted\n"
+    "                      when not MODEL itself: e.g. the original for a student that has drifted;\n"
+    "                      with --config, the model that writes --teacher-text (same vocabulary)\n"
     "  --teacher-text N    train on N tokens the teacher generates (sequences from BOS, sampled as lowbit\n"
     "                      generate: temperature 1, top-p 0.9, seeded) instead of the text's split\n"
     "  --mix               train on the split and the generated tokens, concatenated\n"
-    "  --teacher-seed S    sampling seed of the generated text (default 1)\n";
-/* (two strings: one would exceed the 4095 characters C11 promises) */
-static const char *train_help2 =
-    "  --teacher-top-p P   nucleus mass of the generated text (default 0.9; 1: plain sampling)\n"
+    "  --teacher-seed S    sampling seed of the generated text (default 1)\n"
+    "  --teacher-top-p P   nucleus mass of the generated text (default 0.9; 1: plain sampling)\n";
+static const char *train_help3 =
     "Quantization-aware training:\n"
     "  --qat SCHEME        quantization-aware training of every linear (embedding, norms and classifier\n"
     "                      stay fp32): the forward uses the weights quantized to --format, the backward a\n"
@@ -283,6 +285,7 @@ int cmd_train(int argc, char **argv) {
     if (a.help) {
         fputs(train_help, stdout);
         fputs(train_help2, stdout);
+        fputs(train_help3, stdout);
         return CLI_OK;
     }
     const char *model_path = from;
@@ -348,8 +351,10 @@ int cmd_train(int argc, char **argv) {
     if (stop_after && cli_parse_int("train", "--stop-after", stop_after, 1, 100000000, &stop)) return CLI_USAGE;
     if (teacher_path && o.distill == LB_DISTILL_NONE && !teacher_text)
         return cli_usage_error("train", "--teacher is for --distill kl|kl+mse or --teacher-text");
-    if (config && (o.distill != LB_DISTILL_NONE || teacher_text))
-        return cli_usage_error("train", "--config trains from scratch: there is no teacher for --distill or --teacher-text");
+    if (config && o.distill != LB_DISTILL_NONE)
+        return cli_usage_error("train", "--config trains from scratch with cross-entropy: --distill is for --from MODEL");
+    if (config && teacher_text && !teacher_path)
+        return cli_usage_error("train", "--config with --teacher-text needs the --teacher MODEL that writes the text");
     if (!every) every = o.steps / 20 > 0 ? o.steps / 20 : 1;
     o.qat = qat;
     o.format = format;
@@ -405,6 +410,9 @@ int cmd_train(int argc, char **argv) {
     if (config) rc = scratch_model(&sc, tokenizer, &m);
     else rc = cli_load_model("train", model_path, tokenizer, &m);
     if (rc == CLI_OK && teacher_path) rc = cli_load_model("train", teacher_path, tokenizer, &teacher);
+    if (rc == CLI_OK && teacher && teacher->cfg.vocab_size != m->cfg.vocab_size)
+        rc = cli_error("train", "the teacher %s has a vocabulary of %d tokens, the model %d: its text and logits do not fit",
+                       teacher_path, teacher->cfg.vocab_size, m->cfg.vocab_size);
     /* the training stream: the split, the teacher's text, or both (split first) */
     if (rc == CLI_OK && have_text && (!teacher_text || mix) &&
         lb_train_data_load(m, &text, split, (int)calib_blocks, &data) != LB_OK)
@@ -486,9 +494,10 @@ int cmd_train(int argc, char **argv) {
                     values += (double)o.lora_rank * (double)(w->rows + w->cols);
                     weights += (double)w->rows * (double)w->cols;
                 }
-            printf("LoRA: rank %d, alpha %g, over the frozen linears of %s: %.0f adapter values, +%.3f bpw of the "
-                   "linears in fp16%s\n",
-                   o.lora_rank, (double)o.lora_alpha, model_path, values, 16 * values / weights,
+            double bits = 16 * values + 32.0 * m->cfg.n_layers * LB_N_LINEARS; /* fp16 A and B, fp32 alpha */
+            printf("LoRA: rank %d, alpha %g, over the frozen linears of %s: %.0f adapter values, +%.4f bpw of the "
+                   "linears (fp16 A and B, an fp32 alpha each)%s\n",
+                   o.lora_rank, (double)o.lora_alpha, model_path, values, bits / weights,
                    merge ? " (merged at the end: 0 in OUT)" : "");
         }
         if (start) printf("resumed from %s at step %d\n", resume, start);
