@@ -38,24 +38,25 @@
 typedef struct {
     float *a, *b, *da, *db; /* views into the extra block: A (rank, cols), B (rows, rank) and their gradients */
     float *a16, *b16;       /* A and B rounded to fp16: what the forward uses and the file stores */
-    float *u, *du, *t;      /* scratch: (N, rank), (N, rank), (N, rows) */
+    float *u, *du, *t;      /* scratch (N, rank), (N, rank), (N, rows); u = x A^T, kept for the backward */
     size_t n_scratch;       /* N the scratch holds */
     int rank;
     float alpha;
-    const int *exact; /* the adapter set's flag */
+    int exact; /* tests: A and B unrounded (finite differences) */
 } lora_state;
 
 struct lb_lora {
     lora_state *states; /* (n_layers * LB_N_LINEARS) */
     int n;
-    int exact; /* tests: A and B unrounded (finite differences) */
 };
 
 static void round_fp16(float *dst, const float *src, size_t n, int exact) {
     for (size_t i = 0; i < n; i++) dst[i] = exact ? src[i] : lb_round_fp16(src[i]);
 }
 
-void lb_lora_set_exact(struct lb_lora *Q, int on) { Q->exact = on; }
+void lb_lora_set_exact(struct lb_lora *Q, int on) {
+    for (int i = 0; i < Q->n; i++) Q->states[i].exact = on;
+}
 
 static lb_status scratch(lora_state *S, int rows, int N) {
     if ((size_t)N <= S->n_scratch) return LB_OK;
@@ -74,8 +75,8 @@ static lb_status scratch(lora_state *S, int rows, int N) {
 static lb_status lora_forward(lb_train_linear *L, const float *x, int N, float *y) {
     lora_state *S = L->state;
     TRY(scratch(S, L->rows, N));
-    round_fp16(S->a16, S->a, (size_t)S->rank * L->cols, *S->exact);
-    round_fp16(S->b16, S->b, (size_t)L->rows * S->rank, *S->exact);
+    round_fp16(S->a16, S->a, (size_t)S->rank * L->cols, S->exact);
+    round_fp16(S->b16, S->b, (size_t)L->rows * S->rank, S->exact);
     lb_train_matmul_forward(y, x, L->w, N, L->cols, L->rows);
     lb_train_matmul_forward(S->u, x, S->a16, N, L->cols, S->rank);
     lb_train_matmul_forward(S->t, S->u, S->b16, N, S->rank, L->rows);
@@ -84,12 +85,14 @@ static lb_status lora_forward(lb_train_linear *L, const float *x, int N, float *
     return LB_OK;
 }
 
+/* The backward follows the forward of the same x (lb_train_model_backward
+ * refuses to run otherwise), whose u = x A^T is still in the scratch; it
+ * is scaled in place, the next forward recomputing it. */
 static lb_status lora_backward(lb_train_linear *L, const float *x, const float *dy, int N, float *dx) {
     lora_state *S = L->state;
-    TRY(scratch(S, L->rows, N));
+    if ((size_t)N > S->n_scratch) return lb_fail(LB_ERR_INVALID, "LoRA backward of %d rows without their forward", N);
     int r = S->rank;
     size_t nr = (size_t)N * r;
-    lb_train_matmul_forward(S->u, x, S->a16, N, L->cols, r); /* u = x A^T, as the forward had it */
     for (size_t i = 0; i < nr; i++) S->u[i] *= S->alpha;
     memset(S->du, 0, nr * sizeof(float));
     /* du += dy B (dx's slot), dB += dy^T (alpha u) */
@@ -145,7 +148,6 @@ lb_status lb_lora_attach(lb_train_model *tm, int rank, float alpha, uint64_t see
         lora_state *S = &Q->states[i];
         S->rank = rank;
         S->alpha = alpha;
-        S->exact = &Q->exact;
         size_t na = (size_t)rank * L->cols, nb = (size_t)L->rows * rank;
         S->a = tm->extra.params + off;
         S->da = tm->extra.grads + off;
