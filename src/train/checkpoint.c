@@ -262,7 +262,7 @@ lb_status lb_trainer_load_checkpoint_memory(lb_trainer *t, lb_rng *rng, const ui
                                        "--format, --act-bits, --grad-bits, --lora, ...): resume with the options the "
                                        "run started with");
     if (qadam_t != (n_qat ? step : 0))
-        return lb_fail(LB_ERR_FORMAT, "checkpoint at step %u with %llu optimizer steps of its learned scales: "
+        return lb_fail(LB_ERR_FORMAT, "checkpoint at step %u with %llu optimizer steps of its learned scales or adapters: "
                                       "inconsistent",
                        step, (unsigned long long)qadam_t);
     if (step > (uint32_t)o->steps || adam_t != (p.tm->frozen ? 0 : step)) /* LoRA trains only the extra block */
