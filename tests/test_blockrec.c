@@ -7,9 +7,9 @@
  *   as its derivative. That is the exact gradient of the "soft" loss, the
  *   same block with round() replaced by the identity and no fp16 rounding
  *   (lb_blockrec_loss(soft = 1)), so the check is: the analytic gradient of
- *   every learned quantity kind (rounding offsets V, the lower and upper
- *   bound parameters; asym, zint and sym grids; autoround's identity map and
- *   lwc's sigmoid) against the fourth-order central difference of the soft
+ *   every learned quantity kind (rounding offsets V, blockap's weight
+ *   moves, the lower and upper bound parameters; asym, zint and sym grids;
+ *   autoround's identity map and lwc's sigmoid) against the fourth-order central difference of the soft
  *   loss, on 12 sampled entries of each of the 7 linears.
  *   Tolerance. The loss (block MSE ~1e-1) is summed in double over float
  *   forwards, so its rounding noise (~1e-8) over 12h dominates: with h = 1e-3
@@ -24,7 +24,8 @@
  *   vector is required there: it exercises the clamp branches against sign
  *   and factor errors, not to 1%.
  * - The start reproduces the method's quantization exactly (V's start rounds
- *   to its codes); AutoRound's block MSE over the data is <= the start's
+ *   to its codes; blockap's latent weights are the fp32 ones on rtn's grid);
+ *   AutoRound's and Block-AP's block MSE over the data is <= the start's
  *   (kept-best rule) and lower in practice; the exported tensors decode to
  *   exactly the weights the optimized forward used.
  * - A full pipeline run (lb_quantize_model_refined, rtn int2:g32 + 20
@@ -124,7 +125,7 @@ static void check_gradients(lb_model *m, const char *spec, lb_blockrec_kind kind
     fixture_begin(&fx, m, L, spec);
     inputs in;
     make_inputs(&in, m->cfg.dim);
-    lb_blockrec *b = fixture_block(&fx, m, L, kind == LB_BLOCKREC_LWC ? "lwc" : "autoround", &in.d);
+    lb_blockrec *b = fixture_block(&fx, m, L, lb_blockrec_kind_name(kind), &in.d);
     if (!b) return;
     /* away from the start. interior: bounds widened by 30-50% and offsets
      * moved by up to 0.1, so every code stays strictly inside the grid and
@@ -145,6 +146,11 @@ static void check_gradients(lb_model *m, const char *spec, lb_blockrec_kind kind
     for (int what = 0; what < 3; what++) {
         if (kind == LB_BLOCKREC_LWC && what == 0) continue;
         if (strstr(spec, ":sym") && what == 1) continue; /* sym has no lower bound */
+        /* blockap rounds the latent weights without an offset: inside the
+         * grid the soft weight is the latent weight whatever the bounds, so
+         * the bounds' soft gradient is 0 there (measured ~1e-9, noise) and
+         * only the clamping case tests it */
+        if (kind == LB_BLOCKREC_BLOCKAP && interior && what) continue;
         enum { SAMPLES = 12 };
         double num[LB_N_LINEARS * SAMPLES], ana[LB_N_LINEARS * SAMPLES];
         int cnt = 0;
@@ -174,7 +180,7 @@ static void check_gradients(lb_model *m, const char *spec, lb_blockrec_kind kind
         double rel = sqrt(dd / (nn > 0 ? nn : 1e-300));
         double tol = interior ? 1e-2 : 0.25;
         printf("  %s %s %s%s: gradient rel error %.2e, worst element %.2e of the largest (%.3g)\n", spec,
-               lb_blockrec_kind_name(kind), what == 0 ? "V" : what == 1 ? "lo" : "hi", interior ? "" : " (clamping)", rel,
+               lb_blockrec_kind_name(kind), what == 0 ? (kind == LB_BLOCKREC_BLOCKAP ? "W" : "V") : what == 1 ? "lo" : "hi", interior ? "" : " (clamping)", rel,
                emax / amax, amax);
         CHECK_MSG(amax > 0, "%s %d: all gradients zero", spec, what);
         CHECK_MSG(rel < tol && emax < 2 * tol * amax, "%s %s param %d: gradient rel error %.3g, worst %.3g", spec,
@@ -187,13 +193,13 @@ static void check_gradients(lb_model *m, const char *spec, lb_blockrec_kind kind
 }
 
 /* start = the method's weights; MSE never worse; export == forward */
-static void check_autoround(lb_model *m, const char *spec) {
+static void check_refined(lb_model *m, const char *spec, const char *opts) {
     const int L = 1;
     layer_fixture fx;
     fixture_begin(&fx, m, L, spec);
     inputs in;
     make_inputs(&in, m->cfg.dim);
-    lb_blockrec *b = fixture_block(&fx, m, L, "autoround:steps=40,batch=2", &in.d);
+    lb_blockrec *b = fixture_block(&fx, m, L, opts, &in.d);
     if (!b) return;
     double start;
     CHECK_OK(lb_blockrec_loss(b, 0, 3, 0, 0, &start));
@@ -208,10 +214,10 @@ static void check_autoround(lb_model *m, const char *spec) {
     CHECK_MSG(same, "%s: the start is not the rtn quantization", spec);
     lb_blockrec_report rep;
     CHECK_OK(lb_blockrec_optimize(b, &rep));
-    printf("  %s autoround: block mse %.5g -> %.5g (kept %d)\n", spec, rep.mse_init, rep.mse_final, rep.kept);
+    printf("  %s %s: block mse %.5g -> %.5g (kept %d)\n", spec, opts, rep.mse_init, rep.mse_final, rep.kept);
     CHECK_NEAR(rep.mse_init, start, 0);
     CHECK(rep.mse_final <= rep.mse_init);
-    CHECK_MSG(rep.mse_final < 0.95 * rep.mse_init, "%s: autoround gained nothing (%g -> %g)", spec, rep.mse_init,
+    CHECK_MSG(rep.mse_final < 0.95 * rep.mse_init, "%s %s: gained nothing (%g -> %g)", spec, opts, rep.mse_init,
               rep.mse_final);
     double again;
     CHECK_OK(lb_blockrec_loss(b, 0, 3, 0, 0, &again));
@@ -328,14 +334,26 @@ int main(void) {
     CHECK_OK(lb_blockrec_opts_parse("autoround:target=fp", &o));
     CHECK(o.target_fp == 1);
     CHECK_FAILS(lb_blockrec_opts_parse("autoround:target=x", &o), LB_ERR_INVALID, "local or fp");
+    /* blockap: EfficientQAT's target by default, its own weight rate */
+    CHECK_OK(lb_blockrec_opts_parse("blockap", &o));
+    CHECK(o.kind == LB_BLOCKREC_BLOCKAP && o.target_fp == 1 && o.wlr > 0 && fabsf(o.lr - 2e-3f) < 1e-9f);
+    CHECK_OK(lb_blockrec_opts_parse("blockap:wlr=0.02,target=local", &o));
+    CHECK(fabsf(o.wlr - 0.02f) < 1e-9f && o.target_fp == 0);
+    CHECK_FAILS(lb_blockrec_opts_parse("autoround:wlr=0.02", &o), LB_ERR_INVALID, "unknown key");
     check_teacher_inputs(m);
 
     const char *specs[] = {"int3:g16:asym", "int3:g16:asym:zint", "int3:g16:sym"};
     for (int i = 0; i < 3; i++) check_gradients(m, specs[i], LB_BLOCKREC_AUTOROUND, 1);
     for (int i = 0; i < 3; i++) check_gradients(m, specs[i], LB_BLOCKREC_AUTOROUND, 0);
     check_gradients(m, "int2:g32:asym", LB_BLOCKREC_LWC, 0);
-    check_autoround(m, "int2:g32:asym");
-    check_autoround(m, "int3:g16:asym:zint");
+    for (int i = 0; i < 3; i++) check_gradients(m, specs[i], LB_BLOCKREC_BLOCKAP, 1);
+    for (int i = 0; i < 3; i++) check_gradients(m, specs[i], LB_BLOCKREC_BLOCKAP, 0);
+    check_refined(m, "int2:g32:asym", "autoround:steps=40,batch=2");
+    check_refined(m, "int3:g16:asym:zint", "autoround:steps=40,batch=2");
+    check_refined(m, "int3:g16:sym", "autoround:steps=40,batch=2"); /* rtn's sym scales are negative */
+    check_refined(m, "int2:g32:asym", "blockap:steps=40,batch=2,target=local");
+    check_refined(m, "int3:g16:asym:zint", "blockap:steps=40,batch=2,target=local");
+    check_refined(m, "int3:g16:sym", "blockap:steps=40,batch=2,target=local");
     lb_model_free(m);
     check_pipeline(model, text);
     return lb_test_finish("test_blockrec");

@@ -1,8 +1,8 @@
-/* Block-wise reconstruction PTQ: AutoRound, OmniQuant's LWC and 2DQuant on
+/* Block-wise reconstruction PTQ: AutoRound, OmniQuant's LWC, 2DQuant and Block-AP on
  * one transformer block at a time (blockrec.h; the math and the deviations
  * from the papers are in docs/methods/autoround.md).
  *
- * One parametrization serves all three. Group k of a refined linear has
+ * One parametrization serves all four. Group k of a refined linear has
  * base bounds lo0, hi0 and learned factors f_lo = F(a_lo), f_hi = F(a_hi)
  * (F the identity, or the sigmoid for lwc); lo = f_lo lo0, hi = f_hi hi0,
  * and the format's grid follows:
@@ -12,7 +12,10 @@
  *   sym:                 d = f_hi hi0 (hi0 the start's scale), z = 2^(b-1), q as zint
  * with d (and m) rounded to fp16, as stored, so the exported tensor holds
  * exactly the weights the optimized forward used. V, the rounding offset
- * per weight, exists for autoround only (else 0). Gradients go through
+ * per weight, exists for autoround only (else 0). blockap rounds latent
+ * weights w = w_fp32 + step0 P instead of w (P learned per weight, step0 the
+ * group's starting step), as EfficientQAT's Block-AP trains W itself; its
+ * gradient is the STE's, d w' / d w = 1 inside the grid. Gradients go through
  * round() and the fp16 rounding as the identity (the straight-through
  * estimator) and through clamp() as its derivative (0 outside the grid).
  *
@@ -30,10 +33,16 @@
 
 #include "train/ops.h"
 
+/* blockap's default weight rate, in steps of the group's grid per update: a
+ * weight can cross one rounding boundary in ~100 of the default 200 steps
+ * (EfficientQAT's 2e-5 on Llama-2's ~0.03 steps is ~7e-4 over 4096 steps) */
+#define BLOCKAP_WLR 5e-3f
+
 /* ---- options -------------------------------------------------------------- */
 
 const char *lb_blockrec_kind_name(lb_blockrec_kind k) {
-    return k == LB_BLOCKREC_AUTOROUND ? "autoround" : k == LB_BLOCKREC_LWC ? "lwc" : "2dquant";
+    return k == LB_BLOCKREC_AUTOROUND ? "autoround" : k == LB_BLOCKREC_LWC ? "lwc" : k == LB_BLOCKREC_2DQUANT ? "2dquant"
+                                                                                                      : "blockap";
 }
 
 lb_status lb_blockrec_opts_parse(const char *text, lb_blockrec_opts *o) {
@@ -43,15 +52,16 @@ lb_status lb_blockrec_opts_parse(const char *text, lb_blockrec_opts *o) {
     if (strlen(text) >= sizeof buf) return lb_fail(LB_ERR_INVALID, "refinement text too long");
     strcpy(buf, text);
     char *save = NULL, *tok = strtok_r(buf, ":,", &save);
-    if (!tok) return lb_fail(LB_ERR_INVALID, "empty refinement (autoround, lwc or 2dquant)");
+    if (!tok) return lb_fail(LB_ERR_INVALID, "empty refinement (autoround, lwc, 2dquant or blockap)");
     if (!strcmp(tok, "autoround")) o->kind = LB_BLOCKREC_AUTOROUND;
     else if (!strcmp(tok, "lwc")) o->kind = LB_BLOCKREC_LWC;
     else if (!strcmp(tok, "2dquant")) o->kind = LB_BLOCKREC_2DQUANT;
-    else return lb_fail(LB_ERR_INVALID, "unknown refinement '%s' (autoround, lwc or 2dquant)", tok);
+    else if (!strcmp(tok, "blockap")) o->kind = LB_BLOCKREC_BLOCKAP;
+    else return lb_fail(LB_ERR_INVALID, "unknown refinement '%s' (autoround, lwc, 2dquant or blockap)", tok);
     o->steps = 200;
     o->batch = 8;
     o->seed = 1;
-    int lr_set = 0;
+    int lr_set = 0, target_set = 0;
     while ((tok = strtok_r(NULL, ":,", &save))) {
         char *eq = strchr(tok, '=');
         if (!eq) return lb_fail(LB_ERR_INVALID, "refinement option '%s' is not key=value", tok);
@@ -61,6 +71,7 @@ lb_status lb_blockrec_opts_parse(const char *text, lb_blockrec_opts *o) {
             if (!strcmp(val, "fp")) o->target_fp = 1;
             else if (!strcmp(val, "local")) o->target_fp = 0;
             else return lb_fail(LB_ERR_INVALID, "refinement option target=%s: local or fp", val);
+            target_set = 1;
             continue;
         }
         char *end;
@@ -70,15 +81,21 @@ lb_status lb_blockrec_opts_parse(const char *text, lb_blockrec_opts *o) {
         else if (!strcmp(tok, "lr") && v > 0 && v < 10) {
             o->lr = (float)v;
             lr_set = 1;
+        } else if (!strcmp(tok, "wlr") && v > 0 && v < 10 && o->kind == LB_BLOCKREC_BLOCKAP) {
+            o->wlr = (float)v;
         } else if (!strcmp(tok, "batch") && v >= 1 && v <= 1e6 && v == floor(v)) o->batch = (int)v;
         else if (!strcmp(tok, "seed") && v >= 0 && v == floor(v)) o->seed = (uint64_t)v;
         else return lb_fail(LB_ERR_INVALID, "refinement option %s=%s: unknown key or out of range "
-                            "(steps >= 0, 0 < lr < 10, batch >= 1, seed >= 0)", tok, val);
+                            "(steps >= 0, 0 < lr < 10, batch >= 1, seed >= 0; blockap: 0 < wlr < 10)", tok, val);
     }
     if (!lr_set)
         o->lr = o->kind == LB_BLOCKREC_AUTOROUND ? (o->steps ? 1.0f / (float)o->steps : 5e-3f)
                 : o->kind == LB_BLOCKREC_LWC     ? 1e-2f
                                                  : 2e-3f;
+    if (o->kind == LB_BLOCKREC_BLOCKAP) {
+        if (!o->wlr) o->wlr = BLOCKAP_WLR;
+        if (!target_set) o->target_fp = 1; /* EfficientQAT's: the fp32 block on the fp32 stream */
+    }
     return LB_OK;
 }
 
@@ -94,9 +111,11 @@ typedef struct {
     int qmax, zkind;  /* lb_zero */
     int64_t n_groups;
     float *lo0, *hi0;
-    float *p[3], *g[3], *best[3], *start[3]; /* 0: V (rows x cols; autoround), 1: a_lo, 2: a_hi (n_groups) */
+    float *p[3], *g[3], *best[3], *start[3]; /* 0: V (autoround) or the weights' moves (blockap), rows x cols;
+                                                1: a_lo, 2: a_hi (n_groups) */
+    float *wlat, *step0;                     /* blockap: the latent weights; per group, the start's step */
     float *v0;                               /* V's start (its range is v0 +- 0.5) */
-    float *am[3], *av[3];                    /* Adam moments (lwc, 2dquant) */
+    float *am[3], *av[3];                    /* Adam moments (lwc, 2dquant, blockap) */
     float *d, *mz;                           /* per group: d, and m (asym) or z (zint, sym) */
     uint8_t *zin;                            /* per group: z not clamped */
     uint8_t *inside;                         /* per weight: the code was not clamped */
@@ -137,7 +156,8 @@ static void group_grid(const lb_blockrec *b, blin *L, int soft) {
         float lo = fmap(b, L->p[1][k]) * L->lo0[k], hi = fmap(b, L->p[2][k]) * L->hi0[k];
         float d = L->zkind == LB_ZERO_SYM ? hi : (hi - lo) / (float)L->qmax, mz;
         if (!soft) d = lb_round_fp16(d);
-        if (!(d > 0.0f) || !isfinite(d)) d = 0.0f;
+        /* sym's scale may be negative (rtn, as ggml's q4_0, puts the extreme weight on the level -2^(b-1)) */
+        if (!(L->zkind == LB_ZERO_SYM ? d != 0.0f : d > 0.0f) || !isfinite(d)) d = 0.0f;
         L->zin[k] = 0;
         if (L->zkind == LB_ZERO_F16) {
             mz = soft ? lo : lb_round_fp16(lo);
@@ -154,9 +174,20 @@ static void group_grid(const lb_blockrec *b, blin *L, int soft) {
     }
 }
 
+/* the weights being rounded: the fp32 ones, or blockap's latent ones */
+static const float *latent(blin *L) {
+    if (!L->wlat) return L->w_teacher;
+    for (int r = 0; r < L->rows; r++)
+        for (int c = 0; c < L->cols; c++) {
+            size_t i = (size_t)r * L->cols + c;
+            L->wlat[i] = L->w_teacher[i] + L->step0[group_of(L, r, c)] * L->p[0][i];
+        }
+    return L->wlat;
+}
+
 static void fq_forward(const lb_blockrec *b, blin *L, int soft) {
     group_grid(b, L, soft);
-    const float *W = L->w_teacher, *V = L->p[0];
+    const float *W = latent(L), *V = b->o.kind == LB_BLOCKREC_AUTOROUND ? L->p[0] : NULL;
     float qmax = (float)L->qmax;
     for (int r = 0; r < L->rows; r++)
         for (int c = 0; c < L->cols; c++) {
@@ -182,7 +213,7 @@ static void fq_forward(const lb_blockrec *b, blin *L, int soft) {
 
 /* dw (the weight's gradient) -> the parameters' gradients (overwritten) */
 static void fq_backward(const lb_blockrec *b, blin *L) {
-    const float *W = L->w_teacher;
+    const float *W = L->wlat ? L->wlat : L->w_teacher; /* as the forward left it */
     memset(L->gd, 0, (size_t)L->n_groups * sizeof *L->gd);
     memset(L->gm, 0, (size_t)L->n_groups * sizeof *L->gm);
     int f16 = L->zkind == LB_ZERO_F16;
@@ -191,7 +222,7 @@ static void fq_backward(const lb_blockrec *b, blin *L) {
             size_t i = (size_t)r * L->cols + c;
             int64_t k = group_of(L, r, c);
             float d = L->d[k], mz = L->mz[k], G = L->dw[i], in = (float)L->inside[i], q = L->code[i];
-            if (L->g[0]) L->g[0][i] = G * d * in;
+            if (L->g[0]) L->g[0][i] = G * in * (L->wlat ? L->step0[k] : d); /* d wq / d(latent w) = in */
             if (d == 0.0f) continue;
             if (f16) {
                 L->gd[k] += (double)G * (q - in * (W[i] - mz) / d); /* t = (w - m)/d + V */
@@ -205,7 +236,7 @@ static void fq_backward(const lb_blockrec *b, blin *L) {
     for (int64_t k = 0; k < L->n_groups; k++) {
         double d = L->d[k], dlo = 0, dhi = 0;
         float lo = fmap(b, L->p[1][k]) * L->lo0[k];
-        if (d > 0) {
+        if (d != 0) {
             if (L->zkind == LB_ZERO_F16) {
                 dhi = L->gd[k] / qmax;
                 dlo = -L->gd[k] / qmax + L->gm[k];
@@ -355,11 +386,11 @@ static double grid_error(const blin *L, const float *w, int n, float lo, float h
     return e;
 }
 
-/* lo0, hi0 of group k: the start's grid (autoround), the weights' min and max
+/* lo0, hi0 of group k: the start's grid (autoround, blockap), the weights' min and max
  * (lwc), or DOBI's search (2dquant) */
 static void base_bounds(lb_blockrec *b, blin *L, int64_t k, const float *w, int n) {
     float d0 = L->q.scale[k];
-    if (b->o.kind == LB_BLOCKREC_AUTOROUND) {
+    if (b->o.kind == LB_BLOCKREC_AUTOROUND || b->o.kind == LB_BLOCKREC_BLOCKAP) {
         if (L->zkind == LB_ZERO_F16) {
             L->lo0[k] = L->q.offset[k];
             L->hi0[k] = L->q.offset[k] + d0 * (float)L->qmax;
@@ -443,7 +474,12 @@ static lb_status init_learned(lb_blockrec *b, blin *L, const lb_tensor *t) {
     ALLOC(L->inside, nw);
     ALLOC(L->code, nw);
     ALLOC(L->wq, nw);
-    for (int what = b->o.kind == LB_BLOCKREC_AUTOROUND ? 0 : 1; what < 3; what++) {
+    int blockap = b->o.kind == LB_BLOCKREC_BLOCKAP;
+    if (blockap) {
+        ALLOC(L->wlat, nw);
+        ALLOC(L->step0, ng);
+    }
+    for (int what = b->o.kind == LB_BLOCKREC_AUTOROUND || blockap ? 0 : 1; what < 3; what++) {
         size_t n = what ? ng : nw;
         ALLOC(L->p[what], n);
         ALLOC(L->g[what], n);
@@ -470,9 +506,10 @@ static lb_status init_learned(lb_blockrec *b, blin *L, const lb_tensor *t) {
         memcpy(wg, L->w_teacher + r * L->cols + c0, (size_t)(c1 - c0) * sizeof *wg);
         base_bounds(b, L, k, wg, (int)(c1 - c0));
         L->p[1][k] = L->p[2][k] = a0;
+        if (blockap) L->step0[k] = L->zkind == LB_ZERO_SYM ? L->hi0[k] : (L->hi0[k] - L->lo0[k]) / (float)L->qmax;
     }
     lb_free(wg);
-    if (L->p[0]) { /* V's start: the offset that rounds to the start's code */
+    if (b->o.kind == LB_BLOCKREC_AUTOROUND) { /* V's start: the offset that rounds to the start's code */
         ALLOC(L->v0, nw);
         group_grid(b, L, 0);
         for (int r = 0; r < L->rows; r++)
@@ -481,10 +518,20 @@ static lb_status init_learned(lb_blockrec *b, blin *L, const lb_tensor *t) {
                 int64_t k = group_of(L, r, c);
                 float d = L->d[k], code = (float)L->q.codes[(size_t)r * L->q.cols_padded + c];
                 float v = 0.0f;
-                if (d > 0.0f)
+                if (d != 0.0f)
                     v = L->zkind == LB_ZERO_F16 ? code - (L->w_teacher[i] - L->mz[k]) / d
                                                 : (code - L->mz[k]) - L->w_teacher[i] / d;
                 L->p[0][i] = L->v0[i] = v;
+            }
+    }
+    if (blockap) { /* where the method did not round to nearest, the latent weight starts on its code */
+        fq_forward(b, L, 0);
+        for (int r = 0; r < L->rows; r++)
+            for (int c = 0; c < L->cols; c++) {
+                size_t i = (size_t)r * L->cols + c;
+                float s0 = L->step0[group_of(L, r, c)];
+                if (L->code[i] != (float)L->q.codes[(size_t)r * L->q.cols_padded + c] && s0 != 0.0f)
+                    L->p[0][i] = (lb_qtensor_value(&L->q, r, c) - L->w_teacher[i]) / s0;
             }
     }
     for (int what = 0; what < 3; what++)
@@ -589,6 +636,8 @@ void lb_blockrec_free(lb_blockrec *b) {
             lb_free(L->av[i]);
         }
         lb_free(L->v0);
+        lb_free(L->wlat);
+        lb_free(L->step0);
         lb_free(L->d);
         lb_free(L->mz);
         lb_free(L->zin);
@@ -652,18 +701,22 @@ static void step(lb_blockrec *b, int t) {
                     float a = L->p[i][k] - lr * sgnf(L->g[i][k]);
                     L->p[i][k] = a < 0.5f ? 0.5f : a > 1.0f ? 1.0f : a;
                 }
-        } else { /* Adam, constant rate */
+        } else { /* Adam, constant rate (blockap: the weights' moves too, at their own rate) */
             const float b1 = 0.9f, b2 = 0.999f, eps = 1e-8f;
             float c1 = 1.0f - powf(b1, (float)(t + 1)), c2 = 1.0f - powf(b2, (float)(t + 1));
-            for (int i = 1; i < 3; i++)
-                for (int64_t k = 0; k < L->n_groups; k++) {
+            int clamp = o->kind == LB_BLOCKREC_2DQUANT || o->kind == LB_BLOCKREC_BLOCKAP; /* bounds stay bounds */
+            for (int i = L->p[0] ? 0 : 1; i < 3; i++) {
+                float lr = i ? o->lr : o->wlr;
+                size_t n = param_len(L, i);
+                for (size_t k = 0; k < n; k++) {
                     float g = L->g[i][k];
                     L->am[i][k] = b1 * L->am[i][k] + (1.0f - b1) * g;
                     L->av[i][k] = b2 * L->av[i][k] + (1.0f - b2) * g * g;
-                    float a = L->p[i][k] - o->lr * (L->am[i][k] / c1) / (sqrtf(L->av[i][k] / c2) + eps);
-                    if (o->kind == LB_BLOCKREC_2DQUANT) a = a < 0.3f ? 0.3f : a > 1.5f ? 1.5f : a; /* bounds stay bounds */
+                    float a = L->p[i][k] - lr * (L->am[i][k] / c1) / (sqrtf(L->av[i][k] / c2) + eps);
+                    if (i && clamp) a = a < 0.3f ? 0.3f : a > 1.5f ? 1.5f : a;
                     L->p[i][k] = a;
                 }
+            }
         }
     }
 }

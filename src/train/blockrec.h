@@ -12,6 +12,12 @@
  *   2dquant    2DQuant (Liu et al. 2024, arXiv:2406.06649): DOBI, a search
  *              of each group's bounds on the weights, then DQC, the bounds
  *              refined by distillation against the fp32 block, Adam
+ *   blockap    EfficientQAT's phase 1, Block-AP (Chen et al. 2024,
+ *              arXiv:2407.11062): the weights themselves trained with the
+ *              bounds (step and zero point), round to nearest through the
+ *              straight-through estimator, Adam; starts from the method's
+ *              grid and the fp32 weights. Its phase 2 (the step sizes alone,
+ *              end to end, codes frozen) is the trainer's e2eqp scheme.
  *
  * The math, defaults and deviations: docs/methods/autoround.md. Formats:
  * the uniform family without hierarchical scales (int<b>:g<G>:sym|asym|zint). */
@@ -20,12 +26,13 @@
 
 #include "lowbit/model.h"
 
-typedef enum { LB_BLOCKREC_AUTOROUND, LB_BLOCKREC_LWC, LB_BLOCKREC_2DQUANT } lb_blockrec_kind;
+typedef enum { LB_BLOCKREC_AUTOROUND, LB_BLOCKREC_LWC, LB_BLOCKREC_2DQUANT, LB_BLOCKREC_BLOCKAP } lb_blockrec_kind;
 
 typedef struct {
     lb_blockrec_kind kind;
     int steps;      /* optimizer steps (default 200) */
-    float lr;       /* autoround: 1 / steps; lwc: 1e-2; 2dquant: 2e-3 */
+    float lr;       /* autoround: 1 / steps; lwc: 1e-2; 2dquant, blockap (the bounds): 2e-3 */
+    float wlr;      /* blockap: the weights' rate, in units of their group's starting step */
     int batch;      /* calibration sequences per step (default 8) */
     uint64_t seed;  /* minibatch order (default 1) */
     int target_fp;  /* 1 (target=fp): the targets are the fp32 model's block outputs (the teacher on
@@ -33,8 +40,9 @@ typedef struct {
                        the student's inputs */
 } lb_blockrec_opts;
 
-/* "autoround", "lwc" or "2dquant", then ":key=value" options separated by
- * ',' or ':' (steps, lr, batch, seed, target=local|fp). Unset values take the kind's defaults. */
+/* "autoround", "lwc", "2dquant" or "blockap", then ":key=value" options separated by
+ * ',' or ':' (steps, lr, batch, seed, target=local|fp; blockap: wlr). Unset
+ * values take the kind's defaults (blockap: target=fp, as EfficientQAT). */
 lb_status lb_blockrec_opts_parse(const char *text, lb_blockrec_opts *o);
 const char *lb_blockrec_kind_name(lb_blockrec_kind k);
 
@@ -76,7 +84,8 @@ const float *lb_blockrec_targets(const lb_blockrec *b);
 lb_status lb_blockrec_loss(lb_blockrec *b, int s0, int s1, int soft, int grad, double *loss);
 
 /* The learned quantities of linear w and their gradients: what 0 = the
- * rounding offsets (rows x cols, autoround only), 1 = the lower-bound
+ * rounding offsets (rows x cols, autoround) or the weights' moves in
+ * units of their group's starting step (blockap), 1 = the lower-bound
  * parameter per group, 2 = the upper one. NULL when absent. */
 float *lb_blockrec_param(lb_blockrec *b, int w, int what, size_t *n);
 const float *lb_blockrec_grad(const lb_blockrec *b, int w, int what);
