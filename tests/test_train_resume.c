@@ -254,6 +254,11 @@ int main(void) {
         CHECK_OK(create(base, &q, m, &u));
         CHECK_FAILS(lb_trainer_load_checkpoint(u, &r2, path), LB_ERR_INVALID, "adapter values");
         lb_trainer_free(u);
+        /* e2eqp: the step-size factors in the extra block over the frozen codes */
+        q = run_opts(LB_DISTILL_KL);
+        q.qat = "e2eqp";
+        q.lr = 1e-2f;
+        test_resume_exact(base, m, &d, q, "kl, e2eqp over int2:g32:asym", path);
         lb_model_free(base);
     }
     test_refusals(m, &d, path, bad);

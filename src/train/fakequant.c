@@ -115,7 +115,7 @@ static lb_status rtn_into(lb_qat_state *S, lb_ternary_rule rule) {
 static lb_status ste_quantize(lb_qat_state *S) { return rtn_into(S, LB_TERNARY_ABSMEAN); }
 
 static const lb_qat_scheme qat_ste = {"ste", "any format: round-to-nearest, straight-through estimator",
-                                      ste_check, no_learned, no_init, ste_quantize, ste_backward, NULL};
+                                      ste_check, no_learned, no_init, ste_quantize, ste_backward, NULL, 0};
 
 /* ---- bwn / xnor: alpha = mean|w| per group ------------------------------------ */
 
@@ -160,9 +160,9 @@ static lb_status bwn_backward(lb_qat_state *S, const float *dweff) {
 }
 
 static const lb_qat_scheme qat_bwn = {"bwn", "binary: alpha = mean|w| per group, XNOR-Net's gradient",
-                                      binary_check, no_learned, no_init, bwn_quantize, bwn_backward, NULL};
+                                      binary_check, no_learned, no_init, bwn_quantize, bwn_backward, NULL, 0};
 static const lb_qat_scheme qat_xnor = {"xnor", "binary: XNOR-Net's weights (= bwn; inputs stay real)",
-                                       binary_check, no_learned, no_init, bwn_quantize, bwn_backward, NULL};
+                                       binary_check, no_learned, no_init, bwn_quantize, bwn_backward, NULL, 0};
 
 /* ---- binaryconnect: fixed alpha, clipped latent weights ------------------------- */
 
@@ -220,7 +220,7 @@ static void bc_after_step(lb_qat_state *S) {
 
 static const lb_qat_scheme qat_bc = {"binaryconnect",
                                      "binary: sign (--stochastic: hard-sigmoid sampling), clipped latent weights",
-                                     binary_check, no_learned, bc_init, bc_quantize, bc_backward, bc_after_step};
+                                     binary_check, no_learned, bc_init, bc_quantize, bc_backward, bc_after_step, 0};
 
 /* ---- twn, bitnet: ternary by lowbit's RTN rules --------------------------------- */
 
@@ -230,16 +230,16 @@ static lb_status ternary_check(const lb_qspec *spec) {
 static lb_status twn_quantize(lb_qat_state *S) { return rtn_into(S, LB_TERNARY_TWN); }
 
 static const lb_qat_scheme qat_twn = {"twn", "ternary: TWN threshold 0.7 mean|w|, STE", ternary_check, no_learned,
-                                      no_init, twn_quantize, ste_backward, NULL};
+                                      no_init, twn_quantize, ste_backward, NULL, 0};
 static const lb_qat_scheme qat_bitnet = {"bitnet",
                                          "ternary: BitNet b1.58 absmean weights, int8 per-token activations, STE",
-                                         ternary_check, no_learned, no_init, ste_quantize, ste_backward, NULL};
+                                         ternary_check, no_learned, no_init, ste_quantize, ste_backward, NULL, 0};
 
 /* ---- the table ------------------------------------------------------------------ */
 
 static const lb_qat_scheme *const schemes[] = {&qat_ste,     &qat_bc, &qat_bwn,       &qat_xnor,
                                                &qat_twn,     &lb_qat_ttq,            &qat_bitnet,    &lb_qat_paretoq,
-                                               &lb_qat_onebit};
+                                               &lb_qat_onebit, &lb_qat_e2eqp};
 #define N_SCHEMES (int)(sizeof schemes / sizeof schemes[0])
 
 const lb_qat_scheme *lb_qat_scheme_find(const char *name) {
@@ -389,11 +389,17 @@ lb_status lb_qat_attach(lb_train_model *tm, const lb_qat_opts *o) {
             lb_qat_scheme_list(names, sizeof names, 1);
             return lb_fail(LB_ERR_INVALID, "unknown QAT scheme '%s' (known: %s)", o->scheme, names);
         }
-        const char *fmt = o->format ? o->format : lb_qat_default_format(o->scheme);
-        if (!fmt) return lb_fail(LB_ERR_INVALID, "QAT scheme %s needs a format (--format SPEC)", o->scheme);
-        lb_status ps = lb_qspec_parse(fmt, &spec);
-        if (ps != LB_OK) return lb_fail_context(ps, "QAT format '%s'", fmt);
-        TRY(scheme->check(&spec));
+        if (scheme->from_base) {
+            if (o->format)
+                return lb_fail(LB_ERR_INVALID, "QAT scheme %s keeps the model's stored formats: no --format", o->scheme);
+            if (!o->base) return lb_fail(LB_ERR_INVALID, "QAT scheme %s trains a quantized model's step sizes", o->scheme);
+        } else {
+            const char *fmt = o->format ? o->format : lb_qat_default_format(o->scheme);
+            if (!fmt) return lb_fail(LB_ERR_INVALID, "QAT scheme %s needs a format (--format SPEC)", o->scheme);
+            lb_status ps = lb_qspec_parse(fmt, &spec);
+            if (ps != LB_OK) return lb_fail_context(ps, "QAT format '%s'", fmt);
+            TRY(scheme->check(&spec));
+        }
     } else if (o->format) {
         return lb_fail(LB_ERR_INVALID, "a format (%s) without a QAT scheme: say which (--qat SCHEME)", o->format);
     }
@@ -419,6 +425,12 @@ lb_status lb_qat_attach(lb_train_model *tm, const lb_qat_opts *o) {
         S->scheme = scheme;
         S->spec = spec;
         S->L = L;
+        if (scheme && scheme->from_base) {
+            S->base = &o->base->layers[i / LB_N_LINEARS].linear[i % LB_N_LINEARS].w;
+            S->spec = S->base->spec;
+            st = scheme->check(&S->spec);
+            if (st != LB_OK) st = lb_fail_context(st, "%s", S->base->name);
+        }
         S->rows = L->rows;
         S->cols = L->cols;
         /* BitLinear quantizes its inputs to int8 by definition */
@@ -428,12 +440,12 @@ lb_status lb_qat_attach(lb_train_model *tm, const lb_qat_opts *o) {
         S->grad_stochastic = o->grad_stochastic;
         S->stochastic = o->stochastic;
         S->rng = &Q->rng;
-        if (scheme) {
+        if (scheme && st == LB_OK) {
             size_t nw = (size_t)L->rows * L->cols;
             S->weff = lb_alloc(nw * sizeof(float));
             S->dweff = lb_alloc(nw * sizeof(float));
             if (!S->weff || !S->dweff) st = lb_fail(LB_ERR_NOMEM, "out of memory for fake-quantized weights");
-            S->n_learned = scheme->n_learned(&spec, L->rows, L->cols);
+            S->n_learned = scheme->n_learned(&S->spec, L->rows, L->cols);
             n_learned += S->n_learned;
         }
     }
@@ -465,6 +477,7 @@ lb_status lb_qat_attach(lb_train_model *tm, const lb_qat_opts *o) {
         return st;
     }
     tm->qat = Q;
+    if (scheme && scheme->from_base) tm->frozen = 1; /* only the extra block trains */
     return LB_OK;
 }
 

@@ -36,12 +36,16 @@ typedef struct {
     lb_status (*backward)(lb_qat_state *S, const float *dweff);
     /* after each optimizer step (BinaryConnect's clip of the latent weights); may be NULL */
     void (*after_step)(lb_qat_state *S);
+    /* 1: the codes are the base model's, frozen (e2eqp): each linear keeps
+     * its stored format, the model's weights are not trained */
+    int from_base;
 } lb_qat_scheme;
 
 struct lb_qat_state {
     const lb_qat_scheme *scheme; /* NULL: float weights (activation / gradient quantization only) */
     lb_qspec spec;
     lb_train_linear *L;
+    const lb_tensor *base; /* from_base schemes: the linear's stored tensor (init only) */
     int rows, cols;
     lb_qtensor q;        /* the last quantize's codes and stored scales */
     int have_q;
@@ -71,7 +75,7 @@ const lb_qat_scheme *lb_qat_scheme_find(const char *name);
 void lb_qat_scheme_list(char *buf, size_t n, int names_only);
 
 /* qat_schemes.c */
-extern const lb_qat_scheme lb_qat_ttq, lb_qat_paretoq, lb_qat_onebit;
+extern const lb_qat_scheme lb_qat_ttq, lb_qat_paretoq, lb_qat_onebit, lb_qat_e2eqp;
 
 /* shared helpers (fakequant.c) */
 /* S->weff from S->q (the decoded values, rows x cols) */

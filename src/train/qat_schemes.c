@@ -24,7 +24,16 @@
  *   onebit   onebit: W_eff = diag(h) sign(W) diag(g) (OneBit, Xu et al.
  *            2024); h, g learned, started by SVID (lowbit's rtn for the
  *            onebit format: the rank-1 fit of |W|), the latent weights reset
- *            to 0.01 sign(W) as OneBit does; sign's backward 1.001 - tanh^2(w). */
+ *            to 0.01 sign(W) as OneBit does; sign's backward 1.001 - tanh^2(w).
+ *   e2eqp    EfficientQAT's phase 2, E2E-QP (Chen et al. 2024): the codes
+ *            and zero points of a model already quantized (int<b>:g<G>,
+ *            e.g. by --refine blockap) stay frozen, only the step sizes
+ *            train, end to end. Learned: a factor f per group on the
+ *            stored step d0 (and on the fp16 offset m0, so the real zero
+ *            point -m0/d0 stays): W_eff = f W0, W0 the stored weights,
+ *            so dL/df = sum over the group of dL/dW_eff W0 (exact up to
+ *            the fp16 rounding of f d0, passed straight through). f starts
+ *            at 1, so the first forward is the stored model. */
 #include <math.h>
 #include <string.h>
 
@@ -135,7 +144,7 @@ static lb_status ttq_backward(lb_qat_state *S, const float *dweff) {
 }
 
 const lb_qat_scheme lb_qat_ttq = {"ttq", "lut2: TTQ's learned asymmetric scales {-Wn, 0, Wp}, threshold 0.05 max|w|",
-                                  ttq_check, ttq_n_learned, ttq_init, ttq_quantize, ttq_backward, NULL};
+                                  ttq_check, ttq_n_learned, ttq_init, ttq_quantize, ttq_backward, NULL, 0};
 
 /* ---- paretoq ---------------------------------------------------------------------- */
 
@@ -257,7 +266,7 @@ static lb_status paretoq_backward(lb_qat_state *S, const float *dweff) {
 const lb_qat_scheme lb_qat_paretoq = {"paretoq",
                                       "learned step per group: sign (1 bit), SEQ (ternary, int2 asym), LSQ (int<b> sym)",
                                       paretoq_check, paretoq_n_learned, paretoq_init, paretoq_quantize,
-                                      paretoq_backward, NULL};
+                                      paretoq_backward, NULL, 0};
 
 /* ---- onebit ----------------------------------------------------------------------- */
 
@@ -314,6 +323,58 @@ static lb_status onebit_backward(lb_qat_state *S, const float *dweff) {
     return LB_OK;
 }
 
+/* ---- e2eqp ------------------------------------------------------------------------- */
+
+static lb_status e2eqp_check(const lb_qspec *spec) {
+    if (spec->family == LB_FAMILY_UNIFORM && !spec->scale_bits && spec->group > 0) return LB_OK;
+    char t[64];
+    lb_qspec_format(spec, t, sizeof t);
+    return lb_fail(LB_ERR_INVALID,
+                   "QAT scheme e2eqp trains the step sizes of a model stored in int<b>:g<G> (fp16 scales, e.g. "
+                   "quantized with --refine blockap), not %s",
+                   t);
+}
+
+static size_t e2eqp_n_learned(const lb_qspec *spec, int rows, int cols) {
+    return (size_t)n_groups_of(spec, rows, cols);
+}
+
+/* aux: d0 then m0 (n_groups each), the stored step and offset */
+static lb_status e2eqp_init(lb_qat_state *S) {
+    TRY(lb_qat_q_init(S));
+    TRY(lb_qtensor_decode(&S->q, S->base->data, S->base->nbytes));
+    int64_t n = S->q.n_groups;
+    lb_free(S->aux);
+    if (!(S->aux = lb_alloc(2 * (size_t)n * sizeof(float)))) return LB_ERR_NOMEM;
+    for (int64_t k = 0; k < n; k++) {
+        S->aux[k] = S->q.scale[k];
+        S->aux[n + k] = S->q.offset ? S->q.offset[k] : 0.0f;
+        S->learned[k] = 1.0f;
+    }
+    return LB_OK;
+}
+
+static lb_status e2eqp_quantize(lb_qat_state *S) {
+    int64_t n = S->q.n_groups;
+    for (int64_t k = 0; k < n; k++) {
+        S->q.scale[k] = S->learned[k] * S->aux[k];
+        if (S->q.offset) S->q.offset[k] = S->learned[k] * S->aux[n + k];
+    }
+    return lb_qat_store_scales(S); /* the codes are the stored ones */
+}
+
+static lb_status e2eqp_backward(lb_qat_state *S, const float *dweff) {
+    for (int r = 0; r < S->rows; r++) {
+        const float *w0 = S->L->w + (size_t)r * S->cols, *g = dweff + (size_t)r * S->cols;
+        for (int c = 0; c < S->cols; c++) S->dlearned[lb_qtensor_group(&S->q, r, c)] += g[c] * w0[c];
+    }
+    return LB_OK;
+}
+
+const lb_qat_scheme lb_qat_e2eqp = {"e2eqp",
+                                    "EfficientQAT's E2E-QP: a quantized MODEL's step sizes trained, codes frozen",
+                                    e2eqp_check, e2eqp_n_learned, e2eqp_init, e2eqp_quantize, e2eqp_backward, NULL, 1};
+
 const lb_qat_scheme lb_qat_onebit = {"onebit", "onebit: diag(h) sign(W) diag(g), h and g learned from SVID",
                                      onebit_check, onebit_n_learned, onebit_init, onebit_quantize, onebit_backward,
-                                     NULL};
+                                     NULL, 0};

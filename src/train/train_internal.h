@@ -221,6 +221,7 @@ typedef struct {
     int grad_per_tensor, grad_stochastic; /* gradient scale per tensor (else per token); stochastic rounding */
     int stochastic;     /* binaryconnect: stochastic binarization */
     uint64_t seed;
+    const lb_model *base; /* from_base schemes (e2eqp): the quantized model tm was made from */
 } lb_qat_opts;
 extern const lb_train_linear_ops lb_train_linear_qat;
 /* Replaces every linear of tm by the fake-quantized one (nothing when o

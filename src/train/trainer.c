@@ -48,6 +48,13 @@ void lb_train_opts_default(lb_train_opts *o) {
     o->lora_alpha = 1.0f;
 }
 
+/* LoRA and e2eqp train over the model as stored (any format, decoded and
+ * frozen); their distillation teacher is set apart */
+static int frozen_base(const lb_train_opts *o) {
+    const lb_qat_scheme *s = o->qat ? lb_qat_scheme_find(o->qat) : NULL;
+    return o->lora_rank > 0 || (s && s->from_base);
+}
+
 static lb_status opts_check(const lb_model *m, lb_train_opts *o) {
     if (o->warmup < 0) o->warmup = o->steps / 10;
     if (o->min_lr < 0) o->min_lr = o->lr / 10;
@@ -83,14 +90,14 @@ static lb_status opts_check(const lb_model *m, lb_train_opts *o) {
 /* The fake-quantized linears or the adapters, and the optimizer of their
  * parameters, once the weights hold their starting values (learned scales
  * start from them). */
-static lb_status attach_linears(lb_trainer *t) {
+static lb_status attach_linears(lb_trainer *t, const lb_model *m) {
     const lb_train_opts *o = &t->o;
     lb_status st;
     if (o->lora_rank) {
         st = lb_lora_attach(t->tm, o->lora_rank, o->lora_alpha, o->seed);
     } else {
         lb_qat_opts qo = {o->qat, o->format, o->act_bits, o->grad_bits, o->grad_per_tensor, o->grad_stochastic,
-                          o->stochastic, o->seed};
+                          o->stochastic, o->seed, m};
         st = lb_qat_attach(t->tm, &qo);
     }
     if (st == LB_OK && t->tm->extra.n) st = lb_adamw_init(&t->extra_adam, t->tm->extra.n);
@@ -111,11 +118,11 @@ lb_status lb_trainer_create(const lb_model *m, const lb_train_opts *opts, lb_tra
     t->inputs = lb_alloc(n * sizeof(int));
     t->targets = lb_alloc(n * sizeof(int));
     if (!t->inputs || !t->targets) st = lb_fail(LB_ERR_NOMEM, "out of memory for a %d x %d batch", o.batch, o.ctx);
-    if (st == LB_OK) st = lb_train_model_from_model(m, o.lora_rank > 0, &t->tm);
+    if (st == LB_OK) st = lb_train_model_from_model(m, frozen_base(&o), &t->tm);
     if (st == LB_OK) st = lb_adamw_init(&t->adam, t->tm->n_params);
-    /* LoRA's model is the quantized base: its teacher is set apart (lb_trainer_set_teacher) */
-    if (st == LB_OK && o.distill != LB_DISTILL_NONE && !o.lora_rank) st = lb_distill_init(&t->distill, m);
-    if (st == LB_OK) st = attach_linears(t);
+    /* a frozen base is quantized: its teacher is set apart (lb_trainer_set_teacher) */
+    if (st == LB_OK && o.distill != LB_DISTILL_NONE && !frozen_base(&o)) st = lb_distill_init(&t->distill, m);
+    if (st == LB_OK) st = attach_linears(t, m);
     if (st != LB_OK) {
         lb_trainer_free(t);
         return st;
@@ -160,7 +167,8 @@ lb_status lb_trainer_create_random(const lb_config *cfg, int tied, uint64_t init
     else lb_train_opts_default(&o);
     if (o.distill != LB_DISTILL_NONE)
         return lb_fail(LB_ERR_INVALID, "distillation needs a teacher: train from a model (--from), not a config");
-    if (o.lora_rank) return lb_fail(LB_ERR_INVALID, "LoRA adapts a trained model (--from), not a random one");
+    if (frozen_base(&o))
+        return lb_fail(LB_ERR_INVALID, "LoRA and e2eqp train over a trained model (--from), not a random one");
     if (!(init_std > 0 && init_std < 10)) return lb_fail(LB_ERR_INVALID, "init std must be in (0, 10), not %g", init_std);
     lb_model shape = {.cfg = *cfg}; /* opts_check reads the context length only */
     lb_status st = opts_check(&shape, &o);
@@ -176,7 +184,7 @@ lb_status lb_trainer_create_random(const lb_config *cfg, int tied, uint64_t init
     if (st == LB_OK) st = lb_adamw_init(&t->adam, t->tm->n_params);
     if (st == LB_OK) {
         lb_train_model_init_random(t->tm, init_seed, init_std);
-        st = attach_linears(t);
+        st = attach_linears(t, NULL);
     }
     if (st != LB_OK) {
         lb_trainer_free(t);
@@ -206,7 +214,8 @@ lb_status lb_trainer_step(lb_trainer *t, const int *tokens, lb_train_step_info *
     lb_status st;
     if (t->o.distill != LB_DISTILL_NONE) {
         if (!t->distill.teacher)
-            return lb_fail(LB_ERR_INVALID, "LoRA distills from the fp32 model: set a teacher (--teacher FP32)");
+            return lb_fail(LB_ERR_INVALID, "training over a quantized model (LoRA, e2eqp) distills from the fp32 "
+                                           "model: set a teacher (--teacher FP32)");
         split_rows(t, tokens);
         st = lb_distill_forward(&t->distill, t->tm, t->inputs, t->targets, t->o.batch, t->o.ctx, t->o.distill,
                                 t->o.temperature, t->o.mse_weight, &parts);
@@ -258,6 +267,7 @@ lb_status lb_trainer_step(lb_trainer *t, const int *tokens, lb_train_step_info *
 
 lb_status lb_trainer_store(const lb_trainer *t, lb_model *m) {
     if (t->tm->lora) return lb_lora_store(t->tm, m); /* the base stays as stored */
+    if (t->tm->frozen) return lb_qat_store(t->tm, m); /* e2eqp: only the linears' scales changed */
     lb_status st = lb_train_model_store(t->tm, m);
     return st == LB_OK ? lb_qat_store(t->tm, m) : st;
 }

@@ -65,24 +65,7 @@ static const char *train_help2 =
     "                      generate: temperature 1, top-p 0.9, seeded) instead of the text's split\n"
     "  --mix               train on the split and the generated tokens, concatenated\n"
     "  --teacher-seed S    sampling seed of the generated text (default 1)\n"
-    "  --teacher-top-p P   nucleus mass of the generated text (default 0.9; 1: plain sampling)\n";
-static const char *train_help3 =
-    "Quantization-aware training:\n"
-    "  --qat SCHEME        quantization-aware training of every linear (embedding, norms and classifier\n"
-    "                      stay fp32): the forward uses the weights quantized to --format, the backward a\n"
-    "                      straight-through estimator, learned scales train with AdamW (no decay). OUT is\n"
-    "                      a normal quantized model in that format, decoding to the trained forward's weights.\n"
-    "                      ste (any format, round-to-nearest), binaryconnect, bwn, xnor (binary:row),\n"
-    "                      twn (ternary:row), bitnet (ternary:tensor, int8 activations), ttq (lut2:tensor),\n"
-    "                      paretoq (int2:row:asym; also binary, ternary, int<b> sym), onebit (onebit);\n"
-    "                      the format in parentheses is the default\n"
-    "  --format SPEC       the stored format the scheme writes (docs/FORMATS.md)\n"
-    "  --stochastic        binaryconnect: stochastic binarization (P(+1) = hard sigmoid)\n"
-    "  --act-bits B        fake-quantize every linear's input to B bits (4..8), per-token absmax, STE;\n"
-    "                      OUT gets the matching activation quantizer (bitnet: 8 always)\n"
-    "  --grad-bits B       quantize every linear's output gradient to B bits (2..16) in the backward\n"
-    "  --grad-scale S      token (default: absmax per row of the gradient) or tensor\n"
-    "  --grad-round R      nearest (default) or stochastic (unbiased) rounding of gradients\n"
+    "  --teacher-top-p P   nucleus mass of the generated text (default 0.9; 1: plain sampling)\n"
     "LoRA recovery (HQQ+): MODEL is a quantized model (any format, linears without slots):\n"
     "  --lora RANK         freeze MODEL as stored and train a rank-RANK adapter alpha B A on each of its\n"
     "                      linears (A random, B 0), the only thing trained, by distillation from the fp32\n"
@@ -92,6 +75,28 @@ static const char *train_help3 =
     "  --lora-alpha A      the adapter's scale alpha (default 1)\n"
     "  --merge METHOD      instead, write W + alpha B A requantized into each weight's format by METHOD\n"
     "                      (hqq, rtn, ...; default options, no statistics): no adapter bits in OUT\n"
+    "EfficientQAT's phase 2 (E2E-QP): MODEL is quantized in int<b>:g<G> (fp16 scales), e.g. by\n"
+    "lowbit quantize --refine blockap (phase 1):\n"
+    "  --qat e2eqp         train only each group's step size (a factor on its stored scale and offset),\n"
+    "                      codes and zero points frozen, end to end; no --format (OUT keeps MODEL's\n"
+    "                      formats and size). Distillation needs the fp32 --teacher\n";
+static const char *train_help3 =
+    "Quantization-aware training:\n"
+    "  --qat SCHEME        quantization-aware training of every linear (embedding, norms and classifier\n"
+    "                      stay fp32): the forward uses the weights quantized to --format, the backward a\n"
+    "                      straight-through estimator, learned scales train with AdamW (no decay). OUT is\n"
+    "                      a normal quantized model in that format, decoding to the trained forward's weights.\n"
+    "                      ste (any format, round-to-nearest), binaryconnect, bwn, xnor (binary:row),\n"
+    "                      twn (ternary:row), bitnet (ternary:tensor, int8 activations), ttq (lut2:tensor),\n"
+    "                      paretoq (int2:row:asym; also binary, ternary, int<b> sym), onebit (onebit),\n"
+    "                      e2eqp (MODEL's own formats, above); the format in parentheses is the default\n"
+    "  --format SPEC       the stored format the scheme writes (docs/FORMATS.md)\n"
+    "  --stochastic        binaryconnect: stochastic binarization (P(+1) = hard sigmoid)\n"
+    "  --act-bits B        fake-quantize every linear's input to B bits (4..8), per-token absmax, STE;\n"
+    "                      OUT gets the matching activation quantizer (bitnet: 8 always)\n"
+    "  --grad-bits B       quantize every linear's output gradient to B bits (2..16) in the backward\n"
+    "  --grad-scale S      token (default: absmax per row of the gradient) or tensor\n"
+    "  --grad-round R      nearest (default) or stochastic (unbiased) rounding of gradients\n"
     "Evaluation and checkpoints:\n"
     "  --eval-every N      every N steps (and before the first, and after the last) the perplexity of\n"
     "                      the evaluation split of --text (docs protocol, model context), on the\n"
@@ -381,8 +386,12 @@ int cmd_train(int argc, char **argv) {
         return cli_usage_error("train", "--lora trains adapters over the stored weights: not with --qat, --act-bits or "
                                         "--grad-bits");
     if (lora && config) return cli_usage_error("train", "--lora adapts a MODEL, not a --config trained from scratch");
-    if (lora && o.distill != LB_DISTILL_NONE && !teacher_path)
-        return cli_usage_error("train", "--lora with --distill needs the fp32 --teacher (MODEL is the quantized base)");
+    int e2eqp = qat && !strcmp(qat, "e2eqp"); /* over a quantized MODEL too */
+    if ((lora || e2eqp) && o.distill != LB_DISTILL_NONE && !teacher_path)
+        return cli_usage_error("train", "%s with --distill needs the fp32 --teacher (MODEL is quantized)",
+                               lora ? "--lora" : "--qat e2eqp");
+    if (e2eqp && format) return cli_usage_error("train", "--qat e2eqp keeps MODEL's formats: no --format");
+    if (e2eqp && config) return cli_usage_error("train", "--qat e2eqp trains a quantized MODEL, not a --config");
     if (merge && !lb_method_find(merge)) {
         char names[512];
         lb_method_list(names, sizeof names);
@@ -483,7 +492,7 @@ int cmd_train(int argc, char **argv) {
         printf(", %d threads\n", lb_get_threads());
         if (qat || o.act_bits || o.grad_bits)
             printf("quantization-aware: scheme %s, format %s, activations %s, gradients %s\n", qat ? qat : "none (fp32 weights)",
-                   qat ? (format ? format : lb_qat_default_format_name(qat)) : "f32",
+                   e2eqp ? "MODEL's own (codes frozen)" : qat ? (format ? format : lb_qat_default_format_name(qat)) : "f32",
                    o.act_bits || (qat && !strcmp(qat, "bitnet")) ? "quantized per token" : "fp32",
                    o.grad_bits ? (o.grad_per_tensor ? "quantized, per tensor" : "quantized, per token") : "fp32");
         if (o.lora_rank) {
@@ -621,7 +630,7 @@ int cmd_train(int argc, char **argv) {
             json_knum("lr", o.lr);
             json_kint("seed", (long long)o.seed);
             json_kstr("qat", qat ? qat : "none");
-            json_kstr("format", qat ? (format ? format : lb_qat_default_format_name(qat)) : "f32");
+            json_kstr("format", e2eqp ? "model" : qat ? (format ? format : lb_qat_default_format_name(qat)) : "f32");
             json_kint("act_bits", o.act_bits);
             json_kint("grad_bits", o.grad_bits);
             json_kint("lora_rank", o.lora_rank);
