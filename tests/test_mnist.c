@@ -13,6 +13,7 @@
  *    gradient of an fp32 net holding the binarized weights;
  *  - the packed inference gives the float forward's logits bit for bit;
  *  - the GGUF file round-trips and a damaged one is refused;
+ *  - the shift augmentation moves every pixel by (dx, dy) and zero-fills;
  *  - a short training run on real data reaches a loose accuracy (with data).
  *
  * Finite differences: the loss (mean cross-entropy, float forward, double
@@ -119,6 +120,28 @@ static void test_idx(void) {
     unlink(p1);
     unlink(p2);
     rmdir(dir);
+}
+
+/* ---- shift augmentation ------------------------------------------------------------------ */
+
+static void test_shift(void) {
+    uint8_t src[LB_MNIST_PIXELS], dst[LB_MNIST_PIXELS];
+    for (int i = 0; i < LB_MNIST_PIXELS; i++) src[i] = (uint8_t)(1 + i % 251); /* no pixel is 0 */
+    const int moves[][2] = {{0, 0}, {1, 0}, {0, -2}, {-3, 2}, {4, 4}};
+    for (size_t m = 0; m < sizeof moves / sizeof moves[0]; m++) {
+        int dx = moves[m][0], dy = moves[m][1], bad = 0;
+        lb_mnist_shift(src, dx, dy, dst);
+        for (int y = 0; y < LB_MNIST_SIDE; y++)
+            for (int x = 0; x < LB_MNIST_SIDE; x++) {
+                int sx = x - dx, sy = y - dy, inside = sx >= 0 && sx < LB_MNIST_SIDE && sy >= 0 && sy < LB_MNIST_SIDE;
+                bad += dst[y * LB_MNIST_SIDE + x] != (inside ? src[sy * LB_MNIST_SIDE + sx] : 0);
+            }
+        CHECK_MSG(!bad, "shift (%d, %d): %d pixels wrong", dx, dy, bad);
+    }
+    lb_mnist_shift(src, 1, 0, dst); /* spot checks against the definition above */
+    CHECK(dst[0] == 0 && dst[1] == src[0] && dst[LB_MNIST_SIDE + 5] == src[LB_MNIST_SIDE + 4]);
+    lb_mnist_shift(src, 0, 0, dst);
+    CHECK(!memcmp(src, dst, sizeof src));
 }
 
 /* ---- XNOR-popcount kernel ------------------------------------------------------------ */
@@ -429,6 +452,7 @@ static void test_on_data(void) {
 int main(void) {
     lb_rng_seed(&rng, 20261201);
     test_idx();
+    test_shift();
     test_xnor_kernel();
     if (!getenv("LB_TEST_NO_GRAD")) { /* test_mnist_kernels (qemu in test-arm): the kernel only */
         test_gradients();

@@ -38,6 +38,9 @@ lb_status lb_mnist_parse(const uint8_t *images, size_t images_size, const uint8_
 lb_status lb_mnist_load(const char *dir, const char *split, lb_mnist_set *out);
 /* Images first..first+n-1 of src as a new set (copies). */
 lb_status lb_mnist_slice(const lb_mnist_set *src, int first, int n, lb_mnist_set *out);
+/* dst = src's 28 x 28 image moved right by dx and down by dy pixels, the
+ * uncovered border 0 (dst != src) */
+void lb_mnist_shift(const uint8_t *src, int dx, int dy, uint8_t *dst);
 void lb_mnist_free(lb_mnist_set *s);
 
 /* ---- the network (mnist_net.c) ---------------------------------------------- */
@@ -145,6 +148,8 @@ typedef struct {
     float lr, min_lr;  /* cosine from lr to min_lr over all steps */
     uint64_t seed;
     int threads;
+    int shift;         /* augmentation: each training image moved by a random (dx, dy) in
+                          [-shift, shift]^2, zero-filled (0: none) */
 } lb_mnist_train_opts;
 
 typedef struct {

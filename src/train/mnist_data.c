@@ -109,3 +109,12 @@ void lb_mnist_free(lb_mnist_set *s) {
     lb_free(s->labels);
     memset(s, 0, sizeof *s);
 }
+
+void lb_mnist_shift(const uint8_t *src, int dx, int dy, uint8_t *dst) {
+    for (int y = 0; y < LB_MNIST_SIDE; y++)
+        for (int x = 0; x < LB_MNIST_SIDE; x++) {
+            int sx = x - dx, sy = y - dy;
+            dst[y * LB_MNIST_SIDE + x] =
+                sx >= 0 && sx < LB_MNIST_SIDE && sy >= 0 && sy < LB_MNIST_SIDE ? src[sy * LB_MNIST_SIDE + sx] : 0;
+        }
+}

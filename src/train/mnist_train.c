@@ -68,7 +68,14 @@ lb_status lb_mnist_train(lb_mnist_net *n, const lb_mnist_set *train, const lb_mn
         for (int s = 0; st == LB_OK && s < steps_per_epoch; s++, step++) {
             for (int b = 0; b < o->batch; b++) {
                 int k = perm[s * o->batch + b];
-                memcpy(bp + (size_t)b * LB_MNIST_PIXELS, train->pixels + (size_t)k * LB_MNIST_PIXELS, LB_MNIST_PIXELS);
+                const uint8_t *img = train->pixels + (size_t)k * LB_MNIST_PIXELS;
+                if (o->shift) {
+                    int span = 2 * o->shift + 1, dx = (int)(lb_rng_u32(&rng) % (uint32_t)span) - o->shift,
+                        dy = (int)(lb_rng_u32(&rng) % (uint32_t)span) - o->shift;
+                    lb_mnist_shift(img, dx, dy, bp + (size_t)b * LB_MNIST_PIXELS);
+                } else {
+                    memcpy(bp + (size_t)b * LB_MNIST_PIXELS, img, LB_MNIST_PIXELS);
+                }
                 bl[b] = train->labels[k];
             }
             double loss = 0.0;

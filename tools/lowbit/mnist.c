@@ -15,7 +15,7 @@
 static const char *mnist_help =
     "usage: lowbit mnist train --model mlp|cnn --mode MODE -o OUT [--epochs N] [--batch B] [--lr X]\n"
     "                          [--min-lr X] [--seed N] [--hidden H] [--fp-ends yes|no] [--stochastic]\n"
-    "                          [--val N] [--train-limit N] [--data DIR]\n"
+    "                          [--val N] [--train-limit N] [--shift S] [--data DIR]\n"
     "       lowbit mnist eval FILE [--split test|val] [--val N] [--batch B] [--repeat R] [--data DIR]\n\n"
     "train: trains a classifier on DIR/train-* (IDX files) minus its last --val images, which are the\n"
     "validation set (accuracy after every epoch); writes OUT, one GGUF file, atomically. The test set\n"
@@ -34,6 +34,8 @@ static const char *mnist_help =
     "  --stochastic      BinaryConnect: stochastic binarization while training\n"
     "  --val N           validation images held out from the end of the training file (default 1000)\n"
     "  --train-limit N   train on the first N training images only (quick runs)\n"
+    "  --shift S         augmentation: every training image moved by a random (dx, dy), |dx|, |dy| <= S\n"
+    "                    pixels (0..4, default 0: none), zero-filled, seeded\n"
     "  --data DIR        the MNIST folder (default ../shared/data/mnist)\n"
     "eval: accuracy of FILE on the test set (or --split val: the validation images train held out),\n"
     "through the float forward and through the packed inference (XNOR-popcount for the layers whose\n"
@@ -76,7 +78,7 @@ static int load_split(const char *verb, const char *dir, const char *split, int 
 static int cmd_mnist_train(int argc, char **argv) {
     cli_args a = {.argc = argc, .argv = argv, .i = 1, .verb = "mnist train"};
     const char *model = "mlp", *mode = "fp32", *out = NULL, *epochs = NULL, *batch = NULL, *lr = NULL, *min_lr = NULL,
-               *seed = NULL, *hidden = NULL, *fp_ends = NULL, *val = NULL, *limit = NULL, *data = NULL;
+               *seed = NULL, *hidden = NULL, *fp_ends = NULL, *val = NULL, *limit = NULL, *shift = NULL, *data = NULL;
     int stochastic = 0;
     while (a.i < argc) {
         int r;
@@ -86,6 +88,7 @@ static int cmd_mnist_train(int argc, char **argv) {
             (r = cli_option(&a, "--min-lr", NULL, &min_lr)) || (r = cli_option(&a, "--seed", NULL, &seed)) ||
             (r = cli_option(&a, "--hidden", NULL, &hidden)) || (r = cli_option(&a, "--fp-ends", NULL, &fp_ends)) ||
             (r = cli_option(&a, "--val", NULL, &val)) || (r = cli_option(&a, "--train-limit", NULL, &limit)) ||
+            (r = cli_option(&a, "--shift", NULL, &shift)) ||
             (r = cli_option(&a, "--data", NULL, &data))) {
             if (r < 0) return CLI_USAGE;
             continue;
@@ -125,6 +128,8 @@ static int cmd_mnist_train(int argc, char **argv) {
     if (hidden) cfg.hidden = (int)v;
     if (val && cli_parse_int(a.verb, "--val", val, 0, 1 << 24, &val_n)) return CLI_USAGE;
     if (limit && cli_parse_int(a.verb, "--train-limit", limit, 1, 1 << 24, &lim)) return CLI_USAGE;
+    if (shift && cli_parse_int(a.verb, "--shift", shift, 0, 4, &v)) return CLI_USAGE;
+    if (shift) o.shift = (int)v;
     if (lr && cli_parse_float(a.verb, "--lr", lr, 1e-9, 10, &d)) return CLI_USAGE;
     if (lr) o.lr = (float)d;
     if (min_lr && cli_parse_float(a.verb, "--min-lr", min_lr, 0, 10, &d)) return CLI_USAGE;
@@ -154,8 +159,10 @@ static int cmd_mnist_train(int argc, char **argv) {
     double seconds = lb_now() - t0;
     if (rc == CLI_OK) {
         char note[256];
-        snprintf(note, sizeof note, "lowbit mnist train: %d epochs of batch %d, lr %g, seed %llu, %d training images",
-                 o.epochs, o.batch, (double)o.lr, (unsigned long long)o.seed, train.n);
+        char aug[48] = "";
+        if (o.shift) snprintf(aug, sizeof aug, ", shifted by up to %d pixel(s)", o.shift);
+        snprintf(note, sizeof note, "lowbit mnist train: %d epochs of batch %d, lr %g, seed %llu, %d training images%s",
+                 o.epochs, o.batch, (double)o.lr, (unsigned long long)o.seed, train.n, aug);
         if (lb_mnist_save(n, out, note) != LB_OK) rc = cli_error(a.verb, NULL);
     }
     if (rc == CLI_OK) {
@@ -174,6 +181,7 @@ static int cmd_mnist_train(int argc, char **argv) {
             json_kint("batch", o.batch);
             json_knum("lr", o.lr);
             json_kint("seed", (long long)o.seed);
+            json_kint("shift", o.shift);
             json_kint("threads", lb_get_threads());
             json_key("log");
             json_begin_array();
