@@ -410,9 +410,14 @@ lb_status lb_train_model_backward_from(lb_train_model *tm, const float *dxnf) {
      * normalized final hidden state (distillation's MSE) starts in dxn */
     if (dxnf) memcpy(a->dxn, dxnf, N * dim * sizeof(float));
     else memset(a->dxn, 0, N * dim * sizeof(float));
-    lb_train_matmul_backward(a->dxn, tm->g.output, a->logits, a->xnf, tm->p.output, n, c->dim, c->vocab_size);
+    /* a frozen model (LoRA's, e2eqp's) needs only the gradients flowing to
+     * its linears' extra parameters: no classifier, norm or embedding weight
+     * gradients (they stay 0) */
+    int fz = tm->frozen;
+    lb_train_matmul_backward(a->dxn, fz ? NULL : tm->g.output, a->logits, a->xnf, tm->p.output, n, c->dim,
+                             c->vocab_size);
     memset(a->dx, 0, N * dim * sizeof(float));
-    lb_train_rmsnorm_backward(a->dx, tm->g.out_norm, a->dxn, a->x + (size_t)c->n_layers * N * dim, tm->p.out_norm,
+    lb_train_rmsnorm_backward(a->dx, fz ? NULL : tm->g.out_norm, a->dxn, a->x + (size_t)c->n_layers * N * dim, tm->p.out_norm,
                               a->rstdf, n, c->dim);
     for (int l = c->n_layers - 1; l >= 0; l--) {
         const lb_train_layer_view *P = &tm->p.layers[l];
@@ -432,7 +437,7 @@ lb_status lb_train_model_backward_from(lb_train_model *tm, const float *dxnf) {
         memset(a->dxn, 0, N * dim * sizeof(float));
         TRY(lin[LB_W1].ops->backward(&lin[LB_W1], xn2, a->dg, n, a->dxn));
         TRY(lin[LB_W3].ops->backward(&lin[LB_W3], xn2, a->du, n, a->dxn));
-        lb_train_rmsnorm_backward(a->dx, G->ffn_norm, a->dxn, x_mid, P->ffn_norm, a->rstd2 + l * N, n, c->dim);
+        lb_train_rmsnorm_backward(a->dx, fz ? NULL : G->ffn_norm, a->dxn, x_mid, P->ffn_norm, a->rstd2 + l * N, n, c->dim);
         /* attention; dx now holds d(x_mid), passed to x by the residual */
         memset(a->dao, 0, N * dim * sizeof(float));
         TRY(lin[LB_WO].ops->backward(&lin[LB_WO], ao, a->dx, n, a->dao));
@@ -446,8 +451,8 @@ lb_status lb_train_model_backward_from(lb_train_model *tm, const float *dxnf) {
         TRY(lin[LB_WQ].ops->backward(&lin[LB_WQ], xn1, a->dq, n, a->dxn));
         TRY(lin[LB_WK].ops->backward(&lin[LB_WK], xn1, a->dk, n, a->dxn));
         TRY(lin[LB_WV].ops->backward(&lin[LB_WV], xn1, a->dv, n, a->dxn));
-        lb_train_rmsnorm_backward(a->dx, G->attn_norm, a->dxn, x, P->attn_norm, a->rstd1 + l * N, n, c->dim);
+        lb_train_rmsnorm_backward(a->dx, fz ? NULL : G->attn_norm, a->dxn, x, P->attn_norm, a->rstd1 + l * N, n, c->dim);
     }
-    lb_train_embedding_backward(tm->g.tok_embd, a->dx, a->inputs, n, c->dim);
+    if (!fz) lb_train_embedding_backward(tm->g.tok_embd, a->dx, a->inputs, n, c->dim);
     return LB_OK;
 }

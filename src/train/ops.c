@@ -64,7 +64,7 @@ void lb_train_rmsnorm_backward(float *dx, float *dw, const float *dout, const fl
         float c = r * r * r * dot / (float)dim;
         for (int j = 0; j < dim; j++) dxi[j] += r * w[j] * dy[j] - c * xi[j];
     }
-    for (int i = 0; i < N; i++) { /* serial: rows add into one dw in row order */
+    for (int i = 0; i < (dw ? N : 0); i++) { /* serial: rows add into one dw in row order */
         const float *xi = x + (size_t)i * dim, *dy = dout + (size_t)i * dim;
         for (int j = 0; j < dim; j++) dw[j] += dy[j] * xi[j] * rstd[i];
     }

@@ -26,7 +26,7 @@ void lb_train_embedding_backward(float *dembd, const float *dx, const int *token
 /* out[i] = w * x[i] * rstd[i], rstd[i] = 1 / sqrt(mean(x[i]^2) + eps).
  * out, x: (N, dim), rstd: (N) saved for the backward. */
 void lb_train_rmsnorm_forward(float *out, float *rstd, const float *x, const float *w, int N, int dim, float eps);
-/* dx += r w dout - r^3 x (sum_j dout_j w_j x_j) / dim;  dw += sum_i dout_i x_i r_i */
+/* dx += r w dout - r^3 x (sum_j dout_j w_j x_j) / dim;  dw += sum_i dout_i x_i r_i (dw NULL: skipped) */
 void lb_train_rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x, const float *w,
                                const float *rstd, int N, int dim);
 
