@@ -1,5 +1,5 @@
 /* What the training tests check of a stored model (test_train_qat.c,
- * test_train_lora.c): every linear of the file, run by the inference path
+ * test_train_lora.c, test_train_e2eqp.c): every linear of the file, run by the inference path
  * (lb_linear_forward: the format's kernel, int8 activations, adapters),
  * computes what the trainer's linear computed on the same input.
  *
@@ -93,6 +93,20 @@ static inline double train_model_nll(const lb_model *m, const int *tok, int T) {
     }
     free(logits);
     return nll / T;
+}
+
+/* A model stored from trainer t (onto the same base) computes what t does:
+ * each linear to 1e-5 of its largest output, and the loss of the window
+ * tok[0..T] through the inference path to 1e-5; returns that loss. */
+static inline double train_check_stored(lb_trainer *t, const lb_model *m, const int *tok, int T) {
+    double gap = train_linear_gap(t, m, 4, 78);
+    double trained = NAN, exported = train_model_nll(m, tok, T);
+    CHECK_OK(lb_trainer_loss(t, tok, &trained));
+    printf("  per linear: max |y_file - y_trainer| / max |y| = %.3g; another window: file %.6f, trainer %.6f\n", gap,
+           exported, trained);
+    CHECK(gap >= 0 && gap < 1e-5);
+    CHECK_NEAR(exported, trained, 1e-5 * trained);
+    return exported;
 }
 
 /* stories260K with every linear round-to-nearest quantized to spec (a

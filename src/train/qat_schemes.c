@@ -171,9 +171,8 @@ static lb_status paretoq_check(const lb_qspec *spec) {
                    t);
 }
 
-static size_t paretoq_n_learned(const lb_qspec *spec, int rows, int cols) {
-    return (size_t)n_groups_of(spec, rows, cols);
-}
+/* one learned step per group (paretoq, e2eqp) */
+static size_t per_group(const lb_qspec *spec, int rows, int cols) { return (size_t)n_groups_of(spec, rows, cols); }
 
 static float pq_qp(const lb_qspec *spec, pq_mode m) {
     return m == PQ_LSQ ? (float)((1 << (spec->bits - 1)) - 1) : m == PQ_SEQ4 ? 2.0f : 1.0f;
@@ -265,7 +264,7 @@ static lb_status paretoq_backward(lb_qat_state *S, const float *dweff) {
 
 const lb_qat_scheme lb_qat_paretoq = {"paretoq",
                                       "learned step per group: sign (1 bit), SEQ (ternary, int2 asym), LSQ (int<b> sym)",
-                                      paretoq_check, paretoq_n_learned, paretoq_init, paretoq_quantize,
+                                      paretoq_check, per_group, paretoq_init, paretoq_quantize,
                                       paretoq_backward, NULL, 0};
 
 /* ---- onebit ----------------------------------------------------------------------- */
@@ -335,10 +334,6 @@ static lb_status e2eqp_check(const lb_qspec *spec) {
                    t);
 }
 
-static size_t e2eqp_n_learned(const lb_qspec *spec, int rows, int cols) {
-    return (size_t)n_groups_of(spec, rows, cols);
-}
-
 /* aux: d0 then m0 (n_groups each), the stored step and offset */
 static lb_status e2eqp_init(lb_qat_state *S) {
     TRY(lb_qat_q_init(S));
@@ -373,7 +368,7 @@ static lb_status e2eqp_backward(lb_qat_state *S, const float *dweff) {
 
 const lb_qat_scheme lb_qat_e2eqp = {"e2eqp",
                                     "EfficientQAT's E2E-QP: a quantized MODEL's step sizes trained, codes frozen",
-                                    e2eqp_check, e2eqp_n_learned, e2eqp_init, e2eqp_quantize, e2eqp_backward, NULL, 1};
+                                    e2eqp_check, per_group, e2eqp_init, e2eqp_quantize, e2eqp_backward, NULL, 1};
 
 const lb_qat_scheme lb_qat_onebit = {"onebit", "onebit: diag(h) sign(W) diag(g), h and g learned from SVID",
                                      onebit_check, onebit_n_learned, onebit_init, onebit_quantize, onebit_backward,
