@@ -28,6 +28,7 @@
     X(lb_littlebit_family)    \
     X(lb_e8p_family)          \
     X(lb_vq_family)           \
+    X(lb_kquant_family)       \
     /* end of the table */
 
 #define LB_DECLARE_FAMILY(row) extern const lb_format_family row;
@@ -345,6 +346,12 @@ lb_status lb_qtensor_init(lb_qtensor *q, const lb_qspec *spec, int64_t rows, int
     lb_status st = lb_layout_compute(spec, rows, cols, &l);
     if (st != LB_OK) return st;
     if (spec->family->is_float) return lb_fail(LB_ERR_INVALID, "float formats have no codes to unpack");
+    if (!spec->family->decode_row) { /* read-only families (llama.cpp's K-quants): bytes -> floats, nothing else */
+        char t[64];
+        lb_qspec_format(spec, t, sizeof t);
+        return lb_fail(LB_ERR_UNSUPPORTED, "%s is read-only in lowbit: its tensors run and dequantize, but cannot be "
+                       "unpacked, quantized into or written (quantize into another format)", t);
+    }
     q->spec = *spec;
     q->rows = rows;
     q->cols = cols;

@@ -1,0 +1,197 @@
+/* llama.cpp's K-quants, read (src/formats/kquant.c), against known answers:
+ * for each of q2_K, q3_K, q4_K, q5_K, q6_K and q8_K, random logical
+ * contents (every weight's code, every sub-block's scale and min, the fp16
+ * super-scales) are packed here into ggml's block layout, written the way
+ * ggml's quantize_row_q*_K_ref packs them (ggml-common.h's structs; this
+ * test's packers are written from that description, not from kquant.c),
+ * and every dequantized weight must equal the type's formula on those
+ * contents exactly (the same float products as ggml's dequantize_row_*).
+ * Also: the spec text and ggml ids both ways, the sizes (bpw 2.625 ..
+ * 9.125), a padded row, a tensor run by lb_linear_forward through the
+ * generic kernel, and the refusal to quantize into a K-quant. */
+#include "test.h"
+
+#include <stdint.h>
+
+enum { QK = 256 };
+
+static lb_rng rng;
+
+static int rnd(int n) { return (int)(lb_rng_u32(&rng) % (uint32_t)n); }
+static float rnd_f16(float lo, float hi) { return lb_round_fp16(lo + (hi - lo) * lb_rng_f32(&rng)); }
+static void put16(uint8_t *p, float f) {
+    uint16_t h = lb_fp32_to_fp16(f);
+    p[0] = (uint8_t)(h & 255);
+    p[1] = (uint8_t)(h >> 8);
+}
+
+/* q4_K / q5_K's twelve bytes of eight 6-bit scales and eight 6-bit mins */
+static void pack_scale_min_6(const int *sc, const int *mn, uint8_t *s) {
+    memset(s, 0, 12);
+    for (int j = 0; j < 8; j++) {
+        if (j < 4) {
+            s[j] = (uint8_t)sc[j];
+            s[j + 4] = (uint8_t)mn[j];
+        } else {
+            s[j + 4] = (uint8_t)((sc[j] & 15) | ((mn[j] & 15) << 4));
+            s[j - 4] |= (uint8_t)((sc[j] >> 4) << 6);
+            s[j] |= (uint8_t)((mn[j] >> 4) << 6);
+        }
+    }
+}
+
+/* one random super-block of type `bits` into blk; want[256] the values */
+static size_t make_block(int bits, uint8_t *blk, float *want) {
+    int q[QK], sc[16], mn[16];
+    if (bits == 2) { /* 16 sub-blocks of 16: w = d sc q - dmin m */
+        float d = rnd_f16(0.01f, 1.0f), dmin = rnd_f16(0.0f, 1.0f);
+        memset(blk, 0, 84);
+        for (int j = 0; j < 16; j++) {
+            sc[j] = rnd(16), mn[j] = rnd(16);
+            blk[j] = (uint8_t)(sc[j] | mn[j] << 4);
+        }
+        /* weight i: 128-half h, bit pair p (shift 2p), sub-block parity s, lane l */
+        for (int i = 0; i < QK; i++) {
+            q[i] = rnd(4);
+            int h = i / 128, r = i % 128, p = r / 32, s = (r % 32) / 16, l = r % 16;
+            blk[16 + 32 * h + 16 * s + l] |= (uint8_t)(q[i] << (2 * p));
+            int j = i / 16;
+            want[i] = d * (float)sc[j] * (float)q[i] - dmin * (float)mn[j];
+        }
+        put16(blk + 80, d);
+        put16(blk + 82, dmin);
+        return 84;
+    }
+    if (bits == 3) { /* w = d (sc - 32) (q - 4), q = low 2 bits + 4 * high bit */
+        float d = rnd_f16(0.01f, 1.0f);
+        memset(blk, 0, 110);
+        for (int j = 0; j < 16; j++) sc[j] = rnd(64);
+        for (int j = 0; j < 16; j++) { /* low nibbles in bytes 0..7 (j and j + 8 share a byte), high pairs in 8..11 */
+            blk[96 + j % 8] |= (uint8_t)((sc[j] & 15) << (j < 8 ? 0 : 4));
+            blk[96 + 8 + j % 4] |= (uint8_t)((sc[j] >> 4) << (2 * (j / 4)));
+        }
+        for (int i = 0; i < QK; i++) {
+            q[i] = rnd(8);
+            int h = i / 128, r = i % 128, p = r / 32, s = (r % 32) / 16, l = r % 16;
+            blk[32 + 32 * h + 16 * s + l] |= (uint8_t)((q[i] & 3) << (2 * p));
+            if (q[i] & 4) blk[16 * s + l] |= (uint8_t)(1u << (4 * h + p)); /* hmask: bit (4h + p) of byte r % 32 */
+            want[i] = d * (float)(sc[i / 16] - 32) * (float)(q[i] - 4);
+        }
+        put16(blk + 108, d);
+        return 110;
+    }
+    if (bits == 4 || bits == 5) { /* 8 sub-blocks of 32: w = d sc q - dmin m */
+        float d = rnd_f16(0.01f, 1.0f), dmin = rnd_f16(0.0f, 1.0f);
+        size_t n = bits == 4 ? 144 : 176, qs = bits == 4 ? 16 : 48;
+        memset(blk, 0, n);
+        put16(blk, d);
+        put16(blk + 2, dmin);
+        for (int j = 0; j < 8; j++) sc[j] = rnd(64), mn[j] = rnd(64);
+        pack_scale_min_6(sc, mn, blk + 4);
+        for (int i = 0; i < QK; i++) {
+            q[i] = rnd(1 << bits);
+            int c = i / 64, r = i % 64, hi = r / 32, l = r % 32; /* chunk of 64: 32 low nibbles, then 32 high */
+            blk[qs + 32 * c + l] |= (uint8_t)((q[i] & 15) << (4 * hi));
+            if (q[i] & 16) blk[16 + l] |= (uint8_t)(1u << (2 * c + hi)); /* qh: bit (2c + hi) of byte l */
+            int j = i / 32;
+            want[i] = d * (float)sc[j] * (float)q[i] - dmin * (float)mn[j];
+        }
+        return n;
+    }
+    if (bits == 6) { /* 16 sub-blocks of 16: w = d sc (q - 32), sc int8 */
+        float d = rnd_f16(0.001f, 0.1f);
+        memset(blk, 0, 210);
+        for (int j = 0; j < 16; j++) {
+            sc[j] = rnd(256) - 128;
+            blk[192 + j] = (uint8_t)(int8_t)sc[j];
+        }
+        for (int i = 0; i < QK; i++) {
+            q[i] = rnd(64);
+            /* half h of 128; inside it, quarter p of 32 weights: low nibble of ql[64h + l]
+             * (p 0) / ql[64h + 32 + l] (p 1), high nibble of the same (p 2, 3); top pair at
+             * bits 2p of qh[32h + l] */
+            int h = i / 128, r = i % 128, p = r / 32, l = r % 32;
+            blk[64 * h + (p & 1) * 32 + l] |= (uint8_t)((q[i] & 15) << (p >= 2 ? 4 : 0));
+            blk[128 + 32 * h + l] |= (uint8_t)((q[i] >> 4) << (2 * p));
+            want[i] = d * (float)sc[i / 16] * (float)(q[i] - 32);
+        }
+        put16(blk + 208, d);
+        return 210;
+    }
+    /* q8_K: w = d q, d fp32 */
+    float d = 0.001f + lb_rng_f32(&rng);
+    memset(blk, 0, 292);
+    memcpy(blk, &d, 4);
+    for (int i = 0; i < QK; i++) {
+        q[i] = rnd(256) - 128;
+        blk[4 + i] = (uint8_t)(int8_t)q[i];
+        want[i] = d * (float)q[i];
+    }
+    return 292;
+}
+
+static void test_type(int bits, const char *name, int ggml_id, double bpw) {
+    lb_qspec s;
+    CHECK_OK(lb_qspec_parse(name, &s));
+    char back[32];
+    lb_qspec_format(&s, back, sizeof back);
+    CHECK_MSG(!strcmp(back, name), "%s prints as %s", name, back);
+    CHECK(lb_format_ggml_type(&s, 512) == ggml_id && lb_format_ggml_type(&s, 300) == -1);
+    lb_qspec g;
+    CHECK_OK(lb_qspec_from_ggml_type(ggml_id, &g));
+    CHECK(lb_qspec_equal(&g, &s));
+    /* 3 rows of 2 super-blocks */
+    enum { ROWS = 3, COLS = 2 * QK };
+    size_t row_bytes, total;
+    CHECK_OK(lb_format_size(&s, ROWS, COLS, &row_bytes, NULL, &total));
+    lb_ggml_type_info ti;
+    CHECK(lb_ggml_type_lookup(ggml_id, &ti) && row_bytes == 2 * (size_t)ti.type_size && total == ROWS * row_bytes);
+    CHECK_NEAR(8.0 * (double)total / (ROWS * COLS), bpw, 1e-9);
+    uint8_t *bytes = malloc(total);
+    float *want = malloc(sizeof(float) * ROWS * COLS), *got = malloc(sizeof(float) * ROWS * COLS);
+    for (int b = 0; b < 2 * ROWS; b++) CHECK(make_block(bits, bytes + (size_t)b * ti.type_size, want + b * QK) == (size_t)ti.type_size);
+    lb_tensor t = {.spec = s, .rows = ROWS, .cols = COLS, .data = bytes, .nbytes = total};
+    snprintf(t.name, sizeof t.name, "%s", name);
+    CHECK_OK(lb_tensor_resolve(&t));
+    CHECK_OK(lb_dequantize(&t, got));
+    int bad = 0;
+    for (int i = 0; i < ROWS * COLS; i++) bad += got[i] != want[i];
+    printf("%s: %d of %d weights differ from the formula (bpw %.4f)\n", name, bad, ROWS * COLS, bpw);
+    CHECK(bad == 0);
+    /* a linear through the run-time kernel choice: y = W x in float to 1e-5 */
+    float x[COLS], y[ROWS];
+    for (int c = 0; c < COLS; c++) x[c] = (float)lb_rng_normal(&rng);
+    lb_linear lin;
+    lb_linear_init(&lin, &t);
+    CHECK_OK(lb_linear_forward(&lin, x, 1, y, NULL));
+    for (int r = 0; r < ROWS; r++) {
+        double ref = 0, mag = 0;
+        for (int c = 0; c < COLS; c++) ref += (double)want[r * COLS + c] * x[c], mag += fabs((double)want[r * COLS + c] * x[c]);
+        CHECK_MSG(fabs(y[r] - ref) <= 1e-5 * mag + 1e-6, "%s row %d: %g against %g", name, r, y[r], ref);
+    }
+    /* quantizing into it: refused, nothing written */
+    lb_tensor q;
+    CHECK_FAILS(lb_quantize_to_tensor(want, ROWS, COLS, &s, NULL, "w", &q), LB_ERR_UNSUPPORTED, "read-only");
+    free(bytes);
+    free(want);
+    free(got);
+}
+
+int main(void) {
+    lb_rng_seed(&rng, 256);
+    test_type(2, "q2_k", 10, 2.625);
+    test_type(3, "q3_k", 11, 3.4375);
+    test_type(4, "q4_k", 12, 4.5);
+    test_type(5, "q5_k", 13, 5.5);
+    test_type(6, "q6_k", 14, 6.5625);
+    test_type(8, "q8_k", 15, 9.125);
+    /* a row shorter than a super-block is padded (lowbit can read it; llama.cpp cannot) */
+    lb_qspec s;
+    CHECK_OK(lb_qspec_parse("q4_k", &s));
+    size_t rb;
+    CHECK_OK(lb_format_size(&s, 1, 100, &rb, NULL, NULL));
+    CHECK(rb == 144);
+    CHECK_FAILS(lb_qspec_parse("q4_k:g64", &s), LB_ERR_INVALID, "");
+    CHECK_FAILS(lb_qspec_parse("q7_k", &s), LB_ERR_INVALID, "");
+    return lb_test_finish("test_kquant");
+}
