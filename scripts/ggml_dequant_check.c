@@ -5,7 +5,7 @@
  *
  *   cc -O2 scripts/ggml_dequant_check.c -Iinclude -I$LLAMA/ggml/include build/liblowbit.so \
  *      -L$LLAMA_BUILD/bin -lggml-base -Wl,-rpath,$LLAMA_BUILD/bin -Wl,-rpath,build -lm -o dequant_check
- *   ./dequant_check --random            random bytes as blocks of every K-quant type
+ *   ./dequant_check --random            random bytes as blocks of every type lowbit reads
  *   ./dequant_check FILE.gguf ...       every ggml-typed quantized tensor of each file
  *
  * Exit status 1 when any value differs. */
@@ -43,9 +43,10 @@ static long long compare(const lb_tensor *t, int type, const char *what) {
 int main(int argc, char **argv) {
     long long bad = 0;
     if (argc == 2 && !strcmp(argv[1], "--random")) {
-        const char *names[] = {"q2_k", "q3_k", "q4_k", "q5_k", "q6_k", "q8_k"};
+        const char *names[] = {"q5_0", "q5_1", "q8_1",   "q2_k",   "q3_k",  "q4_k",  "q5_k",
+                               "q6_k", "q8_k", "iq4_nl", "iq4_xs", "tq1_0", "tq2_0", "mxfp4"};
         srand(7);
-        for (int i = 0; i < 6; i++) {
+        for (int i = 0; i < (int)(sizeof names / sizeof names[0]); i++) {
             lb_qspec s;
             size_t total;
             if (lb_qspec_parse(names[i], &s) != LB_OK || lb_format_size(&s, 64, 1024, NULL, NULL, &total) != LB_OK) return 2;

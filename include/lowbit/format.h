@@ -84,6 +84,7 @@ typedef struct {
     int rank;            /* littlebit: rank of the binary factors ("r<R>", 1..1024) */
     int vec_dim;         /* vq: weights per vector code ("vq<d>x<c>", d = 2..16; bits holds c) */
     int vec_stages;      /* vq: codebooks whose codewords are summed (residual stages, ":r<S>", 1..4) */
+    int ggml_type;       /* ggml (llama.cpp's types lowbit reads only: q2_k, iq4_xs, ...): the ggml type id */
 } lb_qspec;
 
 /* Parses "int4:g64:asym", "int3:g16:asym:s6:r4", "nf4:g64:dq", "binary:row", "ternary:g64:2bit",

@@ -28,7 +28,7 @@
     X(lb_littlebit_family)    \
     X(lb_e8p_family)          \
     X(lb_vq_family)           \
-    X(lb_kquant_family)       \
+    X(lb_ggml_read_family)    \
     /* end of the table */
 
 #define LB_DECLARE_FAMILY(row) extern const lb_format_family row;

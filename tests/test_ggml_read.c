@@ -1,14 +1,16 @@
-/* llama.cpp's K-quants, read (src/formats/kquant.c), against known answers:
- * for each of q2_K, q3_K, q4_K, q5_K, q6_K and q8_K, random logical
+/* llama.cpp's types lowbit reads (src/formats/ggml_read.c), against known
+ * answers: for each of q2_K, q3_K, q4_K, q5_K, q6_K, q8_K, q5_0, q5_1,
+ * q8_1, iq4_nl, iq4_xs, tq1_0, tq2_0 and mxfp4, random logical
  * contents (every weight's code, every sub-block's scale and min, the fp16
  * super-scales) are packed here into ggml's block layout, written the way
  * ggml's quantize_row_q*_K_ref packs them (ggml-common.h's structs; this
- * test's packers are written from that description, not from kquant.c),
+ * test's packers are written from that description, not from ggml_read.c),
  * and every dequantized weight must equal the type's formula on those
  * contents exactly (the same float products as ggml's dequantize_row_*).
- * Also: the spec text and ggml ids both ways, the sizes (bpw 2.625 ..
+ * Also: the spec text and ggml ids both ways, the sizes (bpw 1.6875 ..
  * 9.125), a padded row, a tensor run by lb_linear_forward through the
- * generic kernel, and the refusal to quantize into a K-quant. */
+ * generic kernel, and the refusal to quantize into these types.
+ * (Against ggml itself, value by value: scripts/ggml_dequant_check.c.) */
 #include "test.h"
 
 #include <stdint.h>
@@ -38,6 +40,125 @@ static void pack_scale_min_6(const int *sc, const int *mn, uint8_t *s) {
             s[j] |= (uint8_t)((mn[j] >> 4) << 6);
         }
     }
+}
+
+static const int8_t K_IQ4[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+static const float E2M1[16] = {0, 0.5f, 1, 1.5f, 2, 3, 4, 6, -0.0f, -0.5f, -1, -1.5f, -2, -3, -4, -6};
+
+/* five (or four, then a zero) trits, first most significant, as ggml packs
+ * them: the base-3 number as a fraction of 243, rounded up to 1/256 */
+static uint8_t pack_trits(const int *t, int n) {
+    int q = 0;
+    for (int i = 0; i < n; i++) q = q * 3 + t[i];
+    if (n == 4) q *= 3;
+    return (uint8_t)((q * 256 + 242) / 243);
+}
+
+/* one random block of the legacy / iq4 / tq / mxfp4 type `name` */
+static size_t make_small_block(const char *name, uint8_t *blk, float *want) {
+    int q[QK];
+    if (!strcmp(name, "q5_0") || !strcmp(name, "q5_1")) { /* weight j: low nibble of qs[j % 16] (j < 16) or high, fifth bit j of qh */
+        int m1 = name[3] == '1';
+        float d = rnd_f16(0.01f, 1.0f), m = m1 ? rnd_f16(-1.0f, 1.0f) : 0.0f;
+        size_t n = m1 ? 24 : 22, qh = m1 ? 4 : 2;
+        memset(blk, 0, n);
+        put16(blk, d);
+        if (m1) put16(blk + 2, m);
+        for (int j = 0; j < 32; j++) {
+            q[j] = rnd(32);
+            blk[qh + 4 + j % 16] |= (uint8_t)((q[j] & 15) << (j < 16 ? 0 : 4));
+            if (q[j] & 16) blk[qh + j / 8] |= (uint8_t)(1u << (j % 8));
+            want[j] = m1 ? (float)q[j] * d + m : (float)(q[j] - 16) * d;
+        }
+        return n;
+    }
+    if (!strcmp(name, "q8_1")) {
+        float d = rnd_f16(0.001f, 0.1f);
+        memset(blk, 0, 36);
+        put16(blk, d);
+        put16(blk + 2, 123.0f); /* s: not part of the values */
+        for (int j = 0; j < 32; j++) {
+            q[j] = rnd(256) - 128;
+            blk[4 + j] = (uint8_t)(int8_t)q[j];
+            want[j] = (float)q[j] * d;
+        }
+        return 36;
+    }
+    if (!strcmp(name, "iq4_nl")) {
+        float d = rnd_f16(0.001f, 0.1f);
+        memset(blk, 0, 18);
+        put16(blk, d);
+        for (int j = 0; j < 32; j++) {
+            q[j] = rnd(16);
+            blk[2 + j % 16] |= (uint8_t)(q[j] << (j < 16 ? 0 : 4));
+            want[j] = d * (float)K_IQ4[q[j]];
+        }
+        return 18;
+    }
+    if (!strcmp(name, "iq4_xs")) { /* 8 sub-blocks of 32 as iq4_nl, 6-bit scales biased by 32 */
+        float d = rnd_f16(0.001f, 0.01f);
+        int ls[8];
+        memset(blk, 0, 136);
+        put16(blk, d);
+        unsigned sh = 0;
+        for (int ib = 0; ib < 8; ib++) {
+            ls[ib] = rnd(64);
+            blk[4 + ib / 2] |= (uint8_t)((ls[ib] & 15) << (4 * (ib % 2)));
+            sh |= (unsigned)(ls[ib] >> 4) << (2 * ib);
+        }
+        blk[2] = (uint8_t)(sh & 255);
+        blk[3] = (uint8_t)(sh >> 8);
+        for (int i = 0; i < QK; i++) {
+            q[i] = rnd(16);
+            int ib = i / 32, j = i % 32;
+            blk[8 + 16 * ib + j % 16] |= (uint8_t)(q[i] << (j < 16 ? 0 : 4));
+            want[i] = d * (float)(ls[ib] - 32) * (float)K_IQ4[q[i]];
+        }
+        return 136;
+    }
+    if (!strcmp(name, "tq1_0")) { /* weights 0..159: byte m of qs[0..31], trit n = weight 32n + m; 160..239: qs[32..47];
+                                     240..255: qh[j], trit n = weight 240 + 4n + j */
+        float d = rnd_f16(0.01f, 1.0f);
+        memset(blk, 0, 54);
+        for (int i = 0; i < QK; i++) q[i] = rnd(3);
+        for (int m = 0; m < 32; m++) {
+            int t[5] = {q[m], q[32 + m], q[64 + m], q[96 + m], q[128 + m]};
+            blk[m] = pack_trits(t, 5);
+        }
+        for (int m = 0; m < 16; m++) {
+            int t[5] = {q[160 + m], q[176 + m], q[192 + m], q[208 + m], q[224 + m]};
+            blk[32 + m] = pack_trits(t, 5);
+        }
+        for (int j = 0; j < 4; j++) {
+            int t[4] = {q[240 + j], q[244 + j], q[248 + j], q[252 + j]};
+            blk[48 + j] = pack_trits(t, 4);
+        }
+        put16(blk + 52, d);
+        for (int i = 0; i < QK; i++) want[i] = (float)(q[i] - 1) * d;
+        return 54;
+    }
+    if (!strcmp(name, "tq2_0")) { /* weight 128h + 32l + m: bits 2l of qs[32h + m] */
+        float d = rnd_f16(0.01f, 1.0f);
+        memset(blk, 0, 66);
+        for (int i = 0; i < QK; i++) {
+            q[i] = rnd(3);
+            int h = i / 128, l = (i % 128) / 32, m = i % 32;
+            blk[32 * h + m] |= (uint8_t)(q[i] << (2 * l));
+            want[i] = (float)(q[i] - 1) * d;
+        }
+        put16(blk + 64, d);
+        return 66;
+    }
+    /* mxfp4: w = 2^(e - 127) E2M1[q] */
+    int e = 100 + rnd(50);
+    memset(blk, 0, 17);
+    blk[0] = (uint8_t)e;
+    for (int j = 0; j < 32; j++) {
+        q[j] = rnd(16);
+        blk[1 + j % 16] |= (uint8_t)(q[j] << (j < 16 ? 0 : 4));
+        want[j] = ldexpf(E2M1[q[j]], e - 127);
+    }
+    return 17;
 }
 
 /* one random super-block of type `bits` into blk; want[256] the values */
@@ -130,7 +251,7 @@ static size_t make_block(int bits, uint8_t *blk, float *want) {
     return 292;
 }
 
-static void test_type(int bits, const char *name, int ggml_id, double bpw) {
+static void test_type(int bits, const char *name, int ggml_id, double bpw) { /* bits 0: a small type by name */
     lb_qspec s;
     CHECK_OK(lb_qspec_parse(name, &s));
     char back[32];
@@ -145,11 +266,16 @@ static void test_type(int bits, const char *name, int ggml_id, double bpw) {
     size_t row_bytes, total;
     CHECK_OK(lb_format_size(&s, ROWS, COLS, &row_bytes, NULL, &total));
     lb_ggml_type_info ti;
-    CHECK(lb_ggml_type_lookup(ggml_id, &ti) && row_bytes == 2 * (size_t)ti.type_size && total == ROWS * row_bytes);
+    CHECK(lb_ggml_type_lookup(ggml_id, &ti) && row_bytes == (size_t)(COLS / ti.block_size) * (size_t)ti.type_size &&
+          total == ROWS * row_bytes);
     CHECK_NEAR(8.0 * (double)total / (ROWS * COLS), bpw, 1e-9);
     uint8_t *bytes = malloc(total);
     float *want = malloc(sizeof(float) * ROWS * COLS), *got = malloc(sizeof(float) * ROWS * COLS);
-    for (int b = 0; b < 2 * ROWS; b++) CHECK(make_block(bits, bytes + (size_t)b * ti.type_size, want + b * QK) == (size_t)ti.type_size);
+    int per_row = COLS / ti.block_size;
+    for (int b = 0; b < per_row * ROWS; b++)
+        CHECK((bits ? make_block(bits, bytes + (size_t)b * ti.type_size, want + (size_t)b * ti.block_size)
+                    : make_small_block(name, bytes + (size_t)b * ti.type_size, want + (size_t)b * ti.block_size)) ==
+              (size_t)ti.type_size);
     lb_tensor t = {.spec = s, .rows = ROWS, .cols = COLS, .data = bytes, .nbytes = total};
     snprintf(t.name, sizeof t.name, "%s", name);
     CHECK_OK(lb_tensor_resolve(&t));
@@ -185,13 +311,24 @@ int main(void) {
     test_type(5, "q5_k", 13, 5.5);
     test_type(6, "q6_k", 14, 6.5625);
     test_type(8, "q8_k", 15, 9.125);
+    test_type(0, "q5_0", 6, 5.5);
+    test_type(0, "q5_1", 7, 6.0);
+    test_type(0, "q8_1", 9, 9.0);
+    test_type(0, "iq4_nl", 20, 4.5);
+    test_type(0, "iq4_xs", 23, 4.25);
+    test_type(0, "tq1_0", 34, 1.6875);
+    test_type(0, "tq2_0", 35, 2.0625);
+    test_type(0, "mxfp4", 39, 4.25);
+
     /* a row shorter than a super-block is padded (lowbit can read it; llama.cpp cannot) */
     lb_qspec s;
+    CHECK_OK(lb_qspec_parse("q4_0", &s)); /* the uniform family's, which writes it */
+    CHECK(s.family == LB_FAMILY_UNIFORM);
     CHECK_OK(lb_qspec_parse("q4_k", &s));
     size_t rb;
     CHECK_OK(lb_format_size(&s, 1, 100, &rb, NULL, NULL));
     CHECK(rb == 144);
     CHECK_FAILS(lb_qspec_parse("q4_k:g64", &s), LB_ERR_INVALID, "");
     CHECK_FAILS(lb_qspec_parse("q7_k", &s), LB_ERR_INVALID, "");
-    return lb_test_finish("test_kquant");
+    return lb_test_finish("test_ggml_read");
 }
