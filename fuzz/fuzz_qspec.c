@@ -6,7 +6,8 @@
  * zero-padded to the layout's size) must dequantize without a crash or be
  * refused as corrupt (LB_ERR_FORMAT) by loading and unpacking alike, and a
  * quantized tensor must decode into the unpacked form, re-encode, and decode
- * again to the same values. */
+ * again to the same values (read-only formats, llama.cpp's types lowbit
+ * does not write, have no unpacked form: dequantizing is all they do). */
 #include "lowbit.h"
 
 #include <stdlib.h>
