@@ -9,11 +9,13 @@
  * contents exactly (the same float products as ggml's dequantize_row_*).
  * Also: the spec text and ggml ids both ways, the sizes (bpw 1.6875 ..
  * 9.125), a padded row, a tensor run by lb_linear_forward through the
- * generic kernel, and the refusal to quantize into these types.
+ * generic kernel, a model with q5_0 linears through GGUF and back (the
+ * same logits), and the refusal to quantize into these types.
  * (Against ggml itself, value by value: scripts/ggml_dequant_check.c.) */
 #include "test.h"
 
 #include <stdint.h>
+#include <unistd.h>
 
 enum { QK = 256 };
 
@@ -303,6 +305,47 @@ static void test_type(int bits, const char *name, int ggml_id, double bpw) { /* 
     free(got);
 }
 
+/* stories260K with its 64-wide attention linears in q5_0 (blocks of 32, so
+ * ggml's layout exactly): written as GGUF and read back, the same logits */
+static void test_gguf_round_trip(void) {
+    lb_model *m = NULL;
+    CHECK_OK(lb_model_load(lb_test_data("models/stories260K.bin"), NULL, &m));
+    if (!m) return;
+    lb_qspec s;
+    CHECK_OK(lb_qspec_parse("q5_0", &s));
+    for (int l = 0; l < m->cfg.n_layers; l++) {
+        lb_linear *lin = &m->layers[l].linear[LB_WQ];
+        size_t total;
+        CHECK_OK(lb_format_size(&s, lin->w.rows, lin->w.cols, NULL, NULL, &total));
+        uint8_t *b = malloc(total);
+        for (size_t i = 0; i < total; i += 22) make_small_block("q5_0", b + i, (float[32]){0});
+        lb_tensor t = {.spec = s, .rows = lin->w.rows, .cols = lin->w.cols, .data = b, .owned = b, .nbytes = total};
+        snprintf(t.name, sizeof t.name, "%s", lin->w.name);
+        CHECK_OK(lb_tensor_resolve(&t));
+        CHECK_OK(lb_linear_set_weight(lin, &t));
+    }
+    char dir[] = "/tmp/lb_ggml_read_XXXXXX", path[300];
+    CHECK(mkdtemp(dir) != NULL);
+    snprintf(path, sizeof path, "%s/q5_0.gguf", dir);
+    CHECK_OK(lb_model_save_gguf(m, path));
+    lb_model *back = NULL;
+    CHECK_OK(lb_model_load(path, NULL, &back));
+    if (back) {
+        CHECK(lb_qspec_equal(&back->layers[0].linear[LB_WQ].w.spec, &s));
+        int tok[4] = {1, 300, 25, 77};
+        float *a = malloc(sizeof(float) * 4 * m->cfg.vocab_size), *b = malloc(sizeof(float) * 4 * m->cfg.vocab_size);
+        CHECK_OK(lb_test_logits(m, tok, 4, a));
+        CHECK_OK(lb_test_logits(back, tok, 4, b));
+        CHECK_MSG(!memcmp(a, b, sizeof(float) * 4 * m->cfg.vocab_size), "q5_0 linears: logits changed through GGUF");
+        free(a);
+        free(b);
+        lb_model_free(back);
+    }
+    remove(path);
+    rmdir(dir);
+    lb_model_free(m);
+}
+
 int main(void) {
     lb_rng_seed(&rng, 256);
     test_type(2, "q2_k", 10, 2.625);
@@ -330,5 +373,6 @@ int main(void) {
     CHECK(rb == 144);
     CHECK_FAILS(lb_qspec_parse("q4_k:g64", &s), LB_ERR_INVALID, "");
     CHECK_FAILS(lb_qspec_parse("q7_k", &s), LB_ERR_INVALID, "");
+    test_gguf_round_trip();
     return lb_test_finish("test_ggml_read");
 }

@@ -281,6 +281,18 @@ int cmd_quantize(int argc, char **argv) {
     }
     if (lb_plan_resolve(&plan, m) != LB_OK) rc = cli_usage_error("quantize", "%s", lb_last_error());
     if (rc == CLI_OK && lb_plan_check(&plan) != LB_OK) rc = cli_error("quantize", NULL);
+    /* an already-quantized input (a llama.cpp Q4_K_M, say) is requantized from its decoded weights */
+    for (int i = 0; rc == CLI_OK && i < plan.n_entries; i++) {
+        const lb_tensor *t = lb_model_tensor_at(m, plan.entries[i].tensor);
+        if (t && !lb_qspec_is_float(&t->spec)) {
+            char f[64];
+            lb_qspec_format(&t->spec, f, sizeof f);
+            fprintf(stderr, "lowbit quantize: warning: %s is stored as %s, not as floats: its decoded weights are "
+                            "requantized and the two errors add up (start from the f32/f16/bf16 model if you have it)\n",
+                    t->name, f);
+            break;
+        }
+    }
     char header[4200];
     snprintf(header, sizeof header, "lowbit quantize plan for %.4000s: %d tensors", a.positional[0], plan.n_entries);
     if (rc == CLI_OK && dry_run) {
