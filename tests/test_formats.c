@@ -249,7 +249,9 @@ static void test_ggml_layouts(void) {
     lb_qspec s;
     CHECK_OK(lb_qspec_from_ggml_type(LB_GGML_Q4_1, &s));
     CHECK(lb_format_ggml_type(&s, 64) == LB_GGML_Q4_1);
-    CHECK_FAILS(lb_qspec_from_ggml_type(12, &s), LB_ERR_UNSUPPORTED, "Q4_K");
+    CHECK_OK(lb_qspec_from_ggml_type(12, &s)); /* Q4_K: read (src/formats/ggml_read.c) */
+    CHECK(lb_format_ggml_type(&s, 256) == 12);
+    CHECK_FAILS(lb_qspec_from_ggml_type(16, &s), LB_ERR_UNSUPPORTED, "IQ2_XXS"); /* the codebook types: not yet */
     CHECK_FAILS(lb_qspec_from_ggml_type(77, &s), LB_ERR_UNSUPPORTED, "unknown ggml type 77");
 }
 
