@@ -137,7 +137,7 @@ static void known_names(char *buf, size_t n) {
 }
 
 lb_status lb_qspec_parse(const char *text, lb_qspec *out) {
-    char known[256], buf[128];
+    char known[512], buf[128];
     known_names(known, sizeof known);
     if (!text || !*text) return lb_fail(LB_ERR_INVALID, "empty format spec (known: %s)", known);
     if (strlen(text) >= sizeof buf) return lb_fail(LB_ERR_INVALID, "format spec too long: '%.40s...'", text);

@@ -314,7 +314,7 @@ static int gr_from_ggml(int type, lb_qspec *out) {
 
 const lb_format_family lb_ggml_read_family = {
     .name = "ggml",
-    .names = "q5_0 q5_1 q8_1 q2_k q3_k q4_k q5_k q6_k q8_k iq4_nl iq4_xs tq1_0 tq2_0 mxfp4 (read only)",
+    .names = "q5_0, q5_1, q8_1, q2_k..q6_k, q8_k, iq4_nl, iq4_xs, tq1_0, tq2_0, mxfp4 (read only)",
     .grid = LB_GRID_NONE,
     .match = gr_match,
     .parse_option = gr_parse_option,
