@@ -61,6 +61,9 @@ LB_API lb_status lb_distill_parse(const char *text, int *out);
 /* The format a QAT scheme writes when lb_train_opts.format is NULL ("binary:row" for bwn, ...);
  * "?" for an unknown scheme or one without a default (ste). */
 LB_API const char *lb_qat_default_format_name(const char *scheme);
+/* 1 when a QAT scheme trains a quantized model over its stored codes and
+ * formats (e2eqp: no format of its own, the model frozen), else 0. */
+LB_API int lb_qat_scheme_from_base(const char *scheme);
 /* Fills the defaults above (warmup and min_lr as -1: derived from steps and
  * lr when the trainer is created). */
 LB_API void lb_train_opts_default(lb_train_opts *o);

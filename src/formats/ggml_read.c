@@ -138,13 +138,11 @@ static const int8_t iq4_levels[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 
 /* MXFP4's E2M1 values, doubled (ggml's convention: the scale is halved to match) */
 static const int8_t e2m1_x2[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
 
-static uint32_t rd32(const uint8_t *p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24; }
-
-/* q5_0 (m == NULL) and q5_1: the fifth bit of weight j is bit j of qh */
+/* q5_0 (has_min 0) and q5_1: the fifth bit of weight j is bit j of qh */
 static void q5_legacy(const uint8_t *b, int has_min, float *y) {
     float d = f16(b), m = has_min ? f16(b + 2) : 0.0f;
     const uint8_t *qhp = b + (has_min ? 4 : 2), *qs = qhp + 4;
-    uint32_t qh = rd32(qhp);
+    uint32_t qh = lb_rd32(qhp);
     for (int j = 0; j < 16; j++) {
         int x0 = (qs[j] & 15) | (int)(((qh >> j) << 4) & 16), x1 = (qs[j] >> 4) | (int)((qh >> (j + 12)) & 16);
         if (has_min) {
@@ -195,9 +193,8 @@ static float trit(uint8_t q, int n, float d) {
 static void tq1_0(const uint8_t *b, float *y) {
     const uint8_t *qs = b, *qh = b + 48;
     float d = f16(b + 52);
-    for (int j = 0; j < 32; j += 32) /* the first 32 bytes: 5 x 32 trits */
-        for (int n = 0; n < 5; n++)
-            for (int m = 0; m < 32; m++) *y++ = trit(qs[j + m], n, d);
+    for (int n = 0; n < 5; n++) /* the first 32 bytes: 5 x 32 trits */
+        for (int m = 0; m < 32; m++) *y++ = trit(qs[m], n, d);
     for (int n = 0; n < 5; n++) /* the last 16: 5 x 16 */
         for (int m = 0; m < 16; m++) *y++ = trit(qs[32 + m], n, d);
     for (int n = 0; n < 4; n++)
@@ -255,7 +252,6 @@ static int type_index(int ggml) {
 static void set_type(lb_qspec *s, int i) {
     s->ggml_type = types[i].ggml;
     s->group = types[i].block;
-    s->bits = (int)(8 * types[i].bytes / types[i].block); /* whole bits per weight, for display only */
 }
 
 static int gr_match(const char *head, lb_qspec *s) {

@@ -275,6 +275,11 @@ const char *lb_qat_default_format_name(const char *scheme) {
     return f ? f : "?";
 }
 
+int lb_qat_scheme_from_base(const char *scheme) {
+    const lb_qat_scheme *s = scheme ? lb_qat_scheme_find(scheme) : NULL;
+    return s && s->from_base;
+}
+
 /* ---- item 7: int8 activations, 8-bit gradients ------------------------------------ */
 
 static lb_status quantize_input(lb_qat_state *S, const float *x, int N, const float **out) {

@@ -50,10 +50,7 @@ void lb_train_opts_default(lb_train_opts *o) {
 
 /* LoRA and e2eqp train over the model as stored (any format, decoded and
  * frozen); their distillation teacher is set apart */
-static int frozen_base(const lb_train_opts *o) {
-    const lb_qat_scheme *s = o->qat ? lb_qat_scheme_find(o->qat) : NULL;
-    return o->lora_rank > 0 || (s && s->from_base);
-}
+static int frozen_base(const lb_train_opts *o) { return o->lora_rank > 0 || lb_qat_scheme_from_base(o->qat); }
 
 static lb_status opts_check(const lb_model *m, lb_train_opts *o) {
     if (o->warmup < 0) o->warmup = o->steps / 10;

@@ -386,12 +386,12 @@ int cmd_train(int argc, char **argv) {
         return cli_usage_error("train", "--lora trains adapters over the stored weights: not with --qat, --act-bits or "
                                         "--grad-bits");
     if (lora && config) return cli_usage_error("train", "--lora adapts a MODEL, not a --config trained from scratch");
-    int e2eqp = qat && !strcmp(qat, "e2eqp"); /* over a quantized MODEL too */
-    if ((lora || e2eqp) && o.distill != LB_DISTILL_NONE && !teacher_path)
-        return cli_usage_error("train", "%s with --distill needs the fp32 --teacher (MODEL is quantized)",
-                               lora ? "--lora" : "--qat e2eqp");
-    if (e2eqp && format) return cli_usage_error("train", "--qat e2eqp keeps MODEL's formats: no --format");
-    if (e2eqp && config) return cli_usage_error("train", "--qat e2eqp trains a quantized MODEL, not a --config");
+    int from_base = lb_qat_scheme_from_base(qat); /* e2eqp: over a quantized MODEL, as --lora */
+    if ((lora || from_base) && o.distill != LB_DISTILL_NONE && !teacher_path)
+        return cli_usage_error("train", "%s%s with --distill needs the fp32 --teacher (MODEL is quantized)",
+                               lora ? "--lora" : "--qat ", lora ? "" : qat);
+    if (from_base && format) return cli_usage_error("train", "--qat %s keeps MODEL's formats: no --format", qat);
+    if (from_base && config) return cli_usage_error("train", "--qat %s trains a quantized MODEL, not a --config", qat);
     if (merge && !lb_method_find(merge)) {
         char names[512];
         lb_method_list(names, sizeof names);
@@ -492,7 +492,7 @@ int cmd_train(int argc, char **argv) {
         printf(", %d threads\n", lb_get_threads());
         if (qat || o.act_bits || o.grad_bits)
             printf("quantization-aware: scheme %s, format %s, activations %s, gradients %s\n", qat ? qat : "none (fp32 weights)",
-                   e2eqp ? "MODEL's own (codes frozen)" : qat ? (format ? format : lb_qat_default_format_name(qat)) : "f32",
+                   from_base ? "MODEL's own (codes frozen)" : qat ? (format ? format : lb_qat_default_format_name(qat)) : "f32",
                    o.act_bits || (qat && !strcmp(qat, "bitnet")) ? "quantized per token" : "fp32",
                    o.grad_bits ? (o.grad_per_tensor ? "quantized, per tensor" : "quantized, per token") : "fp32");
         if (o.lora_rank) {
@@ -630,7 +630,7 @@ int cmd_train(int argc, char **argv) {
             json_knum("lr", o.lr);
             json_kint("seed", (long long)o.seed);
             json_kstr("qat", qat ? qat : "none");
-            json_kstr("format", e2eqp ? "model" : qat ? (format ? format : lb_qat_default_format_name(qat)) : "f32");
+            json_kstr("format", from_base ? "model" : qat ? (format ? format : lb_qat_default_format_name(qat)) : "f32");
             json_kint("act_bits", o.act_bits);
             json_kint("grad_bits", o.grad_bits);
             json_kint("lora_rank", o.lora_rank);
