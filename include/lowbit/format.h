@@ -75,6 +75,8 @@ typedef struct {
                             ("s<k>"): group scale (and min) as k-bit integers times fp16 super-scales */
     int super_rows;      /* uniform hierarchical: rows sharing one super-scale ("r<N>", default 1);
                             0 when scale_bits is 0 */
+    int super_cols;      /* hierarchical: columns of a row sharing one super-scale (K-quants: 256,
+                            with super_rows 1); 0 = whole rows (super_rows of them) */
     int state_bits;      /* trellis: L, the bitshift trellis' state ("L<n>", default 12) */
     int seq_down;        /* trellis: 1 = sequences run down each column ("down"), 0 = along rows */
     int step_weights;    /* trellis: V, weights per trellis step: 1, or 2 ("v2": K bits per step of two
@@ -84,7 +86,8 @@ typedef struct {
     int rank;            /* littlebit: rank of the binary factors ("r<R>", 1..1024) */
     int vec_dim;         /* vq: weights per vector code ("vq<d>x<c>", d = 2..16; bits holds c) */
     int vec_stages;      /* vq: codebooks whose codewords are summed (residual stages, ":r<S>", 1..4) */
-    int ggml_type;       /* ggml (llama.cpp's types lowbit reads only: q2_k, iq4_xs, ...): the ggml type id */
+    int ggml_type;       /* llama.cpp's own layouts (the kquant and ggml families: q4_k, iq4_xs, ...):
+                            the ggml type id */
 } lb_qspec;
 
 /* Parses "int4:g64:asym", "int3:g16:asym:s6:r4", "nf4:g64:dq", "binary:row", "ternary:g64:2bit",
@@ -111,6 +114,10 @@ LB_API double lb_format_bpw(const lb_qspec *spec, int64_t rows, int64_t cols);
 /* ggml type id when the bytes are exactly a ggml type's layout for this
  * shape (so llama.cpp reads them as-is), else -1. */
 LB_API int lb_format_ggml_type(const lb_qspec *spec, int64_t cols);
+/* A block type whose blocks do not divide a row of `cols` weights (q4_k on
+ * 172 columns): writes the spec such a tensor falls back to (docs/FORMATS.md,
+ * "K-quants") and returns 1; 0 when the spec needs no fallback. */
+LB_API int lb_format_ggml_fallback(const lb_qspec *spec, int64_t cols, lb_qspec *out);
 /* The spec whose layout is ggml type `type`, if lowbit has one. */
 LB_API lb_status lb_qspec_from_ggml_type(int type, lb_qspec *out);
 
@@ -177,7 +184,7 @@ LB_API void lb_tensor_free(lb_tensor *t);
  *   uniform int:  scale[k] * (q - zero[k])
  *   (uniform with hierarchical scales, spec.scale_bits = k > 0: the same
  *   values, where scale[k] = super_scale[b] * int(scale_code[k]) and
- *   offset[k] = super_min[b] * min_code[k], b the super-group of the row;
+ *   offset[k] = super_min[b] * min_code[k], b the group's super-group (lb_qtensor_super);
  *   int() reads a k-bit two's complement for sym, unsigned for asym)
  *   nf4:          scale[k] * NF4[q]
  *   binary:       q ? scale[k] : -scale[k]
@@ -223,7 +230,8 @@ typedef struct {
     /* uniform hierarchical scales (spec.scale_bits > 0), else NULL / 0 */
     float *super_scale;  /* n_super: fp16 values */
     float *super_min;    /* n_super (asym): fp16 values */
-    int64_t n_super;     /* super-groups: ceil(rows / spec.super_rows) */
+    int64_t n_super;     /* super-groups: ceil(rows / spec.super_rows), or rows * the
+                            row's ceil(cols_padded / spec.super_cols) */
     uint8_t *scale_code; /* n_groups, k-bit (sym: two's complement bits) */
     uint8_t *min_code;   /* n_groups (asym) */
     /* lut formats: each group's codebook, n_groups x 2^bits fp16 values,
@@ -320,11 +328,32 @@ LB_API lb_status lb_qtensor_encode(const lb_qtensor *q, uint8_t *out);
  * levels not finite and ascending) fail with LB_ERR_FORMAT. */
 LB_API lb_status lb_qtensor_decode(lb_qtensor *q, const uint8_t *data, size_t nbytes);
 
-/* Hierarchical scales (uniform, spec.scale_bits = k > 0). Integer range of a
- * group scale: sym -2^(k-1)..2^(k-1)-1, asym 0..2^k-1; of a group min:
- * 0..2^k-1. The super-group of group k is row / super_rows. */
+/* Hierarchical scales (uniform and kquant, spec.scale_bits = k > 0). Integer
+ * range of a group scale: sym -2^(k-1)..2^(k-1)-1, asym 0..2^k-1; of a group
+ * min: 0..2^k-1. Super-groups: super_rows whole rows (super_cols 0, the
+ * uniform family's r<N>), or super_cols columns of one row (K-quants'
+ * 256-weight blocks), numbered row by row. Either way a super-group's
+ * groups are consecutive group indices. */
+static inline int64_t lb_hscale_groups_per_super(const lb_qtensor *q) {
+    return q->spec.super_cols ? q->spec.super_cols / q->group_len : q->spec.super_rows * q->groups_per_row;
+}
 static inline int64_t lb_qtensor_super(const lb_qtensor *q, int64_t k) {
-    return k / q->groups_per_row / q->spec.super_rows;
+    if (!q->spec.super_cols) return k / q->groups_per_row / q->spec.super_rows;
+    int64_t per = lb_hscale_groups_per_super(q), per_row = (q->groups_per_row + per - 1) / per;
+    return k / q->groups_per_row * per_row + k % q->groups_per_row / per;
+}
+/* the groups [*k0, *k1) of super-group b */
+static inline void lb_hscale_super_span(const lb_qtensor *q, int64_t b, int64_t *k0, int64_t *k1) {
+    int64_t per = lb_hscale_groups_per_super(q), end;
+    if (q->spec.super_cols) {
+        int64_t per_row = (q->groups_per_row + per - 1) / per, row = b / per_row;
+        *k0 = row * q->groups_per_row + b % per_row * per;
+        end = (row + 1) * q->groups_per_row;
+    } else {
+        *k0 = b * per;
+        end = q->n_groups;
+    }
+    *k1 = *k0 + per < end ? *k0 + per : end;
 }
 static inline int lb_hscale_scale_min(const lb_qspec *s) { return s->zero == LB_ZERO_SYM ? -(1 << (s->scale_bits - 1)) : 0; }
 static inline int lb_hscale_scale_max(const lb_qspec *s) {

@@ -39,6 +39,8 @@ typedef struct {
     lb_qspec spec;
     lb_method_opts opts;
     int rule;      /* the rule that won */
+    lb_qspec asked; /* the rule's spec when spec is its fallback (a K-quant on rows that are not
+                       whole blocks: lb_format_ggml_fallback), else the same as spec */
 } lb_plan_entry;
 
 typedef struct {

@@ -28,6 +28,7 @@
     X(lb_littlebit_family)    \
     X(lb_e8p_family)          \
     X(lb_vq_family)           \
+    X(lb_kquant_family)       \
     X(lb_ggml_read_family)    \
     /* end of the table */
 
@@ -248,6 +249,11 @@ double lb_format_bpw(const lb_qspec *spec, int64_t rows, int64_t cols) {
     return 8.0 * (double)l.total_bytes / ((double)rows * (double)cols);
 }
 
+int lb_format_ggml_fallback(const lb_qspec *s, int64_t cols, lb_qspec *out) {
+    if (!s->family || !known_family(s->family) || !s->family->ggml_fallback) return 0;
+    return s->family->ggml_fallback(s, cols, out);
+}
+
 int lb_format_ggml_type(const lb_qspec *s, int64_t cols) {
     if (!s->family || !known_family(s->family) || !s->family->ggml_type) return -1;
     return s->family->ggml_type(s, cols);
@@ -346,7 +352,7 @@ lb_status lb_qtensor_init(lb_qtensor *q, const lb_qspec *spec, int64_t rows, int
     lb_status st = lb_layout_compute(spec, rows, cols, &l);
     if (st != LB_OK) return st;
     if (spec->family->is_float) return lb_fail(LB_ERR_INVALID, "float formats have no codes to unpack");
-    if (!spec->family->decode_row) { /* read-only families (llama.cpp's K-quants): bytes -> floats, nothing else */
+    if (!spec->family->decode_row) { /* read-only families (llama.cpp's IQ4_XS, ...): bytes -> floats, nothing else */
         char t[64];
         lb_qspec_format(spec, t, sizeof t);
         return lb_fail(LB_ERR_UNSUPPORTED, "%s is read-only in lowbit: its tensors run and dequantize, but cannot be "

@@ -93,6 +93,9 @@ struct lb_format_family {
     int (*ggml_type)(const lb_qspec *s, int64_t cols);
     int (*from_ggml)(int type, lb_qspec *out);
     lb_status (*from_float)(const lb_qspec *s, const float *w, int64_t rows, int64_t cols, uint8_t *out);
+    /* ggml block types (kquant): when cols is not whole blocks, writes the
+     * spec a tensor falls back to and returns 1 (NULL or 0: no fallback) */
+    int (*ggml_fallback)(const lb_qspec *s, int64_t cols, lb_qspec *out);
 };
 
 /* ---- helpers for the rows ---------------------------------------------------- */

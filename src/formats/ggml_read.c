@@ -1,25 +1,16 @@
 /* llama.cpp's tensor types that lowbit reads but does not write (issue 10
- * item 3): the K-quants Q2_K..Q6_K and Q8_K, the legacy Q5_0, Q5_1 and
- * Q8_1, IQ4_NL and IQ4_XS, the ternary TQ1_0 and TQ2_0, and MXFP4, as ggml
- * stores them (ggml-common.h's block_* structs), so that `lowbit eval`,
- * `info` and `generate` run llama.cpp's files and `quantize` can start from
- * them. (Q4_0, Q4_1 and Q8_0 are the uniform family's, which writes them.)
+ * item 3): Q8_K, the legacy Q5_0, Q5_1 and Q8_1, IQ4_NL and IQ4_XS, the
+ * ternary TQ1_0 and TQ2_0, and MXFP4, as ggml stores them (ggml-common.h's
+ * block_* structs), so that `lowbit eval`, `info` and `generate` run
+ * llama.cpp's files and `quantize` can start from them. (Q4_0, Q4_1 and
+ * Q8_0 are the uniform family's, Q2_K..Q6_K the kquant family's: those
+ * write them too.)
  * The row has no unpacked form (no grid, no codes): quantizing into it is
  * refused. The spec is the type's name; spec.ggml_type holds its id and
  * spec.group its block (32 or 256 weights); a row of another length is
  * padded to whole blocks, which llama.cpp cannot read.
  *
  * Blocks (fp16 unless said; w the weight, q its code):
- *   q2_K (84 B)  scales[16] (4-bit scale | 4-bit min << 4 per 16 weights),
- *                qs[64] (2-bit codes), d, dmin: w = d sc q - dmin m
- *   q3_K (110 B) hmask[32] (the code's third bit), qs[64] (two low bits),
- *                scales[12] (sixteen 6-bit scales, biased by 32), d:
- *                w = d (s - 32) (q - 4 [high bit clear])
- *   q4_K (144 B) d, dmin, scales[12] (eight 6-bit scales and eight 6-bit
- *                mins, one pair per 32 weights), qs[128]: w = d sc q - dmin m
- *   q5_K (176 B) as q4_K plus qh[32] (each code's fifth bit)
- *   q6_K (210 B) ql[128] (low 4 bits), qh[64] (high 2 bits), scales[16]
- *                (int8, one per 16 weights), d: w = d s (q - 32)
  *   q8_K (292 B) d (fp32), qs[256] (int8), bsums[16] (unused): w = d q
  *   q5_0 (22 B)  d, qh (32 fifth bits), qs[16]: w = (q - 16) d
  *   q5_1 (24 B)  d, m, qh, qs[16]: w = q d + m
@@ -44,88 +35,6 @@
 #define QK_K 256
 
 static float f16(const uint8_t *p) { return lb_fp16_to_fp32(lb_rd16(p)); }
-
-/* the j-th 6-bit scale and min of q4_K / q5_K's 12 packed bytes: the first
- * four pairs in the low 6 bits of bytes 0..3 and 4..7, the last four from
- * bytes 8..11's nibbles with their top 2 bits in bytes 0..7's top bits */
-static void scale_min_6(int j, const uint8_t *q, int *sc, int *m) {
-    if (j < 4) {
-        *sc = q[j] & 63;
-        *m = q[j + 4] & 63;
-    } else {
-        *sc = (q[j + 4] & 15) | ((q[j - 4] >> 6) << 4);
-        *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
-    }
-}
-
-static void q2_k(const uint8_t *b, float *y) {
-    const uint8_t *scales = b, *q = b + 16;
-    float d = f16(b + 80), dmin = f16(b + 82);
-    int is = 0;
-    for (int n = 0; n < QK_K; n += 128, q += 32)
-        for (int shift = 0; shift < 8; shift += 2)
-            for (int half = 0; half < 2; half++) {
-                int sc = scales[is++];
-                float dl = d * (float)(sc & 15), ml = dmin * (float)(sc >> 4);
-                for (int l = 0; l < 16; l++) *y++ = dl * (float)((q[l + 16 * half] >> shift) & 3) - ml;
-            }
-}
-
-static void q3_k(const uint8_t *b, float *y) {
-    const uint8_t *hm = b, *q = b + 32, *s = b + 96;
-    float d = f16(b + 108);
-    /* sixteen 6-bit scales: low 4 bits from bytes 0..7's nibbles (scales
-     * 0..7 low nibbles, 8..15 high nibbles), high 2 bits from bytes 8..11 */
-    int scale[16];
-    for (int j = 0; j < 16; j++) {
-        int low = j < 8 ? s[j] & 15 : s[j - 8] >> 4;
-        int high = (s[8 + j % 4] >> (2 * (j / 4))) & 3;
-        scale[j] = (low | high << 4) - 32;
-    }
-    int is = 0;
-    unsigned m = 1;
-    for (int n = 0; n < QK_K; n += 128, q += 32)
-        for (int shift = 0; shift < 8; shift += 2, m <<= 1)
-            for (int half = 0; half < 2; half++) {
-                float dl = d * (float)scale[is++];
-                for (int l = 0; l < 16; l++) {
-                    int i = l + 16 * half;
-                    *y++ = dl * (float)(((q[i] >> shift) & 3) - ((hm[i] & m) ? 0 : 4));
-                }
-            }
-}
-
-/* q4_K and q5_K (qh != NULL: the fifth bits) */
-static void q45_k(const uint8_t *b, const uint8_t *qh, const uint8_t *ql, float *y) {
-    float d = f16(b), dmin = f16(b + 2);
-    const uint8_t *scales = b + 4;
-    unsigned u1 = 1, u2 = 2;
-    for (int j = 0, is = 0; j < QK_K; j += 64, ql += 32, is += 2, u1 <<= 2, u2 <<= 2) {
-        int sc, m;
-        scale_min_6(is, scales, &sc, &m);
-        float d1 = d * (float)sc, m1 = dmin * (float)m;
-        scale_min_6(is + 1, scales, &sc, &m);
-        float d2 = d * (float)sc, m2 = dmin * (float)m;
-        for (int l = 0; l < 32; l++) *y++ = d1 * (float)((ql[l] & 15) + (qh && (qh[l] & u1) ? 16 : 0)) - m1;
-        for (int l = 0; l < 32; l++) *y++ = d2 * (float)((ql[l] >> 4) + (qh && (qh[l] & u2) ? 16 : 0)) - m2;
-    }
-}
-
-static void q6_k(const uint8_t *b, float *y) {
-    const uint8_t *ql = b, *qh = b + 128;
-    const int8_t *sc = (const int8_t *)(b + 192);
-    float d = f16(b + 208);
-    for (int n = 0; n < QK_K; n += 128, y += 128, ql += 64, qh += 32, sc += 8)
-        for (int l = 0; l < 32; l++) {
-            int is = l / 16;
-            int q1 = ((ql[l] & 15) | ((qh[l] & 3) << 4)) - 32, q2 = ((ql[l + 32] & 15) | (((qh[l] >> 2) & 3) << 4)) - 32;
-            int q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32, q4 = ((ql[l + 32] >> 4) | ((qh[l] >> 6) << 4)) - 32;
-            y[l] = d * (float)sc[is] * (float)q1;
-            y[l + 32] = d * (float)sc[is + 2] * (float)q2;
-            y[l + 64] = d * (float)sc[is + 4] * (float)q3;
-            y[l + 96] = d * (float)sc[is + 6] * (float)q4;
-        }
-}
 
 static void q8_k(const uint8_t *b, float *y) {
     float d;
@@ -224,8 +133,6 @@ static void mxfp4(const uint8_t *b, float *y) {
     }
 }
 
-static void q4_k(const uint8_t *b, float *y) { q45_k(b, NULL, b + 16, y); }
-static void q5_k(const uint8_t *b, float *y) { q45_k(b, b + 16, b + 48, y); }
 static void q5_0(const uint8_t *b, float *y) { q5_legacy(b, 0, y); }
 static void q5_1(const uint8_t *b, float *y) { q5_legacy(b, 1, y); }
 
@@ -236,8 +143,7 @@ static const struct {
     void (*block_to_float)(const uint8_t *b, float *y);
 } types[] = {
     {"q5_0", 6, 32, 22, q5_0},        {"q5_1", 7, 32, 24, q5_1},         {"q8_1", 9, 32, 36, q8_1},
-    {"q2_k", 10, QK_K, 84, q2_k},     {"q3_k", 11, QK_K, 110, q3_k},     {"q4_k", 12, QK_K, 144, q4_k},
-    {"q5_k", 13, QK_K, 176, q5_k},    {"q6_k", 14, QK_K, 210, q6_k},     {"q8_k", 15, QK_K, 292, q8_k},
+    {"q8_k", 15, QK_K, 292, q8_k},
     {"iq4_nl", 20, 32, 18, iq4_nl},   {"iq4_xs", 23, QK_K, 136, iq4_xs}, {"tq1_0", 34, QK_K, 54, tq1_0},
     {"tq2_0", 35, QK_K, 66, tq2_0},   {"mxfp4", 39, 32, 17, mxfp4},
 };
@@ -310,7 +216,7 @@ static int gr_from_ggml(int type, lb_qspec *out) {
 
 const lb_format_family lb_ggml_read_family = {
     .name = "ggml",
-    .names = "q5_0, q5_1, q8_1, q2_k..q6_k, q8_k, iq4_nl, iq4_xs, tq1_0, tq2_0, mxfp4 (read only)",
+    .names = "q5_0, q5_1, q8_1, q8_k, iq4_nl, iq4_xs, tq1_0, tq2_0, mxfp4 (read only)",
     .grid = LB_GRID_NONE,
     .match = gr_match,
     .parse_option = gr_parse_option,

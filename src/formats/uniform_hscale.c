@@ -91,12 +91,18 @@ size_t lb_hscale_row_bytes(const lb_qspec *s, const lb_layout *l) {
 
 static int64_t n_super(const lb_qspec *s, int64_t rows) { return (rows + s->super_rows - 1) / s->super_rows; }
 
+/* super-groups of a tensor: whole rows (r<N>) or super_cols-column pieces of each row */
+static int64_t n_super_of(const lb_qtensor *q) {
+    const lb_qspec *s = &q->spec;
+    return s->super_cols ? q->rows * ((q->cols_padded + s->super_cols - 1) / s->super_cols) : n_super(s, q->rows);
+}
+
 size_t lb_hscale_tail_bytes(const lb_qspec *s, const lb_layout *l) {
     return (size_t)n_super(s, l->rows) * (has_min(s) ? 4 : 2);
 }
 
 lb_status lb_hscale_qtensor_init(lb_qtensor *q) {
-    q->n_super = n_super(&q->spec, q->rows);
+    q->n_super = n_super_of(q);
     q->super_scale = lb_calloc((size_t)q->n_super, sizeof(float));
     q->super_min = lb_calloc((size_t)q->n_super, sizeof(float));
     q->scale_code = lb_calloc((size_t)q->n_groups, 1);
@@ -134,12 +140,11 @@ static float cover_min(float m, float M, int mmax) {
 
 lb_status lb_hscale_store_scales(lb_qtensor *q) {
     const lb_qspec *s = &q->spec;
-    int64_t gpr = q->groups_per_row;
     int imin = lb_hscale_scale_min(s), imax = lb_hscale_scale_max(s), mmax = (1 << s->scale_bits) - 1;
     float maxq = (float)((1 << s->bits) - 1);
     for (int64_t b = 0; b < q->n_super; b++) {
-        int64_t k0 = b * s->super_rows * gpr, k1 = (b + 1) * s->super_rows * gpr;
-        if (k1 > q->n_groups) k1 = q->n_groups;
+        int64_t k0, k1;
+        lb_hscale_super_span(q, b, &k0, &k1);
         float D, M = 0.0f;
         if (s->zero == LB_ZERO_SYM) {
             /* the signed extreme lands on the most negative integer, -2^(k-1) */

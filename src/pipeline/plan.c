@@ -194,7 +194,10 @@ lb_status lb_plan_resolve(lb_plan *p, lb_model *m) {
         memset(e, 0, sizeof *e);
         e->tensor = i;
         snprintf(e->name, sizeof e->name, "%s", lb_model_tensor_at(m, i)->name);
-        e->spec = r->spec;
+        /* a K-quant on rows that are not whole blocks: the fallback, never
+         * silently (asked keeps the rule's spec; the CLI prints both) */
+        e->spec = e->asked = r->spec;
+        (void)lb_format_ggml_fallback(&r->spec, lb_model_tensor_at(m, i)->cols, &e->spec);
         e->opts = r->opts;
         e->rule = winner[i];
     }

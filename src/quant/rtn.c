@@ -379,11 +379,12 @@ double lb_rtn_hscale_fit_group(lb_qtensor *q, int64_t k, const float *x, int64_t
     return best;
 }
 
-/* Refits every group of super-group b (rows r0..r1) on its lattice; mse also
- * searches D. Returns the super-group's squared error. */
+/* Refits every group of super-group b on its lattice; mse also searches D.
+ * Returns the super-group's squared error. */
 static double hscale_fit_super(lb_qtensor *q, int64_t b, const float *w, int64_t cols, const float *colw,
                                const lb_rtn_opts *o) {
-    int64_t r0 = b * q->spec.super_rows, r1 = r0 + q->spec.super_rows < q->rows ? r0 + q->spec.super_rows : q->rows;
+    int64_t k0, k1;
+    lb_hscale_super_span(q, b, &k0, &k1);
     float D0 = q->super_scale[b], best_D = D0;
     double best_err = INFINITY;
     int steps = o->clip == LB_CLIP_MSE ? HS_SUPER_STEPS : 1;
@@ -393,13 +394,11 @@ static double hscale_fit_super(lb_qtensor *q, int64_t b, const float *w, int64_t
         if (i == steps && steps == 1) break; /* one candidate: already fitted */
         q->super_scale[b] = D;
         double err = 0;
-        for (int64_t r = r0; r < r1; r++)
-            for (int64_t g = 0; g < q->groups_per_row; g++) {
-                int64_t c0 = g * q->group_len, n = cols - c0 < q->group_len ? cols - c0 : q->group_len;
-                if (n > 0)
-                    err += lb_rtn_hscale_fit_group(q, r * q->groups_per_row + g, w + r * cols + c0, n,
-                                                   colw ? colw + c0 : NULL, o);
-            }
+        for (int64_t k = k0; k < k1; k++) {
+            int64_t r = k / q->groups_per_row, c0 = k % q->groups_per_row * q->group_len;
+            int64_t n = cols - c0 < q->group_len ? cols - c0 : q->group_len;
+            if (n > 0) err += lb_rtn_hscale_fit_group(q, k, w + r * cols + c0, n, colw ? colw + c0 : NULL, o);
+        }
         if (i < steps && err < best_err) {
             best_err = err;
             best_D = D;

@@ -43,6 +43,8 @@ static const char *quantize_help_head =
     "                                                              factors, fp16 h, g, l (R = 1..1024; sub-1-bit\n"
     "                                                              when R < rows cols / (rows + cols))\n"
     "                     f32, f16, bf16; ggml names q8_0, q4_0, q4_1\n"
+    "                     q2_k, q3_k, q4_k, q5_k, q6_k             llama.cpp's K-quants, its blocks byte for byte;\n"
+    "                                                              rows not whole 256-blocks fall back (warned)\n"
     "                     (see docs/FORMATS.md for layouts and bits per weight)\n"
     "  --method NAME      how weights become codes (default rtn); the methods and their options:\n";
 
@@ -161,6 +163,11 @@ static void print_plan(lb_model *m, const lb_plan *plan, int json) {
             json_begin_object();
             json_kstr("tensor", e->name);
             json_kstr("spec", spec);
+            if (!lb_qspec_equal(&e->spec, &e->asked)) {
+                char asked[64];
+                lb_qspec_format(&e->asked, asked, sizeof asked);
+                json_kstr("fallback_from", asked);
+            }
             json_kstr("method", e->opts.method->name);
             json_kstr("options", opts);
             json_knum("bpw", bpw);
@@ -281,6 +288,16 @@ int cmd_quantize(int argc, char **argv) {
     }
     if (lb_plan_resolve(&plan, m) != LB_OK) rc = cli_usage_error("quantize", "%s", lb_last_error());
     if (rc == CLI_OK && lb_plan_check(&plan) != LB_OK) rc = cli_error("quantize", NULL);
+    for (int i = 0; rc == CLI_OK && i < plan.n_entries; i++) {
+        const lb_plan_entry *e = &plan.entries[i];
+        if (lb_qspec_equal(&e->spec, &e->asked)) continue;
+        char f[64], g[64];
+        lb_qspec_format(&e->asked, f, sizeof f);
+        lb_qspec_format(&e->spec, g, sizeof g);
+        fprintf(stderr, "lowbit quantize: warning: %s: rows of %lld weights are not whole blocks of %s: %s instead "
+                        "(docs/FORMATS.md, \"K-quants\")\n",
+                e->name, (long long)lb_model_tensor_at(m, e->tensor)->cols, f, g);
+    }
     /* an already-quantized input (a llama.cpp Q4_K_M, say) is requantized from its decoded weights */
     for (int i = 0; rc == CLI_OK && i < plan.n_entries; i++) {
         const lb_tensor *t = lb_model_tensor_at(m, plan.entries[i].tensor);
