@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # llama.cpp's K-quants through the CLI: on stories260K (rows of 64 and 172
 # weights, not whole 256-blocks) --format q4_k falls back per tensor, said on
-# stderr and in the dry run's JSON (q4_1 on 64 columns, f16 on 172); on a
+# stderr and in the dry run's JSON (q5_0 on 64 columns, f16 on 172); on a
 # --config model whose rows are whole blocks (dim 256, hidden 512, one layer,
 # two training steps) every K-quant is written under its ggml type id (what
 # llama.cpp reads), evaluates, and `lowbit info` reports it; GPTQ writes it too.
@@ -10,11 +10,11 @@ NEEDS="MODEL TEXT TOK"
 . "$(dirname "$0")/common_cli.sh"
 
 # the fallback, never silent
-expect 0 "not whole blocks of q4_k: int4:g32:asym instead" -- \
+expect 0 "not whole blocks of q4_k: int5:g32:sym instead" -- \
     "$LOWBIT" quantize "$MODEL" --format q4_k --dry-run
 "$LOWBIT" quantize "$MODEL" --format q4_k --dry-run --json > "$TMP/plan.json" 2> /dev/null
 json "$TMP/plan.json" "all(e['fallback_from'] == 'q4_k' for e in j) and \
-    {e['spec'] for e in j} == {'int4:g32:asym', 'f16'} and \
+    {e['spec'] for e in j} == {'int5:g32:sym', 'f16'} and \
     all(e['spec'] == 'f16' for e in j if 'ffn_down' in e['tensor'])"
 
 # a model whose rows are whole 256-weight blocks

@@ -258,7 +258,9 @@ static void test_type(int bits, const char *name, int ggml_id, double bpw) { /* 
     CHECK_OK(lb_qspec_parse(name, &s));
     char back[32];
     lb_qspec_format(&s, back, sizeof back);
-    CHECK_MSG(!strcmp(back, name), "%s prints as %s", name, back);
+    CHECK_MSG(!strcmp(back, name) || (!strcmp(name, "q5_0") && !strcmp(back, "int5:g32:sym")) ||
+                  (!strcmp(name, "q5_1") && !strcmp(back, "int5:g32:asym")),
+              "%s prints as %s", name, back);
     CHECK(lb_format_ggml_type(&s, 512) == ggml_id && lb_format_ggml_type(&s, 300) == -1);
     lb_qspec g;
     CHECK_OK(lb_qspec_from_ggml_type(ggml_id, &g));
@@ -360,6 +362,10 @@ static void test_gguf_round_trip(void) {
 }
 
 int main(void) {
+    /* the float path (dequantize a tile, float GEMM) for every type: the
+     * int8-activation kernels of the writable ones have their own bounds
+     * (test_kernel_registry); here the 1e-5 check is of the bytes' meaning */
+    setenv("LB_KERNEL", "fallback", 1);
     lb_rng_seed(&rng, 256);
     test_type(2, "q2_k", 10, 2.625);
     test_type(3, "q3_k", 11, 3.4375);
@@ -367,8 +373,8 @@ int main(void) {
     test_type(5, "q5_k", 13, 5.5);
     test_type(6, "q6_k", 14, 6.5625);
     test_type(8, "q8_k", 15, 9.125);
-    test_type(0, "q5_0", 6, 5.5);
-    test_type(0, "q5_1", 7, 6.0);
+    test_type(0, "q5_0", 6, 5.5); /* written too: the uniform family's int5:g32:sym */
+    test_type(0, "q5_1", 7, 6.0); /* int5:g32:asym */
     test_type(0, "q8_1", 9, 9.0);
     test_type(0, "iq4_nl", 20, 4.5);
     test_type(0, "iq4_xs", 23, 4.25);

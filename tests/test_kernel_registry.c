@@ -19,7 +19,7 @@
 static lb_rng rng;
 
 /* Specs the entries are tried on: one per family and then some. */
-static const char *candidates[] = {"q8_0", "q4_0", "f32", "f16", "bf16", "q4_1", "int8:g64:sym", "int4:g32:asym:zint",
+static const char *candidates[] = {"q8_0", "q4_0", "f32", "f16", "bf16", "q4_1", "q5_1", "int8:g64:sym", "int4:g32:asym:zint",
                                    "int3:g64:asym", "int5:row:sym", "nf4:g32:dq", "binary:g64", "ternary:tensor:1.6bit",
                                    "int2:g16:asym", "pow2:3:g32", "int3:g16:asym:s6:r4", "int2:g32:sym:s4",
                                    "ternary:g64:2bit", "ternary:g64:1.6bit", "ternary:row:2bit", "ternary:g32:1.6bit",
@@ -483,7 +483,7 @@ static void test_uniform_shapes(void) {
  * sums in int. */
 static void test_uniform_extremes(void) {
     static const char *specs[] = {"int1:g64:asym", "int2:g64:asym", "int3:g64:asym", "int4:g64:asym", "int4:g16:asym",
-                                  "int5:g64:asym", "int6:g32:asym", "int7:g64:asym", "int8:g64:asym", "int4:row:asym"};
+                                  "int5:g32:asym", "int6:g32:asym", "int7:g64:asym", "int8:g64:asym", "int4:row:asym"};
     enum { ROWS = 37, COLS = 256, NMAX = 9 };
     unsigned cpu = lb_cpu_features();
     float *w = lb_alloc(sizeof(float) * ROWS * COLS), x[NMAX * COLS], y1[NMAX * ROWS], y2[NMAX * ROWS];

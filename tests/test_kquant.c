@@ -11,10 +11,10 @@
 static const struct {
     const char *name;
     int ggml, bytes, bits, group;
-    const char *fallback32; /* the fallback when 32 divides the row (llama.cpp's, or the nearest lowbit writes) */
+    const char *fallback32; /* the fallback when 32 divides the row (llama-quantize's) */
 } kq[] = {
-    {"q2_k", 10, 84, 2, 16, "q4_0"}, {"q3_k", 11, 110, 3, 16, "q4_0"}, {"q4_k", 12, 144, 4, 32, "q4_1"},
-    {"q5_k", 13, 176, 5, 32, "q8_0"}, {"q6_k", 14, 210, 6, 16, "q8_0"},
+    {"q2_k", 10, 84, 2, 16, "q4_0"}, {"q3_k", 11, 110, 3, 16, "q4_0"}, {"q4_k", 12, 144, 4, 32, "q5_0"},
+    {"q5_k", 13, 176, 5, 32, "q5_1"}, {"q6_k", 14, 210, 6, 16, "q8_0"},
 };
 enum { N_KQ = sizeof kq / sizeof kq[0] };
 

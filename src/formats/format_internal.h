@@ -215,6 +215,7 @@ static inline unsigned lb_get_code16(const uint8_t *src, uint64_t bitpos, int c)
 }
 
 /* Uniform codes of one group block (n codes): uniform.c's packing (4-bit
+ * halves, 5-bit as ggml's Q5 blocks: n/8 bytes of fifth bits then 4-bit
  * halves, int8 for 8-bit sym, else a bit stream); unpack reads codes
  * [j0, j0 + cnt). Shared with the hierarchical-scale rows (uniform_hscale.c). */
 void lb_uniform_pack_codes(const lb_qspec *s, const uint8_t *codes, int64_t n, uint8_t *dst);

@@ -1,10 +1,9 @@
 /* llama.cpp's tensor types that lowbit reads but does not write (issue 10
- * item 3): Q8_K, the legacy Q5_0, Q5_1 and Q8_1, IQ4_NL and IQ4_XS, the
- * ternary TQ1_0 and TQ2_0, and MXFP4, as ggml stores them (ggml-common.h's
- * block_* structs), so that `lowbit eval`, `info` and `generate` run
- * llama.cpp's files and `quantize` can start from them. (Q4_0, Q4_1 and
- * Q8_0 are the uniform family's, Q2_K..Q6_K the kquant family's: those
- * write them too.)
+ * item 3): Q8_K, Q8_1, IQ4_NL and IQ4_XS, the ternary TQ1_0 and TQ2_0, and
+ * MXFP4, as ggml stores them (ggml-common.h's block_* structs), so that
+ * `lowbit eval`, `info` and `generate` run llama.cpp's files and `quantize`
+ * can start from them. (Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0 are the uniform
+ * family's, Q2_K..Q6_K the kquant family's: those write them too.)
  * The row has no unpacked form (no grid, no codes): quantizing into it is
  * refused. The spec is the type's name; spec.ggml_type holds its id and
  * spec.group its block (32 or 256 weights); a row of another length is
@@ -12,8 +11,6 @@
  *
  * Blocks (fp16 unless said; w the weight, q its code):
  *   q8_K (292 B) d (fp32), qs[256] (int8), bsums[16] (unused): w = d q
- *   q5_0 (22 B)  d, qh (32 fifth bits), qs[16]: w = (q - 16) d
- *   q5_1 (24 B)  d, m, qh, qs[16]: w = q d + m
  *   q8_1 (36 B)  d, s (d times the codes' sum, unused), qs[32] (int8): w = q d
  *   iq4_nl (18 B) d, qs[16]: w = d K[q], K the 16 non-uniform levels below
  *   iq4_xs (136 B) d, scales_h (uint16), scales_l[4], qs[128]: eight
@@ -46,23 +43,6 @@ static void q8_k(const uint8_t *b, float *y) {
 static const int8_t iq4_levels[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
 /* MXFP4's E2M1 values, doubled (ggml's convention: the scale is halved to match) */
 static const int8_t e2m1_x2[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
-
-/* q5_0 (has_min 0) and q5_1: the fifth bit of weight j is bit j of qh */
-static void q5_legacy(const uint8_t *b, int has_min, float *y) {
-    float d = f16(b), m = has_min ? f16(b + 2) : 0.0f;
-    const uint8_t *qhp = b + (has_min ? 4 : 2), *qs = qhp + 4;
-    uint32_t qh = lb_rd32(qhp);
-    for (int j = 0; j < 16; j++) {
-        int x0 = (qs[j] & 15) | (int)(((qh >> j) << 4) & 16), x1 = (qs[j] >> 4) | (int)((qh >> (j + 12)) & 16);
-        if (has_min) {
-            y[j] = (float)x0 * d + m;
-            y[j + 16] = (float)x1 * d + m;
-        } else {
-            y[j] = (float)(x0 - 16) * d;
-            y[j + 16] = (float)(x1 - 16) * d;
-        }
-    }
-}
 
 static void q8_1(const uint8_t *b, float *y) {
     float d = f16(b);
@@ -133,8 +113,6 @@ static void mxfp4(const uint8_t *b, float *y) {
     }
 }
 
-static void q5_0(const uint8_t *b, float *y) { q5_legacy(b, 0, y); }
-static void q5_1(const uint8_t *b, float *y) { q5_legacy(b, 1, y); }
 
 /* the types: name, ggml id, weights per block, bytes per block, decoder */
 static const struct {
@@ -142,7 +120,7 @@ static const struct {
     int ggml, block, bytes;
     void (*block_to_float)(const uint8_t *b, float *y);
 } types[] = {
-    {"q5_0", 6, 32, 22, q5_0},        {"q5_1", 7, 32, 24, q5_1},         {"q8_1", 9, 32, 36, q8_1},
+    {"q8_1", 9, 32, 36, q8_1},
     {"q8_k", 15, QK_K, 292, q8_k},
     {"iq4_nl", 20, 32, 18, iq4_nl},   {"iq4_xs", 23, QK_K, 136, iq4_xs}, {"tq1_0", 34, QK_K, 54, tq1_0},
     {"tq2_0", 35, QK_K, 66, tq2_0},   {"mxfp4", 39, 32, 17, mxfp4},
@@ -216,7 +194,7 @@ static int gr_from_ggml(int type, lb_qspec *out) {
 
 const lb_format_family lb_ggml_read_family = {
     .name = "ggml",
-    .names = "q5_0, q5_1, q8_1, q8_k, iq4_nl, iq4_xs, tq1_0, tq2_0, mxfp4 (read only)",
+    .names = "q8_1, q8_k, iq4_nl, iq4_xs, tq1_0, tq2_0, mxfp4 (read only)",
     .grid = LB_GRID_NONE,
     .match = gr_match,
     .parse_option = gr_parse_option,

@@ -320,13 +320,11 @@ static int kq_ggml_type(const lb_qspec *s, int64_t cols) {
 }
 
 /* Rows that are not whole blocks: llama-quantize's rule (llama-quant.cpp,
- * tensor_type_fallback) is q4_0 for q2_k and q3_k, q5_0 for q4_k, q5_1 for
- * q5_k, q8_0 for q6_k, and f16 when even 32 does not divide the row. lowbit
- * does not write q5_0 / q5_1 yet, so q4_k falls back to q4_1 (5.0 bpw
- * instead of 5.5) and q5_k to q8_0 (8.5 instead of 6.0). */
+ * tensor_type_fallback): q4_0 for q2_k and q3_k, q5_0 for q4_k, q5_1 for
+ * q5_k, q8_0 for q6_k, and f16 when even 32 does not divide the row. */
 static int kq_ggml_fallback(const lb_qspec *s, int64_t cols, lb_qspec *out) {
     if (cols % QK_K == 0) return 0;
-    static const char *to[] = {"q4_0", "q4_0", "q4_1", "q8_0", "q8_0"};
+    static const char *to[] = {"q4_0", "q4_0", "q5_0", "q5_1", "q8_0"};
     int i = type_index(s->ggml_type);
     return i >= 0 && lb_qspec_parse(cols % 32 ? "f16" : to[i], out) == LB_OK;
 }

@@ -24,13 +24,15 @@
 enum { SLOT_GROUP, SLOT_SYMMETRY, SLOT_ZERO, SLOT_SCALES, SLOT_SUPER };
 
 /* "int1".."int8" (default g64, fp16 offset), and ggml's names for the
- * layouts we share: q4_0 = int4:g32:sym, q4_1 = int4:g32:asym, q8_0 = int8:g32:sym. */
+ * layouts we share: q4_0 = int4:g32:sym, q4_1 = int4:g32:asym, q5_0 =
+ * int5:g32:sym, q5_1 = int5:g32:asym, q8_0 = int8:g32:sym. */
 static int uniform_match(const char *head, lb_qspec *s) {
     static const struct {
         const char *name;
         int bits;
         lb_zero zero;
-    } ggml_names[] = {{"q4_0", 4, LB_ZERO_SYM}, {"q4_1", 4, LB_ZERO_F16}, {"q8_0", 8, LB_ZERO_SYM}};
+    } ggml_names[] = {{"q4_0", 4, LB_ZERO_SYM}, {"q4_1", 4, LB_ZERO_F16}, {"q5_0", 5, LB_ZERO_SYM},
+                      {"q5_1", 5, LB_ZERO_F16}, {"q8_0", 8, LB_ZERO_SYM}};
     for (size_t i = 0; i < sizeof ggml_names / sizeof ggml_names[0]; i++)
         if (!strcmp(head, ggml_names[i].name)) {
             s->bits = ggml_names[i].bits;
@@ -113,6 +115,8 @@ static int uniform_ggml_type(const lb_qspec *s, int64_t cols) {
     if (s->bits == 8 && s->zero == LB_ZERO_SYM) return LB_GGML_Q8_0;
     if (s->bits == 4 && s->zero == LB_ZERO_SYM) return LB_GGML_Q4_0;
     if (s->bits == 4 && s->zero == LB_ZERO_F16) return LB_GGML_Q4_1;
+    if (s->bits == 5 && s->zero == LB_ZERO_SYM) return 6;  /* Q5_0 */
+    if (s->bits == 5 && s->zero == LB_ZERO_F16) return 7;  /* Q5_1 */
     return -1;
 }
 
@@ -120,6 +124,8 @@ static int uniform_from_ggml(int type, lb_qspec *s) {
     const char *name = type == LB_GGML_Q4_0   ? "q4_0"
                        : type == LB_GGML_Q4_1 ? "q4_1"
                        : type == LB_GGML_Q8_0 ? "q8_0"
+                       : type == 6            ? "q5_0"
+                       : type == 7            ? "q5_1"
                                               : NULL;
     return name && uniform_match(name, s) == 2;
 }
@@ -198,6 +204,13 @@ void lb_uniform_unpack_codes(const lb_qspec *s, const uint8_t *src, int64_t n, i
     } else if (s->bits == 8) {
         uint8_t flip = s->zero == LB_ZERO_SYM ? 0x80 : 0; /* (q - 128) as int8 is q with its top bit flipped */
         for (int64_t j = j0; j < j1; j++) dst[j - j0] = src[j] ^ flip;
+    } else if (s->bits == 5) {
+        /* ggml's Q5 blocks: the fifth bits first, then split-half nibbles */
+        const uint8_t *nib = src + n / 8;
+        int64_t half = n / 2;
+        for (int64_t j = j0; j < j1; j++)
+            dst[j - j0] = (uint8_t)(((nib[j < half ? j : j - half] >> (j < half ? 0 : 4)) & 15) |
+                                    ((src[j >> 3] >> (j & 7)) & 1) << 4);
     } else if (s->bits == 2) {
         for (int64_t j = j0; j < j1; j++) dst[j - j0] = (src[j >> 2] >> (2 * (j & 3))) & 3;
     } else if (s->bits == 1) {
@@ -219,6 +232,12 @@ void lb_uniform_unpack_codes(const lb_qspec *s, const uint8_t *src, int64_t n, i
 void lb_uniform_pack_codes(const lb_qspec *s, const uint8_t *codes, int64_t n, uint8_t *dst) {
     if (s->bits == 4) {
         for (int64_t j = 0; j < n / 2; j++) dst[j] = (uint8_t)(codes[j] | (codes[j + n / 2] << 4));
+    } else if (s->bits == 5) {
+        memset(dst, 0, (size_t)(n * 5 / 8));
+        for (int64_t j = 0; j < n; j++) {
+            dst[j >> 3] |= (uint8_t)((codes[j] >> 4) << (j & 7));
+            dst[n / 8 + (j < n / 2 ? j : j - n / 2)] |= (uint8_t)((codes[j] & 15) << (j < n / 2 ? 0 : 4));
+        }
     } else if (s->bits == 8) {
         /* (q - 128) as int8 is q with its top bit flipped */
         for (int64_t j = 0; j < n; j++) dst[j] = s->zero == LB_ZERO_SYM ? (uint8_t)(codes[j] ^ 0x80) : codes[j];
