@@ -185,6 +185,9 @@ const uint8_t *lb_trellis_row_codes(const lb_qspec *s, const lb_layout *l, const
  * (V == 2 ? c / 2 : c) k. */
 const uint8_t *lb_trellis_down_codes(const lb_qspec *s, const lb_layout *l, const uint8_t *data, int64_t row, int j);
 
+/* IQ4_NL's (and IQ4_XS's) 16 levels, ggml's kvalues_iq4nl (iq4.c) */
+extern const int8_t lb_iq4_values[16];
+
 /* Little-endian bit streams: value i of width b (1..8) sits at bits
  * [i*b, i*b+b). lb_put_bits ORs into dst, which must start zeroed. */
 static inline void lb_put_bits(uint8_t *dst, uint64_t bitpos, unsigned value, int nbits) {

@@ -1,9 +1,10 @@
 /* llama.cpp's tensor types that lowbit reads but does not write (issue 10
- * item 3): Q8_K, Q8_1, IQ4_NL and IQ4_XS, the ternary TQ1_0 and TQ2_0, and
+ * item 3): Q8_K, Q8_1, IQ4_XS, the ternary TQ1_0 and TQ2_0, and
  * MXFP4, as ggml stores them (ggml-common.h's block_* structs), so that
  * `lowbit eval`, `info` and `generate` run llama.cpp's files and `quantize`
  * can start from them. (Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0 are the uniform
- * family's, Q2_K..Q6_K the kquant family's: those write them too.)
+ * family's, Q2_K..Q6_K the kquant family's, IQ4_NL iq4.c's: those write
+ * them too.)
  * The row has no unpacked form (no grid, no codes): quantizing into it is
  * refused. The spec is the type's name; spec.ggml_type holds its id and
  * spec.group its block (32 or 256 weights); a row of another length is
@@ -12,9 +13,9 @@
  * Blocks (fp16 unless said; w the weight, q its code):
  *   q8_K (292 B) d (fp32), qs[256] (int8), bsums[16] (unused): w = d q
  *   q8_1 (36 B)  d, s (d times the codes' sum, unused), qs[32] (int8): w = q d
- *   iq4_nl (18 B) d, qs[16]: w = d K[q], K the 16 non-uniform levels below
  *   iq4_xs (136 B) d, scales_h (uint16), scales_l[4], qs[128]: eight
- *                6-bit scales biased by 32, one per 32 weights: w = d (s - 32) K[q]
+ *                6-bit scales biased by 32, one per 32 weights: w = d (s - 32) K[q],
+ *                K IQ4_NL's 16 levels (iq4.c)
  *   tq1_0 (54 B) qs[48] (five trits per byte, as base-3 fractions),
  *                qh[4] (four per byte), d: w = (t - 1) d
  *   tq2_0 (66 B) qs[64] (2-bit codes), d: w = (q - 1) d
@@ -39,22 +40,12 @@ static void q8_k(const uint8_t *b, float *y) {
     for (int j = 0; j < QK_K; j++) y[j] = d * (float)(int8_t)b[4 + j];
 }
 
-/* IQ4_NL's levels (and IQ4_XS's) */
-static const int8_t iq4_levels[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
 /* MXFP4's E2M1 values, doubled (ggml's convention: the scale is halved to match) */
 static const int8_t e2m1_x2[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
 
 static void q8_1(const uint8_t *b, float *y) {
     float d = f16(b);
     for (int j = 0; j < 32; j++) y[j] = (float)(int8_t)b[4 + j] * d;
-}
-
-static void iq4_nl(const uint8_t *b, float *y) {
-    float d = f16(b);
-    for (int j = 0; j < 16; j++) {
-        y[j] = d * (float)iq4_levels[b[2 + j] & 15];
-        y[j + 16] = d * (float)iq4_levels[b[2 + j] >> 4];
-    }
 }
 
 static void iq4_xs(const uint8_t *b, float *y) {
@@ -65,8 +56,8 @@ static void iq4_xs(const uint8_t *b, float *y) {
         int ls = ((scales_l[ib / 2] >> 4 * (ib % 2)) & 15) | (int)(((scales_h >> 2 * ib) & 3) << 4);
         float dl = d * (float)(ls - 32);
         for (int j = 0; j < 16; j++) {
-            y[j] = dl * (float)iq4_levels[qs[j] & 15];
-            y[j + 16] = dl * (float)iq4_levels[qs[j] >> 4];
+            y[j] = dl * (float)lb_iq4_values[qs[j] & 15];
+            y[j + 16] = dl * (float)lb_iq4_values[qs[j] >> 4];
         }
     }
 }
@@ -122,7 +113,7 @@ static const struct {
 } types[] = {
     {"q8_1", 9, 32, 36, q8_1},
     {"q8_k", 15, QK_K, 292, q8_k},
-    {"iq4_nl", 20, 32, 18, iq4_nl},   {"iq4_xs", 23, QK_K, 136, iq4_xs}, {"tq1_0", 34, QK_K, 54, tq1_0},
+{"iq4_xs", 23, QK_K, 136, iq4_xs}, {"tq1_0", 34, QK_K, 54, tq1_0},
     {"tq2_0", 35, QK_K, 66, tq2_0},   {"mxfp4", 39, 32, 17, mxfp4},
 };
 enum { N_TYPES = sizeof types / sizeof types[0] };
@@ -194,7 +185,7 @@ static int gr_from_ggml(int type, lb_qspec *out) {
 
 const lb_format_family lb_ggml_read_family = {
     .name = "ggml",
-    .names = "q8_1, q8_k, iq4_nl, iq4_xs, tq1_0, tq2_0, mxfp4 (read only)",
+    .names = "q8_1, q8_k, iq4_xs, tq1_0, tq2_0, mxfp4 (read only)",
     .grid = LB_GRID_NONE,
     .match = gr_match,
     .parse_option = gr_parse_option,

@@ -242,16 +242,28 @@ static void fit_group(lb_qtensor *q, int64_t k, const float *x, int64_t n, const
         break;
     }
     case LB_GRID_ABSMAX: {
-        float s = lb_round_fp16(st.amax);
+        /* the extreme onto the table's level of largest magnitude: a table
+         * whose ends are +-L (nf4, pow2) takes amax / L; a lopsided one
+         * (iq4_nl: -127 .. 113) the signed extreme onto its longer end, so
+         * the scale is negative when that end and the extreme differ in sign */
         int levels = lb_format_levels(spec);
+        float l0 = INFINITY, l1 = -INFINITY; /* the table's ends */
+        for (int c = 0; c < levels; c++) {
+            l0 = fminf(l0, lb_format_level(spec, c));
+            l1 = fmaxf(l1, lb_format_level(spec, c));
+        }
+        float lm = fabsf(l0) >= fabsf(l1) ? l0 : l1;
+        int lopsided = fabsf(l0) != fabsf(l1);
+        float base = lopsided ? st.ext / lm : st.amax / fabsf(lm);
+        float s = lb_round_fp16(base);
         if (o->clip == LB_CLIP_ACIQ || o->clip == LB_CLIP_ACIQ_GAUSS) {
             float lo, hi, e;
             aciq_range(&st, o->clip, spec->bits, 1, &lo, &hi, &e);
-            s = lb_round_fp16(hi);
+            s = lb_round_fp16(lopsided ? e / lm : hi / fabsf(lm));
         } else if (o->clip == LB_CLIP_MSE) {
             double best_err = codebook_error(spec, levels, s, x, n, cw);
             for (int i = 1; i < o->mse_steps; i++) {
-                float c = lb_round_fp16(shrink_factor(o, i) * st.amax);
+                float c = lb_round_fp16(shrink_factor(o, i) * base);
                 double e = codebook_error(spec, levels, c, x, n, cw);
                 if (e < best_err) {
                     best_err = e;
