@@ -26,4 +26,23 @@ expect 0 "300 tokens in" -- "$LOWBIT" calibrate "$MODEL" --tokens 300 --calib-bl
 # the file is a GGUF that info-style readers recognise as not a model
 expect 1 "" -- "$LOWBIT" info "$TMP/s3.gguf"
 
+# llama.cpp's imatrix: written beside the statistics, read by quantize (gptq under
+# a diagonal H is rtn weighted per input); methods needing more than X^T X's
+# diagonal, and --calib beside it, refused before any work
+expect 0 "" -- "$LOWBIT" calibrate "$MODEL" --calib-blocks 8 -o "$TMP/s4.gguf" --imatrix "$TMP/im.gguf"
+expect 2 "same file" -- "$LOWBIT" calibrate "$MODEL" -o "$TMP/s5.gguf" --imatrix "$TMP/s5.gguf"
+expect 0 "" -- "$LOWBIT" quantize "$MODEL" --format q4_0 --method gptq --imatrix "$TMP/im.gguf" -o "$TMP/qi.gguf"
+expect 0 "" -- "$LOWBIT" quantize "$MODEL" --format q4_0 --method rtn -o "$TMP/qr.gguf"
+a=$("$LOWBIT" eval "$TMP/qi.gguf" --text "$TEXT" --split eval --calib-blocks 1180 --json 2>/dev/null)
+b=$("$LOWBIT" eval "$TMP/qr.gguf" --text "$TEXT" --split eval --calib-blocks 1180 --json 2>/dev/null)
+if [ -n "$a" ] && [ "${a#*\"ppl\"}" != "$a" ] && [ "$(echo "${a#*\"ppl\"}" | cut -d, -f1-2)" = "$(echo "${b#*\"ppl\"}" | cut -d, -f1-2)" ]; then
+    ok
+else
+    fail "gptq under an imatrix is not rtn: $a / $b"
+fi
+expect 2 "only X^T X's diagonal" -- "$LOWBIT" quantize "$MODEL" --format q4_0 --method awq --imatrix "$TMP/im.gguf" -o "$TMP/qa.gguf"
+expect 2 "would not be used" -- "$LOWBIT" quantize "$MODEL" --format q4_0 --method gptq --imatrix "$TMP/im.gguf" --calib "$TEXT" -o "$TMP/qa.gguf"
+expect 1 "not an imatrix" -- "$LOWBIT" quantize "$MODEL" --format q4_0 --method gptq --imatrix "$TMP/s4.gguf" -o "$TMP/qa.gguf"
+if [ -e "$TMP/qa.gguf" ]; then fail "a refused quantize left $TMP/qa.gguf"; else ok; fi
+
 finish cli_calibrate

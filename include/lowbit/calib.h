@@ -122,6 +122,19 @@ LB_API lb_status lb_calib_stats_load(const char *path, const lb_model *m, lb_cal
 LB_API lb_status lb_calib_stats_from_memory(const uint8_t *data, size_t size, const lb_model *m,
                                             lb_calib_stats **out);
 
+/* llama.cpp's importance matrix (src/calib/imatrix.c; docs/CALIBRATION.md,
+ * "imatrix"). save: the GGUF form llama-quantize --imatrix reads, per linear
+ * weight NAME.in_sum2 = X^T X's diagonal and NAME.counts = the tokens (s
+ * must have LB_STATS_XTX); written atomically. load / from_memory: the GGUF
+ * or legacy .dat form for model m (every linear of m needs its entry, of
+ * its input's width), as statistics with LB_STATS_XTX only, X^T X's
+ * off-diagonal entries 0 (GPTQ then rounds to nearest with each input's
+ * error weighted by its mean square, as llama-quantize does). */
+LB_API lb_status lb_calib_stats_save_imatrix(const lb_calib_stats *s, const char *path);
+LB_API lb_status lb_calib_stats_load_imatrix(const char *path, const lb_model *m, lb_calib_stats **out);
+LB_API lb_status lb_calib_stats_imatrix_from_memory(const uint8_t *data, size_t size, const lb_model *m,
+                                                    lb_calib_stats **out);
+
 #ifdef LB_ADVANCED_API /* for extending lowbit (methods, formats, tools); not a stable API */
 /* Sequential calibration, for true-sequential quantization
  * (lb_quantize_model_sequential): statistics of one layer input at a time,

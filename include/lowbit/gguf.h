@@ -105,7 +105,8 @@ LB_API lb_status lb_gguf_set_arr(lb_gguf_writer *w, const char *key, lb_gguf_typ
                           const void *elems, uint64_t n);
 LB_API lb_status lb_gguf_set_arr_str(lb_gguf_writer *w, const char *key, const char *const *strs,
                               const size_t *lens, uint64_t n);
-/* ne[0] fastest; nbytes must equal what type and dims imply. */
+/* ne[0] fastest; nbytes must equal what type and dims imply. The data is
+ * not copied: it must stay valid (and unchanged) until lb_gguf_write. */
 LB_API lb_status lb_gguf_add_tensor(lb_gguf_writer *w, const char *name, int ggml_type, uint32_t n_dims,
                              const uint64_t *ne, const void *data, size_t nbytes);
 LB_API lb_status lb_gguf_write(lb_gguf_writer *w, const char *path);

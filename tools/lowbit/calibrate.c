@@ -6,7 +6,8 @@
 
 static const char *calibrate_help =
     "usage: lowbit calibrate MODEL -o STATS.gguf [--text FILE] [--calib-blocks N] [--tokens N]\n"
-    "                        [--ctx N] [--split calib|all] [--hist-bins N] [--fisher] [--tokenizer FILE] [--json]\n\n"
+    "                        [--ctx N] [--split calib|all] [--hist-bins N] [--fisher] [--imatrix FILE]\n"
+    "                        [--tokenizer FILE] [--json]\n\n"
     "Runs the model over calibration text and saves, per linear input of every layer (q/k/v\n"
     "share one, gate/up another): X^T X in double, mean |x|, max |x| and mean x per channel,\n"
     "and a 8192-bin histogram of x. Only the calibration split is read: the evaluation\n"
@@ -24,6 +25,8 @@ static const char *calibrate_help =
     "  --fisher           also the squared gradients per weight of every linear (the mean over\n"
     "                     calibration sequences of (d loss / d w)^2, one fp32 backward per sequence:\n"
     "                     the Fisher diagonal of `--method squeezellm` weights=fisher; fp32 models)\n"
+    "  --imatrix FILE     also write the statistics as llama.cpp's importance matrix (GGUF form:\n"
+    "                     X^T X's diagonal per linear), for llama-quantize --imatrix\n"
     "  --tokenizer FILE   llama2.c tokenizer (default: tok<vocab>.bin beside the model)\n"
     "  --json             one JSON object on stdout\n";
 
@@ -42,7 +45,7 @@ static float max_of(const float *v, int64_t n) {
 int cmd_calibrate(int argc, char **argv) {
     cli_args a = {.argc = argc, .argv = argv, .i = 1, .verb = "calibrate"};
     const char *out = NULL, *text_path = NULL, *blocks = NULL, *tokens = NULL, *ctx = NULL, *split = NULL,
-               *tokenizer = NULL, *bins = NULL;
+               *tokenizer = NULL, *bins = NULL, *imatrix = NULL;
     int fisher = 0;
     while (a.i < argc) {
         int r;
@@ -53,7 +56,8 @@ int cmd_calibrate(int argc, char **argv) {
         if ((r = cli_option(&a, "--output", "-o", &out)) || (r = cli_option(&a, "--text", NULL, &text_path)) ||
             (r = cli_option(&a, "--calib-blocks", NULL, &blocks)) || (r = cli_option(&a, "--tokens", NULL, &tokens)) ||
             (r = cli_option(&a, "--ctx", NULL, &ctx)) || (r = cli_option(&a, "--split", NULL, &split)) ||
-            (r = cli_option(&a, "--tokenizer", NULL, &tokenizer)) || (r = cli_option(&a, "--hist-bins", NULL, &bins))) {
+            (r = cli_option(&a, "--tokenizer", NULL, &tokenizer)) || (r = cli_option(&a, "--hist-bins", NULL, &bins)) ||
+            (r = cli_option(&a, "--imatrix", NULL, &imatrix))) {
             if (r < 0) return CLI_USAGE;
             continue;
         }
@@ -94,14 +98,16 @@ int cmd_calibrate(int argc, char **argv) {
     if (!text_path) text_path = cli_data_path("text/tinystories-sample.txt", text_buf, sizeof text_buf);
     o.text_path = text_path;
     const char *inputs[3] = {a.positional[0], tokenizer, text_path};
-    if (lb_output_check(out, inputs, 3) != LB_OK) return cli_error("calibrate", NULL);
+    if (lb_output_check(out, inputs, 3) != LB_OK || (imatrix && lb_output_check(imatrix, inputs, 3) != LB_OK))
+        return cli_error("calibrate", NULL);
+    if (imatrix && !strcmp(imatrix, out)) return cli_usage_error("calibrate", "--imatrix and -o name the same file");
 
     lb_model *m;
     if (cli_load_model("calibrate", a.positional[0], tokenizer, &m)) return CLI_FAIL;
     double t0 = lb_now();
     lb_calib_stats *s = NULL;
     if (lb_calibrate(m, &o, &s) != LB_OK || (fisher && lb_calib_fisher(m, &o, s) != LB_OK) ||
-        lb_calib_stats_save(s, out) != LB_OK) {
+        lb_calib_stats_save(s, out) != LB_OK || (imatrix && lb_calib_stats_save_imatrix(s, imatrix) != LB_OK)) {
         lb_calib_stats_free(s);
         lb_model_free(m);
         return cli_error("calibrate", NULL);
@@ -116,6 +122,7 @@ int cmd_calibrate(int argc, char **argv) {
         json_kstr("model", a.positional[0]);
         json_kstr("source", info.source);
         json_kstr("output", out);
+        if (imatrix) json_kstr("imatrix", imatrix);
         json_kint("tokens", info.tokens);
         json_kint("sequences", info.sequences);
         json_kint("hist_bins", info.hist_bins);

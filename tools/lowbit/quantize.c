@@ -12,6 +12,7 @@ static const char *quantize_help_head =
     "usage: lowbit quantize MODEL -o OUT --format SPEC [--method NAME] [--clip RULE] [--tensors LIST]\n"
     "                       [--tensor-type PATTERN=SPEC[,method=NAME][,key=value]...]... [--recipe FILE]\n"
     "                       [--save-recipe FILE] [--dry-run] [--calib TEXT] [--calib-blocks N] [--stats FILE]\n"
+    "                       [--imatrix FILE]\n"
     "                       [--outliers FRACTION] [--outlier-rule RULE] [--bias-correct] [--rotate]\n"
     "                       [--rotate-seed N] [--act SPEC]\n"
     "                       [--sequential] [--refine autoround|lwc|2dquant|blockap[:OPTS]] [--report FILE.json]\n\n"
@@ -73,6 +74,8 @@ static const char *quantize_help_tail =
     "                     split, never the evaluation split (default ../shared/data/text/tinystories-sample.txt)\n"
     "  --calib-blocks N   the calibration split is the first N blocks (default 128)\n"
     "  --stats FILE       statistics saved by `lowbit calibrate` instead of calibrating here\n"
+    "  --imatrix FILE     llama.cpp's importance matrix (llama-imatrix's GGUF or legacy .dat) as the\n"
+    "                     statistics: X^T X's diagonal only (gptq = rtn weighted per input)\n"
     "  --act SPEC         also quantize the input of every linear (simulated: quantize-dequantize, then\n"
     "                     the weight's kernel), symmetric int, b = 4..8 (docs/methods/act.md):\n"
     "                       int<b>:token         dynamic, one scale per token (row): absmax / (2^(b-1)-1)\n"
@@ -186,7 +189,8 @@ int cmd_quantize(int argc, char **argv) {
     cli_args a = {.argc = argc, .argv = argv, .i = 1, .verb = "quantize"};
     const char *out = NULL, *format = NULL, *method = "rtn", *clip = NULL, *tokenizer = NULL, *tensors = NULL;
     const char *recipe = NULL, *save_recipe = NULL, *types[MAX_TENSOR_TYPES];
-    const char *calib_text = NULL, *calib_blocks = NULL, *stats_path = NULL, *act = NULL, *report_path = NULL;
+    const char *calib_text = NULL, *calib_blocks = NULL, *stats_path = NULL, *act = NULL, *report_path = NULL,
+               *imatrix = NULL;
     const char *refine = NULL;
     /* the common options in the table's order (lb_method_common_at) */
     const char *common[LB_METHOD_COMMON_OPTIONS] = {NULL};
@@ -201,6 +205,7 @@ int cmd_quantize(int argc, char **argv) {
             (r = cli_option(&a, "--save-recipe", NULL, &save_recipe)) ||
             (r = cli_option(&a, "--tokenizer", NULL, &tokenizer)) || (r = cli_option(&a, "--calib", NULL, &calib_text)) ||
             (r = cli_option(&a, "--calib-blocks", NULL, &calib_blocks)) || (r = cli_option(&a, "--stats", NULL, &stats_path)) ||
+            (r = cli_option(&a, "--imatrix", NULL, &imatrix)) ||
             (r = cli_option(&a, "--outliers", NULL, &common[C_OUTLIERS])) ||
             (r = cli_option(&a, "--outlier-rule", NULL, &common[C_OUTLIER_RULE])) || (r = cli_option(&a, "--act", NULL, &act)) ||
             (r = cli_option(&a, "--rotate-seed", NULL, &common[C_ROTATE_SEED])) ||
@@ -240,6 +245,12 @@ int cmd_quantize(int argc, char **argv) {
     if (!out && !dry_run) return cli_usage_error("quantize", "missing -o OUT");
     if (!format && !recipe) return cli_usage_error("quantize", "missing --format SPEC (or --recipe FILE)");
     if (tensors && !format) return cli_usage_error("quantize", "--tensors selects what --format applies to: give --format");
+    if (stats_path && imatrix) return cli_usage_error("quantize", "--stats and --imatrix both give statistics: one of them");
+    if (imatrix && (calib_text || calib_blocks))
+        return cli_usage_error("quantize", "--imatrix gives saved statistics: --calib/--calib-blocks would not be used");
+    if (imatrix && sequential)
+        return cli_usage_error("quantize", "--sequential calibrates the partly quantized model itself: --imatrix "
+                               "(the fp32 model's) cannot be used");
     if (stats_path && (calib_text || calib_blocks))
         return cli_usage_error("quantize", "--stats gives saved statistics: --calib/--calib-blocks would not be used");
     if (refine) sequential = 1; /* block reconstruction runs in the sequential driver */
@@ -269,13 +280,13 @@ int cmd_quantize(int argc, char **argv) {
         return rc;
     }
     /* before the work: an unusable -o fails now, not after quantizing */
-    const char *inputs[5] = {a.positional[0], tokenizer, recipe, copts.text_path, stats_path};
-    if (out && lb_output_check(out, inputs, 5) != LB_OK) {
+    const char *inputs[6] = {a.positional[0], tokenizer, recipe, copts.text_path, stats_path, imatrix};
+    if (out && lb_output_check(out, inputs, 6) != LB_OK) {
         lb_plan_free(&plan);
         return cli_error("quantize", NULL);
     }
-    const char *inputs_r[6] = {a.positional[0], tokenizer, recipe, copts.text_path, stats_path, out};
-    if (report_path && lb_output_check(report_path, inputs_r, 6) != LB_OK) {
+    const char *inputs_r[7] = {a.positional[0], tokenizer, recipe, copts.text_path, stats_path, imatrix, out};
+    if (report_path && lb_output_check(report_path, inputs_r, 7) != LB_OK) {
         lb_plan_free(&plan);
         return cli_error("quantize", NULL);
     }
@@ -325,7 +336,14 @@ int cmd_quantize(int argc, char **argv) {
         rc = cli_usage_error("quantize", "method gptaq compares the fp32 and the partly quantized model's inputs: "
                              "it needs --sequential");
     if (rc == CLI_OK && lb_plan_stats_needed(&plan) && !sequential) {
-        if (stats_path ? lb_calib_stats_load(stats_path, m, &stats) != LB_OK : lb_calibrate(m, &copts, &stats) != LB_OK)
+        unsigned extra = lb_plan_stats_needed(&plan) & ~(unsigned)LB_STATS_XTX;
+        if (imatrix && extra)
+            rc = cli_usage_error("quantize", "an imatrix holds only X^T X's diagonal; this plan's methods need more "
+                                 "(statistics parts 0x%x: mean or max |x|, histograms, gradients): calibrate here "
+                                 "or use --stats", extra);
+        else if (imatrix ? lb_calib_stats_load_imatrix(imatrix, m, &stats) != LB_OK
+                 : stats_path ? lb_calib_stats_load(stats_path, m, &stats) != LB_OK
+                              : lb_calibrate(m, &copts, &stats) != LB_OK)
             rc = cli_error("quantize", NULL);
     }
     lb_quantize_report rep;
