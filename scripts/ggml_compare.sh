@@ -8,14 +8,16 @@
 # MODEL: an f32 GGUF whose linears' rows are whole 256-weight blocks. TEXT is
 # split as lowbit splits it (blank-line blocks; 1..128 calibration, 129..
 # evaluation): llama-imatrix and lowbit's calibrated methods see only the
-# calibration blocks, llama-perplexity only the evaluation blocks. TYPE: q2_k
-# .. q6_k (default all five). Every file quantizes the linears and keeps the
+# calibration blocks, llama-perplexity only the evaluation blocks. TYPE: any
+# type both write (default q2_k q3_k q4_k q5_k q6_k iq4_nl iq4_xs). Every file quantizes the linears and keeps the
 # token embedding (and tied classifier) f32: llama-quantize with --pure and
 # f32 embedding/output types, lowbit with --format TYPE. The variants:
 #   llama         llama-quantize, no importance matrix
 #   llama+imat    llama-quantize --imatrix (llama-imatrix on the calibration blocks, ctx 256)
-#   lowbit rtn    rtn clip=mse (data-free, like llama-quantize without imatrix)
-#   lowbit gptq   gptq clip=mse act_order=1 (calibrated on the same blocks as the imatrix)
+#   rtn           lowbit rtn clip=mse (data-free, like llama-quantize without imatrix)
+#   imat          lowbit gptq under llama-imatrix's file (--imatrix: rtn weighted per input,
+#                 weighted_grid=1), the same information llama-quantize gets
+#   gptq          lowbit gptq clip=mse act_order=1 (calibrated on the same blocks as the imatrix)
 # Prints a Markdown table; the logs stay in OUTDIR. llama.cpp is not part of
 # lowbit: build it yourself (docs/RESULTS.md names the commit and options).
 set -euo pipefail
@@ -23,7 +25,7 @@ set -euo pipefail
 model=$1 text=$2 out=$3
 shift 3
 types=("$@")
-[ ${#types[@]} -gt 0 ] || types=(q2_k q3_k q4_k q5_k q6_k)
+[ ${#types[@]} -gt 0 ] || types=(q2_k q3_k q4_k q5_k q6_k iq4_nl iq4_xs)
 : "${LLAMA_BIN:?set LLAMA_BIN to llama.cpp build/bin (llama-quantize, llama-imatrix, llama-perplexity)}"
 here=$(cd "$(dirname "$0")/.." && pwd)
 lowbit=${LOWBIT:-$here/build/lowbit}
@@ -60,7 +62,7 @@ echo "| type | file | bpw (linears) | llama-perplexity | KLD | lowbit eval |"
 echo "|---|---|---:|---:|---:|---:|"
 for t in "${types[@]}"; do
     T=$(echo "$t" | tr a-z A-Z)
-    for v in llama llama-imat rtn gptq; do
+    for v in llama llama-imat rtn imat gptq; do
         f="$out/$t-$v.gguf"
         if [ ! -s "$f" ]; then
             case $v in
@@ -69,6 +71,8 @@ for t in "${types[@]}"; do
             llama-imat) "$LLAMA_BIN/llama-quantize" --pure --token-embedding-type f32 --output-tensor-type f32 \
                 --imatrix "$out/imatrix.gguf" "$model" "$f" "$T" "$threads" > "$out/$t-$v.qlog" 2>&1 ;;
             rtn) "$lowbit" quantize "$model" --format "$t" --method rtn --clip mse -o "$f" > "$out/$t-$v.qlog" 2>&1 ;;
+            imat) "$lowbit" quantize "$model" --format "$t" --method gptq --clip mse --imatrix "$out/imatrix.gguf" \
+                --tensor-type "linears=$t,weighted_grid=1" -o "$f" > "$out/$t-$v.qlog" 2>&1 ;;
             gptq) "$lowbit" quantize "$model" --format "$t" --method gptq --clip mse \
                 --tensor-type "linears=$t,act_order=1" --calib "$text" -o "$f" > "$out/$t-$v.qlog" 2>&1 ;;
             esac

@@ -1,9 +1,9 @@
 /* llama.cpp's tensor types that lowbit reads but does not write (issue 10
- * item 3): Q8_K, Q8_1, IQ4_XS, the ternary TQ1_0 and TQ2_0, and
+ * item 3): Q8_K, Q8_1, the ternary TQ1_0 and TQ2_0, and
  * MXFP4, as ggml stores them (ggml-common.h's block_* structs), so that
  * `lowbit eval`, `info` and `generate` run llama.cpp's files and `quantize`
  * can start from them. (Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0 are the uniform
- * family's, Q2_K..Q6_K the kquant family's, IQ4_NL iq4.c's: those write
+ * family's, Q2_K..Q6_K the kquant family's, IQ4_NL and IQ4_XS iq4.c's: those write
  * them too.)
  * The row has no unpacked form (no grid, no codes): quantizing into it is
  * refused. The spec is the type's name; spec.ggml_type holds its id and
@@ -13,9 +13,6 @@
  * Blocks (fp16 unless said; w the weight, q its code):
  *   q8_K (292 B) d (fp32), qs[256] (int8), bsums[16] (unused): w = d q
  *   q8_1 (36 B)  d, s (d times the codes' sum, unused), qs[32] (int8): w = q d
- *   iq4_xs (136 B) d, scales_h (uint16), scales_l[4], qs[128]: eight
- *                6-bit scales biased by 32, one per 32 weights: w = d (s - 32) K[q],
- *                K IQ4_NL's 16 levels (iq4.c)
  *   tq1_0 (54 B) qs[48] (five trits per byte, as base-3 fractions),
  *                qh[4] (four per byte), d: w = (t - 1) d
  *   tq2_0 (66 B) qs[64] (2-bit codes), d: w = (q - 1) d
@@ -46,20 +43,6 @@ static const int8_t e2m1_x2[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -
 static void q8_1(const uint8_t *b, float *y) {
     float d = f16(b);
     for (int j = 0; j < 32; j++) y[j] = (float)(int8_t)b[4 + j] * d;
-}
-
-static void iq4_xs(const uint8_t *b, float *y) {
-    float d = f16(b);
-    unsigned scales_h = lb_rd16(b + 2);
-    const uint8_t *scales_l = b + 4, *qs = b + 8;
-    for (int ib = 0; ib < 8; ib++, y += 32, qs += 16) {
-        int ls = ((scales_l[ib / 2] >> 4 * (ib % 2)) & 15) | (int)(((scales_h >> 2 * ib) & 3) << 4);
-        float dl = d * (float)(ls - 32);
-        for (int j = 0; j < 16; j++) {
-            y[j] = dl * (float)lb_iq4_values[qs[j] & 15];
-            y[j + 16] = dl * (float)lb_iq4_values[qs[j] >> 4];
-        }
-    }
 }
 
 /* a trit stored as the base-3 fraction of a byte: digit n of q is the top
@@ -111,10 +94,8 @@ static const struct {
     int ggml, block, bytes;
     void (*block_to_float)(const uint8_t *b, float *y);
 } types[] = {
-    {"q8_1", 9, 32, 36, q8_1},
-    {"q8_k", 15, QK_K, 292, q8_k},
-{"iq4_xs", 23, QK_K, 136, iq4_xs}, {"tq1_0", 34, QK_K, 54, tq1_0},
-    {"tq2_0", 35, QK_K, 66, tq2_0},   {"mxfp4", 39, 32, 17, mxfp4},
+    {"q8_1", 9, 32, 36, q8_1},       {"q8_k", 15, QK_K, 292, q8_k}, {"tq1_0", 34, QK_K, 54, tq1_0},
+    {"tq2_0", 35, QK_K, 66, tq2_0}, {"mxfp4", 39, 32, 17, mxfp4},
 };
 enum { N_TYPES = sizeof types / sizeof types[0] };
 
@@ -185,7 +166,7 @@ static int gr_from_ggml(int type, lb_qspec *out) {
 
 const lb_format_family lb_ggml_read_family = {
     .name = "ggml",
-    .names = "q8_1, q8_k, iq4_xs, tq1_0, tq2_0, mxfp4 (read only)",
+    .names = "q8_1, q8_k, tq1_0, tq2_0, mxfp4 (read only)",
     .grid = LB_GRID_NONE,
     .match = gr_match,
     .parse_option = gr_parse_option,

@@ -211,6 +211,23 @@ static float shrink_factor(const lb_rtn_opts *o, int i) {
     return 1.0f - (1.0f - o->mse_min_shrink) * (float)i / (float)(o->mse_steps - 1);
 }
 
+/* An absmax codebook's scale for a group of largest |x| amax and signed
+ * extreme ext: the extreme onto the table's level of largest magnitude. A
+ * table whose ends are +-L (nf4, pow2) takes amax / L; a lopsided one
+ * (iq4_nl: -127 .. 113) the signed extreme onto its longer end lm, so the
+ * scale is negative when that end and the extreme differ in sign. */
+static float codebook_scale(const lb_qspec *spec, float amax, float ext, float *lm, int *lopsided) {
+    int levels = lb_format_levels(spec);
+    float l0 = INFINITY, l1 = -INFINITY; /* the table's ends */
+    for (int c = 0; c < levels; c++) {
+        l0 = fminf(l0, lb_format_level(spec, c));
+        l1 = fmaxf(l1, lb_format_level(spec, c));
+    }
+    *lm = fabsf(l0) >= fabsf(l1) ? l0 : l1;
+    *lopsided = fabsf(l0) != fabsf(l1);
+    return *lopsided ? ext / *lm : amax / fabsf(*lm);
+}
+
 /* Chooses group k's parameters from its real weights x[0..n). */
 static void fit_group(lb_qtensor *q, int64_t k, const float *x, int64_t n, const float *cw, const lb_rtn_opts *o,
                       float *twn_threshold) {
@@ -242,19 +259,8 @@ static void fit_group(lb_qtensor *q, int64_t k, const float *x, int64_t n, const
         break;
     }
     case LB_GRID_ABSMAX: {
-        /* the extreme onto the table's level of largest magnitude: a table
-         * whose ends are +-L (nf4, pow2) takes amax / L; a lopsided one
-         * (iq4_nl: -127 .. 113) the signed extreme onto its longer end, so
-         * the scale is negative when that end and the extreme differ in sign */
-        int levels = lb_format_levels(spec);
-        float l0 = INFINITY, l1 = -INFINITY; /* the table's ends */
-        for (int c = 0; c < levels; c++) {
-            l0 = fminf(l0, lb_format_level(spec, c));
-            l1 = fmaxf(l1, lb_format_level(spec, c));
-        }
-        float lm = fabsf(l0) >= fabsf(l1) ? l0 : l1;
-        int lopsided = fabsf(l0) != fabsf(l1);
-        float base = lopsided ? st.ext / lm : st.amax / fabsf(lm);
+        int levels = lb_format_levels(spec), lopsided;
+        float lm, base = codebook_scale(spec, st.amax, st.ext, &lm, &lopsided);
         float s = lb_round_fp16(base);
         if (o->clip == LB_CLIP_ACIQ || o->clip == LB_CLIP_ACIQ_GAUSS) {
             float lo, hi, e;
@@ -339,9 +345,41 @@ static void covering(const lb_qtensor *q, int64_t b, float lo, float hi, float e
     *sc = D > 0.0f ? clamp_int(ceilf((hi - m) / (maxq * D) - HS_SLACK), 0, smax) : 0;
 }
 
+/* A codebook group under hierarchical scales (iq4_xs): the integer sc whose
+ * D sc is nearest the group's own scale, or (mse) the best of the integers
+ * near each shrunk target; the error is the codebook's. */
+static double codebook_fit_group(lb_qtensor *q, int64_t k, const float *x, int64_t n, const float *cw,
+                                 const lb_rtn_opts *o) {
+    const lb_qspec *spec = &q->spec;
+    group_stats st = stats_of(x, n);
+    int levels = lb_format_levels(spec), lopsided;
+    int smin = lb_hscale_scale_min(spec), smax = lb_hscale_scale_max(spec);
+    float lm, t = codebook_scale(spec, st.amax, st.ext, &lm, &lopsided), D = q->super_scale[lb_qtensor_super(q, k)];
+    if (D == 0.0f) {
+        lb_hscale_set_group(q, k, 0, 0);
+        return codebook_error(spec, levels, 0.0f, x, n, cw);
+    }
+    int sc = clamp_int(nearbyintf(t / D), smin, smax);
+    double best = codebook_error(spec, levels, D * (float)sc, x, n, cw);
+    for (int i = 1; o->clip == LB_CLIP_MSE && i < o->mse_steps; i++) {
+        int c0 = clamp_int(nearbyintf(shrink_factor(o, i) * t / D), smin, smax);
+        for (int c = c0 - 1; c <= c0 + 1; c++) {
+            if (c < smin || c > smax || c == sc) continue;
+            double err = codebook_error(spec, levels, D * (float)c, x, n, cw);
+            if (err < best) {
+                best = err;
+                sc = c;
+            }
+        }
+    }
+    lb_hscale_set_group(q, k, sc, 0);
+    return best;
+}
+
 double lb_rtn_hscale_fit_group(lb_qtensor *q, int64_t k, const float *x, int64_t n, const float *cw,
                                const lb_rtn_opts *o) {
     const lb_qspec *spec = &q->spec;
+    if (lb_format_grid(spec) == LB_GRID_ABSMAX) return codebook_fit_group(q, k, x, n, cw, o);
     int64_t b = lb_qtensor_super(q, k);
     group_stats st = stats_of(x, n);
     float lo = st.lo, hi = st.hi, e = st.ext;
