@@ -43,7 +43,8 @@ EOF
 
 ppl() { # FILE LOG: perplexity and KLD against the f32 logits
     "$LLAMA_BIN/llama-perplexity" -m "$1" -f "$out/eval.txt" -c "$ctx" -b "$ctx" -t "$threads" --no-repack \
-        --kl-divergence-base "$out/base.kld" --kl-divergence > "$2" 2>&1
+        --kl-divergence-base "$out/base.kld" --kl-divergence > "$2" 2>&1 ||
+        { echo "llama-perplexity failed on $1: $(tail -3 "$2")" >&2; echo "? ?"; return; }
     local p k
     p=$(grep -m1 'Mean PPL(Q)  ' "$2" | awk '{print $4}')
     k=$(grep -m1 'Mean    KLD:' "$2" | awk '{print $3}')
@@ -75,7 +76,7 @@ for t in "${types[@]}"; do
                 --tensor-type "linears=$t,weighted_grid=1" -o "$f" > "$out/$t-$v.qlog" 2>&1 ;;
             gptq) "$lowbit" quantize "$model" --format "$t" --method gptq --clip mse \
                 --tensor-type "linears=$t,act_order=1" --calib "$text" -o "$f" > "$out/$t-$v.qlog" 2>&1 ;;
-            esac
+            esac || { echo "quantizing $f failed: $(tail -3 "$out/$t-$v.qlog")" >&2; rm -f "$f"; continue; }
         fi
         read -r p k < <(ppl "$f" "$out/$t-$v.plog")
         # lowbit's own evaluation of the same file (the same protocol): perplexity and bpw of the linears

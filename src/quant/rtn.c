@@ -361,10 +361,15 @@ static double codebook_fit_group(lb_qtensor *q, int64_t k, const float *x, int64
     }
     int sc = clamp_int(nearbyintf(t / D), smin, smax);
     double best = codebook_error(spec, levels, D * (float)sc, x, n, cw);
+    /* neighbouring shrink factors land on the same integers: score each once
+     * (scale_bits <= 8, so a 256-bit map of sc - smin covers them) */
+    uint64_t seen[4] = {0};
+    seen[(sc - smin) >> 6] |= (uint64_t)1 << ((sc - smin) & 63);
     for (int i = 1; o->clip == LB_CLIP_MSE && i < o->mse_steps; i++) {
         int c0 = clamp_int(nearbyintf(shrink_factor(o, i) * t / D), smin, smax);
         for (int c = c0 - 1; c <= c0 + 1; c++) {
-            if (c < smin || c > smax || c == sc) continue;
+            if (c < smin || c > smax || (seen[(c - smin) >> 6] >> ((c - smin) & 63) & 1)) continue;
+            seen[(c - smin) >> 6] |= (uint64_t)1 << ((c - smin) & 63);
             double err = codebook_error(spec, levels, D * (float)c, x, n, cw);
             if (err < best) {
                 best = err;
