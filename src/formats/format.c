@@ -30,6 +30,7 @@
     X(lb_vq_family)           \
     X(lb_kquant_family)       \
     X(lb_iq4_family)          \
+    X(lb_tq_family)           \
     X(lb_ggml_read_family)    \
     /* end of the table */
 

@@ -1,10 +1,9 @@
 /* llama.cpp's tensor types that lowbit reads but does not write (issue 10
- * item 3): Q8_K, Q8_1, the ternary TQ1_0 and TQ2_0, and
- * MXFP4, as ggml stores them (ggml-common.h's block_* structs), so that
- * `lowbit eval`, `info` and `generate` run llama.cpp's files and `quantize`
- * can start from them. (Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0 are the uniform
- * family's, Q2_K..Q6_K the kquant family's, IQ4_NL and IQ4_XS iq4.c's: those write
- * them too.)
+ * item 3): Q8_K, Q8_1 and MXFP4, as ggml stores them (ggml-common.h's
+ * block_* structs), so that `lowbit eval`, `info` and `generate` run
+ * llama.cpp's files and `quantize` can start from them. (Q4_0, Q4_1, Q5_0,
+ * Q5_1 and Q8_0 are the uniform family's, Q2_K..Q6_K kquant.c's, IQ4_NL
+ * and IQ4_XS iq4.c's, TQ1_0 and TQ2_0 tq.c's: those write them too.)
  * The row has no unpacked form (no grid, no codes): quantizing into it is
  * refused. The spec is the type's name; spec.ggml_type holds its id and
  * spec.group its block (32 or 256 weights); a row of another length is
@@ -13,9 +12,6 @@
  * Blocks (fp16 unless said; w the weight, q its code):
  *   q8_K (292 B) d (fp32), qs[256] (int8), bsums[16] (unused): w = d q
  *   q8_1 (36 B)  d, s (d times the codes' sum, unused), qs[32] (int8): w = q d
- *   tq1_0 (54 B) qs[48] (five trits per byte, as base-3 fractions),
- *                qh[4] (four per byte), d: w = (t - 1) d
- *   tq2_0 (66 B) qs[64] (2-bit codes), d: w = (q - 1) d
  *   mxfp4 (17 B) e (E8M0 exponent), qs[16] (E2M1 codes): w = 2^(e - 127) E2M1[q]
  * Which bits of which byte belong to which weight follows ggml's
  * dequantize_row_*, and so does the float arithmetic (the same products in
@@ -45,32 +41,6 @@ static void q8_1(const uint8_t *b, float *y) {
     for (int j = 0; j < 32; j++) y[j] = (float)(int8_t)b[4 + j] * d;
 }
 
-/* a trit stored as the base-3 fraction of a byte: digit n of q is the top
- * of (q 3^n mod 256) * 3 / 256 */
-static float trit(uint8_t q, int n, float d) {
-    static const uint8_t pow3[6] = {1, 3, 9, 27, 81, 243};
-    uint8_t v = (uint8_t)(q * pow3[n]);
-    return (float)((int)(((unsigned)v * 3) >> 8) - 1) * d;
-}
-
-static void tq1_0(const uint8_t *b, float *y) {
-    const uint8_t *qs = b, *qh = b + 48;
-    float d = f16(b + 52);
-    for (int n = 0; n < 5; n++) /* the first 32 bytes: 5 x 32 trits */
-        for (int m = 0; m < 32; m++) *y++ = trit(qs[m], n, d);
-    for (int n = 0; n < 5; n++) /* the last 16: 5 x 16 */
-        for (int m = 0; m < 16; m++) *y++ = trit(qs[32 + m], n, d);
-    for (int n = 0; n < 4; n++)
-        for (int j = 0; j < 4; j++) *y++ = trit(qh[j], n, d);
-}
-
-static void tq2_0(const uint8_t *b, float *y) {
-    float d = f16(b + 64);
-    for (int j = 0; j < 64; j += 32)
-        for (int l = 0; l < 4; l++)
-            for (int m = 0; m < 32; m++) *y++ = (float)(((b[j + m] >> (2 * l)) & 3) - 1) * d;
-}
-
 /* 2^(e - 128): ggml's E8M0 scale halved (E2M1 values are stored doubled) */
 static float e8m0_half(uint8_t e) {
     uint32_t bits = e < 2 ? 0x00200000u << e : (uint32_t)(e - 1) << 23;
@@ -94,8 +64,7 @@ static const struct {
     int ggml, block, bytes;
     void (*block_to_float)(const uint8_t *b, float *y);
 } types[] = {
-    {"q8_1", 9, 32, 36, q8_1},       {"q8_k", 15, QK_K, 292, q8_k}, {"tq1_0", 34, QK_K, 54, tq1_0},
-    {"tq2_0", 35, QK_K, 66, tq2_0}, {"mxfp4", 39, 32, 17, mxfp4},
+    {"q8_1", 9, 32, 36, q8_1}, {"q8_k", 15, QK_K, 292, q8_k}, {"mxfp4", 39, 32, 17, mxfp4},
 };
 enum { N_TYPES = sizeof types / sizeof types[0] };
 
@@ -166,7 +135,7 @@ static int gr_from_ggml(int type, lb_qspec *out) {
 
 const lb_format_family lb_ggml_read_family = {
     .name = "ggml",
-    .names = "q8_1, q8_k, tq1_0, tq2_0, mxfp4 (read only)",
+    .names = "q8_1, q8_k, mxfp4 (read only)",
     .grid = LB_GRID_NONE,
     .match = gr_match,
     .parse_option = gr_parse_option,

@@ -44,7 +44,7 @@ static const char *quantize_help_head =
     "                                                              factors, fp16 h, g, l (R = 1..1024; sub-1-bit\n"
     "                                                              when R < rows cols / (rows + cols))\n"
     "                     f32, f16, bf16; ggml names q8_0, q4_0, q4_1, q5_0, q5_1\n"
-    "                     q2_k..q6_k, iq4_nl, iq4_xs               llama.cpp's K-quants and IQ4s, byte for byte;\n"
+    "                     q2_k..q6_k, iq4_nl, iq4_xs, tq1_0, tq2_0 llama.cpp's types, byte for byte;\n"
     "                                                              rows not whole 256-blocks fall back (warned)\n"
     "                     (see docs/FORMATS.md for layouts and bits per weight)\n"
     "  --method NAME      how weights become codes (default rtn); the methods and their options:\n";
