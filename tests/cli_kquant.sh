@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# llama.cpp's K-quants through the CLI: on stories260K (rows of 64 and 172
+# llama.cpp's K-quants (and IQ4, TQ) through the CLI: on stories260K (rows of 64 and 172
 # weights, not whole 256-blocks) --format q4_k falls back per tensor, said on
 # stderr and in the dry run's JSON (q5_0 on 64 columns, f16 on 172); on a
 # --config model whose rows are whole blocks (dim 256, hidden 512, one layer,
@@ -20,7 +20,7 @@ json "$TMP/plan.json" "all(e['fallback_from'] == 'q4_k' for e in j) and \
 # a model whose rows are whole 256-weight blocks
 "$LOWBIT" train --config dim=256,hidden=512,layers=1,heads=4,seq_len=64 --tokenizer "$TOK" --text "$TEXT" \
     --steps 2 --batch 2 --ctx 64 --threads 1 -o "$TMP/wide.gguf" > /dev/null 2>&1 || fail "training the test model"
-for t in q2_k q3_k q4_k q5_k q6_k; do
+for t in q2_k q3_k q4_k q5_k q6_k iq4_nl iq4_xs tq1_0 tq2_0; do
     expect 0 "" -- "$LOWBIT" quantize "$TMP/wide.gguf" --format $t -o "$TMP/$t.gguf"
     "$LOWBIT" info "$TMP/$t.gguf" --json > "$TMP/$t.json"
     T=$(echo $t | tr a-z A-Z)
