@@ -56,6 +56,22 @@ static lb_status check_writable(lb_model *m, const lb_qspec *dtype) {
     return LB_OK;
 }
 
+/* The dtype tensor t is written as. Asked for one: that. Else its own, but
+ * a norm (always f32 in memory: loading widened it) goes back to the
+ * linears' half type when each of its values is exact in it, so an f16 or
+ * bf16 folder is written back byte for byte. */
+static lb_st_dtype out_dtype(const lb_model *m, const lb_tensor *t, const lb_qspec *dtype) {
+    if (dtype) return dtype_of(dtype);
+    lb_st_dtype base = dtype_of(&m->layers[0].linear[LB_WQ].w.spec);
+    if (t->rows != 1 || base == LB_ST_F32 || t->spec.family != LB_FAMILY_F32) return dtype_of(&t->spec);
+    const float *v = (const float *)t->data;
+    for (int64_t c = 0; c < t->cols; c++) {
+        float back = base == LB_ST_F16 ? lb_fp16_to_fp32(lb_fp32_to_fp16(v[c])) : lb_bf16_to_fp32(lb_fp32_to_bf16(v[c]));
+        if (memcmp(&back, &v[c], sizeof back)) return LB_ST_F32;
+    }
+    return base;
+}
+
 static lb_status write_weights(lb_model *m, const lb_qspec *dtype, const char *path) {
     lb_st_writer *w;
     lb_status st = lb_st_writer_create(&w);
@@ -70,7 +86,7 @@ static lb_status write_weights(lb_model *m, const lb_qspec *dtype, const char *p
         lb_hf_tensor_name(m, i, name, sizeof name);
         uint64_t shape[2] = {(uint64_t)t->rows, (uint64_t)t->cols};
         if (t->rows == 1) shape[0] = (uint64_t)t->cols;
-        TRY(lb_st_writer_add(w, name, dtype_of(dtype ? dtype : &t->spec), t->rows == 1 ? 1 : 2, shape));
+        TRY(lb_st_writer_add(w, name, out_dtype(m, t, dtype), t->rows == 1 ? 1 : 2, shape));
         if (t->cols > max_cols) max_cols = t->cols;
     }
     row = lb_alloc((size_t)max_cols * sizeof *row);
@@ -81,7 +97,7 @@ static lb_status write_weights(lb_model *m, const lb_qspec *dtype, const char *p
         const lb_tensor *t = lb_model_tensor_at(m, i);
         char name[128];
         int heads = lb_hf_tensor_name(m, i, name, sizeof name);
-        lb_st_dtype out = dtype_of(dtype ? dtype : &t->spec);
+        lb_st_dtype out = out_dtype(m, t, dtype);
         int same = lb_qspec_is_float(&t->spec) && dtype_of(&t->spec) == out;
         size_t es = lb_st_dtype_size(out), row_bytes = (size_t)t->cols * es;
         int64_t hd = heads ? t->rows / heads : 0, half = hd / 2;
