@@ -152,6 +152,14 @@ static lb_status read_config(const lb_json *j, lb_config *c, int *tied) {
     return lb_config_validate(c);
 }
 
+lb_status lb_hf_config_parse(const char *text, size_t len, lb_config *c, int *tied) {
+    lb_json j;
+    lb_status st = lb_json_parse(text, len, &j);
+    if (st == LB_OK) st = read_config(&j, c, tied);
+    lb_json_free(&j);
+    return st;
+}
+
 /* ---- shards -------------------------------------------------------------------- */
 
 typedef struct {
@@ -361,15 +369,13 @@ lb_status lb_model_load_hf(const char *path, const char *tokenizer_path, lb_mode
     }
     char cfg_path[8192], *text = NULL;
     size_t len;
-    lb_json j = {0};
     lb_config c;
     int tied = 0;
     lb_model *m = NULL;
     lb_status st;
     snprintf(cfg_path, sizeof cfg_path, "%s/config.json", h.dir);
     TRY(lb_read_file(cfg_path, &text, &len));
-    if ((st = lb_json_parse(text, len, &j)) == LB_OK) st = read_config(&j, &c, &tied);
-    if (st != LB_OK) {
+    if ((st = lb_hf_config_parse(text, len, &c, &tied)) != LB_OK) {
         lb_fail_context(st, "reading '%s'", cfg_path);
         goto done;
     }
@@ -401,7 +407,6 @@ done:
     lb_free(h.used);
     lb_json_free(&h.index);
     lb_free(h.index_text);
-    lb_json_free(&j);
     lb_free(text);
     if (st != LB_OK) {
         lb_model_free(m);

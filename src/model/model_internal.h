@@ -17,6 +17,8 @@ lb_status lb_model_check_finite(lb_model *m);
 /* Hugging Face folders (model_hf.c, model_hf_write.c; docs/INTEROP.md).
  * path: the folder, its config.json or a .safetensors file in it. */
 lb_status lb_model_load_hf(const char *path, const char *tokenizer_path, lb_model **out);
+/* config.json's text into a config (validated) and tie_word_embeddings */
+lb_status lb_hf_config_parse(const char *text, size_t len, lb_config *c, int *tied);
 /* The HF name of lb_model_tensor_at(m, i) into buf; returns the number of
  * heads its rows are grouped in for the RoPE permutation (q_proj: n_heads,
  * k_proj: n_kv_heads), 0 for every other tensor. */
