@@ -63,6 +63,17 @@ LB_API lb_status lb_tokenizer_load_spm(const char *path, lb_tokenizer **out);
  * tokenizer.model, atomically; a byte-level BPE one fails with
  * LB_ERR_UNSUPPORTED. */
 LB_API lb_status lb_tokenizer_save_spm(const lb_tokenizer *t, const char *path);
+/* Hugging Face tokenizers' tokenizer.json with a BPE model: byte_fallback
+ * ones (Llama 2's kin) read as the SPM ("llama") kind with scores from the
+ * merge ranks, ByteLevel ones (GPT-2's, Llama 3's, Qwen 2's split) as the
+ * byte-level BPE ("gpt2") kind; other models and splits fail with
+ * LB_ERR_UNSUPPORTED naming them, malformed files with LB_ERR_FORMAT.
+ * BOS/EOS are found by name (<s>, <|begin_of_text|>, <|endoftext|>, ...). */
+LB_API lb_status lb_tokenizer_from_hf_json(const char *text, size_t len, lb_tokenizer **out);
+LB_API lb_status lb_tokenizer_load_hf_json(const char *path, lb_tokenizer **out);
+/* Writes a byte-level BPE vocabulary (pre-tokenizer gpt-2, llama3 or qwen2)
+ * as tokenizer.json, atomically; others fail with LB_ERR_UNSUPPORTED. */
+LB_API lb_status lb_tokenizer_save_hf_json(const lb_tokenizer *t, const char *path);
 
 LB_API int lb_tokenizer_vocab_size(const lb_tokenizer *t);
 LB_API int lb_tokenizer_bos(const lb_tokenizer *t);

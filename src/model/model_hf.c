@@ -16,6 +16,7 @@
 #include "io/json.h"
 #include "io/safetensors.h"
 #include "model/model_internal.h"
+#include "model/tokenizer_internal.h"
 
 #define TRY(expr)                   \
     do {                            \
@@ -331,19 +332,44 @@ static lb_status check_unused(const hf_files *h) {
     return LB_OK;
 }
 
-static lb_status load_tokenizer(const char *dir, const char *tokenizer_path, lb_model *m) {
+/* bos_token_id / eos_token_id of config.json (a list: its first), -1 when absent */
+static void config_token_ids(const char *text, size_t len, int *bos, int *eos) {
+    lb_json j;
+    *bos = *eos = -1;
+    if (lb_json_parse(text, len, &j) != LB_OK) return;
+    const char *keys[2] = {"bos_token_id", "eos_token_id"};
+    int *dst[2] = {bos, eos};
+    for (int k = 0; k < 2; k++) {
+        int32_t v = lb_json_find(&j, 0, keys[k]);
+        if (v >= 0 && j.nodes[v].type == LB_JSON_ARRAY) v = j.nodes[v].child;
+        int64_t id;
+        if (v >= 0 && lb_json_i64(&j, v, &id) == LB_OK && id >= 0 && id < (1 << 24)) *dst[k] = (int)id;
+    }
+    lb_json_free(&j);
+}
+
+/* tokenizer.model, else tokenizer.json (its BOS / EOS guessed by name, so
+ * config.json's ids win), else none: the model still runs on token ids */
+static lb_status load_tokenizer(const char *dir, const char *tokenizer_path, int bos, int eos, lb_model *m) {
     char path[8192];
     lb_status st = LB_OK;
     lb_tokenizer *t = NULL;
+    int json = 0;
     if (tokenizer_path) {
         snprintf(path, sizeof path, "%s", tokenizer_path);
         size_t n = strlen(path);
-        st = n >= 15 && !strcmp(path + n - 15, "tokenizer.model") ? lb_tokenizer_load_spm(path, &t)
-                                                                  : lb_tokenizer_load(path, m->cfg.vocab_size, &t);
+        json = n >= 5 && !strcmp(path + n - 5, ".json");
+        st = json ? lb_tokenizer_load_hf_json(path, &t)
+             : n >= 6 && !strcmp(path + n - 6, ".model") ? lb_tokenizer_load_spm(path, &t)
+                                                        : lb_tokenizer_load(path, m->cfg.vocab_size, &t);
     } else {
         snprintf(path, sizeof path, "%s/tokenizer.model", dir);
-        if (!file_exists(path)) return LB_OK; /* no tokenizer: the model still runs on token ids */
-        st = lb_tokenizer_load_spm(path, &t);
+        if (!file_exists(path)) {
+            snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+            if (!file_exists(path)) return LB_OK;
+            json = 1;
+        }
+        st = json ? lb_tokenizer_load_hf_json(path, &t) : lb_tokenizer_load_spm(path, &t);
     }
     if (st != LB_OK) return st;
     if (lb_tokenizer_vocab_size(t) != m->cfg.vocab_size) {
@@ -351,6 +377,8 @@ static lb_status load_tokenizer(const char *dir, const char *tokenizer_path, lb_
         lb_tokenizer_free(t);
         return lb_fail(LB_ERR_FORMAT, "'%s' has %d tokens, config.json's vocab_size is %d", path, v, m->cfg.vocab_size);
     }
+    if (json && bos >= 0 && bos < t->vocab_size) t->bos_id = bos;
+    if (json && eos >= 0 && eos < t->vocab_size) t->eos_id = eos;
     m->tokenizer = t;
     return LB_OK;
 }
@@ -393,7 +421,11 @@ lb_status lb_model_load_hf(const char *path, const char *tokenizer_path, lb_mode
     }
     for (int i = 0; i < lb_model_n_tensors(m); i++) TRY(bind(&h, m, i));
     TRY(check_unused(&h));
-    TRY(load_tokenizer(h.dir, tokenizer_path, m));
+    {
+        int bos, eos;
+        config_token_ids(text, len, &bos, &eos);
+        TRY(load_tokenizer(h.dir, tokenizer_path, bos, eos, m));
+    }
     snprintf(m->source_format, sizeof m->source_format, "safetensors");
     TRY(lb_model_finish(m));
 done:

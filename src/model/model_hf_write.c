@@ -1,7 +1,8 @@
 /* Writing a model as a Hugging Face folder (lb_model_save_safetensors):
  * model.safetensors with HF's tensor names, q_proj / k_proj rows put back in
  * the rotate-half order (the inverse of model_hf.c's permutation), then
- * tokenizer.model, then config.json last: the file that makes the folder
+ * tokenizer.model (SentencePiece-style vocabularies) or tokenizer.json
+ * (byte-level BPE ones), then config.json last: the file that makes the folder
  * loadable is the last to appear.
  *
  * Memory: the header is built from the shapes alone, then each tensor is
@@ -50,9 +51,11 @@ static lb_status check_writable(lb_model *m, const lb_qspec *dtype) {
                 return lb_fail(LB_ERR_UNSUPPORTED, "linear '%s' has slots (bias, scales, rotations, outliers, adapters "
                                "or an activation quantizer) that a Hugging Face Llama folder cannot hold; keep it as GGUF",
                                m->layers[l].linear[i].w.name);
-    if (m->tokenizer && !strcmp(lb_tokenizer_kind(m->tokenizer), "gpt2"))
-        return lb_fail(LB_ERR_UNSUPPORTED, "the model's byte-level BPE vocabulary would need tokenizer.json, which "
-                       "lowbit does not write yet (SentencePiece-style vocabularies become tokenizer.model)");
+    const char *pre = m->tokenizer ? lb_tokenizer_pre(m->tokenizer) : "";
+    if (m->tokenizer && !strcmp(lb_tokenizer_kind(m->tokenizer), "gpt2") && strcmp(pre, "gpt-2") &&
+        strcmp(pre, "llama3") && strcmp(pre, "qwen2"))
+        return lb_fail(LB_ERR_UNSUPPORTED, "the model's byte-level BPE vocabulary (pre-tokenizer \"%s\") cannot be "
+                       "written as tokenizer.json yet (gpt-2, llama3 and qwen2 can)", pre);
     return LB_OK;
 }
 
@@ -187,9 +190,10 @@ lb_status lb_model_save_safetensors(const lb_model *mc, const char *dir, const l
     lb_model *m = (lb_model *)mc; /* tensor iteration only reads */
     lb_status st = check_writable(m, dtype);
     if (st != LB_OK) return st;
-    char paths[3][8192];
-    const char *names[3] = {"model.safetensors", "tokenizer.model", "config.json"};
-    int existed[3] = {0}, written = 0, made_dir = 0;
+    char paths[4][8192];
+    /* written in this order; config.json, which makes the folder loadable, last */
+    const char *names[4] = {"model.safetensors", "tokenizer.model", "tokenizer.json", "config.json"};
+    int existed[4] = {0}, written = 0, made_dir = 0;
     struct stat sb;
     if (stat(dir, &sb) != 0) {
         if (mkdir(dir, 0755) != 0) return lb_fail(LB_ERR_IO, "cannot create the folder '%s': %s", dir, strerror(errno));
@@ -204,18 +208,28 @@ lb_status lb_model_save_safetensors(const lb_model *mc, const char *dir, const l
                      "precedence over the model.safetensors written here: choose another folder", dir);
         goto done;
     }
-    for (int k = 0; k < 3; k++) {
+    for (int k = 0; k < 4; k++) {
         snprintf(paths[k], sizeof paths[k], "%s/%s", dir, names[k]);
         existed[k] = exists(paths[k]);
         TRY(lb_output_check(paths[k], NULL, 0));
     }
+    /* the other vocabulary file (or either, with no tokenizer) would be read in place of ours */
+    int bpe = m->tokenizer && !strcmp(lb_tokenizer_kind(m->tokenizer), "gpt2");
+    for (int k = 1; k <= 2; k++)
+        if (existed[k] && (!m->tokenizer || k != (bpe ? 2 : 1))) {
+            st = lb_fail(LB_ERR_IO, "'%s' already holds %s, which does not belong to this model: choose another "
+                         "folder", dir, names[k]);
+            goto done;
+        }
     lb_st_dtype dt = dtype_of(dtype ? dtype : &m->layers[0].linear[LB_WQ].w.spec);
     TRY(write_weights(m, dtype, paths[0]));
     written = 1;
-    if (m->tokenizer) TRY(lb_tokenizer_save_spm(m->tokenizer, paths[1]));
+    if (m->tokenizer && !bpe) TRY(lb_tokenizer_save_spm(m->tokenizer, paths[1]));
     written = 2;
-    TRY(write_config(m, dt, paths[2]));
+    if (m->tokenizer && bpe) TRY(lb_tokenizer_save_hf_json(m->tokenizer, paths[2]));
     written = 3;
+    TRY(write_config(m, dt, paths[3]));
+    written = 4;
 done:
     if (st != LB_OK) { /* leave no folder that looks complete: remove what this call created */
         for (int k = 0; k < written; k++)
