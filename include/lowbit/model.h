@@ -90,8 +90,8 @@ LB_API lb_status lb_model_save_gguf(const lb_model *m, const char *path);
 
 /* Writes the model as a Hugging Face folder dir (created if missing):
  * config.json, model.safetensors (HF tensor names, q/k rows back in the
- * rotate-half order) and, for SentencePiece-style vocabularies,
- * tokenizer.model. dtype: every tensor stored as this float spec (f32, f16
+ * rotate-half order) and the vocabulary: tokenizer.model for
+ * SentencePiece-style ones, tokenizer.json for byte-level BPE ones. dtype: every tensor stored as this float spec (f32, f16
  * or bf16; quantized tensors are dequantized), or NULL to keep each tensor's
  * own float type (a quantized tensor then fails with LB_ERR_UNSUPPORTED).
  * One tensor at a time is converted; each file is written atomically and on
