@@ -177,6 +177,21 @@ static void test_round_trip(void) {
     float *dq = lb_alloc((size_t)(t->rows * t->cols) * sizeof *dq);
     CHECK_OK(lb_dequantize(t, dq));
     CHECK(!memcmp(dq, hf2->layers[1].linear[LB_W2].w.data, (size_t)(t->rows * t->cols) * sizeof *dq));
+    /* and to GGUF, converted a row at a time while the file is written */
+    CHECK_OK(lb_model_save_gguf_as(qm, path_in("deq.gguf", ""), &spec));
+    CHECK_OK(lb_model_load(path_in("deq.gguf", ""), NULL, &back));
+    CHECK(back->layers[1].linear[LB_W2].w.spec.family == LB_FAMILY_F32);
+    CHECK(!memcmp(dq, back->layers[1].linear[LB_W2].w.data, (size_t)(t->rows * t->cols) * sizeof *dq));
+    CHECK(same_logits(hf2, back));
+    lb_model_free(back);
+    CHECK_OK(lb_qspec_parse("bf16", &spec));
+    CHECK_OK(lb_model_save_gguf_as(qm, path_in("deq.gguf", ""), &spec));
+    CHECK_OK(lb_model_load(path_in("deq.gguf", ""), NULL, &back));
+    CHECK(back->layers[1].linear[LB_W2].w.spec.family == LB_FAMILY_BF16 && back->out_norm.spec.family == LB_FAMILY_F32);
+    CHECK(lb_bf16_to_fp32(lb_rd16(back->layers[1].linear[LB_W2].w.data + 6)) == lb_bf16_to_fp32(lb_fp32_to_bf16(dq[3])));
+    lb_model_free(back);
+    CHECK_FAILS(lb_model_save_gguf_as(qm, path_in("deq.gguf", ""), &qm->layers[1].linear[LB_W2].w.spec), LB_ERR_INVALID,
+                "f32, f16 or bf16");
     lb_free(dq);
     lb_model_free(hf2);
     lb_model_free(qm);

@@ -87,6 +87,11 @@ LB_API void lb_model_free(lb_model *m);
  * file cannot hold (a rotation kind other than Hadamard) fails with
  * LB_ERR_UNSUPPORTED and nothing written, rather than being dropped. */
 LB_API lb_status lb_model_save_gguf(const lb_model *m, const char *path);
+/* The same with every tensor stored as the float type dtype (f32, f16 or
+ * bf16; norms stay f32), quantized ones dequantized: each converted tensor is
+ * made a row at a time while the file is written, never held whole. dtype
+ * NULL: lb_model_save_gguf. */
+LB_API lb_status lb_model_save_gguf_as(const lb_model *m, const char *path, const lb_qspec *dtype);
 
 /* Writes the model as a Hugging Face folder dir (created if missing):
  * config.json, model.safetensors (HF tensor names, q/k rows back in the

@@ -46,37 +46,6 @@ static void input_folder(const char *in, char *out, size_t n) {
     if (realpath(buf, real)) snprintf(out, n, "%s", real);
 }
 
-/* t's values as float spec `to` in a new owned buffer (norms stay f32: the
- * forward pass reads them as floats); one tensor at a time. */
-static lb_status retype(lb_tensor *t, const lb_qspec *to) {
-    lb_qspec target = *to;
-    if (t->rows == 1) lb_qspec_parse("f32", &target);
-    if (lb_qspec_equal(&t->spec, &target)) return LB_OK;
-    size_t es = target.family == LB_FAMILY_F32 ? 4 : 2, bytes = (size_t)(t->rows * t->cols) * es;
-    uint8_t *data = lb_alloc(bytes ? bytes : 1);
-    float *row = lb_alloc((size_t)t->cols * sizeof *row);
-    if (!data || !row) {
-        lb_free(data);
-        lb_free(row);
-        return LB_ERR_NOMEM;
-    }
-    for (int64_t r = 0; r < t->rows; r++) {
-        lb_dequantize_row(t, r, row);
-        uint8_t *d = data + (size_t)r * (size_t)t->cols * es;
-        for (int64_t c = 0; c < t->cols; c++) {
-            if (es == 4) memcpy(d + 4 * c, &row[c], 4);
-            else lb_wr16(d + 2 * c, target.family == LB_FAMILY_F16 ? lb_fp32_to_fp16(row[c]) : lb_fp32_to_bf16(row[c]));
-        }
-    }
-    lb_free(row);
-    lb_tensor_free(t);
-    t->owned = data;
-    t->data = data;
-    t->nbytes = bytes;
-    t->spec = target;
-    return lb_tensor_resolve(t);
-}
-
 int cmd_convert(int argc, char **argv) {
     cli_args a = {.argc = argc, .argv = argv, .i = 1, .verb = "convert"};
     const char *out = NULL, *to = NULL, *format = NULL, *tokenizer = NULL;
@@ -124,9 +93,7 @@ int cmd_convert(int argc, char **argv) {
     if (cli_load_model("convert", in, tokenizer, &m)) return CLI_FAIL;
     int rc = CLI_OK;
     if (to_gguf) {
-        for (int i = 0; format && rc == CLI_OK && i < lb_model_n_tensors(m); i++)
-            if (retype(lb_model_tensor_at(m, i), &spec) != LB_OK) rc = cli_error("convert", NULL);
-        if (rc == CLI_OK && lb_model_save_gguf(m, out) != LB_OK) rc = cli_error("convert", NULL);
+        if (lb_model_save_gguf_as(m, out, format ? &spec : NULL) != LB_OK) rc = cli_error("convert", NULL);
     } else if (lb_model_save_safetensors(m, out, format ? &spec : NULL) != LB_OK) {
         rc = cli_error("convert", NULL);
     }
