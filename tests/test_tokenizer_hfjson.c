@@ -81,7 +81,8 @@ static void test_malformed(void) {
         lb_status want;
     } cases[] = {
         {"\"type\": \"BPE\"", "\"type\": \"WordPiece\"", "not \"BPE\"", LB_ERR_UNSUPPORTED},
-        {"\"b\": 5", "\"b\": 15", "no token has id 5", LB_ERR_FORMAT},
+        {"\"b\": 5", "\"b\": 15", "ids reach 15", LB_ERR_FORMAT},
+        {"\"b\": 5", "\"b\": 10", "no token has id 5", LB_ERR_FORMAT},
         {"\"b\": 5", "\"b\": -5", "not an integer in 0..", LB_ERR_FORMAT},
         {"\"b\": 5", "\"b\": 2", "names two different tokens", LB_ERR_FORMAT},
         {"[\"a\", \"b\"]", "[\"a\", \"q\"]", "merge 1 is not two tokens", LB_ERR_FORMAT},
@@ -98,12 +99,7 @@ static void test_malformed(void) {
         CHECK(at != NULL);
         if (!at) continue;
         snprintf(buf, sizeof buf, "%.*s%s%s", (int)(at - llama_json), llama_json, cases[k].to, at + strlen(cases[k].from));
-        if (k == 5) { /* without byte_fallback: needs a ByteLevel pre-tokenizer */
-            lb_tokenizer *t;
-            CHECK_FAILS(lb_tokenizer_from_hf_json(buf, strlen(buf), &t), cases[k].want, cases[k].needle);
-            continue;
-        }
-        if (k == 6) { /* the split is only looked at for a byte-level model */
+        if (strstr(cases[k].needle, "split before")) { /* the split is only looked at for a byte-level model */
             char *fb = strstr(buf, "\"byte_fallback\": true");
             memcpy(fb, "\"byte_fallback\": 0   ", 21);
         }

@@ -200,6 +200,13 @@ lb_status lb_tokenizer_from_hf_json(const char *text, size_t len, lb_tokenizer *
         }
         if (id > max_id) max_id = id;
     }
+    /* ids run 0..max_id without gaps, so there are at least that many entries:
+     * checked before allocating for max_id (a hostile file could name 2^24) */
+    if (max_id >= 0 && (uint64_t)max_id >= (uint64_t)j.nodes[voc].count + (added >= 0 ? j.nodes[added].count : 0)) {
+        st = lb_fail(LB_ERR_FORMAT, "tokenizer.json: ids reach %lld, but there are only %u tokens (ids must run from "
+                     "0 without gaps)", (long long)max_id, j.nodes[voc].count + (added >= 0 ? j.nodes[added].count : 0));
+        goto done;
+    }
     if (max_id < 2) {
         st = lb_fail(LB_ERR_FORMAT, "tokenizer.json: a vocabulary of %lld tokens", (long long)(max_id + 1));
         goto done;
