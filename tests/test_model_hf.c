@@ -312,6 +312,10 @@ static void test_config_errors(void) {
     memcpy(w, "\"intermediate_size\": 171", 24);
     write_text(path_in("cfg", "config.json"), text);
     CHECK_FAILS(lb_model_load(path_in("cfg", ""), NULL, &m), LB_ERR_FORMAT, "config.json implies [171, 64]");
+    /* a directory that is no Hugging Face folder */
+    sh("mkdir -p %s/empty%s", dir, "");
+    CHECK_FAILS(lb_model_load(path_in("empty", ""), NULL, &m), LB_ERR_IO, "is a directory, not a regular file, and not a "
+                "Hugging Face folder (it has no config.json)");
     /* no weights at all */
     sh("rm %s/cfg/model.safetensors%s", dir, "");
     CHECK_FAILS(lb_model_load(path_in("cfg", ""), NULL, &m), LB_ERR_IO, "neither model.safetensors");

@@ -42,8 +42,6 @@ static int find_sidecar_tokenizer(const char *model_path, int vocab, char *out, 
 /* a folder, its config.json, or a .safetensors file (by name: its bytes
  * would otherwise be tried as a legacy llama2.c header) */
 static int is_hf_path(const char *path) {
-    struct stat st;
-    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) return 1;
     size_t n = strlen(path);
     const char *base = strrchr(path, '/');
     base = base ? base + 1 : path;
@@ -52,6 +50,15 @@ static int is_hf_path(const char *path) {
 
 lb_status lb_model_load(const char *path, const char *tokenizer_path, lb_model **out) {
     *out = NULL;
+    struct stat sb;
+    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) { /* a Hugging Face folder, or a mistake */
+        char cfg[4096];
+        snprintf(cfg, sizeof cfg, "%s/config.json", path);
+        if (!file_exists(cfg))
+            return lb_fail(LB_ERR_IO, "'%s' is a directory, not a regular file, and not a Hugging Face folder (it "
+                           "has no config.json)", path);
+        return lb_model_load_hf(path, tokenizer_path, out);
+    }
     if (is_hf_path(path)) return lb_model_load_hf(path, tokenizer_path, out);
     lb_mapped_file f;
     lb_status st = lb_map_file(path, &f);
