@@ -48,9 +48,11 @@ typedef struct {
     lb_layer *layers;     /* n_layers */
     lb_tokenizer *tokenizer; /* NULL when none was found */
     lb_mapped_file file;  /* backing store of mapped tensors */
-    char source_format[16]; /* "llama2c", "llama2c-v1", "gguf" */
+    char source_format[16]; /* "llama2c", "llama2c-v1", "gguf", "safetensors" */
     char quant_note[256];   /* how the file was quantized (GGUF lowbit.quant.*), or "" */
     float *rope_cos, *rope_sin; /* (seq_len, head_dim/2) */
+    lb_mapped_file *shards; /* a Hugging Face folder's safetensors files (n_shards), backing its tensors */
+    int n_shards;
 } lb_model;
 
 /* Names follow GGUF's llama convention: token_embd.weight, output_norm.weight,
@@ -68,7 +70,8 @@ LB_API lb_tensor *lb_model_tensor_at(lb_model *m, int i);
 LB_API const lb_tensor *lb_model_classifier(const lb_model *m);
 
 /* Loads llama2.c checkpoints (legacy header or v1 "ak42") and GGUF files,
- * detected by content. tokenizer_path NULL: GGUF files carry their own;
+ * detected by content, and Hugging Face folders (path: the folder, its
+ * config.json or a .safetensors file in it; docs/INTEROP.md). tokenizer_path NULL: GGUF files carry their own;
  * for llama2.c files tok<vocab_size>.bin, then tokenizer.bin, is looked for
  * beside the model. Every size, count and offset is checked against the
  * file before use. */
@@ -84,6 +87,21 @@ LB_API void lb_model_free(lb_model *m);
  * file cannot hold (a rotation kind other than Hadamard) fails with
  * LB_ERR_UNSUPPORTED and nothing written, rather than being dropped. */
 LB_API lb_status lb_model_save_gguf(const lb_model *m, const char *path);
+/* The same with every tensor stored as the float type dtype (f32, f16 or
+ * bf16; norms stay f32), quantized ones dequantized: each converted tensor is
+ * made a row at a time while the file is written, never held whole. dtype
+ * NULL: lb_model_save_gguf. */
+LB_API lb_status lb_model_save_gguf_as(const lb_model *m, const char *path, const lb_qspec *dtype);
+
+/* Writes the model as a Hugging Face folder dir (created if missing):
+ * config.json, model.safetensors (HF tensor names, q/k rows back in the
+ * rotate-half order) and the vocabulary: tokenizer.model for
+ * SentencePiece-style ones, tokenizer.json for byte-level BPE ones. dtype: every tensor stored as this float spec (f32, f16
+ * or bf16; quantized tensors are dequantized), or NULL to keep each tensor's
+ * own float type (a quantized tensor then fails with LB_ERR_UNSUPPORTED).
+ * One tensor at a time is converted; each file is written atomically and on
+ * failure the files this call created are removed. */
+LB_API lb_status lb_model_save_safetensors(const lb_model *m, const char *dir, const lb_qspec *dtype);
 
 /* Total stored bytes and weight count over all tensors, and over the
  * quantized (non-float) ones, with their bits per weight (bpw is NAN when

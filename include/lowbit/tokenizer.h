@@ -51,6 +51,29 @@ LB_API lb_status lb_tokenizer_load_gguf(const char *path, lb_tokenizer **out);
 /* Adds the tokenizer.ggml.* keys that lb_tokenizer_from_gguf reads back to
  * the same tokenizer (llama2.c vocabularies are written as "llama"). */
 LB_API lb_status lb_tokenizer_write_gguf(const lb_tokenizer *t, lb_gguf_writer *w);
+/* SentencePiece's tokenizer.model (the protobuf ModelProto Hugging Face
+ * folders ship): pieces with scores and types, unk/bos/eos ids and
+ * add_dummy_prefix, read as a SentencePiece-style ("llama") vocabulary, the
+ * way llama.cpp reads it from GGUF. Only BPE models are read (a unigram
+ * model encodes by another algorithm: LB_ERR_UNSUPPORTED); every protobuf
+ * length is checked (LB_ERR_FORMAT with the byte offset). */
+LB_API lb_status lb_tokenizer_from_spm(const uint8_t *data, size_t size, lb_tokenizer **out);
+LB_API lb_status lb_tokenizer_load_spm(const char *path, lb_tokenizer **out);
+/* Writes a SentencePiece-style vocabulary (llama2.c's or "llama") as
+ * tokenizer.model, atomically; a byte-level BPE one fails with
+ * LB_ERR_UNSUPPORTED. */
+LB_API lb_status lb_tokenizer_save_spm(const lb_tokenizer *t, const char *path);
+/* Hugging Face tokenizers' tokenizer.json with a BPE model: byte_fallback
+ * ones (Llama 2's kin) read as the SPM ("llama") kind with scores from the
+ * merge ranks, ByteLevel ones (GPT-2's, Llama 3's, Qwen 2's split) as the
+ * byte-level BPE ("gpt2") kind; other models and splits fail with
+ * LB_ERR_UNSUPPORTED naming them, malformed files with LB_ERR_FORMAT.
+ * BOS/EOS are found by name (<s>, <|begin_of_text|>, <|endoftext|>, ...). */
+LB_API lb_status lb_tokenizer_from_hf_json(const char *text, size_t len, lb_tokenizer **out);
+LB_API lb_status lb_tokenizer_load_hf_json(const char *path, lb_tokenizer **out);
+/* Writes a byte-level BPE vocabulary (pre-tokenizer gpt-2, llama3 or qwen2)
+ * as tokenizer.json, atomically; others fail with LB_ERR_UNSUPPORTED. */
+LB_API lb_status lb_tokenizer_save_hf_json(const lb_tokenizer *t, const char *path);
 
 LB_API int lb_tokenizer_vocab_size(const lb_tokenizer *t);
 LB_API int lb_tokenizer_bos(const lb_tokenizer *t);

@@ -20,4 +20,11 @@ int lb_gguf_name_cmp(const char *a, size_t alen, const char *b, size_t blen);
 lb_status lb_gguf_tensor_nbytes(const char *name, size_t name_len, int type, uint32_t n_dims, const uint64_t *ne,
                                 lb_status bad, lb_status unknown, size_t *nbytes);
 
+/* A tensor whose bytes are produced while the file is written: fill(user, f)
+ * must lb_atomic_write exactly nbytes (checked), so a writer can convert
+ * one tensor at a time instead of holding every converted tensor. */
+typedef lb_status (*lb_gguf_tensor_fill)(void *user, lb_atomic_file *f);
+lb_status lb_gguf_add_tensor_fill(lb_gguf_writer *w, const char *name, int ggml_type, uint32_t n_dims,
+                                  const uint64_t *ne, size_t nbytes, lb_gguf_tensor_fill fill, void *user);
+
 #endif

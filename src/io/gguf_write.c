@@ -22,6 +22,7 @@ typedef struct {
     uint64_t ne[LB_GGUF_MAX_DIMS];
     const void *data; /* referenced, not copied */
     size_t nbytes;
+    lb_gguf_tensor_fill fill; /* non-NULL: writes the bytes itself (data is then its user pointer) */
 } wtensor;
 
 struct lb_gguf_writer {
@@ -195,9 +196,16 @@ lb_status lb_gguf_add_tensor(lb_gguf_writer *w, const char *name, int ggml_type,
         return lb_fail(LB_ERR_NOMEM, "out of memory adding tensor '%s'", name);
     }
     wtensor *t = &w->tensors[w->n_tensors++];
-    *t = (wtensor){nm, ggml_type, n_dims, {1, 1, 1, 1}, data, nbytes};
+    *t = (wtensor){nm, ggml_type, n_dims, {1, 1, 1, 1}, data, nbytes, NULL};
     memcpy(t->ne, ne, n_dims * sizeof *ne);
     return LB_OK;
+}
+
+lb_status lb_gguf_add_tensor_fill(lb_gguf_writer *w, const char *name, int ggml_type, uint32_t n_dims,
+                                  const uint64_t *ne, size_t nbytes, lb_gguf_tensor_fill fill, void *user) {
+    lb_status st = lb_gguf_add_tensor(w, name, ggml_type, n_dims, ne, user, nbytes);
+    if (st == LB_OK) w->tensors[w->n_tensors - 1].fill = fill;
+    return st;
 }
 
 /* the low n bytes of v, little-endian */
@@ -256,7 +264,20 @@ lb_status lb_gguf_write(lb_gguf_writer *w, const char *path) {
     }
     lb_atomic_pad(&f, align);
     for (size_t i = 0; i < w->n_tensors; i++) {
-        lb_atomic_write(&f, w->tensors[i].data, w->tensors[i].nbytes);
+        const wtensor *t = &w->tensors[i];
+        if (t->fill) { /* one tensor at a time, made as it is written */
+            uint64_t before = f.written;
+            st = t->fill((void *)t->data, &f);
+            if (st == LB_OK && f.written - before != t->nbytes)
+                st = lb_fail(LB_ERR_INVALID, "tensor '%s': %llu bytes written for the %zu declared", t->name,
+                             (unsigned long long)(f.written - before), t->nbytes);
+            if (st != LB_OK) {
+                lb_atomic_abort(&f);
+                return st;
+            }
+        } else {
+            lb_atomic_write(&f, t->data, t->nbytes);
+        }
         lb_atomic_pad(&f, align);
     }
     return lb_atomic_commit(&f); /* reports any write error and removes the temporary */

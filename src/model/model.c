@@ -147,6 +147,8 @@ void lb_model_free(lb_model *m) {
     lb_free(m->rope_sin);
     lb_tokenizer_free(m->tokenizer);
     lb_unmap_file(&m->file);
+    for (int i = 0; i < m->n_shards; i++) lb_unmap_file(&m->shards[i]);
+    lb_free(m->shards);
     lb_free(m);
 }
 

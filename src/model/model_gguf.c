@@ -12,6 +12,7 @@
  * so any GGUF reader can still parse the file. */
 #include <string.h>
 
+#include "io/gguf_internal.h"
 #include "lowbit/gguf.h"
 #include "model/model_internal.h"
 
@@ -212,8 +213,43 @@ done:
     return st;
 }
 
-lb_status lb_model_save_gguf(const lb_model *mc, const char *path) {
+/* A tensor stored as another float type: its rows decoded and rounded one
+ * at a time while the file is written (lb_model_save_gguf_as). */
+typedef struct {
+    const lb_tensor *t;
+    lb_qspec to;
+} retyped;
+
+static lb_status write_retyped(void *user, lb_atomic_file *f) {
+    const retyped *r = user;
+    const lb_tensor *t = r->t;
+    size_t es = r->to.family == LB_FAMILY_F32 ? 4 : 2;
+    float *row = lb_alloc((size_t)t->cols * sizeof *row);
+    uint8_t *out = lb_alloc((size_t)t->cols * es);
+    if (!row || !out) {
+        lb_free(row);
+        lb_free(out);
+        return LB_ERR_NOMEM;
+    }
+    for (int64_t r0 = 0; r0 < t->rows; r0++) {
+        lb_dequantize_row(t, r0, row);
+        for (int64_t c = 0; c < t->cols; c++) {
+            if (es == 4) memcpy(out + 4 * c, &row[c], 4);
+            else lb_wr16(out + 2 * c, r->to.family == LB_FAMILY_F16 ? lb_fp32_to_fp16(row[c]) : lb_fp32_to_bf16(row[c]));
+        }
+        lb_atomic_write(f, out, (size_t)t->cols * es);
+    }
+    lb_free(row);
+    lb_free(out);
+    return LB_OK;
+}
+
+lb_status lb_model_save_gguf(const lb_model *m, const char *path) { return lb_model_save_gguf_as(m, path, NULL); }
+
+lb_status lb_model_save_gguf_as(const lb_model *mc, const char *path, const lb_qspec *dtype) {
     lb_model *m = (lb_model *)mc; /* tensor iteration only reads */
+    if (dtype && !lb_qspec_is_float(dtype))
+        return lb_fail(LB_ERR_INVALID, "saving as GGUF: the target type must be f32, f16 or bf16");
     const lb_config *c = &m->cfg;
     for (int l = 0; l < c->n_layers; l++)
         for (int i = 0; i < LB_N_LINEARS; i++) {
@@ -243,12 +279,26 @@ lb_status lb_model_save_gguf(const lb_model *mc, const char *path) {
     TRY(lb_gguf_set_u32(w, "llama.vocab_size", (uint32_t)c->vocab_size));
     if (m->tokenizer) TRY(lb_tokenizer_write_gguf(m->tokenizer, w));
     TRY(lb_gguf_set_str(w, "lowbit.version", LB_VERSION_STRING));
-    if (m->quant_note[0]) TRY(lb_gguf_set_str(w, "lowbit.quant.note", m->quant_note));
+    /* dequantized to a float type, the note no longer describes the file */
+    if (m->quant_note[0] && !dtype) TRY(lb_gguf_set_str(w, "lowbit.quant.note", m->quant_note));
 
+    retyped *rt = dtype ? buffer(&bufs, (size_t)lb_model_n_tensors(m) * sizeof *rt) : NULL;
+    if (dtype && !rt) TRY(LB_ERR_NOMEM);
     for (int i = 0; i < lb_model_n_tensors(m); i++) {
         const lb_tensor *t = lb_model_tensor_at(m, i);
         int type = lb_format_ggml_type(&t->spec, t->cols);
-        if (type >= 0) {
+        lb_qspec to;
+        if (dtype) { /* norms stay f32: the forward pass reads them as floats */
+            to = *dtype;
+            if (t->rows == 1) lb_qspec_parse("f32", &to);
+        }
+        if (dtype && !lb_qspec_equal(&to, &t->spec)) {
+            uint64_t ne[2] = {(uint64_t)t->cols, (uint64_t)t->rows};
+            size_t es = to.family == LB_FAMILY_F32 ? 4 : 2;
+            rt[i] = (retyped){t, to};
+            TRY(lb_gguf_add_tensor_fill(w, t->name, lb_format_ggml_type(&to, t->cols), t->rows == 1 ? 1 : 2, ne,
+                                        (size_t)(t->rows * t->cols) * es, write_retyped, &rt[i]));
+        } else if (type >= 0) {
             uint64_t ne[2] = {(uint64_t)t->cols, (uint64_t)t->rows};
             TRY(lb_gguf_add_tensor(w, t->name, type, t->rows == 1 ? 1 : 2, ne, t->data, t->nbytes));
         } else {

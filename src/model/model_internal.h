@@ -14,4 +14,19 @@ lb_status lb_model_finish(lb_model *m);
  * NaN or Inf weight (float tensors as stored, quantized ones as decoded). */
 lb_status lb_model_check_finite(lb_model *m);
 
+/* Hugging Face folders (model_hf.c, model_hf_write.c; docs/INTEROP.md).
+ * path: the folder, its config.json or a .safetensors file in it. */
+lb_status lb_model_load_hf(const char *path, const char *tokenizer_path, lb_model **out);
+/* config.json's text into a config (validated) and tie_word_embeddings */
+lb_status lb_hf_config_parse(const char *text, size_t len, lb_config *c, int *tied);
+/* The HF name of lb_model_tensor_at(m, i) into buf; returns the number of
+ * heads its rows are grouped in for the RoPE permutation (q_proj: n_heads,
+ * k_proj: n_kv_heads), 0 for every other tensor. */
+int lb_hf_tensor_name(const lb_model *m, int i, char *buf, size_t n);
+/* rows = n_heads x head_dim rows of row_bytes each, from HF's rotate-half
+ * order to the interleaved one (to_hf 0) or back (to_hf 1), as llama.cpp's
+ * convert_hf_to_gguf.py permute(): within head h, interleaved row 2j + i is
+ * HF row i * head_dim/2 + j (i = 0, 1). src and dst must not overlap. */
+void lb_hf_permute_rows(const uint8_t *src, uint8_t *dst, int64_t rows, size_t row_bytes, int n_heads, int to_hf);
+
 #endif

@@ -1,5 +1,7 @@
 /* Opening a model file: map it, recognize its kind by content (GGUF magic,
- * llama2.c v1 magic, else a legacy llama2.c header), and find the tokenizer. */
+ * llama2.c v1 magic, else a legacy llama2.c header), and find the tokenizer.
+ * A folder, a config.json or a .safetensors file is a Hugging Face folder
+ * (model_hf.c). */
 #define _POSIX_C_SOURCE 200809L
 #include <string.h>
 #include <sys/stat.h>
@@ -37,8 +39,27 @@ static int find_sidecar_tokenizer(const char *model_path, int vocab, char *out, 
     return file_exists(out);
 }
 
+/* a folder, its config.json, or a .safetensors file (by name: its bytes
+ * would otherwise be tried as a legacy llama2.c header) */
+static int is_hf_path(const char *path) {
+    size_t n = strlen(path);
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    return !strcmp(base, "config.json") || (n > 12 && !strcmp(path + n - 12, ".safetensors"));
+}
+
 lb_status lb_model_load(const char *path, const char *tokenizer_path, lb_model **out) {
     *out = NULL;
+    struct stat sb;
+    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) { /* a Hugging Face folder, or a mistake */
+        char cfg[4096];
+        snprintf(cfg, sizeof cfg, "%s/config.json", path);
+        if (!file_exists(cfg))
+            return lb_fail(LB_ERR_IO, "'%s' is a directory, not a regular file, and not a Hugging Face folder (it "
+                           "has no config.json)", path);
+        return lb_model_load_hf(path, tokenizer_path, out);
+    }
+    if (is_hf_path(path)) return lb_model_load_hf(path, tokenizer_path, out);
     lb_mapped_file f;
     lb_status st = lb_map_file(path, &f);
     if (st != LB_OK) return st;

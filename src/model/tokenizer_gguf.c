@@ -32,6 +32,29 @@ int32_t lb_tokenizer_merge_rank(const lb_tokenizer *t, int32_t left, int32_t rig
     }
 }
 
+lb_status lb_tokenizer_merges_alloc(lb_tokenizer *t, size_t n) {
+    uint32_t n_slots = 2;
+    while (n_slots < 2 * n) n_slots <<= 1;
+    t->merge_left = lb_alloc((n ? n : 1) * sizeof *t->merge_left);
+    t->merge_right = lb_alloc((n ? n : 1) * sizeof *t->merge_right);
+    t->merge_slots = lb_alloc(n_slots * sizeof *t->merge_slots);
+    if (!t->merge_left || !t->merge_right || !t->merge_slots) return LB_ERR_NOMEM;
+    memset(t->merge_slots, 0xff, n_slots * sizeof *t->merge_slots);
+    t->merge_mask = n_slots - 1;
+    t->n_merges = 0;
+    return LB_OK;
+}
+
+void lb_tokenizer_merge_add(lb_tokenizer *t, int32_t a, int32_t b) {
+    if (lb_tokenizer_merge_rank(t, a, b) >= 0) return; /* a repeated pair keeps its first rank */
+    int32_t r = (int32_t)t->n_merges++;
+    t->merge_left[r] = a;
+    t->merge_right[r] = b;
+    uint32_t slot = pair_hash(a, b) & t->merge_mask;
+    while (t->merge_slots[slot] >= 0) slot = (slot + 1) & t->merge_mask;
+    t->merge_slots[slot] = r;
+}
+
 /* Reads tokenizer.ggml.merges into rank-ordered id pairs and their table. */
 static lb_status read_merges(const lb_gguf *g, lb_tokenizer *t) {
     const char *key = "tokenizer.ggml.merges";
@@ -44,15 +67,7 @@ static lb_status read_merges(const lb_gguf *g, lb_tokenizer *t) {
     if (st) return st;
     if (et != LB_GGUF_STRING) return lb_fail(LB_ERR_FORMAT, "tokenizer: %s is not an array of strings", key);
     if (n > (1u << 26)) return lb_fail(LB_ERR_FORMAT, "tokenizer: %s has %llu entries, too many", key, (unsigned long long)n);
-    uint32_t n_slots = 2;
-    while (n_slots < 2 * n) n_slots <<= 1;
-    t->merge_left = lb_alloc((n ? n : 1) * sizeof *t->merge_left);
-    t->merge_right = lb_alloc((n ? n : 1) * sizeof *t->merge_right);
-    t->merge_slots = lb_alloc(n_slots * sizeof *t->merge_slots);
-    if (!t->merge_left || !t->merge_right || !t->merge_slots) return LB_ERR_NOMEM;
-    memset(t->merge_slots, 0xff, n_slots * sizeof *t->merge_slots);
-    t->merge_mask = n_slots - 1;
-    t->n_merges = 0;
+    if ((st = lb_tokenizer_merges_alloc(t, (size_t)n))) return st;
     for (uint64_t i = 0; i < n; i++) {
         const char *s;
         size_t len;
@@ -70,13 +85,7 @@ static lb_status read_merges(const lb_gguf *g, lb_tokenizer *t) {
             return lb_fail(LB_ERR_FORMAT, "tokenizer: merge %llu \"%.*s\" names \"%.*s\", which is not a token",
                            (unsigned long long)i, SHOWN(s, len), SHOWN(bad, bad_len));
         }
-        if (lb_tokenizer_merge_rank(t, a, b) >= 0) continue; /* a repeated pair keeps its first rank */
-        int32_t r = (int32_t)t->n_merges++;
-        t->merge_left[r] = a;
-        t->merge_right[r] = b;
-        uint32_t slot = pair_hash(a, b) & t->merge_mask;
-        while (t->merge_slots[slot] >= 0) slot = (slot + 1) & t->merge_mask;
-        t->merge_slots[slot] = r;
+        lb_tokenizer_merge_add(t, a, b);
     }
     return LB_OK;
 }

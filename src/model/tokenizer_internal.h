@@ -70,6 +70,10 @@ lb_status lb_tokenizer_build(int vocab_size, const char *const *pieces, const si
                              int bos_id, int eos_id, int last_wins, lb_tokenizer **out);
 /* id of the piece a+b, -1 if none */
 int lb_tokenizer_find(const lb_tokenizer *t, const char *a, size_t na, const char *b, size_t nb);
+/* room for n merges (an empty table), then merges added in rank order (a
+ * repeated pair keeps its first rank); shared by the GGUF and tokenizer.json readers */
+lb_status lb_tokenizer_merges_alloc(lb_tokenizer *t, size_t n);
+void lb_tokenizer_merge_add(lb_tokenizer *t, int32_t a, int32_t b);
 /* rank of merge (left, right), -1 if none */
 int32_t lb_tokenizer_merge_rank(const lb_tokenizer *t, int32_t left, int32_t right);
 /* Fills dec_offsets/dec_text and specials from kind and types (tokenizer_encode.c). */

@@ -110,6 +110,7 @@ void cli_gguf_path(const char *dir, const char *stem, const char *label, char *p
 /* the verbs */
 int cmd_info(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
+int cmd_convert(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_demo(int argc, char **argv);

@@ -9,7 +9,8 @@ static const char *info_help =
     "usage: lowbit info MODEL [--tokenizer FILE] [--json]\n\n"
     "Prints the architecture, every tensor with its shape, format, storage type and bits\n"
     "per weight, and the totals: bpw over the quantized tensors and over the whole file.\n"
-    "MODEL is a llama2.c checkpoint (legacy or v1) or a GGUF file.\n\n"
+    "MODEL is a llama2.c checkpoint (legacy or v1), a GGUF file, or a Hugging Face folder\n"
+    "(the folder, its config.json or its .safetensors file; docs/INTEROP.md).\n\n"
     "  --tokenizer FILE   llama2.c tokenizer (default: tok<vocab>.bin beside the model)\n"
     "  --json             one JSON object on stdout\n";
 

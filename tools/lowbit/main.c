@@ -9,6 +9,7 @@ static const struct {
     const char *what;
 } verbs[] = {
     {"info", cmd_info, "architecture, tensors, formats and bits per weight of a model file"},
+    {"convert", cmd_convert, "write a model (llama2.c, GGUF, Hugging Face folder) as GGUF or a safetensors folder"},
     {"quantize", cmd_quantize, "quantize a model's tensors to a low-bit format and save one GGUF file"},
     {"calibrate", cmd_calibrate, "collect activation statistics (X^T X, ranges) over calibration text"},
     {"eval", cmd_eval, "perplexity (docs or chunks protocol), KL divergence and top-1 against a reference"},

@@ -1,0 +1,126 @@
+/* lowbit convert: a model from any file lowbit reads to GGUF or to a Hugging
+ * Face safetensors folder (docs/INTEROP.md). */
+#define _XOPEN_SOURCE 700 /* realpath */
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cli.h"
+
+static const char *convert_help =
+    "usage: lowbit convert IN -o OUT [--to gguf|safetensors] [--format f32|f16|bf16] [--tokenizer FILE] [--json]\n\n"
+    "Writes the model IN (a llama2.c checkpoint, a GGUF file, or a Hugging Face folder: the folder,\n"
+    "its config.json or its .safetensors file) as one GGUF file or as a Hugging Face folder holding\n"
+    "config.json, model.safetensors (HF tensor names, q/k rows in HF's rotate-half order) and\n"
+    "tokenizer.model (or tokenizer.json for byte-level BPE vocabularies). Tensors are written\n"
+    "one at a time from the input's mapping.\n\n"
+    "  -o, --output OUT   the GGUF file, or the folder (created if missing)\n"
+    "  --to KIND          gguf or safetensors (default: gguf when OUT ends in .gguf, else safetensors)\n"
+    "  --format F         store every tensor as f32, f16 or bf16 (quantized ones are dequantized;\n"
+    "                     in GGUF the norms stay f32). Default: as stored; a quantized model then\n"
+    "                     converts to GGUF only (safetensors holds no lowbit format). To quantize,\n"
+    "                     use lowbit quantize.\n"
+    "  --tokenizer FILE   the input's tokenizer, when it is not found beside IN\n"
+    "  --json             one JSON object on stdout\n";
+
+static int ends_with(const char *s, const char *tail) {
+    size_t n = strlen(s), k = strlen(tail);
+    return n >= k && !strcmp(s + n - k, tail);
+}
+
+/* The folder an HF input lives in (resolved), or "" for a single file. */
+static void input_folder(const char *in, char *out, size_t n) {
+    struct stat st;
+    char buf[PATH_MAX];
+    out[0] = 0;
+    if (stat(in, &st) == 0 && S_ISDIR(st.st_mode)) {
+        snprintf(buf, sizeof buf, "%s", in);
+    } else if (ends_with(in, "config.json") || ends_with(in, ".safetensors")) {
+        const char *slash = strrchr(in, '/');
+        snprintf(buf, sizeof buf, "%.*s", slash ? (int)(slash - in) : 1, slash ? in : ".");
+    } else {
+        return;
+    }
+    char real[PATH_MAX];
+    if (realpath(buf, real)) snprintf(out, n, "%s", real);
+}
+
+int cmd_convert(int argc, char **argv) {
+    cli_args a = {.argc = argc, .argv = argv, .i = 1, .verb = "convert"};
+    const char *out = NULL, *to = NULL, *format = NULL, *tokenizer = NULL;
+    while (a.i < argc) {
+        int r = cli_option(&a, "--output", "-o", &out);
+        if (r == 0) r = cli_option(&a, "--to", NULL, &to);
+        if (r == 0) r = cli_option(&a, "--format", NULL, &format);
+        if (r == 0) r = cli_option(&a, "--tokenizer", NULL, &tokenizer);
+        if (r < 0) return CLI_USAGE;
+        if (r == 0 && (r = cli_unknown(&a)) != 0) return r;
+    }
+    if (a.help) {
+        fputs(convert_help, stdout);
+        return CLI_OK;
+    }
+    if (a.n_positional != 1) return cli_usage_error("convert", "expected one model IN");
+    if (!out) return cli_usage_error("convert", "missing -o OUT");
+    const char *in = a.positional[0];
+    int to_gguf;
+    if (!to) to_gguf = ends_with(out, ".gguf");
+    else if (!strcmp(to, "gguf")) to_gguf = 1;
+    else if (!strcmp(to, "safetensors")) to_gguf = 0;
+    else return cli_usage_error("convert", "--to must be gguf or safetensors, not '%s'", to);
+    lb_qspec spec;
+    if (format) {
+        if (lb_qspec_parse(format, &spec) != LB_OK) return cli_usage_error("convert", "--format: %s", lb_last_error());
+        if (!lb_qspec_is_float(&spec))
+            return cli_usage_error("convert", "--format %s is a quantized format: convert writes f32, f16 or bf16; "
+                                   "use lowbit quantize to quantize", format);
+    }
+    /* checked before any work: never over an input, never a half-made folder */
+    const char *inputs[2] = {in, tokenizer};
+    if (to_gguf && lb_output_check(out, inputs, 2) != LB_OK) return cli_error("convert", NULL);
+    if (!to_gguf) {
+        char in_dir[PATH_MAX], out_dir[PATH_MAX];
+        input_folder(in, in_dir, sizeof in_dir);
+        if (in_dir[0] && realpath(out, out_dir) && !strcmp(in_dir, out_dir))
+            return cli_error("convert", "output folder '%s' is the input's folder: refusing to overwrite an input", out);
+        struct stat st;
+        if (stat(out, &st) == 0 && !S_ISDIR(st.st_mode))
+            return cli_error("convert", "output '%s' exists and is not a folder", out);
+    }
+    double t0 = lb_now();
+    lb_model *m;
+    if (cli_load_model("convert", in, tokenizer, &m)) return CLI_FAIL;
+    int rc = CLI_OK;
+    if (to_gguf) {
+        if (lb_model_save_gguf_as(m, out, format ? &spec : NULL) != LB_OK) rc = cli_error("convert", NULL);
+    } else if (lb_model_save_safetensors(m, out, format ? &spec : NULL) != LB_OK) {
+        rc = cli_error("convert", NULL);
+    }
+    if (rc == CLI_OK) {
+        double seconds = lb_now() - t0;
+        if (a.json) {
+            json_begin_object();
+            json_kstr("input", in);
+            json_kstr("input_format", m->source_format);
+            json_kstr("output", out);
+            json_kstr("to", to_gguf ? "gguf" : "safetensors");
+            if (format) json_kstr("format", format);
+            else {
+                json_key("format");
+                json_null();
+            }
+            json_kint("tensors", lb_model_n_tensors(m));
+            json_kbool("tokenizer", m->tokenizer != NULL);
+            json_knum("seconds", seconds);
+            json_end_object();
+            json_done();
+        } else {
+            printf("%s (%s) -> %s (%s%s%s), %d tensors%s, %.2f s\n", in, m->source_format, out,
+                   to_gguf ? "GGUF" : "safetensors folder", format ? ", " : "", format ? format : "",
+                   lb_model_n_tensors(m), m->tokenizer ? " and the tokenizer" : "", seconds);
+        }
+    }
+    lb_model_free(m);
+    return rc;
+}
