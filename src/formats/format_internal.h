@@ -17,7 +17,8 @@
  *
  * Spec text: match() recognizes the first token (the family name, e.g.
  * "int4", "nf4", or an alias like "q4_0") and writes the family's defaults;
- * parse_option() takes one further token, sets it in the spec and returns the
+ * parse_option() (NULL: a family without options, whose match() answers 2)
+ * takes one further token, sets it in the spec and returns the
  * option slot it filled (format.c rejects a slot filled twice, naming it with
  * option_slots[]); format() prints the canonical text; validate() checks a
  * spec built by hand.

@@ -88,11 +88,6 @@ static int gr_match(const char *head, lb_qspec *s) {
     return 0;
 }
 
-static int gr_parse_option(lb_qspec *s, const char *tok, unsigned seen) {
-    (void)s, (void)tok, (void)seen;
-    return LB_OPTION_UNKNOWN;
-}
-
 static void gr_format(const lb_qspec *s, char *buf, size_t n) {
     int i = type_index(s->ggml_type);
     snprintf(buf, n, "%s", i >= 0 ? types[i].name : "ggml?");
@@ -138,7 +133,6 @@ const lb_format_family lb_ggml_read_family = {
     .names = "q8_1, q8_k, mxfp4 (read only)",
     .grid = LB_GRID_NONE,
     .match = gr_match,
-    .parse_option = gr_parse_option,
     .format = gr_format,
     .validate = gr_validate,
     .row_bytes = gr_row_bytes,

@@ -52,11 +52,6 @@ static int iq4_match(const char *head, lb_qspec *s) {
     return 2; /* no options */
 }
 
-static int iq4_parse_option(lb_qspec *s, const char *tok, unsigned seen) {
-    (void)s, (void)tok, (void)seen;
-    return LB_OPTION_UNKNOWN;
-}
-
 static void iq4_format(const lb_qspec *s, char *buf, size_t n) { snprintf(buf, n, is_xs(s) ? "iq4_xs" : "iq4_nl"); }
 
 static lb_status iq4_validate(const lb_qspec *s) {
@@ -214,7 +209,6 @@ const lb_format_family lb_iq4_family = {
     .names = "iq4_nl, iq4_xs",
     .grid = LB_GRID_ABSMAX,
     .match = iq4_match,
-    .parse_option = iq4_parse_option,
     .format = iq4_format,
     .validate = iq4_validate,
     .shape = iq4_shape,

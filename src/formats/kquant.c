@@ -71,11 +71,6 @@ static int kq_match(const char *head, lb_qspec *s) {
     return 0;
 }
 
-static int kq_parse_option(lb_qspec *s, const char *tok, unsigned seen) {
-    (void)s, (void)tok, (void)seen;
-    return LB_OPTION_UNKNOWN;
-}
-
 static void kq_format(const lb_qspec *s, char *buf, size_t n) {
     int i = type_index(s->ggml_type);
     snprintf(buf, n, "%s", i >= 0 ? types[i].name : "q?_k");
@@ -341,7 +336,6 @@ const lb_format_family lb_kquant_family = {
     .names = "q2_k, q3_k, q4_k, q5_k, q6_k",
     .grid = LB_GRID_UNIFORM,
     .match = kq_match,
-    .parse_option = kq_parse_option,
     .format = kq_format,
     .validate = kq_validate,
     .shape = kq_shape,

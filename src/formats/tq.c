@@ -36,11 +36,6 @@ static int tq_match(const char *head, lb_qspec *s) {
     return 2; /* no options */
 }
 
-static int tq_parse_option(lb_qspec *s, const char *tok, unsigned seen) {
-    (void)s, (void)tok, (void)seen;
-    return LB_OPTION_UNKNOWN;
-}
-
 static void tq_format(const lb_qspec *s, char *buf, size_t n) { snprintf(buf, n, is_tq1(s) ? "tq1_0" : "tq2_0"); }
 
 static lb_status tq_validate(const lb_qspec *s) {
@@ -154,7 +149,6 @@ const lb_format_family lb_tq_family = {
     .names = "tq1_0, tq2_0",
     .grid = LB_GRID_TERNARY,
     .match = tq_match,
-    .parse_option = tq_parse_option,
     .format = tq_format,
     .validate = tq_validate,
     .row_bytes = tq_row_bytes,
