@@ -45,8 +45,12 @@ ppl() { # FILE LOG: perplexity and KLD against the f32 logits
     "$LLAMA_BIN/llama-perplexity" -m "$1" -f "$out/eval.txt" -c "$ctx" -b "$ctx" -t "$threads" --no-repack \
         --kl-divergence-base "$out/base.kld" --kl-divergence > "$2" 2>&1 ||
         { echo "llama-perplexity failed on $1: $(tail -3 "$2")" >&2; echo "? ?"; return; }
+    # llama.cpp logs from a thread of its own: under load a run has ended
+    # without its last lines (exit status 0); such a run is made once more
+    grep -q 'Mean    KLD:' "$2" || "$LLAMA_BIN/llama-perplexity" -m "$1" -f "$out/eval.txt" -c "$ctx" -b "$ctx" \
+        -t "$threads" --no-repack --kl-divergence-base "$out/base.kld" --kl-divergence > "$2" 2>&1 || true
     local p k
-    p=$(grep -m1 'Mean PPL(Q)  ' "$2" | awk '{print $4}')
+    p=$(grep -m1 'Mean PPL(Q)  ' "$2" | awk '{print $4}') || { echo "no perplexity in $2" >&2; echo "? ?"; return; }
     k=$(grep -m1 'Mean    KLD:' "$2" | awk '{print $3}')
     echo "$p $k"
 }
