@@ -18,6 +18,7 @@
 #   imat          lowbit gptq under llama-imatrix's file (--imatrix: rtn weighted per input,
 #                 weighted_grid=1), the same information llama-quantize gets
 #   gptq          lowbit gptq clip=mse act_order=1 (calibrated on the same blocks as the imatrix)
+# (ternary types: rtn and gptq without a clip, and twn instead of imat)
 # Prints a Markdown table; the logs stay in OUTDIR. llama.cpp is not part of
 # lowbit: build it yourself (docs/RESULTS.md names the commit and options).
 set -euo pipefail
@@ -67,7 +68,10 @@ echo "| type | file | bpw (linears) | llama-perplexity | KLD | lowbit eval |"
 echo "|---|---|---:|---:|---:|---:|"
 for t in "${types[@]}"; do
     T=$(echo "$t" | tr a-z A-Z)
-    for v in llama llama-imat rtn imat gptq; do
+    # ternary grids (tq1_0, tq2_0) take their own scale rule, not a clip; twn is theirs too
+    clip=(--clip mse) variants=(llama llama-imat rtn imat gptq)
+    case $t in tq*) clip=() variants=(llama llama-imat rtn twn gptq) ;; esac
+    for v in "${variants[@]}"; do
         f="$out/$t-$v.gguf"
         if [ ! -s "$f" ]; then
             case $v in
@@ -75,10 +79,11 @@ for t in "${types[@]}"; do
                 "$model" "$f" "$T" "$threads" > "$out/$t-$v.qlog" 2>&1 ;;
             llama-imat) "$LLAMA_BIN/llama-quantize" --pure --token-embedding-type f32 --output-tensor-type f32 \
                 --imatrix "$out/imatrix.gguf" "$model" "$f" "$T" "$threads" > "$out/$t-$v.qlog" 2>&1 ;;
-            rtn) "$lowbit" quantize "$model" --format "$t" --method rtn --clip mse -o "$f" > "$out/$t-$v.qlog" 2>&1 ;;
-            imat) "$lowbit" quantize "$model" --format "$t" --method gptq --clip mse --imatrix "$out/imatrix.gguf" \
+            rtn) "$lowbit" quantize "$model" --format "$t" --method rtn "${clip[@]}" -o "$f" > "$out/$t-$v.qlog" 2>&1 ;;
+            twn) "$lowbit" quantize "$model" --format "$t" --method twn -o "$f" > "$out/$t-$v.qlog" 2>&1 ;;
+            imat) "$lowbit" quantize "$model" --format "$t" --method gptq "${clip[@]}" --imatrix "$out/imatrix.gguf" \
                 --tensor-type "linears=$t,weighted_grid=1" -o "$f" > "$out/$t-$v.qlog" 2>&1 ;;
-            gptq) "$lowbit" quantize "$model" --format "$t" --method gptq --clip mse \
+            gptq) "$lowbit" quantize "$model" --format "$t" --method gptq "${clip[@]}" \
                 --tensor-type "linears=$t,act_order=1" --calib "$text" -o "$f" > "$out/$t-$v.qlog" 2>&1 ;;
             esac || { echo "quantizing $f failed: $(tail -3 "$out/$t-$v.qlog")" >&2; rm -f "$f"; continue; }
         fi
