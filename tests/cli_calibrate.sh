@@ -42,6 +42,7 @@ else
 fi
 expect 2 "only X^T X's diagonal" -- "$LOWBIT" quantize "$MODEL" --format q4_0 --method awq --imatrix "$TMP/im.gguf" -o "$TMP/qa.gguf"
 expect 2 "would not be used" -- "$LOWBIT" quantize "$MODEL" --format q4_0 --method gptq --imatrix "$TMP/im.gguf" --calib "$TEXT" -o "$TMP/qa.gguf"
+expect 2 "saved --imatrix" -- "$LOWBIT" quantize "$MODEL" --format q4_0 --method gptq --imatrix "$TMP/im.gguf" --refine autoround -o "$TMP/qa.gguf"
 expect 1 "not an imatrix" -- "$LOWBIT" quantize "$MODEL" --format q4_0 --method gptq --imatrix "$TMP/s4.gguf" -o "$TMP/qa.gguf"
 if [ -e "$TMP/qa.gguf" ]; then fail "a refused quantize left $TMP/qa.gguf"; else ok; fi
 

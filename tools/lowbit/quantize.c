@@ -245,18 +245,15 @@ int cmd_quantize(int argc, char **argv) {
     if (!out && !dry_run) return cli_usage_error("quantize", "missing -o OUT");
     if (!format && !recipe) return cli_usage_error("quantize", "missing --format SPEC (or --recipe FILE)");
     if (tensors && !format) return cli_usage_error("quantize", "--tensors selects what --format applies to: give --format");
+    /* saved statistics: lowbit's (--stats) or llama.cpp's importance matrix (--imatrix) */
     if (stats_path && imatrix) return cli_usage_error("quantize", "--stats and --imatrix both give statistics: one of them");
-    if (imatrix && (calib_text || calib_blocks))
-        return cli_usage_error("quantize", "--imatrix gives saved statistics: --calib/--calib-blocks would not be used");
-    if (imatrix && sequential)
-        return cli_usage_error("quantize", "--sequential calibrates the partly quantized model itself: --imatrix "
-                               "(the fp32 model's) cannot be used");
-    if (stats_path && (calib_text || calib_blocks))
-        return cli_usage_error("quantize", "--stats gives saved statistics: --calib/--calib-blocks would not be used");
+    const char *saved = stats_path ? "--stats" : imatrix ? "--imatrix" : NULL;
+    if (saved && (calib_text || calib_blocks))
+        return cli_usage_error("quantize", "%s gives saved statistics: --calib/--calib-blocks would not be used", saved);
     if (refine) sequential = 1; /* block reconstruction runs in the sequential driver */
-    if (stats_path && sequential)
+    if (saved && sequential)
         return cli_usage_error("quantize", "--sequential calibrates the partly quantized model as it goes: saved "
-                               "--stats (the fp32 model's) cannot be used");
+                               "%s (the fp32 model's) cannot be used", saved);
     if (report_path && dry_run) return cli_usage_error("quantize", "--dry-run quantizes nothing: no --report");
     lb_calib_opts copts;
     lb_calib_opts_default(&copts);
