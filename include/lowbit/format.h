@@ -134,6 +134,8 @@ enum {
     LB_GGML_F16 = 1,
     LB_GGML_Q4_0 = 2,
     LB_GGML_Q4_1 = 3,
+    LB_GGML_Q5_0 = 6,
+    LB_GGML_Q5_1 = 7,
     LB_GGML_Q8_0 = 8,
     LB_GGML_I8 = 24,
     LB_GGML_BF16 = 30

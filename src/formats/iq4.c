@@ -93,15 +93,15 @@ static float iq4_level(const lb_qspec *s, int code) {
     return (float)kvalues[code & 15];
 }
 
-/* a group's 32 codes as 16 bytes: weight j low nibble, j + 16 high */
-static void put_codes(const uint8_t *c, uint8_t *qs) {
-    for (int j = 0; j < QK / 2; j++) qs[j] = (uint8_t)(c[j] | c[j + QK / 2] << 4);
-}
+/* A group's 32 codes are 16 bytes, weight j in the low nibble of byte j and
+ * weight j + 16 in its high nibble: the uniform family's 4-bit packing
+ * (lb_uniform_pack_codes / lb_uniform_unpack_codes; the spec has bits 4). */
 
-static void get_codes(const uint8_t *qs, uint8_t *c) {
+/* a group's values, as ggml computes them: d * (float)K[q] */
+static void group_values(const uint8_t *qs, float d, float *y) {
     for (int j = 0; j < QK / 2; j++) {
-        c[j] = qs[j] & 15;
-        c[j + QK / 2] = qs[j] >> 4;
+        y[j] = d * (float)kvalues[qs[j] & 15];
+        y[j + QK / 2] = d * (float)kvalues[qs[j] >> 4];
     }
 }
 
@@ -122,7 +122,8 @@ static void iq4_encode_row(const lb_qtensor *q, int64_t row, uint8_t *dst) {
                 unsigned ls = (unsigned)(lb_hscale_int(&q->spec, q->scale_code[k0 + ib]) + 32);
                 blk[4 + ib / 2] |= (uint8_t)((ls & 15) << 4 * (ib % 2));
                 h |= (ls >> 4) << 2 * ib;
-                put_codes(q->codes + row * q->cols_padded + j * QK_K + ib * QK, blk + 8 + 16 * ib);
+                lb_uniform_pack_codes(&q->spec, q->codes + row * q->cols_padded + j * QK_K + ib * QK, QK,
+                                      blk + 8 + 16 * ib);
             }
             lb_wr16(blk + 2, (uint16_t)h);
         }
@@ -132,7 +133,7 @@ static void iq4_encode_row(const lb_qtensor *q, int64_t row, uint8_t *dst) {
         uint8_t *blk = dst + (size_t)g * (2 + QK / 2);
         const uint8_t *c = q->codes + row * q->cols_padded + g * QK;
         lb_wr16(blk, lb_fp32_to_fp16(q->scale[row * q->groups_per_row + g]));
-        put_codes(c, blk + 2);
+        lb_uniform_pack_codes(&q->spec, c, QK, blk + 2);
     }
 }
 
@@ -144,7 +145,8 @@ static void iq4_decode_row(lb_qtensor *q, int64_t row, const uint8_t *src) {
             q->super_scale[lb_qtensor_super(q, k0)] = lb_fp16_to_fp32(lb_rd16(blk));
             for (int ib = 0; ib < QK_K / QK; ib++) {
                 lb_hscale_set_group(q, k0 + ib, xs_scale(blk, ib) - 32, 0);
-                get_codes(blk + 8 + 16 * ib, q->codes + row * q->cols_padded + j * QK_K + ib * QK);
+                lb_uniform_unpack_codes(&q->spec, blk + 8 + 16 * ib, QK, 0, QK,
+                                        q->codes + row * q->cols_padded + j * QK_K + ib * QK);
             }
         }
         return;
@@ -154,7 +156,7 @@ static void iq4_decode_row(lb_qtensor *q, int64_t row, const uint8_t *src) {
         uint8_t *c = q->codes + row * q->cols_padded + g * QK;
         q->scale[row * q->groups_per_row + g] = lb_fp16_to_fp32(lb_rd16(blk));
         q->offset[row * q->groups_per_row + g] = 0.0f;
-        get_codes(blk + 2, c);
+        lb_uniform_unpack_codes(&q->spec, blk + 2, QK, 0, QK, c);
     }
 }
 
@@ -165,14 +167,8 @@ static void iq4_dequantize_row(const lb_qspec *s, const lb_layout *l, const uint
         for (int64_t j = 0; j < l->cols_padded / QK_K; j++) {
             const uint8_t *blk = src + (size_t)j * 136;
             float d = lb_fp16_to_fp32(lb_rd16(blk)), y[QK_K];
-            for (int ib = 0; ib < QK_K / QK; ib++) {
-                float dl = d * (float)(xs_scale(blk, ib) - 32);
-                const uint8_t *qs = blk + 8 + 16 * ib;
-                for (int i = 0; i < QK / 2; i++) {
-                    y[ib * QK + i] = dl * (float)kvalues[qs[i] & 15];
-                    y[ib * QK + i + QK / 2] = dl * (float)kvalues[qs[i] >> 4];
-                }
-            }
+            for (int ib = 0; ib < QK_K / QK; ib++)
+                group_values(blk + 8 + 16 * ib, d * (float)(xs_scale(blk, ib) - 32), y + ib * QK);
             int64_t c0 = j * QK_K, n = l->cols - c0 < QK_K ? l->cols - c0 : QK_K;
             memcpy(out + c0, y, (size_t)n * sizeof(float));
         }
@@ -180,11 +176,8 @@ static void iq4_dequantize_row(const lb_qspec *s, const lb_layout *l, const uint
     }
     for (int64_t g = 0; g < l->groups_per_row; g++) {
         const uint8_t *blk = src + (size_t)g * (2 + QK / 2);
-        float d = lb_fp16_to_fp32(lb_rd16(blk)), y[QK];
-        for (int j = 0; j < QK / 2; j++) {
-            y[j] = d * (float)kvalues[blk[2 + j] & 15];
-            y[j + QK / 2] = d * (float)kvalues[blk[2 + j] >> 4];
-        }
+        float y[QK];
+        group_values(blk + 2, lb_fp16_to_fp32(lb_rd16(blk)), y);
         int64_t c0 = g * QK, n = l->cols - c0 < QK ? l->cols - c0 : QK;
         memcpy(out + c0, y, (size_t)n * sizeof(float));
     }

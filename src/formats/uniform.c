@@ -115,8 +115,8 @@ static int uniform_ggml_type(const lb_qspec *s, int64_t cols) {
     if (s->bits == 8 && s->zero == LB_ZERO_SYM) return LB_GGML_Q8_0;
     if (s->bits == 4 && s->zero == LB_ZERO_SYM) return LB_GGML_Q4_0;
     if (s->bits == 4 && s->zero == LB_ZERO_F16) return LB_GGML_Q4_1;
-    if (s->bits == 5 && s->zero == LB_ZERO_SYM) return 6;  /* Q5_0 */
-    if (s->bits == 5 && s->zero == LB_ZERO_F16) return 7;  /* Q5_1 */
+    if (s->bits == 5 && s->zero == LB_ZERO_SYM) return LB_GGML_Q5_0;
+    if (s->bits == 5 && s->zero == LB_ZERO_F16) return LB_GGML_Q5_1;
     return -1;
 }
 
@@ -124,8 +124,8 @@ static int uniform_from_ggml(int type, lb_qspec *s) {
     const char *name = type == LB_GGML_Q4_0   ? "q4_0"
                        : type == LB_GGML_Q4_1 ? "q4_1"
                        : type == LB_GGML_Q8_0 ? "q8_0"
-                       : type == 6            ? "q5_0"
-                       : type == 7            ? "q5_1"
+                       : type == LB_GGML_Q5_0 ? "q5_0"
+                       : type == LB_GGML_Q5_1 ? "q5_1"
                                               : NULL;
     return name && uniform_match(name, s) == 2;
 }
