@@ -191,10 +191,9 @@ static lb_status fill_input(calib_input *c, const entry *e, int n, int layer, in
             if (first) {
                 double want = c->xtx[(size_t)j * (size_t)c->cols + (size_t)j] / (double)c->n;
                 if (fabs(mean - want) > 1e-5 * fmax(fabs(want), 1e-30) + 1e-30)
-                    return lb_fail(LB_ERR_INVALID, "imatrix: blk.%d.%s.weight disagrees with blk.%d.%s.weight, "
-                                   "which reads the same input (value %lld)", layer, lb_linear_name(which), layer,
-                                   lb_linear_name(which == LB_WQ || which == LB_WK || which == LB_WV ? LB_WQ : LB_W1),
-                                   (long long)j);
+                    return lb_fail(LB_ERR_INVALID, "imatrix: blk.%d.%s.weight disagrees with %.*s, which reads the "
+                                   "same input (value %lld)", layer, lb_linear_name(which), (int)first->name_len,
+                                   first->name, (long long)j);
             } else {
                 c->xtx[(size_t)j * (size_t)c->cols + (size_t)j] = v;
             }

@@ -324,6 +324,14 @@ static float sym_target(const lb_qspec *spec, float e) {
 
 static int clamp_int(float v, int lo, int hi) { return v < (float)lo ? lo : v > (float)hi ? hi : (int)v; }
 
+/* 1 the first time `bit` is asked about (and marks it): neighbouring shrink
+ * factors mostly land on the same integers, each is scored once */
+static int first_visit(uint64_t *seen, int bit) {
+    if (seen[bit >> 6] >> (bit & 63) & 1) return 0;
+    seen[bit >> 6] |= (uint64_t)1 << (bit & 63);
+    return 1;
+}
+
 /* The covering lattice grid for [lo, hi] (asym) or extreme e (sym). */
 static void covering(const lb_qtensor *q, int64_t b, float lo, float hi, float e, int *sc, int *mn) {
     const lb_qspec *spec = &q->spec;
@@ -361,15 +369,12 @@ static double codebook_fit_group(lb_qtensor *q, int64_t k, const float *x, int64
     }
     int sc = clamp_int(nearbyintf(t / D), smin, smax);
     double best = codebook_error(spec, levels, D * (float)sc, x, n, cw);
-    /* neighbouring shrink factors land on the same integers: score each once
-     * (scale_bits <= 8, so a 256-bit map of sc - smin covers them) */
-    uint64_t seen[4] = {0};
-    seen[(sc - smin) >> 6] |= (uint64_t)1 << ((sc - smin) & 63);
+    uint64_t seen[4] = {0}; /* scale_bits <= 8: 256 bits cover sc - smin */
+    first_visit(seen, sc - smin);
     for (int i = 1; o->clip == LB_CLIP_MSE && i < o->mse_steps; i++) {
         int c0 = clamp_int(nearbyintf(shrink_factor(o, i) * t / D), smin, smax);
         for (int c = c0 - 1; c <= c0 + 1; c++) {
-            if (c < smin || c > smax || (seen[(c - smin) >> 6] >> ((c - smin) & 63) & 1)) continue;
-            seen[(c - smin) >> 6] |= (uint64_t)1 << ((c - smin) & 63);
+            if (c < smin || c > smax || !first_visit(seen, c - smin)) continue;
             double err = codebook_error(spec, levels, D * (float)c, x, n, cw);
             if (err < best) {
                 best = err;
@@ -419,9 +424,7 @@ double lb_rtn_hscale_fit_group(lb_qtensor *q, int64_t k, const float *x, int64_t
             for (int c = -1; c <= 1; c++) {
                 int tm = mn0 + a, ts = sc0 + c;
                 if (tm < 0 || tm > mmax || ts < smin || ts > smax) continue;
-                int bit = tm * span + (ts - smin);
-                if (seen[bit >> 6] >> (bit & 63) & 1) continue;
-                seen[bit >> 6] |= (uint64_t)1 << (bit & 63);
+                if (!first_visit(seen, tm * span + (ts - smin))) continue;
                 double err = lattice_error(q, k, ts, tm, x, n, cw);
                 if (err < best) {
                     best = err;
