@@ -174,11 +174,6 @@ typedef struct {
     uint8_t **used;      /* per shard, per tensor: bound to the model */
 } hf_files;
 
-static int file_exists(const char *path) {
-    struct stat s;
-    return stat(path, &s) == 0;
-}
-
 /* A shard file name from the index: a plain name in the folder. */
 static int plain_name(const char *s) {
     return *s && !strchr(s, '/') && strcmp(s, ".") && strcmp(s, "..");
@@ -226,9 +221,9 @@ static lb_status open_shards(hf_files *h, lb_model *m) {
     lb_status st;
     h->weight_map = -1;
     snprintf(path, sizeof path, "%s/model.safetensors.index.json", h->dir);
-    if (!file_exists(path)) {
+    if (!lb_path_exists(path)) {
         snprintf(path, sizeof path, "%s/model.safetensors", h->dir);
-        if (!file_exists(path))
+        if (!lb_path_exists(path))
             return lb_fail(LB_ERR_IO, "'%s' has neither model.safetensors nor model.safetensors.index.json", h->dir);
         return add_shard(h, m, "model.safetensors");
     }
@@ -364,9 +359,9 @@ static lb_status load_tokenizer(const char *dir, const char *tokenizer_path, int
                                                         : lb_tokenizer_load(path, m->cfg.vocab_size, &t);
     } else {
         snprintf(path, sizeof path, "%s/tokenizer.model", dir);
-        if (!file_exists(path)) {
+        if (!lb_path_exists(path)) {
             snprintf(path, sizeof path, "%s/tokenizer.json", dir);
-            if (!file_exists(path)) return LB_OK;
+            if (!lb_path_exists(path)) return LB_OK;
             json = 1;
         }
         st = json ? lb_tokenizer_load_hf_json(path, &t) : lb_tokenizer_load_spm(path, &t);

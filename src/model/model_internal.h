@@ -17,6 +17,9 @@ lb_status lb_model_check_finite(lb_model *m);
 /* Hugging Face folders (model_hf.c, model_hf_write.c; docs/INTEROP.md).
  * path: the folder, its config.json or a .safetensors file in it. */
 lb_status lb_model_load_hf(const char *path, const char *tokenizer_path, lb_model **out);
+/* the path names something (stat, not open: opening a FIFO that happens to
+ * carry the name would block; loaders refuse anything but a regular file) */
+int lb_path_exists(const char *path);
 /* config.json's text into a config (validated) and tie_word_embeddings */
 lb_status lb_hf_config_parse(const char *text, size_t len, lb_config *c, int *tied);
 /* The HF name of lb_model_tensor_at(m, i) into buf; returns the number of

@@ -8,9 +8,7 @@
 
 #include "model/model_internal.h"
 
-/* stat, not open: opening a FIFO that happens to carry the name would block
- * (the loader then refuses anything but a regular file, with a message) */
-static int file_exists(const char *path) {
+int lb_path_exists(const char *path) {
     struct stat st;
     return stat(path, &st) == 0;
 }
@@ -34,9 +32,9 @@ static int find_sidecar_tokenizer(const char *model_path, int vocab, char *out, 
     const char *slash = strrchr(model_path, '/');
     int dirlen = slash ? (int)(slash - model_path + 1) : 0;
     snprintf(out, n, "%.*stok%d.bin", dirlen, model_path, vocab);
-    if (file_exists(out)) return 1;
+    if (lb_path_exists(out)) return 1;
     snprintf(out, n, "%.*stokenizer.bin", dirlen, model_path);
-    return file_exists(out);
+    return lb_path_exists(out);
 }
 
 /* a folder, its config.json, or a .safetensors file (by name: its bytes
@@ -54,7 +52,7 @@ lb_status lb_model_load(const char *path, const char *tokenizer_path, lb_model *
     if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) { /* a Hugging Face folder, or a mistake */
         char cfg[4096];
         snprintf(cfg, sizeof cfg, "%s/config.json", path);
-        if (!file_exists(cfg))
+        if (!lb_path_exists(cfg))
             return lb_fail(LB_ERR_IO, "'%s' is a directory, not a regular file, and not a Hugging Face folder (it "
                            "has no config.json)", path);
         return lb_model_load_hf(path, tokenizer_path, out);
