@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "io/gguf_internal.h"
+#include "io/io_util.h"
 
 /* ==== writer =============================================================== */
 
@@ -36,23 +37,6 @@ struct lb_gguf_writer {
 #define GGUF_MAX_TENSOR_NAME 63
 /* gguf.md: keys are at most 65535 bytes */
 #define GGUF_MAX_KEY 65535
-
-static char *dup_str(const char *s) {
-    size_t n = strlen(s) + 1;
-    char *d = malloc(n);
-    if (d) memcpy(d, s, n);
-    return d;
-}
-
-static int grow(void **arr, size_t *cap, size_t n, size_t elem) {
-    if (n < *cap) return 1;
-    size_t nc = *cap ? *cap * 2 : 16;
-    void *p = nc <= SIZE_MAX / elem ? realloc(*arr, nc * elem) : NULL;
-    if (!p) return 0;
-    *arr = p;
-    *cap = nc;
-    return 1;
-}
 
 lb_status lb_gguf_writer_create(lb_gguf_writer **out) {
     *out = calloc(1, sizeof **out);
@@ -88,8 +72,8 @@ static lb_status set_value(lb_gguf_writer *w, const char *key, uint32_t type, ui
             w->kvs[i].val_len = val_len;
             return LB_OK;
         }
-    char *k = dup_str(key);
-    if (!k || !grow((void **)&w->kvs, &w->cap_kv, w->n_kv, sizeof *w->kvs)) {
+    char *k = lb_io_strdup(key);
+    if (!k || !lb_io_grow((void **)&w->kvs, &w->cap_kv, w->n_kv, sizeof *w->kvs, 16)) {
         free(k);
         free(val);
         return lb_fail(LB_ERR_NOMEM, "out of memory setting GGUF key '%s'", key);
@@ -190,8 +174,8 @@ lb_status lb_gguf_add_tensor(lb_gguf_writer *w, const char *name, int ggml_type,
     for (size_t i = 0; i < w->n_tensors; i++)
         if (strcmp(w->tensors[i].name, name) == 0)
             return lb_fail(LB_ERR_INVALID, "tensor '%s' added twice", name);
-    char *nm = dup_str(name);
-    if (!nm || !grow((void **)&w->tensors, &w->cap_tensors, w->n_tensors, sizeof *w->tensors)) {
+    char *nm = lb_io_strdup(name);
+    if (!nm || !lb_io_grow((void **)&w->tensors, &w->cap_tensors, w->n_tensors, sizeof *w->tensors, 16)) {
         free(nm);
         return lb_fail(LB_ERR_NOMEM, "out of memory adding tensor '%s'", name);
     }

@@ -3,6 +3,7 @@
  * ended) with the open containers on a fixed stack, so hostile nesting
  * costs a message, not the C stack. */
 #include "io/json.h"
+#include "io/io_util.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -101,16 +102,9 @@ static lb_status scan_number(const char *s, size_t n, size_t p, size_t *end) {
 }
 
 static int32_t new_node(lb_json *j) {
-    if (j->n_nodes == j->cap) {
-        size_t cap = j->cap ? 2 * j->cap : 64;
-        if (cap > (size_t)INT32_MAX) return -1;
-        lb_json_node *p = lb_alloc(cap * sizeof *p);
-        if (!p) return -1;
-        if (j->n_nodes) memcpy(p, j->nodes, j->n_nodes * sizeof *p);
-        lb_free(j->nodes);
-        j->nodes = p;
-        j->cap = cap;
-    }
+    /* node indices are int32 */
+    if (j->n_nodes >= (size_t)INT32_MAX || !lb_io_grow((void **)&j->nodes, &j->cap, j->n_nodes, sizeof *j->nodes, 64))
+        return -1;
     lb_json_node *x = &j->nodes[j->n_nodes];
     memset(x, 0, sizeof *x);
     x->next = x->child = -1;
@@ -242,7 +236,7 @@ lb_status lb_json_parse(const char *s, size_t n, lb_json *j) {
 }
 
 void lb_json_free(lb_json *j) {
-    lb_free(j->nodes);
+    free(j->nodes); /* lb_io_grow's */
     memset(j, 0, sizeof *j);
 }
 

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "io/io_util.h"
 #include "io/json.h"
 
 static const struct {
@@ -248,13 +249,6 @@ lb_status lb_st_writer_create(lb_st_writer **out) {
     return *out ? LB_OK : LB_ERR_NOMEM;
 }
 
-static char *dup_str(const char *s) {
-    size_t n = strlen(s) + 1;
-    char *d = lb_alloc(n);
-    if (d) memcpy(d, s, n);
-    return d;
-}
-
 lb_status lb_st_writer_meta(lb_st_writer *w, const char *key, const char *value) {
     if (w->open) return lb_fail(LB_ERR_INVALID, "safetensors writer: metadata after the header was written");
     if (w->meta.len) lb_json_raw(&w->meta, ",", 1);
@@ -270,25 +264,17 @@ lb_status lb_st_writer_add(lb_st_writer *w, const char *name, lb_st_dtype dtype,
         return lb_fail(LB_ERR_INVALID, "safetensors writer: tensor '%s': bad dtype, rank or name", name);
     for (size_t i = 0; i < w->n; i++)
         if (!strcmp(w->entries[i].name, name)) return lb_fail(LB_ERR_INVALID, "safetensors writer: tensor '%s' added twice", name);
-    if (w->n == w->cap) {
-        size_t cap = w->cap ? 2 * w->cap : 64;
-        entry *p = lb_alloc(cap * sizeof *p);
-        if (!p) return LB_ERR_NOMEM;
-        if (w->n) memcpy(p, w->entries, w->n * sizeof *p);
-        lb_free(w->entries);
-        w->entries = p;
-        w->cap = cap;
-    }
+    if (!lb_io_grow((void **)&w->entries, &w->cap, w->n, sizeof *w->entries, 64)) return LB_ERR_NOMEM;
     entry *e = &w->entries[w->n];
     memset(e, 0, sizeof *e);
-    if (!(e->name = dup_str(name))) return LB_ERR_NOMEM;
+    if (!(e->name = lb_io_strdup(name))) return LB_ERR_NOMEM;
     e->dtype = dtype;
     e->n_dims = n_dims;
     uint64_t bytes = dtypes[dtype].size;
     for (int d = 0; d < n_dims; d++) {
         e->shape[d] = shape[d];
         if (shape[d] && bytes > UINT64_MAX / shape[d]) {
-            lb_free(e->name);
+            free(e->name);
             return lb_fail(LB_ERR_INVALID, "safetensors writer: tensor '%s' is too large", name);
         }
         bytes *= shape[d];
@@ -368,8 +354,8 @@ lb_status lb_st_writer_commit(lb_st_writer *w) {
 void lb_st_writer_free(lb_st_writer *w) {
     if (!w) return;
     if (w->open) lb_atomic_abort(&w->file);
-    for (size_t i = 0; i < w->n; i++) lb_free(w->entries[i].name);
-    lb_free(w->entries);
+    for (size_t i = 0; i < w->n; i++) free(w->entries[i].name);
+    free(w->entries);
     lb_json_buf_free(&w->meta);
     lb_free(w);
 }
