@@ -70,13 +70,19 @@ static int compare_diag(const lb_calib_stats *s, const lb_calib_stats *r) {
     return bad;
 }
 
-static void test_round_trips(const char *dir) {
+/* stories260K's statistics over the first 4 calibration blocks */
+static lb_calib_stats *calibrate4(void) {
     lb_calib_opts o;
     lb_calib_opts_default(&o);
     o.text_path = lb_test_data("text/tinystories-sample.txt");
     o.calib_blocks = 4;
-    lb_calib_stats *s = NULL, *r = NULL;
+    lb_calib_stats *s = NULL;
     CHECK_OK(lb_calibrate(model, &o, &s));
+    return s;
+}
+
+static void test_round_trips(const char *dir) {
+    lb_calib_stats *s = calibrate4(), *r = NULL;
     if (!s) return;
     char path[300];
     snprintf(path, sizeof path, "%s/imatrix.gguf", dir);
@@ -145,12 +151,7 @@ static void test_round_trips(const char *dir) {
  * grids minimize the error weighted by the mean squares, so that weighted
  * error is no larger than plain RTN's */
 static void test_gptq_under_imatrix(const char *dir) {
-    lb_calib_opts o;
-    lb_calib_opts_default(&o);
-    o.text_path = lb_test_data("text/tinystories-sample.txt");
-    o.calib_blocks = 4;
-    lb_calib_stats *s = NULL, *r = NULL;
-    CHECK_OK(lb_calibrate(model, &o, &s));
+    lb_calib_stats *s = calibrate4(), *r = NULL;
     char path[300];
     snprintf(path, sizeof path, "%s/i2.gguf", dir);
     CHECK_OK(lb_calib_stats_save_imatrix(s, path));
