@@ -89,7 +89,8 @@ static void test_diagonal_is_rtn(void) {
                                     "int8:g128:sym", "int1:g32:asym", "nf4:g64", "nf4:g64:dq",
                                     "int3:g16:asym:s6", "int2:g32:sym:s4:r8", "ternary:g64:2bit",
                                     "ternary:row:1.6bit", "binary:row", "binary:g32", "q2_k", "q3_k", "q4_k",
-                                    "q5_k", "q6_k", "iq4_nl", "iq4_xs"};
+                                    "q5_k", "q6_k", "iq4_nl", "iq4_xs", "mxfp4", "nvfp4", "fp8_e4m3",
+                                    "fp8_e5m2:g32"};
     static const char *opts[] = {"", "clip=mse", "act_order=1", "static_groups=1 block=7"};
     for (size_t f = 0; f < sizeof formats / sizeof formats[0]; f++)
         for (size_t k = 0; k < sizeof opts / sizeof opts[0]; k++) {
@@ -146,7 +147,8 @@ static void test_beats_rtn(void) {
     static const char *formats[] = {"int2:g16:asym", "int2:g64:sym", "int3:g32:asym", "int3:row:sym",
                                     "int3:g64:asym:zint", "int4:g16:sym", "int4:g64:asym", "int4:row:asym", "nf4:g32",
                                     "int2:g16:asym:s4", "int3:g32:sym:s6:r8", "int4:g16:asym:s4:r16",
-                                    "ternary:g64:1.6bit", "binary:row", "q2_k", "q3_k", "q4_k", "q6_k", "iq4_nl", "iq4_xs"};
+                                    "ternary:g64:1.6bit", "binary:row", "q2_k", "q3_k", "q4_k", "q6_k", "iq4_nl", "iq4_xs",
+                                    "mxfp4", "nvfp4", "fp8_e4m3"};
     for (size_t f = 0; f < sizeof formats / sizeof formats[0]; f++) {
         lb_tensor g, q;
         lb_method_report rep;

@@ -86,6 +86,7 @@ typedef struct {
     int rank;            /* littlebit: rank of the binary factors ("r<R>", 1..1024) */
     int vec_dim;         /* vq: weights per vector code ("vq<d>x<c>", d = 2..16; bits holds c) */
     int vec_stages;      /* vq: codebooks whose codewords are summed (residual stages, ":r<S>", 1..4) */
+    int exp_bits;        /* fp8: exponent bits, 4 (E4M3) or 5 (E5M2) */
     int ggml_type;       /* llama.cpp's own layouts (the kquant and ggml families: q4_k, iq4_xs, ...):
                             the ggml type id */
 } lb_qspec;
@@ -230,6 +231,9 @@ typedef struct {
     int64_t dq_blocks;
     float dq_offset;
     /* uniform hierarchical scales (spec.scale_bits > 0), else NULL / 0 */
+    /* a scale multiplying every group's (nvfp4's fp32 T), 1 elsewhere; set
+     * by lb_qtensor_fit_tensor before groups are fitted */
+    float tensor_scale;
     float *super_scale;  /* n_super: fp16 values */
     float *super_min;    /* n_super (asym): fp16 values */
     int64_t n_super;     /* super-groups: ceil(rows / spec.super_rows), or rows * the
@@ -322,6 +326,21 @@ LB_API int lb_uniform_nearest_code(const lb_qspec *spec, float d, float m, int z
  * that weight's group. */
 LB_API float lb_qtensor_value(const lb_qtensor *q, int64_t row, int64_t col);
 LB_API int lb_qtensor_nearest_code(const lb_qtensor *q, int64_t group, float w);
+/* The code whose level (at scale 1) is nearest v. */
+LB_API int lb_format_nearest_level(const lb_qspec *spec, float v);
+/* The stored scale nearest s (fp16 for most families; mxfp4: a power of
+ * two; nvfp4: tensor_scale times a UE4M3 value), so a search scores what is
+ * written. */
+LB_API float lb_qtensor_round_scale(const lb_qtensor *q, float s);
+/* Tensor-level parameters from all the weights (nvfp4's tensor_scale), before
+ * any group is fitted; nothing for most families. */
+LB_API void lb_qtensor_fit_tensor(lb_qtensor *q, const float *w, int64_t rows, int64_t cols);
+/* 1 when a tensor-level parameter fixes every group's grid (nvfp4): such
+ * groups are fitted once, on the whole tensor (gptq keeps them static). */
+LB_API int lb_format_tensor_scaled(const lb_qspec *spec);
+/* 1 when the family stores scales coarser than fp16 (mxfp4: powers of two),
+ * so a search tries neighbouring stored scales too. */
+LB_API int lb_format_coarse_scales(const lb_qspec *spec);
 /* Packs into out (lb_format_size bytes). Fails on out-of-range codes,
  * non-finite scales or lut levels that are not finite and ascending. */
 LB_API lb_status lb_qtensor_encode(const lb_qtensor *q, uint8_t *out);

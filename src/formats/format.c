@@ -31,6 +31,8 @@
     X(lb_kquant_family)       \
     X(lb_iq4_family)          \
     X(lb_tq_family)           \
+    X(lb_fp4_family)          \
+    X(lb_fp8_family)          \
     X(lb_ggml_read_family)    \
     /* end of the table */
 
@@ -367,6 +369,7 @@ lb_status lb_qtensor_init(lb_qtensor *q, const lb_qspec *spec, int64_t rows, int
     q->group_len = l.group_len;
     q->groups_per_row = l.groups_per_row;
     q->n_groups = l.n_groups;
+    q->tensor_scale = 1.0f;
     q->codes = lb_calloc((size_t)rows, (size_t)l.cols_padded);
     q->scale = lb_calloc((size_t)l.n_groups, sizeof(float));
     q->offset = lb_calloc((size_t)l.n_groups, sizeof(float));
@@ -472,8 +475,9 @@ static lb_status check_col_scale(const lb_qtensor *q, const char *what) {
 int lb_qtensor_nearest_code(const lb_qtensor *q, int64_t group, float w) {
     const lb_format_family *f = q->spec.family;
     if (f->nearest_code) return f->nearest_code(q, group, w);
-    /* codebook families: nearest level by scan */
     float d = q->scale[group];
+    if (f->nearest_level && d != 0.0f) return f->nearest_level(&q->spec, w / d);
+    /* codebook families: nearest level by scan */
     int n = f->levels(&q->spec), best = 0;
     float best_err = INFINITY;
     for (int c = 0; c < n; c++) {
@@ -485,6 +489,33 @@ int lb_qtensor_nearest_code(const lb_qtensor *q, int64_t group, float w) {
     }
     return best;
 }
+
+int lb_format_nearest_level(const lb_qspec *spec, float v) {
+    const lb_format_family *f = spec->family;
+    if (f->nearest_level) return f->nearest_level(spec, v);
+    int n = f->levels(spec), best = 0;
+    float best_err = INFINITY;
+    for (int c = 0; c < n; c++) {
+        float e = fabsf(v - f->level(spec, c));
+        if (e < best_err) {
+            best_err = e;
+            best = c;
+        }
+    }
+    return best;
+}
+
+float lb_qtensor_round_scale(const lb_qtensor *q, float s) {
+    const lb_format_family *f = q->spec.family;
+    return f->round_scale ? f->round_scale(q, s) : lb_round_fp16(s);
+}
+
+void lb_qtensor_fit_tensor(lb_qtensor *q, const float *w, int64_t rows, int64_t cols) {
+    if (q->spec.family->fit_tensor) q->spec.family->fit_tensor(q, w, rows, cols);
+}
+
+int lb_format_tensor_scaled(const lb_qspec *spec) { return spec->family && spec->family->fit_tensor != NULL; }
+int lb_format_coarse_scales(const lb_qspec *spec) { return spec->family && spec->family->round_scale != NULL; }
 
 lb_status lb_qtensor_encode(const lb_qtensor *q, uint8_t *out) {
     lb_layout l;

@@ -31,7 +31,12 @@
  * code_value/nearest_code (NULL: scale[k] * level(code) and a scan over the
  * levels) give the value of a code in group k and the code nearest w;
  * qtensor_init allocates family-specific parts of lb_qtensor;
- * store_scales rounds scales to what is stored (NULL: fp16). Vector
+ * store_scales rounds scales to what is stored (NULL: fp16). nearest_level
+ * (NULL: a scan) is the code whose level is nearest v at scale 1, for large
+ * codebooks (fp8's 256); round_scale (NULL: fp16) is the stored scale
+ * nearest s, so grid searches score what is written (mxfp4: powers of two);
+ * fit_tensor (NULL: none) sets tensor-level parameters from all weights
+ * before any group is fitted (nvfp4's tensor_scale). Vector
  * families (LB_GRID_VECTOR) fill the vec_* hooks instead of levels/level.
  * encode_row/decode_row/encode_tail/decode_tail move between packed bytes and
  * lb_qtensor; dequantize_row is the reference meaning of the bytes (every
@@ -70,6 +75,9 @@ struct lb_format_family {
      * code (a per-column mask, littlebit's low-rank factors); NULL: code_value / level */
     float (*value_at)(const lb_qtensor *q, int64_t row, int64_t col);
     int (*nearest_code)(const lb_qtensor *q, int64_t k, float w);
+    int (*nearest_level)(const lb_qspec *s, float v);
+    float (*round_scale)(const lb_qtensor *q, float s);
+    void (*fit_tensor)(lb_qtensor *q, const float *w, int64_t rows, int64_t cols);
     lb_status (*qtensor_init)(lb_qtensor *q);
     lb_status (*store_scales)(lb_qtensor *q);
     /* checks a family's own parts of lb_qtensor before encoding (NULL: none) */

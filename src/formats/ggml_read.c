@@ -1,9 +1,10 @@
 /* llama.cpp's tensor types that lowbit reads but does not write (issue 10
- * item 3): Q8_K, Q8_1 and MXFP4, as ggml stores them (ggml-common.h's
+ * item 3): Q8_K and Q8_1, as ggml stores them (ggml-common.h's
  * block_* structs), so that `lowbit eval`, `info` and `generate` run
  * llama.cpp's files and `quantize` can start from them. (Q4_0, Q4_1, Q5_0,
  * Q5_1 and Q8_0 are the uniform family's, Q2_K..Q6_K kquant.c's, IQ4_NL
- * and IQ4_XS iq4.c's, TQ1_0 and TQ2_0 tq.c's: those write them too.)
+ * and IQ4_XS iq4.c's, TQ1_0 and TQ2_0 tq.c's, MXFP4 and NVFP4 fp4.c's:
+ * those write them too.)
  * The row has no unpacked form (no grid, no codes): quantizing into it is
  * refused. The spec is the type's name; spec.ggml_type holds its id and
  * spec.group its block (32 or 256 weights); a row of another length is
@@ -12,7 +13,6 @@
  * Blocks (fp16 unless said; w the weight, q its code):
  *   q8_K (292 B) d (fp32), qs[256] (int8), bsums[16] (unused): w = d q
  *   q8_1 (36 B)  d, s (d times the codes' sum, unused), qs[32] (int8): w = q d
- *   mxfp4 (17 B) e (E8M0 exponent), qs[16] (E2M1 codes): w = 2^(e - 127) E2M1[q]
  * Which bits of which byte belong to which weight follows ggml's
  * dequantize_row_*, and so does the float arithmetic (the same products in
  * the same order), so the values are ggml's bit for bit when both are
@@ -33,29 +33,11 @@ static void q8_k(const uint8_t *b, float *y) {
     for (int j = 0; j < QK_K; j++) y[j] = d * (float)(int8_t)b[4 + j];
 }
 
-/* MXFP4's E2M1 values, doubled (ggml's convention: the scale is halved to match) */
-static const int8_t e2m1_x2[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
-
 static void q8_1(const uint8_t *b, float *y) {
     float d = f16(b);
     for (int j = 0; j < 32; j++) y[j] = (float)(int8_t)b[4 + j] * d;
 }
 
-/* 2^(e - 128): ggml's E8M0 scale halved (E2M1 values are stored doubled) */
-static float e8m0_half(uint8_t e) {
-    uint32_t bits = e < 2 ? 0x00200000u << e : (uint32_t)(e - 1) << 23;
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-}
-
-static void mxfp4(const uint8_t *b, float *y) {
-    float d = e8m0_half(b[0]);
-    for (int j = 0; j < 16; j++) {
-        y[j] = (float)e2m1_x2[b[1 + j] & 15] * d;
-        y[j + 16] = (float)e2m1_x2[b[1 + j] >> 4] * d;
-    }
-}
 
 
 /* the types: name, ggml id, weights per block, bytes per block, decoder */
@@ -64,7 +46,7 @@ static const struct {
     int ggml, block, bytes;
     void (*block_to_float)(const uint8_t *b, float *y);
 } types[] = {
-    {"q8_1", 9, 32, 36, q8_1}, {"q8_k", 15, QK_K, 292, q8_k}, {"mxfp4", 39, 32, 17, mxfp4},
+    {"q8_1", 9, 32, 36, q8_1}, {"q8_k", 15, QK_K, 292, q8_k},
 };
 enum { N_TYPES = sizeof types / sizeof types[0] };
 
@@ -130,7 +112,7 @@ static int gr_from_ggml(int type, lb_qspec *out) {
 
 const lb_format_family lb_ggml_read_family = {
     .name = "ggml",
-    .names = "q8_1, q8_k, mxfp4 (read only)",
+    .names = "q8_1, q8_k (read only)",
     .grid = LB_GRID_NONE,
     .match = gr_match,
     .format = gr_format,

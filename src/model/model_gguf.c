@@ -64,6 +64,14 @@ static void slot_name(char *buf, size_t n, const lb_linear *L, const char *slot)
     snprintf(buf, n, "%.*s.%s", (int)len, L->w.name, slot);
 }
 
+/* llama.cpp's per-tensor scale of a weight (NVFP4's second level, multiplying
+ * the matmul's output): blk.0.attn_q.weight -> blk.0.attn_q.scale */
+static void tensor_scale_name(char *buf, size_t n, const char *weight) {
+    size_t len = strlen(weight);
+    if (len > 7 && !strcmp(weight + len - 7, ".weight")) len -= 7;
+    snprintf(buf, n, "%.*s.scale", (int)len, weight);
+}
+
 /* <prefix>.<linear> (the weight's name without ".weight"), e.g. lowbit.lora_alpha.blk.0.attn_q */
 static void linear_key(char *buf, size_t n, const char *prefix, const lb_linear *L) {
     char lin[128];
@@ -300,7 +308,16 @@ lb_status lb_model_save_gguf_as(const lb_model *mc, const char *path, const lb_q
                                         (size_t)(t->rows * t->cols) * es, write_retyped, &rt[i]));
         } else if (type >= 0) {
             uint64_t ne[2] = {(uint64_t)t->cols, (uint64_t)t->rows};
-            TRY(lb_gguf_add_tensor(w, t->name, type, t->rows == 1 ? 1 : 2, ne, t->data, t->nbytes));
+            size_t body = (size_t)t->rows * t->layout.row_bytes;
+            TRY(lb_gguf_add_tensor(w, t->name, type, t->rows == 1 ? 1 : 2, ne, t->data, body));
+            if (t->nbytes > body) { /* nvfp4's tensor scale: llama.cpp's <name>.scale, one f32 */
+                char name[128];
+                uint64_t one[1] = {1};
+                tensor_scale_name(name, sizeof name, t->name);
+                if (t->nbytes - body != 4) TRY(lb_fail(LB_ERR_UNSUPPORTED, "tensor '%s': a %zu-byte tail has no "
+                                                       "GGUF form", t->name, t->nbytes - body));
+                TRY(lb_gguf_add_tensor(w, name, LB_GGML_F32, 1, one, t->data + body, 4));
+            }
         } else {
             char key[160], spec[64];
             uint64_t ne[1] = {t->nbytes}, shape[2] = {(uint64_t)t->cols, (uint64_t)t->rows};
@@ -438,6 +455,23 @@ static lb_status bind_tensor(const lb_gguf *g, lb_tensor *t) {
                        (unsigned long long)rows, (unsigned long long)cols, (long long)t->rows, (long long)t->cols);
     t->data = gt->data;
     t->nbytes = gt->nbytes;
+    lb_layout l;
+    if (lb_format_ggml_type(&t->spec, t->cols) >= 0 && lb_layout_compute(&t->spec, t->rows, t->cols, &l) == LB_OK &&
+        l.tail_bytes == 4 && gt->nbytes == (size_t)t->rows * l.row_bytes) {
+        /* nvfp4: the tensor scale from <name>.scale (1 when absent, as llama.cpp), after the blocks in one buffer */
+        char name[128];
+        float scale = 1.0f;
+        tensor_scale_name(name, sizeof name, t->name);
+        const lb_gguf_tensor *s = lb_gguf_find_tensor(g, name);
+        if (s && (s->type != LB_GGML_F32 || s->n_dims != 1 || s->ne[0] != 1))
+            return lb_fail(LB_ERR_FORMAT, "tensor '%s' is not one f32", name);
+        if (s) memcpy(&scale, s->data, 4);
+        if (!(t->owned = lb_alloc(gt->nbytes + 4))) return LB_ERR_NOMEM;
+        memcpy(t->owned, gt->data, gt->nbytes);
+        memcpy(t->owned + gt->nbytes, &scale, 4);
+        t->data = t->owned;
+        t->nbytes = gt->nbytes + 4;
+    }
     return LB_OK; /* the byte count is checked against the format by lb_model_finish */
 }
 

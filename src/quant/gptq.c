@@ -40,7 +40,9 @@
  *   per-column group index). static_groups=1 does the same without
  *   act-order. Formats with one scale per row fit it once, from the initial
  *   row (as the reference's groupsize -1). nf4 with double quantization also
- *   uses static groups: its stored scales depend on all groups at once.
+ *   uses static groups: its stored scales depend on all groups at once;
+ *   so does nvfp4, whose tensor scale fixes every group's grid
+ *   (lb_format_tensor_scaled).
  * - A group's grid is round-to-nearest's (lb_rtn_quantize on the group's
  *   current columns, with the row's clip rule), so every uniform format
  *   (1-8 bits, any group, sym/asym, fp16 offset or int zero) and nf4 are
@@ -480,7 +482,7 @@ static lb_status gptq_run(const float *w, int64_t rows, int64_t cols, const doub
     }
     if (st != LB_OK) goto restore;
     int dynamic = q->groups_per_row > 0 && q->group_len < cols && !o->act_order && !o->static_groups &&
-                  !(grid == LB_GRID_ABSMAX && spec->double_quant) && grid != LB_GRID_SIGN && grid != LB_GRID_TERNARY &&
+                  !(grid == LB_GRID_ABSMAX && spec->double_quant) && !lb_format_tensor_scaled(spec) && grid != LB_GRID_SIGN && grid != LB_GRID_TERNARY &&
                   grid != LB_GRID_TRELLIS && !o->hqq_grid;
     /* trellis: the scales are RTN's (static); a tile is one piece of the
      * columns' sequences, so each column of a tile is whole sequences */

@@ -144,7 +144,10 @@ static double codebook_error(const lb_qspec *spec, int levels, float s, const fl
     double err = 0;
     for (int64_t i = 0; i < n; i++) {
         float best = INFINITY;
-        for (int c = 0; c < levels; c++) best = fminf(best, fabsf(x[i] - s * lb_format_level(spec, c)));
+        if (levels > 16 && s != 0.0f) /* fp8's 256: the family rounds (lb_format_nearest_level) */
+            best = fabsf(x[i] - s * lb_format_level(spec, lb_format_nearest_level(spec, x[i] / s)));
+        else
+            for (int c = 0; c < levels; c++) best = fminf(best, fabsf(x[i] - s * lb_format_level(spec, c)));
         err += (cw ? (double)cw[i] : 1.0) * best * best;
     }
     return err;
@@ -261,15 +264,20 @@ static void fit_group(lb_qtensor *q, int64_t k, const float *x, int64_t n, const
     case LB_GRID_ABSMAX: {
         int levels = lb_format_levels(spec), lopsided;
         float lm, base = codebook_scale(spec, st.amax, st.ext, &lm, &lopsided);
-        float s = lb_round_fp16(base);
+        float s = lb_qtensor_round_scale(q, base);
         if (o->clip == LB_CLIP_ACIQ || o->clip == LB_CLIP_ACIQ_GAUSS) {
             float lo, hi, e;
             aciq_range(&st, o->clip, spec->bits, 1, &lo, &hi, &e);
-            s = lb_round_fp16(lopsided ? e / lm : hi / fabsf(lm));
+            s = lb_qtensor_round_scale(q, lopsided ? e / lm : hi / fabsf(lm));
         } else if (o->clip == LB_CLIP_MSE) {
             double best_err = codebook_error(spec, levels, s, x, n, cw);
-            for (int i = 1; i < o->mse_steps; i++) {
-                float c = lb_round_fp16(shrink_factor(o, i) * base);
+            /* coarse stored scales (mxfp4's powers of two) may round every
+             * shrink factor onto one value: their neighbours above and below
+             * are tried too */
+            int extra = lb_format_coarse_scales(spec) ? 2 : 0;
+            for (int i = 1; i < o->mse_steps + extra; i++) {
+                float f = i < o->mse_steps ? shrink_factor(o, i) : i == o->mse_steps ? 2.0f : 0.5f;
+                float c = lb_qtensor_round_scale(q, f * base);
                 double e = codebook_error(spec, levels, c, x, n, cw);
                 if (e < best_err) {
                     best_err = e;
@@ -557,6 +565,7 @@ lb_status lb_rtn_quantize_weighted(const float *w, int64_t rows, int64_t cols, c
         return st;
     }
 
+    lb_qtensor_fit_tensor(q, w, rows, cols); /* nvfp4's tensor scale, before the groups */
     float *twn = NULL;
     if (grid == LB_GRID_TERNARY && opts->ternary_rule == LB_TERNARY_TWN) {
         twn = lb_calloc((size_t)q->n_groups, sizeof(float));
