@@ -6,7 +6,9 @@
 
 #include "lowbit/format.h"
 
+#include <math.h>
 #include <stddef.h>
+#include <string.h>
 
 /* parse_option results besides a slot index >= 0 */
 #define LB_OPTION_UNKNOWN (-1) /* not an option of this family */
@@ -196,6 +198,26 @@ const uint8_t *lb_trellis_down_codes(const lb_qspec *s, const lb_layout *l, cons
 
 /* IQ4_NL's (and IQ4_XS's) 16 levels, ggml's kvalues_iq4nl (iq4.c) */
 extern const int8_t lb_iq4_values[16];
+/* MXFP4's / NVFP4's E2M1 values doubled, ggml's kvalues_mxfp4 (fp4.c; the
+ * scales below are halved to match) */
+extern const int8_t lb_mxfp4_values[16];
+/* E8M0 byte e as ggml's halved scale 2^(e - 128): exact, subnormal for e <
+ * 2; e = 255 (OCP's NaN) reads as 2^127, as in ggml */
+static inline float lb_e8m0_half(unsigned e) {
+    uint32_t bits = e < 2 ? 0x00200000u << e : (uint32_t)(e - 1) << 23;
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+/* UE4M3 byte b (exponent bits 3..6, bias 7; mantissa bits 0..2; 0x7f reads
+ * as 0) as ggml's halved scale (ggml_ue4m3_to_fp32) */
+static inline float lb_ue4m3_half(unsigned b) {
+    b &= 0x7f;
+    if (b == 0x7f) return 0.0f;
+    int e = (int)(b >> 3), man = (int)(b & 7);
+    float raw = e == 0 ? ldexpf((float)man, -9) : ldexpf(1.0f + (float)man / 8.0f, e - 7);
+    return raw * 0.5f;
+}
 
 /* Little-endian bit streams: value i of width b (1..8) sits at bits
  * [i*b, i*b+b). lb_put_bits ORs into dst, which must start zeroed. */

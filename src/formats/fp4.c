@@ -38,21 +38,15 @@
 #define GGML_NVFP4 40
 
 static const float e2m1[16] = {0, 0.5f, 1, 1.5f, 2, 3, 4, 6, -0.0f, -0.5f, -1, -1.5f, -2, -3, -4, -6};
-static const int8_t e2m1_x2[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12}; /* ggml's kvalues_mxfp4 */
+const int8_t lb_mxfp4_values[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
+#define e2m1_x2 lb_mxfp4_values
+#define e8m0_half lb_e8m0_half
 
 static int is_nv(const lb_qspec *s) { return s->ggml_type == GGML_NVFP4; }
 static int block_len(const lb_qspec *s) { return is_nv(s) ? 64 : 32; }
 
 /* ---- the scale encodings ------------------------------------------------------ */
 
-/* 2^(e - 128), ggml's halved E8M0 (exact, subnormal for e < 2; e = 255,
- * OCP's NaN, reads as 2^127 as in ggml) */
-static float e8m0_half(unsigned e) {
-    uint32_t bits = e < 2 ? 0x00200000u << e : (uint32_t)(e - 1) << 23;
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-}
 /* 2^(e - 127) for the codes a quantizer writes (0..254) */
 static float e8m0_value(unsigned e) { return ldexpf(1.0f, (int)e - 127); }
 
@@ -66,15 +60,8 @@ static unsigned e8m0_nearest(float s) {
     return x < 0 ? 0u : x > 254 ? 254u : (unsigned)x;
 }
 
-/* UE4M3: exponent bits 3..6 (bias 7), mantissa bits 0..2; codes 0..0x7e
- * ascend, 0x7f reads as 0 (ggml_ue4m3_to_fp32). Returned halved as ggml's. */
-static float ue4m3_half(unsigned b) {
-    b &= 0x7f;
-    if (b == 0x7f) return 0.0f;
-    int e = (int)(b >> 3), man = (int)(b & 7);
-    float raw = e == 0 ? ldexpf((float)man, -9) : ldexpf(1.0f + (float)man / 8.0f, e - 7);
-    return raw * 0.5f;
-}
+/* UE4M3 codes 0..0x7e ascend (lb_ue4m3_half, format_internal.h) */
+#define ue4m3_half lb_ue4m3_half
 static float ue4m3_value(unsigned b) { return 2.0f * ue4m3_half(b); }
 
 /* the code of the UE4M3 value nearest v (v >= 0), by bisection over the ascending codes */

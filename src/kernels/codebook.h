@@ -24,6 +24,9 @@
  *     already below the activation quantization's. Tests widen their bound
  *     by exactly this for the nf4 integer entries only (kernel_check.h).
  *   q8_0 / q4_0: the stored codes (q4_0: minus 8), s = the fp16 d.
+ *   iq4_nl: ggml's integer table itself, s = the fp16 d (exact).
+ *   mxfp4: E2M1 doubled (0..12, exact), s = 2^(e - 128), ggml's halved E8M0.
+ *   (The last two are read by the uniform panel kernels only: uniform_pack.c.)
  *
  * Canonical layouts read (src/formats/nf4.c, pow2.c, ggml_blocks.h):
  *   nf4 group of G: [fp16 absmax][G/2 bytes: code j in the low nibble of
@@ -58,7 +61,16 @@ static const int8_t lb_nf4_i8[16] = {-127, -88, -67, -50, -36, -23, -12, 0, 10, 
  * its sign bit to bit 3 */
 static const int8_t lb_pow2_i8[16] = {0, 64, 32, 16, 8, 4, 2, 1, 0, -64, -32, -16, -8, -4, -2, -1};
 
-typedef enum { LB_CB_Q8_0, LB_CB_Q4_0, LB_CB_NF4_32, LB_CB_NF4_64, LB_CB_POW2_4, LB_CB_POW2_3 } lb_cb_kind;
+typedef enum {
+    LB_CB_Q8_0,
+    LB_CB_Q4_0,
+    LB_CB_NF4_32,
+    LB_CB_NF4_64,
+    LB_CB_POW2_4,
+    LB_CB_POW2_3,
+    LB_CB_IQ4NL, /* ggml's IQ4_NL: [fp16 d][16 bytes as nf4 g32], v = kvalues_iq4nl[q] exactly */
+    LB_CB_MXFP4  /* ggml's MXFP4: [E8M0 e][16 bytes as nf4 g32], v = 2 E2M1[q], s = 2^(e - 128) exactly */
+} lb_cb_kind;
 
 typedef struct {
     lb_cb_kind kind;
@@ -98,6 +110,8 @@ static inline lb_cb lb_cb_of(const lb_tensor *w, lb_cb_kind kind) {
     case LB_CB_NF4_64: c.gb = (size_t)c.hb + (size_t)l->group_len / 2; c.k = 1.0f / 127.0f; break;
     case LB_CB_POW2_4: c.gb = 2 + (size_t)l->group_len / 2; c.k = 1.0f / 64.0f; break;
     case LB_CB_POW2_3: c.gb = 2 + (size_t)l->group_len * 3 / 8; c.k = 1.0f / 64.0f; break;
+    case LB_CB_IQ4NL: c.gb = 18; c.k = 1.0f; break;
+    case LB_CB_MXFP4: c.gb = 17; c.hb = 1; c.k = 1.0f; break;
     }
     c.dq_off = (size_t)c.gpr * c.gb;
     return c;
@@ -126,6 +140,7 @@ static inline float lb_cb_dq_scale(const lb_cb *c, const uint8_t *row, int r, in
 static inline float lb_cb_scale(const lb_cb *c, const uint8_t *row, int r, int b) {
     int g = lb_cb_group(c, b);
     if (c->dq) return lb_cb_dq_scale(c, row, r, g);
+    if (c->kind == LB_CB_MXFP4) return lb_e8m0_half(row[(size_t)g * c->gb]);
     return lb_fp16_to_fp32(lb_rd16(row + (size_t)g * c->gb)) * c->k;
 }
 
@@ -152,6 +167,8 @@ static inline void lb_cb_values(const lb_cb *c, const uint8_t *row, int b, int8_
         case LB_CB_Q8_0: v[j] = (int8_t)p[j]; break;
         case LB_CB_Q4_0: v[j] = (int8_t)((j < 16 ? p[j] & 15 : p[j - 16] >> 4) - 8); break;
         case LB_CB_NF4_32: v[j] = lb_nf4_i8[j < 16 ? p[j] & 15 : p[j - 16] >> 4]; break;
+        case LB_CB_IQ4NL: v[j] = lb_iq4_values[j < 16 ? p[j] & 15 : p[j - 16] >> 4]; break;
+        case LB_CB_MXFP4: v[j] = lb_mxfp4_values[j < 16 ? p[j] & 15 : p[j - 16] >> 4]; break;
         case LB_CB_NF4_64: v[j] = lb_nf4_i8[lb_cb_high(c, b) ? p[j] >> 4 : p[j] & 15]; break;
         case LB_CB_POW2_4: v[j] = lb_pow2_i8[j & 1 ? p[j / 2] >> 4 : p[j / 2] & 15]; break;
         case LB_CB_POW2_3: {
@@ -170,6 +187,25 @@ static inline int lb_cb_nf4_kind(const lb_qspec *s, const lb_layout *l) {
     if (l->group_len == 32) return LB_CB_NF4_32;
     if (l->group_len % 64 == 0) return LB_CB_NF4_64;
     return -1;
+}
+
+/* iq4_nl and mxfp4 as ggml stores them (their families pad rows to whole blocks) */
+static inline int lb_cb_table4_kind(const lb_qspec *s, const lb_layout *l) {
+    if (l->group_len != 32 || l->cols_padded % 32 || l->tail_bytes) return -1;
+    if (!strcmp(s->family->name, "iq4") && s->ggml_type == 20) return LB_CB_IQ4NL;
+    if (!strcmp(s->family->name, "fp4") && s->ggml_type == 39) return LB_CB_MXFP4;
+    return -1;
+}
+
+/* the int8 table of a 16-entry kind */
+static inline const int8_t *lb_cb_table4(lb_cb_kind kind) {
+    switch (kind) {
+    case LB_CB_NF4_32:
+    case LB_CB_NF4_64: return lb_nf4_i8;
+    case LB_CB_IQ4NL: return lb_iq4_values;
+    case LB_CB_MXFP4: return lb_mxfp4_values;
+    default: return lb_pow2_i8;
+    }
 }
 
 static inline int lb_cb_pow2_kind(const lb_qspec *s, const lb_layout *l) {

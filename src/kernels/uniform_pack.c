@@ -1,7 +1,8 @@
 /* Load-time repacking into the panel layout described in uniform_pack.h:
  * each row's codes and group parameters read from the canonical bytes (one
  * reader per family: uniform ints, src/formats/uniform.c and
- * uniform_hscale.c; ternary and binary; nf4 and pow2 through codebook.h),
+ * uniform_hscale.c; ternary and binary; nf4, pow2, iq4_nl and mxfp4 through
+ * codebook.h),
  * then a panel's 16 rows re-packed into bit planes, the parameters side by
  * side before their groups' chunks. */
 #include <stdlib.h>
@@ -11,10 +12,18 @@
 #include "kernels/lowbin.h"
 #include "kernels/uniform_pack.h"
 
+/* nvfp4 (src/formats/fp4.c): 64-weight blocks of four 16-weight groups, an fp32 tensor scale in the tail */
+static int is_nvfp4(const lb_qspec *s, const lb_layout *l) {
+    return !strcmp(s->family->name, "fp4") && s->ggml_type == 40 && l->group_len == 16 && l->cols_padded % 64 == 0 &&
+           l->tail_bytes == 4;
+}
+
 int lb_uniform_kernel_accepts(const lb_qspec *s, const lb_layout *l) {
     if (s->family == LB_FAMILY_TERNARY || s->family == LB_FAMILY_BINARY) /* groups >= 32, a row or the tensor */
         return (lb_lowbin_is_ternary(s, l) || lb_lowbin_is_binary(s, l)) && l->cols_padded <= (1 << 28) &&
                (s->group == LB_GROUP_ROW || s->group == LB_GROUP_TENSOR || l->groups_per_row <= LB_UPACK_MAX_GROUPS);
+    if (lb_cb_table4_kind(s, l) >= 0 || is_nvfp4(s, l)) /* ggml's iq4_nl, mxfp4, nvfp4: each block a group */
+        return l->cols_padded <= (1 << 28) && l->groups_per_row <= LB_UPACK_MAX_GROUPS;
     if (lb_cb_nf4_kind(s, l) >= 0 || lb_cb_pow2_kind(s, l) >= 0) /* whole 32-blocks; groups a power of two or a row */
         return l->cols_padded <= (1 << 28) && l->groups_per_row >= 1 && l->groups_per_row <= LB_UPACK_MAX_GROUPS &&
                (l->groups_per_row == 1 || (l->group_len & (l->group_len - 1)) == 0);
@@ -142,7 +151,7 @@ static void lowbin_row(const lb_tensor *w, const lb_upack *p, int64_t r, int lan
         codes[j] = (uint8_t)(p->kind == LB_UP_TERN ? lb_lowbin_stored_trit(t, s->trits_per_byte, j) : t[j >> 3] >> (j & 7) & 1);
 }
 
-/* nf4 and pow2 rows through codebook.h's blocks: each block's int8 values
+/* nf4, pow2, iq4_nl and mxfp4 rows through codebook.h's blocks: each block's int8 values
  * back to their index in the table, each group's float scale as is */
 static void table_row(const lb_upack *p, const lb_cb *cb, int64_t r, int lane, uint8_t *panel, uint8_t *codes) {
     const uint8_t *row = cb->data + (size_t)r * cb->rb;
@@ -159,6 +168,26 @@ static void table_row(const lb_upack *p, const lb_cb *cb, int64_t r, int lane, u
     }
 }
 
+/* an nvfp4 row: per 16 weights the UE4M3 scale (halved, as the doubled
+ * E2M1 table wants) times the tensor scale, codes as stored */
+static void nvfp4_row(const lb_tensor *w, const lb_upack *p, int64_t r, int lane, uint8_t *panel, uint8_t *codes) {
+    const lb_layout *l = &w->layout;
+    const uint8_t *row = w->data + (size_t)r * l->row_bytes;
+    float t;
+    memcpy(&t, w->data + (size_t)l->rows * l->row_bytes, 4);
+    for (int64_t b = 0; b < l->cols_padded / 64; b++) {
+        const uint8_t *blk = row + (size_t)b * 36;
+        for (int s = 0; s < 4; s++) {
+            float sc = lb_ue4m3_half(blk[s]) * t;
+            memcpy((uint8_t *)lb_upack_group(p, panel, (int)(4 * b + s)) + 4 * lane, &sc, 4);
+            for (int j = 0; j < 8; j++) {
+                codes[64 * b + 16 * s + j] = blk[4 + 8 * s + j] & 15;
+                codes[64 * b + 16 * s + j + 8] = blk[4 + 8 * s + j] >> 4;
+            }
+        }
+    }
+}
+
 lb_status lb_uniform_repack(const lb_tensor *w, void **out, size_t *bytes) {
     const lb_qspec *s = &w->spec;
     const lb_layout *l = &w->layout;
@@ -168,15 +197,23 @@ lb_status lb_uniform_repack(const lb_tensor *w, void **out, size_t *bytes) {
     p.kind = s->scale_bits ? (s->zero == LB_ZERO_SYM ? LB_UP_HSYM : LB_UP_HASYM)
                            : (s->zero == LB_ZERO_SYM ? LB_UP_SYM : s->zero == LB_ZERO_F16 ? LB_UP_F16 : LB_UP_ZINT);
     if (lowbin) p.kind = s->family == LB_FAMILY_TERNARY ? LB_UP_TERN : LB_UP_BIN;
-    int nf4 = lb_cb_nf4_kind(s, l), pow2 = lb_cb_pow2_kind(s, l);
+    int nf4 = lb_cb_nf4_kind(s, l), pow2 = lb_cb_pow2_kind(s, l), t4 = lb_cb_table4_kind(s, l);
+    int kind = t4 >= 0 ? t4 : nf4 >= 0 ? nf4 : pow2;
     lb_cb book;
     memset(&book, 0, sizeof book);
-    if (nf4 >= 0 || pow2 >= 0) {
-        book = lb_cb_of(w, (lb_cb_kind)(nf4 >= 0 ? nf4 : pow2));
+    if (kind >= 0) {
+        book = lb_cb_of(w, (lb_cb_kind)kind);
         p.kind = LB_UP_TABLE;
-        p.bits = pow2 == LB_CB_POW2_3 ? 3 : 4;
+        p.bits = kind == LB_CB_POW2_3 ? 3 : 4;
+        const int8_t *table = lb_cb_table4((lb_cb_kind)kind);
         for (int q = 0; q < (1 << p.bits); q++) /* pow2:3: sign bit 2 moves to the 4-bit table's bit 3 */
-            p.table[q] = nf4 >= 0 ? lb_nf4_i8[q] : lb_pow2_i8[p.bits == 3 ? (q & 3) | (q & 4) << 1 : q];
+            p.table[q] = table[p.bits == 3 ? (q & 3) | (q & 4) << 1 : q];
+    }
+    int nvfp4 = is_nvfp4(s, l);
+    if (nvfp4) { /* groups of 16: the g16 walk */
+        p.kind = LB_UP_TABLE;
+        p.bits = 4;
+        memcpy(p.table, lb_mxfp4_values, 16);
     }
     int row_group = s->group == LB_GROUP_ROW || s->group == LB_GROUP_TENSOR ||
                     (p.kind == LB_UP_TABLE && l->groups_per_row == 1);
@@ -210,7 +247,8 @@ lb_status lb_uniform_repack(const lb_tensor *w, void **out, size_t *bytes) {
             for (int lane = 0; lane < LB_UPACK_PANEL && pn * LB_UPACK_PANEL + lane < l->rows; lane++) {
                 int64_t r = pn * LB_UPACK_PANEL + lane;
                 uint8_t *row_codes = codes + (size_t)lane * ld;
-                if (p.kind == LB_UP_TABLE) table_row(&p, &book, r, lane, panel, row_codes);
+                if (nvfp4) nvfp4_row(w, &p, r, lane, panel, row_codes);
+                else if (p.kind == LB_UP_TABLE) table_row(&p, &book, r, lane, panel, row_codes);
                 else if (lowbin) lowbin_row(w, &p, r, lane, panel, row_codes);
                 else uniform_row(w, &p, r, lane, panel, row_codes);
             }

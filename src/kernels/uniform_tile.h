@@ -192,8 +192,9 @@ LB_TGT static LB_INLINE void uniform_matmul(const lb_tensor *w, const lb_act *x,
     LB_TGT void NAME(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch) {   \
         (void)scratch;                                                                                           \
         int g16 = lb_upack_of(w)->hshift == 0;                                                                   \
-        if (lb_upack_of(w)->kind == LB_UP_TABLE) { /* nf4, pow2: groups >= 32 */                                 \
+        if (lb_upack_of(w)->kind == LB_UP_TABLE) { /* nf4, pow2, iq4_nl, mxfp4; nvfp4: groups of 16 */          \
             if (lb_upack_of(w)->bits == 3) uniform_matmul(w, x, r0, r1, y, ldy, 3, 0, 1);                        \
+            else if (g16) uniform_matmul(w, x, r0, r1, y, ldy, 4, 1, 1);                                         \
             else uniform_matmul(w, x, r0, r1, y, ldy, 4, 0, 1);                                                  \
             return;                                                                                              \
         }                                                                                                        \
