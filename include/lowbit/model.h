@@ -51,6 +51,8 @@ typedef struct {
     char source_format[16]; /* "llama2c", "llama2c-v1", "gguf", "safetensors" */
     char quant_note[256];   /* how the file was quantized (GGUF lowbit.quant.*), or "" */
     float *rope_cos, *rope_sin; /* (seq_len, head_dim/2) */
+    float *rope_factors;  /* (head_dim/2) divisors of the RoPE frequencies (llama.cpp's rope_freqs.weight,
+                             Llama 3's long-context scaling), lb_alloc'd, owned; NULL: none */
     lb_mapped_file *shards; /* a Hugging Face folder's safetensors files (n_shards), backing its tensors */
     int n_shards;
 } lb_model;

@@ -128,6 +128,7 @@ lb_status lb_model_finish(lb_model *m) {
     for (int p = 0; p < m->cfg.seq_len; p++)
         for (int i = 0; i < half; i++) {
             float freq = 1.0f / powf(m->cfg.rope_theta, (float)(2 * i) / (float)m->cfg.head_dim);
+            if (m->rope_factors) freq /= m->rope_factors[i]; /* as ggml_rope_ext's freq_factors */
             float val = (float)p * freq;
             m->rope_cos[(size_t)p * half + i] = cosf(val);
             m->rope_sin[(size_t)p * half + i] = sinf(val);
@@ -145,6 +146,7 @@ void lb_model_free(lb_model *m) {
     lb_free(m->layers);
     lb_free(m->rope_cos);
     lb_free(m->rope_sin);
+    lb_free(m->rope_factors);
     lb_tokenizer_free(m->tokenizer);
     lb_unmap_file(&m->file);
     for (int i = 0; i < m->n_shards; i++) lb_unmap_file(&m->shards[i]);

@@ -1,5 +1,5 @@
 /* A model as one GGUF file, in llama.cpp's "llama" conventions so that
- * llama.cpp can read what it knows:
+ * llama.cpp can read what it knows (read: also llama.cpp's "qwen2", below):
  *   keys     general.architecture = "llama", llama.* hyperparameters,
  *            tokenizer.ggml.* (sentencepiece-style vocab: spaces as U+2581,
  *            token types normal/unknown/control/byte), lowbit.* (ours)
@@ -9,7 +9,17 @@
  * lowbit format is stored as raw bytes, ggml I8 with dims [nbytes], plus
  *   lowbit.format.<tensor> = canonical spec ("int2:g64:asym")
  *   lowbit.shape.<tensor>  = [cols, rows] (uint64)
- * so any GGUF reader can still parse the file. */
+ * so any GGUF reader can still parse the file. Llama 3's RoPE frequency
+ * divisors are rope_freqs.weight (head_dim / 2, f32), as llama.cpp's.
+ *
+ * Architectures read (issue 10 item 1): "llama" (Llama 2/3, Mistral,
+ * TinyLlama, SmolLM: llama.cpp writes them all so) and "qwen2" (keys
+ * qwen2.*; q/k/v biases, which are the linears' bias slots; NEOX RoPE,
+ * i.e. rotate-half pairs (j, j + head_dim/2), so attn_q / attn_k rows and
+ * their biases are permuted per head into the interleaved order lowbit's
+ * RoPE uses, as llama.cpp's converter does for llama: the same attention,
+ * exactly). Written back, such a model is a "llama" file. */
+#include <math.h>
 #include <string.h>
 
 #include "io/gguf_internal.h"
@@ -331,6 +341,10 @@ lb_status lb_model_save_gguf_as(const lb_model *mc, const char *path, const lb_q
     }
     for (int l = 0; l < c->n_layers; l++)
         for (int i = 0; i < LB_N_LINEARS; i++) TRY(write_linear_slots(w, &m->layers[l].linear[i], &bufs));
+    if (m->rope_factors) {
+        uint64_t ne[1] = {(uint64_t)(c->head_dim / 2)};
+        TRY(lb_gguf_add_tensor(w, "rope_freqs.weight", LB_GGML_F32, 1, ne, m->rope_factors, ne[0] * sizeof(float)));
+    }
     TRY(lb_gguf_write(w, path));
 done:
     lb_gguf_writer_free(w);
@@ -356,17 +370,30 @@ static lb_status get_f32_or(const lb_gguf *g, const char *key, float def, float 
     return lb_gguf_get_f32(g, key, out);
 }
 
-static lb_status read_config(const lb_gguf *g, lb_config *c) {
+/* the architectures read: their key prefix and whether RoPE pairs are NEOX's */
+static const struct {
+    const char *name;
+    int neox;
+} archs[] = {{"llama", 0}, {"qwen2", 1}};
+
+static lb_status read_config(const lb_gguf *g, lb_config *c, int *neox) {
     const char *arch;
     size_t arch_len;
     lb_status st = lb_gguf_get_str(g, "general.architecture", &arch, &arch_len);
     if (st != LB_OK) return st;
-    if (arch_len != 5 || memcmp(arch, "llama", 5))
-        return lb_fail(LB_ERR_UNSUPPORTED, "architecture '%.*s' is not supported (only llama)", (int)arch_len, arch);
+    int a = -1;
+    for (int i = 0; i < (int)(sizeof archs / sizeof archs[0]); i++)
+        if (arch_len == strlen(archs[i].name) && !memcmp(arch, archs[i].name, arch_len)) a = i;
+    if (a < 0)
+        return lb_fail(LB_ERR_UNSUPPORTED, "architecture '%.*s' is not supported (llama, qwen2)",
+                       (int)(arch_len > 64 ? 64 : arch_len), arch);
+    *neox = archs[a].neox;
+    const char *p = archs[a].name;
     uint32_t v[7];
-    const char *keys[7] = {"llama.embedding_length", "llama.feed_forward_length", "llama.block_count",
-                           "llama.attention.head_count", "llama.attention.head_count_kv", "llama.context_length",
-                           "llama.rope.dimension_count"};
+    char keys[7][96];
+    const char *suffix[7] = {"embedding_length", "feed_forward_length", "block_count", "attention.head_count",
+                             "attention.head_count_kv", "context_length", "rope.dimension_count"};
+    for (int i = 0; i < 7; i++) snprintf(keys[i], sizeof keys[i], "%s.%s", p, suffix[i]);
     for (int i = 0; i < 7; i++) {
         if (i == 4 || i == 6) continue; /* optional, defaulted below */
         st = lb_gguf_get_u32(g, keys[i], &v[i]);
@@ -381,8 +408,11 @@ static lb_status read_config(const lb_gguf *g, lb_config *c) {
     c->n_heads = (int)v[3];
     c->n_kv_heads = v[4] > (1u << 24) ? 0 : (int)v[4];
     c->seq_len = (int)v[5];
-    if ((st = get_f32_or(g, "llama.attention.layer_norm_rms_epsilon", 1e-5f, &c->norm_eps)) != LB_OK) return st;
-    if ((st = get_f32_or(g, "llama.rope.freq_base", 10000.0f, &c->rope_theta)) != LB_OK) return st;
+    char key[96];
+    snprintf(key, sizeof key, "%s.attention.layer_norm_rms_epsilon", p);
+    if ((st = get_f32_or(g, key, 1e-5f, &c->norm_eps)) != LB_OK) return st;
+    snprintf(key, sizeof key, "%s.rope.freq_base", p);
+    if ((st = get_f32_or(g, key, 10000.0f, &c->rope_theta)) != LB_OK) return st;
     const lb_gguf_tensor *emb = lb_gguf_find_tensor(g, "token_embd.weight");
     if (!emb) return lb_fail(LB_ERR_FORMAT, "tensor 'token_embd.weight' is missing");
     uint64_t vocab = 0;
@@ -398,11 +428,12 @@ static lb_status read_config(const lb_gguf *g, lb_config *c) {
         vocab = emb->n_dims == 2 ? emb->ne[1] : 0;
     }
     if (vocab > (1u << 22)) return lb_fail(LB_ERR_FORMAT, "absurd vocabulary size %llu", (unsigned long long)vocab);
-    if (lb_gguf_find_key(g, "llama.vocab_size") >= 0) { /* optional; must agree when present */
+    snprintf(key, sizeof key, "%s.vocab_size", p);
+    if (lb_gguf_find_key(g, key) >= 0) { /* optional; must agree when present */
         uint32_t declared;
-        if ((st = lb_gguf_get_u32(g, "llama.vocab_size", &declared)) != LB_OK) return st;
+        if ((st = lb_gguf_get_u32(g, key, &declared)) != LB_OK) return st;
         if (declared != vocab)
-            return lb_fail(LB_ERR_FORMAT, "llama.vocab_size = %u, but token_embd.weight has %llu rows", declared,
+            return lb_fail(LB_ERR_FORMAT, "%s = %u, but token_embd.weight has %llu rows", key, declared,
                            (unsigned long long)vocab);
     }
     c->vocab_size = (int)vocab;
@@ -410,6 +441,15 @@ static lb_status read_config(const lb_gguf *g, lb_config *c) {
     if (st != LB_OK) return st;
     uint32_t rope_dims;
     if ((st = get_u32_or(g, keys[6], (uint32_t)(c->dim / c->n_heads), &rope_dims)) != LB_OK) return st;
+    snprintf(key, sizeof key, "%s.rope.scaling.type", p);
+    if (lb_gguf_find_key(g, key) >= 0) { /* "none" is plain RoPE; linear / yarn / longrope change positions */
+        const char *s;
+        size_t len;
+        if ((st = lb_gguf_get_str(g, key, &s, &len)) != LB_OK) return st;
+        if (!(len == 4 && !memcmp(s, "none", 4)))
+            return lb_fail(LB_ERR_UNSUPPORTED, "RoPE scaling '%.*s' is not supported (plain RoPE, and Llama 3's "
+                           "rope_freqs)", (int)(len > 32 ? 32 : len), s);
+    }
     if ((int)rope_dims != c->dim / c->n_heads)
         return lb_fail(LB_ERR_UNSUPPORTED, "partial RoPE (%u of %d dimensions) is not supported", rope_dims,
                        c->dim / c->n_heads);
@@ -716,6 +756,53 @@ done:
     return st;
 }
 
+/* qwen2's NEOX RoPE: the rows of attn_q / attn_k (and their biases) of each
+ * head from rotate-half order into lowbit's interleaved order. A tensor tail
+ * (nvfp4's scale) is not per row and stays. */
+static lb_status neox_to_interleaved(lb_linear *L, int heads) {
+    lb_tensor *t = &L->w;
+    if (L->in_scale || L->outliers.nnz || L->adapter.rank || L->rot.kind || L->out_rot.kind)
+        return lb_fail(LB_ERR_UNSUPPORTED, "'%s': slots other than a bias on a NEOX-RoPE model", t->name);
+    lb_layout l;
+    lb_status st = lb_layout_compute(&t->spec, t->rows, t->cols, &l);
+    if (st != LB_OK) return st;
+    if (t->rows % (2 * heads) || t->nbytes != l.total_bytes)
+        return lb_fail(LB_ERR_FORMAT, "'%s': %lld rows, %zu bytes do not make %d heads", t->name, (long long)t->rows,
+                       t->nbytes, heads);
+    uint8_t *p = lb_alloc(t->nbytes ? t->nbytes : 1);
+    if (!p) return LB_ERR_NOMEM;
+    size_t body = (size_t)t->rows * l.row_bytes;
+    lb_hf_permute_rows(t->data, p, t->rows, l.row_bytes, heads, 0);
+    memcpy(p + body, t->data + body, t->nbytes - body);
+    lb_free(t->owned);
+    t->owned = p;
+    t->data = p;
+    if (L->bias) {
+        float *b = lb_alloc((size_t)t->rows * sizeof(float));
+        if (!b) return LB_ERR_NOMEM;
+        lb_hf_permute_rows((const uint8_t *)L->bias, (uint8_t *)b, t->rows, sizeof(float), heads, 0);
+        memcpy(L->bias, b, (size_t)t->rows * sizeof(float));
+        lb_free(b);
+    }
+    return LB_OK;
+}
+
+/* Llama 3's RoPE frequency divisors (rope_freqs.weight: head_dim / 2 positive f32), if the file has them */
+static lb_status read_rope_factors(const lb_gguf *g, lb_model *m) {
+    const lb_gguf_tensor *t = lb_gguf_find_tensor(g, "rope_freqs.weight");
+    if (!t) return LB_OK;
+    int half = m->cfg.head_dim / 2;
+    if (t->type != LB_GGML_F32 || t->n_dims != 1 || t->ne[0] != (uint64_t)half)
+        return lb_fail(LB_ERR_FORMAT, "rope_freqs.weight is not %d f32 values", half);
+    if (!(m->rope_factors = lb_alloc((size_t)half * sizeof(float)))) return LB_ERR_NOMEM;
+    memcpy(m->rope_factors, t->data, (size_t)half * sizeof(float));
+    for (int i = 0; i < half; i++)
+        if (!(m->rope_factors[i] > 0.0f && isfinite(m->rope_factors[i])))
+            return lb_fail(LB_ERR_FORMAT, "rope_freqs.weight[%d] = %g is not a positive number", i,
+                           (double)m->rope_factors[i]);
+    return LB_OK;
+}
+
 lb_status lb_model_from_gguf(const uint8_t *data, size_t size, lb_model **out) {
     *out = NULL;
     lb_gguf *g = NULL;
@@ -723,11 +810,17 @@ lb_status lb_model_from_gguf(const uint8_t *data, size_t size, lb_model **out) {
     lb_config c;
     lb_status st;
     TRY(lb_gguf_parse(data, size, &g));
-    TRY(read_config(g, &c));
+    int neox = 0;
+    TRY(read_config(g, &c, &neox));
     TRY(lb_model_alloc(&c, lb_gguf_find_tensor(g, "output.weight") == NULL, &m));
     for (int i = 0; i < lb_model_n_tensors(m); i++) TRY(bind_tensor(g, lb_model_tensor_at(m, i)));
     for (int l = 0; l < c.n_layers; l++)
         for (int i = 0; i < LB_N_LINEARS; i++) TRY(read_linear_slots(g, &m->layers[l].linear[i]));
+    for (int l = 0; neox && l < c.n_layers; l++) {
+        TRY(neox_to_interleaved(&m->layers[l].linear[LB_WQ], c.n_heads));
+        TRY(neox_to_interleaved(&m->layers[l].linear[LB_WK], c.n_kv_heads));
+    }
+    TRY(read_rope_factors(g, m));
     TRY(read_tokenizer(g, m));
     if (lb_gguf_find_key(g, "lowbit.quant.note") >= 0) {
         const char *s;

@@ -51,6 +51,9 @@ static lb_status check_writable(lb_model *m, const lb_qspec *dtype) {
                 return lb_fail(LB_ERR_UNSUPPORTED, "linear '%s' has slots (bias, scales, rotations, outliers, adapters "
                                "or an activation quantizer) that a Hugging Face Llama folder cannot hold; keep it as GGUF",
                                m->layers[l].linear[i].w.name);
+    if (m->rope_factors)
+        return lb_fail(LB_ERR_UNSUPPORTED, "the model's RoPE frequency divisors (rope_freqs) have no config.json form "
+                       "lowbit writes (rope_scaling's parameters are not kept); keep it as GGUF");
     const char *pre = m->tokenizer ? lb_tokenizer_pre(m->tokenizer) : "";
     if (m->tokenizer && !strcmp(lb_tokenizer_kind(m->tokenizer), "gpt2") && strcmp(pre, "gpt-2") &&
         strcmp(pre, "llama3") && strcmp(pre, "qwen2"))
