@@ -3,8 +3,9 @@
 # folder and back to GGUF (the same greedy text and perplexity as the
 # original), info / eval / generate / quantize on the folder itself, f16 and
 # bf16 folders, a quantized model (refused without --format, dequantized
-# with it), --json; and bad input that fails clearly and leaves nothing:
-# a quantized --format, an unknown --to, the input's own folder as output,
+# with it), --json; any format into GGUF (--format q4_k: rtn per tensor, the
+# fallback said); and bad input that fails clearly and leaves nothing:
+# a quantized --format into a folder, an unknown --to, the input's own folder as output,
 # a broken config.json, a truncated model.safetensors.
 set -u
 NEEDS="MODEL TOK TEXT"
@@ -43,7 +44,18 @@ done
 json "$TMP/bf16/config.json" "j['torch_dtype'] == 'bfloat16'"
 
 # bad input: clear messages, exit codes, nothing half-written
-expect 2 "use lowbit quantize" -- "$LOWBIT" convert "$MODEL" --format int4 -o "$TMP/x"
+expect 2 "cannot hold: write GGUF" -- "$LOWBIT" convert "$MODEL" --format int4 -o "$TMP/x"
+# any format into GGUF: rtn per tensor, the K-quant fallback said on stderr; the
+# linears come out as quantize's data-free rtn (clip mse) writes them
+expect 0 "not whole blocks of q4_k" -- "$LOWBIT" convert "$MODEL" --format q4_k -o "$TMP/k.gguf"
+expect 0 "" -- "$LOWBIT" quantize "$MODEL" --format q4_k --clip mse -o "$TMP/kq.gguf"
+"$LOWBIT" info "$TMP/k.gguf" --json > "$TMP/k.json"
+"$LOWBIT" info "$TMP/kq.gguf" --json > "$TMP/kq.json"
+json "$TMP/k.json" "[x['format'] for x in j['tensors'] if '.attn_' in x['name'] or '.ffn_' in x['name'] if 'norm' not in x['name']] == \
+    [x['format'] for x in json.load(open('$TMP/kq.json'))['tensors'] if '.attn_' in x['name'] or '.ffn_' in x['name'] if 'norm' not in x['name']] \
+    and [x['format'] for x in j['tensors'] if x['name'] == 'token_embd.weight'] == ['int5:g32:sym']"
+"$LOWBIT" eval "$TMP/k.gguf" --text "$TEXT" --split eval --json > "$TMP/k.eval.json"
+json "$TMP/k.eval.json" "j['ppl'] < 7.13 * 1.05"  # f32 7.13; q4_k (q5_0 where it falls back) 7.27
 expect 2 "--to must be gguf or safetensors" -- "$LOWBIT" convert "$MODEL" --to onnx -o "$TMP/x"
 expect 2 "missing -o OUT" -- "$LOWBIT" convert "$MODEL"
 expect 1 "is the input's folder" -- "$LOWBIT" convert "$TMP/hf" -o "$TMP/hf"

@@ -94,6 +94,17 @@ LB_API lb_status lb_model_save_gguf(const lb_model *m, const char *path);
  * made a row at a time while the file is written, never held whole. dtype
  * NULL: lb_model_save_gguf. */
 LB_API lb_status lb_model_save_gguf_as(const lb_model *m, const char *path, const lb_qspec *dtype);
+/* A quantizer for lb_model_save_gguf_quantized: w (rows x cols floats) into
+ * *out in format spec (lb_quantize_to_tensor with a method's options, say). */
+typedef lb_status (*lb_quantize_fn)(const float *w, int64_t rows, int64_t cols, const lb_qspec *spec,
+                                    const char *name, lb_tensor *out, void *user);
+/* The same with every 2-D tensor (linears, embedding, classifier) stored in
+ * spec, any format: a float one as lb_model_save_gguf_as; a quantized one
+ * dequantized whole and quantized by `quantize` one tensor at a time while
+ * the file is written, with llama-quantize's fallback per tensor where rows
+ * are not whole blocks (lb_format_ggml_fallback). Norms stay f32. */
+LB_API lb_status lb_model_save_gguf_quantized(const lb_model *m, const char *path, const lb_qspec *spec,
+                                              lb_quantize_fn quantize, void *user);
 
 /* Writes the model as a Hugging Face folder dir (created if missing):
  * config.json, model.safetensors (HF tensor names, q/k rows back in the

@@ -231,12 +231,42 @@ done:
     return st;
 }
 
-/* A tensor stored as another float type: its rows decoded and rounded one
- * at a time while the file is written (lb_model_save_gguf_as). */
+/* A tensor stored as another type while the file is written
+ * (lb_model_save_gguf_as): a float type a row at a time; a quantized one
+ * from the whole tensor dequantized, then rtn (one tensor's floats at a
+ * time). tail: what the quantized tensor's tail held (nvfp4's scale, written
+ * as the next tensor, <name>.scale). */
 typedef struct {
     const lb_tensor *t;
     lb_qspec to;
+    int whole; /* 1: the tensor's bytes with its tail (lowbit's I8 form), 0: the rows only */
+    uint8_t tail[4];
+    lb_quantize_fn quantize; /* the caller's quantizer (the model layer has none of its own) */
+    void *user;
 } retyped;
+
+static lb_status write_requantized(void *user, lb_atomic_file *f) {
+    retyped *r = user;
+    const lb_tensor *t = r->t;
+    float *w = lb_alloc((size_t)(t->rows * t->cols) * sizeof(float));
+    if (!w) return LB_ERR_NOMEM;
+    lb_status st = lb_dequantize(t, w);
+    lb_tensor q;
+    if (st == LB_OK) st = r->quantize(w, t->rows, t->cols, &r->to, t->name, &q, r->user);
+    lb_free(w);
+    if (st != LB_OK) return lb_fail_context(st, "tensor '%s' as the target format", t->name);
+    size_t body = (size_t)q.rows * q.layout.row_bytes;
+    if (q.nbytes - body == 4) memcpy(r->tail, q.data + body, 4);
+    lb_atomic_write(f, q.data, r->whole ? q.nbytes : body);
+    lb_tensor_free(&q);
+    return LB_OK;
+}
+
+static lb_status write_tail(void *user, lb_atomic_file *f) {
+    const retyped *r = user;
+    lb_atomic_write(f, r->tail, 4);
+    return LB_OK;
+}
 
 static lb_status write_retyped(void *user, lb_atomic_file *f) {
     const retyped *r = user;
@@ -264,10 +294,27 @@ static lb_status write_retyped(void *user, lb_atomic_file *f) {
 
 lb_status lb_model_save_gguf(const lb_model *m, const char *path) { return lb_model_save_gguf_as(m, path, NULL); }
 
-lb_status lb_model_save_gguf_as(const lb_model *mc, const char *path, const lb_qspec *dtype) {
-    lb_model *m = (lb_model *)mc; /* tensor iteration only reads */
+static lb_status save_gguf(const lb_model *mc, const char *path, const lb_qspec *dtype, lb_quantize_fn quantize,
+                           void *user);
+
+lb_status lb_model_save_gguf_as(const lb_model *m, const char *path, const lb_qspec *dtype) {
     if (dtype && !lb_qspec_is_float(dtype))
         return lb_fail(LB_ERR_INVALID, "saving as GGUF: the target type must be f32, f16 or bf16");
+    return save_gguf(m, path, dtype, NULL, NULL);
+}
+
+lb_status lb_model_save_gguf_quantized(const lb_model *m, const char *path, const lb_qspec *spec,
+                                       lb_quantize_fn quantize, void *user) {
+    lb_status st = lb_qspec_validate(spec);
+    if (st != LB_OK) return lb_fail_context(st, "saving as GGUF");
+    if (!lb_qspec_is_float(spec) && !quantize)
+        return lb_fail(LB_ERR_INVALID, "saving as GGUF in a quantized format needs a quantizer");
+    return save_gguf(m, path, spec, quantize, user);
+}
+
+static lb_status save_gguf(const lb_model *mc, const char *path, const lb_qspec *dtype, lb_quantize_fn quantize,
+                           void *user) {
+    lb_model *m = (lb_model *)mc; /* tensor iteration only reads */
     const lb_config *c = &m->cfg;
     for (int l = 0; l < c->n_layers; l++)
         for (int i = 0; i < LB_N_LINEARS; i++) {
@@ -310,10 +357,37 @@ lb_status lb_model_save_gguf_as(const lb_model *mc, const char *path, const lb_q
             to = *dtype;
             if (t->rows == 1) lb_qspec_parse("f32", &to);
         }
-        if (dtype && !lb_qspec_equal(&to, &t->spec)) {
+        lb_qspec fb;
+        if (dtype && t->rows > 1 && lb_format_ggml_fallback(&to, t->cols, &fb)) to = fb; /* llama-quantize's rule */
+        if (dtype && !lb_qspec_equal(&to, &t->spec) && !lb_qspec_is_float(&to)) {
+            uint64_t ne[2] = {(uint64_t)t->cols, (uint64_t)t->rows};
+            size_t row_bytes, tail, total;
+            TRY(lb_format_size(&to, t->rows, t->cols, &row_bytes, &tail, &total));
+            int gt = lb_format_ggml_type(&to, t->cols);
+            rt[i] = (retyped){t, to, gt < 0, {0}, quantize, user};
+            if (gt >= 0) {
+                TRY(lb_gguf_add_tensor_fill(w, t->name, gt, 2, ne, total - tail, write_requantized, &rt[i]));
+                if (tail) { /* nvfp4: llama.cpp's <name>.scale, filled after the tensor itself */
+                    char name[128];
+                    uint64_t one[1] = {1};
+                    tensor_scale_name(name, sizeof name, t->name);
+                    if (tail != 4) TRY(lb_fail(LB_ERR_UNSUPPORTED, "a %zu-byte tail has no GGUF form", tail));
+                    TRY(lb_gguf_add_tensor_fill(w, name, LB_GGML_F32, 1, one, 4, write_tail, &rt[i]));
+                }
+            } else {
+                char key[160], spec[64];
+                uint64_t n[1] = {total};
+                lb_qspec_format(&to, spec, sizeof spec);
+                snprintf(key, sizeof key, "lowbit.format.%s", t->name);
+                TRY(lb_gguf_set_str(w, key, spec));
+                snprintf(key, sizeof key, "lowbit.shape.%s", t->name);
+                TRY(lb_gguf_set_arr(w, key, LB_GGUF_UINT64, ne, 2));
+                TRY(lb_gguf_add_tensor_fill(w, t->name, LB_GGML_I8, 1, n, total, write_requantized, &rt[i]));
+            }
+        } else if (dtype && !lb_qspec_equal(&to, &t->spec)) {
             uint64_t ne[2] = {(uint64_t)t->cols, (uint64_t)t->rows};
             size_t es = to.family == LB_FAMILY_F32 ? 4 : 2;
-            rt[i] = (retyped){t, to};
+            rt[i] = (retyped){t, to, 0, {0}, NULL, NULL};
             TRY(lb_gguf_add_tensor_fill(w, t->name, lb_format_ggml_type(&to, t->cols), t->rows == 1 ? 1 : 2, ne,
                                         (size_t)(t->rows * t->cols) * es, write_retyped, &rt[i]));
         } else if (type >= 0) {

@@ -9,7 +9,7 @@
 #include "cli.h"
 
 static const char *convert_help =
-    "usage: lowbit convert IN -o OUT [--to gguf|safetensors] [--format f32|f16|bf16] [--tokenizer FILE] [--json]\n\n"
+    "usage: lowbit convert IN -o OUT [--to gguf|safetensors] [--format SPEC] [--tokenizer FILE] [--json]\n\n"
     "Writes the model IN (a llama2.c checkpoint, a GGUF file, or a Hugging Face folder: the folder,\n"
     "its config.json or its .safetensors file) as one GGUF file or as a Hugging Face folder holding\n"
     "config.json, model.safetensors (HF tensor names, q/k rows in HF's rotate-half order) and\n"
@@ -17,12 +17,27 @@ static const char *convert_help =
     "one at a time from the input's mapping.\n\n"
     "  -o, --output OUT   the GGUF file, or the folder (created if missing)\n"
     "  --to KIND          gguf or safetensors (default: gguf when OUT ends in .gguf, else safetensors)\n"
-    "  --format F         store every tensor as f32, f16 or bf16 (quantized ones are dequantized;\n"
-    "                     in GGUF the norms stay f32). Default: as stored; a quantized model then\n"
-    "                     converts to GGUF only (safetensors holds no lowbit format). To quantize,\n"
-    "                     use lowbit quantize.\n"
+    "  --format SPEC      store every tensor as f32, f16 or bf16 (quantized ones are dequantized;\n"
+    "                     in GGUF the norms stay f32), or, GGUF only, every 2-D tensor in any\n"
+    "                     format (q4_k, iq4_xs, nvfp4, int3:g64:asym, ...): each dequantized and\n"
+    "                     quantized by data-free rtn (clip mse) one tensor at a time, rows that are\n"
+    "                     not whole blocks falling back as llama-quantize does (said on stderr).\n"
+    "                     Default: as stored; a quantized model then converts to GGUF only\n"
+    "                     (safetensors holds no lowbit format). For calibrated methods, recipes and\n"
+    "                     per-tensor choices, use lowbit quantize.\n"
     "  --tokenizer FILE   the input's tokenizer, when it is not found beside IN\n"
     "  --json             one JSON object on stdout\n";
+
+/* convert's quantizer: rtn, clip mse (data-free: convert has no calibration text) */
+static lb_status convert_rtn_opts(lb_method_opts *o) {
+    lb_method_opts_default(lb_method_find("rtn"), o);
+    return lb_method_opts_parse(o, "clip=mse");
+}
+
+static lb_status convert_quantize(const float *w, int64_t rows, int64_t cols, const lb_qspec *spec, const char *name,
+                                  lb_tensor *out, void *user) {
+    return lb_quantize_tensor(lb_method_find("rtn"), (const lb_method_opts *)user, NULL, w, rows, cols, spec, name, out);
+}
 
 static int ends_with(const char *s, const char *tail) {
     size_t n = strlen(s), k = strlen(tail);
@@ -72,9 +87,9 @@ int cmd_convert(int argc, char **argv) {
     lb_qspec spec;
     if (format) {
         if (lb_qspec_parse(format, &spec) != LB_OK) return cli_usage_error("convert", "--format: %s", lb_last_error());
-        if (!lb_qspec_is_float(&spec))
-            return cli_usage_error("convert", "--format %s is a quantized format: convert writes f32, f16 or bf16; "
-                                   "use lowbit quantize to quantize", format);
+        if (!lb_qspec_is_float(&spec) && !to_gguf)
+            return cli_usage_error("convert", "--format %s is a quantized format, which a safetensors folder cannot "
+                                   "hold: write GGUF (--to gguf)", format);
     }
     /* checked before any work: never over an input, never a half-made folder */
     const char *inputs[2] = {in, tokenizer};
@@ -92,7 +107,21 @@ int cmd_convert(int argc, char **argv) {
     lb_model *m;
     if (cli_load_model("convert", in, tokenizer, &m)) return CLI_FAIL;
     int rc = CLI_OK;
-    if (to_gguf) {
+    if (to_gguf && format && !lb_qspec_is_float(&spec)) {
+        lb_method_opts opts;
+        if (convert_rtn_opts(&opts) != LB_OK) return cli_error("convert", NULL);
+        for (int i = 0; i < lb_model_n_tensors(m); i++) {
+            const lb_tensor *t = lb_model_tensor_at(m, i);
+            lb_qspec fb;
+            char to_text[64];
+            if (t->rows > 1 && lb_format_ggml_fallback(&spec, t->cols, &fb)) {
+                lb_qspec_format(&fb, to_text, sizeof to_text);
+                fprintf(stderr, "lowbit convert: warning: %s: rows of %lld weights are not whole blocks of %s: %s "
+                        "instead\n", t->name, (long long)t->cols, format, to_text);
+            }
+        }
+        if (lb_model_save_gguf_quantized(m, out, &spec, convert_quantize, &opts) != LB_OK) rc = cli_error("convert", NULL);
+    } else if (to_gguf) {
         if (lb_model_save_gguf_as(m, out, format ? &spec : NULL) != LB_OK) rc = cli_error("convert", NULL);
     } else if (lb_model_save_safetensors(m, out, format ? &spec : NULL) != LB_OK) {
         rc = cli_error("convert", NULL);
