@@ -179,6 +179,45 @@ static void test_error_bounds_and_clipping(void) {
     CHECK_FAILS(lb_clip_parse("percentile", &c), LB_ERR_INVALID, "unknown clipping rule 'percentile'");
 }
 
+/* weights=magnitude: each group's mse search minimizes sum (rms + |w|) (w -
+ * q)^2 over the same candidate grids as the plain search, so on that
+ * objective it is never worse than plain, and on plain squared error never
+ * better (sums over groups, fp16-scale formats) */
+static double magnitude_err(const float *w, const float *q, int64_t n, int g) {
+    double e = 0;
+    for (int64_t k = 0; k < n; k += g) {
+        double ss = 0;
+        for (int i = 0; i < g; i++) ss += (double)w[k + i] * w[k + i];
+        float rms = (float)sqrt(ss / g);
+        for (int i = 0; i < g; i++) e += (rms + fabsf(w[k + i])) * ((double)w[k + i] - q[k + i]) * ((double)w[k + i] - q[k + i]);
+    }
+    return e;
+}
+
+static void test_magnitude_weights(void) {
+    enum { R = 32, C = 256 };
+    static float w[R * C], plain[R * C], mag[R * C];
+    gaussian(w, R * C, 5, 30);
+    static const struct {
+        const char *spec;
+        int g;
+    } f[] = {{"q4_0", 32}, {"int3:g32:asym", 32}, {"int2:g64:sym", 64}, {"nf4:g64", 64}, {"iq4_nl", 32}, {"mxfp4", 32}};
+    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
+        lb_rtn_opts o;
+        lb_rtn_opts_default(&o);
+        o.clip = LB_CLIP_MSE;
+        CHECK_OK(rtn_values_opts(w, R, C, f[i].spec, &o, plain));
+        o.magnitude = 1;
+        CHECK_OK(rtn_values_opts(w, R, C, f[i].spec, &o, mag));
+        double wp = magnitude_err(w, plain, R * C, f[i].g), wm = magnitude_err(w, mag, R * C, f[i].g);
+        double pp = sq_err(w, plain, R * C), pm = sq_err(w, mag, R * C);
+        printf("  %-14s weighted error plain %.4g magnitude %.4g; squared error plain %.4g magnitude %.4g\n", f[i].spec,
+               wp, wm, pp, pm);
+        CHECK_MSG(wm <= wp * (1 + 1e-9) && pp <= pm * (1 + 1e-9) && (wm < wp || pm > pp || memcmp(plain, mag, sizeof mag) == 0),
+                  "%s: weights=magnitude does not minimize its own objective", f[i].spec);
+    }
+}
+
 static void test_bad_input(void) {
     float w[12] = {0};
     float out[12];
@@ -219,6 +258,7 @@ int main(void) {
     test_exact_grids();
     test_binary_ternary();
     test_error_bounds_and_clipping();
+    test_magnitude_weights();
     test_bad_input();
     test_threads_and_determinism();
     return lb_test_finish("test_rtn");

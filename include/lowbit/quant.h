@@ -47,6 +47,8 @@ typedef struct {
     int mse_steps;        /* shrink factors tried by mse (default 50) */
     float mse_min_shrink; /* smallest factor (default 0.5) */
     lb_ternary_rule ternary_rule; /* ternary formats (default LB_TERNARY_ABSMEAN) */
+    int magnitude;        /* 1: the grid searches weight each weight's squared error by rms + |w| (its
+                             group's RMS), ggml's data-free K-quant weighting; 0 (default): 1 */
 } lb_rtn_opts;
 
 LB_API void lb_rtn_opts_default(lb_rtn_opts *o);

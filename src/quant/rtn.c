@@ -79,7 +79,14 @@
  *                 covering D (fp16), the super-group keeps the D whose
  *                 refitted groups have the least total error.
  * GPTQ refits groups the same way (lb_rtn_hscale_fit_group) under the
- * super-scales of its initial RTN fit. */
+ * super-scales of its initial RTN fit.
+ *
+ * Error weights (option weights=magnitude, lb_rtn_opts.magnitude): every
+ * search above scores sum e_i (w_i - q_i)^2 with e_i = rms + |w_i| (rms the
+ * group's), times the per-column weights when there are any. This is the
+ * weighting ggml's data-free K-quant quantizers use (make_qkx2_quants:
+ * av_x + |x|): a large weight's error counts more, and an LLM's output
+ * depends more on its large weights. The codes stay the nearest levels. */
 #include "quant/kmeans.h"
 #include "quant/method_rows.h"
 #include "quant/onebit.h"
@@ -448,7 +455,7 @@ double lb_rtn_hscale_fit_group(lb_qtensor *q, int64_t k, const float *x, int64_t
 /* Refits every group of super-group b on its lattice; mse also searches D.
  * Returns the super-group's squared error. */
 static double hscale_fit_super(lb_qtensor *q, int64_t b, const float *w, int64_t cols, const float *colw,
-                               const lb_rtn_opts *o) {
+                               int64_t colw_stride, const lb_rtn_opts *o) {
     int64_t k0, k1;
     lb_hscale_super_span(q, b, &k0, &k1);
     float D0 = q->super_scale[b], best_D = D0;
@@ -463,7 +470,8 @@ static double hscale_fit_super(lb_qtensor *q, int64_t b, const float *w, int64_t
         for (int64_t k = k0; k < k1; k++) {
             int64_t r = k / q->groups_per_row, c0 = k % q->groups_per_row * q->group_len;
             int64_t n = cols - c0 < q->group_len ? cols - c0 : q->group_len;
-            if (n > 0) err += lb_rtn_hscale_fit_group(q, k, w + r * cols + c0, n, colw ? colw + c0 : NULL, o);
+            if (n > 0)
+                err += lb_rtn_hscale_fit_group(q, k, w + r * cols + c0, n, colw ? colw + r * colw_stride + c0 : NULL, o);
         }
         if (i < steps && err < best_err) {
             best_err = err;
@@ -574,6 +582,29 @@ lb_status lb_rtn_quantize_weighted(const float *w, int64_t rows, int64_t cols, c
             return LB_ERR_NOMEM;
         }
     }
+    /* weights=magnitude: per-weight error weights (ew, rows x cols), the
+     * column weights folded in; every search below reads them by row */
+    float *ew = NULL;
+    int64_t ew_stride = 0;
+    if (opts->magnitude && q->groups_per_row > 0) {
+        if (!(ew = lb_alloc((size_t)(rows * cols) * sizeof(float)))) {
+            lb_free(twn);
+            lb_qtensor_free(q);
+            return LB_ERR_NOMEM;
+        }
+        ew_stride = cols;
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t c0 = 0; c0 < cols; c0 += q->group_len) {
+                int64_t n = cols - c0 < q->group_len ? cols - c0 : q->group_len;
+                const float *x = w + r * cols + c0;
+                double ss = 0;
+                for (int64_t i = 0; i < n; i++) ss += (double)x[i] * x[i];
+                float rms = (float)sqrt(ss / (double)n);
+                for (int64_t i = 0; i < n; i++)
+                    ew[r * cols + c0 + i] = (colw ? colw[c0 + i] : 1.0f) * (rms + fabsf(x[i]));
+            }
+    }
+    const float *cw_all = ew ? ew : colw; /* row r's group at c0: cw_all + r * ew_stride + c0 */
     if (q->groups_per_row == 0) {
         fit_group(q, 0, w, rows * cols, NULL, opts, twn); /* one group: the whole tensor (no mse rule) */
     } else {
@@ -586,13 +617,14 @@ lb_status lb_rtn_quantize_weighted(const float *w, int64_t rows, int64_t cols, c
                 int64_t c0 = g * q->group_len;
                 int64_t n = cols - c0 < q->group_len ? cols - c0 : q->group_len;
                 if (n > 0)
-                    fit_group(q, r * q->groups_per_row + g, w + r * cols + c0, n, colw ? colw + c0 : NULL, opts, twn);
+                    fit_group(q, r * q->groups_per_row + g, w + r * cols + c0, n,
+                              cw_all ? cw_all + r * ew_stride + c0 : NULL, opts, twn);
             }
     }
     st = lb_qtensor_store_scales(q);
     if (st == LB_OK && spec->scale_bits) {
 #pragma omp parallel for schedule(dynamic, 1) if (rows * cols >= RTN_PARALLEL_MIN)
-        for (int64_t b = 0; b < q->n_super; b++) hscale_fit_super(q, b, w, cols, colw, opts);
+        for (int64_t b = 0; b < q->n_super; b++) hscale_fit_super(q, b, w, cols, cw_all, ew_stride, opts);
     }
     if (st == LB_OK) {
 #pragma omp parallel for schedule(static) if (rows * cols >= RTN_PARALLEL_MIN)
@@ -607,6 +639,7 @@ lb_status lb_rtn_quantize_weighted(const float *w, int64_t rows, int64_t cols, c
         }
     }
     lb_free(twn);
+    lb_free(ew);
     if (st != LB_OK) lb_qtensor_free(q);
     return st;
 }
@@ -614,6 +647,7 @@ lb_status lb_rtn_quantize_weighted(const float *w, int64_t rows, int64_t cols, c
 /* ---- the rtn row ------------------------------------------------------- */
 
 static const char *const clip_choices[] = {"minmax", "mse", "aciq", "aciq-gauss", "aciq-laplace", NULL};
+static const char *const weight_choices[] = {"plain", "magnitude", NULL};
 
 static const lb_method_option rtn_options[] = {
     {"clip", LB_OPTION_CHOICE, "minmax",
@@ -621,6 +655,9 @@ static const lb_method_option rtn_options[] = {
      "clipping rule"},
     {"mse_steps", LB_OPTION_INT, "50", "shrink factors tried by clip=mse", 1, 10000, NULL, NULL},
     {"mse_min_shrink", LB_OPTION_FLOAT, "0.5", "smallest shrink factor tried by clip=mse", 0.001, 1, NULL, NULL},
+    {"weights", LB_OPTION_CHOICE, "plain",
+     "error weights of the grid searches: plain | magnitude (rms + |w|, ggml's data-free K-quant weighting)", 0, 0,
+     weight_choices, NULL},
 };
 
 static void rtn_opts_from(const lb_method_opts *o, lb_rtn_opts *ro) {
@@ -628,6 +665,7 @@ static void rtn_opts_from(const lb_method_opts *o, lb_rtn_opts *ro) {
     lb_clip_parse(clip_choices[(int)o->value[0]], &ro->clip);
     ro->mse_steps = (int)o->value[1];
     ro->mse_min_shrink = (float)o->value[2];
+    ro->magnitude = (int)o->value[3] == 1;
 }
 
 /* The clipping check lb_rtn_quantize makes, here too so a plan fails before
