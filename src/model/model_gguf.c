@@ -392,7 +392,10 @@ static lb_status save_gguf(const lb_model *mc, const char *path, const lb_qspec 
                                         (size_t)(t->rows * t->cols) * es, write_retyped, &rt[i]));
         } else if (type >= 0) {
             uint64_t ne[2] = {(uint64_t)t->cols, (uint64_t)t->rows};
-            size_t body = (size_t)t->rows * t->layout.row_bytes;
+            size_t row_bytes, body = t->nbytes; /* from the spec: a tensor's cached layout may be stale */
+            if (lb_format_size(&t->spec, t->rows, t->cols, &row_bytes, NULL, NULL) == LB_OK &&
+                (size_t)t->rows * row_bytes < t->nbytes)
+                body = (size_t)t->rows * row_bytes;
             TRY(lb_gguf_add_tensor(w, t->name, type, t->rows == 1 ? 1 : 2, ne, t->data, body));
             if (t->nbytes > body) { /* nvfp4's tensor scale: llama.cpp's <name>.scale, one f32 */
                 char name[128];
