@@ -1,433 +1,12 @@
-/* A model as one GGUF file, in llama.cpp's "llama" conventions so that
- * llama.cpp can read what it knows (read: also llama.cpp's "qwen2", below):
- *   keys     general.architecture = "llama", llama.* hyperparameters,
- *            tokenizer.ggml.* (sentencepiece-style vocab: spaces as U+2581,
- *            token types normal/unknown/control/byte), lowbit.* (ours)
- *   tensors  token_embd, blk.N.*, output_norm, output (absent when tied).
- * A tensor whose bytes are exactly a ggml type (f32, f16, bf16, Q4_0, Q4_1,
- * Q8_0 layouts) is stored under that type with dims [cols, rows]. Every other
- * lowbit format is stored as raw bytes, ggml I8 with dims [nbytes], plus
- *   lowbit.format.<tensor> = canonical spec ("int2:g64:asym")
- *   lowbit.shape.<tensor>  = [cols, rows] (uint64)
- * so any GGUF reader can still parse the file. Llama 3's RoPE frequency
- * divisors are rope_freqs.weight (head_dim / 2, f32), as llama.cpp's.
- *
- * Architectures read (issue 10 item 1): "llama" (Llama 2/3, Mistral,
- * TinyLlama, SmolLM: llama.cpp writes them all so) and "qwen2" (keys
- * qwen2.*; q/k/v biases, which are the linears' bias slots; NEOX RoPE,
- * i.e. rotate-half pairs (j, j + head_dim/2), so attn_q / attn_k rows and
- * their biases are permuted per head into the interleaved order lowbit's
- * RoPE uses, as llama.cpp's converter does for llama: the same attention,
- * exactly). Written back, such a model is a "llama" file. */
+/* Reading a model from one GGUF file (the conventions and the architectures
+ * read: model_gguf.h). */
 #include <math.h>
 #include <string.h>
 
 #include "io/gguf_internal.h"
 #include "lowbit/gguf.h"
+#include "model/model_gguf.h"
 #include "model/model_internal.h"
-
-
-
-#define TRY(expr)                     \
-    do {                              \
-        st = (expr);                  \
-        if (st != LB_OK) goto done;   \
-    } while (0)
-
-/* ---- writing ------------------------------------------------------------- */
-
-
-/* ---- linear slots -----------------------------------------------------------
- * A linear's slots are extra tensors next to its weight, named after it
- * (blk.N.attn_q.weight -> blk.N.attn_q.<slot>), dims [cols, rows] as usual:
- *   bias (rows) f16 when every value is exact in fp16, else f32 (llama.cpp's
- *   name for a linear's bias); in_scale (cols) f32; hadamard_bits
- *   (ceil(cols / 8)) and out_hadamard_bits (ceil(rows / 8)) i8: the
- *   rotations' signs, bit j % 8 of byte j / 8 set for -1 (the first files
- *   held hadamard_signs (cols) f32, still read); lora_a [cols, rank] and lora_b [rank, rows] f32 with
- *   lowbit.lora_alpha.<linear> (f32);
- *   outliers (CSR, lb_linear_slot_layout picks the smallest exact form):
- *     outlier_values (nnz) f16 when every value is exact in fp16, else f32;
- *     indices, one of
- *       outlier_pos (nnz) i16 read as u16: r * cols + c, when rows x cols
- *         <= 65536 (rows non-decreasing, i.e. CSR order)
- *       outlier_counts (rows) i8 / i16 read as u8 / u16: outliers per row,
- *         with outlier_cols (nnz) i16 read as u16 (cols <= 65536) or i32
- *       outlier_rows (rows + 1) i32 row_ptr with outlier_cols (nnz) i32
- *         (the first form lowbit wrote; still read, and written when a row
- *         holds more than 65535 outliers).
- * The reader bounds-checks every form and rebuilds the i32 / f32 CSR.
- * The activation quantizer is two keys, not a tensor (it is a spec and at
- * most one number): lowbit.act.<linear> = its spec text ("int8:token",
- * "int8:tensor:kl") and, for a static one, lowbit.act_clip.<linear> (f32).
- * Files without these keys load with no activation quantizer. */
-#define GGML_I16 25
-#define GGML_I32 26
-
-static int type_bytes(int type) {
-    return type == LB_GGML_I8 ? 1 : (type == GGML_I16 || type == LB_GGML_F16) ? 2 : 4;
-}
-
-static void slot_name(char *buf, size_t n, const lb_linear *L, const char *slot) {
-    size_t len = strlen(L->w.name);
-    if (len > 7 && !strcmp(L->w.name + len - 7, ".weight")) len -= 7;
-    snprintf(buf, n, "%.*s.%s", (int)len, L->w.name, slot);
-}
-
-/* llama.cpp's per-tensor scale of a weight (NVFP4's second level, multiplying
- * the matmul's output): blk.0.attn_q.weight -> blk.0.attn_q.scale */
-static void tensor_scale_name(char *buf, size_t n, const char *weight) {
-    size_t len = strlen(weight);
-    if (len > 7 && !strcmp(weight + len - 7, ".weight")) len -= 7;
-    snprintf(buf, n, "%.*s.scale", (int)len, weight);
-}
-
-/* <prefix>.<linear> (the weight's name without ".weight"), e.g. lowbit.lora_alpha.blk.0.attn_q */
-static void linear_key(char *buf, size_t n, const char *prefix, const lb_linear *L) {
-    char lin[128];
-    slot_name(lin, sizeof lin, L, "");
-    lin[strlen(lin) - 1] = 0;
-    snprintf(buf, n, "%s.%s", prefix, lin);
-}
-
-static void alpha_key(char *buf, size_t n, const lb_linear *L) { linear_key(buf, n, "lowbit.lora_alpha", L); }
-
-static lb_status add_slot(lb_gguf_writer *w, const lb_linear *L, const char *slot, int type, uint64_t ne0,
-                          uint64_t ne1, const void *data) {
-    char name[128];
-    slot_name(name, sizeof name, L, slot);
-    uint64_t ne[2] = {ne0, ne1};
-    if (!data) return lb_fail(LB_ERR_NOMEM, "out of memory for slot '%s'", name); /* a failed buffer() */
-    return lb_gguf_add_tensor(w, name, type, ne1 ? 2 : 1, ne, data,
-                              (size_t)(ne0 * (ne1 ? ne1 : 1)) * (size_t)type_bytes(type));
-}
-
-/* Buffers the writer points at until the file is written. */
-typedef struct {
-    void **p;
-    int n, cap;
-} buffers;
-
-static void *buffer(buffers *b, size_t bytes) {
-    if (b->n == b->cap) {
-        int cap = b->cap ? 2 * b->cap : 16;
-        void **p = lb_alloc((size_t)cap * sizeof *p);
-        if (!p) return NULL;
-        if (b->n) memcpy(p, b->p, (size_t)b->n * sizeof *p);
-        lb_free(b->p);
-        b->p = p;
-        b->cap = cap;
-    }
-    void *x = lb_alloc(bytes ? bytes : 1);
-    if (x) b->p[b->n++] = x;
-    return x;
-}
-
-static void buffers_free(buffers *b) {
-    for (int i = 0; i < b->n; i++) lb_free(b->p[i]);
-    lb_free(b->p);
-}
-
-static const uint16_t *as_fp16(buffers *b, const float *v, size_t n) {
-    uint16_t *h = buffer(b, n * 2);
-    for (size_t i = 0; h && i < n; i++) h[i] = lb_fp32_to_fp16(v[i]);
-    return h;
-}
-
-static lb_status write_outliers(lb_gguf_writer *w, const lb_linear *L, const lb_slot_layout *lay, buffers *bufs) {
-    const lb_outliers *o = &L->outliers;
-    uint64_t rows = (uint64_t)L->w.rows, cols = (uint64_t)L->w.cols, nnz = (uint64_t)o->nnz;
-    lb_status st = LB_OK;
-    if (lay->value_bytes == 2) {
-        const uint16_t *h = as_fp16(bufs, o->values, nnz);
-        if (!h) return LB_ERR_NOMEM;
-        TRY(add_slot(w, L, "outlier_values", LB_GGML_F16, nnz, 0, h));
-    } else {
-        TRY(add_slot(w, L, "outlier_values", LB_GGML_F32, nnz, 0, o->values));
-    }
-    if (lay->pos16) {
-        uint16_t *pos = buffer(bufs, nnz * 2);
-        if (!pos) return LB_ERR_NOMEM;
-        for (uint64_t r = 0; r < rows; r++)
-            for (int32_t k = o->row_ptr[r]; k < o->row_ptr[r + 1]; k++) pos[k] = (uint16_t)(r * cols + (uint64_t)o->col_idx[k]);
-        return add_slot(w, L, "outlier_pos", GGML_I16, nnz, 0, pos);
-    }
-    if (lay->count_bytes == 4) {
-        TRY(add_slot(w, L, "outlier_rows", GGML_I32, rows + 1, 0, o->row_ptr));
-    } else {
-        uint8_t *cnt = buffer(bufs, rows * (uint64_t)lay->count_bytes);
-        if (!cnt) return LB_ERR_NOMEM;
-        for (uint64_t r = 0; r < rows; r++) {
-            uint32_t c = (uint32_t)(o->row_ptr[r + 1] - o->row_ptr[r]);
-            if (lay->count_bytes == 1) cnt[r] = (uint8_t)c;
-            else lb_wr16(cnt + 2 * r, (uint16_t)c);
-        }
-        TRY(add_slot(w, L, "outlier_counts", lay->count_bytes == 1 ? LB_GGML_I8 : GGML_I16, rows, 0, cnt));
-    }
-    if (lay->col_bytes == 4) return add_slot(w, L, "outlier_cols", GGML_I32, nnz, 0, o->col_idx);
-    uint8_t *c16 = buffer(bufs, nnz * 2);
-    if (!c16) return LB_ERR_NOMEM;
-    for (uint64_t k = 0; k < nnz; k++) lb_wr16(c16 + 2 * k, (uint16_t)o->col_idx[k]);
-    TRY(add_slot(w, L, "outlier_cols", GGML_I16, nnz, 0, c16));
-done:
-    return st;
-}
-
-/* n signs as bits (bit set: -1), in a buffer of bufs; NULL when out of
- * memory (add_slot then fails) */
-static const uint8_t *sign_bits(buffers *bufs, const float *signs, uint64_t n) {
-    uint8_t *b = buffer(bufs, (size_t)(n + 7) / 8);
-    if (!b) return NULL;
-    memset(b, 0, (size_t)(n + 7) / 8);
-    for (uint64_t j = 0; j < n; j++)
-        if (signs[j] < 0) b[j / 8] |= (uint8_t)(1u << (j % 8));
-    return b;
-}
-
-static lb_status write_linear_slots(lb_gguf_writer *w, const lb_linear *L, buffers *bufs) {
-    uint64_t rows = (uint64_t)L->w.rows, cols = (uint64_t)L->w.cols;
-    lb_status st = LB_OK;
-    lb_slot_layout lay;
-    lb_linear_slot_layout(L, &lay);
-    if (L->bias && lay.bias_bytes == 2) {
-        const uint16_t *h = as_fp16(bufs, L->bias, rows);
-        if (!h) return LB_ERR_NOMEM;
-        TRY(add_slot(w, L, "bias", LB_GGML_F16, rows, 0, h));
-    } else if (L->bias) {
-        TRY(add_slot(w, L, "bias", LB_GGML_F32, rows, 0, L->bias));
-    }
-    if (L->in_scale) TRY(add_slot(w, L, "in_scale", LB_GGML_F32, cols, 0, L->in_scale));
-    if (L->rot.kind == LB_ROTATION_HADAMARD) TRY(add_slot(w, L, "hadamard_bits", LB_GGML_I8, (cols + 7) / 8, 0,
-                                                          sign_bits(bufs, L->rot.signs, cols)));
-    if (L->out_rot.kind == LB_ROTATION_HADAMARD)
-        TRY(add_slot(w, L, "out_hadamard_bits", LB_GGML_I8, (rows + 7) / 8, 0, sign_bits(bufs, L->out_rot.signs, rows)));
-    if (L->outliers.nnz) TRY(write_outliers(w, L, &lay, bufs));
-    if (L->adapter.rank) {
-        char key[192];
-        alpha_key(key, sizeof key, L);
-        TRY(lb_gguf_set_f32(w, key, L->adapter.alpha));
-        uint64_t rank = (uint64_t)L->adapter.rank;
-        if (lay.adapter_bytes == 2) { /* every value exact in fp16 (onebit's low-rank term) */
-            const uint16_t *a16 = as_fp16(bufs, L->adapter.a, rank * cols), *b16 = as_fp16(bufs, L->adapter.b, rows * rank);
-            if (!a16 || !b16) return LB_ERR_NOMEM;
-            TRY(add_slot(w, L, "lora_a", LB_GGML_F16, cols, rank, a16));
-            TRY(add_slot(w, L, "lora_b", LB_GGML_F16, rank, rows, b16));
-        } else {
-            TRY(add_slot(w, L, "lora_a", LB_GGML_F32, cols, rank, L->adapter.a));
-            TRY(add_slot(w, L, "lora_b", LB_GGML_F32, rank, rows, L->adapter.b));
-        }
-    }
-    if (L->act.kind != LB_AQ_NONE) {
-        char key[192], spec[64];
-        lb_act_spec_format(&L->act, spec, sizeof spec);
-        linear_key(key, sizeof key, "lowbit.act", L);
-        TRY(lb_gguf_set_str(w, key, spec));
-        if (L->act.kind == LB_AQ_TENSOR) {
-            linear_key(key, sizeof key, "lowbit.act_clip", L);
-            TRY(lb_gguf_set_f32(w, key, L->act.clip));
-        }
-    }
-done:
-    return st;
-}
-
-/* A tensor stored as another type while the file is written
- * (lb_model_save_gguf_as): a float type a row at a time; a quantized one
- * from the whole tensor dequantized, then rtn (one tensor's floats at a
- * time). tail: what the quantized tensor's tail held (nvfp4's scale, written
- * as the next tensor, <name>.scale). */
-typedef struct {
-    const lb_tensor *t;
-    lb_qspec to;
-    int whole; /* 1: the tensor's bytes with its tail (lowbit's I8 form), 0: the rows only */
-    uint8_t tail[4];
-    lb_quantize_fn quantize; /* the caller's quantizer (the model layer has none of its own) */
-    void *user;
-} retyped;
-
-static lb_status write_requantized(void *user, lb_atomic_file *f) {
-    retyped *r = user;
-    const lb_tensor *t = r->t;
-    float *w = lb_alloc((size_t)(t->rows * t->cols) * sizeof(float));
-    if (!w) return LB_ERR_NOMEM;
-    lb_status st = lb_dequantize(t, w);
-    lb_tensor q;
-    if (st == LB_OK) st = r->quantize(w, t->rows, t->cols, &r->to, t->name, &q, r->user);
-    lb_free(w);
-    if (st != LB_OK) return lb_fail_context(st, "tensor '%s' as the target format", t->name);
-    size_t body = (size_t)q.rows * q.layout.row_bytes;
-    if (q.nbytes - body == 4) memcpy(r->tail, q.data + body, 4);
-    lb_atomic_write(f, q.data, r->whole ? q.nbytes : body);
-    lb_tensor_free(&q);
-    return LB_OK;
-}
-
-static lb_status write_tail(void *user, lb_atomic_file *f) {
-    const retyped *r = user;
-    lb_atomic_write(f, r->tail, 4);
-    return LB_OK;
-}
-
-static lb_status write_retyped(void *user, lb_atomic_file *f) {
-    const retyped *r = user;
-    const lb_tensor *t = r->t;
-    size_t es = r->to.family == LB_FAMILY_F32 ? 4 : 2;
-    float *row = lb_alloc((size_t)t->cols * sizeof *row);
-    uint8_t *out = lb_alloc((size_t)t->cols * es);
-    if (!row || !out) {
-        lb_free(row);
-        lb_free(out);
-        return LB_ERR_NOMEM;
-    }
-    for (int64_t r0 = 0; r0 < t->rows; r0++) {
-        lb_dequantize_row(t, r0, row);
-        for (int64_t c = 0; c < t->cols; c++) {
-            if (es == 4) memcpy(out + 4 * c, &row[c], 4);
-            else lb_wr16(out + 2 * c, r->to.family == LB_FAMILY_F16 ? lb_fp32_to_fp16(row[c]) : lb_fp32_to_bf16(row[c]));
-        }
-        lb_atomic_write(f, out, (size_t)t->cols * es);
-    }
-    lb_free(row);
-    lb_free(out);
-    return LB_OK;
-}
-
-lb_status lb_model_save_gguf(const lb_model *m, const char *path) { return lb_model_save_gguf_as(m, path, NULL); }
-
-static lb_status save_gguf(const lb_model *mc, const char *path, const lb_qspec *dtype, lb_quantize_fn quantize,
-                           void *user);
-
-lb_status lb_model_save_gguf_as(const lb_model *m, const char *path, const lb_qspec *dtype) {
-    if (dtype && !lb_qspec_is_float(dtype))
-        return lb_fail(LB_ERR_INVALID, "saving as GGUF: the target type must be f32, f16 or bf16");
-    return save_gguf(m, path, dtype, NULL, NULL);
-}
-
-lb_status lb_model_save_gguf_quantized(const lb_model *m, const char *path, const lb_qspec *spec,
-                                       lb_quantize_fn quantize, void *user) {
-    lb_status st = lb_qspec_validate(spec);
-    if (st != LB_OK) return lb_fail_context(st, "saving as GGUF");
-    if (!lb_qspec_is_float(spec) && !quantize)
-        return lb_fail(LB_ERR_INVALID, "saving as GGUF in a quantized format needs a quantizer");
-    return save_gguf(m, path, spec, quantize, user);
-}
-
-static lb_status save_gguf(const lb_model *mc, const char *path, const lb_qspec *dtype, lb_quantize_fn quantize,
-                           void *user) {
-    lb_model *m = (lb_model *)mc; /* tensor iteration only reads */
-    const lb_config *c = &m->cfg;
-    for (int l = 0; l < c->n_layers; l++)
-        for (int i = 0; i < LB_N_LINEARS; i++) {
-            const lb_linear *L = &m->layers[l].linear[i];
-            if (L->rot.kind != LB_ROTATION_NONE && L->rot.kind != LB_ROTATION_HADAMARD)
-                return lb_fail(LB_ERR_UNSUPPORTED,
-                               "linear '%s' has a rotation of kind %d, which lowbit cannot store in GGUF yet (saving "
-                               "without it would change the model)",
-                               L->w.name, (int)L->rot.kind);
-        }
-    lb_gguf_writer *w;
-    buffers bufs = {0};
-    lb_status st = lb_gguf_writer_create(&w);
-    if (st != LB_OK) return st;
-    TRY(lb_gguf_set_str(w, "general.architecture", "llama"));
-    TRY(lb_gguf_set_str(w, "general.name", "lowbit model"));
-    TRY(lb_gguf_set_u32(w, "general.alignment", LB_GGUF_DEFAULT_ALIGNMENT));
-    TRY(lb_gguf_set_u32(w, "llama.context_length", (uint32_t)c->seq_len));
-    TRY(lb_gguf_set_u32(w, "llama.embedding_length", (uint32_t)c->dim));
-    TRY(lb_gguf_set_u32(w, "llama.block_count", (uint32_t)c->n_layers));
-    TRY(lb_gguf_set_u32(w, "llama.feed_forward_length", (uint32_t)c->hidden_dim));
-    TRY(lb_gguf_set_u32(w, "llama.attention.head_count", (uint32_t)c->n_heads));
-    TRY(lb_gguf_set_u32(w, "llama.attention.head_count_kv", (uint32_t)c->n_kv_heads));
-    TRY(lb_gguf_set_u32(w, "llama.rope.dimension_count", (uint32_t)c->head_dim));
-    TRY(lb_gguf_set_f32(w, "llama.attention.layer_norm_rms_epsilon", c->norm_eps));
-    TRY(lb_gguf_set_f32(w, "llama.rope.freq_base", c->rope_theta));
-    TRY(lb_gguf_set_u32(w, "llama.vocab_size", (uint32_t)c->vocab_size));
-    if (m->tokenizer) TRY(lb_tokenizer_write_gguf(m->tokenizer, w));
-    TRY(lb_gguf_set_str(w, "lowbit.version", LB_VERSION_STRING));
-    /* dequantized to a float type, the note no longer describes the file */
-    if (m->quant_note[0] && !dtype) TRY(lb_gguf_set_str(w, "lowbit.quant.note", m->quant_note));
-
-    retyped *rt = dtype ? buffer(&bufs, (size_t)lb_model_n_tensors(m) * sizeof *rt) : NULL;
-    if (dtype && !rt) TRY(LB_ERR_NOMEM);
-    for (int i = 0; i < lb_model_n_tensors(m); i++) {
-        const lb_tensor *t = lb_model_tensor_at(m, i);
-        int type = lb_format_ggml_type(&t->spec, t->cols);
-        lb_qspec to;
-        if (dtype) { /* norms stay f32: the forward pass reads them as floats */
-            to = *dtype;
-            if (t->rows == 1) lb_qspec_parse("f32", &to);
-        }
-        lb_qspec fb;
-        if (dtype && t->rows > 1 && lb_format_ggml_fallback(&to, t->cols, &fb)) to = fb; /* llama-quantize's rule */
-        if (dtype && !lb_qspec_equal(&to, &t->spec) && !lb_qspec_is_float(&to)) {
-            uint64_t ne[2] = {(uint64_t)t->cols, (uint64_t)t->rows};
-            size_t row_bytes, tail, total;
-            TRY(lb_format_size(&to, t->rows, t->cols, &row_bytes, &tail, &total));
-            int gt = lb_format_ggml_type(&to, t->cols);
-            rt[i] = (retyped){t, to, gt < 0, {0}, quantize, user};
-            if (gt >= 0) {
-                TRY(lb_gguf_add_tensor_fill(w, t->name, gt, 2, ne, total - tail, write_requantized, &rt[i]));
-                if (tail) { /* nvfp4: llama.cpp's <name>.scale, filled after the tensor itself */
-                    char name[128];
-                    uint64_t one[1] = {1};
-                    tensor_scale_name(name, sizeof name, t->name);
-                    if (tail != 4) TRY(lb_fail(LB_ERR_UNSUPPORTED, "a %zu-byte tail has no GGUF form", tail));
-                    TRY(lb_gguf_add_tensor_fill(w, name, LB_GGML_F32, 1, one, 4, write_tail, &rt[i]));
-                }
-            } else {
-                char key[160], spec[64];
-                uint64_t n[1] = {total};
-                lb_qspec_format(&to, spec, sizeof spec);
-                snprintf(key, sizeof key, "lowbit.format.%s", t->name);
-                TRY(lb_gguf_set_str(w, key, spec));
-                snprintf(key, sizeof key, "lowbit.shape.%s", t->name);
-                TRY(lb_gguf_set_arr(w, key, LB_GGUF_UINT64, ne, 2));
-                TRY(lb_gguf_add_tensor_fill(w, t->name, LB_GGML_I8, 1, n, total, write_requantized, &rt[i]));
-            }
-        } else if (dtype && !lb_qspec_equal(&to, &t->spec)) {
-            uint64_t ne[2] = {(uint64_t)t->cols, (uint64_t)t->rows};
-            size_t es = to.family == LB_FAMILY_F32 ? 4 : 2;
-            rt[i] = (retyped){t, to, 0, {0}, NULL, NULL};
-            TRY(lb_gguf_add_tensor_fill(w, t->name, lb_format_ggml_type(&to, t->cols), t->rows == 1 ? 1 : 2, ne,
-                                        (size_t)(t->rows * t->cols) * es, write_retyped, &rt[i]));
-        } else if (type >= 0) {
-            uint64_t ne[2] = {(uint64_t)t->cols, (uint64_t)t->rows};
-            size_t row_bytes, body = t->nbytes; /* from the spec: a tensor's cached layout may be stale */
-            if (lb_format_size(&t->spec, t->rows, t->cols, &row_bytes, NULL, NULL) == LB_OK &&
-                (size_t)t->rows * row_bytes < t->nbytes)
-                body = (size_t)t->rows * row_bytes;
-            TRY(lb_gguf_add_tensor(w, t->name, type, t->rows == 1 ? 1 : 2, ne, t->data, body));
-            if (t->nbytes > body) { /* nvfp4's tensor scale: llama.cpp's <name>.scale, one f32 */
-                char name[128];
-                uint64_t one[1] = {1};
-                tensor_scale_name(name, sizeof name, t->name);
-                if (t->nbytes - body != 4) TRY(lb_fail(LB_ERR_UNSUPPORTED, "tensor '%s': a %zu-byte tail has no "
-                                                       "GGUF form", t->name, t->nbytes - body));
-                TRY(lb_gguf_add_tensor(w, name, LB_GGML_F32, 1, one, t->data + body, 4));
-            }
-        } else {
-            char key[160], spec[64];
-            uint64_t ne[1] = {t->nbytes}, shape[2] = {(uint64_t)t->cols, (uint64_t)t->rows};
-            lb_qspec_format(&t->spec, spec, sizeof spec);
-            snprintf(key, sizeof key, "lowbit.format.%s", t->name);
-            TRY(lb_gguf_set_str(w, key, spec));
-            snprintf(key, sizeof key, "lowbit.shape.%s", t->name);
-            TRY(lb_gguf_set_arr(w, key, LB_GGUF_UINT64, shape, 2));
-            TRY(lb_gguf_add_tensor(w, t->name, LB_GGML_I8, 1, ne, t->data, t->nbytes));
-        }
-    }
-    for (int l = 0; l < c->n_layers; l++)
-        for (int i = 0; i < LB_N_LINEARS; i++) TRY(write_linear_slots(w, &m->layers[l].linear[i], &bufs));
-    if (m->rope_factors) {
-        uint64_t ne[1] = {(uint64_t)(c->head_dim / 2)};
-        TRY(lb_gguf_add_tensor(w, "rope_freqs.weight", LB_GGML_F32, 1, ne, m->rope_factors, ne[0] * sizeof(float)));
-    }
-    TRY(lb_gguf_write(w, path));
-done:
-    lb_gguf_writer_free(w);
-    buffers_free(&bufs);
-    return st;
-}
 
 /* ---- reading ------------------------------------------------------------- */
 
@@ -578,7 +157,7 @@ static lb_status bind_tensor(const lb_gguf *g, lb_tensor *t) {
         /* nvfp4: the tensor scale from <name>.scale (1 when absent, as llama.cpp), after the blocks in one buffer */
         char name[128];
         float scale = 1.0f;
-        tensor_scale_name(name, sizeof name, t->name);
+        lb_gguf_tensor_scale_name(name, sizeof name, t->name);
         const lb_gguf_tensor *s = lb_gguf_find_tensor(g, name);
         if (s && (s->type != LB_GGML_F32 || s->n_dims != 1 || s->ne[0] != 1))
             return lb_fail(LB_ERR_FORMAT, "tensor '%s' is not one f32", name);
@@ -619,7 +198,7 @@ static const char *type_name(int type) {
 static lb_status read_slot(const lb_gguf *g, const lb_linear *L, const char *slot, const int *types, uint32_t n_dims,
                            uint64_t *ne0, uint64_t *ne1, void **out, int *type) {
     char name[128];
-    slot_name(name, sizeof name, L, slot);
+    lb_gguf_slot_name(name, sizeof name, L, slot);
     *out = NULL;
     const lb_gguf_tensor *t = lb_gguf_find_tensor(g, name);
     if (!t) return LB_OK;
@@ -629,7 +208,7 @@ static lb_status read_slot(const lb_gguf *g, const lb_linear *L, const char *slo
         return lb_fail(LB_ERR_FORMAT, "tensor '%s' is not a %u-D %s tensor of the linear's shape", name, n_dims,
                        type_name(types[0]));
     uint64_t n = t->ne[0] * (n_dims == 2 ? t->ne[1] : 1);
-    size_t eb = (size_t)type_bytes((int)t->type);
+    size_t eb = (size_t)lb_gguf_slot_type_bytes((int)t->type);
     if (n == 0 || t->ne[0] > (1u << 30) || (n_dims == 2 && t->ne[1] > (1u << 30)) || t->nbytes != n * eb)
         return lb_fail(LB_ERR_FORMAT, "tensor '%s' has %zu bytes for %llu values", name, t->nbytes,
                        (unsigned long long)n);
@@ -740,7 +319,7 @@ static lb_status outlier_csr(const lb_linear *L, uint64_t nnz, const void *pos, 
 /* lowbit.act.<linear> (+ lowbit.act_clip.<linear>), when present */
 static lb_status read_linear_act(const lb_gguf *g, lb_linear *L) {
     char key[192], spec[64];
-    linear_key(key, sizeof key, "lowbit.act", L);
+    lb_gguf_linear_key(key, sizeof key, "lowbit.act", L);
     if (lb_gguf_find_key(g, key) < 0) return LB_OK;
     const char *s;
     size_t len;
@@ -751,7 +330,7 @@ static lb_status read_linear_act(const lb_gguf *g, lb_linear *L) {
     spec[len] = 0;
     lb_act_quant a;
     if (lb_act_spec_parse(spec, &a) != LB_OK) return lb_fail_context(LB_ERR_FORMAT, "%s", key);
-    linear_key(key, sizeof key, "lowbit.act_clip", L);
+    lb_gguf_linear_key(key, sizeof key, "lowbit.act_clip", L);
     int has_clip = lb_gguf_find_key(g, key) >= 0;
     if (has_clip != (a.kind == LB_AQ_TENSOR))
         return lb_fail(LB_ERR_FORMAT, "%s: %s", key,
@@ -809,7 +388,7 @@ static lb_status read_linear_slots(const lb_gguf *g, lb_linear *L) {
     if (a) {
         char key[192];
         float alpha;
-        alpha_key(key, sizeof key, L);
+        lb_gguf_alpha_key(key, sizeof key, L);
         TRY(lb_gguf_get_f32(g, key, &alpha));
         if (rank > 65536) TRY(lb_fail(LB_ERR_FORMAT, "adapter of '%s' has rank %llu", L->w.name, (unsigned long long)rank));
         TRY(lb_linear_set_adapter(L, (int)rank, a, b, alpha));
