@@ -15,10 +15,12 @@
 #   llama         llama-quantize, no importance matrix
 #   llama+imat    llama-quantize --imatrix (llama-imatrix on the calibration blocks, ctx 256)
 #   rtn           lowbit rtn clip=mse (data-free, like llama-quantize without imatrix)
+#   rtn-mag       the same with weights=magnitude (ggml's data-free error weighting, rms + |w|)
 #   imat          lowbit gptq under llama-imatrix's file (--imatrix: rtn weighted per input,
 #                 weighted_grid=1), the same information llama-quantize gets
 #   gptq          lowbit gptq clip=mse act_order=1 (calibrated on the same blocks as the imatrix)
-# (ternary types: rtn and gptq without a clip, and twn instead of imat)
+# (ternary types: rtn and gptq without a clip, and twn instead of imat; mxfp4
+# is llama-quantize's MXFP4_MOE, which with --pure stores every linear as MXFP4)
 # Prints a Markdown table; the logs stay in OUTDIR. llama.cpp is not part of
 # lowbit: build it yourself (docs/RESULTS.md names the commit and options).
 set -euo pipefail
@@ -68,8 +70,9 @@ echo "| type | file | bpw (linears) | llama-perplexity | KLD | lowbit eval |"
 echo "|---|---|---:|---:|---:|---:|"
 for t in "${types[@]}"; do
     T=$(echo "$t" | tr a-z A-Z)
+    [ "$t" = mxfp4 ] && T=MXFP4_MOE
     # ternary grids (tq1_0, tq2_0) take their own scale rule, not a clip; twn is theirs too
-    clip=(--clip mse) variants=(llama llama-imat rtn imat gptq)
+    clip=(--clip mse) variants=(llama llama-imat rtn rtn-mag imat gptq)
     case $t in tq*) clip=() variants=(llama llama-imat rtn twn gptq) ;; esac
     for v in "${variants[@]}"; do
         f="$out/$t-$v.gguf"
@@ -80,6 +83,8 @@ for t in "${types[@]}"; do
             llama-imat) "$LLAMA_BIN/llama-quantize" --pure --token-embedding-type f32 --output-tensor-type f32 \
                 --imatrix "$out/imatrix.gguf" "$model" "$f" "$T" "$threads" > "$out/$t-$v.qlog" 2>&1 ;;
             rtn) "$lowbit" quantize "$model" --format "$t" --method rtn "${clip[@]}" -o "$f" > "$out/$t-$v.qlog" 2>&1 ;;
+            rtn-mag) "$lowbit" quantize "$model" --format "$t" --method rtn "${clip[@]}" \
+                --tensor-type "linears=$t,weights=magnitude" -o "$f" > "$out/$t-$v.qlog" 2>&1 ;;
             twn) "$lowbit" quantize "$model" --format "$t" --method twn -o "$f" > "$out/$t-$v.qlog" 2>&1 ;;
             imat) "$lowbit" quantize "$model" --format "$t" --method gptq "${clip[@]}" --imatrix "$out/imatrix.gguf" \
                 --tensor-type "linears=$t,weighted_grid=1" -o "$f" > "$out/$t-$v.qlog" 2>&1 ;;

@@ -25,7 +25,7 @@ static const char *candidates[] = {"q8_0", "q4_0", "f32", "f16", "bf16", "q4_1",
                                    "ternary:g64:2bit", "ternary:g64:1.6bit", "ternary:row:2bit", "ternary:g32:1.6bit",
                                    "binary:row", "binary:g32", "binary:tensor", "ternary:g16:2bit",
                                    "nf4:g64", "nf4:row", "nf4:g128:dq", "nf4:g32", "pow2:4:g64", "pow2:4:row", "pow2:4:g32",
-                                   "pow2:5:g32", "iq4_nl", "mxfp4", "nvfp4", "fp8_e4m3", "fp8_e5m2:g32",
+                                   "pow2:5:g32", "iq4_nl", "mxfp4", "nvfp4",
                                    /* every bit width, group kind and zero kind of the uniform kernels */
                                    "int1:g32:asym", "int4:g64:asym", "int4:g128:sym", "int6:g32:asym:zint",
                                    "int7:g16:asym", "int8:g64:asym", "int8:g256:asym:zint", "int3:g16:sym:s4:r16",
