@@ -21,6 +21,7 @@
 #   gptq          lowbit gptq clip=mse act_order=1 (calibrated on the same blocks as the imatrix)
 # (ternary types: rtn and gptq without a clip, and twn instead of imat; mxfp4
 # is llama-quantize's MXFP4_MOE, which with --pure stores every linear as MXFP4)
+# VARIANTS="llama rtn ..." runs only those (ternary types: twn stands for imat).
 # Prints a Markdown table; the logs stay in OUTDIR. llama.cpp is not part of
 # lowbit: build it yourself (docs/RESULTS.md names the commit and options).
 set -euo pipefail
@@ -74,6 +75,14 @@ for t in "${types[@]}"; do
     # ternary grids (tq1_0, tq2_0) take their own scale rule, not a clip; twn is theirs too
     clip=(--clip mse) variants=(llama llama-imat rtn rtn-mag imat gptq)
     case $t in tq*) clip=() variants=(llama llama-imat rtn twn gptq) ;; esac
+    if [ -n "${VARIANTS:-}" ]; then
+        read -r -a want <<< "$VARIANTS"
+        keep=()
+        for v in "${variants[@]}"; do
+            for x in "${want[@]}"; do [ "$v" = "$x" ] && keep+=("$v"); done
+        done
+        variants=("${keep[@]}")
+    fi
     for v in "${variants[@]}"; do
         f="$out/$t-$v.gguf"
         if [ ! -s "$f" ]; then
