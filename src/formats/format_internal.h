@@ -219,6 +219,18 @@ static inline float lb_ue4m3_half(unsigned b) {
     return raw * 0.5f;
 }
 
+/* The grids of llama.cpp's codebook types (iq_grids.c: ggml's tables,
+ * expanded on first use, thread-safe): entry i of a grid is its 8 (iq3: 4)
+ * values; signs[k] is ggml's ksigns_iq2xs, k's seven sign bits and an
+ * eighth making their count even. */
+typedef struct {
+    uint8_t iq2xxs[256][8], iq2xs[512][8], iq2s[1024][8];
+    uint8_t iq3xxs[256][4], iq3s[512][4];
+    int8_t iq1s[2048][8];
+    uint8_t signs[128];
+} lb_iq_grids;
+const lb_iq_grids *lb_iq_grid_tables(void);
+
 /* Little-endian bit streams: value i of width b (1..8) sits at bits
  * [i*b, i*b+b). lb_put_bits ORs into dst, which must start zeroed. */
 static inline void lb_put_bits(uint8_t *dst, uint64_t bitpos, unsigned value, int nbits) {
