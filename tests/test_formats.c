@@ -251,7 +251,9 @@ static void test_ggml_layouts(void) {
     CHECK(lb_format_ggml_type(&s, 64) == LB_GGML_Q4_1);
     CHECK_OK(lb_qspec_from_ggml_type(12, &s)); /* Q4_K: read (src/formats/ggml_read.c) */
     CHECK(lb_format_ggml_type(&s, 256) == 12);
-    CHECK_FAILS(lb_qspec_from_ggml_type(16, &s), LB_ERR_UNSUPPORTED, "IQ2_XXS"); /* the codebook types: not yet */
+    CHECK_OK(lb_qspec_from_ggml_type(16, &s)); /* IQ2_XXS, a codebook type: read too (src/formats/iq_read.c) */
+    CHECK(lb_format_ggml_type(&s, 256) == 16);
+    CHECK_FAILS(lb_qspec_from_ggml_type(28, &s), LB_ERR_UNSUPPORTED, "F64"); /* known to ggml, not read */
     CHECK_FAILS(lb_qspec_from_ggml_type(77, &s), LB_ERR_UNSUPPORTED, "unknown ggml type 77");
 }
 

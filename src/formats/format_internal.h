@@ -230,6 +230,15 @@ typedef struct {
     uint8_t signs[128];
 } lb_iq_grids;
 const lb_iq_grids *lb_iq_grid_tables(void);
+/* One 256-weight block of each codebook type to floats (iq_read.c; the
+ * read-only family's rows in ggml_read.c) */
+void lb_iq2_xxs_block(const uint8_t *b, float *y);
+void lb_iq2_xs_block(const uint8_t *b, float *y);
+void lb_iq2_s_block(const uint8_t *b, float *y);
+void lb_iq3_xxs_block(const uint8_t *b, float *y);
+void lb_iq3_s_block(const uint8_t *b, float *y);
+void lb_iq1_s_block(const uint8_t *b, float *y);
+void lb_iq1_m_block(const uint8_t *b, float *y);
 
 /* Little-endian bit streams: value i of width b (1..8) sits at bits
  * [i*b, i*b+b). lb_put_bits ORs into dst, which must start zeroed. */

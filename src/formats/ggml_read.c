@@ -17,7 +17,11 @@
  * dequantize_row_*, and so does the float arithmetic (the same products in
  * the same order), so the values are ggml's bit for bit when both are
  * compiled without contracting a * b - c into a fused multiply-add
- * (checked against ggml's own to_float: docs/RESULTS.md, "Issue 10"). */
+ * (checked against ggml's own to_float: docs/RESULTS.md, "Issue 10").
+ *
+ * The codebook types IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S and
+ * IQ1_M are read here too (blocks of 256; their decoders and layouts are in
+ * iq_read.c, ggml's grid tables in iq_grids.c). */
 #include "format_internal.h"
 
 #include <math.h>
@@ -47,6 +51,11 @@ static const struct {
     void (*block_to_float)(const uint8_t *b, float *y);
 } types[] = {
     {"q8_1", 9, 32, 36, q8_1}, {"q8_k", 15, QK_K, 292, q8_k},
+    /* the codebook types (iq_read.c, grids in iq_grids.c) */
+    {"iq2_xxs", 16, QK_K, 66, lb_iq2_xxs_block}, {"iq2_xs", 17, QK_K, 74, lb_iq2_xs_block},
+    {"iq3_xxs", 18, QK_K, 98, lb_iq3_xxs_block}, {"iq1_s", 19, QK_K, 50, lb_iq1_s_block},
+    {"iq3_s", 21, QK_K, 110, lb_iq3_s_block},    {"iq2_s", 22, QK_K, 82, lb_iq2_s_block},
+    {"iq1_m", 29, QK_K, 56, lb_iq1_m_block},
 };
 enum { N_TYPES = sizeof types / sizeof types[0] };
 
@@ -112,7 +121,7 @@ static int gr_from_ggml(int type, lb_qspec *out) {
 
 const lb_format_family lb_ggml_read_family = {
     .name = "ggml",
-    .names = "q8_1, q8_k (read only)",
+    .names = "q8_1, q8_k, iq2_xxs, iq2_xs, iq2_s, iq3_xxs, iq3_s, iq1_s, iq1_m (read only)",
     .grid = LB_GRID_NONE,
     .match = gr_match,
     .format = gr_format,
