@@ -22,7 +22,7 @@
 static long long compare(const lb_tensor *t, int type, const char *what) {
     const struct ggml_type_traits *tr = ggml_get_type_traits((enum ggml_type)type);
     if (!tr->to_float) {
-        printf("  %-28s %-6s ggml has no to_float: skipped\n", what, tr->type_name);
+        printf("  %-28s %-7s ggml has no to_float: skipped\n", what, tr->type_name);
         return 0;
     }
     int64_t k = t->rows * t->cols;
@@ -34,7 +34,7 @@ static long long compare(const lb_tensor *t, int type, const char *what) {
     tr->to_float(t->data, y, k);
     long long bad = 0;
     for (int64_t j = 0; j < k; j++) bad += !(isnan(x[j]) && isnan(y[j])) && memcmp(&x[j], &y[j], 4) != 0;
-    printf("  %-28s %-6s %9lld values, %lld differ\n", what, tr->type_name, (long long)k, bad);
+    printf("  %-28s %-7s %9lld values, %lld differ\n", what, tr->type_name, (long long)k, bad);
     free(x);
     free(y);
     return bad;
@@ -43,8 +43,9 @@ static long long compare(const lb_tensor *t, int type, const char *what) {
 int main(int argc, char **argv) {
     long long bad = 0;
     if (argc == 2 && !strcmp(argv[1], "--random")) {
-        const char *names[] = {"q5_0", "q5_1", "q8_1",   "q2_k",   "q3_k",  "q4_k",  "q5_k",
-                               "q6_k", "q8_k", "iq4_nl", "iq4_xs", "tq1_0", "tq2_0", "mxfp4"};
+        const char *names[] = {"q5_0",    "q5_1",   "q8_1",    "q2_k",  "q3_k",   "q4_k",  "q5_k",
+                               "q6_k",    "q8_k",   "iq4_nl",  "iq4_xs", "tq1_0",  "tq2_0", "mxfp4",
+                               "iq2_xxs", "iq2_xs", "iq2_s",   "iq3_xxs", "iq3_s", "iq1_s", "iq1_m"};
         srand(7);
         for (int i = 0; i < (int)(sizeof names / sizeof names[0]); i++) {
             lb_qspec s;
