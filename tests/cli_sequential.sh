@@ -46,7 +46,7 @@ json "$TMP/rp.json" "not j['sequential'] and j['tensors'][0]['proxy_loss'] == js
 expect 0 "" -- "$LOWBIT" quantize "$MODEL" --format int3:g64:asym --clip mse --sequential --report "$TMP/rr.json" -o "$TMP/rs.gguf"
 expect 0 "" -- "$LOWBIT" quantize "$MODEL" --format int3:g64:asym --clip mse -o "$TMP/rp.gguf"
 if cmp -s "$TMP/rs.gguf" "$TMP/rp.gguf"; then ok; else fail "a data-free plan differs with --sequential"; fi
-json "$TMP/rr.json" "j['tensors'][0]['proxy_loss'] is None and j['totals']['proxy_loss'] is None and j['tensors'][0]['options'] == 'clip=mse mse_steps=50 mse_min_shrink=0.5'"
+json "$TMP/rr.json" "j['tensors'][0]['proxy_loss'] is None and j['totals']['proxy_loss'] is None and j['tensors'][0]['options'] == 'clip=mse mse_steps=50 mse_min_shrink=0.5 weights=plain'"
 
 # sweep --sequential: one small configuration evaluated
 "$LOWBIT" sweep "$MODEL" --text "$TEXT" --methods gptq --formats int4:g64:asym --calib-blocks 4 --max-blocks 4 \

@@ -545,7 +545,7 @@ static void test_options(void) {
     CHECK_FAILS(lb_method_opts_set(&o, "clip", "best"), LB_ERR_INVALID, "unknown clipping rule 'best'");
     CHECK(strstr(lb_last_error(), "minmax, mse, aciq") != NULL);
     CHECK_FAILS(lb_method_opts_set(&o, "clipp", "mse"), LB_ERR_INVALID,
-                "method rtn has no option 'clipp' (known: clip, mse_steps, mse_min_shrink, outliers, outlier_rule, "
+                "method rtn has no option 'clipp' (known: clip, mse_steps, mse_min_shrink, weights, outliers, outlier_rule, "
                 "bias_correct, rotate, rotate_seed)");
     CHECK_FAILS(lb_method_opts_parse(&o, "mse_steps=0"), LB_ERR_INVALID, "integer in 1..10000");
     CHECK_FAILS(lb_method_opts_parse(&o, "mse_steps=5x"), LB_ERR_INVALID, "got '5x'");

@@ -350,7 +350,7 @@ static void test_options(void) {
     CHECK(lb_method_opts_stats(&o) == (LB_STATS_MAX_ABS_X | LB_STATS_MEAN_X));
     lb_method_opts_default(rtn, &o);
     lb_method_opts_format(&o, 1, buf, sizeof buf); /* all = 1: the row's own, common ones only when set */
-    CHECK_MSG(!strcmp(buf, "clip=minmax mse_steps=50 mse_min_shrink=0.5"), "%s", buf);
+    CHECK_MSG(!strcmp(buf, "clip=minmax mse_steps=50 mse_min_shrink=0.5 weights=plain"), "%s", buf);
     CHECK(lb_method_opts_stats(&o) == 0);
     CHECK_OK(lb_method_opts_parse(&o, "outlier_rule=sensitivity"));
     CHECK(lb_method_opts_stats(&o) == 0); /* no outliers asked: the rule needs nothing */

@@ -657,7 +657,7 @@ static const lb_method_option rtn_options[] = {
     {"mse_min_shrink", LB_OPTION_FLOAT, "0.5", "smallest shrink factor tried by clip=mse", 0.001, 1, NULL, NULL},
     {"weights", LB_OPTION_CHOICE, "plain",
      "error weights of the grid searches: plain | magnitude (rms + |w|, ggml's data-free K-quant weighting)", 0, 0,
-     weight_choices, NULL},
+     weight_choices, "error weighting"},
 };
 
 static void rtn_opts_from(const lb_method_opts *o, lb_rtn_opts *ro) {
