@@ -22,6 +22,11 @@
 # (ternary types: rtn and gptq without a clip, and twn instead of imat; mxfp4
 # is llama-quantize's MXFP4_MOE, which with --pure stores every linear as MXFP4)
 # VARIANTS="llama rtn ..." runs only those (ternary types: twn stands for imat).
+# LLAMA_TENSOR_TYPES="ffn_down=f16 ..." gives llama-quantize overrides that come
+# first (stories260K's 172-column ffn_down fits no 32-block type; lowbit falls
+# back there by itself): the linears are then named by overrides (attn_, ffn_)
+# over a Q8_0 default instead of --pure, which ignores overrides. nvfp4 has no
+# llama-quantize ftype and always takes that form.
 # Prints a Markdown table; the logs stay in OUTDIR. llama.cpp is not part of
 # lowbit: build it yourself (docs/RESULTS.md names the commit and options).
 set -euo pipefail
@@ -85,12 +90,19 @@ for t in "${types[@]}"; do
     fi
     for v in "${variants[@]}"; do
         f="$out/$t-$v.gguf"
+        # llama-quantize's type choice: --pure with the ftype, or overrides (see above)
+        qargs=(--pure) qtype=$T
+        if [ -n "${LLAMA_TENSOR_TYPES:-}" ] || [ "$t" = nvfp4 ]; then
+            qargs=()
+            for o in ${LLAMA_TENSOR_TYPES:-}; do qargs+=(--tensor-type "$o"); done
+            qargs+=(--tensor-type "attn_=$t" --tensor-type "ffn_=$t") qtype=Q8_0
+        fi
         if [ ! -s "$f" ]; then
             case $v in
-            llama) "$LLAMA_BIN/llama-quantize" --pure --token-embedding-type f32 --output-tensor-type f32 \
-                "$model" "$f" "$T" "$threads" > "$out/$t-$v.qlog" 2>&1 ;;
-            llama-imat) "$LLAMA_BIN/llama-quantize" --pure --token-embedding-type f32 --output-tensor-type f32 \
-                --imatrix "$out/imatrix.gguf" "$model" "$f" "$T" "$threads" > "$out/$t-$v.qlog" 2>&1 ;;
+            llama) "$LLAMA_BIN/llama-quantize" "${qargs[@]}" --token-embedding-type f32 --output-tensor-type f32 \
+                "$model" "$f" "$qtype" "$threads" > "$out/$t-$v.qlog" 2>&1 ;;
+            llama-imat) "$LLAMA_BIN/llama-quantize" "${qargs[@]}" --token-embedding-type f32 --output-tensor-type f32 \
+                --imatrix "$out/imatrix.gguf" "$model" "$f" "$qtype" "$threads" > "$out/$t-$v.qlog" 2>&1 ;;
             rtn) "$lowbit" quantize "$model" --format "$t" --method rtn "${clip[@]}" -o "$f" > "$out/$t-$v.qlog" 2>&1 ;;
             rtn-mag) "$lowbit" quantize "$model" --format "$t" --method rtn "${clip[@]}" \
                 --tensor-type "linears=$t,weights=magnitude" -o "$f" > "$out/$t-$v.qlog" 2>&1 ;;
