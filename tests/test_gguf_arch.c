@@ -8,6 +8,7 @@
  * Llama 3's rope_freqs.weight divides the RoPE frequencies (the tables are
  * checked against the formula) and survives a round trip. An unknown
  * architecture, RoPE scaling and a malformed rope_freqs are refused. */
+#include "gguf_copy.h"
 #include "test.h"
 
 #include <math.h>
@@ -77,25 +78,8 @@ static void copy_gguf(const char *from, const char *to, const edit *e) {
         snprintf(out, sizeof out, "%s", name);
         if (!strncmp(name, "llama.", 6)) snprintf(out, sizeof out, "%s.%s", e->arch, name + 6);
         if (e->set_key && !strcmp(out, e->set_key)) continue;
-        lb_gguf_type t = lb_gguf_kv_type(g, i);
-        if (!strcmp(name, "general.architecture")) {
-            lb_gguf_set_str(w, out, e->arch);
-        } else if (t == LB_GGUF_STRING) {
-            const char *s;
-            size_t sl;
-            char buf[256];
-            lb_gguf_get_str(g, name, &s, &sl);
-            snprintf(buf, sizeof buf, "%.*s", (int)sl, s);
-            lb_gguf_set_str(w, out, buf);
-        } else if (t == LB_GGUF_UINT32) {
-            uint32_t v;
-            lb_gguf_get_u32(g, name, &v);
-            lb_gguf_set_u32(w, out, v);
-        } else if (t == LB_GGUF_FLOAT32) {
-            float v;
-            lb_gguf_get_f32(g, name, &v);
-            lb_gguf_set_f32(w, out, v);
-        } /* the rest (the tokenizer's arrays) is left out: the logits do not need it */
+        if (!strcmp(name, "general.architecture")) lb_gguf_set_str(w, out, e->arch);
+        else gguf_copy_kv(g, w, i, name, out); /* the tokenizer's string arrays are left out */
     }
     if (e->set_key) lb_gguf_set_str(w, e->set_key, e->set_value);
     void *bufs[64];

@@ -1,6 +1,7 @@
 /* A quantized model through one GGUF file and back: bit-identical logits
  * for every format family, ggml type ids where the bytes are ggml's, the
  * tokenizer carried along, and model-level bad files. */
+#include "gguf_copy.h"
 #include "test.h"
 
 #include <unistd.h>
@@ -183,29 +184,7 @@ static void expect_bad(const char *what, const char *drop_key, const char *drop_
         snprintf(name, sizeof name, "%.*s", (int)kl, k);
         if (drop_key && !strcmp(name, drop_key)) continue;
         if (key && !strcmp(name, key)) continue;
-        lb_gguf_type t = lb_gguf_kv_type(g, i);
-        if (t == LB_GGUF_STRING) {
-            const char *s;
-            size_t sl;
-            char buf[256];
-            lb_gguf_get_str(g, name, &s, &sl);
-            snprintf(buf, sizeof buf, "%.*s", (int)sl, s);
-            lb_gguf_set_str(w, name, buf);
-        } else if (t == LB_GGUF_UINT32) {
-            uint32_t v;
-            lb_gguf_get_u32(g, name, &v);
-            lb_gguf_set_u32(w, name, v);
-        } else if (t == LB_GGUF_FLOAT32) {
-            float v;
-            lb_gguf_get_f32(g, name, &v);
-            lb_gguf_set_f32(w, name, v);
-        } else if (t == LB_GGUF_ARRAY) {
-            lb_gguf_type et;
-            uint64_t n;
-            const uint8_t *e;
-            lb_gguf_get_arr(g, name, &et, &n, &e);
-            if (et != LB_GGUF_STRING) lb_gguf_set_arr(w, name, et, e, n);
-        }
+        gguf_copy_kv(g, w, i, name, name);
     }
     if (key) lb_gguf_set_str(w, key, value);
     for (int64_t i = 0; i < lb_gguf_n_tensors(g); i++) {
