@@ -78,21 +78,21 @@ static void test_fp8_values(void) {
             if (x > 0) pos_min = fminf(pos_min, x);
             if (x == v[i].min_normal) norm = x;
             /* every value rounds to itself (+-0 to a zero) */
-            float back = lb_format_level(&s, lb_format_nearest_level(&s, x));
+            float back = lb_format_level(&s, lb_format_nearest_level(&s, 1.0f, x));
             CHECK_MSG(back == x, "%s: code %d (%g) rounds to %g", v[i].spec, c, (double)x, (double)back);
         }
         CHECK(hi == v[i].max && lo == -v[i].max && pos_min == v[i].min_sub && norm == v[i].min_normal);
-        CHECK(lb_format_level(&s, lb_format_nearest_level(&s, 1.0f)) == 1.0f);
-        CHECK(lb_format_level(&s, lb_format_nearest_level(&s, 1e9f)) == v[i].max);
-        CHECK(lb_format_level(&s, lb_format_nearest_level(&s, -1e9f)) == -v[i].max);
+        CHECK(lb_format_level(&s, lb_format_nearest_level(&s, 1.0f, 1.0f)) == 1.0f);
+        CHECK(lb_format_level(&s, lb_format_nearest_level(&s, 1.0f, 1e9f)) == v[i].max);
+        CHECK(lb_format_level(&s, lb_format_nearest_level(&s, 1.0f, -1e9f)) == -v[i].max);
         /* ties go to the even mantissa: E4M3 steps 1/8 above 1, E5M2 1/4 */
         float step = i ? 0.25f : 0.125f;
-        CHECK(lb_format_level(&s, lb_format_nearest_level(&s, 1.0f + step / 2)) == 1.0f);
-        CHECK(lb_format_level(&s, lb_format_nearest_level(&s, 1.0f + 1.5f * step)) == 1.0f + 2 * step);
+        CHECK(lb_format_level(&s, lb_format_nearest_level(&s, 1.0f, 1.0f + step / 2)) == 1.0f);
+        CHECK(lb_format_level(&s, lb_format_nearest_level(&s, 1.0f, 1.0f + 1.5f * step)) == 1.0f + 2 * step);
         int bad = 0;
         for (int k = 0; k < 20000; k++) {
             float x = (float)lb_rng_normal(&r) * ldexpf(1.0f, (int)(lb_rng_u32(&r) % 40) - 20);
-            float got = lb_format_level(&s, lb_format_nearest_level(&s, x));
+            float got = lb_format_level(&s, lb_format_nearest_level(&s, 1.0f, x));
             float best = INFINITY;
             for (int c = 0; c < n; c++) best = fminf(best, fabsf(x - lb_format_level(&s, c)));
             bad += fabsf(x - got) != best;

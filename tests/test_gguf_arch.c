@@ -26,11 +26,8 @@ static lb_model *load(const char *path) {
 static float *logits(const lb_model *m) {
     static const int tok[] = {1, 403, 407, 261, 378, 429, 446, 259, 317, 436, 420, 271, 383, 290, 287, 263};
     enum { N = sizeof tok / sizeof tok[0] };
-    lb_state *s;
     float *lg = lb_alloc((size_t)N * m->cfg.vocab_size * sizeof(float));
-    CHECK_OK(lb_state_create(m, N, &s));
-    CHECK_OK(lb_forward(m, s, tok, N, 0, lg));
-    lb_state_free(s);
+    CHECK_OK(lb_test_logits(m, tok, N, lg));
     return lg;
 }
 

@@ -326,8 +326,9 @@ LB_API int lb_uniform_nearest_code(const lb_qspec *spec, float d, float m, int z
  * that weight's group. */
 LB_API float lb_qtensor_value(const lb_qtensor *q, int64_t row, int64_t col);
 LB_API int lb_qtensor_nearest_code(const lb_qtensor *q, int64_t group, float w);
-/* The code whose level (at scale 1) is nearest v. */
-LB_API int lb_format_nearest_level(const lb_qspec *spec, float v);
+/* The code whose level times d is nearest w: the family's rounding
+ * (nearest_level, fp8) or a scan over the levels (the first nearest). */
+LB_API int lb_format_nearest_level(const lb_qspec *spec, float d, float w);
 /* The stored scale nearest s (fp16 for most families; mxfp4: a power of
  * two; nvfp4: tensor_scale times a UE4M3 value), so a search scores what is
  * written. */

@@ -475,28 +475,17 @@ static lb_status check_col_scale(const lb_qtensor *q, const char *what) {
 int lb_qtensor_nearest_code(const lb_qtensor *q, int64_t group, float w) {
     const lb_format_family *f = q->spec.family;
     if (f->nearest_code) return f->nearest_code(q, group, w);
-    float d = q->scale[group];
-    if (f->nearest_level && d != 0.0f) return f->nearest_level(&q->spec, w / d);
-    /* codebook families: nearest level by scan */
-    int n = f->levels(&q->spec), best = 0;
-    float best_err = INFINITY;
-    for (int c = 0; c < n; c++) {
-        float e = fabsf(w - d * f->level(&q->spec, c));
-        if (e < best_err) {
-            best_err = e;
-            best = c;
-        }
-    }
-    return best;
+    return lb_format_nearest_level(&q->spec, q->scale[group], w);
 }
 
-int lb_format_nearest_level(const lb_qspec *spec, float v) {
+int lb_format_nearest_level(const lb_qspec *spec, float d, float w) {
     const lb_format_family *f = spec->family;
-    if (f->nearest_level) return f->nearest_level(spec, v);
+    if (f->nearest_level && d != 0.0f) return f->nearest_level(spec, w / d);
+    /* codebook families: nearest level by scan */
     int n = f->levels(spec), best = 0;
     float best_err = INFINITY;
     for (int c = 0; c < n; c++) {
-        float e = fabsf(v - f->level(spec, c));
+        float e = fabsf(w - d * f->level(spec, c));
         if (e < best_err) {
             best_err = e;
             best = c;

@@ -209,6 +209,13 @@ static inline float lb_e8m0_half(unsigned e) {
     memcpy(&f, &bits, 4);
     return f;
 }
+/* nvfp4's fp32 tensor scale, the tensor tail after its rows (fp4.c; the
+ * kernels' repack reads it too) */
+static inline float lb_nvfp4_tensor_scale(const lb_layout *l, const uint8_t *data) {
+    float t;
+    memcpy(&t, data + (size_t)l->rows * l->row_bytes, 4); /* little-endian hosts only (checked at build) */
+    return t;
+}
 /* UE4M3 byte b (exponent bits 3..6, bias 7; mantissa bits 0..2; 0x7f reads
  * as 0) as ggml's halved scale (ggml_ue4m3_to_fp32) */
 static inline float lb_ue4m3_half(unsigned b) {

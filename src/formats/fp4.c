@@ -215,11 +215,7 @@ static void fp4_decode_row(lb_qtensor *q, int64_t row, const uint8_t *src) {
 }
 
 static float tail_scale(const lb_qspec *s, const lb_layout *l, const uint8_t *data) {
-    if (!is_nv(s)) return 1.0f;
-    uint32_t u = lb_rd32(data + (size_t)l->rows * l->row_bytes);
-    float t;
-    memcpy(&t, &u, 4);
-    return t;
+    return is_nv(s) ? lb_nvfp4_tensor_scale(l, data) : 1.0f;
 }
 
 static void fp4_encode_tail(const lb_qtensor *q, uint8_t *dst) {

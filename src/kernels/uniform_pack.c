@@ -173,8 +173,7 @@ static void table_row(const lb_upack *p, const lb_cb *cb, int64_t r, int lane, u
 static void nvfp4_row(const lb_tensor *w, const lb_upack *p, int64_t r, int lane, uint8_t *panel, uint8_t *codes) {
     const lb_layout *l = &w->layout;
     const uint8_t *row = w->data + (size_t)r * l->row_bytes;
-    float t;
-    memcpy(&t, w->data + (size_t)l->rows * l->row_bytes, 4);
+    float t = lb_nvfp4_tensor_scale(l, w->data);
     for (int64_t b = 0; b < l->cols_padded / 64; b++) {
         const uint8_t *blk = row + (size_t)b * 36;
         for (int s = 0; s < 4; s++) {

@@ -482,8 +482,8 @@ static lb_status gptq_run(const float *w, int64_t rows, int64_t cols, const doub
     }
     if (st != LB_OK) goto restore;
     int dynamic = q->groups_per_row > 0 && q->group_len < cols && !o->act_order && !o->static_groups &&
-                  !(grid == LB_GRID_ABSMAX && spec->double_quant) && !lb_format_tensor_scaled(spec) && grid != LB_GRID_SIGN && grid != LB_GRID_TERNARY &&
-                  grid != LB_GRID_TRELLIS && !o->hqq_grid;
+                  !(grid == LB_GRID_ABSMAX && spec->double_quant) && !lb_format_tensor_scaled(spec) &&
+                  grid != LB_GRID_SIGN && grid != LB_GRID_TERNARY && grid != LB_GRID_TRELLIS && !o->hqq_grid;
     /* trellis: the scales are RTN's (static); a tile is one piece of the
      * columns' sequences, so each column of a tile is whole sequences */
     lb_trellis trellis = {0};

@@ -146,15 +146,10 @@ static double uniform_error(const lb_qspec *spec, const uniform_grid *g, const f
 }
 
 /* squared error of rounding x to the nearest of scale * level(c) (codebook grids) */
-static double codebook_error(const lb_qspec *spec, int levels, float s, const float *x, int64_t n,
-                             const float *cw) {
+static double codebook_error(const lb_qspec *spec, float s, const float *x, int64_t n, const float *cw) {
     double err = 0;
     for (int64_t i = 0; i < n; i++) {
-        float best = INFINITY;
-        if (levels > 16 && s != 0.0f) /* fp8's 256: the family rounds (lb_format_nearest_level) */
-            best = fabsf(x[i] - s * lb_format_level(spec, lb_format_nearest_level(spec, x[i] / s)));
-        else
-            for (int c = 0; c < levels; c++) best = fminf(best, fabsf(x[i] - s * lb_format_level(spec, c)));
+        float best = fabsf(x[i] - s * lb_format_level(spec, lb_format_nearest_level(spec, s, x[i])));
         err += (cw ? (double)cw[i] : 1.0) * best * best;
     }
     return err;
@@ -269,7 +264,7 @@ static void fit_group(lb_qtensor *q, int64_t k, const float *x, int64_t n, const
         break;
     }
     case LB_GRID_ABSMAX: {
-        int levels = lb_format_levels(spec), lopsided;
+        int lopsided;
         float lm, base = codebook_scale(spec, st.amax, st.ext, &lm, &lopsided);
         float s = lb_qtensor_round_scale(q, base);
         if (o->clip == LB_CLIP_ACIQ || o->clip == LB_CLIP_ACIQ_GAUSS) {
@@ -277,7 +272,7 @@ static void fit_group(lb_qtensor *q, int64_t k, const float *x, int64_t n, const
             aciq_range(&st, o->clip, spec->bits, 1, &lo, &hi, &e);
             s = lb_qtensor_round_scale(q, lopsided ? e / lm : hi / fabsf(lm));
         } else if (o->clip == LB_CLIP_MSE) {
-            double best_err = codebook_error(spec, levels, s, x, n, cw);
+            double best_err = codebook_error(spec, s, x, n, cw);
             /* coarse stored scales (mxfp4's powers of two) may round every
              * shrink factor onto one value: their neighbours above and below
              * are tried too */
@@ -285,7 +280,7 @@ static void fit_group(lb_qtensor *q, int64_t k, const float *x, int64_t n, const
             for (int i = 1; i < o->mse_steps + extra; i++) {
                 float f = i < o->mse_steps ? shrink_factor(o, i) : i == o->mse_steps ? 2.0f : 0.5f;
                 float c = lb_qtensor_round_scale(q, f * base);
-                double e = codebook_error(spec, levels, c, x, n, cw);
+                double e = codebook_error(spec, c, x, n, cw);
                 if (e < best_err) {
                     best_err = e;
                     s = c;
@@ -375,22 +370,22 @@ static double codebook_fit_group(lb_qtensor *q, int64_t k, const float *x, int64
                                  const lb_rtn_opts *o) {
     const lb_qspec *spec = &q->spec;
     group_stats st = stats_of(x, n);
-    int levels = lb_format_levels(spec), lopsided;
+    int lopsided;
     int smin = lb_hscale_scale_min(spec), smax = lb_hscale_scale_max(spec);
     float lm, t = codebook_scale(spec, st.amax, st.ext, &lm, &lopsided), D = q->super_scale[lb_qtensor_super(q, k)];
     if (D == 0.0f) {
         lb_hscale_set_group(q, k, 0, 0);
-        return codebook_error(spec, levels, 0.0f, x, n, cw);
+        return codebook_error(spec, 0.0f, x, n, cw);
     }
     int sc = clamp_int(nearbyintf(t / D), smin, smax);
-    double best = codebook_error(spec, levels, D * (float)sc, x, n, cw);
+    double best = codebook_error(spec, D * (float)sc, x, n, cw);
     uint64_t seen[4] = {0}; /* scale_bits <= 8: 256 bits cover sc - smin */
     first_visit(seen, sc - smin);
     for (int i = 1; o->clip == LB_CLIP_MSE && i < o->mse_steps; i++) {
         int c0 = clamp_int(nearbyintf(shrink_factor(o, i) * t / D), smin, smax);
         for (int c = c0 - 1; c <= c0 + 1; c++) {
             if (c < smin || c > smax || !first_visit(seen, c - smin)) continue;
-            double err = codebook_error(spec, levels, D * (float)c, x, n, cw);
+            double err = codebook_error(spec, D * (float)c, x, n, cw);
             if (err < best) {
                 best = err;
                 sc = c;
