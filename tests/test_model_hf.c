@@ -2,13 +2,16 @@
  * bit-identical logits (f32, and f16 / bf16 stored and reloaded as they
  * are), the q/k row permutation against its index formula, a sharded
  * folder named by model.safetensors.index.json, config.json and index
- * errors, and tokenizer.model both ways. */
+ * errors, tokenizer.model both ways, and vocabularies padded to
+ * config.json's vocab_size. */
 #include "test.h"
 
+#include <stdarg.h>
 #include <unistd.h>
 
 #include "io/safetensors.h"
 #include "model/model_internal.h"
+#include "model/tokenizer_internal.h"
 
 static char dir[] = "/tmp/lb_mhf_XXXXXX";
 
@@ -47,9 +50,12 @@ static void write_text(const char *path, const char *text) {
     fclose(f);
 }
 
-static void sh(const char *fmt, const char *a, const char *b) {
+static void sh(const char *fmt, ...) {
     char cmd[1200];
-    snprintf(cmd, sizeof cmd, fmt, a, b);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
     CHECK_MSG(system(cmd) == 0, "%s", cmd);
 }
 
@@ -259,6 +265,84 @@ static void test_sharded(void) {
     lb_model_free(one);
 }
 
+/* A vocabulary shorter than config.json's vocab_size is padded with
+ * llama.cpp's unused "[PAD..]" tokens: SentencePiece-style counted from 1,
+ * byte-level BPE by id; written back, the folder reads the same again. */
+static void test_padded_vocab(void) {
+    lb_model *m, *again;
+    lb_tokenizer *t;
+    /* SPM: the f32 folder's tokenizer.model cut to 500 pieces */
+    sh("mkdir -p %s/padspm && cp %s/f32/config.json %s/f32/model.safetensors %s/padspm/", dir, dir, dir, dir);
+    CHECK_OK(lb_tokenizer_load_spm(path_in("f32", "tokenizer.model"), &t));
+    t->vocab_size = 500; /* only the pieces are written */
+    CHECK_OK(lb_tokenizer_save_spm(t, path_in("padspm", "tokenizer.model")));
+    t->vocab_size = 512;
+    CHECK_OK(lb_model_load(path_in("padspm", ""), NULL, &m));
+    CHECK(lb_tokenizer_vocab_size(m->tokenizer) == 512);
+    size_t n;
+    const char *p = lb_tokenizer_piece(m->tokenizer, 500, &n);
+    CHECK(n == 6 && !memcmp(p, "[PAD1]", 6) && lb_tokenizer_score(m->tokenizer, 500) == -1000.0f);
+    p = lb_tokenizer_piece(m->tokenizer, 511, &n);
+    CHECK(n == 7 && !memcmp(p, "[PAD12]", 7) && m->tokenizer->types[511] == LB_TOKEN_UNUSED);
+    for (int i = 0; i < 500; i++) {
+        const char *a = lb_tokenizer_piece(t, i, &n), *b;
+        size_t nb;
+        b = lb_tokenizer_piece(m->tokenizer, i, &nb);
+        CHECK(n == nb && !memcmp(a, b, n) && t->types[i] == m->tokenizer->types[i]);
+    }
+    CHECK(!strcmp(lb_detokenize(m->tokenizer, 1, 505, &n), "") && n == 0); /* unused tokens print nothing */
+    int *ids = NULL;
+    size_t nid = 0;
+    const char *text = "Once upon a time, a little [PAD3] dog.";
+    CHECK_OK(lb_tokenize(m->tokenizer, text, strlen(text), 1, 0, &ids, &nid));
+    for (size_t i = 0; i < nid; i++) CHECK(ids[i] < 500);
+    lb_free(ids);
+    CHECK_OK(lb_model_save_safetensors(m, path_in("padspm2", ""), NULL));
+    CHECK_OK(lb_model_load(path_in("padspm2", ""), NULL, &again));
+    CHECK(lb_tokenizer_vocab_size(again->tokenizer) == 512 && again->tokenizer->types[511] == LB_TOKEN_UNUSED);
+    lb_model_free(again);
+    lb_model_free(m);
+    lb_tokenizer_free(t);
+
+    /* byte-level BPE: 256 byte tokens, one merge and <|endoftext|> (257 ids) */
+    sh("mkdir -p %s/padbpe && cp %s/f32/config.json %s/f32/model.safetensors %s/padbpe/", dir, dir, dir, dir);
+    char *json = malloc(16384), *o = json;
+    o += sprintf(o, "{\"added_tokens\": [{\"id\": 257, \"content\": \"<|endoftext|>\", \"special\": true}],"
+                    " \"pre_tokenizer\": {\"type\": \"ByteLevel\", \"add_prefix_space\": false, \"use_regex\": true},"
+                    " \"model\": {\"type\": \"BPE\", \"vocab\": {");
+    for (int b = 0; b < 256; b++) {
+        uint32_t c = lb_gpt2_byte_to_cpt((uint8_t)b);
+        o += sprintf(o, "\"\\u%04x\": %d, ", (unsigned)c, b);
+    }
+    o += sprintf(o, "\"ab\": 256, \"<|endoftext|>\": 257}, \"merges\": [\"a b\"]}}");
+    write_text(path_in("padbpe", "tokenizer.json"), json);
+    free(json);
+    CHECK_OK(lb_model_load(path_in("padbpe", ""), NULL, &m));
+    CHECK(lb_tokenizer_vocab_size(m->tokenizer) == 512);
+    p = lb_tokenizer_piece(m->tokenizer, 258, &n);
+    CHECK(n == 8 && !memcmp(p, "[PAD258]", 8) && m->tokenizer->types[258] == LB_TOKEN_UNUSED);
+    p = lb_tokenizer_piece(m->tokenizer, 511, &n);
+    CHECK(n == 8 && !memcmp(p, "[PAD511]", 8) && m->tokenizer->types[511] == LB_TOKEN_UNUSED);
+    CHECK_OK(lb_tokenize_ex(m->tokenizer, "cab[PAD300]<|endoftext|>", 24, LB_TOKENIZE_SPECIAL, &ids, &nid));
+    CHECK_MSG(nid == 11 && ids[0] == 'c' && ids[1] == 256 && ids[2] == '[' && ids[10] == 257, "%zu ids", nid);
+    lb_free(ids);
+    /* tokenizer.json is written without the padding, and reads back padded */
+    CHECK_OK(lb_model_save_safetensors(m, path_in("padbpe2", ""), NULL));
+    CHECK_OK(lb_tokenizer_load_hf_json(path_in("padbpe2", "tokenizer.json"), &t));
+    CHECK(lb_tokenizer_vocab_size(t) == 258);
+    lb_tokenizer_free(t);
+    CHECK_OK(lb_model_load(path_in("padbpe2", ""), NULL, &again));
+    CHECK(lb_tokenizer_vocab_size(again->tokenizer) == 512);
+    for (int i = 0; i < 512; i++) {
+        const char *a = lb_tokenizer_piece(m->tokenizer, i, &n), *b;
+        size_t nb;
+        b = lb_tokenizer_piece(again->tokenizer, i, &nb);
+        CHECK(n == nb && !memcmp(a, b, n) && m->tokenizer->types[i] == again->tokenizer->types[i]);
+    }
+    lb_model_free(again);
+    lb_model_free(m);
+}
+
 /* config.json: each problem refused with a message naming it. */
 static void test_config_errors(void) {
     lb_model *m;
@@ -365,6 +449,7 @@ int main(void) {
     test_permutation();
     test_round_trip();
     test_sharded();
+    test_padded_vocab();
     test_config_errors();
     test_spm_errors();
     sh("rm -rf %s%s", dir, "");

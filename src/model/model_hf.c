@@ -367,6 +367,12 @@ static lb_status load_tokenizer(const char *dir, const char *tokenizer_path, int
         st = json ? lb_tokenizer_load_hf_json(path, &t) : lb_tokenizer_load_spm(path, &t);
     }
     if (st != LB_OK) return st;
+    /* a vocabulary shorter than the embedding is padded, as llama.cpp's
+     * converter pads it; a longer one is an error */
+    if (lb_tokenizer_vocab_size(t) < m->cfg.vocab_size && (st = lb_tokenizer_pad(t, m->cfg.vocab_size)) != LB_OK) {
+        lb_tokenizer_free(t);
+        return st;
+    }
     if (lb_tokenizer_vocab_size(t) != m->cfg.vocab_size) {
         int v = lb_tokenizer_vocab_size(t);
         lb_tokenizer_free(t);

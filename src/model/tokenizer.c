@@ -24,6 +24,7 @@
 #include "model/tokenizer_internal.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -307,6 +308,52 @@ lb_status lb_tokenizer_build(int vocab_size, const char *const *pieces, const si
     }
     *out = t;
     return LB_OK;
+}
+
+/* Appends unused "[PAD..]" tokens up to vocab_size, as llama.cpp's converter
+ * does when config.json's vocab_size (the embedding's rows) is larger than
+ * the tokenizer: byte-level BPE names them by id ("[PAD<id>]"),
+ * SentencePiece-style vocabularies count them from 1 with score -1000.
+ * Their type is UNUSED, so they never print and are never special. */
+lb_status lb_tokenizer_pad(lb_tokenizer *t, int vocab_size) {
+    int V = t->vocab_size;
+    if (vocab_size <= V) return LB_OK;
+    lb_status st = check_vocab_size(vocab_size);
+    if (st) return st;
+    size_t text_bytes = t->offsets[V];
+    for (int i = V; i < vocab_size; i++) text_bytes += 16 + 1; /* "[PAD" + <= 8 digits + "]" */
+    float *scores = lb_alloc((size_t)vocab_size * sizeof *scores);
+    size_t *offsets = lb_alloc(((size_t)vocab_size + 1) * sizeof *offsets);
+    char *text = lb_alloc(text_bytes);
+    int32_t *types = t->types ? lb_alloc((size_t)vocab_size * sizeof *types) : NULL;
+    if (!scores || !offsets || !text || (t->types && !types)) {
+        lb_free(scores), lb_free(offsets), lb_free(text), lb_free(types);
+        return LB_ERR_NOMEM;
+    }
+    memcpy(scores, t->scores, (size_t)V * sizeof *scores);
+    memcpy(offsets, t->offsets, ((size_t)V + 1) * sizeof *offsets);
+    memcpy(text, t->text, t->offsets[V]);
+    if (types) memcpy(types, t->types, (size_t)V * sizeof *types);
+    lb_free(t->scores), lb_free(t->offsets), lb_free(t->text), lb_free(t->types);
+    t->scores = scores, t->offsets = offsets, t->text = text, t->types = types;
+    size_t off = t->offsets[V];
+    for (int i = V; i < vocab_size; i++) {
+        int n = snprintf(t->text + off, 17, "[PAD%d]", t->kind == LB_TOK_BPE ? i : i - V + 1);
+        t->offsets[i] = off;
+        t->scores[i] = t->kind == LB_TOK_BPE ? 0.0f : -1000.0f;
+        if (t->types) t->types[i] = LB_TOKEN_UNUSED;
+        off += (size_t)n + 1;
+    }
+    t->offsets[vocab_size] = off;
+    t->vocab_size = vocab_size;
+    /* the index and the decode tables are rebuilt over the longer list */
+    lb_free(t->hashes), lb_free(t->slots), lb_free(t->sorted);
+    t->hashes = NULL, t->slots = NULL, t->sorted = NULL;
+    if ((st = tokenizer_index(t)) != LB_OK) return st;
+    if (!t->types) return LB_OK;
+    lb_free(t->dec_offsets), lb_free(t->dec_text), lb_free(t->specials);
+    t->dec_offsets = NULL, t->dec_text = NULL, t->specials = NULL;
+    return lb_tokenizer_prepare(t);
 }
 
 /* ---- accessors ---------------------------------------------------------------- */

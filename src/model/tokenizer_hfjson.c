@@ -335,10 +335,18 @@ lb_status lb_tokenizer_save_hf_json(const lb_tokenizer *t, const char *path) {
     if (t->pre != LB_PRE_GPT2 && t->pre != LB_PRE_LLAMA3 && t->pre != LB_PRE_QWEN2)
         return lb_fail(LB_ERR_UNSUPPORTED, "tokenizer: the pre-tokenizer \"%s\" cannot be written as tokenizer.json "
                        "yet (gpt-2, llama3 and qwen2 can)", lb_pretok_name(t->pre));
+    /* trailing "[PAD<id>]" tokens are left out, so the folder reads back
+     * padded to config.json's vocab_size as before */
+    int n = t->vocab_size;
+    for (char pad[24]; n > 0 && t->types[n - 1] == LB_TOKEN_UNUSED; n--) {
+        size_t len;
+        const char *p = lb_tokenizer_piece(t, n - 1, &len);
+        if (len != (size_t)snprintf(pad, sizeof pad, "[PAD%d]", n - 1) || memcmp(p, pad, len)) break;
+    }
     lb_json_buf b = {0};
     lb_json_raws(&b, "{\"version\":\"1.0\",\"truncation\":null,\"padding\":null,\"added_tokens\":[");
     int first = 1;
-    for (int i = 0; i < t->vocab_size; i++) {
+    for (int i = 0; i < n; i++) {
         int ty = t->types[i];
         if (ty != LB_TOKEN_CONTROL && ty != LB_TOKEN_USER_DEFINED) continue;
         size_t len;
@@ -359,7 +367,7 @@ lb_status lb_tokenizer_save_hf_json(const lb_tokenizer *t, const char *path) {
                      "\"fuse_unk\":false,\"byte_fallback\":false,\"ignore_merges\":");
     lb_json_raws(&b, t->ignore_merges ? "true" : "false");
     lb_json_raws(&b, ",\"vocab\":{");
-    for (int i = 0; i < t->vocab_size; i++) {
+    for (int i = 0; i < n; i++) {
         size_t len;
         const char *p = lb_tokenizer_piece(t, i, &len);
         if (i) lb_json_raw(&b, ",", 1);

@@ -68,6 +68,9 @@ struct lb_tokenizer {
  * last_wins picks llama.cpp's rule for duplicate pieces. */
 lb_status lb_tokenizer_build(int vocab_size, const char *const *pieces, const size_t *lens, const float *scores,
                              int bos_id, int eos_id, int last_wins, lb_tokenizer **out);
+/* Appends llama.cpp's unused "[PAD..]" tokens up to vocab_size (no-op when
+ * the vocabulary is not smaller). */
+lb_status lb_tokenizer_pad(lb_tokenizer *t, int vocab_size);
 /* id of the piece a+b, -1 if none */
 int lb_tokenizer_find(const lb_tokenizer *t, const char *a, size_t na, const char *b, size_t nb);
 /* room for n merges (an empty table), then merges added in rank order (a
