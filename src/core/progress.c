@@ -6,6 +6,9 @@
 #include <unistd.h>
 
 static lb_progress_mode progress_mode = LB_PROGRESS_AUTO;
+/* bars begun while one is showing stay hidden: a verb's own bar over many
+ * library calls is not broken up by theirs (the calling thread only) */
+static int bars_showing;
 
 double lb_now(void) {
     struct timespec ts;
@@ -38,7 +41,8 @@ void lb_progress_begin(lb_progress *p, const char *label, uint64_t total) {
     p->done = 0;
     p->item[0] = 0;
     p->t_start = p->t_last = lb_now();
-    p->active = progress_enabled();
+    p->active = progress_enabled() && !bars_showing;
+    if (p->active) bars_showing++;
 }
 
 void lb_progress_update(lb_progress *p, uint64_t done) {
@@ -67,4 +71,5 @@ void lb_progress_end(lb_progress *p) {
     draw(p);
     fputc('\n', stderr);
     p->active = 0;
+    bars_showing--;
 }

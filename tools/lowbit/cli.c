@@ -110,6 +110,15 @@ int cli_usage_error(const char *verb, const char *fmt, ...) {
     return CLI_USAGE;
 }
 
+int cli_write_file(const char *verb, const char *path, const char *data, size_t len, int failed) {
+    lb_atomic_file f;
+    if (failed) return cli_error(verb, "%s: out of memory", path);
+    if (lb_atomic_open(&f, path) != LB_OK) return cli_error(verb, NULL);
+    lb_atomic_write(&f, data, len);
+    if (lb_atomic_commit(&f) != LB_OK) return cli_error(verb, NULL);
+    return CLI_OK;
+}
+
 int cli_load_model(const char *verb, const char *path, const char *tokenizer, lb_model **out) {
     if (lb_model_load(path, tokenizer, out) != LB_OK) return cli_error(verb, NULL);
     return CLI_OK;

@@ -48,6 +48,9 @@ int cli_usage_error(const char *verb, const char *fmt, ...)
 #endif
     ;
 
+/* Writes data to path atomically (failed: an allocation of it failed), with
+ * the verb's error on failure. */
+int cli_write_file(const char *verb, const char *path, const char *data, size_t len, int failed);
 /* Loads a model, with the verb's error on failure. */
 int cli_load_model(const char *verb, const char *path, const char *tokenizer, lb_model **out);
 /* The matmul kernels the model's linears and classifier run on (lb_matmul's
@@ -115,6 +118,7 @@ int cmd_eval(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 int cmd_sweep(int argc, char **argv);
+int cmd_plan(int argc, char **argv);
 int cmd_calibrate(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_train(int argc, char **argv);

@@ -14,6 +14,7 @@ static const struct {
     {"calibrate", cmd_calibrate, "collect activation statistics (X^T X, ranges) over calibration text"},
     {"eval", cmd_eval, "perplexity (docs or chunks protocol), KL divergence and top-1 against a reference"},
     {"generate", cmd_generate, "generate text from a prompt, with tokens/s"},
+    {"plan", cmd_plan, "choose a format and method per tensor under a bit budget, by measured sensitivity"},
     {"sweep", cmd_sweep, "quantize with a grid of methods x formats, evaluate each: table, JSON lines, SVG plot"},
     {"train", cmd_train, "fine-tune an fp32 model on the training split (backpropagation, AdamW); save one GGUF file"},
     {"mnist", cmd_mnist, "train and evaluate binary / XNOR / int8 / int4 MNIST classifiers (XNOR-popcount inference)"},

@@ -293,12 +293,7 @@ static int grid_load(grid *g, const char *path) {
 }
 
 static int write_atomic(const char *path, const plot_buf *b) {
-    lb_atomic_file f;
-    if (b->failed) return cli_error("sweep", "%s: out of memory", path);
-    if (lb_atomic_open(&f, path) != LB_OK) return cli_error("sweep", NULL);
-    lb_atomic_write(&f, b->data, b->len);
-    if (lb_atomic_commit(&f) != LB_OK) return cli_error("sweep", NULL);
-    return CLI_OK;
+    return cli_write_file("sweep", path, b->data, b->len, b->failed);
 }
 
 static const char *base_name(const char *p) {

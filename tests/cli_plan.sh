@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# lowbit plan on stories260K's first layer (8 calibration blocks, three data-free
+# candidates): the recipe fits the budget and quantize applies it to the bits it
+# promised, --json holds the choice and the sensitivity table, --keep pins, the
+# table and heat map are written, bad budgets and candidates fail with nothing left.
+set -u
+NEEDS="MODEL TEXT"
+. "$(dirname "$0")/common_cli.sh"
+
+expect 0 "usage: lowbit plan" -- "$LOWBIT" plan --help
+expect 0 "plan" -- "$LOWBIT" --help
+expect 2 "--bpw B or --size SIZE" -- "$LOWBIT" plan "$MODEL" -o "$TMP/r.txt"
+expect 2 "--bpw B or --size SIZE" -- "$LOWBIT" plan "$MODEL" -o "$TMP/r.txt" --bpw 3 --size 100K
+expect 2 "missing -o" -- "$LOWBIT" plan "$MODEL" --bpw 3
+expect 2 "--size '12Q'" -- "$LOWBIT" plan "$MODEL" -o "$TMP/r.txt" --size 12Q
+expect 2 "--bpw" -- "$LOWBIT" plan "$MODEL" -o "$TMP/r.txt" --bpw -1
+expect 2 "int9" -- "$LOWBIT" plan "$MODEL" -o "$TMP/r.txt" --bpw 3 --candidates 'int9:g64'
+expect 2 "not one of the candidates" -- "$LOWBIT" plan "$MODEL" -o "$TMP/r.txt" --bpw 3 --heat int5:g64:asym
+
+Q=(--tensors 'blk.0.*' --calib-blocks 8 --calib "$TEXT")
+C='int2:g64:asym,method=rtn,clip=mse;int4:g64:asym,method=rtn,clip=mse;int8:g64:sym,method=rtn'
+"$LOWBIT" plan "$MODEL" "${Q[@]}" --candidates "$C" --bpw 4 -o "$TMP/r.txt" --json --table "$TMP/s.md" \
+    --svg "$TMP/h.svg" > "$TMP/p.json" 2> "$TMP/p.err" && ok || fail "plan failed: $(cat "$TMP/p.err")"
+json "$TMP/p.json" 'j["tensors"] == 7 and j["bpw"] <= 4.0 and j["budget_bpw"] == 4 and j["scored_tokens"] > 500'
+json "$TMP/p.json" 'len(j["candidates"]) == 3 and len(j["sensitivity"]) == 7 and all(len(r) == 3 for r in j["sensitivity"])'
+json "$TMP/p.json" 'all(r[0]["kld"] > r[1]["kld"] > r[2]["kld"] > 0 for r in j["sensitivity"])'
+json "$TMP/p.json" '[c["tensor"] for c in j["choice"]][0] == "blk.0.attn_q.weight" and j["predicted_kld"] > 0'
+json "$TMP/p.json" 'abs(j["predicted_kld"] - sum(c["kld"] for c in j["choice"])) < 1e-9'
+json "$TMP/p.json" '-1 <= j["rank_correlation_weight_error"] <= 1'
+# a mix: not all the same candidate at 4 bits between 2.5 and 8.5
+json "$TMP/p.json" 'len(set(c["candidate"] for c in j["choice"])) > 1'
+[ "$(grep -c '^blk\.0\.' "$TMP/r.txt")" -eq 7 ] && ok || fail "recipe: $(cat "$TMP/r.txt")"
+grep -q '^# lowbit plan for' "$TMP/r.txt" && ok || fail "recipe header: $(head -2 "$TMP/r.txt")"
+# quantize applies it: the same bits per weight over the seven tensors
+"$LOWBIT" quantize "$MODEL" --recipe "$TMP/r.txt" -o "$TMP/m.gguf" --json > "$TMP/q.json" 2> "$TMP/q.err" && ok ||
+    fail "quantize --recipe: $(cat "$TMP/q.err")"
+python3 - "$TMP/p.json" "$TMP/q.json" <<'PY' && ok || fail "plan bpw vs quantize bpw"
+import json, sys
+p, q = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+assert q["tensors_quantized"] == 7 and abs(p["bpw"] - q["bpw"]) < 1e-3, (p["bpw"], q["bpw"])
+PY
+grep -q '^| blk.0.attn_q.weight |' "$TMP/s.md" && grep -q '\*\*' "$TMP/s.md" && ok || fail "table: $(cat "$TMP/s.md")"
+python3 - "$TMP/h.svg" <<'PY' && ok || fail "heat map: $(head -c 600 "$TMP/h.svg")"
+import sys, xml.etree.ElementTree as ET
+ns = "{http://www.w3.org/2000/svg}"
+root = ET.parse(sys.argv[1]).getroot()
+cells = [r for r in root.iter(ns + "rect") if r.find(ns + "title") is not None]
+assert len(cells) == 7, len(cells)
+texts = [t.text or "" for t in root.iter(ns + "text")]
+assert "layer 0" in texts and "attn_q" in texts and "ffn_down" in texts, texts
+PY
+
+# --keep pins attn_v to int8; a budget the cheapest choice cannot meet fails, leaving nothing
+"$LOWBIT" plan "$MODEL" "${Q[@]}" --candidates "$C" --bpw 3 --keep 'blk.0.attn_v.weight=int8:g64:sym,method=rtn' \
+    -o "$TMP/k.txt" --json > "$TMP/k.json" 2> "$TMP/k.err" && ok || fail "plan --keep: $(cat "$TMP/k.err")"
+grep -q '^blk.0.attn_v.weight int8:g64:sym method=rtn' "$TMP/k.txt" && ok || fail "--keep: $(cat "$TMP/k.txt")"
+json "$TMP/k.json" 'j["bpw"] <= 3.0 and len(j["candidates"]) == 4'
+expect 1 "cheapest options need" -- "$LOWBIT" plan "$MODEL" "${Q[@]}" --candidates "$C" --bpw 2 -o "$TMP/no.txt"
+[ ! -e "$TMP/no.txt" ] && ok || fail "a failed plan left its recipe"
+# --size: the planned tensors' bytes plus the rest as stored
+"$LOWBIT" plan "$MODEL" "${Q[@]}" --candidates "$C" --size 1MB -o "$TMP/z.txt" --json > "$TMP/z.json" 2> "$TMP/z.err" &&
+    ok || fail "plan --size: $(cat "$TMP/z.err")"
+json "$TMP/z.json" 'j["bpw"] > 4'
+ls "$TMP" | grep -q '\.tmp\.' && fail "temporary left: $(ls "$TMP")" || ok
+finish cli_plan

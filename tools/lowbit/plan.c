@@ -1,0 +1,444 @@
+/* lowbit plan: mixed precision by sensitivity under a bit budget.
+ *
+ * Measures what each candidate (format, method, options) costs each
+ * selected tensor alone (lb_sensitivity_measure, on the calibration split),
+ * chooses one candidate per tensor minimizing the summed KL divergence
+ * within the budget (lb_allocate), and writes the choice as a recipe that
+ * `lowbit quantize --recipe` applies. Reports the sensitivity table, a
+ * heat map (layers x linears) and how well the cheap proxies rank the
+ * tensors (docs/PLANNING.md). */
+#define _POSIX_C_SOURCE 200809L
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "plot.h"
+
+static const char *plan_help =
+    "usage: lowbit plan MODEL (--bpw B | --size SIZE) -o RECIPE [--candidates LIST] [--tensors LIST]\n"
+    "                   [--keep PATTERN=SPEC[,method=NAME][,key=value]...]... [--calib TEXT] [--calib-blocks N]\n"
+    "                   [--table FILE.md] [--svg FILE.svg] [--heat SPEC] [--json]\n\n"
+    "Chooses a format and method per tensor so that the selected tensors fit the budget with the\n"
+    "least predicted loss, and writes the choice as a recipe for `lowbit quantize --recipe`.\n\n"
+    "  --bpw B            budget: B bits per weight on average over the selected tensors, every\n"
+    "                     stored bit counted (scales, zeros, padding, outliers)\n"
+    "  --size SIZE        budget: the tensors' data in bytes (suffix K, M, G: 1000s; KiB, MiB,\n"
+    "                     GiB: 1024s): the selected tensors plus the others as they are stored now\n"
+    "                     (the GGUF header and tokenizer come on top)\n"
+    "  -o, --output FILE  the recipe to write (one line per tensor)\n"
+    "  --candidates LIST  what each tensor may become, ';'-separated, each SPEC[,method=NAME][,key=value]...\n"
+    "                     as --tensor-type takes it (default: gptq clip=mse act_order=1 on int2:g128:asym,\n"
+    "                     int2:g64:asym, int3:g128:asym, int3:g64:asym, int4:g128:asym, int4:g64:asym,\n"
+    "                     int8:g64:sym)\n"
+    "  --tensors LIST     the tensors planned (default linears; as quantize --tensors)\n"
+    "  --keep PATTERN=SPEC[,...]  pin the matching tensors to this choice (repeatable); their bits\n"
+    "                     count in the budget\n"
+    "  --calib TEXT       calibration text: the sensitivities are measured on its calibration split,\n"
+    "                     never on the evaluation split (default ../shared/data/text/tinystories-sample.txt)\n"
+    "  --calib-blocks N   the calibration split is the first N blocks (default 128)\n"
+    "  --table FILE.md    the sensitivity table: KL divergence per tensor and candidate\n"
+    "  --svg FILE.svg     heat map of the sensitivity, layers x linears, at --heat's candidate\n"
+    "  --heat SPEC        the candidate the heat map shows (default the first candidate)\n"
+    "  --json             one JSON object: budget, choice per tensor, predicted loss, proxies' rank\n"
+    "                     correlations, the whole sensitivity table\n\n"
+    "Sensitivity of a tensor to a candidate: the mean KL divergence per token from the model to the\n"
+    "model with only that tensor quantized so, on the calibration split. The plan minimizes their\n"
+    "sum. Proxies reported beside it: the method's output error tr(dW H dW^T)/n and the weight\n"
+    "error ||dW||^2, with their Spearman rank correlation to the measured KL.\n";
+
+#define MAX_CANDS 64
+#define MAX_KEEP 64
+
+static const char *default_candidates =
+    "int2:g128:asym;int2:g64:asym;int3:g128:asym;int3:g64:asym;int4:g128:asym;int4:g64:asym;int8:g64:sym";
+
+/* One candidate from "SPEC[,method=NAME][,key=value]..." (the --tensor-type
+ * syntax after its PATTERN=). */
+static int parse_candidate(const char *text, const lb_method_opts *base, lb_candidate *c) {
+    char rule[600];
+    if (snprintf(rule, sizeof rule, "linears=%s", text) >= (int)sizeof rule)
+        return cli_usage_error("plan", "candidate '%.40s...' is too long", text);
+    lb_plan p;
+    lb_plan_init(&p);
+    int rc = lb_plan_add_override(&p, rule, base) == LB_OK ? CLI_OK : cli_usage_error("plan", "%s", lb_last_error());
+    if (rc == CLI_OK) c->spec = p.rules[0].spec, c->opts = p.rules[0].opts;
+    lb_plan_free(&p);
+    return rc;
+}
+
+static void candidate_label(const lb_candidate *c, char *buf, size_t n) {
+    char spec[64], opts[400];
+    lb_qspec_format(&c->spec, spec, sizeof spec);
+    lb_method_opts_format(&c->opts, 0, opts, sizeof opts);
+    snprintf(buf, n, "%s %s%s%s", spec, c->opts.method->name, *opts ? " " : "", opts);
+}
+
+static int parse_size(const char *text, double *bytes) {
+    char *end;
+    double v = strtod(text, &end);
+    static const struct {
+        const char *suffix;
+        double mult;
+    } units[] = {{"", 1}, {"B", 1}, {"K", 1e3}, {"KB", 1e3}, {"M", 1e6}, {"MB", 1e6}, {"G", 1e9}, {"GB", 1e9},
+                 {"KiB", 1024.0}, {"MiB", 1048576.0}, {"GiB", 1073741824.0}};
+    for (size_t i = 0; end != text && v > 0 && isfinite(v) && i < sizeof units / sizeof units[0]; i++)
+        if (!strcmp(end, units[i].suffix)) {
+            *bytes = v * units[i].mult;
+            return CLI_OK;
+        }
+    return cli_usage_error("plan", "--size '%s': a positive number with an optional K, M, G, KiB, MiB or GiB", text);
+}
+
+/* layer index and linear index of a tensor name "blk.L.<linear>.weight" (-1 when not a linear) */
+static int linear_cell(const char *name, int *layer) {
+    int l, k = -1;
+    char kind[32];
+    if (sscanf(name, "blk.%d.%31[a-z_].weight", &l, kind) != 2) return -1;
+    for (int i = 0; i < LB_N_LINEARS; i++)
+        if (!strcmp(kind, lb_linear_name(i))) k = i;
+    *layer = l;
+    return k;
+}
+
+/* The heat map: rows are layers, columns the linears, colour log10 of the KL. */
+static int heat_svg(const char *path, const lb_sensitivity *s, int c, const char *label, const char *model) {
+    int layers = 0;
+    for (int t = 0; t < s->n_tensors; t++) {
+        int l;
+        if (linear_cell(s->names[t], &l) >= 0 && l + 1 > layers) layers = l + 1;
+    }
+    double lo = INFINITY, hi = -INFINITY;
+    for (int t = 0; t < s->n_tensors; t++) {
+        double v = s->kld[(size_t)t * s->n_candidates + c];
+        if (isfinite(v) && v > 0) lo = fmin(lo, log10(v)), hi = fmax(hi, log10(v));
+    }
+    if (!layers || !isfinite(lo)) return cli_error("plan", "--svg: no linear has a positive KL at '%s'", label);
+    if (hi - lo < 1e-9) hi = lo + 1;
+    const int cw = 90, ch = 28, x0 = 110, y0 = 70, W = x0 + LB_N_LINEARS * cw + 150, H = y0 + layers * ch + 40;
+    plot_buf b = {0};
+    plot_buf_printf(&b, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" font-family=\"sans-serif\" "
+                        "font-size=\"12\">\n<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n", W, H);
+    plot_buf_printf(&b, "<text x=\"10\" y=\"22\" font-size=\"15\">Sensitivity of ");
+    plot_buf_xml(&b, model);
+    plot_buf_printf(&b, ": KL divergence with one tensor at ");
+    plot_buf_xml(&b, label);
+    plot_buf_printf(&b, "</text>\n<text x=\"10\" y=\"42\" fill=\"#555\">nats per token, calibration split; "
+                        "darker = more sensitive (log scale)</text>\n");
+    for (int k = 0; k < LB_N_LINEARS; k++)
+        plot_buf_printf(&b, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">%s</text>\n", x0 + k * cw + cw / 2, y0 - 8,
+                        lb_linear_name(k));
+    for (int l = 0; l < layers; l++)
+        plot_buf_printf(&b, "<text x=\"%d\" y=\"%d\" text-anchor=\"end\">layer %d</text>\n", x0 - 8,
+                        y0 + l * ch + ch / 2 + 4, l);
+    for (int t = 0; t < s->n_tensors; t++) {
+        int l, k = linear_cell(s->names[t], &l);
+        double v = s->kld[(size_t)t * s->n_candidates + c];
+        if (k < 0) continue;
+        double f = isfinite(v) && v > 0 ? (log10(v) - lo) / (hi - lo) : 0;
+        int r = (int)(255 - 200 * f), g = (int)(245 - 215 * f), bl = (int)(235 - 200 * f);
+        plot_buf_printf(&b, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"rgb(%d,%d,%d)\" stroke=\"white\">"
+                            "<title>%s: %.4g</title></rect>\n", x0 + k * cw, y0 + l * ch, cw, ch, r, g, bl, s->names[t], v);
+        plot_buf_printf(&b, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\" fill=\"%s\" font-size=\"11\">%.3g</text>\n",
+                        x0 + k * cw + cw / 2, y0 + l * ch + ch / 2 + 4, f > 0.55 ? "white" : "black", v);
+    }
+    plot_buf_printf(&b, "<text x=\"%d\" y=\"%d\" fill=\"#555\">%.3g .. %.3g</text>\n</svg>\n",
+                    x0 + LB_N_LINEARS * cw + 10, y0 + 14, pow(10, lo), pow(10, hi));
+    int rc = cli_write_file("plan", path, b.data, b.len, b.failed);
+    plot_buf_free(&b);
+    return rc;
+}
+
+static int write_table(const char *path, const lb_sensitivity *s, const lb_candidate *cands, const int *choice) {
+    plot_buf b = {0};
+    char label[512];
+    plot_buf_printf(&b, "| tensor |");
+    for (int c = 0; c < s->n_candidates; c++) {
+        candidate_label(&cands[c], label, sizeof label);
+        plot_buf_printf(&b, " %s |", label);
+    }
+    plot_buf_printf(&b, "\n|---|");
+    for (int c = 0; c < s->n_candidates; c++) plot_buf_printf(&b, "---:|");
+    plot_buf_printf(&b, "\n");
+    for (int t = 0; t < s->n_tensors; t++) {
+        plot_buf_printf(&b, "| %s |", s->names[t]);
+        for (int c = 0; c < s->n_candidates; c++) {
+            size_t i = (size_t)t * s->n_candidates + c;
+            if (isnan(s->kld[i])) plot_buf_printf(&b, " |");
+            else plot_buf_printf(&b, choice[t] == c ? " **%.4g** (%.2f) |" : " %.4g (%.2f) |", s->kld[i],
+                                 s->bits[i] / (double)s->weights[t]);
+        }
+        plot_buf_printf(&b, "\n");
+    }
+    plot_buf_printf(&b, "\nKL divergence (nats per token) with only that tensor quantized, and its bits per weight; "
+                        "the plan's choice in bold.\n");
+    int rc = cli_write_file("plan", path, b.data, b.len, b.failed);
+    plot_buf_free(&b);
+    return rc;
+}
+
+int cmd_plan(int argc, char **argv) {
+    cli_args a = {.argc = argc, .argv = argv, .i = 1, .verb = "plan"};
+    const char *out = NULL, *bpw_text = NULL, *size_text = NULL, *cand_text = default_candidates, *tensors = NULL;
+    const char *calib_text = NULL, *calib_blocks = NULL, *table = NULL, *svg = NULL, *heat = NULL;
+    const char *keeps[MAX_KEEP];
+    int n_keep = 0;
+    while (a.i < argc) {
+        int r;
+        const char *keep = NULL;
+        if ((r = cli_option(&a, "--output", "-o", &out)) || (r = cli_option(&a, "--bpw", NULL, &bpw_text)) ||
+            (r = cli_option(&a, "--size", NULL, &size_text)) || (r = cli_option(&a, "--candidates", NULL, &cand_text)) ||
+            (r = cli_option(&a, "--tensors", NULL, &tensors)) || (r = cli_option(&a, "--calib", NULL, &calib_text)) ||
+            (r = cli_option(&a, "--calib-blocks", NULL, &calib_blocks)) || (r = cli_option(&a, "--table", NULL, &table)) ||
+            (r = cli_option(&a, "--svg", NULL, &svg)) || (r = cli_option(&a, "--heat", NULL, &heat))) {
+            if (r < 0) return CLI_USAGE;
+            continue;
+        }
+        if ((r = cli_option(&a, "--keep", NULL, &keep))) {
+            if (r < 0) return CLI_USAGE;
+            if (n_keep == MAX_KEEP) return cli_usage_error("plan", "more than %d --keep rules", MAX_KEEP);
+            keeps[n_keep++] = keep;
+            continue;
+        }
+        if ((r = cli_unknown(&a)) != 0) return r;
+    }
+    if (a.help) {
+        fputs(plan_help, stdout);
+        return CLI_OK;
+    }
+    if (a.n_positional != 1) return cli_usage_error("plan", "expected one MODEL");
+    if (!out) return cli_usage_error("plan", "missing -o RECIPE");
+    if (!bpw_text == !size_text) return cli_usage_error("plan", "give the budget as --bpw B or --size SIZE (one of them)");
+    double bpw = 0, size = 0;
+    if (bpw_text && cli_parse_float("plan", "--bpw", bpw_text, 0.01, 64, &bpw)) return CLI_USAGE;
+    if (size_text && parse_size(size_text, &size)) return CLI_USAGE;
+    lb_calib_opts copts;
+    lb_calib_opts_default(&copts);
+    if (calib_blocks) {
+        long v;
+        if (cli_parse_int("plan", "--calib-blocks", calib_blocks, 1, 1 << 30, &v)) return CLI_USAGE;
+        copts.calib_blocks = (int)v;
+    }
+    char calib_buf[4096];
+    copts.text_path = calib_text ? calib_text : cli_data_path("text/tinystories-sample.txt", calib_buf, sizeof calib_buf);
+
+    /* candidates: the list, then one per --keep rule */
+    lb_method_opts base;
+    lb_method_opts_default(lb_method_find("gptq"), &base);
+    if (lb_method_opts_set(&base, "clip", "mse") != LB_OK || lb_method_opts_set(&base, "act_order", "1") != LB_OK)
+        return cli_error("plan", NULL);
+    lb_candidate cands[MAX_CANDS + MAX_KEEP];
+    int n_cands = 0;
+    char list[4096];
+    if (snprintf(list, sizeof list, "%s", cand_text) >= (int)sizeof list)
+        return cli_usage_error("plan", "--candidates is longer than %zu bytes", sizeof list - 1);
+    char *save = NULL;
+    for (char *item = strtok_r(list, ";", &save); item; item = strtok_r(NULL, ";", &save)) {
+        if (n_cands == MAX_CANDS) return cli_usage_error("plan", "more than %d candidates", MAX_CANDS);
+        if (parse_candidate(item, &base, &cands[n_cands])) return CLI_USAGE;
+        n_cands++;
+    }
+    if (!n_cands) return cli_usage_error("plan", "--candidates is empty");
+    const int n_free = n_cands;
+    lb_plan keep_plan;
+    lb_plan_init(&keep_plan);
+    for (int k = 0; k < n_keep; k++)
+        if (lb_plan_add_override(&keep_plan, keeps[k], &base) != LB_OK) {
+            lb_plan_free(&keep_plan);
+            return cli_usage_error("plan", "--keep: %s", lb_last_error());
+        } else {
+            cands[n_cands].spec = keep_plan.rules[k].spec, cands[n_cands].opts = keep_plan.rules[k].opts;
+            n_cands++;
+        }
+    int heat_c = 0;
+    if (heat) {
+        lb_candidate h;
+        if (parse_candidate(heat, &base, &h)) return CLI_USAGE;
+        for (heat_c = 0; heat_c < n_free && !(lb_qspec_equal(&cands[heat_c].spec, &h.spec) &&
+                                               lb_method_opts_equal(&cands[heat_c].opts, &h.opts)); heat_c++) {}
+        if (heat_c == n_free) return cli_usage_error("plan", "--heat '%s' is not one of the candidates", heat);
+    }
+    const char *inputs[2] = {a.positional[0], copts.text_path};
+    if (lb_output_check(out, inputs, 2) != LB_OK) return cli_error("plan", NULL);
+
+    double t0 = lb_now();
+    lb_model *m = NULL;
+    lb_text text;
+    memset(&text, 0, sizeof text);
+    lb_calib_stats *stats = NULL;
+    lb_sensitivity s;
+    memset(&s, 0, sizeof s);
+    uint8_t *mask = NULL;
+    int *choice = NULL, rc = CLI_OK;
+    double *cost = NULL, *loss = NULL;
+    if (cli_load_model("plan", a.positional[0], NULL, &m)) rc = CLI_FAIL;
+    if (rc == CLI_OK && lb_text_load(copts.text_path, &text) != LB_OK) rc = cli_error("plan", NULL);
+    /* which tensors the --keep rules pin (the last match wins, as in recipes) */
+    lb_plan sel;
+    lb_plan_init(&sel);
+    if (rc == CLI_OK && (lb_plan_add_selection(&sel, tensors ? tensors : "linears", &cands[0].spec, &cands[0].opts) != LB_OK ||
+                         lb_plan_resolve(&sel, m) != LB_OK))
+        rc = cli_usage_error("plan", "--tensors: %s", lb_last_error());
+    if (rc == CLI_OK && n_keep && lb_plan_resolve(&keep_plan, m) != LB_OK)
+        rc = cli_usage_error("plan", "--keep: %s", lb_last_error());
+    int T = sel.n_entries;
+    if (rc == CLI_OK && !(mask = lb_calloc((size_t)T * n_cands, 1))) rc = cli_error("plan", "out of memory");
+    for (int t = 0; rc == CLI_OK && t < T; t++) {
+        int pinned = -1;
+        for (int e = 0; e < keep_plan.n_entries; e++)
+            if (keep_plan.entries[e].tensor == sel.entries[t].tensor) pinned = n_free + keep_plan.entries[e].rule;
+        for (int c = 0; c < n_cands; c++) mask[(size_t)t * n_cands + c] = pinned < 0 ? c < n_free : c == pinned;
+    }
+    /* the fp model's statistics: X^T X for the proxies, and what the candidates need */
+    unsigned need = LB_STATS_XTX;
+    for (int c = 0; c < n_cands; c++) need |= lb_method_opts_stats(&cands[c].opts);
+    if (rc == CLI_OK && (need & LB_STATS_DXTX))
+        rc = cli_usage_error("plan", "gptaq needs the sequential driver; plan with gptq candidates and quantize the "
+                             "recipe with --sequential");
+    copts.text = &text;
+    copts.parts = need;
+    if (rc == CLI_OK && lb_calibrate(m, &copts, &stats) != LB_OK) rc = cli_error("plan", NULL);
+    lb_sensitivity_opts so = {0};
+    so.model_path = a.positional[0];
+    so.tensors = tensors;
+    so.text = &text;
+    so.eval.split = LB_SPLIT_CALIB;
+    so.eval.calib_blocks = copts.calib_blocks;
+    so.stats = stats;
+    so.mask = mask;
+    if (rc == CLI_OK && lb_sensitivity_measure(&so, cands, n_cands, &s) != LB_OK) rc = cli_error("plan", NULL);
+
+    /* the budget over the selected tensors */
+    double weights = 0, budget = 0, other_bits = 0;
+    for (int t = 0; rc == CLI_OK && t < T; t++) weights += (double)s.weights[t];
+    if (rc == CLI_OK) {
+        if (bpw_text) budget = bpw * weights;
+        else {
+            for (int i = 0; i < lb_model_n_tensors(m); i++) {
+                int selected = 0;
+                for (int t = 0; t < T; t++) selected |= s.tensor[t] == i;
+                if (!selected) other_bits += 8.0 * (double)lb_model_tensor_at(m, i)->nbytes;
+            }
+            budget = 8.0 * size - other_bits;
+            if (budget <= 0)
+                rc = cli_error("plan", "--size %s: the tensors not planned already take %.0f bytes", size_text,
+                               other_bits / 8);
+        }
+    }
+    cost = lb_alloc((size_t)T * n_cands * sizeof *cost);
+    loss = lb_alloc((size_t)T * n_cands * sizeof *loss);
+    choice = lb_calloc((size_t)(T ? T : 1), sizeof *choice);
+    if (rc == CLI_OK && (!cost || !loss || !choice)) rc = cli_error("plan", "out of memory");
+    for (size_t i = 0; rc == CLI_OK && i < (size_t)T * n_cands; i++) {
+        cost[i] = s.bits[i];
+        loss[i] = isnan(s.bits[i]) ? 0 : s.kld[i];
+    }
+    if (rc == CLI_OK && lb_allocate(T, n_cands, cost, loss, budget, 0, choice) != LB_OK) rc = cli_error("plan", NULL);
+
+    /* the recipe: one rule per tensor */
+    lb_plan chosen;
+    lb_plan_init(&chosen);
+    double bits = 0, predicted = 0;
+    for (int t = 0; rc == CLI_OK && t < T; t++) {
+        const lb_candidate *c = &cands[choice[t]];
+        if (lb_plan_add_rule(&chosen, s.names[t], &c->spec, &c->opts) != LB_OK) rc = cli_error("plan", NULL);
+        bits += cost[(size_t)t * n_cands + choice[t]];
+        predicted += loss[(size_t)t * n_cands + choice[t]];
+    }
+    char header[600];
+    snprintf(header, sizeof header, "lowbit plan for %.300s: %.4f bpw over %d tensors (budget %.4f), predicted KL %.5g",
+             a.positional[0], bits / weights, T, budget / weights, predicted);
+    if (rc == CLI_OK && lb_plan_resolve(&chosen, m) != LB_OK) rc = cli_error("plan", NULL);
+    if (rc == CLI_OK && lb_plan_save_recipe(&chosen, out, header) != LB_OK) rc = cli_error("plan", NULL);
+    if (rc == CLI_OK && table) rc = write_table(table, &s, cands, choice);
+    char heat_label[512];
+    candidate_label(&cands[heat_c], heat_label, sizeof heat_label);
+    if (rc == CLI_OK && svg) rc = heat_svg(svg, &s, heat_c, heat_label, a.positional[0]);
+
+    /* proxies: rank correlation with the measured KL over every measured cell */
+    double rho_proxy = NAN, rho_werr = NAN;
+    if (rc == CLI_OK) {
+        rho_proxy = lb_rank_correlation(s.proxy, s.kld, T * n_cands);
+        rho_werr = lb_rank_correlation(s.werr, s.kld, T * n_cands);
+    }
+    if (rc == CLI_OK && a.json) {
+        json_begin_object();
+        json_kstr("model", a.positional[0]);
+        json_kstr("recipe", out);
+        json_knum("budget_bpw", budget / weights);
+        json_knum("bpw", bits / weights);
+        json_knum("bits", bits);
+        json_knum("predicted_kld", predicted);
+        json_kint("tensors", T);
+        json_kint("scored_tokens", s.tokens);
+        json_knum("rank_correlation_proxy", rho_proxy);
+        json_knum("rank_correlation_weight_error", rho_werr);
+        json_knum("seconds", lb_now() - t0);
+        json_key("candidates");
+        json_begin_array();
+        for (int c = 0; c < n_cands; c++) {
+            char label[512];
+            candidate_label(&cands[c], label, sizeof label);
+            json_string(label);
+        }
+        json_end_array();
+        json_key("choice");
+        json_begin_array();
+        for (int t = 0; t < T; t++) {
+            size_t i = (size_t)t * n_cands + choice[t];
+            char label[512];
+            candidate_label(&cands[choice[t]], label, sizeof label);
+            json_begin_object();
+            json_kstr("tensor", s.names[t]);
+            json_kstr("candidate", label);
+            json_knum("bpw", s.bits[i] / (double)s.weights[t]);
+            json_knum("kld", s.kld[i]);
+            json_end_object();
+        }
+        json_end_array();
+        json_key("sensitivity"); /* [tensor][candidate]: {bits, kld, dnll, proxy, weight_error}, null where not measured */
+        json_begin_array();
+        for (int t = 0; t < T; t++) {
+            json_begin_array();
+            for (int c = 0; c < n_cands; c++) {
+                size_t i = (size_t)t * n_cands + c;
+                if (isnan(s.bits[i])) {
+                    json_null();
+                    continue;
+                }
+                json_begin_object();
+                json_knum("bits", s.bits[i]);
+                json_knum("kld", s.kld[i]);
+                json_knum("dnll", s.dnll[i]);
+                json_knum("proxy", s.proxy[i]);
+                json_knum("weight_error", s.werr[i]);
+                json_end_object();
+            }
+            json_end_array();
+        }
+        json_end_array();
+        json_end_object();
+        json_done();
+    } else if (rc == CLI_OK) {
+        printf("%-28s %-44s %8s %10s\n", "tensor", "choice", "bpw", "KL alone");
+        for (int t = 0; t < T; t++) {
+            size_t i = (size_t)t * n_cands + choice[t];
+            char label[512];
+            candidate_label(&cands[choice[t]], label, sizeof label);
+            printf("%-28s %-44s %8.4f %10.5f\n", s.names[t], label, s.bits[i] / (double)s.weights[t], s.kld[i]);
+        }
+        printf("%s: %.4f bpw over %d tensors (budget %.4f), predicted KL %.5f (sum of the tensors' KL alone, %lld "
+               "calibration tokens); proxies' rank correlation with the KL: method %.3f, weight error %.3f; %.1fs\n",
+               out, bits / weights, T, budget / weights, predicted, (long long)s.tokens, rho_proxy, rho_werr,
+               lb_now() - t0);
+    }
+    lb_plan_free(&chosen);
+    lb_free(cost), lb_free(loss), lb_free(choice), lb_free(mask);
+    lb_sensitivity_free(&s);
+    lb_calib_stats_free(stats);
+    lb_plan_free(&sel);
+    lb_plan_free(&keep_plan);
+    lb_text_free(&text);
+    lb_model_free(m);
+    return rc;
+}
