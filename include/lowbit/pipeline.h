@@ -212,6 +212,8 @@ typedef struct {
     const lb_calib_stats *stats; /* the fp model's statistics: for calibrated candidates, and the
                                     proxies (with X^T X); NULL: data-free candidates only */
     const uint8_t *mask;         /* [tensor * n_candidates + candidate], 0: not measured (NULL: all) */
+    int keep_tensors;            /* 1: keep every quantized tensor (lb_sensitivity.quantized), for
+                                    lb_plan_refine; candidates must then change only the weight */
 } lb_sensitivity_opts;
 
 typedef struct {
@@ -225,6 +227,7 @@ typedef struct {
     double *dnll;          /* the change of the mean negative log-likelihood, nats */
     double *proxy;         /* the method's proxy loss tr(dW H dW^T) / n (lb_tensor_report; NAN without X^T X) */
     double *werr;          /* ||W - Q||_F^2, the plain weight error */
+    lb_tensor *quantized;  /* [t * n_candidates + c] the quantized tensors (opts.keep_tensors; else NULL) */
     double nll;            /* the unquantized model's mean negative log-likelihood on the same tokens */
     int64_t tokens;        /* tokens scored per measurement */
     double seconds;
@@ -236,6 +239,21 @@ typedef struct {
 LB_API lb_status lb_sensitivity_measure(const lb_sensitivity_opts *o, const lb_candidate *cands, int n_candidates,
                                         lb_sensitivity *out);
 LB_API void lb_sensitivity_free(lb_sensitivity *s);
+/* Interaction-aware refinement of a choice (choice[t] a candidate per
+ * tensor, within budget bits): the model is assembled as chosen from the
+ * kept tensors (o->keep_tensors), then each tensor's candidates are
+ * measured again in that context (the KL of the whole mix with tensor t
+ * changed to c) and the knapsack is solved again over these losses; up to
+ * `rounds` times, stopping early when the choice repeats. kld[0] is the
+ * measured KL of the first choice, kld[r] that after round r (kld has
+ * rounds + 1 entries; NAN after an early stop). The sensitivity's kld is
+ * left as first measured. */
+LB_API lb_status lb_plan_refine(const lb_sensitivity_opts *o, const lb_sensitivity *s,
+                                double budget, int rounds, int *choice, double *kld);
+/* The KL (and mean NLL) of the model assembled from s's kept tensors as
+ * choice says, against the model as loaded, scored as o->eval says. */
+LB_API lb_status lb_plan_measure(const lb_sensitivity_opts *o, const lb_sensitivity *s, const int *choice,
+                                 lb_eval_result *r);
 /* Spearman's rank correlation of two series over the pairs where both are
  * finite (NAN when fewer than 3 such pairs or a series is constant). */
 LB_API double lb_rank_correlation(const double *a, const double *b, int n);

@@ -19,6 +19,8 @@ void lb_sensitivity_free(lb_sensitivity *s) {
     if (!s) return;
     lb_free(s->tensor), lb_free(s->names), lb_free(s->weights);
     lb_free(s->bits), lb_free(s->kld), lb_free(s->dnll), lb_free(s->proxy), lb_free(s->werr);
+    for (size_t i = 0; s->quantized && i < (size_t)s->n_tensors * s->n_candidates; i++) lb_tensor_free(&s->quantized[i]);
+    lb_free(s->quantized);
     memset(s, 0, sizeof *s);
 }
 
@@ -27,6 +29,29 @@ static lb_status select_tensors(const lb_sensitivity_opts *o, const lb_candidate
     lb_plan_init(p);
     lb_status st = lb_plan_add_selection(p, o->tensors ? o->tensors : "linears", &c0->spec, &c0->opts);
     return st == LB_OK ? lb_plan_resolve(p, m) : st;
+}
+
+/* Moves the quantized tensor out of m into out->quantized[cell], for
+ * lb_plan_refine; refuses what changed more than the weight. */
+static lb_status keep_tensor(lb_model *m, const lb_plan *p, const lb_quantize_report *rep, lb_sensitivity *out,
+                             size_t cell) {
+    lb_tensor *t = lb_model_tensor_at(m, p->entries[0].tensor);
+    const lb_tensor_report *r = &rep->tensors[0];
+    if (p->entries[0].opts.method->input_scales ||
+        fabs(r->bpw - (double)t->nbytes * 8.0 / ((double)t->rows * (double)t->cols)) > 1e-9)
+        return lb_fail(LB_ERR_UNSUPPORTED, "refining a plan reuses each quantized weight alone; method %s here changes "
+                       "more than the weight (input scales, outliers, a bias or a rotation)", p->entries[0].opts.method->name);
+    lb_tensor *k = &out->quantized[cell];
+    *k = *t;
+    k->kernel = NULL, k->packed = NULL;
+    if (t->owned) { /* the bytes move over */
+        t->owned = NULL;
+    } else { /* a view into m's file (a float candidate left as it was): copied */
+        if (!(k->owned = lb_alloc(t->nbytes))) return LB_ERR_NOMEM;
+        memcpy(k->owned, t->data, t->nbytes);
+        k->data = k->owned;
+    }
+    return LB_OK;
 }
 
 /* One measurement: tensor `name` alone quantized by c, scored against ref. */
@@ -57,6 +82,7 @@ static lb_status measure_one(const lb_sensitivity_opts *o, const lb_candidate *c
             out->tokens = r.tokens;
         }
     }
+    if (st == LB_OK && o->keep_tensors) st = keep_tensor(m, &p, &rep, out, cell);
 done:
     lb_quantize_report_free(&rep);
     lb_plan_free(&p);
@@ -87,8 +113,9 @@ lb_status lb_sensitivity_measure(const lb_sensitivity_opts *o, const lb_candidat
         for (int k = 0; k < 5; k++)
             if ((*cols[k] = lb_alloc(cells * sizeof(double))))
                 for (size_t i = 0; i < cells; i++) (*cols[k])[i] = NAN;
+        if (o->keep_tensors) out->quantized = lb_calloc(cells, sizeof *out->quantized);
         if (!out->tensor || !out->names || !out->weights || !out->bits || !out->kld || !out->dnll || !out->proxy ||
-            !out->werr)
+            !out->werr || (o->keep_tensors && !out->quantized))
             st = LB_ERR_NOMEM;
     }
     for (int t = 0; st == LB_OK && t < T; t++) {

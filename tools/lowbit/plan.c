@@ -18,7 +18,7 @@
 static const char *plan_help =
     "usage: lowbit plan MODEL (--bpw B | --size SIZE) -o RECIPE [--candidates LIST] [--tensors LIST]\n"
     "                   [--keep PATTERN=SPEC[,method=NAME][,key=value]...]... [--calib TEXT] [--calib-blocks N]\n"
-    "                   [--table FILE.md] [--svg FILE.svg] [--heat SPEC] [--json]\n\n"
+    "                   [--refine N] [--table FILE.md] [--svg FILE.svg] [--heat SPEC] [--json]\n\n"
     "Chooses a format and method per tensor so that the selected tensors fit the budget with the\n"
     "least predicted loss, and writes the choice as a recipe for `lowbit quantize --recipe`.\n\n"
     "  --bpw B            budget: B bits per weight on average over the selected tensors, every\n"
@@ -37,6 +37,9 @@ static const char *plan_help =
     "  --calib TEXT       calibration text: the sensitivities are measured on its calibration split,\n"
     "                     never on the evaluation split (default ../shared/data/text/tinystories-sample.txt)\n"
     "  --calib-blocks N   the calibration split is the first N blocks (default 128)\n"
+    "  --refine N         interaction-aware refinement rounds (default 2; 0: none): the mix is assembled,\n"
+    "                     each tensor's candidates measured again with the others as planned, and the\n"
+    "                     budget spent again over those losses while the mix's measured KL drops\n"
     "  --table FILE.md    the sensitivity table: KL divergence per tensor and candidate\n"
     "  --svg FILE.svg     heat map of the sensitivity, layers x linears, at --heat's candidate\n"
     "  --heat SPEC        the candidate the heat map shows (default the first candidate)\n"
@@ -180,7 +183,7 @@ static int write_table(const char *path, const lb_sensitivity *s, const lb_candi
 int cmd_plan(int argc, char **argv) {
     cli_args a = {.argc = argc, .argv = argv, .i = 1, .verb = "plan"};
     const char *out = NULL, *bpw_text = NULL, *size_text = NULL, *cand_text = default_candidates, *tensors = NULL;
-    const char *calib_text = NULL, *calib_blocks = NULL, *table = NULL, *svg = NULL, *heat = NULL;
+    const char *calib_text = NULL, *calib_blocks = NULL, *table = NULL, *svg = NULL, *heat = NULL, *refine_text = "2";
     const char *keeps[MAX_KEEP];
     int n_keep = 0;
     while (a.i < argc) {
@@ -190,7 +193,8 @@ int cmd_plan(int argc, char **argv) {
             (r = cli_option(&a, "--size", NULL, &size_text)) || (r = cli_option(&a, "--candidates", NULL, &cand_text)) ||
             (r = cli_option(&a, "--tensors", NULL, &tensors)) || (r = cli_option(&a, "--calib", NULL, &calib_text)) ||
             (r = cli_option(&a, "--calib-blocks", NULL, &calib_blocks)) || (r = cli_option(&a, "--table", NULL, &table)) ||
-            (r = cli_option(&a, "--svg", NULL, &svg)) || (r = cli_option(&a, "--heat", NULL, &heat))) {
+            (r = cli_option(&a, "--svg", NULL, &svg)) || (r = cli_option(&a, "--heat", NULL, &heat)) ||
+            (r = cli_option(&a, "--refine", NULL, &refine_text))) {
             if (r < 0) return CLI_USAGE;
             continue;
         }
@@ -212,6 +216,8 @@ int cmd_plan(int argc, char **argv) {
     double bpw = 0, size = 0;
     if (bpw_text && cli_parse_float("plan", "--bpw", bpw_text, 0.01, 64, &bpw)) return CLI_USAGE;
     if (size_text && parse_size(size_text, &size)) return CLI_USAGE;
+    long rounds;
+    if (cli_parse_int("plan", "--refine", refine_text, 0, 100, &rounds)) return CLI_USAGE;
     lb_calib_opts copts;
     lb_calib_opts_default(&copts);
     if (calib_blocks) {
@@ -306,6 +312,7 @@ int cmd_plan(int argc, char **argv) {
     so.eval.calib_blocks = copts.calib_blocks;
     so.stats = stats;
     so.mask = mask;
+    so.keep_tensors = rounds > 0;
     if (rc == CLI_OK && lb_sensitivity_measure(&so, cands, n_cands, &s) != LB_OK) rc = cli_error("plan", NULL);
 
     /* the budget over the selected tensors */
@@ -334,6 +341,13 @@ int cmd_plan(int argc, char **argv) {
         loss[i] = isnan(s.bits[i]) ? 0 : s.kld[i];
     }
     if (rc == CLI_OK && lb_allocate(T, n_cands, cost, loss, budget, 0, choice) != LB_OK) rc = cli_error("plan", NULL);
+    double measured[101];
+    for (int r = 0; r <= 100; r++) measured[r] = NAN;
+    if (rc == CLI_OK && rounds && lb_plan_refine(&so, &s, budget, (int)rounds, choice, measured) != LB_OK)
+        rc = cli_error("plan", NULL);
+    double final_kld = NAN;
+    for (int r = 0; r <= rounds; r++)
+        if (!isnan(measured[r])) final_kld = measured[r];
 
     /* the recipe: one rule per tensor */
     lb_plan chosen;
@@ -346,8 +360,9 @@ int cmd_plan(int argc, char **argv) {
         predicted += loss[(size_t)t * n_cands + choice[t]];
     }
     char header[600];
-    snprintf(header, sizeof header, "lowbit plan for %.300s: %.4f bpw over %d tensors (budget %.4f), predicted KL %.5g",
-             a.positional[0], bits / weights, T, budget / weights, predicted);
+    snprintf(header, sizeof header, "lowbit plan for %.300s: %.4f bpw over %d tensors (budget %.4f), KL on the "
+             "calibration split %.5g summed alone, %.5g measured", a.positional[0], bits / weights, T, budget / weights,
+             predicted, final_kld);
     if (rc == CLI_OK && lb_plan_resolve(&chosen, m) != LB_OK) rc = cli_error("plan", NULL);
     if (rc == CLI_OK && lb_plan_save_recipe(&chosen, out, header) != LB_OK) rc = cli_error("plan", NULL);
     if (rc == CLI_OK && table) rc = write_table(table, &s, cands, choice);
@@ -369,6 +384,11 @@ int cmd_plan(int argc, char **argv) {
         json_knum("bpw", bits / weights);
         json_knum("bits", bits);
         json_knum("predicted_kld", predicted);
+        json_key("measured_kld"); /* the mix on the calibration split: first plan, then after each round that helped */
+        json_begin_array();
+        for (int r = 0; r <= rounds && !isnan(measured[r]); r++) json_number(measured[r]);
+        json_end_array();
+        json_knum("kld", final_kld);
         json_kint("tensors", T);
         json_kint("scored_tokens", s.tokens);
         json_knum("rank_correlation_proxy", rho_proxy);
@@ -427,9 +447,12 @@ int cmd_plan(int argc, char **argv) {
             candidate_label(&cands[choice[t]], label, sizeof label);
             printf("%-28s %-44s %8.4f %10.5f\n", s.names[t], label, s.bits[i] / (double)s.weights[t], s.kld[i]);
         }
-        printf("%s: %.4f bpw over %d tensors (budget %.4f), predicted KL %.5f (sum of the tensors' KL alone, %lld "
-               "calibration tokens); proxies' rank correlation with the KL: method %.3f, weight error %.3f; %.1fs\n",
-               out, bits / weights, T, budget / weights, predicted, (long long)s.tokens, rho_proxy, rho_werr,
+        printf("%s: %.4f bpw over %d tensors (budget %.4f); KL on %lld calibration tokens: %.5f summed over the "
+               "tensors alone",
+               out, bits / weights, T, budget / weights, (long long)s.tokens, predicted);
+        for (int r = 0; r <= rounds && !isnan(measured[r]); r++)
+            printf(r ? ", %.5f after round %d" : ", %.5f measured for the first plan", measured[r], r);
+        printf("; proxies' rank correlation with the KL: method %.3f, weight error %.3f; %.1fs\n", rho_proxy, rho_werr,
                lb_now() - t0);
     }
     lb_plan_free(&chosen);
