@@ -11,6 +11,7 @@
 #include "lowbit/linear.h"
 #include "lowbit/model.h"
 #include "lowbit/pipeline.h"
+#include "lowbit/plan.h"
 #include "lowbit/quant.h"
 #include "lowbit/tokenizer.h"
 #include "lowbit/train.h"

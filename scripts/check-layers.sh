@@ -19,7 +19,7 @@ declare -A rank=([core]=0 [formats]=1 [kernels]=2 [io]=2 [model]=3 [eval]=4 [cal
 # public headers: include/lowbit/<name>.h -> layer (lowbit.h includes them all)
 declare -A header_layer=([core]=core [format]=formats [gguf]=io [linear]=kernels [tokenizer]=model
                          [model]=model [eval]=eval [quant]=quant [calib]=calib [pipeline]=pipeline
-                         [train]=train)
+                         [train]=train [plan]=plan)
 
 # Known violations, allowed until the change that removes them lands. Each
 # entry is "file: included header"; keep this list empty when possible.

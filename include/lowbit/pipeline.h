@@ -15,7 +15,6 @@
 #define LOWBIT_PIPELINE_H
 
 #include "lowbit/calib.h"
-#include "lowbit/eval.h"
 #include "lowbit/model.h"
 #include "lowbit/quant.h"
 
@@ -191,82 +190,6 @@ LB_API lb_status lb_quantize_model_refined(lb_model *m, const lb_plan *plan, con
  * methods are ignored. For checking the folding, and for W8A8 setups that
  * quantize the smoothed model's activations themselves. */
 LB_API lb_status lb_fold_input_scales(lb_model *m, const lb_plan *plan, const lb_calib_stats *stats);
-
-/* ---- Mixed precision by sensitivity (src/pipeline/sensitivity.c, allocate.c; docs/PLANNING.md) ----
- *
- * lowbit plan measures, for every selected tensor and every candidate (a
- * format made by a method with options), what quantizing only that tensor
- * that way does to the model, then chooses one candidate per tensor under a
- * bit budget. */
-
-typedef struct {
-    lb_qspec spec;
-    lb_method_opts opts; /* opts.method makes spec */
-} lb_candidate;
-
-typedef struct {
-    const char *model_path;      /* loaded afresh for every measurement (nothing leaks between them) */
-    const char *tensors;         /* the selection (lb_plan_add_selection syntax; NULL: "linears") */
-    const lb_text *text;         /* calibration text: the measurement scores eval.split of it */
-    lb_eval_opts eval;           /* how the loss is measured (its ref is set here: the model as loaded) */
-    const lb_calib_stats *stats; /* the fp model's statistics: for calibrated candidates, and the
-                                    proxies (with X^T X); NULL: data-free candidates only */
-    const uint8_t *mask;         /* [tensor * n_candidates + candidate], 0: not measured (NULL: all) */
-    int keep_tensors;            /* 1: keep every quantized tensor (lb_sensitivity.quantized), for
-                                    lb_plan_refine; candidates must then change only the weight */
-} lb_sensitivity_opts;
-
-typedef struct {
-    int n_tensors, n_candidates;
-    int *tensor;           /* (n_tensors) lb_model_tensor_at index */
-    char (*names)[96];     /* (n_tensors) */
-    int64_t *weights;      /* (n_tensors) rows x cols */
-    /* [t * n_candidates + c]; NAN where not measured (masked, or the method cannot make the format) */
-    double *bits;          /* the tensor as stored, every bit (slots too) */
-    double *kld;           /* mean KL(model || model with only tensor t quantized by c) per scored token, nats */
-    double *dnll;          /* the change of the mean negative log-likelihood, nats */
-    double *proxy;         /* the method's proxy loss tr(dW H dW^T) / n (lb_tensor_report; NAN without X^T X) */
-    double *werr;          /* ||W - Q||_F^2, the plain weight error */
-    lb_tensor *quantized;  /* [t * n_candidates + c] the quantized tensors (opts.keep_tensors; else NULL) */
-    double nll;            /* the unquantized model's mean negative log-likelihood on the same tokens */
-    int64_t tokens;        /* tokens scored per measurement */
-    double seconds;
-} lb_sensitivity;
-
-/* Measures every (tensor, candidate) pair the mask allows, showing
- * progress. A candidate a method refuses for a tensor (lb_plan_check) is
- * left NAN; any other failure fails the whole call, naming the pair. */
-LB_API lb_status lb_sensitivity_measure(const lb_sensitivity_opts *o, const lb_candidate *cands, int n_candidates,
-                                        lb_sensitivity *out);
-LB_API void lb_sensitivity_free(lb_sensitivity *s);
-/* Interaction-aware refinement of a choice (choice[t] a candidate per
- * tensor, within budget bits): the model is assembled as chosen from the
- * kept tensors (o->keep_tensors), then each tensor's candidates are
- * measured again in that context (the KL of the whole mix with tensor t
- * changed to c) and the knapsack is solved again over these losses; up to
- * `rounds` times, stopping early when the choice repeats. kld[0] is the
- * measured KL of the first choice, kld[r] that after round r (kld has
- * rounds + 1 entries; NAN after an early stop). The sensitivity's kld is
- * left as first measured. */
-LB_API lb_status lb_plan_refine(const lb_sensitivity_opts *o, const lb_sensitivity *s,
-                                double budget, int rounds, int *choice, double *kld);
-/* The KL (and mean NLL) of the model assembled from s's kept tensors as
- * choice says, against the model as loaded, scored as o->eval says. */
-LB_API lb_status lb_plan_measure(const lb_sensitivity_opts *o, const lb_sensitivity *s, const int *choice,
-                                 lb_eval_result *r);
-/* Spearman's rank correlation of two series over the pairs where both are
- * finite (NAN when fewer than 3 such pairs or a series is constant). */
-LB_API double lb_rank_correlation(const double *a, const double *b, int n);
-
-/* Multiple-choice knapsack: n items with n_opts options each, option k of
- * item i costing cost[i * n_opts + k] >= 0 (NAN: not allowed) and adding
- * loss[i * n_opts + k]. Writes the option per item (choice, n entries) of
- * least total loss whose total cost is at most budget. Exact over costs
- * rounded up to whole units of `unit` (so the choice always fits); unit 0
- * picks the finest unit that keeps the table near 2^25 cells. Fails, saying
- * how many bits they need, when the cheapest options exceed the budget. */
-LB_API lb_status lb_allocate(int n, int n_opts, const double *cost, const double *loss, double budget, double unit,
-                             int *choice);
 
 #ifdef __cplusplus
 }

@@ -9,7 +9,7 @@
  * two cheap proxies (the method's output-error proxy tr(dW H dW^T) / n,
  * and the plain weight error ||dW||^2), so their rank correlation with the
  * measured KL says when a proxy alone could be trusted. */
-#include "lowbit/pipeline.h"
+#include "lowbit/plan.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -12,7 +12,7 @@
  *
  * best_i(b) is the least loss of items 0..i with at most b units spent; the
  * option each cell chose is kept (two bytes a cell) to walk the answer back. */
-#include "lowbit/pipeline.h"
+#include "lowbit/plan.h"
 
 #include <math.h>
 #include <string.h>

@@ -10,7 +10,7 @@
  * KL of the whole mix with tensor t changed to c. The knapsack is solved
  * over those losses (a coordinate-wise linearization around the plan), the
  * new plan is measured, and that repeats while it helps. */
-#include "lowbit/pipeline.h"
+#include "lowbit/plan.h"
 
 #include <math.h>
 #include <string.h>
