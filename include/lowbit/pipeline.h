@@ -67,6 +67,11 @@ LB_API lb_status lb_plan_add_rule(lb_plan *p, const char *pattern, const lb_qspe
 /* A comma-separated selection (the CLI's --tensors): one rule per entry, all
  * with this spec and options. An empty list or an empty entry is an error. */
 LB_API lb_status lb_plan_add_selection(lb_plan *p, const char *list, const lb_qspec *spec, const lb_method_opts *opts);
+/* "SPEC[,method=NAME][,key=value]...": a format and the method (with options)
+ * that makes it, starting from `base` (method and options; NULL: rtn's
+ * defaults); a method= that changes the method starts from that method's
+ * defaults. */
+LB_API lb_status lb_plan_parse_choice(const char *text, const lb_method_opts *base, lb_qspec *spec, lb_method_opts *opts);
 /* "PATTERN=SPEC[,method=NAME][,key=value]..." (the CLI's --tensor-type). The
  * rule starts from `base` (method and options; NULL: rtn's defaults); a
  * method= that changes the method starts from that method's defaults. */

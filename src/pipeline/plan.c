@@ -90,6 +90,28 @@ static lb_status apply_items(lb_method_opts *o, char **items, int n) {
     return LB_OK;
 }
 
+lb_status lb_plan_parse_choice(const char *text, const lb_method_opts *base, lb_qspec *spec, lb_method_opts *opts) {
+    char buf[LB_RECIPE_LINE_MAX];
+    if (!text || strlen(text) >= sizeof buf)
+        return lb_fail(LB_ERR_INVALID, "a format choice longer than %d bytes", LB_RECIPE_LINE_MAX - 1);
+    strcpy(buf, text);
+    char *items[LB_METHOD_MAX_OPTIONS + 2];
+    int n = 0;
+    char *save = NULL;
+    if (!buf[0] || buf[0] == ',') return lb_fail(LB_ERR_INVALID, "empty format in '%s'", text);
+    for (char *c = strchr(buf, ','); c; c = strchr(c + 1, ','))
+        if (c[1] == ',' || c[1] == '\0') return lb_fail(LB_ERR_INVALID, "empty item in '%s'", text);
+    strtok_r(buf, ",", &save);
+    for (char *tok = strtok_r(NULL, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        if (n == (int)(sizeof items / sizeof items[0])) return lb_fail(LB_ERR_INVALID, "too many options in '%s'", text);
+        items[n++] = tok;
+    }
+    if (base) *opts = *base;
+    else lb_method_opts_default(lb_method_find("rtn"), opts);
+    lb_status st = lb_qspec_parse(buf, spec);
+    return st == LB_OK ? apply_items(opts, items, n) : st;
+}
+
 lb_status lb_plan_add_override(lb_plan *p, const char *text, const lb_method_opts *base) {
     char buf[LB_RECIPE_LINE_MAX];
     if (!text || strlen(text) >= sizeof buf)
@@ -99,23 +121,9 @@ lb_status lb_plan_add_override(lb_plan *p, const char *text, const lb_method_opt
     if (!eq || eq == buf || !eq[1])
         return lb_fail(LB_ERR_INVALID, "expected PATTERN=SPEC[,method=NAME][,key=value...], got '%s'", text);
     *eq = '\0';
-    char *items[LB_METHOD_MAX_OPTIONS + 2];
-    int n = 0;
-    char *spec_text = eq + 1, *save = NULL;
-    if (spec_text[0] == ',') return lb_fail(LB_ERR_INVALID, "empty format in '%s'", text);
-    for (char *c = strchr(spec_text, ','); c; c = strchr(c + 1, ','))
-        if (c[1] == ',' || c[1] == '\0') return lb_fail(LB_ERR_INVALID, "empty item in '%s'", text);
-    strtok_r(spec_text, ",", &save);
-    for (char *tok = strtok_r(NULL, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        if (n == (int)(sizeof items / sizeof items[0])) return lb_fail(LB_ERR_INVALID, "too many options in '%s'", text);
-        items[n++] = tok;
-    }
     lb_qspec spec;
     lb_method_opts o;
-    if (base) o = *base;
-    else lb_method_opts_default(lb_method_find("rtn"), &o);
-    lb_status st = lb_qspec_parse(spec_text, &spec);
-    if (st == LB_OK) st = apply_items(&o, items, n);
+    lb_status st = lb_plan_parse_choice(eq + 1, base, &spec, &o);
     if (st == LB_OK) st = lb_plan_add_rule(p, buf, &spec, &o);
     return st == LB_OK ? st : lb_fail_context(st, "--tensor-type '%s'", text);
 }

@@ -56,18 +56,12 @@ static const char *plan_help =
 static const char *default_candidates =
     "int2:g128:asym;int2:g64:asym;int3:g128:asym;int3:g64:asym;int4:g128:asym;int4:g64:asym;int8:g64:sym";
 
-/* One candidate from "SPEC[,method=NAME][,key=value]..." (the --tensor-type
+/* One candidate from "SPEC[,method=NAME][,key=value]..." (--tensor-type's
  * syntax after its PATTERN=). */
-static int parse_candidate(const char *text, const lb_method_opts *base, lb_candidate *c) {
-    char rule[600];
-    if (snprintf(rule, sizeof rule, "linears=%s", text) >= (int)sizeof rule)
-        return cli_usage_error("plan", "candidate '%.40s...' is too long", text);
-    lb_plan p;
-    lb_plan_init(&p);
-    int rc = lb_plan_add_override(&p, rule, base) == LB_OK ? CLI_OK : cli_usage_error("plan", "%s", lb_last_error());
-    if (rc == CLI_OK) c->spec = p.rules[0].spec, c->opts = p.rules[0].opts;
-    lb_plan_free(&p);
-    return rc;
+static int parse_candidate(const char *opt, const char *text, const lb_method_opts *base, lb_candidate *c) {
+    if (lb_plan_parse_choice(text, base, &c->spec, &c->opts) != LB_OK)
+        return cli_usage_error("plan", "%s '%s': %s", opt, text, lb_last_error());
+    return CLI_OK;
 }
 
 static void candidate_label(const lb_candidate *c, char *buf, size_t n) {
@@ -241,7 +235,7 @@ int cmd_plan(int argc, char **argv) {
     char *save = NULL;
     for (char *item = strtok_r(list, ";", &save); item; item = strtok_r(NULL, ";", &save)) {
         if (n_cands == MAX_CANDS) return cli_usage_error("plan", "more than %d candidates", MAX_CANDS);
-        if (parse_candidate(item, &base, &cands[n_cands])) return CLI_USAGE;
+        if (parse_candidate("--candidates", item, &base, &cands[n_cands])) return CLI_USAGE;
         n_cands++;
     }
     if (!n_cands) return cli_usage_error("plan", "--candidates is empty");
@@ -259,7 +253,7 @@ int cmd_plan(int argc, char **argv) {
     int heat_c = 0;
     if (heat) {
         lb_candidate h;
-        if (parse_candidate(heat, &base, &h)) return CLI_USAGE;
+        if (parse_candidate("--heat", heat, &base, &h)) return CLI_USAGE;
         for (heat_c = 0; heat_c < n_free && !(lb_qspec_equal(&cands[heat_c].spec, &h.spec) &&
                                                lb_method_opts_equal(&cands[heat_c].opts, &h.opts)); heat_c++) {}
         if (heat_c == n_free) return cli_usage_error("plan", "--heat '%s' is not one of the candidates", heat);
