@@ -2,7 +2,8 @@
 # lowbit plan on stories260K's first layer (8 calibration blocks, three data-free
 # candidates): the recipe fits the budget and quantize applies it to the bits it
 # promised, --json holds the choice and the sensitivity table, --keep pins, the
-# table and heat map are written, bad budgets and candidates fail with nothing left.
+# table and heat map are written, bad budgets and candidates fail with nothing left;
+# lowbit tune meets a KL target with a mix no larger than the uniform ones that do.
 set -u
 NEEDS="MODEL TEXT"
 . "$(dirname "$0")/common_cli.sh"
@@ -61,5 +62,23 @@ expect 1 "cheapest options need" -- "$LOWBIT" plan "$MODEL" "${Q[@]}" --candidat
 "$LOWBIT" plan "$MODEL" "${Q[@]}" --candidates "$C" --size 1MB -o "$TMP/z.txt" --json > "$TMP/z.json" 2> "$TMP/z.err" &&
     ok || fail "plan --size: $(cat "$TMP/z.err")"
 json "$TMP/z.json" 'j["bpw"] > 4'
+
+# lowbit tune: the smallest mix meeting a KL target on calibration, its evaluation figures apart
+expect 0 "usage: lowbit tune" -- "$LOWBIT" tune --help
+expect 2 "--max-kld X or --max-ppl-ratio R" -- "$LOWBIT" tune "$MODEL" -o "$TMP/t.gguf"
+expect 2 "--max-ppl-ratio" -- "$LOWBIT" tune "$MODEL" -o "$TMP/t.gguf" --max-ppl-ratio 0.9
+"$LOWBIT" tune "$MODEL" "${Q[@]}" --candidates "$C" --max-kld 0.02 -o "$TMP/t.gguf" --save-recipe "$TMP/t.txt" \
+    --json > "$TMP/t.json" 2> "$TMP/t.err" && ok || fail "tune failed: $(cat "$TMP/t.err")"
+json "$TMP/t.json" 'j["calib_kld"] <= 0.02 and j["strategy"] in ("bisection", "fallback") and j["eval_tokens"] > 10000'
+json "$TMP/t.json" 'j["eval_kld"] > 0 and j["eval_ppl_ratio"] > 1 and j["file_bytes"] > 0 and j["mixes_measured"] > 2'
+json "$TMP/t.json" 'len(j["uniform"]) == 3 and j["uniform"][2]["meets"] and not j["uniform"][0]["meets"]'
+# no larger than the smallest uniform mix that meets the target
+json "$TMP/t.json" 'j["bpw"] <= min(u["bpw"] for u in j["uniform"] if u["meets"]) + 1e-9'
+json "$TMP/t.json" 'abs(j["bpw"] - min(p["bpw"] for p in (j["bisection"], j["fallback"]) if p)) < 1e-6'
+[ "$(grep -c '^blk\.0\.' "$TMP/t.txt")" -eq 7 ] && ok || fail "tune recipe: $(cat "$TMP/t.txt")"
+"$LOWBIT" info "$TMP/t.gguf" > /dev/null 2>&1 && ok || fail "tune's file does not load"
+expect 1 "no mix of these candidates meets the target" -- "$LOWBIT" tune "$MODEL" "${Q[@]}" --candidates "$C" \
+    --max-kld 1e-9 -o "$TMP/never.gguf"
+[ ! -e "$TMP/never.gguf" ] && ok || fail "a failed tune left its file"
 ls "$TMP" | grep -q '\.tmp\.' && fail "temporary left: $(ls "$TMP")" || ok
 finish cli_plan

@@ -72,6 +72,32 @@ LB_API lb_status lb_plan_refine(const lb_sensitivity_opts *o, const lb_sensitivi
  * choice says, against the model as loaded, scored as o->eval says. */
 LB_API lb_status lb_plan_measure(const lb_sensitivity_opts *o, const lb_sensitivity *s, const int *choice,
                                  lb_eval_result *r);
+/* Accuracy-driven tuning (tune.c): the smallest mix of the kept tensors
+ * that meets a target on the scored split, by bisection over the budget
+ * (knapsack, then `rounds` refinement rounds, at each budget tried) and by
+ * falling back from the cheapest mix, most sensitive tensors first; the
+ * smaller of the two that meets the target goes to choice. Fails, naming
+ * the richest mix's figures, when no mix meets it. */
+typedef struct {
+    double max_kld;       /* > 0: the mix's mean KL per token must be at most this */
+    double max_ppl_ratio; /* > 1: its perplexity over the model's at most this */
+    int rounds;           /* refinement rounds at each budget bisection tries */
+} lb_tune_opts;
+
+typedef struct {
+    double bits, kld, ppl_ratio;
+} lb_tune_point;
+
+typedef struct {
+    lb_tune_point chosen, bisection, fallback; /* the smallest mixes that met the target */
+    lb_tune_point richest;                     /* every tensor at its richest candidate */
+    int bisection_met, fallback_met;
+    int bisection_steps, fallback_steps;       /* mixes each search measured */
+    const char *strategy;                      /* "bisection" or "fallback": the one chosen */
+} lb_tune_result;
+
+LB_API lb_status lb_plan_tune(const lb_sensitivity_opts *o, const lb_sensitivity *s, const lb_tune_opts *t, int *choice,
+                              lb_tune_result *r);
 /* Spearman's rank correlation of two series over the pairs where both are
  * finite (NAN when fewer than 3 such pairs or a series is constant). */
 LB_API double lb_rank_correlation(const double *a, const double *b, int n);

@@ -15,6 +15,7 @@ static const struct {
     {"eval", cmd_eval, "perplexity (docs or chunks protocol), KL divergence and top-1 against a reference"},
     {"generate", cmd_generate, "generate text from a prompt, with tokens/s"},
     {"plan", cmd_plan, "choose a format and method per tensor under a bit budget, by measured sensitivity"},
+    {"tune", cmd_tune, "the smallest mix of formats that meets a KL or perplexity target (calibration split)"},
     {"sweep", cmd_sweep, "quantize with a grid of methods x formats, evaluate each: table, JSON lines, SVG plot"},
     {"train", cmd_train, "fine-tune an fp32 model on the training split (backpropagation, AdamW); save one GGUF file"},
     {"mnist", cmd_mnist, "train and evaluate binary / XNOR / int8 / int4 MNIST classifiers (XNOR-popcount inference)"},

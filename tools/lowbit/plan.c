@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli.h"
+#include "plan_cli.h"
 #include "plot.h"
 
 static const char *plan_help =
@@ -50,21 +50,19 @@ static const char *plan_help =
     "sum. Proxies reported beside it: the method's output error tr(dW H dW^T)/n and the weight\n"
     "error ||dW||^2, with their Spearman rank correlation to the measured KL.\n";
 
-#define MAX_CANDS 64
-#define MAX_KEEP 64
-
-static const char *default_candidates =
+static const char *const default_candidates =
     "int2:g128:asym;int2:g64:asym;int3:g128:asym;int3:g64:asym;int4:g128:asym;int4:g64:asym;int8:g64:sym";
 
 /* One candidate from "SPEC[,method=NAME][,key=value]..." (--tensor-type's
  * syntax after its PATTERN=). */
-static int parse_candidate(const char *opt, const char *text, const lb_method_opts *base, lb_candidate *c) {
+static int parse_candidate(const char *verb, const char *opt, const char *text, const lb_method_opts *base,
+                           lb_candidate *c) {
     if (lb_plan_parse_choice(text, base, &c->spec, &c->opts) != LB_OK)
-        return cli_usage_error("plan", "%s '%s': %s", opt, text, lb_last_error());
+        return cli_usage_error(verb, "%s '%s': %s", opt, text, lb_last_error());
     return CLI_OK;
 }
 
-static void candidate_label(const lb_candidate *c, char *buf, size_t n) {
+void candidate_label(const lb_candidate *c, char *buf, size_t n) {
     char spec[64], opts[400];
     lb_qspec_format(&c->spec, spec, sizeof spec);
     lb_method_opts_format(&c->opts, 0, opts, sizeof opts);
@@ -99,7 +97,8 @@ static int linear_cell(const char *name, int *layer) {
 }
 
 /* The heat map: rows are layers, columns the linears, colour log10 of the KL. */
-static int heat_svg(const char *path, const lb_sensitivity *s, int c, const char *label, const char *model) {
+static int heat_svg(const char *verb, const char *path, const lb_sensitivity *s, int c, const char *label,
+                    const char *model) {
     int layers = 0;
     for (int t = 0; t < s->n_tensors; t++) {
         int l;
@@ -110,7 +109,7 @@ static int heat_svg(const char *path, const lb_sensitivity *s, int c, const char
         double v = s->kld[(size_t)t * s->n_candidates + c];
         if (isfinite(v) && v > 0) lo = fmin(lo, log10(v)), hi = fmax(hi, log10(v));
     }
-    if (!layers || !isfinite(lo)) return cli_error("plan", "--svg: no linear has a positive KL at '%s'", label);
+    if (!layers || !isfinite(lo)) return cli_error(verb, "--svg: no linear has a positive KL at '%s'", label);
     if (hi - lo < 1e-9) hi = lo + 1;
     const int cw = 90, ch = 28, x0 = 110, y0 = 70, W = x0 + LB_N_LINEARS * cw + 150, H = y0 + layers * ch + 40;
     plot_buf b = {0};
@@ -141,12 +140,13 @@ static int heat_svg(const char *path, const lb_sensitivity *s, int c, const char
     }
     plot_buf_printf(&b, "<text x=\"%d\" y=\"%d\" fill=\"#555\">%.3g .. %.3g</text>\n</svg>\n",
                     x0 + LB_N_LINEARS * cw + 10, y0 + 14, pow(10, lo), pow(10, hi));
-    int rc = cli_write_file("plan", path, b.data, b.len, b.failed);
+    int rc = cli_write_file(verb, path, b.data, b.len, b.failed);
     plot_buf_free(&b);
     return rc;
 }
 
-static int write_table(const char *path, const lb_sensitivity *s, const lb_candidate *cands, const int *choice) {
+static int write_table(const char *verb, const char *path, const lb_sensitivity *s, const lb_candidate *cands,
+                       const int *choice) {
     plot_buf b = {0};
     char label[512];
     plot_buf_printf(&b, "| tensor |");
@@ -169,33 +169,226 @@ static int write_table(const char *path, const lb_sensitivity *s, const lb_candi
     }
     plot_buf_printf(&b, "\nKL divergence (nats per token) with only that tensor quantized, and its bits per weight; "
                         "the plan's choice in bold.\n");
-    int rc = cli_write_file("plan", path, b.data, b.len, b.failed);
+    int rc = cli_write_file(verb, path, b.data, b.len, b.failed);
     plot_buf_free(&b);
     return rc;
 }
 
+/* ---- shared with lowbit tune (plan_cli.h) ---------------------------------- */
+
+int plan_option(plan_ctx *p, cli_args *a) {
+    int r;
+    const char *keep = NULL;
+    if ((r = cli_option(a, "--candidates", NULL, &p->cand_text)) || (r = cli_option(a, "--tensors", NULL, &p->tensors)) ||
+        (r = cli_option(a, "--calib", NULL, &p->calib_text)) || (r = cli_option(a, "--calib-blocks", NULL, &p->calib_blocks)) ||
+        (r = cli_option(a, "--table", NULL, &p->table)) || (r = cli_option(a, "--svg", NULL, &p->svg)) ||
+        (r = cli_option(a, "--heat", NULL, &p->heat)) || (r = cli_option(a, "--refine", NULL, &p->refine_text)))
+        return r;
+    if ((r = cli_option(a, "--keep", NULL, &keep)) <= 0) return r;
+    if (p->n_keep == PLAN_MAX_KEEP) return cli_usage_error(p->verb, "more than %d --keep rules", PLAN_MAX_KEEP), -1;
+    p->keeps[p->n_keep++] = keep;
+    return 1;
+}
+
+int plan_prepare(plan_ctx *p, const char *default_refine) {
+    const char *v = p->verb;
+    lb_plan_init(&p->keep_plan);
+    if (cli_parse_int(v, "--refine", p->refine_text ? p->refine_text : default_refine, 0, 100, &p->rounds))
+        return CLI_USAGE;
+    lb_calib_opts_default(&p->copts);
+    if (p->calib_blocks) {
+        long n;
+        if (cli_parse_int(v, "--calib-blocks", p->calib_blocks, 1, 1 << 30, &n)) return CLI_USAGE;
+        p->copts.calib_blocks = (int)n;
+    }
+    p->copts.text_path = p->calib_text ? p->calib_text
+                                       : cli_data_path("text/tinystories-sample.txt", p->calib_buf, sizeof p->calib_buf);
+    lb_method_opts_default(lb_method_find("gptq"), &p->base);
+    if (lb_method_opts_set(&p->base, "clip", "mse") != LB_OK || lb_method_opts_set(&p->base, "act_order", "1") != LB_OK)
+        return cli_error(v, NULL);
+    char list[4096];
+    const char *text = p->cand_text ? p->cand_text : default_candidates;
+    if (snprintf(list, sizeof list, "%s", text) >= (int)sizeof list)
+        return cli_usage_error(v, "--candidates is longer than %zu bytes", sizeof list - 1);
+    char *save = NULL;
+    for (char *item = strtok_r(list, ";", &save); item; item = strtok_r(NULL, ";", &save)) {
+        if (p->n_cands == PLAN_MAX_CANDS) return cli_usage_error(v, "more than %d candidates", PLAN_MAX_CANDS);
+        if (parse_candidate(v, "--candidates", item, &p->base, &p->cands[p->n_cands])) return CLI_USAGE;
+        p->n_cands++;
+    }
+    if (!p->n_cands) return cli_usage_error(v, "--candidates is empty");
+    p->n_free = p->n_cands;
+    for (int k = 0; k < p->n_keep; k++) {
+        if (lb_plan_add_override(&p->keep_plan, p->keeps[k], &p->base) != LB_OK)
+            return cli_usage_error(v, "--keep: %s", lb_last_error());
+        p->cands[p->n_cands].spec = p->keep_plan.rules[k].spec;
+        p->cands[p->n_cands].opts = p->keep_plan.rules[k].opts;
+        p->n_cands++;
+    }
+    if (p->heat) {
+        lb_candidate h;
+        if (parse_candidate(v, "--heat", p->heat, &p->base, &h)) return CLI_USAGE;
+        for (p->heat_c = 0; p->heat_c < p->n_free && !(lb_qspec_equal(&p->cands[p->heat_c].spec, &h.spec) &&
+                                                       lb_method_opts_equal(&p->cands[p->heat_c].opts, &h.opts));
+             p->heat_c++) {}
+        if (p->heat_c == p->n_free) return cli_usage_error(v, "--heat '%s' is not one of the candidates", p->heat);
+    }
+    return CLI_OK;
+}
+
+int plan_measure(plan_ctx *p, const char *model_path, int keep) {
+    const char *v = p->verb;
+    p->t0 = lb_now();
+    p->model_path = model_path;
+    if (cli_load_model(v, model_path, NULL, &p->m)) return CLI_FAIL;
+    if (lb_text_load(p->copts.text_path, &p->text) != LB_OK) return cli_error(v, NULL);
+    /* the planned tensors, and which of them a --keep rule pins (the last match wins, as in recipes) */
+    lb_plan sel;
+    lb_plan_init(&sel);
+    int rc = CLI_OK;
+    if (lb_plan_add_selection(&sel, p->tensors ? p->tensors : "linears", &p->cands[0].spec, &p->cands[0].opts) != LB_OK ||
+        lb_plan_resolve(&sel, p->m) != LB_OK)
+        rc = cli_usage_error(v, "--tensors: %s", lb_last_error());
+    if (rc == CLI_OK && p->n_keep && lb_plan_resolve(&p->keep_plan, p->m) != LB_OK)
+        rc = cli_usage_error(v, "--keep: %s", lb_last_error());
+    int T = sel.n_entries, C = p->n_cands;
+    if (rc == CLI_OK && !(p->mask = lb_calloc((size_t)T * C, 1))) rc = cli_error(v, "out of memory");
+    for (int t = 0; rc == CLI_OK && t < T; t++) {
+        int pinned = -1;
+        for (int e = 0; e < p->keep_plan.n_entries; e++)
+            if (p->keep_plan.entries[e].tensor == sel.entries[t].tensor) pinned = p->n_free + p->keep_plan.entries[e].rule;
+        for (int c = 0; c < C; c++) p->mask[(size_t)t * C + c] = pinned < 0 ? c < p->n_free : c == pinned;
+    }
+    lb_plan_free(&sel);
+    /* the fp model's statistics: X^T X for the proxies, and what the candidates need */
+    unsigned need = LB_STATS_XTX;
+    for (int c = 0; c < C; c++) need |= lb_method_opts_stats(&p->cands[c].opts);
+    if (rc == CLI_OK && (need & LB_STATS_DXTX))
+        rc = cli_usage_error(v, "gptaq needs the sequential driver: plan with gptq candidates, then quantize the recipe "
+                             "with --sequential (and method=gptaq if wanted)");
+    p->copts.text = &p->text;
+    p->copts.parts = need;
+    if (rc == CLI_OK && lb_calibrate(p->m, &p->copts, &p->stats) != LB_OK) rc = cli_error(v, NULL);
+    p->so.model_path = model_path;
+    p->so.tensors = p->tensors;
+    p->so.text = &p->text;
+    p->so.eval.split = LB_SPLIT_CALIB;
+    p->so.eval.calib_blocks = p->copts.calib_blocks;
+    p->so.stats = p->stats;
+    p->so.mask = p->mask;
+    p->so.keep_tensors = keep;
+    if (rc == CLI_OK && lb_sensitivity_measure(&p->so, p->cands, C, &p->s) != LB_OK) rc = cli_error(v, NULL);
+    for (int t = 0; rc == CLI_OK && t < p->s.n_tensors; t++) p->weights += (double)p->s.weights[t];
+    return rc;
+}
+
+int plan_reports(plan_ctx *p, const int *choice) {
+    int rc = CLI_OK;
+    if (p->table) rc = write_table(p->verb, p->table, &p->s, p->cands, choice);
+    char label[512];
+    candidate_label(&p->cands[p->heat_c], label, sizeof label);
+    if (rc == CLI_OK && p->svg) rc = heat_svg(p->verb, p->svg, &p->s, p->heat_c, label, p->model_path);
+    return rc;
+}
+
+int plan_choice(plan_ctx *p, const int *choice, lb_plan *out) {
+    lb_plan_init(out);
+    for (int t = 0; t < p->s.n_tensors; t++) {
+        const lb_candidate *c = &p->cands[choice[t]];
+        if (lb_plan_add_rule(out, p->s.names[t], &c->spec, &c->opts) != LB_OK) return cli_error(p->verb, NULL);
+    }
+    return lb_plan_resolve(out, p->m) == LB_OK ? CLI_OK : cli_error(p->verb, NULL);
+}
+
+double plan_bits(const plan_ctx *p, const int *choice, double *kld_alone) {
+    double bits = 0, kl = 0;
+    for (int t = 0; t < p->s.n_tensors; t++) {
+        size_t i = (size_t)t * p->n_cands + choice[t];
+        bits += p->s.bits[i];
+        kl += p->s.kld[i];
+    }
+    if (kld_alone) *kld_alone = kl;
+    return bits;
+}
+
+void plan_json(const plan_ctx *p, const int *choice) {
+    const lb_sensitivity *s = &p->s;
+    char label[512];
+    json_key("candidates");
+    json_begin_array();
+    for (int c = 0; c < p->n_cands; c++) {
+        candidate_label(&p->cands[c], label, sizeof label);
+        json_string(label);
+    }
+    json_end_array();
+    json_key("choice");
+    json_begin_array();
+    for (int t = 0; t < s->n_tensors; t++) {
+        size_t i = (size_t)t * p->n_cands + choice[t];
+        candidate_label(&p->cands[choice[t]], label, sizeof label);
+        json_begin_object();
+        json_kstr("tensor", s->names[t]);
+        json_kstr("candidate", label);
+        json_knum("bpw", s->bits[i] / (double)s->weights[t]);
+        json_knum("kld", s->kld[i]);
+        json_end_object();
+    }
+    json_end_array();
+    json_key("sensitivity"); /* [tensor][candidate]: {bits, kld, dnll, proxy, weight_error}, null where not measured */
+    json_begin_array();
+    for (int t = 0; t < s->n_tensors; t++) {
+        json_begin_array();
+        for (int c = 0; c < p->n_cands; c++) {
+            size_t i = (size_t)t * p->n_cands + c;
+            if (isnan(s->bits[i])) {
+                json_null();
+                continue;
+            }
+            json_begin_object();
+            json_knum("bits", s->bits[i]);
+            json_knum("kld", s->kld[i]);
+            json_knum("dnll", s->dnll[i]);
+            json_knum("proxy", s->proxy[i]);
+            json_knum("weight_error", s->werr[i]);
+            json_end_object();
+        }
+        json_end_array();
+    }
+    json_end_array();
+}
+
+void plan_print_choice(const plan_ctx *p, const int *choice) {
+    printf("%-28s %-44s %8s %10s\n", "tensor", "choice", "bpw", "KL alone");
+    for (int t = 0; t < p->s.n_tensors; t++) {
+        size_t i = (size_t)t * p->n_cands + choice[t];
+        char label[512];
+        candidate_label(&p->cands[choice[t]], label, sizeof label);
+        printf("%-28s %-44s %8.4f %10.5f\n", p->s.names[t], label, p->s.bits[i] / (double)p->s.weights[t], p->s.kld[i]);
+    }
+}
+
+void plan_free(plan_ctx *p) {
+    lb_free(p->mask);
+    lb_sensitivity_free(&p->s);
+    lb_calib_stats_free(p->stats);
+    lb_plan_free(&p->keep_plan);
+    lb_text_free(&p->text);
+    lb_model_free(p->m);
+}
+
+/* ---- lowbit plan ------------------------------------------------------------ */
+
 int cmd_plan(int argc, char **argv) {
     cli_args a = {.argc = argc, .argv = argv, .i = 1, .verb = "plan"};
-    const char *out = NULL, *bpw_text = NULL, *size_text = NULL, *cand_text = default_candidates, *tensors = NULL;
-    const char *calib_text = NULL, *calib_blocks = NULL, *table = NULL, *svg = NULL, *heat = NULL, *refine_text = "2";
-    const char *keeps[MAX_KEEP];
-    int n_keep = 0;
+    plan_ctx p;
+    memset(&p, 0, sizeof p);
+    p.verb = "plan";
+    const char *out = NULL, *bpw_text = NULL, *size_text = NULL;
     while (a.i < argc) {
         int r;
-        const char *keep = NULL;
         if ((r = cli_option(&a, "--output", "-o", &out)) || (r = cli_option(&a, "--bpw", NULL, &bpw_text)) ||
-            (r = cli_option(&a, "--size", NULL, &size_text)) || (r = cli_option(&a, "--candidates", NULL, &cand_text)) ||
-            (r = cli_option(&a, "--tensors", NULL, &tensors)) || (r = cli_option(&a, "--calib", NULL, &calib_text)) ||
-            (r = cli_option(&a, "--calib-blocks", NULL, &calib_blocks)) || (r = cli_option(&a, "--table", NULL, &table)) ||
-            (r = cli_option(&a, "--svg", NULL, &svg)) || (r = cli_option(&a, "--heat", NULL, &heat)) ||
-            (r = cli_option(&a, "--refine", NULL, &refine_text))) {
+            (r = cli_option(&a, "--size", NULL, &size_text)) || (r = plan_option(&p, &a))) {
             if (r < 0) return CLI_USAGE;
-            continue;
-        }
-        if ((r = cli_option(&a, "--keep", NULL, &keep))) {
-            if (r < 0) return CLI_USAGE;
-            if (n_keep == MAX_KEEP) return cli_usage_error("plan", "more than %d --keep rules", MAX_KEEP);
-            keeps[n_keep++] = keep;
             continue;
         }
         if ((r = cli_unknown(&a)) != 0) return r;
@@ -210,115 +403,21 @@ int cmd_plan(int argc, char **argv) {
     double bpw = 0, size = 0;
     if (bpw_text && cli_parse_float("plan", "--bpw", bpw_text, 0.01, 64, &bpw)) return CLI_USAGE;
     if (size_text && parse_size(size_text, &size)) return CLI_USAGE;
-    long rounds;
-    if (cli_parse_int("plan", "--refine", refine_text, 0, 100, &rounds)) return CLI_USAGE;
-    lb_calib_opts copts;
-    lb_calib_opts_default(&copts);
-    if (calib_blocks) {
-        long v;
-        if (cli_parse_int("plan", "--calib-blocks", calib_blocks, 1, 1 << 30, &v)) return CLI_USAGE;
-        copts.calib_blocks = (int)v;
-    }
-    char calib_buf[4096];
-    copts.text_path = calib_text ? calib_text : cli_data_path("text/tinystories-sample.txt", calib_buf, sizeof calib_buf);
+    int rc = plan_prepare(&p, "2");
+    const char *inputs[2] = {a.positional[0], p.copts.text_path};
+    if (rc == CLI_OK && lb_output_check(out, inputs, 2) != LB_OK) rc = cli_error("plan", NULL);
+    if (rc == CLI_OK) rc = plan_measure(&p, a.positional[0], p.rounds > 0);
 
-    /* candidates: the list, then one per --keep rule */
-    lb_method_opts base;
-    lb_method_opts_default(lb_method_find("gptq"), &base);
-    if (lb_method_opts_set(&base, "clip", "mse") != LB_OK || lb_method_opts_set(&base, "act_order", "1") != LB_OK)
-        return cli_error("plan", NULL);
-    lb_candidate cands[MAX_CANDS + MAX_KEEP];
-    int n_cands = 0;
-    char list[4096];
-    if (snprintf(list, sizeof list, "%s", cand_text) >= (int)sizeof list)
-        return cli_usage_error("plan", "--candidates is longer than %zu bytes", sizeof list - 1);
-    char *save = NULL;
-    for (char *item = strtok_r(list, ";", &save); item; item = strtok_r(NULL, ";", &save)) {
-        if (n_cands == MAX_CANDS) return cli_usage_error("plan", "more than %d candidates", MAX_CANDS);
-        if (parse_candidate("--candidates", item, &base, &cands[n_cands])) return CLI_USAGE;
-        n_cands++;
-    }
-    if (!n_cands) return cli_usage_error("plan", "--candidates is empty");
-    const int n_free = n_cands;
-    lb_plan keep_plan;
-    lb_plan_init(&keep_plan);
-    for (int k = 0; k < n_keep; k++)
-        if (lb_plan_add_override(&keep_plan, keeps[k], &base) != LB_OK) {
-            lb_plan_free(&keep_plan);
-            return cli_usage_error("plan", "--keep: %s", lb_last_error());
-        } else {
-            cands[n_cands].spec = keep_plan.rules[k].spec, cands[n_cands].opts = keep_plan.rules[k].opts;
-            n_cands++;
-        }
-    int heat_c = 0;
-    if (heat) {
-        lb_candidate h;
-        if (parse_candidate("--heat", heat, &base, &h)) return CLI_USAGE;
-        for (heat_c = 0; heat_c < n_free && !(lb_qspec_equal(&cands[heat_c].spec, &h.spec) &&
-                                               lb_method_opts_equal(&cands[heat_c].opts, &h.opts)); heat_c++) {}
-        if (heat_c == n_free) return cli_usage_error("plan", "--heat '%s' is not one of the candidates", heat);
-    }
-    const char *inputs[2] = {a.positional[0], copts.text_path};
-    if (lb_output_check(out, inputs, 2) != LB_OK) return cli_error("plan", NULL);
-
-    double t0 = lb_now();
-    lb_model *m = NULL;
-    lb_text text;
-    memset(&text, 0, sizeof text);
-    lb_calib_stats *stats = NULL;
-    lb_sensitivity s;
-    memset(&s, 0, sizeof s);
-    uint8_t *mask = NULL;
-    int *choice = NULL, rc = CLI_OK;
-    double *cost = NULL, *loss = NULL;
-    if (cli_load_model("plan", a.positional[0], NULL, &m)) rc = CLI_FAIL;
-    if (rc == CLI_OK && lb_text_load(copts.text_path, &text) != LB_OK) rc = cli_error("plan", NULL);
-    /* which tensors the --keep rules pin (the last match wins, as in recipes) */
-    lb_plan sel;
-    lb_plan_init(&sel);
-    if (rc == CLI_OK && (lb_plan_add_selection(&sel, tensors ? tensors : "linears", &cands[0].spec, &cands[0].opts) != LB_OK ||
-                         lb_plan_resolve(&sel, m) != LB_OK))
-        rc = cli_usage_error("plan", "--tensors: %s", lb_last_error());
-    if (rc == CLI_OK && n_keep && lb_plan_resolve(&keep_plan, m) != LB_OK)
-        rc = cli_usage_error("plan", "--keep: %s", lb_last_error());
-    int T = sel.n_entries;
-    if (rc == CLI_OK && !(mask = lb_calloc((size_t)T * n_cands, 1))) rc = cli_error("plan", "out of memory");
-    for (int t = 0; rc == CLI_OK && t < T; t++) {
-        int pinned = -1;
-        for (int e = 0; e < keep_plan.n_entries; e++)
-            if (keep_plan.entries[e].tensor == sel.entries[t].tensor) pinned = n_free + keep_plan.entries[e].rule;
-        for (int c = 0; c < n_cands; c++) mask[(size_t)t * n_cands + c] = pinned < 0 ? c < n_free : c == pinned;
-    }
-    /* the fp model's statistics: X^T X for the proxies, and what the candidates need */
-    unsigned need = LB_STATS_XTX;
-    for (int c = 0; c < n_cands; c++) need |= lb_method_opts_stats(&cands[c].opts);
-    if (rc == CLI_OK && (need & LB_STATS_DXTX))
-        rc = cli_usage_error("plan", "gptaq needs the sequential driver; plan with gptq candidates and quantize the "
-                             "recipe with --sequential");
-    copts.text = &text;
-    copts.parts = need;
-    if (rc == CLI_OK && lb_calibrate(m, &copts, &stats) != LB_OK) rc = cli_error("plan", NULL);
-    lb_sensitivity_opts so = {0};
-    so.model_path = a.positional[0];
-    so.tensors = tensors;
-    so.text = &text;
-    so.eval.split = LB_SPLIT_CALIB;
-    so.eval.calib_blocks = copts.calib_blocks;
-    so.stats = stats;
-    so.mask = mask;
-    so.keep_tensors = rounds > 0;
-    if (rc == CLI_OK && lb_sensitivity_measure(&so, cands, n_cands, &s) != LB_OK) rc = cli_error("plan", NULL);
-
-    /* the budget over the selected tensors */
-    double weights = 0, budget = 0, other_bits = 0;
-    for (int t = 0; rc == CLI_OK && t < T; t++) weights += (double)s.weights[t];
+    /* the budget over the planned tensors */
+    int T = p.s.n_tensors, C = p.n_cands;
+    double budget = 0, other_bits = 0;
     if (rc == CLI_OK) {
-        if (bpw_text) budget = bpw * weights;
+        if (bpw_text) budget = bpw * p.weights;
         else {
-            for (int i = 0; i < lb_model_n_tensors(m); i++) {
-                int selected = 0;
-                for (int t = 0; t < T; t++) selected |= s.tensor[t] == i;
-                if (!selected) other_bits += 8.0 * (double)lb_model_tensor_at(m, i)->nbytes;
+            for (int i = 0; i < lb_model_n_tensors(p.m); i++) {
+                int planned = 0;
+                for (int t = 0; t < T; t++) planned |= p.s.tensor[t] == i;
+                if (!planned) other_bits += 8.0 * (double)lb_model_tensor_at(p.m, i)->nbytes;
             }
             budget = 8.0 * size - other_bits;
             if (budget <= 0)
@@ -326,136 +425,68 @@ int cmd_plan(int argc, char **argv) {
                                other_bits / 8);
         }
     }
-    cost = lb_alloc((size_t)T * n_cands * sizeof *cost);
-    loss = lb_alloc((size_t)T * n_cands * sizeof *loss);
-    choice = lb_calloc((size_t)(T ? T : 1), sizeof *choice);
-    if (rc == CLI_OK && (!cost || !loss || !choice)) rc = cli_error("plan", "out of memory");
-    for (size_t i = 0; rc == CLI_OK && i < (size_t)T * n_cands; i++) {
-        cost[i] = s.bits[i];
-        loss[i] = isnan(s.bits[i]) ? 0 : s.kld[i];
-    }
-    if (rc == CLI_OK && lb_allocate(T, n_cands, cost, loss, budget, 0, choice) != LB_OK) rc = cli_error("plan", NULL);
-    double measured[101];
+    double *loss = lb_alloc((size_t)(T ? T : 1) * C * sizeof *loss), measured[101];
+    int *choice = lb_calloc((size_t)(T ? T : 1), sizeof *choice);
+    if (rc == CLI_OK && (!loss || !choice)) rc = cli_error("plan", "out of memory");
+    for (size_t i = 0; rc == CLI_OK && i < (size_t)T * C; i++) loss[i] = isnan(p.s.bits[i]) ? 0 : p.s.kld[i];
+    if (rc == CLI_OK && lb_allocate(T, C, p.s.bits, loss, budget, 0, choice) != LB_OK) rc = cli_error("plan", NULL);
     for (int r = 0; r <= 100; r++) measured[r] = NAN;
-    if (rc == CLI_OK && rounds && lb_plan_refine(&so, &s, budget, (int)rounds, choice, measured) != LB_OK)
+    if (rc == CLI_OK && p.rounds && lb_plan_refine(&p.so, &p.s, budget, (int)p.rounds, choice, measured) != LB_OK)
         rc = cli_error("plan", NULL);
     double final_kld = NAN;
-    for (int r = 0; r <= rounds; r++)
+    for (int r = 0; r <= p.rounds; r++)
         if (!isnan(measured[r])) final_kld = measured[r];
 
     /* the recipe: one rule per tensor */
     lb_plan chosen;
     lb_plan_init(&chosen);
-    double bits = 0, predicted = 0;
-    for (int t = 0; rc == CLI_OK && t < T; t++) {
-        const lb_candidate *c = &cands[choice[t]];
-        if (lb_plan_add_rule(&chosen, s.names[t], &c->spec, &c->opts) != LB_OK) rc = cli_error("plan", NULL);
-        bits += cost[(size_t)t * n_cands + choice[t]];
-        predicted += loss[(size_t)t * n_cands + choice[t]];
-    }
+    double alone = 0, bits = rc == CLI_OK ? plan_bits(&p, choice, &alone) : 0;
     char header[600];
     snprintf(header, sizeof header, "lowbit plan for %.300s: %.4f bpw over %d tensors (budget %.4f), KL on the "
-             "calibration split %.5g summed alone, %.5g measured", a.positional[0], bits / weights, T, budget / weights,
-             predicted, final_kld);
-    if (rc == CLI_OK && lb_plan_resolve(&chosen, m) != LB_OK) rc = cli_error("plan", NULL);
+             "calibration split %.5g summed alone, %.5g measured", a.positional[0], bits / p.weights, T,
+             budget / p.weights, alone, final_kld);
+    if (rc == CLI_OK) rc = plan_choice(&p, choice, &chosen);
     if (rc == CLI_OK && lb_plan_save_recipe(&chosen, out, header) != LB_OK) rc = cli_error("plan", NULL);
-    if (rc == CLI_OK && table) rc = write_table(table, &s, cands, choice);
-    char heat_label[512];
-    candidate_label(&cands[heat_c], heat_label, sizeof heat_label);
-    if (rc == CLI_OK && svg) rc = heat_svg(svg, &s, heat_c, heat_label, a.positional[0]);
+    if (rc == CLI_OK) rc = plan_reports(&p, choice);
 
     /* proxies: rank correlation with the measured KL over every measured cell */
     double rho_proxy = NAN, rho_werr = NAN;
     if (rc == CLI_OK) {
-        rho_proxy = lb_rank_correlation(s.proxy, s.kld, T * n_cands);
-        rho_werr = lb_rank_correlation(s.werr, s.kld, T * n_cands);
+        rho_proxy = lb_rank_correlation(p.s.proxy, p.s.kld, T * C);
+        rho_werr = lb_rank_correlation(p.s.werr, p.s.kld, T * C);
     }
     if (rc == CLI_OK && a.json) {
         json_begin_object();
         json_kstr("model", a.positional[0]);
         json_kstr("recipe", out);
-        json_knum("budget_bpw", budget / weights);
-        json_knum("bpw", bits / weights);
+        json_knum("budget_bpw", budget / p.weights);
+        json_knum("bpw", bits / p.weights);
         json_knum("bits", bits);
-        json_knum("predicted_kld", predicted);
+        json_knum("predicted_kld", alone);
         json_key("measured_kld"); /* the mix on the calibration split: first plan, then after each round that helped */
         json_begin_array();
-        for (int r = 0; r <= rounds && !isnan(measured[r]); r++) json_number(measured[r]);
+        for (int r = 0; r <= p.rounds && !isnan(measured[r]); r++) json_number(measured[r]);
         json_end_array();
         json_knum("kld", final_kld);
         json_kint("tensors", T);
-        json_kint("scored_tokens", s.tokens);
+        json_kint("scored_tokens", p.s.tokens);
         json_knum("rank_correlation_proxy", rho_proxy);
         json_knum("rank_correlation_weight_error", rho_werr);
-        json_knum("seconds", lb_now() - t0);
-        json_key("candidates");
-        json_begin_array();
-        for (int c = 0; c < n_cands; c++) {
-            char label[512];
-            candidate_label(&cands[c], label, sizeof label);
-            json_string(label);
-        }
-        json_end_array();
-        json_key("choice");
-        json_begin_array();
-        for (int t = 0; t < T; t++) {
-            size_t i = (size_t)t * n_cands + choice[t];
-            char label[512];
-            candidate_label(&cands[choice[t]], label, sizeof label);
-            json_begin_object();
-            json_kstr("tensor", s.names[t]);
-            json_kstr("candidate", label);
-            json_knum("bpw", s.bits[i] / (double)s.weights[t]);
-            json_knum("kld", s.kld[i]);
-            json_end_object();
-        }
-        json_end_array();
-        json_key("sensitivity"); /* [tensor][candidate]: {bits, kld, dnll, proxy, weight_error}, null where not measured */
-        json_begin_array();
-        for (int t = 0; t < T; t++) {
-            json_begin_array();
-            for (int c = 0; c < n_cands; c++) {
-                size_t i = (size_t)t * n_cands + c;
-                if (isnan(s.bits[i])) {
-                    json_null();
-                    continue;
-                }
-                json_begin_object();
-                json_knum("bits", s.bits[i]);
-                json_knum("kld", s.kld[i]);
-                json_knum("dnll", s.dnll[i]);
-                json_knum("proxy", s.proxy[i]);
-                json_knum("weight_error", s.werr[i]);
-                json_end_object();
-            }
-            json_end_array();
-        }
-        json_end_array();
+        json_knum("seconds", lb_now() - p.t0);
+        plan_json(&p, choice);
         json_end_object();
         json_done();
     } else if (rc == CLI_OK) {
-        printf("%-28s %-44s %8s %10s\n", "tensor", "choice", "bpw", "KL alone");
-        for (int t = 0; t < T; t++) {
-            size_t i = (size_t)t * n_cands + choice[t];
-            char label[512];
-            candidate_label(&cands[choice[t]], label, sizeof label);
-            printf("%-28s %-44s %8.4f %10.5f\n", s.names[t], label, s.bits[i] / (double)s.weights[t], s.kld[i]);
-        }
+        plan_print_choice(&p, choice);
         printf("%s: %.4f bpw over %d tensors (budget %.4f); KL on %lld calibration tokens: %.5f summed over the "
-               "tensors alone",
-               out, bits / weights, T, budget / weights, (long long)s.tokens, predicted);
-        for (int r = 0; r <= rounds && !isnan(measured[r]); r++)
+               "tensors alone", out, bits / p.weights, T, budget / p.weights, (long long)p.s.tokens, alone);
+        for (int r = 0; r <= p.rounds && !isnan(measured[r]); r++)
             printf(r ? ", %.5f after round %d" : ", %.5f measured for the first plan", measured[r], r);
         printf("; proxies' rank correlation with the KL: method %.3f, weight error %.3f; %.1fs\n", rho_proxy, rho_werr,
-               lb_now() - t0);
+               lb_now() - p.t0);
     }
     lb_plan_free(&chosen);
-    lb_free(cost), lb_free(loss), lb_free(choice), lb_free(mask);
-    lb_sensitivity_free(&s);
-    lb_calib_stats_free(stats);
-    lb_plan_free(&sel);
-    lb_plan_free(&keep_plan);
-    lb_text_free(&text);
-    lb_model_free(m);
+    lb_free(loss), lb_free(choice);
+    plan_free(&p);
     return rc;
 }

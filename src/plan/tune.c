@@ -1,0 +1,169 @@
+/* Accuracy-driven tuning: the smallest mix that meets a quality target.
+ *
+ * The target is a KL divergence or a perplexity ratio on the scored split
+ * (the calibration split: lowbit tune reports the evaluation split only
+ * afterwards). Two searches over the kept quantized tensors, each mix
+ * assembled and measured as it is (lb_plan_measure):
+ *
+ *   bisection  over the budget: the knapsack (and refinement rounds) at the
+ *              middle budget, kept when it meets the target
+ *   fallback   from the cheapest mix, the most sensitive tensors first: each
+ *              step takes the upgrade with the most KL (measured alone)
+ *              saved per bit, until the mix meets the target
+ *
+ * The smaller mix that meets the target wins. */
+#include "lowbit/plan.h"
+
+#include <math.h>
+#include <string.h>
+
+#define BISECTION_STEPS 14
+
+typedef struct {
+    const lb_sensitivity_opts *o;
+    const lb_sensitivity *s;
+    const lb_tune_opts *t;
+    int steps;
+} tuner;
+
+static int usable(const lb_sensitivity *s, size_t i) { return s->quantized[i].data && !isnan(s->bits[i]); }
+
+static double mix_bits(const lb_sensitivity *s, const int *choice) {
+    double b = 0;
+    for (int t = 0; t < s->n_tensors; t++) b += s->bits[(size_t)t * s->n_candidates + choice[t]];
+    return b;
+}
+
+/* Measures the mix; *met says whether it meets the target. */
+static lb_status measure(tuner *u, const int *choice, lb_tune_point *p, int *met) {
+    lb_eval_result r;
+    lb_status st = lb_plan_measure(u->o, u->s, choice, &r);
+    if (st != LB_OK) return st;
+    u->steps++;
+    p->bits = mix_bits(u->s, choice);
+    p->kld = r.kld;
+    p->ppl_ratio = exp(r.nll - u->s->nll);
+    *met = (!(u->t->max_kld > 0) || p->kld <= u->t->max_kld) &&
+           (!(u->t->max_ppl_ratio > 0) || p->ppl_ratio <= u->t->max_ppl_ratio);
+    return LB_OK;
+}
+
+static lb_status bisection(tuner *u, int *best, lb_tune_result *r) {
+    lb_tune_point *bp = &r->bisection;
+    int *found = &r->bisection_met;
+    const lb_sensitivity *s = u->s;
+    int T = s->n_tensors, C = s->n_candidates;
+    size_t cells = (size_t)T * C;
+    double lo = 0, hi = 0;
+    for (int t = 0; t < T; t++) {
+        double mn = INFINITY, mx = 0;
+        for (int c = 0; c < C; c++)
+            if (usable(s, (size_t)t * C + c)) mn = fmin(mn, s->bits[(size_t)t * C + c]), mx = fmax(mx, s->bits[(size_t)t * C + c]);
+        lo += mn, hi += mx;
+    }
+    double *bits = lb_alloc(cells * sizeof *bits), *loss = lb_alloc(cells * sizeof *loss), kl[101];
+    int *choice = lb_alloc((size_t)T * sizeof *choice);
+    lb_status st = bits && loss && choice ? LB_OK : LB_ERR_NOMEM;
+    for (size_t i = 0; st == LB_OK && i < cells; i++) {
+        bits[i] = usable(s, i) ? s->bits[i] : NAN;
+        loss[i] = usable(s, i) ? s->kld[i] : 0;
+    }
+    /* the budget where the mix first meets the target, between lo (fails or is
+     * the cheapest) and hi (every tensor at its richest) */
+    double a = lo, b = hi;
+    for (int step = 0; st == LB_OK && step <= BISECTION_STEPS; step++) {
+        double budget = step == 0 ? hi : 0.5 * (a + b);
+        if ((st = lb_allocate(T, C, bits, loss, budget, 0, choice)) != LB_OK) break;
+        if (u->t->rounds > 0 && (st = lb_plan_refine(u->o, s, budget, u->t->rounds, choice, kl)) != LB_OK) break;
+        lb_tune_point p;
+        int met;
+        if ((st = measure(u, choice, &p, &met)) != LB_OK) break;
+        if (step == 0) r->richest = p;
+        if (met && (!*found || p.bits < bp->bits)) {
+            *found = 1;
+            *bp = p;
+            memcpy(best, choice, (size_t)T * sizeof *best);
+        }
+        if (step == 0 && !met) break; /* the richest mix fails: nothing will meet it */
+        if (step > 0) {
+            if (met) b = budget;
+            else a = budget;
+        }
+        if (b - a < 1e-3 * (hi - lo)) break;
+    }
+    lb_free(bits), lb_free(loss), lb_free(choice);
+    return st;
+}
+
+static lb_status fallback(tuner *u, int *best, lb_tune_point *bp, int *found) {
+    const lb_sensitivity *s = u->s;
+    int T = s->n_tensors, C = s->n_candidates;
+    int *choice = lb_alloc((size_t)T * sizeof *choice);
+    if (!choice) return LB_ERR_NOMEM;
+    for (int t = 0; t < T; t++) { /* the cheapest mix */
+        choice[t] = -1;
+        for (int c = 0; c < C; c++) {
+            size_t i = (size_t)t * C + c;
+            if (usable(s, i) && (choice[t] < 0 || s->bits[i] < s->bits[(size_t)t * C + choice[t]])) choice[t] = c;
+        }
+    }
+    lb_status st = LB_OK;
+    for (;;) {
+        lb_tune_point p;
+        int met;
+        if ((st = measure(u, choice, &p, &met)) != LB_OK) break;
+        if (met) {
+            if (!*found || p.bits < bp->bits) {
+                *found = 1;
+                *bp = p;
+                memcpy(best, choice, (size_t)T * sizeof *best);
+            }
+            break;
+        }
+        /* the upgrade that saves the most KL (alone) per added bit */
+        int bt = -1, bc = -1;
+        double gain = 0;
+        for (int t = 0; t < T; t++) {
+            size_t cur = (size_t)t * C + choice[t];
+            for (int c = 0; c < C; c++) {
+                size_t i = (size_t)t * C + c;
+                if (!usable(s, i) || s->bits[i] <= s->bits[cur] || s->kld[i] >= s->kld[cur]) continue;
+                double g = (s->kld[cur] - s->kld[i]) / (s->bits[i] - s->bits[cur]);
+                if (g > gain) gain = g, bt = t, bc = c;
+            }
+        }
+        if (bt < 0) break; /* every tensor at its best: the target is out of reach */
+        choice[bt] = bc;
+    }
+    lb_free(choice);
+    return st;
+}
+
+lb_status lb_plan_tune(const lb_sensitivity_opts *o, const lb_sensitivity *s, const lb_tune_opts *t, int *choice,
+                       lb_tune_result *r) {
+    memset(r, 0, sizeof *r);
+    if (!(t->max_kld > 0) && !(t->max_ppl_ratio > 1))
+        return lb_fail(LB_ERR_INVALID, "tune: give a KL (> 0) or a perplexity ratio (> 1) to meet");
+    if (!s->quantized) return lb_fail(LB_ERR_INVALID, "tune needs the quantized tensors: measure with keep_tensors = 1");
+    tuner u = {o, s, t, 0};
+    int *other = lb_alloc((size_t)s->n_tensors * sizeof *other);
+    if (!other) return LB_ERR_NOMEM;
+    lb_status st = bisection(&u, choice, r);
+    r->bisection_steps = u.steps;
+    u.steps = 0;
+    if (st == LB_OK) st = fallback(&u, other, &r->fallback, &r->fallback_met);
+    r->fallback_steps = u.steps;
+    if (st == LB_OK && r->fallback_met && (!r->bisection_met || r->fallback.bits < r->bisection.bits)) {
+        memcpy(choice, other, (size_t)s->n_tensors * sizeof *choice);
+        r->chosen = r->fallback;
+        r->strategy = "fallback";
+    } else if (st == LB_OK && r->bisection_met) {
+        r->chosen = r->bisection;
+        r->strategy = "bisection";
+    } else if (st == LB_OK) {
+        st = lb_fail(LB_ERR_INVALID, "tune: no mix of these candidates meets the target (the richest: KL %.5g, "
+                     "perplexity ratio %.5g)", r->richest.kld, r->richest.ppl_ratio);
+    }
+    lb_free(other);
+    return st;
+}
