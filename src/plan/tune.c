@@ -17,7 +17,8 @@
 #include <math.h>
 #include <string.h>
 
-#define BISECTION_STEPS 14
+#define BISECTION_STEPS 14 /* knapsack alone: one measurement each */
+#define REFINED_STEPS 6     /* with refinement: every candidate of every tensor measured again each */
 
 typedef struct {
     const lb_sensitivity_opts *o;
@@ -68,28 +69,38 @@ static lb_status bisection(tuner *u, int *best, lb_tune_result *r) {
         bits[i] = usable(s, i) ? s->bits[i] : NAN;
         loss[i] = usable(s, i) ? s->kld[i] : 0;
     }
-    /* the budget where the mix first meets the target, between lo (fails or is
-     * the cheapest) and hi (every tensor at its richest) */
+    /* the budget where the mix first meets the target, between a (fails, or
+     * the cheapest) and b (meets; first the richest mix): first with the
+     * knapsack alone (one measurement a step), then, inside the last
+     * interval, with refinement rounds at each budget (a few steps: each
+     * round measures every candidate of every tensor) */
     double a = lo, b = hi;
-    for (int step = 0; st == LB_OK && step <= BISECTION_STEPS; step++) {
-        double budget = step == 0 ? hi : 0.5 * (a + b);
-        if ((st = lb_allocate(T, C, bits, loss, budget, 0, choice)) != LB_OK) break;
-        if (u->t->rounds > 0 && (st = lb_plan_refine(u->o, s, budget, u->t->rounds, choice, kl)) != LB_OK) break;
-        lb_tune_point p;
-        int met;
-        if ((st = measure(u, choice, &p, &met)) != LB_OK) break;
-        if (step == 0) r->richest = p;
-        if (met && (!*found || p.bits < bp->bits)) {
-            *found = 1;
-            *bp = p;
-            memcpy(best, choice, (size_t)T * sizeof *best);
+    for (int phase = 0, steps = 0; st == LB_OK && phase < 2; phase++, steps = 0) {
+        int rounds = phase ? u->t->rounds : 0;
+        if (phase && rounds <= 0) break;
+        for (; st == LB_OK && steps <= (phase ? REFINED_STEPS : BISECTION_STEPS); steps++) {
+            int first = phase == 0 && steps == 0;
+            double budget = first ? hi : 0.5 * (a + b);
+            if ((st = lb_allocate(T, C, bits, loss, budget, 0, choice)) != LB_OK) break;
+            if (rounds && (st = lb_plan_refine(u->o, s, budget, rounds, choice, kl)) != LB_OK) break;
+            lb_tune_point p;
+            int met;
+            if ((st = measure(u, choice, &p, &met)) != LB_OK) break;
+            if (first) r->richest = p;
+            if (met && (!*found || p.bits < bp->bits)) {
+                *found = 1;
+                *bp = p;
+                memcpy(best, choice, (size_t)T * sizeof *best);
+            }
+            if (first && !met) return lb_free(bits), lb_free(loss), lb_free(choice), st; /* nothing will meet it */
+            if (!first) {
+                if (met) b = budget;
+                else a = budget;
+            }
+            if (b - a < 1e-3 * (hi - lo)) break;
         }
-        if (step == 0 && !met) break; /* the richest mix fails: nothing will meet it */
-        if (step > 0) {
-            if (met) b = budget;
-            else a = budget;
-        }
-        if (b - a < 1e-3 * (hi - lo)) break;
+        /* refinement lowers the KL at a budget: search again from the cheapest */
+        a = lo;
     }
     lb_free(bits), lb_free(loss), lb_free(choice);
     return st;
