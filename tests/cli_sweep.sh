@@ -94,4 +94,17 @@ expect 2 "--max-blocks expects" -- "$LOWBIT" sweep "$MODEL" --text "$TEXT" --max
 [ ! -e "$TMP/bad.svg" ] && ok || fail "bad grid left an SVG"
 expect 1 "" -- "$LOWBIT" sweep "$MODEL" --text "$TMP/missing.txt" --formats int4
 
+# --recipes: a plan's recipe as a row of its own, "recipe" naming it; other rows have "recipe": null
+printf 'linears int4:g64:asym method=rtn clip=mse\nblk.0.* int8:g32:sym method=rtn\n' > "$TMP/mix.recipe"
+"$LOWBIT" sweep "$MODEL" --text "$TEXT" "${QUICK[@]}" --methods rtn:clip=mse --formats int4:g64:asym \
+    --recipes "$TMP/mix.recipe" --json > "$TMP/r.jsonl" 2> "$TMP/r.err" && ok || fail "sweep --recipes: $(cat "$TMP/r.err")"
+python3 - "$TMP/r.jsonl" <<'PY' && ok || fail "recipe rows: $(cat "$TMP/r.jsonl")"
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+assert len(rows) == 2 and rows[0]["recipe"] is None, rows
+r = rows[1]
+assert r["method"] == "recipe" and r["recipe"].endswith("mix.recipe") and r["format"] == "mix.recipe", r
+assert r["status"] == "ok" and r["bpw"] > rows[0]["bpw"] and r["kld"] < rows[0]["kld"], (r, rows[0])
+PY
+expect 2 "--recipes" -- "$LOWBIT" sweep "$MODEL" --text "$TEXT" "${QUICK[@]}" --recipes "$TMP/none.recipe"
 finish cli_sweep

@@ -87,6 +87,7 @@ enum { CLI_SKIP = 3 }; /* cli_quantize_eval: the method cannot make this format 
 typedef struct {
     const char *model_path; /* loaded afresh for each configuration */
     const char *tensors;    /* the selection quantized (NULL: linears) */
+    const char *recipe;     /* a recipe file: its rules are the plan (spec, opts and tensors unused) */
     const lb_text *text;
     lb_eval_opts eval;      /* .ref: the fp32 model, for KLD and top-1 */
     const lb_calib_stats *stats; /* for methods that need calibration statistics (NULL: none) */

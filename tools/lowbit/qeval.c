@@ -27,14 +27,15 @@ int cli_quantize_eval(const cli_qeval *q, const lb_qspec *spec, const lb_method_
     lb_plan plan;
     lb_plan_init(&plan);
     int rc = CLI_OK;
-    if (lb_plan_add_selection(&plan, q->tensors ? q->tensors : "linears", spec, opts) != LB_OK ||
+    if ((q->recipe ? lb_plan_load_recipe(&plan, q->recipe)
+                   : lb_plan_add_selection(&plan, q->tensors ? q->tensors : "linears", spec, opts)) != LB_OK ||
         lb_plan_resolve(&plan, m) != LB_OK)
         rc = qeval_fail(err, n, CLI_FAIL, "plan");
     plan.act = q->act;
     /* a method that cannot make this format says so before any work */
     if (rc == CLI_OK && lb_plan_check(&plan) != LB_OK) rc = qeval_fail(err, n, CLI_SKIP, "");
     double t0 = lb_now();
-    if (rc == CLI_OK && (spec->family != LB_FAMILY_F32 || q->act.kind != LB_AQ_NONE) &&
+    if (rc == CLI_OK && (q->recipe || spec->family != LB_FAMILY_F32 || q->act.kind != LB_AQ_NONE) &&
         (q->sequential ? lb_quantize_model_sequential(m, &plan, q->sequential, NULL)
                        : lb_quantize_model_calibrated(m, &plan, q->stats, NULL)) != LB_OK)
         rc = qeval_fail(err, n, CLI_FAIL, "quantizing");

@@ -19,8 +19,8 @@
 static const char *sweep_help =
     "usage: lowbit sweep MODEL --text FILE [--methods LIST] [--formats LIST] [--grid FILE]\n"
     "                    [--split S] [--protocol P] [--ctx N] [--calib-blocks N] [--max-blocks N]\n"
-    "                    [--act LIST] [--sequential] [--trained LIST] [--md FILE] [--svg FILE] [--json]\n"
-    "                    [--keep DIR]\n\n"
+    "                    [--act LIST] [--sequential] [--trained LIST] [--recipes LIST] [--md FILE] [--svg FILE]\n"
+    "                    [--json] [--keep DIR]\n\n"
     "Quantizes the seven linears of every layer of MODEL with every configuration of a grid\n"
     "(methods x formats), saves and reloads each as GGUF, evaluates it against the fp32 model and\n"
     "prints a markdown table: method | format | bpw | file size | ppl | ppl/fp32 | KLD | top-1 |\n"
@@ -49,6 +49,12 @@ static const char *sweep_help =
     "  --sequential     every method quantizes true-sequentially: each stage's statistics\n"
     "                   from the partly quantized model (docs/CALIBRATION.md, \"Sequential mode\");\n"
     "                   default: from the fp32 model, collected once for the whole grid\n"
+    ;
+
+static const char *sweep_help_recipes =
+    "  --recipes LIST   comma-separated recipe files (lowbit plan -o, say), each FILE[:seq]: MODEL\n"
+    "                   quantized by the recipe (true-sequentially with :seq), a row of the series\n"
+    "                   'recipe' ('recipe seq'), format its file name, \"recipe\": FILE in its JSON line\n"
     "  --trained LIST   comma-separated GGUF files written by lowbit train (fine-tuned, distilled or\n"
     "                   quantization-aware trained models of MODEL's shape): each a row of its own,\n"
     "                   evaluated as stored (no quantization) against MODEL, method 'trained', format\n"
@@ -59,7 +65,7 @@ static const char *sweep_help =
     "                   dashed and ringed\n"
     "  --json           JSON lines on stdout, one object per configuration: method options label act\n"
     "                   format status bpw bpw_all file_bytes ppl ppl_ratio fp32_ppl kld top1 tokens\n"
-    "                   split protocol ctx seconds (to quantize) eval_seconds trained [reason]\n"
+    "                   split protocol ctx seconds (to quantize) eval_seconds trained recipe [reason]\n"
     "  --keep DIR       keep the GGUF files in DIR (default: a temporary folder, removed)\n\n"
     "A method that cannot make a format (e.g. twn and int4) is skipped with a note; a configuration\n"
     "that fails is reported and the sweep goes on (exit status 1 at the end). Bad specs, methods or\n"
@@ -88,6 +94,7 @@ typedef struct {
     int series;
     int status; /* CLI_OK, CLI_SKIP, CLI_FAIL */
     const char *trained; /* a model file from lowbit train, evaluated as stored; NULL: MODEL quantized */
+    const char *recipe;  /* a recipe (lowbit plan's, say) quantizing MODEL; NULL: spec by the series' method */
     char reason[1200];
     cli_qeval_row r;
 } config;
@@ -167,6 +174,36 @@ static int add_trained_item(const char *item, void *user) {
     c->series = g->n_series++;
     c->trained = item;
     g->n++;
+    return CLI_OK;
+}
+
+/* --recipes FILE[:seq]: MODEL quantized by the recipe (true-sequentially with
+ * :seq), a row of the series "recipe" (or "recipe seq"); the format column is
+ * the file's name */
+static int add_recipe_item(const char *item, void *user) {
+    grid *g = user;
+    size_t n = strlen(item);
+    int seq = n > 4 && !strcmp(item + n - 4, ":seq");
+    if (seq) ((char *)item)[n - 4] = '\0'; /* the list is the sweep's own copy */
+    const char *label = seq ? "recipe seq" : "recipe";
+    int k = 0;
+    while (k < g->n_series && strcmp(g->s[k].label, label)) k++;
+    if (g->n == MAX_CONFIGS || (k == g->n_series && g->n_series == MAX_SERIES))
+        return cli_usage_error("sweep", "--recipes: more than %d configurations", MAX_CONFIGS);
+    if (k == g->n_series) {
+        series *se = &g->s[g->n_series++];
+        memset(se, 0, sizeof *se);
+        lb_method_opts_default(lb_method_find("rtn"), &se->opts);
+        se->sequential = seq;
+        snprintf(se->label, sizeof se->label, "%s", label);
+    }
+    config *c = &g->c[g->n++];
+    memset(c, 0, sizeof *c);
+    lb_qspec_parse("f32", &c->spec);
+    const char *slash = strrchr(item, '/');
+    snprintf(c->spec_text, sizeof c->spec_text, "%.63s", slash ? slash + 1 : item);
+    c->series = k;
+    c->recipe = item;
     return CLI_OK;
 }
 
@@ -344,8 +381,8 @@ static void json_line(const sweep_ctx *s, const grid *g, const config *c) {
     lb_method_opts_format(&se->opts, 1, opts, sizeof opts);
     int ok = c->status == CLI_OK;
     json_begin_object();
-    json_kstr("method", c->trained ? "trained" : se->opts.method->name);
-    json_kstr("options", c->trained ? "" : opts);
+    json_kstr("method", c->trained ? "trained" : c->recipe ? "recipe" : se->opts.method->name);
+    json_kstr("options", c->trained || c->recipe ? "" : opts);
     json_kstr("label", se->label);
     char act_text[64];
     lb_act_spec_format(&se->act, act_text, sizeof act_text);
@@ -373,6 +410,11 @@ static void json_line(const sweep_ctx *s, const grid *g, const config *c) {
     json_knum("eval_seconds", ok ? c->r.ev.seconds : NAN);
     json_kbool("trained", c->trained != NULL);
     if (c->trained) json_kstr("file", c->trained);
+    if (c->recipe) json_kstr("recipe", c->recipe);
+    else {
+        json_key("recipe");
+        json_null();
+    }
     if (!ok) json_kstr("reason", c->reason);
     json_end_object();
     json_done();
@@ -432,7 +474,7 @@ int cmd_sweep(int argc, char **argv) {
     cli_args a = {.argc = argc, .argv = argv, .i = 1, .verb = "sweep"};
     const char *text_path = NULL, *methods = NULL, *formats = NULL, *grid_path = NULL, *split = "eval", *protocol = "docs",
                *ctx = NULL, *calib = "128", *max_blocks = NULL, *md_path = NULL, *svg_path = NULL, *keep = NULL,
-               *acts = NULL, *trained = NULL;
+               *acts = NULL, *trained = NULL, *recipes = NULL;
     int sequential = 0;
     while (a.i < argc) {
         int r;
@@ -442,7 +484,8 @@ int cmd_sweep(int argc, char **argv) {
             (r = cli_option(&a, "--ctx", NULL, &ctx)) || (r = cli_option(&a, "--calib-blocks", NULL, &calib)) ||
             (r = cli_option(&a, "--max-blocks", NULL, &max_blocks)) || (r = cli_option(&a, "--md", NULL, &md_path)) ||
             (r = cli_option(&a, "--svg", NULL, &svg_path)) || (r = cli_option(&a, "--keep", NULL, &keep)) ||
-            (r = cli_option(&a, "--act", NULL, &acts)) || (r = cli_option(&a, "--trained", NULL, &trained))) {
+            (r = cli_option(&a, "--act", NULL, &acts)) || (r = cli_option(&a, "--trained", NULL, &trained)) ||
+            (r = cli_option(&a, "--recipes", NULL, &recipes))) {
             if (r < 0) return CLI_USAGE;
             continue;
         }
@@ -456,6 +499,7 @@ int cmd_sweep(int argc, char **argv) {
         char list[512];
         lb_method_list(list, sizeof list);
         fputs(sweep_help, stdout);
+        fputs(sweep_help_recipes, stdout);
         printf("\nMethods in this build: %s.\n", list);
         return CLI_OK;
     }
@@ -478,8 +522,8 @@ int cmd_sweep(int argc, char **argv) {
     if (!g) return cli_error("sweep", "out of memory");
     all_sequential = sequential;
     int rc = acts ? for_each_item(acts, "--act", add_act_item, g) : CLI_OK;
-    /* --trained alone: just those rows; with --methods/--formats/--grid: both */
-    if (rc == CLI_OK && (!trained || grid_path || methods || formats))
+    /* --trained or --recipes alone: just those rows; with --methods/--formats/--grid: both */
+    if (rc == CLI_OK && ((!trained && !recipes) || grid_path || methods || formats))
         rc = grid_path ? grid_load(g, grid_path) : default_grid(g, methods, formats);
     char *trained_list = NULL; /* the rows point at their file names in it: it lives as long as the grid */
     if (rc == CLI_OK && trained) {
@@ -490,12 +534,18 @@ int cmd_sweep(int argc, char **argv) {
         for (char *p = trained_list, *save = NULL, *item; rc == CLI_OK && (item = strtok_r(p, ",", &save)); p = NULL)
             rc = add_trained_item(item, g);
     }
+    char *recipe_list = recipes ? strdup(recipes) : NULL; /* as trained_list */
+    if (rc == CLI_OK && recipes && !recipe_list) rc = cli_error("sweep", "out of memory");
+    for (char *p = recipe_list, *save = NULL, *item; rc == CLI_OK && recipe_list && (item = strtok_r(p, ",", &save));
+         p = NULL)
+        rc = add_recipe_item(item, g);
     const char *inputs[3] = {a.positional[0], text_path, grid_path};
     if (rc == CLI_OK && md_path && lb_output_check(md_path, inputs, 3) != LB_OK) rc = cli_error("sweep", NULL);
     if (rc == CLI_OK && svg_path && lb_output_check(svg_path, inputs, 3) != LB_OK) rc = cli_error("sweep", NULL);
     if (rc != CLI_OK) {
         free(g);
         free(trained_list);
+        free(recipe_list);
         return rc;
     }
     /* the command, for the table's header */
@@ -510,6 +560,7 @@ int cmd_sweep(int argc, char **argv) {
         if (mkdir(keep, 0755) != 0 && access(keep, W_OK) != 0) {
             free(g);
             free(trained_list);
+        free(recipe_list);
             return cli_error("sweep", "cannot create directory '%s'", keep);
         }
         snprintf(dir, sizeof dir, "%s", keep);
@@ -519,6 +570,7 @@ int cmd_sweep(int argc, char **argv) {
         if (!mkdtemp(dir)) {
             free(g);
             free(trained_list);
+        free(recipe_list);
             return cli_error("sweep", "cannot create a temporary directory in %s", tmp && *tmp ? tmp : "/tmp");
         }
     }
@@ -564,6 +616,19 @@ int cmd_sweep(int argc, char **argv) {
                                  g->s[i].opts.method->name);
         *(g->s[i].sequential ? &need_seq : &need) |= n;
     }
+    for (int i = 0; rc == CLI_OK && i < g->n; i++) { /* a recipe's methods, as resolved on MODEL */
+        const config *c = &g->c[i];
+        if (!c->recipe) continue;
+        lb_plan rp;
+        lb_plan_init(&rp);
+        if (lb_plan_load_recipe(&rp, c->recipe) != LB_OK || lb_plan_resolve(&rp, ref) != LB_OK)
+            rc = cli_usage_error("sweep", "--recipes: %s", lb_last_error());
+        unsigned n = rc == CLI_OK ? lb_plan_stats_needed(&rp) : 0;
+        if (rc == CLI_OK && (n & LB_STATS_DXTX) && !g->s[c->series].sequential)
+            rc = cli_usage_error("sweep", "recipe %s has gptaq rules: they need ':seq' after the file name", c->recipe);
+        *(g->s[c->series].sequential ? &need_seq : &need) |= n;
+        lb_plan_free(&rp);
+    }
     if (rc == CLI_OK && (need | need_seq) && s.eval.split != LB_SPLIT_EVAL)
         rc = cli_usage_error("sweep", "calibrated methods need --split eval (they calibrate on the calibration split)");
     lb_calib_opts_default(&seq_calib);
@@ -582,6 +647,7 @@ int cmd_sweep(int argc, char **argv) {
         q.act = g->s[c->series].act;
         q.sequential = g->s[c->series].sequential ? &seq_calib : NULL;
         q.model_path = c->trained ? c->trained : s.model_path;
+        q.recipe = c->recipe;
         lb_model *kept = NULL;
         c->status = cli_quantize_eval(&q, &c->spec, &g->s[c->series].opts, path, &c->r, c->trained ? &kept : NULL,
                                       c->reason, sizeof c->reason);
@@ -620,6 +686,7 @@ int cmd_sweep(int argc, char **argv) {
     if (rc == CLI_OK && n_failed) rc = CLI_FAIL;
     if (!keep) rmdir(dir);
     free(trained_list);
+        free(recipe_list);
     lb_calib_stats_free(stats);
     lb_model_free(ref);
     if (text_loaded) lb_text_free(&text);
