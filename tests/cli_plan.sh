@@ -20,14 +20,15 @@ expect 2 "not one of the candidates" -- "$LOWBIT" plan "$MODEL" -o "$TMP/r.txt" 
 
 Q=(--tensors 'blk.0.*' --calib-blocks 8 --calib "$TEXT")
 C='int2:g64:asym,method=rtn,clip=mse;int4:g64:asym,method=rtn,clip=mse;int8:g64:sym,method=rtn'
-"$LOWBIT" plan "$MODEL" "${Q[@]}" --candidates "$C" --bpw 4 -o "$TMP/r.txt" --json --table "$TMP/s.md" \
+"$LOWBIT" plan "$MODEL" "${Q[@]}" --candidates "$C" --bpw 4 -o "$TMP/r.txt" --fisher --json --table "$TMP/s.md" \
     --svg "$TMP/h.svg" > "$TMP/p.json" 2> "$TMP/p.err" && ok || fail "plan failed: $(cat "$TMP/p.err")"
 json "$TMP/p.json" 'j["tensors"] == 7 and j["bpw"] <= 4.0 and j["budget_bpw"] == 4 and j["scored_tokens"] > 500'
 json "$TMP/p.json" 'len(j["candidates"]) == 3 and len(j["sensitivity"]) == 7 and all(len(r) == 3 for r in j["sensitivity"])'
 json "$TMP/p.json" 'all(r[0]["kld"] > r[1]["kld"] > r[2]["kld"] > 0 for r in j["sensitivity"])'
 json "$TMP/p.json" '[c["tensor"] for c in j["choice"]][0] == "blk.0.attn_q.weight" and j["predicted_kld"] > 0'
 json "$TMP/p.json" 'abs(j["predicted_kld"] - sum(c["kld"] for c in j["choice"])) < 1e-9'
-json "$TMP/p.json" '-1 <= j["rank_correlation_weight_error"] <= 1'
+json "$TMP/p.json" 'all(-1 <= j["rank_correlation"][k] <= 1 for k in ("method", "weight_error", "hawq", "fisher"))'
+json "$TMP/p.json" 'all(c is None or c["hawq"] > 0 and c["fisher"] >= 0 for r in j["sensitivity"] for c in r[:2])'
 # a mix: not all the same candidate at 4 bits between 2.5 and 8.5
 json "$TMP/p.json" 'len(set(c["candidate"] for c in j["choice"])) > 1'
 [ "$(grep -c '^blk\.0\.' "$TMP/r.txt")" -eq 7 ] && ok || fail "recipe: $(cat "$TMP/r.txt")"

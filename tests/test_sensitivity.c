@@ -46,6 +46,7 @@ int main(void) {
         CHECK(s.werr[t * 5 + 1] > 0 && s.werr[t * 5 + 1] < s.werr[t * 5 + 2]);
         CHECK(t == 2 ? isnan(k[4]) : k[4] > k[1] && k[4] < k[2]);
         CHECK(s.dnll[t * 5 + 0] == 0);
+        CHECK(isnan(s.hawq[t * 5 + 1])); /* no statistics */
     }
     CHECK(!strcmp(s.names[0], "blk.0.attn_q.weight"));
 
@@ -124,7 +125,13 @@ int main(void) {
         CHECK(isfinite(s.proxy[i]) && s.proxy[i] > 0 && s.kld[i] > 0);
         kl[i] = s.kld[i], px[i] = s.proxy[i];
     }
-    for (int t = 0; t < 3; t++) CHECK_MSG(s.proxy[t * 2 + 1] < s.proxy[t * 2], "%s: gptq's own loss", s.names[t]);
+    for (int t = 0; t < 3; t++) {
+        CHECK_MSG(s.proxy[t * 2 + 1] < s.proxy[t * 2], "%s: gptq's own loss", s.names[t]);
+        /* HAWQ's factor tr(H) / (n cols) is the tensor's: the same for both candidates */
+        double f0 = s.hawq[t * 2] / s.werr[t * 2], f1 = s.hawq[t * 2 + 1] / s.werr[t * 2 + 1];
+        CHECK_MSG(f0 > 0 && fabs(f0 - f1) <= 1e-12 * f0, "%s: %g vs %g", s.names[t], f0, f1);
+        CHECK(isnan(s.fisher[t * 2])); /* no squared gradients collected */
+    }
     CHECK(isfinite(lb_rank_correlation(kl, px, 6)));
     lb_sensitivity_free(&s);
 

@@ -45,6 +45,8 @@ typedef struct {
     double *dnll;          /* the change of the mean negative log-likelihood, nats */
     double *proxy;         /* the method's proxy loss tr(dW H dW^T) / n (lb_tensor_report; NAN without X^T X) */
     double *werr;          /* ||W - Q||_F^2, the plain weight error */
+    double *hawq;          /* tr(H) / (n cols) x ||W - Q||^2: HAWQ's mean Hessian eigenvalue times it (NAN without X^T X) */
+    double *fisher;        /* sum of g^2 (W - Q)^2, g^2 the mean squared loss gradient per weight (NAN without them) */
     lb_tensor *quantized;  /* [t * n_candidates + c] the quantized tensors (opts.keep_tensors; else NULL) */
     double nll;            /* the unquantized model's mean negative log-likelihood on the same tokens */
     int64_t tokens;        /* tokens scored per measurement */

@@ -19,6 +19,7 @@ void lb_sensitivity_free(lb_sensitivity *s) {
     if (!s) return;
     lb_free(s->tensor), lb_free(s->names), lb_free(s->weights);
     lb_free(s->bits), lb_free(s->kld), lb_free(s->dnll), lb_free(s->proxy), lb_free(s->werr);
+    lb_free(s->hawq), lb_free(s->fisher);
     for (size_t i = 0; s->quantized && i < (size_t)s->n_tensors * s->n_candidates; i++) lb_tensor_free(&s->quantized[i]);
     lb_free(s->quantized);
     memset(s, 0, sizeof *s);
@@ -29,6 +30,35 @@ static lb_status select_tensors(const lb_sensitivity_opts *o, const lb_candidate
     lb_plan_init(p);
     lb_status st = lb_plan_add_selection(p, o->tensors ? o->tensors : "linears", &c0->spec, &c0->opts);
     return st == LB_OK ? lb_plan_resolve(p, m) : st;
+}
+
+/* The weight-error proxies of tensor index ti of m against its original
+ * weights w0: ||dW||^2, HAWQ's mean Hessian eigenvalue tr(H) / (n cols)
+ * times it (H = X^T X over n tokens), and the Fisher-weighted error
+ * sum g^2 dW^2 (squared loss gradients per weight, when the statistics have them). */
+static lb_status weight_proxies(const lb_model *m, int ti, const float *w0, const lb_calib_stats *stats,
+                                lb_sensitivity *out, size_t cell) {
+    const lb_tensor *t = lb_model_tensor_at((lb_model *)m, ti);
+    int64_t n = t->rows * t->cols;
+    float *q = lb_alloc((size_t)n * sizeof *q);
+    if (!q) return LB_ERR_NOMEM;
+    lb_status st = lb_dequantize(t, q);
+    const lb_layer_stats *ls = stats ? lb_calib_stats_for_tensor(stats, m, t) : NULL;
+    double e2 = 0, fe = 0;
+    for (int64_t i = 0; st == LB_OK && i < n; i++) {
+        double d = (double)q[i] - (double)w0[i];
+        e2 += d * d;
+        if (ls && ls->grad_sq) fe += (double)ls->grad_sq[i] * d * d;
+    }
+    out->werr[cell] = e2;
+    if (ls && ls->xtx && ls->n_samples > 0) {
+        double tr = 0;
+        for (int64_t j = 0; j < t->cols; j++) tr += ls->xtx[j * t->cols + j];
+        out->hawq[cell] = tr / ((double)ls->n_samples * (double)t->cols) * e2;
+    }
+    if (ls && ls->grad_sq) out->fisher[cell] = fe;
+    lb_free(q);
+    return st;
 }
 
 /* Moves the quantized tensor out of m into out->quantized[cell], for
@@ -56,7 +86,7 @@ static lb_status keep_tensor(lb_model *m, const lb_plan *p, const lb_quantize_re
 
 /* One measurement: tensor `name` alone quantized by c, scored against ref. */
 static lb_status measure_one(const lb_sensitivity_opts *o, const lb_candidate *c, const char *name, lb_model *ref,
-                             double norm2, lb_sensitivity *out, size_t cell) {
+                             const float *w0, lb_sensitivity *out, size_t cell) {
     lb_model *m = NULL;
     lb_plan p;
     lb_plan_init(&p);
@@ -78,7 +108,7 @@ static lb_status measure_one(const lb_sensitivity_opts *o, const lb_candidate *c
             out->kld[cell] = r.kld;
             out->dnll[cell] = r.nll - out->nll;
             out->proxy[cell] = t->proxy_loss;
-            out->werr[cell] = t->rel_error * t->rel_error * norm2;
+            st = weight_proxies(m, p.entries[0].tensor, w0, o->stats, out, cell);
             out->tokens = r.tokens;
         }
     }
@@ -109,13 +139,13 @@ lb_status lb_sensitivity_measure(const lb_sensitivity_opts *o, const lb_candidat
         out->tensor = lb_calloc((size_t)T, sizeof *out->tensor);
         out->names = lb_calloc((size_t)T, sizeof *out->names);
         out->weights = lb_calloc((size_t)T, sizeof *out->weights);
-        double **cols[5] = {&out->bits, &out->kld, &out->dnll, &out->proxy, &out->werr};
-        for (int k = 0; k < 5; k++)
+        double **cols[7] = {&out->bits, &out->kld, &out->dnll, &out->proxy, &out->werr, &out->hawq, &out->fisher};
+        for (int k = 0; k < 7; k++)
             if ((*cols[k] = lb_alloc(cells * sizeof(double))))
                 for (size_t i = 0; i < cells; i++) (*cols[k])[i] = NAN;
         if (o->keep_tensors) out->quantized = lb_calloc(cells, sizeof *out->quantized);
         if (!out->tensor || !out->names || !out->weights || !out->bits || !out->kld || !out->dnll || !out->proxy ||
-            !out->werr || (o->keep_tensors && !out->quantized))
+            !out->werr || !out->hawq || !out->fisher || (o->keep_tensors && !out->quantized))
             st = LB_ERR_NOMEM;
     }
     for (int t = 0; st == LB_OK && t < T; t++) {
@@ -138,15 +168,12 @@ lb_status lb_sensitivity_measure(const lb_sensitivity_opts *o, const lb_candidat
         lb_progress_item(&prog, out->names[t]);
         const lb_tensor *w = lb_model_tensor_at(ref, out->tensor[t]);
         float *wd = lb_alloc((size_t)out->weights[t] * sizeof *wd);
-        double norm2 = 0;
         if (!wd) st = LB_ERR_NOMEM;
         if (st == LB_OK) st = lb_dequantize(w, wd);
-        for (int64_t i = 0; st == LB_OK && i < out->weights[t]; i++) norm2 += (double)wd[i] * wd[i];
-        lb_free(wd);
         for (int c = 0; st == LB_OK && c < C; c++) {
             size_t cell = (size_t)t * C + (size_t)c;
             if (o->mask && !o->mask[cell]) continue;
-            st = measure_one(o, &cands[c], out->names[t], ref, norm2, out, cell);
+            st = measure_one(o, &cands[c], out->names[t], ref, wd, out, cell);
             if (st != LB_OK) {
                 char what[64];
                 lb_qspec_format(&cands[c].spec, what, sizeof what);
@@ -155,6 +182,7 @@ lb_status lb_sensitivity_measure(const lb_sensitivity_opts *o, const lb_candidat
             }
             lb_progress_update(&prog, (uint64_t)++done);
         }
+        lb_free(wd);
     }
     lb_progress_end(&prog);
     out->seconds = lb_now() - t0;

@@ -18,7 +18,7 @@
 static const char *plan_help =
     "usage: lowbit plan MODEL (--bpw B | --size SIZE) -o RECIPE [--candidates LIST] [--tensors LIST]\n"
     "                   [--keep PATTERN=SPEC[,method=NAME][,key=value]...]... [--calib TEXT] [--calib-blocks N]\n"
-    "                   [--refine N] [--table FILE.md] [--svg FILE.svg] [--heat SPEC] [--json]\n\n"
+    "                   [--refine N] [--fisher] [--table FILE.md] [--svg FILE.svg] [--heat SPEC] [--json]\n\n"
     "Chooses a format and method per tensor so that the selected tensors fit the budget with the\n"
     "least predicted loss, and writes the choice as a recipe for `lowbit quantize --recipe`.\n\n"
     "  --bpw B            budget: B bits per weight on average over the selected tensors, every\n"
@@ -40,6 +40,8 @@ static const char *plan_help =
     "  --refine N         interaction-aware refinement rounds (default 2; 0: none): the mix is assembled,\n"
     "                     each tensor's candidates measured again with the others as planned, and the\n"
     "                     budget spent again over those losses while the mix's measured KL drops\n"
+    "  --fisher           also collect the squared loss gradients (a backward pass over the calibration\n"
+    "                     split; fp32 models) for the Fisher proxy\n"
     "  --table FILE.md    the sensitivity table: KL divergence per tensor and candidate\n"
     "  --svg FILE.svg     heat map of the sensitivity, layers x linears, at --heat's candidate\n"
     "  --heat SPEC        the candidate the heat map shows (default the first candidate)\n"
@@ -47,8 +49,9 @@ static const char *plan_help =
     "                     correlations, the whole sensitivity table\n\n"
     "Sensitivity of a tensor to a candidate: the mean KL divergence per token from the model to the\n"
     "model with only that tensor quantized so, on the calibration split. The plan minimizes their\n"
-    "sum. Proxies reported beside it: the method's output error tr(dW H dW^T)/n and the weight\n"
-    "error ||dW||^2, with their Spearman rank correlation to the measured KL.\n";
+    "sum. Proxies reported beside it, with their Spearman rank correlation to the measured KL: the\n"
+    "method's output error tr(dW H dW^T)/n, the weight error ||dW||^2, HAWQ's tr(H)/(n cols) x\n"
+    "||dW||^2, and with --fisher the Fisher-weighted error sum g^2 dW^2.\n";
 
 static const char *const default_candidates =
     "int2:g128:asym;int2:g64:asym;int3:g128:asym;int3:g64:asym;int4:g128:asym;int4:g64:asym;int8:g64:sym";
@@ -184,6 +187,10 @@ int plan_option(plan_ctx *p, cli_args *a) {
         (r = cli_option(a, "--table", NULL, &p->table)) || (r = cli_option(a, "--svg", NULL, &p->svg)) ||
         (r = cli_option(a, "--heat", NULL, &p->heat)) || (r = cli_option(a, "--refine", NULL, &p->refine_text)))
         return r;
+    if (cli_flag(a, "--fisher")) {
+        p->fisher = 1;
+        return 1;
+    }
     if ((r = cli_option(a, "--keep", NULL, &keep)) <= 0) return r;
     if (p->n_keep == PLAN_MAX_KEEP) return cli_usage_error(p->verb, "more than %d --keep rules", PLAN_MAX_KEEP), -1;
     p->keeps[p->n_keep++] = keep;
@@ -269,6 +276,7 @@ int plan_measure(plan_ctx *p, const char *model_path, int keep) {
     p->copts.text = &p->text;
     p->copts.parts = need;
     if (rc == CLI_OK && lb_calibrate(p->m, &p->copts, &p->stats) != LB_OK) rc = cli_error(v, NULL);
+    if (rc == CLI_OK && p->fisher && lb_calib_fisher(p->m, &p->copts, p->stats) != LB_OK) rc = cli_error(v, NULL);
     p->so.model_path = model_path;
     p->so.tensors = p->tensors;
     p->so.text = &p->text;
@@ -350,11 +358,20 @@ void plan_json(const plan_ctx *p, const int *choice) {
             json_knum("dnll", s->dnll[i]);
             json_knum("proxy", s->proxy[i]);
             json_knum("weight_error", s->werr[i]);
+            json_knum("hawq", s->hawq[i]);
+            json_knum("fisher", s->fisher[i]);
             json_end_object();
         }
         json_end_array();
     }
     json_end_array();
+}
+
+const char *const plan_proxy_names[PLAN_N_PROXIES] = {"method", "weight_error", "hawq", "fisher"};
+
+double plan_rank_correlation(const plan_ctx *p, int k) {
+    const double *x[PLAN_N_PROXIES] = {p->s.proxy, p->s.werr, p->s.hawq, p->s.fisher};
+    return lb_rank_correlation(x[k], p->s.kld, p->s.n_tensors * p->n_cands);
 }
 
 void plan_print_choice(const plan_ctx *p, const int *choice) {
@@ -450,11 +467,8 @@ int cmd_plan(int argc, char **argv) {
     if (rc == CLI_OK) rc = plan_reports(&p, choice);
 
     /* proxies: rank correlation with the measured KL over every measured cell */
-    double rho_proxy = NAN, rho_werr = NAN;
-    if (rc == CLI_OK) {
-        rho_proxy = lb_rank_correlation(p.s.proxy, p.s.kld, T * C);
-        rho_werr = lb_rank_correlation(p.s.werr, p.s.kld, T * C);
-    }
+    double rho[PLAN_N_PROXIES];
+    for (int k = 0; k < PLAN_N_PROXIES; k++) rho[k] = rc == CLI_OK ? plan_rank_correlation(&p, k) : NAN;
     if (rc == CLI_OK && a.json) {
         json_begin_object();
         json_kstr("model", a.positional[0]);
@@ -470,8 +484,10 @@ int cmd_plan(int argc, char **argv) {
         json_knum("kld", final_kld);
         json_kint("tensors", T);
         json_kint("scored_tokens", p.s.tokens);
-        json_knum("rank_correlation_proxy", rho_proxy);
-        json_knum("rank_correlation_weight_error", rho_werr);
+        json_key("rank_correlation"); /* Spearman, each proxy against the KL over every measured pair */
+        json_begin_object();
+        for (int k = 0; k < PLAN_N_PROXIES; k++) json_knum(plan_proxy_names[k], rho[k]);
+        json_end_object();
         json_knum("seconds", lb_now() - p.t0);
         plan_json(&p, choice);
         json_end_object();
@@ -482,8 +498,9 @@ int cmd_plan(int argc, char **argv) {
                "tensors alone", out, bits / p.weights, T, budget / p.weights, (long long)p.s.tokens, alone);
         for (int r = 0; r <= p.rounds && !isnan(measured[r]); r++)
             printf(r ? ", %.5f after round %d" : ", %.5f measured for the first plan", measured[r], r);
-        printf("; proxies' rank correlation with the KL: method %.3f, weight error %.3f; %.1fs\n", rho_proxy, rho_werr,
-               lb_now() - p.t0);
+        printf("; proxies' rank correlation with the KL:");
+        for (int k = 0; k < PLAN_N_PROXIES; k++) printf(" %s %.3f", plan_proxy_names[k], rho[k]);
+        printf("; %.1fs\n", lb_now() - p.t0);
     }
     lb_plan_free(&chosen);
     lb_free(loss), lb_free(choice);

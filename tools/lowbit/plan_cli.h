@@ -22,6 +22,7 @@ typedef struct {
     lb_calib_opts copts;
     char calib_buf[4096];
     long rounds;
+    int fisher; /* --fisher: squared gradients for the Fisher proxy */
     /* from plan_measure */
     const char *model_path;
     lb_model *m;
@@ -54,6 +55,10 @@ void plan_json(const plan_ctx *p, const int *choice);
 /* The choice per tensor as a table on stdout. */
 void plan_print_choice(const plan_ctx *p, const int *choice);
 void candidate_label(const lb_candidate *c, char *buf, size_t n);
+/* The proxies' names, and proxy k's Spearman correlation with the measured KL. */
+#define PLAN_N_PROXIES 4
+extern const char *const plan_proxy_names[PLAN_N_PROXIES];
+double plan_rank_correlation(const plan_ctx *p, int k);
 void plan_free(plan_ctx *p);
 
 #endif
