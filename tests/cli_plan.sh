@@ -57,6 +57,11 @@ PY
     -o "$TMP/k.txt" --json > "$TMP/k.json" 2> "$TMP/k.err" && ok || fail "plan --keep: $(cat "$TMP/k.err")"
 grep -q '^blk.0.attn_v.weight int8:g64:sym method=rtn' "$TMP/k.txt" && ok || fail "--keep: $(cat "$TMP/k.txt")"
 json "$TMP/k.json" 'j["bpw"] <= 3.0 and len(j["candidates"]) == 4'
+# --granularity layer: one choice for the layer's seven linears
+"$LOWBIT" plan "$MODEL" "${Q[@]}" --candidates "$C" --bpw 4 --granularity layer --refine 0 -o "$TMP/l.txt" --json \
+    > "$TMP/l.json" 2> "$TMP/l.err" && ok || fail "plan --granularity layer: $(cat "$TMP/l.err")"
+json "$TMP/l.json" 'len(set(c["candidate"] for c in j["choice"])) == 1 and j["bpw"] <= 4'
+expect 2 "tensor or layer" -- "$LOWBIT" plan "$MODEL" --bpw 3 -o "$TMP/g.txt" --granularity row
 expect 1 "cheapest options need" -- "$LOWBIT" plan "$MODEL" "${Q[@]}" --candidates "$C" --bpw 2 -o "$TMP/no.txt"
 [ ! -e "$TMP/no.txt" ] && ok || fail "a failed plan left its recipe"
 # --size: the planned tensors' bytes plus the rest as stored

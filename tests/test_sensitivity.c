@@ -104,6 +104,33 @@ int main(void) {
     /* a candidate that changes more than the weight cannot be kept */
     lb_candidate ol = cand("int4:g64:asym", "rtn", "outliers=0.01");
     CHECK_FAILS(lb_sensitivity_measure(&o, &ol, 1, &s), LB_ERR_UNSUPPORTED, "changes more than the weight");
+
+    /* granularity: a layer's tensors share one choice; the knapsack over the
+     * two layers equals the best of the four layer choices that fit */
+    o.tensors = "blk.0.attn_q.weight,blk.0.attn_k.weight,blk.1.attn_q.weight";
+    CHECK_OK(lb_sensitivity_measure(&o, k3, 3, &s));
+    CHECK(s.n_groups == 3 && s.group[2] == 2);
+    CHECK_FAILS(lb_plan_set_granularity(&s, "row"), LB_ERR_INVALID, "tensor or layer");
+    CHECK_OK(lb_plan_set_granularity(&s, "layer"));
+    CHECK(s.n_groups == 2 && s.group[0] == 0 && s.group[1] == 0 && s.group[2] == 1);
+    double gb[2][3], gl[2][3];
+    for (int k = 0; k < 3; k++) {
+        gb[0][k] = s.bits[0 * 3 + k] + s.bits[1 * 3 + k], gl[0][k] = s.kld[0 * 3 + k] + s.kld[1 * 3 + k];
+        gb[1][k] = s.bits[2 * 3 + k], gl[1][k] = s.kld[2 * 3 + k];
+    }
+    double gbudget = gb[0][2] + gb[1][0]; /* layer 0 at int8, layer 1 at int2 fits, so does the reverse */
+    int gch[3];
+    CHECK_OK(lb_plan_choose(&s, gbudget, gch));
+    CHECK(gch[0] == gch[1]);
+    double want = INFINITY;
+    for (int x = 0; x < 3; x++)
+        for (int y = 0; y < 3; y++)
+            if (gb[0][x] + gb[1][y] <= gbudget && gl[0][x] + gl[1][y] < want) want = gl[0][x] + gl[1][y];
+    CHECK(fabs(gl[0][gch[0]] + gl[1][gch[2]] - want) < 1e-12);
+    CHECK_OK(lb_plan_refine(&o, &s, gbudget, 2, gch, rk));
+    CHECK(gch[0] == gch[1] && gb[0][gch[0]] + gb[1][gch[2]] <= gbudget);
+    lb_sensitivity_free(&s);
+    o.tensors = "blk.0.*";
     o.keep_tensors = 0;
 
     /* with the model's statistics: the method's proxy, and gptq */

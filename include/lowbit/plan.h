@@ -48,6 +48,8 @@ typedef struct {
     double *hawq;          /* tr(H) / (n cols) x ||W - Q||^2: HAWQ's mean Hessian eigenvalue times it (NAN without X^T X) */
     double *fisher;        /* sum of g^2 (W - Q)^2, g^2 the mean squared loss gradient per weight (NAN without them) */
     lb_tensor *quantized;  /* [t * n_candidates + c] the quantized tensors (opts.keep_tensors; else NULL) */
+    int *group;            /* (n_tensors) the group each tensor's choice is made with (lb_plan_set_granularity) */
+    int n_groups;          /* each tensor alone after lb_sensitivity_measure */
     double nll;            /* the unquantized model's mean negative log-likelihood on the same tokens */
     int64_t tokens;        /* tokens scored per measurement */
     double seconds;
@@ -103,6 +105,15 @@ LB_API lb_status lb_plan_tune(const lb_sensitivity_opts *o, const lb_sensitivity
 /* Spearman's rank correlation of two series over the pairs where both are
  * finite (NAN when fewer than 3 such pairs or a series is constant). */
 LB_API double lb_rank_correlation(const double *a, const double *b, int n);
+
+/* Which tensors share one choice from now on: "tensor" (each alone, as
+ * measured) or "layer" (the linears of one transformer block together; any
+ * other tensor alone). lb_plan_choose, lb_plan_refine and lb_plan_tune choose
+ * per group. */
+LB_API lb_status lb_plan_set_granularity(lb_sensitivity *s, const char *granularity);
+/* The knapsack over the KLs measured alone: choice[t] per tensor (the same
+ * within a group), at most budget bits in all. */
+LB_API lb_status lb_plan_choose(const lb_sensitivity *s, double budget, int *choice);
 
 /* Multiple-choice knapsack: n items with n_opts options each, option k of
  * item i costing cost[i * n_opts + k] >= 0 (NAN: not allowed) and adding

@@ -10,7 +10,7 @@
  * KL of the whole mix with tensor t changed to c. The knapsack is solved
  * over those losses (a coordinate-wise linearization around the plan), the
  * new plan is measured, and that repeats while it helps. */
-#include "lowbit/plan.h"
+#include "plan/plan_internal.h"
 
 #include <math.h>
 #include <string.h>
@@ -83,49 +83,54 @@ lb_status lb_plan_measure(const lb_sensitivity_opts *o, const lb_sensitivity *s,
     return st;
 }
 
+/* Shows group g at candidate c (c < 0: as the choice has it). */
+static void show_group(assembly *a, int g, int c, const int *choice) {
+    for (int t = 0; t < a->s->n_tensors; t++)
+        if (a->s->group[t] == g) show(a, t, c < 0 ? choice[t] : c);
+}
+
 lb_status lb_plan_refine(const lb_sensitivity_opts *o, const lb_sensitivity *s,
                          double budget, int rounds, int *choice, double *kld) {
     if (rounds < 0) return lb_fail(LB_ERR_INVALID, "plan: %d refinement rounds", rounds);
     for (int r = 0; r <= rounds; r++) kld[r] = NAN;
-    int T = s->n_tensors, C = s->n_candidates;
-    size_t cells = (size_t)T * C;
+    int T = s->n_tensors, C = s->n_candidates, G = s->n_groups;
+    size_t gcells = (size_t)G * C;
     assembly a;
     lb_status st = assemble(o, s, &a);
     if (st == LB_OK) st = check_choice(s, choice);
-    double *loss = lb_alloc(cells * sizeof *loss);
-    int *next = lb_alloc((size_t)T * sizeof *next);
-    if (st == LB_OK && (!loss || !next)) st = LB_ERR_NOMEM;
+    double *loss = lb_alloc(gcells * sizeof *loss), *gcost = lb_alloc(gcells * sizeof *gcost);
+    int *next = lb_alloc((size_t)T * sizeof *next), *gchoice = lb_alloc((size_t)G * sizeof *gchoice);
+    if (st == LB_OK && (!loss || !gcost || !next || !gchoice)) st = LB_ERR_NOMEM;
+    if (st == LB_OK) lb_plan_group_sums(s, NULL, gcost, NULL);
     lb_eval_result r;
     for (int t = 0; st == LB_OK && t < T; t++) show(&a, t, choice[t]);
     if (st == LB_OK && (st = score(o, &a, &r)) == LB_OK) kld[0] = r.kld;
     size_t todo = 0;
-    for (size_t i = 0; i < cells; i++) todo += s->quantized && s->quantized[i].data != NULL;
+    for (size_t i = 0; st == LB_OK && i < gcells; i++) todo += !isnan(gcost[i]);
     lb_progress prog;
     lb_progress_begin(&prog, "refining", (uint64_t)todo * (uint64_t)rounds);
     uint64_t done = 0;
     for (int round = 1; st == LB_OK && round <= rounds; round++) {
-        /* every candidate of every tensor, the others as planned */
-        for (int t = 0; st == LB_OK && t < T; t++) {
-            lb_progress_item(&prog, s->names[t]);
+        /* every candidate of every group, the others as planned */
+        for (int t = 0; t < T; t++) gchoice[s->group[t]] = choice[t];
+        for (int g = 0; st == LB_OK && g < G; g++) {
+            for (int t = 0; t < T; t++)
+                if (s->group[t] == g) lb_progress_item(&prog, s->names[t]);
             for (int c = 0; st == LB_OK && c < C; c++) {
-                size_t i = (size_t)t * C + c;
+                size_t i = (size_t)g * C + c;
                 loss[i] = 0;
-                if (!s->quantized[i].data) continue;
-                if (c == choice[t]) {
+                if (isnan(gcost[i])) continue;
+                if (c == gchoice[g]) {
                     loss[i] = kld[round - 1];
                 } else {
-                    show(&a, t, c);
+                    show_group(&a, g, c, choice);
                     if ((st = score(o, &a, &r)) == LB_OK) loss[i] = r.kld;
-                    show(&a, t, choice[t]);
+                    show_group(&a, g, -1, choice);
                 }
                 lb_progress_update(&prog, ++done);
             }
         }
-        double *bits = lb_alloc(cells * sizeof *bits);
-        if (st == LB_OK && !bits) st = LB_ERR_NOMEM;
-        for (size_t i = 0; st == LB_OK && i < cells; i++) bits[i] = s->quantized[i].data ? s->bits[i] : NAN;
-        if (st == LB_OK) st = lb_allocate(T, C, bits, loss, budget, 0, next);
-        lb_free(bits);
+        if (st == LB_OK) st = lb_plan_allocate_groups(s, loss, budget, next);
         if (st != LB_OK) break;
         if (!memcmp(next, choice, (size_t)T * sizeof *next)) break; /* a fixed point */
         for (int t = 0; t < T; t++) show(&a, t, next[t]);
@@ -135,7 +140,7 @@ lb_status lb_plan_refine(const lb_sensitivity_opts *o, const lb_sensitivity *s,
         memcpy(choice, next, (size_t)T * sizeof *choice);
     }
     lb_progress_end(&prog);
-    lb_free(loss), lb_free(next);
+    lb_free(loss), lb_free(gcost), lb_free(next), lb_free(gchoice);
     disassemble(&a);
     return st;
 }

@@ -9,7 +9,7 @@
  * two cheap proxies (the method's output-error proxy tr(dW H dW^T) / n,
  * and the plain weight error ||dW||^2), so their rank correlation with the
  * measured KL says when a proxy alone could be trusted. */
-#include "lowbit/plan.h"
+#include "plan/plan_internal.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -19,7 +19,7 @@ void lb_sensitivity_free(lb_sensitivity *s) {
     if (!s) return;
     lb_free(s->tensor), lb_free(s->names), lb_free(s->weights);
     lb_free(s->bits), lb_free(s->kld), lb_free(s->dnll), lb_free(s->proxy), lb_free(s->werr);
-    lb_free(s->hawq), lb_free(s->fisher);
+    lb_free(s->hawq), lb_free(s->fisher), lb_free(s->group);
     for (size_t i = 0; s->quantized && i < (size_t)s->n_tensors * s->n_candidates; i++) lb_tensor_free(&s->quantized[i]);
     lb_free(s->quantized);
     memset(s, 0, sizeof *s);
@@ -144,8 +144,11 @@ lb_status lb_sensitivity_measure(const lb_sensitivity_opts *o, const lb_candidat
             if ((*cols[k] = lb_alloc(cells * sizeof(double))))
                 for (size_t i = 0; i < cells; i++) (*cols[k])[i] = NAN;
         if (o->keep_tensors) out->quantized = lb_calloc(cells, sizeof *out->quantized);
+        if ((out->group = lb_alloc((size_t)(T ? T : 1) * sizeof *out->group)))
+            for (int t = 0; t < T; t++) out->group[t] = t;
+        out->n_groups = T;
         if (!out->tensor || !out->names || !out->weights || !out->bits || !out->kld || !out->dnll || !out->proxy ||
-            !out->werr || !out->hawq || !out->fisher || (o->keep_tensors && !out->quantized))
+            !out->werr || !out->hawq || !out->fisher || !out->group || (o->keep_tensors && !out->quantized))
             st = LB_ERR_NOMEM;
     }
     for (int t = 0; st == LB_OK && t < T; t++) {

@@ -12,7 +12,7 @@
  *              saved per bit, until the mix meets the target
  *
  * The smaller mix that meets the target wins. */
-#include "lowbit/plan.h"
+#include "plan/plan_internal.h"
 
 #include <math.h>
 #include <string.h>
@@ -26,8 +26,6 @@ typedef struct {
     const lb_tune_opts *t;
     int steps;
 } tuner;
-
-static int usable(const lb_sensitivity *s, size_t i) { return s->quantized[i].data && !isnan(s->bits[i]); }
 
 static double mix_bits(const lb_sensitivity *s, const int *choice) {
     double b = 0;
@@ -53,27 +51,22 @@ static lb_status bisection(tuner *u, int *best, lb_tune_result *r) {
     lb_tune_point *bp = &r->bisection;
     int *found = &r->bisection_met;
     const lb_sensitivity *s = u->s;
-    int T = s->n_tensors, C = s->n_candidates;
-    size_t cells = (size_t)T * C;
-    double lo = 0, hi = 0;
-    for (int t = 0; t < T; t++) {
+    int T = s->n_tensors, C = s->n_candidates, G = s->n_groups;
+    double *gcost = lb_alloc((size_t)G * C * sizeof *gcost), kl[101], lo = 0, hi = 0;
+    int *choice = lb_alloc((size_t)T * sizeof *choice);
+    lb_status st = gcost && choice ? LB_OK : LB_ERR_NOMEM;
+    if (st == LB_OK) lb_plan_group_sums(s, NULL, gcost, NULL);
+    for (int g = 0; st == LB_OK && g < G; g++) {
         double mn = INFINITY, mx = 0;
         for (int c = 0; c < C; c++)
-            if (usable(s, (size_t)t * C + c)) mn = fmin(mn, s->bits[(size_t)t * C + c]), mx = fmax(mx, s->bits[(size_t)t * C + c]);
+            if (!isnan(gcost[(size_t)g * C + c])) mn = fmin(mn, gcost[(size_t)g * C + c]), mx = fmax(mx, gcost[(size_t)g * C + c]);
         lo += mn, hi += mx;
-    }
-    double *bits = lb_alloc(cells * sizeof *bits), *loss = lb_alloc(cells * sizeof *loss), kl[101];
-    int *choice = lb_alloc((size_t)T * sizeof *choice);
-    lb_status st = bits && loss && choice ? LB_OK : LB_ERR_NOMEM;
-    for (size_t i = 0; st == LB_OK && i < cells; i++) {
-        bits[i] = usable(s, i) ? s->bits[i] : NAN;
-        loss[i] = usable(s, i) ? s->kld[i] : 0;
     }
     /* the budget where the mix first meets the target, between a (fails, or
      * the cheapest) and b (meets; first the richest mix): first with the
      * knapsack alone (one measurement a step), then, inside the last
      * interval, with refinement rounds at each budget (a few steps: each
-     * round measures every candidate of every tensor) */
+     * round measures every candidate of every group) */
     double a = lo, b = hi;
     for (int phase = 0, steps = 0; st == LB_OK && phase < 2; phase++, steps = 0) {
         int rounds = phase ? u->t->rounds : 0;
@@ -81,7 +74,7 @@ static lb_status bisection(tuner *u, int *best, lb_tune_result *r) {
         for (; st == LB_OK && steps <= (phase ? REFINED_STEPS : BISECTION_STEPS); steps++) {
             int first = phase == 0 && steps == 0;
             double budget = first ? hi : 0.5 * (a + b);
-            if ((st = lb_allocate(T, C, bits, loss, budget, 0, choice)) != LB_OK) break;
+            if ((st = lb_plan_choose(s, budget, choice)) != LB_OK) break;
             if (rounds && (st = lb_plan_refine(u->o, s, budget, rounds, choice, kl)) != LB_OK) break;
             lb_tune_point p;
             int met;
@@ -92,7 +85,10 @@ static lb_status bisection(tuner *u, int *best, lb_tune_result *r) {
                 *bp = p;
                 memcpy(best, choice, (size_t)T * sizeof *best);
             }
-            if (first && !met) return lb_free(bits), lb_free(loss), lb_free(choice), st; /* nothing will meet it */
+            if (first && !met) { /* the richest mix fails: nothing will meet the target */
+                phase = 2;
+                break;
+            }
             if (!first) {
                 if (met) b = budget;
                 else a = budget;
@@ -102,24 +98,27 @@ static lb_status bisection(tuner *u, int *best, lb_tune_result *r) {
         /* refinement lowers the KL at a budget: search again from the cheapest */
         a = lo;
     }
-    lb_free(bits), lb_free(loss), lb_free(choice);
+    lb_free(gcost), lb_free(choice);
     return st;
 }
 
 static lb_status fallback(tuner *u, int *best, lb_tune_point *bp, int *found) {
     const lb_sensitivity *s = u->s;
-    int T = s->n_tensors, C = s->n_candidates;
-    int *choice = lb_alloc((size_t)T * sizeof *choice);
-    if (!choice) return LB_ERR_NOMEM;
-    for (int t = 0; t < T; t++) { /* the cheapest mix */
-        choice[t] = -1;
+    int T = s->n_tensors, C = s->n_candidates, G = s->n_groups;
+    size_t gc = (size_t)G * C;
+    double *gcost = lb_alloc(gc * sizeof *gcost), *gloss = lb_alloc(gc * sizeof *gloss);
+    int *gchoice = lb_alloc((size_t)G * sizeof *gchoice), *choice = lb_alloc((size_t)T * sizeof *choice);
+    lb_status st = gcost && gloss && gchoice && choice ? LB_OK : LB_ERR_NOMEM;
+    if (st == LB_OK) lb_plan_group_sums(s, NULL, gcost, gloss);
+    for (int g = 0; st == LB_OK && g < G; g++) { /* the cheapest mix */
+        gchoice[g] = -1;
         for (int c = 0; c < C; c++) {
-            size_t i = (size_t)t * C + c;
-            if (usable(s, i) && (choice[t] < 0 || s->bits[i] < s->bits[(size_t)t * C + choice[t]])) choice[t] = c;
+            size_t i = (size_t)g * C + c;
+            if (!isnan(gcost[i]) && (gchoice[g] < 0 || gcost[i] < gcost[(size_t)g * C + gchoice[g]])) gchoice[g] = c;
         }
     }
-    lb_status st = LB_OK;
-    for (;;) {
+    while (st == LB_OK) {
+        for (int t = 0; t < T; t++) choice[t] = gchoice[s->group[t]];
         lb_tune_point p;
         int met;
         if ((st = measure(u, choice, &p, &met)) != LB_OK) break;
@@ -132,21 +131,21 @@ static lb_status fallback(tuner *u, int *best, lb_tune_point *bp, int *found) {
             break;
         }
         /* the upgrade that saves the most KL (alone) per added bit */
-        int bt = -1, bc = -1;
+        int bg = -1, bc = -1;
         double gain = 0;
-        for (int t = 0; t < T; t++) {
-            size_t cur = (size_t)t * C + choice[t];
+        for (int g = 0; g < G; g++) {
+            size_t cur = (size_t)g * C + gchoice[g];
             for (int c = 0; c < C; c++) {
-                size_t i = (size_t)t * C + c;
-                if (!usable(s, i) || s->bits[i] <= s->bits[cur] || s->kld[i] >= s->kld[cur]) continue;
-                double g = (s->kld[cur] - s->kld[i]) / (s->bits[i] - s->bits[cur]);
-                if (g > gain) gain = g, bt = t, bc = c;
+                size_t i = (size_t)g * C + c;
+                if (isnan(gcost[i]) || gcost[i] <= gcost[cur] || gloss[i] >= gloss[cur]) continue;
+                double v = (gloss[cur] - gloss[i]) / (gcost[i] - gcost[cur]);
+                if (v > gain) gain = v, bg = g, bc = c;
             }
         }
-        if (bt < 0) break; /* every tensor at its best: the target is out of reach */
-        choice[bt] = bc;
+        if (bg < 0) break; /* every group at its best: the target is out of reach */
+        gchoice[bg] = bc;
     }
-    lb_free(choice);
+    lb_free(gcost), lb_free(gloss), lb_free(gchoice), lb_free(choice);
     return st;
 }
 

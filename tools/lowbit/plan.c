@@ -18,7 +18,8 @@
 static const char *plan_help =
     "usage: lowbit plan MODEL (--bpw B | --size SIZE) -o RECIPE [--candidates LIST] [--tensors LIST]\n"
     "                   [--keep PATTERN=SPEC[,method=NAME][,key=value]...]... [--calib TEXT] [--calib-blocks N]\n"
-    "                   [--refine N] [--fisher] [--table FILE.md] [--svg FILE.svg] [--heat SPEC] [--json]\n\n"
+    "                   [--refine N] [--granularity tensor|layer] [--fisher] [--table FILE.md] [--svg FILE.svg]\n"
+    "                   [--heat SPEC] [--json]\n\n"
     "Chooses a format and method per tensor so that the selected tensors fit the budget with the\n"
     "least predicted loss, and writes the choice as a recipe for `lowbit quantize --recipe`.\n\n"
     "  --bpw B            budget: B bits per weight on average over the selected tensors, every\n"
@@ -40,6 +41,8 @@ static const char *plan_help =
     "  --refine N         interaction-aware refinement rounds (default 2; 0: none): the mix is assembled,\n"
     "                     each tensor's candidates measured again with the others as planned, and the\n"
     "                     budget spent again over those losses while the mix's measured KL drops\n"
+    "  --granularity G    tensor (default): a choice per tensor; layer: one choice for all the planned\n"
+    "                     linears of a layer (other tensors alone)\n"
     "  --fisher           also collect the squared loss gradients (a backward pass over the calibration\n"
     "                     split; fp32 models) for the Fisher proxy\n"
     "  --table FILE.md    the sensitivity table: KL divergence per tensor and candidate\n"
@@ -185,7 +188,8 @@ int plan_option(plan_ctx *p, cli_args *a) {
     if ((r = cli_option(a, "--candidates", NULL, &p->cand_text)) || (r = cli_option(a, "--tensors", NULL, &p->tensors)) ||
         (r = cli_option(a, "--calib", NULL, &p->calib_text)) || (r = cli_option(a, "--calib-blocks", NULL, &p->calib_blocks)) ||
         (r = cli_option(a, "--table", NULL, &p->table)) || (r = cli_option(a, "--svg", NULL, &p->svg)) ||
-        (r = cli_option(a, "--heat", NULL, &p->heat)) || (r = cli_option(a, "--refine", NULL, &p->refine_text)))
+        (r = cli_option(a, "--heat", NULL, &p->heat)) || (r = cli_option(a, "--refine", NULL, &p->refine_text)) ||
+        (r = cli_option(a, "--granularity", NULL, &p->granularity)))
         return r;
     if (cli_flag(a, "--fisher")) {
         p->fisher = 1;
@@ -199,6 +203,8 @@ int plan_option(plan_ctx *p, cli_args *a) {
 
 int plan_prepare(plan_ctx *p, const char *default_refine) {
     const char *v = p->verb;
+    if (p->granularity && strcmp(p->granularity, "tensor") && strcmp(p->granularity, "layer"))
+        return cli_usage_error(v, "--granularity '%s': tensor or layer", p->granularity);
     lb_plan_init(&p->keep_plan);
     if (cli_parse_int(v, "--refine", p->refine_text ? p->refine_text : default_refine, 0, 100, &p->rounds))
         return CLI_USAGE;
@@ -287,6 +293,7 @@ int plan_measure(plan_ctx *p, const char *model_path, int keep) {
     p->so.keep_tensors = keep;
     if (rc == CLI_OK && lb_sensitivity_measure(&p->so, p->cands, C, &p->s) != LB_OK) rc = cli_error(v, NULL);
     for (int t = 0; rc == CLI_OK && t < p->s.n_tensors; t++) p->weights += (double)p->s.weights[t];
+    if (rc == CLI_OK && lb_plan_set_granularity(&p->s, p->granularity) != LB_OK) rc = cli_error(v, NULL);
     return rc;
 }
 
@@ -426,7 +433,7 @@ int cmd_plan(int argc, char **argv) {
     if (rc == CLI_OK) rc = plan_measure(&p, a.positional[0], p.rounds > 0);
 
     /* the budget over the planned tensors */
-    int T = p.s.n_tensors, C = p.n_cands;
+    int T = p.s.n_tensors;
     double budget = 0, other_bits = 0;
     if (rc == CLI_OK) {
         if (bpw_text) budget = bpw * p.weights;
@@ -442,11 +449,10 @@ int cmd_plan(int argc, char **argv) {
                                other_bits / 8);
         }
     }
-    double *loss = lb_alloc((size_t)(T ? T : 1) * C * sizeof *loss), measured[101];
+    double measured[101];
     int *choice = lb_calloc((size_t)(T ? T : 1), sizeof *choice);
-    if (rc == CLI_OK && (!loss || !choice)) rc = cli_error("plan", "out of memory");
-    for (size_t i = 0; rc == CLI_OK && i < (size_t)T * C; i++) loss[i] = isnan(p.s.bits[i]) ? 0 : p.s.kld[i];
-    if (rc == CLI_OK && lb_allocate(T, C, p.s.bits, loss, budget, 0, choice) != LB_OK) rc = cli_error("plan", NULL);
+    if (rc == CLI_OK && !choice) rc = cli_error("plan", "out of memory");
+    if (rc == CLI_OK && lb_plan_choose(&p.s, budget, choice) != LB_OK) rc = cli_error("plan", NULL);
     for (int r = 0; r <= 100; r++) measured[r] = NAN;
     if (rc == CLI_OK && p.rounds && lb_plan_refine(&p.so, &p.s, budget, (int)p.rounds, choice, measured) != LB_OK)
         rc = cli_error("plan", NULL);
@@ -503,7 +509,7 @@ int cmd_plan(int argc, char **argv) {
         printf("; %.1fs\n", lb_now() - p.t0);
     }
     lb_plan_free(&chosen);
-    lb_free(loss), lb_free(choice);
+    lb_free(choice);
     plan_free(&p);
     return rc;
 }

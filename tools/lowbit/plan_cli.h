@@ -11,7 +11,7 @@
 typedef struct {
     const char *verb; /* "plan" or "tune" */
     /* options */
-    const char *cand_text, *tensors, *calib_text, *calib_blocks, *table, *svg, *heat, *refine_text;
+    const char *cand_text, *tensors, *calib_text, *calib_blocks, *table, *svg, *heat, *refine_text, *granularity;
     const char *keeps[PLAN_MAX_KEEP];
     int n_keep;
     /* from plan_prepare: candidates (the list, then one per --keep rule) */

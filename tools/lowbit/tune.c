@@ -18,6 +18,7 @@
 static const char *tune_help =
     "usage: lowbit tune MODEL (--max-kld X | --max-ppl-ratio R) -o OUT.gguf [--save-recipe FILE]\n"
     "                   [--candidates LIST] [--tensors LIST] [--keep PATTERN=SPEC[,...]]... [--refine N]\n"
+    "                   [--granularity tensor|layer] [--fisher]\n"
     "                   [--calib TEXT] [--calib-blocks N] [--table FILE.md] [--svg FILE.svg] [--heat SPEC] [--json]\n\n"
     "Finds the smallest mix of the candidates (one per tensor) whose KL divergence to MODEL, or\n"
     "perplexity over MODEL's, meets the target on the calibration split, writes it as OUT.gguf,\n"
@@ -28,7 +29,8 @@ static const char *tune_help =
     "  -o, --output FILE  the quantized model (GGUF)\n"
     "  --save-recipe FILE the chosen mix as a recipe\n"
     "  --refine N         refinement rounds at each budget the bisection tries (default 1)\n"
-    "  --candidates, --tensors, --keep, --calib, --calib-blocks, --table, --svg, --heat: as lowbit plan\n"
+    "  --candidates, --tensors, --keep, --granularity, --fisher, --calib, --calib-blocks, --table, --svg,\n"
+    "  --heat             as lowbit plan\n"
     "                     (lowbit plan --help); the default candidates are plan's\n"
     "  --json             one JSON object: the target, the chosen mix (bits, calibration KL and ratio,\n"
     "                     evaluation KL and ratio), each search's result, the uniform mixes\n\n"
