@@ -13,7 +13,7 @@
 # token embedding (and tied classifier) f32: llama-quantize with --pure and
 # f32 embedding/output types, lowbit with --format TYPE. The variants:
 #   llama         llama-quantize, no importance matrix
-#   llama+imat    llama-quantize --imatrix (llama-imatrix on the calibration blocks, ctx 256)
+#   llama-imat    llama-quantize --imatrix (llama-imatrix on the calibration blocks, ctx 256)
 #   rtn           lowbit rtn clip=mse (data-free, like llama-quantize without imatrix)
 #   rtn-mag       the same with weights=magnitude (ggml's data-free error weighting, rms + |w|)
 #   imat          lowbit gptq under llama-imatrix's file (--imatrix: rtn weighted per input,

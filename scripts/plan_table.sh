@@ -18,7 +18,7 @@ budgets=("$@")
 [ ${#budgets[@]} -gt 0 ] || budgets=(2.5 3 4)
 here=$(cd "$(dirname "$0")/.." && pwd)
 lowbit=${LOWBIT:-$here/build/lowbit}
-cands=${CANDIDATES:-"trellis2:down:s6,method=gptq;trellis5:L12:v2:down:s6,method=gptq;trellis3:down:s6,method=gptq;trellis4:down:s6,method=gptq;int4:g32:asym;int8:g64:sym"}
+cands=${CANDIDATES:-"trellis2:down:s6,method=gptq;trellis5:v2:down:s6,method=gptq;trellis3:down:s6,method=gptq;trellis4:down:s6,method=gptq;int4:g32:asym;int8:g64:sym"}
 refine=${REFINE:-3}
 mkdir -p "$out"
 
