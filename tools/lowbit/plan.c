@@ -121,8 +121,9 @@ static int heat_svg(const char *verb, const char *path, const lb_sensitivity *s,
     plot_buf b = {0};
     plot_buf_printf(&b, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" font-family=\"sans-serif\" "
                         "font-size=\"12\">\n<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n", W, H);
+    const char *slash = strrchr(model, '/');
     plot_buf_printf(&b, "<text x=\"10\" y=\"22\" font-size=\"15\">Sensitivity of ");
-    plot_buf_xml(&b, model);
+    plot_buf_xml(&b, slash ? slash + 1 : model);
     plot_buf_printf(&b, ": KL divergence with one tensor at ");
     plot_buf_xml(&b, label);
     plot_buf_printf(&b, "</text>\n<text x=\"10\" y=\"42\" fill=\"#555\">nats per token, calibration split; "
