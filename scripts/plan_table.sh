@@ -33,7 +33,7 @@ echo "|---:|---:|---:|---:|---:|---:|---:|---:|"
 for b in "${budgets[@]}"; do
     r=$out/plan-$b
     "$lowbit" plan "$model" --calib "$text" --bpw "$b" --refine "$refine" --candidates "$cands" -o "$r.recipe" \
-        --table "$r.md" --json > "$r.json" 2> "$r.log"
+        --table "$r.md" --json > "$r.json" 2> "$r.log" || { echo "plan at $b bpw failed: $(tail -3 "$r.log")" >&2; exit 1; }
     read -r bpw alone kl secs < <(python3 -c "import json,sys; j=json.load(open(sys.argv[1])); \
 print('%.4f %.5f %.5f %.0f' % (j['bpw'], j['predicted_kld'], j['kld'], j['seconds']))" "$r.json")
     "$lowbit" quantize "$model" --calib "$text" --recipe "$r.recipe" -o "$r.gguf" > "$r.q.log" 2>&1
