@@ -159,7 +159,10 @@ LB_API lb_status lb_gguf_split_merge(lb_gguf **shards, int n, lb_gguf **out);
  * LB_ERR_IO / LB_ERR_FORMAT naming the file, with nothing left open. */
 LB_API lb_status lb_gguf_split_load(const char *path, const uint8_t *data, size_t size, lb_gguf **out,
                                     lb_mapped_file **others, int *n_others);
-/* 1 for a plain file, N for a merged split set */
+/* 1 for a plain file, N for a merged split set. In a merged view the
+ * version, alignment, data offset and keys are the first shard's, and each
+ * tensor's offset is relative to its own shard's data section (its data
+ * pointer is what to use). */
 LB_API int lb_gguf_n_shards(const lb_gguf *g);
 
 #ifdef __cplusplus

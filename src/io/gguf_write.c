@@ -1,6 +1,9 @@
 /* GGUF writer: collects keys and tensors, then writes header, keys, tensor
  * infos, padding and aligned tensor data through an atomic file (temporary
- * renamed at the end, removed on failure). Layout: see gguf.c. */
+ * renamed at the end, removed on failure). Layout: see gguf.c. The same
+ * collected writer can instead be written as llama.cpp's split set
+ * (lb_gguf_write_split, at the end): each shard is this file's layout over a
+ * run of the tensors, with the split keys added. */
 #include <stdlib.h>
 #include <string.h>
 
