@@ -204,6 +204,12 @@ LB_API void lb_atomic_write(lb_atomic_file *f, const void *data, size_t n);
 LB_API void lb_atomic_pad(lb_atomic_file *f, size_t alignment); /* zero bytes up to a multiple */
 LB_API lb_status lb_atomic_commit(lb_atomic_file *f);
 LB_API void lb_atomic_abort(lb_atomic_file *f);
+/* Flushes, syncs and closes the temporary without renaming it, keeping the
+ * first error for commit (which then only renames) or abort (which removes
+ * the temporary): a set of files is written and finished one by one, with
+ * one file descriptor open at a time, and renamed together only when every
+ * one of them is complete (lb_gguf_write_split). */
+LB_API void lb_atomic_finish(lb_atomic_file *f);
 #endif /* LB_ADVANCED_API */
 
 /* ---- CPU features and threads -------------------------------------------- */

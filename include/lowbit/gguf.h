@@ -111,6 +111,60 @@ LB_API lb_status lb_gguf_add_tensor(lb_gguf_writer *w, const char *name, int ggm
                              const uint64_t *ne, const void *data, size_t nbytes);
 LB_API lb_status lb_gguf_write(lb_gguf_writer *w, const char *path);
 
+/* ---- split sets: llama.cpp's gguf-split convention ------------------------
+ * One logical GGUF as N complete GGUF files PREFIX-00001-of-0000N.gguf ..
+ * (1-based in the name), a tensor never cut across files. Every shard has
+ * split.no (uint16, 0-based), split.count (uint16, N) and
+ * split.tensors.count (int32, the tensors over all shards); the first holds
+ * every other key too, the others only the split keys (and
+ * general.alignment when it is not the default). lowbit also writes
+ * lowbit.split.fingerprint (uint64, the same in every shard: a hash of the
+ * keys and tensor infos) so a shard of another lowbit set is caught;
+ * llama.cpp ignores it. docs/SCALING.md. */
+#define LB_GGUF_SPLIT_MAX_SHARDS 65535 /* split.count is a uint16 */
+typedef struct {
+    uint64_t max_bytes;   /* a shard's file size at most this (0: no limit), unless one tensor alone exceeds it */
+    uint32_t max_tensors; /* at most this many tensors per shard (0: no limit) */
+} lb_gguf_split_opts;
+/* "PATH-%05d-of-%05d.gguf" with PATH's ".gguf" ending, if any, removed (the
+ * prefix), for shard `no` (0-based) of `count`. LB_ERR_INVALID when it does
+ * not fit in n bytes or no/count are out of range. */
+LB_API lb_status lb_gguf_split_path(char *buf, size_t n, const char *path, int no, int count);
+/* Writes w as shards under the limits (at least one, each holding at least
+ * one tensor; a writer without tensors makes one shard), named by
+ * lb_gguf_split_path(path, i, n); with limits that fit in one file that is
+ * still PREFIX-00001-of-00001.gguf, as gguf-split names it. Atomic as a set:
+ * every shard is written and closed under a temporary name first, then
+ * renamed; on any failure the shards this call wrote (renamed or not) are
+ * removed. Split keys the writer holds are replaced. *n_shards: how many. */
+LB_API lb_status lb_gguf_write_split(lb_gguf_writer *w, const char *path, const lb_gguf_split_opts *opts,
+                                     int *n_shards);
+/* The split keys of one parsed file: *count = 0 when it has none (a plain
+ * file); LB_ERR_FORMAT when some are missing, mistyped or out of range
+ * (split.no >= split.count, a negative split.tensors.count). */
+LB_API lb_status lb_gguf_split_keys(const lb_gguf *g, int *no, int *count, int64_t *n_tensors_total);
+/* Checks n parsed files as one split set, shard i at index i: split keys in
+ * each, split.no == i, split.count == n, the same split.tensors.count
+ * everywhere and equal to the tensors counted, the same
+ * lowbit.split.fingerprint where the first has one, no tensor name twice;
+ * then a merged view (first shard's keys, all tensors, each tensor's data
+ * in its own shard's buffer). Takes the shards, freed on failure too. */
+LB_API lb_status lb_gguf_split_merge(lb_gguf **shards, int n, lb_gguf **out);
+/* Opening from a path: parses data (path's bytes, mapped by the caller);
+ * without split keys that is the result (*n_others = 0). With them, path
+ * must be the first shard, named ...-00001-of-0000N.gguf; the N-1 others are
+ * mapped into *others (lb_free the array after lb_unmap_file on each; they
+ * must outlive *out, as data must) and merged. Every failure (a missing,
+ * unreadable or inconsistent shard, a path not named as a first shard) is
+ * LB_ERR_IO / LB_ERR_FORMAT naming the file, with nothing left open. */
+LB_API lb_status lb_gguf_split_load(const char *path, const uint8_t *data, size_t size, lb_gguf **out,
+                                    lb_mapped_file **others, int *n_others);
+/* 1 for a plain file, N for a merged split set. In a merged view the
+ * version, alignment, data offset and keys are the first shard's, and each
+ * tensor's offset is relative to its own shard's data section (its data
+ * pointer is what to use). */
+LB_API int lb_gguf_n_shards(const lb_gguf *g);
+
 #ifdef __cplusplus
 }
 #endif

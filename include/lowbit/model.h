@@ -9,6 +9,7 @@
 #define LOWBIT_MODEL_H
 
 #include "lowbit/format.h"
+#include "lowbit/gguf.h"
 #include "lowbit/linear.h"
 #include "lowbit/tokenizer.h"
 
@@ -105,6 +106,16 @@ typedef lb_status (*lb_quantize_fn)(const float *w, int64_t rows, int64_t cols, 
  * are not whole blocks (lb_format_ggml_fallback). Norms stay f32. */
 LB_API lb_status lb_model_save_gguf_quantized(const lb_model *m, const char *path, const lb_qspec *spec,
                                               lb_quantize_fn quantize, void *user);
+/* Any of the three as llama.cpp's split set (gguf.h, docs/SCALING.md):
+ * spec NULL keeps every tensor as stored, a float spec retypes, another
+ * quantizes through `quantize`; split non-NULL writes the shards
+ * lb_gguf_split_path(path, i, n) under its limits (lb_gguf_write_split:
+ * all renamed into place together, none left on failure), split NULL one
+ * file at path. *n_shards: how many files were written. lb_model_load
+ * opens a set from its first shard. */
+LB_API lb_status lb_model_save_gguf_split(const lb_model *m, const char *path, const lb_qspec *spec,
+                                          lb_quantize_fn quantize, void *user, const lb_gguf_split_opts *split,
+                                          int *n_shards);
 
 /* Writes the model as a Hugging Face folder dir (created if missing):
  * config.json, model.safetensors (HF tensor names, q/k rows back in the

@@ -315,13 +315,20 @@ void lb_atomic_abort(lb_atomic_file *f) {
     atomic_release(f);
 }
 
-lb_status lb_atomic_commit(lb_atomic_file *f) {
-    lb_status s = f->err;
-    if (s == LB_OK && (fflush(f->fp) != 0 || fsync(fileno(f->fp)) != 0))
-        s = lb_fail(LB_ERR_IO, "cannot flush '%s' (temporary '%s'): %s", f->final_path, f->tmp_path, strerror(errno));
-    if (fclose(f->fp) != 0 && s == LB_OK)
-        s = lb_fail(LB_ERR_IO, "cannot close '%s' (temporary '%s'): %s", f->final_path, f->tmp_path, strerror(errno));
+void lb_atomic_finish(lb_atomic_file *f) {
+    if (!f->fp) return;
+    if (f->err == LB_OK && (fflush(f->fp) != 0 || fsync(fileno(f->fp)) != 0))
+        f->err = lb_fail(LB_ERR_IO, "cannot flush '%s' (temporary '%s'): %s", f->final_path, f->tmp_path,
+                         strerror(errno));
+    if (fclose(f->fp) != 0 && f->err == LB_OK)
+        f->err = lb_fail(LB_ERR_IO, "cannot close '%s' (temporary '%s'): %s", f->final_path, f->tmp_path,
+                         strerror(errno));
     f->fp = NULL;
+}
+
+lb_status lb_atomic_commit(lb_atomic_file *f) {
+    lb_atomic_finish(f); /* nothing when already finished */
+    lb_status s = f->err;
     /* checked again just before the rename: something may have appeared there */
     if (s == LB_OK) s = check_replaceable(f->final_path);
     if (s == LB_OK && rename(f->tmp_path, f->final_path) != 0)

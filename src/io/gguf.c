@@ -111,6 +111,10 @@ struct lb_gguf {
     lb_gguf_tensor *tensors;     /* (n_tensors) in file order */
     name_ref *key_index;         /* (n_kv) sorted by key */
     name_ref *tensor_index;      /* (n_tensors) sorted by name */
+    /* a split set's merged view (lb_gguf_concat): owns its shards; kvs and
+     * key_index are shard 0's (borrowed), tensors and tensor_index its own */
+    lb_gguf **shards;
+    int n_shards;
 };
 
 typedef struct {
@@ -436,6 +440,14 @@ lb_status lb_gguf_parse(const uint8_t *data, size_t size, lb_gguf **out) {
 
 void lb_gguf_free(lb_gguf *g) {
     if (!g) return;
+    if (g->shards) { /* a merged view: the keys belong to shard 0 */
+        for (int i = 0; i < g->n_shards; i++) lb_gguf_free(g->shards[i]);
+        lb_free(g->shards);
+        lb_free(g->tensors);
+        lb_free(g->tensor_index);
+        lb_free(g);
+        return;
+    }
     if (g->kvs)
         for (int64_t i = 0; i < g->n_kv; i++) lb_free((void *)g->kvs[i].strs);
     lb_free(g->kvs);
@@ -444,6 +456,55 @@ void lb_gguf_free(lb_gguf *g) {
     lb_free(g->tensor_index);
     lb_free(g);
 }
+
+/* A merged view of a split set's parsed shards: shard 0's keys, every
+ * shard's tensors in shard order (each tensor's data pointer into its own
+ * shard's buffer; its offset stays relative to that shard's data section).
+ * A tensor name in two shards fails here, naming both shards. Takes the
+ * shards in every case (freed on failure). */
+lb_status lb_gguf_concat(lb_gguf **shards, int n, lb_gguf **out) {
+    *out = NULL;
+    lb_status st = LB_OK;
+    int64_t total = 0;
+    for (int i = 0; i < n; i++) total += shards[i]->n_tensors; /* each bounded by its buffer */
+    lb_gguf *g = lb_calloc(1, sizeof *g);
+    lb_gguf **own = lb_calloc((size_t)n, sizeof *own);
+    if (g) g->tensors = lb_calloc((size_t)total, sizeof *g->tensors);
+    if (g) g->tensor_index = lb_calloc((size_t)total, sizeof *g->tensor_index);
+    if (!g || !own || !g->tensors || !g->tensor_index) {
+        if (g) lb_free(g->tensors), lb_free(g->tensor_index);
+        lb_free(g), lb_free(own);
+        for (int i = 0; i < n; i++) lb_gguf_free(shards[i]);
+        return LB_ERR_NOMEM;
+    }
+    memcpy(own, shards, (size_t)n * sizeof *own);
+    const lb_gguf *first = own[0];
+    *g = (lb_gguf){first->data, first->size, first->version, first->alignment, first->data_offset,
+                   first->n_kv, total, first->kvs, g->tensors, first->key_index, g->tensor_index, own, n};
+    int64_t k = 0;
+    for (int i = 0; i < n; i++)
+        for (int64_t j = 0; j < own[i]->n_tensors; j++, k++) {
+            g->tensors[k] = own[i]->tensors[j];
+            /* `at` holds the shard here: the message names shards, not bytes */
+            g->tensor_index[k] = (name_ref){g->tensors[k].name, g->tensors[k].name_len, k, (size_t)i};
+        }
+    if (total > 1) qsort(g->tensor_index, (size_t)total, sizeof *g->tensor_index, cmp_name_ref);
+    for (int64_t i = 1; i < total && st == LB_OK; i++)
+        if (cmp_name_ref(&g->tensor_index[i - 1], &g->tensor_index[i]) == 0) {
+            size_t a = g->tensor_index[i - 1].at, b = g->tensor_index[i].at;
+            st = lb_fail(LB_ERR_FORMAT, "tensor '%.*s' is in shard %zu and in shard %zu of the split set",
+                         SHOWN(g->tensor_index[i].s, g->tensor_index[i].len), (a < b ? a : b) + 1,
+                         (a < b ? b : a) + 1);
+        }
+    if (st != LB_OK) {
+        lb_gguf_free(g);
+        return st;
+    }
+    *out = g;
+    return LB_OK;
+}
+
+int lb_gguf_n_shards(const lb_gguf *g) { return g->shards ? g->n_shards : 1; }
 
 uint32_t lb_gguf_version(const lb_gguf *g) { return g->version; }
 size_t lb_gguf_alignment(const lb_gguf *g) { return g->alignment; }

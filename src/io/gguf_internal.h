@@ -27,4 +27,13 @@ typedef lb_status (*lb_gguf_tensor_fill)(void *user, lb_atomic_file *f);
 lb_status lb_gguf_add_tensor_fill(lb_gguf_writer *w, const char *name, int ggml_type, uint32_t n_dims,
                                   const uint64_t *ne, size_t nbytes, lb_gguf_tensor_fill fill, void *user);
 
+/* gguf.c: the merged view of a split set's shards (lb_gguf_split_merge
+ * checks their keys first); takes the shards, freed on failure too. */
+lb_status lb_gguf_concat(lb_gguf **shards, int n, lb_gguf **out);
+
+#define LB_GGUF_KEY_SPLIT_NO "split.no"
+#define LB_GGUF_KEY_SPLIT_COUNT "split.count"
+#define LB_GGUF_KEY_SPLIT_TENSORS "split.tensors.count"
+#define LB_GGUF_KEY_SPLIT_FINGERPRINT "lowbit.split.fingerprint"
+
 #endif

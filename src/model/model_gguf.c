@@ -462,10 +462,24 @@ static lb_status read_rope_factors(const lb_gguf *g, lb_model *m) {
 lb_status lb_model_from_gguf(const uint8_t *data, size_t size, lb_model **out) {
     *out = NULL;
     lb_gguf *g = NULL;
+    lb_status st = lb_gguf_parse(data, size, &g);
+    if (st != LB_OK) return st;
+    int no, count;
+    int64_t total;
+    /* the other shards are found by the first one's path: lb_model_load */
+    if ((st = lb_gguf_split_keys(g, &no, &count, &total)) == LB_OK && count > 1)
+        st = lb_fail(LB_ERR_UNSUPPORTED, "this is shard %d of a split set of %d: load the set by its first "
+                     "shard's path (lb_model_load)", no + 1, count);
+    if (st == LB_OK) st = lb_model_from_gguf_parsed(g, out);
+    lb_gguf_free(g);
+    return st;
+}
+
+lb_status lb_model_from_gguf_parsed(const lb_gguf *g, lb_model **out) {
+    *out = NULL;
     lb_model *m = NULL;
     lb_config c;
     lb_status st;
-    TRY(lb_gguf_parse(data, size, &g));
     int neox = 0;
     TRY(read_config(g, &c, &neox));
     TRY(lb_model_alloc(&c, lb_gguf_find_tensor(g, "output.weight") == NULL, &m));
@@ -487,7 +501,6 @@ lb_status lb_model_from_gguf(const uint8_t *data, size_t size, lb_model **out) {
     snprintf(m->source_format, sizeof m->source_format, "gguf");
     TRY(lb_model_finish(m));
 done:
-    lb_gguf_free(g);
     if (st != LB_OK) {
         lb_model_free(m);
         return st;

@@ -212,12 +212,12 @@ static lb_status write_retyped(void *user, lb_atomic_file *f) {
 lb_status lb_model_save_gguf(const lb_model *m, const char *path) { return lb_model_save_gguf_as(m, path, NULL); }
 
 static lb_status save_gguf(const lb_model *mc, const char *path, const lb_qspec *dtype, lb_quantize_fn quantize,
-                           void *user);
+                           void *user, const lb_gguf_split_opts *split, int *n_shards);
 
 lb_status lb_model_save_gguf_as(const lb_model *m, const char *path, const lb_qspec *dtype) {
     if (dtype && !lb_qspec_is_float(dtype))
         return lb_fail(LB_ERR_INVALID, "saving as GGUF: the target type must be f32, f16 or bf16");
-    return save_gguf(m, path, dtype, NULL, NULL);
+    return save_gguf(m, path, dtype, NULL, NULL, NULL, NULL);
 }
 
 lb_status lb_model_save_gguf_quantized(const lb_model *m, const char *path, const lb_qspec *spec,
@@ -226,11 +226,24 @@ lb_status lb_model_save_gguf_quantized(const lb_model *m, const char *path, cons
     if (st != LB_OK) return lb_fail_context(st, "saving as GGUF");
     if (!lb_qspec_is_float(spec) && !quantize)
         return lb_fail(LB_ERR_INVALID, "saving as GGUF in a quantized format needs a quantizer");
-    return save_gguf(m, path, spec, quantize, user);
+    return save_gguf(m, path, spec, quantize, user, NULL, NULL);
+}
+
+lb_status lb_model_save_gguf_split(const lb_model *m, const char *path, const lb_qspec *spec,
+                                   lb_quantize_fn quantize, void *user, const lb_gguf_split_opts *split,
+                                   int *n_shards) {
+    *n_shards = 0;
+    if (spec) {
+        lb_status st = lb_qspec_validate(spec);
+        if (st != LB_OK) return lb_fail_context(st, "saving as GGUF");
+        if (!lb_qspec_is_float(spec) && !quantize)
+            return lb_fail(LB_ERR_INVALID, "saving as GGUF in a quantized format needs a quantizer");
+    }
+    return save_gguf(m, path, spec, quantize, user, split, n_shards);
 }
 
 static lb_status save_gguf(const lb_model *mc, const char *path, const lb_qspec *dtype, lb_quantize_fn quantize,
-                           void *user) {
+                           void *user, const lb_gguf_split_opts *split, int *n_shards) {
     lb_model *m = (lb_model *)mc; /* tensor iteration only reads */
     const lb_config *c = &m->cfg;
     for (int l = 0; l < c->n_layers; l++)
@@ -339,7 +352,9 @@ static lb_status save_gguf(const lb_model *mc, const char *path, const lb_qspec 
         uint64_t ne[1] = {(uint64_t)(c->head_dim / 2)};
         TRY(lb_gguf_add_tensor(w, "rope_freqs.weight", LB_GGML_F32, 1, ne, m->rope_factors, ne[0] * sizeof(float)));
     }
-    TRY(lb_gguf_write(w, path));
+    if (split) TRY(lb_gguf_write_split(w, path, split, n_shards));
+    else TRY(lb_gguf_write(w, path));
+    if (!split && n_shards) *n_shards = 1;
 done:
     lb_gguf_writer_free(w);
     buffers_free(&bufs);

@@ -16,6 +16,9 @@ lb_status lb_model_check_finite(lb_model *m);
 
 /* Hugging Face folders (model_hf.c, model_hf_write.c; docs/INTEROP.md).
  * path: the folder, its config.json or a .safetensors file in it. */
+/* model_gguf.c: a model from a parsed GGUF (one file or a split set's
+ * merged view); tensors are views into its buffers, which must outlive it */
+lb_status lb_model_from_gguf_parsed(const lb_gguf *g, lb_model **out);
 lb_status lb_model_load_hf(const char *path, const char *tokenizer_path, lb_model **out);
 /* the path names something (stat, not open: opening a FIFO that happens to
  * carry the name would block; loaders refuse anything but a regular file) */

@@ -68,7 +68,21 @@ lb_status lb_model_load(const char *path, const char *tokenizer_path, lb_model *
     char magic[32];
     describe_magic(f.data, f.size, magic, sizeof magic);
     if (f.size >= 4 && memcmp(f.data, "GGUF", 4) == 0) {
-        if ((st = lb_model_from_gguf(f.data, f.size, &m)) != LB_OK) lb_fail_context(st, "loading '%s' as GGUF", path);
+        /* a split set's other shards are mapped here and owned by the model */
+        lb_gguf *g = NULL;
+        lb_mapped_file *others = NULL;
+        int n_others = 0;
+        if ((st = lb_gguf_split_load(path, f.data, f.size, &g, &others, &n_others)) == LB_OK) {
+            st = lb_model_from_gguf_parsed(g, &m);
+            lb_gguf_free(g);
+            if (st == LB_OK) {
+                m->shards = others, m->n_shards = n_others;
+            } else {
+                for (int i = 0; i < n_others; i++) lb_unmap_file(&others[i]);
+                lb_free(others);
+            }
+        }
+        if (st != LB_OK) lb_fail_context(st, "loading '%s' as GGUF", path);
     } else if (f.size >= 4 && lb_rd32(f.data) == 0x616b3432u) {
         if ((st = lb_model_from_llama2c(f.data, f.size, &m)) != LB_OK)
             lb_fail_context(st, "loading '%s' as a llama2.c v1 checkpoint (magic 0x616b3432)", path);

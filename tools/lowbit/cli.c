@@ -5,8 +5,10 @@
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 int cli_option(cli_args *a, const char *name, const char *alias, const char **value) {
     const char *arg = a->argv[a->i];
@@ -50,6 +52,88 @@ int cli_parse_float(const char *verb, const char *opt, const char *text, double 
         return cli_usage_error(verb, "%s expects a number in %g..%g, not '%s'", opt, lo, hi, text);
     *out = v;
     return 0;
+}
+
+int cli_parse_size(const char *verb, const char *opt, const char *text, double *bytes) {
+    char *end;
+    double v = strtod(text, &end);
+    static const struct {
+        const char *suffix;
+        double mult;
+    } units[] = {{"", 1}, {"B", 1}, {"K", 1e3}, {"KB", 1e3}, {"M", 1e6}, {"MB", 1e6}, {"G", 1e9}, {"GB", 1e9},
+                 {"KiB", 1024.0}, {"MiB", 1048576.0}, {"GiB", 1073741824.0}};
+    for (size_t i = 0; end != text && v > 0 && isfinite(v) && i < sizeof units / sizeof units[0]; i++)
+        if (!strcmp(end, units[i].suffix)) {
+            *bytes = v * units[i].mult;
+            return CLI_OK;
+        }
+    return cli_usage_error(verb, "%s '%s': a positive number with an optional K, M, G, KiB, MiB or GiB", opt, text);
+}
+
+int cli_split_opts(const char *verb, const char *max_size, const char *max_tensors, lb_gguf_split_opts *o, int *on) {
+    memset(o, 0, sizeof *o);
+    *on = max_size || max_tensors;
+    if (max_size) {
+        double b = 0;
+        if (cli_parse_size(verb, "--split-max-size", max_size, &b)) return CLI_USAGE;
+        if (b < 1 || b >= 1.8e19) return cli_usage_error(verb, "--split-max-size '%s': 1 byte .. 2^64", max_size);
+        o->max_bytes = (uint64_t)b;
+    }
+    long n = 0;
+    if (max_tensors && cli_parse_int(verb, "--split-max-tensors", max_tensors, 1, INT32_MAX, &n)) return CLI_USAGE;
+    if (max_tensors) o->max_tensors = (uint32_t)n;
+    return CLI_OK;
+}
+
+/* "-00001-of-00003.gguf": the 20 characters a shard's name ends in */
+static int split_prefix_len(const char *path, size_t *plen) {
+    size_t n = strlen(path);
+    int a, b, k = 0;
+    if (n <= 20 || sscanf(path + n - 20, "-%5d-of-%5d.gguf%n", &a, &b, &k) != 2 || k != 20) return 0;
+    *plen = n - 20;
+    return 1;
+}
+
+int cli_split_output_check(const char *verb, const char *out, const char *const *inputs, int n_inputs) {
+    char first[4096];
+    if (lb_gguf_split_path(first, sizeof first, out, 0, 1) != LB_OK) return cli_error(verb, NULL);
+    /* the directory, and the one name known before the count is */
+    if (lb_output_check(first, inputs, n_inputs) != LB_OK) return cli_error(verb, NULL);
+    size_t plen, olen;
+    if (!split_prefix_len(first, &olen)) return CLI_OK;
+    for (int i = 0; i < n_inputs; i++)
+        if (inputs[i] && split_prefix_len(inputs[i], &plen) && plen == olen && !strncmp(inputs[i], first, plen))
+            return cli_error(verb, "the shards of '%s' would be named as the input's '%s': refusing to overwrite an "
+                             "input", out, inputs[i]);
+    return CLI_OK;
+}
+
+void cli_json_shards(const char *out, int split, int n_shards) {
+    char name[4096];
+    json_key("shards");
+    json_begin_array();
+    for (int i = 0; i < (split ? n_shards : 1); i++)
+        json_string(split && lb_gguf_split_path(name, sizeof name, out, i, n_shards) == LB_OK ? name : out);
+    json_end_array();
+}
+
+long long cli_output_bytes(const char *out, int split, int n_shards) {
+    char name[4096];
+    long long total = 0;
+    for (int i = 0; i < (split ? n_shards : 1); i++) {
+        struct stat st;
+        const char *p = split && lb_gguf_split_path(name, sizeof name, out, i, n_shards) == LB_OK ? name : out;
+        if (stat(p, &st) != 0) return -1;
+        total += (long long)st.st_size;
+    }
+    return total;
+}
+
+const char *cli_shards_text(const char *out, int split, int n_shards, char *buf, size_t n) {
+    char first[4096];
+    if (!split || lb_gguf_split_path(first, sizeof first, out, 0, n_shards) != LB_OK) snprintf(buf, n, "%s", out);
+    else snprintf(buf, n, "%d shard%s, %s%s", n_shards, n_shards == 1 ? "" : "s", first, n_shards > 1 ? " ..." : "");
+    return buf;
 }
 
 int cli_common_option(cli_args *a) {

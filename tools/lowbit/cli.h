@@ -34,6 +34,28 @@ int cli_unknown(cli_args *a);
 
 int cli_parse_int(const char *verb, const char *opt, const char *text, long lo, long hi, long *out);
 int cli_parse_float(const char *verb, const char *opt, const char *text, double lo, double hi, double *out);
+/* bytes: a positive number with an optional K, M, G (1000s; KB, MB, GB too) or KiB, MiB, GiB (1024s) */
+int cli_parse_size(const char *verb, const char *opt, const char *text, double *bytes);
+
+/* ---- llama.cpp split sets (docs/SCALING.md) --------------------------------
+ * --split-max-size SIZE and --split-max-tensors N (gguf-split's) into *o;
+ * *on = 1 when either was given. */
+int cli_split_opts(const char *verb, const char *max_size, const char *max_tensors, lb_gguf_split_opts *o, int *on);
+#define CLI_SPLIT_HELP                                                                                        \
+    "  --split-max-size SIZE  write llama.cpp's split set OUT-00001-of-0000N.gguf ... (OUT less its\n"           \
+    "                     .gguf) instead of OUT, no shard file over SIZE (K, M, G: 1000s; KiB, MiB,\n"            \
+    "                     GiB: 1024s) unless one tensor alone is larger; llama.cpp and lowbit load the\n"       \
+    "                     set from its first shard (docs/SCALING.md)\n"                                         \
+    "  --split-max-tensors N  the same, at most N tensors per shard (with or without a size)\n"
+/* Before any work, for a split output: the directory as lb_output_check
+ * does, and no input is a shard of the same name prefix. */
+int cli_split_output_check(const char *verb, const char *out, const char *const *inputs, int n_inputs);
+/* "shards": the files written (split: lb_gguf_split_path of each; else [out]) */
+void cli_json_shards(const char *out, int split, int n_shards);
+/* the bytes of the files written (-1 when one cannot be read) */
+long long cli_output_bytes(const char *out, int split, int n_shards);
+/* out, or "3 shards, out-00001-of-00003.gguf ..." */
+const char *cli_shards_text(const char *out, int split, int n_shards, char *buf, size_t n);
 
 /* Prints "lowbit VERB: message" (the library's last error when msg is NULL)
  * and returns CLI_FAIL. */

@@ -9,7 +9,8 @@
 #include "cli.h"
 
 static const char *convert_help =
-    "usage: lowbit convert IN -o OUT [--to gguf|safetensors] [--format SPEC] [--tokenizer FILE] [--json]\n\n"
+    "usage: lowbit convert IN -o OUT [--to gguf|safetensors] [--format SPEC] [--tokenizer FILE]\n"
+    "                      [--split-max-size SIZE] [--split-max-tensors N] [--json]\n\n"
     "Writes the model IN (a llama2.c checkpoint, a GGUF file, or a Hugging Face folder: the folder,\n"
     "its config.json or its .safetensors file) as one GGUF file or as a Hugging Face folder holding\n"
     "config.json, model.safetensors (HF tensor names, q/k rows in HF's rotate-half order) and\n"
@@ -25,8 +26,9 @@ static const char *convert_help =
     "                     Default: as stored; a quantized model then converts to GGUF only\n"
     "                     (safetensors holds no lowbit format). For calibrated methods, recipes and\n"
     "                     per-tensor choices, use lowbit quantize.\n"
+    CLI_SPLIT_HELP
     "  --tokenizer FILE   the input's tokenizer, when it is not found beside IN\n"
-    "  --json             one JSON object on stdout\n";
+    "  --json             one JSON object on stdout (\"shards\": the GGUF files written)\n";
 
 /* convert's quantizer: rtn, clip mse (data-free: convert has no calibration text) */
 static lb_status convert_rtn_opts(lb_method_opts *o) {
@@ -63,12 +65,14 @@ static void input_folder(const char *in, char *out, size_t n) {
 
 int cmd_convert(int argc, char **argv) {
     cli_args a = {.argc = argc, .argv = argv, .i = 1, .verb = "convert"};
-    const char *out = NULL, *to = NULL, *format = NULL, *tokenizer = NULL;
+    const char *out = NULL, *to = NULL, *format = NULL, *tokenizer = NULL, *split_size = NULL, *split_tensors = NULL;
     while (a.i < argc) {
         int r = cli_option(&a, "--output", "-o", &out);
         if (r == 0) r = cli_option(&a, "--to", NULL, &to);
         if (r == 0) r = cli_option(&a, "--format", NULL, &format);
         if (r == 0) r = cli_option(&a, "--tokenizer", NULL, &tokenizer);
+        if (r == 0) r = cli_option(&a, "--split-max-size", NULL, &split_size);
+        if (r == 0) r = cli_option(&a, "--split-max-tensors", NULL, &split_tensors);
         if (r < 0) return CLI_USAGE;
         if (r == 0 && (r = cli_unknown(&a)) != 0) return r;
     }
@@ -84,6 +88,11 @@ int cmd_convert(int argc, char **argv) {
     else if (!strcmp(to, "gguf")) to_gguf = 1;
     else if (!strcmp(to, "safetensors")) to_gguf = 0;
     else return cli_usage_error("convert", "--to must be gguf or safetensors, not '%s'", to);
+    lb_gguf_split_opts split;
+    int splitting, n_shards = 0;
+    if (cli_split_opts("convert", split_size, split_tensors, &split, &splitting)) return CLI_USAGE;
+    if (splitting && !to_gguf)
+        return cli_usage_error("convert", "--split-max-size / --split-max-tensors split a GGUF output (--to gguf)");
     lb_qspec spec;
     if (format) {
         if (lb_qspec_parse(format, &spec) != LB_OK) return cli_usage_error("convert", "--format: %s", lb_last_error());
@@ -93,7 +102,8 @@ int cmd_convert(int argc, char **argv) {
     }
     /* checked before any work: never over an input, never a half-made folder */
     const char *inputs[2] = {in, tokenizer};
-    if (to_gguf && lb_output_check(out, inputs, 2) != LB_OK) return cli_error("convert", NULL);
+    if (to_gguf && splitting && cli_split_output_check("convert", out, inputs, 2)) return CLI_FAIL;
+    if (to_gguf && !splitting && lb_output_check(out, inputs, 2) != LB_OK) return cli_error("convert", NULL);
     if (!to_gguf) {
         char in_dir[PATH_MAX], out_dir[PATH_MAX];
         input_folder(in, in_dir, sizeof in_dir);
@@ -120,9 +130,13 @@ int cmd_convert(int argc, char **argv) {
                         "instead\n", t->name, (long long)t->cols, format, to_text);
             }
         }
-        if (lb_model_save_gguf_quantized(m, out, &spec, convert_quantize, &opts) != LB_OK) rc = cli_error("convert", NULL);
+        if (lb_model_save_gguf_split(m, out, &spec, convert_quantize, &opts, splitting ? &split : NULL, &n_shards) !=
+            LB_OK)
+            rc = cli_error("convert", NULL);
     } else if (to_gguf) {
-        if (lb_model_save_gguf_as(m, out, format ? &spec : NULL) != LB_OK) rc = cli_error("convert", NULL);
+        if (lb_model_save_gguf_split(m, out, format ? &spec : NULL, NULL, NULL, splitting ? &split : NULL,
+                                     &n_shards) != LB_OK)
+            rc = cli_error("convert", NULL);
     } else if (lb_model_save_safetensors(m, out, format ? &spec : NULL) != LB_OK) {
         rc = cli_error("convert", NULL);
     }
@@ -133,6 +147,7 @@ int cmd_convert(int argc, char **argv) {
             json_kstr("input", in);
             json_kstr("input_format", m->source_format);
             json_kstr("output", out);
+            if (to_gguf) cli_json_shards(out, splitting, n_shards);
             json_kstr("to", to_gguf ? "gguf" : "safetensors");
             if (format) json_kstr("format", format);
             else {
@@ -145,7 +160,9 @@ int cmd_convert(int argc, char **argv) {
             json_end_object();
             json_done();
         } else {
-            printf("%s (%s) -> %s (%s%s%s), %d tensors%s, %.2f s\n", in, m->source_format, out,
+            char where[4200];
+            printf("%s (%s) -> %s (%s%s%s), %d tensors%s, %.2f s\n", in, m->source_format,
+                   to_gguf ? cli_shards_text(out, splitting, n_shards, where, sizeof where) : out,
                    to_gguf ? "GGUF" : "safetensors folder", format ? ", " : "", format ? format : "",
                    lb_model_n_tensors(m), m->tokenizer ? " and the tokenizer" : "", seconds);
         }

@@ -60,11 +60,14 @@ int cmd_info(int argc, char **argv) {
     lb_model_size sz;
     lb_model_sizes(m, &sz);
     const lb_config *c = &m->cfg;
+    /* a GGUF split set: the first shard is m->file, the others m->shards */
+    int gguf_files = !strcmp(m->source_format, "gguf") ? 1 + m->n_shards : 0;
     if (a.json) {
         json_begin_object();
         json_kstr("file", a.positional[0]);
         json_kstr("file_format", m->source_format);
-        json_kint("file_bytes", file_size);
+        json_kint("file_bytes", file_size); /* a split set: the first shard's */
+        if (gguf_files) json_kint("gguf_shards", gguf_files);
         json_kstr("architecture", "llama");
         json_key("config");
         json_begin_object();
@@ -89,6 +92,7 @@ int cmd_info(int argc, char **argv) {
         printf("%s: %s, llama: dim %d, hidden %d, %d layers, %d heads (%d kv), vocab %d, context %d%s\n",
                a.positional[0], m->source_format, c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads,
                c->vocab_size, c->seq_len, m->tied_output ? ", classifier tied to the embedding" : "");
+        if (gguf_files > 1) printf("split set: %d shards (llama.cpp's gguf-split naming), opened from the first\n", gguf_files);
         printf("tokenizer: %s\n", m->tokenizer ? "yes" : "none found (pass --tokenizer)");
         if (m->quant_note[0]) printf("quantized: %s\n", m->quant_note);
         printf("\n%-28s %12s  %-28s %-7s %10s %8s  %s\n", "tensor", "shape", "format", "stored", "bytes", "bpw", "kernel");

@@ -75,22 +75,6 @@ void candidate_label(const lb_candidate *c, char *buf, size_t n) {
     snprintf(buf, n, "%s %s%s%s", spec, c->opts.method->name, *opts ? " " : "", opts);
 }
 
-static int parse_size(const char *text, double *bytes) {
-    char *end;
-    double v = strtod(text, &end);
-    static const struct {
-        const char *suffix;
-        double mult;
-    } units[] = {{"", 1}, {"B", 1}, {"K", 1e3}, {"KB", 1e3}, {"M", 1e6}, {"MB", 1e6}, {"G", 1e9}, {"GB", 1e9},
-                 {"KiB", 1024.0}, {"MiB", 1048576.0}, {"GiB", 1073741824.0}};
-    for (size_t i = 0; end != text && v > 0 && isfinite(v) && i < sizeof units / sizeof units[0]; i++)
-        if (!strcmp(end, units[i].suffix)) {
-            *bytes = v * units[i].mult;
-            return CLI_OK;
-        }
-    return cli_usage_error("plan", "--size '%s': a positive number with an optional K, M, G, KiB, MiB or GiB", text);
-}
-
 /* layer index and linear index of a tensor name "blk.L.<linear>.weight" (-1 when not a linear) */
 static int linear_cell(const char *name, int *layer) {
     int l, k = -1;
@@ -427,7 +411,7 @@ int cmd_plan(int argc, char **argv) {
     if (!bpw_text == !size_text) return cli_usage_error("plan", "give the budget as --bpw B or --size SIZE (one of them)");
     double bpw = 0, size = 0;
     if (bpw_text && cli_parse_float("plan", "--bpw", bpw_text, 0.01, 64, &bpw)) return CLI_USAGE;
-    if (size_text && parse_size(size_text, &size)) return CLI_USAGE;
+    if (size_text && cli_parse_size("plan", "--size", size_text, &size)) return CLI_USAGE;
     int rc = plan_prepare(&p, "2");
     const char *inputs[2] = {a.positional[0], p.copts.text_path};
     if (rc == CLI_OK && lb_output_check(out, inputs, 2) != LB_OK) rc = cli_error("plan", NULL);

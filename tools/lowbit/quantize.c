@@ -104,8 +104,9 @@ static const char *quantize_help_refine =
     "  --report FILE      per-tensor report as JSON, written atomically: format, method, options,\n"
     "                     bpw, relative weight error, proxy loss tr(dW H dW^T)/n of the method and of\n"
     "                     rtn on the same H (when statistics exist), damping, dead inputs, seconds\n"
+    CLI_SPLIT_HELP
     "  --tokenizer FILE   llama2.c tokenizer to embed (default: tok<vocab>.bin beside MODEL)\n"
-    "  --json             one JSON object on stdout\n\n"
+    "  --json             one JSON object on stdout (\"shards\": the files written)\n\n"
     "Rules apply in order, the last match winning: --format over --tensors, then the recipe's\n"
     "lines, then each --tensor-type.\n";
 
@@ -191,7 +192,7 @@ int cmd_quantize(int argc, char **argv) {
     const char *recipe = NULL, *save_recipe = NULL, *types[MAX_TENSOR_TYPES];
     const char *calib_text = NULL, *calib_blocks = NULL, *stats_path = NULL, *act = NULL, *report_path = NULL,
                *imatrix = NULL;
-    const char *refine = NULL;
+    const char *refine = NULL, *split_size = NULL, *split_tensors = NULL;
     /* the common options in the table's order (lb_method_common_at) */
     const char *common[LB_METHOD_COMMON_OPTIONS] = {NULL};
     enum { C_OUTLIERS, C_OUTLIER_RULE, C_BIAS_CORRECT, C_ROTATE, C_ROTATE_SEED };
@@ -209,7 +210,9 @@ int cmd_quantize(int argc, char **argv) {
             (r = cli_option(&a, "--outliers", NULL, &common[C_OUTLIERS])) ||
             (r = cli_option(&a, "--outlier-rule", NULL, &common[C_OUTLIER_RULE])) || (r = cli_option(&a, "--act", NULL, &act)) ||
             (r = cli_option(&a, "--rotate-seed", NULL, &common[C_ROTATE_SEED])) ||
-            (r = cli_option(&a, "--report", NULL, &report_path)) || (r = cli_option(&a, "--refine", NULL, &refine))) {
+            (r = cli_option(&a, "--report", NULL, &report_path)) || (r = cli_option(&a, "--refine", NULL, &refine)) ||
+            (r = cli_option(&a, "--split-max-size", NULL, &split_size)) ||
+            (r = cli_option(&a, "--split-max-tensors", NULL, &split_tensors))) {
             if (r < 0) return CLI_USAGE;
             continue;
         }
@@ -255,6 +258,9 @@ int cmd_quantize(int argc, char **argv) {
         return cli_usage_error("quantize", "--sequential calibrates the partly quantized model as it goes: saved "
                                "%s (the fp32 model's) cannot be used", saved);
     if (report_path && dry_run) return cli_usage_error("quantize", "--dry-run quantizes nothing: no --report");
+    lb_gguf_split_opts split;
+    int splitting, n_shards = 0;
+    if (cli_split_opts("quantize", split_size, split_tensors, &split, &splitting)) return CLI_USAGE;
     lb_calib_opts copts;
     lb_calib_opts_default(&copts);
     if (calib_blocks) {
@@ -278,9 +284,10 @@ int cmd_quantize(int argc, char **argv) {
     }
     /* before the work: an unusable -o fails now, not after quantizing */
     const char *inputs[6] = {a.positional[0], tokenizer, recipe, copts.text_path, stats_path, imatrix};
-    if (out && lb_output_check(out, inputs, 6) != LB_OK) {
+    if (out && (splitting ? cli_split_output_check("quantize", out, inputs, 6)
+                          : lb_output_check(out, inputs, 6) != LB_OK ? cli_error("quantize", NULL) : CLI_OK)) {
         lb_plan_free(&plan);
-        return cli_error("quantize", NULL);
+        return CLI_FAIL;
     }
     const char *inputs_r[7] = {a.positional[0], tokenizer, recipe, copts.text_path, stats_path, imatrix, out};
     if (report_path && lb_output_check(report_path, inputs_r, 7) != LB_OK) {
@@ -350,7 +357,8 @@ int cmd_quantize(int argc, char **argv) {
                                     : lb_quantize_model_calibrated(m, &plan, stats, &rep)) != LB_OK)
         rc = cli_error("quantize", NULL);
     lb_calib_stats_free(stats);
-    if (rc == CLI_OK && lb_model_save_gguf(m, out) != LB_OK) rc = cli_error("quantize", NULL);
+    if (rc == CLI_OK && lb_model_save_gguf_split(m, out, NULL, NULL, NULL, splitting ? &split : NULL, &n_shards) != LB_OK)
+        rc = cli_error("quantize", NULL);
     if (rc == CLI_OK && save_recipe && lb_plan_save_recipe(&plan, save_recipe, header) != LB_OK)
         rc = cli_error("quantize", NULL);
     if (rc == CLI_OK && report_path && lb_quantize_report_save_json(&rep, report_path) != LB_OK)
@@ -360,13 +368,13 @@ int cmd_quantize(int argc, char **argv) {
         if (format) lb_qspec_format(&spec, spec_text, sizeof spec_text);
         const char *clip_used = lb_method_opts_text(&base, "clip", clip_text, sizeof clip_text);
         lb_method_opts_format(&base, 1, opts, sizeof opts);
-        struct stat st;
-        long long bytes = stat(out, &st) == 0 ? (long long)st.st_size : -1;
+        long long bytes = cli_output_bytes(out, splitting, n_shards);
         double secs = lb_now() - t0;
         if (a.json) {
             json_begin_object();
             json_kstr("input", a.positional[0]);
             json_kstr("output", out);
+            cli_json_shards(out, splitting, n_shards);
             if (format) json_kstr("format", spec_text);
             else {
                 json_key("format");
@@ -404,7 +412,9 @@ int cmd_quantize(int argc, char **argv) {
             char act_text[64], act_note[96] = "";
             lb_act_spec_format(&plan.act, act_text, sizeof act_text);
             if (plan.act.kind != LB_AQ_NONE) snprintf(act_note, sizeof act_note, ", activations %s", act_text);
-            printf("%s: %d tensors %s%s%s%s: %.4f bpw quantized, %.4f bpw whole model, %s bytes, %.2fs\n", out,
+            char where[4200];
+            printf("%s: %d tensors %s%s%s%s: %.4f bpw quantized, %.4f bpw whole model, %s bytes, %.2fs\n",
+                   cli_shards_text(out, splitting, n_shards, where, sizeof where),
                    rep.tensors_quantized, how, format && (recipe || n_types) ? " with overrides" : "",
                    sequential ? ", sequential" : "", act_note, rep.bpw,
                    rep.bpw_all, fmt_thousands(bytes, b, sizeof b), secs);
