@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "test.h"
+#include "tmpdir.h"
 
 /* ---- a byte builder for hand-made files ---------------------------------- */
 typedef struct {
@@ -92,39 +93,6 @@ static lb_status parse_bytes(bytes *b) {
 }
 
 /* ---- files ------------------------------------------------------------------ */
-static char tmpdir[256];
-
-static const char *path_in(const char *name) {
-    static char paths[4][512];
-    static int next;
-    char *p = paths[next++ % 4];
-    snprintf(p, 512, "%s/%s", tmpdir, name);
-    return p;
-}
-
-/* 1 when some entry of tmpdir has ".tmp." in its name (a leaked temporary) */
-static int stray_temporaries(void) {
-    DIR *d = opendir(tmpdir);
-    struct dirent *e;
-    int found = 0;
-    while (d && (e = readdir(d)))
-        if (strstr(e->d_name, ".tmp.")) found = 1;
-    if (d) closedir(d);
-    return found;
-}
-
-static void remove_tmpdir(void) {
-    DIR *d = opendir(tmpdir);
-    struct dirent *e;
-    while (d && (e = readdir(d))) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        const char *p = path_in(e->d_name);
-        if (remove(p) != 0) rmdir(p);
-    }
-    if (d) closedir(d);
-    rmdir(tmpdir);
-}
-
 static int file_exists(const char *p) {
     struct stat st;
     return stat(p, &st) == 0;
@@ -448,7 +416,7 @@ static void test_writer_failures(void) {
     CHECK_FAILS(lb_gguf_write(w, path_in("isdir")), LB_ERR_IO, "is a directory");
     struct stat st;
     CHECK(stat(path_in("isdir"), &st) == 0 && S_ISDIR(st.st_mode));
-    CHECK(!stray_temporaries());
+    CHECK(tmpdir_count(".tmp.") == 0);
     lb_gguf_writer_free(w);
 }
 
@@ -601,11 +569,7 @@ static void test_bad_tensors(void) {
 }
 
 int main(void) {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/lowbit_gguf_XXXXXX");
-    if (!mkdtemp(tmpdir)) {
-        perror("mkdtemp");
-        return 1;
-    }
+    if (tmpdir_make("gguf") != 0) return 1;
     test_kv_roundtrip();
     test_all_scalar_types();
     test_tensor_roundtrip();
@@ -615,8 +579,8 @@ int main(void) {
     test_bad_headers();
     test_bad_kvs();
     test_bad_tensors();
-    CHECK(!stray_temporaries());
-    remove_tmpdir();
+    CHECK(tmpdir_count(".tmp.") == 0);
+    tmpdir_remove();
     CHECK(!file_exists(tmpdir));
     return lb_test_finish("test_gguf");
 }

@@ -18,16 +18,7 @@
 
 #include "io/gguf_internal.h"
 #include "test.h"
-
-static char tmpdir[256];
-
-static const char *path_in(const char *name) {
-    static char paths[8][512];
-    static int next;
-    char *p = paths[next++ % 8];
-    snprintf(p, 512, "%s/%s", tmpdir, name);
-    return p;
-}
+#include "tmpdir.h"
 
 static int file_exists(const char *p) {
     struct stat st;
@@ -37,29 +28,6 @@ static int file_exists(const char *p) {
 static long long file_size(const char *p) {
     struct stat st;
     return stat(p, &st) == 0 ? (long long)st.st_size : -1;
-}
-
-/* entries of tmpdir whose name contains `part` */
-static int count_entries(const char *part) {
-    DIR *d = opendir(tmpdir);
-    struct dirent *e;
-    int n = 0;
-    while (d && (e = readdir(d)))
-        if (strstr(e->d_name, part)) n++;
-    if (d) closedir(d);
-    return n;
-}
-
-static void remove_tmpdir(void) {
-    DIR *d = opendir(tmpdir);
-    struct dirent *e;
-    while (d && (e = readdir(d))) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        const char *p = path_in(e->d_name);
-        if (remove(p) != 0) rmdir(p);
-    }
-    if (d) closedir(d);
-    rmdir(tmpdir);
 }
 
 static int copy_file(const char *from, const char *to) {
@@ -188,7 +156,7 @@ static void test_model_roundtrip(const lb_model *m) {
     CHECK_OK(lb_model_load(shard(path_in("h.gguf"), 0, n1), NULL, &a));
     CHECK(a && a->layers[0].linear[LB_WQ].w.spec.family == LB_FAMILY_F16);
     lb_model_free(a);
-    CHECK(count_entries(".tmp.") == 0);
+    CHECK(tmpdir_count(".tmp.") == 0);
 }
 
 /* ---- broken sets -------------------------------------------------------------- */
@@ -354,7 +322,7 @@ static void test_write_failures(const lb_model *m) {
     lb_gguf_split_opts one = {0, 1};
     int n = -1;
     CHECK_FAILS(lb_gguf_write_split(w, path_in("fail.gguf"), &one, &n), LB_ERR_IO, "made to fail");
-    CHECK(n == 0 && count_entries("fail") == 0);
+    CHECK(n == 0 && tmpdir_count("fail") == 0);
     lb_gguf_writer_free(w);
     /* a rename that fails after the first shards were renamed: those are removed again */
     lb_gguf_split_opts o = {60000, 0};
@@ -362,17 +330,13 @@ static void test_write_failures(const lb_model *m) {
     for (int i = 0; i < n; i++) remove(shard(path_in("r.gguf"), i, n));
     CHECK(mkdir(shard(path_in("r.gguf"), n - 1, n), 0700) == 0);
     CHECK_FAILS(lb_model_save_gguf_split(m, path_in("r.gguf"), NULL, NULL, NULL, &o, &n), LB_ERR_IO, "is a directory");
-    CHECK_MSG(count_entries("r-0") == 1, "%d entries", count_entries("r-0")); /* only the directory */
-    CHECK(count_entries(".tmp.") == 0);
+    CHECK_MSG(tmpdir_count("r-0") == 1, "%d entries", tmpdir_count("r-0")); /* only the directory */
+    CHECK(tmpdir_count(".tmp.") == 0);
 }
 
 int main(void) {
     const char *model = lb_test_data("models/stories260K.bin");
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/lowbit_split_XXXXXX");
-    if (!mkdtemp(tmpdir)) {
-        perror("mkdtemp");
-        return 1;
-    }
+    if (tmpdir_make("split") != 0) return 1;
     lb_model *m = NULL;
     CHECK_OK(lb_model_load(model, lb_test_data("models/tok512.bin"), &m));
     if (m) {
@@ -382,7 +346,7 @@ int main(void) {
     }
     test_merge_checks();
     lb_model_free(m);
-    CHECK(count_entries(".tmp.") == 0);
-    remove_tmpdir();
+    CHECK(tmpdir_count(".tmp.") == 0);
+    tmpdir_remove();
     return lb_test_finish("test_gguf_split");
 }

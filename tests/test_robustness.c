@@ -4,21 +4,12 @@
  * directories) and messages that name the wrong thing. Each case fails
  * cleanly with a message naming the culprit. */
 #include "test.h"
+#include "tmpdir.h"
 
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-static char tmpdir[] = "/tmp/lb_robust_XXXXXX";
-
-static const char *tmp_path(const char *name) {
-    static char paths[4][512];
-    static int next;
-    char *p = paths[next++ % 4];
-    snprintf(p, 512, "%s/%s", tmpdir, name);
-    return p;
-}
 
 static void write_file(const char *path, const void *data, size_t n) {
     FILE *f = fopen(path, "wb");
@@ -104,7 +95,7 @@ static void test_nonfinite_float_weights(const char *model_bytes, size_t size) {
     CHECK_FAILS(lb_model_from_llama2c((const uint8_t *)bad, size, &m), LB_ERR_NUMERIC,
                 "tensor 'output_norm.weight' has a non-finite value: row 0, column 63 is -Inf");
     /* through the file loader, as the CLI meets it */
-    const char *path = tmp_path("nan-norm.bin");
+    const char *path = path_in("nan-norm.bin");
     memcpy(bad, model_bytes, size);
     put_f32(bad, legacy_offset(512 * 64 + 3), NAN);
     write_file(path, bad, size);
@@ -122,7 +113,7 @@ static void test_nonfinite_gguf_weights(void) {
     CHECK_OK(lb_model_load(lb_test_data("models/stories260K.bin"), NULL, &m));
     if (!m) return;
     lb_tensor *wq = &m->layers[0].linear[LB_WQ].w; /* 64 x 64 */
-    const char *path = tmp_path("nan.gguf");
+    const char *path = path_in("nan.gguf");
     lb_model *back = NULL;
 
     uint8_t *half = lb_alloc(64 * 64 * 2);
@@ -160,29 +151,24 @@ static int exists(const char *path) {
     return lstat(path, &st) == 0;
 }
 
-static int any_temporary(void) {
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "ls %s | grep -q '[.]tmp[.]'", tmpdir);
-    return system(cmd) == 0;
-}
 
 /* lb_output_check and lb_atomic_commit refuse to replace inputs and
  * anything that is not a regular file; errors name the user's path. */
 static void test_output_paths(void) {
-    const char *in = tmp_path("in.bin"), *out = tmp_path("out.gguf");
+    const char *in = path_in("in.bin"), *out = path_in("out.gguf");
     write_file(in, "model", 5);
     const char *inputs[3] = {in, NULL, "/no/such/input"};
     CHECK_OK(lb_output_check(out, inputs, 3));
     CHECK_FAILS(lb_output_check(in, inputs, 3), LB_ERR_INVALID, "is the same file as the input");
-    const char *hard = tmp_path("hard.bin");
+    const char *hard = path_in("hard.bin");
     CHECK(link(in, hard) == 0);
     CHECK_FAILS(lb_output_check(hard, inputs, 1), LB_ERR_INVALID, "is the same file as the input");
     remove(hard);
-    const char *sym = tmp_path("sym.gguf");
+    const char *sym = path_in("sym.gguf");
     CHECK(symlink("in.bin", sym) == 0);
     CHECK_FAILS(lb_output_check(sym, NULL, 0), LB_ERR_IO, "is a symbolic link");
     CHECK_FAILS(lb_output_check("/dev/null", NULL, 0), LB_ERR_IO, "'/dev/null' is a character device");
-    const char *fifo = tmp_path("fifo");
+    const char *fifo = path_in("fifo");
     CHECK(mkfifo(fifo, 0600) == 0);
     CHECK_FAILS(lb_output_check(fifo, NULL, 0), LB_ERR_IO, "is a FIFO");
     CHECK_FAILS(lb_output_check(tmpdir, NULL, 0), LB_ERR_IO, "is a directory");
@@ -190,7 +176,7 @@ static void test_output_paths(void) {
                 "cannot create '/no/such/dir/x.gguf': directory '/no/such/dir': No such file or directory");
     CHECK_FAILS(lb_output_check("", NULL, 0), LB_ERR_INVALID, "empty output path");
     if (geteuid() != 0) { /* root may write anywhere */
-        const char *ro = tmp_path("ro");
+        const char *ro = path_in("ro");
         CHECK(mkdir(ro, 0500) == 0);
         char p[600];
         snprintf(p, sizeof p, "%s/x.gguf", ro);
@@ -209,7 +195,7 @@ static void test_output_paths(void) {
     CHECK_OK(lb_atomic_open(&f, fifo));
     CHECK_FAILS(lb_atomic_commit(&f), LB_ERR_IO, "is a FIFO");
     CHECK(lstat(fifo, &st) == 0 && S_ISFIFO(st.st_mode));
-    CHECK(!any_temporary());
+    CHECK(!(tmpdir_count(".tmp.") > 0));
     /* a regular file is replaced */
     CHECK_OK(lb_atomic_open(&f, out));
     lb_atomic_write(&f, "new", 3);
@@ -227,7 +213,7 @@ static void test_output_paths(void) {
 /* Inputs that are not regular files fail at once (a FIFO used to block
  * the open forever). */
 static void test_input_paths(void) {
-    const char *fifo = tmp_path("in.fifo");
+    const char *fifo = path_in("in.fifo");
     CHECK(mkfifo(fifo, 0600) == 0);
     lb_mapped_file f;
     CHECK_FAILS(lb_map_file(fifo, &f), LB_ERR_IO, "is a FIFO, not a regular file");
@@ -249,7 +235,7 @@ static void test_signal_cleanup(void) {
     for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
         int ready[2];
         CHECK(pipe(ready) == 0);
-        const char *out = tmp_path("sig.gguf");
+        const char *out = path_in("sig.gguf");
         fflush(NULL);
         pid_t pid = fork();
         if (pid == 0) {
@@ -300,7 +286,7 @@ static int count_of(const char *hay, const char *needle) {
 static void test_messages(const char *model_bytes, size_t size) {
     lb_model *m = NULL;
     /* the tokenizer's file is named once */
-    const char *tok = tmp_path("t.bin");
+    const char *tok = path_in("t.bin");
     write_file(tok, "\x07\0\0\0", 4);
     CHECK_FAILS(lb_model_load(lb_test_data("models/stories260K.bin"), tok, &m), LB_ERR_FORMAT, "loading tokenizer '");
     CHECK_MSG(count_of(lb_last_error(), "loading tokenizer") == 1, "%s", lb_last_error());
@@ -316,7 +302,7 @@ static void test_messages(const char *model_bytes, size_t size) {
     CHECK_FAILS(lb_model_from_llama2c((const uint8_t *)bad, size, &m), LB_ERR_FORMAT, "absurd vocabulary size 1073741824");
 
     /* a wrong or damaged GGUF magic: the message says which formats were tried */
-    const char *path = tmp_path("x.gguf");
+    const char *path = path_in("x.gguf");
     memcpy(bad, "GGUX", 4);
     write_file(path, bad, 64);
     CHECK_FAILS(lb_model_load(path, NULL, &m), LB_ERR_FORMAT, "not a GGUF file (magic \"GGUX\"");
@@ -356,10 +342,7 @@ static void test_messages(const char *model_bytes, size_t size) {
 }
 
 int main(void) {
-    if (!mkdtemp(tmpdir)) {
-        perror("mkdtemp");
-        return 1;
-    }
+    if (tmpdir_make("robust") != 0) return 1;
     char *model;
     size_t size;
     CHECK_OK(lb_read_file(lb_test_data("models/stories260K.bin"), &model, &size));
