@@ -402,6 +402,7 @@ int cmd_quantize(int argc, char **argv) {
             json_knum("bpw_all", rep.bpw_all);
             json_kint("file_bytes", bytes);
             json_knum("seconds", secs);
+            json_kint("peak_rss", lb_peak_rss());
             json_end_object();
             json_done();
         } else {
@@ -413,11 +414,11 @@ int cmd_quantize(int argc, char **argv) {
             lb_act_spec_format(&plan.act, act_text, sizeof act_text);
             if (plan.act.kind != LB_AQ_NONE) snprintf(act_note, sizeof act_note, ", activations %s", act_text);
             char where[4200];
-            printf("%s: %d tensors %s%s%s%s: %.4f bpw quantized, %.4f bpw whole model, %s bytes, %.2fs\n",
+            printf("%s: %d tensors %s%s%s%s: %.4f bpw quantized, %.4f bpw whole model, %s bytes, %.2fs, peak RSS %.1f MB\n",
                    cli_shards_text(out, splitting, n_shards, where, sizeof where),
                    rep.tensors_quantized, how, format && (recipe || n_types) ? " with overrides" : "",
                    sequential ? ", sequential" : "", act_note, rep.bpw,
-                   rep.bpw_all, fmt_thousands(bytes, b, sizeof b), secs);
+                   rep.bpw_all, fmt_thousands(bytes, b, sizeof b), secs, (double)lb_peak_rss() / 1e6);
         }
     }
     lb_quantize_report_free(&rep);
