@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/mapped.h"
 #include "io/gguf_internal.h"
 #include "io/io_util.h"
 
@@ -261,6 +262,7 @@ static lb_status write_file(const lb_gguf_writer *w, const wkv *const *kvs, size
             if (st != LB_OK) return st;
         } else {
             lb_atomic_write(f, t->data, t->nbytes);
+            lb_map_release(t->data, t->nbytes); /* written as stored: its pages of a mapped input are done */
         }
         lb_atomic_pad(f, align);
     }

@@ -12,6 +12,7 @@
  * covered, through one path for every family; codes themselves are integers
  * and cannot be non-finite. The cost is one pass over the weights (a few ms
  * for stories260K), well below the forward pass of a single batch. */
+#include "core/mapped.h"
 #include "model/model_internal.h"
 
 #include <math.h>
@@ -80,6 +81,8 @@ lb_status lb_model_check_finite(lb_model *m) {
         const lb_tensor *t = lb_model_tensor_at(m, i);
         lb_status st = check_tensor(t);
         if (st != LB_OK) return st;
+        /* read once here: a mapped model does not stay resident for it */
+        lb_map_release(t->data, t->nbytes);
     }
     return LB_OK;
 }
