@@ -352,13 +352,21 @@ int cmd_quantize(int argc, char **argv) {
     }
     lb_quantize_report rep;
     memset(&rep, 0, sizeof rep);
-    if (rc == CLI_OK && (refine       ? lb_quantize_model_refined(m, &plan, &copts, refine, &rep)
-                       : sequential ? lb_quantize_model_sequential(m, &plan, &copts, &rep)
-                                    : lb_quantize_model_calibrated(m, &plan, stats, &rep)) != LB_OK)
+    int streamed = 0;
+    /* sequential and refined quantization change the model as they go (each
+     * stage calibrates on the partly quantized model): in memory, then saved.
+     * Otherwise each tensor is quantized while the file is written, when the
+     * plan allows (docs/SCALING.md, "Streaming"). */
+    if (rc == CLI_OK && (refine || sequential)) {
+        if ((refine ? lb_quantize_model_refined(m, &plan, &copts, refine, &rep)
+                    : lb_quantize_model_sequential(m, &plan, &copts, &rep)) != LB_OK ||
+            lb_model_save_gguf_split(m, out, NULL, NULL, NULL, splitting ? &split : NULL, &n_shards) != LB_OK)
+            rc = cli_error("quantize", NULL);
+    } else if (rc == CLI_OK && lb_quantize_model_to_gguf(m, &plan, stats, out, splitting ? &split : NULL, &n_shards,
+                                                         &rep, &streamed) != LB_OK) {
         rc = cli_error("quantize", NULL);
+    }
     lb_calib_stats_free(stats);
-    if (rc == CLI_OK && lb_model_save_gguf_split(m, out, NULL, NULL, NULL, splitting ? &split : NULL, &n_shards) != LB_OK)
-        rc = cli_error("quantize", NULL);
     if (rc == CLI_OK && save_recipe && lb_plan_save_recipe(&plan, save_recipe, header) != LB_OK)
         rc = cli_error("quantize", NULL);
     if (rc == CLI_OK && report_path && lb_quantize_report_save_json(&rep, report_path) != LB_OK)
@@ -392,6 +400,7 @@ int cmd_quantize(int argc, char **argv) {
             json_kstr("act", act_text);
             json_kint("rules", plan.n_rules);
             json_kbool("sequential", sequential);
+            json_kbool("streamed", streamed);
             if (report_path) json_kstr("report", report_path);
             else {
                 json_key("report");
