@@ -2,7 +2,7 @@
 # Streaming quantize and convert (docs/SCALING.md, "Streaming"): a seeded
 # synthetic Llama-shaped model (lowbit synth, 24 layers, 163 MB as f16) is
 # quantized and converted with a peak resident memory (peak_rss, from --json)
-# under 40 MB, a quarter of the model, and the outputs are byte-identical to
+# under 40 MB, a quarter of the model (convert also to a safetensors folder), and the outputs are byte-identical to
 # the in-memory path's (--sequential with rtn quantizes everything in memory
 # first and saves after: the same tensors, the old way) and to a run split
 # into shards and one as a single file.
@@ -62,6 +62,9 @@ json "$TMP/qo.json" "j['streamed'] is False"
 json "$TMP/c.json" "0 < j['peak_rss'] < $LIMIT"
 "$LOWBIT" convert "$TMP/m.gguf" -o "$TMP/c32.gguf" --format bf16 --json > "$TMP/c32.json" || fail "convert bf16 failed"
 json "$TMP/c32.json" "0 < j['peak_rss'] < $LIMIT"
+"$LOWBIT" convert "$TMP/m.gguf" -o "$TMP/hf" --json > "$TMP/hf.json" || fail "convert to safetensors failed"
+json "$TMP/hf.json" "0 < j['peak_rss'] < $LIMIT"
+rm -rf "$TMP/hf"
 # nothing left behind but what was asked for
 left=$(ls "$TMP" | grep -c '\.tmp\.' || true)
 if [ "$left" -eq 0 ]; then ok; else fail "$left temporaries left"; fi
