@@ -79,7 +79,7 @@ static void run_case(const stream_case *c) {
     lb_quantize_report ra, rb;
     int na = 0, nb = 0, streamed = -1;
     const lb_calib_stats *s = c->calibrated ? stats : NULL;
-    CHECK_OK(lb_quantize_model_to_gguf(a, &pa, s, path_in("s.gguf"), so, &na, &ra, &streamed));
+    CHECK_OK(lb_quantize_model_to_gguf(a, &pa, s, path_in("s.gguf"), so, &na, &ra, 1, &streamed));
     CHECK_MSG(streamed == c->want_streamed, "%s: streamed %d", label, streamed);
     CHECK_OK(lb_quantize_model_calibrated(b, &pb, s, &rb));
     CHECK_OK(lb_model_save_gguf_split(b, path_in("m.gguf"), NULL, NULL, NULL, so, &nb));
@@ -138,7 +138,7 @@ static void test_failure(void) {
     const uint8_t *before = t->data;
     lb_qspec spec_before = t->spec;
     int n = -1, streamed = -1;
-    lb_status st = lb_quantize_model_to_gguf(m, &p, NULL, path_in("f.gguf"), NULL, &n, NULL, &streamed);
+    lb_status st = lb_quantize_model_to_gguf(m, &p, NULL, path_in("f.gguf"), NULL, &n, NULL, 1, &streamed);
     CHECK_MSG(st != LB_OK && strstr(lb_last_error(), "blk.0."), "status %d: %s", (int)st, lb_last_error());
     CHECK(n == 0 && streamed == 0);
     CHECK(count_entries() == 0);

@@ -174,10 +174,13 @@ LB_API lb_status lb_quantize_model_calibrated(lb_model *m, const lb_plan *plan, 
  * (docs/SCALING.md, "Streaming"). Plans with data-dependent or cross-tensor
  * parts (lb_plan_streamable) take the in-memory path (*streamed = 0): m is
  * then quantized as by lb_quantize_model_calibrated. All or nothing: on
- * failure no file is left. */
+ * failure no file is left. report (optional) gets the totals and records;
+ * measure 0 leaves out the records' error measures when streaming (their
+ * rel_error, proxy losses: a second f32 copy of each tensor and another
+ * quantization; the in-memory path always measures). */
 LB_API lb_status lb_quantize_model_to_gguf(lb_model *m, const lb_plan *plan, const lb_calib_stats *stats,
                                            const char *path, const lb_gguf_split_opts *split, int *n_shards,
-                                           lb_quantize_report *report, int *streamed);
+                                           lb_quantize_report *report, int measure, int *streamed);
 /* 1 when every tensor of a resolved plan can be quantized as it is written:
  * no input-scaling method (awq, smoothquant), no outliers, bias correction,
  * rotation or low-rank adapter (parts whose size or presence depends on the

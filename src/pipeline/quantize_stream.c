@@ -101,7 +101,7 @@ static void stream_totals(stream_ctx *c, double t0, lb_quantize_report *report) 
  * (nothing written, m as it was). */
 static lb_status quantize_stream(lb_model *m, const lb_plan *plan, const lb_calib_stats *stats, const char *path,
                                  const lb_gguf_split_opts *split, int *n_shards, lb_quantize_report *report,
-                                 int *fallback) {
+                                 int measure, int *fallback) {
     double t0 = lb_now();
     lb_plan p;
     lb_status st = stats ? lb_calib_stats_check(stats, m) : LB_OK;
@@ -116,7 +116,7 @@ static lb_status quantize_stream(lb_model *m, const lb_plan *plan, const lb_cali
     lb_act_quant *acts = NULL;
     st = lb_pipeline_check_rotations(&p, &plan->act);
     if (st == LB_OK) st = lb_pipeline_plan_acts(m, &plan->act, stats, &acts);
-    stream_ctx c = {.m = m, .p = &p, .stats = stats, .measured = report != NULL};
+    stream_ctx c = {.m = m, .p = &p, .stats = stats, .measured = report && measure};
     int *entry_of = lb_alloc((size_t)n * sizeof *entry_of);
     const lb_qspec **targets = lb_calloc((size_t)n, sizeof *targets);
     c.shell = lb_calloc((size_t)cap, sizeof *c.shell);
@@ -164,12 +164,12 @@ static lb_status quantize_stream(lb_model *m, const lb_plan *plan, const lb_cali
 
 lb_status lb_quantize_model_to_gguf(lb_model *m, const lb_plan *plan, const lb_calib_stats *stats, const char *path,
                                     const lb_gguf_split_opts *split, int *n_shards, lb_quantize_report *report,
-                                    int *streamed) {
+                                    int measure, int *streamed) {
     *n_shards = 0;
     *streamed = 0;
     if (report) memset(report, 0, sizeof *report);
     int fallback = 0;
-    lb_status st = quantize_stream(m, plan, stats, path, split, n_shards, report, &fallback);
+    lb_status st = quantize_stream(m, plan, stats, path, split, n_shards, report, measure, &fallback);
     if (!fallback) {
         *streamed = st == LB_OK;
         return st;

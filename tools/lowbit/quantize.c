@@ -106,7 +106,8 @@ static const char *quantize_help_refine =
     "                     rtn on the same H (when statistics exist), damping, dead inputs, seconds\n"
     CLI_SPLIT_HELP
     "  --tokenizer FILE   llama2.c tokenizer to embed (default: tok<vocab>.bin beside MODEL)\n"
-    "  --json             one JSON object on stdout (\"shards\": the files written)\n\n"
+    "  --json             one JSON object on stdout (\"shards\": the files written; \"streamed\": each tensor\n"
+    "                     quantized while the file was written, not the whole model held; \"peak_rss\")\n\n"
     "Rules apply in order, the last match winning: --format over --tensors, then the recipe's\n"
     "lines, then each --tensor-type.\n";
 
@@ -363,7 +364,7 @@ int cmd_quantize(int argc, char **argv) {
             lb_model_save_gguf_split(m, out, NULL, NULL, NULL, splitting ? &split : NULL, &n_shards) != LB_OK)
             rc = cli_error("quantize", NULL);
     } else if (rc == CLI_OK && lb_quantize_model_to_gguf(m, &plan, stats, out, splitting ? &split : NULL, &n_shards,
-                                                         &rep, &streamed) != LB_OK) {
+                                                         &rep, report_path != NULL, &streamed) != LB_OK) {
         rc = cli_error("quantize", NULL);
     }
     lb_calib_stats_free(stats);
