@@ -20,7 +20,7 @@ if [ -e "$TMP/x.gguf" ]; then fail "a failed calibrate left $TMP/x.gguf"; else o
 # the default split: 12,648 tokens in 128 blocks (BOS + each block)
 expect 0 "12,648 tokens in 128 blocks" -- "$LOWBIT" calibrate "$MODEL" --threads 1 -o "$TMP/s1.gguf"
 "$LOWBIT" calibrate "$MODEL" --threads 2 --json -o "$TMP/s2.gguf" > "$TMP/c.json" 2>/dev/null
-json "$TMP/c.json" "j['tokens'] == 12648 and j['sequences'] == 128 and len(j['inputs']) == 20 and all(i['tokens'] == 12648 for i in j['inputs'])"
+json "$TMP/c.json" "j['tokens'] == 12648 and j['sequences'] == 128 and len(j['inputs']) == 20 and all(i['tokens'] == 12648 for i in j['inputs']) and 1e6 < j['peak_rss'] < 1e9"
 if cmp -s "$TMP/s1.gguf" "$TMP/s2.gguf"; then ok; else fail "1 and 2 threads wrote different statistics"; fi
 expect 0 "300 tokens in" -- "$LOWBIT" calibrate "$MODEL" --tokens 300 --calib-blocks 16 --ctx 64 -o "$TMP/s3.gguf"
 # the file is a GGUF that info-style readers recognise as not a model

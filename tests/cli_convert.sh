@@ -38,7 +38,7 @@ expect 0 "GGUF" -- "$LOWBIT" convert "$TMP/q4.gguf" --format f16 -o "$TMP/q4f16.
 expect 0 "f16" -- "$LOWBIT" info "$TMP/q4f16.gguf"
 for dt in f16 bf16; do
     "$LOWBIT" convert "$MODEL" --to safetensors --format $dt -o "$TMP/$dt" --json > "$TMP/$dt.json"
-    json "$TMP/$dt.json" "j['to'] == 'safetensors' and j['format'] == '$dt' and j['tensors'] == 47 and j['tokenizer'] is True"
+    json "$TMP/$dt.json" "j['to'] == 'safetensors' and j['format'] == '$dt' and j['tensors'] == 47 and j['tokenizer'] is True and 1e6 < j['peak_rss'] < 1e9"
     expect 0 "$dt" -- "$LOWBIT" info "$TMP/$dt"
 done
 json "$TMP/bf16/config.json" "j['torch_dtype'] == 'bfloat16'"

@@ -33,11 +33,11 @@ json "$TMP/slots.json" "[t['slots'] for t in j['tensors'] if 'slots' in t] == ['
 
 # --- quantize -> info -> eval -> generate ---------------------------------------
 "$LOWBIT" quantize "$MODEL" -o "$TMP/q.gguf" --format int4:g64:asym --clip mse --json > "$TMP/q.json" || fail "quantize failed"
-json "$TMP/q.json" "j['tensors_quantized'] == 35 and abs(j['bpw'] - 4.6271) < 1e-3 and j['clip'] == 'mse'"
+json "$TMP/q.json" "j['tensors_quantized'] == 35 and abs(j['bpw'] - 4.6271) < 1e-3 and j['clip'] == 'mse' and 1e6 < j['peak_rss'] < 1e9"
 "$LOWBIT" info "$TMP/q.gguf" --json > "$TMP/qi.json"
 json "$TMP/qi.json" "j['file_format'] == 'gguf' and abs(j['bpw'] - 4.6271) < 1e-3 and 'clip=mse' in j['quant_note']"
 "$LOWBIT" eval "$TMP/q.gguf" --text "$TEXT" --split calib --ctx 128 --ref "$MODEL" --json > "$TMP/e.json" || fail "eval failed"
-json "$TMP/e.json" "all(k in j for k in ('ppl','nll','tokens','protocol','ctx','bpw','bpw_all','kld','top1','tokens_per_second','kernels')) and j['ctx'] == 128 and j['protocol'] == 'docs' and j['kld'] > 0 and 0 < j['top1'] < 1"
+json "$TMP/e.json" "all(k in j for k in ('ppl','nll','tokens','protocol','ctx','bpw','bpw_all','kld','top1','tokens_per_second','kernels')) and j['ctx'] == 128 and j['protocol'] == 'docs' and j['kld'] > 0 and 0 < j['top1'] < 1 and 1e6 < j['peak_rss'] < 1e9"
 "$LOWBIT" eval "$MODEL" --text "$TEXT" --split eval --protocol chunks --ctx 128 --json > "$TMP/c.json" || fail "chunks eval failed"
 json "$TMP/c.json" "j['protocol'] == 'chunks' and j['tokens'] == j['sequences'] * 63 and j['blocks'] == [129, 1230]"
 expect 0 "Once upon a time, there was a little girl named Lily. She loved to play outside in the park." -- \

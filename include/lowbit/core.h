@@ -83,6 +83,10 @@ LB_API lb_status lb_worker_error_raise(const lb_worker_error *e);
 LB_API void *lb_alloc(size_t size);
 LB_API void *lb_calloc(size_t count, size_t size);
 LB_API void lb_free(void *p);
+/* The process's peak resident set so far, in bytes (getrusage's ru_maxrss:
+ * heap, stacks and every mapped file page touched and still mapped); -1
+ * where the system does not report it. Verbs print it as peak_rss. */
+LB_API int64_t lb_peak_rss(void);
 #ifdef LB_ADVANCED_API /* for extending lowbit (methods, formats, tools); not a stable API */
 /* a*b and a*b*c without overflow; return 0 and set *out on success. */
 LB_API int lb_mul_overflows(size_t a, size_t b, size_t *out);

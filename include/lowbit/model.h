@@ -117,6 +117,15 @@ LB_API lb_status lb_model_save_gguf_split(const lb_model *m, const char *path, c
                                           lb_quantize_fn quantize, void *user, const lb_gguf_split_opts *split,
                                           int *n_shards);
 
+/* Writes a synthetic Llama-shaped model of config c (dim, hidden_dim,
+ * n_layers, n_heads, n_kv_heads, vocab_size, seq_len, norm_eps,
+ * rope_theta; head_dim follows) to path as GGUF, weights stored as dtype
+ * (f32, f16 or bf16; norms f32), seeded: the same bytes for the same
+ * arguments everywhere. Tensors are made while the file is written, one
+ * row in memory at a time, so any size fits (lowbit synth;
+ * docs/SCALING.md, "Streaming"). */
+LB_API lb_status lb_model_synth_gguf(const lb_config *c, const lb_qspec *dtype, uint64_t seed, const char *path);
+
 /* Writes the model as a Hugging Face folder dir (created if missing):
  * config.json, model.safetensors (HF tensor names, q/k rows back in the
  * rotate-half order) and the vocabulary: tokenizer.model for

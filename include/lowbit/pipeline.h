@@ -165,6 +165,28 @@ LB_API unsigned lb_plan_stats_needed(const lb_plan *p);
 LB_API lb_status lb_quantize_model_calibrated(lb_model *m, const lb_plan *plan, const lb_calib_stats *stats,
                                               lb_quantize_report *report);
 
+/* Quantizes as lb_quantize_model_calibrated and writes the result as
+ * lb_model_save_gguf_split(m, path, NULL, NULL, NULL, split, n_shards)
+ * would (split NULL: one file), the same bytes, streaming when the plan
+ * allows (*streamed = 1): each tensor quantized while the file is written,
+ * written and freed before the next, m's weights left as they were, so
+ * memory holds about one tensor rather than the quantized model
+ * (docs/SCALING.md, "Streaming"). Plans with data-dependent or cross-tensor
+ * parts (lb_plan_streamable) take the in-memory path (*streamed = 0): m is
+ * then quantized as by lb_quantize_model_calibrated. All or nothing: on
+ * failure no file is left. report (optional) gets the totals and records;
+ * measure 0 leaves out the records' error measures when streaming (their
+ * rel_error, proxy losses: a second f32 copy of each tensor and another
+ * quantization; the in-memory path always measures). */
+LB_API lb_status lb_quantize_model_to_gguf(lb_model *m, const lb_plan *plan, const lb_calib_stats *stats,
+                                           const char *path, const lb_gguf_split_opts *split, int *n_shards,
+                                           lb_quantize_report *report, int measure, int *streamed);
+/* 1 when every tensor of a resolved plan can be quantized as it is written:
+ * no input-scaling method (awq, smoothquant), no outliers, bias correction,
+ * rotation or low-rank adapter (parts whose size or presence depends on the
+ * data, or that change other tensors). */
+LB_API int lb_plan_streamable(const lb_plan *p);
+
 /* True-sequential quantization (GPTQ's "true-sequential"; docs/CALIBRATION.md,
  * "Sequential mode"): layer by layer, and within a layer in the stages
  * {q, k, v}, o, {gate, up}, down, the statistics of a stage's input are

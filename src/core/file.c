@@ -11,6 +11,7 @@
  * re-raise the signal, so an interrupted run leaves nothing behind. */
 #define _POSIX_C_SOURCE 200809L
 #include "lowbit/core.h"
+#include "core/mapped.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -66,6 +67,7 @@ lb_status lb_map_file(const char *path, lb_mapped_file *out) {
         out->data = p;
         out->size = size;
         out->is_mapped = 1;
+        lb_map_register(p, size);
         return LB_OK;
     }
     /* e.g. a pipe-backed or special filesystem: read it instead */
@@ -92,8 +94,10 @@ lb_status lb_map_file(const char *path, lb_mapped_file *out) {
 
 void lb_unmap_file(lb_mapped_file *f) {
     if (!f->data) return;
-    if (f->is_mapped)
+    if (f->is_mapped) {
+        lb_map_unregister(f->data);
         munmap((void *)f->data, f->size);
+    }
     else
         lb_free((void *)f->data);
     memset(f, 0, sizeof *f);

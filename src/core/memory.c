@@ -7,6 +7,7 @@
 #if defined(__linux__)
 #include <sys/mman.h>
 #endif
+#include <sys/resource.h>
 
 #define LB_ALIGN 64
 /* Large buffers (weights, their repacked layouts, activations of a long
@@ -54,3 +55,13 @@ void *lb_calloc(size_t count, size_t size) {
 }
 
 void lb_free(void *p) { free(p); }
+
+int64_t lb_peak_rss(void) {
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0 || ru.ru_maxrss <= 0) return -1;
+#if defined(__APPLE__)
+    return (int64_t)ru.ru_maxrss; /* macOS: bytes */
+#else
+    return (int64_t)ru.ru_maxrss * 1024; /* Linux, BSDs: KiB */
+#endif
+}

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/mapped.h"
 #include "io/gguf_internal.h"
 #include "io/io_util.h"
 
@@ -223,6 +224,9 @@ static lb_status writer_alignment(const lb_gguf_writer *w, size_t *align, const 
     return LB_OK;
 }
 
+/* what write_file copies of a stored tensor between page releases */
+#define WRITE_PIECE ((size_t)16 << 20)
+
 static uint64_t padded_size(size_t nbytes, size_t align) { return nbytes + (align - nbytes % align) % align; }
 
 /* One file: the keys kvs[0..n_kv) and the tensors w->tensors[t0..t1), into an
@@ -260,7 +264,14 @@ static lb_status write_file(const lb_gguf_writer *w, const wkv *const *kvs, size
                              (unsigned long long)(f->written - before), t->nbytes);
             if (st != LB_OK) return st;
         } else {
-            lb_atomic_write(f, t->data, t->nbytes);
+            /* in pieces, each given back once written (when it is a mapped
+             * input's): a 262 MB embedding is never resident whole */
+            const uint8_t *p = t->data;
+            for (size_t at = 0; at < t->nbytes; at += WRITE_PIECE) {
+                size_t k = t->nbytes - at < WRITE_PIECE ? t->nbytes - at : WRITE_PIECE;
+                lb_atomic_write(f, p + at, k);
+                lb_map_release(p + at, k);
+            }
         }
         lb_atomic_pad(f, align);
     }

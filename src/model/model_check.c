@@ -12,6 +12,7 @@
  * covered, through one path for every family; codes themselves are integers
  * and cannot be non-finite. The cost is one pass over the weights (a few ms
  * for stories260K), well below the forward pass of a single batch. */
+#include "core/mapped.h"
 #include "model/model_internal.h"
 
 #include <math.h>
@@ -25,10 +26,10 @@ static lb_status report(const lb_tensor *t, int64_t row, int64_t col, float v, c
                    (long long)row, (long long)col, kind_of(v), why);
 }
 
-/* First row (in row order, whatever the thread count) holding a non-finite
- * decoded weight, or t->rows. */
-static int64_t first_bad_row(const lb_tensor *t, int *nomem) {
-    int64_t tiles = (t->rows + ROWS_PER_TILE - 1) / ROWS_PER_TILE, first = t->rows;
+/* First row of [r0, r1) (in row order, whatever the thread count) holding a
+ * non-finite decoded weight, or r1. */
+static int64_t first_bad_row(const lb_tensor *t, int64_t r0_all, int64_t r1_all, int *nomem) {
+    int64_t tiles = (r1_all - r0_all + ROWS_PER_TILE - 1) / ROWS_PER_TILE, first = r1_all;
     int oom = 0;
 #pragma omp parallel
     {
@@ -40,7 +41,7 @@ static int64_t first_bad_row(const lb_tensor *t, int *nomem) {
 #pragma omp for schedule(static)
         for (int64_t k = 0; k < tiles; k++) {
             if (!buf) continue;
-            int64_t r0 = k * ROWS_PER_TILE, r1 = r0 + ROWS_PER_TILE < t->rows ? r0 + ROWS_PER_TILE : t->rows;
+            int64_t r0 = r0_all + k * ROWS_PER_TILE, r1 = r0 + ROWS_PER_TILE < r1_all ? r0 + ROWS_PER_TILE : r1_all;
             lb_dequantize_rows(t, r0, r1, buf);
             for (int64_t i = 0; i < (r1 - r0) * t->cols; i++)
                 if (!isfinite(buf[i])) {
@@ -56,9 +57,24 @@ static int64_t first_bad_row(const lb_tensor *t, int *nomem) {
     return first;
 }
 
+/* rows checked between page releases: about 16 MB of a mapped input */
+static int64_t rows_per_piece(const lb_tensor *t) {
+    size_t rb = t->layout.row_bytes ? t->layout.row_bytes : 1;
+    int64_t n = (int64_t)(((size_t)16 << 20) / rb);
+    return n < ROWS_PER_TILE ? ROWS_PER_TILE : n;
+}
+
 static lb_status check_tensor(const lb_tensor *t) {
-    int nomem;
-    int64_t r = first_bad_row(t, &nomem);
+    int nomem = 0;
+    int64_t r = t->rows, piece = rows_per_piece(t);
+    for (int64_t r0 = 0; r0 < t->rows && r == t->rows && !nomem; r0 += piece) {
+        int64_t r1 = r0 + piece < t->rows ? r0 + piece : t->rows;
+        int64_t bad = first_bad_row(t, r0, r1, &nomem);
+        if (bad < r1) r = bad;
+        /* read once here: a mapped model does not stay resident for it */
+        if (t->layout.row_bytes) lb_map_release(t->data + (size_t)r0 * t->layout.row_bytes,
+                                                (size_t)(r1 - r0) * t->layout.row_bytes);
+    }
     if (nomem) return lb_fail(LB_ERR_NOMEM, "out of memory checking tensor '%s'", t->name);
     if (r == t->rows) return LB_OK;
     float *row = lb_alloc((size_t)t->cols * sizeof(float));
@@ -80,6 +96,7 @@ lb_status lb_model_check_finite(lb_model *m) {
         const lb_tensor *t = lb_model_tensor_at(m, i);
         lb_status st = check_tensor(t);
         if (st != LB_OK) return st;
+        lb_map_release(t->data, t->nbytes); /* and the tail (scales some formats keep after the rows) */
     }
     return LB_OK;
 }

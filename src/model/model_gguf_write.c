@@ -2,6 +2,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "core/mapped.h"
 #include "io/gguf_internal.h"
 #include "lowbit/gguf.h"
 #include "model/model_gguf.h"
@@ -151,8 +152,10 @@ done:
 /* A tensor stored as another type while the file is written
  * (lb_model_save_gguf_as): a float type a row at a time; a quantized one
  * from the whole tensor dequantized, then rtn (one tensor's floats at a
- * time). tail: what the quantized tensor's tail held (nvfp4's scale, written
- * as the next tensor, <name>.scale). */
+ * time), or made by the caller's per-tensor function (streaming
+ * quantization, lb_model_save_gguf_stream). tail: what the quantized
+ * tensor's tail held (nvfp4's scale, written as the next tensor,
+ * <name>.scale). */
 typedef struct {
     const lb_tensor *t;
     lb_qspec to;
@@ -160,17 +163,25 @@ typedef struct {
     uint8_t tail[4];
     lb_quantize_fn quantize; /* the caller's quantizer (the model layer has none of its own) */
     void *user;
+    lb_model_requant_fn requant; /* non-NULL: makes the whole tensor instead (quantize unused) */
+    int index;                   /* t's index in lb_model_tensor_at's order, for requant */
 } retyped;
 
 static lb_status write_requantized(void *user, lb_atomic_file *f) {
     retyped *r = user;
     const lb_tensor *t = r->t;
-    float *w = lb_alloc((size_t)(t->rows * t->cols) * sizeof(float));
-    if (!w) return LB_ERR_NOMEM;
-    lb_status st = lb_dequantize(t, w);
     lb_tensor q;
-    if (st == LB_OK) st = r->quantize(w, t->rows, t->cols, &r->to, t->name, &q, r->user);
-    lb_free(w);
+    lb_status st;
+    if (r->requant) {
+        st = r->requant(r->index, t, &r->to, &q, r->user);
+    } else {
+        float *w = lb_alloc((size_t)(t->rows * t->cols) * sizeof(float));
+        if (!w) return LB_ERR_NOMEM;
+        st = lb_dequantize(t, w);
+        if (st == LB_OK) st = r->quantize(w, t->rows, t->cols, &r->to, t->name, &q, r->user);
+        lb_free(w);
+    }
+    lb_map_release(t->data, t->nbytes); /* the input's pages are read; RSS holds one tensor, not the model */
     if (st != LB_OK) return lb_fail_context(st, "tensor '%s' as the target format", t->name);
     size_t body = (size_t)q.rows * q.layout.row_bytes;
     if (q.nbytes - body == 4) memcpy(r->tail, q.data + body, 4);
@@ -206,18 +217,31 @@ static lb_status write_retyped(void *user, lb_atomic_file *f) {
     }
     lb_free(row);
     lb_free(out);
+    lb_map_release(t->data, t->nbytes);
     return LB_OK;
 }
 
 lb_status lb_model_save_gguf(const lb_model *m, const char *path) { return lb_model_save_gguf_as(m, path, NULL); }
 
-static lb_status save_gguf(const lb_model *mc, const char *path, const lb_qspec *dtype, lb_quantize_fn quantize,
-                           void *user, const lb_gguf_split_opts *split, int *n_shards);
+/* The tensors' new forms: one type for all (dtype, made by quantize when
+ * not a float type), or per tensor (targets[i], NULL: as stored, made by
+ * requant); both NULL: everything as stored. */
+typedef struct {
+    const lb_qspec *dtype;
+    lb_quantize_fn quantize;
+    const lb_qspec *const *targets;
+    lb_model_requant_fn requant;
+    void *user;
+} save_how;
+
+static lb_status save_gguf(const lb_model *mc, const char *path, const save_how *how,
+                           const lb_gguf_split_opts *split, int *n_shards);
 
 lb_status lb_model_save_gguf_as(const lb_model *m, const char *path, const lb_qspec *dtype) {
     if (dtype && !lb_qspec_is_float(dtype))
         return lb_fail(LB_ERR_INVALID, "saving as GGUF: the target type must be f32, f16 or bf16");
-    return save_gguf(m, path, dtype, NULL, NULL, NULL, NULL);
+    save_how how = {dtype, NULL, NULL, NULL, NULL};
+    return save_gguf(m, path, &how, NULL, NULL);
 }
 
 lb_status lb_model_save_gguf_quantized(const lb_model *m, const char *path, const lb_qspec *spec,
@@ -226,7 +250,8 @@ lb_status lb_model_save_gguf_quantized(const lb_model *m, const char *path, cons
     if (st != LB_OK) return lb_fail_context(st, "saving as GGUF");
     if (!lb_qspec_is_float(spec) && !quantize)
         return lb_fail(LB_ERR_INVALID, "saving as GGUF in a quantized format needs a quantizer");
-    return save_gguf(m, path, spec, quantize, user, NULL, NULL);
+    save_how how = {spec, quantize, NULL, NULL, user};
+    return save_gguf(m, path, &how, NULL, NULL);
 }
 
 lb_status lb_model_save_gguf_split(const lb_model *m, const char *path, const lb_qspec *spec,
@@ -239,12 +264,22 @@ lb_status lb_model_save_gguf_split(const lb_model *m, const char *path, const lb
         if (!lb_qspec_is_float(spec) && !quantize)
             return lb_fail(LB_ERR_INVALID, "saving as GGUF in a quantized format needs a quantizer");
     }
-    return save_gguf(m, path, spec, quantize, user, split, n_shards);
+    save_how how = {spec, quantize, NULL, NULL, user};
+    return save_gguf(m, path, &how, split, n_shards);
 }
 
-static lb_status save_gguf(const lb_model *mc, const char *path, const lb_qspec *dtype, lb_quantize_fn quantize,
-                           void *user, const lb_gguf_split_opts *split, int *n_shards) {
+lb_status lb_model_save_gguf_stream(const lb_model *m, const char *path, const lb_qspec *const *targets,
+                                    lb_model_requant_fn requant, void *user, const lb_gguf_split_opts *split,
+                                    int *n_shards) {
+    *n_shards = 0;
+    save_how how = {NULL, NULL, targets, requant, user};
+    return save_gguf(m, path, &how, split, n_shards);
+}
+
+static lb_status save_gguf(const lb_model *mc, const char *path, const save_how *how,
+                           const lb_gguf_split_opts *split, int *n_shards) {
     lb_model *m = (lb_model *)mc; /* tensor iteration only reads */
+    const lb_qspec *dtype = how->dtype;
     const lb_config *c = &m->cfg;
     for (int l = 0; l < c->n_layers; l++)
         for (int i = 0; i < LB_N_LINEARS; i++) {
@@ -277,8 +312,9 @@ static lb_status save_gguf(const lb_model *mc, const char *path, const lb_qspec 
     /* dequantized to a float type, the note no longer describes the file */
     if (m->quant_note[0] && !dtype) TRY(lb_gguf_set_str(w, "lowbit.quant.note", m->quant_note));
 
-    retyped *rt = dtype ? buffer(&bufs, (size_t)lb_model_n_tensors(m) * sizeof *rt) : NULL;
-    if (dtype && !rt) TRY(LB_ERR_NOMEM);
+    int retyping = dtype || how->targets;
+    retyped *rt = retyping ? buffer(&bufs, (size_t)lb_model_n_tensors(m) * sizeof *rt) : NULL;
+    if (retyping && !rt) TRY(LB_ERR_NOMEM);
     for (int i = 0; i < lb_model_n_tensors(m); i++) {
         const lb_tensor *t = lb_model_tensor_at(m, i);
         int type = lb_format_ggml_type(&t->spec, t->cols);
@@ -289,14 +325,19 @@ static lb_status save_gguf(const lb_model *mc, const char *path, const lb_qspec 
         }
         lb_qspec fb;
         if (dtype && t->rows > 1 && lb_format_ggml_fallback(&to, t->cols, &fb)) to = fb; /* llama-quantize's rule */
-        if (dtype && !lb_qspec_equal(&to, &t->spec) && !lb_qspec_is_float(&to)) {
+        /* per tensor: a target is always made by requant (even into the stored
+         * spec, as the in-memory quantizer would), the plan's spec as resolved */
+        const lb_qspec *target = how->targets ? how->targets[i] : NULL;
+        if (target) to = *target;
+        if (target || (dtype && !lb_qspec_equal(&to, &t->spec) && !lb_qspec_is_float(&to))) {
             uint64_t ne[2] = {(uint64_t)t->cols, (uint64_t)t->rows};
             size_t row_bytes, tail, total;
             TRY(lb_format_size(&to, t->rows, t->cols, &row_bytes, &tail, &total));
             int gt = lb_format_ggml_type(&to, t->cols);
-            rt[i] = (retyped){t, to, gt < 0, {0}, quantize, user};
-            if (gt >= 0) {
-                TRY(lb_gguf_add_tensor_fill(w, t->name, gt, 2, ne, total - tail, write_requantized, &rt[i]));
+            rt[i] = (retyped){t, to, gt < 0, {0}, how->quantize, how->user, how->requant, i};
+            if (gt >= 0) { /* 1-D when one row, as a tensor saved as stored */
+                TRY(lb_gguf_add_tensor_fill(w, t->name, gt, t->rows == 1 ? 1 : 2, ne, total - tail, write_requantized,
+                                            &rt[i]));
                 if (tail) { /* nvfp4: llama.cpp's <name>.scale, filled after the tensor itself */
                     char name[128];
                     uint64_t one[1] = {1};
@@ -317,7 +358,7 @@ static lb_status save_gguf(const lb_model *mc, const char *path, const lb_qspec 
         } else if (dtype && !lb_qspec_equal(&to, &t->spec)) {
             uint64_t ne[2] = {(uint64_t)t->cols, (uint64_t)t->rows};
             size_t es = to.family == LB_FAMILY_F32 ? 4 : 2;
-            rt[i] = (retyped){t, to, 0, {0}, NULL, NULL};
+            rt[i] = (retyped){t, to, 0, {0}, NULL, NULL, NULL, 0};
             TRY(lb_gguf_add_tensor_fill(w, t->name, lb_format_ggml_type(&to, t->cols), t->rows == 1 ? 1 : 2, ne,
                                         (size_t)(t->rows * t->cols) * es, write_retyped, &rt[i]));
         } else if (type >= 0) {

@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/mapped.h"
 #include "io/json.h"
 #include "io/safetensors.h"
 #include "model/model_internal.h"
@@ -125,6 +126,7 @@ static lb_status write_weights(lb_model *m, const lb_qspec *dtype, const char *p
             }
             TRY(lb_st_writer_data(w, conv, row_bytes));
         }
+        lb_map_release(t->data, t->nbytes); /* a mapped input's pages are read: RSS holds one tensor */
     }
     TRY(lb_st_writer_commit(w));
 done:

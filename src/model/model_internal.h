@@ -14,6 +14,21 @@ lb_status lb_model_finish(lb_model *m);
  * NaN or Inf weight (float tensors as stored, quantized ones as decoded). */
 lb_status lb_model_check_finite(lb_model *m);
 
+/* Streaming quantization (src/pipeline's lb_quantize_model_to_gguf;
+ * docs/SCALING.md, "Streaming"): tensor i of the model (t) made into *out,
+ * an owned tensor of t's shape in spec, while the file is written; the
+ * writer frees it once its bytes are out. */
+typedef lb_status (*lb_model_requant_fn)(int i, const lb_tensor *t, const lb_qspec *spec, lb_tensor *out, void *user);
+/* Writes m as lb_model_save_gguf_split does, except that tensor i is made by
+ * requant into targets[i] where that is non-NULL (every other tensor as
+ * stored): one tensor in memory at a time, the header computed up front from
+ * the specs (lb_format_size), so the bytes are those of saving the model
+ * after each tensor was replaced by its requant result. The linears' slots,
+ * keys and quant note are m's own. */
+lb_status lb_model_save_gguf_stream(const lb_model *m, const char *path, const lb_qspec *const *targets,
+                                    lb_model_requant_fn requant, void *user, const lb_gguf_split_opts *split,
+                                    int *n_shards);
+
 /* Hugging Face folders (model_hf.c, model_hf_write.c; docs/INTEROP.md).
  * path: the folder, its config.json or a .safetensors file in it. */
 /* model_gguf.c: a model from a parsed GGUF (one file or a split set's

@@ -10,6 +10,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "core/mapped.h"
 #include "pipeline_internal.h"
 #include "pipeline/fold.h"
 #include "pipeline/slots.h"
@@ -172,6 +173,7 @@ lb_status lb_pipeline_quantize_entry(lb_model *m, const lb_plan_entry *e, const 
     lb_status st = LB_OK;
     if (w_in) memcpy(w, w_in, n);
     else st = lb_dequantize(t, w);
+    lb_map_release(t->data, t->nbytes); /* a mapped input's pages: w holds the weights now */
     /* the method sees statistics only if it (or its common options: outliers,
      * bias correction) asks for them */
     const lb_layer_stats *ls = lb_method_opts_stats(&e->opts) ? stats : NULL;

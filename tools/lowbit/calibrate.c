@@ -128,6 +128,7 @@ int cmd_calibrate(int argc, char **argv) {
         json_kint("hist_bins", info.hist_bins);
         json_kbool("fisher", fisher);
         json_knum("seconds", seconds);
+        json_kint("peak_rss", lb_peak_rss());
         json_key("inputs");
         json_begin_array();
     } else {

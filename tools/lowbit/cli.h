@@ -147,6 +147,7 @@ int cmd_calibrate(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
+int cmd_synth(int argc, char **argv);
 int cmd_mnist(int argc, char **argv);
 
 #endif

@@ -157,14 +157,15 @@ int cmd_convert(int argc, char **argv) {
             json_kint("tensors", lb_model_n_tensors(m));
             json_kbool("tokenizer", m->tokenizer != NULL);
             json_knum("seconds", seconds);
+            json_kint("peak_rss", lb_peak_rss());
             json_end_object();
             json_done();
         } else {
             char where[4200];
-            printf("%s (%s) -> %s (%s%s%s), %d tensors%s, %.2f s\n", in, m->source_format,
+            printf("%s (%s) -> %s (%s%s%s), %d tensors%s, %.2f s, peak RSS %.1f MB\n", in, m->source_format,
                    to_gguf ? cli_shards_text(out, splitting, n_shards, where, sizeof where) : out,
                    to_gguf ? "GGUF" : "safetensors folder", format ? ", " : "", format ? format : "",
-                   lb_model_n_tensors(m), m->tokenizer ? " and the tokenizer" : "", seconds);
+                   lb_model_n_tensors(m), m->tokenizer ? " and the tokenizer" : "", seconds, (double)lb_peak_rss() / 1e6);
         }
     }
     lb_model_free(m);

@@ -181,6 +181,7 @@ int cmd_demo(int argc, char **argv) {
         }
         json_end_array();
         json_knum("seconds", lb_now() - t0);
+        json_kint("peak_rss", lb_peak_rss());
         json_end_object();
         json_done();
     } else if (rc == CLI_OK) {

@@ -91,6 +91,7 @@ int cmd_eval(int argc, char **argv) {
                 json_knum("top1", r.top1);
             }
             json_knum("seconds", r.seconds);
+            json_kint("peak_rss", lb_peak_rss());
             /* every token through the forward pass (scored or context), per model */
             json_knum("tokens_per_second", r.seconds > 0 ? (double)r.tokens_processed * (ref ? 2 : 1) / r.seconds : NAN);
             char kernels[256];

@@ -21,6 +21,7 @@ static const struct {
     {"mnist", cmd_mnist, "train and evaluate binary / XNOR / int8 / int4 MNIST classifiers (XNOR-popcount inference)"},
     {"bench", cmd_bench, "matmul speed per format, shape, batch and threads against the measured memory bandwidth"},
     {"tokenize", cmd_tokenize, "token ids of a text under a model's or a GGUF vocab file's tokenizer"},
+    {"synth", cmd_synth, "write a synthetic Llama-shaped model (seeded weights, any size) as GGUF, one tensor at a time"},
     {"demo", cmd_demo, "quantize stories260K from 8 bits down to 1 and print quality, size and speed"},
 };
 

@@ -480,6 +480,7 @@ int cmd_plan(int argc, char **argv) {
         for (int k = 0; k < PLAN_N_PROXIES; k++) json_knum(plan_proxy_names[k], rho[k]);
         json_end_object();
         json_knum("seconds", lb_now() - p.t0);
+        json_kint("peak_rss", lb_peak_rss());
         plan_json(&p, choice);
         json_end_object();
         json_done();

@@ -106,7 +106,8 @@ static const char *quantize_help_refine =
     "                     rtn on the same H (when statistics exist), damping, dead inputs, seconds\n"
     CLI_SPLIT_HELP
     "  --tokenizer FILE   llama2.c tokenizer to embed (default: tok<vocab>.bin beside MODEL)\n"
-    "  --json             one JSON object on stdout (\"shards\": the files written)\n\n"
+    "  --json             one JSON object on stdout (\"shards\": the files written; \"streamed\": each tensor\n"
+    "                     quantized while the file was written, not the whole model held; \"peak_rss\")\n\n"
     "Rules apply in order, the last match winning: --format over --tensors, then the recipe's\n"
     "lines, then each --tensor-type.\n";
 
@@ -352,13 +353,21 @@ int cmd_quantize(int argc, char **argv) {
     }
     lb_quantize_report rep;
     memset(&rep, 0, sizeof rep);
-    if (rc == CLI_OK && (refine       ? lb_quantize_model_refined(m, &plan, &copts, refine, &rep)
-                       : sequential ? lb_quantize_model_sequential(m, &plan, &copts, &rep)
-                                    : lb_quantize_model_calibrated(m, &plan, stats, &rep)) != LB_OK)
+    int streamed = 0;
+    /* sequential and refined quantization change the model as they go (each
+     * stage calibrates on the partly quantized model): in memory, then saved.
+     * Otherwise each tensor is quantized while the file is written, when the
+     * plan allows (docs/SCALING.md, "Streaming"). */
+    if (rc == CLI_OK && (refine || sequential)) {
+        if ((refine ? lb_quantize_model_refined(m, &plan, &copts, refine, &rep)
+                    : lb_quantize_model_sequential(m, &plan, &copts, &rep)) != LB_OK ||
+            lb_model_save_gguf_split(m, out, NULL, NULL, NULL, splitting ? &split : NULL, &n_shards) != LB_OK)
+            rc = cli_error("quantize", NULL);
+    } else if (rc == CLI_OK && lb_quantize_model_to_gguf(m, &plan, stats, out, splitting ? &split : NULL, &n_shards,
+                                                         &rep, report_path != NULL, &streamed) != LB_OK) {
         rc = cli_error("quantize", NULL);
+    }
     lb_calib_stats_free(stats);
-    if (rc == CLI_OK && lb_model_save_gguf_split(m, out, NULL, NULL, NULL, splitting ? &split : NULL, &n_shards) != LB_OK)
-        rc = cli_error("quantize", NULL);
     if (rc == CLI_OK && save_recipe && lb_plan_save_recipe(&plan, save_recipe, header) != LB_OK)
         rc = cli_error("quantize", NULL);
     if (rc == CLI_OK && report_path && lb_quantize_report_save_json(&rep, report_path) != LB_OK)
@@ -392,6 +401,7 @@ int cmd_quantize(int argc, char **argv) {
             json_kstr("act", act_text);
             json_kint("rules", plan.n_rules);
             json_kbool("sequential", sequential);
+            json_kbool("streamed", streamed);
             if (report_path) json_kstr("report", report_path);
             else {
                 json_key("report");
@@ -402,6 +412,7 @@ int cmd_quantize(int argc, char **argv) {
             json_knum("bpw_all", rep.bpw_all);
             json_kint("file_bytes", bytes);
             json_knum("seconds", secs);
+            json_kint("peak_rss", lb_peak_rss());
             json_end_object();
             json_done();
         } else {
@@ -413,11 +424,11 @@ int cmd_quantize(int argc, char **argv) {
             lb_act_spec_format(&plan.act, act_text, sizeof act_text);
             if (plan.act.kind != LB_AQ_NONE) snprintf(act_note, sizeof act_note, ", activations %s", act_text);
             char where[4200];
-            printf("%s: %d tensors %s%s%s%s: %.4f bpw quantized, %.4f bpw whole model, %s bytes, %.2fs\n",
+            printf("%s: %d tensors %s%s%s%s: %.4f bpw quantized, %.4f bpw whole model, %s bytes, %.2fs, peak RSS %.1f MB\n",
                    cli_shards_text(out, splitting, n_shards, where, sizeof where),
                    rep.tensors_quantized, how, format && (recipe || n_types) ? " with overrides" : "",
                    sequential ? ", sequential" : "", act_note, rep.bpw,
-                   rep.bpw_all, fmt_thousands(bytes, b, sizeof b), secs);
+                   rep.bpw_all, fmt_thousands(bytes, b, sizeof b), secs, (double)lb_peak_rss() / 1e6);
         }
     }
     lb_quantize_report_free(&rep);

@@ -124,12 +124,6 @@ typedef struct {
     float lr;
 } log_row;
 
-static long long peak_rss_bytes(void) {
-    struct rusage ru;
-    if (getrusage(RUSAGE_SELF, &ru) != 0) return -1;
-    return (long long)ru.ru_maxrss * 1024; /* Linux: kilobytes */
-}
-
 /* --config "dim=64,hidden=172,..." */
 typedef struct {
     lb_config cfg;
@@ -606,7 +600,7 @@ int cmd_train(int argc, char **argv) {
     if (rc == CLI_OK) {
         double tps = steps_run > 0 ? (double)steps_run * o.batch * o.ctx / train_seconds : 0;
         size_t bytes = lb_trainer_bytes(t);
-        long long rss = peak_rss_bytes();
+        long long rss = lb_peak_rss(); /* "peak_rss_bytes": the key predates the other verbs' peak_rss */
         if (a.json) {
             json_begin_object();
             json_kstr("model", config ? "" : model_path);

@@ -186,6 +186,7 @@ int cmd_tune(int argc, char **argv) {
         }
         json_end_array();
         json_knum("seconds", lb_now() - p.t0);
+        json_kint("peak_rss", lb_peak_rss());
         plan_json(&p, choice);
         json_end_object();
         json_done();

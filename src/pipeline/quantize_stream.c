@@ -1,0 +1,180 @@
+/* Quantize and write in one pass (issue 12 item 1; docs/SCALING.md,
+ * "Streaming"): each tensor the plan selects is quantized while the GGUF
+ * file is written, written, and freed before the next, and the input's
+ * mapped pages it read are given back (lb_map_release), so the peak
+ * resident memory is about one tensor's floats and codes, not the model.
+ *
+ * The header (tensor infos with offsets, keys) is written first, so every
+ * byte count must follow from the plan alone: each output tensor's from its
+ * spec and shape (lb_format_size). That rules out what makes data-dependent
+ * parts or changes other tensors: outliers (their count), bias correction
+ * (whether the bias fits fp16), rotations and adapters (more slot tensors),
+ * and the input-scaling methods (awq, smoothquant: they rewrite norms and
+ * neighbouring weights). Such plans take the in-memory path,
+ * lb_quantize_model_calibrated then lb_model_save_gguf_split, which writes
+ * the same bytes with every quantized tensor held until the end. Any plan
+ * streamed writes exactly what that path would: the tensors are quantized
+ * by the same lb_pipeline_quantize_entry, one at a time, and no method's
+ * result depends on another tensor's. */
+#include <math.h>
+#include <string.h>
+
+#include "model/model_internal.h"
+#include "pipeline_internal.h"
+#include "pipeline/slots.h"
+
+int lb_plan_streamable(const lb_plan *p) {
+    for (int i = 0; i < p->n_entries; i++) {
+        const lb_method_opts *o = &p->entries[i].opts;
+        if (!o->method) continue;
+        if (o->method->input_scales) return 0;
+        /* NAN (an option the row does not have) compares false */
+        if (lb_method_opts_get(o, "outliers") > 0 || lb_method_opts_get(o, "bias_correct") > 0 ||
+            lb_method_opts_get(o, "rotate") > 0 || lb_method_opts_get(o, "lowrank") > 0)
+            return 0;
+    }
+    return 1;
+}
+
+typedef struct {
+    lb_model *m;
+    const lb_plan *p;           /* resolved */
+    const lb_calib_stats *stats;
+    const int *entry_of;        /* per tensor index: its plan entry, -1 when none */
+    lb_tensor *shell;           /* per entry: the quantized tensor's metadata (data NULL), for the sizes */
+    lb_tensor_report *rec;      /* per entry */
+    int measured;
+    int made_slots;             /* a tensor produced slot parts after all: redo in memory */
+    lb_progress prog;
+    int done;
+} stream_ctx;
+
+static lb_status stream_one(int i, const lb_tensor *t, const lb_qspec *spec, lb_tensor *out, void *user) {
+    stream_ctx *c = user;
+    int k = c->entry_of[i];
+    const lb_plan_entry *e = &c->p->entries[k];
+    (void)spec; /* the entry's: targets[i] points at it */
+    lb_progress_item(&c->prog, t->name);
+    lb_quant_extras x;
+    memset(&x, 0, sizeof x);
+    const lb_layer_stats *ls = lb_calib_stats_for_tensor(c->stats, c->m, t);
+    lb_status st = lb_pipeline_quantize_entry(c->m, e, NULL, ls, out, &c->rec[k], &x, c->measured);
+    if (st != LB_OK) return st;
+    if (x.nnz || x.bias || x.in_signs || x.out_signs || x.adapter_rank) {
+        /* a method row making slot parts that lb_plan_streamable did not foresee */
+        lb_quant_extras_free(&x);
+        lb_tensor_free(out);
+        c->made_slots = 1;
+        return lb_fail(LB_ERR_UNSUPPORTED, "tensor '%s': its method made slot parts, which streaming cannot place",
+                       t->name);
+    }
+    c->shell[k] = *out;
+    c->shell[k].data = NULL; /* metadata only: the writer frees *out */
+    c->shell[k].owned = NULL;
+    c->shell[k].packed = NULL;
+    lb_progress_update(&c->prog, (uint64_t)++c->done);
+    return LB_OK;
+}
+
+/* The report's per-tensor bpw (plus slots) and totals, counted by
+ * lb_model_sizes over the model as the in-memory path leaves it: each
+ * quantized tensor's metadata swapped in, then the originals back. */
+static void stream_totals(stream_ctx *c, double t0, lb_quantize_report *report) {
+    const lb_plan *p = c->p;
+    lb_tensor *saved = lb_calloc((size_t)(p->n_entries ? p->n_entries : 1), sizeof *saved);
+    if (!saved) return; /* only the totals are lost; the file is written */
+    for (int k = 0; k < p->n_entries; k++) {
+        lb_tensor *t = lb_model_tensor_at(c->m, p->entries[k].tensor);
+        saved[k] = *t;
+        *t = c->shell[k];
+    }
+    for (int k = 0; k < p->n_entries; k++) {
+        const lb_tensor *t = lb_model_tensor_at(c->m, p->entries[k].tensor);
+        c->rec[k].bpw += (double)lb_pipeline_slot_bytes(c->m, t) * 8.0 / ((double)t->rows * (double)t->cols);
+    }
+    lb_pipeline_report_totals(c->m, p->n_entries, t0, report);
+    for (int k = 0; k < p->n_entries; k++) *lb_model_tensor_at(c->m, p->entries[k].tensor) = saved[k];
+    lb_free(saved);
+}
+
+/* The streaming path; *fallback = 1 when the plan turned out not to stream
+ * (nothing written, m as it was). */
+static lb_status quantize_stream(lb_model *m, const lb_plan *plan, const lb_calib_stats *stats, const char *path,
+                                 const lb_gguf_split_opts *split, int *n_shards, lb_quantize_report *report,
+                                 int measure, int *fallback) {
+    double t0 = lb_now();
+    lb_plan p;
+    lb_status st = stats ? lb_calib_stats_check(stats, m) : LB_OK;
+    if (st != LB_OK) return st;
+    if ((st = lb_pipeline_resolve(plan, m, &p)) != LB_OK) return st;
+    if (!lb_plan_streamable(&p)) {
+        lb_free(p.entries);
+        *fallback = 1;
+        return LB_OK;
+    }
+    int n = lb_model_n_tensors(m), cap = p.n_entries ? p.n_entries : 1;
+    lb_act_quant *acts = NULL;
+    st = lb_pipeline_check_rotations(&p, &plan->act);
+    if (st == LB_OK) st = lb_pipeline_plan_acts(m, &plan->act, stats, &acts);
+    stream_ctx c = {.m = m, .p = &p, .stats = stats, .measured = report && measure};
+    int *entry_of = lb_alloc((size_t)n * sizeof *entry_of);
+    const lb_qspec **targets = lb_calloc((size_t)n, sizeof *targets);
+    c.shell = lb_calloc((size_t)cap, sizeof *c.shell);
+    c.rec = lb_calloc((size_t)cap, sizeof *c.rec);
+    /* the keys as the in-memory path sets them: the plan's note, the
+     * activation quantizers; m's own restored after writing */
+    char note[sizeof m->quant_note];
+    lb_act_quant *old_acts = lb_calloc((size_t)m->cfg.n_layers * LB_N_LINEARS, sizeof *old_acts);
+    if (st == LB_OK && (!entry_of || !targets || !c.shell || !c.rec || !old_acts)) st = LB_ERR_NOMEM;
+    if (st == LB_OK) {
+        for (int i = 0; i < n; i++) entry_of[i] = -1;
+        for (int k = 0; k < p.n_entries; k++) {
+            entry_of[p.entries[k].tensor] = k;
+            targets[p.entries[k].tensor] = &p.entries[k].spec;
+        }
+        c.entry_of = entry_of;
+        memcpy(note, m->quant_note, sizeof note);
+        for (int l = 0; l < m->cfg.n_layers; l++)
+            for (int i = 0; i < LB_N_LINEARS; i++) old_acts[l * LB_N_LINEARS + i] = m->layers[l].linear[i].act;
+        lb_plan_summary(plan, m->quant_note, sizeof m->quant_note);
+        lb_pipeline_set_acts(m, &plan->act, acts);
+        lb_progress_begin(&c.prog, "quantizing", (uint64_t)p.n_entries);
+        st = lb_model_save_gguf_stream(m, path, targets, stream_one, &c, split, n_shards);
+        lb_progress_end(&c.prog);
+        memcpy(m->quant_note, note, sizeof note);
+        for (int l = 0; l < m->cfg.n_layers; l++)
+            for (int i = 0; i < LB_N_LINEARS; i++) m->layers[l].linear[i].act = old_acts[l * LB_N_LINEARS + i];
+        if (st != LB_OK && c.made_slots) *fallback = 1;
+    }
+    if (st == LB_OK && report) {
+        memset(report, 0, sizeof *report);
+        stream_totals(&c, t0, report);
+        report->tensors = c.rec;
+        c.rec = NULL;
+    }
+    lb_free(old_acts);
+    lb_free(c.rec);
+    lb_free(c.shell);
+    lb_free(targets);
+    lb_free(entry_of);
+    lb_free(acts);
+    lb_free(p.entries);
+    return st;
+}
+
+lb_status lb_quantize_model_to_gguf(lb_model *m, const lb_plan *plan, const lb_calib_stats *stats, const char *path,
+                                    const lb_gguf_split_opts *split, int *n_shards, lb_quantize_report *report,
+                                    int measure, int *streamed) {
+    *n_shards = 0;
+    *streamed = 0;
+    if (report) memset(report, 0, sizeof *report);
+    int fallback = 0;
+    lb_status st = quantize_stream(m, plan, stats, path, split, n_shards, report, measure, &fallback);
+    if (!fallback) {
+        *streamed = st == LB_OK;
+        return st;
+    }
+    st = lb_quantize_model_calibrated(m, plan, stats, report);
+    if (st == LB_OK) st = lb_model_save_gguf_split(m, path, NULL, NULL, NULL, split, n_shards);
+    return st;
+}

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Streaming quantize and convert (docs/SCALING.md, "Streaming"): a seeded
+# synthetic Llama-shaped model (lowbit synth, 24 layers, 163 MB as f16) is
+# quantized and converted with a peak resident memory (peak_rss, from --json)
+# under 40 MB, a quarter of the model (convert also to a safetensors folder), and the outputs are byte-identical to
+# the in-memory path's (--sequential with rtn quantizes everything in memory
+# first and saves after: the same tensors, the old way) and to a run split
+# into shards and one as a single file.
+#
+# Why a bound on peak_rss and not an imposed limit: `prlimit --as` caps the
+# virtual address space, which the input's mapping (the whole file) and the
+# thread stacks' and OpenBLAS's reservations count against, so no --as
+# below the model's size can work for a mapped input; a cgroup limit
+# (systemd-run -p MemoryMax) needs systemd or cgroup write access, which a
+# CI runner does not have. ru_maxrss measures what a cgroup would charge
+# (pages touched, file pages while mapped) in any environment.
+set -u
+NEEDS="TEXT"
+. "$(dirname "$0")/common_cli.sh"
+
+SHAPE=(--dim 512 --ffn 1408 --layers 24 --heads 8 --vocab 4096 --seed 7)
+LIMIT=40000000 # bytes: the model is 4x this
+
+expect 0 "Llama-shaped model with seeded random weights" -- "$LOWBIT" synth --help
+expect 2 "--type must be f32, f16 or bf16" -- "$LOWBIT" synth -o "$TMP/x.gguf" --type q4_0
+expect 2 "must divide" -- "$LOWBIT" synth -o "$TMP/x.gguf" --dim 100 --heads 3
+"$LOWBIT" synth -o "$TMP/m.gguf" "${SHAPE[@]}" --json > "$TMP/s.json" || fail "synth failed"
+json "$TMP/s.json" "j['tensors'] == 3 + 9 * 24 and j['file_bytes'] > 4 * $LIMIT and j['peak_rss'] < $LIMIT"
+# seeded: the same bytes again, other bytes under another seed
+"$LOWBIT" synth -o "$TMP/m2.gguf" "${SHAPE[@]}" > /dev/null || fail "synth again failed"
+if cmp -s "$TMP/m.gguf" "$TMP/m2.gguf"; then ok; else fail "synth is not reproducible"; fi
+rm -f "$TMP/m2.gguf"
+"$LOWBIT" synth -o "$TMP/m3.gguf" --dim 64 --ffn 172 --layers 1 --heads 4 --vocab 64 --seed 8 > /dev/null
+"$LOWBIT" synth -o "$TMP/m4.gguf" --dim 64 --ffn 172 --layers 1 --heads 4 --vocab 64 --seed 9 > /dev/null
+if cmp -s "$TMP/m3.gguf" "$TMP/m4.gguf"; then fail "two seeds gave the same model"; else ok; fi
+"$LOWBIT" info "$TMP/m.gguf" --json > "$TMP/i.json" || fail "info on the synthetic model failed"
+json "$TMP/i.json" "j['config']['dim'] == 512 and j['config']['n_layers'] == 24 and j['config']['vocab_size'] == 4096"
+
+# quantize: streamed under the bound, the same file as in memory
+"$LOWBIT" quantize "$TMP/m.gguf" -o "$TMP/q.gguf" --format int4 --json > "$TMP/q.json" || fail "quantize failed"
+json "$TMP/q.json" "j['streamed'] is True and 0 < j['peak_rss'] < $LIMIT and j['tensors_quantized'] == 168"
+"$LOWBIT" quantize "$TMP/m.gguf" -o "$TMP/qm.gguf" --format int4 --sequential --json > "$TMP/qm.json" \
+    || fail "in-memory quantize failed"
+json "$TMP/qm.json" "j['streamed'] is False and j['peak_rss'] > $LIMIT"
+if cmp -s "$TMP/q.gguf" "$TMP/qm.gguf"; then ok; else fail "streamed and in-memory quantize differ"; fi
+rm -f "$TMP/qm.gguf"
+# split while streaming: converted back to one file, the single file's bytes
+"$LOWBIT" quantize "$TMP/m.gguf" -o "$TMP/qs.gguf" --format int4 --split-max-size 20M --json > "$TMP/qs.json" \
+    || fail "split quantize failed"
+json "$TMP/qs.json" "j['streamed'] is True and len(j['shards']) >= 3 and j['peak_rss'] < $LIMIT"
+"$LOWBIT" convert "$TMP/qs-00001-of-"*.gguf -o "$TMP/qj.gguf" --json > "$TMP/qj.json" || fail "joining convert failed"
+json "$TMP/qj.json" "j['peak_rss'] < $LIMIT"
+if cmp -s "$TMP/q.gguf" "$TMP/qj.gguf"; then ok; else fail "split set joined differs from the single file"; fi
+rm -f "$TMP"/qs-*.gguf "$TMP/qj.gguf"
+# a plan that cannot stream (outliers' count is data-dependent) says so and still works
+"$LOWBIT" quantize "$TMP/m.gguf" -o "$TMP/qo.gguf" --format int4 --tensors 'blk.0.*' --outliers 0.01 --json \
+    > "$TMP/qo.json" || fail "outlier quantize failed"
+json "$TMP/qo.json" "j['streamed'] is False"
+
+# convert: as stored and retyped, under the bound
+"$LOWBIT" convert "$TMP/m.gguf" -o "$TMP/c.gguf" --json > "$TMP/c.json" || fail "convert failed"
+json "$TMP/c.json" "0 < j['peak_rss'] < $LIMIT"
+"$LOWBIT" convert "$TMP/m.gguf" -o "$TMP/c32.gguf" --format bf16 --json > "$TMP/c32.json" || fail "convert bf16 failed"
+json "$TMP/c32.json" "0 < j['peak_rss'] < $LIMIT"
+"$LOWBIT" convert "$TMP/m.gguf" -o "$TMP/hf" --json > "$TMP/hf.json" || fail "convert to safetensors failed"
+json "$TMP/hf.json" "0 < j['peak_rss'] < $LIMIT"
+rm -rf "$TMP/hf"
+# nothing left behind but what was asked for
+left=$(ls "$TMP" | grep -c '\.tmp\.' || true)
+if [ "$left" -eq 0 ]; then ok; else fail "$left temporaries left"; fi
+
+finish cli_stream
