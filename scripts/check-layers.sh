@@ -4,7 +4,9 @@
 #
 #   core < formats < kernels, io < model < eval < calib, quant, pipeline, train, plan < tools
 #
-# Methods (src/quant) see only core, formats and their own folder. A file's
+# Methods (src/quant) see only core, formats and their own folder. src/dist
+# (the CLI's MPI module, not in the library) sees only core and itself, and
+# only tools include it. A file's
 # layer is its folder under src/ (src/kernels/x86/a.c is kernels); a public
 # header include/lowbit/X.h has the layer of what it declares (table below);
 # "folder/x.h" includes map by folder, bare "x.h" is the includer's own
@@ -15,7 +17,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 declare -A rank=([core]=0 [formats]=1 [kernels]=2 [io]=2 [model]=3 [eval]=4 [calib]=5
-                 [quant]=5 [pipeline]=5 [train]=5 [plan]=5 [tools]=6)
+                 [quant]=5 [pipeline]=5 [train]=5 [plan]=5 [dist]=5 [tools]=6)
 # public headers: include/lowbit/<name>.h -> layer (lowbit.h includes them all)
 declare -A header_layer=([core]=core [format]=formats [gguf]=io [linear]=kernels [tokenizer]=model
                          [model]=model [eval]=eval [quant]=quant [calib]=calib [pipeline]=pipeline
@@ -67,6 +69,10 @@ while IFS= read -r file; do
         bad=0
         if [ "$from" = quant ]; then
             case "$to" in core | formats | quant) ;; *) bad=1 ;; esac
+        elif [ "$from" = dist ]; then
+            case "$to" in core | dist) ;; *) bad=1 ;; esac
+        elif [ "$to" = dist ] && [ "$from" != tools ]; then
+            bad=1
         elif [ "${rank[$to]}" -gt "${rank[$from]}" ]; then
             bad=1
         fi

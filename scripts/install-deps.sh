@@ -7,6 +7,8 @@
 #   install-deps.sh fuzz    also clang and its sanitizer/libFuzzer runtime
 #   install-deps.sh arm     also the AArch64 cross compiler and C library, and
 #                           qemu-user to run what it builds (make test-arm)
+#   install-deps.sh mpi     also OpenMPI (Debian bookworm: 4.1.4): mpicc's headers and
+#                           library, mpirun (-DLOWBIT_MPI=ON, make test-mpi)
 # Says what it installs; without root it prints the command instead.
 set -euo pipefail
 what=${1:-build}
@@ -31,6 +33,10 @@ if [ "$what" = arm ]; then
     need_cmd aarch64-linux-gnu-gcc gcc-aarch64-linux-gnu # brings libgomp1-arm64-cross
     need_pkg libc6-dev-arm64-cross
     need_cmd qemu-aarch64 qemu-user
+fi
+if [ "$what" = mpi ]; then
+    need_pkg libopenmpi-dev
+    need_cmd mpirun openmpi-bin
 fi
 
 [ ${#missing[@]} -eq 0 ] && exit 0

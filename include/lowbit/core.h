@@ -260,6 +260,43 @@ LB_API void lb_progress_item(lb_progress *p, const char *item);
 LB_API void lb_progress_end(lb_progress *p);
 #endif /* LB_ADVANCED_API */
 
+/* ---- a communicator (src/core/comm.c) --------------------------------------
+ * What distributed runs (calibration, quantization, training over MPI ranks)
+ * need, without MPI: the CLI's src/dist/ implements send and recv over MPI;
+ * the library only calls them. size 1 (lb_comm_self, or NULL wherever a
+ * comm is taken) is one process, and every operation is then a no-op.
+ * Reductions are ordered: rank 0 receives the ranks' values in rank order
+ * and adds them to its own left to right, so the bytes depend only on the
+ * number of ranks, never on timing. A failed send / recv is an error;
+ * the caller decides (the CLI aborts every rank). */
+#ifdef LB_ADVANCED_API /* for extending lowbit (methods, formats, tools); not a stable API */
+typedef struct lb_comm lb_comm;
+struct lb_comm {
+    int rank, size;
+    void *impl; /* the implementation's (MPI_Comm) */
+    lb_status (*send)(const lb_comm *c, int to, const void *buf, size_t bytes);
+    lb_status (*recv)(const lb_comm *c, int from, void *buf, size_t bytes);
+};
+/* rank 0 of 1 */
+LB_API const lb_comm *lb_comm_self(void);
+/* point to point, any size (in pieces of at most 1 GiB; the receiver
+ * names the same size) */
+LB_API lb_status lb_comm_send(const lb_comm *c, int to, const void *buf, size_t bytes);
+LB_API lb_status lb_comm_recv(const lb_comm *c, int from, void *buf, size_t bytes);
+/* rank 0's buf to every rank */
+LB_API lb_status lb_comm_bcast(const lb_comm *c, void *buf, size_t bytes);
+/* v := v_0 + v_1 + ... + v_{size-1}, added left to right on rank 0, then sent
+ * to every rank (all = 1) or left on rank 0 only (all = 0) */
+LB_API lb_status lb_comm_sum_f64(const lb_comm *c, double *v, size_t n, int all);
+LB_API lb_status lb_comm_sum_f32(const lb_comm *c, float *v, size_t n, int all);
+LB_API lb_status lb_comm_sum_i64(const lb_comm *c, int64_t *v, size_t n, int all);
+/* elementwise maximum (order-free), on every rank (all = 1) or rank 0 */
+LB_API lb_status lb_comm_max_f32(const lb_comm *c, float *v, size_t n, int all);
+/* rank 0 receives each rank's `bytes` into out (size * bytes, rank order);
+ * other ranks only send (out may be NULL there) */
+LB_API lb_status lb_comm_gather(const lb_comm *c, const void *mine, size_t bytes, void *out);
+#endif /* LB_ADVANCED_API */
+
 #ifdef __cplusplus
 }
 #endif

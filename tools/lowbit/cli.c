@@ -136,6 +136,16 @@ const char *cli_shards_text(const char *out, int split, int n_shards, char *buf,
     return buf;
 }
 
+const lb_comm *cli_comm;
+
+int cli_rank0_only(const char *verb, const char *why) {
+    if (!cli_comm || cli_comm->size <= 1) return 0;
+    if (cli_comm->rank == 0)
+        fprintf(stderr, "lowbit %s: %s: runs on rank 0 alone; the other %d rank(s) do nothing\n", verb, why,
+                cli_comm->size - 1);
+    return cli_comm->rank != 0;
+}
+
 int cli_common_option(cli_args *a) {
     const char *v;
     int r;

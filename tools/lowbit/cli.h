@@ -23,6 +23,13 @@ typedef struct {
 
 /* Every verb: --json, --threads N, --progress/--no-progress, --help. Returns
  * 1 if argv[i] was one of them (consuming its value), -1 on a bad value. */
+/* the ranks this process runs among (src/dist/dist.h): lb_comm_self()
+ * unless started by mpirun in a -DLOWBIT_MPI=ON build */
+extern const lb_comm *cli_comm;
+/* a verb that runs on rank 0 alone under mpirun says so (once, on rank 0)
+ * and returns 1 on the other ranks, which then exit 0 doing nothing */
+int cli_rank0_only(const char *verb, const char *why);
+
 int cli_common_option(cli_args *a);
 /* "--name value" or "--name=value"; returns 1 and sets *value when argv[i]
  * is this option, -1 if its value is missing. */

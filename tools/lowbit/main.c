@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "dist/dist.h"
 
 static const struct {
     const char *name;
@@ -33,7 +34,7 @@ static void usage(FILE *f) {
     fprintf(f, "\nevery verb takes --json (one JSON object on stdout), --threads N, --progress/--no-progress\n");
 }
 
-int main(int argc, char **argv) {
+static int run_verb(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? CLI_USAGE : CLI_OK;
@@ -42,9 +43,21 @@ int main(int argc, char **argv) {
         printf("lowbit %s\n", LB_VERSION_STRING);
         return CLI_OK;
     }
-    for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++)
-        if (!strcmp(argv[1], verbs[i].name)) return verbs[i].run(argc - 1, argv + 1);
+    for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++) {
+        if (strcmp(argv[1], verbs[i].name)) continue;
+        /* under mpirun: calibrate, quantize and train share the work; any
+         * other verb runs once, on rank 0 */
+        if (strcmp(argv[1], "calibrate") && strcmp(argv[1], "quantize") && strcmp(argv[1], "train") &&
+            cli_rank0_only(argv[1], "not distributed"))
+            return CLI_OK;
+        return verbs[i].run(argc - 1, argv + 1);
+    }
     fprintf(stderr, "lowbit: unknown verb '%s'\n\n", argv[1]);
     usage(stderr);
     return CLI_USAGE;
+}
+
+int main(int argc, char **argv) {
+    cli_comm = lb_dist_init(&argc, &argv);
+    return lb_dist_finish(run_verb(argc, argv));
 }
