@@ -24,7 +24,8 @@
  * caller says so (LB_SPLIT_ALL, for a file that is calibration data only);
  * the evaluation split is refused. Sequences run one after another and the
  * sums are taken in token order, so the result is the same for any thread
- * count. */
+ * count. The sums are summed per shard of consecutive sequences, then
+ * shard after shard (lb_calibrate_dist), so MPI ranks give the same bytes. */
 #ifndef LOWBIT_CALIB_H
 #define LOWBIT_CALIB_H
 
@@ -136,6 +137,26 @@ LB_API lb_status lb_calib_stats_imatrix_from_memory(const uint8_t *data, size_t 
                                                     lb_calib_stats **out);
 
 #ifdef LB_ADVANCED_API /* for extending lowbit (methods, formats, tools); not a stable API */
+/* Calibration across the ranks of comm (NULL: one process; docs/SCALING.md,
+ * "MPI"). The statistic is defined over fixed shards of the calibration
+ * sequences (at most 16 shards of ceil(n / 16) consecutive sequences): the
+ * double sums are summed from zero per shard, then the shards' sums are
+ * added in shard order; counts, maxima and histograms are order-free. Rank r
+ * runs shards r, r + size, ...; rank 0 adds the partials in shard order, so
+ * every number of ranks gives rank 0 the statistics one process gives, byte
+ * for byte. Every rank needs m and the text; *out is set on rank 0 only
+ * (NULL elsewhere). times (rank 0: size entries, or NULL) receives each
+ * rank's blocks, tokens and seconds. Collective: every rank must call it. */
+typedef struct {
+    int rank, shards, blocks;
+    int64_t tokens;
+    double work_seconds;   /* running its sequences through the model, observing */
+    double reduce_seconds; /* sending / receiving and folding partials, waiting for the other ranks */
+    double seconds;        /* the whole call */
+} lb_calib_rank_time;
+LB_API lb_status lb_calibrate_dist(const lb_model *m, const lb_calib_opts *o, const lb_comm *comm,
+                                   lb_calib_stats **out, lb_calib_rank_time *times);
+
 /* Sequential calibration, for true-sequential quantization
  * (lb_quantize_model_sequential): statistics of one layer input at a time,
  * from the model as it is when asked (its earlier linears already

@@ -259,10 +259,16 @@ lb_status lb_calib_observe(void *user, int layer, int which, const float *x, int
     return LB_OK;
 }
 
-void lb_calib_finish_input(lb_calib_stats *s, const lb_calib_collector *k, int i) {
+void lb_calib_finish_input(lb_calib_stats *s, lb_calib_collector *k, int i) {
     calib_input *c = &s->in[i];
-    const double *sum = k->sum + k->offset[i], *sum_abs = k->sum_abs + k->offset[i];
+    const double *sum = k->acc_sum + k->offset[i], *sum_abs = k->acc_sum_abs + k->offset[i];
     size_t cols = (size_t)c->cols;
+    if (c->xtx && k->acc_xtx[i]) { /* the folded total becomes the statistic; the last partial (zeros) goes */
+        double *t = c->xtx;
+        c->xtx = k->acc_xtx[i];
+        k->acc_xtx[i] = NULL;
+        lb_free(t);
+    }
     for (size_t j = 0; j < cols; j++) {
         if (c->mean_x) c->mean_x[j] = c->n ? (float)(sum[j] / (double)c->n) : 0;
         if (c->mean_abs_x) c->mean_abs_x[j] = c->n ? (float)(sum_abs[j] / (double)c->n) : 0;
@@ -272,51 +278,100 @@ void lb_calib_finish_input(lb_calib_stats *s, const lb_calib_collector *k, int i
             for (size_t b = 0; b < a; b++) c->xtx[a * cols + b] = c->xtx[b * cols + a];
 }
 
-static void finish(lb_calib_stats *s, const lb_calib_collector *k) {
+static void finish(lb_calib_stats *s, lb_calib_collector *k) {
     for (int i = 0; i < s->info.n_layers * LB_CALIB_N_INPUTS; i++) lb_calib_finish_input(s, k, i);
     lb_calib_link(s);
 }
 
-typedef struct {
-    int *tok;
-    int n;
-} sequence;
-
-static lb_status run(const lb_model *m, const lb_calib_opts *o, const lb_text *t, int first, int end, int ctx,
-                     lb_calib_stats *s, lb_calib_collector *k) {
-    lb_state *state = NULL;
-    lb_status st = lb_state_create(m, ctx, &state);
-    if (st != LB_OK) return st;
-    lb_state_set_observer(state, lb_calib_observe, k);
-    lb_progress p;
-    lb_progress_begin(&p, "calibrate", (uint64_t)(end - first));
+/* With a token budget the sequences run depend on every earlier block's
+ * length: every rank tokenizes the split up to the budget to find the last
+ * block run, [first, *last), and that block's cut length *last_n. */
+static lb_status budget_cut(const lb_model *m, const lb_calib_opts *o, const lb_text *t, int first, int end, int ctx,
+                            const char *source, int *last, int *last_n) {
     int64_t done = 0;
-    for (int b = first; b < end && st == LB_OK; b++) {
-        if (o->tokens && done >= o->tokens) break;
+    *last = first;
+    *last_n = 0;
+    for (int b = first; b < end && done < o->tokens; b++) {
         size_t nt;
         int *tok = NULL;
-        st = lb_tokenize(m->tokenizer, t->blocks[b].text, t->blocks[b].len, 1, 0, &tok, &nt);
-        if (st != LB_OK) {
-            st = lb_fail_context(st, "calibration block %d", b + 1);
-            break;
-        }
+        lb_status st = lb_tokenize(m->tokenizer, t->blocks[b].text, t->blocks[b].len, 1, 0, &tok, &nt);
+        lb_free(tok);
+        if (st != LB_OK) return lb_fail_context(st, "calibration block %d", b + 1);
         int n = nt > (size_t)ctx ? ctx : (int)nt;
-        if (o->tokens && (int64_t)n > o->tokens - done) n = (int)(o->tokens - done);
+        if ((int64_t)n > o->tokens - done) n = (int)(o->tokens - done);
+        done += n;
+        *last = b + 1;
+        *last_n = n;
+    }
+    if (done == 0) return lb_fail(LB_ERR_INVALID, "calibration: the text gave no tokens");
+    if (done < o->tokens)
+        return lb_fail(LB_ERR_INVALID, "calibration: asked for %lld tokens, but %s has only %lld",
+                       (long long)o->tokens, source, (long long)done);
+    return LB_OK;
+}
+
+/* Runs blocks [b0, b1) (the last one, block last - 1, cut at last_n tokens
+ * when last_n > 0) with the collector observing. */
+static lb_status run_blocks(const lb_model *m, lb_state *state, const lb_text *t, int b0, int b1, int ctx, int last,
+                            int last_n, lb_calib_collector *k, lb_calib_rank_time *me, lb_progress *p) {
+    for (int b = b0; b < b1; b++) {
+        size_t nt;
+        int *tok = NULL;
+        lb_status st = lb_tokenize(m->tokenizer, t->blocks[b].text, t->blocks[b].len, 1, 0, &tok, &nt);
+        if (st != LB_OK) return lb_fail_context(st, "calibration block %d", b + 1);
+        int n = nt > (size_t)ctx ? ctx : (int)nt;
+        if (b == last - 1 && last_n > 0 && n > last_n) n = last_n;
         k->block = b;
         st = lb_forward(m, state, tok, n, 0, NULL);
         lb_free(tok);
-        done += n;
-        s->info.sequences++;
-        lb_progress_update(&p, (uint64_t)(b + 1 - first));
+        if (st != LB_OK) return st;
+        me->tokens += n;
+        me->blocks++;
+        lb_progress_update(p, (uint64_t)me->blocks);
+    }
+    return LB_OK;
+}
+
+/* The split's sequences in shards (calib_shard.c), shard q * size + rank in
+ * round q, each round's partials folded on rank 0 in shard order; then the
+ * order-free parts. */
+static lb_status run(const lb_model *m, const lb_calib_opts *o, const lb_text *t, int first, int end, int ctx,
+                     lb_calib_stats *s, lb_calib_collector *k, const lb_comm *comm, lb_calib_rank_time *me) {
+    int rank = comm->rank, size = comm->size, last = end, last_n = 0;
+    lb_status st = o->tokens ? budget_cut(m, o, t, first, end, ctx, s->info.source, &last, &last_n) : LB_OK;
+    if (st != LB_OK) return st;
+    int n_seq = last - first, per = lb_calib_shard_size(n_seq), n_shards = (n_seq + per - 1) / per;
+    lb_state *state = NULL;
+    if ((st = lb_state_create(m, ctx, &state)) != LB_OK) return st;
+    lb_state_set_observer(state, lb_calib_observe, k);
+    lb_progress p;
+    lb_progress_begin(&p, "calibrate", (uint64_t)((n_shards / size + 1) * per));
+    me->shards = 0;
+    for (int q = 0; q * size < n_shards && st == LB_OK; q++) {
+        int shard = q * size + rank;
+        double t0 = lb_now();
+        if (shard < n_shards) {
+            int b0 = first + shard * per, b1 = b0 + per < last ? b0 + per : last;
+            st = run_blocks(m, state, t, b0, b1, ctx, last, last_n, k, me, &p);
+            me->shards++;
+        }
+        double t1 = lb_now();
+        me->work_seconds += t1 - t0;
+        int senders = n_shards - q * size < size ? n_shards - q * size : size;
+        if (st == LB_OK) st = lb_calib_fold_round(k, comm, senders);
+        me->reduce_seconds += lb_now() - t1;
     }
     lb_progress_end(&p);
     lb_state_free(state);
+    double t1 = lb_now();
+    int64_t counts[2] = {me->tokens, me->blocks};
+    if (st == LB_OK) st = lb_calib_reduce_free_parts(s, k, comm);
+    if (st == LB_OK) st = lb_comm_sum_i64(comm, counts, 2, 1);
+    me->reduce_seconds += lb_now() - t1;
     if (st != LB_OK) return st;
-    s->info.tokens = done;
-    if (done == 0) return lb_fail(LB_ERR_INVALID, "calibration: the text gave no tokens");
-    if (o->tokens && done < o->tokens)
-        return lb_fail(LB_ERR_INVALID, "calibration: asked for %lld tokens, but %s has only %lld",
-                       (long long)o->tokens, s->info.source, (long long)done);
+    s->info.tokens = counts[0];
+    s->info.sequences = counts[1];
+    if (counts[0] == 0) return lb_fail(LB_ERR_INVALID, "calibration: the text gave no tokens");
     return LB_OK;
 }
 
@@ -399,7 +454,11 @@ lb_status lb_calib_collector_init(lb_calib_collector *k, const lb_model *m, lb_c
     k->rows = need_rows ? lb_alloc((size_t)ctx * (size_t)wide * sizeof(double)) : NULL;
     k->drows = (k->parts & LB_STATS_DXTX) ? lb_alloc((size_t)ctx * (size_t)wide * sizeof(double)) : NULL;
     k->hist_tmp = lb_alloc((size_t)k->hist_bins * sizeof(int64_t));
-    if (!k->offset || !k->sum || !k->sum_abs || !k->hist_tmp || (need_rows && !k->rows) ||
+    k->acc_xtx = lb_calloc(n_in, sizeof *k->acc_xtx);
+    k->acc_sum = lb_calloc(total, sizeof(double));
+    k->acc_sum_abs = lb_calloc(total, sizeof(double));
+    if (!k->offset || !k->sum || !k->sum_abs || !k->hist_tmp || (need_rows && !k->rows) || !k->acc_xtx ||
+        !k->acc_sum || !k->acc_sum_abs ||
         ((k->parts & LB_STATS_DXTX) && !k->drows)) {
         lb_calib_collector_free(k);
         return lb_fail(LB_ERR_NOMEM, "calibration: out of memory for the accumulators");
@@ -414,11 +473,24 @@ void lb_calib_collector_free(lb_calib_collector *k) {
     lb_free(k->rows);
     lb_free(k->drows);
     lb_free(k->hist_tmp);
+    if (k->acc_xtx)
+        for (int i = 0; i < k->n_layers * LB_CALIB_N_INPUTS; i++) lb_free(k->acc_xtx[i]);
+    lb_free(k->acc_xtx);
+    lb_free(k->acc_sum);
+    lb_free(k->acc_sum_abs);
     memset(k, 0, sizeof *k);
 }
 
 lb_status lb_calibrate(const lb_model *m, const lb_calib_opts *o, lb_calib_stats **out) {
+    return lb_calibrate_dist(m, o, NULL, out, NULL);
+}
+
+lb_status lb_calibrate_dist(const lb_model *m, const lb_calib_opts *o, const lb_comm *comm, lb_calib_stats **out,
+                            lb_calib_rank_time *times) {
     *out = NULL;
+    if (!comm) comm = lb_comm_self();
+    lb_calib_rank_time me = {.rank = comm->rank};
+    double t_start = lb_now();
     lb_calib_opts def;
     if (!o) {
         lb_calib_opts_default(&def);
@@ -436,12 +508,14 @@ lb_status lb_calibrate(const lb_model *m, const lb_calib_opts *o, lb_calib_stats
      * order, hence the bytes, independent of the thread count. Set once:
      * changing it per call is slow (OpenBLAS resizes its pool). */
     int blas_threads = lb_blas_threads_single();
-    if (st == LB_OK) st = run(m, o, p.text, p.first, p.end, p.ctx, s, &k);
+    if (st == LB_OK) st = run(m, o, p.text, p.first, p.end, p.ctx, s, &k, comm, &me);
     lb_blas_threads_restore(blas_threads);
-    if (st == LB_OK) finish(s, &k);
+    me.seconds = lb_now() - t_start;
+    if (st == LB_OK && times) st = lb_comm_gather(comm, &me, sizeof me, comm->rank == 0 ? times : NULL);
+    if (st == LB_OK && comm->rank == 0) finish(s, &k);
     lb_calib_collector_free(&k);
     lb_calib_prep_free(&p);
-    if (st != LB_OK) {
+    if (st != LB_OK || comm->rank != 0) { /* the statistics are rank 0's */
         lb_calib_stats_free(s);
         return st;
     }

@@ -55,15 +55,45 @@ typedef struct {
     int sel_layer, sel_input;
     const float *fp_rows; /* LB_STATS_DXTX: the fp32 model's rows of the observed input (same tokens) */
     double *drows;        /* scratch for x_fp - x: ctx rows x max cols, in double */
+    /* shards (calib_shard.c): the order-dependent sums (X^T X, sum x,
+     * sum |x|) are collected per shard from zero, in the stats' xtx and in
+     * sum / sum_abs, then folded into these totals in shard order */
+    double **acc_xtx;              /* per input: folded X^T X (upper triangle), allocated at its first fold */
+    double *acc_sum, *acc_sum_abs; /* laid out as sum */
 } lb_calib_collector;
 
 lb_status lb_calib_collector_init(lb_calib_collector *k, const lb_model *m, lb_calib_stats *s, int ctx);
 void lb_calib_collector_free(lb_calib_collector *k);
 /* The observer (user = the collector): checks and accumulates one linear's input. */
 lb_status lb_calib_observe(void *user, int layer, int which, const float *x, int n, int cols);
-/* Input i (layer * LB_CALIB_N_INPUTS + input) complete: its means from the
- * sums, X^T X's lower triangle mirrored. */
-void lb_calib_finish_input(lb_calib_stats *s, const lb_calib_collector *k, int i);
+/* Input i (layer * LB_CALIB_N_INPUTS + input) complete, every shard
+ * folded: its means from the folded sums, the folded X^T X moved into the
+ * statistics with its lower triangle mirrored. */
+void lb_calib_finish_input(lb_calib_stats *s, lb_calib_collector *k, int i);
+
+/* ---- shards (calib_shard.c) -------------------------------------------------
+ * The statistic is defined over fixed shards of consecutive calibration
+ * sequences, whatever runs it: X^T X, sum x and sum |x| are each the sum of
+ * the shards' partial sums added in shard order, each partial summed from
+ * zero in sequence order. One process computes every shard; MPI ranks
+ * compute shards round-robin and rank 0 folds the partials in shard order,
+ * so the bytes are the same. The shard size depends on the number of
+ * sequences only. */
+#define LB_CALIB_MAX_SHARDS 16
+/* sequences per shard for n sequences: ceil(n / LB_CALIB_MAX_SHARDS), >= 1 */
+int lb_calib_shard_size(int n);
+/* totals of input i += its partial; the partial zeroed */
+lb_status lb_calib_fold(lb_calib_collector *k, int i);
+/* The end of a round of shards, one per rank 0..senders-1: rank 0 folds its
+ * own partials, then each sender's in rank order (received into its own
+ * partial buffers); the other senders send theirs and zero them. Every
+ * input of the collector, every rank of comm (the ranks at or beyond
+ * senders, which had no shard this round, do nothing). */
+lb_status lb_calib_fold_round(lb_calib_collector *k, const lb_comm *comm, int senders);
+/* The order-free parts after the last round: token counts summed, max |x|
+ * maximized, histograms brought to the largest range (merging bin pairs,
+ * exact) and summed, onto rank 0. */
+lb_status lb_calib_reduce_free_parts(lb_calib_stats *s, lb_calib_collector *k, const lb_comm *comm);
 
 /* The validated options of a collection: text (loaded when given by path),
  * the split's blocks [first, end), ctx, and the statistics' info. */

@@ -196,7 +196,11 @@ static lb_status pass(lb_calib_seq *r, const lb_model *m, int layer, int in_plac
     /* as lb_calibrate: one OpenBLAS thread, so dsyrk's sums do not depend on the thread count */
     int blas_threads = lb_blas_threads_single();
     lb_status st = LB_OK;
+    /* lb_calibrate's shards: the sums of each run of `per` sequences folded in order */
+    int per = lb_calib_shard_size(r->n_seq), idx = r->k.sel_layer * LB_CALIB_N_INPUTS + r->k.sel_input;
     for (int i = 0; i < r->n_seq && st == LB_OK; i++) {
+        if (!in_place && i > 0 && i % per == 0) st = lb_calib_fold(&r->k, idx);
+        if (st != LB_OK) break;
         float *x = r->x + r->offset[i] * (size_t)r->dim;
         if (!in_place) {
             memcpy(r->scratch, x, (size_t)r->len[i] * (size_t)r->dim * sizeof(float));
@@ -207,6 +211,7 @@ static lb_status pass(lb_calib_seq *r, const lb_model *m, int layer, int in_plac
         r->k.fp_rows = fp_in ? fp_in + r->offset[i] * (size_t)r->s->in[r->k.sel_input].cols : NULL;
         st = lb_forward_block(m, r->state, layer, x, r->len[i], 0);
     }
+    if (st == LB_OK && !in_place) st = lb_calib_fold(&r->k, idx);
     lb_blas_threads_restore(blas_threads);
     lb_state_set_observer(r->state, NULL, NULL);
     return st;

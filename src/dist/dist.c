@@ -48,6 +48,11 @@ const lb_comm *lb_dist_init(int *argc, char ***argv) {
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
     world.send = mpi_send;
     world.recv = mpi_recv;
+    /* ranks on one machine share its cores: each gets cores / local ranks
+     * worker threads unless --threads says otherwise */
+    const char *local = getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+    int n_local = local ? atoi(local) : 1;
+    if (n_local > 1) lb_set_threads(lb_get_threads() / n_local > 1 ? lb_get_threads() / n_local : 1);
     return &world;
 }
 

@@ -28,7 +28,9 @@ static const char *calibrate_help =
     "  --imatrix FILE     also write the statistics as llama.cpp's importance matrix (GGUF form:\n"
     "                     X^T X's diagonal per linear), for llama-quantize --imatrix\n"
     "  --tokenizer FILE   llama2.c tokenizer (default: tok<vocab>.bin beside the model)\n"
-    "  --json             one JSON object on stdout\n";
+    "  --json             one JSON object on stdout\n\n"
+    "Under mpirun (a -DLOWBIT_MPI=ON build) the ranks share the sequences and rank 0 writes the\n"
+    "same bytes one process writes; each rank's time is printed (docs/SCALING.md, \"MPI\").\n";
 
 static double mean_of(const float *v, int64_t n) {
     double s = 0;
@@ -106,13 +108,34 @@ int cmd_calibrate(int argc, char **argv) {
     if (cli_load_model("calibrate", a.positional[0], tokenizer, &m)) return CLI_FAIL;
     double t0 = lb_now();
     lb_calib_stats *s = NULL;
-    if (lb_calibrate(m, &o, &s) != LB_OK || (fisher && lb_calib_fisher(m, &o, s) != LB_OK) ||
-        lb_calib_stats_save(s, out) != LB_OK || (imatrix && lb_calib_stats_save_imatrix(s, imatrix) != LB_OK)) {
+    /* under mpirun: the sequences shared by the ranks (lb_calibrate_dist), rank 0 saves */
+    const lb_comm *comm = cli_comm;
+    lb_calib_rank_time *times = lb_calloc((size_t)comm->size, sizeof *times);
+    if (!times || lb_calibrate_dist(m, &o, comm, &s, times) != LB_OK) {
+        lb_free(times);
+        lb_model_free(m);
+        return cli_error("calibrate", NULL);
+    }
+    if (comm->rank != 0) { /* rank 0 has the statistics */
+        lb_free(times);
+        lb_model_free(m);
+        return CLI_OK;
+    }
+    if (fisher && comm->size > 1)
+        fprintf(stderr, "lowbit calibrate: --fisher is not distributed: rank 0 computes it alone\n");
+    if ((fisher && lb_calib_fisher(m, &o, s) != LB_OK) || lb_calib_stats_save(s, out) != LB_OK ||
+        (imatrix && lb_calib_stats_save_imatrix(s, imatrix) != LB_OK)) {
+        lb_free(times);
         lb_calib_stats_free(s);
         lb_model_free(m);
         return cli_error("calibrate", NULL);
     }
     double seconds = lb_now() - t0;
+    if (comm->size > 1)
+        for (int r = 0; r < comm->size; r++)
+            fprintf(stderr, "lowbit calibrate: rank %d: %d shards, %d blocks, %lld tokens, %.3f s running, %.3f s "
+                    "reducing / waiting, %.3f s in all\n", r, times[r].shards, times[r].blocks,
+                    (long long)times[r].tokens, times[r].work_seconds, times[r].reduce_seconds, times[r].seconds);
     lb_calib_info info;
     lb_calib_stats_info(s, &info);
     static const int first_linear[LB_CALIB_N_INPUTS] = {LB_WQ, LB_WO, LB_W1, LB_W2};
@@ -129,6 +152,21 @@ int cmd_calibrate(int argc, char **argv) {
         json_kbool("fisher", fisher);
         json_knum("seconds", seconds);
         json_kint("peak_rss", lb_peak_rss());
+        json_kint("ranks", comm->size);
+        json_key("rank_times");
+        json_begin_array();
+        for (int r = 0; r < comm->size; r++) {
+            json_begin_object();
+            json_kint("rank", r);
+            json_kint("shards", times[r].shards);
+            json_kint("blocks", times[r].blocks);
+            json_kint("tokens", times[r].tokens);
+            json_knum("work_seconds", times[r].work_seconds);
+            json_knum("reduce_seconds", times[r].reduce_seconds);
+            json_knum("seconds", times[r].seconds);
+            json_end_object();
+        }
+        json_end_array();
         json_key("inputs");
         json_begin_array();
     } else {
@@ -168,6 +206,7 @@ int cmd_calibrate(int argc, char **argv) {
         json_end_object();
         json_done();
     }
+    lb_free(times);
     lb_calib_stats_free(s);
     lb_model_free(m);
     return CLI_OK;
