@@ -156,6 +156,10 @@ typedef struct {
 } lb_calib_rank_time;
 LB_API lb_status lb_calibrate_dist(const lb_model *m, const lb_calib_opts *o, const lb_comm *comm,
                                    lb_calib_stats **out, lb_calib_rank_time *times);
+/* Rank 0's statistics *s to every rank of comm (the others' *s is
+ * replaced by a new copy), for a distributed step after a distributed
+ * calibration. Collective. */
+LB_API lb_status lb_calib_stats_bcast(const lb_comm *comm, lb_calib_stats **s);
 
 /* Sequential calibration, for true-sequential quantization
  * (lb_quantize_model_sequential): statistics of one layer input at a time,

@@ -181,6 +181,20 @@ LB_API lb_status lb_quantize_model_calibrated(lb_model *m, const lb_plan *plan, 
 LB_API lb_status lb_quantize_model_to_gguf(lb_model *m, const lb_plan *plan, const lb_calib_stats *stats,
                                            const char *path, const lb_gguf_split_opts *split, int *n_shards,
                                            lb_quantize_report *report, int measure, int *streamed);
+#ifdef LB_ADVANCED_API /* for extending lowbit (methods, formats, tools); not a stable API */
+/* The same across the ranks of comm (NULL: one process; docs/SCALING.md,
+ * "MPI"), collectively: every rank passes the same model, plan and
+ * statistics. When streaming, plan entry k is quantized by rank k mod size
+ * and rank 0 writes the file, receiving each tensor in file order: the same
+ * bytes as one process. A plan that does not stream is quantized by rank 0
+ * alone (the others return LB_OK, *streamed = 0). Only rank 0 writes and
+ * fills report; a failure on any rank fails rank 0 (no file left), and
+ * rank 0's failure is returned on every rank that reaches its end. */
+LB_API lb_status lb_quantize_model_to_gguf_dist(lb_model *m, const lb_plan *plan, const lb_calib_stats *stats,
+                                                const char *path, const lb_gguf_split_opts *split, int *n_shards,
+                                                lb_quantize_report *report, int measure, int *streamed,
+                                                const lb_comm *comm);
+#endif
 /* 1 when every tensor of a resolved plan can be quantized as it is written:
  * no input-scaling method (awq, smoothquant), no outliers, bias correction,
  * rotation or low-rank adapter (parts whose size or presence depends on the

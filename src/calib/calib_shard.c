@@ -120,3 +120,43 @@ lb_status lb_calib_reduce_free_parts(lb_calib_stats *s, lb_calib_collector *k, c
     lb_free(all);
     return st;
 }
+
+lb_status lb_calib_stats_bcast(const lb_comm *comm, lb_calib_stats **s) {
+    if (!comm || comm->size <= 1) return LB_OK;
+    struct {
+        lb_calib_info info;
+        int kv_dim;
+    } head;
+    memset(&head, 0, sizeof head);
+    if (comm->rank == 0) {
+        head.info = (*s)->info;
+        head.kv_dim = (*s)->kv_dim;
+    }
+    lb_status st = lb_comm_bcast(comm, &head, sizeof head);
+    if (st == LB_OK && comm->rank != 0) {
+        *s = NULL;
+        st = lb_calib_alloc(&head.info, head.kv_dim, s);
+        if (st == LB_OK && (head.info.parts & LB_STATS_GRAD_SQ)) st = lb_calib_alloc_grad_sq(*s);
+    }
+    if (st != LB_OK) return st;
+    lb_calib_stats *t = *s;
+    for (int i = 0; i < t->info.n_layers * LB_CALIB_N_INPUTS && st == LB_OK; i++) {
+        calib_input *c = &t->in[i];
+        size_t cols = (size_t)c->cols;
+        st = lb_comm_bcast(comm, &c->n, sizeof c->n);
+        if (st == LB_OK) st = lb_comm_bcast(comm, &c->hist_range, sizeof c->hist_range);
+        if (st == LB_OK && c->xtx) st = lb_comm_bcast(comm, c->xtx, cols * cols * sizeof(double));
+        if (st == LB_OK && c->dxtx) st = lb_comm_bcast(comm, c->dxtx, cols * cols * sizeof(double));
+        if (st == LB_OK && c->mean_abs_x) st = lb_comm_bcast(comm, c->mean_abs_x, cols * sizeof(float));
+        if (st == LB_OK && c->max_abs_x) st = lb_comm_bcast(comm, c->max_abs_x, cols * sizeof(float));
+        if (st == LB_OK && c->mean_x) st = lb_comm_bcast(comm, c->mean_x, cols * sizeof(float));
+        if (st == LB_OK && c->hist) st = lb_comm_bcast(comm, c->hist, (size_t)t->info.hist_bins * sizeof(int64_t));
+    }
+    for (int i = 0; t->grad_sq && i < t->info.n_layers * LB_N_LINEARS && st == LB_OK; i++) {
+        int rows, cols;
+        lb_calib_linear_shape(t, i % LB_N_LINEARS, &rows, &cols);
+        st = lb_comm_bcast(comm, t->grad_sq[i], (size_t)rows * (size_t)cols * sizeof(float));
+    }
+    if (st == LB_OK) lb_calib_link(t);
+    return st;
+}

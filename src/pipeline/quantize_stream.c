@@ -15,7 +15,13 @@
  * the same bytes with every quantized tensor held until the end. Any plan
  * streamed writes exactly what that path would: the tensors are quantized
  * by the same lb_pipeline_quantize_entry, one at a time, and no method's
- * result depends on another tensor's. */
+ * result depends on another tensor's.
+ *
+ * Across MPI ranks (lb_quantize_model_to_gguf_dist; docs/SCALING.md, "MPI"),
+ * that independence is what lets plan entry k be quantized by rank
+ * k mod size: the other ranks quantize their entries in order and send each
+ * tensor's bytes and record to rank 0, which receives them in the writer's
+ * fill callback, in file order, and writes the bytes one process writes. */
 #include <math.h>
 #include <string.h>
 
@@ -47,7 +53,104 @@ typedef struct {
     int made_slots;             /* a tensor produced slot parts after all: redo in memory */
     lb_progress prog;
     int done;
+    const lb_comm *comm;        /* the ranks (size 1: this process alone) */
 } stream_ctx;
+
+/* What a rank sends rank 0 before each of its tensors (then, on success,
+ * the tensor's bytes and its lb_tensor_report), and what rank 0 sends each
+ * rank at the end: status LB_OK, or the failure. */
+typedef struct {
+    int32_t status;
+    int32_t made_slots;
+    uint64_t nbytes;
+    char error[512];
+} dist_head;
+
+static int entry_owner(const stream_ctx *c, int k) { return c->comm->size > 1 ? k % c->comm->size : 0; }
+
+/* rank 0: entry k's tensor (metadata as t's, spec the entry's) from its rank */
+static lb_status recv_entry(stream_ctx *c, int k, const lb_tensor *t, lb_tensor *out) {
+    const lb_plan_entry *e = &c->p->entries[k];
+    int from = entry_owner(c, k);
+    dist_head h;
+    lb_status st = lb_comm_recv(c->comm, from, &h, sizeof h);
+    if (st != LB_OK) return st;
+    h.error[sizeof h.error - 1] = 0;
+    if (h.status != LB_OK) {
+        c->made_slots |= h.made_slots;
+        return lb_fail((lb_status)h.status, "rank %d: %s", from, h.error);
+    }
+    memset(out, 0, sizeof *out);
+    snprintf(out->name, sizeof out->name, "%s", t->name);
+    out->spec = e->spec;
+    out->rows = t->rows;
+    out->cols = t->cols;
+    out->nbytes = (size_t)h.nbytes;
+    if (!(out->owned = lb_alloc(out->nbytes ? out->nbytes : 1)))
+        return lb_fail(LB_ERR_NOMEM, "tensor '%s' from rank %d: out of memory", t->name, from);
+    out->data = out->owned;
+    lb_tensor_report rec;
+    st = lb_comm_recv(c->comm, from, out->owned, out->nbytes);
+    if (st == LB_OK) st = lb_comm_recv(c->comm, from, &rec, sizeof rec);
+    if (st == LB_OK) { /* pointers are the sender's: the entry's spec and options are the same, here */
+        rec.spec = e->spec;
+        rec.opts = e->opts;
+        rec.opts.report = NULL;
+        c->rec[k] = rec;
+        st = lb_tensor_resolve(out);
+    }
+    if (st != LB_OK) lb_tensor_free(out);
+    return st;
+}
+
+/* a rank other than 0: quantizes entries rank, rank + size, ... in order and
+ * sends each to rank 0; then waits for rank 0's end (its file written, or
+ * failed) */
+static lb_status stream_worker(lb_model *m, const lb_plan *p, const lb_calib_stats *stats, int measured,
+                               const lb_comm *comm) {
+    lb_status st = LB_OK;
+    dist_head h;
+    for (int k = comm->rank; k < p->n_entries; k += comm->size) {
+        const lb_plan_entry *e = &p->entries[k];
+        const lb_tensor *t = lb_model_tensor_at(m, e->tensor);
+        lb_tensor out;
+        lb_tensor_report rec;
+        lb_quant_extras x;
+        memset(&out, 0, sizeof out);
+        memset(&rec, 0, sizeof rec);
+        memset(&x, 0, sizeof x);
+        memset(&h, 0, sizeof h);
+        h.status = lb_pipeline_quantize_entry(m, e, NULL, lb_calib_stats_for_tensor(stats, m, t), &out, &rec, &x,
+                                              measured);
+        if (h.status == LB_OK && (x.nnz || x.bias || x.in_signs || x.out_signs || x.adapter_rank)) {
+            lb_quant_extras_free(&x);
+            lb_tensor_free(&out);
+            h.made_slots = 1;
+            h.status = lb_fail(LB_ERR_UNSUPPORTED, "tensor '%s': its method made slot parts, which a distributed "
+                               "quantization cannot place (run it in one process)", t->name);
+        }
+        if (h.status != LB_OK) snprintf(h.error, sizeof h.error, "%s", lb_last_error());
+        h.nbytes = out.nbytes;
+        st = lb_comm_send(comm, 0, &h, sizeof h);
+        if (st == LB_OK && h.status == LB_OK) st = lb_comm_send(comm, 0, out.data, out.nbytes);
+        if (st == LB_OK && h.status == LB_OK) st = lb_comm_send(comm, 0, &rec, sizeof rec);
+        lb_tensor_free(&out);
+        if (st != LB_OK || h.status != LB_OK) break; /* rank 0 stops at this tensor: its end comes next */
+    }
+    if (st != LB_OK) return st;
+    if ((st = lb_comm_recv(comm, 0, &h, sizeof h)) != LB_OK) return st;
+    h.error[sizeof h.error - 1] = 0;
+    return h.status == LB_OK ? LB_OK : lb_fail((lb_status)h.status, "rank 0 failed: %s", h.error);
+}
+
+/* rank 0: every other rank's end (a small message: never waits for them) */
+static void stream_end(const lb_comm *comm, lb_status st) {
+    dist_head h;
+    memset(&h, 0, sizeof h);
+    h.status = st;
+    if (st != LB_OK) snprintf(h.error, sizeof h.error, "%s", lb_last_error());
+    for (int r = 1; r < comm->size; r++) lb_comm_send(comm, r, &h, sizeof h);
+}
 
 static lb_status stream_one(int i, const lb_tensor *t, const lb_qspec *spec, lb_tensor *out, void *user) {
     stream_ctx *c = user;
@@ -58,7 +161,8 @@ static lb_status stream_one(int i, const lb_tensor *t, const lb_qspec *spec, lb_
     lb_quant_extras x;
     memset(&x, 0, sizeof x);
     const lb_layer_stats *ls = lb_calib_stats_for_tensor(c->stats, c->m, t);
-    lb_status st = lb_pipeline_quantize_entry(c->m, e, NULL, ls, out, &c->rec[k], &x, c->measured);
+    lb_status st = entry_owner(c, k) ? recv_entry(c, k, t, out)
+                                     : lb_pipeline_quantize_entry(c->m, e, NULL, ls, out, &c->rec[k], &x, c->measured);
     if (st != LB_OK) return st;
     if (x.nnz || x.bias || x.in_signs || x.out_signs || x.adapter_rank) {
         /* a method row making slot parts that lb_plan_streamable did not foresee */
@@ -101,7 +205,7 @@ static void stream_totals(stream_ctx *c, double t0, lb_quantize_report *report) 
  * (nothing written, m as it was). */
 static lb_status quantize_stream(lb_model *m, const lb_plan *plan, const lb_calib_stats *stats, const char *path,
                                  const lb_gguf_split_opts *split, int *n_shards, lb_quantize_report *report,
-                                 int measure, int *fallback) {
+                                 int measure, int *fallback, const lb_comm *comm) {
     double t0 = lb_now();
     lb_plan p;
     lb_status st = stats ? lb_calib_stats_check(stats, m) : LB_OK;
@@ -112,11 +216,16 @@ static lb_status quantize_stream(lb_model *m, const lb_plan *plan, const lb_cali
         *fallback = 1;
         return LB_OK;
     }
+    if (comm->rank != 0) { /* the same plan on every rank: this rank's entries, sent to rank 0 */
+        st = stream_worker(m, &p, stats, report && measure, comm);
+        lb_free(p.entries);
+        return st;
+    }
     int n = lb_model_n_tensors(m), cap = p.n_entries ? p.n_entries : 1;
     lb_act_quant *acts = NULL;
     st = lb_pipeline_check_rotations(&p, &plan->act);
     if (st == LB_OK) st = lb_pipeline_plan_acts(m, &plan->act, stats, &acts);
-    stream_ctx c = {.m = m, .p = &p, .stats = stats, .measured = report && measure};
+    stream_ctx c = {.m = m, .p = &p, .stats = stats, .measured = report && measure, .comm = comm};
     int *entry_of = lb_alloc((size_t)n * sizeof *entry_of);
     const lb_qspec **targets = lb_calloc((size_t)n, sizeof *targets);
     c.shell = lb_calloc((size_t)cap, sizeof *c.shell);
@@ -144,8 +253,9 @@ static lb_status quantize_stream(lb_model *m, const lb_plan *plan, const lb_cali
         memcpy(m->quant_note, note, sizeof note);
         for (int l = 0; l < m->cfg.n_layers; l++)
             for (int i = 0; i < LB_N_LINEARS; i++) m->layers[l].linear[i].act = old_acts[l * LB_N_LINEARS + i];
-        if (st != LB_OK && c.made_slots) *fallback = 1;
+        if (st != LB_OK && c.made_slots && comm->size == 1) *fallback = 1;
     }
+    if (comm->size > 1) stream_end(comm, st);
     if (st == LB_OK && report) {
         memset(report, 0, sizeof *report);
         stream_totals(&c, t0, report);
@@ -165,15 +275,24 @@ static lb_status quantize_stream(lb_model *m, const lb_plan *plan, const lb_cali
 lb_status lb_quantize_model_to_gguf(lb_model *m, const lb_plan *plan, const lb_calib_stats *stats, const char *path,
                                     const lb_gguf_split_opts *split, int *n_shards, lb_quantize_report *report,
                                     int measure, int *streamed) {
+    return lb_quantize_model_to_gguf_dist(m, plan, stats, path, split, n_shards, report, measure, streamed, NULL);
+}
+
+lb_status lb_quantize_model_to_gguf_dist(lb_model *m, const lb_plan *plan, const lb_calib_stats *stats,
+                                         const char *path, const lb_gguf_split_opts *split, int *n_shards,
+                                         lb_quantize_report *report, int measure, int *streamed,
+                                         const lb_comm *comm) {
     *n_shards = 0;
     *streamed = 0;
+    if (!comm) comm = lb_comm_self();
     if (report) memset(report, 0, sizeof *report);
     int fallback = 0;
-    lb_status st = quantize_stream(m, plan, stats, path, split, n_shards, report, measure, &fallback);
+    lb_status st = quantize_stream(m, plan, stats, path, split, n_shards, report, measure, &fallback, comm);
     if (!fallback) {
         *streamed = st == LB_OK;
         return st;
     }
+    if (comm->rank != 0) return LB_OK; /* not streamable: rank 0 quantizes in memory alone */
     st = lb_quantize_model_calibrated(m, plan, stats, report);
     if (st == LB_OK) st = lb_model_save_gguf_split(m, path, NULL, NULL, NULL, split, n_shards);
     return st;

@@ -296,6 +296,14 @@ int cmd_quantize(int argc, char **argv) {
         return cli_error("quantize", NULL);
     }
 
+    /* under mpirun (docs/SCALING.md, "MPI"): the streamed path shares the
+     * tensors among the ranks; the sequential drivers and --dry-run do not */
+    if ((refine || sequential || dry_run) &&
+        cli_rank0_only("quantize", dry_run ? "--dry-run" : "--sequential / --refine is not distributed")) {
+        lb_plan_free(&plan);
+        return CLI_OK;
+    }
+    const lb_comm *comm = refine || sequential || dry_run ? lb_comm_self() : cli_comm;
     double t0 = lb_now();
     lb_model *m;
     if (cli_load_model("quantize", a.positional[0], tokenizer, &m)) {
@@ -304,7 +312,7 @@ int cmd_quantize(int argc, char **argv) {
     }
     if (lb_plan_resolve(&plan, m) != LB_OK) rc = cli_usage_error("quantize", "%s", lb_last_error());
     if (rc == CLI_OK && lb_plan_check(&plan) != LB_OK) rc = cli_error("quantize", NULL);
-    for (int i = 0; rc == CLI_OK && i < plan.n_entries; i++) {
+    for (int i = 0; rc == CLI_OK && comm->rank == 0 && i < plan.n_entries; i++) {
         const lb_plan_entry *e = &plan.entries[i];
         if (lb_qspec_equal(&e->spec, &e->asked)) continue;
         char f[64], g[64];
@@ -315,7 +323,7 @@ int cmd_quantize(int argc, char **argv) {
                 e->name, (long long)lb_model_tensor_at(m, e->tensor)->cols, f, g);
     }
     /* an already-quantized input (a llama.cpp Q4_K_M, say) is requantized from its decoded weights */
-    for (int i = 0; rc == CLI_OK && i < plan.n_entries; i++) {
+    for (int i = 0; rc == CLI_OK && comm->rank == 0 && i < plan.n_entries; i++) {
         const lb_tensor *t = lb_model_tensor_at(m, plan.entries[i].tensor);
         if (t && !lb_qspec_is_float(&t->spec)) {
             char f[64];
@@ -348,7 +356,8 @@ int cmd_quantize(int argc, char **argv) {
                                  "or use --stats", extra);
         else if (imatrix ? lb_calib_stats_load_imatrix(imatrix, m, &stats) != LB_OK
                  : stats_path ? lb_calib_stats_load(stats_path, m, &stats) != LB_OK
-                              : lb_calibrate(m, &copts, &stats) != LB_OK)
+                              : lb_calibrate_dist(m, &copts, comm, &stats, NULL) != LB_OK ||
+                                    lb_calib_stats_bcast(comm, &stats) != LB_OK) /* every rank quantizes with them */
             rc = cli_error("quantize", NULL);
     }
     lb_quantize_report rep;
@@ -363,11 +372,22 @@ int cmd_quantize(int argc, char **argv) {
                     : lb_quantize_model_sequential(m, &plan, &copts, &rep)) != LB_OK ||
             lb_model_save_gguf_split(m, out, NULL, NULL, NULL, splitting ? &split : NULL, &n_shards) != LB_OK)
             rc = cli_error("quantize", NULL);
-    } else if (rc == CLI_OK && lb_quantize_model_to_gguf(m, &plan, stats, out, splitting ? &split : NULL, &n_shards,
-                                                         &rep, report_path != NULL, &streamed) != LB_OK) {
+    } else if (rc == CLI_OK && lb_quantize_model_to_gguf_dist(m, &plan, stats, out, splitting ? &split : NULL,
+                                                              &n_shards, &rep, report_path != NULL, &streamed,
+                                                              comm) != LB_OK) {
         rc = cli_error("quantize", NULL);
     }
+    if (rc == CLI_OK && comm->size > 1 && comm->rank == 0)
+        fprintf(stderr, "lowbit quantize: %s\n",
+                streamed ? "the tensors were shared among the ranks (round-robin), rank 0 wrote the file"
+                         : "this plan does not stream (docs/SCALING.md, \"Streaming\"): rank 0 quantized alone");
     lb_calib_stats_free(stats);
+    if (comm->rank != 0) { /* rank 0 writes, saves and reports */
+        lb_quantize_report_free(&rep);
+        lb_model_free(m);
+        lb_plan_free(&plan);
+        return rc;
+    }
     if (rc == CLI_OK && save_recipe && lb_plan_save_recipe(&plan, save_recipe, header) != LB_OK)
         rc = cli_error("quantize", NULL);
     if (rc == CLI_OK && report_path && lb_quantize_report_save_json(&rep, report_path) != LB_OK)
