@@ -92,6 +92,17 @@ typedef struct {
 /* One optimizer step on a batch: tokens (batch, ctx + 1), each row's first
  * ctx tokens the inputs and its last ctx the targets. */
 LB_API lb_status lb_trainer_step(lb_trainer *t, const int *tokens, lb_train_step_info *info);
+#ifdef LB_ADVANCED_API /* for extending lowbit (methods, formats, tools); not a stable API */
+/* Data-parallel training over the ranks of comm (docs/SCALING.md, "MPI"):
+ * each rank's lb_trainer_step takes its own batch (the same batch size on
+ * every rank), and after the backward pass the gradients and the loss are
+ * summed over the ranks in rank order (lb_comm_sum_f32: the same bytes on
+ * every rank) and divided by the number of ranks: the gradient of the mean
+ * loss over the ranks' batches together. Every rank then clips and takes
+ * the same AdamW step, so the parameters stay identical. NULL or size 1:
+ * one process. Collective from then on: every rank must step together. */
+LB_API void lb_trainer_set_comm(lb_trainer *t, const lb_comm *comm);
+#endif
 /* Mean cross-entropy of a batch (same layout) without changing anything. */
 LB_API lb_status lb_trainer_loss(lb_trainer *t, const int *tokens, double *loss);
 /* Replaces every tensor of m (the model the trainer was made from, or one

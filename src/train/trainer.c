@@ -16,7 +16,37 @@ struct lb_trainer {
     int step;
     int *inputs, *targets; /* (batch, ctx) */
     lb_distill distill;    /* teacher and scratch when o.distill != LB_DISTILL_NONE */
+    const lb_comm *comm;   /* data-parallel ranks (NULL: one process) */
 };
+
+void lb_trainer_set_comm(lb_trainer *t, const lb_comm *comm) { t->comm = comm; }
+
+/* Data parallelism: the ranks' gradients (the model's unless frozen, the
+ * extra block's) and loss parts summed in rank order and averaged; every
+ * rank gets the same bytes. */
+static lb_status reduce_ranks(lb_trainer *t, double *loss, lb_distill_loss *parts) {
+    const lb_comm *c = t->comm;
+    if (!c || c->size <= 1) return LB_OK;
+    lb_train_extra *X = &t->tm->extra;
+    float inv = 1.0f / (float)c->size;
+    lb_status st = LB_OK;
+    if (!t->tm->frozen) {
+        st = lb_comm_sum_f32(c, t->tm->grads, t->tm->n_params, 1);
+        for (size_t i = 0; st == LB_OK && i < t->tm->n_params; i++) t->tm->grads[i] *= inv;
+    }
+    if (st == LB_OK && X->n) {
+        st = lb_comm_sum_f32(c, X->grads, X->n, 1);
+        for (size_t i = 0; st == LB_OK && i < X->n; i++) X->grads[i] *= inv;
+    }
+    double v[4] = {*loss, parts->ce, parts->kl, parts->mse};
+    if (st == LB_OK) st = lb_comm_sum_f64(c, v, 4, 1);
+    if (st != LB_OK) return lb_fail_context(st, "step %d: reducing the gradients across ranks", t->step);
+    *loss = v[0] / c->size;
+    parts->ce = v[1] / c->size;
+    parts->kl = v[2] / c->size;
+    parts->mse = v[3] / c->size;
+    return LB_OK;
+}
 
 void lb_trainer_parts_get(lb_trainer *t, lb_trainer_parts *p) {
     p->o = &t->o;
@@ -227,6 +257,7 @@ lb_status lb_trainer_step(lb_trainer *t, const int *tokens, lb_train_step_info *
         lb_train_model_zero_grad(t->tm);
         st = lb_train_model_backward(t->tm);
     }
+    if (st == LB_OK) st = reduce_ranks(t, &loss, &parts);
     if (st != LB_OK) return st;
     double norm;
     lb_train_extra *X = &t->tm->extra;

@@ -40,7 +40,8 @@ static const char *train_help =
     "                      'all' (which contains eval) are refused: evaluation text is never trained on\n"
     "  --calib-blocks N    size of the training (calibration) split (default 128, as lowbit eval's)\n"
     "  --steps N           optimizer steps (default 100)\n"
-    "  --batch B           sequences per step (default 8)\n"
+    "  --batch B           sequences per step (default 8); under mpirun per rank: a step reads B x ranks,\n"
+    "                      the gradients averaged over the ranks (docs/SCALING.md, \"MPI\")\n"
     "  --ctx T             tokens per sequence (default 128, at most the model's context)\n"
     "  --lr X              peak learning rate (default 3e-4)\n"
     "  --min-lr X          learning rate at the last step, cosine from --lr (default lr/10)\n"
@@ -392,6 +393,10 @@ int cmd_train(int argc, char **argv) {
         return cli_usage_error("train", "--merge: unknown method '%s' (known: %s)", merge, names);
     }
 
+    /* under mpirun: data-parallel, --batch per rank; rank 0 evaluates, saves and prints */
+    const lb_comm *comm = cli_comm;
+    int ranks = comm->size;
+    if (comm->rank != 0 && !freopen("/dev/null", "w", stdout)) return cli_error("train", "cannot silence rank %d", comm->rank);
     /* before the work: an unusable -o or checkpoint fails now, not after training */
     const char *inputs[5] = {model_path, tokenizer, text_path, resume, teacher_path};
     if (out && lb_output_check(out, inputs, 5) != LB_OK) return cli_error("train", NULL);
@@ -444,9 +449,11 @@ int cmd_train(int argc, char **argv) {
                               : lb_trainer_create(m, &o, &t);
         if (st == LB_OK && teacher && o.distill != LB_DISTILL_NONE) st = lb_trainer_set_teacher(t, teacher);
         if (st != LB_OK) rc = cli_error("train", NULL);
+        else lb_trainer_set_comm(t, comm);
     }
     if (rc == CLI_OK) {
-        tokens = lb_alloc((size_t)o.batch * (o.ctx + 1) * sizeof(int));
+        /* every rank draws the whole batch of every rank (one seeded stream) and takes its rows */
+        tokens = lb_alloc((size_t)o.batch * ranks * (o.ctx + 1) * sizeof(int));
         /* rows: every N steps, the first and last, every evaluation (and the one before step 1) */
         log = lb_alloc(((size_t)o.steps / (size_t)every + (size_t)(e_every ? o.steps / e_every : 0) + 4) * sizeof *log);
         evals = lb_alloc(((size_t)(e_every ? o.steps / e_every : 0) + 3) * sizeof *evals);
@@ -484,6 +491,9 @@ int cmd_train(int argc, char **argv) {
             printf(" to the fp32 teacher %s (temperature %g, MSE weight %g)", teacher_path ? teacher_path : "(MODEL)",
                    (double)o.temperature, (double)o.mse_weight);
         printf(", %d threads\n", lb_get_threads());
+        if (ranks > 1)
+            printf("data-parallel over %d ranks: %d x %d tokens per rank, %d sequences per step in all, gradients "
+                   "averaged in rank order\n", ranks, o.batch, o.ctx, o.batch * ranks);
         if (qat || o.act_bits || o.grad_bits)
             printf("quantization-aware: scheme %s, format %s, activations %s, gradients %s\n", qat ? qat : "none (fp32 weights)",
                    from_base ? "MODEL's own (codes frozen)" : qat ? (format ? format : lb_qat_default_format_name(qat)) : "f32",
@@ -510,6 +520,12 @@ int cmd_train(int argc, char **argv) {
         fflush(stdout);
     }
     /* the perplexity before the first step (of a fresh run) */
+    if (comm->rank != 0) { /* rank 0 evaluates and writes */
+        e_every = 0;
+        s_every = 0;
+        ckpt_path = NULL;
+        out = NULL;
+    }
     if (rc == CLI_OK && e_every && start == 0) {
         rc = evaluate_now(t, m, &finished, &eval_view, (int)calib_blocks, &evals[n_evals]);
         if (rc == CLI_OK) {
@@ -524,8 +540,8 @@ int cmd_train(int argc, char **argv) {
     int since_log = 0, end = stop && stop < o.steps ? (int)stop : o.steps;
     for (int s = start; rc == CLI_OK && s < end; s++) {
         lb_train_step_info info;
-        if (lb_train_data_batch(&data, o.batch, o.ctx, &rng, tokens) != LB_OK ||
-            lb_trainer_step(t, tokens, &info) != LB_OK) {
+        if (lb_train_data_batch(&data, o.batch * ranks, o.ctx, &rng, tokens) != LB_OK ||
+            lb_trainer_step(t, tokens + (size_t)comm->rank * o.batch * (o.ctx + 1), &info) != LB_OK) {
             rc = cli_error("train", NULL);
             break;
         }
@@ -543,7 +559,7 @@ int cmd_train(int argc, char **argv) {
             log_row *r = &log[n_log++];
             *r = (log_row){.step = s + 1, .loss = info.loss, .ce = info.ce, .kl = info.kl, .mse = info.mse,
                            .grad_norm = info.grad_norm, .lr = info.lr, .eval_ppl = NAN};
-            r->tps = (double)since_log * o.batch * o.ctx / (now - t_log);
+            r->tps = (double)since_log * o.batch * ranks * o.ctx / (now - t_log);
             since_log = 0;
             if (do_eval) {
                 rc = evaluate_now(t, m, &finished, &eval_view, (int)calib_blocks, &evals[n_evals]);
@@ -586,7 +602,7 @@ int cmd_train(int argc, char **argv) {
             snprintf(data_text, sizeof data_text, "the training split (blocks 1..%d) of %.120s", data.end_block, text_path);
         snprintf(m->quant_note, sizeof m->quant_note, "lowbit train: %d steps of %d x %d tokens on %.130s, lr %g, loss %s%s, "
                  "last %.4f%s%.20s",
-                 o.steps, o.batch, o.ctx, data_text, (double)o.lr,
+                 o.steps, o.batch * ranks, o.ctx, data_text, (double)o.lr,
                  o.distill == LB_DISTILL_NONE ? "cross-entropy" : lb_distill_name(o.distill), config ? " from scratch" : "",
                  last_loss, qat ? ", qat " : lora ? ", lora rank " : "", qat ? qat : lora ? lora : "");
         if (lora && merge) {
@@ -598,7 +614,7 @@ int cmd_train(int argc, char **argv) {
             rc = cli_error("train", NULL);
     }
     if (rc == CLI_OK) {
-        double tps = steps_run > 0 ? (double)steps_run * o.batch * o.ctx / train_seconds : 0;
+        double tps = steps_run > 0 ? (double)steps_run * o.batch * ranks * o.ctx / train_seconds : 0;
         size_t bytes = lb_trainer_bytes(t);
         long long rss = lb_peak_rss(); /* "peak_rss_bytes": the key predates the other verbs' peak_rss */
         if (a.json) {
@@ -620,6 +636,7 @@ int cmd_train(int argc, char **argv) {
             json_kint("teacher_tokens", (long long)data.generated);
             json_kint("steps", o.steps);
             json_kint("batch", o.batch);
+            json_kint("ranks", ranks); /* batch is per rank: a step reads batch x ranks sequences */
             json_kint("ctx", o.ctx);
             json_knum("lr", o.lr);
             json_kint("seed", (long long)o.seed);
