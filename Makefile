@@ -10,7 +10,7 @@ ifeq ($(LB_WERROR),1)
 CMAKE_ARGS += -DLB_WERROR=ON
 endif
 
-.PHONY: all deps build test test-arm demo check-asan fuzz clean
+.PHONY: all deps build test test-arm test-mpi demo check-asan fuzz clean
 
 all: build
 
@@ -40,6 +40,15 @@ check-asan: deps
 test-arm:
 	@LB_ARM_REQUIRED=$(LB_ARM_REQUIRED) LB_WERROR=$(LB_WERROR) scripts/test-arm.sh build-arm
 
+# lowbit under mpirun -np 2 and 3 against one process (tests/mpi_ranks.sh;
+# docs/SCALING.md, "MPI"): OpenMPI from scripts/install-deps.sh mpi, the CLI
+# alone built with -DLOWBIT_MPI=ON in build-mpi, only the MPI tests run.
+test-mpi:
+	@scripts/install-deps.sh mpi
+	@cmake -S . -B build-mpi -DLOWBIT_MPI=ON $(CMAKE_ARGS) > build-mpi.cmake.log 2>&1 || (cat build-mpi.cmake.log; exit 1)
+	@cmake --build build-mpi --target lowbit -j $(JOBS) > build-mpi.build.log 2>&1 || (cat build-mpi.build.log; exit 1)
+	cd build-mpi && ctest --output-on-failure -R '^mpi_'
+
 # libFuzzer targets (clang), each run for FUZZ_SECONDS on its seed corpus.
 fuzz:
 	@scripts/install-deps.sh fuzz
@@ -48,4 +57,4 @@ fuzz:
 	@scripts/run-fuzzers.sh build-fuzz $(FUZZ_SECONDS)
 
 clean:
-	rm -rf $(BUILD) build-asan build-fuzz build-arm *.cmake.log *.build.log
+	rm -rf $(BUILD) build-asan build-fuzz build-arm build-mpi *.cmake.log *.build.log
