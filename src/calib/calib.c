@@ -511,7 +511,11 @@ lb_status lb_calibrate_dist(const lb_model *m, const lb_calib_opts *o, const lb_
     if (st == LB_OK) st = run(m, o, p.text, p.first, p.end, p.ctx, s, &k, comm, &me);
     lb_blas_threads_restore(blas_threads);
     me.seconds = lb_now() - t_start;
-    if (st == LB_OK && times) st = lb_comm_gather(comm, &me, sizeof me, comm->rank == 0 ? times : NULL);
+    /* collective whatever each rank passed as times */
+    lb_calib_rank_time *all = comm->rank == 0 ? (times ? times : lb_calloc((size_t)comm->size, sizeof *all)) : NULL;
+    if (st == LB_OK && comm->rank == 0 && !all) st = LB_ERR_NOMEM;
+    if (st == LB_OK) st = lb_comm_gather(comm, &me, sizeof me, all);
+    if (all != times) lb_free(all);
     if (st == LB_OK && comm->rank == 0) finish(s, &k);
     lb_calib_collector_free(&k);
     lb_calib_prep_free(&p);

@@ -44,6 +44,19 @@ lb_status lb_calib_fold(lb_calib_collector *k, int i) {
     return LB_OK;
 }
 
+/* c's partial X^T X to or from rank `peer`: the upper triangle only (all
+ * dsyrk writes), row a from column a, so the traffic is half the matrix */
+static lb_status xtx_upper(const lb_comm *comm, int peer, calib_input *c, int sending) {
+    size_t cols = (size_t)c->cols;
+    lb_status st = LB_OK;
+    for (size_t a = 0; a < cols && st == LB_OK; a++) {
+        double *row = c->xtx + a * cols + a;
+        st = sending ? lb_comm_send(comm, peer, row, (cols - a) * sizeof(double))
+                     : lb_comm_recv(comm, peer, row, (cols - a) * sizeof(double));
+    }
+    return st;
+}
+
 lb_status lb_calib_fold_round(lb_calib_collector *k, const lb_comm *comm, int senders) {
     int n_in = k->n_layers * LB_CALIB_N_INPUTS, rank = comm ? comm->rank : 0;
     size_t len = sums_len(k);
@@ -51,8 +64,7 @@ lb_status lb_calib_fold_round(lb_calib_collector *k, const lb_comm *comm, int se
     if (rank == 0) {
         for (int r = 0; r < senders && st == LB_OK; r++) {
             for (int i = 0; i < n_in && st == LB_OK && r > 0; i++)
-                if (k->c[i].xtx)
-                    st = lb_comm_recv(comm, r, k->c[i].xtx, (size_t)k->c[i].cols * (size_t)k->c[i].cols * sizeof(double));
+                if (k->c[i].xtx) st = xtx_upper(comm, r, &k->c[i], 0);
             if (st == LB_OK && r > 0) st = lb_comm_recv(comm, r, k->sum, len * sizeof(double));
             if (st == LB_OK && r > 0) st = lb_comm_recv(comm, r, k->sum_abs, len * sizeof(double));
             for (int i = 0; i < n_in && st == LB_OK; i++) st = lb_calib_fold(k, i);
@@ -63,9 +75,8 @@ lb_status lb_calib_fold_round(lb_calib_collector *k, const lb_comm *comm, int se
     for (int i = 0; i < n_in && st == LB_OK; i++) {
         calib_input *c = &k->c[i];
         if (!c->xtx) continue;
-        size_t bytes = (size_t)c->cols * (size_t)c->cols * sizeof(double);
-        st = lb_comm_send(comm, 0, c->xtx, bytes);
-        memset(c->xtx, 0, bytes);
+        st = xtx_upper(comm, 0, c, 1);
+        memset(c->xtx, 0, (size_t)c->cols * (size_t)c->cols * sizeof(double));
     }
     if (st == LB_OK) st = lb_comm_send(comm, 0, k->sum, len * sizeof(double));
     if (st == LB_OK) st = lb_comm_send(comm, 0, k->sum_abs, len * sizeof(double));
