@@ -45,15 +45,30 @@ lb_status lb_calib_fold(lb_calib_collector *k, int i) {
 }
 
 /* c's partial X^T X to or from rank `peer`: the upper triangle only (all
- * dsyrk writes), row a from column a, so the traffic is half the matrix */
+ * dsyrk writes), row a from column a, half the matrix, packed into
+ * messages of at most 8 Mi doubles (whole rows; both sides cut alike), so
+ * the cost is bandwidth, not one round trip per row */
+#define XTX_PIECE ((size_t)1 << 23)
 static lb_status xtx_upper(const lb_comm *comm, int peer, calib_input *c, int sending) {
-    size_t cols = (size_t)c->cols;
+    size_t cols = (size_t)c->cols, cap = cols > XTX_PIECE ? cols : XTX_PIECE;
+    size_t half = cols * (cols + 1) / 2;
+    cap = cap < half ? cap : half;
+    double *buf = lb_alloc(cap * sizeof(double));
+    if (!buf) return lb_fail(LB_ERR_NOMEM, "calibration: out of memory for a message of X^T X");
     lb_status st = LB_OK;
-    for (size_t a = 0; a < cols && st == LB_OK; a++) {
-        double *row = c->xtx + a * cols + a;
-        st = sending ? lb_comm_send(comm, peer, row, (cols - a) * sizeof(double))
-                     : lb_comm_recv(comm, peer, row, (cols - a) * sizeof(double));
+    for (size_t a = 0; a < cols && st == LB_OK;) {
+        size_t a1 = a, n = 0; /* rows [a, a1) fill the piece */
+        while (a1 < cols && n + (cols - a1) <= cap) n += cols - a1++;
+        if (!sending) st = lb_comm_recv(comm, peer, buf, n * sizeof(double));
+        for (size_t r = a, at = 0; r < a1 && st == LB_OK; at += cols - r, r++) {
+            double *row = c->xtx + r * cols + r;
+            if (sending) memcpy(buf + at, row, (cols - r) * sizeof(double));
+            else memcpy(row, buf + at, (cols - r) * sizeof(double));
+        }
+        if (sending && st == LB_OK) st = lb_comm_send(comm, peer, buf, n * sizeof(double));
+        a = a1;
     }
+    lb_free(buf);
     return st;
 }
 
