@@ -2,6 +2,7 @@
 #ifndef LB_MODEL_INTERNAL_H
 #define LB_MODEL_INTERNAL_H
 
+#include "lowbit/gguf.h"
 #include "lowbit/model.h"
 
 lb_status lb_config_validate(const lb_config *c);
@@ -13,6 +14,10 @@ lb_status lb_model_finish(lb_model *m);
 /* Fails with LB_ERR_NUMERIC naming the tensor, row and column of the first
  * NaN or Inf weight (float tensors as stored, quantized ones as decoded). */
 lb_status lb_model_check_finite(lb_model *m);
+
+/* model_gguf_write.c: general.* and llama.* shape keys of c into w
+ * (name: general.name) */
+lb_status lb_model_gguf_set_hparams(lb_gguf_writer *w, const lb_config *c, const char *name);
 
 /* Streaming quantization (src/pipeline's lb_quantize_model_to_gguf;
  * docs/SCALING.md, "Streaming"): tensor i of the model (t) made into *out,
