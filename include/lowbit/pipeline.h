@@ -245,8 +245,8 @@ LB_API lb_status lb_journal_open(const char *path, const char *fingerprint, int 
  * shapes, byte counts) and a hash of the first and last 4 KiB of every
  * tensor; each files[i] (may be NULL: skipped) under labels[i] as its size
  * and the FNV-1a of all its bytes; extra (a line of the caller's options,
- * or NULL); and the plan resolved against m, per tensor its format, method
- * and every option. lb_free(*out). */
+ * or NULL); and the plan resolved against m (NULL: no plan, for a
+ * calibration), per tensor its format, method and every option. lb_free(*out). */
 LB_API lb_status lb_journal_fingerprint(lb_model *m, const lb_plan *plan, const char *const *labels,
                                         const char *const *files, int n_files, const char *extra, char **out);
 /* The tensors the journal holds. */

@@ -34,6 +34,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/fingerprint.h"
 #include "pipeline_internal.h"
 #include "pipeline/slots.h"
 
@@ -55,15 +56,8 @@ struct lb_journal {
     char note[512];
 };
 
-uint64_t lb_journal_hash(const void *data, size_t n, uint64_t h) {
-    const uint8_t *p = data;
-    for (size_t i = 0; i < n; i++) {
-        h ^= p[i];
-        h *= 1099511628211ull;
-    }
-    return h;
-}
-#define HASH0 1469598103934665603ull
+uint64_t lb_journal_hash(const void *data, size_t n, uint64_t h) { return lb_fnv1a(data, n, h); }
+#define HASH0 LB_FNV1A_START
 
 /* lb_alloc's counterpart of realloc: old's first n_old bytes in a new block (old freed), NULL on failure (old kept) */
 static void *grow(void *old, size_t n_old, size_t n_new) {
@@ -97,21 +91,6 @@ static int write_all(int fd, const void *buf, size_t n) {
         n -= (size_t)r;
     }
     return 0;
-}
-
-/* The first line where two fingerprints differ, as "'journal line' vs 'this run's line'". */
-static void first_difference(const char *a, const char *b, char *out, size_t n) {
-    while (*a || *b) {
-        size_t la = strcspn(a, "\n"), lb = strcspn(b, "\n");
-        if (la != lb || memcmp(a, b, la) != 0) {
-            snprintf(out, n, "the journal has '%.*s', this run '%.*s'", (int)(la > 200 ? 200 : la), a,
-                     (int)(lb > 200 ? 200 : lb), b);
-            return;
-        }
-        a += la + (a[la] == '\n');
-        b += lb + (b[lb] == '\n');
-    }
-    snprintf(out, n, "(no line differs)");
 }
 
 /* A payload's name, read without trusting it: 0 when it does not fit. */
@@ -228,7 +207,7 @@ static lb_status open_existing(lb_journal *j, const char *fingerprint) {
     text[f] = 0;
     if (strlen(text) != f || strcmp(text, fingerprint) != 0) {
         char diff[600];
-        first_difference(text, fingerprint, diff, sizeof diff);
+        lb_fingerprint_difference(text, fingerprint, diff, sizeof diff);
         lb_free(text);
         return lb_fail(LB_ERR_INVALID, "journal '%s' was written by another run (other input, plan, options or "
                        "statistics): %s; rerun that command, or remove the journal to start over", j->path, diff);
@@ -639,7 +618,8 @@ lb_status lb_journal_fingerprint(lb_model *m, const lb_plan *plan, const char *c
                                  const char *const *files, int n_files, const char *extra, char **out) {
     *out = NULL;
     lb_plan p;
-    lb_status st = lb_pipeline_resolve(plan, m, &p);
+    memset(&p, 0, sizeof p);
+    lb_status st = plan ? lb_pipeline_resolve(plan, m, &p) : LB_OK;
     if (st != LB_OK) return st;
     tbuf b = {0};
     addf(&b, "lowbit %s, journal version %u\n", LB_VERSION_STRING, JOURNAL_VERSION);
@@ -670,7 +650,7 @@ lb_status lb_journal_fingerprint(lb_model *m, const lb_plan *plan, const char *c
             addf(&b, "%s: %llu bytes, FNV-1a %016llx\n", labels[i], (unsigned long long)size, (unsigned long long)h);
     }
     if (extra && *extra) addf(&b, "%s\n", extra);
-    addf(&b, "plan: %d tensors\n", p.n_entries);
+    if (plan) addf(&b, "plan: %d tensors\n", p.n_entries);
     for (int k = 0; k < p.n_entries; k++) {
         const lb_plan_entry *e = &p.entries[k];
         char spec[64], opts[512];
