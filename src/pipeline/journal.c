@@ -167,14 +167,21 @@ static lb_status scan_records(lb_journal *j, uint64_t off, uint64_t size) {
     return LB_OK;
 }
 
+/* The header goes to PATH.new, renamed to PATH once complete: a run killed
+ * before that leaves no journal, never one without its fingerprint. */
 static lb_status create_new(lb_journal *j, const char *fingerprint) {
-    j->fd = open(j->path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    if (j->fd < 0) return lb_fail(LB_ERR_IO, "cannot create the journal '%s': %s", j->path, strerror(errno));
+    char tmp[sizeof j->path + 8];
+    snprintf(tmp, sizeof tmp, "%s.new", j->path);
+    j->fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (j->fd < 0) return lb_fail(LB_ERR_IO, "cannot create the journal '%s': %s", tmp, strerror(errno));
     uint32_t v = JOURNAL_VERSION, f = (uint32_t)strlen(fingerprint);
     uint64_t h = lb_journal_hash(fingerprint, f, HASH0);
     if (write_all(j->fd, "LBJOURNL", 8) || write_all(j->fd, &v, 4) || write_all(j->fd, &f, 4) ||
-        write_all(j->fd, fingerprint, f) || write_all(j->fd, &h, 8) || fdatasync(j->fd) != 0)
-        return lb_fail(LB_ERR_IO, "cannot write the journal '%s': %s", j->path, strerror(errno));
+        write_all(j->fd, fingerprint, f) || write_all(j->fd, &h, 8) || fdatasync(j->fd) != 0 || rename(tmp, j->path) != 0) {
+        lb_status st = lb_fail(LB_ERR_IO, "cannot write the journal '%s': %s", j->path, strerror(errno));
+        unlink(tmp);
+        return st;
+    }
     return LB_OK;
 }
 
