@@ -3,7 +3,7 @@
 # interrupted (--stop-after, a hard kill at a random point, a journal cut
 # short or damaged by hand) and resumed write the same bytes as a run never
 # interrupted (cmp), for rtn and gptq with --stats (streamed), a plan that
-# is quantized in memory (outliers) and a split output; a journal of another
+# is quantized in memory (outliers), --sequential and --refine, and a split output; a journal of another
 # command is refused naming what differs, a stale one without --resume is
 # refused, a corrupt one is refused or its torn tail dropped with a message,
 # never a crash.
@@ -16,7 +16,6 @@ C=("$LOWBIT" calibrate "$MODEL" --no-progress --text "$TEXT" --ctx 128)
 
 expect 0 "--resume" -- "$LOWBIT" quantize --help
 expect 0 "--stop-after N" -- "$LOWBIT" calibrate --help
-expect 2 "not supported with --sequential" -- "${Q[@]}" -o "$TMP/x.gguf" --format int4 --sequential --resume
 expect 2 "--dry-run writes nothing" -- "${Q[@]}" --format int4 --dry-run --resume
 expect 2 "--stop-after" -- "${Q[@]}" -o "$TMP/x.gguf" --format int4 --stop-after 0
 
@@ -46,6 +45,14 @@ json "$TMP/gptq.json" "j['streamed'] is True"
 same_after_stop outl 5 --format int3 --outliers 0.01 --report "$TMP/outl-report.json"
 json "$TMP/outl.json" "j['streamed'] is False"
 json "$TMP/outl-report.json" "len(j['tensors']) == 35 and all(t['rel_error'] > 0 for t in j['tensors'])"
+# sequential and refined: the later stages calibrate through the journaled
+# quantized layers (stopped inside layer 1 and inside layer 2)
+same_after_stop seq 10 --format int3 --method gptq --sequential --calib-blocks 2
+json "$TMP/seq.json" "j['sequential'] is True"
+same_after_stop refine 16 --format int3 --method gptq --refine autoround:steps=2 --calib-blocks 2
+expect 3 "stopped after 3 of 35" -- "${Q[@]}" -o "$TMP/refine.gguf" --format int3 --method gptq --refine autoround:steps=2 --calib-blocks 2 --stop-after 3
+expect 1 "this run 'calibration: the calibration split's first 2 blocks; sequential 1; refine autoround:steps=3" -- "${Q[@]}" -o "$TMP/refine.gguf" --format int3 --method gptq --refine autoround:steps=3 --calib-blocks 2 --resume
+rm -f "$TMP/refine.gguf.partial"
 # a split output: every shard the same
 "${Q[@]}" -o "$TMP/sp-ref.gguf" --format int4 --split-max-size 100K > /dev/null 2>&1 || fail "split reference failed"
 expect 3 "stopped after 20 of 35" -- "${Q[@]}" -o "$TMP/sp.gguf" --format int4 --split-max-size 100K --stop-after 20
@@ -98,17 +105,38 @@ rm -f "$TMP/t.gguf.partial"
 expect 0 "starting from the first" -- "${Q[@]}" -o "$TMP/t.gguf" --format int4 --resume
 if cmp -s "$TMP/rtn-ref.gguf" "$TMP/t.gguf"; then ok; else fail "--resume without a journal: differs"; fi
 
+# kill_when FILE BYTES CMD...: runs CMD, and SIGKILLs it once FILE holds more
+# than BYTES (at a random point of the run, whatever the machine's speed);
+# says "killed" when it did, "finished" when the run ended first
+kill_when() {
+    local file=$1 bytes=$2
+    shift 2
+    "$@" > /dev/null 2>&1 &
+    local pid=$!
+    while kill -0 "$pid" 2> /dev/null; do
+        if [ -e "$file" ] && [ "$(stat -c %s "$file" 2> /dev/null || echo 0)" -gt "$bytes" ]; then
+            kill -KILL "$pid" 2> /dev/null && { wait "$pid" 2> /dev/null; echo killed; return; }
+        fi
+        sleep 0.02
+    done
+    wait "$pid" 2> /dev/null
+    echo finished
+}
+
 # a hard kill at a random point of a slower run (a larger synthetic model,
-# clip=mse), then --resume until done: the same bytes whatever the point
+# clip=mse; its journal grows to about 600 KB), then --resume: the same bytes
+# whatever the point, even inside a record
 "$LOWBIT" synth -o "$TMP/big.gguf" --dim 128 --ffn 344 --layers 4 --heads 8 --vocab 512 --seed 5 > /dev/null || fail "synth failed"
 B=("$LOWBIT" quantize "$TMP/big.gguf" --no-progress --format int3 --clip mse)
 "${B[@]}" -o "$TMP/big-ref.gguf" > /dev/null 2>&1 || fail "big reference failed"
 for i in 1 2 3; do
     rm -f "$TMP/big.q.gguf" "$TMP/big.q.gguf.partial"
-    timeout -s KILL "0.$((RANDOM % 9 + 1))" "${B[@]}" -o "$TMP/big.q.gguf" > /dev/null 2>&1
+    how=$(kill_when "$TMP/big.q.gguf.partial" $((RANDOM * 12 + 20000)) "${B[@]}" -o "$TMP/big.q.gguf")
+    [ -e "$TMP/big.q.gguf" ] && how=finished # killed as it exited
     "${B[@]}" -o "$TMP/big.q.gguf" --resume > /dev/null 2> "$TMP/kill.err" || fail "resume after a kill failed: $(cat "$TMP/kill.err")"
-    if cmp -s "$TMP/big-ref.gguf" "$TMP/big.q.gguf"; then ok; else fail "resumed after a kill ($i): differs"; fi
-    if ls "$TMP"/big.q.gguf.tmp* > /dev/null 2>&1; then rm -f "$TMP"/big.q.gguf.tmp*; fi
+    if [ "$how" = killed ]; then grep -q "resumed: [1-9][0-9]* of 28" "$TMP/kill.err" && ok || fail "killed ($i) with a journal, resumed none: $(cat "$TMP/kill.err")"; fi
+    if cmp -s "$TMP/big-ref.gguf" "$TMP/big.q.gguf"; then ok; else fail "resumed after a kill ($i, $how): differs"; fi
+    rm -f "$TMP"/big.q.gguf.tmp.* # a SIGKILL leaves the output's temporary
 done
 
 # ---- calibrate -----------------------------------------------------------------
@@ -142,13 +170,16 @@ cp "$TMP/x.gguf.partial" "$TMP/c3.gguf.partial"
 expect 1 "not a lowbit calibration journal" -- "${C[@]}" --calib-blocks 12 -o "$TMP/c3.gguf" --resume
 cp "$TMP/c2.gguf" "$TMP/x.gguf.partial" 2> /dev/null || cp "$TMP/c-ref.gguf" "$TMP/x.gguf.partial"
 expect 1 "not a lowbit journal" -- "${Q[@]}" -o "$TMP/x.gguf" --format int4 --resume
-# a hard kill at a random point, snapshots after every block
+# a hard kill at a random point after the first snapshot (saved after every block)
 for i in 1 2; do
     rm -f "$TMP/ck.gguf" "$TMP/ck.gguf.partial"
-    timeout -s KILL "0.$((RANDOM % 9 + 1))" "${C[@]}" --calib-blocks 12 -o "$TMP/ck.gguf" --journal-every 1 > /dev/null 2>&1
+    how=$(kill_when "$TMP/ck.gguf.partial" 0 "${C[@]}" --calib-blocks 12 -o "$TMP/ck.gguf" --journal-every 1)
+    [ -e "$TMP/ck.gguf" ] && how=finished
     "${C[@]}" --calib-blocks 12 -o "$TMP/ck.gguf" --journal-every 1 --resume > /dev/null 2> "$TMP/ck.err" \
         || fail "calibrate resume after a kill failed: $(cat "$TMP/ck.err")"
-    if cmp -s "$TMP/c-ref.gguf" "$TMP/ck.gguf"; then ok; else fail "calibrate resumed after a kill ($i): differs"; fi
+    if [ "$how" = killed ]; then grep -q "resumed: [1-9][0-9]* of 12" "$TMP/ck.err" && ok || fail "calibrate killed with a snapshot, resumed none"; fi
+    if cmp -s "$TMP/c-ref.gguf" "$TMP/ck.gguf"; then ok; else fail "calibrate resumed after a kill ($i, $how): differs"; fi
+    rm -f "$TMP"/ck.gguf.partial.tmp.*
 done
 
 finish cli_resume

@@ -57,9 +57,9 @@ typedef struct {
      * since the statistics describe x, not the x' it would quantize. */
     lb_act_quant act;
     /* The journal of a resumable run (lb_journal_open; NULL, by lb_plan_init:
-     * none): lb_quantize_model_calibrated and lb_quantize_model_to_gguf take
-     * tensors journaled by an interrupted run instead of quantizing them, and
-     * journal each one they quantize. The sequential drivers ignore it. */
+     * none): every driver (lb_quantize_model_calibrated, _to_gguf,
+     * _sequential, _refined) takes tensors journaled by an interrupted run
+     * instead of quantizing them, and journals each one it quantizes. */
     struct lb_journal *journal;
 } lb_plan;
 

@@ -2,9 +2,9 @@
  * runs"): a journal of the finished tensors of one run, appended and
  * flushed to disk after each tensor, so an interrupted run continues from
  * its last finished tensor and writes the same bytes as a run never
- * interrupted. Both drivers (quantize_model.c, quantize_stream.c) quantize
- * through lb_journal_entry, which returns a journaled tensor as it was
- * quantized, or quantizes it and journals it.
+ * interrupted. Every driver (quantize_model.c, quantize_stream.c,
+ * quantize_sequential.c) quantizes through lb_journal_entry, which returns a
+ * journaled tensor as it was quantized, or quantizes it and journals it.
  *
  * File layout, little-endian:
  *   header: magic "LBJOURNL", u32 version (1), u32 fingerprint bytes F,
@@ -517,6 +517,8 @@ static const journal_rec *find(const lb_journal *j, const char *name) {
         if (strcmp(j->recs[i].name, name) == 0) return &j->recs[i];
     return NULL;
 }
+
+int lb_journal_has(const lb_journal *j, const char *name) { return j && find(j, name) != NULL; }
 
 lb_status lb_journal_entry(lb_journal *j, lb_model *m, const lb_plan_entry *e, const float *w_in,
                            const lb_layer_stats *stats, lb_tensor *out, lb_tensor_report *rec, lb_quant_extras *extras,

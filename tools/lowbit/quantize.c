@@ -112,8 +112,9 @@ static const char *quantize_help_refine =
     "                     writes the same bytes as a run never interrupted. A journal of another run\n"
     "                     (other model, plan, options, statistics or lowbit version) is refused, naming\n"
     "                     what differs; without --resume an existing journal is refused too, not used\n"
-    "                     or overwritten. Not with --sequential / --refine (their later layers are\n"
-    "                     calibrated on the quantized earlier ones, which the journal does not rebuild)\n"
+    "                     or overwritten. --sequential / --refine: the later layers' statistics are\n"
+    "                     computed again through the journaled quantized layers (block reconstruction\n"
+    "                     of a journaled layer is run again)\n"
     "  --stop-after N     stop once N tensors are journaled, as an interruption would (exit code 3, no\n"
     "                     OUT): for testing --resume\n"
     "  --tokenizer FILE   llama2.c tokenizer to embed (default: tok<vocab>.bin beside MODEL)\n"
@@ -275,10 +276,6 @@ int cmd_quantize(int argc, char **argv) {
         return cli_usage_error("quantize", "--sequential calibrates the partly quantized model as it goes: saved "
                                "%s (the fp32 model's) cannot be used", saved);
     if ((resume || stop_after) && dry_run) return cli_usage_error("quantize", "--dry-run writes nothing: no --resume or --stop-after");
-    if ((resume || stop_after) && sequential)
-        return cli_usage_error("quantize", "--resume and --stop-after are not supported with --sequential or --refine: "
-                               "each layer is calibrated on the model with the earlier layers quantized, a state the "
-                               "journal of finished tensors does not rebuild (run it uninterrupted)");
     if (report_path && dry_run) return cli_usage_error("quantize", "--dry-run quantizes nothing: no --report");
     lb_gguf_split_opts split;
     int splitting, n_shards = 0;
@@ -356,17 +353,19 @@ int cmd_quantize(int argc, char **argv) {
         lb_plan_free(&plan);
         return rc;
     }
-    /* the journal of finished tensors (not for the sequential drivers): opened
-     * before calibrating, so a stale or foreign one is refused before any work */
+    /* the journal of finished tensors: opened before calibrating, so a stale
+     * or foreign one is refused before any work. The sequential drivers
+     * calibrate each stage on the model with the journaled tensors in place:
+     * the same state as the run that journaled them */
     lb_journal *journal = NULL;
-    if (rc == CLI_OK && !sequential) {
-        int calibrating = lb_plan_stats_needed(&plan) && !saved;
+    if (rc == CLI_OK) {
+        int calibrating = (lb_plan_stats_needed(&plan) || refine) && !saved;
         const char *labels[4] = {"statistics (--stats)", "importance matrix (--imatrix)", "calibration text", "recipe"};
         const char *files[4] = {stats_path, imatrix, calibrating ? copts.text_path : NULL, recipe};
-        char extra[128] = "";
-        if (calibrating)
-            snprintf(extra, sizeof extra, "calibration: the calibration split's first %d blocks",
-                     copts.calib_blocks ? copts.calib_blocks : 128);
+        char extra[600];
+        snprintf(extra, sizeof extra, "calibration: %s%d blocks; sequential %d; refine %.400s",
+                 calibrating ? "the calibration split's first " : "none, ", calibrating ? copts.calib_blocks ? copts.calib_blocks : 128 : 0,
+                 sequential, refine ? refine : "none");
         rc = cli_journal_open("quantize", m, &plan, out, labels, files, 4, extra, resume, stop_after, &journal);
     }
     int resumed = lb_journal_done(journal);
@@ -393,32 +392,33 @@ int cmd_quantize(int argc, char **argv) {
      * stage calibrates on the partly quantized model): in memory, then saved.
      * Otherwise each tensor is quantized while the file is written, when the
      * plan allows (docs/SCALING.md, "Streaming"). */
+    lb_status qst = LB_OK;
     if (rc == CLI_OK && (refine || sequential)) {
-        if ((refine ? lb_quantize_model_refined(m, &plan, &copts, refine, &rep)
-                    : lb_quantize_model_sequential(m, &plan, &copts, &rep)) != LB_OK ||
-            lb_model_save_gguf_split(m, out, NULL, NULL, NULL, splitting ? &split : NULL, &n_shards) != LB_OK)
-            rc = cli_error("quantize", NULL);
-    } else if (rc == CLI_OK && lb_quantize_model_to_gguf(m, &plan, stats, out, splitting ? &split : NULL, &n_shards,
-                                                         &rep, report_path != NULL, &streamed) != LB_OK) {
-        if (lb_journal_stopped(journal)) {
-            char jp[4200];
-            if (a.json) {
-                json_begin_object();
-                json_kbool("stopped", 1);
-                json_kint("done", lb_journal_done(journal));
-                json_kint("tensors", plan.n_entries);
-                json_kint("resumed", resumed);
-                json_kstr("journal", cli_journal_path(out, jp, sizeof jp));
-                json_end_object();
-                json_done();
-            } else {
-                printf("stopped after %d of %d tensors; journal %s (the same command with --resume continues)\n",
-                       lb_journal_done(journal), plan.n_entries, cli_journal_path(out, jp, sizeof jp));
-            }
-            rc = CLI_STOPPED;
+        qst = refine ? lb_quantize_model_refined(m, &plan, &copts, refine, &rep)
+                     : lb_quantize_model_sequential(m, &plan, &copts, &rep);
+        if (qst == LB_OK) qst = lb_model_save_gguf_split(m, out, NULL, NULL, NULL, splitting ? &split : NULL, &n_shards);
+    } else if (rc == CLI_OK) {
+        qst = lb_quantize_model_to_gguf(m, &plan, stats, out, splitting ? &split : NULL, &n_shards, &rep,
+                                        report_path != NULL, &streamed);
+    }
+    if (qst != LB_OK && lb_journal_stopped(journal)) { /* --stop-after: an interruption on purpose */
+        char jp[4200];
+        if (a.json) {
+            json_begin_object();
+            json_kbool("stopped", 1);
+            json_kint("done", lb_journal_done(journal));
+            json_kint("tensors", plan.n_entries);
+            json_kint("resumed", resumed);
+            json_kstr("journal", cli_journal_path(out, jp, sizeof jp));
+            json_end_object();
+            json_done();
         } else {
-            rc = cli_error("quantize", NULL);
+            printf("stopped after %d of %d tensors; journal %s (the same command with --resume continues)\n",
+                   lb_journal_done(journal), plan.n_entries, cli_journal_path(out, jp, sizeof jp));
         }
+        rc = CLI_STOPPED;
+    } else if (qst != LB_OK) {
+        rc = cli_error("quantize", NULL);
     }
     /* the output is written: the journal has served (kept on failure, to
      * resume, unless it holds nothing: a failure before the first tensor) */
