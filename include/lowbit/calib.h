@@ -53,7 +53,29 @@ typedef struct {
     int ctx;               /* tokens per sequence, BOS included; 0: the model's seq_len */
     unsigned parts;        /* LB_STATS_XTX | MEAN_ABS_X | MAX_ABS_X | MEAN_X | HIST_X; 0: all of them */
     int hist_bins;         /* a multiple of 4 in 4..65536; 0: 8192 (act_range.c says why) */
+    struct lb_calib_journal *journal; /* a resumable run's snapshots (NULL: none; below) */
 } lb_calib_opts;
+
+/* A resumable calibration (docs/SCALING.md, "Resumable runs";
+ * src/calib/calib_journal.c): lb_calibrate saves its accumulators (the
+ * double sums, X^T X, maxima, histograms, counts) with the next block's
+ * index to `path` after a block, atomically, and with resume = 1 starts
+ * from the snapshot found there, continuing in the same order: the
+ * statistics are the same bytes as a run never interrupted. A snapshot
+ * whose fingerprint is not this one is refused naming the first line that
+ * differs; a file there with resume = 0 is refused. The caller removes the
+ * file once its statistics are saved. */
+typedef struct lb_calib_journal {
+    const char *path;
+    const char *fingerprint; /* what the run's statistics depend on (lb_journal_fingerprint's text) */
+    int resume;
+    int every;      /* a snapshot every this many blocks; 0: after a block once 30 s passed since the last */
+    int stop_after; /* > 0: fail once this many blocks are done, the snapshot written (for tests) */
+    /* set by lb_calibrate */
+    int resumed;    /* blocks the snapshot held */
+    int done, total;
+    int stopped;    /* 1: stop_after stopped it */
+} lb_calib_journal;
 
 LB_API void lb_calib_opts_default(lb_calib_opts *o);
 

@@ -282,16 +282,20 @@ typedef struct {
     int n;
 } sequence;
 
-static lb_status run(const lb_model *m, const lb_calib_opts *o, const lb_text *t, int first, int end, int ctx,
+/* from block `from` on, with `done` tokens done before it (a resumed run's; lb_calib_journal) */
+static lb_status run(const lb_model *m, const lb_calib_opts *o, const lb_calib_prep *prep, int from, int64_t done,
                      lb_calib_stats *s, lb_calib_collector *k) {
+    const lb_text *t = prep->text;
+    int first = prep->first, end = prep->end, ctx = prep->ctx;
+    double last_save = lb_now();
     lb_state *state = NULL;
     lb_status st = lb_state_create(m, ctx, &state);
     if (st != LB_OK) return st;
     lb_state_set_observer(state, lb_calib_observe, k);
     lb_progress p;
     lb_progress_begin(&p, "calibrate", (uint64_t)(end - first));
-    int64_t done = 0;
-    for (int b = first; b < end && st == LB_OK; b++) {
+    lb_progress_update(&p, (uint64_t)(from - first));
+    for (int b = from; b < end && st == LB_OK; b++) {
         if (o->tokens && done >= o->tokens) break;
         size_t nt;
         int *tok = NULL;
@@ -308,6 +312,7 @@ static lb_status run(const lb_model *m, const lb_calib_opts *o, const lb_text *t
         done += n;
         s->info.sequences++;
         lb_progress_update(&p, (uint64_t)(b + 1 - first));
+        if (st == LB_OK) st = lb_calib_journal_block(o->journal, prep, s, k, b + 1, done, &last_save);
     }
     lb_progress_end(&p);
     lb_state_free(state);
@@ -436,7 +441,10 @@ lb_status lb_calibrate(const lb_model *m, const lb_calib_opts *o, lb_calib_stats
      * order, hence the bytes, independent of the thread count. Set once:
      * changing it per call is slow (OpenBLAS resizes its pool). */
     int blas_threads = lb_blas_threads_single();
-    if (st == LB_OK) st = run(m, o, p.text, p.first, p.end, p.ctx, s, &k);
+    int from = p.first;
+    int64_t done = 0;
+    if (st == LB_OK) st = lb_calib_journal_begin(o->journal, &p, s, &k, &from, &done);
+    if (st == LB_OK) st = run(m, o, &p, from, done, s, &k);
     lb_blas_threads_restore(blas_threads);
     if (st == LB_OK) finish(s, &k);
     lb_calib_collector_free(&k);

@@ -78,4 +78,16 @@ typedef struct {
 lb_status lb_calib_prepare(const lb_model *m, const lb_calib_opts *o, unsigned allowed, lb_calib_prep *p);
 void lb_calib_prep_free(lb_calib_prep *p);
 
+
+/* Resumable calibration (calib_journal.c; j NULL: nothing). begin: the
+ * snapshot at j->path restored into s and k when resuming, *first the
+ * block to go on from (p->first when none) and *tokens the tokens done. */
+lb_status lb_calib_journal_begin(lb_calib_journal *j, const lb_calib_prep *p, lb_calib_stats *s,
+                                 lb_calib_collector *k, int *first, int64_t *tokens);
+/* After the block before `next`: a snapshot when due (j->every, or 30 s
+ * since *last_save), and the stop (LB_ERR_INVALID, j->stopped) when
+ * j->stop_after blocks are done. */
+lb_status lb_calib_journal_block(lb_calib_journal *j, const lb_calib_prep *p, const lb_calib_stats *s,
+                                 const lb_calib_collector *k, int next, int64_t tokens, double *last_save);
+
 #endif

@@ -1,5 +1,7 @@
 /* lowbit calibrate: collect the statistics of every linear's input over
  * calibration text and save them as a GGUF file (docs/CALIBRATION.md). */
+#include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "cli.h"
@@ -7,7 +9,7 @@
 static const char *calibrate_help =
     "usage: lowbit calibrate MODEL -o STATS.gguf [--text FILE] [--calib-blocks N] [--tokens N]\n"
     "                        [--ctx N] [--split calib|all] [--hist-bins N] [--fisher] [--imatrix FILE]\n"
-    "                        [--tokenizer FILE] [--json]\n\n"
+    "                        [--tokenizer FILE] [--resume] [--journal-every N] [--stop-after N] [--json]\n\n"
     "Runs the model over calibration text and saves, per linear input of every layer (q/k/v\n"
     "share one, gate/up another): X^T X in double, mean |x|, max |x| and mean x per channel,\n"
     "and a 8192-bin histogram of x. Only the calibration split is read: the evaluation\n"
@@ -28,6 +30,17 @@ static const char *calibrate_help =
     "  --imatrix FILE     also write the statistics as llama.cpp's importance matrix (GGUF form:\n"
     "                     X^T X's diagonal per linear), for llama-quantize --imatrix\n"
     "  --tokenizer FILE   llama2.c tokenizer (default: tok<vocab>.bin beside the model)\n"
+    "  --resume           continue an interrupted run from its journal STATS.gguf.partial: the\n"
+    "                     accumulators (sums, X^T X, maxima, histograms) are saved there after a block,\n"
+    "                     atomically, and the file removed once STATS.gguf is written; the same command\n"
+    "                     with --resume goes on from the next block and writes the same bytes as a run\n"
+    "                     never interrupted. A journal of another run (model, text, options, lowbit\n"
+    "                     version) is refused naming what differs; without --resume an existing one is\n"
+    "                     refused too. --fisher's gradient pass runs after the blocks, whole\n"
+    "  --journal-every N  save the accumulators every N blocks (default: after a block once 30 s passed\n"
+    "                     since the last save; a save writes X^T X of every layer)\n"
+    "  --stop-after N     stop after block N as an interruption would, the journal saved (exit code 3,\n"
+    "                     no STATS): for testing --resume\n"
     "  --json             one JSON object on stdout\n";
 
 static double mean_of(const float *v, int64_t n) {
@@ -45,10 +58,14 @@ static float max_of(const float *v, int64_t n) {
 int cmd_calibrate(int argc, char **argv) {
     cli_args a = {.argc = argc, .argv = argv, .i = 1, .verb = "calibrate"};
     const char *out = NULL, *text_path = NULL, *blocks = NULL, *tokens = NULL, *ctx = NULL, *split = NULL,
-               *tokenizer = NULL, *bins = NULL, *imatrix = NULL;
-    int fisher = 0;
+               *tokenizer = NULL, *bins = NULL, *imatrix = NULL, *every = NULL, *stop_after = NULL;
+    int fisher = 0, resume = 0;
     while (a.i < argc) {
         int r;
+        if (cli_flag(&a, "--resume")) {
+            resume = 1;
+            continue;
+        }
         if (cli_flag(&a, "--fisher")) {
             fisher = 1;
             continue;
@@ -57,7 +74,8 @@ int cmd_calibrate(int argc, char **argv) {
             (r = cli_option(&a, "--calib-blocks", NULL, &blocks)) || (r = cli_option(&a, "--tokens", NULL, &tokens)) ||
             (r = cli_option(&a, "--ctx", NULL, &ctx)) || (r = cli_option(&a, "--split", NULL, &split)) ||
             (r = cli_option(&a, "--tokenizer", NULL, &tokenizer)) || (r = cli_option(&a, "--hist-bins", NULL, &bins)) ||
-            (r = cli_option(&a, "--imatrix", NULL, &imatrix))) {
+            (r = cli_option(&a, "--imatrix", NULL, &imatrix)) || (r = cli_option(&a, "--journal-every", NULL, &every)) ||
+            (r = cli_option(&a, "--stop-after", NULL, &stop_after))) {
             if (r < 0) return CLI_USAGE;
             continue;
         }
@@ -101,17 +119,60 @@ int cmd_calibrate(int argc, char **argv) {
     if (lb_output_check(out, inputs, 3) != LB_OK || (imatrix && lb_output_check(imatrix, inputs, 3) != LB_OK))
         return cli_error("calibrate", NULL);
     if (imatrix && !strcmp(imatrix, out)) return cli_usage_error("calibrate", "--imatrix and -o name the same file");
+    /* the journal beside the output (docs/SCALING.md, "Resumable runs") */
+    char jpath[4200], extra[256];
+    lb_calib_journal journal = {.path = cli_journal_path(out, jpath, sizeof jpath), .resume = resume};
+    if (every) {
+        if (cli_parse_int("calibrate", "--journal-every", every, 1, 1 << 30, &v)) return CLI_USAGE;
+        journal.every = (int)v;
+    }
+    if (stop_after) {
+        if (cli_parse_int("calibrate", "--stop-after", stop_after, 1, 1 << 30, &v)) return CLI_USAGE;
+        journal.stop_after = (int)v;
+    }
+    snprintf(extra, sizeof extra, "calibration: --calib-blocks %d --tokens %lld --ctx %d --split %s --hist-bins %d",
+             o.calib_blocks, (long long)o.tokens, o.ctx, o.split == LB_SPLIT_ALL ? "all" : "calib", o.hist_bins);
+    o.journal = &journal;
 
     lb_model *m;
     if (cli_load_model("calibrate", a.positional[0], tokenizer, &m)) return CLI_FAIL;
-    double t0 = lb_now();
-    lb_calib_stats *s = NULL;
-    if (lb_calibrate(m, &o, &s) != LB_OK || (fisher && lb_calib_fisher(m, &o, s) != LB_OK) ||
-        lb_calib_stats_save(s, out) != LB_OK || (imatrix && lb_calib_stats_save_imatrix(s, imatrix) != LB_OK)) {
-        lb_calib_stats_free(s);
+    const char *label = "calibration text";
+    char *fingerprint = NULL;
+    if (lb_journal_fingerprint(m, NULL, &label, &text_path, 1, extra, &fingerprint) != LB_OK) {
         lb_model_free(m);
         return cli_error("calibrate", NULL);
     }
+    journal.fingerprint = fingerprint;
+    double t0 = lb_now();
+    lb_calib_stats *s = NULL;
+    lb_status cst = lb_calibrate(m, &o, &s);
+    if (cst == LB_OK && journal.resumed)
+        fprintf(stderr, "lowbit calibrate: resumed: %d of %d blocks done (journal %s)\n", journal.resumed, journal.total,
+                jpath);
+    if (cst != LB_OK || (fisher && lb_calib_fisher(m, &o, s) != LB_OK) ||
+        lb_calib_stats_save(s, out) != LB_OK || (imatrix && lb_calib_stats_save_imatrix(s, imatrix) != LB_OK)) {
+        lb_calib_stats_free(s);
+        lb_model_free(m);
+        lb_free(fingerprint);
+        if (!journal.stopped) return cli_error("calibrate", NULL);
+        if (a.json) {
+            json_begin_object();
+            json_kbool("stopped", 1);
+            json_kint("done", journal.done);
+            json_kint("blocks", journal.total);
+            json_kint("resumed", journal.resumed);
+            json_kstr("journal", jpath);
+            json_end_object();
+            json_done();
+        } else {
+            printf("stopped after %d of %d blocks; journal %s (the same command with --resume continues)\n",
+                   journal.done, journal.total, jpath);
+        }
+        return CLI_STOPPED;
+    }
+    lb_free(fingerprint);
+    /* the statistics are written: the journal has served */
+    if (remove(jpath) != 0 && errno != ENOENT) fprintf(stderr, "lowbit calibrate: warning: cannot remove %s\n", jpath);
     double seconds = lb_now() - t0;
     lb_calib_info info;
     lb_calib_stats_info(s, &info);
@@ -127,6 +188,7 @@ int cmd_calibrate(int argc, char **argv) {
         json_kint("sequences", info.sequences);
         json_kint("hist_bins", info.hist_bins);
         json_kbool("fisher", fisher);
+        json_kint("resumed", journal.resumed);
         json_knum("seconds", seconds);
         json_kint("peak_rss", lb_peak_rss());
         json_key("inputs");
