@@ -8,6 +8,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "core/mapped.h"
 #include "kernels/kernels.h"
 #include "kernels/nn.h"
 #include "model/model_internal.h"
@@ -185,6 +186,13 @@ lb_status lb_forward_block(const lb_model *m, lb_state *s, int l, float *x, int 
     TRY(block_linear(m, s, l, LB_W2, s->hb, n, s->xb, s->cache_mlp));
     for (size_t j = 0; j < (size_t)n * dim; j++) x[j] += s->xb[j];
     return LB_OK;
+}
+
+void lb_model_release_layer(const lb_model *m, int l) {
+    const lb_layer *L = &m->layers[l];
+    lb_map_release(L->attn_norm.data, L->attn_norm.nbytes);
+    lb_map_release(L->ffn_norm.data, L->ffn_norm.nbytes);
+    for (int w = 0; w < LB_N_LINEARS; w++) lb_map_release(L->linear[w].w.data, L->linear[w].w.nbytes);
 }
 
 lb_status lb_forward_head(const lb_model *m, lb_state *s, const float *x, int n, float *logits) {
