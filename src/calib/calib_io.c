@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "calib_internal.h"
+#include "core/mapped.h"
 #include "io/gguf_internal.h"
 #include "lowbit/gguf.h"
 
@@ -49,6 +50,7 @@ static lb_status read_grad(const lb_gguf *g, const lb_calib_stats *s, int k, flo
         return lb_fail(LB_ERR_FORMAT, "tensor %s has the wrong type or shape (want F32 %d x %d)", name, cols, rows);
     if (!dst) return LB_OK;
     memcpy(dst, t->data, t->nbytes);
+    lb_map_release(t->data, t->nbytes);
     for (size_t j = 0; j < (size_t)rows * cols; j++)
         if (!(dst[j] >= 0.0f) || !isfinite(dst[j]))
             return lb_fail(LB_ERR_FORMAT, "tensor %s entry %zu is %g (squared gradients are finite and >= 0)", name, j,
@@ -152,7 +154,10 @@ static lb_status read_tensor(const lb_gguf *g, int layer, int input, const char 
         return lb_fail(LB_ERR_FORMAT, "tensor %s has the wrong type or shape (want %s, %llu%s)", name,
                        type == GGML_F64 ? "F64" : type == GGML_I64 ? "I64" : "F32", (unsigned long long)ne0,
                        dims == 2 ? " x the same" : "");
-    if (dst) memcpy(dst, t->data, bytes);
+    if (dst) {
+        memcpy(dst, t->data, bytes);
+        lb_map_release(t->data, bytes); /* a mapped file's pages: the copy is what stays */
+    }
     return LB_OK;
 }
 

@@ -128,13 +128,20 @@ static lb_status layered_begin(layered *r, const lb_model *m, const lb_calib_opt
     st = lb_calib_alloc(&skeleton, m->cfg.n_kv_heads * m->cfg.head_dim, &r->s);
     if (st == LB_OK) {
         r->s->info.parts = p.info.parts;
-        st = lb_calib_collector_init(&r->k, m, r->s, p.ctx);
+        st = lb_calib_cache_load(&r->c, m, o, &p, 1);
     }
+    lb_calib_prep_free(&p);
+    /* the view's context is the longest sequence: the state's buffers and KV
+     * cache (allocated zeroed, so resident) hold that many positions, not the
+     * model's whole context (4096 for a 7B shape: about 0.9 GB of buffers);
+     * positions, RoPE rows and sums are the same */
+    int longest = 1;
+    for (int i = 0; st == LB_OK && i < r->c.n_seq; i++) longest = r->c.len[i] > longest ? r->c.len[i] : longest;
     r->view = *m;
     r->view.cfg.n_layers = 1;
-    if (st == LB_OK) st = lb_state_create(&r->view, p.ctx, &r->state);
-    if (st == LB_OK) st = lb_calib_cache_load(&r->c, m, o, &p, 1);
-    lb_calib_prep_free(&p);
+    r->view.cfg.seq_len = longest;
+    if (st == LB_OK) st = lb_calib_collector_init(&r->k, m, r->s, longest);
+    if (st == LB_OK) st = lb_state_create(&r->view, longest, &r->state);
     if (st == LB_OK) {
         r->s->info.tokens = r->c.tokens;
         r->s->info.sequences = r->c.n_seq;
