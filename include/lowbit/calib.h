@@ -88,6 +88,19 @@ typedef struct lb_calib_stats lb_calib_stats;
 LB_API lb_status lb_calibrate(const lb_model *m, const lb_calib_opts *o, lb_calib_stats **out);
 LB_API void lb_calib_stats_free(lb_calib_stats *s);
 
+/* Layered calibration (src/calib/calib_layered.c; docs/SCALING.md,
+ * "Streaming"): lb_calibrate's statistics, bit for bit, collected a layer at
+ * a time over the residual stream of every calibration sequence kept at the
+ * current layer's input (4 bytes x tokens x dim), each block's mapped weight
+ * pages given back once it ran. lb_calibrate_layered holds every layer's
+ * statistics, as lb_calibrate. lb_calibrate_to_file writes the statistics
+ * file while it calibrates, byte for byte what lb_calib_stats_save writes of
+ * lb_calibrate's, holding one layer's X^T X at a time; *out then has every
+ * part but X^T X (xtx NULL: a summary, for printing, not for quantizing). */
+LB_API lb_status lb_calibrate_layered(const lb_model *m, const lb_calib_opts *o, lb_calib_stats **out);
+LB_API lb_status lb_calibrate_to_file(const lb_model *m, const lb_calib_opts *o, const char *path,
+                                      lb_calib_stats **out);
+
 /* Adds LB_STATS_GRAD_SQ to s (collected on m over o's calibration text, as
  * lb_calibrate chooses sequences): per weight of every linear, the mean over
  * sequences of the squared gradient of the sequence's mean next-token

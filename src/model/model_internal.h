@@ -34,6 +34,13 @@ lb_status lb_model_save_gguf_stream(const lb_model *m, const char *path, const l
                                     lb_model_requant_fn requant, void *user, const lb_gguf_split_opts *split,
                                     int *n_shards);
 
+/* Gives back the mapped pages of layer l's weights and norms (only pages
+ * of read-only mappings lb_map_file made; heap tensors and load-time
+ * repacked panels stay): a later read faults them in again from the page
+ * cache. For passes that run a model a layer at a time (docs/SCALING.md,
+ * "Streaming"). */
+void lb_model_release_layer(const lb_model *m, int l);
+
 /* Hugging Face folders (model_hf.c, model_hf_write.c; docs/INTEROP.md).
  * path: the folder, its config.json or a .safetensors file in it. */
 /* model_gguf.c: a model from a parsed GGUF (one file or a split set's

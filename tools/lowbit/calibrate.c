@@ -3,13 +3,15 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 
 static const char *calibrate_help =
     "usage: lowbit calibrate MODEL -o STATS.gguf [--text FILE] [--calib-blocks N] [--tokens N]\n"
     "                        [--ctx N] [--split calib|all] [--hist-bins N] [--fisher] [--imatrix FILE]\n"
-    "                        [--tokenizer FILE] [--resume] [--journal-every N] [--stop-after N] [--json]\n\n"
+    "                        [--whole-model] [--tokenizer FILE] [--resume] [--journal-every N]\n"
+    "                        [--stop-after N] [--json]\n\n"
     "Runs the model over calibration text and saves, per linear input of every layer (q/k/v\n"
     "share one, gate/up another): X^T X in double, mean |x|, max |x| and mean x per channel,\n"
     "and a 8192-bin histogram of x. Only the calibration split is read: the evaluation\n"
@@ -29,9 +31,15 @@ static const char *calibrate_help =
     "                     the Fisher diagonal of `--method squeezellm` weights=fisher; fp32 models)\n"
     "  --imatrix FILE     also write the statistics as llama.cpp's importance matrix (GGUF form:\n"
     "                     X^T X's diagonal per linear), for llama-quantize --imatrix\n"
+    "  --whole-model      run the whole model per sequence, every layer's statistics in memory\n"
+    "                     (the default runs one layer at a time over all sequences and writes each\n"
+    "                     layer's statistics before the next: the same bytes, a fraction of the\n"
+    "                     memory; --fisher needs the whole model, --imatrix all statistics at once)\n"
     "  --tokenizer FILE   llama2.c tokenizer (default: tok<vocab>.bin beside the model)\n"
-    "  --resume           continue an interrupted run from its journal STATS.gguf.partial: the\n"
-    "                     accumulators (sums, X^T X, maxima, histograms) are saved there after a block,\n"
+    "  --resume           a resumable run, or the continuation of an interrupted one, from its journal\n"
+    "                     STATS.gguf.partial. It takes the whole-model pass (the layer-by-layer one is\n"
+    "                     not journaled yet), whose accumulators (sums, X^T X, maxima, histograms) are\n"
+    "                     saved there after a block (--journal-every, --stop-after take it too),\n"
     "                     atomically, and the file removed once STATS.gguf is written; the same command\n"
     "                     with --resume goes on from the next block and writes the same bytes as a run\n"
     "                     never interrupted. A journal of another run (model, text, options, lowbit\n"
@@ -59,7 +67,7 @@ int cmd_calibrate(int argc, char **argv) {
     cli_args a = {.argc = argc, .argv = argv, .i = 1, .verb = "calibrate"};
     const char *out = NULL, *text_path = NULL, *blocks = NULL, *tokens = NULL, *ctx = NULL, *split = NULL,
                *tokenizer = NULL, *bins = NULL, *imatrix = NULL, *every = NULL, *stop_after = NULL;
-    int fisher = 0, resume = 0;
+    int fisher = 0, resume = 0, whole = 0;
     while (a.i < argc) {
         int r;
         if (cli_flag(&a, "--resume")) {
@@ -68,6 +76,10 @@ int cmd_calibrate(int argc, char **argv) {
         }
         if (cli_flag(&a, "--fisher")) {
             fisher = 1;
+            continue;
+        }
+        if (cli_flag(&a, "--whole-model")) {
+            whole = 1;
             continue;
         }
         if ((r = cli_option(&a, "--output", "-o", &out)) || (r = cli_option(&a, "--text", NULL, &text_path)) ||
@@ -145,12 +157,30 @@ int cmd_calibrate(int argc, char **argv) {
     journal.fingerprint = fingerprint;
     double t0 = lb_now();
     lb_calib_stats *s = NULL;
-    lb_status cst = lb_calibrate(m, &o, &s);
+    /* docs/SCALING.md, "Streaming": layer by layer into the file unless the
+     * gradients (the whole model's backward) or the imatrix (every layer's
+     * X^T X diagonal, from statistics in memory) are asked for. The journal
+     * ("Resumable runs") saves the whole-model pass's accumulators after a
+     * block, so asking for it (--resume, --journal-every, --stop-after)
+     * takes that pass: the layered one is not journaled yet. */
+    int journaled = resume || every || stop_after;
+    const char *path = whole || fisher || journaled ? "whole_model" : imatrix ? "layered" : "layered_to_file";
+    lb_status cst;
+    if (path[0] == 'w') {
+        cst = lb_calibrate(m, &o, &s);
+    } else {
+        o.journal = NULL;
+        if (access(jpath, F_OK) == 0)
+            cst = lb_fail(LB_ERR_INVALID, "'%s' exists: the journal of an interrupted calibration; resume it (the "
+                          "same command with --resume) or remove it to start over", jpath);
+        else cst = imatrix ? lb_calibrate_layered(m, &o, &s) : lb_calibrate_to_file(m, &o, out, &s);
+    }
     if (cst == LB_OK && journal.resumed)
         fprintf(stderr, "lowbit calibrate: resumed: %d of %d blocks done (journal %s)\n", journal.resumed, journal.total,
                 jpath);
     if (cst != LB_OK || (fisher && lb_calib_fisher(m, &o, s) != LB_OK) ||
-        lb_calib_stats_save(s, out) != LB_OK || (imatrix && lb_calib_stats_save_imatrix(s, imatrix) != LB_OK)) {
+        (strcmp(path, "layered_to_file") != 0 && lb_calib_stats_save(s, out) != LB_OK) ||
+        (imatrix && lb_calib_stats_save_imatrix(s, imatrix) != LB_OK)) {
         lb_calib_stats_free(s);
         lb_model_free(m);
         lb_free(fingerprint);
@@ -189,15 +219,16 @@ int cmd_calibrate(int argc, char **argv) {
         json_kint("hist_bins", info.hist_bins);
         json_kbool("fisher", fisher);
         json_kint("resumed", journal.resumed);
+        json_kstr("calibration", path);
         json_knum("seconds", seconds);
         json_kint("peak_rss", lb_peak_rss());
         json_key("inputs");
         json_begin_array();
     } else {
         printf("calibration: %s\n", info.source);
-        printf("%s tokens in %lld blocks, %.2f s; statistics of %d layer inputs -> %s\n",
+        printf("%s tokens in %lld blocks, %.2f s (%s); statistics of %d layer inputs -> %s\n",
                fmt_thousands(info.tokens, b1, sizeof b1), (long long)info.sequences, seconds,
-               info.n_layers * LB_CALIB_N_INPUTS, out);
+               strcmp(path, "whole_model") ? "layer by layer" : "whole model", info.n_layers * LB_CALIB_N_INPUTS, out);
         printf("%-6s %-11s %-22s %6s %8s %12s %12s %12s\n", "layer", "input", "read by", "cols", "tokens",
                "mean |x|", "max |x|", "hist range");
     }

@@ -382,7 +382,7 @@ int cmd_quantize(int argc, char **argv) {
                                  "or use --stats", extra);
         else if (imatrix ? lb_calib_stats_load_imatrix(imatrix, m, &stats) != LB_OK
                  : stats_path ? lb_calib_stats_load(stats_path, m, &stats) != LB_OK
-                              : lb_calibrate(m, &copts, &stats) != LB_OK)
+                              : lb_calibrate_layered(m, &copts, &stats) != LB_OK) /* the same statistics, the model's pages streamed */
             rc = cli_error("quantize", NULL);
     }
     lb_quantize_report rep;
