@@ -3,7 +3,11 @@
 # -DLOWBIT_MPI=ON build (make test-mpi): 2 and 3 ranks on one machine
 # (--oversubscribe) against one process without mpirun.
 #   calibrate  the statistics file byte for byte (cmp), also with a token
-#              budget, with more ranks than shards, and for 1 and 2 threads
+#              budget, with more ranks than shards, and for 1 and 2 threads;
+#              one process runs the layer-by-layer pass (the default), the
+#              whole-model pass and a stopped, resumed run: the same bytes;
+#              the ranks run the whole-model pass, refuse --resume and a
+#              journal left beside the output
 #   quantize   gptq int3:g32 with saved and with inline statistics: cmp
 #   train      1 process with batch 4 vs 2 ranks of batch 2 (and 1 with 6 vs
 #              3 of 2): the per-step loss within 1e-4 relative; not bitwise,
@@ -30,10 +34,27 @@ same "$TMP/c1.gguf" "$TMP/c1t2.gguf" "calibrate, 1 vs 2 threads"
 MPIRUN 2 "$LOWBIT" calibrate "$MODEL" --text "$TEXT" --calib-blocks 48 --threads 1 -o "$TMP/c2.gguf" --json \
     > "$TMP/c2.json" 2> "$TMP/c2.err" || fail "calibrate, 2 ranks: $(cat "$TMP/c2.err")"
 same "$TMP/c1.gguf" "$TMP/c2.gguf" "calibrate, 1 process vs 2 ranks"
-json "$TMP/c2.json" "j['ranks'] == 2 and [r['blocks'] for r in j['rank_times']] == [24, 24] and sum(r['tokens'] for r in j['rank_times']) == j['tokens'] and all(r['seconds'] > 0 for r in j['rank_times'])"
+json "$TMP/c2.json" "j['ranks'] == 2 and j['calibration'] == 'whole_model' and [r['blocks'] for r in j['rank_times']] == [24, 24] and sum(r['tokens'] for r in j['rank_times']) == j['tokens'] and all(r['seconds'] > 0 for r in j['rank_times'])"
 if grep -q "rank 1: 8 shards, 24 blocks" "$TMP/c2.err"; then ok; else fail "no per-rank time on stderr: $(cat "$TMP/c2.err")"; fi
 MPIRUN 3 "$LOWBIT" calibrate "$MODEL" --text "$TEXT" --calib-blocks 48 --threads 1 -o "$TMP/c3.gguf" >/dev/null 2>&1 || fail "calibrate, 3 ranks"
 same "$TMP/c1.gguf" "$TMP/c3.gguf" "calibrate, 1 process vs 3 ranks"
+# one process: the whole-model pass, and one stopped inside a shard and resumed
+"$LOWBIT" calibrate "$MODEL" --text "$TEXT" --calib-blocks 48 --threads 1 --whole-model -o "$TMP/c1w.gguf" >/dev/null 2>&1 || fail "calibrate --whole-model, one process"
+same "$TMP/c1.gguf" "$TMP/c1w.gguf" "calibrate, layer by layer vs whole model"
+"$LOWBIT" calibrate "$MODEL" --text "$TEXT" --calib-blocks 48 --threads 1 --stop-after 7 -o "$TMP/cr.gguf" >/dev/null 2>&1
+if [ -e "$TMP/cr.gguf.partial" ]; then ok; else fail "calibrate --stop-after 7 left no journal"; fi
+"$LOWBIT" calibrate "$MODEL" --text "$TEXT" --calib-blocks 48 --threads 1 --resume -o "$TMP/cr.gguf" >/dev/null 2>&1 || fail "calibrate --resume, one process"
+same "$TMP/c1.gguf" "$TMP/cr.gguf" "calibrate, stopped after block 7 and resumed vs uninterrupted"
+# the ranks: no journal (refused), and an interrupted run's journal is left alone
+out=$(MPIRUN 2 "$LOWBIT" calibrate "$MODEL" --text "$TEXT" --calib-blocks 4 --resume -o "$TMP/x.gguf" 2>&1)
+if [ $? -ne 0 ] && [ ! -e "$TMP/x.gguf" ]; then ok; else fail "calibrate --resume under 2 ranks not refused: $out"; fi
+case "$out" in *"for one process"*) ok ;; *) fail "calibrate --resume under 2 ranks: no reason: $out" ;; esac
+"$LOWBIT" calibrate "$MODEL" --text "$TEXT" --calib-blocks 4 --threads 1 --stop-after 2 -o "$TMP/x.gguf" >/dev/null 2>&1
+out=$(MPIRUN 2 "$LOWBIT" calibrate "$MODEL" --text "$TEXT" --calib-blocks 4 -o "$TMP/x.gguf" 2>&1)
+if [ $? -ne 0 ] && [ ! -e "$TMP/x.gguf" ] && [ -e "$TMP/x.gguf.partial" ]; then ok; else fail "a journal beside the output under 2 ranks: $out"; fi
+rm -f "$TMP/x.gguf.partial"
+out=$(MPIRUN 2 "$LOWBIT" quantize "$MODEL" --format int4:g32 --resume -o "$TMP/x.gguf" 2>&1)
+if [ $? -ne 0 ] && [ ! -e "$TMP/x.gguf" ]; then ok; else fail "quantize --resume under 2 ranks not refused: $out"; fi
 # a token budget cutting block 11: every rank finds the cut
 "$LOWBIT" calibrate "$MODEL" --text "$TEXT" --tokens 1000 --threads 1 -o "$TMP/b1.gguf" >/dev/null 2>&1
 MPIRUN 3 "$LOWBIT" calibrate "$MODEL" --text "$TEXT" --tokens 1000 --threads 1 -o "$TMP/b3.gguf" >/dev/null 2>&1 || fail "calibrate --tokens, 3 ranks"

@@ -54,7 +54,32 @@ typedef struct {
     int ctx;               /* tokens per sequence, BOS included; 0: the model's seq_len */
     unsigned parts;        /* LB_STATS_XTX | MEAN_ABS_X | MAX_ABS_X | MEAN_X | HIST_X; 0: all of them */
     int hist_bins;         /* a multiple of 4 in 4..65536; 0: 8192 (act_range.c says why) */
+    struct lb_calib_journal *journal; /* a resumable run's snapshots (NULL: none; below) */
 } lb_calib_opts;
+
+/* A resumable calibration (docs/SCALING.md, "Resumable runs";
+ * src/calib/calib_journal.c): lb_calibrate saves its accumulators (the
+ * double sums, X^T X, maxima, histograms, counts) with the next block's
+ * index to `path` after a block, atomically, and with resume = 1 starts
+ * from the snapshot found there, continuing in the same order: the
+ * statistics are the same bytes as a run never interrupted. A snapshot
+ * whose fingerprint is not this one is refused naming the first line that
+ * differs; a file there with resume = 0 is refused. The caller removes the
+ * file once its statistics are saved. The snapshot holds the shards' folded
+ * totals and the current shard's partials (lb_calibrate_dist), so a run may
+ * stop after any block. One process only: lb_calibrate_dist with a journal
+ * and several ranks fails. */
+typedef struct lb_calib_journal {
+    const char *path;
+    const char *fingerprint; /* what the run's statistics depend on (lb_journal_fingerprint's text) */
+    int resume;
+    int every;      /* a snapshot every this many blocks; 0: after a block once 30 s passed since the last */
+    int stop_after; /* > 0: fail once this many blocks are done, the snapshot written (for tests) */
+    /* set by lb_calibrate */
+    int resumed;    /* blocks the snapshot held */
+    int done, total;
+    int stopped;    /* 1: stop_after stopped it */
+} lb_calib_journal;
 
 LB_API void lb_calib_opts_default(lb_calib_opts *o);
 
@@ -66,6 +91,22 @@ typedef struct lb_calib_stats lb_calib_stats;
  * asked, fail with LB_ERR_INVALID. Progress: blocks done. */
 LB_API lb_status lb_calibrate(const lb_model *m, const lb_calib_opts *o, lb_calib_stats **out);
 LB_API void lb_calib_stats_free(lb_calib_stats *s);
+
+/* Layered calibration (src/calib/calib_layered.c; docs/SCALING.md,
+ * "Streaming"): lb_calibrate's statistics, bit for bit, collected a layer at
+ * a time over the residual stream of every calibration sequence kept at the
+ * current layer's input (4 bytes x tokens x dim), each block's mapped weight
+ * pages given back once it ran. lb_calibrate_layered holds every layer's
+ * statistics, as lb_calibrate. lb_calibrate_to_file writes the statistics
+ * file while it calibrates, byte for byte what lb_calib_stats_save writes of
+ * lb_calibrate's, holding one layer's X^T X at a time; *out then has every
+ * part but X^T X (xtx NULL: a summary, for printing, not for quantizing).
+ * Both fold at lb_calibrate's shards (one layer's X^T X is held twice while
+ * that layer runs: total and partial); one process, no journal (o->journal
+ * is ignored). */
+LB_API lb_status lb_calibrate_layered(const lb_model *m, const lb_calib_opts *o, lb_calib_stats **out);
+LB_API lb_status lb_calibrate_to_file(const lb_model *m, const lb_calib_opts *o, const char *path,
+                                      lb_calib_stats **out);
 
 /* Adds LB_STATS_GRAD_SQ to s (collected on m over o's calibration text, as
  * lb_calibrate chooses sequences): per weight of every linear, the mean over

@@ -62,6 +62,8 @@ typedef struct {
     lb_split split;
     int calib_blocks; /* 0: 128 */
     const lb_model *ref; /* reference model for KLD and top-1, or NULL */
+    int stream;       /* 1: each block's mapped weight pages given back after it runs (lb_state_set_release):
+                         about one block resident, the same results */
 } lb_eval_opts;
 
 typedef struct {

@@ -161,6 +161,13 @@ LB_API void lb_state_free(lb_state *s);
  * in chunks of max_batch positions. */
 LB_API lb_status lb_forward(const lb_model *m, lb_state *s, const int *tokens, int n, int pos, float *logits);
 LB_API const float *lb_state_logits(const lb_state *s); /* last position's logits */
+/* on: lb_forward gives back each block's (and the embedding's and the
+ * classifier's) memory-mapped weight pages once it ran, so a forward pass
+ * over a model larger than memory keeps about one block resident; the next
+ * pass faults them in again from the page cache. Only pages of read-only
+ * file mappings; heap tensors and load-time repacked panels stay. The
+ * results are the same bits (docs/SCALING.md, "Streaming"). Default off. */
+LB_API void lb_state_set_release(lb_state *s, int on);
 
 /* The steps of lb_forward, for running (and changing) a model one block at
  * a time. x is the residual stream, (n, dim) row-major, n <= max_batch.

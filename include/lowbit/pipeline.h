@@ -56,6 +56,11 @@ typedef struct {
      * ignored); a linear with an input scale or rotation is refused there,
      * since the statistics describe x, not the x' it would quantize. */
     lb_act_quant act;
+    /* The journal of a resumable run (lb_journal_open; NULL, by lb_plan_init:
+     * none): every driver (lb_quantize_model_calibrated, _to_gguf,
+     * _sequential, _refined) takes tensors journaled by an interrupted run
+     * instead of quantizing them, and journals each one it quantizes. */
+    struct lb_journal *journal;
 } lb_plan;
 
 LB_API void lb_plan_init(lb_plan *p);
@@ -235,4 +240,40 @@ LB_API lb_status lb_fold_input_scales(lb_model *m, const lb_plan *plan, const lb
 #ifdef __cplusplus
 }
 #endif
+
+/* ---- resumable runs (docs/SCALING.md, "Resumable runs") ------------------
+ * A journal holds the finished tensors of one quantization run (packed bytes,
+ * slot parts, report record), appended and flushed to disk after each, and
+ * the run's fingerprint: a run interrupted at any point, resumed with the
+ * same fingerprint, writes the same bytes as one never interrupted. */
+typedef struct lb_journal lb_journal;
+/* Opens the journal at path for a run whose fingerprint is the text given.
+ * No file: a new journal. A file and resume 0: refused (an interrupted run's
+ * journal is never used or overwritten silently). A file and resume 1: its
+ * fingerprint must be this one (else an error quoting the first line that
+ * differs); its records are checked, and a record cut short or damaged is
+ * dropped with all after it (lb_journal_note says so). */
+LB_API lb_status lb_journal_open(const char *path, const char *fingerprint, int resume, lb_journal **out);
+/* What makes a run's tensors differ, as text, one "what: value" line each:
+ * the lowbit and journal versions; the model's tensor table (names, formats,
+ * shapes, byte counts) and a hash of the first and last 4 KiB of every
+ * tensor; each files[i] (may be NULL: skipped) under labels[i] as its size
+ * and the FNV-1a of all its bytes; extra (a line of the caller's options,
+ * or NULL); and the plan resolved against m (NULL: no plan, for a
+ * calibration), per tensor its format, method and every option. lb_free(*out). */
+LB_API lb_status lb_journal_fingerprint(lb_model *m, const lb_plan *plan, const char *const *labels,
+                                        const char *const *files, int n_files, const char *extra, char **out);
+/* The tensors the journal holds. */
+LB_API int lb_journal_done(const lb_journal *j);
+/* What opening dropped ("" when nothing). */
+LB_API const char *lb_journal_note(const lb_journal *j);
+/* Make the drivers fail once the journal holds n tensors (0: never), as an
+ * interruption would: for tests. lb_journal_stopped then says 1. */
+LB_API void lb_journal_set_stop(lb_journal *j, int n);
+LB_API int lb_journal_stopped(const lb_journal *j);
+/* Closes it, and with remove_file 1 deletes the file (after a run's output is written). */
+LB_API lb_status lb_journal_close(lb_journal *j, int remove_file);
+/* FNV-1a 64 of n bytes, continuing from h (1469598103934665603 to start). */
+LB_API uint64_t lb_journal_hash(const void *data, size_t n, uint64_t h);
+
 #endif

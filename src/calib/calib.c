@@ -310,33 +310,60 @@ static lb_status budget_cut(const lb_model *m, const lb_calib_opts *o, const lb_
     return LB_OK;
 }
 
-/* Runs blocks [b0, b1) (the last one, block last - 1, cut at last_n tokens
- * when last_n > 0) with the collector observing. */
-static lb_status run_blocks(const lb_model *m, lb_state *state, const lb_text *t, int b0, int b1, int ctx, int last,
-                            int last_n, lb_calib_collector *k, lb_calib_rank_time *me, lb_progress *p) {
+/* What run_blocks needs besides the blocks: the run's last block (cut at
+ * last_n tokens when last_n > 0) and the journal's (one process). */
+typedef struct {
+    const lb_model *m;
+    const lb_calib_opts *o;
+    const lb_calib_prep *prep;
+    lb_state *state;
+    lb_calib_stats *s;
+    lb_calib_collector *k;
+    lb_calib_rank_time *me;
+    lb_progress *p;
+    int last, last_n;
+    double last_save;
+} run_ctx;
+
+/* Runs blocks [b0, b1) with the collector observing; after each block but
+ * the shard's last, the journal's snapshot when due (the shard's last is
+ * journaled once the shard is folded: run) */
+static lb_status run_blocks(run_ctx *r, int b0, int b1) {
+    const lb_text *t = r->prep->text;
+    int ctx = r->prep->ctx;
     for (int b = b0; b < b1; b++) {
         size_t nt;
         int *tok = NULL;
-        lb_status st = lb_tokenize(m->tokenizer, t->blocks[b].text, t->blocks[b].len, 1, 0, &tok, &nt);
+        lb_status st = lb_tokenize(r->m->tokenizer, t->blocks[b].text, t->blocks[b].len, 1, 0, &tok, &nt);
         if (st != LB_OK) return lb_fail_context(st, "calibration block %d", b + 1);
         int n = nt > (size_t)ctx ? ctx : (int)nt;
-        if (b == last - 1 && last_n > 0 && n > last_n) n = last_n;
-        k->block = b;
-        st = lb_forward(m, state, tok, n, 0, NULL);
+        if (b == r->last - 1 && r->last_n > 0 && n > r->last_n) n = r->last_n;
+        r->k->block = b;
+        st = lb_forward(r->m, r->state, tok, n, 0, NULL);
         lb_free(tok);
         if (st != LB_OK) return st;
-        me->tokens += n;
-        me->blocks++;
-        lb_progress_update(p, (uint64_t)me->blocks);
+        r->me->tokens += n;
+        r->me->blocks++;
+        lb_progress_update(r->p, (uint64_t)r->me->blocks);
+        r->s->info.sequences = r->me->blocks;
+        if (b + 1 < b1 &&
+            (st = lb_calib_journal_block(r->o->journal, r->prep, r->s, r->k, b + 1, r->me->tokens, &r->last_save)) !=
+                LB_OK)
+            return st;
     }
     return LB_OK;
 }
 
 /* The split's sequences in shards (calib_shard.c), shard q * size + rank in
  * round q, each round's partials folded on rank 0 in shard order; then the
- * order-free parts. */
-static lb_status run(const lb_model *m, const lb_calib_opts *o, const lb_text *t, int first, int end, int ctx,
+ * order-free parts. A resumed run (one process: lb_calib_journal) goes on
+ * from block `from`: the shards before it are in the restored totals, the
+ * current shard's partials restored with them, me's counts are the
+ * snapshot's. */
+static lb_status run(const lb_model *m, const lb_calib_opts *o, const lb_calib_prep *prep, int from,
                      lb_calib_stats *s, lb_calib_collector *k, const lb_comm *comm, lb_calib_rank_time *me) {
+    const lb_text *t = prep->text;
+    int first = prep->first, end = prep->end, ctx = prep->ctx;
     int rank = comm->rank, size = comm->size, last = end, last_n = 0;
     lb_status st = o->tokens ? budget_cut(m, o, t, first, end, ctx, s->info.source, &last, &last_n) : LB_OK;
     if (st != LB_OK) return st;
@@ -345,14 +372,17 @@ static lb_status run(const lb_model *m, const lb_calib_opts *o, const lb_text *t
     if ((st = lb_state_create(m, ctx, &state)) != LB_OK) return st;
     lb_state_set_observer(state, lb_calib_observe, k);
     lb_progress p;
-    lb_progress_begin(&p, "calibrate", (uint64_t)((n_shards / size + 1) * per));
+    lb_progress_begin(&p, "calibrate", size == 1 ? (uint64_t)n_seq : (uint64_t)((n_shards / size + 1) * per));
+    lb_progress_update(&p, (uint64_t)me->blocks);
+    run_ctx r = {.m = m, .o = o, .prep = prep, .state = state, .s = s, .k = k, .me = me, .p = &p,
+                 .last = last, .last_n = last_n, .last_save = lb_now()};
     me->shards = 0;
     for (int q = 0; q * size < n_shards && st == LB_OK; q++) {
-        int shard = q * size + rank;
+        int shard = q * size + rank, b0 = first + shard * per, b1 = b0 + per < last ? b0 + per : last;
+        if (size == 1 && b1 <= from) continue; /* resumed: folded before the snapshot */
         double t0 = lb_now();
         if (shard < n_shards) {
-            int b0 = first + shard * per, b1 = b0 + per < last ? b0 + per : last;
-            st = run_blocks(m, state, t, b0, b1, ctx, last, last_n, k, me, &p);
+            st = run_blocks(&r, b0 > from ? b0 : from, b1);
             me->shards++;
         }
         double t1 = lb_now();
@@ -360,6 +390,9 @@ static lb_status run(const lb_model *m, const lb_calib_opts *o, const lb_text *t
         int senders = n_shards - q * size < size ? n_shards - q * size : size;
         if (st == LB_OK) st = lb_calib_fold_round(k, comm, senders);
         me->reduce_seconds += lb_now() - t1;
+        /* the shard's last block, its partials folded: the snapshot holds no partials */
+        if (st == LB_OK && shard < n_shards)
+            st = lb_calib_journal_block(o->journal, prep, s, k, b1, me->tokens, &r.last_save);
     }
     lb_progress_end(&p);
     lb_state_free(state);
@@ -508,7 +541,16 @@ lb_status lb_calibrate_dist(const lb_model *m, const lb_calib_opts *o, const lb_
      * order, hence the bytes, independent of the thread count. Set once:
      * changing it per call is slow (OpenBLAS resizes its pool). */
     int blas_threads = lb_blas_threads_single();
-    if (st == LB_OK) st = run(m, o, p.text, p.first, p.end, p.ctx, s, &k, comm, &me);
+    int from = p.first;
+    int64_t done = 0;
+    /* a journal is one process's: the ranks' partials are never in one place between folds */
+    if (st == LB_OK && o->journal && comm->size > 1)
+        st = lb_fail(LB_ERR_INVALID, "calibration: a journaled (resumable) run is for one process, not %d ranks",
+                     comm->size);
+    if (st == LB_OK) st = lb_calib_journal_begin(o->journal, &p, s, &k, &from, &done);
+    me.tokens = done; /* a resumed run's: the snapshot's counts */
+    me.blocks = (int)s->info.sequences;
+    if (st == LB_OK) st = run(m, o, &p, from, s, &k, comm, &me);
     lb_blas_threads_restore(blas_threads);
     me.seconds = lb_now() - t_start;
     /* collective whatever each rank passed as times */

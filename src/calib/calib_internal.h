@@ -3,6 +3,7 @@
 #ifndef LB_CALIB_INTERNAL_H
 #define LB_CALIB_INTERNAL_H
 
+#include "io/gguf_internal.h"
 #include "lowbit/calib.h"
 
 #define LB_CALIB_ALL_PARTS \
@@ -107,5 +108,58 @@ typedef struct {
 /* allowed: the LB_STATS_* parts this collection can give (o->parts beyond them fail) */
 lb_status lb_calib_prepare(const lb_model *m, const lb_calib_opts *o, unsigned allowed, lb_calib_prep *p);
 void lb_calib_prep_free(lb_calib_prep *p);
+
+
+/* Resumable calibration (calib_journal.c; j NULL: nothing). begin: the
+ * snapshot at j->path restored into s and k when resuming, *first the
+ * block to go on from (p->first when none) and *tokens the tokens done. */
+lb_status lb_calib_journal_begin(lb_calib_journal *j, const lb_calib_prep *p, lb_calib_stats *s,
+                                 lb_calib_collector *k, int *first, int64_t *tokens);
+/* After the block before `next`: a snapshot when due (j->every, or 30 s
+ * since *last_save), and the stop (LB_ERR_INVALID, j->stopped) when
+ * j->stop_after blocks are done. */
+lb_status lb_calib_journal_block(lb_calib_journal *j, const lb_calib_prep *p, const lb_calib_stats *s,
+                                 const lb_calib_collector *k, int next, int64_t tokens, double *last_save);
+
+/* The calibration sequences of lb_calibrate (the same tokenization: BOS +
+ * block, cut at ctx, the token budget cutting the last one), embedded: the
+ * residual stream at layer 0's input, kept and advanced a layer at a time by
+ * sequential (calib_seq.c) and layered (calib_layered.c) calibration.
+ * Memory: 4 bytes x tokens x dim. */
+typedef struct {
+    int n_seq;
+    int *block;     /* text block of each sequence (for messages) */
+    int *len;       /* tokens of each sequence */
+    size_t *offset; /* first row of each sequence in x */
+    float *x;       /* (tokens, dim) */
+    int64_t tokens;
+} lb_calib_cache;
+/* release_embedding: give back the embedding's mapped pages once read */
+lb_status lb_calib_cache_load(lb_calib_cache *c, const lb_model *m, const lb_calib_opts *o, const lb_calib_prep *p,
+                              int release_embedding);
+void lb_calib_cache_free(lb_calib_cache *c);
+
+/* ---- the statistics file (calib_io.c) ---- */
+#define GGML_I64 27
+#define GGML_F64 28
+/* The tensors of one input, in the file's order. */
+enum { LB_CALIB_PART_XTX, LB_CALIB_PART_MEAN_ABS, LB_CALIB_PART_MAX_ABS, LB_CALIB_PART_MEAN, LB_CALIB_PART_HIST,
+       LB_CALIB_N_PARTS };
+/* What a tensor made while the file is written is: input (layer *
+ * LB_CALIB_N_INPUTS + input) and part; user is the caller's. */
+typedef struct {
+    void *user;
+    int input, part;
+} lb_calib_fill_ref;
+/* Sets w's keys and tensors for s, in the file's order (lb_calib_stats_save
+ * is this and lb_gguf_write). fill NULL: the tensors reference s's arrays.
+ * Otherwise every tensor of s->info.parts is made by fill while the file is
+ * written, its user pointer &refs[input * LB_CALIB_N_PARTS + part] (refs:
+ * n_layers * LB_CALIB_N_INPUTS * LB_CALIB_N_PARTS, user set by the caller,
+ * input and part set here), and the keys lowbit.calib.n and
+ * lowbit.calib.hist_range hold s's values as they are now: the caller
+ * makes them late keys (lb_gguf_set_late) to write the final ones. */
+lb_status lb_calib_stats_writer(const lb_calib_stats *s, lb_gguf_writer *w, lb_gguf_tensor_fill fill,
+                                lb_calib_fill_ref *refs);
 
 #endif

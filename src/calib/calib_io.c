@@ -23,11 +23,11 @@
 #include <string.h>
 
 #include "calib_internal.h"
+#include "core/mapped.h"
+#include "io/gguf_internal.h"
 #include "lowbit/gguf.h"
 
 #define CALIB_VERSION 2 /* 2: squared gradients (files without them are still written as 1) */
-#define GGML_I64 27
-#define GGML_F64 28
 
 static void tensor_name(char *buf, size_t n, int layer, int input, const char *part) {
     snprintf(buf, n, "calib.blk.%d.%s.%s", layer, lb_calib_input_name(input), part);
@@ -50,6 +50,7 @@ static lb_status read_grad(const lb_gguf *g, const lb_calib_stats *s, int k, flo
         return lb_fail(LB_ERR_FORMAT, "tensor %s has the wrong type or shape (want F32 %d x %d)", name, cols, rows);
     if (!dst) return LB_OK;
     memcpy(dst, t->data, t->nbytes);
+    lb_map_release(t->data, t->nbytes);
     for (size_t j = 0; j < (size_t)rows * cols; j++)
         if (!(dst[j] >= 0.0f) || !isfinite(dst[j]))
             return lb_fail(LB_ERR_FORMAT, "tensor %s entry %zu is %g (squared gradients are finite and >= 0)", name, j,
@@ -57,13 +58,13 @@ static lb_status read_grad(const lb_gguf *g, const lb_calib_stats *s, int k, flo
     return LB_OK;
 }
 
-lb_status lb_calib_stats_save(const lb_calib_stats *s, const char *path) {
+lb_status lb_calib_stats_writer(const lb_calib_stats *s, lb_gguf_writer *w, lb_gguf_tensor_fill fill,
+                                lb_calib_fill_ref *refs) {
     const lb_calib_info *i = &s->info;
     size_t n_in = (size_t)i->n_layers * LB_CALIB_N_INPUTS;
     uint64_t *ns = lb_calloc(n_in, sizeof *ns);
     double *ranges = lb_calloc(n_in, sizeof *ranges);
-    lb_gguf_writer *w = NULL;
-    lb_status st = ns && ranges ? lb_gguf_writer_create(&w) : LB_ERR_NOMEM;
+    lb_status st = ns && ranges ? LB_OK : LB_ERR_NOMEM;
     for (size_t k = 0; k < n_in && st == LB_OK; k++) {
         ns[k] = (uint64_t)s->in[k].n;
         ranges[k] = s->in[k].hist_range;
@@ -90,17 +91,23 @@ lb_status lb_calib_stats_save(const lb_calib_stats *s, const char *path) {
         int layer = (int)(k / LB_CALIB_N_INPUTS), input = (int)(k % LB_CALIB_N_INPUTS);
         uint64_t cols = (uint64_t)c->cols, sq[2] = {cols, cols}, bins = (uint64_t)i->hist_bins;
         char name[96];
-        struct { const char *part; const void *data; int type; uint32_t dims; const uint64_t *ne; size_t bytes; } t[] = {
-            {"xtx", c->xtx, GGML_F64, 2, sq, cols * cols * 8},
-            {"mean_abs", c->mean_abs_x, LB_GGML_F32, 1, &cols, cols * 4},
-            {"max_abs", c->max_abs_x, LB_GGML_F32, 1, &cols, cols * 4},
-            {"mean", c->mean_x, LB_GGML_F32, 1, &cols, cols * 4},
-            {"hist", c->hist, GGML_I64, 1, &bins, bins * 8},
+        struct { const char *part; const void *data; unsigned bit; int type; uint32_t dims; const uint64_t *ne; size_t bytes; } t[] = {
+            [LB_CALIB_PART_XTX] = {"xtx", c->xtx, LB_STATS_XTX, GGML_F64, 2, sq, cols * cols * 8},
+            [LB_CALIB_PART_MEAN_ABS] = {"mean_abs", c->mean_abs_x, LB_STATS_MEAN_ABS_X, LB_GGML_F32, 1, &cols, cols * 4},
+            [LB_CALIB_PART_MAX_ABS] = {"max_abs", c->max_abs_x, LB_STATS_MAX_ABS_X, LB_GGML_F32, 1, &cols, cols * 4},
+            [LB_CALIB_PART_MEAN] = {"mean", c->mean_x, LB_STATS_MEAN_X, LB_GGML_F32, 1, &cols, cols * 4},
+            [LB_CALIB_PART_HIST] = {"hist", c->hist, LB_STATS_HIST_X, GGML_I64, 1, &bins, bins * 8},
         };
-        for (size_t j = 0; j < sizeof t / sizeof t[0] && st == LB_OK; j++) {
-            if (!t[j].data) continue;
+        for (int j = 0; j < LB_CALIB_N_PARTS && st == LB_OK; j++) {
             tensor_name(name, sizeof name, layer, input, t[j].part);
-            st = lb_gguf_add_tensor(w, name, t[j].type, t[j].dims, t[j].ne, t[j].data, t[j].bytes);
+            if (!fill) {
+                if (t[j].data) st = lb_gguf_add_tensor(w, name, t[j].type, t[j].dims, t[j].ne, t[j].data, t[j].bytes);
+            } else if (i->parts & t[j].bit) { /* made while the file is written */
+                lb_calib_fill_ref *r = &refs[k * LB_CALIB_N_PARTS + (size_t)j];
+                r->input = (int)k;
+                r->part = j;
+                st = lb_gguf_add_tensor_fill(w, name, t[j].type, t[j].dims, t[j].ne, t[j].bytes, fill, r);
+            }
         }
     }
     for (int k = 0; has_g && k < i->n_layers * LB_N_LINEARS && st == LB_OK; k++) {
@@ -111,10 +118,17 @@ lb_status lb_calib_stats_save(const lb_calib_stats *s, const char *path) {
         grad_name(name, sizeof name, k);
         st = lb_gguf_add_tensor(w, name, LB_GGML_F32, 2, ne, s->grad_sq[k], (size_t)rows * cols * 4);
     }
-    if (st == LB_OK) st = lb_gguf_write(w, path);
-    lb_gguf_writer_free(w);
     lb_free(ns);
     lb_free(ranges);
+    return st;
+}
+
+lb_status lb_calib_stats_save(const lb_calib_stats *s, const char *path) {
+    lb_gguf_writer *w = NULL;
+    lb_status st = lb_gguf_writer_create(&w);
+    if (st == LB_OK) st = lb_calib_stats_writer(s, w, NULL, NULL);
+    if (st == LB_OK) st = lb_gguf_write(w, path);
+    lb_gguf_writer_free(w);
     if (st != LB_OK) return lb_fail_context(st, "writing calibration statistics '%s'", path);
     return LB_OK;
 }
@@ -140,7 +154,10 @@ static lb_status read_tensor(const lb_gguf *g, int layer, int input, const char 
         return lb_fail(LB_ERR_FORMAT, "tensor %s has the wrong type or shape (want %s, %llu%s)", name,
                        type == GGML_F64 ? "F64" : type == GGML_I64 ? "I64" : "F32", (unsigned long long)ne0,
                        dims == 2 ? " x the same" : "");
-    if (dst) memcpy(dst, t->data, bytes);
+    if (dst) {
+        memcpy(dst, t->data, bytes);
+        lb_map_release(t->data, bytes); /* a mapped file's pages: the copy is what stays */
+    }
     return LB_OK;
 }
 

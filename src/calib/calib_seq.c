@@ -28,6 +28,7 @@
 
 #include "calib_internal.h"
 #include "core/blas_threads.h"
+#include "core/mapped.h"
 
 #ifdef LB_HAVE_BLAS
 #include <cblas.h>
@@ -37,11 +38,8 @@ struct lb_calib_seq {
     lb_calib_stats *s;
     lb_calib_collector k;
     lb_state *state;
-    int n_seq, dim, ctx;
-    int *block;     /* text block of each sequence (for messages) */
-    int *len;       /* tokens of each sequence */
-    size_t *offset; /* first row of each sequence in the cache */
-    float *x;       /* the cache: (tokens, dim) residual stream at the current layer's input */
+    int dim, ctx;
+    lb_calib_cache c; /* the sequences, and the residual stream at the current layer's input */
     float *scratch; /* (ctx, dim) */
     int layer;      /* the layer whose input the cache holds */
     /* LB_STATS_DXTX only: */
@@ -55,28 +53,33 @@ void lb_calib_seq_free(lb_calib_seq *r) {
     lb_calib_stats_free(r->s);
     lb_calib_collector_free(&r->k);
     lb_state_free(r->state);
-    lb_free(r->block);
-    lb_free(r->len);
-    lb_free(r->offset);
-    lb_free(r->x);
+    lb_calib_cache_free(&r->c);
     lb_free(r->scratch);
     lb_free(r->x_fp);
     for (int i = 0; i < LB_CALIB_N_INPUTS; i++) lb_free(r->fp_in[i]);
     lb_free(r);
 }
 
-/* Tokenizes the split as lb_calibrate does (BOS + block, cut at ctx, the
- * token budget cutting the last sequence) and embeds every sequence into
- * the cache. */
-static lb_status load_sequences(lb_calib_seq *r, const lb_model *m, const lb_calib_opts *o, const lb_calib_prep *p) {
-    int cap = p->end - p->first;
-    r->block = lb_calloc((size_t)cap, sizeof *r->block);
-    r->len = lb_calloc((size_t)cap, sizeof *r->len);
-    r->offset = lb_calloc((size_t)cap, sizeof *r->offset);
+void lb_calib_cache_free(lb_calib_cache *c) {
+    lb_free(c->block);
+    lb_free(c->len);
+    lb_free(c->offset);
+    lb_free(c->x);
+    memset(c, 0, sizeof *c);
+}
+
+lb_status lb_calib_cache_load(lb_calib_cache *c, const lb_model *m, const lb_calib_opts *o, const lb_calib_prep *p,
+                              int release_embedding) {
+    memset(c, 0, sizeof *c);
+    int cap = p->end - p->first, dim = m->cfg.dim;
+    c->block = lb_calloc((size_t)cap, sizeof *c->block);
+    c->len = lb_calloc((size_t)cap, sizeof *c->len);
+    c->offset = lb_calloc((size_t)cap, sizeof *c->offset);
     int **toks = lb_calloc((size_t)cap, sizeof *toks);
-    if (!r->block || !r->len || !r->offset || !toks) {
+    if (!c->block || !c->len || !c->offset || !toks) {
         lb_free(toks);
-        return lb_fail(LB_ERR_NOMEM, "sequential calibration: out of memory for %d sequences", cap);
+        lb_calib_cache_free(c);
+        return lb_fail(LB_ERR_NOMEM, "calibration: out of memory for %d sequences", cap);
     }
     lb_status st = LB_OK;
     int64_t done = 0;
@@ -91,11 +94,11 @@ static lb_status load_sequences(lb_calib_seq *r, const lb_model *m, const lb_cal
         }
         int n = nt > (size_t)p->ctx ? p->ctx : (int)nt;
         if (o->tokens && (int64_t)n > o->tokens - done) n = (int)(o->tokens - done);
-        toks[r->n_seq] = tok;
-        r->block[r->n_seq] = b;
-        r->len[r->n_seq] = n;
-        r->offset[r->n_seq] = (size_t)done;
-        r->n_seq++;
+        toks[c->n_seq] = tok;
+        c->block[c->n_seq] = b;
+        c->len[c->n_seq] = n;
+        c->offset[c->n_seq] = (size_t)done;
+        c->n_seq++;
         done += n;
     }
     if (st == LB_OK && done == 0) st = lb_fail(LB_ERR_INVALID, "calibration: the text gave no tokens");
@@ -103,19 +106,21 @@ static lb_status load_sequences(lb_calib_seq *r, const lb_model *m, const lb_cal
         st = lb_fail(LB_ERR_INVALID, "calibration: asked for %lld tokens, but %s has only %lld",
                      (long long)o->tokens, p->info.source, (long long)done);
     size_t bytes;
-    if (st == LB_OK && (lb_mul_overflows((size_t)done, (size_t)r->dim * sizeof(float), &bytes) ||
-                        !(r->x = lb_alloc(bytes))))
-        st = lb_fail(LB_ERR_NOMEM, "sequential calibration: no memory for the residual stream of %lld tokens "
-                     "(dim %d)", (long long)done, r->dim);
-    for (int i = 0; st == LB_OK && i < r->n_seq; i++)
-        st = lb_forward_embed(m, toks[i], r->len[i], r->x + r->offset[i] * (size_t)r->dim);
-    for (int i = 0; i < r->n_seq; i++) lb_free(toks[i]);
+    if (st == LB_OK && (lb_mul_overflows((size_t)done, (size_t)dim * sizeof(float), &bytes) ||
+                        !(c->x = lb_alloc(bytes))))
+        st = lb_fail(LB_ERR_NOMEM, "calibration: no memory for the residual stream of %lld tokens (dim %d)",
+                     (long long)done, dim);
+    for (int i = 0; st == LB_OK && i < c->n_seq; i++)
+        st = lb_forward_embed(m, toks[i], c->len[i], c->x + c->offset[i] * (size_t)dim);
+    for (int i = 0; i < c->n_seq; i++) lb_free(toks[i]);
     lb_free(toks);
-    if (st == LB_OK) {
-        r->s->info.tokens = done;
-        r->s->info.sequences = r->n_seq;
+    if (st == LB_OK && release_embedding) lb_map_release(m->tok_embd.data, m->tok_embd.nbytes);
+    if (st != LB_OK) {
+        lb_calib_cache_free(c);
+        return st;
     }
-    return st;
+    c->tokens = done;
+    return LB_OK;
 }
 
 /* Keeps the fp32 model's input of each distinct linear input of the layer
@@ -134,9 +139,9 @@ static lb_status capture(void *user, int layer, int which, const float *x, int n
 static lb_status fp_layer(lb_calib_seq *r, const lb_model *m, int layer) {
     lb_state_set_observer(r->state, capture, r);
     lb_status st = LB_OK;
-    for (int i = 0; i < r->n_seq && st == LB_OK; i++) {
-        r->fp_row = r->offset[i];
-        st = lb_forward_block(m, r->state, layer, r->x_fp + r->offset[i] * (size_t)r->dim, r->len[i], 0);
+    for (int i = 0; i < r->c.n_seq && st == LB_OK; i++) {
+        r->fp_row = r->c.offset[i];
+        st = lb_forward_block(m, r->state, layer, r->x_fp + r->c.offset[i] * (size_t)r->dim, r->c.len[i], 0);
     }
     lb_state_set_observer(r->state, NULL, NULL);
     return st;
@@ -151,7 +156,7 @@ static lb_status fp_begin(lb_calib_seq *r, const lb_model *m) {
     }
     if (!ok)
         return lb_fail(LB_ERR_NOMEM, "sequential calibration: no memory for the fp32 inputs of %zu tokens", tokens);
-    memcpy(r->x_fp, r->x, tokens * dim * sizeof(float));
+    memcpy(r->x_fp, r->c.x, tokens * dim * sizeof(float));
     return fp_layer(r, m, 0);
 }
 
@@ -177,7 +182,10 @@ lb_status lb_calib_seq_begin(const lb_model *m, const lb_calib_opts *o, lb_calib
     if (st == LB_OK) st = lb_state_create(m, p.ctx, &r->state);
     if (st == LB_OK && !(r->scratch = lb_alloc((size_t)p.ctx * (size_t)r->dim * sizeof(float))))
         st = lb_fail(LB_ERR_NOMEM, "sequential calibration: out of memory");
-    if (st == LB_OK) st = load_sequences(r, m, o, &p);
+    if (st == LB_OK && (st = lb_calib_cache_load(&r->c, m, o, &p, 0)) == LB_OK) {
+        r->s->info.tokens = r->c.tokens;
+        r->s->info.sequences = r->c.n_seq;
+    }
     if (st == LB_OK && (p.info.parts & LB_STATS_DXTX)) st = fp_begin(r, m);
     lb_calib_prep_free(&p);
     if (st != LB_OK) {
@@ -197,19 +205,19 @@ static lb_status pass(lb_calib_seq *r, const lb_model *m, int layer, int in_plac
     int blas_threads = lb_blas_threads_single();
     lb_status st = LB_OK;
     /* lb_calibrate's shards: the sums of each run of `per` sequences folded in order */
-    int per = lb_calib_shard_size(r->n_seq), idx = r->k.sel_layer * LB_CALIB_N_INPUTS + r->k.sel_input;
-    for (int i = 0; i < r->n_seq && st == LB_OK; i++) {
+    int per = lb_calib_shard_size(r->c.n_seq), idx = r->k.sel_layer * LB_CALIB_N_INPUTS + r->k.sel_input;
+    for (int i = 0; i < r->c.n_seq && st == LB_OK; i++) {
         if (!in_place && i > 0 && i % per == 0) st = lb_calib_fold(&r->k, idx);
         if (st != LB_OK) break;
-        float *x = r->x + r->offset[i] * (size_t)r->dim;
+        float *x = r->c.x + r->c.offset[i] * (size_t)r->dim;
         if (!in_place) {
-            memcpy(r->scratch, x, (size_t)r->len[i] * (size_t)r->dim * sizeof(float));
+            memcpy(r->scratch, x, (size_t)r->c.len[i] * (size_t)r->dim * sizeof(float));
             x = r->scratch;
         }
-        r->k.block = r->block[i];
+        r->k.block = r->c.block[i];
         /* the fp32 rows of the same tokens, for (x_fp - x) x^T */
-        r->k.fp_rows = fp_in ? fp_in + r->offset[i] * (size_t)r->s->in[r->k.sel_input].cols : NULL;
-        st = lb_forward_block(m, r->state, layer, x, r->len[i], 0);
+        r->k.fp_rows = fp_in ? fp_in + r->c.offset[i] * (size_t)r->s->in[r->k.sel_input].cols : NULL;
+        st = lb_forward_block(m, r->state, layer, x, r->c.len[i], 0);
     }
     if (st == LB_OK && !in_place) st = lb_calib_fold(&r->k, idx);
     lb_blas_threads_restore(blas_threads);
@@ -257,8 +265,8 @@ lb_status lb_calib_seq_advance(lb_calib_seq *r, const lb_model *m, int layer) {
 const lb_calib_stats *lb_calib_seq_stats(const lb_calib_seq *r) { return r ? r->s : NULL; }
 
 void lb_calib_seq_inputs(const lb_calib_seq *r, const float **x, int *n_seq, const int **len, const size_t **offset) {
-    *x = r->x;
-    *n_seq = r->n_seq;
-    *len = r->len;
-    *offset = r->offset;
+    *x = r->c.x;
+    *n_seq = r->c.n_seq;
+    *len = r->c.len;
+    *offset = r->c.offset;
 }

@@ -154,6 +154,17 @@ lb_status lb_evaluate(const lb_model *m, const lb_text *t, const lb_eval_opts *o
         goto done;
     }
     int vocab = m->cfg.vocab_size;
+    /* the models as seen by the forward pass: a context of ctx positions, so
+     * each thread's KV cache (allocated zeroed, hence resident) holds ctx
+     * positions, not the model's whole context (a synthetic 7B shape: 4096,
+     * 1 GB per layer-set and thread); the same positions, RoPE rows and sums */
+    lb_model mv = *m, rv;
+    if (mv.cfg.seq_len > ctx) mv.cfg.seq_len = ctx;
+    if (o->ref) {
+        rv = *o->ref;
+        if (rv.cfg.seq_len > ctx) rv.cfg.seq_len = ctx;
+    }
+    const lb_model *ref = o->ref ? &rv : NULL;
     lb_worker_error werr; /* a worker's message, carried to this thread */
     lb_worker_error_init(&werr);
     lb_progress prog;
@@ -165,18 +176,20 @@ lb_status lb_evaluate(const lb_model *m, const lb_text *t, const lb_eval_opts *o
         float *lq = lb_alloc((size_t)ctx * vocab * sizeof(float));
         float *lr = o->ref ? lb_alloc((size_t)ctx * vocab * sizeof(float)) : NULL;
         lb_status ws = lq && (!o->ref || lr) ? LB_OK : LB_ERR_NOMEM;
-        if (ws == LB_OK) ws = lb_state_create(m, ctx, &sm);
-        if (ws == LB_OK && o->ref) ws = lb_state_create(o->ref, ctx, &sr);
+        if (ws == LB_OK) ws = lb_state_create(&mv, ctx, &sm);
+        if (ws == LB_OK && ref) ws = lb_state_create(ref, ctx, &sr);
+        if (ws == LB_OK) lb_state_set_release(sm, o->stream);
+        if (ws == LB_OK && sr) lb_state_set_release(sr, o->stream);
         lb_worker_error_set(&werr, ws);
 #pragma omp for schedule(dynamic, 1)
         for (int i = 0; i < n_seqs; i++) {
             if (lb_worker_error_failed(&werr)) continue;
             const sequence *s = &seqs[i];
-            if ((ws = lb_forward(m, sm, s->tok, s->n, 0, lq)) != LB_OK) {
+            if ((ws = lb_forward(&mv, sm, s->tok, s->n, 0, lq)) != LB_OK) {
                 lb_worker_error_set(&werr, lb_fail_context(ws, "sequence %d", i));
                 continue;
             }
-            if (o->ref && (ws = lb_forward(o->ref, sr, s->tok, s->n, 0, lr)) != LB_OK) {
+            if (ref && (ws = lb_forward(ref, sr, s->tok, s->n, 0, lr)) != LB_OK) {
                 lb_worker_error_set(&werr, lb_fail_context(ws, "sequence %d on the reference model", i));
                 continue;
             }

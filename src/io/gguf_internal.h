@@ -27,6 +27,14 @@ typedef lb_status (*lb_gguf_tensor_fill)(void *user, lb_atomic_file *f);
 lb_status lb_gguf_add_tensor_fill(lb_gguf_writer *w, const char *name, int ggml_type, uint32_t n_dims,
                                   const uint64_t *ne, size_t nbytes, lb_gguf_tensor_fill fill, void *user);
 
+/* A key whose value is known only once the tensors are written (statistics
+ * gathered while their tensors are filled): set it first with a value of
+ * the final length; after the last tensor, fn(user, key, val, val_len)
+ * rewrites val in place (the same length) and the writer writes it over the
+ * key's place in the header, before the file is committed. */
+typedef lb_status (*lb_gguf_late_value)(void *user, const char *key, uint8_t *val, size_t val_len);
+lb_status lb_gguf_set_late(lb_gguf_writer *w, const char *key, lb_gguf_late_value fn, void *user);
+
 /* gguf.c: the merged view of a split set's shards (lb_gguf_split_merge
  * checks their keys first); takes the shards, freed on failure too. */
 lb_status lb_gguf_concat(lb_gguf **shards, int n, lb_gguf **out);

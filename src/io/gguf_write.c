@@ -18,6 +18,8 @@ typedef struct {
     uint32_t type;
     uint8_t *val; /* the value exactly as written after the type field */
     size_t val_len;
+    lb_gguf_late_value late; /* non-NULL: rewritten in place once every tensor is written */
+    void *late_user;
 } wkv;
 
 typedef struct {
@@ -82,7 +84,7 @@ static lb_status set_value(lb_gguf_writer *w, const char *key, uint32_t type, ui
         free(val);
         return lb_fail(LB_ERR_NOMEM, "out of memory setting GGUF key '%s'", key);
     }
-    w->kvs[w->n_kv++] = (wkv){k, type, val, val_len};
+    w->kvs[w->n_kv++] = (wkv){k, type, val, val_len, NULL, NULL};
     return LB_OK;
 }
 
@@ -196,6 +198,35 @@ lb_status lb_gguf_add_tensor_fill(lb_gguf_writer *w, const char *name, int ggml_
     return st;
 }
 
+lb_status lb_gguf_set_late(lb_gguf_writer *w, const char *key, lb_gguf_late_value fn, void *user) {
+    for (size_t i = 0; i < w->n_kv; i++)
+        if (strcmp(w->kvs[i].key, key) == 0) {
+            w->kvs[i].late = fn;
+            w->kvs[i].late_user = user;
+            return LB_OK;
+        }
+    return lb_fail(LB_ERR_INVALID, "GGUF key '%s' must be set before it is made late", key);
+}
+
+/* After the data: each late key's value made again (the same length) and
+ * written over its place in the header. */
+static void write_late_keys(const wkv *const *kvs, size_t n_kv, lb_atomic_file *f) {
+    uint64_t at = 24; /* magic, version, tensor count, key count */
+    for (size_t i = 0; i < n_kv && f->err == LB_OK; i++) {
+        const wkv *kv = kvs[i];
+        at += 8 + strlen(kv->key) + 4; /* the key, its type: the value follows */
+        if (kv->late) {
+            lb_status st = kv->late(kv->late_user, kv->key, kv->val, kv->val_len);
+            if (st != LB_OK) f->err = st;
+            else if (fflush(f->fp) != 0 || fseek(f->fp, (long)at, SEEK_SET) != 0 ||
+                     fwrite(kv->val, 1, kv->val_len, f->fp) != kv->val_len || fseek(f->fp, 0, SEEK_END) != 0)
+                f->err = lb_fail(LB_ERR_IO, "cannot rewrite key %s of '%s' (temporary '%s')", kv->key, f->final_path,
+                                 f->tmp_path);
+        }
+        at += kv->val_len;
+    }
+}
+
 /* the low n bytes of v, little-endian */
 static void put_le(lb_atomic_file *f, uint64_t v, size_t n) {
     uint8_t b[8];
@@ -275,6 +306,7 @@ static lb_status write_file(const lb_gguf_writer *w, const wkv *const *kvs, size
         }
         lb_atomic_pad(f, align);
     }
+    write_late_keys(kvs, n_kv, f);
     return f->err;
 }
 
@@ -368,10 +400,10 @@ lb_status lb_gguf_write_split(lb_gguf_writer *w, const char *path, const lb_gguf
 
     /* the split keys, their values patched per shard before it is written */
     uint8_t v_no[2] = {0}, v_count[2], v_total[4], v_fp[8];
-    wkv split[4] = {{(char *)LB_GGUF_KEY_SPLIT_NO, LB_GGUF_UINT16, v_no, 2},
-                    {(char *)LB_GGUF_KEY_SPLIT_COUNT, LB_GGUF_UINT16, v_count, 2},
-                    {(char *)LB_GGUF_KEY_SPLIT_TENSORS, LB_GGUF_INT32, v_total, 4},
-                    {(char *)LB_GGUF_KEY_SPLIT_FINGERPRINT, LB_GGUF_UINT64, v_fp, 8}};
+    wkv split[4] = {{(char *)LB_GGUF_KEY_SPLIT_NO, LB_GGUF_UINT16, v_no, 2, NULL, NULL},
+                    {(char *)LB_GGUF_KEY_SPLIT_COUNT, LB_GGUF_UINT16, v_count, 2, NULL, NULL},
+                    {(char *)LB_GGUF_KEY_SPLIT_TENSORS, LB_GGUF_INT32, v_total, 4, NULL, NULL},
+                    {(char *)LB_GGUF_KEY_SPLIT_FINGERPRINT, LB_GGUF_UINT64, v_fp, 8, NULL, NULL}};
     const wkv **kvs = malloc((w->n_kv + 5) * sizeof *kvs);
     size_t *starts = malloc((w->n_tensors + 2) * sizeof *starts);
     lb_atomic_file *files = NULL;

@@ -8,6 +8,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "core/mapped.h"
 #include "kernels/kernels.h"
 #include "kernels/nn.h"
 #include "model/model_internal.h"
@@ -28,6 +29,7 @@ struct lb_state {
     lb_act_cache *cache_mlp;  /* of xb for gate, up; then of hb for down; of the final norm for the classifier */
     lb_linear_observer observer;
     void *observer_user;
+    int release; /* lb_forward gives back each block's mapped pages once it ran */
 };
 
 lb_status lb_state_create(const lb_model *m, int max_batch, lb_state **out) {
@@ -187,6 +189,15 @@ lb_status lb_forward_block(const lb_model *m, lb_state *s, int l, float *x, int 
     return LB_OK;
 }
 
+void lb_state_set_release(lb_state *s, int on) { s->release = on != 0; }
+
+void lb_model_release_layer(const lb_model *m, int l) {
+    const lb_layer *L = &m->layers[l];
+    lb_map_release(L->attn_norm.data, L->attn_norm.nbytes);
+    lb_map_release(L->ffn_norm.data, L->ffn_norm.nbytes);
+    for (int w = 0; w < LB_N_LINEARS; w++) lb_map_release(L->linear[w].w.data, L->linear[w].w.nbytes);
+}
+
 lb_status lb_forward_head(const lb_model *m, lb_state *s, const float *x, int n, float *logits) {
     const lb_config *c = &m->cfg;
     if (n < 1 || n > s->max_batch)
@@ -219,8 +230,17 @@ lb_status lb_forward(const lb_model *m, lb_state *s, const int *tokens, int n, i
     for (int done = 0; done < n;) {
         int chunk = n - done < s->max_batch ? n - done : s->max_batch, p = pos + done;
         TRY(lb_forward_embed(m, tokens + done, chunk, s->x));
-        for (int l = 0; l < c->n_layers; l++) TRY(lb_forward_block(m, s, l, s->x, chunk, p));
+        if (s->release) lb_map_release(m->tok_embd.data, m->tok_embd.nbytes);
+        for (int l = 0; l < c->n_layers; l++) {
+            TRY(lb_forward_block(m, s, l, s->x, chunk, p));
+            if (s->release) lb_model_release_layer(m, l);
+        }
         TRY(lb_forward_head(m, s, s->x, chunk, logits ? logits + (size_t)done * c->vocab_size : NULL));
+        if (s->release) {
+            const lb_tensor *cls = lb_model_classifier(m);
+            lb_map_release(cls->data, cls->nbytes);
+            lb_map_release(m->out_norm.data, m->out_norm.nbytes);
+        }
         done += chunk;
     }
     return LB_OK;

@@ -221,6 +221,26 @@ static lb_status write_retyped(void *user, lb_atomic_file *f) {
     return LB_OK;
 }
 
+/* The keys llama.cpp reads a Llama's shape from (and general.*), as every
+ * lowbit GGUF writer sets them: a saved model, a synthetic one. */
+lb_status lb_model_gguf_set_hparams(lb_gguf_writer *w, const lb_config *c, const char *name) {
+    lb_status st;
+    if ((st = lb_gguf_set_str(w, "general.architecture", "llama")) != LB_OK ||
+        (st = lb_gguf_set_str(w, "general.name", name)) != LB_OK ||
+        (st = lb_gguf_set_u32(w, "general.alignment", LB_GGUF_DEFAULT_ALIGNMENT)) != LB_OK ||
+        (st = lb_gguf_set_u32(w, "llama.context_length", (uint32_t)c->seq_len)) != LB_OK ||
+        (st = lb_gguf_set_u32(w, "llama.embedding_length", (uint32_t)c->dim)) != LB_OK ||
+        (st = lb_gguf_set_u32(w, "llama.block_count", (uint32_t)c->n_layers)) != LB_OK ||
+        (st = lb_gguf_set_u32(w, "llama.feed_forward_length", (uint32_t)c->hidden_dim)) != LB_OK ||
+        (st = lb_gguf_set_u32(w, "llama.attention.head_count", (uint32_t)c->n_heads)) != LB_OK ||
+        (st = lb_gguf_set_u32(w, "llama.attention.head_count_kv", (uint32_t)c->n_kv_heads)) != LB_OK ||
+        (st = lb_gguf_set_u32(w, "llama.rope.dimension_count", (uint32_t)c->head_dim)) != LB_OK ||
+        (st = lb_gguf_set_f32(w, "llama.attention.layer_norm_rms_epsilon", c->norm_eps)) != LB_OK ||
+        (st = lb_gguf_set_f32(w, "llama.rope.freq_base", c->rope_theta)) != LB_OK)
+        return st;
+    return lb_gguf_set_u32(w, "llama.vocab_size", (uint32_t)c->vocab_size);
+}
+
 lb_status lb_model_save_gguf(const lb_model *m, const char *path) { return lb_model_save_gguf_as(m, path, NULL); }
 
 /* The tensors' new forms: one type for all (dtype, made by quantize when
@@ -294,19 +314,7 @@ static lb_status save_gguf(const lb_model *mc, const char *path, const save_how 
     buffers bufs = {0};
     lb_status st = lb_gguf_writer_create(&w);
     if (st != LB_OK) return st;
-    TRY(lb_gguf_set_str(w, "general.architecture", "llama"));
-    TRY(lb_gguf_set_str(w, "general.name", "lowbit model"));
-    TRY(lb_gguf_set_u32(w, "general.alignment", LB_GGUF_DEFAULT_ALIGNMENT));
-    TRY(lb_gguf_set_u32(w, "llama.context_length", (uint32_t)c->seq_len));
-    TRY(lb_gguf_set_u32(w, "llama.embedding_length", (uint32_t)c->dim));
-    TRY(lb_gguf_set_u32(w, "llama.block_count", (uint32_t)c->n_layers));
-    TRY(lb_gguf_set_u32(w, "llama.feed_forward_length", (uint32_t)c->hidden_dim));
-    TRY(lb_gguf_set_u32(w, "llama.attention.head_count", (uint32_t)c->n_heads));
-    TRY(lb_gguf_set_u32(w, "llama.attention.head_count_kv", (uint32_t)c->n_kv_heads));
-    TRY(lb_gguf_set_u32(w, "llama.rope.dimension_count", (uint32_t)c->head_dim));
-    TRY(lb_gguf_set_f32(w, "llama.attention.layer_norm_rms_epsilon", c->norm_eps));
-    TRY(lb_gguf_set_f32(w, "llama.rope.freq_base", c->rope_theta));
-    TRY(lb_gguf_set_u32(w, "llama.vocab_size", (uint32_t)c->vocab_size));
+    TRY(lb_model_gguf_set_hparams(w, c, "lowbit model"));
     if (m->tokenizer) TRY(lb_tokenizer_write_gguf(m->tokenizer, w));
     TRY(lb_gguf_set_str(w, "lowbit.version", LB_VERSION_STRING));
     /* dequantized to a float type, the note no longer describes the file */

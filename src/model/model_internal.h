@@ -2,6 +2,7 @@
 #ifndef LB_MODEL_INTERNAL_H
 #define LB_MODEL_INTERNAL_H
 
+#include "lowbit/gguf.h"
 #include "lowbit/model.h"
 
 lb_status lb_config_validate(const lb_config *c);
@@ -13,6 +14,10 @@ lb_status lb_model_finish(lb_model *m);
 /* Fails with LB_ERR_NUMERIC naming the tensor, row and column of the first
  * NaN or Inf weight (float tensors as stored, quantized ones as decoded). */
 lb_status lb_model_check_finite(lb_model *m);
+
+/* model_gguf_write.c: general.* and llama.* shape keys of c into w
+ * (name: general.name) */
+lb_status lb_model_gguf_set_hparams(lb_gguf_writer *w, const lb_config *c, const char *name);
 
 /* Streaming quantization (src/pipeline's lb_quantize_model_to_gguf;
  * docs/SCALING.md, "Streaming"): tensor i of the model (t) made into *out,
@@ -28,6 +33,13 @@ typedef lb_status (*lb_model_requant_fn)(int i, const lb_tensor *t, const lb_qsp
 lb_status lb_model_save_gguf_stream(const lb_model *m, const char *path, const lb_qspec *const *targets,
                                     lb_model_requant_fn requant, void *user, const lb_gguf_split_opts *split,
                                     int *n_shards);
+
+/* Gives back the mapped pages of layer l's weights and norms (only pages
+ * of read-only mappings lb_map_file made; heap tensors and load-time
+ * repacked panels stay): a later read faults them in again from the page
+ * cache. For passes that run a model a layer at a time (docs/SCALING.md,
+ * "Streaming"). */
+void lb_model_release_layer(const lb_model *m, int l);
 
 /* Hugging Face folders (model_hf.c, model_hf_write.c; docs/INTEROP.md).
  * path: the folder, its config.json or a .safetensors file in it. */

@@ -37,4 +37,18 @@ void lb_pipeline_set_acts(lb_model *m, const lb_act_quant *act, const lb_act_qua
 /* Fills the report's totals after m took the new tensors. */
 void lb_pipeline_report_totals(lb_model *m, int n, double t0, lb_quantize_report *report);
 
+
+/* lb_pipeline_quantize_entry through a journal (j NULL: the same call):
+ * a tensor the journal holds comes from it (its record as measured then),
+ * any other is quantized and journaled; when the journal reaches its stop
+ * count the call fails (lb_journal_stopped). journal.c */
+lb_status lb_journal_entry(lb_journal *j, lb_model *m, const lb_plan_entry *e, const float *w_in,
+                           const lb_layer_stats *stats, lb_tensor *out, lb_tensor_report *rec, lb_quant_extras *extras,
+                           int measured);
+/* 1 when the journal (may be NULL) holds the tensor of this name. */
+int lb_journal_has(const lb_journal *j, const char *name);
+/* Parses one record's payload for tensor t (every size checked); for the fuzz target and tests. */
+lb_status lb_journal_parse_record(const uint8_t *p, uint64_t len, const lb_tensor *t, lb_tensor *out,
+                                  lb_tensor_report *rec, lb_quant_extras *x);
+
 #endif

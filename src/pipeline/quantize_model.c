@@ -282,8 +282,8 @@ lb_status lb_quantize_model_calibrated(lb_model *m, const lb_plan *plan, const l
          * the scaled input, and its scaled weight, when its scale was folded */
         const lb_layer_stats *ls = lb_fold_stats(&fold, m, t);
         if (!ls) ls = lb_calib_stats_for_tensor(stats, m, t);
-        st = lb_pipeline_quantize_entry(m, e, lb_fold_weight(&fold, m, t), ls, &out[done], &rec[done], &extras[done],
-                                        report != NULL);
+        st = lb_journal_entry(p.journal, m, e, lb_fold_weight(&fold, m, t), ls, &out[done], &rec[done], &extras[done],
+                              report != NULL);
         if (st != LB_OK) break;
         lb_progress_update(&prog, (uint64_t)done + 1);
     }

@@ -74,8 +74,8 @@ static lb_status quantize_into(seq_run *r, int i, const lb_calib_stats *stats) {
     lb_tensor *t = lb_model_tensor_at(r->m, e->tensor);
     lb_progress_item(r->prog, t->name);
     lb_quant_extras x;
-    lb_status st = lb_pipeline_quantize_entry(r->m, e, NULL, lb_calib_stats_for_tensor(stats, r->m, t), &r->held[i],
-                                              &r->rec[i], &x, r->measured);
+    lb_status st = lb_journal_entry(r->p->journal, r->m, e, NULL, lb_calib_stats_for_tensor(stats, r->m, t),
+                                    &r->held[i], &r->rec[i], &x, r->measured);
     if (st != LB_OK) return st;
     /* x holds rotations and a row's adapter only (the other slot-producing
      * options were refused up front; quantize_entry checked they fit): they
@@ -242,7 +242,9 @@ static lb_status run_sequential(lb_model *m, const lb_plan *plan, const lb_calib
             for (int i = 0; i < p.n_entries; i++)
                 if (layer[i] == l && lb_calib_input_of(which[i]) == input) {
                     any = 1;
-                    needs |= p.entries[i].opts.method && lb_method_opts_stats(&p.entries[i].opts);
+                    /* a resumed run's journaled tensors need no statistics */
+                    needs |= p.entries[i].opts.method && lb_method_opts_stats(&p.entries[i].opts) &&
+                             !lb_journal_has(p.journal, lb_model_tensor_at(m, p.entries[i].tensor)->name);
                 }
             if (!any) continue;
             if (needs) {

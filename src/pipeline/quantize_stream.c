@@ -161,8 +161,10 @@ static lb_status stream_one(int i, const lb_tensor *t, const lb_qspec *spec, lb_
     lb_quant_extras x;
     memset(&x, 0, sizeof x);
     const lb_layer_stats *ls = lb_calib_stats_for_tensor(c->stats, c->m, t);
+    /* several ranks: rank 0 receives the other ranks' entries (the CLI refuses --resume there, so no journal) */
     lb_status st = entry_owner(c, k) ? recv_entry(c, k, t, out)
-                                     : lb_pipeline_quantize_entry(c->m, e, NULL, ls, out, &c->rec[k], &x, c->measured);
+                                     : lb_journal_entry(c->p->journal, c->m, e, NULL, ls, out, &c->rec[k], &x,
+                                                        c->measured);
     if (st != LB_OK) return st;
     if (x.nnz || x.bias || x.in_signs || x.out_signs || x.adapter_rank) {
         /* a method row making slot parts that lb_plan_streamable did not foresee */

@@ -1,13 +1,17 @@
 /* lowbit calibrate: collect the statistics of every linear's input over
  * calibration text and save them as a GGUF file (docs/CALIBRATION.md). */
+#include <errno.h>
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 
 static const char *calibrate_help =
     "usage: lowbit calibrate MODEL -o STATS.gguf [--text FILE] [--calib-blocks N] [--tokens N]\n"
     "                        [--ctx N] [--split calib|all] [--hist-bins N] [--fisher] [--imatrix FILE]\n"
-    "                        [--tokenizer FILE] [--json]\n\n"
+    "                        [--whole-model] [--tokenizer FILE] [--resume] [--journal-every N]\n"
+    "                        [--stop-after N] [--json]\n\n"
     "Runs the model over calibration text and saves, per linear input of every layer (q/k/v\n"
     "share one, gate/up another): X^T X in double, mean |x|, max |x| and mean x per channel,\n"
     "and a 8192-bin histogram of x. Only the calibration split is read: the evaluation\n"
@@ -27,10 +31,28 @@ static const char *calibrate_help =
     "                     the Fisher diagonal of `--method squeezellm` weights=fisher; fp32 models)\n"
     "  --imatrix FILE     also write the statistics as llama.cpp's importance matrix (GGUF form:\n"
     "                     X^T X's diagonal per linear), for llama-quantize --imatrix\n"
+    "  --whole-model      run the whole model per sequence, every layer's statistics in memory\n"
+    "                     (the default runs one layer at a time over all sequences and writes each\n"
+    "                     layer's statistics before the next: the same bytes, a fraction of the\n"
+    "                     memory; --fisher needs the whole model, --imatrix all statistics at once)\n"
     "  --tokenizer FILE   llama2.c tokenizer (default: tok<vocab>.bin beside the model)\n"
+    "  --resume           a resumable run, or the continuation of an interrupted one, from its journal\n"
+    "                     STATS.gguf.partial. It takes the whole-model pass (the layer-by-layer one is\n"
+    "                     not journaled yet), whose accumulators (sums, X^T X, maxima, histograms) are\n"
+    "                     saved there after a block (--journal-every, --stop-after take it too),\n"
+    "                     atomically, and the file removed once STATS.gguf is written; the same command\n"
+    "                     with --resume goes on from the next block and writes the same bytes as a run\n"
+    "                     never interrupted. A journal of another run (model, text, options, lowbit\n"
+    "                     version) is refused naming what differs; without --resume an existing one is\n"
+    "                     refused too. --fisher's gradient pass runs after the blocks, whole\n"
+    "  --journal-every N  save the accumulators every N blocks (default: after a block once 30 s passed\n"
+    "                     since the last save; a save writes X^T X of every layer)\n"
+    "  --stop-after N     stop after block N as an interruption would, the journal saved (exit code 3,\n"
+    "                     no STATS): for testing --resume\n"
     "  --json             one JSON object on stdout\n\n"
-    "Under mpirun (a -DLOWBIT_MPI=ON build) the ranks share the sequences and rank 0 writes the\n"
-    "same bytes one process writes; each rank's time is printed (docs/SCALING.md, \"MPI\").\n";
+    "Under mpirun (a -DLOWBIT_MPI=ON build) the ranks share the sequences of the whole-model pass\n"
+    "and rank 0 writes the same bytes one process writes; each rank's time is printed. The\n"
+    "layer-by-layer pass is not distributed, nor is --resume (docs/SCALING.md, \"MPI\").\n";
 
 static double mean_of(const float *v, int64_t n) {
     double s = 0;
@@ -47,19 +69,28 @@ static float max_of(const float *v, int64_t n) {
 int cmd_calibrate(int argc, char **argv) {
     cli_args a = {.argc = argc, .argv = argv, .i = 1, .verb = "calibrate"};
     const char *out = NULL, *text_path = NULL, *blocks = NULL, *tokens = NULL, *ctx = NULL, *split = NULL,
-               *tokenizer = NULL, *bins = NULL, *imatrix = NULL;
-    int fisher = 0;
+               *tokenizer = NULL, *bins = NULL, *imatrix = NULL, *every = NULL, *stop_after = NULL;
+    int fisher = 0, resume = 0, whole = 0;
     while (a.i < argc) {
         int r;
+        if (cli_flag(&a, "--resume")) {
+            resume = 1;
+            continue;
+        }
         if (cli_flag(&a, "--fisher")) {
             fisher = 1;
+            continue;
+        }
+        if (cli_flag(&a, "--whole-model")) {
+            whole = 1;
             continue;
         }
         if ((r = cli_option(&a, "--output", "-o", &out)) || (r = cli_option(&a, "--text", NULL, &text_path)) ||
             (r = cli_option(&a, "--calib-blocks", NULL, &blocks)) || (r = cli_option(&a, "--tokens", NULL, &tokens)) ||
             (r = cli_option(&a, "--ctx", NULL, &ctx)) || (r = cli_option(&a, "--split", NULL, &split)) ||
             (r = cli_option(&a, "--tokenizer", NULL, &tokenizer)) || (r = cli_option(&a, "--hist-bins", NULL, &bins)) ||
-            (r = cli_option(&a, "--imatrix", NULL, &imatrix))) {
+            (r = cli_option(&a, "--imatrix", NULL, &imatrix)) || (r = cli_option(&a, "--journal-every", NULL, &every)) ||
+            (r = cli_option(&a, "--stop-after", NULL, &stop_after))) {
             if (r < 0) return CLI_USAGE;
             continue;
         }
@@ -103,33 +134,113 @@ int cmd_calibrate(int argc, char **argv) {
     if (lb_output_check(out, inputs, 3) != LB_OK || (imatrix && lb_output_check(imatrix, inputs, 3) != LB_OK))
         return cli_error("calibrate", NULL);
     if (imatrix && !strcmp(imatrix, out)) return cli_usage_error("calibrate", "--imatrix and -o name the same file");
+    /* the journal beside the output (docs/SCALING.md, "Resumable runs") */
+    char jpath[4200], extra[256];
+    lb_calib_journal journal = {.path = cli_journal_path(out, jpath, sizeof jpath), .resume = resume};
+    if (every) {
+        if (cli_parse_int("calibrate", "--journal-every", every, 1, 1 << 30, &v)) return CLI_USAGE;
+        journal.every = (int)v;
+    }
+    if (stop_after) {
+        if (cli_parse_int("calibrate", "--stop-after", stop_after, 1, 1 << 30, &v)) return CLI_USAGE;
+        journal.stop_after = (int)v;
+    }
+    snprintf(extra, sizeof extra, "calibration: --calib-blocks %d --tokens %lld --ctx %d --split %s --hist-bins %d",
+             o.calib_blocks, (long long)o.tokens, o.ctx, o.split == LB_SPLIT_ALL ? "all" : "calib", o.hist_bins);
+    o.journal = &journal;
 
     lb_model *m;
     if (cli_load_model("calibrate", a.positional[0], tokenizer, &m)) return CLI_FAIL;
-    double t0 = lb_now();
-    lb_calib_stats *s = NULL;
-    /* under mpirun: the sequences shared by the ranks (lb_calibrate_dist), rank 0 saves */
+    /* under mpirun (cli_comm of several ranks): the whole-model pass, its
+     * sequences shared by the ranks (lb_calibrate_dist), rank 0 saves. Not
+     * the layered pass (not distributed) nor a journal (no one rank holds
+     * the accumulators between folds) */
     const lb_comm *comm = cli_comm;
-    lb_calib_rank_time *times = lb_calloc((size_t)comm->size, sizeof *times);
-    if (!times || lb_calibrate_dist(m, &o, comm, &s, times) != LB_OK) {
-        lb_free(times);
+    if (comm->size > 1 && (resume || every || stop_after)) {
+        lb_model_free(m);
+        return cli_usage_error("calibrate", "--resume, --journal-every and --stop-after are for one process, not "
+                               "under mpirun with %d ranks (docs/SCALING.md, \"MPI\")", comm->size);
+    }
+    const char *label = "calibration text";
+    char *fingerprint = NULL;
+    if (lb_journal_fingerprint(m, NULL, &label, &text_path, 1, extra, &fingerprint) != LB_OK) {
         lb_model_free(m);
         return cli_error("calibrate", NULL);
     }
-    if (comm->rank != 0) { /* rank 0 has the statistics */
-        lb_free(times);
-        lb_model_free(m);
-        return CLI_OK;
+    journal.fingerprint = fingerprint;
+    double t0 = lb_now();
+    lb_calib_stats *s = NULL;
+    /* docs/SCALING.md, "Streaming": layer by layer into the file unless the
+     * gradients (the whole model's backward) or the imatrix (every layer's
+     * X^T X diagonal, from statistics in memory) are asked for. The journal
+     * ("Resumable runs") saves the whole-model pass's accumulators after a
+     * block, so asking for it (--resume, --journal-every, --stop-after)
+     * takes that pass: the layered one is not journaled yet. */
+    int journaled = resume || every || stop_after;
+    const char *path = whole || fisher || journaled || comm->size > 1 ? "whole_model"
+                       : imatrix                                     ? "layered"
+                                                                     : "layered_to_file";
+    lb_calib_rank_time *times = lb_calloc((size_t)comm->size, sizeof *times);
+    lb_status cst = times ? LB_OK : lb_fail(LB_ERR_NOMEM, "calibrate: out of memory");
+    if (cst == LB_OK && comm->size > 1) {
+        /* an interrupted single-process run's journal is neither resumed nor
+         * overwritten here: rank 0 looks, every rank learns its answer */
+        int32_t stale = comm->rank == 0 && access(jpath, F_OK) == 0;
+        o.journal = NULL;
+        cst = lb_comm_bcast(comm, &stale, sizeof stale);
+        if (cst == LB_OK && stale)
+            cst = lb_fail(LB_ERR_INVALID, "'%s' exists: the journal of an interrupted calibration; resume it in one "
+                          "process (the same command with --resume, without mpirun) or remove it", jpath);
+        if (cst == LB_OK && comm->rank == 0 && !whole && !fisher)
+            fprintf(stderr, "lowbit calibrate: %d ranks: the whole-model pass over the ranks (the layer-by-layer "
+                    "pass is not distributed; the statistics are the same bytes)\n", comm->size);
+        if (cst == LB_OK) cst = lb_calibrate_dist(m, &o, comm, &s, times);
+        if (cst == LB_OK && comm->rank != 0) { /* rank 0 has the statistics */
+            lb_free(times);
+            lb_free(fingerprint);
+            lb_model_free(m);
+            return CLI_OK;
+        }
+        if (cst == LB_OK && fisher)
+            fprintf(stderr, "lowbit calibrate: --fisher is not distributed: rank 0 computes it alone\n");
+    } else if (cst == LB_OK && path[0] == 'w') {
+        cst = lb_calibrate_dist(m, &o, comm, &s, times); /* one process: lb_calibrate, and its time */
+    } else if (cst == LB_OK) {
+        o.journal = NULL;
+        if (access(jpath, F_OK) == 0)
+            cst = lb_fail(LB_ERR_INVALID, "'%s' exists: the journal of an interrupted calibration; resume it (the "
+                          "same command with --resume) or remove it to start over", jpath);
+        else cst = imatrix ? lb_calibrate_layered(m, &o, &s) : lb_calibrate_to_file(m, &o, out, &s);
     }
-    if (fisher && comm->size > 1)
-        fprintf(stderr, "lowbit calibrate: --fisher is not distributed: rank 0 computes it alone\n");
-    if ((fisher && lb_calib_fisher(m, &o, s) != LB_OK) || lb_calib_stats_save(s, out) != LB_OK ||
+    if (cst == LB_OK && journal.resumed)
+        fprintf(stderr, "lowbit calibrate: resumed: %d of %d blocks done (journal %s)\n", journal.resumed, journal.total,
+                jpath);
+    if (cst != LB_OK || (fisher && lb_calib_fisher(m, &o, s) != LB_OK) ||
+        (strcmp(path, "layered_to_file") != 0 && lb_calib_stats_save(s, out) != LB_OK) ||
         (imatrix && lb_calib_stats_save_imatrix(s, imatrix) != LB_OK)) {
         lb_free(times);
         lb_calib_stats_free(s);
         lb_model_free(m);
-        return cli_error("calibrate", NULL);
+        lb_free(fingerprint);
+        if (!journal.stopped) return cli_error("calibrate", NULL);
+        if (a.json) {
+            json_begin_object();
+            json_kbool("stopped", 1);
+            json_kint("done", journal.done);
+            json_kint("blocks", journal.total);
+            json_kint("resumed", journal.resumed);
+            json_kstr("journal", jpath);
+            json_end_object();
+            json_done();
+        } else {
+            printf("stopped after %d of %d blocks; journal %s (the same command with --resume continues)\n",
+                   journal.done, journal.total, jpath);
+        }
+        return CLI_STOPPED;
     }
+    lb_free(fingerprint);
+    /* the statistics are written: the journal has served (several ranks: none was used) */
+    if (comm->size == 1 && remove(jpath) != 0 && errno != ENOENT) fprintf(stderr, "lowbit calibrate: warning: cannot remove %s\n", jpath);
     double seconds = lb_now() - t0;
     if (comm->size > 1)
         for (int r = 0; r < comm->size; r++)
@@ -150,6 +261,8 @@ int cmd_calibrate(int argc, char **argv) {
         json_kint("sequences", info.sequences);
         json_kint("hist_bins", info.hist_bins);
         json_kbool("fisher", fisher);
+        json_kint("resumed", journal.resumed);
+        json_kstr("calibration", path);
         json_knum("seconds", seconds);
         json_kint("peak_rss", lb_peak_rss());
         json_kint("ranks", comm->size);
@@ -171,9 +284,9 @@ int cmd_calibrate(int argc, char **argv) {
         json_begin_array();
     } else {
         printf("calibration: %s\n", info.source);
-        printf("%s tokens in %lld blocks, %.2f s; statistics of %d layer inputs -> %s\n",
+        printf("%s tokens in %lld blocks, %.2f s (%s); statistics of %d layer inputs -> %s\n",
                fmt_thousands(info.tokens, b1, sizeof b1), (long long)info.sequences, seconds,
-               info.n_layers * LB_CALIB_N_INPUTS, out);
+               strcmp(path, "whole_model") ? "layer by layer" : "whole model", info.n_layers * LB_CALIB_N_INPUTS, out);
         printf("%-6s %-11s %-22s %6s %8s %12s %12s %12s\n", "layer", "input", "read by", "cols", "tokens",
                "mean |x|", "max |x|", "hist range");
     }

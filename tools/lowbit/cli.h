@@ -140,6 +140,18 @@ int cli_quantize_eval(const cli_qeval *q, const lb_qspec *spec, const lb_method_
 /* DIR/STEM-<label, with : / space = , as _>.gguf */
 void cli_gguf_path(const char *dir, const char *stem, const char *label, char *path, size_t n);
 
+/* ---- resumable runs (resume.c; docs/SCALING.md, "Resumable runs") ---------- */
+enum { CLI_STOPPED = 3 }; /* --stop-after: stopped as an interruption would, the journal kept */
+/* OUT.partial */
+const char *cli_journal_path(const char *out, char *buf, size_t n);
+/* Opens the journal of a run writing out (lb_journal_fingerprint over m, the
+ * plan, the files and extra), says what was resumed or dropped on stderr,
+ * sets --stop-after (NULL: none) and plan->journal. CLI_OK, or the exit code
+ * after the error is printed. */
+int cli_journal_open(const char *verb, lb_model *m, lb_plan *plan, const char *out, const char *const *labels,
+                     const char *const *files, int n_files, const char *extra, int resume, const char *stop_after,
+                     lb_journal **j);
+
 /* the verbs */
 int cmd_info(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);

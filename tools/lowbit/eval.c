@@ -1,12 +1,14 @@
 /* lowbit eval: perplexity, and KL divergence / top-1 agreement against a
  * reference model, always printed with text, protocol, context and tokens. */
 #include <math.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 
 static const char *eval_help =
     "usage: lowbit eval MODEL --text FILE [--protocol docs|chunks] [--ctx N] [--ref MODEL]\n"
-    "                   [--split all|calib|eval] [--calib-blocks N]\n\n"
+    "                   [--split all|calib|eval] [--calib-blocks N] [--stream auto|on|off]\n\n"
     "  --text FILE        UTF-8 text, split into blocks at blank lines\n"
     "  --protocol P       docs (default): each block scored alone from BOS, at most --ctx tokens\n"
     "                     chunks: llama.cpp's llama-perplexity: the text tokenized once, cut into\n"
@@ -16,22 +18,26 @@ static const char *eval_help =
     "  --calib-blocks N   size of the calibration split (default 128)\n"
     "  --ref MODEL        reference model: adds the mean KL(ref || model) per token and the\n"
     "                     top-1 agreement of the two models' next-token predictions\n"
+    "  --stream S         on: each block's memory-mapped weight pages are given back after it runs,\n"
+    "                     so about one block per thread stays resident (re-read from the page cache\n"
+    "                     next time: the same results); off: the model stays resident; auto (default):\n"
+    "                     on when the model (and --ref) stores more than a quarter of the RAM\n"
     "  --tokenizer FILE   llama2.c tokenizer (default: tok<vocab>.bin beside MODEL)\n"
     "  --json             one JSON object on stdout: ppl nll tokens sequences protocol ctx split\n"
-    "                     text bpw bpw_all [kld top1] seconds\n"
+    "                     text bpw bpw_all [kld top1] seconds peak_rss streamed\n"
     "                     tokens_per_second (through the forward pass, both models with --ref)\n"
     "                     kernels (the matmul kernels of MODEL's linears)\n";
 
 int cmd_eval(int argc, char **argv) {
     cli_args a = {.argc = argc, .argv = argv, .i = 1, .verb = "eval"};
     const char *text_path = NULL, *protocol = "docs", *ctx = NULL, *ref_path = NULL, *split = "all", *calib = "128",
-               *tokenizer = NULL;
+               *tokenizer = NULL, *stream = "auto";
     while (a.i < argc) {
         int r;
         if ((r = cli_option(&a, "--text", NULL, &text_path)) || (r = cli_option(&a, "--protocol", NULL, &protocol)) ||
             (r = cli_option(&a, "--ctx", NULL, &ctx)) || (r = cli_option(&a, "--ref", NULL, &ref_path)) ||
             (r = cli_option(&a, "--split", NULL, &split)) || (r = cli_option(&a, "--calib-blocks", NULL, &calib)) ||
-            (r = cli_option(&a, "--tokenizer", NULL, &tokenizer))) {
+            (r = cli_option(&a, "--tokenizer", NULL, &tokenizer)) || (r = cli_option(&a, "--stream", NULL, &stream))) {
             if (r < 0) return CLI_USAGE;
             continue;
         }
@@ -52,6 +58,8 @@ int cmd_eval(int argc, char **argv) {
         o.ctx = (int)v;
     }
     if (cli_parse_int("eval", "--calib-blocks", calib, 1, 1 << 30, &v)) return CLI_USAGE;
+    if (strcmp(stream, "auto") && strcmp(stream, "on") && strcmp(stream, "off"))
+        return cli_usage_error("eval", "--stream is auto, on or off, not '%s'", stream);
     o.calib_blocks = (int)v;
 
     lb_text text;
@@ -61,6 +69,15 @@ int cmd_eval(int argc, char **argv) {
     if (rc == CLI_OK && ref_path) rc = cli_load_model("eval", ref_path, NULL, &ref);
     lb_eval_result r;
     o.ref = ref;
+    if (rc == CLI_OK) { /* docs/SCALING.md, "Streaming": releasing costs minor faults, a model that fits stays */
+        lb_model_size sm, sr = {0};
+        lb_model_sizes(m, &sm);
+        if (ref) lb_model_sizes(ref, &sr);
+        long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+        double ram = pages > 0 && page > 0 ? (double)pages * (double)page : 0;
+        o.stream = !strcmp(stream, "on") || (!strcmp(stream, "auto") && ram > 0 &&
+                                             (double)(sm.bytes_all + sr.bytes_all) > ram / 4);
+    }
     if (rc == CLI_OK && lb_evaluate(m, &text, &o, &r) != LB_OK) rc = cli_error("eval", NULL);
     if (rc == CLI_OK) {
         int first, end;
@@ -92,6 +109,7 @@ int cmd_eval(int argc, char **argv) {
             }
             json_knum("seconds", r.seconds);
             json_kint("peak_rss", lb_peak_rss());
+            json_kbool("streamed", o.stream);
             /* every token through the forward pass (scored or context), per model */
             json_knum("tokens_per_second", r.seconds > 0 ? (double)r.tokens_processed * (ref ? 2 : 1) / r.seconds : NAN);
             char kernels[256];

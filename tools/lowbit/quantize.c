@@ -15,7 +15,8 @@ static const char *quantize_help_head =
     "                       [--imatrix FILE]\n"
     "                       [--outliers FRACTION] [--outlier-rule RULE] [--bias-correct] [--rotate]\n"
     "                       [--rotate-seed N] [--act SPEC]\n"
-    "                       [--sequential] [--refine autoround|lwc|2dquant|blockap[:OPTS]] [--report FILE.json]\n\n"
+    "                       [--sequential] [--refine autoround|lwc|2dquant|blockap[:OPTS]] [--report FILE.json]\n"
+    "                       [--resume] [--stop-after N]\n\n"
     "Quantizes the selected tensors of MODEL (llama2.c or GGUF) and writes OUT, one GGUF file,\n"
     "atomically (nothing is left behind on failure).\n\n"
     "  -o, --output OUT   the GGUF file to write\n"
@@ -105,6 +106,17 @@ static const char *quantize_help_refine =
     "                     bpw, relative weight error, proxy loss tr(dW H dW^T)/n of the method and of\n"
     "                     rtn on the same H (when statistics exist), damping, dead inputs, seconds\n"
     CLI_SPLIT_HELP
+    "  --resume           continue an interrupted run from its journal OUT.partial: each finished tensor\n"
+    "                     is journaled there (flushed to disk) while the run goes, and removed once OUT\n"
+    "                     is written; the same command with --resume takes the journaled tensors and\n"
+    "                     writes the same bytes as a run never interrupted. A journal of another run\n"
+    "                     (other model, plan, options, statistics or lowbit version) is refused, naming\n"
+    "                     what differs; without --resume an existing journal is refused too, not used\n"
+    "                     or overwritten. --sequential / --refine: the later layers' statistics are\n"
+    "                     computed again through the journaled quantized layers (block reconstruction\n"
+    "                     of a journaled layer is run again)\n"
+    "  --stop-after N     stop once N tensors are journaled, as an interruption would (exit code 3, no\n"
+    "                     OUT): for testing --resume\n"
     "  --tokenizer FILE   llama2.c tokenizer to embed (default: tok<vocab>.bin beside MODEL)\n"
     "  --json             one JSON object on stdout (\"shards\": the files written; \"streamed\": each tensor\n"
     "                     quantized while the file was written, not the whole model held; \"peak_rss\")\n\n"
@@ -193,11 +205,11 @@ int cmd_quantize(int argc, char **argv) {
     const char *recipe = NULL, *save_recipe = NULL, *types[MAX_TENSOR_TYPES];
     const char *calib_text = NULL, *calib_blocks = NULL, *stats_path = NULL, *act = NULL, *report_path = NULL,
                *imatrix = NULL;
-    const char *refine = NULL, *split_size = NULL, *split_tensors = NULL;
+    const char *refine = NULL, *split_size = NULL, *split_tensors = NULL, *stop_after = NULL;
     /* the common options in the table's order (lb_method_common_at) */
     const char *common[LB_METHOD_COMMON_OPTIONS] = {NULL};
     enum { C_OUTLIERS, C_OUTLIER_RULE, C_BIAS_CORRECT, C_ROTATE, C_ROTATE_SEED };
-    int n_types = 0, dry_run = 0, sequential = 0;
+    int n_types = 0, dry_run = 0, sequential = 0, resume = 0;
     while (a.i < argc) {
         int r;
         const char *type = NULL;
@@ -213,7 +225,8 @@ int cmd_quantize(int argc, char **argv) {
             (r = cli_option(&a, "--rotate-seed", NULL, &common[C_ROTATE_SEED])) ||
             (r = cli_option(&a, "--report", NULL, &report_path)) || (r = cli_option(&a, "--refine", NULL, &refine)) ||
             (r = cli_option(&a, "--split-max-size", NULL, &split_size)) ||
-            (r = cli_option(&a, "--split-max-tensors", NULL, &split_tensors))) {
+            (r = cli_option(&a, "--split-max-tensors", NULL, &split_tensors)) ||
+            (r = cli_option(&a, "--stop-after", NULL, &stop_after))) {
             if (r < 0) return CLI_USAGE;
             continue;
         }
@@ -233,6 +246,10 @@ int cmd_quantize(int argc, char **argv) {
         }
         if (cli_flag(&a, "--rotate")) {
             common[C_ROTATE] = "hadamard";
+            continue;
+        }
+        if (cli_flag(&a, "--resume")) {
+            resume = 1;
             continue;
         }
         if (cli_flag(&a, "--sequential")) {
@@ -258,6 +275,7 @@ int cmd_quantize(int argc, char **argv) {
     if (saved && sequential)
         return cli_usage_error("quantize", "--sequential calibrates the partly quantized model as it goes: saved "
                                "%s (the fp32 model's) cannot be used", saved);
+    if ((resume || stop_after) && dry_run) return cli_usage_error("quantize", "--dry-run writes nothing: no --resume or --stop-after");
     if (report_path && dry_run) return cli_usage_error("quantize", "--dry-run quantizes nothing: no --report");
     lb_gguf_split_opts split;
     int splitting, n_shards = 0;
@@ -343,6 +361,28 @@ int cmd_quantize(int argc, char **argv) {
         lb_plan_free(&plan);
         return rc;
     }
+    /* the journal of finished tensors: opened before calibrating, so a stale
+     * or foreign one is refused before any work. The sequential drivers
+     * calibrate each stage on the model with the journaled tensors in place:
+     * the same state as the run that journaled them */
+    lb_journal *journal = NULL;
+    /* several ranks: the tensors are quantized on every rank, so no one
+     * rank's journal would hold them all; no journal, and no resume */
+    if (rc == CLI_OK && comm->size > 1 && (resume || stop_after))
+        rc = cli_usage_error("quantize", "--resume and --stop-after are for one process, not under mpirun with %d "
+                             "ranks (docs/SCALING.md, \"MPI\"): run the resumable quantization in one process",
+                             comm->size);
+    if (rc == CLI_OK && comm->size == 1) {
+        int calibrating = (lb_plan_stats_needed(&plan) || refine) && !saved;
+        const char *labels[4] = {"statistics (--stats)", "importance matrix (--imatrix)", "calibration text", "recipe"};
+        const char *files[4] = {stats_path, imatrix, calibrating ? copts.text_path : NULL, recipe};
+        char extra[600];
+        snprintf(extra, sizeof extra, "calibration: %s%d blocks; sequential %d; refine %.400s",
+                 calibrating ? "the calibration split's first " : "none, ", calibrating ? copts.calib_blocks ? copts.calib_blocks : 128 : 0,
+                 sequential, refine ? refine : "none");
+        rc = cli_journal_open("quantize", m, &plan, out, labels, files, 4, extra, resume, stop_after, &journal);
+    }
+    int resumed = lb_journal_done(journal);
     /* statistics only when a method needs them: saved ones, or the calibration split run now */
     lb_calib_stats *stats = NULL;
     if (rc == CLI_OK && (lb_plan_stats_needed(&plan) & LB_STATS_DXTX) && !sequential)
@@ -356,8 +396,9 @@ int cmd_quantize(int argc, char **argv) {
                                  "or use --stats", extra);
         else if (imatrix ? lb_calib_stats_load_imatrix(imatrix, m, &stats) != LB_OK
                  : stats_path ? lb_calib_stats_load(stats_path, m, &stats) != LB_OK
-                              : lb_calibrate_dist(m, &copts, comm, &stats, NULL) != LB_OK ||
-                                    lb_calib_stats_bcast(comm, &stats) != LB_OK) /* every rank quantizes with them */
+                              : comm->size > 1 ? lb_calibrate_dist(m, &copts, comm, &stats, NULL) != LB_OK ||
+                                                     lb_calib_stats_bcast(comm, &stats) != LB_OK /* every rank quantizes with them */
+                                               : lb_calibrate_layered(m, &copts, &stats) != LB_OK) /* the same statistics, the model's pages streamed */
             rc = cli_error("quantize", NULL);
     }
     lb_quantize_report rep;
@@ -367,20 +408,43 @@ int cmd_quantize(int argc, char **argv) {
      * stage calibrates on the partly quantized model): in memory, then saved.
      * Otherwise each tensor is quantized while the file is written, when the
      * plan allows (docs/SCALING.md, "Streaming"). */
+    lb_status qst = LB_OK;
     if (rc == CLI_OK && (refine || sequential)) {
-        if ((refine ? lb_quantize_model_refined(m, &plan, &copts, refine, &rep)
-                    : lb_quantize_model_sequential(m, &plan, &copts, &rep)) != LB_OK ||
-            lb_model_save_gguf_split(m, out, NULL, NULL, NULL, splitting ? &split : NULL, &n_shards) != LB_OK)
-            rc = cli_error("quantize", NULL);
-    } else if (rc == CLI_OK && lb_quantize_model_to_gguf_dist(m, &plan, stats, out, splitting ? &split : NULL,
-                                                              &n_shards, &rep, report_path != NULL, &streamed,
-                                                              comm) != LB_OK) {
+        qst = refine ? lb_quantize_model_refined(m, &plan, &copts, refine, &rep)
+                     : lb_quantize_model_sequential(m, &plan, &copts, &rep);
+        if (qst == LB_OK) qst = lb_model_save_gguf_split(m, out, NULL, NULL, NULL, splitting ? &split : NULL, &n_shards);
+    } else if (rc == CLI_OK) {
+        qst = lb_quantize_model_to_gguf_dist(m, &plan, stats, out, splitting ? &split : NULL, &n_shards, &rep,
+                                             report_path != NULL, &streamed, comm);
+    }
+    if (qst != LB_OK && lb_journal_stopped(journal)) { /* --stop-after: an interruption on purpose */
+        char jp[4200];
+        if (a.json) {
+            json_begin_object();
+            json_kbool("stopped", 1);
+            json_kint("done", lb_journal_done(journal));
+            json_kint("tensors", plan.n_entries);
+            json_kint("resumed", resumed);
+            json_kstr("journal", cli_journal_path(out, jp, sizeof jp));
+            json_end_object();
+            json_done();
+        } else {
+            printf("stopped after %d of %d tensors; journal %s (the same command with --resume continues)\n",
+                   lb_journal_done(journal), plan.n_entries, cli_journal_path(out, jp, sizeof jp));
+        }
+        rc = CLI_STOPPED;
+    } else if (qst != LB_OK) {
         rc = cli_error("quantize", NULL);
     }
     if (rc == CLI_OK && comm->size > 1 && comm->rank == 0)
         fprintf(stderr, "lowbit quantize: %s\n",
                 streamed ? "the tensors were shared among the ranks (round-robin), rank 0 wrote the file"
                          : "this plan does not stream (docs/SCALING.md, \"Streaming\"): rank 0 quantized alone");
+    /* the output is written: the journal has served (kept on failure, to
+     * resume, unless it holds nothing: a failure before the first tensor) */
+    if (journal && lb_journal_close(journal, rc == CLI_OK || !lb_journal_done(journal)) != LB_OK)
+        rc = cli_error("quantize", NULL);
+    plan.journal = NULL;
     lb_calib_stats_free(stats);
     if (comm->rank != 0) { /* rank 0 writes, saves and reports */
         lb_quantize_report_free(&rep);
@@ -422,6 +486,7 @@ int cmd_quantize(int argc, char **argv) {
             json_kint("rules", plan.n_rules);
             json_kbool("sequential", sequential);
             json_kbool("streamed", streamed);
+            json_kint("resumed", resumed);
             if (report_path) json_kstr("report", report_path);
             else {
                 json_key("report");

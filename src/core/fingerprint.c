@@ -1,0 +1,29 @@
+/* The checksum and fingerprint comparison of the resumable runs' journals
+ * (core/fingerprint.h). */
+#include "core/fingerprint.h"
+
+#include <stdio.h>
+#include <string.h>
+
+uint64_t lb_fnv1a(const void *data, size_t n, uint64_t h) {
+    const uint8_t *p = data;
+    for (size_t i = 0; i < n; i++) {
+        h ^= p[i];
+        h *= 1099511628211ull;
+    }
+    return h;
+}
+
+void lb_fingerprint_difference(const char *a, const char *b, char *out, size_t n) {
+    while (*a || *b) {
+        size_t la = strcspn(a, "\n"), lb = strcspn(b, "\n");
+        if (la != lb || memcmp(a, b, la) != 0) {
+            snprintf(out, n, "the journal has '%.*s', this run '%.*s'", (int)(la > 200 ? 200 : la), a,
+                     (int)(lb > 200 ? 200 : lb), b);
+            return;
+        }
+        a += la + (a[la] == '\n');
+        b += lb + (b[lb] == '\n');
+    }
+    snprintf(out, n, "(no line differs)");
+}
