@@ -20,6 +20,8 @@ void lb_sensitivity_free(lb_sensitivity *s) {
     lb_free(s->tensor), lb_free(s->names), lb_free(s->weights);
     lb_free(s->bits), lb_free(s->kld), lb_free(s->dnll), lb_free(s->proxy), lb_free(s->werr);
     lb_free(s->hawq), lb_free(s->fisher), lb_free(s->group);
+    for (size_t i = 0; s->rows_q && i < (size_t)s->n_tensors * s->n_candidates; i++) lb_free(s->rows_q[i]);
+    lb_free(s->rows_q), lb_free(s->row0), lb_free(s->row1);
     for (size_t i = 0; s->quantized && i < (size_t)s->n_tensors * s->n_candidates; i++) lb_tensor_free(&s->quantized[i]);
     lb_free(s->quantized);
     memset(s, 0, sizeof *s);
@@ -125,6 +127,12 @@ lb_status lb_sensitivity_measure(const lb_sensitivity_opts *o, const lb_candidat
     memset(out, 0, sizeof *out);
     if (!o || !o->model_path || !o->text || !cands || n_candidates < 1)
         return lb_fail(LB_ERR_INVALID, "sensitivity: no model, text or candidates");
+    if (o->row_blocks < 0) return lb_fail(LB_ERR_INVALID, "sensitivity: %d row blocks", o->row_blocks);
+    if (o->row_blocks > 0) {
+        lb_status st = lb_plan_measure_rowblocks(o, cands, n_candidates, out);
+        if (st != LB_OK) lb_sensitivity_free(out);
+        return st;
+    }
     double t0 = lb_now();
     lb_model *ref = NULL;
     lb_plan sel;
