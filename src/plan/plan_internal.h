@@ -28,4 +28,8 @@ lb_status lb_plan_own_f32(lb_model *m, int ti, float **buf, lb_tensor *saved);
 lb_status lb_plan_measure_rowblocks(const lb_sensitivity_opts *o, const lb_candidate *cands, int C,
                                     lb_sensitivity *out);
 
+/* sensitivity.c: the model's own loss (nll per token) on the scored tokens,
+ * the baseline every sensitivity cell is measured against */
+lb_status lb_plan_ref_nll(const lb_sensitivity_opts *o, const lb_model *ref, double *nll);
+
 #endif

@@ -130,12 +130,7 @@ lb_status lb_plan_measure_rowblocks(const lb_sensitivity_opts *o, const lb_candi
                      (long long)bounds[b], (long long)bounds[b + 1]);
         }
     }
-    if (st == LB_OK) { /* the model's own loss on the scored tokens */
-        lb_eval_opts e = o->eval;
-        e.ref = NULL;
-        lb_eval_result r;
-        if ((st = lb_evaluate(ref, o->text, &e, &r)) == LB_OK) out->nll = r.nll;
-    }
+    if (st == LB_OK) st = lb_plan_ref_nll(o, ref, &out->nll);
     size_t todo = 0, done = 0;
     for (size_t i = 0; i < cells; i++) todo += !o->mask || o->mask[i];
     lb_progress prog;

@@ -122,6 +122,15 @@ done:
     return st;
 }
 
+lb_status lb_plan_ref_nll(const lb_sensitivity_opts *o, const lb_model *ref, double *nll) {
+    lb_eval_opts e = o->eval;
+    e.ref = NULL;
+    lb_eval_result r;
+    lb_status st = lb_evaluate(ref, o->text, &e, &r);
+    if (st == LB_OK) *nll = r.nll;
+    return st;
+}
+
 lb_status lb_sensitivity_measure(const lb_sensitivity_opts *o, const lb_candidate *cands, int n_candidates,
                                  lb_sensitivity *out) {
     memset(out, 0, sizeof *out);
@@ -165,12 +174,7 @@ lb_status lb_sensitivity_measure(const lb_sensitivity_opts *o, const lb_candidat
         snprintf(out->names[t], sizeof out->names[t], "%s", sel.entries[t].name);
         out->weights[t] = w->rows * w->cols;
     }
-    if (st == LB_OK) { /* the model's own loss on the scored tokens */
-        lb_eval_opts e = o->eval;
-        e.ref = NULL;
-        lb_eval_result r;
-        if ((st = lb_evaluate(ref, o->text, &e, &r)) == LB_OK) out->nll = r.nll;
-    }
+    if (st == LB_OK) st = lb_plan_ref_nll(o, ref, &out->nll);
     size_t todo = 0, done = 0;
     for (size_t i = 0; i < cells; i++) todo += !o->mask || o->mask[i];
     lb_progress prog;
