@@ -61,7 +61,18 @@ json "$TMP/k.json" 'j["bpw"] <= 3.0 and len(j["candidates"]) == 4'
 "$LOWBIT" plan "$MODEL" "${Q[@]}" --candidates "$C" --bpw 4 --granularity layer --refine 0 -o "$TMP/l.txt" --json \
     > "$TMP/l.json" 2> "$TMP/l.err" && ok || fail "plan --granularity layer: $(cat "$TMP/l.err")"
 json "$TMP/l.json" 'len(set(c["candidate"] for c in j["choice"])) == 1 and j["bpw"] <= 4'
-expect 2 "tensor or layer" -- "$LOWBIT" plan "$MODEL" --bpw 3 -o "$TMP/g.txt" --granularity row
+expect 2 "tensor, layer, rowblock" -- "$LOWBIT" plan "$MODEL" --bpw 3 -o "$TMP/g.txt" --granularity row
+# --granularity rowblock:2: a choice per block of rows, one recipe line each, which quantize refuses clearly
+"$LOWBIT" plan "$MODEL" --tensors 'blk.0.attn_k.weight,blk.0.ffn_down.weight' --calib-blocks 8 --calib "$TEXT" \
+    --candidates "$C" --bpw 4 --granularity rowblock:2 --refine 1 --score-eval -o "$TMP/rb.txt" --json \
+    > "$TMP/rb.json" 2> "$TMP/rb.err" && ok || fail "plan --granularity rowblock:2: $(cat "$TMP/rb.err")"
+json "$TMP/rb.json" 'j["tensors"] == 4 and j["bpw"] <= 4 and j["granularity"] == "rowblock:2" and j["eval_ppl"] > 1'
+json "$TMP/rb.json" '[c["tensor"] for c in j["choice"]] == ["blk.0.attn_k.weight rows 0:16", "blk.0.attn_k.weight rows 16:32", "blk.0.ffn_down.weight rows 0:32", "blk.0.ffn_down.weight rows 32:64"]'
+[ "$(grep -c '^blk.0.ffn_down.weight rows=[0-9]*:[0-9]* int' "$TMP/rb.txt")" = 2 ] && ok || fail "rowblock recipe: $(cat "$TMP/rb.txt")"
+expect 1 "row-block rules" -- "$LOWBIT" quantize "$MODEL" --recipe "$TMP/rb.txt" -o "$TMP/rb.gguf"
+expect 2 "rowblock:N" -- "$LOWBIT" plan "$MODEL" --bpw 3 -o "$TMP/g.txt" --granularity rowblock:0
+expect 2 "rowblock or rowblock:N" -- "$LOWBIT" plan "$MODEL" --bpw 3 -o "$TMP/g.txt" --granularity rowblocks
+expect 2 "per tensor, not per row block" -- "$LOWBIT" plan "$MODEL" --bpw 3 -o "$TMP/g.txt" --granularity rowblock --svg "$TMP/x.svg"
 expect 1 "cheapest options need" -- "$LOWBIT" plan "$MODEL" "${Q[@]}" --candidates "$C" --bpw 2 -o "$TMP/no.txt"
 [ ! -e "$TMP/no.txt" ] && ok || fail "a failed plan left its recipe"
 # --size: the planned tensors' bytes plus the rest as stored

@@ -23,12 +23,21 @@ NEEDS="TEXT TOK MODEL"
 
 SHAPE=(--dim 512 --ffn 1408 --layers 24 --heads 8 --vocab 4096 --seed 7)
 LIMIT=40000000 # bytes: the model is 4x this
+# Under AddressSanitizer (make check-asan) the process's RSS holds ASan's
+# shadow memory and freed-memory quarantine (a streamed quantize peaks near
+# 280 MB there), so the upper bounds are not checked: UNDER is the bound a
+# streamed run must stay below, LIMIT the one an in-memory run must exceed.
+UNDER=$LIMIT
+if [ "${LB_SANITIZED:-0}" = 1 ]; then
+    echo "cli_stream: a sanitizer build: peak_rss upper bounds NOT checked (bytes and paths still are)" >&2
+    UNDER=1000000000000000
+fi
 
 expect 0 "Llama-shaped model with seeded random weights" -- "$LOWBIT" synth --help
 expect 2 "--type must be f32, f16 or bf16" -- "$LOWBIT" synth -o "$TMP/x.gguf" --type q4_0
 expect 2 "must divide" -- "$LOWBIT" synth -o "$TMP/x.gguf" --dim 100 --heads 3
 "$LOWBIT" synth -o "$TMP/m.gguf" "${SHAPE[@]}" --json > "$TMP/s.json" || fail "synth failed"
-json "$TMP/s.json" "j['tensors'] == 3 + 9 * 24 and j['file_bytes'] > 4 * $LIMIT and j['peak_rss'] < $LIMIT"
+json "$TMP/s.json" "j['tensors'] == 3 + 9 * 24 and j['file_bytes'] > 4 * $LIMIT and j['peak_rss'] < $UNDER"
 # seeded: the same bytes again, other bytes under another seed
 "$LOWBIT" synth -o "$TMP/m2.gguf" "${SHAPE[@]}" > /dev/null || fail "synth again failed"
 if cmp -s "$TMP/m.gguf" "$TMP/m2.gguf"; then ok; else fail "synth is not reproducible"; fi
@@ -41,7 +50,7 @@ json "$TMP/i.json" "j['config']['dim'] == 512 and j['config']['n_layers'] == 24 
 
 # quantize: streamed under the bound, the same file as in memory
 "$LOWBIT" quantize "$TMP/m.gguf" -o "$TMP/q.gguf" --format int4 --json > "$TMP/q.json" || fail "quantize failed"
-json "$TMP/q.json" "j['streamed'] is True and 0 < j['peak_rss'] < $LIMIT and j['tensors_quantized'] == 168"
+json "$TMP/q.json" "j['streamed'] is True and 0 < j['peak_rss'] < $UNDER and j['tensors_quantized'] == 168"
 "$LOWBIT" quantize "$TMP/m.gguf" -o "$TMP/qm.gguf" --format int4 --sequential --json > "$TMP/qm.json" \
     || fail "in-memory quantize failed"
 json "$TMP/qm.json" "j['streamed'] is False and j['peak_rss'] > $LIMIT"
@@ -50,9 +59,9 @@ rm -f "$TMP/qm.gguf"
 # split while streaming: converted back to one file, the single file's bytes
 "$LOWBIT" quantize "$TMP/m.gguf" -o "$TMP/qs.gguf" --format int4 --split-max-size 20M --json > "$TMP/qs.json" \
     || fail "split quantize failed"
-json "$TMP/qs.json" "j['streamed'] is True and len(j['shards']) >= 3 and j['peak_rss'] < $LIMIT"
+json "$TMP/qs.json" "j['streamed'] is True and len(j['shards']) >= 3 and j['peak_rss'] < $UNDER"
 "$LOWBIT" convert "$TMP/qs-00001-of-"*.gguf -o "$TMP/qj.gguf" --json > "$TMP/qj.json" || fail "joining convert failed"
-json "$TMP/qj.json" "j['peak_rss'] < $LIMIT"
+json "$TMP/qj.json" "j['peak_rss'] < $UNDER"
 if cmp -s "$TMP/q.gguf" "$TMP/qj.gguf"; then ok; else fail "split set joined differs from the single file"; fi
 rm -f "$TMP"/qs-*.gguf "$TMP/qj.gguf"
 # a plan that cannot stream (outliers' count is data-dependent) says so and still works
@@ -62,11 +71,11 @@ json "$TMP/qo.json" "j['streamed'] is False"
 
 # convert: as stored and retyped, under the bound
 "$LOWBIT" convert "$TMP/m.gguf" -o "$TMP/c.gguf" --json > "$TMP/c.json" || fail "convert failed"
-json "$TMP/c.json" "0 < j['peak_rss'] < $LIMIT"
+json "$TMP/c.json" "0 < j['peak_rss'] < $UNDER"
 "$LOWBIT" convert "$TMP/m.gguf" -o "$TMP/c32.gguf" --format bf16 --json > "$TMP/c32.json" || fail "convert bf16 failed"
-json "$TMP/c32.json" "0 < j['peak_rss'] < $LIMIT"
+json "$TMP/c32.json" "0 < j['peak_rss'] < $UNDER"
 "$LOWBIT" convert "$TMP/m.gguf" -o "$TMP/hf" --json > "$TMP/hf.json" || fail "convert to safetensors failed"
-json "$TMP/hf.json" "0 < j['peak_rss'] < $LIMIT"
+json "$TMP/hf.json" "0 < j['peak_rss'] < $UNDER"
 rm -rf "$TMP/hf"
 # calibrate layer by layer: the whole-model pass's bytes, on stories260K (all
 # parts; a budget, fewer bins, a shorter context) and on a synthetic model
@@ -86,10 +95,12 @@ done
 # pass holds all 266 MB of statistics (measured: 659 MB)
 CSHAPE=(--dim 512 --ffn 1408 --layers 12 --heads 8 --vocab 512 --seed 7)
 CLIMIT=120000000
+CUNDER=$CLIMIT
+[ "${LB_SANITIZED:-0}" = 1 ] && CUNDER=$UNDER
 "$LOWBIT" synth -o "$TMP/cm.gguf" "${CSHAPE[@]}" > /dev/null || fail "synth (calibration model) failed"
 CAL=(--tokenizer "$TOK" --text "$TEXT" --calib-blocks 2)
 "$LOWBIT" calibrate "$TMP/cm.gguf" -o "$TMP/cl.gguf" "${CAL[@]}" --json > "$TMP/cl.json" || fail "layered calibrate failed"
-json "$TMP/cl.json" "j['calibration'] == 'layered_to_file' and 0 < j['peak_rss'] < $CLIMIT"
+json "$TMP/cl.json" "j['calibration'] == 'layered_to_file' and 0 < j['peak_rss'] < $CUNDER"
 "$LOWBIT" calibrate "$TMP/cm.gguf" -o "$TMP/cw.gguf" "${CAL[@]}" --whole-model --json > "$TMP/cw.json" \
     || fail "whole-model calibrate failed"
 json "$TMP/cw.json" "j['calibration'] == 'whole_model' and j['peak_rss'] > $CLIMIT"
@@ -99,10 +110,12 @@ rm -f "$TMP/cl.gguf" "$TMP/cw.gguf"
 # process (~25 MB) and about one block per thread (2 x 6.4 MB) stay
 # (measured: 37 MB); resident, the 78 MB model does (measured: 106 MB)
 ELIMIT=60000000
+EUNDER=$ELIMIT
+[ "${LB_SANITIZED:-0}" = 1 ] && EUNDER=$UNDER
 EV=(--tokenizer "$TOK" --text "$TEXT" --split calib --calib-blocks 4 --ctx 128)
 "$LOWBIT" eval "$TMP/cm.gguf" "${EV[@]}" --stream on --json > "$TMP/es.json" || fail "streamed eval failed"
 "$LOWBIT" eval "$TMP/cm.gguf" "${EV[@]}" --stream off --json > "$TMP/er.json" || fail "resident eval failed"
-json "$TMP/es.json" "j['streamed'] is True and 0 < j['peak_rss'] < $ELIMIT"
+json "$TMP/es.json" "j['streamed'] is True and 0 < j['peak_rss'] < $EUNDER"
 json "$TMP/er.json" "j['streamed'] is False and j['peak_rss'] > $ELIMIT"
 python3 -c "import json,sys; a,b=(json.load(open(f)) for f in sys.argv[1:]); sys.exit(a['nll']!=b['nll'] or a['tokens']!=b['tokens'])" \
     "$TMP/es.json" "$TMP/er.json" && ok || fail "streamed and resident eval differ"

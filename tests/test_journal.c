@@ -8,34 +8,12 @@
  * change of it is refused cleanly by the record parser; a calibration
  * stopped after k blocks and resumed gives the same statistics file. */
 #define _XOPEN_SOURCE 700 /* mkdtemp */
-#include <unistd.h>
 
 #include "test.h"
+#include "tmpdir.h"
 #include "pipeline/pipeline_internal.h"
 
-static char tmpdir[64];
 static const char *model_path, *tok_path, *text_path;
-
-static const char *path_in(const char *name) {
-    static char buf[8][256];
-    static int next;
-    char *p = buf[next++ % 8];
-    snprintf(p, 256, "%s/%s", tmpdir, name);
-    return p;
-}
-
-static int same_file(const char *a, const char *b) {
-    FILE *fa = fopen(a, "rb"), *fb = fopen(b, "rb");
-    int same = fa && fb;
-    while (same) {
-        int ca = fgetc(fa), cb = fgetc(fb);
-        if (ca != cb) same = 0;
-        if (ca == EOF || cb == EOF) break;
-    }
-    if (fa) fclose(fa);
-    if (fb) fclose(fb);
-    return same;
-}
 
 static void make_plan(lb_plan *p, const char *spec_text, const char *opts) {
     lb_method_opts o;
@@ -218,11 +196,7 @@ int main(void) {
     model_path = lb_test_data("models/stories260K.bin");
     tok_path = lb_test_data("models/tok512.bin");
     text_path = lb_test_data("text/tinystories-sample.txt");
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/lowbit_journal_XXXXXX");
-    if (!mkdtemp(tmpdir)) {
-        fprintf(stderr, "mkdtemp failed\n");
-        return 1;
-    }
+    if (tmpdir_make("journal")) return 1;
     lb_progress_set_mode(LB_PROGRESS_OFF);
     check_resume("int4", "", 6, 1);
     check_resume("int3", "outliers=0.01", 9, 0);
@@ -230,6 +204,7 @@ int main(void) {
     check_calibration(8, 3, 2);
     check_calibration(40, 4, 2); /* shards of 3 sequences: stopped inside the second */
     check_calibration(40, 6, 0); /* at the second's end */
-    rmdir(tmpdir);
+    CHECK(tmpdir_count("") == 2); /* . and ..: every case cleaned up after itself */
+    tmpdir_remove();
     return lb_test_finish("test_journal");
 }

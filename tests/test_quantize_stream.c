@@ -10,38 +10,15 @@
  * activation quantizer's keys, a calibrated method (gptq), a split set, a
  * failure (nothing left), and plans that must not stream (outliers, awq). */
 #define _XOPEN_SOURCE 700 /* mkdtemp */
-#include <dirent.h>
-#include <unistd.h>
 
 #include "test.h"
+#include "tmpdir.h"
 
-static char tmpdir[64];
 static const char *model_path, *tok_path;
 static lb_calib_stats *stats;
 
-static const char *path_in(const char *name) {
-    static char buf[4][256];
-    static int next;
-    char *p = buf[next++ % 4];
-    snprintf(p, 256, "%s/%s", tmpdir, name);
-    return p;
-}
-
 /* equal, or both NAN (bpw over no quantized tensor, a proxy loss without H) */
 static int same_num(double a, double b) { return a == b || (isnan(a) && isnan(b)); }
-
-static int same_file(const char *a, const char *b) {
-    FILE *fa = fopen(a, "rb"), *fb = fopen(b, "rb");
-    int same = fa && fb;
-    while (same) {
-        int ca = fgetc(fa), cb = fgetc(fb);
-        if (ca != cb) same = 0;
-        if (ca == EOF || cb == EOF) break;
-    }
-    if (fa) fclose(fa);
-    if (fb) fclose(fb);
-    return same;
-}
 
 typedef struct {
     const char *spec, *method, *opts, *tensors, *act;
@@ -116,14 +93,8 @@ static void run_case(const stream_case *c) {
     lb_model_free(b);
 }
 
-static int count_entries(void) {
-    DIR *d = opendir(tmpdir);
-    int n = 0;
-    for (struct dirent *e; d && (e = readdir(d));)
-        if (e->d_name[0] != '.') n++;
-    if (d) closedir(d);
-    return n;
-}
+/* tmpdir's entries but . and .. */
+static int count_entries(void) { return tmpdir_count("") - 2; }
 
 /* A tensor that fails mid-file (gptq without statistics): an error naming
  * it, no file and no temporary left, the model's weights untouched. */
@@ -151,11 +122,7 @@ int main(void) {
     model_path = lb_test_data("models/stories260K.bin");
     tok_path = lb_test_data("models/tok512.bin");
     const char *text = lb_test_data("text/tinystories-sample.txt");
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/lowbit_stream_XXXXXX");
-    if (!mkdtemp(tmpdir)) {
-        perror("mkdtemp");
-        return 1;
-    }
+    if (tmpdir_make("stream")) return 1;
     lb_model *m = NULL;
     lb_calib_opts co;
     lb_calib_opts_default(&co);
@@ -182,6 +149,6 @@ int main(void) {
     CHECK(count_entries() == 0);
     test_failure();
     lb_calib_stats_free(stats);
-    rmdir(tmpdir);
+    tmpdir_remove();
     return lb_test_finish("test_quantize_stream");
 }

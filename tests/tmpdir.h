@@ -1,6 +1,8 @@
 /* A scratch directory for tests that write files: made with mkdtemp, paths
  * in it, a count of its entries by name (leaked temporaries, shards) and its
- * removal. Shared by test_gguf and test_gguf_split. */
+ * removal, and byte-for-byte file comparison. Shared by the tests that write
+ * files (test_gguf, test_gguf_split, test_robustness, test_journal,
+ * test_quantize_stream). */
 #ifndef LB_TEST_TMPDIR_H
 #define LB_TEST_TMPDIR_H
 
@@ -38,6 +40,20 @@ static inline int tmpdir_count(const char *part) {
         if (strstr(e->d_name, part)) n++;
     if (d) closedir(d);
     return n;
+}
+
+/* a and b both readable and equal byte for byte */
+static inline int same_file(const char *a, const char *b) {
+    FILE *fa = fopen(a, "rb"), *fb = fopen(b, "rb");
+    int same = fa && fb;
+    while (same) {
+        int ca = fgetc(fa), cb = fgetc(fb);
+        if (ca != cb) same = 0;
+        if (ca == EOF || cb == EOF) break;
+    }
+    if (fa) fclose(fa);
+    if (fb) fclose(fb);
+    return same;
 }
 
 /* tmpdir, its files and its empty subdirectories */

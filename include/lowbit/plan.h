@@ -32,6 +32,10 @@ typedef struct {
     const uint8_t *mask;         /* [tensor * n_candidates + candidate], 0: not measured (NULL: all) */
     int keep_tensors;            /* 1: keep every quantized tensor (lb_sensitivity.quantized), for
                                     lb_plan_refine; candidates must then change only the weight */
+    int row_blocks;              /* > 0: the items are row blocks, each selected tensor's output rows cut
+                                    into this many contiguous ranges (src/plan/rowblock.c): a block is
+                                    quantized on its own and measured with the rest of the model f32;
+                                    the mask is then per (block, candidate). 0: whole tensors */
 } lb_sensitivity_opts;
 
 typedef struct {
@@ -50,12 +54,18 @@ typedef struct {
     lb_tensor *quantized;  /* [t * n_candidates + c] the quantized tensors (opts.keep_tensors; else NULL) */
     int *group;            /* (n_tensors) the group each tensor's choice is made with (lb_plan_set_granularity) */
     int n_groups;          /* each tensor alone after lb_sensitivity_measure */
+    /* row blocks (opts.row_blocks > 0), else NULL: item t is rows [row0[t], row1[t]) of tensor[t],
+     * and rows_q[t * n_candidates + c] those rows quantized by c on their own, dequantized
+     * ((row1 - row0) x cols floats; NULL where not measured); the items are named "NAME rows R0:R1" */
+    int64_t *row0, *row1;
+    float **rows_q;
     double nll;            /* the unquantized model's mean negative log-likelihood on the same tokens */
     int64_t tokens;        /* tokens scored per measurement */
     double seconds;
 } lb_sensitivity;
 
-/* Measures every (tensor, candidate) pair the mask allows, showing
+/* Measures every (tensor, candidate) pair the mask allows (or every (row
+ * block, candidate) pair with opts.row_blocks), showing
  * progress. A candidate a method refuses for a tensor (lb_plan_check) is
  * left NAN; any other failure fails the whole call, naming the pair. */
 LB_API lb_status lb_sensitivity_measure(const lb_sensitivity_opts *o, const lb_candidate *cands, int n_candidates,
@@ -108,7 +118,8 @@ LB_API double lb_rank_correlation(const double *a, const double *b, int n);
 
 /* Which tensors share one choice from now on: "tensor" (each alone, as
  * measured) or "layer" (the linears of one transformer block together; any
- * other tensor alone). lb_plan_choose, lb_plan_refine and lb_plan_tune choose
+ * other tensor alone). Row-block measurements take "rowblock" or
+ * "rowblock:N" (each block alone; N must be the opts.row_blocks measured). lb_plan_choose, lb_plan_refine and lb_plan_tune choose
  * per group. */
 LB_API lb_status lb_plan_set_granularity(lb_sensitivity *s, const char *granularity);
 /* The knapsack over the KLs measured alone: choice[t] per tensor (the same

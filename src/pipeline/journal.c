@@ -541,13 +541,7 @@ lb_status lb_journal_entry(lb_journal *j, lb_model *m, const lb_plan_entry *e, c
         }
         return st;
     }
-    memset(rec, 0, sizeof *rec);
-    snprintf(rec->name, sizeof rec->name, "%s", t->name);
-    rec->spec = e->spec;
-    rec->opts = e->opts;
-    rec->opts.report = NULL;
-    rec->rows = t->rows;
-    rec->cols = t->cols;
+    lb_pipeline_report_begin(rec, t, e);
     uint8_t *buf = lb_alloc(r->len ? (size_t)r->len : 1);
     if (!buf) return LB_ERR_NOMEM;
     lb_status st = read_at(j->fd, buf, (size_t)r->len, r->off)

@@ -9,6 +9,10 @@
  * stays const); p->entries is the copy's own (lb_free). */
 lb_status lb_pipeline_resolve(const lb_plan *plan, lb_model *m, lb_plan *p);
 
+/* rec cleared, then named and shaped after t, with e's spec and options
+ * (no report path): what a tensor's record starts as, quantized now or
+ * read back from a journal */
+void lb_pipeline_report_begin(lb_tensor_report *rec, const lb_tensor *t, const lb_plan_entry *e);
 /* Quantizes entry e of m into *out (a new tensor, m unchanged) and fills
  * rec: stats is the tensor's input statistics or NULL; the method sees them
  * only if it needs statistics, while the report's proxy losses use any

@@ -149,10 +149,7 @@ static lb_status measure(const float *w, const lb_tensor *q, const lb_quant_extr
     return LB_OK;
 }
 
-lb_status lb_pipeline_quantize_entry(lb_model *m, const lb_plan_entry *e, const float *w_in,
-                                     const lb_layer_stats *stats, lb_tensor *out, lb_tensor_report *rec,
-                                     lb_quant_extras *extras, int measured) {
-    const lb_tensor *t = lb_model_tensor_at(m, e->tensor);
+void lb_pipeline_report_begin(lb_tensor_report *rec, const lb_tensor *t, const lb_plan_entry *e) {
     memset(rec, 0, sizeof *rec);
     snprintf(rec->name, sizeof rec->name, "%s", t->name);
     rec->spec = e->spec;
@@ -160,6 +157,13 @@ lb_status lb_pipeline_quantize_entry(lb_model *m, const lb_plan_entry *e, const 
     rec->opts.report = NULL;
     rec->rows = t->rows;
     rec->cols = t->cols;
+}
+
+lb_status lb_pipeline_quantize_entry(lb_model *m, const lb_plan_entry *e, const float *w_in,
+                                     const lb_layer_stats *stats, lb_tensor *out, lb_tensor_report *rec,
+                                     lb_quant_extras *extras, int measured) {
+    const lb_tensor *t = lb_model_tensor_at(m, e->tensor);
+    lb_pipeline_report_begin(rec, t, e);
     rec->proxy_loss = rec->proxy_loss_rtn = NAN;
     size_t n;
     float *w = NULL, *scratch = NULL;

@@ -2,6 +2,8 @@
  *
  *     PATTERN SPEC [method=NAME] [key=value ...]    # comment
  *
+ * (lowbit plan's row-block lines, PATTERN rows=R0:R1 SPEC ..., are
+ * recognized and refused: no format holds a row split yet)
  * read by a parser that expects hostile input (it is fuzzed: fuzz_recipe.c)
  * and reports the line of every problem, and written so that what it writes
  * reads back to the same plan. The format is documented in docs/RECIPES.md. */
@@ -32,6 +34,9 @@ static lb_status parse_line(lb_plan *p, char *line, int line_no) {
     if (n < 0) return lb_fail(LB_ERR_FORMAT, "more than %d fields", MAX_FIELDS);
     if (n == 0) return LB_OK;
     if (n == 1) return lb_fail(LB_ERR_FORMAT, "expected PATTERN SPEC [method=NAME] [key=value ...], got only '%s'", f[0]);
+    if (!strncmp(f[1], "rows=", 5)) /* lowbit plan --granularity rowblock writes these (docs/PLANNING.md) */
+        return lb_fail(LB_ERR_FORMAT, "'%s': row-block rules (PATTERN rows=R0:R1 SPEC ...) need the row-split format, "
+                       "which is not built yet; plan with --granularity tensor or layer to quantize", f[1]);
     lb_qspec spec;
     lb_status st = lb_qspec_parse(f[1], &spec);
     if (st != LB_OK) return st;

@@ -1,7 +1,8 @@
 /* Granularity: which tensors share one choice. Each tensor alone (the
- * default), or a layer's linears together (one format per transformer block,
- * as hand-made llama.cpp mixes often are); the knapsack then runs over the
- * groups, a group's cost and loss the sums over its tensors. */
+ * default), each row block alone (measured per block, rowblock.c), or a
+ * layer's linears together (one format per transformer block, as hand-made
+ * llama.cpp mixes often are); the knapsack then runs over the groups, a
+ * group's cost and loss the sums over its tensors. */
 #include "plan/plan_internal.h"
 
 #include <math.h>
@@ -9,6 +10,16 @@
 #include <string.h>
 
 lb_status lb_plan_set_granularity(lb_sensitivity *s, const char *granularity) {
+    int rowblock = granularity && !strncmp(granularity, "rowblock", 8);
+    if (rowblock != (s->row0 != NULL))
+        return lb_fail(LB_ERR_INVALID, "granularity '%s': the sensitivities were measured %s",
+                       granularity ? granularity : "tensor",
+                       s->row0 ? "per row block (only rowblock fits them)" : "per tensor (rowblock needs them per row block)");
+    if (rowblock) { /* each block alone, as measured */
+        for (int t = 0; t < s->n_tensors; t++) s->group[t] = t;
+        s->n_groups = s->n_tensors;
+        return LB_OK;
+    }
     int layer = granularity && !strcmp(granularity, "layer");
     if (granularity && !layer && strcmp(granularity, "tensor"))
         return lb_fail(LB_ERR_INVALID, "granularity '%s': tensor or layer", granularity);

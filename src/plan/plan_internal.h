@@ -14,4 +14,22 @@ void lb_plan_group_sums(const lb_sensitivity *s, const double *cells, double *gc
  * tensor (its group's). */
 lb_status lb_plan_allocate_groups(const lb_sensitivity *s, const double *gloss, double budget, int *choice);
 
+/* Row blocks (rowblock.c): rows cut into at most n contiguous ranges,
+ * bounds[0] = 0 < ... < bounds[k] = rows (on multiples of 8 rows when each
+ * block has at least 8); returns k. */
+int lb_plan_row_ranges(int64_t rows, int n, int64_t *bounds);
+/* Replaces model tensor ti by an owned f32 copy of its weights (*buf, which
+ * the model's tensor now owns), so rows can be written; *saved is the
+ * tensor as it was, to put back (after lb_tensor_free of the copy). On
+ * failure nothing changed and *buf is NULL. */
+lb_status lb_plan_own_f32(lb_model *m, int ti, float **buf, lb_tensor *saved);
+/* lb_sensitivity_measure with o->row_blocks > 0: out zeroed by the caller,
+ * freed by it on failure. */
+lb_status lb_plan_measure_rowblocks(const lb_sensitivity_opts *o, const lb_candidate *cands, int C,
+                                    lb_sensitivity *out);
+
+/* sensitivity.c: the model's own loss (nll per token) on the scored tokens,
+ * the baseline every sensitivity cell is measured against */
+lb_status lb_plan_ref_nll(const lb_sensitivity_opts *o, const lb_model *ref, double *nll);
+
 #endif

@@ -19,12 +19,24 @@ typedef struct {
     lb_model *m, *ref;
     lb_tensor *saved;  /* (T) the model's own tensors while views stand in for them */
     int *showing;      /* (T) the candidate tensor t shows, -1: its own */
+    float **orig;      /* row blocks: (T) each block's own rows, f32; the model's tensors are f32 copies */
     const lb_sensitivity *s;
 } assembly;
+
+/* row blocks: the first block of its tensor (which owns the f32 copy) */
+static int first_block(const lb_sensitivity *s, int t) { return t == 0 || s->tensor[t - 1] != s->tensor[t]; }
 
 static void show(assembly *a, int t, int c) {
     if (a->showing[t] == c) return;
     lb_tensor *slot = lb_model_tensor_at(a->m, a->s->tensor[t]);
+    if (a->s->rows_q) { /* row blocks: the rows written into the tensor's f32 copy */
+        const float *src = c < 0 ? a->orig[t] : a->s->rows_q[(size_t)t * a->s->n_candidates + c];
+        memcpy(slot->owned + (size_t)(a->s->row0[t] * slot->cols) * sizeof(float), src,
+               (size_t)((a->s->row1[t] - a->s->row0[t]) * slot->cols) * sizeof(float));
+        lb_tensor_resolve(slot);
+        a->showing[t] = c;
+        return;
+    }
     if (a->showing[t] >= 0) lb_free(slot->packed); /* a view's own repacking */
     if (c < 0) {
         *slot = a->saved[t];
@@ -38,7 +50,7 @@ static void show(assembly *a, int t, int c) {
 static lb_status assemble(const lb_sensitivity_opts *o, const lb_sensitivity *s, assembly *a) {
     memset(a, 0, sizeof *a);
     a->s = s;
-    if (!s->quantized)
+    if (!s->quantized && !s->rows_q)
         return lb_fail(LB_ERR_INVALID, "refining a plan needs the quantized tensors: measure with keep_tensors = 1");
     lb_status st = lb_model_load(o->model_path, NULL, &a->m);
     if (st == LB_OK) st = lb_model_load(o->model_path, NULL, &a->ref);
@@ -50,11 +62,37 @@ static lb_status assemble(const lb_sensitivity_opts *o, const lb_sensitivity *s,
         a->saved[t] = *lb_model_tensor_at(a->m, s->tensor[t]);
         a->showing[t] = -1;
     }
-    return LB_OK;
+    if (!s->rows_q) return LB_OK;
+    if (!(a->orig = lb_calloc((size_t)s->n_tensors, sizeof *a->orig))) return LB_ERR_NOMEM;
+    for (int t = 0; st == LB_OK && t < s->n_tensors; t++) {
+        float *buf = NULL;
+        if (first_block(s, t) && (st = lb_plan_own_f32(a->m, s->tensor[t], &buf, &a->saved[t])) != LB_OK) {
+            a->showing[t] = -2; /* nothing to put back */
+            break;
+        }
+        const lb_tensor *slot = lb_model_tensor_at(a->m, s->tensor[t]);
+        size_t n = (size_t)((s->row1[t] - s->row0[t]) * slot->cols);
+        if (!(a->orig[t] = lb_alloc(n * sizeof(float)))) st = LB_ERR_NOMEM;
+        else memcpy(a->orig[t], slot->owned + (size_t)(s->row0[t] * slot->cols) * sizeof(float), n * sizeof(float));
+    }
+    return st;
 }
 
 static void disassemble(assembly *a) {
-    for (int t = 0; a->showing && t < a->s->n_tensors; t++) show(a, t, -1);
+    if (a->orig) { /* row blocks: the model's own tensors back in place of the f32 copies */
+        for (int t = 0; t < a->s->n_tensors && a->showing[t] != -2; t++) {
+            if (first_block(a->s, t)) {
+                lb_tensor *slot = lb_model_tensor_at(a->m, a->s->tensor[t]);
+                lb_tensor_free(slot);
+                *slot = a->saved[t];
+            }
+        }
+        for (int t = 0; t < a->s->n_tensors; t++) lb_free(a->orig[t]);
+        lb_free(a->orig);
+        a->orig = NULL;
+    } else {
+        for (int t = 0; a->showing && t < a->s->n_tensors; t++) show(a, t, -1);
+    }
     lb_free(a->saved), lb_free(a->showing);
     lb_model_free(a->m), lb_model_free(a->ref);
 }
@@ -68,7 +106,8 @@ static lb_status score(const lb_sensitivity_opts *o, assembly *a, lb_eval_result
 static lb_status check_choice(const lb_sensitivity *s, const int *choice) {
     for (int t = 0; t < s->n_tensors; t++)
         if (choice[t] < 0 || choice[t] >= s->n_candidates ||
-            !s->quantized[(size_t)t * s->n_candidates + choice[t]].data)
+            !(s->rows_q ? (const void *)s->rows_q[(size_t)t * s->n_candidates + choice[t]]
+                        : (const void *)s->quantized[(size_t)t * s->n_candidates + choice[t]].data))
             return lb_fail(LB_ERR_INVALID, "plan: tensor '%s' has no measured candidate %d", s->names[t], choice[t]);
     return LB_OK;
 }

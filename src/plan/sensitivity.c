@@ -20,6 +20,8 @@ void lb_sensitivity_free(lb_sensitivity *s) {
     lb_free(s->tensor), lb_free(s->names), lb_free(s->weights);
     lb_free(s->bits), lb_free(s->kld), lb_free(s->dnll), lb_free(s->proxy), lb_free(s->werr);
     lb_free(s->hawq), lb_free(s->fisher), lb_free(s->group);
+    for (size_t i = 0; s->rows_q && i < (size_t)s->n_tensors * s->n_candidates; i++) lb_free(s->rows_q[i]);
+    lb_free(s->rows_q), lb_free(s->row0), lb_free(s->row1);
     for (size_t i = 0; s->quantized && i < (size_t)s->n_tensors * s->n_candidates; i++) lb_tensor_free(&s->quantized[i]);
     lb_free(s->quantized);
     memset(s, 0, sizeof *s);
@@ -120,11 +122,26 @@ done:
     return st;
 }
 
+lb_status lb_plan_ref_nll(const lb_sensitivity_opts *o, const lb_model *ref, double *nll) {
+    lb_eval_opts e = o->eval;
+    e.ref = NULL;
+    lb_eval_result r;
+    lb_status st = lb_evaluate(ref, o->text, &e, &r);
+    if (st == LB_OK) *nll = r.nll;
+    return st;
+}
+
 lb_status lb_sensitivity_measure(const lb_sensitivity_opts *o, const lb_candidate *cands, int n_candidates,
                                  lb_sensitivity *out) {
     memset(out, 0, sizeof *out);
     if (!o || !o->model_path || !o->text || !cands || n_candidates < 1)
         return lb_fail(LB_ERR_INVALID, "sensitivity: no model, text or candidates");
+    if (o->row_blocks < 0) return lb_fail(LB_ERR_INVALID, "sensitivity: %d row blocks", o->row_blocks);
+    if (o->row_blocks > 0) {
+        lb_status st = lb_plan_measure_rowblocks(o, cands, n_candidates, out);
+        if (st != LB_OK) lb_sensitivity_free(out);
+        return st;
+    }
     double t0 = lb_now();
     lb_model *ref = NULL;
     lb_plan sel;
@@ -157,12 +174,7 @@ lb_status lb_sensitivity_measure(const lb_sensitivity_opts *o, const lb_candidat
         snprintf(out->names[t], sizeof out->names[t], "%s", sel.entries[t].name);
         out->weights[t] = w->rows * w->cols;
     }
-    if (st == LB_OK) { /* the model's own loss on the scored tokens */
-        lb_eval_opts e = o->eval;
-        e.ref = NULL;
-        lb_eval_result r;
-        if ((st = lb_evaluate(ref, o->text, &e, &r)) == LB_OK) out->nll = r.nll;
-    }
+    if (st == LB_OK) st = lb_plan_ref_nll(o, ref, &out->nll);
     size_t todo = 0, done = 0;
     for (size_t i = 0; i < cells; i++) todo += !o->mask || o->mask[i];
     lb_progress prog;

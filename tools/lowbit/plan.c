@@ -18,8 +18,8 @@
 static const char *plan_help =
     "usage: lowbit plan MODEL (--bpw B | --size SIZE) -o RECIPE [--candidates LIST] [--tensors LIST]\n"
     "                   [--keep PATTERN=SPEC[,method=NAME][,key=value]...]... [--calib TEXT] [--calib-blocks N]\n"
-    "                   [--refine N] [--granularity tensor|layer] [--fisher] [--table FILE.md] [--svg FILE.svg]\n"
-    "                   [--heat SPEC] [--json]\n\n"
+    "                   [--refine N] [--granularity tensor|layer|rowblock[:N]] [--fisher] [--table FILE.md]\n"
+    "                   [--svg FILE.svg] [--heat SPEC] [--score-eval] [--json]\n\n"
     "Chooses a format and method per tensor so that the selected tensors fit the budget with the\n"
     "least predicted loss, and writes the choice as a recipe for `lowbit quantize --recipe`.\n\n"
     "  --bpw B            budget: B bits per weight on average over the selected tensors, every\n"
@@ -42,7 +42,12 @@ static const char *plan_help =
     "                     each tensor's candidates measured again with the others as planned, and the\n"
     "                     budget spent again over those losses while the mix's measured KL drops\n"
     "  --granularity G    tensor (default): a choice per tensor; layer: one choice for all the planned\n"
-    "                     linears of a layer (other tensors alone)\n"
+    "                     linears of a layer (other tensors alone); rowblock[:N]: each tensor's output\n"
+    "                     rows cut into N contiguous blocks (default 2), a choice per block, each block\n"
+    "                     quantized on its own; the recipe gets one rows=R0:R1 line per block\n"
+    "                     (docs/PLANNING.md; not applicable by quantize yet: the row-split format is not built)\n"
+    "  --score-eval       also score the chosen mix on the evaluation split of the text (after planning;\n"
+    "                     nothing is chosen on it), through f32 products of its dequantized weights\n"
     "  --fisher           also collect the squared loss gradients (a backward pass over the calibration\n"
     "                     split; fp32 models) for the Fisher proxy\n"
     "  --table FILE.md    the sensitivity table: KL divergence per tensor and candidate\n"
@@ -188,8 +193,18 @@ int plan_option(plan_ctx *p, cli_args *a) {
 
 int plan_prepare(plan_ctx *p, const char *default_refine) {
     const char *v = p->verb;
-    if (p->granularity && strcmp(p->granularity, "tensor") && strcmp(p->granularity, "layer"))
-        return cli_usage_error(v, "--granularity '%s': tensor or layer", p->granularity);
+    if (p->granularity && !strncmp(p->granularity, "rowblock", 8)) {
+        long n = 2;
+        if (p->granularity[8] && (p->granularity[8] != ':' ||
+                                  cli_parse_int(v, "--granularity rowblock:N", p->granularity + 9, 1, 64, &n)))
+            return p->granularity[8] == ':' ? CLI_USAGE
+                                            : cli_usage_error(v, "--granularity '%s': rowblock or rowblock:N", p->granularity);
+        p->row_blocks = (int)n;
+        if (p->n_keep || p->svg)
+            return cli_usage_error(v, "--granularity rowblock: --keep and --svg work per tensor, not per row block");
+    } else if (p->granularity && strcmp(p->granularity, "tensor") && strcmp(p->granularity, "layer")) {
+        return cli_usage_error(v, "--granularity '%s': tensor, layer, rowblock or rowblock:N", p->granularity);
+    }
     lb_plan_init(&p->keep_plan);
     if (cli_parse_int(v, "--refine", p->refine_text ? p->refine_text : default_refine, 0, 100, &p->rounds))
         return CLI_USAGE;
@@ -274,8 +289,9 @@ int plan_measure(plan_ctx *p, const char *model_path, int keep) {
     p->so.eval.split = LB_SPLIT_CALIB;
     p->so.eval.calib_blocks = p->copts.calib_blocks;
     p->so.stats = p->stats;
-    p->so.mask = p->mask;
+    p->so.mask = p->row_blocks ? NULL : p->mask; /* no --keep with row blocks: every candidate everywhere */
     p->so.keep_tensors = keep;
+    p->so.row_blocks = p->row_blocks;
     if (rc == CLI_OK && lb_sensitivity_measure(&p->so, p->cands, C, &p->s) != LB_OK) rc = cli_error(v, NULL);
     for (int t = 0; rc == CLI_OK && t < p->s.n_tensors; t++) p->weights += (double)p->s.weights[t];
     if (rc == CLI_OK && lb_plan_set_granularity(&p->s, p->granularity) != LB_OK) rc = cli_error(v, NULL);
@@ -289,6 +305,22 @@ int plan_reports(plan_ctx *p, const int *choice) {
     candidate_label(&p->cands[p->heat_c], label, sizeof label);
     if (rc == CLI_OK && p->svg) rc = heat_svg(p->verb, p->svg, &p->s, p->heat_c, label, p->model_path);
     return rc;
+}
+
+/* A row-block plan as recipe lines, one per block: NAME rows=R0:R1 SPEC method=NAME [key=value ...]. */
+static int save_rowblock_recipe(const plan_ctx *p, const int *choice, const char *path, const char *header) {
+    FILE *f = fopen(path, "w");
+    if (!f) return cli_error(p->verb, "cannot write '%s'", path);
+    fprintf(f, "# %s\n# row blocks: each line gives output rows [R0, R1) of the tensor (docs/PLANNING.md)\n", header);
+    for (int t = 0; t < p->s.n_tensors; t++) {
+        char label[512], name[96];
+        candidate_label(&p->cands[choice[t]], label, sizeof label);
+        const char *spec_end = strchr(label, ' ');
+        snprintf(name, sizeof name, "%s", lb_model_tensor_at(p->m, p->s.tensor[t])->name);
+        fprintf(f, "%s rows=%lld:%lld %.*s method=%s\n", name, (long long)p->s.row0[t], (long long)p->s.row1[t],
+                (int)(spec_end - label), label, spec_end + 1);
+    }
+    return fclose(f) ? cli_error(p->verb, "cannot write '%s'", path) : CLI_OK;
 }
 
 int plan_choice(plan_ctx *p, const int *choice, lb_plan *out) {
@@ -396,7 +428,8 @@ int cmd_plan(int argc, char **argv) {
     while (a.i < argc) {
         int r;
         if ((r = cli_option(&a, "--output", "-o", &out)) || (r = cli_option(&a, "--bpw", NULL, &bpw_text)) ||
-            (r = cli_option(&a, "--size", NULL, &size_text)) || (r = plan_option(&p, &a))) {
+            (r = cli_option(&a, "--size", NULL, &size_text)) || (r = cli_flag(&a, "--score-eval")) ||
+            (r = plan_option(&p, &a))) {
             if (r < 0) return CLI_USAGE;
             continue;
         }
@@ -412,10 +445,12 @@ int cmd_plan(int argc, char **argv) {
     double bpw = 0, size = 0;
     if (bpw_text && cli_parse_float("plan", "--bpw", bpw_text, 0.01, 64, &bpw)) return CLI_USAGE;
     if (size_text && cli_parse_size("plan", "--size", size_text, &size)) return CLI_USAGE;
+    int score_eval = 0;
+    for (int i = 1; i < argc; i++) score_eval |= !strcmp(argv[i], "--score-eval");
     int rc = plan_prepare(&p, "2");
     const char *inputs[2] = {a.positional[0], p.copts.text_path};
     if (rc == CLI_OK && lb_output_check(out, inputs, 2) != LB_OK) rc = cli_error("plan", NULL);
-    if (rc == CLI_OK) rc = plan_measure(&p, a.positional[0], p.rounds > 0);
+    if (rc == CLI_OK) rc = plan_measure(&p, a.positional[0], p.rounds > 0 || score_eval);
 
     /* the budget over the planned tensors */
     int T = p.s.n_tensors;
@@ -453,8 +488,19 @@ int cmd_plan(int argc, char **argv) {
     snprintf(header, sizeof header, "lowbit plan for %.300s: %.4f bpw over %d tensors (budget %.4f), KL on the "
              "calibration split %.5g summed alone, %.5g measured", a.positional[0], bits / p.weights, T,
              budget / p.weights, alone, final_kld);
-    if (rc == CLI_OK) rc = plan_choice(&p, choice, &chosen);
-    if (rc == CLI_OK && lb_plan_save_recipe(&chosen, out, header) != LB_OK) rc = cli_error("plan", NULL);
+    if (rc == CLI_OK && p.row_blocks) {
+        rc = save_rowblock_recipe(&p, choice, out, header);
+    } else {
+        if (rc == CLI_OK) rc = plan_choice(&p, choice, &chosen);
+        if (rc == CLI_OK && lb_plan_save_recipe(&chosen, out, header) != LB_OK) rc = cli_error("plan", NULL);
+    }
+    /* the mix on the evaluation split, for the record only */
+    lb_eval_result ev = {.ppl = NAN, .kld = NAN};
+    if (rc == CLI_OK && score_eval) {
+        lb_sensitivity_opts eo = p.so;
+        eo.eval.split = LB_SPLIT_EVAL;
+        if (lb_plan_measure(&eo, &p.s, choice, &ev) != LB_OK) rc = cli_error("plan", NULL);
+    }
     if (rc == CLI_OK) rc = plan_reports(&p, choice);
 
     /* proxies: rank correlation with the measured KL over every measured cell */
@@ -474,6 +520,12 @@ int cmd_plan(int argc, char **argv) {
         json_end_array();
         json_knum("kld", final_kld);
         json_kint("tensors", T);
+        json_kstr("granularity", p.granularity ? p.granularity : "tensor");
+        if (score_eval) {
+            json_knum("eval_ppl", ev.ppl);
+            json_knum("eval_kld", ev.kld);
+            json_kint("eval_tokens", ev.tokens);
+        }
         json_kint("scored_tokens", p.s.tokens);
         json_key("rank_correlation"); /* Spearman, each proxy against the KL over every measured pair */
         json_begin_object();
@@ -492,6 +544,9 @@ int cmd_plan(int argc, char **argv) {
             printf(r ? ", %.5f after round %d" : ", %.5f measured for the first plan", measured[r], r);
         printf("; proxies' rank correlation with the KL:");
         for (int k = 0; k < PLAN_N_PROXIES; k++) printf(" %s %.3f", plan_proxy_names[k], rho[k]);
+        if (score_eval)
+            printf("; evaluation split (%lld tokens, f32 products): ppl %.4f, KL %.5f", (long long)ev.tokens, ev.ppl,
+                   ev.kld);
         printf("; %.1fs\n", lb_now() - p.t0);
     }
     lb_plan_free(&chosen);

@@ -23,6 +23,7 @@ typedef struct {
     char calib_buf[4096];
     long rounds;
     int fisher; /* --fisher: squared gradients for the Fisher proxy */
+    int row_blocks; /* --granularity rowblock[:N]: N (default 2); 0 otherwise */
     /* from plan_measure */
     const char *model_path;
     lb_model *m;
