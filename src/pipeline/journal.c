@@ -35,6 +35,7 @@
 #include <unistd.h>
 
 #include "core/fingerprint.h"
+#include "io/json.h"
 #include "pipeline_internal.h"
 #include "pipeline/slots.h"
 
@@ -276,39 +277,20 @@ lb_status lb_journal_close(lb_journal *j, int remove_file) {
 
 /* ---- records ------------------------------------------------------------ */
 
-typedef struct {
-    uint8_t *p;
-    size_t n, cap;
-    int failed;
-} wbuf;
-
-static void put(wbuf *b, const void *src, size_t n) {
-    if (b->failed || !n) return;
-    if (b->n + n > b->cap) {
-        size_t nc = b->cap ? b->cap : 4096;
-        while (nc < b->n + n) nc *= 2;
-        uint8_t *np = grow(b->p, b->n, nc);
-        if (!np) {
-            b->failed = 1;
-            return;
-        }
-        b->p = np;
-        b->cap = nc;
-    }
-    memcpy(b->p + b->n, src, n);
-    b->n += n;
-}
-static void put_u32(wbuf *b, uint32_t v) { put(b, &v, 4); }
-static void put_i64(wbuf *b, int64_t v) { put(b, &v, 8); }
-static void put_f64(wbuf *b, double v) { put(b, &v, 8); }
-static void put_text(wbuf *b, const char *s) {
+/* records are built in the library's growable buffer (io/json.h's
+ * lb_json_buf: bytes of any value, a failed allocation kept in .failed) */
+static void put(lb_json_buf *b, const void *src, size_t n) { lb_json_raw(b, src, n); }
+static void put_u32(lb_json_buf *b, uint32_t v) { put(b, &v, 4); }
+static void put_i64(lb_json_buf *b, int64_t v) { put(b, &v, 8); }
+static void put_f64(lb_json_buf *b, double v) { put(b, &v, 8); }
+static void put_text(lb_json_buf *b, const char *s) {
     put_u32(b, (uint32_t)strlen(s));
     put(b, s, strlen(s));
 }
 
 static lb_status journal_append(lb_journal *j, const lb_tensor *t, const lb_tensor_report *rec, int measured,
                                 const lb_quant_extras *x) {
-    wbuf b = {0};
+    lb_json_buf b = {0};
     char spec[64];
     lb_qspec_format(&t->spec, spec, sizeof spec);
     put_text(&b, t->name);
@@ -341,14 +323,14 @@ static lb_status journal_append(lb_journal *j, const lb_tensor *t, const lb_tens
         put(&b, x->adapter_b, (size_t)x->adapter_rank * (size_t)t->rows * 4);
     }
     if (b.failed) {
-        lb_free(b.p);
+        lb_free(b.data);
         return LB_ERR_NOMEM;
     }
     if (j->n == j->cap) {
         int nc = j->cap ? 2 * j->cap : 64;
         journal_rec *nr = grow(j->recs, (size_t)j->n * sizeof *nr, (size_t)nc * sizeof *nr);
         if (!nr) {
-            lb_free(b.p);
+            lb_free(b.data);
             return LB_ERR_NOMEM;
         }
         j->recs = nr;
@@ -356,18 +338,18 @@ static lb_status journal_append(lb_journal *j, const lb_tensor *t, const lb_tens
     }
     off_t at = lseek(j->fd, 0, SEEK_CUR);
     uint8_t head[16] = {'L', 'B', 'J', 'T'};
-    uint64_t len = b.n, sum = lb_journal_hash(b.p, b.n, HASH0);
+    uint64_t len = b.len, sum = lb_journal_hash(b.data, b.len, HASH0);
     memcpy(head + 8, &len, 8);
     /* written through to the kernel after every tensor (a killed process
      * loses nothing); on the disk at most every 5 s, when the run stops and
      * at close: a power loss may cost the last seconds' tensors, whose torn
      * records the checksums catch */
-    int bad = at < 0 || write_all(j->fd, head, 16) || write_all(j->fd, b.p, b.n) || write_all(j->fd, &sum, 8);
+    int bad = at < 0 || write_all(j->fd, head, 16) || write_all(j->fd, b.data, b.len) || write_all(j->fd, &sum, 8);
     if (!bad && lb_now() - j->synced >= 5.0) {
         bad = fdatasync(j->fd) != 0;
         j->synced = lb_now();
     }
-    lb_free(b.p);
+    lb_free(b.data);
     if (bad) return lb_fail(LB_ERR_IO, "cannot write the journal '%s': %s", j->path, strerror(errno));
     journal_rec *r = &j->recs[j->n++];
     snprintf(r->name, sizeof r->name, "%s", t->name);
@@ -558,39 +540,29 @@ lb_status lb_journal_entry(lb_journal *j, lb_model *m, const lb_plan_entry *e, c
 
 /* ---- the fingerprint ---------------------------------------------------- */
 
-typedef struct {
-    char *p;
-    size_t n, cap;
-    int failed;
-} tbuf;
-
-static void addf(tbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void addf(tbuf *b, const char *fmt, ...) {
-    if (b->failed) return;
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int k = vsnprintf(b->p ? b->p + b->n : NULL, b->p ? b->cap - b->n : 0, fmt, ap);
-        va_end(ap);
-        if (k < 0) {
-            b->failed = 1;
-            return;
-        }
-        if (b->p && b->n + (size_t)k < b->cap) {
-            b->n += (size_t)k;
-            return;
-        }
-        size_t nc = b->cap ? b->cap : 4096;
-        while (nc <= b->n + (size_t)k) nc *= 2;
-        char *np = grow(b->p, b->n, nc);
-        if (!np) {
-            b->failed = 1;
-            return;
-        }
-        b->p = np;
-        b->cap = nc;
-        b->p[b->n] = 0;
+/* a formatted line appended to b (lb_json_buf, as the records) */
+static void addf(lb_json_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void addf(lb_json_buf *b, const char *fmt, ...) {
+    char line[1024], *p = line;
+    va_list ap;
+    va_start(ap, fmt);
+    int k = vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    if (k < 0) {
+        b->failed = 1;
+        return;
     }
+    if ((size_t)k >= sizeof line) { /* a long line: formatted again at its length */
+        if (!(p = lb_alloc((size_t)k + 1))) {
+            b->failed = 1;
+            return;
+        }
+        va_start(ap, fmt);
+        vsnprintf(p, (size_t)k + 1, fmt, ap);
+        va_end(ap);
+    }
+    lb_json_raw(b, p, (size_t)k);
+    if (p != line) lb_free(p);
 }
 
 /* The size and FNV-1a of a whole file. */
@@ -624,7 +596,7 @@ lb_status lb_journal_fingerprint(lb_model *m, const lb_plan *plan, const char *c
     memset(&p, 0, sizeof p);
     lb_status st = plan ? lb_pipeline_resolve(plan, m, &p) : LB_OK;
     if (st != LB_OK) return st;
-    tbuf b = {0};
+    lb_json_buf b = {0};
     addf(&b, "lowbit %s, journal version %u\n", LB_VERSION_STRING, JOURNAL_VERSION);
     /* the input model: its tensor table whole, and a sample of every
      * tensor's bytes (the first and last 4 KiB), not all of them: hashing
@@ -664,9 +636,9 @@ lb_status lb_journal_fingerprint(lb_model *m, const lb_plan *plan, const char *c
     lb_free(p.entries);
     if (st == LB_OK && b.failed) st = LB_ERR_NOMEM;
     if (st != LB_OK) {
-        lb_free(b.p);
+        lb_free(b.data);
         return st;
     }
-    *out = b.p;
+    *out = b.data;
     return LB_OK;
 }

@@ -31,5 +31,8 @@ lb_status lb_plan_measure_rowblocks(const lb_sensitivity_opts *o, const lb_candi
 /* sensitivity.c: the model's own loss (nll per token) on the scored tokens,
  * the baseline every sensitivity cell is measured against */
 lb_status lb_plan_ref_nll(const lb_sensitivity_opts *o, const lb_model *ref, double *nll);
+/* st with the context of the cell that failed: item (a tensor or a row
+ * block) under candidate c */
+lb_status lb_plan_cell_fail(lb_status st, const char *item, const lb_candidate *c);
 
 #endif

@@ -181,12 +181,7 @@ lb_status lb_plan_measure_rowblocks(const lb_sensitivity_opts *o, const lb_candi
                     }
                 }
                 lb_free(q);
-                if (st != LB_OK) {
-                    char what[64];
-                    lb_qspec_format(&cands[c].spec, what, sizeof what);
-                    st = lb_fail_context(st, "sensitivity of '%s' to %s by %s", out->names[t], what,
-                                         cands[c].opts.method->name);
-                }
+                if (st != LB_OK) st = lb_plan_cell_fail(st, out->names[t], &cands[c]);
                 lb_progress_update(&prog, (uint64_t)++done);
             }
         }

@@ -122,6 +122,12 @@ done:
     return st;
 }
 
+lb_status lb_plan_cell_fail(lb_status st, const char *item, const lb_candidate *c) {
+    char what[64];
+    lb_qspec_format(&c->spec, what, sizeof what);
+    return lb_fail_context(st, "sensitivity of '%s' to %s by %s", item, what, c->opts.method->name);
+}
+
 lb_status lb_plan_ref_nll(const lb_sensitivity_opts *o, const lb_model *ref, double *nll) {
     lb_eval_opts e = o->eval;
     e.ref = NULL;
@@ -189,12 +195,7 @@ lb_status lb_sensitivity_measure(const lb_sensitivity_opts *o, const lb_candidat
             size_t cell = (size_t)t * C + (size_t)c;
             if (o->mask && !o->mask[cell]) continue;
             st = measure_one(o, &cands[c], out->names[t], ref, wd, out, cell);
-            if (st != LB_OK) {
-                char what[64];
-                lb_qspec_format(&cands[c].spec, what, sizeof what);
-                st = lb_fail_context(st, "sensitivity of '%s' to %s by %s", out->names[t], what,
-                                     cands[c].opts.method->name);
-            }
+            if (st != LB_OK) st = lb_plan_cell_fail(st, out->names[t], &cands[c]);
             lb_progress_update(&prog, (uint64_t)++done);
         }
         lb_free(wd);
