@@ -163,6 +163,24 @@ LB_API lb_status lb_calib_stats_save(const lb_calib_stats *s, const char *path);
 LB_API lb_status lb_calib_stats_load(const char *path, const lb_model *m, lb_calib_stats **out);
 LB_API lb_status lb_calib_stats_from_memory(const uint8_t *data, size_t size, const lb_model *m,
                                             lb_calib_stats **out);
+/* The file checked as lb_calib_stats_load checks it (every key, tensor and
+ * value, up front), but X^T X and the squared gradients, the statistics'
+ * bulk (a 7B shape: 1.4 GB of X^T X a layer), stay in the file's read-only
+ * mapping, which s holds until lb_calib_stats_free: the values are those
+ * load gives, read from the file when used, so a caller going layer by
+ * layer (lb_quantize_model_to_gguf) holds about one layer's statistics,
+ * not the model's (docs/SCALING.md, "Streaming"). Read-only: nothing may
+ * write through the lb_layer_stats arrays (lb_calib_fisher refuses such
+ * statistics); arrays the file does not align for their type
+ * (general.alignment below 8), and every array of a file that cannot be
+ * mapped, are copied as by load. The file must not change while s lives
+ * (lowbit's writers replace files by renaming, which a mapping survives). */
+LB_API lb_status lb_calib_stats_open(const char *path, const lb_model *m, lb_calib_stats **out);
+/* Gives back the mapped pages of layer's X^T X and squared gradients of
+ * statistics from lb_calib_stats_open, once that layer's tensors are done;
+ * they stay readable (faulted in again from the file). Nothing for
+ * statistics in memory. */
+LB_API void lb_calib_stats_release_layer(const lb_calib_stats *s, int layer);
 
 /* llama.cpp's importance matrix (src/calib/imatrix.c; docs/CALIBRATION.md,
  * "imatrix"). save: the GGUF form llama-quantize --imatrix reads, per linear

@@ -45,7 +45,7 @@ void lb_calib_stats_free(lb_calib_stats *s) {
     if (s->in) {
         for (int i = 0; i < s->info.n_layers * LB_CALIB_N_INPUTS; i++) {
             calib_input *c = &s->in[i];
-            lb_free(c->xtx);
+            if (!(s->mapped_parts & LB_STATS_XTX)) lb_free(c->xtx); /* else the file's, unmapped below */
             lb_free(c->mean_abs_x);
             lb_free(c->max_abs_x);
             lb_free(c->mean_x);
@@ -53,11 +53,13 @@ void lb_calib_stats_free(lb_calib_stats *s) {
             lb_free(c->dxtx);
         }
     }
-    if (s->grad_sq)
+    if (s->grad_sq && !(s->mapped_parts & LB_STATS_GRAD_SQ))
         for (int i = 0; i < s->info.n_layers * LB_N_LINEARS; i++) lb_free(s->grad_sq[i]);
     lb_free(s->grad_sq);
     lb_free(s->in);
     lb_free(s->ls);
+    lb_free(s->span);
+    lb_unmap_file(&s->map);
     lb_free(s);
 }
 

@@ -28,6 +28,14 @@ struct lb_calib_stats {
     int kv_dim;         /* rows of k and v */
     float **grad_sq;    /* LB_STATS_GRAD_SQ (fisher.c): per linear (n_layers * LB_N_LINEARS) the mean over
                            sequences of the squared gradient of each weight, (rows, cols); else NULL */
+    /* lb_calib_stats_open (calib_io.c): the parts (LB_STATS_XTX, LB_STATS_GRAD_SQ) whose arrays point
+     * into map, the statistics file's read-only mapping, instead of being s's own; 0: every array is */
+    unsigned mapped_parts;
+    lb_mapped_file map;
+    /* with mapped_parts: per layer, its inputs' tensors' first byte and the byte after the last in the data
+     * (2 n_layers), all given back with the layer: a read faults in neighbouring pages too (the kernel's
+     * fault-around), whatever their tensor */
+    const uint8_t **span;
 };
 
 /* Rows (outputs) and cols (inputs) of linear `which` for these statistics. */
@@ -161,5 +169,11 @@ typedef struct {
  * makes them late keys (lb_gguf_set_late) to write the final ones. */
 lb_status lb_calib_stats_writer(const lb_calib_stats *s, lb_gguf_writer *w, lb_gguf_tensor_fill fill,
                                 lb_calib_fill_ref *refs);
+/* lb_calib_stats_open's parse of the file's bytes: X^T X and the squared
+ * gradients, where data aligns them for their type, point into data (which
+ * must outlive *out, unchanged: s->mapped_parts says which parts do), the
+ * rest copied; the same checks and values as lb_calib_stats_from_memory.
+ * For the fuzz target and the tests, which compare the two. */
+lb_status lb_calib_stats_parse_in_place(const uint8_t *data, size_t size, const lb_model *m, lb_calib_stats **out);
 
 #endif

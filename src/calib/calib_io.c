@@ -17,8 +17,15 @@
  *   calib.blk.L.NAME.grad_sq  F32 (cols, rows): mean squared gradient per weight, finite, >= 0
  * Loading checks every key, type and shape, and
  * that values are finite, n >= 0, |mean| <= mean_abs <= max_abs (within
- * rounding), hist counts n * cols, and the xtx diagonal is >= 0. */
+ * rounding), hist counts n * cols, and the xtx diagonal is >= 0.
+ * lb_calib_stats_load copies every array; lb_calib_stats_open checks the
+ * same but leaves X^T X and the squared gradients in the file's mapping,
+ * whose pages lb_calib_stats_release_layer gives back a layer at a time
+ * (docs/SCALING.md, "Streaming"). Values are used as stored, in place or
+ * copied: the file is little-endian and so is the host (CMake checks; a
+ * big-endian host is not supported). */
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -37,8 +44,9 @@ static void grad_name(char *buf, size_t n, int k) {
     snprintf(buf, n, "calib.blk.%d.%s.grad_sq", k / LB_N_LINEARS, lb_linear_name(k % LB_N_LINEARS));
 }
 
-/* linear k's squared gradients: present with its shape (dst NULL) or copied and checked */
-static lb_status read_grad(const lb_gguf *g, const lb_calib_stats *s, int k, float *dst) {
+/* linear k's squared gradients: present with its shape (dst NULL; *at, when
+ * given, is where its data is), or copied (dst) and checked */
+static lb_status read_grad(const lb_gguf *g, const lb_calib_stats *s, int k, float *dst, const void **at) {
     int rows, cols;
     lb_calib_linear_shape(s, k % LB_N_LINEARS, &rows, &cols);
     char name[96];
@@ -48,13 +56,16 @@ static lb_status read_grad(const lb_gguf *g, const lb_calib_stats *s, int k, flo
     if (t->type != LB_GGML_F32 || t->n_dims != 2 || t->ne[0] != (uint64_t)cols || t->ne[1] != (uint64_t)rows ||
         t->nbytes != (size_t)rows * cols * 4)
         return lb_fail(LB_ERR_FORMAT, "tensor %s has the wrong type or shape (want F32 %d x %d)", name, cols, rows);
+    if (at) *at = t->data;
     if (!dst) return LB_OK;
-    memcpy(dst, t->data, t->nbytes);
-    lb_map_release(t->data, t->nbytes);
+    if ((const void *)dst != t->data) memcpy(dst, t->data, t->nbytes); /* equal: read in place (lb_calib_stats_open) */
     for (size_t j = 0; j < (size_t)rows * cols; j++)
-        if (!(dst[j] >= 0.0f) || !isfinite(dst[j]))
+        if (!(dst[j] >= 0.0f) || !isfinite(dst[j])) {
+            lb_map_release(t->data, t->nbytes);
             return lb_fail(LB_ERR_FORMAT, "tensor %s entry %zu is %g (squared gradients are finite and >= 0)", name, j,
                            (double)dst[j]);
+        }
+    lb_map_release(t->data, t->nbytes); /* a mapped file's pages: read again from the file when needed */
     return LB_OK;
 }
 
@@ -142,9 +153,9 @@ static lb_status get_dim(const lb_gguf *g, const char *key, int lo, int hi, int 
 }
 
 /* The tensor `part` of input k, checked for type and shape, copied into dst
- * (dst NULL: only checked). */
+ * (dst NULL: only checked; *at, when given, is where its data is). */
 static lb_status read_tensor(const lb_gguf *g, int layer, int input, const char *part, int type, uint64_t ne0,
-                             uint32_t dims, void *dst, size_t bytes) {
+                             uint32_t dims, void *dst, size_t bytes, const void **at) {
     char name[96];
     tensor_name(name, sizeof name, layer, input, part);
     const lb_gguf_tensor *t = lb_gguf_find_tensor(g, name);
@@ -154,11 +165,29 @@ static lb_status read_tensor(const lb_gguf *g, int layer, int input, const char 
         return lb_fail(LB_ERR_FORMAT, "tensor %s has the wrong type or shape (want %s, %llu%s)", name,
                        type == GGML_F64 ? "F64" : type == GGML_I64 ? "I64" : "F32", (unsigned long long)ne0,
                        dims == 2 ? " x the same" : "");
+    if (at) *at = t->data;
     if (dst) {
         memcpy(dst, t->data, bytes);
         lb_map_release(t->data, bytes); /* a mapped file's pages: the copy is what stays */
     }
     return LB_OK;
+}
+
+/* [*lo, *hi): the bytes of layer's inputs' tensors in g's data (every
+ * tensor present: checked before) */
+static void layer_span(const lb_gguf *g, int layer, const uint8_t **lo, const uint8_t **hi) {
+    static const char *const parts[LB_CALIB_N_PARTS] = {"xtx", "mean_abs", "max_abs", "mean", "hist"};
+    *lo = *hi = NULL;
+    for (int input = 0; input < LB_CALIB_N_INPUTS; input++)
+        for (int j = 0; j < LB_CALIB_N_PARTS; j++) {
+            char name[96];
+            tensor_name(name, sizeof name, layer, input, parts[j]);
+            const lb_gguf_tensor *t = lb_gguf_find_tensor(g, name);
+            if (!t) continue; /* a part the file does not have */
+            const uint8_t *a = t->data, *b = a + t->nbytes;
+            if (!*lo || a < *lo) *lo = a;
+            if (!*hi || b > *hi) *hi = b;
+        }
 }
 
 static lb_status check_input(const calib_input *c, int bins, int layer, int input) {
@@ -198,7 +227,12 @@ static lb_status check_input(const calib_input *c, int bins, int layer, int inpu
     return LB_OK;
 }
 
-static lb_status parse(const lb_gguf *g, lb_calib_stats **out) {
+/* in_place: X^T X and the squared gradients are left where g's tensors are
+ * (the caller keeps the data mapped as long as the statistics live,
+ * lb_calib_stats_open), each checked and its pages given back; only
+ * arrays aligned for their type are (a file's general.alignment may be
+ * smaller than 8), the others copied. 0: everything copied. */
+static lb_status parse(const lb_gguf *g, int in_place, lb_calib_stats **out) {
     uint32_t version, parts;
     uint64_t tokens, sequences;
     lb_calib_info info;
@@ -245,29 +279,56 @@ static lb_status parse(const lb_gguf *g, lb_calib_stats **out) {
         return lb_fail(LB_ERR_FORMAT, "lowbit.calib.hist_range: want %zu f64 values", n_in);
     /* every tensor present with its shape before anything is allocated: the
      * sizes the keys claim are then bounded by the file's own bytes */
+    unsigned mapped = in_place ? (unsigned)(LB_STATS_XTX | LB_STATS_GRAD_SQ) : 0;
     for (size_t k = 0; k < n_in; k++) {
         int layer = (int)(k / LB_CALIB_N_INPUTS), input = (int)(k % LB_CALIB_N_INPUTS);
         size_t cols = (size_t)(input == LB_CALIB_FFN_HIDDEN ? info.hidden_dim : info.dim);
+        const void *at = NULL;
         if (((parts & LB_STATS_XTX) &&
-             (st = read_tensor(g, layer, input, "xtx", GGML_F64, cols, 2, NULL, cols * cols * 8))) ||
+             (st = read_tensor(g, layer, input, "xtx", GGML_F64, cols, 2, NULL, cols * cols * 8, &at))) ||
             ((parts & LB_STATS_MEAN_ABS_X) &&
-             (st = read_tensor(g, layer, input, "mean_abs", LB_GGML_F32, cols, 1, NULL, cols * 4))) ||
+             (st = read_tensor(g, layer, input, "mean_abs", LB_GGML_F32, cols, 1, NULL, cols * 4, NULL))) ||
             ((parts & LB_STATS_MAX_ABS_X) &&
-             (st = read_tensor(g, layer, input, "max_abs", LB_GGML_F32, cols, 1, NULL, cols * 4))) ||
-            ((parts & LB_STATS_MEAN_X) && (st = read_tensor(g, layer, input, "mean", LB_GGML_F32, cols, 1, NULL, cols * 4))) ||
+             (st = read_tensor(g, layer, input, "max_abs", LB_GGML_F32, cols, 1, NULL, cols * 4, NULL))) ||
+            ((parts & LB_STATS_MEAN_X) &&
+             (st = read_tensor(g, layer, input, "mean", LB_GGML_F32, cols, 1, NULL, cols * 4, NULL))) ||
             ((parts & LB_STATS_HIST_X) && (st = read_tensor(g, layer, input, "hist", GGML_I64,
                                                             (uint64_t)info.hist_bins, 1, NULL,
-                                                            (size_t)info.hist_bins * 8))))
+                                                            (size_t)info.hist_bins * 8, NULL))))
             return st;
+        if ((uintptr_t)at % _Alignof(double)) mapped &= ~(unsigned)LB_STATS_XTX;
     }
+    if (!(parts & LB_STATS_XTX)) mapped &= ~(unsigned)LB_STATS_XTX;
+    if (!(parts & LB_STATS_GRAD_SQ)) mapped &= ~(unsigned)LB_STATS_GRAD_SQ;
     lb_calib_stats *s;
-    info.parts = parts & ~(uint32_t)LB_STATS_GRAD_SQ; /* allocated below, once checked */
+    /* the squared gradients allocated below, once checked; X^T X not at all when read in place */
+    info.parts = parts & ~(uint32_t)LB_STATS_GRAD_SQ & ~(mapped & LB_STATS_XTX);
     if ((st = lb_calib_alloc(&info, kv_dim, &s))) return st;
-    for (int k = 0; (parts & LB_STATS_GRAD_SQ) && k < info.n_layers * LB_N_LINEARS && st == LB_OK; k++)
-        st = read_grad(g, s, k, NULL);
-    if (st == LB_OK && (parts & LB_STATS_GRAD_SQ)) st = lb_calib_alloc_grad_sq(s);
-    for (int k = 0; (parts & LB_STATS_GRAD_SQ) && k < info.n_layers * LB_N_LINEARS && st == LB_OK; k++)
-        st = read_grad(g, s, k, s->grad_sq[k]);
+    s->info.parts = parts & ~(uint32_t)LB_STATS_GRAD_SQ;
+    s->mapped_parts = mapped & LB_STATS_XTX; /* so that a failure below frees none of the file's arrays */
+    int n_lin = info.n_layers * LB_N_LINEARS;
+    if (mapped && !(s->span = lb_calloc((size_t)info.n_layers * 2, sizeof *s->span))) st = LB_ERR_NOMEM;
+    for (int l = 0; s->span && l < info.n_layers; l++) layer_span(g, l, &s->span[2 * l], &s->span[2 * l + 1]);
+    for (int k = 0; (parts & LB_STATS_GRAD_SQ) && k < n_lin && st == LB_OK; k++) {
+        const void *at = NULL;
+        st = read_grad(g, s, k, NULL, &at);
+        if ((uintptr_t)at % _Alignof(float)) mapped &= ~(unsigned)LB_STATS_GRAD_SQ;
+    }
+    if (st == LB_OK && (mapped & LB_STATS_GRAD_SQ)) {
+        if (!(s->grad_sq = lb_calloc((size_t)n_lin, sizeof *s->grad_sq))) st = LB_ERR_NOMEM;
+        s->mapped_parts |= LB_STATS_GRAD_SQ;
+        s->info.parts |= LB_STATS_GRAD_SQ;
+        for (int k = 0; k < n_lin && st == LB_OK; k++) {
+            const void *at = NULL;
+            if ((st = read_grad(g, s, k, NULL, &at)) == LB_OK) {
+                s->grad_sq[k] = (float *)(uintptr_t)at; /* read-only: lb_calib_stats_open says so */
+                st = read_grad(g, s, k, s->grad_sq[k], NULL);
+            }
+        }
+    } else if (st == LB_OK && (parts & LB_STATS_GRAD_SQ)) {
+        st = lb_calib_alloc_grad_sq(s);
+        for (int k = 0; k < n_lin && st == LB_OK; k++) st = read_grad(g, s, k, s->grad_sq[k], NULL);
+    }
     for (size_t k = 0; k < n_in && st == LB_OK; k++) {
         calib_input *c = &s->in[k];
         int layer = (int)(k / LB_CALIB_N_INPUTS), input = (int)(k % LB_CALIB_N_INPUTS);
@@ -281,16 +342,26 @@ static lb_status parse(const lb_gguf *g, lb_calib_stats **out) {
         }
         c->n = (int64_t)n;
         size_t cols = (size_t)c->cols;
-        if (c->xtx) st = read_tensor(g, layer, input, "xtx", GGML_F64, cols, 2, c->xtx, cols * cols * 8);
+        size_t xtx_bytes = cols * cols * 8;
+        if (s->mapped_parts & LB_STATS_XTX) {
+            const void *at = NULL;
+            st = read_tensor(g, layer, input, "xtx", GGML_F64, cols, 2, NULL, xtx_bytes, &at);
+            c->xtx = (double *)(uintptr_t)at; /* read-only: lb_calib_stats_open says so */
+        } else if (c->xtx) {
+            st = read_tensor(g, layer, input, "xtx", GGML_F64, cols, 2, c->xtx, xtx_bytes, NULL);
+        }
         if (st == LB_OK && c->mean_abs_x)
-            st = read_tensor(g, layer, input, "mean_abs", LB_GGML_F32, cols, 1, c->mean_abs_x, cols * 4);
+            st = read_tensor(g, layer, input, "mean_abs", LB_GGML_F32, cols, 1, c->mean_abs_x, cols * 4, NULL);
         if (st == LB_OK && c->max_abs_x)
-            st = read_tensor(g, layer, input, "max_abs", LB_GGML_F32, cols, 1, c->max_abs_x, cols * 4);
-        if (st == LB_OK && c->mean_x) st = read_tensor(g, layer, input, "mean", LB_GGML_F32, cols, 1, c->mean_x, cols * 4);
+            st = read_tensor(g, layer, input, "max_abs", LB_GGML_F32, cols, 1, c->max_abs_x, cols * 4, NULL);
+        if (st == LB_OK && c->mean_x)
+            st = read_tensor(g, layer, input, "mean", LB_GGML_F32, cols, 1, c->mean_x, cols * 4, NULL);
         if (st == LB_OK && c->hist)
             st = read_tensor(g, layer, input, "hist", GGML_I64, (uint64_t)info.hist_bins, 1, c->hist,
-                             (size_t)info.hist_bins * 8);
+                             (size_t)info.hist_bins * 8, NULL);
         if (st == LB_OK) st = check_input(c, info.hist_bins, layer, input);
+        /* checked in place: its pages go back, read again from the file when a tensor needs them */
+        if (s->mapped_parts & LB_STATS_XTX) lb_map_release(c->xtx, xtx_bytes);
     }
     if (st != LB_OK) {
         lb_calib_stats_free(s);
@@ -301,13 +372,14 @@ static lb_status parse(const lb_gguf *g, lb_calib_stats **out) {
     return LB_OK;
 }
 
-lb_status lb_calib_stats_from_memory(const uint8_t *data, size_t size, const lb_model *m, lb_calib_stats **out) {
+static lb_status from_memory(const uint8_t *data, size_t size, const lb_model *m, int in_place,
+                             lb_calib_stats **out) {
     *out = NULL;
     lb_gguf *g;
     lb_status st = lb_gguf_parse(data, size, &g);
     if (st != LB_OK) return st;
     lb_calib_stats *s = NULL;
-    st = parse(g, &s);
+    st = parse(g, in_place, &s);
     lb_gguf_free(g);
     if (st == LB_OK && m && (st = lb_calib_stats_check(s, m)) != LB_OK) {
         lb_calib_stats_free(s);
@@ -317,13 +389,45 @@ lb_status lb_calib_stats_from_memory(const uint8_t *data, size_t size, const lb_
     return st;
 }
 
+lb_status lb_calib_stats_from_memory(const uint8_t *data, size_t size, const lb_model *m, lb_calib_stats **out) {
+    return from_memory(data, size, m, 0, out);
+}
+
 lb_status lb_calib_stats_load(const char *path, const lb_model *m, lb_calib_stats **out) {
     *out = NULL;
     lb_mapped_file f;
     lb_status st = lb_map_file(path, &f);
     if (st != LB_OK) return st;
-    st = lb_calib_stats_from_memory(f.data, f.size, m, out);
+    st = from_memory(f.data, f.size, m, 0, out);
     lb_unmap_file(&f);
     if (st != LB_OK) return lb_fail_context(st, "loading calibration statistics '%s'", path);
     return LB_OK;
+}
+
+lb_status lb_calib_stats_parse_in_place(const uint8_t *data, size_t size, const lb_model *m, lb_calib_stats **out) {
+    return from_memory(data, size, m, 1, out);
+}
+
+lb_status lb_calib_stats_open(const char *path, const lb_model *m, lb_calib_stats **out) {
+    *out = NULL;
+    lb_mapped_file f;
+    lb_status st = lb_map_file(path, &f);
+    if (st != LB_OK) return st;
+    /* a file read into memory (no mmap) is copied as by load: its buffer then goes */
+    st = f.is_mapped ? lb_calib_stats_parse_in_place(f.data, f.size, m, out) : from_memory(f.data, f.size, m, 0, out);
+    if (st == LB_OK && (*out)->mapped_parts) (*out)->map = f; /* unmapped by lb_calib_stats_free */
+    else lb_unmap_file(&f);
+    if (st != LB_OK) return lb_fail_context(st, "opening calibration statistics '%s'", path);
+    return LB_OK;
+}
+
+void lb_calib_stats_release_layer(const lb_calib_stats *s, int layer) {
+    if (!s || !s->mapped_parts || !s->span || layer < 0 || layer >= s->info.n_layers) return;
+    /* X^T X and whatever the reads faulted in around it */
+    lb_map_release(s->span[2 * layer], (size_t)(s->span[2 * layer + 1] - s->span[2 * layer]));
+    for (int w = 0; (s->mapped_parts & LB_STATS_GRAD_SQ) && w < LB_N_LINEARS; w++) {
+        int rows, cols;
+        lb_calib_linear_shape(s, w, &rows, &cols);
+        lb_map_release(s->grad_sq[layer * LB_N_LINEARS + w], (size_t)rows * (size_t)cols * sizeof(float));
+    }
 }

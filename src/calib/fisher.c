@@ -32,6 +32,9 @@ static lb_status accumulate(const lb_train_model *tm, double **acc, int n_layers
 lb_status lb_calib_fisher(const lb_model *m, const lb_calib_opts *o, lb_calib_stats *s) {
     lb_status st = lb_calib_stats_check(s, m);
     if (st != LB_OK) return st;
+    if (s->mapped_parts) /* their arrays are the file's read-only pages: writing them would fault */
+        return lb_fail(LB_ERR_INVALID, "squared gradients cannot be added to statistics read in place from their "
+                       "file (lb_calib_stats_open): load them (lb_calib_stats_load)");
     lb_calib_opts def;
     if (!o) {
         lb_calib_opts_default(&def);
