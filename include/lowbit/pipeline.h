@@ -182,7 +182,10 @@ LB_API lb_status lb_quantize_model_calibrated(lb_model *m, const lb_plan *plan, 
  * failure no file is left. report (optional) gets the totals and records;
  * measure 0 leaves out the records' error measures when streaming (their
  * rel_error, proxy losses: a second f32 copy of each tensor and another
- * quantization; the in-memory path always measures). */
+ * quantization; the in-memory path always measures). Statistics from
+ * lb_calib_stats_open are given back a layer at a time when streaming
+ * (lb_calib_stats_release_layer after a layer's last tensor), so memory
+ * holds about one layer's statistics, not the model's. */
 LB_API lb_status lb_quantize_model_to_gguf(lb_model *m, const lb_plan *plan, const lb_calib_stats *stats,
                                            const char *path, const lb_gguf_split_opts *split, int *n_shards,
                                            lb_quantize_report *report, int measure, int *streamed);

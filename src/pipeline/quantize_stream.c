@@ -21,7 +21,14 @@
  * that independence is what lets plan entry k be quantized by rank
  * k mod size: the other ranks quantize their entries in order and send each
  * tensor's bytes and record to rank 0, which receives them in the writer's
- * fill callback, in file order, and writes the bytes one process writes. */
+ * fill callback, in file order, and writes the bytes one process writes.
+ *
+ * Statistics read in place from their file (lb_calib_stats_open) are given
+ * back a layer at a time: after the last entry of a layer a rank quantizes,
+ * lb_calib_stats_release_layer drops that layer's mapped statistics, so a rank
+ * holds about one layer's statistics, not the model's. Entries go in
+ * layer order (the model's tensor order), but nothing depends on it: a
+ * released page is read again from the file if asked for. */
 #include <math.h>
 #include <string.h>
 
@@ -54,6 +61,7 @@ typedef struct {
     lb_progress prog;
     int done;
     const lb_comm *comm;        /* the ranks (size 1: this process alone) */
+    const int *layer_end;       /* per entry: the layer whose statistics go once it is done, or -1 */
 } stream_ctx;
 
 /* What a rank sends rank 0 before each of its tensors (then, on success,
@@ -66,7 +74,34 @@ typedef struct {
     char error[512];
 } dist_head;
 
-static int entry_owner(const stream_ctx *c, int k) { return c->comm->size > 1 ? k % c->comm->size : 0; }
+static int owner_of(const lb_comm *comm, int k) { return comm->size > 1 ? k % comm->size : 0; }
+static int entry_owner(const stream_ctx *c, int k) { return owner_of(c->comm, k); }
+
+/* Per entry of p: the layer of its linear when it is the last entry of that
+ * layer this rank quantizes, else -1. NULL when out of memory: then no
+ * layer is released early, which costs memory only. */
+static int *layer_ends(lb_model *m, const lb_plan *p, const lb_comm *comm) {
+    int L = m->cfg.n_layers;
+    int *end = lb_alloc((size_t)(p->n_entries ? p->n_entries : 1) * sizeof *end);
+    char *seen = lb_calloc((size_t)(L ? L : 1), 1);
+    for (int k = p->n_entries - 1; end && seen && k >= 0; k--) {
+        end[k] = -1;
+        if (owner_of(comm, k) != comm->rank) continue;
+        const lb_tensor *t = lb_model_tensor_at(m, p->entries[k].tensor);
+        for (int l = 0; l < L; l++)
+            for (int w = 0; w < LB_N_LINEARS; w++)
+                if (&m->layers[l].linear[w].w == t && !seen[l]) {
+                    seen[l] = 1;
+                    end[k] = l;
+                }
+    }
+    if (!seen) {
+        lb_free(end);
+        end = NULL;
+    }
+    lb_free(seen);
+    return end;
+}
 
 /* rank 0: entry k's tensor (metadata as t's, spec the entry's) from its rank */
 static lb_status recv_entry(stream_ctx *c, int k, const lb_tensor *t, lb_tensor *out) {
@@ -108,6 +143,7 @@ static lb_status recv_entry(stream_ctx *c, int k, const lb_tensor *t, lb_tensor 
  * failed) */
 static lb_status stream_worker(lb_model *m, const lb_plan *p, const lb_calib_stats *stats, int measured,
                                const lb_comm *comm) {
+    int *layer_end = layer_ends(m, p, comm);
     lb_status st = LB_OK;
     dist_head h;
     for (int k = comm->rank; k < p->n_entries; k += comm->size) {
@@ -130,6 +166,7 @@ static lb_status stream_worker(lb_model *m, const lb_plan *p, const lb_calib_sta
                                "quantization cannot place (run it in one process)", t->name);
         }
         if (h.status != LB_OK) snprintf(h.error, sizeof h.error, "%s", lb_last_error());
+        else if (layer_end) lb_calib_stats_release_layer(stats, layer_end[k]);
         h.nbytes = out.nbytes;
         st = lb_comm_send(comm, 0, &h, sizeof h);
         if (st == LB_OK && h.status == LB_OK) st = lb_comm_send(comm, 0, out.data, out.nbytes);
@@ -137,6 +174,7 @@ static lb_status stream_worker(lb_model *m, const lb_plan *p, const lb_calib_sta
         lb_tensor_free(&out);
         if (st != LB_OK || h.status != LB_OK) break; /* rank 0 stops at this tensor: its end comes next */
     }
+    lb_free(layer_end);
     if (st != LB_OK) return st;
     if ((st = lb_comm_recv(comm, 0, &h, sizeof h)) != LB_OK) return st;
     h.error[sizeof h.error - 1] = 0;
@@ -166,6 +204,7 @@ static lb_status stream_one(int i, const lb_tensor *t, const lb_qspec *spec, lb_
                                      : lb_journal_entry(c->p->journal, c->m, e, NULL, ls, out, &c->rec[k], &x,
                                                         c->measured);
     if (st != LB_OK) return st;
+    if (!entry_owner(c, k) && c->layer_end) lb_calib_stats_release_layer(c->stats, c->layer_end[k]);
     if (x.nnz || x.bias || x.in_signs || x.out_signs || x.adapter_rank) {
         /* a method row making slot parts that lb_plan_streamable did not foresee */
         lb_quant_extras_free(&x);
@@ -228,6 +267,8 @@ static lb_status quantize_stream(lb_model *m, const lb_plan *plan, const lb_cali
     st = lb_pipeline_check_rotations(&p, &plan->act);
     if (st == LB_OK) st = lb_pipeline_plan_acts(m, &plan->act, stats, &acts);
     stream_ctx c = {.m = m, .p = &p, .stats = stats, .measured = report && measure, .comm = comm};
+    int *layer_end = layer_ends(m, &p, comm);
+    c.layer_end = layer_end;
     int *entry_of = lb_alloc((size_t)n * sizeof *entry_of);
     const lb_qspec **targets = lb_calloc((size_t)n, sizeof *targets);
     c.shell = lb_calloc((size_t)cap, sizeof *c.shell);
@@ -269,6 +310,7 @@ static lb_status quantize_stream(lb_model *m, const lb_plan *plan, const lb_cali
     lb_free(c.shell);
     lb_free(targets);
     lb_free(entry_of);
+    lb_free(layer_end);
     lb_free(acts);
     lb_free(p.entries);
     return st;
