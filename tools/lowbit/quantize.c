@@ -395,7 +395,7 @@ int cmd_quantize(int argc, char **argv) {
                                  "(statistics parts 0x%x: mean or max |x|, histograms, gradients): calibrate here "
                                  "or use --stats", extra);
         else if (imatrix ? lb_calib_stats_load_imatrix(imatrix, m, &stats) != LB_OK
-                 : stats_path ? lb_calib_stats_load(stats_path, m, &stats) != LB_OK
+                 : stats_path ? lb_calib_stats_open(stats_path, m, &stats) != LB_OK /* read a layer at a time */
                               : comm->size > 1 ? lb_calibrate_dist(m, &copts, comm, &stats, NULL) != LB_OK ||
                                                      lb_calib_stats_bcast(comm, &stats) != LB_OK /* every rank quantizes with them */
                                                : lb_calibrate_layered(m, &copts, &stats) != LB_OK) /* the same statistics, the model's pages streamed */
