@@ -2,7 +2,7 @@
 # Resumable runs (docs/SCALING.md, "Resumable runs"): quantize and calibrate
 # interrupted (--stop-after, a hard kill at a random point, a journal cut
 # short or damaged by hand) and resumed write the same bytes as a run never
-# interrupted (cmp), for rtn and gptq with --stats (streamed), a plan that
+# interrupted (cmp), for rtn and gptq with --stats or calibrating inline (streamed), a plan that
 # is quantized in memory (outliers), --sequential and --refine, and a split output; a journal of another
 # command is refused naming what differs, a stale one without --resume is
 # refused, a corrupt one is refused or its torn tail dropped with a message,
@@ -41,6 +41,16 @@ same_after_stop rtn 7 --format int4
 "$LOWBIT" calibrate "$MODEL" --text "$TEXT" --calib-blocks 6 -o "$TMP/st6.gguf" --no-progress > /dev/null || fail "calibrate failed"
 same_after_stop gptq 11 --format int3 --method gptq --stats "$TMP/st.gguf"
 json "$TMP/gptq.json" "j['streamed'] is True"
+# calibrating inline (through a temporary statistics file beside -o, read a
+# layer at a time): the bytes --stats gives, stopped and resumed too, and no
+# temporary left after the stop, the resume, or a calibration that fails
+same_after_stop gptqcal 11 --format int3 --method gptq --calib "$TEXT" --calib-blocks 8
+json "$TMP/gptqcal.json" "j['streamed'] is True"
+if cmp -s "$TMP/gptq-ref.gguf" "$TMP/gptqcal.gguf"; then ok; else fail "calibrating inline differs from --stats"; fi
+: > "$TMP/empty.txt"
+expect 1 "temporary file beside -o" -- "${Q[@]}" -o "$TMP/e.gguf" --format int3 --method gptq --calib "$TMP/empty.txt"
+left=$(ls "$TMP" | grep -c '\.calib\.' || true)
+[ "$left" -eq 0 ] && ok || fail "$left temporary statistics files left"
 # outliers make slot parts: the in-memory path, its slots journaled too
 same_after_stop outl 5 --format int3 --outliers 0.01 --report "$TMP/outl-report.json"
 json "$TMP/outl.json" "j['streamed'] is False"

@@ -3,8 +3,10 @@
  * the whole-model driver are library code (lowbit/pipeline.h); this verb
  * turns flags into rules and reports. */
 #define _POSIX_C_SOURCE 200809L
+#include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -72,7 +74,9 @@ static const char *quantize_help_tail =
     "  --dry-run          print the resolved plan (with --json: an array of {tensor, spec, method,\n"
     "                     options, bpw}) and write no model\n"
     "  --calib TEXT       calibration text for methods that need statistics (gptq): its calibration\n"
-    "                     split, never the evaluation split (default ../shared/data/text/tinystories-sample.txt)\n"
+    "                     split, never the evaluation split (default ../shared/data/text/tinystories-sample.txt).\n"
+    "                     In one process and not --sequential, the statistics go to a temporary file beside\n"
+    "                     OUT (as large as `lowbit calibrate` writes; removed at the end), read a layer at a time\n"
     "  --calib-blocks N   the calibration split is the first N blocks (default 128)\n"
     "  --stats FILE       statistics saved by `lowbit calibrate` instead of calibrating here\n"
     "  --imatrix FILE     llama.cpp's importance matrix (llama-imatrix's GGUF or legacy .dat) as the\n"
@@ -197,6 +201,29 @@ static void print_plan(lb_model *m, const lb_plan *plan, int json) {
         json_end_array();
         json_done();
     }
+}
+
+/* One process's built-in calibration (docs/SCALING.md, "Streaming"): the
+ * statistics written layer by layer into a temporary file beside OUT
+ * (lb_calibrate_to_file: lb_calibrate_layered's values, one layer's X^T X
+ * in memory at a time), then read from it a layer at a time as --stats
+ * reads a file (lb_calib_stats_open). The file is removed once mapped (the
+ * mapping keeps its data until the statistics are freed), so nothing stays
+ * behind however the run ends; the atomic writer removes its own temporary
+ * if calibration fails or is interrupted. Costs the statistics' size on
+ * OUT's disk while it runs, instead of in memory. */
+static lb_status calibrate_beside(const lb_model *m, const lb_calib_opts *o, const char *out, lb_calib_stats **stats) {
+    char path[4200];
+    snprintf(path, sizeof path, "%.4000s.calib.%ld", out, (long)getpid());
+    lb_calib_stats *summary = NULL;
+    lb_status st = lb_calibrate_to_file(m, o, path, &summary);
+    lb_calib_stats_free(summary); /* every part but X^T X: for printing, not needed here */
+    if (st == LB_OK) {
+        st = lb_calib_stats_open(path, m, stats);
+        remove(path);
+    }
+    if (st != LB_OK) return lb_fail_context(st, "calibrating (the statistics go to a temporary file beside -o)");
+    return LB_OK;
 }
 
 int cmd_quantize(int argc, char **argv) {
@@ -398,7 +425,7 @@ int cmd_quantize(int argc, char **argv) {
                  : stats_path ? lb_calib_stats_open(stats_path, m, &stats) != LB_OK /* read a layer at a time */
                               : comm->size > 1 ? lb_calibrate_dist(m, &copts, comm, &stats, NULL) != LB_OK ||
                                                      lb_calib_stats_bcast(comm, &stats) != LB_OK /* every rank quantizes with them */
-                                               : lb_calibrate_layered(m, &copts, &stats) != LB_OK) /* the same statistics, the model's pages streamed */
+                                               : calibrate_beside(m, &copts, out, &stats) != LB_OK) /* the same statistics, a layer at a time */
             rc = cli_error("quantize", NULL);
     }
     lb_quantize_report rep;
