@@ -7,8 +7,9 @@
  *   mapping's resident pages (/proc/self/smaps) drop when they are;
  * - bytes that do not align X^T X for double (the file at an odd 4-byte
  *   offset, through the in-place parse) get X^T X copied, the same values;
- * - streamed quantization from opened statistics writes the file loaded
- *   statistics give, with the same report: gptq, squeezellm weights=fisher;
+ * - quantization from opened statistics writes the file loaded statistics
+ *   give, with the same report: gptq and squeezellm weights=fisher
+ *   streamed, awq in memory (its scaled copies of the statistics);
  * - a NaN in one layer's X^T X, a negative diagonal, a truncated file, a
  *   model of another shape: open fails as load does, naming it, no result;
  * - lb_calib_fisher refuses opened statistics; releasing a layer of
@@ -83,20 +84,29 @@ static void write_poisoned(const char *path, const char *out, size_t entry, doub
     lb_free(buf);
 }
 
-static void quantize_both(lb_model *m, const char *spec, const char *method, const char *opts,
-                          const lb_calib_stats *loaded, const lb_calib_stats *opened) {
+/* each from a fresh model: a plan that does not stream quantizes it in place */
+static void quantize_both(const char *spec, const char *method, const char *opts, const lb_calib_stats *loaded,
+                          const lb_calib_stats *opened, int want_streamed) {
+    lb_model *ma = NULL, *mb = NULL;
+    CHECK_OK(lb_model_load(model_path, tok_path, &ma));
+    CHECK_OK(lb_model_load(model_path, tok_path, &mb));
+    if (!ma || !mb) {
+        lb_model_free(ma);
+        lb_model_free(mb);
+        return;
+    }
     lb_plan p;
     lb_method_opts o;
     lb_qspec q = lb_test_spec(spec);
     lb_plan_init(&p);
     CHECK_OK(lb_test_method_opts(lb_method_find(method), opts, &o));
     CHECK_OK(lb_plan_add_selection(&p, "linears", &q, &o));
-    CHECK_OK(lb_plan_resolve(&p, m));
+    CHECK_OK(lb_plan_resolve(&p, ma));
     lb_quantize_report ra, rb;
-    int na = 0, nb = 0, sa = 0, sb = 0;
-    CHECK_OK(lb_quantize_model_to_gguf(m, &p, loaded, path_in("a.gguf"), NULL, &na, &ra, 1, &sa));
-    CHECK_OK(lb_quantize_model_to_gguf(m, &p, opened, path_in("b.gguf"), NULL, &nb, &rb, 1, &sb));
-    CHECK_MSG(sa && sb && same_file(path_in("a.gguf"), path_in("b.gguf")),
+    int na = 0, nb = 0, sa = -1, sb = -1;
+    CHECK_OK(lb_quantize_model_to_gguf(ma, &p, loaded, path_in("a.gguf"), NULL, &na, &ra, 1, &sa));
+    CHECK_OK(lb_quantize_model_to_gguf(mb, &p, opened, path_in("b.gguf"), NULL, &nb, &rb, 1, &sb));
+    CHECK_MSG(sa == want_streamed && sb == want_streamed && same_file(path_in("a.gguf"), path_in("b.gguf")),
               "%s %s: loaded and opened statistics give other files (streamed %d %d)", spec, method, sa, sb);
     int same = ra.tensors_quantized == rb.tensors_quantized && ra.tensors_quantized > 0;
     for (int i = 0; same && i < ra.tensors_quantized; i++) {
@@ -108,6 +118,8 @@ static void quantize_both(lb_model *m, const char *spec, const char *method, con
     lb_quantize_report_free(&ra);
     lb_quantize_report_free(&rb);
     lb_plan_free(&p);
+    lb_model_free(ma);
+    lb_model_free(mb);
     remove(path_in("a.gguf"));
     remove(path_in("b.gguf"));
 }
@@ -179,8 +191,9 @@ int main(void) {
     free(odd);
 
     /* quantized from either: the same bytes and report */
-    quantize_both(m, "int4:g64:asym", "gptq", "", loaded, opened);
-    quantize_both(m, "lut3", "squeezellm", "weights=fisher", loaded, opened);
+    quantize_both("int4:g64:asym", "gptq", "", loaded, opened, 1);
+    quantize_both("lut3", "squeezellm", "weights=fisher", loaded, opened, 1);
+    quantize_both("int4:g64:asym", "awq", "", loaded, opened, 0); /* input scales: in memory, folded copies */
 
     /* read-only: no squared gradients added to them */
     CHECK_FAILS(lb_calib_fisher(m, &co, opened), LB_ERR_INVALID, "lb_calib_stats_load");
