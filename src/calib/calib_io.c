@@ -393,32 +393,32 @@ lb_status lb_calib_stats_from_memory(const uint8_t *data, size_t size, const lb_
     return from_memory(data, size, m, 0, out);
 }
 
-lb_status lb_calib_stats_load(const char *path, const lb_model *m, lb_calib_stats **out) {
-    *out = NULL;
-    lb_mapped_file f;
-    lb_status st = lb_map_file(path, &f);
-    if (st != LB_OK) return st;
-    st = from_memory(f.data, f.size, m, 0, out);
-    lb_unmap_file(&f);
-    if (st != LB_OK) return lb_fail_context(st, "loading calibration statistics '%s'", path);
-    return LB_OK;
-}
-
-lb_status lb_calib_stats_parse_in_place(const uint8_t *data, size_t size, const lb_model *m, lb_calib_stats **out) {
-    return from_memory(data, size, m, 1, out);
-}
-
-lb_status lb_calib_stats_open(const char *path, const lb_model *m, lb_calib_stats **out) {
+/* path mapped and parsed (in_place: as lb_calib_stats_open); the mapping
+ * goes to the statistics when their arrays point into it, else is undone */
+static lb_status map_and_parse(const char *path, const lb_model *m, int in_place, lb_calib_stats **out) {
     *out = NULL;
     lb_mapped_file f;
     lb_status st = lb_map_file(path, &f);
     if (st != LB_OK) return st;
     /* a file read into memory (no mmap) is copied as by load: its buffer then goes */
-    st = f.is_mapped ? lb_calib_stats_parse_in_place(f.data, f.size, m, out) : from_memory(f.data, f.size, m, 0, out);
+    st = from_memory(f.data, f.size, m, in_place && f.is_mapped, out);
     if (st == LB_OK && (*out)->mapped_parts) (*out)->map = f; /* unmapped by lb_calib_stats_free */
     else lb_unmap_file(&f);
-    if (st != LB_OK) return lb_fail_context(st, "opening calibration statistics '%s'", path);
+    if (st != LB_OK)
+        return lb_fail_context(st, "%s calibration statistics '%s'", in_place ? "opening" : "loading", path);
     return LB_OK;
+}
+
+lb_status lb_calib_stats_load(const char *path, const lb_model *m, lb_calib_stats **out) {
+    return map_and_parse(path, m, 0, out);
+}
+
+lb_status lb_calib_stats_open(const char *path, const lb_model *m, lb_calib_stats **out) {
+    return map_and_parse(path, m, 1, out);
+}
+
+lb_status lb_calib_stats_parse_in_place(const uint8_t *data, size_t size, const lb_model *m, lb_calib_stats **out) {
+    return from_memory(data, size, m, 1, out);
 }
 
 void lb_calib_stats_release_layer(const lb_calib_stats *s, int layer) {
