@@ -110,6 +110,45 @@ lb_status lb_calib_prepare(const lb_model *m, const lb_calib_opts *o, unsigned a
 void lb_calib_prep_free(lb_calib_prep *p);
 
 
+/* ---- journals (docs/SCALING.md, "Resumable runs") --------------------------
+ * The snapshots of both passes share a framing (calib_journal.c): an 8-byte
+ * magic (LBCALJNL: the whole-model pass's, LBCALLAY: the layer-by-layer
+ * pass's), u32 version, u32 fingerprint bytes F, F bytes of fingerprint
+ * text, the pass's body, u64 FNV-1a of every byte before it. The file is
+ * written atomically (a temporary renamed over the last snapshot). */
+typedef struct {
+    lb_atomic_file f;
+    uint64_t h;
+} lb_calib_snap_writer;
+/* layered: 0 the whole-model pass's magic and version, 1 the layered pass's */
+lb_status lb_calib_snap_open(lb_calib_snap_writer *w, const char *path, int layered, const char *fingerprint);
+void lb_calib_snap_put(lb_calib_snap_writer *w, const void *p, size_t n);
+/* the checksum appended, synced, renamed into place */
+lb_status lb_calib_snap_commit(lb_calib_snap_writer *w, const char *path);
+typedef struct {
+    const uint8_t *p;
+    size_t n, at; /* n: the bytes before the checksum */
+} lb_calib_snap_reader;
+/* 0: n bytes copied to out; -1: fewer are left (nothing copied) */
+int lb_calib_snap_take(lb_calib_snap_reader *r, void *out, size_t n);
+/* The framing of data (size bytes, the file at path) checked: the magic
+ * (the other pass's refused as such), the checksum, the version, the
+ * fingerprint (one that is not `fingerprint` refused quoting the first line
+ * that differs). On success r reads the body. */
+lb_status lb_calib_snap_check(const char *path, const char *fingerprint, const uint8_t *data, size_t size, int layered,
+                              lb_calib_snap_reader *r);
+/* After `done` of j->total units (j->done set): 1 when a snapshot is due
+ * (every j->every, or 30 s after last_save), never after the last unit;
+ * *stop: j->stop_after reached, the snapshot then due too. */
+int lb_calib_journal_due(lb_calib_journal *j, int done, double last_save, int *stop);
+/* The stop as asked (j->stopped set): LB_ERR_INVALID, "stopped after done of total <units>". */
+lb_status lb_calib_journal_stop(lb_calib_journal *j, const char *units);
+
+/* The whole-model pass's snapshot (size bytes) restored into s and k;
+ * *blocks_done and *tokens from its counts. Checks every size against s,
+ * k and j->total; on failure s and k may be half-restored. */
+lb_status lb_calib_journal_load(const lb_calib_journal *j, const uint8_t *data, size_t size, lb_calib_stats *s,
+                                lb_calib_collector *k, int *blocks_done, int64_t *tokens);
 /* Resumable calibration (calib_journal.c; j NULL: nothing). begin: the
  * snapshot at j->path restored into s and k when resuming, *first the
  * block to go on from (p->first when none) and *tokens the tokens done. */
