@@ -178,6 +178,62 @@ lb_status lb_calib_cache_load(lb_calib_cache *c, const lb_model *m, const lb_cal
                               int release_embedding);
 void lb_calib_cache_free(lb_calib_cache *c);
 
+/* ---- the layer-by-layer pass's journal (calib_layer_journal.c) --------------
+ * lb_calibrate_to_file writes the statistics file in layer order into a
+ * temporary that outlives the process, <journal>.data; after layer l's
+ * tensors (when due) the journal records how many bytes of it are layers
+ * 0..l's, their FNV-1a, each finished input's token count and histogram
+ * range, and the residual stream (layer l + 1's input). A resumed run keeps
+ * those bytes, reads back the small parts for its summary and runs on from
+ * layer l + 1. */
+typedef struct {
+    lb_calib_journal *j; /* NULL: not journaled */
+    char *data_path;     /* j->path + ".data" */
+    int data_fd;         /* a resumed run's data file, read-only (-1: none) */
+    int kept;            /* layers the journal held (0: from the start) */
+    uint64_t data_start; /* the data section's offset (the header's bytes, padded) */
+    uint64_t data_kept;  /* bytes of the file that hold layers 0..kept-1 (0: none) */
+    uint64_t hash;       /* FNV-1a of the file's bytes [data_start, hashed_to) */
+    uint64_t hashed_to;
+    int saved;           /* a journal refers to the data file: it is kept on failure */
+    double last_save;
+} lb_calib_layer_journal;
+/* j NULL: lj not journaled. Otherwise the journal at j->path, when there
+ * is one and j->resume: the snapshot checked, restored into s (finished
+ * inputs' n and histogram range) and c (the residual stream), and the data
+ * file checked (its size, the FNV-1a of the kept bytes). */
+lb_status lb_calib_layer_journal_begin(lb_calib_layer_journal *lj, lb_calib_journal *j, lb_calib_stats *s,
+                                       lb_calib_cache *c, int dim);
+/* Layer `layer` is next, f->written the offset where its tensors begin:
+ * layers before it are finished, c holds its input. Saves the journal when
+ * due; the stop (lb_calib_journal_stop) when asked. */
+lb_status lb_calib_layer_journal_next(lb_calib_layer_journal *lj, const lb_calib_stats *s, const lb_calib_cache *c,
+                                      int dim, lb_atomic_file *f, int layer);
+/* A tensor of a finished layer the file already holds (n bytes at
+ * f->written): skipped, and read into dst unless dst is NULL. */
+lb_status lb_calib_layer_journal_keep(lb_calib_layer_journal *lj, lb_atomic_file *f, void *dst, size_t n);
+/* n bytes of a tensor of the running layer written to f (hashed when journaled) */
+void lb_calib_layer_journal_put(lb_calib_layer_journal *lj, lb_atomic_file *f, const void *p, size_t n);
+/* The output file for w: the data file (a resumed run's, checked to hold
+ * w's header length, or new), or an ordinary atomic file when not journaled. */
+lb_status lb_calib_layer_journal_open(lb_calib_layer_journal *lj, lb_atomic_file *f, const char *path,
+                                      const lb_gguf_writer *w);
+/* ok: f committed (renamed over its path) and the journal removed; else f
+ * closed, kept when a journal refers to it, removed otherwise. Frees lj. */
+lb_status lb_calib_layer_journal_end(lb_calib_layer_journal *lj, lb_atomic_file *f, lb_status st);
+
+/* The layered snapshot's body, parsed and checked against s (layers,
+ * tokens, sequences, histogram bins) and dim: the finished inputs' n and
+ * histogram range set in s, x the residual stream's tokens x dim floats
+ * (pointing into data, unaligned). */
+typedef struct {
+    int done;
+    uint64_t data_start, data_kept, data_hash;
+    const uint8_t *x;
+} lb_calib_layer_snapshot;
+lb_status lb_calib_layer_snapshot_parse(const char *path, const char *fingerprint, const uint8_t *data, size_t size,
+                                        lb_calib_stats *s, int dim, lb_calib_layer_snapshot *out);
+
 /* ---- the statistics file (calib_io.c) ---- */
 #define GGML_I64 27
 #define GGML_F64 28

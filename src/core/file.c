@@ -360,7 +360,8 @@ lb_status lb_atomic_open_resumable(lb_atomic_file *f, const char *path, const ch
     int fd = open(tmp, O_WRONLY | O_CREAT | (keep ? 0 : O_TRUNC) | O_NOFOLLOW | O_CLOEXEC, 0666);
     struct stat st;
     lb_status s = LB_OK;
-    if (fd < 0) s = lb_fail(LB_ERR_IO, "cannot open '%s' (the output '%s' being written): %s", tmp, path, strerror(errno));
+    if (fd < 0)
+        s = lb_fail(LB_ERR_IO, "cannot open '%s' (the output '%s' being written): %s", tmp, path, strerror(errno));
     else if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
         s = lb_fail(LB_ERR_IO, "'%s' (the output '%s' being written) is not a regular file", tmp, path);
     else if (keep && (uint64_t)st.st_size < keep)

@@ -39,6 +39,8 @@ lb_status lb_gguf_set_late(lb_gguf_writer *w, const char *key, lb_gguf_late_valu
  * aborts (a resumable run's output, core/atomic_resume.h: its tensors'
  * fill callbacks may lb_atomic_skip bytes an earlier run wrote). */
 lb_status lb_gguf_write_to(lb_gguf_writer *w, lb_atomic_file *f);
+/* Where the data section of the file w writes begins: the header's bytes, padded to the alignment. */
+lb_status lb_gguf_writer_data_offset(const lb_gguf_writer *w, uint64_t *offset);
 
 /* gguf.c: the merged view of a split set's shards (lb_gguf_split_merge
  * checks their keys first); takes the shards, freed on failure too. */

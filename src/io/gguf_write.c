@@ -374,6 +374,18 @@ static uint64_t fnv(uint64_t h, const void *p, size_t n) {
     return h;
 }
 
+lb_status lb_gguf_writer_data_offset(const lb_gguf_writer *w, uint64_t *offset) {
+    size_t align;
+    const wkv *align_kv;
+    lb_status st = writer_alignment(w, &align, &align_kv);
+    if (st) return st;
+    uint64_t n = 24; /* magic, version, tensor count, key count */
+    for (size_t i = 0; i < w->n_kv; i++) n += kv_bytes(&w->kvs[i]);
+    for (size_t i = 0; i < w->n_tensors; i++) n += info_bytes(&w->tensors[i]);
+    *offset = n + (align - n % align) % align;
+    return LB_OK;
+}
+
 /* Greedy, in tensor order as gguf-split: a shard is closed when the next
  * tensor would take its file past max_bytes (header and padding counted,
  * where gguf-split counts tensor data only) or past max_tensors; it always
