@@ -137,6 +137,10 @@ int lb_calib_snap_take(lb_calib_snap_reader *r, void *out, size_t n);
  * that differs). On success r reads the body. */
 lb_status lb_calib_snap_check(const char *path, const char *fingerprint, const uint8_t *data, size_t size, int layered,
                               lb_calib_snap_reader *r);
+/* The start both passes share: j's counters reset, j->total = total; a
+ * journal at j->path refused unless j->resume, else mapped into *mf
+ * (*found 1; the caller unmaps). *found 0: nothing to resume. */
+lb_status lb_calib_journal_find(lb_calib_journal *j, int total, lb_mapped_file *mf, int *found);
 /* After `done` of j->total units (j->done set): 1 when a snapshot is due
  * (every j->every, or 30 s after last_save), never after the last unit;
  * *stop: j->stop_after reached, the snapshot then due too. */

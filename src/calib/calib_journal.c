@@ -116,6 +116,22 @@ lb_status lb_calib_snap_check(const char *path, const char *fingerprint, const u
     return LB_OK;
 }
 
+lb_status lb_calib_journal_find(lb_calib_journal *j, int total, lb_mapped_file *mf, int *found) {
+    *found = 0;
+    j->total = total;
+    j->resumed = j->done = j->stopped = 0;
+    if (!j->path || !j->fingerprint) return lb_fail(LB_ERR_INVALID, "calibration journal: no path or fingerprint");
+    struct stat sb;
+    if (stat(j->path, &sb) != 0) return LB_OK; /* nothing to resume: from the start */
+    if (!j->resume)
+        return lb_fail(LB_ERR_INVALID, "'%s' exists: the journal of an interrupted calibration; resume it (the same "
+                       "command with --resume) or remove it to start over", j->path);
+    lb_status st = lb_map_file(j->path, mf);
+    if (st != LB_OK) return lb_fail_context(st, "calibration journal");
+    *found = 1;
+    return LB_OK;
+}
+
 int lb_calib_journal_due(lb_calib_journal *j, int done, double last_save, int *stop) {
     j->done = done;
     *stop = j->stop_after > 0 && done >= j->stop_after && done < j->total;
@@ -212,17 +228,10 @@ lb_status lb_calib_journal_begin(lb_calib_journal *j, const lb_calib_prep *p, lb
     *first = p->first;
     *tokens = 0;
     if (!j) return LB_OK;
-    j->total = p->end - p->first;
-    j->resumed = j->done = j->stopped = 0;
-    if (!j->path || !j->fingerprint) return lb_fail(LB_ERR_INVALID, "calibration journal: no path or fingerprint");
-    struct stat sb;
-    if (stat(j->path, &sb) != 0) return LB_OK; /* nothing to resume: from the first block */
-    if (!j->resume)
-        return lb_fail(LB_ERR_INVALID, "'%s' exists: the journal of an interrupted calibration; resume it (the same "
-                       "command with --resume) or remove it to start over", j->path);
     lb_mapped_file mf;
-    lb_status st = lb_map_file(j->path, &mf);
-    if (st != LB_OK) return lb_fail_context(st, "calibration journal");
+    int found;
+    lb_status st = lb_calib_journal_find(j, p->end - p->first, &mf, &found);
+    if (st != LB_OK || !found) return st; /* none: from the first block */
     int done = 0;
     st = lb_calib_journal_load(j, mf.data, mf.size, s, k, &done, tokens);
     lb_unmap_file(&mf);

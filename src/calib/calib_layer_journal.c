@@ -45,19 +45,6 @@ static uint64_t hash_zeros(uint64_t h, uint64_t n) {
     return h;
 }
 
-static int read_all(int fd, void *buf, size_t n, uint64_t off) {
-    uint8_t *p = buf;
-    while (n) {
-        ssize_t r = pread(fd, p, n, (off_t)off);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) return -1;
-        p += r;
-        n -= (size_t)r;
-        off += (uint64_t)r;
-    }
-    return 0;
-}
-
 lb_status lb_calib_layer_snapshot_parse(const char *path, const char *fingerprint, const uint8_t *data, size_t size,
                                         lb_calib_stats *s, int dim, lb_calib_layer_snapshot *out) {
     memset(out, 0, sizeof *out);
@@ -122,7 +109,7 @@ static lb_status check_data(lb_calib_layer_journal *lj, const lb_calib_layer_sna
     int bad = 0;
     for (uint64_t at = snap->data_start; at < snap->data_kept && !bad;) {
         size_t n = snap->data_kept - at < chunk ? (size_t)(snap->data_kept - at) : chunk;
-        bad = read_all(lj->data_fd, buf, n, at);
+        bad = lb_read_at(lj->data_fd, buf, n, at);
         h = lb_fnv1a(buf, n, h);
         at += n;
     }
@@ -141,21 +128,17 @@ lb_status lb_calib_layer_journal_begin(lb_calib_layer_journal *lj, lb_calib_jour
     lj->data_fd = -1;
     lj->j = j;
     if (!j) return LB_OK;
-    j->total = s->info.n_layers;
-    j->resumed = j->done = j->stopped = 0;
-    if (!j->path || !j->fingerprint) return lb_fail(LB_ERR_INVALID, "calibration journal: no path or fingerprint");
-    size_t n = strlen(j->path) + 6;
-    if (!(lj->data_path = lb_alloc(n))) return LB_ERR_NOMEM;
-    snprintf(lj->data_path, n, "%s.data", j->path);
     lj->last_save = lb_now();
-    struct stat sb;
-    if (stat(j->path, &sb) != 0) return LB_OK; /* nothing to resume: from the first layer */
-    if (!j->resume)
-        return lb_fail(LB_ERR_INVALID, "'%s' exists: the journal of an interrupted calibration; resume it (the same "
-                       "command with --resume) or remove it to start over", j->path);
     lb_mapped_file mf;
-    lb_status st = lb_map_file(j->path, &mf);
-    if (st != LB_OK) return lb_fail_context(st, "calibration journal");
+    int found;
+    lb_status st = lb_calib_journal_find(j, s->info.n_layers, &mf, &found);
+    size_t n = j->path ? strlen(j->path) + 6 : 0;
+    if (st == LB_OK && !(lj->data_path = lb_alloc(n))) st = LB_ERR_NOMEM;
+    if (st == LB_OK) snprintf(lj->data_path, n, "%s.data", j->path);
+    if (st != LB_OK || !found) {
+        if (found) lb_unmap_file(&mf);
+        return st; /* none: from the first layer */
+    }
     lb_calib_layer_snapshot snap;
     st = lb_calib_layer_snapshot_parse(j->path, j->fingerprint, mf.data, mf.size, s, dim, &snap);
     if (st == LB_OK) st = check_data(lj, &snap);
@@ -228,7 +211,7 @@ lb_status lb_calib_layer_journal_keep(lb_calib_layer_journal *lj, lb_atomic_file
     if (f->written < lj->data_start || f->written + n > lj->data_kept)
         return lb_fail(LB_ERR_INVALID, "calibration journal '%s': a kept tensor lies outside its layers' bytes "
                        "%llu..%llu", jp, (unsigned long long)lj->data_start, (unsigned long long)lj->data_kept);
-    if (dst && read_all(lj->data_fd, dst, n, f->written) != 0)
+    if (dst && lb_read_at(lj->data_fd, dst, n, f->written) != 0)
         return lb_fail(LB_ERR_IO, "cannot read '%s': %s", lj->data_path, strerror(errno));
     lb_atomic_skip(f, n);
     return f->err;
