@@ -5,7 +5,7 @@
 #   calibrate  the statistics file byte for byte (cmp), also with a token
 #              budget, with more ranks than shards, and for 1 and 2 threads;
 #              one process runs the layer-by-layer pass (the default), the
-#              whole-model pass and a stopped, resumed run: the same bytes;
+#              whole-model pass and a stopped, resumed run of each: the same bytes;
 #              the ranks run the whole-model pass, refuse --resume and a
 #              journal left beside the output
 #   quantize   gptq int3:g32 with saved and with inline statistics: cmp
@@ -38,13 +38,18 @@ json "$TMP/c2.json" "j['ranks'] == 2 and j['calibration'] == 'whole_model' and [
 if grep -q "rank 1: 8 shards, 24 blocks" "$TMP/c2.err"; then ok; else fail "no per-rank time on stderr: $(cat "$TMP/c2.err")"; fi
 MPIRUN 3 "$LOWBIT" calibrate "$MODEL" --text "$TEXT" --calib-blocks 48 --threads 1 -o "$TMP/c3.gguf" >/dev/null 2>&1 || fail "calibrate, 3 ranks"
 same "$TMP/c1.gguf" "$TMP/c3.gguf" "calibrate, 1 process vs 3 ranks"
-# one process: the whole-model pass, and one stopped inside a shard and resumed
+# one process: the whole-model pass, and one stopped inside a shard and
+# resumed; the layer-by-layer pass stopped after layer 2 and resumed
 "$LOWBIT" calibrate "$MODEL" --text "$TEXT" --calib-blocks 48 --threads 1 --whole-model -o "$TMP/c1w.gguf" >/dev/null 2>&1 || fail "calibrate --whole-model, one process"
 same "$TMP/c1.gguf" "$TMP/c1w.gguf" "calibrate, layer by layer vs whole model"
-"$LOWBIT" calibrate "$MODEL" --text "$TEXT" --calib-blocks 48 --threads 1 --stop-after 7 -o "$TMP/cr.gguf" >/dev/null 2>&1
-if [ -e "$TMP/cr.gguf.partial" ]; then ok; else fail "calibrate --stop-after 7 left no journal"; fi
-"$LOWBIT" calibrate "$MODEL" --text "$TEXT" --calib-blocks 48 --threads 1 --resume -o "$TMP/cr.gguf" >/dev/null 2>&1 || fail "calibrate --resume, one process"
+"$LOWBIT" calibrate "$MODEL" --text "$TEXT" --calib-blocks 48 --threads 1 --whole-model --stop-after 7 -o "$TMP/cr.gguf" >/dev/null 2>&1
+if [ -e "$TMP/cr.gguf.partial" ]; then ok; else fail "calibrate --whole-model --stop-after 7 left no journal"; fi
+"$LOWBIT" calibrate "$MODEL" --text "$TEXT" --calib-blocks 48 --threads 1 --whole-model --resume -o "$TMP/cr.gguf" >/dev/null 2>&1 || fail "calibrate --whole-model --resume, one process"
 same "$TMP/c1.gguf" "$TMP/cr.gguf" "calibrate, stopped after block 7 and resumed vs uninterrupted"
+"$LOWBIT" calibrate "$MODEL" --text "$TEXT" --calib-blocks 48 --threads 1 --stop-after 2 -o "$TMP/cl.gguf" >/dev/null 2>&1
+if [ -e "$TMP/cl.gguf.partial" ] && [ -e "$TMP/cl.gguf.partial.data" ]; then ok; else fail "calibrate --stop-after 2 (layers) left no journal"; fi
+"$LOWBIT" calibrate "$MODEL" --text "$TEXT" --calib-blocks 48 --threads 1 --resume -o "$TMP/cl.gguf" >/dev/null 2>&1 || fail "calibrate --resume (layered), one process"
+same "$TMP/c1.gguf" "$TMP/cl.gguf" "calibrate, stopped after layer 2 and resumed vs uninterrupted"
 # the ranks: no journal (refused), and an interrupted run's journal is left alone
 out=$(MPIRUN 2 "$LOWBIT" calibrate "$MODEL" --text "$TEXT" --calib-blocks 4 --resume -o "$TMP/x.gguf" 2>&1)
 if [ $? -ne 0 ] && [ ! -e "$TMP/x.gguf" ]; then ok; else fail "calibrate --resume under 2 ranks not refused: $out"; fi

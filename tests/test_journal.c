@@ -6,11 +6,21 @@
  * another plan is refused naming the line that differs; an existing one is
  * refused without resume; every prefix of a record and every single-byte
  * change of it is refused cleanly by the record parser; a calibration
- * stopped after k blocks and resumed gives the same statistics file. */
-#define _XOPEN_SOURCE 700 /* mkdtemp */
+ * stopped after k blocks and resumed gives the same statistics file. The
+ * layer-by-layer calibration into a file (calib_layer_journal.c) stopped
+ * after k layers and resumed writes the same file and the same summary; a
+ * damaged, cut or missing data file, a header of another length, a journal
+ * of the other pass or of another run are refused; every prefix and
+ * single-byte change of its snapshot, re-sealed with a valid checksum, is
+ * refused or parses within the checked ranges. */
+#define _XOPEN_SOURCE 700 /* mkdtemp, truncate */
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "test.h"
 #include "tmpdir.h"
+#include "calib/calib_internal.h"
+#include "core/fingerprint.h"
 #include "pipeline/pipeline_internal.h"
 
 static const char *model_path, *tok_path, *text_path;
@@ -192,6 +202,214 @@ static void check_calibration(int blocks, int stop_after, int every) {
     remove(out);
 }
 
+/* ---- the layer-by-layer pass into a file ---------------------------------- */
+
+#define FP "test fingerprint\n"
+
+/* lb_calibrate_to_file over `blocks` blocks of ctx tokens (text: text_path
+ * unless given), its summary kept in *summary when asked */
+static lb_status layered_to(const char *out, lb_calib_journal *j, int blocks, int ctx, const char *text,
+                            lb_calib_stats **summary) {
+    lb_model *m = NULL;
+    lb_status st = lb_model_load(model_path, tok_path, &m);
+    if (st != LB_OK) return st;
+    lb_calib_opts o;
+    lb_calib_opts_default(&o);
+    o.text_path = text ? text : text_path;
+    o.calib_blocks = blocks;
+    o.ctx = ctx;
+    o.journal = j;
+    lb_calib_stats *s = NULL;
+    st = lb_calibrate_to_file(m, &o, out, &s);
+    if (summary) *summary = s;
+    else lb_calib_stats_free(s);
+    lb_model_free(m);
+    return st;
+}
+
+/* every linear's per-channel parts, counts and histogram equal (a resumed
+ * run reads its journaled layers' back from the data file) */
+static int same_summary(const lb_calib_stats *a, const lb_calib_stats *b) {
+    lb_calib_info ia, ib;
+    lb_calib_stats_info(a, &ia);
+    lb_calib_stats_info(b, &ib);
+    int same = ia.n_layers == ib.n_layers && ia.tokens == ib.tokens && ia.hist_bins == ib.hist_bins;
+    for (int l = 0; same && l < ia.n_layers; l++)
+        for (int w = 0; same && w < LB_N_LINEARS; w++) {
+            const lb_layer_stats *x = lb_calib_stats_get(a, l, w), *y = lb_calib_stats_get(b, l, w);
+            size_t c = (size_t)x->cols;
+            same = x->n_samples == y->n_samples && x->hist_range == y->hist_range && x->cols == y->cols &&
+                   !memcmp(x->mean_abs_x, y->mean_abs_x, c * 4) && !memcmp(x->max_abs_x, y->max_abs_x, c * 4) &&
+                   !memcmp(x->mean_x, y->mean_x, c * 4) && !memcmp(x->hist, y->hist, (size_t)ia.hist_bins * 8) &&
+                   !x->xtx && !y->xtx;
+        }
+    return same;
+}
+
+static void flip_byte(const char *path, long at) {
+    FILE *f = fopen(path, "r+b");
+    int c = f && fseek(f, at, SEEK_SET) == 0 ? fgetc(f) : EOF;
+    if (c != EOF && fseek(f, at, SEEK_SET) == 0) fputc(c ^ 0x5A, f);
+    if (f) fclose(f);
+    CHECK(c != EOF);
+}
+
+static long file_size(const char *path) {
+    struct stat sb;
+    return stat(path, &sb) == 0 ? (long)sb.st_size : -1;
+}
+
+/* stopped after `stop` of stories260K's 5 layers (a snapshot every `every`), resumed: the same file and summary */
+static void check_layered(int stop, int every) {
+    const char *ref = path_in("l-ref.gguf"), *out = path_in("l.gguf"), *jp = path_in("l.gguf.partial"),
+               *dp = path_in("l.gguf.partial.data");
+    char msg[64];
+    snprintf(msg, sizeof msg, "stopped after %d of 5 layers", stop);
+    lb_calib_stats *a = NULL, *b = NULL;
+    CHECK_OK(layered_to(ref, NULL, 12, 96, NULL, &a));
+    lb_calib_journal j = {.path = jp, .fingerprint = FP, .every = every, .stop_after = stop};
+    CHECK_FAILS(layered_to(out, &j, 12, 96, NULL, NULL), LB_ERR_INVALID, msg);
+    CHECK(j.stopped == 1 && j.done == stop && j.total == 5 && access(jp, F_OK) == 0 && access(dp, F_OK) == 0 &&
+          access(out, F_OK) != 0);
+    lb_calib_journal k = {.path = jp, .fingerprint = FP};
+    CHECK_FAILS(layered_to(out, &k, 12, 96, NULL, NULL), LB_ERR_INVALID, "exists");
+    lb_calib_journal other = {.path = jp, .fingerprint = "another\n", .resume = 1};
+    CHECK_FAILS(layered_to(out, &other, 12, 96, NULL, NULL), LB_ERR_INVALID, "this run 'another'");
+    /* the other pass's resume: refused as such (and the whole-model one's by this pass: check_pass_mixup) */
+    lb_calib_journal whole = {.path = jp, .fingerprint = FP, .resume = 1};
+    CHECK_FAILS(calibrate_to(out, &whole, 12), LB_ERR_INVALID, "the layer-by-layer pass's journal");
+    lb_calib_journal r = {.path = jp, .fingerprint = FP, .resume = 1, .every = 1};
+    CHECK_OK(layered_to(out, &r, 12, 96, NULL, &b));
+    CHECK(r.resumed == stop && r.done == 5 && r.total == 5 && !r.stopped);
+    CHECK_MSG(same_file(ref, out), "layered: resumed after %d layers, the statistics differ", stop);
+    CHECK_MSG(a && b && same_summary(a, b), "layered: resumed after %d layers, the summary differs", stop);
+    CHECK(access(jp, F_OK) != 0 && access(dp, F_OK) != 0);
+    lb_calib_stats_free(a);
+    lb_calib_stats_free(b);
+    remove(ref);
+    remove(out);
+}
+
+/* resumed twice; then a damaged, cut or missing data file and a header of
+ * another length: refused, naming the file; the journal left as it was */
+static void check_layered_damage(void) {
+    const char *ref = path_in("d-ref.gguf"), *out = path_in("d.gguf"), *jp = path_in("d.gguf.partial"),
+               *dp = path_in("d.gguf.partial.data");
+    CHECK_OK(layered_to(ref, NULL, 12, 96, NULL, NULL));
+    lb_calib_journal j1 = {.path = jp, .fingerprint = FP, .every = 1, .stop_after = 1};
+    CHECK_FAILS(layered_to(out, &j1, 12, 96, NULL, NULL), LB_ERR_INVALID, "stopped after 1 of 5");
+    lb_calib_journal j2 = {.path = jp, .fingerprint = FP, .every = 1, .stop_after = 3, .resume = 1};
+    CHECK_FAILS(layered_to(out, &j2, 12, 96, NULL, NULL), LB_ERR_INVALID, "stopped after 3 of 5");
+    CHECK(j2.resumed == 1);
+    long kept = file_size(dp);
+    CHECK(kept > 0);
+    lb_calib_journal r = {.path = jp, .fingerprint = FP, .resume = 1};
+    flip_byte(dp, kept / 2);
+    CHECK_FAILS(layered_to(out, &r, 12, 96, NULL, NULL), LB_ERR_FORMAT, "is not what the journal");
+    flip_byte(dp, kept / 2);
+    CHECK(truncate(dp, kept - 100) == 0);
+    CHECK_FAILS(layered_to(out, &r, 12, 96, NULL, NULL), LB_ERR_FORMAT, "is cut short");
+    CHECK(rename(dp, path_in("d.data.moved")) == 0);
+    CHECK_FAILS(layered_to(out, &r, 12, 96, NULL, NULL), LB_ERR_IO, "cannot open");
+    CHECK(access(out, F_OK) != 0 && access(jp, F_OK) == 0);
+    remove(path_in("d.data.moved"));
+    /* a fresh stop at 2, then the same text under a longer name: the header
+     * (lowbit.calib.source) would move the kept tensors */
+    remove(jp);
+    lb_calib_journal j3 = {.path = jp, .fingerprint = FP, .every = 1, .stop_after = 2};
+    CHECK_FAILS(layered_to(out, &j3, 12, 96, NULL, NULL), LB_ERR_INVALID, "stopped after 2 of 5");
+    char *text = NULL;
+    size_t n = 0;
+    CHECK_OK(lb_read_file(text_path, &text, &n));
+    /* 100 characters longer: past the header's 32-byte padding (a few more fit in it, and then the
+     * header is simply the resumed command's) */
+    const char *copy = path_in("the-same-text-under-a-name-one-hundred-characters-longer-than-the-first-one-"
+                               "so-that-the-header-grows-past-its-padding.txt");
+    FILE *f = fopen(copy, "wb");
+    CHECK(f && text && fwrite(text, 1, n, f) == n);
+    if (f) fclose(f);
+    lb_free(text);
+    CHECK_FAILS(layered_to(out, &r, 12, 96, copy, NULL), LB_ERR_INVALID, "statistics header is");
+    CHECK_OK(layered_to(out, &r, 12, 96, NULL, NULL)); /* and with the first text: resumed */
+    CHECK(r.resumed == 2 && same_file(ref, out));
+    CHECK(access(jp, F_OK) != 0 && access(dp, F_OK) != 0);
+    remove(copy);
+    remove(ref);
+    remove(out);
+}
+
+/* A whole-model snapshot given to the layered pass: refused as the other pass's. */
+static void check_pass_mixup(void) {
+    const char *out = path_in("w.gguf"), *jp = path_in("w.gguf.partial");
+    lb_calib_journal j = {.path = jp, .fingerprint = FP, .every = 1, .stop_after = 2};
+    CHECK_FAILS(calibrate_to(out, &j, 8), LB_ERR_INVALID, "stopped after 2 of 8");
+    lb_calib_journal r = {.path = jp, .fingerprint = FP, .resume = 1};
+    CHECK_FAILS(layered_to(out, &r, 8, 96, NULL, NULL), LB_ERR_INVALID,
+                "the whole-model pass's (--whole-model) journal");
+    remove(jp);
+}
+
+/* (copy of) data with its last 8 bytes set to the FNV-1a of the rest: the body parser reached */
+static uint8_t *sealed(const uint8_t *data, size_t n) {
+    uint8_t *c = malloc(n ? n : 1);
+    if (c && n) memcpy(c, data, n);
+    if (c && n >= 8) {
+        uint64_t h = lb_fnv1a(c, n - 8, LB_FNV1A_START);
+        memcpy(c + n - 8, &h, 8);
+    }
+    return c;
+}
+
+/* A real snapshot (2 blocks of 16 tokens, stopped after 2 layers): parsed;
+ * every prefix and every single-byte change, re-sealed, refused or parsed
+ * within the ranges the parser checks. */
+static void check_layer_snapshot_parser(void) {
+    const char *out = path_in("p.gguf"), *jp = path_in("p.gguf.partial");
+    lb_calib_stats *ref = NULL;
+    CHECK_OK(layered_to(path_in("p-ref.gguf"), NULL, 2, 16, NULL, &ref));
+    lb_calib_journal j = {.path = jp, .fingerprint = FP, .every = 1, .stop_after = 2};
+    CHECK_FAILS(layered_to(out, &j, 2, 16, NULL, NULL), LB_ERR_INVALID, "stopped after 2 of 5");
+    lb_mapped_file mf;
+    memset(&mf, 0, sizeof mf);
+    CHECK_OK(lb_map_file(jp, &mf));
+    if (!ref || !mf.data) return;
+    lb_calib_info info = ref->info;
+    info.parts = 0; /* the skeleton: counts only */
+    lb_calib_stats *s = NULL;
+    CHECK_OK(lb_calib_alloc(&info, ref->kv_dim, &s));
+    lb_calib_layer_snapshot snap;
+    CHECK_OK(lb_calib_layer_snapshot_parse(jp, FP, mf.data, mf.size, s, info.dim, &snap));
+    CHECK(snap.done == 2 && snap.data_start > 24 && snap.data_kept > snap.data_start && snap.x);
+    CHECK(s && s->in[7].n == info.tokens && s->in[8].n == 0);
+    int parsed = 0, odd = 0;
+    for (size_t k = 0; k < mf.size; k++) {
+        uint8_t *c = sealed(mf.data, k);
+        if (c && lb_calib_layer_snapshot_parse(jp, FP, c, k, s, info.dim, &snap) == LB_OK) parsed++;
+        free(c);
+    }
+    CHECK_MSG(parsed == 0, "%d prefixes of a layered snapshot parsed", parsed);
+    parsed = 0;
+    for (size_t k = 0; k + 8 < mf.size; k++) {
+        uint8_t *c = sealed(mf.data, mf.size);
+        if (!c) break;
+        c[k] ^= 0xA5;
+        uint64_t h = lb_fnv1a(c, mf.size - 8, LB_FNV1A_START);
+        memcpy(c + mf.size - 8, &h, 8);
+        if (lb_calib_layer_snapshot_parse(jp, FP, c, mf.size, s, info.dim, &snap) == LB_OK) {
+            parsed++;
+            odd += snap.done < 1 || snap.done > 4 || snap.data_start > snap.data_kept;
+        }
+        free(c);
+    }
+    CHECK(parsed > 0 && odd == 0); /* a changed float of the stream or a count parses; nothing out of range does */
+    lb_unmap_file(&mf);
+    lb_calib_stats_free(s);
+    lb_calib_stats_free(ref);
+    remove(jp);
+    remove(path_in("p.gguf.partial.data"));
+    remove(path_in("p-ref.gguf"));
+}
+
 int main(void) {
     model_path = lb_test_data("models/stories260K.bin");
     tok_path = lb_test_data("models/tok512.bin");
@@ -204,6 +422,12 @@ int main(void) {
     check_calibration(8, 3, 2);
     check_calibration(40, 4, 2); /* shards of 3 sequences: stopped inside the second */
     check_calibration(40, 6, 0); /* at the second's end */
+    check_layered(1, 0); /* the stop's own snapshot */
+    check_layered(3, 2);
+    check_layered(4, 1); /* the last snapshot there is */
+    check_layered_damage();
+    check_pass_mixup();
+    check_layer_snapshot_parser();
     CHECK(tmpdir_count("") == 2); /* . and ..: every case cleaned up after itself */
     tmpdir_remove();
     return lb_test_finish("test_journal");

@@ -68,7 +68,15 @@ typedef struct {
  * file once its statistics are saved. The snapshot holds the shards' folded
  * totals and the current shard's partials (lb_calibrate_dist), so a run may
  * stop after any block. One process only: lb_calibrate_dist with a journal
- * and several ranks fails. */
+ * and several ranks fails.
+ * lb_calibrate_to_file journals a layer at a time instead (every,
+ * stop_after, resumed, done and total count layers): it writes the file
+ * into `path`.data, which a snapshot after a finished layer refers to (how
+ * many of its bytes are final, their FNV-1a) together with the residual
+ * stream, the next layer's input; resumed, it keeps those bytes and runs on
+ * from the next layer, and it removes both files once the statistics file
+ * is in place. A snapshot of the other pass, or a data file that is
+ * missing, cut short or not what the snapshot recorded, is refused. */
 typedef struct lb_calib_journal {
     const char *path;
     const char *fingerprint; /* what the run's statistics depend on (lb_journal_fingerprint's text) */
@@ -102,8 +110,8 @@ LB_API void lb_calib_stats_free(lb_calib_stats *s);
  * lb_calibrate's, holding one layer's X^T X at a time; *out then has every
  * part but X^T X (xtx NULL: a summary, for printing, not for quantizing).
  * Both fold at lb_calibrate's shards (one layer's X^T X is held twice while
- * that layer runs: total and partial); one process, no journal (o->journal
- * is ignored). */
+ * that layer runs: total and partial); one process. lb_calibrate_to_file
+ * keeps o->journal per layer (above); lb_calibrate_layered ignores it. */
 LB_API lb_status lb_calibrate_layered(const lb_model *m, const lb_calib_opts *o, lb_calib_stats **out);
 LB_API lb_status lb_calibrate_to_file(const lb_model *m, const lb_calib_opts *o, const char *path,
                                       lb_calib_stats **out);

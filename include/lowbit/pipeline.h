@@ -99,8 +99,9 @@ LB_API lb_status lb_plan_save_recipe(const lb_plan *p, const char *path, const c
  * or on `output` when the classifier is tied to the embedding. */
 LB_API lb_status lb_plan_resolve(lb_plan *p, lb_model *m);
 /* Asks each resolved entry's method whether it can produce its spec (e.g.
- * twn only makes ternary formats): fails naming the first tensor that
- * cannot, before any work. */
+ * twn only makes ternary formats), and refuses rotations with a static
+ * activation range: fails naming the first tensor that cannot, before any
+ * work. */
 LB_API lb_status lb_plan_check(const lb_plan *p);
 /* "method=rtn clip=mse format=int4:g64:asym tensors=linears; ..." : the rules,
  * options not at their defaults, rules that differ only in pattern merged;

@@ -118,6 +118,49 @@ lb_status lb_calib_prepare(const lb_model *m, const lb_calib_opts *o, unsigned a
 void lb_calib_prep_free(lb_calib_prep *p);
 
 
+/* ---- journals (docs/SCALING.md, "Resumable runs") --------------------------
+ * The snapshots of both passes share a framing (calib_journal.c): an 8-byte
+ * magic (LBCALJNL: the whole-model pass's, LBCALLAY: the layer-by-layer
+ * pass's), u32 version, u32 fingerprint bytes F, F bytes of fingerprint
+ * text, the pass's body, u64 FNV-1a of every byte before it. The file is
+ * written atomically (a temporary renamed over the last snapshot). */
+typedef struct {
+    lb_atomic_file f;
+    uint64_t h;
+} lb_calib_snap_writer;
+/* layered: 0 the whole-model pass's magic and version, 1 the layered pass's */
+lb_status lb_calib_snap_open(lb_calib_snap_writer *w, const char *path, int layered, const char *fingerprint);
+void lb_calib_snap_put(lb_calib_snap_writer *w, const void *p, size_t n);
+/* the checksum appended, synced, renamed into place */
+lb_status lb_calib_snap_commit(lb_calib_snap_writer *w, const char *path);
+typedef struct {
+    const uint8_t *p;
+    size_t n, at; /* n: the bytes before the checksum */
+} lb_calib_snap_reader;
+/* 0: n bytes copied to out; -1: fewer are left (nothing copied) */
+int lb_calib_snap_take(lb_calib_snap_reader *r, void *out, size_t n);
+/* The framing of data (size bytes, the file at path) checked: the magic
+ * (the other pass's refused as such), the checksum, the version, the
+ * fingerprint (one that is not `fingerprint` refused quoting the first line
+ * that differs). On success r reads the body. */
+lb_status lb_calib_snap_check(const char *path, const char *fingerprint, const uint8_t *data, size_t size, int layered,
+                              lb_calib_snap_reader *r);
+/* The start both passes share: j's counters reset, j->total = total; a
+ * journal at j->path refused unless j->resume, else mapped into *mf
+ * (*found 1; the caller unmaps). *found 0: nothing to resume. */
+lb_status lb_calib_journal_find(lb_calib_journal *j, int total, lb_mapped_file *mf, int *found);
+/* After `done` of j->total units (j->done set): 1 when a snapshot is due
+ * (every j->every, or 30 s after last_save), never after the last unit;
+ * *stop: j->stop_after reached, the snapshot then due too. */
+int lb_calib_journal_due(lb_calib_journal *j, int done, double last_save, int *stop);
+/* The stop as asked (j->stopped set): LB_ERR_INVALID, "stopped after done of total <units>". */
+lb_status lb_calib_journal_stop(lb_calib_journal *j, const char *units);
+
+/* The whole-model pass's snapshot (size bytes) restored into s and k;
+ * *blocks_done and *tokens from its counts. Checks every size against s,
+ * k and j->total; on failure s and k may be half-restored. */
+lb_status lb_calib_journal_load(const lb_calib_journal *j, const uint8_t *data, size_t size, lb_calib_stats *s,
+                                lb_calib_collector *k, int *blocks_done, int64_t *tokens);
 /* Resumable calibration (calib_journal.c; j NULL: nothing). begin: the
  * snapshot at j->path restored into s and k when resuming, *first the
  * block to go on from (p->first when none) and *tokens the tokens done. */
@@ -146,6 +189,62 @@ typedef struct {
 lb_status lb_calib_cache_load(lb_calib_cache *c, const lb_model *m, const lb_calib_opts *o, const lb_calib_prep *p,
                               int release_embedding);
 void lb_calib_cache_free(lb_calib_cache *c);
+
+/* ---- the layer-by-layer pass's journal (calib_layer_journal.c) --------------
+ * lb_calibrate_to_file writes the statistics file in layer order into a
+ * temporary that outlives the process, <journal>.data; after layer l's
+ * tensors (when due) the journal records how many bytes of it are layers
+ * 0..l's, their FNV-1a, each finished input's token count and histogram
+ * range, and the residual stream (layer l + 1's input). A resumed run keeps
+ * those bytes, reads back the small parts for its summary and runs on from
+ * layer l + 1. */
+typedef struct {
+    lb_calib_journal *j; /* NULL: not journaled */
+    char *data_path;     /* j->path + ".data" */
+    int data_fd;         /* a resumed run's data file, read-only (-1: none) */
+    int kept;            /* layers the journal held (0: from the start) */
+    uint64_t data_start; /* the data section's offset (the header's bytes, padded) */
+    uint64_t data_kept;  /* bytes of the file that hold layers 0..kept-1 (0: none) */
+    uint64_t hash;       /* FNV-1a of the file's bytes [data_start, hashed_to) */
+    uint64_t hashed_to;
+    int saved;           /* a journal refers to the data file: it is kept on failure */
+    double last_save;
+} lb_calib_layer_journal;
+/* j NULL: lj not journaled. Otherwise the journal at j->path, when there
+ * is one and j->resume: the snapshot checked, restored into s (finished
+ * inputs' n and histogram range) and c (the residual stream), and the data
+ * file checked (its size, the FNV-1a of the kept bytes). */
+lb_status lb_calib_layer_journal_begin(lb_calib_layer_journal *lj, lb_calib_journal *j, lb_calib_stats *s,
+                                       lb_calib_cache *c, int dim);
+/* Layer `layer` is next, f->written the offset where its tensors begin:
+ * layers before it are finished, c holds its input. Saves the journal when
+ * due; the stop (lb_calib_journal_stop) when asked. */
+lb_status lb_calib_layer_journal_next(lb_calib_layer_journal *lj, const lb_calib_stats *s, const lb_calib_cache *c,
+                                      int dim, lb_atomic_file *f, int layer);
+/* A tensor of a finished layer the file already holds (n bytes at
+ * f->written): skipped, and read into dst unless dst is NULL. */
+lb_status lb_calib_layer_journal_keep(lb_calib_layer_journal *lj, lb_atomic_file *f, void *dst, size_t n);
+/* n bytes of a tensor of the running layer written to f (hashed when journaled) */
+void lb_calib_layer_journal_put(lb_calib_layer_journal *lj, lb_atomic_file *f, const void *p, size_t n);
+/* The output file for w: the data file (a resumed run's, checked to hold
+ * w's header length, or new), or an ordinary atomic file when not journaled. */
+lb_status lb_calib_layer_journal_open(lb_calib_layer_journal *lj, lb_atomic_file *f, const char *path,
+                                      const lb_gguf_writer *w);
+/* ok: f committed (renamed over its path) and the journal removed; else f
+ * closed, kept when a journal refers to it, removed otherwise. Frees lj. */
+lb_status lb_calib_layer_journal_end(lb_calib_layer_journal *lj, lb_atomic_file *f, lb_status st);
+
+/* The layered snapshot's body, parsed and checked against s (layers,
+ * tokens, sequences, histogram bins) and dim: the finished inputs' n and
+ * histogram range set in s, x the residual stream's tokens x dim floats
+ * (pointing into data, unaligned). */
+typedef struct {
+    int done;
+    uint64_t data_start, data_kept, data_hash;
+    const uint8_t *x;
+} lb_calib_layer_snapshot;
+lb_status lb_calib_layer_snapshot_parse(const char *path, const char *fingerprint, const uint8_t *data, size_t size,
+                                        lb_calib_stats *s, int dim, lb_calib_layer_snapshot *out);
 
 /* ---- the statistics file (calib_io.c) ---- */
 #define GGML_I64 27

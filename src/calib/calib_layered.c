@@ -32,7 +32,13 @@
  * cache + one block's pages + the per-channel vectors and histograms of all
  * layers (kept for the summary; 4 x hist_bins x 8 bytes a layer).
  * lb_calibrate_layered keeps everything, for a caller that uses the
- * statistics in memory (quantize): only the model's pages are streamed. */
+ * statistics in memory (quantize): only the model's pages are streamed.
+ *
+ * With a journal (o->journal; calib_layer_journal.c) lb_calibrate_to_file
+ * is resumable a layer at a time: the file is written into the journal's
+ * data file, a snapshot after a finished layer (when due) says how much of
+ * it is final and holds the residual stream; a resumed run passes over the
+ * finished layers' tensors and runs on from the next layer. */
 #include <string.h>
 
 #include "calib_internal.h"
@@ -50,6 +56,7 @@ typedef struct {
     int layer;          /* the layer whose statistics are ready (-1: none yet) */
     int keep_xtx;       /* 0: a layer's X^T X is freed once the next runs (it was written) */
     lb_calib_fill_ref *refs;
+    lb_calib_layer_journal lj; /* lb_calibrate_to_file's journal (lj.j NULL: none; calib_layer_journal.c) */
     lb_progress progress;
     int progress_on;
 } layered;
@@ -61,12 +68,13 @@ static lb_status observe_layer(void *user, int layer, int which, const float *x,
     return lb_calib_observe(&r->k, r->layer, which, x, n, cols);
 }
 
-static lb_status alloc_layer(layered *r, int l) {
+/* with_xtx 0: the per-channel parts only (a journaled layer's, for the summary) */
+static lb_status alloc_layer(layered *r, int l, int with_xtx) {
     const lb_calib_info *info = &r->s->info;
     for (int in = 0; in < LB_CALIB_N_INPUTS; in++) {
         calib_input *c = &r->s->in[l * LB_CALIB_N_INPUTS + in];
         size_t cols = (size_t)c->cols;
-        if (((info->parts & LB_STATS_XTX) && !(c->xtx = lb_calloc(cols * cols, sizeof(double)))) ||
+        if ((with_xtx && (info->parts & LB_STATS_XTX) && !(c->xtx = lb_calloc(cols * cols, sizeof(double)))) ||
             ((info->parts & LB_STATS_MEAN_ABS_X) && !(c->mean_abs_x = lb_calloc(cols, sizeof(float)))) ||
             ((info->parts & LB_STATS_MAX_ABS_X) && !(c->max_abs_x = lb_calloc(cols, sizeof(float)))) ||
             ((info->parts & LB_STATS_MEAN_X) && !(c->mean_x = lb_calloc(cols, sizeof(float)))) ||
@@ -87,7 +95,7 @@ static void drop_xtx(layered *r, int l) {
 /* Layer l's statistics: block l over every cached sequence, in place. */
 static lb_status run_layer(layered *r, int l) {
     if (r->layer >= 0 && !r->keep_xtx) drop_xtx(r, r->layer);
-    lb_status st = alloc_layer(r, l);
+    lb_status st = alloc_layer(r, l, 1);
     if (st != LB_OK) return st;
     r->layer = l;
     r->view.layers = r->m->layers + l;
@@ -125,6 +133,7 @@ static lb_status layered_begin(layered *r, const lb_model *m, const lb_calib_opt
     memset(r, 0, sizeof *r);
     r->m = m;
     r->layer = -1;
+    r->lj.data_fd = -1;
     lb_calib_opts def;
     if (!o) {
         lb_calib_opts_default(&def);
@@ -181,6 +190,20 @@ lb_status lb_calibrate_layered(const lb_model *m, const lb_calib_opts *o, lb_cal
 
 /* ---- to a file, while calibrating -------------------------------------------- */
 
+/* Layer l's statistics: run, or (a resumed run's journaled layer) already
+ * in the file, its per-channel parts read back from there for the summary
+ * and its counts restored from the journal. */
+static lb_status next_layer(layered *r, int l, lb_atomic_file *f) {
+    if (l >= r->lj.kept) {
+        lb_status st = lb_calib_layer_journal_next(&r->lj, r->s, &r->c, r->m->cfg.dim, f, l);
+        return st == LB_OK ? run_layer(r, l) : st;
+    }
+    if (r->layer >= 0 && !r->keep_xtx) drop_xtx(r, r->layer);
+    r->layer = l;
+    lb_progress_update(&r->progress, (uint64_t)(l + 1));
+    return alloc_layer(r, l, 0);
+}
+
 static lb_status fill_tensor(void *user, lb_atomic_file *f) {
     const lb_calib_fill_ref *ref = user;
     layered *r = ref->user;
@@ -188,18 +211,21 @@ static lb_status fill_tensor(void *user, lb_atomic_file *f) {
     if (l != r->layer) {
         if (l != r->layer + 1) /* the writer goes in the file's order, layer-major */
             return lb_fail(LB_ERR_INVALID, "layered calibration: layer %d asked after layer %d", l, r->layer);
-        lb_status st = run_layer(r, l);
+        lb_status st = next_layer(r, l, f);
         if (st != LB_OK) return st;
     }
-    const calib_input *c = &r->s->in[ref->input];
-    size_t cols = (size_t)c->cols;
+    calib_input *c = &r->s->in[ref->input];
+    size_t cols = (size_t)c->cols, n = cols * sizeof(float);
+    void *p;
     switch (ref->part) {
-    case LB_CALIB_PART_XTX: lb_atomic_write(f, c->xtx, cols * cols * sizeof(double)); break;
-    case LB_CALIB_PART_MEAN_ABS: lb_atomic_write(f, c->mean_abs_x, cols * sizeof(float)); break;
-    case LB_CALIB_PART_MAX_ABS: lb_atomic_write(f, c->max_abs_x, cols * sizeof(float)); break;
-    case LB_CALIB_PART_MEAN: lb_atomic_write(f, c->mean_x, cols * sizeof(float)); break;
-    default: lb_atomic_write(f, c->hist, (size_t)r->s->info.hist_bins * sizeof(int64_t)); break;
+    case LB_CALIB_PART_XTX: p = c->xtx, n = cols * cols * sizeof(double); break;
+    case LB_CALIB_PART_MEAN_ABS: p = c->mean_abs_x; break;
+    case LB_CALIB_PART_MAX_ABS: p = c->max_abs_x; break;
+    case LB_CALIB_PART_MEAN: p = c->mean_x; break;
+    default: p = c->hist, n = (size_t)r->s->info.hist_bins * sizeof(int64_t); break;
     }
+    if (l < r->lj.kept) return lb_calib_layer_journal_keep(&r->lj, f, p, n); /* X^T X: p NULL, passed over */
+    lb_calib_layer_journal_put(&r->lj, f, p, n);
     return f->err;
 }
 
@@ -225,7 +251,11 @@ lb_status lb_calibrate_to_file(const lb_model *m, const lb_calib_opts *o, const 
     *out = NULL;
     layered r;
     lb_gguf_writer *w = NULL;
+    lb_atomic_file f;
+    memset(&f, 0, sizeof f);
     lb_status st = layered_begin(&r, m, o);
+    /* the journal (o->journal): a resumed run's layers restored into r.s, its stream into r.c */
+    if (st == LB_OK) st = lb_calib_layer_journal_begin(&r.lj, o ? o->journal : NULL, r.s, &r.c, m->cfg.dim);
     size_t n_refs = (size_t)m->cfg.n_layers * LB_CALIB_N_INPUTS * LB_CALIB_N_PARTS;
     if (st == LB_OK && !(r.refs = lb_calloc(n_refs, sizeof *r.refs))) st = LB_ERR_NOMEM;
     for (size_t i = 0; st == LB_OK && i < n_refs; i++) r.refs[i].user = &r;
@@ -233,7 +263,9 @@ lb_status lb_calibrate_to_file(const lb_model *m, const lb_calib_opts *o, const 
     if (st == LB_OK) st = lb_calib_stats_writer(r.s, w, fill_tensor, r.refs);
     if (st == LB_OK) st = lb_gguf_set_late(w, "lowbit.calib.n", late_value, &r);
     if (st == LB_OK) st = lb_gguf_set_late(w, "lowbit.calib.hist_range", late_value, &r);
-    if (st == LB_OK) st = lb_gguf_write(w, path);
+    if (st == LB_OK) st = lb_calib_layer_journal_open(&r.lj, &f, path, w);
+    if (st == LB_OK) st = lb_gguf_write_to(w, &f);
+    st = lb_calib_layer_journal_end(&r.lj, &f, st); /* committed, or kept for --resume, or removed */
     if (r.progress_on) lb_progress_end(&r.progress);
     lb_gguf_writer_free(w);
     if (r.s && r.layer >= 0) drop_xtx(&r, r.layer);

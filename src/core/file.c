@@ -11,6 +11,7 @@
  * re-raise the signal, so an interrupted run leaves nothing behind. */
 #define _POSIX_C_SOURCE 200809L
 #include "lowbit/core.h"
+#include "core/atomic_resume.h"
 #include "core/mapped.h"
 
 #include <errno.h>
@@ -340,4 +341,64 @@ lb_status lb_atomic_commit(lb_atomic_file *f) {
     if (s != LB_OK) remove(f->tmp_path);
     atomic_release(f);
     return s;
+}
+
+/* ---- resumable outputs (core/atomic_resume.h) ------------------------------ */
+
+lb_status lb_atomic_open_resumable(lb_atomic_file *f, const char *path, const char *tmp, uint64_t keep) {
+    memset(f, 0, sizeof *f);
+    f->final_path = dup_string(path);
+    f->tmp_path = dup_string(tmp);
+    if (!f->final_path || !f->tmp_path) {
+        free(f->final_path);
+        free(f->tmp_path);
+        memset(f, 0, sizeof *f);
+        return lb_fail(LB_ERR_NOMEM, "out of memory");
+    }
+    if (!keep) register_temporary(f->tmp_path); /* nothing refers to it yet: a signal removes it */
+    /* O_NOFOLLOW: a symlink planted at the temporary's name is not followed */
+    int fd = open(tmp, O_WRONLY | O_CREAT | (keep ? 0 : O_TRUNC) | O_NOFOLLOW | O_CLOEXEC, 0666);
+    struct stat st;
+    lb_status s = LB_OK;
+    if (fd < 0)
+        s = lb_fail(LB_ERR_IO, "cannot open '%s' (the output '%s' being written): %s", tmp, path, strerror(errno));
+    else if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+        s = lb_fail(LB_ERR_IO, "'%s' (the output '%s' being written) is not a regular file", tmp, path);
+    else if (keep && (uint64_t)st.st_size < keep)
+        s = lb_fail(LB_ERR_IO, "'%s' holds %llu bytes, fewer than the %llu an interrupted run wrote", tmp,
+                    (unsigned long long)st.st_size, (unsigned long long)keep);
+    else if (keep && ftruncate(fd, (off_t)keep) != 0)
+        s = lb_fail(LB_ERR_IO, "cannot cut '%s' to %llu bytes: %s", tmp, (unsigned long long)keep, strerror(errno));
+    else if (!(f->fp = fdopen(fd, "wb")))
+        s = lb_fail(LB_ERR_IO, "cannot open '%s': %s", tmp, strerror(errno));
+    if (s != LB_OK) {
+        if (fd >= 0) close(fd);
+        if (fd >= 0 && !keep) unlink(tmp);
+        atomic_release(f);
+    }
+    return s;
+}
+
+void lb_atomic_skip(lb_atomic_file *f, uint64_t n) {
+    if (f->err != LB_OK || n == 0) return;
+    if (fseeko(f->fp, (off_t)n, SEEK_CUR) != 0)
+        f->err = lb_fail(LB_ERR_IO, "cannot seek in '%s': %s", f->tmp_path, strerror(errno));
+    else
+        f->written += n;
+}
+
+lb_status lb_atomic_sync(lb_atomic_file *f) {
+    if (f->err == LB_OK && (fflush(f->fp) != 0 || fdatasync(fileno(f->fp)) != 0))
+        f->err = lb_fail(LB_ERR_IO, "cannot flush '%s' (temporary '%s'): %s", f->final_path, f->tmp_path,
+                         strerror(errno));
+    return f->err;
+}
+
+void lb_atomic_persist(lb_atomic_file *f) {
+    if (f->tmp_path) unregister_temporary(f->tmp_path);
+}
+
+void lb_atomic_close_kept(lb_atomic_file *f) {
+    lb_atomic_finish(f);
+    atomic_release(f);
 }

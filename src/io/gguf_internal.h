@@ -35,6 +35,13 @@ lb_status lb_gguf_add_tensor_fill(lb_gguf_writer *w, const char *name, int ggml_
 typedef lb_status (*lb_gguf_late_value)(void *user, const char *key, uint8_t *val, size_t val_len);
 lb_status lb_gguf_set_late(lb_gguf_writer *w, const char *key, lb_gguf_late_value fn, void *user);
 
+/* lb_gguf_write into f, an atomic file the caller opened and commits or
+ * aborts (a resumable run's output, core/atomic_resume.h: its tensors'
+ * fill callbacks may lb_atomic_skip bytes an earlier run wrote). */
+lb_status lb_gguf_write_to(lb_gguf_writer *w, lb_atomic_file *f);
+/* Where the data section of the file w writes begins: the header's bytes, padded to the alignment. */
+lb_status lb_gguf_writer_data_offset(const lb_gguf_writer *w, uint64_t *offset);
+
 /* gguf.c: the merged view of a split set's shards (lb_gguf_split_merge
  * checks their keys first); takes the shards, freed on failure too. */
 lb_status lb_gguf_concat(lb_gguf **shards, int n, lb_gguf **out);

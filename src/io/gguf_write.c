@@ -310,23 +310,33 @@ static lb_status write_file(const lb_gguf_writer *w, const wkv *const *kvs, size
     return f->err;
 }
 
-lb_status lb_gguf_write(lb_gguf_writer *w, const char *path) {
-    size_t align;
+/* The alignment, checked, and the keys in order: what lb_gguf_write and
+ * lb_gguf_write_to check before creating or writing anything. */
+static lb_status write_prepare(const lb_gguf_writer *w, size_t *align, const wkv ***kvs_out) {
     const wkv *align_kv;
-    lb_status st = writer_alignment(w, &align, &align_kv);
+    lb_status st = writer_alignment(w, align, &align_kv);
     if (st) return st;
     /* Tensors are packed in order, each padded to the alignment: ggml's reader
      * requires exactly that. Check the total fits before creating anything. */
     uint64_t end = 0;
     for (size_t i = 0; i < w->n_tensors; i++) {
-        uint64_t padded = padded_size(w->tensors[i].nbytes, align);
+        uint64_t padded = padded_size(w->tensors[i].nbytes, *align);
         if (padded < w->tensors[i].nbytes || end > UINT64_MAX - padded)
             return lb_fail(LB_ERR_INVALID, "GGUF data section is too large");
         end += padded;
     }
     const wkv **kvs = w->n_kv ? malloc(w->n_kv * sizeof *kvs) : NULL;
-    if (w->n_kv && !kvs) return lb_fail(LB_ERR_NOMEM, "out of memory writing '%s'", path);
+    if (w->n_kv && !kvs) return lb_fail(LB_ERR_NOMEM, "out of memory writing a GGUF file");
     for (size_t i = 0; i < w->n_kv; i++) kvs[i] = &w->kvs[i];
+    *kvs_out = kvs;
+    return LB_OK;
+}
+
+lb_status lb_gguf_write(lb_gguf_writer *w, const char *path) {
+    size_t align;
+    const wkv **kvs = NULL;
+    lb_status st = write_prepare(w, &align, &kvs);
+    if (st) return st;
     lb_atomic_file f;
     st = lb_atomic_open(&f, path);
     if (st == LB_OK) {
@@ -334,6 +344,15 @@ lb_status lb_gguf_write(lb_gguf_writer *w, const char *path) {
         if (st == LB_OK) st = lb_atomic_commit(&f); /* reports any write error and removes the temporary */
         else lb_atomic_abort(&f);
     }
+    free(kvs);
+    return st;
+}
+
+lb_status lb_gguf_write_to(lb_gguf_writer *w, lb_atomic_file *f) {
+    size_t align;
+    const wkv **kvs = NULL;
+    lb_status st = write_prepare(w, &align, &kvs);
+    if (st == LB_OK) st = write_file(w, kvs, w->n_kv, 0, w->n_tensors, align, f);
     free(kvs);
     return st;
 }
@@ -353,6 +372,18 @@ static uint64_t fnv(uint64_t h, const void *p, size_t n) {
     const uint8_t *b = p;
     for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ull;
     return h;
+}
+
+lb_status lb_gguf_writer_data_offset(const lb_gguf_writer *w, uint64_t *offset) {
+    size_t align;
+    const wkv *align_kv;
+    lb_status st = writer_alignment(w, &align, &align_kv);
+    if (st) return st;
+    uint64_t n = 24; /* magic, version, tensor count, key count */
+    for (size_t i = 0; i < w->n_kv; i++) n += kv_bytes(&w->kvs[i]);
+    for (size_t i = 0; i < w->n_tensors; i++) n += info_bytes(&w->tensors[i]);
+    *offset = n + (align - n % align) % align;
+    return LB_OK;
 }
 
 /* Greedy, in tensor order as gguf-split: a shard is closed when the next

@@ -69,19 +69,6 @@ static void *grow(void *old, size_t n_old, size_t n_new) {
     return p;
 }
 
-static int read_at(int fd, void *buf, size_t n, uint64_t off) {
-    uint8_t *p = buf;
-    while (n) {
-        ssize_t r = pread(fd, p, n, (off_t)off);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) return -1;
-        p += r;
-        n -= (size_t)r;
-        off += (uint64_t)r;
-    }
-    return 0;
-}
-
 static int write_all(int fd, const void *buf, size_t n) {
     const uint8_t *p = buf;
     while (n) {
@@ -114,7 +101,7 @@ static lb_status scan_records(lb_journal *j, uint64_t off, uint64_t size) {
     while (off < size) {
         uint8_t head[16];
         uint64_t len, sum;
-        if (size - off < 24 || read_at(j->fd, head, 16, off) || memcmp(head, "LBJT", 4) != 0) {
+        if (size - off < 24 || lb_read_at(j->fd, head, 16, off) || memcmp(head, "LBJT", 4) != 0) {
             dropped = 1;
             break;
         }
@@ -133,7 +120,7 @@ static lb_status scan_records(lb_journal *j, uint64_t off, uint64_t size) {
             cap = (size_t)len;
         }
         char name[96];
-        if (read_at(j->fd, buf, (size_t)len, off + 16) || read_at(j->fd, &sum, 8, off + 16 + len) ||
+        if (lb_read_at(j->fd, buf, (size_t)len, off + 16) || lb_read_at(j->fd, &sum, 8, off + 16 + len) ||
             lb_journal_hash(buf, (size_t)len, HASH0) != sum || !payload_name(buf, len, name, sizeof name)) {
             dropped = 1;
             break;
@@ -194,7 +181,7 @@ static lb_status open_existing(lb_journal *j, const char *fingerprint) {
     uint64_t size = (uint64_t)sb.st_size;
     uint8_t head[16];
     uint32_t v, f;
-    if (size < 24 || read_at(j->fd, head, 16, 0) || memcmp(head, "LBJOURNL", 8) != 0)
+    if (size < 24 || lb_read_at(j->fd, head, 16, 0) || memcmp(head, "LBJOURNL", 8) != 0)
         return lb_fail(LB_ERR_FORMAT, "'%s' is not a lowbit journal (or its header is cut short): remove it to start "
                        "over", j->path);
     memcpy(&v, head + 8, 4);
@@ -208,7 +195,7 @@ static lb_status open_existing(lb_journal *j, const char *fingerprint) {
     char *text = lb_alloc((size_t)f + 1);
     if (!text) return LB_ERR_NOMEM;
     uint64_t h;
-    if (read_at(j->fd, text, f, 16) || read_at(j->fd, &h, 8, 16 + (uint64_t)f) || lb_journal_hash(text, f, HASH0) != h) {
+    if (lb_read_at(j->fd, text, f, 16) || lb_read_at(j->fd, &h, 8, 16 + (uint64_t)f) || lb_journal_hash(text, f, HASH0) != h) {
         lb_free(text);
         return lb_fail(LB_ERR_FORMAT, "journal '%s': its header fails its checksum: remove it to start over", j->path);
     }
@@ -526,7 +513,7 @@ lb_status lb_journal_entry(lb_journal *j, lb_model *m, const lb_plan_entry *e, c
     lb_pipeline_report_begin(rec, t, e);
     uint8_t *buf = lb_alloc(r->len ? (size_t)r->len : 1);
     if (!buf) return LB_ERR_NOMEM;
-    lb_status st = read_at(j->fd, buf, (size_t)r->len, r->off)
+    lb_status st = lb_read_at(j->fd, buf, (size_t)r->len, r->off)
                        ? lb_fail(LB_ERR_IO, "cannot read the journal '%s': %s", j->path, strerror(errno))
                        : lb_journal_parse_record(buf, r->len, t, out, rec, extras);
     lb_free(buf);

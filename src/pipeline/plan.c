@@ -4,6 +4,7 @@
  * library, recipes and every verb select tensors the same way. */
 #define _POSIX_C_SOURCE 200809L
 #include "lowbit/pipeline.h"
+#include "slots.h"
 
 #include <fnmatch.h>
 #include <string.h>
@@ -226,7 +227,9 @@ lb_status lb_plan_check(const lb_plan *p) {
         lb_status st = m->check(&e->spec, &e->opts);
         if (st != LB_OK) return lb_fail_context(st, "quantizing '%s'", e->name);
     }
-    return LB_OK;
+    /* checked again where the quantization starts; here so that a command
+     * fails on its arguments, not after calibrating */
+    return lb_pipeline_check_rotations(p, &p->act);
 }
 
 /* ---- summary ---------------------------------------------------------- */

@@ -7,7 +7,8 @@
 
 #include "cli.h"
 
-static const char *calibrate_help =
+/* two strings: C99 compilers need take none longer than 4095 bytes */
+static const char *const calibrate_help[2] = {
     "usage: lowbit calibrate MODEL -o STATS.gguf [--text FILE] [--calib-blocks N] [--tokens N]\n"
     "                        [--ctx N] [--split calib|all] [--hist-bins N] [--fisher] [--imatrix FILE]\n"
     "                        [--whole-model] [--tokenizer FILE] [--resume] [--journal-every N]\n"
@@ -35,24 +36,29 @@ static const char *calibrate_help =
     "                     (the default runs one layer at a time over all sequences and writes each\n"
     "                     layer's statistics before the next: the same bytes, a fraction of the\n"
     "                     memory; --fisher needs the whole model, --imatrix all statistics at once)\n"
-    "  --tokenizer FILE   llama2.c tokenizer (default: tok<vocab>.bin beside the model)\n"
-    "  --resume           a resumable run, or the continuation of an interrupted one, from its journal\n"
-    "                     STATS.gguf.partial. It takes the whole-model pass (the layer-by-layer one is\n"
-    "                     not journaled yet), whose accumulators (sums, X^T X, maxima, histograms) are\n"
-    "                     saved there after a block (--journal-every, --stop-after take it too),\n"
-    "                     atomically, and the file removed once STATS.gguf is written; the same command\n"
-    "                     with --resume goes on from the next block and writes the same bytes as a run\n"
-    "                     never interrupted. A journal of another run (model, text, options, lowbit\n"
-    "                     version) is refused naming what differs; without --resume an existing one is\n"
-    "                     refused too. --fisher's gradient pass runs after the blocks, whole\n"
-    "  --journal-every N  save the accumulators every N blocks (default: after a block once 30 s passed\n"
-    "                     since the last save; a save writes X^T X of every layer)\n"
-    "  --stop-after N     stop after block N as an interruption would, the journal saved (exit code 3,\n"
-    "                     no STATS): for testing --resume\n"
+    "  --tokenizer FILE   llama2.c tokenizer (default: tok<vocab>.bin beside the model)\n",
+    "  --resume           continue an interrupted run from its journal STATS.gguf.partial, writing the\n"
+    "                     same bytes as a run never interrupted (with no journal: from the start). Every\n"
+    "                     run keeps one while it works, removed once STATS.gguf is written. The layer-\n"
+    "                     by-layer pass writes STATS.gguf into STATS.gguf.partial.data as it goes; after\n"
+    "                     a finished layer the journal records how much of it is final and the residual\n"
+    "                     stream (4 bytes x tokens x dim), and --resume goes on from the next layer. The\n"
+    "                     whole-model pass saves its accumulators (sums, X^T X of every layer, maxima,\n"
+    "                     histograms) there after a block and goes on from the next block. A journal of\n"
+    "                     another run (model, text, options, lowbit version) or of the other pass is\n"
+    "                     refused naming what differs, a damaged one (or data file) is refused; without\n"
+    "                     --resume an existing one is refused too. --imatrix with --resume, --journal-every\n"
+    "                     or --stop-after takes the whole-model pass; --fisher's gradient pass runs after\n"
+    "                     the blocks, whole\n"
+    "  --journal-every N  save the journal every N layers (whole-model: N blocks); default: after a\n"
+    "                     layer (block) once 30 s passed since the last save\n"
+    "  --stop-after N     stop after layer N (whole-model: block N) as an interruption would, the\n"
+    "                     journal saved (exit code 3, no STATS): for testing --resume\n"
     "  --json             one JSON object on stdout\n\n"
     "Under mpirun (a -DLOWBIT_MPI=ON build) the ranks share the sequences of the whole-model pass\n"
     "and rank 0 writes the same bytes one process writes; each rank's time is printed. The\n"
-    "layer-by-layer pass is not distributed, nor is --resume (docs/SCALING.md, \"MPI\").\n";
+    "layer-by-layer pass is not distributed, and several ranks keep no journal: --resume,\n"
+    "--journal-every and --stop-after are refused there (docs/SCALING.md, \"MPI\").\n"};
 
 static double mean_of(const float *v, int64_t n) {
     double s = 0;
@@ -97,7 +103,8 @@ int cmd_calibrate(int argc, char **argv) {
         if ((r = cli_unknown(&a)) != 0) return r;
     }
     if (a.help) {
-        fputs(calibrate_help, stdout);
+        fputs(calibrate_help[0], stdout);
+        fputs(calibrate_help[1], stdout);
         return CLI_OK;
     }
     if (a.n_positional != 1) return cli_usage_error("calibrate", "expected one MODEL");
@@ -172,14 +179,17 @@ int cmd_calibrate(int argc, char **argv) {
     lb_calib_stats *s = NULL;
     /* docs/SCALING.md, "Streaming": layer by layer into the file unless the
      * gradients (the whole model's backward) or the imatrix (every layer's
-     * X^T X diagonal, from statistics in memory) are asked for. The journal
-     * ("Resumable runs") saves the whole-model pass's accumulators after a
-     * block, so asking for it (--resume, --journal-every, --stop-after)
-     * takes that pass: the layered one is not journaled yet. */
+     * X^T X diagonal, from statistics in memory) are asked for. Both passes
+     * into a file keep a journal ("Resumable runs"): the layered one after
+     * a finished layer, the whole-model one after a block. The in-memory
+     * layered pass (--imatrix) keeps none, so asking for the journal
+     * (--resume, --journal-every, --stop-after) with --imatrix takes the
+     * whole-model pass. */
     int journaled = resume || every || stop_after;
-    const char *path = whole || fisher || journaled || comm->size > 1 ? "whole_model"
-                       : imatrix                                     ? "layered"
-                                                                     : "layered_to_file";
+    const char *path = whole || fisher || (imatrix && journaled) || comm->size > 1 ? "whole_model"
+                       : imatrix                                                 ? "layered"
+                                                                                 : "layered_to_file";
+    const char *units = path[0] == 'w' ? "blocks" : "layers";
     lb_calib_rank_time *times = lb_calloc((size_t)comm->size, sizeof *times);
     lb_status cst = times ? LB_OK : lb_fail(LB_ERR_NOMEM, "calibrate: out of memory");
     if (cst == LB_OK && comm->size > 1) {
@@ -205,16 +215,18 @@ int cmd_calibrate(int argc, char **argv) {
             fprintf(stderr, "lowbit calibrate: --fisher is not distributed: rank 0 computes it alone\n");
     } else if (cst == LB_OK && path[0] == 'w') {
         cst = lb_calibrate_dist(m, &o, comm, &s, times); /* one process: lb_calibrate, and its time */
-    } else if (cst == LB_OK) {
+    } else if (cst == LB_OK && imatrix) { /* in memory, no journal: an interrupted run's is not overwritten */
         o.journal = NULL;
         if (access(jpath, F_OK) == 0)
             cst = lb_fail(LB_ERR_INVALID, "'%s' exists: the journal of an interrupted calibration; resume it (the "
                           "same command with --resume) or remove it to start over", jpath);
-        else cst = imatrix ? lb_calibrate_layered(m, &o, &s) : lb_calibrate_to_file(m, &o, out, &s);
+        else cst = lb_calibrate_layered(m, &o, &s);
+    } else if (cst == LB_OK) {
+        cst = lb_calibrate_to_file(m, &o, out, &s); /* journaled per layer; the journal removed once written */
     }
     if (cst == LB_OK && journal.resumed)
-        fprintf(stderr, "lowbit calibrate: resumed: %d of %d blocks done (journal %s)\n", journal.resumed, journal.total,
-                jpath);
+        fprintf(stderr, "lowbit calibrate: resumed: %d of %d %s done (journal %s)\n", journal.resumed, journal.total,
+                units, jpath);
     if (cst != LB_OK || (fisher && lb_calib_fisher(m, &o, s) != LB_OK) ||
         (strcmp(path, "layered_to_file") != 0 && lb_calib_stats_save(s, out) != LB_OK) ||
         (imatrix && lb_calib_stats_save_imatrix(s, imatrix) != LB_OK)) {
@@ -227,14 +239,14 @@ int cmd_calibrate(int argc, char **argv) {
             json_begin_object();
             json_kbool("stopped", 1);
             json_kint("done", journal.done);
-            json_kint("blocks", journal.total);
+            json_kint(units, journal.total);
             json_kint("resumed", journal.resumed);
             json_kstr("journal", jpath);
             json_end_object();
             json_done();
         } else {
-            printf("stopped after %d of %d blocks; journal %s (the same command with --resume continues)\n",
-                   journal.done, journal.total, jpath);
+            printf("stopped after %d of %d %s; journal %s (the same command with --resume continues)\n",
+                   journal.done, journal.total, units, jpath);
         }
         return CLI_STOPPED;
     }

@@ -588,16 +588,6 @@ int cmd_sweep(int argc, char **argv) {
         if (max_b && s.end - s.first > max_b) s.end = s.first + (int)max_b;
         view.n_blocks = s.end;
     }
-    /* the fp32 model itself: the denominator of every ratio */
-    lb_eval_result base;
-    if (rc == CLI_OK && lb_evaluate(ref, &view, &s.eval, &base) != LB_OK) rc = cli_error("sweep", NULL);
-    if (rc == CLI_OK) {
-        s.fp32_ppl = base.ppl;
-        s.ctx = base.ctx;
-        fprintf(stderr, "lowbit sweep: %d configurations; fp32 ppl %.4f on %s (%s split, blocks %d..%d, %s, ctx %d)\n", g->n,
-                base.ppl, text_path, lb_split_name(s.eval.split), s.first + 1, s.end, lb_protocol_name(s.eval.protocol),
-                s.ctx);
-    }
     int n_ok = 0, n_failed = 0, n_skipped = 0;
     cli_qeval q = {.model_path = s.model_path, .tensors = "linears", .text = &view, .eval = s.eval};
     q.eval.ref = ref;
@@ -631,6 +621,17 @@ int cmd_sweep(int argc, char **argv) {
     }
     if (rc == CLI_OK && (need | need_seq) && s.eval.split != LB_SPLIT_EVAL)
         rc = cli_usage_error("sweep", "calibrated methods need --split eval (they calibrate on the calibration split)");
+    /* the fp32 model itself: the denominator of every ratio (after the checks
+     * above, so that a bad grid fails at once, not after an evaluation) */
+    lb_eval_result base;
+    if (rc == CLI_OK && lb_evaluate(ref, &view, &s.eval, &base) != LB_OK) rc = cli_error("sweep", NULL);
+    if (rc == CLI_OK) {
+        s.fp32_ppl = base.ppl;
+        s.ctx = base.ctx;
+        fprintf(stderr, "lowbit sweep: %d configurations; fp32 ppl %.4f on %s (%s split, blocks %d..%d, %s, ctx %d)\n", g->n,
+                base.ppl, text_path, lb_split_name(s.eval.split), s.first + 1, s.end, lb_protocol_name(s.eval.protocol),
+                s.ctx);
+    }
     lb_calib_opts_default(&seq_calib);
     seq_calib.text = &text;
     seq_calib.calib_blocks = s.eval.calib_blocks;
