@@ -4,7 +4,9 @@
 # without OpenBLAS/LAPACKE, which the runtime does not need) and the tests
 # of the kernels and the model run under qemu-user twice: on an emulated CPU
 # with the dot-product extension (QEMU_CPU=max: the SDOT kernels) and on a
-# Cortex-A53, which lacks it (the plain NEON kernels).
+# Cortex-A53, which lacks it (the plain NEON kernels). Emulation is slow, so
+# the tests take their LB_TEST_QUICK subsets (test_kernel_registry: four of
+# its seven column counts, no 512-row batch; every entry still checked).
 #
 #   test-arm.sh [BUILD_DIR]   default build-arm
 #
@@ -48,7 +50,7 @@ run() { # cpu, the tests (a|b|c), then the patterns its log must hold
     local cpu=$1 regex="^($2)\$" log=$build/test-arm-$1.log
     shift 2
     echo "== test-arm: qemu-aarch64 -cpu $cpu"
-    if ! (cd "$build" && QEMU_CPU=$cpu LB_TEST_SIMD_ONLY=${simd_only:-0} ctest -V --no-tests=error -j "${JOBS:-$(nproc)}" -R "$regex") > "$log" 2>&1; then
+    if ! (cd "$build" && QEMU_CPU=$cpu LB_TEST_SIMD_ONLY=${simd_only:-0} LB_TEST_QUICK=1 ctest -V --no-tests=error -j "${JOBS:-$(nproc)}" -R "$regex") > "$log" 2>&1; then
         cat "$log"
         echo "lowbit: test-arm FAILED on -cpu $cpu (log: $log)" >&2
         exit 1
