@@ -32,6 +32,7 @@
  * plan that folding must change and that is not f32 (it would have to be
  * re-quantized without being asked to). */
 #include "pipeline/fold.h"
+#include "pipeline/slots.h"
 
 #include <math.h>
 #include <string.h>
@@ -50,17 +51,6 @@ static const group_def groups[LB_CALIB_N_INPUTS] = {
     {LB_CALIB_FFN_HIDDEN, {LB_W2, 0, 0}, 1, LB_W3, 0},
 };
 
-static int find_linear(const lb_model *m, const lb_tensor *t, int *layer, int *which) {
-    for (int l = 0; l < m->cfg.n_layers; l++)
-        for (int w = 0; w < LB_N_LINEARS; w++)
-            if (&m->layers[l].linear[w].w == t) {
-                *layer = l;
-                *which = w;
-                return 1;
-            }
-    return 0;
-}
-
 /* entry[l * LB_N_LINEARS + w]: the plan entry of that linear, or -1 */
 static int *plan_entries(lb_model *m, const lb_plan *p) {
     int n = m->cfg.n_layers * LB_N_LINEARS;
@@ -69,7 +59,7 @@ static int *plan_entries(lb_model *m, const lb_plan *p) {
     for (int i = 0; i < n; i++) e[i] = -1;
     for (int i = 0; i < p->n_entries; i++) {
         int l, w;
-        if (find_linear(m, lb_model_tensor_at(m, p->entries[i].tensor), &l, &w)) e[l * LB_N_LINEARS + w] = i;
+        if (lb_pipeline_find_linear(m, lb_model_tensor_at(m, p->entries[i].tensor), &l, &w)) e[l * LB_N_LINEARS + w] = i;
     }
     return e;
 }
@@ -276,13 +266,13 @@ lb_status lb_fold_prepare(lb_model *m, const lb_plan *p, const lb_calib_stats *s
 
 const float *lb_fold_weight(const lb_fold *f, const lb_model *m, const lb_tensor *t) {
     int l, w;
-    if (!f->any || !find_linear(m, t, &l, &w)) return NULL;
+    if (!f->any || !lb_pipeline_find_linear(m, t, &l, &w)) return NULL;
     return f->w[l * LB_N_LINEARS + w];
 }
 
 const lb_layer_stats *lb_fold_stats(const lb_fold *f, const lb_model *m, const lb_tensor *t) {
     int l, w;
-    if (!f->any || !find_linear(m, t, &l, &w)) return NULL;
+    if (!f->any || !lb_pipeline_find_linear(m, t, &l, &w)) return NULL;
     return f->in_s[l * LB_CALIB_N_INPUTS + lb_calib_input_of(w)] ? &f->lin[l * LB_N_LINEARS + w] : NULL;
 }
 

@@ -87,13 +87,11 @@ static int *layer_ends(lb_model *m, const lb_plan *p, const lb_comm *comm) {
     for (int k = p->n_entries - 1; end && seen && k >= 0; k--) {
         end[k] = -1;
         if (owner_of(comm, k) != comm->rank) continue;
-        const lb_tensor *t = lb_model_tensor_at(m, p->entries[k].tensor);
-        for (int l = 0; l < L; l++)
-            for (int w = 0; w < LB_N_LINEARS; w++)
-                if (&m->layers[l].linear[w].w == t && !seen[l]) {
-                    seen[l] = 1;
-                    end[k] = l;
-                }
+        int l, w;
+        if (lb_pipeline_find_linear(m, lb_model_tensor_at(m, p->entries[k].tensor), &l, &w) && !seen[l]) {
+            seen[l] = 1;
+            end[k] = l;
+        }
     }
     if (!seen) {
         lb_free(end);

@@ -6,11 +6,20 @@
 
 #include <string.h>
 
-static lb_linear *linear_of(const lb_model *m, const lb_tensor *t) {
+int lb_pipeline_find_linear(const lb_model *m, const lb_tensor *t, int *layer, int *which) {
     for (int l = 0; l < m->cfg.n_layers; l++)
-        for (int i = 0; i < LB_N_LINEARS; i++)
-            if (&m->layers[l].linear[i].w == t) return &m->layers[l].linear[i];
-    return NULL;
+        for (int w = 0; w < LB_N_LINEARS; w++)
+            if (&m->layers[l].linear[w].w == t) {
+                *layer = l;
+                *which = w;
+                return 1;
+            }
+    return 0;
+}
+
+static lb_linear *linear_of(const lb_model *m, const lb_tensor *t) {
+    int l, w;
+    return lb_pipeline_find_linear(m, t, &l, &w) ? &m->layers[l].linear[w] : NULL;
 }
 
 static int has_extras(const lb_quant_extras *x) {

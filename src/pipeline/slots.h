@@ -7,6 +7,10 @@
 
 #include "lowbit/pipeline.h"
 
+/* Which linear's weight t is: 1 with *layer and *which (LB_W*) set, 0 when t is
+ * not a linear's weight (embeddings, norms, the output). */
+int lb_pipeline_find_linear(const lb_model *m, const lb_tensor *t, int *layer, int *which);
+
 /* Fails (before anything changes) when extras cannot go into the model:
  * the tensor is not a linear's weight, its linear already has outliers
  * (the method saw only the dense weight, so merging would change it), or
