@@ -31,6 +31,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     lb_qspec back;
     lb_qspec_format(&s, canon, sizeof canon);
     if (lb_qspec_parse(canon, &back) != LB_OK || !lb_qspec_equal(&s, &back)) abort();
+    if (!strcmp(lb_format_family_name(&s), "split")) return 0; /* its size is its bytes': fuzz_split.c */
     const uint8_t *rest = data + (n < size ? n + 1 : n);
     size_t left = size - (size_t)(rest - data);
     int64_t rows = left > 0 ? 1 + rest[0] % 16 : 3, cols = left > 1 ? 1 + rest[1] % 320 : 40;

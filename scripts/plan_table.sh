@@ -9,12 +9,11 @@
 #
 # CANDIDATES overrides the candidate list (lowbit plan --candidates); REFINE the
 # refinement rounds (default 3). GRANULARITY (default tensor) is passed to
-# lowbit plan --granularity; with rowblock[:N] no file can be written yet (the
-# row-split format is not built), so the mix is scored by the plan itself on the
-# evaluation split (--score-eval: f32 products of the dequantized weights) and
-# the gptq columns hold that, the gptaq ones "-". SCORE_EVAL=1 adds that
-# figure for tensor plans too (last column). Prints a Markdown table; recipes,
-# files and logs stay in OUTDIR.
+# lowbit plan --granularity; with rowblock[:N] the recipe's row rules make
+# split tensors (docs/FORMATS.md), quantized and scored like any other file,
+# and the plan's own evaluation-split figure (--score-eval: f32 products of the
+# dequantized weights) is added in the last column, as SCORE_EVAL=1 does for
+# tensor plans. Prints a Markdown table; recipes, files and logs stay in OUTDIR.
 set -euo pipefail
 [ $# -ge 3 ] || { sed -n 2,12p "$0" >&2; exit 2; }
 model=$1 text=$2 out=$3
@@ -48,10 +47,6 @@ for b in "${budgets[@]}"; do
     read -r bpw alone kl secs se < <(python3 -c "import json,sys; j=json.load(open(sys.argv[1])); \
 print('%.4f %.5f %.5f %.0f %s' % (j['bpw'], j['predicted_kld'], j['kld'], j['seconds'], \
 '%.4f/%.5f' % (j['eval_ppl'], j['eval_kld']) if 'eval_ppl' in j else '-'))" "$r.json")
-    case $gran in rowblock*)
-        echo "| $b | $gran | $bpw | $alone / $kl | ${se%/*} | ${se#*/} | - | - | $secs | $se |"
-        continue ;;
-    esac
     "$lowbit" quantize "$model" --calib "$text" --recipe "$r.recipe" -o "$r.gguf" > "$r.q.log" 2>&1
     read -r _ p1 k1 < <(evaluate "$r.gguf")
     sed 's/method=gptq .*/method=gptaq alpha=0.5/' "$r.recipe" > "$r-gptaq.recipe"

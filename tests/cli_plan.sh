@@ -77,7 +77,18 @@ expect 2 "tensor, layer, rowblock" -- "$LOWBIT" plan "$MODEL" --bpw 3 -o "$TMP/g
 json "$TMP/rb.json" 'j["tensors"] == 4 and j["bpw"] <= 4 and j["granularity"] == "rowblock:2" and j["eval_ppl"] > 1'
 json "$TMP/rb.json" '[c["tensor"] for c in j["choice"]] == ["blk.0.attn_k.weight rows 0:16", "blk.0.attn_k.weight rows 16:32", "blk.0.ffn_down.weight rows 0:32", "blk.0.ffn_down.weight rows 32:64"]'
 [ "$(grep -c '^blk.0.ffn_down.weight rows=[0-9]*:[0-9]* int' "$TMP/rb.txt")" = 2 ] && ok || fail "rowblock recipe: $(cat "$TMP/rb.txt")"
-expect 1 "row-block rules" -- "$LOWBIT" quantize "$MODEL" --recipe "$TMP/rb.txt" -o "$TMP/rb.gguf"
+# quantize applies it (a tensor whose two blocks chose differently is a split tensor), and the file
+# evaluates to the plan's own figure (the plan scores f32 products of the dequantized blocks: so does the
+# dequantize-a-tile kernel path, LB_KERNEL=fallback)
+"$LOWBIT" quantize "$MODEL" --recipe "$TMP/rb.txt" -o "$TMP/rb.gguf" \
+    > "$TMP/rbq.out" 2>&1 && ok || fail "quantize a row-block recipe: $(cat "$TMP/rbq.out")"
+LB_KERNEL=fallback "$LOWBIT" eval "$TMP/rb.gguf" --text "$TEXT" --split eval --calib-blocks 8 --json > "$TMP/rbe.json" 2>&1 &&
+    ok || fail "eval the row-block file: $(cat "$TMP/rbe.json")"
+python3 - "$TMP/rb.json" "$TMP/rbe.json" <<'PY' && ok || fail "row-block file against the plan's score"
+import json, sys
+plan, ev = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+assert abs(ev["ppl"] / plan["eval_ppl"] - 1) < 1e-4, (ev["ppl"], plan["eval_ppl"])
+PY
 expect 2 "rowblock:N" -- "$LOWBIT" plan "$MODEL" --bpw 3 -o "$TMP/g.txt" --granularity rowblock:0
 expect 2 "rowblock or rowblock:N" -- "$LOWBIT" plan "$MODEL" --bpw 3 -o "$TMP/g.txt" --granularity rowblocks
 expect 2 "per tensor, not per row block" -- "$LOWBIT" plan "$MODEL" --bpw 3 -o "$TMP/g.txt" --granularity rowblock --svg "$TMP/x.svg"

@@ -216,9 +216,9 @@ static void test_bad_recipes(void) {
         {"linears int4 clip=best\n", "r:1: unknown clipping rule 'best'"},
         {"linears int4 mse_steps=-3\n", "r:1: rtn option 'mse_steps' expects an integer"},
         {"linears int4 clip\n", "r:1: expected key=value"},
-        {"linears int4\nblk.0.ffn_down.weight rows=0:32 int2 method=gptq\n", "r:2: 'rows=0:32': row-block rules"},
+        {"linears int4\nblk.0.ffn_down.weight rows=0:32:64 int2 method=gptq\n", "r:2: 'rows=0:32:64': expected rows=R0:R1"},
         {"linears int4\n\x7f" "ELF\x01\x02\n", "r:2: byte 0x7f at column 1"},
-        {"linears int4 a=1 b=2 c=3 d=4 e=5 f=6 g=7 h=8 i=9 j=10 k=11 l=12 m=13 n=14 o=15 p=16 q=17 r=18\n", "r:1: more than"},
+        {"linears int4 a=1 b=2 c=3 d=4 e=5 f=6 g=7 h=8 i=9 j=10 k=11 l=12 m=13 n=14 o=15 p=16 q=17 r=18 s=19\n", "r:1: more than"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         lb_plan p;

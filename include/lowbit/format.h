@@ -178,6 +178,32 @@ LB_API lb_status lb_dequantize(const lb_tensor *t, float *out /* rows x cols */)
 /* Wraps f32 data of the given shape (not owned; caller keeps it alive). */
 LB_API void lb_tensor_wrap_f32(lb_tensor *t, const char *name, const float *data, int64_t rows, int64_t cols);
 LB_API void lb_tensor_free(lb_tensor *t);
+/* Frees what the kernels cached on t (its repacking; for a split tensor
+ * the parts' views and their caches) and forgets its kernel. */
+LB_API void lb_tensor_drop_cache(lb_tensor *t);
+
+/* ---- row-split tensors (src/formats/split.c) ------------------------------
+ * Spec "split": the output rows cut into contiguous parts, each stored in a
+ * format of its own (a row-block plan applied). The bytes are a header
+ * naming each part's rows and format, then the parts' bytes; every byte
+ * counts in bpw. Joined from quantized parts, never quantized into. */
+#define LB_SPLIT_MAX_PARTS 256
+/* parts[0..n-1] (resolved tensors with the same cols, rows in order) as one
+ * owned split tensor named `name` */
+LB_API lb_status lb_split_join(const lb_tensor *parts, int n, const char *name, lb_tensor *out);
+/* the number of parts of a split tensor, 0 for any other */
+LB_API int lb_split_parts(const lb_tensor *t);
+/* part k as a resolved view into t's bytes (not owned) and its first row */
+LB_API lb_status lb_split_part(const lb_tensor *t, int k, lb_tensor *view, int64_t *row0);
+/* every part's view at once (the kernels' cache of a split tensor:
+ * lb_matmul runs part k's own kernel into rows row0[k]..row0[k+1]) */
+typedef struct {
+    int n;
+    int64_t row0[LB_SPLIT_MAX_PARTS + 1];
+    lb_tensor part[];
+} lb_split_view;
+LB_API lb_status lb_split_view_build(const lb_tensor *t, lb_split_view **out);
+LB_API void lb_split_view_free(lb_split_view *v);
 
 /* ---- the unpacked form -----------------------------------------------------
  * What a quantization method produces and a format packs: one code per

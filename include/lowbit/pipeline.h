@@ -31,7 +31,17 @@ typedef struct {
     lb_qspec spec;
     lb_method_opts opts; /* opts.method is the rule's method */
     int line;            /* recipe line the rule came from (0: not from a recipe) */
+    int64_t row0, row1;  /* a row rule (lb_plan_add_row_rule): output rows [row0, row1) of each
+                            matching tensor; 0, 0: the whole tensor */
 } lb_plan_rule;
+
+/* One row range of a split entry: its own format, method and options. */
+typedef struct {
+    int64_t row0, row1;
+    lb_qspec spec;
+    lb_method_opts opts;
+    int rule;
+} lb_plan_part;
 
 typedef struct {
     int tensor;    /* index for lb_model_tensor_at */
@@ -41,6 +51,12 @@ typedef struct {
     int rule;      /* the rule that won */
     lb_qspec asked; /* the rule's spec when spec is its fallback (a K-quant on rows that are not
                        whole blocks: lb_format_ggml_fallback), else the same as spec */
+    /* Row rules cut this tensor into parts (spec is then "split": the parts
+     * quantized one by one, each a tensor of its rows, and joined,
+     * lb_split_join; opts is the part whose statistics cover every part's);
+     * NULL / 0 otherwise. Stored with the entries (freed with them). */
+    const lb_plan_part *parts;
+    int n_parts;
 } lb_plan_entry;
 
 typedef struct {
@@ -69,6 +85,13 @@ LB_API void lb_plan_free(lb_plan *p);
 /* One rule; the pattern must be non-empty, without whitespace, and shorter
  * than LB_PLAN_PATTERN_MAX. */
 LB_API lb_status lb_plan_add_rule(lb_plan *p, const char *pattern, const lb_qspec *spec, const lb_method_opts *opts);
+/* A row rule: output rows [row0, row1) of every tensor matching pattern
+ * (a recipe's "PATTERN rows=R0:R1 SPEC ...", what lowbit plan --granularity
+ * rowblock writes). Resolving, the last matching rule wins row by row, whole
+ * rules included; a tensor whose rows end up with different rules becomes a
+ * split tensor (lowbit/format.h), every row needing a rule. */
+LB_API lb_status lb_plan_add_row_rule(lb_plan *p, const char *pattern, int64_t row0, int64_t row1,
+                                      const lb_qspec *spec, const lb_method_opts *opts);
 /* A comma-separated selection (the CLI's --tensors): one rule per entry, all
  * with this spec and options. An empty list or an empty entry is an error. */
 LB_API lb_status lb_plan_add_selection(lb_plan *p, const char *list, const lb_qspec *spec, const lb_method_opts *opts);

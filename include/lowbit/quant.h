@@ -207,6 +207,11 @@ LB_API double lb_output_error(const float *w, const float *wq, int64_t rows, int
  * (lb_layer_stats_free). */
 LB_API lb_status lb_layer_stats_scaled(const lb_layer_stats *in, const float *s, lb_layer_stats *out);
 LB_API void lb_layer_stats_free(lb_layer_stats *s);
+/* The statistics of output rows [r0, r1) of the linear, a view of s (not
+ * owned): the input's statistics hold for any of its rows, the per-weight
+ * ones (grad_sq) are sliced. What a row part of a split tensor is quantized
+ * with. */
+LB_API lb_layer_stats lb_layer_stats_rows(const lb_layer_stats *s, int64_t r0, int64_t r1);
 
 struct lb_method {
     const char *name;

@@ -34,6 +34,7 @@
     X(lb_fp4_family)          \
     X(lb_fp8_family)          \
     X(lb_ggml_read_family)    \
+    X(lb_split_family)        \
     /* end of the table */
 
 #define LB_DECLARE_FAMILY(row) extern const lb_format_family row;
@@ -249,7 +250,7 @@ lb_status lb_format_size(const lb_qspec *spec, int64_t rows, int64_t cols, size_
 
 double lb_format_bpw(const lb_qspec *spec, int64_t rows, int64_t cols) {
     lb_layout l;
-    if (lb_layout_compute(spec, rows, cols, &l) != LB_OK) return NAN;
+    if (lb_layout_compute(spec, rows, cols, &l) != LB_OK || spec->family->sized_by_data) return NAN;
     return 8.0 * (double)l.total_bytes / ((double)rows * (double)cols);
 }
 
@@ -294,12 +295,18 @@ void lb_tensor_wrap_f32(lb_tensor *t, const char *name, const float *data, int64
     lb_tensor_resolve(t);
 }
 
-lb_status lb_tensor_resolve(lb_tensor *t) {
-    t->kernel = NULL;
-    lb_free(t->packed);
+void lb_tensor_drop_cache(lb_tensor *t) {
+    if (t->packed && t->spec.family && t->spec.family->sized_by_data) lb_split_view_free(t->packed);
+    else lb_free(t->packed);
     t->packed = NULL;
+    t->kernel = NULL;
+}
+
+lb_status lb_tensor_resolve(lb_tensor *t) {
+    lb_tensor_drop_cache(t);
     lb_status st = lb_layout_compute(&t->spec, t->rows, t->cols, &t->layout);
     if (st != LB_OK) return lb_fail_context(st, "tensor '%s'", t->name);
+    if (t->spec.family->sized_by_data) t->layout.tail_bytes = t->layout.total_bytes = t->nbytes;
     if (t->nbytes != t->layout.total_bytes)
         return lb_fail(LB_ERR_FORMAT, "tensor '%s' has %zu bytes, its shape %lld x %lld needs %zu", t->name, t->nbytes,
                        (long long)t->rows, (long long)t->cols, t->layout.total_bytes);
@@ -310,11 +317,9 @@ lb_status lb_tensor_resolve(lb_tensor *t) {
 }
 
 void lb_tensor_free(lb_tensor *t) {
+    lb_tensor_drop_cache(t);
     lb_free(t->owned);
-    lb_free(t->packed);
     t->owned = NULL;
-    t->packed = NULL;
-    t->kernel = NULL;
     t->data = NULL;
 }
 
@@ -332,6 +337,11 @@ lb_status lb_dequantize(const lb_tensor *t, float *out) {
     lb_layout l;
     lb_status st = lb_layout_compute(&t->spec, t->rows, t->cols, &l);
     if (st != LB_OK) return st;
+    if (t->spec.family->sized_by_data) {
+        l.tail_bytes = l.total_bytes = t->nbytes;
+        if ((st = t->spec.family->check_bytes(&t->spec, &l, t->data)) != LB_OK)
+            return lb_fail_context(st, "tensor '%s'", t->name);
+    }
     if (t->nbytes != l.total_bytes)
         return lb_fail(LB_ERR_FORMAT, "tensor '%s' holds %zu bytes, its format needs %zu", t->name,
                        t->nbytes, l.total_bytes);
@@ -356,6 +366,9 @@ lb_status lb_qtensor_init(lb_qtensor *q, const lb_qspec *spec, int64_t rows, int
     lb_status st = lb_layout_compute(spec, rows, cols, &l);
     if (st != LB_OK) return st;
     if (spec->family->is_float) return lb_fail(LB_ERR_INVALID, "float formats have no codes to unpack");
+    if (spec->family->sized_by_data)
+        return lb_fail(LB_ERR_UNSUPPORTED, "split tensors are joined from quantized parts (a recipe's rows= lines, "
+                                           "docs/RECIPES.md), not quantized into");
     if (!spec->family->decode_row) { /* read-only families (llama.cpp's IQ4_XS, ...): bytes -> floats, nothing else */
         char t[64];
         lb_qspec_format(spec, t, sizeof t);

@@ -57,6 +57,8 @@ struct lb_format_family {
     const char *name;  /* as in error messages: "int", "nf4", "f16" */
     const char *names; /* what match() answers to, for the list of known formats */
     int is_float;      /* stores floats: no codes, no grid */
+    int sized_by_data; /* split: the size is the tensor's byte count, held to the layout by check_bytes
+                          (the spec alone cannot say it; layouts have row_bytes 0, tail = the bytes) */
     lb_grid_kind grid; /* how a data-free method picks a group's grid */
     const char *option_slots[LB_MAX_OPTION_SLOTS];
 

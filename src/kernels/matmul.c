@@ -270,7 +270,7 @@ static void run_rows(const lb_kernel *k, const lb_tensor *w, const lb_act *act, 
     }
 }
 
-static lb_status run_kernel(const lb_kernel *k, const lb_tensor *w, const float *x, int n, float *y,
+static lb_status run_kernel(const lb_kernel *k, const lb_tensor *w, const float *x, int n, float *y, int ldy,
                             lb_act_cache *cache) {
     int rows = (int)w->rows, cols = (int)w->cols;
     int n_tiles = (rows + ROW_TILE - 1) / ROW_TILE;
@@ -305,7 +305,7 @@ static lb_status run_kernel(const lb_kernel *k, const lb_tensor *w, const float 
         _Alignas(64) float stack[STACK_SCRATCH];
         float *scratch = scratch_floats <= STACK_SCRATCH ? stack : lb_alloc(scratch_floats * sizeof(float));
         if (k->scratch_rows && !scratch) failed = 1;
-        else run_rows(k, w, &act, 0, rows, y, rows, scratch);
+        else run_rows(k, w, &act, 0, rows, y, ldy, scratch);
         if (scratch != stack) lb_free(scratch);
         lb_free(priv);
         lb_free(pre_buf);
@@ -323,7 +323,7 @@ static lb_status run_kernel(const lb_kernel *k, const lb_tensor *w, const float 
                 failed = 1;
                 continue;
             }
-            run_rows(k, w, &act, r0, r1, y, rows, scratch);
+            run_rows(k, w, &act, r0, r1, y, ldy, scratch);
         }
         if (scratch != stack) lb_free(scratch);
     }
@@ -332,12 +332,37 @@ static lb_status run_kernel(const lb_kernel *k, const lb_tensor *w, const float 
     return failed ? lb_fail(LB_ERR_NOMEM, "out of memory for a %d-column scratch tile", cols) : LB_OK;
 }
 
+/* A split tensor (formats/split.c) is not one format: each part runs its own
+ * kernel into its rows of y (ldy the whole tensor's rows), sharing the
+ * prepared activations through the cache. The parts' views, with their
+ * kernels and repackings, are the tensor's cache (w->packed), built once. */
+static lb_status split_matmul(const lb_tensor *w, const float *x, int n, float *y, lb_act_cache *cache) {
+    void **slot = (void **)&((lb_tensor *)w)->packed;
+    lb_split_view *v = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
+    if (!v) {
+        lb_status st = lb_split_view_build(w, &v);
+        if (st != LB_OK) return st;
+        void *expected = NULL;
+        if (!__atomic_compare_exchange_n(slot, &expected, (void *)v, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+            lb_split_view_free(v);
+            v = expected;
+        }
+    }
+    for (int k = 0; k < v->n; k++) {
+        lb_tensor *p = &v->part[k];
+        lb_status st = run_kernel(lb_kernel_for(p), p, x, n, y + v->row0[k], (int)w->rows, cache);
+        if (st != LB_OK) return st;
+    }
+    return LB_OK;
+}
+
 lb_status lb_matmul(const lb_tensor *w, const float *x, int n, float *y, lb_act_cache *cache) {
-    return run_kernel(lb_kernel_for(w), w, x, n, y, cache);
+    if (lb_split_parts(w)) return split_matmul(w, x, n, y, cache);
+    return run_kernel(lb_kernel_for(w), w, x, n, y, (int)w->rows, cache);
 }
 
 lb_status lb_matmul_binarized(const lb_tensor *w, const float *x, int n, float *y, lb_act_cache *cache) {
     const lb_kernel *k = lb_kernel_for_binarized(w);
     if (!k) return LB_ERR_UNSUPPORTED; /* lb_kernel_for_binarized said why */
-    return run_kernel(k, w, x, n, y, cache);
+    return run_kernel(k, w, x, n, y, (int)w->rows, cache);
 }

@@ -307,11 +307,7 @@ const lb_kernel *lb_kernel_for(const lb_tensor *t) {
     return k;
 }
 
-static void forget(lb_tensor *t) {
-    lb_free(t->packed);
-    t->packed = NULL;
-    t->kernel = NULL;
-}
+static void forget(lb_tensor *t) { lb_tensor_drop_cache(t); }
 
 void lb_kernel_unpin(lb_tensor *t) { forget(t); }
 
@@ -354,4 +350,7 @@ const lb_kernel *lb_kernel_for_binarized(const lb_tensor *t) {
     return k;
 }
 
-const char *lb_matmul_kernel_name(const lb_tensor *w) { return lb_kernel_for(w)->name; }
+const char *lb_matmul_kernel_name(const lb_tensor *w) {
+    if (lb_split_parts(w)) return "split"; /* each part its own kernel (lb_matmul) */
+    return lb_kernel_for(w)->name;
+}

@@ -45,6 +45,20 @@ lb_status lb_plan_add_rule(lb_plan *p, const char *pattern, const lb_qspec *spec
     return LB_OK;
 }
 
+lb_status lb_plan_add_row_rule(lb_plan *p, const char *pattern, int64_t row0, int64_t row1, const lb_qspec *spec,
+                               const lb_method_opts *opts) {
+    if (row0 < 0 || row1 <= row0)
+        return lb_fail(LB_ERR_INVALID, "row range %lld:%lld of '%s' is empty or negative", (long long)row0,
+                       (long long)row1, pattern ? pattern : "");
+    if (spec->family && lb_format_family_find("split") == spec->family)
+        return lb_fail(LB_ERR_INVALID, "a row rule's format cannot be split itself");
+    lb_status st = lb_plan_add_rule(p, pattern, spec, opts);
+    if (st != LB_OK) return st;
+    p->rules[p->n_rules - 1].row0 = row0;
+    p->rules[p->n_rules - 1].row1 = row1;
+    return LB_OK;
+}
+
 lb_status lb_plan_add_selection(lb_plan *p, const char *list, const lb_qspec *spec, const lb_method_opts *opts) {
     if (!list || !*list) return lb_fail(LB_ERR_INVALID, "empty tensor selection (try linears, embeddings, output, all)");
     int before = p->n_rules;
@@ -158,6 +172,72 @@ static lb_status rule_error(const lb_plan_rule *r, lb_status st) {
     return r->line ? lb_fail_context(st, "recipe line %d", r->line) : st;
 }
 
+static int same_treatment(const lb_plan_rule *a, const lb_plan_rule *b);
+
+/* The rule of each row of tensor i (rows long): the whole tensor's winner,
+ * then every row rule matching it, in order; *split set when the rows do
+ * not all have one treatment. A row rule past the tensor's rows fails. */
+static lb_status row_winners(const lb_plan *p, const char *name, int64_t rows, int whole, int *row_rule, int *split) {
+    for (int64_t r = 0; r < rows; r++) row_rule[r] = whole;
+    int any = 0;
+    for (int k = 0; k < p->n_rules; k++) {
+        const lb_plan_rule *r = &p->rules[k];
+        if (!r->row1 || is_norm(name) || !rule_matches(r->pattern, name)) continue;
+        if (r->row1 > rows)
+            return rule_error(r, lb_fail(LB_ERR_INVALID, "rows %lld:%lld of '%s', which has %lld rows",
+                                         (long long)r->row0, (long long)r->row1, name, (long long)rows));
+        for (int64_t j = r->row0; j < r->row1; j++) row_rule[j] = k;
+        any = 1;
+    }
+    *split = 0;
+    for (int64_t j = 0; any && j < rows; j++) {
+        if (row_rule[j] < 0) {
+            int64_t e = j;
+            while (e < rows && row_rule[e] < 0) e++;
+            return lb_fail(LB_ERR_INVALID, "rows %lld:%lld of '%s' are selected by no rule (row rules cover the "
+                           "rest of it)", (long long)j, (long long)e, name);
+        }
+        if (!same_treatment(&p->rules[row_rule[j]], &p->rules[row_rule[0]])) *split = 1;
+    }
+    return LB_OK;
+}
+
+/* the parts of a split tensor: runs of rows with one treatment */
+static int fill_parts(const lb_plan *p, const int *row_rule, int64_t rows, int64_t cols, lb_plan_part *out) {
+    int n = 0;
+    for (int64_t j = 0; j < rows;) {
+        int64_t e = j + 1;
+        while (e < rows && same_treatment(&p->rules[row_rule[e]], &p->rules[row_rule[j]])) e++;
+        if (out) {
+            const lb_plan_rule *r = &p->rules[row_rule[e - 1]];
+            lb_plan_part *q = &out[n];
+            memset(q, 0, sizeof *q);
+            q->row0 = j, q->row1 = e;
+            q->spec = r->spec;
+            (void)lb_format_ggml_fallback(&r->spec, cols, &q->spec);
+            q->opts = r->opts;
+            q->rule = row_rule[e - 1];
+        }
+        n++;
+        j = e;
+    }
+    return n;
+}
+
+/* A split entry's opts: the part whose method's statistics include every
+ * other part's (what the drivers hand the entry) */
+static lb_status split_opts(const lb_plan_entry *e, lb_method_opts *out) {
+    unsigned all = 0;
+    for (int k = 0; k < e->n_parts; k++) all |= lb_method_opts_stats(&e->parts[k].opts);
+    for (int k = 0; k < e->n_parts; k++)
+        if ((lb_method_opts_stats(&e->parts[k].opts) & all) == all) {
+            *out = e->parts[k].opts;
+            return LB_OK;
+        }
+    return lb_fail(LB_ERR_UNSUPPORTED, "the row parts of '%s' need different calibration statistics, which no one "
+                   "of their methods covers: give its parts methods with nested needs", e->name);
+}
+
 lb_status lb_plan_resolve(lb_plan *p, lb_model *m) {
     lb_free(p->entries);
     p->entries = NULL;
@@ -165,12 +245,19 @@ lb_status lb_plan_resolve(lb_plan *p, lb_model *m) {
     if (p->n_rules == 0) return lb_fail(LB_ERR_INVALID, "the quantization plan has no rules");
     int n = lb_model_n_tensors(m);
     int *winner = lb_alloc((size_t)n * sizeof *winner);
-    if (!winner) return LB_ERR_NOMEM;
+    int *n_parts = lb_calloc((size_t)n, sizeof *n_parts);
+    if (!winner || !n_parts) {
+        lb_free(winner);
+        lb_free(n_parts);
+        return LB_ERR_NOMEM;
+    }
     for (int i = 0; i < n; i++) winner[i] = -1;
     lb_status st = LB_OK;
+    int any_rows = 0;
     for (int k = 0; k < p->n_rules && st == LB_OK; k++) {
         const lb_plan_rule *r = &p->rules[k];
         int hits = 0, norm_hits = 0;
+        any_rows |= r->row1 > 0;
         if (!strcmp(r->pattern, "output") && m->tied_output) {
             st = rule_error(r, lb_fail(LB_ERR_INVALID, "this model's classifier is tied to the token embedding: select 'embeddings'"));
             break;
@@ -181,7 +268,8 @@ lb_status lb_plan_resolve(lb_plan *p, lb_model *m) {
             if (is_norm(name)) { /* norms are never candidates */
                 norm_hits++;
             } else {
-                winner[i] = k;
+                if (!r->row1) winner[i] = k;
+                else if (winner[i] < 0) winner[i] = -2; /* selected by row rules only (so far) */
                 hits++;
             }
         }
@@ -190,27 +278,67 @@ lb_status lb_plan_resolve(lb_plan *p, lb_model *m) {
         else if (!hits)
             st = rule_error(r, lb_fail(LB_ERR_INVALID, "'%s' matches no tensor (see lowbit info MODEL)", r->pattern));
     }
-    int count = 0;
-    for (int i = 0; i < n; i++) count += winner[i] >= 0;
-    if (st == LB_OK && count) {
-        p->entries = lb_alloc((size_t)count * sizeof *p->entries);
-        if (!p->entries) st = LB_ERR_NOMEM;
+    /* row rules: each selected tensor's rows, its parts counted */
+    int count = 0, total_parts = 0;
+    int64_t max_rows = 1;
+    for (int i = 0; i < n; i++) {
+        count += winner[i] != -1;
+        if (lb_model_tensor_at(m, i)->rows > max_rows) max_rows = lb_model_tensor_at(m, i)->rows;
     }
+    int *row_rule = any_rows && st == LB_OK ? lb_alloc((size_t)max_rows * sizeof *row_rule) : NULL;
+    if (any_rows && st == LB_OK && !row_rule) st = LB_ERR_NOMEM;
+    for (int i = 0; any_rows && i < n && st == LB_OK; i++) {
+        if (winner[i] == -1) continue;
+        const lb_tensor *t = lb_model_tensor_at(m, i);
+        int split = 0;
+        st = row_winners(p, t->name, t->rows, winner[i] >= 0 ? winner[i] : -1, row_rule, &split);
+        if (st != LB_OK) break;
+        if (split) total_parts += n_parts[i] = fill_parts(p, row_rule, t->rows, t->cols, NULL);
+        else winner[i] = row_rule[0]; /* every row one treatment: a whole-tensor entry */
+        if (n_parts[i] > LB_SPLIT_MAX_PARTS)
+            st = lb_fail(LB_ERR_INVALID, "'%s' would have %d row parts (at most %d)", t->name, n_parts[i],
+                         LB_SPLIT_MAX_PARTS);
+    }
+    /* the entries, and the parts after them in the same block */
+    lb_plan_part *parts = NULL;
+    if (st == LB_OK && count) {
+        size_t head = ((size_t)count * sizeof *p->entries + 63) / 64 * 64;
+        p->entries = lb_alloc(head + (size_t)total_parts * sizeof *parts);
+        if (!p->entries) st = LB_ERR_NOMEM;
+        else parts = (lb_plan_part *)((char *)p->entries + head);
+    }
+    lb_qspec split_spec;
+    if (st == LB_OK && total_parts) st = lb_qspec_parse("split", &split_spec);
     for (int i = 0; i < n && st == LB_OK; i++) {
-        if (winner[i] < 0) continue;
+        if (winner[i] == -1) continue;
         lb_plan_entry *e = &p->entries[p->n_entries++];
-        const lb_plan_rule *r = &p->rules[winner[i]];
+        const lb_tensor *t = lb_model_tensor_at(m, i);
         memset(e, 0, sizeof *e);
         e->tensor = i;
-        snprintf(e->name, sizeof e->name, "%s", lb_model_tensor_at(m, i)->name);
+        snprintf(e->name, sizeof e->name, "%s", t->name);
+        if (n_parts[i]) {
+            int split;
+            st = row_winners(p, t->name, t->rows, winner[i] >= 0 ? winner[i] : -1, row_rule, &split);
+            if (st != LB_OK) break;
+            e->n_parts = fill_parts(p, row_rule, t->rows, t->cols, parts);
+            e->parts = parts;
+            parts += e->n_parts;
+            e->spec = e->asked = split_spec;
+            e->rule = e->parts[e->n_parts - 1].rule;
+            st = split_opts(e, &e->opts);
+            continue;
+        }
+        const lb_plan_rule *r = &p->rules[winner[i]];
         /* a K-quant on rows that are not whole blocks: the fallback, never
          * silently (asked keeps the rule's spec; the CLI prints both) */
         e->spec = e->asked = r->spec;
-        (void)lb_format_ggml_fallback(&r->spec, lb_model_tensor_at(m, i)->cols, &e->spec);
+        (void)lb_format_ggml_fallback(&r->spec, t->cols, &e->spec);
         e->opts = r->opts;
         e->rule = winner[i];
     }
     lb_free(winner);
+    lb_free(n_parts);
+    lb_free(row_rule);
     if (st != LB_OK) {
         lb_free(p->entries);
         p->entries = NULL;
@@ -219,10 +347,37 @@ lb_status lb_plan_resolve(lb_plan *p, lb_model *m) {
     return st;
 }
 
+/* A row part is quantized as a tensor of its rows by its method alone:
+ * nothing that adds a slot to the linear (outliers, bias correction,
+ * rotations, input scales) is possible for a part of it. */
+static lb_status check_part(const lb_plan_entry *e, const lb_plan_part *q) {
+    const lb_method *m = q->opts.method;
+    char buf[32];
+    const char *slot = lb_method_opts_get(&q->opts, "outliers") > 0 ? "outliers"
+                       : lb_method_opts_get(&q->opts, "bias_correct") != 0 ? "bias_correct"
+                       : strcmp(lb_method_opts_text(&q->opts, "rotate", buf, sizeof buf), "none") ? "rotate"
+                       : m->input_scales ? m->name
+                       : NULL;
+    if (slot)
+        return lb_fail(LB_ERR_UNSUPPORTED, "'%s' rows %lld:%lld: %s changes the whole linear, which a row part "
+                       "cannot (quantize the tensor whole for it)", e->name, (long long)q->row0, (long long)q->row1, slot);
+    if (lb_qspec_is_float(&q->spec) || !m->check) return LB_OK;
+    lb_status st = m->check(&q->spec, &q->opts);
+    return st == LB_OK ? st : lb_fail_context(st, "quantizing '%s' rows %lld:%lld", e->name, (long long)q->row0,
+                                              (long long)q->row1);
+}
+
 lb_status lb_plan_check(const lb_plan *p) {
     for (int i = 0; i < p->n_entries; i++) {
         const lb_plan_entry *e = &p->entries[i];
         const lb_method *m = e->opts.method;
+        if (e->n_parts) {
+            for (int k = 0; k < e->n_parts; k++) {
+                lb_status st = check_part(e, &e->parts[k]);
+                if (st != LB_OK) return st;
+            }
+            continue;
+        }
         if (lb_qspec_is_float(&e->spec) || !m->check) continue;
         lb_status st = m->check(&e->spec, &e->opts);
         if (st != LB_OK) return lb_fail_context(st, "quantizing '%s'", e->name);
@@ -246,6 +401,13 @@ static void append(char *buf, size_t n, size_t *used, const char *text) {
     buf[*used] = '\0';
 }
 
+/* the pattern, with a row rule's rows: "blk.3.ffn_down.weight[rows 0:32]" */
+static const char *pattern_text(const lb_plan_rule *r, char *buf, size_t n) {
+    if (r->row1) snprintf(buf, n, "%s[rows %lld:%lld]", r->pattern, (long long)r->row0, (long long)r->row1);
+    else snprintf(buf, n, "%s", r->pattern);
+    return buf;
+}
+
 void lb_plan_summary(const lb_plan *p, char *buf, size_t n) {
     const size_t reserve = 6; /* room for "; ..." and the NUL */
     if (n < reserve) {
@@ -261,20 +423,23 @@ void lb_plan_summary(const lb_plan *p, char *buf, size_t n) {
         lb_qspec_format(&r->spec, spec, sizeof spec);
         snprintf(head, sizeof head, "%smethod=%s%s%s format=%s tensors=", k ? "; " : "", r->opts.method->name,
                  opts[0] ? " " : "", opts, spec);
-        if (used + strlen(head) + strlen(r->pattern) + reserve > n) {
+        char pat[LB_PLAN_PATTERN_MAX + 48];
+        pattern_text(r, pat, sizeof pat);
+        if (used + strlen(head) + strlen(pat) + reserve > n) {
             append(buf, n, &used, used ? "; ..." : "...");
             return;
         }
         append(buf, n, &used, head);
-        append(buf, n, &used, r->pattern);
+        append(buf, n, &used, pat);
         int j = k + 1;
         for (; j < p->n_rules && same_treatment(r, &p->rules[j]); j++) {
-            if (used + 1 + strlen(p->rules[j].pattern) + reserve > n) {
+            pattern_text(&p->rules[j], pat, sizeof pat);
+            if (used + 1 + strlen(pat) + reserve > n) {
                 append(buf, n, &used, ",...");
                 return;
             }
             append(buf, n, &used, ",");
-            append(buf, n, &used, p->rules[j].pattern);
+            append(buf, n, &used, pat);
         }
         k = j;
     }

@@ -159,6 +159,34 @@ void lb_pipeline_report_begin(lb_tensor_report *rec, const lb_tensor *t, const l
     rec->cols = t->cols;
 }
 
+/* A split entry: each row part quantized as a tensor of its rows by its own
+ * method, with those rows' statistics, then the parts joined
+ * (formats/split.c). A part is what the plan's row blocks measured
+ * (plan/rowblock.c), so the file holds what was planned. The method report
+ * is the last part's, its seconds the sum. */
+static lb_status quantize_parts(const lb_plan_entry *e, const lb_layer_stats *stats, const float *w, const lb_tensor *t,
+                                lb_method_report *report, lb_tensor *out) {
+    lb_tensor *parts = lb_calloc((size_t)e->n_parts, sizeof *parts);
+    if (!parts) return lb_fail(LB_ERR_NOMEM, "no memory for the parts of '%s'", t->name);
+    lb_status st = LB_OK;
+    int k = 0;
+    for (; k < e->n_parts && st == LB_OK; k++) {
+        const lb_plan_part *q = &e->parts[k];
+        lb_method_opts o = q->opts;
+        o.report = report;
+        lb_layer_stats ls;
+        if (stats) ls = lb_layer_stats_rows(stats, q->row0, q->row1);
+        char name[128];
+        snprintf(name, sizeof name, "%.90s rows %lld:%lld", t->name, (long long)q->row0, (long long)q->row1);
+        st = lb_quantize_tensor(o.method, &o, lb_method_opts_stats(&o) && stats ? &ls : NULL, w + q->row0 * t->cols,
+                                q->row1 - q->row0, t->cols, &q->spec, name, &parts[k]);
+    }
+    if (st == LB_OK) st = lb_split_join(parts, e->n_parts, t->name, out);
+    for (int i = 0; i < k; i++) lb_tensor_free(&parts[i]);
+    lb_free(parts);
+    return st;
+}
+
 lb_status lb_pipeline_quantize_entry(lb_model *m, const lb_plan_entry *e, const float *w_in,
                                      const lb_layer_stats *stats, lb_tensor *out, lb_tensor_report *rec,
                                      lb_quant_extras *extras, int measured) {
@@ -184,7 +212,11 @@ lb_status lb_pipeline_quantize_entry(lb_model *m, const lb_plan_entry *e, const 
     lb_method_opts opts = e->opts;
     opts.report = &rec->method;
     double t0 = lb_now();
-    if (st == LB_OK)
+    if (st == LB_OK && e->n_parts) {
+        memset(extras, 0, sizeof *extras); /* a part makes no slots (lb_plan_check) */
+        st = quantize_parts(e, stats, w, t, &rec->method, out);
+    }
+    else if (st == LB_OK)
         st = lb_quantize_tensor_ex(e->opts.method, &opts, ls, w, t->rows, t->cols, &e->spec, t->name, out, extras);
     rec->seconds = lb_now() - t0;
     if (st == LB_OK) {
@@ -203,8 +235,8 @@ lb_status lb_pipeline_quantize_entry(lb_model *m, const lb_plan_entry *e, const 
             lb_quant_extras_free(extras);
         }
     }
-    if (st == LB_OK && measured && stats && stats->xtx) {
-        /* the data-free baseline on the same H: rtn at its defaults, same spec */
+    if (st == LB_OK && measured && stats && stats->xtx && !e->n_parts) {
+        /* the data-free baseline on the same H: rtn at its defaults, same spec (none for a split tensor) */
         const lb_method *rtn = lb_method_find("rtn");
         lb_method_opts ro;
         lb_method_opts_default(rtn, &ro);

@@ -10,7 +10,8 @@
  * parts or changes other tensors: outliers (their count), bias correction
  * (whether the bias fits fp16), rotations and adapters (more slot tensors),
  * and the input-scaling methods (awq, smoothquant: they rewrite norms and
- * neighbouring weights). Such plans take the in-memory path,
+ * neighbouring weights), and row rules (a split tensor's size is its parts').
+ * Such plans take the in-memory path,
  * lb_quantize_model_calibrated then lb_model_save_gguf_split, which writes
  * the same bytes with every quantized tensor held until the end. Any plan
  * streamed writes exactly what that path would: the tensors are quantized
@@ -39,6 +40,7 @@
 int lb_plan_streamable(const lb_plan *p) {
     for (int i = 0; i < p->n_entries; i++) {
         const lb_method_opts *o = &p->entries[i].opts;
+        if (p->entries[i].n_parts) return 0; /* a split tensor's size is its parts' (formats/split.c), not a spec's */
         if (!o->method) continue;
         if (o->method->input_scales) return 0;
         /* NAN (an option the row does not have) compares false */

@@ -1,17 +1,18 @@
 /* Recipes: a quantization plan as text, one rule per line,
  *
- *     PATTERN SPEC [method=NAME] [key=value ...]    # comment
+ *     PATTERN [rows=R0:R1] SPEC [method=NAME] [key=value ...]    # comment
  *
- * (lowbit plan's row-block lines, PATTERN rows=R0:R1 SPEC ..., are
- * recognized and refused: no format holds a row split yet)
+ * (rows=: a row rule, lb_plan_add_row_rule, as lowbit plan --granularity
+ * rowblock writes; the tensor becomes a split tensor)
  * read by a parser that expects hostile input (it is fuzzed: fuzz_recipe.c)
  * and reports the line of every problem, and written so that what it writes
  * reads back to the same plan. The format is documented in docs/RECIPES.md. */
 #include "lowbit/pipeline.h"
 
+#include <stdio.h>
 #include <string.h>
 
-#define MAX_FIELDS (2 + 1 + LB_METHOD_MAX_OPTIONS)
+#define MAX_FIELDS (3 + 1 + LB_METHOD_MAX_OPTIONS) /* pattern, rows=, spec, method=, options */
 
 /* Splits line (NUL-terminated, modified) into fields; a '#' at the start of
  * a field starts a comment. Returns the field count, or -1 if too many. */
@@ -34,9 +35,16 @@ static lb_status parse_line(lb_plan *p, char *line, int line_no) {
     if (n < 0) return lb_fail(LB_ERR_FORMAT, "more than %d fields", MAX_FIELDS);
     if (n == 0) return LB_OK;
     if (n == 1) return lb_fail(LB_ERR_FORMAT, "expected PATTERN SPEC [method=NAME] [key=value ...], got only '%s'", f[0]);
-    if (!strncmp(f[1], "rows=", 5)) /* lowbit plan --granularity rowblock writes these (docs/PLANNING.md) */
-        return lb_fail(LB_ERR_FORMAT, "'%s': row-block rules (PATTERN rows=R0:R1 SPEC ...) need the row-split format, "
-                       "which is not built yet; plan with --granularity tensor or layer to quantize", f[1]);
+    long long row0 = 0, row1 = 0;
+    if (!strncmp(f[1], "rows=", 5)) { /* a row rule, as lowbit plan --granularity rowblock writes */
+        int used = 0;
+        if (sscanf(f[1] + 5, "%lld:%lld%n", &row0, &row1, &used) != 2 || f[1][5 + used] || f[1][5] < '0' ||
+            f[1][5] > '9' || row0 < 0 || row1 <= row0)
+            return lb_fail(LB_ERR_FORMAT, "'%s': expected rows=R0:R1 with 0 <= R0 < R1", f[1]);
+        if (n < 3) return lb_fail(LB_ERR_FORMAT, "expected PATTERN rows=R0:R1 SPEC [method=NAME] [key=value ...]");
+        f[1] = f[0]; /* the rest reads as an ordinary rule */
+        memmove(f, f + 1, (size_t)--n * sizeof *f);
+    }
     lb_qspec spec;
     lb_status st = lb_qspec_parse(f[1], &spec);
     if (st != LB_OK) return st;
@@ -52,7 +60,7 @@ static lb_status parse_line(lb_plan *p, char *line, int line_no) {
         }
     for (int i = 2; i < n; i++)
         if (strncmp(f[i], "method=", 7) && (st = lb_method_opts_parse(&o, f[i])) != LB_OK) return st;
-    st = lb_plan_add_rule(p, f[0], &spec, &o);
+    st = row1 ? lb_plan_add_row_rule(p, f[0], row0, row1, &spec, &o) : lb_plan_add_rule(p, f[0], &spec, &o);
     if (st == LB_OK) p->rules[p->n_rules - 1].line = line_no;
     return st;
 }
@@ -134,11 +142,13 @@ static void put(text_buf *b, const char *a, const char *c, const char *d, const 
     }
 }
 
-static void put_rule(text_buf *b, const char *pattern, const lb_qspec *spec, const lb_method_opts *o) {
-    char spec_text[64], opts[512], head[LB_PLAN_PATTERN_MAX + 80];
+static void put_rule(text_buf *b, const char *pattern, int64_t row0, int64_t row1, const lb_qspec *spec,
+                     const lb_method_opts *o) {
+    char spec_text[64], opts[512], rows[64] = "", head[LB_PLAN_PATTERN_MAX + 160];
     lb_qspec_format(spec, spec_text, sizeof spec_text);
     lb_method_opts_format(o, 1, opts, sizeof opts); /* every option: the recipe does not depend on defaults */
-    snprintf(head, sizeof head, "%s %s method=%s", pattern, spec_text, o->method->name);
+    if (row1) snprintf(rows, sizeof rows, " rows=%lld:%lld", (long long)row0, (long long)row1);
+    snprintf(head, sizeof head, "%s%s %s method=%s", pattern, rows, spec_text, o->method->name);
     put(b, head, opts[0] ? " " : "", opts, "\n");
 }
 
@@ -156,9 +166,17 @@ lb_status lb_plan_format_recipe(const lb_plan *p, int resolved, const char *head
     put(&b, "# PATTERN SPEC method=NAME [key=value ...]; the last matching line wins (docs/RECIPES.md)\n", NULL,
         NULL, NULL);
     if (resolved)
-        for (int i = 0; i < p->n_entries; i++) put_rule(&b, p->entries[i].name, &p->entries[i].spec, &p->entries[i].opts);
+        for (int i = 0; i < p->n_entries; i++) {
+            const lb_plan_entry *e = &p->entries[i];
+            if (!e->n_parts) put_rule(&b, e->name, 0, 0, &e->spec, &e->opts);
+            for (int k = 0; k < e->n_parts; k++) /* a split tensor: its row parts */
+                put_rule(&b, e->name, e->parts[k].row0, e->parts[k].row1, &e->parts[k].spec, &e->parts[k].opts);
+        }
     else
-        for (int i = 0; i < p->n_rules; i++) put_rule(&b, p->rules[i].pattern, &p->rules[i].spec, &p->rules[i].opts);
+        for (int i = 0; i < p->n_rules; i++) {
+            const lb_plan_rule *r = &p->rules[i];
+            put_rule(&b, r->pattern, r->row0, r->row1, &r->spec, &r->opts);
+        }
     if (b.err != LB_OK) {
         lb_free(b.s);
         return b.err;

@@ -36,14 +36,6 @@ int lb_plan_row_ranges(int64_t rows, int n, int64_t *bounds) {
     return k;
 }
 
-/* the tensor's statistics for its rows [r0, r1) */
-static lb_layer_stats block_stats(const lb_layer_stats *ls, int64_t r0, int64_t r1) {
-    lb_layer_stats b = *ls;
-    b.rows = r1 - r0;
-    if (ls->grad_sq) b.grad_sq = ls->grad_sq + r0 * ls->cols;
-    return b;
-}
-
 /* Quantizes rows [r0, r1) of w0 (the tensor's f32 weights) by c into out
  * (dequantized, (r1 - r0) x cols) and their stored bits; *bits stays NAN
  * when the method cannot make the format. */
@@ -55,7 +47,7 @@ static lb_status quantize_block(const lb_candidate *c, const lb_layer_stats *ls,
     lb_layer_stats bs;
     unsigned need = is_float ? 0 : lb_method_opts_stats(&c->opts);
     if (need && !ls) return lb_fail(LB_ERR_INVALID, "method %s needs calibration statistics", m->name);
-    if (need) bs = block_stats(ls, r0, r1);
+    if (need) bs = lb_layer_stats_rows(ls, r0, r1);
     lb_tensor q;
     memset(&q, 0, sizeof q);
     lb_status st = lb_quantize_tensor(m, &c->opts, need ? &bs : NULL, w0 + r0 * cols, r1 - r0, cols, &c->spec, name, &q);

@@ -46,6 +46,13 @@ double lb_output_error(const float *w, const float *wq, int64_t rows, int64_t co
     return sum;
 }
 
+lb_layer_stats lb_layer_stats_rows(const lb_layer_stats *s, int64_t r0, int64_t r1) {
+    lb_layer_stats b = *s;
+    b.rows = r1 - r0;
+    if (s->grad_sq) b.grad_sq = s->grad_sq + r0 * s->cols;
+    return b;
+}
+
 void lb_layer_stats_free(lb_layer_stats *s) {
     if (!s) return;
     lb_free(s->xtx);

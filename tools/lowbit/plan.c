@@ -44,8 +44,8 @@ static const char *plan_help =
     "  --granularity G    tensor (default): a choice per tensor; layer: one choice for all the planned\n"
     "                     linears of a layer (other tensors alone); rowblock[:N]: each tensor's output\n"
     "                     rows cut into N contiguous blocks (default 2), a choice per block, each block\n"
-    "                     quantized on its own; the recipe gets one rows=R0:R1 line per block\n"
-    "                     (docs/PLANNING.md; not applicable by quantize yet: the row-split format is not built)\n"
+    "                     quantized on its own; the recipe gets one rows=R0:R1 line per block, and\n"
+    "                     quantize stores such a tensor as a split tensor (docs/PLANNING.md)\n"
     "  --score-eval       also score the chosen mix on the evaluation split of the text (after planning;\n"
     "                     nothing is chosen on it), through f32 products of its dequantized weights\n"
     "  --fisher           also collect the squared loss gradients (a backward pass over the calibration\n"
@@ -307,27 +307,16 @@ int plan_reports(plan_ctx *p, const int *choice) {
     return rc;
 }
 
-/* A row-block plan as recipe lines, one per block: NAME rows=R0:R1 SPEC method=NAME [key=value ...]. */
-static int save_rowblock_recipe(const plan_ctx *p, const int *choice, const char *path, const char *header) {
-    FILE *f = fopen(path, "w");
-    if (!f) return cli_error(p->verb, "cannot write '%s'", path);
-    fprintf(f, "# %s\n# row blocks: each line gives output rows [R0, R1) of the tensor (docs/PLANNING.md)\n", header);
-    for (int t = 0; t < p->s.n_tensors; t++) {
-        char label[512], name[96];
-        candidate_label(&p->cands[choice[t]], label, sizeof label);
-        const char *spec_end = strchr(label, ' ');
-        snprintf(name, sizeof name, "%s", lb_model_tensor_at(p->m, p->s.tensor[t])->name);
-        fprintf(f, "%s rows=%lld:%lld %.*s method=%s\n", name, (long long)p->s.row0[t], (long long)p->s.row1[t],
-                (int)(spec_end - label), label, spec_end + 1);
-    }
-    return fclose(f) ? cli_error(p->verb, "cannot write '%s'", path) : CLI_OK;
-}
-
+/* The chosen mix as a plan: a rule per tensor, or per row block (a row
+ * rule; blocks of one tensor with one choice resolve to a whole tensor). */
 int plan_choice(plan_ctx *p, const int *choice, lb_plan *out) {
     lb_plan_init(out);
     for (int t = 0; t < p->s.n_tensors; t++) {
         const lb_candidate *c = &p->cands[choice[t]];
-        if (lb_plan_add_rule(out, p->s.names[t], &c->spec, &c->opts) != LB_OK) return cli_error(p->verb, NULL);
+        const char *name = lb_model_tensor_at(p->m, p->s.tensor[t])->name;
+        lb_status st = p->row_blocks ? lb_plan_add_row_rule(out, name, p->s.row0[t], p->s.row1[t], &c->spec, &c->opts)
+                                     : lb_plan_add_rule(out, p->s.names[t], &c->spec, &c->opts);
+        if (st != LB_OK) return cli_error(p->verb, NULL);
     }
     return lb_plan_resolve(out, p->m) == LB_OK ? CLI_OK : cli_error(p->verb, NULL);
 }
@@ -488,12 +477,8 @@ int cmd_plan(int argc, char **argv) {
     snprintf(header, sizeof header, "lowbit plan for %.300s: %.4f bpw over %d tensors (budget %.4f), KL on the "
              "calibration split %.5g summed alone, %.5g measured", a.positional[0], bits / p.weights, T,
              budget / p.weights, alone, final_kld);
-    if (rc == CLI_OK && p.row_blocks) {
-        rc = save_rowblock_recipe(&p, choice, out, header);
-    } else {
-        if (rc == CLI_OK) rc = plan_choice(&p, choice, &chosen);
-        if (rc == CLI_OK && lb_plan_save_recipe(&chosen, out, header) != LB_OK) rc = cli_error("plan", NULL);
-    }
+    if (rc == CLI_OK) rc = plan_choice(&p, choice, &chosen);
+    if (rc == CLI_OK && lb_plan_save_recipe(&chosen, out, header) != LB_OK) rc = cli_error("plan", NULL);
     /* the mix on the evaluation split, for the record only */
     lb_eval_result ev = {.ppl = NAN, .kld = NAN};
     if (rc == CLI_OK && score_eval) {
