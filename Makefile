@@ -28,7 +28,7 @@ demo: build
 	$(BUILD)/lowbit demo
 
 # The same tests under AddressSanitizer + UndefinedBehaviorSanitizer
-# (LB_TEST_QUICK: the slowest tests check a subset: test_rtn_reference 5 of its
+# (LB_TEST_QUICK: the slowest tests check a subset: test_rtn_reference 3 of its
 # 28 cells, test_ggml_parity q4_0's perplexities only, test_kernel_registry 4 of
 # its 7 column counts and no 512-row batch, cli_plan's evaluations on the text's first 200 blocks;
 # the full sets run in `make test`).

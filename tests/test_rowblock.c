@@ -106,7 +106,9 @@ int main(void) {
     CHECK(!strcmp(s.names[1], "blk.0.attn_k.weight rows 16:32") && s.row0[3] == 32 && s.row1[3] == 64);
     CHECK(s.weights[0] == 16 * 64 && s.weights[2] == 32 * 172);
     for (int t = 0; t < 4; t++) {
-        CHECK(s.bits[t * 3] == 32.0 * s.weights[t] && s.kld[t * 3] == 0);
+        /* f32 block: its bytes as a part of a split tensor (entry, padding; the header on the first) */
+        size_t part = lb_split_part_bytes(4 * (size_t)s.weights[t]) + (s.row0[t] == 0 ? LB_SPLIT_HEAD_BYTES : 0);
+        CHECK(s.bits[t * 3] == 8.0 * (double)part && s.kld[t * 3] == 0);
         CHECK_MSG(s.kld[t * 3 + 1] > s.kld[t * 3 + 2] && s.kld[t * 3 + 2] > 0, "%s", s.names[t]);
         CHECK(s.bits[t * 3 + 1] < s.bits[t * 3 + 2]);
     }

@@ -30,9 +30,11 @@ static const struct {
     {"binary:g32", LB_CLIP_MINMAX, 247},       {"binary:row", LB_CLIP_MINMAX, 256},
 };
 
-/* every bit width, both clip rules, every group kind but row and each sign family:
- * int4 g16 minmax, int3 g32 mse, int2 g64 mse, ternary g32, binary row */
-static const int quick_cells[] = {0, 13, 22, 24, 27};
+/* both clip rules, a group and a row grid, a sign family: int4 g16 minmax,
+ * int2 g64 mse, binary row (each cell is a full evaluation, ~17 s under
+ * ASan; the other widths and families run the same quantizer and kernels,
+ * and every cell runs in `make test`) */
+static const int quick_cells[] = {0, 22, 27};
 
 int main(void) {
     int quick = getenv("LB_TEST_QUICK") != NULL;

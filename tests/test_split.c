@@ -40,10 +40,13 @@ static void test_format(void) {
     lb_tensor parts[3], t;
     make_split(w, cols, parts, &t);
     CHECK(lb_split_parts(&t) == 3 && !strcmp(lb_format_family_name(&t.spec), "split"));
-    /* bytes: the header (8 + 3 x 64), each part on a 64-byte boundary */
-    size_t want = 8 + 3 * 64;
-    for (int k = 0; k < 3; k++) want = (want + 63) / 64 * 64 + parts[k].nbytes;
+    /* bytes: the 16-byte header, a 32-byte entry per part, each part padded to 16 */
+    size_t want = 16 + 3 * 32;
+    for (int k = 0; k < 3; k++) want += (parts[k].nbytes + 15) / 16 * 16;
     CHECK(t.nbytes == want);
+    size_t charged = LB_SPLIT_HEAD_BYTES;
+    for (int k = 0; k < 3; k++) charged += lb_split_part_bytes(parts[k].nbytes);
+    CHECK(charged == t.nbytes); /* what a plan charges its blocks is the file's size */
     /* dequantized: the parts' rows, exactly */
     CHECK_OK(lb_dequantize(&t, a));
     int64_t r0 = 0;
@@ -60,7 +63,7 @@ static void test_format(void) {
     int64_t v0;
     CHECK_OK(lb_split_part(&t, 2, &v, &v0));
     CHECK(v0 == 64 && v.rows == 36 && v.nbytes == parts[2].nbytes && !memcmp(v.data, parts[2].data, v.nbytes));
-    CHECK(((uintptr_t)v.data - (uintptr_t)t.data) % 64 == 0);
+    CHECK(((uintptr_t)v.data - (uintptr_t)t.data) % 16 == 0);
     CHECK_FAILS(lb_split_part(&t, 3, &v, &v0), LB_ERR_FORMAT, "split part 3");
     /* products: each part's own kernel into its rows, the same bits as the parts alone, for 1 and 5 inputs */
     for (int n = 1; n <= 5; n += 4) {
@@ -126,7 +129,7 @@ static void test_format(void) {
         lb_tensor_drop_cache(&d);
     }
     int accepted = 0;
-    for (size_t i = 0; i < 8 + 3 * 64 + 64; i++)
+    for (size_t i = 0; i < 16 + 3 * 32 + 32; i++)
         for (int bit = 0; bit < 8; bit += 3) {
             memcpy(copy, t.data, t.nbytes);
             copy[i] ^= (uint8_t)(1u << bit);
@@ -141,17 +144,18 @@ static void test_format(void) {
             }
             lb_tensor_drop_cache(&d);
         }
-    /* only flips in the first part's bytes (from offset 256) can hold */
-    CHECK_MSG(accepted > 0 && accepted <= 3 * 64, "%d header flips accepted", accepted);
+    /* only flips in the first part's bytes (from offset 112) can hold */
+    CHECK_MSG(accepted > 0 && accepted <= 3 * 32, "%d header flips accepted", accepted);
     /* specific fields */
     static const struct {
         size_t at;
         uint8_t v;
         const char *needle;
-    } bad[] = {{0, 'X', "no LBSP header"},           {4, 0, "0 parts"},
-               {5, 1, "parts in"},                   {8, 41, "part 0's entry does not hold"},
-               {8 + 24, 'Q', "part 0's entry"},      {8 + 24 + 20, 'x', "not zero-padded"},
-               {8 + 3 * 64 + 3, 1, "padding before part 0"}};
+    } bad[] = {{0, 'X', "no LBSP header"},         {4, 0, "0 parts"},
+               {5, 1, "parts in"},                 {8, 1, "reserved bytes are not zero"},
+               {16, 101, "part 0's entry does not hold"}, {16 + 4, 'Q', "part 0's entry does not hold"},
+               {16 + 4 + 20, 'x', "part 0's entry is not zero-padded"},
+               {48 + 4 + 4, '9', "part 1's entry does not hold"}};
     for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
         memcpy(copy, t.data, t.nbytes);
         copy[bad[k].at] = bad[k].v;
@@ -160,6 +164,32 @@ static void test_format(void) {
         CHECK_FAILS(lb_tensor_resolve(&d), LB_ERR_FORMAT, bad[k].needle);
         lb_tensor_drop_cache(&d);
     }
+    /* a padding byte after a part that does not end on 16, and bytes after the last part */
+    int padded = 0;
+    size_t off = 16 + 3 * 32;
+    for (int k = 0; k < 3; k++) {
+        size_t end = off + parts[k].nbytes;
+        if (end % 16 && !padded) {
+            memcpy(copy, t.data, t.nbytes);
+            copy[end] = 1;
+            lb_tensor d = t;
+            d.owned = NULL, d.packed = NULL, d.kernel = NULL, d.data = copy;
+            char needle[64];
+            snprintf(needle, sizeof needle, "the padding after part %d is not zero", k);
+            CHECK_FAILS(lb_tensor_resolve(&d), LB_ERR_FORMAT, needle);
+            lb_tensor_drop_cache(&d);
+            padded = 1;
+        }
+        off = (end + 15) / 16 * 16;
+    }
+    CHECK_MSG(padded, "no part of the test tensor ends off a 16-byte boundary: pick other shapes");
+    uint8_t *longer = calloc(t.nbytes + 16, 1);
+    memcpy(longer, t.data, t.nbytes);
+    lb_tensor d = t;
+    d.owned = NULL, d.packed = NULL, d.kernel = NULL, d.data = longer, d.nbytes = t.nbytes + 16;
+    CHECK_FAILS(lb_tensor_resolve(&d), LB_ERR_FORMAT, "the parts end at");
+    lb_tensor_drop_cache(&d);
+    free(longer);
     free(copy);
     for (int k = 0; k < 3; k++) lb_tensor_free(&parts[k]);
     lb_tensor_free(&t);
@@ -202,11 +232,12 @@ static void test_rules(lb_model *m) {
             char s[64];
             lb_qspec_format(&e->spec, s, sizeof s);
             CHECK(e->n_parts == 0 && !strcmp(s, "int8:g32:sym"));
-        } else if (!strcmp(e->name, "blk.2.attn_k.weight")) { /* the same treatment as the rest: whole */
-            CHECK(e->n_parts == 0);
+        } else if (!strcmp(e->name, "blk.2.attn_k.weight")) { /* two rules alike are still two parts */
+            CHECK(e->n_parts == 2 && e->parts[0].rule == 4 && e->parts[1].rule == 0 &&
+                  lb_qspec_equal(&e->parts[0].spec, &e->parts[1].spec));
         }
     }
-    CHECK(splits == 1);
+    CHECK(splits == 2);
     /* written resolved, a split tensor is its parts' row lines, which read back to the same entries */
     char *text;
     CHECK_OK(lb_plan_format_recipe(&p, 1, NULL, &text));

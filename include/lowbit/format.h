@@ -185,9 +185,14 @@ LB_API void lb_tensor_drop_cache(lb_tensor *t);
 /* ---- row-split tensors (src/formats/split.c) ------------------------------
  * Spec "split": the output rows cut into contiguous parts, each stored in a
  * format of its own (a row-block plan applied). The bytes are a header
- * naming each part's rows and format, then the parts' bytes; every byte
- * counts in bpw. Joined from quantized parts, never quantized into. */
+ * naming each part's rows and format, then the parts' bytes, each padded to
+ * 16; every byte counts in bpw. Joined from quantized parts, never
+ * quantized into. */
 #define LB_SPLIT_MAX_PARTS 256
+#define LB_SPLIT_HEAD_BYTES 16 /* a split tensor's bytes: this, plus lb_split_part_bytes of each part */
+/* what a part of part_nbytes bytes adds to a split tensor: its 32-byte entry
+ * and its bytes padded to 16 (so a plan charges each row block exactly) */
+LB_API size_t lb_split_part_bytes(size_t part_nbytes);
 /* parts[0..n-1] (resolved tensors with the same cols, rows in order) as one
  * owned split tensor named `name` */
 LB_API lb_status lb_split_join(const lb_tensor *parts, int n, const char *name, lb_tensor *out);

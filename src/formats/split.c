@@ -3,22 +3,22 @@
  * row-block plan (lowbit plan --granularity rowblock, docs/PLANNING.md) can
  * be applied and saved. The bytes describe themselves:
  *
- *   header  "LBSP", u32 n (1..LB_SPLIT_MAX_PARTS), then per part 64 bytes:
- *           u64 rows, u64 offset, u64 nbytes, 40 bytes of canonical spec
- *           text, NUL-padded
- *   parts   part k's bytes (as its format stores a rows_k x cols tensor)
- *           at `offset`: the header's end, then each part's end, rounded up
- *           to 64 bytes (zero padding), so every part starts where its
- *           kernels can read it in place; no bytes after the last part.
+ *   header  "LBSP", u32 n (1..LB_SPLIT_MAX_PARTS), 8 zero bytes, then per
+ *           part 32 bytes: u32 rows, its canonical spec text in 28 bytes,
+ *           NUL-padded (at most 27 characters)
+ *   parts   part k's bytes (as its format stores a rows_k x cols tensor),
+ *           each followed by zeros to a multiple of 16 bytes, in order, from
+ *           the header's end; nothing after the last part's padding
  *
- * Every byte counts in bpw (header and padding too). The size depends on
- * the parts, not the spec: the row's sized_by_data flag has format.c take
- * the tensor's byte count as its size, and check_bytes holds every field to
- * the canonical layout above (each part's bytes checked by its own family).
- * Parts are rows of a tensor, so each one's format must be row-independent
- * in its bytes (every family is: a part is a whole tensor of its own).
- * lb_matmul runs each part's own kernel into its rows of the output
- * (kernels/matmul.c); split tensors are joined from quantized parts
+ * So a part starts on a 16-byte boundary (its kernels read it in place),
+ * and a split tensor's size is a sum over its parts, each part costing 32 +
+ * its bytes rounded up to 16, plus 16 for the tensor (lb_split_part_bytes):
+ * what a plan can charge each row block exactly. Every byte counts in bpw.
+ * The size depends on the parts, not the spec: the row's sized_by_data flag
+ * has format.c take the tensor's byte count as its size, and check_bytes
+ * holds every field to the layout above (each part's bytes checked by its
+ * own family). lb_matmul runs each part's own kernel into its rows of the
+ * output (kernels/matmul.c); split tensors are joined from quantized parts
  * (lb_split_join), never quantized into. */
 #include "format_internal.h"
 
@@ -26,10 +26,9 @@
 #include <string.h>
 
 #define SPLIT_MAGIC 0x5053424cu /* "LBSP" little-endian */
-#define SPLIT_HEAD 8
-#define SPLIT_ENTRY 64
-#define SPLIT_SPEC 40
-#define SPLIT_ALIGN 64
+#define SPLIT_ENTRY 32
+#define SPLIT_SPEC 28
+#define SPLIT_ALIGN 16
 
 static int split_match(const char *head, lb_qspec *s) {
     (void)s;
@@ -60,41 +59,44 @@ static size_t split_row_bytes(const lb_qspec *s, const lb_layout *l) {
 
 static size_t align_up(size_t x) { return (x + SPLIT_ALIGN - 1) / SPLIT_ALIGN * SPLIT_ALIGN; }
 
+size_t lb_split_part_bytes(size_t part_nbytes) { return SPLIT_ENTRY + align_up(part_nbytes); }
+
 /* Part k of bytes `data` (total bytes, rows x cols as a whole) as a view
- * tensor and its first row; every field checked (quiet: returns 0 on bytes
- * that do not hold, else 1). */
+ * tensor and its first row; every field up to part k checked (quiet:
+ * returns 0 on bytes that do not hold, else 1). */
 static int part_at(const uint8_t *data, size_t total, int64_t rows, int64_t cols, int k, lb_tensor *view,
                    int64_t *row0) {
-    if (total < SPLIT_HEAD || lb_rd32(data) != SPLIT_MAGIC) return 0;
+    if (total < LB_SPLIT_HEAD_BYTES || lb_rd32(data) != SPLIT_MAGIC || lb_rd64(data + 8)) return 0;
     uint32_t n = lb_rd32(data + 4);
-    if (n < 1 || n > LB_SPLIT_MAX_PARTS || (uint32_t)k >= n || total < SPLIT_HEAD + (size_t)n * SPLIT_ENTRY) return 0;
+    if (n < 1 || n > LB_SPLIT_MAX_PARTS || (uint32_t)k >= n || total < LB_SPLIT_HEAD_BYTES + (size_t)n * SPLIT_ENTRY)
+        return 0;
     int64_t r = 0;
-    size_t end = SPLIT_HEAD + (size_t)n * SPLIT_ENTRY;
+    size_t off = LB_SPLIT_HEAD_BYTES + (size_t)n * SPLIT_ENTRY;
     for (int i = 0; i <= k; i++) {
-        const uint8_t *e = data + SPLIT_HEAD + (size_t)i * SPLIT_ENTRY;
-        uint64_t pr = lb_rd64(e), off = lb_rd64(e + 8), nb = lb_rd64(e + 16);
-        if (pr < 1 || pr > (uint64_t)(rows - r) || off != align_up(end) || nb > total || off > total - nb) return 0;
+        const uint8_t *e = data + LB_SPLIT_HEAD_BYTES + (size_t)i * SPLIT_ENTRY;
+        uint32_t pr = lb_rd32(e);
+        const char *spec = (const char *)e + 4;
+        if (pr < 1 || (int64_t)pr > rows - r || !memchr(spec, 0, SPLIT_SPEC)) return 0;
+        memset(view, 0, sizeof *view);
+        if (lb_qspec_parse(spec, &view->spec) != LB_OK || view->spec.family->sized_by_data ||
+            lb_layout_compute(&view->spec, (int64_t)pr, cols, &view->layout) != LB_OK)
+            return 0;
+        size_t nb = view->layout.total_bytes;
+        if (nb > total || off > total - nb) return 0;
         if (i == k) {
-            const char *spec = (const char *)e + 24;
-            if (!memchr(spec, 0, SPLIT_SPEC)) return 0;
-            memset(view, 0, sizeof *view);
-            if (lb_qspec_parse(spec, &view->spec) != LB_OK || view->spec.family->sized_by_data) return 0;
             view->rows = (int64_t)pr, view->cols = cols;
-            view->data = data + off, view->nbytes = (size_t)nb;
-            if (lb_layout_compute(&view->spec, view->rows, cols, &view->layout) != LB_OK ||
-                view->layout.total_bytes != nb)
-                return 0;
+            view->data = data + off, view->nbytes = nb;
             *row0 = r;
             return 1;
         }
         r += (int64_t)pr;
-        end = (size_t)(off + nb);
+        off += align_up(nb);
     }
     return 0;
 }
 
 int lb_split_parts(const lb_tensor *t) {
-    if (!t->spec.family || !t->spec.family->sized_by_data || !t->data || t->nbytes < SPLIT_HEAD) return 0;
+    if (!t->spec.family || !t->spec.family->sized_by_data || !t->data || t->nbytes < LB_SPLIT_HEAD_BYTES) return 0;
     return (int)lb_rd32(t->data + 4);
 }
 
@@ -132,30 +134,33 @@ void lb_split_view_free(lb_split_view *v) {
 static lb_status split_check_bytes(const lb_qspec *s, const lb_layout *l, const uint8_t *data) {
     (void)s;
     size_t total = l->total_bytes;
-    if (total < SPLIT_HEAD || lb_rd32(data) != SPLIT_MAGIC) return lb_fail(LB_ERR_FORMAT, "split: no LBSP header");
+    if (total < LB_SPLIT_HEAD_BYTES || lb_rd32(data) != SPLIT_MAGIC) return lb_fail(LB_ERR_FORMAT, "split: no LBSP header");
+    if (lb_rd64(data + 8)) return lb_fail(LB_ERR_FORMAT, "split: the header's reserved bytes are not zero");
     uint32_t n = lb_rd32(data + 4);
-    if (n < 1 || n > LB_SPLIT_MAX_PARTS || total < SPLIT_HEAD + (size_t)n * SPLIT_ENTRY)
+    if (n < 1 || n > LB_SPLIT_MAX_PARTS || total < LB_SPLIT_HEAD_BYTES + (size_t)n * SPLIT_ENTRY)
         return lb_fail(LB_ERR_FORMAT, "split: %u parts in %zu bytes", n, total);
     int64_t rows = 0, row0;
-    size_t end = SPLIT_HEAD + (size_t)n * SPLIT_ENTRY;
+    size_t end = LB_SPLIT_HEAD_BYTES + (size_t)n * SPLIT_ENTRY;
     for (uint32_t k = 0; k < n; k++) {
         lb_tensor v;
         if (!part_at(data, total, l->rows, l->cols, (int)k, &v, &row0))
-            return lb_fail(LB_ERR_FORMAT, "split: part %u's entry does not hold (rows, offset, size or spec)", k);
-        const uint8_t *e = data + SPLIT_HEAD + (size_t)k * SPLIT_ENTRY;
-        for (size_t i = 24 + strlen((const char *)e + 24); i < SPLIT_ENTRY; i++)
+            return lb_fail(LB_ERR_FORMAT, "split: part %u's entry does not hold (rows, spec or size)", k);
+        const uint8_t *e = data + LB_SPLIT_HEAD_BYTES + (size_t)k * SPLIT_ENTRY;
+        for (size_t i = 4 + strlen((const char *)e + 4); i < SPLIT_ENTRY; i++)
             if (e[i]) return lb_fail(LB_ERR_FORMAT, "split: part %u's entry is not zero-padded", k);
-        for (size_t i = end; i < (size_t)(v.data - data); i++)
-            if (data[i]) return lb_fail(LB_ERR_FORMAT, "split: padding before part %u is not zero", k);
+        end = (size_t)(v.data - data) + v.nbytes;
+        for (size_t i = end; i < align_up(end) && i < total; i++)
+            if (data[i]) return lb_fail(LB_ERR_FORMAT, "split: the padding after part %u is not zero", k);
         if (v.spec.family->check_bytes) {
             lb_status st = v.spec.family->check_bytes(&v.spec, &v.layout, v.data);
             if (st != LB_OK) return lb_fail_context(st, "split part %u", k);
         }
         rows = row0 + v.rows;
-        end = (size_t)(v.data - data) + v.nbytes;
+        end = align_up(end);
     }
     if (rows != l->rows) return lb_fail(LB_ERR_FORMAT, "split: parts hold %lld rows of %lld", (long long)rows, (long long)l->rows);
-    if (end != total) return lb_fail(LB_ERR_FORMAT, "split: %zu bytes after the last part", total - end);
+    if (end != total)
+        return lb_fail(LB_ERR_FORMAT, "split: %zu bytes, the parts end at %zu", total, end);
     return LB_OK;
 }
 
@@ -165,7 +170,7 @@ static void split_dequantize_row(const lb_qspec *s, const lb_layout *l, const ui
                                  float *out) {
     (void)s;
     size_t total = l->total_bytes;
-    uint32_t n = total >= SPLIT_HEAD ? lb_rd32(data + 4) : 0;
+    uint32_t n = total >= LB_SPLIT_HEAD_BYTES ? lb_rd32(data + 4) : 0;
     lb_tensor v;
     int64_t row0;
     for (uint32_t k = 0; k < n && k < LB_SPLIT_MAX_PARTS; k++) {
@@ -183,7 +188,7 @@ lb_status lb_split_join(const lb_tensor *parts, int n, const char *name, lb_tens
     if (n < 1 || n > LB_SPLIT_MAX_PARTS)
         return lb_fail(LB_ERR_INVALID, "a split tensor has 1..%d parts, not %d", LB_SPLIT_MAX_PARTS, n);
     int64_t rows = 0;
-    size_t total = SPLIT_HEAD + (size_t)n * SPLIT_ENTRY;
+    size_t total = LB_SPLIT_HEAD_BYTES;
     for (int k = 0; k < n; k++) {
         const lb_tensor *p = &parts[k];
         char spec[64];
@@ -191,29 +196,27 @@ lb_status lb_split_join(const lb_tensor *parts, int n, const char *name, lb_tens
         if (p->spec.family && p->spec.family->sized_by_data)
             return lb_fail(LB_ERR_INVALID, "'%s': a split part cannot be split itself", name);
         if (strlen(spec) >= SPLIT_SPEC)
-            return lb_fail(LB_ERR_INVALID, "'%s': part format '%s' is too long for a split entry", name, spec);
+            return lb_fail(LB_ERR_INVALID, "'%s': part format '%s' is too long for a split entry (%d characters at "
+                           "most)", name, spec, SPLIT_SPEC - 1);
         if (p->cols != parts[0].cols)
             return lb_fail(LB_ERR_INVALID, "'%s': split parts have %lld and %lld columns", name,
                            (long long)parts[0].cols, (long long)p->cols);
-        if (p->rows < 1 || p->nbytes != p->layout.total_bytes)
+        if (p->rows < 1 || p->rows > UINT32_MAX || p->nbytes != p->layout.total_bytes)
             return lb_fail(LB_ERR_INVALID, "'%s': split part %d is not a resolved tensor", name, k);
         rows += p->rows;
-        total = align_up(total) + p->nbytes;
+        total += lb_split_part_bytes(p->nbytes);
     }
     uint8_t *buf = lb_calloc(total, 1);
     if (!buf) return lb_fail(LB_ERR_NOMEM, "no memory for split tensor '%s' (%zu bytes)", name, total);
     lb_wr32(buf, SPLIT_MAGIC);
     lb_wr32(buf + 4, (uint32_t)n);
-    size_t off = SPLIT_HEAD + (size_t)n * SPLIT_ENTRY;
+    size_t off = LB_SPLIT_HEAD_BYTES + (size_t)n * SPLIT_ENTRY;
     for (int k = 0; k < n; k++) {
-        uint8_t *e = buf + SPLIT_HEAD + (size_t)k * SPLIT_ENTRY;
-        off = align_up(off);
-        lb_wr64(e, (uint64_t)parts[k].rows);
-        lb_wr64(e + 8, off);
-        lb_wr64(e + 16, parts[k].nbytes);
-        lb_qspec_format(&parts[k].spec, (char *)e + 24, SPLIT_SPEC);
+        uint8_t *e = buf + LB_SPLIT_HEAD_BYTES + (size_t)k * SPLIT_ENTRY;
+        lb_wr32(e, (uint32_t)parts[k].rows);
+        lb_qspec_format(&parts[k].spec, (char *)e + 4, SPLIT_SPEC);
         memcpy(buf + off, parts[k].data, parts[k].nbytes);
-        off += parts[k].nbytes;
+        off += align_up(parts[k].nbytes);
     }
     snprintf(out->name, sizeof out->name, "%s", name ? name : "");
     lb_qspec_parse("split", &out->spec);

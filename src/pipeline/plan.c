@@ -172,11 +172,9 @@ static lb_status rule_error(const lb_plan_rule *r, lb_status st) {
     return r->line ? lb_fail_context(st, "recipe line %d", r->line) : st;
 }
 
-static int same_treatment(const lb_plan_rule *a, const lb_plan_rule *b);
-
 /* The rule of each row of tensor i (rows long): the whole tensor's winner,
- * then every row rule matching it, in order; *split set when the rows do
- * not all have one treatment. A row rule past the tensor's rows fails. */
+ * then every row rule matching it, in order; *split set when the rows are
+ * not all one rule's. A row rule past the tensor's rows fails. */
 static lb_status row_winners(const lb_plan *p, const char *name, int64_t rows, int whole, int *row_rule, int *split) {
     for (int64_t r = 0; r < rows; r++) row_rule[r] = whole;
     int any = 0;
@@ -197,17 +195,19 @@ static lb_status row_winners(const lb_plan *p, const char *name, int64_t rows, i
             return lb_fail(LB_ERR_INVALID, "rows %lld:%lld of '%s' are selected by no rule (row rules cover the "
                            "rest of it)", (long long)j, (long long)e, name);
         }
-        if (!same_treatment(&p->rules[row_rule[j]], &p->rules[row_rule[0]])) *split = 1;
+        if (row_rule[j] != row_rule[0]) *split = 1;
     }
     return LB_OK;
 }
 
-/* the parts of a split tensor: runs of rows with one treatment */
+/* the parts of a split tensor: runs of rows won by one rule (two row rules
+ * alike are two parts: a row-block plan measured each block on its own, and
+ * a trellis down the columns codes a block differently from the whole) */
 static int fill_parts(const lb_plan *p, const int *row_rule, int64_t rows, int64_t cols, lb_plan_part *out) {
     int n = 0;
     for (int64_t j = 0; j < rows;) {
         int64_t e = j + 1;
-        while (e < rows && same_treatment(&p->rules[row_rule[e]], &p->rules[row_rule[j]])) e++;
+        while (e < rows && row_rule[e] == row_rule[j]) e++;
         if (out) {
             const lb_plan_rule *r = &p->rules[row_rule[e - 1]];
             lb_plan_part *q = &out[n];
@@ -294,7 +294,7 @@ lb_status lb_plan_resolve(lb_plan *p, lb_model *m) {
         st = row_winners(p, t->name, t->rows, winner[i] >= 0 ? winner[i] : -1, row_rule, &split);
         if (st != LB_OK) break;
         if (split) total_parts += n_parts[i] = fill_parts(p, row_rule, t->rows, t->cols, NULL);
-        else winner[i] = row_rule[0]; /* every row one treatment: a whole-tensor entry */
+        else winner[i] = row_rule[0]; /* every row one rule's: a whole-tensor entry */
         if (n_parts[i] > LB_SPLIT_MAX_PARTS)
             st = lb_fail(LB_ERR_INVALID, "'%s' would have %d row parts (at most %d)", t->name, n_parts[i],
                          LB_SPLIT_MAX_PARTS);

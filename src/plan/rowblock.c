@@ -8,7 +8,9 @@
  * are sliced), which is exactly what a row-split tensor stores for it and
  * what its bits count. The block's rows, dequantized, are written into an
  * f32 copy of the model (every other weight as loaded) and the KL on the
- * calibration text is its sensitivity. The kept rows (lb_sensitivity.rows_q)
+ * calibration text is its sensitivity; its bits are what it adds to the
+ * split tensor (its bytes, entry and padding; the tensor's 16-byte header
+ * on its first block), so the plan's bpw is the file's. The kept rows (lb_sensitivity.rows_q)
  * let refine.c assemble any mix of blocks the same way: the mix is scored
  * through f32 matrix products of the dequantized weights, which differ from
  * the quantized kernels' sums only by rounding.
@@ -38,9 +40,11 @@ int lb_plan_row_ranges(int64_t rows, int n, int64_t *bounds) {
 
 /* Quantizes rows [r0, r1) of w0 (the tensor's f32 weights) by c into out
  * (dequantized, (r1 - r0) x cols) and their stored bits; *bits stays NAN
- * when the method cannot make the format. */
+ * when the method cannot make the format. A block of a tensor cut in two or
+ * more is a part of a split tensor (formats/split.c), charged what it adds
+ * there: its entry and padding, and the first block the tensor's header. */
 static lb_status quantize_block(const lb_candidate *c, const lb_layer_stats *ls, const float *w0, int64_t cols,
-                                int64_t r0, int64_t r1, const char *name, float *out, double *bits) {
+                                int64_t r0, int64_t r1, int split, const char *name, float *out, double *bits) {
     const lb_method *m = c->opts.method;
     int is_float = lb_qspec_is_float(&c->spec);
     if (!is_float && m->check && m->check(&c->spec, &c->opts) != LB_OK) return LB_OK;
@@ -52,7 +56,8 @@ static lb_status quantize_block(const lb_candidate *c, const lb_layer_stats *ls,
     memset(&q, 0, sizeof q);
     lb_status st = lb_quantize_tensor(m, &c->opts, need ? &bs : NULL, w0 + r0 * cols, r1 - r0, cols, &c->spec, name, &q);
     if (st == LB_OK) st = lb_dequantize(&q, out);
-    if (st == LB_OK) *bits = 8.0 * (double)q.nbytes;
+    if (st == LB_OK)
+        *bits = 8.0 * (double)(split ? lb_split_part_bytes(q.nbytes) + (r0 == 0 ? LB_SPLIT_HEAD_BYTES : 0) : q.nbytes);
     lb_tensor_free(&q);
     return st;
 }
@@ -139,6 +144,7 @@ lb_status lb_plan_measure_rowblocks(const lb_sensitivity_opts *o, const lb_candi
         if (st == LB_OK && !w0) st = LB_ERR_NOMEM;
         if (st == LB_OK) memcpy(w0, buf, (size_t)(slot->rows * cols) * sizeof *w0);
         const lb_layer_stats *ls = o->stats ? lb_calib_stats_for_tensor(o->stats, ref, lb_model_tensor_at(ref, ti)) : NULL;
+        int split = t + 1 < T && out->tensor[t + 1] == ti; /* two blocks or more: a split tensor */
         for (; st == LB_OK && t < T && out->tensor[t] == ti; t++) {
             lb_progress_item(&prog, out->names[t]);
             int64_t r0 = out->row0[t], r1 = out->row1[t];
@@ -149,7 +155,7 @@ lb_status lb_plan_measure_rowblocks(const lb_sensitivity_opts *o, const lb_candi
                 float *q = lb_alloc(nb * sizeof *q);
                 if (!q) st = LB_ERR_NOMEM;
                 double bits = NAN;
-                if (st == LB_OK) st = quantize_block(&cands[c], ls, w0, cols, r0, r1, out->names[t], q, &bits);
+                if (st == LB_OK) st = quantize_block(&cands[c], ls, w0, cols, r0, r1, split, out->names[t], q, &bits);
                 if (st == LB_OK && !isnan(bits)) {
                     double e2 = 0, fe = 0;
                     for (size_t i = 0; i < nb; i++) {
