@@ -56,7 +56,7 @@ test-mpi:
 fuzz:
 	@scripts/install-deps.sh fuzz
 	@CC=clang cmake -S . -B build-fuzz -DLB_FUZZ=ON $(CMAKE_ARGS) > build-fuzz.cmake.log 2>&1 || (cat build-fuzz.cmake.log; exit 1)
-	@cmake --build build-fuzz -j $(JOBS) > build-fuzz.build.log 2>&1 || (cat build-fuzz.build.log; exit 1)
+	@cmake --build build-fuzz --target fuzzers -j $(JOBS) > build-fuzz.build.log 2>&1 || (cat build-fuzz.build.log; exit 1)
 	@scripts/run-fuzzers.sh build-fuzz $(FUZZ_SECONDS) $(JOBS)
 
 clean:
