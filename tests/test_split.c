@@ -257,6 +257,20 @@ static void test_rules(lb_model *m) {
     }
     lb_free(text);
     lb_plan_free(&back);
+    /* a resumable run's fingerprint names every part: a changed part is a different plan */
+    char *fp1, *fp2;
+    CHECK_OK(lb_journal_fingerprint(m, &p, NULL, NULL, 0, NULL, &fp1));
+    lb_plan q;
+    CHECK_OK(parse(&q, "linears int4:g32:asym\n"
+                       "blk.0.ffn_down.weight rows=0:32 int2:g64:asym method=rtn clip=mse\n"
+                       "blk.0.ffn_down.weight rows=16:24 q8_0\n"
+                       "blk.1.attn_q.weight rows=0:64 int8:g32:sym\n"
+                       "blk.2.attn_k.weight rows=0:16 int3:g32:asym\n"));
+    CHECK_OK(lb_journal_fingerprint(m, &q, NULL, NULL, 0, NULL, &fp2));
+    CHECK(strstr(fp1, "  rows 0:16: int4:g32:asym rtn") != NULL && strstr(fp2, "  rows 0:16: int3:g32:asym rtn") != NULL);
+    CHECK(strcmp(fp1, fp2) != 0);
+    lb_free(fp1), lb_free(fp2);
+    lb_plan_free(&q);
     char sum[512];
     lb_plan_summary(&p, sum, sizeof sum);
     CHECK_MSG(strstr(sum, "blk.0.ffn_down.weight[rows 16:24]") != NULL, "summary: %s", sum);

@@ -619,6 +619,13 @@ lb_status lb_journal_fingerprint(lb_model *m, const lb_plan *plan, const char *c
         lb_qspec_format(&e->spec, spec, sizeof spec);
         lb_method_opts_format(&e->opts, 1, opts, sizeof opts);
         addf(&b, "tensor %s: %s %s %s\n", e->name, spec, e->opts.method ? e->opts.method->name : "-", opts);
+        for (int q = 0; q < e->n_parts; q++) { /* a split tensor: each part's rows and treatment */
+            const lb_plan_part *pt = &e->parts[q];
+            lb_qspec_format(&pt->spec, spec, sizeof spec);
+            lb_method_opts_format(&pt->opts, 1, opts, sizeof opts);
+            addf(&b, "  rows %lld:%lld: %s %s %s\n", (long long)pt->row0, (long long)pt->row1, spec,
+                 pt->opts.method->name, opts);
+        }
     }
     lb_free(p.entries);
     if (st == LB_OK && b.failed) st = LB_ERR_NOMEM;
