@@ -89,6 +89,8 @@ import json, sys
 plan, ev = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
 assert abs(ev["ppl"] / plan["eval_ppl"] - 1) < 1e-4, (ev["ppl"], plan["eval_ppl"])
 PY
+expect 2 "format 'split' is not a target" -- "$LOWBIT" quantize "$MODEL" --format split -o "$TMP/sp.gguf"
+[ ! -e "$TMP/sp.gguf" ] && ok || fail "quantize --format split left a file"
 expect 2 "rowblock:N" -- "$LOWBIT" plan "$MODEL" --bpw 3 -o "$TMP/g.txt" --granularity rowblock:0
 expect 2 "rowblock or rowblock:N" -- "$LOWBIT" plan "$MODEL" --bpw 3 -o "$TMP/g.txt" --granularity rowblocks
 expect 2 "per tensor, not per row block" -- "$LOWBIT" plan "$MODEL" --bpw 3 -o "$TMP/g.txt" --granularity rowblock --svg "$TMP/x.svg"

@@ -301,7 +301,8 @@ static void test_rules(lb_model *m) {
         {"linears int4\nblk.0.attn_k.weight rows=a:3 int2\n", "r:2: 'rows=a:3'"},
         {"linears int4\nblk.0.attn_k.weight rows=0:8\n", "r:2: expected PATTERN rows=R0:R1 SPEC"},
         {"linears int4\nblk.0.attn_k.weight rows=0:8x int2\n", "r:2: 'rows=0:8x'"},
-        {"linears int4\nblk.0.attn_k.weight rows=0:8 split\n", "cannot be split itself"},
+        {"linears int4\nblk.0.attn_k.weight rows=0:8 split\n", "format 'split' is not a target"},
+        {"linears split\n", "r:1: format 'split' is not a target"},
     };
     for (size_t k = 0; k < sizeof unparsable / sizeof unparsable[0]; k++) {
         lb_plan_init(&p);

@@ -27,6 +27,9 @@ lb_status lb_plan_add_rule(lb_plan *p, const char *pattern, const lb_qspec *spec
     if (!opts || !opts->method) return lb_fail(LB_ERR_INVALID, "rule '%s' has no method", pattern);
     lb_status st = lb_qspec_validate(spec);
     if (st != LB_OK) return st;
+    if (spec->family == lb_format_family_find("split")) /* made by row rules, not asked for */
+        return lb_fail(LB_ERR_INVALID, "format 'split' is not a target: split tensors are joined from row parts, "
+                       "which row rules give (PATTERN rows=R0:R1 SPEC, docs/RECIPES.md)");
     if (p->n_rules >= LB_PLAN_MAX_RULES) return lb_fail(LB_ERR_INVALID, "more than %d rules", LB_PLAN_MAX_RULES);
     if (p->n_rules == p->cap_rules) {
         int cap = p->cap_rules ? 2 * p->cap_rules : 16;
@@ -50,8 +53,6 @@ lb_status lb_plan_add_row_rule(lb_plan *p, const char *pattern, int64_t row0, in
     if (row0 < 0 || row1 <= row0)
         return lb_fail(LB_ERR_INVALID, "row range %lld:%lld of '%s' is empty or negative", (long long)row0,
                        (long long)row1, pattern ? pattern : "");
-    if (spec->family && lb_format_family_find("split") == spec->family)
-        return lb_fail(LB_ERR_INVALID, "a row rule's format cannot be split itself");
     lb_status st = lb_plan_add_rule(p, pattern, spec, opts);
     if (st != LB_OK) return st;
     p->rules[p->n_rules - 1].row0 = row0;
