@@ -12,13 +12,13 @@
 # layer's of them, under a bound a fraction of their size; eval with
 # --stream gives the same perplexity under a bound the resident model exceeds.
 #
-# Why a bound on peak_rss and not an imposed limit: `prlimit --as` caps the
-# virtual address space, which the input's mapping (the whole file) and the
-# thread stacks' and OpenBLAS's reservations count against, so no --as
-# below the model's size can work for a mapped input; a cgroup limit
-# (systemd-run -p MemoryMax) needs systemd or cgroup write access, which a
-# CI runner does not have. ru_maxrss measures what a cgroup would charge
-# (pages touched, file pages while mapped) in any environment.
+# Memory is checked two ways: a bound on peak_rss (ru_maxrss, what a cgroup
+# would charge: touched heap, stacks and mapped file pages) for every verb,
+# and an imposed limit, prlimit --data (RLIMIT_DATA: private writable memory,
+# not the input's read-only mapping), under which the streamed quantize and
+# convert must work and the in-memory path must fail. Not prlimit --as: the
+# address space includes the input's whole mapping; not a cgroup: CI has no
+# write access to one (docs/SCALING.md, "Under an imposed memory limit").
 set -u
 NEEDS="TEXT TOK MODEL"
 . "$(dirname "$0")/common_cli.sh"
@@ -58,6 +58,29 @@ json "$TMP/q.json" "j['streamed'] is True and 0 < j['peak_rss'] < $UNDER and j['
 json "$TMP/qm.json" "j['streamed'] is False and j['peak_rss'] > $LIMIT"
 if cmp -s "$TMP/q.gguf" "$TMP/qm.gguf"; then ok; else fail "streamed and in-memory quantize differ"; fi
 rm -f "$TMP/qm.gguf"
+# under an imposed limit: RLIMIT_DATA (prlimit --data, ulimit -d) caps the
+# process's private writable memory (heap, anonymous maps, thread stacks) and
+# not the input's read-only mapping, so a streamed run fits in a limit an
+# eighth of the model's size and writes the same bytes, while the in-memory
+# path fails cleanly under it (exit 1, out of memory). Run with OPENBLAS_NUM_THREADS unset: lowbit
+# restarts itself with one OpenBLAS thread under such a limit (tools/lowbit/
+# main.c), without which every command would hang (expect's timeout says so).
+DATA_LIMIT=20000000
+if [ "${LB_SANITIZED:-0}" = 1 ]; then
+    echo "cli_stream: a sanitizer build: the prlimit --data runs are NOT checked (ASan's shadow is private memory)" >&2
+elif ! command -v prlimit > /dev/null; then
+    echo "cli_stream: no prlimit (util-linux): the imposed-limit runs are NOT checked" >&2
+else
+    expect 0 '"streamed":true' -- env -u OPENBLAS_NUM_THREADS prlimit --data=$DATA_LIMIT \
+        "$LOWBIT" quantize "$TMP/m.gguf" -o "$TMP/ql.gguf" --format int4 --json
+    if cmp -s "$TMP/q.gguf" "$TMP/ql.gguf"; then ok; else fail "quantize under prlimit --data differs"; fi
+    expect 1 "memory" -- env -u OPENBLAS_NUM_THREADS prlimit --data=$DATA_LIMIT \
+        "$LOWBIT" quantize "$TMP/m.gguf" -o "$TMP/qlm.gguf" --format int4 --sequential
+    if [ -e "$TMP/qlm.gguf" ]; then fail "a failed in-memory run wrote its output"; else ok; fi
+    expect 0 '"peak_rss"' -- env -u OPENBLAS_NUM_THREADS prlimit --data=$DATA_LIMIT \
+        "$LOWBIT" convert "$TMP/m.gguf" -o "$TMP/cl.gguf" --json
+    rm -f "$TMP/ql.gguf" "$TMP/qlm.gguf"*
+fi
 # split while streaming: converted back to one file, the single file's bytes
 "$LOWBIT" quantize "$TMP/m.gguf" -o "$TMP/qs.gguf" --format int4 --split-max-size 20M --json > "$TMP/qs.json" \
     || fail "split quantize failed"
@@ -74,6 +97,10 @@ json "$TMP/qo.json" "j['streamed'] is False"
 # convert: as stored and retyped, under the bound
 "$LOWBIT" convert "$TMP/m.gguf" -o "$TMP/c.gguf" --json > "$TMP/c.json" || fail "convert failed"
 json "$TMP/c.json" "0 < j['peak_rss'] < $UNDER"
+if [ -e "$TMP/cl.gguf" ]; then # written under prlimit --data above
+    if cmp -s "$TMP/c.gguf" "$TMP/cl.gguf"; then ok; else fail "convert under prlimit --data differs"; fi
+    rm -f "$TMP/cl.gguf"
+fi
 "$LOWBIT" convert "$TMP/m.gguf" -o "$TMP/c32.gguf" --format bf16 --json > "$TMP/c32.json" || fail "convert bf16 failed"
 json "$TMP/c32.json" "0 < j['peak_rss'] < $UNDER"
 "$LOWBIT" convert "$TMP/m.gguf" -o "$TMP/hf" --json > "$TMP/hf.json" || fail "convert to safetensors failed"

@@ -1,5 +1,9 @@
 /* lowbit: the command line. One file per verb; this one dispatches. */
+#define _POSIX_C_SOURCE 200809L /* setenv, execv, getrlimit */
+#include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "dist/dist.h"
@@ -57,7 +61,34 @@ static int run_verb(int argc, char **argv) {
     return CLI_USAGE;
 }
 
+/* OpenBLAS (0.3.21, Debian 12's) gives each of its worker threads a 128 MB
+ * buffer as the library loads, and when the allocation is refused it retries
+ * forever (OpenBLAS issue #5289): under a data limit below that (ulimit -d,
+ * prlimit --data; --as counts it too) every command would keep a core spinning
+ * and hang at exit. Such a limit (under 256 MB per core) restarts lowbit once,
+ * before any work, with OPENBLAS_NUM_THREADS=1: no worker threads, and the
+ * calling thread takes its buffer only when a method uses BLAS. A user's own
+ * OPENBLAS_NUM_THREADS is left as it is. */
+static void blas_threads_fit_limit(char **argv) {
+#if defined(LB_HAVE_BLAS) && defined(__linux__)
+    if (getenv("OPENBLAS_NUM_THREADS")) return;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    if (cores < 2) return;
+    const rlim_t need = (rlim_t)cores * (256u << 20);
+    struct rlimit data, as;
+    if (getrlimit(RLIMIT_DATA, &data) || getrlimit(RLIMIT_AS, &as)) return;
+    if ((data.rlim_cur == RLIM_INFINITY || data.rlim_cur >= need) && (as.rlim_cur == RLIM_INFINITY || as.rlim_cur >= need))
+        return;
+    if (setenv("OPENBLAS_NUM_THREADS", "1", 1)) return;
+    execv("/proc/self/exe", argv);
+    /* exec failed: go on; only a command using BLAS threads can hang */
+#else
+    (void)argv;
+#endif
+}
+
 int main(int argc, char **argv) {
+    blas_threads_fit_limit(argv);
     cli_comm = lb_dist_init(&argc, &argv);
     return lb_dist_finish(run_verb(argc, argv));
 }
