@@ -96,6 +96,38 @@ static void test_reference_metrics(void) {
     CHECK_OK(lb_evaluate(q, &text, &o, &r1));
     lb_set_threads(2);
     CHECK(r1.nll == rq.nll && r1.kld == rq.kld && r1.top1 == rq.top1);
+
+    /* the reference's logits computed once: the same numbers bit for bit,
+     * under both protocols, with ref given or not; other sequences refused */
+    lb_ref_logits *rl;
+    CHECK_OK(lb_ref_logits_build(q, &text, &o, (size_t)1 << 30, &rl));
+    CHECK(rl != NULL);
+    CHECK(lb_ref_logits_bytes(rl) > (size_t)rq.tokens * model->cfg.vocab_size * sizeof(float));
+    lb_eval_opts oc = o;
+    oc.ref_logits = rl;
+    lb_eval_result rc;
+    CHECK_OK(lb_evaluate(q, &text, &oc, &rc));
+    CHECK(rc.nll == rq.nll && rc.kld == rq.kld && rc.top1 == rq.top1 && rc.tokens == rq.tokens);
+    oc.ref = NULL;
+    CHECK_OK(lb_evaluate(q, &text, &oc, &rc));
+    CHECK(rc.nll == rq.nll && rc.kld == rq.kld && rc.top1 == rq.top1);
+    oc.split = LB_SPLIT_EVAL;
+    CHECK_FAILS(lb_evaluate(q, &text, &oc, &rc), LB_ERR_INVALID, "other sequences");
+    oc.split = LB_SPLIT_CALIB, oc.ctx = 32;
+    CHECK_FAILS(lb_evaluate(q, &text, &oc, &rc), LB_ERR_INVALID, "other sequences");
+    lb_ref_logits_free(rl);
+    lb_eval_opts ch = {.protocol = LB_PROTOCOL_CHUNKS, .ctx = 64, .split = LB_SPLIT_CALIB, .ref = model};
+    CHECK_OK(lb_evaluate(q, &text, &ch, &rq));
+    CHECK_OK(lb_ref_logits_build(q, &text, &ch, (size_t)1 << 30, &rl));
+    ch.ref_logits = rl, ch.ref = NULL;
+    CHECK_OK(lb_evaluate(q, &text, &ch, &rc));
+    CHECK(rc.nll == rq.nll && rc.kld == rq.kld && rc.top1 == rq.top1 && rc.tokens == rq.tokens);
+    lb_ref_logits_free(rl);
+    /* over the byte cap: none, and no error; no reference: an error */
+    CHECK_OK(lb_ref_logits_build(q, &text, &o, 1000, &rl));
+    CHECK(rl == NULL && lb_ref_logits_bytes(rl) == 0);
+    ch.ref = NULL, ch.ref_logits = NULL;
+    CHECK_FAILS(lb_ref_logits_build(q, &text, &ch, (size_t)1 << 30, &rl), LB_ERR_INVALID, "no reference");
     lb_model_free(q);
 
     lb_eval_opts bad = {.protocol = LB_PROTOCOL_CHUNKS, .ctx = 1000, .split = LB_SPLIT_EVAL};

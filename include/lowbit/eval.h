@@ -56,6 +56,12 @@ typedef enum { LB_PROTOCOL_DOCS, LB_PROTOCOL_CHUNKS } lb_protocol;
 LB_API lb_status lb_protocol_parse(const char *text, lb_protocol *out);
 LB_API const char *lb_protocol_name(lb_protocol p);
 
+/* A reference model's logits at every position lb_evaluate scores, computed
+ * once (lb_ref_logits_build), for evaluations repeated against the same
+ * reference on the same text: lowbit plan and tune measure hundreds of
+ * quantized models against one fp model. */
+typedef struct lb_ref_logits lb_ref_logits;
+
 typedef struct {
     lb_protocol protocol;
     int ctx;          /* 0: docs -> the model's context; chunks -> 256 */
@@ -64,6 +70,10 @@ typedef struct {
     const lb_model *ref; /* reference model for KLD and top-1, or NULL */
     int stream;       /* 1: each block's mapped weight pages given back after it runs (lb_state_set_release):
                          about one block resident, the same results */
+    const lb_ref_logits *ref_logits; /* the reference's logits computed once, used instead of running ref
+                                        (which may then be NULL): the same results bit for bit; the
+                                        sequences to score must be the ones it was built on, else
+                                        lb_evaluate fails */
 } lb_eval_opts;
 
 typedef struct {
@@ -79,6 +89,15 @@ typedef struct {
 } lb_eval_result;
 
 LB_API lb_status lb_evaluate(const lb_model *m, const lb_text *text, const lb_eval_opts *o, lb_eval_result *r);
+
+/* Runs o->ref over the sequences lb_evaluate would score under o (tokenized
+ * by m's tokenizer) and keeps its logits at the scored positions, as float:
+ * positions x vocab x 4 bytes. If that is more than max_bytes, *out is NULL
+ * and the result LB_OK: the caller evaluates against o->ref as before. */
+LB_API lb_status lb_ref_logits_build(const lb_model *m, const lb_text *text, const lb_eval_opts *o, size_t max_bytes,
+                                     lb_ref_logits **out);
+LB_API size_t lb_ref_logits_bytes(const lb_ref_logits *c);
+LB_API void lb_ref_logits_free(lb_ref_logits *c);
 
 #ifdef __cplusplus
 }

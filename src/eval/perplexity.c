@@ -128,9 +128,10 @@ static lb_status check_compatible(const lb_model *m, const lb_model *ref) {
     return LB_OK;
 }
 
-lb_status lb_evaluate(const lb_model *m, const lb_text *t, const lb_eval_opts *o, lb_eval_result *r) {
-    memset(r, 0, sizeof *r);
-    r->kld = r->top1 = NAN;
+/* The context and the sequences o selects from t, tokenized by m's tokenizer. */
+static lb_status prepare(const lb_model *m, const lb_text *t, const lb_eval_opts *o, int *ctx_out, sequence **seqs,
+                         int *n_seqs) {
+    *seqs = NULL, *n_seqs = 0;
     if (!m->tokenizer) return lb_fail(LB_ERR_INVALID, "the model has no tokenizer (pass one with --tokenizer)");
     lb_status st = check_compatible(m, o->ref);
     if (st != LB_OK) return st;
@@ -141,30 +142,144 @@ lb_status lb_evaluate(const lb_model *m, const lb_text *t, const lb_eval_opts *o
     int first, end;
     st = lb_text_split(t, o->split, o->calib_blocks ? o->calib_blocks : 128, &first, &end);
     if (st != LB_OK) return st;
+    *ctx_out = ctx;
+    return o->protocol == LB_PROTOCOL_DOCS ? build_docs(m, t, first, end, ctx, seqs, n_seqs)
+                                           : build_chunks(m, t, first, end, ctx, seqs, n_seqs);
+}
 
-    double t0 = lb_now();
-    sequence *seqs = NULL;
-    int n_seqs = 0;
-    st = o->protocol == LB_PROTOCOL_DOCS ? build_docs(m, t, first, end, ctx, &seqs, &n_seqs)
-                                         : build_chunks(m, t, first, end, ctx, &seqs, &n_seqs);
+/* The view of a model the forward pass runs: a context of ctx positions, so
+ * each thread's KV cache (allocated zeroed, hence resident) holds ctx
+ * positions, not the model's whole context (a synthetic 7B shape: 4096, 1 GB
+ * per layer-set and thread); the same positions, RoPE rows and sums. */
+static lb_model view_of(const lb_model *m, int ctx) {
+    lb_model v = *m;
+    if (v.cfg.seq_len > ctx) v.cfg.seq_len = ctx;
+    return v;
+}
+
+struct lb_ref_logits {
+    int n_seqs, vocab;
+    sequence *seqs; /* the sequences it was built on, to check each use against */
+    size_t *row;    /* [n_seqs]: sequence i's first scored position's row in logits */
+    float *logits;  /* a row of vocab floats per scored position, in sequence order */
+    size_t bytes;
+};
+
+void lb_ref_logits_free(lb_ref_logits *c) {
+    if (!c) return;
+    free_sequences(c->seqs, c->n_seqs);
+    lb_free(c->row);
+    lb_free(c->logits);
+    lb_free(c);
+}
+
+size_t lb_ref_logits_bytes(const lb_ref_logits *c) { return c ? c->bytes : 0; }
+
+lb_status lb_ref_logits_build(const lb_model *m, const lb_text *t, const lb_eval_opts *o, size_t max_bytes,
+                              lb_ref_logits **out) {
+    *out = NULL;
+    if (!o->ref) return lb_fail(LB_ERR_INVALID, "reference logits: no reference model");
+    int ctx;
+    sequence *seqs;
+    int n_seqs;
+    lb_status st = prepare(m, t, o, &ctx, &seqs, &n_seqs);
     if (st != LB_OK) return st;
+    int vocab = m->cfg.vocab_size;
+    size_t rows = 0;
+    for (int i = 0; i < n_seqs; i++) rows += (size_t)(seqs[i].n - 1 - seqs[i].first);
+    size_t bytes = rows * (size_t)vocab * sizeof(float) + (size_t)n_seqs * sizeof(size_t);
+    for (int i = 0; i < n_seqs; i++) bytes += (size_t)seqs[i].n * sizeof(int);
+    lb_ref_logits *c = NULL;
+    if (bytes > max_bytes || !(c = lb_calloc(1, sizeof *c))) {
+        free_sequences(seqs, n_seqs);
+        return c || bytes > max_bytes ? LB_OK : LB_ERR_NOMEM;
+    }
+    c->seqs = seqs, c->n_seqs = n_seqs, c->vocab = vocab, c->bytes = bytes;
+    c->row = lb_alloc(((size_t)n_seqs + 1) * sizeof *c->row);
+    c->logits = lb_alloc((rows ? rows : 1) * (size_t)vocab * sizeof(float));
+    if (!c->row || !c->logits) {
+        lb_ref_logits_free(c);
+        return LB_ERR_NOMEM;
+    }
+    for (int i = 0, r = 0; i < n_seqs; r += seqs[i].n - 1 - seqs[i].first, i++) c->row[i] = (size_t)r;
+    lb_model rv = view_of(o->ref, ctx);
+    lb_worker_error werr;
+    lb_worker_error_init(&werr);
+    lb_progress prog;
+    lb_progress_begin(&prog, "reference logits", (uint64_t)n_seqs);
+    int64_t done_count = 0;
+#pragma omp parallel
+    {
+        lb_state *sr = NULL;
+        float *lr = lb_alloc((size_t)ctx * vocab * sizeof(float));
+        lb_status ws = lr ? lb_state_create(&rv, ctx, &sr) : LB_ERR_NOMEM;
+        if (ws == LB_OK) lb_state_set_release(sr, o->stream);
+        lb_worker_error_set(&werr, ws);
+#pragma omp for schedule(dynamic, 1)
+        for (int i = 0; i < n_seqs; i++) {
+            if (lb_worker_error_failed(&werr)) continue;
+            const sequence *s = &seqs[i];
+            if ((ws = lb_forward(&rv, sr, s->tok, s->n, 0, lr)) != LB_OK) {
+                lb_worker_error_set(&werr, lb_fail_context(ws, "sequence %d on the reference model", i));
+                continue;
+            }
+            memcpy(c->logits + c->row[i] * (size_t)vocab, lr + (size_t)s->first * vocab,
+                   (size_t)(s->n - 1 - s->first) * vocab * sizeof(float));
+            int64_t d;
+#pragma omp atomic capture
+            d = ++done_count;
+            if (d % 16 == 0) {
+#pragma omp critical /* unnamed: a named one is an exported symbol */
+                lb_progress_update(&prog, (uint64_t)d);
+            }
+        }
+        lb_state_free(sr);
+        lb_free(lr);
+    }
+    lb_progress_end(&prog);
+    if ((st = lb_worker_error_raise(&werr)) != LB_OK) {
+        lb_ref_logits_free(c);
+        return st;
+    }
+    *out = c;
+    return LB_OK;
+}
+
+/* Whether the logits were built on exactly these sequences. */
+static lb_status check_logits(const lb_ref_logits *c, const lb_model *m, const sequence *seqs, int n_seqs) {
+    int same = c->vocab == m->cfg.vocab_size && c->n_seqs == n_seqs;
+    for (int i = 0; same && i < n_seqs; i++)
+        same = c->seqs[i].n == seqs[i].n && c->seqs[i].first == seqs[i].first &&
+               !memcmp(c->seqs[i].tok, seqs[i].tok, (size_t)seqs[i].n * sizeof(int));
+    return same ? LB_OK
+                : lb_fail(LB_ERR_INVALID, "the reference logits were computed on other sequences (another text, "
+                                          "split, protocol, context or tokenizer)");
+}
+
+lb_status lb_evaluate(const lb_model *m, const lb_text *t, const lb_eval_opts *o, lb_eval_result *r) {
+    memset(r, 0, sizeof *r);
+    r->kld = r->top1 = NAN;
+    double t0 = lb_now();
+    int ctx;
+    sequence *seqs;
+    int n_seqs;
+    lb_status st = prepare(m, t, o, &ctx, &seqs, &n_seqs);
+    if (st != LB_OK) return st;
+    const lb_ref_logits *rl = o->ref_logits;
+    int with_ref = o->ref || rl;
+    if (rl && (st = check_logits(rl, m, seqs, n_seqs)) != LB_OK) {
+        free_sequences(seqs, n_seqs);
+        return st;
+    }
     seq_score *scores = lb_calloc((size_t)n_seqs + 1, sizeof *scores);
     if (!scores) {
         st = LB_ERR_NOMEM;
         goto done;
     }
     int vocab = m->cfg.vocab_size;
-    /* the models as seen by the forward pass: a context of ctx positions, so
-     * each thread's KV cache (allocated zeroed, hence resident) holds ctx
-     * positions, not the model's whole context (a synthetic 7B shape: 4096,
-     * 1 GB per layer-set and thread); the same positions, RoPE rows and sums */
-    lb_model mv = *m, rv;
-    if (mv.cfg.seq_len > ctx) mv.cfg.seq_len = ctx;
-    if (o->ref) {
-        rv = *o->ref;
-        if (rv.cfg.seq_len > ctx) rv.cfg.seq_len = ctx;
-    }
-    const lb_model *ref = o->ref ? &rv : NULL;
+    lb_model mv = view_of(m, ctx), rv;
+    if (o->ref && !rl) rv = view_of(o->ref, ctx);
+    const lb_model *ref = o->ref && !rl ? &rv : NULL; /* run beside m */
     lb_worker_error werr; /* a worker's message, carried to this thread */
     lb_worker_error_init(&werr);
     lb_progress prog;
@@ -174,8 +289,8 @@ lb_status lb_evaluate(const lb_model *m, const lb_text *t, const lb_eval_opts *o
     {
         lb_state *sm = NULL, *sr = NULL;
         float *lq = lb_alloc((size_t)ctx * vocab * sizeof(float));
-        float *lr = o->ref ? lb_alloc((size_t)ctx * vocab * sizeof(float)) : NULL;
-        lb_status ws = lq && (!o->ref || lr) ? LB_OK : LB_ERR_NOMEM;
+        float *lr = ref ? lb_alloc((size_t)ctx * vocab * sizeof(float)) : NULL;
+        lb_status ws = lq && (!ref || lr) ? LB_OK : LB_ERR_NOMEM;
         if (ws == LB_OK) ws = lb_state_create(&mv, ctx, &sm);
         if (ws == LB_OK && ref) ws = lb_state_create(ref, ctx, &sr);
         if (ws == LB_OK) lb_state_set_release(sm, o->stream);
@@ -193,9 +308,11 @@ lb_status lb_evaluate(const lb_model *m, const lb_text *t, const lb_eval_opts *o
                 lb_worker_error_set(&werr, lb_fail_context(ws, "sequence %d on the reference model", i));
                 continue;
             }
+            /* the reference's row for position s->first, then one per position */
+            const float *lri = rl ? rl->logits + rl->row[i] * (size_t)vocab : lr ? lr + (size_t)s->first * vocab : NULL;
             for (int j = s->first; j < s->n - 1; j++)
-                score_position(lq + (size_t)j * vocab, o->ref ? lr + (size_t)j * vocab : NULL, vocab, s->tok[j + 1],
-                               &scores[i]);
+                score_position(lq + (size_t)j * vocab, lri ? lri + (size_t)(j - s->first) * vocab : NULL, vocab,
+                               s->tok[j + 1], &scores[i]);
             int64_t d;
 #pragma omp atomic capture
             d = ++done_count;
@@ -228,12 +345,12 @@ lb_status lb_evaluate(const lb_model *m, const lb_text *t, const lb_eval_opts *o
     r->ctx = ctx;
     r->nll = total.nll / (double)total.count;
     r->ppl = exp(r->nll);
-    if (o->ref) {
+    if (with_ref) {
         r->kld = total.kld / (double)total.count;
         r->top1 = (double)total.top1 / (double)total.count;
     }
     r->seconds = lb_now() - t0;
-    if (!isfinite(r->nll) || (o->ref && !isfinite(r->kld)))
+    if (!isfinite(r->nll) || (with_ref && !isfinite(r->kld)))
         st = lb_fail(LB_ERR_NUMERIC, "the model produced non-finite log-probabilities (NaN or Inf in its weights?)");
 done:
     free_sequences(seqs, n_seqs);

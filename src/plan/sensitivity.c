@@ -130,7 +130,7 @@ lb_status lb_plan_cell_fail(lb_status st, const char *item, const lb_candidate *
 
 lb_status lb_plan_ref_nll(const lb_sensitivity_opts *o, const lb_model *ref, double *nll) {
     lb_eval_opts e = o->eval;
-    e.ref = NULL;
+    e.ref = NULL, e.ref_logits = NULL; /* no KL of the model with itself */
     lb_eval_result r;
     lb_status st = lb_evaluate(ref, o->text, &e, &r);
     if (st == LB_OK) *nll = r.nll;

@@ -7,6 +7,7 @@
 
 #define PLAN_MAX_CANDS 64
 #define PLAN_MAX_KEEP 64
+#define PLAN_REF_LOGITS_BYTES ((size_t)1 << 30) /* the fp model's logits kept for the measurements, at most */
 
 typedef struct {
     const char *verb; /* "plan" or "tune" */
@@ -31,6 +32,7 @@ typedef struct {
     lb_calib_stats *stats;
     uint8_t *mask;
     lb_sensitivity_opts so;
+    lb_ref_logits *ref_logits; /* the fp model's logits on the calibration split (so.eval.ref_logits) */
     lb_sensitivity s;
     double weights; /* of the planned tensors */
     double t0;
