@@ -157,6 +157,17 @@ static lb_model view_of(const lb_model *m, int ctx) {
     return v;
 }
 
+/* One more sequence done, from any thread: progress every 16. */
+static void tick(lb_progress *prog, int64_t *done) {
+    int64_t d;
+#pragma omp atomic capture
+    d = ++*done;
+    if (d % 16 == 0) {
+#pragma omp critical /* unnamed: a named one is an exported symbol */
+        lb_progress_update(prog, (uint64_t)d);
+    }
+}
+
 struct lb_ref_logits {
     int n_seqs, vocab;
     sequence *seqs; /* the sequences it was built on, to check each use against */
@@ -225,13 +236,7 @@ lb_status lb_ref_logits_build(const lb_model *m, const lb_text *t, const lb_eval
             }
             memcpy(c->logits + c->row[i] * (size_t)vocab, lr + (size_t)s->first * vocab,
                    (size_t)(s->n - 1 - s->first) * vocab * sizeof(float));
-            int64_t d;
-#pragma omp atomic capture
-            d = ++done_count;
-            if (d % 16 == 0) {
-#pragma omp critical /* unnamed: a named one is an exported symbol */
-                lb_progress_update(&prog, (uint64_t)d);
-            }
+            tick(&prog, &done_count);
         }
         lb_state_free(sr);
         lb_free(lr);
@@ -313,13 +318,7 @@ lb_status lb_evaluate(const lb_model *m, const lb_text *t, const lb_eval_opts *o
             for (int j = s->first; j < s->n - 1; j++)
                 score_position(lq + (size_t)j * vocab, lri ? lri + (size_t)(j - s->first) * vocab : NULL, vocab,
                                s->tok[j + 1], &scores[i]);
-            int64_t d;
-#pragma omp atomic capture
-            d = ++done_count;
-            if (d % 16 == 0) {
-#pragma omp critical /* unnamed: a named one is an exported symbol */
-                lb_progress_update(&prog, (uint64_t)d);
-            }
+            tick(&prog, &done_count);
         }
         lb_state_free(sm);
         lb_state_free(sr);
