@@ -28,7 +28,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (st != LB_OK && st != LB_ERR_FORMAT) abort();
     if (st == LB_OK) {
         lb_split_view *v;
-        if (lb_split_view_build(&t, &v) != LB_OK || v->n != lb_split_parts(&t) || v->row0[v->n] != rows) abort();
+        if (lb_split_view_build(&t, &v) != LB_OK || v->n != lb_split_parts(&t) ||
+            v->start[v->n] != (v->axis ? cols : rows))
+            abort();
         lb_split_view_free(v);
         if (lb_dequantize(&t, out) != LB_OK) abort();
         for (int64_t r = 0; r < rows; r++) {

@@ -1,6 +1,7 @@
-/* Row-split tensors (src/formats/split.c) and row rules (src/pipeline/plan.c):
+/* Split tensors (src/formats/split.c) and row rules (src/pipeline/plan.c):
  * a split tensor dequantizes and multiplies as its parts do, row for row
- * and bit for bit; its bytes are checked field by field (every truncation
+ * (or, split along columns, piece by piece, its product the parts' added in
+ * order) and bit for bit; its bytes are checked field by field (every truncation
  * and header byte flip refused or harmless); row rules resolve last match
  * wins row by row; a recipe's row rules quantize each part as a tensor of
  * its rows (the bytes plan/rowblock.c measured), and the file saves, loads
@@ -152,7 +153,7 @@ static void test_format(void) {
         uint8_t v;
         const char *needle;
     } bad[] = {{0, 'X', "no LBSP header"},         {4, 0, "0 parts"},
-               {5, 1, "parts in"},                 {8, 1, "reserved bytes are not zero"},
+               {5, 1, "parts in"},                 {8, 2, "axis 2"},    {12, 1, "reserved bytes are not zero"},
                {16, 101, "part 0's entry does not hold"}, {16 + 4, 'Q', "part 0's entry does not hold"},
                {16 + 4 + 20, 'x', "part 0's entry is not zero-padded"},
                {48 + 4 + 4, '9', "part 1's entry does not hold"}};
@@ -194,6 +195,100 @@ static void test_format(void) {
     for (int k = 0; k < 3; k++) lb_tensor_free(&parts[k]);
     lb_tensor_free(&t);
     free(w), free(a), free(b);
+}
+
+/* Column parts: a 48 x 100 weight as columns 0:32 int4, 32:64 q8_0, 64:100
+ * trellis3: each row is the parts' pieces side by side, and the product
+ * the parts' products on their columns of x, added in part order. */
+static void test_format_cols(void) {
+    const int64_t rows = 48, cols = 100;
+    static const char *specs[3] = {"int4:g32:asym", "q8_0", "trellis3:row"};
+    static const int64_t c[4] = {0, 32, 64, 100};
+    float *w = malloc(sizeof(float) * rows * cols), *a = malloc(sizeof(float) * rows * cols);
+    float *piece = malloc(sizeof(float) * rows * cols);
+    fill(w, rows * cols, 3);
+    lb_method_opts o;
+    lb_method_opts_default(lb_method_find("rtn"), &o);
+    lb_tensor parts[3], t;
+    for (int k = 0; k < 3; k++) {
+        int64_t ck = c[k + 1] - c[k];
+        for (int64_t r = 0; r < rows; r++) memcpy(piece + r * ck, w + r * cols + c[k], sizeof(float) * ck);
+        lb_qspec sk = lb_test_spec(specs[k]);
+        CHECK_OK(lb_quantize_tensor(lb_method_find("rtn"), &o, NULL, piece, rows, ck, &sk, "p", &parts[k]));
+    }
+    CHECK_OK(lb_split_join_cols(parts, 3, "w", &t));
+    CHECK(t.rows == rows && t.cols == cols && lb_split_parts(&t) == 3 && lb_split_axis(&t) == 1);
+    size_t charged = LB_SPLIT_HEAD_BYTES;
+    for (int k = 0; k < 3; k++) charged += lb_split_part_bytes(parts[k].nbytes);
+    CHECK(charged == t.nbytes);
+    /* dequantized: every row is the parts' pieces of it */
+    CHECK_OK(lb_dequantize(&t, a));
+    int same = 1;
+    for (int k = 0; k < 3; k++) {
+        int64_t ck = c[k + 1] - c[k];
+        CHECK_OK(lb_dequantize(&parts[k], piece));
+        for (int64_t r = 0; r < rows; r++) same &= !memcmp(a + r * cols + c[k], piece + r * ck, sizeof(float) * ck);
+    }
+    CHECK_MSG(same, "a column split's rows are not its parts' pieces");
+    lb_tensor v;
+    int64_t v0;
+    CHECK_OK(lb_split_part(&t, 2, &v, &v0));
+    CHECK(v0 == 64 && v.rows == rows && v.cols == 36 && v.nbytes == parts[2].nbytes);
+    /* products: the parts' own products on their columns, added in order, bit for bit */
+    for (int n = 1; n <= 5; n += 4) {
+        float *x = malloc(sizeof(float) * n * cols), *y = malloc(sizeof(float) * n * rows);
+        float *want = calloc((size_t)(n * rows), sizeof(float)), *yk = malloc(sizeof(float) * n * rows);
+        float *xk = malloc(sizeof(float) * n * cols);
+        fill(x, n * cols, 11 + n);
+        CHECK_OK(lb_matmul(&t, x, n, y, NULL));
+        for (int k = 0; k < 3; k++) {
+            int64_t ck = c[k + 1] - c[k];
+            for (int i = 0; i < n; i++) memcpy(xk + i * ck, x + i * cols + c[k], sizeof(float) * ck);
+            CHECK_OK(lb_matmul(&parts[k], xk, n, yk, NULL));
+            for (int64_t i = 0; i < n * rows; i++) want[i] = k ? want[i] + yk[i] : yk[i];
+        }
+        CHECK_MSG(!memcmp(y, want, sizeof(float) * n * rows), "column split product differs from its parts' (n = %d)", n);
+        lb_act_cache *ac;
+        CHECK_OK(lb_act_cache_create(n, (int)cols, &ac));
+        CHECK_OK(lb_matmul(&t, x, n, yk, ac));
+        CHECK(!memcmp(y, yk, sizeof(float) * n * rows));
+        lb_act_cache_free(ac);
+        double err = 0, scale = 0;
+        for (int i = 0; i < n; i++)
+            for (int64_t j = 0; j < rows; j++) {
+                double sum = 0;
+                for (int64_t q = 0; q < cols; q++) sum += (double)x[i * cols + q] * a[j * cols + q];
+                err = fmax(err, fabs(sum - y[i * rows + j]));
+                scale = fmax(scale, fabs(sum));
+            }
+        CHECK_MSG(err < 0.02 * scale, "column split product off the dequantized weights by %g of %g", err, scale);
+        free(x), free(y), free(want), free(yk), free(xk);
+    }
+    /* the axis is part of the bytes: read as rows, the column counts do not hold */
+    uint8_t *copy = malloc(t.nbytes);
+    memcpy(copy, t.data, t.nbytes);
+    copy[8] = 0;
+    lb_tensor d = t;
+    d.owned = NULL, d.packed = NULL, d.kernel = NULL, d.data = copy;
+    CHECK(lb_tensor_resolve(&d) == LB_ERR_FORMAT);
+    lb_tensor_drop_cache(&d);
+    for (size_t n = 0; n < t.nbytes; n += n < 200 ? 1 : 61) {
+        d = t;
+        d.owned = NULL, d.packed = NULL, d.kernel = NULL, d.data = t.data, d.nbytes = n;
+        CHECK_MSG(lb_tensor_resolve(&d) != LB_OK, "%zu of %zu bytes of a column split accepted", n, t.nbytes);
+        lb_tensor_drop_cache(&d);
+    }
+    free(copy);
+    /* joining refuses parts of different heights */
+    lb_tensor shorter;
+    lb_qspec s8 = lb_test_spec("q8_0");
+    CHECK_OK(lb_quantize_tensor(lb_method_find("rtn"), &o, NULL, w, rows - 1, 32, &s8, "s", &shorter));
+    lb_tensor mixed[2] = {parts[0], shorter};
+    CHECK_FAILS(lb_split_join_cols(mixed, 2, "w", &v), LB_ERR_INVALID, "48 and 47 rows");
+    lb_tensor_free(&shorter);
+    for (int k = 0; k < 3; k++) lb_tensor_free(&parts[k]);
+    lb_tensor_free(&t);
+    free(w), free(a), free(piece);
 }
 
 static lb_status parse(lb_plan *p, const char *text) {
@@ -396,6 +491,7 @@ static void test_quantize(const char *path, lb_model *ref) {
 
 int main(void) {
     test_format();
+    test_format_cols();
     const char *path = lb_test_data("models/stories260K.bin");
     lb_model *m;
     CHECK_OK(lb_model_load(path, NULL, &m));

@@ -182,12 +182,12 @@ LB_API void lb_tensor_free(lb_tensor *t);
  * the parts' views and their caches) and forgets its kernel. */
 LB_API void lb_tensor_drop_cache(lb_tensor *t);
 
-/* ---- row-split tensors (src/formats/split.c) ------------------------------
- * Spec "split": the output rows cut into contiguous parts, each stored in a
- * format of its own (a row-block plan applied). The bytes are a header
- * naming each part's rows and format, then the parts' bytes, each padded to
- * 16; every byte counts in bpw. Joined from quantized parts, never
- * quantized into. */
+/* ---- split tensors (src/formats/split.c) ----------------------------------
+ * Spec "split": the output rows (or the input columns) cut into contiguous
+ * parts, each stored in a format of its own (a row-block plan applied). The
+ * bytes are a header naming the axis and each part's rows or columns and
+ * format, then the parts' bytes, each padded to 16; every byte counts in
+ * bpw. Joined from quantized parts, never quantized into. */
 #define LB_SPLIT_MAX_PARTS 256
 #define LB_SPLIT_HEAD_BYTES 16 /* a split tensor's bytes: this, plus lb_split_part_bytes of each part */
 /* what a part of part_nbytes bytes adds to a split tensor: its 32-byte entry
@@ -196,15 +196,22 @@ LB_API size_t lb_split_part_bytes(size_t part_nbytes);
 /* parts[0..n-1] (resolved tensors with the same cols, rows in order) as one
  * owned split tensor named `name` */
 LB_API lb_status lb_split_join(const lb_tensor *parts, int n, const char *name, lb_tensor *out);
+/* parts[0..n-1] (resolved tensors with the same rows, columns in order) as
+ * one owned split tensor whose parts are column ranges */
+LB_API lb_status lb_split_join_cols(const lb_tensor *parts, int n, const char *name, lb_tensor *out);
 /* the number of parts of a split tensor, 0 for any other */
 LB_API int lb_split_parts(const lb_tensor *t);
-/* part k as a resolved view into t's bytes (not owned) and its first row */
-LB_API lb_status lb_split_part(const lb_tensor *t, int k, lb_tensor *view, int64_t *row0);
+/* what a split tensor's parts cut: 0 rows, 1 columns; -1 for any other tensor */
+LB_API int lb_split_axis(const lb_tensor *t);
+/* part k as a resolved view into t's bytes (not owned) and its first row
+ * (or column, along columns) */
+LB_API lb_status lb_split_part(const lb_tensor *t, int k, lb_tensor *view, int64_t *start);
 /* every part's view at once (the kernels' cache of a split tensor:
- * lb_matmul runs part k's own kernel into rows row0[k]..row0[k+1]) */
+ * lb_matmul runs part k's own kernel into rows start[k]..start[k+1], or on
+ * those columns of the input, adding the parts' products in order) */
 typedef struct {
-    int n;
-    int64_t row0[LB_SPLIT_MAX_PARTS + 1];
+    int n, axis;
+    int64_t start[LB_SPLIT_MAX_PARTS + 1];
     lb_tensor part[];
 } lb_split_view;
 LB_API lb_status lb_split_view_build(const lb_tensor *t, lb_split_view **out);

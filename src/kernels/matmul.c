@@ -333,9 +333,12 @@ static lb_status run_kernel(const lb_kernel *k, const lb_tensor *w, const float 
 }
 
 /* A split tensor (formats/split.c) is not one format: each part runs its own
- * kernel into its rows of y (ldy the whole tensor's rows), sharing the
- * prepared activations through the cache. The parts' views, with their
- * kernels and repackings, are the tensor's cache (w->packed), built once. */
+ * kernel. Row parts write their rows of y (ldy the whole tensor's rows),
+ * sharing the prepared activations through the cache. Column parts each
+ * take their columns of x (copied contiguous: prepared on their own) and
+ * their products are added into y in part order, so the sums do not depend
+ * on threads. The parts' views, with their kernels and repackings, are the
+ * tensor's cache (w->packed), built once. */
 static lb_status split_matmul(const lb_tensor *w, const float *x, int n, float *y, lb_act_cache *cache) {
     void **slot = (void **)&((lb_tensor *)w)->packed;
     lb_split_view *v = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
@@ -348,12 +351,29 @@ static lb_status split_matmul(const lb_tensor *w, const float *x, int n, float *
             v = expected;
         }
     }
-    for (int k = 0; k < v->n; k++) {
-        lb_tensor *p = &v->part[k];
-        lb_status st = run_kernel(lb_kernel_for(p), p, x, n, y + v->row0[k], (int)w->rows, cache);
-        if (st != LB_OK) return st;
+    if (!v->axis) {
+        for (int k = 0; k < v->n; k++) {
+            lb_tensor *p = &v->part[k];
+            lb_status st = run_kernel(lb_kernel_for(p), p, x, n, y + v->start[k], (int)w->rows, cache);
+            if (st != LB_OK) return st;
+        }
+        return LB_OK;
     }
-    return LB_OK;
+    int64_t widest = 0;
+    for (int k = 0; k < v->n; k++) widest = v->part[k].cols > widest ? v->part[k].cols : widest;
+    size_t ny = (size_t)n * (size_t)w->rows;
+    float *xk = lb_alloc((size_t)n * (size_t)widest * sizeof *xk), *yk = lb_alloc(ny * sizeof *yk);
+    lb_status st = xk && yk ? LB_OK : lb_fail(LB_ERR_NOMEM, "out of memory for the column parts of '%s'", w->name);
+    for (int k = 0; st == LB_OK && k < v->n; k++) {
+        lb_tensor *p = &v->part[k];
+        for (int i = 0; i < n; i++)
+            memcpy(xk + (size_t)i * p->cols, x + (size_t)i * w->cols + v->start[k], (size_t)p->cols * sizeof *xk);
+        st = run_kernel(lb_kernel_for(p), p, xk, n, k ? yk : y, (int)w->rows, NULL);
+        for (size_t i = 0; k && st == LB_OK && i < ny; i++) y[i] += yk[i];
+    }
+    lb_free(xk);
+    lb_free(yk);
+    return st;
 }
 
 lb_status lb_matmul(const lb_tensor *w, const float *x, int n, float *y, lb_act_cache *cache) {
