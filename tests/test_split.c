@@ -371,6 +371,45 @@ static void test_rules(lb_model *m) {
     CHECK_MSG(strstr(sum, "blk.0.ffn_down.weight[rows 16:24]") != NULL, "summary: %s", sum);
     lb_plan_free(&p);
 
+    /* column rules: the same, along the input columns */
+    CHECK_OK(parse(&p, "linears int4:g32:asym\n"
+                       "blk.0.ffn_down.weight cols=0:64 int2:g64:asym\n"
+                       "blk.0.ffn_down.weight cols=64:172 int3:g32:asym method=rtn clip=mse\n"));
+    CHECK(p.rules[1].axis == 1 && p.rules[1].row1 == 64 && p.rules[0].axis == 0);
+    CHECK_OK(lb_plan_resolve(&p, m));
+    int found = 0;
+    for (int i = 0; i < p.n_entries; i++) {
+        const lb_plan_entry *e = &p.entries[i];
+        if (strcmp(e->name, "blk.0.ffn_down.weight")) {
+            CHECK(e->n_parts == 0);
+            continue;
+        }
+        found = 1;
+        CHECK(e->n_parts == 2 && e->split_axis == 1 && !strcmp(lb_format_family_name(&e->spec), "split"));
+        CHECK(e->n_parts == 2 && e->parts[0].row0 == 0 && e->parts[0].row1 == 64 && e->parts[1].row0 == 64 &&
+              e->parts[1].row1 == 172 && lb_method_opts_get(&e->parts[1].opts, "clip") == 1);
+    }
+    CHECK(found);
+    CHECK_OK(lb_plan_format_recipe(&p, 1, NULL, &text));
+    CHECK_MSG(strstr(text, "blk.0.ffn_down.weight cols=64:172 int3:g32:asym method=rtn") != NULL, "%s", text);
+    CHECK_OK(parse(&back, text));
+    CHECK_OK(lb_plan_resolve(&back, m));
+    for (int i = 0; i < p.n_entries && i < back.n_entries; i++) {
+        const lb_plan_entry *x = &p.entries[i], *y = &back.entries[i];
+        CHECK(x->n_parts == y->n_parts && x->split_axis == y->split_axis);
+        for (int k = 0; k < x->n_parts && k < y->n_parts; k++)
+            CHECK(x->parts[k].row0 == y->parts[k].row0 && x->parts[k].row1 == y->parts[k].row1 &&
+                  lb_qspec_equal(&x->parts[k].spec, &y->parts[k].spec));
+    }
+    lb_free(text);
+    lb_plan_free(&back);
+    CHECK_OK(lb_journal_fingerprint(m, &p, NULL, NULL, 0, NULL, &fp1));
+    CHECK_MSG(strstr(fp1, "  cols 0:64: int2:g64:asym rtn") != NULL, "%s", fp1);
+    lb_free(fp1);
+    lb_plan_summary(&p, sum, sizeof sum);
+    CHECK_MSG(strstr(sum, "blk.0.ffn_down.weight[cols 64:172]") != NULL, "summary: %s", sum);
+    lb_plan_free(&p);
+
     /* what does not resolve */
     static const struct {
         const char *text, *needle;
@@ -381,6 +420,12 @@ static void test_rules(lb_model *m) {
         {"linears int4\nblk.0.attn_k.weight rows=0:16 int4 method=awq\n", "awq changes the whole linear"},
         {"linears int4\nblk.0.attn_k.weight rows=0:16 int2 rotate=hadamard\n", "rotate changes the whole linear"},
         {"linears int4\nblk.0.attn_k.weight rows=0:16 binary method=twn\n", "rows 0:16"},
+        {"linears int4\nblk.0.attn_k.weight rows=0:16 int2\nblk.0.*.weight cols=0:16 int2\n",
+         "'blk.0.attn_k.weight' is cut by row rules and by column rules"},
+        {"linears int4\nblk.0.attn_k.weight cols=16:80 int2\n", "columns 16:80 of 'blk.0.attn_k.weight', which has 64"},
+        {"blk.0.attn_k.weight cols=0:32 int4\n", "columns 32:64 of 'blk.0.attn_k.weight' are selected by no rule"},
+        {"linears int4\nblk.0.attn_k.weight cols=0:16 int2 method=gptq outliers=0.01\n",
+         "'blk.0.attn_k.weight' columns 0:16: outliers changes the whole linear"},
     };
     for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
         CHECK_OK(parse(&p, bad[k].text));
@@ -397,6 +442,8 @@ static void test_rules(lb_model *m) {
         {"linears int4\nblk.0.attn_k.weight rows=0:8\n", "r:2: expected PATTERN rows=R0:R1 SPEC"},
         {"linears int4\nblk.0.attn_k.weight rows=0:8x int2\n", "r:2: 'rows=0:8x'"},
         {"linears int4\nblk.0.attn_k.weight rows=0:8 split\n", "format 'split' is not a target"},
+        {"linears int4\nblk.0.attn_k.weight cols=5:3 int2\n", "r:2: 'cols=5:3': expected cols=C0:C1"},
+        {"linears int4\nblk.0.attn_k.weight cols=0:8\n", "r:2: expected PATTERN cols=C0:C1 SPEC"},
         {"linears split\n", "r:1: format 'split' is not a target"},
     };
     for (size_t k = 0; k < sizeof unparsable / sizeof unparsable[0]; k++) {
@@ -472,6 +519,43 @@ static void test_quantize(const char *path, lb_model *ref) {
     remove(file);
     rmdir(dir);
     lb_model_free(back);
+    lb_quantize_report_free(&rep);
+    lb_plan_free(&p);
+    /* column rules: each part its columns quantized alone by gptq with
+     * those input channels' X^T X block; saved, loaded and evaluated the same */
+    CHECK_OK(parse(&p, "linears int4:g32:asym method=gptq\n"
+                       "blk.*.ffn_down.weight cols=0:64 int2:g32:asym method=gptq\n"));
+    lb_model *mc;
+    CHECK_OK(lb_model_load(path, NULL, &mc));
+    CHECK_OK(lb_quantize_model_calibrated(mc, &p, stats, &rep));
+    down = NULL;
+    for (int i = 0; i < lb_model_n_tensors(mc); i++)
+        if (!strcmp(lb_model_tensor_at(mc, i)->name, "blk.2.ffn_down.weight")) down = lb_model_tensor_at(mc, i);
+    CHECK(down && lb_split_parts(down) == 2 && lb_split_axis(down) == 1);
+    lb_layer_stats cs;
+    CHECK_OK(lb_layer_stats_cols(ls, 0, 64, &cs));
+    CHECK(cs.cols == 64 && cs.rows == 64 && cs.xtx[3 * 64 + 5] == ls->xtx[3 * 172 + 5]);
+    float *piece = malloc(sizeof(float) * 64 * 64);
+    for (int r = 0; r < 64; r++) memcpy(piece + r * 64, (const float *)down0->data + r * 172, sizeof(float) * 64);
+    CHECK_OK(lb_quantize_tensor(o.method, &o, &cs, piece, 64, 64, &s2, "a", &alone));
+    CHECK_OK(lb_split_part(down, 0, &v, &v0));
+    CHECK(v0 == 0 && v.cols == 64 && v.nbytes == alone.nbytes && !memcmp(v.data, alone.data, v.nbytes));
+    lb_tensor_free(&alone);
+    lb_layer_stats_free(&cs);
+    free(piece);
+    CHECK_FAILS(lb_layer_stats_cols(ls, 100, 200, &cs), LB_ERR_INVALID, "columns 100:200");
+    char dir2[] = "/tmp/lb_split_XXXXXX";
+    CHECK(mkdtemp(dir2) != NULL);
+    snprintf(file, sizeof file, "%s/c.gguf", dir2);
+    CHECK_OK(lb_model_save_gguf(mc, file));
+    CHECK_OK(lb_model_load(file, NULL, &back));
+    CHECK_OK(lb_evaluate(mc, &text, &eo, &r1));
+    CHECK_OK(lb_evaluate(back, &text, &eo, &r2));
+    CHECK(r1.nll == r2.nll && isfinite(r1.ppl) && r1.ppl < 100);
+    remove(file);
+    rmdir(dir2);
+    lb_model_free(back);
+    lb_model_free(mc);
     lb_quantize_report_free(&rep);
     lb_plan_free(&p);
     /* sequential mode takes row rules too (gptaq's cross statistics hold for any rows) */

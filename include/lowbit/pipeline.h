@@ -33,11 +33,13 @@ typedef struct {
     int line;            /* recipe line the rule came from (0: not from a recipe) */
     int64_t row0, row1;  /* a row rule (lb_plan_add_row_rule): output rows [row0, row1) of each
                             matching tensor; 0, 0: the whole tensor */
+    int axis;            /* 1: a column rule (lb_plan_add_col_rule): row0, row1 are input columns */
 } lb_plan_rule;
 
-/* One row range of a split entry: its own format, method and options. */
+/* One row range (or column range) of a split entry: its own format, method
+ * and options. */
 typedef struct {
-    int64_t row0, row1;
+    int64_t row0, row1; /* rows, or columns when the entry's split_axis is 1 */
     lb_qspec spec;
     lb_method_opts opts;
     int rule;
@@ -57,6 +59,7 @@ typedef struct {
      * NULL / 0 otherwise. Stored with the entries (freed with them). */
     const lb_plan_part *parts;
     int n_parts;
+    int split_axis; /* what the parts cut: 0 rows (row rules), 1 columns (column rules) */
 } lb_plan_entry;
 
 typedef struct {
@@ -91,6 +94,13 @@ LB_API lb_status lb_plan_add_rule(lb_plan *p, const char *pattern, const lb_qspe
  * rules included; a tensor whose rows end up with different rules becomes a
  * split tensor (lowbit/format.h), every row needing a rule. */
 LB_API lb_status lb_plan_add_row_rule(lb_plan *p, const char *pattern, int64_t row0, int64_t row1,
+                                      const lb_qspec *spec, const lb_method_opts *opts);
+/* A column rule: input columns [col0, col1) of every tensor matching
+ * pattern (a recipe's "PATTERN cols=C0:C1 SPEC ..."), resolved as row rules
+ * are, column by column; a tensor is cut by row rules or by column rules,
+ * not both. Its parts are quantized each as a tensor of its columns, with
+ * those columns' statistics (lb_layer_stats_cols). */
+LB_API lb_status lb_plan_add_col_rule(lb_plan *p, const char *pattern, int64_t col0, int64_t col1,
                                       const lb_qspec *spec, const lb_method_opts *opts);
 /* A comma-separated selection (the CLI's --tensors): one rule per entry, all
  * with this spec and options. An empty list or an empty entry is an error. */

@@ -212,6 +212,11 @@ LB_API void lb_layer_stats_free(lb_layer_stats *s);
  * ones (grad_sq) are sliced. What a row part of a split tensor is quantized
  * with. */
 LB_API lb_layer_stats lb_layer_stats_rows(const lb_layer_stats *s, int64_t r0, int64_t r1);
+/* The statistics of input columns [c0, c1) of the linear, as a linear of
+ * those columns alone: X^T X's (and dX^T X's) block, the per-channel arrays'
+ * and grad_sq's columns, copied (out owns them: lb_layer_stats_free); the
+ * histogram of all channels is dropped. What a column part is quantized with. */
+LB_API lb_status lb_layer_stats_cols(const lb_layer_stats *s, int64_t c0, int64_t c1, lb_layer_stats *out);
 
 struct lb_method {
     const char *name;

@@ -623,7 +623,8 @@ lb_status lb_journal_fingerprint(lb_model *m, const lb_plan *plan, const char *c
             const lb_plan_part *pt = &e->parts[q];
             lb_qspec_format(&pt->spec, spec, sizeof spec);
             lb_method_opts_format(&pt->opts, 1, opts, sizeof opts);
-            addf(&b, "  rows %lld:%lld: %s %s %s\n", (long long)pt->row0, (long long)pt->row1, spec,
+            addf(&b, "  %s %lld:%lld: %s %s %s\n", e->split_axis ? "cols" : "rows", (long long)pt->row0,
+                 (long long)pt->row1, spec,
                  pt->opts.method->name, opts);
         }
     }

@@ -60,6 +60,16 @@ lb_status lb_plan_add_row_rule(lb_plan *p, const char *pattern, int64_t row0, in
     return LB_OK;
 }
 
+lb_status lb_plan_add_col_rule(lb_plan *p, const char *pattern, int64_t col0, int64_t col1, const lb_qspec *spec,
+                               const lb_method_opts *opts) {
+    if (col0 < 0 || col1 <= col0)
+        return lb_fail(LB_ERR_INVALID, "column range %lld:%lld of '%s' is empty or negative", (long long)col0,
+                       (long long)col1, pattern ? pattern : "");
+    lb_status st = lb_plan_add_row_rule(p, pattern, col0, col1, spec, opts);
+    if (st == LB_OK) p->rules[p->n_rules - 1].axis = 1;
+    return st;
+}
+
 lb_status lb_plan_add_selection(lb_plan *p, const char *list, const lb_qspec *spec, const lb_method_opts *opts) {
     if (!list || !*list) return lb_fail(LB_ERR_INVALID, "empty tensor selection (try linears, embeddings, output, all)");
     int before = p->n_rules;
@@ -173,49 +183,69 @@ static lb_status rule_error(const lb_plan_rule *r, lb_status st) {
     return r->line ? lb_fail_context(st, "recipe line %d", r->line) : st;
 }
 
-/* The rule of each row of tensor i (rows long): the whole tensor's winner,
- * then every row rule matching it, in order; *split set when the rows are
- * not all one rule's. A row rule past the tensor's rows fails. */
-static lb_status row_winners(const lb_plan *p, const char *name, int64_t rows, int whole, int *row_rule, int *split) {
-    for (int64_t r = 0; r < rows; r++) row_rule[r] = whole;
+static const char *axis_word(int axis) { return axis ? "columns" : "rows"; }
+
+/* What the range rules matching tensor `name` cut: 0 rows, 1 columns (0
+ * when none match); both fails. */
+static lb_status range_axis(const lb_plan *p, const char *name, int *axis) {
+    int seen[2] = {0, 0};
+    for (int k = 0; k < p->n_rules; k++) {
+        const lb_plan_rule *r = &p->rules[k];
+        if (r->row1 && !is_norm(name) && rule_matches(r->pattern, name)) seen[r->axis] = 1;
+    }
+    *axis = seen[1];
+    if (seen[0] && seen[1])
+        return lb_fail(LB_ERR_INVALID, "'%s' is cut by row rules and by column rules: one or the other", name);
+    return LB_OK;
+}
+
+/* The rule of each row (axis 0) or column (axis 1) of a tensor, `along` of
+ * them: the whole tensor's winner, then every range rule of that axis
+ * matching it, in order; *split set when they are not all one rule's. A
+ * range past the tensor's fails. */
+static lb_status row_winners(const lb_plan *p, const char *name, int64_t along, int axis, int whole, int *row_rule,
+                             int *split) {
+    for (int64_t r = 0; r < along; r++) row_rule[r] = whole;
     int any = 0;
     for (int k = 0; k < p->n_rules; k++) {
         const lb_plan_rule *r = &p->rules[k];
-        if (!r->row1 || is_norm(name) || !rule_matches(r->pattern, name)) continue;
-        if (r->row1 > rows)
-            return rule_error(r, lb_fail(LB_ERR_INVALID, "rows %lld:%lld of '%s', which has %lld rows",
-                                         (long long)r->row0, (long long)r->row1, name, (long long)rows));
+        if (!r->row1 || r->axis != axis || is_norm(name) || !rule_matches(r->pattern, name)) continue;
+        if (r->row1 > along)
+            return rule_error(r, lb_fail(LB_ERR_INVALID, "%s %lld:%lld of '%s', which has %lld %s", axis_word(axis),
+                                         (long long)r->row0, (long long)r->row1, name, (long long)along,
+                                         axis_word(axis)));
         for (int64_t j = r->row0; j < r->row1; j++) row_rule[j] = k;
         any = 1;
     }
     *split = 0;
-    for (int64_t j = 0; any && j < rows; j++) {
+    for (int64_t j = 0; any && j < along; j++) {
         if (row_rule[j] < 0) {
             int64_t e = j;
-            while (e < rows && row_rule[e] < 0) e++;
-            return lb_fail(LB_ERR_INVALID, "rows %lld:%lld of '%s' are selected by no rule (row rules cover the "
-                           "rest of it)", (long long)j, (long long)e, name);
+            while (e < along && row_rule[e] < 0) e++;
+            return lb_fail(LB_ERR_INVALID, "%s %lld:%lld of '%s' are selected by no rule (%s rules cover the "
+                           "rest of it)", axis_word(axis), (long long)j, (long long)e, name, axis ? "column" : "row");
         }
         if (row_rule[j] != row_rule[0]) *split = 1;
     }
     return LB_OK;
 }
 
-/* the parts of a split tensor: runs of rows won by one rule (two row rules
- * alike are two parts: a row-block plan measured each block on its own, and
- * a trellis down the columns codes a block differently from the whole) */
-static int fill_parts(const lb_plan *p, const int *row_rule, int64_t rows, int64_t cols, lb_plan_part *out) {
+/* the parts of a split tensor: runs of rows (columns) won by one rule (two
+ * range rules alike are two parts: a row-block plan measured each block on
+ * its own, and a trellis down the columns codes a block differently from
+ * the whole) */
+static int fill_parts(const lb_plan *p, const int *row_rule, int64_t along, int axis, int64_t cols, lb_plan_part *out) {
     int n = 0;
-    for (int64_t j = 0; j < rows;) {
+    for (int64_t j = 0; j < along;) {
         int64_t e = j + 1;
-        while (e < rows && row_rule[e] == row_rule[j]) e++;
+        while (e < along && row_rule[e] == row_rule[j]) e++;
         if (out) {
             const lb_plan_rule *r = &p->rules[row_rule[e - 1]];
             lb_plan_part *q = &out[n];
             memset(q, 0, sizeof *q);
             q->row0 = j, q->row1 = e;
             q->spec = r->spec;
-            (void)lb_format_ggml_fallback(&r->spec, cols, &q->spec);
+            (void)lb_format_ggml_fallback(&r->spec, axis ? e - j : cols, &q->spec);
             q->opts = r->opts;
             q->rule = row_rule[e - 1];
         }
@@ -235,8 +265,9 @@ static lb_status split_opts(const lb_plan_entry *e, lb_method_opts *out) {
             *out = e->parts[k].opts;
             return LB_OK;
         }
-    return lb_fail(LB_ERR_UNSUPPORTED, "the row parts of '%s' need different calibration statistics, which no one "
-                   "of their methods covers: give its parts methods with nested needs", e->name);
+    return lb_fail(LB_ERR_UNSUPPORTED, "the %s parts of '%s' need different calibration statistics, which no one "
+                   "of their methods covers: give its parts methods with nested needs", e->split_axis ? "column" : "row",
+                   e->name);
 }
 
 lb_status lb_plan_resolve(lb_plan *p, lb_model *m) {
@@ -281,24 +312,28 @@ lb_status lb_plan_resolve(lb_plan *p, lb_model *m) {
     }
     /* row rules: each selected tensor's rows, its parts counted */
     int count = 0, total_parts = 0;
-    int64_t max_rows = 1;
+    int64_t max_rows = 1; /* rows or columns: the longest axis */
     for (int i = 0; i < n; i++) {
+        const lb_tensor *t = lb_model_tensor_at(m, i);
         count += winner[i] != -1;
-        if (lb_model_tensor_at(m, i)->rows > max_rows) max_rows = lb_model_tensor_at(m, i)->rows;
+        if (t->rows > max_rows) max_rows = t->rows;
+        if (t->cols > max_rows) max_rows = t->cols;
     }
     int *row_rule = any_rows && st == LB_OK ? lb_alloc((size_t)max_rows * sizeof *row_rule) : NULL;
     if (any_rows && st == LB_OK && !row_rule) st = LB_ERR_NOMEM;
     for (int i = 0; any_rows && i < n && st == LB_OK; i++) {
         if (winner[i] == -1) continue;
         const lb_tensor *t = lb_model_tensor_at(m, i);
-        int split = 0;
-        st = row_winners(p, t->name, t->rows, winner[i] >= 0 ? winner[i] : -1, row_rule, &split);
+        int split = 0, axis;
+        if ((st = range_axis(p, t->name, &axis)) != LB_OK) break;
+        int64_t along = axis ? t->cols : t->rows;
+        st = row_winners(p, t->name, along, axis, winner[i] >= 0 ? winner[i] : -1, row_rule, &split);
         if (st != LB_OK) break;
-        if (split) total_parts += n_parts[i] = fill_parts(p, row_rule, t->rows, t->cols, NULL);
+        if (split) total_parts += n_parts[i] = fill_parts(p, row_rule, along, axis, t->cols, NULL);
         else winner[i] = row_rule[0]; /* every row one rule's: a whole-tensor entry */
         if (n_parts[i] > LB_SPLIT_MAX_PARTS)
-            st = lb_fail(LB_ERR_INVALID, "'%s' would have %d row parts (at most %d)", t->name, n_parts[i],
-                         LB_SPLIT_MAX_PARTS);
+            st = lb_fail(LB_ERR_INVALID, "'%s' would have %d %s parts (at most %d)", t->name, n_parts[i],
+                         axis ? "column" : "row", LB_SPLIT_MAX_PARTS);
     }
     /* the entries, and the parts after them in the same block */
     lb_plan_part *parts = NULL;
@@ -318,10 +353,13 @@ lb_status lb_plan_resolve(lb_plan *p, lb_model *m) {
         e->tensor = i;
         snprintf(e->name, sizeof e->name, "%s", t->name);
         if (n_parts[i]) {
-            int split;
-            st = row_winners(p, t->name, t->rows, winner[i] >= 0 ? winner[i] : -1, row_rule, &split);
+            int split, axis;
+            if ((st = range_axis(p, t->name, &axis)) != LB_OK) break;
+            int64_t along = axis ? t->cols : t->rows;
+            st = row_winners(p, t->name, along, axis, winner[i] >= 0 ? winner[i] : -1, row_rule, &split);
             if (st != LB_OK) break;
-            e->n_parts = fill_parts(p, row_rule, t->rows, t->cols, parts);
+            e->split_axis = axis;
+            e->n_parts = fill_parts(p, row_rule, along, axis, t->cols, parts);
             e->parts = parts;
             parts += e->n_parts;
             e->spec = e->asked = split_spec;
@@ -348,9 +386,9 @@ lb_status lb_plan_resolve(lb_plan *p, lb_model *m) {
     return st;
 }
 
-/* A row part is quantized as a tensor of its rows by its method alone:
- * nothing that adds a slot to the linear (outliers, bias correction,
- * rotations, input scales) is possible for a part of it. */
+/* A row (column) part is quantized as a tensor of its rows (columns) by its
+ * method alone: nothing that adds a slot to the linear (outliers, bias
+ * correction, rotations, input scales) is possible for a part of it. */
 static lb_status check_part(const lb_plan_entry *e, const lb_plan_part *q) {
     const lb_method *m = q->opts.method;
     char buf[32];
@@ -360,12 +398,13 @@ static lb_status check_part(const lb_plan_entry *e, const lb_plan_part *q) {
                        : m->input_scales ? m->name
                        : NULL;
     if (slot)
-        return lb_fail(LB_ERR_UNSUPPORTED, "'%s' rows %lld:%lld: %s changes the whole linear, which a row part "
-                       "cannot (quantize the tensor whole for it)", e->name, (long long)q->row0, (long long)q->row1, slot);
+        return lb_fail(LB_ERR_UNSUPPORTED, "'%s' %s %lld:%lld: %s changes the whole linear, which a part "
+                       "cannot (quantize the tensor whole for it)", e->name, axis_word(e->split_axis),
+                       (long long)q->row0, (long long)q->row1, slot);
     if (lb_qspec_is_float(&q->spec) || !m->check) return LB_OK;
     lb_status st = m->check(&q->spec, &q->opts);
-    return st == LB_OK ? st : lb_fail_context(st, "quantizing '%s' rows %lld:%lld", e->name, (long long)q->row0,
-                                              (long long)q->row1);
+    return st == LB_OK ? st : lb_fail_context(st, "quantizing '%s' %s %lld:%lld", e->name, axis_word(e->split_axis),
+                                              (long long)q->row0, (long long)q->row1);
 }
 
 lb_status lb_plan_check(const lb_plan *p) {
@@ -404,7 +443,9 @@ static void append(char *buf, size_t n, size_t *used, const char *text) {
 
 /* the pattern, with a row rule's rows: "blk.3.ffn_down.weight[rows 0:32]" */
 static const char *pattern_text(const lb_plan_rule *r, char *buf, size_t n) {
-    if (r->row1) snprintf(buf, n, "%s[rows %lld:%lld]", r->pattern, (long long)r->row0, (long long)r->row1);
+    if (r->row1)
+        snprintf(buf, n, "%s[%s %lld:%lld]", r->pattern, r->axis ? "cols" : "rows", (long long)r->row0,
+                 (long long)r->row1);
     else snprintf(buf, n, "%s", r->pattern);
     return buf;
 }

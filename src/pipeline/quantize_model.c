@@ -162,26 +162,40 @@ void lb_pipeline_report_begin(lb_tensor_report *rec, const lb_tensor *t, const l
 /* A split entry: each row part quantized as a tensor of its rows by its own
  * method, with those rows' statistics, then the parts joined
  * (formats/split.c). A part is what the plan's row blocks measured
- * (plan/rowblock.c), so the file holds what was planned. The method report
- * is the last part's, its seconds the sum. */
+ * (plan/rowblock.c), so the file holds what was planned. A column part is a
+ * tensor of its columns, with the statistics of those input channels alone.
+ * The method report is the last part's, its seconds the sum. */
 static lb_status quantize_parts(const lb_plan_entry *e, const lb_layer_stats *stats, const float *w, const lb_tensor *t,
                                 lb_method_report *report, lb_tensor *out) {
     lb_tensor *parts = lb_calloc((size_t)e->n_parts, sizeof *parts);
     if (!parts) return lb_fail(LB_ERR_NOMEM, "no memory for the parts of '%s'", t->name);
-    lb_status st = LB_OK;
+    int axis = e->split_axis;
+    float *piece = axis ? lb_alloc((size_t)(t->rows * t->cols) * sizeof *piece) : NULL;
+    lb_status st = !axis || piece ? LB_OK : lb_fail(LB_ERR_NOMEM, "no memory for the column parts of '%s'", t->name);
     int k = 0;
     for (; k < e->n_parts && st == LB_OK; k++) {
         const lb_plan_part *q = &e->parts[k];
         lb_method_opts o = q->opts;
         o.report = report;
+        int need = lb_method_opts_stats(&o) && stats;
         lb_layer_stats ls;
-        if (stats) ls = lb_layer_stats_rows(stats, q->row0, q->row1);
+        memset(&ls, 0, sizeof ls);
+        if (need && !axis) ls = lb_layer_stats_rows(stats, q->row0, q->row1);
+        if (need && axis && (st = lb_layer_stats_cols(stats, q->row0, q->row1, &ls)) != LB_OK) break;
         char name[128];
-        snprintf(name, sizeof name, "%.90s rows %lld:%lld", t->name, (long long)q->row0, (long long)q->row1);
-        st = lb_quantize_tensor(o.method, &o, lb_method_opts_stats(&o) && stats ? &ls : NULL, w + q->row0 * t->cols,
-                                q->row1 - q->row0, t->cols, &q->spec, name, &parts[k]);
+        snprintf(name, sizeof name, "%.90s %s %lld:%lld", t->name, axis ? "cols" : "rows", (long long)q->row0,
+                 (long long)q->row1);
+        int64_t width = q->row1 - q->row0;
+        for (int64_t r = 0; axis && r < t->rows; r++)
+            memcpy(piece + r * width, w + r * t->cols + q->row0, (size_t)width * sizeof *piece);
+        st = axis ? lb_quantize_tensor(o.method, &o, need ? &ls : NULL, piece, t->rows, width, &q->spec, name, &parts[k])
+                  : lb_quantize_tensor(o.method, &o, need ? &ls : NULL, w + q->row0 * t->cols, width, t->cols,
+                                       &q->spec, name, &parts[k]);
+        if (need && axis) lb_layer_stats_free(&ls);
     }
-    if (st == LB_OK) st = lb_split_join(parts, e->n_parts, t->name, out);
+    lb_free(piece);
+    if (st == LB_OK)
+        st = axis ? lb_split_join_cols(parts, e->n_parts, t->name, out) : lb_split_join(parts, e->n_parts, t->name, out);
     for (int i = 0; i < k; i++) lb_tensor_free(&parts[i]);
     lb_free(parts);
     return st;

@@ -1,9 +1,10 @@
 /* Recipes: a quantization plan as text, one rule per line,
  *
- *     PATTERN [rows=R0:R1] SPEC [method=NAME] [key=value ...]    # comment
+ *     PATTERN [rows=R0:R1 | cols=C0:C1] SPEC [method=NAME] [key=value ...]    # comment
  *
  * (rows=: a row rule, lb_plan_add_row_rule, as lowbit plan --granularity
- * rowblock writes; the tensor becomes a split tensor)
+ * rowblock writes; cols=: a column rule, lb_plan_add_col_rule; the tensor
+ * becomes a split tensor)
  * read by a parser that expects hostile input (it is fuzzed: fuzz_recipe.c)
  * and reports the line of every problem, and written so that what it writes
  * reads back to the same plan. The format is documented in docs/RECIPES.md. */
@@ -12,7 +13,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#define MAX_FIELDS (3 + 1 + LB_METHOD_MAX_OPTIONS) /* pattern, rows=, spec, method=, options */
+#define MAX_FIELDS (3 + 1 + LB_METHOD_MAX_OPTIONS) /* pattern, rows= or cols=, spec, method=, options */
 
 /* Splits line (NUL-terminated, modified) into fields; a '#' at the start of
  * a field starts a comment. Returns the field count, or -1 if too many. */
@@ -36,12 +37,16 @@ static lb_status parse_line(lb_plan *p, char *line, int line_no) {
     if (n == 0) return LB_OK;
     if (n == 1) return lb_fail(LB_ERR_FORMAT, "expected PATTERN SPEC [method=NAME] [key=value ...], got only '%s'", f[0]);
     long long row0 = 0, row1 = 0;
-    if (!strncmp(f[1], "rows=", 5)) { /* a row rule, as lowbit plan --granularity rowblock writes */
+    int cols = !strncmp(f[1], "cols=", 5);
+    if (cols || !strncmp(f[1], "rows=", 5)) { /* a row rule, as lowbit plan --granularity rowblock writes */
+        const char *what = cols ? "cols=C0:C1 with 0 <= C0 < C1" : "rows=R0:R1 with 0 <= R0 < R1";
         int used = 0;
         if (sscanf(f[1] + 5, "%lld:%lld%n", &row0, &row1, &used) != 2 || f[1][5 + used] || f[1][5] < '0' ||
             f[1][5] > '9' || row0 < 0 || row1 <= row0)
-            return lb_fail(LB_ERR_FORMAT, "'%s': expected rows=R0:R1 with 0 <= R0 < R1", f[1]);
-        if (n < 3) return lb_fail(LB_ERR_FORMAT, "expected PATTERN rows=R0:R1 SPEC [method=NAME] [key=value ...]");
+            return lb_fail(LB_ERR_FORMAT, "'%s': expected %s", f[1], what);
+        if (n < 3)
+            return lb_fail(LB_ERR_FORMAT, "expected PATTERN %s SPEC [method=NAME] [key=value ...]",
+                           cols ? "cols=C0:C1" : "rows=R0:R1");
         f[1] = f[0]; /* the rest reads as an ordinary rule */
         memmove(f, f + 1, (size_t)--n * sizeof *f);
     }
@@ -60,7 +65,9 @@ static lb_status parse_line(lb_plan *p, char *line, int line_no) {
         }
     for (int i = 2; i < n; i++)
         if (strncmp(f[i], "method=", 7) && (st = lb_method_opts_parse(&o, f[i])) != LB_OK) return st;
-    st = row1 ? lb_plan_add_row_rule(p, f[0], row0, row1, &spec, &o) : lb_plan_add_rule(p, f[0], &spec, &o);
+    st = !row1 ? lb_plan_add_rule(p, f[0], &spec, &o)
+         : cols ? lb_plan_add_col_rule(p, f[0], row0, row1, &spec, &o)
+                : lb_plan_add_row_rule(p, f[0], row0, row1, &spec, &o);
     if (st == LB_OK) p->rules[p->n_rules - 1].line = line_no;
     return st;
 }
@@ -142,12 +149,12 @@ static void put(text_buf *b, const char *a, const char *c, const char *d, const 
     }
 }
 
-static void put_rule(text_buf *b, const char *pattern, int64_t row0, int64_t row1, const lb_qspec *spec,
+static void put_rule(text_buf *b, const char *pattern, int axis, int64_t row0, int64_t row1, const lb_qspec *spec,
                      const lb_method_opts *o) {
     char spec_text[64], opts[512], rows[64] = "", head[LB_PLAN_PATTERN_MAX + 160];
     lb_qspec_format(spec, spec_text, sizeof spec_text);
     lb_method_opts_format(o, 1, opts, sizeof opts); /* every option: the recipe does not depend on defaults */
-    if (row1) snprintf(rows, sizeof rows, " rows=%lld:%lld", (long long)row0, (long long)row1);
+    if (row1) snprintf(rows, sizeof rows, " %s=%lld:%lld", axis ? "cols" : "rows", (long long)row0, (long long)row1);
     snprintf(head, sizeof head, "%s%s %s method=%s", pattern, rows, spec_text, o->method->name);
     put(b, head, opts[0] ? " " : "", opts, "\n");
 }
@@ -168,14 +175,15 @@ lb_status lb_plan_format_recipe(const lb_plan *p, int resolved, const char *head
     if (resolved)
         for (int i = 0; i < p->n_entries; i++) {
             const lb_plan_entry *e = &p->entries[i];
-            if (!e->n_parts) put_rule(&b, e->name, 0, 0, &e->spec, &e->opts);
-            for (int k = 0; k < e->n_parts; k++) /* a split tensor: its row parts */
-                put_rule(&b, e->name, e->parts[k].row0, e->parts[k].row1, &e->parts[k].spec, &e->parts[k].opts);
+            if (!e->n_parts) put_rule(&b, e->name, 0, 0, 0, &e->spec, &e->opts);
+            for (int k = 0; k < e->n_parts; k++) /* a split tensor: its row (column) parts */
+                put_rule(&b, e->name, e->split_axis, e->parts[k].row0, e->parts[k].row1, &e->parts[k].spec,
+                         &e->parts[k].opts);
         }
     else
         for (int i = 0; i < p->n_rules; i++) {
             const lb_plan_rule *r = &p->rules[i];
-            put_rule(&b, r->pattern, r->row0, r->row1, &r->spec, &r->opts);
+            put_rule(&b, r->pattern, r->axis, r->row0, r->row1, &r->spec, &r->opts);
         }
     if (b.err != LB_OK) {
         lb_free(b.s);

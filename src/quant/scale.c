@@ -53,6 +53,45 @@ lb_layer_stats lb_layer_stats_rows(const lb_layer_stats *s, int64_t r0, int64_t 
     return b;
 }
 
+/* rows x (c1 - c0) of a rows x cols array, or NULL */
+static lb_status copy_cols_f(const float *in, int64_t rows, int64_t cols, int64_t c0, int64_t c1, float **out) {
+    *out = NULL;
+    if (!in) return LB_OK;
+    int64_t w = c1 - c0;
+    if (!(*out = lb_alloc((size_t)(rows * w) * sizeof **out))) return LB_ERR_NOMEM;
+    for (int64_t r = 0; r < rows; r++) memcpy(*out + r * w, in + r * cols + c0, (size_t)w * sizeof **out);
+    return LB_OK;
+}
+
+static lb_status copy_block_d(const double *in, int64_t cols, int64_t c0, int64_t c1, double **out) {
+    *out = NULL;
+    if (!in) return LB_OK;
+    int64_t w = c1 - c0;
+    if (!(*out = lb_alloc((size_t)(w * w) * sizeof **out))) return LB_ERR_NOMEM;
+    for (int64_t r = 0; r < w; r++) memcpy(*out + r * w, in + (c0 + r) * cols + c0, (size_t)w * sizeof **out);
+    return LB_OK;
+}
+
+lb_status lb_layer_stats_cols(const lb_layer_stats *s, int64_t c0, int64_t c1, lb_layer_stats *out) {
+    memset(out, 0, sizeof *out);
+    if (c0 < 0 || c1 <= c0 || c1 > s->cols)
+        return lb_fail(LB_ERR_INVALID, "columns %lld:%lld of statistics with %lld", (long long)c0, (long long)c1,
+                       (long long)s->cols);
+    out->n_samples = s->n_samples;
+    out->rows = s->rows, out->cols = c1 - c0;
+    lb_status st = copy_block_d(s->xtx, s->cols, c0, c1, &out->xtx);
+    if (st == LB_OK) st = copy_block_d(s->dxtx, s->cols, c0, c1, &out->dxtx);
+    if (st == LB_OK) st = copy_cols_f(s->mean_abs_x, 1, s->cols, c0, c1, &out->mean_abs_x);
+    if (st == LB_OK) st = copy_cols_f(s->max_abs_x, 1, s->cols, c0, c1, &out->max_abs_x);
+    if (st == LB_OK) st = copy_cols_f(s->mean_x, 1, s->cols, c0, c1, &out->mean_x);
+    if (st == LB_OK) st = copy_cols_f(s->grad_sq, s->rows, s->cols, c0, c1, &out->grad_sq);
+    if (st != LB_OK) {
+        lb_layer_stats_free(out);
+        return lb_fail(LB_ERR_NOMEM, "no memory for columns %lld:%lld of the statistics", (long long)c0, (long long)c1);
+    }
+    return LB_OK;
+}
+
 void lb_layer_stats_free(lb_layer_stats *s) {
     if (!s) return;
     lb_free(s->xtx);
