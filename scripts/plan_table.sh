@@ -26,7 +26,7 @@ cands=${CANDIDATES:-"trellis2:down:s6,method=gptq;trellis5:v2:down:s6,method=gpt
 refine=${REFINE:-3}
 gran=${GRANULARITY:-tensor}
 score=${SCORE_EVAL:-0}
-case $gran in rowblock*) score=1 ;; esac
+case $gran in rowblock* | colblock*) score=1 ;; esac
 mkdir -p "$out"
 
 evaluate() { # FILE -> "bpw ppl kld"

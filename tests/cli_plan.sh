@@ -70,30 +70,38 @@ json "$TMP/k.json" 'j["bpw"] <= 3.0 and len(j["candidates"]) == 4'
     > "$TMP/l.json" 2> "$TMP/l.err" && ok || fail "plan --granularity layer: $(cat "$TMP/l.err")"
 json "$TMP/l.json" 'len(set(c["candidate"] for c in j["choice"])) == 1 and j["bpw"] <= 4'
 expect 2 "tensor, layer, rowblock" -- "$LOWBIT" plan "$MODEL" --bpw 3 -o "$TMP/g.txt" --granularity row
-# --granularity rowblock:2: a choice per block of rows, one recipe line each, which quantize refuses clearly
-"$LOWBIT" plan "$MODEL" --tensors 'blk.0.attn_k.weight,blk.0.ffn_down.weight' --calib-blocks 8 --calib "$TEXT" \
-    --candidates "$C" --bpw 4 --granularity rowblock:2 --refine 1 --score-eval -o "$TMP/rb.txt" --json \
-    > "$TMP/rb.json" 2> "$TMP/rb.err" && ok || fail "plan --granularity rowblock:2: $(cat "$TMP/rb.err")"
-json "$TMP/rb.json" 'j["tensors"] == 4 and j["bpw"] <= 4 and j["granularity"] == "rowblock:2" and j["eval_ppl"] > 1'
-json "$TMP/rb.json" '[c["tensor"] for c in j["choice"]] == ["blk.0.attn_k.weight rows 0:16", "blk.0.attn_k.weight rows 16:32", "blk.0.ffn_down.weight rows 0:32", "blk.0.ffn_down.weight rows 32:64"]'
-[ "$(grep -c '^blk.0.ffn_down.weight rows=[0-9]*:[0-9]* int' "$TMP/rb.txt")" = 2 ] && ok || fail "rowblock recipe: $(cat "$TMP/rb.txt")"
+# --granularity rowblock:2 / colblock:2: a choice per block of rows (columns), one recipe line each;
 # quantize applies it (a tensor whose two blocks chose differently is a split tensor), and the file
 # evaluates to the plan's own figure (the plan scores f32 products of the dequantized blocks: so does the
 # dequantize-a-tile kernel path, LB_KERNEL=fallback)
-"$LOWBIT" quantize "$MODEL" --recipe "$TMP/rb.txt" -o "$TMP/rb.gguf" \
-    > "$TMP/rbq.out" 2>&1 && ok || fail "quantize a row-block recipe: $(cat "$TMP/rbq.out")"
-LB_KERNEL=fallback "$LOWBIT" eval "$TMP/rb.gguf" --text "$TEXT" --split eval --calib-blocks 8 --json > "$TMP/rbe.json" 2>&1 &&
-    ok || fail "eval the row-block file: $(cat "$TMP/rbe.json")"
-python3 - "$TMP/rb.json" "$TMP/rbe.json" <<'PY' && ok || fail "row-block file against the plan's score"
+# block_plan KIND BPW NAMES RULE: plans, checks the items' names and the recipe's lines, quantizes, evaluates
+block_plan() {
+    local kind=$1 bpw=$2 names=$3 rule=$4 f=$TMP/$1
+    "$LOWBIT" plan "$MODEL" --tensors 'blk.0.attn_k.weight,blk.0.ffn_down.weight' --calib-blocks 8 --calib "$TEXT" \
+        --candidates "$C" --bpw "$bpw" --granularity "$kind:2" --refine 1 --score-eval -o "$f.txt" --json \
+        > "$f.json" 2> "$f.err" && ok || fail "plan --granularity $kind:2: $(cat "$f.err")"
+    json "$f.json" "j['tensors'] == 4 and j['bpw'] <= $bpw and j['granularity'] == '$kind:2' and j['eval_ppl'] > 1"
+    json "$f.json" "[c['tensor'] for c in j['choice']] == $names"
+    [ "$(grep -c "^blk.0.ffn_down.weight $rule=[0-9]*:[0-9]* int" "$f.txt")" = 2 ] && ok || fail "$kind recipe: $(cat "$f.txt")"
+    "$LOWBIT" quantize "$MODEL" --recipe "$f.txt" -o "$f.gguf" > "$f.q.out" 2>&1 && ok ||
+        fail "quantize a $kind recipe: $(cat "$f.q.out")"
+    LB_KERNEL=fallback "$LOWBIT" eval "$f.gguf" --text "$TEXT" --split eval --calib-blocks 8 --json > "$f.e.json" 2>&1 &&
+        ok || fail "eval the $kind file: $(cat "$f.e.json")"
+    python3 - "$f.json" "$f.e.json" <<'PY' && ok || fail "$kind file against the plan's score"
 import json, sys
 plan, ev = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
 assert abs(ev["ppl"] / plan["eval_ppl"] - 1) < 1e-4, (ev["ppl"], plan["eval_ppl"])
 PY
+}
+block_plan rowblock 4 '["blk.0.attn_k.weight rows 0:16", "blk.0.attn_k.weight rows 16:32", "blk.0.ffn_down.weight rows 0:32", "blk.0.ffn_down.weight rows 32:64"]' rows
+# columns: budget 5, as the g64 candidates pad a 32-column block to whole groups
+block_plan colblock 5 '["blk.0.attn_k.weight cols 0:32", "blk.0.attn_k.weight cols 32:64", "blk.0.ffn_down.weight cols 0:88", "blk.0.ffn_down.weight cols 88:172"]' cols
+expect 2 "colblock or colblock:N" -- "$LOWBIT" plan "$MODEL" --bpw 3 -o "$TMP/g.txt" --granularity colblocks
 expect 2 "format 'split' is not a target" -- "$LOWBIT" quantize "$MODEL" --format split -o "$TMP/sp.gguf"
 [ ! -e "$TMP/sp.gguf" ] && ok || fail "quantize --format split left a file"
 expect 2 "rowblock:N" -- "$LOWBIT" plan "$MODEL" --bpw 3 -o "$TMP/g.txt" --granularity rowblock:0
 expect 2 "rowblock or rowblock:N" -- "$LOWBIT" plan "$MODEL" --bpw 3 -o "$TMP/g.txt" --granularity rowblocks
-expect 2 "per tensor, not per row block" -- "$LOWBIT" plan "$MODEL" --bpw 3 -o "$TMP/g.txt" --granularity rowblock --svg "$TMP/x.svg"
+expect 2 "per tensor, not per block" -- "$LOWBIT" plan "$MODEL" --bpw 3 -o "$TMP/g.txt" --granularity rowblock --svg "$TMP/x.svg"
 expect 1 "cheapest options need" -- "$LOWBIT" plan "$MODEL" "${Q[@]}" --candidates "$C" --bpw 2 -o "$TMP/no.txt"
 [ ! -e "$TMP/no.txt" ] && ok || fail "a failed plan left its recipe"
 # --size: the planned tensors' bytes plus the rest as stored

@@ -7,7 +7,8 @@
  * the measurement's cells equal splicing the block's rows into the model by
  * hand; one block per tensor has the tensor plan's bits and nearly its KL
  * (f32 products against the integer kernels' int8 activations); assembled mixes and refinement stay within budget and
- * only lower the KL; granularities must match the measurement. */
+ * only lower the KL; granularities must match the measurement. Column
+ * blocks (block_axis 1) likewise: their cells equal splicing the columns. */
 #include "plan/plan_internal.h"
 #include "test.h"
 
@@ -35,6 +36,34 @@ static double block_vs_whole(const lb_candidate *c, const lb_layer_stats *ls, co
     free(a), free(b);
     lb_tensor_free(&whole), lb_tensor_free(&part);
     return d;
+}
+
+/* Item t's block under candidate c, written into an f32 copy of the model
+ * row by row (by hand, not through the planner's copy): the KL measured
+ * must be the cell's, bit for bit. */
+static void check_by_hand(const char *model, lb_model *ref, const lb_text *text, const lb_sensitivity_opts *o,
+                          const lb_sensitivity *s, int t, int c) {
+    lb_model *m;
+    CHECK_OK(lb_model_load(model, NULL, &m));
+    float *buf;
+    lb_tensor saved;
+    CHECK_OK(lb_plan_own_f32(m, s->tensor[t], &buf, &saved));
+    const lb_tensor *w = lb_model_tensor_at(m, s->tensor[t]);
+    const float *blk = s->rows_q[(size_t)t * s->n_candidates + c];
+    int64_t a0 = s->row0[t], width = s->row1[t] - a0;
+    if (s->block_axis)
+        for (int64_t r = 0; r < w->rows; r++) memcpy(buf + r * w->cols + a0, blk + r * width, (size_t)width * sizeof *buf);
+    else
+        memcpy(buf + a0 * w->cols, blk, (size_t)(width * w->cols) * sizeof *buf);
+    lb_eval_opts e = o->eval;
+    e.ref = ref;
+    lb_eval_result r;
+    CHECK_OK(lb_evaluate(m, text, &e, &r));
+    double want = s->kld[(size_t)t * s->n_candidates + c];
+    CHECK_MSG(r.kld == want, "%s: %.9g vs %.9g", s->names[t], r.kld, want);
+    lb_tensor_free(lb_model_tensor_at(m, s->tensor[t]));
+    *lb_model_tensor_at(m, s->tensor[t]) = saved;
+    lb_model_free(m);
 }
 
 int main(void) {
@@ -113,22 +142,7 @@ int main(void) {
         CHECK(s.bits[t * 3 + 1] < s.bits[t * 3 + 2]);
     }
     /* one cell by hand: ffn_down's rows 32:64 at int2, spliced into an f32 copy */
-    {
-        lb_model *m;
-        CHECK_OK(lb_model_load(model, NULL, &m));
-        float *buf;
-        lb_tensor saved;
-        CHECK_OK(lb_plan_own_f32(m, s.tensor[3], &buf, &saved));
-        memcpy(buf + 32 * 172, s.rows_q[3 * 3 + 1], 32 * 172 * sizeof(float));
-        lb_eval_opts e = o.eval;
-        e.ref = ref;
-        lb_eval_result r;
-        CHECK_OK(lb_evaluate(m, &text, &e, &r));
-        CHECK_MSG(r.kld == s.kld[3 * 3 + 1], "%.9g vs %.9g", r.kld, s.kld[3 * 3 + 1]);
-        lb_tensor_free(lb_model_tensor_at(m, s.tensor[3]));
-        *lb_model_tensor_at(m, s.tensor[3]) = saved;
-        lb_model_free(m);
-    }
+    check_by_hand(model, ref, &text, &o, &s, 3, 1);
     /* granularities must fit the measurement */
     CHECK_FAILS(lb_plan_set_granularity(&s, "tensor"), LB_ERR_INVALID, "per row block");
     CHECK_OK(lb_plan_set_granularity(&s, "rowblock:2"));
@@ -168,6 +182,30 @@ int main(void) {
     CHECK_OK(lb_plan_measure(&o, &s0, ch, &m0));
     CHECK_MSG(fabs(m1.kld - m0.kld) <= 0.06 * m0.kld, "%.9g vs %.9g", m1.kld, m0.kld);
     lb_sensitivity_free(&s1), lb_sensitivity_free(&s0);
+
+    /* column blocks: input columns cut in two, each block its columns quantized alone with
+     * those channels' statistics; a cell equals splicing the block's columns by hand */
+    o.row_blocks = 2, o.block_axis = 1, o.keep_tensors = 0;
+    lb_sensitivity sc;
+    CHECK_OK(lb_sensitivity_measure(&o, c, 3, &sc));
+    CHECK(sc.n_tensors == 4 && sc.block_axis == 1 && sc.rows_q);
+    CHECK_MSG(!strcmp(sc.names[3], "blk.0.ffn_down.weight cols 88:172"), "%s", sc.names[3]);
+    CHECK(sc.row0[3] == 88 && sc.row1[3] == 172 && sc.weights[3] == 64 * 84 && sc.weights[1] == 32 * 32);
+    for (int t = 0; t < 4; t++) {
+        size_t part = lb_split_part_bytes(4 * (size_t)sc.weights[t]) + (sc.row0[t] == 0 ? LB_SPLIT_HEAD_BYTES : 0);
+        CHECK(sc.bits[t * 3] == 8.0 * (double)part && sc.kld[t * 3] == 0);
+        CHECK_MSG(sc.kld[t * 3 + 1] > sc.kld[t * 3 + 2] && sc.kld[t * 3 + 2] > 0, "%s", sc.names[t]);
+    }
+    check_by_hand(model, ref, &text, &o, &sc, 3, 1);
+    CHECK_FAILS(lb_plan_set_granularity(&sc, "rowblock:2"), LB_ERR_INVALID, "per column block");
+    CHECK_OK(lb_plan_set_granularity(&sc, "colblock:2"));
+    int cchoice[4] = {2, 1, 1, 2};
+    CHECK_OK(lb_plan_measure(&o, &sc, cchoice, &mix));
+    budget = 0;
+    for (int t = 0; t < 4; t++) budget += sc.bits[t * 3 + cchoice[t]];
+    CHECK_OK(lb_plan_refine(&o, &sc, budget, 1, cchoice, rk));
+    CHECK(rk[0] == mix.kld && mix.kld > 0);
+    lb_sensitivity_free(&sc);
 
     lb_calib_stats_free(st);
     lb_model_free(ref);

@@ -36,6 +36,9 @@ typedef struct {
                                     into this many contiguous ranges (src/plan/rowblock.c): a block is
                                     quantized on its own and measured with the rest of the model f32;
                                     the mask is then per (block, candidate). 0: whole tensors */
+    int block_axis;              /* with row_blocks: 1 cuts the input columns instead (column blocks,
+                                    written as column rules: a block is quantized as the tensor's
+                                    columns alone, with those input channels' statistics) */
 } lb_sensitivity_opts;
 
 typedef struct {
@@ -58,6 +61,8 @@ typedef struct {
      * and rows_q[t * n_candidates + c] those rows quantized by c on their own, dequantized
      * ((row1 - row0) x cols floats; NULL where not measured); the items are named "NAME rows R0:R1" */
     int64_t *row0, *row1;
+    int block_axis;        /* 1: the blocks are input columns: row0/row1 are columns, rows_q blocks rows x
+                              (row1 - row0), the items named "NAME cols C0:C1" */
     float **rows_q;
     double nll;            /* the unquantized model's mean negative log-likelihood on the same tokens */
     int64_t tokens;        /* tokens scored per measurement */

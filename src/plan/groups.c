@@ -11,10 +11,14 @@
 
 lb_status lb_plan_set_granularity(lb_sensitivity *s, const char *granularity) {
     int rowblock = granularity && !strncmp(granularity, "rowblock", 8);
-    if (rowblock != (s->row0 != NULL))
+    int colblock = granularity && !strncmp(granularity, "colblock", 8);
+    if (rowblock + colblock != (s->row0 != NULL) || (colblock && !s->block_axis) || (rowblock && s->block_axis))
         return lb_fail(LB_ERR_INVALID, "granularity '%s': the sensitivities were measured %s",
                        granularity ? granularity : "tensor",
-                       s->row0 ? "per row block (only rowblock fits them)" : "per tensor (rowblock needs them per row block)");
+                       !s->row0       ? "per tensor (rowblock and colblock need them per block)"
+                       : s->block_axis ? "per column block (only colblock fits them)"
+                                       : "per row block (only rowblock fits them)");
+    rowblock |= colblock;
     if (rowblock) { /* each block alone, as measured */
         for (int t = 0; t < s->n_tensors; t++) s->group[t] = t;
         s->n_groups = s->n_tensors;

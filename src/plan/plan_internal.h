@@ -18,6 +18,10 @@ lb_status lb_plan_allocate_groups(const lb_sensitivity *s, const double *gloss, 
  * bounds[0] = 0 < ... < bounds[k] = rows (on multiples of 8 rows when each
  * block has at least 8); returns k. */
 int lb_plan_row_ranges(int64_t rows, int n, int64_t *bounds);
+/* Block [a0, a1) along axis (0 rows, 1 columns) of a rows x cols matrix w,
+ * copied into packed (block rows x width, row-major) or, back, from it. */
+void lb_plan_block_get(const float *w, int64_t rows, int64_t cols, int axis, int64_t a0, int64_t a1, float *packed);
+void lb_plan_block_put(float *w, int64_t rows, int64_t cols, int axis, int64_t a0, int64_t a1, const float *packed);
 /* Replaces model tensor ti by an owned f32 copy of its weights (*buf, which
  * the model's tensor now owns), so rows can be written; *saved is the
  * tensor as it was, to put back (after lb_tensor_free of the copy). On

@@ -29,10 +29,10 @@ static int first_block(const lb_sensitivity *s, int t) { return t == 0 || s->ten
 static void show(assembly *a, int t, int c) {
     if (a->showing[t] == c) return;
     lb_tensor *slot = lb_model_tensor_at(a->m, a->s->tensor[t]);
-    if (a->s->rows_q) { /* row blocks: the rows written into the tensor's f32 copy */
+    if (a->s->rows_q) { /* row (column) blocks: written into the tensor's f32 copy */
         const float *src = c < 0 ? a->orig[t] : a->s->rows_q[(size_t)t * a->s->n_candidates + c];
-        memcpy(slot->owned + (size_t)(a->s->row0[t] * slot->cols) * sizeof(float), src,
-               (size_t)((a->s->row1[t] - a->s->row0[t]) * slot->cols) * sizeof(float));
+        lb_plan_block_put((float *)slot->owned, slot->rows, slot->cols, a->s->block_axis, a->s->row0[t],
+                          a->s->row1[t], src);
         lb_tensor_resolve(slot);
         a->showing[t] = c;
         return;
@@ -71,9 +71,10 @@ static lb_status assemble(const lb_sensitivity_opts *o, const lb_sensitivity *s,
             break;
         }
         const lb_tensor *slot = lb_model_tensor_at(a->m, s->tensor[t]);
-        size_t n = (size_t)((s->row1[t] - s->row0[t]) * slot->cols);
+        size_t n = (size_t)((s->row1[t] - s->row0[t]) * (s->block_axis ? slot->rows : slot->cols));
         if (!(a->orig[t] = lb_alloc(n * sizeof(float)))) st = LB_ERR_NOMEM;
-        else memcpy(a->orig[t], slot->owned + (size_t)(s->row0[t] * slot->cols) * sizeof(float), n * sizeof(float));
+        else lb_plan_block_get((const float *)slot->owned, slot->rows, slot->cols, s->block_axis, s->row0[t], s->row1[t],
+                               a->orig[t]);
     }
     return st;
 }

@@ -1,4 +1,7 @@
-/* Row-block sensitivity: a choice per range of output rows, not per tensor.
+/* Row-block sensitivity: a choice per range of output rows, not per tensor
+ * (or, with block_axis 1, per range of input columns: a block is then the
+ * rows x (c1 - c0) matrix of its columns, quantized with those channels'
+ * statistics alone, lb_layer_stats_cols, as a column rule's part is).
  *
  * Each selected tensor's output rows are cut into `row_blocks` contiguous
  * ranges (boundaries on multiples of 8 rows where the tensor has at least 8
@@ -43,23 +46,46 @@ int lb_plan_row_ranges(int64_t rows, int n, int64_t *bounds) {
  * when the method cannot make the format. A block of a tensor cut in two or
  * more is a part of a split tensor (formats/split.c), charged what it adds
  * there: its entry and padding, and the first block the tensor's header. */
-static lb_status quantize_block(const lb_candidate *c, const lb_layer_stats *ls, const float *w0, int64_t cols,
-                                int64_t r0, int64_t r1, int split, const char *name, float *out, double *bits) {
+static lb_status quantize_block(const lb_candidate *c, const lb_layer_stats *ls, const float *block, int axis,
+                                int64_t rows, int64_t cols, int64_t r0, int64_t r1, int split, const char *name,
+                                float *out, double *bits) {
     const lb_method *m = c->opts.method;
     int is_float = lb_qspec_is_float(&c->spec);
     if (!is_float && m->check && m->check(&c->spec, &c->opts) != LB_OK) return LB_OK;
     lb_layer_stats bs;
+    memset(&bs, 0, sizeof bs);
     unsigned need = is_float ? 0 : lb_method_opts_stats(&c->opts);
     if (need && !ls) return lb_fail(LB_ERR_INVALID, "method %s needs calibration statistics", m->name);
-    if (need) bs = lb_layer_stats_rows(ls, r0, r1);
+    lb_status st = LB_OK;
+    if (need && !axis) bs = lb_layer_stats_rows(ls, r0, r1);
+    if (need && axis) st = lb_layer_stats_cols(ls, r0, r1, &bs);
     lb_tensor q;
     memset(&q, 0, sizeof q);
-    lb_status st = lb_quantize_tensor(m, &c->opts, need ? &bs : NULL, w0 + r0 * cols, r1 - r0, cols, &c->spec, name, &q);
+    if (st == LB_OK)
+        st = lb_quantize_tensor(m, &c->opts, need ? &bs : NULL, block, axis ? rows : r1 - r0, axis ? r1 - r0 : cols,
+                                &c->spec, name, &q);
     if (st == LB_OK) st = lb_dequantize(&q, out);
     if (st == LB_OK)
         *bits = 8.0 * (double)(split ? lb_split_part_bytes(q.nbytes) + (r0 == 0 ? LB_SPLIT_HEAD_BYTES : 0) : q.nbytes);
     lb_tensor_free(&q);
+    if (need && axis) lb_layer_stats_free(&bs);
     return st;
+}
+
+void lb_plan_block_get(const float *w, int64_t rows, int64_t cols, int axis, int64_t a0, int64_t a1, float *packed) {
+    if (!axis) {
+        memcpy(packed, w + a0 * cols, (size_t)((a1 - a0) * cols) * sizeof *packed);
+        return;
+    }
+    for (int64_t r = 0; r < rows; r++) memcpy(packed + r * (a1 - a0), w + r * cols + a0, (size_t)(a1 - a0) * sizeof *w);
+}
+
+void lb_plan_block_put(float *w, int64_t rows, int64_t cols, int axis, int64_t a0, int64_t a1, const float *packed) {
+    if (!axis) {
+        memcpy(w + a0 * cols, packed, (size_t)((a1 - a0) * cols) * sizeof *packed);
+        return;
+    }
+    for (int64_t r = 0; r < rows; r++) memcpy(w + r * cols + a0, packed + r * (a1 - a0), (size_t)(a1 - a0) * sizeof *w);
 }
 
 lb_status lb_plan_own_f32(lb_model *m, int ti, float **buf, lb_tensor *saved) {
@@ -82,7 +108,7 @@ lb_status lb_plan_own_f32(lb_model *m, int ti, float **buf, lb_tensor *saved) {
 lb_status lb_plan_measure_rowblocks(const lb_sensitivity_opts *o, const lb_candidate *cands, int C,
                                     lb_sensitivity *out) {
     double t0 = lb_now();
-    int N = o->row_blocks;
+    int N = o->row_blocks, axis = o->block_axis ? 1 : 0;
     lb_model *ref = NULL, *m = NULL;
     lb_plan sel;
     lb_plan_init(&sel);
@@ -96,8 +122,11 @@ lb_status lb_plan_measure_rowblocks(const lb_sensitivity_opts *o, const lb_candi
     int64_t *bounds = lb_alloc((size_t)(N + 1) * sizeof *bounds);
     if (st == LB_OK && !bounds) st = LB_ERR_NOMEM;
     int T = 0;
-    for (int e = 0; st == LB_OK && e < sel.n_entries; e++)
-        T += lb_plan_row_ranges(lb_model_tensor_at(ref, sel.entries[e].tensor)->rows, N, bounds);
+    for (int e = 0; st == LB_OK && e < sel.n_entries; e++) {
+        const lb_tensor *w = lb_model_tensor_at(ref, sel.entries[e].tensor);
+        T += lb_plan_row_ranges(axis ? w->cols : w->rows, N, bounds);
+    }
+    out->block_axis = axis;
     size_t cells = (size_t)T * (size_t)C;
     if (st == LB_OK) {
         out->n_tensors = T, out->n_candidates = C, out->n_groups = T;
@@ -118,13 +147,13 @@ lb_status lb_plan_measure_rowblocks(const lb_sensitivity_opts *o, const lb_candi
     }
     for (int e = 0, t = 0; st == LB_OK && e < sel.n_entries; e++) {
         const lb_tensor *w = lb_model_tensor_at(ref, sel.entries[e].tensor);
-        int n = lb_plan_row_ranges(w->rows, N, bounds);
+        int n = lb_plan_row_ranges(axis ? w->cols : w->rows, N, bounds);
         for (int b = 0; b < n; b++, t++) {
             out->tensor[t] = sel.entries[e].tensor, out->group[t] = t;
             out->row0[t] = bounds[b], out->row1[t] = bounds[b + 1];
-            out->weights[t] = (bounds[b + 1] - bounds[b]) * w->cols;
-            snprintf(out->names[t], sizeof out->names[t], "%.60s rows %lld:%lld", sel.entries[e].name,
-                     (long long)bounds[b], (long long)bounds[b + 1]);
+            out->weights[t] = (bounds[b + 1] - bounds[b]) * (axis ? w->rows : w->cols);
+            snprintf(out->names[t], sizeof out->names[t], "%.60s %s %lld:%lld", sel.entries[e].name,
+                     axis ? "cols" : "rows", (long long)bounds[b], (long long)bounds[b + 1]);
         }
     }
     if (st == LB_OK) st = lb_plan_ref_nll(o, ref, &out->nll);
@@ -139,37 +168,42 @@ lb_status lb_plan_measure_rowblocks(const lb_sensitivity_opts *o, const lb_candi
         float *buf = NULL;
         st = lb_plan_own_f32(m, ti, &buf, &saved);
         lb_tensor *slot = lb_model_tensor_at(m, ti);
-        int64_t cols = slot->cols;
-        float *w0 = lb_alloc((size_t)(slot->rows * cols) * sizeof *w0);
-        if (st == LB_OK && !w0) st = LB_ERR_NOMEM;
-        if (st == LB_OK) memcpy(w0, buf, (size_t)(slot->rows * cols) * sizeof *w0);
+        int64_t rows = slot->rows, cols = slot->cols;
+        float *w0 = lb_alloc((size_t)(rows * cols) * sizeof *w0), *b0 = lb_alloc((size_t)(rows * cols) * sizeof *b0);
+        if (st == LB_OK && (!w0 || !b0)) st = LB_ERR_NOMEM;
+        if (st == LB_OK) memcpy(w0, buf, (size_t)(rows * cols) * sizeof *w0);
         const lb_layer_stats *ls = o->stats ? lb_calib_stats_for_tensor(o->stats, ref, lb_model_tensor_at(ref, ti)) : NULL;
         int split = t + 1 < T && out->tensor[t + 1] == ti; /* two blocks or more: a split tensor */
         for (; st == LB_OK && t < T && out->tensor[t] == ti; t++) {
             lb_progress_item(&prog, out->names[t]);
             int64_t r0 = out->row0[t], r1 = out->row1[t];
-            size_t nb = (size_t)((r1 - r0) * cols);
+            size_t nb = (size_t)((r1 - r0) * (axis ? rows : cols));
+            lb_plan_block_get(w0, rows, cols, axis, r0, r1, b0);
             for (int c = 0; st == LB_OK && c < C; c++) {
                 size_t cell = (size_t)t * C + (size_t)c;
                 if (o->mask && !o->mask[cell]) continue;
                 float *q = lb_alloc(nb * sizeof *q);
                 if (!q) st = LB_ERR_NOMEM;
                 double bits = NAN;
-                if (st == LB_OK) st = quantize_block(&cands[c], ls, w0, cols, r0, r1, split, out->names[t], q, &bits);
+                if (st == LB_OK)
+                    st = quantize_block(&cands[c], ls, b0, axis, rows, cols, r0, r1, split, out->names[t], q, &bits);
                 if (st == LB_OK && !isnan(bits)) {
                     double e2 = 0, fe = 0;
                     for (size_t i = 0; i < nb; i++) {
-                        double d = (double)q[i] - (double)w0[(size_t)r0 * cols + i];
+                        double d = (double)q[i] - (double)b0[i];
                         e2 += d * d;
-                        if (ls && ls->grad_sq) fe += (double)ls->grad_sq[(size_t)r0 * cols + i] * d * d;
+                        /* block element i: row i / width, column i % width of the block */
+                        size_t at = axis ? (size_t)(i / (size_t)(r1 - r0)) * (size_t)cols + (size_t)r0 + i % (size_t)(r1 - r0)
+                                         : (size_t)r0 * (size_t)cols + i;
+                        if (ls && ls->grad_sq) fe += (double)ls->grad_sq[at] * d * d;
                     }
-                    memcpy(buf + r0 * cols, q, nb * sizeof *q);
+                    lb_plan_block_put(buf, rows, cols, axis, r0, r1, q);
                     lb_tensor_resolve(slot); /* the f32 kernel's cache, if any, is stale */
                     lb_eval_opts e = o->eval;
                     e.ref = ref;
                     lb_eval_result r;
                     st = lb_evaluate(m, o->text, &e, &r);
-                    memcpy(buf + r0 * cols, w0 + r0 * cols, nb * sizeof *q);
+                    lb_plan_block_put(buf, rows, cols, axis, r0, r1, b0);
                     lb_tensor_resolve(slot);
                     if (st == LB_OK) {
                         out->bits[cell] = bits, out->kld[cell] = r.kld, out->dnll[cell] = r.nll - out->nll;
@@ -187,7 +221,7 @@ lb_status lb_plan_measure_rowblocks(const lb_sensitivity_opts *o, const lb_candi
             lb_tensor_free(slot);
             *slot = saved;
         }
-        lb_free(w0);
+        lb_free(w0), lb_free(b0);
     }
     lb_progress_end(&prog);
     out->seconds = lb_now() - t0;

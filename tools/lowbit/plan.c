@@ -18,7 +18,7 @@
 static const char *plan_help =
     "usage: lowbit plan MODEL (--bpw B | --size SIZE) -o RECIPE [--candidates LIST] [--tensors LIST]\n"
     "                   [--keep PATTERN=SPEC[,method=NAME][,key=value]...]... [--calib TEXT] [--calib-blocks N]\n"
-    "                   [--refine N] [--granularity tensor|layer|rowblock[:N]] [--fisher] [--table FILE.md]\n"
+    "                   [--refine N] [--granularity tensor|layer|rowblock[:N]|colblock[:N]] [--fisher] [--table FILE.md]\n"
     "                   [--svg FILE.svg] [--heat SPEC] [--score-eval] [--json]\n\n"
     "Chooses a format and method per tensor so that the selected tensors fit the budget with the\n"
     "least predicted loss, and writes the choice as a recipe for `lowbit quantize --recipe`.\n\n"
@@ -45,7 +45,8 @@ static const char *plan_help =
     "                     linears of a layer (other tensors alone); rowblock[:N]: each tensor's output\n"
     "                     rows cut into N contiguous blocks (default 2), a choice per block, each block\n"
     "                     quantized on its own; the recipe gets one rows=R0:R1 line per block, and\n"
-    "                     quantize stores such a tensor as a split tensor (docs/PLANNING.md)\n"
+    "                     quantize stores such a tensor as a split tensor (docs/PLANNING.md); colblock[:N]:\n"
+    "                     the same over each tensor's input columns (cols=C0:C1 lines, column parts)\n"
     "  --score-eval       also score the chosen mix on the evaluation split of the text (after planning;\n"
     "                     nothing is chosen on it), through f32 products of its dequantized weights\n"
     "  --fisher           also collect the squared loss gradients (a backward pass over the calibration\n"
@@ -193,17 +194,21 @@ int plan_option(plan_ctx *p, cli_args *a) {
 
 int plan_prepare(plan_ctx *p, const char *default_refine) {
     const char *v = p->verb;
-    if (p->granularity && !strncmp(p->granularity, "rowblock", 8)) {
+    if (p->granularity && (!strncmp(p->granularity, "rowblock", 8) || !strncmp(p->granularity, "colblock", 8))) {
         long n = 2;
-        if (p->granularity[8] && (p->granularity[8] != ':' ||
-                                  cli_parse_int(v, "--granularity rowblock:N", p->granularity + 9, 1, 64, &n)))
+        p->block_axis = p->granularity[0] == 'c';
+        const char *kind = p->block_axis ? "colblock" : "rowblock";
+        char what[32];
+        snprintf(what, sizeof what, "--granularity %s:N", kind);
+        if (p->granularity[8] && (p->granularity[8] != ':' || cli_parse_int(v, what, p->granularity + 9, 1, 64, &n)))
             return p->granularity[8] == ':' ? CLI_USAGE
-                                            : cli_usage_error(v, "--granularity '%s': rowblock or rowblock:N", p->granularity);
+                                            : cli_usage_error(v, "--granularity '%s': %s or %s:N", p->granularity, kind,
+                                                              kind);
         p->row_blocks = (int)n;
         if (p->n_keep || p->svg)
-            return cli_usage_error(v, "--granularity rowblock: --keep and --svg work per tensor, not per row block");
+            return cli_usage_error(v, "--granularity %s: --keep and --svg work per tensor, not per block", kind);
     } else if (p->granularity && strcmp(p->granularity, "tensor") && strcmp(p->granularity, "layer")) {
-        return cli_usage_error(v, "--granularity '%s': tensor, layer, rowblock or rowblock:N", p->granularity);
+        return cli_usage_error(v, "--granularity '%s': tensor, layer, rowblock[:N] or colblock[:N]", p->granularity);
     }
     lb_plan_init(&p->keep_plan);
     if (cli_parse_int(v, "--refine", p->refine_text ? p->refine_text : default_refine, 0, 100, &p->rounds))
@@ -292,6 +297,7 @@ int plan_measure(plan_ctx *p, const char *model_path, int keep) {
     p->so.mask = p->row_blocks ? NULL : p->mask; /* no --keep with row blocks: every candidate everywhere */
     p->so.keep_tensors = keep;
     p->so.row_blocks = p->row_blocks;
+    p->so.block_axis = p->block_axis;
     /* every measurement scores a model against the fp one on the same
      * sequences: the fp model's logits computed once instead of beside each
      * (about a quarter of a plan's time on stories260K), when they fit in
@@ -325,8 +331,9 @@ int plan_choice(plan_ctx *p, const int *choice, lb_plan *out) {
     for (int t = 0; t < p->s.n_tensors; t++) {
         const lb_candidate *c = &p->cands[choice[t]];
         const char *name = lb_model_tensor_at(p->m, p->s.tensor[t])->name;
-        lb_status st = p->row_blocks ? lb_plan_add_row_rule(out, name, p->s.row0[t], p->s.row1[t], &c->spec, &c->opts)
-                                     : lb_plan_add_rule(out, p->s.names[t], &c->spec, &c->opts);
+        lb_status st = !p->row_blocks ? lb_plan_add_rule(out, p->s.names[t], &c->spec, &c->opts)
+                       : p->block_axis ? lb_plan_add_col_rule(out, name, p->s.row0[t], p->s.row1[t], &c->spec, &c->opts)
+                                       : lb_plan_add_row_rule(out, name, p->s.row0[t], p->s.row1[t], &c->spec, &c->opts);
         if (st != LB_OK) return cli_error(p->verb, NULL);
     }
     return lb_plan_resolve(out, p->m) == LB_OK ? CLI_OK : cli_error(p->verb, NULL);

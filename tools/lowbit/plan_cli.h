@@ -24,7 +24,8 @@ typedef struct {
     char calib_buf[4096];
     long rounds;
     int fisher; /* --fisher: squared gradients for the Fisher proxy */
-    int row_blocks; /* --granularity rowblock[:N]: N (default 2); 0 otherwise */
+    int row_blocks; /* --granularity rowblock[:N] or colblock[:N]: N (default 2); 0 otherwise */
+    int block_axis; /* colblock: 1 (the blocks are column ranges) */
     /* from plan_measure */
     const char *model_path;
     lb_model *m;
