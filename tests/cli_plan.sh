@@ -39,6 +39,41 @@ json "$TMP/p.json" 'all(-1 <= j["rank_correlation"][k] <= 1 for k in ("method", 
 json "$TMP/p.json" 'all(c is None or c["hawq"] > 0 and c["fisher"] >= 0 for r in j["sensitivity"] for c in r[:2])'
 # a mix: not all the same candidate at 4 bits between 2.5 and 8.5
 json "$TMP/p.json" 'len(set(c["candidate"] for c in j["choice"])) > 1'
+# scripts/plan_rungs.py (the what-if of a gap-free ladder): its knapsack against brute
+# force on small random problems, its interpolation through the measured points, and
+# on this plan: no ladder it adds can do worse than the candidates, which can do no
+# worse than the plan's own choice
+RUNGS=$(dirname "$0")/../scripts/plan_rungs.py
+python3 - "$RUNGS" <<'PY' && ok || fail "plan_rungs.py knapsack or interpolation"
+import importlib.util, itertools, math, random, sys
+spec = importlib.util.spec_from_file_location('plan_rungs', sys.argv[1])
+m = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(m)
+rng = random.Random(7)
+for trial in range(200):
+    opts = [[(rng.randrange(8, 80, 8), rng.uniform(0.01, 1.0)) for _ in range(rng.randrange(1, 4))]
+            for _ in range(rng.randrange(1, 5))]
+    budget = rng.randrange(8, 240)
+    fits = [sum(o[i][1] for o, i in zip(opts, p)) for p in itertools.product(*[range(len(o)) for o in opts])
+            if sum(o[i][0] for o, i in zip(opts, p)) <= budget]
+    got = m.knapsack(opts, budget)
+    assert (got is None) == (not fits), (opts, budget)
+    assert got is None or abs(got[0] - min(fits)) < 1e-12, (opts, budget, got, min(fits))
+    assert got is None or abs(sum(o[i][1] for o, i in zip(opts, got[1])) - got[0]) < 1e-12
+pts = [(100, 0.5), (200, 0.125), (300, 0.0625)]
+assert abs(m.interpolated(pts, 150) - 0.25) < 1e-12 and abs(m.interpolated(pts, 200) - 0.125) < 1e-12
+assert m.interpolated(pts, 99) is None and m.interpolated(pts, 301) is None
+PY
+"$RUNGS" "$TMP/p.json" --rung 3 --rung 5 --json > "$TMP/rungs.json" 2> "$TMP/rungs.err" && ok ||
+    fail "plan_rungs.py: $(cat "$TMP/rungs.err")"
+python3 - "$TMP/p.json" "$TMP/rungs.json" <<'PY' && ok || fail "plan_rungs.py on the plan: $(cat "$TMP/rungs.json")"
+import json, sys
+p, r = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+lad = r['ladders']
+assert len(lad) == 4 and r['tensors'] == 7 and r['budget_bpw'] == 4
+assert lad[0]['kld'] <= p['predicted_kld'] + 1e-9 and all(l['bpw'] <= 4 for l in lad)
+assert all(l['kld'] <= lad[0]['kld'] + 1e-12 for l in lad[1:]) and lad[3]['kld'] < lad[0]['kld']
+PY
 [ "$(grep -c '^blk\.0\.' "$TMP/r.txt")" -eq 7 ] && ok || fail "recipe: $(cat "$TMP/r.txt")"
 grep -q '^# lowbit plan for' "$TMP/r.txt" && ok || fail "recipe header: $(head -2 "$TMP/r.txt")"
 # quantize applies it: the same bits per weight over the seven tensors
