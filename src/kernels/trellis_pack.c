@@ -117,6 +117,19 @@ static lb_status repack_down(const lb_tensor *w, void **out, size_t *bytes) {
     return LB_OK;
 }
 
+const uint8_t *lb_trellis_down_window(const lb_tensor *w, int row, int end, int *first, int *m, int *res) {
+    const lb_trellis_pack *p = lb_trellis_packed(w);
+    const lb_trellis_seq *seq = lb_trellis_seqs(w) + lb_trellis_piece(w, row);
+    int t0 = (row - seq->start) / p->V, stop = seq->start + seq->len;
+    *first = seq->start + p->V * t0;
+    if (stop > *first + 8 * p->V) stop = *first + 8 * p->V;
+    if (stop > end) stop = end;
+    *m = stop - row;
+    size_t bit = (size_t)(seq->padded - 8 - t0) * (size_t)p->k;
+    *res = (int)(bit % 8);
+    return lb_trellis_row(w, 0) + seq->off + bit / 8;
+}
+
 lb_status lb_trellis_repack(const lb_tensor *w, void **out, size_t *bytes) {
     const lb_layout *l = &w->layout;
     const lb_qspec *s = &w->spec;

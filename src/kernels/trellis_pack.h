@@ -99,6 +99,13 @@ static inline int lb_trellis_piece(const lb_tensor *w, int r) {
     return s;
 }
 
+/* down: the rows [row, row + *m) of one piece that one 16-byte load per
+ * column gives, the 8 steps from the one holding row (8 V rows from *first,
+ * that step's first row: row itself for V = 1), clipped to the piece and to
+ * `end`. Returns those bytes in column 0 (column c's at + c row_bytes),
+ * whose window starts *res bits in (a kernel's decoder for that residue). */
+const uint8_t *lb_trellis_down_window(const lb_tensor *w, int row, int end, int *first, int *m, int *res);
+
 /* the centred byte sum of a generator output */
 static inline int lb_trellis_byte_sum(uint32_t x) {
     return (int)(x & 255) + (int)(x >> 8 & 255) + (int)(x >> 16 & 255) + (int)(x >> 24) - 510;

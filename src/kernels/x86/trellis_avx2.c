@@ -180,16 +180,11 @@ LB_AVX2 static void decode_row(const lb_tensor *w, const decoder *d, int r, floa
  * columns (one 16-byte load per column gives the 8 rows' states) */
 LB_AVX2 static void gemv_down(const lb_tensor *w, const decoder *dec, const float *x, int r0, int r1, float *y) {
     const lb_trellis_pack *p = lb_trellis_packed(w);
-    const uint8_t *codes = lb_trellis_row(w, 0);
     const int cols = (int)w->cols;
     for (int row = r0; row < r1;) {
-        const lb_trellis_seq *seq = lb_trellis_seqs(w) + lb_trellis_piece(w, row);
-        int j0 = row - seq->start, m = r1 - row;
-        if (m > seq->start + seq->len - row) m = seq->start + seq->len - row;
-        if (m > 8) m = 8;
-        size_t bit = (size_t)(seq->padded - 8 - j0) * (size_t)p->k;
-        const decoder *d = &dec[bit % 8];
-        const uint8_t *base = codes + seq->off + bit / 8;
+        int first, m, res; /* first == row: one weight per step */
+        const uint8_t *base = lb_trellis_down_window(w, row, r1, &first, &m, &res);
+        const decoder *d = &dec[res];
         __m256 tot = _mm256_setzero_ps();
         for (int g = 0; g < p->groups; g++) {
             int c = (int)(g * p->group_len), c1 = (int)((g + 1) * p->group_len) < cols ? (int)((g + 1) * p->group_len) : cols;
@@ -209,17 +204,12 @@ LB_AVX2 static void gemv_down(const lb_tensor *w, const decoder *dec, const floa
 /* down: rows t0..t1 into a row-major tile */
 LB_AVX2 static void decode_tile_down(const lb_tensor *w, const decoder *dec, int t0, int t1, float *tile) {
     const lb_trellis_pack *p = lb_trellis_packed(w);
-    const uint8_t *codes = lb_trellis_row(w, 0);
     const int cols = (int)w->cols;
     float v[8];
     for (int row = t0; row < t1;) {
-        const lb_trellis_seq *seq = lb_trellis_seqs(w) + lb_trellis_piece(w, row);
-        int j0 = row - seq->start, m = t1 - row;
-        if (m > seq->start + seq->len - row) m = seq->start + seq->len - row;
-        if (m > 8) m = 8;
-        size_t bit = (size_t)(seq->padded - 8 - j0) * (size_t)p->k;
-        const decoder *d = &dec[bit % 8];
-        const uint8_t *base = codes + seq->off + bit / 8;
+        int first, m, res; /* first == row: one weight per step */
+        const uint8_t *base = lb_trellis_down_window(w, row, t1, &first, &m, &res);
+        const decoder *d = &dec[res];
         float *out = tile + (size_t)(row - t0) * cols;
         for (int c = 0; c < cols; c++) {
             __m256 a = _mm256_loadu_ps(lb_trellis_down_scales(w, (int)(c / p->group_len)) + row);
@@ -230,23 +220,6 @@ LB_AVX2 static void decode_tile_down(const lb_tensor *w, const decoder *dec, int
     }
 }
 
-/* v2 down: the rows [row, row + *m) of one piece that one walk of the
- * columns can give: the 16 rows of the 8 steps from the step holding row,
- * clipped to the piece and to `end`; *first is that step's first row and
- * *base its 16 bytes in column 0 (decoder dec[*res]) */
-static const uint8_t *down_v2_window(const lb_tensor *w, int row, int end, int *first, int *m, int *res) {
-    const lb_trellis_pack *p = lb_trellis_packed(w);
-    const lb_trellis_seq *seq = lb_trellis_seqs(w) + lb_trellis_piece(w, row);
-    int t0 = (row - seq->start) / 2, stop = seq->start + seq->len;
-    *first = seq->start + 2 * t0;
-    if (stop > *first + 16) stop = *first + 16;
-    if (stop > end) stop = end;
-    *m = stop - row;
-    size_t bit = (size_t)(seq->padded - 8 - t0) * (size_t)p->k;
-    *res = (int)(bit % 8);
-    return lb_trellis_row(w, 0) + seq->off + bit / 8;
-}
-
 /* v2 down: y[r] for r0 <= r < r1, 16 rows at a time walking the columns */
 LB_AVX2 static void gemv_down_v2(const lb_tensor *w, const decoder *dec, const float *x, int r0, int r1, float *y) {
     const lb_trellis_pack *p = lb_trellis_packed(w);
@@ -254,7 +227,7 @@ LB_AVX2 static void gemv_down_v2(const lb_tensor *w, const decoder *dec, const f
     float out[16];
     for (int row = r0; row < r1;) {
         int first, m, res;
-        const uint8_t *base = down_v2_window(w, row, r1, &first, &m, &res);
+        const uint8_t *base = lb_trellis_down_window(w, row, r1, &first, &m, &res);
         const decoder *d = &dec[res];
         __m256 tot0 = _mm256_setzero_ps(), tot1 = _mm256_setzero_ps();
         for (int g = 0; g < p->groups; g++) {
@@ -284,7 +257,7 @@ LB_AVX2 static void decode_tile_down_v2(const lb_tensor *w, const decoder *dec, 
     float v[16];
     for (int row = t0; row < t1;) {
         int first, m, res;
-        const uint8_t *base = down_v2_window(w, row, t1, &first, &m, &res);
+        const uint8_t *base = lb_trellis_down_window(w, row, t1, &first, &m, &res);
         const decoder *d = &dec[res];
         float *out = tile + (size_t)(row - t0) * cols;
         for (int c = 0; c < cols; c++) {
