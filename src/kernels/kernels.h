@@ -229,6 +229,8 @@ void lb_kernel_uniform_dotprod(const lb_tensor *w, const lb_act *x, int r0, int 
                                float *scratch);
 void lb_kernel_onebit_neon(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
 void lb_kernel_ptq161_neon(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
+void lb_kernel_trellis_neon(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy,
+                            float *scratch);
 void lb_kernel_onebit_dotprod(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy,
                               float *scratch);
 void lb_kernel_ptq161_dotprod(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy,

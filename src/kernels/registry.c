@@ -152,6 +152,10 @@ static const lb_kernel registry[] = {
     {"trellis_avx2", lb_trellis_kernel_accepts, AVX2_FMA, LB_ACT_F32, lb_kernel_trellis_avx2, LB_DEQUANT_TILE, 0,
      "trellis_ref", lb_trellis_repack},
 #endif
+#if defined(__aarch64__)
+    {"trellis_neon", lb_trellis_kernel_accepts, LB_CPU_NEON, LB_ACT_F32, lb_kernel_trellis_neon, LB_DEQUANT_TILE, 0,
+     "trellis_ref", lb_trellis_repack},
+#endif
     {"trellis_ref", lb_trellis_kernel_accepts, 0, LB_ACT_F32, lb_kernel_trellis_ref, LB_DEQUANT_TILE, 0, NULL,
      lb_trellis_repack},
     /* e8p (E8P lattice codes, every stage count) and lut (per-group levels):
