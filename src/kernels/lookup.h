@@ -103,6 +103,19 @@ static inline void lb_lut_group(const lb_tensor *w, int64_t r, int64_t g, const 
     *codes = *levels + lb_lut_table_bytes(&w->spec);
 }
 
+/* the 8 codes whose b bytes start at p, code l at bits [b l, b l + b) (built
+ * in a register: a memcpy of 3 bytes into a 4-byte variable compiles to
+ * narrow stores and a wide reload, which stalls store forwarding) */
+static inline uint32_t lb_lut_bits(const uint8_t *p, int b) {
+    if (b == 4) {
+        uint32_t u;
+        memcpy(&u, p, sizeof u);
+        return u;
+    }
+    if (b == 3) return (uint32_t)lb_rd16(p) | (uint32_t)p[2] << 16;
+    return b == 2 ? lb_rd16(p) : p[0];
+}
+
 /* ---- vq's codebooks as floats (format_internal.h: lb_vq_*) ----------------- */
 
 typedef struct {

@@ -204,19 +204,6 @@ LB_AVX2 static LB_INLINE lut_levels lut_load(const uint8_t *p, int b) {
     return L;
 }
 
-/* the 8 codes whose b bytes start at p (built in a register: a memcpy of
- * 3 bytes into a 4-byte variable compiles to narrow stores and a wide
- * reload, which stalls store forwarding) */
-static LB_INLINE uint32_t lut_bits(const uint8_t *p, int b) {
-    if (b == 4) {
-        uint32_t u;
-        memcpy(&u, p, sizeof u);
-        return u;
-    }
-    if (b == 3) return (uint32_t)lb_rd16(p) | (uint32_t)p[2] << 16;
-    return b == 2 ? lb_rd16(p) : p[0];
-}
-
 /* lane l: the level of code l of u (bits b l..b l + b - 1); vpermps reads an
  * index's low 3 bits, which below 3 bits hold the next codes too: the
  * repeated levels make those bits irrelevant */
@@ -239,11 +226,11 @@ LB_AVX2 static LB_INLINE float lut_row_dot(const lb_tensor *w, int64_t r, const 
         const int cnt = (int)(cols - g * G < G ? cols - g * G : G);
         int j = 0;
         for (; j + 16 <= cnt; j += 16) {
-            a0 = _mm256_fmadd_ps(lut_word(L, lut_bits(codes + j / 8 * b, b), b, sh, sh3), _mm256_loadu_ps(xg + j), a0);
-            a1 = _mm256_fmadd_ps(lut_word(L, lut_bits(codes + (j / 8 + 1) * b, b), b, sh, sh3), _mm256_loadu_ps(xg + j + 8), a1);
+            a0 = _mm256_fmadd_ps(lut_word(L, lb_lut_bits(codes + j / 8 * b, b), b, sh, sh3), _mm256_loadu_ps(xg + j), a0);
+            a1 = _mm256_fmadd_ps(lut_word(L, lb_lut_bits(codes + (j / 8 + 1) * b, b), b, sh, sh3), _mm256_loadu_ps(xg + j + 8), a1);
         }
         for (; j < cnt; j += 8)
-            a0 = _mm256_fmadd_ps(lut_word(L, lut_bits(codes + j / 8 * b, b), b, sh, sh3), load_x(xg + j, cnt - j), a0);
+            a0 = _mm256_fmadd_ps(lut_word(L, lb_lut_bits(codes + j / 8 * b, b), b, sh, sh3), load_x(xg + j, cnt - j), a0);
     }
     return hsum(_mm256_add_ps(a0, a1));
 }
@@ -257,7 +244,7 @@ LB_AVX2 static LB_INLINE void lut_decode_row(const lb_tensor *w, int64_t r, floa
         float *o = out + g * G;
         const int cnt = (int)(cols - g * G < G ? cols - g * G : G);
         for (int j = 0; j < cnt; j += 8) {
-            __m256 v = lut_word(L, lut_bits(codes + j / 8 * b, b), b, sh, sh3);
+            __m256 v = lut_word(L, lb_lut_bits(codes + j / 8 * b, b), b, sh, sh3);
             if (cnt - j >= 8) _mm256_storeu_ps(o + j, v);
             else _mm256_maskstore_ps(o + j, lanes_below(cnt - j), v);
         }
