@@ -1,0 +1,130 @@
+/* lut weights (SqueezeLLM's per-group levels) x float activations, NEON:
+ * the AArch64 twin of ref/lookup_ref.c's lut kernel, as x86/lookup_avx2.c
+ * is on x86 (e8p and vq run their scalar twins on ARM).
+ *
+ * Per group, its 2^b fp16 levels become 16 floats (zeros past 2^b) held
+ * in four registers: a 64-byte table. Per 8 weights the b bytes of their
+ * codes are broadcast, ushl by minus b l and an and put code l in lane l,
+ * one mla turns code c into the byte indices 4c .. 4c + 3, and one tbl over
+ * the four table registers gives 4 levels: two tbl for 8 weights, then one
+ * FMA each with the activations. Batch 1 multiplies the decoded weights by
+ * x directly; larger batches decode 16 rows into a float tile for the NEON
+ * float GEMM. */
+#if defined(__aarch64__)
+#include <arm_neon.h>
+
+#include "kernels/lookup.h"
+
+typedef struct {
+    int32x4_t shift[2]; /* minus b l for lanes l = 0..3 and 4..7 */
+    uint32x4_t mask;    /* 2^b - 1 */
+} code_unpack;
+
+static code_unpack unpack_for(int b) {
+    code_unpack u;
+    for (int h = 0; h < 2; h++) {
+        int32_t sh[4];
+        for (int l = 0; l < 4; l++) sh[l] = -b * (4 * h + l);
+        u.shift[h] = vld1q_s32(sh);
+    }
+    u.mask = vdupq_n_u32((1u << b) - 1);
+    return u;
+}
+
+/* a group's levels as a 64-byte table of 16 floats */
+static inline uint8x16x4_t levels_of(const uint8_t *p, int b) {
+    uint16_t h[16] = {0};
+    memcpy(h, p, (size_t)2 << b);
+    uint8x16x4_t t;
+    t.val[0] = vreinterpretq_u8_f32(vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(h))));
+    t.val[1] = vreinterpretq_u8_f32(vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(h + 4))));
+    t.val[2] = vreinterpretq_u8_f32(vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(h + 8))));
+    t.val[3] = vreinterpretq_u8_f32(vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(h + 12))));
+    return t;
+}
+
+/* the levels of the 8 codes of u (lb_lut_bits) into v[0], v[1] */
+static inline void lut_word(const uint8x16x4_t *t, const code_unpack *cu, uint32_t u, float32x4_t v[2]) {
+    const uint32x4_t all = vdupq_n_u32(u), bytes = vdupq_n_u32(0x03020100u), four = vdupq_n_u32(0x04040404u);
+    for (int h = 0; h < 2; h++) {
+        uint32x4_t code = vandq_u32(vshlq_u32(all, cu->shift[h]), cu->mask);
+        uint8x16_t idx = vreinterpretq_u8_u32(vmlaq_u32(bytes, code, four));
+        v[h] = vreinterpretq_f32_u8(vqtbl4q_u8(*t, idx));
+    }
+}
+
+/* the columns of group g: cnt weights from column g G */
+static inline int group_count(const lb_tensor *w, int64_t g) {
+    const int64_t G = w->layout.group_len, left = w->cols - g * G;
+    return (int)(left < G ? left : G);
+}
+
+static inline float row_dot(const lb_tensor *w, const code_unpack *cu, int64_t r, const float *x, int b) {
+    const int64_t G = w->layout.group_len;
+    float32x4_t a0 = vdupq_n_f32(0.0f), a1 = vdupq_n_f32(0.0f), v[2];
+    for (int64_t g = 0; g < lb_lut_groups(w); g++) {
+        const uint8_t *lv, *codes;
+        lb_lut_group(w, r, g, &lv, &codes);
+        const uint8x16x4_t t = levels_of(lv, b);
+        const float *xg = x + g * G;
+        const int cnt = group_count(w, g);
+        int j = 0;
+        for (; j + 8 <= cnt; j += 8) {
+            lut_word(&t, cu, lb_lut_bits(codes + j / 8 * b, b), v);
+            a0 = vfmaq_f32(a0, v[0], vld1q_f32(xg + j));
+            a1 = vfmaq_f32(a1, v[1], vld1q_f32(xg + j + 4));
+        }
+        if (j < cnt) { /* the codes past cnt meet zeros */
+            float xt[8] = {0};
+            memcpy(xt, xg + j, (size_t)(cnt - j) * sizeof(float));
+            lut_word(&t, cu, lb_lut_bits(codes + j / 8 * b, b), v);
+            a0 = vfmaq_f32(a0, v[0], vld1q_f32(xt));
+            a1 = vfmaq_f32(a1, v[1], vld1q_f32(xt + 4));
+        }
+    }
+    return vaddvq_f32(vaddq_f32(a0, a1));
+}
+
+static inline void decode_row(const lb_tensor *w, const code_unpack *cu, int64_t r, float *out, int b) {
+    const int64_t G = w->layout.group_len;
+    float32x4_t v[2];
+    for (int64_t g = 0; g < lb_lut_groups(w); g++) {
+        const uint8_t *lv, *codes;
+        lb_lut_group(w, r, g, &lv, &codes);
+        const uint8x16x4_t t = levels_of(lv, b);
+        float *o = out + g * G;
+        const int cnt = group_count(w, g);
+        for (int j = 0; j < cnt; j += 8) {
+            float tmp[8];
+            lut_word(&t, cu, lb_lut_bits(codes + j / 8 * b, b), v);
+            vst1q_f32(cnt - j >= 8 ? o + j : tmp, v[0]);
+            vst1q_f32(cnt - j >= 8 ? o + j + 4 : tmp + 4, v[1]);
+            if (cnt - j < 8) memcpy(o + j, tmp, (size_t)(cnt - j) * sizeof(float));
+        }
+    }
+}
+
+/* one body per bit width (b a constant after inlining) */
+static inline void lut_run(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *tile, int b) {
+    const code_unpack cu = unpack_for(b);
+    if (x->n == 1) {
+        for (int r = r0; r < r1; r++) y[r] = row_dot(w, &cu, r, x->f, b);
+        return;
+    }
+    const int cols = (int)w->cols;
+    for (int t0 = r0; t0 < r1; t0 += LB_DEQUANT_TILE) {
+        int t1 = t0 + LB_DEQUANT_TILE < r1 ? t0 + LB_DEQUANT_TILE : r1;
+        for (int r = t0; r < t1; r++) decode_row(w, &cu, r, tile + (size_t)(r - t0) * cols, b);
+        lb_gemm_nt_neon(x->n, t1 - t0, cols, x->f, cols, tile, cols, y + t0, ldy);
+    }
+}
+
+void lb_kernel_lut_neon(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *tile) {
+    switch (w->spec.bits) {
+    case 1: lut_run(w, x, r0, r1, y, ldy, tile, 1); break;
+    case 2: lut_run(w, x, r0, r1, y, ldy, tile, 2); break;
+    case 3: lut_run(w, x, r0, r1, y, ldy, tile, 3); break;
+    default: lut_run(w, x, r0, r1, y, ldy, tile, 4); break;
+    }
+}
+#endif
