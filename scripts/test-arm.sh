@@ -67,12 +67,13 @@ run max "$(IFS='|'; echo "${ctest_names[*]}")" "XNOR kernel 'neon' checked" "q8_
     "q8_0_neon +\(needs neon,.*checked on" "uniform_dotprod +\(needs neon dotprod.*checked on" \
     "uniform_neon +\(needs neon,.*checked on" "trellis_neon +\(needs neon,.*checked on" \
     "trellis_neon on random v2 trellis codes: [1-9]" "lut_neon +\(needs neon,.*checked on" "lut_neon on random codes: [1-9]" \
+    "e8p_neon +\(needs neon,.*checked on" "e8p_neon on random codes: [1-9]" \
     > "$build/test-arm-max.out" 2>&1 &
 max_pid=$!
 # the second CPU runs only the SIMD entries: the scalar ones behave the same
 simd_only=1 run cortex-a53 "$(IFS='|'; echo "${tests_nodot[*]}")" "SKIPPED q8_0_dotprod" "q8_0_neon +\(needs neon,.*checked on" "q4_0_neon +\(needs neon,.*checked on" \
     "SKIPPED uniform_dotprod" "uniform_neon +\(needs neon,.*checked on" "trellis_neon +\(needs neon,.*checked on" \
-    "lut_neon +\(needs neon,.*checked on" > "$build/test-arm-a53.out" 2>&1 &
+    "lut_neon +\(needs neon,.*checked on" "e8p_neon +\(needs neon,.*checked on" > "$build/test-arm-a53.out" 2>&1 &
 a53_pid=$!
 status=0
 wait $max_pid || status=1

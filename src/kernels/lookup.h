@@ -5,7 +5,7 @@
  * integers at any useful scale (lut's levels are free fp16 values), and a
  * float decode is a few instructions per 8 weights with no activation
  * rounding (ref/lookup_ref.c is the specification, x86/lookup_avx2.c its
- * twin).
+ * twin, and arm/lookup_neon.c for e8p and lut).
  *
  * e8p: a 16-bit code is [source index s (8 bits)][signs of coordinates 1..7
  * (7 bits)][shift (1 bit)]; its codeword is sigma_i src[s][i] + shift, the

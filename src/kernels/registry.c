@@ -171,6 +171,8 @@ static const lb_kernel registry[] = {
      lb_vq_repack},
 #endif
 #if defined(__aarch64__)
+    {"e8p_neon", lb_e8p_kernel_accepts, LB_CPU_NEON, LB_ACT_F32, lb_kernel_e8p_neon, LB_DEQUANT_TILE, 0, "e8p_ref",
+     NULL},
     {"lut_neon", lb_lut_kernel_accepts, LB_CPU_NEON, LB_ACT_F32, lb_kernel_lut_neon, LB_DEQUANT_TILE, 0, "lut_ref",
      NULL},
 #endif

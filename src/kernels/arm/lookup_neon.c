@@ -1,19 +1,108 @@
-/* lut weights (SqueezeLLM's per-group levels) x float activations, NEON:
- * the AArch64 twin of ref/lookup_ref.c's lut kernel, as x86/lookup_avx2.c
- * is on x86 (e8p and vq run their scalar twins on ARM).
+/* e8p and lut weights x float activations, NEON: the AArch64 twin of
+ * ref/lookup_ref.c's e8p and lut kernels, as x86/lookup_avx2.c is on x86
+ * (vq runs its scalar twin on ARM). Batch 1 multiplies the decoded weights
+ * by x directly; larger batches decode 16 rows into a float tile for the
+ * NEON float GEMM.
  *
- * Per group, its 2^b fp16 levels become 16 floats (zeros past 2^b) held
- * in four registers: a 64-byte table. Per 8 weights the b bytes of their
- * codes are broadcast, ushl by minus b l and an and put code l in lane l,
- * one mla turns code c into the byte indices 4c .. 4c + 3, and one tbl over
- * the four table registers gives 4 levels: two tbl for 8 weights, then one
- * FMA each with the activations. Batch 1 multiplies the decoded weights by
- * x directly; larger batches decode 16 rows into a float tile for the NEON
- * float GEMM. */
+ * e8p, per 8 weights (one 16-bit code): the magnitudes by the code's high
+ * byte, eor with the sign mask by its low byte, add the +-1/4 shift by the
+ * low byte (kernels/lookup.h's tables, two 4-lane halves each), two FMAs;
+ * e8p3's ball stage is one table row by its byte. Each stage's sum is
+ * scaled once per row.
+ *
+ * lut, per group: its 2^b fp16 levels become 16 floats (zeros past 2^b)
+ * held in four registers, a 64-byte table. Per 8 weights the b bytes of
+ * their codes are broadcast, ushl by minus b l and an and put code l in
+ * lane l, one mla turns code c into the byte indices 4c .. 4c + 3, and one
+ * tbl over the four table registers gives 4 levels: two tbl for 8 weights,
+ * then one FMA each with the activations. */
 #if defined(__aarch64__)
 #include <arm_neon.h>
 
 #include "kernels/lookup.h"
+
+/* ---- e8p ------------------------------------------------------------------ */
+
+/* the codeword of a 16-bit E8P code (wide), or of a ball code, as two halves */
+static inline void e8p_word(const lb_e8p_tables *tab, const uint8_t *codes, int wide, int64_t v, float32x4_t cw[2]) {
+    if (!wide) {
+        cw[0] = vld1q_f32(tab->ball[codes[v]]);
+        cw[1] = vld1q_f32(tab->ball[codes[v]] + 4);
+        return;
+    }
+    const unsigned code = lb_rd16(codes + 2 * v), lo = code & 255;
+    for (int h = 0; h < 2; h++) {
+        uint32x4_t m = veorq_u32(vreinterpretq_u32_f32(vld1q_f32(tab->src[code >> 8] + 4 * h)), vld1q_u32(tab->sign[lo] + 4 * h));
+        cw[h] = vaddq_f32(vreinterpretq_f32_u32(m), vld1q_f32(tab->shift[lo] + 4 * h));
+    }
+}
+
+/* sum_c codeword(c) x[c] over stage t of row r */
+static float32x4_t e8p_dot(const lb_tensor *w, const lb_e8p_tables *tab, int64_t r, int t, const float *x) {
+    const int cols = (int)w->cols, wide = lb_e8p_wide(&w->spec, t);
+    const uint8_t *codes = lb_e8p_codes(w, r, t);
+    float32x4_t a0 = vdupq_n_f32(0.0f), a1 = vdupq_n_f32(0.0f), cw[2];
+    int64_t v = 0;
+    for (; v < cols / 8; v++) {
+        e8p_word(tab, codes, wide, v, cw);
+        a0 = vfmaq_f32(a0, cw[0], vld1q_f32(x + 8 * v));
+        a1 = vfmaq_f32(a1, cw[1], vld1q_f32(x + 8 * v + 4));
+    }
+    if (cols % 8) { /* the last code's columns past cols meet zeros */
+        float xt[8] = {0};
+        memcpy(xt, x + 8 * v, (size_t)(cols % 8) * sizeof(float));
+        e8p_word(tab, codes, wide, v, cw);
+        a0 = vfmaq_f32(a0, cw[0], vld1q_f32(xt));
+        a1 = vfmaq_f32(a1, cw[1], vld1q_f32(xt + 4));
+    }
+    return vaddq_f32(a0, a1);
+}
+
+/* row r as floats: the stages' scale x codeword added in order, as the ref */
+static void e8p_decode_row(const lb_tensor *w, const lb_e8p_tables *tab, int64_t r, float *out) {
+    const int cols = (int)w->cols, stages = lb_e8p_stages(&w->spec); /* 1 or 2 */
+    const int64_t nvec = w->layout.cols_padded / 8;
+    float a[2];
+    const uint8_t *codes[2];
+    int wide[2];
+    for (int t = 0; t < stages; t++) {
+        a[t] = lb_e8p_scale(w, r, t);
+        codes[t] = lb_e8p_codes(w, r, t);
+        wide[t] = lb_e8p_wide(&w->spec, t);
+    }
+    for (int64_t v = 0; v < nvec; v++) {
+        float32x4_t val[2], cw[2];
+        for (int t = 0; t < stages; t++) {
+            e8p_word(tab, codes[t], wide[t], v, cw);
+            for (int h = 0; h < 2; h++) val[h] = t ? vaddq_f32(val[h], vmulq_n_f32(cw[h], a[t])) : vmulq_n_f32(cw[h], a[t]);
+        }
+        float tmp[8], *o = 8 * v + 8 <= cols ? out + 8 * v : tmp;
+        vst1q_f32(o, val[0]);
+        vst1q_f32(o + 4, val[1]);
+        if (o == tmp) memcpy(out + 8 * v, tmp, (size_t)(cols - 8 * v) * sizeof(float));
+    }
+}
+
+void lb_kernel_e8p_neon(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *tile) {
+    const lb_e8p_tables *tab = lb_e8p_kernel_tables();
+    if (x->n == 1) {
+        for (int r = r0; r < r1; r++) {
+            float32x4_t tot = vmulq_n_f32(e8p_dot(w, tab, r, 0, x->f), lb_e8p_scale(w, r, 0));
+            for (int t = 1; t < lb_e8p_stages(&w->spec); t++)
+                tot = vfmaq_n_f32(tot, e8p_dot(w, tab, r, t, x->f), lb_e8p_scale(w, r, t));
+            y[r] = vaddvq_f32(tot);
+        }
+        return;
+    }
+    const int cols = (int)w->cols;
+    for (int t0 = r0; t0 < r1; t0 += LB_DEQUANT_TILE) {
+        int t1 = t0 + LB_DEQUANT_TILE < r1 ? t0 + LB_DEQUANT_TILE : r1;
+        for (int r = t0; r < t1; r++) e8p_decode_row(w, tab, r, tile + (size_t)(r - t0) * cols);
+        lb_gemm_nt_neon(x->n, t1 - t0, cols, x->f, cols, tile, cols, y + t0, ldy);
+    }
+}
+
+/* ---- lut ------------------------------------------------------------------ */
 
 typedef struct {
     int32x4_t shift[2]; /* minus b l for lanes l = 0..3 and 4..7 */
