@@ -5,7 +5,7 @@
  * integers at any useful scale (lut's levels are free fp16 values), and a
  * float decode is a few instructions per 8 weights with no activation
  * rounding (ref/lookup_ref.c is the specification, x86/lookup_avx2.c its
- * twin, and arm/lookup_neon.c for e8p and lut).
+ * twin, and arm/lookup_neon.c its NEON one).
  *
  * e8p: a 16-bit code is [source index s (8 bits)][signs of coordinates 1..7
  * (7 bits)][shift (1 bit)]; its codeword is sigma_i src[s][i] + shift, the
@@ -137,6 +137,16 @@ static inline const float *lb_vq_book(const lb_tensor *w, int t) {
 /* stage t's scale for row r (fp16, at the row's start or in the tail) */
 static inline float lb_vq_scale(const lb_tensor *w, int64_t r, int t) {
     return lb_fp16_to_fp32(lb_rd16(lb_vq_scales_at(&w->spec, &w->layout, w->data, r) + 2 * t));
+}
+
+/* The code at bit `bit` of a stream: a 4-byte window at its first byte holds
+ * all its c + 7 <= 23 bits. The window reaches at most 3 bytes past a row's
+ * codes: the next row's bytes or, after the last row, the tail, which starts
+ * with the codebooks (>= 2 x 2 x 2 bytes), so it stays inside the tensor. */
+static inline unsigned lb_vq_code(const uint8_t *codes, uint64_t bit, unsigned mask) {
+    uint32_t u;
+    memcpy(&u, codes + (bit >> 3), sizeof u);
+    return u >> (bit & 7) & mask;
 }
 
 /* row r's codes: stage t's code of vector v at bit (t nvec + v) c */

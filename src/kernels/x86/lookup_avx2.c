@@ -279,38 +279,28 @@ LB_AVX2 void lb_kernel_lut_avx2(const lb_tensor *w, const lb_act *x, int r0, int
 
 /* ---- vq ------------------------------------------------------------------- */
 
-/* The code at bit `bit` of a stream: a 4-byte window at its first byte holds
- * all its c + 7 <= 23 bits. The window reaches at most 3 bytes past a row's
- * codes: the next row's bytes or, after the last row, the tail, which starts
- * with the codebooks (>= 2 x 2 x 2 bytes), so it stays inside the tensor. */
-static LB_INLINE unsigned vq_code(const uint8_t *codes, uint64_t bit, unsigned mask) {
-    uint32_t u;
-    memcpy(&u, codes + (bit >> 3), sizeof u);
-    return u >> (bit & 7) & mask;
-}
-
 /* the weights of columns 16 p .. 16 p + 15 of the stage whose codes start
  * at bit `bit`, D = 2, 4, 8 or 16, as two 8-lane words (16 / D codes) */
 LB_AVX2 static LB_INLINE void vq_words(const float *book, const uint8_t *codes, uint64_t bit, int64_t span, int c,
                                        unsigned mask, const int D, __m256 *w0, __m256 *w1) {
     bit += (uint64_t)(span * (16 / D) * c);
     if (D == 16) {
-        const float *cw = book + (size_t)vq_code(codes, bit, mask) * 16;
+        const float *cw = book + (size_t)lb_vq_code(codes, bit, mask) * 16;
         *w0 = _mm256_loadu_ps(cw);
         *w1 = _mm256_loadu_ps(cw + 8);
     } else if (D == 8) {
-        *w0 = _mm256_loadu_ps(book + (size_t)vq_code(codes, bit, mask) * 8);
-        *w1 = _mm256_loadu_ps(book + (size_t)vq_code(codes, bit + (unsigned)c, mask) * 8);
+        *w0 = _mm256_loadu_ps(book + (size_t)lb_vq_code(codes, bit, mask) * 8);
+        *w1 = _mm256_loadu_ps(book + (size_t)lb_vq_code(codes, bit + (unsigned)c, mask) * 8);
     } else if (D == 4) {
         const float *k[4];
-        for (int i = 0; i < 4; i++) k[i] = book + (size_t)vq_code(codes, bit + (uint64_t)(i * c), mask) * 4;
+        for (int i = 0; i < 4; i++) k[i] = book + (size_t)lb_vq_code(codes, bit + (uint64_t)(i * c), mask) * 4;
         *w0 = _mm256_loadu2_m128(k[1], k[0]);
         *w1 = _mm256_loadu2_m128(k[3], k[2]);
     } else { /* D == 2: a codeword is 8 bytes */
         __m128i two[4];
         for (int i = 0; i < 4; i++) {
-            const float *k0 = book + (size_t)vq_code(codes, bit + (uint64_t)(2 * i * c), mask) * 2;
-            const float *k1 = book + (size_t)vq_code(codes, bit + (uint64_t)((2 * i + 1) * c), mask) * 2;
+            const float *k0 = book + (size_t)lb_vq_code(codes, bit + (uint64_t)(2 * i * c), mask) * 2;
+            const float *k1 = book + (size_t)lb_vq_code(codes, bit + (uint64_t)((2 * i + 1) * c), mask) * 2;
             two[i] = _mm_unpacklo_epi64(_mm_loadu_si64(k0), _mm_loadu_si64(k1));
         }
         *w0 = _mm256_castsi256_ps(_mm256_set_m128i(two[1], two[0]));
@@ -346,7 +336,7 @@ LB_AVX2 static LB_INLINE void vq_stage(const float *book, const uint8_t *codes, 
         v = spans * (16 / D);
     }
     for (; v * d < cols; v++) {
-        const float *cw = book + (size_t)vq_code(codes, bit + (uint64_t)(v * c), mask) * (size_t)d;
+        const float *cw = book + (size_t)lb_vq_code(codes, bit + (uint64_t)(v * c), mask) * (size_t)d;
         for (int i0 = 0; i0 < d && v * d + i0 < cols; i0 += 8) {
             const __m256i lanes = vq_piece(d, i0, cols - v * d - i0);
             const __m256 wv = _mm256_maskload_ps(cw + i0, lanes);
@@ -409,7 +399,7 @@ LB_AVX2 static LB_INLINE void vq_decode_row(const lb_tensor *w, int r, float *ou
             v = spans * (16 / D);
         }
         for (; v * d < cols; v++) {
-            const float *cw = book + (size_t)vq_code(codes, bit + (uint64_t)(v * c), mask) * (size_t)d;
+            const float *cw = book + (size_t)lb_vq_code(codes, bit + (uint64_t)(v * c), mask) * (size_t)d;
             for (int i0 = 0; i0 < d && v * d + i0 < cols; i0 += 8) {
                 const __m256i lanes = vq_piece(d, i0, cols - v * d - i0);
                 float *o = out + v * d + i0;
