@@ -38,7 +38,7 @@ cmake -S . -B "$build" "${cmake_args[@]}" > "$build.cmake.log" 2>&1 || { cat "$b
 # the tests that need no BLAS and exercise the kernels: each SIMD routine
 # against its scalar twin, the float tables, lb_matmul, and the model forward;
 # without dotprod only the ones whose kernels change (the float table does not)
-tests=(test_core test_formats test_kernel_registry test_kernels test_trellis_kernels test_lookup_kernels test_linear test_forward_block test_model test_mnist)
+tests=(test_core test_formats test_kernel_registry test_kernels test_trellis_kernels test_lookup_kernels test_vq_kernels test_linear test_forward_block test_model test_mnist)
 tests_nodot=(test_kernel_registry test_kernels test_linear)
 # test_mnist builds the binary; its CTest entry test_mnist_kernels runs only the IDX and XNOR-kernel checks
 ctest_names=("${tests[@]/test_mnist/test_mnist_kernels}")
@@ -68,12 +68,14 @@ run max "$(IFS='|'; echo "${ctest_names[*]}")" "XNOR kernel 'neon' checked" "q8_
     "uniform_neon +\(needs neon,.*checked on" "trellis_neon +\(needs neon,.*checked on" \
     "trellis_neon on random v2 trellis codes: [1-9]" "lut_neon +\(needs neon,.*checked on" "lut_neon on random codes: [1-9]" \
     "e8p_neon +\(needs neon,.*checked on" "e8p_neon on random codes: [1-9]" \
+    "vq_neon +\(needs neon,.*checked on" "vq_neon on random codes: [1-9]" \
     > "$build/test-arm-max.out" 2>&1 &
 max_pid=$!
 # the second CPU runs only the SIMD entries: the scalar ones behave the same
 simd_only=1 run cortex-a53 "$(IFS='|'; echo "${tests_nodot[*]}")" "SKIPPED q8_0_dotprod" "q8_0_neon +\(needs neon,.*checked on" "q4_0_neon +\(needs neon,.*checked on" \
     "SKIPPED uniform_dotprod" "uniform_neon +\(needs neon,.*checked on" "trellis_neon +\(needs neon,.*checked on" \
-    "lut_neon +\(needs neon,.*checked on" "e8p_neon +\(needs neon,.*checked on" > "$build/test-arm-a53.out" 2>&1 &
+    "lut_neon +\(needs neon,.*checked on" "e8p_neon +\(needs neon,.*checked on" \
+    "vq_neon +\(needs neon,.*checked on" > "$build/test-arm-a53.out" 2>&1 &
 a53_pid=$!
 status=0
 wait $max_pid || status=1

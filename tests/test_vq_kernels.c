@@ -10,8 +10,12 @@
  * dequantize + the reference GEMM (the format's dequantize_row is the
  * meaning of the bytes) and the SIMD entry against its scalar twin, within
  * float rounding. test_lookup_kernels checks that vq tensors get these
- * entries; the registry test adds vq tensors made by rtn's k-means. */
+ * entries; the registry test adds vq tensors made by rtn's k-means.
+ * LB_TEST_QUICK (check-asan, test-arm under qemu): c up to 12 and batches
+ * 1, 2 and 9 (direct, chunked, tiled), every d, stage count, scale kind and
+ * column count as above. */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "kernel_check.h"
@@ -42,7 +46,12 @@ static void test_entries(void) {
     /* 5 and 13: one partial vector for d >= 8; 16, 40, 67: whole and partial
      * 16-column spans; 130 spans then a tail of 2 */
     static const int colss[] = {5, 13, 16, 40, 67, 130}, big_colss[] = {13, 67};
-    static const int ns[] = {1, 2, 3, 4, 5, 6, 7, 8, 9};
+    static const int ns[] = {1, 2, 3, 4, 5, 6, 7, 8, 9}, quick_ns[] = {1, 2, 9};
+    const int quick = getenv("LB_TEST_QUICK") != NULL;
+    const int *n_list = quick ? quick_ns : ns;
+    const size_t n_count = quick ? sizeof quick_ns / sizeof quick_ns[0] : sizeof ns / sizeof ns[0];
+    const size_t n_bits = sizeof bits / sizeof bits[0] - (quick ? 1 : 0); /* quick: without c = 16 */
+    if (quick) printf("LB_TEST_QUICK: c up to 12, batches 1, 2, 9\n");
     const int rows = 11; /* run on 0..5 and 5..11 */
     unsigned cpu = lb_cpu_features();
     for (int e = 0; e < lb_kernel_count(); e++) {
@@ -55,7 +64,7 @@ static void test_entries(void) {
         const lb_kernel *twin = k->twin ? lb_kernel_find(k->twin) : NULL;
         int checked = 0;
         for (size_t di = 0; di < sizeof dims / sizeof dims[0]; di++)
-            for (size_t bi = 0; bi < sizeof bits / sizeof bits[0]; bi++)
+            for (size_t bi = 0; bi < n_bits; bi++)
                 for (int stages = 1; stages <= 2; stages++)
                     for (int tensor = 0; tensor <= 1; tensor++) {
                         char text[64];
@@ -70,7 +79,7 @@ static void test_entries(void) {
                             uint8_t *bytes;
                             random_tensor(&s, rows, cl[ci], &t, &bytes);
                             CHECK_MSG(k->accepts(&t.spec, &t.layout), "%s refuses %s", k->name, text);
-                            checked += kernel_check_f32_entry(k, twin, &t, ns, sizeof ns / sizeof ns[0], &rng, text);
+                            checked += kernel_check_f32_entry(k, twin, &t, n_list, n_count, &rng, text);
                             lb_tensor_free(&t);
                             lb_free(bytes);
                         }

@@ -232,6 +232,7 @@ void lb_kernel_ptq161_neon(const lb_tensor *w, const lb_act *x, int r0, int r1, 
 void lb_kernel_trellis_neon(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy,
                             float *scratch);
 void lb_kernel_e8p_neon(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
+void lb_kernel_vq_neon(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
 void lb_kernel_lut_neon(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *scratch);
 void lb_kernel_onebit_dotprod(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy,
                               float *scratch);

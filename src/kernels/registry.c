@@ -175,6 +175,8 @@ static const lb_kernel registry[] = {
      NULL},
     {"lut_neon", lb_lut_kernel_accepts, LB_CPU_NEON, LB_ACT_F32, lb_kernel_lut_neon, LB_DEQUANT_TILE, 0, "lut_ref",
      NULL},
+    {"vq_neon", lb_vq_kernel_accepts, LB_CPU_NEON, LB_ACT_F32, lb_kernel_vq_neon, LB_DEQUANT_TILE, 0, "vq_ref",
+     lb_vq_repack},
 #endif
     {"e8p_ref", lb_e8p_kernel_accepts, 0, LB_ACT_F32, lb_kernel_e8p_ref, LB_DEQUANT_TILE, 0, NULL, NULL},
     {"lut_ref", lb_lut_kernel_accepts, 0, LB_ACT_F32, lb_kernel_lut_ref, LB_DEQUANT_TILE, 0, NULL, NULL},

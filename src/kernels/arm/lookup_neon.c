@@ -1,6 +1,5 @@
-/* e8p and lut weights x float activations, NEON: the AArch64 twin of
- * ref/lookup_ref.c's e8p and lut kernels, as x86/lookup_avx2.c is on x86
- * (vq runs its scalar twin on ARM). Batch 1 multiplies the decoded weights
+/* e8p, vq and lut weights x float activations, NEON: the AArch64 twin of
+ * ref/lookup_ref.c, as x86/lookup_avx2.c is on x86. Batch 1 multiplies the decoded weights
  * by x directly; larger batches decode 16 rows into a float tile for the
  * NEON float GEMM.
  *
@@ -9,6 +8,10 @@
  * low byte (kernels/lookup.h's tables, two 4-lane halves each), two FMAs;
  * e8p3's ball stage is one table row by its byte. Each stage's sum is
  * scaled once per row.
+ *
+ * vq, per stage: a codeword's coordinates 4 at a time against the
+ * activations (d = 2: two codewords per 4 lanes), the last ones and the
+ * columns past cols one at a time; each stage's sum scaled once per row.
  *
  * lut, per group: its 2^b fp16 levels become 16 floats (zeros past 2^b)
  * held in four registers, a 64-byte table. Per 8 weights the b bytes of
@@ -214,6 +217,79 @@ void lb_kernel_lut_neon(const lb_tensor *w, const lb_act *x, int r0, int r1, flo
     case 2: lut_run(w, x, r0, r1, y, ldy, tile, 2); break;
     case 3: lut_run(w, x, r0, r1, y, ldy, tile, 3); break;
     default: lut_run(w, x, r0, r1, y, ldy, tile, 4); break;
+    }
+}
+
+/* ---- vq ------------------------------------------------------------------- */
+
+/* sum over the columns below cols of codeword(v) . x, for one stage whose
+ * codes start at bit `bit` of the row's codes */
+static float vq_stage_dot(const float *book, const uint8_t *codes, uint64_t bit, int c, int d, int cols, const float *x) {
+    const unsigned mask = (1u << c) - 1u;
+    float32x4_t a0 = vdupq_n_f32(0.0f), a1 = vdupq_n_f32(0.0f);
+    float rest = 0.0f;
+    int64_t v = 0;
+    if (d == 2) /* two codewords of 8 bytes make 4 lanes */
+        for (; 2 * v + 4 <= cols; v += 2) {
+            const float *k0 = book + (size_t)lb_vq_code(codes, bit + (uint64_t)(v * c), mask) * 2;
+            const float *k1 = book + (size_t)lb_vq_code(codes, bit + (uint64_t)((v + 1) * c), mask) * 2;
+            a0 = vfmaq_f32(a0, vcombine_f32(vld1_f32(k0), vld1_f32(k1)), vld1q_f32(x + 2 * v));
+        }
+    for (; v * d < cols; v++) {
+        const float *cw = book + (size_t)lb_vq_code(codes, bit + (uint64_t)(v * c), mask) * (size_t)d, *xv = x + v * d;
+        const int n = cols - v * d < d ? (int)(cols - v * d) : d;
+        int i = 0;
+        for (; i + 8 <= n; i += 8) {
+            a0 = vfmaq_f32(a0, vld1q_f32(cw + i), vld1q_f32(xv + i));
+            a1 = vfmaq_f32(a1, vld1q_f32(cw + i + 4), vld1q_f32(xv + i + 4));
+        }
+        for (; i + 4 <= n; i += 4) a1 = vfmaq_f32(a1, vld1q_f32(cw + i), vld1q_f32(xv + i));
+        for (; i < n; i++) rest += cw[i] * xv[i];
+    }
+    return vaddvq_f32(vaddq_f32(a0, a1)) + rest;
+}
+
+/* row r as floats: stage 0's scaled codewords, then + each further stage's
+ * (a multiply, an add, as the format's dequantize_row rounds them) */
+static void vq_decode_row(const lb_tensor *w, int r, float *out) {
+    const int d = w->spec.vec_dim, c = w->spec.bits, stages = w->spec.vec_stages, cols = (int)w->cols;
+    const uint64_t stage_bits = (uint64_t)(w->layout.cols_padded / d) * (uint64_t)c;
+    const unsigned mask = (1u << c) - 1u;
+    const uint8_t *codes = lb_vq_codes(w, r);
+    for (int t = 0; t < stages; t++) {
+        const float *book = lb_vq_book(w, t);
+        const float a = lb_vq_scale(w, r, t);
+        for (int64_t v = 0; v * d < cols; v++) {
+            const float *cw = book + (size_t)lb_vq_code(codes, (uint64_t)t * stage_bits + (uint64_t)(v * c), mask) * (size_t)d;
+            float *o = out + v * d;
+            const int n = cols - v * d < d ? (int)(cols - v * d) : d;
+            int i = 0;
+            for (; i + 4 <= n; i += 4) {
+                float32x4_t val = vmulq_n_f32(vld1q_f32(cw + i), a);
+                vst1q_f32(o + i, t ? vaddq_f32(vld1q_f32(o + i), val) : val);
+            }
+            for (; i < n; i++) o[i] = t ? o[i] + a * cw[i] : a * cw[i];
+        }
+    }
+}
+
+void lb_kernel_vq_neon(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *tile) {
+    const int d = w->spec.vec_dim, c = w->spec.bits, stages = w->spec.vec_stages, cols = (int)w->cols;
+    if (x->n == 1) {
+        const uint64_t stage_bits = (uint64_t)(w->layout.cols_padded / d) * (uint64_t)c;
+        for (int r = r0; r < r1; r++) {
+            const uint8_t *codes = lb_vq_codes(w, r);
+            float sum = 0.0f;
+            for (int t = 0; t < stages; t++)
+                sum += lb_vq_scale(w, r, t) * vq_stage_dot(lb_vq_book(w, t), codes, (uint64_t)t * stage_bits, c, d, cols, x->f);
+            y[r] = sum;
+        }
+        return;
+    }
+    for (int t0 = r0; t0 < r1; t0 += LB_DEQUANT_TILE) { /* batches: 16 decoded rows through the float GEMM */
+        int t1 = t0 + LB_DEQUANT_TILE < r1 ? t0 + LB_DEQUANT_TILE : r1;
+        for (int r = t0; r < t1; r++) vq_decode_row(w, r, tile + (size_t)(r - t0) * (size_t)cols);
+        lb_gemm_nt_neon(x->n, t1 - t0, cols, x->f, cols, tile, cols, y + t0, ldy);
     }
 }
 #endif
