@@ -42,13 +42,17 @@ def knapsack(options, budget):
     return front[-1][1], front[-1][2]
 
 
+def geometric(k0, k1, t):
+    """the KL a fraction t of the way from k0 to k1, log KL linear"""
+    return math.exp((1 - t) * math.log(k0) + t * math.log(k1))
+
+
 def interpolated(points, bits):
     """log-linear KL at `bits` between the measured (bits, kl) points around it"""
     pts = sorted(p for p in points if p[1] > 0)
     for (b0, k0), (b1, k1) in zip(pts, pts[1:]):
         if b0 <= bits <= b1 and b1 > b0:
-            t = (bits - b0) / (b1 - b0)
-            return math.exp((1 - t) * math.log(k0) + t * math.log(k1))
+            return geometric(k0, k1, (bits - b0) / (b1 - b0))
     return None
 
 
@@ -74,7 +78,7 @@ def ladders(plan, rungs):
     cont = []
     for opts in measured:
         pts = sorted(p for p in opts if p[1] > 0)
-        more = [(whole_bytes(b0 + i / 10 * (b1 - b0)), math.exp((1 - i / 10) * math.log(k0) + i / 10 * math.log(k1)))
+        more = [(whole_bytes(b0 + i / 10 * (b1 - b0)), geometric(k0, k1, i / 10))
                 for (b0, k0), (b1, k1) in zip(pts, pts[1:]) for i in range(1, 10)]
         cont.append(opts + more)
     out.append(('continuum (9 rungs between neighbours)', cont))

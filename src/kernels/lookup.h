@@ -103,6 +103,13 @@ static inline void lb_lut_group(const lb_tensor *w, int64_t r, int64_t g, const 
     *codes = *levels + lb_lut_table_bytes(&w->spec);
 }
 
+/* the columns group g of a row covers (its first at g group_len), fewer in
+ * the last group when cols does not fill it */
+static inline int lb_lut_group_cols(const lb_tensor *w, int64_t g) {
+    const int64_t G = w->layout.group_len, left = w->cols - g * G;
+    return (int)(left < G ? left : G);
+}
+
 /* the 8 codes whose b bytes start at p, code l at bits [b l, b l + b) (built
  * in a register: a memcpy of 3 bytes into a 4-byte variable compiles to
  * narrow stores and a wide reload, which stalls store forwarding) */
@@ -147,6 +154,11 @@ static inline unsigned lb_vq_code(const uint8_t *codes, uint64_t bit, unsigned m
     uint32_t u;
     memcpy(&u, codes + (bit >> 3), sizeof u);
     return u >> (bit & 7) & mask;
+}
+
+/* bits of one stage's codes in a row: stage t's start at t times this */
+static inline uint64_t lb_vq_stage_bits(const lb_tensor *w) {
+    return (uint64_t)(w->layout.cols_padded / w->spec.vec_dim) * (uint64_t)w->spec.bits;
 }
 
 /* row r's codes: stage t's code of vector v at bit (t nvec + v) c */

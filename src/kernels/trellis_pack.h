@@ -99,6 +99,12 @@ static inline int lb_trellis_piece(const lb_tensor *w, int r) {
     return s;
 }
 
+/* down: one past the last column of scale group g (cols for the last group) */
+static inline int lb_trellis_group_end(const lb_tensor *w, int g) {
+    const int64_t end = (g + 1) * lb_trellis_packed(w)->group_len;
+    return end < w->cols ? (int)end : (int)w->cols;
+}
+
 /* down: the rows [row, row + *m) of one piece that one 16-byte load per
  * column gives, the 8 steps from the one holding row (8 V rows from *first,
  * that step's first row: row itself for V = 1), clipped to the piece and to

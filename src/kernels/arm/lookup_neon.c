@@ -145,12 +145,6 @@ static inline void lut_word(const uint8x16x4_t *t, const code_unpack *cu, uint32
     }
 }
 
-/* the columns of group g: cnt weights from column g G */
-static inline int group_count(const lb_tensor *w, int64_t g) {
-    const int64_t G = w->layout.group_len, left = w->cols - g * G;
-    return (int)(left < G ? left : G);
-}
-
 static inline float row_dot(const lb_tensor *w, const code_unpack *cu, int64_t r, const float *x, int b) {
     const int64_t G = w->layout.group_len;
     float32x4_t a0 = vdupq_n_f32(0.0f), a1 = vdupq_n_f32(0.0f), v[2];
@@ -159,7 +153,7 @@ static inline float row_dot(const lb_tensor *w, const code_unpack *cu, int64_t r
         lb_lut_group(w, r, g, &lv, &codes);
         const uint8x16x4_t t = levels_of(lv, b);
         const float *xg = x + g * G;
-        const int cnt = group_count(w, g);
+        const int cnt = lb_lut_group_cols(w, g);
         int j = 0;
         for (; j + 8 <= cnt; j += 8) {
             lut_word(&t, cu, lb_lut_bits(codes + j / 8 * b, b), v);
@@ -185,7 +179,7 @@ static inline void decode_row(const lb_tensor *w, const code_unpack *cu, int64_t
         lb_lut_group(w, r, g, &lv, &codes);
         const uint8x16x4_t t = levels_of(lv, b);
         float *o = out + g * G;
-        const int cnt = group_count(w, g);
+        const int cnt = lb_lut_group_cols(w, g);
         for (int j = 0; j < cnt; j += 8) {
             float tmp[8];
             lut_word(&t, cu, lb_lut_bits(codes + j / 8 * b, b), v);
@@ -253,7 +247,7 @@ static float vq_stage_dot(const float *book, const uint8_t *codes, uint64_t bit,
  * (a multiply, an add, as the format's dequantize_row rounds them) */
 static void vq_decode_row(const lb_tensor *w, int r, float *out) {
     const int d = w->spec.vec_dim, c = w->spec.bits, stages = w->spec.vec_stages, cols = (int)w->cols;
-    const uint64_t stage_bits = (uint64_t)(w->layout.cols_padded / d) * (uint64_t)c;
+    const uint64_t stage_bits = lb_vq_stage_bits(w);
     const unsigned mask = (1u << c) - 1u;
     const uint8_t *codes = lb_vq_codes(w, r);
     for (int t = 0; t < stages; t++) {
@@ -276,7 +270,7 @@ static void vq_decode_row(const lb_tensor *w, int r, float *out) {
 void lb_kernel_vq_neon(const lb_tensor *w, const lb_act *x, int r0, int r1, float *y, int ldy, float *tile) {
     const int d = w->spec.vec_dim, c = w->spec.bits, stages = w->spec.vec_stages, cols = (int)w->cols;
     if (x->n == 1) {
-        const uint64_t stage_bits = (uint64_t)(w->layout.cols_padded / d) * (uint64_t)c;
+        const uint64_t stage_bits = lb_vq_stage_bits(w);
         for (int r = r0; r < r1; r++) {
             const uint8_t *codes = lb_vq_codes(w, r);
             float sum = 0.0f;

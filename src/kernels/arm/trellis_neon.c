@@ -136,25 +136,17 @@ static void decode_row(const lb_tensor *w, const decoder *d, int r, float *out) 
     }
 }
 
-/* the columns [c0, c1) of scale group g */
-static inline void group_cols(const lb_trellis_pack *p, int cols, int g, int *c0, int *c1) {
-    *c0 = (int)(g * p->group_len);
-    *c1 = (int)((g + 1) * p->group_len) < cols ? (int)((g + 1) * p->group_len) : cols;
-}
-
 /* down: y[r] for r0 <= r < r1, one window of 8 V rows at a time walking the
  * columns (one 16-byte load per column gives its 8 steps) */
 static inline void gemv_down(const lb_tensor *w, const decoder *dec, const float *x, int r0, int r1, float *y, int V) {
     const lb_trellis_pack *p = lb_trellis_packed(w);
-    const int cols = (int)w->cols;
     for (int row = r0; row < r1;) {
         int first, m, res;
         const uint8_t *base = lb_trellis_down_window(w, row, r1, &first, &m, &res);
         const decoder *d = &dec[res];
         float32x4_t tot[4] = {vdupq_n_f32(0.0f), vdupq_n_f32(0.0f), vdupq_n_f32(0.0f), vdupq_n_f32(0.0f)}, v[4];
         for (int g = 0; g < p->groups; g++) {
-            int c, c1;
-            group_cols(p, cols, g, &c, &c1);
+            int c = (int)(g * p->group_len), c1 = lb_trellis_group_end(w, g);
             float32x4_t a[4] = {vdupq_n_f32(0.0f), vdupq_n_f32(0.0f), vdupq_n_f32(0.0f), vdupq_n_f32(0.0f)};
             for (; c < c1; c++) {
                 decode(d, base + (size_t)c * p->row_bytes, V, v);

@@ -216,14 +216,14 @@ LB_AVX2 static LB_INLINE __m256 lut_word(lut_levels L, uint32_t u, int b, __m256
 }
 
 LB_AVX2 static LB_INLINE float lut_row_dot(const lb_tensor *w, int64_t r, const float *x, int b, __m256i sh, __m256i sh3) {
-    const int64_t G = w->layout.group_len, cols = w->cols;
+    const int64_t G = w->layout.group_len;
     __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
     for (int64_t g = 0; g < lb_lut_groups(w); g++) {
         const uint8_t *lv, *codes;
         lb_lut_group(w, r, g, &lv, &codes);
         const lut_levels L = lut_load(lv, b);
         const float *xg = x + g * G;
-        const int cnt = (int)(cols - g * G < G ? cols - g * G : G);
+        const int cnt = lb_lut_group_cols(w, g);
         int j = 0;
         for (; j + 16 <= cnt; j += 16) {
             a0 = _mm256_fmadd_ps(lut_word(L, lb_lut_bits(codes + j / 8 * b, b), b, sh, sh3), _mm256_loadu_ps(xg + j), a0);
@@ -236,13 +236,13 @@ LB_AVX2 static LB_INLINE float lut_row_dot(const lb_tensor *w, int64_t r, const 
 }
 
 LB_AVX2 static LB_INLINE void lut_decode_row(const lb_tensor *w, int64_t r, float *out, int b, __m256i sh, __m256i sh3) {
-    const int64_t G = w->layout.group_len, cols = w->cols;
+    const int64_t G = w->layout.group_len;
     for (int64_t g = 0; g < lb_lut_groups(w); g++) {
         const uint8_t *lv, *codes;
         lb_lut_group(w, r, g, &lv, &codes);
         const lut_levels L = lut_load(lv, b);
         float *o = out + g * G;
-        const int cnt = (int)(cols - g * G < G ? cols - g * G : G);
+        const int cnt = lb_lut_group_cols(w, g);
         for (int j = 0; j < cnt; j += 8) {
             __m256 v = lut_word(L, lb_lut_bits(codes + j / 8 * b, b), b, sh, sh3);
             if (cnt - j >= 8) _mm256_storeu_ps(o + j, v);
@@ -351,7 +351,7 @@ LB_AVX2 static LB_INLINE void vq_stage(const float *book, const uint8_t *codes, 
 LB_AVX2 static LB_INLINE void vq_rows(const lb_tensor *w, const float *x, int i0, int r0, int r1, float *y, int ldy,
                                       const int D, const int NB) {
     const int d = w->spec.vec_dim, c = w->spec.bits, stages = w->spec.vec_stages, cols = (int)w->cols;
-    const uint64_t stage_bits = (uint64_t)(w->layout.cols_padded / d) * (uint64_t)c;
+    const uint64_t stage_bits = lb_vq_stage_bits(w);
     const float *xs[4];
     for (int j = 0; j < NB; j++) xs[j] = x + (size_t)(i0 + j) * (size_t)cols;
     for (int r = r0; r < r1; r++) {
@@ -374,7 +374,7 @@ LB_AVX2 static LB_INLINE void vq_rows(const lb_tensor *w, const float *x, int i0
  * rounded as the format's dequantize_row rounds them (a multiply, an add) */
 LB_AVX2 static LB_INLINE void vq_decode_row(const lb_tensor *w, int r, float *out, const int D) {
     const int d = w->spec.vec_dim, c = w->spec.bits, stages = w->spec.vec_stages, cols = (int)w->cols;
-    const uint64_t stage_bits = (uint64_t)(w->layout.cols_padded / d) * (uint64_t)c;
+    const uint64_t stage_bits = lb_vq_stage_bits(w);
     const unsigned mask = (1u << c) - 1u;
     const uint8_t *codes = lb_vq_codes(w, r);
     for (int t = 0; t < stages; t++) {

@@ -180,14 +180,13 @@ LB_AVX2 static void decode_row(const lb_tensor *w, const decoder *d, int r, floa
  * columns (one 16-byte load per column gives the 8 rows' states) */
 LB_AVX2 static void gemv_down(const lb_tensor *w, const decoder *dec, const float *x, int r0, int r1, float *y) {
     const lb_trellis_pack *p = lb_trellis_packed(w);
-    const int cols = (int)w->cols;
     for (int row = r0; row < r1;) {
         int first, m, res; /* first == row: one weight per step */
         const uint8_t *base = lb_trellis_down_window(w, row, r1, &first, &m, &res);
         const decoder *d = &dec[res];
         __m256 tot = _mm256_setzero_ps();
         for (int g = 0; g < p->groups; g++) {
-            int c = (int)(g * p->group_len), c1 = (int)((g + 1) * p->group_len) < cols ? (int)((g + 1) * p->group_len) : cols;
+            int c = (int)(g * p->group_len), c1 = lb_trellis_group_end(w, g);
             __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
             for (; c + 2 <= c1; c += 2) {
                 a0 = _mm256_fmadd_ps(decode8(d, base + (size_t)c * p->row_bytes), _mm256_broadcast_ss(x + c), a0);
@@ -223,7 +222,6 @@ LB_AVX2 static void decode_tile_down(const lb_tensor *w, const decoder *dec, int
 /* v2 down: y[r] for r0 <= r < r1, 16 rows at a time walking the columns */
 LB_AVX2 static void gemv_down_v2(const lb_tensor *w, const decoder *dec, const float *x, int r0, int r1, float *y) {
     const lb_trellis_pack *p = lb_trellis_packed(w);
-    const int cols = (int)w->cols;
     float out[16];
     for (int row = r0; row < r1;) {
         int first, m, res;
@@ -231,7 +229,7 @@ LB_AVX2 static void gemv_down_v2(const lb_tensor *w, const decoder *dec, const f
         const decoder *d = &dec[res];
         __m256 tot0 = _mm256_setzero_ps(), tot1 = _mm256_setzero_ps();
         for (int g = 0; g < p->groups; g++) {
-            int c = (int)(g * p->group_len), c1 = (int)((g + 1) * p->group_len) < cols ? (int)((g + 1) * p->group_len) : cols;
+            int c = (int)(g * p->group_len), c1 = lb_trellis_group_end(w, g);
             __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), lo, hi;
             for (; c < c1; c++) {
                 __m256 xc = _mm256_broadcast_ss(x + c);
